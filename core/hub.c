@@ -1,0 +1,2 @@
+/* hub.c: see hub.h (being written) */
+#include "hub.h"

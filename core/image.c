@@ -1,0 +1,2 @@
+/* image.c: see image.h (being written) */
+#include "image.h"

@@ -1,0 +1,54 @@
+/* image.h: pre- and post-processing equal to transformers' Sam2ImageProcessor.
+ *
+ * Preprocessing: 8-bit frame -> resize to the model's square input with torchvision's uint8
+ * bilinear antialiased resize (what the processor runs on CPU tensors: separable passes with
+ * fixed-point int16 weights, rounded back to 8 bits after each pass) -> (x / 255 - mean) / std
+ * with the ImageNet mean and std -> planar (3, S, S) float.
+ *
+ * Post-processing: low-res mask logits -> F.interpolate(bilinear, align_corners=False) to the
+ * frame size -> threshold -> bounding box.
+ */
+#ifndef SAM2_IMAGE_H
+#define SAM2_IMAGE_H
+
+#include "sam2.h"
+
+G_BEGIN_DECLS
+
+/* Everything that depends only on (input size, output size): tap indices and fixed-point weights
+ * of both passes and the intermediate buffer. Built once per frame size, reused for every frame. */
+typedef struct _Sam2Resampler Sam2Resampler;
+
+Sam2Resampler *sam2_resampler_new (int in_width, int in_height, int out_width, int out_height,
+                                   GError **error);
+void sam2_resampler_free (Sam2Resampler *r);
+int sam2_resampler_in_width (const Sam2Resampler *r);
+int sam2_resampler_in_height (const Sam2Resampler *r);
+
+/* Resizes 8-bit interleaved pixels to (out_h, out_w, 3) RGB bytes, exactly as torchvision. */
+void sam2_resampler_resize_rgb8 (Sam2Resampler *r, const guint8 *pixels, int stride,
+                                 Sam2PixelFormat format, guint8 *out_rgb);
+
+/* Resize + ImageNet normalisation into planar (3, out_h, out_w) floats. */
+void sam2_preprocess (Sam2Resampler *r, const guint8 *pixels, int stride, Sam2PixelFormat format,
+                      float *pixel_values);
+
+/* Normalises already-sized (h, w, 3) RGB bytes into planar floats (no resize). */
+void sam2_normalize_rgb8 (const guint8 *rgb, int width, int height, float *pixel_values);
+
+/* Bytes per pixel of a format (3 or 4); and whether it is stored B, G, R. */
+int sam2_pixel_format_bpp (Sam2PixelFormat format);
+
+/* F.interpolate(src[None, None], (out_h, out_w), mode="bilinear", align_corners=False). */
+void sam2_upsample_bilinear (const float *src, int src_h, int src_w, float *dst, int out_h,
+                             int out_w);
+
+/* dst[i] = src[i] > threshold; returns the number of set pixels. */
+size_t sam2_threshold (const float *src, size_t n, float threshold, guint8 *dst);
+
+/* Inclusive bounding box of the non-zero pixels; x1 < x0 when there are none. */
+Sam2Box sam2_mask_box (const guint8 *mask, int width, int height);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,2 @@
+/* safetensors.c: see safetensors.h (being written) */
+#include "safetensors.h"

@@ -1,0 +1,175 @@
+/* sam2.h: Segment Anything 2 in C.
+ *
+ * Load a HuggingFace SAM2 / SAM2.1 checkpoint, encode a frame once, then ask for masks from point,
+ * box and mask prompts as often as you like.
+ *
+ *   GError *error = NULL;
+ *   Sam2Model *model = sam2_model_load ("tiny", &error);        // a directory, an HF id or a shortcut
+ *   if (model == NULL) {
+ *     g_printerr ("%s\n", error->message);                      // says which command fetches the files
+ *     return 1;
+ *   }
+ *   Sam2Session *session = sam2_session_new (model, &error);   // per-stream state, allocated once
+ *
+ *   // once per frame: preprocessing + image encoder
+ *   sam2_session_set_image (session, rgb, width, height, stride, SAM2_PIXEL_FORMAT_RGB, &error);
+ *
+ *   // once per prompt set: prompt encoder + mask decoder + upsampling to the frame
+ *   Sam2Point click = { .x = 320.f, .y = 240.f, .label = SAM2_LABEL_POSITIVE };
+ *   Sam2Prompt object = { .points = &click, .n_points = 1 };
+ *   Sam2PredictOptions options = SAM2_PREDICT_OPTIONS_INIT;
+ *   const Sam2Result *result = sam2_session_predict (session, &object, 1, &options, &error);
+ *   // result->masks: (n_objects, n_masks, height, width) bytes 0/1; result->boxes, result->iou_scores
+ *
+ *   sam2_session_free (session);
+ *   sam2_model_unref (model);
+ *
+ * Conventions: fallible calls take `GError **error` last and return FALSE / NULL; nothing here
+ * aborts or exits. A model is read-only and may be shared by sessions in several threads; a
+ * session is used by one thread at a time. Results point into the session and stay valid until
+ * the next call on that session.
+ */
+#ifndef SAM2_H
+#define SAM2_H
+
+#include <glib.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+#define SAM2_ERROR (sam2_error_quark ())
+GQuark sam2_error_quark (void);
+
+typedef enum {
+  SAM2_ERROR_IO,              /* a file could not be read or written */
+  SAM2_ERROR_FORMAT,          /* a file is corrupt, truncated or not what it claims to be */
+  SAM2_ERROR_CONFIG,          /* config.json is missing keys, has wrong types or an unsupported model */
+  SAM2_ERROR_WEIGHTS,         /* a tensor is missing, has the wrong shape or an unsupported dtype */
+  SAM2_ERROR_NOT_FOUND,       /* a model reference did not resolve to files on this machine */
+  SAM2_ERROR_INVALID_ARGUMENT,/* a prompt, image or option the model cannot take */
+  SAM2_ERROR_BACKEND,         /* the compute backend failed or is unavailable */
+  SAM2_ERROR_VERSION,         /* a file written by an incompatible version of this library */
+} Sam2ErrorCode;
+
+typedef struct _Sam2Model Sam2Model;
+typedef struct _Sam2Session Sam2Session;
+
+/* ---- models ---------------------------------------------------------------------------- */
+
+/* `reference` is a directory holding config.json and model.safetensors, a HuggingFace id
+ * ("facebook/sam2.1-hiera-tiny") found in the standard HF cache, or a shortcut: "tiny", "small",
+ * "base" / "base-plus", "large" (the sam2.1 ids). Both Sam2Model ("sam2") and Sam2VideoModel
+ * ("sam2_video") checkpoints load; weights only the video model uses are ignored. */
+Sam2Model *sam2_model_load (const char *reference, GError **error);
+
+/* The same, from explicit files (config.json text and a safetensors path). */
+Sam2Model *sam2_model_load_files (const char *config_json_path, const char *weights_path,
+                                  GError **error);
+
+Sam2Model *sam2_model_ref (Sam2Model *model);
+void sam2_model_unref (Sam2Model *model);
+
+/* Side of the square model input (1024 for the released checkpoints). */
+int sam2_model_get_image_size (const Sam2Model *model);
+/* Side of the square low-resolution mask logits (image size / 4). */
+int sam2_model_get_mask_size (const Sam2Model *model);
+/* A human-readable, multi-line summary (architecture, parameter count, size on disk). */
+char *sam2_model_describe (const Sam2Model *model);
+
+/* ---- sessions ---------------------------------------------------------------------------- */
+
+typedef enum {
+  SAM2_PIXEL_FORMAT_RGB,
+  SAM2_PIXEL_FORMAT_RGBA,
+  SAM2_PIXEL_FORMAT_RGBX,
+  SAM2_PIXEL_FORMAT_BGR,
+  SAM2_PIXEL_FORMAT_BGRA,
+  SAM2_PIXEL_FORMAT_BGRX,
+} Sam2PixelFormat;
+
+/* Point labels as in SAM: positive / negative clicks, box corners, and "not a point". */
+typedef enum {
+  SAM2_LABEL_PAD = -10,        /* ignored entirely */
+  SAM2_LABEL_NOT_A_POINT = -1,
+  SAM2_LABEL_NEGATIVE = 0,
+  SAM2_LABEL_POSITIVE = 1,
+  SAM2_LABEL_BOX_TOP_LEFT = 2,
+  SAM2_LABEL_BOX_BOTTOM_RIGHT = 3,
+} Sam2Label;
+
+typedef struct {
+  float x, y;                  /* pixels; x first */
+  int label;                   /* a Sam2Label */
+} Sam2Point;
+
+/* One object to segment: any number of points, an optional box, an optional mask. */
+typedef struct {
+  const Sam2Point *points;
+  int n_points;
+  gboolean has_box;
+  float box[4];                /* x0, y0, x1, y1 in pixels */
+  const float *mask_logits;    /* optional (mask_size, mask_size) low-res logits, e.g. a previous
+                                  result for the same object; NULL for none */
+} Sam2Prompt;
+
+typedef struct {
+  gboolean multimask;          /* three candidate masks per object instead of one */
+  float mask_threshold;        /* logit above which a pixel is in the mask (0 in SAM) */
+  gboolean frame_masks;        /* upsample to the frame and threshold (FALSE: low-res logits only) */
+} Sam2PredictOptions;
+
+#define SAM2_PREDICT_OPTIONS_INIT { FALSE, 0.0f, TRUE }
+
+typedef struct {
+  int x0, y0, x1, y1;          /* inclusive pixel bounds; x1 < x0 when the mask is empty */
+} Sam2Box;
+
+typedef struct {
+  int n_objects;
+  int n_masks;                 /* per object: 3 with multimask, else 1 */
+  int width, height;           /* frame size of `masks` */
+  int mask_size;               /* side of the low-res logits */
+  const float *iou_scores;     /* (n_objects, n_masks) predicted IoU */
+  const float *object_scores;  /* (n_objects) object-presence logits (> 0: present) */
+  const float *lowres_logits;  /* (n_objects, n_masks, mask_size, mask_size) */
+  const guint8 *masks;         /* (n_objects, n_masks, height, width) 0/1; NULL unless frame_masks */
+  const Sam2Box *boxes;        /* (n_objects, n_masks); NULL unless frame_masks */
+} Sam2Result;
+
+Sam2Session *sam2_session_new (Sam2Model *model, GError **error);
+void sam2_session_free (Sam2Session *session);
+
+/* Preprocesses (resize to the model's square input exactly as Sam2ImageProcessor does: bilinear
+ * with antialiasing on 8-bit pixels, then ImageNet normalisation) and runs the image encoder. */
+gboolean sam2_session_set_image (Sam2Session *session, const guint8 *pixels, int width, int height,
+                                 int stride, Sam2PixelFormat format, GError **error);
+
+/* Prompts in frame pixels. One result entry per prompt (object). */
+const Sam2Result *sam2_session_predict (Sam2Session *session, const Sam2Prompt *prompts,
+                                        int n_prompts, const Sam2PredictOptions *options,
+                                        GError **error);
+
+/* ---- lower level: model-input space, for checks, calibration and tools --------------------- */
+
+/* Runs the image encoder on already preprocessed pixels, (3, S, S) float, S the image size. */
+gboolean sam2_session_encode (Sam2Session *session, const float *pixel_values, GError **error);
+
+/* The encoder outputs the mask decoder uses, channels-last (h, w, c): level 0 and 1 are the
+ * high-resolution features after conv_s0 / conv_s1, level 2 the image embedding (with the
+ * "no memory" embedding added), i.e. HF's `image_embeddings` transposed to (H, W, C). */
+const float *sam2_session_get_features (Sam2Session *session, int level, int *height, int *width,
+                                        int *channels);
+
+/* Prompts in model-input pixels (what HF's processor produces); low-res logits only. */
+const Sam2Result *sam2_session_decode (Sam2Session *session, const Sam2Prompt *prompts,
+                                       int n_prompts, gboolean multimask, GError **error);
+
+/* ---- process-wide --------------------------------------------------------------------- */
+
+/* Threads for BLAS and for our own parallel loops; 0 = one per core. */
+void sam2_set_num_threads (int n_threads);
+int sam2_get_num_threads (void);
+
+G_END_DECLS
+
+#endif /* SAM2_H */
