@@ -1,0 +1,260 @@
+/* backend-cpu.c: the reference backend. GEMMs go to OpenBLAS (OpenMP build, so BLAS and the
+ * loops here share one thread pool); everything else is plain C parallelised with OpenMP. */
+#include "backend.h"
+#include "ops-cpu.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* Queries handled per attention task: bounds the score scratch to rows x len_k per thread while
+ * keeping each GEMM large enough to run near BLAS speed. */
+#define ATTENTION_ROW_BLOCK 128
+
+typedef struct {
+  Sam2Backend parent;
+  float *scores;               /* (n_threads, ATTENTION_ROW_BLOCK, max_len_k) */
+  size_t scores_per_thread;
+  int scratch_threads;
+} Sam2BackendCpu;
+
+static float *
+cpu_alloc (Sam2Backend *b, size_t n)
+{
+  return g_try_malloc (MAX (n, 1) * sizeof (float));
+}
+
+static void
+cpu_free (Sam2Backend *b, float *p)
+{
+  g_free (p);
+}
+
+static int
+cpu_copy (Sam2Backend *b, float *dst, const float *src, size_t n)
+{
+  memcpy (dst, src, n * sizeof (float));
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_reserve_attention (Sam2Backend *b, int max_len_q, int max_len_k)
+{
+  Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
+  int threads = omp_get_max_threads ();
+  size_t need = (size_t) MIN (max_len_q, ATTENTION_ROW_BLOCK) * (size_t) max_len_k;
+  if (need <= cpu->scores_per_thread && threads <= cpu->scratch_threads)
+    return SAM2_STATUS_OK;
+  need = MAX (need, cpu->scores_per_thread);
+  threads = MAX (threads, cpu->scratch_threads);
+  float *scores = g_try_malloc (need * threads * sizeof (float));
+  if (scores == NULL)
+    return SAM2_STATUS_OUT_OF_MEMORY;
+  g_free (cpu->scores);
+  cpu->scores = scores;
+  cpu->scores_per_thread = need;
+  cpu->scratch_threads = threads;
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, float *y, Sam2Act act,
+            const float *residual)
+{
+  g_return_val_if_fail (act == SAM2_ACT_NONE || residual == NULL, SAM2_STATUS_UNSUPPORTED);
+  if (l->quant != NULL)
+    return SAM2_STATUS_UNSUPPORTED;
+  const int N = l->out_features, K = l->in_features;
+  float beta = 0.0f;
+  if (residual != NULL) {
+    if (residual != y)
+      memcpy (y, residual, (size_t) M * N * sizeof (float));
+    beta = 1.0f;
+  }
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, l->weight, K, beta,
+               y, N);
+  sam2_cpu_bias_act (y, M, N, l->bias, act);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_layer_norm (Sam2Backend *b, const Sam2LayerNorm *n, const float *x, int M, float *y)
+{
+  sam2_cpu_layer_norm (x, M, n->dim, n->weight, n->bias, n->eps, y);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_activation (Sam2Backend *b, Sam2Act act, float *x, size_t n)
+{
+  sam2_cpu_activation (act, x, n);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_add (Sam2Backend *b, float *y, const float *a, const float *c, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++)
+    y[i] = a[i] + c[i];
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_add_row (Sam2Backend *b, float *y, const float *x, const float *row, int M, int C)
+{
+#pragma omp parallel for schedule(static) if ((size_t) M * C > 65536)
+  for (int m = 0; m < M; m++)
+    for (int c = 0; c < C; c++)
+      y[(size_t) m * C + c] = x[(size_t) m * C + c] + row[c];
+  return SAM2_STATUS_OK;
+}
+
+/* One block of queries of one head: S = scale q k^T, row softmax, out = S v. */
+static void
+attention_block (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq, float *scores)
+{
+  const size_t hoff = (size_t) head * a->head_dim;
+  const float *q = a->q + seq * a->q_batch_stride + (size_t) q0 * a->q_ld + hoff;
+  const float *k = a->k + seq * a->k_batch_stride + hoff;
+  const float *v = a->v + seq * a->v_batch_stride + hoff;
+  float *out = a->out + seq * a->out_batch_stride + (size_t) q0 * a->out_ld + hoff;
+
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, nq, a->len_k, a->head_dim, a->scale, q,
+               a->q_ld, k, a->k_ld, 0.0f, scores, a->len_k);
+  sam2_cpu_softmax_rows (scores, nq, a->len_k);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, a->head_dim, a->len_k, 1.0f, scores,
+               a->len_k, v, a->v_ld, 0.0f, out, a->out_ld);
+}
+
+static int
+cpu_attention (Sam2Backend *b, const Sam2AttentionArgs *a)
+{
+  Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
+  int status = cpu_reserve_attention (b, a->len_q, a->len_k);
+  if (status != SAM2_STATUS_OK)
+    return status;
+
+  const int row_blocks = (a->len_q + ATTENTION_ROW_BLOCK - 1) / ATTENTION_ROW_BLOCK;
+  const long tasks = (long) a->batch * a->heads * row_blocks;
+#pragma omp parallel for schedule(dynamic, 1) if (tasks > 1)
+  for (long t = 0; t < tasks; t++) {
+    int rb = (int) (t % row_blocks);
+    int head = (int) ((t / row_blocks) % a->heads);
+    int seq = (int) (t / ((long) row_blocks * a->heads));
+    int q0 = rb * ATTENTION_ROW_BLOCK;
+    int nq = MIN (ATTENTION_ROW_BLOCK, a->len_q - q0);
+    float *scores = cpu->scores + (size_t) omp_get_thread_num () * cpu->scores_per_thread;
+    attention_block (a, seq, head, q0, nq, scores);
+  }
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_window_partition (Sam2Backend *b, const float *x, int H, int W, int C, int ws, float *win)
+{
+  sam2_cpu_window_partition (x, H, W, C, ws, win);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_window_unpartition (Sam2Backend *b, const float *win, int n_win_h, int n_win_w, int ws, int C,
+                        int H, int W, float *x)
+{
+  sam2_cpu_window_unpartition (win, n_win_h, n_win_w, ws, C, H, W, x);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_max_pool (Sam2Backend *b, const float *x, int n_img, int H, int W, int C, int ld, int s,
+              float *y)
+{
+  sam2_cpu_max_pool (x, n_img, H, W, C, ld, s, y);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_im2col_planar (Sam2Backend *b, const float *x, int C, int H, int W, int kh, int kw,
+                   int stride, int pad, float *cols)
+{
+  sam2_cpu_im2col_planar (x, C, H, W, kh, kw, stride, pad, cols);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_im2col (Sam2Backend *b, const float *x, int H, int W, int C, int kh, int kw, int stride,
+            int pad, float *cols)
+{
+  sam2_cpu_im2col (x, H, W, C, kh, kw, stride, pad, cols);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_add_upsample2x (Sam2Backend *b, float *y, const float *x, int H, int W, int C)
+{
+  sam2_cpu_add_upsample2x (y, x, H, W, C);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_depth_to_space2x (Sam2Backend *b, const float *x, int H, int W, int C, const float *addend,
+                      float *y)
+{
+  sam2_cpu_depth_to_space2x (x, H, W, C, addend, y);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cpu_matmul_nt (Sam2Backend *b, const float *A, const float *B, int M, int N, int K, float *C)
+{
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+  return SAM2_STATUS_OK;
+}
+
+static void
+cpu_destroy (Sam2Backend *b)
+{
+  Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
+  g_free (cpu->scores);
+  g_free (cpu);
+}
+
+static const Sam2BackendOps cpu_ops = {
+  .name = "cpu",
+  .destroy = cpu_destroy,
+  .alloc = cpu_alloc,
+  .free = cpu_free,
+  .upload = cpu_copy,
+  .download = cpu_copy,
+  .reserve_attention = cpu_reserve_attention,
+  .linear = cpu_linear,
+  .layer_norm = cpu_layer_norm,
+  .activation = cpu_activation,
+  .add = cpu_add,
+  .add_row = cpu_add_row,
+  .attention = cpu_attention,
+  .window_partition = cpu_window_partition,
+  .window_unpartition = cpu_window_unpartition,
+  .max_pool = cpu_max_pool,
+  .im2col_planar = cpu_im2col_planar,
+  .im2col = cpu_im2col,
+  .add_upsample2x = cpu_add_upsample2x,
+  .depth_to_space2x = cpu_depth_to_space2x,
+  .matmul_nt = cpu_matmul_nt,
+};
+
+Sam2Backend *
+sam2_backend_cpu_new (void)
+{
+  Sam2BackendCpu *cpu = g_new0 (Sam2BackendCpu, 1);
+  cpu->parent.ops = &cpu_ops;
+  return &cpu->parent;
+}
+
+void
+sam2_backend_free (Sam2Backend *b)
+{
+  if (b != NULL)
+    b->ops->destroy (b);
+}

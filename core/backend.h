@@ -1,0 +1,105 @@
+/* backend.h: the small op table the model runs on.
+ *
+ * The model code (hiera.c, neck.c, mask-decoder.c) describes the computation as calls to these
+ * ops on buffers the session allocated through the same backend; it never touches activations
+ * itself. The CPU backend is the oracle; a CUDA backend implements the same table on device
+ * memory and is tested op by op against it.
+ *
+ * All tensors are float32, row-major, channels-last: a (H, W, C) map is H*W rows of C floats.
+ * Ops return 0 on success or a negative SAM2_STATUS_* code; the session turns a failure into a
+ * GError once, at the API boundary.
+ */
+#ifndef SAM2_BACKEND_H
+#define SAM2_BACKEND_H
+
+#include "model.h"
+
+G_BEGIN_DECLS
+
+enum {
+  SAM2_STATUS_OK = 0,
+  SAM2_STATUS_OUT_OF_MEMORY = -1,
+  SAM2_STATUS_DEVICE = -2,
+  SAM2_STATUS_UNSUPPORTED = -3,
+};
+
+/* Multi-head attention over `batch` independent sequences. Row `i` of sequence `s` of X lives at
+ * X + s * X_batch_stride + i * X_ld; head h occupies columns [h * head_dim, (h + 1) * head_dim).
+ * out = softmax(scale * q k^T) v per head, written the same way (heads concatenated). */
+typedef struct {
+  int batch;
+  int heads;
+  int head_dim;
+  int len_q;
+  int len_k;
+  float scale;
+  const float *q; int q_ld; size_t q_batch_stride;
+  const float *k; int k_ld; size_t k_batch_stride;
+  const float *v; int v_ld; size_t v_batch_stride;
+  float *out; int out_ld; size_t out_batch_stride;
+} Sam2AttentionArgs;
+
+typedef struct _Sam2Backend Sam2Backend;
+
+typedef struct {
+  const char *name;
+  void (*destroy) (Sam2Backend *b);
+
+  /* memory: device buffers of floats (host memory for the CPU backend) */
+  float *(*alloc) (Sam2Backend *b, size_t n_floats);
+  void (*free) (Sam2Backend *b, float *p);
+  int (*upload) (Sam2Backend *b, float *dst, const float *host, size_t n);
+  int (*download) (Sam2Backend *b, float *host, const float *src, size_t n);
+  /* Called once per session with the largest attention it will run, so no op allocates later. */
+  int (*reserve_attention) (Sam2Backend *b, int max_len_q, int max_len_k);
+
+  /* y (M, N) = act(x (M, K) W^T + b) + residual; residual (M, N) may be y itself; act and
+   * residual are not combined (no SAM2 layer needs both). */
+  int (*linear) (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, float *y, Sam2Act act,
+                 const float *residual);
+  /* Row-wise LayerNorm over `n->dim` channels of M rows; y may be x. */
+  int (*layer_norm) (Sam2Backend *b, const Sam2LayerNorm *n, const float *x, int M, float *y);
+  int (*activation) (Sam2Backend *b, Sam2Act act, float *x, size_t n);
+  /* y = a + c (n floats); y may alias either. */
+  int (*add) (Sam2Backend *b, float *y, const float *a, const float *c, size_t n);
+  /* y (M, C) = x (M, C) + row (C) broadcast over rows; y may be x. */
+  int (*add_row) (Sam2Backend *b, float *y, const float *x, const float *row, int M, int C);
+  int (*attention) (Sam2Backend *b, const Sam2AttentionArgs *args);
+
+  /* (H, W, C) -> (n_win_h * n_win_w, ws * ws, C), zero-padding the bottom and right. */
+  int (*window_partition) (Sam2Backend *b, const float *x, int H, int W, int C, int ws,
+                           float *windows);
+  /* The inverse, cropping the padding: windows over an (n_win_h*ws, n_win_w*ws) grid -> (H, W, C). */
+  int (*window_unpartition) (Sam2Backend *b, const float *windows, int n_win_h, int n_win_w,
+                             int ws, int C, int H, int W, float *x);
+  /* Max pooling with kernel = stride = s and floor sizes on n_img (H, W, C) maps whose rows are
+   * `ld` floats apart (to pool q straight out of a qkv buffer); y is (n_img, H/s, W/s, C). */
+  int (*max_pool) (Sam2Backend *b, const float *x, int n_img, int H, int W, int C, int ld, int s,
+                   float *y);
+  /* im2col of planar (C, H, W) input (the pixels): rows (oh, ow), columns (c, ky, kx). */
+  int (*im2col_planar) (Sam2Backend *b, const float *x, int C, int H, int W, int kh, int kw,
+                        int stride, int pad, float *cols);
+  /* im2col of channels-last (H, W, C): rows (oh, ow), columns (c, ky, kx) like conv weights. */
+  int (*im2col) (Sam2Backend *b, const float *x, int H, int W, int C, int kh, int kw, int stride,
+                 int pad, float *cols);
+  /* y (2H, 2W, C) += nearest 2x upsampling of x (H, W, C). */
+  int (*add_upsample2x) (Sam2Backend *b, float *y, const float *x, int H, int W, int C);
+  /* ConvTranspose2d k2 s2 output scatter: x (H*W, 4*C) with columns (dy, dx, c) -> y (2H, 2W, C),
+   * plus `addend` (2H, 2W, C) when not NULL. */
+  int (*depth_to_space2x) (Sam2Backend *b, const float *x, int H, int W, int C,
+                           const float *addend, float *y);
+  /* C (M, N) = A (M, K) B^T with B (N, K): the hypernetwork product of the mask decoder. */
+  int (*matmul_nt) (Sam2Backend *b, const float *A, const float *B, int M, int N, int K, float *C);
+} Sam2BackendOps;
+
+struct _Sam2Backend {
+  const Sam2BackendOps *ops;
+};
+
+Sam2Backend *sam2_backend_cpu_new (void);
+/* NULL-safe. */
+void sam2_backend_free (Sam2Backend *b);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,270 @@
+/* mask-decoder.c: Sam2MaskDecoder. A two-way transformer between the prompt tokens and the image
+ * embedding, transposed-conv upscaling fused with the high-resolution features, hypernetwork
+ * MLPs that turn mask tokens into per-mask weights, and the IoU and object-score heads. */
+#include "binder.h"
+#include "session.h"
+
+#include <math.h>
+#include <string.h>
+
+#define CHECK(expr)                                                                              \
+  do {                                                                                           \
+    int status_ = (expr);                                                                        \
+    if (status_ != SAM2_STATUS_OK)                                                               \
+      return status_;                                                                            \
+  } while (0)
+
+/* nn.LayerNorm's default: the two-way transformer's norms are built without an eps argument. */
+#define TORCH_LAYER_NORM_EPS 1e-5
+/* Sam2LayerNorm's default, used by upscale_layer_norm. */
+#define SAM2_LAYER_NORM_EPS 1e-6
+
+static void
+bind_attention (Sam2Binder *b, Sam2DecoderAttention *a, int C, int downsample, int heads,
+                const char *prefix)
+{
+  a->internal_dim = C / downsample;
+  a->heads = heads;
+  sam2_bind_linear (b, &a->q_proj, C, a->internal_dim, "%s.q_proj", prefix);
+  sam2_bind_linear (b, &a->k_proj, C, a->internal_dim, "%s.k_proj", prefix);
+  sam2_bind_linear (b, &a->v_proj, C, a->internal_dim, "%s.v_proj", prefix);
+  sam2_bind_linear (b, &a->o_proj, a->internal_dim, C, "%s.o_proj", prefix);
+}
+
+/* ConvTranspose2d(c_in, c_out, 2, stride 2) weight (c_in, c_out, 2, 2) -> a linear (4 c_out, c_in)
+ * whose output columns are (dy, dx, o), followed by depth_to_space2x. */
+static void
+bind_upscale (Sam2Binder *b, Sam2Linear *l, int c_in, int c_out, const char *prefix)
+{
+  const float *w = sam2_bindv (b, 4, (int[]) { c_in, c_out, 2, 2 }, "%s.weight", prefix);
+  const float *bias = sam2_bindv (b, 1, (int[]) { c_out }, "%s.bias", prefix);
+  l->name = sam2_binder_intern (b, prefix);
+  l->in_features = c_in;
+  l->out_features = 4 * c_out;
+  if (sam2_binder_failed (b))
+    return;
+  float *wl = sam2_binder_alloc (b, (size_t) 4 * c_out * c_in);
+  float *bl = sam2_binder_alloc (b, (size_t) 4 * c_out);
+  for (int q = 0; q < 4; q++)
+    for (int o = 0; o < c_out; o++) {
+      for (int i = 0; i < c_in; i++)
+        wl[((size_t) q * c_out + o) * c_in + i] = w[((size_t) i * c_out + o) * 4 + q];
+      bl[q * c_out + o] = bias[o];
+    }
+  l->weight = wl;
+  l->bias = bl;
+}
+
+gboolean
+sam2_mask_decoder_bind (Sam2Binder *b, GError **error)
+{
+  Sam2Model *m = b->model;
+  const Sam2MaskDecoderConfig *dc = &m->config.mask_decoder;
+  const int C = dc->hidden_size;
+  const char *P = "mask_decoder";
+
+  if (C % 8 != 0 || C % (dc->attention_downsample_rate * dc->num_attention_heads) != 0) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_CONFIG,
+                 "mask_decoder_config: hidden_size %d must be a multiple of 8 and of "
+                 "attention_downsample_rate x num_attention_heads (%d x %d)", C,
+                 dc->attention_downsample_rate, dc->num_attention_heads);
+    return FALSE;
+  }
+  m->decoder_dim = C;
+  m->n_mask_tokens = dc->num_multimask_outputs + 1;
+  m->obj_score_token = sam2_bindv (b, 2, (int[]) { 1, C }, "%s.obj_score_token.weight", P);
+  m->iou_token = sam2_bindv (b, 2, (int[]) { 1, C }, "%s.iou_token.weight", P);
+  m->mask_tokens = sam2_bindv (b, 2, (int[]) { m->n_mask_tokens, C }, "%s.mask_tokens.weight", P);
+
+  m->n_two_way = dc->num_hidden_layers;
+  m->two_way = sam2_binder_alloc0 (b, sizeof (Sam2TwoWayBlock) * m->n_two_way);
+  for (int i = 0; i < m->n_two_way; i++) {
+    Sam2TwoWayBlock *t = &m->two_way[i];
+    char *prefix = g_strdup_printf ("%s.transformer.layers.%d", P, i);
+    char *name;
+    t->skip_first_layer_pe = i == 0;
+    name = g_strconcat (prefix, ".self_attn", NULL);
+    bind_attention (b, &t->self_attn, C, 1, dc->num_attention_heads, name);
+    g_free (name);
+    name = g_strconcat (prefix, ".cross_attn_token_to_image", NULL);
+    bind_attention (b, &t->cross_token_to_image, C, dc->attention_downsample_rate,
+                    dc->num_attention_heads, name);
+    g_free (name);
+    name = g_strconcat (prefix, ".cross_attn_image_to_token", NULL);
+    bind_attention (b, &t->cross_image_to_token, C, dc->attention_downsample_rate,
+                    dc->num_attention_heads, name);
+    g_free (name);
+    sam2_bind_layer_norm (b, &t->norm1, C, TORCH_LAYER_NORM_EPS, "%s.layer_norm1", prefix);
+    sam2_bind_layer_norm (b, &t->norm2, C, TORCH_LAYER_NORM_EPS, "%s.layer_norm2", prefix);
+    sam2_bind_layer_norm (b, &t->norm3, C, TORCH_LAYER_NORM_EPS, "%s.layer_norm3", prefix);
+    sam2_bind_layer_norm (b, &t->norm4, C, TORCH_LAYER_NORM_EPS, "%s.layer_norm4", prefix);
+    /* Sam2FeedForward's default activation (relu) and, as in the reference, as many layers as
+     * the transformer has blocks. */
+    sam2_bind_mlp (b, &t->mlp, C, dc->mlp_dim, C, dc->num_hidden_layers, SAM2_ACT_RELU, FALSE,
+                   "%s.mlp", prefix);
+    g_free (prefix);
+  }
+  bind_attention (b, &m->final_attn, C, dc->attention_downsample_rate, dc->num_attention_heads,
+                  "mask_decoder.transformer.final_attn_token_to_image");
+  sam2_bind_layer_norm (b, &m->final_norm, C, TORCH_LAYER_NORM_EPS,
+                        "%s.transformer.layer_norm_final_attn", P);
+
+  bind_upscale (b, &m->upscale1, C, C / 4, "mask_decoder.upscale_conv1");
+  bind_upscale (b, &m->upscale2, C / 4, C / 8, "mask_decoder.upscale_conv2");
+  sam2_bind_layer_norm (b, &m->upscale_norm, C / 4, SAM2_LAYER_NORM_EPS, "%s.upscale_layer_norm", P);
+
+  m->hyper_mlps = sam2_binder_alloc0 (b, sizeof (Sam2Mlp) * m->n_mask_tokens);
+  for (int i = 0; i < m->n_mask_tokens; i++)
+    sam2_bind_mlp (b, &m->hyper_mlps[i], C, C, C / 8, 3, SAM2_ACT_RELU, FALSE,
+                   "%s.output_hypernetworks_mlps.%d", P, i);
+  sam2_bind_mlp (b, &m->iou_head, C, dc->iou_head_hidden_dim, m->n_mask_tokens,
+                 dc->iou_head_depth, SAM2_ACT_RELU, TRUE, "%s.iou_prediction_head", P);
+  sam2_bind_mlp (b, &m->obj_score_head, C, C, 1, 3, SAM2_ACT_RELU, FALSE,
+                 "%s.pred_obj_score_head", P);
+  if (dc->iou_head_depth < 2 || dc->num_hidden_layers < 2) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_CONFIG,
+                 "mask_decoder_config: iou_head_depth (%d) and num_hidden_layers (%d) must be at "
+                 "least 2 (they also size two-layer MLPs)", dc->iou_head_depth,
+                 dc->num_hidden_layers);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Sam2FeedForward on M rows; `a` and `b2` are scratch of M x widest layer. Output to `out`. */
+static int
+mlp_forward (Sam2Backend *b, const Sam2Mlp *mlp, const float *x, int M, float *a, float *b2,
+             float *out)
+{
+  const float *in = x;
+  float *bufs[2] = { a, b2 };
+  for (int i = 0; i < mlp->n_layers; i++) {
+    const gboolean last = i == mlp->n_layers - 1;
+    float *y = last ? out : bufs[i % 2];
+    CHECK (b->ops->linear (b, &mlp->layers[i], in, M, y, last ? SAM2_ACT_NONE : mlp->act, NULL));
+    in = y;
+  }
+  if (mlp->sigmoid_output)
+    CHECK (b->ops->activation (b, SAM2_ACT_SIGMOID, out,
+                               (size_t) M * mlp->layers[mlp->n_layers - 1].out_features));
+  return SAM2_STATUS_OK;
+}
+
+/* Sam2Attention: out (Lq, C) = o_proj(attn(q_proj(q), k_proj(k), v_proj(v))), accumulated into
+ * `out` when `accumulate` (the residual connection), else overwriting it. */
+static int
+attention_forward (Sam2Session *s, const Sam2DecoderAttention *a, const float *q, int len_q,
+                   const float *k, const float *v, int len_k, float *Q, float *K, float *V,
+                   float *O, float *out, gboolean accumulate)
+{
+  Sam2Backend *b = s->backend;
+  const int D = a->internal_dim, hd = D / a->heads;
+  CHECK (b->ops->linear (b, &a->q_proj, q, len_q, Q, SAM2_ACT_NONE, NULL));
+  CHECK (b->ops->linear (b, &a->k_proj, k, len_k, K, SAM2_ACT_NONE, NULL));
+  CHECK (b->ops->linear (b, &a->v_proj, v, len_k, V, SAM2_ACT_NONE, NULL));
+  Sam2AttentionArgs args = {
+    .batch = 1, .heads = a->heads, .head_dim = hd, .len_q = len_q, .len_k = len_k,
+    .scale = 1.0f / sqrtf ((float) hd),
+    .q = Q, .q_ld = D, .k = K, .k_ld = D, .v = V, .v_ld = D, .out = O, .out_ld = D,
+  };
+  CHECK (b->ops->attention (b, &args));
+  return b->ops->linear (b, &a->o_proj, O, len_q, out, SAM2_ACT_NONE, accumulate ? out : NULL);
+}
+
+static int
+two_way_transformer (Sam2Session *s, int T)
+{
+  const Sam2Model *m = s->model;
+  Sam2Backend *b = s->backend;
+  Sam2DecoderBuffers *d = &s->dec;
+  const int C = m->decoder_dim, HW = m->feat_h[2] * m->feat_w[2];
+  float *queries = d->tokens, *qpe = d->token_pe, *tmp = d->tmp_tokens;
+
+  for (int l = 0; l < m->n_two_way; l++) {
+    const Sam2TwoWayBlock *t = &m->two_way[l];
+    if (t->skip_first_layer_pe) {
+      /* the first block replaces the tokens by their self-attention: no residual, no pe */
+      CHECK (attention_forward (s, &t->self_attn, queries, T, queries, queries, T, d->q_small,
+                                d->k_small, d->v_small, d->o_small, queries, FALSE));
+    } else {
+      CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
+      CHECK (attention_forward (s, &t->self_attn, tmp, T, tmp, queries, T, d->q_small, d->k_small,
+                                d->v_small, d->o_small, queries, TRUE));
+    }
+    CHECK (b->ops->layer_norm (b, &t->norm1, queries, T, queries));
+
+    /* tokens attend to the image */
+    CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
+    CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
+    CHECK (attention_forward (s, &t->cross_token_to_image, tmp, T, d->keys_pe, d->keys, HW,
+                              d->q_small, d->big_k, d->big_v, d->o_small, queries, TRUE));
+    CHECK (b->ops->layer_norm (b, &t->norm2, queries, T, queries));
+
+    CHECK (mlp_forward (b, &t->mlp, queries, T, d->head_a, d->head_b, tmp));
+    CHECK (b->ops->add (b, queries, queries, tmp, (size_t) T * C));
+    CHECK (b->ops->layer_norm (b, &t->norm3, queries, T, queries));
+
+    /* the image attends to the tokens; keys_pe still holds keys + pe */
+    CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
+    CHECK (attention_forward (s, &t->cross_image_to_token, d->keys_pe, HW, tmp, queries, T,
+                              d->big_q, d->k_small, d->v_small, d->big_o, d->keys, TRUE));
+    CHECK (b->ops->layer_norm (b, &t->norm4, d->keys, HW, d->keys));
+  }
+
+  CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
+  CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
+  CHECK (attention_forward (s, &m->final_attn, tmp, T, d->keys_pe, d->keys, HW, d->q_small,
+                            d->big_k, d->big_v, d->o_small, queries, TRUE));
+  return b->ops->layer_norm (b, &m->final_norm, queries, T, queries);
+}
+
+int
+sam2_mask_decoder_forward (Sam2Session *s, const float *sparse, int n_sparse, gboolean has_dense,
+                           float *all_masks, float *iou, float *obj_score)
+{
+  const Sam2Model *m = s->model;
+  Sam2Backend *b = s->backend;
+  Sam2DecoderBuffers *d = &s->dec;
+  const int C = m->decoder_dim, nmt = m->n_mask_tokens;
+  const int H = m->feat_h[2], W = m->feat_w[2], HW = H * W;
+  const int T = 2 + nmt + n_sparse;
+
+  /* tokens: object score, IoU, mask tokens, then the prompt */
+  float *host_tokens = d->host_tokens;
+  memcpy (host_tokens, m->obj_score_token, sizeof (float) * C);
+  memcpy (host_tokens + C, m->iou_token, sizeof (float) * C);
+  memcpy (host_tokens + 2 * C, m->mask_tokens, sizeof (float) * nmt * C);
+  memcpy (host_tokens + (size_t) (2 + nmt) * C, sparse, sizeof (float) * n_sparse * C);
+  CHECK (b->ops->upload (b, d->tokens, host_tokens, (size_t) T * C));
+  CHECK (b->ops->upload (b, d->token_pe, host_tokens, (size_t) T * C));
+
+  if (has_dense)
+    CHECK (b->ops->add (b, d->keys, s->features[2], d->dense, (size_t) HW * C));
+  else
+    CHECK (b->ops->add_row (b, d->keys, s->features[2], s->no_mask_dev, HW, C));
+
+  CHECK (two_way_transformer (s, T));
+  sam2_session_emit_tap (s, "decoder.queries", d->tokens, 2, T, C);
+  sam2_session_emit_tap (s, "decoder.keys", d->keys, 2, HW, C);
+
+  /* upscaling: ConvTranspose2d as GEMM + depth-to-space, fused with the high-res features */
+  const int C4 = C / 4, C8 = C / 8;
+  CHECK (b->ops->linear (b, &m->upscale1, d->keys, HW, d->up1_cols, SAM2_ACT_NONE, NULL));
+  CHECK (b->ops->depth_to_space2x (b, d->up1_cols, H, W, C4, s->features[1], d->up1));
+  CHECK (b->ops->layer_norm (b, &m->upscale_norm, d->up1, 4 * HW, d->up1));
+  CHECK (b->ops->activation (b, SAM2_ACT_GELU, d->up1, (size_t) 4 * HW * C4));
+  CHECK (b->ops->linear (b, &m->upscale2, d->up1, 4 * HW, d->up2_cols, SAM2_ACT_NONE, NULL));
+  CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 2 * H, 2 * W, C8, s->features[0], d->up2));
+  CHECK (b->ops->activation (b, SAM2_ACT_GELU, d->up2, (size_t) 16 * HW * C8));
+
+  for (int i = 0; i < nmt; i++)
+    CHECK (mlp_forward (b, &m->hyper_mlps[i], d->tokens + (size_t) (2 + i) * C, 1, d->head_a,
+                        d->head_b, d->hyper + (size_t) i * C8));
+  CHECK (b->ops->matmul_nt (b, d->hyper, d->up2, nmt, 16 * HW, C8, d->masks));
+  CHECK (b->ops->download (b, all_masks, d->masks, (size_t) nmt * 16 * HW));
+
+  CHECK (mlp_forward (b, &m->iou_head, d->tokens + C, 1, d->head_a, d->head_b, d->head_out));
+  CHECK (b->ops->download (b, iou, d->head_out, nmt));
+  CHECK (mlp_forward (b, &m->obj_score_head, d->tokens, 1, d->head_a, d->head_b, d->head_out));
+  return b->ops->download (b, obj_score, d->head_out, 1);
+}

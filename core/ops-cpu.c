@@ -1,0 +1,242 @@
+/* ops-cpu.c: see ops-cpu.h. Loops are parallel over rows where the work is large enough for the
+ * OpenMP fork to pay off. */
+#include "ops-cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+#define PARALLEL_MIN_FLOATS 65536
+
+float
+sam2_cpu_act1 (Sam2Act act, float x)
+{
+  switch (act) {
+  case SAM2_ACT_NONE:
+    return x;
+  case SAM2_ACT_GELU:
+    return 0.5f * x * (1.0f + erff (x * (float) M_SQRT1_2));
+  case SAM2_ACT_GELU_TANH: {
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    return 0.5f * x * (1.0f + tanhf (k * (x + 0.044715f * x * x * x)));
+  }
+  case SAM2_ACT_RELU:
+    return x > 0.0f ? x : 0.0f;
+  case SAM2_ACT_SILU:
+    return x / (1.0f + expf (-x));
+  case SAM2_ACT_SIGMOID:
+    return 1.0f / (1.0f + expf (-x));
+  }
+  return x;
+}
+
+void
+sam2_cpu_activation (Sam2Act act, float *x, size_t n)
+{
+  if (act == SAM2_ACT_NONE)
+    return;
+#pragma omp parallel for schedule(static) if (n > PARALLEL_MIN_FLOATS)
+  for (size_t i = 0; i < n; i++)
+    x[i] = sam2_cpu_act1 (act, x[i]);
+}
+
+void
+sam2_cpu_bias_act (float *y, int M, int N, const float *bias, Sam2Act act)
+{
+  if (bias == NULL && act == SAM2_ACT_NONE)
+    return;
+#pragma omp parallel for schedule(static) if ((size_t) M * N > PARALLEL_MIN_FLOATS)
+  for (int m = 0; m < M; m++) {
+    float *row = y + (size_t) m * N;
+    if (bias != NULL)
+      for (int n = 0; n < N; n++)
+        row[n] += bias[n];
+    if (act != SAM2_ACT_NONE)
+      for (int n = 0; n < N; n++)
+        row[n] = sam2_cpu_act1 (act, row[n]);
+  }
+}
+
+void
+sam2_cpu_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
+                     float eps, float *y)
+{
+#pragma omp parallel for schedule(static) if ((size_t) M * C > PARALLEL_MIN_FLOATS)
+  for (int m = 0; m < M; m++) {
+    const float *xr = x + (size_t) m * C;
+    float *yr = y + (size_t) m * C;
+    /* Two passes in double: the references are float64, and a one-pass float variance loses
+     * digits on the large-mean rows the hash weights produce. */
+    double mean = 0.0;
+    for (int c = 0; c < C; c++)
+      mean += xr[c];
+    mean /= C;
+    double var = 0.0;
+    for (int c = 0; c < C; c++) {
+      double d = xr[c] - mean;
+      var += d * d;
+    }
+    var /= C;
+    const double rstd = 1.0 / sqrt (var + eps);
+    for (int c = 0; c < C; c++)
+      yr[c] = (float) ((xr[c] - mean) * rstd) * weight[c] + bias[c];
+  }
+}
+
+void
+sam2_cpu_softmax_rows (float *x, int M, int N)
+{
+  for (int m = 0; m < M; m++) {
+    float *r = x + (size_t) m * N;
+    float mx = r[0];
+    for (int n = 1; n < N; n++)
+      mx = fmaxf (mx, r[n]);
+    double sum = 0.0;
+    for (int n = 0; n < N; n++) {
+      r[n] = expf (r[n] - mx);
+      sum += r[n];
+    }
+    const float inv = (float) (1.0 / sum);
+    for (int n = 0; n < N; n++)
+      r[n] *= inv;
+  }
+}
+
+void
+sam2_cpu_window_partition (const float *x, int H, int W, int C, int ws, float *win)
+{
+  const int nh = (H + ws - 1) / ws, nw = (W + ws - 1) / ws;
+  const size_t row_bytes = (size_t) C * sizeof (float);
+#pragma omp parallel for schedule(static) if ((size_t) H * W * C > PARALLEL_MIN_FLOATS)
+  for (int wi = 0; wi < nh * nw; wi++) {
+    const int y0 = (wi / nw) * ws, x0 = (wi % nw) * ws;
+    float *dst = win + (size_t) wi * ws * ws * C;
+    for (int dy = 0; dy < ws; dy++)
+      for (int dx = 0; dx < ws; dx++) {
+        float *d = dst + ((size_t) dy * ws + dx) * C;
+        const int yy = y0 + dy, xx = x0 + dx;
+        if (yy < H && xx < W)
+          memcpy (d, x + ((size_t) yy * W + xx) * C, row_bytes);
+        else
+          memset (d, 0, row_bytes);
+      }
+  }
+}
+
+void
+sam2_cpu_window_unpartition (const float *win, int nh, int nw, int ws, int C, int H, int W,
+                             float *x)
+{
+  const size_t row_bytes = (size_t) C * sizeof (float);
+#pragma omp parallel for schedule(static) if ((size_t) H * W * C > PARALLEL_MIN_FLOATS)
+  for (int yy = 0; yy < H; yy++)
+    for (int xx = 0; xx < W; xx++) {
+      const int wi = (yy / ws) * nw + xx / ws;
+      const int dy = yy % ws, dx = xx % ws;
+      memcpy (x + ((size_t) yy * W + xx) * C, win + (((size_t) wi * ws + dy) * ws + dx) * C,
+              row_bytes);
+    }
+}
+
+void
+sam2_cpu_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s, float *y)
+{
+  const int oh = H / s, ow = W / s;
+#pragma omp parallel for schedule(static) if ((size_t) n_img * H * W * C > PARALLEL_MIN_FLOATS)
+  for (long o = 0; o < (long) n_img * oh * ow; o++) {
+    const int img = (int) (o / ((long) oh * ow));
+    const int oy = (int) ((o / ow) % oh), ox = (int) (o % ow);
+    const float *base = x + (size_t) img * H * W * ld;
+    float *d = y + (size_t) o * C;
+    for (int c = 0; c < C; c++)
+      d[c] = -INFINITY;
+    for (int dy = 0; dy < s; dy++)
+      for (int dx = 0; dx < s; dx++) {
+        const float *p = base + ((size_t) (oy * s + dy) * W + (ox * s + dx)) * ld;
+        for (int c = 0; c < C; c++)
+          d[c] = fmaxf (d[c], p[c]);
+      }
+  }
+}
+
+static inline int
+conv_out_size (int in, int k, int stride, int pad)
+{
+  return (in + 2 * pad - k) / stride + 1;
+}
+
+void
+sam2_cpu_im2col_planar (const float *x, int C, int H, int W, int kh, int kw, int stride, int pad,
+                        float *cols)
+{
+  const int oh = conv_out_size (H, kh, stride, pad), ow = conv_out_size (W, kw, stride, pad);
+  const int ncol = C * kh * kw;
+#pragma omp parallel for schedule(static)
+  for (int oy = 0; oy < oh; oy++)
+    for (int ox = 0; ox < ow; ox++) {
+      float *col = cols + ((size_t) oy * ow + ox) * ncol;
+      for (int c = 0; c < C; c++)
+        for (int ky = 0; ky < kh; ky++) {
+          const int iy = oy * stride - pad + ky;
+          for (int kx = 0; kx < kw; kx++) {
+            const int ix = ox * stride - pad + kx;
+            *col++ = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? x[((size_t) c * H + iy) * W + ix]
+                                                                : 0.0f;
+          }
+        }
+    }
+}
+
+void
+sam2_cpu_im2col (const float *x, int H, int W, int C, int kh, int kw, int stride, int pad,
+                 float *cols)
+{
+  const int oh = conv_out_size (H, kh, stride, pad), ow = conv_out_size (W, kw, stride, pad);
+  const int ncol = C * kh * kw;
+#pragma omp parallel for schedule(static)
+  for (int oy = 0; oy < oh; oy++)
+    for (int ox = 0; ox < ow; ox++) {
+      float *col = cols + ((size_t) oy * ow + ox) * ncol;
+      for (int ky = 0; ky < kh; ky++) {
+        const int iy = oy * stride - pad + ky;
+        for (int kx = 0; kx < kw; kx++) {
+          const int ix = ox * stride - pad + kx;
+          const gboolean inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+          const float *src = x + ((size_t) iy * W + ix) * C;
+          /* columns are (c, ky, kx): channel-major like the conv weight */
+          for (int c = 0; c < C; c++)
+            col[(size_t) c * kh * kw + ky * kw + kx] = inside ? src[c] : 0.0f;
+        }
+      }
+    }
+}
+
+void
+sam2_cpu_add_upsample2x (float *y, const float *x, int H, int W, int C)
+{
+  const int OW = 2 * W;
+#pragma omp parallel for schedule(static)
+  for (int oy = 0; oy < 2 * H; oy++)
+    for (int ox = 0; ox < OW; ox++) {
+      float *d = y + ((size_t) oy * OW + ox) * C;
+      const float *s = x + ((size_t) (oy / 2) * W + ox / 2) * C;
+      for (int c = 0; c < C; c++)
+        d[c] += s[c];
+    }
+}
+
+void
+sam2_cpu_depth_to_space2x (const float *x, int H, int W, int C, const float *addend, float *y)
+{
+  const int OW = 2 * W;
+#pragma omp parallel for schedule(static)
+  for (int iy = 0; iy < H; iy++)
+    for (int ix = 0; ix < W; ix++) {
+      const float *s = x + ((size_t) iy * W + ix) * 4 * C;
+      for (int q = 0; q < 4; q++) {
+        const int oy = 2 * iy + q / 2, ox = 2 * ix + q % 2;
+        const size_t o = ((size_t) oy * OW + ox) * C;
+        for (int c = 0; c < C; c++)
+          y[o + c] = s[q * C + c] + (addend != NULL ? addend[o + c] : 0.0f);
+      }
+    }
+}

@@ -1,0 +1,34 @@
+/* ops-cpu.h: the element-wise and data-movement kernels of the CPU backend, in plain C.
+ * They are also the reference that device kernels are tested against. Layouts as in backend.h. */
+#ifndef SAM2_OPS_CPU_H
+#define SAM2_OPS_CPU_H
+
+#include "config.h"
+#include <stddef.h>
+
+G_BEGIN_DECLS
+
+/* y (M, N) += bias, then act. */
+void sam2_cpu_bias_act (float *y, int M, int N, const float *bias, Sam2Act act);
+void sam2_cpu_activation (Sam2Act act, float *x, size_t n);
+float sam2_cpu_act1 (Sam2Act act, float x);
+/* Row-wise LayerNorm (biased variance, as torch); y may be x. */
+void sam2_cpu_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
+                          float eps, float *y);
+/* In-place softmax of each of M rows of N. */
+void sam2_cpu_softmax_rows (float *x, int M, int N);
+void sam2_cpu_window_partition (const float *x, int H, int W, int C, int ws, float *windows);
+void sam2_cpu_window_unpartition (const float *windows, int n_win_h, int n_win_w, int ws, int C,
+                                  int H, int W, float *x);
+void sam2_cpu_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s, float *y);
+void sam2_cpu_im2col_planar (const float *x, int C, int H, int W, int kh, int kw, int stride,
+                             int pad, float *cols);
+void sam2_cpu_im2col (const float *x, int H, int W, int C, int kh, int kw, int stride, int pad,
+                      float *cols);
+void sam2_cpu_add_upsample2x (float *y, const float *x, int H, int W, int C);
+void sam2_cpu_depth_to_space2x (const float *x, int H, int W, int C, const float *addend,
+                                float *y);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,628 @@
+/* session.c: per-stream state and the public image / prompt API. */
+#include "session.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+static const char *
+status_message (int status)
+{
+  switch (status) {
+  case SAM2_STATUS_OUT_OF_MEMORY:
+    return "out of memory";
+  case SAM2_STATUS_DEVICE:
+    return "the compute device failed";
+  case SAM2_STATUS_UNSUPPORTED:
+    return "an operation is not supported by this backend";
+  default:
+    return "unknown failure";
+  }
+}
+
+static gboolean
+check_status (Sam2Session *s, int status, const char *what, GError **error)
+{
+  if (status == SAM2_STATUS_OK)
+    return TRUE;
+  g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND, "%s failed on the %s backend: %s", what,
+               s->backend->ops->name, status_message (status));
+  return FALSE;
+}
+
+/* ---- allocation ------------------------------------------------------------------------------ */
+
+typedef struct {
+  Sam2Session *s;
+  gboolean failed;
+} Allocator;
+
+static float *
+balloc (Allocator *a, size_t n)
+{
+  if (a->failed)
+    return NULL;
+  float *p = a->s->backend->ops->alloc (a->s->backend, n);
+  if (p == NULL)
+    a->failed = TRUE;
+  return p;
+}
+
+static void
+bfree (Sam2Session *s, float **p)
+{
+  if (*p != NULL)
+    s->backend->ops->free (s->backend, *p);
+  *p = NULL;
+}
+
+static size_t
+mlp_max_width (const Sam2Mlp *mlp)
+{
+  size_t w = 0;
+  for (int i = 0; i < mlp->n_layers; i++)
+    w = MAX (w, (size_t) mlp->layers[i].out_features);
+  return w;
+}
+
+static void
+alloc_encoder (Sam2Session *s, Allocator *a)
+{
+  const Sam2Model *m = s->model;
+  const Sam2HieraConfig *c = &m->config.vision.backbone;
+  const size_t tokens = (size_t) m->patch_h * m->patch_w;
+  const int F = m->config.vision.fpn_hidden_size;
+
+  s->pixels = balloc (a, (size_t) c->num_channels * m->image_size * m->image_size);
+  s->patch_cols = balloc (a, tokens * m->patch_embed.in_features);
+  s->pos_embed_dev = balloc (a, tokens * c->hidden_size);
+  s->no_memory_dev = balloc (a, F);
+  for (int st = 0; st < m->n_stages; st++)
+    s->stage_x[st] = balloc (a, (size_t) m->stage_h[st] * m->stage_w[st] * m->stage_dim[st]);
+  size_t scratch = 0;
+  for (int i = 0; i < m->n_blocks; i++)
+    scratch = MAX (scratch, sam2_hiera_block_scratch_floats (&m->blocks[i]));
+  s->block_scratch = balloc (a, scratch);
+  size_t neck_cols = 0;
+  for (int st = 0; st < m->n_stages; st++) {
+    const size_t hw = (size_t) m->stage_h[st] * m->stage_w[st];
+    s->fpn[st] = balloc (a, hw * F);
+    if (m->neck_kernel > 1)
+      neck_cols = MAX (neck_cols, hw * m->neck_conv[m->n_stages - 1 - st].in_features);
+  }
+  if (neck_cols > 0)
+    s->neck_cols = balloc (a, neck_cols);
+  for (int l = 0; l < 3; l++)
+    s->features[l] = balloc (a, (size_t) m->feat_h[l] * m->feat_w[l] * m->feat_c[l]);
+}
+
+static void
+alloc_decoder (Sam2Session *s, Allocator *a)
+{
+  const Sam2Model *m = s->model;
+  Sam2DecoderBuffers *d = &s->dec;
+  const int C = m->decoder_dim, nmt = m->n_mask_tokens;
+  const size_t HW = (size_t) m->feat_h[2] * m->feat_w[2];
+  const size_t ms2 = (size_t) m->mask_size * m->mask_size;
+  const int T = 2 + nmt + sam2_prompt_encoder_max_tokens (SAM2_MAX_POINTS_PER_OBJECT);
+  d->max_tokens = T;
+
+  d->tokens = balloc (a, (size_t) T * C);
+  d->token_pe = balloc (a, (size_t) T * C);
+  d->tmp_tokens = balloc (a, (size_t) T * C);
+  d->q_small = balloc (a, (size_t) T * C);
+  d->k_small = balloc (a, (size_t) T * C);
+  d->v_small = balloc (a, (size_t) T * C);
+  d->o_small = balloc (a, (size_t) T * C);
+  d->keys = balloc (a, HW * C);
+  d->keys_pe = balloc (a, HW * C);
+  d->big_q = balloc (a, HW * C);
+  d->big_k = balloc (a, HW * C);
+  d->big_v = balloc (a, HW * C);
+  d->big_o = balloc (a, HW * C);
+  d->dense = balloc (a, HW * C);
+  const int mic4 = m->mask_norm1.dim;
+  d->mask_cols = balloc (a, ms2 * MAX (1, mic4) / 4 + ms2);
+  d->mask_a = balloc (a, ms2 / 4 * mic4);
+  d->mask_b = balloc (a, ms2 / 16 * m->mask_norm2.dim);
+  d->up1_cols = balloc (a, HW * m->upscale1.out_features);
+  d->up1 = balloc (a, 4 * HW * (C / 4));
+  d->up2_cols = balloc (a, 4 * HW * m->upscale2.out_features);
+  d->up2 = balloc (a, 16 * HW * (C / 8));
+  d->hyper = balloc (a, (size_t) nmt * (C / 8));
+  d->masks = balloc (a, (size_t) nmt * 16 * HW);
+  size_t widest = mlp_max_width (&m->iou_head);
+  widest = MAX (widest, mlp_max_width (&m->obj_score_head));
+  for (int i = 0; i < nmt; i++)
+    widest = MAX (widest, mlp_max_width (&m->hyper_mlps[i]));
+  for (int l = 0; l < m->n_two_way; l++)
+    widest = MAX (widest, mlp_max_width (&m->two_way[l].mlp));
+  d->head_a = balloc (a, (size_t) T * widest);
+  d->head_b = balloc (a, (size_t) T * widest);
+  d->head_out = balloc (a, MAX (nmt, 1));
+  d->mask_input = balloc (a, ms2);
+  d->host_tokens = g_new (float, (size_t) T * C);
+  d->host_sparse = g_new (float, (size_t) T * C);
+  d->host_all_masks = g_new (float, (size_t) nmt * ms2);
+  d->host_iou = g_new (float, nmt);
+  s->image_pe = balloc (a, HW * C);
+  s->no_mask_dev = balloc (a, C);
+}
+
+static void
+free_buffers (Sam2Session *s)
+{
+  const Sam2Model *m = s->model;
+  Sam2DecoderBuffers *d = &s->dec;
+  bfree (s, &s->pixels);
+  bfree (s, &s->patch_cols);
+  bfree (s, &s->pos_embed_dev);
+  bfree (s, &s->no_memory_dev);
+  for (int st = 0; st < m->n_stages; st++) {
+    bfree (s, &s->stage_x[st]);
+    bfree (s, &s->fpn[st]);
+  }
+  bfree (s, &s->block_scratch);
+  bfree (s, &s->neck_cols);
+  for (int l = 0; l < 3; l++)
+    bfree (s, &s->features[l]);
+  float **dec[] = { &d->tokens, &d->token_pe, &d->tmp_tokens, &d->q_small, &d->k_small,
+                    &d->v_small, &d->o_small, &d->keys, &d->keys_pe, &d->big_q, &d->big_k,
+                    &d->big_v, &d->big_o, &d->dense, &d->mask_cols, &d->mask_a, &d->mask_b,
+                    &d->up1_cols, &d->up1, &d->up2_cols, &d->up2, &d->hyper, &d->masks,
+                    &d->head_a, &d->head_b, &d->head_out, &d->mask_input, &s->image_pe,
+                    &s->no_mask_dev };
+  for (size_t i = 0; i < G_N_ELEMENTS (dec); i++)
+    bfree (s, dec[i]);
+  g_clear_pointer (&d->host_tokens, g_free);
+  g_clear_pointer (&d->host_sparse, g_free);
+  g_clear_pointer (&d->host_all_masks, g_free);
+  g_clear_pointer (&d->host_iou, g_free);
+}
+
+/* Constants the forward passes read from backend memory, uploaded once. */
+static int
+upload_constants (Sam2Session *s)
+{
+  const Sam2Model *m = s->model;
+  Sam2Backend *b = s->backend;
+  const int C = m->decoder_dim;
+  const size_t HW = (size_t) m->feat_h[2] * m->feat_w[2];
+  int st = b->ops->upload (b, s->pos_embed_dev, m->pos_embed,
+                           (size_t) m->patch_h * m->patch_w * m->config.vision.backbone.hidden_size);
+  if (st == SAM2_STATUS_OK)
+    st = b->ops->upload (b, s->no_memory_dev, m->no_memory_embedding,
+                         m->config.vision.fpn_hidden_size);
+  if (st == SAM2_STATUS_OK)
+    st = b->ops->upload (b, s->no_mask_dev, m->no_mask_embed, C);
+  if (st == SAM2_STATUS_OK) {
+    float *pe = g_new (float, HW * C);
+    sam2_prompt_encoder_image_pe (m, pe);
+    st = b->ops->upload (b, s->image_pe, pe, HW * C);
+    g_free (pe);
+  }
+  return st;
+}
+
+Sam2Session *
+sam2_session_new (Sam2Model *model, GError **error)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  Sam2Session *s = g_new0 (Sam2Session, 1);
+  s->model = sam2_model_ref (model);
+  s->backend = sam2_backend_cpu_new ();
+
+  Allocator a = { .s = s };
+  alloc_encoder (s, &a);
+  alloc_decoder (s, &a);
+  s->host_pixels = g_try_new (float, (size_t) 3 * model->image_size * model->image_size);
+  int max_q = 1, max_k = 1;
+  for (int i = 0; i < model->n_blocks; i++) {
+    max_q = MAX (max_q, model->blocks[i].len_q);
+    max_k = MAX (max_k, model->blocks[i].len_k);
+  }
+  const int HW = model->feat_h[2] * model->feat_w[2];
+  max_q = MAX (max_q, HW);
+  max_k = MAX (max_k, HW);
+  if (a.failed || s->host_pixels == NULL
+      || s->backend->ops->reserve_attention (s->backend, max_q, max_k) != SAM2_STATUS_OK) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                 "not enough memory for a %dx%d session of this model on the %s backend",
+                 model->image_size, model->image_size, s->backend->ops->name);
+    sam2_session_free (s);
+    return NULL;
+  }
+  if (!check_status (s, upload_constants (s), "uploading the model constants", error)) {
+    sam2_session_free (s);
+    return NULL;
+  }
+  return s;
+}
+
+void
+sam2_session_free (Sam2Session *s)
+{
+  if (s == NULL)
+    return;
+  free_buffers (s);
+  sam2_backend_free (s->backend);
+  sam2_resampler_free (s->resampler);
+  g_free (s->host_pixels);
+  g_free (s->res_iou);
+  g_free (s->res_obj);
+  g_free (s->res_lowres);
+  g_free (s->res_masks);
+  g_free (s->res_boxes);
+  g_free (s->upsampled);
+  g_free (s->scaled_prompts);
+  g_free (s->scaled_points);
+  sam2_model_unref (s->model);
+  g_free (s);
+}
+
+void
+sam2_session_set_tap (Sam2Session *s, Sam2TapFunc tap, gpointer user_data)
+{
+  s->tap = tap;
+  s->tap_data = user_data;
+}
+
+void
+sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int ndim, ...)
+{
+  if (s->tap == NULL)
+    return;
+  int shape[8];
+  va_list ap;
+  va_start (ap, ndim);
+  for (int d = 0; d < ndim && d < 8; d++)
+    shape[d] = va_arg (ap, int);
+  va_end (ap);
+  s->tap (s->tap_data, name, data, ndim, shape);
+}
+
+/* ---- image encoder ----------------------------------------------------------------------------- */
+
+static gboolean
+encode_uploaded (Sam2Session *s, GError **error)
+{
+  s->have_features = FALSE;
+  if (!check_status (s, sam2_hiera_forward (s), "the image encoder", error))
+    return FALSE;
+  if (!check_status (s, sam2_neck_forward (s), "the FPN neck", error))
+    return FALSE;
+  s->have_features = TRUE;
+  return TRUE;
+}
+
+gboolean
+sam2_session_encode (Sam2Session *s, const float *pixel_values, GError **error)
+{
+  g_return_val_if_fail (s != NULL && pixel_values != NULL, FALSE);
+  const Sam2Model *m = s->model;
+  const size_t n = (size_t) m->config.vision.backbone.num_channels * m->image_size * m->image_size;
+  if (!check_status (s, s->backend->ops->upload (s->backend, s->pixels, pixel_values, n),
+                     "uploading the pixels", error))
+    return FALSE;
+  return encode_uploaded (s, error);
+}
+
+gboolean
+sam2_session_set_image (Sam2Session *s, const guint8 *pixels, int width, int height, int stride,
+                        Sam2PixelFormat format, GError **error)
+{
+  g_return_val_if_fail (s != NULL, FALSE);
+  const Sam2Model *m = s->model;
+  if (pixels == NULL || width <= 0 || height <= 0
+      || stride < width * sam2_pixel_format_bpp (format)) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "invalid image: %dx%d pixels with a stride of %d bytes", width, height, stride);
+    return FALSE;
+  }
+  if (m->config.vision.backbone.num_channels != 3) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "this model takes %d input channels, not RGB images; use sam2_session_encode",
+                 m->config.vision.backbone.num_channels);
+    return FALSE;
+  }
+  if (s->resampler == NULL || s->frame_width != width || s->frame_height != height) {
+    sam2_resampler_free (s->resampler);
+    s->resampler = sam2_resampler_new (width, height, m->image_size, m->image_size, error);
+    if (s->resampler == NULL)
+      return FALSE;
+    s->frame_width = width;
+    s->frame_height = height;
+  }
+  sam2_preprocess (s->resampler, pixels, stride, format, s->host_pixels);
+  return sam2_session_encode (s, s->host_pixels, error);
+}
+
+const float *
+sam2_session_get_features (Sam2Session *s, int level, int *height, int *width, int *channels)
+{
+  g_return_val_if_fail (s != NULL && level >= 0 && level < 3, NULL);
+  if (!s->have_features)
+    return NULL;
+  if (height)
+    *height = s->model->feat_h[level];
+  if (width)
+    *width = s->model->feat_w[level];
+  if (channels)
+    *channels = s->model->feat_c[level];
+  return s->features[level];
+}
+
+/* ---- prompts and the mask decoder -------------------------------------------------------------- */
+
+static gboolean
+ensure_result_capacity (Sam2Session *s, int n_objects)
+{
+  const Sam2Model *m = s->model;
+  if (n_objects <= s->result_capacity_objects)
+    return TRUE;
+  const size_t nmt = m->n_mask_tokens, ms2 = (size_t) m->mask_size * m->mask_size;
+  g_free (s->res_iou);
+  g_free (s->res_obj);
+  g_free (s->res_lowres);
+  s->res_iou = g_try_new (float, n_objects * nmt);
+  s->res_obj = g_try_new (float, n_objects);
+  s->res_lowres = g_try_new (float, n_objects * nmt * ms2);
+  s->result_capacity_objects = n_objects;
+  if (s->res_iou == NULL || s->res_obj == NULL || s->res_lowres == NULL) {
+    s->result_capacity_objects = 0;
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+validate_prompt (const Sam2Model *m, const Sam2Prompt *p, int index, float width, float height,
+                 GError **error)
+{
+  const int n_labels = m->config.prompt_encoder.num_point_embeddings;
+  if (p->n_points < 0 || (p->n_points > 0 && p->points == NULL)
+      || p->n_points > SAM2_MAX_POINTS_PER_OBJECT) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "object %d: %d points given; an object takes 0 to %d points", index,
+                 p->n_points, SAM2_MAX_POINTS_PER_OBJECT);
+    return FALSE;
+  }
+  if (p->n_points == 0 && !p->has_box && p->mask_logits == NULL) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "object %d has no prompt: give at least one point, a box or a mask", index);
+    return FALSE;
+  }
+  for (int i = 0; i < p->n_points; i++) {
+    const Sam2Point *pt = &p->points[i];
+    if (pt->label != SAM2_LABEL_PAD && pt->label != SAM2_LABEL_NOT_A_POINT
+        && (pt->label < 0 || pt->label >= n_labels)) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                   "object %d, point %d: label %d is not one of -10 (padding), -1 (not a point), "
+                   "0 (negative), 1 (positive), 2/3 (box corners)", index, i, pt->label);
+      return FALSE;
+    }
+    if (pt->label == SAM2_LABEL_PAD || pt->label == SAM2_LABEL_NOT_A_POINT)
+      continue;
+    if (!isfinite (pt->x) || !isfinite (pt->y) || pt->x < 0 || pt->y < 0 || pt->x >= width
+        || pt->y >= height) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                   "object %d, point %d at (%g, %g) lies outside the %gx%g image", index, i,
+                   pt->x, pt->y, width, height);
+      return FALSE;
+    }
+  }
+  if (p->has_box) {
+    const float *bx = p->box;
+    gboolean finite = isfinite (bx[0]) && isfinite (bx[1]) && isfinite (bx[2]) && isfinite (bx[3]);
+    if (!finite || bx[0] > bx[2] || bx[1] > bx[3] || bx[2] < 0 || bx[3] < 0 || bx[0] >= width
+        || bx[1] >= height) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                   "object %d: box (%g, %g, %g, %g) is empty, inverted or outside the %gx%g "
+                   "image; boxes are x0, y0, x1, y1 with x0 <= x1 and y0 <= y1", index, bx[0],
+                   bx[1], bx[2], bx[3], width, height);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+/* HF's _dynamic_multimask_via_stability for one object: keep the single-mask output when its
+ * stability (area above +delta over area above -delta) reaches the threshold, else the
+ * multimask output with the best predicted IoU. Returns the chosen mask token. */
+static int
+select_single_mask (const Sam2Model *m, const float *masks, const float *iou)
+{
+  const Sam2MaskDecoderConfig *dc = &m->config.mask_decoder;
+  if (!dc->dynamic_multimask_via_stability || m->n_mask_tokens < 2)
+    return 0;
+  const size_t ms2 = (size_t) m->mask_size * m->mask_size;
+  const float delta = (float) dc->dynamic_multimask_stability_delta;
+  size_t inter = 0, uni = 0;
+  for (size_t i = 0; i < ms2; i++) {
+    inter += masks[i] > delta;
+    uni += masks[i] > -delta;
+  }
+  const double stability = uni > 0 ? (double) inter / (double) uni : 1.0;
+  /* torch compares in float32 */
+  if ((float) stability >= (float) dc->dynamic_multimask_stability_thresh)
+    return 0;
+  int best = 1;
+  for (int t = 2; t < m->n_mask_tokens; t++)
+    if (iou[t] > iou[best])
+      best = t;
+  return best;
+}
+
+static const Sam2Result *
+decode (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts, gboolean multimask,
+        GError **error)
+{
+  const Sam2Model *m = s->model;
+  const int nmt = m->n_mask_tokens;
+  const size_t ms2 = (size_t) m->mask_size * m->mask_size;
+  const int n_out = multimask ? nmt - 1 : 1;
+
+  if (!s->have_features) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "no image has been encoded in this session yet");
+    return NULL;
+  }
+  if (n_prompts <= 0 || prompts == NULL) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "no prompts given: pass at least one object with points, a box or a mask");
+    return NULL;
+  }
+  if (multimask && nmt < 2) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "this model has no multimask outputs");
+    return NULL;
+  }
+  if (!ensure_result_capacity (s, n_prompts)) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND, "out of memory for %d objects",
+                 n_prompts);
+    return NULL;
+  }
+
+  float *all_masks = s->dec.host_all_masks, *all_iou = s->dec.host_iou;
+  float *sparse = s->dec.host_sparse;
+  for (int o = 0; o < n_prompts; o++) {
+    const Sam2Prompt *p = &prompts[o];
+    int n_sparse = sam2_prompt_encoder_sparse (m, p, sparse, s->dec.max_tokens - 2 - nmt);
+    gboolean has_dense = p->mask_logits != NULL;
+    int st = SAM2_STATUS_OK;
+    if (has_dense) {
+      st = s->backend->ops->upload (s->backend, s->dec.mask_input, p->mask_logits, ms2);
+      if (st == SAM2_STATUS_OK)
+        st = sam2_prompt_encoder_dense (s, s->dec.mask_input);
+    }
+    if (st == SAM2_STATUS_OK)
+      st = sam2_mask_decoder_forward (s, sparse, n_sparse, has_dense, all_masks, all_iou,
+                                      &s->res_obj[o]);
+    if (!check_status (s, st, "the mask decoder", error))
+      return NULL;
+
+    float *iou_out = s->res_iou + (size_t) o * n_out;
+    float *mask_out = s->res_lowres + (size_t) o * n_out * ms2;
+    if (multimask) {
+      memcpy (iou_out, all_iou + 1, sizeof (float) * n_out);
+      memcpy (mask_out, all_masks + ms2, sizeof (float) * n_out * ms2);
+    } else {
+      int t = select_single_mask (m, all_masks, all_iou);
+      iou_out[0] = all_iou[t];
+      memcpy (mask_out, all_masks + (size_t) t * ms2, sizeof (float) * ms2);
+    }
+  }
+
+  Sam2Result *r = &s->result;
+  memset (r, 0, sizeof *r);
+  r->n_objects = n_prompts;
+  r->n_masks = n_out;
+  r->mask_size = m->mask_size;
+  r->iou_scores = s->res_iou;
+  r->object_scores = s->res_obj;
+  r->lowres_logits = s->res_lowres;
+  return r;
+}
+
+const Sam2Result *
+sam2_session_decode (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts, gboolean multimask,
+                     GError **error)
+{
+  g_return_val_if_fail (s != NULL, NULL);
+  const float S = (float) s->model->image_size;
+  for (int o = 0; o < n_prompts && prompts != NULL; o++)
+    if (!validate_prompt (s->model, &prompts[o], o, S, S, error))
+      return NULL;
+  return decode (s, prompts, n_prompts, multimask, error);
+}
+
+/* Frame-space prompts scaled to the model input per axis, as Sam2Processor does. */
+static void
+scale_prompt (const Sam2Prompt *in, Sam2Prompt *out, Sam2Point *points, float sx, float sy)
+{
+  *out = *in;
+  for (int i = 0; i < in->n_points; i++) {
+    points[i] = in->points[i];
+    points[i].x *= sx;
+    points[i].y *= sy;
+  }
+  out->points = points;
+  out->box[0] = in->box[0] * sx;
+  out->box[1] = in->box[1] * sy;
+  out->box[2] = in->box[2] * sx;
+  out->box[3] = in->box[3] * sy;
+}
+
+static gboolean
+frame_masks (Sam2Session *s, Sam2Result *r, float threshold, GError **error)
+{
+  const size_t plane = (size_t) r->width * r->height;
+  const size_t n = (size_t) r->n_objects * r->n_masks;
+  if (s->res_masks_capacity < n * plane) {
+    g_free (s->res_masks);
+    g_free (s->res_boxes);
+    s->res_masks = g_try_malloc (n * plane);
+    s->res_boxes = g_try_new (Sam2Box, n);
+    s->res_masks_capacity = s->res_masks && s->res_boxes ? n * plane : 0;
+  }
+  if (s->upsampled_capacity < plane) {
+    g_free (s->upsampled);
+    s->upsampled = g_try_new (float, plane);
+    s->upsampled_capacity = s->upsampled ? plane : 0;
+  }
+  if (s->res_masks_capacity == 0 || s->upsampled_capacity == 0) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                 "out of memory for %zu masks of %dx%d", n, r->width, r->height);
+    return FALSE;
+  }
+  const size_t ms2 = (size_t) r->mask_size * r->mask_size;
+  for (size_t i = 0; i < n; i++) {
+    guint8 *mask = s->res_masks + i * plane;
+    sam2_upsample_bilinear (r->lowres_logits + i * ms2, r->mask_size, r->mask_size, s->upsampled,
+                            r->height, r->width);
+    sam2_threshold (s->upsampled, plane, threshold, mask);
+    s->res_boxes[i] = sam2_mask_box (mask, r->width, r->height);
+  }
+  r->masks = s->res_masks;
+  r->boxes = s->res_boxes;
+  return TRUE;
+}
+
+const Sam2Result *
+sam2_session_predict (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts,
+                      const Sam2PredictOptions *options, GError **error)
+{
+  g_return_val_if_fail (s != NULL, NULL);
+  static const Sam2PredictOptions defaults = SAM2_PREDICT_OPTIONS_INIT;
+  if (options == NULL)
+    options = &defaults;
+  if (s->resampler == NULL) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "no frame set: call sam2_session_set_image before predicting");
+    return NULL;
+  }
+  const float W = (float) s->frame_width, H = (float) s->frame_height;
+  const float S = (float) s->model->image_size;
+  if (n_prompts > s->scaled_capacity) {
+    g_free (s->scaled_prompts);
+    g_free (s->scaled_points);
+    s->scaled_prompts = g_new (Sam2Prompt, n_prompts);
+    s->scaled_points = g_new (Sam2Point, (size_t) n_prompts * SAM2_MAX_POINTS_PER_OBJECT);
+    s->scaled_capacity = n_prompts;
+  }
+  for (int o = 0; o < n_prompts && prompts != NULL; o++) {
+    if (!validate_prompt (s->model, &prompts[o], o, W, H, error))
+      return NULL;
+    scale_prompt (&prompts[o], &s->scaled_prompts[o],
+                  s->scaled_points + (size_t) o * SAM2_MAX_POINTS_PER_OBJECT, S / W, S / H);
+  }
+  const Sam2Result *r = decode (s, s->scaled_prompts, n_prompts, options->multimask, error);
+  if (r != NULL && options->frame_masks) {
+    Sam2Result *rw = &s->result;
+    rw->width = s->frame_width;
+    rw->height = s->frame_height;
+    if (!frame_masks (s, rw, options->mask_threshold, error))
+      r = NULL;
+  }
+  return r;
+}

@@ -1,0 +1,118 @@
+/* session.h: per-stream state. Every buffer a forward pass touches is allocated here once, from
+ * sizes the model's geometry gives, so running a frame allocates nothing. */
+#ifndef SAM2_SESSION_H
+#define SAM2_SESSION_H
+
+#include "backend.h"
+#include "image.h"
+
+G_BEGIN_DECLS
+
+/* Points per object the decoder buffers are sized for. SAM is used with a handful of clicks;
+ * this bound keeps the per-session token buffers small and fixed. */
+#define SAM2_MAX_POINTS_PER_OBJECT 64
+
+/* Debug / test hook: called with every named intermediate (backend memory, channels-last). */
+typedef void (*Sam2TapFunc) (gpointer user_data, const char *name, const float *data, int ndim,
+                             const int *shape);
+
+/* Buffers of the mask decoder for one object. */
+typedef struct {
+  float *tokens;               /* (n_tokens_max, C) queries */
+  float *token_pe;             /* (n_tokens_max, C) the prompt tokens, their "positional" part */
+  float *tmp_tokens;           /* (n_tokens_max, C) */
+  float *q_small, *k_small, *v_small, *o_small; /* (n_tokens_max, C) projections of tokens */
+  float *keys;                 /* (HW, C) image side */
+  float *keys_pe;              /* (HW, C) keys + image_pe */
+  float *big_q;                /* (HW, C) projections of the image side */
+  float *big_k;
+  float *big_v;
+  float *big_o;
+  float *dense;                /* (HW, C) dense prompt embedding when a mask is given */
+  float *mask_cols;            /* im2col of the mask input (mask_size^2 / 4, 4) */
+  float *mask_a, *mask_b;      /* mask embedding intermediates */
+  float *up1_cols;             /* (HW, 4 * C/4) */
+  float *up1;                  /* (4 HW, C/4) */
+  float *up2_cols;             /* (4 HW, 4 * C/8) */
+  float *up2;                  /* (16 HW, C/8) */
+  float *hyper;                /* (n_mask_tokens, C/8) */
+  float *masks;                /* (n_mask_tokens, 16 HW) */
+  float *head_a, *head_b;      /* (n_tokens_max, widest MLP layer) MLP intermediates */
+  float *head_out;             /* (n_mask_tokens) head outputs */
+  float *host_tokens;          /* (n_tokens_max, C) host staging of the tokens */
+  float *host_sparse;          /* (n_tokens_max, C) prompt tokens of one object */
+  float *host_all_masks;       /* (n_mask_tokens, mask_size^2) every mask token's logits */
+  float *host_iou;             /* (n_mask_tokens) */
+  float *mask_input;           /* (mask_size^2) a mask prompt, backend memory */
+  int max_tokens;              /* n_tokens_max */
+} Sam2DecoderBuffers;
+
+struct _Sam2Session {
+  Sam2Model *model;
+  Sam2Backend *backend;
+
+  /* ---- image encoder ---- */
+  float *pixels;               /* (3, S, S) */
+  float *pos_embed_dev;        /* (patch_h * patch_w, hidden) the model's pos_embed on the backend */
+  float *no_memory_dev;        /* (fpn_hidden) */
+  float *no_mask_dev;          /* (hidden) dense embedding without a mask prompt */
+  float *patch_cols;           /* (patch_h * patch_w, 3 * kh * kw) */
+  float *stage_x[SAM2_MAX_STAGES];   /* (stage_h * stage_w, stage_dim) block outputs */
+  float *block_scratch;        /* temporaries of one Hiera block (the largest) */
+  float *fpn[SAM2_MAX_STAGES]; /* (H_i * W_i, fpn_hidden) neck outputs by level */
+  float *neck_cols;            /* im2col for neck convs with kernel > 1 */
+  float *features[3];          /* feat_s0, feat_s1, image embedding */
+  gboolean have_features;
+
+  /* ---- mask decoder ---- */
+  Sam2DecoderBuffers dec;
+  float *image_pe;             /* (HW, C) in backend memory */
+
+  /* ---- frames ---- */
+  Sam2Resampler *resampler;
+  int frame_width, frame_height;
+  float *host_pixels;          /* (3, S, S) host staging of the preprocessed frame */
+
+  /* ---- results (host) ---- */
+  Sam2Result result;
+  int result_capacity_objects;
+  float *res_iou, *res_obj, *res_lowres;
+  size_t res_masks_capacity;
+  guint8 *res_masks;
+  Sam2Box *res_boxes;
+  float *upsampled;            /* (height, width) scratch for one mask */
+  size_t upsampled_capacity;
+  Sam2Prompt *scaled_prompts;  /* frame prompts scaled to the model input */
+  Sam2Point *scaled_points;    /* (capacity, SAM2_MAX_POINTS_PER_OBJECT) */
+  int scaled_capacity;
+
+  Sam2TapFunc tap;
+  gpointer tap_data;
+};
+
+/* Internal API used by tests and tools. */
+void sam2_session_set_tap (Sam2Session *s, Sam2TapFunc tap, gpointer user_data);
+void sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int ndim, ...);
+
+/* The module forwards; each returns a SAM2_STATUS_*. */
+int sam2_hiera_forward (Sam2Session *s);
+int sam2_neck_forward (Sam2Session *s);
+size_t sam2_hiera_block_scratch_floats (const Sam2HieraBlock *blk);
+
+/* Prompt encoding on the host: sparse tokens (n, C) of one object, returns n (<= max). */
+int sam2_prompt_encoder_sparse (const Sam2Model *m, const Sam2Prompt *p, float *tokens,
+                                int max_tokens);
+int sam2_prompt_encoder_max_tokens (int n_points);
+/* image_pe: (embed_size^2, C) into host memory. */
+void sam2_prompt_encoder_image_pe (const Sam2Model *m, float *pe);
+/* Dense embedding of a low-res mask prompt into s->dec.dense. */
+int sam2_prompt_encoder_dense (Sam2Session *s, const float *mask_logits_backend);
+
+/* Runs the decoder for one object; writes low-res logits (n_mask_tokens, mask_size^2), iou
+ * (n_mask_tokens) and the object score to host memory. */
+int sam2_mask_decoder_forward (Sam2Session *s, const float *sparse, int n_sparse,
+                               gboolean has_dense, float *all_masks, float *iou, float *obj_score);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,87 @@
+/* sam2q check MODEL REFERENCE.safetensors...
+ * sam2q check --hash-weights CONFIG.json REFERENCE.safetensors...
+ *
+ * Runs every case of the reference files (the fixtures' naming scheme) and prints the relative
+ * L2 error of each output against its bound; exits 0 only if everything passes. */
+#include "check.h"
+#include "commands.h"
+#include "config.h"
+#include "model.h"
+
+static Sam2Model *
+load_model (const char *hash_config, const char *reference, GError **error)
+{
+  if (hash_config == NULL)
+    return sam2_model_load (reference, error);
+  Sam2Config config;
+  if (!sam2_config_load (hash_config, &config, error))
+    return NULL;
+  return sam2_model_new_hashed (&config, error);
+}
+
+int
+sam2q_cmd_check (int argc, char **argv)
+{
+  char *hash_config = NULL;
+  int threads = 0;
+  gboolean quiet = FALSE;
+  GOptionEntry entries[] = {
+    { "hash-weights", 0, 0, G_OPTION_ARG_FILENAME, &hash_config,
+      "build the model from CONFIG.json with the fixtures' hash weights instead of loading MODEL",
+      "CONFIG" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: one per core)", "N" },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "print only failures and the summary", NULL },
+    { NULL }
+  };
+  GOptionContext *ctx = g_option_context_new ("[MODEL] REFERENCE.safetensors... - compare with "
+                                              "transformers reference outputs");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  GError *error = NULL;
+  int rc = 0;
+  Sam2Model *model = NULL;
+  Sam2CheckReport *report = NULL;
+
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    goto fail_usage;
+  if (argc < (hash_config != NULL ? 2 : 3)) {
+    g_set_error_literal (&error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                         "expected MODEL and at least one REFERENCE.safetensors (or "
+                         "--hash-weights CONFIG and references)");
+    goto fail_usage;
+  }
+  sam2_set_num_threads (threads);
+  model = load_model (hash_config, hash_config != NULL ? NULL : argv[1], &error);
+  if (model == NULL)
+    goto fail;
+  report = sam2_check_reference (model, (const char *const *) argv + (hash_config ? 1 : 2),
+                                 &error);
+  if (report == NULL)
+    goto fail;
+
+  g_print ("%-44s %12s %12s %10s  %s\n", "output", "rel L2", "max |diff|", "bound", "result");
+  for (guint i = 0; i < report->entries->len; i++) {
+    const Sam2CheckEntry *e = report->entries->pdata[i];
+    if (quiet && e->pass)
+      continue;
+    g_print ("%-44s %12.3e %12.3e %10.1e  %s\n", e->name, e->rel_l2, e->max_abs, e->tolerance,
+             e->pass ? "PASS" : "FAIL");
+  }
+  g_print ("%d cases, %u outputs compared, %d failed: %s\n", report->n_cases,
+           report->entries->len, report->n_failed, report->n_failed == 0 ? "PASS" : "FAIL");
+  rc = report->n_failed == 0 ? 0 : 1;
+  goto out;
+
+fail_usage:
+  rc = 2;
+  sam2q_fail ("check", error);
+  goto out;
+fail:
+  rc = sam2q_fail ("check", error);
+out:
+  g_clear_error (&error);
+  sam2_check_report_free (report);
+  sam2_model_unref (model);
+  g_option_context_free (ctx);
+  g_free (hash_config);
+  return rc;
+}

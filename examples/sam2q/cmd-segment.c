@@ -1,0 +1,316 @@
+/* sam2q segment MODEL IMAGE [prompts] [-o DIR] [--json FILE]
+ *
+ * Prompts, in image pixels, build objects one at a time:
+ *   -p X,Y[,LABEL]       add a point to the current object (LABEL 1 = positive, default; 0 = negative)
+ *   -b X0,Y0,X1,Y1       set the box of the current object
+ *   -n                   start a new object
+ * For every object (and every candidate mask with --multimask) a 0/255 PNG mask is written to
+ * the output directory, and a JSON summary (boxes, scores, files) goes to --json or stdout. */
+#include "commands.h"
+#include "image-io.h"
+#include "sam2.h"
+
+#include <errno.h>
+#include <json-glib/json-glib.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  GArray *points;              /* Sam2Point */
+  gboolean has_box;
+  float box[4];
+} ObjectPrompt;
+
+typedef struct {
+  GPtrArray *objects;          /* ObjectPrompt */
+  GError *error;
+} PromptParser;
+
+static void
+object_free (gpointer p)
+{
+  ObjectPrompt *o = p;
+  g_array_unref (o->points);
+  g_free (o);
+}
+
+static ObjectPrompt *
+current_object (PromptParser *pp)
+{
+  if (pp->objects->len == 0) {
+    ObjectPrompt *o = g_new0 (ObjectPrompt, 1);
+    o->points = g_array_new (FALSE, FALSE, sizeof (Sam2Point));
+    g_ptr_array_add (pp->objects, o);
+  }
+  return pp->objects->pdata[pp->objects->len - 1];
+}
+
+/* "a,b,c" -> up to `max` floats; returns how many, -1 on junk. */
+static int
+parse_floats (const char *text, float *out, int max)
+{
+  char **parts = g_strsplit (text, ",", -1);
+  int n = 0;
+  for (; parts[n] != NULL; n++) {
+    char *end = NULL;
+    if (n >= max) {
+      n = -1;
+      break;
+    }
+    out[n] = strtof (parts[n], &end);
+    if (end == parts[n] || *end != '\0') {
+      n = -1;
+      break;
+    }
+  }
+  g_strfreev (parts);
+  return n;
+}
+
+static gboolean
+on_point (const char *name, const char *value, gpointer data, GError **error)
+{
+  PromptParser *pp = data;
+  float v[3] = { 0, 0, 1 };
+  int n = parse_floats (value, v, 3);
+  if (n != 2 && n != 3) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--point takes X,Y or X,Y,LABEL in image pixels, not '%s'", value);
+    return FALSE;
+  }
+  Sam2Point p = { v[0], v[1], (int) v[2] };
+  g_array_append_val (current_object (pp)->points, p);
+  return TRUE;
+}
+
+static gboolean
+on_box (const char *name, const char *value, gpointer data, GError **error)
+{
+  PromptParser *pp = data;
+  ObjectPrompt *o = current_object (pp);
+  if (parse_floats (value, o->box, 4) != 4) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--box takes X0,Y0,X1,Y1 in image pixels, not '%s'", value);
+    return FALSE;
+  }
+  o->has_box = TRUE;
+  return TRUE;
+}
+
+static gboolean
+on_next (const char *name, const char *value, gpointer data, GError **error)
+{
+  PromptParser *pp = data;
+  ObjectPrompt *o = g_new0 (ObjectPrompt, 1);
+  o->points = g_array_new (FALSE, FALSE, sizeof (Sam2Point));
+  g_ptr_array_add (pp->objects, o);
+  return TRUE;
+}
+
+static char *
+image_stem (const char *path)
+{
+  char *base = g_path_get_basename (path);
+  char *dot = strrchr (base, '.');
+  if (dot != NULL && dot != base)
+    *dot = '\0';
+  return base;
+}
+
+static JsonNode *
+result_json (const Sam2Result *r, const char *image, char **files, double encode_ms,
+             double decode_ms)
+{
+  JsonBuilder *b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "image");
+  json_builder_add_string_value (b, image);
+  json_builder_set_member_name (b, "width");
+  json_builder_add_int_value (b, r->width);
+  json_builder_set_member_name (b, "height");
+  json_builder_add_int_value (b, r->height);
+  json_builder_set_member_name (b, "encoder_ms");
+  json_builder_add_double_value (b, encode_ms);
+  json_builder_set_member_name (b, "decoder_ms");
+  json_builder_add_double_value (b, decode_ms);
+  json_builder_set_member_name (b, "objects");
+  json_builder_begin_array (b);
+  for (int o = 0; o < r->n_objects; o++) {
+    json_builder_begin_object (b);
+    json_builder_set_member_name (b, "id");
+    json_builder_add_int_value (b, o);
+    json_builder_set_member_name (b, "object_score");
+    json_builder_add_double_value (b, r->object_scores[o]);
+    json_builder_set_member_name (b, "masks");
+    json_builder_begin_array (b);
+    for (int k = 0; k < r->n_masks; k++) {
+      const int i = o * r->n_masks + k;
+      const Sam2Box *bx = &r->boxes[i];
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "file");
+      json_builder_add_string_value (b, files[i]);
+      json_builder_set_member_name (b, "iou_score");
+      json_builder_add_double_value (b, r->iou_scores[i]);
+      json_builder_set_member_name (b, "box");
+      if (bx->x1 < bx->x0) {
+        json_builder_add_null_value (b);
+      } else {
+        json_builder_begin_array (b);
+        json_builder_add_int_value (b, bx->x0);
+        json_builder_add_int_value (b, bx->y0);
+        json_builder_add_int_value (b, bx->x1);
+        json_builder_add_int_value (b, bx->y1);
+        json_builder_end_array (b);
+      }
+      json_builder_end_object (b);
+    }
+    json_builder_end_array (b);
+    json_builder_end_object (b);
+  }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  JsonNode *root = json_builder_get_root (b);
+  g_object_unref (b);
+  return root;
+}
+
+static gboolean
+write_masks (const Sam2Result *r, const char *dir, const char *stem, char ***files_out,
+             GError **error)
+{
+  const size_t plane = (size_t) r->width * r->height;
+  const int n = r->n_objects * r->n_masks;
+  char **files = g_new0 (char *, n + 1);
+  guint8 *grey = g_malloc (plane);
+  gboolean ok = TRUE;
+  for (int i = 0; ok && i < n; i++) {
+    const guint8 *mask = r->masks + (size_t) i * plane;
+    for (size_t p = 0; p < plane; p++)
+      grey[p] = mask[p] ? 255 : 0;
+    char *name = r->n_masks > 1
+                     ? g_strdup_printf ("%s-obj%d-mask%d.png", stem, i / r->n_masks, i % r->n_masks)
+                     : g_strdup_printf ("%s-obj%d.png", stem, i);
+    files[i] = g_build_filename (dir, name, NULL);
+    g_free (name);
+    ok = sam2q_png_write (files[i], grey, r->width, r->height, r->width, 1, error);
+  }
+  g_free (grey);
+  *files_out = files;
+  return ok;
+}
+
+int
+sam2q_cmd_segment (int argc, char **argv)
+{
+  PromptParser pp = { g_ptr_array_new_with_free_func (object_free), NULL };
+  char *out_dir = NULL, *json_path = NULL;
+  gboolean multimask = FALSE;
+  double threshold = 0.0;
+  int threads = 0;
+  GOptionEntry entries[] = {
+    { "point", 'p', 0, G_OPTION_ARG_CALLBACK, on_point,
+      "add a point to the current object (label 1 positive, 0 negative)", "X,Y[,LABEL]" },
+    { "box", 'b', 0, G_OPTION_ARG_CALLBACK, on_box, "set the box of the current object",
+      "X0,Y0,X1,Y1" },
+    { "next-object", 'n', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, on_next,
+      "start a new object", NULL },
+    { "multimask", 'm', 0, G_OPTION_ARG_NONE, &multimask,
+      "write all three candidate masks per object", NULL },
+    { "threshold", 0, 0, G_OPTION_ARG_DOUBLE, &threshold, "mask logit threshold (default 0)", "T" },
+    { "output-dir", 'o', 0, G_OPTION_ARG_FILENAME, &out_dir,
+      "directory for the mask PNGs (default: current directory)", "DIR" },
+    { "json", 'j', 0, G_OPTION_ARG_FILENAME, &json_path,
+      "write the JSON summary here instead of stdout", "FILE" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: one per core)", "N" },
+    { NULL }
+  };
+  GOptionContext *ctx = g_option_context_new ("MODEL IMAGE - segment an image from prompts");
+  GOptionGroup *group = g_option_group_new ("segment", "", "", &pp, NULL);
+  g_option_group_add_entries (group, entries);
+  g_option_context_set_main_group (ctx, group);
+  GError *error = NULL;
+  int rc = 1;
+  Sam2Model *model = NULL;
+  Sam2Session *session = NULL;
+  Sam2qImage *image = NULL;
+  Sam2Prompt *prompts = NULL;
+  char **files = NULL;
+  char *stem = NULL;
+
+  if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc != 3 || pp.objects->len == 0) {
+    if (error == NULL)
+      g_set_error_literal (&error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                           argc != 3 ? "expected MODEL and IMAGE (see sam2q segment --help)"
+                                     : "no prompt given: add at least one --point or --box");
+    rc = 2;
+    sam2q_fail ("segment", error);
+    goto out;
+  }
+  sam2_set_num_threads (threads);
+  if ((image = sam2q_image_load (argv[2], &error)) == NULL)
+    goto fail;
+  if ((model = sam2_model_load (argv[1], &error)) == NULL)
+    goto fail;
+  if ((session = sam2_session_new (model, &error)) == NULL)
+    goto fail;
+
+  gint64 t0 = g_get_monotonic_time ();
+  if (!sam2_session_set_image (session, image->pixels, image->width, image->height, image->stride,
+                               SAM2_PIXEL_FORMAT_RGB, &error))
+    goto fail;
+  gint64 t1 = g_get_monotonic_time ();
+  prompts = g_new0 (Sam2Prompt, pp.objects->len);
+  for (guint o = 0; o < pp.objects->len; o++) {
+    ObjectPrompt *op = pp.objects->pdata[o];
+    prompts[o].points = (const Sam2Point *) op->points->data;
+    prompts[o].n_points = (int) op->points->len;
+    prompts[o].has_box = op->has_box;
+    memcpy (prompts[o].box, op->box, sizeof op->box);
+  }
+  Sam2PredictOptions opts = SAM2_PREDICT_OPTIONS_INIT;
+  opts.multimask = multimask;
+  opts.mask_threshold = (float) threshold;
+  const Sam2Result *r = sam2_session_predict (session, prompts, (int) pp.objects->len, &opts,
+                                              &error);
+  gint64 t2 = g_get_monotonic_time ();
+  if (r == NULL)
+    goto fail;
+
+  stem = image_stem (argv[2]);
+  if (out_dir != NULL && g_mkdir_with_parents (out_dir, 0755) != 0) {
+    g_set_error (&error, G_FILE_ERROR, g_file_error_from_errno (errno),
+                 "cannot create output directory %s: %s", out_dir, g_strerror (errno));
+    goto fail;
+  }
+  if (!write_masks (r, out_dir ? out_dir : ".", stem, &files, &error))
+    goto fail;
+  JsonNode *root = result_json (r, argv[2], files, (t1 - t0) / 1e3, (t2 - t1) / 1e3);
+  char *text = json_to_string (root, TRUE);
+  json_node_unref (root);
+  gboolean written = TRUE;
+  if (json_path != NULL)
+    written = g_file_set_contents (json_path, text, -1, &error);
+  else
+    g_print ("%s\n", text);
+  g_free (text);
+  if (!written)
+    goto fail;
+  rc = 0;
+  goto out;
+
+fail:
+  rc = sam2q_fail ("segment", error);
+out:
+  g_clear_error (&error);
+  g_strfreev (files);
+  g_free (stem);
+  g_free (prompts);
+  sam2_session_free (session);
+  sam2_model_unref (model);
+  sam2q_image_free (image);
+  g_ptr_array_unref (pp.objects);
+  g_option_context_free (ctx);
+  g_free (out_dir);
+  g_free (json_path);
+  return rc;
+}

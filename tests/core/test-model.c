@@ -1,0 +1,165 @@
+/* test-model.c: the FP32 model against transformers' Sam2Model (float64 references).
+ *
+ * sam2-mini-hash: a small config that hits every code path, loaded from its checkpoint, every
+ * case, every image embedding and every recorded block / neck activation. sam2-tiny-hash: the real
+ * sam2.1-hiera-tiny architecture at 1024x1024 with its 309 weights regenerated from the hash. The
+ * bounds are the named constants of check.h. */
+#include "check.h"
+#include "config.h"
+#include "hash-weights.h"
+#include "model.h"
+#include "test-support.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+static void
+assert_report_passes (Sam2CheckReport *report, int min_cases)
+{
+  for (guint i = 0; i < report->entries->len; i++) {
+    const Sam2CheckEntry *e = report->entries->pdata[i];
+    g_test_message ("%-40s rel_l2 %.3e max_abs %.3e (bound %.0e) %s", e->name, e->rel_l2,
+                    e->max_abs, e->tolerance, e->pass ? "PASS" : "FAIL");
+  }
+  for (guint i = 0; i < report->entries->len; i++) {
+    const Sam2CheckEntry *e = report->entries->pdata[i];
+    if (!e->pass)
+      g_error ("%s: relative L2 error %.3e exceeds %.0e", e->name, e->rel_l2, e->tolerance);
+  }
+  g_assert_cmpint (report->n_cases, >=, min_cases);
+  g_assert_cmpint (report->n_failed, ==, 0);
+}
+
+/* The checkpoint of the fixtures was written from the hash function: both must agree exactly. */
+static void
+test_hash_weights_match_checkpoint (void)
+{
+  Sam2Safetensors *st = sam2_test_open_fixture ("sam2-mini-hash/model.safetensors");
+  if (st == NULL)
+    return;
+  int checked = 0;
+  for (int i = 0; i < sam2_safetensors_n_tensors (st); i++) {
+    const Sam2StTensor *t = sam2_safetensors_nth (st, i);
+    float *want = sam2_safetensors_read_f32 (st, t->name, t->numel, NULL);
+    float *got = g_new (float, t->numel);
+    sam2_hash_fill_weight (t->name, t->ndim, t->shape, got);
+    g_assert_cmpmem (got, t->numel * sizeof (float), want, t->numel * sizeof (float));
+    g_free (got);
+    g_free (want);
+    checked++;
+  }
+  g_assert_cmpint (checked, >, 200);
+  sam2_safetensors_close (st);
+}
+
+static void
+test_mini_reference (void)
+{
+  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
+  char *ref = sam2_test_fixture_path ("sam2-mini-hash/reference.safetensors");
+  if (dir == NULL || ref == NULL)
+    goto out;
+  GError *error = NULL;
+  Sam2Model *model = sam2_model_load (dir, &error);
+  g_assert_no_error (error);
+  const char *paths[] = { ref, NULL };
+  Sam2CheckReport *report = sam2_check_reference (model, paths, &error);
+  g_assert_no_error (error);
+  /* five cases on the reference pixels and five on the hash pixels */
+  assert_report_passes (report, 10);
+  /* the activations were compared too: 7 blocks and 4 neck levels */
+  int acts = 0;
+  for (guint i = 0; i < report->entries->len; i++)
+    acts += g_str_has_prefix (((Sam2CheckEntry *) report->entries->pdata[i])->name, "act/");
+  g_assert_cmpint (acts, ==, 11);
+  sam2_check_report_free (report);
+  sam2_model_unref (model);
+out:
+  g_free (dir);
+  g_free (ref);
+}
+
+static void
+test_tiny_reference (void)
+{
+  char *cfg = sam2_test_fixture_path ("sam2-tiny-hash/config.json");
+  char *main_ref = sam2_test_fixture_path ("sam2-tiny-hash/reference_main.safetensors");
+  char *feat_ref = sam2_test_fixture_path ("sam2-tiny-hash/reference_feat_s0.safetensors");
+  if (cfg == NULL || main_ref == NULL || feat_ref == NULL)
+    goto out;
+  GError *error = NULL;
+  Sam2Config config;
+  g_assert_true (sam2_config_load (cfg, &config, &error));
+  g_assert_no_error (error);
+  Sam2Model *model = sam2_model_new_hashed (&config, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (sam2_model_get_image_size (model), ==, 1024);
+  /* every parameter of Sam2Model(sam2.1-hiera-tiny) was bound ("params/tiny" in
+   * hf_keys_configs.json), and nothing else */
+  g_assert_cmpint (model->n_params, ==, 31440721);
+  const char *paths[] = { main_ref, feat_ref, NULL };
+  Sam2CheckReport *report = sam2_check_reference (model, paths, &error);
+  g_assert_no_error (error);
+  assert_report_passes (report, 5);
+  sam2_check_report_free (report);
+  sam2_model_unref (model);
+out:
+  g_free (cfg);
+  g_free (main_ref);
+  g_free (feat_ref);
+}
+
+/* The parameters a config makes us bind are exactly the state-dict keys (and shapes) transformers
+ * lists for Sam2Model of that size: nothing missing, nothing invented. */
+static void
+test_param_names_match_hf (gconstpointer data)
+{
+  const char *size = data;
+  char *path = sam2_test_fixture_path ("hf_keys_configs.json");
+  if (path == NULL)
+    return;
+  GError *error = NULL;
+  JsonParser *parser = json_parser_new ();
+  g_assert_true (json_parser_load_from_file (parser, path, &error));
+  JsonObject *root = json_node_get_object (json_parser_get_root (parser));
+  char *cfg_key = g_strconcat ("config/", size, NULL), *keys_key = g_strconcat ("sam2_image/", size, NULL);
+  char *cfg_json = json_to_string (json_object_get_member (root, cfg_key), FALSE);
+  JsonObject *keys = json_object_get_object_member (root, keys_key);
+  Sam2Config config;
+  g_assert_true (sam2_config_parse (cfg_json, -1, &config, &error));
+  g_assert_no_error (error);
+  GPtrArray *specs = sam2_model_param_specs (&config, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (specs->len, ==, json_object_get_size (keys));
+  for (guint i = 0; i < specs->len; i++) {
+    const Sam2ParamSpec *spec = specs->pdata[i];
+    if (!json_object_has_member (keys, spec->name))
+      g_error ("%s: we bind '%s', which Sam2Model does not have", size, spec->name);
+    JsonArray *shape = json_object_get_array_member (keys, spec->name);
+    g_assert_cmpuint (json_array_get_length (shape), ==, (guint) spec->ndim);
+    for (int d = 0; d < spec->ndim; d++)
+      g_assert_cmpint (json_array_get_int_element (shape, d), ==, spec->shape[d]);
+  }
+  g_ptr_array_unref (specs);
+  g_free (cfg_json);
+  g_free (cfg_key);
+  g_free (keys_key);
+  g_object_unref (parser);
+  g_free (path);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/model/hash-weights-match-checkpoint", test_hash_weights_match_checkpoint);
+  g_test_add_func ("/model/mini-hash-reference", test_mini_reference);
+  g_test_add_func ("/model/tiny-hash-reference", test_tiny_reference);
+  static const char *sizes[] = { "tiny", "small", "base-plus", "large" };
+  for (guint i = 0; i < G_N_ELEMENTS (sizes); i++) {
+    char *name = g_strconcat ("/model/param-names-match-hf/", sizes[i], NULL);
+    g_test_add_data_func (name, sizes[i], test_param_names_match_hf);
+    g_free (name);
+  }
+  return g_test_run ();
+}
