@@ -16,13 +16,25 @@ G_BEGIN_DECLS
 #define SAM2_MAX_GLOBAL_BLOCKS 64
 #define SAM2_MAX_FPN_LEVELS 8
 
+/* Limits the validator enforces, far above any released checkpoint (large: 1024 px input, dims up
+ * to 2048, 48 blocks), so every size derived from a config fits an int and no allocation size
+ * can overflow before an allocation is even attempted. */
+#define SAM2_CONFIG_MAX_IMAGE_SIZE 8192     /* image sides, kernels, strides, paddings, windows */
+#define SAM2_CONFIG_MAX_DIM 65536           /* channels, hidden sizes, MLP widths, heads */
+#define SAM2_CONFIG_MAX_BLOCKS 256          /* Hiera blocks in total; also layer and token counts */
+#define SAM2_CONFIG_MAX_ELEMENTS G_MAXINT32 /* h * w * channels of any Hiera feature map or MLP hidden */
+
+/* Activations by formula. Every HF name (transformers/activations.py) whose formula is one of
+ * these maps to it; the others (quick_gelu, gelu_10, mish, ...) are rejected. */
 typedef enum {
-  SAM2_ACT_NONE,
-  SAM2_ACT_GELU,         /* exact, erf: "gelu" */
-  SAM2_ACT_GELU_TANH,    /* "gelu_new", "gelu_pytorch_tanh", "gelu_fast" (same formula family) */
-  SAM2_ACT_RELU,
+  SAM2_ACT_NONE,         /* identity: "linear" */
+  SAM2_ACT_GELU,         /* exact, erf: "gelu", "gelu_python" */
+  SAM2_ACT_GELU_TANH,    /* 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))): "gelu_pytorch_tanh",
+                            "gelu_new", "gelu_python_tanh", "gelu_accurate", and "gelu_fast" (the
+                            same with sqrt(2/pi) rounded to 0.7978845608, 4e-12 relative) */
+  SAM2_ACT_RELU,         /* "relu" */
   SAM2_ACT_SILU,         /* "silu", "swish" */
-  SAM2_ACT_SIGMOID,
+  SAM2_ACT_SIGMOID,      /* "sigmoid" */
 } Sam2Act;
 
 typedef enum {
@@ -87,11 +99,12 @@ typedef struct {
   int hidden_size;
   Sam2Act hidden_act;
   int mlp_dim;
-  int num_hidden_layers;
+  int num_hidden_layers;                     /* two-way blocks; also the layer count of each block's
+                                                MLP (HF passes it as num_layers) */
   int num_attention_heads;
   int attention_downsample_rate;
   int num_multimask_outputs;
-  int iou_head_depth;
+  int iou_head_depth;                        /* HF builds max(depth, 2) linear layers */
   int iou_head_hidden_dim;
   gboolean dynamic_multimask_via_stability;
   double dynamic_multimask_stability_delta;
@@ -108,22 +121,65 @@ typedef struct {
 /* Fills `config` with the transformers defaults (sam2.1-hiera-tiny). */
 void sam2_config_init_defaults (Sam2Config *config);
 
-/* Parses config.json text. Errors (SAM2_ERROR_CONFIG) name the key: malformed JSON, an unknown
+/* Parses config.json text (`length` -1: NUL-terminated). Errors (SAM2_ERROR_CONFIG) name the key:
+ * malformed JSON (strict RFC 8259, at most 64 levels deep, integers within 64 bits), an unknown
  * model_type, a wrong type ("vision_config.backbone_config.blocks_per_stage: expected a list of
- * integers"), lists of inconsistent lengths, values the architecture cannot take (zero or
- * negative sizes, dims not divisible by heads, ...). */
+ * integers, got a string"), lists of inconsistent lengths, values the architecture cannot take
+ * (zero or negative sizes, dims not divisible by heads, ...). Keys HF types as "int or list"
+ * (image_size, patch_*, query_stride, prompt encoder image_size / patch_size) take both forms;
+ * integers written as integral floats (4.0) are accepted; null means the default where HF's
+ * field is Optional; unknown keys are ignored. The config is validated before it is returned;
+ * on error `config` is left untouched. */
 gboolean sam2_config_parse (const char *json, gssize length, Sam2Config *config, GError **error);
+/* The same on a file; messages start with the path. SAM2_ERROR_IO when it cannot be read. */
 gboolean sam2_config_load (const char *path, Sam2Config *config, GError **error);
 
-/* Consistency checks run by the parsers; exposed for configs built in code. */
+/* Consistency checks run by the parsers; exposed for configs built in code. Beyond the limits
+ * above and positive sizes it checks everything later code indexes or divides by:
+ * - the model input is a square of prompt_encoder.image_size pixels (HF's prompt encoder and
+ *   processor use that side; HF ignores the backbone's image_size), so backbone image_size must
+ *   be that same square;
+ * - per-stage lists have one entry per stage, n_stages <= SAM2_MAX_STAGES, hidden_size equals
+ *   embed_dim_per_stage[0], each stage dim divides by its heads, num_channels is 3;
+ * - query_stride is square, every query-pooling stage (1 .. num_query_pool_stages) starts with
+ *   a windowed block whose window divides by the stride, and window_size_per_stage[0] divides
+ *   the patch grid (where transformers itself fails: modulo by zero, view errors);
+ * - global_attention_blocks are >= 0; indices past the last block are accepted and never match,
+ *   as in HF;
+ * - backbone_channel_list is embed_dim_per_stage reversed; num_feature_levels is 3 (the mask
+ *   decoder unpacks two high-resolution maps); backbone_feature_sizes are the sizes the
+ *   backbone produces; fpn_top_down_levels are stage indices whose upsampled source matches;
+ * - fpn_hidden_size, prompt encoder and mask decoder hidden_size are equal and divisible by 8
+ *   (the upscaling convs use /4 and /8); the mask decoder hidden size divides by
+ *   attention_downsample_rate * num_attention_heads; image_size / patch_size is integral and is
+ *   the image embedding side, with levels 1 and 0 at 2x and 4x; mask_input_channels divides by
+ *   4; num_point_embeddings >= 4 (box corners use embeddings 2 and 3). */
 gboolean sam2_config_validate (const Sam2Config *config, GError **error);
+
+/* Spatial size of the output of Hiera stage `stage` (0 .. n_stages - 1) for the configured
+ * backbone image_size: patch embedding, then max-pooling by query_stride (floor) at the start of
+ * stages 1 .. num_query_pool_stages. FALSE when `stage` is out of range or a size would be < 1. */
+gboolean sam2_config_stage_size (const Sam2Config *config, int stage, int *height, int *width);
+
+/* TRUE when every field the parser sets is equal (model_type included; list entries past their
+ * count are not compared). */
+gboolean sam2_config_equal (const Sam2Config *a, const Sam2Config *b);
+
+/* Strict RFC 8259 syntax check, run before json-glib on untrusted text: json-glib 1.6 also
+ * takes single quotes, hex numbers and trailing values, wraps integers beyond 64 bits and
+ * recurses without limit (deep nesting overflows the stack). Refuses those, nesting deeper than
+ * 64, NUL bytes and invalid UTF-8; the SAM2_ERROR_CONFIG message gives line and column. */
+gboolean sam2_config_check_json (const char *text, size_t length, GError **error);
 
 /* Name of an activation as HF writes it, and the reverse (FALSE for an unknown name). */
 const char *sam2_act_name (Sam2Act act);
 gboolean sam2_act_from_name (const char *name, Sam2Act *act);
 
-/* A config.json for `config` in the Sam2Model layout (model_type "sam2"), as transformers would
- * read it back; used when writing quantized model files. Free with g_free. */
+/* A config.json for `config` in the Sam2Model layout (model_type "sam2", architectures
+ * ["Sam2Model"]) that transformers' Sam2Config.from_dict accepts and sam2_config_parse reads back
+ * to an equal config (model_type becomes SAM2 for a video config); floats keep a decimal point,
+ * as HF's strict dataclasses want, and are written at the shortest precision that round-trips.
+ * Used when writing quantized model files. `config` should be valid. Free with g_free. */
 char *sam2_config_to_json (const Sam2Config *config);
 
 G_END_DECLS

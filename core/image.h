@@ -38,6 +38,7 @@ void sam2_normalize_rgb8 (const guint8 *rgb, int width, int height, float *pixel
 
 /* Bytes per pixel of a format (3 or 4); and whether it is stored B, G, R. */
 int sam2_pixel_format_bpp (Sam2PixelFormat format);
+gboolean sam2_pixel_format_is_bgr (Sam2PixelFormat format);
 
 /* F.interpolate(src[None, None], (out_h, out_w), mode="bilinear", align_corners=False). */
 void sam2_upsample_bilinear (const float *src, int src_h, int src_w, float *dst, int out_h,
@@ -46,7 +47,7 @@ void sam2_upsample_bilinear (const float *src, int src_h, int src_w, float *dst,
 /* dst[i] = src[i] > threshold; returns the number of set pixels. */
 size_t sam2_threshold (const float *src, size_t n, float threshold, guint8 *dst);
 
-/* Inclusive bounding box of the non-zero pixels; x1 < x0 when there are none. */
+/* Inclusive bounding box of the non-zero pixels; { 0, 0, -1, -1 } (x1 < x0) when there are none. */
 Sam2Box sam2_mask_box (const guint8 *mask, int width, int height);
 
 G_END_DECLS
