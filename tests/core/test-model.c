@@ -148,6 +148,33 @@ test_param_names_match_hf (gconstpointer data)
   g_free (path);
 }
 
+/* Configurations the shipped fixtures do not cover (tools/gen_reference.py: windows with padding
+ * at pooled stage starts, two pooling stages, deeper decoders with 4 multimask outputs, 3x3 FPN
+ * convs, tanh GELU, ...), built from their config.json with hash weights. */
+static void
+test_generated_reference (gconstpointer data)
+{
+  const char *name = data;
+  const char *root = g_getenv ("SAM2_TEST_DATA");
+  g_assert_nonnull (root);
+  char *cfg = g_build_filename (root, "refs", name, "config.json", NULL);
+  char *ref = g_build_filename (root, "refs", name, "reference.safetensors", NULL);
+  GError *error = NULL;
+  Sam2Config config;
+  g_assert_true (sam2_config_load (cfg, &config, &error));
+  g_assert_no_error (error);
+  Sam2Model *model = sam2_model_new_hashed (&config, &error);
+  g_assert_no_error (error);
+  const char *paths[] = { ref, NULL };
+  Sam2CheckReport *report = sam2_check_reference (model, paths, &error);
+  g_assert_no_error (error);
+  assert_report_passes (report, 5);
+  sam2_check_report_free (report);
+  sam2_model_unref (model);
+  g_free (cfg);
+  g_free (ref);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -155,6 +182,13 @@ main (int argc, char **argv)
   g_test_add_func ("/model/hash-weights-match-checkpoint", test_hash_weights_match_checkpoint);
   g_test_add_func ("/model/mini-hash-reference", test_mini_reference);
   g_test_add_func ("/model/tiny-hash-reference", test_tiny_reference);
+  static const char *generated[] = { "holdout", "windows-pad", "two-pool-stages", "deep-decoder",
+                                      "gelu-tanh" };
+  for (guint i = 0; i < G_N_ELEMENTS (generated); i++) {
+    char *name = g_strconcat ("/model/generated-reference/", generated[i], NULL);
+    g_test_add_data_func (name, generated[i], test_generated_reference);
+    g_free (name);
+  }
   static const char *sizes[] = { "tiny", "small", "base-plus", "large" };
   for (guint i = 0; i < G_N_ELEMENTS (sizes); i++) {
     char *name = g_strconcat ("/model/param-names-match-hf/", sizes[i], NULL);
