@@ -140,7 +140,7 @@ sam2_eval_set_run (Sam2Model *model, const char *path, GError **error)
   r->has_reference = TRUE;
   for (int k = 0; k < SAM2_EVAL_N_KINDS; k++) {
     const Sam2StTensor *t = sam2_safetensors_find (st, ref_names[k]);
-    if (t == NULL || t->numel != (int64_t) N * ms2) {
+    if (t == NULL || t->numel != (int64_t) (N * ms2)) {
       r->has_reference = FALSE;
       continue;
     }

@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "sam2.h"
 
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {

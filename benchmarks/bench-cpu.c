@@ -1,0 +1,181 @@
+/* bench-cpu: CPU latency of the FP32 model next to the BLAS it runs on.
+ *
+ *   sam2-bench-cpu [--model REF | --hash-config CONFIG.json] [--iterations N] [--threads N]
+ *
+ * Prints the BLAS sgemm rate on shapes the tiny encoder runs, the encoder latency (median) and
+ * the GFLOP/s it achieves (FLOPs counted from the model's geometry, 2 per multiply-add, the
+ * same convention as PyTorch's FLOP counter), the decoder latency per prompt, and the peak
+ * resident memory. A benchmark, not a test: it asserts nothing. */
+#include "config.h"
+#include "model.h"
+#include "session.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+static double
+now_ms (void)
+{
+  return g_get_monotonic_time () / 1e3;
+}
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+static double
+median (double *v, int n)
+{
+  qsort (v, n, sizeof (double), cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Best-of sgemm rate for (M, K) x (K, N)^T, row-major, in GFLOP/s. */
+static double
+sgemm_rate (int M, int K, int N)
+{
+  float *a = g_new (float, (size_t) M * K), *b = g_new (float, (size_t) N * K);
+  float *c = g_new (float, (size_t) M * N);
+  for (size_t i = 0; i < (size_t) M * K; i++)
+    a[i] = (float) (i % 13) * 0.01f;
+  for (size_t i = 0; i < (size_t) N * K; i++)
+    b[i] = (float) (i % 7) * 0.01f;
+  double best = 1e30, start = now_ms ();
+  while (now_ms () - start < 1500.0) {
+    double t0 = now_ms ();
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+    best = MIN (best, now_ms () - t0);
+  }
+  g_free (a);
+  g_free (b);
+  g_free (c);
+  return 2.0 * M * N * K / (best * 1e6);
+}
+
+static double
+linear_flops (const Sam2Linear *l, double M)
+{
+  return 2.0 * M * l->in_features * l->out_features;
+}
+
+/* FLOPs of one encoder pass (patch embedding, blocks, neck, conv_s0/s1). */
+static double
+encoder_flops (const Sam2Model *m)
+{
+  double f = linear_flops (&m->patch_embed, (double) m->patch_h * m->patch_w);
+  for (int i = 0; i < m->n_blocks; i++) {
+    const Sam2HieraBlock *b = &m->blocks[i];
+    const double tin = (double) b->in_h * b->in_w, tout = (double) b->out_h * b->out_w;
+    const double keys = (double) b->n_seq * b->len_k, queries = (double) b->n_seq * b->len_q;
+    f += linear_flops (&b->qkv, keys) + linear_flops (&b->attn_proj, queries);
+    f += 4.0 * b->n_seq * b->len_q * (double) b->len_k * b->dim_out; /* q k^T and p v */
+    if (b->has_skip_proj)
+      f += linear_flops (&b->skip_proj, tin);
+    for (int l = 0; l < b->mlp.n_layers; l++)
+      f += linear_flops (&b->mlp.layers[l], tout);
+  }
+  for (int s = 0; s < m->n_stages; s++)
+    f += linear_flops (&m->neck_conv[m->n_stages - 1 - s], (double) m->stage_h[s] * m->stage_w[s]);
+  f += linear_flops (&m->conv_s0, (double) m->feat_h[0] * m->feat_w[0]);
+  f += linear_flops (&m->conv_s1, (double) m->feat_h[1] * m->feat_w[1]);
+  return f;
+}
+
+int
+main (int argc, char **argv)
+{
+  char *model_ref = NULL, *hash_config = NULL;
+  int iterations = 5, threads = 0;
+  GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref, "model directory, HF id or shortcut", "REF" },
+    { "hash-config", 'c', 0, G_OPTION_ARG_FILENAME, &hash_config,
+      "build the model from CONFIG.json with hash weights (default: the tiny fixture config)", "CONFIG" },
+    { "iterations", 'n', 0, G_OPTION_ARG_INT, &iterations, "timed encoder runs (default 5)", "N" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: all cores)", "N" },
+    { NULL }
+  };
+  GOptionContext *ctx = g_option_context_new ("- CPU latency of the FP32 model");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  GError *error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
+    g_printerr ("%s\n", error->message);
+    return 2;
+  }
+  g_option_context_free (ctx);
+  sam2_set_num_threads (threads);
+
+  Sam2Model *model;
+  if (model_ref != NULL) {
+    model = sam2_model_load (model_ref, &error);
+  } else {
+    Sam2Config config;
+    const char *path = hash_config ? hash_config : "../shared/fixtures/sam2-tiny-hash/config.json";
+    model = sam2_config_load (path, &config, &error) ? sam2_model_new_hashed (&config, &error) : NULL;
+  }
+  if (model == NULL) {
+    g_printerr ("cannot build the model: %s\n", error->message);
+    return 1;
+  }
+  const int S = sam2_model_get_image_size (model);
+  g_print ("threads: %d\n", sam2_get_num_threads ());
+  g_print ("BLAS sgemm (best of 1.5 s), GFLOP/s:\n");
+  static const int shapes[][3] = { { 4096, 384, 1536 }, { 4096, 1536, 384 }, { 65536, 96, 288 },
+                                   { 16384, 192, 768 }, { 2048, 2048, 2048 } };
+  double blas_peak = 0.0;
+  for (guint i = 0; i < G_N_ELEMENTS (shapes); i++) {
+    double r = sgemm_rate (shapes[i][0], shapes[i][1], shapes[i][2]);
+    blas_peak = MAX (blas_peak, r);
+    g_print ("  %6d x %5d x %5d  %7.1f\n", shapes[i][0], shapes[i][1], shapes[i][2], r);
+  }
+
+  Sam2Session *s = sam2_session_new (model, &error);
+  if (s == NULL) {
+    g_printerr ("%s\n", error->message);
+    return 1;
+  }
+  float *pixels = g_new (float, (size_t) 3 * S * S);
+  for (size_t i = 0; i < (size_t) 3 * S * S; i++)
+    pixels[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  sam2_session_encode (s, pixels, NULL); /* warm-up: page faults, thread pool */
+  double *t = g_new (double, iterations);
+  for (int i = 0; i < iterations; i++) {
+    double t0 = now_ms ();
+    if (!sam2_session_encode (s, pixels, &error)) {
+      g_printerr ("%s\n", error->message);
+      return 1;
+    }
+    t[i] = now_ms () - t0;
+  }
+  const double enc_ms = median (t, iterations);
+  const double gflop = encoder_flops (model) / 1e9;
+  g_print ("encoder %dx%d: %.1f ms median of %d, %.2f GFLOP, %.1f GFLOP/s (%.0f%% of the best "
+           "BLAS rate above)\n", S, S, enc_ms, iterations, gflop, gflop / (enc_ms / 1e3),
+           100.0 * gflop / (enc_ms / 1e3) / blas_peak);
+
+  const Sam2Point pt = { S * 0.5f, S * 0.375f, SAM2_LABEL_POSITIVE };
+  const Sam2Prompt prompt = { .points = &pt, .n_points = 1 };
+  sam2_session_decode (s, &prompt, 1, TRUE, NULL);
+  const int dec_iters = 20;
+  double *td = g_new (double, dec_iters);
+  for (int i = 0; i < dec_iters; i++) {
+    double t0 = now_ms ();
+    sam2_session_decode (s, &prompt, 1, TRUE, NULL);
+    td[i] = now_ms () - t0;
+  }
+  g_print ("decoder: %.2f ms per prompt (one point, multimask, median of %d)\n",
+           median (td, dec_iters), dec_iters);
+  struct rusage ru;
+  getrusage (RUSAGE_SELF, &ru);
+  g_print ("peak resident memory: %.0f MB\n", ru.ru_maxrss / 1024.0);
+  g_free (t);
+  g_free (td);
+  g_free (pixels);
+  sam2_session_free (s);
+  sam2_model_unref (model);
+  return 0;
+}
