@@ -11,7 +11,8 @@
  *
  * Writing orders the tensors like the reference writer (dtype by decreasing alignment, then name
  * in byte order) so every tensor starts aligned to its element size, and the file is byte for
- * byte what safetensors.torch.save_file writes for the same tensors and metadata.
+ * byte what safetensors.torch.save_file writes for the same tensors (and metadata, up to the
+ * order of several metadata keys, which the reference leaves to a hash map and we sort).
  */
 #include "safetensors.h"
 #include "sam2.h"
@@ -424,6 +425,20 @@ static gboolean
 sam2_st_fail (GError **error, int code, const Sam2Safetensors *st, const char *format, ...)
   G_GNUC_PRINTF (4, 5);
 
+/* Names come from the file: control characters in them must not reach a terminal or a log. */
+static char *
+sam2_st_printable (const char *text)
+{
+  GString *out = g_string_sized_new (strlen (text));
+  for (const guchar *p = (const guchar *) text; *p != '\0'; p++) {
+    if (*p < 0x20 || *p == 0x7f)
+      g_string_append_printf (out, "\\x%02x", *p);
+    else
+      g_string_append_c (out, (char) *p);
+  }
+  return g_string_free (out, FALSE);
+}
+
 static gboolean
 sam2_st_fail (GError **error, int code, const Sam2Safetensors *st, const char *format, ...)
 {
@@ -431,7 +446,9 @@ sam2_st_fail (GError **error, int code, const Sam2Safetensors *st, const char *f
   va_start (args, format);
   char *what = g_strdup_vprintf (format, args);
   va_end (args);
-  g_set_error (error, SAM2_ERROR, code, "%s: %s", st->label, what);
+  char *shown = sam2_st_printable (what);
+  g_set_error (error, SAM2_ERROR, code, "%s: %s", st->label, shown);
+  g_free (shown);
   g_free (what);
   return FALSE;
 }
@@ -484,6 +501,23 @@ sam2_st_check_json (Sam2Safetensors *st, const char *header, size_t len, GError 
                          "the header is a JSON %s, not an object; this is not a safetensors file",
                          header[first] == '[' ? "array" : "scalar");
   return TRUE;
+}
+
+static const char *
+sam2_st_json_kind (JsonNode *node)
+{
+  switch (json_node_get_node_type (node)) {
+  case JSON_NODE_OBJECT: return "object";
+  case JSON_NODE_ARRAY: return "array";
+  case JSON_NODE_NULL: return "null";
+  default: break;
+  }
+  GType type = json_node_get_value_type (node);
+  if (type == G_TYPE_STRING)
+    return "string";
+  if (type == G_TYPE_BOOLEAN)
+    return "boolean";
+  return type == G_TYPE_INT64 ? "integer" : "number";
 }
 
 /* A JSON value node holding an int64 (json-glib types "2.0" as double: not an integer here). */
@@ -580,7 +614,7 @@ sam2_st_parse_tensor (Sam2Safetensors *st, const char *name, JsonNode *node, Sam
   if (!JSON_NODE_HOLDS_OBJECT (node))
     return sam2_st_fail (error, SAM2_ERROR_FORMAT, st,
                          "tensor '%s' is described by a JSON %s, not an object; the file is corrupt",
-                         name, json_node_type_name (node));
+                         name, sam2_st_json_kind (node));
   JsonObject *entry = json_node_get_object (node);
   if (!sam2_st_parse_dtype (st, name, entry, &t->dtype, error)
       || !sam2_st_parse_shape (st, name, entry, t, error))
@@ -618,7 +652,7 @@ sam2_st_parse_metadata (Sam2Safetensors *st, JsonNode *node, GError **error)
   if (!JSON_NODE_HOLDS_OBJECT (node))
     return sam2_st_fail (error, SAM2_ERROR_FORMAT, st,
                          "\"__metadata__\" is a JSON %s, not an object of strings; the file is "
-                         "corrupt", json_node_type_name (node));
+                         "corrupt", sam2_st_json_kind (node));
   JsonObject *object = json_node_get_object (node);
   GList *keys = json_object_get_members (object);
   gboolean ok = TRUE;
@@ -627,7 +661,7 @@ sam2_st_parse_metadata (Sam2Safetensors *st, JsonNode *node, GError **error)
     if (!JSON_NODE_HOLDS_VALUE (value) || json_node_get_value_type (value) != G_TYPE_STRING)
       ok = sam2_st_fail (error, SAM2_ERROR_FORMAT, st,
                          "\"__metadata__\" entry '%s' is a JSON %s, not a string; the file is "
-                         "corrupt", (const char *) l->data, json_node_type_name (value));
+                         "corrupt", (const char *) l->data, sam2_st_json_kind (value));
     else
       g_hash_table_insert (st->metadata, g_strdup (l->data), g_strdup (json_node_get_string (value)));
   }
@@ -663,9 +697,9 @@ sam2_st_check_tiling (Sam2Safetensors *st, Sam2StSpan *spans, GError **error)
                            spans[i - 1].begin, spans[i - 1].end, s->begin, s->end);
     if (s->begin > cursor)
       return sam2_st_fail (error, SAM2_ERROR_FORMAT, st,
-                           "%" G_GUINT64_FORMAT " bytes of the data section before tensor '%s' "
-                           "belong to no tensor; the file is corrupt", s->begin - cursor,
-                           st->tensors[s->index].name);
+                           "tensor '%s' starts at byte %" G_GUINT64_FORMAT " of the data section "
+                           "but the tensors before it end at byte %" G_GUINT64_FORMAT ", leaving a "
+                           "gap; the file is corrupt", st->tensors[s->index].name, s->begin, cursor);
     cursor = s->end;
   }
   if (cursor != st->data_size)
@@ -858,6 +892,9 @@ sam2_safetensors_metadata (const Sam2Safetensors *st, const char *key)
 
 /* ---- conversion ------------------------------------------------------------------------ */
 
+/* The format is little-endian and Sam2StTensor.data hands the bytes out in place. */
+G_STATIC_ASSERT (G_BYTE_ORDER == G_LITTLE_ENDIAN);
+
 static float
 sam2_st_bits_to_f32 (guint32 bits)
 {
@@ -910,11 +947,14 @@ sam2_st_tensor_to_f32 (const Sam2StTensor *t, float *dst, GError **error)
       dst[i] = (float) v;
     }
     return TRUE;
-  default:
+  default: {
+    char *name = sam2_st_printable (t->name);
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_WEIGHTS,
                  "tensor '%s' has dtype %s, which cannot be converted to float32 (only F32, F16, "
-                 "BF16 and F64 can)", t->name, sam2_dtype_name (t->dtype));
+                 "BF16 and F64 can)", name, sam2_dtype_name (t->dtype));
+    g_free (name);
     return FALSE;
+  }
   }
 }
 

@@ -42,12 +42,18 @@ typedef struct {
 typedef struct _Sam2Safetensors Sam2Safetensors;
 
 /* Maps and validates the whole header (8-byte little-endian length, JSON object of tensors and
- * an optional "__metadata__" object of strings). */
+ * an optional "__metadata__" object of strings). As in the reference implementation, the
+ * tensors' data_offsets must tile the data section exactly: overlaps, gaps and trailing bytes are
+ * errors, as are duplicate keys, non-strict JSON and integers outside int64. Errors are
+ * SAM2_ERROR_IO (cannot read), SAM2_ERROR_FORMAT (corrupt, truncated, not safetensors) or
+ * SAM2_ERROR_WEIGHTS (a dtype of the format this library does not read, more than
+ * SAM2_ST_MAX_DIMS dimensions); messages start with the path. */
 Sam2Safetensors *sam2_safetensors_open (const char *path, GError **error);
 /* The same on bytes in memory (not copied; must outlive the handle). Used by the fuzzer. */
 Sam2Safetensors *sam2_safetensors_open_bytes (const void *bytes, size_t size, GError **error);
 void sam2_safetensors_close (Sam2Safetensors *st);
 
+/* NULL for sam2_safetensors_open_bytes (whose messages say "(in memory)"). */
 const char *sam2_safetensors_path (const Sam2Safetensors *st);
 size_t sam2_safetensors_file_size (const Sam2Safetensors *st);
 int sam2_safetensors_n_tensors (const Sam2Safetensors *st);
@@ -77,12 +83,17 @@ typedef struct _Sam2StWriter Sam2StWriter;
 
 Sam2StWriter *sam2_st_writer_new (void);
 void sam2_st_writer_free (Sam2StWriter *w);
-/* `data` is copied. Names must be unique; shape may have ndim 0 (a scalar). */
+/* `data` is copied. Names must be unique UTF-8 other than "__metadata__"; shape may have ndim 0
+ * (a scalar). SAM2_ERROR_INVALID_ARGUMENT otherwise. */
 gboolean sam2_st_writer_add (Sam2StWriter *w, const char *name, Sam2DType dtype, int ndim,
                              const int64_t *shape, const void *data, GError **error);
 void sam2_st_writer_set_metadata (Sam2StWriter *w, const char *key, const char *value);
 /* Atomic: temp file in the same directory, fsync, rename, fsync of the directory. On any
- * failure the temp file is removed and `path` is untouched. */
+ * failure the temp file is removed and `path` is untouched (SAM2_ERROR_IO, saying what to do).
+ * Tensors are laid out as safetensors' own writer does, not in the order added: by decreasing
+ * dtype alignment, then by name, so each starts aligned to its element size; metadata keys are
+ * sorted. The result is byte-identical to safetensors.torch.save_file for the same input (with
+ * at most one metadata key: the reference orders several at random). */
 gboolean sam2_st_writer_write (Sam2StWriter *w, const char *path, GError **error);
 
 G_END_DECLS

@@ -8,6 +8,7 @@
  * the output directory, and a JSON summary (boxes, scores, files) goes to --json or stdout. */
 #include "commands.h"
 #include "image-io.h"
+#include "overlay.h"
 #include "sam2.h"
 
 #include <errno.h>
@@ -199,11 +200,29 @@ write_masks (const Sam2Result *r, const char *dir, const char *stem, char ***fil
   return ok;
 }
 
+/* The first (or only) mask of every object drawn over the image. */
+static gboolean
+write_overlay (const Sam2Result *r, const Sam2qImage *image, const char *path, GError **error)
+{
+  const size_t plane = (size_t) r->width * r->height;
+  guint8 *canvas = g_memdup2 (image->pixels, (size_t) image->stride * image->height);
+  for (int o = 0; o < r->n_objects; o++) {
+    const int i = o * r->n_masks;
+    sam2_overlay_draw_mask (canvas, image->width, image->height, image->stride,
+                            SAM2_PIXEL_FORMAT_RGB, r->masks + (size_t) i * plane, r->width,
+                            &r->boxes[i], o, NULL);
+  }
+  gboolean ok = sam2q_png_write (path, canvas, image->width, image->height, image->stride, 3,
+                                 error);
+  g_free (canvas);
+  return ok;
+}
+
 int
 sam2q_cmd_segment (int argc, char **argv)
 {
   PromptParser pp = { g_ptr_array_new_with_free_func (object_free), NULL };
-  char *out_dir = NULL, *json_path = NULL;
+  char *out_dir = NULL, *json_path = NULL, *overlay_path = NULL;
   gboolean multimask = FALSE;
   double threshold = 0.0;
   int threads = 0;
@@ -221,6 +240,8 @@ sam2q_cmd_segment (int argc, char **argv)
       "directory for the mask PNGs (default: current directory)", "DIR" },
     { "json", 'j', 0, G_OPTION_ARG_FILENAME, &json_path,
       "write the JSON summary here instead of stdout", "FILE" },
+    { "overlay", 0, 0, G_OPTION_ARG_FILENAME, &overlay_path,
+      "also write the image with the masks, boxes and ids drawn on it (PNG)", "FILE" },
     { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: one per core)", "N" },
     { NULL }
   };
@@ -284,6 +305,8 @@ sam2q_cmd_segment (int argc, char **argv)
   }
   if (!write_masks (r, out_dir ? out_dir : ".", stem, &files, &error))
     goto fail;
+  if (overlay_path != NULL && !write_overlay (r, image, overlay_path, &error))
+    goto fail;
   JsonNode *root = result_json (r, argv[2], files, (t1 - t0) / 1e3, (t2 - t1) / 1e3);
   char *text = json_to_string (root, TRUE);
   json_node_unref (root);
@@ -312,5 +335,6 @@ out:
   g_option_context_free (ctx);
   g_free (out_dir);
   g_free (json_path);
+  g_free (overlay_path);
   return rc;
 }
