@@ -27,6 +27,15 @@
 #include <math.h>
 #include <string.h>
 
+/* Every float and double operation below is rounded where torch's build rounds it, and fused
+ * only where it fuses (the explicit fmaf calls). A GNU-dialect build with FMA enabled would let
+ * GCC contract other a * b + c on its own (-ffp-contract=fast); this file forbids it. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize ("fp-contract=off")
+#endif
+
 /* x86-64 always has SSE2; elsewhere (or built with -DSAM2_IMAGE_NO_SIMD, how the portable path
  * is checked) the plain C loops compute the same integers. */
 #if defined(__SSE2__) && !defined(SAM2_IMAGE_NO_SIMD)
@@ -127,8 +136,10 @@ sam2_taps_compute_one (int i, int in_size, double scale, double support, int max
   return wt_max;
 }
 
-/* _compute_index_ranges_int16_weights' precision choice: the largest number of fraction bits
- * (at most 22) for which the axis' largest weight still rounds below 2^15 one bit later. */
+/* _compute_index_ranges_int16_weights' precision choice: the largest number of fraction bits p
+ * (at most 22) with round(wt_max * 2^p) < 2^15, wt_max the largest weight of the whole axis, so
+ * that every weight fits an int16 (upscaling, wt_max 1: 14 bits; 1920 -> 1024 and
+ * 1080 -> 1024: 15; 4000 -> 1024: 16; at most 22 for extreme reductions). */
 static int
 sam2_taps_precision (double wt_max)
 {
@@ -405,7 +416,6 @@ sam2_hpass_sse2 (const Sam2Taps *t, const guint8 *in, guint8 *out, int x_begin, 
     out[3 * x + 2] = (guint8) (v >> (8 * (2 - ro)));
   }
 }
-#endif
 
 /* Output pixels whose window of 8-byte loads stays inside the row: with 3-byte pixels, those
  * with start + k < in_size; with 4-byte pixels, all of them. Starts never decrease. */
@@ -419,6 +429,7 @@ sam2_hpass_simd_end (const Sam2Taps *t, int bpp, int k)
     x_end--;
   return x_end;
 }
+#endif
 
 static inline void
 sam2_hpass (const Sam2Taps *t, const guint8 *in, guint8 *out, int bpp, int ro, int k)
@@ -675,13 +686,15 @@ sam2_lerp_index (int o, int in_size, int out_size, float scale, gboolean fused)
     e.l1 = 0.0f;
     return e;
   }
-  /* area_pixel_compute_source_index; the channels-last kernel is compiled with it contracted
-   * into an FMA, the generic kernel's index tables are not. */
+  /* area_pixel_compute_source_index. In torch 2.15's x86 AVX2 build the channels-last kernel
+   * has it contracted into an FMA and the generic kernel's index tables do not (the fixture's
+   * torch 2.11 build contracted both: see POST_LOGITS_MAX_REL in test-image.c). */
   float src = fused ? fmaf (scale, (float) o + 0.5f, -0.5f) : scale * ((float) o + 0.5f) - 0.5f;
   if (src < 0.0f)
     src = 0.0f;
   e.i0 = MIN ((int) floorf (src), in_size - 1);
-  e.l1 = fminf (fmaxf (src - (float) e.i0, 0.0f), 1.0f);
+  e.l1 = src - (float) e.i0;
+  e.l1 = e.l1 < 0.0f ? 0.0f : e.l1 > 1.0f ? 1.0f : e.l1;
   e.l0 = 1.0f - e.l1;
   e.i1 = e.i0 + (e.i0 < in_size - 1 ? 1 : 0);
   return e;
@@ -691,8 +704,8 @@ sam2_lerp_index (int o, int in_size, int out_size, float scale, gboolean fused)
 #define SAM2_UPSAMPLE_CHUNK 256
 
 /* The FMAs below must be real fused operations for the results to equal torch's. Without -mfma
- * fmaf() is a libm call (correct, but ~20 ns a pixel); on x86 a second copy of the row kernel is
- * built for FMA hardware and picked at run time. */
+ * fmaf() is a libm call (correct, but it makes the upsample several times slower); on x86 a
+ * second copy of the row kernel is built for FMA hardware and picked at run time. */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__FMA__)
 #define SAM2_IMAGE_FMA_DISPATCH 1
 #endif
@@ -711,8 +724,8 @@ typedef struct {
 } Sam2Upsample;
 
 /* upsample_generic_Nd_kernel_impl<2, HelperInterpLinear>: Interpolate<2, ..., 2> evaluates
- * "t0 * w0 + t1 * w1" per axis, width inside height, which GCC contracts to
- * fma(t0, w0, t1 * w1). */
+ * "t0 * w0 + t1 * w1" per axis, width inside height, which torch's (GCC, -mfma) build contracts
+ * to fma(t0, w0, t1 * w1). */
 static SAM2_ALWAYS_INLINE void
 sam2_upsample_span_generic (const float *r0, const float *r1, Sam2Lerp h, const Sam2Lerp *ws,
                             int n, float *dst)
@@ -739,50 +752,57 @@ sam2_upsample_span_small (const float *r0, const float *r1, Sam2Lerp h, const Sa
   }
 }
 
+/* Rows [y_begin, y_end): the column weights are computed once per chunk and reused down the
+ * rows of the block. */
 static SAM2_ALWAYS_INLINE void
-sam2_upsample_row_body (const Sam2Upsample *u, int y)
+sam2_upsample_rows_body (const Sam2Upsample *u, int y_begin, int y_end)
 {
-  Sam2Lerp h = sam2_lerp_index (y, u->src_h, u->out_h, u->scale_h, u->small);
-  const float *r0 = u->src + (size_t) h.i0 * u->src_w;
-  const float *r1 = u->src + (size_t) h.i1 * u->src_w;
   Sam2Lerp ws[SAM2_UPSAMPLE_CHUNK];
   for (int x0 = 0; x0 < u->out_w; x0 += SAM2_UPSAMPLE_CHUNK) {
     int n = MIN (SAM2_UPSAMPLE_CHUNK, u->out_w - x0);
     for (int i = 0; i < n; i++)
       ws[i] = sam2_lerp_index (x0 + i, u->src_w, u->out_w, u->scale_w, u->small);
-    float *d = u->dst + (size_t) y * u->out_w + x0;
-    if (u->small)
-      sam2_upsample_span_small (r0, r1, h, ws, n, d);
-    else
-      sam2_upsample_span_generic (r0, r1, h, ws, n, d);
+    for (int y = y_begin; y < y_end; y++) {
+      Sam2Lerp h = sam2_lerp_index (y, u->src_h, u->out_h, u->scale_h, u->small);
+      const float *r0 = u->src + (size_t) h.i0 * u->src_w;
+      const float *r1 = u->src + (size_t) h.i1 * u->src_w;
+      float *d = u->dst + (size_t) y * u->out_w + x0;
+      if (u->small)
+        sam2_upsample_span_small (r0, r1, h, ws, n, d);
+      else
+        sam2_upsample_span_generic (r0, r1, h, ws, n, d);
+    }
   }
 }
 
 static void
-sam2_upsample_row (const Sam2Upsample *u, int y)
+sam2_upsample_rows (const Sam2Upsample *u, int y_begin, int y_end)
 {
-  sam2_upsample_row_body (u, y);
+  sam2_upsample_rows_body (u, y_begin, y_end);
 }
 
 #ifdef SAM2_IMAGE_FMA_DISPATCH
 __attribute__ ((target ("fma"))) static void
-sam2_upsample_row_fma (const Sam2Upsample *u, int y)
+sam2_upsample_rows_fma (const Sam2Upsample *u, int y_begin, int y_end)
 {
-  sam2_upsample_row_body (u, y);
+  sam2_upsample_rows_body (u, y_begin, y_end);
 }
 #endif
 
-typedef void (*Sam2UpsampleRowFn) (const Sam2Upsample *u, int y);
+typedef void (*Sam2UpsampleRowsFn) (const Sam2Upsample *u, int y_begin, int y_end);
 
-static Sam2UpsampleRowFn
-sam2_upsample_row_fn (void)
+static Sam2UpsampleRowsFn
+sam2_upsample_rows_fn (void)
 {
 #ifdef SAM2_IMAGE_FMA_DISPATCH
   if (__builtin_cpu_supports ("fma"))
-    return sam2_upsample_row_fma;
+    return sam2_upsample_rows_fma;
 #endif
-  return sam2_upsample_row;
+  return sam2_upsample_rows;
 }
+
+/* Rows per parallel work item. */
+#define SAM2_UPSAMPLE_BLOCK 16
 
 void
 sam2_upsample_bilinear (const float *src, int src_h, int src_w, float *dst, int out_h, int out_w)
@@ -797,11 +817,12 @@ sam2_upsample_bilinear (const float *src, int src_h, int src_w, float *dst, int 
     .scale_h = (float) src_h / (float) out_h, .scale_w = (float) src_w / (float) out_w,
     .small = out_h + out_w <= 128, .dst = dst,
   };
-  Sam2UpsampleRowFn row = sam2_upsample_row_fn ();
+  Sam2UpsampleRowsFn rows = sam2_upsample_rows_fn ();
+  int n_blocks = (out_h + SAM2_UPSAMPLE_BLOCK - 1) / SAM2_UPSAMPLE_BLOCK;
 
 #pragma omp parallel for schedule(static) if ((gint64) out_h * out_w > 65536)
-  for (int y = 0; y < out_h; y++)
-    row (&u, y);
+  for (int b = 0; b < n_blocks; b++)
+    rows (&u, b * SAM2_UPSAMPLE_BLOCK, MIN (out_h, (b + 1) * SAM2_UPSAMPLE_BLOCK));
 }
 
 size_t

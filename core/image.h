@@ -3,7 +3,8 @@
  * Preprocessing: 8-bit frame -> resize to the model's square input with torchvision's uint8
  * bilinear antialiased resize (what the processor runs on CPU tensors: separable passes with
  * fixed-point int16 weights, rounded back to 8 bits after each pass) -> (x / 255 - mean) / std
- * with the ImageNet mean and std -> planar (3, S, S) float.
+ * with the ImageNet mean and std, computed as the processor does, (x - 255 mean) / (255 std) in
+ * float32 -> planar (3, S, S) float. Bit-identical to the processor's output.
  *
  * Post-processing: low-res mask logits -> F.interpolate(bilinear, align_corners=False) to the
  * frame size -> threshold -> bounding box.
@@ -16,7 +17,9 @@
 G_BEGIN_DECLS
 
 /* Everything that depends only on (input size, output size): tap indices and fixed-point weights
- * of both passes and the intermediate buffer. Built once per frame size, reused for every frame. */
+ * of both passes and the intermediate buffer. Built once per frame size, reused for every frame;
+ * it holds scratch buffers, so one call at a time per resampler (calls run their rows on the
+ * OpenMP threads). Sizes are 1 to 16384 pixels. */
 typedef struct _Sam2Resampler Sam2Resampler;
 
 Sam2Resampler *sam2_resampler_new (int in_width, int in_height, int out_width, int out_height,
@@ -40,7 +43,11 @@ void sam2_normalize_rgb8 (const guint8 *rgb, int width, int height, float *pixel
 int sam2_pixel_format_bpp (Sam2PixelFormat format);
 gboolean sam2_pixel_format_is_bgr (Sam2PixelFormat format);
 
-/* F.interpolate(src[None, None], (out_h, out_w), mode="bilinear", align_corners=False). */
+/* F.interpolate(src[None, None], (out_h, out_w), mode="bilinear", align_corners=False) on one
+ * float plane, bit for bit as torch 2.15's CPU kernels (x86 AVX2 build; both the generic kernel
+ * and the one torch takes when out_h + out_w <= 128). post_process_masks interpolates all masks
+ * of an image in one call, which equals this plane by plane except where torch runs one thread
+ * on exactly 3 planes (its channels-last kernel then, last-ulp differences). */
 void sam2_upsample_bilinear (const float *src, int src_h, int src_w, float *dst, int out_h,
                              int out_w);
 
