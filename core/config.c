@@ -49,7 +49,8 @@ typedef struct {
 #define INT(k, m, lo, hi) { k, SAM2_FIELD_INT, FALSE, OFF (m), 0, 0, 0, lo, hi }
 #define PAIR(k, m, lo, hi) { k, SAM2_FIELD_PAIR, TRUE, OFF (m), 0, 0, 0, lo, hi }
 #define SQUARE(k, m, lo, hi) { k, SAM2_FIELD_SQUARE, FALSE, OFF (m), 0, 0, 0, lo, hi }
-#define LIST(k, m, n, nlo, nhi, lo, hi) { k, SAM2_FIELD_LIST, TRUE, OFF (m), OFF (n), nlo, nhi, lo, hi }
+#define LIST(k, m, n, nlo, nhi, lo, hi) \
+  { k, SAM2_FIELD_LIST, TRUE, OFF (m), OFF (n), nlo, nhi, lo, hi }
 #define PAIRS(k, m, n, nlo, nhi, lo, hi) \
   { k, SAM2_FIELD_PAIR_LIST, TRUE, OFF (m), OFF (n), nlo, nhi, lo, hi }
 #define INTEGRAL(k, m, lo, hi) { k, SAM2_FIELD_INTEGRAL, FALSE, OFF (m), 0, 0, 0, lo, hi }

@@ -17,12 +17,15 @@ G_BEGIN_DECLS
 #define SAM2_MAX_FPN_LEVELS 8
 
 /* Limits the validator enforces, far above any released checkpoint (large: 1024 px input, dims up
- * to 2048, 48 blocks), so every size derived from a config fits an int and no allocation size
- * can overflow before an allocation is even attempted. */
+ * to 1152, 48 blocks), so that every value and every size derived from one fits an int: any
+ * Hiera feature map, padded to whole windows, at its widest (qkv or MLP hidden) holds at most
+ * SAM2_CONFIG_MAX_ELEMENTS values. Not bounded: the score matrix of a global-attention block,
+ * (h * w)^2 per head, which code must tile or size with size_t. */
 #define SAM2_CONFIG_MAX_IMAGE_SIZE 8192     /* image sides, kernels, strides, paddings, windows */
 #define SAM2_CONFIG_MAX_DIM 65536           /* channels, hidden sizes, MLP widths, heads */
-#define SAM2_CONFIG_MAX_BLOCKS 256          /* Hiera blocks in total; also layer and token counts */
-#define SAM2_CONFIG_MAX_ELEMENTS G_MAXINT32 /* h * w * channels of any Hiera feature map or MLP hidden */
+#define SAM2_CONFIG_MAX_BLOCKS 256          /* Hiera blocks in total; also layer, mask-token and
+                                               point-embedding counts */
+#define SAM2_CONFIG_MAX_ELEMENTS G_MAXINT32
 
 /* Activations by formula. Every HF name (transformers/activations.py) whose formula is one of
  * these maps to it; the others (quick_gelu, gelu_10, mish, ...) are rejected. */
@@ -141,9 +144,10 @@ gboolean sam2_config_load (const char *path, Sam2Config *config, GError **error)
  *   be that same square;
  * - per-stage lists have one entry per stage, n_stages <= SAM2_MAX_STAGES, hidden_size equals
  *   embed_dim_per_stage[0], each stage dim divides by its heads, num_channels is 3;
- * - query_stride is square, every query-pooling stage (1 .. num_query_pool_stages) starts with
- *   a windowed block whose window divides by the stride, and window_size_per_stage[0] divides
- *   the patch grid (where transformers itself fails: modulo by zero, view errors);
+ * - query_stride is square; every query-pooling stage (1 .. num_query_pool_stages) changes the
+ *   channel count and starts with a windowed block whose windows, shrunk by the stride, tile
+ *   the pooled grid; window_size_per_stage[0] divides the patch grid (where transformers itself
+ *   fails: modulo by zero, view errors, or windows silently folded into the batch);
  * - global_attention_blocks are >= 0; indices past the last block are accepted and never match,
  *   as in HF;
  * - backbone_channel_list is embed_dim_per_stage reversed; num_feature_levels is 3 (the mask

@@ -118,7 +118,7 @@ sam2_hub_cache_dir (void)
   return cache;
 }
 
-/* ---- messages ---------------------------------------------------------------------------------- */
+/* ---- messages -------------------------------------------------------------------------------- */
 
 static char *
 sam2_hub_fetch_hint (const Sam2HubOrigin *origin)
@@ -144,7 +144,7 @@ sam2_hub_describe (const Sam2HubOrigin *origin, const char *dir)
   return g_strdup_printf ("model '%s' (%s, snapshot %s)", origin->reference, origin->hf_id, dir);
 }
 
-/* ---- files in a directory ------------------------------------------------------------------- */
+/* ---- files in a directory -------------------------------------------------------------------- */
 
 static gboolean
 sam2_hub_is_file (const char *path)
@@ -167,8 +167,63 @@ sam2_hub_compare_strings (gconstpointer a, gconstpointer b)
   return strcmp (*(const char *const *) a, *(const char *const *) b);
 }
 
-/* The unique shard file names of an index's weight_map, sorted (model-00001-of-0000N first).
- * NULL with an error for an unreadable or corrupt index. */
+/* The weight_map object of an index's text. */
+static gboolean
+sam2_hub_index_weight_map (JsonParser *parser, const char *text, gsize length, JsonObject **map,
+                           GError **error)
+{
+  if (!sam2_config_check_json (text, length, error)
+      || !json_parser_load_from_data (parser, text, (gssize) length, error))
+    return FALSE;
+  JsonNode *root = json_parser_get_root (parser);
+  JsonNode *node = root != NULL && JSON_NODE_HOLDS_OBJECT (root)
+                   ? json_object_get_member (json_node_get_object (root), "weight_map") : NULL;
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node)) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT, "no \"weight_map\" object");
+    return FALSE;
+  }
+  *map = json_node_get_object (node);
+  return TRUE;
+}
+
+/* The unique file names a weight_map maps tensors to, sorted (model-00001-of-0000N first). */
+static char **
+sam2_hub_index_names (JsonObject *map, GError **error)
+{
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  GHashTable *seen = g_hash_table_new (g_str_hash, g_str_equal);
+  GList *members = json_object_get_members (map);
+  gboolean ok = TRUE;
+  for (GList *l = members; l != NULL && ok; l = l->next) {
+    JsonNode *node = json_object_get_member (map, l->data);
+    const char *name = JSON_NODE_HOLDS_VALUE (node)
+                       && json_node_get_value_type (node) == G_TYPE_STRING
+                       ? json_node_get_string (node) : NULL;
+    ok = name != NULL && sam2_hub_is_plain_name (name);
+    if (!ok)
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
+                   "weight_map[\"%s\"] is not a file name in the index's directory",
+                   (const char *) l->data);
+    else if (g_hash_table_add (seen, (gpointer) name))
+      g_ptr_array_add (names, g_strdup (name));
+  }
+  g_list_free (members);
+  g_hash_table_destroy (seen);
+  if (ok && names->len == 0) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT, "\"weight_map\" is empty");
+    ok = FALSE;
+  }
+  if (!ok) {
+    g_ptr_array_free (names, TRUE);
+    return NULL;
+  }
+  g_ptr_array_sort (names, sam2_hub_compare_strings);
+  g_ptr_array_add (names, NULL);
+  return (char **) g_ptr_array_free (names, FALSE);
+}
+
+/* The shard file names of an index file; NULL with SAM2_ERROR_IO when it cannot be read,
+ * SAM2_ERROR_FORMAT when it is corrupt. */
 static char **
 sam2_hub_read_index (const char *index_path, GError **error)
 {
@@ -183,48 +238,16 @@ sam2_hub_read_index (const char *index_path, GError **error)
   }
   JsonParser *parser = json_parser_new_immutable ();
   JsonObject *map = NULL;
-  if (sam2_config_check_json (text, length, &local)
-      && json_parser_load_from_data (parser, text, (gssize) length, &local)) {
-    JsonNode *root = json_parser_get_root (parser);
-    JsonNode *node = root != NULL && JSON_NODE_HOLDS_OBJECT (root)
-                     ? json_object_get_member (json_node_get_object (root), "weight_map") : NULL;
-    if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
-      map = json_node_get_object (node);
-  }
-  g_free (text);
-
-  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
-  GHashTable *seen = g_hash_table_new (g_str_hash, g_str_equal);
-  if (local == NULL && map == NULL)
-    g_set_error (&local, SAM2_ERROR, SAM2_ERROR_FORMAT, "no \"weight_map\" object");
-  GList *members = map != NULL ? json_object_get_members (map) : NULL;
-  for (GList *l = members; l != NULL && local == NULL; l = l->next) {
-    JsonNode *node = json_object_get_member (map, l->data);
-    const char *name = JSON_NODE_HOLDS_VALUE (node)
-                       && json_node_get_value_type (node) == G_TYPE_STRING
-                       ? json_node_get_string (node) : NULL;
-    if (name == NULL || !sam2_hub_is_plain_name (name))
-      g_set_error (&local, SAM2_ERROR, SAM2_ERROR_FORMAT,
-                   "weight_map[\"%s\"] is not a file name in the index's directory",
-                   (const char *) l->data);
-    else if (g_hash_table_add (seen, (gpointer) name))
-      g_ptr_array_add (names, g_strdup (name));
-  }
-  g_list_free (members);
-  g_hash_table_destroy (seen);
+  char **names = NULL;
+  if (sam2_hub_index_weight_map (parser, text, length, &map, &local))
+    names = sam2_hub_index_names (map, &local);
   g_object_unref (parser);
-  if (local == NULL && names->len == 0)
-    g_set_error (&local, SAM2_ERROR, SAM2_ERROR_FORMAT, "\"weight_map\" is empty");
+  g_free (text);
   if (local != NULL) {
-    g_set_error (error, SAM2_ERROR, local->domain == SAM2_ERROR && local->code == SAM2_ERROR_IO
-                 ? SAM2_ERROR_IO : SAM2_ERROR_FORMAT, "%s: %s", index_path, local->message);
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT, "%s: %s", index_path, local->message);
     g_error_free (local);
-    g_ptr_array_free (names, TRUE);
-    return NULL;
   }
-  g_ptr_array_sort (names, sam2_hub_compare_strings);
-  g_ptr_array_add (names, NULL);
-  return (char **) g_ptr_array_free (names, FALSE);
+  return names;
 }
 
 /* The shard paths of `dir`'s index, each checked to exist. */
@@ -347,27 +370,28 @@ sam2_hub_resolve_weights_file (const char *path, const Sam2HubOrigin *origin, GE
     return NULL;
   }
   char **weights = NULL;
+  GError *local = NULL;
   char *index = g_build_filename (dir, SAM2_HUB_INDEX, NULL);
   if (sam2_hub_is_file (index)) {
     char *base = g_path_get_basename (path);
+    /* an index that does not list this file is another model's business: ignore it */
     char **names = sam2_hub_read_index (index, NULL);
     if (names != NULL && g_strv_contains ((const char *const *) names, base))
-      weights = sam2_hub_index_shards (dir, index, origin, error);
+      weights = sam2_hub_index_shards (dir, index, origin, &local);
     g_strfreev (names);
     g_free (base);
-    if (weights == NULL && error != NULL && *error != NULL) {
-      g_free (index);
-      g_free (config);
-      g_free (dir);
-      return NULL;
-    }
+  }
+  g_free (index);
+  g_free (dir);
+  if (local != NULL) {
+    g_propagate_error (error, local);
+    g_free (config);
+    return NULL;
   }
   if (weights == NULL) {
     weights = g_new0 (char *, 2);
     weights[0] = g_strdup (path);
   }
-  g_free (index);
-  g_free (dir);
   return sam2_hub_files_new (config, weights, origin);
 }
 
@@ -394,7 +418,7 @@ sam2_hub_resolve_path (const char *path, GError **error)
   return NULL;
 }
 
-/* ---- HF ids in the cache ---------------------------------------------------------------------- */
+/* ---- HF ids in the cache --------------------------------------------------------------------- */
 
 /* One part of an id as huggingface_hub's validate_repo_id allows it: [A-Za-z0-9_.-], no "--"
  * or "..", not starting or ending with '-' or '.'. Keeps ids from naming paths. */
@@ -486,7 +510,36 @@ sam2_hub_join_names (GPtrArray *names)
   return g_string_free (s, FALSE);
 }
 
-/* The snapshot directory of `origin->revision` (main by default) in `repo_dir`. */
+/* The only snapshot, when refs/main is missing (a cache copied without refs, or filled by
+ * hand); several are ambiguous. */
+static char *
+sam2_hub_only_snapshot (const char *repo_dir, const char *snapshots, const Sam2HubOrigin *origin,
+                        GError **error)
+{
+  GPtrArray *names = sam2_hub_list_snapshots (snapshots);
+  char *snapshot = NULL;
+  if (names->len == 1) {
+    snapshot = g_build_filename (snapshots, names->pdata[0], NULL);
+  } else if (names->len == 0) {
+    char *hint = sam2_hub_fetch_hint (origin);
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND,
+                 "model '%s': the cache folder %s has no snapshot (an interrupted download?)%s",
+                 origin->reference, repo_dir, hint);
+    g_free (hint);
+  } else {
+    char *list = sam2_hub_join_names (names);
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND,
+                 "model '%s': the cache folder %s has no refs/main and %u snapshots (%s); pass "
+                 "%s@<revision> or one snapshot directory", origin->reference, repo_dir,
+                 names->len, list, origin->hf_id);
+    g_free (list);
+  }
+  g_ptr_array_free (names, TRUE);
+  return snapshot;
+}
+
+/* The snapshot directory of `origin->revision` (main by default) in `repo_dir`: the commit in
+ * refs/<revision>, else a commit hash naming the snapshot directly. */
 static char *
 sam2_hub_find_snapshot (const char *repo_dir, const Sam2HubOrigin *origin, GError **error)
 {
@@ -494,49 +547,25 @@ sam2_hub_find_snapshot (const char *repo_dir, const Sam2HubOrigin *origin, GErro
   const char *revision = origin->revision != NULL ? origin->revision : "main";
   char *commit = sam2_hub_read_ref (repo_dir, revision);
   char *snapshot = NULL;
-  if (commit != NULL) {
-    snapshot = g_build_filename (snapshots, commit, NULL);
-  } else if (origin->revision != NULL) {
-    /* a commit hash names its snapshot directly */
-    if (sam2_hub_is_plain_name (origin->revision))
-      snapshot = g_build_filename (snapshots, origin->revision, NULL);
+  if (commit == NULL && origin->revision == NULL) {
+    snapshot = sam2_hub_only_snapshot (repo_dir, snapshots, origin, error);
   } else {
-    GPtrArray *names = sam2_hub_list_snapshots (snapshots);
-    if (names->len == 1) {
-      snapshot = g_build_filename (snapshots, names->pdata[0], NULL);
-    } else {
+    const char *name = commit != NULL ? commit : revision;
+    if (sam2_hub_is_plain_name (name))
+      snapshot = g_build_filename (snapshots, name, NULL);
+    if (snapshot == NULL || !g_file_test (snapshot, G_FILE_TEST_IS_DIR)) {
       char *hint = sam2_hub_fetch_hint (origin);
-      char *list = sam2_hub_join_names (names);
-      if (names->len == 0)
+      if (commit != NULL)
         g_set_error (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND,
-                     "model '%s': the cache folder %s has no snapshot (an interrupted "
-                     "download?)%s", origin->reference, repo_dir, hint);
+                     "model '%s': refs/%s in %s points to commit %s, whose snapshot %s is "
+                     "missing%s", origin->reference, revision, repo_dir, commit, snapshot, hint);
       else
         g_set_error (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND,
-                     "model '%s': the cache folder %s has no refs/main and %u snapshots (%s); "
-                     "pass one as %s@<revision> or pass its directory", origin->reference,
-                     repo_dir, names->len, list, origin->hf_id);
-      g_free (list);
+                     "model '%s': revision '%s' is neither a ref under %s/refs nor a snapshot "
+                     "under %s%s", origin->reference, revision, repo_dir, snapshots, hint);
       g_free (hint);
+      g_clear_pointer (&snapshot, g_free);
     }
-    g_ptr_array_free (names, TRUE);
-  }
-  if (snapshot != NULL && !g_file_test (snapshot, G_FILE_TEST_IS_DIR)) {
-    char *hint = sam2_hub_fetch_hint (origin);
-    if (commit != NULL)
-      g_set_error (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND,
-                   "model '%s': refs/%s in %s points to commit %s, whose snapshot %s is "
-                   "missing%s", origin->reference, revision, repo_dir, commit, snapshot, hint);
-    else
-      g_set_error (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND,
-                   "model '%s': revision '%s' is neither a ref under %s/refs nor a snapshot "
-                   "under %s%s", origin->reference, revision, repo_dir, snapshots, hint);
-    g_free (hint);
-    g_clear_pointer (&snapshot, g_free);
-  } else if (snapshot == NULL && (error == NULL || *error == NULL)) {
-    g_set_error (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND,
-                 "model '%s': revision '%s' is not a valid ref or commit", origin->reference,
-                 revision);
   }
   g_free (commit);
   g_free (snapshots);
@@ -547,15 +576,11 @@ static Sam2ModelFiles *
 sam2_hub_resolve_id (const Sam2HubOrigin *origin, GError **error)
 {
   char *cache = sam2_hub_cache_dir ();
-  char *folder = g_strconcat ("models--", origin->hf_id, NULL);
-  for (char *p = folder; *p != '\0'; p++)
-    if (*p == '/')
-      *p = '\0';
-  /* "models--org" "name" -> "models--org--name" */
-  char *repo_name = g_strconcat (folder, "--", folder + strlen (folder) + 1, NULL);
+  char **parts = g_strsplit (origin->hf_id, "/", 2);
+  char *repo_name = g_strdup_printf ("models--%s--%s", parts[0], parts[1]);
   char *repo_dir = g_build_filename (cache, repo_name, NULL);
   g_free (repo_name);
-  g_free (folder);
+  g_strfreev (parts);
 
   Sam2ModelFiles *files = NULL;
   if (!g_file_test (repo_dir, G_FILE_TEST_IS_DIR)) {
@@ -580,7 +605,7 @@ sam2_hub_resolve_id (const Sam2HubOrigin *origin, GError **error)
   return files;
 }
 
-/* ---- entry point ------------------------------------------------------------------------------ */
+/* ---- entry point ----------------------------------------------------------------------------- */
 
 static gboolean
 sam2_hub_looks_like_path (const char *reference)
@@ -616,7 +641,11 @@ sam2_hub_resolve (const char *reference, GError **error)
   const char *shortcut = sam2_hub_shortcut_id (name);
   const char *id = shortcut != NULL ? shortcut : name;
   Sam2ModelFiles *files = NULL;
-  if (sam2_hub_is_id (id) && (revision == NULL || sam2_hub_is_revision (revision))) {
+  if (sam2_hub_is_id (id) && revision != NULL && !sam2_hub_is_revision (revision)) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND,
+                 "model '%s': '%s' is not a valid revision (a branch such as main, or a commit "
+                 "hash)", reference, revision);
+  } else if (sam2_hub_is_id (id)) {
     const Sam2HubOrigin origin = { reference, id, revision };
     files = sam2_hub_resolve_id (&origin, error);
   } else if (sam2_hub_looks_like_path (reference)) {
