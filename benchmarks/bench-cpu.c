@@ -152,6 +152,14 @@ main (int argc, char **argv)
     t[i] = now_ms () - t0;
   }
   const double enc_ms = median (t, iterations);
+  /* one more pass with per-op timing, to show where the time goes */
+  s->backend->ops->profile_start (s->backend);
+  sam2_session_encode (s, pixels, NULL);
+  const Sam2OpProfile *prof = s->backend->ops->profile_read (s->backend);
+  g_print ("encoder time by op (one pass):\n");
+  for (int k = 0; k < SAM2_OP_COUNT; k++)
+    if (prof[k].calls > 0)
+      g_print ("  %-26s %8.1f ms  %5ld calls\n", prof[k].name, prof[k].ms, prof[k].calls);
   const double gflop = encoder_flops (model) / 1e9;
   g_print ("encoder %dx%d: %.1f ms median of %d, %.2f GFLOP, %.1f GFLOP/s (%.0f%% of the best "
            "BLAS rate above)\n", S, S, enc_ms, iterations, gflop, gflop / (enc_ms / 1e3),

@@ -41,6 +41,27 @@ typedef struct {
 
 typedef struct _Sam2Backend Sam2Backend;
 
+/* Op kinds for profiling. */
+typedef enum {
+  SAM2_OP_LINEAR,
+  SAM2_OP_LAYER_NORM,
+  SAM2_OP_ACTIVATION,
+  SAM2_OP_ADD,
+  SAM2_OP_ATTENTION,
+  SAM2_OP_WINDOW,
+  SAM2_OP_MAX_POOL,
+  SAM2_OP_IM2COL,
+  SAM2_OP_RESAMPLE,
+  SAM2_OP_MATMUL,
+  SAM2_OP_COUNT,
+} Sam2OpKind;
+
+typedef struct {
+  const char *name;
+  double ms;
+  long calls;
+} Sam2OpProfile;
+
 typedef struct {
   const char *name;
   void (*destroy) (Sam2Backend *b);
@@ -90,6 +111,11 @@ typedef struct {
                            const float *addend, float *y);
   /* C (M, N) = A (M, K) B^T with B (N, K): the hypernetwork product of the mask decoder. */
   int (*matmul_nt) (Sam2Backend *b, const float *A, const float *B, int M, int N, int K, float *C);
+
+  /* Profiling (benchmarks): start accumulating wall time per op kind (resets the counters), and
+   * read it back as SAM2_OP_COUNT entries. */
+  void (*profile_start) (Sam2Backend *b);
+  const Sam2OpProfile *(*profile_read) (Sam2Backend *b);
 } Sam2BackendOps;
 
 struct _Sam2Backend {

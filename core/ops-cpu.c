@@ -1,11 +1,13 @@
 /* ops-cpu.c: see ops-cpu.h. Loops are parallel over rows where the work is large enough for the
  * OpenMP fork to pay off. */
 #include "ops-cpu.h"
+#include "simd-math.h"
 
 #include <math.h>
 #include <string.h>
 
 #define PARALLEL_MIN_FLOATS 65536
+
 
 float
 sam2_cpu_act1 (Sam2Act act, float x)
@@ -14,7 +16,7 @@ sam2_cpu_act1 (Sam2Act act, float x)
   case SAM2_ACT_NONE:
     return x;
   case SAM2_ACT_GELU:
-    return 0.5f * x * (1.0f + erff (x * (float) M_SQRT1_2));
+    return 0.5f * x * (1.0f + sam2_erf_approx (x * (float) M_SQRT1_2));
   case SAM2_ACT_GELU_TANH: {
     const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
     return 0.5f * x * (1.0f + tanhf (k * (x + 0.044715f * x * x * x)));
@@ -22,9 +24,9 @@ sam2_cpu_act1 (Sam2Act act, float x)
   case SAM2_ACT_RELU:
     return x > 0.0f ? x : 0.0f;
   case SAM2_ACT_SILU:
-    return x / (1.0f + expf (-x));
+    return x / (1.0f + sam2_exp_approx (-x));
   case SAM2_ACT_SIGMOID:
-    return 1.0f / (1.0f + expf (-x));
+    return 1.0f / (1.0f + sam2_exp_approx (-x));
   }
   return x;
 }
@@ -34,9 +36,11 @@ sam2_cpu_activation (Sam2Act act, float *x, size_t n)
 {
   if (act == SAM2_ACT_NONE)
     return;
+  const size_t chunk = 4096;
+  const long chunks = (long) ((n + chunk - 1) / chunk);
 #pragma omp parallel for schedule(static) if (n > PARALLEL_MIN_FLOATS)
-  for (size_t i = 0; i < n; i++)
-    x[i] = sam2_cpu_act1 (act, x[i]);
+  for (long c = 0; c < chunks; c++)
+    sam2_cpu_act_row (act, x + c * chunk, (int) MIN (chunk, n - c * chunk));
 }
 
 void
@@ -48,11 +52,8 @@ sam2_cpu_bias_act (float *y, int M, int N, const float *bias, Sam2Act act)
   for (int m = 0; m < M; m++) {
     float *row = y + (size_t) m * N;
     if (bias != NULL)
-      for (int n = 0; n < N; n++)
-        row[n] += bias[n];
-    if (act != SAM2_ACT_NONE)
-      for (int n = 0; n < N; n++)
-        row[n] = sam2_cpu_act1 (act, row[n]);
+      sam2_cpu_add_row_inplace (row, bias, N);
+    sam2_cpu_act_row (act, row, N);
   }
 }
 
@@ -79,25 +80,6 @@ sam2_cpu_layer_norm (const float *x, int M, int C, const float *weight, const fl
     const double rstd = 1.0 / sqrt (var + eps);
     for (int c = 0; c < C; c++)
       yr[c] = (float) ((xr[c] - mean) * rstd) * weight[c] + bias[c];
-  }
-}
-
-void
-sam2_cpu_softmax_rows (float *x, int M, int N)
-{
-  for (int m = 0; m < M; m++) {
-    float *r = x + (size_t) m * N;
-    float mx = r[0];
-    for (int n = 1; n < N; n++)
-      mx = fmaxf (mx, r[n]);
-    double sum = 0.0;
-    for (int n = 0; n < N; n++) {
-      r[n] = expf (r[n] - mx);
-      sum += r[n];
-    }
-    const float inv = (float) (1.0 / sum);
-    for (int n = 0; n < N; n++)
-      r[n] *= inv;
   }
 }
 
@@ -152,8 +134,10 @@ sam2_cpu_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s
     for (int dy = 0; dy < s; dy++)
       for (int dx = 0; dx < s; dx++) {
         const float *p = base + ((size_t) (oy * s + dy) * W + (ox * s + dx)) * ld;
+        /* plain comparison: fmaxf is a libm call here (its NaN rule blocks inlining) */
+#pragma omp simd
         for (int c = 0; c < C; c++)
-          d[c] = fmaxf (d[c], p[c]);
+          d[c] = p[c] > d[c] ? p[c] : d[c];
       }
   }
 }

@@ -8,6 +8,10 @@
 
 G_BEGIN_DECLS
 
+/* One row in place (vectorised; the default case falls back to sam2_cpu_act1). */
+void sam2_cpu_act_row (Sam2Act act, float *x, int n);
+/* row (N) += bias (N). */
+void sam2_cpu_add_row_inplace (float *row, const float *bias, int N);
 /* y (M, N) += bias, then act. */
 void sam2_cpu_bias_act (float *y, int M, int N, const float *bias, Sam2Act act);
 void sam2_cpu_activation (Sam2Act act, float *x, size_t n);
@@ -17,6 +21,11 @@ void sam2_cpu_layer_norm (const float *x, int M, int C, const float *weight, con
                           float eps, float *y);
 /* In-place softmax of each of M rows of N. */
 void sam2_cpu_softmax_rows (float *x, int M, int N);
+/* exp(x - row max) in place, and 1 / row sum into inv_sum (M): a softmax whose normalisation is
+ * applied later to a smaller product. */
+void sam2_cpu_softmax_rows_unnormalized (float *x, int M, int N, float *inv_sum);
+/* Row m of x (M rows of N, `ld` apart) times scale[m]. */
+void sam2_cpu_scale_rows (float *x, int M, int N, int ld, const float *scale);
 void sam2_cpu_window_partition (const float *x, int H, int W, int C, int ws, float *windows);
 void sam2_cpu_window_unpartition (const float *windows, int n_win_h, int n_win_w, int ws, int C,
                                   int H, int W, float *x);

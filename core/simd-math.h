@@ -1,0 +1,62 @@
+/* simd-math.h: exp and erf for float32 written with arithmetic and bit operations only, so the
+ * loops that call them vectorise (`#pragma omp simd`); libm's expf / erff are scalar calls and
+ * were a third of the CPU encoder's non-GEMM time (softmax over 4096-key global attention, GELU).
+ *
+ * exp: Cephes' expf (range reduction by ln 2 in two parts, degree-6 polynomial), within 2 ulp.
+ * erf: the rational approximation Eigen uses for float (odd degree-13 / even degree-8 in x,
+ * clamped to |x| <= 4 where erf is 1 to float precision), a few ulp. Both are tested against libm
+ * in tests/core/test-ops.c. */
+#ifndef SAM2_SIMD_MATH_H
+#define SAM2_SIMD_MATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline float
+sam2_exp_approx (float x)
+{
+  x = x < -87.33654f ? -87.33654f : x;
+  x = x > 88.0f ? 88.0f : x;
+  /* n = round(x / ln 2), r = x - n ln 2 with ln 2 split into an exact head and a tail */
+  float fn = x * 1.44269504088896341f;
+  fn = fn + (fn >= 0.0f ? 0.5f : -0.5f);
+  int32_t n = (int32_t) fn;
+  float r = x - (float) n * 0.693359375f;
+  r = r - (float) n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  /* scale by 2^n through the exponent bits; n is within [-126, 127] after the clamps */
+  int32_t bits = (n + 127) << 23;
+  float scale;
+  memcpy (&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+static inline float
+sam2_erf_approx (float x)
+{
+  x = x < -4.0f ? -4.0f : x;
+  x = x > 4.0f ? 4.0f : x;
+  const float x2 = x * x;
+  float p = -2.72614225801306e-10f;
+  p = p * x2 + 2.77068142495902e-08f;
+  p = p * x2 + -2.10102402082508e-06f;
+  p = p * x2 + -5.69250639462346e-05f;
+  p = p * x2 + -7.34990630326855e-04f;
+  p = p * x2 + -2.95459980854025e-03f;
+  p = p * x2 + -1.60960333262415e-02f;
+  p = p * x;
+  float q = -1.45660718464996e-05f;
+  q = q * x2 + -2.13374055278905e-04f;
+  q = q * x2 + -1.68282697438203e-03f;
+  q = q * x2 + -7.37332916720468e-03f;
+  q = q * x2 + -1.42647390514189e-02f;
+  return p / q;
+}
+
+#endif
