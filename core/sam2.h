@@ -102,7 +102,12 @@ typedef struct {
   int label;                   /* a Sam2Label */
 } Sam2Point;
 
-/* One object to segment: any number of points, an optional box, an optional mask. */
+/* Points one object may have. SAM is used with a handful of clicks; the bound keeps a session's
+ * token buffers small and allocated once. */
+#define SAM2_MAX_POINTS_PER_OBJECT 64
+
+/* One object to segment: up to SAM2_MAX_POINTS_PER_OBJECT points, an optional box, an optional
+ * mask. */
 typedef struct {
   const Sam2Point *points;
   int n_points;

@@ -8,10 +8,6 @@
 
 G_BEGIN_DECLS
 
-/* Points per object the decoder buffers are sized for. SAM is used with a handful of clicks;
- * this bound keeps the per-session token buffers small and fixed. */
-#define SAM2_MAX_POINTS_PER_OBJECT 64
-
 /* Debug / test hook: called with every named intermediate (backend memory, channels-last). */
 typedef void (*Sam2TapFunc) (gpointer user_data, const char *name, const float *data, int ndim,
                              const int *shape);

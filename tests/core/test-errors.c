@@ -1,0 +1,407 @@
+/* test-errors.c: bad checkpoints and bad calls end in a clear GError, never a crash, and
+ * alternative but valid checkpoints (F16 / BF16 weights, the Sam2VideoModel layout with its
+ * extra tensors) load. Checkpoints are derived from sam2-mini-hash into a temporary directory. */
+#include "check.h"
+#include "model.h"
+#include "safetensors.h"
+#include "test-support.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+  char *dir;                   /* temporary model directory */
+  Sam2Safetensors *src;        /* the mini checkpoint */
+  char *config_json;           /* its config.json */
+} Fixture;
+
+static gboolean
+fixture_setup (Fixture *f)
+{
+  memset (f, 0, sizeof *f);
+  f->src = sam2_test_open_fixture ("sam2-mini-hash/model.safetensors");
+  char *cfg = sam2_test_fixture_path ("sam2-mini-hash/config.json");
+  if (f->src == NULL || cfg == NULL) {
+    g_free (cfg);
+    return FALSE;
+  }
+  g_assert_true (g_file_get_contents (cfg, &f->config_json, NULL, NULL));
+  g_free (cfg);
+  f->dir = g_dir_make_tmp ("sam2-errors-XXXXXX", NULL);
+  g_assert_nonnull (f->dir);
+  return TRUE;
+}
+
+static void
+fixture_teardown (Fixture *f)
+{
+  if (f->dir != NULL) {
+    GDir *d = g_dir_open (f->dir, 0, NULL);
+    const char *name;
+    while (d != NULL && (name = g_dir_read_name (d)) != NULL) {
+      char *p = g_build_filename (f->dir, name, NULL);
+      g_unlink (p);
+      g_free (p);
+    }
+    if (d != NULL)
+      g_dir_close (d);
+    g_rmdir (f->dir);
+  }
+  g_free (f->dir);
+  g_free (f->config_json);
+  sam2_safetensors_close (f->src);
+}
+
+typedef enum { EDIT_NONE, EDIT_DROP, EDIT_RESHAPE, EDIT_INT64, EDIT_F16, EDIT_BF16, EDIT_EXTRA } Edit;
+
+static guint16
+f32_to_f16 (float f)
+{
+  /* round-to-nearest-even through the bit pattern; the mini weights are normal numbers */
+  guint32 x;
+  memcpy (&x, &f, 4);
+  guint32 sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, mant = x & 0x7fffff;
+  int e = (int) exp - 127 + 15;
+  if (e <= 0)
+    return (guint16) sign;
+  guint32 m = mant >> 13, rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (m & 1)))
+    m++;
+  if (m == 0x400) {
+    m = 0;
+    e++;
+  }
+  return (guint16) (sign | (guint32) e << 10 | m);
+}
+
+/* Writes DIR/model.safetensors from the mini checkpoint with `edit` applied to `target`. */
+static void
+write_checkpoint (Fixture *f, Edit edit, const char *target)
+{
+  Sam2StWriter *w = sam2_st_writer_new ();
+  GError *error = NULL;
+  for (int i = 0; i < sam2_safetensors_n_tensors (f->src); i++) {
+    const Sam2StTensor *t = sam2_safetensors_nth (f->src, i);
+    const gboolean hit = target == NULL || strcmp (t->name, target) == 0;
+    float *v = sam2_safetensors_read_f32 (f->src, t->name, t->numel, &error);
+    g_assert_no_error (error);
+    if (hit && edit == EDIT_DROP) {
+      g_free (v);
+      continue;
+    }
+    if (hit && edit == EDIT_RESHAPE) {
+      int64_t shape[1] = { t->numel };
+      g_assert_true (sam2_st_writer_add (w, t->name, SAM2_DTYPE_F32, 1, shape, v, &error));
+    } else if (hit && edit == EDIT_INT64) {
+      gint64 *iv = g_new0 (gint64, t->numel);
+      g_assert_true (sam2_st_writer_add (w, t->name, SAM2_DTYPE_I64, t->ndim, t->shape, iv, &error));
+      g_free (iv);
+    } else if (hit && (edit == EDIT_F16 || edit == EDIT_BF16)) {
+      guint16 *h = g_new (guint16, t->numel);
+      for (int64_t k = 0; k < t->numel; k++) {
+        guint32 bits;
+        memcpy (&bits, &v[k], 4);
+        h[k] = edit == EDIT_F16 ? f32_to_f16 (v[k]) : (guint16) ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+      }
+      g_assert_true (sam2_st_writer_add (w, t->name, edit == EDIT_F16 ? SAM2_DTYPE_F16 : SAM2_DTYPE_BF16,
+                                         t->ndim, t->shape, h, &error));
+      g_free (h);
+    } else {
+      g_assert_true (sam2_st_writer_add (w, t->name, SAM2_DTYPE_F32, t->ndim, t->shape, v, &error));
+    }
+    g_assert_no_error (error);
+    g_free (v);
+  }
+  if (edit == EDIT_EXTRA) {
+    /* tensors only Sam2VideoModel has; the image model must ignore them */
+    float extra[6] = { 1, 2, 3, 4, 5, 6 };
+    int64_t shape[2] = { 2, 3 };
+    g_assert_true (sam2_st_writer_add (w, "memory_encoder.fuser.layers.0.weight", SAM2_DTYPE_F32, 2, shape, extra, &error));
+    g_assert_true (sam2_st_writer_add (w, "object_pointer_proj.layers.0.bias", SAM2_DTYPE_F32, 2, shape, extra, &error));
+  }
+  char *path = g_build_filename (f->dir, "model.safetensors", NULL);
+  g_assert_true (sam2_st_writer_write (w, path, &error));
+  g_assert_no_error (error);
+  sam2_st_writer_free (w);
+  g_free (path);
+}
+
+static void
+write_config (Fixture *f, const char *json)
+{
+  char *path = g_build_filename (f->dir, "config.json", NULL);
+  g_assert_true (g_file_set_contents (path, json, -1, NULL));
+  g_free (path);
+}
+
+static void
+expect_load_error (Fixture *f, int code, const char *fragment)
+{
+  GError *error = NULL;
+  Sam2Model *m = sam2_model_load (f->dir, &error);
+  g_assert_null (m);
+  g_assert_error (error, SAM2_ERROR, code);
+  if (strstr (error->message, fragment) == NULL)
+    g_error ("error message \"%s\" does not mention \"%s\"", error->message, fragment);
+  g_test_message ("%s", error->message);
+  g_error_free (error);
+}
+
+static void
+test_missing_tensor (void)
+{
+  Fixture f;
+  if (fixture_setup (&f)) {
+    write_config (&f, f.config_json);
+    write_checkpoint (&f, EDIT_DROP, "mask_decoder.iou_token.weight");
+    expect_load_error (&f, SAM2_ERROR_WEIGHTS, "mask_decoder.iou_token.weight");
+  }
+  fixture_teardown (&f);
+}
+
+static void
+test_misshaped_tensor (void)
+{
+  Fixture f;
+  if (fixture_setup (&f)) {
+    write_config (&f, f.config_json);
+    write_checkpoint (&f, EDIT_RESHAPE, "vision_encoder.backbone.blocks.2.attn.qkv.weight");
+    expect_load_error (&f, SAM2_ERROR_WEIGHTS, "blocks.2.attn.qkv.weight");
+  }
+  fixture_teardown (&f);
+}
+
+static void
+test_integer_weights (void)
+{
+  Fixture f;
+  if (fixture_setup (&f)) {
+    write_config (&f, f.config_json);
+    write_checkpoint (&f, EDIT_INT64, "prompt_encoder.point_embed.weight");
+    expect_load_error (&f, SAM2_ERROR_WEIGHTS, "I64");
+  }
+  fixture_teardown (&f);
+}
+
+static void
+test_truncated_checkpoint (void)
+{
+  Fixture f;
+  if (fixture_setup (&f)) {
+    write_config (&f, f.config_json);
+    write_checkpoint (&f, EDIT_NONE, NULL);
+    char *path = g_build_filename (f.dir, "model.safetensors", NULL);
+    char *data;
+    gsize len;
+    g_assert_true (g_file_get_contents (path, &data, &len, NULL));
+    /* cut in the data, then in the header, then to nothing */
+    const gsize cuts[] = { len / 2, 100, 5, 0 };
+    for (guint i = 0; i < G_N_ELEMENTS (cuts); i++) {
+      g_assert_true (g_file_set_contents (path, data, (gssize) cuts[i], NULL));
+      expect_load_error (&f, SAM2_ERROR_FORMAT, "model.safetensors");
+    }
+    g_free (data);
+    g_free (path);
+  }
+  fixture_teardown (&f);
+}
+
+static void
+test_bad_configs (void)
+{
+  Fixture f;
+  if (fixture_setup (&f)) {
+    write_checkpoint (&f, EDIT_NONE, NULL);
+    write_config (&f, "{\"model_type\": \"sam\"}");
+    expect_load_error (&f, SAM2_ERROR_CONFIG, "model_type");
+    write_config (&f, "{\"model_type\": \"sam2\", \"vision_config\": ");
+    expect_load_error (&f, SAM2_ERROR_CONFIG, "config.json");
+    /* a valid config that does not describe these weights */
+    write_config (&f, "{\"model_type\": \"sam2\"}");
+    expect_load_error (&f, SAM2_ERROR_WEIGHTS, "config.json");
+  }
+  fixture_teardown (&f);
+}
+
+/* Reduced-precision and video-layout checkpoints load; F16 / BF16 weights change the outputs
+ * only by their rounding (bounded loosely: this checks loading, not numerics). */
+static void
+check_loads_and_matches (Fixture *f, double bound)
+{
+  GError *error = NULL;
+  Sam2Model *m = sam2_model_load (f->dir, &error);
+  g_assert_no_error (error);
+  char *ref = sam2_test_fixture_path ("sam2-mini-hash/reference.safetensors");
+  const char *paths[] = { ref, NULL };
+  Sam2CheckReport *rep = sam2_check_reference (m, paths, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < rep->entries->len; i++) {
+    const Sam2CheckEntry *e = rep->entries->pdata[i];
+    if (e->rel_l2 > bound)
+      g_error ("%s: relative error %.3e above %.1e", e->name, e->rel_l2, bound);
+  }
+  sam2_check_report_free (rep);
+  sam2_model_unref (m);
+  g_free (ref);
+}
+
+/* The half-precision bounds: F16 keeps 11 significant bits (2^-11 = 4.9e-4 relative per weight),
+ * BF16 8 bits (3.9e-3); errors of independent weights partly cancel through a layer. */
+#define F16_WEIGHTS_BOUND 5e-3
+#define BF16_WEIGHTS_BOUND 5e-2
+
+static void
+test_half_precision_checkpoints (void)
+{
+  Fixture f;
+  if (fixture_setup (&f)) {
+    write_config (&f, f.config_json);
+    write_checkpoint (&f, EDIT_F16, NULL);
+    check_loads_and_matches (&f, F16_WEIGHTS_BOUND);
+    write_checkpoint (&f, EDIT_BF16, NULL);
+    check_loads_and_matches (&f, BF16_WEIGHTS_BOUND);
+  }
+  fixture_teardown (&f);
+}
+
+static void
+test_video_layout (void)
+{
+  Fixture f;
+  if (fixture_setup (&f)) {
+    /* the same architecture in the Sam2VideoModel layout, plus video-only tensors */
+    GString *cfg = g_string_new (f.config_json);
+    char *p = strstr (cfg->str, "\"model_type\": \"sam2\"");
+    g_assert_nonnull (p);
+    g_string_insert (cfg, p - cfg->str + strlen ("\"model_type\": \"sam2"), "_video");
+    write_config (&f, cfg->str);
+    g_string_free (cfg, TRUE);
+    write_checkpoint (&f, EDIT_EXTRA, NULL);
+    check_loads_and_matches (&f, SAM2_CHECK_TOL_LOGITS);
+  }
+  fixture_teardown (&f);
+}
+
+/* ---- calls ---- */
+
+static Sam2Session *
+mini_session (Sam2Model **model)
+{
+  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
+  if (dir == NULL)
+    return NULL;
+  GError *error = NULL;
+  *model = sam2_model_load (dir, &error);
+  g_assert_no_error (error);
+  g_free (dir);
+  Sam2Session *s = sam2_session_new (*model, &error);
+  g_assert_no_error (error);
+  return s;
+}
+
+static void
+expect_call_error (const Sam2Result *r, GError *error, const char *fragment)
+{
+  g_assert_null (r);
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+  if (strstr (error->message, fragment) == NULL)
+    g_error ("error message \"%s\" does not mention \"%s\"", error->message, fragment);
+  g_test_message ("%s", error->message);
+  g_error_free (error);
+}
+
+static void
+test_bad_calls (void)
+{
+  Sam2Model *model = NULL;
+  Sam2Session *s = mini_session (&model);
+  if (s == NULL)
+    return;
+  GError *error = NULL;
+  const Sam2Result *r;
+  const Sam2Point inside = { 50, 60, SAM2_LABEL_POSITIVE };
+  Sam2Prompt prompt = { .points = &inside, .n_points = 1 };
+
+  /* nothing encoded yet */
+  r = sam2_session_predict (s, &prompt, 1, NULL, &error);
+  expect_call_error (r, error, "set_image");
+  error = NULL;
+  g_assert_null (sam2_session_decode (s, &prompt, 1, FALSE, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+
+  /* bad images */
+  guint8 pixels[40 * 30 * 4] = { 0 };
+  g_assert_false (sam2_session_set_image (s, pixels, 0, 30, 0, SAM2_PIXEL_FORMAT_RGB, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (sam2_session_set_image (s, pixels, 40, 30, 100, SAM2_PIXEL_FORMAT_RGBA, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (sam2_session_set_image (s, NULL, 40, 30, 120, SAM2_PIXEL_FORMAT_RGB, &error));
+  g_clear_error (&error);
+  g_assert_true (sam2_session_set_image (s, pixels, 40, 30, 120, SAM2_PIXEL_FORMAT_RGB, &error));
+  g_assert_no_error (error);
+
+  /* bad prompts on a 40x30 frame */
+  r = sam2_session_predict (s, &prompt, 1, NULL, &error);
+  expect_call_error (r, error, "outside");
+  error = NULL;
+  r = sam2_session_predict (s, &prompt, 0, NULL, &error);
+  expect_call_error (r, error, "no prompts");
+  error = NULL;
+  Sam2Prompt empty = { 0 };
+  r = sam2_session_predict (s, &empty, 1, NULL, &error);
+  expect_call_error (r, error, "no prompt");
+  error = NULL;
+  const Sam2Point nan_point = { NAN, 3, SAM2_LABEL_POSITIVE };
+  Sam2Prompt p_nan = { .points = &nan_point, .n_points = 1 };
+  r = sam2_session_predict (s, &p_nan, 1, NULL, &error);
+  expect_call_error (r, error, "outside");
+  error = NULL;
+  const Sam2Point bad_label = { 3, 3, 7 };
+  Sam2Prompt p_label = { .points = &bad_label, .n_points = 1 };
+  r = sam2_session_predict (s, &p_label, 1, NULL, &error);
+  expect_call_error (r, error, "label 7");
+  error = NULL;
+  Sam2Prompt p_box = { .has_box = TRUE, .box = { 30, 20, 10, 5 } };
+  r = sam2_session_predict (s, &p_box, 1, NULL, &error);
+  expect_call_error (r, error, "inverted");
+  error = NULL;
+  Sam2Point many[SAM2_MAX_POINTS_PER_OBJECT + 1];
+  for (int i = 0; i <= SAM2_MAX_POINTS_PER_OBJECT; i++)
+    many[i] = (Sam2Point) { 1, 1, SAM2_LABEL_POSITIVE };
+  Sam2Prompt p_many = { .points = many, .n_points = SAM2_MAX_POINTS_PER_OBJECT + 1 };
+  r = sam2_session_predict (s, &p_many, 1, NULL, &error);
+  expect_call_error (r, error, "points");
+  error = NULL;
+
+  /* and a good one still works afterwards, with masks inside the frame */
+  const Sam2Point ok = { 20, 15, SAM2_LABEL_POSITIVE };
+  Sam2Prompt p_ok = { .points = &ok, .n_points = 1 };
+  r = sam2_session_predict (s, &p_ok, 1, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (r->width, ==, 40);
+  g_assert_cmpint (r->height, ==, 30);
+  g_assert_cmpint (r->n_masks, ==, 1);
+  g_assert_nonnull (r->masks);
+
+  sam2_session_free (s);
+  sam2_model_unref (model);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/errors/missing-tensor", test_missing_tensor);
+  g_test_add_func ("/errors/misshaped-tensor", test_misshaped_tensor);
+  g_test_add_func ("/errors/integer-weights", test_integer_weights);
+  g_test_add_func ("/errors/truncated-checkpoint", test_truncated_checkpoint);
+  g_test_add_func ("/errors/bad-configs", test_bad_configs);
+  g_test_add_func ("/errors/bad-calls", test_bad_calls);
+  g_test_add_func ("/checkpoints/half-precision", test_half_precision_checkpoints);
+  g_test_add_func ("/checkpoints/video-layout", test_video_layout);
+  return g_test_run ();
+}
