@@ -185,10 +185,15 @@ sam2_cpu_im2col (const float *x, int H, int W, int C, int kh, int kw, int stride
         for (int kx = 0; kx < kw; kx++) {
           const int ix = ox * stride - pad + kx;
           const gboolean inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
-          const float *src = x + ((size_t) iy * W + ix) * C;
           /* columns are (c, ky, kx): channel-major like the conv weight */
+          if (!inside) {
+            for (int c = 0; c < C; c++)
+              col[(size_t) c * kh * kw + ky * kw + kx] = 0.0f;
+            continue;
+          }
+          const float *src = x + ((size_t) iy * W + ix) * C;
           for (int c = 0; c < C; c++)
-            col[(size_t) c * kh * kw + ky * kw + kx] = inside ? src[c] : 0.0f;
+            col[(size_t) c * kh * kw + ky * kw + kx] = src[c];
         }
       }
     }
