@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config
   libglib2.0-dev libjson-glib-dev libyaml-dev
-  libopenblas-openmp-dev liblapacke-dev
+  libopenblas-openmp-dev liblapacke-dev libdnnl-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 )
