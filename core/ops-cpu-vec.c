@@ -80,13 +80,15 @@ sam2_cpu_softmax_rows_unnormalized (float *x, int M, int N, float *inv_sum)
 #pragma omp simd reduction(max : mx)
     for (int n = 0; n < N; n++)
       mx = r[n] > mx ? r[n] : mx;
-    float sum = 0.0f;
+    /* the sum in double: a float sum of thousands of terms loses digits in a way that depends
+     * on whether the loop vectorised, and the whole row is scaled by its inverse */
+    double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
     for (int n = 0; n < N; n++) {
       r[n] = sam2_exp_approx (r[n] - mx);
       sum += r[n];
     }
-    inv_sum[m] = 1.0f / sum;
+    inv_sum[m] = (float) (1.0 / sum);
   }
 }
 
@@ -110,13 +112,15 @@ sam2_cpu_softmax_rows (float *x, int M, int N)
 #pragma omp simd reduction(max : mx)
     for (int n = 0; n < N; n++)
       mx = r[n] > mx ? r[n] : mx;
-    float sum = 0.0f;
+    /* the sum in double: a float sum of thousands of terms loses digits in a way that depends
+     * on whether the loop vectorised, and the whole row is scaled by its inverse */
+    double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
     for (int n = 0; n < N; n++) {
       r[n] = sam2_exp_approx (r[n] - mx);
       sum += r[n];
     }
-    const float inv = 1.0f / sum;
+    const float inv = (float) (1.0 / sum);
 #pragma omp simd
     for (int n = 0; n < N; n++)
       r[n] *= inv;
