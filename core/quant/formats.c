@@ -1,0 +1,1 @@
+/* formats.c: being written */

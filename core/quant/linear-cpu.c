@@ -1,0 +1,1 @@
+/* linear-cpu.c: being written */

@@ -1,0 +1,1 @@
+/* recipe.c: being written */

@@ -1,0 +1,128 @@
+/* recipe.h: quantization recipes, YAML files in the style of DeepCompressor.
+ *
+ *   quant:
+ *     wgts:                        # 4-bit weights
+ *       dtype: sint4               # sint4 | uint4
+ *       group_shapes: [[1, 128]]   # [1, -1] = one group per output channel; or group_size: 128
+ *       kernel_gptq:               # absent or `kernel_gptq: false` = round to nearest (RTN)
+ *         damp_percentage: 0.01
+ *         block_size: 128
+ *         act_order: true          # with static groups: no permutation at inference
+ *         num_inv_tries: 10        # Cholesky retries, damping x10 each time
+ *     ipts:                        # 8-bit activations; `ipts: null` or dtype: null = weight-only
+ *       dtype: sint8               # sint8 | uint8
+ *       granularity: per_token     # per_token (dynamic) | per_tensor (static, from calibration)
+ *       post_gelu: asymmetric      # asymmetric (uint8 + zero point) | symmetric, for inputs after GELU
+ *   smooth:                        # SmoothQuant; absent = off
+ *     alpha: 0.5                   # a number in [0, 1], or `search` (grid over [0, 1] by output error)
+ *     grid: 20
+ *     fold: true                   # fold 1 / s into the preceding LayerNorm where there is one
+ *   low_rank:                      # SVDQuant branch; absent or rank 0 = off
+ *     rank: 32
+ *     exclusive: false             # true: separate branches for the q, k, v slices of a fused qkv
+ *     compensate: false            # true: decompose the quantization error instead of the weight
+ *   calib:
+ *     num_samples: 128
+ *     batch_size: 1
+ *     max_tokens: 4096             # tokens per frame and layer entering the Hessians (0 = all)
+ *     keep_tokens: 512             # tokens per layer kept for error measurement and alpha search
+ *     seed: 0
+ *   skips:                         # layers kept in floating point
+ *     patch_embed: true            # also the short keys skip_patch_embed, skip_first_block,
+ *     first_block: false           #   skip_last_block, skip_decoder at the top level
+ *     last_block: false
+ *     decoder: true
+ *     patterns: ["*.attn.proj"]    # glob patterns of HF layer names (fnmatch)
+ *
+ * Top-level short keys accepted as well: group_shapes, group_size, skip_patch_embed,
+ * skip_first_block, skip_last_block, skip_decoder; `quant.smooth` and `quant.wgts.low_rank` are
+ * accepted for `smooth` and `low_rank`. Every key is checked: an unknown key, a wrong type or an
+ * out-of-range value is an error naming the key path and its line and column in the file.
+ */
+#ifndef SAM2_QUANT_RECIPE_H
+#define SAM2_QUANT_RECIPE_H
+
+#include "formats.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  Sam2QType dtype;             /* UINT4 or SINT4 */
+  int group_size;              /* 0: one group per output channel (the whole K) */
+  gboolean gptq;
+  double gptq_damp;            /* fraction of the mean Hessian diagonal added to it */
+  int gptq_block;
+  gboolean gptq_act_order;
+  int gptq_inv_tries;
+} Sam2WeightRecipe;
+
+typedef struct {
+  Sam2QType dtype;             /* NONE (weight-only), UINT8 or SINT8 */
+  gboolean per_tensor;         /* static scales from calibration instead of per token */
+  gboolean post_gelu_asymmetric;
+} Sam2ActRecipe;
+
+typedef struct {
+  gboolean enabled;
+  double alpha;                /* when !search */
+  gboolean search;
+  int grid;
+  gboolean fold;
+} Sam2SmoothRecipe;
+
+typedef struct {
+  int rank;                    /* 0: off */
+  gboolean exclusive;
+  gboolean compensate;
+} Sam2LowRankRecipe;
+
+typedef struct {
+  int num_samples;
+  int batch_size;
+  int max_tokens;              /* 0: all */
+  int keep_tokens;
+  guint64 seed;
+} Sam2CalibRecipe;
+
+typedef struct {
+  gboolean patch_embed;
+  gboolean first_block;
+  gboolean last_block;
+  gboolean decoder;
+  char **patterns;             /* NULL-terminated, may be NULL */
+} Sam2SkipRecipe;
+
+typedef struct {
+  char *name;                  /* file name without extension, or "default" */
+  Sam2WeightRecipe wgts;
+  Sam2ActRecipe ipts;
+  Sam2SmoothRecipe smooth;
+  Sam2LowRankRecipe low_rank;
+  Sam2CalibRecipe calib;
+  Sam2SkipRecipe skips;
+} Sam2Recipe;
+
+/* W4 (SINT4, groups of 128, GPTQ with act order), A8 per token, no smoothing, no low rank,
+ * 128 calibration samples, patch embedding and mask decoder kept in float. */
+void sam2_recipe_init_defaults (Sam2Recipe *recipe);
+
+/* Parses YAML text; `source` names it in errors (a path, or "<string>"). Keys absent from the
+ * text keep the defaults above. */
+Sam2Recipe *sam2_recipe_parse (const char *text, gssize length, const char *source,
+                               GError **error);
+Sam2Recipe *sam2_recipe_load (const char *path, GError **error);
+Sam2Recipe *sam2_recipe_copy (const Sam2Recipe *recipe);
+void sam2_recipe_free (Sam2Recipe *recipe);
+
+/* The fully resolved recipe as YAML (every key, defaults included), which sam2_recipe_parse
+ * reads back to an equal recipe; stored in quantized model files. Free with g_free. */
+char *sam2_recipe_to_yaml (const Sam2Recipe *recipe);
+gboolean sam2_recipe_equal (const Sam2Recipe *a, const Sam2Recipe *b);
+
+/* Whether the HF layer `name` is kept in float under the recipe's patterns (the structural skips
+ * patch_embed / first / last block / decoder are applied by the quantizer, which knows the model). */
+gboolean sam2_recipe_pattern_skips (const Sam2Recipe *recipe, const char *layer_name);
+
+G_END_DECLS
+
+#endif

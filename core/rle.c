@@ -1,0 +1,1 @@
+/* rle.c: being written */
