@@ -4,7 +4,7 @@
  *     wgts:                        # 4-bit weights
  *       dtype: sint4               # sint4 | uint4
  *       group_shapes: [[1, 128]]   # [1, -1] = one group per output channel; or group_size: 128
- *       kernel_gptq:               # absent or `kernel_gptq: false` = round to nearest (RTN)
+ *       kernel_gptq:               # `kernel_gptq: false` (or null) = round to nearest (RTN)
  *         damp_percentage: 0.01
  *         block_size: 128
  *         act_order: true          # with static groups: no permutation at inference
@@ -92,7 +92,7 @@ typedef struct {
   char **patterns;             /* NULL-terminated, may be NULL */
 } Sam2SkipRecipe;
 
-typedef struct {
+typedef struct _Sam2Recipe {
   char *name;                  /* file name without extension, or "default" */
   Sam2WeightRecipe wgts;
   Sam2ActRecipe ipts;
@@ -103,13 +103,22 @@ typedef struct {
 } Sam2Recipe;
 
 /* W4 (SINT4, groups of 128, GPTQ with act order), A8 per token, no smoothing, no low rank,
- * 128 calibration samples, patch embedding and mask decoder kept in float. */
+ * 128 calibration samples, patch embedding and mask decoder kept in float. Overwrites the whole
+ * struct, name "default" included (owned: release with sam2_recipe_clear). */
 void sam2_recipe_init_defaults (Sam2Recipe *recipe);
+/* Frees what a recipe owns (name, patterns) and sets them to NULL, for recipes not allocated by
+ * this API (on the stack, inside another struct); NULL is a no-op. */
+void sam2_recipe_clear (Sam2Recipe *recipe);
 
-/* Parses YAML text; `source` names it in errors (a path, or "<string>"). Keys absent from the
- * text keep the defaults above. */
+/* Parses YAML text; `source` names it in errors (a path, or "<string>"; NULL = "<string>") and
+ * gives the recipe its name (the file name without directory and extension; "custom" for a
+ * source in <...>). Keys absent from the text keep the defaults above (so GPTQ stays on unless
+ * `kernel_gptq: false`). Errors: SAM2_ERROR_CONFIG,
+ * "<source>:<line>:<column>: <key.path>: <what is wrong; what is accepted>". recipe.c lists the
+ * reading rules (booleans, null, numbers, aliases, limits). */
 Sam2Recipe *sam2_recipe_parse (const char *text, gssize length, const char *source,
                                GError **error);
+/* The same from a file; SAM2_ERROR_IO when it cannot be read. */
 Sam2Recipe *sam2_recipe_load (const char *path, GError **error);
 Sam2Recipe *sam2_recipe_copy (const Sam2Recipe *recipe);
 void sam2_recipe_free (Sam2Recipe *recipe);
@@ -117,6 +126,8 @@ void sam2_recipe_free (Sam2Recipe *recipe);
 /* The fully resolved recipe as YAML (every key, defaults included), which sam2_recipe_parse
  * reads back to an equal recipe; stored in quantized model files. Free with g_free. */
 char *sam2_recipe_to_yaml (const Sam2Recipe *recipe);
+/* Whether two recipes quantize alike: the name is not compared, nor settings of a feature that is
+ * off (GPTQ, smoothing) or unused (alpha when searched); NULL and empty pattern lists are equal. */
 gboolean sam2_recipe_equal (const Sam2Recipe *a, const Sam2Recipe *b);
 
 /* Whether the HF layer `name` is kept in float under the recipe's patterns (the structural skips
