@@ -2,6 +2,7 @@
  * encoder's shapes 1.2-2x faster than OpenBLAS 0.3.21 here, most for the K = 96 of stage 1);
  * oneDNN, OpenBLAS (LAPACK) and the loops here share one OpenMP thread pool. */
 #include "backend.h"
+#include "linear-cpu.h"
 #include "ops-cpu.h"
 
 #include <dnnl.h>
@@ -21,6 +22,8 @@ typedef struct {
   int scratch_threads;
   gboolean profiling;
   Sam2OpProfile profile[SAM2_OP_COUNT];
+  void *quant_scratch;         /* quantized layers' scratch, grown on the first frame */
+  size_t quant_scratch_bytes;
 } Sam2BackendCpu;
 
 static const char *op_names[SAM2_OP_COUNT] = {
@@ -87,8 +90,19 @@ cpu_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, floa
             const float *residual)
 {
   g_return_val_if_fail (act == SAM2_ACT_NONE || residual == NULL, SAM2_STATUS_UNSUPPORTED);
-  if (l->quant != NULL)
-    return SAM2_STATUS_UNSUPPORTED;
+  if (l->quant != NULL) {
+    Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
+    const size_t need = sam2_quant_linear_scratch_bytes (l->quant, M);
+    if (need > cpu->quant_scratch_bytes) {
+      void *p = g_try_realloc (cpu->quant_scratch, need);
+      if (p == NULL)
+        return SAM2_STATUS_OUT_OF_MEMORY;
+      cpu->quant_scratch = p;
+      cpu->quant_scratch_bytes = need;
+    }
+    sam2_quant_linear_forward (l->quant, x, M, y, act, residual, cpu->quant_scratch);
+    return SAM2_STATUS_OK;
+  }
   const int N = l->out_features, K = l->in_features;
   float beta = 0.0f;
   if (residual != NULL) {
@@ -379,6 +393,7 @@ cpu_destroy (Sam2Backend *b)
 {
   Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
   g_free (cpu->scores);
+  g_free (cpu->quant_scratch);
   g_free (cpu);
 }
 

@@ -26,6 +26,12 @@ bind_shape (Sam2Binder *b, const char *name, int ndim, const int64_t *shape)
     for (int d = 0; d < ndim; d++)
       numel *= shape[d];
     b->model->n_params += numel;
+    Sam2TensorRef *ref = sam2_binder_alloc0 (b, sizeof (Sam2TensorRef));
+    ref->data = data;
+    ref->ndim = ndim;
+    for (int d = 0; d < ndim && d < 4; d++)
+      ref->shape[d] = shape[d];
+    g_hash_table_insert (b->model->tensors, (gpointer) sam2_binder_intern (b, name), ref);
   }
   return data;
 }
@@ -67,9 +73,21 @@ bind_linear_named (Sam2Binder *b, Sam2Linear *l, const char *prefix, int in, int
   l->name = sam2_binder_intern (b, prefix);
   l->in_features = in;
   l->out_features = out;
-  l->weight = bind_shape (b, wname, ndim, weight_shape);
-  l->bias = bind_shape (b, bname, 1, bias_shape);
+  l->weight = NULL;
   l->quant = NULL;
+  if (b->error == NULL && b->provide_quant != NULL)
+    l->quant = b->provide_quant (b, b->user_data, prefix, in, out, &b->error);
+  if (l->quant != NULL) {
+    /* the float weight is not part of a quantized layer; its parameters still count */
+    record_spec (b, wname, ndim, weight_shape);
+    b->model->n_params += (int64_t) in * out;
+  } else {
+    l->weight = bind_shape (b, wname, ndim, weight_shape);
+  }
+  l->bias = bind_shape (b, bname, 1, bias_shape);
+  if (l->quant != NULL)
+    l->quant->bias = l->bias;
+  g_ptr_array_add (b->model->linears, l);
   g_free (wname);
   g_free (bname);
 }

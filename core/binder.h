@@ -19,9 +19,15 @@ typedef struct _Sam2Binder Sam2Binder;
 typedef const float *(*Sam2Provider) (Sam2Binder *binder, gpointer user_data, const char *name,
                                       int ndim, const int64_t *shape, GError **error);
 
+/* Optional: the quantized form of linear layer `name` (in -> out), or NULL to bind it in float
+ * (then *error stays NULL). The returned layer is owned by the model from then on. */
+typedef Sam2QuantLinear *(*Sam2QuantProvider) (Sam2Binder *binder, gpointer user_data,
+                                               const char *name, int in, int out, GError **error);
+
 struct _Sam2Binder {
   Sam2Model *model;
   Sam2Provider provide;
+  Sam2QuantProvider provide_quant;
   gpointer user_data;
   GError *error;               /* first failure */
   GPtrArray *specs;            /* Sam2ParamSpec of everything bound, in order */
@@ -52,6 +58,18 @@ void *sam2_binder_alloc0 (Sam2Binder *b, size_t bytes);
 float *sam2_binder_alloc (Sam2Binder *b, size_t n_floats);
 /* A string the model owns. */
 const char *sam2_binder_intern (Sam2Binder *b, const char *s);
+
+/* An unbound model of `config` (ref count 1), and binding all its modules through the providers;
+ * on failure the model is unreffed and NULL returned. */
+Sam2Model *sam2_model_new_empty (const Sam2Config *config, const char *config_json,
+                                 const char *name);
+Sam2Model *sam2_model_bind_all (Sam2Model *m, Sam2Provider provide, Sam2QuantProvider provide_quant,
+                                gpointer user_data, GPtrArray **specs, GError **error);
+
+/* The provider reading the model's own files (m->files): checks shape and dtype, converts F16 /
+ * BF16 / F64 to float. */
+const float *sam2_model_provide_from_files (Sam2Binder *b, gpointer user_data, const char *name,
+                                            int ndim, const int64_t *shape, GError **error);
 
 /* Module binders (hiera.c, neck.c, prompt-encoder.c, mask-decoder.c); each also derives what it
  * precomputes (geometry, positional embeddings) once all its weights bound. */

@@ -283,10 +283,10 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
   const float *residual = x;
   if (blk->has_skip_proj) {
     if (blk->q_stride > 1) {
-      CHECK (o->linear (b, &blk->skip_proj, norm, tin, S + l.skip, SAM2_ACT_NONE, NULL));
+      CHECK (sam2_session_linear (s, &blk->skip_proj, norm, tin, S + l.skip, SAM2_ACT_NONE, NULL));
       CHECK (o->max_pool (b, S + l.skip, 1, blk->in_h, blk->in_w, d, d, blk->q_stride, out));
     } else {
-      CHECK (o->linear (b, &blk->skip_proj, norm, tin, out, SAM2_ACT_NONE, NULL));
+      CHECK (sam2_session_linear (s, &blk->skip_proj, norm, tin, out, SAM2_ACT_NONE, NULL));
     }
     residual = out;
   }
@@ -298,7 +298,7 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
     seq_in = S + l.windows;
   }
   float *qkv = S + l.qkv;
-  CHECK (o->linear (b, &blk->qkv, seq_in, blk->n_seq * blk->len_k, qkv, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &blk->qkv, seq_in, blk->n_seq * blk->len_k, qkv, SAM2_ACT_NONE, NULL));
 
   const float *q = qkv;
   int q_ld = 3 * d;
@@ -319,7 +319,7 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
   };
   CHECK (o->attention (b, &args));
   float *proj = S + l.proj;
-  CHECK (o->linear (b, &blk->attn_proj, S + l.attn, blk->n_seq * blk->len_q, proj, SAM2_ACT_NONE,
+  CHECK (sam2_session_linear (s, &blk->attn_proj, S + l.attn, blk->n_seq * blk->len_q, proj, SAM2_ACT_NONE,
                     NULL));
 
   const float *attn_map = proj;
@@ -334,8 +334,8 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
   CHECK (o->layer_norm (b, &blk->norm2, out, tout, norm));
   const Sam2Mlp *mlp = &blk->mlp;
   float *hidden = S + l.hidden;
-  CHECK (o->linear (b, &mlp->layers[0], norm, tout, hidden, mlp->act, NULL));
-  CHECK (o->linear (b, &mlp->layers[1], hidden, tout, out, SAM2_ACT_NONE, out));
+  CHECK (sam2_session_linear (s, &mlp->layers[0], norm, tout, hidden, mlp->act, NULL));
+  CHECK (sam2_session_linear (s, &mlp->layers[1], hidden, tout, out, SAM2_ACT_NONE, out));
   return SAM2_STATUS_OK;
 }
 
@@ -350,7 +350,7 @@ sam2_hiera_forward (Sam2Session *s)
   CHECK (b->ops->im2col_planar (b, s->pixels, c->num_channels, m->image_size, m->image_size,
                                 c->patch_kernel_size[0], c->patch_kernel_size[1],
                                 c->patch_stride[0], c->patch_padding[0], s->patch_cols));
-  CHECK (b->ops->linear (b, &m->patch_embed, s->patch_cols, tokens, s->stage_x[0], SAM2_ACT_NONE,
+  CHECK (sam2_session_linear (s, &m->patch_embed, s->patch_cols, tokens, s->stage_x[0], SAM2_ACT_NONE,
                          s->pos_embed_dev));
   sam2_session_emit_tap (s, "patch_embed+pos", s->stage_x[0], 3, m->patch_h, m->patch_w,
                          c->hidden_size);

@@ -133,15 +133,16 @@ sam2_mask_decoder_bind (Sam2Binder *b, GError **error)
 
 /* Sam2FeedForward on M rows; `a` and `b2` are scratch of M x widest layer. Output to `out`. */
 static int
-mlp_forward (Sam2Backend *b, const Sam2Mlp *mlp, const float *x, int M, float *a, float *b2,
+mlp_forward (Sam2Session *s, const Sam2Mlp *mlp, const float *x, int M, float *a, float *b2,
              float *out)
 {
+  Sam2Backend *b = s->backend;
   const float *in = x;
   float *bufs[2] = { a, b2 };
   for (int i = 0; i < mlp->n_layers; i++) {
     const gboolean last = i == mlp->n_layers - 1;
     float *y = last ? out : bufs[i % 2];
-    CHECK (b->ops->linear (b, &mlp->layers[i], in, M, y, last ? SAM2_ACT_NONE : mlp->act, NULL));
+    CHECK (sam2_session_linear (s, &mlp->layers[i], in, M, y, last ? SAM2_ACT_NONE : mlp->act, NULL));
     in = y;
   }
   if (mlp->sigmoid_output)
@@ -159,16 +160,16 @@ attention_forward (Sam2Session *s, const Sam2DecoderAttention *a, const float *q
 {
   Sam2Backend *b = s->backend;
   const int D = a->internal_dim, hd = D / a->heads;
-  CHECK (b->ops->linear (b, &a->q_proj, q, len_q, Q, SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->linear (b, &a->k_proj, k, len_k, K, SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->linear (b, &a->v_proj, v, len_k, V, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &a->q_proj, q, len_q, Q, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &a->k_proj, k, len_k, K, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &a->v_proj, v, len_k, V, SAM2_ACT_NONE, NULL));
   Sam2AttentionArgs args = {
     .batch = 1, .heads = a->heads, .head_dim = hd, .len_q = len_q, .len_k = len_k,
     .scale = 1.0f / sqrtf ((float) hd),
     .q = Q, .q_ld = D, .k = K, .k_ld = D, .v = V, .v_ld = D, .out = O, .out_ld = D,
   };
   CHECK (b->ops->attention (b, &args));
-  return b->ops->linear (b, &a->o_proj, O, len_q, out, SAM2_ACT_NONE, accumulate ? out : NULL);
+  return sam2_session_linear (s, &a->o_proj, O, len_q, out, SAM2_ACT_NONE, accumulate ? out : NULL);
 }
 
 static int
@@ -200,7 +201,7 @@ two_way_transformer (Sam2Session *s, int T)
                               d->q_small, d->big_k, d->big_v, d->o_small, queries, TRUE));
     CHECK (b->ops->layer_norm (b, &t->norm2, queries, T, queries));
 
-    CHECK (mlp_forward (b, &t->mlp, queries, T, d->head_a, d->head_b, tmp));
+    CHECK (mlp_forward (s, &t->mlp, queries, T, d->head_a, d->head_b, tmp));
     CHECK (b->ops->add (b, queries, queries, tmp, (size_t) T * C));
     CHECK (b->ops->layer_norm (b, &t->norm3, queries, T, queries));
 
@@ -249,22 +250,22 @@ sam2_mask_decoder_forward (Sam2Session *s, const float *sparse, int n_sparse, gb
 
   /* upscaling: ConvTranspose2d as GEMM + depth-to-space, fused with the high-res features */
   const int C4 = C / 4, C8 = C / 8;
-  CHECK (b->ops->linear (b, &m->upscale1, d->keys, HW, d->up1_cols, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &m->upscale1, d->keys, HW, d->up1_cols, SAM2_ACT_NONE, NULL));
   CHECK (b->ops->depth_to_space2x (b, d->up1_cols, H, W, C4, s->features[1], d->up1));
   CHECK (b->ops->layer_norm (b, &m->upscale_norm, d->up1, 4 * HW, d->up1));
   CHECK (b->ops->activation (b, SAM2_ACT_GELU, d->up1, (size_t) 4 * HW * C4));
-  CHECK (b->ops->linear (b, &m->upscale2, d->up1, 4 * HW, d->up2_cols, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &m->upscale2, d->up1, 4 * HW, d->up2_cols, SAM2_ACT_NONE, NULL));
   CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 2 * H, 2 * W, C8, s->features[0], d->up2));
   CHECK (b->ops->activation (b, SAM2_ACT_GELU, d->up2, (size_t) 16 * HW * C8));
 
   for (int i = 0; i < nmt; i++)
-    CHECK (mlp_forward (b, &m->hyper_mlps[i], d->tokens + (size_t) (2 + i) * C, 1, d->head_a,
+    CHECK (mlp_forward (s, &m->hyper_mlps[i], d->tokens + (size_t) (2 + i) * C, 1, d->head_a,
                         d->head_b, d->hyper + (size_t) i * C8));
   CHECK (b->ops->matmul_nt (b, d->hyper, d->up2, nmt, 16 * HW, C8, d->masks));
   CHECK (b->ops->download (b, all_masks, d->masks, (size_t) nmt * 16 * HW));
 
-  CHECK (mlp_forward (b, &m->iou_head, d->tokens + C, 1, d->head_a, d->head_b, d->head_out));
+  CHECK (mlp_forward (s, &m->iou_head, d->tokens + C, 1, d->head_a, d->head_b, d->head_out));
   CHECK (b->ops->download (b, iou, d->head_out, nmt));
-  CHECK (mlp_forward (b, &m->obj_score_head, d->tokens, 1, d->head_a, d->head_b, d->head_out));
+  CHECK (mlp_forward (s, &m->obj_score_head, d->tokens, 1, d->head_a, d->head_b, d->head_out));
   return b->ops->download (b, obj_score, d->head_out, 1);
 }

@@ -2,6 +2,7 @@
 #include "binder.h"
 #include "hash-weights.h"
 #include "hub.h"
+#include "qmodel.h"
 
 #include <string.h>
 
@@ -16,6 +17,16 @@ param_spec_free (gpointer p)
 static void
 model_free (Sam2Model *m)
 {
+  if (m->linears != NULL) {
+    for (guint i = 0; i < m->linears->len; i++)
+      sam2_quant_linear_free (((Sam2Linear *) m->linears->pdata[i])->quant);
+    g_ptr_array_unref (m->linears);
+  }
+  if (m->tensors != NULL)
+    g_hash_table_unref (m->tensors);
+  sam2_model_unref (m->base);
+  g_free (m->recipe_yaml);
+  g_free (m->provenance_json);
   for (int i = 0; i < m->n_files; i++)
     sam2_safetensors_close (m->files[i]);
   g_free (m->files);
@@ -43,8 +54,8 @@ sam2_model_unref (Sam2Model *model)
     model_free (model);
 }
 
-static Sam2Model *
-model_new (const Sam2Config *config, const char *config_json, const char *name)
+Sam2Model *
+sam2_model_new_empty (const Sam2Config *config, const char *config_json, const char *name)
 {
   Sam2Model *m = g_new0 (Sam2Model, 1);
   m->ref_count = 1;
@@ -53,15 +64,17 @@ model_new (const Sam2Config *config, const char *config_json, const char *name)
   m->name = g_strdup (name);
   m->owned = g_ptr_array_new_with_free_func (g_free);
   m->names = g_string_chunk_new (4096);
+  m->tensors = g_hash_table_new (g_str_hash, g_str_equal);
+  m->linears = g_ptr_array_new ();
   return m;
 }
 
-/* Binds every module; on failure the model is freed and `error` names what went wrong. */
-static Sam2Model *
-model_bind (Sam2Model *m, Sam2Provider provide, gpointer user_data, GPtrArray **specs_out,
-            GError **error)
+Sam2Model *
+sam2_model_bind_all (Sam2Model *m, Sam2Provider provide, Sam2QuantProvider provide_quant,
+                     gpointer user_data, GPtrArray **specs_out, GError **error)
 {
-  Sam2Binder b = { .model = m, .provide = provide, .user_data = user_data };
+  Sam2Binder b = { .model = m, .provide = provide, .provide_quant = provide_quant,
+                   .user_data = user_data };
   b.specs = g_ptr_array_new_with_free_func (param_spec_free);
   GError *module_error = NULL;
 
@@ -77,7 +90,7 @@ model_bind (Sam2Model *m, Sam2Provider provide, gpointer user_data, GPtrArray **
       g_propagate_error (error, b.error);
     }
     g_ptr_array_unref (b.specs);
-    model_free (m);
+    sam2_model_unref (m);
     return NULL;
   }
   if (specs_out != NULL)
@@ -99,8 +112,8 @@ shape_string (int ndim, const int64_t *shape)
   return g_string_free (s, FALSE);
 }
 
-static const float *
-provide_from_files (Sam2Binder *b, gpointer user_data, const char *name, int ndim,
+const float *
+sam2_model_provide_from_files (Sam2Binder *b, gpointer user_data, const char *name, int ndim,
                     const int64_t *shape, GError **error)
 {
   Sam2Model *m = b->model;
@@ -177,19 +190,21 @@ load_resolved (const char *config_path, char **weight_paths, const char *name, G
     g_free (json);
     return NULL;
   }
-  Sam2Model *m = model_new (&config, json, name);
+  Sam2Model *m = sam2_model_new_empty (&config, json, name);
   g_free (json);
   if (!open_weight_files (m, weight_paths, error)) {
     model_free (m);
     return NULL;
   }
-  return model_bind (m, provide_from_files, NULL, NULL, error);
+  return sam2_model_bind_all (m, sam2_model_provide_from_files, NULL, NULL, NULL, error);
 }
 
 Sam2Model *
 sam2_model_load (const char *reference, GError **error)
 {
   g_return_val_if_fail (reference != NULL, NULL);
+  if (sam2_qmodel_file_check (reference))
+    return sam2_qmodel_load (reference, error);
   Sam2ModelFiles *files = sam2_hub_resolve (reference, error);
   if (files == NULL)
     return NULL;
@@ -225,9 +240,9 @@ sam2_model_new_hashed (const Sam2Config *config, GError **error)
   if (!sam2_config_validate (config, error))
     return NULL;
   char *json = sam2_config_to_json (config);
-  Sam2Model *m = model_new (config, json, "hash weights");
+  Sam2Model *m = sam2_model_new_empty (config, json, "hash weights");
   g_free (json);
-  return model_bind (m, provide_hashed, NULL, NULL, error);
+  return sam2_model_bind_all (m, provide_hashed, NULL, NULL, NULL, error);
 }
 
 /* Zeroed buffers: calloc'd pages are not touched, so listing even a large model costs little. */
@@ -245,8 +260,8 @@ GPtrArray *
 sam2_model_param_specs (const Sam2Config *config, GError **error)
 {
   GPtrArray *specs = NULL;
-  Sam2Model *m = model_new (config, "", "specs");
-  m = model_bind (m, provide_zeros, NULL, &specs, error);
+  Sam2Model *m = sam2_model_new_empty (config, "", "specs");
+  m = sam2_model_bind_all (m, provide_zeros, NULL, NULL, &specs, error);
   sam2_model_unref (m);
   return specs;
 }

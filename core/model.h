@@ -10,6 +10,7 @@
 
 #include "sam2.h"
 #include "config.h"
+#include "formats.h"
 #include "safetensors.h"
 
 G_BEGIN_DECLS
@@ -21,8 +22,15 @@ typedef struct {
   int out_features;            /* N */
   const float *weight;         /* (N, K) row-major */
   const float *bias;           /* (N) or NULL */
-  void *quant;                 /* quantized form of this layer when the model is quantized */
+  Sam2QuantLinear *quant;      /* quantized form (weight is then NULL), owned by the model */
 } Sam2Linear;
+
+/* A float tensor the model was built from, by HF name (what a model file would store). */
+typedef struct {
+  const float *data;
+  int ndim;
+  int64_t shape[4];
+} Sam2TensorRef;
 
 typedef struct {
   int dim;
@@ -91,6 +99,14 @@ struct _Sam2Model {
   int n_files;
   GPtrArray *owned;            /* buffers we converted, rearranged or derived (g_free) */
   GStringChunk *names;         /* layer names */
+  GHashTable *tensors;         /* HF name -> Sam2TensorRef of every float tensor bound */
+  GPtrArray *linears;          /* Sam2Linear * of every linear / conv layer, in module order */
+  Sam2Model *base;             /* a quantized model built in memory keeps its float model alive */
+
+  /* quantized models */
+  gboolean quantized;
+  char *recipe_yaml;           /* the resolved recipe */
+  char *provenance_json;       /* source model, calibration frames, tool version */
 
   /* ---- Hiera trunk ---- */
   int image_size;              /* square input side */

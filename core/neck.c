@@ -115,7 +115,7 @@ lateral_conv (Sam2Session *s, int level, float *out)
                            m->neck_padding, s->neck_cols));
     x = s->neck_cols;
   }
-  return b->ops->linear (b, conv, x, H * W, out, SAM2_ACT_NONE, NULL);
+  return sam2_session_linear (s, conv, x, H * W, out, SAM2_ACT_NONE, NULL);
 }
 
 int
@@ -136,9 +136,9 @@ sam2_neck_forward (Sam2Session *s)
     sam2_session_emit_tap (s, name, s->fpn[level], 3, m->stage_h[level], m->stage_w[level], F);
   }
 
-  CHECK (b->ops->linear (b, &m->conv_s0, s->fpn[0], m->feat_h[0] * m->feat_w[0], s->features[0],
+  CHECK (sam2_session_linear (s, &m->conv_s0, s->fpn[0], m->feat_h[0] * m->feat_w[0], s->features[0],
                          SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->linear (b, &m->conv_s1, s->fpn[1], m->feat_h[1] * m->feat_w[1], s->features[1],
+  CHECK (sam2_session_linear (s, &m->conv_s1, s->fpn[1], m->feat_h[1] * m->feat_w[1], s->features[1],
                          SAM2_ACT_NONE, NULL));
   CHECK (b->ops->add_row (b, s->features[2], s->fpn[2], s->no_memory_dev,
                           m->feat_h[2] * m->feat_w[2], F));

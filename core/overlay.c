@@ -112,3 +112,58 @@ sam2_overlay_draw_mask (guint8 *pixels, int width, int height, int stride, Sam2P
       draw_number (pixels, width, height, stride, bpp, order, box->x0 + 2, box->y0 + 2, id, rgb);
   }
 }
+
+/* Whether frame pixel (x, y) is in a mask stretched over `r` (rw x rh pixels). */
+static inline gboolean
+region_mask_at (const guint8 *mask, int mw, int mh, int mstride, const Sam2Box *r, int rw,
+                int rh, int x, int y)
+{
+  if (x < r->x0 || x > r->x1 || y < r->y0 || y > r->y1)
+    return FALSE;
+  const int mx = (int) (((int64_t) (x - r->x0) * mw) / rw);
+  const int my = (int) (((int64_t) (y - r->y0) * mh) / rh);
+  return mask[(size_t) my * mstride + mx] != 0;
+}
+
+void
+sam2_overlay_draw_mask_region (guint8 *pixels, int width, int height, int stride,
+                               Sam2PixelFormat format, const guint8 *mask, int mask_width,
+                               int mask_height, int mask_stride, const Sam2Box *region,
+                               const Sam2Box *box, int id, const Sam2OverlayStyle *style)
+{
+  static const Sam2OverlayStyle defaults = SAM2_OVERLAY_STYLE_INIT;
+  if (style == NULL)
+    style = &defaults;
+  const int bpp = sam2_pixel_format_bpp (format);
+  int order[3];
+  channel_order (format, order);
+  guint8 rgb[3];
+  sam2_overlay_color (id, rgb);
+
+  if (mask != NULL && region != NULL && mask_width > 0 && mask_height > 0
+      && region->x1 >= region->x0 && region->y1 >= region->y0) {
+    const Sam2Box *r = region;
+    const int rw = r->x1 - r->x0 + 1, rh = r->y1 - r->y0 + 1;
+    for (int y = MAX (r->y0, 0); y <= MIN (r->y1, height - 1); y++) {
+      guint8 *row = pixels + (size_t) y * stride;
+      for (int x = MAX (r->x0, 0); x <= MIN (r->x1, width - 1); x++) {
+        if (!region_mask_at (mask, mask_width, mask_height, mask_stride, r, rw, rh, x, y))
+          continue;
+        /* boundary as in sam2_overlay_draw_mask: a 4-neighbour outside the mask or the frame */
+        const gboolean edge
+          = x == 0 || y == 0 || x == width - 1 || y == height - 1
+            || !region_mask_at (mask, mask_width, mask_height, mask_stride, r, rw, rh, x - 1, y)
+            || !region_mask_at (mask, mask_width, mask_height, mask_stride, r, rw, rh, x + 1, y)
+            || !region_mask_at (mask, mask_width, mask_height, mask_stride, r, rw, rh, x, y - 1)
+            || !region_mask_at (mask, mask_width, mask_height, mask_stride, r, rw, rh, x, y + 1);
+        put (row + x * bpp, order, rgb, style->outline && edge ? 1.0f : style->fill_alpha);
+      }
+    }
+  }
+  if (box != NULL && box->x1 >= box->x0) {
+    if (style->boxes)
+      draw_rect (pixels, width, height, stride, bpp, order, box, rgb);
+    if (style->ids)
+      draw_number (pixels, width, height, stride, bpp, order, box->x0 + 2, box->y0 + 2, id, rgb);
+  }
+}

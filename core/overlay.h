@@ -24,6 +24,16 @@ void sam2_overlay_draw_mask (guint8 *pixels, int width, int height, int stride,
                              Sam2PixelFormat format, const guint8 *mask, int mask_stride,
                              const Sam2Box *box, int id, const Sam2OverlayStyle *style);
 
+/* The same for a mask that covers only `region` of the frame (inclusive bounds, frame pixels)
+ * at its own resolution, mask_width x mask_height bytes, stretched over the region with
+ * nearest-neighbour sampling: the layout of GstSam2MaskMeta and GstAnalytics segmentation
+ * masks. Pixels outside the region are outside the mask. With a region-sized mask, the result
+ * is that of sam2_overlay_draw_mask on the frame-sized mask holding it. */
+void sam2_overlay_draw_mask_region (guint8 *pixels, int width, int height, int stride,
+                                    Sam2PixelFormat format, const guint8 *mask, int mask_width,
+                                    int mask_height, int mask_stride, const Sam2Box *region,
+                                    const Sam2Box *box, int id, const Sam2OverlayStyle *style);
+
 G_END_DECLS
 
 #endif

@@ -148,12 +148,12 @@ sam2_prompt_encoder_dense (Sam2Session *s, const float *mask)
   const int ms = m->mask_size, h1 = ms / 2, h2 = ms / 4;
 
   CHECK (b->ops->im2col (b, mask, ms, ms, 1, 2, 2, 2, 0, d->mask_cols));
-  CHECK (b->ops->linear (b, &m->mask_conv1, d->mask_cols, h1 * h1, d->mask_a, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &m->mask_conv1, d->mask_cols, h1 * h1, d->mask_a, SAM2_ACT_NONE, NULL));
   CHECK (b->ops->layer_norm (b, &m->mask_norm1, d->mask_a, h1 * h1, d->mask_a));
   CHECK (b->ops->activation (b, act, d->mask_a, (size_t) h1 * h1 * m->mask_norm1.dim));
   CHECK (b->ops->im2col (b, d->mask_a, h1, h1, m->mask_norm1.dim, 2, 2, 2, 0, d->mask_cols));
-  CHECK (b->ops->linear (b, &m->mask_conv2, d->mask_cols, h2 * h2, d->mask_b, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &m->mask_conv2, d->mask_cols, h2 * h2, d->mask_b, SAM2_ACT_NONE, NULL));
   CHECK (b->ops->layer_norm (b, &m->mask_norm2, d->mask_b, h2 * h2, d->mask_b));
   CHECK (b->ops->activation (b, act, d->mask_b, (size_t) h2 * h2 * m->mask_norm2.dim));
-  return b->ops->linear (b, &m->mask_conv3, d->mask_b, h2 * h2, d->dense, SAM2_ACT_NONE, NULL);
+  return sam2_session_linear (s, &m->mask_conv3, d->mask_b, h2 * h2, d->dense, SAM2_ACT_NONE, NULL);
 }

@@ -169,6 +169,53 @@ const float *sam2_session_get_features (Sam2Session *session, int level, int *he
 const Sam2Result *sam2_session_decode (Sam2Session *session, const Sam2Prompt *prompts,
                                        int n_prompts, gboolean multimask, GError **error);
 
+/* ---- quantization (W4A8) ---------------------------------------------------------------- */
+
+/* A quantization recipe (YAML, see configs/ and core/quant/recipe.h for the keys). */
+typedef struct _Sam2Recipe Sam2Recipe;
+Sam2Recipe *sam2_recipe_load (const char *path, GError **error);
+void sam2_recipe_free (Sam2Recipe *recipe);
+
+/* Collects calibration statistics from frames (streaming: memory does not grow with the number
+ * of frames) and turns a float model into a quantized one. */
+typedef struct _Sam2Calibrator Sam2Calibrator;
+
+/* `recipe` NULL: the default recipe (W4 GPTQ g128 + per-token A8). The model must be a float
+ * model; it is kept referenced. */
+Sam2Calibrator *sam2_calibrator_new (Sam2Model *model, const Sam2Recipe *recipe, GError **error);
+void sam2_calibrator_free (Sam2Calibrator *calibrator);
+
+/* One calibration frame, preprocessed as sam2_session_set_image does; runs the float model. */
+gboolean sam2_calibrator_add_image (Sam2Calibrator *calibrator, const guint8 *pixels, int width,
+                                    int height, int stride, Sam2PixelFormat format,
+                                    GError **error);
+/* The same from preprocessed (3, S, S) pixels. */
+gboolean sam2_calibrator_add_pixels (Sam2Calibrator *calibrator, const float *pixel_values,
+                                     GError **error);
+int sam2_calibrator_get_n_frames (const Sam2Calibrator *calibrator);
+
+/* Statistics cache for tools that know their calibration set in advance: `set_digest`
+ * identifies the frames (e.g. a hash of their pixels); the cache entry is keyed by the model's
+ * digest, set_digest and the recipe. *hit tells whether statistics were loaded, in which case no
+ * frame needs to be added. Statistics are saved there when sam2_calibrator_quantize runs. */
+gboolean sam2_calibrator_use_cache (Sam2Calibrator *calibrator, const char *dir,
+                                    const char *set_digest, gboolean *hit, GError **error);
+
+/* Progress of a long operation: a stage name ("smoothing", "quantizing"), `done` of `total`
+ * items, the item (a layer name) and, when known, its relative output error (else a NaN). */
+typedef void (*Sam2ProgressFunc) (gpointer user_data, const char *stage, int done, int total,
+                                  const char *item, double error);
+
+/* Quantizes the model per the recipe from the statistics gathered so far. Error when no frame
+ * was added. The returned model is ready to use and to save. */
+Sam2Model *sam2_calibrator_quantize (Sam2Calibrator *calibrator, Sam2ProgressFunc progress,
+                                     gpointer user_data, GError **error);
+
+gboolean sam2_model_is_quantized (const Sam2Model *model);
+/* Writes a quantized model to one .safetensors file, atomically: a crash or a full disk never
+ * leaves a partial file at `path`. sam2_model_load reads it back. */
+gboolean sam2_model_save (const Sam2Model *model, const char *path, GError **error);
+
 /* ---- process-wide --------------------------------------------------------------------- */
 
 /* Threads for BLAS and for our own parallel loops; 0 = one per core. */

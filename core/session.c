@@ -268,6 +268,22 @@ sam2_session_set_tap (Sam2Session *s, Sam2TapFunc tap, gpointer user_data)
 }
 
 void
+sam2_session_set_observer (Sam2Session *s, Sam2LinearObserver observer, gpointer user_data)
+{
+  s->observer = observer;
+  s->observer_data = user_data;
+}
+
+int
+sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M, float *y,
+                     Sam2Act act, const float *residual)
+{
+  if (s->observer != NULL)
+    s->observer (s->observer_data, l, x, M);
+  return s->backend->ops->linear (s->backend, l, x, M, y, act, residual);
+}
+
+void
 sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int ndim, ...)
 {
   if (s->tap == NULL)

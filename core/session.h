@@ -12,6 +12,10 @@ G_BEGIN_DECLS
 typedef void (*Sam2TapFunc) (gpointer user_data, const char *name, const float *data, int ndim,
                              const int *shape);
 
+/* Sees the input of every linear layer before it runs (calibration observers). x is backend
+ * memory, (M, l->in_features). */
+typedef void (*Sam2LinearObserver) (gpointer user_data, const Sam2Linear *l, const float *x, int M);
+
 /* Buffers of the mask decoder for one object. */
 typedef struct {
   float *tokens;               /* (n_tokens_max, C) queries */
@@ -84,11 +88,19 @@ struct _Sam2Session {
 
   Sam2TapFunc tap;
   gpointer tap_data;
+  Sam2LinearObserver observer;
+  gpointer observer_data;
 };
 
 /* Internal API used by tests and tools. */
 void sam2_session_set_tap (Sam2Session *s, Sam2TapFunc tap, gpointer user_data);
 void sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int ndim, ...);
+void sam2_session_set_observer (Sam2Session *s, Sam2LinearObserver observer, gpointer user_data);
+
+/* Every linear layer of the model runs through here: the observer (when set) sees its input,
+ * then the backend computes it (float or quantized). */
+int sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M, float *y,
+                         Sam2Act act, const float *residual);
 
 /* The module forwards; each returns a SAM2_STATUS_*. */
 int sam2_hiera_forward (Sam2Session *s);

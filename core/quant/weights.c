@@ -1,0 +1,245 @@
+/* weights.c: see weights.h. The GPTQ inner loop follows the reference implementation
+ * (IST-DASLab/gptq, `fasterquant`): Cholesky of H^-1 in upper form, lazy batch updates. */
+#include "weights.h"
+#include "sam2.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <string.h>
+
+float
+sam2_round_f16 (float v)
+{
+#if defined(__FLT16_MAX__)
+  return (float) (_Float16) v;
+#else
+  /* round to 11 significant bits, nearest even, through the exponent of v */
+  if (v == 0.0f || !isfinite (v))
+    return v;
+  int e;
+  frexpf (v, &e);
+  const float ulp = ldexpf (1.0f, MAX (e - 11, -24));
+  return nearbyintf (v / ulp) * ulp;
+#endif
+}
+
+void
+sam2_w4_init (Sam2W4 *w, int n, int k, int group_size, Sam2QType dtype)
+{
+  memset (w, 0, sizeof *w);
+  w->n = n;
+  w->k = k;
+  w->group_size = group_size > 0 ? MIN (group_size, k) : k;
+  w->n_groups = sam2_w4_n_groups (k, w->group_size);
+  w->dtype = dtype;
+  w->codes = g_new0 (guint8, (size_t) n * sam2_w4_row_bytes (k));
+  w->scales = g_new0 (float, (size_t) n * w->n_groups);
+  w->zeros = g_new0 (guint8, (size_t) n * w->n_groups);
+}
+
+void
+sam2_w4_clear (Sam2W4 *w)
+{
+  g_clear_pointer (&w->codes, g_free);
+  g_clear_pointer (&w->scales, g_free);
+  g_clear_pointer (&w->zeros, g_free);
+}
+
+void
+sam2_w4_choose_params (Sam2W4 *w, const float *weights)
+{
+  const gboolean sym = w->dtype == SAM2_QTYPE_SINT4;
+  for (int r = 0; r < w->n; r++)
+    for (int g = 0; g < w->n_groups; g++) {
+      const int k0 = g * w->group_size, k1 = MIN (k0 + w->group_size, w->k);
+      float lo = 0.0f, hi = 0.0f;
+      for (int c = k0; c < k1; c++) {
+        const float v = weights[(size_t) r * w->k + c];
+        lo = MIN (lo, v);
+        hi = MAX (hi, v);
+      }
+      float scale, zero;
+      if (sym) {
+        const float amax = MAX (-lo, hi);
+        scale = 2.0f * amax / SAM2_W4_CODE_MAX;
+        zero = SAM2_SINT4_ZERO;
+      } else {
+        scale = (hi - lo) / SAM2_W4_CODE_MAX;
+        zero = 0.0f;
+      }
+      scale = sam2_round_f16 (scale);
+      if (!(scale > 0.0f))
+        scale = 1.0f; /* an all-zero group: any scale codes it exactly */
+      if (!sym)
+        zero = CLAMP (sam2_round_half_away (-lo / scale), 0, SAM2_W4_CODE_MAX);
+      w->scales[(size_t) r * w->n_groups + g] = scale;
+      w->zeros[(size_t) r * w->n_groups + g] = (guint8) zero;
+    }
+}
+
+int
+sam2_w4_code (const Sam2W4 *w, int row, int group, double v)
+{
+  const size_t i = (size_t) row * w->n_groups + group;
+  const double q = v / w->scales[i];
+  const int code = (int) (q >= 0.0 ? q + 0.5 : q - 0.5) + w->zeros[i];
+  return CLAMP (code, 0, SAM2_W4_CODE_MAX);
+}
+
+static inline double
+dequant (const Sam2W4 *w, int row, int group, int code)
+{
+  const size_t i = (size_t) row * w->n_groups + group;
+  return ((double) code - w->zeros[i]) * w->scales[i];
+}
+
+void
+sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights)
+{
+  for (int r = 0; r < w->n; r++)
+    for (int c = 0; c < w->k; c++)
+      sam2_w4_set (w->codes, w->k, r, c,
+                   sam2_w4_code (w, r, c / w->group_size, weights[(size_t) r * w->k + c]));
+}
+
+/* Upper Cholesky factor U of H^-1 (H^-1 = U^T U), with damping; FALSE when H stays singular. */
+static gboolean
+inverse_cholesky (double *H, const double *H0, int k, double damp, int tries, double *used_damp)
+{
+  double mean = 0.0;
+  for (int i = 0; i < k; i++)
+    mean += H0[(size_t) i * k + i];
+  mean /= k;
+  double d = damp * mean;
+  for (int t = 0; t < tries; t++, d *= 10.0) {
+    memcpy (H, H0, sizeof (double) * k * k);
+    for (int i = 0; i < k; i++)
+      H[(size_t) i * k + i] += d;
+    if (LAPACKE_dpotrf (LAPACK_ROW_MAJOR, 'L', k, H, k) != 0)
+      continue;
+    if (LAPACKE_dpotri (LAPACK_ROW_MAJOR, 'L', k, H, k) != 0)
+      continue;
+    for (int i = 0; i < k; i++) /* mirror the lower triangle, then factor the other way */
+      for (int j = i + 1; j < k; j++)
+        H[(size_t) i * k + j] = H[(size_t) j * k + i];
+    if (LAPACKE_dpotrf (LAPACK_ROW_MAJOR, 'U', k, H, k) != 0)
+      continue;
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j < i; j++)
+        H[(size_t) i * k + j] = 0.0;
+    *used_damp = d;
+    return TRUE;
+  }
+  return FALSE;
+}
+
+typedef struct {
+  int i;
+  double d;
+} DiagOrder;
+
+static int
+by_diag_desc (const void *a, const void *b)
+{
+  const DiagOrder *x = a, *y = b;
+  if (x->d != y->d)
+    return x->d < y->d ? 1 : -1;
+  return x->i - y->i; /* stable: ties keep their order */
+}
+
+gboolean
+sam2_w4_quantize_gptq (Sam2W4 *w, const float *weights, const double *hessian,
+                       const Sam2WeightRecipe *recipe, GError **error)
+{
+  const int n = w->n, k = w->k, B = MAX (recipe->gptq_block, 1);
+  double *W = g_new (double, (size_t) n * k);      /* (n, k) permuted columns */
+  double *H0 = g_new (double, (size_t) k * k);     /* permuted, dead columns fixed */
+  double *U = g_new (double, (size_t) k * k);      /* upper Cholesky of H^-1 */
+  double *err = g_new (double, (size_t) n * B);    /* (n, B) scaled errors of a block */
+  int *perm = g_new (int, k);
+  DiagOrder *order = g_new (DiagOrder, k);
+  gboolean ok = TRUE;
+
+  for (int c = 0; c < k; c++)
+    order[c] = (DiagOrder) { c, hessian[(size_t) c * k + c] };
+  if (recipe->gptq_act_order)
+    qsort (order, k, sizeof *order, by_diag_desc);
+  for (int c = 0; c < k; c++)
+    perm[c] = order[c].i;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j < k; j++)
+      H0[(size_t) i * k + j] = hessian[(size_t) perm[i] * k + perm[j]];
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < k; c++)
+      W[(size_t) r * k + c] = weights[(size_t) r * k + perm[c]];
+  /* a channel never active carries no information: its weight cannot matter, zero it */
+  for (int c = 0; c < k; c++)
+    if (H0[(size_t) c * k + c] == 0.0) {
+      H0[(size_t) c * k + c] = 1.0;
+      for (int r = 0; r < n; r++)
+        W[(size_t) r * k + c] = 0.0;
+    }
+
+  double damp = 0.0;
+  if (!inverse_cholesky (U, H0, k, recipe->gptq_damp, MAX (recipe->gptq_inv_tries, 1), &damp)) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "GPTQ: the %dx%d Hessian stayed singular after %d damping increases; calibrate "
+                 "on more (or more varied) frames, or raise kernel_gptq.damp_percentage", k, k,
+                 recipe->gptq_inv_tries);
+    ok = FALSE;
+    goto out;
+  }
+
+  for (int i1 = 0; i1 < k; i1 += B) {
+    const int i2 = MIN (i1 + B, k), count = i2 - i1;
+    for (int i = i1; i < i2; i++) {
+      const int col = perm[i], group = col / w->group_size;
+      const double d = U[(size_t) i * k + i];
+      for (int r = 0; r < n; r++) {
+        double *wr = W + (size_t) r * k;
+        const int code = sam2_w4_code (w, r, group, wr[i]);
+        sam2_w4_set (w->codes, k, r, col, code);
+        const double e = (wr[i] - dequant (w, r, group, code)) / d;
+        err[(size_t) r * B + (i - i1)] = e;
+        /* the rest of the block absorbs this column's error */
+        const double *u = U + (size_t) i * k;
+        for (int j = i + 1; j < i2; j++)
+          wr[j] -= e * u[j];
+      }
+    }
+    /* lazy update of the columns after the block: W[:, i2:] -= Err (n, count) U[i1:i2, i2:] */
+    if (i2 < k)
+      cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k - i2, count, -1.0, err, B,
+                   U + (size_t) i1 * k + i2, k, 1.0, W + i2, k);
+  }
+
+out:
+  g_free (W);
+  g_free (H0);
+  g_free (U);
+  g_free (err);
+  g_free (perm);
+  g_free (order);
+  return ok;
+}
+
+double
+sam2_weight_output_error (const float *x, int m, const float *w, const float *v, int n, int k)
+{
+  float *d = g_new (float, (size_t) n * k);
+  for (size_t i = 0; i < (size_t) n * k; i++)
+    d[i] = w[i] - v[i];
+  float *yw = g_new (float, (size_t) m * n), *yd = g_new (float, (size_t) m * n);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 0.0f, yw, n);
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, d, k, 0.0f, yd, n);
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < (size_t) m * n; i++) {
+    num += (double) yd[i] * yd[i];
+    den += (double) yw[i] * yw[i];
+  }
+  g_free (d);
+  g_free (yw);
+  g_free (yd);
+  return sqrt (num) / fmax (sqrt (den), 1e-30);
+}

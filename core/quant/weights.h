@@ -1,0 +1,46 @@
+/* weights.h: 4-bit weight quantizers: round to nearest (RTN) and GPTQ.
+ *
+ * Both quantize W (n, k), row-major, into a Sam2W4 whose scales and zero points are chosen per
+ * (row, group) from the weights before any update ("static groups"), so GPTQ with act order
+ * needs no permutation at inference: a column keeps the group of its position in W.
+ * Scales are rounded to F16 before codes are chosen (formats.h). */
+#ifndef SAM2_QUANT_WEIGHTS_H
+#define SAM2_QUANT_WEIGHTS_H
+
+#include "formats.h"
+#include "recipe.h"
+
+G_BEGIN_DECLS
+
+/* Allocates codes, scales and zeros of an n x k matrix; group_size 0 = one group per row. */
+void sam2_w4_init (Sam2W4 *w, int n, int k, int group_size, Sam2QType dtype);
+void sam2_w4_clear (Sam2W4 *w);
+
+/* Per-(row, group) scale and zero point from the range of `weights` (GPTQ's min-max rule: the
+ * range always includes 0; SINT4 uses a symmetric range with zero 8). */
+void sam2_w4_choose_params (Sam2W4 *w, const float *weights);
+
+/* The code of value v in (row, group) under w's parameters. */
+int sam2_w4_code (const Sam2W4 *w, int row, int group, double v);
+
+/* RTN: every code from the parameters. */
+void sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights);
+
+/* GPTQ (Frantar et al. 2022): columns quantized one at a time in blocks, the error of each
+ * spread over the columns not yet quantized through the inverse Hessian's Cholesky factor.
+ * `hessian` (k, k) is sum x x^T over calibration rows (any positive scale). Damping is
+ * recipe->gptq_damp of the mean diagonal, multiplied by 10 on each failed Cholesky, up to
+ * recipe->gptq_inv_tries attempts. Parameters must have been chosen (sam2_w4_choose_params). */
+gboolean sam2_w4_quantize_gptq (Sam2W4 *w, const float *weights, const double *hessian,
+                                const Sam2WeightRecipe *recipe, GError **error);
+
+/* ||X W^T - X V^T||_F / ||X W^T||_F for rows X (m, k): the output error of replacing W by V. */
+double sam2_weight_output_error (const float *x, int m, const float *w, const float *v, int n,
+                                 int k);
+
+/* F16 round trip of a float (what a value becomes once stored as F16). */
+float sam2_round_f16 (float v);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,289 @@
+/* GStreamer SAM2 segmentation metadata
+ *
+ * gstsam2meta.c: see gstsam2meta.h. This is libgstsam2meta, shared by the plugin and by
+ * applications, so that both see one registered meta API (the pattern of libgstvideo's metas).
+ */
+#include "gstsam2meta.h"
+
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (sam2_meta_debug);
+#define GST_CAT_DEFAULT sam2_meta_debug
+
+GType
+gst_sam2_mask_meta_api_get_type (void)
+{
+  static GType type = 0;
+  static const gchar *tags[] = { GST_META_TAG_VIDEO_STR,
+    GST_META_TAG_VIDEO_ORIENTATION_STR, GST_META_TAG_VIDEO_SIZE_STR, NULL
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = gst_meta_api_type_register ("GstSam2MaskMetaAPI", tags);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static void
+clear_object (gpointer data)
+{
+  GstSam2Object *o = data;
+  gst_clear_buffer (&o->mask);
+}
+
+static gboolean
+gst_sam2_mask_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
+{
+  GstSam2MaskMeta *m = (GstSam2MaskMeta *) meta;
+
+  m->width = m->height = 0;
+  m->objects = g_array_new (FALSE, TRUE, sizeof (GstSam2Object));
+  g_array_set_clear_func (m->objects, clear_object);
+  return TRUE;
+}
+
+static void
+gst_sam2_mask_meta_free (GstMeta * meta, GstBuffer * buffer)
+{
+  GstSam2MaskMeta *m = (GstSam2MaskMeta *) meta;
+
+  g_clear_pointer (&m->objects, g_array_unref);
+}
+
+/* [v0, v0 + n) of a length-`from` axis, scaled to a length-`to` axis: the start rounded down and
+ * the end rounded up, so the scaled rectangle still covers every pixel the object touched. */
+static void
+scale_span (gint v0, gint n, gint from, gint to, gint * out0, gint * out_n)
+{
+  gint64 a, b;
+
+  if (n <= 0 || from <= 0) {
+    *out0 = 0;
+    *out_n = 0;
+    return;
+  }
+  a = ((gint64) v0 * to) / from;
+  b = ((gint64) (v0 + n) * to + from - 1) / from;
+  a = CLAMP (a, 0, to);
+  b = CLAMP (b, 0, to);
+  *out0 = (gint) a;
+  *out_n = (gint) (b - a);
+}
+
+static void
+scale_object (GstSam2Object * o, gint sw, gint sh, gint dw, gint dh)
+{
+  GstVideoRectangle *l = &o->location;
+  gint x, w, y, h;
+
+  scale_span (l->x, l->w, sw, dw, &x, &w);
+  scale_span (l->y, l->h, sh, dh, &y, &h);
+  l->x = x;
+  l->w = w;
+  l->y = y;
+  l->h = h;
+
+  if (o->box.x1 >= o->box.x0 && o->box.y1 >= o->box.y0) {
+    scale_span (o->box.x0, o->box.x1 - o->box.x0 + 1, sw, dw, &x, &w);
+    scale_span (o->box.y0, o->box.y1 - o->box.y0 + 1, sh, dh, &y, &h);
+    o->box.x0 = x;
+    o->box.x1 = x + w - 1;
+    o->box.y0 = y;
+    o->box.y1 = y + h - 1;
+  }
+}
+
+static gboolean
+gst_sam2_mask_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
+    GQuark type, gpointer data)
+{
+  GstSam2MaskMeta *src = (GstSam2MaskMeta *) meta;
+  GstSam2MaskMeta *dst;
+  gint dw = src->width, dh = src->height;
+  gboolean scale = FALSE;
+
+  if (GST_META_TRANSFORM_IS_COPY (type)) {
+    GstMetaTransformCopy *copy = data;
+    /* a copy of some of the bytes of a frame is no longer that frame */
+    if (copy->region)
+      return FALSE;
+  } else if (GST_VIDEO_META_TRANSFORM_IS_SCALE (type)) {
+    GstVideoMetaTransform *trans = data;
+    dw = GST_VIDEO_INFO_WIDTH (trans->out_info);
+    dh = GST_VIDEO_INFO_HEIGHT (trans->out_info);
+    scale = TRUE;
+  } else {
+    GST_DEBUG ("dropping the SAM2 mask meta on a %s transform",
+        g_quark_to_string (type));
+    return FALSE;
+  }
+
+  dst = gst_buffer_add_sam2_mask_meta (dest, dw, dh);
+  if (dst == NULL)
+    return FALSE;
+  for (guint i = 0; i < src->objects->len; i++) {
+    GstSam2Object o = g_array_index (src->objects, GstSam2Object, i);
+    if (scale)
+      scale_object (&o, src->width, src->height, dw, dh);
+    gst_sam2_mask_meta_add_object (dst, &o);
+  }
+  GST_LOG ("%s %u objects, %dx%d -> %dx%d", scale ? "scaled" : "copied",
+      src->objects->len, src->width, src->height, dw, dh);
+  return TRUE;
+}
+
+const GstMetaInfo *
+gst_sam2_mask_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter ((GstMetaInfo **) & info)) {
+    const GstMetaInfo *mi;
+    GST_DEBUG_CATEGORY_INIT (sam2_meta_debug, "sam2meta", 0, "SAM2 mask metadata");
+    mi = gst_meta_register (GST_SAM2_MASK_META_API_TYPE, "GstSam2MaskMeta",
+        sizeof (GstSam2MaskMeta), gst_sam2_mask_meta_init, gst_sam2_mask_meta_free,
+        gst_sam2_mask_meta_transform);
+    g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) mi);
+  }
+  return info;
+}
+
+GstSam2MaskMeta *
+gst_buffer_add_sam2_mask_meta (GstBuffer * buffer, gint width, gint height)
+{
+  GstSam2MaskMeta *meta;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  g_return_val_if_fail (width >= 0 && height >= 0, NULL);
+
+  meta = (GstSam2MaskMeta *) gst_buffer_add_meta (buffer, GST_SAM2_MASK_META_INFO, NULL);
+  if (meta == NULL)
+    return NULL;
+  meta->width = width;
+  meta->height = height;
+  return meta;
+}
+
+guint
+gst_sam2_mask_meta_get_n_objects (const GstSam2MaskMeta * meta)
+{
+  g_return_val_if_fail (meta != NULL, 0);
+  return meta->objects->len;
+}
+
+const GstSam2Object *
+gst_sam2_mask_meta_get_object (const GstSam2MaskMeta * meta, guint index)
+{
+  g_return_val_if_fail (meta != NULL, NULL);
+  if (index >= meta->objects->len)
+    return NULL;
+  return &g_array_index (meta->objects, GstSam2Object, index);
+}
+
+const GstSam2Object *
+gst_sam2_mask_meta_find_object (const GstSam2MaskMeta * meta, guint id)
+{
+  g_return_val_if_fail (meta != NULL, NULL);
+  for (guint i = 0; i < meta->objects->len; i++) {
+    const GstSam2Object *o = &g_array_index (meta->objects, GstSam2Object, i);
+    if (o->id == id)
+      return o;
+  }
+  return NULL;
+}
+
+void
+gst_sam2_mask_meta_add_object (GstSam2MaskMeta * meta, const GstSam2Object * object)
+{
+  GstSam2Object copy;
+
+  g_return_if_fail (meta != NULL && object != NULL);
+  copy = *object;
+  if (copy.mask != NULL)
+    gst_buffer_ref (copy.mask);
+  g_array_append_val (meta->objects, copy);
+}
+
+GstBuffer *
+gst_sam2_mask_buffer_new (const guint8 * data, gint stride, gint width, gint height)
+{
+  GstVideoInfo info;
+  GstBuffer *buffer;
+  GstMapInfo map;
+  gint dstride;
+
+  g_return_val_if_fail (data != NULL && width > 0 && height > 0 && stride >= width, NULL);
+
+  if (!gst_video_info_set_format (&info, GST_VIDEO_FORMAT_GRAY8, width, height))
+    return NULL;
+  buffer = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&info), NULL);
+  if (buffer == NULL)
+    return NULL;
+  dstride = GST_VIDEO_INFO_PLANE_STRIDE (&info, 0);
+  if (!gst_buffer_map (buffer, &map, GST_MAP_WRITE)) {
+    gst_buffer_unref (buffer);
+    return NULL;
+  }
+  for (gint y = 0; y < height; y++) {
+    const guint8 *s = data + (gsize) y * stride;
+    guint8 *d = map.data + (gsize) y * dstride;
+    for (gint x = 0; x < width; x++)
+      d[x] = s[x] ? 255 : 0;
+    memset (d + width, 0, dstride - width);
+  }
+  gst_buffer_unmap (buffer, &map);
+  gst_buffer_add_video_meta_full (buffer, GST_VIDEO_FRAME_FLAG_NONE, GST_VIDEO_FORMAT_GRAY8,
+      width, height, 1, info.offset, info.stride);
+  return buffer;
+}
+
+gboolean
+gst_sam2_object_render_mask (const GstSam2Object * object, guint8 * dest, gint stride,
+    gint width, gint height)
+{
+  const GstVideoRectangle *l;
+  GstVideoMeta *vmeta;
+  GstMapInfo map;
+  gint mw, mh, mstride;
+  gsize moffset = 0;
+
+  g_return_val_if_fail (object != NULL && dest != NULL && stride >= width, FALSE);
+
+  for (gint y = 0; y < height; y++)
+    memset (dest + (gsize) y * stride, 0, width);
+  l = &object->location;
+  if (object->mask == NULL || l->w <= 0 || l->h <= 0)
+    return TRUE;
+
+  vmeta = gst_buffer_get_video_meta (object->mask);
+  if (vmeta != NULL) {
+    mw = vmeta->width;
+    mh = vmeta->height;
+    mstride = vmeta->stride[0];
+    moffset = vmeta->offset[0];
+  } else {
+    /* a mask made without a video meta is tightly packed at the location's size */
+    mw = l->w;
+    mh = l->h;
+    mstride = l->w;
+  }
+  if (mw <= 0 || mh <= 0 || !gst_buffer_map (object->mask, &map, GST_MAP_READ))
+    return FALSE;
+  if (moffset + (gsize) (mh - 1) * mstride + mw > map.size) {
+    gst_buffer_unmap (object->mask, &map);
+    return FALSE;
+  }
+
+  for (gint y = MAX (l->y, 0); y < MIN (l->y + l->h, height); y++) {
+    const gint my = (gint) (((gint64) (y - l->y) * mh) / l->h);
+    const guint8 *src = map.data + moffset + (gsize) my * mstride;
+    guint8 *d = dest + (gsize) y * stride;
+    for (gint x = MAX (l->x, 0); x < MIN (l->x + l->w, width); x++) {
+      const gint mx = (gint) (((gint64) (x - l->x) * mw) / l->w);
+      d[x] = src[mx] != 0;
+    }
+  }
+  gst_buffer_unmap (object->mask, &map);
+  return TRUE;
+}

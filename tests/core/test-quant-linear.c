@@ -1,0 +1,880 @@
+/* test-quant-linear.c: the CPU quantized linear layer (core/quant/linear-cpu.c) and the W4
+ * dequantization (core/quant/formats.c).
+ *
+ *   (a) sam2_quantize_activations against a scalar re-implementation of formats.h written here,
+ *       exactly (codes, scales, zero points), on rows with ties, zeros, one sign, outliers and
+ *       clamping static scales, through every activation quantizer the CPU has;
+ *   (b) the kernel (sam2_quant_linear_forward) against the reference within float rounding, per
+ *       element, with the bounds below; every kernel path the CPU runs (C, AVX2, AVX-512 VNNI,
+ *       picked with SAM2_QUANT_KERNEL) must give bit-identical outputs; and a construction whose
+ *       every float step is exact (power-of-two scales, small integers) where kernel, reference
+ *       and a float64 computation must agree bit for bit, with codes at the int16 limits of the
+ *       AVX2 kernel;
+ *   (c) the reference against a float64 computation from the codes (sam2_w4_get, not
+ *       sam2_w4_dequantize) and this file's quantizer.
+ *
+ * Layers are random (fixed seeds): UINT4 and SINT4 codes, groups of 64, 128, 256 and K (tail
+ * groups: K = 112, 144, 448, 576 with 64 or 256; K odd), N not a multiple of the 16-channel
+ * blocks, M = 1 and row counts that leave 1, 2 or 3 rows to the last tile, bias, smoothing,
+ * low rank 8 and 32, every activation, residual separate and residual == y, all five activation
+ * modes. Outputs start as NaN (an unwritten element fails), scratch is exactly the size the
+ * library asks for (valgrind sees overruns).
+ *
+ * Run with --verbose to see each case's worst error as a fraction of its bound. */
+#include "formats.h"
+#include "linear-cpu.h"
+#include "ops-cpu.h"
+
+#include <float.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <string.h>
+
+/* ---- bounds ------------------------------------------------------------------------------- */
+
+/* Unit roundoff of float32: one rounding changes a value by at most U times its magnitude. */
+#define U ((double) FLT_EPSILON / 2)
+
+/* Every bound below is per element, against the magnitudes of what was summed, computed in
+ * float64 here:
+ *   main = sum_k |xq_k w_nk|     (dequantized activations times dequantized weights)
+ *   lr   = sum_i |L_up[n,i]| sum_k |xs_k L_down[i,k]|   (the low-rank branch, xs = x smooth_inv)
+ *   pre  = the value before the activation, act = after it, y = the output.
+ * Against |y| alone a bound would have to be loose wherever the sum cancels; against the
+ * magnitudes it is tight everywhere, and a real bug (a wrong nibble, a tail column dropped, a
+ * zero point not removed) moves an element by at least one term, |xq_k w_nk| ~ main / K, which
+ * is 100 times the largest bound here (K <= 1536, bounds <= (n_groups + 4) 2U main for the
+ * quantized paths). */
+
+/* Slope bound of the activations (GELU's derivative peaks at 1.129; the others are <= 1): an
+ * input error e moves the output by at most ACT_LIP e. */
+#define ACT_LIP 1.13
+
+/* sam2_cpu_act1 against libm in float64 (tests/core/test-ops.c): relative to the output, plus,
+ * for the GELUs, an absolute error of 0.5 |x| times the erf / tanh approximation error. */
+#define ACT_REL 5e-7
+#define ACT_ABS_PER_X 2.4e-7
+
+/* Every bound gets this factor over the worst case it is derived from: a margin for the
+ * derivation's approximations (first order in U), not for the kernel. */
+#define MARGIN 2.0
+
+/* (c) reference vs float64: the reference rounds each dequantized activation and weight to
+ * float once (2U relative per product), the smoothed row once (U on the low-rank terms), the
+ * float64 sum once to float (U |pre|), then act1 (ACT_REL, ACT_ABS_PER_X) and the residual add
+ * (U |y|). Its sums are float64: no term that grows with K. */
+static double
+ref_bound (double main, double lr, double pre, double act, double y)
+{
+  return MARGIN * (ACT_LIP * (2 * U * main + U * lr + U * fabs (pre)) + ACT_REL * fabs (act)
+                   + ACT_ABS_PER_X * fabs (pre) + U * fabs (y));
+}
+
+/* (b) kernel vs reference, W4A8: both start from the same integers. The kernel's int32 group
+ * sums are exact, each group adds one product and one sum rounding (n_groups U main), the
+ * activation scale, bias and low-rank additions one each (3U |pre|). Its low-rank branch is a
+ * float32 sgemm over K (worst case K U, plus the rounding of smoothing folded into L_down) and a
+ * float32 sum over the rank (R U). The reference's own distance to exact adds 2U main + U lr +
+ * U |pre|. Then the activation (the vectorised sam2_cpu_act_row against the scalar act1: 2 ulp
+ * of the output) and the residual add (U |y| each). */
+static double
+kernel_bound (int n_groups, int K, int R, double main, double lr, double pre, double act,
+              double y)
+{
+  return MARGIN * (ACT_LIP * ((n_groups + 3) * U * main + (K + R + 3) * U * lr + 4 * U * fabs (pre))
+                   + 4 * U * fabs (act) + 2 * U * fabs (y));
+}
+
+/* (b) weight-only (W4A16): a float32 sgemm over K of x and the prepared weights
+ * (W + L_up L_down) diag(smooth_inv), each rounded once: (K + 2) U of everything summed, low rank
+ * included; the reference's distance to exact as above. */
+static double
+weight_only_bound (int K, int R, double main, double lr, double pre, double act, double y)
+{
+  return MARGIN * (ACT_LIP * ((K + R + 4) * U * (main + lr) + 4 * U * fabs (pre))
+                   + 4 * U * fabs (act) + 2 * U * fabs (y));
+}
+
+/* ---- layers and inputs -------------------------------------------------------------------- */
+
+typedef struct {
+  int N, K, G;                 /* G 0: one group of K */
+  Sam2QType dtype;
+  Sam2ActQuantMode mode;
+  gboolean bias, smooth;
+  int rank;
+  gboolean dyadic;             /* every value a small multiple of a power of two */
+} LayerSpec;
+
+static const char *mode_names[] = { "none", "token_sym", "token_asym", "tensor_sym",
+                                    "tensor_asym" };
+static const Sam2Act all_acts[] = { SAM2_ACT_NONE, SAM2_ACT_GELU, SAM2_ACT_GELU_TANH,
+                                    SAM2_ACT_RELU, SAM2_ACT_SILU, SAM2_ACT_SIGMOID };
+static const char *act_names[] = { "none", "gelu", "gelu_tanh", "relu", "silu", "sigmoid" };
+
+static gboolean
+mode_asym (Sam2ActQuantMode m)
+{
+  return m == SAM2_ACT_QUANT_TOKEN_ASYM || m == SAM2_ACT_QUANT_TENSOR_ASYM;
+}
+
+static gboolean
+mode_static (Sam2ActQuantMode m)
+{
+  return m == SAM2_ACT_QUANT_TENSOR_SYM || m == SAM2_ACT_QUANT_TENSOR_ASYM;
+}
+
+static double
+gauss (GRand *r)
+{
+  double u1 = g_rand_double_range (r, 1e-12, 1.0), u2 = g_rand_double (r);
+  return sqrt (-2.0 * log (u1)) * cos (2.0 * G_PI * u2);
+}
+
+/* a power of two 2^e, e uniform in [lo, hi] */
+static float
+pow2 (GRand *r, int lo, int hi)
+{
+  return ldexpf (1.0f, g_rand_int_range (r, lo, hi + 1));
+}
+
+static Sam2QuantLinear *
+layer_new (GRand *r, const LayerSpec *s)
+{
+  Sam2QuantLinear *q = g_new0 (Sam2QuantLinear, 1);
+  const int N = s->N, K = s->K, G = s->G > 0 ? s->G : K;
+  Sam2W4 *w = &q->w;
+  w->n = N;
+  w->k = K;
+  w->group_size = G;
+  w->n_groups = sam2_w4_n_groups (K, G);
+  w->dtype = s->dtype;
+  w->codes = g_new0 (guint8, (size_t) N * sam2_w4_row_bytes (K));
+  w->scales = g_new (float, (size_t) N * w->n_groups);
+  w->zeros = g_new (guint8, (size_t) N * w->n_groups);
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++)
+      sam2_w4_set (w->codes, K, n, k, g_rand_int_range (r, 0, 16));
+  for (size_t i = 0; i < (size_t) N * w->n_groups; i++) {
+    w->scales[i] = s->dyadic ? pow2 (r, -2, 0) : (float) (0.01 * exp (g_rand_double_range (r, -1, 1)));
+    w->zeros[i] = s->dtype == SAM2_QTYPE_SINT4 ? SAM2_SINT4_ZERO : g_rand_int_range (r, 0, 16);
+  }
+  q->act = s->mode;
+  if (s->bias) {
+    float *b = g_new (float, N);
+    for (int n = 0; n < N; n++)
+      b[n] = s->dyadic ? g_rand_int_range (r, -16, 17) / 4.0f : (float) g_rand_double_range (r, -1, 1);
+    q->bias = b;
+  }
+  if (s->smooth) {
+    q->smooth_inv = g_new (float, K);
+    for (int k = 0; k < K; k++)
+      q->smooth_inv[k] = s->dyadic ? pow2 (r, -1, 1) : (float) exp (g_rand_double_range (r, -1.4, 1.4));
+  }
+  q->rank = s->rank;
+  if (s->rank > 0) {
+    q->lora_down = g_new (float, (size_t) s->rank * K);
+    q->lora_up = g_new (float, (size_t) N * s->rank);
+    for (size_t i = 0; i < (size_t) s->rank * K; i++)
+      q->lora_down[i] = s->dyadic ? g_rand_int_range (r, -2, 3) / 2.0f
+                                  : (float) (gauss (r) / sqrt (K));
+    for (size_t i = 0; i < (size_t) N * s->rank; i++)
+      q->lora_up[i] = s->dyadic ? g_rand_int_range (r, -2, 3) / 2.0f
+                                : (float) (0.1 * gauss (r) / sqrt (s->rank));
+  }
+  return q;
+}
+
+static void
+layer_free (Sam2QuantLinear *q)
+{
+  if (q->kernel != NULL)
+    q->kernel_free (q->kernel);
+  g_free (q->w.codes);
+  g_free (q->w.scales);
+  g_free (q->w.zeros);
+  g_free ((float *) q->bias);
+  g_free (q->smooth_inv);
+  g_free (q->lora_down);
+  g_free (q->lora_up);
+  g_free (q);
+}
+
+/* Rows of kinds the quantizer must get right, by m % 8: Gaussian, Gaussian with outlier
+ * channels, post-GELU-like (skewed, mostly positive), all zeros, all positive, all negative,
+ * half-integer multiples of the scale (ties, exactly, when smoothing is off or dyadic), wide.
+ * M = 1 gets a Gaussian row. */
+static float *
+input_new (GRand *r, const Sam2QuantLinear *q, int M)
+{
+  const int K = q->w.k;
+  float *x = g_new (float, (size_t) M * K);
+  for (int m = 0; m < M; m++) {
+    float *xr = x + (size_t) m * K;
+    const int kind = M == 1 ? 0 : m % 8;
+    for (int k = 0; k < K; k++) {
+      double v = gauss (r);
+      switch (kind) {
+      case 1:
+        v *= k % 13 == 0 ? 20.0 : 1.0;
+        break;
+      case 2:
+        v = 0.5 * v * (1.0 + erf (v / sqrt (2.0)));
+        break;
+      case 3:
+        v = 0.0;
+        break;
+      case 4:
+        v = fabs (v) + 0.1;
+        break;
+      case 5:
+        v = -fabs (v) - 0.1;
+        break;
+      case 6: {
+        /* v / s is a multiple of 1/16 plus 1/32: with the row's range set by two entries to a
+         * scale of exactly 1/16 (symmetric: max 127/16; asymmetric: -za/16 .. (255 - za)/16) */
+        const gboolean asym = mode_asym (q->act);
+        if (k == 0)
+          v = asym ? -40.0 / 16 : 127.0 / 16;
+        else if (k == 1)
+          v = asym ? 215.0 / 16 : -100.0 / 16;
+        else
+          v = (g_rand_int_range (r, asym ? -40 : -127, asym ? 215 : 127) + 0.5) / 16.0;
+        if (q->smooth_inv != NULL)
+          v /= q->smooth_inv[k];
+        break;
+      }
+      case 7:
+        v *= 100.0;
+        break;
+      default:
+        break;
+      }
+      xr[k] = (float) v;
+    }
+  }
+  return x;
+}
+
+/* Static (per-tensor) parameters as a calibration would set them, at 0.8 of the range so that
+ * the largest values clamp. */
+static void
+set_static_params (Sam2QuantLinear *q, const float *x, int M)
+{
+  if (!mode_static (q->act))
+    return;
+  const int K = q->w.k;
+  float lo = 0.0f, hi = 0.0f;
+  for (size_t i = 0; i < (size_t) M * K; i++) {
+    const float v = q->smooth_inv != NULL ? x[i] * q->smooth_inv[i % K] : x[i];
+    lo = MIN (lo, v);
+    hi = MAX (hi, v);
+  }
+  if (mode_asym (q->act)) {
+    q->act_scale = 0.8f * (hi - lo) / 255.0f;
+    q->act_zero = q->act_scale > 0.0f ? roundf (-0.8f * lo / q->act_scale) : 0.0f;
+  } else {
+    q->act_scale = 0.8f * MAX (hi, -lo) / 127.0f;
+    q->act_zero = 0.0f;
+  }
+}
+
+/* ---- the test's own quantizer and float64 model ---------------------------------------------- */
+
+/* formats.h, written out directly: v = x * smooth_inv in float, then
+ *   symmetric:  sa = max|v| / 127, a = clamp(round(v / sa), -127, 127), za = 0
+ *   asymmetric: sa = (max - min) / 255 over a range that includes 0, za = round(-min / sa)
+ *               clamped to 0..255, a = clamp(round(v / sa) + za, 0, 255)
+ *   static:     sa = act_scale, za = round(act_zero) clamped to 0..255
+ *   a zero range (or a non-positive static scale): sa = 1, za = 0 */
+static void
+test_quantize_row (const Sam2QuantLinear *q, const float *x, int *a, float *sa, int *za)
+{
+  const int K = q->w.k;
+  const gboolean asym = mode_asym (q->act);
+  float lo = 0.0f, hi = 0.0f, scale;
+  int zero = 0;
+  float *v = g_new (float, K);
+  for (int k = 0; k < K; k++) {
+    v[k] = q->smooth_inv != NULL ? x[k] * q->smooth_inv[k] : x[k];
+    lo = MIN (lo, v[k]);
+    hi = MAX (hi, v[k]);
+  }
+  if (mode_static (q->act)) {
+    scale = q->act_scale;
+    zero = asym ? CLAMP (sam2_round_half_away (q->act_zero), 0, 255) : 0;
+  } else if (asym) {
+    scale = (hi - lo) / 255.0f;
+    zero = scale > 0.0f ? CLAMP (sam2_round_half_away (-lo / scale), 0, 255) : 0;
+  } else {
+    scale = MAX (hi, -lo) / 127.0f;
+  }
+  if (!(scale > 0.0f)) {
+    scale = 1.0f;
+    zero = 0;
+  }
+  for (int k = 0; k < K; k++) {
+    const int c = sam2_round_half_away (v[k] / scale);
+    a[k] = asym ? CLAMP (c + zero, 0, 255) : CLAMP (c, -127, 127);
+  }
+  *sa = scale;
+  *za = zero;
+  g_free (v);
+}
+
+static double
+act_f64 (Sam2Act act, double x)
+{
+  switch (act) {
+  case SAM2_ACT_NONE:
+    return x;
+  case SAM2_ACT_GELU:
+    return 0.5 * x * (1.0 + erf (x / sqrt (2.0)));
+  case SAM2_ACT_GELU_TANH:
+    return 0.5 * x * (1.0 + tanh (sqrt (2.0 / G_PI) * (x + 0.044715 * x * x * x)));
+  case SAM2_ACT_RELU:
+    return x > 0.0 ? x : 0.0;
+  case SAM2_ACT_SILU:
+    return x / (1.0 + exp (-x));
+  case SAM2_ACT_SIGMOID:
+    return 1.0 / (1.0 + exp (-x));
+  }
+  g_assert_not_reached ();
+}
+
+/* Everything per output (M, N) in float64: pre-activation, activation, output, and the
+ * magnitudes the bounds use. */
+typedef struct {
+  double *pre, *act, *y, *main, *lr;
+} Model64;
+
+static Model64
+model64 (const Sam2QuantLinear *q, const float *x, int M, Sam2Act act, const float *residual)
+{
+  const int K = q->w.k, N = q->w.n, R = q->rank, NG = q->w.n_groups;
+  Model64 o;
+  const size_t MN = (size_t) M * N;
+  o.pre = g_new (double, MN);
+  o.act = g_new (double, MN);
+  o.y = g_new (double, MN);
+  o.main = g_new (double, MN);
+  o.lr = g_new0 (double, MN);
+  double *w = g_new (double, (size_t) N * K);      /* (N, K) dequantized from the codes */
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++) {
+      const int g = k / q->w.group_size;
+      w[(size_t) n * K + k] = ((double) sam2_w4_get (q->w.codes, K, n, k) - q->w.zeros[n * NG + g])
+                              * q->w.scales[n * NG + g];
+    }
+  double *xq = g_new (double, K), *xs = g_new (double, K), *t = g_new (double, MAX (R, 1));
+  double *tabs = g_new (double, MAX (R, 1));
+  int *a = g_new (int, K);
+  for (int m = 0; m < M; m++) {
+    const float *xr = x + (size_t) m * K;
+    for (int k = 0; k < K; k++)
+      xs[k] = q->smooth_inv != NULL ? (double) xr[k] * q->smooth_inv[k] : xr[k];
+    if (q->act == SAM2_ACT_QUANT_NONE) {
+      memcpy (xq, xs, K * sizeof (double));
+    } else {
+      float sa;
+      int za;
+      test_quantize_row (q, xr, a, &sa, &za);
+      for (int k = 0; k < K; k++)
+        xq[k] = (double) (a[k] - za) * sa;
+    }
+    for (int i = 0; i < R; i++) {
+      t[i] = tabs[i] = 0.0;
+      for (int k = 0; k < K; k++) {
+        t[i] += xs[k] * q->lora_down[(size_t) i * K + k];
+        tabs[i] += fabs (xs[k] * q->lora_down[(size_t) i * K + k]);
+      }
+    }
+    for (int n = 0; n < N; n++) {
+      const size_t o_ = (size_t) m * N + n;
+      double s = 0.0, mag = 0.0;
+      for (int k = 0; k < K; k++) {
+        s += xq[k] * w[(size_t) n * K + k];
+        mag += fabs (xq[k] * w[(size_t) n * K + k]);
+      }
+      if (q->bias != NULL) {
+        s += q->bias[n];
+        mag += fabs (q->bias[n]);
+      }
+      for (int i = 0; i < R; i++) {
+        s += t[i] * q->lora_up[(size_t) n * R + i];
+        o.lr[o_] += tabs[i] * fabs (q->lora_up[(size_t) n * R + i]);
+      }
+      o.pre[o_] = s;
+      o.main[o_] = mag;
+      o.act[o_] = act_f64 (act, s);
+      o.y[o_] = o.act[o_] + (residual != NULL ? residual[o_] : 0.0);
+    }
+  }
+  g_free (w);
+  g_free (xq);
+  g_free (xs);
+  g_free (t);
+  g_free (tabs);
+  g_free (a);
+  return o;
+}
+
+static void
+model64_free (Model64 *o)
+{
+  g_free (o->pre);
+  g_free (o->act);
+  g_free (o->y);
+  g_free (o->main);
+  g_free (o->lr);
+}
+
+/* ---- running the library ------------------------------------------------------------------ */
+
+/* The kernel paths to compare; SAM2_QUANT_KERNEL caps the one prepare picks, so on a CPU without
+ * AVX-512 the last two are the same path (and on one without AVX2, all three). */
+static const char *kernel_paths[] = { "c", "avx2", NULL };
+
+static void
+prepare_path (Sam2QuantLinear *q, const char *path)
+{
+  if (q->kernel != NULL) {
+    q->kernel_free (q->kernel);
+    q->kernel = NULL;
+  }
+  if (path != NULL)
+    g_setenv ("SAM2_QUANT_KERNEL", path, TRUE);
+  else
+    g_unsetenv ("SAM2_QUANT_KERNEL");
+  g_assert_true (sam2_quant_linear_prepare (q));
+  gpointer k = q->kernel;
+  g_assert_true (sam2_quant_linear_prepare (q));   /* idempotent */
+  g_assert_true (q->kernel == k);
+  g_unsetenv ("SAM2_QUANT_KERNEL");
+}
+
+static float *
+nan_floats (size_t n)
+{
+  float *v = g_new (float, MAX (n, 1));
+  for (size_t i = 0; i < n; i++)
+    v[i] = NAN;
+  return v;
+}
+
+typedef enum {
+  RES_NONE,
+  RES_SEPARATE,
+  RES_IN_PLACE,   /* residual == y */
+} ResidualKind;
+
+/* y = layer(x) through `fn` (forward or reference), with the residual as asked; y starts as NaN
+ * (or as the residual, in place). */
+static float *
+run (void (*fn) (const Sam2QuantLinear *, const float *, int, float *, Sam2Act, const float *,
+                 void *),
+     const Sam2QuantLinear *q, const float *x, int M, Sam2Act act, ResidualKind rk,
+     const float *residual)
+{
+  const size_t MN = (size_t) M * q->w.n;
+  float *y = nan_floats (MN);
+  if (rk == RES_IN_PLACE)
+    memcpy (y, residual, MN * sizeof (float));
+  const size_t bytes = sam2_quant_linear_scratch_bytes (q, M);
+  void *scratch = g_malloc (MAX (bytes, 1));
+  fn (q, x, M, y, act, rk == RES_NONE ? NULL : rk == RES_IN_PLACE ? y : residual, scratch);
+  g_free (scratch);
+  return y;
+}
+
+/* ---- the comparisons ---------------------------------------------------------------------- */
+
+typedef struct {
+  LayerSpec spec;
+  int M;
+  Sam2Act act;
+  ResidualKind res;
+  guint32 seed;
+} Case;
+
+static char *
+case_name (const Case *c)
+{
+  const LayerSpec *s = &c->spec;
+  return g_strdup_printf ("M %d K %d N %d g %d %s %s%s%s r %d %s res %d", c->M, s->K, s->N,
+                          s->G > 0 ? s->G : s->K, s->dtype == SAM2_QTYPE_SINT4 ? "s4" : "u4",
+                          mode_names[s->mode], s->bias ? " bias" : "", s->smooth ? " smooth" : "",
+                          s->rank, act_names[c->act], c->res);
+}
+
+/* Runs one case through every kernel path and the reference; checks (b) and (c). */
+static void
+check_case (const Case *c)
+{
+  GRand *r = g_rand_new_with_seed (c->seed);
+  Sam2QuantLinear *q = layer_new (r, &c->spec);
+  const int M = c->M, N = c->spec.N, K = c->spec.K;
+  const size_t MN = (size_t) M * N;
+  float *x = input_new (r, q, M);
+  set_static_params (q, x, M);
+  float *residual = NULL;
+  if (c->res != RES_NONE) {
+    residual = g_new (float, MN);
+    for (size_t i = 0; i < MN; i++)
+      residual[i] = (float) gauss (r);
+  }
+  char *name = case_name (c);
+
+  float *ref = run (sam2_quant_linear_reference, q, x, M, c->act, c->res, residual);
+  float *first = NULL;
+  for (guint p = 0; p < G_N_ELEMENTS (kernel_paths); p++) {
+    prepare_path (q, kernel_paths[p]);
+    float *y = run (sam2_quant_linear_forward, q, x, M, c->act, c->res, residual);
+    if (first == NULL) {
+      first = y;
+      continue;
+    }
+    for (size_t i = 0; i < MN; i++)
+      if (memcmp (&y[i], &first[i], sizeof (float)) != 0) {
+        g_test_message ("FAIL %s: path %s element %zu is %.9g, path c gives %.9g", name,
+                        kernel_paths[p] ? kernel_paths[p] : "best", i, y[i], first[i]);
+        g_test_fail ();
+        break;
+      }
+    g_free (y);
+  }
+
+  Model64 o = model64 (q, x, M, c->act, residual);
+  double worst_ref = 0.0, worst_kernel = 0.0;
+  size_t bad_ref = 0, bad_kernel = 0;
+  for (size_t i = 0; i < MN; i++) {
+    const double br = ref_bound (o.main[i], o.lr[i], o.pre[i], o.act[i], o.y[i]);
+    const double bk = c->spec.mode == SAM2_ACT_QUANT_NONE
+      ? weight_only_bound (K, c->spec.rank, o.main[i], o.lr[i], o.pre[i], o.act[i], o.y[i])
+      : kernel_bound (q->w.n_groups, K, c->spec.rank, o.main[i], o.lr[i], o.pre[i], o.act[i],
+                      o.y[i]);
+    const double er = fabs ((double) ref[i] - o.y[i]), ek = fabs ((double) first[i] - ref[i]);
+    /* a zero bound (an exact output) must be met exactly; NaN fails both ways */
+    if (!(er <= br) && bad_ref++ == 0)
+      g_test_message ("FAIL %s: reference [%zu] %.9g, float64 %.9g (bound %.3g)", name, i, ref[i],
+                      o.y[i], br);
+    if (!(ek <= bk) && bad_kernel++ == 0)
+      g_test_message ("FAIL %s: kernel [%zu] %.9g, reference %.9g (bound %.3g)", name, i,
+                      first[i], ref[i], bk);
+    if (br > 0.0)
+      worst_ref = MAX (worst_ref, er / br);
+    if (bk > 0.0)
+      worst_kernel = MAX (worst_kernel, ek / bk);
+  }
+  if (bad_ref > 0 || bad_kernel > 0)
+    g_test_fail ();
+  if (g_test_verbose ())
+    g_test_message ("%-72s kernel %.3f, reference %.3f of bound", name, worst_kernel, worst_ref);
+
+  model64_free (&o);
+  g_free (name);
+  g_free (first);
+  g_free (ref);
+  g_free (residual);
+  g_free (x);
+  layer_free (q);
+  g_rand_free (r);
+}
+
+/* Products larger than this (M N K) get fewer rows: the float64 model and the scalar C path
+ * are O(M N K), and the suite also runs under valgrind. */
+#define CASE_MAX_MACS 12000000
+
+static void
+clip_rows (Case *c)
+{
+  const double per_row = (double) c->spec.N * c->spec.K;
+  if (c->M * per_row > CASE_MAX_MACS)
+    c->M = MAX (1, (int) (CASE_MAX_MACS / per_row) | 1);
+}
+
+/* Every K x N x group, the other parameters cycling. */
+static void
+test_shapes (void)
+{
+  static const int Ks[] = { 96, 112, 144, 384, 448, 576, 1536, 97 };
+  static const int Ns[] = { 1, 7, 96, 288 };
+  static const int Gs[] = { 64, 128, 256, 0 };
+  static const int Ms[] = { 1, 5, 64, 300, 7, 6 };
+  static const int ranks[] = { 0, 8, 32 };
+  int i = 0;
+  for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
+    for (guint ni = 0; ni < G_N_ELEMENTS (Ns); ni++)
+      for (guint gi = 0; gi < G_N_ELEMENTS (Gs); gi++, i++) {
+        Case c = {
+          .spec = { .N = Ns[ni], .K = Ks[ki], .G = Gs[gi],
+                    .dtype = i % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
+                    .mode = (Sam2ActQuantMode) (i / 2 % 5), .bias = i / 3 % 2,
+                    .smooth = i / 5 % 2, .rank = ranks[i / 7 % 3] },
+          .M = Ms[i % G_N_ELEMENTS (Ms)],
+          .act = all_acts[i / 11 % 6],
+          .res = (ResidualKind) (i / 13 % 3),
+          .seed = 1000 + i,
+        };
+        clip_rows (&c);
+        check_case (&c);
+      }
+  /* group sizes that are not multiples of 16, with and without a tail */
+  static const int odd[][3] = { { 97, 40, 3 }, { 144, 40, 4 }, { 576, 24, 1 }, { 1536, 48, 2 } };
+  for (guint j = 0; j < G_N_ELEMENTS (odd); j++, i++) {
+    Case c = {
+      .spec = { .N = 23, .K = odd[j][0], .G = odd[j][1], .dtype = SAM2_QTYPE_UINT4,
+                .mode = (Sam2ActQuantMode) odd[j][2], .bias = TRUE, .smooth = j % 2,
+                .rank = j % 2 ? 8 : 0 },
+      .M = 9,
+      .act = all_acts[j],
+      .res = (ResidualKind) (j % 3),
+      .seed = 1000 + i,
+    };
+    check_case (&c);
+  }
+}
+
+/* Every activation mode x activation x residual kind, at a shape with a tail group
+ * (144 = 2 x 64 + 16) and a partial channel block. */
+static void
+test_epilogue (void)
+{
+  static const int ranks[] = { 0, 8, 32 };
+  int i = 0;
+  for (int mode = 0; mode < 5; mode++)
+    for (guint a = 0; a < G_N_ELEMENTS (all_acts); a++)
+      for (int res = 0; res < 3; res++, i++) {
+        Case c = {
+          .spec = { .N = 40, .K = 144, .G = 64,
+                    .dtype = i % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
+                    .mode = (Sam2ActQuantMode) mode, .bias = i / 2 % 2, .smooth = i / 4 % 2,
+                    .rank = ranks[i % 3] },
+          .M = 13,
+          .act = all_acts[a],
+          .res = (ResidualKind) res,
+          .seed = 5000 + i,
+        };
+        check_case (&c);
+      }
+}
+
+/* Enough rows that every thread gets several row blocks: the path where each work item
+ * quantizes its own rows. */
+static void
+test_many_rows (void)
+{
+  for (int mode = 1; mode < 5; mode++) {
+    Case c = {
+      .spec = { .N = 72, .K = 96, .G = 0, .dtype = SAM2_QTYPE_UINT4,
+                .mode = (Sam2ActQuantMode) mode, .bias = TRUE, .smooth = mode % 2, .rank = 8 },
+      .M = 64 * 4 * 8 + 37,
+      .act = mode % 2 ? SAM2_ACT_GELU : SAM2_ACT_NONE,
+      .res = (ResidualKind) (mode % 3),
+      .seed = 7000 + mode,
+    };
+    check_case (&c);
+  }
+}
+
+/* (a) Codes, scales and zero points exactly as this file's quantizer, through each activation
+ * quantizer the CPU has (the vector one and the C one). */
+static void
+test_quantize_activations (void)
+{
+  static const int Ks[] = { 1, 7, 31, 32, 33, 96, 97, 1536 };
+  int i = 0;
+  for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
+    for (int mode = 1; mode < 5; mode++)
+      for (int smooth = 0; smooth < 2; smooth++, i++) {
+        const LayerSpec s = { .N = 1, .K = Ks[ki], .G = 0, .dtype = SAM2_QTYPE_UINT4,
+                              .mode = (Sam2ActQuantMode) mode, .smooth = smooth,
+                              .dyadic = i % 3 == 0 };
+        GRand *r = g_rand_new_with_seed (9000 + i);
+        Sam2QuantLinear *q = layer_new (r, &s);
+        const int M = 16, K = Ks[ki], stride = K + 3;
+        float *x = input_new (r, q, M);
+        set_static_params (q, x, M);
+        int *want = g_new (int, K);
+        guint8 *codes = g_new (guint8, (size_t) M * stride);
+        float *scales = g_new (float, M);
+        int32_t *zeros = g_new (int32_t, M);
+        for (guint p = 0; p < G_N_ELEMENTS (kernel_paths); p++) {
+          if (kernel_paths[p] != NULL)
+            g_setenv ("SAM2_QUANT_KERNEL", kernel_paths[p], TRUE);
+          memset (codes, 0xa5, (size_t) M * stride);
+          sam2_quantize_activations (q, x, M, codes, stride, scales, zeros);
+          g_unsetenv ("SAM2_QUANT_KERNEL");
+          for (int m = 0; m < M; m++) {
+            float sa;
+            int za;
+            test_quantize_row (q, x + (size_t) m * K, want, &sa, &za);
+            g_assert_cmpfloat (scales[m], ==, sa);
+            g_assert_cmpint (zeros[m], ==, za);
+            for (int k = 0; k < K; k++) {
+              const guint8 b = codes[(size_t) m * stride + k];
+              const int got = mode_asym (q->act) ? b : (gint8) b;
+              if (got != want[k])
+                g_error ("K %d %s smooth %d row %d [%d]: code %d, want %d (x %.9g, scale %.9g)", K,
+                         mode_names[mode], smooth, m, k, got, want[k], x[(size_t) m * K + k], sa);
+            }
+            for (int k = K; k < stride; k++)
+              g_assert_cmpint (codes[(size_t) m * stride + k], ==, 0xa5);  /* past K: untouched */
+          }
+        }
+        g_free (want);
+        g_free (codes);
+        g_free (scales);
+        g_free (zeros);
+        g_free (x);
+        layer_free (q);
+        g_rand_free (r);
+      }
+}
+
+/* Inputs whose quantization is exact: the row's values are whole multiples of a power-of-two
+ * scale 2^-e with codes spanning the full range (so the dynamic scale comes out exactly 2^-e),
+ * divided by power-of-two smoothing factors. */
+static float *
+dyadic_input (GRand *r, Sam2QuantLinear *q, int M, gboolean extreme)
+{
+  const int K = q->w.k;
+  const gboolean asym = mode_asym (q->act);
+  const int e = g_rand_int_range (r, 0, 3);
+  const int za = asym ? g_rand_int_range (r, 0, 256) : 0;
+  const float step = ldexpf (1.0f, -e);
+  float *x = g_new (float, (size_t) M * K);
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < K; k++) {
+      int a;
+      if (extreme) /* the int16 limit of the AVX2 kernel: every u at 255 (or its mirror) */
+        a = asym ? ((m + k) % 5 == 0 ? 0 : 255) : ((m + k) % 5 == 0 ? -127 : 127);
+      else if (k == 0)
+        a = asym ? 0 : 127;
+      else if (k == 1)
+        a = asym ? 255 : -127;
+      else
+        a = asym ? g_rand_int_range (r, 0, 256) : g_rand_int_range (r, -127, 128);
+      float v = (float) (a - za) * step;
+      if (q->smooth_inv != NULL)
+        v /= q->smooth_inv[k];
+      x[(size_t) m * K + k] = v;
+    }
+  /* dynamic modes find the same: each row's range is exactly (0 - za) .. (255 - za) steps
+   * (asymmetric) or -127 .. 127 steps (symmetric) */
+  if (mode_static (q->act)) {
+    q->act_scale = step;
+    q->act_zero = (float) za;
+  }
+  return x;
+}
+
+/* (b) exactly: power-of-two weight scales, activation scales and smoothing, small-integer codes,
+ * bias and low-rank factors on a grid of 1/8. Every float step of kernel and reference is then
+ * exact, as is the float64 model: all three must agree bit for bit, which they do only if the
+ * integer sums are exact (int16 pair sums included: the extreme inputs put every activation code
+ * at 255 and every weight at +-15). */
+static void
+test_exact (void)
+{
+  static const int Ks[] = { 96, 97, 144, 256, 384 };
+  /* 40: a group size that is not a multiple of the kernel's 16-column steps (formats.h names
+   * 64, 128, 256 and K; the kernel pads any size) */
+  static const int Gs[] = { 64, 128, 0, 40 };
+  int i = 0;
+  for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
+    for (int mode = 1; mode < 5; mode++)
+      for (int extreme = 0; extreme < 2; extreme++, i++) {
+        const LayerSpec s = { .N = 37, .K = Ks[ki], .G = Gs[i / 2 % 4],
+                              .dtype = i % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
+                              .mode = (Sam2ActQuantMode) mode, .bias = !extreme,
+                              .smooth = i / 2 % 2, .rank = extreme ? 0 : 4, .dyadic = TRUE };
+        GRand *r = g_rand_new_with_seed (11000 + i);
+        Sam2QuantLinear *q = layer_new (r, &s);
+        const int M = 9, N = s.N, K = s.K;
+        if (extreme) {
+          /* every weight -15 or +15: codes 0 / 15 against zero points 15 / 0 (UINT4); SINT4
+           * reaches -8 .. 7 only */
+          for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++)
+              sam2_w4_set (q->w.codes, K, n, k, (n + k) % 3 ? 15 : 0);
+          if (s.dtype == SAM2_QTYPE_UINT4)
+            for (int g = 0; g < N * q->w.n_groups; g++)
+              q->w.zeros[g] = g % 2 ? 15 : 0;
+        }
+        float *x = dyadic_input (r, q, M, extreme);
+        const Sam2Act act = i % 2 ? SAM2_ACT_RELU : SAM2_ACT_NONE;
+        const ResidualKind rk = (ResidualKind) (i % 3);
+        float *residual = g_new (float, (size_t) M * N);
+        for (int j = 0; j < M * N; j++)
+          residual[j] = g_rand_int_range (r, -64, 65) / 4.0f;
+        Model64 o = model64 (q, x, M, act, rk == RES_NONE ? NULL : residual);
+        /* the model's sums are exact (float64, 53 bits) and their results fit float32 exactly:
+         * check the construction is what it claims */
+        for (int j = 0; j < M * N; j++)
+          g_assert_cmpfloat (o.y[j], ==, (double) (float) o.y[j]);
+        float *ref = run (sam2_quant_linear_reference, q, x, M, act, rk, residual);
+        for (guint p = 0; p < G_N_ELEMENTS (kernel_paths); p++) {
+          prepare_path (q, kernel_paths[p]);
+          float *y = run (sam2_quant_linear_forward, q, x, M, act, rk, residual);
+          for (int j = 0; j < M * N; j++)
+            if (y[j] != (float) o.y[j] || ref[j] != (float) o.y[j])
+              g_error ("exact K %d %s extreme %d path %s [%d]: kernel %.9g, reference %.9g, "
+                       "float64 %.17g", K, mode_names[mode], extreme,
+                       kernel_paths[p] ? kernel_paths[p] : "best", j, y[j], ref[j], o.y[j]);
+          g_free (y);
+        }
+        model64_free (&o);
+        g_free (ref);
+        g_free (residual);
+        g_free (x);
+        layer_free (q);
+        g_rand_free (r);
+      }
+}
+
+/* sam2_w4_dequantize is (q - z) s in float, element by element: nibble order, odd K, groups. */
+static void
+test_dequantize (void)
+{
+  static const int Ks[] = { 1, 97, 112, 256 };
+  for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++) {
+    const LayerSpec s = { .N = 5, .K = Ks[ki], .G = 64, .dtype = SAM2_QTYPE_UINT4 };
+    GRand *r = g_rand_new_with_seed (13000 + ki);
+    Sam2QuantLinear *q = layer_new (r, &s);
+    const int K = s.K, NG = q->w.n_groups;
+    float *w = nan_floats ((size_t) s.N * K);
+    sam2_w4_dequantize (&q->w, w);
+    for (int n = 0; n < s.N; n++)
+      for (int k = 0; k < K; k++) {
+        const guint8 byte = q->w.codes[(size_t) n * ((K + 1) / 2) + k / 2];
+        const int code = k % 2 ? byte >> 4 : byte & 15;  /* formats.h: low nibble for even k */
+        const int g = k / 64;
+        g_assert_cmpfloat (w[(size_t) n * K + k], ==,
+                           (float) (code - q->w.zeros[n * NG + g]) * q->w.scales[n * NG + g]);
+      }
+    g_free (w);
+    layer_free (q);
+    g_rand_free (r);
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/quant-linear/dequantize", test_dequantize);
+  g_test_add_func ("/quant-linear/quantize-activations", test_quantize_activations);
+  g_test_add_func ("/quant-linear/exact", test_exact);
+  g_test_add_func ("/quant-linear/epilogue", test_epilogue);
+  g_test_add_func ("/quant-linear/shapes", test_shapes);
+  g_test_add_func ("/quant-linear/many-rows", test_many_rows);
+  int status = g_test_run ();
+#ifdef _OPENMP
+  /* joins libgomp's worker threads, which otherwise outlive main (valgrind) */
+  omp_pause_resource_all (omp_pause_hard);
+#endif
+  return status;
+}

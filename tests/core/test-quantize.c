@@ -1,0 +1,519 @@
+/* test-quantize.c: the quantizers and quantized model files.
+ *
+ * Synthetic layers show each technique doing its job (smoothing on planted activation outliers,
+ * the low-rank branch on planted weight outliers); the sam2-shapes model, calibrated on a few of
+ * its images, shows GPTQ beating RTN layer by layer, the file round trip being exact, the cache
+ * being reused, and every failure ending in a clear error with nothing written. */
+#include "check.h"
+#include "linear-cpu.h"
+#include "lowrank.h"
+#include "model.h"
+#include "qmodel.h"
+#include "quantize.h"
+#include "recipe.h"
+#include "safetensors.h"
+#include "smooth.h"
+#include "test-support.h"
+#include "weights.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- synthetic layers ---- */
+
+static float
+gauss (GRand *r)
+{
+  double u = g_rand_double (r), v = g_rand_double (r);
+  return (float) (sqrt (-2.0 * log (u + 1e-300)) * cos (2.0 * G_PI * v));
+}
+
+/* Activations of K channels over M tokens, channels `outliers` scaled by `gain` (as LayerNorm
+ * outputs of transformers have: a few channels orders of magnitude larger). */
+static float *
+planted_activations (GRand *r, int M, int K, const int *outliers, int n_out, float gain)
+{
+  float *x = g_new (float, (size_t) M * K);
+  for (size_t i = 0; i < (size_t) M * K; i++)
+    x[i] = gauss (r);
+  for (int m = 0; m < M; m++)
+    for (int j = 0; j < n_out; j++)
+      x[(size_t) m * K + outliers[j]] *= gain;
+  return x;
+}
+
+static float *
+random_weight (GRand *r, int N, int K, float scale)
+{
+  float *w = g_new (float, (size_t) N * K);
+  for (size_t i = 0; i < (size_t) N * K; i++)
+    w[i] = gauss (r) * scale;
+  return w;
+}
+
+static double
+hessian_of (const float *x, int M, int K, double *h)
+{
+  memset (h, 0, sizeof (double) * K * K);
+  for (int m = 0; m < M; m++)
+    for (int i = 0; i < K; i++)
+      for (int j = 0; j < K; j++)
+        h[(size_t) i * K + j] += (double) x[(size_t) m * K + i] * x[(size_t) m * K + j];
+  return 0.0;
+}
+
+/* W4A8 error of a layer on x, with smoothing scales s (NULL: none), RTN weights. */
+static double
+w4a8_error (const float *x, int M, const float *w, int N, int K, const float *s)
+{
+  Sam2Linear l = { .name = "synthetic", .in_features = K, .out_features = N, .weight = w };
+  float *ws = g_new (float, (size_t) N * K);
+  if (s != NULL)
+    sam2_smooth_weight (w, N, K, s, ws);
+  else
+    memcpy (ws, w, sizeof (float) * N * K);
+  Sam2QuantLinear q = { .act = SAM2_ACT_QUANT_TOKEN_SYM };
+  sam2_w4_init (&q.w, N, K, 64, SAM2_QTYPE_SINT4);
+  sam2_w4_choose_params (&q.w, ws);
+  sam2_w4_quantize_rtn (&q.w, ws);
+  float *inv = NULL;
+  if (s != NULL) {
+    inv = g_new (float, K);
+    for (int j = 0; j < K; j++)
+      inv[j] = 1.0f / s[j];
+    q.smooth_inv = inv;
+  }
+  double e = sam2_quant_layer_error (&l, &q, x, M, NULL);
+  sam2_w4_clear (&q.w);
+  g_free (inv);
+  g_free (ws);
+  return e;
+}
+
+static void
+test_smoothing_planted_outliers (void)
+{
+  GRand *r = g_rand_new_with_seed (11);
+  const int M = 256, K = 128, N = 96;
+  const int outliers[] = { 3, 40, 77, 101 };
+  float *x = planted_activations (r, M, K, outliers, G_N_ELEMENTS (outliers), 60.0f);
+  float *w = random_weight (r, N, K, 0.1f);
+  float absmax[128] = { 0 };
+  for (int m = 0; m < M; m++)
+    for (int j = 0; j < K; j++)
+      absmax[j] = fmaxf (absmax[j], fabsf (x[(size_t) m * K + j]));
+  float s[128];
+  const float *weights[1] = { w };
+  const int rows[1] = { N };
+  sam2_smooth_scales (absmax, K, weights, rows, 1, 0.5, s);
+  const double plain = w4a8_error (x, M, w, N, K, NULL);
+  const double smoothed = w4a8_error (x, M, w, N, K, s);
+  g_test_message ("W4A8 output error with activation outliers: %.4f plain, %.4f smoothed", plain,
+                  smoothed);
+  /* the outlier channels stretch every token's 8-bit range; smoothing moves part of that into
+   * the weights, whose 4-bit grid then carries more error: the net must still be lower (a wrong
+   * direction of s, or s applied to only one side, makes it several times higher) */
+  g_assert_cmpfloat (smoothed, <, plain);
+  g_free (x);
+  g_free (w);
+  g_rand_free (r);
+}
+
+static void
+test_lowrank_planted_outliers (void)
+{
+  GRand *r = g_rand_new_with_seed (12);
+  const int M = 256, K = 128, N = 96;
+  float *x = planted_activations (r, M, K, NULL, 0, 1.0f);
+  float *w = random_weight (r, N, K, 0.05f);
+  /* a rank-2 structure of large entries: what a few dominant singular directions look like */
+  for (int rank = 0; rank < 2; rank++) {
+    float *u = random_weight (r, N, 1, 1.0f), *v = random_weight (r, 1, K, 1.0f);
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < K; j++)
+        w[(size_t) i * K + j] += 0.8f * u[i] * v[j];
+    g_free (u);
+    g_free (v);
+  }
+  Sam2Linear l = { .name = "synthetic", .in_features = K, .out_features = N, .weight = w };
+  /* W4 without the branch */
+  Sam2QuantLinear plain = { .act = SAM2_ACT_QUANT_NONE };
+  sam2_w4_init (&plain.w, N, K, 64, SAM2_QTYPE_SINT4);
+  sam2_w4_choose_params (&plain.w, w);
+  sam2_w4_quantize_rtn (&plain.w, w);
+  /* W4 of the residual plus a rank-8 branch */
+  const int rank = 8;
+  Sam2QuantLinear lr = { .act = SAM2_ACT_QUANT_NONE, .rank = rank };
+  lr.lora_up = g_new (float, (size_t) N * rank);
+  lr.lora_down = g_new (float, (size_t) rank * K);
+  float *res = g_new (float, (size_t) N * K);
+  g_assert_true (sam2_lowrank_factor (w, N, K, rank, N, lr.lora_up, lr.lora_down, NULL));
+  sam2_lowrank_residual (w, N, K, lr.lora_up, lr.lora_down, rank, res);
+  sam2_w4_init (&lr.w, N, K, 64, SAM2_QTYPE_SINT4);
+  sam2_w4_choose_params (&lr.w, res);
+  sam2_w4_quantize_rtn (&lr.w, res);
+  const double e_plain = sam2_quant_layer_error (&l, &plain, x, M, NULL);
+  const double e_lr = sam2_quant_layer_error (&l, &lr, x, M, NULL);
+  g_test_message ("W4 output error with weight outliers: %.4f plain, %.4f with a rank-%d branch",
+                  e_plain, e_lr, rank);
+  g_assert_cmpfloat (e_lr, <, 0.5 * e_plain);
+  sam2_w4_clear (&plain.w);
+  sam2_w4_clear (&lr.w);
+  g_free (lr.lora_up);
+  g_free (lr.lora_down);
+  g_free (res);
+  g_free (x);
+  g_free (w);
+  g_rand_free (r);
+}
+
+/* GPTQ on a synthetic layer with correlated inputs: its output error is below RTN's. */
+static void
+test_gptq_synthetic (void)
+{
+  GRand *r = g_rand_new_with_seed (13);
+  const int M = 512, K = 96, N = 64;
+  float *x = planted_activations (r, M, K, NULL, 0, 1.0f);
+  /* correlate the channels, as real features are */
+  for (int m = 0; m < M; m++)
+    for (int j = 1; j < K; j++)
+      x[(size_t) m * K + j] += 0.7f * x[(size_t) m * K + j - 1];
+  float *w = random_weight (r, N, K, 0.1f);
+  double *h = g_new (double, (size_t) K * K);
+  hessian_of (x, M, K, h);
+  Sam2WeightRecipe wr = { .dtype = SAM2_QTYPE_SINT4, .group_size = 32, .gptq = TRUE,
+                          .gptq_damp = 0.01, .gptq_block = 32, .gptq_act_order = TRUE,
+                          .gptq_inv_tries = 5 };
+  Sam2Linear l = { .name = "synthetic", .in_features = K, .out_features = N, .weight = w };
+  Sam2QuantLinear rtn = { .act = SAM2_ACT_QUANT_NONE }, gptq = { .act = SAM2_ACT_QUANT_NONE };
+  sam2_w4_init (&rtn.w, N, K, 32, SAM2_QTYPE_SINT4);
+  sam2_w4_choose_params (&rtn.w, w);
+  sam2_w4_quantize_rtn (&rtn.w, w);
+  sam2_w4_init (&gptq.w, N, K, 32, SAM2_QTYPE_SINT4);
+  sam2_w4_choose_params (&gptq.w, w);
+  g_assert_true (sam2_w4_quantize_gptq (&gptq.w, w, h, &wr, NULL));
+  const double e_rtn = sam2_quant_layer_error (&l, &rtn, x, M, NULL);
+  const double e_gptq = sam2_quant_layer_error (&l, &gptq, x, M, NULL);
+  g_test_message ("synthetic layer: RTN %.4f, GPTQ %.4f", e_rtn, e_gptq);
+  g_assert_cmpfloat (e_gptq, <, e_rtn);
+  /* static groups: the group parameters are those chosen before GPTQ, column order unchanged */
+  g_assert_cmpmem (rtn.w.scales, sizeof (float) * N * rtn.w.n_groups, gptq.w.scales,
+                   sizeof (float) * N * gptq.w.n_groups);
+  sam2_w4_clear (&rtn.w);
+  sam2_w4_clear (&gptq.w);
+  g_free (h);
+  g_free (x);
+  g_free (w);
+  g_rand_free (r);
+}
+
+/* A K not divisible by the group (base-plus / large have K = 112, 144, 448, 576): a tail group. */
+static void
+test_tail_group (void)
+{
+  GRand *r = g_rand_new_with_seed (14);
+  const int K = 112, N = 8;
+  float *w = random_weight (r, N, K, 0.2f);
+  Sam2W4 q;
+  sam2_w4_init (&q, N, K, 64, SAM2_QTYPE_UINT4);
+  g_assert_cmpint (q.n_groups, ==, 2);
+  sam2_w4_choose_params (&q, w);
+  sam2_w4_quantize_rtn (&q, w);
+  float *deq = g_new (float, (size_t) N * K);
+  sam2_w4_dequantize (&q, deq);
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < K; j++) {
+      const float step = q.scales[i * q.n_groups + j / 64];
+      g_assert_cmpfloat (fabsf (deq[i * K + j] - w[i * K + j]), <=, 0.5f * step + 1e-6f);
+    }
+  sam2_w4_clear (&q);
+  g_free (deq);
+  g_free (w);
+  g_rand_free (r);
+}
+
+/* ---- on the sam2-shapes model ---- */
+
+typedef struct {
+  Sam2Model *fp;
+  Sam2Safetensors *set;
+  char *tmp;
+} Shapes;
+
+static gboolean
+shapes_open (Shapes *sh)
+{
+  memset (sh, 0, sizeof *sh);
+  char *dir = sam2_test_fixture_path ("sam2-shapes");
+  if (dir == NULL)
+    return FALSE;
+  sh->set = sam2_test_open_fixture ("sam2-shapes/eval_dev.safetensors");
+  GError *error = NULL;
+  sh->fp = sam2_model_load (dir, &error);
+  g_assert_no_error (error);
+  g_free (dir);
+  sh->tmp = g_dir_make_tmp ("sam2-quant-XXXXXX", NULL);
+  return sh->set != NULL;
+}
+
+static void
+rm_rf (const char *dir)
+{
+  GDir *d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL) {
+    char *p = g_build_filename (dir, name, NULL);
+    if (g_file_test (p, G_FILE_TEST_IS_DIR))
+      rm_rf (p);
+    else
+      g_unlink (p);
+    g_free (p);
+  }
+  if (d != NULL)
+    g_dir_close (d);
+  g_rmdir (dir);
+}
+
+static void
+shapes_close (Shapes *sh)
+{
+  sam2_model_unref (sh->fp);
+  sam2_safetensors_close (sh->set);
+  if (sh->tmp != NULL)
+    rm_rf (sh->tmp);
+  g_free (sh->tmp);
+}
+
+static Sam2Recipe *
+recipe_from (const char *yaml)
+{
+  GError *error = NULL;
+  Sam2Recipe *r = sam2_recipe_parse (yaml, -1, "<test>", &error);
+  g_assert_no_error (error);
+  return r;
+}
+
+/* Calibrates on images [first, first + n) of eval_dev. */
+static Sam2Calibrator *
+calibrate (Shapes *sh, const Sam2Recipe *r, int first, int n)
+{
+  GError *error = NULL;
+  Sam2Calibrator *c = sam2_calibrator_new (sh->fp, r, &error);
+  g_assert_no_error (error);
+  const Sam2StTensor *img = sam2_safetensors_find (sh->set, "images_rgb_u8");
+  const guint8 *px = img->data;
+  for (int i = first; i < first + n; i++) {
+    g_assert_true (sam2_calibrator_add_image (c, px + (size_t) i * 256 * 256 * 3, 256, 256,
+                                              256 * 3, SAM2_PIXEL_FORMAT_RGB, &error));
+    g_assert_no_error (error);
+  }
+  return c;
+}
+
+static const char *W4_GPTQ = "quant:\n  wgts:\n    dtype: sint4\n    group_shapes: [[1, 32]]\n"
+                             "    kernel_gptq: {damp_percentage: 0.01, block_size: 32, act_order: true}\n"
+                             "  ipts: null\n";
+
+static void
+test_gptq_beats_rtn_per_layer (void)
+{
+  Shapes sh;
+  if (!shapes_open (&sh))
+    goto out;
+  Sam2Recipe *r = recipe_from (W4_GPTQ);
+  Sam2Calibrator *c = calibrate (&sh, r, 0, 8);
+  GError *error = NULL;
+  Sam2Model *qm = sam2_calibrator_quantize (c, NULL, NULL, &error);
+  g_assert_no_error (error);
+  const GPtrArray *rep = sam2_calibrator_get_report (c);
+  g_assert_cmpuint (rep->len, >, 10);
+  int better = 0;
+  for (guint i = 0; i < rep->len; i++) {
+    const Sam2LayerReport *l = rep->pdata[i];
+    g_test_message ("%-60s RTN %.4f  GPTQ %.4f", l->name, l->rtn_error, l->error);
+    better += l->error < l->rtn_error;
+  }
+  /* GPTQ minimises exactly this error on the calibration inputs; the report measures it on a
+   * reservoir sample of those inputs, so every layer must improve */
+  g_assert_cmpint (better, ==, (int) rep->len);
+  sam2_model_unref (qm);
+  sam2_calibrator_free (c);
+  sam2_recipe_free (r);
+out:
+  shapes_close (&sh);
+}
+
+static void
+assert_same_outputs (Sam2Model *a, Sam2Model *b)
+{
+  GError *error = NULL;
+  Sam2Session *sa = sam2_session_new (a, &error), *sb = sam2_session_new (b, &error);
+  g_assert_no_error (error);
+  guint8 rgb[256 * 256 * 3];
+  for (size_t i = 0; i < sizeof rgb; i++)
+    rgb[i] = (guint8) ((i * 7919) >> 3);
+  g_assert_true (sam2_session_set_image (sa, rgb, 256, 256, 768, SAM2_PIXEL_FORMAT_RGB, &error));
+  g_assert_true (sam2_session_set_image (sb, rgb, 256, 256, 768, SAM2_PIXEL_FORMAT_RGB, &error));
+  const Sam2Point p = { 100, 120, SAM2_LABEL_POSITIVE };
+  const Sam2Prompt prompt = { .points = &p, .n_points = 1 };
+  const Sam2Result *ra = sam2_session_decode (sa, &prompt, 1, TRUE, &error);
+  g_assert_no_error (error);
+  const size_t n = (size_t) ra->n_masks * ra->mask_size * ra->mask_size;
+  float *la = g_memdup2 (ra->lowres_logits, n * sizeof (float));
+  const Sam2Result *rb = sam2_session_decode (sb, &prompt, 1, TRUE, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (la, n * sizeof (float), rb->lowres_logits, n * sizeof (float));
+  g_free (la);
+  sam2_session_free (sa);
+  sam2_session_free (sb);
+}
+
+static const char *W4A8_SVD = "quant:\n  wgts:\n    dtype: sint4\n    group_shapes: [[1, 32]]\n"
+                              "    kernel_gptq: {damp_percentage: 0.01, block_size: 32}\n"
+                              "  ipts: {dtype: sint8, granularity: per_token, post_gelu: asymmetric}\n"
+                              "smooth: {alpha: 0.5}\nlow_rank: {rank: 8}\n";
+
+static void
+test_file_round_trip (void)
+{
+  Shapes sh;
+  if (!shapes_open (&sh))
+    goto out;
+  Sam2Recipe *r = recipe_from (W4A8_SVD);
+  Sam2Calibrator *c = calibrate (&sh, r, 0, 4);
+  GError *error = NULL;
+  Sam2Model *qm = sam2_calibrator_quantize (c, NULL, NULL, &error);
+  g_assert_no_error (error);
+  char *path = g_build_filename (sh.tmp, "shapes-w4a8.safetensors", NULL);
+  g_assert_true (sam2_model_save (qm, path, &error));
+  g_assert_no_error (error);
+  Sam2Model *loaded = sam2_model_load (path, &error);
+  g_assert_no_error (error);
+  g_assert_true (sam2_model_is_quantized (loaded));
+  /* the same numbers in memory and from the file */
+  assert_same_outputs (qm, loaded);
+  /* metadata a safetensors tool sees */
+  Sam2Safetensors *st = sam2_safetensors_open (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (sam2_safetensors_metadata (st, "format"), ==, SAM2_QMODEL_FORMAT);
+  g_assert_nonnull (strstr (sam2_safetensors_metadata (st, "provenance"), "\"calibration_frames\": 4"));
+  g_assert_nonnull (strstr (sam2_safetensors_metadata (st, "recipe"), "rank: 8"));
+  sam2_safetensors_close (st);
+  /* smaller than the float model in FP16 */
+  g_assert_cmpuint (sam2_qmodel_weight_bytes (loaded), <, sam2_model_fp16_bytes (sh.fp));
+  sam2_model_unref (loaded);
+  sam2_model_unref (qm);
+  sam2_calibrator_free (c);
+  sam2_recipe_free (r);
+  g_free (path);
+out:
+  shapes_close (&sh);
+}
+
+static void
+test_cache_reuse (void)
+{
+  Shapes sh;
+  if (!shapes_open (&sh))
+    goto out;
+  Sam2Recipe *r = recipe_from (W4_GPTQ);
+  char *cache = g_build_filename (sh.tmp, "cache", NULL);
+  GError *error = NULL;
+  gboolean hit = TRUE;
+  Sam2Calibrator *c1 = sam2_calibrator_new (sh.fp, r, &error);
+  g_assert_true (sam2_calibrator_use_cache (c1, cache, "frames-0-3", &hit, &error));
+  g_assert_false (hit);
+  sam2_calibrator_free (c1);
+  c1 = calibrate (&sh, r, 0, 3);
+  g_assert_true (sam2_calibrator_use_cache (c1, cache, "frames-0-3", &hit, &error));
+  Sam2Model *q1 = sam2_calibrator_quantize (c1, NULL, NULL, &error);
+  g_assert_no_error (error);
+  /* a second run over the same set loads the statistics instead of running frames */
+  Sam2Calibrator *c2 = sam2_calibrator_new (sh.fp, r, &error);
+  g_assert_true (sam2_calibrator_use_cache (c2, cache, "frames-0-3", &hit, &error));
+  g_assert_true (hit);
+  g_assert_cmpint (sam2_calibrator_get_n_frames (c2), ==, 3);
+  Sam2Model *q2 = sam2_calibrator_quantize (c2, NULL, NULL, &error);
+  g_assert_no_error (error);
+  assert_same_outputs (q1, q2);
+  sam2_model_unref (q1);
+  sam2_model_unref (q2);
+  sam2_calibrator_free (c1);
+  sam2_calibrator_free (c2);
+  sam2_recipe_free (r);
+  g_free (cache);
+out:
+  shapes_close (&sh);
+}
+
+static void
+test_failures_leave_nothing (void)
+{
+  Shapes sh;
+  if (!shapes_open (&sh))
+    goto out;
+  GError *error = NULL;
+  Sam2Calibrator *c = sam2_calibrator_new (sh.fp, NULL, &error);
+  g_assert_no_error (error);
+  /* no frames */
+  g_assert_null (sam2_calibrator_quantize (c, NULL, NULL, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  sam2_calibrator_free (c);
+
+  Sam2Recipe *r = recipe_from (W4_GPTQ);
+  c = calibrate (&sh, r, 0, 2);
+  Sam2Model *qm = sam2_calibrator_quantize (c, NULL, NULL, &error);
+  g_assert_no_error (error);
+  /* an output whose directory is a regular file: fails even as root, leaves nothing */
+  char *file = g_build_filename (sh.tmp, "plain-file", NULL);
+  g_assert_true (g_file_set_contents (file, "x", 1, NULL));
+  char *bad = g_build_filename (file, "model.safetensors", NULL);
+  g_assert_false (sam2_model_save (qm, bad, &error));
+  g_assert_nonnull (error);
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  g_assert_false (g_file_test (bad, G_FILE_TEST_EXISTS));
+
+  /* a corrupt file: every truncation is an error, never a crash */
+  char *path = g_build_filename (sh.tmp, "q.safetensors", NULL);
+  g_assert_true (sam2_model_save (qm, path, &error));
+  char *data;
+  gsize len;
+  g_assert_true (g_file_get_contents (path, &data, &len, NULL));
+  const gsize cuts[] = { len - 1, len / 2, 4096, 9 };
+  for (guint i = 0; i < G_N_ELEMENTS (cuts); i++) {
+    g_assert_true (g_file_set_contents (path, data, (gssize) cuts[i], NULL));
+    Sam2Model *m = sam2_qmodel_load (path, &error);
+    g_assert_null (m);
+    g_assert_nonnull (error);
+    g_clear_error (&error);
+  }
+  /* a newer format version */
+  g_free (data);
+  sam2_model_unref (qm);
+  sam2_calibrator_free (c);
+  sam2_recipe_free (r);
+  g_free (file);
+  g_free (bad);
+  g_free (path);
+out:
+  shapes_close (&sh);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/quantize/smoothing-planted-outliers", test_smoothing_planted_outliers);
+  g_test_add_func ("/quantize/lowrank-planted-outliers", test_lowrank_planted_outliers);
+  g_test_add_func ("/quantize/gptq-synthetic", test_gptq_synthetic);
+  g_test_add_func ("/quantize/tail-group", test_tail_group);
+  g_test_add_func ("/quantize/gptq-beats-rtn-per-layer", test_gptq_beats_rtn_per_layer);
+  g_test_add_func ("/quantize/file-round-trip", test_file_round_trip);
+  g_test_add_func ("/quantize/cache-reuse", test_cache_reuse);
+  g_test_add_func ("/quantize/failures-leave-nothing", test_failures_leave_nothing);
+  return g_test_run ();
+}
