@@ -107,6 +107,7 @@ struct _Sam2Model {
   gboolean quantized;
   char *recipe_yaml;           /* the resolved recipe */
   char *provenance_json;       /* source model, calibration frames, tool version */
+  gboolean keep_float32;       /* float tensors are saved as F32 (else matrices as F16) */
 
   /* ---- Hiera trunk ---- */
   int image_size;              /* square input side */

@@ -22,7 +22,8 @@
  * bounds; iou is the predicted IoU and object_score the object-presence logit; mask is the
  * object's full-frame mask as COCO compressed RLE (decode with pycocotools'
  * mask.decode, or sam2_rle_from_string). A frame without a #GstSam2MaskMeta has
- * "objects": [] and width / height 0.
+ * "objects": [] and width / height 0; a meta that gives no frame size (sam2seg always does)
+ * has "mask": null.
  *
  * Each line is flushed when written, so the file can be followed while the pipeline runs;
  * EOS flushes again. Failing to open the file, or to write it (a full disk), is an error
@@ -169,6 +170,17 @@ gst_sam2_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     Sam2Rle *rle;
     gchar *counts;
 
+    g_string_append_printf (s, "%s{\"id\": %u, \"prompt_id\": %d, \"box\": [%d, %d, %d, %d], "
+        "\"iou\": ", i > 0 ? ", " : "", o->id, o->prompt_id, o->box.x0, o->box.y0, o->box.x1,
+        o->box.y1);
+    append_float (s, o->iou);
+    g_string_append (s, ", \"object_score\": ");
+    append_float (s, o->object_score);
+    if (W <= 0 || H <= 0) {
+      /* a meta that does not say its frame size: no frame to encode the mask against */
+      g_string_append (s, ", \"mask\": null}");
+      continue;
+    }
     if (!gst_sam2_object_render_mask (o, self->plane, W, W, H)) {
       GST_ELEMENT_ERROR (self, STREAM, FAILED, ("Could not read the mask of object %u.",
               o->id), (NULL));
@@ -176,12 +188,6 @@ gst_sam2_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     }
     rle = sam2_rle_encode (self->plane, W, H, W);
     counts = sam2_rle_to_string (rle);
-    g_string_append_printf (s, "%s{\"id\": %u, \"prompt_id\": %d, \"box\": [%d, %d, %d, %d], "
-        "\"iou\": ", i > 0 ? ", " : "", o->id, o->prompt_id, o->box.x0, o->box.y0, o->box.x1,
-        o->box.y1);
-    append_float (s, o->iou);
-    g_string_append (s, ", \"object_score\": ");
-    append_float (s, o->object_score);
     g_string_append_printf (s, ", \"mask\": {\"size\": [%d, %d], \"counts\": ", H, W);
     append_json_string (s, counts);
     g_string_append (s, "}}");

@@ -207,6 +207,7 @@ struct _GstSam2Seg
   /* streaming state: the streaming thread, or start/stop while it does not run */
   Sam2Model *model;
   Sam2Session *session;
+  gint session_width, session_height;   /* frame size the session has seen, 0 = none yet */
   GstVideoInfo info;
   Sam2PixelFormat format;
   GstSam2Prompts *prompts;      /* the active explicit prompts */
@@ -544,6 +545,24 @@ gst_sam2_seg_infer (GstSam2Seg * self, GstBuffer * buf, guint max_objects, gbool
     GST_LOG_OBJECT (self, "no prompts: nothing to segment");
     return GST_FLOW_OK;
   }
+
+  /* A session sizes its mask buffers by the first frames it sees; libsam2 does not grow its
+   * box array when a later frame has fewer pixels but more objects, so a session serves one
+   * frame size and a new size gets a new session (a rare event: caps changes). */
+  if (self->session_width != 0 && (self->session_width != W || self->session_height != H)) {
+    GST_DEBUG_OBJECT (self, "frame size %dx%d -> %dx%d: new session", self->session_width,
+        self->session_height, W, H);
+    sam2_session_free (self->session);
+    self->session = sam2_session_new (self->model, &error);
+    if (self->session == NULL) {
+      GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Could not create a SAM2 session: %s",
+              error->message), (NULL));
+      g_clear_error (&error);
+      return GST_FLOW_ERROR;
+    }
+  }
+  self->session_width = W;
+  self->session_height = H;
 
   if (!gst_video_frame_map (&frame, &self->info, buf, GST_MAP_READ)) {
     GST_ELEMENT_ERROR (self, STREAM, FAILED, ("Could not map the video frame for reading."),
@@ -923,24 +942,29 @@ gst_sam2_seg_query (GstBaseTransform * trans, GstPadDirection direction, GstQuer
 /* ---- start / stop ------------------------------------------------------------------------ */
 
 /* One inference on a blank model-sized frame: it pays the first-run costs (thread pools, page
- * faults) before the first real frame and gives the latency estimate before that frame. */
+ * faults in the weights) before the first real frame and gives the latency estimate before
+ * that frame. It uses a session of its own, as a session serves one frame size. */
 static gboolean
 gst_sam2_seg_warm_up (GstSam2Seg * self, GError ** error)
 {
   const gint S = sam2_model_get_image_size (self->model);
-  guint8 *pixels = g_malloc ((gsize) S * S * 3);
+  Sam2Session *session = sam2_session_new (self->model, error);
+  guint8 *pixels;
   Sam2Point click = { S / 2.0f, S / 2.0f, SAM2_LABEL_POSITIVE };
   Sam2Prompt prompt = { 0 };
   gint64 t0 = g_get_monotonic_time ();
   gboolean ok;
 
+  if (session == NULL)
+    return FALSE;
+  pixels = g_malloc ((gsize) S * S * 3);
   memset (pixels, 128, (gsize) S * S * 3);
   prompt.points = &click;
   prompt.n_points = 1;
-  ok = sam2_session_set_image (self->session, pixels, S, S, S * 3, SAM2_PIXEL_FORMAT_RGB,
-      error)
-      && sam2_session_predict (self->session, &prompt, 1, NULL, error) != NULL;
+  ok = sam2_session_set_image (session, pixels, S, S, S * 3, SAM2_PIXEL_FORMAT_RGB, error)
+      && sam2_session_predict (session, &prompt, 1, NULL, error) != NULL;
   g_free (pixels);
+  sam2_session_free (session);
   if (ok) {
     GST_OBJECT_LOCK (self);
     self->warmup_time = (GstClockTime) (g_get_monotonic_time () - t0) * GST_USECOND;
@@ -1030,8 +1054,8 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     gst_sam2_prompts_free (prompts);
     goto fail;
   }
-  self->session = sam2_session_new (self->model, &error);
-  if (self->session == NULL || !gst_sam2_seg_warm_up (self, &error)) {
+  if (!gst_sam2_seg_warm_up (self, &error)
+      || (self->session = sam2_session_new (self->model, &error)) == NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Could not run the SAM2 model \"%s\": %s", model_ref, error->message), (NULL));
     g_clear_error (&error);
@@ -1052,6 +1076,7 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   self->last_time = GST_CLOCK_TIME_NONE;
   self->frame_width = self->frame_height = 0;
   GST_OBJECT_UNLOCK (self);
+  self->session_width = self->session_height = 0;
   self->next_id = 0;
   self->id_base = 0;
   self->have_last = FALSE;

@@ -3,69 +3,75 @@
  *
  * The W4A8 kernel
  * ---------------
- * Activations. Each row is quantized once per call (smoothing multiply first) to unsigned bytes u
- * with a per-row zero point Z: asymmetric rows keep theirs (u = a, Z = za); symmetric rows are
- * shifted (u = a + 128, Z = 128), because the x86 byte dot products (vpmaddubsw, vpdpbusd)
- * multiply an unsigned operand by a signed one. The zero point is removed exactly in int32, per
- * weight group: sum_k (u_k - Z) w_k = sum_k u_k w_k - Z sum_k w_k, with sum_k w_k precomputed per
- * (n, group) (the zero-point compensation of gemmlowp and of oneDNN's s8s8 kernels, done per
- * group as in QServe's W4A8 GEMM).
+ * The x86 byte dot products (vpmaddubsw; vpdpbusd with VNNI) multiply an unsigned byte by a
+ * signed one. The unsigned operand here is the weights' 4-bit code q (0..15), kept as it is
+ * stored, and the signed one the activation as int8: a (-127..127) for symmetric rows, u - 128
+ * for asymmetric ones (u 0..255). The zero points come out exactly, in int32, per weight group:
+ *   sum_k (a_k - Za)(q_k - z) = sum_k a_k q_k - z sum_k a_k - Za sum_k (q_k - z)
+ * with Za = 0 (symmetric) or za - 128 (asymmetric), sum_k a_k per (row, group) taken when the row
+ * is quantized, and sum_k (q_k - z) per (channel, group) at prepare time (the zero-point
+ * compensation of gemmlowp and of oneDNN's int8 kernels, done per group as in QServe's W4A8 GEMM).
  *
- * Weights. The 4-bit codes are expanded once, in prepare, to int8 w = q - z (-15..15) and
- * repacked in blocks of 16 output channels: per 4 consecutive k, 64 bytes holding
- * w[n0 + j][k .. k + 3] at bytes 4j .. 4j + 3 (the "4 k per 32-bit lane" operand layout of VNNI,
- * oneDNN's brgemm int8 and llama.cpp's repacked x86 kernels). One 32-bit lane is one output
- * channel, so the dot products land in int32 lanes per channel without any horizontal sum.
- * Expanding to bytes doubles the weight memory but leaves no nibble unpacking in the inner loop,
- * which on these shapes is bound by the vector ALUs, not by memory (Marlin and QServe unpack in
- * registers because GPU GEMMs at small batch are bound by memory). Groups are padded to 16 k with
- * zero weights (a tail group, K odd, or a group size not a multiple of 16), and the activation
- * rows are laid out with the same padding (pad bytes 0), so every loop runs whole 16-k steps.
+ * Weights. The codes are expanded once, in prepare, to one byte each and repacked in blocks of 16
+ * output channels: per 4 consecutive k, 64 bytes holding q[n0 + j][k .. k + 3] at bytes
+ * 4j .. 4j + 3 (the "4 k per 32-bit lane" operand layout of VNNI, oneDNN's brgemm int8 and
+ * llama.cpp's repacked x86 kernels). A 32-bit lane is one output channel, so the dot products land
+ * in int32 lanes per channel without horizontal sums. Bytes rather than nibbles double the weight
+ * memory but leave no unpacking in the inner loop, which on these shapes is bound by the vector
+ * ALUs, not by memory (Marlin and QServe unpack in registers because small-batch GPU GEMMs are
+ * memory bound). Groups are padded to 32 k with zero codes (a tail group, K odd, a group size not
+ * a multiple of 32), and activation rows get the same padding (pad bytes 0), so every loop runs
+ * whole 32-k steps; the padding adds nothing to any sum.
  *
- * Inner loop, AVX2 (no VNNI): per 16 k and per row, the 4 activation quads are broadcast
- * (vpbroadcastd) and multiplied with the 2 x 4 weight vectors of the block (vpmaddubsw: u8 x s8,
- * adjacent pairs summed into int16, saturating). With |w| <= 15 and u <= 255 a pair sum is at most
- * 2 * 255 * 15 = 7650, so vpmaddubsw never saturates, and four of them still fit int16
- * (4 * 7650 = 30600 < 32767): the 4 products of a 16-k step are added in int16 (vpaddw) and
- * widened once (vpmaddwd by ones, then vpaddd). That is 1.25 multiply uops per 32 MACs instead of
- * the 2 an int8 x int8 GEMM needs without VNNI (where one vpmaddubsw can already saturate) --
- * the 4-bit weights buy it. Tile: 2 rows x 16 channels, the 8 weight vectors of a step held in
- * registers and reused by both rows; all 16 ymm registers are in use.
+ * Inner loop, AVX2 (no VNNI): per 4 k, the 2 weight vectors of the block (channels 0-7, 8-15) are
+ * loaded once and multiplied (vpmaddubsw: u8 x s8, adjacent pairs summed into int16, saturating)
+ * with the broadcast activation quad (vpbroadcastd) of each of 3 rows. With q <= 15 and
+ * |a| <= 128 a pair sum is at most 2 * 15 * 128 = 3840, so vpmaddubsw never saturates, and 8 of
+ * them still fit int16 (8 * 3840 = 30720 < 32767): a whole 32-k step is summed in int16 (vpaddw)
+ * and widened once (vpmaddwd by ones, vpaddd). That is 9 multiply uops per 256 products of a row
+ * and channel octet, where an int8 x int8 GEMM without VNNI needs 16 (one vpmaddwd per vpmaddubsw,
+ * since a single int8 x int8 pair can already saturate): the 4-bit weights buy it. Tile: 3 rows x
+ * 16 channels (6 int16 sums, 6 int32 sums, 2 weight vectors, a broadcast and the ones: all 16 ymm
+ * registers). Measured 1.2-1.4x the throughput of the int8-weights form (weights signed, 2 rows
+ * x 16 channels, int16 sums over 16 k).
  * Inner loop, AVX-512 VNNI: vpdpbusd (u8 x s8, 4 products summed into int32, no intermediate
  * saturation), 4 rows x 16 channels per tile, one weight zmm per 4 k shared by the 4 rows.
  * Portable C: the same sums in plain int32 arithmetic.
  *
- * Per group the int32 sum (exact) becomes float: acc += (float) (isum - Z wsum) * s[n][g], as a
- * multiply then an add in every path (no FMA), and the per-row activation scale is applied once at
- * the end (it is common to all groups: one multiply per output instead of one per group, and one
- * rounding fewer). So the C, AVX2 and AVX-512 paths give bit-identical outputs, and the int32
- * sums are exact in all of them; (float) isum is exact while |isum| < 2^24, which holds for every
- * group of up to 4386 columns (255 * 15 * 4386 < 2^24).
+ * Per group the exact int32 sum becomes float: acc += (float) isum * s[n][g], as a multiply then
+ * an add in every path (no FMA), and the per-row activation scale is applied once at the end (it
+ * is common to all groups: one multiply per output instead of one per group, and one rounding
+ * fewer). So the C, AVX2 and AVX-512 paths give bit-identical outputs; (float) isum is exact while
+ * |isum| < 2^24, which holds for every group of up to 4386 columns (|a - Za| <= 255 and
+ * |q - z| <= 15 per column).
  *
- * Epilogue, per row and chunk of up to 128 outputs in a stack buffer: * activation scale, + bias,
- * + low-rank branch, activation (sam2_cpu_act_row), + residual. The low-rank branch is
- * t (M, r) = x (L_down diag(smooth_inv))^T by one dnnl_sgemm per call (smoothing folded into
- * L_down at prepare), then t L_up^T added in the epilogue of each tile (the fused low-rank
- * up-projection of nunchaku's SVDQuant kernels): a separate sgemm with beta = 1 into y would
- * need y to hold the pre-activation sum, which breaks residual == y with an activation and costs
- * one more pass over y. Working in a buffer is also what makes residual == y safe.
+ * Epilogue. Without a low-rank branch or an activation, the tiles finish the outputs in y:
+ * acc sa[m] + bias + residual, with non-temporal stores when y is far larger than the caches.
+ * Otherwise they leave acc sa + bias in a stack buffer of up to 128 outputs per row, and a second
+ * pass adds the low-rank branch, applies the activation (sam2_cpu_act_row) and the residual. The
+ * low-rank branch is t (M, r) = x (L_down diag(smooth_inv))^T by one dnnl_sgemm per call
+ * (smoothing folded into L_down at prepare), then t L_up^T added per row and chunk (the fused
+ * low-rank up-projection of nunchaku's SVDQuant kernels): a separate sgemm with beta = 1 into y
+ * would need y to hold the pre-activation sum, which breaks residual == y with an activation and
+ * costs another pass over y.
  *
- * Blocking and threads: rows in blocks of 64 (the activation codes of a block, 64 x K bytes, stay
- * in L2 while every weight block passes), output channels in chunks of 128 (the epilogue buffer);
- * within a chunk each 16-channel weight block (K x 16 bytes, in L1 up to K = 2048) is reused by
- * all row tiles of the row block. With many row blocks each work item is one row block over all
- * outputs and quantizes its own rows just before using them (the codes never leave the cache);
- * with few (small M, the decoder) all rows are quantized first and the items are (row block,
- * channel range) pairs, so that M = 1 still spreads over the threads. OpenMP dynamic schedule.
+ * Blocking and threads: rows in blocks of 48 (the codes of a block, 48 x K bytes, stay in L2
+ * while the weights pass); within a block, each tile sweeps as many 16-channel weight blocks as
+ * fit L1 together (16 for K = 96, 1 for K >= 1536), so weights come from L1 and each
+ * row's outputs are written in contiguous runs. With many row blocks each work item is one row
+ * block over all outputs and quantizes its own rows just before using them (the codes never leave
+ * the cache); with few (small M: the decoder) all rows are quantized first and the items are (row
+ * block, channel range) pairs, so that M = 1 still spreads over the threads. OpenMP, dynamic
+ * schedule.
  *
  * Dispatch: the best of AVX-512 VNNI, AVX2 and C that the CPU runs, chosen in prepare
- * (__builtin_cpu_supports). The environment variable SAM2_QUANT_KERNEL = c | avx2 | avx512-vnni
- * caps the choice (it never selects what the CPU lacks): tests use it to compare the paths.
+ * (__builtin_cpu_supports). The environment variable SAM2_QUANT_KERNEL = c | avx2 caps the choice
+ * (it never selects what the CPU lacks): tests use it to compare the paths.
  *
  * Weight-only layers (SAM2_ACT_QUANT_NONE, the W4A16 CPU path): prepare dequantizes the weights
  * once, folds the low-rank branch and the smoothing into them
  * (W_eff = (W + L_up L_down) diag(smooth_inv), exact algebra: nothing is quantized between them),
- * and the forward is one dnnl_sgemm plus the epilogue. */
+ * and the forward is one dnnl_sgemm and the epilogue. */
 #include "linear-cpu.h"
 #include "ops-cpu.h"
 
@@ -92,10 +98,11 @@
 #endif
 
 #define NB 16             /* output channels per packed weight block */
-#define KSTEP 16          /* k per inner step; groups and activation rows are padded to it */
-#define ROW_BLOCK 64      /* rows per work item (a multiple of every tile height) */
-#define CHUNK 128         /* outputs per epilogue buffer (a multiple of NB) */
+#define KSTEP 32          /* k per inner step; groups and activation rows are padded to it */
+#define ROW_BLOCK 48      /* rows per work item (a multiple of the AVX2 and AVX-512 tiles) */
+#define CHUNK 128         /* outputs per epilogue buffer row (a multiple of NB) */
 #define WO_CHUNK_ROWS 256 /* weight-only path: rows per sgemm when act and residual combine */
+#define STREAM_BYTES ((size_t) 32 << 20) /* outputs from this size are stored non-temporally */
 #define L1_WEIGHT_BYTES 24576 /* weight blocks a row sweep reuses from L1 (of 32 KiB or more) */
 #define KERNEL_MAGIC 0x53513441u /* "SQ4A": the kernel is this file's */
 
@@ -107,10 +114,18 @@ typedef enum {
 
 typedef struct _Sam2QuantKernel Sam2QuantKernel;
 
+/* Quantized activation rows as the kernel reads them. */
+typedef struct {
+  const guint8 *codes;   /* (rows, ld): int8 codes in the kernel layout */
+  size_t ld;
+  const int32_t *zero;   /* (rows): Za, 0 (symmetric) or za - 128 */
+  const int32_t *sums;   /* (rows, n_groups): sum of the codes of each group */
+} Sam2ActRows;
+
 /* Where results go: row r, column j (< nn, counted from the first channel computed) gets
  *   out[r ld + j] = (acc[r][j] sa[r] + bias[j]) + res[r ld + j]
- * with acc[r][j] = sum_g (float) (isum_g - za[r] wsum_g) s_g (bias and res optional; res may be
- * out: each element is read before it is written). */
+ * with acc[r][j] = sum_g (float) isum_g[r][j] s_g[j] (bias and res optional; res may be out: each
+ * element is read before it is written). */
 typedef struct {
   float *out;
   size_t ld;
@@ -118,18 +133,19 @@ typedef struct {
   const float *bias;     /* (nn) or NULL */
   const float *res;      /* rows ld apart, or NULL */
   int nn;
+  gboolean stream;       /* an output far larger than the caches: non-temporal stores */
 } Sam2TileOut;
 
-/* The int32 GEMM of `rows` activation rows (a, lda apart, kernel zero points za) with weight
- * blocks nb0 .. nb1 - 1, stored as o says. */
-typedef void (*Sam2QuantBlockFn) (const Sam2QuantKernel *kn, const guint8 *a, size_t lda,
-                                  const int32_t *za, int rows, int nb0, int nb1,
-                                  const Sam2TileOut *o);
+/* The integer GEMM of `rows` activation rows with weight blocks nb0 .. nb1 - 1, stored as o
+ * says. */
+typedef void (*Sam2QuantBlockFn) (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows,
+                                  int nb0, int nb1, const Sam2TileOut *o);
 
 struct _Sam2QuantKernel {
   guint32 magic;
   Sam2QuantIsa isa;
   Sam2QuantBlockFn block;
+  gboolean asym;            /* activations with zero points */
   int n_blocks;             /* ceil(N / NB) */
   int n_groups;
   int group_pad;            /* group_size rounded up to KSTEP: the stride of groups in a row */
@@ -137,8 +153,9 @@ struct _Sam2QuantKernel {
   int last_steps;           /* KSTEP steps of the last (possibly tail) group */
   int kl;                   /* activation row length in the kernel layout, a multiple of KSTEP */
   int l1_blocks;            /* weight blocks that fit L1 together: the span of a row sweep */
-  int8_t *w;                /* (n_blocks, kl / 4, NB, 4): w = q - z, 64-byte aligned */
-  int32_t *wsum;            /* (n_blocks, n_groups, NB): sum of w over the group */
+  guint8 *w;                /* (n_blocks, kl / 4, NB, 4): the codes q, 64-byte aligned */
+  int32_t *wzero;           /* (n_blocks, n_groups, NB): z, 0 past N */
+  int32_t *wsum;            /* (n_blocks, n_groups, NB): sum of q - z over the group */
   float *wscale;            /* (n_blocks, n_groups, NB): the group scales, 0 past N */
   float *lora_down;         /* (rank, K): L_down diag(smooth_inv) */
   float *lora_up_t;         /* (rank, N): L_up transposed, rows of the epilogue's update */
@@ -338,15 +355,15 @@ row_params (const Sam2QuantLinear *q, Sam2QuantIsa isa, const float *x, Sam2RowQ
     p->lo = (float) -za;
     p->hi = (float) (255 - za);
     p->add = za;
-    p->flip = 0;
+    p->flip = kernel_form ? 0x80 : 0;  /* the kernel's signed form: u - 128 */
     p->zero = za;
   } else {
-    /* codes -127..127; the kernel keeps them as u = a + 128, the public form as int8 bytes,
-     * which are (a + 128) with the top bit flipped */
+    /* codes -127..127 as int8 bytes, in both forms: computed as a + 128 (0..255, what the
+     * unsigned packing instructions narrow) with the top bit flipped back */
     p->lo = -127.0f;
     p->hi = 127.0f;
     p->add = 128;
-    p->flip = kernel_form ? 0 : 0x80;
+    p->flip = 0x80;
     p->zero = 0;
   }
 }
@@ -387,6 +404,7 @@ sam2_quantize_activations (const Sam2QuantLinear *q, const float *x, int M, guin
 typedef struct {
   int kl;                       /* kernel activation row length */
   size_t codes, scales, zeros;  /* W4A8: (M, kl) bytes, (M) floats, (M) int32 */
+  size_t sums;                  /* (M, n_groups) int32 */
   size_t t;                     /* (M, rank) floats */
   size_t wo;                    /* weight-only: (min(M, WO_CHUNK_ROWS), N) floats */
   size_t ref_codes, ref_xq, ref_xs, ref_t;   /* reference, one row: K bytes, K, K floats,
@@ -423,6 +441,8 @@ scratch_layout (const Sam2QuantLinear *q, int M, Sam2QuantScratch *s)
     off = align64 (off + (size_t) M * sizeof (float));
     s->zeros = off;
     off = align64 (off + (size_t) M * sizeof (int32_t));
+    s->sums = off;
+    off = align64 (off + (size_t) M * q->w.n_groups * sizeof (int32_t));
     s->t = off;
     off = align64 (off + (size_t) M * r * sizeof (float));
   } else {
@@ -525,14 +545,13 @@ sam2_quant_linear_reference (const Sam2QuantLinear *q, const float *x, int M, fl
 
 /* ---- prepare -------------------------------------------------------------------------------- */
 
-static void block_c (const Sam2QuantKernel *kn, const guint8 *a, size_t lda, const int32_t *za,
-                     int rows, int nb0, int nb1, const Sam2TileOut *o);
+static void block_c (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows, int nb0, int nb1,
+                     const Sam2TileOut *o);
 #ifdef SAM2_QUANT_X86
-static void block_avx2 (const Sam2QuantKernel *kn, const guint8 *a, size_t lda,
-                        const int32_t *za, int rows, int nb0, int nb1, const Sam2TileOut *o);
-static void block_avx512_vnni (const Sam2QuantKernel *kn, const guint8 *a, size_t lda,
-                               const int32_t *za, int rows, int nb0, int nb1,
-                               const Sam2TileOut *o);
+static void block_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows, int nb0,
+                        int nb1, const Sam2TileOut *o);
+static void block_avx512_vnni (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows,
+                               int nb0, int nb1, const Sam2TileOut *o);
 #endif
 
 static void
@@ -542,6 +561,7 @@ kernel_free (gpointer data)
   if (kn == NULL)
     return;
   free (kn->w);
+  g_free (kn->wzero);
   g_free (kn->wsum);
   g_free (kn->wscale);
   g_free (kn->lora_down);
@@ -579,6 +599,7 @@ prepare_w4a8 (const Sam2QuantLinear *q, Sam2QuantKernel *kn)
 {
   const Sam2W4 *w = &q->w;
   const int N = w->n, K = w->k, G = w->group_size, NG = w->n_groups, R = q->rank;
+  kn->asym = act_is_asym (q->act);
   kn->n_blocks = (N + NB - 1) / NB;
   kn->n_groups = NG;
   kn->group_pad = round_up (G, KSTEP);
@@ -592,25 +613,27 @@ prepare_w4a8 (const Sam2QuantLinear *q, Sam2QuantKernel *kn)
     return FALSE;
   kn->w = wmem;
   memset (kn->w, 0, wbytes);
+  kn->wzero = g_try_new0 (int32_t, (size_t) kn->n_blocks * NG * NB);
   kn->wsum = g_try_new0 (int32_t, (size_t) kn->n_blocks * NG * NB);
   kn->wscale = g_try_new0 (float, (size_t) kn->n_blocks * NG * NB);
-  if (kn->wsum == NULL || kn->wscale == NULL)
+  if (kn->wzero == NULL || kn->wsum == NULL || kn->wscale == NULL)
     return FALSE;
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     const int nb = n / NB, j = n % NB;
-    int8_t *wb = kn->w + (size_t) nb * kn->kl * NB;       /* (kl / 4, NB, 4) */
+    guint8 *wb = kn->w + (size_t) nb * kn->kl * NB;         /* (kl / 4, NB, 4) */
     for (int g = 0; g < NG; g++) {
       const int k0 = g * G, k1 = MIN (k0 + G, K);
       const int z = w->zeros[(size_t) n * NG + g];
       int32_t sum = 0;
       for (int k = k0; k < k1; k++) {
-        const int v = sam2_w4_get (w->codes, K, n, k) - z;
+        const int code = sam2_w4_get (w->codes, K, n, k);
         const int pos = g * kn->group_pad + (k - k0);   /* position in the padded row */
-        wb[(size_t) (pos & ~3) * NB + j * 4 + (pos & 3)] = (int8_t) v;
-        sum += v;
+        wb[(size_t) (pos & ~3) * NB + j * 4 + (pos & 3)] = (guint8) code;
+        sum += code - z;
       }
       const size_t o = ((size_t) nb * NG + g) * NB + j;
+      kn->wzero[o] = z;
       kn->wsum[o] = sum;
       kn->wscale[o] = w->scales[(size_t) n * NG + g];
     }
@@ -656,7 +679,7 @@ sam2_quant_linear_prepare (Sam2QuantLinear *q)
   g_return_val_if_fail (w->n > 0 && w->k > 0 && w->group_size > 0, FALSE);
   g_return_val_if_fail (w->n_groups == sam2_w4_n_groups (w->k, w->group_size), FALSE);
   g_return_val_if_fail (q->rank == 0 || (q->lora_down != NULL && q->lora_up != NULL), FALSE);
-  /* the int16 sums of the AVX2 kernel are exact only for |q - z| <= 15 */
+  /* the int16 sums of the AVX2 kernel are exact only for codes and zero points <= 15 */
   for (size_t i = 0; i < (size_t) w->n * w->n_groups; i++)
     g_return_val_if_fail (w->zeros[i] <= SAM2_W4_CODE_MAX, FALSE);
 
@@ -705,11 +728,11 @@ store_row_c (const float *f, const Sam2TileOut *o, int r, int col)
   }
 }
 
-/* The loop nest every path shares: rows in tiles of `mr`, and, for each tile, a sweep over up to
- * l1_blocks weight blocks (their weights stay in L1 across the sweep, and each row's outputs are
- * written in one contiguous run, which the hardware prefetchers follow; with large K a sweep is
- * one block and the order becomes block by block, the weights reused by all row tiles). `tile`
- * is called as tile (r, mr, nb). */
+/* The loop nest every path shares: rows in tiles of MR (the last ones one at a time) and, for
+ * each tile, a sweep over up to l1_blocks weight blocks: their weights stay in L1 across the
+ * sweep, and each row's outputs are written in contiguous runs, which the hardware prefetchers
+ * follow. With large K a sweep is one block, and the order becomes block by block, each block's
+ * weights reused by all row tiles. `tile` is called as tile (r, mr, nb). */
 #define SAM2_BLOCK_LOOPS(kn, rows, nb0, nb1, MR, tile)                                    \
   do {                                                                                    \
     for (int c0_ = (nb0); c0_ < (nb1); c0_ += (kn)->l1_blocks) {                          \
@@ -725,135 +748,172 @@ store_row_c (const float *f, const Sam2TileOut *o, int r, int col)
   } while (0)
 
 static void
-tile_c (const Sam2QuantKernel *kn, const guint8 *a, size_t lda, const int32_t *za, int r, int nb,
-        const Sam2TileOut *o, int col)
+tile_c (const Sam2QuantKernel *kn, const Sam2ActRows *a, int r, int nb, const Sam2TileOut *o,
+        int col)
 {
   const int NG = kn->n_groups;
-  const int32_t *wsum = kn->wsum + (size_t) nb * NG * NB;   /* (NG, NB) */
-  const float *wscale = kn->wscale + (size_t) nb * NG * NB; /* (NG, NB) */
-  {
-    const guint8 *ap = a + (size_t) r * lda;
-    const int8_t *wp = kn->w + (size_t) nb * kn->kl * NB;
-    float f[NB] = { 0 };
-    for (int g = 0; g < NG; g++) {
-      const int quads = (g + 1 < NG ? kn->group_steps : kn->last_steps) * (KSTEP / 4);
-      int32_t acc[NB] = { 0 };
-      for (int i = 0; i < quads; i++, ap += 4, wp += 4 * NB)
-        for (int j = 0; j < NB; j++)
-          acc[j] += ap[0] * wp[4 * j] + ap[1] * wp[4 * j + 1] + ap[2] * wp[4 * j + 2]
-                    + ap[3] * wp[4 * j + 3];
-      for (int j = 0; j < NB; j++) {
-        const float v = (float) (acc[j] - za[r] * wsum[g * NB + j]) * wscale[g * NB + j];
-        f[j] = g == 0 ? v : f[j] + v;
-      }
+  const int32_t *wzero = kn->wzero + (size_t) nb * NG * NB;  /* (NG, NB) */
+  const int32_t *wsum = kn->wsum + (size_t) nb * NG * NB;    /* (NG, NB) */
+  const float *wscale = kn->wscale + (size_t) nb * NG * NB;  /* (NG, NB) */
+  const gint8 *ap = (const gint8 *) (a->codes + (size_t) r * a->ld);
+  const guint8 *wp = kn->w + (size_t) nb * kn->kl * NB;
+  const int32_t za = a->zero[r], *asum = a->sums + (size_t) r * NG;
+  float f[NB] = { 0 };
+  for (int g = 0; g < NG; g++) {
+    const int quads = (g + 1 < NG ? kn->group_steps : kn->last_steps) * (KSTEP / 4);
+    int32_t acc[NB];
+    for (int j = 0; j < NB; j++)
+      acc[j] = -wzero[g * NB + j] * asum[g] - za * wsum[g * NB + j];
+    for (int i = 0; i < quads; i++, ap += 4, wp += 4 * NB)
+      for (int j = 0; j < NB; j++)
+        acc[j] += wp[4 * j] * ap[0] + wp[4 * j + 1] * ap[1] + wp[4 * j + 2] * ap[2]
+                  + wp[4 * j + 3] * ap[3];
+    for (int j = 0; j < NB; j++) {
+      const float v = (float) acc[j] * wscale[g * NB + j];
+      f[j] = g == 0 ? v : f[j] + v;   /* 0 + v would turn -0 into +0: assign, as the SIMD paths */
     }
-    store_row_c (f, o, r, col);
   }
+  store_row_c (f, o, r, col);
 }
 
 static void
-block_c (const Sam2QuantKernel *kn, const guint8 *a, size_t lda, const int32_t *za, int rows,
-         int nb0, int nb1, const Sam2TileOut *o)
+block_c (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows, int nb0, int nb1,
+         const Sam2TileOut *o)
 {
-#define SAM2_TILE_C(r, mr, nb) tile_c (kn, a, lda, za, r, nb, o, ((nb) - nb0) * NB)
+#define SAM2_TILE_C(r, mr, nb) tile_c (kn, a, r, nb, o, ((nb) - nb0) * NB)
   SAM2_BLOCK_LOOPS (kn, rows, nb0, nb1, 1, SAM2_TILE_C);
 #undef SAM2_TILE_C
 }
 
 #ifdef SAM2_QUANT_X86
 /* An empty asm that claims to modify v: keeps v in a register (GCC otherwise folds the weight
- * loads into both rows' vpmaddubsw as memory operands, doubling the loads) and stops GCC's
- * reassociation from regrouping the int16 sums into a tree that needs more registers than
- * there are (it then spills inside the loop): measured 1.6x on the inner loop. */
+ * loads into every row's vpmaddubsw as memory operands, multiplying the loads) and stops GCC's
+ * reassociation from regrouping the int16 sums into trees that need more registers than there
+ * are (it then spills inside the loop). */
 #define SAM2_PIN(v) __asm__ ("" : "+x"(v))
 
-/* One 16-k step of one row: 4 broadcast activation quads against the step's 8 weight vectors
- * (quad q, channels 8h .. 8h + 7 in w##q##h), accumulated into c0 (channels 0..7) and c1. */
-#define SAM2_AVX2_ROW_STEP(p, c0, c1)                                                       \
-  do {                                                                                      \
-    __m256i b_ = _mm256_set1_epi32 (load_quad (p));                                         \
-    __m256i t0_ = _mm256_maddubs_epi16 (b_, w00), t1_ = _mm256_maddubs_epi16 (b_, w01);     \
-    b_ = _mm256_set1_epi32 (load_quad ((p) + 4));                                           \
-    t0_ = _mm256_add_epi16 (t0_, _mm256_maddubs_epi16 (b_, w10));                           \
-    t1_ = _mm256_add_epi16 (t1_, _mm256_maddubs_epi16 (b_, w11));                           \
-    SAM2_PIN (t0_);                                                                         \
-    SAM2_PIN (t1_);                                                                         \
-    b_ = _mm256_set1_epi32 (load_quad ((p) + 8));                                           \
-    t0_ = _mm256_add_epi16 (t0_, _mm256_maddubs_epi16 (b_, w20));                           \
-    t1_ = _mm256_add_epi16 (t1_, _mm256_maddubs_epi16 (b_, w21));                           \
-    SAM2_PIN (t0_);                                                                         \
-    SAM2_PIN (t1_);                                                                         \
-    b_ = _mm256_set1_epi32 (load_quad ((p) + 12));                                          \
-    t0_ = _mm256_add_epi16 (t0_, _mm256_maddubs_epi16 (b_, w30));                           \
-    t1_ = _mm256_add_epi16 (t1_, _mm256_maddubs_epi16 (b_, w31));                           \
-    /* four pair sums of at most 7650 each: exact in int16; widened once per step */        \
-    c0 = _mm256_add_epi32 (c0, _mm256_madd_epi16 (t0_, ones));                              \
-    c1 = _mm256_add_epi32 (c1, _mm256_madd_epi16 (t1_, ones));                              \
+/* Quad i (4 k) of the current step for up to 3 rows: t_rh (+)= q (channels 8h..8h+7) x a_r. */
+#define SAM2_AVX2_QUAD(i, first)                                                           \
+  do {                                                                                     \
+    __m256i w0_ = _mm256_load_si256 ((const __m256i *) (wp + (i) * 4 * NB));               \
+    __m256i w1_ = _mm256_load_si256 ((const __m256i *) (wp + (i) * 4 * NB + 32));          \
+    SAM2_PIN (w0_);                                                                        \
+    SAM2_PIN (w1_);                                                                        \
+    __m256i b_ = _mm256_set1_epi32 (load_quad (a0 + 4 * (i)));                             \
+    t00 = (first) ? _mm256_maddubs_epi16 (w0_, b_)                                         \
+                  : _mm256_add_epi16 (t00, _mm256_maddubs_epi16 (w0_, b_));                \
+    t01 = (first) ? _mm256_maddubs_epi16 (w1_, b_)                                         \
+                  : _mm256_add_epi16 (t01, _mm256_maddubs_epi16 (w1_, b_));                \
+    SAM2_PIN (t00);                                                                        \
+    SAM2_PIN (t01);                                                                        \
+    if (mr > 1) {                                                                          \
+      b_ = _mm256_set1_epi32 (load_quad (a1 + 4 * (i)));                                   \
+      t10 = (first) ? _mm256_maddubs_epi16 (w0_, b_)                                       \
+                    : _mm256_add_epi16 (t10, _mm256_maddubs_epi16 (w0_, b_));              \
+      t11 = (first) ? _mm256_maddubs_epi16 (w1_, b_)                                       \
+                    : _mm256_add_epi16 (t11, _mm256_maddubs_epi16 (w1_, b_));              \
+      SAM2_PIN (t10);                                                                      \
+      SAM2_PIN (t11);                                                                      \
+    }                                                                                      \
+    if (mr > 2) {                                                                          \
+      b_ = _mm256_set1_epi32 (load_quad (a2 + 4 * (i)));                                   \
+      t20 = (first) ? _mm256_maddubs_epi16 (w0_, b_)                                       \
+                    : _mm256_add_epi16 (t20, _mm256_maddubs_epi16 (w0_, b_));              \
+      t21 = (first) ? _mm256_maddubs_epi16 (w1_, b_)                                       \
+                    : _mm256_add_epi16 (t21, _mm256_maddubs_epi16 (w1_, b_));              \
+      SAM2_PIN (t20);                                                                      \
+      SAM2_PIN (t21);                                                                      \
+    }                                                                                      \
   } while (0)
 
-/* acc (+)= (float) isum * scale: the first group assigns (0 + v would turn -0 into +0, and the
- * C path assigns too, so the paths stay bit-identical) */
-#define SAM2_AVX2_GROUP_ACC(g, acc, isum, scale)                                            \
-  do {                                                                                      \
-    const __m256 v_ = _mm256_mul_ps (_mm256_cvtepi32_ps (isum), scale);                     \
-    acc = (g) == 0 ? v_ : _mm256_add_ps (acc, v_);                                          \
+/* The group's zero-point terms, -(z asum[g] + Za wsum), as the starting value of an int32 sum:
+ * computed while the loop runs rather than after it (Za is 0 for symmetric rows). */
+#define SAM2_AVX2_CORR(r, zv, sv)                                                          \
+  _mm256_sub_epi32 (                                                                       \
+    asym ? _mm256_mullo_epi32 (sv, _mm256_set1_epi32 (-za##r)) : _mm256_setzero_si256 (),  \
+    _mm256_mullo_epi32 (zv, _mm256_set1_epi32 (as##r[g])))
+
+/* acc (+)= (float) isum * scale; the first group assigns (0 + v would turn -0 into +0; the C
+ * path assigns too, so the paths stay bit-identical). */
+#define SAM2_AVX2_GROUP_ACC(acc, isum, scale)                                              \
+  do {                                                                                     \
+    const __m256 v_ = _mm256_mul_ps (_mm256_cvtepi32_ps (isum), scale);                    \
+    acc = g == 0 ? v_ : _mm256_add_ps (acc, v_);                                           \
   } while (0)
 
-/* A tile of mr (1 or 2) rows x 16 channels over all groups. The accumulators start each group
- * at -Z wsum (the zero-point correction, computed while the loop runs rather than after it). */
+/* A tile of mr (1 .. 3) rows from r0 x 16 channels of block nb, over all groups. Per 32-k step
+ * each row and channel octet gets one int16 sum of 8 vpmaddubsw (exact: see the top of the
+ * file), widened once. */
 __attribute__ ((target ("avx2"), always_inline)) static inline void
-tile_avx2 (const Sam2QuantKernel *kn, const guint8 *a, size_t lda, const int32_t *za,
-           const int mr, int nb, const Sam2TileOut *o, int r0, int col)
+tile_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, int r0, int nb,
+           const Sam2TileOut *o, int col)
 {
-  const int8_t *wb = kn->w + (size_t) nb * kn->kl * NB;                 /* (kl / 4, NB, 4) */
-  const int32_t *wsum = kn->wsum + (size_t) nb * kn->n_groups * NB;     /* (n_groups, NB) */
-  const float *wscale = kn->wscale + (size_t) nb * kn->n_groups * NB;   /* (n_groups, NB) */
-  a += (size_t) r0 * lda;
-  za += r0;
+  const int NG = kn->n_groups;
+  const int32_t *wzero = kn->wzero + (size_t) nb * NG * NB;  /* (NG, NB) */
+  const int32_t *wsum = kn->wsum + (size_t) nb * NG * NB;    /* (NG, NB) */
+  const float *wscale = kn->wscale + (size_t) nb * NG * NB;  /* (NG, NB) */
+  const guint8 *wp = kn->w + (size_t) nb * kn->kl * NB;      /* (kl / 4, NB, 4) */
+  const guint8 *a0 = a->codes + (size_t) r0 * a->ld;
+  const guint8 *a1 = mr > 1 ? a0 + a->ld : a0, *a2 = mr > 2 ? a0 + 2 * a->ld : a0;
+  const int32_t *as0 = a->sums + (size_t) r0 * NG;
+  const int32_t *as1 = mr > 1 ? as0 + NG : as0, *as2 = mr > 2 ? as0 + 2 * NG : as0;
+  const int32_t za0 = a->zero[r0], za1 = mr > 1 ? a->zero[r0 + 1] : 0;
+  const int32_t za2 = mr > 2 ? a->zero[r0 + 2] : 0;
+  const gboolean asym = kn->asym;
   const __m256i ones = _mm256_set1_epi16 (1);
-  const __m256i z0 = _mm256_set1_epi32 (-za[0]), z1 = _mm256_set1_epi32 (mr > 1 ? -za[1] : 0);
-  __m256 f00 = _mm256_setzero_ps (), f01 = f00, f10 = f00, f11 = f00;
-  const guint8 *ap = a;
-  const int8_t *wp = wb;
-  for (int g = 0; g < kn->n_groups; g++) {
-    const int steps = g + 1 < kn->n_groups ? kn->group_steps : kn->last_steps;
+  __m256 f00 = _mm256_setzero_ps (), f01 = f00, f10 = f00, f11 = f00, f20 = f00, f21 = f00;
+  for (int g = 0; g < NG; g++) {
+    const int steps = g + 1 < NG ? kn->group_steps : kn->last_steps;
+    const __m256i z0 = _mm256_loadu_si256 ((const __m256i *) (wzero + g * NB));
+    const __m256i z1 = _mm256_loadu_si256 ((const __m256i *) (wzero + g * NB + 8));
     const __m256i s0 = _mm256_loadu_si256 ((const __m256i *) (wsum + g * NB));
     const __m256i s1 = _mm256_loadu_si256 ((const __m256i *) (wsum + g * NB + 8));
-    __m256i c00 = _mm256_mullo_epi32 (z0, s0), c01 = _mm256_mullo_epi32 (z0, s1);
-    __m256i c10 = _mm256_mullo_epi32 (z1, s0), c11 = _mm256_mullo_epi32 (z1, s1);
-    for (int s = 0; s < steps; s++, ap += KSTEP, wp += KSTEP * NB) {
-      /* wqh: k-quad q of the step, channels 8h .. 8h + 7 */
-      __m256i w00 = _mm256_load_si256 ((const __m256i *) wp);
-      __m256i w01 = _mm256_load_si256 ((const __m256i *) wp + 1);
-      __m256i w10 = _mm256_load_si256 ((const __m256i *) wp + 2);
-      __m256i w11 = _mm256_load_si256 ((const __m256i *) wp + 3);
-      __m256i w20 = _mm256_load_si256 ((const __m256i *) wp + 4);
-      __m256i w21 = _mm256_load_si256 ((const __m256i *) wp + 5);
-      __m256i w30 = _mm256_load_si256 ((const __m256i *) wp + 6);
-      __m256i w31 = _mm256_load_si256 ((const __m256i *) wp + 7);
-      SAM2_PIN (w00);
-      SAM2_PIN (w01);
-      SAM2_PIN (w10);
-      SAM2_PIN (w11);
-      SAM2_PIN (w20);
-      SAM2_PIN (w21);
-      SAM2_PIN (w30);
-      SAM2_PIN (w31);
-      SAM2_AVX2_ROW_STEP (ap, c00, c01);
-      if (mr > 1)
-        SAM2_AVX2_ROW_STEP (ap + lda, c10, c11);
+    __m256i c00 = SAM2_AVX2_CORR (0, z0, s0), c01 = SAM2_AVX2_CORR (0, z1, s1);
+    __m256i c10 = c00, c11 = c01, c20 = c00, c21 = c01;
+    if (mr > 1) {
+      c10 = SAM2_AVX2_CORR (1, z0, s0);
+      c11 = SAM2_AVX2_CORR (1, z1, s1);
+    }
+    if (mr > 2) {
+      c20 = SAM2_AVX2_CORR (2, z0, s0);
+      c21 = SAM2_AVX2_CORR (2, z1, s1);
+    }
+    for (int s = 0; s < steps; s++, a0 += KSTEP, a1 += KSTEP, a2 += KSTEP, wp += KSTEP * NB) {
+      __m256i t00, t01, t10 = ones, t11 = ones, t20 = ones, t21 = ones;
+      SAM2_AVX2_QUAD (0, 1);
+      SAM2_AVX2_QUAD (1, 0);
+      SAM2_AVX2_QUAD (2, 0);
+      SAM2_AVX2_QUAD (3, 0);
+      SAM2_AVX2_QUAD (4, 0);
+      SAM2_AVX2_QUAD (5, 0);
+      SAM2_AVX2_QUAD (6, 0);
+      SAM2_AVX2_QUAD (7, 0);
+      c00 = _mm256_add_epi32 (c00, _mm256_madd_epi16 (t00, ones));
+      c01 = _mm256_add_epi32 (c01, _mm256_madd_epi16 (t01, ones));
+      if (mr > 1) {
+        c10 = _mm256_add_epi32 (c10, _mm256_madd_epi16 (t10, ones));
+        c11 = _mm256_add_epi32 (c11, _mm256_madd_epi16 (t11, ones));
+      }
+      if (mr > 2) {
+        c20 = _mm256_add_epi32 (c20, _mm256_madd_epi16 (t20, ones));
+        c21 = _mm256_add_epi32 (c21, _mm256_madd_epi16 (t21, ones));
+      }
     }
     const __m256 sc0 = _mm256_loadu_ps (wscale + g * NB), sc1 = _mm256_loadu_ps (wscale + g * NB + 8);
-    SAM2_AVX2_GROUP_ACC (g, f00, c00, sc0);
-    SAM2_AVX2_GROUP_ACC (g, f01, c01, sc1);
+    SAM2_AVX2_GROUP_ACC (f00, c00, sc0);
+    SAM2_AVX2_GROUP_ACC (f01, c01, sc1);
     if (mr > 1) {
-      SAM2_AVX2_GROUP_ACC (g, f10, c10, sc0);
-      SAM2_AVX2_GROUP_ACC (g, f11, c11, sc1);
+      SAM2_AVX2_GROUP_ACC (f10, c10, sc0);
+      SAM2_AVX2_GROUP_ACC (f11, c11, sc1);
+    }
+    if (mr > 2) {
+      SAM2_AVX2_GROUP_ACC (f20, c20, sc0);
+      SAM2_AVX2_GROUP_ACC (f21, c21, sc1);
     }
   }
   const float *bias = o->bias != NULL ? o->bias + col : NULL;
   for (int r = 0; r < mr; r++) {
-    const __m256 fa = r == 0 ? f00 : f10, fb = r == 0 ? f01 : f11;
+    const __m256 fa = r == 0 ? f00 : r == 1 ? f10 : f20, fb = r == 0 ? f01 : r == 1 ? f11 : f21;
     if (o->nn - col < NB) {
       float fr[NB];
       _mm256_storeu_ps (fr, fa);
@@ -873,54 +933,68 @@ tile_avx2 (const Sam2QuantKernel *kn, const guint8 *a, size_t lda, const int32_t
       v1 = _mm256_add_ps (v1, _mm256_loadu_ps (o->res + off + 8));
     }
     float *out = o->out + off;
-    _mm256_storeu_ps (out, v0);
-    _mm256_storeu_ps (out + 8, v1);
+    if (o->stream && ((uintptr_t) out & 15) == 0) {
+      /* 16-byte streams: g_malloc'd tensors are 16-byte aligned (mmap + header), not 32 */
+      _mm_stream_ps (out, _mm256_castps256_ps128 (v0));
+      _mm_stream_ps (out + 4, _mm256_extractf128_ps (v0, 1));
+      _mm_stream_ps (out + 8, _mm256_castps256_ps128 (v1));
+      _mm_stream_ps (out + 12, _mm256_extractf128_ps (v1, 1));
+    } else {
+      _mm256_storeu_ps (out, v0);
+      _mm256_storeu_ps (out + 8, v1);
+    }
   }
 }
 
 __attribute__ ((target ("avx2"))) static void
-block_avx2 (const Sam2QuantKernel *kn, const guint8 *a, size_t lda, const int32_t *za, int rows,
-            int nb0, int nb1, const Sam2TileOut *o)
+block_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows, int nb0, int nb1,
+            const Sam2TileOut *o)
 {
-#define SAM2_TILE_AVX2(r, mr, nb) tile_avx2 (kn, a, lda, za, mr, nb, o, r, ((nb) - nb0) * NB)
-  SAM2_BLOCK_LOOPS (kn, rows, nb0, nb1, 2, SAM2_TILE_AVX2);
+#define SAM2_TILE_AVX2(r, mr, nb) tile_avx2 (kn, a, mr, r, nb, o, ((nb) - nb0) * NB)
+  SAM2_BLOCK_LOOPS (kn, rows, nb0, nb1, 3, SAM2_TILE_AVX2);
 #undef SAM2_TILE_AVX2
+  if (o->stream)
+    _mm_sfence ();  /* the streamed stores are ordered before whatever follows the item */
 }
 
-/* A tile of mr (1 .. 4) rows x 16 channels, VNNI. The float step uses the explicitly rounded
- * forms so that no compiler setting can contract it into an FMA: the outputs stay bit-identical
- * to the C and AVX2 paths. */
+/* A tile of mr (1 .. 4) rows x 16 channels, VNNI: vpdpbusd (codes as the unsigned operand,
+ * activations as the signed one) straight into int32. The float steps use the explicitly rounded
+ * forms, which no compiler setting contracts into an FMA: the outputs stay bit-identical to the
+ * C and AVX2 paths. */
 #define SAM2_RN (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
 __attribute__ ((target ("avx512f,avx512vnni"), always_inline)) static inline void
-tile_avx512_vnni (const Sam2QuantKernel *kn, const guint8 *a, size_t lda, const int32_t *za,
-                  const int mr, int nb, const Sam2TileOut *o, int r0, int col)
+tile_avx512_vnni (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, int r0, int nb,
+                  const Sam2TileOut *o, int col)
 {
-  const int8_t *wb = kn->w + (size_t) nb * kn->kl * NB;                 /* (kl / 4, NB, 4) */
-  const int32_t *wsum = kn->wsum + (size_t) nb * kn->n_groups * NB;     /* (n_groups, NB) */
-  const float *wscale = kn->wscale + (size_t) nb * kn->n_groups * NB;   /* (n_groups, NB) */
-  a += (size_t) r0 * lda;
-  za += r0;
+  const int NG = kn->n_groups;
+  const int32_t *wzero = kn->wzero + (size_t) nb * NG * NB;  /* (NG, NB) */
+  const int32_t *wsum = kn->wsum + (size_t) nb * NG * NB;    /* (NG, NB) */
+  const float *wscale = kn->wscale + (size_t) nb * NG * NB;  /* (NG, NB) */
+  const guint8 *wp = kn->w + (size_t) nb * kn->kl * NB;      /* (kl / 4, NB, 4) */
+  const guint8 *ap = a->codes + (size_t) r0 * a->ld;
   __m512 f[4];
   for (int r = 0; r < 4; r++)
     f[r] = _mm512_setzero_ps ();
-  const guint8 *ap = a;
-  const int8_t *wp = wb;
-  for (int g = 0; g < kn->n_groups; g++) {
-    const int quads = (g + 1 < kn->n_groups ? kn->group_steps : kn->last_steps) * (KSTEP / 4);
+  for (int g = 0; g < NG; g++) {
+    const int quads = (g + 1 < NG ? kn->group_steps : kn->last_steps) * (KSTEP / 4);
+    const __m512i zv = _mm512_loadu_si512 ((const void *) (wzero + g * NB));
+    const __m512i sv = _mm512_loadu_si512 ((const void *) (wsum + g * NB));
     __m512i c[4];
-    for (int r = 0; r < 4; r++)
-      c[r] = _mm512_setzero_si512 ();
+    for (int r = 0; r < mr; r++) {
+      const __m512i corr = _mm512_add_epi32 (
+        _mm512_mullo_epi32 (zv, _mm512_set1_epi32 (a->sums[(size_t) (r0 + r) * NG + g])),
+        _mm512_mullo_epi32 (sv, _mm512_set1_epi32 (a->zero[r0 + r])));
+      c[r] = _mm512_sub_epi32 (_mm512_setzero_si512 (), corr);
+    }
     for (int i = 0; i < quads; i++, ap += 4, wp += 4 * NB) {
       const __m512i w = _mm512_load_si512 ((const void *) wp);
       for (int r = 0; r < mr; r++)
-        c[r] = _mm512_dpbusd_epi32 (c[r], _mm512_set1_epi32 (load_quad (ap + (size_t) r * lda)), w);
+        c[r] = _mm512_dpbusd_epi32 (c[r], w, _mm512_set1_epi32 (load_quad (ap + (size_t) r * a->ld)));
     }
-    const __m512i s = _mm512_loadu_si512 ((const void *) (wsum + g * NB));
     const __m512 sc = _mm512_loadu_ps (wscale + g * NB);
     for (int r = 0; r < mr; r++) {
-      const __m512i isum = _mm512_sub_epi32 (c[r], _mm512_mullo_epi32 (_mm512_set1_epi32 (za[r]), s));
-      const __m512 v = _mm512_mul_round_ps (_mm512_cvtepi32_ps (isum), sc, SAM2_RN);
+      const __m512 v = _mm512_mul_round_ps (_mm512_cvtepi32_ps (c[r]), sc, SAM2_RN);
       f[r] = g == 0 ? v : _mm512_add_round_ps (f[r], v, SAM2_RN);
     }
   }
@@ -938,24 +1012,34 @@ tile_avx512_vnni (const Sam2QuantKernel *kn, const guint8 *a, size_t lda, const 
     const size_t off = (size_t) (r0 + r) * o->ld + col;
     if (o->res != NULL)
       v = _mm512_add_round_ps (v, _mm512_loadu_ps (o->res + off), SAM2_RN);
-    _mm512_storeu_ps (o->out + off, v);
+    float *out = o->out + off;
+    if (o->stream && ((uintptr_t) out & 15) == 0) {
+      _mm_stream_ps (out, _mm512_extractf32x4_ps (v, 0));
+      _mm_stream_ps (out + 4, _mm512_extractf32x4_ps (v, 1));
+      _mm_stream_ps (out + 8, _mm512_extractf32x4_ps (v, 2));
+      _mm_stream_ps (out + 12, _mm512_extractf32x4_ps (v, 3));
+    } else {
+      _mm512_storeu_ps (out, v);
+    }
   }
 }
 
 __attribute__ ((target ("avx512f,avx512vnni"))) static void
-block_avx512_vnni (const Sam2QuantKernel *kn, const guint8 *a, size_t lda, const int32_t *za,
-                   int rows, int nb0, int nb1, const Sam2TileOut *o)
+block_avx512_vnni (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows, int nb0, int nb1,
+                   const Sam2TileOut *o)
 {
-  /* 4-row tiles; the last rows go one at a time */
+  /* 4-row tiles; the last rows one at a time */
 #define SAM2_TILE_512(r, mr, nb)                                                            \
   do {                                                                                      \
     if ((mr) == 4)                                                                          \
-      tile_avx512_vnni (kn, a, lda, za, 4, nb, o, r, ((nb) - nb0) * NB);                    \
+      tile_avx512_vnni (kn, a, 4, r, nb, o, ((nb) - nb0) * NB);                             \
     else                                                                                    \
-      tile_avx512_vnni (kn, a, lda, za, 1, nb, o, r, ((nb) - nb0) * NB);                    \
+      tile_avx512_vnni (kn, a, 1, r, nb, o, ((nb) - nb0) * NB);                             \
   } while (0)
   SAM2_BLOCK_LOOPS (kn, rows, nb0, nb1, 4, SAM2_TILE_512);
 #undef SAM2_TILE_512
+  if (o->stream)
+    _mm_sfence ();
 }
 #endif
 
@@ -996,10 +1080,46 @@ epilogue (float *pre, int ld, int rows, int n, const float *bias, const float *t
   }
 }
 
-/* Row m of x into the kernel layout (groups at group_pad strides, pads 0). */
+/* Sums of each group's codes (as int8) of one kernel-layout row; the padding is 0. */
+static void
+group_sums_c (const Sam2QuantKernel *kn, const guint8 *row, int32_t *sums)
+{
+  for (int g = 0; g < kn->n_groups; g++) {
+    const int len = (g + 1 < kn->n_groups ? kn->group_steps : kn->last_steps) * KSTEP;
+    const gint8 *p = (const gint8 *) (row + (size_t) g * kn->group_pad);
+    int32_t s = 0;
+    for (int k = 0; k < len; k++)
+      s += p[k];
+    sums[g] = s;
+  }
+}
+
+#ifdef SAM2_QUANT_X86
+/* The same with vpsadbw: sums of a + 128 as unsigned bytes, 128 per byte taken off after. */
+__attribute__ ((target ("avx2"))) static void
+group_sums_avx2 (const Sam2QuantKernel *kn, const guint8 *row, int32_t *sums)
+{
+  const __m256i flip = _mm256_set1_epi8 ((char) 0x80), zero = _mm256_setzero_si256 ();
+  for (int g = 0; g < kn->n_groups; g++) {
+    const int len = (g + 1 < kn->n_groups ? kn->group_steps : kn->last_steps) * KSTEP;
+    const guint8 *p = row + (size_t) g * kn->group_pad;
+    __m256i acc = zero;
+    for (int k = 0; k < len; k += 32) {
+      const __m256i b = _mm256_xor_si256 (_mm256_loadu_si256 ((const __m256i *) (p + k)), flip);
+      acc = _mm256_add_epi64 (acc, _mm256_sad_epu8 (b, zero));
+    }
+    int64_t l[4];
+    _mm256_storeu_si256 ((__m256i *) l, acc);
+    sums[g] = (int32_t) (l[0] + l[1] + l[2] + l[3] - 128 * (int64_t) len);
+  }
+}
+#endif
+
+/* Row x into the kernel layout (int8 codes, groups at group_pad strides, pads 0), with its scale,
+ * kernel zero point Za and group sums. */
 static void
 quantize_row_kernel (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const float *xr,
-                     guint8 *dst, float *scale, int32_t *zero)
+                     guint8 *dst, float *scale, int32_t *zero, int32_t *sums)
 {
   const int K = q->w.k, G = q->w.group_size;
   const Sam2QuantIsa isa = kn->isa;
@@ -1007,6 +1127,7 @@ quantize_row_kernel (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const 
   row_params (q, isa, xr, &p, TRUE);
   if (kn->group_pad == G || kn->n_groups == 1) {
     row_codes (isa, xr, q->smooth_inv, K, &p, dst);
+    memset (dst + K, 0, (size_t) (kn->kl - K));
   } else {
     for (int g = 0; g < kn->n_groups; g++) {
       const int k0 = g * G, len = MIN (G, K - k0), o = g * kn->group_pad;
@@ -1014,24 +1135,29 @@ quantize_row_kernel (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const 
       memset (dst + o + len, 0, (size_t) (g + 1 < kn->n_groups ? kn->group_pad : kn->kl - o) - len);
     }
   }
-  if (kn->group_pad == G || kn->n_groups == 1)
-    memset (dst + K, 0, (size_t) (kn->kl - K));
+#ifdef SAM2_QUANT_X86
+  if (isa >= ISA_AVX2)
+    group_sums_avx2 (kn, dst, sums);
+  else
+#endif
+    group_sums_c (kn, dst, sums);
   *scale = p.scale;
-  *zero = p.add;  /* the kernel's zero point: 128 for the shifted symmetric codes */
+  *zero = kn->asym ? p.zero - 128 : 0;
 }
 
 static void
 forward_w4a8 (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const float *x, int M,
               float *y, Sam2Act act, const float *residual, void *scratch)
 {
-  const int K = q->w.k, N = q->w.n, R = q->rank;
+  const int K = q->w.k, N = q->w.n, R = q->rank, NG = kn->n_groups;
   Sam2QuantScratch s;
   scratch_layout (q, M, &s);
   guint8 *base = scratch_base (scratch);
-  guint8 *codes = base + s.codes;               /* (M, kl) */
-  float *sa = (float *) (base + s.scales);      /* (M) */
-  int32_t *za = (int32_t *) (base + s.zeros);   /* (M) */
-  float *t = (float *) (base + s.t);            /* (M, R) */
+  guint8 *codes = base + s.codes;                  /* (M, kl) */
+  float *sa = (float *) (base + s.scales);         /* (M) */
+  int32_t *za = (int32_t *) (base + s.zeros);      /* (M) */
+  int32_t *sums = (int32_t *) (base + s.sums);     /* (M, NG) */
+  float *t = (float *) (base + s.t);               /* (M, R) */
   const size_t kl = kn->kl;
 
   if (R > 0 && dnnl_sgemm ('N', 'T', M, R, K, 1.0f, x, K, kn->lora_down, K, 0.0f, t, R)
@@ -1055,13 +1181,18 @@ forward_w4a8 (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const float *
   const long n_items = (long) n_row_blocks * n_chunks;
   /* without a low-rank branch or an activation the tiles finish the outputs in y */
   const gboolean direct = R == 0 && act == SAM2_ACT_NONE;
+  /* an output that cannot stay in the caches anyway is written around them: no read for
+   * ownership of each line before it is overwritten (store bandwidth measured 15 GB/s with,
+   * 20-30 GB/s without, on 2 Zen 3 cores) */
+  const gboolean stream = (size_t) M * N * sizeof (float) >= STREAM_BYTES;
 
 #pragma omp parallel if (n_threads > 1)
   {
     if (!fused) {
 #pragma omp for schedule(static)
       for (int m = 0; m < M; m++)
-        quantize_row_kernel (q, kn, x + (size_t) m * K, codes + m * kl, &sa[m], &za[m]);
+        quantize_row_kernel (q, kn, x + (size_t) m * K, codes + m * kl, &sa[m], &za[m],
+                             sums + (size_t) m * NG);
     }
 #pragma omp for schedule(dynamic)
     for (long item = 0; item < n_items; item++) {
@@ -1069,18 +1200,21 @@ forward_w4a8 (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const float *
       const int nb0 = (int) (item % n_chunks) * item_blocks;
       const int nb1 = MIN (nb0 + item_blocks, kn->n_blocks);
       if (fused)
-        for (int r = 0; r < rows; r++)
-          quantize_row_kernel (q, kn, x + (size_t) (m0 + r) * K, codes + (m0 + r) * kl,
-                               &sa[m0 + r], &za[m0 + r]);
+        for (int r = m0; r < m0 + rows; r++)
+          quantize_row_kernel (q, kn, x + (size_t) r * K, codes + r * kl, &sa[r], &za[r],
+                               sums + (size_t) r * NG);
+      const Sam2ActRows a = {
+        .codes = codes + m0 * kl, .ld = kl, .zero = za + m0, .sums = sums + (size_t) m0 * NG,
+      };
       if (direct) {
         const int n0 = nb0 * NB;
         const Sam2TileOut o = {
           .out = y + (size_t) m0 * N + n0, .ld = N, .sa = sa + m0,
           .bias = q->bias != NULL ? q->bias + n0 : NULL,
           .res = residual != NULL ? residual + (size_t) m0 * N + n0 : NULL,
-          .nn = MIN (nb1 * NB, N) - n0,
+          .nn = MIN (nb1 * NB, N) - n0, .stream = stream,
         };
-        kn->block (kn, codes + m0 * kl, kl, za + m0, rows, nb0, nb1, &o);
+        kn->block (kn, &a, rows, nb0, nb1, &o);
         continue;
       }
       float pre[ROW_BLOCK * CHUNK] __attribute__ ((aligned (64)));  /* (rows, CHUNK) */
@@ -1091,7 +1225,7 @@ forward_w4a8 (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const float *
           .out = pre, .ld = CHUNK, .sa = sa + m0,
           .bias = q->bias != NULL ? q->bias + n0 : NULL, .nn = nn,
         };
-        kn->block (kn, codes + m0 * kl, kl, za + m0, rows, c0, c1, &o);
+        kn->block (kn, &a, rows, c0, c1, &o);
         epilogue (pre, CHUNK, rows, nn, NULL, t + (size_t) m0 * R, R,
                   R > 0 ? kn->lora_up_t + n0 : NULL, N, act,
                   residual != NULL ? residual + (size_t) m0 * N + n0 : NULL,

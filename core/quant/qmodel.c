@@ -104,15 +104,18 @@ provide_from_plan (Sam2Binder *b, gpointer data, const char *name, int ndim, con
                  name);
     return NULL;
   }
+  const gboolean round = ndim >= 2 && !ctx->plan->keep_float32;
+  if (src == NULL && !round)
+    return ref->data; /* unchanged: the float model's memory, which the model keeps alive */
   if (src == NULL)
     src = ref->data;
   int64_t numel = 1;
   for (int d = 0; d < ndim; d++)
     numel *= shape[d];
-  /* matrices as a file stores them (F16); vectors (norms, biases) stay float */
+  /* overrides belong to the plan: copy them; matrices as a file stores them (F16) */
   float *dst = sam2_binder_alloc (b, (size_t) numel);
   for (int64_t i = 0; i < numel; i++)
-    dst[i] = ndim >= 2 ? sam2_round_f16 (src[i]) : src[i];
+    dst[i] = round ? sam2_round_f16 (src[i]) : src[i];
   return dst;
 }
 
@@ -142,6 +145,8 @@ sam2_qmodel_build (Sam2Model *fp, Sam2QuantPlan *plan, GError **error)
   if (m == NULL)
     return NULL;
   m->quantized = TRUE;
+  m->keep_float32 = plan->keep_float32;
+  m->base = sam2_model_ref (fp); /* float tensors may point into it */
   m->recipe_yaml = g_strdup (plan->recipe_yaml);
   m->provenance_json = g_strdup (plan->provenance_json);
   if (!prepare_all (m, error)) {
@@ -250,9 +255,10 @@ sam2_qmodel_save (const Sam2Model *m, const char *path, GError **error)
   g_hash_table_iter_init (&it, m->tensors);
   while (ok && g_hash_table_iter_next (&it, &key, &value)) {
     const Sam2TensorRef *ref = value;
-    ok = ref->ndim >= 2 ? add_f16 (w, key, ref->ndim, ref->shape, ref->data, error)
-                        : sam2_st_writer_add (w, key, SAM2_DTYPE_F32, ref->ndim, ref->shape,
-                                              ref->data, error);
+    ok = ref->ndim >= 2 && !m->keep_float32
+             ? add_f16 (w, key, ref->ndim, ref->shape, ref->data, error)
+             : sam2_st_writer_add (w, key, SAM2_DTYPE_F32, ref->ndim, ref->shape, ref->data,
+                                   error);
   }
   for (guint i = 0; ok && i < m->linears->len; i++) {
     const Sam2Linear *l = m->linears->pdata[i];
@@ -448,6 +454,9 @@ sam2_qmodel_load (const char *path, GError **error)
   if (m == NULL)
     return NULL;
   m->quantized = TRUE;
+  /* float matrices stored as F32 are saved back as F32 */
+  const Sam2StTensor *probe = sam2_safetensors_find (st, "vision_encoder.backbone.pos_embed");
+  m->keep_float32 = probe != NULL && probe->dtype == SAM2_DTYPE_F32;
   m->recipe_yaml = g_strdup (sam2_safetensors_metadata (st, "recipe"));
   m->provenance_json = g_strdup (sam2_safetensors_metadata (st, "provenance"));
   if (!prepare_all (m, error)) {
@@ -471,7 +480,7 @@ sam2_qmodel_weight_bytes (const Sam2Model *m)
     int64_t numel = 1;
     for (int d = 0; d < ref->ndim; d++)
       numel *= ref->shape[d];
-    bytes += (size_t) numel * (ref->ndim >= 2 && m->quantized ? 2 : 4);
+    bytes += (size_t) numel * (ref->ndim >= 2 && m->quantized && !m->keep_float32 ? 2 : 4);
   }
   for (guint i = 0; i < m->linears->len; i++) {
     const Sam2QuantLinear *q = ((Sam2Linear *) m->linears->pdata[i])->quant;

@@ -2,7 +2,8 @@
  * from one .safetensors file that any safetensors tool can read.
  *
  * The file holds:
- *   - every float tensor of the model under its HF name (matrices as F16, vectors as F32),
+ *   - every float tensor of the model under its HF name (matrices as F16, vectors as F32; all
+ *     F32 when the recipe keeps float layers in float32),
  *     including LayerNorms with smoothing folded in and the biases of quantized layers;
  *   - for each quantized layer <name>: <name>.qweight (U8, packed 4-bit codes, formats.h),
  *     <name>.scales (F16), <name>.zeros (U8), and when present <name>.smooth_inv (F32),
@@ -29,6 +30,7 @@ typedef struct {
   GHashTable *overrides;       /* tensor name -> float * replacing the float model's values */
   char *recipe_yaml;
   char *provenance_json;
+  gboolean keep_float32;       /* float tensors stay F32 (else matrices become F16) */
 } Sam2QuantPlan;
 
 Sam2QuantPlan *sam2_quant_plan_new (void);
@@ -36,7 +38,8 @@ void sam2_quant_plan_free (Sam2QuantPlan *plan);
 
 /* The quantized model of `fp` under `plan`; the plan's layers move into the model (the plan may
  * be freed afterwards). Float tensors the plan does not quantize are rounded to F16 when they are
- * matrices, exactly as a saved file stores them, so the model in memory equals the loaded file. */
+ * matrices (unless plan->keep_float32), exactly as a saved file stores them, so the model in
+ * memory equals the loaded file. */
 Sam2Model *sam2_qmodel_build (Sam2Model *fp, Sam2QuantPlan *plan, GError **error);
 
 gboolean sam2_qmodel_save (const Sam2Model *model, const char *path, GError **error);

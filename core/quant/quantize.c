@@ -690,6 +690,7 @@ sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer
   g_ptr_array_unref (groups);
   Sam2Model *qm = NULL;
   if (ok) {
+    plan->keep_float32 = c->recipe->skips.keep_float32;
     plan->recipe_yaml = sam2_recipe_to_yaml (c->recipe);
     plan->provenance_json = provenance (c);
     qm = sam2_qmodel_build (c->model, plan, error);

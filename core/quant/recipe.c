@@ -150,6 +150,10 @@ static const Sam2RecipeChoice post_gelu_modes[] = {
   { "asymmetric", TRUE },
   { "symmetric", FALSE },
 };
+static const Sam2RecipeChoice float_dtypes[] = {
+  { "float16", FALSE },
+  { "float32", TRUE },
+};
 
 static const Sam2RecipeKey gptq_keys[] = {
   DOUBLE ("damp_percentage", wgts.gptq_damp, 0.0, 1.0, RECIPE_OPEN_MIN | RECIPE_OPEN_MAX),
@@ -216,6 +220,7 @@ static const Sam2RecipeKey skips_keys[] = {
   BOOL ("last_block", skips.last_block),
   BOOL ("decoder", skips.decoder),
   PATTERNS ("patterns", skips.patterns),
+  CHOICE ("dtype", skips.keep_float32, float_dtypes, "a storage type for float layers"),
 };
 
 static const Sam2RecipeKey top_keys[] = {
@@ -1365,7 +1370,7 @@ sam2_recipe_init_defaults (Sam2Recipe *recipe)
   };
   recipe->skips = (Sam2SkipRecipe) {
     .patch_embed = TRUE, .first_block = FALSE, .last_block = FALSE, .decoder = TRUE,
-    .patterns = NULL,
+    .patterns = NULL, .keep_float32 = FALSE,
   };
 }
 

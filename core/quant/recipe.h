@@ -33,6 +33,8 @@
  *     last_block: false
  *     decoder: true
  *     patterns: ["*.attn.proj"]    # glob patterns of HF layer names (fnmatch)
+ *     dtype: float16               # how layers kept in floating point are stored: float16 halves
+ *                                  #   them; float32 keeps them exactly as the float model
  *
  * Top-level short keys accepted as well: group_shapes, group_size, skip_patch_embed,
  * skip_first_block, skip_last_block, skip_decoder; `quant.smooth` and `quant.wgts.low_rank` are
@@ -90,6 +92,7 @@ typedef struct {
   gboolean last_block;
   gboolean decoder;
   char **patterns;             /* NULL-terminated, may be NULL */
+  gboolean keep_float32;       /* float layers stored as F32 instead of F16 */
 } Sam2SkipRecipe;
 
 typedef struct _Sam2Recipe {

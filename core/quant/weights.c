@@ -46,36 +46,46 @@ sam2_w4_clear (Sam2W4 *w)
   g_clear_pointer (&w->zeros, g_free);
 }
 
+/* Scale and zero of one (row, group) for the range [lo, hi] (GPTQ's min-max rule). */
+static void
+range_params (const Sam2W4 *w, float lo, float hi, float *scale, float *zero)
+{
+  const gboolean sym = w->dtype == SAM2_QTYPE_SINT4;
+  float s, z;
+  if (sym) {
+    const float amax = MAX (-lo, hi);
+    s = 2.0f * amax / SAM2_W4_CODE_MAX;
+    z = SAM2_SINT4_ZERO;
+  } else {
+    s = (hi - lo) / SAM2_W4_CODE_MAX;
+    z = 0.0f;
+  }
+  s = sam2_round_f16 (s);
+  if (!(s > 0.0f))
+    s = 1.0f; /* an all-zero group: any scale codes it exactly */
+  if (!sym)
+    z = CLAMP (sam2_round_half_away (-lo / s), 0, SAM2_W4_CODE_MAX);
+  *scale = s;
+  *zero = z;
+}
+
 void
 sam2_w4_choose_params (Sam2W4 *w, const float *weights)
 {
-  const gboolean sym = w->dtype == SAM2_QTYPE_SINT4;
-  for (int r = 0; r < w->n; r++)
+  for (int r = 0; r < w->n; r++) {
+    const float *row = weights + (size_t) r * w->k;
     for (int g = 0; g < w->n_groups; g++) {
       const int k0 = g * w->group_size, k1 = MIN (k0 + w->group_size, w->k);
-      float lo = 0.0f, hi = 0.0f;
+      float lo = 0.0f, hi = 0.0f, scale, zero;
       for (int c = k0; c < k1; c++) {
-        const float v = weights[(size_t) r * w->k + c];
-        lo = MIN (lo, v);
-        hi = MAX (hi, v);
+        lo = MIN (lo, row[c]);
+        hi = MAX (hi, row[c]);
       }
-      float scale, zero;
-      if (sym) {
-        const float amax = MAX (-lo, hi);
-        scale = 2.0f * amax / SAM2_W4_CODE_MAX;
-        zero = SAM2_SINT4_ZERO;
-      } else {
-        scale = (hi - lo) / SAM2_W4_CODE_MAX;
-        zero = 0.0f;
-      }
-      scale = sam2_round_f16 (scale);
-      if (!(scale > 0.0f))
-        scale = 1.0f; /* an all-zero group: any scale codes it exactly */
-      if (!sym)
-        zero = CLAMP (sam2_round_half_away (-lo / scale), 0, SAM2_W4_CODE_MAX);
+      range_params (w, lo, hi, &scale, &zero);
       w->scales[(size_t) r * w->n_groups + g] = scale;
       w->zeros[(size_t) r * w->n_groups + g] = (guint8) zero;
     }
+  }
 }
 
 int

@@ -6,6 +6,8 @@
 
 int sam2q_cmd_info (int argc, char **argv);
 int sam2q_cmd_check (int argc, char **argv);
+int sam2q_cmd_quantize (int argc, char **argv);
+int sam2q_cmd_eval (int argc, char **argv);
 int sam2q_cmd_segment (int argc, char **argv);
 
 /* Prints "sam2q <cmd>: <message>" to stderr and returns the exit status for failures. */

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
   const char *name;
@@ -15,6 +16,8 @@ static const Command commands[] = {
   { "info", sam2q_cmd_info, "print a model's architecture, size and where it was loaded from" },
   { "segment", sam2q_cmd_segment, "segment an image from point / box prompts into mask PNGs and JSON" },
   { "check", sam2q_cmd_check, "compare a model with transformers reference outputs, PASS / FAIL" },
+  { "quantize", sam2q_cmd_quantize, "calibrate on frames of a dataset and write a W4A8 model" },
+  { "eval", sam2q_cmd_eval, "mIoU against ground truth, relative mIoU, size and latency" },
 };
 
 int
@@ -35,9 +38,24 @@ usage (FILE *out)
                 "'sam2q COMMAND --help' describes each command.\n");
 }
 
+/* OpenMP threads that spin while they wait for work steal the cores that the rest of the
+ * machine (a GStreamer pipeline, other jobs) needs; on a busy 2-core machine sam2q ran 16x
+ * slower with libgomp's default. The policy is read when libgomp loads, before main, so sam2q
+ * sets it for itself and starts again, unless the user chose a policy. */
+static void
+prefer_passive_openmp_threads (char **argv)
+{
+  if (g_getenv ("OMP_WAIT_POLICY") != NULL)
+    return;
+  g_setenv ("OMP_WAIT_POLICY", "PASSIVE", TRUE);
+  execv ("/proc/self/exe", argv);
+  /* where exec is impossible, run on with the default policy */
+}
+
 int
 main (int argc, char **argv)
 {
+  prefer_passive_openmp_threads (argv);
   if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0) {
     usage (argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

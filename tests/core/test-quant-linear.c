@@ -651,7 +651,7 @@ test_epilogue (void)
           .spec = { .N = 40, .K = 144, .G = 64,
                     .dtype = i % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
                     .mode = (Sam2ActQuantMode) mode, .bias = i / 2 % 2, .smooth = i / 4 % 2,
-                    .rank = ranks[i % 3] },
+                    .rank = ranks[(mode + a) % 3] },
           .M = 13,
           .act = all_acts[a],
           .res = (ResidualKind) res,
@@ -677,6 +677,44 @@ test_many_rows (void)
     };
     check_case (&c);
   }
+}
+
+/* An output of 32 MiB, which the kernel writes with non-temporal stores, in place over its
+ * residual: rows taken from it must equal the same rows computed alone (a few rows, stored
+ * normally), bit for bit. */
+static void
+test_streamed_output (void)
+{
+  const LayerSpec s = { .N = 1024, .K = 32, .G = 0, .dtype = SAM2_QTYPE_UINT4,
+                        .mode = SAM2_ACT_QUANT_TOKEN_ASYM, .bias = TRUE };
+  const int M = 8192, N = s.N, K = s.K, slice = 7;
+  GRand *r = g_rand_new_with_seed (15000);
+  Sam2QuantLinear *q = layer_new (r, &s);
+  float *x = input_new (r, q, M);
+  float *y = g_new (float, (size_t) M * N);   /* the residual, then the output */
+  for (size_t i = 0; i < (size_t) M * N; i++)
+    y[i] = (float) gauss (r);
+  float *residual = g_new (float, (size_t) M * N);
+  memcpy (residual, y, (size_t) M * N * sizeof (float));
+  prepare_path (q, NULL);
+  void *scratch = g_malloc (sam2_quant_linear_scratch_bytes (q, M));
+  sam2_quant_linear_forward (q, x, M, y, SAM2_ACT_NONE, y, scratch);
+  static const int starts[] = { 0, 4097, 8192 - 7 };
+  float *part = nan_floats ((size_t) slice * N);
+  for (guint i = 0; i < G_N_ELEMENTS (starts); i++) {
+    const size_t o = (size_t) starts[i] * N;
+    sam2_quant_linear_forward (q, x + (size_t) starts[i] * K, slice, part, SAM2_ACT_NONE,
+                               residual + o, scratch);
+    g_assert_cmpmem (part, (size_t) slice * N * sizeof (float), y + o,
+                     (size_t) slice * N * sizeof (float));
+  }
+  g_free (part);
+  g_free (scratch);
+  g_free (residual);
+  g_free (y);
+  g_free (x);
+  layer_free (q);
+  g_rand_free (r);
 }
 
 /* (a) Codes, scales and zero points exactly as this file's quantizer, through each activation
@@ -743,14 +781,16 @@ dyadic_input (GRand *r, Sam2QuantLinear *q, int M, gboolean extreme)
   const int K = q->w.k;
   const gboolean asym = mode_asym (q->act);
   const int e = g_rand_int_range (r, 0, 3);
-  const int za = asym ? g_rand_int_range (r, 0, 256) : 0;
+  /* extreme asymmetric rows sit at the bottom of the range (za 255: every u - za is -255 or 0) */
+  const int za = asym ? (extreme ? 255 : g_rand_int_range (r, 0, 256)) : 0;
   const float step = ldexpf (1.0f, -e);
   float *x = g_new (float, (size_t) M * K);
   for (int m = 0; m < M; m++)
     for (int k = 0; k < K; k++) {
       int a;
-      if (extreme) /* the int16 limit of the AVX2 kernel: every u at 255 (or its mirror) */
-        a = asym ? ((m + k) % 5 == 0 ? 0 : 255) : ((m + k) % 5 == 0 ? -127 : 127);
+      if (extreme) /* the int16 limits of the AVX2 kernel (see below); row 0 all at the bottom */
+        a = asym ? (m == 0 || (m + k) % 5 == 0 ? 0 : 255)
+                 : (m == 0 || (m + k) % 5 == 0 ? -127 : 127);
       else if (k == 0)
         a = asym ? 0 : 127;
       else if (k == 1)
@@ -772,10 +812,12 @@ dyadic_input (GRand *r, Sam2QuantLinear *q, int M, gboolean extreme)
 }
 
 /* (b) exactly: power-of-two weight scales, activation scales and smoothing, small-integer codes,
- * bias and low-rank factors on a grid of 1/8. Every float step of kernel and reference is then
+ * bias and low-rank factors on a grid of 1/2. Every float step of kernel and reference is then
  * exact, as is the float64 model: all three must agree bit for bit, which they do only if the
- * integer sums are exact (int16 pair sums included: the extreme inputs put every activation code
- * at 255 and every weight at +-15). */
+ * integer sums are exact. The extreme inputs reach the int16 sums of the AVX2 kernel at their
+ * limits: weight codes 15 against activations stored as -128 (asymmetric codes 0) or +-127, 8
+ * pairs of products per sum (-30720 and +-30480, against 32767), and weights at +-15 after their
+ * zero points. */
 static void
 test_exact (void)
 {
@@ -805,7 +847,7 @@ test_exact (void)
               q->w.zeros[g] = g % 2 ? 15 : 0;
         }
         float *x = dyadic_input (r, q, M, extreme);
-        const Sam2Act act = i % 2 ? SAM2_ACT_RELU : SAM2_ACT_NONE;
+        const Sam2Act act = i / 2 % 2 ? SAM2_ACT_RELU : SAM2_ACT_NONE;
         const ResidualKind rk = (ResidualKind) (i % 3);
         float *residual = g_new (float, (size_t) M * N);
         for (int j = 0; j < M * N; j++)
@@ -871,6 +913,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quant-linear/epilogue", test_epilogue);
   g_test_add_func ("/quant-linear/shapes", test_shapes);
   g_test_add_func ("/quant-linear/many-rows", test_many_rows);
+  g_test_add_func ("/quant-linear/streamed-output", test_streamed_output);
   int status = g_test_run ();
 #ifdef _OPENMP
   /* joins libgomp's worker threads, which otherwise outlive main (valgrind) */

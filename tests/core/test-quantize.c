@@ -369,6 +369,36 @@ assert_same_outputs (Sam2Model *a, Sam2Model *b)
   sam2_session_free (sb);
 }
 
+/* Relative L2 distance of two models' multimask logits for one click on a fixed image. */
+static double
+logits_distance (Sam2Model *a, Sam2Model *b)
+{
+  GError *error = NULL;
+  Sam2Session *sa = sam2_session_new (a, &error), *sb = sam2_session_new (b, &error);
+  g_assert_no_error (error);
+  guint8 rgb[256 * 256 * 3];
+  for (size_t i = 0; i < sizeof rgb; i++)
+    rgb[i] = (guint8) ((i * 7919) >> 3);
+  g_assert_true (sam2_session_set_image (sa, rgb, 256, 256, 768, SAM2_PIXEL_FORMAT_RGB, &error));
+  g_assert_true (sam2_session_set_image (sb, rgb, 256, 256, 768, SAM2_PIXEL_FORMAT_RGB, &error));
+  const Sam2Point p = { 100, 120, SAM2_LABEL_POSITIVE };
+  const Sam2Prompt prompt = { .points = &p, .n_points = 1 };
+  const Sam2Result *ra = sam2_session_decode (sa, &prompt, 1, TRUE, &error);
+  const size_t n = (size_t) ra->n_masks * ra->mask_size * ra->mask_size;
+  float *la = g_memdup2 (ra->lowres_logits, n * sizeof (float));
+  const Sam2Result *rb = sam2_session_decode (sb, &prompt, 1, TRUE, &error);
+  g_assert_no_error (error);
+  double d = sam2_rel_l2 (rb->lowres_logits, la, n);
+  g_free (la);
+  sam2_session_free (sa);
+  sam2_session_free (sb);
+  return d;
+}
+
+/* A quantized model stays close to its float model: per-layer errors of a few 1e-3 add up to
+ * about 1e-2 on the logits here; a layer computing garbage gives O(1). */
+#define QUANTIZED_LOGITS_BOUND 0.1
+
 static const char *W4A8_SVD = "quant:\n  wgts:\n    dtype: sint4\n    group_shapes: [[1, 32]]\n"
                               "    kernel_gptq: {damp_percentage: 0.01, block_size: 32}\n"
                               "  ipts: {dtype: sint8, granularity: per_token, post_gelu: asymmetric}\n"
@@ -391,8 +421,9 @@ test_file_round_trip (void)
   Sam2Model *loaded = sam2_model_load (path, &error);
   g_assert_no_error (error);
   g_assert_true (sam2_model_is_quantized (loaded));
-  /* the same numbers in memory and from the file */
+  /* the same numbers in memory and from the file, and near the float model */
   assert_same_outputs (qm, loaded);
+  g_assert_cmpfloat (logits_distance (qm, sh.fp), <, QUANTIZED_LOGITS_BOUND);
   /* metadata a safetensors tool sees */
   Sam2Safetensors *st = sam2_safetensors_open (path, &error);
   g_assert_no_error (error);
@@ -405,6 +436,44 @@ test_file_round_trip (void)
   sam2_model_unref (loaded);
   sam2_model_unref (qm);
   sam2_calibrator_free (c);
+  sam2_recipe_free (r);
+  g_free (path);
+out:
+  shapes_close (&sh);
+}
+
+/* Float32 storage, and a float layer reading a smoothed LayerNorm's output (its weight then
+ * carries the smoothing scales): both paths of the float tensors of a quantized model. */
+static const char *W4A8_F32 = "quant:\n  wgts: {dtype: uint4, group_size: 32}\n"
+                              "  ipts: {dtype: sint8}\nsmooth: {alpha: 0.5}\n"
+                              "skips:\n  patterns: [\"vision_encoder.backbone.blocks.1.proj\"]\n"
+                              "  dtype: float32\n";
+
+static void
+test_float32_storage_and_smoothed_float_layer (void)
+{
+  Shapes sh;
+  if (!shapes_open (&sh))
+    goto out;
+  Sam2Recipe *r = recipe_from (W4A8_F32);
+  Sam2Calibrator *c = calibrate (&sh, r, 0, 3);
+  GError *error = NULL;
+  Sam2Model *qm = sam2_calibrator_quantize (c, NULL, NULL, &error);
+  g_assert_no_error (error);
+  /* the calibrator (and the plan it built the model from) are gone before the model is used */
+  sam2_calibrator_free (c);
+  char *path = g_build_filename (sh.tmp, "f32.safetensors", NULL);
+  g_assert_true (sam2_model_save (qm, path, &error));
+  Sam2Model *loaded = sam2_model_load (path, &error);
+  g_assert_no_error (error);
+  assert_same_outputs (qm, loaded);
+  g_assert_cmpfloat (logits_distance (qm, sh.fp), <, QUANTIZED_LOGITS_BOUND);
+  Sam2Safetensors *st = sam2_safetensors_open (path, &error);
+  g_assert_cmpint (sam2_safetensors_find (st, "vision_encoder.backbone.blocks.1.proj.weight")->dtype,
+                   ==, SAM2_DTYPE_F32);
+  sam2_safetensors_close (st);
+  sam2_model_unref (loaded);
+  sam2_model_unref (qm);
   sam2_recipe_free (r);
   g_free (path);
 out:
@@ -513,6 +582,8 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/tail-group", test_tail_group);
   g_test_add_func ("/quantize/gptq-beats-rtn-per-layer", test_gptq_beats_rtn_per_layer);
   g_test_add_func ("/quantize/file-round-trip", test_file_round_trip);
+  g_test_add_func ("/quantize/float32-storage-smoothed-float-layer",
+                   test_float32_storage_and_smoothed_float_layer);
   g_test_add_func ("/quantize/cache-reuse", test_cache_reuse);
   g_test_add_func ("/quantize/failures-leave-nothing", test_failures_leave_nothing);
   return g_test_run ();

@@ -86,6 +86,44 @@ plane_box (const guint8 * m, gint W, gint H)
   return b;
 }
 
+/* The core API's masks for one click per object on a w x h RGB frame: (n, H, W). */
+static guint8 *
+core_click_masks (const guint8 * rgb, gint w, gint h, const Sam2Point * clicks, gint n)
+{
+  GError *error = NULL;
+  Sam2Model *model = sam2_model_load (test_model_path (), &error);
+  Sam2Session *session = sam2_session_new (model, &error);
+  Sam2Prompt *prompts = g_new0 (Sam2Prompt, n);
+  const Sam2Result *r;
+  guint8 *masks;
+
+  fail_unless (session != NULL, "%s", error ? error->message : "");
+  fail_unless (sam2_session_set_image (session, rgb, w, h, w * 3, SAM2_PIXEL_FORMAT_RGB,
+          &error));
+  for (gint o = 0; o < n; o++) {
+    prompts[o].points = &clicks[o];
+    prompts[o].n_points = 1;
+  }
+  r = sam2_session_predict (session, prompts, n, NULL, &error);
+  fail_unless (r != NULL, "%s", error ? error->message : "");
+  masks = g_malloc ((gsize) n * w * h);
+  memcpy (masks, r->masks, (gsize) n * w * h);
+  g_free (prompts);
+  sam2_session_free (session);
+  sam2_model_unref (model);
+  return masks;
+}
+
+/* The top-left w x h of the demo image, packed. */
+static guint8 *
+demo_crop (gint w, gint h)
+{
+  guint8 *rgb = g_malloc ((gsize) w * h * 3);
+  for (gint y = 0; y < h; y++)
+    memcpy (rgb + (gsize) y * w * 3, demo_rgb + (gsize) y * demo_w * 3, (gsize) w * 3);
+  return rgb;
+}
+
 /* Checks a buffer's meta against the frame: masks inside, boxes equal to the masks' bounding
  * boxes, one sam2-object ROI per non-empty object with matching params. */
 static void
@@ -874,26 +912,43 @@ GST_START_TEST (test_max_objects)
 
 GST_END_TEST;
 
-/* A caps change mid-stream: the next frame is segmented at the new size. */
-GST_START_TEST (test_caps_change)
+/* Frames of another size than the model's input, with several objects, are segmented exactly
+ * as the core API does; and a caps change to a smaller frame with more objects gets the
+ * next frame segmented at the new size (this once overflowed libsam2's box array). */
+GST_START_TEST (test_other_sizes_and_caps_change)
 {
+  static const Sam2Point clicks[3] = { {42.5f, 95.5f, 1}, {100, 30, 1}, {20, 20, 1} };
   GstHarness *h;
   GstBuffer *out;
-  guint8 *small;
+  GstSam2MaskMeta *meta;
+  guint8 *small, *ref;
 
   load_demo ();
   h = test_seg_harness_new (GST_VIDEO_FORMAT_RGB, demo_w, demo_h, "points", "40,90",
       "interval", 50, NULL);
   gst_buffer_unref (push_pull (h, demo_frame (GST_VIDEO_FORMAT_RGB, 0, 0)));
-  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=128,height=100,"
+
+  small = demo_crop (160, 120);
+  ref = core_click_masks (small, 160, 120, clicks, 3);
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=160,height=120,"
       "framerate=30/1");
-  small = g_malloc0 (128 * 100 * 3);
-  for (gint y = 0; y < 100; y++)
-    memcpy (small + y * 128 * 3, demo_rgb + (gsize) y * demo_w * 3, 128 * 3);
-  out = push_pull (h, test_make_frame (small, 128, 100, GST_VIDEO_FORMAT_RGB, 0, GST_SECOND));
-  check_meta_consistent (out, 128, 100);
+  g_object_set (h->element, "points", "42.5,95.5; 100,30; 20,20", NULL);
+  for (guint i = 1; i <= 2; i++) {
+    out = push_pull (h, test_make_frame (small, 160, 120, GST_VIDEO_FORMAT_RGB, 8,
+            i * GST_SECOND));
+    check_meta_consistent (out, 160, 120);
+    meta = gst_buffer_get_sam2_mask_meta (out);
+    fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (meta), 3);
+    for (guint o = 0; o < 3; o++) {
+      guint8 *m = test_object_frame_mask (meta, gst_sam2_mask_meta_get_object (meta, o));
+      fail_unless_equals_int (test_count_diff (m, ref + o * 160 * 120, 160 * 120), 0);
+      g_free (m);
+    }
+    gst_buffer_unref (out);
+  }
+  /* frame 0 and frame 1 (new size, new prompts); frame 2 is within the interval */
   fail_unless_equals_int (stat (h, "inferences"), 2);
-  gst_buffer_unref (out);
+  g_free (ref);
   g_free (small);
   gst_harness_teardown (h);
 }
@@ -924,7 +979,7 @@ sam2seg_suite (void)
   tcase_add_test (tc, test_error_prompts_outside_frame);
   tcase_add_test (tc, test_model_fixed_while_running);
   tcase_add_test (tc, test_max_objects);
-  tcase_add_test (tc, test_caps_change);
+  tcase_add_test (tc, test_other_sizes_and_caps_change);
   return s;
 }
 

@@ -1,0 +1,232 @@
+/* sam2q eval MODEL [MODEL...] (--eval-set FILE | --dataset coco --coco-root DIR | ...)
+ *                  [--reference-model REF] [--json]
+ *
+ * Mask quality against ground truth with one point and one box prompt per object (mIoU), the
+ * same relative to a reference model on the same prompts, model size and compression against
+ * FP16, latency: one table row per model, or JSON (one object, or an array for several models). */
+#include "commands.h"
+#include "eval-dataset.h"
+#include "eval.h"
+#include "model.h"
+#include "qmodel.h"
+
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+  char *eval_set;
+  char *dataset;
+  char *root;
+  int num_samples;
+  int seed;
+} Source;
+
+static gboolean
+evaluate (Sam2Model *model, const Source *src, Sam2qEvalScores *out, GError **error)
+{
+  if (src->eval_set == NULL)
+    return sam2q_eval_dataset (model, src->dataset, src->root, src->num_samples, src->seed, out,
+                               error);
+  Sam2EvalResult *r = sam2_eval_set_run (model, src->eval_set, error);
+  if (r == NULL)
+    return FALSE;
+  out->miou[0] = r->miou[SAM2_EVAL_POINT];
+  out->miou[1] = r->miou[SAM2_EVAL_BOX];
+  out->encoder_ms = r->encoder_ms;
+  out->decoder_ms = r->decoder_ms;
+  out->n_images = out->n_objects = r->n_images;
+  sam2_eval_result_free (r);
+  return TRUE;
+}
+
+/* Weights as stored: the quantized file's tensors, or the float checkpoint in F32. */
+static size_t
+model_bytes (const Sam2Model *m)
+{
+  return m->quantized ? sam2_qmodel_weight_bytes (m) : (size_t) m->n_params * 4;
+}
+
+typedef struct {
+  const char *name;
+  Sam2Model *model;
+  Sam2qEvalScores s;
+} Row;
+
+static void
+add_double (JsonBuilder *b, const char *key, double v)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_add_double_value (b, v);
+}
+
+static JsonNode *
+row_json (const Row *r, const Row *ref)
+{
+  JsonBuilder *b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "model");
+  json_builder_add_string_value (b, r->name);
+  json_builder_set_member_name (b, "quantized");
+  json_builder_add_boolean_value (b, r->model->quantized);
+  json_builder_set_member_name (b, "n_images");
+  json_builder_add_int_value (b, r->s.n_images);
+  json_builder_set_member_name (b, "n_objects");
+  json_builder_add_int_value (b, r->s.n_objects);
+  add_double (b, "miou_point", r->s.miou[0]);
+  add_double (b, "miou_box", r->s.miou[1]);
+  if (ref != NULL) {
+    json_builder_set_member_name (b, "reference_model");
+    json_builder_add_string_value (b, ref->name);
+    add_double (b, "reference_miou_point", ref->s.miou[0]);
+    add_double (b, "reference_miou_box", ref->s.miou[1]);
+    add_double (b, "relative_miou_point", r->s.miou[0] / ref->s.miou[0]);
+    add_double (b, "relative_miou_box", r->s.miou[1] / ref->s.miou[1]);
+  }
+  const size_t bytes = model_bytes (r->model), fp16 = sam2_model_fp16_bytes (r->model);
+  json_builder_set_member_name (b, "size_bytes");
+  json_builder_add_int_value (b, (gint64) bytes);
+  json_builder_set_member_name (b, "fp16_size_bytes");
+  json_builder_add_int_value (b, (gint64) fp16);
+  add_double (b, "compression_vs_fp16", (double) fp16 / bytes);
+  add_double (b, "encoder_ms", r->s.encoder_ms);
+  add_double (b, "decoder_ms", r->s.decoder_ms);
+  json_builder_end_object (b);
+  JsonNode *node = json_builder_get_root (b);
+  g_object_unref (b);
+  return node;
+}
+
+static void
+print_json (Row *rows, int n, const Row *ref)
+{
+  JsonNode *root;
+  if (n == 1) {
+    root = row_json (&rows[0], ref);
+  } else {
+    JsonArray *a = json_array_new ();
+    for (int i = 0; i < n; i++)
+      json_array_add_element (a, row_json (&rows[i], ref));
+    root = json_node_new (JSON_NODE_ARRAY);
+    json_node_take_array (root, a);
+  }
+  char *text = json_to_string (root, TRUE);
+  g_print ("%s\n", text);
+  g_free (text);
+  json_node_unref (root);
+}
+
+static void
+print_table (Row *rows, int n, const Row *ref, const Source *src)
+{
+  g_print ("evaluated on %s: %d images, %d objects, one point and one box prompt each\n\n",
+           src->eval_set ? src->eval_set : src->root, rows[0].s.n_images, rows[0].s.n_objects);
+  g_print ("%-40s %8s %8s", "model", "mIoU pt", "mIoU box");
+  if (ref != NULL)
+    g_print (" %8s %8s", "rel pt", "rel box");
+  g_print (" %9s %8s %9s %9s\n", "size MB", "vs FP16", "enc ms", "dec ms");
+  for (int i = 0; i < n; i++) {
+    const Row *r = &rows[i];
+    const size_t bytes = model_bytes (r->model);
+    g_print ("%-40s %8.4f %8.4f", r->name, r->s.miou[0], r->s.miou[1]);
+    if (ref != NULL)
+      g_print (" %7.2f%% %7.2f%%", 100.0 * r->s.miou[0] / ref->s.miou[0],
+               100.0 * r->s.miou[1] / ref->s.miou[1]);
+    g_print (" %9.2f %7.2fx %9.1f %9.2f\n", bytes / 1e6,
+             (double) sam2_model_fp16_bytes (r->model) / bytes, r->s.encoder_ms, r->s.decoder_ms);
+  }
+  if (ref != NULL)
+    g_print ("\nreference %s: mIoU point %.4f, box %.4f\n", ref->name, ref->s.miou[0],
+             ref->s.miou[1]);
+}
+
+int
+sam2q_cmd_eval (int argc, char **argv)
+{
+  Source src = { 0 };
+  char *reference = NULL, *coco_root = NULL, *sa1b_root = NULL;
+  gboolean json = FALSE;
+  int threads = 0;
+  GOptionEntry entries[] = {
+    { "eval-set", 'e', 0, G_OPTION_ARG_FILENAME, &src.eval_set,
+      "an evaluation set in the fixtures' format (e.g. sam2-shapes/eval_dev.safetensors)", "FILE" },
+    { "dataset", 'd', 0, G_OPTION_ARG_STRING, &src.dataset,
+      "coco, sa1b or random: prompts and ground truth from the annotations", "KIND" },
+    { "coco-root", 0, 0, G_OPTION_ARG_FILENAME, &coco_root,
+      "COCO root (val2017/ and annotations/instances_val2017.json)", "DIR" },
+    { "sa1b-root", 0, 0, G_OPTION_ARG_FILENAME, &sa1b_root, "directory of SA-1B sa_*.jpg/json",
+      "DIR" },
+    { "num-samples", 'n', 0, G_OPTION_ARG_INT, &src.num_samples,
+      "images to evaluate (default: all; random: 64)", "N" },
+    { "seed", 0, 0, G_OPTION_ARG_INT, &src.seed,
+      "random: seed of the generated pictures (calibration uses the recipe's seed, 0 by default: "
+      "evaluate on another one)", "N" },
+    { "reference-model", 'r', 0, G_OPTION_ARG_STRING, &reference,
+      "also evaluate this model on the same prompts and report relative mIoU", "REF" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON instead of a table", NULL },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: one per core)", "N" },
+    { NULL }
+  };
+  GOptionContext *ctx = g_option_context_new ("MODEL [MODEL...] - mask quality, size and latency");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  GError *error = NULL;
+  int rc = 1, n_rows = 0;
+  Row *rows = NULL, ref = { 0 };
+
+  gboolean parsed = g_option_context_parse (ctx, &argc, &argv, &error);
+  if (parsed && src.dataset != NULL)
+    src.root = g_strdup (g_strcmp0 (src.dataset, "coco") == 0   ? coco_root
+                         : g_strcmp0 (src.dataset, "sa1b") == 0 ? sa1b_root
+                                                                : NULL);
+  if (!parsed || argc < 2 || (src.eval_set == NULL) == (src.dataset == NULL)
+      || (src.dataset != NULL && g_strcmp0 (src.dataset, "random") != 0 && src.root == NULL)) {
+    if (error == NULL)
+      g_set_error_literal (&error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                           "expected one or more MODELs and either --eval-set FILE or --dataset "
+                           "coco --coco-root DIR (or sa1b --sa1b-root DIR, or random)");
+    rc = 2;
+    sam2q_fail ("eval", error);
+    goto out;
+  }
+  sam2_set_num_threads (threads);
+  n_rows = argc - 1;
+  rows = g_new0 (Row, n_rows);
+  for (int i = 0; i < n_rows; i++) {
+    rows[i].name = argv[i + 1];
+    if ((rows[i].model = sam2_model_load (argv[i + 1], &error)) == NULL
+        || !evaluate (rows[i].model, &src, &rows[i].s, &error)) {
+      g_prefix_error (&error, "%s: ", argv[i + 1]);
+      goto fail;
+    }
+  }
+  if (reference != NULL) {
+    ref.name = reference;
+    if ((ref.model = sam2_model_load (reference, &error)) == NULL
+        || !evaluate (ref.model, &src, &ref.s, &error)) {
+      g_prefix_error (&error, "reference %s: ", reference);
+      goto fail;
+    }
+  }
+  if (json)
+    print_json (rows, n_rows, reference ? &ref : NULL);
+  else
+    print_table (rows, n_rows, reference ? &ref : NULL, &src);
+  rc = 0;
+  goto out;
+fail:
+  rc = sam2q_fail ("eval", error);
+out:
+  g_clear_error (&error);
+  for (int i = 0; i < n_rows; i++)
+    sam2_model_unref (rows[i].model);
+  g_free (rows);
+  sam2_model_unref (ref.model);
+  g_option_context_free (ctx);
+  g_free (src.eval_set);
+  g_free (src.dataset);
+  g_free (src.root);
+  g_free (coco_root);
+  g_free (sa1b_root);
+  g_free (reference);
+  return rc;
+}

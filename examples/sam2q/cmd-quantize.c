@@ -1,0 +1,322 @@
+/* sam2q quantize --model MODEL [--config RECIPE.yaml] [--dataset KIND ...] [--output-dir DIR]
+ *
+ * Calibrates the float model on frames of a dataset (decoded with GStreamer), quantizes it per
+ * the recipe and writes one .safetensors file. A progress bar on a terminal, plain lines
+ * otherwise. */
+#include "commands.h"
+#include "datasets.h"
+#include "hub.h"
+#include "model.h"
+#include "qmodel.h"
+#include "quantize.h"
+#include "recipe.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+  gboolean tty;
+  gint64 start;
+  const char *last_stage;
+} Progress;
+
+static void
+progress_line (Progress *p, const char *stage, int done, int total, const char *item, double err)
+{
+  const double secs = (g_get_monotonic_time () - p->start) / 1e6;
+  if (p->tty) {
+    const int width = 30, filled = total > 0 ? width * done / total : 0;
+    char bar[64];
+    for (int i = 0; i < width; i++)
+      bar[i] = i < filled ? '#' : '.';
+    bar[width] = '\0';
+    g_printerr ("\r\033[K%-11s [%s] %d/%d  %6.1f s  %s", stage, bar, done, total, secs,
+                item ? item : "");
+    if (done == total)
+      g_printerr ("\n");
+  } else {
+    if (isnan (err))
+      g_printerr ("%s %d/%d %.1fs %s\n", stage, done, total, secs, item ? item : "");
+    else
+      g_printerr ("%s %d/%d %.1fs %s error %.4f\n", stage, done, total, secs, item, err);
+  }
+  p->last_stage = stage;
+}
+
+static void
+on_quant_progress (gpointer data, const char *stage, int done, int total, const char *item,
+                   double error)
+{
+  progress_line (data, stage, done, total, item, error);
+}
+
+/* "facebook/sam2.1-hiera-tiny" -> "sam2.1-hiera-tiny"; a directory -> its name. */
+static char *
+model_stem (const char *ref)
+{
+  const char *id = sam2_hub_shortcut_id (ref);
+  char *base = g_path_get_basename (id ? id : ref);
+  char *at = strchr (base, '@');
+  if (at)
+    *at = '\0';
+  return base;
+}
+
+/* Fails early, before minutes of calibration, when the output cannot be written. */
+static gboolean
+check_output_dir (const char *dir, GError **error)
+{
+  if (g_mkdir_with_parents (dir, 0755) != 0) {
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
+                 "cannot create the output directory %s: %s; choose another --output-dir", dir,
+                 g_strerror (errno));
+    return FALSE;
+  }
+  char *probe = g_build_filename (dir, ".sam2q-write-test-XXXXXX", NULL);
+  int fd = g_mkstemp (probe);
+  if (fd < 0) {
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
+                 "cannot write to the output directory %s: %s; choose another --output-dir", dir,
+                 g_strerror (errno));
+    g_free (probe);
+    return FALSE;
+  }
+  close (fd);
+  g_unlink (probe);
+  g_free (probe);
+  return TRUE;
+}
+
+typedef struct {
+  const char *kind;
+  const char *path;
+  Sam2qDatasetOptions opts;
+} Source;
+
+/* sha256 over the frames' sizes and pixels: the calibration set's identity for the cache. */
+static char *
+frames_digest (const Source *src, GError **error)
+{
+  Sam2qDataset *ds = sam2q_dataset_open (src->kind, src->path, &src->opts, error);
+  if (ds == NULL)
+    return NULL;
+  GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
+  Sam2qSample s = { 0 };
+  while (sam2q_dataset_next (ds, &s, error)) {
+    const int dims[2] = { s.image->width, s.image->height };
+    g_checksum_update (sum, (const guchar *) dims, sizeof dims);
+    for (int y = 0; y < s.image->height; y++)
+      g_checksum_update (sum, s.image->pixels + (size_t) y * s.image->stride, s.image->width * 3);
+  }
+  char *hex = error != NULL && *error != NULL ? NULL : g_strdup (g_checksum_get_string (sum));
+  g_checksum_free (sum);
+  sam2q_sample_clear (&s);
+  sam2q_dataset_free (ds);
+  return hex;
+}
+
+static gboolean
+calibrate (Sam2Calibrator *c, const Source *src, Progress *p, GError **error)
+{
+  Sam2qDataset *ds = sam2q_dataset_open (src->kind, src->path, &src->opts, error);
+  if (ds == NULL)
+    return FALSE;
+  Sam2qSample s = { 0 };
+  gboolean ok = TRUE;
+  int n = 0;
+  const int total = src->opts.limit;
+  while (ok && sam2q_dataset_next (ds, &s, error)) {
+    ok = sam2_calibrator_add_image (c, s.image->pixels, s.image->width, s.image->height,
+                                    s.image->stride, SAM2_PIXEL_FORMAT_RGB, error);
+    if (ok) {
+      n++;
+      progress_line (p, "calibrating", n, MAX (total, n), s.name, NAN);
+    }
+  }
+  if (ok && error != NULL && *error != NULL)
+    ok = FALSE;
+  sam2q_sample_clear (&s);
+  sam2q_dataset_free (ds);
+  return ok;
+}
+
+static void
+print_summary (Sam2Calibrator *c, Sam2Model *fp, Sam2Model *q, const char *path, double secs)
+{
+  const GPtrArray *rep = sam2_calibrator_get_report (c);
+  double sum = 0.0, worst = 0.0;
+  const Sam2LayerReport *w = NULL;
+  for (guint i = 0; i < rep->len; i++) {
+    const Sam2LayerReport *r = rep->pdata[i];
+    sum += r->error;
+    if (r->error > worst) {
+      worst = r->error;
+      w = r;
+    }
+  }
+  const size_t bytes = sam2_qmodel_weight_bytes (q), fp16 = sam2_model_fp16_bytes (fp);
+  g_print ("quantized %u layers from %d frames in %.1f s\n", rep->len,
+           sam2_calibrator_get_n_frames (c), secs);
+  if (rep->len > 0)
+    g_print ("layer output error: mean %.4f, worst %.4f (%s)\n", sum / rep->len, worst,
+             w ? w->name : "");
+  g_print ("size %.2f MB, %.2fx smaller than FP16 (%.2f MB)\n", bytes / 1e6, (double) fp16 / bytes,
+           fp16 / 1e6);
+  if (path != NULL)
+    g_print ("wrote %s\n", path);
+}
+
+int
+sam2q_cmd_quantize (int argc, char **argv)
+{
+  char *model_ref = NULL, *config = NULL, *out_dir = NULL, *dataset = NULL, *coco_root = NULL;
+  char *sa1b_root = NULL, *data_path = NULL, *device = NULL, *dtype = NULL, *cache_dir = NULL;
+  int num_samples = 0, batch_size = 0, threads = 0, frame_stride = 0;
+  gboolean no_save = FALSE;
+  GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref,
+      "tiny, small, base, large, a directory or an HF id (required)", "MODEL" },
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config,
+      "recipe YAML (configs/*.yaml; default: W4 GPTQ g128 + per-token A8)", "RECIPE" },
+    { "output-dir", 'o', 0, G_OPTION_ARG_FILENAME, &out_dir,
+      "where <model>-<recipe>.safetensors goes (default: .)", "DIR" },
+    { "dataset", 'd', 0, G_OPTION_ARG_STRING, &dataset,
+      "calibration frames: random (default), coco, sa1b, images, video", "KIND" },
+    { "coco-root", 0, 0, G_OPTION_ARG_FILENAME, &coco_root, "COCO root for --dataset coco", "DIR" },
+    { "sa1b-root", 0, 0, G_OPTION_ARG_FILENAME, &sa1b_root, "SA-1B directory for --dataset sa1b",
+      "DIR" },
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data_path,
+      "image directory (--dataset images) or video file (--dataset video)", "PATH" },
+    { "frame-stride", 0, 0, G_OPTION_ARG_INT, &frame_stride, "video: take every Nth frame", "N" },
+    { "num-calib-samples", 'n', 0, G_OPTION_ARG_INT, &num_samples,
+      "calibration frames (default: the recipe's calib.num_samples)", "N" },
+    { "batch-size", 'b', 0, G_OPTION_ARG_INT, &batch_size,
+      "frames per forward pass (the CPU backend runs them one at a time)", "N" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device, "cpu (default) or cuda", "DEVICE" },
+    { "dtype", 0, 0, G_OPTION_ARG_STRING, &dtype,
+      "precision of the float model during calibration: float32 (default), float16, bfloat16",
+      "DTYPE" },
+    { "cache-dir", 0, 0, G_OPTION_ARG_FILENAME, &cache_dir,
+      "reuse calibration statistics of the same model, frames and recipe", "DIR" },
+    { "no-save-model", 0, 0, G_OPTION_ARG_NONE, &no_save, "quantize and report, write nothing",
+      NULL },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: one per core)", "N" },
+    { NULL }
+  };
+  GOptionContext *ctx = g_option_context_new ("- quantize a SAM2 model (W4A8) from calibration "
+                                              "frames");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  GError *error = NULL;
+  int rc = 1;
+  Sam2Recipe *recipe = NULL;
+  Sam2Model *fp = NULL, *q = NULL;
+  Sam2Calibrator *c = NULL;
+  char *path = NULL, *stem = NULL, *digest = NULL;
+  Progress progress = { isatty (STDERR_FILENO), g_get_monotonic_time (), NULL };
+  Source src = { 0 };
+
+  if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc != 1 || model_ref == NULL) {
+    if (error == NULL)
+      g_set_error_literal (&error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                           "--model is required and there are no positional arguments (see sam2q "
+                           "quantize --help)");
+    rc = 2;
+    sam2q_fail ("quantize", error);
+    goto out;
+  }
+  if (device != NULL && strcmp (device, "cpu") != 0) {
+    g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--device %s: this build calibrates on the CPU only (no CUDA backend was built); "
+                 "use --device cpu", device);
+    goto fail;
+  }
+  if (dtype != NULL && strcmp (dtype, "float32") != 0) {
+    g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--dtype %s: the CPU backend computes in float32; use --dtype float32", dtype);
+    goto fail;
+  }
+  src.kind = dataset ? dataset : "random";
+  src.path = strcmp (src.kind, "coco") == 0   ? coco_root
+             : strcmp (src.kind, "sa1b") == 0 ? sa1b_root
+                                              : data_path;
+  if (strcmp (src.kind, "random") != 0 && src.path == NULL) {
+    g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--dataset %s needs %s", src.kind,
+                 strcmp (src.kind, "coco") == 0   ? "--coco-root DIR"
+                 : strcmp (src.kind, "sa1b") == 0 ? "--sa1b-root DIR"
+                                                  : "--data PATH");
+    goto fail;
+  }
+  if (config != NULL && (recipe = sam2_recipe_load (config, &error)) == NULL)
+    goto fail;
+  if (recipe == NULL) {
+    recipe = g_new0 (Sam2Recipe, 1);
+    sam2_recipe_init_defaults (recipe);
+  }
+  if (num_samples > 0)
+    recipe->calib.num_samples = num_samples;
+  if (batch_size > 0)
+    recipe->calib.batch_size = batch_size;
+  src.opts.limit = recipe->calib.num_samples;
+  src.opts.seed = recipe->calib.seed;
+  src.opts.frame_stride = frame_stride;
+  const char *dir = out_dir ? out_dir : ".";
+  if (!no_save && !check_output_dir (dir, &error))
+    goto fail;
+  sam2_set_num_threads (threads);
+  if ((fp = sam2_model_load (model_ref, &error)) == NULL)
+    goto fail;
+  if ((c = sam2_calibrator_new (fp, recipe, &error)) == NULL)
+    goto fail;
+
+  gboolean hit = FALSE;
+  if (cache_dir != NULL) {
+    if ((digest = frames_digest (&src, &error)) == NULL
+        || !sam2_calibrator_use_cache (c, cache_dir, digest, &hit, &error))
+      goto fail;
+    if (hit)
+      g_printerr ("calibration statistics of %d frames loaded from %s\n",
+                  sam2_calibrator_get_n_frames (c), cache_dir);
+  }
+  if (!hit && !calibrate (c, &src, &progress, &error))
+    goto fail;
+  if ((q = sam2_calibrator_quantize (c, on_quant_progress, &progress, &error)) == NULL)
+    goto fail;
+  stem = model_stem (model_ref);
+  if (!no_save) {
+    char *file = g_strdup_printf ("%s-%s.safetensors", stem, recipe->name);
+    path = g_build_filename (dir, file, NULL);
+    g_free (file);
+    if (!sam2_model_save (q, path, &error))
+      goto fail;
+  }
+  print_summary (c, fp, q, path, (g_get_monotonic_time () - progress.start) / 1e6);
+  rc = 0;
+  goto out;
+fail:
+  rc = sam2q_fail ("quantize", error);
+out:
+  g_clear_error (&error);
+  sam2_calibrator_free (c);
+  sam2_model_unref (q);
+  sam2_model_unref (fp);
+  sam2_recipe_free (recipe);
+  g_option_context_free (ctx);
+  g_free (path);
+  g_free (stem);
+  g_free (digest);
+  g_free (model_ref);
+  g_free (config);
+  g_free (out_dir);
+  g_free (dataset);
+  g_free (coco_root);
+  g_free (sa1b_root);
+  g_free (data_path);
+  g_free (device);
+  g_free (dtype);
+  g_free (cache_dir);
+  return rc;
+}

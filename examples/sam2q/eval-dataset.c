@@ -1,0 +1,86 @@
+/* eval-dataset.c: mIoU of a model on an annotated dataset (coco, sa1b, random): every object
+ * not marked as a crowd is prompted once with its box and once with its point; the mask at
+ * threshold 0 is compared with the ground truth. */
+#include "eval-dataset.h"
+#include "eval.h"
+
+#include <string.h>
+
+gboolean
+sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int limit, int seed,
+                    Sam2qEvalScores *out, GError **error)
+{
+  Sam2qDatasetOptions opts = { .limit = limit, .seed = (guint64) seed };
+  Sam2qDataset *ds = sam2q_dataset_open (kind, root, &opts, error);
+  if (ds == NULL)
+    return FALSE;
+  Sam2Session *s = sam2_session_new (model, error);
+  if (s == NULL) {
+    sam2q_dataset_free (ds);
+    return FALSE;
+  }
+  Sam2qSample sample = { 0 };
+  double sum[2] = { 0, 0 };
+  gint64 t_enc = 0, t_dec = 0;
+  int n_objects = 0, n_images = 0;
+  gboolean ok = TRUE;
+  guint8 *gt = NULL;
+  size_t gt_size = 0;
+
+  while (ok && sam2q_dataset_next (ds, &sample, error)) {
+    const Sam2qImage *im = sample.image;
+    gint64 t0 = g_get_monotonic_time ();
+    ok = sam2_session_set_image (s, im->pixels, im->width, im->height, im->stride,
+                                 SAM2_PIXEL_FORMAT_RGB, error);
+    t_enc += g_get_monotonic_time () - t0;
+    n_images++;
+    const size_t plane = (size_t) im->width * im->height;
+    if (gt_size < plane) {
+      g_free (gt);
+      gt = g_malloc (plane);
+      gt_size = plane;
+    }
+    for (int i = 0; ok && i < sample.n_annotations; i++) {
+      const Sam2qAnnotation *a = &sample.annotations[i];
+      if (a->iscrowd || a->mask == NULL)
+        continue;
+      sam2q_annotation_decode_mask (a, gt, im->width);
+      const Sam2Point pt = { (float) a->point[0], (float) a->point[1], SAM2_LABEL_POSITIVE };
+      Sam2Prompt prompts[2] = {
+        { .points = &pt, .n_points = 1 },
+        { .has_box = TRUE, .box = { (float) a->box[0], (float) a->box[1],
+                                    (float) MIN (a->box[2], im->width - 1),
+                                    (float) MIN (a->box[3], im->height - 1) } },
+      };
+      for (int k = 0; ok && k < 2; k++) {
+        t0 = g_get_monotonic_time ();
+        const Sam2Result *r = sam2_session_predict (s, &prompts[k], 1, NULL, error);
+        t_dec += g_get_monotonic_time () - t0;
+        ok = r != NULL;
+        if (ok)
+          sum[k] += sam2_mask_iou (r->masks, gt, plane);
+      }
+      n_objects++;
+    }
+  }
+  if (ok && error != NULL && *error != NULL)
+    ok = FALSE;
+  if (ok && n_objects == 0) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "%s has no annotated objects to evaluate on", root ? root : kind);
+    ok = FALSE;
+  }
+  if (ok) {
+    out->miou[0] = sum[0] / n_objects;
+    out->miou[1] = sum[1] / n_objects;
+    out->n_images = n_images;
+    out->n_objects = n_objects;
+    out->encoder_ms = t_enc / 1e3 / n_images;
+    out->decoder_ms = t_dec / 1e3 / (2.0 * n_objects);
+  }
+  g_free (gt);
+  sam2q_sample_clear (&sample);
+  sam2_session_free (s);
+  sam2q_dataset_free (ds);
+  return ok;
+}

@@ -1,0 +1,25 @@
+/* eval-dataset.h: sam2q's evaluation on annotated datasets (see datasets.h). */
+#ifndef SAM2Q_EVAL_DATASET_H
+#define SAM2Q_EVAL_DATASET_H
+
+#include "datasets.h"
+#include "sam2.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  double miou[2];              /* point, box */
+  int n_images;
+  int n_objects;
+  double encoder_ms;           /* per image */
+  double decoder_ms;           /* per prompt, including upsampling to the picture */
+} Sam2qEvalScores;
+
+/* Box and point prompt per object of the first `limit` samples (0: all) of the dataset; `seed`
+ * chooses the pictures of the random dataset. */
+gboolean sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int limit,
+                             int seed, Sam2qEvalScores *out, GError **error);
+
+G_END_DECLS
+
+#endif
