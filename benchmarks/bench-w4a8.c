@@ -3,7 +3,8 @@
  *
  *   sam2-bench-w4a8 [--seconds S] [--threads N] [--asym] [--rank R] [--act gelu]
  *
- * Per shape (M x K -> N: tokens x in -> out features), best time over S seconds (default 1) of:
+ * Per shape (M x K -> N: tokens x in -> out features), best time over S seconds (default 3,
+ * shared by the first three, which take turns) of:
  *   fp32   dnnl_sgemm ('N', 'T'): the float linear op of the CPU backend, without its bias pass;
  *   w4a8   sam2_quant_linear_forward: activation quantization (per token, symmetric unless
  *          --asym), the 4-bit x 8-bit integer GEMM with per-group scales (128 columns; one group
@@ -47,7 +48,7 @@ static const Shape shapes[] = {
   { 1024, 3072, 768, "stage 4 mlp fc2" },
 };
 
-static double seconds = 1.0;
+static double seconds = 3.0;
 
 static double
 now_ms (void)
@@ -55,18 +56,25 @@ now_ms (void)
   return g_get_monotonic_time () / 1e3;
 }
 
-/* Best time in ms of fn(data), repeated for `seconds` (at least 3 runs, after one warm-up). */
-static double
-best_ms (void (*fn) (gpointer), gpointer data)
+/* Best times in ms of each of n functions on data, over `seconds` in all: the functions take
+ * turns (a tenth of the time each, at least 2 runs per turn, after one warm-up), so that a
+ * change in clock speed or in the machine's load over the run affects them alike. */
+static void
+best_ms (void (*const *fn) (gpointer), int n, gpointer data, double *best)
 {
-  fn (data);
-  double best = 1e30, start = now_ms ();
-  for (int i = 0; i < 3 || now_ms () - start < seconds * 1e3; i++) {
-    const double t0 = now_ms ();
-    fn (data);
-    best = MIN (best, now_ms () - t0);
+  for (int f = 0; f < n; f++) {
+    fn[f] (data);
+    best[f] = 1e30;
   }
-  return best;
+  for (int turn = 0; turn < 10; turn++)
+    for (int f = 0; f < n; f++) {
+      const double start = now_ms ();
+      for (int i = 0; i < 2 || now_ms () - start < seconds * 1e3 / (10 * n); i++) {
+        const double t0 = now_ms ();
+        fn[f] (data);
+        best[f] = MIN (best[f], now_ms () - t0);
+      }
+    }
 }
 
 typedef struct {
@@ -204,7 +212,7 @@ main (int argc, char **argv)
   gboolean asym = FALSE;
   char *act_name = NULL;
   GOptionEntry entries[] = {
-    { "seconds", 0, 0, G_OPTION_ARG_DOUBLE, &seconds, "Time per measurement (1)", "S" },
+    { "seconds", 0, 0, G_OPTION_ARG_DOUBLE, &seconds, "Time per shape (3)", "S" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "OpenMP threads (all)", "N" },
     { "asym", 0, 0, G_OPTION_ARG_NONE, &asym, "Asymmetric per-token activations", NULL },
     { "rank", 0, 0, G_OPTION_ARG_INT, &rank, "Low-rank branch of this rank (0)", "R" },
@@ -236,7 +244,7 @@ main (int argc, char **argv)
     engine = NULL;
 
   printf ("W4A8 (UINT4 weights, group 128 or K; %s per-token int8 activations; bias; rank %d; "
-          "act %s) vs fp32 and oneDNN int8, %d threads, best of %.1f s\n\n",
+          "act %s) vs fp32 and oneDNN int8, %d threads, best over %.1f s per shape\n\n",
           asym ? "asymmetric" : "symmetric", rank, sam2_act_name (act), threads, seconds);
   printf ("%-16s %-19s %17s %25s %14s %17s\n", "layer", "M x K -> N", "fp32 ms GFLOP/s",
           "w4a8 ms GOP/s (x fp32)", "quant ms (%)", "onednn ms GOP/s");
@@ -264,9 +272,10 @@ main (int argc, char **argv)
     b.scales = g_new (float, s->M);
     b.zeros = g_new (int32_t, s->M);
 
-    const double t_fp32 = best_ms (run_sgemm, &b);
-    const double t_w4a8 = best_ms (run_w4a8, &b);
-    const double t_quant = best_ms (run_quant, &b);
+    void (*const fns[]) (gpointer) = { run_sgemm, run_w4a8, run_quant };
+    double t[3];
+    best_ms (fns, 3, &b, t);
+    const double t_fp32 = t[0], t_w4a8 = t[1], t_quant = t[2];
     const double ops = 2.0 * s->M * s->K * s->N;
     sum_fp32 += t_fp32;
     sum_w4a8 += t_w4a8;
@@ -275,9 +284,11 @@ main (int argc, char **argv)
     gint8 *w8 = g_new0 (gint8, NK);
     int32_t *c32 = g_new (int32_t, MN);
     if (engine != NULL && onednn_setup (&b, engine, b.codes, w8, c32, impl, sizeof impl)) {
+      void (*const fn[]) (gpointer) = { run_onednn };
+      double t_int8;
       run_quant (&b);
-      const double t = best_ms (run_onednn, &b);
-      g_snprintf (onednn, sizeof onednn, "%8.2f %7.1f", t, ops / (t * 1e6));
+      best_ms (fn, 1, &b, &t_int8);
+      g_snprintf (onednn, sizeof onednn, "%8.2f %7.1f", t_int8, ops / (t_int8 * 1e6));
       dnnl_primitive_destroy (b.mm);
       dnnl_stream_destroy (b.stream);
       dnnl_memory_destroy (b.mem_a);

@@ -574,19 +574,24 @@ frame_masks (Sam2Session *s, Sam2Result *r, float threshold, GError **error)
 {
   const size_t plane = (size_t) r->width * r->height;
   const size_t n = (size_t) r->n_objects * r->n_masks;
+  /* masks and boxes grow separately: fewer, larger frames need more mask bytes but fewer boxes */
   if (s->res_masks_capacity < n * plane) {
     g_free (s->res_masks);
-    g_free (s->res_boxes);
     s->res_masks = g_try_malloc (n * plane);
+    s->res_masks_capacity = s->res_masks ? n * plane : 0;
+  }
+  if (s->res_boxes_capacity < n) {
+    g_free (s->res_boxes);
     s->res_boxes = g_try_new (Sam2Box, n);
-    s->res_masks_capacity = s->res_masks && s->res_boxes ? n * plane : 0;
+    s->res_boxes_capacity = s->res_boxes ? n : 0;
   }
   if (s->upsampled_capacity < plane) {
     g_free (s->upsampled);
     s->upsampled = g_try_new (float, plane);
     s->upsampled_capacity = s->upsampled ? plane : 0;
   }
-  if (s->res_masks_capacity == 0 || s->upsampled_capacity == 0) {
+  if (s->res_masks_capacity < n * plane || s->res_boxes_capacity < n
+      || s->upsampled_capacity < plane) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
                  "out of memory for %zu masks of %dx%d", n, r->width, r->height);
     return FALSE;

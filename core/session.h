@@ -80,6 +80,7 @@ struct _Sam2Session {
   size_t res_masks_capacity;
   guint8 *res_masks;
   Sam2Box *res_boxes;
+  size_t res_boxes_capacity;
   float *upsampled;            /* (height, width) scratch for one mask */
   size_t upsampled_capacity;
   Sam2Prompt *scaled_prompts;  /* frame prompts scaled to the model input */

@@ -387,6 +387,24 @@ test_bad_calls (void)
   g_assert_cmpint (r->n_masks, ==, 1);
   g_assert_nonnull (r->masks);
 
+  /* a larger frame with one object, then a smaller one with more objects: the result buffers
+   * must grow for the object count even though the mask bytes fit (found by the sam2seg tests) */
+  static guint8 big[256 * 256 * 3];
+  g_assert_true (sam2_session_set_image (s, big, 256, 256, 768, SAM2_PIXEL_FORMAT_RGB, &error));
+  r = sam2_session_predict (s, &p_ok, 1, NULL, &error);
+  g_assert_no_error (error);
+  Sam2Prompt five[5];
+  for (int i = 0; i < 5; i++)
+    five[i] = p_ok;
+  g_assert_true (sam2_session_set_image (s, pixels, 40, 30, 120, SAM2_PIXEL_FORMAT_RGB, &error));
+  Sam2PredictOptions multi = SAM2_PREDICT_OPTIONS_INIT;
+  multi.multimask = TRUE;
+  r = sam2_session_predict (s, five, 5, &multi, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (r->n_objects * r->n_masks, ==, 15);
+  for (int i = 0; i < 15; i++)
+    g_assert_cmpint (r->boxes[i].x1, <, 40);
+
   sam2_session_free (s);
   sam2_model_unref (model);
 }

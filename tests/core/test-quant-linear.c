@@ -14,11 +14,15 @@
  *       sam2_w4_dequantize) and this file's quantizer.
  *
  * Layers are random (fixed seeds): UINT4 and SINT4 codes, groups of 64, 128, 256 and K (tail
- * groups: K = 112, 144, 448, 576 with 64 or 256; K odd), N not a multiple of the 16-channel
- * blocks, M = 1 and row counts that leave 1, 2 or 3 rows to the last tile, bias, smoothing,
- * low rank 8 and 32, every activation, residual separate and residual == y, all five activation
- * modes. Outputs start as NaN (an unwritten element fails), scratch is exactly the size the
- * library asks for (valgrind sees overruns).
+ * groups: K = 112, 144, 448, 576 with 64 or 256; K odd), group sizes that are not multiples of
+ * the kernel's 32-column steps, N not a multiple of the 16-channel blocks, M = 1 and row counts
+ * that leave rows over after the 3-row (AVX2) and 4-row (AVX-512) tiles, bias, smoothing, low
+ * rank 8 and 32, every activation, residual separate and residual == y, all five activation
+ * modes; enough rows for the path where each thread quantizes its own rows, and an output large
+ * enough to be written with non-temporal stores. Outputs start as NaN (an unwritten element
+ * fails), scratch is exactly the size the library asks for (valgrind sees overruns; under
+ * valgrind, oneDNN 2.6's JIT sgemm itself reports 32-byte reads past its own packing buffer for
+ * K >= 512, in the low-rank and weight-only products: a plain dnnl_sgemm call does the same).
  *
  * Run with --verbose to see each case's worst error as a fraction of its bound. */
 #include "formats.h"
