@@ -48,9 +48,9 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
       const Sam2Point pt = { (float) a->point[0], (float) a->point[1], SAM2_LABEL_POSITIVE };
       Sam2Prompt prompts[2] = {
         { .points = &pt, .n_points = 1 },
-        { .has_box = TRUE, .box = { (float) a->box[0], (float) a->box[1],
-                                    (float) MIN (a->box[2], im->width - 1),
-                                    (float) MIN (a->box[3], im->height - 1) } },
+        /* as given: COCO's x + w may equal the width, which the prompt encoder takes as is */
+        { .has_box = TRUE, .box = { (float) a->box[0], (float) a->box[1], (float) a->box[2],
+                                    (float) a->box[3] } },
       };
       for (int k = 0; ok && k < 2; k++) {
         t0 = g_get_monotonic_time ();
