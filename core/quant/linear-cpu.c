@@ -899,7 +899,8 @@ tile_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, int r0
         c21 = _mm256_add_epi32 (c21, _mm256_madd_epi16 (t21, ones));
       }
     }
-    const __m256 sc0 = _mm256_loadu_ps (wscale + g * NB), sc1 = _mm256_loadu_ps (wscale + g * NB + 8);
+    const __m256 sc0 = _mm256_loadu_ps (wscale + g * NB);
+    const __m256 sc1 = _mm256_loadu_ps (wscale + g * NB + 8);
     SAM2_AVX2_GROUP_ACC (f00, c00, sc0);
     SAM2_AVX2_GROUP_ACC (f01, c01, sc1);
     if (mr > 1) {
@@ -990,7 +991,8 @@ tile_avx512_vnni (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr,
     for (int i = 0; i < quads; i++, ap += 4, wp += 4 * NB) {
       const __m512i w = _mm512_load_si512 ((const void *) wp);
       for (int r = 0; r < mr; r++)
-        c[r] = _mm512_dpbusd_epi32 (c[r], w, _mm512_set1_epi32 (load_quad (ap + (size_t) r * a->ld)));
+        c[r] = _mm512_dpbusd_epi32 (c[r], w,
+                                    _mm512_set1_epi32 (load_quad (ap + (size_t) r * a->ld)));
     }
     const __m512 sc = _mm512_loadu_ps (wscale + g * NB);
     for (int r = 0; r < mr; r++) {

@@ -162,20 +162,23 @@ layer_new (GRand *r, const LayerSpec *s)
     for (int k = 0; k < K; k++)
       sam2_w4_set (w->codes, K, n, k, g_rand_int_range (r, 0, 16));
   for (size_t i = 0; i < (size_t) N * w->n_groups; i++) {
-    w->scales[i] = s->dyadic ? pow2 (r, -2, 0) : (float) (0.01 * exp (g_rand_double_range (r, -1, 1)));
+    w->scales[i] = s->dyadic ? pow2 (r, -2, 0)
+                             : (float) (0.01 * exp (g_rand_double_range (r, -1, 1)));
     w->zeros[i] = s->dtype == SAM2_QTYPE_SINT4 ? SAM2_SINT4_ZERO : g_rand_int_range (r, 0, 16);
   }
   q->act = s->mode;
   if (s->bias) {
     float *b = g_new (float, N);
     for (int n = 0; n < N; n++)
-      b[n] = s->dyadic ? g_rand_int_range (r, -16, 17) / 4.0f : (float) g_rand_double_range (r, -1, 1);
+      b[n] = s->dyadic ? g_rand_int_range (r, -16, 17) / 4.0f
+                       : (float) g_rand_double_range (r, -1, 1);
     q->bias = b;
   }
   if (s->smooth) {
     q->smooth_inv = g_new (float, K);
     for (int k = 0; k < K; k++)
-      q->smooth_inv[k] = s->dyadic ? pow2 (r, -1, 1) : (float) exp (g_rand_double_range (r, -1.4, 1.4));
+      q->smooth_inv[k] = s->dyadic ? pow2 (r, -1, 1)
+                                   : (float) exp (g_rand_double_range (r, -1.4, 1.4));
   }
   q->rank = s->rank;
   if (s->rank > 0) {

@@ -1,0 +1,257 @@
+/* kernels.h: the CUDA kernels of the CUDA backend, as C-callable launchers.
+ *
+ * Every launcher enqueues its work on `stream` and returns at once with 0 or a negative status
+ * (SAM2_CUDA_* below, the values of backend.h's SAM2_STATUS_*): a bad argument is
+ * SAM2_CUDA_UNSUPPORTED, a launch the runtime refuses SAM2_CUDA_DEVICE. Errors of the kernels
+ * themselves surface at the next synchronisation (the backend's download). No launcher allocates
+ * device memory: those that need scratch take a `workspace` of the size their *_workspace_bytes
+ * function gives, allocated once by the caller. Pointers are device memory unless a comment says
+ * host; tensors are float32, row-major, channels-last, as in core/backend.h.
+ *
+ * This header is plain C (core/backend-cuda.c includes it) and needs only the CUDA runtime and
+ * cuBLAS headers. */
+#ifndef SAM2_KERNELS_H
+#define SAM2_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes: the values of SAM2_STATUS_* (core/backend.h checks that they agree). */
+enum {
+  SAM2_CUDA_OK = 0,
+  SAM2_CUDA_OUT_OF_MEMORY = -1,
+  SAM2_CUDA_DEVICE = -2,
+  SAM2_CUDA_UNSUPPORTED = -3,
+};
+
+/* Activations: the values of Sam2Act (core/config.h). */
+enum {
+  SAM2_CUDA_ACT_NONE,
+  SAM2_CUDA_ACT_GELU,         /* exact, erf */
+  SAM2_CUDA_ACT_GELU_TANH,
+  SAM2_CUDA_ACT_RELU,
+  SAM2_CUDA_ACT_SILU,
+  SAM2_CUDA_ACT_SIGMOID,
+};
+
+/* Activation quantization modes: the values of Sam2ActQuantMode (core/quant/formats.h). */
+enum {
+  SAM2_CUDA_AQ_NONE,
+  SAM2_CUDA_AQ_TOKEN_SYM,
+  SAM2_CUDA_AQ_TOKEN_ASYM,
+  SAM2_CUDA_AQ_TENSOR_SYM,
+  SAM2_CUDA_AQ_TENSOR_ASYM,
+};
+
+/* ---- device (common.cu) ---------------------------------------------------------------------- */
+
+/* Number of CUDA devices; 0 (and SAM2_CUDA_OK) when there is no driver or no device, which is
+ * what the runtime reports as cudaErrorInsufficientDriver (35) or cudaErrorNoDevice on a machine
+ * without a GPU. Clears the runtime's last error. */
+int sam2_cuda_device_count (int *count);
+
+/* Per-process setup of the current device: raises the dynamic shared-memory limit of the kernels
+ * that use more than 48 KiB. Idempotent; call before the first launch. */
+int sam2_cuda_init (void);
+
+/* ---- element-wise (elementwise.cu) ----------------------------------------------------------- */
+
+/* y (M, N) += bias (N) when bias is not NULL, then act, in place. */
+int sam2_cuda_bias_act (float *y, int M, int N, const float *bias, int act, cudaStream_t stream);
+/* x (n) = act(x) in place. */
+int sam2_cuda_activation (int act, float *x, size_t n, cudaStream_t stream);
+/* y (n) = a + c; y may alias either. */
+int sam2_cuda_add (float *y, const float *a, const float *c, size_t n, cudaStream_t stream);
+/* y (M, C) = x (M, C) + row (C); y may be x. */
+int sam2_cuda_add_row (float *y, const float *x, const float *row, int M, int C,
+                       cudaStream_t stream);
+/* Row-wise LayerNorm over C channels (biased variance; statistics in double, as the CPU
+ * backend); y may be x. */
+int sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
+                          float eps, float *y, cudaStream_t stream);
+/* In-place softmax of each of M rows of N (row sum in double, as the CPU backend). */
+int sam2_cuda_softmax_rows (float *x, int M, int N, cudaStream_t stream);
+/* y (M, K) = x (M, K) * scale (K) per column (the smoothing of a quantized layer's input). */
+int sam2_cuda_scale_columns (const float *x, int M, int K, const float *scale, float *y,
+                             cudaStream_t stream);
+
+/* ---- data movement (window.cu) --------------------------------------------------------------- */
+
+/* The ops of the same names in core/backend.h, with the same layouts. */
+int sam2_cuda_window_partition (const float *x, int H, int W, int C, int ws, float *windows,
+                                cudaStream_t stream);
+int sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w, int ws, int C,
+                                  int H, int W, float *x, cudaStream_t stream);
+int sam2_cuda_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s, float *y,
+                        cudaStream_t stream);
+int sam2_cuda_im2col_planar (const float *x, int C, int H, int W, int kh, int kw, int stride,
+                             int pad, float *cols, cudaStream_t stream);
+int sam2_cuda_im2col (const float *x, int H, int W, int C, int kh, int kw, int stride, int pad,
+                      float *cols, cudaStream_t stream);
+int sam2_cuda_add_upsample2x (float *y, const float *x, int H, int W, int C, cudaStream_t stream);
+int sam2_cuda_depth_to_space2x (const float *x, int H, int W, int C, const float *addend,
+                                float *y, cudaStream_t stream);
+
+/* ---- attention (attention.cu) ---------------------------------------------------------------- */
+
+/* Sam2AttentionArgs of core/backend.h, field for field. */
+typedef struct {
+  int batch;
+  int heads;
+  int head_dim;                /* 1 .. SAM2_CUDA_ATTENTION_MAX_HEAD_DIM */
+  int len_q;
+  int len_k;                   /* >= 1 */
+  float scale;
+  const float *q; int q_ld; size_t q_batch_stride;
+  const float *k; int k_ld; size_t k_batch_stride;
+  const float *v; int v_ld; size_t v_batch_stride;
+  float *out; int out_ld; size_t out_batch_stride;
+} Sam2CudaAttentionArgs;
+
+#define SAM2_CUDA_ATTENTION_MAX_HEAD_DIM 128
+
+/* out = softmax(scale q k^T) v per sequence and head, flash-style (no score matrix in memory). */
+int sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream);
+
+/* ---- W4A8 (layernorm-quant.cu, gemm-w4a8.cu) ------------------------------------------------- */
+
+/* The kernel-side geometry of a W4A8 layer (N, K, group size), from sam2_cuda_w4a8_geometry.
+ *
+ * Activation rows in the kernel layout ("kernel rows"): int8 codes, each weight group starting
+ * at a multiple of group_pad = group_size rounded up to 32, the columns past a group's end 0,
+ * the row padded with 0 to `row_bytes`, a multiple of 64 (the GEMM's K tile). Symmetric rows
+ * hold the codes a (-127..127); asymmetric rows hold u - 128 for the UINT8 codes u of formats.h,
+ * with the row's zero point kept as Za = za - 128 (so a - Za = u - za, as the CPU kernel does).
+ * K steps of 32 columns never straddle two groups. */
+typedef struct {
+  int n, k;                    /* output, input features */
+  int group_size, n_groups;
+  int group_pad;               /* group_size rounded up to 32 */
+  int steps;                   /* 32-column steps holding data: the last group's end */
+  int row_bytes;               /* kernel row length, steps * 32 rounded up to 64 */
+  int n_pad;                   /* n rounded up to the GEMM's N tile (64) */
+} Sam2CudaW4A8Geometry;
+
+void sam2_cuda_w4a8_geometry (int n, int k, int group_size, Sam2CudaW4A8Geometry *geo);
+
+/* The weights repacked for the GEMM, as one blob (host memory here, uploaded as it is):
+ *   w       (n_pad / 8, row_bytes / 32, 32) uint32: per 8 output channels and 32-column step,
+ *           the 32 words the 32 lanes of a warp hold as the B operand of one
+ *           mma.m16n8k32: lane (g = lane / 4, t = lane % 4) gets channel n0 + g, columns
+ *           4t .. 4t + 3 in nibbles 0, 2, 4, 6 and columns 16 + 4t .. 16 + 4t + 3 in nibbles
+ *           1, 3, 5, 7, so (w & 0x0f0f0f0f) and ((w >> 4) & 0x0f0f0f0f) are the two operand
+ *           registers; codes past a group's end, past K and past N are 0.
+ *   wzero   (n_groups, n_pad) int32: z, the group zero point (0 past N)
+ *   wsum    (n_groups, n_pad) int32: sum of (q - z) over the group's columns
+ *   wscale  (n_groups, n_pad) float: the group scale (0 past N)
+ * Offsets are in bytes from the blob's start, each a multiple of 256. */
+typedef struct {
+  size_t w, wzero, wsum, wscale;
+  size_t total;
+} Sam2CudaW4A8Blob;
+
+void sam2_cuda_w4a8_blob_layout (const Sam2CudaW4A8Geometry *geo, Sam2CudaW4A8Blob *blob);
+
+/* Fills `out` (blob.total bytes, host) from the formats.h layout (host): codes (n, (k + 1) / 2)
+ * packed two per byte, scales and zeros (n, n_groups). */
+void sam2_cuda_w4a8_pack_host (const Sam2CudaW4A8Geometry *geo, const uint8_t *codes,
+                               const float *scales, const uint8_t *zeros, void *out);
+
+/* A W4A8 layer on the device: the prepared blob's arrays and the layer's float parts. */
+typedef struct {
+  Sam2CudaW4A8Geometry geo;
+  int act_mode;                /* SAM2_CUDA_AQ_* other than NONE */
+  float act_scale, act_zero;   /* static modes */
+  const uint32_t *w;
+  const int32_t *wzero, *wsum;
+  const float *wscale;
+  const float *bias;           /* (n) or NULL */
+  const float *smooth_inv;     /* (k) or NULL */
+  int rank;                    /* low-rank branch, 0: none */
+  const float *lora_down;      /* (rank, k) */
+  const float *lora_up;        /* (n, rank) */
+} Sam2CudaW4A8Layer;
+
+/* Quantized activation rows (kernel rows) and their per-row terms. */
+typedef struct {
+  int8_t *codes;               /* (M, row_bytes) */
+  float *scales;               /* (M) sa */
+  int32_t *zeros;              /* (M) Za */
+  int32_t *sums;               /* (M, n_groups) sum of each group's codes */
+  float *t;                    /* (M, rank) (x smooth_inv) L_down^T, or NULL when rank is 0 */
+} Sam2CudaActRows;
+
+/* The low-rank down-projection is computed inside the quantization pass up to this rank. */
+#define SAM2_CUDA_QUANT_MAX_FUSED_RANK 128
+
+/* An optional LayerNorm before the quantization (its output is what gets smoothed, quantized and
+ * projected), and an optional copy of the normalised rows. */
+typedef struct {
+  const float *weight, *bias;  /* (K) */
+  float eps;
+  float *out;                  /* (M, K) the LayerNorm output, or NULL */
+} Sam2CudaQuantNorm;
+
+/* Quantizes x (M, K = layer->geo.k) into kernel rows: smoothing, the row's scale and zero point
+ * per layer->act_mode exactly as sam2_quantize_activations (codes bit for bit), group sums and,
+ * when layer->rank is 1 .. SAM2_CUDA_QUANT_MAX_FUSED_RANK and out->t is not NULL, the low-rank
+ * down-projection t. `norm` may be NULL. `range` may be NULL, or hold per row `n_range` (lo, hi)
+ * pairs whose min / max is the row's range of x smooth_inv (as the W4A8 GEMM's epilogue leaves
+ * them for the next layer), which saves the pass that finds it; ignored when norm is given. */
+int sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
+                             const Sam2CudaQuantNorm *norm, const float *range, int n_range,
+                             const Sam2CudaActRows *out, cudaStream_t stream);
+
+/* What the GEMM epilogue may leave for the next layer's quantization: per row and 32-column
+ * slice of the output, min(0, min v s) and max(0, max v s) of the outputs v times `smooth_inv`
+ * (the next layer's, (N) or NULL), at range[(row * (n_pad / 32) + slice) * 2 + {0, 1}]. */
+typedef struct {
+  const float *smooth_inv;
+  float *range;                /* (M, n_pad / 32, 2) */
+} Sam2CudaNextQuant;
+
+/* y (M, N) = act(x_q W_q^T + bias + t L_up^T) + residual on quantized rows `a`; residual may be
+ * y; `next` may be NULL. */
+int sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, int M,
+                         float *y, int act, const float *residual, const Sam2CudaNextQuant *next,
+                         cudaStream_t stream);
+
+/* The whole layer from float x (M, K): quantize, then the GEMM. The workspace holds the kernel
+ * rows (and, for a rank above SAM2_CUDA_QUANT_MAX_FUSED_RANK, the smoothed rows for a cuBLAS
+ * down-projection through `cublas`, which may be NULL otherwise). */
+size_t sam2_cuda_w4a8_linear_workspace_bytes (const Sam2CudaW4A8Layer *layer, int M);
+int sam2_cuda_w4a8_linear (const Sam2CudaW4A8Layer *layer, const float *x, int M, float *y,
+                           int act, const float *residual, cublasHandle_t cublas,
+                           cudaStream_t stream, void *workspace);
+
+/* ---- float GEMMs (gemm-float.cu) ------------------------------------------------------------- */
+
+/* C (M, N) = A (M, K) B^T + beta C with B (N, K), row-major, through cublasSgemm in FP32 (the
+ * handle's math mode must not allow TF32: the backend sets CUBLAS_DEFAULT_MATH). The handle must
+ * already be bound to the stream the caller wants. */
+int sam2_cuda_gemm_f32_nt (cublasHandle_t h, const float *A, const float *B, int M, int N, int K,
+                           float beta, float *C);
+
+/* y (n) = bf16(x): the operands of the BF16 baseline. */
+int sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream);
+
+/* The BF16 baseline: C (M, N) bf16 = A (M, K) B^T, bf16 operands, FP32 accumulation, through
+ * cuBLASLt with its heuristic's first algorithm. Descriptors are created per call (host memory
+ * only): a benchmark reference, not a hot path. */
+#define SAM2_CUDA_LT_WORKSPACE_BYTES ((size_t) 32 << 20)
+int sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B, int M,
+                            int N, int K, uint16_t *C, cudaStream_t stream, void *workspace);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
