@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Prepares .devpack/ for scripts/device-check.sh on a lent GPU machine (the workplace's device
+# tool copies the working tree there; .devpack/ is git-ignored, so the call names it in `carry`).
+#
+#   scripts/device-pack.sh [BUILD_DIR]      (default build-dev, configured with -Dcuda=enabled)
+#
+# The GPU machine is bare (no GLib, GStreamer, oneDNN or LAPACK; CUDA and PyTorch are there), so
+# the pack holds: the CUDA test and benchmark programs and sam2q, stripped; the shared libraries
+# they need that a stock system lacks (everything but glibc, libstdc++ and CUDA's own), as one
+# xz tarball; and the fixtures the checks read that do not travel with the tree. The tiny-hash
+# float64 reference is not packed (27 MB): device-check.sh regenerates it there with the
+# fixtures' own generator, which fits the 64 MiB a call may carry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-dev}
+fixtures=${SAM2_FIXTURES:-../shared/fixtures}
+
+if [ ! -d "$build" ]; then
+  meson setup "$build" -Dcuda=enabled --buildtype=release >/dev/null
+fi
+ninja -C "$build" >/dev/null
+
+grep -qx '/.devpack/' .git/info/exclude || echo '/.devpack/' >> .git/info/exclude
+rm -rf .devpack
+mkdir -p .devpack/bin .devpack/fixtures/sam2-tiny-hash .devpack/fixtures/sam2-shapes
+
+programs=("$build/examples/sam2q/sam2q")
+for f in "$build"/tests/cuda/test-cuda-* "$build"/benchmarks/*; do
+  if [ -f "$f" ] && [ -x "$f" ]; then programs+=("$f"); fi
+done
+for p in "${programs[@]}"; do
+  cp "$p" .devpack/bin/
+  strip .devpack/bin/"$(basename "$p")"
+done
+
+# Libraries: what the programs load, minus what every Linux system with CUDA has.
+libs=$(mktemp -d)
+mkdir "$libs/devlibs"
+for p in .devpack/bin/*; do ldd "$p"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
+  grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |
+  grep -v -E '/(libcuda|libcudart|libcublas|libcublasLt)\.so' |
+  while read -r lib; do cp -L "$lib" "$libs/devlibs/"; done
+tar -C "$libs" -cf - devlibs | xz -6 -T0 > .devpack/libs.tar.xz
+rm -rf "$libs"
+
+cp "$fixtures"/sam2-tiny-hash/config.json .devpack/fixtures/sam2-tiny-hash/
+cp "$fixtures"/sam2-shapes/config.json .devpack/fixtures/sam2-shapes/
+xz -6 -T0 -c "$fixtures"/sam2-shapes/eval_dev.safetensors > .devpack/fixtures/sam2-shapes/eval_dev.safetensors.xz
+cp "$fixtures"/generators/fixtures.py .devpack/fixtures/
+
+du -sh .devpack
+ls -la .devpack/bin
