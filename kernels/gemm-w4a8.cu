@@ -1,1 +1,518 @@
-extern "C" int sam2_stub_gemm_w4a8 (void) { return 0; }
+/* gemm-w4a8.cu: the W4A8 GEMM of the CUDA backend (kernels.h, section W4A8): weight repacking on
+ * the host, the tensor-core GEMM with its epilogue, and the whole layer (quantize + GEMM).
+ *
+ * Arithmetic (the CPU kernel's, core/quant/linear-cpu.c, so that the outputs agree with
+ * sam2_quant_linear_forward to the last bit wherever the CPU's float steps are the same):
+ *   per (row m, channel n, group g): isum = sum_k a_k q_k - z asum[m][g] - Za wsum[g][n], exact
+ *     in int32 (the zero-point compensation: sum (a - Za)(q - z) expanded);
+ *   f = sum over g, in group order, of (float) isum * s[g][n] (a multiply then an add, rounded
+ *     each: __fmul_rn / __fadd_rn, never contracted into an FMA; the first group assigned);
+ *   pre = f sa[m] + bias[n]; then + t[m] . L_up[n] (rank terms in order), act, + residual.
+ * The integer sums come from mma.sync.m16n8k32 s8 x s8 -> s32 (H100 has no int4 tensor cores):
+ * the 4-bit codes q (0..15) are unpacked to bytes in registers by two masks, and are valid s8
+ * operands as they are; the activation codes are the int8 kernel rows of layernorm-quant.cu.
+ *
+ * Tiling: a block computes BM x 64 outputs (BM 128 with 8 warps, or 64 with 4 warps for small
+ * M), each warp 32 x 32 (2 x 4 mma tiles of 16 x 8), over K tiles of 64 columns (two 32-column
+ * mma steps) in a 3-stage cp.async pipeline. Activation tiles are stored with rows 80 bytes
+ * apart in shared memory: the A-fragment loads (lane: row lane / 4, word lane % 4) then hit 32
+ * distinct banks (row r at word 20 r: banks 0, 20, 8, 28, 16, 4, 24, 12 plus 0..3). Weight tiles
+ * are stored as packed (8 channels, step, lane) words, so each lane's B word is one
+ * conflict-free 32-bit load. A 32-column step never straddles two weight groups (the kernel row
+ * layout), so after each step that ends a group the int32 accumulators are turned into float
+ * and cleared. */
+#include "kernels.h"
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <string.h>
+
+namespace {
+
+constexpr int BN = 64;           /* outputs per block along N (the geometry's n_pad unit) */
+constexpr int BK = 64;           /* columns per K tile (the geometry's row_bytes unit) */
+constexpr int STAGES = 3;
+constexpr int A_LD = BK + 16;    /* shared row stride of the activation tile, bytes */
+constexpr int B_WORDS = (BN / 8) * (BK / 32) * 32;   /* packed weight words per tile */
+
+inline int
+round_up (int x, int m)
+{
+  return (x + m - 1) / m * m;
+}
+
+inline size_t
+align256 (size_t x)
+{
+  return (x + 255) & ~(size_t) 255;
+}
+
+__device__ __forceinline__ float
+act_apply (int act, float x)
+{
+  switch (act) {
+  case SAM2_CUDA_ACT_GELU:
+    return 0.5f * x * (1.0f + erff (x * 0.70710678118654752f));
+  case SAM2_CUDA_ACT_GELU_TANH:
+    return 0.5f * x * (1.0f + tanhf (0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  case SAM2_CUDA_ACT_RELU:
+    return x > 0.0f ? x : 0.0f;
+  case SAM2_CUDA_ACT_SILU:
+    return x / (1.0f + expf (-x));
+  case SAM2_CUDA_ACT_SIGMOID:
+    return 1.0f / (1.0f + expf (-x));
+  default:
+    return x;
+  }
+}
+
+__device__ __forceinline__ void
+cp_async16 (void *smem, const void *gmem)
+{
+  const unsigned s = (unsigned) __cvta_generic_to_shared (smem);
+  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+
+__device__ __forceinline__ void
+cp_async_commit ()
+{
+  asm volatile ("cp.async.commit_group;\n" ::: "memory");
+}
+
+template <int N>
+__device__ __forceinline__ void
+cp_async_wait ()
+{
+  asm volatile ("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/* c (16 x 8, s32) += a (16 x 32, s8, row) b (32 x 8, s8, col). */
+__device__ __forceinline__ void
+mma_s8 (int32_t c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+  asm volatile ("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+struct GemmArgs {
+  Sam2CudaW4A8Geometry geo;
+  const uint32_t *w;         /* (n_pad / 8, row_bytes / 32, 32) */
+  const int32_t *wzero;      /* (n_groups, n_pad) */
+  const int32_t *wsum;       /* (n_groups, n_pad) */
+  const float *wscale;       /* (n_groups, n_pad) */
+  const float *bias;         /* (n) or NULL */
+  int rank;
+  const float *lora_up;      /* (n, rank) */
+  const float *t;            /* (M, rank) */
+  const int8_t *codes;       /* (M, row_bytes) */
+  const float *sa;           /* (M) */
+  const int32_t *za;         /* (M) */
+  const int32_t *asum;       /* (M, n_groups) */
+  int M;
+  int act;
+  const float *residual;     /* (M, n) or NULL; may be y */
+  float *y;                  /* (M, n) */
+};
+
+/* Block (BM / 32) x 2 warps; tile rows m0 .. m0 + BM - 1 (blockIdx.y), channels n0 .. n0 + 63
+ * (blockIdx.x). */
+template <int BM>
+__global__ void __launch_bounds__ (BM * 2)
+w4a8_gemm_kernel (const GemmArgs p)
+{
+  constexpr int THREADS = BM * 2;
+  __shared__ __align__ (16) int8_t a_s[STAGES][BM * A_LD];      /* (BM, A_LD) per stage */
+  __shared__ __align__ (16) uint32_t b_s[STAGES][B_WORDS];      /* (8, 2, 32) per stage */
+
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wm = warp / 2, wn = warp % 2;           /* warp tile rows wm*32, cols wn*32 */
+  const int gid = lane / 4, tg = lane % 4;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int row_bytes = p.geo.row_bytes, n_pad = p.geo.n_pad, NG = p.geo.n_groups;
+  const int steps_row = row_bytes / 32, GP = p.geo.group_pad, steps = p.geo.steps;
+  const int n_kt = row_bytes / BK;
+  const int M = p.M;
+
+  /* Stage loaders: A is BM x 64 bytes = BM * 4 chunks of 16 bytes (2 per thread); rows past M
+   * load row M - 1 (in bounds; their outputs are never stored). B is 8 octets x 256 bytes =
+   * 128 chunks. */
+  auto load_stage = [&] (int stage, int kt) {
+#pragma unroll
+    for (int i = 0; i < (BM * 4) / THREADS; i++) {
+      const int c = tid + i * THREADS, r = c / 4, q = c % 4;
+      const int gm = min (m0 + r, M - 1);
+      cp_async16 (&a_s[stage][r * A_LD + q * 16],
+                  p.codes + (size_t) gm * row_bytes + (size_t) kt * BK + q * 16);
+    }
+    if (tid < (B_WORDS * 4) / 16) {
+      const int o = tid / 16, q = tid % 16;    /* octet, 16-byte chunk of its 2 steps */
+      cp_async16 (&b_s[stage][o * 64 + q * 4],
+                  p.w + ((size_t) (n0 / 8 + o) * steps_row + (size_t) kt * 2) * 32 + q * 4);
+    }
+  };
+
+  int32_t acc[2][4][4];            /* [m tile][n tile][fragment]: int32 sums of the group */
+  float f[2][4][4];                /* the float sums over the groups done */
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        acc[i][j][e] = 0;
+        f[i][j][e] = 0.0f;
+      }
+
+  /* this thread's rows (fragment rows gid and gid + 8 of each m tile), clamped for the loads */
+  int rows[2][2];
+  int32_t zr[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      rows[i][h] = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+      zr[i][h] = p.za[rows[i][h]];
+    }
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; s++) {
+    if (s < n_kt)
+      load_stage (s, s);
+    cp_async_commit ();
+  }
+
+  int g_done = 0;                  /* groups already in f */
+  for (int kt = 0; kt < n_kt; kt++) {
+    cp_async_wait<STAGES - 2> ();
+    __syncthreads ();              /* tile kt visible to all; stage (kt - 1) % STAGES free */
+    if (kt + STAGES - 1 < n_kt)
+      load_stage ((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
+    cp_async_commit ();            /* possibly empty: keeps the group count per iteration */
+
+    const int8_t *as = a_s[kt % STAGES];
+    const uint32_t *bs = b_s[kt % STAGES];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      const int s = kt * 2 + j;    /* 32-column step of the row */
+      if (s >= steps)
+        break;                     /* the row's 64-byte padding: zeros, nothing to add */
+      uint32_t af[2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int r = wm * 32 + i * 16 + gid;
+        const int8_t *base = as + j * 32 + tg * 4;
+        af[i][0] = *reinterpret_cast<const uint32_t *> (base + r * A_LD);
+        af[i][1] = *reinterpret_cast<const uint32_t *> (base + (r + 8) * A_LD);
+        af[i][2] = *reinterpret_cast<const uint32_t *> (base + r * A_LD + 16);
+        af[i][3] = *reinterpret_cast<const uint32_t *> (base + (r + 8) * A_LD + 16);
+      }
+#pragma unroll
+      for (int n = 0; n < 4; n++) {
+        const uint32_t wv = bs[(wn * 4 + n) * 64 + j * 32 + lane];
+        const uint32_t b0 = wv & 0x0f0f0f0fu, b1 = (wv >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+          mma_s8 (acc[i][n], af[i], b0, b1);
+      }
+      /* the step ends a group: fold its exact sums into f */
+      if (((s + 1) * 32) % GP == 0 || s + 1 == steps) {
+        const int g = g_done;
+        int32_t as_[2][2];         /* asum[row][g] of this thread's rows */
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+          for (int h = 0; h < 2; h++)
+            as_[i][h] = p.asum[(size_t) rows[i][h] * NG + g];
+#pragma unroll
+        for (int n = 0; n < 4; n++) {
+          const int c = n0 + wn * 32 + n * 8 + tg * 2;       /* even, < n_pad */
+          const size_t o = (size_t) g * n_pad + c;
+          const int2 wz = *reinterpret_cast<const int2 *> (p.wzero + o);
+          const int2 ws = *reinterpret_cast<const int2 *> (p.wsum + o);
+          const float2 sc = *reinterpret_cast<const float2 *> (p.wscale + o);
+#pragma unroll
+          for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+              const int32_t v0 = acc[i][n][h * 2] - wz.x * as_[i][h] - zr[i][h] * ws.x;
+              const int32_t v1 = acc[i][n][h * 2 + 1] - wz.y * as_[i][h] - zr[i][h] * ws.y;
+              const float f0 = __fmul_rn ((float) v0, sc.x), f1 = __fmul_rn ((float) v1, sc.y);
+              f[i][n][h * 2] = g == 0 ? f0 : __fadd_rn (f[i][n][h * 2], f0);
+              f[i][n][h * 2 + 1] = g == 0 ? f1 : __fadd_rn (f[i][n][h * 2 + 1], f1);
+              acc[i][n][h * 2] = 0;
+              acc[i][n][h * 2 + 1] = 0;
+            }
+        }
+        g_done++;
+      }
+    }
+  }
+  cp_async_wait<0> ();             /* no copy in flight when the block exits */
+
+  /* Epilogue: each output once, by the thread that holds it (so residual may be y). */
+  const int N = p.geo.n;
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int r = m0 + wm * 32 + i * 16 + gid + h * 8;
+      if (r >= M)
+        continue;
+      const float sa = p.sa[r];
+      const float *tr = p.rank > 0 ? p.t + (size_t) r * p.rank : nullptr;
+#pragma unroll
+      for (int n = 0; n < 4; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int c = n0 + wn * 32 + n * 8 + tg * 2 + e;
+          if (c >= N)
+            continue;
+          float v = __fmul_rn (f[i][n][h * 2 + e], sa);
+          if (p.bias != nullptr)
+            v = __fadd_rn (v, p.bias[c]);
+          if (tr != nullptr) {
+            const float *l = p.lora_up + (size_t) c * p.rank;
+            for (int k = 0; k < p.rank; k++)
+              v = __fadd_rn (v, __fmul_rn (tr[k], l[k]));
+          }
+          v = act_apply (p.act, v);
+          const size_t o = (size_t) r * N + c;
+          if (p.residual != nullptr)
+            v = __fadd_rn (v, p.residual[o]);
+          p.y[o] = v;
+        }
+    }
+}
+
+/* y (M, K) = x (M, K) * smooth (K) per column: the rows cuBLAS projects when the rank is above
+ * the fused limit (the same single rounding as the fused path's). */
+__global__ void
+scale_columns_kernel (const float *__restrict__ x, const float *__restrict__ s, size_t n, int K,
+                      float *__restrict__ y)
+{
+  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (size_t) gridDim.x * blockDim.x)
+    y[i] = __fmul_rn (x[i], s[i % K]);
+}
+
+/* Workspace offsets of sam2_cuda_w4a8_linear, from a 256-byte aligned base. */
+struct Workspace {
+  size_t codes, scales, zeros, sums, t, xs, total;
+};
+
+Workspace
+workspace_layout (const Sam2CudaW4A8Layer *l, int M)
+{
+  Workspace w;
+  size_t off = 0;
+  const size_t m = (size_t) M;
+  w.codes = off;
+  off = align256 (off + m * l->geo.row_bytes);
+  w.scales = off;
+  off = align256 (off + m * sizeof (float));
+  w.zeros = off;
+  off = align256 (off + m * sizeof (int32_t));
+  w.sums = off;
+  off = align256 (off + m * l->geo.n_groups * sizeof (int32_t));
+  w.t = off;
+  off = align256 (off + m * (size_t) l->rank * sizeof (float));
+  w.xs = off;
+  if (l->rank > SAM2_CUDA_QUANT_MAX_FUSED_RANK && l->smooth_inv != nullptr)
+    off = align256 (off + m * l->geo.k * sizeof (float));
+  w.total = off;
+  return w;
+}
+
+bool
+geometry_ok (const Sam2CudaW4A8Geometry &g)
+{
+  return g.n > 0 && g.k > 0 && g.group_size > 0 && g.n_groups > 0 && g.group_pad % 32 == 0
+         && g.row_bytes % BK == 0 && g.n_pad % BN == 0 && g.steps * 32 <= g.row_bytes;
+}
+
+}  // namespace
+
+extern "C" void
+sam2_cuda_w4a8_geometry (int n, int k, int group_size, Sam2CudaW4A8Geometry *geo)
+{
+  /* a group of K or more is one group per channel (formats.h's group_size = K) */
+  if (group_size <= 0 || group_size > k)
+    group_size = k;
+  geo->n = n;
+  geo->k = k;
+  geo->group_size = group_size;
+  geo->n_groups = (k + group_size - 1) / group_size;
+  geo->group_pad = round_up (group_size, 32);
+  const int last = k - (geo->n_groups - 1) * group_size;   /* the tail group's columns */
+  geo->steps = ((geo->n_groups - 1) * geo->group_pad + round_up (last, 32)) / 32;
+  geo->row_bytes = round_up (geo->steps * 32, BK);
+  geo->n_pad = round_up (n, BN);
+}
+
+extern "C" void
+sam2_cuda_w4a8_blob_layout (const Sam2CudaW4A8Geometry *geo, Sam2CudaW4A8Blob *blob)
+{
+  const size_t per_group = (size_t) geo->n_groups * geo->n_pad * 4;
+  size_t off = 0;
+  blob->w = off;
+  off = align256 (off + (size_t) geo->n_pad * geo->row_bytes / 2);   /* 4 bits per weight */
+  blob->wzero = off;
+  off = align256 (off + per_group);
+  blob->wsum = off;
+  off = align256 (off + per_group);
+  blob->wscale = off;
+  off = align256 (off + per_group);
+  blob->total = off;
+}
+
+extern "C" void
+sam2_cuda_w4a8_pack_host (const Sam2CudaW4A8Geometry *geo, const uint8_t *codes,
+                          const float *scales, const uint8_t *zeros, void *out)
+{
+  Sam2CudaW4A8Blob b;
+  sam2_cuda_w4a8_blob_layout (geo, &b);
+  memset (out, 0, b.total);
+  uint8_t *base = (uint8_t *) out;
+  uint32_t *w = (uint32_t *) (base + b.w);             /* (n_pad / 8, row_bytes / 32, 32) */
+  int32_t *wzero = (int32_t *) (base + b.wzero);       /* (n_groups, n_pad) */
+  int32_t *wsum = (int32_t *) (base + b.wsum);         /* (n_groups, n_pad) */
+  float *wscale = (float *) (base + b.wscale);         /* (n_groups, n_pad) */
+  const int N = geo->n, K = geo->k, G = geo->group_size, NG = geo->n_groups;
+  const int GP = geo->group_pad, steps_row = geo->row_bytes / 32;
+  const size_t cb = (size_t) (K + 1) / 2;              /* bytes per row of `codes` */
+  for (int n = 0; n < N; n++) {
+    const uint8_t *cr = codes + (size_t) n * cb;
+    /* codes: position p (of the kernel row) holds column k = g G + (p - g GP) of group g */
+    for (int s = 0; s < geo->steps; s++)
+      for (int tg = 0; tg < 4; tg++) {
+        uint32_t word = 0;
+        for (int nib = 0; nib < 8; nib++) {
+          /* nibble 2i: column 4 tg + i of the step; nibble 2i + 1: column 16 + 4 tg + i */
+          const int col = (nib & 1) * 16 + tg * 4 + nib / 2;
+          const int pos = s * 32 + col, g = pos / GP, off = pos - g * GP;
+          const int k = g * G + off;
+          if (g >= NG || off >= G || k >= K)
+            continue;
+          const uint32_t q = (k & 1) ? cr[k / 2] >> 4 : cr[k / 2] & 15;
+          word |= q << (4 * nib);
+        }
+        const int lane = (n % 8) * 4 + tg;
+        w[((size_t) (n / 8) * steps_row + s) * 32 + lane] = word;
+      }
+    for (int g = 0; g < NG; g++) {
+      const int z = zeros[(size_t) n * NG + g];
+      int32_t sum = 0;
+      for (int k = g * G; k < K && k < (g + 1) * G; k++)
+        sum += ((k & 1) ? cr[k / 2] >> 4 : cr[k / 2] & 15) - z;
+      const size_t o = (size_t) g * geo->n_pad + n;
+      wzero[o] = z;
+      wsum[o] = sum;
+      wscale[o] = scales[(size_t) n * NG + g];
+    }
+  }
+}
+
+extern "C" int
+sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, int M, float *y,
+                     int act, const float *residual, cudaStream_t stream)
+{
+  if (layer == nullptr || a == nullptr || M < 0 || !geometry_ok (layer->geo) || layer->rank < 0
+      || act < SAM2_CUDA_ACT_NONE || act > SAM2_CUDA_ACT_SIGMOID)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0)
+    return SAM2_CUDA_OK;
+  if (y == nullptr || a->codes == nullptr || a->scales == nullptr || a->zeros == nullptr
+      || a->sums == nullptr || layer->w == nullptr || layer->wzero == nullptr
+      || layer->wsum == nullptr || layer->wscale == nullptr
+      || (layer->rank > 0 && (a->t == nullptr || layer->lora_up == nullptr)))
+    return SAM2_CUDA_UNSUPPORTED;
+  GemmArgs p;
+  p.geo = layer->geo;
+  p.w = layer->w;
+  p.wzero = layer->wzero;
+  p.wsum = layer->wsum;
+  p.wscale = layer->wscale;
+  p.bias = layer->bias;
+  p.rank = layer->rank;
+  p.lora_up = layer->lora_up;
+  p.t = a->t;
+  p.codes = a->codes;
+  p.sa = a->scales;
+  p.za = a->zeros;
+  p.asum = a->sums;
+  p.M = M;
+  p.act = act;
+  p.residual = residual;
+  p.y = y;
+  const int n_tiles = layer->geo.n_pad / BN;
+  /* 128-row tiles unless that leaves fewer than about two blocks per SM of an H100 (132) */
+  const long blocks128 = (long) ((M + 127) / 128) * n_tiles;
+  if (blocks128 >= 264) {
+    const dim3 grid (n_tiles, (M + 127) / 128);
+    if (grid.y > 65535)
+      return SAM2_CUDA_UNSUPPORTED;
+    w4a8_gemm_kernel<128><<<grid, 256, 0, stream>>> (p);
+  } else {
+    const dim3 grid (n_tiles, (M + 63) / 64);
+    w4a8_gemm_kernel<64><<<grid, 128, 0, stream>>> (p);
+  }
+  return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
+}
+
+extern "C" size_t
+sam2_cuda_w4a8_linear_workspace_bytes (const Sam2CudaW4A8Layer *layer, int M)
+{
+  if (layer == nullptr || M < 0)
+    return 0;
+  return workspace_layout (layer, M).total;
+}
+
+extern "C" int
+sam2_cuda_w4a8_linear (const Sam2CudaW4A8Layer *layer, const float *x, int M, float *y, int act,
+                       const float *residual, cublasHandle_t cublas, cudaStream_t stream,
+                       void *workspace)
+{
+  if (layer == nullptr || M < 0 || !geometry_ok (layer->geo))
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0)
+    return SAM2_CUDA_OK;
+  if (workspace == nullptr || x == nullptr || ((uintptr_t) workspace & 255) != 0)
+    return SAM2_CUDA_UNSUPPORTED;
+  const int R = layer->rank;
+  if (R > SAM2_CUDA_QUANT_MAX_FUSED_RANK && (cublas == nullptr || layer->lora_down == nullptr))
+    return SAM2_CUDA_UNSUPPORTED;
+  const Workspace ws = workspace_layout (layer, M);
+  uint8_t *base = (uint8_t *) workspace;
+  Sam2CudaActRows rows;
+  rows.codes = (int8_t *) (base + ws.codes);
+  rows.scales = (float *) (base + ws.scales);
+  rows.zeros = (int32_t *) (base + ws.zeros);
+  rows.sums = (int32_t *) (base + ws.sums);
+  rows.t = R > 0 ? (float *) (base + ws.t) : nullptr;
+  int st = sam2_cuda_quantize_rows (layer, x, M, &rows, stream);
+  if (st != SAM2_CUDA_OK)
+    return st;
+  if (R > SAM2_CUDA_QUANT_MAX_FUSED_RANK) {
+    /* t (M, R) = xs (M, K) L_down^T (R, K)^T: column-major t^T (R, M) = L_down (as (K, R)
+     * col-major, transposed) times xs (as (K, M) col-major) */
+    const float *xs = x;
+    const int K = layer->geo.k;
+    if (layer->smooth_inv != nullptr) {
+      float *buf = (float *) (base + ws.xs);
+      const size_t n = (size_t) M * K;
+      const int blocks = (int) ((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);
+      scale_columns_kernel<<<blocks, 256, 0, stream>>> (x, layer->smooth_inv, n, K, buf);
+      if (cudaGetLastError () != cudaSuccess)
+        return SAM2_CUDA_DEVICE;
+      xs = buf;
+    }
+    const float one = 1.0f, zero = 0.0f;
+    if (cublasSetStream (cublas, stream) != CUBLAS_STATUS_SUCCESS
+        || cublasSgemm (cublas, CUBLAS_OP_T, CUBLAS_OP_N, R, M, K, &one, layer->lora_down, K, xs,
+                        K, &zero, rows.t, R) != CUBLAS_STATUS_SUCCESS)
+      return SAM2_CUDA_DEVICE;
+  }
+  return sam2_cuda_w4a8_gemm (layer, &rows, M, y, act, residual, stream);
+}

@@ -130,7 +130,8 @@ int sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
  * the row padded with 0 to `row_bytes`, a multiple of 64 (the GEMM's K tile). Symmetric rows
  * hold the codes a (-127..127); asymmetric rows hold u - 128 for the UINT8 codes u of formats.h,
  * with the row's zero point kept as Za = za - 128 (so a - Za = u - za, as the CPU kernel does).
- * K steps of 32 columns never straddle two groups. */
+ * K steps of 32 columns never straddle two groups. This is the CPU kernel's row layout
+ * (core/quant/linear-cpu.c, `kl` = steps * 32) padded further to the 64-column tile. */
 typedef struct {
   int n, k;                    /* output, input features */
   int group_size, n_groups;
@@ -189,44 +190,27 @@ typedef struct {
   float *t;                    /* (M, rank) (x smooth_inv) L_down^T, or NULL when rank is 0 */
 } Sam2CudaActRows;
 
-/* The low-rank down-projection is computed inside the quantization pass up to this rank. */
+/* The low-rank down-projection is computed inside the quantization pass up to this rank; above
+ * it sam2_cuda_w4a8_linear uses cuBLAS. */
 #define SAM2_CUDA_QUANT_MAX_FUSED_RANK 128
 
-/* An optional LayerNorm before the quantization (its output is what gets smoothed, quantized and
- * projected), and an optional copy of the normalised rows. */
-typedef struct {
-  const float *weight, *bias;  /* (K) */
-  float eps;
-  float *out;                  /* (M, K) the LayerNorm output, or NULL */
-} Sam2CudaQuantNorm;
-
 /* Quantizes x (M, K = layer->geo.k) into kernel rows: smoothing, the row's scale and zero point
- * per layer->act_mode exactly as sam2_quantize_activations (codes bit for bit), group sums and,
- * when layer->rank is 1 .. SAM2_CUDA_QUANT_MAX_FUSED_RANK and out->t is not NULL, the low-rank
- * down-projection t. `norm` may be NULL. `range` may be NULL, or hold per row `n_range` (lo, hi)
- * pairs whose min / max is the row's range of x smooth_inv (as the W4A8 GEMM's epilogue leaves
- * them for the next layer), which saves the pass that finds it; ignored when norm is given. */
+ * per layer->act_mode exactly as sam2_quantize_activations (codes, scales and zero points bit
+ * for bit), group sums and, when layer->rank is 1 .. SAM2_CUDA_QUANT_MAX_FUSED_RANK and out->t
+ * is not NULL, the low-rank down-projection t (float32 sums, not bit-exact with the CPU's). */
 int sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
-                             const Sam2CudaQuantNorm *norm, const float *range, int n_range,
                              const Sam2CudaActRows *out, cudaStream_t stream);
 
-/* What the GEMM epilogue may leave for the next layer's quantization: per row and 32-column
- * slice of the output, min(0, min v s) and max(0, max v s) of the outputs v times `smooth_inv`
- * (the next layer's, (N) or NULL), at range[(row * (n_pad / 32) + slice) * 2 + {0, 1}]. */
-typedef struct {
-  const float *smooth_inv;
-  float *range;                /* (M, n_pad / 32, 2) */
-} Sam2CudaNextQuant;
-
-/* y (M, N) = act(x_q W_q^T + bias + t L_up^T) + residual on quantized rows `a`; residual may be
- * y; `next` may be NULL. */
+/* y (M, N) = act(x_q W_q^T + bias + t L_up^T) + residual on quantized rows `a` (a->t read only
+ * when layer->rank > 0); residual may be y. The per-group float arithmetic is the CPU kernel's
+ * (sam2_quant_linear_forward), operation for operation. */
 int sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, int M,
-                         float *y, int act, const float *residual, const Sam2CudaNextQuant *next,
-                         cudaStream_t stream);
+                         float *y, int act, const float *residual, cudaStream_t stream);
 
 /* The whole layer from float x (M, K): quantize, then the GEMM. The workspace holds the kernel
  * rows (and, for a rank above SAM2_CUDA_QUANT_MAX_FUSED_RANK, the smoothed rows for a cuBLAS
- * down-projection through `cublas`, which may be NULL otherwise). */
+ * down-projection through `cublas`, which may be NULL otherwise; the call binds it to `stream`).
+ * Alignment: 256 bytes (what cudaMalloc gives). */
 size_t sam2_cuda_w4a8_linear_workspace_bytes (const Sam2CudaW4A8Layer *layer, int M);
 int sam2_cuda_w4a8_linear (const Sam2CudaW4A8Layer *layer, const float *x, int M, float *y,
                            int act, const float *residual, cublasHandle_t cublas,

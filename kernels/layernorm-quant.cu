@@ -1,1 +1,221 @@
-extern "C" int sam2_stub_layernorm_quant (void) { return 0; }
+/* layernorm-quant.cu: activation quantization of a W4A8 layer into the GEMM's kernel rows
+ * (sam2_cuda_quantize_rows, kernels.h).
+ *
+ * One warp per row, QUANT_WARPS rows per block. Per row: the range of v = x smooth_inv (min(0, .)
+ * and max(0, .), as core/quant/linear-cpu.c's row_range), the row's scale and zero point, the
+ * codes written over the whole kernel row (group padding and row padding as 0), the sums of each
+ * group's codes, and the low-rank down-projection t when the layer has one.
+ *
+ * Bit-exactness with the CPU (sam2_quantize_activations, code_c and row_params of linear-cpu.c):
+ * every float operation that decides a code is written as an explicit IEEE intrinsic (__fmul_rn,
+ * __fdiv_rn, __fadd_rn, __fsub_rn), so nvcc cannot contract a multiply and an add into an FMA
+ * (which it does by default) nor replace the division by a reciprocal; min and max are exact, so
+ * the order of the warp's reduction does not matter (the CPU's vector and scalar forms agree for
+ * the same reason); rounding is v + copysign(0.5, v) truncated toward zero (__float2int_rz),
+ * which is the CPU's `(int) (v + copysignf (0.5f, v))`. The row's parameters are computed by
+ * every lane from the same reduced values, so every lane holds the same ones. */
+#include "kernels.h"
+
+#include <cuda_runtime.h>
+
+#define QUANT_WARPS 8      /* rows per block */
+
+namespace {
+
+/* Quantization parameters of a row, as linear-cpu.c's Sam2RowQuant in the kernel form: the
+ * int8 code is round(clamp(v / scale, lo, hi)) + add, where add is 0 for symmetric rows and
+ * za - 128 for asymmetric ones (the CPU's (r + za) ^ 0x80 read as int8). */
+struct RowQuant {
+  float scale, lo, hi;
+  int add;
+  int za_kernel;           /* Za: 0 (symmetric) or za - 128 */
+};
+
+/* sam2_round_half_away of formats.h: (int) (x >= 0 ? x + 0.5f : x - 0.5f). */
+__device__ __forceinline__ int
+round_half_away (float x)
+{
+  return __float2int_rz (x >= 0.0f ? __fadd_rn (x, 0.5f) : __fsub_rn (x, 0.5f));
+}
+
+__device__ __forceinline__ float
+smoothed (const float *x, const float *smooth, int k)
+{
+  return smooth != nullptr ? __fmul_rn (x[k], smooth[k]) : x[k];
+}
+
+/* row_params of linear-cpu.c: lo, hi are the row's range including 0 (unused for static modes). */
+__device__ __forceinline__ RowQuant
+row_params (int mode, float act_scale, float act_zero, float lo, float hi)
+{
+  const bool asym = mode == SAM2_CUDA_AQ_TOKEN_ASYM || mode == SAM2_CUDA_AQ_TENSOR_ASYM;
+  const bool stat = mode == SAM2_CUDA_AQ_TENSOR_SYM || mode == SAM2_CUDA_AQ_TENSOR_ASYM;
+  float scale, zero = 0.0f;
+  if (stat) {
+    scale = act_scale;
+    zero = act_zero;
+  } else {
+    if (asym) {
+      scale = __fdiv_rn (__fsub_rn (hi, lo), 255.0f);
+    } else {
+      const float amax = hi > -lo ? hi : -lo;          /* glib's MAX (hi, -lo) */
+      scale = __fdiv_rn (amax, 127.0f);
+    }
+    if (scale > 0.0f && asym)
+      zero = (float) round_half_away (__fdiv_rn (-lo, scale));
+  }
+  if (!(scale > 0.0f))
+    scale = 1.0f;
+  RowQuant p;
+  p.scale = scale;
+  if (asym) {
+    /* glib's CLAMP (zero, 0, 255): (x > hi ? hi : (x < lo ? lo : x)) */
+    const float zc = zero > 255.0f ? 255.0f : (zero < 0.0f ? 0.0f : zero);
+    const int za = round_half_away (zc);
+    p.lo = (float) -za;
+    p.hi = (float) (255 - za);
+    p.add = za - 128;
+    p.za_kernel = za - 128;
+  } else {
+    p.lo = -127.0f;
+    p.hi = 127.0f;
+    p.add = 0;
+    p.za_kernel = 0;
+  }
+  return p;
+}
+
+/* code_c of linear-cpu.c, in the kernel's int8 form. */
+__device__ __forceinline__ int
+code_of (float v, const RowQuant &p)
+{
+  v = __fdiv_rn (v, p.scale);
+  v = v < p.lo ? p.lo : v;
+  v = v > p.hi ? p.hi : v;
+  return __float2int_rz (__fadd_rn (v, copysignf (0.5f, v))) + p.add;
+}
+
+/* Block: QUANT_WARPS warps, one row each. Dynamic shared memory: (QUANT_WARPS, n_groups) int32,
+ * each warp's group sums. */
+__global__ void __launch_bounds__ (QUANT_WARPS * 32)
+quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float act_zero,
+                      const float *__restrict__ smooth, int rank, const float *__restrict__ ldown,
+                      const float *__restrict__ x, int M, int8_t *__restrict__ codes,
+                      float *__restrict__ scales, int32_t *__restrict__ zeros,
+                      int32_t *__restrict__ sums, float *__restrict__ t)
+{
+  extern __shared__ int32_t gsum_all[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int m = blockIdx.x * QUANT_WARPS + warp;
+  const int K = geo.k, G = geo.group_size, NG = geo.n_groups, GP = geo.group_pad;
+  int32_t *gsum = gsum_all + (size_t) warp * NG;   /* (NG) this warp's row */
+  for (int g = lane; g < NG; g += 32)
+    gsum[g] = 0;
+  __syncwarp ();
+  if (m >= M)
+    return;   /* a whole warp leaves: no block-wide barrier follows */
+  const float *xr = x + (size_t) m * K;             /* (K) */
+
+  float lo = 0.0f, hi = 0.0f;
+  const bool stat = mode == SAM2_CUDA_AQ_TENSOR_SYM || mode == SAM2_CUDA_AQ_TENSOR_ASYM;
+  if (!stat) {
+    for (int k = lane; k < K; k += 32) {
+      const float v = smoothed (xr, smooth, k);
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+    }
+    for (int o = 16; o > 0; o /= 2) {
+      const float l2 = __shfl_xor_sync (0xffffffffu, lo, o);
+      const float h2 = __shfl_xor_sync (0xffffffffu, hi, o);
+      lo = l2 < lo ? l2 : lo;
+      hi = h2 > hi ? h2 : hi;
+    }
+  }
+  const RowQuant p = row_params (mode, act_scale, act_zero, lo, hi);
+
+  /* Codes: lane handles 4 consecutive positions per 128-byte sweep of the kernel row. The 4
+   * lie in one group (group_pad is a multiple of 32), and so do the 32 positions of 8
+   * consecutive lanes (an aligned 32-byte step): their sum is reduced over those 8 lanes and
+   * added to the group's once. */
+  int8_t *dst = codes + (size_t) m * geo.row_bytes;          /* (row_bytes) */
+  for (int base = 0; base < geo.row_bytes; base += 128) {   /* uniform over the warp */
+    const int pos = base + lane * 4;
+    const bool data = pos < geo.steps * 32;   /* steps * 32 <= row_bytes */
+    uint32_t word = 0;
+    int s = 0, g = 0;
+    if (data) {
+      g = pos / GP;
+      const int off = pos - g * GP;
+      for (int j = 0; j < 4; j++) {
+        const int k = g * G + off + j;
+        if (off + j < G && k < K) {
+          const int c = code_of (smoothed (xr, smooth, k), p);
+          s += c;
+          word |= (uint32_t) (uint8_t) (int8_t) c << (8 * j);
+        }
+      }
+    }
+    /* row_bytes is a multiple of 64, not of 128: the last sweep may cover half a row */
+    if (pos < geo.row_bytes)
+      *reinterpret_cast<uint32_t *> (dst + pos) = word;
+    for (int o = 1; o < 8; o *= 2)
+      s += __shfl_xor_sync (0xffffffffu, s, o);
+    if (lane % 8 == 0 && data)
+      atomicAdd (&gsum[g], s);
+  }
+  __syncwarp ();
+  for (int g = lane; g < NG; g += 32)
+    sums[(size_t) m * NG + g] = gsum[g];
+  if (lane == 0) {
+    scales[m] = p.scale;
+    zeros[m] = p.za_kernel;
+  }
+
+  /* Low-rank down-projection t[m][i] = sum_k v_k L_down[i][k] (float32, lane-strided partial
+   * sums and a butterfly: not the CPU's summation order, a float rounding apart). */
+  if (t != nullptr)
+    for (int i = 0; i < rank; i++) {
+      const float *l = ldown + (size_t) i * K;
+      float acc = 0.0f;
+      for (int k = lane; k < K; k += 32)
+        acc = fmaf (smoothed (xr, smooth, k), l[k], acc);
+      for (int o = 16; o > 0; o /= 2)
+        acc += __shfl_xor_sync (0xffffffffu, acc, o);
+      if (lane == 0)
+        t[(size_t) m * rank + i] = acc;
+    }
+}
+
+}  // namespace
+
+extern "C" int
+sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
+                         const Sam2CudaActRows *out, cudaStream_t stream)
+{
+  if (layer == nullptr || out == nullptr || M < 0 || layer->act_mode < SAM2_CUDA_AQ_TOKEN_SYM
+      || layer->act_mode > SAM2_CUDA_AQ_TENSOR_ASYM || layer->rank < 0)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0)
+    return SAM2_CUDA_OK;
+  if (x == nullptr || out->codes == nullptr || out->scales == nullptr || out->zeros == nullptr
+      || out->sums == nullptr)
+    return SAM2_CUDA_UNSUPPORTED;
+  const Sam2CudaW4A8Geometry &geo = layer->geo;
+  /* the warp's row sweep relies on these (sam2_cuda_w4a8_geometry guarantees them) */
+  if (geo.k <= 0 || geo.group_size <= 0 || geo.group_pad % 32 != 0 || geo.row_bytes % 64 != 0
+      || geo.steps * 32 > geo.row_bytes)
+    return SAM2_CUDA_UNSUPPORTED;
+  const bool fuse_t = layer->rank > 0 && layer->rank <= SAM2_CUDA_QUANT_MAX_FUSED_RANK
+                      && out->t != nullptr;
+  if (fuse_t && layer->lora_down == nullptr)
+    return SAM2_CUDA_UNSUPPORTED;
+  const size_t smem = (size_t) QUANT_WARPS * geo.n_groups * sizeof (int32_t);
+  if (smem > 48 * 1024)
+    return SAM2_CUDA_UNSUPPORTED;   /* > 1536 groups: no such layer */
+  const int blocks = (M + QUANT_WARPS - 1) / QUANT_WARPS;
+  quantize_rows_kernel<<<blocks, QUANT_WARPS * 32, smem, stream>>> (
+    geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
+    layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
+    fuse_t ? out->t : nullptr);
+  return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
+}
