@@ -1,1 +1,291 @@
-extern "C" int sam2_stub_elementwise (void) { return 0; }
+/* elementwise.cu: the element-wise launchers of kernels.h (bias + activation + residual, add,
+ * add_row, LayerNorm, softmax, column scaling), each one pass over memory.
+ *
+ * The flat kernels are grid-stride loops over float4 when every pointer is 16-byte aligned (and,
+ * for the per-row operands, the row length a multiple of 4), with a scalar tail; otherwise
+ * scalar. LayerNorm and softmax use one warp per row with the row statistics in double, as
+ * core/ops-cpu.c does. */
+#include "common.cuh"
+
+#include <math.h>
+
+/* ---- bias + activation + residual ------------------------------------------------------------ */
+
+/* y (total = M * N) = act(y + bias[col]) + residual; bias (N) and residual (total) may be NULL.
+ * VEC: y, bias, residual 16-byte aligned and N % 4 == 0 when bias is given (then a float4 never
+ * straddles two rows). */
+template <bool VEC>
+__global__ void
+bias_act_residual_kernel (float *__restrict__ y, size_t total, int N, const float *bias, int act,
+                          const float *residual)
+{
+  const size_t stride = (size_t) gridDim.x * blockDim.x;
+  size_t first = (size_t) blockIdx.x * blockDim.x + threadIdx.x;
+  size_t scalar_from = 0;
+  if (VEC) {
+    const size_t n4 = total / 4;
+    float4 *y4 = reinterpret_cast<float4 *> (y);
+    for (size_t i = first; i < n4; i += stride) {
+      float4 v = y4[i];
+      if (bias != NULL) {
+        const float4 b = reinterpret_cast<const float4 *> (bias)[(i * 4 % (size_t) N) / 4];
+        v.x += b.x;
+        v.y += b.y;
+        v.z += b.z;
+        v.w += b.w;
+      }
+      v.x = sam2_act_apply (act, v.x);
+      v.y = sam2_act_apply (act, v.y);
+      v.z = sam2_act_apply (act, v.z);
+      v.w = sam2_act_apply (act, v.w);
+      if (residual != NULL) {
+        const float4 r = reinterpret_cast<const float4 *> (residual)[i];
+        v.x += r.x;
+        v.y += r.y;
+        v.z += r.z;
+        v.w += r.w;
+      }
+      y4[i] = v;
+    }
+    scalar_from = n4 * 4;
+  }
+  for (size_t i = scalar_from + first; i < total; i += stride) {
+    float v = y[i];
+    if (bias != NULL)
+      v += bias[i % (size_t) N];
+    v = sam2_act_apply (act, v);
+    if (residual != NULL)
+      v += residual[i];
+    y[i] = v;
+  }
+}
+
+static int
+launch_bias_act_residual (float *y, size_t total, int N, const float *bias, int act,
+                          const float *residual, cudaStream_t stream)
+{
+  if (y == NULL || N < 1 || !sam2_act_valid (act))
+    return SAM2_CUDA_UNSUPPORTED;
+  if (total == 0 || (bias == NULL && act == SAM2_CUDA_ACT_NONE && residual == NULL))
+    return SAM2_CUDA_OK;
+  const bool vec = sam2_aligned16 (y) && (bias == NULL || (sam2_aligned16 (bias) && N % 4 == 0))
+                   && (residual == NULL || sam2_aligned16 (residual));
+  const unsigned blocks = sam2_ew_blocks (vec ? total / 4 + 1 : total);
+  if (vec)
+    bias_act_residual_kernel<true><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, total, N, bias, act,
+                                                                          residual);
+  else
+    bias_act_residual_kernel<false><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, total, N, bias,
+                                                                           act, residual);
+  return sam2_launch_status ();
+}
+
+extern "C" int
+sam2_cuda_bias_act (float *y, int M, int N, const float *bias, int act, cudaStream_t stream)
+{
+  if (M < 0 || N < 0)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || N == 0)
+    return SAM2_CUDA_OK;
+  return launch_bias_act_residual (y, (size_t) M * N, N, bias, act, NULL, stream);
+}
+
+extern "C" int
+sam2_cuda_bias_act_residual (float *y, int M, int N, const float *bias, int act,
+                             const float *residual, cudaStream_t stream)
+{
+  if (M < 0 || N < 0)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || N == 0)
+    return SAM2_CUDA_OK;
+  return launch_bias_act_residual (y, (size_t) M * N, N, bias, act, residual, stream);
+}
+
+extern "C" int
+sam2_cuda_activation (int act, float *x, size_t n, cudaStream_t stream)
+{
+  if (n == 0 && sam2_act_valid (act))
+    return SAM2_CUDA_OK;
+  /* N = 1: no bias, so the row length plays no part */
+  return launch_bias_act_residual (x, n, 1, NULL, act, NULL, stream);
+}
+
+/* ---- add, add_row, scale_columns ------------------------------------------------------------- */
+
+/* y (total) = a (total) op c, where c is either a full tensor (ROW == false) or a row (N)
+ * broadcast over the rows (ROW == true, y = a + c[col]); MUL multiplies instead of adding.
+ * VEC: all pointers 16-byte aligned and, for a row, N % 4 == 0. */
+template <bool VEC, bool ROW, bool MUL>
+__global__ void
+binary_kernel (float *y, const float *a, const float *c, size_t total, int N)
+{
+  const size_t stride = (size_t) gridDim.x * blockDim.x;
+  const size_t first = (size_t) blockIdx.x * blockDim.x + threadIdx.x;
+  size_t scalar_from = 0;
+  if (VEC) {
+    const size_t n4 = total / 4;
+    for (size_t i = first; i < n4; i += stride) {
+      const float4 va = reinterpret_cast<const float4 *> (a)[i];
+      const float4 vc = reinterpret_cast<const float4 *> (c)[ROW ? (i * 4 % (size_t) N) / 4 : i];
+      float4 v;
+      v.x = MUL ? va.x * vc.x : va.x + vc.x;
+      v.y = MUL ? va.y * vc.y : va.y + vc.y;
+      v.z = MUL ? va.z * vc.z : va.z + vc.z;
+      v.w = MUL ? va.w * vc.w : va.w + vc.w;
+      reinterpret_cast<float4 *> (y)[i] = v;
+    }
+    scalar_from = n4 * 4;
+  }
+  for (size_t i = scalar_from + first; i < total; i += stride) {
+    const float vc = c[ROW ? i % (size_t) N : i];
+    y[i] = MUL ? a[i] * vc : a[i] + vc;
+  }
+}
+
+template <bool ROW, bool MUL>
+static int
+launch_binary (float *y, const float *a, const float *c, size_t total, int N, cudaStream_t stream)
+{
+  if (y == NULL || a == NULL || c == NULL || N < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (total == 0)
+    return SAM2_CUDA_OK;
+  const bool vec = sam2_aligned16 (y) && sam2_aligned16 (a) && sam2_aligned16 (c)
+                   && (!ROW || N % 4 == 0);
+  const unsigned blocks = sam2_ew_blocks (vec ? total / 4 + 1 : total);
+  if (vec)
+    binary_kernel<true, ROW, MUL><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, a, c, total, N);
+  else
+    binary_kernel<false, ROW, MUL><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, a, c, total, N);
+  return sam2_launch_status ();
+}
+
+extern "C" int
+sam2_cuda_add (float *y, const float *a, const float *c, size_t n, cudaStream_t stream)
+{
+  return launch_binary<false, false> (y, a, c, n, 1, stream);
+}
+
+extern "C" int
+sam2_cuda_add_row (float *y, const float *x, const float *row, int M, int C, cudaStream_t stream)
+{
+  if (M < 0 || C < 0)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || C == 0)
+    return SAM2_CUDA_OK;
+  return launch_binary<true, false> (y, x, row, (size_t) M * C, C, stream);
+}
+
+extern "C" int
+sam2_cuda_scale_columns (const float *x, int M, int K, const float *scale, float *y,
+                         cudaStream_t stream)
+{
+  if (M < 0 || K < 0)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || K == 0)
+    return SAM2_CUDA_OK;
+  return launch_binary<true, true> (y, x, scale, (size_t) M * K, K, stream);
+}
+
+/* ---- LayerNorm and softmax: one warp per row -------------------------------------------------- */
+
+#define ROWS_PER_BLOCK (SAM2_EW_THREADS / 32)
+
+__device__ __forceinline__ double
+warp_sum_double (double v)
+{
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync (0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float
+warp_max_float (float v)
+{
+  for (int o = 16; o > 0; o >>= 1) {
+    const float w = __shfl_xor_sync (0xffffffffu, v, o);
+    v = w > v ? w : v;
+  }
+  return v;
+}
+
+/* x, y (M, C); y may be x: a lane writes only the elements it read itself, after the row's
+ * statistics are complete. Two passes in double as sam2_cpu_layer_norm (the references are
+ * float64, and rows with a large mean lose digits in a float one-pass variance); the output is
+ * rounded as there: (float) ((x - mean) rstd), times weight, plus bias, each in float. */
+__global__ void
+layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weight,
+                   const float *__restrict__ bias, float eps, float *y)
+{
+  const int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= M)
+    return;
+  const float *xr = x + (size_t) row * C;
+  float *yr = y + (size_t) row * C;
+  double s = 0.0;
+  for (int c = lane; c < C; c += 32)
+    s += (double) xr[c];
+  const double mean = warp_sum_double (s) / C;
+  double v = 0.0;
+  for (int c = lane; c < C; c += 32) {
+    const double d = (double) xr[c] - mean;
+    v += d * d;
+  }
+  const double var = warp_sum_double (v) / C;
+  const double rstd = 1.0 / sqrt (var + (double) eps);
+  for (int c = lane; c < C; c += 32) {
+    const float t = (float) (((double) xr[c] - mean) * rstd);
+    yr[c] = __fadd_rn (__fmul_rn (t, weight[c]), bias[c]);
+  }
+}
+
+extern "C" int
+sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
+                      float eps, float *y, cudaStream_t stream)
+{
+  if (x == NULL || y == NULL || weight == NULL || bias == NULL || M < 0 || C < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0)
+    return SAM2_CUDA_OK;
+  const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+  layer_norm_kernel<<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, M, C, weight, bias, eps, y);
+  return sam2_launch_status ();
+}
+
+/* x (M, N) in place: exp(x - row max) / row sum, the sum in double and its inverse rounded to
+ * float once, as sam2_cpu_softmax_rows. */
+__global__ void
+softmax_rows_kernel (float *x, int M, int N)
+{
+  const int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= M)
+    return;
+  float *r = x + (size_t) row * N;
+  float mx = r[0];
+  for (int c = lane; c < N; c += 32)
+    mx = r[c] > mx ? r[c] : mx;
+  mx = warp_max_float (mx);
+  double s = 0.0;
+  for (int c = lane; c < N; c += 32) {
+    const float e = expf (r[c] - mx);
+    r[c] = e;
+    s += (double) e;
+  }
+  const float inv = (float) (1.0 / warp_sum_double (s));
+  for (int c = lane; c < N; c += 32)
+    r[c] *= inv;
+}
+
+extern "C" int
+sam2_cuda_softmax_rows (float *x, int M, int N, cudaStream_t stream)
+{
+  if (x == NULL || M < 0 || N < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0)
+    return SAM2_CUDA_OK;
+  const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+  softmax_rows_kernel<<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, M, N);
+  return sam2_launch_status ();
+}

@@ -1,1 +1,147 @@
-extern "C" int sam2_stub_gemm_float (void) { return 0; }
+/* gemm-float.cu: the float GEMMs of kernels.h through cuBLAS, and the conversions that feed the
+ * half-precision ones.
+ *
+ * Every GEMM here is row-major C (M, N) = A (M, K) B^T with B (N, K) (a linear layer's x W^T).
+ * cuBLAS is column-major, where the row-major A is A^T (K x M, ld K), B is B^T (K x N, ld K) and
+ * C is C^T (N x M, ld N); C^T = B A^T, so each call computes the column-major (N x M) product
+ * op(B^T) = transpose of the (K x N) matrix at B, times the (K x M) matrix at A untransposed. */
+#include "common.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+extern "C" int
+sam2_cuda_gemm_f32_nt (cublasHandle_t h, const float *A, const float *B, int M, int N, int K,
+                       float beta, float *C)
+{
+  if (h == NULL || A == NULL || B == NULL || C == NULL || M < 0 || N < 0 || K < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || N == 0)
+    return SAM2_CUDA_OK;
+  const float alpha = 1.0f;
+  cublasStatus_t st = cublasSgemm (h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, B, K, A, K, &beta,
+                                   C, N);
+  return st == CUBLAS_STATUS_SUCCESS ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
+}
+
+extern "C" int
+sam2_cuda_gemm_f16_nt (cublasHandle_t h, const uint16_t *A_f16, const uint16_t *B_f16, int M,
+                       int N, int K, float beta, float *C_f32)
+{
+  if (h == NULL || A_f16 == NULL || B_f16 == NULL || C_f32 == NULL || M < 0 || N < 0 || K < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || N == 0)
+    return SAM2_CUDA_OK;
+  const float alpha = 1.0f;
+  /* FP16 operands on the tensor cores, FP32 accumulation and an FP32 C (so beta = 1 adds a float
+   * residual without rounding it to half) */
+  cublasStatus_t st = cublasGemmEx (h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, B_f16,
+                                    CUDA_R_16F, K, A_f16, CUDA_R_16F, K, &beta, C_f32, CUDA_R_32F,
+                                    N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  return st == CUBLAS_STATUS_SUCCESS ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
+}
+
+/* ---- conversions ------------------------------------------------------------------------------ */
+
+/* y (n) = round-to-nearest-even of x in half (BF16 == false) or bfloat16 (true), as bit patterns;
+ * overflow goes to infinity and NaN stays NaN, as the hardware conversions do. */
+template <bool BF16>
+__global__ void
+f32_to_16_kernel (const float *__restrict__ x, size_t n, uint16_t *__restrict__ y)
+{
+  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (size_t) gridDim.x * blockDim.x) {
+    if (BF16)
+      y[i] = __bfloat16_as_ushort (__float2bfloat16_rn (x[i]));
+    else
+      y[i] = __half_as_ushort (__float2half_rn (x[i]));
+  }
+}
+
+template <bool BF16>
+static int
+launch_f32_to_16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream)
+{
+  if (x == NULL || y == NULL)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (n == 0)
+    return SAM2_CUDA_OK;
+  f32_to_16_kernel<BF16><<<sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream>>> (x, n, y);
+  return sam2_launch_status ();
+}
+
+extern "C" int
+sam2_cuda_f32_to_f16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream)
+{
+  return launch_f32_to_16<false> (x, n, y, stream);
+}
+
+extern "C" int
+sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream)
+{
+  return launch_f32_to_16<true> (x, n, y, stream);
+}
+
+/* ---- the BF16 cuBLASLt baseline --------------------------------------------------------------- */
+
+extern "C" int
+sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B, int M, int N,
+                        int K, uint16_t *C, cudaStream_t stream, void *workspace)
+{
+  if (h == NULL || A == NULL || B == NULL || C == NULL || workspace == NULL || M < 0 || N < 0
+      || K < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || N == 0)
+    return SAM2_CUDA_OK;
+  cublasLtMatmulDesc_t op = NULL;
+  cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  int status = SAM2_CUDA_DEVICE;
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  const size_t ws_bytes = SAM2_CUDA_LT_WORKSPACE_BYTES;
+  const float alpha = 1.0f, beta = 0.0f;
+  cublasLtMatmulHeuristicResult_t heur;
+  int found = 0;
+
+  /* the column-major view (see the top of the file): "A" of the product is the (K x N) matrix at
+   * B, transposed; "B" is the (K x M) matrix at A; C is (N x M), all with the leading dimension
+   * of their rows in the row-major view */
+  if (cublasLtMatmulDescCreate (&op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS)
+    goto out;
+  if (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta)
+          != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb)
+             != CUBLAS_STATUS_SUCCESS)
+    goto out;
+  if (cublasLtMatrixLayoutCreate (&la, CUDA_R_16BF, K, N, K) != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatrixLayoutCreate (&lb, CUDA_R_16BF, K, M, K) != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatrixLayoutCreate (&lc, CUDA_R_16BF, N, M, N) != CUBLAS_STATUS_SUCCESS)
+    goto out;
+  if (cublasLtMatmulPreferenceCreate (&pref) != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                               &ws_bytes, sizeof ws_bytes)
+             != CUBLAS_STATUS_SUCCESS)
+    goto out;
+  if (cublasLtMatmulAlgoGetHeuristic (h, op, la, lb, lc, lc, pref, 1, &heur, &found)
+          != CUBLAS_STATUS_SUCCESS
+      || found < 1) {
+    status = SAM2_CUDA_UNSUPPORTED;
+    goto out;
+  }
+  if (cublasLtMatmul (h, op, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &heur.algo, workspace,
+                      ws_bytes, stream)
+      == CUBLAS_STATUS_SUCCESS)
+    status = SAM2_CUDA_OK;
+out:
+  if (pref != NULL)
+    cublasLtMatmulPreferenceDestroy (pref);
+  if (lc != NULL)
+    cublasLtMatrixLayoutDestroy (lc);
+  if (lb != NULL)
+    cublasLtMatrixLayoutDestroy (lb);
+  if (la != NULL)
+    cublasLtMatrixLayoutDestroy (la);
+  if (op != NULL)
+    cublasLtMatmulDescDestroy (op);
+  return status;
+}

@@ -66,6 +66,12 @@ int sam2_cuda_init (void);
 
 /* y (M, N) += bias (N) when bias is not NULL, then act, in place. */
 int sam2_cuda_bias_act (float *y, int M, int N, const float *bias, int act, cudaStream_t stream);
+/* y (M, N) = act(y + bias (N)) + residual (M, N), in place: the epilogue of a float linear after
+ * its GEMM. bias and residual may each be NULL; residual may be y itself (each element is read
+ * before it is written) but must not overlap it otherwise. (A residual that is y, as in the
+ * backend's linear, is usually better folded into the GEMM as beta = 1.) */
+int sam2_cuda_bias_act_residual (float *y, int M, int N, const float *bias, int act,
+                                 const float *residual, cudaStream_t stream);
 /* x (n) = act(x) in place. */
 int sam2_cuda_activation (int act, float *x, size_t n, cudaStream_t stream);
 /* y (n) = a + c; y may alias either. */
@@ -116,9 +122,14 @@ typedef struct {
   float *out; int out_ld; size_t out_batch_stride;
 } Sam2CudaAttentionArgs;
 
+/* SAM2's head dims are 96 (tiny, small), 56 (base+), 72 (large), 32 and 16 (mask decoder). */
 #define SAM2_CUDA_ATTENTION_MAX_HEAD_DIM 128
 
-/* out = softmax(scale q k^T) v per sequence and head, flash-style (no score matrix in memory). */
+/* out = softmax(scale q k^T) v per sequence and head, flash-style (no score matrix in memory), in
+ * FP32 (FMA, expf). Any len_q >= 0, len_k >= 1, strides and ld (each ld >= heads * head_dim);
+ * float4 loads when head_dim, the ld, the batch strides and the pointers are multiples of 4
+ * floats. head_dim above SAM2_CUDA_ATTENTION_MAX_HEAD_DIM is SAM2_CUDA_UNSUPPORTED. The kernels'
+ * shared-memory limits are raised on first use per device (or by sam2_cuda_init). */
 int sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream);
 
 /* ---- W4A8 (layernorm-quant.cu, gemm-w4a8.cu) ------------------------------------------------- */
@@ -224,7 +235,16 @@ int sam2_cuda_w4a8_linear (const Sam2CudaW4A8Layer *layer, const float *x, int M
 int sam2_cuda_gemm_f32_nt (cublasHandle_t h, const float *A, const float *B, int M, int N, int K,
                            float beta, float *C);
 
-/* y (n) = bf16(x): the operands of the BF16 baseline. */
+/* y (n) = fp16(x), round to nearest even, as bit patterns: the operands of the FP16 path. */
+int sam2_cuda_f32_to_f16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream);
+
+/* The FP16 precision path of float layers: C (M, N) = A (M, K) B^T + beta C with FP16 operands
+ * (A (M, K), B (N, K), from sam2_cuda_f32_to_f16) on the tensor cores, FP32 accumulation and an
+ * FP32 C, through cublasGemmEx. The handle must already be bound to the caller's stream. */
+int sam2_cuda_gemm_f16_nt (cublasHandle_t h, const uint16_t *A_f16, const uint16_t *B_f16, int M,
+                           int N, int K, float beta, float *C_f32);
+
+/* y (n) = bf16(x), round to nearest even: the operands of the BF16 baseline. */
 int sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream);
 
 /* The BF16 baseline: C (M, N) bf16 = A (M, K) B^T, bf16 operands, FP32 accumulation, through

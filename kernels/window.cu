@@ -1,1 +1,347 @@
-extern "C" int sam2_stub_window (void) { return 0; }
+/* window.cu: the data-movement launchers of kernels.h, with the layouts of core/ops-cpu.c.
+ *
+ * One thread per output element (or per float4 of it when the channel count and the pointers
+ * allow), grid-stride. Each kernel is a pure copy (or a max, or one add): the results equal the
+ * CPU backend's bit for bit. The index type is 32-bit when the element count allows, since the
+ * divisions that decompose an output index dominate these kernels otherwise. */
+#include "common.cuh"
+
+#include <math.h>
+
+template <typename I>
+__device__ __forceinline__ I
+grid_first ()
+{
+  return (I) blockIdx.x * blockDim.x + threadIdx.x;
+}
+
+template <typename I>
+__device__ __forceinline__ I
+grid_stride ()
+{
+  return (I) gridDim.x * blockDim.x;
+}
+
+/* Element type of the channel dimension: float, or float4 when C % 4 == 0 and the buffers are
+ * 16-byte aligned (then C is given in float4 units). */
+template <typename T>
+__device__ __forceinline__ T
+zero_of ()
+{
+  return T ();
+}
+template <>
+__device__ __forceinline__ float4
+zero_of<float4> ()
+{
+  return make_float4 (0.0f, 0.0f, 0.0f, 0.0f);
+}
+
+__device__ __forceinline__ float
+add_of (float a, float b)
+{
+  return a + b;
+}
+__device__ __forceinline__ float4
+add_of (float4 a, float4 b)
+{
+  return make_float4 (a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+
+static bool
+use_index32 (size_t n)
+{
+  return n < ((size_t) 1 << 31);
+}
+
+/* ---- window_partition / unpartition ----------------------------------------------------------- */
+
+/* x (H, W, C) -> windows (nh * nw, ws * ws, C), zeros where the window is past the map. */
+template <typename T, typename I>
+__global__ void
+window_partition_kernel (const T *x, int H, int W, int C, int ws, int nw, I total, T *win)
+{
+  for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
+    const I c = i % C;
+    const I pos = i / C;                       /* (wi, dy, dx) */
+    const I dx = pos % ws, dy = (pos / ws) % ws, wi = pos / ((I) ws * ws);
+    const I yy = (wi / nw) * ws + dy, xx = (wi % nw) * ws + dx;
+    win[i] = (yy < (I) H && xx < (I) W) ? x[(yy * W + xx) * C + c] : zero_of<T> ();
+  }
+}
+
+/* windows (nh * nw, ws * ws, C) -> x (H, W, C), dropping the padding. */
+template <typename T, typename I>
+__global__ void
+window_unpartition_kernel (const T *win, int nw, int ws, int C, int W, I total, T *x)
+{
+  for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
+    const I c = i % C;
+    const I pos = i / C;                       /* (yy, xx) */
+    const I xx = pos % W, yy = pos / W;
+    const I wi = (yy / ws) * nw + xx / ws;
+    x[i] = win[((wi * ws + yy % ws) * ws + xx % ws) * C + c];
+  }
+}
+
+static bool
+vec4_ok (int C, const void *a, const void *b, const void *c = NULL)
+{
+  return C % 4 == 0 && sam2_aligned16 (a) && sam2_aligned16 (b) && (c == NULL || sam2_aligned16 (c));
+}
+
+extern "C" int
+sam2_cuda_window_partition (const float *x, int H, int W, int C, int ws, float *windows,
+                            cudaStream_t stream)
+{
+  if (x == NULL || windows == NULL || H < 0 || W < 0 || C < 1 || ws < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  const int nh = (H + ws - 1) / ws, nw = (W + ws - 1) / ws;
+  const size_t total = (size_t) nh * nw * ws * ws * C;
+  if (total == 0)
+    return SAM2_CUDA_OK;
+  const bool v = vec4_ok (C, x, windows);
+  const int cv = v ? C / 4 : C;
+  const size_t tv = v ? total / 4 : total;
+  const unsigned blocks = sam2_ew_blocks (tv);
+  if (v && use_index32 (tv))
+    window_partition_kernel<float4, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        (const float4 *) x, H, W, cv, ws, nw, (uint32_t) tv, (float4 *) windows);
+  else if (v)
+    window_partition_kernel<float4, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        (const float4 *) x, H, W, cv, ws, nw, tv, (float4 *) windows);
+  else if (use_index32 (tv))
+    window_partition_kernel<float, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        x, H, W, cv, ws, nw, (uint32_t) tv, windows);
+  else
+    window_partition_kernel<float, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        x, H, W, cv, ws, nw, tv, windows);
+  return sam2_launch_status ();
+}
+
+extern "C" int
+sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w, int ws, int C,
+                              int H, int W, float *x, cudaStream_t stream)
+{
+  if (x == NULL || windows == NULL || H < 0 || W < 0 || C < 1 || ws < 1
+      || (size_t) n_win_h * ws < (size_t) H || (size_t) n_win_w * ws < (size_t) W)
+    return SAM2_CUDA_UNSUPPORTED;
+  const size_t total = (size_t) H * W * C;
+  if (total == 0)
+    return SAM2_CUDA_OK;
+  const bool v = vec4_ok (C, x, windows);
+  const int cv = v ? C / 4 : C;
+  const size_t tv = v ? total / 4 : total;
+  /* the source index reaches the padded grid's size, not just H * W * C */
+  const size_t src = (size_t) n_win_h * n_win_w * ws * ws * cv;
+  const unsigned blocks = sam2_ew_blocks (tv);
+  const bool i32 = use_index32 (src > tv ? src : tv);
+  if (v && i32)
+    window_unpartition_kernel<float4, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        (const float4 *) windows, n_win_w, ws, cv, W, (uint32_t) tv, (float4 *) x);
+  else if (v)
+    window_unpartition_kernel<float4, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        (const float4 *) windows, n_win_w, ws, cv, W, tv, (float4 *) x);
+  else if (i32)
+    window_unpartition_kernel<float, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        windows, n_win_w, ws, cv, W, (uint32_t) tv, x);
+  else
+    window_unpartition_kernel<float, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        windows, n_win_w, ws, cv, W, tv, x);
+  return sam2_launch_status ();
+}
+
+/* ---- max_pool ------------------------------------------------------------------------------- */
+
+/* y (n_img, H / s, W / s, C) = max over s x s of x, whose pixels are `ld` floats apart. The
+ * comparison and its order (dy, then dx, from -inf) are those of sam2_cpu_max_pool, so a NaN
+ * input is skipped there and here alike. Scalar: ld need not be a multiple of 4 (q inside qkv). */
+__global__ void
+max_pool_kernel (const float *x, int H, int W, int C, int ld, int s, int oh, int ow, size_t total,
+                 float *y)
+{
+  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (size_t) gridDim.x * blockDim.x) {
+    const int c = (int) (i % C);
+    const size_t o = i / C;                    /* (img, oy, ox) */
+    const int ox = (int) (o % ow), oy = (int) ((o / ow) % oh);
+    const size_t img = o / ((size_t) ow * oh);
+    const float *base = x + img * H * W * (size_t) ld + c;
+    float m = -INFINITY;
+    for (int dy = 0; dy < s; dy++)
+      for (int dx = 0; dx < s; dx++) {
+        const float p = base[((size_t) (oy * s + dy) * W + (ox * s + dx)) * ld];
+        m = p > m ? p : m;
+      }
+    y[i] = m;
+  }
+}
+
+extern "C" int
+sam2_cuda_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s, float *y,
+                    cudaStream_t stream)
+{
+  if (x == NULL || y == NULL || n_img < 0 || H < 0 || W < 0 || C < 1 || ld < C || s < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  const int oh = H / s, ow = W / s;
+  const size_t total = (size_t) n_img * oh * ow * C;
+  if (total == 0)
+    return SAM2_CUDA_OK;
+  max_pool_kernel<<<sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream>>> (x, H, W, C, ld, s, oh,
+                                                                           ow, total, y);
+  return sam2_launch_status ();
+}
+
+/* ---- im2col ------------------------------------------------------------------------------- */
+
+static inline int
+conv_out_size (int in, int k, int stride, int pad)
+{
+  return (in + 2 * pad - k) / stride + 1;
+}
+
+/* cols (oh * ow, C * kh * kw), columns (c, ky, kx); zeros outside the image. PLANAR: x is
+ * (C, H, W), else (H, W, C). One thread per output element: the writes are coalesced; the reads
+ * of the channels-last form are strided by C but each input pixel is reused kh * kw times from
+ * L1/L2. */
+template <bool PLANAR, typename I>
+__global__ void
+im2col_kernel (const float *x, int C, int H, int W, int kh, int kw, int stride, int pad, int ow,
+               I total, float *cols)
+{
+  const I ncol = (I) C * kh * kw;
+  for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
+    const I col = i % ncol, row = i / ncol;
+    const int kx = (int) (col % kw), ky = (int) ((col / kw) % kh), c = (int) (col / ((I) kw * kh));
+    const int ox = (int) (row % ow), oy = (int) (row / ow);
+    const int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+    float v = 0.0f;
+    if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+      v = PLANAR ? x[((I) c * H + iy) * W + ix] : x[((I) iy * W + ix) * C + c];
+    cols[i] = v;
+  }
+}
+
+template <bool PLANAR>
+static int
+launch_im2col (const float *x, int C, int H, int W, int kh, int kw, int stride, int pad,
+               float *cols, cudaStream_t stream)
+{
+  if (x == NULL || cols == NULL || C < 1 || H < 1 || W < 1 || kh < 1 || kw < 1 || stride < 1
+      || pad < 0)
+    return SAM2_CUDA_UNSUPPORTED;
+  const int oh = conv_out_size (H, kh, stride, pad), ow = conv_out_size (W, kw, stride, pad);
+  if (oh < 1 || ow < 1)
+    return SAM2_CUDA_OK;
+  const size_t total = (size_t) oh * ow * C * kh * kw;
+  const size_t in = (size_t) C * H * W;
+  const unsigned blocks = sam2_ew_blocks (total);
+  if (use_index32 (total > in ? total : in))
+    im2col_kernel<PLANAR, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        x, C, H, W, kh, kw, stride, pad, ow, (uint32_t) total, cols);
+  else
+    im2col_kernel<PLANAR, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        x, C, H, W, kh, kw, stride, pad, ow, total, cols);
+  return sam2_launch_status ();
+}
+
+extern "C" int
+sam2_cuda_im2col_planar (const float *x, int C, int H, int W, int kh, int kw, int stride, int pad,
+                         float *cols, cudaStream_t stream)
+{
+  return launch_im2col<true> (x, C, H, W, kh, kw, stride, pad, cols, stream);
+}
+
+extern "C" int
+sam2_cuda_im2col (const float *x, int H, int W, int C, int kh, int kw, int stride, int pad,
+                  float *cols, cudaStream_t stream)
+{
+  return launch_im2col<false> (x, C, H, W, kh, kw, stride, pad, cols, stream);
+}
+
+/* ---- 2x upsampling ---------------------------------------------------------------------------- */
+
+/* y (2H, 2W, C) += x (H, W, C) nearest. */
+template <typename T, typename I>
+__global__ void
+add_upsample2x_kernel (T *y, const T *x, int W, int C, I total)
+{
+  const I OW = (I) 2 * W;
+  for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
+    const I c = i % C, pos = i / C;
+    const I ox = pos % OW, oy = pos / OW;
+    y[i] = add_of (y[i], x[((oy / 2) * W + ox / 2) * C + c]);
+  }
+}
+
+extern "C" int
+sam2_cuda_add_upsample2x (float *y, const float *x, int H, int W, int C, cudaStream_t stream)
+{
+  if (x == NULL || y == NULL || H < 0 || W < 0 || C < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  const size_t total = (size_t) 4 * H * W * C;
+  if (total == 0)
+    return SAM2_CUDA_OK;
+  const bool v = vec4_ok (C, x, y);
+  const int cv = v ? C / 4 : C;
+  const size_t tv = v ? total / 4 : total;
+  const unsigned blocks = sam2_ew_blocks (tv);
+  if (v && use_index32 (tv))
+    add_upsample2x_kernel<float4, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        (float4 *) y, (const float4 *) x, W, cv, (uint32_t) tv);
+  else if (v)
+    add_upsample2x_kernel<float4, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        (float4 *) y, (const float4 *) x, W, cv, tv);
+  else if (use_index32 (tv))
+    add_upsample2x_kernel<float, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        y, x, W, cv, (uint32_t) tv);
+  else
+    add_upsample2x_kernel<float, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, x, W, cv, tv);
+  return sam2_launch_status ();
+}
+
+/* x (H * W, 4 * C) with columns (dy, dx, c) -> y (2H, 2W, C), plus addend (2H, 2W, C) when not
+ * NULL (x + addend, the CPU's order; addend may be y). */
+template <typename T, typename I>
+__global__ void
+depth_to_space2x_kernel (const T *x, int W, int C, const T *addend, I total, T *y)
+{
+  const I OW = (I) 2 * W;
+  for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
+    const I c = i % C, pos = i / C;
+    const I ox = pos % OW, oy = pos / OW;
+    const I q = (oy % 2) * 2 + ox % 2;
+    T v = x[((oy / 2) * W + ox / 2) * 4 * C + q * C + c];
+    if (addend != NULL)
+      v = add_of (v, addend[i]);
+    y[i] = v;
+  }
+}
+
+extern "C" int
+sam2_cuda_depth_to_space2x (const float *x, int H, int W, int C, const float *addend, float *y,
+                            cudaStream_t stream)
+{
+  if (x == NULL || y == NULL || H < 0 || W < 0 || C < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  const size_t total = (size_t) 4 * H * W * C;
+  if (total == 0)
+    return SAM2_CUDA_OK;
+  const bool v = vec4_ok (C, x, y, addend);
+  const int cv = v ? C / 4 : C;
+  const size_t tv = v ? total / 4 : total;
+  const unsigned blocks = sam2_ew_blocks (tv);
+  if (v && use_index32 (tv))
+    depth_to_space2x_kernel<float4, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        (const float4 *) x, W, cv, (const float4 *) addend, (uint32_t) tv, (float4 *) y);
+  else if (v)
+    depth_to_space2x_kernel<float4, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        (const float4 *) x, W, cv, (const float4 *) addend, tv, (float4 *) y);
+  else if (use_index32 (tv))
+    depth_to_space2x_kernel<float, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        x, W, cv, addend, (uint32_t) tv, y);
+  else
+    depth_to_space2x_kernel<float, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+        x, W, cv, addend, tv, y);
+  return sam2_launch_status ();
+}

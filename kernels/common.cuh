@@ -1,0 +1,77 @@
+/* common.cuh: helpers shared by the .cu files of the float kernels (not part of the C contract):
+ * launch checking, grid sizing, alignment tests and the activation functions. */
+#ifndef SAM2_KERNELS_COMMON_CUH
+#define SAM2_KERNELS_COMMON_CUH
+
+#include "kernels.h"
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+/* Threads per block of the element-wise and data-movement kernels. */
+#define SAM2_EW_THREADS 256
+
+/* Grid-stride kernels need no more blocks than keep every SM busy several times over; more only
+ * adds scheduling. 132 SMs (H100 SXM) x 16 blocks of 256 threads covers 4 waves at full
+ * occupancy, and the cap keeps gridDim.x far below its limit for any n. */
+#define SAM2_EW_MAX_BLOCKS 2112
+
+static inline unsigned
+sam2_ew_blocks (size_t work_items)
+{
+  size_t b = (work_items + SAM2_EW_THREADS - 1) / SAM2_EW_THREADS;
+  if (b < 1)
+    b = 1;
+  return (unsigned) (b > SAM2_EW_MAX_BLOCKS ? SAM2_EW_MAX_BLOCKS : b);
+}
+
+/* The status of the launch just made: a configuration the runtime refused (or a sticky error of
+ * an earlier kernel) is SAM2_CUDA_DEVICE. */
+static inline int
+sam2_launch_status (void)
+{
+  return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
+}
+
+static inline bool
+sam2_aligned16 (const void *p)
+{
+  return ((uintptr_t) p & 15u) == 0;
+}
+
+/* The activations of core/ops-cpu.c in float32. GELU uses CUDA's erff (within 2 ulp) where the
+ * CPU uses a rational approximation within 4.7e-7 absolute: the two agree to a few ulp of the
+ * output except for x < -4, where GELU itself is below 1e-4 |x| and both are near 0. */
+__device__ __forceinline__ float
+sam2_act_apply (int act, float x)
+{
+  switch (act) {
+  case SAM2_CUDA_ACT_GELU:
+    return 0.5f * x * (1.0f + erff (x * 0.70710678118654752f));
+  case SAM2_CUDA_ACT_GELU_TANH: {
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    return 0.5f * x * (1.0f + tanhf (k * (x + 0.044715f * x * x * x)));
+  }
+  case SAM2_CUDA_ACT_RELU:
+    return x > 0.0f ? x : 0.0f;
+  case SAM2_CUDA_ACT_SILU:
+    return x / (1.0f + expf (-x));
+  case SAM2_CUDA_ACT_SIGMOID:
+    return 1.0f / (1.0f + expf (-x));
+  default:
+    return x;
+  }
+}
+
+/* Raises the dynamic shared-memory limit of the attention kernels on the current device
+ * (attention.cu); sam2_cuda_init calls it, and the attention launcher on its first use per
+ * device. */
+int sam2_cuda_attention_prepare (void);
+
+static inline bool
+sam2_act_valid (int act)
+{
+  return act >= SAM2_CUDA_ACT_NONE && act <= SAM2_CUDA_ACT_SIGMOID;
+}
+
+#endif
