@@ -1,0 +1,661 @@
+/* test-cuda-w4a8.c: the W4A8 kernels of the CUDA backend (kernels/gemm-w4a8.cu,
+ * kernels/layernorm-quant.cu) against the CPU quantized linear layer (core/quant/linear-cpu.c).
+ *
+ *   (a) sam2_cuda_quantize_rows against sam2_quantize_activations: codes, scales and zero points
+ *       bit for bit (the kernel rows' int8 form mapped back to formats.h's), every padding byte
+ *       of the kernel rows 0, the group sums exact, and the fused low-rank down-projection t
+ *       against a float64 dot product within float32 summation error;
+ *   (b) sam2_cuda_w4a8_linear against sam2_quant_linear_forward (the CPU's integer kernel) on
+ *       fresh random layers: UINT4 and SINT4, groups of 64, 128, 256 and one per channel, K in
+ *       {112, 144, 256, 448, 576, 768, 1536} (tail groups where K is not a multiple), N in
+ *       {96, 200, 384}, M in {1, 5, 64, 300, 4096}, the four activation-quantization modes,
+ *       bias, smoothing, rank 0 / 16 / 32 (and 160, the cuBLAS down-projection), every
+ *       activation, residual separate and in place.
+ * Device outputs start as NaN (every element must be written), the workspace starts as 0xff
+ * bytes, and a canary after y must survive. Exits 77 (skipped) without a CUDA device.
+ *
+ * Tolerances (max |gpu - cpu| over the output, relative to max |cpu|):
+ *   - TOL_INTEGER, layers without a low-rank branch: the integer sums are exact on both sides and
+ *     the per-group float steps are the CPU kernel's operation for operation, so the outputs
+ *     are the same floats except where the activation functions differ (CUDA's erff / tanhf /
+ *     expf against the CPU's approximations: a few float ulps). Bit-identical outputs are
+ *     counted and printed.
+ *   - TOL_LOWRANK, with a low-rank branch: t = (x smooth_inv) L_down^T is summed over K in
+ *     float32 in a different order than the CPU's sgemm (K U of the branch at worst, sqrt(K) U
+ *     typically), so the outputs differ by that part of the branch.
+ * A real defect (a wrong nibble, a dropped tail column, a zero point not removed) moves an
+ * element by at least one product term, about 1 / K of the row's magnitude: >= 6e-4 here. */
+#include "formats.h"
+#include "kernels.h"
+#include "linear-cpu.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL_INTEGER 1e-6
+#define TOL_LOWRANK 4e-6
+/* t of the fused down-projection against float64: K float32 roundings of the sum of |terms| */
+#define TOL_T_PER_K 1.2e-7
+
+#define CK(call)                                                                             \
+  do {                                                                                       \
+    cudaError_t e_ = (call);                                                                 \
+    if (e_ != cudaSuccess) {                                                                 \
+      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString (e_)); \
+      exit (1);                                                                              \
+    }                                                                                        \
+  } while (0)
+
+static int failures, checks;
+
+typedef struct {
+  int N, K, G;                 /* G 0: one group of K */
+  Sam2QType dtype;
+  Sam2ActQuantMode mode;
+  int bias, smooth;
+  int rank;
+} LayerSpec;
+
+typedef enum { RES_NONE, RES_SEPARATE, RES_IN_PLACE } ResidualKind;
+
+typedef struct {
+  LayerSpec spec;
+  int M;
+  Sam2Act act;
+  ResidualKind res;
+  guint32 seed;
+} Case;
+
+static const char *mode_names[] = { "none", "token_sym", "token_asym", "tensor_sym",
+                                    "tensor_asym" };
+static const char *act_names[] = { "none", "gelu", "gelu_tanh", "relu", "silu", "sigmoid" };
+
+static int
+mode_asym (Sam2ActQuantMode m)
+{
+  return m == SAM2_ACT_QUANT_TOKEN_ASYM || m == SAM2_ACT_QUANT_TENSOR_ASYM;
+}
+
+static int
+mode_static (Sam2ActQuantMode m)
+{
+  return m == SAM2_ACT_QUANT_TENSOR_SYM || m == SAM2_ACT_QUANT_TENSOR_ASYM;
+}
+
+static double
+gauss (GRand *r)
+{
+  double u1 = g_rand_double_range (r, 1e-12, 1.0), u2 = g_rand_double (r);
+  return sqrt (-2.0 * log (u1)) * cos (2.0 * G_PI * u2);
+}
+
+/* ---- random layers and inputs (the generator of tests/core/test-quant-linear.c) ----------- */
+
+static Sam2QuantLinear *
+layer_new (GRand *r, const LayerSpec *s)
+{
+  Sam2QuantLinear *q = g_new0 (Sam2QuantLinear, 1);
+  const int N = s->N, K = s->K, G = s->G > 0 ? s->G : K;
+  Sam2W4 *w = &q->w;
+  w->n = N;
+  w->k = K;
+  w->group_size = G;
+  w->n_groups = sam2_w4_n_groups (K, G);
+  w->dtype = s->dtype;
+  w->codes = g_new0 (guint8, (size_t) N * sam2_w4_row_bytes (K));  /* (N, (K + 1) / 2) */
+  w->scales = g_new (float, (size_t) N * w->n_groups);               /* (N, n_groups) */
+  w->zeros = g_new (guint8, (size_t) N * w->n_groups);               /* (N, n_groups) */
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++)
+      sam2_w4_set (w->codes, K, n, k, g_rand_int_range (r, 0, 16));
+  for (size_t i = 0; i < (size_t) N * w->n_groups; i++) {
+    w->scales[i] = (float) (0.01 * exp (g_rand_double_range (r, -1, 1)));
+    w->zeros[i] = s->dtype == SAM2_QTYPE_SINT4 ? SAM2_SINT4_ZERO : g_rand_int_range (r, 0, 16);
+  }
+  q->act = s->mode;
+  if (s->bias) {
+    float *b = g_new (float, N);                                     /* (N) */
+    for (int n = 0; n < N; n++)
+      b[n] = (float) g_rand_double_range (r, -1, 1);
+    q->bias = b;
+  }
+  if (s->smooth) {
+    q->smooth_inv = g_new (float, K);                                /* (K) */
+    for (int k = 0; k < K; k++)
+      q->smooth_inv[k] = (float) exp (g_rand_double_range (r, -1.4, 1.4));
+  }
+  q->rank = s->rank;
+  if (s->rank > 0) {
+    q->lora_down = g_new (float, (size_t) s->rank * K);              /* (rank, K) */
+    q->lora_up = g_new (float, (size_t) N * s->rank);                /* (N, rank) */
+    for (size_t i = 0; i < (size_t) s->rank * K; i++)
+      q->lora_down[i] = (float) (gauss (r) / sqrt (K));
+    for (size_t i = 0; i < (size_t) N * s->rank; i++)
+      q->lora_up[i] = (float) (0.1 * gauss (r) / sqrt (s->rank));
+  }
+  return q;
+}
+
+static void
+layer_free (Sam2QuantLinear *q)
+{
+  if (q->kernel != NULL)
+    q->kernel_free (q->kernel);
+  g_free (q->w.codes);
+  g_free (q->w.scales);
+  g_free (q->w.zeros);
+  g_free ((float *) q->bias);
+  g_free (q->smooth_inv);
+  g_free (q->lora_down);
+  g_free (q->lora_up);
+  g_free (q);
+}
+
+/* Rows of kinds the quantizer must get right, by m % 8: Gaussian, outlier channels,
+ * post-GELU-like, all zeros, all positive, all negative, exact ties of the rounding, wide. */
+static float *
+input_new (GRand *r, const Sam2QuantLinear *q, int M)
+{
+  const int K = q->w.k;
+  float *x = g_new (float, (size_t) M * K);                          /* (M, K) */
+  for (int m = 0; m < M; m++) {
+    float *xr = x + (size_t) m * K;
+    const int kind = M == 1 ? 0 : m % 8;
+    for (int k = 0; k < K; k++) {
+      double v = gauss (r);
+      switch (kind) {
+      case 1:
+        v *= k % 13 == 0 ? 20.0 : 1.0;
+        break;
+      case 2:
+        v = 0.5 * v * (1.0 + erf (v / sqrt (2.0)));
+        break;
+      case 3:
+        v = 0.0;
+        break;
+      case 4:
+        v = fabs (v) + 0.1;
+        break;
+      case 5:
+        v = -fabs (v) - 0.1;
+        break;
+      case 6: {
+        /* v / scale a multiple of 1/16 plus 1/32 with the row's scale exactly 1/16: ties */
+        const int asym = mode_asym (q->act);
+        if (k == 0)
+          v = asym ? -40.0 / 16 : 127.0 / 16;
+        else if (k == 1)
+          v = asym ? 215.0 / 16 : -100.0 / 16;
+        else
+          v = (g_rand_int_range (r, asym ? -40 : -127, asym ? 215 : 127) + 0.5) / 16.0;
+        if (q->smooth_inv != NULL)
+          v /= q->smooth_inv[k];
+        break;
+      }
+      case 7:
+        v *= 100.0;
+        break;
+      default:
+        break;
+      }
+      xr[k] = (float) v;
+    }
+  }
+  return x;
+}
+
+/* Static parameters at 0.8 of the range, so that the largest values clamp. */
+static void
+set_static_params (Sam2QuantLinear *q, const float *x, int M)
+{
+  if (!mode_static (q->act))
+    return;
+  const int K = q->w.k;
+  float lo = 0.0f, hi = 0.0f;
+  for (size_t i = 0; i < (size_t) M * K; i++) {
+    const float v = q->smooth_inv != NULL ? x[i] * q->smooth_inv[i % K] : x[i];
+    lo = MIN (lo, v);
+    hi = MAX (hi, v);
+  }
+  if (mode_asym (q->act)) {
+    q->act_scale = 0.8f * (hi - lo) / 255.0f;
+    q->act_zero = q->act_scale > 0.0f ? roundf (-0.8f * lo / q->act_scale) : 0.0f;
+  } else {
+    q->act_scale = 0.8f * MAX (hi, -lo) / 127.0f;
+    q->act_zero = 0.0f;
+  }
+}
+
+/* ---- the layer on the device -------------------------------------------------------------- */
+
+typedef struct {
+  Sam2CudaW4A8Layer l;
+  void *blob, *bias, *smooth, *ldown, *lup;
+} DevLayer;
+
+static void *
+upload (const void *host, size_t bytes)
+{
+  if (host == NULL)
+    return NULL;
+  void *d = NULL;
+  CK (cudaMalloc (&d, bytes));
+  CK (cudaMemcpy (d, host, bytes, cudaMemcpyHostToDevice));
+  return d;
+}
+
+static void
+dev_layer_init (DevLayer *d, const Sam2QuantLinear *q)
+{
+  const int N = q->w.n, K = q->w.k, R = q->rank;
+  memset (d, 0, sizeof *d);
+  Sam2CudaW4A8Layer *l = &d->l;
+  sam2_cuda_w4a8_geometry (N, K, q->w.group_size, &l->geo);
+  if (l->geo.n_groups != q->w.n_groups) {
+    fprintf (stderr, "geometry: %d groups, formats.h says %d\n", l->geo.n_groups,
+             q->w.n_groups);
+    exit (1);
+  }
+  Sam2CudaW4A8Blob b;
+  sam2_cuda_w4a8_blob_layout (&l->geo, &b);
+  void *host = g_malloc (b.total);
+  sam2_cuda_w4a8_pack_host (&l->geo, q->w.codes, q->w.scales, q->w.zeros, host);
+  d->blob = upload (host, b.total);
+  g_free (host);
+  l->act_mode = (int) q->act;
+  l->act_scale = q->act_scale;
+  l->act_zero = q->act_zero;
+  l->w = (const uint32_t *) ((char *) d->blob + b.w);
+  l->wzero = (const int32_t *) ((char *) d->blob + b.wzero);
+  l->wsum = (const int32_t *) ((char *) d->blob + b.wsum);
+  l->wscale = (const float *) ((char *) d->blob + b.wscale);
+  d->bias = upload (q->bias, (size_t) N * sizeof (float));
+  d->smooth = upload (q->smooth_inv, (size_t) K * sizeof (float));
+  d->ldown = upload (q->lora_down, (size_t) R * K * sizeof (float));
+  d->lup = upload (q->lora_up, (size_t) N * R * sizeof (float));
+  l->bias = d->bias;
+  l->smooth_inv = d->smooth;
+  l->rank = R;
+  l->lora_down = d->ldown;
+  l->lora_up = d->lup;
+}
+
+static void
+dev_layer_free (DevLayer *d)
+{
+  CK (cudaFree (d->blob));
+  CK (cudaFree (d->bias));
+  CK (cudaFree (d->smooth));
+  CK (cudaFree (d->ldown));
+  CK (cudaFree (d->lup));
+}
+
+/* ---- (a) quantization --------------------------------------------------------------------- */
+
+static void
+fail (const char *name, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  if (failures < 40)
+    fprintf (stderr, "FAIL %s: %s\n", name, msg);
+  g_free (msg);
+  failures++;
+}
+
+static void
+check_quantize (const char *name, const Sam2QuantLinear *q, const DevLayer *d, const float *x,
+                const float *dx, int M)
+{
+  const Sam2CudaW4A8Geometry *geo = &d->l.geo;
+  const int K = q->w.k, R = q->rank, NG = geo->n_groups, RB = geo->row_bytes;
+  Sam2CudaActRows rows;
+  const size_t cbytes = (size_t) M * RB;
+  CK (cudaMalloc ((void **) &rows.codes, cbytes));
+  CK (cudaMalloc ((void **) &rows.scales, (size_t) M * 4));
+  CK (cudaMalloc ((void **) &rows.zeros, (size_t) M * 4));
+  CK (cudaMalloc ((void **) &rows.sums, (size_t) M * NG * 4));
+  rows.t = NULL;
+  if (R > 0 && R <= SAM2_CUDA_QUANT_MAX_FUSED_RANK)
+    CK (cudaMalloc ((void **) &rows.t, (size_t) M * R * 4));
+  CK (cudaMemset (rows.codes, 0x5a, cbytes));   /* a pad byte left unwritten reads 0x5a */
+  CK (cudaMemset (rows.scales, 0xff, (size_t) M * 4));
+  CK (cudaMemset (rows.zeros, 0xff, (size_t) M * 4));
+  CK (cudaMemset (rows.sums, 0xff, (size_t) M * NG * 4));
+  if (rows.t != NULL)
+    CK (cudaMemset (rows.t, 0xff, (size_t) M * R * 4));
+  int st = sam2_cuda_quantize_rows (&d->l, dx, M, &rows, 0);
+  CK (cudaDeviceSynchronize ());
+  checks++;
+  if (st != SAM2_CUDA_OK) {
+    fail (name, "sam2_cuda_quantize_rows returned %d", st);
+    goto out;
+  }
+  {
+    int8_t *gc = g_malloc (cbytes);                  /* (M, row_bytes) */
+    float *gs = g_new (float, M), *gt = NULL;
+    int32_t *gz = g_new (int32_t, M), *gsum = g_new (int32_t, (size_t) M * NG);
+    CK (cudaMemcpy (gc, rows.codes, cbytes, cudaMemcpyDeviceToHost));
+    CK (cudaMemcpy (gs, rows.scales, (size_t) M * 4, cudaMemcpyDeviceToHost));
+    CK (cudaMemcpy (gz, rows.zeros, (size_t) M * 4, cudaMemcpyDeviceToHost));
+    CK (cudaMemcpy (gsum, rows.sums, (size_t) M * NG * 4, cudaMemcpyDeviceToHost));
+    if (rows.t != NULL) {
+      gt = g_new (float, (size_t) M * R);
+      CK (cudaMemcpy (gt, rows.t, (size_t) M * R * 4, cudaMemcpyDeviceToHost));
+    }
+    guint8 *cc = g_malloc ((size_t) M * K);          /* (M, K) formats.h codes */
+    float *cs = g_new (float, M);
+    int32_t *cz = g_new (int32_t, M);
+    sam2_quantize_activations (q, x, M, cc, K, cs, cz);
+    const int asym = mode_asym (q->act);
+    const int G = geo->group_size, GP = geo->group_pad;
+    int bad = 0;
+    for (int m = 0; m < M && bad < 5; m++) {
+      if (memcmp (&gs[m], &cs[m], 4) != 0) {
+        fail (name, "row %d scale %.9g, cpu %.9g", m, gs[m], cs[m]);
+        bad++;
+      }
+      if (gz[m] != (asym ? cz[m] - 128 : 0)) {
+        fail (name, "row %d zero %d, cpu za %d", m, gz[m], cz[m]);
+        bad++;
+      }
+      for (int p = 0; p < RB && bad < 5; p++) {
+        const int g = p / GP, off = p % GP, k = g * G + off;
+        int want = 0;
+        if (g < NG && off < G && k < K) {
+          const guint8 c = cc[(size_t) m * K + k];
+          want = asym ? (int) c - 128 : (int) (gint8) c;
+        }
+        if (gc[(size_t) m * RB + p] != want) {
+          fail (name, "row %d byte %d (k %d): code %d, cpu %d", m, p, k, gc[(size_t) m * RB + p],
+                want);
+          bad++;
+        }
+      }
+      for (int g = 0; g < NG && bad < 5; g++) {
+        int32_t s = 0;
+        for (int k = g * G; k < K && k < (g + 1) * G; k++) {
+          const guint8 c = cc[(size_t) m * K + k];
+          s += asym ? (int) c - 128 : (int) (gint8) c;
+        }
+        if (gsum[(size_t) m * NG + g] != s) {
+          fail (name, "row %d group %d sum %d, cpu %d", m, g, gsum[(size_t) m * NG + g], s);
+          bad++;
+        }
+      }
+      for (int i = 0; gt != NULL && i < R && bad < 5; i++) {
+        double acc = 0.0, mag = 0.0;
+        for (int k = 0; k < K; k++) {
+          const float v = q->smooth_inv != NULL ? x[(size_t) m * K + k] * q->smooth_inv[k]
+                                                : x[(size_t) m * K + k];
+          acc += (double) v * q->lora_down[(size_t) i * K + k];
+          mag += fabs ((double) v * q->lora_down[(size_t) i * K + k]);
+        }
+        const double e = fabs (gt[(size_t) m * R + i] - acc);
+        if (!(e <= TOL_T_PER_K * K * mag + 1e-30)) {
+          fail (name, "row %d t[%d] %.9g, float64 %.9g", m, i, gt[(size_t) m * R + i], acc);
+          bad++;
+        }
+      }
+    }
+    g_free (gc);
+    g_free (gs);
+    g_free (gz);
+    g_free (gsum);
+    g_free (gt);
+    g_free (cc);
+    g_free (cs);
+    g_free (cz);
+  }
+out:
+  CK (cudaFree (rows.codes));
+  CK (cudaFree (rows.scales));
+  CK (cudaFree (rows.zeros));
+  CK (cudaFree (rows.sums));
+  CK (cudaFree (rows.t));
+}
+
+/* ---- (b) the whole layer ------------------------------------------------------------------ */
+
+#define CANARY 64                  /* floats after y that must keep their pattern */
+#define CANARY_BITS 0x7f8cafe5u    /* a signalling NaN no kernel writes */
+
+static char *
+case_name (const Case *c)
+{
+  const LayerSpec *s = &c->spec;
+  return g_strdup_printf ("M %d K %d N %d g %d %s %s%s%s r %d %s res %d", c->M, s->K, s->N,
+                          s->G > 0 ? s->G : s->K, s->dtype == SAM2_QTYPE_SINT4 ? "s4" : "u4",
+                          mode_names[s->mode], s->bias ? " bias" : "", s->smooth ? " smooth" : "",
+                          s->rank, act_names[c->act], c->res);
+}
+
+static double worst_integer, worst_lowrank;
+static int exact_cases, integer_cases;
+
+static void
+run_case (const Case *c, cublasHandle_t cublas, int check_codes)
+{
+  char *name = case_name (c);
+  GRand *r = g_rand_new_with_seed (c->seed);
+  Sam2QuantLinear *q = layer_new (r, &c->spec);
+  const int M = c->M, N = q->w.n, K = q->w.k;
+  float *x = input_new (r, q, M);                    /* (M, K) */
+  set_static_params (q, x, M);
+  float *res = NULL;                                 /* (M, N) */
+  if (c->res != RES_NONE) {
+    res = g_new (float, (size_t) M * N);
+    for (size_t i = 0; i < (size_t) M * N; i++)
+      res[i] = (float) gauss (r);
+  }
+
+  /* the CPU's integer kernel */
+  if (!sam2_quant_linear_prepare (q)) {
+    fprintf (stderr, "prepare failed\n");
+    exit (1);
+  }
+  float *want = g_new (float, (size_t) M * N);       /* (M, N) */
+  if (res != NULL)
+    memcpy (want, res, (size_t) M * N * sizeof (float));
+  void *scratch = g_malloc (MAX (sam2_quant_linear_scratch_bytes (q, M), 1));
+  sam2_quant_linear_forward (q, x, M, want, c->act, c->res == RES_NONE ? NULL : want, scratch);
+  g_free (scratch);
+
+  DevLayer d;
+  dev_layer_init (&d, q);
+  float *dx = upload (x, (size_t) M * K * sizeof (float));
+  float *dy = NULL, *dres = NULL;
+  const size_t ybytes = (size_t) M * N * sizeof (float);
+  CK (cudaMalloc ((void **) &dy, ybytes + CANARY * sizeof (float)));
+  CK (cudaMemset (dy, 0xff, ybytes));                /* NaN: every element must be written */
+  {
+    uint32_t canary[CANARY];
+    for (int i = 0; i < CANARY; i++)
+      canary[i] = CANARY_BITS;
+    CK (cudaMemcpy ((char *) dy + ybytes, canary, sizeof canary, cudaMemcpyHostToDevice));
+  }
+  if (c->res == RES_SEPARATE)
+    dres = upload (res, ybytes);
+  else if (c->res == RES_IN_PLACE)
+    CK (cudaMemcpy (dy, res, ybytes, cudaMemcpyHostToDevice));
+  const size_t wbytes = sam2_cuda_w4a8_linear_workspace_bytes (&d.l, M);
+  void *ws = NULL;
+  CK (cudaMalloc (&ws, MAX (wbytes, 1)));
+  CK (cudaMemset (ws, 0xff, MAX (wbytes, 1)));
+  const int st = sam2_cuda_w4a8_linear (&d.l, dx, M, dy, (int) c->act,
+                                        c->res == RES_SEPARATE ? dres
+                                        : c->res == RES_IN_PLACE ? dy : NULL,
+                                        cublas, 0, ws);
+  CK (cudaDeviceSynchronize ());
+  checks++;
+  if (st != SAM2_CUDA_OK) {
+    fail (name, "sam2_cuda_w4a8_linear returned %d", st);
+  } else {
+    float *got = g_malloc (ybytes + CANARY * sizeof (float));
+    CK (cudaMemcpy (got, dy, ybytes + CANARY * sizeof (float), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < CANARY; i++) {
+      uint32_t b;
+      memcpy (&b, &got[(size_t) M * N + i], 4);
+      if (b != CANARY_BITS) {
+        fail (name, "wrote past y (float %d after the end)", i);
+        break;
+      }
+    }
+    double ymax = 0.0, emax = 0.0;
+    size_t worst = 0, unwritten = 0, same = 0;
+    for (size_t i = 0; i < (size_t) M * N; i++) {
+      ymax = MAX (ymax, fabs (want[i]));
+      if (isnan (got[i])) {
+        unwritten++;
+        continue;
+      }
+      same += memcmp (&got[i], &want[i], 4) == 0;
+      const double e = fabs ((double) got[i] - want[i]);
+      if (e > emax) {
+        emax = e;
+        worst = i;
+      }
+    }
+    const double rel = emax / MAX (ymax, 1e-30);
+    const double tol = c->spec.rank > 0 ? TOL_LOWRANK : TOL_INTEGER;
+    if (c->spec.rank > 0) {
+      worst_lowrank = MAX (worst_lowrank, rel);
+    } else {
+      worst_integer = MAX (worst_integer, rel);
+      integer_cases++;
+      exact_cases += same == (size_t) M * N;
+    }
+    if (unwritten > 0)
+      fail (name, "%zu of %zu outputs not written (NaN)", unwritten, (size_t) M * N);
+    else if (!(rel <= tol))
+      fail (name, "max error %.3g of max |y| %.3g = %.3g > %.1g at (%zu, %zu): %.9g, cpu %.9g",
+            emax, ymax, rel, tol, worst / N, worst % N, got[worst], want[worst]);
+    g_free (got);
+  }
+  if (check_codes)
+    check_quantize (name, q, &d, x, dx, M);
+
+  CK (cudaFree (ws));
+  CK (cudaFree (dy));
+  CK (cudaFree (dres));
+  CK (cudaFree (dx));
+  dev_layer_free (&d);
+  g_free (want);
+  g_free (res);
+  g_free (x);
+  layer_free (q);
+  g_rand_free (r);
+  g_free (name);
+}
+
+int
+main (void)
+{
+  int count = 0;
+  if (cudaGetDeviceCount (&count) != cudaSuccess || count == 0) {
+    (void) cudaGetLastError ();
+    printf ("no CUDA device: skipped\n");
+    return 77;
+  }
+  cublasHandle_t cublas;
+  if (cublasCreate (&cublas) != CUBLAS_STATUS_SUCCESS) {
+    fprintf (stderr, "cublasCreate failed\n");
+    return 1;
+  }
+  const Sam2QType dtypes[] = { SAM2_QTYPE_UINT4, SAM2_QTYPE_SINT4 };
+  const int groups[] = { 64, 128, 256, 0 };
+  const int Ks[] = { 112, 144, 256, 448, 576, 768, 1536 };
+  const int Ns[] = { 96, 200, 384 };
+  const int small_Ms[] = { 1, 5, 64, 300 };
+  const Sam2ActQuantMode modes[] = { SAM2_ACT_QUANT_TOKEN_SYM, SAM2_ACT_QUANT_TOKEN_ASYM,
+                                     SAM2_ACT_QUANT_TENSOR_SYM, SAM2_ACT_QUANT_TENSOR_ASYM };
+  const int ranks[] = { 0, 16, 32 };
+  guint32 seed = 1;
+  int n_cases = 0;
+
+  /* Shapes: every dtype, group, K and N; M, mode and the options cycle. */
+  for (int di = 0; di < 2; di++)
+    for (int gi = 0; gi < 4; gi++)
+      for (int ki = 0; ki < 7; ki++)
+        for (int ni = 0; ni < 3; ni++, n_cases++) {
+          const int i = n_cases;
+          Case c = {
+            .spec = { .N = Ns[ni], .K = Ks[ki], .G = groups[gi], .dtype = dtypes[di],
+                      .mode = modes[i % 4], .bias = (i / 4) % 2, .smooth = (i / 8) % 2,
+                      .rank = ranks[(i / 3) % 3] },
+            .M = small_Ms[(i / 2) % 4], .act = (Sam2Act) (i % 6), .res = (ResidualKind) (i % 3),
+            .seed = seed++,
+          };
+          run_case (&c, cublas, 1);
+        }
+  printf ("shapes: %d cases\n", n_cases);
+
+  /* Options: every mode, bias, smoothing, rank, activation and residual on two shapes with
+   * tail groups. */
+  int n_opt = 0;
+  for (int mi = 0; mi < 4; mi++)
+    for (int b = 0; b < 2; b++)
+      for (int s = 0; s < 2; s++)
+        for (int ri = 0; ri < 3; ri++)
+          for (int a = 0; a < 6; a++)
+            for (int rk = 0; rk < 3; rk++, n_opt++) {
+              const int alt = n_opt % 2;
+              Case c = {
+                .spec = { .N = alt ? 200 : 96, .K = alt ? 576 : 144, .G = alt ? 256 : 64,
+                          .dtype = dtypes[(n_opt / 2) % 2], .mode = modes[mi],
+                          .bias = b, .smooth = s, .rank = ranks[ri] },
+                .M = alt ? 64 : 5, .act = (Sam2Act) a, .res = (ResidualKind) rk,
+                .seed = seed++,
+              };
+              run_case (&c, cublas, a == 0 && rk == 0);
+            }
+  printf ("options: %d cases\n", n_opt);
+
+  /* Many rows (the 128-row tiles), every mode, with and without the low-rank branch. */
+  int n_big = 0;
+  for (int mi = 0; mi < 4; mi++)
+    for (int v = 0; v < 2; v++, n_big++) {
+      Case c = {
+        .spec = { .N = v ? 384 : 200, .K = v ? 1536 : 768, .G = v ? 128 : 0,
+                  .dtype = dtypes[(mi + v) % 2], .mode = modes[mi], .bias = 1, .smooth = v,
+                  .rank = v ? 32 : 0 },
+        .M = 4096, .act = v ? SAM2_ACT_GELU : SAM2_ACT_NONE, .res = (ResidualKind) (1 + v),
+        .seed = seed++,
+      };
+      run_case (&c, cublas, 1);
+    }
+  /* A rank above the fused limit: the down-projection through cuBLAS. */
+  for (int s = 0; s < 2; s++, n_big++) {
+    Case c = {
+      .spec = { .N = 200, .K = 448, .G = 128, .dtype = SAM2_QTYPE_UINT4,
+                .mode = modes[1 + s], .bias = 1, .smooth = s, .rank = 160 },
+      .M = 300, .act = SAM2_ACT_GELU, .res = RES_SEPARATE, .seed = seed++,
+    };
+    run_case (&c, cublas, 0);
+  }
+  printf ("large: %d cases\n", n_big);
+
+  /* M = 0 is a no-op that succeeds. */
+  {
+    Sam2CudaW4A8Layer l;
+    memset (&l, 0, sizeof l);
+    sam2_cuda_w4a8_geometry (96, 112, 64, &l.geo);
+    l.act_mode = SAM2_CUDA_AQ_TOKEN_SYM;
+    checks++;
+    if (sam2_cuda_w4a8_linear (&l, NULL, 0, NULL, 0, NULL, NULL, 0, NULL) != SAM2_CUDA_OK)
+      fail ("M 0", "not OK");
+  }
+
+  printf ("worst error without low rank %.3g of max |y| (tolerance %.1g), %d of %d cases "
+          "bit-identical\n", worst_integer, TOL_INTEGER, exact_cases, integer_cases);
+  printf ("worst error with low rank %.3g of max |y| (tolerance %.1g)\n", worst_lowrank,
+          TOL_LOWRANK);
+  cublasDestroy (cublas);
+  printf ("%d checks, %d failures: %s\n", checks, failures, failures ? "FAIL" : "PASS");
+  return failures ? 1 : 0;
+}
