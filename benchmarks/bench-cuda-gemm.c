@@ -1,0 +1,352 @@
+/* bench-cuda-gemm.c: the W4A8 linear of the CUDA backend (kernels/gemm-w4a8.cu) against cuBLAS
+ * FP16 and BF16 GEMMs of the same shapes: the linear layers of the SAM2 Hiera image encoders
+ * (tiny: dims 96 / 192 / 384 / 768, large: 144 / 288 / 576 / 1152) at a 1024 x 1024 input, whose
+ * four stages hold 256^2, 128^2, 64^2 and 32^2 tokens; per stage qkv (d -> 3d), proj (d -> d),
+ * MLP up (d -> 4d) and down (4d -> d).
+ *
+ * Per shape: W4A8 as the backend calls it (quantize + GEMM, sam2_cuda_w4a8_linear), the GEMM
+ * alone on rows quantized beforehand, cuBLAS FP16 and BF16 (cublasGemmEx, FP32 accumulation,
+ * 16-bit output: what a half-precision linear layer would run). Times are the median over
+ * --iters runs, each timed alone with CUDA events, after warm-up runs; TOPS count 2 M N K
+ * operations. The weights are random codes in groups of 128 (one group per channel when
+ * K < 128), the activations random floats: the kernels' work does not depend on the values.
+ *
+ *   sam2-bench-cuda-gemm [--model tiny|large|all] [--iters N] [--warmup N] */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK(call)                                                                             \
+  do {                                                                                       \
+    cudaError_t e_ = (call);                                                                 \
+    if (e_ != cudaSuccess) {                                                                 \
+      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString (e_)); \
+      exit (1);                                                                              \
+    }                                                                                        \
+  } while (0)
+
+#define CKB(call)                                                                            \
+  do {                                                                                       \
+    cublasStatus_t s_ = (call);                                                              \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                       \
+      fprintf (stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #call, (int) s_); \
+      exit (1);                                                                              \
+    }                                                                                        \
+  } while (0)
+
+#define CKS(call)                                                                            \
+  do {                                                                                       \
+    int s_ = (call);                                                                         \
+    if (s_ != SAM2_CUDA_OK) {                                                                \
+      fprintf (stderr, "%s:%d: %s: status %d\n", __FILE__, __LINE__, #call, s_);             \
+      exit (1);                                                                              \
+    }                                                                                        \
+  } while (0)
+
+#define GROUP 128
+
+typedef struct {
+  const char *model, *layer;
+  int M, K, N;
+} Shape;
+
+static int iters = 20, warmup = 5;
+
+/* xorshift: reproducible data without libc's rand state */
+static uint32_t rng = 0x9e3779b9u;
+
+static uint32_t
+next_u32 (void)
+{
+  rng ^= rng << 13;
+  rng ^= rng >> 17;
+  rng ^= rng << 5;
+  return rng;
+}
+
+static float
+next_float (void)   /* uniform in [-1, 1) */
+{
+  return (float) (next_u32 () >> 8) / (float) (1u << 23) - 1.0f;
+}
+
+/* IEEE half of |f| < 2 (truncated mantissa: data for timing, not arithmetic). */
+static uint16_t
+to_half (float f)
+{
+  uint32_t b;
+  memcpy (&b, &f, 4);
+  const uint32_t sign = (b >> 16) & 0x8000u;
+  const int e = (int) ((b >> 23) & 0xff) - 127 + 15;
+  if (e <= 0)
+    return (uint16_t) sign;
+  return (uint16_t) (sign | ((uint32_t) e << 10) | ((b >> 13) & 0x3ff));
+}
+
+static uint16_t
+to_bf16 (float f)
+{
+  uint32_t b;
+  memcpy (&b, &f, 4);
+  return (uint16_t) (b >> 16);
+}
+
+static int
+cmp_float (const void *a, const void *b)
+{
+  const float x = *(const float *) a, y = *(const float *) b;
+  return x < y ? -1 : x > y;
+}
+
+typedef enum { RUN_W4A8_LINEAR, RUN_W4A8_GEMM, RUN_CUBLAS_F16, RUN_CUBLAS_BF16 } RunKind;
+
+typedef struct {
+  const Sam2CudaW4A8Layer *layer;
+  const Sam2CudaActRows *rows;
+  const float *x;
+  float *y;
+  void *ws;
+  cublasHandle_t cublas;
+  const void *a16, *b16;      /* (M, K), (N, K) */
+  void *c16;                  /* (M, N) */
+  int M, K, N;
+} RunArgs;
+
+static void
+run_once (RunKind kind, const RunArgs *r)
+{
+  const float one = 1.0f, zero = 0.0f;
+  switch (kind) {
+  case RUN_W4A8_LINEAR:
+    CKS (sam2_cuda_w4a8_linear (r->layer, r->x, r->M, r->y, SAM2_CUDA_ACT_NONE, NULL, r->cublas,
+                                0, r->ws));
+    break;
+  case RUN_W4A8_GEMM:
+    CKS (sam2_cuda_w4a8_gemm (r->layer, r->rows, r->M, r->y, SAM2_CUDA_ACT_NONE, NULL, 0));
+    break;
+  case RUN_CUBLAS_F16:
+  case RUN_CUBLAS_BF16: {
+    /* row-major C (M, N) = A (M, K) B (N, K)^T is column-major C^T (N, M) = B^T' A^T' */
+    const cudaDataType_t t = kind == RUN_CUBLAS_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    CKB (cublasGemmEx (r->cublas, CUBLAS_OP_T, CUBLAS_OP_N, r->N, r->M, r->K, &one, r->b16, t,
+                       r->K, r->a16, t, r->K, &zero, r->c16, t, r->N, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT));
+    break;
+  }
+  }
+}
+
+/* Median milliseconds of one run. */
+static float
+time_kind (RunKind kind, const RunArgs *r)
+{
+  cudaEvent_t e0, e1;
+  CK (cudaEventCreate (&e0));
+  CK (cudaEventCreate (&e1));
+  for (int i = 0; i < warmup; i++)
+    run_once (kind, r);
+  CK (cudaDeviceSynchronize ());
+  float *ms = malloc (sizeof (float) * iters);
+  for (int i = 0; i < iters; i++) {
+    CK (cudaEventRecord (e0, 0));
+    run_once (kind, r);
+    CK (cudaEventRecord (e1, 0));
+    CK (cudaEventSynchronize (e1));
+    CK (cudaEventElapsedTime (&ms[i], e0, e1));
+  }
+  qsort (ms, iters, sizeof (float), cmp_float);
+  const float med = iters % 2 ? ms[iters / 2] : 0.5f * (ms[iters / 2 - 1] + ms[iters / 2]);
+  free (ms);
+  CK (cudaEventDestroy (e0));
+  CK (cudaEventDestroy (e1));
+  return med;
+}
+
+static void *
+dev_alloc (size_t bytes)
+{
+  void *p = NULL;
+  CK (cudaMalloc (&p, bytes > 0 ? bytes : 1));
+  return p;
+}
+
+static void
+bench_shape (const Shape *s, cublasHandle_t cublas)
+{
+  const int M = s->M, K = s->K, N = s->N;
+  Sam2CudaW4A8Layer layer;
+  memset (&layer, 0, sizeof layer);
+  sam2_cuda_w4a8_geometry (N, K, GROUP, &layer.geo);
+  const int NG = layer.geo.n_groups;
+
+  /* weights: random codes, zero points and scales in the formats.h layout, packed */
+  const size_t cb = (size_t) N * ((K + 1) / 2);
+  uint8_t *codes = malloc (cb), *zeros = malloc ((size_t) N * NG);
+  float *scales = malloc (sizeof (float) * N * NG);
+  for (size_t i = 0; i < cb; i++)
+    codes[i] = (uint8_t) next_u32 ();
+  for (size_t i = 0; i < (size_t) N * NG; i++) {
+    zeros[i] = (uint8_t) (next_u32 () & 15);
+    scales[i] = 0.01f * (1.5f + next_float ());
+  }
+  Sam2CudaW4A8Blob blob;
+  sam2_cuda_w4a8_blob_layout (&layer.geo, &blob);
+  void *host_blob = malloc (blob.total);
+  sam2_cuda_w4a8_pack_host (&layer.geo, codes, scales, zeros, host_blob);
+  char *dblob = dev_alloc (blob.total);
+  CK (cudaMemcpy (dblob, host_blob, blob.total, cudaMemcpyHostToDevice));
+  layer.act_mode = SAM2_CUDA_AQ_TOKEN_SYM;
+  layer.w = (const uint32_t *) (dblob + blob.w);
+  layer.wzero = (const int32_t *) (dblob + blob.wzero);
+  layer.wsum = (const int32_t *) (dblob + blob.wsum);
+  layer.wscale = (const float *) (dblob + blob.wscale);
+
+  /* activations (M, K) float and 16-bit operands */
+  float *hx = malloc (sizeof (float) * M * K);
+  for (size_t i = 0; i < (size_t) M * K; i++)
+    hx[i] = next_float ();
+  float *dx = dev_alloc (sizeof (float) * M * K);
+  CK (cudaMemcpy (dx, hx, sizeof (float) * M * K, cudaMemcpyHostToDevice));
+  float *dy = dev_alloc (sizeof (float) * M * N);
+  void *ws = dev_alloc (sam2_cuda_w4a8_linear_workspace_bytes (&layer, M));
+
+  /* rows quantized once for the GEMM-only timing */
+  Sam2CudaActRows rows;
+  rows.codes = dev_alloc ((size_t) M * layer.geo.row_bytes);
+  rows.scales = dev_alloc (sizeof (float) * M);
+  rows.zeros = dev_alloc (sizeof (int32_t) * M);
+  rows.sums = dev_alloc (sizeof (int32_t) * M * NG);
+  rows.t = NULL;
+  CKS (sam2_cuda_quantize_rows (&layer, dx, M, &rows, 0));
+
+  uint16_t *h16 = malloc (sizeof (uint16_t) * ((size_t) M * K > (size_t) N * K
+                                                 ? (size_t) M * K : (size_t) N * K));
+  void *a16 = dev_alloc (2 * (size_t) M * K), *b16 = dev_alloc (2 * (size_t) N * K);
+  void *a_bf = dev_alloc (2 * (size_t) M * K), *b_bf = dev_alloc (2 * (size_t) N * K);
+  void *c16 = dev_alloc (2 * (size_t) M * N);
+  for (size_t i = 0; i < (size_t) M * K; i++)
+    h16[i] = to_half (hx[i]);
+  CK (cudaMemcpy (a16, h16, 2 * (size_t) M * K, cudaMemcpyHostToDevice));
+  for (size_t i = 0; i < (size_t) M * K; i++)
+    h16[i] = to_bf16 (hx[i]);
+  CK (cudaMemcpy (a_bf, h16, 2 * (size_t) M * K, cudaMemcpyHostToDevice));
+  for (size_t i = 0; i < (size_t) N * K; i++)
+    h16[i] = to_half (0.05f * next_float ());
+  CK (cudaMemcpy (b16, h16, 2 * (size_t) N * K, cudaMemcpyHostToDevice));
+  for (size_t i = 0; i < (size_t) N * K; i++)
+    h16[i] = to_bf16 (0.05f * next_float ());
+  CK (cudaMemcpy (b_bf, h16, 2 * (size_t) N * K, cudaMemcpyHostToDevice));
+
+  RunArgs r = {
+    .layer = &layer, .rows = &rows, .x = dx, .y = dy, .ws = ws, .cublas = cublas,
+    .a16 = a16, .b16 = b16, .c16 = c16, .M = M, .K = K, .N = N,
+  };
+  const float t_lin = time_kind (RUN_W4A8_LINEAR, &r);
+  const float t_gemm = time_kind (RUN_W4A8_GEMM, &r);
+  const float t_f16 = time_kind (RUN_CUBLAS_F16, &r);
+  r.a16 = a_bf;
+  r.b16 = b_bf;
+  const float t_bf16 = time_kind (RUN_CUBLAS_BF16, &r);
+  const double ops = 2.0 * M * N * K;
+#define TOPS(ms) (ops / ((ms) * 1e-3) / 1e12)
+  printf ("%-5s %-5s %6d %5d %5d | %8.4f %6.1f | %8.4f %6.1f | %8.4f %6.1f | %8.4f %6.1f | %5.2fx\n",
+          s->model, s->layer, M, K, N, t_lin, TOPS (t_lin), t_gemm, TOPS (t_gemm), t_f16,
+          TOPS (t_f16), t_bf16, TOPS (t_bf16), t_f16 / t_lin);
+#undef TOPS
+  fflush (stdout);
+
+  CK (cudaFree (dblob));
+  CK (cudaFree (dx));
+  CK (cudaFree (dy));
+  CK (cudaFree (ws));
+  CK (cudaFree (rows.codes));
+  CK (cudaFree (rows.scales));
+  CK (cudaFree (rows.zeros));
+  CK (cudaFree (rows.sums));
+  CK (cudaFree (a16));
+  CK (cudaFree (b16));
+  CK (cudaFree (a_bf));
+  CK (cudaFree (b_bf));
+  CK (cudaFree (c16));
+  free (codes);
+  free (zeros);
+  free (scales);
+  free (host_blob);
+  free (hx);
+  free (h16);
+}
+
+/* The 16 linear shapes of one encoder: 4 stages x (qkv, proj, mlp up, mlp down). */
+static int
+model_shapes (const char *model, int embed, Shape *out)
+{
+  int n = 0;
+  for (int stage = 0; stage < 4; stage++) {
+    const int d = embed << stage, side = 256 >> stage, M = side * side;
+    const Shape s[4] = {
+      { model, "qkv", M, d, 3 * d },
+      { model, "proj", M, d, d },
+      { model, "up", M, d, 4 * d },
+      { model, "down", M, 4 * d, d },
+    };
+    for (int i = 0; i < 4; i++)
+      out[n++] = s[i];
+  }
+  return n;
+}
+
+int
+main (int argc, char **argv)
+{
+  const char *which = "all";
+  for (int i = 1; i < argc; i++) {
+    if (strcmp (argv[i], "--model") == 0 && i + 1 < argc)
+      which = argv[++i];
+    else if (strcmp (argv[i], "--iters") == 0 && i + 1 < argc)
+      iters = atoi (argv[++i]);
+    else if (strcmp (argv[i], "--warmup") == 0 && i + 1 < argc)
+      warmup = atoi (argv[++i]);
+    else {
+      fprintf (stderr, "usage: %s [--model tiny|large|all] [--iters N] [--warmup N]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (iters < 1)
+    iters = 1;
+  if (warmup < 0)
+    warmup = 0;
+  int count = 0;
+  if (cudaGetDeviceCount (&count) != cudaSuccess || count == 0) {
+    fprintf (stderr, "no CUDA device\n");
+    return 77;
+  }
+  struct cudaDeviceProp prop;
+  CK (cudaGetDeviceProperties (&prop, 0));
+  cublasHandle_t cublas;
+  CKB (cublasCreate (&cublas));
+  CKB (cublasSetStream (cublas, 0));
+
+  Shape shapes[32];
+  int n = 0;
+  if (strcmp (which, "tiny") == 0 || strcmp (which, "all") == 0)
+    n += model_shapes ("tiny", 96, shapes + n);
+  if (strcmp (which, "large") == 0 || strcmp (which, "all") == 0)
+    n += model_shapes ("large", 144, shapes + n);
+  if (n == 0) {
+    fprintf (stderr, "unknown model %s\n", which);
+    return 2;
+  }
+  printf ("%s, W4A8 groups of %d, median of %d runs after %d warm-up\n", prop.name, GROUP, iters,
+          warmup);
+  printf ("%-5s %-5s %6s %5s %5s | %-15s | %-15s | %-15s | %-15s | %s\n", "model", "layer", "M",
+          "K", "N", "w4a8 linear", "w4a8 gemm", "cublas fp16", "cublas bf16", "fp16/linear");
+  printf ("%-5s %-5s %6s %5s %5s | %8s %6s | %8s %6s | %8s %6s | %8s %6s |\n", "", "", "", "", "",
+          "ms", "TOPS", "ms", "TOPS", "ms", "TOPS", "ms", "TOPS");
+  for (int i = 0; i < n; i++)
+    bench_shape (&shapes[i], cublas);
+  CKB (cublasDestroy (cublas));
+  return 0;
+}
