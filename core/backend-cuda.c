@@ -1,3 +1,946 @@
-#include "backend.h"
-int sam2_backend_cuda_stub (void);
-int sam2_backend_cuda_stub (void) { return 0; }
+/* backend-cuda.c: the op table of backend.h on one CUDA device.
+ *
+ * One stream carries every op in order; one cuBLAS handle bound to it does the float GEMMs, with
+ * CUBLAS_DEFAULT_MATH so FP32 never silently becomes TF32 (FP32 must match the CPU oracle within
+ * float rounding). Launchers (kernels/kernels.h) enqueue and return; errors of kernels surface at
+ * the next synchronisation, which is download() (and upload(), see there).
+ *
+ * Weights live in the model, in host memory. The first time a layer runs, its weights are copied
+ * to the device (FP32, or FP16 for SAM2_PRECISION_FP16, or the repacked W4A8 blob and its float
+ * parts for quantized layers) into a cache keyed by the host Sam2Linear / Sam2LayerNorm pointer,
+ * which the model never moves. Scratch (FP16 activations, the W4A8 workspace) grows to the
+ * largest need it has seen: the first frame sizes it (the encoder's layers are the widest, so a
+ * later prompt with more points does not grow it either), and after that nothing is allocated
+ * per frame. All of it is freed in destroy.
+ */
+#include "backend-cuda.h"
+#include "kernels.h"
+
+#include <string.h>
+
+G_STATIC_ASSERT ((int) SAM2_CUDA_OK == (int) SAM2_STATUS_OK);
+G_STATIC_ASSERT ((int) SAM2_CUDA_OUT_OF_MEMORY == (int) SAM2_STATUS_OUT_OF_MEMORY);
+G_STATIC_ASSERT ((int) SAM2_CUDA_DEVICE == (int) SAM2_STATUS_DEVICE);
+G_STATIC_ASSERT ((int) SAM2_CUDA_UNSUPPORTED == (int) SAM2_STATUS_UNSUPPORTED);
+G_STATIC_ASSERT (SAM2_CUDA_ACT_NONE == (int) SAM2_ACT_NONE);
+G_STATIC_ASSERT (SAM2_CUDA_ACT_GELU == (int) SAM2_ACT_GELU);
+G_STATIC_ASSERT (SAM2_CUDA_ACT_GELU_TANH == (int) SAM2_ACT_GELU_TANH);
+G_STATIC_ASSERT (SAM2_CUDA_ACT_RELU == (int) SAM2_ACT_RELU);
+G_STATIC_ASSERT (SAM2_CUDA_ACT_SILU == (int) SAM2_ACT_SILU);
+G_STATIC_ASSERT (SAM2_CUDA_ACT_SIGMOID == (int) SAM2_ACT_SIGMOID);
+G_STATIC_ASSERT (SAM2_CUDA_AQ_NONE == (int) SAM2_ACT_QUANT_NONE);
+G_STATIC_ASSERT (SAM2_CUDA_AQ_TOKEN_SYM == (int) SAM2_ACT_QUANT_TOKEN_SYM);
+G_STATIC_ASSERT (SAM2_CUDA_AQ_TOKEN_ASYM == (int) SAM2_ACT_QUANT_TOKEN_ASYM);
+G_STATIC_ASSERT (SAM2_CUDA_AQ_TENSOR_SYM == (int) SAM2_ACT_QUANT_TENSOR_SYM);
+G_STATIC_ASSERT (SAM2_CUDA_AQ_TENSOR_ASYM == (int) SAM2_ACT_QUANT_TENSOR_ASYM);
+G_STATIC_ASSERT (sizeof (Sam2CudaAttentionArgs) == sizeof (Sam2AttentionArgs));
+
+/* The FP16 path's launchers, declared here with the signatures agreed for kernels.h until that
+ * header carries them (a compatible redeclaration once it does; a mismatch fails to compile). */
+int sam2_cuda_f32_to_f16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream);
+int sam2_cuda_gemm_f16_nt (cublasHandle_t h, const uint16_t *A, const uint16_t *B, int M, int N,
+                           int K, float beta, float *C);
+int sam2_cuda_bias_act_residual (float *y, int M, int N, const float *bias, int act,
+                                 const float *residual, cudaStream_t stream);
+
+/* Profiling: one event pair per op call, read back once in profile_read. */
+typedef struct {
+  Sam2OpKind kind;
+  cudaEvent_t start, stop;
+} OpEvents;
+
+typedef enum {
+  WEIGHTS_F32,
+  WEIGHTS_F16,
+  WEIGHTS_W4A8,
+} WeightsKind;
+
+/* The device form of one linear layer. */
+typedef struct {
+  WeightsKind kind;
+  int n, k;
+  float *w32;                  /* (n, k) F32 */
+  uint16_t *w16;               /* (n, k) F16 */
+  float *bias;                 /* (n) or NULL; F32 in every kind */
+  void *blob;                  /* W4A8: sam2_cuda_w4a8_blob_layout */
+  float *smooth_inv;           /* W4A8: (k) or NULL */
+  float *lora_down, *lora_up;  /* W4A8: (rank, k), (n, rank) */
+  Sam2CudaW4A8Layer layer;     /* W4A8: pointers into the above */
+} CudaLinear;
+
+typedef struct {
+  float *weight, *bias;        /* (dim) */
+} CudaNorm;
+
+typedef struct {
+  Sam2Backend parent;
+  Sam2Precision precision;     /* FP32 or FP16 */
+  int device;
+  char *device_name;
+  cudaStream_t stream;
+  cublasHandle_t cublas;
+  GHashTable *linears;         /* const Sam2Linear * -> CudaLinear * */
+  GHashTable *norms;           /* const Sam2LayerNorm * -> CudaNorm * */
+  uint16_t *x16;               /* FP16 activations of the widest linear input seen */
+  size_t x16_bytes;
+  void *w4a8_ws;               /* sam2_cuda_w4a8_linear's workspace, the largest need seen */
+  size_t w4a8_ws_bytes;
+  char detail[256];            /* the last CUDA / cuBLAS failure in words */
+  gboolean profiling;
+  Sam2OpProfile profile[SAM2_OP_COUNT];
+  GArray *events;              /* OpEvents, a pool reused across profile_start calls */
+  guint n_events;              /* pairs recorded since profile_start */
+} Sam2BackendCuda;
+
+static const char *op_names[SAM2_OP_COUNT] = {
+  [SAM2_OP_LINEAR] = "linear", [SAM2_OP_LAYER_NORM] = "layer_norm",
+  [SAM2_OP_ACTIVATION] = "activation", [SAM2_OP_ADD] = "add", [SAM2_OP_ATTENTION] = "attention",
+  [SAM2_OP_WINDOW] = "window (un)partition", [SAM2_OP_MAX_POOL] = "max_pool",
+  [SAM2_OP_IM2COL] = "im2col", [SAM2_OP_RESAMPLE] = "upsample / depth_to_space",
+  [SAM2_OP_MATMUL] = "matmul",
+};
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+static int
+cuda_fail (Sam2BackendCuda *cu, cudaError_t err, const char *what)
+{
+  g_snprintf (cu->detail, sizeof cu->detail, "%s: %s: %s", what, cudaGetErrorName (err),
+              cudaGetErrorString (err));
+  /* a non-sticky error (a failed allocation, a refused launch) stays as the runtime's "last
+   * error"; clear it so the next check does not report it again */
+  (void) cudaGetLastError ();
+  return err == cudaErrorMemoryAllocation ? SAM2_STATUS_OUT_OF_MEMORY : SAM2_STATUS_DEVICE;
+}
+
+static const char *
+cublas_status_name (cublasStatus_t st)
+{
+  switch (st) {
+  case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+  case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+  case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+  case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+  case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+  case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+  default: return "a cuBLAS error";
+  }
+}
+
+static int
+cublas_fail (Sam2BackendCuda *cu, cublasStatus_t st, const char *what)
+{
+  g_snprintf (cu->detail, sizeof cu->detail, "%s: %s (%d)", what, cublas_status_name (st),
+              (int) st);
+  return st == CUBLAS_STATUS_ALLOC_FAILED ? SAM2_STATUS_OUT_OF_MEMORY : SAM2_STATUS_DEVICE;
+}
+
+/* A launcher's status, with the op named for the error message. */
+static int
+launched (Sam2BackendCuda *cu, int status, const char *what)
+{
+  if (status != SAM2_STATUS_OK) {
+    cudaError_t err = cudaPeekAtLastError ();
+    if (err != cudaSuccess)
+      return cuda_fail (cu, err, what);
+    g_snprintf (cu->detail, sizeof cu->detail, "%s: %s", what,
+                status == SAM2_STATUS_UNSUPPORTED ? "arguments the kernel does not support"
+                : status == SAM2_STATUS_OUT_OF_MEMORY ? "out of memory"
+                : "the launch failed");
+  }
+  return status;
+}
+
+#define CUDA_TRY(cu, call, what)                                                                 \
+  do {                                                                                           \
+    cudaError_t err_ = (call);                                                                   \
+    if (err_ != cudaSuccess)                                                                     \
+      return cuda_fail ((cu), err_, (what));                                                     \
+  } while (0)
+
+#define LAUNCH(cu, call, what)                                                                   \
+  do {                                                                                           \
+    int st_ = launched ((cu), (call), (what));                                                   \
+    if (st_ != SAM2_STATUS_OK)                                                                   \
+      return st_;                                                                                \
+  } while (0)
+
+static const char *
+cuda_status_detail (Sam2Backend *b)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  return cu->detail[0] != '\0' ? cu->detail : NULL;
+}
+
+/* ---- profiling ------------------------------------------------------------------------------- */
+
+static int
+profile_begin (Sam2BackendCuda *cu, Sam2OpKind kind, OpEvents **out)
+{
+  *out = NULL;
+  if (!cu->profiling)
+    return SAM2_STATUS_OK;
+  if (cu->n_events == cu->events->len) {
+    /* the pool grows only while profiling: a benchmark aid, not the hot path */
+    OpEvents e = { kind, NULL, NULL };
+    CUDA_TRY (cu, cudaEventCreate (&e.start), "creating a profiling event");
+    cudaError_t err = cudaEventCreate (&e.stop);
+    if (err != cudaSuccess) {
+      cudaEventDestroy (e.start);
+      return cuda_fail (cu, err, "creating a profiling event");
+    }
+    g_array_append_val (cu->events, e);
+  }
+  OpEvents *e = &g_array_index (cu->events, OpEvents, cu->n_events);
+  e->kind = kind;
+  CUDA_TRY (cu, cudaEventRecord (e->start, cu->stream), "recording a profiling event");
+  *out = e;
+  return SAM2_STATUS_OK;
+}
+
+static int
+profile_end (Sam2BackendCuda *cu, OpEvents *e, int status)
+{
+  if (e == NULL || status != SAM2_STATUS_OK)
+    return status;
+  CUDA_TRY (cu, cudaEventRecord (e->stop, cu->stream), "recording a profiling event");
+  cu->n_events++;
+  return SAM2_STATUS_OK;
+}
+
+/* Device time per op kind when profiling is on (events on the stream; off costs one branch). */
+#define PROFILED(kind, call)                                                                     \
+  do {                                                                                           \
+    Sam2BackendCuda *cu_ = (Sam2BackendCuda *) b;                                                \
+    OpEvents *ev_;                                                                               \
+    status = profile_begin (cu_, (kind), &ev_);                                                  \
+    if (status == SAM2_STATUS_OK)                                                                \
+      status = (call);                                                                           \
+    status = profile_end (cu_, ev_, status);                                                     \
+  } while (0)
+
+static void
+cuda_profile_start (Sam2Backend *b)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  for (int k = 0; k < SAM2_OP_COUNT; k++)
+    cu->profile[k] = (Sam2OpProfile) { op_names[k], 0.0, 0 };
+  cu->n_events = 0;
+  cu->profiling = TRUE;
+}
+
+/* Sums the recorded pairs (waiting for the stream) and starts a new accumulation window, so a
+ * benchmark may read after every frame without the pool growing. */
+static const Sam2OpProfile *
+cuda_profile_read (Sam2Backend *b)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (cu->n_events > 0 && cudaStreamSynchronize (cu->stream) == cudaSuccess) {
+    for (guint i = 0; i < cu->n_events; i++) {
+      OpEvents *e = &g_array_index (cu->events, OpEvents, i);
+      float ms = 0.0f;
+      if (cudaEventElapsedTime (&ms, e->start, e->stop) == cudaSuccess) {
+        cu->profile[e->kind].ms += ms;
+        cu->profile[e->kind].calls++;
+      }
+    }
+  }
+  (void) cudaGetLastError ();
+  cu->n_events = 0;
+  return cu->profile;
+}
+
+/* ---- memory ---------------------------------------------------------------------------------- */
+
+static float *
+cuda_alloc (Sam2Backend *b, size_t n)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  void *p = NULL;
+  cudaError_t err = cudaMalloc (&p, MAX (n, 1) * sizeof (float));
+  if (err != cudaSuccess) {
+    cuda_fail (cu, err, "cudaMalloc");
+    return NULL;
+  }
+  return p;
+}
+
+static void
+cuda_free (Sam2Backend *b, float *p)
+{
+  /* cudaFree waits for work using p; nothing useful to do with a failure while freeing */
+  if (p != NULL && cudaFree (p) != cudaSuccess)
+    (void) cudaGetLastError ();
+}
+
+/* Host -> device, then wait: callers reuse their host buffers right away (host_tokens for two
+ * uploads in a row, the frame's pixels), and pageable cudaMemcpyAsync does not promise to have
+ * read the source when it returns. Waiting also surfaces errors of earlier kernels here. */
+static int
+cuda_upload (Sam2Backend *b, float *dst, const float *host, size_t n)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (n == 0)
+    return SAM2_STATUS_OK;
+  CUDA_TRY (cu, cudaMemcpyAsync (dst, host, n * sizeof (float), cudaMemcpyHostToDevice,
+                                 cu->stream), "upload (cudaMemcpyAsync)");
+  CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "upload (the kernels before it)");
+  return SAM2_STATUS_OK;
+}
+
+/* Device -> host after everything enqueued before: the point where kernel errors surface. */
+static int
+cuda_download (Sam2Backend *b, float *host, const float *src, size_t n)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (n > 0)
+    CUDA_TRY (cu, cudaMemcpyAsync (host, src, n * sizeof (float), cudaMemcpyDeviceToHost,
+                                   cu->stream), "download (cudaMemcpyAsync)");
+  CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "download (the kernels before it)");
+  CUDA_TRY (cu, cudaGetLastError (), "download (a kernel launch)");
+  return SAM2_STATUS_OK;
+}
+
+/* The attention kernel is flash-style (no score matrix), so there is nothing to reserve. */
+static int
+cuda_reserve_attention (Sam2Backend *b, int max_len_q, int max_len_k)
+{
+  return SAM2_STATUS_OK;
+}
+
+/* A device copy of `bytes` of host memory (weights, once per layer). The copy is on the session's
+ * stream and waited for: the caller may free a temporary source at once, and the kernels that
+ * read the weights next are ordered after it. */
+static int
+device_copy (Sam2BackendCuda *cu, const void *host, size_t bytes, void **out)
+{
+  *out = NULL;
+  if (host == NULL)
+    return SAM2_STATUS_OK;
+  CUDA_TRY (cu, cudaMalloc (out, MAX (bytes, 1)), "cudaMalloc (weights)");
+  cudaError_t err = cudaMemcpyAsync (*out, host, bytes, cudaMemcpyHostToDevice, cu->stream);
+  if (err == cudaSuccess)
+    err = cudaStreamSynchronize (cu->stream);
+  if (err != cudaSuccess) {
+    cudaFree (*out);
+    *out = NULL;
+    return cuda_fail (cu, err, "copying weights to the device");
+  }
+  return SAM2_STATUS_OK;
+}
+
+/* Grows a scratch buffer; the stream is drained first because kernels may still read the old
+ * one. Only the first frame (and profiling) reach the allocation. */
+static int
+grow_scratch (Sam2BackendCuda *cu, void **buf, size_t *have, size_t need, const char *what)
+{
+  if (need <= *have)
+    return SAM2_STATUS_OK;
+  CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), what);
+  if (*buf != NULL)
+    cudaFree (*buf);
+  *buf = NULL;
+  *have = 0;
+  CUDA_TRY (cu, cudaMalloc (buf, need), what);
+  *have = need;
+  return SAM2_STATUS_OK;
+}
+
+/* ---- the weight cache ------------------------------------------------------------------------ */
+
+static void
+cuda_linear_free (gpointer data)
+{
+  CudaLinear *w = data;
+  void *ptrs[] = { w->w32, w->w16, w->bias, w->blob, w->smooth_inv, w->lora_down, w->lora_up };
+  for (guint i = 0; i < G_N_ELEMENTS (ptrs); i++)
+    if (ptrs[i] != NULL)
+      cudaFree (ptrs[i]);
+  g_free (w);
+}
+
+static void
+cuda_norm_free (gpointer data)
+{
+  CudaNorm *n = data;
+  if (n->weight != NULL)
+    cudaFree (n->weight);
+  if (n->bias != NULL)
+    cudaFree (n->bias);
+  g_free (n);
+}
+
+/* IEEE half from float, round to nearest even; overflow to infinity, subnormals kept. Host-side,
+ * once per layer: the weights of the FP16 precision. */
+static uint16_t
+f32_to_f16 (float f)
+{
+  union { float f; uint32_t u; } v = { f };
+  const uint32_t sign = (v.u >> 16) & 0x8000u;
+  const uint32_t absu = v.u & 0x7fffffffu;
+  if (absu >= 0x7f800000u)                        /* inf, nan */
+    return (uint16_t) (sign | 0x7c00u | (absu > 0x7f800000u ? 0x200u : 0));
+  if (absu >= 0x477ff000u)                        /* rounds to >= 65536: inf */
+    return (uint16_t) (sign | 0x7c00u);
+  if (absu < 0x38800000u) {                       /* below 2^-14: subnormal or zero */
+    if (absu < 0x33000000u)                       /* below half the smallest subnormal */
+      return (uint16_t) sign;
+    const uint32_t mant = (absu & 0x7fffffu) | 0x800000u;
+    const int shift = 126 - (int) (absu >> 23);   /* 14 .. 24 */
+    uint32_t h = mant >> shift;
+    const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1)))
+      h++;
+    return (uint16_t) (sign | h);
+  }
+  uint32_t h = ((absu >> 13) - (112u << 10));
+  const uint32_t rem = absu & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1)))
+    h++;                                          /* may carry into the exponent: still right */
+  return (uint16_t) (sign | h);
+}
+
+/* A weight-only quantized layer (no activation quantization) runs as a float layer: the
+ * dequantized weight with the low-rank branch and the smoothing folded in,
+ * W_eff = (W + L_up L_down) diag(smooth_inv), the algebra the CPU backend uses for it. */
+static float *
+weight_only_effective (const Sam2QuantLinear *q)
+{
+  const int N = q->w.n, K = q->w.k, R = q->rank;
+  float *w = g_try_new (float, (size_t) N * K);
+  if (w == NULL)
+    return NULL;
+  sam2_w4_dequantize (&q->w, w);
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++) {
+      double acc = w[(size_t) n * K + k];
+      for (int r = 0; r < R; r++)
+        acc += (double) q->lora_up[(size_t) n * R + r] * q->lora_down[(size_t) r * K + k];
+      if (q->smooth_inv != NULL)
+        acc *= q->smooth_inv[k];
+      w[(size_t) n * K + k] = (float) acc;
+    }
+  return w;
+}
+
+static int
+upload_float_weights (Sam2BackendCuda *cu, CudaLinear *d, const float *w)
+{
+  const size_t nk = (size_t) d->n * d->k;
+  if (cu->precision != SAM2_PRECISION_FP16) {
+    d->kind = WEIGHTS_F32;
+    return device_copy (cu, w, nk * sizeof (float), (void **) &d->w32);
+  }
+  d->kind = WEIGHTS_F16;
+  uint16_t *h = g_try_new (uint16_t, nk);
+  if (h == NULL)
+    return SAM2_STATUS_OUT_OF_MEMORY;
+  for (size_t i = 0; i < nk; i++)
+    h[i] = f32_to_f16 (w[i]);
+  int st = device_copy (cu, h, nk * sizeof (uint16_t), (void **) &d->w16);
+  g_free (h);
+  return st;
+}
+
+static int
+upload_w4a8 (Sam2BackendCuda *cu, const Sam2QuantLinear *q, CudaLinear *d)
+{
+  Sam2CudaW4A8Layer *L = &d->layer;
+  d->kind = WEIGHTS_W4A8;
+  sam2_cuda_w4a8_geometry (q->w.n, q->w.k, q->w.group_size, &L->geo);
+  if (L->geo.n_groups != q->w.n_groups) {
+    g_snprintf (cu->detail, sizeof cu->detail, "layer %dx%d: %d weight groups, the kernel's "
+                "geometry has %d", q->w.n, q->w.k, q->w.n_groups, L->geo.n_groups);
+    return SAM2_STATUS_UNSUPPORTED;
+  }
+  Sam2CudaW4A8Blob lay;
+  sam2_cuda_w4a8_blob_layout (&L->geo, &lay);
+  void *host = g_try_malloc0 (lay.total);
+  if (host == NULL)
+    return SAM2_STATUS_OUT_OF_MEMORY;
+  sam2_cuda_w4a8_pack_host (&L->geo, q->w.codes, q->w.scales, q->w.zeros, host);
+  int st = device_copy (cu, host, lay.total, &d->blob);
+  g_free (host);
+  if (st == SAM2_STATUS_OK)
+    st = device_copy (cu, q->smooth_inv, (size_t) q->w.k * sizeof (float),
+                      (void **) &d->smooth_inv);
+  if (st == SAM2_STATUS_OK && q->rank > 0)
+    st = device_copy (cu, q->lora_down, (size_t) q->rank * q->w.k * sizeof (float),
+                      (void **) &d->lora_down);
+  if (st == SAM2_STATUS_OK && q->rank > 0)
+    st = device_copy (cu, q->lora_up, (size_t) q->w.n * q->rank * sizeof (float),
+                      (void **) &d->lora_up);
+  if (st != SAM2_STATUS_OK)
+    return st;
+  const char *base = d->blob;
+  L->act_mode = (int) q->act;
+  L->act_scale = q->act_scale;
+  L->act_zero = q->act_zero;
+  L->w = (const uint32_t *) (base + lay.w);
+  L->wzero = (const int32_t *) (base + lay.wzero);
+  L->wsum = (const int32_t *) (base + lay.wsum);
+  L->wscale = (const float *) (base + lay.wscale);
+  L->bias = d->bias;
+  L->smooth_inv = d->smooth_inv;
+  L->rank = q->rank;
+  L->lora_down = d->lora_down;
+  L->lora_up = d->lora_up;
+  return SAM2_STATUS_OK;
+}
+
+/* The device form of `l`, made on first use. */
+static int
+linear_weights (Sam2BackendCuda *cu, const Sam2Linear *l, const CudaLinear **out)
+{
+  CudaLinear *d = g_hash_table_lookup (cu->linears, l);
+  if (d != NULL) {
+    *out = d;
+    return SAM2_STATUS_OK;
+  }
+  d = g_new0 (CudaLinear, 1);
+  d->n = l->out_features;
+  d->k = l->in_features;
+  const Sam2QuantLinear *q = l->quant;
+  const float *bias = q != NULL ? q->bias : l->bias;
+  int st = device_copy (cu, bias, (size_t) d->n * sizeof (float), (void **) &d->bias);
+  if (st == SAM2_STATUS_OK) {
+    if (q == NULL) {
+      st = upload_float_weights (cu, d, l->weight);
+    } else if (q->act == SAM2_ACT_QUANT_NONE) {
+      float *w = weight_only_effective (q);
+      st = w != NULL ? upload_float_weights (cu, d, w) : SAM2_STATUS_OUT_OF_MEMORY;
+      g_free (w);
+    } else {
+      st = upload_w4a8 (cu, q, d);
+    }
+  }
+  if (st != SAM2_STATUS_OK) {
+    cuda_linear_free (d);
+    return st;
+  }
+  g_hash_table_insert (cu->linears, (gpointer) l, d);
+  *out = d;
+  return SAM2_STATUS_OK;
+}
+
+static int
+norm_weights (Sam2BackendCuda *cu, const Sam2LayerNorm *n, const CudaNorm **out)
+{
+  CudaNorm *d = g_hash_table_lookup (cu->norms, n);
+  if (d != NULL) {
+    *out = d;
+    return SAM2_STATUS_OK;
+  }
+  d = g_new0 (CudaNorm, 1);
+  int st = device_copy (cu, n->weight, (size_t) n->dim * sizeof (float), (void **) &d->weight);
+  if (st == SAM2_STATUS_OK)
+    st = device_copy (cu, n->bias, (size_t) n->dim * sizeof (float), (void **) &d->bias);
+  if (st != SAM2_STATUS_OK) {
+    cuda_norm_free (d);
+    return st;
+  }
+  g_hash_table_insert (cu->norms, (gpointer) n, d);
+  *out = d;
+  return SAM2_STATUS_OK;
+}
+
+/* ---- ops ------------------------------------------------------------------------------------- */
+
+static int
+gemm_status (Sam2BackendCuda *cu, int status, const char *what)
+{
+  /* the GEMM launchers return a SAM2_CUDA_* code; say which GEMM failed */
+  if (status != SAM2_STATUS_OK)
+    return launched (cu, status, what);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cuda_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, float *y, Sam2Act act,
+                 const float *residual)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (act != SAM2_ACT_NONE && residual != NULL)
+    return SAM2_STATUS_UNSUPPORTED;
+  if (M == 0)
+    return SAM2_STATUS_OK;
+  const CudaLinear *w;
+  int st = linear_weights (cu, l, &w);
+  if (st != SAM2_STATUS_OK)
+    return st;
+
+  if (w->kind == WEIGHTS_W4A8) {
+    st = grow_scratch (cu, &cu->w4a8_ws, &cu->w4a8_ws_bytes,
+                       sam2_cuda_w4a8_linear_workspace_bytes (&w->layer, M),
+                       "the W4A8 workspace");
+    if (st != SAM2_STATUS_OK)
+      return st;
+    LAUNCH (cu, sam2_cuda_w4a8_linear (&w->layer, x, M, y, (int) act, residual, cu->cublas,
+                                       cu->stream, cu->w4a8_ws), l->name);
+    return SAM2_STATUS_OK;
+  }
+
+  /* residual == y: the GEMM accumulates into it (beta 1); another buffer: the epilogue adds it */
+  const float beta = residual != NULL && residual == y ? 1.0f : 0.0f;
+  const float *epilogue_residual = residual != y ? residual : NULL;
+  const int N = w->n, K = w->k;
+  if (w->kind == WEIGHTS_F16) {
+    const size_t nx = (size_t) M * K;
+    st = grow_scratch (cu, (void **) &cu->x16, &cu->x16_bytes, nx * sizeof (uint16_t),
+                       "the FP16 activation scratch");
+    if (st != SAM2_STATUS_OK)
+      return st;
+    LAUNCH (cu, sam2_cuda_f32_to_f16 (x, nx, cu->x16, cu->stream), l->name);
+    st = gemm_status (cu, sam2_cuda_gemm_f16_nt (cu->cublas, cu->x16, w->w16, M, N, K, beta, y),
+                      l->name);
+  } else {
+    st = gemm_status (cu, sam2_cuda_gemm_f32_nt (cu->cublas, x, w->w32, M, N, K, beta, y),
+                      l->name);
+  }
+  if (st != SAM2_STATUS_OK)
+    return st;
+  if (w->bias != NULL || act != SAM2_ACT_NONE || epilogue_residual != NULL)
+    LAUNCH (cu, sam2_cuda_bias_act_residual (y, M, N, w->bias, (int) act, epilogue_residual,
+                                             cu->stream), l->name);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cuda_layer_norm_run (Sam2Backend *b, const Sam2LayerNorm *n, const float *x, int M, float *y)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  const CudaNorm *d;
+  int st = norm_weights (cu, n, &d);
+  if (st != SAM2_STATUS_OK)
+    return st;
+  LAUNCH (cu, sam2_cuda_layer_norm (x, M, n->dim, d->weight, d->bias, n->eps, y, cu->stream),
+          "layer_norm");
+  return SAM2_STATUS_OK;
+}
+
+static int
+cuda_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (a->head_dim < 1 || a->head_dim > SAM2_CUDA_ATTENTION_MAX_HEAD_DIM) {
+    g_snprintf (cu->detail, sizeof cu->detail, "attention: head_dim %d is outside 1..%d",
+                a->head_dim, SAM2_CUDA_ATTENTION_MAX_HEAD_DIM);
+    return SAM2_STATUS_UNSUPPORTED;
+  }
+  const Sam2CudaAttentionArgs args = {
+    .batch = a->batch, .heads = a->heads, .head_dim = a->head_dim, .len_q = a->len_q,
+    .len_k = a->len_k, .scale = a->scale,
+    .q = a->q, .q_ld = a->q_ld, .q_batch_stride = a->q_batch_stride,
+    .k = a->k, .k_ld = a->k_ld, .k_batch_stride = a->k_batch_stride,
+    .v = a->v, .v_ld = a->v_ld, .v_batch_stride = a->v_batch_stride,
+    .out = a->out, .out_ld = a->out_ld, .out_batch_stride = a->out_batch_stride,
+  };
+  LAUNCH (cu, sam2_cuda_attention (&args, cu->stream), "attention");
+  return SAM2_STATUS_OK;
+}
+
+static int
+cuda_matmul_nt_run (Sam2Backend *b, const float *A, const float *B, int M, int N, int K, float *C)
+{
+  /* FP32 in every precision: the hypernetwork product is a few KFLOP, both operands activations */
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  return gemm_status (cu, sam2_cuda_gemm_f32_nt (cu->cublas, A, B, M, N, K, 0.0f, C), "matmul_nt");
+}
+
+/* The thin ops: a launcher each, profiled by kind. */
+
+static int
+cuda_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, float *y, Sam2Act act,
+             const float *residual)
+{
+  int status;
+  PROFILED (SAM2_OP_LINEAR, cuda_linear_run (b, l, x, M, y, act, residual));
+  return status;
+}
+
+static int
+cuda_layer_norm (Sam2Backend *b, const Sam2LayerNorm *n, const float *x, int M, float *y)
+{
+  int status;
+  PROFILED (SAM2_OP_LAYER_NORM, cuda_layer_norm_run (b, n, x, M, y));
+  return status;
+}
+
+static int
+cuda_activation (Sam2Backend *b, Sam2Act act, float *x, size_t n)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_ACTIVATION,
+            launched (cu, sam2_cuda_activation ((int) act, x, n, cu->stream), "activation"));
+  return status;
+}
+
+static int
+cuda_add (Sam2Backend *b, float *y, const float *a, const float *c, size_t n)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_ADD, launched (cu, sam2_cuda_add (y, a, c, n, cu->stream), "add"));
+  return status;
+}
+
+static int
+cuda_add_row (Sam2Backend *b, float *y, const float *x, const float *row, int M, int C)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_ADD,
+            launched (cu, sam2_cuda_add_row (y, x, row, M, C, cu->stream), "add_row"));
+  return status;
+}
+
+static int
+cuda_attention (Sam2Backend *b, const Sam2AttentionArgs *a)
+{
+  int status;
+  PROFILED (SAM2_OP_ATTENTION, cuda_attention_run (b, a));
+  return status;
+}
+
+static int
+cuda_window_partition (Sam2Backend *b, const float *x, int H, int W, int C, int ws, float *win)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_WINDOW,
+            launched (cu, sam2_cuda_window_partition (x, H, W, C, ws, win, cu->stream),
+                      "window_partition"));
+  return status;
+}
+
+static int
+cuda_window_unpartition (Sam2Backend *b, const float *win, int n_win_h, int n_win_w, int ws,
+                         int C, int H, int W, float *x)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_WINDOW,
+            launched (cu, sam2_cuda_window_unpartition (win, n_win_h, n_win_w, ws, C, H, W, x,
+                                                        cu->stream), "window_unpartition"));
+  return status;
+}
+
+static int
+cuda_max_pool (Sam2Backend *b, const float *x, int n_img, int H, int W, int C, int ld, int s,
+               float *y)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_MAX_POOL,
+            launched (cu, sam2_cuda_max_pool (x, n_img, H, W, C, ld, s, y, cu->stream),
+                      "max_pool"));
+  return status;
+}
+
+static int
+cuda_im2col_planar (Sam2Backend *b, const float *x, int C, int H, int W, int kh, int kw,
+                    int stride, int pad, float *cols)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_IM2COL,
+            launched (cu, sam2_cuda_im2col_planar (x, C, H, W, kh, kw, stride, pad, cols,
+                                                   cu->stream), "im2col_planar"));
+  return status;
+}
+
+static int
+cuda_im2col (Sam2Backend *b, const float *x, int H, int W, int C, int kh, int kw, int stride,
+             int pad, float *cols)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_IM2COL,
+            launched (cu, sam2_cuda_im2col (x, H, W, C, kh, kw, stride, pad, cols, cu->stream),
+                      "im2col"));
+  return status;
+}
+
+static int
+cuda_add_upsample2x (Sam2Backend *b, float *y, const float *x, int H, int W, int C)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_RESAMPLE,
+            launched (cu, sam2_cuda_add_upsample2x (y, x, H, W, C, cu->stream),
+                      "add_upsample2x"));
+  return status;
+}
+
+static int
+cuda_depth_to_space2x (Sam2Backend *b, const float *x, int H, int W, int C, const float *addend,
+                       float *y)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  int status;
+  PROFILED (SAM2_OP_RESAMPLE,
+            launched (cu, sam2_cuda_depth_to_space2x (x, H, W, C, addend, y, cu->stream),
+                      "depth_to_space2x"));
+  return status;
+}
+
+static int
+cuda_matmul_nt (Sam2Backend *b, const float *A, const float *B, int M, int N, int K, float *C)
+{
+  int status;
+  PROFILED (SAM2_OP_MATMUL, cuda_matmul_nt_run (b, A, B, M, N, K, C));
+  return status;
+}
+
+/* ---- lifetime -------------------------------------------------------------------------------- */
+
+static void
+cuda_destroy (Sam2Backend *b)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (cu->stream != NULL)
+    cudaStreamSynchronize (cu->stream);
+  g_clear_pointer (&cu->linears, g_hash_table_unref);
+  g_clear_pointer (&cu->norms, g_hash_table_unref);
+  if (cu->x16 != NULL)
+    cudaFree (cu->x16);
+  if (cu->w4a8_ws != NULL)
+    cudaFree (cu->w4a8_ws);
+  if (cu->events != NULL) {
+    for (guint i = 0; i < cu->events->len; i++) {
+      OpEvents *e = &g_array_index (cu->events, OpEvents, i);
+      cudaEventDestroy (e->start);
+      cudaEventDestroy (e->stop);
+    }
+    g_array_unref (cu->events);
+  }
+  if (cu->cublas != NULL)
+    cublasDestroy (cu->cublas);
+  if (cu->stream != NULL)
+    cudaStreamDestroy (cu->stream);
+  (void) cudaGetLastError ();
+  g_free (cu->device_name);
+  g_free (cu);
+}
+
+static const Sam2BackendOps cuda_ops = {
+  .name = "cuda",
+  .destroy = cuda_destroy,
+  .alloc = cuda_alloc,
+  .free = cuda_free,
+  .upload = cuda_upload,
+  .download = cuda_download,
+  .reserve_attention = cuda_reserve_attention,
+  .linear = cuda_linear,
+  .layer_norm = cuda_layer_norm,
+  .activation = cuda_activation,
+  .add = cuda_add,
+  .add_row = cuda_add_row,
+  .attention = cuda_attention,
+  .window_partition = cuda_window_partition,
+  .window_unpartition = cuda_window_unpartition,
+  .max_pool = cuda_max_pool,
+  .im2col_planar = cuda_im2col_planar,
+  .im2col = cuda_im2col,
+  .add_upsample2x = cuda_add_upsample2x,
+  .depth_to_space2x = cuda_depth_to_space2x,
+  .matmul_nt = cuda_matmul_nt,
+  .profile_start = cuda_profile_start,
+  .profile_read = cuda_profile_read,
+  .device_memory = TRUE,
+  .status_detail = cuda_status_detail,
+};
+
+gboolean
+sam2_backend_cuda_probe (GError **error)
+{
+  int count = 0;
+  int st = sam2_cuda_device_count (&count);
+  if (st != SAM2_CUDA_OK) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                 "no CUDA device found: the CUDA runtime failed to list devices; check the "
+                 "NVIDIA driver (nvidia-smi) or use the CPU backend");
+    return FALSE;
+  }
+  if (count == 0) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                 "no CUDA device found: no NVIDIA driver or GPU is visible to this process "
+                 "(check nvidia-smi and CUDA_VISIBLE_DEVICES); use the CPU backend");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+setup_failed (Sam2BackendCuda *cu, cudaError_t err, const char *what, GError **error)
+{
+  g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND, "CUDA backend: %s failed: %s (%s)", what,
+               cudaGetErrorString (err), cudaGetErrorName (err));
+  cuda_destroy (&cu->parent);
+  return FALSE;
+}
+
+Sam2Backend *
+sam2_backend_cuda_new (Sam2Precision precision, GError **error)
+{
+  if (!sam2_backend_cuda_probe (error))
+    return NULL;
+  Sam2BackendCuda *cu = g_new0 (Sam2BackendCuda, 1);
+  cu->parent.ops = &cuda_ops;
+  cu->precision = precision == SAM2_PRECISION_FP16 ? SAM2_PRECISION_FP16 : SAM2_PRECISION_FP32;
+  cu->linears = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, cuda_linear_free);
+  cu->norms = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, cuda_norm_free);
+  cu->events = g_array_new (FALSE, FALSE, sizeof (OpEvents));
+
+  cudaError_t err = cudaGetDevice (&cu->device);
+  if (err != cudaSuccess) {
+    setup_failed (cu, err, "cudaGetDevice", error);
+    return NULL;
+  }
+  struct cudaDeviceProp prop;
+  if ((err = cudaGetDeviceProperties (&prop, cu->device)) != cudaSuccess) {
+    setup_failed (cu, err, "cudaGetDeviceProperties", error);
+    return NULL;
+  }
+  cu->device_name = g_strdup_printf ("%s (device %d, compute %d.%d, %.0f GiB)", prop.name,
+                                     cu->device, prop.major, prop.minor,
+                                     prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+  int st = sam2_cuda_init ();
+  if (st != SAM2_CUDA_OK) {
+    err = cudaGetLastError ();
+    setup_failed (cu, err != cudaSuccess ? err : cudaErrorUnknown,
+                  "preparing the kernels (sam2_cuda_init)", error);
+    return NULL;
+  }
+  /* non-blocking: another library's work on the legacy default stream never serialises with
+   * this session's; everything of the session, weight copies included, is ordered on it */
+  if ((err = cudaStreamCreateWithFlags (&cu->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+    cu->stream = NULL;
+    setup_failed (cu, err, "cudaStreamCreate", error);
+    return NULL;
+  }
+  cublasStatus_t cst = cublasCreate (&cu->cublas);
+  if (cst != CUBLAS_STATUS_SUCCESS)
+    cu->cublas = NULL;
+  if (cst == CUBLAS_STATUS_SUCCESS)
+    cst = cublasSetStream (cu->cublas, cu->stream);
+  /* FP32 stays FP32 (no TF32); the FP16 GemmEx path picks tensor cores from its operand types */
+  if (cst == CUBLAS_STATUS_SUCCESS)
+    cst = cublasSetMathMode (cu->cublas, CUBLAS_DEFAULT_MATH);
+  if (cst != CUBLAS_STATUS_SUCCESS) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                 "CUDA backend: setting up cuBLAS failed: %s (%d)", cublas_status_name (cst),
+                 (int) cst);
+    cuda_destroy (&cu->parent);
+    return NULL;
+  }
+  return &cu->parent;
+}
+
+const char *
+sam2_backend_cuda_device_name (Sam2Backend *b)
+{
+  g_return_val_if_fail (b != NULL && b->ops == &cuda_ops, NULL);
+  return ((Sam2BackendCuda *) b)->device_name;
+}

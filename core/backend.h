@@ -116,6 +116,14 @@ typedef struct {
    * read it back as SAM2_OP_COUNT entries. */
   void (*profile_start) (Sam2Backend *b);
   const Sam2OpProfile *(*profile_read) (Sam2Backend *b);
+
+  /* TRUE when alloc() returns memory the host must not touch (a GPU's): the session then stages
+   * what it hands to callers (features, taps) through download(). */
+  gboolean device_memory;
+  /* Optional (NULL for the CPU): the device's own words for the last failure (e.g.
+   * "cudaErrorIllegalAddress: an illegal memory access was encountered"), appended to the
+   * session's GError; NULL when there is nothing to add. */
+  const char *(*status_detail) (Sam2Backend *b);
 } Sam2BackendOps;
 
 struct _Sam2Backend {

@@ -55,6 +55,7 @@ sam2_check_report_free (Sam2CheckReport *report)
   if (report == NULL)
     return;
   g_ptr_array_unref (report->entries);
+  g_free (report->backend);
   g_free (report);
 }
 
@@ -71,6 +72,7 @@ add_entry (Sam2CheckReport *rep, const char *name, const float *got, const float
     den += (double) want[i] * want[i];
     max_abs = fmax (max_abs, fabs (d));
   }
+  tolerance = MAX (tolerance, rep->tolerance_floor);
   Sam2CheckEntry *e = g_new0 (Sam2CheckEntry, 1);
   e->name = g_strdup (name);
   e->rel_l2 = sqrt (num) / fmax (sqrt (den), 1e-30);
@@ -289,6 +291,13 @@ compare_features (Sam2CheckReport *rep, const RefSet *r, Sam2Session *s, const c
     }
     int H, W, C;
     const float *got = sam2_session_get_features (s, level, &H, &W, &C);
+    if (got == NULL) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                   "reading image_embeddings/%d back from the %s backend failed", level,
+                   sam2_session_describe_backend (s));
+      g_free (name);
+      return FALSE;
+    }
     int64_t n = 0;
     float *want = ref_read (r, name, &n, error);
     g_free (name);
@@ -390,6 +399,13 @@ out:
 Sam2CheckReport *
 sam2_check_reference (Sam2Model *model, const char *const *paths, GError **error)
 {
+  return sam2_check_reference_full (model, paths, NULL, error);
+}
+
+Sam2CheckReport *
+sam2_check_reference_full (Sam2Model *model, const char *const *paths,
+                           const Sam2SessionOptions *options, GError **error)
+{
   RefSet r = { 0 };
   r.n_files = (int) g_strv_length ((char **) paths);
   r.files = g_new0 (Sam2Safetensors *, MAX (r.n_files, 1));
@@ -400,10 +416,13 @@ sam2_check_reference (Sam2Model *model, const char *const *paths, GError **error
   for (int i = 0; i < r.n_files; i++)
     if ((r.files[i] = sam2_safetensors_open (paths[i], error)) == NULL)
       goto fail;
-  s = sam2_session_new (model, error);
+  s = sam2_session_new_full (model, options, error);
   if (s == NULL)
     goto fail;
   rep = g_new0 (Sam2CheckReport, 1);
+  rep->backend = g_strdup (sam2_session_describe_backend (s));
+  if (sam2_session_get_precision (s) == SAM2_PRECISION_FP16)
+    rep->tolerance_floor = SAM2_CHECK_TOL_FP16;
   rep->entries = g_ptr_array_new_with_free_func (entry_free);
 
   sam2_session_set_tap (s, capture_tap, &cap);

@@ -23,6 +23,11 @@ G_BEGIN_DECLS
 #define SAM2_CHECK_TOL_SCORES 1e-3
 /* Intermediate activations (act/...), only reported to localise a mismatch. */
 #define SAM2_CHECK_TOL_ACTIVATIONS 1e-4
+/* FP16 GEMM operands (precision fp16): each operand is rounded to 11 significant bits (4.9e-4
+ * relative) and the errors of dozens of chained layers add up; 1e-2 is the bound every output is
+ * held to then. Subtle bugs (> 1e-3) are the FP32 run's to catch: FP16 shares every kernel but
+ * the GEMM operands' type. */
+#define SAM2_CHECK_TOL_FP16 1e-2
 
 typedef struct {
   char *name;                  /* e.g. "p1/pred_masks", "image_embeddings/0", "act/blocks.3" */
@@ -36,12 +41,19 @@ typedef struct {
   GPtrArray *entries;          /* Sam2CheckEntry, in the order checked */
   int n_failed;
   int n_cases;                 /* prompt cases run */
+  char *backend;               /* sam2_session_describe_backend of the session that ran */
+  double tolerance_floor;      /* every bound is at least this: SAM2_CHECK_TOL_FP16 in FP16 */
 } Sam2CheckReport;
 
 /* Runs every case found in the reference files on `model`. FALSE (and `error`) only when the
  * files cannot be read or hold no case; a numerical mismatch is a report with n_failed > 0. */
 Sam2CheckReport *sam2_check_reference (Sam2Model *model, const char *const *reference_paths,
                                        GError **error);
+/* The same on the backend and precision of `options` (NULL: the defaults), e.g. the CUDA backend
+ * against the same references. In FP16 every bound is raised to SAM2_CHECK_TOL_FP16. */
+Sam2CheckReport *sam2_check_reference_full (Sam2Model *model,
+                                            const char *const *reference_paths,
+                                            const Sam2SessionOptions *options, GError **error);
 void sam2_check_report_free (Sam2CheckReport *report);
 
 G_END_DECLS

@@ -28,6 +28,7 @@ sam2_eval_result_free (Sam2EvalResult *r)
     g_free (r->iou_scores[k]);
     g_free (r->logits[k]);
   }
+  g_free (r->backend);
   g_free (r);
 }
 
@@ -59,6 +60,13 @@ rel_l2 (const float *a, const float *b, size_t n)
 Sam2EvalResult *
 sam2_eval_set_run (Sam2Model *model, const char *path, GError **error)
 {
+  return sam2_eval_set_run_full (model, path, NULL, error);
+}
+
+Sam2EvalResult *
+sam2_eval_set_run_full (Sam2Model *model, const char *path, const Sam2SessionOptions *options,
+                        GError **error)
+{
   Sam2Safetensors *st = sam2_safetensors_open (path, error);
   if (st == NULL)
     return NULL;
@@ -80,7 +88,7 @@ sam2_eval_set_run (Sam2Model *model, const char *path, GError **error)
   if ((points = sam2_safetensors_read_f32 (st, "points_xy", (int64_t) N * 2, error)) == NULL
       || (boxes = sam2_safetensors_read_f32 (st, "boxes_xyxy", (int64_t) N * 4, error)) == NULL)
     goto fail;
-  if ((s = sam2_session_new (model, error)) == NULL)
+  if ((s = sam2_session_new_full (model, options, error)) == NULL)
     goto fail;
 
   const int ms = sam2_model_get_mask_size (model);
@@ -88,6 +96,7 @@ sam2_eval_set_run (Sam2Model *model, const char *path, GError **error)
   r = g_new0 (Sam2EvalResult, 1);
   r->n_images = N;
   r->mask_size = ms;
+  r->backend = g_strdup (sam2_session_describe_backend (s));
   for (int k = 0; k < SAM2_EVAL_N_KINDS; k++) {
     r->iou[k] = g_new0 (float, N);
     r->iou_scores[k] = g_new0 (float, N);

@@ -29,9 +29,14 @@ typedef struct {
   double reference_rel_l2[SAM2_EVAL_N_KINDS];  /* our logits vs the set's, relative L2 */
   double encoder_ms;           /* mean per image */
   double decoder_ms;           /* mean per prompt */
+  char *backend;               /* sam2_session_describe_backend of the session that ran */
 } Sam2EvalResult;
 
+/* The default session (SAM2_SESSION_OPTIONS_INIT). */
 Sam2EvalResult *sam2_eval_set_run (Sam2Model *model, const char *path, GError **error);
+/* `options` NULL: the defaults. */
+Sam2EvalResult *sam2_eval_set_run_full (Sam2Model *model, const char *path,
+                                        const Sam2SessionOptions *options, GError **error);
 void sam2_eval_result_free (Sam2EvalResult *result);
 
 /* IoU of two 0/1 masks of n pixels, 1 when both are empty. */

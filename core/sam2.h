@@ -141,8 +141,54 @@ typedef struct {
   const Sam2Box *boxes;        /* (n_objects, n_masks); NULL unless frame_masks */
 } Sam2Result;
 
+/* Where a session computes. AUTO: the CUDA backend when this build has it and a CUDA device is
+ * present, else the CPU. An explicit CUDA request never falls back: without the backend in the
+ * build or without a device, sam2_session_new_full fails and says why. */
+typedef enum {
+  SAM2_BACKEND_AUTO,
+  SAM2_BACKEND_CPU,
+  SAM2_BACKEND_CUDA,
+} Sam2BackendKind;
+
+/* Arithmetic of the model's float layers. AUTO: FP32 (what the checkpoint holds). FP16 (CUDA
+ * only): GEMMs of float layers take FP16 operands and accumulate in FP32; norms, softmax and
+ * activations stay FP32. Quantized layers of a W4A8 model run W4A8 in every precision. */
+typedef enum {
+  SAM2_PRECISION_AUTO,
+  SAM2_PRECISION_FP32,
+  SAM2_PRECISION_FP16,
+} Sam2Precision;
+
+typedef struct {
+  Sam2BackendKind backend;
+  Sam2Precision precision;
+} Sam2SessionOptions;
+
+#define SAM2_SESSION_OPTIONS_INIT { SAM2_BACKEND_AUTO, SAM2_PRECISION_AUTO }
+
+/* The default session: SAM2_SESSION_OPTIONS_INIT. */
 Sam2Session *sam2_session_new (Sam2Model *model, GError **error);
+/* `options` NULL: the defaults. */
+Sam2Session *sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options,
+                                    GError **error);
 void sam2_session_free (Sam2Session *session);
+
+/* What a session resolved AUTO to: the backend ("cpu" or "cuda") and the precision (FP32 or
+ * FP16, never AUTO). */
+Sam2BackendKind sam2_session_get_backend (const Sam2Session *session);
+Sam2Precision sam2_session_get_precision (const Sam2Session *session);
+/* One line for tools and logs, e.g. "cuda fp16, NVIDIA H200 (device 0, ...)" or "cpu fp32". */
+const char *sam2_session_describe_backend (const Sam2Session *session);
+
+/* Names as tools and properties spell them: "auto", "cpu", "cuda"; "auto", "fp32", "fp16". */
+const char *sam2_backend_kind_to_string (Sam2BackendKind kind);
+const char *sam2_precision_to_string (Sam2Precision precision);
+/* Parses either name (NULL leaves that field as it is); FALSE with a GError listing the valid
+ * names otherwise. */
+gboolean sam2_session_options_parse (Sam2SessionOptions *options, const char *backend,
+                                     const char *precision, GError **error);
+/* Whether a backend can run here (AUTO and CPU: always); FALSE with the reason otherwise. */
+gboolean sam2_backend_available (Sam2BackendKind kind, GError **error);
 
 /* Preprocesses (resize to the model's square input exactly as Sam2ImageProcessor does: bilinear
  * with antialiasing on 8-bit pixels, then ImageNet normalisation) and runs the image encoder. */

@@ -1,5 +1,8 @@
 /* session.c: per-stream state and the public image / prompt API. */
 #include "session.h"
+#ifdef SAM2_HAVE_CUDA
+#include "backend-cuda.h"
+#endif
 
 #include <math.h>
 #include <stdarg.h>
@@ -25,8 +28,12 @@ check_status (Sam2Session *s, int status, const char *what, GError **error)
 {
   if (status == SAM2_STATUS_OK)
     return TRUE;
-  g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND, "%s failed on the %s backend: %s", what,
-               s->backend->ops->name, status_message (status));
+  const char *detail = s->backend->ops->status_detail != NULL
+                       ? s->backend->ops->status_detail (s->backend) : NULL;
+  char *extra = detail != NULL ? g_strdup_printf (" (%s)", detail) : NULL;
+  g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND, "%s failed on the %s backend: %s%s", what,
+               s->backend->ops->name, status_message (status), extra != NULL ? extra : "");
+  g_free (extra);
   return FALSE;
 }
 
@@ -204,18 +211,149 @@ upload_constants (Sam2Session *s)
   return st;
 }
 
+/* ---- backend selection ----------------------------------------------------------------------- */
+
+static const char *const backend_names[] = { "auto", "cpu", "cuda" };
+static const char *const precision_names[] = { "auto", "fp32", "fp16" };
+
+const char *
+sam2_backend_kind_to_string (Sam2BackendKind kind)
+{
+  return (guint) kind < G_N_ELEMENTS (backend_names) ? backend_names[kind] : "unknown";
+}
+
+const char *
+sam2_precision_to_string (Sam2Precision precision)
+{
+  return (guint) precision < G_N_ELEMENTS (precision_names) ? precision_names[precision]
+                                                            : "unknown";
+}
+
+gboolean
+sam2_session_options_parse (Sam2SessionOptions *options, const char *backend,
+                            const char *precision, GError **error)
+{
+  g_return_val_if_fail (options != NULL, FALSE);
+  if (backend != NULL) {
+    guint i = 0;
+    while (i < G_N_ELEMENTS (backend_names) && g_ascii_strcasecmp (backend, backend_names[i]) != 0)
+      i++;
+    if (i == G_N_ELEMENTS (backend_names)) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                   "unknown backend '%s': use auto, cpu or cuda", backend);
+      return FALSE;
+    }
+    options->backend = (Sam2BackendKind) i;
+  }
+  if (precision != NULL) {
+    guint i = 0;
+    while (i < G_N_ELEMENTS (precision_names)
+           && g_ascii_strcasecmp (precision, precision_names[i]) != 0)
+      i++;
+    if (i == G_N_ELEMENTS (precision_names)) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                   "unknown precision '%s': use auto, fp32 or fp16", precision);
+      return FALSE;
+    }
+    options->precision = (Sam2Precision) i;
+  }
+  return TRUE;
+}
+
+gboolean
+sam2_backend_available (Sam2BackendKind kind, GError **error)
+{
+  if (kind != SAM2_BACKEND_CUDA)
+    return TRUE;
+#ifdef SAM2_HAVE_CUDA
+  return sam2_backend_cuda_probe (error);
+#else
+  g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+               "this build has no CUDA backend: configure with -Dcuda=enabled (needs nvcc, the "
+               "CUDA runtime and cuBLAS), or use the CPU backend");
+  return FALSE;
+#endif
+}
+
+/* Resolves AUTO and makes the backend; an explicit request that cannot be met is an error, never
+ * a quiet fallback to another backend or precision. */
+static Sam2Backend *
+make_backend (const Sam2SessionOptions *o, Sam2BackendKind *kind, Sam2Precision *precision,
+              char **description, GError **error)
+{
+  Sam2BackendKind k = o->backend;
+  if (k == SAM2_BACKEND_AUTO)
+    k = sam2_backend_available (SAM2_BACKEND_CUDA, NULL) ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU;
+  /* AUTO precision is what a checkpoint holds: FP32 (quantized layers are W4A8 regardless) */
+  Sam2Precision p = o->precision == SAM2_PRECISION_AUTO ? SAM2_PRECISION_FP32 : o->precision;
+  *kind = k;
+  *precision = p;
+  if (k == SAM2_BACKEND_CPU) {
+    if (p != SAM2_PRECISION_FP32) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                   "precision %s needs the CUDA backend; the CPU backend computes in FP32 (use "
+                   "precision auto or fp32, or backend cuda)", sam2_precision_to_string (p));
+      return NULL;
+    }
+    *description = g_strdup ("cpu fp32");
+    return sam2_backend_cpu_new ();
+  }
+  if (k != SAM2_BACKEND_CUDA) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT, "unknown backend %d", (int) k);
+    return NULL;
+  }
+  if (!sam2_backend_available (SAM2_BACKEND_CUDA, error))
+    return NULL;
+#ifdef SAM2_HAVE_CUDA
+  Sam2Backend *b = sam2_backend_cuda_new (p, error);
+  if (b != NULL)
+    *description = g_strdup_printf ("cuda %s, %s", sam2_precision_to_string (p),
+                                    sam2_backend_cuda_device_name (b));
+  return b;
+#else
+  g_assert_not_reached ();
+  return NULL;
+#endif
+}
+
 Sam2Session *
 sam2_session_new (Sam2Model *model, GError **error)
 {
+  return sam2_session_new_full (model, NULL, error);
+}
+
+Sam2Session *
+sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GError **error)
+{
   g_return_val_if_fail (model != NULL, NULL);
+  static const Sam2SessionOptions defaults = SAM2_SESSION_OPTIONS_INIT;
+  if (options == NULL)
+    options = &defaults;
+  Sam2BackendKind kind;
+  Sam2Precision precision;
+  char *description = NULL;
+  Sam2Backend *backend = make_backend (options, &kind, &precision, &description, error);
+  if (backend == NULL)
+    return NULL;
+
   Sam2Session *s = g_new0 (Sam2Session, 1);
   s->model = sam2_model_ref (model);
-  s->backend = sam2_backend_cpu_new ();
+  s->backend = backend;
+  s->backend_kind = kind;
+  s->precision = precision;
+  s->backend_description = description;
 
   Allocator a = { .s = s };
   alloc_encoder (s, &a);
   alloc_decoder (s, &a);
   s->host_pixels = g_try_new (float, (size_t) 3 * model->image_size * model->image_size);
+  gboolean host_ok = s->host_pixels != NULL;
+  /* features handed to callers must be host memory: staged through download on a device */
+  for (int l = 0; l < 3 && backend->ops->device_memory; l++) {
+    s->host_features[l] = g_try_new (float, (size_t) model->feat_h[l] * model->feat_w[l]
+                                                * model->feat_c[l]);
+    host_ok = host_ok && s->host_features[l] != NULL;
+  }
   int max_q = 1, max_k = 1;
   for (int i = 0; i < model->n_blocks; i++) {
     max_q = MAX (max_q, model->blocks[i].len_q);
@@ -224,7 +362,7 @@ sam2_session_new (Sam2Model *model, GError **error)
   const int HW = model->feat_h[2] * model->feat_w[2];
   max_q = MAX (max_q, HW);
   max_k = MAX (max_k, HW);
-  if (a.failed || s->host_pixels == NULL
+  if (a.failed || !host_ok
       || s->backend->ops->reserve_attention (s->backend, max_q, max_k) != SAM2_STATUS_OK) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
                  "not enough memory for a %dx%d session of this model on the %s backend",
@@ -239,6 +377,27 @@ sam2_session_new (Sam2Model *model, GError **error)
   return s;
 }
 
+Sam2BackendKind
+sam2_session_get_backend (const Sam2Session *s)
+{
+  g_return_val_if_fail (s != NULL, SAM2_BACKEND_AUTO);
+  return s->backend_kind;
+}
+
+Sam2Precision
+sam2_session_get_precision (const Sam2Session *s)
+{
+  g_return_val_if_fail (s != NULL, SAM2_PRECISION_AUTO);
+  return s->precision;
+}
+
+const char *
+sam2_session_describe_backend (const Sam2Session *s)
+{
+  g_return_val_if_fail (s != NULL, NULL);
+  return s->backend_description;
+}
+
 void
 sam2_session_free (Sam2Session *s)
 {
@@ -248,6 +407,9 @@ sam2_session_free (Sam2Session *s)
   sam2_backend_free (s->backend);
   sam2_resampler_free (s->resampler);
   g_free (s->host_pixels);
+  for (int l = 0; l < 3; l++)
+    g_free (s->host_features[l]);
+  g_free (s->backend_description);
   g_free (s->res_iou);
   g_free (s->res_obj);
   g_free (s->res_lowres);
@@ -278,8 +440,12 @@ int
 sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M, float *y,
                      Sam2Act act, const float *residual)
 {
-  if (s->observer != NULL)
+  /* observers read x on the host: calibration runs its sessions on the CPU backend */
+  if (s->observer != NULL) {
+    if (s->backend->ops->device_memory)
+      return SAM2_STATUS_UNSUPPORTED;
     s->observer (s->observer_data, l, x, M);
+  }
   return s->backend->ops->linear (s->backend, l, x, M, y, act, residual);
 }
 
@@ -289,12 +455,24 @@ sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int 
   if (s->tap == NULL)
     return;
   int shape[8];
+  size_t n = 1;
   va_list ap;
   va_start (ap, ndim);
-  for (int d = 0; d < ndim && d < 8; d++)
+  for (int d = 0; d < ndim && d < 8; d++) {
     shape[d] = va_arg (ap, int);
+    n *= (size_t) shape[d];
+  }
   va_end (ap);
-  s->tap (s->tap_data, name, data, ndim, shape);
+  if (!s->backend->ops->device_memory) {
+    s->tap (s->tap_data, name, data, ndim, shape);
+    return;
+  }
+  /* taps are a debugging aid: a host copy per call is fine there; a failed copy skips the tap
+   * (the forward pass reports the device error itself at its next download) */
+  float *host = g_try_new (float, MAX (n, 1));
+  if (host != NULL && s->backend->ops->download (s->backend, host, data, n) == SAM2_STATUS_OK)
+    s->tap (s->tap_data, name, host, ndim, shape);
+  g_free (host);
 }
 
 /* ---- image encoder ----------------------------------------------------------------------------- */
@@ -365,7 +543,14 @@ sam2_session_get_features (Sam2Session *s, int level, int *height, int *width, i
     *width = s->model->feat_w[level];
   if (channels)
     *channels = s->model->feat_c[level];
-  return s->features[level];
+  if (!s->backend->ops->device_memory)
+    return s->features[level];
+  const size_t n = (size_t) s->model->feat_h[level] * s->model->feat_w[level]
+                   * s->model->feat_c[level];
+  if (s->backend->ops->download (s->backend, s->host_features[level], s->features[level], n)
+      != SAM2_STATUS_OK)
+    return NULL;
+  return s->host_features[level];
 }
 
 /* ---- prompts and the mask decoder -------------------------------------------------------------- */

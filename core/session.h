@@ -8,12 +8,14 @@
 
 G_BEGIN_DECLS
 
-/* Debug / test hook: called with every named intermediate (backend memory, channels-last). */
+/* Debug / test hook: called with every named intermediate (channels-last; host memory: on a device
+ * backend the session downloads each one first). */
 typedef void (*Sam2TapFunc) (gpointer user_data, const char *name, const float *data, int ndim,
                              const int *shape);
 
 /* Sees the input of every linear layer before it runs (calibration observers). x is backend
- * memory, (M, l->in_features). */
+ * memory, (M, l->in_features), read on the host: observers need a host-memory backend (the CPU;
+ * on a device backend the linear op fails with SAM2_STATUS_UNSUPPORTED). */
 typedef void (*Sam2LinearObserver) (gpointer user_data, const Sam2Linear *l, const float *x, int M);
 
 /* Buffers of the mask decoder for one object. */
@@ -50,6 +52,10 @@ typedef struct {
 struct _Sam2Session {
   Sam2Model *model;
   Sam2Backend *backend;
+  Sam2BackendKind backend_kind;  /* resolved: CPU or CUDA */
+  Sam2Precision precision;       /* resolved: FP32 or FP16 */
+  char *backend_description;     /* sam2_session_describe_backend */
+  float *host_features[3];       /* host staging of `features` on a device backend, else NULL */
 
   /* ---- image encoder ---- */
   float *pixels;               /* (3, S, S) */

@@ -207,6 +207,7 @@ struct _GstSam2Seg
   /* streaming state: the streaming thread, or start/stop while it does not run */
   Sam2Model *model;
   Sam2Session *session;
+  Sam2SessionOptions session_options;  /* backend, precision: set at start from the properties */
   gint session_width, session_height;   /* frame size the session has seen, 0 = none yet */
   GstVideoInfo info;
   Sam2PixelFormat format;
@@ -244,9 +245,12 @@ gst_sam2_seg_backend_get_type (void)
 {
   static GType type = 0;
   static const GEnumValue values[] = {
-    {GST_SAM2_SEG_BACKEND_AUTO, "The best backend of this build (the CPU)", "auto"},
+    {GST_SAM2_SEG_BACKEND_AUTO,
+        "CUDA when this build has it and a GPU is present, else the CPU", "auto"},
     {GST_SAM2_SEG_BACKEND_CPU, "CPU (FP32 reference backend)", "cpu"},
-    {GST_SAM2_SEG_BACKEND_CUDA, "CUDA GPU (not in this build: fails at start)", "cuda"},
+    {GST_SAM2_SEG_BACKEND_CUDA,
+          "CUDA GPU (fails at start when this build has no CUDA backend or no GPU is found)",
+        "cuda"},
     {0, NULL, NULL},
   };
 
@@ -265,7 +269,9 @@ gst_sam2_seg_precision_get_type (void)
     {GST_SAM2_SEG_PRECISION_AUTO, "What the model file holds (FP32 for float checkpoints)",
         "auto"},
     {GST_SAM2_SEG_PRECISION_FP32, "FP32 (float checkpoints)", "fp32"},
-    {GST_SAM2_SEG_PRECISION_FP16, "FP16 (not in this build: fails at start)", "fp16"},
+    {GST_SAM2_SEG_PRECISION_FP16,
+          "FP16 GEMM operands, FP32 accumulation (float checkpoints on the CUDA backend; fails "
+          "at start on the CPU)", "fp16"},
     {GST_SAM2_SEG_PRECISION_W4A8,
         "W4A8 (needs a quantized model file: fails at start otherwise)", "w4a8"},
     {0, NULL, NULL},
@@ -553,7 +559,7 @@ gst_sam2_seg_infer (GstSam2Seg * self, GstBuffer * buf, guint max_objects, gbool
     GST_DEBUG_OBJECT (self, "frame size %dx%d -> %dx%d: new session", self->session_width,
         self->session_height, W, H);
     sam2_session_free (self->session);
-    self->session = sam2_session_new (self->model, &error);
+    self->session = sam2_session_new_full (self->model, &self->session_options, &error);
     if (self->session == NULL) {
       GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Could not create a SAM2 session: %s",
               error->message), (NULL));
@@ -948,7 +954,7 @@ static gboolean
 gst_sam2_seg_warm_up (GstSam2Seg * self, GError ** error)
 {
   const gint S = sam2_model_get_image_size (self->model);
-  Sam2Session *session = sam2_session_new (self->model, error);
+  Sam2Session *session = sam2_session_new_full (self->model, &self->session_options, error);
   guint8 *pixels;
   Sam2Point click = { S / 2.0f, S / 2.0f, SAM2_LABEL_POSITIVE };
   Sam2Prompt prompt = { 0 };
@@ -993,17 +999,25 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   precision = self->precision;
   GST_OBJECT_UNLOCK (self);
 
-  if (backend == GST_SAM2_SEG_BACKEND_CUDA) {
+  /* the library's options: w4a8 and auto run what the file holds (auto precision) */
+  self->session_options.backend = backend == GST_SAM2_SEG_BACKEND_CUDA ? SAM2_BACKEND_CUDA
+      : backend == GST_SAM2_SEG_BACKEND_CPU ? SAM2_BACKEND_CPU : SAM2_BACKEND_AUTO;
+  self->session_options.precision = precision == GST_SAM2_SEG_PRECISION_FP32
+      ? SAM2_PRECISION_FP32 : precision == GST_SAM2_SEG_PRECISION_FP16
+      ? SAM2_PRECISION_FP16 : SAM2_PRECISION_AUTO;
+  if (!sam2_backend_available (self->session_options.backend, &error)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("backend=cuda is not available: this build of sam2-gst has no CUDA backend. "
-            "Use backend=auto or backend=cpu."),
-        ("the CUDA backend is not part of this build"));
+        ("backend=cuda is not available: %s. Use backend=auto or backend=cpu.",
+            error->message), (NULL));
+    g_clear_error (&error);
     goto fail;
   }
-  if (precision == GST_SAM2_SEG_PRECISION_FP16) {
+  if (precision == GST_SAM2_SEG_PRECISION_FP16
+      && (backend == GST_SAM2_SEG_BACKEND_CPU
+          || !sam2_backend_available (SAM2_BACKEND_CUDA, NULL))) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("precision=fp16 is not available: this build computes in FP32 on the CPU "
-            "(and W4A8 from quantized model files). Use precision=auto or precision=fp32."),
+        ("precision=fp16 needs the CUDA backend, and this element runs on the CPU (FP32, "
+            "and W4A8 from quantized model files). Use precision=auto or precision=fp32."),
         (NULL));
     goto fail;
   }
@@ -1039,10 +1053,12 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     gst_sam2_prompts_free (prompts);
     goto fail;
   }
-  if (precision == GST_SAM2_SEG_PRECISION_FP32 && sam2_model_is_quantized (self->model)) {
+  if ((precision == GST_SAM2_SEG_PRECISION_FP32 || precision == GST_SAM2_SEG_PRECISION_FP16)
+      && sam2_model_is_quantized (self->model)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("precision=fp32 needs a float checkpoint, but \"%s\" is a quantized (W4A8) model "
-            "file. Use precision=auto or w4a8, or a float checkpoint.", model_ref), (NULL));
+        ("precision=%s needs a float checkpoint, but \"%s\" is a quantized (W4A8) model "
+            "file. Use precision=auto or w4a8, or a float checkpoint.",
+            precision == GST_SAM2_SEG_PRECISION_FP32 ? "fp32" : "fp16", model_ref), (NULL));
     gst_sam2_prompts_free (prompts);
     goto fail;
   }
@@ -1055,7 +1071,8 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     goto fail;
   }
   if (!gst_sam2_seg_warm_up (self, &error)
-      || (self->session = sam2_session_new (self->model, &error)) == NULL) {
+      || (self->session = sam2_session_new_full (self->model, &self->session_options,
+              &error)) == NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Could not run the SAM2 model \"%s\": %s", model_ref, error->message), (NULL));
     g_clear_error (&error);
@@ -1063,6 +1080,8 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     goto fail;
   }
 
+  GST_INFO_OBJECT (self, "model \"%s\" runs on %s", model_ref,
+      sam2_session_describe_backend (self->session));
   GST_OBJECT_LOCK (self);
   gst_sam2_prompts_free (self->pending);
   self->pending = prompts;
@@ -1350,7 +1369,8 @@ gst_sam2_seg_class_init (GstSam2SegClass * klass)
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_BACKEND,
       g_param_spec_enum ("backend", "Backend",
-          "Where the model runs; this build has only the CPU (cuda fails at start)",
+          "Where the model runs: auto picks CUDA when this build has it and a GPU is "
+          "present, else the CPU; cuda fails at start when it cannot run",
           GST_TYPE_SAM2_SEG_BACKEND, DEFAULT_BACKEND,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_PRECISION,

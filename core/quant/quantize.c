@@ -123,7 +123,9 @@ sam2_calibrator_new (Sam2Model *model, const Sam2Recipe *recipe, GError **error)
     c->recipe = g_new0 (Sam2Recipe, 1);
     sam2_recipe_init_defaults (c->recipe);
   }
-  c->session = sam2_session_new (model, error);
+  /* the observers read every layer's input on the host: calibration runs on the CPU backend */
+  const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
+  c->session = sam2_session_new_full (model, &cpu, error);
   if (c->session == NULL) {
     sam2_calibrator_free (c);
     return NULL;

@@ -3,6 +3,7 @@
  *
  * Runs every case of the reference files (the fixtures' naming scheme) and prints the relative
  * L2 error of each output against its bound; exits 0 only if everything passes. */
+#include "backend-args.h"
 #include "check.h"
 #include "commands.h"
 #include "config.h"
@@ -25,12 +26,15 @@ sam2q_cmd_check (int argc, char **argv)
   char *hash_config = NULL;
   int threads = 0;
   gboolean quiet = FALSE;
+  Sam2qBackendArgs bargs = { NULL, NULL };
+  Sam2SessionOptions sopts;
   GOptionEntry entries[] = {
     { "hash-weights", 0, 0, G_OPTION_ARG_FILENAME, &hash_config,
       "build the model from CONFIG.json with the fixtures' hash weights instead of loading MODEL",
       "CONFIG" },
     { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: one per core)", "N" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "print only failures and the summary", NULL },
+    SAM2Q_BACKEND_ENTRIES (bargs),
     { NULL }
   };
   GOptionContext *ctx = g_option_context_new ("[MODEL] REFERENCE.safetensors... - compare with "
@@ -50,14 +54,17 @@ sam2q_cmd_check (int argc, char **argv)
     goto fail_usage;
   }
   sam2_set_num_threads (threads);
+  if (!sam2q_backend_args_resolve (&bargs, &sopts, &error))
+    goto fail;
   model = load_model (hash_config, hash_config != NULL ? NULL : argv[1], &error);
   if (model == NULL)
     goto fail;
-  report = sam2_check_reference (model, (const char *const *) argv + (hash_config ? 1 : 2),
-                                 &error);
+  report = sam2_check_reference_full (model, (const char *const *) argv + (hash_config ? 1 : 2),
+                                      &sopts, &error);
   if (report == NULL)
     goto fail;
 
+  g_print ("backend: %s\n", report->backend);
   g_print ("%-44s %12s %12s %10s  %s\n", "output", "rel L2", "max |diff|", "bound", "result");
   for (guint i = 0; i < report->entries->len; i++) {
     const Sam2CheckEntry *e = report->entries->pdata[i];
@@ -83,5 +90,6 @@ out:
   sam2_model_unref (model);
   g_option_context_free (ctx);
   g_free (hash_config);
+  sam2q_backend_args_clear (&bargs);
   return rc;
 }

@@ -4,6 +4,7 @@
  * Mask quality against ground truth with one point and one box prompt per object (mIoU), the
  * same relative to a reference model on the same prompts, model size and compression against
  * FP16, latency: one table row per model, or JSON (one object, or an array for several models). */
+#include "backend-args.h"
 #include "commands.h"
 #include "eval-dataset.h"
 #include "eval.h"
@@ -20,17 +21,19 @@ typedef struct {
   char *root;
   int num_samples;
   int seed;
+  Sam2SessionOptions session;  /* backend and precision */
 } Source;
 
 static gboolean
 evaluate (Sam2Model *model, const Source *src, Sam2qEvalScores *out, GError **error)
 {
   if (src->eval_set == NULL)
-    return sam2q_eval_dataset (model, src->dataset, src->root, src->num_samples, src->seed, out,
-                               error);
-  Sam2EvalResult *r = sam2_eval_set_run (model, src->eval_set, error);
+    return sam2q_eval_dataset (model, src->dataset, src->root, src->num_samples, src->seed,
+                               &src->session, out, error);
+  Sam2EvalResult *r = sam2_eval_set_run_full (model, src->eval_set, &src->session, error);
   if (r == NULL)
     return FALSE;
+  g_strlcpy (out->backend, r->backend, sizeof out->backend);
   out->miou[0] = r->miou[SAM2_EVAL_POINT];
   out->miou[1] = r->miou[SAM2_EVAL_BOX];
   out->encoder_ms = r->encoder_ms;
@@ -91,6 +94,8 @@ row_json (const Row *r, const Row *ref)
   add_double (b, "compression_vs_fp16", (double) fp16 / bytes);
   add_double (b, "encoder_ms", r->s.encoder_ms);
   add_double (b, "decoder_ms", r->s.decoder_ms);
+  json_builder_set_member_name (b, "backend");
+  json_builder_add_string_value (b, r->s.backend);
   json_builder_end_object (b);
   JsonNode *node = json_builder_get_root (b);
   g_object_unref (b);
@@ -119,8 +124,10 @@ print_json (Row *rows, int n, const Row *ref)
 static void
 print_table (Row *rows, int n, const Row *ref, const Source *src)
 {
-  g_print ("evaluated on %s: %d images, %d objects, one point and one box prompt each\n\n",
+  g_print ("evaluated on %s: %d images, %d objects, one point and one box prompt each\n",
            src->eval_set ? src->eval_set : src->root, rows[0].s.n_images, rows[0].s.n_objects);
+  /* every row ran with the same options, so on the same backend */
+  g_print ("backend: %s\n\n", rows[0].s.backend);
   g_print ("%-40s %8s %8s", "model", "mIoU pt", "mIoU box");
   if (ref != NULL)
     g_print (" %8s %8s", "rel pt", "rel box");
@@ -147,6 +154,7 @@ sam2q_cmd_eval (int argc, char **argv)
   char *reference = NULL, *coco_root = NULL, *sa1b_root = NULL;
   gboolean json = FALSE;
   int threads = 0;
+  Sam2qBackendArgs bargs = { NULL, NULL };
   GOptionEntry entries[] = {
     { "eval-set", 'e', 0, G_OPTION_ARG_FILENAME, &src.eval_set,
       "an evaluation set in the fixtures' format (e.g. sam2-shapes/eval_dev.safetensors)", "FILE" },
@@ -165,6 +173,7 @@ sam2q_cmd_eval (int argc, char **argv)
       "also evaluate this model on the same prompts and report relative mIoU", "REF" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON instead of a table", NULL },
     { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: one per core)", "N" },
+    SAM2Q_BACKEND_ENTRIES (bargs),
     { NULL }
   };
   GOptionContext *ctx = g_option_context_new ("MODEL [MODEL...] - mask quality, size and latency");
@@ -189,6 +198,8 @@ sam2q_cmd_eval (int argc, char **argv)
     goto out;
   }
   sam2_set_num_threads (threads);
+  if (!sam2q_backend_args_resolve (&bargs, &src.session, &error))
+    goto fail;
   n_rows = argc - 1;
   rows = g_new0 (Row, n_rows);
   for (int i = 0; i < n_rows; i++) {
@@ -228,5 +239,6 @@ out:
   g_free (coco_root);
   g_free (sa1b_root);
   g_free (reference);
+  sam2q_backend_args_clear (&bargs);
   return rc;
 }

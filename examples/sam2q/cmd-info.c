@@ -26,6 +26,13 @@ sam2q_cmd_info (int argc, char **argv)
   char *text = sam2_model_describe (model);
   g_print ("%s", text);
   g_free (text);
+  /* what --backend auto would run on, and why CUDA is not used when it is not */
+  GError *cuda_error = NULL;
+  if (sam2_backend_available (SAM2_BACKEND_CUDA, &cuda_error))
+    g_print ("backend (auto): cuda\n");
+  else
+    g_print ("backend (auto): cpu (cuda: %s)\n", cuda_error->message);
+  g_clear_error (&cuda_error);
   sam2_model_unref (model);
   return 0;
 }

@@ -6,6 +6,7 @@
  *   -n                   start a new object
  * For every object (and every candidate mask with --multimask) a 0/255 PNG mask is written to
  * the output directory, and a JSON summary (boxes, scores, files) goes to --json or stdout. */
+#include "backend-args.h"
 #include "commands.h"
 #include "image-io.h"
 #include "overlay.h"
@@ -226,6 +227,8 @@ sam2q_cmd_segment (int argc, char **argv)
   gboolean multimask = FALSE;
   double threshold = 0.0;
   int threads = 0;
+  Sam2qBackendArgs bargs = { NULL, NULL };
+  Sam2SessionOptions sopts;
   GOptionEntry entries[] = {
     { "point", 'p', 0, G_OPTION_ARG_CALLBACK, on_point,
       "add a point to the current object (label 1 positive, 0 negative)", "X,Y[,LABEL]" },
@@ -243,6 +246,7 @@ sam2q_cmd_segment (int argc, char **argv)
     { "overlay", 0, 0, G_OPTION_ARG_FILENAME, &overlay_path,
       "also write the image with the masks, boxes and ids drawn on it (PNG)", "FILE" },
     { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: one per core)", "N" },
+    SAM2Q_BACKEND_ENTRIES (bargs),
     { NULL }
   };
   GOptionContext *ctx = g_option_context_new ("MODEL IMAGE - segment an image from prompts");
@@ -268,11 +272,13 @@ sam2q_cmd_segment (int argc, char **argv)
     goto out;
   }
   sam2_set_num_threads (threads);
+  if (!sam2q_backend_args_resolve (&bargs, &sopts, &error))
+    goto fail;
   if ((image = sam2q_image_load (argv[2], &error)) == NULL)
     goto fail;
   if ((model = sam2_model_load (argv[1], &error)) == NULL)
     goto fail;
-  if ((session = sam2_session_new (model, &error)) == NULL)
+  if ((session = sam2_session_new_full (model, &sopts, &error)) == NULL)
     goto fail;
 
   gint64 t0 = g_get_monotonic_time ();
@@ -308,6 +314,8 @@ sam2q_cmd_segment (int argc, char **argv)
   if (overlay_path != NULL && !write_overlay (r, image, overlay_path, &error))
     goto fail;
   JsonNode *root = result_json (r, argv[2], files, (t1 - t0) / 1e3, (t2 - t1) / 1e3);
+  json_object_set_string_member (json_node_get_object (root), "backend",
+                                 sam2_session_describe_backend (session));
   char *text = json_to_string (root, TRUE);
   json_node_unref (root);
   gboolean written = TRUE;
@@ -336,5 +344,6 @@ out:
   g_free (out_dir);
   g_free (json_path);
   g_free (overlay_path);
+  sam2q_backend_args_clear (&bargs);
   return rc;
 }

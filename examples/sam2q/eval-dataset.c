@@ -8,17 +8,18 @@
 
 gboolean
 sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int limit, int seed,
-                    Sam2qEvalScores *out, GError **error)
+                    const Sam2SessionOptions *options, Sam2qEvalScores *out, GError **error)
 {
   Sam2qDatasetOptions opts = { .limit = limit, .seed = (guint64) seed };
   Sam2qDataset *ds = sam2q_dataset_open (kind, root, &opts, error);
   if (ds == NULL)
     return FALSE;
-  Sam2Session *s = sam2_session_new (model, error);
+  Sam2Session *s = sam2_session_new_full (model, options, error);
   if (s == NULL) {
     sam2q_dataset_free (ds);
     return FALSE;
   }
+  g_strlcpy (out->backend, sam2_session_describe_backend (s), sizeof out->backend);
   Sam2qSample sample = { 0 };
   double sum[2] = { 0, 0 };
   gint64 t_enc = 0, t_dec = 0;

@@ -13,12 +13,14 @@ typedef struct {
   int n_objects;
   double encoder_ms;           /* per image */
   double decoder_ms;           /* per prompt, including upsampling to the picture */
+  char backend[192];           /* sam2_session_describe_backend of the session that ran */
 } Sam2qEvalScores;
 
 /* Box and point prompt per object of the first `limit` samples (0: all) of the dataset; `seed`
  * chooses the pictures of the random dataset. */
 gboolean sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int limit,
-                             int seed, Sam2qEvalScores *out, GError **error);
+                             int seed, const Sam2SessionOptions *options, Sam2qEvalScores *out,
+                             GError **error);
 
 G_END_DECLS
 

@@ -1,0 +1,30 @@
+/* backend-cuda.h: the CUDA backend (core/backend-cuda.c, built only with -Dcuda=enabled / auto
+ * and nvcc present; SAM2_HAVE_CUDA is then defined for everything that links libsam2).
+ *
+ * Memory from alloc() is device memory: the session never dereferences it on the host, it moves
+ * data through upload() / download() only. Weights stay in the model (host); the backend copies
+ * each layer to the device the first time it runs it and keeps the copy until it is destroyed.
+ */
+#ifndef SAM2_BACKEND_CUDA_H
+#define SAM2_BACKEND_CUDA_H
+
+#include "backend.h"
+
+G_BEGIN_DECLS
+
+/* TRUE when at least one CUDA device can be used; otherwise FALSE and `error` says why (no
+ * driver, no device), in words a user can act on. */
+gboolean sam2_backend_cuda_probe (GError **error);
+
+/* A backend on the current CUDA device. `precision` is SAM2_PRECISION_FP32 (cuBLAS SGEMM without
+ * TF32: results within float32 rounding of the CPU backend) or SAM2_PRECISION_FP16 (float
+ * layers' GEMMs with FP16 operands and FP32 accumulation; everything else stays FP32);
+ * SAM2_PRECISION_AUTO means FP32. Quantized layers run the W4A8 kernels in either precision. */
+Sam2Backend *sam2_backend_cuda_new (Sam2Precision precision, GError **error);
+
+/* "NVIDIA H200 (device 0, compute 9.0, 139 GiB)": for tools that print what ran. */
+const char *sam2_backend_cuda_device_name (Sam2Backend *b);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,20 @@
+/* backend-args.c: see backend-args.h. */
+#include "backend-args.h"
+
+gboolean
+sam2q_backend_args_resolve (const Sam2qBackendArgs *args, Sam2SessionOptions *options,
+                            GError **error)
+{
+  *options = (Sam2SessionOptions) SAM2_SESSION_OPTIONS_INIT;
+  if (!sam2_session_options_parse (options, args->backend, args->precision, error))
+    return FALSE;
+  /* fail before loading a large model when the backend asked for cannot run */
+  return sam2_backend_available (options->backend, error);
+}
+
+void
+sam2q_backend_args_clear (Sam2qBackendArgs *args)
+{
+  g_clear_pointer (&args->backend, g_free);
+  g_clear_pointer (&args->precision, g_free);
+}
