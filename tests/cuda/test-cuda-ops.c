@@ -1,0 +1,1127 @@
+/* test-cuda-ops.c: every non-W4A8 launcher of kernels/kernels.h against the CPU backend op (or
+ * the ops-cpu.h kernel behind it) on the same inputs.
+ *
+ * Each case draws its inputs from its own seed (printed, so a failure can be replayed), runs the
+ * GPU launcher into an output poisoned with NaN (every byte 0xff) and the CPU op into a host
+ * buffer, then compares:
+ *   - data movement (windows, pooling, im2col, upsampling, add, add_row, column scaling, the fp16
+ *     and bf16 conversions): bit for bit, max |gpu - cpu| == 0;
+ *   - arithmetic: ||gpu - cpu||_2 / ||cpu||_2 against a named bound per op (below);
+ *   - always: no NaN in the GPU output where the CPU has none (an element the kernel forgot to
+ *     write stays NaN), and for attention, the output columns and rows outside the written heads
+ *     still hold the poison (nothing written out of bounds). Attention inputs hold NaN in their
+ *     padding columns and between sequences, so a kernel reading them poisons its output.
+ * Shapes: edge sizes (1, odd, not multiples of 4, misaligned pointers for the scalar paths) and
+ * the real SAM2 tiny / large shapes at 1024x1024.
+ *
+ * Exits 0 when every case passes, 1 otherwise, 77 (skipped) without a CUDA device. Prints one
+ * line per case, with the GPU time of the real shapes' attention and GEMMs. */
+#include "backend.h"
+#include "kernels.h"
+#include "ops-cpu.h"
+
+#include <glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- bounds ------------------------------------------------------------------------------- */
+
+/* Activations: CUDA's erff / expf / tanhf (within 2 ulp) against simd-math.h's approximations
+ * (exp 2 ulp, erf 4.7e-7 absolute, so GELU within 2.4e-7 |x|): a few 1e-7 relative on tensors of
+ * magnitude ~1. A wrong constant or a missing bias is >= 1e-3. */
+#define ACT_REL_L2 2e-6
+/* LayerNorm: the same double statistics summed in another order, then the same three float
+ * roundings: differences of an ulp at most in a few elements. */
+#define LAYER_NORM_REL_L2 1e-6
+/* Softmax rows: expf against the Cephes approximation (2 ulp each) and a float inverse of a
+ * double sum: a few ulp. */
+#define SOFTMAX_REL_L2 2e-6
+/* FP32 attention: both sides are FP32 GEMM-like sums (K = head_dim, then len_k) in different
+ * orders plus exp to 2 ulp; the CPU test measured 4e-7 against float64. FP16 or TF32 operands
+ * would show ~1e-3. */
+#define ATTENTION_REL_L2 1e-5
+/* FP32 SGEMM (no TF32) against oneDNN's sgemm: float sums of K products, relative error growing
+ * like 2^-24 sqrt(K), ~1e-6 at K = 4608. TF32 (10-bit mantissa) would be ~5e-4. */
+#define GEMM_F32_REL_L2 1e-5
+/* FP16 GEMM against the FP32 CPU product of the same fp16-rounded operands: only the FP32
+ * accumulation order differs. */
+#define GEMM_F16_ROUNDED_REL_L2 1e-5
+/* ... and against the unrounded FP32 operands: each operand rounded to 11 bits (2^-12 relative),
+ * sums of random-sign products, ~5e-4 measured on such data elsewhere; the bound says "FP16
+ * path", not "wrong". */
+#define GEMM_F16_REL_L2 3e-3
+/* BF16 Lt baseline, its bf16 output against the FP32 product of the rounded operands: the output
+ * rounding to 8 bits, 2^-9 relative per element at most. */
+#define GEMM_BF16_REL_L2 4e-3
+
+/* ---- harness ------------------------------------------------------------------------------ */
+
+static int n_failed, n_passed;
+static guint32 next_seed = 20261127;
+static cudaStream_t stream;
+static Sam2Backend *cpu;
+
+#define CUDA_OK(call)                                                                            \
+  do {                                                                                           \
+    cudaError_t e_ = (call);                                                                     \
+    if (e_ != cudaSuccess) {                                                                     \
+      fprintf (stderr, "FATAL %s:%d: %s: %s\n", __FILE__, __LINE__, #call,                       \
+               cudaGetErrorString (e_));                                                         \
+      exit (1);                                                                                  \
+    }                                                                                            \
+  } while (0)
+
+static GRand *
+case_rand (guint32 *seed)
+{
+  *seed = next_seed++;
+  return g_rand_new_with_seed (*seed);
+}
+
+static void
+fill_uniform (GRand *r, float *x, size_t n, double lo, double hi)
+{
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float) g_rand_double_range (r, lo, hi);
+}
+
+static float *
+host_nan (size_t n)
+{
+  float *p = g_malloc (MAX (n, 1) * sizeof (float));
+  for (size_t i = 0; i < n; i++)
+    p[i] = NAN;
+  return p;
+}
+
+static float *
+dev_alloc (size_t n)
+{
+  void *p = NULL;
+  CUDA_OK (cudaMalloc (&p, MAX (n, 1) * sizeof (float)));
+  return p;
+}
+
+/* a device copy of host (n), in a buffer of n + extra floats (extra for offset pointers) */
+static float *
+dev_from (const float *host, size_t n)
+{
+  float *d = dev_alloc (n);
+  CUDA_OK (cudaMemcpy (d, host, n * sizeof (float), cudaMemcpyHostToDevice));
+  return d;
+}
+
+static void
+dev_poison (float *d, size_t n)
+{
+  CUDA_OK (cudaMemset (d, 0xff, n * sizeof (float)));
+}
+
+static float *
+host_from_dev (const float *d, size_t n)
+{
+  float *h = g_malloc (MAX (n, 1) * sizeof (float));
+  CUDA_OK (cudaStreamSynchronize (stream));
+  CUDA_OK (cudaMemcpy (h, d, n * sizeof (float), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+static size_t
+count_unwritten (const float *gpu, const float *ref, size_t n)
+{
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++)
+    if (isnan (gpu[i]) && !isnan (ref[i]))
+      bad++;
+  return bad;
+}
+
+static double
+rel_l2 (const float *gpu, const float *ref, size_t n)
+{
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    if (isnan (ref[i]))
+      continue;                        /* poison on both sides: checked for stray writes */
+    const double d = (double) gpu[i] - ref[i];
+    num += d * d;
+    den += (double) ref[i] * ref[i];
+  }
+  return sqrt (num) / MAX (sqrt (den), 1e-30);
+}
+
+/* max |gpu - ref| over the elements where both are numbers, NaN against NaN counting as equal */
+static double
+max_abs (const float *gpu, const float *ref, size_t n)
+{
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    if (isnan (gpu[i]) != isnan (ref[i]))
+      return INFINITY;
+    if (!isnan (gpu[i]))
+      m = MAX (m, fabs ((double) gpu[i] - ref[i]));
+  }
+  return m;
+}
+
+static void
+report (gboolean ok, const char *what, guint32 seed, const char *detail)
+{
+  printf ("%s %-58s seed %u  %s\n", ok ? "ok  " : "FAIL", what, seed, detail);
+  fflush (stdout);
+  if (ok)
+    n_passed++;
+  else
+    n_failed++;
+}
+
+/* The launcher's status, then the comparison: relative L2 against `bound`, or exact when bound
+ * is 0. */
+static void
+check (const char *what, guint32 seed, int status, const float *gpu_dev, const float *ref,
+       size_t n, double bound)
+{
+  char detail[160];
+  if (status != SAM2_CUDA_OK) {
+    g_snprintf (detail, sizeof detail, "launcher returned %d", status);
+    report (FALSE, what, seed, detail);
+    return;
+  }
+  cudaError_t e = cudaStreamSynchronize (stream);
+  if (e != cudaSuccess) {
+    g_snprintf (detail, sizeof detail, "kernel failed: %s", cudaGetErrorString (e));
+    report (FALSE, what, seed, detail);
+    fprintf (stderr, "FATAL: the CUDA context is unusable after a kernel error\n");
+    exit (1);
+  }
+  float *gpu = host_from_dev (gpu_dev, n);
+  const size_t unwritten = count_unwritten (gpu, ref, n);
+  gboolean ok;
+  if (bound == 0.0) {
+    const double m = max_abs (gpu, ref, n);
+    ok = unwritten == 0 && m == 0.0;
+    g_snprintf (detail, sizeof detail, "max_abs %.3g (exact)  unwritten %zu", m, unwritten);
+  } else {
+    const double r = rel_l2 (gpu, ref, n);
+    ok = unwritten == 0 && r <= bound;
+    g_snprintf (detail, sizeof detail, "rel_l2 %.3g <= %.1g  unwritten %zu", r, bound, unwritten);
+  }
+  report (ok, what, seed, detail);
+  g_free (gpu);
+}
+
+/* Milliseconds per call of `run` (after one warm-up call), for the real shapes. */
+typedef int (*RunFn) (void *ctx);
+
+static double
+time_ms (RunFn run, void *ctx, int reps)
+{
+  cudaEvent_t t0, t1;
+  CUDA_OK (cudaEventCreate (&t0));
+  CUDA_OK (cudaEventCreate (&t1));
+  if (run (ctx) != SAM2_CUDA_OK)
+    return NAN;
+  CUDA_OK (cudaEventRecord (t0, stream));
+  for (int i = 0; i < reps; i++)
+    if (run (ctx) != SAM2_CUDA_OK)
+      return NAN;
+  CUDA_OK (cudaEventRecord (t1, stream));
+  CUDA_OK (cudaEventSynchronize (t1));
+  float ms = 0.0f;
+  CUDA_OK (cudaEventElapsedTime (&ms, t0, t1));
+  CUDA_OK (cudaEventDestroy (t0));
+  CUDA_OK (cudaEventDestroy (t1));
+  return ms / reps;
+}
+
+/* ---- element-wise ------------------------------------------------------------------------- */
+
+static const char *act_names[] = { "none", "gelu", "gelu_tanh", "relu", "silu", "sigmoid" };
+
+/* bias_act and bias_act_residual; `offset` shifts every pointer by that many floats (1: the
+ * scalar path). */
+static void
+test_bias_act (int M, int N, int act, gboolean with_bias, gboolean with_residual, int offset)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t n = (size_t) M * N;
+  float *y = g_malloc ((n + 1) * sizeof (float)), *bias = g_malloc ((N + 1) * sizeof (float));
+  float *res = g_malloc ((n + 1) * sizeof (float));
+  fill_uniform (r, y, n + 1, -5.0, 5.0);
+  fill_uniform (r, bias, N + 1, -1.0, 1.0);
+  fill_uniform (r, res, n + 1, -2.0, 2.0);
+  float *dy = dev_from (y, n + 1), *db = dev_from (bias, N + 1), *dr = dev_from (res, n + 1);
+
+  float *ref = g_memdup2 (y + offset, n * sizeof (float));
+  sam2_cpu_bias_act (ref, M, N, with_bias ? bias + offset : NULL, (Sam2Act) act);
+  if (with_residual)
+    for (size_t i = 0; i < n; i++)
+      ref[i] += res[offset + i];
+
+  int st;
+  if (with_residual)
+    st = sam2_cuda_bias_act_residual (dy + offset, M, N, with_bias ? db + offset : NULL, act,
+                                      dr + offset, stream);
+  else
+    st = sam2_cuda_bias_act (dy + offset, M, N, with_bias ? db + offset : NULL, act, stream);
+  char what[128];
+  g_snprintf (what, sizeof what, "%s %dx%d %s%s off %d", with_residual ? "bias_act_residual"
+              : "bias_act", M, N, act_names[act], with_bias ? " +bias" : "", offset);
+  check (what, seed, st, dy + offset, ref, n, act == SAM2_CUDA_ACT_NONE || act == SAM2_CUDA_ACT_RELU
+         ? 0.0 : ACT_REL_L2);
+  cudaFree (dy);
+  cudaFree (db);
+  cudaFree (dr);
+  g_free (y);
+  g_free (bias);
+  g_free (res);
+  g_free (ref);
+  g_rand_free (r);
+}
+
+static void
+test_activation (size_t n, int act, int offset)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  float *x = g_malloc ((n + 2) * sizeof (float));
+  fill_uniform (r, x, n + 2, -6.0, 6.0);
+  float *dx = dev_from (x, n + 2);
+  float *ref = g_memdup2 (x + offset, MAX (n, 1) * sizeof (float));
+  cpu->ops->activation (cpu, (Sam2Act) act, ref, n);
+  int st = sam2_cuda_activation (act, dx + offset, n, stream);
+  char what[128];
+  g_snprintf (what, sizeof what, "activation n %zu %s off %d", n, act_names[act], offset);
+  check (what, seed, st, dx + offset, ref, n,
+         act == SAM2_CUDA_ACT_NONE || act == SAM2_CUDA_ACT_RELU ? 0.0 : ACT_REL_L2);
+  cudaFree (dx);
+  g_free (x);
+  g_free (ref);
+  g_rand_free (r);
+}
+
+/* add (y = a + c, y aliasing a when `alias`), add_row, scale_columns: single roundings, exact */
+static void
+test_add (int M, int N, int offset, gboolean alias)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t n = (size_t) M * N;
+  float *a = g_malloc ((n + 1) * sizeof (float)), *c = g_malloc ((n + 1) * sizeof (float));
+  fill_uniform (r, a, n + 1, -3.0, 3.0);
+  fill_uniform (r, c, n + 1, -3.0, 3.0);
+  float *da = dev_from (a, n + 1), *dc = dev_from (c, n + 1), *dy = dev_alloc (n + 1);
+  char what[128];
+
+  float *ref = host_nan (n);
+  cpu->ops->add (cpu, ref, a + offset, c + offset, n);
+  dev_poison (dy, n + 1);
+  float *out = alias ? da + offset : dy + offset;
+  int st = sam2_cuda_add (out, da + offset, dc + offset, n, stream);
+  g_snprintf (what, sizeof what, "add n %zu off %d%s", n, offset, alias ? " in place" : "");
+  check (what, seed, st, out, ref, n, 0.0);
+
+  /* add_row: rows of N, the row from c; in place on a fresh copy of a */
+  CUDA_OK (cudaMemcpy (da, a, (n + 1) * sizeof (float), cudaMemcpyHostToDevice));
+  cpu->ops->add_row (cpu, ref, a + offset, c + offset, M, N);
+  dev_poison (dy, n + 1);
+  out = alias ? da + offset : dy + offset;
+  st = sam2_cuda_add_row (out, da + offset, dc + offset, M, N, stream);
+  g_snprintf (what, sizeof what, "add_row %dx%d off %d%s", M, N, offset, alias ? " in place" : "");
+  check (what, seed, st, out, ref, n, 0.0);
+
+  /* scale_columns: y = x * scale[col] */
+  CUDA_OK (cudaMemcpy (da, a, (n + 1) * sizeof (float), cudaMemcpyHostToDevice));
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < N; k++)
+      ref[(size_t) m * N + k] = a[offset + (size_t) m * N + k] * c[offset + k];
+  dev_poison (dy, n + 1);
+  st = sam2_cuda_scale_columns (da + offset, M, N, dc + offset, dy + offset, stream);
+  g_snprintf (what, sizeof what, "scale_columns %dx%d off %d", M, N, offset);
+  check (what, seed, st, dy + offset, ref, n, 0.0);
+
+  cudaFree (da);
+  cudaFree (dc);
+  cudaFree (dy);
+  g_free (a);
+  g_free (c);
+  g_free (ref);
+  g_rand_free (r);
+}
+
+/* LayerNorm; `mean_offset` adds a large mean to every other row (the case a float one-pass
+ * variance gets wrong); in place when `in_place`. */
+static void
+test_layer_norm (int M, int C, float eps, double mean_offset, gboolean in_place)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t n = (size_t) M * C;
+  float *x = g_malloc (MAX (n, 1) * sizeof (float)), *w = g_malloc (C * sizeof (float));
+  float *b = g_malloc (C * sizeof (float));
+  fill_uniform (r, x, n, -2.0, 2.0);
+  for (int m = 1; m < M; m += 2)
+    for (int c = 0; c < C; c++)
+      x[(size_t) m * C + c] += (float) mean_offset;
+  fill_uniform (r, w, C, 0.5, 1.5);
+  fill_uniform (r, b, C, -0.5, 0.5);
+  float *dx = dev_from (x, n), *dw = dev_from (w, C), *db = dev_from (b, C), *dy = dev_alloc (n);
+  dev_poison (dy, n);
+  float *ref = host_nan (n);
+  Sam2LayerNorm ln = { .dim = C, .eps = eps, .weight = w, .bias = b };
+  cpu->ops->layer_norm (cpu, &ln, x, M, ref);
+  float *out = in_place ? dx : dy;
+  int st = sam2_cuda_layer_norm (dx, M, C, dw, db, eps, out, stream);
+  char what[128];
+  g_snprintf (what, sizeof what, "layer_norm %dx%d eps %g mean+%g%s", M, C, eps, mean_offset,
+              in_place ? " in place" : "");
+  check (what, seed, st, out, ref, n, LAYER_NORM_REL_L2);
+  cudaFree (dx);
+  cudaFree (dw);
+  cudaFree (db);
+  cudaFree (dy);
+  g_free (x);
+  g_free (w);
+  g_free (b);
+  g_free (ref);
+  g_rand_free (r);
+}
+
+static void
+test_softmax (int M, int N, double spread)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t n = (size_t) M * N;
+  float *x = g_malloc (n * sizeof (float));
+  fill_uniform (r, x, n, -spread, spread);
+  float *dx = dev_from (x, n);
+  sam2_cpu_softmax_rows (x, M, N);
+  int st = sam2_cuda_softmax_rows (dx, M, N, stream);
+  char what[128];
+  g_snprintf (what, sizeof what, "softmax_rows %dx%d spread %g", M, N, spread);
+  check (what, seed, st, dx, x, n, SOFTMAX_REL_L2);
+  cudaFree (dx);
+  g_free (x);
+  g_rand_free (r);
+}
+
+/* ---- data movement -------------------------------------------------------------------------- */
+
+static void
+test_windows (int H, int W, int C, int ws, int offset)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const int nh = (H + ws - 1) / ws, nw = (W + ws - 1) / ws;
+  const size_t n = (size_t) H * W * C, nwin = (size_t) nh * nw * ws * ws * C;
+  float *x = g_malloc ((n + 1) * sizeof (float));
+  fill_uniform (r, x, n + 1, -1.0, 1.0);
+  float *dx = dev_from (x, n + 1), *dwin = dev_alloc (nwin + 1), *dback = dev_alloc (n + 1);
+  float *ref = host_nan (nwin);
+  cpu->ops->window_partition (cpu, x + offset, H, W, C, ws, ref);
+  dev_poison (dwin, nwin + 1);
+  int st = sam2_cuda_window_partition (dx + offset, H, W, C, ws, dwin + offset, stream);
+  char what[128];
+  g_snprintf (what, sizeof what, "window_partition %dx%dx%d ws %d off %d", H, W, C, ws, offset);
+  check (what, seed, st, dwin + offset, ref, nwin, 0.0);
+
+  /* unpartition from independent random windows (padding included) */
+  float *win = g_malloc ((nwin + 1) * sizeof (float));
+  fill_uniform (r, win, nwin + 1, -1.0, 1.0);
+  CUDA_OK (cudaMemcpy (dwin, win, (nwin + 1) * sizeof (float), cudaMemcpyHostToDevice));
+  float *back = host_nan (n);
+  cpu->ops->window_unpartition (cpu, win + offset, nh, nw, ws, C, H, W, back);
+  dev_poison (dback, n + 1);
+  st = sam2_cuda_window_unpartition (dwin + offset, nh, nw, ws, C, H, W, dback + offset, stream);
+  g_snprintf (what, sizeof what, "window_unpartition %dx%dx%d ws %d off %d", H, W, C, ws, offset);
+  check (what, seed, st, dback + offset, back, n, 0.0);
+
+  cudaFree (dx);
+  cudaFree (dwin);
+  cudaFree (dback);
+  g_free (x);
+  g_free (win);
+  g_free (ref);
+  g_free (back);
+  g_rand_free (r);
+}
+
+static void
+test_max_pool (int n_img, int H, int W, int C, int ld, int s)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t n = (size_t) n_img * H * W * ld;
+  const size_t no = (size_t) n_img * (H / s) * (W / s) * C;
+  float *x = g_malloc (n * sizeof (float));
+  fill_uniform (r, x, n, -1.0, 1.0);
+  float *dx = dev_from (x, n), *dy = dev_alloc (no);
+  dev_poison (dy, no);
+  float *ref = host_nan (no);
+  cpu->ops->max_pool (cpu, x, n_img, H, W, C, ld, s, ref);
+  int st = sam2_cuda_max_pool (dx, n_img, H, W, C, ld, s, dy, stream);
+  char what[128];
+  g_snprintf (what, sizeof what, "max_pool %dx(%dx%dx%d) ld %d s %d", n_img, H, W, C, ld, s);
+  check (what, seed, st, dy, ref, no, 0.0);
+  cudaFree (dx);
+  cudaFree (dy);
+  g_free (x);
+  g_free (ref);
+  g_rand_free (r);
+}
+
+static void
+test_im2col (gboolean planar, int C, int H, int W, int kh, int kw, int stride, int pad)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const int oh = (H + 2 * pad - kh) / stride + 1, ow = (W + 2 * pad - kw) / stride + 1;
+  const size_t n = (size_t) C * H * W, no = (size_t) oh * ow * C * kh * kw;
+  float *x = g_malloc (n * sizeof (float));
+  fill_uniform (r, x, n, -1.0, 1.0);
+  float *dx = dev_from (x, n), *dy = dev_alloc (no);
+  dev_poison (dy, no);
+  float *ref = host_nan (no);
+  int st;
+  if (planar) {
+    cpu->ops->im2col_planar (cpu, x, C, H, W, kh, kw, stride, pad, ref);
+    st = sam2_cuda_im2col_planar (dx, C, H, W, kh, kw, stride, pad, dy, stream);
+  } else {
+    cpu->ops->im2col (cpu, x, H, W, C, kh, kw, stride, pad, ref);
+    st = sam2_cuda_im2col (dx, H, W, C, kh, kw, stride, pad, dy, stream);
+  }
+  char what[128];
+  g_snprintf (what, sizeof what, "%s C %d %dx%d k %dx%d s %d p %d", planar ? "im2col_planar"
+              : "im2col", C, H, W, kh, kw, stride, pad);
+  check (what, seed, st, dy, ref, no, 0.0);
+  cudaFree (dx);
+  cudaFree (dy);
+  g_free (x);
+  g_free (ref);
+  g_rand_free (r);
+}
+
+static void
+test_upsample (int H, int W, int C, int offset)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t n = (size_t) H * W * C, no = 4 * n;
+  float *x = g_malloc ((4 * n + 1) * sizeof (float)), *y = g_malloc ((no + 1) * sizeof (float));
+  float *add = g_malloc ((no + 1) * sizeof (float));
+  fill_uniform (r, x, 4 * n + 1, -1.0, 1.0);
+  fill_uniform (r, y, no + 1, -1.0, 1.0);
+  fill_uniform (r, add, no + 1, -1.0, 1.0);
+  float *dx = dev_from (x, 4 * n + 1), *dy = dev_from (y, no + 1), *dadd = dev_from (add, no + 1);
+  char what[128];
+
+  float *ref = g_memdup2 (y + offset, no * sizeof (float));
+  cpu->ops->add_upsample2x (cpu, ref, x + offset, H, W, C);
+  int st = sam2_cuda_add_upsample2x (dy + offset, dx + offset, H, W, C, stream);
+  g_snprintf (what, sizeof what, "add_upsample2x %dx%dx%d off %d", H, W, C, offset);
+  check (what, seed, st, dy + offset, ref, no, 0.0);
+
+  /* depth_to_space2x: x (H*W, 4C); with the addend, then without */
+  for (int with_add = 1; with_add >= 0; with_add--) {
+    cpu->ops->depth_to_space2x (cpu, x + offset, H, W, C, with_add ? add + offset : NULL, ref);
+    dev_poison (dy, no + 1);
+    st = sam2_cuda_depth_to_space2x (dx + offset, H, W, C, with_add ? dadd + offset : NULL,
+                                     dy + offset, stream);
+    g_snprintf (what, sizeof what, "depth_to_space2x %dx%dx%d off %d%s", H, W, C, offset,
+                with_add ? " +addend" : "");
+    check (what, seed, st, dy + offset, ref, no, 0.0);
+  }
+  /* the addend as the output (the decoder adds a skip in place) */
+  CUDA_OK (cudaMemcpy (dadd, add, (no + 1) * sizeof (float), cudaMemcpyHostToDevice));
+  cpu->ops->depth_to_space2x (cpu, x + offset, H, W, C, add + offset, ref);
+  st = sam2_cuda_depth_to_space2x (dx + offset, H, W, C, dadd + offset, dadd + offset, stream);
+  g_snprintf (what, sizeof what, "depth_to_space2x %dx%dx%d off %d addend is y", H, W, C, offset);
+  check (what, seed, st, dadd + offset, ref, no, 0.0);
+
+  cudaFree (dx);
+  cudaFree (dy);
+  cudaFree (dadd);
+  g_free (x);
+  g_free (y);
+  g_free (add);
+  g_free (ref);
+  g_rand_free (r);
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+
+typedef struct {
+  const char *name;
+  int batch, heads, head_dim, len_q, len_k;
+  int q_ld, k_ld, v_ld, out_ld;        /* 0: heads * head_dim */
+  int gap;                             /* extra rows between sequences (NaN) */
+  gboolean shared_qkv;                 /* q, k, v interleaved in one (.., 3 d) buffer */
+  int misalign;                        /* offset every base pointer by this many floats */
+  gboolean timed;
+} AttnCase;
+
+typedef struct {
+  Sam2CudaAttentionArgs a;
+} AttnRun;
+
+static int
+run_attention (void *ctx)
+{
+  return sam2_cuda_attention (&((AttnRun *) ctx)->a, stream);
+}
+
+/* host buffer of `rows` rows of `ld` floats, NaN except columns < width of the rows that belong
+ * to a sequence */
+static float *
+attn_input (GRand *r, int batch, int len, int ld, int width, size_t batch_stride, size_t total)
+{
+  float *x = host_nan (total);
+  for (int s = 0; s < batch; s++)
+    for (int i = 0; i < len; i++)
+      for (int c = 0; c < width; c++)
+        x[s * batch_stride + (size_t) i * ld + c] = (float) g_rand_double_range (r, -1.5, 1.5);
+  return x;
+}
+
+static void
+test_attention (const AttnCase *tc)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const int width = tc->heads * tc->head_dim;
+  const int d3 = 3 * width;
+  int q_ld = tc->q_ld ? tc->q_ld : width, k_ld = tc->k_ld ? tc->k_ld : width;
+  int v_ld = tc->v_ld ? tc->v_ld : width, out_ld = tc->out_ld ? tc->out_ld : width;
+  const int off = tc->misalign;
+  float *hq, *hk, *hv, *hqkv = NULL;
+  size_t q_bs, k_bs, v_bs, q_n, k_n, v_n;
+  size_t qkv_n = 0, qkv_bs = 0;
+  if (tc->shared_qkv) {
+    /* Hiera: q, k, v at columns 0, d, 2 d of (len, 3 d) rows; len_q == len_k */
+    q_ld = k_ld = v_ld = d3;
+    qkv_bs = (size_t) (tc->len_k + tc->gap) * d3;
+    qkv_n = qkv_bs * tc->batch + off;
+    hqkv = attn_input (r, tc->batch, tc->len_k, d3, d3, qkv_bs, qkv_n - off);
+    q_bs = k_bs = v_bs = qkv_bs;
+    hq = hqkv;
+    hk = hqkv + width;
+    hv = hqkv + 2 * width;
+    q_n = k_n = v_n = 0;
+  } else {
+    q_bs = (size_t) (tc->len_q + tc->gap) * q_ld;
+    k_bs = (size_t) (tc->len_k + tc->gap) * k_ld;
+    v_bs = (size_t) (tc->len_k + tc->gap) * v_ld;
+    q_n = q_bs * tc->batch;
+    k_n = k_bs * tc->batch;
+    v_n = v_bs * tc->batch;
+    hq = attn_input (r, tc->batch, tc->len_q, q_ld, width, q_bs, q_n);
+    hk = attn_input (r, tc->batch, tc->len_k, k_ld, width, k_bs, k_n);
+    hv = attn_input (r, tc->batch, tc->len_k, v_ld, width, v_bs, v_n);
+  }
+  const size_t out_bs = (size_t) (tc->len_q + tc->gap) * out_ld;
+  const size_t out_n = out_bs * tc->batch;
+
+  /* device copies at `off` floats past a 256-byte aligned base */
+  float *dq, *dk, *dv, *dqkv = NULL, *d_alloc[3] = { NULL, NULL, NULL };
+  if (tc->shared_qkv) {
+    dqkv = dev_alloc (qkv_n);
+    CUDA_OK (cudaMemcpy (dqkv + off, hqkv, (qkv_n - off) * sizeof (float),
+                         cudaMemcpyHostToDevice));
+    dq = dqkv + off;
+    dk = dqkv + off + width;
+    dv = dqkv + off + 2 * width;
+  } else {
+    const float *src[3] = { hq, hk, hv };
+    const size_t cnt[3] = { q_n, k_n, v_n };
+    for (int i = 0; i < 3; i++) {
+      d_alloc[i] = dev_alloc (cnt[i] + off);
+      CUDA_OK (cudaMemcpy (d_alloc[i] + off, src[i], cnt[i] * sizeof (float),
+                           cudaMemcpyHostToDevice));
+    }
+    dq = d_alloc[0] + off;
+    dk = d_alloc[1] + off;
+    dv = d_alloc[2] + off;
+  }
+  float *dout = dev_alloc (out_n + off);
+  dev_poison (dout, out_n + off);
+
+  float *ref = host_nan (out_n);
+  Sam2AttentionArgs ca = {
+    .batch = tc->batch, .heads = tc->heads, .head_dim = tc->head_dim, .len_q = tc->len_q,
+    .len_k = tc->len_k, .scale = 1.0f / sqrtf ((float) tc->head_dim),
+    .q = hq, .q_ld = q_ld, .q_batch_stride = q_bs,
+    .k = hk, .k_ld = k_ld, .k_batch_stride = k_bs,
+    .v = hv, .v_ld = v_ld, .v_batch_stride = v_bs,
+    .out = ref, .out_ld = out_ld, .out_batch_stride = out_bs,
+  };
+  int st = cpu->ops->attention (cpu, &ca);
+  if (st != SAM2_STATUS_OK) {
+    report (FALSE, tc->name, seed, "CPU attention failed");
+    goto out;
+  }
+  AttnRun run = { .a = {
+    .batch = tc->batch, .heads = tc->heads, .head_dim = tc->head_dim, .len_q = tc->len_q,
+    .len_k = tc->len_k, .scale = ca.scale,
+    .q = dq, .q_ld = q_ld, .q_batch_stride = q_bs,
+    .k = dk, .k_ld = k_ld, .k_batch_stride = k_bs,
+    .v = dv, .v_ld = v_ld, .v_batch_stride = v_bs,
+    .out = dout + off, .out_ld = out_ld, .out_batch_stride = out_bs,
+  } };
+  st = sam2_cuda_attention (&run.a, stream);
+  /* compares the whole output buffer: the written region against the CPU, and the rest (padding
+   * columns, gap rows) NaN on both sides, which max_abs-style NaN matching checks below */
+  check (tc->name, seed, st, dout + off, ref, out_n, ATTENTION_REL_L2);
+  if (st == SAM2_CUDA_OK) {
+    float *gpu = host_from_dev (dout + off, out_n);
+    size_t stray = 0;
+    for (size_t i = 0; i < out_n; i++)
+      if (isnan (ref[i]) && !isnan (gpu[i]))
+        stray++;
+    float *before = host_from_dev (dout, off);
+    for (int i = 0; i < off; i++)
+      if (!isnan (before[i]))
+        stray++;
+    char what[160], detail[64];
+    g_snprintf (what, sizeof what, "%s: nothing written outside", tc->name);
+    g_snprintf (detail, sizeof detail, "stray writes %zu", stray);
+    report (stray == 0, what, seed, detail);
+    g_free (gpu);
+    g_free (before);
+    if (tc->timed) {
+      const double ms = time_ms (run_attention, &run, 5);
+      const double flop = 4.0 * tc->batch * tc->heads * (double) tc->len_q * tc->len_k
+                          * tc->head_dim;
+      printf ("time %-58s %.3f ms  %.1f TFLOP/s\n", tc->name, ms, flop / ms / 1e9);
+    }
+  }
+out:
+  cudaFree (dqkv);
+  for (int i = 0; i < 3; i++)
+    cudaFree (d_alloc[i]);
+  cudaFree (dout);
+  if (tc->shared_qkv)
+    g_free (hqkv);
+  else {
+    g_free (hq);
+    g_free (hk);
+    g_free (hv);
+  }
+  g_free (ref);
+  g_rand_free (r);
+}
+
+static void
+test_attention_unsupported (void)
+{
+  float *d = dev_alloc (1024);
+  Sam2CudaAttentionArgs a = {
+    .batch = 1, .heads = 1, .head_dim = SAM2_CUDA_ATTENTION_MAX_HEAD_DIM + 1, .len_q = 2,
+    .len_k = 2, .scale = 1.0f, .q = d, .q_ld = 129, .k = d, .k_ld = 129, .v = d, .v_ld = 129,
+    .out = d, .out_ld = 129,
+  };
+  int st = sam2_cuda_attention (&a, stream);
+  char detail[64];
+  g_snprintf (detail, sizeof detail, "status %d", st);
+  report (st == SAM2_CUDA_UNSUPPORTED, "attention head_dim 129 is UNSUPPORTED", 0, detail);
+  cudaFree (d);
+}
+
+/* ---- GEMMs and conversions ------------------------------------------------------------------ */
+
+/* IEEE binary16, round to nearest even (finite inputs; overflow to infinity) */
+static uint16_t
+host_f16 (float f)
+{
+  uint32_t x;
+  memcpy (&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+  if (ax >= 0x477ff000u)               /* >= 65520: rounds past 65504 */
+    return (uint16_t) (sign | 0x7c00u);
+  if (ax < 0x38800000u) {              /* below 2^-14: a subnormal half, units of 2^-24 */
+    float a;
+    memcpy (&a, &ax, 4);
+    return (uint16_t) (sign | (uint32_t) nearbyintf (a * 16777216.0f));
+  }
+  uint32_t h = (ax - 0x38000000u) >> 13; /* exponent rebased 127 -> 15, 10 mantissa bits */
+  const uint32_t rem = ax & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+    h++;
+  return (uint16_t) (sign | h);
+}
+
+static float
+host_f16_to_f32 (uint16_t h)
+{
+  const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  float v = e == 0 ? ldexpf ((float) m, -24) : e == 31 ? INFINITY : ldexpf ((float) (m | 0x400), e - 25);
+  return (h & 0x8000) ? -v : v;
+}
+
+static uint16_t
+host_bf16 (float f)
+{
+  uint32_t x;
+  memcpy (&x, &f, 4);
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return (uint16_t) (x >> 16);
+}
+
+static float
+host_bf16_to_f32 (uint16_t h)
+{
+  uint32_t x = (uint32_t) h << 16;
+  float f;
+  memcpy (&f, &x, 4);
+  return f;
+}
+
+typedef struct {
+  cublasHandle_t h;
+  const void *A, *B;
+  int M, N, K;
+  float beta;
+  float *C;
+  gboolean f16;
+} GemmRun;
+
+static int
+run_gemm (void *ctx)
+{
+  GemmRun *g = ctx;
+  return g->f16 ? sam2_cuda_gemm_f16_nt (g->h, g->A, g->B, g->M, g->N, g->K, g->beta, g->C)
+                : sam2_cuda_gemm_f32_nt (g->h, g->A, g->B, g->M, g->N, g->K, g->beta, g->C);
+}
+
+/* 16-bit conversions on the device against the host's, bit for bit: random values over a wide
+ * range of magnitudes (fp16 subnormals, overflow to infinity) and the edge values. */
+static void
+test_conversions (size_t n)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  float *x = g_malloc ((n + 16) * sizeof (float));
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float) (g_rand_double_range (r, -1.0, 1.0) * ldexp (1.0, g_rand_int_range (r, -30, 20)));
+  const float edges[16] = { 0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, 65519.0f, 65520.0f, -65520.0f,
+                            5.9604645e-8f, 2.9802322e-8f, 2.9802326e-8f, 6.1035156e-5f,
+                            6.0975552e-5f, 1e-9f, INFINITY, -INFINITY };
+  memcpy (x + n, edges, sizeof edges);
+  n += 16;
+  float *dx = dev_from (x, n);
+  uint16_t *d16 = NULL, *got = g_malloc (n * 2);
+  CUDA_OK (cudaMalloc ((void **) &d16, n * 2));
+  for (int bf16 = 0; bf16 <= 1; bf16++) {
+    CUDA_OK (cudaMemset (d16, 0xff, n * 2));
+    int st = bf16 ? sam2_cuda_f32_to_bf16 (dx, n, d16, stream)
+                  : sam2_cuda_f32_to_f16 (dx, n, d16, stream);
+    CUDA_OK (cudaStreamSynchronize (stream));
+    CUDA_OK (cudaMemcpy (got, d16, n * 2, cudaMemcpyDeviceToHost));
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+      if (got[i] != (bf16 ? host_bf16 (x[i]) : host_f16 (x[i]))) {
+        if (bad < 3)
+          printf ("     x %.9g: device 0x%04x host 0x%04x\n", x[i], got[i],
+                  bf16 ? host_bf16 (x[i]) : host_f16 (x[i]));
+        bad++;
+      }
+    char what[96], detail[64];
+    g_snprintf (what, sizeof what, "f32_to_%s n %zu", bf16 ? "bf16" : "f16", n);
+    g_snprintf (detail, sizeof detail, "status %d  mismatched %zu (exact)", st, bad);
+    report (st == SAM2_CUDA_OK && bad == 0, what, seed, detail);
+  }
+  cudaFree (dx);
+  cudaFree (d16);
+  g_free (x);
+  g_free (got);
+  g_rand_free (r);
+}
+
+/* the device 16-bit copy of dev (n) */
+static uint16_t *
+to16 (gboolean bf16, const float *dev, size_t n)
+{
+  uint16_t *d16 = NULL;
+  CUDA_OK (cudaMalloc ((void **) &d16, MAX (n, 1) * 2));
+  int st = bf16 ? sam2_cuda_f32_to_bf16 (dev, n, d16, stream)
+                : sam2_cuda_f32_to_f16 (dev, n, d16, stream);
+  if (st != SAM2_CUDA_OK) {
+    fprintf (stderr, "FATAL: conversion launcher returned %d\n", st);
+    exit (1);
+  }
+  return d16;
+}
+
+static float *
+rounded16 (gboolean bf16, const float *x, size_t n)
+{
+  float *y = g_malloc (MAX (n, 1) * sizeof (float));
+  for (size_t i = 0; i < n; i++)
+    y[i] = bf16 ? host_bf16_to_f32 (host_bf16 (x[i])) : host_f16_to_f32 (host_f16 (x[i]));
+  return y;
+}
+
+static void
+test_gemm (cublasHandle_t h, cublasLtHandle_t lt, void *lt_ws, int M, int N, int K, gboolean timed)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t na = (size_t) M * K, nb = (size_t) N * K, nc = (size_t) M * N;
+  float *A = g_malloc (na * sizeof (float)), *B = g_malloc (nb * sizeof (float));
+  float *C0 = g_malloc (nc * sizeof (float)), *ref = g_malloc (nc * sizeof (float));
+  fill_uniform (r, A, na, -1.0, 1.0);
+  fill_uniform (r, B, nb, -1.0, 1.0);
+  fill_uniform (r, C0, nc, -1.0, 1.0);
+  float *dA = dev_from (A, na), *dB = dev_from (B, nb), *dC = dev_alloc (nc);
+  char what[128];
+  double ms;
+
+  /* FP32, beta 0 into a poisoned C, then beta 1 onto C0 */
+  for (int with_beta = 0; with_beta <= 1; with_beta++) {
+    cpu->ops->matmul_nt (cpu, A, B, M, N, K, ref);
+    if (with_beta) {
+      for (size_t i = 0; i < nc; i++)
+        ref[i] += C0[i];
+      CUDA_OK (cudaMemcpy (dC, C0, nc * sizeof (float), cudaMemcpyHostToDevice));
+    } else {
+      dev_poison (dC, nc);
+    }
+    GemmRun g = { h, dA, dB, M, N, K, with_beta ? 1.0f : 0.0f, dC, FALSE };
+    int st = run_gemm (&g);
+    g_snprintf (what, sizeof what, "gemm_f32_nt %dx%dx%d beta %d", M, N, K, with_beta);
+    check (what, seed, st, dC, ref, nc, GEMM_F32_REL_L2);
+    if (timed && with_beta == 0 && (ms = time_ms (run_gemm, &g, 5)) > 0)
+      printf ("time %-58s %.3f ms  %.1f TFLOP/s\n", what, ms, 2.0 * M * N * K / ms / 1e9);
+  }
+
+  /* FP16 operands, FP32 C with beta 1: against the product of the rounded operands, then
+   * against the FP32 operands */
+  uint16_t *dA16 = to16 (FALSE, dA, na), *dB16 = to16 (FALSE, dB, nb);
+  float *Ar = rounded16 (FALSE, A, na), *Br = rounded16 (FALSE, B, nb);
+  cpu->ops->matmul_nt (cpu, Ar, Br, M, N, K, ref);
+  for (size_t i = 0; i < nc; i++)
+    ref[i] += C0[i];
+  CUDA_OK (cudaMemcpy (dC, C0, nc * sizeof (float), cudaMemcpyHostToDevice));
+  GemmRun g = { h, dA16, dB16, M, N, K, 1.0f, dC, TRUE };
+  int st = run_gemm (&g);
+  g_snprintf (what, sizeof what, "gemm_f16_nt %dx%dx%d beta 1 (rounded operands)", M, N, K);
+  check (what, seed, st, dC, ref, nc, GEMM_F16_ROUNDED_REL_L2);
+  cpu->ops->matmul_nt (cpu, A, B, M, N, K, ref);
+  for (size_t i = 0; i < nc; i++)
+    ref[i] += C0[i];
+  g_snprintf (what, sizeof what, "gemm_f16_nt %dx%dx%d beta 1 (fp32 operands)", M, N, K);
+  check (what, seed, st, dC, ref, nc, GEMM_F16_REL_L2);
+  if (timed) {
+    g.beta = 0.0f;
+    g_snprintf (what, sizeof what, "gemm_f16_nt %dx%dx%d", M, N, K);
+    if ((ms = time_ms (run_gemm, &g, 5)) > 0)
+      printf ("time %-58s %.3f ms  %.1f TFLOP/s\n", what, ms, 2.0 * M * N * K / ms / 1e9);
+  }
+  g_free (Ar);
+  g_free (Br);
+
+  /* BF16 Lt baseline: its bf16 output against the FP32 product of the rounded operands */
+  uint16_t *dAb = to16 (TRUE, dA, na), *dBb = to16 (TRUE, dB, nb), *dCb = NULL;
+  Ar = rounded16 (TRUE, A, na);
+  Br = rounded16 (TRUE, B, nb);
+  cpu->ops->matmul_nt (cpu, Ar, Br, M, N, K, ref);
+  CUDA_OK (cudaMalloc ((void **) &dCb, nc * 2));
+  CUDA_OK (cudaMemset (dCb, 0xff, nc * 2));
+  st = sam2_cuda_gemm_bf16_nt (lt, dAb, dBb, M, N, K, dCb, stream, lt_ws);
+  CUDA_OK (cudaStreamSynchronize (stream));
+  uint16_t *cb = g_malloc (nc * 2);
+  float *cf = g_malloc (nc * sizeof (float));
+  CUDA_OK (cudaMemcpy (cb, dCb, nc * 2, cudaMemcpyDeviceToHost));
+  for (size_t i = 0; i < nc; i++)
+    cf[i] = host_bf16_to_f32 (cb[i]);
+  const double rl = rel_l2 (cf, ref, nc);
+  const size_t unwritten = count_unwritten (cf, ref, nc);
+  char detail[128];
+  g_snprintf (detail, sizeof detail, "status %d  rel_l2 %.3g <= %.1g  unwritten %zu", st, rl,
+              GEMM_BF16_REL_L2, unwritten);
+  g_snprintf (what, sizeof what, "gemm_bf16_nt %dx%dx%d (rounded operands)", M, N, K);
+  report (st == SAM2_CUDA_OK && rl <= GEMM_BF16_REL_L2 && unwritten == 0, what, seed, detail);
+
+  g_free (cb);
+  g_free (cf);
+  g_free (Ar);
+  g_free (Br);
+  cudaFree (dCb);
+  cudaFree (dAb);
+  cudaFree (dBb);
+  cudaFree (dA16);
+  cudaFree (dB16);
+  cudaFree (dA);
+  cudaFree (dB);
+  cudaFree (dC);
+  g_free (A);
+  g_free (B);
+  g_free (C0);
+  g_free (ref);
+  g_rand_free (r);
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+int
+main (void)
+{
+  int count = 0;
+  int st = sam2_cuda_device_count (&count);
+  if (st != SAM2_CUDA_OK || count == 0) {
+    printf ("skipped: no usable CUDA device (sam2_cuda_device_count: status %d, %d devices)\n",
+            st, count);
+    return 77;
+  }
+  struct cudaDeviceProp prop;
+  CUDA_OK (cudaGetDeviceProperties (&prop, 0));
+  printf ("device: %s (compute %d.%d)\n", prop.name, prop.major, prop.minor);
+  if (sam2_cuda_init () != SAM2_CUDA_OK) {
+    printf ("FAIL sam2_cuda_init\n");
+    return 1;
+  }
+  CUDA_OK (cudaStreamCreateWithFlags (&stream, cudaStreamNonBlocking));
+  cublasHandle_t h;
+  cublasLtHandle_t lt;
+  if (cublasCreate (&h) != CUBLAS_STATUS_SUCCESS || cublasSetStream (h, stream) != CUBLAS_STATUS_SUCCESS
+      || cublasSetMathMode (h, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS
+      || cublasLtCreate (&lt) != CUBLAS_STATUS_SUCCESS) {
+    printf ("FAIL cuBLAS setup\n");
+    return 1;
+  }
+  void *lt_ws = NULL;
+  CUDA_OK (cudaMalloc (&lt_ws, SAM2_CUDA_LT_WORKSPACE_BYTES));
+  cpu = sam2_backend_cpu_new ();
+
+  /* element-wise: odd and aligned shapes, the scalar path (offset 1), real MLP shapes */
+  const int ew_shapes[][2] = { { 1, 1 }, { 3, 5 }, { 7, 33 }, { 17, 64 }, { 4096, 1536 },
+                               { 1024, 4608 } };
+  for (size_t s = 0; s < G_N_ELEMENTS (ew_shapes); s++)
+    for (int act = 0; act <= SAM2_CUDA_ACT_SIGMOID; act++)
+      for (int off = 0; off <= 1; off++) {
+        const gboolean big = ew_shapes[s][0] * ew_shapes[s][1] > 100000;
+        if (big && (off == 1 || (act != SAM2_CUDA_ACT_GELU && act != SAM2_CUDA_ACT_NONE)))
+          continue;
+        test_bias_act (ew_shapes[s][0], ew_shapes[s][1], act, TRUE, FALSE, off);
+        if (!big)
+          test_bias_act (ew_shapes[s][0], ew_shapes[s][1], act, FALSE, FALSE, off);
+        test_bias_act (ew_shapes[s][0], ew_shapes[s][1], act, act != SAM2_CUDA_ACT_RELU, TRUE,
+                       off);
+      }
+  const size_t act_sizes[] = { 0, 1, 3, 1001, 4096 * 1536 + 3 };
+  for (size_t s = 0; s < G_N_ELEMENTS (act_sizes); s++)
+    for (int act = 0; act <= SAM2_CUDA_ACT_SIGMOID; act++)
+      for (int off = 0; off <= 1; off++)
+        test_activation (act_sizes[s], act, off);
+  const int add_shapes[][2] = { { 1, 1 }, { 5, 3 }, { 9, 12 }, { 4096, 384 }, { 65536, 96 } };
+  for (size_t s = 0; s < G_N_ELEMENTS (add_shapes); s++)
+    for (int off = 0; off <= 1; off++)
+      for (int alias = 0; alias <= 1; alias++)
+        test_add (add_shapes[s][0], add_shapes[s][1], off, alias);
+  /* LayerNorm: C = 1, odd C, rows comparable to eps, real widths (tiny 96 .. large 1152, the
+   * decoder's 256), large means */
+  test_layer_norm (1, 1, 1e-6f, 0.0, FALSE);
+  test_layer_norm (3, 7, 1e-6f, 0.0, FALSE);
+  test_layer_norm (5, 33, 1.0f, 0.0, TRUE);
+  test_layer_norm (65536, 96, 1e-6f, 0.0, FALSE);
+  test_layer_norm (4096, 384, 1e-6f, 1000.0, TRUE);
+  test_layer_norm (1024, 1152, 1e-6f, 100.0, FALSE);
+  test_layer_norm (4096, 256, 1e-5f, 0.0, FALSE);
+  test_softmax (1, 1, 1.0);
+  test_softmax (3, 17, 4.0);
+  test_softmax (64, 4096, 20.0);
+  test_softmax (7, 300, 80.0);
+
+  /* windows: tiny stage 0 (8 on 256x256), 14 on 64x64 (padded to 70), 7 on 32x32 (padded), the
+   * large 16 on 64x64, odd shapes and channels (scalar path) */
+  test_windows (256, 256, 96, 8, 0);
+  test_windows (64, 64, 384, 14, 0);
+  test_windows (32, 32, 768, 7, 0);
+  test_windows (64, 64, 576, 16, 0);
+  test_windows (5, 3, 1, 4, 0);
+  test_windows (7, 9, 3, 2, 1);
+  test_windows (13, 11, 8, 5, 1);
+  /* max_pool: q pooled out of qkv windows (ld 3 d), the skip projection, floor sizes */
+  test_max_pool (1024, 8, 8, 192, 576, 2);
+  test_max_pool (1, 256, 256, 192, 192, 2);
+  test_max_pool (25, 14, 14, 768, 2304, 2);
+  test_max_pool (2, 7, 5, 3, 5, 2);
+  test_max_pool (3, 9, 9, 5, 11, 3);
+  test_max_pool (1, 1, 1, 1, 1, 1);
+  /* im2col: the patch embedding (3, 1024, 1024) k7 s4 p3; channels-last convolutions */
+  test_im2col (TRUE, 3, 1024, 1024, 7, 7, 4, 3);
+  test_im2col (TRUE, 2, 9, 11, 3, 3, 2, 1);
+  test_im2col (TRUE, 1, 5, 5, 1, 1, 1, 0);
+  test_im2col (FALSE, 256, 64, 64, 3, 3, 1, 1);
+  test_im2col (FALSE, 5, 9, 7, 3, 3, 2, 1);
+  test_im2col (FALSE, 4, 16, 16, 2, 2, 2, 0);
+  test_im2col (FALSE, 3, 13, 13, 4, 4, 4, 0);
+  test_im2col (FALSE, 1, 256, 256, 4, 4, 4, 0);
+  /* upsampling: the FPN (32 -> 64 at 256 channels), the decoder's upscaling, odd */
+  test_upsample (32, 32, 256, 0);
+  test_upsample (64, 64, 64, 0);
+  test_upsample (128, 128, 32, 0);
+  test_upsample (3, 5, 7, 0);
+  test_upsample (1, 1, 1, 1);
+  test_upsample (4, 3, 8, 1);
+
+  /* attention */
+  const AttnCase attn[] = {
+    /* Hiera tiny at 1024: stage 0 windows (1024 x 64 tokens, d 96), stage 2 windows 14 (25
+     * padded windows of 196), global (4096 x 4096, 4 heads), stage-start pooled q (16 vs 64) */
+    { "attn tiny s0 window 1024x64 h1 d96", 1024, 1, 96, 64, 64, 0, 0, 0, 0, 0, TRUE, 0, TRUE },
+    { "attn tiny s2 window 25x196 h4 d96", 25, 4, 96, 196, 196, 0, 0, 0, 0, 0, TRUE, 0, TRUE },
+    { "attn tiny global 4096 h4 d96", 1, 4, 96, 4096, 4096, 0, 0, 0, 0, 0, TRUE, 0, TRUE },
+    { "attn tiny s1 pooled q 1024x16v64 h2 d96", 1024, 2, 96, 16, 64, 192, 576, 576, 0, 0, FALSE,
+      0, TRUE },
+    /* Hiera large: global (8 heads, d 72), stage 2 windows 16 (256 tokens), stage 3 pooled */
+    { "attn large global 4096 h8 d72", 1, 8, 72, 4096, 4096, 0, 0, 0, 0, 0, TRUE, 0, TRUE },
+    { "attn large s2 window 16x256 h8 d72", 16, 8, 72, 256, 256, 0, 0, 0, 0, 0, TRUE, 0, TRUE },
+    { "attn large s3 pooled q 16x64v256 h16 d72", 16, 16, 72, 64, 256, 1152, 3456, 3456, 0, 0,
+      FALSE, 0, TRUE },
+    /* base+ (d 56), mask decoder: image-to-token, token-to-image (the split-key kernel), self */
+    { "attn base+ window 64x64 h2 d56", 64, 2, 56, 64, 64, 0, 0, 0, 0, 0, TRUE, 0, FALSE },
+    { "attn decoder img->tok 4096v7 h8 d16", 1, 8, 16, 4096, 7, 128, 128, 128, 128, 0, FALSE, 0,
+      TRUE },
+    { "attn decoder tok->img 7v4096 h8 d16", 1, 8, 16, 7, 4096, 128, 128, 128, 128, 0, FALSE, 0,
+      TRUE },
+    { "attn decoder self 7v7 h8 d32", 1, 8, 32, 7, 7, 256, 256, 256, 256, 0, FALSE, 0, FALSE },
+    { "attn decoder tok->img 2x6v4096 h8 d32 gaps", 2, 8, 32, 6, 4096, 260, 264, 268, 272, 3,
+      FALSE, 0, FALSE },
+    /* edges: len 1, odd head dims (scalar loads), padded ld, gaps between sequences, misaligned
+     * bases (scalar path), max head_dim */
+    { "attn len_q 1 len_k 1 d1", 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, FALSE, 0, FALSE },
+    { "attn 3x(5v70) h3 d13 ld+3 gaps", 3, 3, 13, 5, 70, 42, 45, 47, 41, 2, FALSE, 0, FALSE },
+    { "attn 2x(3v1000) h2 d13 split-key scalar", 2, 2, 13, 3, 1000, 29, 31, 26, 33, 1, FALSE, 0,
+      FALSE },
+    { "attn 2x(9v300) h1 d30 split-key", 2, 1, 30, 9, 300, 0, 0, 0, 0, 0, FALSE, 0, FALSE },
+    { "attn 2x(130v67) h2 d33", 2, 2, 33, 130, 67, 0, 0, 0, 0, 1, FALSE, 0, FALSE },
+    { "attn 1x(65v129) h2 d128", 1, 2, 128, 65, 129, 0, 0, 0, 0, 0, FALSE, 0, FALSE },
+    { "attn 3x(100v100) h2 d100 misaligned", 3, 2, 100, 100, 100, 0, 0, 0, 0, 1, FALSE, 1, FALSE },
+    { "attn 2x(64v64) h4 d96 qkv misaligned", 2, 4, 96, 64, 64, 0, 0, 0, 0, 0, TRUE, 2, FALSE },
+    { "attn 2x(17v5) h2 d8", 2, 2, 8, 17, 5, 0, 0, 0, 0, 0, FALSE, 0, FALSE },
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS (attn); i++)
+    test_attention (&attn[i]);
+  test_attention_unsupported ();
+
+  /* GEMMs: edges, Hiera tiny stage 0 qkv (65536 x 288 x 96), stage 2 qkv, large stage 3 MLP */
+  test_conversions (100000);
+  test_gemm (h, lt, lt_ws, 1, 1, 1, FALSE);
+  test_gemm (h, lt, lt_ws, 7, 5, 3, FALSE);
+  test_gemm (h, lt, lt_ws, 33, 17, 65, FALSE);
+  test_gemm (h, lt, lt_ws, 65536, 288, 96, TRUE);
+  test_gemm (h, lt, lt_ws, 4096, 1152, 384, TRUE);
+  test_gemm (h, lt, lt_ws, 1024, 4608, 1152, TRUE);
+
+  sam2_backend_free (cpu);
+  cudaFree (lt_ws);
+  cublasLtDestroy (lt);
+  cublasDestroy (h);
+  cudaStreamDestroy (stream);
+  printf ("%d passed, %d failed\n", n_passed, n_failed);
+  return n_failed == 0 ? 0 : 1;
+}
