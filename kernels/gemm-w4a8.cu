@@ -117,9 +117,10 @@ struct GemmArgs {
 };
 
 /* Block (BM / 32) x 2 warps; tile rows m0 .. m0 + BM - 1 (blockIdx.y), channels n0 .. n0 + 63
- * (blockIdx.x). */
+ * (blockIdx.x). Two blocks per SM: 16 warps to hide the latency of mma.sync and of the group
+ * folds, which caps BM = 128 at 128 registers (ptxas spills about 24 bytes, in the fold). */
 template <int BM>
-__global__ void __launch_bounds__ (BM * 2)
+__global__ void __launch_bounds__ (BM * 2, 2)
 w4a8_gemm_kernel (const GemmArgs p)
 {
   constexpr int THREADS = BM * 2;
@@ -165,17 +166,6 @@ w4a8_gemm_kernel (const GemmArgs p)
         f[i][j][e] = 0.0f;
       }
 
-  /* this thread's rows (fragment rows gid and gid + 8 of each m tile), clamped for the loads */
-  int rows[2][2];
-  int32_t zr[2][2];
-#pragma unroll
-  for (int i = 0; i < 2; i++)
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      rows[i][h] = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
-      zr[i][h] = p.za[rows[i][h]];
-    }
-
 #pragma unroll
   for (int s = 0; s < STAGES - 1; s++) {
     if (s < n_kt)
@@ -219,12 +209,18 @@ w4a8_gemm_kernel (const GemmArgs p)
       /* the step ends a group: fold its exact sums into f */
       if (((s + 1) * 32) % GP == 0 || s + 1 == steps) {
         const int g = g_done;
-        int32_t as_[2][2];         /* asum[row][g] of this thread's rows */
+        /* this thread's rows (fragment rows gid and gid + 8 of each m tile), clamped: their
+         * Za and asum[row][g] (loaded here rather than kept live through the main loop: fewer
+         * registers) */
+        int32_t as_[2][2], zr[2][2];
 #pragma unroll
         for (int i = 0; i < 2; i++)
 #pragma unroll
-          for (int h = 0; h < 2; h++)
-            as_[i][h] = p.asum[(size_t) rows[i][h] * NG + g];
+          for (int h = 0; h < 2; h++) {
+            const int row = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+            as_[i][h] = p.asum[(size_t) row * NG + g];
+            zr[i][h] = p.za[row];
+          }
 #pragma unroll
         for (int n = 0; n < 4; n++) {
           const int c = n0 + wn * 32 + n * 8 + tg * 2;       /* even, < n_pad */
