@@ -78,6 +78,21 @@
  * Input is RGB, RGBA, RGBx, BGR, BGRA or BGRx in system memory, any size and rate; put
  * videoconvert before sam2seg for anything else.
  *
+ * ## Calibrate, then segment, in one pipeline
+ *
+ * With #GstSam2Seg:calibrator (an element, for applications) or #GstSam2Seg:calibrator-name
+ * (its name, for gst-launch-1.0, whose parser cannot refer to another element in an object
+ * property), sam2seg follows a sam2calib of the same pipeline: it segments with its own
+ * (float) model until sam2calib's #GstSam2Calib::quantized signal, then loads the quantized
+ * file in that signal's thread (sam2calib's worker, not the streaming thread) and swaps it in
+ * before the next frame, which is segmented at once; the stream is not interrupted and
+ * every buffer keeps its meta. sam2seg then posts an element message
+ * "sam2seg-model-switched" with path (string). If the file cannot be loaded, a warning says
+ * why and the float model stays. The name is looked up in the whole pipeline when sam2seg
+ * starts; an unknown name, or an element without a "quantized" signal, fails the start.
+ * Calibrate the same model sam2seg runs (sam2calib's model), and leave
+ * #GstSam2Seg:precision at auto: the switch changes it from FP32 to W4A8.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 filesrc location=video.mp4 ! decodebin ! videoconvert ! \
@@ -88,6 +103,14 @@
  *     sam2seg model=tiny boxes="100,80,300,260" interval=5 ! sam2json location=masks.jsonl ! \
  *     fakesink
  * ]| Segments the object in a box every fifth camera frame and writes the masks as JSON lines.
+ * |[
+ * gst-launch-1.0 filesrc location=shapes.webm ! decodebin ! videoconvert ! \
+ *     video/x-raw,format=RGB ! tee name=t \
+ *     t. ! queue ! sam2calib name=cal model=models/sam2-shapes num-frames=8 output=/tmp/q \
+ *     t. ! queue ! sam2seg model=models/sam2-shapes calibrator-name=cal points="128,128" ! \
+ *     sam2overlay ! videoconvert ! autovideosink
+ * ]| Segments with the float model from the first frame and with the W4A8 model sam2calib
+ * makes from the first 8 frames as soon as it is written.
  */
 
 #ifdef HAVE_CONFIG_H
@@ -144,6 +167,8 @@ enum
   PROP_MAX_OBJECTS,
   PROP_INTERVAL,
   PROP_STATS,
+  PROP_CALIBRATOR,
+  PROP_CALIBRATOR_NAME,
 };
 
 enum
@@ -224,6 +249,15 @@ struct _GstSam2Seg
   GArray *frame_prompts;        /* Sam2Prompt */
   GArray *frame_rois;           /* RoiPrompt */
   GArray *frame_types;          /* GQuark: copy of roi_types */
+
+  /* calibrate-then-segment; under the object lock */
+  GstElement *calibrator;       /* property */
+  gchar *calibrator_name;       /* property */
+  GstElement *followed;         /* the calibrator whose signal is connected, start to stop */
+  gulong quantized_id;
+  Sam2Model *next_model;        /* loaded from the calibrator's file, swapped in at a frame */
+  Sam2Session *next_session;
+  gchar *next_path;
 };
 
 #define gst_sam2_seg_parent_class parent_class
@@ -700,6 +734,131 @@ gst_sam2_seg_attach (GstSam2Seg * self, GstBuffer * buf)
   }
 }
 
+/* ---- calibrate, then segment --------------------------------------------------------------- */
+
+static void
+clear_next_model_locked (GstSam2Seg * self)
+{
+  g_clear_pointer (&self->next_session, sam2_session_free);
+  g_clear_pointer (&self->next_model, sam2_model_unref);
+  g_clear_pointer (&self->next_path, g_free);
+}
+
+/* sam2calib's "quantized" handler, in sam2calib's worker thread: the load and the session's
+ * allocations happen here, so that the streaming thread only swaps two pointers. */
+static void
+gst_sam2_seg_on_quantized (GstElement * calibrator, const gchar * path, GstSam2Seg * self)
+{
+  GError *error = NULL;
+  Sam2Model *model;
+  Sam2Session *session = NULL;
+  gboolean started;
+
+  GST_INFO_OBJECT (self, "%s wrote %s: loading it", GST_ELEMENT_NAME (calibrator), path);
+  model = sam2_model_load (path, &error);
+  if (model != NULL)
+    session = sam2_session_new_full (model, &self->session_options, &error);
+  if (session == NULL) {
+    GST_ELEMENT_WARNING (self, RESOURCE, READ,
+        ("Could not switch to the quantized model %s, segmenting on with the current one: %s",
+            path, error->message), (NULL));
+    g_clear_error (&error);
+    if (model)
+      sam2_model_unref (model);
+    return;
+  }
+  GST_OBJECT_LOCK (self);
+  started = self->started;
+  if (started) {
+    clear_next_model_locked (self);
+    self->next_model = model;
+    self->next_session = session;
+    self->next_path = g_strdup (path);
+  }
+  GST_OBJECT_UNLOCK (self);
+  if (!started) {
+    sam2_session_free (session);
+    sam2_model_unref (model);
+  }
+}
+
+/* At a frame boundary, in the streaming thread: takes the model the calibrator made, if one is
+ * waiting, and makes this frame run it. */
+static void
+gst_sam2_seg_maybe_switch_model (GstSam2Seg * self)
+{
+  Sam2Model *model;
+  Sam2Session *session;
+  gchar *path;
+
+  GST_OBJECT_LOCK (self);
+  model = self->next_model;
+  session = self->next_session;
+  path = self->next_path;
+  self->next_model = NULL;
+  self->next_session = NULL;
+  self->next_path = NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (model == NULL)
+    return;
+
+  sam2_session_free (self->session);
+  sam2_model_unref (self->model);
+  self->session = session;
+  self->model = model;
+  self->session_width = self->session_height = 0;       /* a fresh session: any frame size */
+  self->have_last = FALSE;      /* segment this frame with the new model, whatever interval */
+  GST_INFO_OBJECT (self, "switched to the quantized model %s", path);
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self),
+          gst_structure_new ("sam2seg-model-switched", "path", G_TYPE_STRING, path, NULL)));
+  g_free (path);
+}
+
+/* The element to follow: the calibrator property, else calibrator-name looked up in the
+ * outermost bin. NULL without error when neither is set. */
+static GstElement *
+gst_sam2_seg_find_calibrator (GstSam2Seg * self, GError ** error)
+{
+  GstElement *calibrator = NULL;
+  gchar *name;
+  GstObject *top, *parent;
+
+  GST_OBJECT_LOCK (self);
+  if (self->calibrator != NULL)
+    calibrator = gst_object_ref (self->calibrator);
+  name = g_strdup (self->calibrator_name);
+  GST_OBJECT_UNLOCK (self);
+
+  if (calibrator == NULL && name != NULL && *name != '\0') {
+    top = gst_object_ref (GST_OBJECT (self));
+    while ((parent = gst_object_get_parent (top)) != NULL) {
+      gst_object_unref (top);
+      top = parent;
+    }
+    if (GST_IS_BIN (top))
+      calibrator = gst_bin_get_by_name (GST_BIN (top), name);
+    gst_object_unref (top);
+    if (calibrator == NULL) {
+      g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+          "calibrator-name=%s: there is no element of that name in the pipeline; name the "
+          "sam2calib (sam2calib name=%s ...) or clear calibrator-name", name, name);
+      g_free (name);
+      return NULL;
+    }
+  }
+  g_free (name);
+  if (calibrator != NULL
+      && g_signal_lookup ("quantized", G_OBJECT_TYPE (calibrator)) == 0) {
+    g_set_error (error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+        "the calibrator %s is a %s, which has no \"quantized\" signal; use a sam2calib",
+        GST_ELEMENT_NAME (calibrator), G_OBJECT_TYPE_NAME (calibrator));
+    gst_object_unref (calibrator);
+    return NULL;
+  }
+  return calibrator;
+}
+
 static GstFlowReturn
 gst_sam2_seg_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 {
@@ -714,6 +873,7 @@ gst_sam2_seg_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   GstFlowReturn ret = GST_FLOW_OK;
 
   qos = gst_base_transform_is_qos_enabled (trans);
+  gst_sam2_seg_maybe_switch_model (self);
   GST_OBJECT_LOCK (self);
   changed = self->prompts_changed;
   if (changed) {
@@ -985,6 +1145,7 @@ static gboolean
 gst_sam2_seg_start (GstBaseTransform * trans)
 {
   GstSam2Seg *self = GST_SAM2_SEG (trans);
+  GstElement *calibrator;
   gchar *model_ref, *points, *boxes;
   GstSam2SegBackend backend;
   GstSam2SegPrecision precision;
@@ -1082,6 +1243,33 @@ gst_sam2_seg_start (GstBaseTransform * trans)
 
   GST_INFO_OBJECT (self, "model \"%s\" runs on %s", model_ref,
       sam2_session_describe_backend (self->session));
+
+  calibrator = gst_sam2_seg_find_calibrator (self, &error);
+  if (error != NULL) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s", error->message), (NULL));
+    g_clear_error (&error);
+    gst_sam2_prompts_free (prompts);
+    goto fail;
+  }
+  if (calibrator != NULL && precision != GST_SAM2_SEG_PRECISION_AUTO) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("With a calibrator, precision must be auto: sam2seg starts with the float model and "
+            "switches to the W4A8 model the calibrator writes."), (NULL));
+    gst_object_unref (calibrator);
+    gst_sam2_prompts_free (prompts);
+    goto fail;
+  }
+
+  GST_OBJECT_LOCK (self);
+  clear_next_model_locked (self);
+  self->followed = calibrator;
+  GST_OBJECT_UNLOCK (self);
+  if (calibrator != NULL) {
+    self->quantized_id = g_signal_connect_object (calibrator, "quantized",
+        G_CALLBACK (gst_sam2_seg_on_quantized), self, 0);
+    GST_INFO_OBJECT (self, "switching to the model %s writes", GST_ELEMENT_NAME (calibrator));
+  }
+
   GST_OBJECT_LOCK (self);
   gst_sam2_prompts_free (self->pending);
   self->pending = prompts;
@@ -1120,12 +1308,24 @@ static gboolean
 gst_sam2_seg_stop (GstBaseTransform * trans)
 {
   GstSam2Seg *self = GST_SAM2_SEG (trans);
+  GstElement *followed;
 
   GST_OBJECT_LOCK (self);
   self->started = FALSE;
   g_clear_pointer (&self->pending, gst_sam2_prompts_free);
   self->prompts_changed = FALSE;
   self->frame_width = self->frame_height = 0;
+  followed = self->followed;
+  self->followed = NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (followed != NULL) {
+    g_signal_handler_disconnect (followed, self->quantized_id);
+    self->quantized_id = 0;
+    gst_object_unref (followed);
+  }
+  /* a handler that was already running stores nothing once started is FALSE */
+  GST_OBJECT_LOCK (self);
+  clear_next_model_locked (self);
   GST_OBJECT_UNLOCK (self);
 
   g_clear_pointer (&self->prompts, gst_sam2_prompts_free);
@@ -1227,6 +1427,21 @@ gst_sam2_seg_set_property (GObject * object, guint prop_id, const GValue * value
       self->interval = g_value_get_uint (value);
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_CALIBRATOR:
+      if (gst_sam2_seg_refuse_while_running (self, "calibrator"))
+        break;
+      GST_OBJECT_LOCK (self);
+      gst_object_replace ((GstObject **) & self->calibrator, g_value_get_object (value));
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_CALIBRATOR_NAME:
+      if (gst_sam2_seg_refuse_while_running (self, "calibrator-name"))
+        break;
+      GST_OBJECT_LOCK (self);
+      g_free (self->calibrator_name);
+      self->calibrator_name = g_value_dup_string (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1281,6 +1496,12 @@ gst_sam2_seg_get_property (GObject * object, guint prop_id, GValue * value,
               "last-processing-time", G_TYPE_UINT64, self->last_time,
               "latency", G_TYPE_UINT64, gst_sam2_seg_latency_estimate (self), NULL));
       break;
+    case PROP_CALIBRATOR:
+      g_value_set_object (value, self->calibrator);
+      break;
+    case PROP_CALIBRATOR_NAME:
+      g_value_set_string (value, self->calibrator_name);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -1294,6 +1515,9 @@ gst_sam2_seg_finalize (GObject * object)
   GstSam2Seg *self = GST_SAM2_SEG (object);
 
   g_free (self->model_ref);
+  gst_clear_object (&self->calibrator);
+  g_free (self->calibrator_name);
+  clear_next_model_locked (self);
   g_free (self->points);
   g_free (self->boxes);
   g_free (self->roi_types_str);
@@ -1433,6 +1657,25 @@ gst_sam2_seg_class_init (GstSam2SegClass * klass)
           "skipped-qos (guint64 counts since start), last-processing-time and latency "
           "(guint64 ns: the latency sam2seg adds in live pipelines)", GST_TYPE_STRUCTURE,
           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  /**
+   * GstSam2Seg:calibrator:
+   *
+   * A sam2calib (any element with a "quantized" signal carrying a model path) whose model
+   * sam2seg switches to once it is written; see "Calibrate, then segment". Takes precedence
+   * over #GstSam2Seg:calibrator-name.
+   */
+  g_object_class_install_property (gobject_class, PROP_CALIBRATOR,
+      g_param_spec_object ("calibrator", "Calibrator",
+          "A sam2calib element: segment with the float model until it emits \"quantized\", "
+          "then with the quantized model, from the next frame on (for applications; "
+          "gst-launch-1.0 uses calibrator-name)", GST_TYPE_ELEMENT,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_CALIBRATOR_NAME,
+      g_param_spec_string ("calibrator-name", "Calibrator name",
+          "Name of a sam2calib in the same pipeline (sam2calib name=cal ... sam2seg "
+          "calibrator-name=cal): the calibrator property for gst-launch-1.0, looked up when "
+          "sam2seg starts (READY to PAUSED); empty = none", NULL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
 
   /**
    * GstSam2Seg::set-prompts:

@@ -1,0 +1,1082 @@
+/* GStreamer SAM2 plugin
+ *
+ * gstsam2calib.c: sam2calib, W4A8 calibration of a SAM2 model from the frames of a stream.
+ */
+/**
+ * SECTION:element-sam2calib
+ * @title: sam2calib
+ * @see_also: sam2seg
+ *
+ * A sink that quantizes a float SAM2 model to W4A8 from the frames that reach it: every
+ * #GstSam2Calib:frame-stride th frame runs through the float model with statistics
+ * observers (memory does not grow with the number of frames), and once
+ * #GstSam2Calib:num-frames frames are in, or at EOS with at least one, the model is quantized
+ * per the #GstSam2Calib:config recipe in a worker thread and written to #GstSam2Calib:output
+ * as one .safetensors file that sam2seg, sam2q and sam2_model_load read.
+ *
+ * ## Frames
+ *
+ * Input is RGB, RGBA, RGBx, BGR, BGRA, BGRx, NV12 or I420 in system memory, any size and rate
+ * (YUV frames are converted to RGB with a #GstVideoConverter into one reused buffer). The
+ * sink does not synchronise to the clock by default (#GstBaseSink:sync is FALSE): frames are
+ * taken as fast as the model runs. After #GstSam2Calib:num-frames frames, further buffers are
+ * accepted and dropped at once (GST_FLOW_OK, not EOS), so that in a tee the other branches,
+ * e.g. a sam2seg segmenting the same stream, keep running.
+ *
+ * ## Errors, before the first frame
+ *
+ * The recipe, the output location and the model are checked when the element starts
+ * (NULL to READY): a malformed recipe fails with the parser's message, which names the key,
+ * line and column; an output directory that cannot be created or written, and a model that
+ * cannot be found or is already quantized, fail with a message that says what to change.
+ * device=cuda fails at start: calibration runs on the CPU in this build.
+ *
+ * EOS before any frame is an error ("no calibration frames arrived before end of stream").
+ * The file is written atomically (a temporary file renamed into place): a failure, a full
+ * disk or stopping the element never leaves a partial file at the output path.
+ *
+ * ## End of stream, flushing, stopping
+ *
+ * EOS is held until the quantized model is written: the sink posts its EOS message only
+ * afterwards, so an application (or gst-launch-1.0 -e) that waits for EOS finds the file
+ * complete. A flushing seek does not lose work: the statistics of the frames taken so far
+ * stay, a quantization in progress goes on, and an EOS after the flush waits for it again.
+ * Stopping the element (PAUSED to READY) cancels: the core quantizer cannot be interrupted
+ * inside a layer, so the element waits for the worker (seconds for small models, minutes for
+ * hiera-large on a CPU) and then discards its result; no file is written unless the result
+ * was already complete on disk when the stop came.
+ *
+ * ## Messages and signal
+ *
+ * With #GstSam2Calib:post-messages (the default), in this order:
+ *
+ * - %GST_MESSAGE_PROGRESS with code "sam2calib": START at the first frame, CONTINUE when
+ *   quantization starts and after each layer, COMPLETE when the file is written (ERROR when
+ *   it failed, CANCELED when the element stopped first).
+ * - element message "sam2calib-progress", once per frame taken: frames (guint, taken so
+ *   far), total (guint, #GstSam2Calib:num-frames).
+ * - element message "sam2calib-layer", once per quantized layer: stage (string, e.g.
+ *   "quantizing"), layer (string, the Hugging Face layer name), done (gint), total (gint),
+ *   error (gdouble, the layer's relative output error on calibration samples; NaN when
+ *   unknown).
+ * - element message "sam2calib-done" (posted even when post-messages is FALSE): path
+ *   (string), n-frames (guint), seconds (gdouble, from the first frame to the file written),
+ *   size (guint64, the file's size in bytes).
+ *
+ * Then the #GstSam2Calib::quantized signal is emitted, from the worker thread, with the
+ * path. sam2seg's calibrator / calibrator-name properties use it to switch to the quantized
+ * model while the stream runs.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 -e filesrc location=video.webm ! decodebin ! videoconvert ! \
+ *     sam2calib model=tiny config=configs/hiera_tiny_w4a8.yaml num-frames=64 frame-stride=4 \
+ *     output=models/
+ * ]| Calibrates sam2.1-hiera-tiny on every fourth of the first 256 frames and writes
+ * models/sam2.1-hiera-tiny-hiera_tiny_w4a8.safetensors.
+ * |[
+ * gst-launch-1.0 videotestsrc num-buffers=300 ! video/x-raw,width=256,height=256 ! \
+ *     videoconvert ! tee name=t \
+ *     t. ! queue ! sam2calib name=cal model=models/sam2-shapes num-frames=8 output=/tmp/q \
+ *     t. ! queue ! sam2seg model=models/sam2-shapes calibrator-name=cal points="128,128" ! \
+ *     sam2overlay ! videoconvert ! autovideosink
+ * ]| Segments with the float model at once, and with the quantized model from the frame after
+ * it is written (sam2seg posts "sam2seg-model-switched").
+ */
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstsam2calib.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+#include <gst/video/video.h>
+
+#include "hub.h"
+#include "recipe.h"
+#include "sam2.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_sam2_calib_debug);
+#define GST_CAT_DEFAULT gst_sam2_calib_debug
+
+#define DEFAULT_MODEL "tiny"
+#define DEFAULT_CONFIG NULL
+#define DEFAULT_OUTPUT "."
+#define DEFAULT_NUM_FRAMES 128
+#define MAX_NUM_FRAMES 100000   /* the recipe parser's limit for calib.num_samples */
+#define DEFAULT_FRAME_STRIDE 1
+#define MAX_FRAME_STRIDE 100000
+#define DEFAULT_DEVICE GST_SAM2_CALIB_DEVICE_CPU
+#define DEFAULT_POST_MESSAGES TRUE
+
+#define PROGRESS_CODE "sam2calib"
+
+enum
+{
+  PROP_0,
+  PROP_MODEL,
+  PROP_CONFIG,
+  PROP_OUTPUT,
+  PROP_NUM_FRAMES,
+  PROP_FRAME_STRIDE,
+  PROP_DEVICE,
+  PROP_POST_MESSAGES,
+};
+
+enum
+{
+  SIGNAL_QUANTIZED,
+  LAST_SIGNAL
+};
+
+static guint gst_sam2_calib_signals[LAST_SIGNAL];
+
+typedef enum
+{
+  CALIB_COLLECTING,             /* taking frames */
+  CALIB_QUANTIZING,             /* the worker runs; frames are dropped */
+  CALIB_DONE,                   /* file written, signal emitted */
+  CALIB_FAILED,                 /* an error was posted */
+  CALIB_CANCELLED,              /* stopped while quantizing: result discarded */
+} CalibState;
+
+struct _GstSam2Calib
+{
+  GstBaseSink parent;
+
+  /* properties; under the object lock */
+  gchar *model_ref;
+  gchar *config;
+  gchar *output;
+  guint num_frames;
+  guint frame_stride;
+  GstSam2CalibDevice device;
+  gboolean post_messages;
+  gboolean started;
+
+  /* fixed between start() and stop() */
+  Sam2Model *model;
+  Sam2Recipe *recipe;
+  Sam2Calibrator *calibrator;
+  gchar *out_path;
+  guint target, stride;
+  gboolean post;
+
+  /* streaming thread: the negotiated format and the conversion to RGB */
+  GstVideoInfo info;
+  Sam2PixelFormat format;       /* what the core reads; RGB after conversion */
+  GstVideoConverter *converter; /* NULL when the core reads the input format directly */
+  GstVideoInfo rgb_info;
+  GstBuffer *rgb;               /* the converter's output, allocated once per caps */
+
+  /* calibration state; under `lock`. The worker also takes the PREROLL_LOCK (to wake an EOS
+   * waiting for it), never while holding `lock`. */
+  GMutex lock;
+  CalibState state;
+  guint64 seen;                 /* buffers rendered, for the stride */
+  guint collected;
+  gint64 t_first;               /* monotonic time of the first frame taken */
+  gboolean cancel;
+  gboolean finished;            /* the worker has done everything, signal included */
+  GThread *worker;
+};
+
+#define gst_sam2_calib_parent_class parent_class
+G_DEFINE_TYPE (GstSam2Calib, gst_sam2_calib, GST_TYPE_BASE_SINK);
+GST_ELEMENT_REGISTER_DEFINE (sam2calib, "sam2calib", GST_RANK_NONE, GST_TYPE_SAM2_CALIB);
+
+#define SAM2_CALIB_FORMATS "{ RGB, RGBA, RGBx, BGR, BGRA, BGRx, NV12, I420 }"
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
+    GST_PAD_SINK, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (SAM2_CALIB_FORMATS)));
+
+GType
+gst_sam2_calib_device_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_SAM2_CALIB_DEVICE_CPU, "CPU", "cpu"},
+    {GST_SAM2_CALIB_DEVICE_CUDA,
+        "CUDA GPU (not in this build: calibration runs on the CPU; fails at start)", "cuda"},
+    {0, NULL, NULL},
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstSam2CalibDevice", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+/* ---- messages ----------------------------------------------------------------------------- */
+
+/* `percent` < 0: what gst_message_new_progress puts there (0, or 100 when complete) */
+static void
+post_progress (GstSam2Calib * self, GstProgressType type, const gchar * text, gint percent)
+{
+  GstMessage *msg;
+
+  if (!self->post)
+    return;
+  msg = gst_message_new_progress (GST_OBJECT (self), type, PROGRESS_CODE, text);
+  /* the message is new and ours alone, so its structure may still change */
+  if (percent >= 0)
+    gst_structure_set ((GstStructure *) gst_message_get_structure (msg), "percent", G_TYPE_INT,
+        CLAMP (percent, 0, 100), NULL);
+  gst_element_post_message (GST_ELEMENT (self), msg);
+}
+
+static void
+post_element (GstSam2Calib * self, GstStructure * s)
+{
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self), s));
+}
+
+/* ---- output location ---------------------------------------------------------------------- */
+
+/* "facebook/sam2.1-hiera-tiny" -> "sam2.1-hiera-tiny", a shortcut -> its id's name, a
+ * directory -> its name: the stem `sam2q quantize` gives its files, so that both tools name
+ * the same calibration alike. */
+static gchar *
+model_stem (const gchar * ref)
+{
+  const gchar *id = sam2_hub_shortcut_id (ref);
+  gchar *base = g_path_get_basename (id ? id : ref);
+  gchar *at = strchr (base, '@');
+
+  if (at)
+    *at = '\0';
+  return base;
+}
+
+static gboolean
+is_file_output (const gchar * output)
+{
+  gsize n = strlen (output);
+  return n > 12 && g_ascii_strcasecmp (output + n - 12, ".safetensors") == 0;
+}
+
+/* Creates `dir` and checks that a file can be made in it, so that a wrong output fails before
+ * minutes of calibration rather than after. */
+static gboolean
+check_writable_dir (const gchar * dir, GError ** error)
+{
+  gchar *probe;
+  gint fd;
+
+  if (g_mkdir_with_parents (dir, 0755) != 0) {
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
+        "cannot create the output directory %s: %s; set output to a writable directory or "
+        ".safetensors path", dir, g_strerror (errno));
+    return FALSE;
+  }
+  probe = g_build_filename (dir, ".sam2calib-write-test-XXXXXX", NULL);
+  fd = g_mkstemp (probe);
+  if (fd < 0) {
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
+        "cannot write to the output directory %s: %s; set output to a writable directory or "
+        ".safetensors path", dir, g_strerror (errno));
+    g_free (probe);
+    return FALSE;
+  }
+  close (fd);
+  g_unlink (probe);
+  g_free (probe);
+  return TRUE;
+}
+
+/* ---- the worker --------------------------------------------------------------------------- */
+
+static void
+on_quant_progress (gpointer data, const char *stage, int done, int total, const char *item,
+    double error)
+{
+  GstSam2Calib *self = data;
+  gchar *text;
+
+  GST_DEBUG_OBJECT (self, "%s %d/%d %s error %g", stage, done, total, item ? item : "", error);
+  if (!self->post)
+    return;
+  post_element (self, gst_structure_new ("sam2calib-layer",
+          "stage", G_TYPE_STRING, stage, "layer", G_TYPE_STRING, item ? item : "",
+          "done", G_TYPE_INT, done, "total", G_TYPE_INT, total,
+          "error", G_TYPE_DOUBLE, error, NULL));
+  text = g_strdup_printf ("%s %d/%d: %s", stage, done, total, item ? item : "");
+  post_progress (self, GST_PROGRESS_TYPE_CONTINUE, text, total > 0 ? 100 * done / total : -1);
+  g_free (text);
+}
+
+static void
+worker_finish (GstSam2Calib * self, CalibState state)
+{
+  GstBaseSink *sink = GST_BASE_SINK (self);
+
+  g_mutex_lock (&self->lock);
+  self->state = state;
+  self->finished = TRUE;
+  g_mutex_unlock (&self->lock);
+  /* an EOS may be waiting in the event handler, on the preroll condition */
+  GST_BASE_SINK_PREROLL_LOCK (sink);
+  GST_BASE_SINK_PREROLL_SIGNAL (sink);
+  GST_BASE_SINK_PREROLL_UNLOCK (sink);
+}
+
+static gpointer
+quantize_thread (gpointer data)
+{
+  GstSam2Calib *self = data;
+  GError *error = NULL;
+  Sam2Model *q;
+  gboolean cancel;
+  guint n;
+  GStatBuf st;
+  gdouble seconds;
+
+  n = (guint) sam2_calibrator_get_n_frames (self->calibrator);
+  GST_INFO_OBJECT (self, "quantizing from %u frames with recipe \"%s\"", n,
+      self->recipe->name);
+  q = sam2_calibrator_quantize (self->calibrator, on_quant_progress, self, &error);
+
+  g_mutex_lock (&self->lock);
+  cancel = self->cancel;
+  g_mutex_unlock (&self->lock);
+  if (cancel) {
+    /* stop() came while the quantizer ran: nothing was written, nothing is */
+    GST_INFO_OBJECT (self, "stopped while quantizing: discarding the result");
+    post_progress (self, GST_PROGRESS_TYPE_CANCELED, "calibration cancelled", -1);
+    g_clear_error (&error);
+    if (q)
+      sam2_model_unref (q);
+    worker_finish (self, CALIB_CANCELLED);
+    return NULL;
+  }
+  if (q == NULL) {
+    GST_ELEMENT_ERROR (self, LIBRARY, FAILED, ("Quantization failed: %s", error->message),
+        ("sam2_calibrator_quantize: %s %d", g_quark_to_string (error->domain), error->code));
+    post_progress (self, GST_PROGRESS_TYPE_ERROR, error->message, -1);
+    g_clear_error (&error);
+    worker_finish (self, CALIB_FAILED);
+    return NULL;
+  }
+  if (!sam2_model_save (q, self->out_path, &error)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
+        ("Could not write the quantized model to %s: %s", self->out_path, error->message),
+        (NULL));
+    post_progress (self, GST_PROGRESS_TYPE_ERROR, error->message, -1);
+    g_clear_error (&error);
+    sam2_model_unref (q);
+    worker_finish (self, CALIB_FAILED);
+    return NULL;
+  }
+  sam2_model_unref (q);
+
+  seconds = (g_get_monotonic_time () - self->t_first) / 1e6;
+  if (g_stat (self->out_path, &st) != 0)
+    st.st_size = 0;
+  GST_INFO_OBJECT (self, "wrote %s (%" G_GINT64_FORMAT " bytes) from %u frames in %.1f s",
+      self->out_path, (gint64) st.st_size, n, seconds);
+  post_progress (self, GST_PROGRESS_TYPE_COMPLETE, self->out_path, -1);
+  post_element (self, gst_structure_new ("sam2calib-done",
+          "path", G_TYPE_STRING, self->out_path, "n-frames", G_TYPE_UINT, n,
+          "seconds", G_TYPE_DOUBLE, seconds, "size", G_TYPE_UINT64, (guint64) st.st_size,
+          NULL));
+  g_signal_emit (self, gst_sam2_calib_signals[SIGNAL_QUANTIZED], 0, self->out_path);
+  worker_finish (self, CALIB_DONE);
+  return NULL;
+}
+
+/* Called with `lock` held, state just set to CALIB_QUANTIZING. */
+static gboolean
+start_worker_locked (GstSam2Calib * self)
+{
+  GError *error = NULL;
+
+  self->worker = g_thread_try_new ("sam2calib", quantize_thread, self, &error);
+  if (self->worker == NULL) {
+    self->state = CALIB_FAILED;
+    g_mutex_unlock (&self->lock);
+    GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
+        ("Could not start the quantization thread: %s", error->message), (NULL));
+    g_clear_error (&error);
+    g_mutex_lock (&self->lock);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- streaming ---------------------------------------------------------------------------- */
+
+static gboolean
+gst_sam2_calib_set_caps (GstBaseSink * sink, GstCaps * caps)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (sink);
+  GstVideoInfo info;
+  GstVideoFormat f;
+
+  if (!gst_video_info_from_caps (&info, caps)) {
+    GST_ERROR_OBJECT (self, "invalid caps %" GST_PTR_FORMAT, caps);
+    return FALSE;
+  }
+  g_clear_pointer (&self->converter, gst_video_converter_free);
+  gst_clear_buffer (&self->rgb);
+  f = GST_VIDEO_INFO_FORMAT (&info);
+  switch (f) {
+    case GST_VIDEO_FORMAT_RGB:
+      self->format = SAM2_PIXEL_FORMAT_RGB;
+      break;
+    case GST_VIDEO_FORMAT_RGBA:
+      self->format = SAM2_PIXEL_FORMAT_RGBA;
+      break;
+    case GST_VIDEO_FORMAT_RGBx:
+      self->format = SAM2_PIXEL_FORMAT_RGBX;
+      break;
+    case GST_VIDEO_FORMAT_BGR:
+      self->format = SAM2_PIXEL_FORMAT_BGR;
+      break;
+    case GST_VIDEO_FORMAT_BGRA:
+      self->format = SAM2_PIXEL_FORMAT_BGRA;
+      break;
+    case GST_VIDEO_FORMAT_BGRx:
+      self->format = SAM2_PIXEL_FORMAT_BGRX;
+      break;
+    case GST_VIDEO_FORMAT_NV12:
+    case GST_VIDEO_FORMAT_I420:
+      /* the core reads packed RGB only: YUV goes through one converter and one buffer,
+       * both made here, once per caps */
+      gst_video_info_set_format (&self->rgb_info, GST_VIDEO_FORMAT_RGB,
+          GST_VIDEO_INFO_WIDTH (&info), GST_VIDEO_INFO_HEIGHT (&info));
+      /* the converter scales nothing and insists on equal rates and interlacing */
+      GST_VIDEO_INFO_FPS_N (&self->rgb_info) = GST_VIDEO_INFO_FPS_N (&info);
+      GST_VIDEO_INFO_FPS_D (&self->rgb_info) = GST_VIDEO_INFO_FPS_D (&info);
+      GST_VIDEO_INFO_PAR_N (&self->rgb_info) = GST_VIDEO_INFO_PAR_N (&info);
+      GST_VIDEO_INFO_PAR_D (&self->rgb_info) = GST_VIDEO_INFO_PAR_D (&info);
+      GST_VIDEO_INFO_INTERLACE_MODE (&self->rgb_info) = GST_VIDEO_INFO_INTERLACE_MODE (&info);
+      self->converter = gst_video_converter_new (&info, &self->rgb_info, NULL);
+      if (self->converter == NULL) {
+        GST_ERROR_OBJECT (self, "no conversion from %s to RGB", GST_VIDEO_INFO_NAME (&info));
+        return FALSE;
+      }
+      self->rgb = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&self->rgb_info), NULL);
+      self->format = SAM2_PIXEL_FORMAT_RGB;
+      break;
+    default:
+      GST_ERROR_OBJECT (self, "unsupported format in %" GST_PTR_FORMAT, caps);
+      return FALSE;
+  }
+  self->info = info;
+  GST_DEBUG_OBJECT (self, "%dx%d %s%s", GST_VIDEO_INFO_WIDTH (&info),
+      GST_VIDEO_INFO_HEIGHT (&info), GST_VIDEO_INFO_NAME (&info),
+      self->converter ? " (converted to RGB)" : "");
+  return TRUE;
+}
+
+/* Runs the float model with observers on one frame. */
+static gboolean
+add_frame (GstSam2Calib * self, GstBuffer * buf, GError ** error)
+{
+  GstVideoFrame in, rgb;
+  gboolean ok;
+
+  if (!gst_video_frame_map (&in, &self->info, buf, GST_MAP_READ)) {
+    g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED,
+        "could not map the video frame for reading");
+    return FALSE;
+  }
+  if (self->converter == NULL) {
+    ok = sam2_calibrator_add_image (self->calibrator, GST_VIDEO_FRAME_PLANE_DATA (&in, 0),
+        GST_VIDEO_FRAME_WIDTH (&in), GST_VIDEO_FRAME_HEIGHT (&in),
+        GST_VIDEO_FRAME_PLANE_STRIDE (&in, 0), self->format, error);
+    gst_video_frame_unmap (&in);
+    return ok;
+  }
+  if (!gst_video_frame_map (&rgb, &self->rgb_info, self->rgb, GST_MAP_WRITE)) {
+    gst_video_frame_unmap (&in);
+    g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED,
+        "could not map the RGB conversion buffer");
+    return FALSE;
+  }
+  gst_video_converter_frame (self->converter, &in, &rgb);
+  gst_video_frame_unmap (&in);
+  ok = sam2_calibrator_add_image (self->calibrator, GST_VIDEO_FRAME_PLANE_DATA (&rgb, 0),
+      GST_VIDEO_FRAME_WIDTH (&rgb), GST_VIDEO_FRAME_HEIGHT (&rgb),
+      GST_VIDEO_FRAME_PLANE_STRIDE (&rgb, 0), SAM2_PIXEL_FORMAT_RGB, error);
+  gst_video_frame_unmap (&rgb);
+  return ok;
+}
+
+static GstFlowReturn
+gst_sam2_calib_render (GstBaseSink * sink, GstBuffer * buf)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (sink);
+  GError *error = NULL;
+  CalibState state;
+  gboolean take, full;
+  guint n;
+
+  g_mutex_lock (&self->lock);
+  state = self->state;
+  take = state == CALIB_COLLECTING && self->seen % self->stride == 0;
+  if (state == CALIB_COLLECTING)
+    self->seen++;
+  g_mutex_unlock (&self->lock);
+  if (state == CALIB_FAILED)
+    return GST_FLOW_ERROR;
+  if (!take) {
+    /* past num-frames (or between strides): dropped, and OK so that a tee keeps feeding the
+     * other branches */
+    GST_LOG_OBJECT (self, "dropping %" GST_PTR_FORMAT, buf);
+    return GST_FLOW_OK;
+  }
+
+  if (!add_frame (self, buf, &error)) {
+    GST_ELEMENT_ERROR (self, STREAM, FAILED,
+        ("Could not run the float model on a calibration frame: %s", error->message),
+        (NULL));
+    g_clear_error (&error);
+    g_mutex_lock (&self->lock);
+    self->state = CALIB_FAILED;
+    g_mutex_unlock (&self->lock);
+    return GST_FLOW_ERROR;
+  }
+
+  g_mutex_lock (&self->lock);
+  n = ++self->collected;
+  if (n == 1)
+    self->t_first = g_get_monotonic_time ();
+  full = n >= self->target;
+  g_mutex_unlock (&self->lock);
+
+  GST_DEBUG_OBJECT (self, "calibration frame %u/%u (%" GST_TIME_FORMAT ")", n, self->target,
+      GST_TIME_ARGS (GST_BUFFER_PTS (buf)));
+  if (n == 1)
+    post_progress (self, GST_PROGRESS_TYPE_START, "collecting calibration frames", -1);
+  if (self->post)
+    post_element (self, gst_structure_new ("sam2calib-progress",
+            "frames", G_TYPE_UINT, n, "total", G_TYPE_UINT, self->target, NULL));
+
+  if (full) {
+    gboolean ok;
+    post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "quantizing", 0);
+    g_mutex_lock (&self->lock);
+    self->state = CALIB_QUANTIZING;
+    ok = start_worker_locked (self);
+    g_mutex_unlock (&self->lock);
+    if (!ok)
+      return GST_FLOW_ERROR;
+  }
+  return GST_FLOW_OK;
+}
+
+static gboolean
+gst_sam2_calib_event (GstBaseSink * sink, GstEvent * event)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (sink);
+  CalibState state;
+  guint collected;
+
+  if (GST_EVENT_TYPE (event) != GST_EVENT_EOS)
+    return GST_BASE_SINK_CLASS (parent_class)->event (sink, event);
+
+  /* Called with the PREROLL_LOCK held (serialized event). */
+  g_mutex_lock (&self->lock);
+  collected = self->collected;
+  if (self->state == CALIB_COLLECTING && collected > 0) {
+    GST_INFO_OBJECT (self, "EOS after %u of %u frames: quantizing from those", collected,
+        self->target);
+    self->state = CALIB_QUANTIZING;
+    g_mutex_unlock (&self->lock);
+    post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "quantizing", 0);
+    g_mutex_lock (&self->lock);
+    if (!start_worker_locked (self)) {
+      g_mutex_unlock (&self->lock);
+      gst_event_unref (event);
+      return FALSE;
+    }
+  }
+  state = self->state;
+  g_mutex_unlock (&self->lock);
+
+  if (state == CALIB_FAILED) {
+    /* the error is on the bus already */
+    gst_event_unref (event);
+    return FALSE;
+  }
+  if (state == CALIB_COLLECTING) {
+    GST_ELEMENT_ERROR (self, STREAM, FAILED,
+        ("no calibration frames arrived before end of stream: sam2calib needs at least one "
+            "frame (num-frames=%u); check that the source produces video and that "
+            "frame-stride (%u) is not larger than the stream", self->target, self->stride),
+        (NULL));
+    gst_event_unref (event);
+    return FALSE;
+  }
+
+  /* Hold EOS until the file is written: GstBaseSink posts the EOS message when this returns
+   * (chained up), and an application waiting for it must find the model there. The wait
+   * releases the PREROLL_LOCK like GstBaseSink's own preroll wait, so state changes and
+   * flushes are not blocked; a flush or stop wakes it through the same condition. */
+  for (;;) {
+    gboolean finished;
+    g_mutex_lock (&self->lock);
+    finished = self->finished;
+    state = self->state;
+    g_mutex_unlock (&self->lock);
+    if (finished || sink->flushing)
+      break;
+    GST_DEBUG_OBJECT (self, "EOS waits for the quantization to finish");
+    GST_BASE_SINK_PREROLL_WAIT (sink);
+  }
+  if (state != CALIB_DONE) {
+    GST_DEBUG_OBJECT (self, "EOS not forwarded: %s", sink->flushing ? "flushing" :
+        "calibration failed or was cancelled");
+    gst_event_unref (event);
+    return FALSE;
+  }
+  return GST_BASE_SINK_CLASS (parent_class)->event (sink, event);
+}
+
+/* ---- start / stop ------------------------------------------------------------------------- */
+
+static gboolean
+gst_sam2_calib_start (GstBaseSink * sink)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (sink);
+  gchar *model_ref, *config, *output, *dir = NULL, *stem;
+  GstSam2CalibDevice device;
+  GError *error = NULL;
+
+  GST_OBJECT_LOCK (self);
+  model_ref = g_strdup (self->model_ref);
+  config = g_strdup (self->config);
+  output = g_strdup (self->output);
+  device = self->device;
+  self->target = self->num_frames;
+  self->stride = self->frame_stride;
+  self->post = self->post_messages;
+  GST_OBJECT_UNLOCK (self);
+
+  if (device == GST_SAM2_CALIB_DEVICE_CUDA) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("device=cuda is not available: calibration on CUDA is not in this build of "
+            "sam2-gst. Use device=cpu (the quantized model still runs wherever sam2seg "
+            "runs it)."), (NULL));
+    goto fail;
+  }
+
+  /* recipe first: the cheapest check, and its errors name key, line and column */
+  if (config != NULL && *config != '\0') {
+    self->recipe = sam2_recipe_load (config, &error);
+    if (self->recipe == NULL) {
+      if (g_error_matches (error, SAM2_ERROR, SAM2_ERROR_IO))
+        GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+            ("Could not read the recipe %s: %s", config, error->message), (NULL));
+      else
+        GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+            ("Invalid calibration recipe: %s", error->message),
+            ("fix the key named above, or leave config unset for the default recipe"));
+      g_clear_error (&error);
+      goto fail;
+    }
+  } else {
+    self->recipe = g_new0 (Sam2Recipe, 1);
+    sam2_recipe_init_defaults (self->recipe);
+  }
+  /* num-frames decides, and the file's provenance records it */
+  self->recipe->calib.num_samples = (int) self->target;
+
+  if (model_ref == NULL || *model_ref == '\0') {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+        ("No model given: set the model property to a model directory, a Hugging Face id "
+            "(facebook/sam2.1-hiera-tiny) or a shortcut (tiny, small, base-plus, large)."),
+        (NULL));
+    goto fail;
+  }
+
+  if (output == NULL || *output == '\0') {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("No output given: set output to a directory or a .safetensors file path."), (NULL));
+    goto fail;
+  }
+  stem = model_stem (model_ref);
+  if (is_file_output (output)) {
+    dir = g_path_get_dirname (output);
+    self->out_path = g_strdup (output);
+  } else {
+    gchar *file = g_strdup_printf ("%s-%s.safetensors", stem, self->recipe->name);
+    dir = g_strdup (output);
+    self->out_path = g_build_filename (output, file, NULL);
+    g_free (file);
+  }
+  g_free (stem);
+  if (g_file_test (self->out_path, G_FILE_TEST_IS_DIR)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+        ("The output %s is a directory; a .safetensors output must name a file.",
+            self->out_path), (NULL));
+    goto fail;
+  }
+  if (!check_writable_dir (dir, &error)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("%s", error->message), (NULL));
+    g_clear_error (&error);
+    goto fail;
+  }
+
+  GST_INFO_OBJECT (self, "loading model \"%s\"", model_ref);
+  self->model = sam2_model_load (model_ref, &error);
+  if (self->model == NULL) {
+    if (g_error_matches (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND)
+        || g_error_matches (error, SAM2_ERROR, SAM2_ERROR_IO))
+      GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+          ("Could not load the SAM2 model \"%s\": %s", model_ref, error->message), (NULL));
+    else
+      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+          ("Could not load the SAM2 model \"%s\": %s", model_ref, error->message), (NULL));
+    g_clear_error (&error);
+    goto fail;
+  }
+  self->calibrator = sam2_calibrator_new (self->model, self->recipe, &error);
+  if (self->calibrator == NULL) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Cannot calibrate \"%s\": %s", model_ref, error->message), (NULL));
+    g_clear_error (&error);
+    goto fail;
+  }
+
+  g_mutex_lock (&self->lock);
+  self->state = CALIB_COLLECTING;
+  self->seen = 0;
+  self->collected = 0;
+  self->cancel = FALSE;
+  self->finished = FALSE;
+  self->worker = NULL;
+  g_mutex_unlock (&self->lock);
+  GST_OBJECT_LOCK (self);
+  self->started = TRUE;
+  GST_OBJECT_UNLOCK (self);
+  GST_INFO_OBJECT (self, "calibrating \"%s\" with recipe \"%s\" on %u frames (every %u%s), "
+      "writing %s", model_ref, self->recipe->name, self->target, self->stride,
+      self->stride == 1 ? "" : " frames", self->out_path);
+
+  g_free (model_ref);
+  g_free (config);
+  g_free (output);
+  g_free (dir);
+  return TRUE;
+
+fail:
+  g_clear_pointer (&self->calibrator, sam2_calibrator_free);
+  g_clear_pointer (&self->model, sam2_model_unref);
+  g_clear_pointer (&self->recipe, sam2_recipe_free);
+  g_clear_pointer (&self->out_path, g_free);
+  g_free (model_ref);
+  g_free (config);
+  g_free (output);
+  g_free (dir);
+  return FALSE;
+}
+
+/* Cancels a quantization under way (waiting for it: the core quantizer has no cancellation
+ * point; the worker checks `cancel` before writing anything) and forgets the frames taken. */
+static void
+cancel_worker (GstSam2Calib * self)
+{
+  GThread *worker;
+
+  g_mutex_lock (&self->lock);
+  self->cancel = TRUE;
+  worker = self->worker;
+  self->worker = NULL;
+  g_mutex_unlock (&self->lock);
+  if (worker != NULL) {
+    GST_DEBUG_OBJECT (self, "waiting for the quantization thread");
+    g_thread_join (worker);
+  }
+}
+
+/* A new calibration for the next run (READY -> PAUSED again): the statistics belong to the
+ * stream that ended. */
+static gboolean
+reset_calibration (GstSam2Calib * self, GError ** error)
+{
+  g_clear_pointer (&self->calibrator, sam2_calibrator_free);
+  self->calibrator = sam2_calibrator_new (self->model, self->recipe, error);
+  g_mutex_lock (&self->lock);
+  self->state = self->calibrator ? CALIB_COLLECTING : CALIB_FAILED;
+  self->seen = 0;
+  self->collected = 0;
+  self->cancel = FALSE;
+  self->finished = FALSE;
+  g_mutex_unlock (&self->lock);
+  return self->calibrator != NULL;
+}
+
+static gboolean
+gst_sam2_calib_stop (GstBaseSink * sink)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (sink);
+
+  cancel_worker (self);
+  GST_OBJECT_LOCK (self);
+  self->started = FALSE;
+  GST_OBJECT_UNLOCK (self);
+  g_clear_pointer (&self->calibrator, sam2_calibrator_free);
+  g_clear_pointer (&self->model, sam2_model_unref);
+  g_clear_pointer (&self->recipe, sam2_recipe_free);
+  g_clear_pointer (&self->out_path, g_free);
+  g_clear_pointer (&self->converter, gst_video_converter_free);
+  gst_clear_buffer (&self->rgb);
+  gst_video_info_init (&self->info);
+  return TRUE;
+}
+
+static GstStateChangeReturn
+gst_sam2_calib_change_state (GstElement * element, GstStateChange transition)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (element);
+  GstStateChangeReturn ret;
+  GError *error = NULL;
+
+  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
+    /* streaming has stopped (the pad is deactivated): a quantization still running is
+     * cancelled, and the next run starts from no frames */
+    cancel_worker (self);
+    if (!reset_calibration (self, &error)) {
+      GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Cannot calibrate again: %s",
+              error->message), (NULL));
+      g_clear_error (&error);
+      return GST_STATE_CHANGE_FAILURE;
+    }
+  }
+  return ret;
+}
+
+/* ---- GObject ------------------------------------------------------------------------------ */
+
+static gboolean
+refuse_while_running (GstSam2Calib * self, const gchar * name)
+{
+  gboolean started;
+
+  GST_OBJECT_LOCK (self);
+  started = self->started;
+  GST_OBJECT_UNLOCK (self);
+  if (started)
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+        ("The %s property cannot change while sam2calib runs; set it in the NULL or READY "
+            "state. Keeping the current value.", name), (NULL));
+  return started;
+}
+
+static void
+gst_sam2_calib_set_property (GObject * object, guint prop_id, const GValue * value,
+    GParamSpec * pspec)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (object);
+
+  if (refuse_while_running (self, pspec->name))
+    return;
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_free (self->model_ref);
+      self->model_ref = g_value_dup_string (value);
+      break;
+    case PROP_CONFIG:
+      g_free (self->config);
+      self->config = g_value_dup_string (value);
+      break;
+    case PROP_OUTPUT:
+      g_free (self->output);
+      self->output = g_value_dup_string (value);
+      break;
+    case PROP_NUM_FRAMES:
+      self->num_frames = g_value_get_uint (value);
+      break;
+    case PROP_FRAME_STRIDE:
+      self->frame_stride = g_value_get_uint (value);
+      break;
+    case PROP_DEVICE:
+      self->device = g_value_get_enum (value);
+      break;
+    case PROP_POST_MESSAGES:
+      self->post_messages = g_value_get_boolean (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_sam2_calib_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_MODEL:
+      g_value_set_string (value, self->model_ref);
+      break;
+    case PROP_CONFIG:
+      g_value_set_string (value, self->config);
+      break;
+    case PROP_OUTPUT:
+      g_value_set_string (value, self->output);
+      break;
+    case PROP_NUM_FRAMES:
+      g_value_set_uint (value, self->num_frames);
+      break;
+    case PROP_FRAME_STRIDE:
+      g_value_set_uint (value, self->frame_stride);
+      break;
+    case PROP_DEVICE:
+      g_value_set_enum (value, self->device);
+      break;
+    case PROP_POST_MESSAGES:
+      g_value_set_boolean (value, self->post_messages);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_sam2_calib_finalize (GObject * object)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (object);
+
+  g_free (self->model_ref);
+  g_free (self->config);
+  g_free (self->output);
+  g_mutex_clear (&self->lock);
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_sam2_calib_init (GstSam2Calib * self)
+{
+  self->model_ref = g_strdup (DEFAULT_MODEL);
+  self->config = g_strdup (DEFAULT_CONFIG);
+  self->output = g_strdup (DEFAULT_OUTPUT);
+  self->num_frames = DEFAULT_NUM_FRAMES;
+  self->frame_stride = DEFAULT_FRAME_STRIDE;
+  self->device = DEFAULT_DEVICE;
+  self->post_messages = DEFAULT_POST_MESSAGES;
+  g_mutex_init (&self->lock);
+  gst_video_info_init (&self->info);
+
+  /* calibration wants every frame as fast as the model takes them, not at clock time */
+  gst_base_sink_set_sync (GST_BASE_SINK (self), FALSE);
+  gst_base_sink_set_qos_enabled (GST_BASE_SINK (self), FALSE);
+  /* holding on to the last frame would only keep a buffer from its pool */
+  gst_base_sink_set_last_sample_enabled (GST_BASE_SINK (self), FALSE);
+}
+
+static void
+gst_sam2_calib_class_init (GstSam2CalibClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseSinkClass *sink_class = GST_BASE_SINK_CLASS (klass);
+
+  GST_DEBUG_CATEGORY_INIT (gst_sam2_calib_debug, "sam2calib", 0,
+      "SAM2 W4A8 calibration (frames taken, quantization progress)");
+
+  gobject_class->set_property = gst_sam2_calib_set_property;
+  gobject_class->get_property = gst_sam2_calib_get_property;
+  gobject_class->finalize = gst_sam2_calib_finalize;
+
+  g_object_class_install_property (gobject_class, PROP_MODEL,
+      g_param_spec_string ("model", "Model",
+          "Float SAM2 model to calibrate, as sam2seg's model property takes it: a directory "
+          "with config.json and model.safetensors (e.g. models/sam2-shapes), a Hugging Face "
+          "id in the local HF cache (facebook/sam2.1-hiera-tiny) or a shortcut: tiny, small, "
+          "base-plus, large. Read at start",
+          DEFAULT_MODEL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_CONFIG,
+      g_param_spec_string ("config", "Recipe",
+          "Quantization recipe YAML (configs/*.yaml, keys in core/quant/recipe.h); unset = "
+          "the built-in default recipe (W4 GPTQ groups of 128 + per-token A8, named "
+          "\"default\"). Checked at start: errors name the key, line and column. The "
+          "recipe's calib.num_samples is replaced by num-frames",
+          DEFAULT_CONFIG,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_OUTPUT,
+      g_param_spec_string ("output", "Output",
+          "Where the quantized model goes: a directory (created if needed; the file is "
+          "<model>-<recipe>.safetensors, as sam2q quantize names it) or a path ending in "
+          ".safetensors. Checked for writing at start; written atomically",
+          DEFAULT_OUTPUT,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_NUM_FRAMES,
+      g_param_spec_uint ("num-frames", "Number of frames",
+          "Calibration frames to take; quantization starts when they are in (or at EOS "
+          "with fewer) and later buffers are dropped", 1, MAX_NUM_FRAMES, DEFAULT_NUM_FRAMES,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_FRAME_STRIDE,
+      g_param_spec_uint ("frame-stride", "Frame stride",
+          "Take every Nth frame (the 1st, N+1th, ...): spreads the calibration set over a "
+          "longer stretch of video, where neighbouring frames are nearly alike",
+          1, MAX_FRAME_STRIDE, DEFAULT_FRAME_STRIDE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_DEVICE,
+      g_param_spec_enum ("device", "Device",
+          "Where calibration runs; this build calibrates on the CPU (cuda fails at start)",
+          GST_TYPE_SAM2_CALIB_DEVICE, DEFAULT_DEVICE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_POST_MESSAGES,
+      g_param_spec_boolean ("post-messages", "Post messages",
+          "Post progress messages (GST_MESSAGE_PROGRESS, code \"sam2calib\") and the "
+          "\"sam2calib-progress\" (per frame) and \"sam2calib-layer\" (per quantized layer) "
+          "element messages. \"sam2calib-done\" and errors are posted regardless",
+          DEFAULT_POST_MESSAGES,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+
+  /**
+   * GstSam2Calib::quantized:
+   * @sam2calib: the element
+   * @path: the quantized model file, complete on disk
+   *
+   * Emitted from the quantization thread once the file is written, after the
+   * "sam2calib-done" message. A handler may load the model (sam2seg does); it runs before
+   * the sink lets EOS through.
+   */
+  gst_sam2_calib_signals[SIGNAL_QUANTIZED] =
+      g_signal_new ("quantized", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+      NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_set_static_metadata (element_class,
+      "SAM2 W4A8 calibration", "Sink/Video/Analyzer",
+      "Quantizes a float Segment Anything 2 model to W4A8 (4-bit weights, 8-bit "
+      "activations) from num-frames frames of the stream (every frame-stride th) per a "
+      "recipe, in a worker thread, and writes it atomically to output "
+      "(<model>-<recipe>.safetensors in a directory, or a .safetensors path); EOS waits for "
+      "the file. Messages: progress (code sam2calib), sam2calib-progress (frames, total), "
+      "sam2calib-layer (stage, layer, done, total, error), sam2calib-done (path, n-frames, "
+      "seconds, size); signal quantized (path). Example: gst-launch-1.0 -e filesrc "
+      "location=in.webm ! decodebin ! videoconvert ! sam2calib model=tiny "
+      "config=configs/hiera_tiny_w4a8.yaml num-frames=64 frame-stride=4 output=models/",
+      "sam2-gst developers");
+
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_sam2_calib_change_state);
+  sink_class->start = GST_DEBUG_FUNCPTR (gst_sam2_calib_start);
+  sink_class->stop = GST_DEBUG_FUNCPTR (gst_sam2_calib_stop);
+  sink_class->set_caps = GST_DEBUG_FUNCPTR (gst_sam2_calib_set_caps);
+  sink_class->render = GST_DEBUG_FUNCPTR (gst_sam2_calib_render);
+  sink_class->event = GST_DEBUG_FUNCPTR (gst_sam2_calib_event);
+
+  gst_type_mark_as_plugin_api (GST_TYPE_SAM2_CALIB_DEVICE, 0);
+}

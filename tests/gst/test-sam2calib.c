@@ -1,0 +1,756 @@
+/* test-sam2calib.c: sam2calib with the demo model: caps for every input format, the messages
+ * and their order, a quantized model that loads, frame-stride, every way it refuses to start
+ * or to finish (with no file left behind), stopping while it quantizes, and sam2seg switching
+ * to the model it writes while the stream runs. Calibration uses a small round-to-nearest
+ * recipe (a second or two per run on the demo model); the shipped recipes are tested by the
+ * core tests and sam2q. */
+#include "test-util.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+#include "sam2.h"
+
+/* RTN weights, few tokens: quick to quantize, same code paths for the element. The file name
+ * is the recipe name, which goes into the output file name. */
+#define TEST_RECIPE "quant:\n  wgts:\n    kernel_gptq: false\n" \
+  "calib:\n  max_tokens: 256\n  keep_tokens: 64\n"
+#define TEST_RECIPE_NAME "rtn-small"
+
+static gchar *tmp_dir;          /* per test case */
+static gchar *recipe_path;
+
+static void
+setup (void)
+{
+  GError *error = NULL;
+
+  tmp_dir = g_dir_make_tmp ("sam2calib-test-XXXXXX", &error);
+  fail_unless (tmp_dir != NULL, "%s", error ? error->message : "");
+  recipe_path = g_build_filename (tmp_dir, TEST_RECIPE_NAME ".yaml", NULL);
+  fail_unless (g_file_set_contents (recipe_path, TEST_RECIPE, -1, NULL));
+}
+
+static void
+remove_tree (const gchar * path)
+{
+  GDir *dir = g_dir_open (path, 0, NULL);
+  const gchar *name;
+
+  if (dir != NULL) {
+    while ((name = g_dir_read_name (dir)) != NULL) {
+      gchar *child = g_build_filename (path, name, NULL);
+      remove_tree (child);
+      g_free (child);
+    }
+    g_dir_close (dir);
+    g_rmdir (path);
+  } else {
+    g_unlink (path);
+  }
+}
+
+static void
+teardown (void)
+{
+  remove_tree (tmp_dir);
+  g_clear_pointer (&tmp_dir, g_free);
+  g_clear_pointer (&recipe_path, g_free);
+}
+
+/* A directory under the test's temporary directory (not created). */
+static gchar *
+out_dir (const gchar * name)
+{
+  return g_build_filename (tmp_dir, name, NULL);
+}
+
+/* Number of .safetensors files (and leftovers of atomic writes) in `dir`. */
+static guint
+count_outputs (const gchar * dir)
+{
+  GDir *d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+  guint n = 0;
+
+  if (d == NULL)
+    return 0;
+  while ((name = g_dir_read_name (d)) != NULL)
+    n += strstr (name, ".safetensors") != NULL || name[0] == '.';
+  g_dir_close (d);
+  return n;
+}
+
+/* A sam2calib with the demo model and the test recipe writing to `output`, then the given
+ * properties (NULL-terminated pairs). async=FALSE so that the harness can start it. */
+static GstElement *
+make_calib (const gchar * output, const gchar * first_property, ...)
+{
+  GstElement *calib = gst_element_factory_make ("sam2calib", NULL);
+  va_list args;
+
+  fail_unless (calib != NULL, "sam2calib not found: is GST_PLUGIN_PATH the build's gst/?");
+  g_object_set (calib, "model", test_model_path (), "config", recipe_path, "output", output,
+      "async", FALSE, NULL);
+  va_start (args, first_property);
+  if (first_property != NULL)
+    g_object_set_valist (G_OBJECT (calib), first_property, args);
+  va_end (args);
+  return calib;
+}
+
+static GstHarness *
+calib_harness (GstElement * calib, GstBus * bus, GstVideoFormat format, gint w, gint h)
+{
+  GstHarness *harness;
+  gchar *caps;
+
+  if (bus != NULL)
+    gst_element_set_bus (calib, bus);
+  harness = gst_harness_new_with_element (calib, "sink", NULL);
+  caps = g_strdup_printf ("video/x-raw,format=%s,width=%d,height=%d,framerate=30/1",
+      gst_video_format_to_string (format), w, h);
+  gst_harness_set_src_caps_str (harness, caps);
+  g_free (caps);
+  return harness;
+}
+
+/* A frame of any supported format: packed RGB formats from the pixels, YUV ones made by
+ * converting them (so every format carries the same picture). */
+static GstBuffer *
+make_any_frame (const guint8 * rgb, gint w, gint h, GstVideoFormat format, GstClockTime pts)
+{
+  GstVideoInfo in_info, out_info;
+  GstVideoConverter *conv;
+  GstBuffer *in, *out;
+  GstVideoFrame fin, fout;
+
+  if (format != GST_VIDEO_FORMAT_NV12 && format != GST_VIDEO_FORMAT_I420)
+    return test_make_frame (rgb, w, h, format, 0, pts);
+  in = test_make_frame (rgb, w, h, GST_VIDEO_FORMAT_RGB, 0, pts);
+  gst_video_info_set_format (&in_info, GST_VIDEO_FORMAT_RGB, w, h);
+  gst_video_info_set_format (&out_info, format, w, h);
+  conv = gst_video_converter_new (&in_info, &out_info, NULL);
+  out = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&out_info), NULL);
+  fail_unless (gst_video_frame_map (&fin, &in_info, in, GST_MAP_READ));
+  fail_unless (gst_video_frame_map (&fout, &out_info, out, GST_MAP_WRITE));
+  gst_video_converter_frame (conv, &fin, &fout);
+  gst_video_frame_unmap (&fin);
+  gst_video_frame_unmap (&fout);
+  gst_video_converter_free (conv);
+  gst_buffer_unref (in);
+  GST_BUFFER_PTS (out) = pts;
+  GST_BUFFER_DURATION (out) = GST_SECOND / 30;
+  return out;
+}
+
+static guint8 *demo_rgb;
+static gint demo_w, demo_h;
+
+static void
+load_demo (void)
+{
+  if (demo_rgb == NULL)
+    demo_rgb = test_load_demo_rgb ("shapes-0.png", &demo_w, &demo_h);
+}
+
+/* The element messages named `name` among `msgs`. */
+static guint
+count_named (GList * msgs, const gchar * name)
+{
+  guint n = 0;
+  for (GList * l = msgs; l; l = l->next) {
+    const GstStructure *s = gst_message_get_structure (l->data);
+    n += GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_ELEMENT && gst_structure_has_name (s, name);
+  }
+  return n;
+}
+
+static GList *
+drain_bus (GstBus * bus)
+{
+  GList *msgs = NULL;
+  GstMessage *m;
+  while ((m = gst_bus_pop (bus)) != NULL)
+    msgs = g_list_append (msgs, m);
+  return msgs;
+}
+
+static void
+free_messages (GList * msgs)
+{
+  g_list_free_full (msgs, (GDestroyNotify) gst_message_unref);
+}
+
+/* The first error on the bus, if any. */
+static GError *
+bus_error (GList * msgs)
+{
+  for (GList * l = msgs; l; l = l->next)
+    if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_ERROR) {
+      GError *error = NULL;
+      gst_message_parse_error (l->data, &error, NULL);
+      return error;
+    }
+  return NULL;
+}
+
+/* ---- formats ------------------------------------------------------------------------------- */
+
+/* Every format of the template negotiates and its frame runs through the model: one
+ * "sam2calib-progress" per frame. num-frames=2 with one frame pushed, so nothing quantizes. */
+GST_START_TEST (test_formats)
+{
+  const GstVideoFormat formats[] = { GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_RGBA,
+    GST_VIDEO_FORMAT_RGBx, GST_VIDEO_FORMAT_BGR, GST_VIDEO_FORMAT_BGRA, GST_VIDEO_FORMAT_BGRx,
+    GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_I420
+  };
+  gchar *dir = out_dir ("formats");
+
+  load_demo ();
+  for (guint i = 0; i < G_N_ELEMENTS (formats); i++) {
+    GstBus *bus = gst_bus_new ();
+    GstElement *calib = make_calib (dir, "num-frames", 2, NULL);
+    GstHarness *h = calib_harness (calib, bus, formats[i], demo_w, demo_h);
+    GList *msgs;
+    GError *error;
+
+    fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
+                formats[i], 0)), GST_FLOW_OK);
+    msgs = drain_bus (bus);
+    error = bus_error (msgs);
+    fail_unless (error == NULL, "%s: %s", gst_video_format_to_string (formats[i]),
+        error ? error->message : "");
+    fail_unless_equals_int (count_named (msgs, "sam2calib-progress"), 1);
+    free_messages (msgs);
+    gst_harness_teardown (h);
+    gst_object_unref (calib);
+    gst_object_unref (bus);
+  }
+  /* the template says what the element takes */
+  {
+    GstElementFactory *f = gst_element_factory_find ("sam2calib");
+    GstCaps *caps = NULL;
+    for (const GList * t = gst_element_factory_get_static_pad_templates (f); t; t = t->next)
+      caps = gst_static_caps_get (&((GstStaticPadTemplate *) t->data)->static_caps);
+    GstCaps *nv12 = gst_caps_from_string ("video/x-raw,format=NV12,width=640,height=480");
+    GstCaps *gray = gst_caps_from_string ("video/x-raw,format=GRAY8,width=640,height=480");
+    fail_unless (caps != NULL);
+    fail_unless (gst_caps_can_intersect (caps, nv12));
+    fail_if (gst_caps_can_intersect (caps, gray));
+    gst_caps_unref (nv12);
+    gst_caps_unref (gray);
+    gst_caps_unref (caps);
+    gst_object_unref (f);
+  }
+  fail_unless_equals_int (count_outputs (dir), 0);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+/* ---- a whole calibration ------------------------------------------------------------------- */
+
+static void
+on_quantized (GstElement * calib, const gchar * path, gchar ** out)
+{
+  fail_unless (*out == NULL, "quantized emitted twice");
+  *out = g_strdup (path);
+}
+
+/* Frames, then EOS: messages in order, the file named as sam2q names it, loadable and
+ * quantized, EOS posted after it is written, later buffers dropped with OK. */
+GST_START_TEST (test_calibrate_messages_model)
+{
+  gchar *dir = out_dir ("out/nested");
+  gchar *expect = g_build_filename (dir, "sam2-shapes-" TEST_RECIPE_NAME ".safetensors", NULL);
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (dir, "num-frames", 3, NULL);
+  GstHarness *h;
+  gchar *signalled = NULL;
+  GList *msgs, *l;
+  GError *error = NULL;
+  Sam2Model *model;
+  gint phase = 0;               /* 0 start, 1 frames, 2 layers, 3 complete, 4 done, 5 eos */
+  guint frames = 0, layers = 0, layer_total = 0;
+  GStatBuf st;
+
+  load_demo ();
+  g_signal_connect (calib, "quantized", G_CALLBACK (on_quantized), &signalled);
+  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_NV12, demo_w, demo_h);
+  for (gint i = 0; i < 5; i++)
+    fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
+                GST_VIDEO_FORMAT_NV12, i * GST_SECOND / 30)), GST_FLOW_OK);
+  /* returns when sam2calib lets EOS through: after the file is written */
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  fail_unless (g_file_test (expect, G_FILE_TEST_IS_REGULAR), "%s is missing", expect);
+  fail_unless (signalled != NULL && strcmp (signalled, expect) == 0, "quantized(%s)",
+      signalled);
+
+  msgs = drain_bus (bus);
+  error = bus_error (msgs);
+  fail_unless (error == NULL, "%s", error ? error->message : "");
+  for (l = msgs; l; l = l->next) {
+    GstMessage *m = l->data;
+    const GstStructure *s = gst_message_get_structure (m);
+
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_PROGRESS) {
+      GstProgressType type;
+      gchar *code, *text;
+      gst_message_parse_progress (m, &type, &code, &text);
+      fail_unless_equals_string (code, "sam2calib");
+      if (type == GST_PROGRESS_TYPE_START) {
+        fail_unless_equals_int (phase, 0);
+        phase = 1;
+      } else if (type == GST_PROGRESS_TYPE_COMPLETE) {
+        fail_unless_equals_int (phase, 2);
+        fail_unless_equals_string (text, expect);
+        phase = 3;
+      } else {
+        fail_unless_equals_int (type, GST_PROGRESS_TYPE_CONTINUE);
+        fail_unless (phase == 1 || phase == 2);
+      }
+      g_free (code);
+      g_free (text);
+    } else if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (s, "sam2calib-progress")) {
+      guint f, total;
+      fail_unless_equals_int (phase, 1);
+      fail_unless (gst_structure_get_uint (s, "frames", &f));
+      fail_unless (gst_structure_get_uint (s, "total", &total));
+      fail_unless_equals_int (f, ++frames);
+      fail_unless_equals_int (total, 3);
+    } else if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (s, "sam2calib-layer")) {
+      gint done, total;
+      gdouble err;
+      fail_unless (phase == 1 || phase == 2);
+      fail_unless_equals_int (frames, 3);
+      phase = 2;
+      fail_unless (gst_structure_get_int (s, "done", &done));
+      fail_unless (gst_structure_get_int (s, "total", &total));
+      fail_unless (gst_structure_get_double (s, "error", &err));
+      fail_unless_equals_int (done, ++layers);
+      fail_unless (g_str_has_prefix (gst_structure_get_string (s, "layer"), "vision_encoder."),
+          "layer %s", gst_structure_get_string (s, "layer"));
+      fail_unless (gst_structure_get_string (s, "stage") != NULL);
+      /* a quantized layer's relative output error: small but not zero */
+      fail_unless (isfinite (err) && err > 0.0 && err < 0.5, "error %g", err);
+      layer_total = total;
+    } else if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (s, "sam2calib-done")) {
+      guint n;
+      guint64 size;
+      gdouble secs;
+      fail_unless_equals_int (phase, 3);
+      phase = 4;
+      fail_unless_equals_string (gst_structure_get_string (s, "path"), expect);
+      fail_unless (gst_structure_get_uint (s, "n-frames", &n));
+      fail_unless_equals_int (n, 3);
+      fail_unless (gst_structure_get_uint64 (s, "size", &size));
+      fail_unless (g_stat (expect, &st) == 0);
+      fail_unless_equals_uint64 (size, (guint64) st.st_size);
+      fail_unless (gst_structure_get_double (s, "seconds", &secs) && secs > 0.0);
+    } else if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS) {
+      fail_unless_equals_int (phase, 4);
+      phase = 5;
+    }
+  }
+  fail_unless_equals_int (phase, 5);
+  fail_unless (layers > 0 && layers == layer_total, "%u of %u layers", layers, layer_total);
+  free_messages (msgs);
+
+  model = sam2_model_load (expect, &error);
+  fail_unless (model != NULL, "%s", error ? error->message : "");
+  fail_unless (sam2_model_is_quantized (model));
+  sam2_model_unref (model);
+  /* nothing but the model in the directory: no temporary file, no write probe */
+  fail_unless_equals_int (count_outputs (dir), 1);
+
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (signalled);
+  g_free (expect);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+/* output may name the file; EOS before num-frames quantizes what arrived; post-messages=FALSE
+ * keeps the per-frame and per-layer messages off the bus but not sam2calib-done. */
+GST_START_TEST (test_output_file_eos_early)
+{
+  gchar *path = g_build_filename (tmp_dir, "sub", "mine.safetensors", NULL);
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (path, "num-frames", 50, "post-messages", FALSE, NULL);
+  GstHarness *h;
+  GList *msgs;
+  guint n;
+  const GstStructure *s = NULL;
+
+  load_demo ();
+  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+  fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
+              GST_VIDEO_FORMAT_RGB, 0)), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  fail_unless (g_file_test (path, G_FILE_TEST_IS_REGULAR));
+  msgs = drain_bus (bus);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-progress"), 0);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-layer"), 0);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 1);
+  for (GList * l = msgs; l; l = l->next) {
+    fail_if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_PROGRESS);
+    if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_ELEMENT)
+      s = gst_message_get_structure (l->data);
+  }
+  fail_unless (gst_structure_get_uint (s, "n-frames", &n));
+  fail_unless_equals_int (n, 1);
+  free_messages (msgs);
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (path);
+}
+
+GST_END_TEST;
+
+/* frame-stride=3 takes frames 0, 3, 6...: the frames between run nothing and post nothing. */
+GST_START_TEST (test_frame_stride)
+{
+  gchar *dir = out_dir ("stride");
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (dir, "num-frames", 3, "frame-stride", 3, NULL);
+  GstHarness *h;
+  const guint expected[7] = { 1, 0, 0, 1, 0, 0, 1 };
+
+  load_demo ();
+  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+  for (guint i = 0; i < 6; i++) {
+    GList *msgs;
+    fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
+                GST_VIDEO_FORMAT_RGB, i * GST_SECOND / 30)), GST_FLOW_OK);
+    msgs = drain_bus (bus);
+    fail_unless_equals_int (count_named (msgs, "sam2calib-progress"), expected[i]);
+    free_messages (msgs);
+  }
+  /* stopped with 2 of 3 frames: no quantization, no file */
+  gst_harness_teardown (h);
+  fail_unless_equals_int (count_outputs (dir), 0);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+/* ---- errors -------------------------------------------------------------------------------- */
+
+static void
+expect_start_error (GstElement * calib, GQuark domain, gint code, const gchar * part,
+    const gchar * part2)
+{
+  GError *error = test_start_error (calib, NULL);
+
+  fail_unless (error != NULL, "started, expected an error containing \"%s\"", part);
+  fail_unless (error->domain == domain && error->code == code, "%s %d: %s",
+      g_quark_to_string (error->domain), error->code, error->message);
+  fail_unless (strstr (error->message, part) != NULL, "\"%s\" not in \"%s\"", part,
+      error->message);
+  fail_unless (part2 == NULL || strstr (error->message, part2) != NULL,
+      "\"%s\" not in \"%s\"", part2, error->message);
+  g_error_free (error);
+}
+
+GST_START_TEST (test_error_eos_without_frames)
+{
+  gchar *dir = out_dir ("empty");
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (dir, NULL);
+  GstHarness *h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, 64, 64);
+  GList *msgs;
+  GError *error;
+
+  /* EOS is not let through */
+  fail_if (gst_harness_push_event (h, gst_event_new_eos ()));
+  msgs = drain_bus (bus);
+  error = bus_error (msgs);
+  fail_unless (error != NULL);
+  fail_unless (g_str_has_prefix (error->message,
+          "no calibration frames arrived before end of stream: "), "%s", error->message);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 0);
+  for (GList * l = msgs; l; l = l->next)
+    fail_if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_EOS);
+  g_error_free (error);
+  free_messages (msgs);
+  gst_harness_teardown (h);
+  fail_unless_equals_int (count_outputs (dir), 0);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_error_start)
+{
+  gchar *blocker = g_build_filename (tmp_dir, "a-file", NULL);
+  gchar *under_file = g_build_filename (blocker, "models", NULL);
+  gchar *dir = out_dir ("errors");
+  gchar *bad_recipe = g_build_filename (tmp_dir, "bad.yaml", NULL);
+  GstElement *calib;
+
+  /* a file where a directory should be: cannot be created, whoever runs the test (root
+   * writes to read-only directories, so permissions would not do) */
+  fail_unless (g_file_set_contents (blocker, "x", -1, NULL));
+  calib = make_calib (under_file, NULL);
+  expect_start_error (calib, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_WRITE,
+      "cannot create the output directory", under_file);
+  gst_object_unref (calib);
+
+  /* the parser's message: file, line, column and key */
+  fail_unless (g_file_set_contents (bad_recipe, "quant:\n  wgts:\n    dtype: sint5\n", -1,
+          NULL));
+  calib = make_calib (dir, "config", bad_recipe, NULL);
+  expect_start_error (calib, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+      "Invalid calibration recipe", "bad.yaml:3:12: quant.wgts.dtype");
+  gst_object_unref (calib);
+  g_unlink (bad_recipe);
+
+  calib = make_calib (dir, "config", "/nonexistent/recipe.yaml", NULL);
+  expect_start_error (calib, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+      "Could not read the recipe /nonexistent/recipe.yaml", NULL);
+  gst_object_unref (calib);
+
+  calib = make_calib (dir, "model", "/nonexistent/sam2-model", NULL);
+  expect_start_error (calib, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+      "Could not load the SAM2 model \"/nonexistent/sam2-model\"", NULL);
+  gst_object_unref (calib);
+
+  calib = make_calib (dir, NULL);
+  gst_util_set_object_arg (G_OBJECT (calib), "device", "cuda");
+  expect_start_error (calib, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+      "device=cuda is not available", "device=cpu");
+  gst_object_unref (calib);
+
+  /* nothing written anywhere; the output directory itself may exist (checked writable) */
+  fail_unless_equals_int (count_outputs (dir), 0);
+  fail_unless_equals_int (count_outputs (tmp_dir), 0);
+  g_free (blocker);
+  g_free (under_file);
+  g_free (dir);
+  g_free (bad_recipe);
+}
+
+GST_END_TEST;
+
+/* Stopping while the worker quantizes: waits for it, discards the result, posts CANCELED. */
+GST_START_TEST (test_stop_while_quantizing)
+{
+  gchar *dir = out_dir ("stopped");
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (dir, "num-frames", 1, NULL);
+  GstHarness *h;
+  GList *msgs;
+  gboolean cancelled = FALSE;
+
+  load_demo ();
+  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+  /* the first frame completes the set: the worker starts as this push returns */
+  fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
+              GST_VIDEO_FORMAT_RGB, 0)), GST_FLOW_OK);
+  fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_READY),
+      GST_STATE_CHANGE_SUCCESS);
+  msgs = drain_bus (bus);
+  for (GList * l = msgs; l; l = l->next)
+    if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_PROGRESS) {
+      GstProgressType type;
+      gst_message_parse_progress (l->data, &type, NULL, NULL);
+      cancelled |= type == GST_PROGRESS_TYPE_CANCELED;
+    }
+  fail_unless (cancelled, "no CANCELED progress message");
+  fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 0);
+  fail_unless (bus_error (msgs) == NULL);
+  free_messages (msgs);
+  fail_unless_equals_int (count_outputs (dir), 0);
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+/* ---- calibrate, then segment ---------------------------------------------------------------- */
+
+typedef struct
+{
+  GstElement *pipeline;
+  gint switched;                /* atomic: sam2seg posted sam2seg-model-switched */
+  gint after;                   /* buffers out of sam2seg after the switch */
+  gint before;
+  gint bad_meta;                /* buffers without a one-object meta */
+  gchar *switched_path;
+} SwitchState;
+
+static GstBusSyncReply
+switch_sync_handler (GstBus * bus, GstMessage * m, gpointer data)
+{
+  SwitchState *st = data;
+  const GstStructure *s = gst_message_get_structure (m);
+
+  /* runs in the posting thread: sam2seg posts before it pushes the frame it switched on */
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+      && gst_structure_has_name (s, "sam2seg-model-switched")) {
+    st->switched_path = g_strdup (gst_structure_get_string (s, "path"));
+    g_atomic_int_inc (&st->switched);
+  }
+  return GST_BUS_PASS;
+}
+
+static GstPadProbeReturn
+count_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  SwitchState *st = data;
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstSam2MaskMeta *meta = gst_buffer_get_sam2_mask_meta (buf);
+
+  if (meta == NULL || gst_sam2_mask_meta_get_n_objects (meta) != 1)
+    g_atomic_int_inc (&st->bad_meta);
+  if (g_atomic_int_get (&st->switched)) {
+    /* enough frames with the quantized model: end the stream */
+    if (g_atomic_int_add (&st->after, 1) + 1 == 5)
+      gst_element_post_message (st->pipeline, gst_message_new_application (NULL,
+              gst_structure_new_empty ("enough")));
+  } else {
+    g_atomic_int_inc (&st->before);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+GST_START_TEST (test_calibrate_then_segment)
+{
+  gchar *dir = out_dir ("switch");
+  gchar *expect = g_build_filename (dir, "sam2-shapes-" TEST_RECIPE_NAME ".safetensors", NULL);
+  gchar *desc;
+  GstElement *seg;
+  GstPad *pad;
+  GstBus *bus;
+  SwitchState st = { 0 };
+  gboolean eos = FALSE;
+
+  /* a live source, so that frames keep coming while the worker quantizes */
+  desc = g_strdup_printf ("videotestsrc is-live=true pattern=ball num-buffers=600 ! "
+      "video/x-raw,format=RGB,width=256,height=256,framerate=15/1 ! tee name=t "
+      "t. ! queue ! sam2calib name=cal model=\"%s\" config=\"%s\" num-frames=2 output=\"%s\" "
+      "t. ! queue ! sam2seg name=seg model=\"%s\" calibrator-name=cal points=\"128,128\" ! "
+      "fakesink sync=false", test_model_path (), recipe_path, dir, test_model_path ());
+  st.pipeline = gst_parse_launch (desc, NULL);
+  fail_unless (st.pipeline != NULL);
+  seg = gst_bin_get_by_name (GST_BIN (st.pipeline), "seg");
+  pad = gst_element_get_static_pad (seg, "src");
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, count_probe, &st, NULL);
+  bus = gst_element_get_bus (st.pipeline);
+  gst_bus_set_sync_handler (bus, switch_sync_handler, &st, NULL);
+
+  fail_unless (gst_element_set_state (st.pipeline, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  while (!eos) {
+    GstMessage *m = gst_bus_timed_pop_filtered (bus, 100 * GST_SECOND,
+        GST_MESSAGE_ERROR | GST_MESSAGE_EOS | GST_MESSAGE_APPLICATION);
+    fail_unless (m != NULL, "timed out: %d frames before the switch, %d after",
+        st.before, st.after);
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR) {
+      GError *error = NULL;
+      gst_message_parse_error (m, &error, NULL);
+      fail ("error from %s: %s", GST_OBJECT_NAME (GST_MESSAGE_SRC (m)), error->message);
+    }
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_APPLICATION)
+      gst_element_send_event (st.pipeline, gst_event_new_eos ());
+    eos = GST_MESSAGE_TYPE (m) == GST_MESSAGE_EOS;
+    gst_message_unref (m);
+  }
+  gst_element_set_state (st.pipeline, GST_STATE_NULL);
+
+  fail_unless_equals_int (g_atomic_int_get (&st.switched), 1);
+  fail_unless_equals_string (st.switched_path, expect);
+  /* the float model segmented the first frames, the quantized one the rest, and every
+   * frame carried its meta across the switch */
+  fail_unless (st.before >= 1, "no frame before the switch");
+  fail_unless (st.after >= 5, "%d frames after the switch", st.after);
+  fail_unless_equals_int (g_atomic_int_get (&st.bad_meta), 0);
+  fail_unless (g_file_test (expect, G_FILE_TEST_IS_REGULAR));
+
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pad);
+  gst_object_unref (seg);
+  gst_object_unref (st.pipeline);
+  g_free (st.switched_path);
+  g_free (desc);
+  g_free (expect);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+/* sam2seg refuses a calibrator it cannot follow, at start. */
+GST_START_TEST (test_seg_calibrator_errors)
+{
+  GstElement *seg = gst_element_factory_make ("sam2seg", NULL);
+  GstElement *pipeline, *other;
+  GError *error;
+
+  g_object_set (seg, "model", test_model_path (), "calibrator-name", "nowhere", NULL);
+  error = test_start_error (seg, NULL);
+  fail_unless (error != NULL && strstr (error->message,
+          "calibrator-name=nowhere: there is no element of that name") != NULL, "%s",
+      error ? error->message : "started");
+  g_clear_error (&error);
+  gst_object_unref (seg);
+
+  /* an element without the signal, given as an object */
+  pipeline = gst_pipeline_new (NULL);
+  seg = gst_element_factory_make ("sam2seg", NULL);
+  other = gst_element_factory_make ("fakesink", "notcalib");
+  gst_bin_add_many (GST_BIN (pipeline), seg, other, NULL);
+  g_object_set (seg, "model", test_model_path (), "calibrator", other, NULL);
+  error = test_start_error (seg, NULL);
+  fail_unless (error != NULL && strstr (error->message, "no \"quantized\" signal") != NULL,
+      "%s", error ? error->message : "started");
+  g_clear_error (&error);
+
+  /* the name resolves in the pipeline the same way */
+  g_object_set (seg, "calibrator", NULL, "calibrator-name", "notcalib", NULL);
+  error = test_start_error (seg, NULL);
+  fail_unless (error != NULL && strstr (error->message, "no \"quantized\" signal") != NULL,
+      "%s", error ? error->message : "started");
+  g_clear_error (&error);
+  gst_object_unref (pipeline);
+}
+
+GST_END_TEST;
+
+static Suite *
+sam2calib_suite (void)
+{
+  Suite *s = suite_create ("sam2calib");
+  TCase *tc = tcase_create ("general");
+
+  tcase_add_checked_fixture (tc, setup, teardown);
+  tcase_set_timeout (tc, 150);
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_formats);
+  tcase_add_test (tc, test_calibrate_messages_model);
+  tcase_add_test (tc, test_output_file_eos_early);
+  tcase_add_test (tc, test_frame_stride);
+  tcase_add_test (tc, test_error_eos_without_frames);
+  tcase_add_test (tc, test_error_start);
+  tcase_add_test (tc, test_stop_while_quantizing);
+  tcase_add_test (tc, test_calibrate_then_segment);
+  tcase_add_test (tc, test_seg_calibrator_errors);
+  return s;
+}
+
+GST_CHECK_MAIN (sam2calib);
