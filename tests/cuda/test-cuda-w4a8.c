@@ -14,15 +14,18 @@
  * Device outputs start as NaN (every element must be written), the workspace starts as 0xff
  * bytes, and a canary after y must survive. Exits 77 (skipped) without a CUDA device.
  *
- * Tolerances (max |gpu - cpu| over the output, relative to max |cpu|):
- *   - TOL_INTEGER, layers without a low-rank branch: the integer sums are exact on both sides and
- *     the per-group float steps are the CPU kernel's operation for operation, so the outputs
- *     are the same floats except where the activation functions differ (CUDA's erff / tanhf /
- *     expf against the CPU's approximations: a few float ulps). Bit-identical outputs are
- *     counted and printed.
+ * Tolerances (max |gpu - cpu| over the output, relative to max |cpu|), added up per case:
+ *   - TOL_INTEGER, always: the integer sums are exact on both sides and the per-group float
+ *     steps are the CPU kernel's operation for operation, so without a low-rank branch and with
+ *     no activation or ReLU the outputs should be the same floats (bit-identical cases are
+ *     counted and printed); the bound leaves room for a CPU build whose compiler contracts the
+ *     epilogue's multiply-adds into FMAs (one rounding per add).
+ *   - TOL_ACT_APPROX, GELU / GELU-tanh / SiLU / sigmoid: CUDA's erff / tanhf / expf against the
+ *     CPU's approximations (tests/core/test-quant-linear.c bounds those at 5e-7 relative plus
+ *     2.4e-7 |x| absolute for the GELUs, x the pre-activation, which may exceed max |y|).
  *   - TOL_LOWRANK, with a low-rank branch: t = (x smooth_inv) L_down^T is summed over K in
- *     float32 in a different order than the CPU's sgemm (K U of the branch at worst, sqrt(K) U
- *     typically), so the outputs differ by that part of the branch.
+ *     float32 in a different order than the CPU's sgemm (which also folds smooth_inv into L_down
+ *     first): K U of the branch at worst, sqrt(K) U typically, the branch being ~5 % of y.
  * A real defect (a wrong nibble, a dropped tail column, a zero point not removed) moves an
  * element by at least one product term, about 1 / K of the row's magnitude: >= 6e-4 here. */
 #include "formats.h"
@@ -36,7 +39,8 @@
 #include <string.h>
 
 #define TOL_INTEGER 1e-6
-#define TOL_LOWRANK 4e-6
+#define TOL_ACT_APPROX 3e-6
+#define TOL_LOWRANK 3e-6
 /* t of the fused down-projection against float64: K float32 roundings of the sum of |terms| */
 #define TOL_T_PER_K 1.2e-7
 
@@ -435,7 +439,7 @@ case_name (const Case *c)
                           s->rank, act_names[c->act], c->res);
 }
 
-static double worst_integer, worst_lowrank;
+static double worst_integer, worst_other;   /* exact-path cases; activation / low-rank ones */
 static int exact_cases, integer_cases;
 
 static void
@@ -522,9 +526,11 @@ run_case (const Case *c, cublasHandle_t cublas, int check_codes)
       }
     }
     const double rel = emax / MAX (ymax, 1e-30);
-    const double tol = c->spec.rank > 0 ? TOL_LOWRANK : TOL_INTEGER;
-    if (c->spec.rank > 0) {
-      worst_lowrank = MAX (worst_lowrank, rel);
+    const int approx = c->act != SAM2_ACT_NONE && c->act != SAM2_ACT_RELU;
+    const double tol = TOL_INTEGER + (approx ? TOL_ACT_APPROX : 0.0)
+                       + (c->spec.rank > 0 ? TOL_LOWRANK : 0.0);
+    if (c->spec.rank > 0 || approx) {
+      worst_other = MAX (worst_other, rel);
     } else {
       worst_integer = MAX (worst_integer, rel);
       integer_cases++;
@@ -651,10 +657,10 @@ main (void)
       fail ("M 0", "not OK");
   }
 
-  printf ("worst error without low rank %.3g of max |y| (tolerance %.1g), %d of %d cases "
-          "bit-identical\n", worst_integer, TOL_INTEGER, exact_cases, integer_cases);
-  printf ("worst error with low rank %.3g of max |y| (tolerance %.1g)\n", worst_lowrank,
-          TOL_LOWRANK);
+  printf ("no low rank, act none / relu: worst error %.3g of max |y| (tolerance %.1g), %d of %d "
+          "cases bit-identical\n", worst_integer, TOL_INTEGER, exact_cases, integer_cases);
+  printf ("low rank or a transcendental act: worst error %.3g of max |y| (tolerance per case, "
+          "at most %.1g)\n", worst_other, TOL_INTEGER + TOL_LOWRANK + TOL_ACT_APPROX);
   cublasDestroy (cublas);
   printf ("%d checks, %d failures: %s\n", checks, failures, failures ? "FAIL" : "PASS");
   return failures ? 1 : 0;
