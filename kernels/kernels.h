@@ -132,6 +132,12 @@ typedef struct {
  * shared-memory limits are raised on first use per device (or by sam2_cuda_init). */
 int sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream);
 
+/* The same on the tensor cores (attention-f16.cu): q, k, v and the softmax probabilities rounded
+ * to FP16 as mma.sync operands (so |q|, |k|, |v| must stay below 65504), FP32 accumulation,
+ * softmax and output; relative error ~1e-3 against the FP32 kernel. Same arguments and limits;
+ * needs no shared-memory setup. For the FP16 precision path. */
+int sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t stream);
+
 /* ---- W4A8 (layernorm-quant.cu, gemm-w4a8.cu) ------------------------------------------------- */
 
 /* The kernel-side geometry of a W4A8 layer (N, K, group size), from sam2_cuda_w4a8_geometry.
