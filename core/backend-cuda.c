@@ -35,14 +35,6 @@ G_STATIC_ASSERT (SAM2_CUDA_AQ_TENSOR_SYM == (int) SAM2_ACT_QUANT_TENSOR_SYM);
 G_STATIC_ASSERT (SAM2_CUDA_AQ_TENSOR_ASYM == (int) SAM2_ACT_QUANT_TENSOR_ASYM);
 G_STATIC_ASSERT (sizeof (Sam2CudaAttentionArgs) == sizeof (Sam2AttentionArgs));
 
-/* The FP16 path's launchers, declared here with the signatures agreed for kernels.h until that
- * header carries them (a compatible redeclaration once it does; a mismatch fails to compile). */
-int sam2_cuda_f32_to_f16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream);
-int sam2_cuda_gemm_f16_nt (cublasHandle_t h, const uint16_t *A, const uint16_t *B, int M, int N,
-                           int K, float beta, float *C);
-int sam2_cuda_bias_act_residual (float *y, int M, int N, const float *bias, int act,
-                                 const float *residual, cudaStream_t stream);
-
 /* Profiling: one event pair per op call, read back once in profile_read. */
 typedef struct {
   Sam2OpKind kind;
@@ -298,6 +290,15 @@ cuda_download (Sam2Backend *b, float *host, const float *src, size_t n)
                                    cu->stream), "download (cudaMemcpyAsync)");
   CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "download (the kernels before it)");
   CUDA_TRY (cu, cudaGetLastError (), "download (a kernel launch)");
+  return SAM2_STATUS_OK;
+}
+
+static int
+cuda_synchronize (Sam2Backend *b)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "the kernels enqueued");
+  CUDA_TRY (cu, cudaGetLastError (), "a kernel launch");
   return SAM2_STATUS_OK;
 }
 
@@ -850,6 +851,7 @@ static const Sam2BackendOps cuda_ops = {
   .profile_read = cuda_profile_read,
   .device_memory = TRUE,
   .status_detail = cuda_status_detail,
+  .synchronize = cuda_synchronize,
 };
 
 gboolean

@@ -124,6 +124,9 @@ typedef struct {
    * "cudaErrorIllegalAddress: an illegal memory access was encountered"), appended to the
    * session's GError; NULL when there is nothing to add. */
   const char *(*status_detail) (Sam2Backend *b);
+  /* Optional (NULL when ops complete before they return, as on the CPU): waits for every op
+   * enqueued so far and reports the first failure among them. */
+  int (*synchronize) (Sam2Backend *b);
 } Sam2BackendOps;
 
 struct _Sam2Backend {

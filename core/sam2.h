@@ -141,9 +141,10 @@ typedef struct {
   const Sam2Box *boxes;        /* (n_objects, n_masks); NULL unless frame_masks */
 } Sam2Result;
 
-/* Where a session computes. AUTO: the CUDA backend when this build has it and a CUDA device is
- * present, else the CPU. An explicit CUDA request never falls back: without the backend in the
- * build or without a device, sam2_session_new_full fails and says why. */
+/* Where a session computes. AUTO: the environment variable SAM2_BACKEND (auto, cpu, cuda) when
+ * set, else the CUDA backend when this build has it and a CUDA device is present, else the CPU.
+ * An explicit CUDA request never falls back: without the backend in the build or without a
+ * device, sam2_session_new_full fails and says why. */
 typedef enum {
   SAM2_BACKEND_AUTO,
   SAM2_BACKEND_CPU,

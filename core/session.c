@@ -282,6 +282,15 @@ make_backend (const Sam2SessionOptions *o, Sam2BackendKind *kind, Sam2Precision 
               char **description, GError **error)
 {
   Sam2BackendKind k = o->backend;
+  const char *env = g_getenv ("SAM2_BACKEND");
+  if (k == SAM2_BACKEND_AUTO && env != NULL && *env != '\0') {
+    Sam2SessionOptions from_env = SAM2_SESSION_OPTIONS_INIT;
+    if (!sam2_session_options_parse (&from_env, env, NULL, error)) {
+      g_prefix_error (error, "environment variable SAM2_BACKEND: ");
+      return NULL;
+    }
+    k = from_env.backend;
+  }
   if (k == SAM2_BACKEND_AUTO)
     k = sam2_backend_available (SAM2_BACKEND_CUDA, NULL) ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU;
   /* AUTO precision is what a checkpoint holds: FP32 (quantized layers are W4A8 regardless) */
@@ -484,6 +493,11 @@ encode_uploaded (Sam2Session *s, GError **error)
   if (!check_status (s, sam2_hiera_forward (s), "the image encoder", error))
     return FALSE;
   if (!check_status (s, sam2_neck_forward (s), "the FPN neck", error))
+    return FALSE;
+  /* a device runs the encoder asynchronously: wait, so that a failure is reported by this call
+   * (not by the next decode) and a caller's timing of it is the encoder's */
+  if (s->backend->ops->synchronize != NULL
+      && !check_status (s, s->backend->ops->synchronize (s->backend), "the image encoder", error))
     return FALSE;
   s->have_features = TRUE;
   return TRUE;

@@ -229,7 +229,8 @@ sam2q_cmd_quantize (int argc, char **argv)
   }
   if (device != NULL && strcmp (device, "cpu") != 0) {
     g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                 "--device %s: this build calibrates on the CPU only (no CUDA backend was built); "
+                 "--device %s: calibration runs on the CPU backend (its observers read every "
+                 "layer's input on the host; the quantized model then runs on any backend); "
                  "use --device cpu", device);
     goto fail;
   }

@@ -1,0 +1,241 @@
+/* bench-gpu: latency and GPU memory of a model on the CUDA backend (or any backend).
+ *
+ *   sam2-bench-gpu [--model REF | --hash-config CONFIG.json] [--backend cuda] [--precision P]
+ *                  [--iterations N] [--warmup N] [--frame WxH] [--profile] [--json]
+ *
+ * REF is anything sam2_model_load takes: a model directory, an HF id, a shortcut or a quantized
+ * model file. After `--warmup` untimed frames (the first one fills the device weight cache),
+ * prints the median of N runs of
+ *   - the encoder (sam2_session_encode on preprocessed pixels, which waits for the device),
+ *   - the decoder per prompt (one positive point, multimask, low-res logits to the host),
+ *   - end to end per frame (sam2_session_set_image from 8-bit RGB of --frame size, then
+ *     sam2_session_predict with that point, masks upsampled to the frame),
+ * and the peak device memory the session used (cudaMemGetInfo before the session, and the lowest
+ * free memory seen after each stage), as one table line, or one JSON object with --json.
+ * A benchmark, not a test: it asserts nothing. */
+#include "config.h"
+#include "model.h"
+#include "session.h"
+
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static double
+now_ms (void)
+{
+  return g_get_monotonic_time () / 1e3;
+}
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+static double
+median (double *v, int n)
+{
+  qsort (v, n, sizeof (double), cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Device memory in use by everyone, in bytes; the peak of the session is the growth of this
+ * over its lifetime (nothing else runs on the device during the benchmark). */
+typedef struct {
+  gboolean have;
+  size_t base_free, min_free, total;
+} MemWatch;
+
+static void
+mem_sample (MemWatch *w)
+{
+  size_t free_b = 0, total = 0;
+  if (!w->have || cudaMemGetInfo (&free_b, &total) != cudaSuccess)
+    return;
+  w->min_free = MIN (w->min_free, free_b);
+}
+
+static double
+mem_peak_mb (const MemWatch *w)
+{
+  return w->have ? (double) (w->base_free - w->min_free) / (1024.0 * 1024.0) : 0.0;
+}
+
+static void
+print_profile (Sam2Session *s, const char *what)
+{
+  const Sam2OpProfile *prof = s->backend->ops->profile_read (s->backend);
+  g_printerr ("%s time by op (device time, one pass):\n", what);
+  for (int k = 0; k < SAM2_OP_COUNT; k++)
+    if (prof[k].calls > 0)
+      g_printerr ("  %-26s %8.2f ms  %5ld calls\n", prof[k].name, prof[k].ms, prof[k].calls);
+}
+
+int
+main (int argc, char **argv)
+{
+  char *model_ref = NULL, *hash_config = NULL, *backend = NULL, *precision = NULL;
+  char *frame = NULL;
+  int iterations = 20, warmup = 3;
+  gboolean json = FALSE, profile = FALSE;
+  GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref,
+      "model directory, HF id, shortcut or quantized model file", "REF" },
+    { "hash-config", 'c', 0, G_OPTION_ARG_FILENAME, &hash_config,
+      "build the model from CONFIG.json with hash weights (default: the tiny fixture config)",
+      "CONFIG" },
+    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "auto, cpu or cuda (default cuda)",
+      "NAME" },
+    { "precision", 'p', 0, G_OPTION_ARG_STRING, &precision, "auto, fp32 or fp16 (default auto)",
+      "P" },
+    { "iterations", 'n', 0, G_OPTION_ARG_INT, &iterations, "timed runs of each stage (default 20)",
+      "N" },
+    { "warmup", 'w', 0, G_OPTION_ARG_INT, &warmup, "untimed frames first (default 3)", "N" },
+    { "frame", 'f', 0, G_OPTION_ARG_STRING, &frame,
+      "frame size of the end-to-end runs (default 1280x720)", "WxH" },
+    { "profile", 0, 0, G_OPTION_ARG_NONE, &profile, "also print device time per op (stderr)",
+      NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print one JSON object instead of a table line",
+      NULL },
+    { NULL }
+  };
+  GOptionContext *ctx = g_option_context_new ("- latency and GPU memory of a SAM2 model");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  GError *error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
+    g_printerr ("%s\n", error->message);
+    return 2;
+  }
+  g_option_context_free (ctx);
+  int fw = 1280, fh = 720;
+  if (frame != NULL && (sscanf (frame, "%dx%d", &fw, &fh) != 2 || fw <= 0 || fh <= 0)) {
+    g_printerr ("--frame %s: expected WxH, e.g. 1280x720\n", frame);
+    return 2;
+  }
+  iterations = MAX (iterations, 1);
+  warmup = MAX (warmup, 1);
+  Sam2SessionOptions options = { SAM2_BACKEND_CUDA, SAM2_PRECISION_AUTO };
+  if (!sam2_session_options_parse (&options, backend, precision, &error)) {
+    g_printerr ("%s\n", error->message);
+    return 2;
+  }
+
+  Sam2Model *model;
+  const char *name;
+  if (model_ref != NULL) {
+    model = sam2_model_load (model_ref, &error);
+    name = model_ref;
+  } else {
+    Sam2Config config;
+    name = hash_config ? hash_config : "../shared/fixtures/sam2-tiny-hash/config.json";
+    model = sam2_config_load (name, &config, &error) ? sam2_model_new_hashed (&config, &error)
+                                                     : NULL;
+  }
+  if (model == NULL) {
+    g_printerr ("cannot build the model: %s\n", error->message);
+    return 1;
+  }
+  const int S = sam2_model_get_image_size (model);
+
+  /* the CUDA context exists before the baseline, so its own memory is not counted */
+  MemWatch mem = { FALSE, 0, 0, 0 };
+  if (sam2_backend_available (SAM2_BACKEND_CUDA, NULL) && cudaFree (NULL) == cudaSuccess
+      && cudaMemGetInfo (&mem.base_free, &mem.total) == cudaSuccess) {
+    mem.have = TRUE;
+    mem.min_free = mem.base_free;
+  }
+  Sam2Session *s = sam2_session_new_full (model, &options, &error);
+  if (s == NULL) {
+    g_printerr ("%s\n", error->message);
+    return 1;
+  }
+  mem_sample (&mem);
+
+  float *pixels = g_new (float, (size_t) 3 * S * S);
+  for (size_t i = 0; i < (size_t) 3 * S * S; i++)
+    pixels[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  guint8 *rgb = g_new (guint8, (size_t) fw * fh * 3);
+  for (size_t i = 0; i < (size_t) fw * fh * 3; i++)
+    rgb[i] = (guint8) ((i * 2654435761u) >> 24);
+  const Sam2Point pt_model = { S * 0.5f, S * 0.375f, SAM2_LABEL_POSITIVE };
+  const Sam2Prompt prompt_model = { .points = &pt_model, .n_points = 1 };
+  const Sam2Point pt_frame = { fw * 0.5f, fh * 0.375f, SAM2_LABEL_POSITIVE };
+  const Sam2Prompt prompt_frame = { .points = &pt_frame, .n_points = 1 };
+  Sam2PredictOptions popts = SAM2_PREDICT_OPTIONS_INIT;
+
+  /* warm-up: the device weight cache, scratch growth, cuBLAS heuristics, page faults */
+  for (int i = 0; i < warmup; i++) {
+    if (!sam2_session_encode (s, pixels, &error)
+        || sam2_session_decode (s, &prompt_model, 1, TRUE, &error) == NULL
+        || !sam2_session_set_image (s, rgb, fw, fh, fw * 3, SAM2_PIXEL_FORMAT_RGB, &error)
+        || sam2_session_predict (s, &prompt_frame, 1, &popts, &error) == NULL) {
+      g_printerr ("warm-up: %s\n", error->message);
+      return 1;
+    }
+    mem_sample (&mem);
+  }
+
+  double *t_enc = g_new (double, iterations), *t_dec = g_new (double, iterations);
+  double *t_e2e = g_new (double, iterations);
+  for (int i = 0; i < iterations; i++) {
+    double t0 = now_ms ();
+    gboolean ok = sam2_session_encode (s, pixels, &error);
+    t_enc[i] = now_ms () - t0;
+    mem_sample (&mem);
+    t0 = now_ms ();
+    ok = ok && sam2_session_decode (s, &prompt_model, 1, TRUE, &error) != NULL;
+    t_dec[i] = now_ms () - t0;
+    t0 = now_ms ();
+    ok = ok && sam2_session_set_image (s, rgb, fw, fh, fw * 3, SAM2_PIXEL_FORMAT_RGB, &error)
+         && sam2_session_predict (s, &prompt_frame, 1, &popts, &error) != NULL;
+    t_e2e[i] = now_ms () - t0;
+    mem_sample (&mem);
+    if (!ok) {
+      g_printerr ("run %d: %s\n", i, error->message);
+      return 1;
+    }
+  }
+  if (profile) {
+    s->backend->ops->profile_start (s->backend);
+    sam2_session_encode (s, pixels, NULL);
+    print_profile (s, "encoder");
+    sam2_session_decode (s, &prompt_model, 1, TRUE, NULL);
+    print_profile (s, "decoder");
+  }
+
+  const double enc = median (t_enc, iterations), dec = median (t_dec, iterations);
+  const double e2e = median (t_e2e, iterations);
+  const char *desc = sam2_session_describe_backend (s);
+  if (json) {
+    char peak[32] = "null";
+    if (mem.have)
+      g_snprintf (peak, sizeof peak, "%.1f", mem_peak_mb (&mem));
+    g_print ("{\"model\": \"%s\", \"quantized\": %s, \"backend\": \"%s\", \"image_size\": %d, "
+             "\"frame\": \"%dx%d\", \"iterations\": %d, \"warmup\": %d, \"encoder_ms\": %.3f, "
+             "\"decoder_ms_per_prompt\": %.3f, \"end_to_end_ms_per_frame\": %.3f, "
+             "\"peak_gpu_mb\": %s}\n",
+             name, sam2_model_is_quantized (model) ? "true" : "false", desc, S, fw, fh,
+             iterations, warmup, enc, dec, e2e,
+             peak);
+  } else {
+    g_print ("%-40s %-44s %5s %9s %9s %9s %10s\n", "model", "backend", "size", "enc ms",
+             "dec ms", "e2e ms", "peak GPU MB");
+    g_print ("%-40s %-44s %5d %9.2f %9.3f %9.2f %10.1f\n", name, desc, S, enc, dec, e2e,
+             mem_peak_mb (&mem));
+  }
+  g_free (t_enc);
+  g_free (t_dec);
+  g_free (t_e2e);
+  g_free (pixels);
+  g_free (rgb);
+  sam2_session_free (s);
+  sam2_model_unref (model);
+  g_free (model_ref);
+  g_free (hash_config);
+  g_free (backend);
+  g_free (precision);
+  g_free (frame);
+  return 0;
+}

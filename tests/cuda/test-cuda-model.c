@@ -1,0 +1,351 @@
+/* test-cuda-model.c: the whole model on the CUDA backend.
+ *
+ *   - sam2-mini-hash (every case, embeddings and block / neck activations) and the
+ *     sam2.1-hiera-tiny architecture with hash weights, against the transformers float64
+ *     references with check.h's bounds: FP32 with the CPU tests' bounds, FP16 with
+ *     SAM2_CHECK_TOL_FP16;
+ *   - a W4A8 model (sam2-mini-hash quantized here with `recipe` on two frames, plus the file in
+ *     $SAM2_CUDA_TEST_QMODEL when set) on the CPU and on CUDA: the same outputs up to
+ *     W4A8_CPU_CUDA_TOL;
+ *   - no device allocation per frame: free device memory is the same after each of 5 frames as
+ *     after the first.
+ *
+ *   test-cuda-model RECIPE.yaml     (meson passes configs/hiera_tiny_w4a8.yaml)
+ *
+ * Exits 77 (skipped) without a CUDA device; a test whose fixtures are absent is skipped with a
+ * message naming the file. */
+#include "check.h"
+#include "config.h"
+#include "model.h"
+#include "test-support.h"
+
+#include <cuda_runtime_api.h>
+#include <string.h>
+
+/* CPU vs CUDA on the same W4A8 model. The integer GEMM is exact and the activation codes are
+ * bit-exact for equal inputs, but the float parts around them (cuBLAS vs oneDNN FP32 GEMMs of the
+ * float layers, attention, norms, the low-rank sums) round differently by ~1e-7 relative, which
+ * now and then moves an activation across a rounding boundary: one code step (1/127 of a row's
+ * max) on a few elements of a layer, ~1e-3 of that layer's output at most, not compounding
+ * beyond the encoder's depth. 2e-2 is that with an order of magnitude to spare, and far below
+ * what a wrong kernel gives (O(1)). */
+#define W4A8_CPU_CUDA_TOL 2e-2
+
+/* Frames after the first in the allocation test. */
+#define STEADY_FRAMES 5
+
+static const char *recipe_path;
+
+static void
+assert_report_passes (Sam2CheckReport *report, int min_cases)
+{
+  g_test_message ("backend: %s", report->backend);
+  for (guint i = 0; i < report->entries->len; i++) {
+    const Sam2CheckEntry *e = report->entries->pdata[i];
+    g_test_message ("%-40s rel_l2 %.3e max_abs %.3e (bound %.0e) %s", e->name, e->rel_l2,
+                    e->max_abs, e->tolerance, e->pass ? "PASS" : "FAIL");
+  }
+  for (guint i = 0; i < report->entries->len; i++) {
+    const Sam2CheckEntry *e = report->entries->pdata[i];
+    if (!e->pass)
+      g_error ("%s on %s: relative L2 error %.3e exceeds %.0e", e->name, report->backend,
+               e->rel_l2, e->tolerance);
+  }
+  g_assert_cmpint (report->n_cases, >=, min_cases);
+  g_assert_cmpint (report->n_failed, ==, 0);
+}
+
+static Sam2SessionOptions
+cuda_options (Sam2Precision precision)
+{
+  Sam2SessionOptions o = { SAM2_BACKEND_CUDA, precision };
+  return o;
+}
+
+/* ---- references ------------------------------------------------------------------------------ */
+
+static void
+test_mini_reference (gconstpointer data)
+{
+  const Sam2Precision precision = GPOINTER_TO_INT (data);
+  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
+  char *ref = sam2_test_fixture_path ("sam2-mini-hash/reference.safetensors");
+  if (dir == NULL || ref == NULL)
+    goto out;
+  GError *error = NULL;
+  Sam2Model *model = sam2_model_load (dir, &error);
+  g_assert_no_error (error);
+  const char *paths[] = { ref, NULL };
+  const Sam2SessionOptions o = cuda_options (precision);
+  Sam2CheckReport *report = sam2_check_reference_full (model, paths, &o, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_str_has_prefix (report->backend, "cuda"));
+  assert_report_passes (report, 10);
+  /* the activations came back through the taps too: 7 blocks and 4 neck levels */
+  int acts = 0;
+  for (guint i = 0; i < report->entries->len; i++)
+    acts += g_str_has_prefix (((Sam2CheckEntry *) report->entries->pdata[i])->name, "act/");
+  g_assert_cmpint (acts, ==, 11);
+  sam2_check_report_free (report);
+  sam2_model_unref (model);
+out:
+  g_free (dir);
+  g_free (ref);
+}
+
+static void
+test_tiny_reference (gconstpointer data)
+{
+  const Sam2Precision precision = GPOINTER_TO_INT (data);
+  char *cfg = sam2_test_fixture_path ("sam2-tiny-hash/config.json");
+  char *main_ref = sam2_test_fixture_path ("sam2-tiny-hash/reference_main.safetensors");
+  char *feat_ref = sam2_test_fixture_path ("sam2-tiny-hash/reference_feat_s0.safetensors");
+  if (cfg == NULL || main_ref == NULL || feat_ref == NULL)
+    goto out;
+  GError *error = NULL;
+  Sam2Config config;
+  g_assert_true (sam2_config_load (cfg, &config, &error));
+  Sam2Model *model = sam2_model_new_hashed (&config, &error);
+  g_assert_no_error (error);
+  const char *paths[] = { main_ref, feat_ref, NULL };
+  const Sam2SessionOptions o = cuda_options (precision);
+  Sam2CheckReport *report = sam2_check_reference_full (model, paths, &o, &error);
+  g_assert_no_error (error);
+  assert_report_passes (report, 5);
+  sam2_check_report_free (report);
+  sam2_model_unref (model);
+out:
+  g_free (cfg);
+  g_free (main_ref);
+  g_free (feat_ref);
+}
+
+/* ---- W4A8: CPU vs CUDA ----------------------------------------------------------------------- */
+
+static void
+fill_pixels (float *px, size_t n, guint32 seed)
+{
+  GRand *rng = g_rand_new_with_seed (seed);
+  for (size_t i = 0; i < n; i++)
+    px[i] = (float) g_rand_double_range (rng, -2.0, 2.5);
+  g_rand_free (rng);
+}
+
+/* Everything a frame produces: the three feature maps and, for two prompts, the multimask
+ * logits, IoU and object scores. */
+typedef struct {
+  float *features[3];
+  size_t n_features[3];
+  float *logits, *iou, *obj;
+  size_t n_logits, n_iou, n_obj;
+} Outputs;
+
+static void
+outputs_clear (Outputs *o)
+{
+  for (int l = 0; l < 3; l++)
+    g_free (o->features[l]);
+  g_free (o->logits);
+  g_free (o->iou);
+  g_free (o->obj);
+  memset (o, 0, sizeof *o);
+}
+
+static void
+run_outputs (Sam2Model *model, const Sam2SessionOptions *opts, const float *pixels, Outputs *out)
+{
+  GError *error = NULL;
+  Sam2Session *s = sam2_session_new_full (model, opts, &error);
+  g_assert_no_error (error);
+  g_test_message ("running on %s", sam2_session_describe_backend (s));
+  g_assert_true (sam2_session_encode (s, pixels, &error));
+  g_assert_no_error (error);
+  for (int l = 0; l < 3; l++) {
+    int h, w, c;
+    const float *f = sam2_session_get_features (s, l, &h, &w, &c);
+    g_assert_nonnull (f);
+    out->n_features[l] = (size_t) h * w * c;
+    out->features[l] = g_memdup2 (f, out->n_features[l] * sizeof (float));
+  }
+  const int S = sam2_model_get_image_size (model);
+  const Sam2Point pts[] = { { S * 0.4f, S * 0.55f, SAM2_LABEL_POSITIVE },
+                            { S * 0.7f, S * 0.2f, SAM2_LABEL_NEGATIVE } };
+  Sam2Prompt prompts[2] = { { .points = pts, .n_points = 2 },
+                            { .has_box = TRUE, .box = { S * 0.1f, S * 0.2f, S * 0.6f, S * 0.9f } } };
+  const Sam2Result *r = sam2_session_decode (s, prompts, 2, TRUE, &error);
+  g_assert_no_error (error);
+  out->n_logits = (size_t) r->n_objects * r->n_masks * r->mask_size * r->mask_size;
+  out->n_iou = (size_t) r->n_objects * r->n_masks;
+  out->n_obj = r->n_objects;
+  out->logits = g_memdup2 (r->lowres_logits, out->n_logits * sizeof (float));
+  out->iou = g_memdup2 (r->iou_scores, out->n_iou * sizeof (float));
+  out->obj = g_memdup2 (r->object_scores, out->n_obj * sizeof (float));
+  sam2_session_free (s);
+}
+
+static void
+assert_close (const char *what, const float *got, const float *want, size_t n, double tol)
+{
+  const double rel = sam2_rel_l2 (got, want, n);
+  g_test_message ("%-28s CUDA vs CPU rel_l2 %.3e max_abs %.3e (bound %.0e)", what, rel,
+                  sam2_max_abs_diff (got, want, n), tol);
+  if (!(rel <= tol))
+    g_error ("%s: CUDA and CPU differ by %.3e (relative L2), more than %.0e", what, rel, tol);
+}
+
+static void
+compare_cpu_cuda (Sam2Model *model)
+{
+  g_assert_true (sam2_model_is_quantized (model));
+  const int S = sam2_model_get_image_size (model);
+  const size_t n = (size_t) 3 * S * S;
+  float *pixels = g_new (float, n);
+  fill_pixels (pixels, n, 7);
+  const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
+  Outputs a = { 0 }, b = { 0 };
+  run_outputs (model, &cpu, pixels, &a);
+  /* quantized layers are W4A8 in both CUDA precisions; FP32 keeps the float layers comparable */
+  const Sam2SessionOptions cuda = cuda_options (SAM2_PRECISION_FP32);
+  run_outputs (model, &cuda, pixels, &b);
+  static const char *levels[] = { "features/0", "features/1", "image_embeddings" };
+  for (int l = 0; l < 3; l++)
+    assert_close (levels[l], b.features[l], a.features[l], a.n_features[l], W4A8_CPU_CUDA_TOL);
+  assert_close ("pred_masks", b.logits, a.logits, a.n_logits, W4A8_CPU_CUDA_TOL);
+  assert_close ("iou_scores", b.iou, a.iou, a.n_iou, W4A8_CPU_CUDA_TOL);
+  assert_close ("object_score_logits", b.obj, a.obj, a.n_obj, W4A8_CPU_CUDA_TOL);
+  outputs_clear (&a);
+  outputs_clear (&b);
+  g_free (pixels);
+}
+
+static void
+test_w4a8_mini (void)
+{
+  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
+  if (dir == NULL)
+    return;
+  GError *error = NULL;
+  Sam2Model *fp = sam2_model_load (dir, &error);
+  g_assert_no_error (error);
+  Sam2Recipe *recipe = sam2_recipe_load (recipe_path, &error);
+  g_assert_no_error (error);
+  /* calibration runs on the CPU backend whatever the build */
+  Sam2Calibrator *c = sam2_calibrator_new (fp, recipe, &error);
+  g_assert_no_error (error);
+  const int S = sam2_model_get_image_size (fp);
+  float *px = g_new (float, (size_t) 3 * S * S);
+  for (guint32 f = 0; f < 2; f++) {
+    fill_pixels (px, (size_t) 3 * S * S, 100 + f);
+    g_assert_true (sam2_calibrator_add_pixels (c, px, &error));
+    g_assert_no_error (error);
+  }
+  Sam2Model *q = sam2_calibrator_quantize (c, NULL, NULL, &error);
+  g_assert_no_error (error);
+  compare_cpu_cuda (q);
+  sam2_model_unref (q);
+  sam2_calibrator_free (c);
+  sam2_recipe_free (recipe);
+  sam2_model_unref (fp);
+  g_free (px);
+  g_free (dir);
+}
+
+static void
+test_w4a8_file (void)
+{
+  const char *path = g_getenv ("SAM2_CUDA_TEST_QMODEL");
+  if (path == NULL || *path == '\0') {
+    g_test_skip ("set SAM2_CUDA_TEST_QMODEL to a quantized model file (sam2q quantize) to run "
+                 "it on the CPU and on CUDA");
+    return;
+  }
+  GError *error = NULL;
+  Sam2Model *q = sam2_model_load (path, &error);
+  g_assert_no_error (error);
+  compare_cpu_cuda (q);
+  sam2_model_unref (q);
+}
+
+/* ---- no allocation per frame ----------------------------------------------------------------- */
+
+static size_t
+free_device_bytes (void)
+{
+  size_t free_b = 0, total = 0;
+  g_assert_cmpint (cudaMemGetInfo (&free_b, &total), ==, cudaSuccess);
+  return free_b;
+}
+
+static void
+test_steady_memory (gconstpointer data)
+{
+  const Sam2Precision precision = GPOINTER_TO_INT (data);
+  char *cfg = sam2_test_fixture_path ("sam2-tiny-hash/config.json");
+  if (cfg == NULL)
+    return;
+  GError *error = NULL;
+  Sam2Config config;
+  g_assert_true (sam2_config_load (cfg, &config, &error));
+  Sam2Model *model = sam2_model_new_hashed (&config, &error);
+  g_assert_no_error (error);
+  const Sam2SessionOptions o = cuda_options (precision);
+  Sam2Session *s = sam2_session_new_full (model, &o, &error);
+  g_assert_no_error (error);
+
+  /* frames of 1280x720 through the public path: preprocessing, encoder, decoder, upsampling */
+  const int W = 1280, H = 720;
+  guint8 *rgb = g_new (guint8, (size_t) W * H * 3);
+  const Sam2Point pt = { 640, 300, SAM2_LABEL_POSITIVE };
+  const Sam2Prompt prompts[2] = { { .points = &pt, .n_points = 1 },
+                                  { .has_box = TRUE, .box = { 100, 80, 700, 600 } } };
+  size_t after_first = 0;
+  for (int f = 0; f <= STEADY_FRAMES; f++) {
+    for (size_t i = 0; i < (size_t) W * H * 3; i++)
+      rgb[i] = (guint8) ((i * 2654435761u + (guint) f * 977u) >> 24);
+    g_assert_true (sam2_session_set_image (s, rgb, W, H, W * 3, SAM2_PIXEL_FORMAT_RGB, &error));
+    g_assert_no_error (error);
+    g_assert_nonnull (sam2_session_predict (s, prompts, 2, NULL, &error));
+    g_assert_no_error (error);
+    const size_t now = free_device_bytes ();
+    if (f == 0)
+      after_first = now;
+    g_test_message ("frame %d: %zu bytes of device memory free", f, now);
+    g_assert_cmpuint (now, ==, after_first);
+  }
+  g_free (rgb);
+  sam2_session_free (s);
+  sam2_model_unref (model);
+  g_free (cfg);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  GError *error = NULL;
+  if (!sam2_backend_available (SAM2_BACKEND_CUDA, &error)) {
+    g_printerr ("skipped: %s\n", error->message);
+    g_error_free (error);
+    return 77;
+  }
+  if (argc != 2) {
+    g_printerr ("usage: %s RECIPE.yaml (configs/hiera_tiny_w4a8.yaml)\n", argv[0]);
+    return 2;
+  }
+  recipe_path = argv[1];
+  g_test_add_data_func ("/cuda/model/mini-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
+                        test_mini_reference);
+  g_test_add_data_func ("/cuda/model/mini-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
+                        test_mini_reference);
+  g_test_add_data_func ("/cuda/model/tiny-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
+                        test_tiny_reference);
+  g_test_add_data_func ("/cuda/model/tiny-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
+                        test_tiny_reference);
+  g_test_add_func ("/cuda/model/w4a8-mini-cpu-vs-cuda", test_w4a8_mini);
+  g_test_add_func ("/cuda/model/w4a8-file-cpu-vs-cuda", test_w4a8_file);
+  g_test_add_data_func ("/cuda/model/steady-memory-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
+                        test_steady_memory);
+  g_test_add_data_func ("/cuda/model/steady-memory-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
+                        test_steady_memory);
+  return g_test_run ();
+}
