@@ -15,7 +15,7 @@
  * VEC: y, bias, residual 16-byte aligned and N % 4 == 0 when bias is given (then a float4 never
  * straddles two rows). */
 template <bool VEC>
-__global__ void
+static __global__ void
 bias_act_residual_kernel (float *__restrict__ y, size_t total, int N, const float *bias, int act,
                           const float *residual)
 {
@@ -116,7 +116,7 @@ sam2_cuda_activation (int act, float *x, size_t n, cudaStream_t stream)
  * broadcast over the rows (ROW == true, y = a + c[col]); MUL multiplies instead of adding.
  * VEC: all pointers 16-byte aligned and, for a row, N % 4 == 0. */
 template <bool VEC, bool ROW, bool MUL>
-__global__ void
+static __global__ void
 binary_kernel (float *y, const float *a, const float *c, size_t total, int N)
 {
   const size_t stride = (size_t) gridDim.x * blockDim.x;
@@ -191,7 +191,7 @@ sam2_cuda_scale_columns (const float *x, int M, int K, const float *scale, float
 
 #define ROWS_PER_BLOCK (SAM2_EW_THREADS / 32)
 
-__device__ __forceinline__ double
+static __device__ __forceinline__ double
 warp_sum_double (double v)
 {
   for (int o = 16; o > 0; o >>= 1)
@@ -199,7 +199,7 @@ warp_sum_double (double v)
   return v;
 }
 
-__device__ __forceinline__ float
+static __device__ __forceinline__ float
 warp_max_float (float v)
 {
   for (int o = 16; o > 0; o >>= 1) {
@@ -213,7 +213,7 @@ warp_max_float (float v)
  * statistics are complete. Two passes in double as sam2_cpu_layer_norm (the references are
  * float64, and rows with a large mean lose digits in a float one-pass variance); the output is
  * rounded as there: (float) ((x - mean) rstd), times weight, plus bias, each in float. */
-__global__ void
+static __global__ void
 layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weight,
                    const float *__restrict__ bias, float eps, float *y)
 {
@@ -255,7 +255,7 @@ sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, const f
 
 /* x (M, N) in place: exp(x - row max) / row sum, the sum in double and its inverse rounded to
  * float once, as sam2_cpu_softmax_rows. */
-__global__ void
+static __global__ void
 softmax_rows_kernel (float *x, int M, int N)
 {
   const int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;

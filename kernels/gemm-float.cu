@@ -46,7 +46,7 @@ sam2_cuda_gemm_f16_nt (cublasHandle_t h, const uint16_t *A_f16, const uint16_t *
 /* y (n) = round-to-nearest-even of x in half (BF16 == false) or bfloat16 (true), as bit patterns;
  * overflow goes to infinity and NaN stays NaN, as the hardware conversions do. */
 template <bool BF16>
-__global__ void
+static __global__ void
 f32_to_16_kernel (const float *__restrict__ x, size_t n, uint16_t *__restrict__ y)
 {
   for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < n;

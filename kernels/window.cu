@@ -9,14 +9,14 @@
 #include <math.h>
 
 template <typename I>
-__device__ __forceinline__ I
+static __device__ __forceinline__ I
 grid_first ()
 {
   return (I) blockIdx.x * blockDim.x + threadIdx.x;
 }
 
 template <typename I>
-__device__ __forceinline__ I
+static __device__ __forceinline__ I
 grid_stride ()
 {
   return (I) gridDim.x * blockDim.x;
@@ -25,7 +25,7 @@ grid_stride ()
 /* Element type of the channel dimension: float, or float4 when C % 4 == 0 and the buffers are
  * 16-byte aligned (then C is given in float4 units). */
 template <typename T>
-__device__ __forceinline__ T
+static __device__ __forceinline__ T
 zero_of ()
 {
   return T ();
@@ -37,12 +37,12 @@ zero_of<float4> ()
   return make_float4 (0.0f, 0.0f, 0.0f, 0.0f);
 }
 
-__device__ __forceinline__ float
+static __device__ __forceinline__ float
 add_of (float a, float b)
 {
   return a + b;
 }
-__device__ __forceinline__ float4
+static __device__ __forceinline__ float4
 add_of (float4 a, float4 b)
 {
   return make_float4 (a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
@@ -58,7 +58,7 @@ use_index32 (size_t n)
 
 /* x (H, W, C) -> windows (nh * nw, ws * ws, C), zeros where the window is past the map. */
 template <typename T, typename I>
-__global__ void
+static __global__ void
 window_partition_kernel (const T *x, int H, int W, int C, int ws, int nw, I total, T *win)
 {
   for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
@@ -72,7 +72,7 @@ window_partition_kernel (const T *x, int H, int W, int C, int ws, int nw, I tota
 
 /* windows (nh * nw, ws * ws, C) -> x (H, W, C), dropping the padding. */
 template <typename T, typename I>
-__global__ void
+static __global__ void
 window_unpartition_kernel (const T *win, int nw, int ws, int C, int W, I total, T *x)
 {
   for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
@@ -156,7 +156,7 @@ sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w, in
 /* y (n_img, H / s, W / s, C) = max over s x s of x, whose pixels are `ld` floats apart. The
  * comparison and its order (dy, then dx, from -inf) are those of sam2_cpu_max_pool, so a NaN
  * input is skipped there and here alike. Scalar: ld need not be a multiple of 4 (q inside qkv). */
-__global__ void
+static __global__ void
 max_pool_kernel (const float *x, int H, int W, int C, int ld, int s, int oh, int ow, size_t total,
                  float *y)
 {
@@ -205,7 +205,7 @@ conv_out_size (int in, int k, int stride, int pad)
  * of the channels-last form are strided by C but each input pixel is reused kh * kw times from
  * L1/L2. */
 template <bool PLANAR, typename I>
-__global__ void
+static __global__ void
 im2col_kernel (const float *x, int C, int H, int W, int kh, int kw, int stride, int pad, int ow,
                I total, float *cols)
 {
@@ -263,7 +263,7 @@ sam2_cuda_im2col (const float *x, int H, int W, int C, int kh, int kw, int strid
 
 /* y (2H, 2W, C) += x (H, W, C) nearest. */
 template <typename T, typename I>
-__global__ void
+static __global__ void
 add_upsample2x_kernel (T *y, const T *x, int W, int C, I total)
 {
   const I OW = (I) 2 * W;
@@ -303,7 +303,7 @@ sam2_cuda_add_upsample2x (float *y, const float *x, int H, int W, int C, cudaStr
 /* x (H * W, 4 * C) with columns (dy, dx, c) -> y (2H, 2W, C), plus addend (2H, 2W, C) when not
  * NULL (x + addend, the CPU's order; addend may be y). */
 template <typename T, typename I>
-__global__ void
+static __global__ void
 depth_to_space2x_kernel (const T *x, int W, int C, const T *addend, I total, T *y)
 {
   const I OW = (I) 2 * W;
