@@ -1169,6 +1169,9 @@ main (void)
   cublasLtDestroy (lt);
   cublasDestroy (h);
   cudaStreamDestroy (stream);
-  printf ("%d passed, %d failed\n", n_passed, n_failed);
+  if (n_failed == 0)
+    printf ("PASS test-cuda-ops: %d checks\n", n_passed);
+  else
+    printf ("FAIL test-cuda-ops: %d of %d checks failed\n", n_failed, n_passed + n_failed);
   return n_failed == 0 ? 0 : 1;
 }
