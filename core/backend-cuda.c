@@ -119,14 +119,6 @@ cublas_status_name (cublasStatus_t st)
   }
 }
 
-static int
-cublas_fail (Sam2BackendCuda *cu, cublasStatus_t st, const char *what)
-{
-  g_snprintf (cu->detail, sizeof cu->detail, "%s: %s (%d)", what, cublas_status_name (st),
-              (int) st);
-  return st == CUBLAS_STATUS_ALLOC_FAILED ? SAM2_STATUS_OUT_OF_MEMORY : SAM2_STATUS_DEVICE;
-}
-
 /* A launcher's status, with the op named for the error message. */
 static int
 launched (Sam2BackendCuda *cu, int status, const char *what)
@@ -249,7 +241,9 @@ cuda_alloc (Sam2Backend *b, size_t n)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   void *p = NULL;
-  cudaError_t err = cudaMalloc (&p, MAX (n, 1) * sizeof (float));
+  cudaError_t err = cudaSetDevice (cu->device);
+  if (err == cudaSuccess)
+    err = cudaMalloc (&p, MAX (n, 1) * sizeof (float));
   if (err != cudaSuccess) {
     cuda_fail (cu, err, "cudaMalloc");
     return NULL;
@@ -272,6 +266,9 @@ static int
 cuda_upload (Sam2Backend *b, float *dst, const float *host, size_t n)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  /* every frame and every decode starts with an upload: make this session's device current in
+   * the calling thread (a session may move between threads, e.g. GStreamer's) */
+  CUDA_TRY (cu, cudaSetDevice (cu->device), "cudaSetDevice");
   if (n == 0)
     return SAM2_STATUS_OK;
   CUDA_TRY (cu, cudaMemcpyAsync (dst, host, n * sizeof (float), cudaMemcpyHostToDevice,
@@ -285,6 +282,7 @@ static int
 cuda_download (Sam2Backend *b, float *host, const float *src, size_t n)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  CUDA_TRY (cu, cudaSetDevice (cu->device), "cudaSetDevice");
   if (n > 0)
     CUDA_TRY (cu, cudaMemcpyAsync (host, src, n * sizeof (float), cudaMemcpyDeviceToHost,
                                    cu->stream), "download (cudaMemcpyAsync)");
@@ -800,8 +798,10 @@ static void
 cuda_destroy (Sam2Backend *b)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
-  if (cu->stream != NULL)
+  if (cu->stream != NULL) {
+    cudaSetDevice (cu->device);
     cudaStreamSynchronize (cu->stream);
+  }
   g_clear_pointer (&cu->linears, g_hash_table_unref);
   g_clear_pointer (&cu->norms, g_hash_table_unref);
   if (cu->x16 != NULL)
