@@ -424,6 +424,12 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
       || layer->wsum == nullptr || layer->wscale == nullptr
       || (layer->rank > 0 && (a->t == nullptr || layer->lora_up == nullptr)))
     return SAM2_CUDA_UNSUPPORTED;
+  /* cp.async copies 16 bytes from the codes and the packed weights, the group folds read
+   * 8-byte pairs of wzero / wsum / wscale: misaligned arrays would fault */
+  if (((uintptr_t) a->codes & 15) != 0 || ((uintptr_t) layer->w & 15) != 0
+      || ((uintptr_t) layer->wzero & 7) != 0 || ((uintptr_t) layer->wsum & 7) != 0
+      || ((uintptr_t) layer->wscale & 7) != 0)
+    return SAM2_CUDA_UNSUPPORTED;
   GemmArgs p;
   p.geo = layer->geo;
   p.w = layer->w;

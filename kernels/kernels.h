@@ -170,7 +170,8 @@ void sam2_cuda_w4a8_geometry (int n, int k, int group_size, Sam2CudaW4A8Geometry
  *   wzero   (n_groups, n_pad) int32: z, the group zero point (0 past N)
  *   wsum    (n_groups, n_pad) int32: sum of (q - z) over the group's columns
  *   wscale  (n_groups, n_pad) float: the group scale (0 past N)
- * Offsets are in bytes from the blob's start, each a multiple of 256. */
+ * Offsets are in bytes from the blob's start, each a multiple of 256; the blob must start at a
+ * 16-byte aligned device address (cudaMalloc's 256 will do), the kernel rows' codes too. */
 typedef struct {
   size_t w, wzero, wsum, wscale;
   size_t total;
