@@ -46,6 +46,17 @@
  * hiera-large on a CPU) and then discards its result; no file is written unless the result
  * was already complete on disk when the stop came.
  *
+ * ## Statistics cache
+ *
+ * With #GstSam2Calib:cache-dir, the statistics of a calibration are kept (the core's cache
+ * entry, keyed by the model's weights, the frames and the recipe) with a small index named
+ * after the first frame that lists the hashes of all the frames taken. A later run whose
+ * first frame matches an index compares frames instead of running the model on them and, when
+ * the whole set matched, loads the statistics: re-running a calibration on the same file
+ * (e.g. with another output) costs only the quantization. A frame that differs ends the
+ * reuse with a warning, and calibration starts from that frame (the frames before it were
+ * only compared). EOS in the middle of a reused set is an error (and the index is removed).
+ *
  * ## Messages and signal
  *
  * With #GstSam2Calib:post-messages (the default), in this order:
@@ -61,7 +72,8 @@
  *   unknown).
  * - element message "sam2calib-done" (posted even when post-messages is FALSE): path
  *   (string), n-frames (guint), seconds (gdouble, from the first frame to the file written),
- *   size (guint64, the file's size in bytes).
+ *   size (guint64, the file's size in bytes), cached (gboolean, the statistics came from
+ *   #GstSam2Calib:cache-dir).
  *
  * Then the #GstSam2Calib::quantized signal is emitted, from the worker thread, with the
  * path. sam2seg's calibrator / calibrator-name properties use it to switch to the quantized
@@ -113,6 +125,9 @@ GST_DEBUG_CATEGORY_STATIC (gst_sam2_calib_debug);
 #define MAX_FRAME_STRIDE 100000
 #define DEFAULT_DEVICE GST_SAM2_CALIB_DEVICE_CPU
 #define DEFAULT_POST_MESSAGES TRUE
+#define DEFAULT_CACHE_DIR NULL
+
+#define CACHE_INDEX_MAGIC "sam2calib-cache-index 1"
 
 #define PROGRESS_CODE "sam2calib"
 
@@ -125,6 +140,7 @@ enum
   PROP_NUM_FRAMES,
   PROP_FRAME_STRIDE,
   PROP_DEVICE,
+  PROP_CACHE_DIR,
   PROP_POST_MESSAGES,
 };
 
@@ -156,6 +172,7 @@ struct _GstSam2Calib
   guint num_frames;
   guint frame_stride;
   GstSam2CalibDevice device;
+  gchar *cache_dir;
   gboolean post_messages;
   gboolean started;
 
@@ -166,6 +183,14 @@ struct _GstSam2Calib
   gchar *out_path;
   guint target, stride;
   gboolean post;
+  gchar *cache;                 /* cache-dir, NULL when off */
+  gchar *cache_prefix;          /* digest of model, recipe, num-frames, stride */
+
+  /* streaming thread (and the worker, once collecting is over): the statistics cache */
+  GPtrArray *frame_hashes;      /* hex sha256 of every frame taken, in order */
+  GPtrArray *expected;          /* the cached set's hashes while reusing it, else NULL */
+  gchar *index_path;            /* the index naming this stream's set */
+  gboolean from_cache;          /* the statistics were loaded, not computed */
 
   /* streaming thread: the negotiated format and the conversion to RGB */
   GstVideoInfo info;
@@ -266,23 +291,23 @@ is_file_output (const gchar * output)
 /* Creates `dir` and checks that a file can be made in it, so that a wrong output fails before
  * minutes of calibration rather than after. */
 static gboolean
-check_writable_dir (const gchar * dir, GError ** error)
+check_writable_dir (const gchar * dir, const gchar * what, GError ** error)
 {
   gchar *probe;
   gint fd;
 
   if (g_mkdir_with_parents (dir, 0755) != 0) {
     g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-        "cannot create the output directory %s: %s; set output to a writable directory or "
-        ".safetensors path", dir, g_strerror (errno));
+        "cannot create the %s directory %s: %s; set %s to a writable directory", what, dir,
+        g_strerror (errno), what);
     return FALSE;
   }
   probe = g_build_filename (dir, ".sam2calib-write-test-XXXXXX", NULL);
   fd = g_mkstemp (probe);
   if (fd < 0) {
     g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-        "cannot write to the output directory %s: %s; set output to a writable directory or "
-        ".safetensors path", dir, g_strerror (errno));
+        "cannot write to the %s directory %s: %s; set %s to a writable directory", what, dir,
+        g_strerror (errno), what);
     g_free (probe);
     return FALSE;
   }
@@ -290,6 +315,142 @@ check_writable_dir (const gchar * dir, GError ** error)
   g_unlink (probe);
   g_free (probe);
   return TRUE;
+}
+
+/* ---- statistics cache ------------------------------------------------------------------------
+ *
+ * The core caches statistics under a digest of the frames, which a stream only knows once the
+ * frames are in; but the point of a cache is to skip the float model on them. So sam2calib
+ * keeps a small index per calibration set, found from the first frame: its file lists the
+ * hashes of all the set's frames. When the first frame of a run matches an index, the frames
+ * are hashed and compared instead of run through the model; if all match, the statistics are
+ * loaded from the core's cache. A frame that differs ends the reuse: calibration starts afresh
+ * from that frame (the earlier frames were not run), with a warning. Nothing wrong is ever
+ * loaded: the core's entry is keyed by the model's weights, the frames and the recipe. */
+
+/* hex sha256 of what the calibrator is given: size, format and the visible pixels */
+static gchar *
+frame_hash (const guint8 * pixels, gint width, gint height, gint stride, gint bpp)
+{
+  GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
+  const gint dims[3] = { width, height, bpp };
+  gchar *hex;
+
+  g_checksum_update (sum, (const guchar *) dims, sizeof dims);
+  for (gint y = 0; y < height; y++)
+    g_checksum_update (sum, pixels + (gsize) y * stride, (gssize) width * bpp);
+  hex = g_strdup (g_checksum_get_string (sum));
+  g_checksum_free (sum);
+  return hex;
+}
+
+/* Everything but the frames that decides the statistics, as far as the element can tell
+ * cheaply (the core's own key adds the weights' digest). */
+static gchar *
+make_cache_prefix (GstSam2Calib * self, const gchar * model_ref)
+{
+  GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
+  gchar *describe = sam2_model_describe (self->model);
+  gchar *recipe = sam2_recipe_to_yaml (self->recipe);
+  gchar *params = g_strdup_printf ("%u/%u", self->target, self->stride);
+  gchar *hex;
+
+  g_checksum_update (sum, (const guchar *) model_ref, -1);
+  g_checksum_update (sum, (const guchar *) describe, -1);
+  g_checksum_update (sum, (const guchar *) recipe, -1);
+  g_checksum_update (sum, (const guchar *) params, -1);
+  hex = g_strdup (g_checksum_get_string (sum));
+  g_checksum_free (sum);
+  g_free (params);
+  g_free (recipe);
+  g_free (describe);
+  return hex;
+}
+
+static gchar *
+index_path_for (GstSam2Calib * self, const gchar * first_hash)
+{
+  GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
+  gchar *name, *path;
+
+  g_checksum_update (sum, (const guchar *) self->cache_prefix, -1);
+  g_checksum_update (sum, (const guchar *) first_hash, -1);
+  name = g_strdup_printf ("sam2calib-%.24s.index", g_checksum_get_string (sum));
+  path = g_build_filename (self->cache, name, NULL);
+  g_free (name);
+  g_checksum_free (sum);
+  return path;
+}
+
+/* The frame hashes an index lists; NULL when it is absent or not an index (then the run
+ * calibrates as without a cache). */
+static GPtrArray *
+read_index (const gchar * path)
+{
+  gchar *text = NULL;
+  gchar **lines;
+  GPtrArray *hashes = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return NULL;
+  lines = g_strsplit (text, "\n", -1);
+  if (lines[0] != NULL && strcmp (lines[0], CACHE_INDEX_MAGIC) == 0) {
+    hashes = g_ptr_array_new_with_free_func (g_free);
+    for (gchar ** l = lines + 1; *l != NULL; l++)
+      if (strlen (*l) == 64)
+        g_ptr_array_add (hashes, g_strdup (*l));
+    if (hashes->len == 0)
+      g_clear_pointer (&hashes, g_ptr_array_unref);
+  }
+  g_strfreev (lines);
+  g_free (text);
+  return hashes;
+}
+
+/* Written after the model, atomically (g_file_set_contents): a later run finds the set. */
+static void
+write_index (GstSam2Calib * self)
+{
+  GString *text = g_string_new (CACHE_INDEX_MAGIC "\n");
+  GError *error = NULL;
+
+  for (guint i = 0; i < self->frame_hashes->len; i++)
+    g_string_append_printf (text, "%s\n", (const gchar *) self->frame_hashes->pdata[i]);
+  if (!g_file_set_contents (self->index_path, text->str, text->len, &error)) {
+    GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
+        ("Could not write the calibration cache index %s: %s", self->index_path,
+            error->message), (NULL));
+    g_clear_error (&error);
+  }
+  g_string_free (text, TRUE);
+}
+
+/* The identity of the frames taken: what the core's cache is keyed by. */
+static gchar *
+set_digest (GstSam2Calib * self)
+{
+  GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
+  gchar *hex;
+
+  for (guint i = 0; i < self->frame_hashes->len; i++)
+    g_checksum_update (sum, self->frame_hashes->pdata[i], -1);
+  hex = g_strdup (g_checksum_get_string (sum));
+  g_checksum_free (sum);
+  return hex;
+}
+
+/* Points the calibrator at its cache entry for the frames taken: it loads the statistics if
+ * they are there (*hit), and saves them there when it quantizes otherwise. */
+static gboolean
+use_cache (GstSam2Calib * self, gboolean * hit, GError ** error)
+{
+  gchar *digest = set_digest (self);
+  gboolean ok = sam2_calibrator_use_cache (self->calibrator, self->cache, digest, hit, error);
+
+  g_free (digest);
+  if (ok && *hit)
+    self->from_cache = TRUE;
+  return ok;
 }
 
 /* ---- the worker --------------------------------------------------------------------------- */
@@ -339,9 +500,18 @@ quantize_thread (gpointer data)
   GStatBuf st;
   gdouble seconds;
 
+  if (self->cache != NULL && self->expected == NULL) {
+    /* computed statistics: saved to the cache when quantizing (a hit loads the same ones) */
+    gboolean hit = FALSE;
+    if (!use_cache (self, &hit, &error)) {
+      GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Not caching the statistics: %s",
+              error->message), (NULL));
+      g_clear_error (&error);
+    }
+  }
   n = (guint) sam2_calibrator_get_n_frames (self->calibrator);
-  GST_INFO_OBJECT (self, "quantizing from %u frames with recipe \"%s\"", n,
-      self->recipe->name);
+  GST_INFO_OBJECT (self, "quantizing from %u frames with recipe \"%s\"%s", n,
+      self->recipe->name, self->from_cache ? " (statistics from the cache)" : "");
   q = sam2_calibrator_quantize (self->calibrator, on_quant_progress, self, &error);
 
   g_mutex_lock (&self->lock);
@@ -376,6 +546,8 @@ quantize_thread (gpointer data)
     return NULL;
   }
   sam2_model_unref (q);
+  if (self->cache != NULL)
+    write_index (self);
 
   seconds = (g_get_monotonic_time () - self->t_first) / 1e6;
   if (g_stat (self->out_path, &st) != 0)
@@ -386,7 +558,7 @@ quantize_thread (gpointer data)
   post_element (self, gst_structure_new ("sam2calib-done",
           "path", G_TYPE_STRING, self->out_path, "n-frames", G_TYPE_UINT, n,
           "seconds", G_TYPE_DOUBLE, seconds, "size", G_TYPE_UINT64, (guint64) st.st_size,
-          NULL));
+          "cached", G_TYPE_BOOLEAN, self->from_cache, NULL));
   g_signal_emit (self, gst_sam2_calib_signals[SIGNAL_QUANTIZED], 0, self->out_path);
   worker_finish (self, CALIB_DONE);
   return NULL;
@@ -477,38 +649,104 @@ gst_sam2_calib_set_caps (GstBaseSink * sink, GstCaps * caps)
   return TRUE;
 }
 
-/* Runs the float model with observers on one frame. */
+/* A new calibration for the frames from now on: after a frame that breaks the reuse of a
+ * cached set (the frames before it were only hashed). */
 static gboolean
-add_frame (GstSam2Calib * self, GstBuffer * buf, GError ** error)
+restart_collection (GstSam2Calib * self, GError ** error)
+{
+  g_clear_pointer (&self->calibrator, sam2_calibrator_free);
+  self->calibrator = sam2_calibrator_new (self->model, self->recipe, error);
+  g_ptr_array_set_size (self->frame_hashes, 0);
+  g_clear_pointer (&self->expected, g_ptr_array_unref);
+  g_mutex_lock (&self->lock);
+  self->collected = 0;
+  g_mutex_unlock (&self->lock);
+  return self->calibrator != NULL;
+}
+
+/* Takes one frame: hashes it when caching; while reusing a cached set, compares it with the
+ * set's next frame; otherwise runs the float model with observers on it. */
+static gboolean
+take_frame (GstSam2Calib * self, GstBuffer * buf, GError ** error)
 {
   GstVideoFrame in, rgb;
-  gboolean ok;
+  const guint8 *pixels;
+  gint width, height, stride;
+  Sam2PixelFormat format;
+  gchar *hash = NULL;
+  gboolean ok = TRUE, matched = FALSE;
 
   if (!gst_video_frame_map (&in, &self->info, buf, GST_MAP_READ)) {
     g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED,
         "could not map the video frame for reading");
     return FALSE;
   }
-  if (self->converter == NULL) {
-    ok = sam2_calibrator_add_image (self->calibrator, GST_VIDEO_FRAME_PLANE_DATA (&in, 0),
-        GST_VIDEO_FRAME_WIDTH (&in), GST_VIDEO_FRAME_HEIGHT (&in),
-        GST_VIDEO_FRAME_PLANE_STRIDE (&in, 0), self->format, error);
+  if (self->converter != NULL) {
+    if (!gst_video_frame_map (&rgb, &self->rgb_info, self->rgb, GST_MAP_WRITE)) {
+      gst_video_frame_unmap (&in);
+      g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED,
+          "could not map the RGB conversion buffer");
+      return FALSE;
+    }
+    gst_video_converter_frame (self->converter, &in, &rgb);
     gst_video_frame_unmap (&in);
-    return ok;
   }
-  if (!gst_video_frame_map (&rgb, &self->rgb_info, self->rgb, GST_MAP_WRITE)) {
-    gst_video_frame_unmap (&in);
-    g_set_error (error, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED,
-        "could not map the RGB conversion buffer");
-    return FALSE;
+  {
+    GstVideoFrame *f = self->converter != NULL ? &rgb : &in;
+    pixels = GST_VIDEO_FRAME_PLANE_DATA (f, 0);
+    width = GST_VIDEO_FRAME_WIDTH (f);
+    height = GST_VIDEO_FRAME_HEIGHT (f);
+    stride = GST_VIDEO_FRAME_PLANE_STRIDE (f, 0);
+    format = self->format;
   }
-  gst_video_converter_frame (self->converter, &in, &rgb);
-  gst_video_frame_unmap (&in);
-  ok = sam2_calibrator_add_image (self->calibrator, GST_VIDEO_FRAME_PLANE_DATA (&rgb, 0),
-      GST_VIDEO_FRAME_WIDTH (&rgb), GST_VIDEO_FRAME_HEIGHT (&rgb),
-      GST_VIDEO_FRAME_PLANE_STRIDE (&rgb, 0), SAM2_PIXEL_FORMAT_RGB, error);
-  gst_video_frame_unmap (&rgb);
+
+  if (self->cache != NULL) {
+    hash = frame_hash (pixels, width, height, stride, GST_VIDEO_INFO_COMP_PSTRIDE
+        (self->converter != NULL ? &self->rgb_info : &self->info, 0));
+    if (self->frame_hashes->len == 0) {
+      /* the first frame names the set: a run over the same frames finds its index */
+      g_free (self->index_path);
+      self->index_path = index_path_for (self, hash);
+      self->expected = read_index (self->index_path);
+      if (self->expected != NULL)
+        GST_INFO_OBJECT (self, "the first frame starts the cached calibration set %s (%u "
+            "frames): comparing frames instead of running the model", self->index_path,
+            self->expected->len);
+    }
+    if (self->expected != NULL) {
+      guint k = self->frame_hashes->len;
+      matched = k < self->expected->len && strcmp (hash, self->expected->pdata[k]) == 0;
+      if (!matched) {
+        GST_ELEMENT_WARNING (self, STREAM, FAILED,
+            ("Frame %u differs from the cached calibration set %s: calibrating from this frame "
+                "on (the %u frames before it were only compared, not run)", k + 1,
+                self->index_path, k), (NULL));
+        ok = restart_collection (self, error);
+        if (ok) {
+          g_free (self->index_path);
+          self->index_path = index_path_for (self, hash);
+        }
+      }
+    }
+  }
+  if (ok && !matched)
+    ok = sam2_calibrator_add_image (self->calibrator, pixels, width, height, stride, format,
+        error);
+  if (ok && hash != NULL) {
+    g_ptr_array_add (self->frame_hashes, hash);
+    hash = NULL;
+  }
+  gst_video_frame_unmap (self->converter != NULL ? &rgb : &in);
+  g_free (hash);
   return ok;
+}
+
+/* Whether a reused cached set is complete: all its frames seen (a set cut short by EOS in the
+ * run that made it is complete at that length). */
+static gboolean
+cached_set_complete (GstSam2Calib * self)
+{
+  return self->expected != NULL && self->frame_hashes->len == self->expected->len;
 }
 
 static GstFlowReturn
@@ -535,7 +773,7 @@ gst_sam2_calib_render (GstBaseSink * sink, GstBuffer * buf)
     return GST_FLOW_OK;
   }
 
-  if (!add_frame (self, buf, &error)) {
+  if (!take_frame (self, buf, &error)) {
     GST_ELEMENT_ERROR (self, STREAM, FAILED,
         ("Could not run the float model on a calibration frame: %s", error->message),
         (NULL));
@@ -552,6 +790,8 @@ gst_sam2_calib_render (GstBaseSink * sink, GstBuffer * buf)
     self->t_first = g_get_monotonic_time ();
   full = n >= self->target;
   g_mutex_unlock (&self->lock);
+  if (full && self->expected != NULL && !cached_set_complete (self))
+    full = FALSE;               /* cannot happen: a set never has more than num-frames */
 
   GST_DEBUG_OBJECT (self, "calibration frame %u/%u (%" GST_TIME_FORMAT ")", n, self->target,
       GST_TIME_ARGS (GST_BUFFER_PTS (buf)));
@@ -561,6 +801,29 @@ gst_sam2_calib_render (GstBaseSink * sink, GstBuffer * buf)
     post_element (self, gst_structure_new ("sam2calib-progress",
             "frames", G_TYPE_UINT, n, "total", G_TYPE_UINT, self->target, NULL));
 
+  if (full && self->expected != NULL) {
+    gboolean hit = FALSE;
+    if (!use_cache (self, &hit, &error) || !hit) {
+      /* the statistics are gone (or the weights changed under the same name): the frames
+       * were only compared, so start over from the next one */
+      GST_ELEMENT_WARNING (self, RESOURCE, NOT_FOUND,
+          ("The cached calibration set %s matched, but its statistics are not in %s%s%s: "
+              "calibrating from the next frame on", self->index_path, self->cache,
+              error ? ": " : "", error ? error->message : ""), (NULL));
+      g_clear_error (&error);
+      g_unlink (self->index_path);
+      if (!restart_collection (self, &error)) {
+        GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Cannot calibrate again: %s",
+                error->message), (NULL));
+        g_clear_error (&error);
+        g_mutex_lock (&self->lock);
+        self->state = CALIB_FAILED;
+        g_mutex_unlock (&self->lock);
+        return GST_FLOW_ERROR;
+      }
+      return GST_FLOW_OK;
+    }
+  }
   if (full) {
     gboolean ok;
     post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "quantizing", 0);
@@ -587,6 +850,29 @@ gst_sam2_calib_event (GstBaseSink * sink, GstEvent * event)
   /* Called with the PREROLL_LOCK held (serialized event). */
   g_mutex_lock (&self->lock);
   collected = self->collected;
+  if (self->state == CALIB_COLLECTING && collected > 0 && self->expected != NULL) {
+    /* reusing a cached set: its statistics or nothing (the frames were only compared) */
+    gboolean hit = FALSE;
+    GError *error = NULL;
+    g_mutex_unlock (&self->lock);
+    if (!cached_set_complete (self) || !use_cache (self, &hit, &error) || !hit) {
+      GST_ELEMENT_ERROR (self, STREAM, FAILED,
+          ("The stream ended after %u frames matching the cached calibration set %s (%u "
+              "frames), %s; those frames were only compared, not run. The index is removed: "
+              "run again to calibrate from the frames.", collected, self->index_path,
+              self->expected->len, cached_set_complete (self) ?
+              "but its statistics are missing" : "before the set was complete"),
+          ("%s", error ? error->message : ""));
+      g_clear_error (&error);
+      g_unlink (self->index_path);
+      g_mutex_lock (&self->lock);
+      self->state = CALIB_FAILED;
+      g_mutex_unlock (&self->lock);
+      gst_event_unref (event);
+      return FALSE;
+    }
+    g_mutex_lock (&self->lock);
+  }
   if (self->state == CALIB_COLLECTING && collected > 0) {
     GST_INFO_OBJECT (self, "EOS after %u of %u frames: quantizing from those", collected,
         self->target);
@@ -656,6 +942,7 @@ gst_sam2_calib_start (GstBaseSink * sink)
   model_ref = g_strdup (self->model_ref);
   config = g_strdup (self->config);
   output = g_strdup (self->output);
+  self->cache = self->cache_dir && *self->cache_dir ? g_strdup (self->cache_dir) : NULL;
   device = self->device;
   self->target = self->num_frames;
   self->stride = self->frame_stride;
@@ -721,7 +1008,7 @@ gst_sam2_calib_start (GstBaseSink * sink)
             self->out_path), (NULL));
     goto fail;
   }
-  if (!check_writable_dir (dir, &error)) {
+  if (!check_writable_dir (dir, "output", &error)) {
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("%s", error->message), (NULL));
     g_clear_error (&error);
     goto fail;
@@ -747,6 +1034,18 @@ gst_sam2_calib_start (GstBaseSink * sink)
     g_clear_error (&error);
     goto fail;
   }
+  if (self->cache != NULL) {
+    if (!check_writable_dir (self->cache, "cache-dir", &error)) {
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("%s", error->message), (NULL));
+      g_clear_error (&error);
+      goto fail;
+    }
+    self->cache_prefix = make_cache_prefix (self, model_ref);
+  }
+  g_ptr_array_set_size (self->frame_hashes, 0);
+  g_clear_pointer (&self->expected, g_ptr_array_unref);
+  g_clear_pointer (&self->index_path, g_free);
+  self->from_cache = FALSE;
 
   g_mutex_lock (&self->lock);
   self->state = CALIB_COLLECTING;
@@ -774,6 +1073,8 @@ fail:
   g_clear_pointer (&self->model, sam2_model_unref);
   g_clear_pointer (&self->recipe, sam2_recipe_free);
   g_clear_pointer (&self->out_path, g_free);
+  g_clear_pointer (&self->cache, g_free);
+  g_clear_pointer (&self->cache_prefix, g_free);
   g_free (model_ref);
   g_free (config);
   g_free (output);
@@ -806,6 +1107,10 @@ reset_calibration (GstSam2Calib * self, GError ** error)
 {
   g_clear_pointer (&self->calibrator, sam2_calibrator_free);
   self->calibrator = sam2_calibrator_new (self->model, self->recipe, error);
+  g_ptr_array_set_size (self->frame_hashes, 0);
+  g_clear_pointer (&self->expected, g_ptr_array_unref);
+  g_clear_pointer (&self->index_path, g_free);
+  self->from_cache = FALSE;
   g_mutex_lock (&self->lock);
   self->state = self->calibrator ? CALIB_COLLECTING : CALIB_FAILED;
   self->seen = 0;
@@ -829,6 +1134,11 @@ gst_sam2_calib_stop (GstBaseSink * sink)
   g_clear_pointer (&self->model, sam2_model_unref);
   g_clear_pointer (&self->recipe, sam2_recipe_free);
   g_clear_pointer (&self->out_path, g_free);
+  g_clear_pointer (&self->cache, g_free);
+  g_clear_pointer (&self->cache_prefix, g_free);
+  g_ptr_array_set_size (self->frame_hashes, 0);
+  g_clear_pointer (&self->expected, g_ptr_array_unref);
+  g_clear_pointer (&self->index_path, g_free);
   g_clear_pointer (&self->converter, gst_video_converter_free);
   gst_clear_buffer (&self->rgb);
   gst_video_info_init (&self->info);
@@ -905,6 +1215,10 @@ gst_sam2_calib_set_property (GObject * object, guint prop_id, const GValue * val
     case PROP_DEVICE:
       self->device = g_value_get_enum (value);
       break;
+    case PROP_CACHE_DIR:
+      g_free (self->cache_dir);
+      self->cache_dir = g_value_dup_string (value);
+      break;
     case PROP_POST_MESSAGES:
       self->post_messages = g_value_get_boolean (value);
       break;
@@ -941,6 +1255,9 @@ gst_sam2_calib_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_DEVICE:
       g_value_set_enum (value, self->device);
       break;
+    case PROP_CACHE_DIR:
+      g_value_set_string (value, self->cache_dir);
+      break;
     case PROP_POST_MESSAGES:
       g_value_set_boolean (value, self->post_messages);
       break;
@@ -959,6 +1276,8 @@ gst_sam2_calib_finalize (GObject * object)
   g_free (self->model_ref);
   g_free (self->config);
   g_free (self->output);
+  g_free (self->cache_dir);
+  g_ptr_array_unref (self->frame_hashes);
   g_mutex_clear (&self->lock);
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
@@ -973,6 +1292,8 @@ gst_sam2_calib_init (GstSam2Calib * self)
   self->frame_stride = DEFAULT_FRAME_STRIDE;
   self->device = DEFAULT_DEVICE;
   self->post_messages = DEFAULT_POST_MESSAGES;
+  self->cache_dir = g_strdup (DEFAULT_CACHE_DIR);
+  self->frame_hashes = g_ptr_array_new_with_free_func (g_free);
   g_mutex_init (&self->lock);
   gst_video_info_init (&self->info);
 
@@ -1036,6 +1357,14 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
           "Where calibration runs; this build calibrates on the CPU (cuda fails at start)",
           GST_TYPE_SAM2_CALIB_DEVICE, DEFAULT_DEVICE,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_CACHE_DIR,
+      g_param_spec_string ("cache-dir", "Cache directory",
+          "Keep the calibration statistics here and reuse them when a run sees the same "
+          "frames (same model, recipe, num-frames and frame-stride): the frames are then "
+          "hashed and compared instead of run through the model. A frame that differs ends "
+          "the reuse and calibration starts from it. Unset = no cache",
+          DEFAULT_CACHE_DIR,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_POST_MESSAGES,
       g_param_spec_boolean ("post-messages", "Post messages",
           "Post progress messages (GST_MESSAGE_PROGRESS, code \"sam2calib\") and the "
@@ -1066,7 +1395,7 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
       "(<model>-<recipe>.safetensors in a directory, or a .safetensors path); EOS waits for "
       "the file. Messages: progress (code sam2calib), sam2calib-progress (frames, total), "
       "sam2calib-layer (stage, layer, done, total, error), sam2calib-done (path, n-frames, "
-      "seconds, size); signal quantized (path). Example: gst-launch-1.0 -e filesrc "
+      "seconds, size, cached); signal quantized (path). Example: gst-launch-1.0 -e filesrc "
       "location=in.webm ! decodebin ! videoconvert ! sam2calib model=tiny "
       "config=configs/hiera_tiny_w4a8.yaml num-frames=64 frame-stride=4 output=models/",
       "sam2-gst developers");

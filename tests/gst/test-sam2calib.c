@@ -1,6 +1,7 @@
 /* test-sam2calib.c: sam2calib with the demo model: caps for every input format, the messages
- * and their order, a quantized model that loads, frame-stride, every way it refuses to start
- * or to finish (with no file left behind), stopping while it quantizes, and sam2seg switching
+ * and their order, a quantized model that loads, frame-stride, the statistics cache, every way
+ * it refuses to start or to finish (with no file left behind), stopping while it quantizes,
+ * and sam2seg switching
  * to the model it writes while the stream runs. Calibration uses a small round-to-nearest
  * recipe (a second or two per run on the demo model); the shipped recipes are tested by the
  * core tests and sam2q. */
@@ -445,6 +446,135 @@ GST_START_TEST (test_frame_stride)
 
 GST_END_TEST;
 
+/* ---- statistics cache ---------------------------------------------------------------------- */
+
+/* One harness run over `frames` (RGB, demo size) then EOS; the sam2calib-done structure (a
+ * copy) or NULL, the warnings and the error message through the pointers. */
+static GstStructure *
+cache_run (const gchar * output, const gchar * cache, guint num_frames, guint8 ** frames,
+    guint n, gchar ** warning, gchar ** error_message)
+{
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (output, "num-frames", num_frames, "cache-dir", cache, NULL);
+  GstHarness *h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+  GstStructure *done = NULL;
+  GList *msgs;
+
+  for (guint i = 0; i < n; i++)
+    fail_unless_equals_int (gst_harness_push (h, make_any_frame (frames[i], demo_w, demo_h,
+                GST_VIDEO_FORMAT_RGB, i * GST_SECOND / 30)), GST_FLOW_OK);
+  gst_harness_push_event (h, gst_event_new_eos ());
+  msgs = drain_bus (bus);
+  *warning = NULL;
+  *error_message = NULL;
+  for (GList * l = msgs; l; l = l->next) {
+    GstMessage *m = l->data;
+    GError *e = NULL;
+    if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_WARNING && *warning == NULL) {
+      gst_message_parse_warning (m, &e, NULL);
+      *warning = g_strdup (e->message);
+    } else if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ERROR && *error_message == NULL) {
+      gst_message_parse_error (m, &e, NULL);
+      *error_message = g_strdup (e->message);
+    } else if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (gst_message_get_structure (m), "sam2calib-done")) {
+      done = gst_structure_copy (gst_message_get_structure (m));
+    }
+    g_clear_error (&e);
+  }
+  free_messages (msgs);
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  return done;
+}
+
+static gboolean
+done_cached (const GstStructure * done)
+{
+  gboolean cached = FALSE;
+  fail_unless (done != NULL);
+  fail_unless (gst_structure_get_boolean (done, "cached", &cached));
+  return cached;
+}
+
+/* The same frames again reuse the statistics; other frames after a matching first one
+ * restart calibration from the first that differs; EOS inside a reused set is an error. */
+GST_START_TEST (test_cache)
+{
+  gchar *cache = out_dir ("cache");
+  gchar *out1 = out_dir ("c1"), *out2 = out_dir ("c2"), *out3 = out_dir ("c3");
+  gchar *out4 = out_dir ("c4");
+  gchar *path2 = g_build_filename (out2, "sam2-shapes-" TEST_RECIPE_NAME ".safetensors", NULL);
+  gint w, h;
+  guint8 *a, *b, *c;
+  gchar *warning, *err;
+  GstStructure *done;
+  guint n;
+  Sam2Model *model;
+  GError *error = NULL;
+
+  load_demo ();
+  a = demo_rgb;
+  b = test_load_demo_rgb ("shapes-3.png", &w, &h);
+  fail_unless (w == demo_w && h == demo_h);
+  c = test_load_demo_rgb ("shapes-7.png", &w, &h);
+  fail_unless (w == demo_w && h == demo_h);
+
+  /* first run: computed and cached */
+  done = cache_run (out1, cache, 2, (guint8 *[]) { a, b }, 2, &warning, &err);
+  fail_unless (err == NULL && warning == NULL, "%s %s", err, warning);
+  fail_if (done_cached (done));
+  gst_structure_free (done);
+
+  /* same frames: loaded, and the model is as good as a model */
+  done = cache_run (out2, cache, 2, (guint8 *[]) { a, b }, 2, &warning, &err);
+  fail_unless (err == NULL && warning == NULL, "%s %s", err, warning);
+  fail_unless (done_cached (done));
+  fail_unless (gst_structure_get_uint (done, "n-frames", &n));
+  fail_unless_equals_int (n, 2);
+  gst_structure_free (done);
+  model = sam2_model_load (path2, &error);
+  fail_unless (model != NULL && sam2_model_is_quantized (model), "%s",
+      error ? error->message : "");
+  sam2_model_unref (model);
+
+  /* same first frame, then another: a warning, and the set becomes (c, a) from c on */
+  done = cache_run (out3, cache, 2, (guint8 *[]) { a, c, a }, 3, &warning, &err);
+  fail_unless (err == NULL, "%s", err);
+  fail_unless (warning != NULL && strstr (warning, "Frame 2 differs from the cached "
+          "calibration set") != NULL, "%s", warning);
+  fail_if (done_cached (done));
+  fail_unless (gst_structure_get_uint (done, "n-frames", &n));
+  fail_unless_equals_int (n, 2);
+  gst_structure_free (done);
+  g_free (warning);
+
+  /* EOS after the first frame of a cached set: an error and no file; the index is gone, so
+   * that the next run over these frames does not stop at the same place again */
+  done = cache_run (out4, cache, 2, (guint8 *[]) { a }, 1, &warning, &err);
+  fail_unless (done == NULL);
+  fail_unless (err != NULL && strstr (err, "before the set was complete") != NULL, "%s", err);
+  fail_unless_equals_int (count_outputs (out4), 0);
+  g_free (err);
+  done = cache_run (out4, cache, 2, (guint8 *[]) { a }, 1, &warning, &err);
+  fail_unless (err == NULL && warning == NULL, "%s %s", err, warning);
+  fail_unless (gst_structure_get_uint (done, "n-frames", &n));
+  fail_unless_equals_int (n, 1);
+  gst_structure_free (done);
+
+  g_free (b);
+  g_free (c);
+  g_free (path2);
+  g_free (out1);
+  g_free (out2);
+  g_free (out3);
+  g_free (out4);
+  g_free (cache);
+}
+
+GST_END_TEST;
+
 /* ---- errors -------------------------------------------------------------------------------- */
 
 static void
@@ -745,6 +875,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_calibrate_messages_model);
   tcase_add_test (tc, test_output_file_eos_early);
   tcase_add_test (tc, test_frame_stride);
+  tcase_add_test (tc, test_cache);
   tcase_add_test (tc, test_error_eos_without_frames);
   tcase_add_test (tc, test_error_start);
   tcase_add_test (tc, test_stop_while_quantizing);
