@@ -382,10 +382,10 @@ index_path_for (GstSam2Calib * self, const gchar * first_hash)
   return path;
 }
 
-/* The frame hashes an index lists; NULL when it is absent or not an index (then the run
- * calibrates as without a cache). */
+/* The frame hashes an index lists; NULL when it is absent, not an index or longer than the
+ * sets this run makes (then the run calibrates as without a cache). */
 static GPtrArray *
-read_index (const gchar * path)
+read_index (const gchar * path, guint max_frames)
 {
   gchar *text = NULL;
   gchar **lines;
@@ -399,7 +399,7 @@ read_index (const gchar * path)
     for (gchar ** l = lines + 1; *l != NULL; l++)
       if (strlen (*l) == 64)
         g_ptr_array_add (hashes, g_strdup (*l));
-    if (hashes->len == 0)
+    if (hashes->len == 0 || hashes->len > max_frames)
       g_clear_pointer (&hashes, g_ptr_array_unref);
   }
   g_strfreev (lines);
@@ -707,7 +707,7 @@ take_frame (GstSam2Calib * self, GstBuffer * buf, GError ** error)
       /* the first frame names the set: a run over the same frames finds its index */
       g_free (self->index_path);
       self->index_path = index_path_for (self, hash);
-      self->expected = read_index (self->index_path);
+      self->expected = read_index (self->index_path, self->target);
       if (self->expected != NULL)
         GST_INFO_OBJECT (self, "the first frame starts the cached calibration set %s (%u "
             "frames): comparing frames instead of running the model", self->index_path,
@@ -790,8 +790,6 @@ gst_sam2_calib_render (GstBaseSink * sink, GstBuffer * buf)
     self->t_first = g_get_monotonic_time ();
   full = n >= self->target;
   g_mutex_unlock (&self->lock);
-  if (full && self->expected != NULL && !cached_set_complete (self))
-    full = FALSE;               /* cannot happen: a set never has more than num-frames */
 
   GST_DEBUG_OBJECT (self, "calibration frame %u/%u (%" GST_TIME_FORMAT ")", n, self->target,
       GST_TIME_ARGS (GST_BUFFER_PTS (buf)));
