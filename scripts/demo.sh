@@ -26,10 +26,11 @@ else
 fi
 ninja -C "$build" gst/libgstsam2.so examples/shapes-video/shapes-video \
   examples/pipelines/annotation-rois >/dev/null
+build=$(cd "$build" && pwd)
 
 # the elements from the build tree, with a registry of their own (a stale one would hide them)
-export GST_PLUGIN_PATH="$PWD/$build/gst"
-export GST_REGISTRY="$PWD/$build/demo-registry.bin"
+export GST_PLUGIN_PATH="$build/gst"
+export GST_REGISTRY="$build/demo-registry.bin"
 # idle OpenMP threads sleep: the pipelines interleave model runs with decoding and encoding
 export OMP_WAIT_POLICY=passive
 
