@@ -41,10 +41,10 @@
  * afterwards, so an application (or gst-launch-1.0 -e) that waits for EOS finds the file
  * complete. A flushing seek does not lose work: the statistics of the frames taken so far
  * stay, a quantization in progress goes on, and an EOS after the flush waits for it again.
- * Stopping the element (PAUSED to READY) cancels: the core quantizer cannot be interrupted
- * inside a layer, so the element waits for the worker (seconds for small models, minutes for
- * hiera-large on a CPU) and then discards its result; no file is written unless the result
- * was already complete on disk when the stop came.
+ * Stopping the element (PAUSED to READY) cancels: the core quantizer has no cancellation
+ * point, so the element waits for the worker (seconds for the demo model, longer for the
+ * large checkpoints) and then discards its result; no file is written unless the result was
+ * already complete on disk when the stop came. The next run starts from no frames.
  *
  * ## Statistics cache
  *
