@@ -712,6 +712,47 @@ GST_START_TEST (test_stop_while_quantizing)
 
 GST_END_TEST;
 
+/* A flushing seek while the worker quantizes loses nothing: the EOS after it waits for the same
+ * quantization, and the file is written once. */
+GST_START_TEST (test_flush_while_quantizing)
+{
+  gchar *dir = out_dir ("flushed");
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (dir, "num-frames", 1, NULL);
+  GstHarness *h;
+  GList *msgs;
+
+  load_demo ();
+  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+  fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
+              GST_VIDEO_FORMAT_RGB, 0)), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+  {
+    /* flush-stop(reset) clears the segment: the harness sends caps and a new segment */
+    gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,framerate=30/1",
+        demo_w, demo_h);
+    gst_harness_set_src_caps_str (h, caps);
+    g_free (caps);
+  }
+  /* frames after the flush are dropped: the set is complete */
+  fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
+              GST_VIDEO_FORMAT_RGB, 0)), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  fail_unless_equals_int (count_outputs (dir), 1);
+  msgs = drain_bus (bus);
+  fail_unless (bus_error (msgs) == NULL);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 1);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-progress"), 1);
+  free_messages (msgs);
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
 /* ---- calibrate, then segment ---------------------------------------------------------------- */
 
 typedef struct
@@ -857,6 +898,16 @@ GST_START_TEST (test_seg_calibrator_errors)
   fail_unless (error != NULL && strstr (error->message, "no \"quantized\" signal") != NULL,
       "%s", error ? error->message : "started");
   g_clear_error (&error);
+
+  /* a calibrator switches the model to W4A8: an explicit float precision contradicts it */
+  other = gst_element_factory_make ("sam2calib", "cal");
+  gst_bin_add (GST_BIN (pipeline), other);
+  g_object_set (seg, "calibrator-name", "cal", NULL);
+  gst_util_set_object_arg (G_OBJECT (seg), "precision", "fp32");
+  error = test_start_error (seg, NULL);
+  fail_unless (error != NULL && strstr (error->message, "precision must be auto") != NULL,
+      "%s", error ? error->message : "started");
+  g_clear_error (&error);
   gst_object_unref (pipeline);
 }
 
@@ -879,6 +930,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_error_eos_without_frames);
   tcase_add_test (tc, test_error_start);
   tcase_add_test (tc, test_stop_while_quantizing);
+  tcase_add_test (tc, test_flush_while_quantizing);
   tcase_add_test (tc, test_calibrate_then_segment);
   tcase_add_test (tc, test_seg_calibrator_errors);
   return s;
