@@ -198,11 +198,13 @@ main (int argc, char **argv)
     }
   }
   if (profile) {
+    /* profile_start resets the counters: one window per stage */
     s->backend->ops->profile_start (s->backend);
     sam2_session_encode (s, pixels, NULL);
     print_profile (s, "encoder");
+    s->backend->ops->profile_start (s->backend);
     sam2_session_decode (s, &prompt_model, 1, TRUE, NULL);
-    print_profile (s, "decoder");
+    print_profile (s, "decoder (one prompt)");
   }
 
   const double enc = median (t_enc, iterations), dec = median (t_dec, iterations);

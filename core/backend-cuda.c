@@ -213,8 +213,9 @@ cuda_profile_start (Sam2Backend *b)
   cu->profiling = TRUE;
 }
 
-/* Sums the recorded pairs (waiting for the stream) and starts a new accumulation window, so a
- * benchmark may read after every frame without the pool growing. */
+/* Adds the recorded pairs to the totals (waiting for the stream) and recycles their events: the
+ * totals accumulate since profile_start, as on the CPU, and the event pool does not grow when a
+ * benchmark reads after every frame. */
 static const Sam2OpProfile *
 cuda_profile_read (Sam2Backend *b)
 {
