@@ -8,7 +8,8 @@
  * Weights live in the model, in host memory. The first time a layer runs, its weights are copied
  * to the device (FP32, or FP16 for SAM2_PRECISION_FP16, or the repacked W4A8 blob and its float
  * parts for quantized layers) into a cache keyed by the host Sam2Linear / Sam2LayerNorm pointer,
- * which the model never moves. Scratch (FP16 activations, the W4A8 workspace) grows to the
+ * which the model never moves. In FP16 precision the attention products run on the tensor cores
+ * too (sam2_cuda_attention_f16). Scratch (FP16 activations, the W4A8 workspace) grows to the
  * largest need it has seen: the first frame sizes it (the encoder's layers are the widest, so a
  * later prompt with more points does not grow it either), and after that nothing is allocated
  * per frame. All of it is freed in destroy.
@@ -635,7 +636,12 @@ cuda_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
     .v = a->v, .v_ld = a->v_ld, .v_batch_stride = a->v_batch_stride,
     .out = a->out, .out_ld = a->out_ld, .out_batch_stride = a->out_batch_stride,
   };
-  LAUNCH (cu, sam2_cuda_attention (&args, cu->stream), "attention");
+  /* FP16 precision: q k^T and p v on the tensor cores (FP16 operands, FP32 softmax and sums),
+   * the same rounding of operands as the FP16 GEMMs */
+  if (cu->precision == SAM2_PRECISION_FP16)
+    LAUNCH (cu, sam2_cuda_attention_f16 (&args, cu->stream), "attention (fp16)");
+  else
+    LAUNCH (cu, sam2_cuda_attention (&args, cu->stream), "attention");
   return SAM2_STATUS_OK;
 }
 

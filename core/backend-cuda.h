@@ -18,7 +18,8 @@ gboolean sam2_backend_cuda_probe (GError **error);
 
 /* A backend on the current CUDA device. `precision` is SAM2_PRECISION_FP32 (cuBLAS SGEMM without
  * TF32: results within float32 rounding of the CPU backend) or SAM2_PRECISION_FP16 (float
- * layers' GEMMs with FP16 operands and FP32 accumulation; everything else stays FP32);
+ * layers' GEMMs and attention's two products with FP16 operands and FP32 accumulation; softmax,
+ * norms and activations stay FP32);
  * SAM2_PRECISION_AUTO means FP32. Quantized layers run the W4A8 kernels in either precision. */
 Sam2Backend *sam2_backend_cuda_new (Sam2Precision precision, GError **error);
 

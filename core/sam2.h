@@ -152,8 +152,9 @@ typedef enum {
 } Sam2BackendKind;
 
 /* Arithmetic of the model's float layers. AUTO: FP32 (what the checkpoint holds). FP16 (CUDA
- * only): GEMMs of float layers take FP16 operands and accumulate in FP32; norms, softmax and
- * activations stay FP32. Quantized layers of a W4A8 model run W4A8 in every precision. */
+ * only): GEMMs of float layers and attention's two products take FP16 operands and accumulate in
+ * FP32; softmax, norms and activations stay FP32 (outputs within ~1e-2 relative of FP32).
+ * Quantized layers of a W4A8 model run W4A8 in every precision. */
 typedef enum {
   SAM2_PRECISION_AUTO,
   SAM2_PRECISION_FP32,
