@@ -7,7 +7,8 @@ For each SAM2.1 Hiera size (the architecture of the hub checkpoints facebook/sam
 random weights: the weights do not change the cost), at 1024x1024:
   encoder  get_image_embeddings (Hiera + FPN + high-resolution convs), eager, in --dtype;
   decoder  prompt encoder + mask decoder for one point per image, multimask, embeddings given;
-  compile  the encoder under torch.compile (default mode), for the sizes in --compile;
+  compile  the encoder under torch.compile (default mode), for the sizes in --compile, at the
+           first batch size only (each batch size compiles anew, ~30 s);
   memory   peak GPU memory allocated by PyTorch during the eager encoder.
 Median of --iterations CUDA-event timings after warm-up. With --save-dir, each size's float32
 weights are saved there first (DIR/SIZE, as save_pretrained writes them) so the C benchmark can
@@ -87,7 +88,7 @@ def bench_size(size, args, dtype):
                          decoder_ms_per_prompt=round(decoder / batch, 3),
                          gpu_memory_mb=round(memory / 2**20, 1)))
         print(json.dumps(rows[-1]), flush=True)
-        if size in args.compile:
+        if size in args.compile and batch == args.batches[0]:
             compiled = torch.compile(model.get_image_embeddings)
             with torch.inference_mode():
                 t0 = time.time()

@@ -151,10 +151,12 @@ typedef enum {
   SAM2_BACKEND_CUDA,
 } Sam2BackendKind;
 
-/* Arithmetic of the model's float layers. AUTO: FP32 (what the checkpoint holds). FP16 (CUDA
- * only): GEMMs of float layers and attention's two products take FP16 operands and accumulate in
- * FP32; softmax, norms and activations stay FP32 (outputs within ~1e-2 relative of FP32).
- * Quantized layers of a W4A8 model run W4A8 in every precision. */
+/* Arithmetic of the model's float layers. FP16 (CUDA only): GEMMs of float layers and
+ * attention's two products take FP16 operands and accumulate in FP32; softmax, norms and
+ * activations stay FP32 (outputs within ~1e-2 relative of FP32). Quantized layers of a W4A8
+ * model run W4A8 in every precision. AUTO: FP32 for a float checkpoint (what it holds); for a
+ * quantized model on CUDA, FP16 (its float layers are stored in 16 bits, and its 8-bit
+ * activations already bound the accuracy far below FP16's rounding). */
 typedef enum {
   SAM2_PRECISION_AUTO,
   SAM2_PRECISION_FP32,
@@ -179,7 +181,8 @@ void sam2_session_free (Sam2Session *session);
  * FP16, never AUTO). */
 Sam2BackendKind sam2_session_get_backend (const Sam2Session *session);
 Sam2Precision sam2_session_get_precision (const Sam2Session *session);
-/* One line for tools and logs, e.g. "cuda fp16, NVIDIA H200 (device 0, ...)" or "cpu fp32". */
+/* One line for tools and logs, e.g. "cuda fp16, NVIDIA H200 (device 0, ...)", "cpu fp32" or, for
+ * a quantized model, "cuda w4a8 + fp16, ..." / "cpu w4a8 + fp32". */
 const char *sam2_session_describe_backend (const Sam2Session *session);
 
 /* Names as tools and properties spell them: "auto", "cpu", "cuda"; "auto", "fp32", "fp16". */

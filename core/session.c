@@ -278,8 +278,8 @@ sam2_backend_available (Sam2BackendKind kind, GError **error)
 /* Resolves AUTO and makes the backend; an explicit request that cannot be met is an error, never
  * a quiet fallback to another backend or precision. */
 static Sam2Backend *
-make_backend (const Sam2SessionOptions *o, Sam2BackendKind *kind, Sam2Precision *precision,
-              char **description, GError **error)
+make_backend (const Sam2SessionOptions *o, gboolean quantized, Sam2BackendKind *kind,
+              Sam2Precision *precision, char **description, GError **error)
 {
   Sam2BackendKind k = o->backend;
   const char *env = g_getenv ("SAM2_BACKEND");
@@ -293,8 +293,11 @@ make_backend (const Sam2SessionOptions *o, Sam2BackendKind *kind, Sam2Precision 
   }
   if (k == SAM2_BACKEND_AUTO)
     k = sam2_backend_available (SAM2_BACKEND_CUDA, NULL) ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU;
-  /* AUTO precision is what a checkpoint holds: FP32 (quantized layers are W4A8 regardless) */
-  Sam2Precision p = o->precision == SAM2_PRECISION_AUTO ? SAM2_PRECISION_FP32 : o->precision;
+  /* AUTO precision is what a float checkpoint holds, FP32; a quantized model's float layers are
+   * 16-bit in its file, so on CUDA they and attention run FP16 (sam2.h) */
+  Sam2Precision p = o->precision;
+  if (p == SAM2_PRECISION_AUTO)
+    p = quantized && k == SAM2_BACKEND_CUDA ? SAM2_PRECISION_FP16 : SAM2_PRECISION_FP32;
   *kind = k;
   *precision = p;
   if (k == SAM2_BACKEND_CPU) {
@@ -304,7 +307,7 @@ make_backend (const Sam2SessionOptions *o, Sam2BackendKind *kind, Sam2Precision 
                    "precision auto or fp32, or backend cuda)", sam2_precision_to_string (p));
       return NULL;
     }
-    *description = g_strdup ("cpu fp32");
+    *description = g_strdup (quantized ? "cpu w4a8 + fp32" : "cpu fp32");
     return sam2_backend_cpu_new ();
   }
   if (k != SAM2_BACKEND_CUDA) {
@@ -316,7 +319,8 @@ make_backend (const Sam2SessionOptions *o, Sam2BackendKind *kind, Sam2Precision 
 #ifdef SAM2_HAVE_CUDA
   Sam2Backend *b = sam2_backend_cuda_new (p, error);
   if (b != NULL)
-    *description = g_strdup_printf ("cuda %s, %s", sam2_precision_to_string (p),
+    *description = g_strdup_printf ("cuda %s%s, %s", quantized ? "w4a8 + " : "",
+                                    sam2_precision_to_string (p),
                                     sam2_backend_cuda_device_name (b));
   return b;
 #else
@@ -341,7 +345,8 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
   Sam2BackendKind kind;
   Sam2Precision precision;
   char *description = NULL;
-  Sam2Backend *backend = make_backend (options, &kind, &precision, &description, error);
+  Sam2Backend *backend = make_backend (options, sam2_model_is_quantized (model), &kind, &precision,
+                                      &description, error);
   if (backend == NULL)
     return NULL;
 

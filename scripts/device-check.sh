@@ -4,7 +4,7 @@
 #
 #   bash scripts/device-check.sh [STEP...]      (default: all steps, in this order)
 #
-# Steps: env, fixtures, tests, torch, quantize, bench, cpu, shapes, large. Each runs under its own
+# Steps: env, fixtures, tests, gemm, torch, quantize, bench, cpu, shapes, large. Each runs under its own
 # time limit and logs to $OUT/<step>.log (the device tool brings $OUT back); the summary at the
 # end lists each step's exit status and the benchmark lines. A failing step does not stop the
 # others: one call should tell as much as it can.
@@ -13,16 +13,16 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 PACK=$PWD/.devpack
-BIN=$PACK/bin
 WORK=/tmp/sam2-device
+BIN=$WORK/bin
 mkdir -p "$WORK/models"
 export SAM2_FIXTURES=$WORK/fixtures
 export OMP_WAIT_POLICY=PASSIVE
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(env fixtures tests torch quantize bench cpu shapes)
+[ ${#steps[@]} -gt 0 ] || steps=(env fixtures tests gemm torch quantize bench cpu shapes)
 
 # Libraries: the packed ones, then CUDA's (the toolkit's, else the wheels PyTorch uses).
-if [ ! -d "$WORK/devlibs" ]; then tar -C "$WORK" -xJf "$PACK/libs.tar.xz"; fi
+if [ ! -d "$WORK/devlibs" ]; then tar -C "$WORK" -xJf "$PACK/programs.tar.xz"; fi
 cuda_libs=/usr/local/cuda/lib64
 for mod in cublas cuda_runtime; do
   d=$(python3 -c "import nvidia.$mod, os; print(os.path.join(list(nvidia.$mod.__path__)[0], 'lib'))" 2>/dev/null) && cuda_libs=$cuda_libs:$d
@@ -127,11 +127,11 @@ step_bench () {
   local b
   for b in "$BIN"/sam2-bench-gpu "$BIN"/bench-gpu; do [ -x "$b" ] && break; done
   for size in ${BENCH_SIZES:-tiny}; do
-    "$b" --model "$WORK/models/$size" --precision fp32
-    "$b" --model "$WORK/models/$size" --precision fp16
-    "$b" --model "$WORK"/models/$size-w4a8/*.safetensors
+    "$b" --model "$WORK/models/$size" --precision fp32 --json
+    "$b" --model "$WORK/models/$size" --precision fp16 --json --profile
+    "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json --profile
+    "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --precision fp32 --json
   done
-  for g in "$BIN"/bench-cuda-gemm "$BIN"/sam2-bench-cuda-gemm; do [ -x "$g" ] && "$g"; done
   true
 }
 
@@ -140,7 +140,7 @@ step_bench () {
 step_cpu () {
   local q
   q=$(ls "$WORK"/models/tiny-w4a8/*.safetensors)
-  for n in 16 4; do
+  for n in ${CPU_THREADS:-16}; do
     "$BIN/sam2-bench-cpu" --model "$WORK/models/tiny" --threads $n --iterations 3
     "$BIN/sam2-bench-cpu" --model "$q" --threads $n --iterations 3
   done
@@ -161,6 +161,11 @@ step_shapes () {
   done
 }
 
+# The W4A8 linear against cuBLAS FP16 / BF16 on the encoders' linear shapes.
+step_gemm () {
+  "$BIN/sam2-bench-cuda-gemm" --model all --iters 20 --warmup 5
+}
+
 step_large () {
   TORCH_SIZES=large TORCH_COMPILE=large step_torch
   QUANT_SIZES=large step_quantize
@@ -170,7 +175,7 @@ step_large () {
 limit_of () {
   case $1 in
     env) echo 30 ;; fixtures) echo 150 ;; tests) echo 240 ;; torch) echo 200 ;;
-    quantize) echo 150 ;; bench) echo 120 ;; cpu) echo 120 ;; shapes) echo 150 ;; large) echo 400 ;;
+    quantize) echo 150 ;; bench) echo 120 ;; gemm) echo 90 ;; cpu) echo 120 ;; shapes) echo 150 ;; large) echo 400 ;;
     *) echo 60 ;;
   esac
 }

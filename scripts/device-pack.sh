@@ -5,9 +5,9 @@
 #   scripts/device-pack.sh [BUILD_DIR]      (default build-dev, configured with -Dcuda=enabled)
 #
 # The GPU machine is bare (no GLib, GStreamer, oneDNN or LAPACK; CUDA and PyTorch are there), so
-# the pack holds: the CUDA test and benchmark programs and sam2q, stripped; the shared libraries
-# they need that a stock system lacks (everything but glibc, libstdc++ and CUDA's own), as one
-# xz tarball; and the fixtures the checks read that do not travel with the tree. The tiny-hash
+# the pack holds one xz tarball of the CUDA test and benchmark programs and sam2q, stripped, and
+# of the shared libraries they need that a stock system lacks (everything but glibc, libstdc++
+# and CUDA's own); and the fixtures the checks read that do not travel with the tree. The tiny-hash
 # float64 reference is not packed (27 MB): device-check.sh regenerates it there with the
 # fixtures' own generator, which fits the 64 MiB a call may carry.
 set -euo pipefail
@@ -22,26 +22,27 @@ ninja -C "$build" >/dev/null
 
 grep -qx '/.devpack/' .git/info/exclude || echo '/.devpack/' >> .git/info/exclude
 rm -rf .devpack
-mkdir -p .devpack/bin .devpack/fixtures/sam2-tiny-hash .devpack/fixtures/sam2-shapes
+mkdir -p .devpack/fixtures/sam2-tiny-hash .devpack/fixtures/sam2-shapes
+stage=$(mktemp -d)
+mkdir "$stage/bin" "$stage/devlibs"
 
 programs=("$build/examples/sam2q/sam2q")
 for f in "$build"/tests/cuda/test-cuda-* "$build"/benchmarks/*; do
   if [ -f "$f" ] && [ -x "$f" ]; then programs+=("$f"); fi
 done
 for p in "${programs[@]}"; do
-  cp "$p" .devpack/bin/
-  strip .devpack/bin/"$(basename "$p")"
+  cp "$p" "$stage/bin/"
+  strip "$stage/bin/$(basename "$p")"
 done
 
 # Libraries: what the programs load, minus what every Linux system with CUDA has.
-libs=$(mktemp -d)
-mkdir "$libs/devlibs"
-for p in .devpack/bin/*; do ldd "$p"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
+for p in "$stage"/bin/*; do ldd "$p"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
   grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |
   grep -v -E '/(libcuda|libcudart|libcublas|libcublasLt)\.so' |
-  while read -r lib; do cp -L "$lib" "$libs/devlibs/"; done
-tar -C "$libs" -cf - devlibs | xz -6 -T0 > .devpack/libs.tar.xz
-rm -rf "$libs"
+  while read -r lib; do cp -L "$lib" "$stage/devlibs/"; done
+ls -la "$stage/bin"
+tar -C "$stage" -cf - bin devlibs | xz -6 -T0 > .devpack/programs.tar.xz
+rm -rf "$stage"
 
 cp "$fixtures"/sam2-tiny-hash/config.json .devpack/fixtures/sam2-tiny-hash/
 cp "$fixtures"/sam2-shapes/config.json .devpack/fixtures/sam2-shapes/
@@ -49,4 +50,3 @@ xz -6 -T0 -c "$fixtures"/sam2-shapes/eval_dev.safetensors > .devpack/fixtures/sa
 cp "$fixtures"/generators/fixtures.py .devpack/fixtures/
 
 du -sh .devpack
-ls -la .devpack/bin
