@@ -135,7 +135,9 @@ main (int argc, char **argv)
     g_print ("  %6d x %5d x %5d  %7.1f\n", shapes[i][0], shapes[i][1], shapes[i][2], r);
   }
 
-  Sam2Session *s = sam2_session_new (model, &error);
+  /* the CPU backend always: AUTO would pick CUDA on a machine with a GPU */
+  const Sam2SessionOptions cpu_only = { SAM2_BACKEND_CPU, SAM2_PRECISION_AUTO };
+  Sam2Session *s = sam2_session_new_full (model, &cpu_only, &error);
   if (s == NULL) {
     g_printerr ("%s\n", error->message);
     return 1;
