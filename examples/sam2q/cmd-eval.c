@@ -125,7 +125,8 @@ static void
 print_table (Row *rows, int n, const Row *ref, const Source *src)
 {
   g_print ("evaluated on %s: %d images, %d objects, one point and one box prompt each\n",
-           src->eval_set ? src->eval_set : src->root, rows[0].s.n_images, rows[0].s.n_objects);
+           src->eval_set ? src->eval_set : src->root ? src->root : src->dataset,
+           rows[0].s.n_images, rows[0].s.n_objects);
   /* every row ran with the same options, so on the same backend */
   g_print ("backend: %s\n\n", rows[0].s.backend);
   g_print ("%-40s %8s %8s", "model", "mIoU pt", "mIoU box");
