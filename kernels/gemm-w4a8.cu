@@ -25,6 +25,7 @@
 
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 namespace {
@@ -282,6 +283,222 @@ w4a8_gemm_kernel (const GemmArgs p)
     }
 }
 
+/* ---- v2 GEMM -------------------------------------------------------------------------------
+ * The same tiles, pipeline and arithmetic as w4a8_gemm_kernel (v1), with the per-group fold made
+ * cheaper, because for groups of 64 / 128 the fold, not the mma, bounded v1 (per output and
+ * group: two IMADs, an I2F at a quarter of the FP32 rate, FMUL, FADD, a select and a reset,
+ * against two to four 32-column mma steps of tensor time):
+ *   - MAGIC: the int32 accumulators start at 0x4B400000 (the bits of 1.5 * 2^23) instead of 0,
+ *     so after the group's mma and its zero-point terms they hold the bits of the float
+ *     12582912 + isum, exact while |isum| < 2^22; one FADD of -12582912 then gives (float) isum
+ *     exactly, with no I2F. |isum| <= group_pad * 255 * 15, below 2^22 for group_pad <= 1024
+ *     (MAGIC_MAX_GROUP_PAD); larger groups use the I2F (MAGIC false). Integer adds wrap
+ *     modulo 2^32, so the intermediate sums cannot spoil the final value.
+ *   - the float sums start at -0.0f, the identity of __fadd_rn (-0 + x is x for every x,
+ *     +0 and -0 included), so every group is added, with no first-group select: the same bits
+ *     as v1's "the first group assigned".
+ *   - the Za wsum term is skipped by whole warps whose rows all have Za = 0 (every symmetric
+ *     row: TOKEN_SYM and TENSOR_SYM layers): a warp-uniform branch, decided once.
+ *   - A fragments by ldmatrix.x4 (one instruction per 16-row m tile and step instead of four
+ *     32-bit loads): matrix j of the x4 is rows (j % 2) * 8 .. + 7, bytes (j / 2) * 16 .. + 15 of
+ *     the 16 x 32 step, which is exactly mma's a0..a3 (row gid / gid + 8, bytes tg * 4 + 0 / 16);
+ *     lane l gives the address of row l % 8 of matrix l / 8. The 80-byte row stride keeps each
+ *     8-address phase on distinct 16-byte bank groups (words 20 r mod 32). */
+constexpr int MAGIC_MAX_GROUP_PAD = 1024;
+constexpr int32_t MAGIC_BITS = 0x4B400000;     /* 12582912.0f */
+constexpr float MAGIC_F = 12582912.0f;
+
+__device__ __forceinline__ void
+ldmatrix_x4 (uint32_t r[4], const void *smem)
+{
+  const unsigned s = (unsigned) __cvta_generic_to_shared (smem);
+  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                : "r"(s));
+}
+
+/* BM = 128: 8 warps, two blocks per SM (128 registers); BM = 64: 4 warps, four blocks. */
+template <int BM, bool MAGIC>
+__global__ void __launch_bounds__ (BM * 2, BM == 128 ? 2 : 4)
+w4a8_gemm_v2_kernel (const GemmArgs p)
+{
+  __shared__ __align__ (16) int8_t a_s[STAGES][BM * A_LD];      /* (BM, A_LD) per stage */
+  __shared__ __align__ (16) uint32_t b_s[STAGES][B_WORDS];      /* (8, 2, 32) per stage */
+  constexpr int THREADS = BM * 2;
+  constexpr int32_t ACC0 = MAGIC ? MAGIC_BITS : 0;
+
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int wm = warp / 2, wn = warp % 2;           /* warp tile rows wm*32, cols wn*32 */
+  const int gid = lane / 4, tg = lane % 4;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int row_bytes = p.geo.row_bytes, n_pad = p.geo.n_pad, NG = p.geo.n_groups;
+  const int steps_row = row_bytes / 32, GP = p.geo.group_pad, steps = p.geo.steps;
+  const int n_kt = row_bytes / BK;
+  const int M = p.M;
+
+  /* as v1's */
+  auto load_stage = [&] (int stage, int kt) {
+#pragma unroll
+    for (int i = 0; i < (BM * 4) / THREADS; i++) {
+      const int c = tid + i * THREADS, r = c / 4, q = c % 4;
+      const int gm = min (m0 + r, M - 1);
+      cp_async16 (&a_s[stage][r * A_LD + q * 16],
+                  p.codes + (size_t) gm * row_bytes + (size_t) kt * BK + q * 16);
+    }
+    if (tid < (B_WORDS * 4) / 16) {
+      const int o = tid / 16, q = tid % 16;
+      cp_async16 (&b_s[stage][o * 64 + q * 4],
+                  p.w + ((size_t) (n0 / 8 + o) * steps_row + (size_t) kt * 2) * 32 + q * 4);
+    }
+  };
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; s++) {
+    if (s < n_kt)
+      load_stage (s, s);
+    cp_async_commit ();
+  }
+
+  /* Does any row of this warp have Za != 0? (rows past M are clamped to M - 1, as in the fold) */
+  bool za_any;
+  {
+    int z = 0;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int h = 0; h < 2; h++)
+        z |= p.za[min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1)];
+    za_any = __any_sync (0xffffffffu, z != 0);
+  }
+
+  int32_t acc[2][4][4];
+  float f[2][4][4];
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        acc[i][j][e] = ACC0;
+        f[i][j][e] = -0.0f;
+      }
+
+  /* this lane's ldmatrix row and byte offset within a warp's 16-row m tile and 32-byte step */
+  const int lm_off = ((lane % 8) + ((lane / 8) % 2) * 8) * A_LD + (lane / 16) * 16;
+
+  int g_done = 0;
+  for (int kt = 0; kt < n_kt; kt++) {
+    cp_async_wait<STAGES - 2> ();
+    __syncthreads ();              /* tile kt visible to all; stage (kt - 1) % STAGES free */
+    if (kt + STAGES - 1 < n_kt)
+      load_stage ((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
+    cp_async_commit ();
+
+    const int8_t *as = a_s[kt % STAGES];
+    const uint32_t *bs = b_s[kt % STAGES];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      const int s = kt * 2 + j;
+      if (s >= steps)
+        break;
+      uint32_t af[2][4];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+        ldmatrix_x4 (af[i], as + (wm * 32 + i * 16) * A_LD + j * 32 + lm_off);
+#pragma unroll
+      for (int n = 0; n < 4; n++) {
+        const uint32_t wv = bs[(wn * 4 + n) * 64 + j * 32 + lane];
+        const uint32_t b0 = wv & 0x0f0f0f0fu, b1 = (wv >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+          mma_s8 (acc[i][n], af[i], b0, b1);
+      }
+      if (((s + 1) * 32) % GP == 0 || s + 1 == steps) {
+        const int g = g_done;
+        int32_t as_[2][2], zr[2][2];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int row = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+            as_[i][h] = p.asum[(size_t) row * NG + g];
+            zr[i][h] = za_any ? p.za[row] : 0;
+          }
+#pragma unroll
+        for (int n = 0; n < 4; n++) {
+          const int c = n0 + wn * 32 + n * 8 + tg * 2;
+          const size_t o = (size_t) g * n_pad + c;
+          const int2 wz = *reinterpret_cast<const int2 *> (p.wzero + o);
+          const float2 sc = *reinterpret_cast<const float2 *> (p.wscale + o);
+          int2 ws = make_int2 (0, 0);
+          if (za_any)
+            ws = *reinterpret_cast<const int2 *> (p.wsum + o);
+#pragma unroll
+          for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+              int32_t v0 = acc[i][n][h * 2] - wz.x * as_[i][h];
+              int32_t v1 = acc[i][n][h * 2 + 1] - wz.y * as_[i][h];
+              if (za_any) {
+                v0 -= zr[i][h] * ws.x;
+                v1 -= zr[i][h] * ws.y;
+              }
+              float x0, x1;
+              if (MAGIC) {
+                /* exact: both are multiples of 1 within 2^22 of 1.5 * 2^23 */
+                x0 = __fadd_rn (__int_as_float (v0), -MAGIC_F);
+                x1 = __fadd_rn (__int_as_float (v1), -MAGIC_F);
+              } else {
+                x0 = (float) v0;
+                x1 = (float) v1;
+              }
+              f[i][n][h * 2] = __fadd_rn (f[i][n][h * 2], __fmul_rn (x0, sc.x));
+              f[i][n][h * 2 + 1] = __fadd_rn (f[i][n][h * 2 + 1], __fmul_rn (x1, sc.y));
+              acc[i][n][h * 2] = ACC0;
+              acc[i][n][h * 2 + 1] = ACC0;
+            }
+        }
+        g_done++;
+      }
+    }
+  }
+  cp_async_wait<0> ();
+
+  /* Epilogue: v1's. */
+  const int N = p.geo.n;
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int r = m0 + wm * 32 + i * 16 + gid + h * 8;
+      if (r >= M)
+        continue;
+      const float sa = p.sa[r];
+      const float *tr = p.rank > 0 ? p.t + (size_t) r * p.rank : nullptr;
+#pragma unroll
+      for (int n = 0; n < 4; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int c = n0 + wn * 32 + n * 8 + tg * 2 + e;
+          if (c >= N)
+            continue;
+          float v = __fmul_rn (f[i][n][h * 2 + e], sa);
+          if (p.bias != nullptr)
+            v = __fadd_rn (v, p.bias[c]);
+          if (tr != nullptr) {
+            const float *l = p.lora_up + (size_t) c * p.rank;
+            for (int k = 0; k < p.rank; k++)
+              v = __fadd_rn (v, __fmul_rn (tr[k], l[k]));
+          }
+          v = act_apply (p.act, v);
+          const size_t o = (size_t) r * N + c;
+          if (p.residual != nullptr)
+            v = __fadd_rn (v, p.residual[o]);
+          p.y[o] = v;
+        }
+    }
+}
+
 /* y (M, K) = x (M, K) * smooth (K) per column: the rows cuBLAS projects when the rank is above
  * the fused limit (the same single rounding as the fused path's). */
 __global__ void
@@ -329,6 +546,29 @@ geometry_ok (const Sam2CudaW4A8Geometry &g)
 }
 
 }  // namespace
+
+/* The kernel version: 0 until chosen, then 1 or 2 (see sam2_cuda_w4a8_kernel_version). */
+static int kernel_version;
+
+extern "C" int
+sam2_cuda_w4a8_kernel_version (void)
+{
+  int v = __atomic_load_n (&kernel_version, __ATOMIC_RELAXED);
+  if (v == 0) {
+    /* read once: every caller then sees the same choice (a race only stores the same value) */
+    const char *e = getenv ("SAM2_W4A8_KERNEL");
+    v = e != nullptr && (strcmp (e, "v1") == 0 || strcmp (e, "1") == 0) ? 1 : 2;
+    __atomic_store_n (&kernel_version, v, __ATOMIC_RELAXED);
+  }
+  return v;
+}
+
+extern "C" void
+sam2_cuda_w4a8_set_kernel_version (int version)
+{
+  __atomic_store_n (&kernel_version, version == 1 || version == 2 ? version : 0,
+                    __ATOMIC_RELAXED);
+}
 
 extern "C" void
 sam2_cuda_w4a8_geometry (int n, int k, int group_size, Sam2CudaW4A8Geometry *geo)
@@ -451,6 +691,27 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
   const int n_tiles = layer->geo.n_pad / BN;
   /* 128-row tiles unless that leaves fewer than about two blocks per SM of an H100 (132) */
   const long blocks128 = (long) ((M + 127) / 128) * n_tiles;
+  if (sam2_cuda_w4a8_kernel_version () >= 2) {
+    const bool magic = layer->geo.group_pad <= MAGIC_MAX_GROUP_PAD;
+    if (blocks128 >= 264) {
+      const dim3 grid (n_tiles, (M + 127) / 128);
+      if (grid.y > 65535)
+        return SAM2_CUDA_UNSUPPORTED;
+      if (magic)
+        w4a8_gemm_v2_kernel<128, true><<<grid, 256, 0, stream>>> (p);
+      else
+        w4a8_gemm_v2_kernel<128, false><<<grid, 256, 0, stream>>> (p);
+    } else {
+      const dim3 grid (n_tiles, (M + 63) / 64);
+      if (grid.y > 65535)
+        return SAM2_CUDA_UNSUPPORTED;
+      if (magic)
+        w4a8_gemm_v2_kernel<64, true><<<grid, 128, 0, stream>>> (p);
+      else
+        w4a8_gemm_v2_kernel<64, false><<<grid, 128, 0, stream>>> (p);
+    }
+    return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
+  }
   if (blocks128 >= 264) {
     const dim3 grid (n_tiles, (M + 127) / 128);
     if (grid.y > 65535)

@@ -140,6 +140,15 @@ int sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t str
 
 /* ---- W4A8 (layernorm-quant.cu, gemm-w4a8.cu) ------------------------------------------------- */
 
+/* Which W4A8 kernels run (activation quantization and GEMM): 2, the current ones, unless the
+ * environment variable SAM2_W4A8_KERNEL is "v1" (read once, at the first W4A8 call), which
+ * selects the first versions, kept for comparison and as the fallback. The setter overrides the
+ * choice (1 or 2; any other value goes back to the environment's) for tests and benchmarks that
+ * run both; it is not meant to be called while W4A8 work is being launched from another
+ * thread. */
+int sam2_cuda_w4a8_kernel_version (void);
+void sam2_cuda_w4a8_set_kernel_version (int version);
+
 /* The kernel-side geometry of a W4A8 layer (N, K, group size), from sam2_cuda_w4a8_geometry.
  *
  * Activation rows in the kernel layout ("kernel rows"): int8 codes, each weight group starting

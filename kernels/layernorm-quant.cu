@@ -17,6 +17,7 @@
 #include "kernels.h"
 
 #include <cuda_runtime.h>
+#include <stdint.h>
 
 #define QUANT_WARPS 8      /* rows per block */
 
@@ -186,6 +187,160 @@ quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float
     }
 }
 
+/* v2: the same arithmetic (row_params, code_of) and outputs as quantize_rows_kernel, made
+ * bandwidth-bound. v1 kept one 4-byte load per lane in flight (a lane-strided scalar loop) and
+ * stored 4 bytes per lane, far below what is needed to cover the memory latency. Here, with
+ * VEC (K and group_size multiples of 4, x and smooth 16-byte aligned: every SAM2 layer):
+ *   - the range pass reads float4s, four per lane in flight;
+ *   - the code pass gives each lane 16 consecutive kernel-row positions (16 | group_pad, so they
+ *     lie in one group; a 32-byte step is a lane pair), read as four float4s when the 16
+ *     columns are all data (the usual case) and one by one otherwise (a group's or the row's
+ *     tail, with v1's bounds), and stored as one 16-byte word; the step's sum is reduced over
+ *     the lane pair and added to the group's in shared memory.
+ * The second pass re-reads the row from L1 / L2 (a warp's row is at most 18 KiB; the block's 8
+ * rows were just read). Without VEC every column is read one by one (still 16 per lane). */
+template <bool VEC>
+__global__ void __launch_bounds__ (QUANT_WARPS * 32)
+quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float act_zero,
+                         const float *__restrict__ smooth, int rank,
+                         const float *__restrict__ ldown, const float *__restrict__ x, int M,
+                         int8_t *__restrict__ codes, float *__restrict__ scales,
+                         int32_t *__restrict__ zeros, int32_t *__restrict__ sums,
+                         float *__restrict__ t)
+{
+  extern __shared__ int32_t gsum_all[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int m = blockIdx.x * QUANT_WARPS + warp;
+  const int K = geo.k, G = geo.group_size, NG = geo.n_groups, GP = geo.group_pad;
+  int32_t *gsum = gsum_all + (size_t) warp * NG;   /* (NG) this warp's row */
+  for (int g = lane; g < NG; g += 32)
+    gsum[g] = 0;
+  __syncwarp ();
+  if (m >= M)
+    return;   /* a whole warp leaves: no block-wide barrier follows */
+  const float *xr = x + (size_t) m * K;             /* (K) */
+
+  float lo = 0.0f, hi = 0.0f;
+  const bool stat = mode == SAM2_CUDA_AQ_TENSOR_SYM || mode == SAM2_CUDA_AQ_TENSOR_ASYM;
+  if (!stat) {
+    if (VEC) {
+      const float4 *x4 = reinterpret_cast<const float4 *> (xr);
+      const float4 *s4 = reinterpret_cast<const float4 *> (smooth);
+      const int K4 = K / 4;
+#pragma unroll 4
+      for (int k = lane; k < K4; k += 32) {
+        float4 v = x4[k];
+        if (smooth != nullptr) {
+          const float4 sm = s4[k];
+          v.x = __fmul_rn (v.x, sm.x);
+          v.y = __fmul_rn (v.y, sm.y);
+          v.z = __fmul_rn (v.z, sm.z);
+          v.w = __fmul_rn (v.w, sm.w);
+        }
+        /* v1's comparisons, element by element (the same treatment of -0 and NaN) */
+        lo = v.x < lo ? v.x : lo;
+        hi = v.x > hi ? v.x : hi;
+        lo = v.y < lo ? v.y : lo;
+        hi = v.y > hi ? v.y : hi;
+        lo = v.z < lo ? v.z : lo;
+        hi = v.z > hi ? v.z : hi;
+        lo = v.w < lo ? v.w : lo;
+        hi = v.w > hi ? v.w : hi;
+      }
+    } else {
+      for (int k = lane; k < K; k += 32) {
+        const float v = smoothed (xr, smooth, k);
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+      }
+    }
+    for (int o = 16; o > 0; o /= 2) {
+      const float l2 = __shfl_xor_sync (0xffffffffu, lo, o);
+      const float h2 = __shfl_xor_sync (0xffffffffu, hi, o);
+      lo = l2 < lo ? l2 : lo;
+      hi = h2 > hi ? h2 : hi;
+    }
+  }
+  const RowQuant p = row_params (mode, act_scale, act_zero, lo, hi);
+
+  int8_t *dst = codes + (size_t) m * geo.row_bytes;          /* (row_bytes), 16-byte aligned */
+  const int data_end = geo.steps * 32;                       /* <= row_bytes */
+  for (int base = 0; base < geo.row_bytes; base += 512) {   /* uniform over the warp */
+    const int pos = base + lane * 16;
+    const bool data = pos < data_end;   /* the same for both lanes of a 32-byte step */
+    uint32_t w[4] = { 0, 0, 0, 0 };
+    int s = 0, g = 0;
+    if (data) {
+      g = pos / GP;
+      const int off = pos - g * GP;     /* a multiple of 16 */
+      const int k0 = g * G + off;
+      if (VEC && off + 16 <= G && k0 + 16 <= K) {
+        /* 16 data columns k0 .. k0 + 15, k0 a multiple of 4 (G and off are) */
+        const float4 *x4 = reinterpret_cast<const float4 *> (xr + k0);
+        float4 v[4];
+#pragma unroll
+        for (int q = 0; q < 4; q++)
+          v[q] = x4[q];
+        if (smooth != nullptr) {
+          const float4 *s4 = reinterpret_cast<const float4 *> (smooth + k0);
+#pragma unroll
+          for (int q = 0; q < 4; q++) {
+            const float4 sm = s4[q];
+            v[q].x = __fmul_rn (v[q].x, sm.x);
+            v[q].y = __fmul_rn (v[q].y, sm.y);
+            v[q].z = __fmul_rn (v[q].z, sm.z);
+            v[q].w = __fmul_rn (v[q].w, sm.w);
+          }
+        }
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+          const int c0 = code_of (v[q].x, p), c1 = code_of (v[q].y, p);
+          const int c2 = code_of (v[q].z, p), c3 = code_of (v[q].w, p);
+          s += c0 + c1 + c2 + c3;
+          w[q] = (uint32_t) (uint8_t) c0 | (uint32_t) (uint8_t) c1 << 8
+                 | (uint32_t) (uint8_t) c2 << 16 | (uint32_t) (uint8_t) c3 << 24;
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+          const int k = k0 + j;
+          if (off + j < G && k < K) {
+            const int c = code_of (smoothed (xr, smooth, k), p);
+            s += c;
+            w[j / 4] |= (uint32_t) (uint8_t) (int8_t) c << (8 * (j % 4));
+          }
+        }
+      }
+    }
+    /* row_bytes is a multiple of 64: a lane's 16 bytes are all inside the row or all past it */
+    if (pos < geo.row_bytes)
+      *reinterpret_cast<uint4 *> (dst + pos) = make_uint4 (w[0], w[1], w[2], w[3]);
+    s += __shfl_xor_sync (0xffffffffu, s, 1);
+    if (lane % 2 == 0 && data)
+      atomicAdd (&gsum[g], s);
+  }
+  __syncwarp ();
+  for (int g = lane; g < NG; g += 32)
+    sums[(size_t) m * NG + g] = gsum[g];
+  if (lane == 0) {
+    scales[m] = p.scale;
+    zeros[m] = p.za_kernel;
+  }
+
+  /* the low-rank down-projection: v1's */
+  if (t != nullptr)
+    for (int i = 0; i < rank; i++) {
+      const float *l = ldown + (size_t) i * K;
+      float acc = 0.0f;
+      for (int k = lane; k < K; k += 32)
+        acc = fmaf (smoothed (xr, smooth, k), l[k], acc);
+      for (int o = 16; o > 0; o /= 2)
+        acc += __shfl_xor_sync (0xffffffffu, acc, o);
+      if (lane == 0)
+        t[(size_t) m * rank + i] = acc;
+    }
+}
+
 }  // namespace
 
 extern "C" int
@@ -213,6 +368,22 @@ sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
   if (smem > 48 * 1024)
     return SAM2_CUDA_UNSUPPORTED;   /* > 1536 groups: no such layer */
   const int blocks = (M + QUANT_WARPS - 1) / QUANT_WARPS;
+  /* v2 stores 16 bytes at a time: codes 16-byte aligned (row_bytes is a multiple of 64) */
+  if (sam2_cuda_w4a8_kernel_version () >= 2 && ((uintptr_t) out->codes & 15) == 0) {
+    const bool vec = geo.k % 4 == 0 && geo.group_size % 4 == 0 && ((uintptr_t) x & 15) == 0
+                     && ((uintptr_t) layer->smooth_inv & 15) == 0;
+    if (vec)
+      quantize_rows_v2_kernel<true><<<blocks, QUANT_WARPS * 32, smem, stream>>> (
+        geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
+        layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
+        fuse_t ? out->t : nullptr);
+    else
+      quantize_rows_v2_kernel<false><<<blocks, QUANT_WARPS * 32, smem, stream>>> (
+        geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
+        layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
+        fuse_t ? out->t : nullptr);
+    return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
+  }
   quantize_rows_kernel<<<blocks, QUANT_WARPS * 32, smem, stream>>> (
     geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
     layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,

@@ -8,9 +8,11 @@
  *   (b) sam2_cuda_w4a8_linear against sam2_quant_linear_forward (the CPU's integer kernel) on
  *       fresh random layers: UINT4 and SINT4, groups of 64, 128, 256 and one per channel, K in
  *       {112, 144, 256, 448, 576, 768, 1536} (tail groups where K is not a multiple), N in
- *       {96, 200, 384}, M in {1, 5, 64, 300, 4096}, the four activation-quantization modes,
- *       bias, smoothing, rank 0 / 16 / 32 (and 160, the cuBLAS down-projection), every
- *       activation, residual separate and in place.
+ *       {96, 200, 384} (and 640), M in {1, 5, 64, 300, 4096, 8000}, the four
+ *       activation-quantization modes, bias, smoothing, rank 0 / 16 / 32 (and 160, the cuBLAS
+ *       down-projection), every activation, residual separate and in place.
+ * The whole list runs twice, on each kernel version (kernels.h, SAM2_W4A8_KERNEL): v1 and v2,
+ * each with its own summary lines ("v1: ... PASS"); the exit status fails if either fails.
  * Device outputs start as NaN (every element must be written), the workspace starts as 0xff
  * bytes, and a canary after y must survive. Exits 77 (skipped) without a CUDA device.
  *
@@ -587,22 +589,10 @@ run_case (const Case *c, cublasHandle_t cublas, int check_codes)
   g_free (name);
 }
 
-int
-main (int argc, char **argv)
+/* The whole case list, on the kernels chosen by sam2_cuda_w4a8_set_kernel_version. */
+static void
+run_suite (cublasHandle_t cublas)
 {
-  for (int i = 1; i < argc; i++)
-    verbose |= strcmp (argv[i], "--verbose") == 0;
-  int count = 0;
-  if (cudaGetDeviceCount (&count) != cudaSuccess || count == 0) {
-    (void) cudaGetLastError ();
-    printf ("no CUDA device: skipped\n");
-    return 77;
-  }
-  cublasHandle_t cublas;
-  if (cublasCreate (&cublas) != CUBLAS_STATUS_SUCCESS) {
-    fprintf (stderr, "cublasCreate failed\n");
-    return 1;
-  }
   const Sam2QType dtypes[] = { SAM2_QTYPE_UINT4, SAM2_QTYPE_SINT4 };
   const int groups[] = { 64, 128, 256, 0 };
   const int Ks[] = { 112, 144, 256, 448, 576, 768, 1536 };
@@ -665,6 +655,18 @@ main (int argc, char **argv)
       };
       run_case (&c, cublas, 1);
     }
+  /* Enough row and channel tiles for the 128-row tile kernels (at least 264 blocks of 128 x 64),
+   * M not a multiple of 128: groups of 64 with symmetric rows (v2: the magic-number fold, the
+   * Za term skipped) and one group per channel of K = 1536 with asymmetric rows (v2: group_pad
+   * over 1024, the I2F fold, the Za term applied). */
+  for (int v = 0; v < 2; v++, n_big++) {
+    Case c = {
+      .spec = { .N = 640, .K = v ? 1536 : 576, .G = v ? 0 : 64, .dtype = dtypes[v],
+                .mode = modes[v], .bias = 1, .smooth = v, .rank = 0 },
+      .M = 8000, .act = SAM2_ACT_NONE, .res = (ResidualKind) (v + 1), .seed = seed++,
+    };
+    run_case (&c, cublas, 1);
+  }
   /* A rank above the fused limit: the down-projection through cuBLAS. */
   for (int s = 0; s < 2; s++, n_big++) {
     Case c = {
@@ -698,11 +700,46 @@ main (int argc, char **argv)
       fail ("M 0", "not OK");
   }
 
-  printf ("no low rank, act none / relu: worst error %.3g of the scale (tolerance %.1g), %d of %d "
-          "cases bit-identical\n", worst_integer, TOL_INTEGER, exact_cases, integer_cases);
-  printf ("low rank or a transcendental act: worst error %.3g of the scale (tolerance per case, "
-          "at most %.1g)\n", worst_other, TOL_INTEGER + TOL_LOWRANK + TOL_ACT_APPROX);
+}
+
+int
+main (int argc, char **argv)
+{
+  for (int i = 1; i < argc; i++)
+    verbose |= strcmp (argv[i], "--verbose") == 0;
+  int count = 0;
+  if (cudaGetDeviceCount (&count) != cudaSuccess || count == 0) {
+    (void) cudaGetLastError ();
+    printf ("no CUDA device: skipped\n");
+    return 77;
+  }
+  cublasHandle_t cublas;
+  if (cublasCreate (&cublas) != CUBLAS_STATUS_SUCCESS) {
+    fprintf (stderr, "cublasCreate failed\n");
+    return 1;
+  }
+  /* Both kernel versions (kernels.h, SAM2_W4A8_KERNEL): v1, the fallback, and v2, the default;
+   * each gets the full list and its own summary line. */
+  int total_failures = 0;
+  for (int version = 1; version <= 2; version++) {
+    sam2_cuda_w4a8_set_kernel_version (version);
+    failures = checks = exact_cases = integer_cases = 0;
+    worst_integer = worst_other = 0.0;
+    printf ("-- W4A8 kernels v%d\n", version);
+    run_suite (cublas);
+    printf ("v%d: no low rank, act none / relu: worst error %.3g of the scale (tolerance %.1g), "
+            "%d of %d cases bit-identical\n", version, worst_integer, TOL_INTEGER, exact_cases,
+            integer_cases);
+    printf ("v%d: low rank or a transcendental act: worst error %.3g of the scale (tolerance per "
+            "case, at most %.1g)\n", version, worst_other,
+            TOL_INTEGER + TOL_LOWRANK + TOL_ACT_APPROX);
+    printf ("v%d: %d checks, %d failures: %s\n", version, checks, failures,
+            failures ? "FAIL" : "PASS");
+    fflush (stdout);
+    total_failures += failures;
+  }
+  sam2_cuda_w4a8_set_kernel_version (0);
   cublasDestroy (cublas);
-  printf ("%d checks, %d failures: %s\n", checks, failures, failures ? "FAIL" : "PASS");
-  return failures ? 1 : 0;
+  printf ("%s\n", total_failures ? "FAIL" : "PASS");
+  return total_failures ? 1 : 0;
 }
