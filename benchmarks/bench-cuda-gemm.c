@@ -4,8 +4,9 @@
  * four stages hold 256^2, 128^2, 64^2 and 32^2 tokens; per stage qkv (d -> 3d), proj (d -> d),
  * MLP up (d -> 4d) and down (4d -> d).
  *
- * Per shape: W4A8 as the backend calls it (quantize + GEMM, sam2_cuda_w4a8_linear), the GEMM
- * alone on rows quantized beforehand, cuBLAS FP16 and BF16 (cublasGemmEx, FP32 accumulation,
+ * Per shape, for each W4A8 kernel version (kernels.h: v2, the default, then v1): W4A8 as the
+ * backend calls it (quantize + GEMM, sam2_cuda_w4a8_linear), the GEMM alone on rows quantized
+ * beforehand, the quantization alone; then cuBLAS FP16 and BF16 (cublasGemmEx, FP32 accumulation,
  * 16-bit output: what a half-precision linear layer would run). Times are the median over
  * --iters runs, each timed alone with CUDA events, after warm-up runs; TOPS count 2 M N K
  * operations. The weights are random codes in groups of 128 (one group per channel when
@@ -101,7 +102,9 @@ cmp_float (const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-typedef enum { RUN_W4A8_LINEAR, RUN_W4A8_GEMM, RUN_CUBLAS_F16, RUN_CUBLAS_BF16 } RunKind;
+typedef enum {
+  RUN_W4A8_LINEAR, RUN_W4A8_GEMM, RUN_W4A8_QUANT, RUN_CUBLAS_F16, RUN_CUBLAS_BF16
+} RunKind;
 
 typedef struct {
   const Sam2CudaW4A8Layer *layer;
@@ -126,6 +129,9 @@ run_once (RunKind kind, const RunArgs *r)
     break;
   case RUN_W4A8_GEMM:
     CKS (sam2_cuda_w4a8_gemm (r->layer, r->rows, r->M, r->y, SAM2_CUDA_ACT_NONE, NULL, 0));
+    break;
+  case RUN_W4A8_QUANT:
+    CKS (sam2_cuda_quantize_rows (r->layer, r->x, r->M, r->rows, 0));
     break;
   case RUN_CUBLAS_F16:
   case RUN_CUBLAS_BF16: {
@@ -172,6 +178,9 @@ dev_alloc (size_t bytes)
   CK (cudaMalloc (&p, bytes > 0 ? bytes : 1));
   return p;
 }
+
+/* Sums over the shapes benchmarked so far: v2 linear, v1 linear, cuBLAS FP16 (ms). */
+static double totals[3];
 
 static void
 bench_shape (const Shape *s, cublasHandle_t cublas)
@@ -244,19 +253,31 @@ bench_shape (const Shape *s, cublasHandle_t cublas)
     .layer = &layer, .rows = &rows, .x = dx, .y = dy, .ws = ws, .cublas = cublas,
     .a16 = a16, .b16 = b16, .c16 = c16, .M = M, .K = K, .N = N,
   };
-  const float t_lin = time_kind (RUN_W4A8_LINEAR, &r);
-  const float t_gemm = time_kind (RUN_W4A8_GEMM, &r);
+  /* both kernel versions (kernels.h): v2, the default, and v1 */
+  float t_lin[2], t_gemm[2], t_quant[2];
+  for (int v = 0; v < 2; v++) {
+    sam2_cuda_w4a8_set_kernel_version (2 - v);
+    t_lin[v] = time_kind (RUN_W4A8_LINEAR, &r);
+    t_gemm[v] = time_kind (RUN_W4A8_GEMM, &r);
+    t_quant[v] = time_kind (RUN_W4A8_QUANT, &r);
+  }
+  sam2_cuda_w4a8_set_kernel_version (0);
   const float t_f16 = time_kind (RUN_CUBLAS_F16, &r);
   r.a16 = a_bf;
   r.b16 = b_bf;
   const float t_bf16 = time_kind (RUN_CUBLAS_BF16, &r);
   const double ops = 2.0 * M * N * K;
 #define TOPS(ms) (ops / ((ms) * 1e-3) / 1e12)
-  printf ("%-5s %-5s %6d %5d %5d | %8.4f %6.1f | %8.4f %6.1f | %8.4f %6.1f | %8.4f %6.1f | %5.2fx\n",
-          s->model, s->layer, M, K, N, t_lin, TOPS (t_lin), t_gemm, TOPS (t_gemm), t_f16,
-          TOPS (t_f16), t_bf16, TOPS (t_bf16), t_f16 / t_lin);
+  printf ("%-5s %-5s %6d %5d %5d | %8.4f %6.1f | %8.4f %6.1f | %8.4f | %8.4f %6.1f | %8.4f %6.1f "
+          "| %8.4f | %8.4f %6.1f | %8.4f %6.1f | %5.2fx %5.2fx\n",
+          s->model, s->layer, M, K, N, t_lin[0], TOPS (t_lin[0]), t_gemm[0], TOPS (t_gemm[0]),
+          t_quant[0], t_lin[1], TOPS (t_lin[1]), t_gemm[1], TOPS (t_gemm[1]), t_quant[1], t_f16,
+          TOPS (t_f16), t_bf16, TOPS (t_bf16), t_f16 / t_lin[0], t_f16 / t_lin[1]);
 #undef TOPS
   fflush (stdout);
+  totals[0] += t_lin[0];
+  totals[1] += t_lin[1];
+  totals[2] += t_f16;
 
   CK (cudaFree (dblob));
   CK (cudaFree (dx));
@@ -341,12 +362,18 @@ main (int argc, char **argv)
   }
   printf ("%s, W4A8 groups of %d, median of %d runs after %d warm-up\n", prop.name, GROUP, iters,
           warmup);
-  printf ("%-5s %-5s %6s %5s %5s | %-15s | %-15s | %-15s | %-15s | %s\n", "model", "layer", "M",
-          "K", "N", "w4a8 linear", "w4a8 gemm", "cublas fp16", "cublas bf16", "fp16/linear");
-  printf ("%-5s %-5s %6s %5s %5s | %8s %6s | %8s %6s | %8s %6s | %8s %6s |\n", "", "", "", "", "",
-          "ms", "TOPS", "ms", "TOPS", "ms", "TOPS", "ms", "TOPS");
+  printf ("%-5s %-5s %6s %5s %5s | %-15s | %-15s | %-8s | %-15s | %-15s | %-8s | %-15s | %-15s "
+          "| %s\n", "model", "layer", "M", "K", "N", "v2 linear", "v2 gemm", "v2 quant",
+          "v1 linear", "v1 gemm", "v1 quant", "cublas fp16", "cublas bf16",
+          "fp16/linear v2, v1");
+  printf ("%-5s %-5s %6s %5s %5s | %8s %6s | %8s %6s | %8s | %8s %6s | %8s %6s | %8s | %8s %6s "
+          "| %8s %6s |\n", "", "", "", "", "", "ms", "TOPS", "ms", "TOPS", "ms", "ms", "TOPS", "ms",
+          "TOPS", "ms", "ms", "TOPS", "ms", "TOPS");
   for (int i = 0; i < n; i++)
     bench_shape (&shapes[i], cublas);
+  printf ("sum over the %d shapes: v2 linear %.4f ms, v1 linear %.4f ms, cuBLAS FP16 %.4f ms "
+          "(fp16/v2 %.2fx, fp16/v1 %.2fx)\n", n, totals[0], totals[1], totals[2],
+          totals[2] / totals[0], totals[2] / totals[1]);
   CKB (cublasDestroy (cublas));
   return 0;
 }
