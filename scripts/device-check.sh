@@ -5,7 +5,7 @@
 #   bash scripts/device-check.sh [STEP...]      (default: all steps, in this order)
 #
 # Steps: env, shapesfx (shapes fixtures only), fixtures (those and the tiny-hash reference),
-# tests, gemm, torch, quantize, bench, cpu, shapes, large. Each runs under its own
+# tests, gemm, torch, quantize, bench, cpu, shapes, pipeline, large. Each runs under its own
 # time limit and logs to $OUT/<step>.log (the device tool brings $OUT back); the summary at the
 # end lists each step's exit status and the benchmark lines. A failing step does not stop the
 # others: one call should tell as much as it can.
@@ -137,10 +137,10 @@ step_bench () {
   local b
   for b in "$BIN"/sam2-bench-gpu "$BIN"/bench-gpu; do [ -x "$b" ] && break; done
   for size in ${BENCH_SIZES:-tiny}; do
-    "$b" --model "$WORK/models/$size" --precision fp32 --json
-    "$b" --model "$WORK/models/$size" --precision fp16 --json --profile
-    "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json --profile
-    "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --precision fp32 --json
+    "$b" --model "$WORK/models/$size" --precision fp32 --json --frame 1920x1080
+    "$b" --model "$WORK/models/$size" --precision fp16 --json --profile --frame 1920x1080
+    "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json --profile --frame 1920x1080
+    "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --precision fp32 --json --frame 1920x1080
   done
   true
 }
@@ -176,6 +176,25 @@ step_gemm () {
   "$BIN/sam2-bench-cuda-gemm" --model all --iters 20 --warmup 5
 }
 
+# sam2seg in a real pipeline: 1080p30 test frames through sam2seg on CUDA (a click in the middle),
+# without a clock (sync=false), so the frame rate is what the element sustains, model load and
+# warm-up included. One line per model: frames, seconds, frames per second.
+step_pipeline () {
+  export GST_PLUGIN_SYSTEM_PATH_1_0=$WORK/gstplugins GST_PLUGIN_PATH_1_0= \
+    GST_REGISTRY_1_0=$WORK/registry.bin
+  local n=${PIPELINE_FRAMES:-600} m t0 t1
+  for m in "$WORK"/models/*-w4a8/*.safetensors "$WORK"/models/tiny; do
+    [ -e "$m" ] || continue
+    t0=$(date +%s.%N)
+    "$BIN/gst-launch-1.0" -q videotestsrc num-buffers=$n pattern=ball ! \
+      video/x-raw,format=RGB,width=1920,height=1080,framerate=30/1 ! queue ! \
+      sam2seg model="$m" backend=${PIPELINE_BACKEND:-cuda} points=960,540 ! fakesink sync=false || return 1
+    t1=$(date +%s.%N)
+    awk -v n=$n -v t0=$t0 -v t1=$t1 -v m="$(basename "$m")" \
+      'BEGIN { printf "pipeline %s 1920x1080: %d frames in %.2f s, %.1f fps\n", m, n, t1 - t0, n / (t1 - t0) }'
+  done
+}
+
 step_large () {
   TORCH_SIZES=large TORCH_COMPILE=${LARGE_COMPILE:-} step_torch
   QUANT_SIZES=large step_quantize
@@ -185,7 +204,7 @@ step_large () {
 limit_of () {
   case $1 in
     env) echo 30 ;; shapesfx) echo 30 ;; fixtures) echo 150 ;; tests) echo 240 ;; torch) echo 200 ;;
-    quantize) echo 150 ;; bench) echo 120 ;; gemm) echo 90 ;; cpu) echo 120 ;; shapes) echo 150 ;; large) echo 400 ;;
+    quantize) echo 150 ;; bench) echo 120 ;; gemm) echo 90 ;; cpu) echo 120 ;; shapes) echo 150 ;; pipeline) echo 150 ;; large) echo 400 ;;
     *) echo 60 ;;
   esac
 }

@@ -35,13 +35,23 @@ for p in "${programs[@]}"; do
   strip "$stage/bin/$(basename "$p")"
 done
 
+# GStreamer: gst-launch-1.0, our plugin and the few stock elements the pipeline check uses.
+mkdir "$stage/gstplugins"
+cp "$(command -v gst-launch-1.0)" "$stage/bin/"
+cp "$build/gst/libgstsam2.so" "$stage/gstplugins/"
+cp -L "$build/gst/libgstsam2meta.so.0" "$stage/devlibs/"
+gst_dir=$(pkg-config --variable=pluginsdir gstreamer-1.0)
+for plugin in coreelements videotestsrc videoconvertscale; do
+  cp "$gst_dir/libgst$plugin.so" "$stage/gstplugins/"
+done
+
 # Libraries: what the programs load, minus what every Linux system with CUDA has.
-for p in "$stage"/bin/*; do ldd "$p"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
+for p in "$stage"/bin/* "$stage"/gstplugins/*; do LD_LIBRARY_PATH=$build/gst ldd "$p"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
   grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |
   grep -v -E '/(libcuda|libcudart|libcublas|libcublasLt)\.so' |
   while read -r lib; do cp -L "$lib" "$stage/devlibs/"; done
 ls -la "$stage/bin"
-tar -C "$stage" -cf - bin devlibs | xz -6 -T0 > .devpack/programs.tar.xz
+tar -C "$stage" -cf - bin devlibs gstplugins | xz -6 -T0 > .devpack/programs.tar.xz
 rm -rf "$stage"
 
 cp "$fixtures"/sam2-tiny-hash/config.json .devpack/fixtures/sam2-tiny-hash/
