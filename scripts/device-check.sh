@@ -6,13 +6,15 @@
 #
 # Steps: env, shapesfx (shapes fixtures only), fixtures (those and the tiny-hash reference),
 # tests, gemm, torch, quantize, bench, cpu, shapes, pipeline, large. Each runs under its own
-# time limit and logs to $OUT/<step>.log (the device tool brings $OUT back); the summary at the
+# time limit and logs to $OUT/steps/<step>.log (packed as $OUT/steps.tgz, which the device tool
+# brings back); the summary at the
 # end lists each step's exit status and the benchmark lines. A failing step does not stop the
 # others: one call should tell as much as it can.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
+LOG=$OUT/steps                  # one log per step, packed into $OUT/steps.tgz at the end
+mkdir -p "$LOG"
 PACK=$PWD/.devpack
 WORK=/tmp/sam2-device
 BIN=$WORK/bin
@@ -36,10 +38,10 @@ run_step () {   # run_step NAME SECONDS COMMAND...
   shift 2
   echo "=== $name (limit ${limit}s) $(date +%T)"
   local t0=$SECONDS
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  timeout "$limit" "$@" > "$LOG/$name.log" 2>&1
   local rc=$?
   status[$name]="rc=$rc $((SECONDS - t0))s"
-  tail -n 25 "$OUT/$name.log"
+  tail -n 25 "$LOG/$name.log"
   echo "=== $name: ${status[$name]}"
 }
 
@@ -105,7 +107,7 @@ step_tests () {
 step_torch () {
   PYTHONUNBUFFERED=1 python3 benchmarks/bench_torch_gpu.py --sizes "${TORCH_SIZES:-tiny}" \
     --batches 1,8 --compile "${TORCH_COMPILE-tiny}" --save-dir "$WORK/models" \
-    --json "$OUT/torch.json"
+    --json "$LOG/torch.json"
 }
 
 # A W4A8 model for the speed benchmarks: round-to-nearest weights (GPTQ changes the values, not
@@ -166,8 +168,8 @@ step_shapes () {
   q=$(ls "$WORK"/shapes-w4a8/*.safetensors)
   for backend in cpu cuda; do
     "$BIN/sam2q" eval --eval-set "$set" --backend $backend --json models/sam2-shapes "$q" \
-      > "$OUT/shapes-$backend.json"
-    cat "$OUT/shapes-$backend.json"
+      > "$LOG/shapes-$backend.json"
+    cat "$LOG/shapes-$backend.json"
   done
 }
 
@@ -210,11 +212,12 @@ limit_of () {
 }
 
 for s in "${steps[@]}"; do
-  run_step "$s" "$(limit_of "$s")" bash -c "$(declare -f); $(declare -p BIN PACK WORK OUT); step_$s"
+  run_step "$s" "$(limit_of "$s")" bash -c "$(declare -f); $(declare -p BIN PACK WORK OUT LOG); step_$s"
 done
 
 echo "=== summary"
 for s in "${steps[@]}"; do echo "$s: ${status[$s]}"; done
-grep -h -E '^\{' "$OUT"/torch.log 2>/dev/null
-grep -h -i -E 'encoder|decoder|ms' "$OUT"/bench.log 2>/dev/null | head -20
-grep -h -E 'PASS|FAIL' "$OUT"/tests.log 2>/dev/null | tail -30
+grep -h -E '^\{' "$LOG"/torch.log "$LOG"/bench.log 2>/dev/null
+grep -h -E 'PASS|FAIL|^(not )?ok' "$LOG"/tests.log 2>/dev/null | tail -40
+grep -h -E '^pipeline' "$LOG"/pipeline.log 2>/dev/null
+tar -C "$OUT" -czf "$OUT/steps.tgz" steps && rm -rf "$LOG"
