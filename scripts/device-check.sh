@@ -22,7 +22,7 @@ mkdir -p "$WORK/models"
 export SAM2_FIXTURES=$WORK/fixtures
 export OMP_WAIT_POLICY=PASSIVE
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(env fixtures tests gemm torch quantize bench cpu shapes)
+[ ${#steps[@]} -gt 0 ] || steps=(env fixtures tests gemm torch quantize bench cpu shapes pipeline)
 
 # Libraries: the packed ones, then CUDA's (the toolkit's, else the wheels PyTorch uses).
 if [ ! -d "$WORK/devlibs" ]; then tar -C "$WORK" -xJf "$PACK/programs.tar.xz"; fi
