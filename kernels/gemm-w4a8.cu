@@ -115,6 +115,7 @@ struct GemmArgs {
   int act;
   const float *residual;     /* (M, n) or NULL; may be y */
   float *y;                  /* (M, n) */
+  bool pair_ok;              /* y and residual 8-byte aligned (v2's paired stores) */
 };
 
 /* Block (BM / 32) x 2 warps; tile rows m0 .. m0 + BM - 1 (blockIdx.y), channels n0 .. n0 + 63
@@ -464,8 +465,84 @@ w4a8_gemm_v2_kernel (const GemmArgs p)
   }
   cp_async_wait<0> ();
 
-  /* Epilogue: v1's. */
+  /* Epilogue: v1's operations in v1's order (f sa, + bias, + rank terms, act, + residual),
+   * regrouped so that the code a warp runs is short and contiguous: v1 inlines the act switch
+   * (a jump table and erff / tanhf / expf bodies) for each of the 32 outputs, some 19000
+   * instructions whose executed path jumps across ~300 KB of code, an instruction-cache miss
+   * per output for every block. Here the steps before the act run for all 32 outputs (rows
+   * and columns clamped for the loads; what lies outside is never stored), the act switch is
+   * taken once with one unrolled loop per case, and the stores are 8-byte pairs when N and the
+   * arrays allow. */
   const int N = p.geo.n;
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int r = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+      const float sa = p.sa[r];
+#pragma unroll
+      for (int n = 0; n < 4; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++)
+          f[i][n][h * 2 + e] = __fmul_rn (f[i][n][h * 2 + e], sa);
+    }
+  if (p.bias != nullptr) {
+#pragma unroll
+    for (int n = 0; n < 4; n++) {
+      const int c = n0 + wn * 32 + n * 8 + tg * 2;
+      const float b0 = p.bias[min (c, N - 1)], b1 = p.bias[min (c + 1, N - 1)];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          f[i][n][h * 2] = __fadd_rn (f[i][n][h * 2], b0);
+          f[i][n][h * 2 + 1] = __fadd_rn (f[i][n][h * 2 + 1], b1);
+        }
+    }
+  }
+  if (p.rank > 0) {
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int r = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+        const float *tr = p.t + (size_t) r * p.rank;
+#pragma unroll
+        for (int n = 0; n < 4; n++)
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            const int c = min (n0 + wn * 32 + n * 8 + tg * 2 + e, N - 1);
+            const float *l = p.lora_up + (size_t) c * p.rank;
+            float v = f[i][n][h * 2 + e];
+            for (int k = 0; k < p.rank; k++)
+              v = __fadd_rn (v, __fmul_rn (tr[k], l[k]));
+            f[i][n][h * 2 + e] = v;
+          }
+      }
+  }
+  switch (p.act) {
+#define W4A8_ACT_ALL(ACT)                                                                      \
+  _Pragma ("unroll") for (int i = 0; i < 2; i++)                                               \
+    _Pragma ("unroll") for (int n = 0; n < 4; n++)                                             \
+      _Pragma ("unroll") for (int e = 0; e < 4; e++)                                           \
+        f[i][n][e] = act_apply (ACT, f[i][n][e]);                                              \
+  break;
+  case SAM2_CUDA_ACT_GELU:
+    W4A8_ACT_ALL (SAM2_CUDA_ACT_GELU)
+  case SAM2_CUDA_ACT_GELU_TANH:
+    W4A8_ACT_ALL (SAM2_CUDA_ACT_GELU_TANH)
+  case SAM2_CUDA_ACT_RELU:
+    W4A8_ACT_ALL (SAM2_CUDA_ACT_RELU)
+  case SAM2_CUDA_ACT_SILU:
+    W4A8_ACT_ALL (SAM2_CUDA_ACT_SILU)
+  case SAM2_CUDA_ACT_SIGMOID:
+    W4A8_ACT_ALL (SAM2_CUDA_ACT_SIGMOID)
+#undef W4A8_ACT_ALL
+  default:
+    break;
+  }
+  /* pairs: c even, so (r N + c) is even when N is; y and residual 8-byte aligned (pair_ok) */
+  const bool pairs = p.pair_ok && N % 2 == 0;
 #pragma unroll
   for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -473,29 +550,31 @@ w4a8_gemm_v2_kernel (const GemmArgs p)
       const int r = m0 + wm * 32 + i * 16 + gid + h * 8;
       if (r >= M)
         continue;
-      const float sa = p.sa[r];
-      const float *tr = p.rank > 0 ? p.t + (size_t) r * p.rank : nullptr;
 #pragma unroll
-      for (int n = 0; n < 4; n++)
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-          const int c = n0 + wn * 32 + n * 8 + tg * 2 + e;
-          if (c >= N)
-            continue;
-          float v = __fmul_rn (f[i][n][h * 2 + e], sa);
-          if (p.bias != nullptr)
-            v = __fadd_rn (v, p.bias[c]);
-          if (tr != nullptr) {
-            const float *l = p.lora_up + (size_t) c * p.rank;
-            for (int k = 0; k < p.rank; k++)
-              v = __fadd_rn (v, __fmul_rn (tr[k], l[k]));
+      for (int n = 0; n < 4; n++) {
+        const int c = n0 + wn * 32 + n * 8 + tg * 2;
+        const size_t o = (size_t) r * N + c;
+        float v0 = f[i][n][h * 2], v1 = f[i][n][h * 2 + 1];
+        if (pairs && c + 1 < N) {
+          if (p.residual != nullptr) {
+            const float2 rv = *reinterpret_cast<const float2 *> (p.residual + o);
+            v0 = __fadd_rn (v0, rv.x);
+            v1 = __fadd_rn (v1, rv.y);
           }
-          v = act_apply (p.act, v);
-          const size_t o = (size_t) r * N + c;
-          if (p.residual != nullptr)
-            v = __fadd_rn (v, p.residual[o]);
-          p.y[o] = v;
+          *reinterpret_cast<float2 *> (p.y + o) = make_float2 (v0, v1);
+        } else {
+          if (c < N) {
+            if (p.residual != nullptr)
+              v0 = __fadd_rn (v0, p.residual[o]);
+            p.y[o] = v0;
+          }
+          if (c + 1 < N) {
+            if (p.residual != nullptr)
+              v1 = __fadd_rn (v1, p.residual[o + 1]);
+            p.y[o + 1] = v1;
+          }
         }
+      }
     }
 }
 
@@ -688,6 +767,7 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
   p.act = act;
   p.residual = residual;
   p.y = y;
+  p.pair_ok = ((uintptr_t) y & 7) == 0 && ((uintptr_t) residual & 7) == 0;
   const int n_tiles = layer->geo.n_pad / BN;
   /* 128-row tiles unless that leaves fewer than about two blocks per SM of an H100 (132) */
   const long blocks128 = (long) ((M + 127) / 128) * n_tiles;
