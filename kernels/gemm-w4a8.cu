@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 namespace {
 
 constexpr int BN = 64;           /* outputs per block along N (the geometry's n_pad unit) */
@@ -95,6 +97,16 @@ mma_s8 (int32_t c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
                 : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* c (16 x 8, s32) = a (16 x 32, s8, row) b (32 x 8, s8, col) + c0 (every element). */
+__device__ __forceinline__ void
+mma_s8_from (int32_t c[4], const uint32_t a[4], uint32_t b0, uint32_t b1, int32_t c0)
+{
+  asm volatile ("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %10, %10, %10};\n"
+                : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(c0));
 }
 
 struct GemmArgs {
@@ -387,7 +399,61 @@ w4a8_gemm_v2_kernel (const GemmArgs p)
   /* this lane's ldmatrix row and byte offset within a warp's 16-row m tile and 32-byte step */
   const int lm_off = ((lane % 8) + ((lane / 8) % 2) * 8) * A_LD + (lane / 16) * 16;
 
-  int g_done = 0;
+  /* The group's exact sums into f (one subtraction per term, exact in int32), then the
+   * accumulators are left as they are: the group's first step starts them afresh (below).
+   * ZA: apply the Za wsum term (a warp with a nonzero Za); a compile-time choice, so that the
+   * symmetric warps' fold has neither the loads nor the multiplies of the term. */
+  auto fold = [&] (auto za_tag, int g) {
+    constexpr bool ZA = decltype (za_tag)::value;
+    int32_t as_[2][2], zr[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int row = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+        as_[i][h] = p.asum[(size_t) row * NG + g];
+        zr[i][h] = ZA ? p.za[row] : 0;
+      }
+#pragma unroll
+    for (int n = 0; n < 4; n++) {
+      const int c = n0 + wn * 32 + n * 8 + tg * 2;       /* even, < n_pad */
+      const size_t o = (size_t) g * n_pad + c;
+      const int2 wz = *reinterpret_cast<const int2 *> (p.wzero + o);
+      const float2 sc = *reinterpret_cast<const float2 *> (p.wscale + o);
+      int2 ws = make_int2 (0, 0);
+      if (ZA)
+        ws = *reinterpret_cast<const int2 *> (p.wsum + o);
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          int32_t v0 = acc[i][n][h * 2] - wz.x * as_[i][h];
+          int32_t v1 = acc[i][n][h * 2 + 1] - wz.y * as_[i][h];
+          if (ZA) {
+            v0 -= zr[i][h] * ws.x;
+            v1 -= zr[i][h] * ws.y;
+          }
+          float x0, x1;
+          if (MAGIC) {
+            /* exact: integers within 2^22 of 1.5 * 2^23 */
+            x0 = __fadd_rn (__int_as_float (v0), -MAGIC_F);
+            x1 = __fadd_rn (__int_as_float (v1), -MAGIC_F);
+          } else {
+            x0 = (float) v0;
+            x1 = (float) v1;
+          }
+          f[i][n][h * 2] = __fadd_rn (f[i][n][h * 2], __fmul_rn (x0, sc.x));
+          f[i][n][h * 2 + 1] = __fadd_rn (f[i][n][h * 2 + 1], __fmul_rn (x1, sc.y));
+        }
+    }
+  };
+
+  /* Steps are counted within the group (no division by group_pad per step): a group's first
+   * step gives the mma the constant ACC0 as its C operand instead of the accumulators, which
+   * replaces v1's clearing of the 32 accumulators after each fold; its last step (group_pad /
+   * 32 steps, or the row's last step for the tail group) is followed by the fold. */
+  const int spg = GP / 32;
+  int g_done = 0, gstep = 0;
   for (int kt = 0; kt < n_kt; kt++) {
     cp_async_wait<STAGES - 2> ();
     __syncthreads ();              /* tile kt visible to all; stage (kt - 1) % STAGES free */
@@ -406,60 +472,33 @@ w4a8_gemm_v2_kernel (const GemmArgs p)
 #pragma unroll
       for (int i = 0; i < 2; i++)
         ldmatrix_x4 (af[i], as + (wm * 32 + i * 16) * A_LD + j * 32 + lm_off);
-#pragma unroll
-      for (int n = 0; n < 4; n++) {
-        const uint32_t wv = bs[(wn * 4 + n) * 64 + j * 32 + lane];
-        const uint32_t b0 = wv & 0x0f0f0f0fu, b1 = (wv >> 4) & 0x0f0f0f0fu;
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-          mma_s8 (acc[i][n], af[i], b0, b1);
-      }
-      if (((s + 1) * 32) % GP == 0 || s + 1 == steps) {
-        const int g = g_done;
-        int32_t as_[2][2], zr[2][2];
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-#pragma unroll
-          for (int h = 0; h < 2; h++) {
-            const int row = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
-            as_[i][h] = p.asum[(size_t) row * NG + g];
-            zr[i][h] = za_any ? p.za[row] : 0;
-          }
+      if (gstep == 0) {
 #pragma unroll
         for (int n = 0; n < 4; n++) {
-          const int c = n0 + wn * 32 + n * 8 + tg * 2;
-          const size_t o = (size_t) g * n_pad + c;
-          const int2 wz = *reinterpret_cast<const int2 *> (p.wzero + o);
-          const float2 sc = *reinterpret_cast<const float2 *> (p.wscale + o);
-          int2 ws = make_int2 (0, 0);
-          if (za_any)
-            ws = *reinterpret_cast<const int2 *> (p.wsum + o);
+          const uint32_t wv = bs[(wn * 4 + n) * 64 + j * 32 + lane];
+          const uint32_t b0 = wv & 0x0f0f0f0fu, b1 = (wv >> 4) & 0x0f0f0f0fu;
 #pragma unroll
           for (int i = 0; i < 2; i++)
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-              int32_t v0 = acc[i][n][h * 2] - wz.x * as_[i][h];
-              int32_t v1 = acc[i][n][h * 2 + 1] - wz.y * as_[i][h];
-              if (za_any) {
-                v0 -= zr[i][h] * ws.x;
-                v1 -= zr[i][h] * ws.y;
-              }
-              float x0, x1;
-              if (MAGIC) {
-                /* exact: both are multiples of 1 within 2^22 of 1.5 * 2^23 */
-                x0 = __fadd_rn (__int_as_float (v0), -MAGIC_F);
-                x1 = __fadd_rn (__int_as_float (v1), -MAGIC_F);
-              } else {
-                x0 = (float) v0;
-                x1 = (float) v1;
-              }
-              f[i][n][h * 2] = __fadd_rn (f[i][n][h * 2], __fmul_rn (x0, sc.x));
-              f[i][n][h * 2 + 1] = __fadd_rn (f[i][n][h * 2 + 1], __fmul_rn (x1, sc.y));
-              acc[i][n][h * 2] = ACC0;
-              acc[i][n][h * 2 + 1] = ACC0;
-            }
+            mma_s8_from (acc[i][n], af[i], b0, b1, ACC0);
         }
+      } else {
+#pragma unroll
+        for (int n = 0; n < 4; n++) {
+          const uint32_t wv = bs[(wn * 4 + n) * 64 + j * 32 + lane];
+          const uint32_t b0 = wv & 0x0f0f0f0fu, b1 = (wv >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+          for (int i = 0; i < 2; i++)
+            mma_s8 (acc[i][n], af[i], b0, b1);
+        }
+      }
+      gstep++;
+      if (gstep == spg || s + 1 == steps) {
+        if (za_any)
+          fold (std::true_type {}, g_done);
+        else
+          fold (std::false_type {}, g_done);
         g_done++;
+        gstep = 0;
       }
     }
   }
