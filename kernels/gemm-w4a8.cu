@@ -322,6 +322,12 @@ constexpr int32_t MAGIC_BITS = 0x4B400000;     /* 12582912.0f */
 constexpr float MAGIC_F = 12582912.0f;
 
 __device__ __forceinline__ void
+prefetch_l1 (const void *gmem)
+{
+  asm volatile ("prefetch.global.L1 [%0];\n" ::"l"(gmem));
+}
+
+__device__ __forceinline__ void
 ldmatrix_x4 (uint32_t r[4], const void *smem)
 {
   const unsigned s = (unsigned) __cvta_generic_to_shared (smem);
@@ -473,6 +479,27 @@ w4a8_gemm_v2_kernel (const GemmArgs p)
       for (int i = 0; i < 2; i++)
         ldmatrix_x4 (af[i], as + (wm * 32 + i * 16) * A_LD + j * 32 + lm_off);
       if (gstep == 0) {
+        /* the group's fold reads its per-column terms and the rows' sums from global memory
+         * after the group's steps: ask for them into L1 now, so that the fold's loads (which
+         * every warp of a block waits for in turn) are L1 hits rather than L2 round trips. No
+         * register is held: prefetch has no destination. */
+        {
+          const size_t o = (size_t) g_done * n_pad + n0 + wn * 32 + tg * 2;
+#pragma unroll
+          for (int n = 0; n < 4; n++) {
+            prefetch_l1 (p.wzero + o + n * 8);
+            prefetch_l1 (p.wscale + o + n * 8);
+            if (za_any)
+              prefetch_l1 (p.wsum + o + n * 8);
+          }
+#pragma unroll
+          for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+              prefetch_l1 (p.asum
+                           + (size_t) min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1) * NG
+                           + g_done);
+        }
 #pragma unroll
         for (int n = 0; n < 4; n++) {
           const uint32_t wv = bs[(wn * 4 + n) * 64 + j * 32 + lane];
