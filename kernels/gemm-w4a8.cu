@@ -301,8 +301,9 @@ w4a8_gemm_kernel (const GemmArgs p)
  * cheaper, because for groups of 64 / 128 the fold, not the mma, bounded v1 (per output and
  * group: two IMADs, an I2F at a quarter of the FP32 rate, FMUL, FADD, a select and a reset,
  * against two to four 32-column mma steps of tensor time):
- *   - MAGIC: the int32 accumulators start at 0x4B400000 (the bits of 1.5 * 2^23) instead of 0,
- *     so after the group's mma and its zero-point terms they hold the bits of the float
+ *   - MAGIC: the int32 accumulators start each group at 0x4B400000 (the bits of 1.5 * 2^23;
+ *     the group's first mma takes it as its C operand), so after the group's mma and its
+ *     zero-point terms they hold the bits of the float
  *     12582912 + isum, exact while |isum| < 2^22; one FADD of -12582912 then gives (float) isum
  *     exactly, with no I2F. |isum| <= group_pad * 255 * 15, below 2^22 for group_pad <= 1024
  *     (MAGIC_MAX_GROUP_PAD); larger groups use the I2F (MAGIC false). Integer adds wrap
@@ -312,6 +313,11 @@ w4a8_gemm_kernel (const GemmArgs p)
  *     as v1's "the first group assigned".
  *   - the Za wsum term is skipped by whole warps whose rows all have Za = 0 (every symmetric
  *     row: TOKEN_SYM and TENSOR_SYM layers): a warp-uniform branch, decided once.
+ *   - no modulo per step (steps counted within the group), no accumulator clearing (the first
+ *     mma of a group starts from the constant), the fold's operands prefetched into L1 at the
+ *     group's first step, and an epilogue whose executed code is short (see there).
+ * ptxas (CUDA 13, sm_90): 128 registers and no spills for all four instances (v1's BM = 128
+ * spills 24 bytes; its BM = 64 uses 152 registers). */
  *   - A fragments by ldmatrix.x4 (one instruction per 16-row m tile and step instead of four
  *     32-bit loads): matrix j of the x4 is rows (j % 2) * 8 .. + 7, bytes (j / 2) * 16 .. + 15 of
  *     the 16 x 32 step, which is exactly mma's a0..a3 (row gid / gid + 8, bytes tg * 4 + 0 / 16);
