@@ -316,13 +316,13 @@ w4a8_gemm_kernel (const GemmArgs p)
  *   - no modulo per step (steps counted within the group), no accumulator clearing (the first
  *     mma of a group starts from the constant), the fold's operands prefetched into L1 at the
  *     group's first step, and an epilogue whose executed code is short (see there).
- * ptxas (CUDA 13, sm_90): 128 registers and no spills for all four instances (v1's BM = 128
- * spills 24 bytes; its BM = 64 uses 152 registers). */
  *   - A fragments by ldmatrix.x4 (one instruction per 16-row m tile and step instead of four
  *     32-bit loads): matrix j of the x4 is rows (j % 2) * 8 .. + 7, bytes (j / 2) * 16 .. + 15 of
  *     the 16 x 32 step, which is exactly mma's a0..a3 (row gid / gid + 8, bytes tg * 4 + 0 / 16);
  *     lane l gives the address of row l % 8 of matrix l / 8. The 80-byte row stride keeps each
- *     8-address phase on distinct 16-byte bank groups (words 20 r mod 32). */
+ *     8-address phase on distinct 16-byte bank groups (words 20 r mod 32).
+ * ptxas (CUDA 13, sm_90): 128 registers and no spills for all four instances (v1's BM = 128
+ * spills 24 bytes; its BM = 64 uses 152 registers). */
 constexpr int MAGIC_MAX_GROUP_PAD = 1024;
 constexpr int32_t MAGIC_BITS = 0x4B400000;     /* 12582912.0f */
 constexpr float MAGIC_F = 12582912.0f;
