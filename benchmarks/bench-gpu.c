@@ -1,7 +1,8 @@
 /* bench-gpu: latency and GPU memory of a model on the CUDA backend (or any backend).
  *
  *   sam2-bench-gpu [--model REF | --hash-config CONFIG.json] [--backend cuda] [--precision P]
- *                  [--iterations N] [--warmup N] [--frame WxH] [--profile] [--json]
+ *                  [--iterations N] [--warmup N] [--frame WxH] [--graphs on|off|both]
+ *                  [--no-graphs] [--profile] [--json]
  *
  * REF is anything sam2_model_load takes: a model directory, an HF id, a shortcut or a quantized
  * model file. After `--warmup` untimed frames (the first one fills the device weight cache),
@@ -12,7 +13,13 @@
  *     sam2_session_predict with that point, masks upsampled to the frame),
  * and the peak device memory the session used (cudaMemGetInfo before the session, and the lowest
  * free memory seen after each stage), as one table line, or one JSON object with --json.
+ * CUDA graphs (backend-cuda.c): as the environment says (SAM2_CUDA_GRAPHS) unless --graphs on /
+ * off (--no-graphs) sets it; --graphs both measures a session without graphs, then one with them,
+ * one line each. The line says whether graphs ran (captured / launched / refused); --warmup is at
+ * least 3 with graphs, so that the timed runs replay (the first run of a key is eager, the second
+ * captures). --profile times ops one by one, without graphs.
  * A benchmark, not a test: it asserts nothing. */
+#include "backend-cuda.h"
 #include "config.h"
 #include "model.h"
 #include "session.h"
@@ -73,71 +80,36 @@ print_profile (Sam2Session *s, const char *what)
       g_printerr ("  %-26s %8.2f ms  %5ld calls\n", prof[k].name, prof[k].ms, prof[k].calls);
 }
 
-int
-main (int argc, char **argv)
-{
-  char *model_ref = NULL, *hash_config = NULL, *backend = NULL, *precision = NULL;
-  char *frame = NULL;
-  int iterations = 20, warmup = 3;
-  gboolean json = FALSE, profile = FALSE;
-  GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref,
-      "model directory, HF id, shortcut or quantized model file", "REF" },
-    { "hash-config", 'c', 0, G_OPTION_ARG_FILENAME, &hash_config,
-      "build the model from CONFIG.json with hash weights (default: the tiny fixture config)",
-      "CONFIG" },
-    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "auto, cpu or cuda (default cuda)",
-      "NAME" },
-    { "precision", 'p', 0, G_OPTION_ARG_STRING, &precision, "auto, fp32 or fp16 (default auto)",
-      "P" },
-    { "iterations", 'n', 0, G_OPTION_ARG_INT, &iterations, "timed runs of each stage (default 20)",
-      "N" },
-    { "warmup", 'w', 0, G_OPTION_ARG_INT, &warmup, "untimed frames first (default 3)", "N" },
-    { "frame", 'f', 0, G_OPTION_ARG_STRING, &frame,
-      "frame size of the end-to-end runs (default 1280x720)", "WxH" },
-    { "profile", 0, 0, G_OPTION_ARG_NONE, &profile, "also print device time per op (stderr)",
-      NULL },
-    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print one JSON object instead of a table line",
-      NULL },
-    { NULL }
-  };
-  GOptionContext *ctx = g_option_context_new ("- latency and GPU memory of a SAM2 model");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  GError *error = NULL;
-  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
-    g_printerr ("%s\n", error->message);
-    return 2;
-  }
-  g_option_context_free (ctx);
-  int fw = 1280, fh = 720;
-  if (frame != NULL && (sscanf (frame, "%dx%d", &fw, &fh) != 2 || fw <= 0 || fh <= 0)) {
-    g_printerr ("--frame %s: expected WxH, e.g. 1280x720\n", frame);
-    return 2;
-  }
-  iterations = MAX (iterations, 1);
-  warmup = MAX (warmup, 1);
-  Sam2SessionOptions options = { SAM2_BACKEND_CUDA, SAM2_PRECISION_AUTO };
-  if (!sam2_session_options_parse (&options, backend, precision, &error)) {
-    g_printerr ("%s\n", error->message);
-    return 2;
-  }
-
-  Sam2Model *model;
+typedef struct {
   const char *name;
-  if (model_ref != NULL) {
-    model = sam2_model_load (model_ref, &error);
-    name = model_ref;
-  } else {
-    Sam2Config config;
-    name = hash_config ? hash_config : "../shared/fixtures/sam2-tiny-hash/config.json";
-    model = sam2_config_load (name, &config, &error) ? sam2_model_new_hashed (&config, &error)
-                                                     : NULL;
-  }
-  if (model == NULL) {
-    g_printerr ("cannot build the model: %s\n", error->message);
-    return 1;
-  }
+  int iterations, warmup, fw, fh;
+  gboolean json, profile;
+} BenchParams;
+
+/* What CUDA graphs did in this session, for the output line. */
+static void
+describe_graphs (Sam2Session *s, char *buf, size_t size, Sam2CudaGraphStats *st)
+{
+  if (!sam2_backend_cuda_graph_stats (s->backend, st) || !st->enabled)
+    g_snprintf (buf, size, "off");
+  else if (st->refused > 0)
+    g_snprintf (buf, size, "on, %u refused", st->refused);
+  else
+    g_snprintf (buf, size, st->replayed > 0 ? "on" : "on, unused");
+}
+
+/* One session: warm-up, timed runs, one output line. `graphs` is "1", "0" or NULL (the
+ * environment's SAM2_CUDA_GRAPHS as it is). Returns the exit status. */
+static int
+bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *graphs,
+               const BenchParams *bp, gboolean header)
+{
+  GError *error = NULL;
   const int S = sam2_model_get_image_size (model);
+  const int iterations = bp->iterations, fw = bp->fw, fh = bp->fh;
+  const char *name = bp->name;
+  if (graphs != NULL)
+    g_setenv ("SAM2_CUDA_GRAPHS", graphs, TRUE);
 
   /* the CUDA context exists before the baseline, so its own memory is not counted */
   MemWatch mem = { FALSE, 0, 0, 0 };
@@ -146,7 +118,7 @@ main (int argc, char **argv)
     mem.have = TRUE;
     mem.min_free = mem.base_free;
   }
-  Sam2Session *s = sam2_session_new_full (model, &options, &error);
+  Sam2Session *s = sam2_session_new_full (model, options, &error);
   if (s == NULL) {
     g_printerr ("%s\n", error->message);
     return 1;
@@ -165,8 +137,9 @@ main (int argc, char **argv)
   const Sam2Prompt prompt_frame = { .points = &pt_frame, .n_points = 1 };
   Sam2PredictOptions popts = SAM2_PREDICT_OPTIONS_INIT;
 
-  /* warm-up: the device weight cache, scratch growth, cuBLAS heuristics, page faults */
-  for (int i = 0; i < warmup; i++) {
+  /* warm-up: the device weight cache, scratch growth, cuBLAS heuristics, page faults, and the
+   * graphs (eager first run, capture on the second) */
+  for (int i = 0; i < bp->warmup; i++) {
     if (!sam2_session_encode (s, pixels, &error)
         || sam2_session_decode (s, &prompt_model, 1, TRUE, &error) == NULL
         || !sam2_session_set_image (s, rgb, fw, fh, fw * 3, SAM2_PIXEL_FORMAT_RGB, &error)
@@ -197,7 +170,11 @@ main (int argc, char **argv)
       return 1;
     }
   }
-  if (profile) {
+  /* read before profiling, which runs without graphs */
+  Sam2CudaGraphStats gst;
+  char graphs_desc[64];
+  describe_graphs (s, graphs_desc, sizeof graphs_desc, &gst);
+  if (bp->profile) {
     /* profile_start resets the counters: one window per stage */
     s->backend->ops->profile_start (s->backend);
     sam2_session_encode (s, pixels, NULL);
@@ -210,22 +187,25 @@ main (int argc, char **argv)
   const double enc = median (t_enc, iterations), dec = median (t_dec, iterations);
   const double e2e = median (t_e2e, iterations);
   const char *desc = sam2_session_describe_backend (s);
-  if (json) {
+  if (bp->json) {
     char peak[32] = "null";
     if (mem.have)
       g_snprintf (peak, sizeof peak, "%.1f", mem_peak_mb (&mem));
     g_print ("{\"model\": \"%s\", \"quantized\": %s, \"backend\": \"%s\", \"image_size\": %d, "
              "\"frame\": \"%dx%d\", \"iterations\": %d, \"warmup\": %d, \"encoder_ms\": %.3f, "
              "\"decoder_ms_per_prompt\": %.3f, \"end_to_end_ms_per_frame\": %.3f, "
-             "\"peak_gpu_mb\": %s}\n",
+             "\"peak_gpu_mb\": %s, \"cuda_graphs\": %s, \"graphs_captured\": %u, "
+             "\"graph_launches\": %u, \"graphs_refused\": %u}\n",
              name, sam2_model_is_quantized (model) ? "true" : "false", desc, S, fw, fh,
-             iterations, warmup, enc, dec, e2e,
-             peak);
+             iterations, bp->warmup, enc, dec, e2e, peak,
+             gst.enabled && gst.replayed > 0 ? "true" : "false", gst.captured, gst.replayed,
+             gst.refused);
   } else {
-    g_print ("%-40s %-44s %5s %9s %9s %9s %10s\n", "model", "backend", "size", "enc ms",
-             "dec ms", "e2e ms", "peak GPU MB");
-    g_print ("%-40s %-44s %5d %9.2f %9.3f %9.2f %10.1f\n", name, desc, S, enc, dec, e2e,
-             mem_peak_mb (&mem));
+    if (header)
+      g_print ("%-40s %-44s %5s %9s %9s %9s %10s  %s\n", "model", "backend", "size", "enc ms",
+               "dec ms", "e2e ms", "peak GPU MB", "graphs");
+    g_print ("%-40s %-44s %5d %9.2f %9.3f %9.2f %10.1f  %s\n", name, desc, S, enc, dec, e2e,
+             mem_peak_mb (&mem), graphs_desc);
   }
   g_free (t_enc);
   g_free (t_dec);
@@ -233,11 +213,110 @@ main (int argc, char **argv)
   g_free (pixels);
   g_free (rgb);
   sam2_session_free (s);
+  return 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  char *model_ref = NULL, *hash_config = NULL, *backend = NULL, *precision = NULL;
+  char *frame = NULL, *graphs = NULL;
+  int iterations = 20, warmup = 3;
+  gboolean json = FALSE, profile = FALSE, no_graphs = FALSE;
+  GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref,
+      "model directory, HF id, shortcut or quantized model file", "REF" },
+    { "hash-config", 'c', 0, G_OPTION_ARG_FILENAME, &hash_config,
+      "build the model from CONFIG.json with hash weights (default: the tiny fixture config)",
+      "CONFIG" },
+    { "backend", 'b', 0, G_OPTION_ARG_STRING, &backend, "auto, cpu or cuda (default cuda)",
+      "NAME" },
+    { "precision", 'p', 0, G_OPTION_ARG_STRING, &precision, "auto, fp32 or fp16 (default auto)",
+      "P" },
+    { "iterations", 'n', 0, G_OPTION_ARG_INT, &iterations, "timed runs of each stage (default 20)",
+      "N" },
+    { "warmup", 'w', 0, G_OPTION_ARG_INT, &warmup, "untimed frames first (default 3)", "N" },
+    { "frame", 'f', 0, G_OPTION_ARG_STRING, &frame,
+      "frame size of the end-to-end runs (default 1280x720)", "WxH" },
+    { "graphs", 'g', 0, G_OPTION_ARG_STRING, &graphs,
+      "CUDA graphs: on, off, or both (a line without, then one with; default: as "
+      "SAM2_CUDA_GRAPHS says, on when unset)", "MODE" },
+    { "no-graphs", 0, 0, G_OPTION_ARG_NONE, &no_graphs, "the same as --graphs off", NULL },
+    { "profile", 0, 0, G_OPTION_ARG_NONE, &profile,
+      "also print device time per op (stderr; ops run one by one, without graphs)", NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print one JSON object instead of a table line",
+      NULL },
+    { NULL }
+  };
+  GOptionContext *ctx = g_option_context_new ("- latency and GPU memory of a SAM2 model");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  GError *error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
+    g_printerr ("%s\n", error->message);
+    return 2;
+  }
+  g_option_context_free (ctx);
+  int fw = 1280, fh = 720;
+  if (frame != NULL && (sscanf (frame, "%dx%d", &fw, &fh) != 2 || fw <= 0 || fh <= 0)) {
+    g_printerr ("--frame %s: expected WxH, e.g. 1280x720\n", frame);
+    return 2;
+  }
+  /* the SAM2_CUDA_GRAPHS value of each session to run, NULL for the environment's */
+  const char *modes[2] = { NULL, NULL };
+  int n_modes = 1;
+  if (no_graphs || g_strcmp0 (graphs, "off") == 0) {
+    modes[0] = "0";
+  } else if (g_strcmp0 (graphs, "on") == 0) {
+    modes[0] = "1";
+  } else if (g_strcmp0 (graphs, "both") == 0) {
+    modes[0] = "0";
+    modes[1] = "1";
+    n_modes = 2;
+  } else if (graphs != NULL) {
+    g_printerr ("--graphs %s: expected on, off or both\n", graphs);
+    return 2;
+  }
+  iterations = MAX (iterations, 1);
+  /* a key's first run is eager and its second captures: the timed runs replay from the third */
+  warmup = MAX (warmup, 3);
+  Sam2SessionOptions options = { SAM2_BACKEND_CUDA, SAM2_PRECISION_AUTO };
+  if (!sam2_session_options_parse (&options, backend, precision, &error)) {
+    g_printerr ("%s\n", error->message);
+    return 2;
+  }
+
+  /* no device: skipped, as the CUDA tests are (77) */
+  if (options.backend == SAM2_BACKEND_CUDA && !sam2_backend_available (SAM2_BACKEND_CUDA, &error)) {
+    g_printerr ("skipped: %s\n", error->message);
+    g_error_free (error);
+    return 77;
+  }
+
+  Sam2Model *model;
+  const char *name;
+  if (model_ref != NULL) {
+    model = sam2_model_load (model_ref, &error);
+    name = model_ref;
+  } else {
+    Sam2Config config;
+    name = hash_config ? hash_config : "../shared/fixtures/sam2-tiny-hash/config.json";
+    model = sam2_config_load (name, &config, &error) ? sam2_model_new_hashed (&config, &error)
+                                                     : NULL;
+  }
+  if (model == NULL) {
+    g_printerr ("cannot build the model: %s\n", error->message);
+    return 1;
+  }
+  const BenchParams bp = { name, iterations, warmup, fw, fh, json, profile };
+  int status = 0;
+  for (int i = 0; i < n_modes && status == 0; i++)
+    status = bench_session (model, &options, modes[i], &bp, i == 0);
   sam2_model_unref (model);
   g_free (model_ref);
   g_free (hash_config);
   g_free (backend);
   g_free (precision);
   g_free (frame);
-  return 0;
+  g_free (graphs);
+  return status;
 }

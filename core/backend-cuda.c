@@ -13,6 +13,20 @@
  * largest need it has seen: the first frame sizes it (the encoder's layers are the widest, so a
  * later prompt with more points does not grow it either), and after that nothing is allocated
  * per frame. All of it is freed in destroy.
+ *
+ * CUDA graphs (run_graph): the session hands the pure-device part of the encoder and of each
+ * decoder pass to run_graph with a key naming its launch sequence. The first call of a key runs
+ * eagerly (it fills the weight cache and grows scratch, which a capture cannot); the second is
+ * captured on the stream (cudaStreamCaptureModeThreadLocal), instantiated and launched; later
+ * calls replay it, one cudaGraphLaunch instead of ~90 (decoder) or ~150 (encoder) launches. At
+ * most GRAPH_MAX_EXECS graphs are held; a new one replaces the least recently used only when
+ * that one has been idle for GRAPH_IDLE_CALLS calls, else the new key runs eagerly (a rotation
+ * of more keys than that never turns into a capture per call). cuBLAS runs with a workspace
+ * of ours (cublasSetWorkspace), so a captured GEMM allocates nothing. A graph keeps the scratch
+ * pointers it was captured with: growing scratch bumps scratch_gen, and a graph of an older
+ * generation is captured again before it is launched. The environment variable
+ * SAM2_CUDA_GRAPHS=0 (or off / no / false) turns graphs off for backends created after it is
+ * set; profiling (profile_start) runs everything eagerly too, since it wants a time per op.
  */
 #include "backend-cuda.h"
 #include "kernels.h"
@@ -35,6 +49,27 @@ G_STATIC_ASSERT (SAM2_CUDA_AQ_TOKEN_ASYM == (int) SAM2_ACT_QUANT_TOKEN_ASYM);
 G_STATIC_ASSERT (SAM2_CUDA_AQ_TENSOR_SYM == (int) SAM2_ACT_QUANT_TENSOR_SYM);
 G_STATIC_ASSERT (SAM2_CUDA_AQ_TENSOR_ASYM == (int) SAM2_ACT_QUANT_TENSOR_ASYM);
 G_STATIC_ASSERT (sizeof (Sam2CudaAttentionArgs) == sizeof (Sam2AttentionArgs));
+
+/* Keys remembered (seen once, or with a graph) and graphs held at once: the encoder and the
+ * decoder variants of a stream of prompts are a handful; 32 leaves room for many objects with
+ * different point counts. */
+#define GRAPH_SLOTS 128
+#define GRAPH_MAX_EXECS 32
+/* A held graph not launched in this many run_graph calls may make room for a new one. */
+#define GRAPH_IDLE_CALLS 64
+/* cuBLAS's recommended workspace on Hopper (4 MiB elsewhere): a captured GEMM uses it instead of
+ * allocating from cuBLAS's own pool. */
+#define CUBLAS_WORKSPACE_BYTES ((size_t) 32 << 20)
+
+/* One key of run_graph. */
+typedef struct {
+  gboolean used;
+  guint64 key;
+  cudaGraphExec_t exec;        /* NULL until captured (the key has run eagerly once) */
+  gboolean refused;            /* capturing it failed: it runs eagerly from now on */
+  guint64 scratch_gen;         /* the scratch buffers exec points at */
+  guint64 last_use;
+} GraphSlot;
 
 /* Profiling: one event pair per op call, read back once in profile_read. */
 typedef struct {
@@ -83,6 +118,16 @@ typedef struct {
   Sam2OpProfile profile[SAM2_OP_COUNT];
   GArray *events;              /* OpEvents, a pool reused across profile_start calls */
   guint n_events;              /* pairs recorded since profile_start */
+  void *cublas_ws;             /* CUBLAS_WORKSPACE_BYTES, cuBLAS's workspace (see run_graph) */
+  /* CUDA graphs */
+  gboolean graphs;             /* enabled: a workspace is set and SAM2_CUDA_GRAPHS is not 0 */
+  gboolean capturing;          /* inside a capture: nothing may allocate or synchronise */
+  gboolean capture_needs_eager; /* the capture met a first use (weights, scratch): retry later */
+  gboolean graph_warned;       /* one g_warning per backend for a failed capture */
+  guint64 scratch_gen;         /* bumped whenever a scratch buffer is reallocated */
+  guint64 graph_clock;
+  GraphSlot slots[GRAPH_SLOTS];
+  Sam2CudaGraphStats graph_stats;
 } Sam2BackendCuda;
 
 static const char *op_names[SAM2_OP_COUNT] = {
@@ -238,6 +283,27 @@ cuda_profile_read (Sam2Backend *b)
 
 /* ---- memory ---------------------------------------------------------------------------------- */
 
+/* A run_graph body that moves data to or from the host would replay with stale host memory: such
+ * a body is a bug in the caller, refused (the capture then fails and the key runs eagerly). */
+static gboolean
+refuse_in_capture (Sam2BackendCuda *cu, const char *what)
+{
+  if (!cu->capturing)
+    return FALSE;
+  g_snprintf (cu->detail, sizeof cu->detail, "%s inside a CUDA graph capture", what);
+  return TRUE;
+}
+
+/* A first use inside a capture (a layer's weights to copy, scratch to grow) cannot be captured:
+ * the capture is abandoned and the call runs eagerly, which does it; the next call captures. */
+static int
+first_use_in_capture (Sam2BackendCuda *cu, const char *what)
+{
+  cu->capture_needs_eager = TRUE;
+  g_snprintf (cu->detail, sizeof cu->detail, "%s needed inside a CUDA graph capture", what);
+  return SAM2_STATUS_DEVICE;
+}
+
 static float *
 cuda_alloc (Sam2Backend *b, size_t n)
 {
@@ -268,6 +334,8 @@ static int
 cuda_upload (Sam2Backend *b, float *dst, const float *host, size_t n)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (refuse_in_capture (cu, "upload"))
+    return SAM2_STATUS_UNSUPPORTED;
   /* every frame and every decode starts with an upload: make this session's device current in
    * the calling thread (a session may move between threads, e.g. GStreamer's) */
   CUDA_TRY (cu, cudaSetDevice (cu->device), "cudaSetDevice");
@@ -284,6 +352,8 @@ static int
 cuda_download (Sam2Backend *b, float *host, const float *src, size_t n)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (refuse_in_capture (cu, "download"))
+    return SAM2_STATUS_UNSUPPORTED;
   CUDA_TRY (cu, cudaSetDevice (cu->device), "cudaSetDevice");
   if (n > 0)
     CUDA_TRY (cu, cudaMemcpyAsync (host, src, n * sizeof (float), cudaMemcpyDeviceToHost,
@@ -297,6 +367,8 @@ static int
 cuda_synchronize (Sam2Backend *b)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (refuse_in_capture (cu, "synchronize"))
+    return SAM2_STATUS_UNSUPPORTED;
   CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "the kernels enqueued");
   CUDA_TRY (cu, cudaGetLastError (), "a kernel launch");
   return SAM2_STATUS_OK;
@@ -337,7 +409,11 @@ grow_scratch (Sam2BackendCuda *cu, void **buf, size_t *have, size_t need, const 
 {
   if (need <= *have)
     return SAM2_STATUS_OK;
+  if (cu->capturing)
+    return first_use_in_capture (cu, what);
   CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), what);
+  /* captured graphs point at the old buffer: they are recaptured before their next launch */
+  cu->scratch_gen++;
   if (*buf != NULL)
     cudaFree (*buf);
   *buf = NULL;
@@ -498,6 +574,8 @@ linear_weights (Sam2BackendCuda *cu, const Sam2Linear *l, const CudaLinear **out
     *out = d;
     return SAM2_STATUS_OK;
   }
+  if (cu->capturing)
+    return first_use_in_capture (cu, "copying a layer's weights");
   d = g_new0 (CudaLinear, 1);
   d->n = l->out_features;
   d->k = l->in_features;
@@ -532,6 +610,8 @@ norm_weights (Sam2BackendCuda *cu, const Sam2LayerNorm *n, const CudaNorm **out)
     *out = d;
     return SAM2_STATUS_OK;
   }
+  if (cu->capturing)
+    return first_use_in_capture (cu, "copying a norm's weights");
   d = g_new0 (CudaNorm, 1);
   int st = device_copy (cu, n->weight, (size_t) n->dim * sizeof (float), (void **) &d->weight);
   if (st == SAM2_STATUS_OK)
@@ -576,9 +656,19 @@ cuda_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, flo
                        "the W4A8 workspace");
     if (st != SAM2_STATUS_OK)
       return st;
-    LAUNCH (cu, sam2_cuda_w4a8_linear (&w->layer, x, M, y, (int) act, residual, cu->cublas,
-                                       cu->stream, cu->w4a8_ws), l->name);
-    return SAM2_STATUS_OK;
+    st = launched (cu, sam2_cuda_w4a8_linear (&w->layer, x, M, y, (int) act, residual,
+                                              cu->cublas, cu->stream, cu->w4a8_ws), l->name);
+    /* the low-rank GEMM of a wide rank calls cublasSetStream, which puts cuBLAS back on its own
+     * workspace pool: give it ours again, for the float GEMMs after it (and their capture) */
+    if (w->layer.rank > SAM2_CUDA_QUANT_MAX_FUSED_RANK && cu->cublas_ws != NULL) {
+      cublasStatus_t cst = cublasSetWorkspace (cu->cublas, cu->cublas_ws, CUBLAS_WORKSPACE_BYTES);
+      if (cst != CUBLAS_STATUS_SUCCESS && st == SAM2_STATUS_OK) {
+        g_snprintf (cu->detail, sizeof cu->detail, "%s: cublasSetWorkspace: %s", l->name,
+                    cublas_status_name (cst));
+        st = SAM2_STATUS_DEVICE;
+      }
+    }
+    return st;
   }
 
   /* residual == y: the GEMM accumulates into it (beta 1); another buffer: the epilogue adds it */
@@ -799,6 +889,205 @@ cuda_matmul_nt (Sam2Backend *b, const float *A, const float *B, int M, int N, in
   return status;
 }
 
+/* ---- CUDA graphs ----------------------------------------------------------------------------- */
+
+static GraphSlot *
+graph_slot_find (Sam2BackendCuda *cu, guint64 key)
+{
+  for (int i = 0; i < GRAPH_SLOTS; i++)
+    if (cu->slots[i].used && cu->slots[i].key == key)
+      return &cu->slots[i];
+  return NULL;
+}
+
+/* Destroys a slot's executable graph. Only outside a capture; the stream is drained first so a
+ * launch still in flight never loses its graph (eviction and recapture are rare). */
+static void
+graph_exec_drop (Sam2BackendCuda *cu, GraphSlot *g)
+{
+  if (g->exec == NULL)
+    return;
+  if (cudaStreamSynchronize (cu->stream) != cudaSuccess)
+    (void) cudaGetLastError ();   /* a kernel failure: the next download reports it */
+  if (cudaGraphExecDestroy (g->exec) != cudaSuccess)
+    (void) cudaGetLastError ();
+  g->exec = NULL;
+}
+
+/* A slot for a key that has just run eagerly: a free one, else the least recently used of those
+ * without a graph (there are always some: GRAPH_SLOTS > GRAPH_MAX_EXECS), forgotten. */
+static void
+graph_slot_claim (Sam2BackendCuda *cu, guint64 key)
+{
+  GraphSlot *g = NULL;
+  for (int i = 0; i < GRAPH_SLOTS; i++) {
+    GraphSlot *c = &cu->slots[i];
+    if (!c->used) {
+      g = c;
+      break;
+    }
+    if (c->exec == NULL && (g == NULL || c->last_use < g->last_use))
+      g = c;
+  }
+  if (g == NULL)
+    return;   /* unreachable; the key just runs eagerly again next time */
+  *g = (GraphSlot) { .used = TRUE, .key = key, .last_use = cu->graph_clock };
+}
+
+/* Room for one more graph: TRUE when fewer than GRAPH_MAX_EXECS are held, or after dropping the
+ * least recently used one if it has been idle long enough. */
+static gboolean
+graph_make_room (Sam2BackendCuda *cu)
+{
+  GraphSlot *lru = NULL;
+  int held = 0;
+  for (int i = 0; i < GRAPH_SLOTS; i++) {
+    GraphSlot *c = &cu->slots[i];
+    if (c->exec == NULL)
+      continue;
+    held++;
+    if (lru == NULL || c->last_use < lru->last_use)
+      lru = c;
+  }
+  if (held < GRAPH_MAX_EXECS)
+    return TRUE;
+  if (cu->graph_clock - lru->last_use <= GRAPH_IDLE_CALLS)
+    return FALSE;
+  graph_exec_drop (cu, lru);
+  cu->graph_stats.evicted++;
+  return TRUE;
+}
+
+/* Capturing `key` failed for a reason a retry would meet again: it runs eagerly from now on.
+ * Results do not change (the eager path runs the same kernels in the same order), so this is the
+ * one place where falling back is right; it is said once per backend, naming the CUDA error. */
+static void
+graph_refuse (Sam2BackendCuda *cu, GraphSlot *g, const char *what, const char *why)
+{
+  g->refused = TRUE;
+  cu->graph_stats.refused++;
+  if (!cu->graph_warned) {
+    cu->graph_warned = TRUE;
+    g_warning ("CUDA graphs: %s for key 0x%" G_GINT64_MODIFIER "x failed (%s); that work runs "
+               "without a graph from now on (same results, more launch overhead; "
+               "SAM2_CUDA_GRAPHS=0 turns graphs off)", what, g->key, why);
+  }
+}
+
+static int
+graph_launch (Sam2BackendCuda *cu, GraphSlot *g)
+{
+  CUDA_TRY (cu, cudaGraphLaunch (g->exec, cu->stream), "launching a CUDA graph");
+  cu->graph_stats.replayed++;
+  return SAM2_STATUS_OK;
+}
+
+/* Captures body on the stream, instantiates and launches it; when any step fails the body runs
+ * eagerly instead (a failed capture enqueued nothing: its work was recorded, not run). */
+static int
+graph_capture (Sam2BackendCuda *cu, GraphSlot *g, int (*body) (gpointer), gpointer data)
+{
+  cudaError_t err = cudaStreamBeginCapture (cu->stream, cudaStreamCaptureModeThreadLocal);
+  if (err != cudaSuccess) {
+    (void) cudaGetLastError ();
+    graph_refuse (cu, g, "cudaStreamBeginCapture", cudaGetErrorName (err));
+    return body (data);
+  }
+  cu->capturing = TRUE;
+  cu->capture_needs_eager = FALSE;
+  const int st = body (data);
+  cu->capturing = FALSE;
+  cudaGraph_t graph = NULL;
+  /* always ended, whatever the body did: the stream must leave capture mode */
+  err = cudaStreamEndCapture (cu->stream, &graph);
+  if (st != SAM2_STATUS_OK || err != cudaSuccess || graph == NULL) {
+    char why[sizeof cu->detail + 64];
+    if (st != SAM2_STATUS_OK)
+      g_snprintf (why, sizeof why, "%s", cu->detail[0] != '\0' ? cu->detail : "an op failed");
+    else
+      g_snprintf (why, sizeof why, "cudaStreamEndCapture: %s: %s", cudaGetErrorName (err),
+                  cudaGetErrorString (err));
+    if (graph != NULL)
+      cudaGraphDestroy (graph);
+    (void) cudaGetLastError ();
+    if (cu->capture_needs_eager)
+      cu->capture_needs_eager = FALSE;   /* not a failure: the eager run below does the first use */
+    else
+      graph_refuse (cu, g, "capturing", why);
+    cu->detail[0] = '\0';
+    return body (data);
+  }
+  cudaGraphExec_t exec = NULL;
+  err = cudaGraphInstantiate (&exec, graph, 0);
+  cudaGraphDestroy (graph);
+  if (err != cudaSuccess || exec == NULL) {
+    (void) cudaGetLastError ();
+    graph_refuse (cu, g, "cudaGraphInstantiate",
+                  err != cudaSuccess ? cudaGetErrorName (err) : "no executable graph");
+    return body (data);
+  }
+  g->exec = exec;
+  g->scratch_gen = cu->scratch_gen;
+  cu->graph_stats.captured++;
+  return graph_launch (cu, g);
+}
+
+static int
+cuda_run_graph (Sam2Backend *b, guint64 key, int (*body) (gpointer), gpointer data)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  /* profiling records events per op, which a graph would hide; a nested call is part of the
+   * capture around it */
+  if (!cu->graphs || cu->profiling || cu->capturing) {
+    cu->graph_stats.eager++;
+    return body (data);
+  }
+  cu->graph_clock++;
+  GraphSlot *g = graph_slot_find (cu, key);
+  if (g == NULL) {
+    /* the first run of a key: eager, as it may copy weights and grow scratch */
+    cu->graph_stats.eager++;
+    const int st = body (data);
+    if (st == SAM2_STATUS_OK)
+      graph_slot_claim (cu, key);
+    return st;
+  }
+  g->last_use = cu->graph_clock;
+  if (g->refused) {
+    cu->graph_stats.eager++;
+    return body (data);
+  }
+  if (g->exec != NULL && g->scratch_gen != cu->scratch_gen)
+    graph_exec_drop (cu, g);   /* it points at scratch that has been reallocated since */
+  if (g->exec != NULL)
+    return graph_launch (cu, g);
+  if (!graph_make_room (cu)) {
+    cu->graph_stats.eager++;   /* every held graph is in use: this key waits for one to idle */
+    return body (data);
+  }
+  return graph_capture (cu, g, body, data);
+}
+
+static void
+graphs_free (Sam2BackendCuda *cu)
+{
+  for (int i = 0; i < GRAPH_SLOTS; i++)
+    if (cu->slots[i].exec != NULL && cudaGraphExecDestroy (cu->slots[i].exec) != cudaSuccess)
+      (void) cudaGetLastError ();
+  memset (cu->slots, 0, sizeof cu->slots);
+}
+
+/* SAM2_CUDA_GRAPHS: unset or anything but 0 / off / no / false means on. */
+static gboolean
+graphs_wanted (void)
+{
+  const char *v = g_getenv ("SAM2_CUDA_GRAPHS");
+  if (v == NULL)
+    return TRUE;
+  return !(g_strcmp0 (v, "0") == 0 || g_ascii_strcasecmp (v, "off") == 0
+           || g_ascii_strcasecmp (v, "no") == 0 || g_ascii_strcasecmp (v, "false") == 0);
+}
+
 /* ---- lifetime -------------------------------------------------------------------------------- */
 
 static void
@@ -809,6 +1098,7 @@ cuda_destroy (Sam2Backend *b)
     cudaSetDevice (cu->device);
     cudaStreamSynchronize (cu->stream);
   }
+  graphs_free (cu);
   g_clear_pointer (&cu->linears, g_hash_table_unref);
   g_clear_pointer (&cu->norms, g_hash_table_unref);
   if (cu->x16 != NULL)
@@ -825,6 +1115,9 @@ cuda_destroy (Sam2Backend *b)
   }
   if (cu->cublas != NULL)
     cublasDestroy (cu->cublas);
+  /* after the handle: cuBLAS may use its workspace until it is destroyed */
+  if (cu->cublas_ws != NULL)
+    cudaFree (cu->cublas_ws);
   if (cu->stream != NULL)
     cudaStreamDestroy (cu->stream);
   (void) cudaGetLastError ();
@@ -859,6 +1152,7 @@ static const Sam2BackendOps cuda_ops = {
   .device_memory = TRUE,
   .status_detail = cuda_status_detail,
   .synchronize = cuda_synchronize,
+  .run_graph = cuda_run_graph,
 };
 
 gboolean
@@ -944,6 +1238,19 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
     cuda_destroy (&cu->parent);
     return NULL;
   }
+  /* cuBLAS's workspace, ours: set after cublasSetStream (which resets it), so a captured GEMM
+   * allocates nothing. Set whether graphs are on or off: the same workspace means the same GEMM
+   * algorithms, so SAM2_CUDA_GRAPHS=0 gives the same bits. Without it the backend still works,
+   * eagerly: graphs stay off. */
+  if ((err = cudaMalloc (&cu->cublas_ws, CUBLAS_WORKSPACE_BYTES)) != cudaSuccess) {
+    (void) cudaGetLastError ();
+    cu->cublas_ws = NULL;
+  } else if (cublasSetWorkspace (cu->cublas, cu->cublas_ws, CUBLAS_WORKSPACE_BYTES)
+             != CUBLAS_STATUS_SUCCESS) {
+    cudaFree (cu->cublas_ws);      /* cuBLAS keeps its own pool */
+    cu->cublas_ws = NULL;
+  }
+  cu->graphs = graphs_wanted () && cu->cublas_ws != NULL;
   return &cu->parent;
 }
 
@@ -952,4 +1259,19 @@ sam2_backend_cuda_device_name (Sam2Backend *b)
 {
   g_return_val_if_fail (b != NULL && b->ops == &cuda_ops, NULL);
   return ((Sam2BackendCuda *) b)->device_name;
+}
+
+gboolean
+sam2_backend_cuda_graph_stats (Sam2Backend *b, Sam2CudaGraphStats *stats)
+{
+  g_return_val_if_fail (stats != NULL, FALSE);
+  memset (stats, 0, sizeof *stats);
+  if (b == NULL || b->ops != &cuda_ops)
+    return FALSE;
+  const Sam2BackendCuda *cu = (const Sam2BackendCuda *) b;
+  *stats = cu->graph_stats;
+  stats->enabled = cu->graphs;
+  for (int i = 0; i < GRAPH_SLOTS; i++)
+    stats->held += cu->slots[i].exec != NULL;
+  return TRUE;
 }

@@ -26,6 +26,23 @@ Sam2Backend *sam2_backend_cuda_new (Sam2Precision precision, GError **error);
 /* "NVIDIA H200 (device 0, compute 9.0, 139 GiB)": for tools that print what ran. */
 const char *sam2_backend_cuda_device_name (Sam2Backend *b);
 
+/* CUDA graphs (backend-cuda.c, run_graph in backend.h): on unless the environment variable
+ * SAM2_CUDA_GRAPHS is 0 / off / no / false when the backend is created; outputs are the same bits
+ * either way. Counters since the backend was created, for tools and tests. */
+typedef struct {
+  gboolean enabled;            /* graphs on for this backend */
+  guint captured;              /* graphs captured and instantiated */
+  guint replayed;              /* graph launches (the capturing call's own launch included) */
+  guint eager;                 /* run_graph calls that ran their ops one by one: a key's first
+                                * call, profiling, graphs off, a refused key */
+  guint refused;               /* keys whose capture failed (g_warning once): eager from then on */
+  guint evicted;               /* idle graphs dropped for a newer key (32 are held at most) */
+  guint held;                  /* executable graphs held now */
+} Sam2CudaGraphStats;
+
+/* Fills `stats` and returns TRUE for a CUDA backend; FALSE (stats zeroed) for any other. */
+gboolean sam2_backend_cuda_graph_stats (Sam2Backend *b, Sam2CudaGraphStats *stats);
+
 G_END_DECLS
 
 #endif

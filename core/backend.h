@@ -127,6 +127,18 @@ typedef struct {
   /* Optional (NULL when ops complete before they return, as on the CPU): waits for every op
    * enqueued so far and reports the first failure among them. */
   int (*synchronize) (Sam2Backend *b);
+  /* Optional (NULL on the CPU, where launches cost nothing): runs `body (data)` as a replayable
+   * device graph identified by `key`, and returns its status. `body` must only enqueue ops: no
+   * upload, download, synchronize or alloc, and it must issue the same op calls with the same
+   * arguments (buffers, sizes, host scalars) every time it runs under the same key; everything
+   * that changes the sequence or a shape belongs in the key (values computed on the host per
+   * call must reach the device through an upload before, never as op arguments). The backend
+   * runs a key's first call eagerly (it may still cache weights and grow scratch), captures the
+   * second and replays from then on; it may also run any call eagerly (graphs off, profiling, a
+   * capture that failed), with results identical to a replay: same kernels, same order. A graph
+   * keeps pointing at the buffers it was captured with: the caller never frees or moves them
+   * while the backend lives. */
+  int (*run_graph) (Sam2Backend *b, guint64 key, int (*body) (gpointer data), gpointer data);
 } Sam2BackendOps;
 
 struct _Sam2Backend {

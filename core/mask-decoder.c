@@ -219,9 +219,31 @@ two_way_transformer (Sam2Session *s, int T)
   return b->ops->layer_norm (b, &m->final_norm, queries, T, queries);
 }
 
+/* The tokens of one object into d->tokens and d->token_pe: object score, IoU, mask tokens, then
+ * the prompt. Host data reaches the device here, before the graphable part. */
 int
-sam2_mask_decoder_forward (Sam2Session *s, const float *sparse, int n_sparse, gboolean has_dense,
-                           float *all_masks, float *iou, float *obj_score)
+sam2_mask_decoder_upload (Sam2Session *s, const float *sparse, int n_sparse)
+{
+  const Sam2Model *m = s->model;
+  Sam2Backend *b = s->backend;
+  Sam2DecoderBuffers *d = &s->dec;
+  const int C = m->decoder_dim, nmt = m->n_mask_tokens;
+  const int T = 2 + nmt + n_sparse;
+
+  float *host_tokens = d->host_tokens;
+  memcpy (host_tokens, m->obj_score_token, sizeof (float) * C);
+  memcpy (host_tokens + C, m->iou_token, sizeof (float) * C);
+  memcpy (host_tokens + 2 * C, m->mask_tokens, sizeof (float) * nmt * C);
+  memcpy (host_tokens + (size_t) (2 + nmt) * C, sparse, sizeof (float) * n_sparse * C);
+  CHECK (b->ops->upload (b, d->tokens, host_tokens, (size_t) T * C));
+  return b->ops->upload (b, d->token_pe, host_tokens, (size_t) T * C);
+}
+
+/* Device work only (a run_graph body): every argument is a session buffer or follows from
+ * (n_sparse, has_dense) and the model. Writes d->masks and d->head_out (IoU, then the object
+ * score). */
+int
+sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
 {
   const Sam2Model *m = s->model;
   Sam2Backend *b = s->backend;
@@ -229,15 +251,6 @@ sam2_mask_decoder_forward (Sam2Session *s, const float *sparse, int n_sparse, gb
   const int C = m->decoder_dim, nmt = m->n_mask_tokens;
   const int H = m->feat_h[2], W = m->feat_w[2], HW = H * W;
   const int T = 2 + nmt + n_sparse;
-
-  /* tokens: object score, IoU, mask tokens, then the prompt */
-  float *host_tokens = d->host_tokens;
-  memcpy (host_tokens, m->obj_score_token, sizeof (float) * C);
-  memcpy (host_tokens + C, m->iou_token, sizeof (float) * C);
-  memcpy (host_tokens + 2 * C, m->mask_tokens, sizeof (float) * nmt * C);
-  memcpy (host_tokens + (size_t) (2 + nmt) * C, sparse, sizeof (float) * n_sparse * C);
-  CHECK (b->ops->upload (b, d->tokens, host_tokens, (size_t) T * C));
-  CHECK (b->ops->upload (b, d->token_pe, host_tokens, (size_t) T * C));
 
   if (has_dense)
     CHECK (b->ops->add (b, d->keys, s->features[2], d->dense, (size_t) HW * C));
@@ -262,10 +275,21 @@ sam2_mask_decoder_forward (Sam2Session *s, const float *sparse, int n_sparse, gb
     CHECK (mlp_forward (s, &m->hyper_mlps[i], d->tokens + (size_t) (2 + i) * C, 1, d->head_a,
                         d->head_b, d->hyper + (size_t) i * C8));
   CHECK (b->ops->matmul_nt (b, d->hyper, d->up2, nmt, 16 * HW, C8, d->masks));
-  CHECK (b->ops->download (b, all_masks, d->masks, (size_t) nmt * 16 * HW));
 
+  /* both heads into one buffer, read back by one download; the object score at an offset of
+   * 256 bytes, the alignment of a buffer of its own (which the kernels may rely on) */
   CHECK (mlp_forward (s, &m->iou_head, d->tokens + C, 1, d->head_a, d->head_b, d->head_out));
-  CHECK (b->ops->download (b, iou, d->head_out, nmt));
-  CHECK (mlp_forward (s, &m->obj_score_head, d->tokens, 1, d->head_a, d->head_b, d->head_out));
-  return b->ops->download (b, obj_score, d->head_out, 1);
+  return mlp_forward (s, &m->obj_score_head, d->tokens, 1, d->head_a, d->head_b,
+                      d->head_out + d->obj_offset);
+}
+
+int
+sam2_mask_decoder_read (Sam2Session *s, float *all_masks, float *iou_obj)
+{
+  const Sam2Model *m = s->model;
+  Sam2Backend *b = s->backend;
+  const Sam2DecoderBuffers *d = &s->dec;
+  const int nmt = m->n_mask_tokens, HW = m->feat_h[2] * m->feat_w[2];
+  CHECK (b->ops->download (b, all_masks, d->masks, (size_t) nmt * 16 * HW));
+  return b->ops->download (b, iou_obj, d->head_out, (size_t) d->obj_offset + 1);
 }

@@ -144,7 +144,9 @@ typedef struct {
 /* Where a session computes. AUTO: the environment variable SAM2_BACKEND (auto, cpu, cuda) when
  * set, else the CUDA backend when this build has it and a CUDA device is present, else the CPU.
  * An explicit CUDA request never falls back: without the backend in the build or without a
- * device, sam2_session_new_full fails and says why. */
+ * device, sam2_session_new_full fails and says why. The CUDA backend replays the encoder and
+ * each decoder variant as CUDA graphs from their second run on (fewer launches, the same bits);
+ * the environment variable SAM2_CUDA_GRAPHS=0 turns that off for sessions created after it. */
 typedef enum {
   SAM2_BACKEND_AUTO,
   SAM2_BACKEND_CPU,

@@ -146,12 +146,13 @@ alloc_decoder (Sam2Session *s, Allocator *a)
     widest = MAX (widest, mlp_max_width (&m->two_way[l].mlp));
   d->head_a = balloc (a, (size_t) T * widest);
   d->head_b = balloc (a, (size_t) T * widest);
-  d->head_out = balloc (a, MAX (nmt, 1));
+  d->obj_offset = (MAX (nmt, 1) + 63) / 64 * 64;
+  d->head_out = balloc (a, (size_t) d->obj_offset + 1);
   d->mask_input = balloc (a, ms2);
   d->host_tokens = g_new (float, (size_t) T * C);
   d->host_sparse = g_new (float, (size_t) T * C);
   d->host_all_masks = g_new (float, (size_t) nmt * ms2);
-  d->host_iou = g_new (float, nmt);
+  d->host_iou = g_new (float, (size_t) d->obj_offset + 1);
   s->image_pe = balloc (a, HW * C);
   s->no_mask_dev = balloc (a, C);
 }
@@ -489,15 +490,60 @@ sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int 
   g_free (host);
 }
 
+/* ---- device graphs ---------------------------------------------------------------------------- */
+
+/* Keys of backend.h's run_graph: everything that changes the launch sequence or a shape. The
+ * encoder has one sequence per session (the input size is the model's). A decoder pass depends
+ * on the number of prompt tokens (points, their padding and a box's three tokens: n_sparse) and
+ * on whether a mask prompt is given; the number of objects (one pass each), multimask (chosen on
+ * the host afterwards) and the prompt values (uploaded tokens) do not change it. */
+#define GRAPH_KEY_ENCODER ((guint64) 1 << 56)
+#define GRAPH_KEY_DECODER ((guint64) 2 << 56)
+
+static guint64
+decoder_graph_key (int n_sparse, gboolean has_dense)
+{
+  return GRAPH_KEY_DECODER | ((guint64) (has_dense ? 1 : 0) << 32) | (guint32) n_sparse;
+}
+
+/* Runs body (device work only) through the backend's graphs when it has them. Taps download
+ * intermediates in the middle of a pass and observers read them on the host: such a session runs
+ * eagerly. */
+static int
+run_device (Sam2Session *s, guint64 key, int (*body) (gpointer), gpointer data)
+{
+  Sam2Backend *b = s->backend;
+  if (b->ops->run_graph == NULL || s->tap != NULL || s->observer != NULL)
+    return body (data);
+  return b->ops->run_graph (b, key, body, data);
+}
+
 /* ---- image encoder ----------------------------------------------------------------------------- */
+
+typedef struct {
+  Sam2Session *s;
+  const char *failed;          /* the stage that failed, for the error message */
+} EncoderPass;
+
+static int
+encoder_body (gpointer data)
+{
+  EncoderPass *p = data;
+  p->failed = "the image encoder";
+  int st = sam2_hiera_forward (p->s);
+  if (st != SAM2_STATUS_OK)
+    return st;
+  p->failed = "the FPN neck";
+  return sam2_neck_forward (p->s);
+}
 
 static gboolean
 encode_uploaded (Sam2Session *s, GError **error)
 {
   s->have_features = FALSE;
-  if (!check_status (s, sam2_hiera_forward (s), "the image encoder", error))
-    return FALSE;
-  if (!check_status (s, sam2_neck_forward (s), "the FPN neck", error))
+  EncoderPass pass = { s, NULL };
+  if (!check_status (s, run_device (s, GRAPH_KEY_ENCODER, encoder_body, &pass),
+                     pass.failed != NULL ? pass.failed : "the image encoder", error))
     return FALSE;
   /* a device runs the encoder asynchronously: wait, so that a failure is reported by this call
    * (not by the next decode) and a caller's timing of it is the encoder's */
@@ -673,6 +719,26 @@ select_single_mask (const Sam2Model *m, const float *masks, const float *iou)
   return best;
 }
 
+typedef struct {
+  Sam2Session *s;
+  int n_sparse;
+  gboolean has_dense;
+} DecoderPass;
+
+/* The device part of one object's decoder pass: the mask prompt's dense embedding (its logits are
+ * uploaded before) and the mask decoder. */
+static int
+decoder_body (gpointer data)
+{
+  DecoderPass *p = data;
+  if (p->has_dense) {
+    int st = sam2_prompt_encoder_dense (p->s, p->s->dec.mask_input);
+    if (st != SAM2_STATUS_OK)
+      return st;
+  }
+  return sam2_mask_decoder_run (p->s, p->n_sparse, p->has_dense);
+}
+
 static const Sam2Result *
 decode (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts, gboolean multimask,
         GError **error)
@@ -709,17 +775,22 @@ decode (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts, gboolean multi
     const Sam2Prompt *p = &prompts[o];
     int n_sparse = sam2_prompt_encoder_sparse (m, p, sparse, s->dec.max_tokens - 2 - nmt);
     gboolean has_dense = p->mask_logits != NULL;
+    /* host data first (uploads), then the device work (a graph after its first runs), then the
+     * results back */
     int st = SAM2_STATUS_OK;
-    if (has_dense) {
+    if (has_dense)
       st = s->backend->ops->upload (s->backend, s->dec.mask_input, p->mask_logits, ms2);
-      if (st == SAM2_STATUS_OK)
-        st = sam2_prompt_encoder_dense (s, s->dec.mask_input);
+    if (st == SAM2_STATUS_OK)
+      st = sam2_mask_decoder_upload (s, sparse, n_sparse);
+    if (st == SAM2_STATUS_OK) {
+      DecoderPass pass = { s, n_sparse, has_dense };
+      st = run_device (s, decoder_graph_key (n_sparse, has_dense), decoder_body, &pass);
     }
     if (st == SAM2_STATUS_OK)
-      st = sam2_mask_decoder_forward (s, sparse, n_sparse, has_dense, all_masks, all_iou,
-                                      &s->res_obj[o]);
+      st = sam2_mask_decoder_read (s, all_masks, all_iou);
     if (!check_status (s, st, "the mask decoder", error))
       return NULL;
+    s->res_obj[o] = all_iou[s->dec.obj_offset];
 
     float *iou_out = s->res_iou + (size_t) o * n_out;
     float *mask_out = s->res_lowres + (size_t) o * n_out * ms2;

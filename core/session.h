@@ -1,5 +1,6 @@
 /* session.h: per-stream state. Every buffer a forward pass touches is allocated here once, from
- * sizes the model's geometry gives, so running a frame allocates nothing. */
+ * sizes the model's geometry gives, so running a frame allocates nothing. They also never move
+ * while the session lives: the CUDA backend's graphs keep the pointers they were captured with. */
 #ifndef SAM2_SESSION_H
 #define SAM2_SESSION_H
 
@@ -40,13 +41,14 @@ typedef struct {
   float *hyper;                /* (n_mask_tokens, C/8) */
   float *masks;                /* (n_mask_tokens, 16 HW) */
   float *head_a, *head_b;      /* (n_tokens_max, widest MLP layer) MLP intermediates */
-  float *head_out;             /* (n_mask_tokens) head outputs */
+  float *head_out;             /* (obj_offset + 1) IoU head outputs; object score at obj_offset */
   float *host_tokens;          /* (n_tokens_max, C) host staging of the tokens */
   float *host_sparse;          /* (n_tokens_max, C) prompt tokens of one object */
   float *host_all_masks;       /* (n_mask_tokens, mask_size^2) every mask token's logits */
-  float *host_iou;             /* (n_mask_tokens) */
+  float *host_iou;             /* (obj_offset + 1) host copy of head_out */
   float *mask_input;           /* (mask_size^2) a mask prompt, backend memory */
   int max_tokens;              /* n_tokens_max */
+  int obj_offset;              /* n_mask_tokens rounded up to 64 floats (256 bytes) */
 } Sam2DecoderBuffers;
 
 struct _Sam2Session {
@@ -123,10 +125,14 @@ void sam2_prompt_encoder_image_pe (const Sam2Model *m, float *pe);
 /* Dense embedding of a low-res mask prompt into s->dec.dense. */
 int sam2_prompt_encoder_dense (Sam2Session *s, const float *mask_logits_backend);
 
-/* Runs the decoder for one object; writes low-res logits (n_mask_tokens, mask_size^2), iou
- * (n_mask_tokens) and the object score to host memory. */
-int sam2_mask_decoder_forward (Sam2Session *s, const float *sparse, int n_sparse,
-                               gboolean has_dense, float *all_masks, float *iou, float *obj_score);
+/* The mask decoder for one object, in three steps so that the middle one can run as a device
+ * graph (backend.h, run_graph): upload its n_sparse prompt tokens; run (device work only; reads
+ * s->dec.dense when has_dense); read back the low-res logits (n_mask_tokens, mask_size^2) and
+ * the heads (obj_offset + 1 floats: n_mask_tokens IoU scores, the object score at obj_offset)
+ * into host memory. */
+int sam2_mask_decoder_upload (Sam2Session *s, const float *sparse, int n_sparse);
+int sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense);
+int sam2_mask_decoder_read (Sam2Session *s, float *all_masks, float *iou_obj);
 
 G_END_DECLS
 

@@ -9,19 +9,27 @@
  *   - a W4A8 model (sam2-mini-hash quantized here with `recipe` on two frames; the tiny
  *     architecture too with SAM2_CUDA_TEST_QUANT_TINY=1; the file in $SAM2_CUDA_TEST_QMODEL when
  *     set) on the CPU and on CUDA: the same outputs up to W4A8_CPU_CUDA_TOL;
- *   - no device allocation per frame: free device memory is the same after each of 5 frames as
- *     after the first.
+ *   - CUDA graphs: the same frames and prompt sets (several decoder keys, each repeated, more keys
+ *     than the graph cache holds) with graphs on and off give the same bits, on the tiny
+ *     architecture in FP32 and FP16 and on the W4A8 mini model; graphs were captured, replayed
+ *     and none refused;
+ *   - no device allocation per frame, graphs on: free device memory is the same after each of 5
+ *     frames as after the second (the first fills the weight cache and scratch, the second
+ *     captures the graphs).
  *
  *   test-cuda-model RECIPE.yaml     (meson passes configs/hiera_tiny_w4a8.yaml)
  *
  * Exits 77 (skipped) without a CUDA device; a test whose fixtures are absent is skipped with a
  * message naming the file. */
+#include "backend-cuda.h"
 #include "check.h"
 #include "config.h"
 #include "model.h"
+#include "session.h"
 #include "test-support.h"
 
 #include <cuda_runtime_api.h>
+#include <math.h>
 #include <string.h>
 
 /* CPU vs CUDA on the same W4A8 model. The integer GEMM is exact and the activation codes are
@@ -38,8 +46,11 @@
  * (README), so they agree to a few 1e-6; the bound is check.h's for features, 1e-4. */
 #define FP32_CPU_CUDA_TOL SAM2_CHECK_TOL_FEATURES
 
-/* Frames after the first in the allocation test. */
+/* Frames after the baseline in the allocation test. */
 #define STEADY_FRAMES 5
+/* Frames of the graphs-on-vs-off test: the first runs every key eagerly, the second captures,
+ * the third replays. */
+#define GRAPH_FRAMES 3
 
 static const char *recipe_path;
 
@@ -328,6 +339,202 @@ test_w4a8_file (void)
   sam2_model_unref (q);
 }
 
+/* ---- CUDA graphs: the same bits as launching op by op ------------------------------------------ */
+
+/* A CUDA session with graphs on or off (SAM2_CUDA_GRAPHS is read when the backend is made). */
+static Sam2Session *
+cuda_session_graphs (Sam2Model *model, Sam2Precision precision, gboolean graphs)
+{
+  char *saved = g_strdup (g_getenv ("SAM2_CUDA_GRAPHS"));
+  g_setenv ("SAM2_CUDA_GRAPHS", graphs ? "1" : "0", TRUE);
+  GError *error = NULL;
+  const Sam2SessionOptions o = cuda_options (precision);
+  Sam2Session *s = sam2_session_new_full (model, &o, &error);
+  if (saved != NULL)
+    g_setenv ("SAM2_CUDA_GRAPHS", saved, TRUE);
+  else
+    g_unsetenv ("SAM2_CUDA_GRAPHS");
+  g_free (saved);
+  g_assert_no_error (error);
+  return s;
+}
+
+static Sam2CudaGraphStats
+graph_stats (Sam2Session *s)
+{
+  Sam2CudaGraphStats st;
+  g_assert_true (sam2_backend_cuda_graph_stats (s->backend, &st));
+  g_test_message ("graphs %s: %u captured, %u launches, %u eager runs, %u refused, %u evicted, "
+                  "%u held", st.enabled ? "on" : "off", st.captured, st.replayed, st.eager,
+                  st.refused, st.evicted, st.held);
+  return st;
+}
+
+static void
+append_floats (GArray *out, const float *v, size_t n)
+{
+  g_array_append_vals (out, v, (guint) n);
+}
+
+static void
+append_result (GArray *out, const Sam2Result *r)
+{
+  const size_t ms2 = (size_t) r->mask_size * r->mask_size;
+  append_floats (out, r->lowres_logits, (size_t) r->n_objects * r->n_masks * ms2);
+  append_floats (out, r->iou_scores, (size_t) r->n_objects * r->n_masks);
+  append_floats (out, r->object_scores, r->n_objects);
+}
+
+static const Sam2Result *
+decode_ok (Sam2Session *s, const Sam2Prompt *prompts, int n, gboolean multimask, GArray *out)
+{
+  GError *error = NULL;
+  const Sam2Result *r = sam2_session_decode (s, prompts, n, multimask, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (r);
+  append_result (out, r);
+  return r;
+}
+
+/* Every output of GRAPH_FRAMES frames and, per frame, each prompt set twice with coordinates that
+ * change from run to run (a graph must read them from the uploaded tokens, not replay the first
+ * ones). Decoder keys (prompt tokens, mask prompt): (2, no) one point; (3, no) two points and a
+ * box alone; (4, no) a point and a box; (6, no) five points; (3, yes) two points and a mask;
+ * (2, yes) a mask alone; then 12 point counts of the frame's own (1 .. 12, 13 .. 24, 25 .. 36):
+ * 39 keys in all, more than the 32 graphs a backend holds, so the third frame's replace the
+ * first frame's idle ones. */
+static void
+graph_script (Sam2Session *s, Sam2Model *model, GArray *out)
+{
+  const int S = sam2_model_get_image_size (model);
+  const size_t npx = (size_t) 3 * S * S;
+  float *px = g_new (float, npx);
+  float *mask = NULL;
+  GError *error = NULL;
+  for (int f = 0; f < GRAPH_FRAMES; f++) {
+    fill_pixels (px, npx, 300 + f);
+    g_assert_true (sam2_session_encode (s, px, &error));
+    g_assert_no_error (error);
+    for (int l = 0; l < 3; l++) {
+      int h, w, c;
+      const float *feat = sam2_session_get_features (s, l, &h, &w, &c);
+      g_assert_nonnull (feat);
+      append_floats (out, feat, (size_t) h * w * c);
+    }
+    for (int rep = 0; rep < 2; rep++) {
+      const float j = 0.013f * (float) (f * 2 + rep + 1);   /* moves every prompt a little */
+      Sam2Point pts[SAM2_MAX_POINTS_PER_OBJECT];
+      for (int i = 0; i < 36; i++)
+        pts[i] = (Sam2Point) { S * (0.02f + 0.024f * i + j), S * (0.95f - 0.024f * i - j),
+                               i % 3 == 2 ? SAM2_LABEL_NEGATIVE : SAM2_LABEL_POSITIVE };
+      const Sam2Prompt one = { .points = pts, .n_points = 1 };
+      const Sam2Result *r = decode_ok (s, &one, 1, TRUE, out);
+      /* a mask prompt: the first mask of that result, kept (results are reused) */
+      const size_t ms2 = (size_t) r->mask_size * r->mask_size;
+      g_free (mask);
+      mask = g_memdup2 (r->lowres_logits, ms2 * sizeof (float));
+
+      const Sam2Prompt two[2] = {
+        { .points = pts + 1, .n_points = 2 },
+        { .has_box = TRUE, .box = { S * (0.1f + j), S * 0.2f, S * (0.6f + j), S * 0.9f } },
+      };
+      decode_ok (s, two, 2, FALSE, out);
+      const Sam2Prompt point_box = { .points = pts + 3, .n_points = 1, .has_box = TRUE,
+                                     .box = { S * 0.3f, S * (0.25f + j), S * 0.8f, S * 0.7f } };
+      decode_ok (s, &point_box, 1, TRUE, out);
+      const Sam2Prompt five = { .points = pts + 4, .n_points = 5 };
+      decode_ok (s, &five, 1, FALSE, out);
+      const Sam2Prompt with_mask = { .points = pts + 2, .n_points = 2, .mask_logits = mask };
+      decode_ok (s, &with_mask, 1, TRUE, out);
+      const Sam2Prompt mask_only = { .mask_logits = mask };
+      decode_ok (s, &mask_only, 1, FALSE, out);
+      for (int n = 1 + 12 * f; n <= 12 + 12 * f; n++) {
+        const Sam2Prompt many = { .points = pts, .n_points = n };
+        decode_ok (s, &many, 1, n % 2 == 0, out);
+      }
+    }
+  }
+  g_free (mask);
+  g_free (px);
+}
+
+static void
+graphs_on_vs_off (Sam2Model *model, Sam2Precision precision)
+{
+  GArray *eager = g_array_new (FALSE, FALSE, sizeof (float));
+  GArray *graphed = g_array_new (FALSE, FALSE, sizeof (float));
+
+  Sam2Session *s = cuda_session_graphs (model, precision, FALSE);
+  g_test_message ("graphs off: %s", sam2_session_describe_backend (s));
+  graph_script (s, model, eager);
+  Sam2CudaGraphStats st = graph_stats (s);
+  g_assert_false (st.enabled);
+  g_assert_cmpuint (st.captured, ==, 0);
+  g_assert_cmpuint (st.replayed, ==, 0);
+  sam2_session_free (s);
+
+  s = cuda_session_graphs (model, precision, TRUE);
+  g_test_message ("graphs on: %s", sam2_session_describe_backend (s));
+  graph_script (s, model, graphed);
+  st = graph_stats (s);
+  g_assert_true (st.enabled);
+  if (st.refused > 0)
+    g_error ("%u graph keys could not be captured (see the warning above): they ran eagerly",
+             st.refused);
+  /* the encoder and the 6 keys of the fixed prompt sets at least; replays of all of them */
+  g_assert_cmpuint (st.captured, >=, 7);
+  g_assert_cmpuint (st.replayed, >, st.captured);
+  g_assert_cmpuint (st.evicted, >, 0);
+  g_assert_cmpuint (st.held, <=, 32);
+  sam2_session_free (s);
+
+  g_assert_cmpuint (graphed->len, ==, eager->len);
+  const float *a = (const float *) eager->data, *b = (const float *) graphed->data;
+  if (memcmp (a, b, (size_t) eager->len * sizeof (float)) != 0) {
+    guint first = 0, count = 0;
+    double worst = 0.0;
+    for (guint i = 0; i < eager->len; i++)
+      if (memcmp (&a[i], &b[i], sizeof (float)) != 0) {
+        if (count++ == 0)
+          first = i;
+        worst = MAX (worst, fabs ((double) a[i] - (double) b[i]));
+      }
+    g_error ("graphs on and off differ in %u of %u outputs (first at %u: %.9g vs %.9g; largest "
+             "difference %.3e); SAM2_CUDA_GRAPHS=0 turns graphs off", count, eager->len, first,
+             a[first], b[first], worst);
+  }
+  g_test_message ("%u outputs, the same bits with graphs on and off", eager->len);
+  g_array_unref (eager);
+  g_array_unref (graphed);
+}
+
+static void
+test_graphs_tiny (gconstpointer data)
+{
+  Sam2Model *model = tiny_hashed ();
+  if (model == NULL)
+    return;
+  graphs_on_vs_off (model, GPOINTER_TO_INT (data));
+  sam2_model_unref (model);
+}
+
+/* W4A8 layers (quantize / GEMM kernels, the low-rank branch) inside the graphs too. */
+static void
+test_graphs_w4a8_mini (void)
+{
+  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
+  if (dir == NULL)
+    return;
+  GError *error = NULL;
+  Sam2Model *fp = sam2_model_load (dir, &error);
+  g_assert_no_error (error);
+  Sam2Model *q = quantize_two_frames (fp);
+  graphs_on_vs_off (q, SAM2_PRECISION_AUTO);
+  sam2_model_unref (q);
+  sam2_model_unref (fp);
+  g_free (dir);
+}
+
 /* ---- no allocation per frame ----------------------------------------------------------------- */
 
 static size_t
@@ -346,9 +553,10 @@ test_steady_memory (gconstpointer data)
   if (model == NULL)
     return;
   GError *error = NULL;
-  const Sam2SessionOptions o = cuda_options (precision);
-  Sam2Session *s = sam2_session_new_full (model, &o, &error);
-  g_assert_no_error (error);
+  Sam2Session *s = cuda_session_graphs (model, precision, TRUE);
+  /* the first frame runs eagerly (weights, scratch); the second captures the graphs, whose
+   * executable forms take device memory once; nothing may change after that */
+  const int baseline = graph_stats (s).enabled ? 1 : 0;
 
   /* frames of 1280x720 through the public path: preprocessing, encoder, decoder, upsampling */
   const int W = 1280, H = 720;
@@ -356,8 +564,8 @@ test_steady_memory (gconstpointer data)
   const Sam2Point pt = { 640, 300, SAM2_LABEL_POSITIVE };
   const Sam2Prompt prompts[2] = { { .points = &pt, .n_points = 1 },
                                   { .has_box = TRUE, .box = { 100, 80, 700, 600 } } };
-  size_t after_first = 0;
-  for (int f = 0; f <= STEADY_FRAMES; f++) {
+  size_t after_baseline = 0;
+  for (int f = 0; f <= baseline + STEADY_FRAMES; f++) {
     for (size_t i = 0; i < (size_t) W * H * 3; i++)
       rgb[i] = (guint8) ((i * 2654435761u + (guint) f * 977u) >> 24);
     g_assert_true (sam2_session_set_image (s, rgb, W, H, W * 3, SAM2_PIXEL_FORMAT_RGB, &error));
@@ -365,11 +573,16 @@ test_steady_memory (gconstpointer data)
     g_assert_nonnull (sam2_session_predict (s, prompts, 2, NULL, &error));
     g_assert_no_error (error);
     const size_t now = free_device_bytes ();
-    if (f == 0)
-      after_first = now;
+    if (f == baseline)
+      after_baseline = now;
     g_test_message ("frame %d: %zu bytes of device memory free", f, now);
-    g_assert_cmpuint (now, ==, after_first);
+    if (f >= baseline)
+      g_assert_cmpuint (now, ==, after_baseline);
   }
+  const Sam2CudaGraphStats st = graph_stats (s);
+  g_assert_true (st.enabled);
+  g_assert_cmpuint (st.refused, ==, 0);
+  g_assert_cmpuint (st.replayed, >, 0);
   g_free (rgb);
   sam2_session_free (s);
   sam2_model_unref (model);
@@ -402,6 +615,11 @@ main (int argc, char **argv)
   g_test_add_func ("/cuda/model/w4a8-mini-cpu-vs-cuda", test_w4a8_mini);
   g_test_add_func ("/cuda/model/w4a8-tiny-cpu-vs-cuda", test_w4a8_tiny);
   g_test_add_func ("/cuda/model/w4a8-file-cpu-vs-cuda", test_w4a8_file);
+  g_test_add_data_func ("/cuda/model/graphs-tiny-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
+                        test_graphs_tiny);
+  g_test_add_data_func ("/cuda/model/graphs-tiny-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
+                        test_graphs_tiny);
+  g_test_add_func ("/cuda/model/graphs-w4a8-mini", test_graphs_w4a8_mini);
   g_test_add_data_func ("/cuda/model/steady-memory-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
                         test_steady_memory);
   g_test_add_data_func ("/cuda/model/steady-memory-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
