@@ -128,6 +128,7 @@ struct GemmArgs {
   const float *residual;     /* (M, n) or NULL; may be y */
   float *y;                  /* (M, n) */
   bool pair_ok;              /* y and residual 8-byte aligned (v2's paired stores) */
+  bool rank_vec4;            /* rank % 4 == 0, t and lora_up 16-byte aligned (v2's float4s) */
 };
 
 /* Block (BM / 32) x 2 warps; tile rows m0 .. m0 + BM - 1 (blockIdx.y), channels n0 .. n0 + 63
@@ -572,7 +573,40 @@ w4a8_gemm_v2_kernel (const GemmArgs p)
         }
     }
   }
-  if (p.rank > 0) {
+  if (p.rank > 0 && p.rank_vec4) {
+    /* the same terms in the same order, read 4 ranks at a time: per 4 ranks, one 16-byte load
+     * per row (4) and per column (8) for the 128 products, instead of two 4-byte loads per
+     * product */
+    const int R = p.rank;
+    for (int k = 0; k < R; k += 4) {
+      float4 tv[2][2];
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int r = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+          tv[i][h] = *reinterpret_cast<const float4 *> (p.t + (size_t) r * R + k);
+        }
+#pragma unroll
+      for (int n = 0; n < 4; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int c = min (n0 + wn * 32 + n * 8 + tg * 2 + e, N - 1);
+          const float4 lv = *reinterpret_cast<const float4 *> (p.lora_up + (size_t) c * R + k);
+#pragma unroll
+          for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+              float v = f[i][n][h * 2 + e];
+              v = __fadd_rn (v, __fmul_rn (tv[i][h].x, lv.x));
+              v = __fadd_rn (v, __fmul_rn (tv[i][h].y, lv.y));
+              v = __fadd_rn (v, __fmul_rn (tv[i][h].z, lv.z));
+              v = __fadd_rn (v, __fmul_rn (tv[i][h].w, lv.w));
+              f[i][n][h * 2 + e] = v;
+            }
+        }
+    }
+  } else if (p.rank > 0) {
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -840,6 +874,8 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
   p.residual = residual;
   p.y = y;
   p.pair_ok = ((uintptr_t) y & 7) == 0 && ((uintptr_t) residual & 7) == 0;
+  p.rank_vec4 = layer->rank % 4 == 0 && ((uintptr_t) a->t & 15) == 0
+                && ((uintptr_t) layer->lora_up & 15) == 0;
   const int n_tiles = layer->geo.n_pad / BN;
   /* 128-row tiles unless that leaves fewer than about two blocks per SM of an H100 (132) */
   const long blocks128 = (long) ((M + 127) / 128) * n_tiles;

@@ -327,8 +327,36 @@ quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, fl
     zeros[m] = p.za_kernel;
   }
 
-  /* the low-rank down-projection: v1's */
-  if (t != nullptr)
+  /* The low-rank down-projection: v1's, with 16-byte loads under VEC (L_down's rows then
+   * 16-byte aligned too: checked at the launch) */
+  if (t != nullptr && VEC) {
+    const float4 *x4 = reinterpret_cast<const float4 *> (xr);
+    const float4 *s4 = reinterpret_cast<const float4 *> (smooth);
+    const int K4 = K / 4;
+    for (int i = 0; i < rank; i++) {
+      const float4 *l4 = reinterpret_cast<const float4 *> (ldown + (size_t) i * K);
+      float acc = 0.0f;
+      for (int k = lane; k < K4; k += 32) {
+        float4 v = x4[k];
+        if (smooth != nullptr) {
+          const float4 sm = s4[k];
+          v.x = __fmul_rn (v.x, sm.x);
+          v.y = __fmul_rn (v.y, sm.y);
+          v.z = __fmul_rn (v.z, sm.z);
+          v.w = __fmul_rn (v.w, sm.w);
+        }
+        const float4 l = l4[k];
+        acc = fmaf (v.x, l.x, acc);
+        acc = fmaf (v.y, l.y, acc);
+        acc = fmaf (v.z, l.z, acc);
+        acc = fmaf (v.w, l.w, acc);
+      }
+      for (int o = 16; o > 0; o /= 2)
+        acc += __shfl_xor_sync (0xffffffffu, acc, o);
+      if (lane == 0)
+        t[(size_t) m * rank + i] = acc;
+    }
+  } else if (t != nullptr)
     for (int i = 0; i < rank; i++) {
       const float *l = ldown + (size_t) i * K;
       float acc = 0.0f;
@@ -371,7 +399,8 @@ sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
   /* v2 stores 16 bytes at a time: codes 16-byte aligned (row_bytes is a multiple of 64) */
   if (sam2_cuda_w4a8_kernel_version () >= 2 && ((uintptr_t) out->codes & 15) == 0) {
     const bool vec = geo.k % 4 == 0 && geo.group_size % 4 == 0 && ((uintptr_t) x & 15) == 0
-                     && ((uintptr_t) layer->smooth_inv & 15) == 0;
+                     && ((uintptr_t) layer->smooth_inv & 15) == 0
+                     && ((uintptr_t) layer->lora_down & 15) == 0;
     if (vec)
       quantize_rows_v2_kernel<true><<<blocks, QUANT_WARPS * 32, smem, stream>>> (
         geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
