@@ -7,6 +7,7 @@
  * the GFLOP/s it achieves (FLOPs counted from the model's geometry, 2 per multiply-add, the
  * same convention as PyTorch's FLOP counter), the decoder latency per prompt, and the peak
  * resident memory. A benchmark, not a test: it asserts nothing. */
+#include "bench-common.h"
 #include "config.h"
 #include "model.h"
 #include "session.h"
@@ -15,26 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-
-static double
-now_ms (void)
-{
-  return g_get_monotonic_time () / 1e3;
-}
-
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return x < y ? -1 : x > y;
-}
-
-static double
-median (double *v, int n)
-{
-  qsort (v, n, sizeof (double), cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Best-of oneDNN sgemm rate for (M, K) x (N, K)^T, row-major, in GFLOP/s: the call and layout
  * the backend's linear op makes. */
@@ -47,11 +28,11 @@ sgemm_rate (int M, int K, int N)
     a[i] = (float) (i % 13) * 0.01f;
   for (size_t i = 0; i < (size_t) N * K; i++)
     b[i] = (float) (i % 7) * 0.01f;
-  double best = 1e30, start = now_ms ();
-  while (now_ms () - start < 1500.0) {
-    double t0 = now_ms ();
+  double best = 1e30, start = bench_now_ms ();
+  while (bench_now_ms () - start < 1500.0) {
+    double t0 = bench_now_ms ();
     dnnl_sgemm ('N', 'T', M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-    best = MIN (best, now_ms () - t0);
+    best = MIN (best, bench_now_ms () - t0);
   }
   g_free (a);
   g_free (b);
@@ -101,24 +82,12 @@ main (int argc, char **argv)
     { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: all cores)", "N" },
     { NULL }
   };
-  GOptionContext *ctx = g_option_context_new ("- CPU latency of the FP32 model");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  GError *error = NULL;
-  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
-    g_printerr ("%s\n", error->message);
+  if (!bench_parse_options (&argc, &argv, entries, "- CPU latency of the FP32 model"))
     return 2;
-  }
-  g_option_context_free (ctx);
+  GError *error = NULL;
   sam2_set_num_threads (threads);
 
-  Sam2Model *model;
-  if (model_ref != NULL) {
-    model = sam2_model_load (model_ref, &error);
-  } else {
-    Sam2Config config;
-    const char *path = hash_config ? hash_config : "../shared/fixtures/sam2-tiny-hash/config.json";
-    model = sam2_config_load (path, &config, &error) ? sam2_model_new_hashed (&config, &error) : NULL;
-  }
+  Sam2Model *model = bench_load_model (model_ref, hash_config, NULL, &error);
   if (model == NULL) {
     g_printerr ("cannot build the model: %s\n", error->message);
     return 1;
@@ -148,14 +117,14 @@ main (int argc, char **argv)
   sam2_session_encode (s, pixels, NULL); /* warm-up: page faults, thread pool */
   double *t = g_new (double, iterations);
   for (int i = 0; i < iterations; i++) {
-    double t0 = now_ms ();
+    double t0 = bench_now_ms ();
     if (!sam2_session_encode (s, pixels, &error)) {
       g_printerr ("%s\n", error->message);
       return 1;
     }
-    t[i] = now_ms () - t0;
+    t[i] = bench_now_ms () - t0;
   }
-  const double enc_ms = median (t, iterations);
+  const double enc_ms = bench_median (t, iterations);
   /* one more pass with per-op timing, to show where the time goes */
   s->backend->ops->profile_start (s->backend);
   sam2_session_encode (s, pixels, NULL);
@@ -175,12 +144,12 @@ main (int argc, char **argv)
   const int dec_iters = 20;
   double *td = g_new (double, dec_iters);
   for (int i = 0; i < dec_iters; i++) {
-    double t0 = now_ms ();
+    double t0 = bench_now_ms ();
     sam2_session_decode (s, &prompt, 1, TRUE, NULL);
-    td[i] = now_ms () - t0;
+    td[i] = bench_now_ms () - t0;
   }
   g_print ("decoder: %.2f ms per prompt (one point, multimask, median of %d)\n",
-           median (td, dec_iters), dec_iters);
+           bench_median (td, dec_iters), dec_iters);
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
   g_print ("peak resident memory: %.0f MB\n", ru.ru_maxrss / 1024.0);

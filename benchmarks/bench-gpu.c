@@ -19,6 +19,7 @@
  * least 3 with graphs, so that the timed runs replay (the first run of a key is eager, the second
  * captures). --profile times ops one by one, without graphs.
  * A benchmark, not a test: it asserts nothing. */
+#include "bench-common.h"
 #include "backend-cuda.h"
 #include "config.h"
 #include "model.h"
@@ -27,26 +28,6 @@
 #include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-static double
-now_ms (void)
-{
-  return g_get_monotonic_time () / 1e3;
-}
-
-static int
-cmp_double (const void *a, const void *b)
-{
-  double x = *(const double *) a, y = *(const double *) b;
-  return x < y ? -1 : x > y;
-}
-
-static double
-median (double *v, int n)
-{
-  qsort (v, n, sizeof (double), cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Device memory in use by everyone, in bytes; the peak of the session is the growth of this
  * over its lifetime (nothing else runs on the device during the benchmark). */
@@ -153,17 +134,17 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
   double *t_enc = g_new (double, iterations), *t_dec = g_new (double, iterations);
   double *t_e2e = g_new (double, iterations);
   for (int i = 0; i < iterations; i++) {
-    double t0 = now_ms ();
+    double t0 = bench_now_ms ();
     gboolean ok = sam2_session_encode (s, pixels, &error);
-    t_enc[i] = now_ms () - t0;
+    t_enc[i] = bench_now_ms () - t0;
     mem_sample (&mem);
-    t0 = now_ms ();
+    t0 = bench_now_ms ();
     ok = ok && sam2_session_decode (s, &prompt_model, 1, TRUE, &error) != NULL;
-    t_dec[i] = now_ms () - t0;
-    t0 = now_ms ();
+    t_dec[i] = bench_now_ms () - t0;
+    t0 = bench_now_ms ();
     ok = ok && sam2_session_set_image (s, rgb, fw, fh, fw * 3, SAM2_PIXEL_FORMAT_RGB, &error)
          && sam2_session_predict (s, &prompt_frame, 1, &popts, &error) != NULL;
-    t_e2e[i] = now_ms () - t0;
+    t_e2e[i] = bench_now_ms () - t0;
     mem_sample (&mem);
     if (!ok) {
       g_printerr ("run %d: %s\n", i, error->message);
@@ -184,8 +165,8 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
     print_profile (s, "decoder (one prompt)");
   }
 
-  const double enc = median (t_enc, iterations), dec = median (t_dec, iterations);
-  const double e2e = median (t_e2e, iterations);
+  const double enc = bench_median (t_enc, iterations), dec = bench_median (t_dec, iterations);
+  const double e2e = bench_median (t_e2e, iterations);
   const char *desc = sam2_session_describe_backend (s);
   if (bp->json) {
     char peak[32] = "null";
@@ -248,14 +229,9 @@ main (int argc, char **argv)
       NULL },
     { NULL }
   };
-  GOptionContext *ctx = g_option_context_new ("- latency and GPU memory of a SAM2 model");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  GError *error = NULL;
-  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
-    g_printerr ("%s\n", error->message);
+  if (!bench_parse_options (&argc, &argv, entries, "- latency and GPU memory of a SAM2 model"))
     return 2;
-  }
-  g_option_context_free (ctx);
+  GError *error = NULL;
   int fw = 1280, fh = 720;
   if (frame != NULL && (sscanf (frame, "%dx%d", &fw, &fh) != 2 || fw <= 0 || fh <= 0)) {
     g_printerr ("--frame %s: expected WxH, e.g. 1280x720\n", frame);
@@ -292,17 +268,8 @@ main (int argc, char **argv)
     return 77;
   }
 
-  Sam2Model *model;
   const char *name;
-  if (model_ref != NULL) {
-    model = sam2_model_load (model_ref, &error);
-    name = model_ref;
-  } else {
-    Sam2Config config;
-    name = hash_config ? hash_config : "../shared/fixtures/sam2-tiny-hash/config.json";
-    model = sam2_config_load (name, &config, &error) ? sam2_model_new_hashed (&config, &error)
-                                                     : NULL;
-  }
+  Sam2Model *model = bench_load_model (model_ref, hash_config, &name, &error);
   if (model == NULL) {
     g_printerr ("cannot build the model: %s\n", error->message);
     return 1;

@@ -16,6 +16,7 @@
  *          the name of the implementation it picked: brg:avx512_core_vnni on VNNI CPUs).
  * Rates count 2 operations per multiply-add of the M x K x N product (GFLOP/s for float, GOP/s
  * for integer). A benchmark, not a test: it asserts nothing. */
+#include "bench-common.h"
 #include "formats.h"
 #include "linear-cpu.h"
 
@@ -50,12 +51,6 @@ static const Shape shapes[] = {
 
 static double seconds = 3.0;
 
-static double
-now_ms (void)
-{
-  return g_get_monotonic_time () / 1e3;
-}
-
 /* Best times in ms of each of n functions on data, over `seconds` in all: the functions take
  * turns (a tenth of the time each, at least 2 runs per turn, after one warm-up), so that a
  * change in clock speed or in the machine's load over the run affects them alike. */
@@ -68,11 +63,11 @@ best_ms (void (*const *fn) (gpointer), int n, gpointer data, double *best)
   }
   for (int turn = 0; turn < 10; turn++)
     for (int f = 0; f < n; f++) {
-      const double start = now_ms ();
-      for (int i = 0; i < 2 || now_ms () - start < seconds * 1e3 / (10 * n); i++) {
-        const double t0 = now_ms ();
+      const double start = bench_now_ms ();
+      for (int i = 0; i < 2 || bench_now_ms () - start < seconds * 1e3 / (10 * n); i++) {
+        const double t0 = bench_now_ms ();
         fn[f] (data);
-        best[f] = MIN (best[f], now_ms () - t0);
+        best[f] = MIN (best[f], bench_now_ms () - t0);
       }
     }
 }
@@ -219,14 +214,9 @@ main (int argc, char **argv)
     { "act", 0, 0, G_OPTION_ARG_STRING, &act_name, "Epilogue activation (linear)", "NAME" },
     { NULL },
   };
-  GOptionContext *ctx = g_option_context_new ("- W4A8 CPU kernel vs fp32 sgemm and oneDNN int8");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  GError *error = NULL;
-  if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
-    fprintf (stderr, "%s\n", error->message);
+  if (!bench_parse_options (&argc, &argv, entries,
+                            "- W4A8 CPU kernel vs fp32 sgemm and oneDNN int8"))
     return 2;
-  }
-  g_option_context_free (ctx);
   Sam2Act act = SAM2_ACT_NONE;
   if (act_name != NULL && !sam2_act_from_name (act_name, &act)) {
     fprintf (stderr, "unknown activation %s\n", act_name);

@@ -34,6 +34,13 @@ static const char *op_names[SAM2_OP_COUNT] = {
   [SAM2_OP_MATMUL] = "matmul",
 };
 
+void
+sam2_op_profile_reset (Sam2OpProfile *profile)
+{
+  for (int k = 0; k < SAM2_OP_COUNT; k++)
+    profile[k] = (Sam2OpProfile) { op_names[k], 0.0, 0 };
+}
+
 /* Wall time per op kind when profiling is on (a benchmark aid; off costs one branch). */
 #define PROFILED(kind, call)                                                                     \
   do {                                                                                           \
@@ -377,8 +384,7 @@ static void
 cpu_profile_start (Sam2Backend *b)
 {
   Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
-  for (int k = 0; k < SAM2_OP_COUNT; k++)
-    cpu->profile[k] = (Sam2OpProfile) { op_names[k], 0.0, 0 };
+  sam2_op_profile_reset (cpu->profile);
   cpu->profiling = TRUE;
 }
 

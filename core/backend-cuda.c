@@ -130,14 +130,6 @@ typedef struct {
   Sam2CudaGraphStats graph_stats;
 } Sam2BackendCuda;
 
-static const char *op_names[SAM2_OP_COUNT] = {
-  [SAM2_OP_LINEAR] = "linear", [SAM2_OP_LAYER_NORM] = "layer_norm",
-  [SAM2_OP_ACTIVATION] = "activation", [SAM2_OP_ADD] = "add", [SAM2_OP_ATTENTION] = "attention",
-  [SAM2_OP_WINDOW] = "window (un)partition", [SAM2_OP_MAX_POOL] = "max_pool",
-  [SAM2_OP_IM2COL] = "im2col", [SAM2_OP_RESAMPLE] = "upsample / depth_to_space",
-  [SAM2_OP_MATMUL] = "matmul",
-};
-
 /* ---- errors ---------------------------------------------------------------------------------- */
 
 static int
@@ -253,8 +245,7 @@ static void
 cuda_profile_start (Sam2Backend *b)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
-  for (int k = 0; k < SAM2_OP_COUNT; k++)
-    cu->profile[k] = (Sam2OpProfile) { op_names[k], 0.0, 0 };
+  sam2_op_profile_reset (cu->profile);
   cu->n_events = 0;
   cu->profiling = TRUE;
 }

@@ -62,6 +62,10 @@ typedef struct {
   long calls;
 } Sam2OpProfile;
 
+/* Sets SAM2_OP_COUNT per-op totals to zero, each named for its op kind ("linear", "attention",
+ * ...): what every backend's profile_start does, so that all name their ops alike. */
+void sam2_op_profile_reset (Sam2OpProfile *profile);
+
 typedef struct {
   const char *name;
   void (*destroy) (Sam2Backend *b);

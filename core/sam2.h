@@ -229,6 +229,14 @@ typedef struct _Sam2Recipe Sam2Recipe;
 Sam2Recipe *sam2_recipe_load (const char *path, GError **error);
 void sam2_recipe_free (Sam2Recipe *recipe);
 
+/* The file name a quantized model is saved under, "<model>-<recipe>.safetensors" (no directory),
+ * as `sam2q quantize` and the sam2calib element both name it. <model> is the last component of
+ * `model_ref` after expanding a shortcut, without an "@revision" ("facebook/sam2.1-hiera-tiny",
+ * "tiny" -> "sam2.1-hiera-tiny"; a directory -> its name); <recipe> is the recipe's name, its
+ * file name without directory and extension ("default" for `recipe` NULL or the built-in
+ * recipe). Free with g_free. */
+char *sam2_quantized_file_name (const char *model_ref, const Sam2Recipe *recipe);
+
 /* Collects calibration statistics from frames (streaming: memory does not grow with the number
  * of frames) and turns a float model into a quantized one. */
 typedef struct _Sam2Calibrator Sam2Calibrator;
@@ -268,6 +276,12 @@ gboolean sam2_model_is_quantized (const Sam2Model *model);
 /* Writes a quantized model to one .safetensors file, atomically: a crash or a full disk never
  * leaves a partial file at `path`. sam2_model_load reads it back. */
 gboolean sam2_model_save (const Sam2Model *model, const char *path, GError **error);
+/* Creates `dir` (with its parents) and checks that a file can be made in it (a probe file,
+ * removed at once), so that a tool saving a model there fails before minutes of calibration
+ * rather than after. On failure a G_FILE_ERROR: "cannot create the <what> directory <dir>:
+ * <reason>; <hint>" or "cannot write to the <what> directory <dir>: <reason>; <hint>". */
+gboolean sam2_check_output_dir (const char *dir, const char *what, const char *hint,
+                                GError **error);
 
 /* ---- process-wide --------------------------------------------------------------------- */
 

@@ -109,7 +109,6 @@
 #include <glib/gstdio.h>
 #include <gst/video/video.h>
 
-#include "hub.h"
 #include "recipe.h"
 #include "sam2.h"
 
@@ -266,21 +265,6 @@ post_element (GstSam2Calib * self, GstStructure * s)
 
 /* ---- output location ---------------------------------------------------------------------- */
 
-/* "facebook/sam2.1-hiera-tiny" -> "sam2.1-hiera-tiny", a shortcut -> its id's name, a
- * directory -> its name: the stem `sam2q quantize` gives its files, so that both tools name
- * the same calibration alike. */
-static gchar *
-model_stem (const gchar * ref)
-{
-  const gchar *id = sam2_hub_shortcut_id (ref);
-  gchar *base = g_path_get_basename (id ? id : ref);
-  gchar *at = strchr (base, '@');
-
-  if (at)
-    *at = '\0';
-  return base;
-}
-
 static gboolean
 is_file_output (const gchar * output)
 {
@@ -293,28 +277,11 @@ is_file_output (const gchar * output)
 static gboolean
 check_writable_dir (const gchar * dir, const gchar * what, GError ** error)
 {
-  gchar *probe;
-  gint fd;
+  gchar *hint = g_strdup_printf ("set %s to a writable directory", what);
+  gboolean ok = sam2_check_output_dir (dir, what, hint, error);
 
-  if (g_mkdir_with_parents (dir, 0755) != 0) {
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-        "cannot create the %s directory %s: %s; set %s to a writable directory", what, dir,
-        g_strerror (errno), what);
-    return FALSE;
-  }
-  probe = g_build_filename (dir, ".sam2calib-write-test-XXXXXX", NULL);
-  fd = g_mkstemp (probe);
-  if (fd < 0) {
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-        "cannot write to the %s directory %s: %s; set %s to a writable directory", what, dir,
-        g_strerror (errno), what);
-    g_free (probe);
-    return FALSE;
-  }
-  close (fd);
-  g_unlink (probe);
-  g_free (probe);
-  return TRUE;
+  g_free (hint);
+  return ok;
 }
 
 /* ---- statistics cache ------------------------------------------------------------------------
@@ -649,15 +616,32 @@ gst_sam2_calib_set_caps (GstBaseSink * sink, GstCaps * caps)
   return TRUE;
 }
 
-/* A new calibration for the frames from now on: after a frame that breaks the reuse of a
- * cached set (the frames before it were only hashed). */
+/* A fresh calibrator, with no frame hashed and no cached set to compare with. */
 static gboolean
-restart_collection (GstSam2Calib * self, GError ** error)
+new_calibrator (GstSam2Calib * self, GError ** error)
 {
   g_clear_pointer (&self->calibrator, sam2_calibrator_free);
   self->calibrator = sam2_calibrator_new (self->model, self->recipe, error);
   g_ptr_array_set_size (self->frame_hashes, 0);
   g_clear_pointer (&self->expected, g_ptr_array_unref);
+  return self->calibrator != NULL;
+}
+
+/* Sets the state, under the lock. */
+static void
+set_state (GstSam2Calib * self, CalibState state)
+{
+  g_mutex_lock (&self->lock);
+  self->state = state;
+  g_mutex_unlock (&self->lock);
+}
+
+/* A new calibration for the frames from now on: after a frame that breaks the reuse of a
+ * cached set (the frames before it were only hashed). */
+static gboolean
+restart_collection (GstSam2Calib * self, GError ** error)
+{
+  new_calibrator (self, error);
   g_mutex_lock (&self->lock);
   self->collected = 0;
   g_mutex_unlock (&self->lock);
@@ -778,9 +762,7 @@ gst_sam2_calib_render (GstBaseSink * sink, GstBuffer * buf)
         ("Could not run the float model on a calibration frame: %s", error->message),
         (NULL));
     g_clear_error (&error);
-    g_mutex_lock (&self->lock);
-    self->state = CALIB_FAILED;
-    g_mutex_unlock (&self->lock);
+    set_state (self, CALIB_FAILED);
     return GST_FLOW_ERROR;
   }
 
@@ -814,9 +796,7 @@ gst_sam2_calib_render (GstBaseSink * sink, GstBuffer * buf)
         GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Cannot calibrate again: %s",
                 error->message), (NULL));
         g_clear_error (&error);
-        g_mutex_lock (&self->lock);
-        self->state = CALIB_FAILED;
-        g_mutex_unlock (&self->lock);
+        set_state (self, CALIB_FAILED);
         return GST_FLOW_ERROR;
       }
       return GST_FLOW_OK;
@@ -863,9 +843,7 @@ gst_sam2_calib_event (GstBaseSink * sink, GstEvent * event)
           ("%s", error ? error->message : ""));
       g_clear_error (&error);
       g_unlink (self->index_path);
-      g_mutex_lock (&self->lock);
-      self->state = CALIB_FAILED;
-      g_mutex_unlock (&self->lock);
+      set_state (self, CALIB_FAILED);
       gst_event_unref (event);
       return FALSE;
     }
@@ -928,11 +906,23 @@ gst_sam2_calib_event (GstBaseSink * sink, GstEvent * event)
 
 /* ---- start / stop ------------------------------------------------------------------------- */
 
+/* Releases what start() set up: calibrator, model, recipe and the output and cache locations. */
+static void
+clear_run (GstSam2Calib * self)
+{
+  g_clear_pointer (&self->calibrator, sam2_calibrator_free);
+  g_clear_pointer (&self->model, sam2_model_unref);
+  g_clear_pointer (&self->recipe, sam2_recipe_free);
+  g_clear_pointer (&self->out_path, g_free);
+  g_clear_pointer (&self->cache, g_free);
+  g_clear_pointer (&self->cache_prefix, g_free);
+}
+
 static gboolean
 gst_sam2_calib_start (GstBaseSink * sink)
 {
   GstSam2Calib *self = GST_SAM2_CALIB (sink);
-  gchar *model_ref, *config, *output, *dir = NULL, *stem;
+  gchar *model_ref, *config, *output, *dir = NULL;
   GstSam2CalibDevice device;
   GError *error = NULL;
 
@@ -989,17 +979,16 @@ gst_sam2_calib_start (GstBaseSink * sink)
         ("No output given: set output to a directory or a .safetensors file path."), (NULL));
     goto fail;
   }
-  stem = model_stem (model_ref);
   if (is_file_output (output)) {
     dir = g_path_get_dirname (output);
     self->out_path = g_strdup (output);
   } else {
-    gchar *file = g_strdup_printf ("%s-%s.safetensors", stem, self->recipe->name);
+    /* named as `sam2q quantize` names its files */
+    gchar *file = sam2_quantized_file_name (model_ref, self->recipe);
     dir = g_strdup (output);
     self->out_path = g_build_filename (output, file, NULL);
     g_free (file);
   }
-  g_free (stem);
   if (g_file_test (self->out_path, G_FILE_TEST_IS_DIR)) {
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
         ("The output %s is a directory; a .safetensors output must name a file.",
@@ -1067,12 +1056,7 @@ gst_sam2_calib_start (GstBaseSink * sink)
   return TRUE;
 
 fail:
-  g_clear_pointer (&self->calibrator, sam2_calibrator_free);
-  g_clear_pointer (&self->model, sam2_model_unref);
-  g_clear_pointer (&self->recipe, sam2_recipe_free);
-  g_clear_pointer (&self->out_path, g_free);
-  g_clear_pointer (&self->cache, g_free);
-  g_clear_pointer (&self->cache_prefix, g_free);
+  clear_run (self);
   g_free (model_ref);
   g_free (config);
   g_free (output);
@@ -1103,10 +1087,7 @@ cancel_worker (GstSam2Calib * self)
 static gboolean
 reset_calibration (GstSam2Calib * self, GError ** error)
 {
-  g_clear_pointer (&self->calibrator, sam2_calibrator_free);
-  self->calibrator = sam2_calibrator_new (self->model, self->recipe, error);
-  g_ptr_array_set_size (self->frame_hashes, 0);
-  g_clear_pointer (&self->expected, g_ptr_array_unref);
+  new_calibrator (self, error);
   g_clear_pointer (&self->index_path, g_free);
   self->from_cache = FALSE;
   g_mutex_lock (&self->lock);
@@ -1128,12 +1109,7 @@ gst_sam2_calib_stop (GstBaseSink * sink)
   GST_OBJECT_LOCK (self);
   self->started = FALSE;
   GST_OBJECT_UNLOCK (self);
-  g_clear_pointer (&self->calibrator, sam2_calibrator_free);
-  g_clear_pointer (&self->model, sam2_model_unref);
-  g_clear_pointer (&self->recipe, sam2_recipe_free);
-  g_clear_pointer (&self->out_path, g_free);
-  g_clear_pointer (&self->cache, g_free);
-  g_clear_pointer (&self->cache_prefix, g_free);
+  clear_run (self);
   g_ptr_array_set_size (self->frame_hashes, 0);
   g_clear_pointer (&self->expected, g_ptr_array_unref);
   g_clear_pointer (&self->index_path, g_free);

@@ -41,6 +41,7 @@
  */
 #include "recipe.h"
 
+#include "hub.h"
 #include "sam2.h"
 
 #include <errno.h>
@@ -1445,6 +1446,21 @@ sam2_recipe_load (const char *path, GError **error)
   Sam2Recipe *recipe = sam2_recipe_parse (text, (gssize) length, path, error);
   g_free (text);
   return recipe;
+}
+
+char *
+sam2_quantized_file_name (const char *model_ref, const Sam2Recipe *recipe)
+{
+  g_return_val_if_fail (model_ref != NULL, NULL);
+  const char *id = sam2_hub_shortcut_id (model_ref);
+  char *stem = g_path_get_basename (id != NULL ? id : model_ref);
+  char *at = strchr (stem, '@');
+  if (at != NULL)
+    *at = '\0';
+  char *file = g_strdup_printf ("%s-%s.safetensors", stem,
+                                recipe != NULL ? recipe->name : "default");
+  g_free (stem);
+  return file;
 }
 
 Sam2Recipe *

@@ -5,7 +5,6 @@
  * otherwise. */
 #include "commands.h"
 #include "datasets.h"
-#include "hub.h"
 #include "model.h"
 #include "qmodel.h"
 #include "quantize.h"
@@ -51,43 +50,6 @@ on_quant_progress (gpointer data, const char *stage, int done, int total, const 
                    double error)
 {
   progress_line (data, stage, done, total, item, error);
-}
-
-/* "facebook/sam2.1-hiera-tiny" -> "sam2.1-hiera-tiny"; a directory -> its name. */
-static char *
-model_stem (const char *ref)
-{
-  const char *id = sam2_hub_shortcut_id (ref);
-  char *base = g_path_get_basename (id ? id : ref);
-  char *at = strchr (base, '@');
-  if (at)
-    *at = '\0';
-  return base;
-}
-
-/* Fails early, before minutes of calibration, when the output cannot be written. */
-static gboolean
-check_output_dir (const char *dir, GError **error)
-{
-  if (g_mkdir_with_parents (dir, 0755) != 0) {
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-                 "cannot create the output directory %s: %s; choose another --output-dir", dir,
-                 g_strerror (errno));
-    return FALSE;
-  }
-  char *probe = g_build_filename (dir, ".sam2q-write-test-XXXXXX", NULL);
-  int fd = g_mkstemp (probe);
-  if (fd < 0) {
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-                 "cannot write to the output directory %s: %s; choose another --output-dir", dir,
-                 g_strerror (errno));
-    g_free (probe);
-    return FALSE;
-  }
-  close (fd);
-  g_unlink (probe);
-  g_free (probe);
-  return TRUE;
 }
 
 typedef struct {
@@ -214,7 +176,7 @@ sam2q_cmd_quantize (int argc, char **argv)
   Sam2Recipe *recipe = NULL;
   Sam2Model *fp = NULL, *q = NULL;
   Sam2Calibrator *c = NULL;
-  char *path = NULL, *stem = NULL, *digest = NULL;
+  char *path = NULL, *digest = NULL;
   Progress progress = { isatty (STDERR_FILENO), g_get_monotonic_time (), NULL };
   Source src = { 0 };
 
@@ -265,7 +227,7 @@ sam2q_cmd_quantize (int argc, char **argv)
   src.opts.seed = recipe->calib.seed;
   src.opts.frame_stride = frame_stride;
   const char *dir = out_dir ? out_dir : ".";
-  if (!no_save && !check_output_dir (dir, &error))
+  if (!no_save && !sam2_check_output_dir (dir, "output", "choose another --output-dir", &error))
     goto fail;
   sam2_set_num_threads (threads);
   if ((fp = sam2_model_load (model_ref, &error)) == NULL)
@@ -286,9 +248,8 @@ sam2q_cmd_quantize (int argc, char **argv)
     goto fail;
   if ((q = sam2_calibrator_quantize (c, on_quant_progress, &progress, &error)) == NULL)
     goto fail;
-  stem = model_stem (model_ref);
   if (!no_save) {
-    char *file = g_strdup_printf ("%s-%s.safetensors", stem, recipe->name);
+    char *file = sam2_quantized_file_name (model_ref, recipe);
     path = g_build_filename (dir, file, NULL);
     g_free (file);
     if (!sam2_model_save (q, path, &error))
@@ -307,7 +268,6 @@ out:
   sam2_recipe_free (recipe);
   g_option_context_free (ctx);
   g_free (path);
-  g_free (stem);
   g_free (digest);
   g_free (model_ref);
   g_free (config);

@@ -288,13 +288,10 @@ test_video_layout (void)
 static Sam2Session *
 mini_session (Sam2Model **model)
 {
-  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
-  if (dir == NULL)
+  *model = sam2_test_load_mini ();
+  if (*model == NULL)
     return NULL;
   GError *error = NULL;
-  *model = sam2_model_load (dir, &error);
-  g_assert_no_error (error);
-  g_free (dir);
   Sam2Session *s = sam2_session_new (*model, &error);
   g_assert_no_error (error);
   return s;

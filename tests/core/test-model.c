@@ -13,23 +13,6 @@
 #include <json-glib/json-glib.h>
 #include <string.h>
 
-static void
-assert_report_passes (Sam2CheckReport *report, int min_cases)
-{
-  for (guint i = 0; i < report->entries->len; i++) {
-    const Sam2CheckEntry *e = report->entries->pdata[i];
-    g_test_message ("%-40s rel_l2 %.3e max_abs %.3e (bound %.0e) %s", e->name, e->rel_l2,
-                    e->max_abs, e->tolerance, e->pass ? "PASS" : "FAIL");
-  }
-  for (guint i = 0; i < report->entries->len; i++) {
-    const Sam2CheckEntry *e = report->entries->pdata[i];
-    if (!e->pass)
-      g_error ("%s: relative L2 error %.3e exceeds %.0e", e->name, e->rel_l2, e->tolerance);
-  }
-  g_assert_cmpint (report->n_cases, >=, min_cases);
-  g_assert_cmpint (report->n_failed, ==, 0);
-}
-
 /* The checkpoint of the fixtures was written from the hash function: both must agree exactly. */
 static void
 test_hash_weights_match_checkpoint (void)
@@ -55,58 +38,25 @@ test_hash_weights_match_checkpoint (void)
 static void
 test_mini_reference (void)
 {
-  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
-  char *ref = sam2_test_fixture_path ("sam2-mini-hash/reference.safetensors");
-  if (dir == NULL || ref == NULL)
-    goto out;
-  GError *error = NULL;
-  Sam2Model *model = sam2_model_load (dir, &error);
-  g_assert_no_error (error);
-  const char *paths[] = { ref, NULL };
-  Sam2CheckReport *report = sam2_check_reference (model, paths, &error);
-  g_assert_no_error (error);
-  /* five cases on the reference pixels and five on the hash pixels */
-  assert_report_passes (report, 10);
-  /* the activations were compared too: 7 blocks and 4 neck levels */
-  int acts = 0;
-  for (guint i = 0; i < report->entries->len; i++)
-    acts += g_str_has_prefix (((Sam2CheckEntry *) report->entries->pdata[i])->name, "act/");
-  g_assert_cmpint (acts, ==, 11);
-  sam2_check_report_free (report);
-  sam2_model_unref (model);
-out:
-  g_free (dir);
-  g_free (ref);
+  Sam2CheckReport *report = sam2_test_check_mini_reference (NULL);
+  if (report != NULL)
+    sam2_check_report_free (report);
+}
+
+/* The tiny model as built, before its check against the references. */
+static void
+inspect_tiny (Sam2Model *model)
+{
+  g_assert_cmpint (sam2_model_get_image_size (model), ==, 1024);
+  /* every state-dict value of Sam2Model(sam2.1-hiera-tiny), parameters and the two Fourier
+   * buffers, was bound ("params/tiny" in hf_keys_configs.json), and nothing else */
+  g_assert_cmpint (model->n_params, ==, 31441233);
 }
 
 static void
 test_tiny_reference (void)
 {
-  char *cfg = sam2_test_fixture_path ("sam2-tiny-hash/config.json");
-  char *main_ref = sam2_test_fixture_path ("sam2-tiny-hash/reference_main.safetensors");
-  char *feat_ref = sam2_test_fixture_path ("sam2-tiny-hash/reference_feat_s0.safetensors");
-  if (cfg == NULL || main_ref == NULL || feat_ref == NULL)
-    goto out;
-  GError *error = NULL;
-  Sam2Config config;
-  g_assert_true (sam2_config_load (cfg, &config, &error));
-  g_assert_no_error (error);
-  Sam2Model *model = sam2_model_new_hashed (&config, &error);
-  g_assert_no_error (error);
-  g_assert_cmpint (sam2_model_get_image_size (model), ==, 1024);
-  /* every state-dict value of Sam2Model(sam2.1-hiera-tiny), parameters and the two Fourier
-   * buffers, was bound ("params/tiny" in hf_keys_configs.json), and nothing else */
-  g_assert_cmpint (model->n_params, ==, 31441233);
-  const char *paths[] = { main_ref, feat_ref, NULL };
-  Sam2CheckReport *report = sam2_check_reference (model, paths, &error);
-  g_assert_no_error (error);
-  assert_report_passes (report, 5);
-  sam2_check_report_free (report);
-  sam2_model_unref (model);
-out:
-  g_free (cfg);
-  g_free (main_ref);
-  g_free (feat_ref);
+  sam2_test_check_tiny_reference (NULL, inspect_tiny);
 }
 
 /* The parameters a config makes us bind are exactly the state-dict keys (and shapes) transformers
@@ -160,15 +110,11 @@ test_generated_reference (gconstpointer data)
   char *cfg = g_build_filename (root, "refs", name, "config.json", NULL);
   char *ref = g_build_filename (root, "refs", name, "reference.safetensors", NULL);
   GError *error = NULL;
-  Sam2Config config;
-  g_assert_true (sam2_config_load (cfg, &config, &error));
-  g_assert_no_error (error);
-  Sam2Model *model = sam2_model_new_hashed (&config, &error);
-  g_assert_no_error (error);
+  Sam2Model *model = sam2_test_hashed_model (cfg);
   const char *paths[] = { ref, NULL };
   Sam2CheckReport *report = sam2_check_reference (model, paths, &error);
   g_assert_no_error (error);
-  assert_report_passes (report, 5);
+  sam2_test_assert_report_passes (report, 5);
   sam2_check_report_free (report);
   sam2_model_unref (model);
   g_free (cfg);

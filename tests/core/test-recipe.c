@@ -823,6 +823,36 @@ test_load (void)
   g_free (dir);
 }
 
+/* <model>-<recipe>.safetensors, as sam2q quantize and sam2calib name their output. */
+static void
+test_quantized_file_name (void)
+{
+  GError *error = NULL;
+  Sam2Recipe *named = sam2_recipe_parse ("calib: {seed: 7}\n", -1, "configs/w4a8_fast.yaml",
+                                         &error);
+  g_assert_no_error (error);
+  Sam2Recipe defaults;
+  sam2_recipe_init_defaults (&defaults);
+  const struct {
+    const char *model;
+    const Sam2Recipe *recipe;
+    const char *want;
+  } cases[] = {
+    { "facebook/sam2.1-hiera-tiny", named, "sam2.1-hiera-tiny-w4a8_fast.safetensors" },
+    { "TINY", named, "sam2.1-hiera-tiny-w4a8_fast.safetensors" },
+    { "base", &defaults, "sam2.1-hiera-base-plus-default.safetensors" },
+    { "facebook/sam2.1-hiera-small@main", NULL, "sam2.1-hiera-small-default.safetensors" },
+    { "/models/my-sam2/", named, "my-sam2-w4a8_fast.safetensors" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    char *file = sam2_quantized_file_name (cases[i].model, cases[i].recipe);
+    g_assert_cmpstr (file, ==, cases[i].want);
+    g_free (file);
+  }
+  sam2_recipe_clear (&defaults);
+  sam2_recipe_free (named);
+}
+
 static void
 test_pattern_skips (void)
 {
@@ -857,5 +887,6 @@ main (int argc, char **argv)
   g_test_add_func ("/recipe/unknown-key-lists-allowed", test_unknown_key_lists_allowed);
   g_test_add_func ("/recipe/load", test_load);
   g_test_add_func ("/recipe/pattern-skips", test_pattern_skips);
+  g_test_add_func ("/recipe/quantized-file-name", test_quantized_file_name);
   return g_test_run ();
 }

@@ -1,8 +1,10 @@
-/* test-support.h: finding the reference fixtures and comparing tensors in the core tests. */
+/* test-support.h: finding the reference fixtures, comparing tensors and checking models against
+ * the references, in the core and CUDA tests. */
 #ifndef SAM2_TEST_SUPPORT_H
 #define SAM2_TEST_SUPPORT_H
 
 #include <glib.h>
+#include "check.h"
 #include "safetensors.h"
 
 /* $SAM2_FIXTURES, else the build's default (../shared/fixtures next to the project). */
@@ -19,5 +21,36 @@ Sam2Safetensors *sam2_test_open_fixture (const char *relative);
 double sam2_rel_l2 (const float *a, const float *b, size_t n);
 /* max |a - b| */
 double sam2_max_abs_diff (const float *a, const float *b, size_t n);
+
+
+/* Logs every entry of `report` (g_test_message, with the backend that ran) and fails the test,
+ * naming the entry and the backend, unless every one passed and there were at least `min_cases`
+ * cases. */
+void sam2_test_assert_report_passes (Sam2CheckReport *report, int min_cases);
+
+/* sam2-mini-hash (its checkpoint) against its float64 reference on the backend and precision of
+ * `options` (NULL: the defaults, as sam2_check_reference): every case passes, at least ten of
+ * them (five on the reference pixels, five on the hash pixels), and the 11 block / neck
+ * activations were compared too. Returns the report (sam2_check_report_free), or NULL after a
+ * skip when the fixtures are absent. */
+Sam2CheckReport *sam2_test_check_mini_reference (const Sam2SessionOptions *options);
+
+/* sam2-tiny-hash (the sam2.1-hiera-tiny architecture with hash weights) against its float64
+ * references on the backend and precision of `options` (NULL: the defaults): every case passes,
+ * at least five. `inspect` (may be NULL) runs on the model before the check. Skips when the
+ * fixtures are absent. */
+void sam2_test_check_tiny_reference (const Sam2SessionOptions *options,
+                                     void (*inspect) (Sam2Model *model));
+
+/* sam2-mini-hash, the float model from its checkpoint, or NULL after a skip when it is absent. */
+Sam2Model *sam2_test_load_mini (void);
+
+/* The architecture of the config.json at `config_path` with hash weights (fails the test when
+ * the config does not load). */
+Sam2Model *sam2_test_hashed_model (const char *config_path);
+
+/* The sam2.1-hiera-tiny architecture (1024x1024) from sam2-tiny-hash/config.json with the
+ * fixtures' hash weights, or NULL after a skip when the config is absent. */
+Sam2Model *sam2_test_tiny_hashed (void);
 
 #endif

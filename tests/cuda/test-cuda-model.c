@@ -23,7 +23,6 @@
  * message naming the file. */
 #include "backend-cuda.h"
 #include "check.h"
-#include "config.h"
 #include "model.h"
 #include "session.h"
 #include "test-support.h"
@@ -54,25 +53,6 @@
 
 static const char *recipe_path;
 
-static void
-assert_report_passes (Sam2CheckReport *report, int min_cases)
-{
-  g_test_message ("backend: %s", report->backend);
-  for (guint i = 0; i < report->entries->len; i++) {
-    const Sam2CheckEntry *e = report->entries->pdata[i];
-    g_test_message ("%-40s rel_l2 %.3e max_abs %.3e (bound %.0e) %s", e->name, e->rel_l2,
-                    e->max_abs, e->tolerance, e->pass ? "PASS" : "FAIL");
-  }
-  for (guint i = 0; i < report->entries->len; i++) {
-    const Sam2CheckEntry *e = report->entries->pdata[i];
-    if (!e->pass)
-      g_error ("%s on %s: relative L2 error %.3e exceeds %.0e", e->name, report->backend,
-               e->rel_l2, e->tolerance);
-  }
-  g_assert_cmpint (report->n_cases, >=, min_cases);
-  g_assert_cmpint (report->n_failed, ==, 0);
-}
-
 static Sam2SessionOptions
 cuda_options (Sam2Precision precision)
 {
@@ -85,57 +65,19 @@ cuda_options (Sam2Precision precision)
 static void
 test_mini_reference (gconstpointer data)
 {
-  const Sam2Precision precision = GPOINTER_TO_INT (data);
-  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
-  char *ref = sam2_test_fixture_path ("sam2-mini-hash/reference.safetensors");
-  if (dir == NULL || ref == NULL)
-    goto out;
-  GError *error = NULL;
-  Sam2Model *model = sam2_model_load (dir, &error);
-  g_assert_no_error (error);
-  const char *paths[] = { ref, NULL };
-  const Sam2SessionOptions o = cuda_options (precision);
-  Sam2CheckReport *report = sam2_check_reference_full (model, paths, &o, &error);
-  g_assert_no_error (error);
+  const Sam2SessionOptions o = cuda_options (GPOINTER_TO_INT (data));
+  Sam2CheckReport *report = sam2_test_check_mini_reference (&o);
+  if (report == NULL)
+    return;
   g_assert_true (g_str_has_prefix (report->backend, "cuda"));
-  assert_report_passes (report, 10);
-  /* the activations came back through the taps too: 7 blocks and 4 neck levels */
-  int acts = 0;
-  for (guint i = 0; i < report->entries->len; i++)
-    acts += g_str_has_prefix (((Sam2CheckEntry *) report->entries->pdata[i])->name, "act/");
-  g_assert_cmpint (acts, ==, 11);
   sam2_check_report_free (report);
-  sam2_model_unref (model);
-out:
-  g_free (dir);
-  g_free (ref);
 }
 
 static void
 test_tiny_reference (gconstpointer data)
 {
-  const Sam2Precision precision = GPOINTER_TO_INT (data);
-  char *cfg = sam2_test_fixture_path ("sam2-tiny-hash/config.json");
-  char *main_ref = sam2_test_fixture_path ("sam2-tiny-hash/reference_main.safetensors");
-  char *feat_ref = sam2_test_fixture_path ("sam2-tiny-hash/reference_feat_s0.safetensors");
-  if (cfg == NULL || main_ref == NULL || feat_ref == NULL)
-    goto out;
-  GError *error = NULL;
-  Sam2Config config;
-  g_assert_true (sam2_config_load (cfg, &config, &error));
-  Sam2Model *model = sam2_model_new_hashed (&config, &error);
-  g_assert_no_error (error);
-  const char *paths[] = { main_ref, feat_ref, NULL };
-  const Sam2SessionOptions o = cuda_options (precision);
-  Sam2CheckReport *report = sam2_check_reference_full (model, paths, &o, &error);
-  g_assert_no_error (error);
-  assert_report_passes (report, 5);
-  sam2_check_report_free (report);
-  sam2_model_unref (model);
-out:
-  g_free (cfg);
-  g_free (main_ref);
-  g_free (feat_ref);
+  const Sam2SessionOptions o = cuda_options (GPOINTER_TO_INT (data));
+  sam2_test_check_tiny_reference (&o, NULL);
 }
 
 /* ---- W4A8: CPU vs CUDA ----------------------------------------------------------------------- */
@@ -260,36 +202,24 @@ quantize_two_frames (Sam2Model *fp)
   return q;
 }
 
-/* The tiny architecture (1024x1024) with the fixtures' hash weights, or NULL after a skip. */
+/* sam2-mini-hash quantized with quantize_two_frames (its float model in *fp), or NULL after a
+ * skip. */
 static Sam2Model *
-tiny_hashed (void)
+mini_w4a8 (Sam2Model **fp)
 {
-  char *cfg = sam2_test_fixture_path ("sam2-tiny-hash/config.json");
-  if (cfg == NULL)
-    return NULL;
-  GError *error = NULL;
-  Sam2Config config;
-  g_assert_true (sam2_config_load (cfg, &config, &error));
-  Sam2Model *model = sam2_model_new_hashed (&config, &error);
-  g_assert_no_error (error);
-  g_free (cfg);
-  return model;
+  *fp = sam2_test_load_mini ();
+  return *fp != NULL ? quantize_two_frames (*fp) : NULL;
 }
 
 static void
 test_w4a8_mini (void)
 {
-  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
-  if (dir == NULL)
+  Sam2Model *fp, *q = mini_w4a8 (&fp);
+  if (q == NULL)
     return;
-  GError *error = NULL;
-  Sam2Model *fp = sam2_model_load (dir, &error);
-  g_assert_no_error (error);
-  Sam2Model *q = quantize_two_frames (fp);
   compare_cpu_cuda (q, W4A8_CPU_CUDA_TOL);
   sam2_model_unref (q);
   sam2_model_unref (fp);
-  g_free (dir);
 }
 
 /* The tiny architecture quantized here: its real layer shapes (K = 96 .. 3072, group tails), at
@@ -302,7 +232,7 @@ test_w4a8_tiny (void)
                  "calibration of two 1024x1024 frames) and run it on the CPU and on CUDA");
     return;
   }
-  Sam2Model *fp = tiny_hashed ();
+  Sam2Model *fp = sam2_test_tiny_hashed ();
   if (fp == NULL)
     return;
   Sam2Model *q = quantize_two_frames (fp);
@@ -315,7 +245,7 @@ test_w4a8_tiny (void)
 static void
 test_tiny_cpu_vs_cuda (void)
 {
-  Sam2Model *fp = tiny_hashed ();
+  Sam2Model *fp = sam2_test_tiny_hashed ();
   if (fp == NULL)
     return;
   compare_cpu_cuda (fp, FP32_CPU_CUDA_TOL);
@@ -511,7 +441,7 @@ graphs_on_vs_off (Sam2Model *model, Sam2Precision precision)
 static void
 test_graphs_tiny (gconstpointer data)
 {
-  Sam2Model *model = tiny_hashed ();
+  Sam2Model *model = sam2_test_tiny_hashed ();
   if (model == NULL)
     return;
   graphs_on_vs_off (model, GPOINTER_TO_INT (data));
@@ -522,17 +452,12 @@ test_graphs_tiny (gconstpointer data)
 static void
 test_graphs_w4a8_mini (void)
 {
-  char *dir = sam2_test_fixture_path ("sam2-mini-hash");
-  if (dir == NULL)
+  Sam2Model *fp, *q = mini_w4a8 (&fp);
+  if (q == NULL)
     return;
-  GError *error = NULL;
-  Sam2Model *fp = sam2_model_load (dir, &error);
-  g_assert_no_error (error);
-  Sam2Model *q = quantize_two_frames (fp);
   graphs_on_vs_off (q, SAM2_PRECISION_AUTO);
   sam2_model_unref (q);
   sam2_model_unref (fp);
-  g_free (dir);
 }
 
 /* ---- no allocation per frame ----------------------------------------------------------------- */
@@ -549,7 +474,7 @@ static void
 test_steady_memory (gconstpointer data)
 {
   const Sam2Precision precision = GPOINTER_TO_INT (data);
-  Sam2Model *model = tiny_hashed ();
+  Sam2Model *model = sam2_test_tiny_hashed ();
   if (model == NULL)
     return;
   GError *error = NULL;

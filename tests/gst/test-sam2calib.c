@@ -156,6 +156,22 @@ load_demo (void)
     demo_rgb = test_load_demo_rgb ("shapes-0.png", &demo_w, &demo_h);
 }
 
+/* A harness on `calib` fed RGB frames of the demo picture's size. */
+static GstHarness *
+demo_harness (GstElement * calib, GstBus * bus)
+{
+  load_demo ();
+  return calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+}
+
+/* Pushes the demo picture as an RGB frame at `pts`. */
+static GstFlowReturn
+push_demo (GstHarness * h, GstClockTime pts)
+{
+  return gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h, GST_VIDEO_FORMAT_RGB,
+          pts));
+}
+
 /* The element messages named `name` among `msgs`. */
 static guint
 count_named (GList * msgs, const gchar * name)
@@ -391,10 +407,8 @@ GST_START_TEST (test_output_file_eos_early)
   guint n;
   const GstStructure *s = NULL;
 
-  load_demo ();
-  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
-  fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
-              GST_VIDEO_FORMAT_RGB, 0)), GST_FLOW_OK);
+  h = demo_harness (calib, bus);
+  fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
   fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
   fail_unless (g_file_test (path, G_FILE_TEST_IS_REGULAR));
   msgs = drain_bus (bus);
@@ -426,12 +440,10 @@ GST_START_TEST (test_frame_stride)
   GstHarness *h;
   const guint expected[7] = { 1, 0, 0, 1, 0, 0, 1 };
 
-  load_demo ();
-  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+  h = demo_harness (calib, bus);
   for (guint i = 0; i < 6; i++) {
     GList *msgs;
-    fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
-                GST_VIDEO_FORMAT_RGB, i * GST_SECOND / 30)), GST_FLOW_OK);
+    fail_unless_equals_int (push_demo (h, i * GST_SECOND / 30), GST_FLOW_OK);
     msgs = drain_bus (bus);
     fail_unless_equals_int (count_named (msgs, "sam2calib-progress"), expected[i]);
     free_messages (msgs);
@@ -685,11 +697,9 @@ GST_START_TEST (test_stop_while_quantizing)
   GList *msgs;
   gboolean cancelled = FALSE;
 
-  load_demo ();
-  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+  h = demo_harness (calib, bus);
   /* the first frame completes the set: the worker starts as this push returns */
-  fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
-              GST_VIDEO_FORMAT_RGB, 0)), GST_FLOW_OK);
+  fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
   fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_READY),
       GST_STATE_CHANGE_SUCCESS);
   msgs = drain_bus (bus);
@@ -722,10 +732,8 @@ GST_START_TEST (test_flush_while_quantizing)
   GstHarness *h;
   GList *msgs;
 
-  load_demo ();
-  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
-  fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
-              GST_VIDEO_FORMAT_RGB, 0)), GST_FLOW_OK);
+  h = demo_harness (calib, bus);
+  fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
   fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
   fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
   {
@@ -736,8 +744,7 @@ GST_START_TEST (test_flush_while_quantizing)
     g_free (caps);
   }
   /* frames after the flush are dropped: the set is complete */
-  fail_unless_equals_int (gst_harness_push (h, make_any_frame (demo_rgb, demo_w, demo_h,
-              GST_VIDEO_FORMAT_RGB, 0)), GST_FLOW_OK);
+  fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
   fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
   fail_unless_equals_int (count_outputs (dir), 1);
   msgs = drain_bus (bus);

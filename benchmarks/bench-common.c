@@ -1,0 +1,61 @@
+/* bench-common.c: what the benchmarks share (see bench-common.h). */
+#include "bench-common.h"
+
+#include "config.h"
+#include "model.h"
+
+#include <stdlib.h>
+
+double
+bench_now_ms (void)
+{
+  return g_get_monotonic_time () / 1e3;
+}
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return x < y ? -1 : x > y;
+}
+
+double
+bench_median (double *v, int n)
+{
+  qsort (v, n, sizeof (double), cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+gboolean
+bench_parse_options (int *argc, char ***argv, const GOptionEntry *entries, const char *summary)
+{
+  GOptionContext *ctx = g_option_context_new (summary);
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  GError *error = NULL;
+  const gboolean ok = g_option_context_parse (ctx, argc, argv, &error);
+  if (!ok) {
+    g_printerr ("%s\n", error->message);
+    g_error_free (error);
+  }
+  g_option_context_free (ctx);
+  return ok;
+}
+
+Sam2Model *
+bench_load_model (const char *model_ref, const char *hash_config, const char **name,
+                  GError **error)
+{
+  const char *from = model_ref;
+  Sam2Model *model;
+  if (model_ref != NULL) {
+    model = sam2_model_load (model_ref, error);
+  } else {
+    Sam2Config config;
+    from = hash_config ? hash_config : "../shared/fixtures/sam2-tiny-hash/config.json";
+    model = sam2_config_load (from, &config, error) ? sam2_model_new_hashed (&config, error)
+                                                     : NULL;
+  }
+  if (name != NULL)
+    *name = from;
+  return model;
+}
