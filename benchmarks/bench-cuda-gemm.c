@@ -13,21 +13,13 @@
  * K < 128), the activations random floats: the kernels' work does not depend on the values.
  *
  *   sam2-bench-cuda-gemm [--model tiny|large|all] [--iters N] [--warmup N] */
+#include "cuda-check.h"
 #include "kernels.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CK(call)                                                                             \
-  do {                                                                                       \
-    cudaError_t e_ = (call);                                                                 \
-    if (e_ != cudaSuccess) {                                                                 \
-      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString (e_)); \
-      exit (1);                                                                              \
-    }                                                                                        \
-  } while (0)
 
 #define CKB(call)                                                                            \
   do {                                                                                       \

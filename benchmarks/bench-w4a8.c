@@ -19,6 +19,7 @@
 #include "bench-common.h"
 #include "formats.h"
 #include "linear-cpu.h"
+#include "quant-layers.h"
 
 #include <dnnl.h>
 #ifdef _OPENMP
@@ -186,20 +187,6 @@ layer_new (GRand *r, const Shape *s, Sam2ActQuantMode mode, int rank)
   return q;
 }
 
-static void
-layer_free (Sam2QuantLinear *q)
-{
-  if (q->kernel != NULL)
-    q->kernel_free (q->kernel);
-  g_free (q->w.codes);
-  g_free (q->w.scales);
-  g_free (q->w.zeros);
-  g_free ((float *) q->bias);
-  g_free (q->lora_down);
-  g_free (q->lora_up);
-  g_free (q);
-}
-
 int
 main (int argc, char **argv)
 {
@@ -298,7 +285,7 @@ main (int argc, char **argv)
     g_free (b.scales);
     g_free (b.zeros);
     g_free (b.scratch);
-    layer_free (b.q);
+    sam2_test_layer_free (b.q);
     g_free (b.x);
     g_free (b.w);
     g_free (b.y);

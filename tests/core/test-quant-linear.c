@@ -28,6 +28,7 @@
 #include "formats.h"
 #include "linear-cpu.h"
 #include "ops-cpu.h"
+#include "quant-layers.h"
 
 #include <float.h>
 #include <math.h>
@@ -101,192 +102,10 @@ weight_only_bound (int K, int R, double main, double lr, double pre, double act,
                    + 4 * U * fabs (act) + 2 * U * fabs (y));
 }
 
-/* ---- layers and inputs -------------------------------------------------------------------- */
+/* ---- cases, layers and inputs (tests/common/quant-layers.h) ------------------------------- */
 
-typedef struct {
-  int N, K, G;                 /* G 0: one group of K */
-  Sam2QType dtype;
-  Sam2ActQuantMode mode;
-  gboolean bias, smooth;
-  int rank;
-  gboolean dyadic;             /* every value a small multiple of a power of two */
-} LayerSpec;
-
-static const char *mode_names[] = { "none", "token_sym", "token_asym", "tensor_sym",
-                                    "tensor_asym" };
 static const Sam2Act all_acts[] = { SAM2_ACT_NONE, SAM2_ACT_GELU, SAM2_ACT_GELU_TANH,
                                     SAM2_ACT_RELU, SAM2_ACT_SILU, SAM2_ACT_SIGMOID };
-static const char *act_names[] = { "none", "gelu", "gelu_tanh", "relu", "silu", "sigmoid" };
-
-static gboolean
-mode_asym (Sam2ActQuantMode m)
-{
-  return m == SAM2_ACT_QUANT_TOKEN_ASYM || m == SAM2_ACT_QUANT_TENSOR_ASYM;
-}
-
-static gboolean
-mode_static (Sam2ActQuantMode m)
-{
-  return m == SAM2_ACT_QUANT_TENSOR_SYM || m == SAM2_ACT_QUANT_TENSOR_ASYM;
-}
-
-static double
-gauss (GRand *r)
-{
-  double u1 = g_rand_double_range (r, 1e-12, 1.0), u2 = g_rand_double (r);
-  return sqrt (-2.0 * log (u1)) * cos (2.0 * G_PI * u2);
-}
-
-/* a power of two 2^e, e uniform in [lo, hi] */
-static float
-pow2 (GRand *r, int lo, int hi)
-{
-  return ldexpf (1.0f, g_rand_int_range (r, lo, hi + 1));
-}
-
-static Sam2QuantLinear *
-layer_new (GRand *r, const LayerSpec *s)
-{
-  Sam2QuantLinear *q = g_new0 (Sam2QuantLinear, 1);
-  const int N = s->N, K = s->K, G = s->G > 0 ? s->G : K;
-  Sam2W4 *w = &q->w;
-  w->n = N;
-  w->k = K;
-  w->group_size = G;
-  w->n_groups = sam2_w4_n_groups (K, G);
-  w->dtype = s->dtype;
-  w->codes = g_new0 (guint8, (size_t) N * sam2_w4_row_bytes (K));
-  w->scales = g_new (float, (size_t) N * w->n_groups);
-  w->zeros = g_new (guint8, (size_t) N * w->n_groups);
-  for (int n = 0; n < N; n++)
-    for (int k = 0; k < K; k++)
-      sam2_w4_set (w->codes, K, n, k, g_rand_int_range (r, 0, 16));
-  for (size_t i = 0; i < (size_t) N * w->n_groups; i++) {
-    w->scales[i] = s->dyadic ? pow2 (r, -2, 0)
-                             : (float) (0.01 * exp (g_rand_double_range (r, -1, 1)));
-    w->zeros[i] = s->dtype == SAM2_QTYPE_SINT4 ? SAM2_SINT4_ZERO : g_rand_int_range (r, 0, 16);
-  }
-  q->act = s->mode;
-  if (s->bias) {
-    float *b = g_new (float, N);
-    for (int n = 0; n < N; n++)
-      b[n] = s->dyadic ? g_rand_int_range (r, -16, 17) / 4.0f
-                       : (float) g_rand_double_range (r, -1, 1);
-    q->bias = b;
-  }
-  if (s->smooth) {
-    q->smooth_inv = g_new (float, K);
-    for (int k = 0; k < K; k++)
-      q->smooth_inv[k] = s->dyadic ? pow2 (r, -1, 1)
-                                   : (float) exp (g_rand_double_range (r, -1.4, 1.4));
-  }
-  q->rank = s->rank;
-  if (s->rank > 0) {
-    q->lora_down = g_new (float, (size_t) s->rank * K);
-    q->lora_up = g_new (float, (size_t) N * s->rank);
-    for (size_t i = 0; i < (size_t) s->rank * K; i++)
-      q->lora_down[i] = s->dyadic ? g_rand_int_range (r, -2, 3) / 2.0f
-                                  : (float) (gauss (r) / sqrt (K));
-    for (size_t i = 0; i < (size_t) N * s->rank; i++)
-      q->lora_up[i] = s->dyadic ? g_rand_int_range (r, -2, 3) / 2.0f
-                                : (float) (0.1 * gauss (r) / sqrt (s->rank));
-  }
-  return q;
-}
-
-static void
-layer_free (Sam2QuantLinear *q)
-{
-  if (q->kernel != NULL)
-    q->kernel_free (q->kernel);
-  g_free (q->w.codes);
-  g_free (q->w.scales);
-  g_free (q->w.zeros);
-  g_free ((float *) q->bias);
-  g_free (q->smooth_inv);
-  g_free (q->lora_down);
-  g_free (q->lora_up);
-  g_free (q);
-}
-
-/* Rows of kinds the quantizer must get right, by m % 8: Gaussian, Gaussian with outlier
- * channels, post-GELU-like (skewed, mostly positive), all zeros, all positive, all negative,
- * half-integer multiples of the scale (ties, exactly, when smoothing is off or dyadic), wide.
- * M = 1 gets a Gaussian row. */
-static float *
-input_new (GRand *r, const Sam2QuantLinear *q, int M)
-{
-  const int K = q->w.k;
-  float *x = g_new (float, (size_t) M * K);
-  for (int m = 0; m < M; m++) {
-    float *xr = x + (size_t) m * K;
-    const int kind = M == 1 ? 0 : m % 8;
-    for (int k = 0; k < K; k++) {
-      double v = gauss (r);
-      switch (kind) {
-      case 1:
-        v *= k % 13 == 0 ? 20.0 : 1.0;
-        break;
-      case 2:
-        v = 0.5 * v * (1.0 + erf (v / sqrt (2.0)));
-        break;
-      case 3:
-        v = 0.0;
-        break;
-      case 4:
-        v = fabs (v) + 0.1;
-        break;
-      case 5:
-        v = -fabs (v) - 0.1;
-        break;
-      case 6: {
-        /* v / s is a multiple of 1/16 plus 1/32: with the row's range set by two entries to a
-         * scale of exactly 1/16 (symmetric: max 127/16; asymmetric: -za/16 .. (255 - za)/16) */
-        const gboolean asym = mode_asym (q->act);
-        if (k == 0)
-          v = asym ? -40.0 / 16 : 127.0 / 16;
-        else if (k == 1)
-          v = asym ? 215.0 / 16 : -100.0 / 16;
-        else
-          v = (g_rand_int_range (r, asym ? -40 : -127, asym ? 215 : 127) + 0.5) / 16.0;
-        if (q->smooth_inv != NULL)
-          v /= q->smooth_inv[k];
-        break;
-      }
-      case 7:
-        v *= 100.0;
-        break;
-      default:
-        break;
-      }
-      xr[k] = (float) v;
-    }
-  }
-  return x;
-}
-
-/* Static (per-tensor) parameters as a calibration would set them, at 0.8 of the range so that
- * the largest values clamp. */
-static void
-set_static_params (Sam2QuantLinear *q, const float *x, int M)
-{
-  if (!mode_static (q->act))
-    return;
-  const int K = q->w.k;
-  float lo = 0.0f, hi = 0.0f;
-  for (size_t i = 0; i < (size_t) M * K; i++) {
-    const float v = q->smooth_inv != NULL ? x[i] * q->smooth_inv[i % K] : x[i];
-    lo = MIN (lo, v);
-    hi = MAX (hi, v);
-  }
-  if (mode_asym (q->act)) {
-    q->act_scale = 0.8f * (hi - lo) / 255.0f;
-    q->act_zero = q->act_scale > 0.0f ? roundf (-0.8f * lo / q->act_scale) : 0.0f;
-  } else {
-    q->act_scale = 0.8f * MAX (hi, -lo) / 127.0f;
-    q->act_zero = 0.0f;
-  }
-}
 
 /* ---- the test's own quantizer and float64 model ---------------------------------------------- */
 
@@ -300,7 +119,7 @@ static void
 test_quantize_row (const Sam2QuantLinear *q, const float *x, int *a, float *sa, int *za)
 {
   const int K = q->w.k;
-  const gboolean asym = mode_asym (q->act);
+  const gboolean asym = sam2_test_mode_asym (q->act);
   float lo = 0.0f, hi = 0.0f, scale;
   int zero = 0;
   float *v = g_new (float, K);
@@ -309,7 +128,7 @@ test_quantize_row (const Sam2QuantLinear *q, const float *x, int *a, float *sa, 
     lo = MIN (lo, v[k]);
     hi = MAX (hi, v[k]);
   }
-  if (mode_static (q->act)) {
+  if (sam2_test_mode_static (q->act)) {
     scale = q->act_scale;
     zero = asym ? CLAMP (sam2_round_half_away (q->act_zero), 0, 255) : 0;
   } else if (asym) {
@@ -471,68 +290,37 @@ nan_floats (size_t n)
   return v;
 }
 
-typedef enum {
-  RES_NONE,
-  RES_SEPARATE,
-  RES_IN_PLACE,   /* residual == y */
-} ResidualKind;
-
 /* y = layer(x) through `fn` (forward or reference), with the residual as asked; y starts as NaN
  * (or as the residual, in place). */
 static float *
 run (void (*fn) (const Sam2QuantLinear *, const float *, int, float *, Sam2Act, const float *,
                  void *),
-     const Sam2QuantLinear *q, const float *x, int M, Sam2Act act, ResidualKind rk,
+     const Sam2QuantLinear *q, const float *x, int M, Sam2Act act, Sam2TestResidual rk,
      const float *residual)
 {
   const size_t MN = (size_t) M * q->w.n;
   float *y = nan_floats (MN);
-  if (rk == RES_IN_PLACE)
+  if (rk == SAM2_TEST_RES_IN_PLACE)
     memcpy (y, residual, MN * sizeof (float));
   const size_t bytes = sam2_quant_linear_scratch_bytes (q, M);
   void *scratch = g_malloc (MAX (bytes, 1));
-  fn (q, x, M, y, act, rk == RES_NONE ? NULL : rk == RES_IN_PLACE ? y : residual, scratch);
+  fn (q, x, M, y, act,
+      rk == SAM2_TEST_RES_NONE ? NULL : rk == SAM2_TEST_RES_IN_PLACE ? y : residual, scratch);
   g_free (scratch);
   return y;
 }
 
 /* ---- the comparisons ---------------------------------------------------------------------- */
 
-typedef struct {
-  LayerSpec spec;
-  int M;
-  Sam2Act act;
-  ResidualKind res;
-  guint32 seed;
-} Case;
-
-static char *
-case_name (const Case *c)
-{
-  const LayerSpec *s = &c->spec;
-  return g_strdup_printf ("M %d K %d N %d g %d %s %s%s%s r %d %s res %d", c->M, s->K, s->N,
-                          s->G > 0 ? s->G : s->K, s->dtype == SAM2_QTYPE_SINT4 ? "s4" : "u4",
-                          mode_names[s->mode], s->bias ? " bias" : "", s->smooth ? " smooth" : "",
-                          s->rank, act_names[c->act], c->res);
-}
-
 /* Runs one case through every kernel path and the reference; checks (b) and (c). */
 static void
-check_case (const Case *c)
+check_case (const Sam2TestCase *c)
 {
-  GRand *r = g_rand_new_with_seed (c->seed);
-  Sam2QuantLinear *q = layer_new (r, &c->spec);
+  float *x, *residual;
+  Sam2QuantLinear *q = sam2_test_case_new (c, &x, &residual);
   const int M = c->M, N = c->spec.N, K = c->spec.K;
   const size_t MN = (size_t) M * N;
-  float *x = input_new (r, q, M);
-  set_static_params (q, x, M);
-  float *residual = NULL;
-  if (c->res != RES_NONE) {
-    residual = g_new (float, MN);
-    for (size_t i = 0; i < MN; i++)
-      residual[i] = (float) gauss (r);
-  }
-  char *name = case_name (c);
+  char *name = sam2_test_case_name (c);
 
   float *ref = run (sam2_quant_linear_reference, q, x, M, c->act, c->res, residual);
   float *first = NULL;
@@ -586,8 +374,7 @@ check_case (const Case *c)
   g_free (ref);
   g_free (residual);
   g_free (x);
-  layer_free (q);
-  g_rand_free (r);
+  sam2_test_layer_free (q);
 }
 
 /* Products larger than this (M N K) get fewer rows: the float64 model and the scalar C path
@@ -595,7 +382,7 @@ check_case (const Case *c)
 #define CASE_MAX_MACS 12000000
 
 static void
-clip_rows (Case *c)
+clip_rows (Sam2TestCase *c)
 {
   const double per_row = (double) c->spec.N * c->spec.K;
   if (c->M * per_row > CASE_MAX_MACS)
@@ -615,14 +402,14 @@ test_shapes (void)
   for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
     for (guint ni = 0; ni < G_N_ELEMENTS (Ns); ni++)
       for (guint gi = 0; gi < G_N_ELEMENTS (Gs); gi++, i++) {
-        Case c = {
+        Sam2TestCase c = {
           .spec = { .N = Ns[ni], .K = Ks[ki], .G = Gs[gi],
                     .dtype = i % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
                     .mode = (Sam2ActQuantMode) (i / 2 % 5), .bias = i / 3 % 2,
                     .smooth = i / 5 % 2, .rank = ranks[i / 7 % 3] },
           .M = Ms[i % G_N_ELEMENTS (Ms)],
           .act = all_acts[i / 11 % 6],
-          .res = (ResidualKind) (i / 13 % 3),
+          .res = (Sam2TestResidual) (i / 13 % 3),
           .seed = 1000 + i,
         };
         clip_rows (&c);
@@ -631,13 +418,13 @@ test_shapes (void)
   /* group sizes that are not multiples of 16, with and without a tail */
   static const int odd[][3] = { { 97, 40, 3 }, { 144, 40, 4 }, { 576, 24, 1 }, { 1536, 48, 2 } };
   for (guint j = 0; j < G_N_ELEMENTS (odd); j++, i++) {
-    Case c = {
+    Sam2TestCase c = {
       .spec = { .N = 23, .K = odd[j][0], .G = odd[j][1], .dtype = SAM2_QTYPE_UINT4,
                 .mode = (Sam2ActQuantMode) odd[j][2], .bias = TRUE, .smooth = j % 2,
                 .rank = j % 2 ? 8 : 0 },
       .M = 9,
       .act = all_acts[j],
-      .res = (ResidualKind) (j % 3),
+      .res = (Sam2TestResidual) (j % 3),
       .seed = 1000 + i,
     };
     check_case (&c);
@@ -654,14 +441,14 @@ test_epilogue (void)
   for (int mode = 0; mode < 5; mode++)
     for (guint a = 0; a < G_N_ELEMENTS (all_acts); a++)
       for (int res = 0; res < 3; res++, i++) {
-        Case c = {
+        Sam2TestCase c = {
           .spec = { .N = 40, .K = 144, .G = 64,
                     .dtype = i % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
                     .mode = (Sam2ActQuantMode) mode, .bias = i / 2 % 2, .smooth = i / 4 % 2,
                     .rank = ranks[(mode + a) % 3] },
           .M = 13,
           .act = all_acts[a],
-          .res = (ResidualKind) res,
+          .res = (Sam2TestResidual) res,
           .seed = 5000 + i,
         };
         check_case (&c);
@@ -674,12 +461,12 @@ static void
 test_many_rows (void)
 {
   for (int mode = 1; mode < 5; mode++) {
-    Case c = {
+    Sam2TestCase c = {
       .spec = { .N = 72, .K = 96, .G = 0, .dtype = SAM2_QTYPE_UINT4,
                 .mode = (Sam2ActQuantMode) mode, .bias = TRUE, .smooth = mode % 2, .rank = 8 },
       .M = 64 * 4 * 8 + 37,
       .act = mode % 2 ? SAM2_ACT_GELU : SAM2_ACT_NONE,
-      .res = (ResidualKind) (mode % 3),
+      .res = (Sam2TestResidual) (mode % 3),
       .seed = 7000 + mode,
     };
     check_case (&c);
@@ -692,15 +479,15 @@ test_many_rows (void)
 static void
 test_streamed_output (void)
 {
-  const LayerSpec s = { .N = 1024, .K = 32, .G = 0, .dtype = SAM2_QTYPE_UINT4,
-                        .mode = SAM2_ACT_QUANT_TOKEN_ASYM, .bias = TRUE };
+  const Sam2TestLayerSpec s = { .N = 1024, .K = 32, .G = 0, .dtype = SAM2_QTYPE_UINT4,
+                                .mode = SAM2_ACT_QUANT_TOKEN_ASYM, .bias = TRUE };
   const int M = 8192, N = s.N, K = s.K, slice = 7;
   GRand *r = g_rand_new_with_seed (15000);
-  Sam2QuantLinear *q = layer_new (r, &s);
-  float *x = input_new (r, q, M);
+  Sam2QuantLinear *q = sam2_test_layer_new (r, &s);
+  float *x = sam2_test_input_new (r, q, M);
   float *y = g_new (float, (size_t) M * N);   /* the residual, then the output */
   for (size_t i = 0; i < (size_t) M * N; i++)
-    y[i] = (float) gauss (r);
+    y[i] = (float) sam2_test_gauss (r);
   float *residual = g_new (float, (size_t) M * N);
   memcpy (residual, y, (size_t) M * N * sizeof (float));
   prepare_path (q, NULL);
@@ -720,7 +507,7 @@ test_streamed_output (void)
   g_free (residual);
   g_free (y);
   g_free (x);
-  layer_free (q);
+  sam2_test_layer_free (q);
   g_rand_free (r);
 }
 
@@ -734,14 +521,14 @@ test_quantize_activations (void)
   for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
     for (int mode = 1; mode < 5; mode++)
       for (int smooth = 0; smooth < 2; smooth++, i++) {
-        const LayerSpec s = { .N = 1, .K = Ks[ki], .G = 0, .dtype = SAM2_QTYPE_UINT4,
-                              .mode = (Sam2ActQuantMode) mode, .smooth = smooth,
-                              .dyadic = i % 3 == 0 };
+        const Sam2TestLayerSpec s = { .N = 1, .K = Ks[ki], .G = 0, .dtype = SAM2_QTYPE_UINT4,
+                                      .mode = (Sam2ActQuantMode) mode, .smooth = smooth,
+                                      .dyadic = i % 3 == 0 };
         GRand *r = g_rand_new_with_seed (9000 + i);
-        Sam2QuantLinear *q = layer_new (r, &s);
+        Sam2QuantLinear *q = sam2_test_layer_new (r, &s);
         const int M = 16, K = Ks[ki], stride = K + 3;
-        float *x = input_new (r, q, M);
-        set_static_params (q, x, M);
+        float *x = sam2_test_input_new (r, q, M);
+        sam2_test_set_static_params (q, x, M);
         int *want = g_new (int, K);
         guint8 *codes = g_new (guint8, (size_t) M * stride);
         float *scales = g_new (float, M);
@@ -760,10 +547,11 @@ test_quantize_activations (void)
             g_assert_cmpint (zeros[m], ==, za);
             for (int k = 0; k < K; k++) {
               const guint8 b = codes[(size_t) m * stride + k];
-              const int got = mode_asym (q->act) ? b : (gint8) b;
+              const int got = sam2_test_mode_asym (q->act) ? b : (gint8) b;
               if (got != want[k])
                 g_error ("K %d %s smooth %d row %d [%d]: code %d, want %d (x %.9g, scale %.9g)", K,
-                         mode_names[mode], smooth, m, k, got, want[k], x[(size_t) m * K + k], sa);
+                         sam2_test_mode_names[mode], smooth, m, k, got, want[k],
+                         x[(size_t) m * K + k], sa);
             }
             for (int k = K; k < stride; k++)
               g_assert_cmpint (codes[(size_t) m * stride + k], ==, 0xa5);  /* past K: untouched */
@@ -774,7 +562,7 @@ test_quantize_activations (void)
         g_free (scales);
         g_free (zeros);
         g_free (x);
-        layer_free (q);
+        sam2_test_layer_free (q);
         g_rand_free (r);
       }
 }
@@ -786,7 +574,7 @@ static float *
 dyadic_input (GRand *r, Sam2QuantLinear *q, int M, gboolean extreme)
 {
   const int K = q->w.k;
-  const gboolean asym = mode_asym (q->act);
+  const gboolean asym = sam2_test_mode_asym (q->act);
   const int e = g_rand_int_range (r, 0, 3);
   /* extreme asymmetric rows sit at the bottom of the range (za 255: every u - za is -255 or 0) */
   const int za = asym ? (extreme ? 255 : g_rand_int_range (r, 0, 256)) : 0;
@@ -811,7 +599,7 @@ dyadic_input (GRand *r, Sam2QuantLinear *q, int M, gboolean extreme)
     }
   /* dynamic modes find the same: each row's range is exactly (0 - za) .. (255 - za) steps
    * (asymmetric) or -127 .. 127 steps (symmetric) */
-  if (mode_static (q->act)) {
+  if (sam2_test_mode_static (q->act)) {
     q->act_scale = step;
     q->act_zero = (float) za;
   }
@@ -836,12 +624,13 @@ test_exact (void)
   for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
     for (int mode = 1; mode < 5; mode++)
       for (int extreme = 0; extreme < 2; extreme++, i++) {
-        const LayerSpec s = { .N = 37, .K = Ks[ki], .G = Gs[i / 2 % 4],
-                              .dtype = i % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
-                              .mode = (Sam2ActQuantMode) mode, .bias = !extreme,
-                              .smooth = i / 2 % 2, .rank = extreme ? 0 : 4, .dyadic = TRUE };
+        const Sam2TestLayerSpec s = { .N = 37, .K = Ks[ki], .G = Gs[i / 2 % 4],
+                                      .dtype = i % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
+                                      .mode = (Sam2ActQuantMode) mode, .bias = !extreme,
+                                      .smooth = i / 2 % 2, .rank = extreme ? 0 : 4,
+                                      .dyadic = TRUE };
         GRand *r = g_rand_new_with_seed (11000 + i);
-        Sam2QuantLinear *q = layer_new (r, &s);
+        Sam2QuantLinear *q = sam2_test_layer_new (r, &s);
         const int M = 9, N = s.N, K = s.K;
         if (extreme) {
           /* every weight -15 or +15: codes 0 / 15 against zero points 15 / 0 (UINT4); SINT4
@@ -855,11 +644,11 @@ test_exact (void)
         }
         float *x = dyadic_input (r, q, M, extreme);
         const Sam2Act act = i / 2 % 2 ? SAM2_ACT_RELU : SAM2_ACT_NONE;
-        const ResidualKind rk = (ResidualKind) (i % 3);
+        const Sam2TestResidual rk = (Sam2TestResidual) (i % 3);
         float *residual = g_new (float, (size_t) M * N);
         for (int j = 0; j < M * N; j++)
           residual[j] = g_rand_int_range (r, -64, 65) / 4.0f;
-        Model64 o = model64 (q, x, M, act, rk == RES_NONE ? NULL : residual);
+        Model64 o = model64 (q, x, M, act, rk == SAM2_TEST_RES_NONE ? NULL : residual);
         /* the model's sums are exact (float64, 53 bits) and their results fit float32 exactly:
          * check the construction is what it claims */
         for (int j = 0; j < M * N; j++)
@@ -871,7 +660,7 @@ test_exact (void)
           for (int j = 0; j < M * N; j++)
             if (y[j] != (float) o.y[j] || ref[j] != (float) o.y[j])
               g_error ("exact K %d %s extreme %d path %s [%d]: kernel %.9g, reference %.9g, "
-                       "float64 %.17g", K, mode_names[mode], extreme,
+                       "float64 %.17g", K, sam2_test_mode_names[mode], extreme,
                        kernel_paths[p] ? kernel_paths[p] : "best", j, y[j], ref[j], o.y[j]);
           g_free (y);
         }
@@ -879,7 +668,7 @@ test_exact (void)
         g_free (ref);
         g_free (residual);
         g_free (x);
-        layer_free (q);
+        sam2_test_layer_free (q);
         g_rand_free (r);
       }
 }
@@ -890,9 +679,9 @@ test_dequantize (void)
 {
   static const int Ks[] = { 1, 97, 112, 256 };
   for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++) {
-    const LayerSpec s = { .N = 5, .K = Ks[ki], .G = 64, .dtype = SAM2_QTYPE_UINT4 };
+    const Sam2TestLayerSpec s = { .N = 5, .K = Ks[ki], .G = 64, .dtype = SAM2_QTYPE_UINT4 };
     GRand *r = g_rand_new_with_seed (13000 + ki);
-    Sam2QuantLinear *q = layer_new (r, &s);
+    Sam2QuantLinear *q = sam2_test_layer_new (r, &s);
     const int K = s.K, NG = q->w.n_groups;
     float *w = nan_floats ((size_t) s.N * K);
     sam2_w4_dequantize (&q->w, w);
@@ -905,7 +694,7 @@ test_dequantize (void)
                            (float) (code - q->w.zeros[n * NG + g]) * q->w.scales[n * NG + g]);
       }
     g_free (w);
-    layer_free (q);
+    sam2_test_layer_free (q);
     g_rand_free (r);
   }
 }

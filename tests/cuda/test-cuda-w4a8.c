@@ -35,6 +35,8 @@
 #include "formats.h"
 #include "kernels.h"
 #include "linear-cpu.h"
+#include "cuda-check.h"
+#include "quant-layers.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -48,195 +50,10 @@
 /* t of the fused down-projection against float64: K float32 roundings of the sum of |terms| */
 #define TOL_T_PER_K 1.2e-7
 
-#define CK(call)                                                                             \
-  do {                                                                                       \
-    cudaError_t e_ = (call);                                                                 \
-    if (e_ != cudaSuccess) {                                                                 \
-      fprintf (stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString (e_)); \
-      exit (1);                                                                              \
-    }                                                                                        \
-  } while (0)
-
 static int failures, checks;
 static int verbose;                /* --verbose: every case's error */
 
-typedef struct {
-  int N, K, G;                 /* G 0: one group of K */
-  Sam2QType dtype;
-  Sam2ActQuantMode mode;
-  int bias, smooth;
-  int rank;
-} LayerSpec;
-
-typedef enum { RES_NONE, RES_SEPARATE, RES_IN_PLACE } ResidualKind;
-
-typedef struct {
-  LayerSpec spec;
-  int M;
-  Sam2Act act;
-  ResidualKind res;
-  guint32 seed;
-} Case;
-
-static const char *mode_names[] = { "none", "token_sym", "token_asym", "tensor_sym",
-                                    "tensor_asym" };
-static const char *act_names[] = { "none", "gelu", "gelu_tanh", "relu", "silu", "sigmoid" };
-
-static int
-mode_asym (Sam2ActQuantMode m)
-{
-  return m == SAM2_ACT_QUANT_TOKEN_ASYM || m == SAM2_ACT_QUANT_TENSOR_ASYM;
-}
-
-static int
-mode_static (Sam2ActQuantMode m)
-{
-  return m == SAM2_ACT_QUANT_TENSOR_SYM || m == SAM2_ACT_QUANT_TENSOR_ASYM;
-}
-
-static double
-gauss (GRand *r)
-{
-  double u1 = g_rand_double_range (r, 1e-12, 1.0), u2 = g_rand_double (r);
-  return sqrt (-2.0 * log (u1)) * cos (2.0 * G_PI * u2);
-}
-
-/* ---- random layers and inputs (the generator of tests/core/test-quant-linear.c) ----------- */
-
-static Sam2QuantLinear *
-layer_new (GRand *r, const LayerSpec *s)
-{
-  Sam2QuantLinear *q = g_new0 (Sam2QuantLinear, 1);
-  const int N = s->N, K = s->K, G = s->G > 0 ? s->G : K;
-  Sam2W4 *w = &q->w;
-  w->n = N;
-  w->k = K;
-  w->group_size = G;
-  w->n_groups = sam2_w4_n_groups (K, G);
-  w->dtype = s->dtype;
-  w->codes = g_new0 (guint8, (size_t) N * sam2_w4_row_bytes (K));  /* (N, (K + 1) / 2) */
-  w->scales = g_new (float, (size_t) N * w->n_groups);               /* (N, n_groups) */
-  w->zeros = g_new (guint8, (size_t) N * w->n_groups);               /* (N, n_groups) */
-  for (int n = 0; n < N; n++)
-    for (int k = 0; k < K; k++)
-      sam2_w4_set (w->codes, K, n, k, g_rand_int_range (r, 0, 16));
-  for (size_t i = 0; i < (size_t) N * w->n_groups; i++) {
-    w->scales[i] = (float) (0.01 * exp (g_rand_double_range (r, -1, 1)));
-    w->zeros[i] = s->dtype == SAM2_QTYPE_SINT4 ? SAM2_SINT4_ZERO : g_rand_int_range (r, 0, 16);
-  }
-  q->act = s->mode;
-  if (s->bias) {
-    float *b = g_new (float, N);                                     /* (N) */
-    for (int n = 0; n < N; n++)
-      b[n] = (float) g_rand_double_range (r, -1, 1);
-    q->bias = b;
-  }
-  if (s->smooth) {
-    q->smooth_inv = g_new (float, K);                                /* (K) */
-    for (int k = 0; k < K; k++)
-      q->smooth_inv[k] = (float) exp (g_rand_double_range (r, -1.4, 1.4));
-  }
-  q->rank = s->rank;
-  if (s->rank > 0) {
-    q->lora_down = g_new (float, (size_t) s->rank * K);              /* (rank, K) */
-    q->lora_up = g_new (float, (size_t) N * s->rank);                /* (N, rank) */
-    for (size_t i = 0; i < (size_t) s->rank * K; i++)
-      q->lora_down[i] = (float) (gauss (r) / sqrt (K));
-    for (size_t i = 0; i < (size_t) N * s->rank; i++)
-      q->lora_up[i] = (float) (0.1 * gauss (r) / sqrt (s->rank));
-  }
-  return q;
-}
-
-static void
-layer_free (Sam2QuantLinear *q)
-{
-  if (q->kernel != NULL)
-    q->kernel_free (q->kernel);
-  g_free (q->w.codes);
-  g_free (q->w.scales);
-  g_free (q->w.zeros);
-  g_free ((float *) q->bias);
-  g_free (q->smooth_inv);
-  g_free (q->lora_down);
-  g_free (q->lora_up);
-  g_free (q);
-}
-
-/* Rows of kinds the quantizer must get right, by m % 8: Gaussian, outlier channels,
- * post-GELU-like, all zeros, all positive, all negative, exact ties of the rounding, wide. */
-static float *
-input_new (GRand *r, const Sam2QuantLinear *q, int M)
-{
-  const int K = q->w.k;
-  float *x = g_new (float, (size_t) M * K);                          /* (M, K) */
-  for (int m = 0; m < M; m++) {
-    float *xr = x + (size_t) m * K;
-    const int kind = M == 1 ? 0 : m % 8;
-    for (int k = 0; k < K; k++) {
-      double v = gauss (r);
-      switch (kind) {
-      case 1:
-        v *= k % 13 == 0 ? 20.0 : 1.0;
-        break;
-      case 2:
-        v = 0.5 * v * (1.0 + erf (v / sqrt (2.0)));
-        break;
-      case 3:
-        v = 0.0;
-        break;
-      case 4:
-        v = fabs (v) + 0.1;
-        break;
-      case 5:
-        v = -fabs (v) - 0.1;
-        break;
-      case 6: {
-        /* v / scale a multiple of 1/16 plus 1/32 with the row's scale exactly 1/16: ties */
-        const int asym = mode_asym (q->act);
-        if (k == 0)
-          v = asym ? -40.0 / 16 : 127.0 / 16;
-        else if (k == 1)
-          v = asym ? 215.0 / 16 : -100.0 / 16;
-        else
-          v = (g_rand_int_range (r, asym ? -40 : -127, asym ? 215 : 127) + 0.5) / 16.0;
-        if (q->smooth_inv != NULL)
-          v /= q->smooth_inv[k];
-        break;
-      }
-      case 7:
-        v *= 100.0;
-        break;
-      default:
-        break;
-      }
-      xr[k] = (float) v;
-    }
-  }
-  return x;
-}
-
-/* Static parameters at 0.8 of the range, so that the largest values clamp. */
-static void
-set_static_params (Sam2QuantLinear *q, const float *x, int M)
-{
-  if (!mode_static (q->act))
-    return;
-  const int K = q->w.k;
-  float lo = 0.0f, hi = 0.0f;
-  for (size_t i = 0; i < (size_t) M * K; i++) {
-    const float v = q->smooth_inv != NULL ? x[i] * q->smooth_inv[i % K] : x[i];
-    lo = MIN (lo, v);
-    hi = MAX (hi, v);
-  }
-  if (mode_asym (q->act)) {
-    q->act_scale = 0.8f * (hi - lo) / 255.0f;
-    q->act_zero = q->act_scale > 0.0f ? roundf (-0.8f * lo / q->act_scale) : 0.0f;
-  } else {
-    q->act_scale = 0.8f * MAX (hi, -lo) / 127.0f;
-    q->act_zero = 0.0f;
-  }
-}
+/* Cases, random layers and inputs: tests/common/quant-layers.h, as in test-quant-linear.c. */
 
 /* ---- the layer on the device -------------------------------------------------------------- */
 
@@ -361,7 +178,7 @@ check_quantize (const char *name, const Sam2QuantLinear *q, const DevLayer *d, c
     float *cs = g_new (float, M);
     int32_t *cz = g_new (int32_t, M);
     sam2_quantize_activations (q, x, M, cc, K, cs, cz);
-    const int asym = mode_asym (q->act);
+    const int asym = sam2_test_mode_asym (q->act);
     const int G = geo->group_size, GP = geo->group_pad;
     int bad = 0;
     for (int m = 0; m < M && bad < 5; m++) {
@@ -435,34 +252,16 @@ out:
 #define CANARY_BITS 0x7f8cafe5u    /* a signalling NaN no kernel writes */
 #define WS_CANARY 256              /* bytes after the workspace that must keep their pattern */
 
-static char *
-case_name (const Case *c)
-{
-  const LayerSpec *s = &c->spec;
-  return g_strdup_printf ("M %d K %d N %d g %d %s %s%s%s r %d %s res %d", c->M, s->K, s->N,
-                          s->G > 0 ? s->G : s->K, s->dtype == SAM2_QTYPE_SINT4 ? "s4" : "u4",
-                          mode_names[s->mode], s->bias ? " bias" : "", s->smooth ? " smooth" : "",
-                          s->rank, act_names[c->act], c->res);
-}
-
 static double worst_integer, worst_other;   /* exact-path cases; activation / low-rank ones */
 static int exact_cases, integer_cases;
 
 static void
-run_case (const Case *c, cublasHandle_t cublas, int check_codes)
+run_case (const Sam2TestCase *c, cublasHandle_t cublas, int check_codes)
 {
-  char *name = case_name (c);
-  GRand *r = g_rand_new_with_seed (c->seed);
-  Sam2QuantLinear *q = layer_new (r, &c->spec);
+  char *name = sam2_test_case_name (c);
+  float *x, *res;                                    /* (M, K); (M, N) or NULL */
+  Sam2QuantLinear *q = sam2_test_case_new (c, &x, &res);
   const int M = c->M, N = q->w.n, K = q->w.k;
-  float *x = input_new (r, q, M);                    /* (M, K) */
-  set_static_params (q, x, M);
-  float *res = NULL;                                 /* (M, N) */
-  if (c->res != RES_NONE) {
-    res = g_new (float, (size_t) M * N);
-    for (size_t i = 0; i < (size_t) M * N; i++)
-      res[i] = (float) gauss (r);
-  }
 
   /* the CPU's integer kernel */
   if (!sam2_quant_linear_prepare (q)) {
@@ -473,7 +272,8 @@ run_case (const Case *c, cublasHandle_t cublas, int check_codes)
   if (res != NULL)
     memcpy (want, res, (size_t) M * N * sizeof (float));
   void *scratch = g_malloc (MAX (sam2_quant_linear_scratch_bytes (q, M), 1));
-  sam2_quant_linear_forward (q, x, M, want, c->act, c->res == RES_NONE ? NULL : want, scratch);
+  sam2_quant_linear_forward (q, x, M, want, c->act, c->res == SAM2_TEST_RES_NONE ? NULL : want,
+                             scratch);
   /* the scale of the errors: outputs, and for an activation its input too (an error there
    * passes through with the activation's slope while the output may be squashed, sigmoid's
    * into (0, 1)) */
@@ -502,9 +302,9 @@ run_case (const Case *c, cublasHandle_t cublas, int check_codes)
       canary[i] = CANARY_BITS;
     CK (cudaMemcpy ((char *) dy + ybytes, canary, sizeof canary, cudaMemcpyHostToDevice));
   }
-  if (c->res == RES_SEPARATE)
+  if (c->res == SAM2_TEST_RES_SEPARATE)
     dres = upload (res, ybytes);
-  else if (c->res == RES_IN_PLACE)
+  else if (c->res == SAM2_TEST_RES_IN_PLACE)
     CK (cudaMemcpy (dy, res, ybytes, cudaMemcpyHostToDevice));
   /* the workspace as 0xff bytes, then WS_CANARY bytes of 0xa5 that must survive */
   const size_t wbytes = sam2_cuda_w4a8_linear_workspace_bytes (&d.l, M);
@@ -513,8 +313,8 @@ run_case (const Case *c, cublasHandle_t cublas, int check_codes)
   CK (cudaMemset (ws, 0xff, wbytes));
   CK (cudaMemset ((char *) ws + wbytes, 0xa5, WS_CANARY));
   const int st = sam2_cuda_w4a8_linear (&d.l, dx, M, dy, (int) c->act,
-                                        c->res == RES_SEPARATE ? dres
-                                        : c->res == RES_IN_PLACE ? dy : NULL,
+                                        c->res == SAM2_TEST_RES_SEPARATE ? dres
+                                        : c->res == SAM2_TEST_RES_IN_PLACE ? dy : NULL,
                                         cublas, 0, ws);
   CK (cudaDeviceSynchronize ());
   checks++;
@@ -584,8 +384,7 @@ run_case (const Case *c, cublasHandle_t cublas, int check_codes)
   g_free (want);
   g_free (res);
   g_free (x);
-  layer_free (q);
-  g_rand_free (r);
+  sam2_test_layer_free (q);
   g_free (name);
 }
 
@@ -610,11 +409,11 @@ run_suite (cublasHandle_t cublas)
       for (int ki = 0; ki < 7; ki++)
         for (int ni = 0; ni < 3; ni++, n_cases++) {
           const int i = n_cases;
-          Case c = {
+          Sam2TestCase c = {
             .spec = { .N = Ns[ni], .K = Ks[ki], .G = groups[gi], .dtype = dtypes[di],
                       .mode = modes[i % 4], .bias = (i / 4) % 2, .smooth = (i / 8) % 2,
                       .rank = ranks[(i / 3) % 3] },
-            .M = small_Ms[(i / 2) % 4], .act = (Sam2Act) (i % 6), .res = (ResidualKind) (i % 3),
+            .M = small_Ms[(i / 2) % 4], .act = (Sam2Act) (i % 6), .res = (Sam2TestResidual) (i % 3),
             .seed = seed++,
           };
           run_case (&c, cublas, 1);
@@ -631,11 +430,11 @@ run_suite (cublasHandle_t cublas)
           for (int a = 0; a < 6; a++)
             for (int rk = 0; rk < 3; rk++, n_opt++) {
               const int alt = n_opt % 2;
-              Case c = {
+              Sam2TestCase c = {
                 .spec = { .N = alt ? 200 : 96, .K = alt ? 576 : 144, .G = alt ? 256 : 64,
                           .dtype = dtypes[(n_opt / 2) % 2], .mode = modes[mi],
                           .bias = b, .smooth = s, .rank = ranks[ri] },
-                .M = alt ? 64 : 5, .act = (Sam2Act) a, .res = (ResidualKind) rk,
+                .M = alt ? 64 : 5, .act = (Sam2Act) a, .res = (Sam2TestResidual) rk,
                 .seed = seed++,
               };
               run_case (&c, cublas, a == 0 && rk == 0);
@@ -646,11 +445,11 @@ run_suite (cublasHandle_t cublas)
   int n_big = 0;
   for (int mi = 0; mi < 4; mi++)
     for (int v = 0; v < 2; v++, n_big++) {
-      Case c = {
+      Sam2TestCase c = {
         .spec = { .N = v ? 384 : 200, .K = v ? 1536 : 768, .G = v ? 128 : 0,
                   .dtype = dtypes[(mi + v) % 2], .mode = modes[mi], .bias = 1, .smooth = v,
                   .rank = v ? 32 : 0 },
-        .M = 4096, .act = v ? SAM2_ACT_GELU : SAM2_ACT_NONE, .res = (ResidualKind) (1 + v),
+        .M = 4096, .act = v ? SAM2_ACT_GELU : SAM2_ACT_NONE, .res = (Sam2TestResidual) (1 + v),
         .seed = seed++,
       };
       run_case (&c, cublas, 1);
@@ -660,30 +459,30 @@ run_suite (cublasHandle_t cublas)
    * Za term skipped) and one group per channel of K = 1536 with asymmetric rows (v2: group_pad
    * over 1024, the I2F fold, the Za term applied). */
   for (int v = 0; v < 2; v++, n_big++) {
-    Case c = {
+    Sam2TestCase c = {
       .spec = { .N = 640, .K = v ? 1536 : 576, .G = v ? 0 : 64, .dtype = dtypes[v],
                 .mode = modes[v], .bias = 1, .smooth = v, .rank = 0 },
-      .M = 3400, .act = SAM2_ACT_NONE, .res = (ResidualKind) (v + 1), .seed = seed++,
+      .M = 3400, .act = SAM2_ACT_NONE, .res = (Sam2TestResidual) (v + 1), .seed = seed++,
     };
     run_case (&c, cublas, 1);
   }
   /* A rank above the fused limit: the down-projection through cuBLAS. */
   for (int s = 0; s < 2; s++, n_big++) {
-    Case c = {
+    Sam2TestCase c = {
       .spec = { .N = 200, .K = 448, .G = 128, .dtype = SAM2_QTYPE_UINT4,
                 .mode = modes[1 + s], .bias = 1, .smooth = s, .rank = 160 },
-      .M = 300, .act = SAM2_ACT_GELU, .res = RES_SEPARATE, .seed = seed++,
+      .M = 300, .act = SAM2_ACT_GELU, .res = SAM2_TEST_RES_SEPARATE, .seed = seed++,
     };
     run_case (&c, cublas, 0);
   }
   /* Beyond SAM2's shapes, what formats.h allows: odd K (the last byte's high nibble unused),
    * odd N, a group size that is not a multiple of the 32-column steps. */
   for (int v = 0; v < 4; v++, n_big++) {
-    Case c = {
+    Sam2TestCase c = {
       .spec = { .N = v % 2 ? 77 : 131, .K = v < 2 ? 101 : 333, .G = v % 2 ? 48 : 0,
                 .dtype = dtypes[v % 2], .mode = modes[v], .bias = v % 2, .smooth = v / 2,
                 .rank = v == 3 ? 16 : 0 },
-      .M = v < 2 ? 300 : 7, .act = SAM2_ACT_NONE, .res = (ResidualKind) (v % 3), .seed = seed++,
+      .M = v < 2 ? 300 : 7, .act = SAM2_ACT_NONE, .res = (Sam2TestResidual) (v % 3), .seed = seed++,
     };
     run_case (&c, cublas, 1);
   }
