@@ -300,8 +300,9 @@ gst_sam2_seg_precision_get_type (void)
 {
   static GType type = 0;
   static const GEnumValue values[] = {
-    {GST_SAM2_SEG_PRECISION_AUTO, "What the model file holds (FP32 for float checkpoints)",
-        "auto"},
+    {GST_SAM2_SEG_PRECISION_AUTO,
+          "What the model file holds: FP32 for float checkpoints, W4A8 for quantized files "
+          "(their float layers FP16 on CUDA, FP32 on the CPU)", "auto"},
     {GST_SAM2_SEG_PRECISION_FP32, "FP32 (float checkpoints)", "fp32"},
     {GST_SAM2_SEG_PRECISION_FP16,
           "FP16 GEMM operands, FP32 accumulation (float checkpoints on the CUDA backend; fails "
