@@ -143,8 +143,7 @@ EOF
 }
 
 step_bench () {
-  local b
-  for b in "$BIN"/sam2-bench-gpu "$BIN"/bench-gpu; do [ -x "$b" ] && break; done
+  local b=$BIN/sam2-bench-gpu
   for size in ${BENCH_SIZES:-tiny}; do
     "$b" --model "$WORK/models/$size" --precision fp32 --json --frame 1920x1080
     "$b" --model "$WORK/models/$size" --precision fp16 --json --profile --frame 1920x1080 --graphs both
@@ -165,7 +164,8 @@ step_cpu () {
   done
 }
 
-# sam2-shapes: mIoU on eval_dev on the CPU and CUDA backends, float and W4A8.
+# sam2-shapes: mIoU on eval_dev on the CPU and CUDA backends, float and W4A8 (on CUDA with the
+# quantized model's float layers in FP16, the default, and in FP32 as on the CPU).
 step_shapes () {
   set -e
   local set=$SAM2_FIXTURES/sam2-shapes/eval_dev.safetensors
@@ -173,10 +173,11 @@ step_shapes () {
     --output-dir "$WORK/shapes-w4a8"
   local q
   q=$(ls "$WORK"/shapes-w4a8/*.safetensors)
-  for backend in cpu cuda; do
-    "$BIN/sam2q" eval --eval-set "$set" --backend $backend --json models/sam2-shapes "$q" \
-      > "$LOG/shapes-$backend.json"
-    cat "$LOG/shapes-$backend.json"
+  local run
+  for run in cpu:auto cuda:auto cuda:fp32; do
+    "$BIN/sam2q" eval --eval-set "$set" --backend "${run%:*}" --precision "${run#*:}" --json \
+      models/sam2-shapes "$q" > "$LOG/shapes-${run/:/-}.json"
+    cat "$LOG/shapes-${run/:/-}.json"
   done
 }
 
