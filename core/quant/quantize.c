@@ -370,33 +370,45 @@ sam2_quant_layer_error (const Sam2Linear *l, const Sam2QuantLinear *q, const flo
   return sqrt (num) / fmax (sqrt (den), 1e-30);
 }
 
+/* The layer's weight times s per input channel (W s), or a copy of it when s is NULL. */
+static float *
+smoothed_weight (const Sam2Linear *l, const float *s)
+{
+  const int n = l->out_features, k = l->in_features;
+  if (s == NULL)
+    return g_memdup2 (l->weight, sizeof (float) * n * k);
+  float *w = g_new (float, (size_t) n * k);
+  sam2_smooth_weight (l->weight, n, k, s, w);
+  return w;
+}
+
+/* 1 / s: what a layer whose smoothing is not folded into a norm multiplies its input by. */
+static float *
+smooth_inverse (const float *s, int k)
+{
+  float *inv = g_new (float, k);
+  for (int j = 0; j < k; j++)
+    inv[j] = 1.0f / s[j];
+  return inv;
+}
+
 /* A layer quantized with RTN only (no low rank), for the report and the alpha search. */
 static double
 rtn_error (const Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st,
            const float *s, gboolean folded)
 {
   const int n = l->out_features, k = l->in_features;
-  float *w = g_new (float, (size_t) n * k);
-  if (s != NULL)
-    sam2_smooth_weight (l->weight, n, k, s, w);
-  else
-    memcpy (w, l->weight, sizeof (float) * n * k);
+  float *w = smoothed_weight (l, s);
   Sam2QuantLinear q = { 0 };
   sam2_w4_init (&q.w, n, k, c->recipe->wgts.group_size, c->recipe->wgts.dtype);
   sam2_w4_choose_params (&q.w, w);
   sam2_w4_quantize_rtn (&q.w, w);
   q.act = act_mode_for (c, l);
-  float *inv = NULL;
-  if (s != NULL && !folded) {
-    inv = g_new (float, k);
-    for (int j = 0; j < k; j++)
-      inv[j] = 1.0f / s[j];
-    q.smooth_inv = inv;
-  }
+  q.smooth_inv = s != NULL && !folded ? smooth_inverse (s, k) : NULL;
   static_act_params (st, s, &q);
   double e = sam2_quant_layer_error (l, &q, st->samples, st->n_samples, folded ? s : NULL);
   sam2_w4_clear (&q.w);
-  g_free (inv);
+  g_free (q.smooth_inv);
   g_free (w);
   return e;
 }
@@ -418,22 +430,15 @@ quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st
   const Sam2Recipe *r = c->recipe;
   const int n = l->out_features, k = l->in_features;
   Sam2QuantLinear *q = sam2_quant_linear_new ();
-  float *w = g_new (float, (size_t) n * k);   /* the smoothed weight */
+  float *w = smoothed_weight (l, s);           /* the smoothed weight */
   float *res = NULL;                           /* what the 4-bit codes represent */
   double *h = NULL;
   gboolean ok = TRUE;
 
-  if (s != NULL)
-    sam2_smooth_weight (l->weight, n, k, s, w);
-  else
-    memcpy (w, l->weight, sizeof (float) * n * k);
   q->act = act_mode_for (c, l);
   static_act_params (st, s, q);
-  if (s != NULL && !folded) {
-    q->smooth_inv = g_new (float, k);
-    for (int j = 0; j < k; j++)
-      q->smooth_inv[j] = 1.0f / s[j];
-  }
+  if (s != NULL && !folded)
+    q->smooth_inv = smooth_inverse (s, k);
   /* the Hessian of the smoothed input x / s */
   h = g_new (double, (size_t) k * k);
   for (int i = 0; i < k; i++)
@@ -666,11 +671,9 @@ sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer
       const Sam2LayerStats *st = sam2_observers_get (c->obs, l);
       if (st == NULL) {
         /* a float member of a folded group reads x / s too: give it W s */
-        if (folded) {
-          float *w = g_new (float, (size_t) l->out_features * l->in_features);
-          sam2_smooth_weight (l->weight, l->out_features, l->in_features, g->s, w);
-          g_hash_table_insert (plan->overrides, g_strconcat (l->name, ".weight", NULL), w);
-        }
+        if (folded)
+          g_hash_table_insert (plan->overrides, g_strconcat (l->name, ".weight", NULL),
+                               smoothed_weight (l, g->s));
         continue;
       }
       Sam2LayerReport *rep = g_new0 (Sam2LayerReport, 1);
