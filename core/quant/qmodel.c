@@ -361,19 +361,16 @@ provide_quant_from_file (Sam2Binder *b, gpointer data, const char *name, int in,
   q->act_zero = (float) json_object_get_double_member_with_default (d, "act_zero", 0.0);
   q->rank = rank;
   const Sam2StTensor *codes, *scales, *zeros;
-  float *sc = NULL;
   if ((codes = require_tensor (ctx->file, name, "qweight", SAM2_DTYPE_U8, out,
                                sam2_w4_row_bytes (in), error)) == NULL
       || (scales = require_tensor (ctx->file, name, "scales", SAM2_DTYPE_F16, out, q->w.n_groups,
                                    error)) == NULL
       || (zeros = require_tensor (ctx->file, name, "zeros", SAM2_DTYPE_U8, out, q->w.n_groups,
                                   error)) == NULL
-      || (sc = tensor_floats (scales, error)) == NULL)
+      || !sam2_st_tensor_to_f32 (scales, q->w.scales, error))
     goto fail;
   memcpy (q->w.codes, codes->data, codes->nbytes);
   memcpy (q->w.zeros, zeros->data, zeros->nbytes);
-  memcpy (q->w.scales, sc, sizeof (float) * out * q->w.n_groups);
-  g_free (sc);
   for (size_t i = 0; i < (size_t) out * q->w.n_groups; i++)
     if (q->w.zeros[i] > SAM2_W4_CODE_MAX || !(q->w.scales[i] > 0.0f)) {
       g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
