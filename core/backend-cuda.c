@@ -157,7 +157,8 @@ cublas_status_name (cublasStatus_t st)
   }
 }
 
-/* A launcher's status, with the op named for the error message. */
+/* A launcher's status (a SAM2_CUDA_* code, the GEMM launchers' included), with the op named for
+ * the error message. */
 static int
 launched (Sam2BackendCuda *cu, int status, const char *what)
 {
@@ -619,15 +620,6 @@ norm_weights (Sam2BackendCuda *cu, const Sam2LayerNorm *n, const CudaNorm **out)
 /* ---- ops ------------------------------------------------------------------------------------- */
 
 static int
-gemm_status (Sam2BackendCuda *cu, int status, const char *what)
-{
-  /* the GEMM launchers return a SAM2_CUDA_* code; say which GEMM failed */
-  if (status != SAM2_STATUS_OK)
-    return launched (cu, status, what);
-  return SAM2_STATUS_OK;
-}
-
-static int
 cuda_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, float *y, Sam2Act act,
                  const float *residual)
 {
@@ -673,11 +665,11 @@ cuda_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, flo
     if (st != SAM2_STATUS_OK)
       return st;
     LAUNCH (cu, sam2_cuda_f32_to_f16 (x, nx, cu->x16, cu->stream), l->name);
-    st = gemm_status (cu, sam2_cuda_gemm_f16_nt (cu->cublas, cu->x16, w->w16, M, N, K, beta, y),
-                      l->name);
+    st = launched (cu, sam2_cuda_gemm_f16_nt (cu->cublas, cu->x16, w->w16, M, N, K, beta, y),
+                   l->name);
   } else {
-    st = gemm_status (cu, sam2_cuda_gemm_f32_nt (cu->cublas, x, w->w32, M, N, K, beta, y),
-                      l->name);
+    st = launched (cu, sam2_cuda_gemm_f32_nt (cu->cublas, x, w->w32, M, N, K, beta, y),
+                   l->name);
   }
   if (st != SAM2_STATUS_OK)
     return st;
@@ -731,7 +723,7 @@ cuda_matmul_nt_run (Sam2Backend *b, const float *A, const float *B, int M, int N
 {
   /* FP32 in every precision: the hypernetwork product is a few KFLOP, both operands activations */
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
-  return gemm_status (cu, sam2_cuda_gemm_f32_nt (cu->cublas, A, B, M, N, K, 0.0f, C), "matmul_nt");
+  return launched (cu, sam2_cuda_gemm_f32_nt (cu->cublas, A, B, M, N, K, 0.0f, C), "matmul_nt");
 }
 
 /* The thin ops: a launcher each, profiled by kind. */
