@@ -230,16 +230,24 @@ sam2_precision_to_string (Sam2Precision precision)
                                                             : "unknown";
 }
 
+/* The index of `name` (any case) in `names`, or -1. */
+static int
+name_index (const char *const *names, guint n_names, const char *name)
+{
+  for (guint i = 0; i < n_names; i++)
+    if (g_ascii_strcasecmp (name, names[i]) == 0)
+      return (int) i;
+  return -1;
+}
+
 gboolean
 sam2_session_options_parse (Sam2SessionOptions *options, const char *backend,
                             const char *precision, GError **error)
 {
   g_return_val_if_fail (options != NULL, FALSE);
   if (backend != NULL) {
-    guint i = 0;
-    while (i < G_N_ELEMENTS (backend_names) && g_ascii_strcasecmp (backend, backend_names[i]) != 0)
-      i++;
-    if (i == G_N_ELEMENTS (backend_names)) {
+    const int i = name_index (backend_names, G_N_ELEMENTS (backend_names), backend);
+    if (i < 0) {
       g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
                    "unknown backend '%s': use auto, cpu or cuda", backend);
       return FALSE;
@@ -247,11 +255,8 @@ sam2_session_options_parse (Sam2SessionOptions *options, const char *backend,
     options->backend = (Sam2BackendKind) i;
   }
   if (precision != NULL) {
-    guint i = 0;
-    while (i < G_N_ELEMENTS (precision_names)
-           && g_ascii_strcasecmp (precision, precision_names[i]) != 0)
-      i++;
-    if (i == G_N_ELEMENTS (precision_names)) {
+    const int i = name_index (precision_names, G_N_ELEMENTS (precision_names), precision);
+    if (i < 0) {
       g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
                    "unknown precision '%s': use auto, fp32 or fp16", precision);
       return FALSE;
@@ -315,9 +320,8 @@ make_backend (const Sam2SessionOptions *o, gboolean quantized, Sam2BackendKind *
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT, "unknown backend %d", (int) k);
     return NULL;
   }
-  if (!sam2_backend_available (SAM2_BACKEND_CUDA, error))
-    return NULL;
 #ifdef SAM2_HAVE_CUDA
+  /* sam2_backend_cuda_new probes for a device itself and fails with the probe's error */
   Sam2Backend *b = sam2_backend_cuda_new (p, error);
   if (b != NULL)
     *description = g_strdup_printf ("cuda %s%s, %s", quantized ? "w4a8 + " : "",
@@ -325,7 +329,7 @@ make_backend (const Sam2SessionOptions *o, gboolean quantized, Sam2BackendKind *
                                     sam2_backend_cuda_device_name (b));
   return b;
 #else
-  g_assert_not_reached ();
+  sam2_backend_available (SAM2_BACKEND_CUDA, error);   /* FALSE: says this build has no CUDA */
   return NULL;
 #endif
 }
