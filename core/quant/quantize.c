@@ -331,9 +331,28 @@ static_act_params (const Sam2LayerStats *st, const float *s, Sam2QuantLinear *q)
   }
 }
 
-double
-sam2_quant_layer_error (const Sam2Linear *l, const Sam2QuantLinear *q, const float *x, int m,
-                        const float *folded_s)
+/* The float layer's outputs without bias, x (m, k) W^T summed in double: (m, n). The bias is
+ * carried exactly by both sides of an error, so it is left out. */
+static float *
+float_outputs (const Sam2Linear *l, const float *x, int m)
+{
+  const int n = l->out_features, k = l->in_features;
+  float *yf = g_new (float, (size_t) MAX (m, 1) * n);
+  for (int r = 0; r < m; r++)
+    for (int o = 0; o < n; o++) {
+      double acc = 0.0;
+      for (int j = 0; j < k; j++)
+        acc += (double) x[(size_t) r * k + j] * l->weight[(size_t) o * k + j];
+      yf[(size_t) r * n + o] = (float) acc;
+    }
+  return yf;
+}
+
+/* sam2_quant_layer_error against the float outputs yf = float_outputs (l, x, m), which depend
+ * on the layer and its rows only: computed once for every quantization tried on them. */
+static double
+layer_error (const Sam2Linear *l, const Sam2QuantLinear *q, const float *x, int m,
+             const float *folded_s, const float *yf)
 {
   if (m <= 0)
     return NAN;
@@ -343,15 +362,7 @@ sam2_quant_layer_error (const Sam2Linear *l, const Sam2QuantLinear *q, const flo
     for (int r = 0; r < m; r++)
       for (int j = 0; j < k; j++)
         xin[(size_t) r * k + j] /= folded_s[j];
-  float *yf = g_new (float, (size_t) m * n), *yq = g_new (float, (size_t) m * n);
-  /* float layer without bias: the bias is carried exactly by both */
-  for (int r = 0; r < m; r++)
-    for (int o = 0; o < n; o++) {
-      double acc = 0.0;
-      for (int j = 0; j < k; j++)
-        acc += (double) x[(size_t) r * k + j] * l->weight[(size_t) o * k + j];
-      yf[(size_t) r * n + o] = (float) acc;
-    }
+  float *yq = g_new (float, (size_t) m * n);
   Sam2QuantLinear tmp = *q;
   tmp.bias = NULL;
   tmp.kernel = NULL;
@@ -365,9 +376,20 @@ sam2_quant_layer_error (const Sam2Linear *l, const Sam2QuantLinear *q, const flo
   }
   g_free (scratch);
   g_free (xin);
-  g_free (yf);
   g_free (yq);
   return sqrt (num) / fmax (sqrt (den), 1e-30);
+}
+
+double
+sam2_quant_layer_error (const Sam2Linear *l, const Sam2QuantLinear *q, const float *x, int m,
+                        const float *folded_s)
+{
+  if (m <= 0)
+    return NAN;
+  float *yf = float_outputs (l, x, m);
+  const double e = layer_error (l, q, x, m, folded_s, yf);
+  g_free (yf);
+  return e;
 }
 
 /* The layer's weight times s per input channel (W s), or a copy of it when s is NULL. */
@@ -395,7 +417,7 @@ smooth_inverse (const float *s, int k)
 /* A layer quantized with RTN only (no low rank), for the report and the alpha search. */
 static double
 rtn_error (const Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st,
-           const float *s, gboolean folded)
+           const float *s, gboolean folded, const float *yf)
 {
   const int n = l->out_features, k = l->in_features;
   float *w = smoothed_weight (l, s);
@@ -406,7 +428,7 @@ rtn_error (const Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *s
   q.act = act_mode_for (c, l);
   q.smooth_inv = s != NULL && !folded ? smooth_inverse (s, k) : NULL;
   static_act_params (st, s, &q);
-  double e = sam2_quant_layer_error (l, &q, st->samples, st->n_samples, folded ? s : NULL);
+  double e = layer_error (l, &q, st->samples, st->n_samples, folded ? s : NULL, yf);
   sam2_w4_clear (&q.w);
   g_free (q.smooth_inv);
   g_free (w);
@@ -478,8 +500,10 @@ quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st
   }
   if (ok) {
     rep->rank = q->rank;
-    rep->error = sam2_quant_layer_error (l, q, st->samples, st->n_samples, folded ? s : NULL);
-    rep->rtn_error = rtn_error (c, l, st, s, folded);
+    float *yf = float_outputs (l, st->samples, st->n_samples);
+    rep->error = layer_error (l, q, st->samples, st->n_samples, folded ? s : NULL, yf);
+    rep->rtn_error = rtn_error (c, l, st, s, folded, yf);
+    g_free (yf);
   } else {
     g_prefix_error (error, "%s: ", l->name);
   }
@@ -548,14 +572,16 @@ smoothing_groups (Sam2Calibrator *c)
   return groups;
 }
 
+/* yf: each member's float_outputs on its samples (NULL for a member not quantized). */
 static double
-group_error (Sam2Calibrator *c, const SmoothGroup *g, const float *s, gboolean folded)
+group_error (Sam2Calibrator *c, const SmoothGroup *g, const float *s, gboolean folded,
+             float *const *yf)
 {
   double e = 0.0;
   for (int i = 0; i < g->n_members; i++) {
     const Sam2LayerStats *st = sam2_observers_get (c->obs, g->members[i]);
     if (st != NULL)
-      e += rtn_error (c, g->members[i], st, s, folded);
+      e += rtn_error (c, g->members[i], st, s, folded, yf[i]);
   }
   return e;
 }
@@ -589,17 +615,25 @@ smooth_group (Sam2Calibrator *c, SmoothGroup *g)
     return;
   }
   float *trial = g_new (float, k);
+  float *yf[G_N_ELEMENTS (g->members)] = { NULL };
+  for (int i = 0; i < g->n_members; i++) {
+    const Sam2LayerStats *mst = sam2_observers_get (c->obs, g->members[i]);
+    if (mst != NULL)
+      yf[i] = float_outputs (g->members[i], mst->samples, mst->n_samples);
+  }
   double best = INFINITY;
   for (int i = 0; i <= sr->grid; i++) {
     const double alpha = (double) i / sr->grid;
     sam2_smooth_scales (st->absmax, k, weights, rows, g->n_members, alpha, trial);
-    const double e = group_error (c, g, trial, folded);
+    const double e = group_error (c, g, trial, folded, yf);
     if (e < best) {
       best = e;
       g->alpha = alpha;
       memcpy (g->s, trial, sizeof (float) * k);
     }
   }
+  for (int i = 0; i < g->n_members; i++)
+    g_free (yf[i]);
   g_free (trial);
 }
 
