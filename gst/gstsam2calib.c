@@ -101,6 +101,7 @@
 #endif
 
 #include "gstsam2calib.h"
+#include "gstsam2util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -214,7 +215,7 @@ struct _GstSam2Calib
 G_DEFINE_TYPE (GstSam2Calib, gst_sam2_calib, GST_TYPE_BASE_SINK);
 GST_ELEMENT_REGISTER_DEFINE (sam2calib, "sam2calib", GST_RANK_NONE, GST_TYPE_SAM2_CALIB);
 
-#define SAM2_CALIB_FORMATS "{ RGB, RGBA, RGBx, BGR, BGRA, BGRx, NV12, I420 }"
+#define SAM2_CALIB_FORMATS "{ " GST_SAM2_RGB_FORMATS ", NV12, I420 }"
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS,
@@ -566,48 +567,28 @@ gst_sam2_calib_set_caps (GstBaseSink * sink, GstCaps * caps)
   g_clear_pointer (&self->converter, gst_video_converter_free);
   gst_clear_buffer (&self->rgb);
   f = GST_VIDEO_INFO_FORMAT (&info);
-  switch (f) {
-    case GST_VIDEO_FORMAT_RGB:
-      self->format = SAM2_PIXEL_FORMAT_RGB;
-      break;
-    case GST_VIDEO_FORMAT_RGBA:
-      self->format = SAM2_PIXEL_FORMAT_RGBA;
-      break;
-    case GST_VIDEO_FORMAT_RGBx:
-      self->format = SAM2_PIXEL_FORMAT_RGBX;
-      break;
-    case GST_VIDEO_FORMAT_BGR:
-      self->format = SAM2_PIXEL_FORMAT_BGR;
-      break;
-    case GST_VIDEO_FORMAT_BGRA:
-      self->format = SAM2_PIXEL_FORMAT_BGRA;
-      break;
-    case GST_VIDEO_FORMAT_BGRx:
-      self->format = SAM2_PIXEL_FORMAT_BGRX;
-      break;
-    case GST_VIDEO_FORMAT_NV12:
-    case GST_VIDEO_FORMAT_I420:
-      /* the core reads packed RGB only: YUV goes through one converter and one buffer,
-       * both made here, once per caps */
-      gst_video_info_set_format (&self->rgb_info, GST_VIDEO_FORMAT_RGB,
-          GST_VIDEO_INFO_WIDTH (&info), GST_VIDEO_INFO_HEIGHT (&info));
-      /* the converter scales nothing and insists on equal rates and interlacing */
-      GST_VIDEO_INFO_FPS_N (&self->rgb_info) = GST_VIDEO_INFO_FPS_N (&info);
-      GST_VIDEO_INFO_FPS_D (&self->rgb_info) = GST_VIDEO_INFO_FPS_D (&info);
-      GST_VIDEO_INFO_PAR_N (&self->rgb_info) = GST_VIDEO_INFO_PAR_N (&info);
-      GST_VIDEO_INFO_PAR_D (&self->rgb_info) = GST_VIDEO_INFO_PAR_D (&info);
-      GST_VIDEO_INFO_INTERLACE_MODE (&self->rgb_info) = GST_VIDEO_INFO_INTERLACE_MODE (&info);
-      self->converter = gst_video_converter_new (&info, &self->rgb_info, NULL);
-      if (self->converter == NULL) {
-        GST_ERROR_OBJECT (self, "no conversion from %s to RGB", GST_VIDEO_INFO_NAME (&info));
-        return FALSE;
-      }
-      self->rgb = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&self->rgb_info), NULL);
-      self->format = SAM2_PIXEL_FORMAT_RGB;
-      break;
-    default:
+  if (!gst_sam2_pixel_format_from_video (f, &self->format)) {
+    if (f != GST_VIDEO_FORMAT_NV12 && f != GST_VIDEO_FORMAT_I420) {
       GST_ERROR_OBJECT (self, "unsupported format in %" GST_PTR_FORMAT, caps);
       return FALSE;
+    }
+    /* the core reads packed RGB only: YUV goes through one converter and one buffer,
+     * both made here, once per caps */
+    gst_video_info_set_format (&self->rgb_info, GST_VIDEO_FORMAT_RGB,
+        GST_VIDEO_INFO_WIDTH (&info), GST_VIDEO_INFO_HEIGHT (&info));
+    /* the converter scales nothing and insists on equal rates and interlacing */
+    GST_VIDEO_INFO_FPS_N (&self->rgb_info) = GST_VIDEO_INFO_FPS_N (&info);
+    GST_VIDEO_INFO_FPS_D (&self->rgb_info) = GST_VIDEO_INFO_FPS_D (&info);
+    GST_VIDEO_INFO_PAR_N (&self->rgb_info) = GST_VIDEO_INFO_PAR_N (&info);
+    GST_VIDEO_INFO_PAR_D (&self->rgb_info) = GST_VIDEO_INFO_PAR_D (&info);
+    GST_VIDEO_INFO_INTERLACE_MODE (&self->rgb_info) = GST_VIDEO_INFO_INTERLACE_MODE (&info);
+    self->converter = gst_video_converter_new (&info, &self->rgb_info, NULL);
+    if (self->converter == NULL) {
+      GST_ERROR_OBJECT (self, "no conversion from %s to RGB", GST_VIDEO_INFO_NAME (&info));
+      return FALSE;
+    }
+    self->rgb = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&self->rgb_info), NULL);
+    self->format = SAM2_PIXEL_FORMAT_RGB;
   }
   self->info = info;
   GST_DEBUG_OBJECT (self, "%dx%d %s%s", GST_VIDEO_INFO_WIDTH (&info),

@@ -31,6 +31,7 @@
 
 #include "gstsam2overlay.h"
 #include "gstsam2meta.h"
+#include "gstsam2util.h"
 
 #include "overlay.h"
 
@@ -69,7 +70,7 @@ G_DEFINE_TYPE (GstSam2Overlay, gst_sam2_overlay, GST_TYPE_VIDEO_FILTER);
 GST_ELEMENT_REGISTER_DEFINE (sam2overlay, "sam2overlay", GST_RANK_NONE,
     GST_TYPE_SAM2_OVERLAY);
 
-#define SAM2_OVERLAY_CAPS GST_VIDEO_CAPS_MAKE ("{ RGB, RGBA, RGBx, BGR, BGRA, BGRx }")
+#define SAM2_OVERLAY_CAPS GST_VIDEO_CAPS_MAKE ("{ " GST_SAM2_RGB_FORMATS " }")
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS (SAM2_OVERLAY_CAPS));
@@ -83,28 +84,9 @@ gst_sam2_overlay_set_info (GstVideoFilter * filter, GstCaps * incaps, GstVideoIn
 {
   GstSam2Overlay *self = GST_SAM2_OVERLAY (filter);
 
-  switch (GST_VIDEO_INFO_FORMAT (in_info)) {
-    case GST_VIDEO_FORMAT_RGB:
-      self->format = SAM2_PIXEL_FORMAT_RGB;
-      break;
-    case GST_VIDEO_FORMAT_RGBA:
-      self->format = SAM2_PIXEL_FORMAT_RGBA;
-      break;
-    case GST_VIDEO_FORMAT_RGBx:
-      self->format = SAM2_PIXEL_FORMAT_RGBX;
-      break;
-    case GST_VIDEO_FORMAT_BGR:
-      self->format = SAM2_PIXEL_FORMAT_BGR;
-      break;
-    case GST_VIDEO_FORMAT_BGRA:
-      self->format = SAM2_PIXEL_FORMAT_BGRA;
-      break;
-    case GST_VIDEO_FORMAT_BGRx:
-      self->format = SAM2_PIXEL_FORMAT_BGRX;
-      break;
-    default:
-      GST_ERROR_OBJECT (self, "unsupported format in %" GST_PTR_FORMAT, incaps);
-      return FALSE;
+  if (!gst_sam2_pixel_format_from_video (GST_VIDEO_INFO_FORMAT (in_info), &self->format)) {
+    GST_ERROR_OBJECT (self, "unsupported format in %" GST_PTR_FORMAT, incaps);
+    return FALSE;
   }
   return TRUE;
 }

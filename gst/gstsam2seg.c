@@ -120,6 +120,7 @@
 #include "gstsam2seg.h"
 #include "gstsam2meta.h"
 #include "gstsam2prompts.h"
+#include "gstsam2util.h"
 
 #include <gst/video/video.h>
 #include <string.h>
@@ -264,7 +265,7 @@ struct _GstSam2Seg
 G_DEFINE_TYPE (GstSam2Seg, gst_sam2_seg, GST_TYPE_BASE_TRANSFORM);
 GST_ELEMENT_REGISTER_DEFINE (sam2seg, "sam2seg", GST_RANK_NONE, GST_TYPE_SAM2_SEG);
 
-#define SAM2_SEG_FORMATS "{ RGB, RGBA, RGBx, BGR, BGRA, BGRx }"
+#define SAM2_SEG_FORMATS "{ " GST_SAM2_RGB_FORMATS " }"
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS,
@@ -955,28 +956,9 @@ gst_sam2_seg_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * out
     GST_ERROR_OBJECT (self, "invalid caps %" GST_PTR_FORMAT, incaps);
     return FALSE;
   }
-  switch (GST_VIDEO_INFO_FORMAT (&info)) {
-    case GST_VIDEO_FORMAT_RGB:
-      self->format = SAM2_PIXEL_FORMAT_RGB;
-      break;
-    case GST_VIDEO_FORMAT_RGBA:
-      self->format = SAM2_PIXEL_FORMAT_RGBA;
-      break;
-    case GST_VIDEO_FORMAT_RGBx:
-      self->format = SAM2_PIXEL_FORMAT_RGBX;
-      break;
-    case GST_VIDEO_FORMAT_BGR:
-      self->format = SAM2_PIXEL_FORMAT_BGR;
-      break;
-    case GST_VIDEO_FORMAT_BGRA:
-      self->format = SAM2_PIXEL_FORMAT_BGRA;
-      break;
-    case GST_VIDEO_FORMAT_BGRx:
-      self->format = SAM2_PIXEL_FORMAT_BGRX;
-      break;
-    default:
-      GST_ERROR_OBJECT (self, "unsupported format in %" GST_PTR_FORMAT, incaps);
-      return FALSE;
+  if (!gst_sam2_pixel_format_from_video (GST_VIDEO_INFO_FORMAT (&info), &self->format)) {
+    GST_ERROR_OBJECT (self, "unsupported format in %" GST_PTR_FORMAT, incaps);
+    return FALSE;
   }
 
   GST_OBJECT_LOCK (self);

@@ -1,0 +1,25 @@
+/* GStreamer SAM2 plugin
+ *
+ * gstsam2util.h: what sam2seg, sam2overlay and sam2calib share.
+ */
+#ifndef __GST_SAM2_UTIL_H__
+#define __GST_SAM2_UTIL_H__
+
+#include <gst/gst.h>
+#include <gst/video/video.h>
+
+#include "sam2.h"
+
+G_BEGIN_DECLS
+
+/* The packed RGB video formats the core reads directly (Sam2PixelFormat), for caps strings:
+ * GST_VIDEO_CAPS_MAKE ("{ " GST_SAM2_RGB_FORMATS " }"). */
+#define GST_SAM2_RGB_FORMATS "RGB, RGBA, RGBx, BGR, BGRA, BGRx"
+
+/* The core's pixel format for a packed RGB video format; FALSE for any other format. */
+gboolean gst_sam2_pixel_format_from_video (GstVideoFormat format, Sam2PixelFormat * out);
+
+
+G_END_DECLS
+
+#endif /* __GST_SAM2_UTIL_H__ */
