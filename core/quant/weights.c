@@ -233,23 +233,3 @@ out:
   g_free (order);
   return ok;
 }
-
-double
-sam2_weight_output_error (const float *x, int m, const float *w, const float *v, int n, int k)
-{
-  float *d = g_new (float, (size_t) n * k);
-  for (size_t i = 0; i < (size_t) n * k; i++)
-    d[i] = w[i] - v[i];
-  float *yw = g_new (float, (size_t) m * n), *yd = g_new (float, (size_t) m * n);
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, 0.0f, yw, n);
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, d, k, 0.0f, yd, n);
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < (size_t) m * n; i++) {
-    num += (double) yd[i] * yd[i];
-    den += (double) yw[i] * yw[i];
-  }
-  g_free (d);
-  g_free (yw);
-  g_free (yd);
-  return sqrt (num) / fmax (sqrt (den), 1e-30);
-}

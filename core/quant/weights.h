@@ -34,10 +34,6 @@ void sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights);
 gboolean sam2_w4_quantize_gptq (Sam2W4 *w, const float *weights, const double *hessian,
                                 const Sam2WeightRecipe *recipe, GError **error);
 
-/* ||X W^T - X V^T||_F / ||X W^T||_F for rows X (m, k): the output error of replacing W by V. */
-double sam2_weight_output_error (const float *x, int m, const float *w, const float *v, int n,
-                                 int k);
-
 /* F16 round trip of a float (what a value becomes once stored as F16). */
 float sam2_round_f16 (float v);
 
