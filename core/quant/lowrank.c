@@ -18,8 +18,8 @@ gboolean
 sam2_lowrank_factor (const float *m, int n, int k, int rank, int slice_rows, float *up,
                      float *down, GError **error)
 {
-  const int slices = n / slice_rows, r = MIN (rank, MIN (slice_rows, k));
-  const int r_total = slices * r, mn = MIN (slice_rows, k);
+  const int slices = n / slice_rows, mn = MIN (slice_rows, k), r = MIN (rank, mn);
+  const int r_total = sam2_lowrank_total_rank (n, k, rank, slice_rows);
   double *a = g_new (double, (size_t) slice_rows * k);
   double *s = g_new (double, mn), *u = g_new (double, (size_t) slice_rows * mn);
   double *vt = g_new (double, (size_t) mn * k);
