@@ -6,12 +6,12 @@
  * shapes are encoded once. A mask is decoded to pixels here only when its box or point must be
  * computed from it, into one scratch buffer per sample. */
 #include "datasets.h"
+#include "image-io-gst.h"
 
 #include <string.h>
 
 #include <gst/app/gstappsink.h>
 #include <gst/gst.h>
-#include <gst/video/video.h>
 #include <json-glib/json-glib.h>
 
 #include "sam2.h"
@@ -969,13 +969,9 @@ sa1b_next (Sam2qDataset *ds, Sam2qSample *sample, GError **error)
 
 /* ---- video ------------------------------------------------------------------------------ */
 
-/* Posted when decodebin has found all streams and none is video. */
-#define NO_VIDEO_MESSAGE "sam2q-dataset-no-video"
-
 typedef struct {
-  GstElement *pipeline, *convert, *sink;
-  GMutex lock;                             /* decodebin's signals come from streaming threads */
-  gboolean linked;
+  Sam2qVideoLink link;                     /* pipeline and videoconvert */
+  GstElement *sink;
   int decoded;                             /* frames pulled from the decoder so far */
   gboolean finished;
 } VideoData;
@@ -985,64 +981,12 @@ video_free (gpointer data)
 {
   VideoData *v = data;
   /* Going to NULL joins the streaming threads, so no signal can still reach `v`. */
-  if (v->pipeline != NULL) {
-    gst_element_set_state (v->pipeline, GST_STATE_NULL);
-    gst_object_unref (v->pipeline);
+  if (v->link.pipeline != NULL) {
+    gst_element_set_state (v->link.pipeline, GST_STATE_NULL);
+    gst_object_unref (v->link.pipeline);
   }
-  g_mutex_clear (&v->lock);
+  g_mutex_clear (&v->link.lock);
   g_free (v);
-}
-
-static gboolean
-pad_is_video (GstPad *pad)
-{
-  GstCaps *caps = gst_pad_get_current_caps (pad);
-  if (caps == NULL)
-    caps = gst_pad_query_caps (pad, NULL);
-  gboolean video = !gst_caps_is_empty (caps) && !gst_caps_is_any (caps) &&
-                   g_str_has_prefix (gst_structure_get_name (gst_caps_get_structure (caps, 0)),
-                                     "video/");
-  gst_caps_unref (caps);
-  return video;
-}
-
-static void
-on_pad_added (GstElement *decodebin, GstPad *pad, VideoData *v)
-{
-  if (pad_is_video (pad)) {
-    g_mutex_lock (&v->lock);
-    gboolean take = !v->linked;
-    if (take) {
-      GstPad *sink = gst_element_get_static_pad (v->convert, "sink");
-      v->linked = gst_pad_link (pad, sink) == GST_PAD_LINK_OK;
-      gst_object_unref (sink);
-    }
-    g_mutex_unlock (&v->lock);
-    if (take)
-      return;
-  }
-  /* Other streams are drained: left unlinked they could stop decodebin with not-linked. */
-  GstElement *sink = gst_element_factory_make ("fakesink", NULL);
-  if (sink == NULL)
-    return;
-  g_object_set (sink, "sync", FALSE, "async", FALSE, NULL);
-  gst_bin_add (GST_BIN (v->pipeline), sink);
-  GstPad *sinkpad = gst_element_get_static_pad (sink, "sink");
-  gst_pad_link (pad, sinkpad);
-  gst_object_unref (sinkpad);
-  gst_element_sync_state_with_parent (sink);
-}
-
-static void
-on_no_more_pads (GstElement *decodebin, VideoData *v)
-{
-  g_mutex_lock (&v->lock);
-  gboolean linked = v->linked;
-  g_mutex_unlock (&v->lock);
-  if (!linked) {
-    GstStructure *s = gst_structure_new_empty (NO_VIDEO_MESSAGE);
-    gst_element_post_message (decodebin, gst_message_new_application (GST_OBJECT (decodebin), s));
-  }
 }
 
 static void
@@ -1089,10 +1033,10 @@ video_build (VideoData *v, const char *path, GError **error)
         gst_object_unref (gst_object_ref_sink (e[j]));
       return FALSE;
     }
-  v->pipeline = gst_pipeline_new ("sam2q-video-dataset");
-  v->convert = e[2];
+  v->link.pipeline = gst_pipeline_new ("sam2q-video-dataset");
+  v->link.convert = e[2];
   v->sink = e[4];
-  gst_bin_add_many (GST_BIN (v->pipeline), e[0], e[1], e[2], e[3], e[4], NULL);
+  gst_bin_add_many (GST_BIN (v->link.pipeline), e[0], e[1], e[2], e[3], e[4], NULL);
   g_object_set (e[0], "location", path, NULL);
   GstCaps *caps = gst_caps_new_simple ("video/x-raw", "format", G_TYPE_STRING, "RGB", NULL);
   g_object_set (e[3], "caps", caps, NULL);
@@ -1100,8 +1044,7 @@ video_build (VideoData *v, const char *path, GError **error)
   /* Not synchronised to the clock: frames come as fast as they are asked for; two in flight
    * bound the memory whatever the video's length. */
   g_object_set (e[4], "sync", FALSE, "max-buffers", 2, "drop", FALSE, NULL);
-  g_signal_connect (e[1], "pad-added", G_CALLBACK (on_pad_added), v);
-  g_signal_connect (e[1], "no-more-pads", G_CALLBACK (on_no_more_pads), v);
+  sam2q_video_link_connect (&v->link, e[1]);
   if (!gst_element_link (e[0], e[1]) || !gst_element_link_many (e[2], e[3], e[4], NULL)) {
     g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_VIDEO,
                  "video dataset: cannot link the decoding pipeline");
@@ -1115,7 +1058,7 @@ static gboolean
 video_open (Sam2qDataset *ds, GError **error)
 {
   VideoData *v = g_new0 (VideoData, 1);
-  g_mutex_init (&v->lock);
+  g_mutex_init (&v->link.lock);
   ds->data = v;
   ds->options.frame_stride = MAX (ds->options.frame_stride, 1);
   char *display = g_filename_display_name (ds->path);
@@ -1133,8 +1076,8 @@ video_open (Sam2qDataset *ds, GError **error)
   if (!video_build (v, ds->path, error))
     goto out;
 
-  GstBus *bus = gst_element_get_bus (v->pipeline);
-  gst_element_set_state (v->pipeline, GST_STATE_PAUSED);
+  GstBus *bus = gst_element_get_bus (v->link.pipeline);
+  gst_element_set_state (v->link.pipeline, GST_STATE_PAUSED);
   GstMessage *msg = gst_bus_timed_pop_filtered (bus, VIDEO_TIMEOUT,
                                                 GST_MESSAGE_ASYNC_DONE | GST_MESSAGE_ERROR |
                                                 GST_MESSAGE_APPLICATION);
@@ -1145,7 +1088,7 @@ video_open (Sam2qDataset *ds, GError **error)
   else if (GST_MESSAGE_TYPE (msg) != GST_MESSAGE_ASYNC_DONE)
     set_video_error (error, display, msg);
   else
-    ok = gst_element_set_state (v->pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE;
+    ok = gst_element_set_state (v->link.pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE;
   if (msg != NULL)
     gst_message_unref (msg);
   gst_object_unref (bus);
@@ -1155,28 +1098,6 @@ video_open (Sam2qDataset *ds, GError **error)
 out:
   g_free (display);
   return ok;
-}
-
-static Sam2qImage *
-image_from_sample (GstSample *sample)
-{
-  GstVideoInfo info;
-  GstVideoFrame frame;
-  if (!gst_video_info_from_caps (&info, gst_sample_get_caps (sample)) ||
-      !gst_video_frame_map (&frame, &info, gst_sample_get_buffer (sample), GST_MAP_READ))
-    return NULL;
-  Sam2qImage *image = g_new0 (Sam2qImage, 1);
-  image->width = GST_VIDEO_INFO_WIDTH (&info);
-  image->height = GST_VIDEO_INFO_HEIGHT (&info);
-  image->stride = GST_ROUND_UP_4 (image->width * 3);
-  image->pixels = g_malloc0 ((size_t) image->stride * image->height);
-  const guint8 *src = GST_VIDEO_FRAME_PLANE_DATA (&frame, 0);
-  const int src_stride = GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0);
-  for (int y = 0; y < image->height; y++)
-    memcpy (image->pixels + (size_t) y * image->stride, src + (size_t) y * src_stride,
-            (size_t) image->width * 3);
-  gst_video_frame_unmap (&frame);
-  return image;
 }
 
 static double
@@ -1198,7 +1119,7 @@ video_pull (Sam2qDataset *ds, VideoData *v, GError **error)
   if (sample != NULL || gst_app_sink_is_eos (GST_APP_SINK (v->sink)))
     return sample;
   char *display = g_filename_display_name (ds->path);
-  GstBus *bus = gst_element_get_bus (v->pipeline);
+  GstBus *bus = gst_element_get_bus (v->link.pipeline);
   GstMessage *msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
   if (msg != NULL) {
     set_video_error (error, display, msg);
@@ -1240,7 +1161,8 @@ video_next (Sam2qDataset *ds, Sam2qSample *sample, GError **error)
   sample->image_id = number;
   sample->name = g_strdup_printf ("frame-%06d", number);
   sample->timestamp = sample_seconds (frame);
-  sample->image = image_from_sample (frame);
+  /* The reason is said below; image-io's own words would name the video file, not the frame. */
+  sample->image = sam2q_image_from_sample (frame, "a video frame", NULL);
   gst_sample_unref (frame);
   if (sample->image == NULL) {
     g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_VIDEO,

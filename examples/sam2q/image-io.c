@@ -10,7 +10,7 @@
  * Pipelines are built element by element rather than with gst_parse_launch so that file names
  * reach filesrc / filesink verbatim (spaces, quotes and '!' need no escaping). Every wait on the
  * bus is bounded, so a damaged file or a stuck decoder produces an error instead of a hang. */
-#include "image-io.h"
+#include "image-io-gst.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,14 +75,9 @@ make_element (const char *factory, const char *package, GError **error)
 
 /* ---- loading ----------------------------------------------------------------------------- */
 
-/* Posted by on_no_more_pads when the file has streams but none of them is video. */
-#define NO_VIDEO_MESSAGE "sam2q-no-video-stream"
-
 typedef struct {
-  GstElement *pipeline;
-  GstElement *convert;         /* the first video pad of decodebin is linked here */
+  Sam2qVideoLink video;        /* pipeline and videoconvert */
   GMutex lock;                 /* decodebin's signals arrive on streaming threads */
-  gboolean video_linked;
   char *unknown_type;          /* media type decodebin found no decoder for, if any */
 } LoadContext;
 
@@ -120,17 +115,17 @@ pad_is_video (GstPad *pad)
 }
 
 static void
-on_pad_added (GstElement *decodebin, GstPad *pad, LoadContext *ctx)
+on_pad_added (GstElement *decodebin, GstPad *pad, Sam2qVideoLink *link)
 {
   if (pad_is_video (pad)) {
-    g_mutex_lock (&ctx->lock);
-    gboolean take = !ctx->video_linked;
+    g_mutex_lock (&link->lock);
+    gboolean take = !link->linked;
     if (take) {
-      GstPad *sink = gst_element_get_static_pad (ctx->convert, "sink");
-      ctx->video_linked = gst_pad_link (pad, sink) == GST_PAD_LINK_OK;
+      GstPad *sink = gst_element_get_static_pad (link->convert, "sink");
+      link->linked = gst_pad_link (pad, sink) == GST_PAD_LINK_OK;
       gst_object_unref (sink);
     }
-    g_mutex_unlock (&ctx->lock);
+    g_mutex_unlock (&link->lock);
     if (take)
       return;
   }
@@ -141,7 +136,7 @@ on_pad_added (GstElement *decodebin, GstPad *pad, LoadContext *ctx)
   if (sink == NULL)
     return;
   g_object_set (sink, "sync", FALSE, "async", FALSE, NULL);
-  gst_bin_add (GST_BIN (ctx->pipeline), sink);
+  gst_bin_add (GST_BIN (link->pipeline), sink);
   GstPad *sinkpad = gst_element_get_static_pad (sink, "sink");
   gst_pad_link (pad, sinkpad);
   gst_object_unref (sinkpad);
@@ -149,16 +144,23 @@ on_pad_added (GstElement *decodebin, GstPad *pad, LoadContext *ctx)
 }
 
 static void
-on_no_more_pads (GstElement *decodebin, LoadContext *ctx)
+on_no_more_pads (GstElement *decodebin, Sam2qVideoLink *link)
 {
-  g_mutex_lock (&ctx->lock);
-  gboolean video = ctx->video_linked;
-  g_mutex_unlock (&ctx->lock);
+  g_mutex_lock (&link->lock);
+  gboolean video = link->linked;
+  g_mutex_unlock (&link->lock);
   /* Without a video stream appsink never prerolls; say so on the bus instead of timing out. */
-  if (!video)
-    gst_element_post_message (decodebin,
-                              gst_message_new_application (GST_OBJECT (decodebin),
-                                                           gst_structure_new_empty (NO_VIDEO_MESSAGE)));
+  if (!video) {
+    GstStructure *s = gst_structure_new_empty (SAM2Q_NO_VIDEO_MESSAGE);
+    gst_element_post_message (decodebin, gst_message_new_application (GST_OBJECT (decodebin), s));
+  }
+}
+
+void
+sam2q_video_link_connect (Sam2qVideoLink *link, GstElement *decodebin)
+{
+  g_signal_connect (decodebin, "pad-added", G_CALLBACK (on_pad_added), link);
+  g_signal_connect (decodebin, "no-more-pads", G_CALLBACK (on_no_more_pads), link);
 }
 
 /* Stops the pipeline and frees the context. Going to NULL joins the streaming threads, so no
@@ -166,11 +168,12 @@ on_no_more_pads (GstElement *decodebin, LoadContext *ctx)
 static void
 load_context_free (LoadContext *ctx)
 {
-  if (ctx->pipeline != NULL) {
-    gst_element_set_state (ctx->pipeline, GST_STATE_NULL);
-    gst_object_unref (ctx->pipeline);
+  if (ctx->video.pipeline != NULL) {
+    gst_element_set_state (ctx->video.pipeline, GST_STATE_NULL);
+    gst_object_unref (ctx->video.pipeline);
   }
   g_free (ctx->unknown_type);
+  g_mutex_clear (&ctx->video.lock);
   g_mutex_clear (&ctx->lock);
   g_free (ctx);
 }
@@ -271,7 +274,7 @@ typedef enum { PREROLLED, FAILED, TIMED_OUT } PrerollOutcome;
 static PrerollOutcome
 wait_for_preroll (LoadContext *ctx, const char *display, char **last_warning, GError **error)
 {
-  GstBus *bus = gst_element_get_bus (ctx->pipeline);
+  GstBus *bus = gst_element_get_bus (ctx->video.pipeline);
   const GstMessageType wanted = GST_MESSAGE_ASYNC_DONE | GST_MESSAGE_ERROR |
                                 GST_MESSAGE_WARNING | GST_MESSAGE_APPLICATION;
   const gint64 deadline = g_get_monotonic_time () + LOAD_TIMEOUT / GST_USECOND;
@@ -294,7 +297,7 @@ wait_for_preroll (LoadContext *ctx, const char *display, char **last_warning, GE
     switch (GST_MESSAGE_TYPE (msg)) {
     case GST_MESSAGE_ASYNC_DONE:
       /* Bins aggregate their children's async messages, but check it is the pipeline's own. */
-      if (GST_MESSAGE_SRC (msg) == GST_OBJECT (ctx->pipeline)) {
+      if (GST_MESSAGE_SRC (msg) == GST_OBJECT (ctx->video.pipeline)) {
         outcome = PREROLLED;
         done = TRUE;
       }
@@ -320,7 +323,7 @@ wait_for_preroll (LoadContext *ctx, const char *display, char **last_warning, GE
       break;
     }
     case GST_MESSAGE_APPLICATION:
-      if (gst_message_has_name (msg, NO_VIDEO_MESSAGE)) {
+      if (gst_message_has_name (msg, SAM2Q_NO_VIDEO_MESSAGE)) {
         g_set_error (error, SAM2Q_IMAGE_ERROR, SAM2Q_IMAGE_ERROR_UNSUPPORTED,
                      "cannot decode %s: the file holds no picture (no video stream)", display);
         done = TRUE;
@@ -335,10 +338,8 @@ wait_for_preroll (LoadContext *ctx, const char *display, char **last_warning, GE
   return outcome;
 }
 
-/* Copies the RGB frame of `sample` into a new Sam2qImage laid out as GStreamer lays out RGB
- * (rows padded to 4 bytes), whatever stride the decoder's buffer had. */
-static Sam2qImage *
-image_from_sample (GstSample *sample, const char *display, GError **error)
+Sam2qImage *
+sam2q_image_from_sample (GstSample *sample, const char *display, GError **error)
 {
   GstVideoInfo info;
   GstCaps *caps = gst_sample_get_caps (sample);
@@ -401,20 +402,22 @@ sam2q_image_load (const char *path, GError **error)
 
   LoadContext *ctx = g_new0 (LoadContext, 1);
   g_mutex_init (&ctx->lock);
+  g_mutex_init (&ctx->video.lock);
   GstElement *src = NULL, *decode = NULL, *sink = NULL;
   if ((src = make_element ("filesrc", "gstreamer1.0 (core elements)", error)) == NULL ||
       (decode = make_element ("decodebin", "gstreamer1.0-plugins-base", error)) == NULL ||
-      (ctx->convert = make_element ("videoconvert", "gstreamer1.0-plugins-base", error)) == NULL ||
+      (ctx->video.convert = make_element ("videoconvert", "gstreamer1.0-plugins-base", error)) ==
+          NULL ||
       (sink = make_element ("appsink", "gstreamer1.0-plugins-base", error)) == NULL) {
     /* Elements not yet in a bin are floating: sink them before dropping them. */
-    GstElement *made[] = { src, decode, ctx->convert, sink };
+    GstElement *made[] = { src, decode, ctx->video.convert, sink };
     for (size_t i = 0; i < G_N_ELEMENTS (made); i++)
       if (made[i] != NULL)
         gst_object_unref (gst_object_ref_sink (made[i]));
     goto out;
   }
 
-  ctx->pipeline = gst_pipeline_new ("sam2q-image-load");
+  ctx->video.pipeline = gst_pipeline_new ("sam2q-image-load");
   g_object_set (src, "location", path, NULL);
   GstCaps *rgb = gst_caps_new_simple ("video/x-raw", "format", G_TYPE_STRING, "RGB", NULL);
   /* Only the preroll sample is taken; keeping no last-sample avoids an extra reference to a
@@ -422,26 +425,25 @@ sam2q_image_load (const char *path, GError **error)
   g_object_set (sink, "caps", rgb, "sync", FALSE, "max-buffers", 1, "enable-last-sample", FALSE,
                 NULL);
   gst_caps_unref (rgb);
-  gst_bin_add_many (GST_BIN (ctx->pipeline), src, decode, ctx->convert, sink, NULL);
-  if (!gst_element_link (src, decode) || !gst_element_link (ctx->convert, sink)) {
+  gst_bin_add_many (GST_BIN (ctx->video.pipeline), src, decode, ctx->video.convert, sink, NULL);
+  if (!gst_element_link (src, decode) || !gst_element_link (ctx->video.convert, sink)) {
     g_set_error (error, SAM2Q_IMAGE_ERROR, SAM2Q_IMAGE_ERROR_GSTREAMER,
                  "cannot decode %s: could not link the decoding pipeline", display);
     goto out;
   }
   g_signal_connect (decode, "deep-element-added", G_CALLBACK (on_deep_element_added), NULL);
   g_signal_connect (decode, "unknown-type", G_CALLBACK (on_unknown_type), ctx);
-  g_signal_connect (decode, "pad-added", G_CALLBACK (on_pad_added), ctx);
-  g_signal_connect (decode, "no-more-pads", G_CALLBACK (on_no_more_pads), ctx);
+  sam2q_video_link_connect (&ctx->video, decode);
 
   /* A synchronous failure (filesrc cannot open the file) has already posted its error on the
    * bus, so the wait below reports it either way. */
-  gst_element_set_state (ctx->pipeline, GST_STATE_PAUSED);
+  gst_element_set_state (ctx->video.pipeline, GST_STATE_PAUSED);
   char *warning = NULL;
   PrerollOutcome outcome = wait_for_preroll (ctx, display, &warning, error);
   if (outcome == PREROLLED) {
     GstSample *sample = gst_app_sink_try_pull_preroll (GST_APP_SINK (sink), 0);
     if (sample != NULL) {
-      image = image_from_sample (sample, display, error);
+      image = sam2q_image_from_sample (sample, display, error);
       gst_sample_unref (sample);
     } else {
       /* Prerolled on EOS: the stream ended before any picture was decoded. */
@@ -457,7 +459,7 @@ sam2q_image_load (const char *path, GError **error)
     /* Whatever is stuck (a read from a stalled pipe or network file system, a decoder in a
      * loop) would block the state change to NULL as well; tear down on GStreamer's thread pool
      * so the caller gets its error now. The context goes with the pipeline. */
-    gst_element_call_async (ctx->pipeline, load_context_free_async, ctx, NULL);
+    gst_element_call_async (ctx->video.pipeline, load_context_free_async, ctx, NULL);
     ctx = NULL;
   }
 
