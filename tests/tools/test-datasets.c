@@ -10,6 +10,7 @@
 #include "sam2.h"
 #include "shapes.h"
 #include "test-support.h"
+#include "tmp-tree.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -20,25 +21,6 @@
 typedef struct {
   char *dir;                   /* a fresh directory per test case */
 } Fixture;
-
-static void
-remove_tree (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK)) {
-    GDir *dir = g_dir_open (path, 0, NULL);
-    const char *name;
-    while (dir != NULL && (name = g_dir_read_name (dir)) != NULL) {
-      char *child = g_build_filename (path, name, NULL);
-      remove_tree (child);
-      g_free (child);
-    }
-    if (dir != NULL)
-      g_dir_close (dir);
-    g_rmdir (path);
-  } else {
-    g_unlink (path);
-  }
-}
 
 static void
 fixture_set_up (Fixture *f, gconstpointer data)

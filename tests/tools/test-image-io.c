@@ -5,6 +5,7 @@
  * JPEG files are produced with GStreamer's own jpegenc and compared approximately. Every failure
  * must come back as a GError in SAM2Q_IMAGE_ERROR and leave no temporary file behind. */
 #include "image-io.h"
+#include "tmp-tree.h"
 
 #include <errno.h>
 #include <string.h>
@@ -19,25 +20,6 @@
 typedef struct {
   char *dir;                   /* a fresh directory per test case */
 } Fixture;
-
-static void
-remove_tree (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK)) {
-    GDir *dir = g_dir_open (path, 0, NULL);
-    const char *name;
-    while (dir != NULL && (name = g_dir_read_name (dir)) != NULL) {
-      char *child = g_build_filename (path, name, NULL);
-      remove_tree (child);
-      g_free (child);
-    }
-    if (dir != NULL)
-      g_dir_close (dir);
-    g_rmdir (path);
-  } else {
-    g_unlink (path);
-  }
-}
 
 /* Temporary files of sam2q_png_write are hidden and end in .tmp; none may survive a call. */
 static void
