@@ -982,19 +982,9 @@ gst_sam2_calib_start (GstBaseSink * sink)
     goto fail;
   }
 
-  GST_INFO_OBJECT (self, "loading model \"%s\"", model_ref);
-  self->model = sam2_model_load (model_ref, &error);
-  if (self->model == NULL) {
-    if (g_error_matches (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND)
-        || g_error_matches (error, SAM2_ERROR, SAM2_ERROR_IO))
-      GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
-          ("Could not load the SAM2 model \"%s\": %s", model_ref, error->message), (NULL));
-    else
-      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-          ("Could not load the SAM2 model \"%s\": %s", model_ref, error->message), (NULL));
-    g_clear_error (&error);
+  self->model = gst_sam2_load_model (GST_ELEMENT (self), GST_CAT_DEFAULT, model_ref);
+  if (self->model == NULL)
     goto fail;
-  }
   self->calibrator = sam2_calibrator_new (self->model, self->recipe, &error);
   if (self->calibrator == NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,

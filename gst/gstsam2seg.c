@@ -1181,19 +1181,8 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     goto fail;
   }
 
-  GST_INFO_OBJECT (self, "loading model \"%s\"", model_ref);
-  self->model = sam2_model_load (model_ref, &error);
+  self->model = gst_sam2_load_model (GST_ELEMENT (self), GST_CAT_DEFAULT, model_ref);
   if (self->model == NULL) {
-    if (g_error_matches (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND)
-        || g_error_matches (error, SAM2_ERROR, SAM2_ERROR_IO))
-      GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
-          ("Could not load the SAM2 model \"%s\": %s", model_ref, error->message),
-          ("sam2_model_load: %s %d", g_quark_to_string (error->domain), error->code));
-    else
-      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-          ("Could not load the SAM2 model \"%s\": %s", model_ref, error->message),
-          ("sam2_model_load: %s %d", g_quark_to_string (error->domain), error->code));
-    g_clear_error (&error);
     gst_sam2_prompts_free (prompts);
     goto fail;
   }

@@ -34,3 +34,29 @@ gst_sam2_pixel_format_from_video (GstVideoFormat format, Sam2PixelFormat * out)
       return FALSE;
   }
 }
+
+/* the element's own category, for what GST_ELEMENT_ERROR and GST_INFO_OBJECT log */
+#define GST_CAT_DEFAULT cat
+
+Sam2Model *
+gst_sam2_load_model (GstElement * element, GstDebugCategory * cat, const gchar * model_ref)
+{
+  GError *error = NULL;
+  Sam2Model *model;
+
+  GST_INFO_OBJECT (element, "loading model \"%s\"", model_ref);
+  model = sam2_model_load (model_ref, &error);
+  if (model != NULL)
+    return model;
+  if (g_error_matches (error, SAM2_ERROR, SAM2_ERROR_NOT_FOUND)
+      || g_error_matches (error, SAM2_ERROR, SAM2_ERROR_IO))
+    GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND,
+        ("Could not load the SAM2 model \"%s\": %s", model_ref, error->message),
+        ("sam2_model_load: %s %d", g_quark_to_string (error->domain), error->code));
+  else
+    GST_ELEMENT_ERROR (element, RESOURCE, SETTINGS,
+        ("Could not load the SAM2 model \"%s\": %s", model_ref, error->message),
+        ("sam2_model_load: %s %d", g_quark_to_string (error->domain), error->code));
+  g_clear_error (&error);
+  return NULL;
+}

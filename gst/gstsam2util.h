@@ -19,6 +19,11 @@ G_BEGIN_DECLS
 /* The core's pixel format for a packed RGB video format; FALSE for any other format. */
 gboolean gst_sam2_pixel_format_from_video (GstVideoFormat format, Sam2PixelFormat * out);
 
+/* sam2_model_load (model_ref) for `element`, which logs to `cat`. When it fails, posts the
+ * element error (RESOURCE NOT_FOUND when the model is missing or unreadable, RESOURCE SETTINGS
+ * otherwise) and returns NULL. */
+Sam2Model *gst_sam2_load_model (GstElement * element, GstDebugCategory * cat,
+    const gchar * model_ref);
 
 G_END_DECLS
 
