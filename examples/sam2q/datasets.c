@@ -23,8 +23,6 @@
 /* A decoder that produces no frame for this long is stuck or the file is broken. */
 #define VIDEO_TIMEOUT (30 * GST_SECOND)
 
-#define PLUGINS_HINT "install gstreamer1.0-plugins-good / -bad / -libav"
-
 G_DEFINE_QUARK (sam2q-dataset-error-quark, sam2q_dataset_error)
 
 typedef struct {
@@ -1005,7 +1003,7 @@ set_video_error (GError **error, const char *display, GstMessage *msg)
                             gst_error->code == GST_STREAM_ERROR_CODEC_NOT_FOUND);
   g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_VIDEO,
                "video dataset: cannot decode %s: %s%s%s", display, gst_error->message,
-               missing ? "; " : "", missing ? PLUGINS_HINT : "");
+               missing ? "; " : "", missing ? SAM2Q_PLUGINS_HINT : "");
   g_error_free (gst_error);
 }
 

@@ -9,6 +9,9 @@
 
 G_BEGIN_DECLS
 
+/* What to install when GStreamer has no decoder for a file. */
+#define SAM2Q_PLUGINS_HINT "install gstreamer1.0-plugins-good / -bad / -libav"
+
 /* Posted by decodebin (an application message of this name) when it has found all streams and
  * none of them is video. */
 #define SAM2Q_NO_VIDEO_MESSAGE "sam2q-no-video-stream"

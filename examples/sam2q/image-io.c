@@ -33,8 +33,6 @@
 #define WRITE_TIMEOUT_BASE (30 * GST_SECOND)
 #define WRITE_TIMEOUT_PER_MEGAPIXEL (5 * GST_SECOND)
 
-#define PLUGINS_HINT "install gstreamer1.0-plugins-good / -bad / -libav"
-
 G_DEFINE_QUARK (sam2q-image-error-quark, sam2q_image_error)
 
 /* ---- initialisation --------------------------------------------------------------------- */
@@ -245,11 +243,11 @@ set_load_error_from_gst (GError **error, const char *display, const GError *gst_
     if (unknown_type != NULL)
       g_set_error (error, SAM2Q_IMAGE_ERROR, SAM2Q_IMAGE_ERROR_UNSUPPORTED,
                    "cannot decode %s: no GStreamer decoder for this file type, %s (%s)", display,
-                   unknown_type, PLUGINS_HINT);
+                   unknown_type, SAM2Q_PLUGINS_HINT);
     else
       g_set_error (error, SAM2Q_IMAGE_ERROR, SAM2Q_IMAGE_ERROR_UNSUPPORTED,
                    "cannot decode %s: no GStreamer decoder for this file type (%s)", display,
-                   PLUGINS_HINT);
+                   SAM2Q_PLUGINS_HINT);
   } else if (domain == GST_STREAM_ERROR) {
     /* DECODE, DEMUX, FORMAT, FAILED (not-negotiated, internal flow errors): the decoder found
      * the file but could not turn it into a picture. The debug string's first line is source
