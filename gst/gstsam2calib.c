@@ -635,9 +635,9 @@ static gboolean
 take_frame (GstSam2Calib * self, GstBuffer * buf, GError ** error)
 {
   GstVideoFrame in, rgb;
+  GstVideoFrame *f = &in;       /* the frame the core reads: `in`, or `rgb` when converted */
   const guint8 *pixels;
   gint width, height, stride;
-  Sam2PixelFormat format;
   gchar *hash = NULL;
   gboolean ok = TRUE, matched = FALSE;
 
@@ -655,19 +655,15 @@ take_frame (GstSam2Calib * self, GstBuffer * buf, GError ** error)
     }
     gst_video_converter_frame (self->converter, &in, &rgb);
     gst_video_frame_unmap (&in);
+    f = &rgb;
   }
-  {
-    GstVideoFrame *f = self->converter != NULL ? &rgb : &in;
-    pixels = GST_VIDEO_FRAME_PLANE_DATA (f, 0);
-    width = GST_VIDEO_FRAME_WIDTH (f);
-    height = GST_VIDEO_FRAME_HEIGHT (f);
-    stride = GST_VIDEO_FRAME_PLANE_STRIDE (f, 0);
-    format = self->format;
-  }
+  pixels = GST_VIDEO_FRAME_PLANE_DATA (f, 0);
+  width = GST_VIDEO_FRAME_WIDTH (f);
+  height = GST_VIDEO_FRAME_HEIGHT (f);
+  stride = GST_VIDEO_FRAME_PLANE_STRIDE (f, 0);
 
   if (self->cache != NULL) {
-    hash = frame_hash (pixels, width, height, stride, GST_VIDEO_INFO_COMP_PSTRIDE
-        (self->converter != NULL ? &self->rgb_info : &self->info, 0));
+    hash = frame_hash (pixels, width, height, stride, GST_VIDEO_FRAME_COMP_PSTRIDE (f, 0));
     if (self->frame_hashes->len == 0) {
       /* the first frame names the set: a run over the same frames finds its index */
       g_free (self->index_path);
@@ -695,13 +691,13 @@ take_frame (GstSam2Calib * self, GstBuffer * buf, GError ** error)
     }
   }
   if (ok && !matched)
-    ok = sam2_calibrator_add_image (self->calibrator, pixels, width, height, stride, format,
-        error);
+    ok = sam2_calibrator_add_image (self->calibrator, pixels, width, height, stride,
+        self->format, error);
   if (ok && hash != NULL) {
     g_ptr_array_add (self->frame_hashes, hash);
     hash = NULL;
   }
-  gst_video_frame_unmap (self->converter != NULL ? &rgb : &in);
+  gst_video_frame_unmap (f);
   g_free (hash);
   return ok;
 }
