@@ -410,6 +410,7 @@ static const Sam2BackendOps cpu_ops = {
   .free = cpu_free,
   .upload = cpu_copy,
   .download = cpu_copy,
+  .copy = cpu_copy,
   .reserve_attention = cpu_reserve_attention,
   .linear = cpu_linear,
   .layer_norm = cpu_layer_norm,

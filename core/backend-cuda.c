@@ -319,8 +319,8 @@ cuda_free (Sam2Backend *b, float *p)
     (void) cudaGetLastError ();
 }
 
-/* Host -> device, then wait: callers reuse their host buffers right away (host_tokens for two
- * uploads in a row, the frame's pixels), and pageable cudaMemcpyAsync does not promise to have
+/* Host -> device, then wait: callers reuse their host buffers right away (host_tokens for the
+ * next object, the frame's pixels), and pageable cudaMemcpyAsync does not promise to have
  * read the source when it returns. Waiting also surfaces errors of earlier kernels here. */
 static int
 cuda_upload (Sam2Backend *b, float *dst, const float *host, size_t n)
@@ -352,6 +352,17 @@ cuda_download (Sam2Backend *b, float *host, const float *src, size_t n)
                                    cu->stream), "download (cudaMemcpyAsync)");
   CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "download (the kernels before it)");
   CUDA_TRY (cu, cudaGetLastError (), "download (a kernel launch)");
+  return SAM2_STATUS_OK;
+}
+
+/* Device -> device on the stream: no wait, and capturable (a memcpy node of a graph). */
+static int
+cuda_copy (Sam2Backend *b, float *dst, const float *src, size_t n)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (n > 0)
+    CUDA_TRY (cu, cudaMemcpyAsync (dst, src, n * sizeof (float), cudaMemcpyDeviceToDevice,
+                                   cu->stream), "copy (cudaMemcpyAsync)");
   return SAM2_STATUS_OK;
 }
 
@@ -1115,6 +1126,7 @@ static const Sam2BackendOps cuda_ops = {
   .free = cuda_free,
   .upload = cuda_upload,
   .download = cuda_download,
+  .copy = cuda_copy,
   .reserve_attention = cuda_reserve_attention,
   .linear = cuda_linear,
   .layer_norm = cuda_layer_norm,

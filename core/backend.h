@@ -75,6 +75,9 @@ typedef struct {
   void (*free) (Sam2Backend *b, float *p);
   int (*upload) (Sam2Backend *b, float *dst, const float *host, size_t n);
   int (*download) (Sam2Backend *b, float *host, const float *src, size_t n);
+  /* dst = src, n floats of backend memory, in order with the ops (unlike upload, a run_graph
+   * body may call it); the two must not overlap. */
+  int (*copy) (Sam2Backend *b, float *dst, const float *src, size_t n);
   /* Called once per session with the largest attention it will run, so no op allocates later. */
   int (*reserve_attention) (Sam2Backend *b, int max_len_q, int max_len_k);
 

@@ -219,8 +219,9 @@ two_way_transformer (Sam2Session *s, int T)
   return b->ops->layer_norm (b, &m->final_norm, queries, T, queries);
 }
 
-/* The tokens of one object into d->tokens and d->token_pe: object score, IoU, mask tokens, then
- * the prompt. Host data reaches the device here, before the graphable part. */
+/* The tokens of one object into d->token_pe: object score, IoU, mask tokens, then the prompt.
+ * Host data reaches the device here, before the graphable part, which copies them into the
+ * queries (d->tokens) on the device: one upload (and wait) per object, not two. */
 int
 sam2_mask_decoder_upload (Sam2Session *s, const float *sparse, int n_sparse)
 {
@@ -235,7 +236,6 @@ sam2_mask_decoder_upload (Sam2Session *s, const float *sparse, int n_sparse)
   memcpy (host_tokens + C, m->iou_token, sizeof (float) * C);
   memcpy (host_tokens + 2 * C, m->mask_tokens, sizeof (float) * nmt * C);
   memcpy (host_tokens + (size_t) (2 + nmt) * C, sparse, sizeof (float) * n_sparse * C);
-  CHECK (b->ops->upload (b, d->tokens, host_tokens, (size_t) T * C));
   return b->ops->upload (b, d->token_pe, host_tokens, (size_t) T * C);
 }
 
@@ -252,6 +252,8 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
   const int H = m->feat_h[2], W = m->feat_w[2], HW = H * W;
   const int T = 2 + nmt + n_sparse;
 
+  /* the queries start as the uploaded tokens, which stay as their positional part */
+  CHECK (b->ops->copy (b, d->tokens, d->token_pe, (size_t) T * C));
   if (has_dense)
     CHECK (b->ops->add (b, d->keys, s->features[2], d->dense, (size_t) HW * C));
   else

@@ -126,10 +126,10 @@ void sam2_prompt_encoder_image_pe (const Sam2Model *m, float *pe);
 int sam2_prompt_encoder_dense (Sam2Session *s, const float *mask_logits_backend);
 
 /* The mask decoder for one object, in three steps so that the middle one can run as a device
- * graph (backend.h, run_graph): upload its n_sparse prompt tokens; run (device work only; reads
- * s->dec.dense when has_dense); read back the low-res logits (n_mask_tokens, mask_size^2) and
- * the heads (obj_offset + 1 floats: n_mask_tokens IoU scores, the object score at obj_offset)
- * into host memory. */
+ * graph (backend.h, run_graph): upload its tokens (into s->dec.token_pe); run (device work only:
+ * copies them into the queries first; reads s->dec.dense when has_dense); read back the low-res
+ * logits (n_mask_tokens, mask_size^2) and the heads (obj_offset + 1 floats: n_mask_tokens IoU
+ * scores, the object score at obj_offset) into host memory. */
 int sam2_mask_decoder_upload (Sam2Session *s, const float *sparse, int n_sparse);
 int sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense);
 int sam2_mask_decoder_read (Sam2Session *s, float *all_masks, float *iou_obj);
