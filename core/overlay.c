@@ -79,6 +79,19 @@ draw_number (guint8 *pixels, int width, int height, int stride, int bpp, const i
       }
 }
 
+/* The box and the id of a mask, as `style` asks; nothing for an empty or NULL box. */
+static void
+draw_box_and_id (guint8 *pixels, int width, int height, int stride, int bpp, const int order[3],
+                 const Sam2Box *box, int id, const guint8 rgb[3], const Sam2OverlayStyle *style)
+{
+  if (box == NULL || box->x1 < box->x0)
+    return;
+  if (style->boxes)
+    draw_rect (pixels, width, height, stride, bpp, order, box, rgb);
+  if (style->ids)
+    draw_number (pixels, width, height, stride, bpp, order, box->x0 + 2, box->y0 + 2, id, rgb);
+}
+
 void
 sam2_overlay_draw_mask (guint8 *pixels, int width, int height, int stride, Sam2PixelFormat format,
                         const guint8 *mask, int mask_stride, const Sam2Box *box, int id,
@@ -105,12 +118,7 @@ sam2_overlay_draw_mask (guint8 *pixels, int width, int height, int stride, Sam2P
       put (row + x * bpp, order, rgb, style->outline && edge ? 1.0f : style->fill_alpha);
     }
   }
-  if (box != NULL && box->x1 >= box->x0) {
-    if (style->boxes)
-      draw_rect (pixels, width, height, stride, bpp, order, box, rgb);
-    if (style->ids)
-      draw_number (pixels, width, height, stride, bpp, order, box->x0 + 2, box->y0 + 2, id, rgb);
-  }
+  draw_box_and_id (pixels, width, height, stride, bpp, order, box, id, rgb, style);
 }
 
 /* Whether frame pixel (x, y) is in a mask stretched over `r` (rw x rh pixels). */
@@ -160,10 +168,5 @@ sam2_overlay_draw_mask_region (guint8 *pixels, int width, int height, int stride
       }
     }
   }
-  if (box != NULL && box->x1 >= box->x0) {
-    if (style->boxes)
-      draw_rect (pixels, width, height, stride, bpp, order, box, rgb);
-    if (style->ids)
-      draw_number (pixels, width, height, stride, bpp, order, box->x0 + 2, box->y0 + 2, id, rgb);
-  }
+  draw_box_and_id (pixels, width, height, stride, bpp, order, box, id, rgb, style);
 }
