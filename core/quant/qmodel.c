@@ -22,9 +22,7 @@ sam2_quant_linear_free (Sam2QuantLinear *q)
     return;
   if (q->kernel != NULL && q->kernel_free != NULL)
     q->kernel_free (q->kernel);
-  g_free (q->w.codes);
-  g_free (q->w.scales);
-  g_free (q->w.zeros);
+  sam2_w4_clear (&q->w);
   g_free (q->smooth_inv);
   g_free (q->lora_down);
   g_free (q->lora_up);
