@@ -71,25 +71,31 @@ sam2_cpu_add_row_inplace (float *row, const float *bias, int N)
     row[n] += bias[n];
 }
 
+/* One row of N softmax inputs -> exp (x - max), unnormalised; returns 1 / their sum. Inlined into
+ * each clone of its callers, so it vectorises for their targets. */
+static inline __attribute__ ((always_inline)) float
+softmax_row_exp (float *r, int N)
+{
+  float mx = r[0];
+#pragma omp simd reduction(max : mx)
+  for (int n = 0; n < N; n++)
+    mx = r[n] > mx ? r[n] : mx;
+  /* the sum in double: a float sum of thousands of terms loses digits in a way that depends on
+   * whether the loop vectorised, and the whole row is scaled by its inverse */
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int n = 0; n < N; n++) {
+    r[n] = sam2_exp_approx (r[n] - mx);
+    sum += r[n];
+  }
+  return (float) (1.0 / sum);
+}
+
 SAM2_CLONES void
 sam2_cpu_softmax_rows_unnormalized (float *x, int M, int N, float *inv_sum)
 {
-  for (int m = 0; m < M; m++) {
-    float *r = x + (size_t) m * N;
-    float mx = r[0];
-#pragma omp simd reduction(max : mx)
-    for (int n = 0; n < N; n++)
-      mx = r[n] > mx ? r[n] : mx;
-    /* the sum in double: a float sum of thousands of terms loses digits in a way that depends
-     * on whether the loop vectorised, and the whole row is scaled by its inverse */
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int n = 0; n < N; n++) {
-      r[n] = sam2_exp_approx (r[n] - mx);
-      sum += r[n];
-    }
-    inv_sum[m] = (float) (1.0 / sum);
-  }
+  for (int m = 0; m < M; m++)
+    inv_sum[m] = softmax_row_exp (x + (size_t) m * N, N);
 }
 
 SAM2_CLONES void
@@ -108,19 +114,7 @@ sam2_cpu_softmax_rows (float *x, int M, int N)
 {
   for (int m = 0; m < M; m++) {
     float *r = x + (size_t) m * N;
-    float mx = r[0];
-#pragma omp simd reduction(max : mx)
-    for (int n = 0; n < N; n++)
-      mx = r[n] > mx ? r[n] : mx;
-    /* the sum in double: a float sum of thousands of terms loses digits in a way that depends
-     * on whether the loop vectorised, and the whole row is scaled by its inverse */
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int n = 0; n < N; n++) {
-      r[n] = sam2_exp_approx (r[n] - mx);
-      sum += r[n];
-    }
-    const float inv = (float) (1.0 / sum);
+    const float inv = softmax_row_exp (r, N);
 #pragma omp simd
     for (int n = 0; n < N; n++)
       r[n] *= inv;
