@@ -943,13 +943,8 @@ gst_sam2_calib_start (GstBaseSink * sink)
   /* num-frames decides, and the file's provenance records it */
   self->recipe->calib.num_samples = (int) self->target;
 
-  if (model_ref == NULL || *model_ref == '\0') {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
-        ("No model given: set the model property to a model directory, a Hugging Face id "
-            "(facebook/sam2.1-hiera-tiny) or a shortcut (tiny, small, base-plus, large)."),
-        (NULL));
+  if (!gst_sam2_model_ref_check (GST_ELEMENT (self), GST_CAT_DEFAULT, model_ref))
     goto fail;
-  }
 
   if (output == NULL || *output == '\0') {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,

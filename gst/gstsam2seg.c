@@ -1172,15 +1172,6 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     g_clear_error (&error);
     goto fail;
   }
-  if (model_ref == NULL || *model_ref == '\0') {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
-        ("No model given: set the model property to a model directory, a Hugging Face id "
-            "(facebook/sam2.1-hiera-tiny) or a shortcut (tiny, small, base-plus, large)."),
-        (NULL));
-    gst_sam2_prompts_free (prompts);
-    goto fail;
-  }
-
   self->model = gst_sam2_load_model (GST_ELEMENT (self), GST_CAT_DEFAULT, model_ref);
   if (self->model == NULL) {
     gst_sam2_prompts_free (prompts);

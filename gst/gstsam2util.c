@@ -35,8 +35,21 @@ gst_sam2_pixel_format_from_video (GstVideoFormat format, Sam2PixelFormat * out)
   }
 }
 
-/* the element's own category, for what GST_ELEMENT_ERROR and GST_INFO_OBJECT log */
+/* the element's own category, for what GST_ELEMENT_ERROR and GST_INFO_OBJECT log below */
 #define GST_CAT_DEFAULT cat
+
+gboolean
+gst_sam2_model_ref_check (GstElement * element, GstDebugCategory * cat,
+    const gchar * model_ref)
+{
+  if (model_ref != NULL && *model_ref != '\0')
+    return TRUE;
+  GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND,
+      ("No model given: set the model property to a model directory, a Hugging Face id "
+          "(facebook/sam2.1-hiera-tiny) or a shortcut (tiny, small, base-plus, large)."),
+      (NULL));
+  return FALSE;
+}
 
 Sam2Model *
 gst_sam2_load_model (GstElement * element, GstDebugCategory * cat, const gchar * model_ref)
@@ -44,6 +57,8 @@ gst_sam2_load_model (GstElement * element, GstDebugCategory * cat, const gchar *
   GError *error = NULL;
   Sam2Model *model;
 
+  if (!gst_sam2_model_ref_check (element, cat, model_ref))
+    return NULL;
   GST_INFO_OBJECT (element, "loading model \"%s\"", model_ref);
   model = sam2_model_load (model_ref, &error);
   if (model != NULL)

@@ -19,9 +19,14 @@ G_BEGIN_DECLS
 /* The core's pixel format for a packed RGB video format; FALSE for any other format. */
 gboolean gst_sam2_pixel_format_from_video (GstVideoFormat format, Sam2PixelFormat * out);
 
-/* sam2_model_load (model_ref) for `element`, which logs to `cat`. When it fails, posts the
- * element error (RESOURCE NOT_FOUND when the model is missing or unreadable, RESOURCE SETTINGS
- * otherwise) and returns NULL. */
+/* Whether the model property is set; when it is not, posts the element error for `element`
+ * (logging to `cat`: RESOURCE NOT_FOUND, saying what the property takes) and returns FALSE. */
+gboolean gst_sam2_model_ref_check (GstElement * element, GstDebugCategory * cat,
+    const gchar * model_ref);
+
+/* sam2_model_load (model_ref) for `element`, which logs to `cat`. When model_ref is unset or the
+ * load fails, posts the element error (see gst_sam2_model_ref_check; RESOURCE NOT_FOUND when the
+ * model is missing or unreadable, RESOURCE SETTINGS otherwise) and returns NULL. */
 Sam2Model *gst_sam2_load_model (GstElement * element, GstDebugCategory * cat,
     const gchar * model_ref);
 
