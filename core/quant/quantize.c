@@ -445,6 +445,18 @@ lowrank_slice_rows (const Sam2Calibrator *c, const Sam2Linear *l)
   return l->out_features;
 }
 
+/* The Hessian of the smoothed input x / s (GPTQ's), (k, k). */
+static double *
+smoothed_hessian (const Sam2LayerStats *st, const float *s)
+{
+  const int k = st->k;
+  double *h = g_new (double, (size_t) k * k);
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j < k; j++)
+      h[(size_t) i * k + j] = st->hessian[(size_t) i * k + j] / (s ? (double) s[i] * s[j] : 1.0);
+  return h;
+}
+
 static Sam2QuantLinear *
 quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st, const float *s,
                 gboolean folded, Sam2LayerReport *rep, GError **error)
@@ -454,18 +466,12 @@ quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st
   Sam2QuantLinear *q = sam2_quant_linear_new ();
   float *w = smoothed_weight (l, s);           /* the smoothed weight */
   float *res = NULL;                           /* what the 4-bit codes represent */
-  double *h = NULL;
   gboolean ok = TRUE;
 
   q->act = act_mode_for (c, l);
   static_act_params (st, s, q);
   if (s != NULL && !folded)
     q->smooth_inv = smooth_inverse (s, k);
-  /* the Hessian of the smoothed input x / s */
-  h = g_new (double, (size_t) k * k);
-  for (int i = 0; i < k; i++)
-    for (int j = 0; j < k; j++)
-      h[(size_t) i * k + j] = st->hessian[(size_t) i * k + j] / (s ? (double) s[i] * s[j] : 1.0);
 
   sam2_w4_init (&q->w, n, k, r->wgts.group_size, r->wgts.dtype);
   const int slice = lowrank_slice_rows (c, l);
@@ -481,10 +487,13 @@ quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st
   }
   if (ok) {
     sam2_w4_choose_params (&q->w, res);
-    if (r->wgts.gptq)
+    if (r->wgts.gptq) {
+      double *h = smoothed_hessian (st, s);
       ok = sam2_w4_quantize_gptq (&q->w, res, h, &r->wgts, error);
-    else
+      g_free (h);
+    } else {
       sam2_w4_quantize_rtn (&q->w, res);
+    }
   }
   if (ok && rank > 0 && r->low_rank.compensate) {
     /* the branch carries what the 4-bit codes missed */
@@ -509,7 +518,6 @@ quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st
   }
   g_free (w);
   g_free (res);
-  g_free (h);
   if (!ok) {
     sam2_quant_linear_free (q);
     return NULL;
