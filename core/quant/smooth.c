@@ -10,19 +10,24 @@ void
 sam2_smooth_scales (const float *x_absmax, int k, const float *const *weights, const int *rows,
                     int n_weights, double alpha, float *s)
 {
+  /* max|W_j| row by row, along memory (a max is exact: the order does not matter) */
+  double *wmax = g_new0 (double, k);
+  for (int i = 0; i < n_weights; i++)
+    for (int r = 0; r < rows[i]; r++) {
+      const float *row = weights[i] + (size_t) r * k;
+      for (int j = 0; j < k; j++)
+        wmax[j] = fmax (wmax[j], fabs (row[j]));
+    }
   for (int j = 0; j < k; j++) {
-    double wmax = 0.0;
-    for (int i = 0; i < n_weights; i++)
-      for (int r = 0; r < rows[i]; r++)
-        wmax = fmax (wmax, fabs (weights[i][(size_t) r * k + j]));
     const double xmax = x_absmax[j];
-    if (!(xmax > 0.0) || !(wmax > 0.0)) {
+    if (!(xmax > 0.0) || !(wmax[j] > 0.0)) {
       s[j] = 1.0f;
       continue;
     }
-    const double v = pow (xmax, alpha) / pow (wmax, 1.0 - alpha);
+    const double v = pow (xmax, alpha) / pow (wmax[j], 1.0 - alpha);
     s[j] = (float) fmin (fmax (v, SMOOTH_MIN), SMOOTH_MAX);
   }
+  g_free (wmax);
 }
 
 void
