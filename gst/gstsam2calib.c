@@ -629,6 +629,42 @@ restart_collection (GstSam2Calib * self, GError ** error)
   return self->calibrator != NULL;
 }
 
+/* With a cache, for the frame hashed `hash`: the first frame looks up the cached set it starts;
+ * while one is reused, *matched says whether this frame is the set's next. A frame that is not
+ * ends the reuse and calibration restarts from it; FALSE when that restart fails. */
+static gboolean
+match_cached_set (GstSam2Calib * self, const gchar * hash, gboolean * matched, GError ** error)
+{
+  const guint k = self->frame_hashes->len;
+
+  *matched = FALSE;
+  if (k == 0) {
+    /* the first frame names the set: a run over the same frames finds its index */
+    g_free (self->index_path);
+    self->index_path = index_path_for (self, hash);
+    self->expected = read_index (self->index_path, self->target);
+    if (self->expected != NULL)
+      GST_INFO_OBJECT (self, "the first frame starts the cached calibration set %s (%u "
+          "frames): comparing frames instead of running the model", self->index_path,
+          self->expected->len);
+  }
+  if (self->expected == NULL)
+    return TRUE;
+  if (k < self->expected->len && strcmp (hash, self->expected->pdata[k]) == 0) {
+    *matched = TRUE;
+    return TRUE;
+  }
+  GST_ELEMENT_WARNING (self, STREAM, FAILED,
+      ("Frame %u differs from the cached calibration set %s: calibrating from this frame "
+          "on (the %u frames before it were only compared, not run)", k + 1,
+          self->index_path, k), (NULL));
+  if (!restart_collection (self, error))
+    return FALSE;
+  g_free (self->index_path);
+  self->index_path = index_path_for (self, hash);
+  return TRUE;
+}
+
 /* Takes one frame: hashes it when caching; while reusing a cached set, compares it with the
  * set's next frame; otherwise runs the float model with observers on it. */
 static gboolean
@@ -664,31 +700,7 @@ take_frame (GstSam2Calib * self, GstBuffer * buf, GError ** error)
 
   if (self->cache != NULL) {
     hash = frame_hash (pixels, width, height, stride, GST_VIDEO_FRAME_COMP_PSTRIDE (f, 0));
-    if (self->frame_hashes->len == 0) {
-      /* the first frame names the set: a run over the same frames finds its index */
-      g_free (self->index_path);
-      self->index_path = index_path_for (self, hash);
-      self->expected = read_index (self->index_path, self->target);
-      if (self->expected != NULL)
-        GST_INFO_OBJECT (self, "the first frame starts the cached calibration set %s (%u "
-            "frames): comparing frames instead of running the model", self->index_path,
-            self->expected->len);
-    }
-    if (self->expected != NULL) {
-      guint k = self->frame_hashes->len;
-      matched = k < self->expected->len && strcmp (hash, self->expected->pdata[k]) == 0;
-      if (!matched) {
-        GST_ELEMENT_WARNING (self, STREAM, FAILED,
-            ("Frame %u differs from the cached calibration set %s: calibrating from this frame "
-                "on (the %u frames before it were only compared, not run)", k + 1,
-                self->index_path, k), (NULL));
-        ok = restart_collection (self, error);
-        if (ok) {
-          g_free (self->index_path);
-          self->index_path = index_path_for (self, hash);
-        }
-      }
-    }
+    ok = match_cached_set (self, hash, &matched, error);
   }
   if (ok && !matched)
     ok = sam2_calibrator_add_image (self->calibrator, pixels, width, height, stride,
