@@ -225,12 +225,6 @@ sam2_calibrator_get_n_frames (const Sam2Calibrator *c)
   return sam2_observers_n_frames (c->obs);
 }
 
-Sam2Observers *
-sam2_calibrator_get_observers (Sam2Calibrator *c)
-{
-  return c->obs;
-}
-
 const GPtrArray *
 sam2_calibrator_get_report (const Sam2Calibrator *c)
 {

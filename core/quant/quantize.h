@@ -25,7 +25,6 @@ gboolean sam2_recipe_quantizes (const Sam2Recipe *recipe, const Sam2Model *m, co
 
 /* After sam2_calibrator_quantize: one report per quantized layer, in model order. */
 const GPtrArray *sam2_calibrator_get_report (const Sam2Calibrator *c);
-Sam2Observers *sam2_calibrator_get_observers (Sam2Calibrator *c);
 
 /* Relative output error ||y_q - y|| / ||y|| of the quantized layer q against the float layer l
  * on rows x (m, k) of its float input (smoothing folded into a norm is applied by dividing x by
