@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <json-glib/json-glib.h>
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
@@ -653,19 +654,31 @@ fold_into_norm (Sam2QuantPlan *plan, const SmoothGroup *g)
   g_hash_table_insert (plan->overrides, g_strconcat (g->norm_name, ".bias", NULL), b);
 }
 
+/* s as a JSON string literal, quotes included and escaped as JSON needs. */
+static char *
+json_string (const char *s)
+{
+  JsonNode *node = json_node_init_string (json_node_alloc (), s);
+  char *text = json_to_string (node, FALSE);
+  json_node_unref (node);
+  return text;
+}
+
 static char *
 provenance (Sam2Calibrator *c)
 {
   char *digest = model_digest (c->model);
+  char *source = json_string (c->model->name);   /* a path or hub reference: any characters */
   GDateTime *now = g_date_time_new_now_utc ();
   char *date = g_date_time_format_iso8601 (now);
-  char *json = g_strdup_printf ("{\"source_model\": \"%s\", \"source_digest\": \"sha256:%s\", "
+  char *json = g_strdup_printf ("{\"source_model\": %s, \"source_digest\": \"sha256:%s\", "
                                 "\"calibration_frames\": %d, \"calibration_digest\": \"sha256:%s\", "
                                 "\"statistics_from_cache\": %s, \"tool\": \"%s\", \"created\": \"%s\"}",
-                                c->model->name, digest, sam2_calibrator_get_n_frames (c),
+                                source, digest, sam2_calibrator_get_n_frames (c),
                                 g_checksum_get_string (c->frames_digest),
                                 c->from_cache ? "true" : "false", SAM2_VERSION_STRING, date);
   g_free (digest);
+  g_free (source);
   g_free (date);
   g_date_time_unref (now);
   return json;
