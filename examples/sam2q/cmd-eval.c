@@ -36,6 +36,13 @@ evaluate (Sam2Model *model, const Source *src, Sam2qEvalScores *out, GError **er
   g_strlcpy (out->backend, r->backend, sizeof out->backend);
   out->miou[0] = r->miou[SAM2_EVAL_POINT];
   out->miou[1] = r->miou[SAM2_EVAL_BOX];
+  for (int k = 0; k < 2; k++) {
+    out->iou[k] = g_array_sized_new (FALSE, FALSE, sizeof (double), r->n_images);
+    for (int i = 0; i < r->n_images; i++) {
+      const double iou = r->iou[k == 0 ? SAM2_EVAL_POINT : SAM2_EVAL_BOX][i];
+      g_array_append_val (out->iou[k], iou);
+    }
+  }
   out->encoder_ms = r->encoder_ms;
   out->decoder_ms = r->decoder_ms;
   out->n_images = out->n_objects = r->n_images;
@@ -61,6 +68,16 @@ add_double (JsonBuilder *b, const char *key, double v)
 {
   json_builder_set_member_name (b, key);
   json_builder_add_double_value (b, v);
+}
+
+static void
+add_double_array (JsonBuilder *b, const char *key, const GArray *values)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_begin_array (b);
+  for (guint i = 0; values != NULL && i < values->len; i++)
+    json_builder_add_double_value (b, g_array_index (values, double, i));
+  json_builder_end_array (b);
 }
 
 static JsonNode *
@@ -96,6 +113,9 @@ row_json (const Row *r, const Row *ref)
   add_double (b, "decoder_ms", r->s.decoder_ms);
   json_builder_set_member_name (b, "backend");
   json_builder_add_string_value (b, r->s.backend);
+  /* per object, in the set's order: which objects a quantized model changes */
+  add_double_array (b, "iou_point", r->s.iou[0]);
+  add_double_array (b, "iou_box", r->s.iou[1]);
   json_builder_end_object (b);
   JsonNode *node = json_builder_get_root (b);
   g_object_unref (b);
@@ -229,10 +249,13 @@ fail:
   rc = sam2q_fail ("eval", error);
 out:
   g_clear_error (&error);
-  for (int i = 0; i < n_rows; i++)
+  for (int i = 0; i < n_rows; i++) {
     sam2_model_unref (rows[i].model);
+    sam2q_eval_scores_clear (&rows[i].s);
+  }
   g_free (rows);
   sam2_model_unref (ref.model);
+  sam2q_eval_scores_clear (&ref.s);
   g_option_context_free (ctx);
   g_free (src.eval_set);
   g_free (src.dataset);

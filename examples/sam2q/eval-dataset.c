@@ -6,6 +6,13 @@
 
 #include <string.h>
 
+void
+sam2q_eval_scores_clear (Sam2qEvalScores *scores)
+{
+  for (int k = 0; k < 2; k++)
+    g_clear_pointer (&scores->iou[k], g_array_unref);
+}
+
 gboolean
 sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int limit, int seed,
                     const Sam2SessionOptions *options, Sam2qEvalScores *out, GError **error)
@@ -26,6 +33,8 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
   int n_objects = 0, n_images = 0;
   gboolean ok = TRUE;
   guint8 *gt = NULL;
+  for (int k = 0; k < 2; k++)
+    out->iou[k] = g_array_new (FALSE, FALSE, sizeof (double));
   size_t gt_size = 0;
 
   while (ok && sam2q_dataset_next (ds, &sample, error)) {
@@ -58,8 +67,11 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
         const Sam2Result *r = sam2_session_predict (s, &prompts[k], 1, NULL, error);
         t_dec += g_get_monotonic_time () - t0;
         ok = r != NULL;
-        if (ok)
-          sum[k] += sam2_mask_iou (r->masks, gt, plane);
+        if (ok) {
+          const double iou = sam2_mask_iou (r->masks, gt, plane);
+          g_array_append_val (out->iou[k], iou);
+          sum[k] += iou;
+        }
       }
       n_objects++;
     }

@@ -9,12 +9,16 @@ G_BEGIN_DECLS
 
 typedef struct {
   double miou[2];              /* point, box */
+  GArray *iou[2];              /* of double: IoU of every object in order (point, box) */
   int n_images;
   int n_objects;
   double encoder_ms;           /* per image */
   double decoder_ms;           /* per prompt, including upsampling to the picture */
   char backend[192];           /* sam2_session_describe_backend of the session that ran */
 } Sam2qEvalScores;
+
+/* Frees the per-object arrays. */
+void sam2q_eval_scores_clear (Sam2qEvalScores *scores);
 
 /* Box and point prompt per object of the first `limit` samples (0: all) of the dataset; `seed`
  * chooses the pictures of the random dataset. */
