@@ -452,6 +452,27 @@ smoothed_hessian (const Sam2LayerStats *st, const float *s)
   return h;
 }
 
+/* Scales and zeros: min-max, or the recipe's calib_range search weighted by E[x_c^2] of the
+ * smoothed inputs (the Hessian's diagonal over the calibration tokens). */
+static void
+choose_weight_params (Sam2W4 *w, const float *weights, const Sam2LayerStats *st, const float *s,
+                      const Sam2WeightRecipe *wr)
+{
+  if (!wr->range_search) {
+    sam2_w4_choose_params (w, weights);
+    return;
+  }
+  double *col_weight = NULL;
+  if (wr->range_products) {
+    const int k = st->k;
+    col_weight = g_new (double, k);
+    for (int i = 0; i < k; i++)
+      col_weight[i] = st->hessian[(size_t) i * k + i] / (s ? (double) s[i] * s[i] : 1.0);
+  }
+  sam2_w4_choose_params_searched (w, weights, col_weight, wr->range_max_shrink, wr->range_grids);
+  g_free (col_weight);
+}
+
 static Sam2QuantLinear *
 quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st, const float *s,
                 gboolean folded, Sam2LayerReport *rep, GError **error)
@@ -481,7 +502,7 @@ quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st
       sam2_lowrank_residual (w, n, k, q->lora_up, q->lora_down, rank, res);
   }
   if (ok) {
-    sam2_w4_choose_params (&q->w, res);
+    choose_weight_params (&q->w, res, st, s, &r->wgts);
     if (r->wgts.gptq) {
       double *h = smoothed_hessian (st, s);
       ok = sam2_w4_quantize_gptq (&q->w, res, h, &r->wgts, error);

@@ -163,6 +163,17 @@ static const Sam2RecipeKey gptq_keys[] = {
   INT ("num_inv_tries", wgts.gptq_inv_tries, 1, 100),
 };
 
+static const Sam2RecipeChoice range_objectives[] = {
+  { "products_error", TRUE },
+  { "tensor_error", FALSE },
+};
+
+static const Sam2RecipeKey calib_range_keys[] = {
+  DOUBLE ("max_shrink", wgts.range_max_shrink, 0.0, 1.0, RECIPE_OPEN_MAX),
+  INT ("num_grids", wgts.range_grids, 1, 1000),
+  CHOICE ("objective", wgts.range_products, range_objectives, "a range objective"),
+};
+
 static const Sam2RecipeKey smooth_keys[] = {
   ALPHA ("alpha", smooth.alpha, smooth.search),
   INT ("grid", smooth.grid, 2, 1000),
@@ -191,6 +202,9 @@ static const Sam2RecipeKey wgts_keys[] = {
   SWITCH ("kernel_gptq", gptq_keys, wgts.gptq,
           RECIPE_NULL_OFF | RECIPE_FALSE_OFF | RECIPE_MAPPING_ON | RECIPE_WRITE_OFF, FALSE, TRUE,
           "false or null (round to nearest)", NULL),
+  SWITCH ("calib_range", calib_range_keys, wgts.range_search,
+          RECIPE_NULL_OFF | RECIPE_FALSE_OFF | RECIPE_MAPPING_ON | RECIPE_WRITE_OFF, FALSE, TRUE,
+          "false or null (min-max ranges)", NULL),
   LOW_RANK_KEY ("low_rank"),
 };
 
@@ -1358,6 +1372,7 @@ sam2_recipe_init_defaults (Sam2Recipe *recipe)
   recipe->wgts = (Sam2WeightRecipe) {
     .dtype = SAM2_QTYPE_SINT4, .group_size = 128, .gptq = TRUE, .gptq_damp = 0.01,
     .gptq_block = 128, .gptq_act_order = TRUE, .gptq_inv_tries = 10,
+    .range_search = FALSE, .range_max_shrink = 0.2, .range_grids = 20, .range_products = TRUE,
   };
   recipe->ipts = (Sam2ActRecipe) {
     .dtype = SAM2_QTYPE_SINT8, .per_tensor = FALSE, .post_gelu_asymmetric = TRUE,

@@ -9,6 +9,11 @@
  *         block_size: 128
  *         act_order: true          # with static groups: no permutation at inference
  *         num_inv_tries: 10        # Cholesky retries, damping x10 each time
+ *       calib_range:               # clipping search per (row, group); absent, false or null =
+ *         max_shrink: 0.2          #   min-max ranges. Ranges 1, 1 - 0.2/20, ..., 0.8 of min-max
+ *         num_grids: 20            #   are tried and the smallest error kept; the error is
+ *         objective: products_error#   products_error (sum E[x^2] (w - q(w))^2, from the
+ *                                  #   calibration Hessian's diagonal) or tensor_error (of w)
  *     ipts:                        # 8-bit activations; `ipts: null` or dtype: null = weight-only
  *       dtype: sint8               # sint8 | uint8
  *       granularity: per_token     # per_token (dynamic) | per_tensor (static, from calibration)
@@ -56,6 +61,10 @@ typedef struct {
   int gptq_block;
   gboolean gptq_act_order;
   int gptq_inv_tries;
+  gboolean range_search;       /* calib_range: clipping range searched per (row, group) */
+  double range_max_shrink;     /* the range shrinks down to 1 - max_shrink of min-max */
+  int range_grids;             /* in this many steps */
+  gboolean range_products;     /* objective: products_error (TRUE) or tensor_error */
 } Sam2WeightRecipe;
 
 typedef struct {

@@ -88,6 +88,55 @@ sam2_w4_choose_params (Sam2W4 *w, const float *weights)
   }
 }
 
+/* Weighted squared rounding error of columns [k0, k1) of `row` under (scale, zero). */
+static double
+group_error (const Sam2W4 *w, const float *row, int k0, int k1, const double *col_weight,
+             float scale, float zero)
+{
+  double err = 0.0;
+  for (int c = k0; c < k1; c++) {
+    const double q = row[c] / scale;
+    const int code = CLAMP ((int) (q >= 0.0 ? q + 0.5 : q - 0.5) + (int) zero, 0,
+                            SAM2_W4_CODE_MAX);
+    const double e = row[c] - ((double) code - zero) * scale;
+    err += (col_weight != NULL ? col_weight[c] : 1.0) * e * e;
+  }
+  return err;
+}
+
+void
+sam2_w4_choose_params_searched (Sam2W4 *w, const float *weights, const double *col_weight,
+                                double max_shrink, int grids)
+{
+  g_return_if_fail (grids >= 1 && max_shrink >= 0.0 && max_shrink < 1.0);
+  for (int r = 0; r < w->n; r++) {
+    const float *row = weights + (size_t) r * w->k;
+    for (int g = 0; g < w->n_groups; g++) {
+      const int k0 = g * w->group_size, k1 = MIN (k0 + w->group_size, w->k);
+      float lo = 0.0f, hi = 0.0f, best_scale = 1.0f, best_zero = 0.0f;
+      for (int c = k0; c < k1; c++) {
+        lo = MIN (lo, row[c]);
+        hi = MAX (hi, row[c]);
+      }
+      double best = G_MAXDOUBLE;
+      /* i = 0 is the min-max range itself, so the search never does worse than it */
+      for (int i = 0; i <= grids; i++) {
+        const float p = (float) (1.0 - max_shrink * i / grids);
+        float scale, zero;
+        range_params (w, p * lo, p * hi, &scale, &zero);
+        const double err = group_error (w, row, k0, k1, col_weight, scale, zero);
+        if (err < best) {
+          best = err;
+          best_scale = scale;
+          best_zero = zero;
+        }
+      }
+      w->scales[(size_t) r * w->n_groups + g] = best_scale;
+      w->zeros[(size_t) r * w->n_groups + g] = (guint8) best_zero;
+    }
+  }
+}
+
 int
 sam2_w4_code (const Sam2W4 *w, int row, int group, double v)
 {

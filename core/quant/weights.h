@@ -20,6 +20,15 @@ void sam2_w4_clear (Sam2W4 *w);
  * range always includes 0; SINT4 uses a symmetric range with zero 8). */
 void sam2_w4_choose_params (Sam2W4 *w, const float *weights);
 
+/* The same with a searched range (GPTQ's `mse` grid, DeepCompressor's `calib_range`): per
+ * (row, group) the min-max range scaled by 1 - i * max_shrink / grids, i = 0..grids, whichever
+ * gives the smallest sum over the group's columns c of col_weight[c] * (w_c - q(w_c))^2.
+ * col_weight (k) = the Hessian's diagonal, E[x_c^2], makes that the error of the products
+ * x_c w_c the layer computes; NULL weighs every column 1 (the weights' own error). Clipping a
+ * few large weights buys finer steps for all the others. max_shrink in [0, 1), grids >= 1. */
+void sam2_w4_choose_params_searched (Sam2W4 *w, const float *weights, const double *col_weight,
+                                     double max_shrink, int grids);
+
 /* The code of value v in (row, group) under w's parameters. */
 int sam2_w4_code (const Sam2W4 *w, int row, int group, double v);
 

@@ -265,6 +265,8 @@ test_round_trip (void)
     "quant: {ipts: null}\n",
     "quant: {wgts: {group_size: 4096}}\n",
     "quant: {wgts: {group_size: 8}}\n",
+    "quant: {wgts: {calib_range: {max_shrink: 0.35, num_grids: 7, objective: tensor_error}}}\n",
+    "quant: {wgts: {calib_range: {}}}\n",
     /* patterns with everything a YAML string must escape */
     "skips:\n"
     "  patterns:\n"
@@ -552,7 +554,8 @@ static const BadRecipe bad_recipes[] = {
   { "quantt:\n  wgts: {}\n", "<string>:1:1: quantt: unknown key",
     "the keys at the top level are quant, smooth, low_rank, calib, skips, group_shapes" },
   { "quant:\n  wgts:\n    dtpye: sint4\n", "<string>:3:5: quant.wgts.dtpye: unknown key",
-    "the keys of quant.wgts are dtype, group_shapes, group_size, kernel_gptq, low_rank" },
+    "the keys of quant.wgts are dtype, group_shapes, group_size, kernel_gptq, calib_range, "
+    "low_rank" },
   { "quant:\n  wgts:\n    kernel_gptq:\n      damping: 0.1\n",
     "<string>:4:7: quant.wgts.kernel_gptq.damping: unknown key",
     "damp_percentage, block_size, act_order, num_inv_tries" },
@@ -596,6 +599,13 @@ static const BadRecipe bad_recipes[] = {
     "<string>:1:47: quant.wgts.kernel_gptq.damp_percentage: ", "expected a number in (0, 1)" },
   { "quant: {wgts: {kernel_gptq: {damp_percentage: 1e}}}\n",
     "<string>:1:47: quant.wgts.kernel_gptq.damp_percentage: ", "got \"1e\"" },
+  { "quant: {wgts: {calib_range: {max_shrink: 1}}}\n",
+    "<string>:1:42: quant.wgts.calib_range.max_shrink: ", "use a number in [0, 1)" },
+  { "quant: {wgts: {calib_range: {objective: outputs_error}}}\n",
+    "<string>:1:41: quant.wgts.calib_range.objective: ",
+    "use products_error or tensor_error" },
+  { "quant: {wgts: {calib_range: true}}\n", "<string>:1:29: quant.wgts.calib_range: ",
+    "true is not accepted" },
   /* booleans */
   { "skips: {decoder: yes}\n", "<string>:1:18: skips.decoder: expected true or false, got \"yes\"",
     "only true and false are booleans" },
@@ -751,7 +761,7 @@ test_unknown_key_lists_allowed (void)
     { "x: 1\n", "quant, smooth, low_rank, calib, skips, group_shapes, group_size, "
                 "skip_patch_embed, skip_first_block, skip_last_block, skip_decoder" },
     { "quant: {x: 1}\n", "the keys of quant are wgts, ipts, smooth" },
-    { "quant: {wgts: {x: 1}}\n", "dtype, group_shapes, group_size, kernel_gptq, low_rank" },
+    { "quant: {wgts: {x: 1}}\n", "dtype, group_shapes, group_size, kernel_gptq, calib_range, low_rank" },
     { "quant: {wgts: {kernel_gptq: {x: 1}}}\n", "damp_percentage, block_size, act_order, "
                                                  "num_inv_tries" },
     { "quant: {ipts: {x: 1}}\n", "dtype, granularity, post_gelu" },
