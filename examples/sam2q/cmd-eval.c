@@ -37,9 +37,11 @@ evaluate (Sam2Model *model, const Source *src, Sam2qEvalScores *out, GError **er
   out->miou[0] = r->miou[SAM2_EVAL_POINT];
   out->miou[1] = r->miou[SAM2_EVAL_BOX];
   for (int k = 0; k < 2; k++) {
+    const Sam2EvalKind kind = k == 0 ? SAM2_EVAL_POINT : SAM2_EVAL_BOX;
+    out->logits_rel_l2[k] = r->has_reference ? r->reference_rel_l2[kind] : NAN;
     out->iou[k] = g_array_sized_new (FALSE, FALSE, sizeof (double), r->n_images);
     for (int i = 0; i < r->n_images; i++) {
-      const double iou = r->iou[k == 0 ? SAM2_EVAL_POINT : SAM2_EVAL_BOX][i];
+      const double iou = r->iou[kind][i];
       g_array_append_val (out->iou[k], iou);
     }
   }
@@ -113,6 +115,12 @@ row_json (const Row *r, const Row *ref)
   add_double (b, "decoder_ms", r->s.decoder_ms);
   json_builder_set_member_name (b, "backend");
   json_builder_add_string_value (b, r->s.backend);
+  /* how far the mask logits moved from the set's own fp32 outputs: unlike mIoU, it does not
+   * hinge on a few objects whose mask flips */
+  if (!isnan (r->s.logits_rel_l2[0])) {
+    add_double (b, "logits_rel_l2_point", r->s.logits_rel_l2[0]);
+    add_double (b, "logits_rel_l2_box", r->s.logits_rel_l2[1]);
+  }
   /* per object, in the set's order: which objects a quantized model changes */
   add_double_array (b, "iou_point", r->s.iou[0]);
   add_double_array (b, "iou_box", r->s.iou[1]);

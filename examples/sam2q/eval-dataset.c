@@ -4,6 +4,7 @@
 #include "eval-dataset.h"
 #include "eval.h"
 
+#include <math.h>
 #include <string.h>
 
 void
@@ -33,8 +34,10 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
   int n_objects = 0, n_images = 0;
   gboolean ok = TRUE;
   guint8 *gt = NULL;
-  for (int k = 0; k < 2; k++)
+  for (int k = 0; k < 2; k++) {
     out->iou[k] = g_array_new (FALSE, FALSE, sizeof (double));
+    out->logits_rel_l2[k] = NAN;
+  }
   size_t gt_size = 0;
 
   while (ok && sam2q_dataset_next (ds, &sample, error)) {

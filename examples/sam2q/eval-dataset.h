@@ -10,6 +10,8 @@ G_BEGIN_DECLS
 typedef struct {
   double miou[2];              /* point, box */
   GArray *iou[2];              /* of double: IoU of every object in order (point, box) */
+  double logits_rel_l2[2];     /* low-res logits vs the set's fp32 reference, relative L2; NAN
+                                * where the set has none */
   int n_images;
   int n_objects;
   double encoder_ms;           /* per image */
