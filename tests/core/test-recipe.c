@@ -186,6 +186,11 @@ check_config (const Sam2Recipe *r)
     g_assert_cmpint (r->ipts.dtype, ==, SAM2_QTYPE_NONE);
     g_assert_false (r->smooth.enabled);
     g_assert_cmpint (r->low_rank.rank, ==, 0);
+    /* the first two stages stay float, the third is quantized */
+    g_assert_true (sam2_recipe_pattern_skips (r, "vision_encoder.backbone.blocks.0.attn.qkv"));
+    g_assert_true (sam2_recipe_pattern_skips (r, "vision_encoder.backbone.blocks.2.mlp.proj_out"));
+    g_assert_false (sam2_recipe_pattern_skips (r, "vision_encoder.backbone.blocks.3.attn.qkv"));
+    g_assert_false (sam2_recipe_pattern_skips (r, "vision_encoder.backbone.blocks.10.mlp.proj_in"));
   } else if (strcmp (r->name, "hiera_tiny_w4a8") == 0
              || strcmp (r->name, "hiera_small_w4a8") == 0) {
     check_w4a8 (r, 128);
