@@ -92,6 +92,20 @@ cpu_reserve_attention (Sam2Backend *b, int max_len_q, int max_len_k)
   return SAM2_STATUS_OK;
 }
 
+/* The quantized layers' scratch grown to `need` bytes (it only grows: the first frame sizes it). */
+static int
+quant_scratch_reserve (Sam2BackendCpu *cpu, size_t need)
+{
+  if (need <= cpu->quant_scratch_bytes)
+    return SAM2_STATUS_OK;
+  void *p = g_try_realloc (cpu->quant_scratch, need);
+  if (p == NULL)
+    return SAM2_STATUS_OUT_OF_MEMORY;
+  cpu->quant_scratch = p;
+  cpu->quant_scratch_bytes = need;
+  return SAM2_STATUS_OK;
+}
+
 static int
 cpu_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, float *y, Sam2Act act,
             const float *residual)
@@ -99,14 +113,9 @@ cpu_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, floa
   g_return_val_if_fail (act == SAM2_ACT_NONE || residual == NULL, SAM2_STATUS_UNSUPPORTED);
   if (l->quant != NULL) {
     Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
-    const size_t need = sam2_quant_linear_scratch_bytes (l->quant, M);
-    if (need > cpu->quant_scratch_bytes) {
-      void *p = g_try_realloc (cpu->quant_scratch, need);
-      if (p == NULL)
-        return SAM2_STATUS_OUT_OF_MEMORY;
-      cpu->quant_scratch = p;
-      cpu->quant_scratch_bytes = need;
-    }
+    const int status = quant_scratch_reserve (cpu, sam2_quant_linear_scratch_bytes (l->quant, M));
+    if (status != SAM2_STATUS_OK)
+      return status;
     sam2_quant_linear_forward (l->quant, x, M, y, act, residual, cpu->quant_scratch);
     return SAM2_STATUS_OK;
   }
@@ -279,6 +288,32 @@ cpu_layer_norm (Sam2Backend *b, const Sam2LayerNorm *n, const float *x, int M, f
   return status;
 }
 
+/* Both layers W4A8: one pass per row block (sam2_quant_mlp_forward), timed as linear; else the
+ * three ops. */
+static int
+cpu_norm_mlp (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sam2Act act,
+              const Sam2Linear *fc2, const float *x, int M, float *norm_buf, float *hidden,
+              float *y, const float *residual)
+{
+  if (fc1->quant != NULL && fc2->quant != NULL
+      && sam2_quant_mlp_fusable (fc1->quant, fc2->quant, M)) {
+    Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
+    int status = quant_scratch_reserve (cpu, sam2_quant_mlp_scratch_bytes (fc1->quant, fc2->quant));
+    if (status != SAM2_STATUS_OK)
+      return status;
+    const Sam2QuantNorm qn = { n->weight, n->bias, n->eps };
+    PROFILED (SAM2_OP_LINEAR, sam2_quant_mlp_forward (&qn, fc1->quant, act, fc2->quant, x, M, y,
+                                                      residual, cpu->quant_scratch));
+    return SAM2_STATUS_OK;
+  }
+  int status = cpu_layer_norm (b, n, x, M, norm_buf);
+  if (status == SAM2_STATUS_OK)
+    status = cpu_linear (b, fc1, norm_buf, M, hidden, act, NULL);
+  if (status == SAM2_STATUS_OK)
+    status = cpu_linear (b, fc2, hidden, M, y, SAM2_ACT_NONE, residual);
+  return status;
+}
+
 static int
 cpu_activation (Sam2Backend *b, Sam2Act act, float *x, size_t n)
 {
@@ -414,6 +449,7 @@ static const Sam2BackendOps cpu_ops = {
   .reserve_attention = cpu_reserve_attention,
   .linear = cpu_linear,
   .layer_norm = cpu_layer_norm,
+  .norm_mlp = cpu_norm_mlp,
   .activation = cpu_activation,
   .add = cpu_add,
   .add_row = cpu_add_row,

@@ -87,6 +87,13 @@ typedef struct {
                  const float *residual);
   /* Row-wise LayerNorm over `n->dim` channels of M rows; y may be x. */
   int (*layer_norm) (Sam2Backend *b, const Sam2LayerNorm *n, const float *x, int M, float *y);
+  /* Optional (NULL: the model runs the three ops itself): the MLP half of a transformer block,
+   * y (M, N2) = fc2 (act (fc1 (LN (x (M, K1))))) + residual, with the results of layer_norm then
+   * linear twice. norm_buf (M, K1) and hidden (M, N1) are buffers for the intermediates, which
+   * a backend that fuses the steps may leave unwritten; y may be x and residual. */
+  int (*norm_mlp) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sam2Act act,
+                   const Sam2Linear *fc2, const float *x, int M, float *norm_buf, float *hidden,
+                   float *y, const float *residual);
   int (*activation) (Sam2Backend *b, Sam2Act act, float *x, size_t n);
   /* y = a + c (n floats); y may alias either. */
   int (*add) (Sam2Backend *b, float *y, const float *a, const float *c, size_t n);

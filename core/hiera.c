@@ -331,11 +331,8 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
   CHECK (o->add (b, out, residual, attn_map, (size_t) tout * d));
 
   /* MLP with its residual accumulated in place */
-  CHECK (o->layer_norm (b, &blk->norm2, out, tout, norm));
-  const Sam2Mlp *mlp = &blk->mlp;
-  float *hidden = S + l.hidden;
-  CHECK (sam2_session_linear (s, &mlp->layers[0], norm, tout, hidden, mlp->act, NULL));
-  CHECK (sam2_session_linear (s, &mlp->layers[1], hidden, tout, out, SAM2_ACT_NONE, out));
+  CHECK (sam2_session_norm_mlp (s, &blk->norm2, &blk->mlp, out, tout, norm, S + l.hidden, out,
+                                out));
   return SAM2_STATUS_OK;
 }
 

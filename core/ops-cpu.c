@@ -58,29 +58,33 @@ sam2_cpu_bias_act (float *y, int M, int N, const float *bias, Sam2Act act)
 }
 
 void
+sam2_cpu_layer_norm_row (const float *x, int C, const float *weight, const float *bias, float eps,
+                         float *y)
+{
+  /* Two passes in double: the references are float64, and a one-pass float variance loses
+   * digits on the large-mean rows the hash weights produce. */
+  double mean = 0.0;
+  for (int c = 0; c < C; c++)
+    mean += x[c];
+  mean /= C;
+  double var = 0.0;
+  for (int c = 0; c < C; c++) {
+    double d = x[c] - mean;
+    var += d * d;
+  }
+  var /= C;
+  const double rstd = 1.0 / sqrt (var + eps);
+  for (int c = 0; c < C; c++)
+    y[c] = (float) ((x[c] - mean) * rstd) * weight[c] + bias[c];
+}
+
+void
 sam2_cpu_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
                      float eps, float *y)
 {
 #pragma omp parallel for schedule(static) if ((size_t) M * C > PARALLEL_MIN_FLOATS)
-  for (int m = 0; m < M; m++) {
-    const float *xr = x + (size_t) m * C;
-    float *yr = y + (size_t) m * C;
-    /* Two passes in double: the references are float64, and a one-pass float variance loses
-     * digits on the large-mean rows the hash weights produce. */
-    double mean = 0.0;
-    for (int c = 0; c < C; c++)
-      mean += xr[c];
-    mean /= C;
-    double var = 0.0;
-    for (int c = 0; c < C; c++) {
-      double d = xr[c] - mean;
-      var += d * d;
-    }
-    var /= C;
-    const double rstd = 1.0 / sqrt (var + eps);
-    for (int c = 0; c < C; c++)
-      yr[c] = (float) ((xr[c] - mean) * rstd) * weight[c] + bias[c];
-  }
+  for (int m = 0; m < M; m++)
+    sam2_cpu_layer_norm_row (x + (size_t) m * C, C, weight, bias, eps, y + (size_t) m * C);
 }
 
 void

@@ -19,6 +19,9 @@ float sam2_cpu_act1 (Sam2Act act, float x);
 /* Row-wise LayerNorm (biased variance, as torch); y may be x. */
 void sam2_cpu_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
                           float eps, float *y);
+/* One row of it (C channels); y may be x. The fused quantized MLP normalises row by row. */
+void sam2_cpu_layer_norm_row (const float *x, int C, const float *weight, const float *bias,
+                              float eps, float *y);
 /* In-place softmax of each of M rows of N. */
 void sam2_cpu_softmax_rows (float *x, int M, int N);
 /* exp(x - row max) in place, and 1 / row sum into inv_sum (M): a softmax whose normalisation is

@@ -468,6 +468,24 @@ sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
   return s->backend->ops->linear (s->backend, l, x, M, y, act, residual);
 }
 
+int
+sam2_session_norm_mlp (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Mlp *mlp,
+                       const float *x, int M, float *norm_buf, float *hidden, float *y,
+                       const float *residual)
+{
+  g_return_val_if_fail (mlp->n_layers == 2 && !mlp->sigmoid_output, SAM2_STATUS_UNSUPPORTED);
+  Sam2Backend *b = s->backend;
+  if (b->ops->norm_mlp != NULL && s->observer == NULL)
+    return b->ops->norm_mlp (b, n, &mlp->layers[0], mlp->act, &mlp->layers[1], x, M, norm_buf,
+                             hidden, y, residual);
+  int status = b->ops->layer_norm (b, n, x, M, norm_buf);
+  if (status == SAM2_STATUS_OK)
+    status = sam2_session_linear (s, &mlp->layers[0], norm_buf, M, hidden, mlp->act, NULL);
+  if (status == SAM2_STATUS_OK)
+    status = sam2_session_linear (s, &mlp->layers[1], hidden, M, y, SAM2_ACT_NONE, residual);
+  return status;
+}
+
 void
 sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int ndim, ...)
 {

@@ -110,6 +110,12 @@ void sam2_session_set_observer (Sam2Session *s, Sam2LinearObserver observer, gpo
  * then the backend computes it (float or quantized). */
 int sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M, float *y,
                          Sam2Act act, const float *residual);
+/* y = fc2 (act (fc1 (LN (x)))) + residual (the MLP half of a block; y may be x and residual):
+ * the backend's norm_mlp where it has one and no observer needs to see the layers' inputs, else
+ * layer_norm into norm_buf (M, K1), fc1 into hidden (M, N1) and fc2. */
+int sam2_session_norm_mlp (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Mlp *mlp,
+                           const float *x, int M, float *norm_buf, float *hidden, float *y,
+                           const float *residual);
 
 /* The module forwards; each returns a SAM2_STATUS_*. */
 int sam2_hiera_forward (Sam2Session *s);

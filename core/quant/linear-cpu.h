@@ -41,6 +41,30 @@ void sam2_quant_linear_forward (const Sam2QuantLinear *q, const float *x, int M,
 /* Scratch either path needs for M rows, in bytes (allocated once by the caller). */
 size_t sam2_quant_linear_scratch_bytes (const Sam2QuantLinear *q, int M);
 
+/* The MLP half of a transformer block in one pass over the rows:
+ *   y (M, N2) = fc2 (act (fc1 (LN (x (M, K1))))) + residual
+ * Each work item takes a few rows through the LayerNorm (when norm is given), fc1's activation
+ * quantization, fc1, the activation, fc2's activation quantization and fc2, so neither the
+ * normalised input nor the hidden activations (M, N1) go through memory, and no layer reads its
+ * input back to quantize it. The outputs are bit-identical to sam2_cpu_layer_norm, then
+ * sam2_quant_linear_forward of fc1 with `act`, then of fc2 with the residual (the same
+ * operations on the same values). y may be x and residual. */
+typedef struct {
+  const float *weight, *bias;  /* (K1) */
+  float eps;
+} Sam2QuantNorm;
+
+/* Whether sam2_quant_mlp_forward runs these layers for M rows: both W4A8 (not weight-only) and
+ * prepared, no low-rank branch, fc1's outputs fc2's inputs, and rows enough for the threads
+ * to share row blocks. Otherwise the caller runs the ops one by one. */
+gboolean sam2_quant_mlp_fusable (const Sam2QuantLinear *fc1, const Sam2QuantLinear *fc2, int M);
+/* Its scratch in bytes (per thread, for the current OpenMP thread count). */
+size_t sam2_quant_mlp_scratch_bytes (const Sam2QuantLinear *fc1, const Sam2QuantLinear *fc2);
+/* norm may be NULL (x goes to fc1 as it is); fusable must hold. */
+void sam2_quant_mlp_forward (const Sam2QuantNorm *norm, const Sam2QuantLinear *fc1, Sam2Act act,
+                             const Sam2QuantLinear *fc2, const float *x, int M, float *y,
+                             const float *residual, void *scratch);
+
 G_END_DECLS
 
 #endif

@@ -12,6 +12,8 @@
  *       AVX2 kernel;
  *   (c) the reference against a float64 computation from the codes (sam2_w4_get, not
  *       sam2_w4_dequantize) and this file's quantizer.
+ *   (d) the fused MLP (sam2_quant_mlp_forward) against the unfused ops (LayerNorm, fc1, fc2),
+ *       bit for bit, on every kernel path.
  *
  * Layers are random (fixed seeds): UINT4 and SINT4 codes, groups of 64, 128, 256 and K (tail
  * groups: K = 112, 144, 448, 576 with 64 or 256; K odd), group sizes that are not multiples of
@@ -511,6 +513,156 @@ test_streamed_output (void)
   g_rand_free (r);
 }
 
+/* ---- the fused MLP ------------------------------------------------------------------------ */
+
+typedef struct {
+  Sam2TestLayerSpec fc1, fc2;  /* fc2.K = fc1.N, fc2.N = fc1.K */
+  gboolean norm;
+  Sam2Act act;
+  Sam2TestResidual res;        /* IN_PLACE: y is x and the residual, as in a Hiera block */
+  guint32 seed;
+} MlpCase;
+
+/* The unfused ops: LayerNorm, fc1 with act, fc2 with the residual, into y (M, N2). */
+static void
+mlp_unfused (const MlpCase *c, const Sam2QuantNorm *n, Sam2QuantLinear *fc1,
+             Sam2QuantLinear *fc2, const float *x, int M, float *y, const float *residual)
+{
+  float *norm = g_new (float, (size_t) M * c->fc1.K);
+  float *hidden = g_new (float, (size_t) M * c->fc1.N);
+  void *scratch = g_malloc (MAX (sam2_quant_linear_scratch_bytes (fc1, M),
+                                 sam2_quant_linear_scratch_bytes (fc2, M)));
+  if (n != NULL)
+    sam2_cpu_layer_norm (x, M, c->fc1.K, n->weight, n->bias, n->eps, norm);
+  else
+    memcpy (norm, x, (size_t) M * c->fc1.K * sizeof (float));
+  sam2_quant_linear_forward (fc1, norm, M, hidden, c->act, NULL, scratch);
+  sam2_quant_linear_forward (fc2, hidden, M, y, SAM2_ACT_NONE, residual, scratch);
+  g_free (scratch);
+  g_free (hidden);
+  g_free (norm);
+}
+
+/* sam2_quant_mlp_forward equals the unfused ops bit for bit, on every kernel path, with rows
+ * enough for every thread to take several row blocks (and a partial last block). */
+static void
+check_mlp_case (const MlpCase *c)
+{
+  GRand *r = g_rand_new_with_seed (c->seed);
+  Sam2QuantLinear *fc1 = sam2_test_layer_new (r, &c->fc1);
+  Sam2QuantLinear *fc2 = sam2_test_layer_new (r, &c->fc2);
+  const int K1 = c->fc1.K;
+  float *lnw = g_new (float, K1), *lnb = g_new (float, K1);
+  for (int k = 0; k < K1; k++) {
+    lnw[k] = (float) (1.0 + 0.3 * sam2_test_gauss (r));
+    lnb[k] = (float) (0.2 * sam2_test_gauss (r));
+  }
+  const Sam2QuantNorm norm = { lnw, lnb, 1e-6f };
+#ifdef _OPENMP
+  const int threads = omp_get_max_threads ();
+#else
+  const int threads = 1;
+#endif
+  const int M = 4 * threads * 48 + 7;
+  const size_t MK = (size_t) M * K1;
+  float *x = g_new (float, MK), *residual = g_new (float, MK);
+  for (size_t i = 0; i < MK; i++) {
+    x[i] = (float) (3.0 + sam2_test_gauss (r));   /* a mean the LayerNorm removes */
+    residual[i] = (float) sam2_test_gauss (r);
+  }
+  if (sam2_test_mode_static (c->fc1.mode))
+    sam2_test_set_static_params (fc1, x, M);
+  /* fc2's static range from the unfused hidden values would need them first: a fixed one */
+  if (sam2_test_mode_static (c->fc2.mode)) {
+    fc2->act_scale = 0.05f;
+    fc2->act_zero = sam2_test_mode_asym (c->fc2.mode) ? 10.0f : 0.0f;
+  }
+  const Sam2QuantNorm *n = c->norm ? &norm : NULL;
+  for (int p = 0; p < 3; p++) {
+    prepare_path (fc1, kernel_paths[p]);
+    prepare_path (fc2, kernel_paths[p]);
+    g_assert_true (sam2_quant_mlp_fusable (fc1, fc2, M));
+    g_assert_false (sam2_quant_mlp_fusable (fc1, fc2, 1));
+    float *want = nan_floats (MK), *got = nan_floats (MK);
+    const float *res = NULL;
+    if (c->res == SAM2_TEST_RES_IN_PLACE) {
+      memcpy (want, x, MK * sizeof (float));
+      memcpy (got, x, MK * sizeof (float));
+    } else if (c->res == SAM2_TEST_RES_SEPARATE) {
+      res = residual;
+    }
+    const gboolean in_place = c->res == SAM2_TEST_RES_IN_PLACE;
+    mlp_unfused (c, n, fc1, fc2, in_place ? want : x, M, want, in_place ? want : res);
+    void *scratch = g_malloc (sam2_quant_mlp_scratch_bytes (fc1, fc2));
+    sam2_quant_mlp_forward (n, fc1, c->act, fc2, in_place ? got : x, M, got,
+                            in_place ? got : res, scratch);
+    g_assert_cmpmem (got, MK * sizeof (float), want, MK * sizeof (float));
+    g_free (scratch);
+    g_free (got);
+    g_free (want);
+  }
+  g_free (residual);
+  g_free (x);
+  g_free (lnb);
+  g_free (lnw);
+  sam2_test_layer_free (fc2);
+  sam2_test_layer_free (fc1);
+  g_rand_free (r);
+}
+
+static void
+test_fused_mlp (void)
+{
+  const MlpCase cases[] = {
+    /* a Hiera MLP: folded smoothing before fc1, post-GELU asymmetric with smoothing for fc2;
+     * K1 and N2 not multiples of 32 or 16, fc2 with a tail group */
+    { .fc1 = { .N = 160, .K = 40, .G = 0, .dtype = SAM2_QTYPE_SINT4,
+               .mode = SAM2_ACT_QUANT_TOKEN_SYM, .bias = TRUE },
+      .fc2 = { .N = 40, .K = 160, .G = 64, .dtype = SAM2_QTYPE_SINT4,
+               .mode = SAM2_ACT_QUANT_TOKEN_ASYM, .bias = TRUE, .smooth = TRUE },
+      .norm = TRUE, .act = SAM2_ACT_GELU, .res = SAM2_TEST_RES_IN_PLACE, .seed = 16000 },
+    /* a wide hidden layer (fewer rows per block), static modes, no norm, a separate residual */
+    { .fc1 = { .N = 4096, .K = 24, .G = 0, .dtype = SAM2_QTYPE_UINT4,
+               .mode = SAM2_ACT_QUANT_TENSOR_SYM, .smooth = TRUE },
+      .fc2 = { .N = 24, .K = 4096, .G = 256, .dtype = SAM2_QTYPE_UINT4,
+               .mode = SAM2_ACT_QUANT_TENSOR_ASYM, .bias = TRUE },
+      .norm = FALSE, .act = SAM2_ACT_RELU, .res = SAM2_TEST_RES_SEPARATE, .seed = 16001 },
+    /* no residual, no activation, odd sizes and a group size that is not a multiple of 32 */
+    { .fc1 = { .N = 100, .K = 33, .G = 0, .dtype = SAM2_QTYPE_UINT4,
+               .mode = SAM2_ACT_QUANT_TOKEN_ASYM, .bias = TRUE },
+      .fc2 = { .N = 33, .K = 100, .G = 48, .dtype = SAM2_QTYPE_SINT4,
+               .mode = SAM2_ACT_QUANT_TOKEN_SYM },
+      .norm = TRUE, .act = SAM2_ACT_NONE, .res = SAM2_TEST_RES_NONE, .seed = 16002 },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    check_mlp_case (&cases[i]);
+}
+
+/* Low-rank branches and weight-only layers are not fused. */
+static void
+test_fused_mlp_refused (void)
+{
+  Sam2TestLayerSpec s1 = { .N = 64, .K = 32, .G = 0, .dtype = SAM2_QTYPE_UINT4,
+                           .mode = SAM2_ACT_QUANT_TOKEN_SYM };
+  Sam2TestLayerSpec s2 = { .N = 32, .K = 64, .G = 0, .dtype = SAM2_QTYPE_UINT4,
+                           .mode = SAM2_ACT_QUANT_TOKEN_ASYM, .rank = 4 };
+  GRand *r = g_rand_new_with_seed (16100);
+  Sam2QuantLinear *fc1 = sam2_test_layer_new (r, &s1), *fc2 = sam2_test_layer_new (r, &s2);
+  s2.rank = 0;
+  s2.mode = SAM2_ACT_QUANT_NONE;
+  Sam2QuantLinear *wo = sam2_test_layer_new (r, &s2);
+  prepare_path (fc1, NULL);
+  prepare_path (fc2, NULL);
+  g_assert_false (sam2_quant_mlp_fusable (fc1, fc2, 1 << 20));
+  g_assert_false (sam2_quant_mlp_fusable (fc1, wo, 1 << 20));   /* wo not prepared */
+  prepare_path (wo, NULL);
+  g_assert_false (sam2_quant_mlp_fusable (fc1, wo, 1 << 20));
+  sam2_test_layer_free (wo);
+  sam2_test_layer_free (fc2);
+  sam2_test_layer_free (fc1);
+  g_rand_free (r);
+}
+
 /* (a) Codes, scales and zero points exactly as this file's quantizer, through each activation
  * quantizer the CPU has (the vector one and the C one). */
 static void
@@ -710,6 +862,8 @@ main (int argc, char **argv)
   g_test_add_func ("/quant-linear/shapes", test_shapes);
   g_test_add_func ("/quant-linear/many-rows", test_many_rows);
   g_test_add_func ("/quant-linear/streamed-output", test_streamed_output);
+  g_test_add_func ("/quant-linear/fused-mlp", test_fused_mlp);
+  g_test_add_func ("/quant-linear/fused-mlp-refused", test_fused_mlp_refused);
   int status = g_test_run ();
 #ifdef _OPENMP
   /* joins libgomp's worker threads, which otherwise outlive main (valgrind) */
