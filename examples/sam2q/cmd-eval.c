@@ -157,14 +157,17 @@ print_table (Row *rows, int n, const Row *ref, const Source *src)
            rows[0].s.n_images, rows[0].s.n_objects);
   /* every row ran with the same options, so on the same backend */
   g_print ("backend: %s\n\n", rows[0].s.backend);
-  g_print ("%-40s %8s %8s", "model", "mIoU pt", "mIoU box");
+  int width = 40;  /* the model column fits the longest name */
+  for (int i = 0; i < n; i++)
+    width = MAX (width, (int) strlen (rows[i].name));
+  g_print ("%-*s %8s %8s", width, "model", "mIoU pt", "mIoU box");
   if (ref != NULL)
     g_print (" %8s %8s", "rel pt", "rel box");
   g_print (" %9s %8s %9s %9s\n", "size MB", "vs FP16", "enc ms", "dec ms");
   for (int i = 0; i < n; i++) {
     const Row *r = &rows[i];
     const size_t bytes = model_bytes (r->model);
-    g_print ("%-40s %8.4f %8.4f", r->name, r->s.miou[0], r->s.miou[1]);
+    g_print ("%-*s %8.4f %8.4f", width, r->name, r->s.miou[0], r->s.miou[1]);
     if (ref != NULL)
       g_print (" %7.2f%% %7.2f%%", 100.0 * r->s.miou[0] / ref->s.miou[0],
                100.0 * r->s.miou[1] / ref->s.miou[1]);
