@@ -34,6 +34,21 @@ static const char *op_names[SAM2_OP_COUNT] = {
   [SAM2_OP_MATMUL] = "matmul",
 };
 
+const char *
+sam2_status_describe (int status)
+{
+  switch (status) {
+  case SAM2_STATUS_OUT_OF_MEMORY:
+    return "out of memory";
+  case SAM2_STATUS_DEVICE:
+    return "the compute device failed";
+  case SAM2_STATUS_UNSUPPORTED:
+    return "an operation is not supported by this backend";
+  default:
+    return "unknown failure";
+  }
+}
+
 void
 sam2_op_profile_reset (Sam2OpProfile *profile)
 {

@@ -31,6 +31,7 @@
 #include "backend-cuda.h"
 #include "kernels.h"
 
+#include <math.h>
 #include <string.h>
 
 G_STATIC_ASSERT ((int) SAM2_CUDA_OK == (int) SAM2_STATUS_OK);
@@ -119,6 +120,13 @@ typedef struct {
   GArray *events;              /* OpEvents, a pool reused across profile_start calls */
   guint n_events;              /* pairs recorded since profile_start */
   void *cublas_ws;             /* CUBLAS_WORKSPACE_BYTES, cuBLAS's workspace (see run_graph) */
+  /* calibration statistics (stats_*): scratch grown to the largest call seen */
+  void *stats_index;           /* int row indices: the Hessian's, then the reservoir's */
+  size_t stats_index_bytes;
+  void *stats_rows;            /* gathered rows (n, k) */
+  size_t stats_rows_bytes;
+  void *stats_gram;            /* (k, k) FP32 Gram matrix of one call */
+  size_t stats_gram_bytes;
   /* CUDA graphs */
   gboolean graphs;             /* enabled: a workspace is set and SAM2_CUDA_GRAPHS is not 0 */
   gboolean capturing;          /* inside a capture: nothing may allocate or synchronise */
@@ -1107,6 +1115,12 @@ cuda_destroy (Sam2Backend *b)
     }
     g_array_unref (cu->events);
   }
+  if (cu->stats_index != NULL)
+    cudaFree (cu->stats_index);
+  if (cu->stats_rows != NULL)
+    cudaFree (cu->stats_rows);
+  if (cu->stats_gram != NULL)
+    cudaFree (cu->stats_gram);
   if (cu->cublas != NULL)
     cublasDestroy (cu->cublas);
   /* after the handle: cuBLAS may use its workspace until it is destroyed */
@@ -1117,6 +1131,137 @@ cuda_destroy (Sam2Backend *b)
   (void) cudaGetLastError ();
   g_free (cu->device_name);
   g_free (cu);
+}
+
+/* ---- calibration statistics (backend.h's stats ops) ------------------------------------------ */
+
+/* One layer's statistics on the device. */
+typedef struct {
+  int k;
+  double *hessian;             /* (k, k) */
+  float *min, *max;            /* (k) */
+} CudaStats;
+
+static void
+cuda_stats_free (Sam2Backend *b, gpointer p)
+{
+  CudaStats *st = p;
+  if (st == NULL)
+    return;
+  cudaFree (st->hessian);
+  cudaFree (st->min);
+  cudaFree (st->max);
+  (void) cudaGetLastError ();
+  g_free (st);
+}
+
+static int
+stats_init (Sam2BackendCuda *cu, CudaStats *st)
+{
+  const size_t k = (size_t) st->k;
+  CUDA_TRY (cu, cudaSetDevice (cu->device), "cudaSetDevice");
+  CUDA_TRY (cu, cudaMalloc ((void **) &st->hessian, k * k * sizeof (double)),
+            "cudaMalloc (calibration Hessian)");
+  CUDA_TRY (cu, cudaMalloc ((void **) &st->min, k * sizeof (float)), "cudaMalloc (ranges)");
+  CUDA_TRY (cu, cudaMalloc ((void **) &st->max, k * sizeof (float)), "cudaMalloc (ranges)");
+  CUDA_TRY (cu, cudaMemsetAsync (st->hessian, 0, k * k * sizeof (double), cu->stream),
+            "clearing the calibration Hessian");
+  LAUNCH (cu, sam2_cuda_fill (st->min, k, INFINITY, cu->stream), "calibration ranges");
+  LAUNCH (cu, sam2_cuda_fill (st->max, k, -INFINITY, cu->stream), "calibration ranges");
+  return SAM2_STATUS_OK;
+}
+
+static gpointer
+cuda_stats_new (Sam2Backend *b, int k)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  CudaStats *st = g_new0 (CudaStats, 1);
+  st->k = k;
+  if (k < 1 || stats_init (cu, st) != SAM2_STATUS_OK) {
+    cuda_stats_free (b, st);
+    return NULL;
+  }
+  return st;
+}
+
+/* Host row indices to the device index scratch at `offset` ints; waits for the copy, as upload
+ * does, so the caller may reuse its array. */
+static int
+stats_upload_rows (Sam2BackendCuda *cu, const int *rows, int n, size_t offset)
+{
+  CUDA_TRY (cu, cudaMemcpyAsync ((int *) cu->stats_index + offset, rows, (size_t) n * sizeof (int),
+                                 cudaMemcpyHostToDevice, cu->stream),
+            "uploading calibration row indices");
+  CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "uploading calibration row indices");
+  return SAM2_STATUS_OK;
+}
+
+static int
+cuda_stats_observe (Sam2Backend *b, gpointer p, const float *x, int M, const int *hessian_rows,
+                    int n_hessian, const int *sample_rows, int n_samples, float *samples)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  CudaStats *st = p;
+  const int k = st->k;
+  if (refuse_in_capture (cu, "calibration statistics"))
+    return SAM2_STATUS_UNSUPPORTED;
+  if (M <= 0)
+    return SAM2_STATUS_OK;
+  const int n_h = hessian_rows != NULL ? n_hessian : 0;
+  const int n_gather = MAX (n_h, n_samples);
+  int status = grow_scratch (cu, &cu->stats_index, &cu->stats_index_bytes,
+                             (size_t) MAX (n_h + n_samples, 1) * sizeof (int),
+                             "calibration index scratch");
+  if (status == SAM2_STATUS_OK)
+    status = grow_scratch (cu, &cu->stats_rows, &cu->stats_rows_bytes,
+                           (size_t) MAX (n_gather, 1) * k * sizeof (float),
+                           "calibration row scratch");
+  if (status == SAM2_STATUS_OK)
+    status = grow_scratch (cu, &cu->stats_gram, &cu->stats_gram_bytes,
+                           (size_t) k * k * sizeof (float), "calibration Gram scratch");
+  if (status != SAM2_STATUS_OK)
+    return status;
+
+  LAUNCH (cu, sam2_cuda_column_range (x, M, k, st->min, st->max, cu->stream), "calibration ranges");
+  const float *rows = x;
+  int n = M;
+  if (hessian_rows != NULL) {
+    if ((status = stats_upload_rows (cu, hessian_rows, n_h, 0)) != SAM2_STATUS_OK)
+      return status;
+    LAUNCH (cu, sam2_cuda_gather_rows (x, k, cu->stats_index, n_h, cu->stats_rows, cu->stream),
+            "gathering calibration rows");
+    rows = cu->stats_rows;
+    n = n_h;
+  }
+  LAUNCH (cu, sam2_cuda_gram_accumulate (cu->cublas, rows, n, k, cu->stats_gram, st->hessian,
+                                         cu->stream), "calibration Hessian (cublasSgemm)");
+  if (n_samples > 0) {
+    /* the Hessian's rows are consumed in stream order before these overwrite them */
+    if ((status = stats_upload_rows (cu, sample_rows, n_samples, (size_t) n_h)) != SAM2_STATUS_OK)
+      return status;
+    LAUNCH (cu, sam2_cuda_gather_rows (x, k, (const int *) cu->stats_index + n_h, n_samples,
+                                       cu->stats_rows, cu->stream), "gathering calibration rows");
+    return cuda_download (b, samples, cu->stats_rows, (size_t) n_samples * k);
+  }
+  return cuda_synchronize (b);
+}
+
+static int
+cuda_stats_read (Sam2Backend *b, gpointer p, double *hessian, float *min, float *max)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  CudaStats *st = p;
+  const size_t k = (size_t) st->k;
+  if (refuse_in_capture (cu, "calibration statistics"))
+    return SAM2_STATUS_UNSUPPORTED;
+  CUDA_TRY (cu, cudaSetDevice (cu->device), "cudaSetDevice");
+  CUDA_TRY (cu, cudaMemcpyAsync (hessian, st->hessian, k * k * sizeof (double),
+                                 cudaMemcpyDeviceToHost, cu->stream), "reading the Hessian");
+  CUDA_TRY (cu, cudaMemcpyAsync (min, st->min, k * sizeof (float), cudaMemcpyDeviceToHost,
+                                 cu->stream), "reading the ranges");
+  CUDA_TRY (cu, cudaMemcpyAsync (max, st->max, k * sizeof (float), cudaMemcpyDeviceToHost,
+                                 cu->stream), "reading the ranges");
+  return cuda_synchronize (b);
 }
 
 static const Sam2BackendOps cuda_ops = {
@@ -1148,6 +1293,10 @@ static const Sam2BackendOps cuda_ops = {
   .status_detail = cuda_status_detail,
   .synchronize = cuda_synchronize,
   .run_graph = cuda_run_graph,
+  .stats_new = cuda_stats_new,
+  .stats_free = cuda_stats_free,
+  .stats_observe = cuda_stats_observe,
+  .stats_read = cuda_stats_read,
 };
 
 gboolean

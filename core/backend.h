@@ -66,6 +66,9 @@ typedef struct {
  * ...): what every backend's profile_start does, so that all name their ops alike. */
 void sam2_op_profile_reset (Sam2OpProfile *profile);
 
+/* A SAM2_STATUS_* failure in words ("out of memory", ...), for error messages. */
+const char *sam2_status_describe (int status);
+
 typedef struct {
   const char *name;
   void (*destroy) (Sam2Backend *b);
@@ -153,6 +156,23 @@ typedef struct {
    * keeps pointing at the buffers it was captured with: the caller never frees or moves them
    * while the backend lives. */
   int (*run_graph) (Sam2Backend *b, guint64 key, int (*body) (gpointer data), gpointer data);
+
+  /* Optional (device backends; NULL on the CPU, where the observers read x on the host):
+   * calibration statistics of one linear layer's input kept in backend memory, so the float
+   * model can be calibrated without copying every activation to the host
+   * (core/quant/observers.c makes the random choices and owns the host copies).
+   * stats_new: for K input channels, the Hessian sum H (K, K) in double at 0 and the per-channel
+   * min / max at +inf / -inf; NULL on failure (status_detail says why).
+   * stats_observe: x (M, K) backend memory: min / max over all M rows; H += sum of x_r x_r^T
+   * over the rows r listed in hessian_rows (host memory, n_hessian of them; NULL: all M rows);
+   * rows sample_rows (host, n_samples) copied into host `samples` (n_samples, K) before it
+   * returns. stats_read: H, min and max into host memory (after everything enqueued). */
+  gpointer (*stats_new) (Sam2Backend *b, int k);
+  void (*stats_free) (Sam2Backend *b, gpointer stats);
+  int (*stats_observe) (Sam2Backend *b, gpointer stats, const float *x, int M,
+                        const int *hessian_rows, int n_hessian, const int *sample_rows,
+                        int n_samples, float *samples);
+  int (*stats_read) (Sam2Backend *b, gpointer stats, double *hessian, float *min, float *max);
 } Sam2BackendOps;
 
 struct _Sam2Backend {

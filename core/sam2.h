@@ -244,6 +244,15 @@ typedef struct _Sam2Calibrator Sam2Calibrator;
 /* `recipe` NULL: the default recipe (W4 GPTQ g128 + per-token A8). The model must be a float
  * model; it is kept referenced. */
 Sam2Calibrator *sam2_calibrator_new (Sam2Model *model, const Sam2Recipe *recipe, GError **error);
+/* The same with the float model run on the backend `options` choose (NULL: the CPU, as
+ * sam2_calibrator_new). On CUDA the layer statistics stay on the GPU while frames are added
+ * (the Hessians through cuBLAS), so only the quantization step reads them back; AUTO means the
+ * CPU here (calibration is offline work whose cost users choose). FP16 precision runs the
+ * float model's GEMMs in FP16; statistics are accumulated in FP32 / double either way. */
+Sam2Calibrator *sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
+                                          const Sam2SessionOptions *options, GError **error);
+/* The backend the calibrator runs on, as sam2_session_describe_backend words it. */
+const char *sam2_calibrator_describe_backend (const Sam2Calibrator *calibrator);
 void sam2_calibrator_free (Sam2Calibrator *calibrator);
 
 /* One calibration frame, preprocessed as sam2_session_set_image does; runs the float model. */

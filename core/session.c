@@ -8,21 +8,6 @@
 #include <stdarg.h>
 #include <string.h>
 
-static const char *
-status_message (int status)
-{
-  switch (status) {
-  case SAM2_STATUS_OUT_OF_MEMORY:
-    return "out of memory";
-  case SAM2_STATUS_DEVICE:
-    return "the compute device failed";
-  case SAM2_STATUS_UNSUPPORTED:
-    return "an operation is not supported by this backend";
-  default:
-    return "unknown failure";
-  }
-}
-
 static gboolean
 check_status (Sam2Session *s, int status, const char *what, GError **error)
 {
@@ -32,7 +17,7 @@ check_status (Sam2Session *s, int status, const char *what, GError **error)
                        ? s->backend->ops->status_detail (s->backend) : NULL;
   char *extra = detail != NULL ? g_strdup_printf (" (%s)", detail) : NULL;
   g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND, "%s failed on the %s backend: %s%s", what,
-               s->backend->ops->name, status_message (status), extra != NULL ? extra : "");
+               s->backend->ops->name, sam2_status_describe (status), extra != NULL ? extra : "");
   g_free (extra);
   return FALSE;
 }
@@ -451,17 +436,25 @@ sam2_session_set_tap (Sam2Session *s, Sam2TapFunc tap, gpointer user_data)
 void
 sam2_session_set_observer (Sam2Session *s, Sam2LinearObserver observer, gpointer user_data)
 {
+  sam2_session_set_observer_full (s, observer, user_data, FALSE);
+}
+
+void
+sam2_session_set_observer_full (Sam2Session *s, Sam2LinearObserver observer, gpointer user_data,
+                                gboolean backend_memory)
+{
   s->observer = observer;
   s->observer_data = user_data;
+  s->observer_backend_memory = backend_memory;
 }
 
 int
 sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M, float *y,
                      Sam2Act act, const float *residual)
 {
-  /* observers read x on the host: calibration runs its sessions on the CPU backend */
+  /* a host observer reads x on the host, so it needs a host-memory backend */
   if (s->observer != NULL) {
-    if (s->backend->ops->device_memory)
+    if (s->backend->ops->device_memory && !s->observer_backend_memory)
       return SAM2_STATUS_UNSUPPORTED;
     s->observer (s->observer_data, l, x, M);
   }

@@ -15,8 +15,10 @@ typedef void (*Sam2TapFunc) (gpointer user_data, const char *name, const float *
                              const int *shape);
 
 /* Sees the input of every linear layer before it runs (calibration observers). x is backend
- * memory, (M, l->in_features), read on the host: observers need a host-memory backend (the CPU;
- * on a device backend the linear op fails with SAM2_STATUS_UNSUPPORTED). */
+ * memory, (M, l->in_features). An observer set with sam2_session_set_observer reads it on the
+ * host, so it needs a host-memory backend (on a device backend the linear op fails with
+ * SAM2_STATUS_UNSUPPORTED); one set with backend_memory TRUE hands it to the backend's stats
+ * ops (backend.h) and works on any backend. */
 typedef void (*Sam2LinearObserver) (gpointer user_data, const Sam2Linear *l, const float *x, int M);
 
 /* Buffers of the mask decoder for one object. */
@@ -99,12 +101,15 @@ struct _Sam2Session {
   gpointer tap_data;
   Sam2LinearObserver observer;
   gpointer observer_data;
+  gboolean observer_backend_memory;  /* the observer takes x in backend memory */
 };
 
 /* Internal API used by tests and tools. */
 void sam2_session_set_tap (Sam2Session *s, Sam2TapFunc tap, gpointer user_data);
 void sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int ndim, ...);
 void sam2_session_set_observer (Sam2Session *s, Sam2LinearObserver observer, gpointer user_data);
+void sam2_session_set_observer_full (Sam2Session *s, Sam2LinearObserver observer,
+                                     gpointer user_data, gboolean backend_memory);
 
 /* Every linear layer of the model runs through here: the observer (when set) sees its input,
  * then the backend computes it (float or quantized). */

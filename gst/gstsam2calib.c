@@ -29,7 +29,8 @@
  * (NULL to READY): a malformed recipe fails with the parser's message, which names the key,
  * line and column; an output directory that cannot be created or written, and a model that
  * cannot be found or is already quantized, fail with a message that says what to change.
- * device=cuda fails at start: calibration runs on the CPU in this build.
+ * device=cuda runs the float model and gathers the layer statistics on the GPU; a build without
+ * CUDA, or a machine without a GPU, fails at start with the backend's message.
  *
  * EOS before any frame is an error ("no calibration frames arrived before end of stream").
  * The file is written atomically (a temporary file renamed into place): a failure, a full
@@ -228,7 +229,7 @@ gst_sam2_calib_device_get_type (void)
   static const GEnumValue values[] = {
     {GST_SAM2_CALIB_DEVICE_CPU, "CPU", "cpu"},
     {GST_SAM2_CALIB_DEVICE_CUDA,
-        "CUDA GPU (not in this build: calibration runs on the CPU; fails at start)", "cuda"},
+        "CUDA GPU: the float model and the statistics on the GPU", "cuda"},
     {0, NULL, NULL},
   };
 
@@ -926,14 +927,6 @@ gst_sam2_calib_start (GstBaseSink * sink)
   self->post = self->post_messages;
   GST_OBJECT_UNLOCK (self);
 
-  if (device == GST_SAM2_CALIB_DEVICE_CUDA) {
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("device=cuda is not available: calibration on CUDA is not in this build of "
-            "sam2-gst. Use device=cpu (the quantized model still runs wherever sam2seg "
-            "runs it)."), (NULL));
-    goto fail;
-  }
-
   /* recipe first: the cheapest check, and its errors name key, line and column */
   if (config != NULL && *config != '\0') {
     self->recipe = sam2_recipe_load (config, &error);
@@ -988,7 +981,14 @@ gst_sam2_calib_start (GstBaseSink * sink)
   self->model = gst_sam2_load_model (GST_ELEMENT (self), GST_CAT_DEFAULT, model_ref);
   if (self->model == NULL)
     goto fail;
-  self->calibrator = sam2_calibrator_new (self->model, self->recipe, &error);
+  {
+    /* on CUDA the float model and the layer statistics stay on the GPU */
+    const Sam2SessionOptions run = {
+      device == GST_SAM2_CALIB_DEVICE_CUDA ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU,
+      SAM2_PRECISION_FP32,
+    };
+    self->calibrator = sam2_calibrator_new_full (self->model, self->recipe, &run, &error);
+  }
   if (self->calibrator == NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("Cannot calibrate \"%s\": %s", model_ref, error->message), (NULL));
@@ -1302,7 +1302,8 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_DEVICE,
       g_param_spec_enum ("device", "Device",
-          "Where calibration runs; this build calibrates on the CPU (cuda fails at start)",
+          "Where the float model runs and the layer statistics are gathered during "
+          "calibration (quantizing itself runs on the CPU); cuda fails at start without a GPU",
           GST_TYPE_SAM2_CALIB_DEVICE, DEFAULT_DEVICE,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_CACHE_DIR,

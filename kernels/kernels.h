@@ -270,6 +270,22 @@ int sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t s
 int sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B, int M,
                             int N, int K, uint16_t *C, cudaStream_t stream, void *workspace);
 
+/* ---- calibration statistics (calib.cu) ------------------------------------------------------- */
+
+/* out (n, k) = rows rows[0..n) of x (., k); `rows` is a device array of row indices. */
+int sam2_cuda_gather_rows (const float *x, int k, const int *rows, int n, float *out,
+                           cudaStream_t stream);
+/* Running per-column range of x (M, k): min (k) = min(min, column), max (k) = max(max, column).
+ * Start them at +inf / -inf (sam2_cuda_fill). */
+int sam2_cuda_column_range (const float *x, int M, int k, float *min, float *max,
+                            cudaStream_t stream);
+/* p (n) = value. */
+int sam2_cuda_fill (float *p, size_t n, float value, cudaStream_t stream);
+/* hessian (k, k) += rows^T rows for rows (n, k): the Gram matrix in FP32 through cublasSgemm
+ * into `gram` (k, k) (scratch; the handle bound to `stream`, without TF32), added in double. */
+int sam2_cuda_gram_accumulate (cublasHandle_t handle, const float *rows, int n, int k, float *gram,
+                               double *hessian, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,7 +5,7 @@
 #   bash scripts/device-check.sh [STEP...]      (default: all steps, in this order)
 #
 # Steps: env, shapesfx (shapes fixtures only), fixtures (those and the tiny-hash reference),
-# tests, gemm, torch, quantize, bench, cpu, shapes, pipeline, large. Each runs under its own
+# tests, gemm, torch, quantize, calib, bench, cpu, shapes, pipeline, large. Each runs under its own
 # time limit and logs to $OUT/steps/<step>.log (packed as $OUT/steps.tgz, which the device tool
 # brings back); the summary at the
 # end lists each step's exit status and the benchmark lines. A failing step does not stop the
@@ -102,6 +102,7 @@ step_tests () {
         "$t" configs/hiera_tiny_w4a8.yaml --verbose -p /cuda/model/graphs-tiny-fp32 \
           -p /cuda/model/graphs-tiny-fp16 -p /cuda/model/graphs-w4a8-mini \
           -p /cuda/model/steady-memory-fp32 -p /cuda/model/steady-memory-fp16 || r=1 ;;
+      test-cuda-calib) "$t" configs/hiera_tiny_w4a8.yaml --verbose; r=$? ;;
       *) "$t"; r=$? ;;
     esac
     echo "--- $(basename "$t"): exit $r"
@@ -164,6 +165,19 @@ step_cpu () {
   done
 }
 
+# Issue 5's calibration time: tiny (random-init weights from the torch step) with the shipped W4A8
+# recipe on 128 generated frames, the float model and statistics on the GPU (GPTQ on the CPU),
+# then 8 frames on the CPU for the per-frame comparison; wall time and peak RSS of each.
+step_calib () {
+  set -e
+  /usr/bin/time -v "$BIN/sam2q" quantize --model "$WORK/models/tiny" \
+    --config configs/hiera_tiny_w4a8.yaml --device cuda -n 128 --no-save-model 2>&1 \
+    | grep -E "calibrating on|quantized|layer output|Elapsed|Maximum resident"
+  /usr/bin/time -v "$BIN/sam2q" quantize --model "$WORK/models/tiny" \
+    --config configs/hiera_tiny_w4a8.yaml -n 8 --no-save-model 2>&1 \
+    | grep -E "calibrating on|quantized|layer output|Elapsed|Maximum resident"
+}
+
 # sam2-shapes: mIoU on eval_dev on the CPU and CUDA backends, float and W4A8 (on CUDA with the
 # quantized model's float layers in FP16, the default, and in FP32 as on the CPU).
 step_shapes () {
@@ -214,7 +228,7 @@ step_large () {
 limit_of () {
   case $1 in
     env) echo 30 ;; shapesfx) echo 30 ;; fixtures) echo 150 ;; tests) echo 240 ;; torch) echo 200 ;;
-    quantize) echo 150 ;; bench) echo 120 ;; gemm) echo 90 ;; cpu) echo 120 ;; shapes) echo 150 ;; pipeline) echo 150 ;; large) echo 400 ;;
+    quantize) echo 150 ;; calib) echo 300 ;; bench) echo 120 ;; gemm) echo 90 ;; cpu) echo 120 ;; shapes) echo 150 ;; pipeline) echo 150 ;; large) echo 400 ;;
     *) echo 60 ;;
   esac
 }

@@ -1,5 +1,6 @@
 /* observers.c: see observers.h. */
 #include "observers.h"
+#include "backend.h"
 #include "safetensors.h"
 
 #include <dnnl.h>
@@ -19,7 +20,21 @@ struct _Sam2Observers {
   float *gram;                 /* (k_max, k_max) their X^T X in float */
   int *index;                  /* (rows of the largest call) */
   size_t index_capacity;
+  int *slot_row;               /* (keep) */
+  int *sample_rows, *sample_slots; /* (keep) the reservoir's plan for one call */
+  float *sample_buf;           /* (keep, k_max) the planned rows, before they go to their slots */
+  /* statistics in backend memory (NULL: host memory, x is read on the host) */
+  Sam2Backend *device;
+  int device_status;           /* the first failure of a device call, SAM2_STATUS_OK if none */
+  gboolean device_dirty;       /* the device holds statistics the host copies do not */
 };
+
+static void
+update_absmax (Sam2LayerStats *st)
+{
+  for (int c = 0; c < st->k; c++)
+    st->absmax[c] = fmaxf (fabsf (st->min[c]), fabsf (st->max[c]));
+}
 
 static void
 stats_free (gpointer p)
@@ -37,11 +52,22 @@ Sam2Observers *
 sam2_observers_new (const Sam2Model *model, const Sam2CalibRecipe *calib,
                     gboolean (*wanted) (const Sam2Linear *l, gpointer data), gpointer wanted_data)
 {
+  return sam2_observers_new_full (model, calib, wanted, wanted_data, NULL, NULL);
+}
+
+Sam2Observers *
+sam2_observers_new_full (const Sam2Model *model, const Sam2CalibRecipe *calib,
+                         gboolean (*wanted) (const Sam2Linear *l, gpointer data),
+                         gpointer wanted_data, Sam2Backend *device, GError **error)
+{
+  g_return_val_if_fail (device == NULL || device->ops->stats_new != NULL, NULL);
   Sam2Observers *obs = g_new0 (Sam2Observers, 1);
   obs->by_layer = g_hash_table_new (g_direct_hash, g_direct_equal);
   obs->order = g_ptr_array_new_with_free_func (stats_free);
   obs->max_tokens = calib->max_tokens;
   obs->rng = g_rand_new_with_seed ((guint32) calib->seed);
+  obs->device = device;
+  const int keep = MAX (calib->keep_tokens, 1);
   int k_max = 1;
   for (guint i = 0; i < model->linears->len; i++) {
     const Sam2Linear *l = model->linears->pdata[i];
@@ -58,15 +84,30 @@ sam2_observers_new (const Sam2Model *model, const Sam2CalibRecipe *calib,
       st->min[c] = INFINITY;
       st->max[c] = -INFINITY;
     }
-    st->keep = MAX (calib->keep_tokens, 1);
+    st->keep = keep;
     st->samples = g_new0 (float, (size_t) st->keep * st->k);
     g_hash_table_insert (obs->by_layer, (gpointer) l, st);
     g_ptr_array_add (obs->order, st);
     k_max = MAX (k_max, st->k);
+    if (device != NULL && (st->device = device->ops->stats_new (device, st->k)) == NULL) {
+      const char *detail = device->ops->status_detail ? device->ops->status_detail (device) : NULL;
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                   "cannot hold the calibration statistics of %s (K = %d) on the %s backend%s%s; "
+                   "calibrate on the CPU or with fewer quantized layers", l->name, st->k,
+                   device->ops->name, detail ? ": " : "", detail ? detail : "");
+      sam2_observers_free (obs);
+      return NULL;
+    }
   }
-  const int rows = obs->max_tokens > 0 ? obs->max_tokens : 0;
-  obs->rows = rows > 0 ? g_new (float, (size_t) rows * k_max) : NULL;
-  obs->gram = g_new (float, (size_t) k_max * k_max);
+  obs->slot_row = g_new (int, keep);
+  obs->sample_rows = g_new (int, keep);
+  obs->sample_slots = g_new (int, keep);
+  obs->sample_buf = g_new (float, (size_t) keep * k_max);
+  if (device == NULL) {
+    const int rows = obs->max_tokens > 0 ? obs->max_tokens : 0;
+    obs->rows = rows > 0 ? g_new (float, (size_t) rows * k_max) : NULL;
+    obs->gram = g_new (float, (size_t) k_max * k_max);
+  }
   return obs;
 }
 
@@ -75,12 +116,21 @@ sam2_observers_free (Sam2Observers *obs)
 {
   if (obs == NULL)
     return;
+  for (guint i = 0; obs->device != NULL && i < obs->order->len; i++) {
+    Sam2LayerStats *st = obs->order->pdata[i];
+    if (st->device != NULL)
+      obs->device->ops->stats_free (obs->device, st->device);
+  }
   g_hash_table_unref (obs->by_layer);
   g_ptr_array_unref (obs->order);
   g_rand_free (obs->rng);
   g_free (obs->rows);
   g_free (obs->gram);
   g_free (obs->index);
+  g_free (obs->slot_row);
+  g_free (obs->sample_rows);
+  g_free (obs->sample_slots);
+  g_free (obs->sample_buf);
   g_free (obs);
 }
 
@@ -113,58 +163,97 @@ update_ranges (Sam2LayerStats *st, const float *x, int M)
       st->max[c] = r[c] > st->max[c] ? r[c] : st->max[c];
     }
   }
-  for (int c = 0; c < K; c++)
-    st->absmax[c] = fmaxf (fabsf (st->min[c]), fabsf (st->max[c]));
+  update_absmax (st);
 }
 
-/* Algorithm R over all rows ever seen: every row has the same chance to be kept. */
-static void
-update_reservoir (Sam2Observers *obs, Sam2LayerStats *st, const float *x, int M)
+/* The random choices of one call of M rows, made on the host in the same order whatever memory
+ * x is in, so the CPU and a device backend keep the same rows from the same seed. */
+
+/* Algorithm R over all rows ever seen: every row has the same chance to be kept. Fills
+ * obs->sample_rows / sample_slots with (row of this call, reservoir slot) pairs, one per slot
+ * (the last row drawn for a slot is the one a copy in row order would leave there), and returns
+ * their number. */
+static int
+plan_reservoir (Sam2Observers *obs, Sam2LayerStats *st, int M)
 {
-  const size_t row_bytes = (size_t) st->k * sizeof (float);
+  int *last = obs->slot_row;               /* (keep) row of this call per slot, -1: none */
+  for (int i = 0; i < st->keep; i++)
+    last[i] = -1;
   for (int m = 0; m < M; m++) {
     const int64_t t = st->n_tokens + m;
     if (st->n_samples < st->keep) {
-      memcpy (st->samples + (size_t) st->n_samples * st->k, x + (size_t) m * st->k, row_bytes);
-      st->n_samples++;
+      last[st->n_samples++] = m;
     } else {
       const int64_t j = (int64_t) (g_rand_double (obs->rng) * (double) (t + 1));
       if (j < st->keep)
-        memcpy (st->samples + (size_t) j * st->k, x + (size_t) m * st->k, row_bytes);
+        last[j] = m;
     }
   }
+  int n = 0;
+  for (int i = 0; i < st->keep; i++)
+    if (last[i] >= 0) {
+      obs->sample_rows[n] = last[i];
+      obs->sample_slots[n++] = i;
+    }
+  return n;
 }
 
-/* H += X^T X over the call's rows, or over max_tokens of them drawn without replacement. */
+/* The rows entering the Hessian: NULL for all M, else max_tokens of them drawn without
+ * replacement (partial Fisher-Yates) into obs->index, *n set either way. */
+static const int *
+plan_hessian (Sam2Observers *obs, int M, int *n)
+{
+  *n = M;
+  if (obs->max_tokens <= 0 || M <= obs->max_tokens)
+    return NULL;
+  if (obs->index_capacity < (size_t) M) {
+    g_free (obs->index);
+    obs->index = g_new (int, M);
+    obs->index_capacity = M;
+  }
+  for (int i = 0; i < M; i++)
+    obs->index[i] = i;
+  *n = obs->max_tokens;
+  for (int i = 0; i < *n; i++) {
+    const int j = i + (int) g_rand_int_range (obs->rng, 0, M - i);
+    const int tmp = obs->index[i];
+    obs->index[i] = obs->index[j];
+    obs->index[j] = tmp;
+  }
+  return obs->index;
+}
+
+/* H += X^T X over the chosen rows; float products within one call (a few thousand rows), double
+ * across calls. */
 static void
-update_hessian (Sam2Observers *obs, Sam2LayerStats *st, const float *x, int M)
+host_hessian (Sam2Observers *obs, Sam2LayerStats *st, const float *x, const int *rows, int n)
 {
   const int K = st->k;
-  const float *rows = x;
-  int n = M;
-  if (obs->max_tokens > 0 && M > obs->max_tokens) {
-    if (obs->index_capacity < (size_t) M) {
-      g_free (obs->index);
-      obs->index = g_new (int, M);
-      obs->index_capacity = M;
-    }
-    for (int i = 0; i < M; i++)
-      obs->index[i] = i;
-    n = obs->max_tokens;
-    for (int i = 0; i < n; i++) {  /* partial Fisher-Yates */
-      int j = i + (int) g_rand_int_range (obs->rng, 0, M - i);
-      int tmp = obs->index[i];
-      obs->index[i] = obs->index[j];
-      obs->index[j] = tmp;
-      memcpy (obs->rows + (size_t) i * K, x + (size_t) obs->index[i] * K, K * sizeof (float));
-    }
-    rows = obs->rows;
+  if (rows != NULL) {
+    for (int i = 0; i < n; i++)
+      memcpy (obs->rows + (size_t) i * K, x + (size_t) rows[i] * K, K * sizeof (float));
+    x = obs->rows;
   }
-  /* float products within one call (a few thousand rows), double across calls */
-  dnnl_sgemm ('T', 'N', K, K, n, 1.0f, rows, K, rows, K, 0.0f, obs->gram, K);
+  dnnl_sgemm ('T', 'N', K, K, n, 1.0f, x, K, x, K, 0.0f, obs->gram, K);
   for (size_t i = 0; i < (size_t) K * K; i++)
     st->hessian[i] += obs->gram[i];
-  st->n_hessian_tokens += n;
+}
+
+/* The reservoir's rows from `from` (n_samples, k), in plan order, into their slots. */
+static void
+store_samples (Sam2Observers *obs, Sam2LayerStats *st, const float *from, int n_samples)
+{
+  for (int i = 0; i < n_samples; i++)
+    memcpy (st->samples + (size_t) obs->sample_slots[i] * st->k, from + (size_t) i * st->k,
+            st->k * sizeof (float));
+}
+
+/* The first device failure is kept; later calls do nothing until sam2_observers_sync reports it. */
+static void
+device_failed (Sam2Observers *obs, int status)
+{
+  if (obs->device_status == SAM2_STATUS_OK)
+    obs->device_status = status;
 }
 
 void
@@ -174,10 +263,59 @@ sam2_observers_observe (gpointer data, const Sam2Linear *l, const float *x, int 
   Sam2LayerStats *st = g_hash_table_lookup (obs->by_layer, l);
   if (st == NULL || M <= 0)
     return;
-  update_ranges (st, x, M);
-  update_reservoir (obs, st, x, M);
-  update_hessian (obs, st, x, M);
+  const int n_samples = plan_reservoir (obs, st, M);
+  int n_hessian;
+  const int *hessian_rows = plan_hessian (obs, M, &n_hessian);
+  if (obs->device == NULL) {
+    update_ranges (st, x, M);
+    for (int i = 0; i < n_samples; i++)
+      memcpy (obs->sample_buf + (size_t) i * st->k, x + (size_t) obs->sample_rows[i] * st->k,
+              st->k * sizeof (float));
+    host_hessian (obs, st, x, hessian_rows, n_hessian);
+  } else if (obs->device_status == SAM2_STATUS_OK) {
+    const int status = obs->device->ops->stats_observe (obs->device, st->device, x, M,
+                                                        hessian_rows, n_hessian,
+                                                        obs->sample_rows, n_samples,
+                                                        obs->sample_buf);
+    if (status != SAM2_STATUS_OK)
+      device_failed (obs, status);
+    obs->device_dirty = TRUE;
+  }
+  store_samples (obs, st, obs->sample_buf, n_samples);
+  st->n_hessian_tokens += n_hessian;
   st->n_tokens += M;
+}
+
+gboolean
+sam2_observers_check (Sam2Observers *obs, GError **error)
+{
+  if (obs->device == NULL || obs->device_status == SAM2_STATUS_OK)
+    return TRUE;
+  const char *detail = obs->device->ops->status_detail != NULL
+                       ? obs->device->ops->status_detail (obs->device) : NULL;
+  g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+               "calibration statistics on the %s backend failed: %s%s%s%s; calibrate on the CPU "
+               "instead", obs->device->ops->name, sam2_status_describe (obs->device_status),
+               detail ? " (" : "", detail ? detail : "", detail ? ")" : "");
+  return FALSE;
+}
+
+gboolean
+sam2_observers_sync (Sam2Observers *obs, GError **error)
+{
+  if (obs->device != NULL && obs->device_status == SAM2_STATUS_OK && obs->device_dirty) {
+    for (guint i = 0; i < obs->order->len && obs->device_status == SAM2_STATUS_OK; i++) {
+      Sam2LayerStats *st = obs->order->pdata[i];
+      const int status = obs->device->ops->stats_read (obs->device, st->device, st->hessian,
+                                                       st->min, st->max);
+      if (status != SAM2_STATUS_OK)
+        device_failed (obs, status);
+      else
+        update_absmax (st);
+    }
+    obs->device_dirty = FALSE;
+  }
+  return sam2_observers_check (obs, error);
 }
 
 /* ---- cache ---- */

@@ -10,6 +10,7 @@
 #ifndef SAM2_QUANT_OBSERVERS_H
 #define SAM2_QUANT_OBSERVERS_H
 
+#include "backend.h"
 #include "model.h"
 #include "recipe.h"
 
@@ -26,6 +27,7 @@ typedef struct {
   int keep;                    /* reservoir capacity */
   int n_samples;
   float *samples;              /* (keep, k) rows */
+  gpointer device;             /* the backend's copy of hessian / min / max, or NULL */
 } Sam2LayerStats;
 
 typedef struct _Sam2Observers Sam2Observers;
@@ -34,7 +36,20 @@ typedef struct _Sam2Observers Sam2Observers;
 Sam2Observers *sam2_observers_new (const Sam2Model *model, const Sam2CalibRecipe *calib,
                                    gboolean (*wanted) (const Sam2Linear *l, gpointer data),
                                    gpointer wanted_data);
+/* The same with the statistics kept on `device` (a backend with stats ops, see backend.h; NULL:
+ * host memory): the observed x is then that backend's memory, and hessian / min / max / absmax
+ * are up to date on the host only after sam2_observers_sync. The random choices (reservoir rows,
+ * Hessian rows) are the same as on the host for the same seed. */
+Sam2Observers *sam2_observers_new_full (const Sam2Model *model, const Sam2CalibRecipe *calib,
+                                        gboolean (*wanted) (const Sam2Linear *l, gpointer data),
+                                        gpointer wanted_data, Sam2Backend *device,
+                                        GError **error);
 void sam2_observers_free (Sam2Observers *obs);
+/* Brings device statistics to the host copies (a no-op for host observers) and reports a
+ * failure of any device call since the last sync. */
+gboolean sam2_observers_sync (Sam2Observers *obs, GError **error);
+/* Only the report: FALSE with the error when a device call has failed since creation. */
+gboolean sam2_observers_check (Sam2Observers *obs, GError **error);
 
 /* A Sam2LinearObserver (session.h): accumulates one call. */
 void sam2_observers_observe (gpointer obs, const Sam2Linear *l, const float *x, int M);

@@ -112,6 +112,13 @@ report_free (gpointer p)
 Sam2Calibrator *
 sam2_calibrator_new (Sam2Model *model, const Sam2Recipe *recipe, GError **error)
 {
+  return sam2_calibrator_new_full (model, recipe, NULL, error);
+}
+
+Sam2Calibrator *
+sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
+                          const Sam2SessionOptions *options, GError **error)
+{
   g_return_val_if_fail (model != NULL, NULL);
   if (model->quantized) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
@@ -126,15 +133,31 @@ sam2_calibrator_new (Sam2Model *model, const Sam2Recipe *recipe, GError **error)
     c->recipe = g_new0 (Sam2Recipe, 1);
     sam2_recipe_init_defaults (c->recipe);
   }
-  /* the observers read every layer's input on the host: calibration runs on the CPU backend */
-  const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
-  c->session = sam2_session_new_full (model, &cpu, error);
+  Sam2SessionOptions run = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
+  if (options != NULL && options->backend != SAM2_BACKEND_AUTO)
+    run = *options;
+  if (run.precision == SAM2_PRECISION_AUTO)
+    run.precision = SAM2_PRECISION_FP32;
+  c->session = sam2_session_new_full (model, &run, error);
   if (c->session == NULL) {
     sam2_calibrator_free (c);
     return NULL;
   }
-  c->obs = sam2_observers_new (model, &c->recipe->calib, observe_wanted, c);
-  sam2_session_set_observer (c->session, sam2_observers_observe, c->obs);
+  /* on a device backend the statistics stay in its memory (backend.h's stats ops) */
+  Sam2Backend *device = c->session->backend->ops->device_memory ? c->session->backend : NULL;
+  if (device != NULL && device->ops->stats_new == NULL) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                 "the %s backend cannot gather calibration statistics; calibrate on the CPU",
+                 device->ops->name);
+    sam2_calibrator_free (c);
+    return NULL;
+  }
+  c->obs = sam2_observers_new_full (model, &c->recipe->calib, observe_wanted, c, device, error);
+  if (c->obs == NULL) {
+    sam2_calibrator_free (c);
+    return NULL;
+  }
+  sam2_session_set_observer_full (c->session, sam2_observers_observe, c->obs, device != NULL);
   c->post_activation = post_activation_layers (model);
   c->frames_digest = g_checksum_new (G_CHECKSUM_SHA256);
   c->rng = g_rand_new_with_seed ((guint32) c->recipe->calib.seed);
@@ -153,8 +176,9 @@ sam2_calibrator_free (Sam2Calibrator *c)
 {
   if (c == NULL)
     return;
-  sam2_session_free (c->session);
+  /* the observers may hold statistics in the session's backend: free them first */
   sam2_observers_free (c->obs);
+  sam2_session_free (c->session);
   if (c->post_activation)
     g_hash_table_unref (c->post_activation);
   if (c->frames_digest)
@@ -192,7 +216,7 @@ calibrate_decoder (Sam2Calibrator *c, GError **error)
 static gboolean
 frame_done (Sam2Calibrator *c, GError **error)
 {
-  if (!calibrate_decoder (c, error))
+  if (!calibrate_decoder (c, error) || !sam2_observers_check (c->obs, error))
     return FALSE;
   sam2_observers_frame_done (c->obs);
   return TRUE;
@@ -218,6 +242,12 @@ sam2_calibrator_add_pixels (Sam2Calibrator *c, const float *pixel_values, GError
   const size_t n = (size_t) 3 * c->model->image_size * c->model->image_size;
   g_checksum_update (c->frames_digest, (const guchar *) pixel_values, n * sizeof (float));
   return frame_done (c, error);
+}
+
+const char *
+sam2_calibrator_describe_backend (const Sam2Calibrator *c)
+{
+  return sam2_session_describe_backend (c->session);
 }
 
 int
@@ -715,6 +745,8 @@ sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer
                  "quantizing");
     return NULL;
   }
+  if (!c->from_cache && !sam2_observers_sync (c->obs, error))
+    return NULL;
   if (c->cache_path != NULL && !c->from_cache) {
     GError *local = NULL;
     if (!sam2_observers_save (c->obs, c->cache_path, &local)) {

@@ -157,9 +157,12 @@ sam2q_cmd_quantize (int argc, char **argv)
       "calibration frames (default: the recipe's calib.num_samples)", "N" },
     { "batch-size", 'b', 0, G_OPTION_ARG_INT, &batch_size,
       "frames per forward pass (the CPU backend runs them one at a time)", "N" },
-    { "device", 0, 0, G_OPTION_ARG_STRING, &device, "cpu (default) or cuda", "DEVICE" },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device,
+      "cpu (default) or cuda: where the float model runs and the statistics are gathered",
+      "DEVICE" },
     { "dtype", 0, 0, G_OPTION_ARG_STRING, &dtype,
-      "precision of the float model during calibration: float32 (default), float16, bfloat16",
+      "precision of the float model during calibration: float32 (default), or float16 with "
+      "--device cuda",
       "DTYPE" },
     { "cache-dir", 0, 0, G_OPTION_ARG_FILENAME, &cache_dir,
       "reuse calibration statistics of the same model, frames and recipe", "DIR" },
@@ -189,17 +192,29 @@ sam2q_cmd_quantize (int argc, char **argv)
     sam2q_fail ("quantize", error);
     goto out;
   }
+  /* the float model's backend and precision during calibration */
+  Sam2SessionOptions run = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
   if (device != NULL && strcmp (device, "cpu") != 0) {
-    g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                 "--device %s: calibration runs on the CPU backend (its observers read every "
-                 "layer's input on the host; the quantized model then runs on any backend); "
-                 "use --device cpu", device);
-    goto fail;
+    if (strcmp (device, "cuda") != 0) {
+      g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--device %s: use cpu or cuda", device);
+      goto fail;
+    }
+    run.backend = SAM2_BACKEND_CUDA;
   }
   if (dtype != NULL && strcmp (dtype, "float32") != 0) {
-    g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                 "--dtype %s: the CPU backend computes in float32; use --dtype float32", dtype);
-    goto fail;
+    if (strcmp (dtype, "float16") == 0 && run.backend == SAM2_BACKEND_CUDA) {
+      run.precision = SAM2_PRECISION_FP16;
+    } else {
+      g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--dtype %s: %s", dtype,
+                   run.backend == SAM2_BACKEND_CUDA
+                     ? "the CUDA backend runs the float model in float32 or float16; use one "
+                       "of those"
+                     : "the CPU backend computes in float32; use --dtype float32, or "
+                       "--device cuda --dtype float16");
+      goto fail;
+    }
   }
   src.kind = dataset ? dataset : "random";
   src.path = strcmp (src.kind, "coco") == 0   ? coco_root
@@ -232,8 +247,9 @@ sam2q_cmd_quantize (int argc, char **argv)
   sam2_set_num_threads (threads);
   if ((fp = sam2_model_load (model_ref, &error)) == NULL)
     goto fail;
-  if ((c = sam2_calibrator_new (fp, recipe, &error)) == NULL)
+  if ((c = sam2_calibrator_new_full (fp, recipe, &run, &error)) == NULL)
     goto fail;
+  g_printerr ("calibrating on %s\n", sam2_calibrator_describe_backend (c));
 
   gboolean hit = FALSE;
   if (cache_dir != NULL) {
