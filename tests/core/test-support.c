@@ -165,3 +165,21 @@ out:
   g_free (main_ref);
   g_free (feat_ref);
 }
+
+int
+sam2_test_cuda_init (int *argc, char ***argv, const char **recipe_path)
+{
+  g_test_init (argc, argv, NULL);
+  GError *error = NULL;
+  if (!sam2_backend_available (SAM2_BACKEND_CUDA, &error)) {
+    g_printerr ("skipped: %s\n", error->message);
+    g_error_free (error);
+    return 77;
+  }
+  if (*argc != 2) {
+    g_printerr ("usage: %s RECIPE.yaml (configs/hiera_tiny_w4a8.yaml)\n", (*argv)[0]);
+    return 2;
+  }
+  *recipe_path = (*argv)[1];
+  return 0;
+}

@@ -53,4 +53,9 @@ Sam2Model *sam2_test_hashed_model (const char *config_path);
  * fixtures' hash weights, or NULL after a skip when the config is absent. */
 Sam2Model *sam2_test_tiny_hashed (void);
 
+/* The start of a CUDA test taking a recipe argument: g_test_init, then 77 (skipped, with the
+ * reason) without a CUDA device, 2 (usage) without exactly one argument, else 0 with
+ * *recipe_path set to it. */
+int sam2_test_cuda_init (int *argc, char ***argv, const char **recipe_path);
+
 #endif

@@ -224,18 +224,9 @@ test_calibrator (void)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
-  GError *error = NULL;
-  if (!sam2_backend_available (SAM2_BACKEND_CUDA, &error)) {
-    g_printerr ("skipped: %s\n", error->message);
-    g_error_free (error);
-    return 77;
-  }
-  if (argc != 2) {
-    g_printerr ("usage: %s RECIPE.yaml (configs/hiera_tiny_w4a8.yaml)\n", argv[0]);
-    return 2;
-  }
-  recipe_path = argv[1];
+  const int rc = sam2_test_cuda_init (&argc, &argv, &recipe_path);
+  if (rc != 0)
+    return rc;
   g_test_add_data_func ("/cuda/calib/stats-gathered-rows", GINT_TO_POINTER (1000), test_stats);
   g_test_add_data_func ("/cuda/calib/stats-all-rows", GINT_TO_POINTER (0), test_stats);
   g_test_add_func ("/cuda/calib/calibrator", test_calibrator);

@@ -516,18 +516,9 @@ test_steady_memory (gconstpointer data)
 int
 main (int argc, char **argv)
 {
-  g_test_init (&argc, &argv, NULL);
-  GError *error = NULL;
-  if (!sam2_backend_available (SAM2_BACKEND_CUDA, &error)) {
-    g_printerr ("skipped: %s\n", error->message);
-    g_error_free (error);
-    return 77;
-  }
-  if (argc != 2) {
-    g_printerr ("usage: %s RECIPE.yaml (configs/hiera_tiny_w4a8.yaml)\n", argv[0]);
-    return 2;
-  }
-  recipe_path = argv[1];
+  const int rc = sam2_test_cuda_init (&argc, &argv, &recipe_path);
+  if (rc != 0)
+    return rc;
   g_test_add_data_func ("/cuda/model/mini-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
                         test_mini_reference);
   g_test_add_data_func ("/cuda/model/mini-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
