@@ -1,0 +1,256 @@
+/* test-observers.c: the calibration observers' two paths on the CPU.
+ *
+ * Statistics kept by a backend (backend.h's stats ops, what the CUDA backend implements) go
+ * through a different path in observers.c than host statistics: the random choices are planned
+ * on the host and handed to the backend, and the host copies are filled only by
+ * sam2_observers_sync. Here a host-memory stand-in for such a backend (the ops below, in plain
+ * double loops) runs next to the host observers on the same calls of a CPU session, so the
+ * planning, the sample placement, the sync and the failure report are checked where every CI run
+ * can: the statistics must agree within float summation order (HOST_DEVICE_TOL), the counts
+ * exactly. The CUDA ops themselves are checked against the CPU in tests/cuda/test-cuda-calib.c. */
+#include "backend.h"
+#include "model.h"
+#include "observers.h"
+#include "session.h"
+#include "test-support.h"
+
+#include <math.h>
+#include <string.h>
+
+/* The stand-in sums in double, the host path in float per call (then double): they differ by
+ * float rounding of sums of a few thousand products, ~1e-6 relative. */
+#define HOST_DEVICE_TOL 1e-5
+
+typedef struct {
+  int k;
+  double *h;
+  float *min, *max;
+} FakeStats;
+
+typedef struct {
+  Sam2BackendOps ops;
+  Sam2Backend parent;
+  int observe_calls;
+  int fail_after;              /* stats_observe fails from this call on; -1: never */
+} FakeDevice;
+
+static FakeDevice *
+fake_of (Sam2Backend *b)
+{
+  return (FakeDevice *) ((char *) b - G_STRUCT_OFFSET (FakeDevice, parent));
+}
+
+static gpointer
+fake_stats_new (Sam2Backend *b, int k)
+{
+  FakeStats *s = g_new0 (FakeStats, 1);
+  s->k = k;
+  s->h = g_new0 (double, (size_t) k * k);
+  s->min = g_new (float, k);
+  s->max = g_new (float, k);
+  for (int c = 0; c < k; c++) {
+    s->min[c] = INFINITY;
+    s->max[c] = -INFINITY;
+  }
+  return s;
+}
+
+static void
+fake_stats_free (Sam2Backend *b, gpointer p)
+{
+  FakeStats *s = p;
+  g_free (s->h);
+  g_free (s->min);
+  g_free (s->max);
+  g_free (s);
+}
+
+static int
+fake_stats_observe (Sam2Backend *b, gpointer p, const float *x, int M, const int *hessian_rows,
+                    int n_hessian, const int *sample_rows, int n_samples, float *samples)
+{
+  FakeDevice *d = fake_of (b);
+  if (d->fail_after >= 0 && d->observe_calls++ >= d->fail_after)
+    return SAM2_STATUS_DEVICE;
+  FakeStats *s = p;
+  const int k = s->k;
+  for (int m = 0; m < M; m++)
+    for (int c = 0; c < k; c++) {
+      s->min[c] = fminf (s->min[c], x[(size_t) m * k + c]);
+      s->max[c] = fmaxf (s->max[c], x[(size_t) m * k + c]);
+    }
+  const int n = hessian_rows != NULL ? n_hessian : M;
+  for (int r = 0; r < n; r++) {
+    const float *row = x + (size_t) (hessian_rows != NULL ? hessian_rows[r] : r) * k;
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j < k; j++)
+        s->h[(size_t) i * k + j] += (double) row[i] * row[j];
+  }
+  for (int r = 0; r < n_samples; r++)
+    memcpy (samples + (size_t) r * k, x + (size_t) sample_rows[r] * k, k * sizeof (float));
+  return SAM2_STATUS_OK;
+}
+
+static int
+fake_stats_read (Sam2Backend *b, gpointer p, double *hessian, float *min, float *max)
+{
+  FakeStats *s = p;
+  memcpy (hessian, s->h, sizeof (double) * s->k * s->k);
+  memcpy (min, s->min, sizeof (float) * s->k);
+  memcpy (max, s->max, sizeof (float) * s->k);
+  return SAM2_STATUS_OK;
+}
+
+static void
+fake_init (FakeDevice *d, int fail_after)
+{
+  memset (d, 0, sizeof *d);
+  d->ops.name = "stand-in";
+  d->ops.stats_new = fake_stats_new;
+  d->ops.stats_free = fake_stats_free;
+  d->ops.stats_observe = fake_stats_observe;
+  d->ops.stats_read = fake_stats_read;
+  d->parent.ops = &d->ops;
+  d->fail_after = fail_after;
+}
+
+static void
+pixels (float *px, size_t n, guint32 seed)
+{
+  GRand *r = g_rand_new_with_seed (seed);
+  for (size_t i = 0; i < n; i++)
+    px[i] = (float) g_rand_double_range (r, -2.0, 2.0);
+  g_rand_free (r);
+}
+
+static double
+rel_l2_f64 (const double *a, const double *b, size_t n)
+{
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return sqrt (num) / fmax (sqrt (den), 1e-300);
+}
+
+typedef struct {
+  Sam2Observers *a, *b;
+} ObserverPair;
+
+static void
+observe_both (gpointer data, const Sam2Linear *l, const float *x, int M)
+{
+  ObserverPair *p = data;
+  sam2_observers_observe (p->a, l, x, M);
+  sam2_observers_observe (p->b, l, x, M);
+}
+
+/* Host and backend-kept statistics on the same calls; max_tokens small enough that the widest
+ * calls go through the Hessian's row draw. */
+static void
+test_backend_path_matches_host (void)
+{
+  Sam2Model *m = sam2_test_load_mini ();
+  if (m == NULL)
+    return;
+  GError *error = NULL;
+  const Sam2CalibRecipe calib = { .num_samples = 3, .batch_size = 1, .max_tokens = 100,
+                                  .keep_tokens = 40, .seed = 9 };
+  FakeDevice dev;
+  fake_init (&dev, -1);
+  Sam2Session *s = sam2_session_new (m, &error);
+  g_assert_no_error (error);
+  Sam2Observers *host = sam2_observers_new (m, &calib, NULL, NULL);
+  Sam2Observers *kept = sam2_observers_new_full (m, &calib, NULL, NULL, &dev.parent, &error);
+  g_assert_no_error (error);
+
+  /* one session, both observers on every call */
+  ObserverPair pair = { host, kept };
+  sam2_session_set_observer (s, observe_both, &pair);
+  const int S = sam2_model_get_image_size (m);
+  float *px = g_new (float, (size_t) 3 * S * S);
+  for (guint32 f = 0; f < 3; f++) {
+    pixels (px, (size_t) 3 * S * S, 40 + f);
+    g_assert_true (sam2_session_encode (s, px, &error));
+    g_assert_no_error (error);
+  }
+  g_assert_true (sam2_observers_sync (kept, &error));
+  g_assert_no_error (error);
+
+  int n_layers = 0, n_drawn = 0;
+  for (guint i = 0; i < m->linears->len; i++) {
+    const Sam2Linear *l = m->linears->pdata[i];
+    const Sam2LayerStats *a = sam2_observers_get (kept, l), *b = sam2_observers_get (host, l);
+    if (b->n_tokens == 0)
+      continue;
+    const int k = b->k;
+    g_assert_cmpint (a->n_tokens, ==, b->n_tokens);
+    g_assert_cmpint (a->n_hessian_tokens, ==, b->n_hessian_tokens);
+    g_assert_cmpint (a->n_samples, ==, b->n_samples);
+    n_drawn += b->n_hessian_tokens < b->n_tokens;
+    g_assert_cmpfloat (rel_l2_f64 (a->hessian, b->hessian, (size_t) k * k), <=, HOST_DEVICE_TOL);
+    /* the same rows, so ranges and samples are the same floats */
+    g_assert_cmpmem (a->min, k * sizeof (float), b->min, k * sizeof (float));
+    g_assert_cmpmem (a->max, k * sizeof (float), b->max, k * sizeof (float));
+    g_assert_cmpmem (a->absmax, k * sizeof (float), b->absmax, k * sizeof (float));
+    g_assert_cmpmem (a->samples, (size_t) b->n_samples * k * sizeof (float), b->samples,
+                     (size_t) b->n_samples * k * sizeof (float));
+    n_layers++;
+  }
+  g_test_message ("%d layers agree, %d of them with drawn Hessian rows", n_layers, n_drawn);
+  g_assert_cmpint (n_layers, >=, 8);
+  g_assert_cmpint (n_drawn, >, 0);
+
+  g_free (px);
+  sam2_session_free (s);
+  sam2_observers_free (kept);
+  sam2_observers_free (host);
+  sam2_model_unref (m);
+}
+
+/* A failing backend call is reported by check and sync, naming the backend, and what follows is
+ * not observed. */
+static void
+test_backend_failure_reported (void)
+{
+  Sam2Model *m = sam2_test_load_mini ();
+  if (m == NULL)
+    return;
+  GError *error = NULL;
+  const Sam2CalibRecipe calib = { .num_samples = 1, .batch_size = 1, .max_tokens = 0,
+                                  .keep_tokens = 8, .seed = 1 };
+  FakeDevice dev;
+  fake_init (&dev, 3);
+  Sam2Session *s = sam2_session_new (m, &error);
+  g_assert_no_error (error);
+  Sam2Observers *kept = sam2_observers_new_full (m, &calib, NULL, NULL, &dev.parent, &error);
+  g_assert_no_error (error);
+  sam2_session_set_observer (s, sam2_observers_observe, kept);
+  const int S = sam2_model_get_image_size (m);
+  float *px = g_new (float, (size_t) 3 * S * S);
+  pixels (px, (size_t) 3 * S * S, 3);
+  g_assert_true (sam2_session_encode (s, px, &error));
+  g_assert_false (sam2_observers_check (kept, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND);
+  g_assert_nonnull (strstr (error->message, "stand-in backend failed"));
+  g_assert_nonnull (strstr (error->message, "calibrate on the CPU"));
+  g_clear_error (&error);
+  g_assert_cmpint (dev.observe_calls, ==, 4);   /* three that worked, the failing one, no more */
+  g_assert_false (sam2_observers_sync (kept, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND);
+  g_clear_error (&error);
+  g_free (px);
+  sam2_session_free (s);
+  sam2_observers_free (kept);
+  sam2_model_unref (m);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/observers/backend-path-matches-host", test_backend_path_matches_host);
+  g_test_add_func ("/observers/backend-failure-reported", test_backend_failure_reported);
+  return g_test_run ();
+}
