@@ -1,6 +1,7 @@
 /* backend-cpu.c: the reference backend. GEMMs go to oneDNN's sgemm (its JIT kernels ran the
  * encoder's shapes 1.2-2x faster than OpenBLAS 0.3.21 here, most for the K = 96 of stage 1);
  * oneDNN, OpenBLAS (LAPACK) and the loops here share one OpenMP thread pool. */
+#include "attention-cpu.h"
 #include "backend.h"
 #include "linear-cpu.h"
 #include "ops-cpu.h"
@@ -20,6 +21,8 @@ typedef struct {
   float *scores;               /* (n_threads, ATTENTION_ROW_BLOCK, max_len_k) */
   size_t scores_per_thread;
   int scratch_threads;
+  float *flash;                /* fused attention: per-thread scratch, then the packed keys */
+  size_t flash_floats;
   gboolean profiling;
   Sam2OpProfile profile[SAM2_OP_COUNT];
   void *quant_scratch;         /* quantized layers' scratch, grown on the first frame */
@@ -201,10 +204,62 @@ attention_block (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq, 
   sam2_cpu_scale_rows (out, nq, a->head_dim, a->out_ld, inv_sum);
 }
 
+/* The fused path (attention-cpu.c): each (sequence, head)'s keys packed once. When one task
+ * covers all queries of a sequence (windows, the decoder), a task is a sequence, all its heads
+ * in turn, packing each into the thread's scratch (thousands of small windows: fewer, larger
+ * tasks); else the keys are packed in a pass of their own into a shared buffer, then one task
+ * per (sequence, head, SAM2_FLASH_ROWS queries). */
+static int
+cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2AttentionArgs *a)
+{
+  const int row_blocks = (a->len_q + SAM2_FLASH_ROWS - 1) / SAM2_FLASH_ROWS;
+  const long heads = (long) a->batch * a->heads;
+  const gboolean shared = row_blocks > 1;
+  const long tasks = shared ? heads * row_blocks : a->batch;
+  const int threads = omp_get_max_threads ();
+  const size_t packed = sam2_cpu_flash_packed_floats (a), task = sam2_cpu_flash_task_floats (a);
+  /* each thread's part a whole number of cache lines apart (no false sharing) */
+  const size_t per_thread = (task + (shared ? 0 : packed) + 15) & ~(size_t) 15;
+  const size_t need = per_thread * threads + (shared ? packed * heads : 0);
+  if (need > cpu->flash_floats) {
+    g_free (cpu->flash);
+    cpu->flash = g_try_malloc (need * sizeof (float));
+    cpu->flash_floats = cpu->flash ? need : 0;
+    if (cpu->flash == NULL)
+      return SAM2_STATUS_OUT_OF_MEMORY;
+  }
+  float *keys = cpu->flash + per_thread * threads;
+  if (shared) {
+#pragma omp parallel for schedule(dynamic, 1) if (heads > 1)
+    for (long h = 0; h < heads; h++)
+      sam2_cpu_flash_pack_keys (a, (int) (h / a->heads), (int) (h % a->heads),
+                                keys + (size_t) h * packed);
+  }
+#pragma omp parallel for schedule(dynamic, 1) if (tasks > 1)
+  for (long t = 0; t < tasks; t++) {
+    float *scratch = cpu->flash + (size_t) omp_get_thread_num () * per_thread;
+    if (shared) {
+      const int rb = (int) (t % row_blocks);
+      const long h = t / row_blocks;
+      const int q0 = rb * SAM2_FLASH_ROWS, nq = MIN (SAM2_FLASH_ROWS, a->len_q - q0);
+      sam2_cpu_flash_task (a, (int) (h / a->heads), (int) (h % a->heads), q0, nq,
+                           keys + (size_t) h * packed, scratch);
+    } else {
+      for (int head = 0; head < a->heads; head++) {
+        sam2_cpu_flash_pack_keys (a, (int) t, head, scratch + task);
+        sam2_cpu_flash_task (a, (int) t, head, 0, a->len_q, scratch + task, scratch);
+      }
+    }
+  }
+  return SAM2_STATUS_OK;
+}
+
 static int
 cpu_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
 {
   Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
+  if (sam2_cpu_flash_supported (a))
+    return cpu_attention_flash (cpu, a);
   int status = cpu_reserve_attention (b, a->len_q, a->len_k);
   if (status != SAM2_STATUS_OK)
     return status;
@@ -449,6 +504,7 @@ cpu_destroy (Sam2Backend *b)
 {
   Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
   g_free (cpu->scores);
+  g_free (cpu->flash);
   g_free (cpu->quant_scratch);
   g_free (cpu);
 }

@@ -580,6 +580,18 @@ static const AttentionCase attention_cases[] = {
   /* logits spanning hundreds (exp of the unshifted scores would overflow) */
   { 2, 2, 16, 20, 40, FALSE, FALSE, 0, 0, 8.0, TRUE },
   { 1, 3, 4, 150, 150, TRUE, TRUE, 0, 0, 8.0, TRUE },
+  /* head_dim a multiple of 8 (the fused AVX2 path where the CPU has it): one key; len_k not a
+   * multiple of the 16-key panel nor of the 256-key block, the running max rising block after
+   * block; query tiles of 6 with 1..5 rows left over; an 8-wide last column chunk (D 24, 40);
+   * several 128-query tasks sharing one head's packed keys; strides and gaps (NaN) */
+  { 2, 2, 8, 5, 1, FALSE, FALSE, 3, 7, 1.0 },
+  { 1, 1, 16, 1, 1, FALSE, FALSE, 0, 0, 1.0 },
+  { 2, 3, 24, 7, 17, FALSE, TRUE, 2, 5, 2.0 },
+  { 1, 2, 32, 13, 300, FALSE, FALSE, 1, 0, 3.0 },
+  { 1, 1, 40, 130, 529, FALSE, FALSE, 0, 9, 2.0 },
+  { 3, 2, 96, 16, 64, FALSE, TRUE, 0, 0, 1.0 },
+  { 1, 2, 16, 300, 300, TRUE, TRUE, 4, 0, 8.0, TRUE },
+  { 1, 1, 64, 9, 520, FALSE, FALSE, 0, 0, 8.0, TRUE },
 };
 
 static float

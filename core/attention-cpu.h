@@ -1,0 +1,39 @@
+/* attention-cpu.h: the CPU backend's fused ("flash") attention for AVX2 + FMA machines.
+ *
+ * Per task (one sequence, one head, up to SAM2_FLASH_ROWS queries) the keys are swept in blocks of
+ * SAM2_FLASH_KEYS with an online softmax: the scores of a few queries against one key block stay
+ * in L1, the block's packed keys and its values in L2, and the output accumulates in the task's
+ * scratch, rescaled when a row's running max grows. Where the CPU lacks AVX2 / FMA, or head_dim
+ * is not a multiple of 8, the backend keeps its sgemm + softmax path. Layouts as in backend.h. */
+#ifndef SAM2_ATTENTION_CPU_H
+#define SAM2_ATTENTION_CPU_H
+
+#include "backend.h"
+
+G_BEGIN_DECLS
+
+#define SAM2_FLASH_ROWS 128 /* queries per task */
+#define SAM2_FLASH_KEYS 256 /* keys per block of the online softmax (a multiple of 16) */
+
+/* TRUE when sam2_cpu_flash_* can run `a` on this CPU. */
+gboolean sam2_cpu_flash_supported (const Sam2AttentionArgs *a);
+
+/* Floats of one (sequence, head)'s packed keys: len_k rounded up to 16, times head_dim. */
+size_t sam2_cpu_flash_packed_floats (const Sam2AttentionArgs *a);
+
+/* Floats of a task's scratch (a thread's, reused across its tasks). */
+size_t sam2_cpu_flash_task_floats (const Sam2AttentionArgs *a);
+
+/* Packs the keys and values of (seq, head): k for the score kernel in panels of 16 keys, each
+ * head_dim rows of 16 (key-minor), the last panel zero-padded; then v in column chunks of 16
+ * (8 for a last one), each chunk's len_k rows contiguous. */
+void sam2_cpu_flash_pack_keys (const Sam2AttentionArgs *a, int seq, int head, float *packed);
+
+/* Queries [q0, q0 + nq) of (seq, head), nq <= SAM2_FLASH_ROWS, with the keys packed by
+ * sam2_cpu_flash_pack_keys; `scratch` holds sam2_cpu_flash_task_floats floats. */
+void sam2_cpu_flash_task (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
+                          const float *packed, float *scratch);
+
+G_END_DECLS
+
+#endif
