@@ -5,7 +5,7 @@
  * oneDNN repacked the same keys for each of the 32 query blocks of a head; the windowed blocks
  * made thousands of 16- to 64-wide GEMM calls whose setup outweighed their work. Here the keys of
  * a head are packed once, a 6-query x 16-key tile of scores is a register block of 12 FMA
- * accumulators, and the scores of 6 queries against 256 keys (6 KB) never leave L1.
+ * accumulators, and the scores of 6 queries against 512 keys (12 KB) never leave L1.
  *
  * Sums are reordered against the sgemm path (per key block, then across blocks, rescaled by the
  * running max): the same rounding magnitudes, not the same bits. */

@@ -581,7 +581,7 @@ static const AttentionCase attention_cases[] = {
   { 2, 2, 16, 20, 40, FALSE, FALSE, 0, 0, 8.0, TRUE },
   { 1, 3, 4, 150, 150, TRUE, TRUE, 0, 0, 8.0, TRUE },
   /* head_dim a multiple of 8 (the fused AVX2 path where the CPU has it): one key; len_k not a
-   * multiple of the 16-key panel nor of the 256-key block, the running max rising block after
+   * multiple of the 16-key panel nor of the 512-key block, the running max rising block after
    * block; query tiles of 6 with 1..5 rows left over; an 8-wide last column chunk (D 24, 40);
    * several 128-query tasks sharing one head's packed keys; strides and gaps (NaN) */
   { 2, 2, 8, 5, 1, FALSE, FALSE, 3, 7, 1.0 },
