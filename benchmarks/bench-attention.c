@@ -17,25 +17,12 @@
 int
 main (int argc, char **argv)
 {
-  char *model_ref = NULL, *hash_config = NULL;
-  int iterations = 5, threads = 0;
-  GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref, "model directory, HF id or shortcut", "REF" },
-    { "hash-config", 'c', 0, G_OPTION_ARG_FILENAME, &hash_config,
-      "the architecture of CONFIG.json (default: the tiny fixture config)", "CONFIG" },
-    { "iterations", 'n', 0, G_OPTION_ARG_INT, &iterations, "timed runs per block (default 5)", "N" },
-    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: all cores)", "N" },
-    { NULL }
-  };
-  if (!bench_parse_options (&argc, &argv, entries, "- the CPU attention op on the encoder's shapes"))
-    return 2;
-  GError *error = NULL;
-  sam2_set_num_threads (threads);
-  Sam2Model *model = bench_load_model (model_ref, hash_config, NULL, &error);
-  if (model == NULL) {
-    g_printerr ("cannot build the model: %s\n", error->message);
-    return 1;
-  }
+  int iterations, rc;
+  Sam2Model *model = bench_cpu_model_start (&argc, &argv,
+                                             "- the CPU attention op on the encoder's shapes",
+                                             "timed runs per block (default 5)", &iterations, &rc);
+  if (model == NULL)
+    return rc;
   g_print ("threads: %d\n", sam2_get_num_threads ());
   Sam2Backend *b = sam2_backend_cpu_new ();
   double total_ms = 0.0, total_gflop = 0.0, checksum = 0.0;

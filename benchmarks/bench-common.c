@@ -59,3 +59,35 @@ bench_load_model (const char *model_ref, const char *hash_config, const char **n
     *name = from;
   return model;
 }
+
+Sam2Model *
+bench_cpu_model_start (int *argc, char ***argv, const char *summary, const char *iterations_help,
+                       int *iterations, int *exit_code)
+{
+  char *model_ref = NULL, *hash_config = NULL;
+  int threads = 0;
+  *iterations = 5;
+  GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref, "model directory, HF id or shortcut", "REF" },
+    { "hash-config", 'c', 0, G_OPTION_ARG_FILENAME, &hash_config,
+      "build the model from CONFIG.json with hash weights (default: the tiny fixture config)",
+      "CONFIG" },
+    { "iterations", 'n', 0, G_OPTION_ARG_INT, iterations, iterations_help, "N" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: all cores)", "N" },
+    { NULL }
+  };
+  *exit_code = 2;
+  if (!bench_parse_options (argc, argv, entries, summary))
+    return NULL;
+  *exit_code = 1;
+  GError *error = NULL;
+  sam2_set_num_threads (threads);
+  Sam2Model *model = bench_load_model (model_ref, hash_config, NULL, &error);
+  if (model == NULL) {
+    g_printerr ("cannot build the model: %s\n", error->message);
+    g_error_free (error);
+  }
+  g_free (model_ref);
+  g_free (hash_config);
+  return model;
+}

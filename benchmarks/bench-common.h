@@ -24,4 +24,10 @@ gboolean bench_parse_options (int *argc, char ***argv, const GOptionEntry *entri
 Sam2Model *bench_load_model (const char *model_ref, const char *hash_config, const char **name,
                              GError **error);
 
+/* The start the CPU model benchmarks share: parses --model / --hash-config / --iterations (its
+ * help `iterations_help`, default 5) / --threads, sets the thread count and loads the model (as
+ * bench_load_model). NULL after printing why; *exit_code is then 2 (usage) or 1. */
+Sam2Model *bench_cpu_model_start (int *argc, char ***argv, const char *summary,
+                                  const char *iterations_help, int *iterations, int *exit_code);
+
 #endif

@@ -72,26 +72,12 @@ encoder_flops (const Sam2Model *m)
 int
 main (int argc, char **argv)
 {
-  char *model_ref = NULL, *hash_config = NULL;
-  int iterations = 5, threads = 0;
-  GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref, "model directory, HF id or shortcut", "REF" },
-    { "hash-config", 'c', 0, G_OPTION_ARG_FILENAME, &hash_config,
-      "build the model from CONFIG.json with hash weights (default: the tiny fixture config)", "CONFIG" },
-    { "iterations", 'n', 0, G_OPTION_ARG_INT, &iterations, "timed encoder runs (default 5)", "N" },
-    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads (default: all cores)", "N" },
-    { NULL }
-  };
-  if (!bench_parse_options (&argc, &argv, entries, "- CPU latency of the FP32 model"))
-    return 2;
+  int iterations, rc;
+  Sam2Model *model = bench_cpu_model_start (&argc, &argv, "- CPU latency of the FP32 model",
+                                             "timed encoder runs (default 5)", &iterations, &rc);
+  if (model == NULL)
+    return rc;
   GError *error = NULL;
-  sam2_set_num_threads (threads);
-
-  Sam2Model *model = bench_load_model (model_ref, hash_config, NULL, &error);
-  if (model == NULL) {
-    g_printerr ("cannot build the model: %s\n", error->message);
-    return 1;
-  }
   const int S = sam2_model_get_image_size (model);
   g_print ("threads: %d\n", sam2_get_num_threads ());
   g_print ("oneDNN sgemm (best of 1.5 s), GFLOP/s:\n");
