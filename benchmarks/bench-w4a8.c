@@ -1,7 +1,7 @@
 /* bench-w4a8: the CPU W4A8 linear kernel against float32 sgemm and oneDNN's int8 matmul, on the
  * linear layers of the tiny Hiera encoder at 1024 x 1024.
  *
- *   sam2-bench-w4a8 [--seconds S] [--threads N] [--asym] [--rank R] [--act gelu]
+ *   sam2-bench-w4a8 [--seconds S] [--threads N] [--asym] [--rank R] [--act gelu] [--only TEXT]
  *
  * Per shape (M x K -> N: tokens x in -> out features), best time over S seconds (default 3,
  * shared by the first three, which take turns) of:
@@ -192,13 +192,14 @@ main (int argc, char **argv)
 {
   int threads = 0, rank = 0;
   gboolean asym = FALSE;
-  char *act_name = NULL;
+  char *act_name = NULL, *only = NULL;
   GOptionEntry entries[] = {
     { "seconds", 0, 0, G_OPTION_ARG_DOUBLE, &seconds, "Time per shape (3)", "S" },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, "OpenMP threads (all)", "N" },
     { "asym", 0, 0, G_OPTION_ARG_NONE, &asym, "Asymmetric per-token activations", NULL },
     { "rank", 0, 0, G_OPTION_ARG_INT, &rank, "Low-rank branch of this rank (0)", "R" },
     { "act", 0, 0, G_OPTION_ARG_STRING, &act_name, "Epilogue activation (linear)", "NAME" },
+    { "only", 0, 0, G_OPTION_ARG_STRING, &only, "Only the layers whose name has TEXT", "TEXT" },
     { NULL },
   };
   if (!bench_parse_options (&argc, &argv, entries,
@@ -230,6 +231,8 @@ main (int argc, char **argv)
   double sum_fp32 = 0.0, sum_w4a8 = 0.0;
   for (guint i = 0; i < G_N_ELEMENTS (shapes); i++) {
     const Shape *s = &shapes[i];
+    if (only != NULL && strstr (s->what, only) == NULL)
+      continue;
     const size_t MK = (size_t) s->M * s->K, NK = (size_t) s->N * s->K, MN = (size_t) s->M * s->N;
     Bench b = { .s = s, .act = act };
     b.x = g_new (float, MK);
@@ -290,10 +293,11 @@ main (int argc, char **argv)
     g_free (b.w);
     g_free (b.y);
   }
-  printf ("\nall 12 layers: fp32 %.1f ms, w4a8 %.1f ms (%.2fx); oneDNN int8 implementation: %s\n",
+  printf ("\nall layers: fp32 %.1f ms, w4a8 %.1f ms (%.2fx); oneDNN int8 implementation: %s\n",
           sum_fp32, sum_w4a8, sum_fp32 / sum_w4a8, impl);
   g_rand_free (r);
   g_free (act_name);
+  g_free (only);
   if (engine != NULL)
     dnnl_engine_destroy (engine);
   return 0;

@@ -852,10 +852,12 @@ block_c (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows, int nb0, int
  * each row and channel octet gets one int16 sum of 8 vpmaddubsw (exact: see the top of the
  * file), widened once. */
 __attribute__ ((target ("avx2"), always_inline)) static inline void
-tile_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, int r0, int nb,
-           const Sam2TileOut *o, int col)
+tile_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, const int one_group,
+           int r0, int nb, const Sam2TileOut *o, int col)
 {
-  const int NG = kn->n_groups;
+  /* one_group (a constant where inlined): the float accumulators are the group's products,
+   * nothing is carried across groups */
+  const int NG = one_group ? 1 : kn->n_groups;
   const int32_t *wzero = kn->wzero + (size_t) nb * NG * NB;  /* (NG, NB) */
   const int32_t *wsum = kn->wsum + (size_t) nb * NG * NB;    /* (NG, NB) */
   const float *wscale = kn->wscale + (size_t) nb * NG * NB;  /* (NG, NB) */
@@ -870,7 +872,7 @@ tile_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, int r0
   const __m256i ones = _mm256_set1_epi16 (1);
   __m256 f00 = _mm256_setzero_ps (), f01 = f00, f10 = f00, f11 = f00, f20 = f00, f21 = f00;
   for (int g = 0; g < NG; g++) {
-    const int steps = g + 1 < NG ? kn->group_steps : kn->last_steps;
+    const int steps = one_group || g + 1 == NG ? kn->last_steps : kn->group_steps;
     const __m256i z0 = _mm256_loadu_si256 ((const __m256i *) (wzero + g * NB));
     const __m256i z1 = _mm256_loadu_si256 ((const __m256i *) (wzero + g * NB + 8));
     const __m256i s0 = _mm256_loadu_si256 ((const __m256i *) (wsum + g * NB));
@@ -958,9 +960,14 @@ __attribute__ ((target ("avx2"))) static void
 block_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows, int nb0, int nb1,
             const Sam2TileOut *o)
 {
-#define SAM2_TILE_AVX2(r, mr, nb) tile_avx2 (kn, a, mr, r, nb, o, ((nb) - nb0) * NB)
-  SAM2_BLOCK_LOOPS (kn, rows, nb0, nb1, 3, SAM2_TILE_AVX2);
+#define SAM2_TILE_AVX2(r, mr, nb) tile_avx2 (kn, a, mr, 0, r, nb, o, ((nb) - nb0) * NB)
+#define SAM2_TILE_AVX2_1(r, mr, nb) tile_avx2 (kn, a, mr, 1, r, nb, o, ((nb) - nb0) * NB)
+  if (kn->n_groups == 1)
+    SAM2_BLOCK_LOOPS (kn, rows, nb0, nb1, 3, SAM2_TILE_AVX2_1);
+  else
+    SAM2_BLOCK_LOOPS (kn, rows, nb0, nb1, 3, SAM2_TILE_AVX2);
 #undef SAM2_TILE_AVX2
+#undef SAM2_TILE_AVX2_1
   if (o->stream)
     _mm_sfence ();  /* the streamed stores are ordered before whatever follows the item */
 }
