@@ -848,6 +848,10 @@ block_c (const Sam2QuantKernel *kn, const Sam2ActRows *a, int rows, int nb0, int
     acc = g == 0 ? v_ : _mm256_add_ps (acc, v_);                                           \
   } while (0)
 
+static const int16_t ones16[16] __attribute__ ((aligned (32))) = {
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 /* A tile of mr (1 .. 3) rows from r0 x 16 channels of block nb, over all groups. Per 32-k step
  * each row and channel octet gets one int16 sum of 8 vpmaddubsw (exact: see the top of the
  * file), widened once. */
@@ -869,7 +873,6 @@ tile_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, const 
   const int32_t za0 = a->zero[r0], za1 = mr > 1 ? a->zero[r0 + 1] : 0;
   const int32_t za2 = mr > 2 ? a->zero[r0 + 2] : 0;
   const gboolean asym = kn->asym;
-  const __m256i ones = _mm256_set1_epi16 (1);
   __m256 f00 = _mm256_setzero_ps (), f01 = f00, f10 = f00, f11 = f00, f20 = f00, f21 = f00;
   for (int g = 0; g < NG; g++) {
     const int steps = one_group || g + 1 == NG ? kn->last_steps : kn->group_steps;
@@ -888,7 +891,8 @@ tile_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, const 
       c21 = SAM2_AVX2_CORR (2, z1, s1);
     }
     for (int s = 0; s < steps; s++, a0 += KSTEP, a1 += KSTEP, a2 += KSTEP, wp += KSTEP * NB) {
-      __m256i t00, t01, t10 = ones, t11 = ones, t20 = ones, t21 = ones;
+      const __m256i t_unused = _mm256_setzero_si256 ();  /* rows past mr: never used */
+      __m256i t00, t01, t10 = t_unused, t11 = t_unused, t20 = t_unused, t21 = t_unused;
       SAM2_AVX2_QUAD (0, 1);
       SAM2_AVX2_QUAD (1, 0);
       SAM2_AVX2_QUAD (2, 0);
@@ -897,6 +901,11 @@ tile_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, const 
       SAM2_AVX2_QUAD (5, 0);
       SAM2_AVX2_QUAD (6, 0);
       SAM2_AVX2_QUAD (7, 0);
+      /* the ones are loaded again each step rather than kept: the register they would hold
+       * keeps all six int32 sums in registers (otherwise one is spilled and reloaded per step) */
+      const __m256i *onesp = (const __m256i *) ones16;
+      __asm__ ("" : "+r"(onesp));
+      const __m256i ones = _mm256_load_si256 (onesp);
       c00 = _mm256_add_epi32 (c00, _mm256_madd_epi16 (t00, ones));
       c01 = _mm256_add_epi32 (c01, _mm256_madd_epi16 (t01, ones));
       if (mr > 1) {
