@@ -475,19 +475,18 @@ test_many_rows (void)
   }
 }
 
-/* An output of 32 MiB, which the kernel writes with non-temporal stores, in place over its
- * residual: rows taken from it must equal the same rows computed alone (a few rows, stored
- * normally), bit for bit. */
+/* An output of 32 MiB or more, which the kernel writes with non-temporal stores, in place over
+ * its residual, `offset` floats into its allocation: rows taken from it must equal the same rows
+ * computed alone (a few rows, stored normally), bit for bit. */
 static void
-test_streamed_output (void)
+check_streamed_output (const Sam2TestLayerSpec *s, int M, int offset, guint32 seed)
 {
-  const Sam2TestLayerSpec s = { .N = 1024, .K = 32, .G = 0, .dtype = SAM2_QTYPE_UINT4,
-                                .mode = SAM2_ACT_QUANT_TOKEN_ASYM, .bias = TRUE };
-  const int M = 8192, N = s.N, K = s.K, slice = 7;
-  GRand *r = g_rand_new_with_seed (15000);
-  Sam2QuantLinear *q = sam2_test_layer_new (r, &s);
+  const int N = s->N, K = s->K, slice = 7;
+  GRand *r = g_rand_new_with_seed (seed);
+  Sam2QuantLinear *q = sam2_test_layer_new (r, s);
   float *x = sam2_test_input_new (r, q, M);
-  float *y = g_new (float, (size_t) M * N);   /* the residual, then the output */
+  float *ybuf = g_new (float, (size_t) M * N + offset);
+  float *y = ybuf + offset;   /* the residual, then the output */
   for (size_t i = 0; i < (size_t) M * N; i++)
     y[i] = (float) sam2_test_gauss (r);
   float *residual = g_new (float, (size_t) M * N);
@@ -495,7 +494,7 @@ test_streamed_output (void)
   prepare_path (q, NULL);
   void *scratch = g_malloc (sam2_quant_linear_scratch_bytes (q, M));
   sam2_quant_linear_forward (q, x, M, y, SAM2_ACT_NONE, y, scratch);
-  static const int starts[] = { 0, 4097, 8192 - 7 };
+  const int starts[] = { 0, 4097, M / 2 + 1, M - 7 };
   float *part = nan_floats ((size_t) slice * N);
   for (guint i = 0; i < G_N_ELEMENTS (starts); i++) {
     const size_t o = (size_t) starts[i] * N;
@@ -507,10 +506,39 @@ test_streamed_output (void)
   g_free (part);
   g_free (scratch);
   g_free (residual);
-  g_free (y);
+  g_free (ybuf);
   g_free (x);
   sam2_test_layer_free (q);
   g_rand_free (r);
+}
+
+static void
+test_streamed_output (void)
+{
+  const Sam2TestLayerSpec s = { .N = 1024, .K = 32, .G = 0, .dtype = SAM2_QTYPE_UINT4,
+                                .mode = SAM2_ACT_QUANT_TOKEN_ASYM, .bias = TRUE };
+  check_streamed_output (&s, 8192, 0, 15000);
+}
+
+/* Streamed outputs of up to 512 columns whose weights fit L1 are computed a row tile at a time
+ * into a buffer and streamed from it in whole lines (AVX2): one group and several, a partial
+ * channel block (N % 16), a last row block of 1 .. 2 rows past the 3-row tiles (M % 48 = 31),
+ * and outputs at 16-byte and 4-byte alignments (the streamed lines start mid-row). */
+static void
+test_streamed_output_staged (void)
+{
+  const Sam2TestLayerSpec specs[] = {
+    { .N = 296, .K = 96, .G = 0, .dtype = SAM2_QTYPE_UINT4, .mode = SAM2_ACT_QUANT_TOKEN_SYM,
+      .bias = TRUE },
+    { .N = 200, .K = 144, .G = 64, .dtype = SAM2_QTYPE_SINT4,
+      .mode = SAM2_ACT_QUANT_TOKEN_ASYM, .bias = FALSE },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (specs); i++) {
+    /* just over 32 MiB of outputs */
+    const int M = ((32 << 20) / (specs[i].N * (int) sizeof (float)) / 48 + 1) * 48 + 31;
+    check_streamed_output (&specs[i], M, 0, 15100 + i);
+    check_streamed_output (&specs[i], M, 1, 15200 + i);
+  }
 }
 
 /* ---- the fused MLP ------------------------------------------------------------------------ */
@@ -862,6 +890,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quant-linear/shapes", test_shapes);
   g_test_add_func ("/quant-linear/many-rows", test_many_rows);
   g_test_add_func ("/quant-linear/streamed-output", test_streamed_output);
+  g_test_add_func ("/quant-linear/streamed-output-staged", test_streamed_output_staged);
   g_test_add_func ("/quant-linear/fused-mlp", test_fused_mlp);
   g_test_add_func ("/quant-linear/fused-mlp-refused", test_fused_mlp_refused);
   int status = g_test_run ();
