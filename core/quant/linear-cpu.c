@@ -31,9 +31,11 @@
  * and widened once (vpmaddwd by ones, vpaddd). That is 9 multiply uops per 256 products of a row
  * and channel octet, where an int8 x int8 GEMM without VNNI needs 16 (one vpmaddwd per vpmaddubsw,
  * since a single int8 x int8 pair can already saturate): the 4-bit weights buy it. Tile: 3 rows x
- * 16 channels (6 int16 sums, 6 int32 sums, 2 weight vectors, a broadcast and the ones: all 16 ymm
- * registers). Measured 1.2-1.4x the throughput of the int8-weights form (weights signed, 2 rows
- * x 16 channels, int16 sums over 16 k).
+ * 16 channels (6 int16 sums, 6 int32 sums, 2 weight vectors, a broadcast and the ones, loaded
+ * anew each step: all 16 ymm registers). Measured 1.2-1.4x the throughput of the int8-weights
+ * form (weights signed, 2 rows x 16 channels, int16 sums over 16 k). A single weight group
+ * (K <= group size: stage 1's K = 96) has its own form, with no float sums carried across groups
+ * (about 10% faster there).
  * Inner loop, AVX-512 VNNI: vpdpbusd (u8 x s8, 4 products summed into int32, no intermediate
  * saturation), 4 rows x 16 channels per tile, one weight zmm per 4 k shared by the 4 rows.
  * Portable C: the same sums in plain int32 arithmetic.
@@ -49,9 +51,10 @@
  * acc sa[m] + bias + residual, with non-temporal stores when y is far larger than the caches.
  * A tile's row piece (16 floats) straddles two cache lines of a 16-byte aligned y, and partly
  * streamed lines stall the stores: where whole rows of at most 512 outputs are streamed and the
- * weights of all channel blocks fit L1 (AVX2; stage 1 of the tiny encoder), each 3-row tile runs
- * over all blocks into a buffer in L1 and the rows, contiguous in y, are streamed from it in whole
- * lines (stage-1 qkv 8%, a 96 -> 384 layer 17% faster on the 2-core Zen 3).
+ * weights of all channel blocks take at most 64 KiB (AVX2; stage 1 of the tiny encoder), each
+ * 3-row tile runs over all blocks (weights from L1 and L2) into a buffer in L1, and the rows,
+ * contiguous in y, are streamed from it in whole lines (stage-1 qkv 8%, a 96 -> 384 layer 17%
+ * faster on the 2-core Zen 3; the 576-column stage-2 qkv with 110 KiB of weights gained nothing).
  * Otherwise they leave acc sa + bias in a stack buffer of up to 128 outputs per row, and a second
  * pass adds the low-rank branch, applies the activation (sam2_cpu_act_row) and the residual. The
  * low-rank branch is t (M, r) = x (L_down diag(smooth_inv))^T by one dnnl_sgemm per call
@@ -971,7 +974,7 @@ tile_avx2 (const Sam2QuantKernel *kn, const Sam2ActRows *a, const int mr, const 
 }
 
 /* Streaming from a row tile's buffer: rows of up to STAGE_N outputs, while the weights of all
- * blocks stay in L1 (the row tile then sweeps all of them). */
+ * blocks (which each row tile then sweeps) stay within L1 and L2. */
 #define STAGE_N 512
 #define STAGE_WEIGHT_BYTES 65536
 
