@@ -207,7 +207,7 @@ attention_block (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq, 
 /* The fused path (attention-cpu.c): each (sequence, head)'s keys packed once. When one task
  * covers all queries of a sequence (windows, the decoder), a task is a sequence, all its heads
  * in turn, packing each into the thread's scratch (thousands of small windows: fewer, larger
- * tasks); else the keys are packed in a pass of their own into a shared buffer, then one task
+ * tasks; with fewer sequences than threads, a task per head); else the keys are packed in a pass of their own into a shared buffer, then one task
  * per (sequence, head, SAM2_FLASH_ROWS queries). */
 static int
 cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2AttentionArgs *a)
@@ -215,8 +215,11 @@ cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2AttentionArgs *a)
   const int row_blocks = (a->len_q + SAM2_FLASH_ROWS - 1) / SAM2_FLASH_ROWS;
   const long heads = (long) a->batch * a->heads;
   const gboolean shared = row_blocks > 1;
-  const long tasks = shared ? heads * row_blocks : a->batch;
   const int threads = omp_get_max_threads ();
+  /* fewer sequences than threads (the decoder's token-to-image attention: one sequence of a
+   * few queries against 4096 keys, 8 heads): a task per head, or one thread would do it all */
+  const gboolean per_head = !shared && a->batch < threads;
+  const long tasks = shared ? heads * row_blocks : per_head ? heads : a->batch;
   const size_t packed = sam2_cpu_flash_packed_floats (a), task = sam2_cpu_flash_task_floats (a);
   /* each thread's part a whole number of cache lines apart (no false sharing) */
   const size_t per_thread = (task + (shared ? 0 : packed) + 15) & ~(size_t) 15;
@@ -245,9 +248,11 @@ cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2AttentionArgs *a)
       sam2_cpu_flash_task (a, (int) (h / a->heads), (int) (h % a->heads), q0, nq,
                            keys + (size_t) h * packed, scratch);
     } else {
-      for (int head = 0; head < a->heads; head++) {
-        sam2_cpu_flash_pack_keys (a, (int) t, head, scratch + task);
-        sam2_cpu_flash_task (a, (int) t, head, 0, a->len_q, scratch + task, scratch);
+      const int seq = (int) (per_head ? t / a->heads : t);
+      const int h0 = per_head ? (int) (t % a->heads) : 0, h1 = per_head ? h0 + 1 : a->heads;
+      for (int head = h0; head < h1; head++) {
+        sam2_cpu_flash_pack_keys (a, seq, head, scratch + task);
+        sam2_cpu_flash_task (a, seq, head, 0, a->len_q, scratch + task, scratch);
       }
     }
   }
