@@ -3,7 +3,7 @@
 #include "backend.h"
 #include "safetensors.h"
 
-#include <dnnl.h>
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,8 +223,10 @@ plan_hessian (Sam2Observers *obs, int M, int *n)
   return obs->index;
 }
 
-/* H += X^T X over the chosen rows; float products within one call (a few thousand rows), double
- * across calls. */
+/* H += X^T X over the chosen rows, upper triangle only (sam2_observers_sync mirrors it): ssyrk
+ * does half a GEMM's work, and these products cost as much as the float forward itself on the
+ * widest layers (K = 1536 and 3072 of tiny: 4096 rows each). Float products within one call (a
+ * few thousand rows), double across calls. */
 static void
 host_hessian (Sam2Observers *obs, Sam2LayerStats *st, const float *x, const int *rows, int n)
 {
@@ -234,9 +236,20 @@ host_hessian (Sam2Observers *obs, Sam2LayerStats *st, const float *x, const int 
       memcpy (obs->rows + (size_t) i * K, x + (size_t) rows[i] * K, K * sizeof (float));
     x = obs->rows;
   }
-  dnnl_sgemm ('T', 'N', K, K, n, 1.0f, x, K, x, K, 0.0f, obs->gram, K);
-  for (size_t i = 0; i < (size_t) K * K; i++)
-    st->hessian[i] += obs->gram[i];
+  cblas_ssyrk (CblasRowMajor, CblasUpper, CblasTrans, K, n, 1.0f, x, K, 0.0f, obs->gram, K);
+  for (int i = 0; i < K; i++)
+    for (int j = i; j < K; j++)
+      st->hessian[(size_t) i * K + j] += obs->gram[(size_t) i * K + j];
+}
+
+/* The lower triangle from the upper one (the host path sums only the upper). */
+static void
+mirror_hessian (Sam2LayerStats *st)
+{
+  const int K = st->k;
+  for (int i = 0; i < K; i++)
+    for (int j = i + 1; j < K; j++)
+      st->hessian[(size_t) j * K + i] = st->hessian[(size_t) i * K + j];
 }
 
 /* The reservoir's rows from `from` (n_samples, k), in plan order, into their slots. */
@@ -303,7 +316,12 @@ sam2_observers_check (Sam2Observers *obs, GError **error)
 gboolean
 sam2_observers_sync (Sam2Observers *obs, GError **error)
 {
-  if (obs->device != NULL && obs->device_status == SAM2_STATUS_OK && obs->device_dirty) {
+  if (obs->device == NULL) {
+    for (guint i = 0; i < obs->order->len; i++)
+      mirror_hessian (obs->order->pdata[i]);
+    return TRUE;
+  }
+  if (obs->device_status == SAM2_STATUS_OK && obs->device_dirty) {
     for (guint i = 0; i < obs->order->len && obs->device_status == SAM2_STATUS_OK; i++) {
       Sam2LayerStats *st = obs->order->pdata[i];
       const int status = obs->device->ops->stats_read (obs->device, st->device, st->hessian,

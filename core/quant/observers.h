@@ -21,7 +21,8 @@ typedef struct {
   int k;
   int64_t n_tokens;            /* rows seen */
   int64_t n_hessian_tokens;    /* rows summed into the Hessian */
-  double *hessian;             /* (k, k) sum of x x^T */
+  double *hessian;             /* (k, k) sum of x x^T; whole after sam2_observers_sync (host
+                                * observers add calls to its upper triangle only) */
   float *absmax;               /* (k) */
   float *min, *max;            /* (k) */
   int keep;                    /* reservoir capacity */
@@ -45,8 +46,9 @@ Sam2Observers *sam2_observers_new_full (const Sam2Model *model, const Sam2CalibR
                                         gpointer wanted_data, Sam2Backend *device,
                                         GError **error);
 void sam2_observers_free (Sam2Observers *obs);
-/* Brings device statistics to the host copies (a no-op for host observers) and reports a
- * failure of any device call since the last sync. */
+/* Makes the host copies whole: device statistics read back (reporting a failure of any device
+ * call since the last sync), a host Hessian's lower triangle filled from its upper one. Call it
+ * before reading hessian / min / max / absmax; it may be called again after more frames. */
 gboolean sam2_observers_sync (Sam2Observers *obs, GError **error);
 /* Only the report: FALSE with the error when a device call has failed since creation. */
 gboolean sam2_observers_check (Sam2Observers *obs, GError **error);

@@ -177,6 +177,7 @@ test_backend_path_matches_host (void)
   }
   g_assert_true (sam2_observers_sync (kept, &error));
   g_assert_no_error (error);
+  g_assert_true (sam2_observers_sync (host, &error));   /* its Hessian's lower half */
 
   int n_layers = 0, n_drawn = 0;
   for (guint i = 0; i < m->linears->len; i++) {

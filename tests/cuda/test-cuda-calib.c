@@ -108,6 +108,7 @@ test_stats (gconstpointer data)
   }
   g_assert_true (sam2_observers_sync (dev, &error));
   g_assert_no_error (error);
+  g_assert_true (sam2_observers_sync (host, &error));   /* its Hessian's lower half */
 
   int n_layers = 0;
   for (guint i = 0; i < m->linears->len; i++) {
