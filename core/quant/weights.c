@@ -88,16 +88,21 @@ sam2_w4_choose_params (Sam2W4 *w, const float *weights)
   }
 }
 
+/* The 4-bit code of v under (scale, zero): round half away from zero, clamped. */
+static inline int
+code_of (double v, float scale, int zero)
+{
+  const double q = v / scale;
+  return CLAMP ((int) (q >= 0.0 ? q + 0.5 : q - 0.5) + zero, 0, SAM2_W4_CODE_MAX);
+}
+
 /* Weighted squared rounding error of columns [k0, k1) of `row` under (scale, zero). */
 static double
-group_error (const Sam2W4 *w, const float *row, int k0, int k1, const double *col_weight,
-             float scale, float zero)
+group_error (const float *row, int k0, int k1, const double *col_weight, float scale, float zero)
 {
   double err = 0.0;
   for (int c = k0; c < k1; c++) {
-    const double q = row[c] / scale;
-    const int code = CLAMP ((int) (q >= 0.0 ? q + 0.5 : q - 0.5) + (int) zero, 0,
-                            SAM2_W4_CODE_MAX);
+    const int code = code_of (row[c], scale, (int) zero);
     const double e = row[c] - ((double) code - zero) * scale;
     err += (col_weight != NULL ? col_weight[c] : 1.0) * e * e;
   }
@@ -124,7 +129,7 @@ sam2_w4_choose_params_searched (Sam2W4 *w, const float *weights, const double *c
         const float p = (float) (1.0 - max_shrink * i / grids);
         float scale, zero;
         range_params (w, p * lo, p * hi, &scale, &zero);
-        const double err = group_error (w, row, k0, k1, col_weight, scale, zero);
+        const double err = group_error (row, k0, k1, col_weight, scale, zero);
         if (err < best) {
           best = err;
           best_scale = scale;
@@ -141,9 +146,7 @@ int
 sam2_w4_code (const Sam2W4 *w, int row, int group, double v)
 {
   const size_t i = (size_t) row * w->n_groups + group;
-  const double q = v / w->scales[i];
-  const int code = (int) (q >= 0.0 ? q + 0.5 : q - 0.5) + w->zeros[i];
-  return CLAMP (code, 0, SAM2_W4_CODE_MAX);
+  return code_of (v, w->scales[i], w->zeros[i]);
 }
 
 static inline double
