@@ -285,13 +285,18 @@ sam2_observers_observe (gpointer data, const Sam2Linear *l, const float *x, int 
       memcpy (obs->sample_buf + (size_t) i * st->k, x + (size_t) obs->sample_rows[i] * st->k,
               st->k * sizeof (float));
     host_hessian (obs, st, x, hessian_rows, n_hessian);
-  } else if (obs->device_status == SAM2_STATUS_OK) {
+  } else {
+    /* after a failure nothing more is observed; sam2_observers_check reports it */
+    if (obs->device_status != SAM2_STATUS_OK)
+      return;
     const int status = obs->device->ops->stats_observe (obs->device, st->device, x, M,
                                                         hessian_rows, n_hessian,
                                                         obs->sample_rows, n_samples,
                                                         obs->sample_buf);
-    if (status != SAM2_STATUS_OK)
+    if (status != SAM2_STATUS_OK) {
       device_failed (obs, status);
+      return;
+    }
     obs->device_dirty = TRUE;
   }
   store_samples (obs, st, obs->sample_buf, n_samples);
