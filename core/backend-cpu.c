@@ -207,8 +207,9 @@ attention_block (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq, 
 /* The fused path (attention-cpu.c): each (sequence, head)'s keys packed once. When one task
  * covers all queries of a sequence (windows, the decoder), a task is a sequence, all its heads
  * in turn, packing each into the thread's scratch (thousands of small windows: fewer, larger
- * tasks; with fewer sequences than threads, a task per head); else the keys are packed in a pass of their own into a shared buffer, then one task
- * per (sequence, head, SAM2_FLASH_ROWS queries). */
+ * tasks; with fewer sequences than threads, a task per head); else the keys are packed in a
+ * pass of their own into a shared buffer, then one task per (sequence, head, SAM2_FLASH_ROWS
+ * queries). */
 static int
 cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2AttentionArgs *a)
 {
