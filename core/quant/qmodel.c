@@ -5,6 +5,7 @@
 #include "weights.h"
 
 #include <json-glib/json-glib.h>
+#include <math.h>
 #include <string.h>
 
 /* ---- layers and plans ---- */
@@ -331,6 +332,93 @@ tensor_floats (const Sam2StTensor *t, GError **error)
   return v;
 }
 
+/* One layer's description in the `layers` metadata, checked: the file is untrusted. */
+typedef struct {
+  Sam2QType dtype;
+  int group, rank;
+  Sam2ActQuantMode act;
+  double act_scale, act_zero;
+  gboolean smooth;
+} LayerDescription;
+
+/* Integer member `key` of `d` (absent: `fallback`) within [lo, hi]; FALSE for another type. */
+static gboolean
+int_member (JsonObject *d, const char *key, gint64 fallback, gint64 lo, gint64 hi, int *value)
+{
+  JsonNode *n = json_object_get_member (d, key);
+  gint64 v = fallback;
+  if (n != NULL) {
+    if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64)
+      return FALSE;
+    v = json_node_get_int (n);
+  }
+  *value = (int) CLAMP (v, lo, hi);
+  return v >= lo && v <= hi;
+}
+
+/* Number member `key` of `d` (integer or double; absent: 0), finite. */
+static gboolean
+number_member (JsonObject *d, const char *key, double *value)
+{
+  JsonNode *n = json_object_get_member (d, key);
+  *value = 0.0;
+  if (n == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_VALUE (n))
+    return FALSE;
+  GType t = json_node_get_value_type (n);
+  if (t == G_TYPE_INT64)
+    *value = (double) json_node_get_int (n);
+  else if (t == G_TYPE_DOUBLE)
+    *value = json_node_get_double (n);
+  else
+    return FALSE;
+  return isfinite (*value);
+}
+
+static gboolean
+string_member (JsonObject *d, const char *key, const char **value)
+{
+  JsonNode *n = json_object_get_member (d, key);
+  *value = n != NULL && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING
+           ? json_node_get_string (n) : "";
+  return n != NULL && **value != '\0';
+}
+
+/* The description of layer `name` (in x out) from `node`, or FALSE when any field is missing,
+ * of the wrong type or out of range: static activation parameters must be a positive finite
+ * scale and a zero point the 8-bit codes can hold, as the calibrator writes them. */
+static gboolean
+parse_layer_description (JsonNode *node, int in, int out, LayerDescription *desc)
+{
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    return FALSE;
+  JsonObject *d = json_node_get_object (node);
+  const char *dtype, *act;
+  JsonNode *smooth = json_object_get_member (d, "smooth");
+  if (!string_member (d, "dtype", &dtype) || !string_member (d, "act", &act)
+      || !act_mode_from_name (act, &desc->act)
+      || !int_member (d, "group_size", 0, 1, in, &desc->group)
+      || !int_member (d, "rank", 0, 0, (gint64) MIN (in, out) * 3, &desc->rank)
+      || !number_member (d, "act_scale", &desc->act_scale)
+      || !number_member (d, "act_zero", &desc->act_zero)
+      || (smooth != NULL && (!JSON_NODE_HOLDS_VALUE (smooth)
+                             || json_node_get_value_type (smooth) != G_TYPE_BOOLEAN)))
+    return FALSE;
+  desc->smooth = smooth != NULL && json_node_get_boolean (smooth);
+  if (strcmp (dtype, "sint4") == 0)
+    desc->dtype = SAM2_QTYPE_SINT4;
+  else if (strcmp (dtype, "uint4") == 0)
+    desc->dtype = SAM2_QTYPE_UINT4;
+  else
+    return FALSE;
+  if (desc->act == SAM2_ACT_QUANT_TENSOR_SYM || desc->act == SAM2_ACT_QUANT_TENSOR_ASYM)
+    return desc->act_scale > 0.0 && desc->act_zero >= 0.0 && desc->act_zero <= 255.0
+           && desc->act_zero == floor (desc->act_zero)
+           && (desc->act == SAM2_ACT_QUANT_TENSOR_ASYM || desc->act_zero == 0.0);
+  return TRUE;
+}
+
 static Sam2QuantLinear *
 provide_quant_from_file (Sam2Binder *b, gpointer data, const char *name, int in, int out,
                          GError **error)
@@ -338,25 +426,20 @@ provide_quant_from_file (Sam2Binder *b, gpointer data, const char *name, int in,
   LoadContext *ctx = data;
   if (!json_object_has_member (ctx->layers, name))
     return NULL;
-  JsonObject *d = json_object_get_object_member (ctx->layers, name);
-  const char *dtype = d ? json_object_get_string_member_with_default (d, "dtype", "") : "";
-  const int group = d ? (int) json_object_get_int_member_with_default (d, "group_size", 0) : 0;
-  const int rank = d ? (int) json_object_get_int_member_with_default (d, "rank", 0) : 0;
-  Sam2ActQuantMode act;
-  if (d == NULL || (strcmp (dtype, "sint4") != 0 && strcmp (dtype, "uint4") != 0) || group <= 0
-      || group > in || rank < 0 || rank > MIN (in, out) * 3
-      || !act_mode_from_name (json_object_get_string_member_with_default (d, "act", ""), &act)) {
+  LayerDescription desc;
+  if (!parse_layer_description (json_object_get_member (ctx->layers, name), in, out, &desc)) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
-                 "%s: the description of quantized layer %s in the metadata is invalid",
-                 sam2_safetensors_path (ctx->file), name);
+                 "%s: the description of quantized layer %s in the metadata is invalid; the file "
+                 "is corrupt or from an incompatible version", sam2_safetensors_path (ctx->file),
+                 name);
     return NULL;
   }
+  const int group = desc.group, rank = desc.rank;
   Sam2QuantLinear *q = sam2_quant_linear_new ();
-  sam2_w4_init (&q->w, out, in, group, strcmp (dtype, "sint4") == 0 ? SAM2_QTYPE_SINT4
-                                                                   : SAM2_QTYPE_UINT4);
-  q->act = act;
-  q->act_scale = (float) json_object_get_double_member_with_default (d, "act_scale", 0.0);
-  q->act_zero = (float) json_object_get_double_member_with_default (d, "act_zero", 0.0);
+  sam2_w4_init (&q->w, out, in, group, desc.dtype);
+  q->act = desc.act;
+  q->act_scale = (float) desc.act_scale;
+  q->act_zero = (float) desc.act_zero;
   q->rank = rank;
   const Sam2StTensor *codes, *scales, *zeros;
   if ((codes = require_tensor (ctx->file, name, "qweight", SAM2_DTYPE_U8, out,
@@ -370,13 +453,13 @@ provide_quant_from_file (Sam2Binder *b, gpointer data, const char *name, int in,
   memcpy (q->w.codes, codes->data, codes->nbytes);
   memcpy (q->w.zeros, zeros->data, zeros->nbytes);
   for (size_t i = 0; i < (size_t) out * q->w.n_groups; i++)
-    if (q->w.zeros[i] > SAM2_W4_CODE_MAX || !(q->w.scales[i] > 0.0f)) {
+    if (q->w.zeros[i] > SAM2_W4_CODE_MAX || !(q->w.scales[i] > 0.0f) || isinf (q->w.scales[i])) {
       g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
-                   "%s: layer %s has a zero point above 15 or a non-positive scale; the file is "
-                   "corrupt", sam2_safetensors_path (ctx->file), name);
+                   "%s: layer %s has a zero point above 15 or a scale that is not a positive "
+                   "finite number; the file is corrupt", sam2_safetensors_path (ctx->file), name);
       goto fail;
     }
-  if (json_object_get_boolean_member_with_default (d, "smooth", FALSE)) {
+  if (desc.smooth) {
     const Sam2StTensor *t = require_tensor (ctx->file, name, "smooth_inv", SAM2_DTYPE_F32, in, -1,
                                             error);
     if (t == NULL || (q->smooth_inv = tensor_floats (t, error)) == NULL)
@@ -424,15 +507,19 @@ sam2_qmodel_load (const char *path, GError **error)
   }
   Sam2Config config;
   JsonParser *parser = json_parser_new ();
+  /* both documents are checked as strict JSON first: json-glib recurses without limit and a
+   * deeply nested `layers` would overflow the stack */
   if (config_json == NULL || !sam2_config_parse (config_json, -1, &config, error)
-      || layers == NULL || !json_parser_load_from_data (parser, layers, -1, NULL)
+      || layers == NULL || !sam2_config_check_json (layers, strlen (layers), error)
+      || !json_parser_load_from_data (parser, layers, -1, NULL)
       || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
     if (error != NULL && *error == NULL)
       g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
                    "%s: the config or layer metadata of this quantized model is missing or "
                    "malformed; the file is corrupt", path);
     else
-      g_prefix_error (error, "%s: ", path);
+      g_prefix_error (error, "%s: the config or layer metadata of this quantized model is "
+                      "malformed (the file is corrupt): ", path);
     g_object_unref (parser);
     sam2_safetensors_close (st);
     return NULL;

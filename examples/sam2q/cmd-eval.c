@@ -236,16 +236,21 @@ sam2q_cmd_eval (int argc, char **argv)
   rows = g_new0 (Row, n_rows);
   for (int i = 0; i < n_rows; i++) {
     rows[i].name = argv[i + 1];
-    if ((rows[i].model = sam2_model_load (argv[i + 1], &error)) == NULL
-        || !evaluate (rows[i].model, &src, &rows[i].s, &error)) {
+    /* loading errors name the file already */
+    if ((rows[i].model = sam2_model_load (argv[i + 1], &error)) == NULL)
+      goto fail;
+    if (!evaluate (rows[i].model, &src, &rows[i].s, &error)) {
       g_prefix_error (&error, "%s: ", argv[i + 1]);
       goto fail;
     }
   }
   if (reference != NULL) {
     ref.name = reference;
-    if ((ref.model = sam2_model_load (reference, &error)) == NULL
-        || !evaluate (ref.model, &src, &ref.s, &error)) {
+    if ((ref.model = sam2_model_load (reference, &error)) == NULL) {
+      g_prefix_error (&error, "reference model: ");
+      goto fail;
+    }
+    if (!evaluate (ref.model, &src, &ref.s, &error)) {
       g_prefix_error (&error, "reference %s: ", reference);
       goto fail;
     }

@@ -17,6 +17,7 @@
 #include "weights.h"
 
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
 
@@ -569,6 +570,155 @@ out:
   shapes_close (&sh);
 }
 
+/* `src` copied to `dst` with metadata `key` set to `value` (NULL: kept) and, when `tensor` is
+ * not NULL, that tensor's bytes replaced by `bytes` (its size). */
+static void
+rewrite_quantized_file (const char *src, const char *dst, const char *key, const char *value,
+                        const char *tensor, const void *bytes)
+{
+  static const char *keys[] = { "format", "format_version", "config", "recipe", "provenance",
+                                "layers" };
+  GError *error = NULL;
+  Sam2Safetensors *st = sam2_safetensors_open (src, &error);
+  g_assert_no_error (error);
+  Sam2StWriter *w = sam2_st_writer_new ();
+  for (int i = 0; i < sam2_safetensors_n_tensors (st); i++) {
+    const Sam2StTensor *t = sam2_safetensors_nth (st, i);
+    const void *data = tensor != NULL && strcmp (t->name, tensor) == 0 ? bytes : t->data;
+    g_assert_true (sam2_st_writer_add (w, t->name, t->dtype, t->ndim, t->shape, data, &error));
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (keys); i++) {
+    const char *v = key != NULL && strcmp (keys[i], key) == 0 ? value
+                                                             : sam2_safetensors_metadata (st, keys[i]);
+    if (v != NULL)
+      sam2_st_writer_set_metadata (w, keys[i], v);
+  }
+  g_assert_true (sam2_st_writer_write (w, dst, &error));
+  sam2_st_writer_free (w);
+  sam2_safetensors_close (st);
+}
+
+/* The `layers` metadata text `layers` with member `field` of layer `layer` set to the JSON
+ * `value`. */
+static char *
+layers_with_field (const char *layers, const char *layer, const char *field, const char *value)
+{
+  JsonParser *parser = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (parser, layers, -1, NULL));
+  JsonObject *d = json_object_get_object_member (json_node_get_object (json_parser_get_root (parser)),
+                                                 layer);
+  g_assert_nonnull (d);
+  JsonNode *v = json_from_string (value, NULL);
+  g_assert_nonnull (v);
+  json_object_set_member (d, field, v);
+  char *text = json_to_string (json_parser_get_root (parser), FALSE);
+  g_object_unref (parser);
+  return text;
+}
+
+/* A quantized file whose metadata or quantized tensors were tampered with: each case is a
+ * SAM2_ERROR naming what is wrong, never a crash and never a model that computes garbage. */
+static void
+assert_corrupt_metadata_refused (const char *good, const char *tmp)
+{
+  char *bad = g_build_filename (tmp, "tampered.safetensors", NULL);
+  GError *error = NULL;
+  Sam2Model *m = sam2_qmodel_load (good, &error);
+  g_assert_no_error (error);
+  /* the first quantized layer */
+  const Sam2Linear *layer = NULL;
+  for (guint i = 0; i < m->linears->len && layer == NULL; i++)
+    if (((const Sam2Linear *) m->linears->pdata[i])->quant != NULL)
+      layer = m->linears->pdata[i];
+  g_assert_nonnull (layer);
+  char *name = g_strdup (layer->name);
+  const int n_groups = layer->quant->w.n_groups, out = layer->out_features;
+  sam2_model_unref (m);
+
+  /* json-glib recurses without limit: 100000 nested arrays overflowed the stack */
+  GString *deep = g_string_new (NULL);
+  for (int i = 0; i < 100000; i++)
+    g_string_append_c (deep, '[');
+  for (int i = 0; i < 100000; i++)
+    g_string_append_c (deep, ']');
+  const struct { const char *field, *value; } fields[] = {
+    { "group_size", "\"64\"" }, { "group_size", "64.5" }, { "group_size", "0" },
+    { "group_size", "1000000000000" }, { "rank", "-1" }, { "rank", "1000000" },
+    { "dtype", "\"int4\"" }, { "dtype", "4" }, { "act", "\"per_channel\"" },
+    { "smooth", "\"yes\"" }, { "act_scale", "\"0.1\"" }, { "act_scale", "[]" },
+  };
+  Sam2Safetensors *st = sam2_safetensors_open (good, &error);
+  g_assert_no_error (error);
+  char *good_layers = g_strdup (sam2_safetensors_metadata (st, "layers"));
+  sam2_safetensors_close (st);
+  const int n_cases = 4 + G_N_ELEMENTS (fields) + 3;
+  for (int c = 0; c < n_cases; c++) {
+    char *layers = NULL;
+    const char *key = "layers", *value = NULL;
+    guint16 *scales = NULL;
+    if (c == 0) {
+      value = deep->str;
+    } else if (c == 1) {
+      value = "[]";                                          /* not an object */
+    } else if (c == 2) {
+      value = "{\"x\": 1";                                   /* not JSON */
+    } else if (c == 3) {
+      layers = g_strdup_printf ("{\"%s\": 5}", name);         /* a layer that is no object */
+    } else if (c < 4 + (int) G_N_ELEMENTS (fields)) {
+      layers = layers_with_field (good_layers, name, fields[c - 4].field, fields[c - 4].value);
+    } else if (c < n_cases - 1) {
+      /* static activation parameters: a negative scale, a symmetric mode with a zero point */
+      const gboolean asym = c == n_cases - 3;
+      char *mode = layers_with_field (good_layers, name, "act",
+                                      asym ? "\"tensor_asym\"" : "\"tensor_sym\"");
+      char *scaled = layers_with_field (mode, name, "act_scale", asym ? "-1.0" : "0.5");
+      layers = layers_with_field (scaled, name, "act_zero", asym ? "0" : "3");
+      g_free (mode);
+      g_free (scaled);
+    } else {
+      /* an infinite weight scale (FP16 0x7c00) */
+      key = NULL;
+      scales = g_new (guint16, (size_t) out * n_groups);
+      for (size_t i = 0; i < (size_t) out * n_groups; i++)
+        scales[i] = 0x3c00;                                  /* 1.0 */
+      scales[0] = 0x7c00;
+    }
+    char *scales_name = g_strconcat (name, ".scales", NULL);
+    rewrite_quantized_file (good, bad, key, layers != NULL ? layers : value,
+                            scales != NULL ? scales_name : NULL, scales);
+    m = sam2_qmodel_load (bad, &error);
+    g_assert_null (m);
+    g_assert_nonnull (error);
+    g_assert_true (error->domain == SAM2_ERROR);
+    g_assert_nonnull (strstr (error->message, bad));
+    g_test_message ("case %d: %s", c, error->message);
+    g_clear_error (&error);
+    g_free (scales_name);
+    g_free (scales);
+    g_free (layers);
+  }
+  /* a file of another format version, and one that is no quantized model at all */
+  rewrite_quantized_file (good, bad, "format_version", "2", NULL, NULL);
+  g_assert_null (sam2_qmodel_load (bad, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_VERSION);
+  g_assert_nonnull (strstr (error->message, "quantize the model again"));
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  rewrite_quantized_file (good, bad, "format", "something-else", NULL, NULL);
+  g_assert_null (sam2_qmodel_load (bad, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT);
+  g_clear_error (&error);
+  /* the untampered copy still loads: the cases fail for what they change */
+  rewrite_quantized_file (good, bad, NULL, NULL, NULL, NULL);
+  m = sam2_qmodel_load (bad, &error);
+  g_assert_no_error (error);
+  sam2_model_unref (m);
+  g_string_free (deep, TRUE);
+  g_free (good_layers);
+  g_free (name);
+  g_free (bad);
+}
+
 static void
 test_failures_leave_nothing (void)
 {
@@ -602,6 +752,7 @@ test_failures_leave_nothing (void)
   /* a corrupt file: every truncation is an error, never a crash */
   char *path = g_build_filename (sh.tmp, "q.safetensors", NULL);
   g_assert_true (sam2_model_save (qm, path, &error));
+  assert_corrupt_metadata_refused (path, sh.tmp);
   char *data;
   gsize len;
   g_assert_true (g_file_get_contents (path, &data, &len, NULL));
@@ -613,7 +764,6 @@ test_failures_leave_nothing (void)
     g_assert_nonnull (error);
     g_clear_error (&error);
   }
-  /* a newer format version */
   g_free (data);
   sam2_model_unref (qm);
   sam2_calibrator_free (c);
