@@ -14,6 +14,7 @@
 #include <gst/gst.h>
 #include <json-glib/json-glib.h>
 
+#include "config.h"
 #include "sam2.h"
 #include "shapes.h"
 
@@ -114,24 +115,39 @@ load_picture (const Sam2qDataset *ds, const char *file, GError **error)
 static JsonParser *
 parse_json_file (const char *path, GError **error)
 {
-  JsonParser *parser = json_parser_new_immutable ();
+  char *display = g_filename_display_name (path);
   GError *local = NULL;
-  if (!json_parser_load_from_file (parser, path, &local)) {
-    char *display = g_filename_display_name (path);
+  JsonParser *parser = NULL;
+  GMappedFile *file = g_mapped_file_new (path, FALSE, &local);
+  if (file == NULL) {
     if (local->domain == G_FILE_ERROR && local->code == G_FILE_ERROR_NOENT)
-      g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_NOT_FOUND,
-                   "%s not found", display);
-    else if (local->domain == G_FILE_ERROR)
-      g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_NOT_FOUND,
-                   "cannot read %s: %s", display, local->message);
-    else    /* json-glib says "FILE:LINE:COLUMN: Parse error: ..." */
-      g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_FORMAT,
-                   "malformed JSON: %s", local->message);
-    g_free (display);
-    g_error_free (local);
-    g_object_unref (parser);
-    return NULL;
+      g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_NOT_FOUND, "%s not found",
+                   display);
+    else
+      g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_NOT_FOUND, "cannot read %s: %s",
+                   display, local->message);
+    goto out;
   }
+  const char *text = g_mapped_file_get_contents (file);
+  const gsize length = g_mapped_file_get_length (file);
+  /* strict JSON first: json-glib recurses without limit (a deeply nested file overflows the
+   * stack) and takes some non-JSON; the check's message gives line and column */
+  if (!sam2_config_check_json (text != NULL ? text : "", length, &local)) {
+    g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_FORMAT, "%s: %s", display,
+                 local->message);
+    goto out;
+  }
+  parser = json_parser_new_immutable ();
+  if (!json_parser_load_from_data (parser, text, (gssize) length, &local)) {
+    g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_FORMAT, "%s: malformed JSON: %s",
+                 display, local->message);
+    g_clear_object (&parser);
+  }
+out:
+  g_clear_error (&local);
+  if (file != NULL)
+    g_mapped_file_unref (file);
+  g_free (display);
   return parser;
 }
 

@@ -408,7 +408,18 @@ test_coco_errors (Fixture *f, gconstpointer data)
 
   char *ann = fixture_path (f, "coco", "annotations", "instances_val2017.json", NULL);
   write_text (ann, "{\"images\": [\n{\"id\": 1,, }]}");
-  expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT, "instances_val2017.json:2:");
+  expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT,
+                     "instances_val2017.json: invalid JSON at line 2");
+  /* nesting that overflowed json-glib's stack: refused before json-glib sees it */
+  GString *deep = g_string_new ("{\"images\": ");
+  for (int i = 0; i < 200000; i++)
+    g_string_append_c (deep, '[');
+  for (int i = 0; i < 200000; i++)
+    g_string_append_c (deep, ']');
+  g_string_append_c (deep, '}');
+  write_text (ann, deep->str);
+  g_string_free (deep, TRUE);
+  expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT, "nested more than");
   write_text (ann, "{\"images\": [{\"id\": 1, \"file_name\": \"x.png\", \"width\": 4}]}");
   expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT, "images[0] needs");
   write_text (ann, "{\"images\": [], \"annotations\": [{\"id\": 1, \"image_id\": 5}]}");
