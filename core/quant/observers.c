@@ -1,7 +1,9 @@
 /* observers.c: see observers.h. */
 #include "observers.h"
 #include "backend.h"
+#include "config.h"
 #include "safetensors.h"
+#include <json-glib/json-glib.h>
 
 #include <cblas.h>
 #include <math.h>
@@ -383,61 +385,117 @@ sam2_observers_save (Sam2Observers *obs, const char *path, GError **error)
   return ok;
 }
 
-static gboolean
-load_into (const Sam2Safetensors *st_file, const Sam2LayerStats *st, const char *what, void *dst,
-           Sam2DType dtype, int64_t numel, GError **error)
+/* One layer's statistics in a cache file, found and checked before anything is copied. */
+typedef struct {
+  const Sam2StTensor *hessian, *absmax, *min, *max, *samples;
+  int n_samples;
+  int64_t n_tokens, n_hessian_tokens;
+} CachedLayer;
+
+/* Tensor `what` of layer `st` in `file`: `dtype`, `numel` elements, none NaN, and finite unless
+ * `infinite_ok` (the ranges of a channel not seen yet are +-inf). */
+static const Sam2StTensor *
+cached_tensor (const Sam2Safetensors *file, const Sam2LayerStats *st, const char *what,
+               Sam2DType dtype, int64_t numel, gboolean infinite_ok, GError **error)
 {
   char *name = tensor_name (st, what);
-  const Sam2StTensor *t = sam2_safetensors_find (st_file, name);
+  const Sam2StTensor *t = sam2_safetensors_find (file, name);
   gboolean ok = t != NULL && t->dtype == dtype && t->numel == numel;
-  if (ok)
-    memcpy (dst, t->data, t->nbytes);
-  else
+  for (int64_t i = 0; ok && i < numel; i++) {
+    const double v = dtype == SAM2_DTYPE_F64 ? ((const double *) t->data)[i]
+                                             : ((const float *) t->data)[i];
+    ok = infinite_ok ? !isnan (v) : isfinite (v);
+  }
+  if (!ok)
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
-                 "%s: calibration cache lacks '%s' with the expected shape; delete the cache file",
-                 sam2_safetensors_path (st_file), name);
+                 "%s: calibration cache lacks '%s' with the expected shape and finite values; "
+                 "delete the cache file", sam2_safetensors_path (file), name);
   g_free (name);
-  return ok;
+  return ok ? t : NULL;
 }
 
+/* The [n_tokens, n_hessian_tokens] pair of `name` in the `tokens` object: two integers,
+ * 0 <= n_hessian_tokens <= n_tokens. */
+static gboolean
+cached_counts (JsonObject *tokens, const char *name, int64_t *n_tokens, int64_t *n_hessian)
+{
+  JsonNode *node = tokens != NULL ? json_object_get_member (tokens, name) : NULL;
+  JsonArray *a = node != NULL && JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
+  if (a == NULL || json_array_get_length (a) != 2)
+    return FALSE;
+  for (guint i = 0; i < 2; i++) {
+    JsonNode *v = json_array_get_element (a, i);
+    if (!JSON_NODE_HOLDS_VALUE (v) || json_node_get_value_type (v) != G_TYPE_INT64)
+      return FALSE;
+  }
+  *n_tokens = json_array_get_int_element (a, 0);
+  *n_hessian = json_array_get_int_element (a, 1);
+  return *n_hessian >= 0 && *n_hessian <= *n_tokens;
+}
+
+/* All or nothing: every layer's tensors and counts are checked first, so a damaged file leaves
+ * the statistics as they were (the caller then recomputes them from frames). */
 gboolean
 sam2_observers_load (Sam2Observers *obs, const char *path, GError **error)
 {
   Sam2Safetensors *f = sam2_safetensors_open (path, error);
   if (f == NULL)
     return FALSE;
+  const char *frames = sam2_safetensors_metadata (f, "frames");
+  const char *tokens = sam2_safetensors_metadata (f, "tokens");
+  char *end = NULL;
+  const gint64 n_frames = frames != NULL ? g_ascii_strtoll (frames, &end, 10) : 0;
+  JsonParser *parser = json_parser_new_immutable ();
   gboolean ok = g_strcmp0 (sam2_safetensors_metadata (f, "format"),
                            "sam2-gst.calibration-statistics") == 0;
   if (!ok)
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT, "%s is not a calibration cache", path);
-  const char *frames = ok ? sam2_safetensors_metadata (f, "frames") : NULL;
-  const char *tokens = ok ? sam2_safetensors_metadata (f, "tokens") : NULL;
+  else if (!(ok = end != NULL && *end == '\0' && n_frames >= 1 && n_frames <= G_MAXINT
+                  && tokens != NULL && sam2_config_check_json (tokens, strlen (tokens), NULL)
+                  && json_parser_load_from_data (parser, tokens, -1, NULL)
+                  && JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))))
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
+                 "%s: the frame or token counts of this calibration cache are missing or "
+                 "malformed; delete the cache file", path);
+  JsonObject *counts = ok ? json_node_get_object (json_parser_get_root (parser)) : NULL;
+  CachedLayer *cached = g_new0 (CachedLayer, MAX (obs->order->len, 1));
   for (guint i = 0; ok && i < obs->order->len; i++) {
-    Sam2LayerStats *st = obs->order->pdata[i];
+    const Sam2LayerStats *st = obs->order->pdata[i];
+    CachedLayer *c = &cached[i];
     char *sname = tensor_name (st, "samples");
     const Sam2StTensor *s = sam2_safetensors_find (f, sname);
     g_free (sname);
-    st->n_samples = s != NULL && s->ndim == 2 ? (int) MIN (s->shape[0], st->keep) : 0;
-    ok = load_into (f, st, "hessian", st->hessian, SAM2_DTYPE_F64, (int64_t) st->k * st->k, error)
-         && load_into (f, st, "absmax", st->absmax, SAM2_DTYPE_F32, st->k, error)
-         && load_into (f, st, "min", st->min, SAM2_DTYPE_F32, st->k, error)
-         && load_into (f, st, "max", st->max, SAM2_DTYPE_F32, st->k, error)
-         && load_into (f, st, "samples", st->samples, SAM2_DTYPE_F32,
-                       (int64_t) st->n_samples * st->k, error);
-    /* token counts: "name": [n_tokens, n_hessian_tokens] */
-    char *key = g_strdup_printf ("\"%s\": [", st->layer->name);
-    const char *at = ok && tokens ? strstr (tokens, key) : NULL;
-    if (ok && (at == NULL
-               || sscanf (at + strlen (key), "%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT,
-                          &st->n_tokens, &st->n_hessian_tokens) != 2)) {
+    c->n_samples = s != NULL && s->ndim == 2 ? (int) MIN (s->shape[0], st->keep) : 0;
+    ok = (c->hessian = cached_tensor (f, st, "hessian", SAM2_DTYPE_F64, (int64_t) st->k * st->k,
+                                      FALSE, error)) != NULL
+         && (c->absmax = cached_tensor (f, st, "absmax", SAM2_DTYPE_F32, st->k, TRUE,
+                                        error)) != NULL
+         && (c->min = cached_tensor (f, st, "min", SAM2_DTYPE_F32, st->k, TRUE, error)) != NULL
+         && (c->max = cached_tensor (f, st, "max", SAM2_DTYPE_F32, st->k, TRUE, error)) != NULL
+         && (c->samples = cached_tensor (f, st, "samples", SAM2_DTYPE_F32,
+                                         (int64_t) c->n_samples * st->k, FALSE, error)) != NULL;
+    if (ok && !(ok = cached_counts (counts, st->layer->name, &c->n_tokens, &c->n_hessian_tokens)
+                     && c->n_samples <= c->n_tokens))
       g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
-                   "%s: no token count for %s; delete the cache file", path, st->layer->name);
-      ok = FALSE;
-    }
-    g_free (key);
+                   "%s: no valid token count for %s; delete the cache file", path,
+                   st->layer->name);
+  }
+  for (guint i = 0; ok && i < obs->order->len; i++) {
+    Sam2LayerStats *st = obs->order->pdata[i];
+    const CachedLayer *c = &cached[i];
+    memcpy (st->hessian, c->hessian->data, c->hessian->nbytes);
+    memcpy (st->absmax, c->absmax->data, c->absmax->nbytes);
+    memcpy (st->min, c->min->data, c->min->nbytes);
+    memcpy (st->max, c->max->data, c->max->nbytes);
+    memcpy (st->samples, c->samples->data, c->samples->nbytes);
+    st->n_samples = c->n_samples;
+    st->n_tokens = c->n_tokens;
+    st->n_hessian_tokens = c->n_hessian_tokens;
   }
   if (ok)
-    obs->n_frames = frames ? atoi (frames) : 0;
+    obs->n_frames = (int) n_frames;
+  g_free (cached);
+  g_object_unref (parser);
   sam2_safetensors_close (f);
   return ok;
 }

@@ -534,6 +534,59 @@ out:
   shapes_close (&sh);
 }
 
+/* `src` copied to `dst` with its metadata `keys` (NULL-terminated), `key` among them set to
+ * `value` (NULL: all kept), and when `tensor` is not NULL, that tensor's bytes replaced by
+ * `bytes` (its size). */
+static void
+rewrite_safetensors (const char *src, const char *dst, const char *const *keys, const char *key,
+                     const char *value, const char *tensor, const void *bytes)
+{
+  GError *error = NULL;
+  Sam2Safetensors *st = sam2_safetensors_open (src, &error);
+  g_assert_no_error (error);
+  Sam2StWriter *w = sam2_st_writer_new ();
+  for (int i = 0; i < sam2_safetensors_n_tensors (st); i++) {
+    const Sam2StTensor *t = sam2_safetensors_nth (st, i);
+    const void *data = tensor != NULL && strcmp (t->name, tensor) == 0 ? bytes : t->data;
+    g_assert_true (sam2_st_writer_add (w, t->name, t->dtype, t->ndim, t->shape, data, &error));
+  }
+  for (guint i = 0; keys[i] != NULL; i++) {
+    const char *v = key != NULL && strcmp (keys[i], key) == 0 ? value
+                                                             : sam2_safetensors_metadata (st, keys[i]);
+    if (v != NULL)
+      sam2_st_writer_set_metadata (w, keys[i], v);
+  }
+  g_assert_true (sam2_st_writer_write (w, dst, &error));
+  sam2_st_writer_free (w);
+  sam2_safetensors_close (st);
+}
+
+static void
+rewrite_quantized_file (const char *src, const char *dst, const char *key, const char *value,
+                        const char *tensor, const void *bytes)
+{
+  static const char *const keys[] = { "format", "format_version", "config", "recipe",
+                                      "provenance", "layers", NULL };
+  rewrite_safetensors (src, dst, keys, key, value, tensor, bytes);
+}
+
+/* The one calibration cache file in `dir`. */
+static char *
+cache_file_in (const char *dir)
+{
+  GDir *d = g_dir_open (dir, 0, NULL);
+  g_assert_nonnull (d);
+  char *path = NULL;
+  const char *name;
+  while ((name = g_dir_read_name (d)) != NULL) {
+    g_assert_null (path);
+    path = g_build_filename (dir, name, NULL);
+  }
+  g_dir_close (d);
+  g_assert_nonnull (path);
+  return path;
+}
+
 static void
 test_cache_reuse (void)
 {
@@ -560,6 +613,47 @@ test_cache_reuse (void)
   Sam2Model *q2 = sam2_calibrator_quantize (c2, NULL, NULL, &error);
   g_assert_no_error (error);
   assert_same_outputs (q1, q2);
+
+  /* A damaged entry (statistics of other frames, the last layer's token count lost) is
+   * ignored with a warning and leaves the statistics of the frames already run untouched: all
+   * or nothing, so the model equals the one from the frames alone. */
+  Sam2Calibrator *other = calibrate (&sh, r, 3, 6);
+  char *other_dir = g_build_filename (sh.tmp, "cache-other", NULL);
+  g_assert_true (sam2_calibrator_use_cache (other, other_dir, "frames-0-3", &hit, &error));
+  Sam2Model *qo = sam2_calibrator_quantize (other, NULL, NULL, &error);
+  g_assert_no_error (error);
+  char *other_file = cache_file_in (other_dir), *cache_path = cache_file_in (cache);
+  Sam2Safetensors *st = sam2_safetensors_open (other_file, &error);
+  g_assert_no_error (error);
+  JsonNode *tokens = json_from_string (sam2_safetensors_metadata (st, "tokens"), NULL);
+  sam2_safetensors_close (st);
+  const Sam2Linear *last = NULL;
+  for (guint i = 0; i < sh.fp->linears->len; i++)
+    if (json_object_has_member (json_node_get_object (tokens),
+                                ((const Sam2Linear *) sh.fp->linears->pdata[i])->name))
+      last = sh.fp->linears->pdata[i];
+  g_assert_nonnull (last);
+  json_object_remove_member (json_node_get_object (tokens), last->name);
+  char *damaged = json_to_string (tokens, FALSE);
+  static const char *const cache_keys[] = { "format", "frames", "tokens", NULL };
+  rewrite_safetensors (other_file, cache_path, cache_keys, "tokens", damaged, NULL, NULL);
+  Sam2Calibrator *c3 = calibrate (&sh, r, 0, 3);
+  g_test_expect_message ("sam2", G_LOG_LEVEL_WARNING, "ignoring calibration cache*token count for*");
+  g_assert_true (sam2_calibrator_use_cache (c3, cache, "frames-0-3", &hit, &error));
+  g_test_assert_expected_messages ();
+  g_assert_false (hit);
+  Sam2Model *q3 = sam2_calibrator_quantize (c3, NULL, NULL, &error);
+  g_assert_no_error (error);
+  assert_same_outputs (q1, q3);
+  sam2_model_unref (q3);
+  sam2_model_unref (qo);
+  sam2_calibrator_free (c3);
+  sam2_calibrator_free (other);
+  json_node_unref (tokens);
+  g_free (damaged);
+  g_free (other_file);
+  g_free (cache_path);
+  g_free (other_dir);
   sam2_model_unref (q1);
   sam2_model_unref (q2);
   sam2_calibrator_free (c1);
@@ -568,34 +662,6 @@ test_cache_reuse (void)
   g_free (cache);
 out:
   shapes_close (&sh);
-}
-
-/* `src` copied to `dst` with metadata `key` set to `value` (NULL: kept) and, when `tensor` is
- * not NULL, that tensor's bytes replaced by `bytes` (its size). */
-static void
-rewrite_quantized_file (const char *src, const char *dst, const char *key, const char *value,
-                        const char *tensor, const void *bytes)
-{
-  static const char *keys[] = { "format", "format_version", "config", "recipe", "provenance",
-                                "layers" };
-  GError *error = NULL;
-  Sam2Safetensors *st = sam2_safetensors_open (src, &error);
-  g_assert_no_error (error);
-  Sam2StWriter *w = sam2_st_writer_new ();
-  for (int i = 0; i < sam2_safetensors_n_tensors (st); i++) {
-    const Sam2StTensor *t = sam2_safetensors_nth (st, i);
-    const void *data = tensor != NULL && strcmp (t->name, tensor) == 0 ? bytes : t->data;
-    g_assert_true (sam2_st_writer_add (w, t->name, t->dtype, t->ndim, t->shape, data, &error));
-  }
-  for (guint i = 0; i < G_N_ELEMENTS (keys); i++) {
-    const char *v = key != NULL && strcmp (keys[i], key) == 0 ? value
-                                                             : sam2_safetensors_metadata (st, keys[i]);
-    if (v != NULL)
-      sam2_st_writer_set_metadata (w, keys[i], v);
-  }
-  g_assert_true (sam2_st_writer_write (w, dst, &error));
-  sam2_st_writer_free (w);
-  sam2_safetensors_close (st);
 }
 
 /* The `layers` metadata text `layers` with member `field` of layer `layer` set to the JSON
