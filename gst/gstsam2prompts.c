@@ -98,7 +98,8 @@ parse_number (const gchar * s, Span sp, gdouble * value)
   memcpy (buf, s + sp.start, sp.len);
   buf[sp.len] = '\0';
   v = g_ascii_strtod (buf, &end);
-  if (end != buf + sp.len || !isfinite (v))
+  /* prompts are stored as floats: a value beyond their range would become infinite */
+  if (end != buf + sp.len || !isfinite (v) || fabs (v) > G_MAXFLOAT)
     return FALSE;
   *value = v;
   return TRUE;

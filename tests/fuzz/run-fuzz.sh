@@ -9,7 +9,8 @@ set -u
 
 # Core sources compiled into every target; each target links only the objects it uses. A source
 # that does not compile is skipped with a warning, so a target that needs it fails to link.
-CORE_SOURCES="core/errors.c core/safetensors.c core/config.c core/hub.c core/quant/recipe.c"
+CORE_SOURCES="core/errors.c core/safetensors.c core/config.c core/hub.c core/quant/recipe.c
+  gst/gstsam2prompts.c"
 PKGS="glib-2.0 gio-2.0 json-glib-1.0 yaml-0.1"
 
 SECONDS_PER_TARGET=${1:-60}
@@ -28,7 +29,7 @@ PKG_CFLAGS=$(pkg-config --cflags $PKGS) && PKG_LIBS=$(pkg-config --libs $PKGS) |
 
 SANITIZE="address,undefined"
 CFLAGS="-std=c11 -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all -D_GNU_SOURCE
-  -DG_LOG_DOMAIN=\"sam2\" -I$ROOT/core -I$ROOT/core/quant $PKG_CFLAGS"
+  -DG_LOG_DOMAIN=\"sam2\" -I$ROOT/core -I$ROOT/core/quant -I$ROOT/gst $PKG_CFLAGS"
 mkdir -p "$OUT/obj" "$OUT/bin" || exit 2
 rm -f "$OUT"/obj/*.o "$OUT/libcore.a"
 

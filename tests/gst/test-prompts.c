@@ -105,6 +105,8 @@ GST_START_TEST (test_errors_point_at_the_bad_part)
   parse_fails ("1,-2", NULL, "cannot be negative");
   parse_fails ("1,nan", NULL, "\"nan\"");
   parse_fails ("1,inf", NULL, "\"inf\"");
+  parse_fails ("1e300,5", NULL, "\"1e300\"");      /* finite, but no float holds it */
+  parse_fails (NULL, "0,0,1e39,5", "\"1e39\"");
   parse_fails ("1,2;;3,4", NULL, "object 1 has neither points nor a box");
   parse_fails (NULL, "1,2,3", "object 0: a box is x0,y0,x1,y1");
   parse_fails (NULL, "1,2,3,4; 5,6,7,x", "object 1: expected a number, found \"x\"");
