@@ -24,7 +24,7 @@ int
 sam2q_cmd_check (int argc, char **argv)
 {
   char *hash_config = NULL;
-  int threads = 0;
+  int threads = SAM2Q_UNSET;
   gboolean quiet = FALSE;
   Sam2qBackendArgs bargs = { NULL, NULL };
   Sam2SessionOptions sopts;
@@ -53,7 +53,8 @@ sam2q_cmd_check (int argc, char **argv)
                          "--hash-weights CONFIG and references)");
     goto fail_usage;
   }
-  sam2_set_num_threads (threads);
+  if (!sam2q_set_threads (threads, &error))
+    goto fail;
   if (!sam2q_backend_args_resolve (&bargs, &sopts, &error))
     goto fail;
   model = load_model (hash_config, hash_config != NULL ? NULL : argv[1], &error);

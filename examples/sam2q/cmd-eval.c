@@ -182,10 +182,10 @@ print_table (Row *rows, int n, const Row *ref, const Source *src)
 int
 sam2q_cmd_eval (int argc, char **argv)
 {
-  Source src = { 0 };
+  Source src = { .num_samples = SAM2Q_UNSET };
   char *reference = NULL, *coco_root = NULL, *sa1b_root = NULL;
   gboolean json = FALSE;
-  int threads = 0;
+  int threads = SAM2Q_UNSET;
   Sam2qBackendArgs bargs = { NULL, NULL };
   GOptionEntry entries[] = {
     { "eval-set", 'e', 0, G_OPTION_ARG_FILENAME, &src.eval_set,
@@ -229,7 +229,11 @@ sam2q_cmd_eval (int argc, char **argv)
     sam2q_fail ("eval", error);
     goto out;
   }
-  sam2_set_num_threads (threads);
+  if (!sam2q_set_threads (threads, &error)
+      || !sam2q_int_option_ok ("num-samples", src.num_samples, 1, G_MAXINT, &error))
+    goto fail;
+  if (src.num_samples == SAM2Q_UNSET)
+    src.num_samples = 0;    /* the dataset's default */
   if (!sam2q_backend_args_resolve (&bargs, &src.session, &error))
     goto fail;
   n_rows = argc - 1;

@@ -136,7 +136,8 @@ sam2q_cmd_quantize (int argc, char **argv)
 {
   char *model_ref = NULL, *config = NULL, *out_dir = NULL, *dataset = NULL, *coco_root = NULL;
   char *sa1b_root = NULL, *data_path = NULL, *device = NULL, *dtype = NULL, *cache_dir = NULL;
-  int num_samples = 0, batch_size = 0, threads = 0, frame_stride = 0;
+  int num_samples = SAM2Q_UNSET, batch_size = SAM2Q_UNSET, threads = SAM2Q_UNSET;
+  int frame_stride = SAM2Q_UNSET;
   gboolean no_save = FALSE;
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref,
@@ -228,23 +229,29 @@ sam2q_cmd_quantize (int argc, char **argv)
                                                   : "--data PATH");
     goto fail;
   }
+  /* the recipe's own ranges (core/quant/recipe.c) for the counts it holds */
+  if (!sam2q_int_option_ok ("num-calib-samples", num_samples, 1, 100000, &error)
+      || !sam2q_int_option_ok ("batch-size", batch_size, 1, 1024, &error)
+      || !sam2q_int_option_ok ("frame-stride", frame_stride, 1, G_MAXINT, &error))
+    goto fail;
   if (config != NULL && (recipe = sam2_recipe_load (config, &error)) == NULL)
     goto fail;
   if (recipe == NULL) {
     recipe = g_new0 (Sam2Recipe, 1);
     sam2_recipe_init_defaults (recipe);
   }
-  if (num_samples > 0)
+  if (num_samples != SAM2Q_UNSET)
     recipe->calib.num_samples = num_samples;
-  if (batch_size > 0)
+  if (batch_size != SAM2Q_UNSET)
     recipe->calib.batch_size = batch_size;
   src.opts.limit = recipe->calib.num_samples;
   src.opts.seed = recipe->calib.seed;
-  src.opts.frame_stride = frame_stride;
+  src.opts.frame_stride = frame_stride != SAM2Q_UNSET ? frame_stride : 1;
   const char *dir = out_dir ? out_dir : ".";
   if (!no_save && !sam2_check_output_dir (dir, "output", "choose another --output-dir", &error))
     goto fail;
-  sam2_set_num_threads (threads);
+  if (!sam2q_set_threads (threads, &error))
+    goto fail;
   if ((fp = sam2_model_load (model_ref, &error)) == NULL)
     goto fail;
   if ((c = sam2_calibrator_new_full (fp, recipe, &run, &error)) == NULL)

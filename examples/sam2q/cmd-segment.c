@@ -226,7 +226,7 @@ sam2q_cmd_segment (int argc, char **argv)
   char *out_dir = NULL, *json_path = NULL, *overlay_path = NULL;
   gboolean multimask = FALSE;
   double threshold = 0.0;
-  int threads = 0;
+  int threads = SAM2Q_UNSET;
   Sam2qBackendArgs bargs = { NULL, NULL };
   Sam2SessionOptions sopts;
   GOptionEntry entries[] = {
@@ -271,7 +271,8 @@ sam2q_cmd_segment (int argc, char **argv)
     sam2q_fail ("segment", error);
     goto out;
   }
-  sam2_set_num_threads (threads);
+  if (!sam2q_set_threads (threads, &error))
+    goto fail;
   if (!sam2q_backend_args_resolve (&bargs, &sopts, &error))
     goto fail;
   if ((image = sam2q_image_load (argv[2], &error)) == NULL)

@@ -13,4 +13,15 @@ int sam2q_cmd_segment (int argc, char **argv);
 /* Prints "sam2q <cmd>: <message>" to stderr and returns the exit status for failures. */
 int sam2q_fail (const char *cmd, const GError *error);
 
+/* The initial value of an integer option, left there by GOption when the option is not given
+ * (a count typed as 0 or -5 must be refused, not taken for "not given"). */
+#define SAM2Q_UNSET G_MININT
+#define SAM2Q_MAX_THREADS 1024
+
+/* TRUE when integer option `name` (its long name) was not given or lies in [min, max]; else a
+ * G_OPTION_ERROR_BAD_VALUE naming it and the range. */
+gboolean sam2q_int_option_ok (const char *name, int value, int min, int max, GError **error);
+/* --threads checked (1 .. SAM2Q_MAX_THREADS) and applied; not given: one per core. */
+gboolean sam2q_set_threads (int threads, GError **error);
+
 #endif

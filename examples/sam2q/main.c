@@ -27,6 +27,25 @@ sam2q_fail (const char *cmd, const GError *error)
   return 1;
 }
 
+gboolean
+sam2q_int_option_ok (const char *name, int value, int min, int max, GError **error)
+{
+  if (value == SAM2Q_UNSET || (value >= min && value <= max))
+    return TRUE;
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               "--%s %d: give a number from %d to %d", name, value, min, max);
+  return FALSE;
+}
+
+gboolean
+sam2q_set_threads (int threads, GError **error)
+{
+  if (!sam2q_int_option_ok ("threads", threads, 1, SAM2Q_MAX_THREADS, error))
+    return FALSE;
+  sam2_set_num_threads (threads == SAM2Q_UNSET ? 0 : threads);
+  return TRUE;
+}
+
 static void
 usage (FILE *out)
 {

@@ -1,0 +1,39 @@
+#!/bin/sh
+# test-sam2q-options.sh SAM2Q: numbers out of range on sam2q's command line are errors that name
+# the option and the range (they used to be taken as "not given" or passed on: -n 0 calibrated on
+# the recipe's 128 frames, -t 100000 asked OpenMP for 100000 threads). The options are checked
+# before any model is read, so the model here does not exist. TAP output.
+set -u
+sam2q=$1
+n=0
+failed=0
+
+expect () {   # expect MESSAGE ARGS...: sam2q ARGS fails with MESSAGE in its output
+  message=$1
+  shift
+  n=$((n + 1))
+  out=$("$sam2q" "$@" 2>&1)
+  rc=$?
+  if [ $rc -ne 0 ] && printf '%s\n' "$out" | grep -qF -- "$message"; then
+    echo "ok $n - sam2q $*"
+  else
+    echo "not ok $n - sam2q $*: exit $rc, output: $out"
+    failed=1
+  fi
+}
+
+m=/nonexistent-model
+expect "--num-calib-samples 0: give a number from 1 to 100000" quantize -m $m -n 0
+expect "--num-calib-samples -5: give a number from 1 to 100000" quantize -m $m -n -5
+expect "--batch-size 0: give a number from 1 to 1024" quantize -m $m -b 0
+expect "--frame-stride 0: give a number from 1" quantize -m $m --frame-stride 0
+expect "--threads 100000: give a number from 1 to 1024" quantize -m $m -t 100000
+expect "--threads -3: give a number from 1 to 1024" quantize -m $m -t -3
+expect "--num-samples 0: give a number from 1" eval --eval-set /nonexistent.safetensors -n 0 $m
+expect "--threads 0: give a number from 1 to 1024" eval --eval-set /nonexistent.safetensors -t 0 $m
+expect "--threads 0: give a number from 1 to 1024" segment -t 0 -p 1,1 $m /nonexistent.png
+expect "--threads -1: give a number from 1 to 1024" check -t -1 $m /nonexistent.safetensors
+# and a valid count gets past the check to the missing model
+expect "/nonexistent-model" quantize -m $m -n 4 -t 2
+echo "1..$n"
+exit $failed
