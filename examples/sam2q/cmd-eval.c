@@ -65,6 +65,25 @@ typedef struct {
   Sam2qEvalScores s;
 } Row;
 
+/* An object "changed" when its IoU with the ground truth moved by more than this from the
+ * reference model's on the same prompt: a mask that switched to another candidate or lost a
+ * part, not a boundary that moved by a pixel. */
+#define CHANGED_IOU 0.1
+
+/* Objects whose IoU (kind 0 point, 1 box) moved by more than CHANGED_IOU from the reference's;
+ * -1 when the per-object IoUs cannot be paired. */
+static int
+changed_objects (const Row *r, const Row *ref, int kind)
+{
+  const GArray *a = r->s.iou[kind], *b = ref->s.iou[kind];
+  if (a == NULL || b == NULL || a->len != b->len)
+    return -1;
+  int n = 0;
+  for (guint i = 0; i < a->len; i++)
+    n += fabs (g_array_index (a, double, i) - g_array_index (b, double, i)) > CHANGED_IOU;
+  return n;
+}
+
 static void
 add_double (JsonBuilder *b, const char *key, double v)
 {
@@ -104,6 +123,13 @@ row_json (const Row *r, const Row *ref)
     add_double (b, "reference_miou_box", ref->s.miou[1]);
     add_double (b, "relative_miou_point", r->s.miou[0] / ref->s.miou[0]);
     add_double (b, "relative_miou_box", r->s.miou[1] / ref->s.miou[1]);
+    for (int k = 0; k < 2; k++) {
+      const int changed = changed_objects (r, ref, k);
+      if (changed >= 0) {
+        json_builder_set_member_name (b, k == 0 ? "changed_point" : "changed_box");
+        json_builder_add_int_value (b, changed);
+      }
+    }
   }
   const size_t bytes = model_bytes (r->model), fp16 = sam2_model_fp16_bytes (r->model);
   json_builder_set_member_name (b, "size_bytes");
@@ -162,21 +188,28 @@ print_table (Row *rows, int n, const Row *ref, const Source *src)
     width = MAX (width, (int) strlen (rows[i].name));
   g_print ("%-*s %8s %8s", width, "model", "mIoU pt", "mIoU box");
   if (ref != NULL)
-    g_print (" %8s %8s", "rel pt", "rel box");
+    g_print (" %8s %8s %11s", "rel pt", "rel box", "changed");
   g_print (" %9s %8s %9s %9s\n", "size MB", "vs FP16", "enc ms", "dec ms");
   for (int i = 0; i < n; i++) {
     const Row *r = &rows[i];
     const size_t bytes = model_bytes (r->model);
     g_print ("%-*s %8.4f %8.4f", width, r->name, r->s.miou[0], r->s.miou[1]);
-    if (ref != NULL)
+    if (ref != NULL) {
       g_print (" %7.2f%% %7.2f%%", 100.0 * r->s.miou[0] / ref->s.miou[0],
                100.0 * r->s.miou[1] / ref->s.miou[1]);
+      const int cp = changed_objects (r, ref, 0), cb = changed_objects (r, ref, 1);
+      char changed[32] = "-";
+      if (cp >= 0 && cb >= 0)
+        g_snprintf (changed, sizeof changed, "%d / %d", cp, cb);
+      g_print (" %11s", changed);
+    }
     g_print (" %9.2f %7.2fx %9.1f %9.2f\n", bytes / 1e6,
              (double) sam2_model_fp16_bytes (r->model) / bytes, r->s.encoder_ms, r->s.decoder_ms);
   }
   if (ref != NULL)
-    g_print ("\nreference %s: mIoU point %.4f, box %.4f\n", ref->name, ref->s.miou[0],
-             ref->s.miou[1]);
+    g_print ("\nreference %s: mIoU point %.4f, box %.4f; changed: objects whose IoU moved by "
+             "more than %.1f from the reference's (point / box)\n", ref->name, ref->s.miou[0],
+             ref->s.miou[1], CHANGED_IOU);
 }
 
 int

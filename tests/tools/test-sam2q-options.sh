@@ -35,5 +35,23 @@ expect "--threads 0: give a number from 1 to 1024" segment -t 0 -p 1,1 $m /nonex
 expect "--threads -1: give a number from 1 to 1024" check -t -1 $m /nonexistent.safetensors
 # and a valid count gets past the check to the missing model
 expect "/nonexistent-model" quantize -m $m -n 4 -t 2
+
+# sam2q eval --json with a reference model reports the changed-object counts: a model against
+# itself changes none (needs the fixtures' sam2-shapes; skipped without them)
+shapes=${SAM2_FIXTURES:-${SAM2_FIXTURES_DEFAULT:-}}/sam2-shapes
+n=$((n + 1))
+if [ -f "$shapes/eval_dev.safetensors" ]; then
+  out=$("$sam2q" eval --json -t 2 --eval-set "$shapes/eval_dev.safetensors" \
+        --reference-model "$shapes" "$shapes" 2>&1)
+  if printf '%s\n' "$out" | grep -q '"changed_point" : 0,' \
+     && printf '%s\n' "$out" | grep -q '"changed_box" : 0,'; then
+    echo "ok $n - eval --json reports changed objects"
+  else
+    echo "not ok $n - eval --json reports changed objects: $out"
+    failed=1
+  fi
+else
+  echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
+fi
 echo "1..$n"
 exit $failed
