@@ -386,8 +386,8 @@ string_member (JsonObject *d, const char *key, const char **value)
 }
 
 /* The description of layer `name` (in x out) from `node`, or FALSE when any field is missing,
- * of the wrong type or out of range: static activation parameters must be a positive finite
- * scale and a zero point the 8-bit codes can hold, as the calibrator writes them. */
+ * of the wrong type or out of range: static activation parameters must be a positive scale a
+ * float holds and a zero point the 8-bit codes can hold, as the calibrator writes them. */
 static gboolean
 parse_layer_description (JsonNode *node, int in, int out, LayerDescription *desc)
 {
@@ -413,7 +413,8 @@ parse_layer_description (JsonNode *node, int in, int out, LayerDescription *desc
   else
     return FALSE;
   if (desc->act == SAM2_ACT_QUANT_TENSOR_SYM || desc->act == SAM2_ACT_QUANT_TENSOR_ASYM)
-    return desc->act_scale > 0.0 && desc->act_zero >= 0.0 && desc->act_zero <= 255.0
+    return desc->act_scale > 0.0 && desc->act_scale <= G_MAXFLOAT && desc->act_zero >= 0.0
+           && desc->act_zero <= 255.0
            && desc->act_zero == floor (desc->act_zero)
            && (desc->act == SAM2_ACT_QUANT_TENSOR_ASYM || desc->act_zero == 0.0);
   return TRUE;
