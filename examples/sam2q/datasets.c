@@ -516,7 +516,7 @@ coco_index (CocoData *c, GError **error)
         json_node_get_value_type (file) != G_TYPE_STRING)
       ok = coco_format_error (error, c, "images[%u] needs an integer \"id\", \"width\" and "
                               "\"height\" and a string \"file_name\"", i);
-    else if (width <= 0 || height <= 0 || width * height > G_MAXUINT32)
+    else if (width <= 0 || height <= 0 || width > G_MAXUINT32 || height > G_MAXUINT32 / width)
       ok = coco_format_error (error, c, "images[%u] (%s) has an invalid size %" G_GINT64_FORMAT
                               " x %" G_GINT64_FORMAT, i, json_node_get_string (file), width,
                               height);
@@ -949,7 +949,7 @@ sa1b_sample (Sam2qDataset *ds, const char *json_file, JsonObject *root, Sam2qSam
   gint64 width, height, image_id;
   if (info == NULL || !node_integer (member (info, "width"), &width) ||
       !node_integer (member (info, "height"), &height) || width <= 0 || height <= 0 ||
-      width * height > G_MAXUINT32)
+      width > G_MAXUINT32 || height > G_MAXUINT32 / width)
     return sa1b_format_error (error, json_file, "expected \"image\": {\"width\": W, "
                               "\"height\": H, \"file_name\": ...} with a positive size");
   char *file = sa1b_picture_path (json_file, info);

@@ -422,6 +422,10 @@ test_coco_errors (Fixture *f, gconstpointer data)
   expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT, "nested more than");
   write_text (ann, "{\"images\": [{\"id\": 1, \"file_name\": \"x.png\", \"width\": 4}]}");
   expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT, "images[0] needs");
+  /* 2^32 x 2^32 pixels: the product overflowed int64 (to 0) in the size check */
+  write_text (ann, "{\"images\": [{\"id\": 1, \"file_name\": \"x.png\", \"width\": 4294967296, "
+              "\"height\": 4294967296}]}");
+  expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT, "has an invalid size");
   write_text (ann, "{\"images\": [], \"annotations\": [{\"id\": 1, \"image_id\": 5}]}");
   expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT,
                      "annotations[0] refers to image_id 5");
