@@ -19,6 +19,33 @@
 #define MAX_POLYGON_COORD 1e6
 /* Upsampling factor of rleFrPoly: edges are traced on a grid 5x finer than the pixels. */
 #define POLY_SCALE 5.0
+/* Points one polygon's trace may visit (two ints each): within MAX_POLYGON_COORD, a few
+ * thousand vertices zig-zagging far outside the image would otherwise ask for tens of GB. A
+ * real outline's trace is about 5x its perimeter in pixels: 16.7 M points is a perimeter of
+ * 3.3 M pixels, 200 times around a 4K frame. */
+#define MAX_POLYGON_TRACE ((size_t) 1 << 24)
+
+/* A coordinate on the fine grid; (int) truncates towards zero, as in the reference, also for
+ * negative coordinates. */
+static inline int
+poly_grid (double c)
+{
+  return (int) (POLY_SCALE * c + .5);
+}
+
+/* Points rle_from_polygon's trace visits for the k vertices xy (x, y pairs). */
+static size_t
+polygon_trace_points (const double *xy, int k)
+{
+  size_t m = 0;
+  for (int j = 0; j < k; j++) {
+    const int next = (j + 1) % k;
+    const int dx = abs (poly_grid (xy[2 * j]) - poly_grid (xy[2 * next]));
+    const int dy = abs (poly_grid (xy[2 * j + 1]) - poly_grid (xy[2 * next + 1]));
+    m += (size_t) MAX (dx, dy) + 1;
+  }
+  return m;
+}
 
 static Sam2Rle *
 rle_new (int height, int width, const guint32 *counts, int n_counts)
@@ -256,16 +283,13 @@ rle_from_polygon (const double *xy, int k, int height, int width)
 {
   int *x = g_new (int, k + 1), *y = g_new (int, k + 1);
   for (int j = 0; j < k; j++) {
-    /* (int) truncates towards zero, as in the reference, also for negative coordinates. */
-    x[j] = (int) (POLY_SCALE * xy[2 * j] + .5);
-    y[j] = (int) (POLY_SCALE * xy[2 * j + 1] + .5);
+    x[j] = poly_grid (xy[2 * j]);
+    y[j] = poly_grid (xy[2 * j + 1]);
   }
   x[k] = x[0];
   y[k] = y[0];
 
-  size_t m = 0;
-  for (int j = 0; j < k; j++)
-    m += (size_t) MAX (abs (x[j] - x[j + 1]), abs (y[j] - y[j + 1])) + 1;
+  size_t m = polygon_trace_points (xy, k);
   int *u = g_new (int, m), *v = g_new (int, m);
   m = 0;
   for (int j = 0; j < k; j++) {
@@ -410,6 +434,14 @@ sam2_rle_from_polygons (const double *const *polygons, const int *n_coords, int 
                      "within +-%g pixels", i, j, c, MAX_POLYGON_COORD);
         return NULL;
       }
+    }
+    const size_t trace = polygon_trace_points (polygons[i], n_coords[i] / 2);
+    if (trace > MAX_POLYGON_TRACE) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
+                   "invalid polygon %d: tracing its edges takes %zu points, more than %zu; "
+                   "they run far outside the %dx%d image and the annotation is corrupt", i,
+                   trace, MAX_POLYGON_TRACE, width, height);
+      return NULL;
     }
   }
   if (n_polygons == 0 || height == 0 || width == 0) {

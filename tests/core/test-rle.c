@@ -463,6 +463,21 @@ test_polygon_errors (void)
   assert_message_has (error, "coordinate 5 is 1e+09");
   g_clear_error (&error);
 
+  /* Vertices within range but zig-zagging far outside the image: 1000 edges of 2e6 pixels
+   * would trace 1e10 points (80 GB); refused before anything is allocated. */
+  double *zigzag = g_new (double, 2000);
+  for (int j = 0; j < 1000; j++) {
+    zigzag[2 * j] = j % 2 ? 1e6 : -1e6;
+    zigzag[2 * j + 1] = j;
+  }
+  const double *zigzag_polys[] = { zigzag };
+  int n_zigzag = 2000;
+  g_assert_null (sam2_rle_from_polygons (zigzag_polys, &n_zigzag, 1, 10, 10, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT);
+  assert_message_has (error, "far outside the 10x10 image");
+  g_clear_error (&error);
+  g_free (zigzag);
+
   /* A polygon of one or two vertices has no inside. */
   const double point[] = { 3, 3 };
   const double *point_polys[] = { point };
