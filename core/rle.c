@@ -302,7 +302,11 @@ rle_from_polygon (const double *xy, int k, int height, int width)
       int t = xs; xs = xe; xe = t;
       t = ys; ys = ye; ye = t;
     }
-    const double s = dx >= dy ? (double) (ye - ys) / dx : (double) (xe - xs) / dy;
+    /* A zero-length edge (a repeated vertex) is one point at the vertex: the reference divides
+     * 0 by 0 for its slope and converts the NaN to int, but the point shares its column with
+     * its neighbours, so it never makes a crossing; slope 0 keeps its row finite. */
+    const double s = dx >= dy ? (dx > 0 ? (double) (ye - ys) / dx : 0.0)
+                              : (double) (xe - xs) / dy;
     if (dx >= dy) {
       for (int d = 0; d <= dx; d++) {
         int t = flip ? dx - d : d;

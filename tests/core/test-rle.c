@@ -478,6 +478,20 @@ test_polygon_errors (void)
   g_clear_error (&error);
   g_free (zigzag);
 
+  /* A repeated vertex (a zero-length edge, whose slope was 0 / 0 and its row a NaN converted
+   * to int) rasterises as the polygon without the repeat, as in the reference. */
+  const double once[] = { 1, 1, 8, 1, 4, 8 }, twice[] = { 1, 1, 8, 1, 8, 1, 4, 8 };
+  const double *once_polys[] = { once }, *twice_polys[] = { twice };
+  int n_once = 6, n_twice = 8;
+  Sam2Rle *a = sam2_rle_from_polygons (once_polys, &n_once, 1, 10, 10, &error);
+  Sam2Rle *b = sam2_rle_from_polygons (twice_polys, &n_twice, 1, 10, 10, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (a->n_counts, ==, b->n_counts);
+  g_assert_cmpmem (a->counts, a->n_counts * sizeof (guint32), b->counts,
+                   b->n_counts * sizeof (guint32));
+  sam2_rle_free (a);
+  sam2_rle_free (b);
+
   /* A polygon of one or two vertices has no inside. */
   const double point[] = { 3, 3 };
   const double *point_polys[] = { point };

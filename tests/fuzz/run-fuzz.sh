@@ -10,7 +10,7 @@ set -u
 # Core sources compiled into every target; each target links only the objects it uses. A source
 # that does not compile is skipped with a warning, so a target that needs it fails to link.
 CORE_SOURCES="core/errors.c core/safetensors.c core/config.c core/hub.c core/quant/recipe.c
-  gst/gstsam2prompts.c"
+  core/rle.c gst/gstsam2prompts.c"
 PKGS="glib-2.0 gio-2.0 json-glib-1.0 yaml-0.1"
 
 SECONDS_PER_TARGET=${1:-60}
