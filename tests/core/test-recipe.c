@@ -202,6 +202,16 @@ check_config (const Sam2Recipe *r)
     g_assert_false (r->smooth.search);
     g_assert_cmpfloat (r->smooth.alpha, ==, 0.5);
     g_assert_cmpint (r->low_rank.rank, ==, 0);
+  } else if (strcmp (r->name, "hiera_tiny_w4a8_svdquant") == 0) {
+    check_w4a8 (r, 64);
+    g_assert_true (r->smooth.search);
+    g_assert_cmpint (r->low_rank.rank, ==, 16);
+    g_assert_false (r->low_rank.exclusive);
+    g_assert_false (r->low_rank.compensate);
+    /* the first two stages stay float (chosen on the shapes tuning set), the third is not */
+    g_assert_true (sam2_recipe_pattern_skips (r, "vision_encoder.backbone.blocks.1.attn.qkv"));
+    g_assert_true (sam2_recipe_pattern_skips (r, "vision_encoder.backbone.blocks.2.mlp.proj_out"));
+    g_assert_false (sam2_recipe_pattern_skips (r, "vision_encoder.backbone.blocks.3.attn.qkv"));
   } else if (strcmp (r->name, "hiera_large_w4a8_svdquant") == 0) {
     check_w4a8 (r, 64);
     g_assert_true (r->smooth.search);
@@ -215,8 +225,8 @@ static void
 test_configs (void)
 {
   static const char *const expected[] = {
-    "hiera_tiny_w4only", "hiera_tiny_w4a8", "hiera_small_w4a8", "hiera_base_w4a8",
-    "hiera_large_w4a8_svdquant",
+    "hiera_tiny_w4only", "hiera_tiny_w4a8", "hiera_tiny_w4a8_svdquant", "hiera_small_w4a8",
+    "hiera_base_w4a8", "hiera_large_w4a8_svdquant",
   };
   char *dir_path = configs_dir ();
   GError *error = NULL;
