@@ -269,6 +269,13 @@ sam2q_cmd_eval (int argc, char **argv)
     src.num_samples = 0;    /* the dataset's default */
   if (!sam2q_backend_args_resolve (&bargs, &src.session, &error))
     goto fail;
+  /* a missing set is found before any model is loaded (and not blamed on the first model) */
+  if (src.eval_set != NULL && !g_file_test (src.eval_set, G_FILE_TEST_IS_REGULAR)) {
+    g_set_error (&error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                 "--eval-set %s: no such file (an evaluation set in the fixtures' format, e.g. "
+                 "sam2-shapes/eval_dev.safetensors)", src.eval_set);
+    goto fail;
+  }
   n_rows = argc - 1;
   rows = g_new0 (Row, n_rows);
   for (int i = 0; i < n_rows; i++) {

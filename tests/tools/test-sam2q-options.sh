@@ -1,7 +1,8 @@
 #!/bin/sh
 # test-sam2q-options.sh SAM2Q: numbers out of range on sam2q's command line are errors that name
 # the option and the range (they used to be taken as "not given" or passed on: -n 0 calibrated on
-# the recipe's 128 frames, -t 100000 asked OpenMP for 100000 threads). The options are checked
+# the recipe's 128 frames, -t 100000 asked OpenMP for 100000 threads), and so is a missing
+# evaluation set (it was blamed on the first model, after loading it). The options are checked
 # before any model is read, so the model here does not exist. TAP output.
 set -u
 sam2q=$1
@@ -33,6 +34,7 @@ expect "--num-samples 0: give a number from 1" eval --eval-set /nonexistent.safe
 expect "--threads 0: give a number from 1 to 1024" eval --eval-set /nonexistent.safetensors -t 0 $m
 expect "--threads 0: give a number from 1 to 1024" segment -t 0 -p 1,1 $m /nonexistent.png
 expect "--threads -1: give a number from 1 to 1024" check -t -1 $m /nonexistent.safetensors
+expect "--eval-set /nonexistent.safetensors: no such file" eval --eval-set /nonexistent.safetensors $m
 # and a valid count gets past the check to the missing model
 expect "/nonexistent-model" quantize -m $m -n 4 -t 2
 
