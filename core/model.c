@@ -304,5 +304,8 @@ sam2_model_describe (const Sam2Model *m)
   if (m->weights_bytes > 0)
     g_string_append_printf (s, "weights on disk: %.1f MB in %d file(s)\n",
                             m->weights_bytes / 1e6, m->n_files);
+  char *quantized = sam2_qmodel_describe (m);
+  g_string_append (s, quantized);
+  g_free (quantized);
   return g_string_free (s, FALSE);
 }

@@ -549,6 +549,123 @@ sam2_qmodel_load (const char *path, GError **error)
   return m;
 }
 
+/* ---- description ---- */
+
+/* The recipe's name from the first line sam2_recipe_to_yaml writes
+ * (# sam2 quantization recipe "NAME", every key resolved), or NULL. */
+static char *
+recipe_name (const char *yaml)
+{
+  static const char prefix[] = "# sam2 quantization recipe \"";
+  static const char suffix[] = "\", every key resolved";
+  if (yaml == NULL || !g_str_has_prefix (yaml, prefix))
+    return NULL;
+  const char *start = yaml + strlen (prefix), *end = strstr (start, suffix);
+  const char *eol = strchr (start, '\n');
+  if (end == NULL || (eol != NULL && eol < end))
+    return NULL;
+  /* written escaped (g_strescape): printable ASCII, kept as it is */
+  for (const char *p = start; p < end; p++)
+    if (!g_ascii_isprint (*p))
+      return NULL;
+  return g_strndup (start, end - start);
+}
+
+/* A string member of a provenance object, printable ASCII only (it came from a file). */
+static const char *
+provenance_string (JsonObject *o, const char *key)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  const char *s = json_node_get_string (n);
+  for (const char *p = s; *p != '\0'; p++)
+    if (!g_ascii_isprint (*p))
+      return NULL;
+  return s;
+}
+
+static void
+describe_provenance (GString *out, const char *json)
+{
+  if (json == NULL || !sam2_config_check_json (json, strlen (json), NULL))
+    return;
+  JsonParser *parser = json_parser_new_immutable ();
+  if (json_parser_load_from_data (parser, json, -1, NULL)
+      && JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))) {
+    JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+    JsonNode *frames = json_object_get_member (o, "calibration_frames");
+    const char *digest = provenance_string (o, "calibration_digest");
+    const char *source = provenance_string (o, "source_model");
+    const char *source_digest = provenance_string (o, "source_digest");
+    const char *tool = provenance_string (o, "tool"), *created = provenance_string (o, "created");
+    g_string_append (out, "calibrated:");
+    if (frames != NULL && JSON_NODE_HOLDS_VALUE (frames)
+        && json_node_get_value_type (frames) == G_TYPE_INT64)
+      g_string_append_printf (out, " %" G_GINT64_FORMAT " frames", json_node_get_int (frames));
+    if (digest != NULL)
+      g_string_append_printf (out, " (%s)", digest);
+    if (source != NULL)
+      g_string_append_printf (out, ", from %s", source);
+    if (source_digest != NULL)
+      g_string_append_printf (out, " (%s)", source_digest);
+    if (tool != NULL)
+      g_string_append_printf (out, ", by %s", tool);
+    if (created != NULL)
+      g_string_append_printf (out, ", %s", created);
+    g_string_append_c (out, '\n');
+  }
+  g_object_unref (parser);
+}
+
+char *
+sam2_qmodel_describe (const Sam2Model *m)
+{
+  if (!m->quantized)
+    return g_strdup ("");
+  int n_quant = 0, n_sint4 = 0, n_lowrank = 0, max_rank = 0, group = 0;
+  int n_act[SAM2_ACT_QUANT_TENSOR_ASYM + 1] = { 0 };
+  for (guint i = 0; i < m->linears->len; i++) {
+    const Sam2QuantLinear *q = ((const Sam2Linear *) m->linears->pdata[i])->quant;
+    if (q == NULL)
+      continue;
+    n_quant++;
+    n_sint4 += q->w.dtype == SAM2_QTYPE_SINT4;
+    n_act[q->act]++;
+    n_lowrank += q->rank > 0;
+    max_rank = MAX (max_rank, q->rank);
+    group = MAX (group, q->w.group_size);   /* a row shorter than the group is one group */
+  }
+  GString *out = g_string_new (NULL);
+  g_string_append_printf (out, "quantized: %d of %u linear layers in 4 bits (", n_quant,
+                          m->linears->len);
+  if (n_sint4 > 0)
+    g_string_append_printf (out, "%d sint4%s", n_sint4, n_sint4 < n_quant ? ", " : "");
+  if (n_sint4 < n_quant)
+    g_string_append_printf (out, "%d uint4", n_quant - n_sint4);
+  g_string_append_printf (out, ", groups of %d columns), the others float\n", group);
+  static const char *act_text[] = { "float (weight-only)", "int8 per token",
+                                    "uint8 per token (after GELU)", "int8 per tensor (static)",
+                                    "uint8 per tensor (static)" };
+  g_string_append (out, "activations:");
+  gboolean first = TRUE;
+  for (int a = 0; a <= SAM2_ACT_QUANT_TENSOR_ASYM; a++)
+    if (n_act[a] > 0) {
+      g_string_append_printf (out, "%s %s on %d", first ? "" : ",", act_text[a], n_act[a]);
+      first = FALSE;
+    }
+  g_string_append_c (out, '\n');
+  if (n_lowrank > 0)
+    g_string_append_printf (out, "low-rank branches (SVDQuant): %d layers, rank up to %d\n",
+                            n_lowrank, max_rank);
+  char *name = recipe_name (m->recipe_yaml);
+  if (name != NULL)
+    g_string_append_printf (out, "recipe: %s\n", name);
+  g_free (name);
+  describe_provenance (out, m->provenance_json);
+  return g_string_free (out, FALSE);
+}
+
 /* ---- sizes ---- */
 
 size_t

@@ -51,6 +51,12 @@ Sam2Model *sam2_qmodel_load (const char *path, GError **error);
 Sam2QuantLinear *sam2_quant_linear_new (void);
 void sam2_quant_linear_free (Sam2QuantLinear *q);
 
+/* For `sam2q info`: what is quantized and how (4-bit layers, weight types and groups,
+ * activation modes, low-rank branches), the recipe's name and the provenance (calibration
+ * frames and their digest, source model, tool, date), as lines of text; "" for a float model.
+ * The metadata comes from the file: what cannot be read is left out, never trusted. */
+char *sam2_qmodel_describe (const Sam2Model *model);
+
 /* Bytes the model's weights take in the file format (for size and compression reports), and the
  * same model's bytes in FP16. */
 size_t sam2_qmodel_weight_bytes (const Sam2Model *model);

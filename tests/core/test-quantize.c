@@ -785,6 +785,49 @@ assert_corrupt_metadata_refused (const char *good, const char *tmp)
   g_free (bad);
 }
 
+/* sam2q info's lines for a quantized model, and what it leaves out of tampered metadata: the
+ * provenance and recipe come from the file, so only what reads cleanly is printed. */
+static void
+assert_description (const char *good, const char *tmp)
+{
+  char *bad = g_build_filename (tmp, "described.safetensors", NULL);
+  GError *error = NULL;
+  Sam2Model *m = sam2_model_load (good, &error);
+  g_assert_no_error (error);
+  char *text = sam2_model_describe (m);
+  g_test_message ("%s", text);
+  g_assert_nonnull (strstr (text, "quantized: "));
+  g_assert_nonnull (strstr (text, " linear layers in 4 bits ("));
+  g_assert_nonnull (strstr (text, "activations: float (weight-only) on "));
+  g_assert_nonnull (strstr (text, "recipe: custom\n"));
+  g_assert_nonnull (strstr (text, "calibrated: 2 frames (sha256:"));
+  g_free (text);
+  sam2_model_unref (m);
+
+  const struct { const char *key, *value, *present, *absent; } cases[] = {
+    /* a control character in a string: that field is left out, the others stay */
+    { "provenance", "{\"calibration_frames\": 2, \"source_model\": \"a\\u001b[2Jb\"}",
+      "calibrated: 2 frames\n", "from " },
+    { "provenance", "not JSON", NULL, "calibrated:" },
+    { "provenance", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+      NULL, "calibrated:" },
+    { "recipe", "# sam2 quantization recipe \"x\ny\", every key resolved\n", NULL, "recipe:" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    rewrite_quantized_file (good, bad, cases[i].key, cases[i].value, NULL, NULL);
+    m = sam2_model_load (bad, &error);
+    g_assert_no_error (error);
+    text = sam2_model_describe (m);
+    if (cases[i].present != NULL)
+      g_assert_nonnull (strstr (text, cases[i].present));
+    g_assert_null (strstr (text, cases[i].absent));
+    g_assert_nonnull (strstr (text, "quantized: "));
+    g_free (text);
+    sam2_model_unref (m);
+  }
+  g_free (bad);
+}
+
 static void
 test_failures_leave_nothing (void)
 {
@@ -819,6 +862,7 @@ test_failures_leave_nothing (void)
   char *path = g_build_filename (sh.tmp, "q.safetensors", NULL);
   g_assert_true (sam2_model_save (qm, path, &error));
   assert_corrupt_metadata_refused (path, sh.tmp);
+  assert_description (path, sh.tmp);
   char *data;
   gsize len;
   g_assert_true (g_file_get_contents (path, &data, &len, NULL));
