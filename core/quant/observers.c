@@ -401,9 +401,17 @@ cached_tensor (const Sam2Safetensors *file, const Sam2LayerStats *st, const char
   char *name = tensor_name (st, what);
   const Sam2StTensor *t = sam2_safetensors_find (file, name);
   gboolean ok = t != NULL && t->dtype == dtype && t->numel == numel;
+  /* element by element through memcpy: a tensor of a tampered file need not be aligned */
+  const guint8 *bytes = ok ? t->data : NULL;
   for (int64_t i = 0; ok && i < numel; i++) {
-    const double v = dtype == SAM2_DTYPE_F64 ? ((const double *) t->data)[i]
-                                             : ((const float *) t->data)[i];
+    double v;
+    if (dtype == SAM2_DTYPE_F64) {
+      memcpy (&v, bytes + i * sizeof (double), sizeof (double));
+    } else {
+      float f;
+      memcpy (&f, bytes + i * sizeof (float), sizeof (float));
+      v = f;
+    }
     ok = infinite_ok ? !isnan (v) : isfinite (v);
   }
   if (!ok)
