@@ -136,6 +136,13 @@ main (int argc, char **argv)
   }
   g_print ("decoder: %.2f ms per prompt (one point, multimask, median of %d)\n",
            bench_median (td, dec_iters), dec_iters);
+  s->backend->ops->profile_start (s->backend);
+  sam2_session_decode (s, &prompt, 1, TRUE, NULL);
+  prof = s->backend->ops->profile_read (s->backend);
+  g_print ("decoder time by op (one prompt):\n");
+  for (int k = 0; k < SAM2_OP_COUNT; k++)
+    if (prof[k].calls > 0)
+      g_print ("  %-26s %8.2f ms  %5ld calls\n", prof[k].name, prof[k].ms, prof[k].calls);
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
   g_print ("peak resident memory: %.0f MB\n", ru.ru_maxrss / 1024.0);

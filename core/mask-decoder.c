@@ -151,18 +151,15 @@ mlp_forward (Sam2Session *s, const Sam2Mlp *mlp, const float *x, int M, float *a
   return SAM2_STATUS_OK;
 }
 
-/* Sam2Attention: out (Lq, C) = o_proj(attn(q_proj(q), k_proj(k), v_proj(v))), accumulated into
- * `out` when `accumulate` (the residual connection), else overwriting it. */
+/* The attention and o_proj of Sam2Attention on projected Q (Lq, D), K and V (Lk, D): out (Lq, C)
+ * accumulated into `out` when `accumulate` (the residual connection), else overwritten. */
 static int
-attention_forward (Sam2Session *s, const Sam2DecoderAttention *a, const float *q, int len_q,
-                   const float *k, const float *v, int len_k, float *Q, float *K, float *V,
-                   float *O, float *out, gboolean accumulate)
+attention_projected (Sam2Session *s, const Sam2DecoderAttention *a, const float *Q, int len_q,
+                     const float *K, const float *V, int len_k, float *O, float *out,
+                     gboolean accumulate)
 {
   Sam2Backend *b = s->backend;
   const int D = a->internal_dim, hd = D / a->heads;
-  CHECK (sam2_session_linear (s, &a->q_proj, q, len_q, Q, SAM2_ACT_NONE, NULL));
-  CHECK (sam2_session_linear (s, &a->k_proj, k, len_k, K, SAM2_ACT_NONE, NULL));
-  CHECK (sam2_session_linear (s, &a->v_proj, v, len_k, V, SAM2_ACT_NONE, NULL));
   Sam2AttentionArgs args = {
     .batch = 1, .heads = a->heads, .head_dim = hd, .len_q = len_q, .len_k = len_k,
     .scale = 1.0f / sqrtf ((float) hd),
@@ -172,8 +169,43 @@ attention_forward (Sam2Session *s, const Sam2DecoderAttention *a, const float *q
   return sam2_session_linear (s, &a->o_proj, O, len_q, out, SAM2_ACT_NONE, accumulate ? out : NULL);
 }
 
+/* Sam2Attention: out (Lq, C) = o_proj(attn(q_proj(q), k_proj(k), v_proj(v))), accumulated into
+ * `out` when `accumulate`, else overwriting it. */
 static int
-two_way_transformer (Sam2Session *s, int T)
+attention_forward (Sam2Session *s, const Sam2DecoderAttention *a, const float *q, int len_q,
+                   const float *k, const float *v, int len_k, float *Q, float *K, float *V,
+                   float *O, float *out, gboolean accumulate)
+{
+  CHECK (sam2_session_linear (s, &a->q_proj, q, len_q, Q, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &a->k_proj, k, len_k, K, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &a->v_proj, v, len_k, V, SAM2_ACT_NONE, NULL));
+  return attention_projected (s, a, Q, len_q, K, V, len_k, O, out, accumulate);
+}
+
+int
+sam2_mask_decoder_prepare_image (Sam2Session *s)
+{
+  const Sam2Model *m = s->model;
+  Sam2Backend *b = s->backend;
+  Sam2DecoderBuffers *d = &s->dec;
+  const int C = m->decoder_dim, HW = m->feat_h[2] * m->feat_w[2];
+  if (m->n_two_way == 0)
+    return SAM2_STATUS_OK;
+  const Sam2TwoWayBlock *t = &m->two_way[0];
+  CHECK (b->ops->add_row (b, d->image_keys, s->features[2], s->no_mask_dev, HW, C));
+  CHECK (b->ops->add (b, d->keys_pe, d->image_keys, s->image_pe, (size_t) HW * C));
+  CHECK (sam2_session_linear (s, &t->cross_token_to_image.k_proj, d->keys_pe, HW, d->image_k,
+                              SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &t->cross_token_to_image.v_proj, d->image_keys, HW, d->image_v,
+                              SAM2_ACT_NONE, NULL));
+  return sam2_session_linear (s, &t->cross_image_to_token.q_proj, d->keys_pe, HW, d->image_q,
+                              SAM2_ACT_NONE, NULL);
+}
+
+/* `image_cached`: the first block's image side is d->image_k / image_v / image_q (no mask
+ * prompt: d->keys then starts as d->image_keys). */
+static int
+two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
 {
   const Sam2Model *m = s->model;
   Sam2Backend *b = s->backend;
@@ -195,10 +227,18 @@ two_way_transformer (Sam2Session *s, int T)
     CHECK (b->ops->layer_norm (b, &t->norm1, queries, T, queries));
 
     /* tokens attend to the image */
+    const gboolean cached = image_cached && l == 0;
     CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
-    CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
-    CHECK (attention_forward (s, &t->cross_token_to_image, tmp, T, d->keys_pe, d->keys, HW,
-                              d->q_small, d->big_k, d->big_v, d->o_small, queries, TRUE));
+    if (cached) {
+      CHECK (sam2_session_linear (s, &t->cross_token_to_image.q_proj, tmp, T, d->q_small,
+                                  SAM2_ACT_NONE, NULL));
+      CHECK (attention_projected (s, &t->cross_token_to_image, d->q_small, T, d->image_k,
+                                  d->image_v, HW, d->o_small, queries, TRUE));
+    } else {
+      CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
+      CHECK (attention_forward (s, &t->cross_token_to_image, tmp, T, d->keys_pe, d->keys, HW,
+                                d->q_small, d->big_k, d->big_v, d->o_small, queries, TRUE));
+    }
     CHECK (b->ops->layer_norm (b, &t->norm2, queries, T, queries));
 
     CHECK (mlp_forward (s, &t->mlp, queries, T, d->head_a, d->head_b, tmp));
@@ -207,8 +247,16 @@ two_way_transformer (Sam2Session *s, int T)
 
     /* the image attends to the tokens; keys_pe still holds keys + pe */
     CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
-    CHECK (attention_forward (s, &t->cross_image_to_token, d->keys_pe, HW, tmp, queries, T,
-                              d->big_q, d->k_small, d->v_small, d->big_o, d->keys, TRUE));
+    if (cached) {
+      const Sam2DecoderAttention *a = &t->cross_image_to_token;
+      CHECK (sam2_session_linear (s, &a->k_proj, tmp, T, d->k_small, SAM2_ACT_NONE, NULL));
+      CHECK (sam2_session_linear (s, &a->v_proj, queries, T, d->v_small, SAM2_ACT_NONE, NULL));
+      CHECK (attention_projected (s, a, d->image_q, HW, d->k_small, d->v_small, T, d->big_o,
+                                  d->keys, TRUE));
+    } else {
+      CHECK (attention_forward (s, &t->cross_image_to_token, d->keys_pe, HW, tmp, queries, T,
+                                d->big_q, d->k_small, d->v_small, d->big_o, d->keys, TRUE));
+    }
     CHECK (b->ops->layer_norm (b, &t->norm4, d->keys, HW, d->keys));
   }
 
@@ -256,10 +304,12 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
   CHECK (b->ops->copy (b, d->tokens, d->token_pe, (size_t) T * C));
   if (has_dense)
     CHECK (b->ops->add (b, d->keys, s->features[2], d->dense, (size_t) HW * C));
+  else if (m->n_two_way > 0)
+    CHECK (b->ops->copy (b, d->keys, d->image_keys, (size_t) HW * C));
   else
     CHECK (b->ops->add_row (b, d->keys, s->features[2], s->no_mask_dev, HW, C));
 
-  CHECK (two_way_transformer (s, T));
+  CHECK (two_way_transformer (s, T, !has_dense && m->n_two_way > 0));
   sam2_session_emit_tap (s, "decoder.queries", d->tokens, 2, T, C);
   sam2_session_emit_tap (s, "decoder.keys", d->keys, 2, HW, C);
 

@@ -112,6 +112,13 @@ alloc_decoder (Sam2Session *s, Allocator *a)
   d->big_k = balloc (a, HW * C);
   d->big_v = balloc (a, HW * C);
   d->big_o = balloc (a, HW * C);
+  /* the first two-way block's image side, computed once per image */
+  const int dt = m->n_two_way > 0 ? m->two_way[0].cross_token_to_image.internal_dim : 1;
+  const int di = m->n_two_way > 0 ? m->two_way[0].cross_image_to_token.internal_dim : 1;
+  d->image_keys = balloc (a, HW * C);
+  d->image_k = balloc (a, HW * dt);
+  d->image_v = balloc (a, HW * dt);
+  d->image_q = balloc (a, HW * di);
   d->dense = balloc (a, HW * C);
   const int mic4 = m->mask_norm1.dim;
   d->mask_cols = balloc (a, ms2 * MAX (1, mic4) / 4 + ms2);
@@ -161,7 +168,8 @@ free_buffers (Sam2Session *s)
     bfree (s, &s->features[l]);
   float **dec[] = { &d->tokens, &d->token_pe, &d->tmp_tokens, &d->q_small, &d->k_small,
                     &d->v_small, &d->o_small, &d->keys, &d->keys_pe, &d->big_q, &d->big_k,
-                    &d->big_v, &d->big_o, &d->dense, &d->mask_cols, &d->mask_a, &d->mask_b,
+                    &d->big_v, &d->big_o, &d->image_keys, &d->image_k, &d->image_v,
+                    &d->image_q, &d->dense, &d->mask_cols, &d->mask_a, &d->mask_b,
                     &d->up1_cols, &d->up1, &d->up2_cols, &d->up2, &d->hyper, &d->masks,
                     &d->head_a, &d->head_b, &d->head_out, &d->mask_input, &s->image_pe,
                     &s->no_mask_dev };
@@ -549,7 +557,11 @@ encoder_body (gpointer data)
   if (st != SAM2_STATUS_OK)
     return st;
   p->failed = "the FPN neck";
-  return sam2_neck_forward (p->s);
+  st = sam2_neck_forward (p->s);
+  if (st != SAM2_STATUS_OK)
+    return st;
+  p->failed = "the mask decoder's image side";
+  return sam2_mask_decoder_prepare_image (p->s);
 }
 
 static gboolean

@@ -33,6 +33,12 @@ typedef struct {
   float *big_k;
   float *big_v;
   float *big_o;
+  /* The first two-way block's image side without a mask prompt depends on the image alone, so
+   * the encoder computes it once per image (sam2_mask_decoder_prepare_image) and every object's
+   * pass starts from it: */
+  float *image_keys;           /* (HW, C) image embedding + the no-mask dense embedding */
+  float *image_k, *image_v;    /* (HW, D) token-to-image k_proj(keys + pe), v_proj(keys) */
+  float *image_q;              /* (HW, D) image-to-token q_proj(keys + pe) */
   float *dense;                /* (HW, C) dense prompt embedding when a mask is given */
   float *mask_cols;            /* im2col of the mask input (mask_size^2 / 4, 4) */
   float *mask_a, *mask_b;      /* mask embedding intermediates */
@@ -143,6 +149,10 @@ int sam2_prompt_encoder_dense (Sam2Session *s, const float *mask_logits_backend)
  * scores, the object score at obj_offset) into host memory. */
 int sam2_mask_decoder_upload (Sam2Session *s, const float *sparse, int n_sparse);
 int sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense);
+/* The decoder's image side that does not depend on the prompt (the first two-way block's
+ * projections of the image embedding without a mask prompt): run by the encoder, once per
+ * image, so each object's pass skips three HW-row projections. */
+int sam2_mask_decoder_prepare_image (Sam2Session *s);
 int sam2_mask_decoder_read (Sam2Session *s, float *all_masks, float *iou_obj);
 
 G_END_DECLS
