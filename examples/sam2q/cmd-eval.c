@@ -288,7 +288,14 @@ sam2q_cmd_eval (int argc, char **argv)
       goto fail;
     }
   }
-  if (reference != NULL) {
+  /* the reference: a row's scores when it is one of the models (the float model usually is),
+   * else evaluated on its own */
+  const Row *refp = NULL;
+  for (int i = 0; reference != NULL && i < n_rows && refp == NULL; i++)
+    if (strcmp (rows[i].name, reference) == 0)
+      refp = &rows[i];
+  if (reference != NULL && refp == NULL) {
+    refp = &ref;
     ref.name = reference;
     if ((ref.model = sam2_model_load (reference, &error)) == NULL) {
       g_prefix_error (&error, "reference model: ");
@@ -300,9 +307,9 @@ sam2q_cmd_eval (int argc, char **argv)
     }
   }
   if (json)
-    print_json (rows, n_rows, reference ? &ref : NULL);
+    print_json (rows, n_rows, refp);
   else
-    print_table (rows, n_rows, reference ? &ref : NULL, &src);
+    print_table (rows, n_rows, refp, &src);
   rc = 0;
   goto out;
 fail:
