@@ -1234,6 +1234,16 @@ quantize_row_kernel (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const 
   *zero = kn->asym ? p.zero - 128 : 0;
 }
 
+static int
+max_threads (void)
+{
+#ifdef _OPENMP
+  return omp_get_max_threads ();
+#else
+  return 1;
+#endif
+}
+
 static void
 forward_w4a8 (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const float *x, int M,
               float *y, Sam2Act act, const float *residual, void *scratch)
@@ -1253,11 +1263,7 @@ forward_w4a8 (const Sam2QuantLinear *q, const Sam2QuantKernel *kn, const float *
                  != dnnl_success)
     g_critical ("dnnl_sgemm failed on the low-rank branch (%d x %d x %d)", M, K, R);
 
-#ifdef _OPENMP
-  const int n_threads = omp_get_max_threads ();
-#else
-  const int n_threads = 1;
-#endif
+  const int n_threads = max_threads ();
   const int n_row_blocks = (M + ROW_BLOCK - 1) / ROW_BLOCK;
   const gboolean fused = n_row_blocks >= 4 * n_threads;
   /* channel blocks per item: all of them when fused, else few enough for 4 items per thread */
@@ -1387,16 +1393,6 @@ mlp_rows (const Sam2QuantLinear *fc1)
 {
   const int fit = MLP_HIDDEN_BYTES / (fc1->w.n * (int) sizeof (float));
   return CLAMP (fit / MLP_ROW_QUANTUM * MLP_ROW_QUANTUM, MLP_ROW_QUANTUM, ROW_BLOCK);
-}
-
-static int
-max_threads (void)
-{
-#ifdef _OPENMP
-  return omp_get_max_threads ();
-#else
-  return 1;
-#endif
 }
 
 /* One thread's buffers for a row block of `rows` rows: offsets within its slice. */
