@@ -24,7 +24,8 @@ struct _Sam2Observers {
   size_t index_capacity;
   int *slot_row;               /* (keep) */
   int *sample_rows, *sample_slots; /* (keep) the reservoir's plan for one call */
-  float *sample_buf;           /* (keep, k_max) the planned rows, before they go to their slots */
+  float *sample_buf;           /* (keep, k_max) a device's planned rows, before they go to their
+                                * slots (NULL on the host, which copies them straight from x) */
   /* statistics in backend memory (NULL: host memory, x is read on the host) */
   Sam2Backend *device;
   int device_status;           /* the first failure of a device call, SAM2_STATUS_OK if none */
@@ -104,7 +105,7 @@ sam2_observers_new_full (const Sam2Model *model, const Sam2CalibRecipe *calib,
   obs->slot_row = g_new (int, keep);
   obs->sample_rows = g_new (int, keep);
   obs->sample_slots = g_new (int, keep);
-  obs->sample_buf = g_new (float, (size_t) keep * k_max);
+  obs->sample_buf = device != NULL ? g_new (float, (size_t) keep * k_max) : NULL;
   if (device == NULL) {
     const int rows = obs->max_tokens > 0 ? obs->max_tokens : 0;
     obs->rows = rows > 0 ? g_new (float, (size_t) rows * k_max) : NULL;
@@ -254,13 +255,15 @@ mirror_hessian (Sam2LayerStats *st)
       st->hessian[(size_t) j * K + i] = st->hessian[(size_t) i * K + j];
 }
 
-/* The reservoir's rows from `from` (n_samples, k), in plan order, into their slots. */
+/* The reservoir's rows into their slots: row i of the plan is row `rows[i]` of `from`, or row i
+ * when rows is NULL (rows gathered in plan order). */
 static void
-store_samples (Sam2Observers *obs, Sam2LayerStats *st, const float *from, int n_samples)
+store_samples (Sam2Observers *obs, Sam2LayerStats *st, const float *from, const int *rows,
+               int n_samples)
 {
   for (int i = 0; i < n_samples; i++)
-    memcpy (st->samples + (size_t) obs->sample_slots[i] * st->k, from + (size_t) i * st->k,
-            st->k * sizeof (float));
+    memcpy (st->samples + (size_t) obs->sample_slots[i] * st->k,
+            from + (size_t) (rows != NULL ? rows[i] : i) * st->k, st->k * sizeof (float));
 }
 
 /* The first device failure is kept; later calls do nothing until sam2_observers_sync reports it. */
@@ -283,9 +286,7 @@ sam2_observers_observe (gpointer data, const Sam2Linear *l, const float *x, int 
   const int *hessian_rows = plan_hessian (obs, M, &n_hessian);
   if (obs->device == NULL) {
     update_ranges (st, x, M);
-    for (int i = 0; i < n_samples; i++)
-      memcpy (obs->sample_buf + (size_t) i * st->k, x + (size_t) obs->sample_rows[i] * st->k,
-              st->k * sizeof (float));
+    store_samples (obs, st, x, obs->sample_rows, n_samples);
     host_hessian (obs, st, x, hessian_rows, n_hessian);
   } else {
     /* after a failure nothing more is observed; sam2_observers_check reports it */
@@ -300,8 +301,8 @@ sam2_observers_observe (gpointer data, const Sam2Linear *l, const float *x, int 
       return;
     }
     obs->device_dirty = TRUE;
+    store_samples (obs, st, obs->sample_buf, NULL, n_samples);
   }
-  store_samples (obs, st, obs->sample_buf, n_samples);
   st->n_hessian_tokens += n_hessian;
   st->n_tokens += M;
 }
