@@ -1184,15 +1184,16 @@ cuda_stats_new (Sam2Backend *b, int k)
   return st;
 }
 
-/* Host row indices to the device index scratch at `offset` ints; waits for the copy, as upload
- * does, so the caller may reuse its array. */
+/* Host row indices to the device index scratch at `offset` ints, in stream order. No wait
+ * here: cuda_stats_observe ends by waiting for its stream (the samples' download or a
+ * synchronize), so the caller's arrays are free again when it returns, with one wait per call
+ * instead of one per copy. */
 static int
 stats_upload_rows (Sam2BackendCuda *cu, const int *rows, int n, size_t offset)
 {
   CUDA_TRY (cu, cudaMemcpyAsync ((int *) cu->stats_index + offset, rows, (size_t) n * sizeof (int),
                                  cudaMemcpyHostToDevice, cu->stream),
             "uploading calibration row indices");
-  CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "uploading calibration row indices");
   return SAM2_STATUS_OK;
 }
 
