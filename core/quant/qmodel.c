@@ -551,26 +551,6 @@ sam2_qmodel_load (const char *path, GError **error)
 
 /* ---- description ---- */
 
-/* The recipe's name from the first line sam2_recipe_to_yaml writes
- * (# sam2 quantization recipe "NAME", every key resolved), or NULL. */
-static char *
-recipe_name (const char *yaml)
-{
-  static const char prefix[] = "# sam2 quantization recipe \"";
-  static const char suffix[] = "\", every key resolved";
-  if (yaml == NULL || !g_str_has_prefix (yaml, prefix))
-    return NULL;
-  const char *start = yaml + strlen (prefix), *end = strstr (start, suffix);
-  const char *eol = strchr (start, '\n');
-  if (end == NULL || (eol != NULL && eol < end))
-    return NULL;
-  /* written escaped (g_strescape): printable ASCII, kept as it is */
-  for (const char *p = start; p < end; p++)
-    if (!g_ascii_isprint (*p))
-      return NULL;
-  return g_strndup (start, end - start);
-}
-
 /* A string member of a provenance object, printable ASCII only (it came from a file). */
 static const char *
 provenance_string (JsonObject *o, const char *key)
@@ -658,7 +638,7 @@ sam2_qmodel_describe (const Sam2Model *m)
   if (n_lowrank > 0)
     g_string_append_printf (out, "low-rank branches (SVDQuant): %d layers, rank up to %d\n",
                             n_lowrank, max_rank);
-  char *name = recipe_name (m->recipe_yaml);
+  char *name = sam2_recipe_yaml_name (m->recipe_yaml);
   if (name != NULL)
     g_string_append_printf (out, "recipe: %s\n", name);
   g_free (name);

@@ -1521,17 +1521,37 @@ recipe_write_section (GString *out, const Sam2RecipeKey *keys, guint n_keys,
   }
 }
 
+/* The first line of sam2_recipe_to_yaml: NAME_PREFIX, the escaped name, NAME_SUFFIX. */
+#define NAME_PREFIX "# sam2 quantization recipe \""
+#define NAME_SUFFIX "\", every key resolved"
+
 char *
 sam2_recipe_to_yaml (const Sam2Recipe *recipe)
 {
   g_return_val_if_fail (recipe != NULL, NULL);
-  GString *out = g_string_new ("# sam2 quantization recipe ");
+  GString *out = g_string_new (NAME_PREFIX);
   /* the name is only a comment: escaped, it cannot end the comment line */
   char *name = g_strescape (recipe->name != NULL ? recipe->name : "", NULL);
-  g_string_append_printf (out, "\"%s\", every key resolved\n", name);
+  g_string_append_printf (out, "%s" NAME_SUFFIX "\n", name);
   g_free (name);
   recipe_write_section (out, top_keys, G_N_ELEMENTS (top_keys), recipe, 0);
   return g_string_free (out, FALSE);
+}
+
+char *
+sam2_recipe_yaml_name (const char *yaml)
+{
+  if (yaml == NULL || !g_str_has_prefix (yaml, NAME_PREFIX))
+    return NULL;
+  const char *start = yaml + strlen (NAME_PREFIX), *end = strstr (start, NAME_SUFFIX);
+  const char *eol = strchr (start, '\n');
+  if (end == NULL || (eol != NULL && eol < end))
+    return NULL;
+  /* written escaped (g_strescape): printable ASCII, returned as it is */
+  for (const char *p = start; p < end; p++)
+    if (!g_ascii_isprint (*p))
+      return NULL;
+  return g_strndup (start, end - start);
 }
 
 static gboolean
