@@ -69,6 +69,18 @@ encoder_flops (const Sam2Model *m)
   return f;
 }
 
+/* One profiled pass of `s`, op by op: its time to `decimals` places and its calls. */
+static void
+print_profile (Sam2Session *s, const char *heading, int decimals)
+{
+  const Sam2OpProfile *prof = s->backend->ops->profile_read (s->backend);
+  g_print ("%s\n", heading);
+  for (int k = 0; k < SAM2_OP_COUNT; k++)
+    if (prof[k].calls > 0)
+      g_print ("  %-26s %8.*f ms  %5ld calls\n", prof[k].name, decimals, prof[k].ms,
+               prof[k].calls);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -114,11 +126,7 @@ main (int argc, char **argv)
   /* one more pass with per-op timing, to show where the time goes */
   s->backend->ops->profile_start (s->backend);
   sam2_session_encode (s, pixels, NULL);
-  const Sam2OpProfile *prof = s->backend->ops->profile_read (s->backend);
-  g_print ("encoder time by op (one pass):\n");
-  for (int k = 0; k < SAM2_OP_COUNT; k++)
-    if (prof[k].calls > 0)
-      g_print ("  %-26s %8.1f ms  %5ld calls\n", prof[k].name, prof[k].ms, prof[k].calls);
+  print_profile (s, "encoder time by op (one pass):", 1);
   const double gflop = encoder_flops (model) / 1e9;
   g_print ("encoder %dx%d: %.1f ms median of %d, %.2f GFLOP, %.1f GFLOP/s (%.0f%% of the best "
            "sgemm rate above)\n", S, S, enc_ms, iterations, gflop, gflop / (enc_ms / 1e3),
@@ -138,11 +146,7 @@ main (int argc, char **argv)
            bench_median (td, dec_iters), dec_iters);
   s->backend->ops->profile_start (s->backend);
   sam2_session_decode (s, &prompt, 1, TRUE, NULL);
-  prof = s->backend->ops->profile_read (s->backend);
-  g_print ("decoder time by op (one prompt):\n");
-  for (int k = 0; k < SAM2_OP_COUNT; k++)
-    if (prof[k].calls > 0)
-      g_print ("  %-26s %8.2f ms  %5ld calls\n", prof[k].name, prof[k].ms, prof[k].calls);
+  print_profile (s, "decoder time by op (one prompt):", 2);
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
   g_print ("peak resident memory: %.0f MB\n", ru.ru_maxrss / 1024.0);
