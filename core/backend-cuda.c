@@ -108,6 +108,7 @@ typedef struct {
   char *device_name;
   cudaStream_t stream;
   cublasHandle_t cublas;
+  cublasLtHandle_t cublaslt;   /* FP16 GEMMs with the bias epilogue; NULL: GemmEx + bias pass */
   GHashTable *linears;         /* const Sam2Linear * -> CudaLinear * */
   GHashTable *norms;           /* const Sam2LayerNorm * -> CudaNorm * */
   uint16_t *x16;               /* FP16 activations of the widest linear input seen */
@@ -684,6 +685,21 @@ cuda_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, flo
     if (st != SAM2_STATUS_OK)
       return st;
     LAUNCH (cu, sam2_cuda_f32_to_f16 (x, nx, cu->x16, cu->stream), l->name);
+    if (cu->cublaslt != NULL && (w->bias != NULL || residual != NULL)) {
+      /* bias and residual in cuBLASLt's epilogue: y = x W^T + bias + residual, no second pass
+       * over y unless there is an activation */
+      st = sam2_cuda_gemm_f16_bias_nt (cu->cublaslt, cu->x16, w->w16, M, N, K, w->bias,
+                                       residual != NULL ? 1.0f : 0.0f, residual, y, cu->stream,
+                                       cu->cublas_ws, CUBLAS_WORKSPACE_BYTES);
+      if (st == SAM2_STATUS_OK) {
+        if (act != SAM2_ACT_NONE)
+          LAUNCH (cu, sam2_cuda_activation ((int) act, y, (size_t) M * N, cu->stream), l->name);
+        return SAM2_STATUS_OK;
+      }
+      /* no cuBLASLt algorithm for this shape and alignment: the GemmEx path below */
+      if (st != SAM2_STATUS_UNSUPPORTED)
+        return launched (cu, st, l->name);
+    }
     st = launched (cu, sam2_cuda_gemm_f16_nt (cu->cublas, cu->x16, w->w16, M, N, K, beta, y),
                    l->name);
   } else {
@@ -1080,10 +1096,11 @@ graphs_free (Sam2BackendCuda *cu)
 }
 
 /* SAM2_CUDA_GRAPHS: unset or anything but 0 / off / no / false means on. */
+/* An on-by-default switch from the environment: 0 / off / no / false turn it off. */
 static gboolean
-graphs_wanted (void)
+env_switch_on (const char *name)
 {
-  const char *v = g_getenv ("SAM2_CUDA_GRAPHS");
+  const char *v = g_getenv (name);
   if (v == NULL)
     return TRUE;
   return !(g_strcmp0 (v, "0") == 0 || g_ascii_strcasecmp (v, "off") == 0
@@ -1121,6 +1138,8 @@ cuda_destroy (Sam2Backend *b)
     cudaFree (cu->stats_rows);
   if (cu->stats_gram != NULL)
     cudaFree (cu->stats_gram);
+  if (cu->cublaslt != NULL)
+    cublasLtDestroy (cu->cublaslt);
   if (cu->cublas != NULL)
     cublasDestroy (cu->cublas);
   /* after the handle: cuBLAS may use its workspace until it is destroyed */
@@ -1395,7 +1414,13 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
     cudaFree (cu->cublas_ws);      /* cuBLAS keeps its own pool */
     cu->cublas_ws = NULL;
   }
-  cu->graphs = graphs_wanted () && cu->cublas_ws != NULL;
+  cu->graphs = env_switch_on ("SAM2_CUDA_GRAPHS") && cu->cublas_ws != NULL;
+  /* cuBLASLt for the FP16 GEMMs with their bias (and residual) in its epilogue, on the same
+   * workspace (one stream: the two libraries never run at once); SAM2_CUDA_LT_EPILOGUE=0 keeps
+   * cublasGemmEx and the separate bias pass, for comparison */
+  if (cu->cublas_ws != NULL && env_switch_on ("SAM2_CUDA_LT_EPILOGUE")
+      && cublasLtCreate (&cu->cublaslt) != CUBLAS_STATUS_SUCCESS)
+    cu->cublaslt = NULL;
   return &cu->parent;
 }
 

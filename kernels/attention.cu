@@ -413,6 +413,13 @@ aligned_floats (const float *p, int ld, size_t batch_stride)
 
 } /* namespace */
 
+bool
+sam2_cuda_attention_decode_shape (const Sam2CudaAttentionArgs &a)
+{
+  return (a.head_dim + 15) / 16 <= DECODE_MAX_NJ && a.len_q <= DECODE_MAX_LEN_Q
+         && a.len_k >= DECODE_MIN_LEN_K;
+}
+
 int
 sam2_cuda_attention_prepare (void)
 {
@@ -460,7 +467,7 @@ sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
                    && aligned_floats (a.v, a.v_ld, a.v_batch_stride);
   const Kernels &k = kernels ();
   const size_t seqs = (size_t) a.batch * a.heads;
-  if (nj <= DECODE_MAX_NJ && a.len_q <= DECODE_MAX_LEN_Q && a.len_k >= DECODE_MIN_LEN_K) {
+  if (sam2_cuda_attention_decode_shape (a)) {
     const size_t blocks = seqs * a.len_q;
     if (blocks > 0x7fffffffu)
       return SAM2_CUDA_UNSUPPORTED;

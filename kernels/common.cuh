@@ -68,6 +68,11 @@ sam2_act_apply (int act, float x)
  * device. */
 int sam2_cuda_attention_prepare (void);
 
+/* Whether sam2_cuda_attention runs `a` with its few-queries kernel (decode_kernel: a block per
+ * query row, the keys split over its threads). The FP16 variant hands such shapes to it too: with
+ * ~7 queries and 4096 keys a flash tile per head leaves the GPU nearly idle. */
+bool sam2_cuda_attention_decode_shape (const Sam2CudaAttentionArgs &a);
+
 static inline bool
 sam2_act_valid (int act)
 {

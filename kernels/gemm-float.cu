@@ -82,44 +82,79 @@ sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t strea
   return launch_f32_to_16<true> (x, n, y, stream);
 }
 
-/* ---- the BF16 cuBLASLt baseline --------------------------------------------------------------- */
+/* ---- cuBLASLt: the BF16 baseline and the FP16 GEMM with its bias epilogue -------------------- */
 
-extern "C" int
-sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B, int M, int N,
-                        int K, uint16_t *C, cudaStream_t stream, void *workspace)
+/* Largest power of two, up to 256, dividing the address: cuBLASLt's heuristic assumes 256-byte
+ * aligned matrices unless told otherwise, and an algorithm picked under that assumption may not
+ * run on an activation that starts inside a larger buffer. */
+static uint32_t
+alignment_of (const void *p)
 {
-  if (h == NULL || A == NULL || B == NULL || C == NULL || workspace == NULL || M < 0 || N < 0
-      || K < 1)
-    return SAM2_CUDA_UNSUPPORTED;
-  if (M == 0 || N == 0)
-    return SAM2_CUDA_OK;
+  const uintptr_t a = (uintptr_t) p;
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0)
+    align /= 2;
+  return align;
+}
+
+/* D (M, N) = A (M, K) B^T [+ bias (N)] + beta C (M, N), row-major (the column-major view at the
+ * top of the file), `ab` operands, `cd` output, FP32 accumulation and scale, the heuristic's first
+ * algorithm. bias (FP32, 16-byte aligned) selects CUBLASLT_EPILOGUE_BIAS; C may be D. The
+ * descriptors and the heuristic query are host work per call (a few microseconds, gone under a
+ * CUDA graph, which records the chosen kernel). SAM2_CUDA_UNSUPPORTED when no algorithm fits. */
+static int
+lt_matmul_nt (cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, const void *A,
+              const void *B, int M, int N, int K, const float *bias, float beta, const void *C,
+              void *D, cudaStream_t stream, void *workspace, size_t ws_bytes)
+{
   cublasLtMatmulDesc_t op = NULL;
   cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
   cublasLtMatmulPreference_t pref = NULL;
   int status = SAM2_CUDA_DEVICE;
   const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  const size_t ws_bytes = SAM2_CUDA_LT_WORKSPACE_BYTES;
-  const float alpha = 1.0f, beta = 0.0f;
+  const cublasLtEpilogue_t epilogue = bias != NULL ? CUBLASLT_EPILOGUE_BIAS
+                                                   : CUBLASLT_EPILOGUE_DEFAULT;
+  const float alpha = 1.0f;
+  /* "A" of the product is B (its first operand), "B" is A, C and D share one layout */
+  const uint32_t align_a = alignment_of (B), align_b = alignment_of (A);
+  const uint32_t align_c = alignment_of (C), align_d = alignment_of (D);
   cublasLtMatmulHeuristicResult_t heur;
   int found = 0;
 
-  /* the column-major view (see the top of the file): "A" of the product is the (K x N) matrix at
-   * B, transposed; "B" is the (K x M) matrix at A; C is (N x M), all with the leading dimension
-   * of their rows in the row-major view */
   if (cublasLtMatmulDescCreate (&op, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS)
     goto out;
   if (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta)
           != CUBLAS_STATUS_SUCCESS
       || cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb)
+             != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                         sizeof epilogue)
              != CUBLAS_STATUS_SUCCESS)
     goto out;
-  if (cublasLtMatrixLayoutCreate (&la, CUDA_R_16BF, K, N, K) != CUBLAS_STATUS_SUCCESS
-      || cublasLtMatrixLayoutCreate (&lb, CUDA_R_16BF, K, M, K) != CUBLAS_STATUS_SUCCESS
-      || cublasLtMatrixLayoutCreate (&lc, CUDA_R_16BF, N, M, N) != CUBLAS_STATUS_SUCCESS)
+  if (bias != NULL
+      && cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                         sizeof bias)
+             != CUBLAS_STATUS_SUCCESS)
+    goto out;
+  if (cublasLtMatrixLayoutCreate (&la, ab, K, N, K) != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatrixLayoutCreate (&lb, ab, K, M, K) != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatrixLayoutCreate (&lc, cd, N, M, N) != CUBLAS_STATUS_SUCCESS)
     goto out;
   if (cublasLtMatmulPreferenceCreate (&pref) != CUBLAS_STATUS_SUCCESS
       || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                &ws_bytes, sizeof ws_bytes)
+             != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                               &align_a, sizeof align_a)
+             != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                               &align_b, sizeof align_b)
+             != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                               &align_c, sizeof align_c)
+             != CUBLAS_STATUS_SUCCESS
+      || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                               &align_d, sizeof align_d)
              != CUBLAS_STATUS_SUCCESS)
     goto out;
   if (cublasLtMatmulAlgoGetHeuristic (h, op, la, lb, lc, lc, pref, 1, &heur, &found)
@@ -128,10 +163,13 @@ sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B
     status = SAM2_CUDA_UNSUPPORTED;
     goto out;
   }
-  if (cublasLtMatmul (h, op, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &heur.algo, workspace,
-                      ws_bytes, stream)
-      == CUBLAS_STATUS_SUCCESS)
-    status = SAM2_CUDA_OK;
+  {
+    const cublasStatus_t st = cublasLtMatmul (h, op, &alpha, B, la, A, lb, &beta, C, lc, D, lc,
+                                              &heur.algo, workspace, ws_bytes, stream);
+    status = st == CUBLAS_STATUS_SUCCESS         ? SAM2_CUDA_OK
+             : st == CUBLAS_STATUS_NOT_SUPPORTED ? SAM2_CUDA_UNSUPPORTED
+                                                 : SAM2_CUDA_DEVICE;
+  }
 out:
   if (pref != NULL)
     cublasLtMatmulPreferenceDestroy (pref);
@@ -144,4 +182,34 @@ out:
   if (op != NULL)
     cublasLtMatmulDescDestroy (op);
   return status;
+}
+
+extern "C" int
+sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B, int M, int N,
+                        int K, uint16_t *C, cudaStream_t stream, void *workspace)
+{
+  if (h == NULL || A == NULL || B == NULL || C == NULL || workspace == NULL || M < 0 || N < 0
+      || K < 1)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || N == 0)
+    return SAM2_CUDA_OK;
+  return lt_matmul_nt (h, CUDA_R_16BF, CUDA_R_16BF, A, B, M, N, K, NULL, 0.0f, C, C, stream,
+                       workspace, SAM2_CUDA_LT_WORKSPACE_BYTES);
+}
+
+extern "C" int
+sam2_cuda_gemm_f16_bias_nt (cublasLtHandle_t h, const uint16_t *A_f16, const uint16_t *B_f16,
+                            int M, int N, int K, const float *bias, float beta,
+                            const float *C_f32, float *D_f32, cudaStream_t stream,
+                            void *workspace, size_t workspace_bytes)
+{
+  if (h == NULL || A_f16 == NULL || B_f16 == NULL || D_f32 == NULL || workspace == NULL
+      || M < 0 || N < 0 || K < 1 || (beta != 0.0f && C_f32 == NULL)
+      || (bias != NULL && !sam2_aligned16 (bias)))
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || N == 0)
+    return SAM2_CUDA_OK;
+  return lt_matmul_nt (h, CUDA_R_16F, CUDA_R_32F, A_f16, B_f16, M, N, K, bias, beta,
+                       beta != 0.0f ? (const void *) C_f32 : (const void *) D_f32, D_f32, stream,
+                       workspace, workspace_bytes);
 }

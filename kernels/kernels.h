@@ -138,6 +138,14 @@ int sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
  * needs no shared-memory setup. For the FP16 precision path. */
 int sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t stream);
 
+/* Which FP16 attention kernels run: 2, the current ones, unless the environment variable
+ * SAM2_ATTENTION_KERNEL is "v1" (read once, at the first call), which selects the first version,
+ * kept for comparison (attention-f16.cu says how they differ). The setter overrides the choice (1
+ * or 2; any other value goes back to the environment's) for tests and benchmarks that run both;
+ * not meant to be called while attention is being launched from another thread. */
+int sam2_cuda_attention_f16_version (void);
+void sam2_cuda_attention_f16_set_version (int version);
+
 /* ---- W4A8 (layernorm-quant.cu, gemm-w4a8.cu) ------------------------------------------------- */
 
 /* Which W4A8 kernels run (activation quantization and GEMM): 2, the current ones, unless the
@@ -269,6 +277,19 @@ int sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t s
 #define SAM2_CUDA_LT_WORKSPACE_BYTES ((size_t) 32 << 20)
 int sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B, int M,
                             int N, int K, uint16_t *C, cudaStream_t stream, void *workspace);
+
+/* The FP16 path's GEMM with its bias in cuBLASLt's epilogue: D (M, N) = A (M, K) B^T + bias (N)
+ * + beta C (M, N), FP16 operands (as sam2_cuda_gemm_f16_nt), FP32 accumulation, C and D FP32;
+ * bias (16-byte aligned) may be NULL, C may be D (a residual accumulated in place) or another
+ * buffer of the same shape, and is not read when beta is 0. The bias epilogue saves the read and
+ * write of D that a separate bias pass costs. Descriptors and the heuristic query are host work
+ * per call (recorded once under a CUDA graph). SAM2_CUDA_UNSUPPORTED when cuBLASLt offers no
+ * algorithm for the shape and the pointers' alignment: the caller then uses
+ * sam2_cuda_gemm_f16_nt and a separate epilogue. */
+int sam2_cuda_gemm_f16_bias_nt (cublasLtHandle_t h, const uint16_t *A_f16, const uint16_t *B_f16,
+                                int M, int N, int K, const float *bias, float beta,
+                                const float *C_f32, float *D_f32, cudaStream_t stream,
+                                void *workspace, size_t workspace_bytes);
 
 /* ---- calibration statistics (calib.cu) ------------------------------------------------------- */
 

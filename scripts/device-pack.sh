@@ -7,7 +7,8 @@
 # The GPU machine is bare (no GLib, GStreamer, oneDNN or LAPACK; CUDA and PyTorch are there), so
 # the pack holds one xz tarball of the CUDA test and benchmark programs and sam2q, stripped, and
 # of the shared libraries they need that a stock system lacks (everything but glibc, libstdc++
-# and CUDA's own); and the fixtures the checks read that do not travel with the tree. The tiny-hash
+# and CUDA's own); and the fixtures the checks read that do not travel with the tree (sam2-shapes'
+# eval set, the whole mini-hash fixture: 12 MB packed). The tiny-hash
 # float64 reference is not packed (27 MB): device-check.sh regenerates it there with the
 # fixtures' own generator, which fits the 64 MiB a call may carry.
 set -euo pipefail
@@ -54,6 +55,10 @@ ls -la "$stage/bin"
 tar -C "$stage" -cf - bin devlibs gstplugins | xz -6 -T0 > .devpack/programs.tar.xz
 rm -rf "$stage"
 
+mkdir -p .devpack/fixtures/sam2-mini-hash
+cp "$fixtures"/sam2-mini-hash/config.json .devpack/fixtures/sam2-mini-hash/
+tar -C "$fixtures"/sam2-mini-hash -cf - model.safetensors reference.safetensors | xz -6 -T0 \
+  > .devpack/fixtures/sam2-mini-hash/files.tar.xz
 cp "$fixtures"/sam2-tiny-hash/config.json .devpack/fixtures/sam2-tiny-hash/
 cp "$fixtures"/sam2-shapes/config.json .devpack/fixtures/sam2-shapes/
 xz -6 -T0 -c "$fixtures"/sam2-shapes/eval_dev.safetensors > .devpack/fixtures/sam2-shapes/eval_dev.safetensors.xz

@@ -790,12 +790,13 @@ test_attention (const AttnCase *tc)
     }
   }
 
-  /* the FP16 tensor-core variant on the same inputs, into a freshly poisoned output */
-  dev_poison (dout, out_n + off);
-  st = sam2_cuda_attention_f16 (&run.a, stream);
-  {
+  /* the FP16 tensor-core variants on the same inputs, each into a freshly poisoned output */
+  for (int version = 1; version <= 2; version++) {
+    sam2_cuda_attention_f16_set_version (version);
+    dev_poison (dout, out_n + off);
+    st = sam2_cuda_attention_f16 (&run.a, stream);
     char what[160];
-    g_snprintf (what, sizeof what, "%s [f16 mma]", tc->name);
+    g_snprintf (what, sizeof what, "%s [f16 mma v%d]", tc->name, version);
     check (what, seed, st, dout + off, ref, out_n, ATTENTION_F16_REL_L2);
     if (st == SAM2_CUDA_OK) {
       float *gpu = host_from_dev (dout + off, out_n);
@@ -804,7 +805,8 @@ test_attention (const AttnCase *tc)
         if (isnan (ref[i]) && !isnan (gpu[i]))
           stray++;
       char detail[64];
-      g_snprintf (what, sizeof what, "%s [f16 mma]: nothing written outside", tc->name);
+      g_snprintf (what, sizeof what, "%s [f16 mma v%d]: nothing written outside", tc->name,
+                  version);
       g_snprintf (detail, sizeof detail, "stray writes %zu", stray);
       report (stray == 0, what, seed, detail);
       g_free (gpu);
@@ -812,11 +814,12 @@ test_attention (const AttnCase *tc)
         const double ms = time_ms (run_attention_f16, &run, 5);
         const double flop = 4.0 * tc->batch * tc->heads * (double) tc->len_q * tc->len_k
                             * tc->head_dim;
-        g_snprintf (what, sizeof what, "%s [f16 mma]", tc->name);
+        g_snprintf (what, sizeof what, "%s [f16 mma v%d]", tc->name, version);
         printf ("time %-58s %.3f ms  %.1f TFLOP/s\n", what, ms, flop / ms / 1e9);
       }
     }
   }
+  sam2_cuda_attention_f16_set_version (0);   /* back to the environment's choice */
 out:
   cudaFree (dqkv);
   for (int i = 0; i < 3; i++)
@@ -981,6 +984,121 @@ rounded16 (gboolean bf16, const float *x, size_t n)
   for (size_t i = 0; i < n; i++)
     y[i] = bf16 ? host_bf16_to_f32 (host_bf16 (x[i])) : host_f16_to_f32 (host_f16 (x[i]));
   return y;
+}
+
+typedef struct {
+  cublasLtHandle_t lt;
+  void *ws;
+  const uint16_t *A, *B;
+  int M, N, K;
+  const float *bias;
+  float beta;
+  const float *C;
+  float *D;
+} GemmBiasRun;
+
+static int
+run_gemm_f16_bias (void *ctx)
+{
+  GemmBiasRun *g = ctx;
+  return sam2_cuda_gemm_f16_bias_nt (g->lt, g->A, g->B, g->M, g->N, g->K, g->bias, g->beta, g->C,
+                                     g->D, stream, g->ws, SAM2_CUDA_LT_WORKSPACE_BYTES);
+}
+
+/* the FP16 path's previous linear: GemmEx, then a separate bias pass (for the timing beside the
+ * epilogue version) */
+typedef struct {
+  cublasHandle_t h;
+  const uint16_t *A, *B;
+  int M, N, K;
+  const float *bias;
+  float *D;
+} GemmThenBiasRun;
+
+static int
+run_gemm_f16_then_bias (void *ctx)
+{
+  GemmThenBiasRun *g = ctx;
+  int st = sam2_cuda_gemm_f16_nt (g->h, g->A, g->B, g->M, g->N, g->K, 0.0f, g->D);
+  return st != SAM2_CUDA_OK ? st : sam2_cuda_bias_act (g->D, g->M, g->N, g->bias, 0, stream);
+}
+
+/* sam2_cuda_gemm_f16_bias_nt against the CPU product of the fp16-rounded operands plus bias and
+ * residual: bias alone (D poisoned), bias + a residual in another buffer, bias + the residual
+ * accumulated in place, the residual alone, and D one float past an aligned base (cuBLASLt must
+ * then pick an algorithm for 4-byte alignment, or say UNSUPPORTED, which the backend answers with
+ * its GemmEx path). */
+static void
+test_gemm_f16_bias (cublasHandle_t h, cublasLtHandle_t lt, void *lt_ws, int M, int N, int K,
+                    gboolean timed)
+{
+  if (skip_big ("gemm_f16_bias", (size_t) M * N * K / 8))
+    return;
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t na = (size_t) M * K, nb = (size_t) N * K, nc = (size_t) M * N;
+  float *A = g_malloc (na * sizeof (float)), *B = g_malloc (nb * sizeof (float));
+  float *bias = g_malloc (N * sizeof (float)), *R = g_malloc (nc * sizeof (float));
+  float *prod = g_malloc (nc * sizeof (float)), *ref = g_malloc (nc * sizeof (float));
+  fill_uniform (r, A, na, -1.0, 1.0);
+  fill_uniform (r, B, nb, -1.0, 1.0);
+  fill_uniform (r, bias, N, -1.0, 1.0);
+  fill_uniform (r, R, nc, -1.0, 1.0);
+  float *dA = dev_from (A, na), *dB = dev_from (B, nb), *dbias = dev_from (bias, N);
+  float *dR = dev_from (R, nc), *dD = dev_alloc (nc + 1);
+  uint16_t *dA16 = to16 (FALSE, dA, na), *dB16 = to16 (FALSE, dB, nb);
+  float *Ar = rounded16 (FALSE, A, na), *Br = rounded16 (FALSE, B, nb);
+  cpu->ops->matmul_nt (cpu, Ar, Br, M, N, K, prod);
+
+  enum { BIAS, BIAS_RESIDUAL, BIAS_IN_PLACE, RESIDUAL_IN_PLACE, BIAS_MISALIGNED, N_CASES };
+  static const char *names[N_CASES] = { "bias", "bias + residual", "bias + residual in place",
+                                        "residual in place", "bias, D misaligned" };
+  for (int c = 0; c < N_CASES; c++) {
+    const gboolean with_bias = c != RESIDUAL_IN_PLACE;
+    const gboolean with_res = c == BIAS_RESIDUAL || c == BIAS_IN_PLACE || c == RESIDUAL_IN_PLACE;
+    float *D = dD + (c == BIAS_MISALIGNED ? 1 : 0);
+    for (size_t i = 0; i < nc; i++)
+      ref[i] = prod[i] + (with_bias ? bias[i % N] : 0.0f) + (with_res ? R[i] : 0.0f);
+    if (c == BIAS_IN_PLACE || c == RESIDUAL_IN_PLACE)
+      CUDA_OK (cudaMemcpy (D, R, nc * sizeof (float), cudaMemcpyHostToDevice));
+    else
+      dev_poison (dD, nc + 1);
+    const float *C = !with_res ? NULL : c == BIAS_RESIDUAL ? dR : D;
+    GemmBiasRun g = { lt, lt_ws, dA16, dB16, M, N, K, with_bias ? dbias : NULL,
+                      with_res ? 1.0f : 0.0f, C, D };
+    const int st = run_gemm_f16_bias (&g);
+    char what[128];
+    g_snprintf (what, sizeof what, "gemm_f16_bias_nt %dx%dx%d %s", M, N, K, names[c]);
+    /* cuBLASLt may offer no algorithm for rows that are not 16-byte multiples or for D off its
+     * alignment; the backend then runs GemmEx and a bias pass. SAM2's shapes must run. */
+    const gboolean may_refuse = c == BIAS_MISALIGNED || K % 8 != 0 || N % 4 != 0;
+    if (st == SAM2_CUDA_UNSUPPORTED && may_refuse)
+      printf ("note %-58s UNSUPPORTED by cuBLASLt: the backend's GemmEx path runs it\n", what);
+    else
+      check (what, seed, st, D, ref, nc, GEMM_F16_ROUNDED_REL_L2);
+    if (timed && c == BIAS) {
+      double ms_lt = time_ms (run_gemm_f16_bias, &g, 5);
+      GemmThenBiasRun g2 = { h, dA16, dB16, M, N, K, dbias, dD };
+      double ms_sep = time_ms (run_gemm_f16_then_bias, &g2, 5);
+      printf ("time %-58s %.3f ms (GemmEx + bias pass %.3f ms)\n", what, ms_lt, ms_sep);
+    }
+  }
+  cudaFree (dA);
+  cudaFree (dB);
+  cudaFree (dbias);
+  cudaFree (dR);
+  cudaFree (dD);
+  cudaFree (dA16);
+  cudaFree (dB16);
+  g_free (A);
+  g_free (B);
+  g_free (bias);
+  g_free (R);
+  g_free (prod);
+  g_free (ref);
+  g_free (Ar);
+  g_free (Br);
+  g_rand_free (r);
 }
 
 static void
@@ -1231,6 +1349,12 @@ main (void)
     { "attn 3x(100v100) h2 d100 misaligned", 3, 2, 100, 100, 100, 0, 0, 0, 0, 1, FALSE, 1, FALSE },
     { "attn 2x(64v64) h4 d96 qkv misaligned", 2, 4, 96, 64, 64, 0, 0, 0, 0, 0, TRUE, 2, FALSE },
     { "attn 2x(17v5) h2 d8", 2, 2, 8, 17, 5, 0, 0, 0, 0, 0, FALSE, 0, FALSE },
+    /* FP16 v2's wide blocks (len_q > 64: 128 queries, prefetch): a last tile of one query (7 of
+     * 8 warps idle), head_dim 36 (zero columns 36..47), padded ld, gaps, a partial key tile;
+     * and a single key */
+    { "attn 2x(129v300) h2 d36 ld+4 gaps", 2, 2, 36, 129, 300, 76, 80, 84, 88, 2, FALSE, 0,
+      FALSE },
+    { "attn 1x(300v1) h1 d4", 1, 1, 4, 300, 1, 0, 0, 0, 0, 0, FALSE, 0, FALSE },
   };
   for (size_t i = 0; i < G_N_ELEMENTS (attn); i++)
     test_attention (&attn[i]);
@@ -1244,6 +1368,12 @@ main (void)
   test_gemm (h, lt, lt_ws, 65536, 288, 96, TRUE);
   test_gemm (h, lt, lt_ws, 4096, 1152, 384, TRUE);
   test_gemm (h, lt, lt_ws, 1024, 4608, 1152, TRUE);
+  /* the FP16 path's GEMM with cuBLASLt's bias epilogue: edges, tiny stage 0 qkv, stage 2 fc1 */
+  test_gemm_f16_bias (h, lt, lt_ws, 1, 1, 1, FALSE);
+  test_gemm_f16_bias (h, lt, lt_ws, 7, 5, 3, FALSE);
+  test_gemm_f16_bias (h, lt, lt_ws, 33, 17, 64, FALSE);
+  test_gemm_f16_bias (h, lt, lt_ws, 65536, 288, 96, TRUE);
+  test_gemm_f16_bias (h, lt, lt_ws, 4096, 1536, 384, TRUE);
 
   sam2_backend_free (cpu);
   cudaFree (lt_ws);
