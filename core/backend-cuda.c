@@ -109,6 +109,7 @@ typedef struct {
   cudaStream_t stream;
   cublasHandle_t cublas;
   cublasLtHandle_t cublaslt;   /* FP16 GEMMs with the bias epilogue; NULL: GemmEx + bias pass */
+  gboolean small_m;            /* FP16 linears of <= SAM2_CUDA_LINEAR_SMALL_M_MAX rows: own kernel */
   GHashTable *linears;         /* const Sam2Linear * -> CudaLinear * */
   GHashTable *norms;           /* const Sam2LayerNorm * -> CudaNorm * */
   uint16_t *x16;               /* FP16 activations of the widest linear input seen */
@@ -678,6 +679,12 @@ cuda_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, flo
   const float beta = residual != NULL && residual == y ? 1.0f : 0.0f;
   const float *epilogue_residual = residual != y ? residual : NULL;
   const int N = w->n, K = w->k;
+  if (w->kind == WEIGHTS_F16 && cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX) {
+    /* the decoder's token rows: one launch instead of conversion, GEMM and epilogue */
+    LAUNCH (cu, sam2_cuda_linear_f16_small_m (x, M, K, w->w16, N, w->bias, (int) act, residual,
+                                              y, cu->stream), l->name);
+    return SAM2_STATUS_OK;
+  }
   if (w->kind == WEIGHTS_F16) {
     const size_t nx = (size_t) M * K;
     st = grow_scratch (cu, (void **) &cu->x16, &cu->x16_bytes, nx * sizeof (uint16_t),
@@ -1418,6 +1425,7 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   /* cuBLASLt for the FP16 GEMMs with their bias (and residual) in its epilogue, on the same
    * workspace (one stream: the two libraries never run at once); SAM2_CUDA_LT_EPILOGUE=0 keeps
    * cublasGemmEx and the separate bias pass, for comparison */
+  cu->small_m = env_switch_on ("SAM2_CUDA_SMALL_M");   /* 0: cuBLAS for every row count */
   if (cu->cublas_ws != NULL && env_switch_on ("SAM2_CUDA_LT_EPILOGUE")
       && cublasLtCreate (&cu->cublaslt) != CUBLAS_STATUS_SUCCESS)
     cu->cublaslt = NULL;

@@ -268,6 +268,17 @@ int sam2_cuda_f32_to_f16 (const float *x, size_t n, uint16_t *y, cudaStream_t st
 int sam2_cuda_gemm_f16_nt (cublasHandle_t h, const uint16_t *A_f16, const uint16_t *B_f16, int M,
                            int N, int K, float beta, float *C_f32);
 
+/* The FP16 path's linear for a few rows (linear-small-f16.cu): y (M, N) = act(fp16(x) (M, K)
+ * W^T + bias) + residual with W (N, K) FP16, products of the FP16-rounded operands summed in
+ * FP32 (the operands of sam2_cuda_f32_to_f16 + sam2_cuda_gemm_f16_nt, another order of the
+ * additions), bias and residual as sam2_cuda_bias_act_residual (either may be NULL; residual may
+ * be y), in one launch: for the mask decoder's token rows, where the cuBLAS path's three
+ * launches cost more than the product. M at most SAM2_CUDA_LINEAR_SMALL_M_MAX. */
+#define SAM2_CUDA_LINEAR_SMALL_M_MAX 16
+int sam2_cuda_linear_f16_small_m (const float *x, int M, int K, const uint16_t *w16, int N,
+                                  const float *bias, int act, const float *residual, float *y,
+                                  cudaStream_t stream);
+
 /* y (n) = bf16(x), round to nearest even: the operands of the BF16 baseline. */
 int sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream);
 

@@ -10,9 +10,10 @@
 # BUDGET seconds (default 420) for the whole call, so the summary is always written; each logs to
 # /tmp/sam2-steps/<step>.log, appended to $OUT/all.log as it ends and packed into $OUT/steps.tgz
 # at the end (the device tool brings both back). A failing step does not stop the others: one
-# call should tell as much as it can. When the tests step finds the FP16 attention v2 or the
-# cuBLASLt bias epilogue wrong, the later steps run without them (SAM2_ATTENTION_KERNEL=v1,
-# SAM2_CUDA_LT_EPILOGUE=0) and the summary says so.
+# call should tell as much as it can. When the tests step finds the FP16 attention v2, the
+# cuBLASLt bias epilogue or the few-row FP16 linear wrong, the later steps run without them
+# (SAM2_ATTENTION_KERNEL=v1, SAM2_CUDA_LT_EPILOGUE=0, SAM2_CUDA_SMALL_M=0) and the summary says
+# so.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}
@@ -164,13 +165,13 @@ EOF
 
 step_bench () {
   local b=$BIN/sam2-bench-gpu
-  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}" ]; then
-    # the code before FP16 attention v2 and the cuBLASLt bias epilogue, same run, same card
-    echo "--- tiny fp16, attention v1 and GemmEx + bias pass"
-    SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 "$b" --model "$WORK/models/tiny" \
-      --precision fp16 --json --frame 1920x1080
-    SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors \
-      --json --frame 1920x1080
+  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}" ]; then
+    # the code before FP16 attention v2, the cuBLASLt bias epilogue and the few-row linear,
+    # same run, same card
+    echo "--- tiny, attention v1, GemmEx + bias pass, cuBLAS for the token rows"
+    local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0"
+    env $old "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
+    env $old "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json --frame 1920x1080
     echo "--- now"
   fi
   for size in ${BENCH_SIZES:-tiny}; do
@@ -283,6 +284,10 @@ for s in "${steps[@]}"; do
       export SAM2_CUDA_LT_EPILOGUE=0
       fallbacks="$fallbacks SAM2_CUDA_LT_EPILOGUE=0"
     fi
+    if grep -q -E '^FAIL .*linear_f16_small_m' "$LOG/tests.log"; then
+      export SAM2_CUDA_SMALL_M=0
+      fallbacks="$fallbacks SAM2_CUDA_SMALL_M=0"
+    fi
   fi
 done
 
@@ -290,7 +295,7 @@ echo "=== summary"
 for s in "${steps[@]}"; do echo "$s: ${status[$s]}"; done
 [ -z "$fallbacks" ] || echo "after the tests step, ran with:$fallbacks"
 grep -h -E "^\{" "$LOG"/torch.log "$LOG"/bench.log "$LOG"/sizes.log "$LOG"/large.log 2>/dev/null | cut -c1-330
-grep -h -E "^time (attn tiny global|attn decoder tok|gemm_f16_bias)" "$LOG"/tests.log 2>/dev/null
+grep -h -E "^time (attn tiny global|attn decoder tok|gemm_f16_bias|linear_f16_small)" "$LOG"/tests.log 2>/dev/null
 grep -h -E '^(PASS|FAIL|not ok)|PASS$|^--- .*exit|checks, [0-9]+ failures' "$LOG"/tests.log 2>/dev/null | tail -40
 grep -h -E '^pipeline' "$LOG"/pipeline.log 2>/dev/null
 tar -C "$(dirname "$LOG")" -czf "$OUT/steps.tgz" "$(basename "$LOG")"

@@ -1023,6 +1023,118 @@ run_gemm_f16_then_bias (void *ctx)
   return st != SAM2_CUDA_OK ? st : sam2_cuda_bias_act (g->D, g->M, g->N, g->bias, 0, stream);
 }
 
+typedef struct {
+  const float *x;
+  int M, K;
+  const uint16_t *w16;
+  int N;
+  const float *bias;
+  int act;
+  const float *residual;
+  float *y;
+} SmallMRun;
+
+static int
+run_linear_small_m (void *ctx)
+{
+  SmallMRun *g = ctx;
+  return sam2_cuda_linear_f16_small_m (g->x, g->M, g->K, g->w16, g->N, g->bias, g->act,
+                                       g->residual, g->y, stream);
+}
+
+/* what the FP16 path ran before for the same layer: conversion, GemmEx, bias pass */
+typedef struct {
+  cublasHandle_t h;
+  const float *x;
+  uint16_t *x16;
+  int M, K;
+  const uint16_t *w16;
+  int N;
+  const float *bias;
+  float *y;
+} SmallMCublasRun;
+
+static int
+run_small_m_cublas (void *ctx)
+{
+  SmallMCublasRun *g = ctx;
+  int st = sam2_cuda_f32_to_f16 (g->x, (size_t) g->M * g->K, g->x16, stream);
+  if (st == SAM2_CUDA_OK)
+    st = sam2_cuda_gemm_f16_nt (g->h, g->x16, g->w16, g->M, g->N, g->K, 0.0f, g->y);
+  return st != SAM2_CUDA_OK ? st : sam2_cuda_bias_act (g->y, g->M, g->N, g->bias, 0, stream);
+}
+
+/* sam2_cuda_linear_f16_small_m against the CPU: the product of the FP16-rounded operands, then
+ * bias, activation and residual as the backend's linear does them. residual_mode 0: none, 1:
+ * another buffer, 2: y itself. offset 1 shifts x and y off 16-byte alignment (the scalar path). */
+static void
+test_linear_small_m (cublasHandle_t h, int M, int N, int K, int act, gboolean with_bias,
+                     int residual_mode, int offset, gboolean timed)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t nx = (size_t) M * K, nw = (size_t) N * K, ny = (size_t) M * N;
+  float *x = g_malloc ((nx + 1) * sizeof (float)), *w = g_malloc (nw * sizeof (float));
+  float *bias = g_malloc (N * sizeof (float)), *res = g_malloc ((ny + 1) * sizeof (float));
+  float *ref = g_malloc (MAX (ny, 1) * sizeof (float));
+  fill_uniform (r, x, nx + 1, -1.0, 1.0);
+  fill_uniform (r, w, nw, -1.0, 1.0);
+  fill_uniform (r, bias, N, -1.0, 1.0);
+  fill_uniform (r, res, ny + 1, -1.0, 1.0);
+  float *dx = dev_from (x, nx + 1), *dw = dev_from (w, nw), *db = dev_from (bias, N);
+  float *dres = dev_from (res, ny + 1), *dy = dev_alloc (ny + 1);
+  uint16_t *dw16 = to16 (FALSE, dw, nw);
+  float *xr = rounded16 (FALSE, x + offset, nx), *wr = rounded16 (FALSE, w, nw);
+  cpu->ops->matmul_nt (cpu, xr, wr, M, N, K, ref);
+  sam2_cpu_bias_act (ref, M, N, with_bias ? bias : NULL, (Sam2Act) act);
+  const float *res_host = residual_mode == 2 ? res + offset : res;
+  if (residual_mode != 0)
+    for (size_t i = 0; i < ny; i++)
+      ref[i] += res_host[i];
+  float *y = dy + offset;
+  const float *residual = NULL;
+  if (residual_mode == 2) {
+    /* y holds the residual: the layer adds onto it */
+    CUDA_OK (cudaMemcpy (dy, dres, (ny + 1) * sizeof (float), cudaMemcpyDeviceToDevice));
+    residual = y;
+  } else {
+    dev_poison (dy, ny + 1);
+    residual = residual_mode == 1 ? dres : NULL;
+  }
+  SmallMRun g = { dx + offset, M, K, dw16, N, with_bias ? db : NULL, act, residual, y };
+  const int st = run_linear_small_m (&g);
+  char what[128];
+  g_snprintf (what, sizeof what, "linear_f16_small_m %dx%dx%d %s%s%s off %d", M, N, K,
+              act_names[act], with_bias ? " +bias" : "",
+              residual_mode == 1 ? " +residual" : residual_mode == 2 ? " +residual in place" : "",
+              offset);
+  check (what, seed, st, y, ref, ny, GEMM_F16_ROUNDED_REL_L2);
+  if (timed && st == SAM2_CUDA_OK && residual_mode == 0) {
+    uint16_t *dx16 = NULL;
+    CUDA_OK (cudaMalloc ((void **) &dx16, nx * 2));
+    SmallMCublasRun g2 = { h, dx + offset, dx16, M, K, dw16, N, db, dy };
+    const double ms = time_ms (run_linear_small_m, &g, 5);
+    const double ms_cublas = time_ms (run_small_m_cublas, &g2, 5);
+    printf ("time %-58s %.4f ms (conversion + GemmEx + bias pass %.4f ms)\n", what, ms,
+            ms_cublas);
+    cudaFree (dx16);
+  }
+  cudaFree (dx);
+  cudaFree (dw);
+  cudaFree (db);
+  cudaFree (dres);
+  cudaFree (dy);
+  cudaFree (dw16);
+  g_free (x);
+  g_free (w);
+  g_free (bias);
+  g_free (res);
+  g_free (ref);
+  g_free (xr);
+  g_free (wr);
+  g_rand_free (r);
+}
+
 /* sam2_cuda_gemm_f16_bias_nt against the CPU product of the fp16-rounded operands plus bias and
  * residual: bias alone (D poisoned), bias + a residual in another buffer, bias + the residual
  * accumulated in place, the residual alone, and D one float past an aligned base (cuBLASLt must
@@ -1362,12 +1474,25 @@ main (void)
 
   /* GEMMs: edges, Hiera tiny stage 0 qkv (65536 x 288 x 96), stage 2 qkv, large stage 3 MLP */
   test_conversions (100000);
+  test_conversions (99999);   /* a tail of 3 after the 4-wide steps */
   test_gemm (h, lt, lt_ws, 1, 1, 1, FALSE);
   test_gemm (h, lt, lt_ws, 7, 5, 3, FALSE);
   test_gemm (h, lt, lt_ws, 33, 17, 65, FALSE);
   test_gemm (h, lt, lt_ws, 65536, 288, 96, TRUE);
   test_gemm (h, lt, lt_ws, 4096, 1152, 384, TRUE);
   test_gemm (h, lt, lt_ws, 1024, 4608, 1152, TRUE);
+  /* the FP16 path's linear for the decoder's token rows: its shapes (7 tokens; 256 -> 2048 ->
+   * 256 MLP, 256 -> 128 attention projections, one-row hypernetworks), 16 rows, edges */
+  test_linear_small_m (h, 7, 256, 256, SAM2_CUDA_ACT_NONE, TRUE, 0, 0, TRUE);
+  test_linear_small_m (h, 7, 2048, 256, SAM2_CUDA_ACT_RELU, TRUE, 0, 0, TRUE);
+  test_linear_small_m (h, 7, 256, 2048, SAM2_CUDA_ACT_NONE, TRUE, 2, 0, FALSE);
+  test_linear_small_m (h, 7, 128, 256, SAM2_CUDA_ACT_NONE, TRUE, 0, 0, TRUE);
+  test_linear_small_m (h, 1, 32, 256, SAM2_CUDA_ACT_RELU, TRUE, 0, 0, FALSE);
+  test_linear_small_m (h, 16, 256, 256, SAM2_CUDA_ACT_GELU, TRUE, 0, 0, FALSE);
+  test_linear_small_m (h, 9, 256, 256, SAM2_CUDA_ACT_NONE, FALSE, 1, 0, FALSE);
+  test_linear_small_m (h, 5, 13, 37, SAM2_CUDA_ACT_SIGMOID, TRUE, 1, 1, FALSE);
+  test_linear_small_m (h, 3, 40, 64, SAM2_CUDA_ACT_NONE, TRUE, 2, 1, FALSE);
+  test_linear_small_m (h, 1, 1, 1, SAM2_CUDA_ACT_NONE, TRUE, 0, 0, FALSE);
   /* the FP16 path's GEMM with cuBLASLt's bias epilogue: edges, tiny stage 0 qkv, stage 2 fc1 */
   test_gemm_f16_bias (h, lt, lt_ws, 1, 1, 1, FALSE);
   test_gemm_f16_bias (h, lt, lt_ws, 7, 5, 3, FALSE);

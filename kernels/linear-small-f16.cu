@@ -1,0 +1,125 @@
+/* linear-small-f16.cu: sam2_cuda_linear_f16_small_m (kernels.h), the FP16 path's linear for a
+ * handful of rows: the mask decoder's token-side layers (~7 tokens: the two-way blocks' token
+ * projections and MLPs, the hypernetworks, the IoU head; 40 of its ~50 linears per prompt).
+ *
+ * With M = 7, cuBLAS runs a tile meant for hundreds of rows, after a conversion pass over x, and
+ * the bias is another pass: three launches for a product that reads at most 1 MB of weights.
+ * Here one warp owns one output column n: its lanes stream W[n] (K halves, 16 bytes per lane
+ * per step) and keep one FP32 sum per row; the rows of x are read from L1 / L2 (M K floats, 56 KB
+ * at most for K = 2048 and M = 7) and rounded to FP16 as they are read, so the operands are
+ * exactly those of the cuBLAS path (x and W in FP16, products exact in FP32, FP32 sums: only the
+ * order of the additions differs). The warp's sums are reduced by a butterfly, and lane m writes
+ * row m: act(sum + bias) + residual, the backend linear's epilogue, in the same launch. */
+#include "common.cuh"
+
+#include <cuda_fp16.h>
+
+namespace {
+
+constexpr int WARPS = 8;   /* output columns per block */
+
+__device__ __forceinline__ float
+round16 (float v)
+{
+  return __half2float (__float2half_rn (v));
+}
+
+/* VEC: K % 8 == 0, x and w16 16-byte aligned (16-byte loads of 8 halves and 2 float4). */
+template <bool VEC>
+__global__ void __launch_bounds__ (WARPS * 32)
+linear_small_m_kernel (const float *__restrict__ x, int M, int K, const __half *__restrict__ w,
+                       int N, const float *__restrict__ bias, int act, const float *residual,
+                       float *y)
+{
+  const int n = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (n >= N)
+    return;   /* a whole warp: no barrier follows */
+  float acc[SAM2_CUDA_LINEAR_SMALL_M_MAX];
+#pragma unroll
+  for (int m = 0; m < SAM2_CUDA_LINEAR_SMALL_M_MAX; m++)
+    acc[m] = 0.0f;
+  const __half *wr = w + (size_t) n * K;   /* (K) */
+  if (VEC) {
+    for (int k = lane * 8; k < K; k += 32 * 8) {
+      const uint4 raw = *reinterpret_cast<const uint4 *> (wr + k);
+      const __half2 *h2 = reinterpret_cast<const __half2 *> (&raw);
+      float wf[8];
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const float2 f = __half22float2 (h2[j]);
+        wf[2 * j] = f.x;
+        wf[2 * j + 1] = f.y;
+      }
+#pragma unroll
+      for (int m = 0; m < SAM2_CUDA_LINEAR_SMALL_M_MAX; m++) {
+        if (m >= M)
+          break;
+        const float4 *xr = reinterpret_cast<const float4 *> (x + (size_t) m * K + k);
+        const float4 a = xr[0], b = xr[1];
+        float s = acc[m];
+        s = fmaf (round16 (a.x), wf[0], s);
+        s = fmaf (round16 (a.y), wf[1], s);
+        s = fmaf (round16 (a.z), wf[2], s);
+        s = fmaf (round16 (a.w), wf[3], s);
+        s = fmaf (round16 (b.x), wf[4], s);
+        s = fmaf (round16 (b.y), wf[5], s);
+        s = fmaf (round16 (b.z), wf[6], s);
+        s = fmaf (round16 (b.w), wf[7], s);
+        acc[m] = s;
+      }
+    }
+  } else {
+    for (int k = lane; k < K; k += 32) {
+      const float wk = __half2float (wr[k]);
+#pragma unroll
+      for (int m = 0; m < SAM2_CUDA_LINEAR_SMALL_M_MAX; m++) {
+        if (m >= M)
+          break;
+        acc[m] = fmaf (round16 (x[(size_t) m * K + k]), wk, acc[m]);
+      }
+    }
+  }
+  /* every lane ends with every row's sum; lane m keeps row m's */
+  float mine = 0.0f;
+#pragma unroll
+  for (int m = 0; m < SAM2_CUDA_LINEAR_SMALL_M_MAX; m++) {
+    if (m >= M)
+      break;
+    float s = acc[m];
+    for (int o = 16; o > 0; o /= 2)
+      s += __shfl_xor_sync (0xffffffffu, s, o);
+    if (lane == m)
+      mine = s;
+  }
+  if (lane < M) {
+    const size_t i = (size_t) lane * N + n;
+    float v = mine + (bias != nullptr ? bias[n] : 0.0f);
+    v = sam2_act_apply (act, v);
+    if (residual != nullptr)
+      v += residual[i];   /* read before the write: residual may be y */
+    y[i] = v;
+  }
+}
+
+} /* namespace */
+
+extern "C" int
+sam2_cuda_linear_f16_small_m (const float *x, int M, int K, const uint16_t *w16, int N,
+                              const float *bias, int act, const float *residual, float *y,
+                              cudaStream_t stream)
+{
+  if (x == nullptr || w16 == nullptr || y == nullptr || M < 0
+      || M > SAM2_CUDA_LINEAR_SMALL_M_MAX || K < 1 || N < 0 || !sam2_act_valid (act))
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || N == 0)
+    return SAM2_CUDA_OK;
+  const __half *w = reinterpret_cast<const __half *> (w16);
+  const unsigned blocks = (unsigned) ((N + WARPS - 1) / WARPS);
+  if (K % 8 == 0 && sam2_aligned16 (x) && sam2_aligned16 (w16))
+    linear_small_m_kernel<true><<<blocks, WARPS * 32, 0, stream>>> (x, M, K, w, N, bias, act,
+                                                                     residual, y);
+  else
+    linear_small_m_kernel<false><<<blocks, WARPS * 32, 0, stream>>> (x, M, K, w, N, bias, act,
+                                                                      residual, y);
+  return sam2_launch_status ();
+}
