@@ -5,7 +5,7 @@
 #   bash scripts/device-check.sh [STEP...]      (default: all steps, in this order)
 #
 # Steps: env, shapesfx (the packed fixtures: sam2-shapes, mini-hash), fixtures (those and the
-# tiny-hash reference), tests, gemm, torch, quantize, calib, bench, cpu, shapes, pipeline, sizes
+# tiny-hash reference), tinyref (fixtures, then the tiny-hash end-to-end tests), tests, gemm, torch, quantize, calib, bench, cpu, shapes, pipeline, sizes
 # (small and base-plus), large. Each runs under its own time limit, cut to what is left of
 # BUDGET seconds (default 420) for the whole call, so the summary is always written; each logs to
 # /tmp/sam2-steps/<step>.log, appended to $OUT/all.log as it ends and packed into $OUT/steps.tgz
@@ -105,6 +105,13 @@ EOF
   mv "$gen/tiny_ref_main.safetensors" "$SAM2_FIXTURES/sam2-tiny-hash/reference_main.safetensors"
   mv "$gen/tiny_ref_feat_s0.safetensors" "$SAM2_FIXTURES/sam2-tiny-hash/reference_feat_s0.safetensors"
   ls -la "$SAM2_FIXTURES"/*
+}
+
+# The tiny-hash end-to-end checks against the float64 reference (regenerated here first).
+step_tinyref () {
+  step_fixtures > "$LOG/tinyref-fixtures.log" 2>&1 || { tail -20 "$LOG/tinyref-fixtures.log"; return 1; }
+  SAM2_CUDA_GRAPHS=0 "$BIN/test-cuda-model" configs/hiera_tiny_w4a8.yaml --verbose \
+    -p /cuda/model/tiny-fp32 -p /cuda/model/tiny-fp16
 }
 
 step_tests () {
@@ -265,7 +272,7 @@ step_large () {
 
 limit_of () {
   case $1 in
-    env) echo 30 ;; shapesfx) echo 30 ;; sizes) echo 200 ;; fixtures) echo 150 ;; tests) echo 240 ;; torch) echo 200 ;;
+    env) echo 30 ;; shapesfx) echo 30 ;; sizes) echo 200 ;; tinyref) echo 200 ;; fixtures) echo 150 ;; tests) echo 240 ;; torch) echo 200 ;;
     quantize) echo 150 ;; calib) echo 300 ;; bench) echo 120 ;; gemm) echo 90 ;; cpu) echo 120 ;; shapes) echo 150 ;; pipeline) echo 150 ;; large) echo 400 ;;
     *) echo 60 ;;
   esac
