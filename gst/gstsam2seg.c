@@ -1188,9 +1188,9 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   }
   if (precision == GST_SAM2_SEG_PRECISION_W4A8 && !sam2_model_is_quantized (self->model)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("precision=w4a8 needs a quantized model file, but \"%s\" is a float checkpoint "
-            "(quantized files come from W4A8 calibration, which this build cannot do yet). "
-            "Use precision=auto or fp32.", model_ref), (NULL));
+        ("precision=w4a8 needs a quantized model file, but \"%s\" is a float checkpoint. "
+            "Make one with \"sam2q quantize\" or the sam2calib element, or use precision=auto, "
+            "fp32 or fp16.", model_ref), (NULL));
     gst_sam2_prompts_free (prompts);
     goto fail;
   }

@@ -7,6 +7,7 @@
  * core/ops-cpu.c does. */
 #include "common.cuh"
 
+#include <cuda_fp16.h>
 #include <math.h>
 
 /* ---- bias + activation + residual ------------------------------------------------------------ */
@@ -212,17 +213,19 @@ warp_max_float (float v)
 /* x, y (M, C); y may be x: a lane writes only the elements it read itself, after the row's
  * statistics are complete. Two passes in double as sam2_cpu_layer_norm (the references are
  * float64, and rows with a large mean lose digits in a float one-pass variance); the output is
- * rounded as there: (float) ((x - mean) rstd), times weight, plus bias, each in float. */
+ * rounded as there: (float) ((x - mean) rstd), times weight, plus bias, each in float. With OUT16
+ * that float is then rounded to FP16 (y is uint16_t bit patterns): the values the FP16 path's
+ * conversion of the float output gives. */
+template <bool OUT16>
 static __global__ void
 layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weight,
-                   const float *__restrict__ bias, float eps, float *y)
+                   const float *__restrict__ bias, float eps, void *y)
 {
   const int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= M)
     return;
   const float *xr = x + (size_t) row * C;
-  float *yr = y + (size_t) row * C;
   double s = 0.0;
   for (int c = lane; c < C; c += 32)
     s += (double) xr[c];
@@ -236,20 +239,83 @@ layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weigh
   const double rstd = 1.0 / sqrt (var + (double) eps);
   for (int c = lane; c < C; c += 32) {
     const float t = (float) (((double) xr[c] - mean) * rstd);
-    yr[c] = __fadd_rn (__fmul_rn (t, weight[c]), bias[c]);
+    const float out = __fadd_rn (__fmul_rn (t, weight[c]), bias[c]);
+    if (OUT16)
+      static_cast<uint16_t *> (y)[(size_t) row * C + c] = __half_as_ushort (__float2half_rn (out));
+    else
+      static_cast<float *> (y)[(size_t) row * C + c] = out;
   }
 }
 
-extern "C" int
-sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
-                      float eps, float *y, cudaStream_t stream)
+template <bool OUT16>
+static int
+launch_layer_norm (const float *x, int M, int C, const float *weight, const float *bias, float eps,
+                   void *y, cudaStream_t stream)
 {
   if (x == NULL || y == NULL || weight == NULL || bias == NULL || M < 0 || C < 1)
     return SAM2_CUDA_UNSUPPORTED;
   if (M == 0)
     return SAM2_CUDA_OK;
   const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-  layer_norm_kernel<<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, M, C, weight, bias, eps, y);
+  layer_norm_kernel<OUT16><<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, M, C, weight, bias, eps,
+                                                                     y);
+  return sam2_launch_status ();
+}
+
+extern "C" int
+sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
+                      float eps, float *y, cudaStream_t stream)
+{
+  return launch_layer_norm<false> (x, M, C, weight, bias, eps, y, stream);
+}
+
+extern "C" int
+sam2_cuda_layer_norm_f16 (const float *x, int M, int C, const float *weight, const float *bias,
+                          float eps, uint16_t *y16, cudaStream_t stream)
+{
+  return launch_layer_norm<true> (x, M, C, weight, bias, eps, y16, stream);
+}
+
+/* y16 (n) = fp16(act(x)), four at a time when x is 16-byte and y16 8-byte aligned. */
+template <bool VEC>
+static __global__ void
+activation_to_f16_kernel (int act, const float *__restrict__ x, size_t n,
+                          uint16_t *__restrict__ y16)
+{
+  const size_t stride = (size_t) gridDim.x * blockDim.x;
+  const size_t first = (size_t) blockIdx.x * blockDim.x + threadIdx.x;
+  size_t scalar_from = 0;
+  if (VEC) {
+    const size_t n4 = n / 4;
+    for (size_t i = first; i < n4; i += stride) {
+      const float4 v = reinterpret_cast<const float4 *> (x)[i];
+      const __half2 lo = __floats2half2_rn (sam2_act_apply (act, v.x), sam2_act_apply (act, v.y));
+      const __half2 hi = __floats2half2_rn (sam2_act_apply (act, v.z), sam2_act_apply (act, v.w));
+      uint2 packed;
+      packed.x = *reinterpret_cast<const uint32_t *> (&lo);
+      packed.y = *reinterpret_cast<const uint32_t *> (&hi);
+      reinterpret_cast<uint2 *> (y16)[i] = packed;
+    }
+    scalar_from = n4 * 4;
+  }
+  for (size_t i = scalar_from + first; i < n; i += stride)
+    y16[i] = __half_as_ushort (__float2half_rn (sam2_act_apply (act, x[i])));
+}
+
+extern "C" int
+sam2_cuda_activation_to_f16 (int act, const float *x, size_t n, uint16_t *y16,
+                             cudaStream_t stream)
+{
+  if (x == NULL || y16 == NULL || !sam2_act_valid (act))
+    return SAM2_CUDA_UNSUPPORTED;
+  if (n == 0)
+    return SAM2_CUDA_OK;
+  if (sam2_aligned16 (x) && ((uintptr_t) y16 & 7) == 0)
+    activation_to_f16_kernel<true><<<sam2_ew_blocks (n / 4 + 1), SAM2_EW_THREADS, 0, stream>>> (
+      act, x, n, y16);
+  else
+    activation_to_f16_kernel<false><<<sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream>>> (act, x,
+                                                                                        n, y16);
   return sam2_launch_status ();
 }
 

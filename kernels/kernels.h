@@ -83,6 +83,14 @@ int sam2_cuda_add_row (float *y, const float *x, const float *row, int M, int C,
  * backend); y may be x. */
 int sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
                           float eps, float *y, cudaStream_t stream);
+/* The same LayerNorm with its float output rounded to FP16 (bit patterns): the FP16 path's
+ * conversion of sam2_cuda_layer_norm's output, without the float row in memory. */
+int sam2_cuda_layer_norm_f16 (const float *x, int M, int C, const float *weight, const float *bias,
+                              float eps, uint16_t *y16, cudaStream_t stream);
+/* y16 (n) = fp16(act(x)), round to nearest even: an activation and the FP16 path's conversion
+ * of its output in one pass. */
+int sam2_cuda_activation_to_f16 (int act, const float *x, size_t n, uint16_t *y16,
+                                 cudaStream_t stream);
 /* In-place softmax of each of M rows of N (row sum in double, as the CPU backend). */
 int sam2_cuda_softmax_rows (float *x, int M, int N, cudaStream_t stream);
 /* y (M, K) = x (M, K) * scale (K) per column (the smoothing of a quantized layer's input). */

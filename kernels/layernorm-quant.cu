@@ -18,6 +18,8 @@
 
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define QUANT_WARPS 8      /* rows per block */
 
@@ -192,14 +194,15 @@ quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float
  * stored 4 bytes per lane, far below what is needed to cover the memory latency. Here, with
  * VEC (K and group_size multiples of 4, x and smooth 16-byte aligned: every SAM2 layer):
  *   - the range pass reads float4s, four per lane in flight;
- *   - the code pass gives each lane 16 consecutive kernel-row positions (16 | group_pad, so they
- *     lie in one group; a 32-byte step is a lane pair), read as four float4s when the 16
- *     columns are all data (the usual case) and one by one otherwise (a group's or the row's
- *     tail, with v1's bounds), and stored as one 16-byte word; the step's sum is reduced over
- *     the lane pair and added to the group's in shared memory.
+ *   - the code pass gives each lane PL consecutive kernel-row positions (PL = 4, 8 or 16 by the
+ *     row's length, so that short rows keep most lanes busy through the divisions; PL | 32 |
+ *     group_pad, so they lie in one group and a 32-byte step spans 32 / PL lanes), read as PL / 4
+ *     float4s when they are all data (the usual case) and one by one otherwise (a group's or the
+ *     row's tail, with v1's bounds), and stored as one PL-byte word; the step's sum is reduced
+ *     over its lanes and added to the group's in shared memory.
  * The second pass re-reads the row from L1 / L2 (a warp's row is at most 18 KiB; the block's 8
- * rows were just read). Without VEC every column is read one by one (still 16 per lane). */
-template <bool VEC>
+ * rows were just read). Without VEC every column is read one by one (still PL per lane). */
+template <bool VEC, int PL>
 __global__ void __launch_bounds__ (QUANT_WARPS * 32)
 quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float act_zero,
                          const float *__restrict__ smooth, int rank,
@@ -263,28 +266,35 @@ quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, fl
   }
   const RowQuant p = row_params (mode, act_scale, act_zero, lo, hi);
 
+  /* PL positions per lane (4, 8 or 16, chosen by the launcher so that one sweep of the warp
+   * covers a short row with most lanes busy), a 32-byte step over 32 / PL lanes */
+  constexpr int Q = PL / 4;                                  /* float4s and code words per lane */
+  constexpr int STEP_LANES = 32 / PL;
   int8_t *dst = codes + (size_t) m * geo.row_bytes;          /* (row_bytes), 16-byte aligned */
   const int data_end = geo.steps * 32;                       /* <= row_bytes */
-  for (int base = 0; base < geo.row_bytes; base += 512) {   /* uniform over the warp */
-    const int pos = base + lane * 16;
-    const bool data = pos < data_end;   /* the same for both lanes of a 32-byte step */
-    uint32_t w[4] = { 0, 0, 0, 0 };
+  for (int base = 0; base < geo.row_bytes; base += 32 * PL) {   /* uniform over the warp */
+    const int pos = base + lane * PL;
+    const bool data = pos < data_end;   /* the same for every lane of a 32-byte step */
+    uint32_t w[Q];
+#pragma unroll
+    for (int q = 0; q < Q; q++)
+      w[q] = 0;
     int s = 0, g = 0;
     if (data) {
       g = pos / GP;
-      const int off = pos - g * GP;     /* a multiple of 16 */
+      const int off = pos - g * GP;     /* a multiple of PL */
       const int k0 = g * G + off;
-      if (VEC && off + 16 <= G && k0 + 16 <= K) {
-        /* 16 data columns k0 .. k0 + 15, k0 a multiple of 4 (G and off are) */
+      if (VEC && off + PL <= G && k0 + PL <= K) {
+        /* PL data columns k0 .. k0 + PL - 1, k0 a multiple of 4 (G and off are) */
         const float4 *x4 = reinterpret_cast<const float4 *> (xr + k0);
-        float4 v[4];
+        float4 v[Q];
 #pragma unroll
-        for (int q = 0; q < 4; q++)
+        for (int q = 0; q < Q; q++)
           v[q] = x4[q];
         if (smooth != nullptr) {
           const float4 *s4 = reinterpret_cast<const float4 *> (smooth + k0);
 #pragma unroll
-          for (int q = 0; q < 4; q++) {
+          for (int q = 0; q < Q; q++) {
             const float4 sm = s4[q];
             v[q].x = __fmul_rn (v[q].x, sm.x);
             v[q].y = __fmul_rn (v[q].y, sm.y);
@@ -293,7 +303,7 @@ quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, fl
           }
         }
 #pragma unroll
-        for (int q = 0; q < 4; q++) {
+        for (int q = 0; q < Q; q++) {
           const int c0 = code_of (v[q].x, p), c1 = code_of (v[q].y, p);
           const int c2 = code_of (v[q].z, p), c3 = code_of (v[q].w, p);
           s += c0 + c1 + c2 + c3;
@@ -302,7 +312,7 @@ quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, fl
         }
       } else {
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
+        for (int j = 0; j < PL; j++) {
           const int k = k0 + j;
           if (off + j < G && k < K) {
             const int c = code_of (smoothed (xr, smooth, k), p);
@@ -312,11 +322,20 @@ quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, fl
         }
       }
     }
-    /* row_bytes is a multiple of 64: a lane's 16 bytes are all inside the row or all past it */
-    if (pos < geo.row_bytes)
-      *reinterpret_cast<uint4 *> (dst + pos) = make_uint4 (w[0], w[1], w[2], w[3]);
-    s += __shfl_xor_sync (0xffffffffu, s, 1);
-    if (lane % 2 == 0 && data)
+    /* row_bytes is a multiple of 64: a lane's PL bytes are all inside the row or all past it */
+    if (pos < geo.row_bytes) {
+      if (PL == 16)
+        *reinterpret_cast<uint4 *> (dst + pos) = make_uint4 (w[0], w[Q > 1 ? 1 : 0],
+                                                             w[Q > 2 ? 2 : 0], w[Q > 3 ? 3 : 0]);
+      else if (PL == 8)
+        *reinterpret_cast<uint2 *> (dst + pos) = make_uint2 (w[0], w[Q > 1 ? 1 : 0]);
+      else
+        *reinterpret_cast<uint32_t *> (dst + pos) = w[0];
+    }
+#pragma unroll
+    for (int o = 1; o < STEP_LANES; o *= 2)
+      s += __shfl_xor_sync (0xffffffffu, s, o);
+    if (lane % STEP_LANES == 0 && data)
       atomicAdd (&gsum[g], s);
   }
   __syncwarp ();
@@ -369,6 +388,22 @@ quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, fl
     }
 }
 
+/* SAM2_W4A8_QUANT_PL=16 keeps 16 positions per lane for every row length (v2 as first written),
+ * for comparison; read once. */
+bool
+sixteen_per_lane ()
+{
+  static const bool on = [] {
+    const char *e = getenv ("SAM2_W4A8_QUANT_PL");
+    return e != nullptr && strcmp (e, "16") == 0;
+  }();
+  return on;
+}
+
+typedef void (*QuantV2Fn) (Sam2CudaW4A8Geometry, int, float, float, const float *, int,
+                           const float *, const float *, int, int8_t *, float *, int32_t *,
+                           int32_t *, float *);
+
 }  // namespace
 
 extern "C" int
@@ -401,16 +436,20 @@ sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
     const bool vec = geo.k % 4 == 0 && geo.group_size % 4 == 0 && ((uintptr_t) x & 15) == 0
                      && ((uintptr_t) layer->smooth_inv & 15) == 0
                      && ((uintptr_t) layer->lora_down & 15) == 0;
-    if (vec)
-      quantize_rows_v2_kernel<true><<<blocks, QUANT_WARPS * 32, smem, stream>>> (
-        geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
-        layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
-        fuse_t ? out->t : nullptr);
-    else
-      quantize_rows_v2_kernel<false><<<blocks, QUANT_WARPS * 32, smem, stream>>> (
-        geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
-        layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
-        fuse_t ? out->t : nullptr);
+    /* positions per lane: 16 fill a warp's sweep from 512-byte rows on; with 16, a 128-byte row
+     * (K 96: tiny's first stage) had data on 6 of 32 lanes through the divisions, with 4 on 24;
+     * 8 for rows up to 256 bytes */
+    const int pl = sixteen_per_lane () || geo.row_bytes > 256 ? 16 : geo.row_bytes > 128 ? 8 : 4;
+    const QuantV2Fn fn = vec ? (pl == 4 ? quantize_rows_v2_kernel<true, 4>
+                                : pl == 8 ? quantize_rows_v2_kernel<true, 8>
+                                          : quantize_rows_v2_kernel<true, 16>)
+                             : (pl == 4 ? quantize_rows_v2_kernel<false, 4>
+                                : pl == 8 ? quantize_rows_v2_kernel<false, 8>
+                                          : quantize_rows_v2_kernel<false, 16>);
+    fn<<<blocks, QUANT_WARPS * 32, smem, stream>>> (
+      geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
+      layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
+      fuse_t ? out->t : nullptr);
     return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
   }
   quantize_rows_kernel<<<blocks, QUANT_WARPS * 32, smem, stream>>> (

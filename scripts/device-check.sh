@@ -11,9 +11,9 @@
 # /tmp/sam2-steps/<step>.log, appended to $OUT/all.log as it ends and packed into $OUT/steps.tgz
 # at the end (the device tool brings both back). A failing step does not stop the others: one
 # call should tell as much as it can. When the tests step finds the FP16 attention v2, the
-# cuBLASLt bias epilogue or the few-row FP16 linear wrong, the later steps run without them
-# (SAM2_ATTENTION_KERNEL=v1, SAM2_CUDA_LT_EPILOGUE=0, SAM2_CUDA_SMALL_M=0) and the summary says
-# so.
+# cuBLASLt bias epilogue, the few-row FP16 linear or the fused FP16 MLP wrong, the later steps run
+# without them (SAM2_ATTENTION_KERNEL=v1, SAM2_CUDA_LT_EPILOGUE=0, SAM2_CUDA_SMALL_M=0,
+# SAM2_CUDA_FUSED_MLP=0) and the summary says so.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}
@@ -172,11 +172,11 @@ EOF
 
 step_bench () {
   local b=$BIN/sam2-bench-gpu
-  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}" ]; then
-    # the code before FP16 attention v2, the cuBLASLt bias epilogue and the few-row linear,
-    # same run, same card
+  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}" ]; then
+    # the code before FP16 attention v2, the cuBLASLt bias epilogue, the few-row linear and the
+    # fused MLP, same run, same card
     echo "--- tiny, attention v1, GemmEx + bias pass, cuBLAS for the token rows"
-    local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0"
+    local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0 SAM2_CUDA_FUSED_MLP=0"
     env $old "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
     env $old "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json --frame 1920x1080
     echo "--- now"
@@ -229,11 +229,16 @@ step_shapes () {
       models/sam2-shapes "$q" > "$LOG/shapes-${run/:/-}.json"
     cat "$LOG/shapes-${run/:/-}.json"
   done
+  # the same quantized file on the CPU and on CUDA (FP32 float layers), output by output
+  SAM2_CUDA_TEST_QMODEL=$q "$BIN/test-cuda-model" configs/hiera_tiny_w4a8.yaml --verbose \
+    -p /cuda/model/w4a8-file-cpu-vs-cuda
 }
 
 # The W4A8 linear against cuBLAS FP16 / BF16 on the encoders' linear shapes.
 step_gemm () {
   "$BIN/sam2-bench-cuda-gemm" --model all --iters 20 --warmup 5
+  echo "--- v2 quantization with 16 positions per lane for every row (as before)"
+  SAM2_W4A8_QUANT_PL=16 "$BIN/sam2-bench-cuda-gemm" --model all --iters 20 --warmup 5
 }
 
 # sam2seg in a real pipeline: 1080p30 test frames through sam2seg on CUDA (a click in the middle),
@@ -243,14 +248,18 @@ step_pipeline () {
   export GST_PLUGIN_SYSTEM_PATH_1_0=$WORK/gstplugins GST_PLUGIN_PATH_1_0= \
     GST_REGISTRY_1_0=$WORK/registry.bin
   local n=${PIPELINE_FRAMES:-600} m t0 t1
-  for m in ${PIPELINE_MODELS:-$WORK/models/tiny-w4a8/*.safetensors $WORK/models/tiny}; do
+  # MODEL or MODEL@PRECISION (sam2seg's precision property; default auto)
+  for spec in ${PIPELINE_MODELS:-$WORK/models/tiny-w4a8/*.safetensors $WORK/models/tiny $WORK/models/tiny@fp16}; do
+    local m=${spec%@*} p=auto
+    [ "$m" = "$spec" ] || p=${spec##*@}
     [ -e "$m" ] || continue
     t0=$(date +%s.%N)
     "$BIN/gst-launch-1.0" -q videotestsrc num-buffers=$n pattern=ball ! \
       video/x-raw,format=RGB,width=1920,height=1080,framerate=30/1 ! queue ! \
-      sam2seg model="$m" backend=${PIPELINE_BACKEND:-cuda} points=960,540 ! fakesink sync=false || return 1
+      sam2seg model="$m" backend=${PIPELINE_BACKEND:-cuda} precision=$p points=960,540 ! \
+      fakesink sync=false || return 1
     t1=$(date +%s.%N)
-    awk -v n=$n -v t0=$t0 -v t1=$t1 -v m="$(basename "$m")" \
+    awk -v n=$n -v t0=$t0 -v t1=$t1 -v m="$(basename "$m") $p" \
       'BEGIN { printf "pipeline %s 1920x1080: %d frames in %.2f s, %.1f fps\n", m, n, t1 - t0, n / (t1 - t0) }'
   done
 }
@@ -267,7 +276,7 @@ step_large () {
   TORCH_SIZES=large TORCH_COMPILE=${LARGE_COMPILE:-} step_torch
   QUANT_SIZES=large step_quantize
   BENCH_BASELINE=0 BENCH_SIZES=large step_bench
-  PIPELINE_MODELS="$WORK/models/large-w4a8/*.safetensors" step_pipeline
+  PIPELINE_MODELS="$(echo "$WORK"/models/large-w4a8/*.safetensors) $WORK/models/large@fp16" step_pipeline
 }
 
 limit_of () {
@@ -290,6 +299,15 @@ for s in "${steps[@]}"; do
     if grep -q -E '^FAIL .*gemm_f16_bias_nt' "$LOG/tests.log"; then
       export SAM2_CUDA_LT_EPILOGUE=0
       fallbacks="$fallbacks SAM2_CUDA_LT_EPILOGUE=0"
+    fi
+    if grep -q -E '^FAIL .*(layer_norm_f16|activation_to_f16)|fused and as three ops differ' \
+         "$LOG/tests.log"; then
+      export SAM2_CUDA_FUSED_MLP=0
+      fallbacks="$fallbacks SAM2_CUDA_FUSED_MLP=0"
+    fi
+    if grep -q -E '^v2: .*FAIL' "$LOG/tests.log"; then
+      export SAM2_W4A8_KERNEL=v1
+      fallbacks="$fallbacks SAM2_W4A8_KERNEL=v1"
     fi
     if grep -q -E '^FAIL .*linear_f16_small_m' "$LOG/tests.log"; then
       export SAM2_CUDA_SMALL_M=0

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""How close each point prompt of a sam2-shapes evaluation set sits to SAM2's mask switch.
+"""How close each point (or box) prompt of a sam2-shapes evaluation set sits to SAM2's mask switch.
 
 Why
 ---
-For one point and ``multimask_output=False``, SAM2's mask decoder keeps its single-mask output
+For one point (or a box) and ``multimask_output=False``, SAM2's mask decoder keeps its single-mask output
 (token 0) only when that mask's stability score (IoU of the low-res logits thresholded at +delta
 and at -delta, delta 0.05) is at least 0.98; otherwise it falls back to the multimask candidate
 with the highest predicted IoU (transformers' ``Sam2MaskDecoder._dynamic_multimask_via_stability``).
@@ -18,6 +18,7 @@ Usage
 -----
     /work/venv-ref/bin/python tools/shapes_point_stability.py \
         [--model ../shared/fixtures/sam2-shapes] [--eval-set .../eval_dev.safetensors]
+        [--prompt point|box]
 
 Needs torch, transformers 5.17 and safetensors (the reference venv); nothing in the build or the
 tests depends on it.
@@ -42,6 +43,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=SHAPES)
     ap.add_argument("--eval-set", default=os.path.join(SHAPES, "eval_dev.safetensors"))
+    ap.add_argument("--prompt", choices=("point", "box"), default="point",
+                    help="the eval set's point prompts (points_xy) or its boxes (boxes_xyxy)")
     args = ap.parse_args()
 
     model = Sam2Model.from_pretrained(args.model).eval()
@@ -63,16 +66,21 @@ def main():
     for i in range(images.shape[0]):
         x = (images[i] / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         pixels = torch.tensor(x, dtype=torch.float32).permute(2, 0, 1)[None]
-        point = torch.tensor(ev["points_xy"][i], dtype=torch.float32).view(1, 1, 1, 2)
         with torch.no_grad():
-            model(pixel_values=pixels, input_points=point,
-                  input_labels=torch.ones(1, 1, 1, dtype=torch.long), multimask_output=False)
+            if args.prompt == "box":
+                box = torch.tensor(ev["boxes_xyxy"][i], dtype=torch.float32).view(1, 1, 4)
+                model(pixel_values=pixels, input_boxes=box, multimask_output=False)
+            else:
+                point = torch.tensor(ev["points_xy"][i], dtype=torch.float32).view(1, 1, 1, 2)
+                model(pixel_values=pixels, input_points=point,
+                      input_labels=torch.ones(1, 1, 1, dtype=torch.long), multimask_output=False)
         s, t = seen["stability"], seen["threshold"]
         close = abs(s - t) < NEAR
         near += close
         ious = seen["ious"]
         print(f"{i:6d}  {s:9.4f}{' *' if close else '  '}  {ious[0]:.3f} | "
-              f"{ious[1]:.3f} {ious[2]:.3f} {ious[3]:.3f}  {float(ev['fp32_point_iou_vs_gt'][i]):.2f}")
+              f"{ious[1]:.3f} {ious[2]:.3f} {ious[3]:.3f}  "
+              f"{float(ev[f'fp32_{args.prompt}_iou_vs_gt'][i]):.2f}")
     print(f"{near} of {images.shape[0]} prompts (*) have a stability score within {NEAR} of "
           f"the {seen['threshold']} switch")
 

@@ -13,6 +13,8 @@
  *     than the graph cache holds) with graphs on and off give the same bits, on the tiny
  *     architecture in FP32 and FP16 and on the W4A8 mini model; graphs were captured, replayed
  *     and none refused;
+ *   - the FP16 MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops: the same bits on the same
+ *     frames and prompts;
  *   - no device allocation per frame, graphs on: free device memory is the same after each of 5
  *     frames as after the second (the first fills the weight cache and scratch, the second
  *     captures the graphs).
@@ -271,22 +273,30 @@ test_w4a8_file (void)
 
 /* ---- CUDA graphs: the same bits as launching op by op ------------------------------------------ */
 
-/* A CUDA session with graphs on or off (SAM2_CUDA_GRAPHS is read when the backend is made). */
+/* A CUDA session made with the environment switch `var` set to `value` (the backend reads its
+ * switches when it is made); the variable is restored afterwards. */
 static Sam2Session *
-cuda_session_graphs (Sam2Model *model, Sam2Precision precision, gboolean graphs)
+cuda_session_env (Sam2Model *model, Sam2Precision precision, const char *var, const char *value)
 {
-  char *saved = g_strdup (g_getenv ("SAM2_CUDA_GRAPHS"));
-  g_setenv ("SAM2_CUDA_GRAPHS", graphs ? "1" : "0", TRUE);
+  char *saved = g_strdup (g_getenv (var));
+  g_setenv (var, value, TRUE);
   GError *error = NULL;
   const Sam2SessionOptions o = cuda_options (precision);
   Sam2Session *s = sam2_session_new_full (model, &o, &error);
   if (saved != NULL)
-    g_setenv ("SAM2_CUDA_GRAPHS", saved, TRUE);
+    g_setenv (var, saved, TRUE);
   else
-    g_unsetenv ("SAM2_CUDA_GRAPHS");
+    g_unsetenv (var);
   g_free (saved);
   g_assert_no_error (error);
   return s;
+}
+
+/* A CUDA session with graphs on or off (SAM2_CUDA_GRAPHS). */
+static Sam2Session *
+cuda_session_graphs (Sam2Model *model, Sam2Precision precision, gboolean graphs)
+{
+  return cuda_session_env (model, precision, "SAM2_CUDA_GRAPHS", graphs ? "1" : "0");
 }
 
 static Sam2CudaGraphStats
@@ -388,6 +398,27 @@ graph_script (Sam2Session *s, Sam2Model *model, GArray *out)
   g_free (px);
 }
 
+/* Two runs' outputs, bit for bit; `switch_hint` says how to turn the difference off. */
+static void
+assert_same_bits (GArray *a_out, GArray *b_out, const char *what, const char *switch_hint)
+{
+  g_assert_cmpuint (b_out->len, ==, a_out->len);
+  const float *a = (const float *) a_out->data, *b = (const float *) b_out->data;
+  if (memcmp (a, b, (size_t) a_out->len * sizeof (float)) != 0) {
+    guint first = 0, count = 0;
+    double worst = 0.0;
+    for (guint i = 0; i < a_out->len; i++)
+      if (memcmp (&a[i], &b[i], sizeof (float)) != 0) {
+        if (count++ == 0)
+          first = i;
+        worst = MAX (worst, fabs ((double) a[i] - (double) b[i]));
+      }
+    g_error ("%s differ in %u of %u outputs (first at %u: %.9g vs %.9g; largest difference "
+             "%.3e); %s", what, count, a_out->len, first, a[first], b[first], worst, switch_hint);
+  }
+  g_test_message ("%u outputs, the same bits with %s", a_out->len, what);
+}
+
 static void
 graphs_on_vs_off (Sam2Model *model, Sam2Precision precision)
 {
@@ -418,22 +449,7 @@ graphs_on_vs_off (Sam2Model *model, Sam2Precision precision)
   g_assert_cmpuint (st.held, <=, 32);
   sam2_session_free (s);
 
-  g_assert_cmpuint (graphed->len, ==, eager->len);
-  const float *a = (const float *) eager->data, *b = (const float *) graphed->data;
-  if (memcmp (a, b, (size_t) eager->len * sizeof (float)) != 0) {
-    guint first = 0, count = 0;
-    double worst = 0.0;
-    for (guint i = 0; i < eager->len; i++)
-      if (memcmp (&a[i], &b[i], sizeof (float)) != 0) {
-        if (count++ == 0)
-          first = i;
-        worst = MAX (worst, fabs ((double) a[i] - (double) b[i]));
-      }
-    g_error ("graphs on and off differ in %u of %u outputs (first at %u: %.9g vs %.9g; largest "
-             "difference %.3e); SAM2_CUDA_GRAPHS=0 turns graphs off", count, eager->len, first,
-             a[first], b[first], worst);
-  }
-  g_test_message ("%u outputs, the same bits with graphs on and off", eager->len);
+  assert_same_bits (eager, graphed, "graphs on and off", "SAM2_CUDA_GRAPHS=0 turns graphs off");
   g_array_unref (eager);
   g_array_unref (graphed);
 }
@@ -458,6 +474,30 @@ test_graphs_w4a8_mini (void)
   graphs_on_vs_off (q, SAM2_PRECISION_AUTO);
   sam2_model_unref (q);
   sam2_model_unref (fp);
+}
+
+/* The FP16 path's fused MLP half (cuda_norm_mlp: LayerNorm straight to FP16, the activation and
+ * its FP16 rounding in one pass) against its three ops, on graph_script's frames and prompts:
+ * the same roundings in the same places, so the same bits. */
+static void
+test_fused_mlp_tiny_fp16 (void)
+{
+  Sam2Model *model = sam2_test_tiny_hashed ();
+  if (model == NULL)
+    return;
+  GArray *three = g_array_new (FALSE, FALSE, sizeof (float));
+  GArray *fused = g_array_new (FALSE, FALSE, sizeof (float));
+  Sam2Session *s = cuda_session_env (model, SAM2_PRECISION_FP16, "SAM2_CUDA_FUSED_MLP", "0");
+  graph_script (s, model, three);
+  sam2_session_free (s);
+  s = cuda_session_env (model, SAM2_PRECISION_FP16, "SAM2_CUDA_FUSED_MLP", "1");
+  graph_script (s, model, fused);
+  sam2_session_free (s);
+  assert_same_bits (three, fused, "the MLP fused and as three ops",
+                    "SAM2_CUDA_FUSED_MLP=0 runs the three ops");
+  g_array_unref (three);
+  g_array_unref (fused);
+  sam2_model_unref (model);
 }
 
 /* ---- no allocation per frame ----------------------------------------------------------------- */
@@ -536,6 +576,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/cuda/model/graphs-tiny-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
                         test_graphs_tiny);
   g_test_add_func ("/cuda/model/graphs-w4a8-mini", test_graphs_w4a8_mini);
+  g_test_add_func ("/cuda/model/fused-mlp-tiny-fp16", test_fused_mlp_tiny_fp16);
   g_test_add_data_func ("/cuda/model/steady-memory-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
                         test_steady_memory);
   g_test_add_data_func ("/cuda/model/steady-memory-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),

@@ -634,6 +634,67 @@ test_upsample (int H, int W, int C, int offset)
   g_rand_free (r);
 }
 
+/* ---- FP16 outputs of LayerNorm and activation (the fused MLP's passes) -------------------------- */
+
+static uint16_t host_f16 (float f);
+
+/* sam2_cuda_layer_norm_f16 against sam2_cuda_layer_norm's float output rounded on the host, and
+ * sam2_cuda_activation_to_f16 against sam2_cuda_activation's, bit for bit: the fused MLP relies
+ * on these being the same values as the unfused ops followed by the conversion. */
+static void
+test_f16_outputs (int M, int C, int act, int offset)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t n = (size_t) M * C;
+  float *x = g_malloc ((n + 1) * sizeof (float)), *w = g_malloc (C * sizeof (float));
+  float *b = g_malloc (C * sizeof (float));
+  fill_uniform (r, x, n + 1, -3.0, 3.0);
+  fill_uniform (r, w, C, 0.5, 1.5);
+  fill_uniform (r, b, C, -0.5, 0.5);
+  float *dx = dev_from (x, n + 1), *dw = dev_from (w, C), *db = dev_from (b, C);
+  float *dy = dev_alloc (n + 1);
+  uint16_t *d16 = NULL;
+  CUDA_OK (cudaMalloc ((void **) &d16, (n + 4) * 2));
+  uint16_t *got = g_malloc ((n + 1) * 2);
+  float *f = g_malloc ((n + 1) * sizeof (float));
+  char what[128], detail[96];
+
+  for (int kind = 0; kind < 2; kind++) {
+    int st1, st2;
+    if (kind == 0) {
+      st1 = sam2_cuda_layer_norm (dx + offset, M, C, dw, db, 1e-6f, dy + offset, stream);
+      st2 = sam2_cuda_layer_norm_f16 (dx + offset, M, C, dw, db, 1e-6f, d16 + offset, stream);
+    } else {
+      CUDA_OK (cudaMemcpy (dy, dx, (n + 1) * sizeof (float), cudaMemcpyDeviceToDevice));
+      st1 = sam2_cuda_activation (act, dy + offset, n, stream);
+      st2 = sam2_cuda_activation_to_f16 (act, dx + offset, n, d16 + offset, stream);
+    }
+    CUDA_OK (cudaStreamSynchronize (stream));
+    CUDA_OK (cudaMemcpy (f, dy + offset, n * sizeof (float), cudaMemcpyDeviceToHost));
+    CUDA_OK (cudaMemcpy (got, d16 + offset, n * 2, cudaMemcpyDeviceToHost));
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+      if (got[i] != host_f16 (f[i]))
+        bad++;
+    g_snprintf (what, sizeof what, "%s %dx%d%s off %d", kind == 0 ? "layer_norm_f16"
+                : "activation_to_f16", M, C, kind == 0 ? "" : act_names[act], offset);
+    g_snprintf (detail, sizeof detail, "status %d %d  mismatched %zu (exact)", st1, st2, bad);
+    report (st1 == SAM2_CUDA_OK && st2 == SAM2_CUDA_OK && bad == 0, what, seed, detail);
+  }
+  cudaFree (dx);
+  cudaFree (dw);
+  cudaFree (db);
+  cudaFree (dy);
+  cudaFree (d16);
+  g_free (x);
+  g_free (w);
+  g_free (b);
+  g_free (got);
+  g_free (f);
+  g_rand_free (r);
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1388,6 +1449,10 @@ main (void)
   test_layer_norm (4096, 384, 1e-6f, 1000.0, TRUE);
   test_layer_norm (1024, 1152, 1e-6f, 100.0, FALSE);
   test_layer_norm (4096, 256, 1e-5f, 0.0, FALSE);
+  /* FP16 outputs of LayerNorm and activation: tiny stage 0's MLP, a tail, misaligned */
+  test_f16_outputs (65536, 96, SAM2_CUDA_ACT_GELU, 0);
+  test_f16_outputs (33, 37, SAM2_CUDA_ACT_GELU, 0);
+  test_f16_outputs (5, 13, SAM2_CUDA_ACT_RELU, 1);
   test_softmax (1, 1, 1.0);
   test_softmax (3, 17, 4.0);
   test_softmax (64, 4096, 20.0);

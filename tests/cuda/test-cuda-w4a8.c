@@ -7,7 +7,8 @@
  *       against a float64 dot product within float32 summation error;
  *   (b) sam2_cuda_w4a8_linear against sam2_quant_linear_forward (the CPU's integer kernel) on
  *       fresh random layers: UINT4 and SINT4, groups of 64, 128, 256 and one per channel, K in
- *       {112, 144, 256, 448, 576, 768, 1536} (tail groups where K is not a multiple), N in
+ *       {96, 112, 144, 192, 256, 448, 576, 768, 1536} (tail groups where K is not a multiple;
+ *       rows of 128, 192 and 256 bytes and longer, each width of the quantization's sweep), N in
  *       {96, 200, 384} (and 640), M in {1, 5, 64, 300, 3400, 4096}, the four
  *       activation-quantization modes, bias, smoothing, rank 0 / 16 / 32 (and 160, the cuBLAS
  *       down-projection), every activation, residual separate and in place.
@@ -394,7 +395,7 @@ run_suite (cublasHandle_t cublas)
 {
   const Sam2QType dtypes[] = { SAM2_QTYPE_UINT4, SAM2_QTYPE_SINT4 };
   const int groups[] = { 64, 128, 256, 0 };
-  const int Ks[] = { 112, 144, 256, 448, 576, 768, 1536 };
+  const int Ks[] = { 96, 112, 144, 192, 256, 448, 576, 768, 1536 };
   const int Ns[] = { 96, 200, 384 };
   const int small_Ms[] = { 1, 5, 64, 300 };
   const Sam2ActQuantMode modes[] = { SAM2_ACT_QUANT_TOKEN_SYM, SAM2_ACT_QUANT_TOKEN_ASYM,
@@ -406,7 +407,7 @@ run_suite (cublasHandle_t cublas)
   /* Shapes: every dtype, group, K and N; M, mode and the options cycle. */
   for (int di = 0; di < 2; di++)
     for (int gi = 0; gi < 4; gi++)
-      for (int ki = 0; ki < 7; ki++)
+      for (int ki = 0; ki < (int) G_N_ELEMENTS (Ks); ki++)
         for (int ni = 0; ni < 3; ni++, n_cases++) {
           const int i = n_cases;
           Sam2TestCase c = {
