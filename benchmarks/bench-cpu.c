@@ -6,7 +6,9 @@
  * encoder runs, the encoder latency (median) and
  * the GFLOP/s it achieves (FLOPs counted from the model's geometry, 2 per multiply-add, the
  * same convention as PyTorch's FLOP counter), the decoder latency per prompt, and the peak
- * resident memory. A benchmark, not a test: it asserts nothing. */
+ * resident memory; and which attention path the CPU backend takes on this machine. A benchmark,
+ * not a test: it asserts nothing. */
+#include "attention-cpu.h"
 #include "bench-common.h"
 #include "config.h"
 #include "model.h"
@@ -92,6 +94,11 @@ main (int argc, char **argv)
   GError *error = NULL;
   const int S = sam2_model_get_image_size (model);
   g_print ("threads: %d\n", sam2_get_num_threads ());
+  /* which attention the backend runs for the encoder's head_dim 96 (attention-cpu.h) */
+  const Sam2AttentionArgs probe = { .head_dim = 96 };
+  g_print ("attention: %s\n", sam2_cpu_flash_supported (&probe)
+           ? "fused AVX2 (SAM2_CPU_ATTENTION=sgemm for oneDNN sgemm)"
+           : "oneDNN sgemm + softmax (SAM2_CPU_ATTENTION=fused for the fused AVX2 kernel)");
   g_print ("oneDNN sgemm (best of 1.5 s), GFLOP/s:\n");
   static const int shapes[][3] = { { 4096, 384, 1536 }, { 4096, 1536, 384 }, { 65536, 96, 288 },
                                    { 16384, 192, 768 }, { 2048, 2048, 2048 } };

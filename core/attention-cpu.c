@@ -323,13 +323,34 @@ flash_task_avx2 (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
 }
 #endif
 
+#ifdef FLASH_X86
+/* Whether this machine runs the fused path: AVX2 and FMA, and no AVX-512F unless
+ * SAM2_CPU_ATTENTION=fused asks for it (=sgemm turns the fused path off anywhere). On the
+ * 16-core AVX-512 Xeon of the GPU machines the encoder's attention took 98.9 ms through oneDNN's
+ * sgemm (which uses AVX-512 there) and 132.5 ms through this AVX2 kernel (16 threads, FP32,
+ * sam2-bench-cpu, two sessions on the same machine type); on the AVX2-only development machine the
+ * fused path is the faster one (README). */
+static gboolean
+flash_wanted (void)
+{
+  const char *e = g_getenv ("SAM2_CPU_ATTENTION");
+  if (e != NULL && g_ascii_strcasecmp (e, "sgemm") == 0)
+    return FALSE;
+  if (!__builtin_cpu_supports ("avx2") || !__builtin_cpu_supports ("fma"))
+    return FALSE;
+  if (e != NULL && g_ascii_strcasecmp (e, "fused") == 0)
+    return TRUE;
+  return !__builtin_cpu_supports ("avx512f");
+}
+#endif
+
 gboolean
 sam2_cpu_flash_supported (const Sam2AttentionArgs *a)
 {
 #ifdef FLASH_X86
   static int cpu_ok = -1;
   if (cpu_ok < 0)
-    cpu_ok = __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
+    cpu_ok = flash_wanted ();
   return cpu_ok && a->head_dim % 8 == 0 && a->head_dim > 0;
 #else
   return FALSE;

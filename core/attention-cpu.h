@@ -3,8 +3,10 @@
  * Per task (one sequence, one head, up to SAM2_FLASH_ROWS queries) the keys are swept in blocks of
  * SAM2_FLASH_KEYS with an online softmax: the scores of a few queries against one key block stay
  * in L1, the block's packed keys and its values in L2, and the output accumulates in the task's
- * scratch, rescaled when a row's running max grows. Where the CPU lacks AVX2 / FMA, or head_dim
- * is not a multiple of 8, the backend keeps its sgemm + softmax path. Layouts as in backend.h. */
+ * scratch, rescaled when a row's running max grows. Where the CPU lacks AVX2 / FMA, has AVX-512
+ * (oneDNN's sgemm was faster there), or head_dim is not a multiple of 8, the backend keeps its
+ * sgemm + softmax path; SAM2_CPU_ATTENTION=fused or =sgemm overrides the choice (read once).
+ * Layouts as in backend.h. */
 #ifndef SAM2_ATTENTION_CPU_H
 #define SAM2_ATTENTION_CPU_H
 
@@ -18,7 +20,7 @@ G_BEGIN_DECLS
  * head_dim 96, still fit a 512 KB L2) */
 #define SAM2_FLASH_KEYS 512
 
-/* TRUE when sam2_cpu_flash_* can run `a` on this CPU. */
+/* TRUE when the backend runs `a` with sam2_cpu_flash_* on this CPU (see above). */
 gboolean sam2_cpu_flash_supported (const Sam2AttentionArgs *a);
 
 /* Floats of one (sequence, head)'s packed keys: len_k rounded up to 16, times head_dim. */

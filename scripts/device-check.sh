@@ -198,6 +198,9 @@ step_cpu () {
   for n in ${CPU_THREADS:-16}; do
     "$BIN/sam2-bench-cpu" --model "$WORK/models/tiny" --threads $n --iterations 3
     "$BIN/sam2-bench-cpu" --model "$q" --threads $n --iterations 3
+    # the other attention path (the default takes oneDNN's sgemm on AVX-512 machines)
+    SAM2_CPU_ATTENTION=fused "$BIN/sam2-bench-cpu" --model "$WORK/models/tiny" --threads $n \
+      --iterations 3
   done
 }
 
