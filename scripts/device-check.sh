@@ -290,32 +290,25 @@ limit_of () {
   esac
 }
 
+# After the tests step: a kernel path whose checks failed stays out of the measurements that
+# follow. Each line: the switch that turns the path off, then the pattern of its failed checks.
+fallback_rules=(
+  "SAM2_ATTENTION_KERNEL=v1|^FAIL .*\[f16 mma v2\]"
+  "SAM2_CUDA_LT_EPILOGUE=0|^FAIL .*gemm_f16_bias_nt"
+  "SAM2_CUDA_FUSED_MLP=0|^FAIL .*(layer_norm_f16|activation_to_f16)|fused and as three ops differ"
+  "SAM2_W4A8_KERNEL=v1|^v2: .*FAIL"
+  "SAM2_CUDA_SMALL_M=0|^FAIL .*linear_f16_small_m"
+)
 fallbacks=""
 for s in "${steps[@]}"; do
   run_step "$s" "$(limit_of "$s")" bash -c "$(declare -f); $(declare -p BIN PACK WORK OUT LOG); step_$s"
   if [ "$s" = tests ] && [ -f "$LOG/tests.log" ]; then
-    # a new kernel path that failed its checks stays out of the measurements that follow
-    if grep -q -E '^FAIL .*\[f16 mma v2\]' "$LOG/tests.log"; then
-      export SAM2_ATTENTION_KERNEL=v1
-      fallbacks="$fallbacks SAM2_ATTENTION_KERNEL=v1"
-    fi
-    if grep -q -E '^FAIL .*gemm_f16_bias_nt' "$LOG/tests.log"; then
-      export SAM2_CUDA_LT_EPILOGUE=0
-      fallbacks="$fallbacks SAM2_CUDA_LT_EPILOGUE=0"
-    fi
-    if grep -q -E '^FAIL .*(layer_norm_f16|activation_to_f16)|fused and as three ops differ' \
-         "$LOG/tests.log"; then
-      export SAM2_CUDA_FUSED_MLP=0
-      fallbacks="$fallbacks SAM2_CUDA_FUSED_MLP=0"
-    fi
-    if grep -q -E '^v2: .*FAIL' "$LOG/tests.log"; then
-      export SAM2_W4A8_KERNEL=v1
-      fallbacks="$fallbacks SAM2_W4A8_KERNEL=v1"
-    fi
-    if grep -q -E '^FAIL .*linear_f16_small_m' "$LOG/tests.log"; then
-      export SAM2_CUDA_SMALL_M=0
-      fallbacks="$fallbacks SAM2_CUDA_SMALL_M=0"
-    fi
+    for rule in "${fallback_rules[@]}"; do
+      if grep -q -E "${rule#*|}" "$LOG/tests.log"; then
+        export "${rule%%|*}"
+        fallbacks="$fallbacks ${rule%%|*}"
+      fi
+    done
   fi
 done
 
