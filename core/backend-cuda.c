@@ -9,7 +9,9 @@
  * to the device (FP32, or FP16 for SAM2_PRECISION_FP16, or the repacked W4A8 blob and its float
  * parts for quantized layers) into a cache keyed by the host Sam2Linear / Sam2LayerNorm pointer,
  * which the model never moves. In FP16 precision the attention products run on the tensor cores
- * too (sam2_cuda_attention_f16). Scratch (FP16 activations, the W4A8 workspace) grows to the
+ * too (sam2_cuda_attention_f16), the linear layers through cuBLASLt with their bias in its
+ * epilogue (a few token rows through sam2_cuda_linear_f16_small_m), and the blocks' MLP halves
+ * without float intermediates (cuda_norm_mlp). Scratch (FP16 activations, the W4A8 workspace) grows to the
  * largest need it has seen: the first frame sizes it (the encoder's layers are the widest, so a
  * later prompt with more points does not grow it either), and after that nothing is allocated
  * per frame. All of it is freed in destroy.
@@ -902,7 +904,6 @@ cuda_norm_mlp (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sa
   return status;
 }
 
-
 static int
 cuda_window_partition (Sam2Backend *b, const float *x, int H, int W, int C, int ws, float *win)
 {
@@ -1181,7 +1182,6 @@ graphs_free (Sam2BackendCuda *cu)
   memset (cu->slots, 0, sizeof cu->slots);
 }
 
-/* SAM2_CUDA_GRAPHS: unset or anything but 0 / off / no / false means on. */
 /* An on-by-default switch from the environment: 0 / off / no / false turn it off. */
 static gboolean
 env_switch_on (const char *name)
@@ -1502,11 +1502,11 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
     cu->cublas_ws = NULL;
   }
   cu->graphs = env_switch_on ("SAM2_CUDA_GRAPHS") && cu->cublas_ws != NULL;
+  cu->small_m = env_switch_on ("SAM2_CUDA_SMALL_M");   /* 0: cuBLAS for every row count */
+  cu->fused_mlp = env_switch_on ("SAM2_CUDA_FUSED_MLP"); /* 0: norm_mlp as its three ops */
   /* cuBLASLt for the FP16 GEMMs with their bias (and residual) in its epilogue, on the same
    * workspace (one stream: the two libraries never run at once); SAM2_CUDA_LT_EPILOGUE=0 keeps
    * cublasGemmEx and the separate bias pass, for comparison */
-  cu->small_m = env_switch_on ("SAM2_CUDA_SMALL_M");   /* 0: cuBLAS for every row count */
-  cu->fused_mlp = env_switch_on ("SAM2_CUDA_FUSED_MLP"); /* 0: norm_mlp as its three ops */
   if (cu->cublas_ws != NULL && env_switch_on ("SAM2_CUDA_LT_EPILOGUE")
       && cublasLtCreate (&cu->cublaslt) != CUBLAS_STATUS_SUCCESS)
     cu->cublaslt = NULL;

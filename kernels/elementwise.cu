@@ -1,5 +1,6 @@
 /* elementwise.cu: the element-wise launchers of kernels.h (bias + activation + residual, add,
- * add_row, LayerNorm, softmax, column scaling), each one pass over memory.
+ * add_row, LayerNorm and LayerNorm to FP16, activation to FP16, softmax, column scaling), each one
+ * pass over memory.
  *
  * The flat kernels are grid-stride loops over float4 when every pointer is 16-byte aligned (and,
  * for the per-row operands, the row length a multiple of 4), with a scalar tail; otherwise
