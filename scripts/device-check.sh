@@ -5,8 +5,9 @@
 #   [BUDGET=SECONDS] bash scripts/device-check.sh [STEP...]   (default: every step, see below)
 #
 # Steps: env, shapesfx (the packed fixtures: sam2-shapes, mini-hash), fixtures (those and the
-# tiny-hash reference), tinyref (fixtures, then the tiny-hash end-to-end tests), tests, gemm, torch, quantize, calib, bench, cpu, shapes, pipeline, sizes
-# (small and base-plus), large. Each runs under its own time limit, cut to what is left of
+# tiny-hash reference), tinyref (fixtures, then the tiny-hash end-to-end tests), tests, gemm,
+# torch, quantize, calib, bench, cpu, shapes, pipeline, sizes (small and base-plus), large. Each
+# runs under its own time limit, cut to what is left of
 # BUDGET seconds (default 420) for the whole call, so the summary is always written; each logs to
 # /tmp/sam2-steps/<step>.log, appended to $OUT/all.log as it ends and packed into $OUT/steps.tgz
 # at the end (the device tool brings both back). A failing step does not stop the others: one
