@@ -25,6 +25,7 @@
 #include "image.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 /* Every float and double operation below is rounded where torch's build rounds it, and fused
@@ -708,6 +709,7 @@ sam2_lerp_index (int o, int in_size, int out_size, float scale, gboolean fused)
  * second copy of the row kernel is built for FMA hardware and picked at run time. */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__FMA__)
 #define SAM2_IMAGE_FMA_DISPATCH 1
+#include <immintrin.h>
 #endif
 #ifdef __GNUC__
 #define SAM2_ALWAYS_INLINE inline __attribute__ ((always_inline))
@@ -720,7 +722,8 @@ typedef struct {
   int src_h, src_w, out_h, out_w;
   float scale_h, scale_w;
   gboolean small;      /* out_h + out_w <= 128: torch's channels-last kernel */
-  float *dst;
+  float *dst;          /* output row y at dst + (y - dst_row0) * out_w */
+  int dst_row0;
 } Sam2Upsample;
 
 /* upsample_generic_Nd_kernel_impl<2, HelperInterpLinear>: Interpolate<2, ..., 2> evaluates
@@ -766,7 +769,7 @@ sam2_upsample_rows_body (const Sam2Upsample *u, int y_begin, int y_end)
       Sam2Lerp h = sam2_lerp_index (y, u->src_h, u->out_h, u->scale_h, u->small);
       const float *r0 = u->src + (size_t) h.i0 * u->src_w;
       const float *r1 = u->src + (size_t) h.i1 * u->src_w;
-      float *d = u->dst + (size_t) y * u->out_w + x0;
+      float *d = u->dst + (size_t) (y - u->dst_row0) * u->out_w + x0;
       if (u->small)
         sam2_upsample_span_small (r0, r1, h, ws, n, d);
       else
@@ -799,6 +802,99 @@ sam2_upsample_rows_fn (void)
     return sam2_upsample_rows_fma;
 #endif
   return sam2_upsample_rows;
+}
+
+/* The generic kernel, separably. Its per-pixel arithmetic, fma(fma(r0[i0], l0, r0[i1] * l1),
+ * h.l0, fma(r1[i0], l0, r1[i1] * l1) * h.l1), has an inner term per (source row, output column):
+ * computing it once per source row (T, the columns pass) and blending two rows of T per output
+ * row (the rows pass) does the same operations on the same values, so the same bits, with the
+ * column interpolation done out_h / src_h times less often and a rows pass that vectorises. */
+static SAM2_ALWAYS_INLINE void
+sam2_upsample_columns_body (const Sam2Upsample *u, int r_begin, int r_end, float *T)
+{
+  Sam2Lerp ws[SAM2_UPSAMPLE_CHUNK];
+  for (int x0 = 0; x0 < u->out_w; x0 += SAM2_UPSAMPLE_CHUNK) {
+    int n = MIN (SAM2_UPSAMPLE_CHUNK, u->out_w - x0);
+    for (int i = 0; i < n; i++)
+      ws[i] = sam2_lerp_index (x0 + i, u->src_w, u->out_w, u->scale_w, FALSE);
+    for (int r = r_begin; r < r_end; r++) {
+      const float *row = u->src + (size_t) r * u->src_w;
+      float *t = T + (size_t) r * u->out_w + x0;
+      for (int i = 0; i < n; i++)
+        t[i] = fmaf (row[ws[i].i0], ws[i].l0, row[ws[i].i1] * ws[i].l1);
+    }
+  }
+}
+
+/* Output rows [y_begin, y_end) from T into dst (row y at dst + (y - y_begin) * out_w). */
+static SAM2_ALWAYS_INLINE void
+sam2_upsample_blend_rows (const Sam2Upsample *u, const float *T, int y_begin, int y_end,
+                          float *dst)
+{
+  for (int y = y_begin; y < y_end; y++) {
+    Sam2Lerp h = sam2_lerp_index (y, u->src_h, u->out_h, u->scale_h, FALSE);
+    const float *t0 = T + (size_t) h.i0 * u->out_w, *t1 = T + (size_t) h.i1 * u->out_w;
+    float *d = dst + (size_t) (y - y_begin) * u->out_w;
+    for (int x = 0; x < u->out_w; x++)
+      d[x] = fmaf (t0[x], h.l0, t1[x] * h.l1);
+  }
+}
+
+static void
+sam2_upsample_columns (const Sam2Upsample *u, int r_begin, int r_end, float *T)
+{
+  sam2_upsample_columns_body (u, r_begin, r_end, T);
+}
+
+static void
+sam2_upsample_blend (const Sam2Upsample *u, const float *T, int y_begin, int y_end, float *dst)
+{
+  sam2_upsample_blend_rows (u, T, y_begin, y_end, dst);
+}
+
+#ifdef SAM2_IMAGE_FMA_DISPATCH
+__attribute__ ((target ("fma"))) static void
+sam2_upsample_columns_fma (const Sam2Upsample *u, int r_begin, int r_end, float *T)
+{
+  sam2_upsample_columns_body (u, r_begin, r_end, T);
+}
+
+/* the blend with AVX2 FMAs: _mm256_fmadd_ps is fmaf lane by lane (one rounding) */
+__attribute__ ((target ("avx2,fma"))) static void
+sam2_upsample_blend_avx2 (const Sam2Upsample *u, const float *T, int y_begin, int y_end,
+                          float *dst)
+{
+  for (int y = y_begin; y < y_end; y++) {
+    Sam2Lerp h = sam2_lerp_index (y, u->src_h, u->out_h, u->scale_h, FALSE);
+    const float *t0 = T + (size_t) h.i0 * u->out_w, *t1 = T + (size_t) h.i1 * u->out_w;
+    float *d = dst + (size_t) (y - y_begin) * u->out_w;
+    const __m256 l0 = _mm256_set1_ps (h.l0), l1 = _mm256_set1_ps (h.l1);
+    int x = 0;
+    for (; x + 8 <= u->out_w; x += 8)
+      _mm256_storeu_ps (d + x, _mm256_fmadd_ps (_mm256_loadu_ps (t0 + x), l0,
+                                                _mm256_mul_ps (_mm256_loadu_ps (t1 + x), l1)));
+    for (; x < u->out_w; x++)
+      d[x] = fmaf (t0[x], h.l0, t1[x] * h.l1);
+  }
+}
+#endif
+
+typedef void (*Sam2UpsampleColumnsFn) (const Sam2Upsample *u, int r_begin, int r_end, float *T);
+typedef void (*Sam2UpsampleBlendFn) (const Sam2Upsample *u, const float *T, int y_begin, int y_end,
+                                     float *dst);
+
+static void
+sam2_upsample_separable_fns (Sam2UpsampleColumnsFn *columns, Sam2UpsampleBlendFn *blend)
+{
+  *columns = sam2_upsample_columns;
+  *blend = sam2_upsample_blend;
+#ifdef SAM2_IMAGE_FMA_DISPATCH
+  if (__builtin_cpu_supports ("fma")) {
+    *columns = sam2_upsample_columns_fma;
+    if (__builtin_cpu_supports ("avx2"))
+      *blend = sam2_upsample_blend_avx2;
+  }
+#endif
 }
 
 /* Rows per parallel work item. */
@@ -838,6 +934,101 @@ sam2_threshold (const float *src, size_t n, float threshold, guint8 *dst)
   return count;
 }
 
+size_t
+sam2_upsample_threshold_scratch (int src_h, int out_h, int out_w)
+{
+  if (src_h <= 0 || out_h <= 0 || out_w <= 0)
+    return 0;
+  const int n_blocks = (out_h + SAM2_UPSAMPLE_BLOCK - 1) / SAM2_UPSAMPLE_BLOCK;
+  const size_t blocks = (size_t) MIN (n_blocks, sam2_get_num_threads ()) * SAM2_UPSAMPLE_BLOCK
+                        * out_w;
+  return (size_t) src_h * out_w + blocks;   /* T of the separable path, then one block each */
+}
+
+size_t
+sam2_upsample_threshold (const float *src, int src_h, int src_w, int out_h, int out_w,
+                         float threshold, float *scratch, guint8 *dst)
+{
+  g_return_val_if_fail (src != NULL && scratch != NULL && dst != NULL, 0);
+  g_return_val_if_fail (src_h > 0 && src_w > 0 && out_h > 0 && out_w > 0, 0);
+
+  const Sam2Upsample u = {
+    .src = src, .src_h = src_h, .src_w = src_w, .out_h = out_h, .out_w = out_w,
+    .scale_h = (float) src_h / (float) out_h, .scale_w = (float) src_w / (float) out_w,
+    .small = out_h + out_w <= 128,
+  };
+  const int n_blocks = (out_h + SAM2_UPSAMPLE_BLOCK - 1) / SAM2_UPSAMPLE_BLOCK;
+  float *T = scratch;                                    /* (src_h, out_w) */
+  float *blocks = scratch + (size_t) src_h * out_w;      /* (threads, BLOCK, out_w) */
+  /* as many threads as the scratch was sized for, at most */
+  const size_t block_floats = (size_t) SAM2_UPSAMPLE_BLOCK * out_w;
+  const int threads = (int) MAX (1, (sam2_upsample_threshold_scratch (src_h, out_h, out_w)
+                                     - (size_t) src_h * out_w) / block_floats);
+  const gboolean parallel = (gint64) out_h * out_w > 65536;
+  Sam2UpsampleRowsFn rows = sam2_upsample_rows_fn ();
+  Sam2UpsampleColumnsFn columns;
+  Sam2UpsampleBlendFn blend;
+  sam2_upsample_separable_fns (&columns, &blend);
+  if (!u.small) {
+    const int row_blocks = (src_h + SAM2_UPSAMPLE_BLOCK - 1) / SAM2_UPSAMPLE_BLOCK;
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+    for (int b = 0; b < row_blocks; b++)
+      columns (&u, b * SAM2_UPSAMPLE_BLOCK, MIN (src_h, (b + 1) * SAM2_UPSAMPLE_BLOCK), T);
+  }
+  size_t count = 0;
+#pragma omp parallel for schedule(static) reduction(+ : count) num_threads(threads) if (parallel)
+  for (int b = 0; b < n_blocks; b++) {
+    const int y0 = b * SAM2_UPSAMPLE_BLOCK, y1 = MIN (out_h, y0 + SAM2_UPSAMPLE_BLOCK);
+    float *block = blocks + (size_t) omp_get_thread_num () * block_floats;
+    if (u.small) {
+      /* torch's other kernel (combined weights): row by row as sam2_upsample_bilinear */
+      Sam2Upsample ub = u;
+      ub.dst = block;
+      ub.dst_row0 = y0;
+      rows (&ub, y0, y1);
+    } else {
+      blend (&u, T, y0, y1, block);
+    }
+    count += sam2_threshold (block, (size_t) (y1 - y0) * out_w, threshold,
+                             dst + (size_t) y0 * out_w);
+  }
+  return count;
+}
+
+/* Index of the first / last non-zero byte of row[0..n), or -1: eight bytes at a time through
+ * the zeros (a mask row is mostly zeros; byte by byte this was 2 ms of a 1080p frame). */
+static int
+first_nonzero (const guint8 *row, int n)
+{
+  int x = 0;
+  for (; x + 8 <= n; x += 8) {
+    guint64 w;
+    memcpy (&w, row + x, sizeof w);
+    if (w != 0)
+      break;
+  }
+  for (; x < n; x++)
+    if (row[x])
+      return x;
+  return -1;
+}
+
+static int
+last_nonzero (const guint8 *row, int n)
+{
+  int end = n;
+  for (; end >= 8; end -= 8) {
+    guint64 w;
+    memcpy (&w, row + end - 8, sizeof w);
+    if (w != 0)
+      break;
+  }
+  for (int x = end - 1; x >= 0; x--)
+    if (row[x])
+      return x;
+  return -1;
+}
+
 Sam2Box
 sam2_mask_box (const guint8 *mask, int width, int height)
 {
@@ -849,18 +1040,11 @@ sam2_mask_box (const guint8 *mask, int width, int height)
   int x0 = width, y0 = height, x1 = -1, y1 = -1;
   for (int y = 0; y < height; y++) {
     const guint8 *row = mask + (size_t) y * width;
-    int first = -1, last = -1;
-    for (int x = 0; x < width; x++) {
-      if (row[x]) {
-        if (first < 0)
-          first = x;
-        last = x;
-      }
-    }
+    const int first = first_nonzero (row, width);
     if (first < 0)
       continue;
     x0 = MIN (x0, first);
-    x1 = MAX (x1, last);
+    x1 = MAX (x1, last_nonzero (row, width));
     if (y1 < 0)
       y0 = y;
     y1 = y;

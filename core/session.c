@@ -887,13 +887,15 @@ frame_masks (Sam2Session *s, Sam2Result *r, float threshold, GError **error)
     s->res_boxes = g_try_new (Sam2Box, n);
     s->res_boxes_capacity = s->res_boxes ? n : 0;
   }
-  if (s->upsampled_capacity < plane) {
+  /* a few upsampled rows per thread, thresholded at once (sam2_upsample_threshold) */
+  const size_t scratch = sam2_upsample_threshold_scratch (r->mask_size, r->height, r->width);
+  if (s->upsampled_capacity < scratch) {
     g_free (s->upsampled);
-    s->upsampled = g_try_new (float, plane);
-    s->upsampled_capacity = s->upsampled ? plane : 0;
+    s->upsampled = g_try_new (float, scratch);
+    s->upsampled_capacity = s->upsampled ? scratch : 0;
   }
   if (s->res_masks_capacity < n * plane || s->res_boxes_capacity < n
-      || s->upsampled_capacity < plane) {
+      || s->upsampled_capacity < scratch) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
                  "out of memory for %zu masks of %dx%d", n, r->width, r->height);
     return FALSE;
@@ -901,9 +903,8 @@ frame_masks (Sam2Session *s, Sam2Result *r, float threshold, GError **error)
   const size_t ms2 = (size_t) r->mask_size * r->mask_size;
   for (size_t i = 0; i < n; i++) {
     guint8 *mask = s->res_masks + i * plane;
-    sam2_upsample_bilinear (r->lowres_logits + i * ms2, r->mask_size, r->mask_size, s->upsampled,
-                            r->height, r->width);
-    sam2_threshold (s->upsampled, plane, threshold, mask);
+    sam2_upsample_threshold (r->lowres_logits + i * ms2, r->mask_size, r->mask_size, r->height,
+                             r->width, threshold, s->upsampled, mask);
     s->res_boxes[i] = sam2_mask_box (mask, r->width, r->height);
   }
   r->masks = s->res_masks;

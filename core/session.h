@@ -97,7 +97,7 @@ struct _Sam2Session {
   guint8 *res_masks;
   Sam2Box *res_boxes;
   size_t res_boxes_capacity;
-  float *upsampled;            /* (height, width) scratch for one mask */
+  float *upsampled;            /* sam2_upsample_threshold's scratch for one mask */
   size_t upsampled_capacity;
   Sam2Prompt *scaled_prompts;  /* frame prompts scaled to the model input */
   Sam2Point *scaled_points;    /* (capacity, SAM2_MAX_POINTS_PER_OBJECT) */

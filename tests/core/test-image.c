@@ -617,6 +617,89 @@ test_mask_box (void)
   assert_box (sam2_mask_box (mask, W, H), 0, 0, W - 1, H - 1);
 }
 
+/* The box of random masks (sparse blobs and scattered bytes, widths around the 8-byte steps)
+ * against a plain scan of every byte. */
+static void
+test_mask_box_random (void)
+{
+  static const int sizes[][2] = { { 1, 1 }, { 7, 3 }, { 8, 2 }, { 9, 5 }, { 15, 4 }, { 16, 16 },
+                                  { 17, 9 }, { 64, 33 }, { 1920, 12 } };
+  GRand *r = g_rand_new_with_seed (2711);
+  for (guint si = 0; si < G_N_ELEMENTS (sizes); si++) {
+    const int W = sizes[si][0], H = sizes[si][1];
+    guint8 *mask = g_new0 (guint8, (size_t) W * H);
+    for (int trial = 0; trial < 50; trial++) {
+      memset (mask, 0, (size_t) W * H);
+      const int set = g_rand_int_range (r, 0, 4);
+      for (int k = 0; k < set; k++)
+        mask[g_rand_int_range (r, 0, W * H)] = (guint8) g_rand_int_range (r, 1, 256);
+      int x0 = W, y0 = H, x1 = -1, y1 = -1;
+      for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+          if (mask[(size_t) y * W + x]) {
+            x0 = MIN (x0, x);
+            x1 = MAX (x1, x);
+            y0 = MIN (y0, y);
+            y1 = MAX (y1, y);
+          }
+      if (y1 < 0)
+        assert_box (sam2_mask_box (mask, W, H), 0, 0, -1, -1);
+      else
+        assert_box (sam2_mask_box (mask, W, H), x0, y0, x1, y1);
+    }
+    g_free (mask);
+  }
+  g_rand_free (r);
+}
+
+/* sam2_upsample_threshold against sam2_upsample_bilinear then sam2_threshold: the same bytes and
+ * count, for a 1080p frame, small outputs (torch's other kernel), heights that leave a partial
+ * last block, one row, and fewer threads than when the scratch was sized. */
+static void
+test_upsample_threshold (void)
+{
+  static const int outs[][2] = { { 1080, 1920 }, { 37, 45 }, { 50, 60 }, { 1, 300 }, { 17, 3 },
+                                 { 256, 256 } };
+  const int ms = 64;
+  float *src = hash_plane (91, ms, ms);
+  for (guint i = 0; i < G_N_ELEMENTS (outs); i++) {
+    const int oh = outs[i][0], ow = outs[i][1];
+    const size_t n = (size_t) oh * ow;
+    float *plane = g_new (float, n);
+    guint8 *want = g_new (guint8, n), *got = g_new (guint8, n);
+    sam2_upsample_bilinear (src, ms, ms, plane, oh, ow);
+    const float threshold = 0.25f;
+    const size_t want_count = sam2_threshold (plane, n, threshold, want);
+    float *scratch = g_new (float, sam2_upsample_threshold_scratch (ms, oh, ow));
+    memset (got, 0xaa, n);
+    const size_t got_count = sam2_upsample_threshold (src, ms, ms, oh, ow, threshold, scratch, got);
+    g_assert_cmpuint (got_count, ==, want_count);
+    g_assert_cmpmem (got, n, want, n);
+    g_free (scratch);
+    g_free (plane);
+    g_free (want);
+    g_free (got);
+  }
+  /* a scratch sized for one thread, used with one */
+  const int saved = sam2_get_num_threads ();
+  sam2_set_num_threads (1);
+  const size_t one = sam2_upsample_threshold_scratch (ms, 1080, 1920);
+  g_assert_cmpuint (one, ==, (size_t) (ms + 16) * 1920);
+  float *scratch = g_new (float, one);
+  guint8 *a = g_new (guint8, 1080 * 1920), *b = g_new (guint8, 1080 * 1920);
+  float *plane = g_new (float, 1080 * 1920);
+  sam2_upsample_bilinear (src, ms, ms, plane, 1080, 1920);
+  sam2_threshold (plane, (size_t) 1080 * 1920, 0.0f, a);
+  sam2_upsample_threshold (src, ms, ms, 1080, 1920, 0.0f, scratch, b);
+  g_assert_cmpmem (a, 1080 * 1920, b, 1080 * 1920);
+  sam2_set_num_threads (saved);
+  g_free (scratch);
+  g_free (plane);
+  g_free (a);
+  g_free (b);
+  g_free (src);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -634,6 +717,8 @@ main (int argc, char **argv)
   g_test_add_func ("/image/resampler-errors", test_resampler_errors);
   g_test_add_func ("/image/threshold", test_threshold);
   g_test_add_func ("/image/mask-box", test_mask_box);
+  g_test_add_func ("/image/mask-box-random", test_mask_box_random);
+  g_test_add_func ("/image/upsample-threshold", test_upsample_threshold);
   int status = g_test_run ();
 #ifdef _OPENMP
   /* Joins libgomp's worker threads, which otherwise outlive main and leave valgrind reporting
