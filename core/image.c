@@ -826,30 +826,18 @@ sam2_upsample_columns_body (const Sam2Upsample *u, int r_begin, int r_end, float
   }
 }
 
-/* Output rows [y_begin, y_end) from T into dst (row y at dst + (y - y_begin) * out_w). */
-static SAM2_ALWAYS_INLINE void
-sam2_upsample_blend_rows (const Sam2Upsample *u, const float *T, int y_begin, int y_end,
-                          float *dst)
+/* d[x] = fma (t0[x], l0, t1[x] * l1): one output row blended from two rows of T. */
+static void
+sam2_upsample_blend_span (const float *t0, const float *t1, float l0, float l1, int n, float *d)
 {
-  for (int y = y_begin; y < y_end; y++) {
-    Sam2Lerp h = sam2_lerp_index (y, u->src_h, u->out_h, u->scale_h, FALSE);
-    const float *t0 = T + (size_t) h.i0 * u->out_w, *t1 = T + (size_t) h.i1 * u->out_w;
-    float *d = dst + (size_t) (y - y_begin) * u->out_w;
-    for (int x = 0; x < u->out_w; x++)
-      d[x] = fmaf (t0[x], h.l0, t1[x] * h.l1);
-  }
+  for (int x = 0; x < n; x++)
+    d[x] = fmaf (t0[x], l0, t1[x] * l1);
 }
 
 static void
 sam2_upsample_columns (const Sam2Upsample *u, int r_begin, int r_end, float *T)
 {
   sam2_upsample_columns_body (u, r_begin, r_end, T);
-}
-
-static void
-sam2_upsample_blend (const Sam2Upsample *u, const float *T, int y_begin, int y_end, float *dst)
-{
-  sam2_upsample_blend_rows (u, T, y_begin, y_end, dst);
 }
 
 #ifdef SAM2_IMAGE_FMA_DISPATCH
@@ -859,40 +847,48 @@ sam2_upsample_columns_fma (const Sam2Upsample *u, int r_begin, int r_end, float 
   sam2_upsample_columns_body (u, r_begin, r_end, T);
 }
 
-/* the blend with AVX2 FMAs: _mm256_fmadd_ps is fmaf lane by lane (one rounding) */
+/* the span with AVX2 FMAs: _mm256_fmadd_ps is fmaf lane by lane (one rounding) */
 __attribute__ ((target ("avx2,fma"))) static void
-sam2_upsample_blend_avx2 (const Sam2Upsample *u, const float *T, int y_begin, int y_end,
-                          float *dst)
+sam2_upsample_blend_span_avx2 (const float *t0, const float *t1, float l0, float l1, int n,
+                               float *d)
 {
-  for (int y = y_begin; y < y_end; y++) {
-    Sam2Lerp h = sam2_lerp_index (y, u->src_h, u->out_h, u->scale_h, FALSE);
-    const float *t0 = T + (size_t) h.i0 * u->out_w, *t1 = T + (size_t) h.i1 * u->out_w;
-    float *d = dst + (size_t) (y - y_begin) * u->out_w;
-    const __m256 l0 = _mm256_set1_ps (h.l0), l1 = _mm256_set1_ps (h.l1);
-    int x = 0;
-    for (; x + 8 <= u->out_w; x += 8)
-      _mm256_storeu_ps (d + x, _mm256_fmadd_ps (_mm256_loadu_ps (t0 + x), l0,
-                                                _mm256_mul_ps (_mm256_loadu_ps (t1 + x), l1)));
-    for (; x < u->out_w; x++)
-      d[x] = fmaf (t0[x], h.l0, t1[x] * h.l1);
-  }
+  const __m256 v0 = _mm256_set1_ps (l0), v1 = _mm256_set1_ps (l1);
+  int x = 0;
+  for (; x + 8 <= n; x += 8)
+    _mm256_storeu_ps (d + x, _mm256_fmadd_ps (_mm256_loadu_ps (t0 + x), v0,
+                                              _mm256_mul_ps (_mm256_loadu_ps (t1 + x), v1)));
+  for (; x < n; x++)
+    d[x] = fmaf (t0[x], l0, t1[x] * l1);
 }
 #endif
 
+typedef void (*Sam2UpsampleBlendFn) (const float *t0, const float *t1, float l0, float l1, int n,
+                                     float *d);
+
+/* Output rows [y_begin, y_end) from T into dst (row y at dst + (y - y_begin) * out_w). */
+static void
+sam2_upsample_blend (const Sam2Upsample *u, Sam2UpsampleBlendFn span, const float *T, int y_begin,
+                     int y_end, float *dst)
+{
+  for (int y = y_begin; y < y_end; y++) {
+    Sam2Lerp h = sam2_lerp_index (y, u->src_h, u->out_h, u->scale_h, FALSE);
+    span (T + (size_t) h.i0 * u->out_w, T + (size_t) h.i1 * u->out_w, h.l0, h.l1, u->out_w,
+          dst + (size_t) (y - y_begin) * u->out_w);
+  }
+}
+
 typedef void (*Sam2UpsampleColumnsFn) (const Sam2Upsample *u, int r_begin, int r_end, float *T);
-typedef void (*Sam2UpsampleBlendFn) (const Sam2Upsample *u, const float *T, int y_begin, int y_end,
-                                     float *dst);
 
 static void
-sam2_upsample_separable_fns (Sam2UpsampleColumnsFn *columns, Sam2UpsampleBlendFn *blend)
+sam2_upsample_separable_fns (Sam2UpsampleColumnsFn *columns, Sam2UpsampleBlendFn *span)
 {
   *columns = sam2_upsample_columns;
-  *blend = sam2_upsample_blend;
+  *span = sam2_upsample_blend_span;
 #ifdef SAM2_IMAGE_FMA_DISPATCH
   if (__builtin_cpu_supports ("fma")) {
     *columns = sam2_upsample_columns_fma;
     if (__builtin_cpu_supports ("avx2"))
-      *blend = sam2_upsample_blend_avx2;
+      *span = sam2_upsample_blend_span_avx2;
   }
 #endif
 }
@@ -967,8 +963,8 @@ sam2_upsample_threshold (const float *src, int src_h, int src_w, int out_h, int 
   const gboolean parallel = (gint64) out_h * out_w > 65536;
   Sam2UpsampleRowsFn rows = sam2_upsample_rows_fn ();
   Sam2UpsampleColumnsFn columns;
-  Sam2UpsampleBlendFn blend;
-  sam2_upsample_separable_fns (&columns, &blend);
+  Sam2UpsampleBlendFn span;
+  sam2_upsample_separable_fns (&columns, &span);
   if (!u.small) {
     const int row_blocks = (src_h + SAM2_UPSAMPLE_BLOCK - 1) / SAM2_UPSAMPLE_BLOCK;
 #pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
@@ -987,7 +983,7 @@ sam2_upsample_threshold (const float *src, int src_h, int src_w, int out_h, int 
       ub.dst_row0 = y0;
       rows (&ub, y0, y1);
     } else {
-      blend (&u, T, y0, y1, block);
+      sam2_upsample_blend (&u, span, T, y0, y1, block);
     }
     count += sam2_threshold (block, (size_t) (y1 - y0) * out_w, threshold,
                              dst + (size_t) y0 * out_w);
