@@ -57,7 +57,8 @@ main (int argc, char **argv)
     const int W = frames[f][0], H = frames[f][1];
     const size_t plane = (size_t) W * H;
     float *up = g_new (float, plane);
-    float *scratch = g_new (float, sam2_upsample_threshold_scratch (MASK_SIZE, H, W));
+    const size_t scratch_floats = sam2_upsample_threshold_scratch (MASK_SIZE, H, W);
+    float *scratch = g_new (float, scratch_floats);
     guint8 *mask = g_new (guint8, plane);
     double two_pass = G_MAXDOUBLE, fused = G_MAXDOUBLE;
     volatile int sink = 0;
@@ -70,7 +71,8 @@ main (int argc, char **argv)
       }
       double t1 = now_ms ();
       for (int k = 0; k < REPEATS; k++) {
-        sam2_upsample_threshold (logits, MASK_SIZE, MASK_SIZE, H, W, 0.0f, scratch, mask);
+        sam2_upsample_threshold (logits, MASK_SIZE, MASK_SIZE, H, W, 0.0f, scratch,
+                                 scratch_floats, mask);
         sink += sam2_mask_box (mask, W, H).x1;
       }
       double t2 = now_ms ();

@@ -102,7 +102,8 @@ sam2_eval_set_run_full (Sam2Model *model, const char *path, const Sam2SessionOpt
     r->iou_scores[k] = g_new0 (float, N);
     r->logits[k] = g_new0 (float, (size_t) N * ms2);
   }
-  up = g_new (float, sam2_upsample_threshold_scratch (ms, H, W));   /* upsampling scratch */
+  const size_t up_floats = sam2_upsample_threshold_scratch (ms, H, W);
+  up = g_new (float, up_floats);   /* upsampling scratch */
   pred = g_new (guint8, plane);
   const guint8 *images = img->data, *masks = gt->data;
   gint64 t_encode = 0, t_decode = 0;
@@ -130,7 +131,7 @@ sam2_eval_set_run_full (Sam2Model *model, const char *path, const Sam2SessionOpt
         goto fail;
       memcpy (r->logits[k] + (size_t) i * ms2, res->lowres_logits, ms2 * sizeof (float));
       r->iou_scores[k][i] = res->iou_scores[0];
-      sam2_upsample_threshold (res->lowres_logits, ms, ms, H, W, 0.0f, up, pred);
+      sam2_upsample_threshold (res->lowres_logits, ms, ms, H, W, 0.0f, up, up_floats, pred);
       r->iou[k][i] = (float) sam2_mask_iou (pred, masks + (size_t) i * plane, plane);
     }
   }

@@ -943,10 +943,12 @@ sam2_upsample_threshold_scratch (int src_h, int out_h, int out_w)
 
 size_t
 sam2_upsample_threshold (const float *src, int src_h, int src_w, int out_h, int out_w,
-                         float threshold, float *scratch, guint8 *dst)
+                         float threshold, float *scratch, size_t scratch_floats, guint8 *dst)
 {
   g_return_val_if_fail (src != NULL && scratch != NULL && dst != NULL, 0);
   g_return_val_if_fail (src_h > 0 && src_w > 0 && out_h > 0 && out_w > 0, 0);
+  const size_t block_floats = (size_t) SAM2_UPSAMPLE_BLOCK * out_w;
+  g_return_val_if_fail (scratch_floats >= (size_t) src_h * out_w + block_floats, 0);
 
   const Sam2Upsample u = {
     .src = src, .src_h = src_h, .src_w = src_w, .out_h = out_h, .out_w = out_w,
@@ -956,10 +958,9 @@ sam2_upsample_threshold (const float *src, int src_h, int src_w, int out_h, int 
   const int n_blocks = (out_h + SAM2_UPSAMPLE_BLOCK - 1) / SAM2_UPSAMPLE_BLOCK;
   float *T = scratch;                                    /* (src_h, out_w) */
   float *blocks = scratch + (size_t) src_h * out_w;      /* (threads, BLOCK, out_w) */
-  /* as many threads as the scratch was sized for, at most */
-  const size_t block_floats = (size_t) SAM2_UPSAMPLE_BLOCK * out_w;
-  const int threads = (int) MAX (1, (sam2_upsample_threshold_scratch (src_h, out_h, out_w)
-                                     - (size_t) src_h * out_w) / block_floats);
+  /* as many threads as the scratch holds blocks, at most */
+  const int threads = (int) MIN ((scratch_floats - (size_t) src_h * out_w) / block_floats,
+                                 (size_t) MAX (1, sam2_get_num_threads ()));
   const gboolean parallel = (gint64) out_h * out_w > 65536;
   Sam2UpsampleRowsFn rows = sam2_upsample_rows_fn ();
   Sam2UpsampleColumnsFn columns;

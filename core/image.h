@@ -57,12 +57,14 @@ size_t sam2_threshold (const float *src, size_t n, float threshold, guint8 *dst)
 /* sam2_upsample_bilinear then sam2_threshold, the same bits, without the (out_h, out_w) float
  * plane: the columns are interpolated once per source row, then rows are blended a block at a
  * time into `scratch` and thresholded from there (for a 1080p mask from 256x256 logits, a fifth
- * of the interpolations and 8 MB less written and read back). `scratch` holds
- * sam2_upsample_threshold_scratch (src_h, out_h, out_w) floats, sized for the calling thread's
- * OpenMP thread count (sam2_get_num_threads) at that time. Returns the number of set pixels. */
+ * of the interpolations and 8 MB less written and read back). `scratch` holds `scratch_floats`
+ * floats: sam2_upsample_threshold_scratch (src_h, out_h, out_w) for a block per thread at the
+ * current thread count (sam2_get_num_threads); fewer threads run if it holds fewer blocks, and
+ * one block is the least. Returns the number of set pixels. */
 size_t sam2_upsample_threshold_scratch (int src_h, int out_h, int out_w);
 size_t sam2_upsample_threshold (const float *src, int src_h, int src_w, int out_h, int out_w,
-                                float threshold, float *scratch, guint8 *dst);
+                                float threshold, float *scratch, size_t scratch_floats,
+                                guint8 *dst);
 
 /* Inclusive bounding box of the non-zero pixels; { 0, 0, -1, -1 } (x1 < x0) when there are none. */
 Sam2Box sam2_mask_box (const guint8 *mask, int width, int height);

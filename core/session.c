@@ -904,7 +904,7 @@ frame_masks (Sam2Session *s, Sam2Result *r, float threshold, GError **error)
   for (size_t i = 0; i < n; i++) {
     guint8 *mask = s->res_masks + i * plane;
     sam2_upsample_threshold (r->lowres_logits + i * ms2, r->mask_size, r->mask_size, r->height,
-                             r->width, threshold, s->upsampled, mask);
+                             r->width, threshold, s->upsampled, s->upsampled_capacity, mask);
     s->res_boxes[i] = sam2_mask_box (mask, r->width, r->height);
   }
   r->masks = s->res_masks;

@@ -654,7 +654,7 @@ test_mask_box_random (void)
 
 /* sam2_upsample_threshold against sam2_upsample_bilinear then sam2_threshold: the same bytes and
  * count, for a 1080p frame, small outputs (torch's other kernel), heights that leave a partial
- * last block, one row, and fewer threads than when the scratch was sized. */
+ * last block, one row, and more threads than the scratch was sized for. */
 static void
 test_upsample_threshold (void)
 {
@@ -670,9 +670,11 @@ test_upsample_threshold (void)
     sam2_upsample_bilinear (src, ms, ms, plane, oh, ow);
     const float threshold = 0.25f;
     const size_t want_count = sam2_threshold (plane, n, threshold, want);
-    float *scratch = g_new (float, sam2_upsample_threshold_scratch (ms, oh, ow));
+    const size_t floats = sam2_upsample_threshold_scratch (ms, oh, ow);
+    float *scratch = g_new (float, floats);
     memset (got, 0xaa, n);
-    const size_t got_count = sam2_upsample_threshold (src, ms, ms, oh, ow, threshold, scratch, got);
+    const size_t got_count = sam2_upsample_threshold (src, ms, ms, oh, ow, threshold, scratch,
+                                                      floats, got);
     g_assert_cmpuint (got_count, ==, want_count);
     g_assert_cmpmem (got, n, want, n);
     g_free (scratch);
@@ -680,17 +682,18 @@ test_upsample_threshold (void)
     g_free (want);
     g_free (got);
   }
-  /* a scratch sized for one thread, used with one */
+  /* a scratch sized for one thread, used with more threads: one block at a time */
   const int saved = sam2_get_num_threads ();
   sam2_set_num_threads (1);
   const size_t one = sam2_upsample_threshold_scratch (ms, 1080, 1920);
   g_assert_cmpuint (one, ==, (size_t) (ms + 16) * 1920);
+  sam2_set_num_threads (4);
   float *scratch = g_new (float, one);
   guint8 *a = g_new (guint8, 1080 * 1920), *b = g_new (guint8, 1080 * 1920);
   float *plane = g_new (float, 1080 * 1920);
   sam2_upsample_bilinear (src, ms, ms, plane, 1080, 1920);
   sam2_threshold (plane, (size_t) 1080 * 1920, 0.0f, a);
-  sam2_upsample_threshold (src, ms, ms, 1080, 1920, 0.0f, scratch, b);
+  sam2_upsample_threshold (src, ms, ms, 1080, 1920, 0.0f, scratch, one, b);
   g_assert_cmpmem (a, 1080 * 1920, b, 1080 * 1920);
   sam2_set_num_threads (saved);
   g_free (scratch);
