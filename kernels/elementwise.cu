@@ -1,6 +1,5 @@
 /* elementwise.cu: the element-wise launchers of kernels.h (bias + activation + residual, add,
- * add_row, LayerNorm and LayerNorm to FP16, activation to FP16, softmax, column scaling), each one
- * pass over memory.
+ * add_row, LayerNorm and LayerNorm to FP16, softmax, column scaling), each one pass over memory.
  *
  * The flat kernels are grid-stride loops over float4 when every pointer is 16-byte aligned (and,
  * for the per-row operands, the row length a multiple of 4), with a scalar tail; otherwise
@@ -275,49 +274,6 @@ sam2_cuda_layer_norm_f16 (const float *x, int M, int C, const float *weight, con
                           float eps, uint16_t *y16, cudaStream_t stream)
 {
   return launch_layer_norm<true> (x, M, C, weight, bias, eps, y16, stream);
-}
-
-/* y16 (n) = fp16(act(x)), four at a time when x is 16-byte and y16 8-byte aligned. */
-template <bool VEC>
-static __global__ void
-activation_to_f16_kernel (int act, const float *__restrict__ x, size_t n,
-                          uint16_t *__restrict__ y16)
-{
-  const size_t stride = (size_t) gridDim.x * blockDim.x;
-  const size_t first = (size_t) blockIdx.x * blockDim.x + threadIdx.x;
-  size_t scalar_from = 0;
-  if (VEC) {
-    const size_t n4 = n / 4;
-    for (size_t i = first; i < n4; i += stride) {
-      const float4 v = reinterpret_cast<const float4 *> (x)[i];
-      const __half2 lo = __floats2half2_rn (sam2_act_apply (act, v.x), sam2_act_apply (act, v.y));
-      const __half2 hi = __floats2half2_rn (sam2_act_apply (act, v.z), sam2_act_apply (act, v.w));
-      uint2 packed;
-      packed.x = *reinterpret_cast<const uint32_t *> (&lo);
-      packed.y = *reinterpret_cast<const uint32_t *> (&hi);
-      reinterpret_cast<uint2 *> (y16)[i] = packed;
-    }
-    scalar_from = n4 * 4;
-  }
-  for (size_t i = scalar_from + first; i < n; i += stride)
-    y16[i] = __half_as_ushort (__float2half_rn (sam2_act_apply (act, x[i])));
-}
-
-extern "C" int
-sam2_cuda_activation_to_f16 (int act, const float *x, size_t n, uint16_t *y16,
-                             cudaStream_t stream)
-{
-  if (x == NULL || y16 == NULL || !sam2_act_valid (act))
-    return SAM2_CUDA_UNSUPPORTED;
-  if (n == 0)
-    return SAM2_CUDA_OK;
-  if (sam2_aligned16 (x) && ((uintptr_t) y16 & 7) == 0)
-    activation_to_f16_kernel<true><<<sam2_ew_blocks (n / 4 + 1), SAM2_EW_THREADS, 0, stream>>> (
-      act, x, n, y16);
-  else
-    activation_to_f16_kernel<false><<<sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream>>> (act, x,
-                                                                                        n, y16);
-  return sam2_launch_status ();
 }
 
 /* x (M, N) in place: exp(x - row max) / row sum, the sum in double and its inverse rounded to

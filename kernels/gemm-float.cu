@@ -1,5 +1,5 @@
 /* gemm-float.cu: the float GEMMs of kernels.h through cuBLAS, and the conversions that feed the
- * half-precision ones.
+ * half-precision ones (an activation folded in where one precedes).
  *
  * Every GEMM here is row-major C (M, N) = A (M, K) B^T with B (N, K) (a linear layer's x W^T).
  * cuBLAS is column-major, where the row-major A is A^T (K x M, ld K), B is B^T (K x N, ld K) and
@@ -53,11 +53,13 @@ to16 (float v)
               : __half_as_ushort (__float2half_rn (v));
 }
 
-/* VEC (x 16-byte and y 8-byte aligned): four values per step, one 16-byte load and one 8-byte
- * store (the scalar form moved 2 bytes per store), then the n % 4 tail one by one. */
+/* y (n) = 16-bit act(x). VEC (x 16-byte and y 8-byte aligned): four values per step, one
+ * 16-byte load and one 8-byte store, then the n % 4 tail one by one. act NONE is the identity
+ * (sam2_act_apply), so the plain conversions and the FP16 path's activation-then-conversion are
+ * this one kernel. */
 template <bool BF16, bool VEC>
 static __global__ void
-f32_to_16_kernel (const float *__restrict__ x, size_t n, uint16_t *__restrict__ y)
+act_to_16_kernel (int act, const float *__restrict__ x, size_t n, uint16_t *__restrict__ y)
 {
   const size_t stride = (size_t) gridDim.x * blockDim.x;
   const size_t first = (size_t) blockIdx.x * blockDim.x + threadIdx.x;
@@ -67,42 +69,52 @@ f32_to_16_kernel (const float *__restrict__ x, size_t n, uint16_t *__restrict__ 
     for (size_t i = first; i < n4; i += stride) {
       const float4 v = reinterpret_cast<const float4 *> (x)[i];
       uint2 packed;
-      packed.x = (uint32_t) to16<BF16> (v.x) | (uint32_t) to16<BF16> (v.y) << 16;
-      packed.y = (uint32_t) to16<BF16> (v.z) | (uint32_t) to16<BF16> (v.w) << 16;
+      packed.x = (uint32_t) to16<BF16> (sam2_act_apply (act, v.x))
+                 | (uint32_t) to16<BF16> (sam2_act_apply (act, v.y)) << 16;
+      packed.y = (uint32_t) to16<BF16> (sam2_act_apply (act, v.z))
+                 | (uint32_t) to16<BF16> (sam2_act_apply (act, v.w)) << 16;
       reinterpret_cast<uint2 *> (y)[i] = packed;
     }
     scalar_from = n4 * 4;
   }
   for (size_t i = scalar_from + first; i < n; i += stride)
-    y[i] = to16<BF16> (x[i]);
+    y[i] = to16<BF16> (sam2_act_apply (act, x[i]));
 }
 
 template <bool BF16>
 static int
-launch_f32_to_16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream)
+launch_act_to_16 (int act, const float *x, size_t n, uint16_t *y, cudaStream_t stream)
 {
-  if (x == NULL || y == NULL)
+  if (x == NULL || y == NULL || !sam2_act_valid (act))
     return SAM2_CUDA_UNSUPPORTED;
   if (n == 0)
     return SAM2_CUDA_OK;
   if (sam2_aligned16 (x) && ((uintptr_t) y & 7) == 0)
-    f32_to_16_kernel<BF16, true><<<sam2_ew_blocks (n / 4 + 1), SAM2_EW_THREADS, 0, stream>>> (
-      x, n, y);
+    act_to_16_kernel<BF16, true><<<sam2_ew_blocks (n / 4 + 1), SAM2_EW_THREADS, 0, stream>>> (
+      act, x, n, y);
   else
-    f32_to_16_kernel<BF16, false><<<sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream>>> (x, n, y);
+    act_to_16_kernel<BF16, false><<<sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream>>> (act, x, n,
+                                                                                       y);
   return sam2_launch_status ();
+}
+
+extern "C" int
+sam2_cuda_activation_to_f16 (int act, const float *x, size_t n, uint16_t *y16,
+                             cudaStream_t stream)
+{
+  return launch_act_to_16<false> (act, x, n, y16, stream);
 }
 
 extern "C" int
 sam2_cuda_f32_to_f16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream)
 {
-  return launch_f32_to_16<false> (x, n, y, stream);
+  return launch_act_to_16<false> (SAM2_CUDA_ACT_NONE, x, n, y, stream);
 }
 
 extern "C" int
 sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream)
 {
-  return launch_f32_to_16<true> (x, n, y, stream);
+  return launch_act_to_16<true> (SAM2_CUDA_ACT_NONE, x, n, y, stream);
 }
 
 /* ---- cuBLASLt: the BF16 baseline and the FP16 GEMM with its bias epilogue -------------------- */
@@ -139,8 +151,15 @@ lt_matmul_nt (cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, const vo
                                                    : CUBLASLT_EPILOGUE_DEFAULT;
   const float alpha = 1.0f;
   /* "A" of the product is B (its first operand), "B" is A, C and D share one layout */
-  const uint32_t align_a = alignment_of (B), align_b = alignment_of (A);
-  const uint32_t align_c = alignment_of (C), align_d = alignment_of (D);
+  const struct {
+    cublasLtMatmulPreferenceAttributes_t attr;
+    uint32_t bytes;
+  } aligns[] = {
+    { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, alignment_of (B) },
+    { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, alignment_of (A) },
+    { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, alignment_of (C) },
+    { CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment_of (D) },
+  };
   cublasLtMatmulHeuristicResult_t heur;
   int found = 0;
 
@@ -166,20 +185,13 @@ lt_matmul_nt (cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, const vo
   if (cublasLtMatmulPreferenceCreate (&pref) != CUBLAS_STATUS_SUCCESS
       || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                &ws_bytes, sizeof ws_bytes)
-             != CUBLAS_STATUS_SUCCESS
-      || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                                               &align_a, sizeof align_a)
-             != CUBLAS_STATUS_SUCCESS
-      || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                                               &align_b, sizeof align_b)
-             != CUBLAS_STATUS_SUCCESS
-      || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                                               &align_c, sizeof align_c)
-             != CUBLAS_STATUS_SUCCESS
-      || cublasLtMatmulPreferenceSetAttribute (pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
-                                               &align_d, sizeof align_d)
              != CUBLAS_STATUS_SUCCESS)
     goto out;
+  for (size_t i = 0; i < sizeof aligns / sizeof aligns[0]; i++)
+    if (cublasLtMatmulPreferenceSetAttribute (pref, aligns[i].attr, &aligns[i].bytes,
+                                              sizeof aligns[i].bytes)
+        != CUBLAS_STATUS_SUCCESS)
+      goto out;
   if (cublasLtMatmulAlgoGetHeuristic (h, op, la, lb, lc, lc, pref, 1, &heur, &found)
           != CUBLAS_STATUS_SUCCESS
       || found < 1) {

@@ -87,10 +87,6 @@ int sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, con
  * conversion of sam2_cuda_layer_norm's output, without the float row in memory. */
 int sam2_cuda_layer_norm_f16 (const float *x, int M, int C, const float *weight, const float *bias,
                               float eps, uint16_t *y16, cudaStream_t stream);
-/* y16 (n) = fp16(act(x)), round to nearest even: an activation and the FP16 path's conversion
- * of its output in one pass. */
-int sam2_cuda_activation_to_f16 (int act, const float *x, size_t n, uint16_t *y16,
-                                 cudaStream_t stream);
 /* In-place softmax of each of M rows of N (row sum in double, as the CPU backend). */
 int sam2_cuda_softmax_rows (float *x, int M, int N, cudaStream_t stream);
 /* y (M, K) = x (M, K) * scale (K) per column (the smoothing of a quantized layer's input). */
@@ -269,6 +265,10 @@ int sam2_cuda_gemm_f32_nt (cublasHandle_t h, const float *A, const float *B, int
 
 /* y (n) = fp16(x), round to nearest even, as bit patterns: the operands of the FP16 path. */
 int sam2_cuda_f32_to_f16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream);
+/* y16 (n) = fp16(act(x)), round to nearest even: an activation and the FP16 path's conversion
+ * of its output in one pass (gemm-float.cu, the conversions' kernel). */
+int sam2_cuda_activation_to_f16 (int act, const float *x, size_t n, uint16_t *y16,
+                                 cudaStream_t stream);
 
 /* The FP16 precision path of float layers: C (M, N) = A (M, K) B^T + beta C with FP16 operands
  * (A (M, K), B (N, K), from sam2_cuda_f32_to_f16) on the tensor cores, FP32 accumulation and an
