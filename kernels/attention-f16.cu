@@ -36,8 +36,6 @@
 
 #include <cuda_fp16.h>
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 #include <type_traits>
 
 namespace {
@@ -590,21 +588,13 @@ constexpr int V2_WIDE_MIN_LEN_Q = 65;
 extern "C" int
 sam2_cuda_attention_f16_version (void)
 {
-  int v = __atomic_load_n (&kernel_version, __ATOMIC_RELAXED);
-  if (v == 0) {
-    /* read once: every caller then sees the same choice (a race only stores the same value) */
-    const char *e = getenv ("SAM2_ATTENTION_KERNEL");
-    v = e != nullptr && (strcmp (e, "v1") == 0 || strcmp (e, "1") == 0) ? 1 : 2;
-    __atomic_store_n (&kernel_version, v, __ATOMIC_RELAXED);
-  }
-  return v;
+  return sam2_kernel_version (&kernel_version, "SAM2_ATTENTION_KERNEL");
 }
 
 extern "C" void
 sam2_cuda_attention_f16_set_version (int version)
 {
-  __atomic_store_n (&kernel_version, version == 1 || version == 2 ? version : 0,
-                    __ATOMIC_RELAXED);
+  sam2_kernel_version_set (&kernel_version, version);
 }
 
 extern "C" int

@@ -1,4 +1,4 @@
-/* common.cuh: helpers shared by the .cu files of the float kernels (not part of the C contract):
+/* common.cuh: helpers shared by the kernels' .cu files (not part of the C contract):
  * launch checking, grid sizing, alignment tests and the activation functions. */
 #ifndef SAM2_KERNELS_COMMON_CUH
 #define SAM2_KERNELS_COMMON_CUH
@@ -72,6 +72,14 @@ int sam2_cuda_attention_prepare (void);
  * query row, the keys split over its threads). The FP16 variant hands such shapes to it too: with
  * ~7 queries and 4096 keys a flash tile per head leaves the GPU nearly idle. */
 bool sam2_cuda_attention_decode_shape (const Sam2CudaAttentionArgs &a);
+
+/* A kernel-version switch (the W4A8 kernels, the FP16 attention): *slot holds 0 until the
+ * version is chosen, then 1 or 2. sam2_kernel_version reads the environment variable `var` at
+ * the first call ("v1" or "1" selects 1, anything else 2; a race only stores the same value)
+ * and returns the choice; sam2_kernel_version_set stores 1 or 2, any other value going back to
+ * the environment's choice at the next read. */
+int sam2_kernel_version (int *slot, const char *var);
+void sam2_kernel_version_set (int *slot, int version);
 
 static inline bool
 sam2_act_valid (int act)

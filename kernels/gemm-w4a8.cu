@@ -21,7 +21,7 @@
  * conflict-free 32-bit load. A 32-column step never straddles two weight groups (the kernel row
  * layout), so after each step that ends a group the int32 accumulators are turned into float
  * and cleared. */
-#include "kernels.h"
+#include "common.cuh"
 
 #include <cuda_runtime.h>
 #include <math.h>
@@ -738,21 +738,13 @@ static int kernel_version;
 extern "C" int
 sam2_cuda_w4a8_kernel_version (void)
 {
-  int v = __atomic_load_n (&kernel_version, __ATOMIC_RELAXED);
-  if (v == 0) {
-    /* read once: every caller then sees the same choice (a race only stores the same value) */
-    const char *e = getenv ("SAM2_W4A8_KERNEL");
-    v = e != nullptr && (strcmp (e, "v1") == 0 || strcmp (e, "1") == 0) ? 1 : 2;
-    __atomic_store_n (&kernel_version, v, __ATOMIC_RELAXED);
-  }
-  return v;
+  return sam2_kernel_version (&kernel_version, "SAM2_W4A8_KERNEL");
 }
 
 extern "C" void
 sam2_cuda_w4a8_set_kernel_version (int version)
 {
-  __atomic_store_n (&kernel_version, version == 1 || version == 2 ? version : 0,
-                    __ATOMIC_RELAXED);
+  sam2_kernel_version_set (&kernel_version, version);
 }
 
 extern "C" void
