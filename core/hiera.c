@@ -224,18 +224,20 @@ sam2_hiera_bind (Sam2Binder *b, GError **error)
   return TRUE;
 }
 
-/* Scratch layout of one block, in floats, shared by the planner and the forward pass. */
+/* Scratch layout of one block for `nb` images, in floats, shared by the planner and the forward
+ * pass. Every part holds the images one after another. */
 typedef struct {
   size_t norm, skip, windows, qkv, q, attn, proj, hidden;
   size_t total;
 } BlockScratch;
 
 static BlockScratch
-block_scratch_layout (const Sam2HieraBlock *blk)
+block_scratch_layout (const Sam2HieraBlock *blk, int nb)
 {
   BlockScratch l = { 0 };
-  const size_t tin = (size_t) blk->in_h * blk->in_w, tout = (size_t) blk->out_h * blk->out_w;
-  const size_t padded = (size_t) blk->n_seq * blk->len_k, pooled = (size_t) blk->n_seq * blk->len_q;
+  const size_t tin = (size_t) nb * blk->in_h * blk->in_w, tout = (size_t) nb * blk->out_h * blk->out_w;
+  const size_t padded = (size_t) nb * blk->n_seq * blk->len_k;
+  const size_t pooled = (size_t) nb * blk->n_seq * blk->len_q;
   size_t at = 0;
   l.norm = at;
   at += MAX (tin * blk->dim, tout * blk->dim_out);
@@ -261,56 +263,65 @@ block_scratch_layout (const Sam2HieraBlock *blk)
 }
 
 size_t
-sam2_hiera_block_scratch_floats (const Sam2HieraBlock *blk)
+sam2_hiera_block_scratch_floats (const Sam2HieraBlock *blk, int batch)
 {
-  return block_scratch_layout (blk).total;
+  return block_scratch_layout (blk, batch).total;
 }
 
+/* One block on s->batch images: the row-wise ops (norms, linears, the residual add) take all
+ * images' rows at once, attention takes all their windows (or, global, one sequence each) as
+ * its batch; only the window (un)partition is per image. */
 static int
 block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float *out)
 {
   Sam2Backend *b = s->backend;
   const Sam2BackendOps *o = b->ops;
-  const BlockScratch l = block_scratch_layout (blk);
+  const int nb = s->batch;
+  const BlockScratch l = block_scratch_layout (blk, nb);
   float *S = s->block_scratch;
   float *norm = S + l.norm;
   const int tin = blk->in_h * blk->in_w, tout = blk->out_h * blk->out_w;
   const int d = blk->dim_out;
+  const int n_seq = nb * blk->n_seq;   /* sequences of all images */
 
-  CHECK (o->layer_norm (b, &blk->norm1, x, tin, norm));
+  CHECK (o->layer_norm (b, &blk->norm1, x, nb * tin, norm));
 
   /* residual: the input itself, or its projection (pooled at stage starts) written to `out` */
   const float *residual = x;
   if (blk->has_skip_proj) {
     if (blk->q_stride > 1) {
-      CHECK (sam2_session_linear (s, &blk->skip_proj, norm, tin, S + l.skip, SAM2_ACT_NONE, NULL));
-      CHECK (o->max_pool (b, S + l.skip, 1, blk->in_h, blk->in_w, d, d, blk->q_stride, out));
+      CHECK (sam2_session_linear (s, &blk->skip_proj, norm, nb * tin, S + l.skip, SAM2_ACT_NONE,
+                                  NULL));
+      CHECK (o->max_pool (b, S + l.skip, nb, blk->in_h, blk->in_w, d, d, blk->q_stride, out));
     } else {
-      CHECK (sam2_session_linear (s, &blk->skip_proj, norm, tin, out, SAM2_ACT_NONE, NULL));
+      CHECK (sam2_session_linear (s, &blk->skip_proj, norm, nb * tin, out, SAM2_ACT_NONE, NULL));
     }
     residual = out;
   }
 
   const float *seq_in = norm;
   if (blk->window > 0) {
-    CHECK (o->window_partition (b, norm, blk->in_h, blk->in_w, blk->dim, blk->window,
-                                S + l.windows));
+    const size_t win_floats = (size_t) blk->n_seq * blk->len_k * blk->dim;
+    for (int i = 0; i < nb; i++)
+      CHECK (o->window_partition (b, norm + (size_t) i * tin * blk->dim, blk->in_h, blk->in_w,
+                                  blk->dim, blk->window, S + l.windows + i * win_floats));
     seq_in = S + l.windows;
   }
   float *qkv = S + l.qkv;
-  CHECK (sam2_session_linear (s, &blk->qkv, seq_in, blk->n_seq * blk->len_k, qkv, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &blk->qkv, seq_in, n_seq * blk->len_k, qkv, SAM2_ACT_NONE,
+                              NULL));
 
   const float *q = qkv;
   int q_ld = 3 * d;
   if (blk->q_stride > 1) {
     int side_h = blk->window > 0 ? blk->window : blk->in_h;
     int side_w = blk->window > 0 ? blk->window : blk->in_w;
-    CHECK (o->max_pool (b, qkv, blk->n_seq, side_h, side_w, d, 3 * d, blk->q_stride, S + l.q));
+    CHECK (o->max_pool (b, qkv, n_seq, side_h, side_w, d, 3 * d, blk->q_stride, S + l.q));
     q = S + l.q;
     q_ld = d;
   }
   Sam2AttentionArgs args = {
-    .batch = blk->n_seq, .heads = blk->heads, .head_dim = blk->head_dim,
+    .batch = n_seq, .heads = blk->heads, .head_dim = blk->head_dim,
     .len_q = blk->len_q, .len_k = blk->len_k, .scale = 1.0f / sqrtf ((float) blk->head_dim),
     .q = q, .q_ld = q_ld, .q_batch_stride = (size_t) blk->len_q * q_ld,
     .k = qkv + d, .k_ld = 3 * d, .k_batch_stride = (size_t) blk->len_k * 3 * d,
@@ -319,20 +330,23 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
   };
   CHECK (o->attention (b, &args));
   float *proj = S + l.proj;
-  CHECK (sam2_session_linear (s, &blk->attn_proj, S + l.attn, blk->n_seq * blk->len_q, proj, SAM2_ACT_NONE,
-                    NULL));
+  CHECK (sam2_session_linear (s, &blk->attn_proj, S + l.attn, n_seq * blk->len_q, proj,
+                              SAM2_ACT_NONE, NULL));
 
   const float *attn_map = proj;
   if (blk->window > 0) {
-    CHECK (o->window_unpartition (b, proj, blk->n_win_h, blk->n_win_w, blk->out_window, d,
-                                  blk->out_h, blk->out_w, S + l.attn));
+    const size_t win_floats = (size_t) blk->n_seq * blk->len_q * d;
+    for (int i = 0; i < nb; i++)
+      CHECK (o->window_unpartition (b, proj + i * win_floats, blk->n_win_h, blk->n_win_w,
+                                    blk->out_window, d, blk->out_h, blk->out_w,
+                                    S + l.attn + (size_t) i * tout * d));
     attn_map = S + l.attn;
   }
-  CHECK (o->add (b, out, residual, attn_map, (size_t) tout * d));
+  CHECK (o->add (b, out, residual, attn_map, (size_t) nb * tout * d));
 
   /* MLP with its residual accumulated in place */
-  CHECK (sam2_session_norm_mlp (s, &blk->norm2, &blk->mlp, out, tout, norm, S + l.hidden, out,
-                                out));
+  CHECK (sam2_session_norm_mlp (s, &blk->norm2, &blk->mlp, out, nb * tout, norm, S + l.hidden,
+                                out, out));
   return SAM2_STATUS_OK;
 }
 
@@ -343,14 +357,21 @@ sam2_hiera_forward (Sam2Session *s)
   const Sam2HieraConfig *c = &m->config.vision.backbone;
   Sam2Backend *b = s->backend;
   const int tokens = m->patch_h * m->patch_w;
+  const size_t image_floats = (size_t) c->num_channels * m->image_size * m->image_size;
 
-  CHECK (b->ops->im2col_planar (b, s->pixels, c->num_channels, m->image_size, m->image_size,
-                                c->patch_kernel_size[0], c->patch_kernel_size[1],
-                                c->patch_stride[0], c->patch_padding[0], s->patch_cols));
-  CHECK (sam2_session_linear (s, &m->patch_embed, s->patch_cols, tokens, s->stage_x[0], SAM2_ACT_NONE,
-                         s->pos_embed_dev));
-  sam2_session_emit_tap (s, "patch_embed+pos", s->stage_x[0], 3, m->patch_h, m->patch_w,
-                         c->hidden_size);
+  /* the patch embedding image by image: its im2col is the largest single-image buffer, and the
+   * positional embedding is added as the GEMM's residual, which is one image's rows */
+  for (int i = 0; i < s->batch; i++) {
+    CHECK (b->ops->im2col_planar (b, s->pixels + i * image_floats, c->num_channels,
+                                  m->image_size, m->image_size, c->patch_kernel_size[0],
+                                  c->patch_kernel_size[1], c->patch_stride[0],
+                                  c->patch_padding[0], s->patch_cols));
+    CHECK (sam2_session_linear (s, &m->patch_embed, s->patch_cols, tokens,
+                                s->stage_x[0] + (size_t) i * tokens * c->hidden_size,
+                                SAM2_ACT_NONE, s->pos_embed_dev));
+  }
+  sam2_session_emit_map_tap (s, "patch_embed+pos", s->stage_x[0], m->patch_h, m->patch_w,
+                             c->hidden_size);
 
   for (int i = 0; i < m->n_blocks; i++) {
     const Sam2HieraBlock *blk = &m->blocks[i];
@@ -360,8 +381,8 @@ sam2_hiera_forward (Sam2Session *s)
     CHECK (block_forward (s, blk, x, s->stage_x[blk->stage]));
     char name[64];
     g_snprintf (name, sizeof name, "blocks.%d", i);
-    sam2_session_emit_tap (s, name, s->stage_x[blk->stage], 3, blk->out_h, blk->out_w,
-                           blk->dim_out);
+    sam2_session_emit_map_tap (s, name, s->stage_x[blk->stage], blk->out_h, blk->out_w,
+                               blk->dim_out);
   }
   return SAM2_STATUS_OK;
 }

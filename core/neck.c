@@ -101,6 +101,7 @@ sam2_neck_bind (Sam2Binder *b, GError **error)
   return TRUE;
 }
 
+/* The lateral conv of `level` for all images of the pass into `out` (B, H * W, F). */
 static int
 lateral_conv (Sam2Session *s, int level, float *out)
 {
@@ -109,13 +110,19 @@ lateral_conv (Sam2Session *s, int level, float *out)
   const int n = m->n_stages;
   const Sam2Linear *conv = &m->neck_conv[n - 1 - level];
   const int H = m->stage_h[level], W = m->stage_w[level];
-  const float *x = s->stage_x[level];
-  if (m->neck_kernel > 1) {
-    CHECK (b->ops->im2col (b, x, H, W, m->stage_dim[level], m->neck_kernel, m->neck_kernel, 1,
+  if (m->neck_kernel == 1)
+    return sam2_session_linear (s, conv, s->stage_x[level], s->batch * H * W, out, SAM2_ACT_NONE,
+                                NULL);
+  /* a wider kernel through an im2col of one image at a time */
+  for (int i = 0; i < s->batch; i++) {
+    CHECK (b->ops->im2col (b, s->stage_x[level] + (size_t) i * H * W * m->stage_dim[level], H, W,
+                           m->stage_dim[level], m->neck_kernel, m->neck_kernel, 1,
                            m->neck_padding, s->neck_cols));
-    x = s->neck_cols;
+    CHECK (sam2_session_linear (s, conv, s->neck_cols, H * W,
+                                out + (size_t) i * H * W * conv->out_features, SAM2_ACT_NONE,
+                                NULL));
   }
-  return sam2_session_linear (s, conv, x, H * W, out, SAM2_ACT_NONE, NULL);
+  return SAM2_STATUS_OK;
 }
 
 int
@@ -124,23 +131,31 @@ sam2_neck_forward (Sam2Session *s)
   const Sam2Model *m = s->model;
   const Sam2VisionConfig *v = &m->config.vision;
   Sam2Backend *b = s->backend;
-  const int F = v->fpn_hidden_size, n = m->n_stages;
+  const int F = v->fpn_hidden_size, n = m->n_stages, nb = s->batch;
 
   for (int level = n - 1; level >= 0; level--) {
     CHECK (lateral_conv (s, level, s->fpn[level]));
-    if (level < n - 1 && is_top_down (v, level))
-      CHECK (b->ops->add_upsample2x (b, s->fpn[level], s->fpn[level + 1], m->stage_h[level + 1],
-                                     m->stage_w[level + 1], F));
+    if (level < n - 1 && is_top_down (v, level)) {
+      const size_t hw = (size_t) m->stage_h[level] * m->stage_w[level];
+      const size_t hw_up = (size_t) m->stage_h[level + 1] * m->stage_w[level + 1];
+      for (int i = 0; i < nb; i++)
+        CHECK (b->ops->add_upsample2x (b, s->fpn[level] + i * hw * F,
+                                       s->fpn[level + 1] + i * hw_up * F, m->stage_h[level + 1],
+                                       m->stage_w[level + 1], F));
+    }
     char name[32];
     g_snprintf (name, sizeof name, "neck.%d", level);
-    sam2_session_emit_tap (s, name, s->fpn[level], 3, m->stage_h[level], m->stage_w[level], F);
+    sam2_session_emit_map_tap (s, name, s->fpn[level], m->stage_h[level], m->stage_w[level], F);
   }
 
-  CHECK (sam2_session_linear (s, &m->conv_s0, s->fpn[0], m->feat_h[0] * m->feat_w[0], s->features[0],
-                         SAM2_ACT_NONE, NULL));
-  CHECK (sam2_session_linear (s, &m->conv_s1, s->fpn[1], m->feat_h[1] * m->feat_w[1], s->features[1],
-                         SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->add_row (b, s->features[2], s->fpn[2], s->no_memory_dev,
-                          m->feat_h[2] * m->feat_w[2], F));
+  /* one image: straight into the decoder's features; more: into the batch's, from which
+   * sam2_session_select_image copies one */
+  float *const *feat = nb == 1 ? s->features : s->batch_features;
+  CHECK (sam2_session_linear (s, &m->conv_s0, s->fpn[0], nb * m->feat_h[0] * m->feat_w[0],
+                              feat[0], SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &m->conv_s1, s->fpn[1], nb * m->feat_h[1] * m->feat_w[1],
+                              feat[1], SAM2_ACT_NONE, NULL));
+  CHECK (b->ops->add_row (b, feat[2], s->fpn[2], s->no_memory_dev,
+                          nb * m->feat_h[2] * m->feat_w[2], F));
   return SAM2_STATUS_OK;
 }

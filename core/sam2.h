@@ -168,9 +168,16 @@ typedef enum {
 typedef struct {
   Sam2BackendKind backend;
   Sam2Precision precision;
+  /* The most images one encoder pass takes (sam2_session_encode_batch, sam2_session_set_images);
+   * 0 means 1. The encoder's buffers scale with it (sam2.1-hiera-tiny at 1024x1024: ~250 MB per
+   * image), the decoder's do not. */
+  int max_batch;
 } Sam2SessionOptions;
 
-#define SAM2_SESSION_OPTIONS_INIT { SAM2_BACKEND_AUTO, SAM2_PRECISION_AUTO }
+/* The largest max_batch a session accepts. */
+#define SAM2_SESSION_MAX_BATCH 64
+
+#define SAM2_SESSION_OPTIONS_INIT { SAM2_BACKEND_AUTO, SAM2_PRECISION_AUTO, 1 }
 
 /* The default session: SAM2_SESSION_OPTIONS_INIT. */
 Sam2Session *sam2_session_new (Sam2Model *model, GError **error);
@@ -202,7 +209,20 @@ gboolean sam2_backend_available (Sam2BackendKind kind, GError **error);
 gboolean sam2_session_set_image (Sam2Session *session, const guint8 *pixels, int width, int height,
                                  int stride, Sam2PixelFormat format, GError **error);
 
-/* Prompts in frame pixels. One result entry per prompt (object). */
+/* Batches: `n` frames of the same size and format (1 <= n <= the session's max_batch) through
+ * one encoder pass, which on a GPU uses it better than n passes of one frame. Image 0 is then
+ * the selected one; sam2_session_select_image moves to another. */
+gboolean sam2_session_set_images (Sam2Session *session, const guint8 *const *pixels, int n,
+                                  int width, int height, int stride, Sam2PixelFormat format,
+                                  GError **error);
+/* Makes image `index` of the last encoder pass the one that predict, decode and get_features
+ * use (it runs the decoder's per-image part, a small fraction of the encoder). */
+gboolean sam2_session_select_image (Sam2Session *session, int index, GError **error);
+/* Images of the last encoder pass (0 before the first), and the most one pass takes. */
+int sam2_session_get_n_images (const Sam2Session *session);
+int sam2_session_get_max_batch (const Sam2Session *session);
+
+/* Prompts in frame pixels (of the selected image). One result entry per prompt (object). */
 const Sam2Result *sam2_session_predict (Sam2Session *session, const Sam2Prompt *prompts,
                                         int n_prompts, const Sam2PredictOptions *options,
                                         GError **error);
@@ -211,6 +231,9 @@ const Sam2Result *sam2_session_predict (Sam2Session *session, const Sam2Prompt *
 
 /* Runs the image encoder on already preprocessed pixels, (3, S, S) float, S the image size. */
 gboolean sam2_session_encode (Sam2Session *session, const float *pixel_values, GError **error);
+/* The same for `n` images, (n, 3, S, S) float, in one pass (see sam2_session_set_images). */
+gboolean sam2_session_encode_batch (Sam2Session *session, const float *pixel_values, int n,
+                                    GError **error);
 
 /* The encoder outputs the mask decoder uses, channels-last (h, w, c): level 0 and 1 are the
  * high-resolution features after conv_s0 / conv_s1, level 2 the image embedding (with the

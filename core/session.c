@@ -64,28 +64,33 @@ alloc_encoder (Sam2Session *s, Allocator *a)
   const Sam2HieraConfig *c = &m->config.vision.backbone;
   const size_t tokens = (size_t) m->patch_h * m->patch_w;
   const int F = m->config.vision.fpn_hidden_size;
+  const size_t B = (size_t) s->max_batch;
 
-  s->pixels = balloc (a, (size_t) c->num_channels * m->image_size * m->image_size);
+  s->pixels = balloc (a, B * c->num_channels * m->image_size * m->image_size);
   s->patch_cols = balloc (a, tokens * m->patch_embed.in_features);
   s->pos_embed_dev = balloc (a, tokens * c->hidden_size);
   s->no_memory_dev = balloc (a, F);
   for (int st = 0; st < m->n_stages; st++)
-    s->stage_x[st] = balloc (a, (size_t) m->stage_h[st] * m->stage_w[st] * m->stage_dim[st]);
+    s->stage_x[st] = balloc (a, B * m->stage_h[st] * m->stage_w[st] * m->stage_dim[st]);
   size_t scratch = 0;
   for (int i = 0; i < m->n_blocks; i++)
-    scratch = MAX (scratch, sam2_hiera_block_scratch_floats (&m->blocks[i]));
+    scratch = MAX (scratch, sam2_hiera_block_scratch_floats (&m->blocks[i], s->max_batch));
   s->block_scratch = balloc (a, scratch);
   size_t neck_cols = 0;
   for (int st = 0; st < m->n_stages; st++) {
     const size_t hw = (size_t) m->stage_h[st] * m->stage_w[st];
-    s->fpn[st] = balloc (a, hw * F);
+    s->fpn[st] = balloc (a, B * hw * F);
     if (m->neck_kernel > 1)
       neck_cols = MAX (neck_cols, hw * m->neck_conv[m->n_stages - 1 - st].in_features);
   }
   if (neck_cols > 0)
     s->neck_cols = balloc (a, neck_cols);
-  for (int l = 0; l < 3; l++)
-    s->features[l] = balloc (a, (size_t) m->feat_h[l] * m->feat_w[l] * m->feat_c[l]);
+  for (int l = 0; l < 3; l++) {
+    const size_t n = (size_t) m->feat_h[l] * m->feat_w[l] * m->feat_c[l];
+    s->features[l] = balloc (a, n);
+    if (B > 1)
+      s->batch_features[l] = balloc (a, B * n);
+  }
 }
 
 static void
@@ -164,8 +169,10 @@ free_buffers (Sam2Session *s)
   }
   bfree (s, &s->block_scratch);
   bfree (s, &s->neck_cols);
-  for (int l = 0; l < 3; l++)
+  for (int l = 0; l < 3; l++) {
     bfree (s, &s->features[l]);
+    bfree (s, &s->batch_features[l]);
+  }
   float **dec[] = { &d->tokens, &d->token_pe, &d->tmp_tokens, &d->q_small, &d->k_small,
                     &d->v_small, &d->o_small, &d->keys, &d->keys_pe, &d->big_q, &d->big_k,
                     &d->big_v, &d->big_o, &d->image_keys, &d->image_k, &d->image_v,
@@ -340,6 +347,12 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
   static const Sam2SessionOptions defaults = SAM2_SESSION_OPTIONS_INIT;
   if (options == NULL)
     options = &defaults;
+  if (options->max_batch < 0 || options->max_batch > SAM2_SESSION_MAX_BATCH) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "max_batch %d: a session encodes 1 to %d images per pass", options->max_batch,
+                 SAM2_SESSION_MAX_BATCH);
+    return NULL;
+  }
   Sam2BackendKind kind;
   Sam2Precision precision;
   char *description = NULL;
@@ -350,6 +363,7 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
 
   Sam2Session *s = g_new0 (Sam2Session, 1);
   s->model = sam2_model_ref (model);
+  s->max_batch = MAX (options->max_batch, 1);
   s->backend = backend;
   s->backend_kind = kind;
   s->precision = precision;
@@ -358,7 +372,8 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
   Allocator a = { .s = s };
   alloc_encoder (s, &a);
   alloc_decoder (s, &a);
-  s->host_pixels = g_try_new (float, (size_t) 3 * model->image_size * model->image_size);
+  s->host_pixels = g_try_new (float, (size_t) s->max_batch * 3 * model->image_size
+                                       * model->image_size);
   gboolean host_ok = s->host_pixels != NULL;
   /* features handed to callers must be host memory: staged through download on a device */
   for (int l = 0; l < 3 && backend->ops->device_memory; l++) {
@@ -377,8 +392,9 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
   if (a.failed || !host_ok
       || s->backend->ops->reserve_attention (s->backend, max_q, max_k) != SAM2_STATUS_OK) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
-                 "not enough memory for a %dx%d session of this model on the %s backend",
-                 model->image_size, model->image_size, s->backend->ops->name);
+                 "not enough memory for a %dx%d session of this model on the %s backend%s",
+                 model->image_size, model->image_size, s->backend->ops->name,
+                 s->max_batch > 1 ? " with this max_batch; try fewer images per pass" : "");
     sam2_session_free (s);
     return NULL;
   }
@@ -513,6 +529,16 @@ sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int 
   g_free (host);
 }
 
+void
+sam2_session_emit_map_tap (Sam2Session *s, const char *name, const float *data, int h, int w,
+                           int c)
+{
+  if (s->batch > 1)
+    sam2_session_emit_tap (s, name, data, 4, s->batch, h, w, c);
+  else
+    sam2_session_emit_tap (s, name, data, 3, h, w, c);
+}
+
 /* ---- device graphs ---------------------------------------------------------------------------- */
 
 /* Keys of backend.h's run_graph: everything that changes the launch sequence or a shape. The
@@ -520,8 +546,9 @@ sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int 
  * on the number of prompt tokens (points, their padding and a box's three tokens: n_sparse) and
  * on whether a mask prompt is given; the number of objects (one pass each), multimask (chosen on
  * the host afterwards) and the prompt values (uploaded tokens) do not change it. */
-#define GRAPH_KEY_ENCODER ((guint64) 1 << 56)
+#define GRAPH_KEY_ENCODER ((guint64) 1 << 56)   /* | the number of images */
 #define GRAPH_KEY_DECODER ((guint64) 2 << 56)
+#define GRAPH_KEY_SELECT ((guint64) 3 << 56)    /* | the image's index */
 
 static guint64
 decoder_graph_key (int n_sparse, gboolean has_dense)
@@ -558,53 +585,124 @@ encoder_body (gpointer data)
     return st;
   p->failed = "the FPN neck";
   st = sam2_neck_forward (p->s);
-  if (st != SAM2_STATUS_OK)
+  if (st != SAM2_STATUS_OK || p->s->batch > 1)
     return st;
+  /* one image: its features are the decoder's already */
   p->failed = "the mask decoder's image side";
   return sam2_mask_decoder_prepare_image (p->s);
 }
 
-static gboolean
-encode_uploaded (Sam2Session *s, GError **error)
+/* Image s->selected of the batch into the decoder's features, then their per-image part. */
+static int
+select_body (gpointer data)
 {
+  Sam2Session *s = data;
+  const Sam2Model *m = s->model;
+  for (int l = 0; l < 3; l++) {
+    const size_t n = (size_t) m->feat_h[l] * m->feat_w[l] * m->feat_c[l];
+    int st = s->backend->ops->copy (s->backend, s->features[l],
+                                    s->batch_features[l] + s->selected * n, n);
+    if (st != SAM2_STATUS_OK)
+      return st;
+  }
+  return sam2_mask_decoder_prepare_image (s);
+}
+
+/* Waits for what a device enqueued, so that a failure is reported by the call that caused it
+ * (not by the next decode) and a caller's timing of it is complete. */
+static gboolean
+finish_device_work (Sam2Session *s, const char *what, GError **error)
+{
+  return s->backend->ops->synchronize == NULL
+         || check_status (s, s->backend->ops->synchronize (s->backend), what, error);
+}
+
+static gboolean
+select_image (Sam2Session *s, int index, GError **error)
+{
+  const char *what = "selecting an image of the batch";
   s->have_features = FALSE;
-  EncoderPass pass = { s, NULL };
-  if (!check_status (s, run_device (s, GRAPH_KEY_ENCODER, encoder_body, &pass),
-                     pass.failed != NULL ? pass.failed : "the image encoder", error))
-    return FALSE;
-  /* a device runs the encoder asynchronously: wait, so that a failure is reported by this call
-   * (not by the next decode) and a caller's timing of it is the encoder's */
-  if (s->backend->ops->synchronize != NULL
-      && !check_status (s, s->backend->ops->synchronize (s->backend), "the image encoder", error))
+  s->selected = index;
+  if (!check_status (s, run_device (s, GRAPH_KEY_SELECT | (guint32) index, select_body, s), what,
+                     error)
+      || !finish_device_work (s, what, error))
     return FALSE;
   s->have_features = TRUE;
   return TRUE;
 }
 
-gboolean
-sam2_session_encode (Sam2Session *s, const float *pixel_values, GError **error)
+/* The encoder on the n images in s->pixels. */
+static gboolean
+encode_uploaded (Sam2Session *s, int n, GError **error)
 {
-  g_return_val_if_fail (s != NULL && pixel_values != NULL, FALSE);
-  const Sam2Model *m = s->model;
-  const size_t n = (size_t) m->config.vision.backbone.num_channels * m->image_size * m->image_size;
-  if (!check_status (s, s->backend->ops->upload (s->backend, s->pixels, pixel_values, n),
-                     "uploading the pixels", error))
+  s->have_features = FALSE;
+  s->batch = n;
+  s->selected = 0;
+  EncoderPass pass = { s, NULL };
+  if (!check_status (s, run_device (s, GRAPH_KEY_ENCODER | (guint32) n, encoder_body, &pass),
+                     pass.failed != NULL ? pass.failed : "the image encoder", error)
+      || !finish_device_work (s, "the image encoder", error))
     return FALSE;
-  return encode_uploaded (s, error);
+  if (n > 1)
+    return select_image (s, 0, error);
+  s->have_features = TRUE;
+  return TRUE;
+}
+
+/* FALSE with an error unless 1 <= n <= the session's max_batch. */
+static gboolean
+check_batch (const Sam2Session *s, int n, GError **error)
+{
+  if (n >= 1 && n <= s->max_batch)
+    return TRUE;
+  g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+               "%d images in one pass: this session takes 1 to %d (its max_batch option)", n,
+               s->max_batch);
+  return FALSE;
 }
 
 gboolean
-sam2_session_set_image (Sam2Session *s, const guint8 *pixels, int width, int height, int stride,
-                        Sam2PixelFormat format, GError **error)
+sam2_session_encode_batch (Sam2Session *s, const float *pixel_values, int n, GError **error)
+{
+  g_return_val_if_fail (s != NULL && pixel_values != NULL, FALSE);
+  const Sam2Model *m = s->model;
+  if (!check_batch (s, n, error))
+    return FALSE;
+  const size_t floats = (size_t) n * m->config.vision.backbone.num_channels * m->image_size
+                        * m->image_size;
+  s->have_features = FALSE;
+  if (!check_status (s, s->backend->ops->upload (s->backend, s->pixels, pixel_values, floats),
+                     "uploading the pixels", error))
+    return FALSE;
+  return encode_uploaded (s, n, error);
+}
+
+gboolean
+sam2_session_encode (Sam2Session *s, const float *pixel_values, GError **error)
+{
+  return sam2_session_encode_batch (s, pixel_values, 1, error);
+}
+
+gboolean
+sam2_session_set_images (Sam2Session *s, const guint8 *const *pixels, int n, int width,
+                         int height, int stride, Sam2PixelFormat format, GError **error)
 {
   g_return_val_if_fail (s != NULL, FALSE);
   const Sam2Model *m = s->model;
+  if (!check_batch (s, n, error))
+    return FALSE;
   if (pixels == NULL || width <= 0 || height <= 0
       || stride < width * sam2_pixel_format_bpp (format)) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
                  "invalid image: %dx%d pixels with a stride of %d bytes", width, height, stride);
     return FALSE;
   }
+  for (int i = 0; i < n; i++)
+    if (pixels[i] == NULL) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                   "invalid image: frame %d of %d has no pixels", i, n);
+      return FALSE;
+    }
   if (m->config.vision.backbone.num_channels != 3) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
                  "this model takes %d input channels, not RGB images; use sam2_session_encode",
@@ -619,8 +717,47 @@ sam2_session_set_image (Sam2Session *s, const guint8 *pixels, int width, int hei
     s->frame_width = width;
     s->frame_height = height;
   }
-  sam2_preprocess (s->resampler, pixels, stride, format, s->host_pixels);
-  return sam2_session_encode (s, s->host_pixels, error);
+  const size_t image_floats = (size_t) 3 * m->image_size * m->image_size;
+  for (int i = 0; i < n; i++)
+    sam2_preprocess (s->resampler, pixels[i], stride, format, s->host_pixels + i * image_floats);
+  return sam2_session_encode_batch (s, s->host_pixels, n, error);
+}
+
+gboolean
+sam2_session_set_image (Sam2Session *s, const guint8 *pixels, int width, int height, int stride,
+                        Sam2PixelFormat format, GError **error)
+{
+  g_return_val_if_fail (s != NULL, FALSE);
+  return sam2_session_set_images (s, &pixels, 1, width, height, stride, format, error);
+}
+
+gboolean
+sam2_session_select_image (Sam2Session *s, int index, GError **error)
+{
+  g_return_val_if_fail (s != NULL, FALSE);
+  if (index < 0 || index >= s->batch) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "image %d: the last encoder pass had %d image%s", index, s->batch,
+                 s->batch == 1 ? "" : "s");
+    return FALSE;
+  }
+  if (s->batch == 1 || (index == s->selected && s->have_features))
+    return TRUE;
+  return select_image (s, index, error);
+}
+
+int
+sam2_session_get_n_images (const Sam2Session *s)
+{
+  g_return_val_if_fail (s != NULL, 0);
+  return s->batch;
+}
+
+int
+sam2_session_get_max_batch (const Sam2Session *s)
+{
+  g_return_val_if_fail (s != NULL, 0);
+  return s->max_batch;
 }
 
 const float *

@@ -67,17 +67,26 @@ struct _Sam2Session {
   char *backend_description;     /* sam2_session_describe_backend */
   float *host_features[3];       /* host staging of `features` on a device backend, else NULL */
 
-  /* ---- image encoder ---- */
-  float *pixels;               /* (3, S, S) */
+  /* ---- image encoder ----
+   * A pass encodes `batch` images (1 .. max_batch) stacked along the rows: every buffer below
+   * with a leading B holds max_batch images, image i at i times one image's size. */
+  int max_batch;
+  int batch;                   /* images in the pass running or last run (0: none yet) */
+  int selected;                /* the image `features` holds */
+  float *pixels;               /* (B, 3, S, S) */
   float *pos_embed_dev;        /* (patch_h * patch_w, hidden) the model's pos_embed on the backend */
   float *no_memory_dev;        /* (fpn_hidden) */
   float *no_mask_dev;          /* (hidden) dense embedding without a mask prompt */
-  float *patch_cols;           /* (patch_h * patch_w, 3 * kh * kw) */
-  float *stage_x[SAM2_MAX_STAGES];   /* (stage_h * stage_w, stage_dim) block outputs */
-  float *block_scratch;        /* temporaries of one Hiera block (the largest) */
-  float *fpn[SAM2_MAX_STAGES]; /* (H_i * W_i, fpn_hidden) neck outputs by level */
-  float *neck_cols;            /* im2col for neck convs with kernel > 1 */
-  float *features[3];          /* feat_s0, feat_s1, image embedding */
+  float *patch_cols;           /* (patch_h * patch_w, 3 * kh * kw) of one image */
+  float *stage_x[SAM2_MAX_STAGES];   /* (B, stage_h * stage_w, stage_dim) block outputs */
+  float *block_scratch;        /* temporaries of one Hiera block (the largest) for B images */
+  float *fpn[SAM2_MAX_STAGES]; /* (B, H_i * W_i, fpn_hidden) neck outputs by level */
+  float *neck_cols;            /* im2col of one image for neck convs with kernel > 1 */
+  float *features[3];          /* feat_s0, feat_s1, image embedding of the selected image */
+  /* (B, ...) the neck's outputs of a pass of more than one image, copied into `features` by
+   * sam2_session_select_image (the decoder's graphs keep `features`' addresses); NULL when
+   * max_batch is 1, and a pass of one image writes `features` directly */
+  float *batch_features[3];
   gboolean have_features;
 
   /* ---- mask decoder ---- */
@@ -87,7 +96,7 @@ struct _Sam2Session {
   /* ---- frames ---- */
   Sam2Resampler *resampler;
   int frame_width, frame_height;
-  float *host_pixels;          /* (3, S, S) host staging of the preprocessed frame */
+  float *host_pixels;          /* (B, 3, S, S) host staging of the preprocessed frames */
 
   /* ---- results (host) ---- */
   Sam2Result result;
@@ -131,7 +140,12 @@ int sam2_session_norm_mlp (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Mlp
 /* The module forwards; each returns a SAM2_STATUS_*. */
 int sam2_hiera_forward (Sam2Session *s);
 int sam2_neck_forward (Sam2Session *s);
-size_t sam2_hiera_block_scratch_floats (const Sam2HieraBlock *blk);
+/* Scratch of block_forward for `batch` images. */
+size_t sam2_hiera_block_scratch_floats (const Sam2HieraBlock *blk, int batch);
+/* Emits a tap of a (h, w, c) map for each image of the pass: (h, w, c) for one image, else
+ * (batch, h, w, c). */
+void sam2_session_emit_map_tap (Sam2Session *s, const char *name, const float *data, int h, int w,
+                                int c);
 
 /* Prompt encoding on the host: sparse tokens (n, C) of one object, returns n (<= max). */
 int sam2_prompt_encoder_sparse (const Sam2Model *m, const Sam2Prompt *p, float *tokens,

@@ -183,3 +183,147 @@ sam2_test_cuda_init (int *argc, char ***argv, const char **recipe_path)
   *recipe_path = (*argv)[1];
   return 0;
 }
+
+/* ---- batches: one pass of n images against n passes of one ----------------------------------- */
+
+/* Uniform noise over the range of ImageNet-normalised pixels, different per seed. */
+void
+sam2_test_fill_pixels (float *px, size_t n, guint32 seed)
+{
+  GRand *rng = g_rand_new_with_seed (seed);
+  for (size_t i = 0; i < n; i++)
+    px[i] = (float) g_rand_double_range (rng, -2.0, 2.5);
+  g_rand_free (rng);
+}
+
+/* What one image gives: its three feature maps, then the decoder's outputs (logits, IoU and
+ * object scores) for a multimask point prompt and a single-mask box prompt, in one array each. */
+typedef struct {
+  GArray *features[3];
+  GArray *decoded;
+} ImageOutputs;
+
+static void
+image_outputs_read (Sam2Session *s, Sam2Model *model, ImageOutputs *out)
+{
+  GError *error = NULL;
+  for (int l = 0; l < 3; l++) {
+    int h, w, c;
+    const float *f = sam2_session_get_features (s, l, &h, &w, &c);
+    g_assert_nonnull (f);
+    out->features[l] = g_array_new (FALSE, FALSE, sizeof (float));
+    g_array_append_vals (out->features[l], f, (guint) h * w * c);
+  }
+  out->decoded = g_array_new (FALSE, FALSE, sizeof (float));
+  const float S = (float) sam2_model_get_image_size (model);
+  const Sam2Point pts[] = { { S * 0.4f, S * 0.55f, SAM2_LABEL_POSITIVE },
+                            { S * 0.7f, S * 0.2f, SAM2_LABEL_NEGATIVE } };
+  const Sam2Prompt point = { .points = pts, .n_points = 2 };
+  const Sam2Prompt box = { .has_box = TRUE, .box = { S * 0.1f, S * 0.2f, S * 0.6f, S * 0.9f } };
+  const Sam2Prompt *prompts[] = { &point, &box };
+  for (int i = 0; i < 2; i++) {
+    const Sam2Result *r = sam2_session_decode (s, prompts[i], 1, i == 0, &error);
+    g_assert_no_error (error);
+    const size_t ms2 = (size_t) r->mask_size * r->mask_size;
+    g_array_append_vals (out->decoded, r->lowres_logits, (guint) (r->n_masks * ms2));
+    g_array_append_vals (out->decoded, r->iou_scores, (guint) r->n_masks);
+    g_array_append_vals (out->decoded, r->object_scores, 1);
+  }
+}
+
+static void
+image_outputs_clear (ImageOutputs *o)
+{
+  for (int l = 0; l < 3; l++)
+    g_array_unref (o->features[l]);
+  g_array_unref (o->decoded);
+}
+
+static void
+assert_batch_close (const char *what, int image, const GArray *got, const GArray *want,
+                    double tol)
+{
+  g_assert_cmpuint (got->len, ==, want->len);
+  const double rel = sam2_rel_l2 ((const float *) got->data, (const float *) want->data, want->len);
+  g_test_message ("image %d %-16s batch vs single rel_l2 %.3e (bound %.0e)", image, what, rel,
+                  tol);
+  if (!(rel <= tol))
+    g_error ("image %d, %s: one pass of the batch and a pass of the image alone differ by %.3e "
+             "(relative L2), more than %.0e", image, what, rel, tol);
+}
+
+void
+sam2_test_check_batch (Sam2Model *model, const Sam2SessionOptions *options, int n, double tol)
+{
+  GError *error = NULL;
+  const size_t image_floats = (size_t) 3 * sam2_model_get_image_size (model)
+                              * sam2_model_get_image_size (model);
+  float *pixels = g_new (float, n * image_floats);
+  for (int i = 0; i < n; i++)
+    sam2_test_fill_pixels (pixels + i * image_floats, image_floats, 900 + i);
+
+  /* each image alone, in a session of one */
+  Sam2SessionOptions single_options = *options;
+  single_options.max_batch = 1;
+  Sam2Session *single = sam2_session_new_full (model, &single_options, &error);
+  g_assert_no_error (error);
+  g_test_message ("running on %s", sam2_session_describe_backend (single));
+  ImageOutputs *want = g_new0 (ImageOutputs, n);
+  for (int i = 0; i < n; i++) {
+    g_assert_true (sam2_session_encode (single, pixels + i * image_floats, &error));
+    g_assert_no_error (error);
+    image_outputs_read (single, model, &want[i]);
+  }
+  sam2_session_free (single);
+
+  /* all in one pass; the images selected out of order, the first twice (after the others) */
+  Sam2SessionOptions batch_options = *options;
+  batch_options.max_batch = n;
+  Sam2Session *batch = sam2_session_new_full (model, &batch_options, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (sam2_session_get_max_batch (batch), ==, n);
+  g_assert_true (sam2_session_encode_batch (batch, pixels, n, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (sam2_session_get_n_images (batch), ==, n);
+  for (int k = 0; k <= n; k++) {
+    const int image = k == 0 ? 0 : n - k;   /* 0, n-1, n-2, ..., 0 */
+    g_assert_true (sam2_session_select_image (batch, image, &error));
+    g_assert_no_error (error);
+    ImageOutputs got;
+    image_outputs_read (batch, model, &got);
+    static const char *levels[] = { "features/0", "features/1", "image_embeddings" };
+    for (int l = 0; l < 3; l++)
+      assert_batch_close (levels[l], image, got.features[l], want[image].features[l], tol);
+    assert_batch_close ("decoder", image, got.decoded, want[image].decoded, tol);
+    image_outputs_clear (&got);
+  }
+  sam2_session_free (batch);
+  for (int i = 0; i < n; i++)
+    image_outputs_clear (&want[i]);
+  g_free (want);
+  g_free (pixels);
+}
+
+Sam2Model *
+sam2_test_quantize_random (Sam2Model *fp, const char *recipe_path, int n_frames)
+{
+  GError *error = NULL;
+  Sam2Recipe *recipe = sam2_recipe_load (recipe_path, &error);
+  g_assert_no_error (error);
+  Sam2Calibrator *c = sam2_calibrator_new (fp, recipe, &error);
+  g_assert_no_error (error);
+  const size_t n = (size_t) 3 * sam2_model_get_image_size (fp) * sam2_model_get_image_size (fp);
+  float *px = g_new (float, n);
+  for (int f = 0; f < n_frames; f++) {
+    sam2_test_fill_pixels (px, n, 100 + f);
+    g_assert_true (sam2_calibrator_add_pixels (c, px, &error));
+    g_assert_no_error (error);
+  }
+  Sam2Model *q = sam2_calibrator_quantize (c, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (sam2_model_is_quantized (q));
+  sam2_calibrator_free (c);
+  sam2_recipe_free (recipe);
+  g_free (px);
+  return q;
+}

@@ -53,6 +53,29 @@ Sam2Model *sam2_test_hashed_model (const char *config_path);
  * fixtures' hash weights, or NULL after a skip when the config is absent. */
 Sam2Model *sam2_test_tiny_hashed (void);
 
+/* n floats of uniform noise over the range of ImageNet-normalised pixels, one sequence per seed. */
+void sam2_test_fill_pixels (float *px, size_t n, guint32 seed);
+
+/* `fp` quantized with the recipe at `recipe_path` on `n_frames` frames of sam2_test_fill_pixels
+ * (seeds 100, 101, ...), calibrated on the CPU backend. */
+Sam2Model *sam2_test_quantize_random (Sam2Model *fp, const char *recipe_path, int n_frames);
+
+/* Bounds of sam2_test_check_batch. FP32: the same ops on the same rows; only a GEMM's blocking
+ * may depend on its row count (oneDNN and cuBLAS pick kernels by M), which moves sums by float32
+ * rounding, ~1e-7 relative, carried through the model (the float64 references' FP32 bound is
+ * 1e-4). W4A8: the integer GEMMs are exact per row, but a float rounding difference before an
+ * 8-bit activation quantizer can move a code by one step (test-cuda-model's W4A8_CPU_CUDA_TOL
+ * has measurements of such flips). A wrong image or row offset is an error of O(1). */
+#define SAM2_TEST_BATCH_FP32_TOL 1e-5
+#define SAM2_TEST_BATCH_W4A8_TOL 2e-2
+
+/* `n` random frames encoded in one pass (a session with max_batch n made with `options`) and
+ * each alone (a session of one image): for every image, selected out of order, the three
+ * feature maps and the decoder's outputs for a point and a box prompt agree within `tol`
+ * (relative L2 each). */
+void sam2_test_check_batch (Sam2Model *model, const Sam2SessionOptions *options, int n,
+                            double tol);
+
 /* The start of a CUDA test taking a recipe argument: g_test_init, then 77 (skipped, with the
  * reason) without a CUDA device, 2 (usage) without exactly one argument, else 0 with
  * *recipe_path set to it. */

@@ -15,6 +15,8 @@
  *     and none refused;
  *   - the FP16 MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops: the same bits on the same
  *     frames and prompts;
+ *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16 and W4A8; 8 of the
+ *     tiny architecture in FP16) against a pass of each alone (tests/core's check);
  *   - no device allocation per frame, graphs on: free device memory is the same after each of 5
  *     frames as after the second (the first fills the weight cache and scratch, the second
  *     captures the graphs).
@@ -84,15 +86,6 @@ test_tiny_reference (gconstpointer data)
 
 /* ---- W4A8: CPU vs CUDA ----------------------------------------------------------------------- */
 
-static void
-fill_pixels (float *px, size_t n, guint32 seed)
-{
-  GRand *rng = g_rand_new_with_seed (seed);
-  for (size_t i = 0; i < n; i++)
-    px[i] = (float) g_rand_double_range (rng, -2.0, 2.5);
-  g_rand_free (rng);
-}
-
 /* Everything a frame produces: the three feature maps and, for two prompts, the multimask
  * logits, IoU and object scores. */
 typedef struct {
@@ -161,7 +154,7 @@ compare_cpu_cuda (Sam2Model *model, double tol)
   const int S = sam2_model_get_image_size (model);
   const size_t n = (size_t) 3 * S * S;
   float *pixels = g_new (float, n);
-  fill_pixels (pixels, n, 7);
+  sam2_test_fill_pixels (pixels, n, 7);
   const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
   Outputs a = { 0 }, b = { 0 };
   run_outputs (model, &cpu, pixels, &a);
@@ -179,38 +172,13 @@ compare_cpu_cuda (Sam2Model *model, double tol)
   g_free (pixels);
 }
 
-/* `fp` quantized with the recipe on two random frames (calibration runs on the CPU backend). */
-static Sam2Model *
-quantize_two_frames (Sam2Model *fp)
-{
-  GError *error = NULL;
-  Sam2Recipe *recipe = sam2_recipe_load (recipe_path, &error);
-  g_assert_no_error (error);
-  Sam2Calibrator *c = sam2_calibrator_new (fp, recipe, &error);
-  g_assert_no_error (error);
-  const int S = sam2_model_get_image_size (fp);
-  float *px = g_new (float, (size_t) 3 * S * S);
-  for (guint32 f = 0; f < 2; f++) {
-    fill_pixels (px, (size_t) 3 * S * S, 100 + f);
-    g_assert_true (sam2_calibrator_add_pixels (c, px, &error));
-    g_assert_no_error (error);
-  }
-  Sam2Model *q = sam2_calibrator_quantize (c, NULL, NULL, &error);
-  g_assert_no_error (error);
-  g_assert_true (sam2_model_is_quantized (q));
-  sam2_calibrator_free (c);
-  sam2_recipe_free (recipe);
-  g_free (px);
-  return q;
-}
-
-/* sam2-mini-hash quantized with quantize_two_frames (its float model in *fp), or NULL after a
+/* sam2-mini-hash quantized on two random frames (its float model in *fp), or NULL after a
  * skip. */
 static Sam2Model *
 mini_w4a8 (Sam2Model **fp)
 {
   *fp = sam2_test_load_mini ();
-  return *fp != NULL ? quantize_two_frames (*fp) : NULL;
+  return *fp != NULL ? sam2_test_quantize_random (*fp, recipe_path, 2) : NULL;
 }
 
 static void
@@ -237,7 +205,7 @@ test_w4a8_tiny (void)
   Sam2Model *fp = sam2_test_tiny_hashed ();
   if (fp == NULL)
     return;
-  Sam2Model *q = quantize_two_frames (fp);
+  Sam2Model *q = sam2_test_quantize_random (fp, recipe_path, 2);
   compare_cpu_cuda (q, W4A8_CPU_CUDA_TOL);
   sam2_model_unref (q);
   sam2_model_unref (fp);
@@ -269,6 +237,51 @@ test_w4a8_file (void)
   g_assert_true (sam2_model_is_quantized (q));
   compare_cpu_cuda (q, W4A8_CPU_CUDA_TOL);
   sam2_model_unref (q);
+}
+
+/* ---- batches: one encoder pass of several images --------------------------------------------- */
+
+/* FP16: the same roundings per element in both passes; a GEMM algorithm chosen by the row count
+ * sums in another order, which can move an FP16 rounding of an activation by one step, carried
+ * on through the model. Bounded by the FP16 path's own bound against float64. */
+#define BATCH_FP16_TOL SAM2_CHECK_TOL_FP16
+
+static void
+test_batch_mini (gconstpointer data)
+{
+  const Sam2Precision precision = GPOINTER_TO_INT (data);
+  Sam2Model *fp = sam2_test_load_mini ();
+  if (fp == NULL)
+    return;
+  const Sam2SessionOptions o = cuda_options (precision);
+  sam2_test_check_batch (fp, &o, 3,
+                         precision == SAM2_PRECISION_FP16 ? BATCH_FP16_TOL
+                                                          : SAM2_TEST_BATCH_FP32_TOL);
+  sam2_model_unref (fp);
+}
+
+static void
+test_batch_w4a8_mini (void)
+{
+  Sam2Model *fp, *q = mini_w4a8 (&fp);
+  if (q == NULL)
+    return;
+  const Sam2SessionOptions o = cuda_options (SAM2_PRECISION_AUTO);
+  sam2_test_check_batch (q, &o, 3, SAM2_TEST_BATCH_W4A8_TOL);
+  sam2_model_unref (q);
+  sam2_model_unref (fp);
+}
+
+/* The benchmark's shape: the tiny architecture, eight 1024x1024 images in one FP16 pass. */
+static void
+test_batch_tiny_fp16 (void)
+{
+  Sam2Model *fp = sam2_test_tiny_hashed ();
+  if (fp == NULL)
+    return;
+  const Sam2SessionOptions o = cuda_options (SAM2_PRECISION_FP16);
+  sam2_test_check_batch (fp, &o, 8, BATCH_FP16_TOL);
+  sam2_model_unref (fp);
 }
 
 /* ---- CUDA graphs: the same bits as launching op by op ------------------------------------------ */
@@ -352,7 +365,7 @@ graph_script (Sam2Session *s, Sam2Model *model, GArray *out)
   float *mask = NULL;
   GError *error = NULL;
   for (int f = 0; f < GRAPH_FRAMES; f++) {
-    fill_pixels (px, npx, 300 + f);
+    sam2_test_fill_pixels (px, npx, 300 + f);
     g_assert_true (sam2_session_encode (s, px, &error));
     g_assert_no_error (error);
     for (int l = 0; l < 3; l++) {
@@ -581,5 +594,11 @@ main (int argc, char **argv)
                         test_steady_memory);
   g_test_add_data_func ("/cuda/model/steady-memory-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
                         test_steady_memory);
+  g_test_add_data_func ("/cuda/model/batch-mini-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
+                        test_batch_mini);
+  g_test_add_data_func ("/cuda/model/batch-mini-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
+                        test_batch_mini);
+  g_test_add_func ("/cuda/model/batch-w4a8-mini", test_batch_w4a8_mini);
+  g_test_add_func ("/cuda/model/batch-tiny-fp16", test_batch_tiny_fp16);
   return g_test_run ();
 }
