@@ -1,16 +1,18 @@
 /* bench-gpu: latency and GPU memory of a model on the CUDA backend (or any backend).
  *
  *   sam2-bench-gpu [--model REF | --hash-config CONFIG.json] [--backend cuda] [--precision P]
- *                  [--iterations N] [--warmup N] [--frame WxH] [--graphs on|off|both]
- *                  [--no-graphs] [--profile] [--json]
+ *                  [--iterations N] [--warmup N] [--frame WxH] [--batch N]
+ *                  [--graphs on|off|both] [--no-graphs] [--profile] [--json]
  *
  * REF is anything sam2_model_load takes: a model directory, an HF id, a shortcut or a quantized
  * model file. After `--warmup` untimed frames (the first one fills the device weight cache),
  * prints the median of N runs of
- *   - the encoder (sam2_session_encode on preprocessed pixels, which waits for the device),
+ *   - the encoder (sam2_session_encode on preprocessed pixels, which waits for the device; with
+ *     --batch N, sam2_session_encode_batch of N images in one pass, also given per image),
  *   - the decoder per prompt (one positive point, multimask, low-res logits to the host),
  *   - end to end per frame (sam2_session_set_image from 8-bit RGB of --frame size, then
- *     sam2_session_predict with that point, masks upsampled to the frame),
+ *     sam2_session_predict with that point, masks upsampled to the frame; with --batch N,
+ *     sam2_session_set_images of N frames, then select_image and predict on each, divided by N),
  * and the peak device memory the session used (cudaMemGetInfo before the session, and the lowest
  * free memory seen after each stage), as one table line, or one JSON object with --json.
  * CUDA graphs (backend-cuda.c): as the environment says (SAM2_CUDA_GRAPHS) unless --graphs on /
@@ -63,7 +65,7 @@ print_profile (Sam2Session *s, const char *what)
 
 typedef struct {
   const char *name;
-  int iterations, warmup, fw, fh;
+  int iterations, warmup, fw, fh, batch;
   gboolean json, profile;
 } BenchParams;
 
@@ -79,6 +81,20 @@ describe_graphs (Sam2Session *s, char *buf, size_t size, Sam2CudaGraphStats *st)
     g_snprintf (buf, size, st->replayed > 0 ? "on" : "on, unused");
 }
 
+/* What a pipeline does with n frames: one encoder pass over them, then the prompt on each. */
+static gboolean
+frames_end_to_end (Sam2Session *s, const guint8 **frames, int n, int fw, int fh,
+                   const Sam2Prompt *prompt, const Sam2PredictOptions *popts, GError **error)
+{
+  if (!sam2_session_set_images (s, frames, n, fw, fh, fw * 3, SAM2_PIXEL_FORMAT_RGB, error))
+    return FALSE;
+  for (int i = 0; i < n; i++)
+    if (!sam2_session_select_image (s, i, error)
+        || sam2_session_predict (s, prompt, 1, popts, error) == NULL)
+      return FALSE;
+  return TRUE;
+}
+
 /* One session: warm-up, timed runs, one output line. `graphs` is "1", "0" or NULL (the
  * environment's SAM2_CUDA_GRAPHS as it is). Returns the exit status. */
 static int
@@ -87,7 +103,7 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
 {
   GError *error = NULL;
   const int S = sam2_model_get_image_size (model);
-  const int iterations = bp->iterations, fw = bp->fw, fh = bp->fh;
+  const int iterations = bp->iterations, fw = bp->fw, fh = bp->fh, nb = bp->batch;
   const char *name = bp->name;
   if (graphs != NULL)
     g_setenv ("SAM2_CUDA_GRAPHS", graphs, TRUE);
@@ -99,19 +115,25 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
     mem.have = TRUE;
     mem.min_free = mem.base_free;
   }
-  Sam2Session *s = sam2_session_new_full (model, options, &error);
+  Sam2SessionOptions batch_options = *options;
+  batch_options.max_batch = nb;
+  Sam2Session *s = sam2_session_new_full (model, &batch_options, &error);
   if (s == NULL) {
     g_printerr ("%s\n", error->message);
     return 1;
   }
   mem_sample (&mem);
 
-  float *pixels = g_new (float, (size_t) 3 * S * S);
-  for (size_t i = 0; i < (size_t) 3 * S * S; i++)
+  /* nb different images and frames */
+  float *pixels = g_new (float, (size_t) nb * 3 * S * S);
+  for (size_t i = 0; i < (size_t) nb * 3 * S * S; i++)
     pixels[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-  guint8 *rgb = g_new (guint8, (size_t) fw * fh * 3);
-  for (size_t i = 0; i < (size_t) fw * fh * 3; i++)
+  guint8 *rgb = g_new (guint8, (size_t) nb * fw * fh * 3);
+  for (size_t i = 0; i < (size_t) nb * fw * fh * 3; i++)
     rgb[i] = (guint8) ((i * 2654435761u) >> 24);
+  const guint8 **frames = g_new (const guint8 *, nb);
+  for (int i = 0; i < nb; i++)
+    frames[i] = rgb + (size_t) i * fw * fh * 3;
   const Sam2Point pt_model = { S * 0.5f, S * 0.375f, SAM2_LABEL_POSITIVE };
   const Sam2Prompt prompt_model = { .points = &pt_model, .n_points = 1 };
   const Sam2Point pt_frame = { fw * 0.5f, fh * 0.375f, SAM2_LABEL_POSITIVE };
@@ -121,10 +143,9 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
   /* warm-up: the device weight cache, scratch growth, cuBLAS heuristics, page faults, and the
    * graphs (eager first run, capture on the second) */
   for (int i = 0; i < bp->warmup; i++) {
-    if (!sam2_session_encode (s, pixels, &error)
+    if (!sam2_session_encode_batch (s, pixels, nb, &error)
         || sam2_session_decode (s, &prompt_model, 1, TRUE, &error) == NULL
-        || !sam2_session_set_image (s, rgb, fw, fh, fw * 3, SAM2_PIXEL_FORMAT_RGB, &error)
-        || sam2_session_predict (s, &prompt_frame, 1, &popts, &error) == NULL) {
+        || !frames_end_to_end (s, frames, nb, fw, fh, &prompt_frame, &popts, &error)) {
       g_printerr ("warm-up: %s\n", error->message);
       return 1;
     }
@@ -135,16 +156,15 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
   double *t_e2e = g_new (double, iterations);
   for (int i = 0; i < iterations; i++) {
     double t0 = bench_now_ms ();
-    gboolean ok = sam2_session_encode (s, pixels, &error);
+    gboolean ok = sam2_session_encode_batch (s, pixels, nb, &error);
     t_enc[i] = bench_now_ms () - t0;
     mem_sample (&mem);
     t0 = bench_now_ms ();
     ok = ok && sam2_session_decode (s, &prompt_model, 1, TRUE, &error) != NULL;
     t_dec[i] = bench_now_ms () - t0;
     t0 = bench_now_ms ();
-    ok = ok && sam2_session_set_image (s, rgb, fw, fh, fw * 3, SAM2_PIXEL_FORMAT_RGB, &error)
-         && sam2_session_predict (s, &prompt_frame, 1, &popts, &error) != NULL;
-    t_e2e[i] = bench_now_ms () - t0;
+    ok = ok && frames_end_to_end (s, frames, nb, fw, fh, &prompt_frame, &popts, &error);
+    t_e2e[i] = (bench_now_ms () - t0) / nb;
     mem_sample (&mem);
     if (!ok) {
       g_printerr ("run %d: %s\n", i, error->message);
@@ -158,8 +178,8 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
   if (bp->profile) {
     /* profile_start resets the counters: one window per stage */
     s->backend->ops->profile_start (s->backend);
-    sam2_session_encode (s, pixels, NULL);
-    print_profile (s, "encoder");
+    sam2_session_encode_batch (s, pixels, nb, NULL);
+    print_profile (s, nb > 1 ? "encoder (the whole batch)" : "encoder");
     s->backend->ops->profile_start (s->backend);
     sam2_session_decode (s, &prompt_model, 1, TRUE, NULL);
     print_profile (s, "decoder (one prompt)");
@@ -173,26 +193,28 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
     if (mem.have)
       g_snprintf (peak, sizeof peak, "%.1f", mem_peak_mb (&mem));
     g_print ("{\"model\": \"%s\", \"quantized\": %s, \"backend\": \"%s\", \"image_size\": %d, "
-             "\"frame\": \"%dx%d\", \"iterations\": %d, \"warmup\": %d, \"encoder_ms\": %.3f, "
+             "\"frame\": \"%dx%d\", \"batch\": %d, \"iterations\": %d, \"warmup\": %d, "
+             "\"encoder_ms\": %.3f, \"encoder_ms_per_image\": %.3f, "
              "\"decoder_ms_per_prompt\": %.3f, \"end_to_end_ms_per_frame\": %.3f, "
              "\"peak_gpu_mb\": %s, \"cuda_graphs\": %s, \"graphs_captured\": %u, "
              "\"graph_launches\": %u, \"graphs_refused\": %u}\n",
-             name, sam2_model_is_quantized (model) ? "true" : "false", desc, S, fw, fh,
-             iterations, bp->warmup, enc, dec, e2e, peak,
+             name, sam2_model_is_quantized (model) ? "true" : "false", desc, S, fw, fh, nb,
+             iterations, bp->warmup, enc, enc / nb, dec, e2e, peak,
              gst.enabled && gst.replayed > 0 ? "true" : "false", gst.captured, gst.replayed,
              gst.refused);
   } else {
     if (header)
-      g_print ("%-40s %-44s %5s %9s %9s %9s %10s  %s\n", "model", "backend", "size", "enc ms",
-               "dec ms", "e2e ms", "peak GPU MB", "graphs");
-    g_print ("%-40s %-44s %5d %9.2f %9.3f %9.2f %10.1f  %s\n", name, desc, S, enc, dec, e2e,
-             mem_peak_mb (&mem), graphs_desc);
+      g_print ("%-40s %-44s %5s %5s %9s %9s %9s %9s %10s  %s\n", "model", "backend", "size",
+               "batch", "enc ms", "/image", "dec ms", "e2e ms", "peak GPU MB", "graphs");
+    g_print ("%-40s %-44s %5d %5d %9.2f %9.2f %9.3f %9.2f %10.1f  %s\n", name, desc, S, nb, enc,
+             enc / nb, dec, e2e, mem_peak_mb (&mem), graphs_desc);
   }
   g_free (t_enc);
   g_free (t_dec);
   g_free (t_e2e);
   g_free (pixels);
   g_free (rgb);
+  g_free (frames);
   sam2_session_free (s);
   return 0;
 }
@@ -202,7 +224,7 @@ main (int argc, char **argv)
 {
   char *model_ref = NULL, *hash_config = NULL, *backend = NULL, *precision = NULL;
   char *frame = NULL, *graphs = NULL;
-  int iterations = 20, warmup = 3;
+  int iterations = 20, warmup = 3, batch = 1;
   gboolean json = FALSE, profile = FALSE, no_graphs = FALSE;
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_STRING, &model_ref,
@@ -219,6 +241,8 @@ main (int argc, char **argv)
     { "warmup", 'w', 0, G_OPTION_ARG_INT, &warmup, "untimed frames first (default 3)", "N" },
     { "frame", 'f', 0, G_OPTION_ARG_STRING, &frame,
       "frame size of the end-to-end runs (default 1280x720)", "WxH" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch,
+      "images per encoder pass (default 1; the session's max_batch)", "N" },
     { "graphs", 'g', 0, G_OPTION_ARG_STRING, &graphs,
       "CUDA graphs: on, off, or both (a line without, then one with; default: as "
       "SAM2_CUDA_GRAPHS says, on when unset)", "MODE" },
@@ -252,10 +276,14 @@ main (int argc, char **argv)
     g_printerr ("--graphs %s: expected on, off or both\n", graphs);
     return 2;
   }
+  if (batch < 1 || batch > SAM2_SESSION_MAX_BATCH) {
+    g_printerr ("--batch %d: 1 to %d images per pass\n", batch, SAM2_SESSION_MAX_BATCH);
+    return 2;
+  }
   iterations = MAX (iterations, 1);
   /* a key's first run is eager and its second captures: the timed runs replay from the third */
   warmup = MAX (warmup, 3);
-  Sam2SessionOptions options = { SAM2_BACKEND_CUDA, SAM2_PRECISION_AUTO };
+  Sam2SessionOptions options = { SAM2_BACKEND_CUDA, SAM2_PRECISION_AUTO, 1 };
   if (!sam2_session_options_parse (&options, backend, precision, &error)) {
     g_printerr ("%s\n", error->message);
     return 2;
@@ -274,7 +302,7 @@ main (int argc, char **argv)
     g_printerr ("cannot build the model: %s\n", error->message);
     return 1;
   }
-  const BenchParams bp = { name, iterations, warmup, fw, fh, json, profile };
+  const BenchParams bp = { name, iterations, warmup, fw, fh, batch, json, profile };
   int status = 0;
   for (int i = 0; i < n_modes && status == 0; i++)
     status = bench_session (model, &options, modes[i], &bp, i == 0);

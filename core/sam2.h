@@ -174,8 +174,9 @@ typedef struct {
   int max_batch;
 } Sam2SessionOptions;
 
-/* The largest max_batch a session accepts. */
-#define SAM2_SESSION_MAX_BATCH 64
+/* The largest max_batch a session accepts: 32 images keep every row count of the largest model's
+ * first stage (32 x 65536 tokens) within the CUDA kernels' grid limits. */
+#define SAM2_SESSION_MAX_BATCH 32
 
 #define SAM2_SESSION_OPTIONS_INIT { SAM2_BACKEND_AUTO, SAM2_PRECISION_AUTO, 1 }
 

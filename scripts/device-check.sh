@@ -189,6 +189,11 @@ step_bench () {
     "$b" --model "$WORK/models/$size" --precision fp16 --json --profile --frame 1920x1080 --graphs both
     "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json --profile --frame 1920x1080 --graphs both
     "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --precision fp32 --json --frame 1920x1080
+    # batch 8 (one encoder pass of eight images), next to PyTorch's batch-8 lines of the torch step
+    "$b" --model "$WORK/models/$size" --precision fp16 --json --frame 1920x1080 --batch 8 \
+      --iterations 10
+    "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json --frame 1920x1080 --batch 8 \
+      --iterations 10
   done
   true
 }
