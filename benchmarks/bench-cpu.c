@@ -110,7 +110,7 @@ main (int argc, char **argv)
   }
 
   /* the CPU backend always: AUTO would pick CUDA on a machine with a GPU */
-  const Sam2SessionOptions cpu_only = { SAM2_BACKEND_CPU, SAM2_PRECISION_AUTO };
+  const Sam2SessionOptions cpu_only = { SAM2_BACKEND_CPU, SAM2_PRECISION_AUTO, 1 };
   Sam2Session *s = sam2_session_new_full (model, &cpu_only, &error);
   if (s == NULL) {
     g_printerr ("%s\n", error->message);

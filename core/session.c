@@ -641,8 +641,10 @@ encode_uploaded (Sam2Session *s, int n, GError **error)
   EncoderPass pass = { s, NULL };
   if (!check_status (s, run_device (s, GRAPH_KEY_ENCODER | (guint32) n, encoder_body, &pass),
                      pass.failed != NULL ? pass.failed : "the image encoder", error)
-      || !finish_device_work (s, "the image encoder", error))
+      || !finish_device_work (s, "the image encoder", error)) {
+    s->batch = 0;   /* nothing of a failed pass can be selected */
     return FALSE;
+  }
   if (n > 1)
     return select_image (s, 0, error);
   s->have_features = TRUE;
@@ -670,7 +672,9 @@ sam2_session_encode_batch (Sam2Session *s, const float *pixel_values, int n, GEr
     return FALSE;
   const size_t floats = (size_t) n * m->config.vision.backbone.num_channels * m->image_size
                         * m->image_size;
+  /* from here on the last batch is gone, whatever happens */
   s->have_features = FALSE;
+  s->batch = 0;
   if (!check_status (s, s->backend->ops->upload (s->backend, s->pixels, pixel_values, floats),
                      "uploading the pixels", error))
     return FALSE;

@@ -986,6 +986,7 @@ gst_sam2_calib_start (GstBaseSink * sink)
     const Sam2SessionOptions run = {
       device == GST_SAM2_CALIB_DEVICE_CUDA ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU,
       SAM2_PRECISION_FP32,
+      1,
     };
     self->calibrator = sam2_calibrator_new_full (self->model, self->recipe, &run, &error);
   }

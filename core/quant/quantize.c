@@ -134,11 +134,12 @@ sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
     c->recipe = g_new0 (Sam2Recipe, 1);
     sam2_recipe_init_defaults (c->recipe);
   }
-  Sam2SessionOptions run = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
+  Sam2SessionOptions run = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1 };
   if (options != NULL && options->backend != SAM2_BACKEND_AUTO)
     run = *options;
   if (run.precision == SAM2_PRECISION_AUTO)
     run.precision = SAM2_PRECISION_FP32;
+  run.max_batch = 1;   /* frames are added one at a time */
   c->session = sam2_session_new_full (model, &run, error);
   if (c->session == NULL) {
     sam2_calibrator_free (c);

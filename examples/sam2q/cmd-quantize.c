@@ -194,7 +194,7 @@ sam2q_cmd_quantize (int argc, char **argv)
     goto out;
   }
   /* the float model's backend and precision during calibration */
-  Sam2SessionOptions run = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
+  Sam2SessionOptions run = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1 };
   if (device != NULL && strcmp (device, "cpu") != 0) {
     if (strcmp (device, "cuda") != 0) {
       g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,

@@ -84,8 +84,8 @@ test_stats (gconstpointer data)
   GError *error = NULL;
   Sam2CalibRecipe calib = { .num_samples = N_FRAMES, .batch_size = 1, .max_tokens = max_tokens,
                             .keep_tokens = 64, .seed = 5 };
-  const Sam2SessionOptions cpu_opts = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
-  const Sam2SessionOptions cuda_opts = { SAM2_BACKEND_CUDA, SAM2_PRECISION_FP32 };
+  const Sam2SessionOptions cpu_opts = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1 };
+  const Sam2SessionOptions cuda_opts = { SAM2_BACKEND_CUDA, SAM2_PRECISION_FP32, 1 };
   Sam2Session *cpu = sam2_session_new_full (m, &cpu_opts, &error);
   g_assert_no_error (error);
   Sam2Session *gpu = sam2_session_new_full (m, &cuda_opts, &error);
@@ -152,7 +152,7 @@ static Sam2Model *
 calibrate (Sam2Model *fp, const Sam2Recipe *recipe, Sam2BackendKind backend, double *ms_per_frame)
 {
   GError *error = NULL;
-  const Sam2SessionOptions o = { backend, SAM2_PRECISION_FP32 };
+  const Sam2SessionOptions o = { backend, SAM2_PRECISION_FP32, 1 };
   Sam2Calibrator *c = sam2_calibrator_new_full (fp, recipe, &o, &error);
   g_assert_no_error (error);
   const int S = sam2_model_get_image_size (fp);
@@ -178,7 +178,7 @@ static float *
 embedding (Sam2Model *m, size_t *n)
 {
   GError *error = NULL;
-  const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
+  const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1 };
   Sam2Session *s = sam2_session_new_full (m, &cpu, &error);
   g_assert_no_error (error);
   const int S = sam2_model_get_image_size (m);

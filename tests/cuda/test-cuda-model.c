@@ -60,7 +60,7 @@ static const char *recipe_path;
 static Sam2SessionOptions
 cuda_options (Sam2Precision precision)
 {
-  Sam2SessionOptions o = { SAM2_BACKEND_CUDA, precision };
+  Sam2SessionOptions o = { SAM2_BACKEND_CUDA, precision, 1 };
   return o;
 }
 
@@ -155,7 +155,7 @@ compare_cpu_cuda (Sam2Model *model, double tol)
   const size_t n = (size_t) 3 * S * S;
   float *pixels = g_new (float, n);
   sam2_test_fill_pixels (pixels, n, 7);
-  const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32 };
+  const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1 };
   Outputs a = { 0 }, b = { 0 };
   run_outputs (model, &cpu, pixels, &a);
   /* quantized layers are W4A8 in both CUDA precisions; FP32 keeps the float layers comparable */
