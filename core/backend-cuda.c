@@ -113,6 +113,7 @@ typedef struct {
   cublasLtHandle_t cublaslt;   /* FP16 GEMMs with the bias epilogue; NULL: GemmEx + bias pass */
   gboolean small_m;            /* FP16 linears of <= SAM2_CUDA_LINEAR_SMALL_M_MAX rows: own kernel */
   gboolean fused_mlp;          /* FP16 norm_mlp without its float intermediates (cuda_norm_mlp) */
+  gboolean pinned;             /* host_alloc gives page-locked memory (SAM2_CUDA_PINNED) */
   GHashTable *linears;         /* const Sam2Linear * -> CudaLinear * */
   GHashTable *norms;           /* const Sam2LayerNorm * -> CudaNorm * */
   uint16_t *x16;               /* FP16 activations of the widest linear input seen */
@@ -329,6 +330,37 @@ cuda_free (Sam2Backend *b, float *p)
 {
   /* cudaFree waits for work using p; nothing useful to do with a failure while freeing */
   if (p != NULL && cudaFree (p) != cudaSuccess)
+    (void) cudaGetLastError ();
+}
+
+/* backend.h's host_alloc: page-locked host memory, which the DMA engines read and write directly
+ * (pageable memory goes through a driver bounce buffer, at a fraction of the bus's speed: the
+ * frame's 12 MB of pixels and the decoder's logits cross it every frame and every prompt).
+ * SAM2_CUDA_PINNED=0 gives plain memory, to compare. */
+static float *
+cuda_host_alloc (Sam2Backend *b, size_t n)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (!cu->pinned)
+    return g_try_new (float, MAX (n, 1));
+  void *p = NULL;
+  cudaError_t err = cudaSetDevice (cu->device);
+  if (err == cudaSuccess)
+    err = cudaMallocHost (&p, MAX (n, 1) * sizeof (float));
+  if (err != cudaSuccess) {
+    cuda_fail (cu, err, "cudaMallocHost");
+    return NULL;
+  }
+  return p;
+}
+
+static void
+cuda_host_free (Sam2Backend *b, float *p)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  if (!cu->pinned)
+    g_free (p);
+  else if (p != NULL && cudaFreeHost (p) != cudaSuccess)
     (void) cudaGetLastError ();
 }
 
@@ -1378,6 +1410,8 @@ static const Sam2BackendOps cuda_ops = {
   .upload = cuda_upload,
   .download = cuda_download,
   .copy = cuda_copy,
+  .host_alloc = cuda_host_alloc,
+  .host_free = cuda_host_free,
   .reserve_attention = cuda_reserve_attention,
   .linear = cuda_linear,
   .layer_norm = cuda_layer_norm,
@@ -1504,6 +1538,7 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   cu->graphs = env_switch_on ("SAM2_CUDA_GRAPHS") && cu->cublas_ws != NULL;
   cu->small_m = env_switch_on ("SAM2_CUDA_SMALL_M");   /* 0: cuBLAS for every row count */
   cu->fused_mlp = env_switch_on ("SAM2_CUDA_FUSED_MLP"); /* 0: norm_mlp as its three ops */
+  cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */
   /* cuBLASLt for the FP16 GEMMs with their bias (and residual) in its epilogue, on the same
    * workspace (one stream: the two libraries never run at once); SAM2_CUDA_LT_EPILOGUE=0 keeps
    * cublasGemmEx and the separate bias pass, for comparison */

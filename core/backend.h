@@ -81,6 +81,11 @@ typedef struct {
   /* dst = src, n floats of backend memory, in order with the ops (unlike upload, a run_graph
    * body may call it); the two must not overlap. */
   int (*copy) (Sam2Backend *b, float *dst, const float *src, size_t n);
+  /* Optional (NULL: g_try_new / g_free): host memory that upload and download move fastest,
+   * for the session's staging buffers (page-locked on a GPU, which its copy engines reach
+   * directly); NULL on failure. The session frees it with host_free before destroying b. */
+  float *(*host_alloc) (Sam2Backend *b, size_t n_floats);
+  void (*host_free) (Sam2Backend *b, float *p);
   /* Called once per session with the largest attention it will run, so no op allocates later. */
   int (*reserve_attention) (Sam2Backend *b, int max_len_q, int max_len_k);
 

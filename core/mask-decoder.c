@@ -336,12 +336,17 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
 }
 
 int
-sam2_mask_decoder_read (Sam2Session *s, float *all_masks, float *iou_obj)
+sam2_mask_decoder_read_heads (Sam2Session *s, float *iou_obj)
+{
+  return s->backend->ops->download (s->backend, iou_obj, s->dec.head_out,
+                                    (size_t) s->dec.obj_offset + 1);
+}
+
+int
+sam2_mask_decoder_read_masks (Sam2Session *s, int first_token, int n_tokens, float *masks)
 {
   const Sam2Model *m = s->model;
-  Sam2Backend *b = s->backend;
-  const Sam2DecoderBuffers *d = &s->dec;
-  const int nmt = m->n_mask_tokens, HW = m->feat_h[2] * m->feat_w[2];
-  CHECK (b->ops->download (b, all_masks, d->masks, (size_t) nmt * 16 * HW));
-  return b->ops->download (b, iou_obj, d->head_out, (size_t) d->obj_offset + 1);
+  const size_t ms2 = (size_t) m->mask_size * m->mask_size;
+  return s->backend->ops->download (s->backend, masks, s->dec.masks + first_token * ms2,
+                                    n_tokens * ms2);
 }

@@ -48,6 +48,28 @@ bfree (Sam2Session *s, float **p)
   *p = NULL;
 }
 
+/* Host staging buffers (what upload reads and download writes): the backend's fastest host
+ * memory where it has some (backend.h's host_alloc). NULL on failure. */
+static float *
+host_staging_alloc (Sam2Session *s, size_t n)
+{
+  const Sam2BackendOps *o = s->backend->ops;
+  return o->host_alloc != NULL ? o->host_alloc (s->backend, n) : g_try_new (float, MAX (n, 1));
+}
+
+static void
+host_staging_free (Sam2Session *s, float **p)
+{
+  const Sam2BackendOps *o = s->backend->ops;
+  if (*p != NULL) {
+    if (o->host_free != NULL)
+      o->host_free (s->backend, *p);
+    else
+      g_free (*p);
+  }
+  *p = NULL;
+}
+
 static size_t
 mlp_max_width (const Sam2Mlp *mlp)
 {
@@ -146,10 +168,10 @@ alloc_decoder (Sam2Session *s, Allocator *a)
   d->obj_offset = (MAX (nmt, 1) + 63) / 64 * 64;
   d->head_out = balloc (a, (size_t) d->obj_offset + 1);
   d->mask_input = balloc (a, ms2);
-  d->host_tokens = g_new (float, (size_t) T * C);
   d->host_sparse = g_new (float, (size_t) T * C);
-  d->host_all_masks = g_new (float, (size_t) nmt * ms2);
-  d->host_iou = g_new (float, (size_t) d->obj_offset + 1);
+  d->host_tokens = host_staging_alloc (s, (size_t) T * C);
+  d->host_iou = host_staging_alloc (s, (size_t) d->obj_offset + 1);
+  a->failed = a->failed || d->host_tokens == NULL || d->host_iou == NULL;
   s->image_pe = balloc (a, HW * C);
   s->no_mask_dev = balloc (a, C);
 }
@@ -182,10 +204,13 @@ free_buffers (Sam2Session *s)
                     &s->no_mask_dev };
   for (size_t i = 0; i < G_N_ELEMENTS (dec); i++)
     bfree (s, dec[i]);
-  g_clear_pointer (&d->host_tokens, g_free);
   g_clear_pointer (&d->host_sparse, g_free);
-  g_clear_pointer (&d->host_all_masks, g_free);
-  g_clear_pointer (&d->host_iou, g_free);
+  host_staging_free (s, &d->host_tokens);
+  host_staging_free (s, &d->host_iou);
+  host_staging_free (s, &s->host_pixels);
+  for (int l = 0; l < 3; l++)
+    host_staging_free (s, &s->host_features[l]);
+  host_staging_free (s, &s->res_lowres);
 }
 
 /* Constants the forward passes read from backend memory, uploaded once. */
@@ -372,13 +397,13 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
   Allocator a = { .s = s };
   alloc_encoder (s, &a);
   alloc_decoder (s, &a);
-  s->host_pixels = g_try_new (float, (size_t) s->max_batch * 3 * model->image_size
-                                       * model->image_size);
+  s->host_pixels = host_staging_alloc (s, (size_t) s->max_batch * 3 * model->image_size
+                                             * model->image_size);
   gboolean host_ok = s->host_pixels != NULL;
   /* features handed to callers must be host memory: staged through download on a device */
   for (int l = 0; l < 3 && backend->ops->device_memory; l++) {
-    s->host_features[l] = g_try_new (float, (size_t) model->feat_h[l] * model->feat_w[l]
-                                                * model->feat_c[l]);
+    s->host_features[l] = host_staging_alloc (s, (size_t) model->feat_h[l] * model->feat_w[l]
+                                                    * model->feat_c[l]);
     host_ok = host_ok && s->host_features[l] != NULL;
   }
   int max_q = 1, max_k = 1;
@@ -434,13 +459,9 @@ sam2_session_free (Sam2Session *s)
   free_buffers (s);
   sam2_backend_free (s->backend);
   sam2_resampler_free (s->resampler);
-  g_free (s->host_pixels);
-  for (int l = 0; l < 3; l++)
-    g_free (s->host_features[l]);
   g_free (s->backend_description);
   g_free (s->res_iou);
   g_free (s->res_obj);
-  g_free (s->res_lowres);
   g_free (s->res_masks);
   g_free (s->res_boxes);
   g_free (s->upsampled);
@@ -797,10 +818,10 @@ ensure_result_capacity (Sam2Session *s, int n_objects)
   const size_t nmt = m->n_mask_tokens, ms2 = (size_t) m->mask_size * m->mask_size;
   g_free (s->res_iou);
   g_free (s->res_obj);
-  g_free (s->res_lowres);
+  host_staging_free (s, &s->res_lowres);   /* the decoder's logits are downloaded into it */
   s->res_iou = g_try_new (float, n_objects * nmt);
   s->res_obj = g_try_new (float, n_objects);
-  s->res_lowres = g_try_new (float, n_objects * nmt * ms2);
+  s->res_lowres = host_staging_alloc (s, n_objects * nmt * ms2);
   s->result_capacity_objects = n_objects;
   if (s->res_iou == NULL || s->res_obj == NULL || s->res_lowres == NULL) {
     s->result_capacity_objects = 0;
@@ -860,26 +881,31 @@ validate_prompt (const Sam2Model *m, const Sam2Prompt *p, int index, float width
   return TRUE;
 }
 
-/* HF's _dynamic_multimask_via_stability for one object: keep the single-mask output when its
- * stability (area above +delta over area above -delta) reaches the threshold, else the
- * multimask output with the best predicted IoU. Returns the chosen mask token. */
-static int
-select_single_mask (const Sam2Model *m, const float *masks, const float *iou)
+/* HF's _dynamic_multimask_via_stability for one object, in two steps so that only the masks it
+ * keeps cross to the host: the single-mask output (token 0) stays when its stability (area above
+ * +delta over area above -delta) reaches the threshold (or the model has no such switch) ... */
+static gboolean
+single_mask_is_stable (const Sam2Model *m, const float *mask0)
 {
   const Sam2MaskDecoderConfig *dc = &m->config.mask_decoder;
   if (!dc->dynamic_multimask_via_stability || m->n_mask_tokens < 2)
-    return 0;
+    return TRUE;
   const size_t ms2 = (size_t) m->mask_size * m->mask_size;
   const float delta = (float) dc->dynamic_multimask_stability_delta;
   size_t inter = 0, uni = 0;
   for (size_t i = 0; i < ms2; i++) {
-    inter += masks[i] > delta;
-    uni += masks[i] > -delta;
+    inter += mask0[i] > delta;
+    uni += mask0[i] > -delta;
   }
   const double stability = uni > 0 ? (double) inter / (double) uni : 1.0;
   /* torch compares in float32 */
-  if ((float) stability >= (float) dc->dynamic_multimask_stability_thresh)
-    return 0;
+  return (float) stability >= (float) dc->dynamic_multimask_stability_thresh;
+}
+
+/* ... else the multimask token (1 ..) with the best predicted IoU replaces it. */
+static int
+best_multimask_token (const Sam2Model *m, const float *iou)
+{
   int best = 1;
   for (int t = 2; t < m->n_mask_tokens; t++)
     if (iou[t] > iou[best])
@@ -937,7 +963,7 @@ decode (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts, gboolean multi
     return NULL;
   }
 
-  float *all_masks = s->dec.host_all_masks, *all_iou = s->dec.host_iou;
+  float *all_iou = s->dec.host_iou;
   float *sparse = s->dec.host_sparse;
   for (int o = 0; o < n_prompts; o++) {
     const Sam2Prompt *p = &prompts[o];
@@ -954,22 +980,22 @@ decode (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts, gboolean multi
       DecoderPass pass = { s, n_sparse, has_dense };
       st = run_device (s, decoder_graph_key (n_sparse, has_dense), decoder_body, &pass);
     }
+    /* the heads, then only the masks kept, straight into the result */
     if (st == SAM2_STATUS_OK)
-      st = sam2_mask_decoder_read (s, all_masks, all_iou);
+      st = sam2_mask_decoder_read_heads (s, all_iou);
+    float *iou_out = s->res_iou + (size_t) o * n_out;
+    float *mask_out = s->res_lowres + (size_t) o * n_out * ms2;
+    int token = multimask ? 1 : 0;
+    if (st == SAM2_STATUS_OK)
+      st = sam2_mask_decoder_read_masks (s, token, n_out, mask_out);
+    if (st == SAM2_STATUS_OK && !multimask && !single_mask_is_stable (m, mask_out)) {
+      token = best_multimask_token (m, all_iou);
+      st = sam2_mask_decoder_read_masks (s, token, 1, mask_out);
+    }
     if (!check_status (s, st, "the mask decoder", error))
       return NULL;
     s->res_obj[o] = all_iou[s->dec.obj_offset];
-
-    float *iou_out = s->res_iou + (size_t) o * n_out;
-    float *mask_out = s->res_lowres + (size_t) o * n_out * ms2;
-    if (multimask) {
-      memcpy (iou_out, all_iou + 1, sizeof (float) * n_out);
-      memcpy (mask_out, all_masks + ms2, sizeof (float) * n_out * ms2);
-    } else {
-      int t = select_single_mask (m, all_masks, all_iou);
-      iou_out[0] = all_iou[t];
-      memcpy (mask_out, all_masks + (size_t) t * ms2, sizeof (float) * ms2);
-    }
+    memcpy (iou_out, all_iou + token, sizeof (float) * n_out);
   }
 
   Sam2Result *r = &s->result;

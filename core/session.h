@@ -51,8 +51,9 @@ typedef struct {
   float *head_a, *head_b;      /* (n_tokens_max, widest MLP layer) MLP intermediates */
   float *head_out;             /* (obj_offset + 1) IoU head outputs; object score at obj_offset */
   float *host_tokens;          /* (n_tokens_max, C) host staging of the tokens */
+  /* host staging buffers (host_tokens, host_iou, the session's host_pixels, host_features and
+   * res_lowres) come from the backend's host_alloc: page-locked on a GPU */
   float *host_sparse;          /* (n_tokens_max, C) prompt tokens of one object */
-  float *host_all_masks;       /* (n_mask_tokens, mask_size^2) every mask token's logits */
   float *host_iou;             /* (obj_offset + 1) host copy of head_out */
   float *mask_input;           /* (mask_size^2) a mask prompt, backend memory */
   int max_tokens;              /* n_tokens_max */
@@ -158,16 +159,18 @@ int sam2_prompt_encoder_dense (Sam2Session *s, const float *mask_logits_backend)
 
 /* The mask decoder for one object, in three steps so that the middle one can run as a device
  * graph (backend.h, run_graph): upload its tokens (into s->dec.token_pe); run (device work only:
- * copies them into the queries first; reads s->dec.dense when has_dense); read back the low-res
- * logits (n_mask_tokens, mask_size^2) and the heads (obj_offset + 1 floats: n_mask_tokens IoU
- * scores, the object score at obj_offset) into host memory. */
+ * copies them into the queries first; reads s->dec.dense when has_dense); read back the heads
+ * (obj_offset + 1 floats: n_mask_tokens IoU scores, the object score at obj_offset) and the
+ * low-res logits of the mask tokens first_token .. first_token + n_tokens - 1 ((n_tokens,
+ * mask_size^2)) into host memory, only those a result keeps. */
 int sam2_mask_decoder_upload (Sam2Session *s, const float *sparse, int n_sparse);
 int sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense);
 /* The decoder's image side that does not depend on the prompt (the first two-way block's
  * projections of the image embedding without a mask prompt): run by the encoder, once per
  * image, so each object's pass skips three HW-row projections. */
 int sam2_mask_decoder_prepare_image (Sam2Session *s);
-int sam2_mask_decoder_read (Sam2Session *s, float *all_masks, float *iou_obj);
+int sam2_mask_decoder_read_heads (Sam2Session *s, float *iou_obj);
+int sam2_mask_decoder_read_masks (Sam2Session *s, int first_token, int n_tokens, float *masks);
 
 G_END_DECLS
 

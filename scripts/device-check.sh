@@ -175,13 +175,15 @@ EOF
 
 step_bench () {
   local b=$BIN/sam2-bench-gpu
-  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}" ]; then
+  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}${SAM2_CUDA_PINNED:-}" ]; then
     # the code before FP16 attention v2, the cuBLASLt bias epilogue, the few-row linear and the
     # fused MLP, same run, same card
     echo "--- tiny, attention v1, GemmEx + bias pass, cuBLAS for the token rows"
     local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0 SAM2_CUDA_FUSED_MLP=0"
     env $old "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
     env $old "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json --frame 1920x1080
+    echo "--- tiny, pageable staging buffers (SAM2_CUDA_PINNED=0)"
+    SAM2_CUDA_PINNED=0 "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
     echo "--- now"
   fi
   for size in ${BENCH_SIZES:-tiny}; do
