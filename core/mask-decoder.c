@@ -323,9 +323,15 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
   CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 2 * H, 2 * W, C8, s->features[0], d->up2));
   CHECK (b->ops->activation (b, SAM2_ACT_GELU, d->up2, (size_t) 16 * HW * C8));
 
-  for (int i = 0; i < nmt; i++)
-    CHECK (mlp_forward (s, &m->hyper_mlps[i], d->tokens + (size_t) (2 + i) * C, 1, d->head_a,
-                        d->head_b, d->hyper + (size_t) i * C8));
+  /* the hypernetworks as one MLP of block-diagonal layers (session.h) unless an observer must
+   * see each token's layers */
+  if (s->hyper_stacked.n_layers > 0 && s->observer == NULL)
+    CHECK (mlp_forward (s, &s->hyper_stacked, d->tokens + (size_t) 2 * C, 1, d->head_a,
+                        d->head_b, d->hyper));
+  else
+    for (int i = 0; i < nmt; i++)
+      CHECK (mlp_forward (s, &m->hyper_mlps[i], d->tokens + (size_t) (2 + i) * C, 1, d->head_a,
+                          d->head_b, d->hyper + (size_t) i * C8));
   CHECK (b->ops->matmul_nt (b, d->hyper, d->up2, nmt, 16 * HW, C8, d->masks));
 
   /* both heads into one buffer, read back by one download; the object score at an offset of

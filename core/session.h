@@ -92,6 +92,14 @@ struct _Sam2Session {
 
   /* ---- mask decoder ---- */
   Sam2DecoderBuffers dec;
+  /* The mask tokens' hypernetwork MLPs as one MLP whose layers are block-diagonal (token i's
+   * weights in block i), so that a decoder pass runs one linear per layer instead of one per
+   * token and layer (3 launches instead of 12 on a GPU): its input is the mask tokens' rows,
+   * which are contiguous, read as one row, and its output one row that is `hyper` (n_mask_tokens,
+   * C/8). n_layers is 0 when the MLPs are quantized (and while an observer needs each layer's
+   * input). */
+  Sam2Mlp hyper_stacked;
+  float *hyper_stacked_weights;  /* the block-diagonal weights and the biases, host memory */
   float *image_pe;             /* (HW, C) in backend memory */
 
   /* ---- frames ---- */

@@ -3,6 +3,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "session.h"
 
 #include <math.h>
 
@@ -326,4 +327,62 @@ sam2_test_quantize_random (Sam2Model *fp, const char *recipe_path, int n_frames)
   sam2_recipe_free (recipe);
   g_free (px);
   return q;
+}
+
+/* ---- the hypernetworks stacked (session.h's hyper_stacked) against token by token ------------ */
+
+static void
+ignore_layer_input (gpointer user_data, const Sam2Linear *l, const float *x, int M)
+{
+}
+
+static void
+decode_logits (Sam2Session *s, const float *pixels, GArray *out)
+{
+  GError *error = NULL;
+  g_assert_true (sam2_session_encode (s, pixels, &error));
+  g_assert_no_error (error);
+  const Sam2Point pts[] = { { 120, 90, SAM2_LABEL_POSITIVE }, { 30, 200, SAM2_LABEL_NEGATIVE } };
+  const Sam2Prompt prompts[] = { { .points = pts, .n_points = 2 },
+                                 { .has_box = TRUE, .box = { 40, 50, 200, 220 } } };
+  const Sam2Result *r = sam2_session_decode (s, prompts, 2, TRUE, &error);
+  g_assert_no_error (error);
+  g_array_append_vals (out, r->lowres_logits,
+                       (guint) ((size_t) r->n_objects * r->n_masks * r->mask_size * r->mask_size));
+  g_array_append_vals (out, r->iou_scores, (guint) (r->n_objects * r->n_masks));
+}
+
+void
+sam2_test_check_hyper_stacked (const Sam2SessionOptions *options, double tol)
+{
+  Sam2Model *m = sam2_test_load_mini ();
+  if (m == NULL)
+    return;
+  GError *error = NULL;
+  const int S = sam2_model_get_image_size (m);
+  float *pixels = g_new (float, (size_t) 3 * S * S);
+  sam2_test_fill_pixels (pixels, (size_t) 3 * S * S, 5);
+  Sam2Session *stacked = sam2_session_new_full (m, options, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (stacked->hyper_stacked.n_layers, ==, m->hyper_mlps[0].n_layers);
+  /* an observer (in backend memory, so any backend takes it) makes the decoder go token by
+   * token */
+  Sam2Session *per_token = sam2_session_new_full (m, options, &error);
+  g_assert_no_error (error);
+  sam2_session_set_observer_full (per_token, ignore_layer_input, NULL, TRUE);
+  GArray *a = g_array_new (FALSE, FALSE, sizeof (float));
+  GArray *b = g_array_new (FALSE, FALSE, sizeof (float));
+  decode_logits (stacked, pixels, a);
+  decode_logits (per_token, pixels, b);
+  g_assert_cmpuint (a->len, ==, b->len);
+  const double rel = sam2_rel_l2 ((float *) a->data, (float *) b->data, a->len);
+  g_test_message ("%s: stacked vs per-token hypernetworks, rel_l2 %.3e (bound %.0e)",
+                  sam2_session_describe_backend (stacked), rel, tol);
+  g_assert_cmpfloat (rel, <=, tol);
+  g_array_unref (a);
+  g_array_unref (b);
+  sam2_session_free (stacked);
+  sam2_session_free (per_token);
+  g_free (pixels);
+  sam2_model_unref (m);
 }
