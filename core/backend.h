@@ -12,6 +12,7 @@
 #ifndef SAM2_BACKEND_H
 #define SAM2_BACKEND_H
 
+#include "image.h"
 #include "model.h"
 
 G_BEGIN_DECLS
@@ -86,6 +87,12 @@ typedef struct {
    * directly); NULL on failure. The session frees it with host_free before destroying b. */
   float *(*host_alloc) (Sam2Backend *b, size_t n_floats);
   void (*host_free) (Sam2Backend *b, float *p);
+  /* Optional (NULL: the session runs sam2_preprocess on the host and uploads the floats): the
+   * same on the backend, with the same result bit for bit. `pixels` is a frame in host memory of
+   * r's input size (`stride` bytes per row, `format`); pixel_values (3, r's output size) is
+   * backend memory. Like upload, not inside run_graph. */
+  int (*preprocess) (Sam2Backend *b, const Sam2Resampler *r, const guint8 *pixels, int stride,
+                     Sam2PixelFormat format, float *pixel_values);
   /* Called once per session with the largest attention it will run, so no op allocates later. */
   int (*reserve_attention) (Sam2Backend *b, int max_len_q, int max_len_k);
 

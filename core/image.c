@@ -320,6 +320,34 @@ sam2_resampler_free (Sam2Resampler *r)
   g_free (r);
 }
 
+static void
+axis_view (const Sam2Taps *t, Sam2ResampleAxis *out)
+{
+  out->in_size = t->in_size;
+  out->out_size = t->out_size;
+  out->n_taps = t->n_taps;
+  out->precision = t->precision;
+  out->start = t->start;
+  out->count = t->count;
+  out->weights = t->weights;
+}
+
+void
+sam2_resampler_get_axes (const Sam2Resampler *r, Sam2ResampleAxis *horizontal,
+                         Sam2ResampleAxis *vertical)
+{
+  g_return_if_fail (r != NULL && horizontal != NULL && vertical != NULL);
+  axis_view (&r->horiz, horizontal);
+  axis_view (&r->vert, vertical);
+}
+
+const float *
+sam2_resampler_get_normalize_lut (const Sam2Resampler *r)
+{
+  g_return_val_if_fail (r != NULL, NULL);
+  return &r->lut[0][0];
+}
+
 int
 sam2_resampler_in_width (const Sam2Resampler *r)
 {

@@ -36,6 +36,25 @@ void sam2_resampler_resize_rgb8 (Sam2Resampler *r, const guint8 *pixels, int str
 void sam2_preprocess (Sam2Resampler *r, const guint8 *pixels, int stride, Sam2PixelFormat format,
                       float *pixel_values);
 
+/* The tables of one axis of a resampler, for a device that resizes the same way
+ * (kernels/preprocess.cu); read-only, owned by the resampler. Output index i sums the inputs
+ * start[i] .. start[i] + count[i] - 1 times weights[i * n_taps + k], integers with `precision`
+ * fraction bits; the horizontal axis is padded so that count[i] is the same for every i
+ * (min (n_taps, in_size)). */
+typedef struct {
+  int in_size, out_size;
+  int n_taps;
+  int precision;
+  const int *start;            /* (out_size) */
+  const int *count;            /* (out_size) */
+  const gint16 *weights;       /* (out_size, n_taps) */
+} Sam2ResampleAxis;
+
+void sam2_resampler_get_axes (const Sam2Resampler *r, Sam2ResampleAxis *horizontal,
+                              Sam2ResampleAxis *vertical);
+/* (3, 256): the normalised float of each byte value, per channel (R, G, B). */
+const float *sam2_resampler_get_normalize_lut (const Sam2Resampler *r);
+
 /* Normalises already-sized (h, w, 3) RGB bytes into planar floats (no resize). */
 void sam2_normalize_rgb8 (const guint8 *rgb, int width, int height, float *pixel_values);
 

@@ -802,9 +802,21 @@ sam2_session_set_images (Sam2Session *s, const guint8 *const *pixels, int n, int
     s->frame_height = height;
   }
   const size_t image_floats = (size_t) 3 * m->image_size * m->image_size;
+  const Sam2BackendOps *o = s->backend->ops;
+  if (o->preprocess == NULL) {
+    for (int i = 0; i < n; i++)
+      sam2_preprocess (s->resampler, pixels[i], stride, format, s->host_pixels + i * image_floats);
+    return sam2_session_encode_batch (s, s->host_pixels, n, error);
+  }
+  /* the backend resizes the frames where the encoder runs (backend.h) */
+  s->have_features = FALSE;
+  s->batch = 0;
   for (int i = 0; i < n; i++)
-    sam2_preprocess (s->resampler, pixels[i], stride, format, s->host_pixels + i * image_floats);
-  return sam2_session_encode_batch (s, s->host_pixels, n, error);
+    if (!check_status (s, o->preprocess (s->backend, s->resampler, pixels[i], stride, format,
+                                         s->pixels + i * image_floats),
+                       "preprocessing the frame", error))
+      return FALSE;
+  return encode_uploaded (s, n, error);
 }
 
 gboolean

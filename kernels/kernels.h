@@ -110,6 +110,32 @@ int sam2_cuda_add_upsample2x (float *y, const float *x, int H, int W, int C, cud
 int sam2_cuda_depth_to_space2x (const float *x, int H, int W, int C, const float *addend,
                                 float *y, cudaStream_t stream);
 
+/* ---- frame preprocessing (preprocess.cu) ------------------------------------------------------ */
+
+/* core/image.c's resampler tables and frame layout, the tables in device memory. */
+typedef struct {
+  int in_w, in_h, out_w, out_h;
+  size_t stride;               /* bytes from one frame row to the next */
+  int bpp;                     /* 3 or 4 bytes per pixel */
+  int red;                     /* byte of red in a pixel: 0 (RGB*) or 2 (BGR*) */
+  int h_taps, h_stride;        /* horizontal: taps of every output pixel (the host pads the
+                                  table), weights stored per output pixel */
+  int h_precision;             /* fraction bits */
+  const int32_t *h_start;      /* (out_w) first input pixel */
+  const int16_t *h_weights;    /* (out_w, h_stride) */
+  int v_taps, v_precision;     /* vertical: taps stored per output row, fraction bits */
+  const int32_t *v_start, *v_count; /* (out_h) first input row, rows used */
+  const int16_t *v_weights;    /* (out_h, v_taps) */
+  const float *lut;            /* (3, 256) the normalised value of each byte per channel */
+} Sam2CudaPreprocessArgs;
+
+/* sam2_preprocess on the device, bit for bit: frame (in_h rows of `stride` bytes) resized and
+ * normalised into out (3, out_h, out_w) float planes. tmp holds in_h * out_w * 3 bytes (unused,
+ * may be NULL, when the frame is packed RGB of the output width). The tables of an axis whose
+ * size does not change are not read. */
+int sam2_cuda_preprocess (const Sam2CudaPreprocessArgs *args, const uint8_t *frame, uint8_t *tmp,
+                          float *out, cudaStream_t stream);
+
 /* ---- attention (attention.cu) ---------------------------------------------------------------- */
 
 /* Sam2AttentionArgs of core/backend.h, field for field. */

@@ -131,7 +131,8 @@ step_tests () {
         r=$?
         "$t" configs/hiera_tiny_w4a8.yaml --verbose -p /cuda/model/graphs-tiny-fp32 \
           -p /cuda/model/graphs-tiny-fp16 -p /cuda/model/graphs-w4a8-mini \
-          -p /cuda/model/steady-memory-fp32 -p /cuda/model/steady-memory-fp16 || r=1 ;;
+          -p /cuda/model/steady-memory-fp32 -p /cuda/model/steady-memory-fp16 \
+          -p /cuda/model/batch-tiny-fp16 -p /cuda/model/batch-w4a8-mini || r=1 ;;
       test-cuda-calib) "$t" configs/hiera_tiny_w4a8.yaml --verbose; r=$? ;;
       *) "$t"; r=$? ;;
     esac
@@ -175,15 +176,18 @@ EOF
 
 step_bench () {
   local b=$BIN/sam2-bench-gpu
-  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}${SAM2_CUDA_PINNED:-}" ]; then
+  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}${SAM2_CUDA_PINNED:-}${SAM2_CUDA_PREPROCESS:-}" ]; then
     # the code before FP16 attention v2, the cuBLASLt bias epilogue, the few-row linear and the
     # fused MLP, same run, same card
     echo "--- tiny, attention v1, GemmEx + bias pass, cuBLAS for the token rows"
     local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0 SAM2_CUDA_FUSED_MLP=0"
     env $old "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
     env $old "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json --frame 1920x1080
-    echo "--- tiny, pageable staging buffers (SAM2_CUDA_PINNED=0)"
+    echo "--- tiny, pageable staging buffers (SAM2_CUDA_PINNED=0), frames resized on the host (SAM2_CUDA_PREPROCESS=0), both"
     SAM2_CUDA_PINNED=0 "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
+    SAM2_CUDA_PREPROCESS=0 "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
+    SAM2_CUDA_PINNED=0 SAM2_CUDA_PREPROCESS=0 "$b" --model "$WORK/models/tiny" --precision fp16 \
+      --json --frame 1920x1080
     echo "--- now"
   fi
   for size in ${BENCH_SIZES:-tiny}; do
@@ -308,6 +312,7 @@ fallback_rules=(
   "SAM2_CUDA_FUSED_MLP=0|^FAIL .*(layer_norm_f16|activation_to_f16)|fused and as three ops differ"
   "SAM2_W4A8_KERNEL=v1|^v2: .*FAIL"
   "SAM2_CUDA_SMALL_M=0|^FAIL .*linear_f16_small_m"
+  "SAM2_CUDA_PREPROCESS=0|^FAIL preprocess|test_device_preprocess"
 )
 fallbacks=""
 for s in "${steps[@]}"; do

@@ -17,6 +17,7 @@
  *     frames and prompts;
  *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16 and W4A8; 8 of the
  *     tiny architecture in FP16) against a pass of each alone (tests/core's check);
+ *   - frames preprocessed on the device and on the host: the same embedding bit for bit;
  *   - the decoder's hypernetwork MLPs stacked and token by token (tests/core's check), FP32 and
  *     FP16;
  *   - no device allocation per frame, graphs on: free device memory is the same after each of 5
@@ -330,6 +331,65 @@ cuda_session_graphs (Sam2Model *model, Sam2Precision precision, gboolean graphs)
   return cuda_session_env (model, precision, "SAM2_CUDA_GRAPHS", graphs ? "1" : "0");
 }
 
+/* ---- frames preprocessed on the device ------------------------------------------------------ */
+
+/* The image embedding of a frame set with set_image. */
+static float *
+frame_embedding (Sam2Session *s, const guint8 *frame, int W, int H, int stride,
+                 Sam2PixelFormat format, size_t *n)
+{
+  GError *error = NULL;
+  g_assert_true (sam2_session_set_image (s, frame, W, H, stride, format, &error));
+  g_assert_no_error (error);
+  int h, w, c;
+  const float *f = sam2_session_get_features (s, 2, &h, &w, &c);
+  g_assert_nonnull (f);
+  *n = (size_t) h * w * c;
+  return g_memdup2 (f, *n * sizeof (float));
+}
+
+/* The backend's preprocessing (preprocess.cu) and the host's (SAM2_CUDA_PREPROCESS=0) give the
+ * encoder the same floats, so the same embedding bit for bit; a 1080p RGB frame and a BGRx one
+ * with padded rows, twice each (the second reuses the device tables). */
+static void
+test_device_preprocess (void)
+{
+  Sam2Model *fp = sam2_test_load_mini ();
+  if (fp == NULL)
+    return;
+  const struct { int w, h, pad; Sam2PixelFormat format; } frames[] = {
+    { 1920, 1080, 0, SAM2_PIXEL_FORMAT_RGB }, { 333, 250, 12, SAM2_PIXEL_FORMAT_BGRX },
+  };
+  Sam2Session *device = cuda_session_env (fp, SAM2_PRECISION_FP32, "SAM2_CUDA_PREPROCESS", "1");
+  Sam2Session *host = cuda_session_env (fp, SAM2_PRECISION_FP32, "SAM2_CUDA_PREPROCESS", "0");
+  g_assert_nonnull (device->backend->ops->preprocess);
+  g_assert_null (host->backend->ops->preprocess);
+  for (int round = 0; round < 2; round++)
+    for (size_t f = 0; f < G_N_ELEMENTS (frames); f++) {
+      const int bpp = sam2_pixel_format_bpp (frames[f].format);
+      const int stride = frames[f].w * bpp + frames[f].pad;
+      guint8 *px = g_malloc ((size_t) stride * frames[f].h);
+      for (size_t i = 0; i < (size_t) stride * frames[f].h; i++)
+        px[i] = (guint8) (((i + 977 * f) * 2654435761u) >> 24);
+      size_t n_a, n_b;
+      float *a = frame_embedding (device, px, frames[f].w, frames[f].h, stride, frames[f].format,
+                                  &n_a);
+      float *b = frame_embedding (host, px, frames[f].w, frames[f].h, stride, frames[f].format,
+                                  &n_b);
+      g_assert_cmpuint (n_a, ==, n_b);
+      const double diff = sam2_max_abs_diff (a, b, n_a);
+      g_test_message ("%dx%d format %d: device vs host preprocessing, embeddings max |diff| %g",
+                      frames[f].w, frames[f].h, (int) frames[f].format, diff);
+      g_assert_cmpfloat (diff, ==, 0.0);
+      g_free (a);
+      g_free (b);
+      g_free (px);
+    }
+  sam2_session_free (device);
+  sam2_session_free (host);
+  sam2_model_unref (fp);
+}
+
 static Sam2CudaGraphStats
 graph_stats (Sam2Session *s)
 {
@@ -618,6 +678,7 @@ main (int argc, char **argv)
                         test_batch_mini);
   g_test_add_func ("/cuda/model/batch-w4a8-mini", test_batch_w4a8_mini);
   g_test_add_func ("/cuda/model/batch-tiny-fp16", test_batch_tiny_fp16);
+  g_test_add_func ("/cuda/model/device-preprocess", test_device_preprocess);
   g_test_add_data_func ("/cuda/model/hyper-stacked-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
                         test_hyper_stacked);
   g_test_add_data_func ("/cuda/model/hyper-stacked-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),

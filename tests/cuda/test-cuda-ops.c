@@ -11,12 +11,14 @@
  *     write stays NaN), and for attention, the output columns and rows outside the written heads
  *     still hold the poison (nothing written out of bounds). Attention inputs hold NaN in their
  *     padding columns and between sequences, so a kernel reading them poisons its output.
+ * Frame preprocessing: the same floats as sam2_preprocess, bit for bit.
  * Shapes: edge sizes (1, odd, not multiples of 4, misaligned pointers for the scalar paths) and
  * the real SAM2 tiny / large shapes at 1024x1024.
  *
  * Exits 0 when every case passes, 1 otherwise, 77 (skipped) without a CUDA device. Prints one
  * line per case, with the GPU time of the real shapes' attention and GEMMs. */
 #include "backend.h"
+#include "image.h"
 #include "kernels.h"
 #include "ops-cpu.h"
 
@@ -1382,6 +1384,70 @@ test_gemm (cublasHandle_t h, cublasLtHandle_t lt, void *lt_ws, int M, int N, int
   g_rand_free (r);
 }
 
+/* ---- frame preprocessing ------------------------------------------------------------------ */
+
+static void *
+dev_bytes_from (const void *host, size_t bytes)
+{
+  void *d = NULL;
+  CUDA_OK (cudaMalloc (&d, MAX (bytes, 1)));
+  CUDA_OK (cudaMemcpy (d, host, bytes, cudaMemcpyHostToDevice));
+  return d;
+}
+
+/* sam2_cuda_preprocess against sam2_preprocess: the same floats bit for bit (integer resize,
+ * the same normalisation table), from a frame with padding at the end of each row. */
+static void
+test_preprocess (int W, int H, int out_w, int out_h, Sam2PixelFormat format)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const int bpp = sam2_pixel_format_bpp (format), stride = W * bpp + 3;
+  guint8 *frame = g_malloc ((size_t) stride * H);
+  for (size_t i = 0; i < (size_t) stride * H; i++)
+    frame[i] = (guint8) g_rand_int_range (r, 0, 256);
+  GError *error = NULL;
+  Sam2Resampler *rs = sam2_resampler_new (W, H, out_w, out_h, &error);
+  g_assert_no_error (error);
+  const size_t n = (size_t) 3 * out_w * out_h;
+  float *ref = host_nan (n);
+  sam2_preprocess (rs, frame, stride, format, ref);
+
+  Sam2ResampleAxis h, v;
+  sam2_resampler_get_axes (rs, &h, &v);
+  void *d_frame = dev_bytes_from (frame, (size_t) stride * H);
+  void *d_h_start = dev_bytes_from (h.start, sizeof (int) * h.out_size);
+  void *d_h_weights = dev_bytes_from (h.weights, sizeof (gint16) * h.out_size * h.n_taps);
+  void *d_v_start = dev_bytes_from (v.start, sizeof (int) * v.out_size);
+  void *d_v_count = dev_bytes_from (v.count, sizeof (int) * v.out_size);
+  void *d_v_weights = dev_bytes_from (v.weights, sizeof (gint16) * v.out_size * v.n_taps);
+  void *d_lut = dev_bytes_from (sam2_resampler_get_normalize_lut (rs), sizeof (float) * 768);
+  void *d_tmp = NULL;
+  CUDA_OK (cudaMalloc (&d_tmp, (size_t) H * out_w * 3));
+  float *d_out = dev_alloc (n);
+  dev_poison (d_out, n);
+  const Sam2CudaPreprocessArgs args = {
+    .in_w = W, .in_h = H, .out_w = out_w, .out_h = out_h, .stride = (size_t) stride, .bpp = bpp,
+    .red = sam2_pixel_format_is_bgr (format) ? 2 : 0, .h_taps = h.count[0], .h_stride = h.n_taps,
+    .h_precision = h.precision, .h_start = d_h_start, .h_weights = d_h_weights,
+    .v_taps = v.n_taps, .v_precision = v.precision, .v_start = d_v_start, .v_count = d_v_count,
+    .v_weights = d_v_weights, .lut = d_lut,
+  };
+  const int st = sam2_cuda_preprocess (&args, d_frame, d_tmp, d_out, stream);
+  char what[128];
+  g_snprintf (what, sizeof what, "preprocess %dx%d -> %dx%d format %d", W, H, out_w, out_h,
+              (int) format);
+  check (what, seed, st, d_out, ref, n, 0.0);
+  void *bufs[] = { d_frame, d_h_start, d_h_weights, d_v_start, d_v_count, d_v_weights, d_lut,
+                   d_tmp, d_out };
+  for (size_t i = 0; i < G_N_ELEMENTS (bufs); i++)
+    cudaFree (bufs[i]);
+  sam2_resampler_free (rs);
+  g_free (frame);
+  g_free (ref);
+  g_rand_free (r);
+}
+
 /* ---- main ----------------------------------------------------------------------------------- */
 
 int
@@ -1490,6 +1556,18 @@ main (void)
   test_upsample (3, 5, 7, 0);
   test_upsample (1, 1, 1, 1);
   test_upsample (4, 3, 8, 1);
+  /* preprocessing: down and up in each axis, one axis unchanged (the reorder and the frame read
+   * directly), every format */
+  const int pre_sizes[][4] = { { 1920, 1080, 1024, 1024 }, { 160, 120, 1024, 1024 },
+                               { 1024, 700, 1024, 1024 }, { 700, 1024, 1024, 1024 },
+                               { 1024, 1024, 1024, 1024 }, { 3, 5, 256, 256 },
+                               { 257, 255, 256, 256 } };
+  const Sam2PixelFormat pre_formats[] = { SAM2_PIXEL_FORMAT_RGB, SAM2_PIXEL_FORMAT_BGR,
+                                          SAM2_PIXEL_FORMAT_RGBA, SAM2_PIXEL_FORMAT_BGRX };
+  for (size_t s = 0; s < G_N_ELEMENTS (pre_sizes); s++)
+    for (size_t f = 0; f < G_N_ELEMENTS (pre_formats); f++)
+      test_preprocess (pre_sizes[s][0], pre_sizes[s][1], pre_sizes[s][2], pre_sizes[s][3],
+                       pre_formats[f]);
 
   /* attention */
   const AttnCase attn[] = {
