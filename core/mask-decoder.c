@@ -131,10 +131,11 @@ sam2_mask_decoder_bind (Sam2Binder *b, GError **error)
   return TRUE;
 }
 
-/* Sam2FeedForward on M rows; `a` and `b2` are scratch of M x widest layer. Output to `out`. */
+/* Sam2FeedForward on M rows; `a` and `b2` are scratch of M x widest layer. Output to `out`,
+ * plus `residual` (M x out, may be `out`) when not NULL, added by the last layer. */
 static int
 mlp_forward (Sam2Session *s, const Sam2Mlp *mlp, const float *x, int M, float *a, float *b2,
-             float *out)
+             float *out, const float *residual)
 {
   Sam2Backend *b = s->backend;
   const float *in = x;
@@ -142,7 +143,8 @@ mlp_forward (Sam2Session *s, const Sam2Mlp *mlp, const float *x, int M, float *a
   for (int i = 0; i < mlp->n_layers; i++) {
     const gboolean last = i == mlp->n_layers - 1;
     float *y = last ? out : bufs[i % 2];
-    CHECK (sam2_session_linear (s, &mlp->layers[i], in, M, y, last ? SAM2_ACT_NONE : mlp->act, NULL));
+    CHECK (sam2_session_linear (s, &mlp->layers[i], in, M, y, last ? SAM2_ACT_NONE : mlp->act,
+                                last ? residual : NULL));
     in = y;
   }
   if (mlp->sigmoid_output)
@@ -151,22 +153,33 @@ mlp_forward (Sam2Session *s, const Sam2Mlp *mlp, const float *x, int M, float *a
   return SAM2_STATUS_OK;
 }
 
-/* The attention and o_proj of Sam2Attention on projected Q (Lq, D), K and V (Lk, D): out (Lq, C)
- * accumulated into `out` when `accumulate` (the residual connection), else overwritten. */
+/* The attention and o_proj of Sam2Attention on projected Q (Lq, D), K and V (Lk, D), rows
+ * q_ld, k_ld and v_ld floats apart: out (Lq, C) accumulated into `out` when `accumulate` (the
+ * residual connection), else overwritten. */
 static int
-attention_projected (Sam2Session *s, const Sam2DecoderAttention *a, const float *Q, int len_q,
-                     const float *K, const float *V, int len_k, float *O, float *out,
-                     gboolean accumulate)
+attention_projected_ld (Sam2Session *s, const Sam2DecoderAttention *a, const float *Q, int q_ld,
+                        int len_q, const float *K, int k_ld, const float *V, int v_ld, int len_k,
+                        float *O, float *out, gboolean accumulate)
 {
   Sam2Backend *b = s->backend;
   const int D = a->internal_dim, hd = D / a->heads;
   Sam2AttentionArgs args = {
     .batch = 1, .heads = a->heads, .head_dim = hd, .len_q = len_q, .len_k = len_k,
     .scale = 1.0f / sqrtf ((float) hd),
-    .q = Q, .q_ld = D, .k = K, .k_ld = D, .v = V, .v_ld = D, .out = O, .out_ld = D,
+    .q = Q, .q_ld = q_ld, .k = K, .k_ld = k_ld, .v = V, .v_ld = v_ld, .out = O, .out_ld = D,
   };
   CHECK (b->ops->attention (b, &args));
   return sam2_session_linear (s, &a->o_proj, O, len_q, out, SAM2_ACT_NONE, accumulate ? out : NULL);
+}
+
+/* The same with Q, K and V packed (ld D each). */
+static int
+attention_projected (Sam2Session *s, const Sam2DecoderAttention *a, const float *Q, int len_q,
+                     const float *K, const float *V, int len_k, float *O, float *out,
+                     gboolean accumulate)
+{
+  const int D = a->internal_dim;
+  return attention_projected_ld (s, a, Q, D, len_q, K, D, V, D, len_k, O, out, accumulate);
 }
 
 /* Sam2Attention: out (Lq, C) = o_proj(attn(q_proj(q), k_proj(k), v_proj(v))), accumulated into
@@ -202,6 +215,43 @@ sam2_mask_decoder_prepare_image (Sam2Session *s)
                               SAM2_ACT_NONE, NULL);
 }
 
+/* The self-attention of two-way layer l on the T token rows (queries), in place: with the q / k
+ * (/ v) projections stacked into one layer (session.h's stacks) unless an observer needs each
+ * layer's input. The first layer (skip_first_layer_pe) replaces the tokens by their attention:
+ * no residual, no pe. */
+static int
+self_attention (Sam2Session *s, int l, int T)
+{
+  const Sam2Model *m = s->model;
+  Sam2Backend *b = s->backend;
+  Sam2DecoderBuffers *d = &s->dec;
+  const Sam2TwoWayBlock *t = &m->two_way[l];
+  const Sam2DecoderAttention *a = &t->self_attn;
+  const int C = m->decoder_dim, D = a->internal_dim;
+  float *queries = d->tokens, *tmp = d->tmp_tokens;
+  const Sam2Linear *qkv = &s->stacks.self_qkv[l];
+  const gboolean pe = !t->skip_first_layer_pe;
+  const float *qk_in = queries;
+  if (pe) {
+    CHECK (b->ops->add (b, tmp, queries, d->token_pe, (size_t) T * C));
+    qk_in = tmp;
+  }
+  if (qkv->out_features == 0 || s->observer != NULL)
+    return attention_forward (s, a, qk_in, T, qk_in, queries, T, d->q_small, d->k_small,
+                              d->v_small, d->o_small, queries, pe);
+  const int ld = qkv->out_features;   /* 3 D without pe (v stacked too), else 2 D */
+  CHECK (sam2_session_linear (s, qkv, qk_in, T, d->qkv_small, SAM2_ACT_NONE, NULL));
+  const float *V = d->qkv_small + 2 * D;
+  int v_ld = ld;
+  if (pe) {
+    CHECK (sam2_session_linear (s, &a->v_proj, queries, T, d->v_small, SAM2_ACT_NONE, NULL));
+    V = d->v_small;
+    v_ld = D;
+  }
+  return attention_projected_ld (s, a, d->qkv_small, ld, T, d->qkv_small + D, ld, V, v_ld, T,
+                                 d->o_small, queries, pe);
+}
+
 /* `image_cached`: the first block's image side is d->image_k / image_v / image_q (no mask
  * prompt: d->keys then starts as d->image_keys). */
 static int
@@ -215,15 +265,7 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
 
   for (int l = 0; l < m->n_two_way; l++) {
     const Sam2TwoWayBlock *t = &m->two_way[l];
-    if (t->skip_first_layer_pe) {
-      /* the first block replaces the tokens by their self-attention: no residual, no pe */
-      CHECK (attention_forward (s, &t->self_attn, queries, T, queries, queries, T, d->q_small,
-                                d->k_small, d->v_small, d->o_small, queries, FALSE));
-    } else {
-      CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
-      CHECK (attention_forward (s, &t->self_attn, tmp, T, tmp, queries, T, d->q_small, d->k_small,
-                                d->v_small, d->o_small, queries, TRUE));
-    }
+    CHECK (self_attention (s, l, T));
     CHECK (b->ops->layer_norm (b, &t->norm1, queries, T, queries));
 
     /* tokens attend to the image */
@@ -241,8 +283,8 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
     }
     CHECK (b->ops->layer_norm (b, &t->norm2, queries, T, queries));
 
-    CHECK (mlp_forward (s, &t->mlp, queries, T, d->head_a, d->head_b, tmp));
-    CHECK (b->ops->add (b, queries, queries, tmp, (size_t) T * C));
+    /* the residual added by the MLP's last layer */
+    CHECK (mlp_forward (s, &t->mlp, queries, T, d->head_a, d->head_b, queries, queries));
     CHECK (b->ops->layer_norm (b, &t->norm3, queries, T, queries));
 
     /* the image attends to the tokens; keys_pe still holds keys + pe */
@@ -323,22 +365,32 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
   CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 2 * H, 2 * W, C8, s->features[0], d->up2));
   CHECK (b->ops->activation (b, SAM2_ACT_GELU, d->up2, (size_t) 16 * HW * C8));
 
-  /* the hypernetworks as one MLP of block-diagonal layers (session.h) unless an observer must
-   * see each token's layers */
-  if (s->hyper_stacked.n_layers > 0 && s->observer == NULL)
-    CHECK (mlp_forward (s, &s->hyper_stacked, d->tokens + (size_t) 2 * C, 1, d->head_a,
-                        d->head_b, d->hyper));
+  /* the hypernetworks as one MLP of block-diagonal layers (session.h's stacks) unless an
+   * observer must see each token's layers */
+  const gboolean stacked = s->observer == NULL;
+  if (stacked && s->stacks.hyper.n_layers > 0)
+    CHECK (mlp_forward (s, &s->stacks.hyper, d->tokens + (size_t) 2 * C, 1, d->head_a,
+                        d->head_b, d->hyper, NULL));
   else
     for (int i = 0; i < nmt; i++)
       CHECK (mlp_forward (s, &m->hyper_mlps[i], d->tokens + (size_t) (2 + i) * C, 1, d->head_a,
-                          d->head_b, d->hyper + (size_t) i * C8));
+                          d->head_b, d->hyper + (size_t) i * C8, NULL));
   CHECK (b->ops->matmul_nt (b, d->hyper, d->up2, nmt, 16 * HW, C8, d->masks));
 
   /* both heads into one buffer, read back by one download; the object score at an offset of
    * 256 bytes, the alignment of a buffer of its own (which the kernels may rely on) */
-  CHECK (mlp_forward (s, &m->iou_head, d->tokens + C, 1, d->head_a, d->head_b, d->head_out));
+  if (stacked && s->stacks.heads.n_layers > 0) {
+    /* both from the first two token rows at once; then the IoU head's own sigmoid */
+    CHECK (mlp_forward (s, &s->stacks.heads, d->tokens, 1, d->head_a, d->head_b, d->head_out,
+                        NULL));
+    return m->iou_head.sigmoid_output
+             ? b->ops->activation (b, SAM2_ACT_SIGMOID, d->head_out, (size_t) nmt)
+             : SAM2_STATUS_OK;
+  }
+  CHECK (mlp_forward (s, &m->iou_head, d->tokens + C, 1, d->head_a, d->head_b, d->head_out,
+                      NULL));
   return mlp_forward (s, &m->obj_score_head, d->tokens, 1, d->head_a, d->head_b,
-                      d->head_out + d->obj_offset);
+                      d->head_out + d->obj_offset, NULL);
 }
 
 int

@@ -133,6 +133,7 @@ alloc_decoder (Sam2Session *s, Allocator *a)
   d->k_small = balloc (a, (size_t) T * C);
   d->v_small = balloc (a, (size_t) T * C);
   d->o_small = balloc (a, (size_t) T * C);
+  d->qkv_small = balloc (a, (size_t) T * 3 * C);
   d->keys = balloc (a, HW * C);
   d->keys_pe = balloc (a, HW * C);
   d->big_q = balloc (a, HW * C);
@@ -196,7 +197,7 @@ free_buffers (Sam2Session *s)
     bfree (s, &s->batch_features[l]);
   }
   float **dec[] = { &d->tokens, &d->token_pe, &d->tmp_tokens, &d->q_small, &d->k_small,
-                    &d->v_small, &d->o_small, &d->keys, &d->keys_pe, &d->big_q, &d->big_k,
+                    &d->v_small, &d->o_small, &d->qkv_small, &d->keys, &d->keys_pe, &d->big_q, &d->big_k,
                     &d->big_v, &d->big_o, &d->image_keys, &d->image_k, &d->image_v,
                     &d->image_q, &d->dense, &d->mask_cols, &d->mask_a, &d->mask_b,
                     &d->up1_cols, &d->up1, &d->up2_cols, &d->up2, &d->hyper, &d->masks,
@@ -211,62 +212,6 @@ free_buffers (Sam2Session *s)
   for (int l = 0; l < 3; l++)
     host_staging_free (s, &s->host_features[l]);
   host_staging_free (s, &s->res_lowres);
-}
-
-/* s->hyper_stacked from the model's hypernetwork MLPs when they are float. The zero blocks add
- * exact zeros, so each output sums the same products as its token's own layer (in the order
- * the GEMM picks for K = n_mask_tokens x in_features). */
-static void
-build_hyper_stacked (Sam2Session *s)
-{
-  const Sam2Model *m = s->model;
-  const int nmt = m->n_mask_tokens;
-  if (nmt < 2)
-    return;
-  const Sam2Mlp *h0 = &m->hyper_mlps[0];
-  size_t floats = 0;
-  for (int l = 0; l < h0->n_layers; l++) {
-    for (int t = 0; t < nmt; t++) {
-      const Sam2Linear *lt = &m->hyper_mlps[t].layers[l];
-      if (lt->quant != NULL || lt->weight == NULL || lt->in_features != h0->layers[l].in_features
-          || lt->out_features != h0->layers[l].out_features
-          || (lt->bias == NULL) != (h0->layers[l].bias == NULL))
-        return;
-    }
-    const size_t in = (size_t) nmt * h0->layers[l].in_features;
-    const size_t out = (size_t) nmt * h0->layers[l].out_features;
-    floats += in * out + out;
-  }
-  float *w = g_try_new0 (float, floats);
-  Sam2Linear *layers = g_try_new0 (Sam2Linear, h0->n_layers);
-  if (w == NULL || layers == NULL) {   /* the per-token layers still work */
-    g_free (w);
-    g_free (layers);
-    return;
-  }
-  s->hyper_stacked_weights = w;
-  for (int l = 0; l < h0->n_layers; l++) {
-    const int K = h0->layers[l].in_features, N = h0->layers[l].out_features;
-    Sam2Linear *st = &layers[l];
-    st->name = h0->layers[l].name;   /* errors and profiles name token 0's layer */
-    st->in_features = nmt * K;
-    st->out_features = nmt * N;
-    float *weight = w, *bias = h0->layers[l].bias != NULL ? w + (size_t) nmt * N * nmt * K : NULL;
-    for (int t = 0; t < nmt; t++) {
-      const Sam2Linear *lt = &m->hyper_mlps[t].layers[l];
-      /* rows t N .. t N + N - 1, columns t K .. t K + K - 1 */
-      for (int r = 0; r < N; r++)
-        memcpy (weight + ((size_t) t * N + r) * nmt * K + (size_t) t * K,
-                lt->weight + (size_t) r * K, sizeof (float) * K);
-      if (bias != NULL)
-        memcpy (bias + (size_t) t * N, lt->bias, sizeof (float) * N);
-    }
-    st->weight = weight;
-    st->bias = bias;
-    w += (size_t) nmt * N * nmt * K + (bias != NULL ? (size_t) nmt * N : 0);
-  }
-  s->hyper_stacked = *h0;
-  s->hyper_stacked.layers = layers;
 }
 
 /* Constants the forward passes read from backend memory, uploaded once. */
@@ -453,7 +398,7 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
   Allocator a = { .s = s };
   alloc_encoder (s, &a);
   alloc_decoder (s, &a);
-  build_hyper_stacked (s);
+  sam2_decoder_stacks_build (s);
   s->host_pixels = host_staging_alloc (s, (size_t) s->max_batch * 3 * model->image_size
                                              * model->image_size);
   gboolean host_ok = s->host_pixels != NULL;
@@ -516,8 +461,7 @@ sam2_session_free (Sam2Session *s)
   free_buffers (s);
   sam2_backend_free (s->backend);
   sam2_resampler_free (s->resampler);
-  g_free (s->hyper_stacked.layers);
-  g_free (s->hyper_stacked_weights);
+  sam2_decoder_stacks_clear (s);
   g_free (s->backend_description);
   g_free (s->res_iou);
   g_free (s->res_obj);

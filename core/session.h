@@ -27,6 +27,7 @@ typedef struct {
   float *token_pe;             /* (n_tokens_max, C) the prompt tokens, their "positional" part */
   float *tmp_tokens;           /* (n_tokens_max, C) */
   float *q_small, *k_small, *v_small, *o_small; /* (n_tokens_max, C) projections of tokens */
+  float *qkv_small;            /* (n_tokens_max, 3 C) stacked self-attention projections */
   float *keys;                 /* (HW, C) image side */
   float *keys_pe;              /* (HW, C) keys + image_pe */
   float *big_q;                /* (HW, C) projections of the image side */
@@ -60,6 +61,24 @@ typedef struct {
   int obj_offset;              /* n_mask_tokens rounded up to 64 floats (256 bytes) */
 } Sam2DecoderBuffers;
 
+/* The mask decoder's small layers merged into fewer, wider ones (decoder-stacks.c), so that a
+ * decoder pass launches fewer kernels; the same products. Built per session from float layers;
+ * a part whose layers are quantized stays empty (n_layers or out_features 0), and the decoder
+ * uses none of them while an observer needs each layer's own input. */
+typedef struct {
+  /* the mask tokens' hypernetwork MLPs, block-diagonal: input the mask tokens' rows read as one
+   * row, output one row that is `hyper` (n_mask_tokens, C/8); 3 linears instead of 12 */
+  Sam2Mlp hyper;
+  /* the object-score and IoU heads, block-diagonal: input the first two token rows as one, output
+   * head_out's layout (IoU scores, then the object score at obj_offset), before the IoU head's
+   * sigmoid; 3 linears instead of 6 */
+  Sam2Mlp heads;
+  /* (n_two_way) each layer's self-attention projections of the same rows: q and k, and v in a
+   * layer without pe, side by side in one output row (out_features 2 or 3 internal_dim) */
+  Sam2Linear *self_qkv;
+  GPtrArray *weights;          /* what the above own */
+} Sam2DecoderStacks;
+
 struct _Sam2Session {
   Sam2Model *model;
   Sam2Backend *backend;
@@ -92,14 +111,7 @@ struct _Sam2Session {
 
   /* ---- mask decoder ---- */
   Sam2DecoderBuffers dec;
-  /* The mask tokens' hypernetwork MLPs as one MLP whose layers are block-diagonal (token i's
-   * weights in block i), so that a decoder pass runs one linear per layer instead of one per
-   * token and layer (3 launches instead of 12 on a GPU): its input is the mask tokens' rows,
-   * which are contiguous, read as one row, and its output one row that is `hyper` (n_mask_tokens,
-   * C/8). n_layers is 0 when the MLPs are quantized (and while an observer needs each layer's
-   * input). */
-  Sam2Mlp hyper_stacked;
-  float *hyper_stacked_weights;  /* the block-diagonal weights and the biases, host memory */
+  Sam2DecoderStacks stacks;
   float *image_pe;             /* (HW, C) in backend memory */
 
   /* ---- frames ---- */
@@ -145,6 +157,10 @@ int sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, in
 int sam2_session_norm_mlp (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Mlp *mlp,
                            const float *x, int M, float *norm_buf, float *hidden, float *y,
                            const float *residual);
+
+/* s->stacks from the model's float decoder layers, and their release (decoder-stacks.c). */
+void sam2_decoder_stacks_build (Sam2Session *s);
+void sam2_decoder_stacks_clear (Sam2Session *s);
 
 /* The module forwards; each returns a SAM2_STATUS_*. */
 int sam2_hiera_forward (Sam2Session *s);

@@ -121,12 +121,12 @@ test_generated_reference (gconstpointer data)
   g_free (ref);
 }
 
-/* Stacked vs per-token hypernetworks on the CPU: measured 0 (a one-row product sums in order). */
+/* Stacked vs separate decoder layers on the CPU. */
 static void
-test_hyper_stacked (void)
+test_decoder_stacks (void)
 {
   const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1 };
-  sam2_test_check_hyper_stacked (&cpu, SAM2_TEST_HYPER_STACKED_FP32_TOL);
+  sam2_test_check_decoder_stacks (&cpu, SAM2_TEST_DECODER_STACKS_FP32_TOL);
 }
 
 int
@@ -136,7 +136,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model/hash-weights-match-checkpoint", test_hash_weights_match_checkpoint);
   g_test_add_func ("/model/mini-hash-reference", test_mini_reference);
   g_test_add_func ("/model/tiny-hash-reference", test_tiny_reference);
-  g_test_add_func ("/model/hyper-stacked", test_hyper_stacked);
+  g_test_add_func ("/model/decoder-stacks", test_decoder_stacks);
   static const char *generated[] = { "holdout", "windows-pad", "two-pool-stages", "deep-decoder",
                                       "gelu-tanh" };
   for (guint i = 0; i < G_N_ELEMENTS (generated); i++) {

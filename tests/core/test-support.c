@@ -329,15 +329,17 @@ sam2_test_quantize_random (Sam2Model *fp, const char *recipe_path, int n_frames)
   return q;
 }
 
-/* ---- the hypernetworks stacked (session.h's hyper_stacked) against token by token ------------ */
+/* ---- the decoder's stacked layers (session.h's stacks) against the separate ones ------------ */
 
 static void
 ignore_layer_input (gpointer user_data, const Sam2Linear *l, const float *x, int M)
 {
 }
 
+/* The masks' logits of a point and a box prompt into logits, their IoU and object scores into
+ * scores (compared apart: the scores are a few numbers next to 3 x 65536 logits). */
 static void
-decode_logits (Sam2Session *s, const float *pixels, GArray *out)
+decode_outputs (Sam2Session *s, const float *pixels, GArray *logits, GArray *scores)
 {
   GError *error = NULL;
   g_assert_true (sam2_session_encode (s, pixels, &error));
@@ -347,13 +349,25 @@ decode_logits (Sam2Session *s, const float *pixels, GArray *out)
                                  { .has_box = TRUE, .box = { 40, 50, 200, 220 } } };
   const Sam2Result *r = sam2_session_decode (s, prompts, 2, TRUE, &error);
   g_assert_no_error (error);
-  g_array_append_vals (out, r->lowres_logits,
+  g_array_append_vals (logits, r->lowres_logits,
                        (guint) ((size_t) r->n_objects * r->n_masks * r->mask_size * r->mask_size));
-  g_array_append_vals (out, r->iou_scores, (guint) (r->n_objects * r->n_masks));
+  g_array_append_vals (scores, r->iou_scores, (guint) (r->n_objects * r->n_masks));
+  g_array_append_vals (scores, r->object_scores, (guint) r->n_objects);
+}
+
+static void
+assert_stacks_close (const char *backend, const char *what, const GArray *got, const GArray *want,
+                     double tol)
+{
+  g_assert_cmpuint (got->len, ==, want->len);
+  const double rel = sam2_rel_l2 ((float *) got->data, (float *) want->data, want->len);
+  g_test_message ("%s: %s of stacked vs separate decoder layers, rel_l2 %.3e (bound %.0e)",
+                  backend, what, rel, tol);
+  g_assert_cmpfloat (rel, <=, tol);
 }
 
 void
-sam2_test_check_hyper_stacked (const Sam2SessionOptions *options, double tol)
+sam2_test_check_decoder_stacks (const Sam2SessionOptions *options, double tol)
 {
   Sam2Model *m = sam2_test_load_mini ();
   if (m == NULL)
@@ -364,25 +378,27 @@ sam2_test_check_hyper_stacked (const Sam2SessionOptions *options, double tol)
   sam2_test_fill_pixels (pixels, (size_t) 3 * S * S, 5);
   Sam2Session *stacked = sam2_session_new_full (m, options, &error);
   g_assert_no_error (error);
-  g_assert_cmpint (stacked->hyper_stacked.n_layers, ==, m->hyper_mlps[0].n_layers);
-  /* an observer (in backend memory, so any backend takes it) makes the decoder go token by
-   * token */
-  Sam2Session *per_token = sam2_session_new_full (m, options, &error);
+  g_assert_cmpint (stacked->stacks.hyper.n_layers, ==, m->hyper_mlps[0].n_layers);
+  g_assert_cmpint (stacked->stacks.heads.n_layers, ==, m->iou_head.n_layers);
+  for (int l = 0; l < m->n_two_way; l++)
+    g_assert_cmpint (stacked->stacks.self_qkv[l].out_features, >, 0);
+  /* an observer (in backend memory, so any backend takes it) makes the decoder run each layer
+   * on its own */
+  Sam2Session *separate = sam2_session_new_full (m, options, &error);
   g_assert_no_error (error);
-  sam2_session_set_observer_full (per_token, ignore_layer_input, NULL, TRUE);
-  GArray *a = g_array_new (FALSE, FALSE, sizeof (float));
-  GArray *b = g_array_new (FALSE, FALSE, sizeof (float));
-  decode_logits (stacked, pixels, a);
-  decode_logits (per_token, pixels, b);
-  g_assert_cmpuint (a->len, ==, b->len);
-  const double rel = sam2_rel_l2 ((float *) a->data, (float *) b->data, a->len);
-  g_test_message ("%s: stacked vs per-token hypernetworks, rel_l2 %.3e (bound %.0e)",
-                  sam2_session_describe_backend (stacked), rel, tol);
-  g_assert_cmpfloat (rel, <=, tol);
-  g_array_unref (a);
-  g_array_unref (b);
+  sam2_session_set_observer_full (separate, ignore_layer_input, NULL, TRUE);
+  GArray *out[4];
+  for (int i = 0; i < 4; i++)
+    out[i] = g_array_new (FALSE, FALSE, sizeof (float));
+  decode_outputs (stacked, pixels, out[0], out[1]);
+  decode_outputs (separate, pixels, out[2], out[3]);
+  const char *backend = sam2_session_describe_backend (stacked);
+  assert_stacks_close (backend, "mask logits", out[0], out[2], tol);
+  assert_stacks_close (backend, "IoU and object scores", out[1], out[3], tol);
+  for (int i = 0; i < 4; i++)
+    g_array_unref (out[i]);
   sam2_session_free (stacked);
-  sam2_session_free (per_token);
+  sam2_session_free (separate);
   g_free (pixels);
   sam2_model_unref (m);
 }

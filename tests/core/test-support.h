@@ -76,13 +76,14 @@ Sam2Model *sam2_test_quantize_random (Sam2Model *fp, const char *recipe_path, in
 void sam2_test_check_batch (Sam2Model *model, const Sam2SessionOptions *options, int n,
                             double tol);
 
-/* The mask decoder with its hypernetwork MLPs stacked into block-diagonal layers (session.h's
- * hyper_stacked) and token by token (as it runs while an observer is set), on sam2-mini-hash in
- * a session made with `options`: the logits and IoU scores of a point and a box prompt within
- * `tol` (relative L2). Skips without the fixture. The FP32 bound: the same products summed in
- * an order the GEMM picks by K; a block in the wrong place is an error of O(1). */
-#define SAM2_TEST_HYPER_STACKED_FP32_TOL 1e-6
-void sam2_test_check_hyper_stacked (const Sam2SessionOptions *options, double tol);
+/* The mask decoder with its small layers stacked (session.h's stacks: the hypernetwork MLPs
+ * and the two heads block-diagonal, the self-attention projections side by side) and layer by
+ * layer (as it runs while an observer is set), on sam2-mini-hash in a session made with
+ * `options`: the logits and IoU scores of a point and a box prompt within `tol` (relative L2).
+ * Skips without the fixture. The FP32 bound: the same products summed in an order the GEMM
+ * picks by K; a block in the wrong place is an error of O(1). */
+#define SAM2_TEST_DECODER_STACKS_FP32_TOL 1e-6
+void sam2_test_check_decoder_stacks (const Sam2SessionOptions *options, double tol);
 
 /* The start of a CUDA test taking a recipe argument: g_test_init, then 77 (skipped, with the
  * reason) without a CUDA device, 2 (usage) without exactly one argument, else 0 with

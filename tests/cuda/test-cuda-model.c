@@ -18,8 +18,7 @@
  *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16 and W4A8; 8 of the
  *     tiny architecture in FP16) against a pass of each alone (tests/core's check);
  *   - frames preprocessed on the device and on the host: the same embedding bit for bit;
- *   - the decoder's hypernetwork MLPs stacked and token by token (tests/core's check), FP32 and
- *     FP16;
+ *   - the decoder's small layers stacked and separate (tests/core's check), FP32 and FP16;
  *   - no device allocation per frame, graphs on: free device memory is the same after each of 5
  *     frames as after the second (the first fills the weight cache and scratch, the second
  *     captures the graphs).
@@ -287,20 +286,20 @@ test_batch_tiny_fp16 (void)
   sam2_model_unref (fp);
 }
 
-/* ---- the hypernetworks stacked against token by token ------------------------------------- */
+/* ---- the decoder's stacked layers against the separate ones -------------------------------- */
 
 /* FP16: the same FP16 operands, sums in another order (K = 4 x 256 in one kernel against 256 in
- * four), which can move an FP16 rounding downstream by one step. */
-#define HYPER_STACKED_FP16_TOL SAM2_CHECK_TOL_FP16
+ * four for the hypernetworks), which can move an FP16 rounding downstream by one step. */
+#define DECODER_STACKS_FP16_TOL SAM2_CHECK_TOL_FP16
 
 static void
-test_hyper_stacked (gconstpointer data)
+test_decoder_stacks (gconstpointer data)
 {
   const Sam2Precision precision = GPOINTER_TO_INT (data);
   const Sam2SessionOptions o = cuda_options (precision);
-  sam2_test_check_hyper_stacked (&o, precision == SAM2_PRECISION_FP16
-                                         ? HYPER_STACKED_FP16_TOL
-                                         : SAM2_TEST_HYPER_STACKED_FP32_TOL);
+  sam2_test_check_decoder_stacks (&o, precision == SAM2_PRECISION_FP16
+                                         ? DECODER_STACKS_FP16_TOL
+                                         : SAM2_TEST_DECODER_STACKS_FP32_TOL);
 }
 
 /* ---- CUDA graphs: the same bits as launching op by op ------------------------------------------ */
@@ -679,9 +678,9 @@ main (int argc, char **argv)
   g_test_add_func ("/cuda/model/batch-w4a8-mini", test_batch_w4a8_mini);
   g_test_add_func ("/cuda/model/batch-tiny-fp16", test_batch_tiny_fp16);
   g_test_add_func ("/cuda/model/device-preprocess", test_device_preprocess);
-  g_test_add_data_func ("/cuda/model/hyper-stacked-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
-                        test_hyper_stacked);
-  g_test_add_data_func ("/cuda/model/hyper-stacked-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
-                        test_hyper_stacked);
+  g_test_add_data_func ("/cuda/model/decoder-stacks-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
+                        test_decoder_stacks);
+  g_test_add_data_func ("/cuda/model/decoder-stacks-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
+                        test_decoder_stacks);
   return g_test_run ();
 }
