@@ -25,6 +25,14 @@ sam2_ew_blocks (size_t work_items)
   return (unsigned) (b > SAM2_EW_MAX_BLOCKS ? SAM2_EW_MAX_BLOCKS : b);
 }
 
+/* A grid-stride kernel over `work_items` with the element-wise grid on `stream`; used as
+ * SAM2_LAUNCH_EW (kernel, n, stream) (arguments), which host-emulation.h turns into a call. */
+#define SAM2_LAUNCH_EW(kernel, work_items, stream)                                              \
+  kernel<<<sam2_ew_blocks (work_items), SAM2_EW_THREADS, 0, (stream)>>>
+
+/* A C-callable launcher. */
+#define SAM2_KERNEL_API extern "C"
+
 /* The status of the launch just made: a configuration the runtime refused (or a sticky error of
  * an earlier kernel) is SAM2_CUDA_DEVICE. */
 static inline int

@@ -10,8 +10,13 @@
  * a channel reorder alone when the width does not change), then vertical fused with the
  * normalisation (each output pixel from its column of horizontal-pass bytes). One thread per
  * output pixel and pass, three channels each; the frames are small next to the encoder (1080p:
- * 2 M pixels in, 1 M out). */
+ * 2 M pixels in, 1 M out). Independent grid-stride loops, so the file also compiles as host C
+ * (host-emulation.h), which CI checks against sam2_preprocess. */
+#ifdef SAM2_KERNELS_ON_HOST
+#include "host-emulation.h"   /* tests/core/test-kernels-on-host.c */
+#else
 #include "common.cuh"
+#endif
 
 /* (2^(p-1) + sum) >> p clamped to a byte (image.c's sam2_fixed_to_u8). */
 static __device__ __forceinline__ uint8_t
@@ -35,8 +40,8 @@ horizontal_kernel (const uint8_t *frame, size_t stride, int bpp, int red, int in
     const int y = (int) (i / out_w), x = (int) (i % out_w);
     const uint8_t *p = frame + (size_t) y * stride + (size_t) start[x] * bpp;
     const int16_t *w = weights + (size_t) x * wstride;
-    const int32_t round = 1 << (precision - 1);
-    int32_t r = round, g = round, b = round;
+    const int32_t half = 1 << (precision - 1);
+    int32_t r = half, g = half, b = half;
     for (int j = 0; j < taps; j++, p += bpp) {
       r += p[red] * w[j];
       g += p[1] * w[j];
@@ -87,8 +92,8 @@ vertical_normalize_kernel (const uint8_t *rows, size_t row_stride, int out_h, in
     } else {
       const uint8_t *p = rows + (size_t) start[y] * row_stride + (size_t) x * 3;
       const int16_t *w = weights + (size_t) y * taps;
-      const int32_t round = 1 << (precision - 1);
-      int32_t acc[3] = { round, round, round };
+      const int32_t half = 1 << (precision - 1);
+      int32_t acc[3] = { half, half, half };
       for (int k = 0; k < count[y]; k++, p += row_stride)
         for (int c = 0; c < 3; c++)
           acc[c] += p[c] * w[k];
@@ -100,7 +105,7 @@ vertical_normalize_kernel (const uint8_t *rows, size_t row_stride, int out_h, in
   }
 }
 
-extern "C" int
+SAM2_KERNEL_API int
 sam2_cuda_preprocess (const Sam2CudaPreprocessArgs *a, const uint8_t *frame, uint8_t *tmp,
                       float *out, cudaStream_t stream)
 {
@@ -123,11 +128,11 @@ sam2_cuda_preprocess (const Sam2CudaPreprocessArgs *a, const uint8_t *frame, uin
   size_t row_stride = a->stride;
   const size_t in_pixels = (size_t) a->in_h * a->out_w;
   if (resize_w) {
-    horizontal_kernel<<<sam2_ew_blocks (in_pixels), SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH_EW (horizontal_kernel, in_pixels, stream) (
         frame, a->stride, a->bpp, a->red, a->in_h, a->out_w, a->h_taps, a->h_stride,
         a->h_precision, a->h_start, a->h_weights, tmp);
   } else if (a->bpp != 3 || a->red != 0) {
-    convert_kernel<<<sam2_ew_blocks (in_pixels), SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH_EW (convert_kernel, in_pixels, stream) (
         frame, a->stride, a->bpp, a->red, a->in_h, a->out_w, tmp);
   }
   if (resize_w || a->bpp != 3 || a->red != 0) {
@@ -135,7 +140,7 @@ sam2_cuda_preprocess (const Sam2CudaPreprocessArgs *a, const uint8_t *frame, uin
     row_stride = (size_t) a->out_w * 3;
   }
   const size_t plane = (size_t) a->out_h * a->out_w;
-  vertical_normalize_kernel<<<sam2_ew_blocks (plane), SAM2_EW_THREADS, 0, stream>>> (
+  SAM2_LAUNCH_EW (vertical_normalize_kernel, plane, stream) (
       rows, row_stride, a->out_h, a->out_w, resize_h ? a->v_taps : 0, a->v_precision,
       a->v_start, a->v_count, a->v_weights, a->lut, out);
   return sam2_launch_status ();
