@@ -706,6 +706,15 @@ sam2_session_encode_batch (Sam2Session *s, const float *pixel_values, int n, GEr
 }
 
 gboolean
+sam2_session_encode_resident (Sam2Session *s, int n, GError **error)
+{
+  g_return_val_if_fail (s != NULL, FALSE);
+  if (!check_batch (s, n, error))
+    return FALSE;
+  return encode_uploaded (s, n, error);
+}
+
+gboolean
 sam2_session_encode (Sam2Session *s, const float *pixel_values, GError **error)
 {
   return sam2_session_encode_batch (s, pixel_values, 1, error);

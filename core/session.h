@@ -147,6 +147,11 @@ void sam2_session_set_observer (Sam2Session *s, Sam2LinearObserver observer, gpo
 void sam2_session_set_observer_full (Sam2Session *s, Sam2LinearObserver observer,
                                      gpointer user_data, gboolean backend_memory);
 
+/* The encoder on the first n images already in s->pixels (backend memory: what the last
+ * sam2_session_encode_batch or set_images put there), without moving pixels: benchmarks time
+ * the encoder alone with it, as PyTorch's are timed on a tensor already on the device. */
+gboolean sam2_session_encode_resident (Sam2Session *s, int n, GError **error);
+
 /* Every linear layer of the model runs through here: the observer (when set) sees its input,
  * then the backend computes it (float or quantized). */
 int sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M, float *y,
