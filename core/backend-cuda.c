@@ -409,6 +409,36 @@ cuda_download (Sam2Backend *b, float *host, const float *src, size_t n)
   return SAM2_STATUS_OK;
 }
 
+/* backend.h's upload_async / download_async: the copy enqueued, no wait. From and to
+ * page-locked memory the copy engine runs it in stream order; with SAM2_CUDA_PINNED=0 the
+ * buffers are pageable and the runtime completes such a copy before returning, which is safe
+ * too. */
+static int
+cuda_copy_async (Sam2BackendCuda *cu, void *dst, const void *src, size_t n,
+                 enum cudaMemcpyKind kind, const char *what)
+{
+  if (refuse_in_capture (cu, what))
+    return SAM2_STATUS_UNSUPPORTED;
+  CUDA_TRY (cu, cudaSetDevice (cu->device), "cudaSetDevice");
+  if (n > 0)
+    CUDA_TRY (cu, cudaMemcpyAsync (dst, src, n * sizeof (float), kind, cu->stream), what);
+  return SAM2_STATUS_OK;
+}
+
+static int
+cuda_upload_async (Sam2Backend *b, float *dst, const float *host, size_t n)
+{
+  return cuda_copy_async ((Sam2BackendCuda *) b, dst, host, n, cudaMemcpyHostToDevice,
+                          "upload (cudaMemcpyAsync)");
+}
+
+static int
+cuda_download_async (Sam2Backend *b, float *host, const float *src, size_t n)
+{
+  return cuda_copy_async ((Sam2BackendCuda *) b, host, src, n, cudaMemcpyDeviceToHost,
+                          "download (cudaMemcpyAsync)");
+}
+
 /* Device -> device on the stream: no wait, and capturable (a memcpy node of a graph). */
 static int
 cuda_copy (Sam2Backend *b, float *dst, const float *src, size_t n)
@@ -1516,6 +1546,8 @@ static const Sam2BackendOps cuda_ops = {
   .copy = cuda_copy,
   .host_alloc = cuda_host_alloc,
   .host_free = cuda_host_free,
+  .upload_async = cuda_upload_async,
+  .download_async = cuda_download_async,
   .preprocess = cuda_preprocess,
   .reserve_attention = cuda_reserve_attention,
   .linear = cuda_linear,

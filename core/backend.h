@@ -87,6 +87,12 @@ typedef struct {
    * directly); NULL on failure. The session frees it with host_free before destroying b. */
   float *(*host_alloc) (Sam2Backend *b, size_t n_floats);
   void (*host_free) (Sam2Backend *b, float *p);
+  /* Optional (NULL: upload / download): the same copies between backend memory and a host_alloc
+   * buffer without waiting for them, so that a decoder pass waits once, not per copy. They run
+   * in order with the ops and are complete after the next download or synchronize; until then
+   * the host buffer must not be written (upload_async) or read (download_async). */
+  int (*upload_async) (Sam2Backend *b, float *dst, const float *host, size_t n);
+  int (*download_async) (Sam2Backend *b, float *host, const float *src, size_t n);
   /* Optional (NULL: the session runs sam2_preprocess on the host and uploads the floats): the
    * same on the backend, with the same result bit for bit. `pixels` is a frame in host memory of
    * r's input size (`stride` bytes per row, `format`); pixel_values (3, r's output size) is

@@ -326,6 +326,10 @@ sam2_mask_decoder_upload (Sam2Session *s, const float *sparse, int n_sparse)
   memcpy (host_tokens + C, m->iou_token, sizeof (float) * C);
   memcpy (host_tokens + 2 * C, m->mask_tokens, sizeof (float) * nmt * C);
   memcpy (host_tokens + (size_t) (2 + nmt) * C, sparse, sizeof (float) * n_sparse * C);
+  /* host_tokens is a staging buffer, next written by the next object's upload, after this
+   * object's results were read back (which waits): no need to wait for the copy here */
+  if (b->ops->upload_async != NULL)
+    return b->ops->upload_async (b, d->token_pe, host_tokens, (size_t) T * C);
   return b->ops->upload (b, d->token_pe, host_tokens, (size_t) T * C);
 }
 
@@ -396,8 +400,11 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
 int
 sam2_mask_decoder_read_heads (Sam2Session *s, float *iou_obj)
 {
-  return s->backend->ops->download (s->backend, iou_obj, s->dec.head_out,
-                                    (size_t) s->dec.obj_offset + 1);
+  const Sam2BackendOps *o = s->backend->ops;
+  const size_t n = (size_t) s->dec.obj_offset + 1;
+  if (o->download_async != NULL)
+    return o->download_async (s->backend, iou_obj, s->dec.head_out, n);
+  return o->download (s->backend, iou_obj, s->dec.head_out, n);
 }
 
 int

@@ -187,11 +187,12 @@ void sam2_prompt_encoder_image_pe (const Sam2Model *m, float *pe);
 int sam2_prompt_encoder_dense (Sam2Session *s, const float *mask_logits_backend);
 
 /* The mask decoder for one object, in three steps so that the middle one can run as a device
- * graph (backend.h, run_graph): upload its tokens (into s->dec.token_pe); run (device work only:
- * copies them into the queries first; reads s->dec.dense when has_dense); read back the heads
- * (obj_offset + 1 floats: n_mask_tokens IoU scores, the object score at obj_offset) and the
- * low-res logits of the mask tokens first_token .. first_token + n_tokens - 1 ((n_tokens,
- * mask_size^2)) into host memory, only those a result keeps. */
+ * graph (backend.h, run_graph): upload its tokens (into s->dec.token_pe; possibly without
+ * waiting); run (device work only: copies them into the queries first; reads s->dec.dense when
+ * has_dense); read back the heads (obj_offset + 1 floats: n_mask_tokens IoU scores, the object
+ * score at obj_offset; possibly without waiting, so valid only after the next read_masks) and
+ * the low-res logits of the mask tokens first_token .. first_token + n_tokens - 1 ((n_tokens,
+ * mask_size^2), waiting for everything before) into host memory, only those a result keeps. */
 int sam2_mask_decoder_upload (Sam2Session *s, const float *sparse, int n_sparse);
 int sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense);
 /* The decoder's image side that does not depend on the prompt (the first two-way block's
