@@ -319,19 +319,27 @@ first_use_in_capture (Sam2BackendCuda *cu, const char *what)
   return SAM2_STATUS_DEVICE;
 }
 
+/* n floats of device memory, or of page-locked host memory when `host`; NULL on failure (the
+ * detail says why). */
 static float *
-cuda_alloc (Sam2Backend *b, size_t n)
+cuda_allocate (Sam2BackendCuda *cu, size_t n, gboolean host)
 {
-  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   void *p = NULL;
   cudaError_t err = cudaSetDevice (cu->device);
   if (err == cudaSuccess)
-    err = cudaMalloc (&p, MAX (n, 1) * sizeof (float));
+    err = host ? cudaMallocHost (&p, MAX (n, 1) * sizeof (float))
+               : cudaMalloc (&p, MAX (n, 1) * sizeof (float));
   if (err != cudaSuccess) {
-    cuda_fail (cu, err, "cudaMalloc");
+    cuda_fail (cu, err, host ? "cudaMallocHost" : "cudaMalloc");
     return NULL;
   }
   return p;
+}
+
+static float *
+cuda_alloc (Sam2Backend *b, size_t n)
+{
+  return cuda_allocate ((Sam2BackendCuda *) b, n, FALSE);
 }
 
 static void
@@ -350,17 +358,7 @@ static float *
 cuda_host_alloc (Sam2Backend *b, size_t n)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
-  if (!cu->pinned)
-    return g_try_new (float, MAX (n, 1));
-  void *p = NULL;
-  cudaError_t err = cudaSetDevice (cu->device);
-  if (err == cudaSuccess)
-    err = cudaMallocHost (&p, MAX (n, 1) * sizeof (float));
-  if (err != cudaSuccess) {
-    cuda_fail (cu, err, "cudaMallocHost");
-    return NULL;
-  }
-  return p;
+  return cu->pinned ? cuda_allocate (cu, n, TRUE) : g_try_new (float, MAX (n, 1));
 }
 
 static void
