@@ -1,14 +1,16 @@
 """PyTorch + transformers on a CUDA GPU: the anchors our CUDA backend is compared with.
 
     python benchmarks/bench_torch_gpu.py [--sizes tiny,large] [--batches 1,8] [--dtype bfloat16]
-                                         [--compile tiny] [--save-dir DIR] [--json FILE]
+                                         [--compile tiny] [--compile-batches first|all]
+                                         [--save-dir DIR] [--json FILE]
 
 For each SAM2.1 Hiera size (the architecture of the hub checkpoints facebook/sam2.1-hiera-*,
 random weights: the weights do not change the cost), at 1024x1024:
   encoder  get_image_embeddings (Hiera + FPN + high-resolution convs), eager, in --dtype;
   decoder  prompt encoder + mask decoder for one point per image, multimask, embeddings given;
   compile  the encoder under torch.compile (default mode), for the sizes in --compile, at the
-           first batch size only (each batch size compiles anew, ~30 s);
+           first batch size only, or at every one with --compile-batches all (each batch size
+           compiles anew, ~30 s);
   memory   peak GPU memory allocated by PyTorch during the eager encoder.
 Median of --iterations CUDA-event timings after warm-up. With --save-dir, each size's float32
 weights are saved there first (DIR/SIZE, as save_pretrained writes them) so the C benchmark can
@@ -88,7 +90,7 @@ def bench_size(size, args, dtype):
                          decoder_ms_per_prompt=round(decoder / batch, 3),
                          gpu_memory_mb=round(memory / 2**20, 1)))
         print(json.dumps(rows[-1]), flush=True)
-        if size in args.compile and batch == args.batches[0]:
+        if size in args.compile and (args.compile_batches == "all" or batch == args.batches[0]):
             compiled = torch.compile(model.get_image_embeddings)
             with torch.inference_mode():
                 t0 = time.time()
@@ -111,6 +113,8 @@ def main():
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     ap.add_argument("--compile", default="tiny", help="sizes whose encoder is also torch.compiled")
+    ap.add_argument("--compile-batches", default="first", choices=["first", "all"],
+                    help="compile at the first batch size only, or at each")
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--save-dir", default=None)
     ap.add_argument("--json", default=None)

@@ -145,8 +145,8 @@ step_tests () {
 # PyTorch anchors on this card; also saves the float32 random-init weights our benchmarks load.
 step_torch () {
   PYTHONUNBUFFERED=1 python3 benchmarks/bench_torch_gpu.py --sizes "${TORCH_SIZES:-tiny}" \
-    --batches 1,8 --compile "${TORCH_COMPILE-tiny}" --save-dir "$WORK/models" \
-    --json "$LOG/torch.json"
+    --batches 1,8 --compile "${TORCH_COMPILE-tiny}" --compile-batches "${TORCH_COMPILE_BATCHES:-all}" \
+    --save-dir "$WORK/models" --json "$LOG/torch.json"
 }
 
 # A W4A8 model for the speed benchmarks: round-to-nearest weights (GPTQ changes the values, not
