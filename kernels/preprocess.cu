@@ -115,8 +115,7 @@ sam2_cuda_preprocess (const Sam2CudaPreprocessArgs *a, const uint8_t *frame, uin
     return SAM2_CUDA_UNSUPPORTED;
   const bool resize_w = a->in_w != a->out_w, resize_h = a->in_h != a->out_h;
   if ((resize_w && (a->h_taps < 1 || a->h_stride < a->h_taps || a->h_precision < 1
-                    || a->h_start == NULL
-                    || a->h_weights == NULL))
+                    || a->h_start == NULL || a->h_weights == NULL))
       || (resize_h && (a->v_taps < 1 || a->v_precision < 1 || a->v_start == NULL
                        || a->v_count == NULL || a->v_weights == NULL))
       || ((resize_w || a->bpp != 3 || a->red != 0) && tmp == NULL))
