@@ -169,8 +169,8 @@ typedef struct {
   Sam2BackendKind backend;
   Sam2Precision precision;
   /* The most images one encoder pass takes (sam2_session_encode_batch, sam2_session_set_images);
-   * 0 means 1. The encoder's buffers scale with it (sam2.1-hiera-tiny at 1024x1024: ~250 MB per
-   * image), the decoder's do not. */
+   * 0 means 1. The encoder's buffers scale with it (sam2.1-hiera-tiny at 1024x1024: ~500 MB per
+   * image, the growth of peak memory from one image to two on the CPU), the decoder's do not. */
   int max_batch;
 } Sam2SessionOptions;
 
@@ -211,8 +211,9 @@ gboolean sam2_session_set_image (Sam2Session *session, const guint8 *pixels, int
                                  int stride, Sam2PixelFormat format, GError **error);
 
 /* Batches: `n` frames of the same size and format (1 <= n <= the session's max_batch) through
- * one encoder pass, which on a GPU uses it better than n passes of one frame. Image 0 is then
- * the selected one; sam2_session_select_image moves to another. */
+ * one encoder pass, each of its kernels working on all n images instead of n passes of one
+ * frame (for a GPU; a CPU gains nothing). Image 0 is then the selected one;
+ * sam2_session_select_image moves to another. */
 gboolean sam2_session_set_images (Sam2Session *session, const guint8 *const *pixels, int n,
                                   int width, int height, int stride, Sam2PixelFormat format,
                                   GError **error);
