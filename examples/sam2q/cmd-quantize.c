@@ -157,7 +157,9 @@ sam2q_cmd_quantize (int argc, char **argv)
     { "num-calib-samples", 'n', 0, G_OPTION_ARG_INT, &num_samples,
       "calibration frames (default: the recipe's calib.num_samples)", "N" },
     { "batch-size", 'b', 0, G_OPTION_ARG_INT, &batch_size,
-      "frames per forward pass (the CPU backend runs them one at a time)", "N" },
+      "frames per forward pass, as recipes' calib.batch_size: accepted and recorded, but "
+      "calibration runs frames one at a time on every backend (its statistics draw rows frame by "
+      "frame)", "N" },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device,
       "cpu (default) or cuda: where the float model runs and the statistics are gathered",
       "DEVICE" },
