@@ -83,6 +83,27 @@ describe_graphs (Sam2Session *s, char *buf, size_t size, Sam2CudaGraphStats *st)
     g_snprintf (buf, size, st->replayed > 0 ? "on" : "on, unused");
 }
 
+/* The SAM2_* variables of the environment ("SAM2_CUDA_PINNED=0 ..."), which switch kernel paths
+ * on and off: each JSON line says what it measured. Names and values are the user's own, so
+ * quotes and backslashes are dropped to keep the line valid JSON. */
+static char *
+kernel_switches (void)
+{
+  GString *out = g_string_new (NULL);
+  char **env = g_get_environ ();
+  for (char **e = env; *e != NULL; e++) {
+    if (!g_str_has_prefix (*e, "SAM2_"))
+      continue;
+    if (out->len > 0)
+      g_string_append_c (out, ' ');
+    for (const char *c = *e; *c != '\0'; c++)
+      if (*c != '"' && *c != '\\' && (guchar) *c >= 0x20)
+        g_string_append_c (out, *c);
+  }
+  g_strfreev (env);
+  return g_string_free (out, FALSE);
+}
+
 /* What a pipeline does with n frames: one encoder pass over them, then the prompt on each. */
 static gboolean
 frames_end_to_end (Sam2Session *s, const guint8 **frames, int n, int fw, int fh,
@@ -194,6 +215,7 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
   const double e2e = bench_median (t_e2e, iterations), up = bench_median (t_up, iterations);
   const char *desc = sam2_session_describe_backend (s);
   if (bp->json) {
+    char *switches = kernel_switches ();
     char peak[32] = "null";
     if (mem.have)
       g_snprintf (peak, sizeof peak, "%.1f", mem_peak_mb (&mem));
@@ -203,11 +225,12 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
              "\"encoder_with_upload_ms\": %.3f, "
              "\"decoder_ms_per_prompt\": %.3f, \"end_to_end_ms_per_frame\": %.3f, "
              "\"peak_gpu_mb\": %s, \"cuda_graphs\": %s, \"graphs_captured\": %u, "
-             "\"graph_launches\": %u, \"graphs_refused\": %u}\n",
+             "\"graph_launches\": %u, \"graphs_refused\": %u, \"switches\": \"%s\"}\n",
              name, sam2_model_is_quantized (model) ? "true" : "false", desc, S, fw, fh, nb,
              iterations, bp->warmup, enc, enc / nb, up, dec, e2e, peak,
              gst.enabled && gst.replayed > 0 ? "true" : "false", gst.captured, gst.replayed,
-             gst.refused);
+             gst.refused, switches);
+    g_free (switches);
   } else {
     if (header)
       g_print ("%-40s %-44s %5s %5s %9s %9s %9s %9s %9s %10s  %s\n", "model", "backend", "size",
