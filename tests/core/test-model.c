@@ -10,7 +10,9 @@
 #include "model.h"
 #include "test-support.h"
 
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <unistd.h>
 #include <string.h>
 
 /* The checkpoint of the fixtures was written from the hash function: both must agree exactly. */
@@ -129,6 +131,41 @@ test_decoder_stacks (void)
   sam2_test_check_decoder_stacks (&cpu, SAM2_TEST_DECODER_STACKS_FP32_TOL);
 }
 
+/* A W4A8 model whose mask decoder is quantized too (skips.decoder false): the stacks are built
+ * only from float layers, so every quantized part runs layer by layer, and the decoder gives
+ * the same outputs with and without them (the quantized parts take the same path in both). */
+static void
+test_decoder_stacks_quantized (void)
+{
+  Sam2Model *fp = sam2_test_load_mini ();
+  if (fp == NULL)
+    return;
+  GError *error = NULL;
+  char *recipe = NULL;
+  const int fd = g_file_open_tmp ("sam2-recipe-XXXXXX.yaml", &recipe, &error);
+  g_assert_no_error (error);
+  close (fd);
+  const char *yaml = "quant:\n"
+                     "  wgts: {dtype: sint4, group_shapes: [[1, 128]]}\n"
+                     "  ipts: {dtype: sint8, granularity: per_token}\n"
+                     "skips: {patch_embed: true, decoder: false}\n";
+  g_assert_true (g_file_set_contents (recipe, yaml, -1, &error));
+  Sam2Model *q = sam2_test_quantize_random (fp, recipe, 2);
+  g_unlink (recipe);
+  g_free (recipe);
+  int quantized = 0;
+  for (guint i = 0; i < q->linears->len; i++) {
+    const Sam2Linear *l = q->linears->pdata[i];
+    quantized += g_str_has_prefix (l->name, "mask_decoder.") && l->quant != NULL;
+  }
+  g_test_message ("%d quantized mask decoder layers", quantized);
+  g_assert_cmpint (quantized, >, 0);
+  const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1 };
+  sam2_test_check_decoder_stacks_on (q, &cpu, SAM2_TEST_DECODER_STACKS_FP32_TOL);
+  sam2_model_unref (q);
+  sam2_model_unref (fp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -137,6 +174,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model/mini-hash-reference", test_mini_reference);
   g_test_add_func ("/model/tiny-hash-reference", test_tiny_reference);
   g_test_add_func ("/model/decoder-stacks", test_decoder_stacks);
+  g_test_add_func ("/model/decoder-stacks-quantized", test_decoder_stacks_quantized);
   static const char *generated[] = { "holdout", "windows-pad", "two-pool-stages", "deep-decoder",
                                       "gelu-tanh" };
   for (guint i = 0; i < G_N_ELEMENTS (generated); i++) {

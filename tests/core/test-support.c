@@ -372,16 +372,27 @@ sam2_test_check_decoder_stacks (const Sam2SessionOptions *options, double tol)
   Sam2Model *m = sam2_test_load_mini ();
   if (m == NULL)
     return;
+  sam2_test_check_decoder_stacks_on (m, options, tol);
+  Sam2Session *s = sam2_session_new_full (m, options, NULL);
+  g_assert_nonnull (s);
+  /* a float model: every stack is there */
+  g_assert_cmpint (s->stacks.hyper.n_layers, ==, m->hyper_mlps[0].n_layers);
+  g_assert_cmpint (s->stacks.heads.n_layers, ==, m->iou_head.n_layers);
+  for (int l = 0; l < m->n_two_way; l++)
+    g_assert_cmpint (s->stacks.self_qkv[l].out_features, >, 0);
+  sam2_session_free (s);
+  sam2_model_unref (m);
+}
+
+void
+sam2_test_check_decoder_stacks_on (Sam2Model *m, const Sam2SessionOptions *options, double tol)
+{
   GError *error = NULL;
   const int S = sam2_model_get_image_size (m);
   float *pixels = g_new (float, (size_t) 3 * S * S);
   sam2_test_fill_pixels (pixels, (size_t) 3 * S * S, 5);
   Sam2Session *stacked = sam2_session_new_full (m, options, &error);
   g_assert_no_error (error);
-  g_assert_cmpint (stacked->stacks.hyper.n_layers, ==, m->hyper_mlps[0].n_layers);
-  g_assert_cmpint (stacked->stacks.heads.n_layers, ==, m->iou_head.n_layers);
-  for (int l = 0; l < m->n_two_way; l++)
-    g_assert_cmpint (stacked->stacks.self_qkv[l].out_features, >, 0);
   /* an observer (in backend memory, so any backend takes it) makes the decoder run each layer
    * on its own */
   Sam2Session *separate = sam2_session_new_full (m, options, &error);
@@ -400,5 +411,4 @@ sam2_test_check_decoder_stacks (const Sam2SessionOptions *options, double tol)
   sam2_session_free (stacked);
   sam2_session_free (separate);
   g_free (pixels);
-  sam2_model_unref (m);
 }

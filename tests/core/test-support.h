@@ -84,6 +84,10 @@ void sam2_test_check_batch (Sam2Model *model, const Sam2SessionOptions *options,
  * picks by K; a block in the wrong place is an error of O(1). */
 #define SAM2_TEST_DECODER_STACKS_FP32_TOL 1e-6
 void sam2_test_check_decoder_stacks (const Sam2SessionOptions *options, double tol);
+/* The same comparison on `m` (any model, float or quantized), without the check that every
+ * stack was built. */
+void sam2_test_check_decoder_stacks_on (Sam2Model *m, const Sam2SessionOptions *options,
+                                        double tol);
 
 /* The start of a CUDA test taking a recipe argument: g_test_init, then 77 (skipped, with the
  * reason) without a CUDA device, 2 (usage) without exactly one argument, else 0 with
