@@ -1264,17 +1264,24 @@ env_switch_on (const char *name)
 
 /* ---- frame preprocessing ------------------------------------------------------------------- */
 
+/* cudaFree of each *bufs[i] that is set, then NULL. */
+static void
+free_device_buffers (void **const *bufs, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    if (*bufs[i] != NULL)
+      cudaFree (*bufs[i]);
+    *bufs[i] = NULL;
+  }
+}
+
 static void
 preprocess_tables_free (Sam2BackendCuda *cu)
 {
-  void **tables[] = { (void **) &cu->pre_h_start, (void **) &cu->pre_v_start,
-                      (void **) &cu->pre_v_count, (void **) &cu->pre_h_weights,
-                      (void **) &cu->pre_v_weights, (void **) &cu->pre_lut };
-  for (size_t i = 0; i < G_N_ELEMENTS (tables); i++) {
-    if (*tables[i] != NULL)
-      cudaFree (*tables[i]);
-    *tables[i] = NULL;
-  }
+  void **const tables[] = { (void **) &cu->pre_h_start, (void **) &cu->pre_v_start,
+                            (void **) &cu->pre_v_count, (void **) &cu->pre_h_weights,
+                            (void **) &cu->pre_v_weights, (void **) &cu->pre_lut };
+  free_device_buffers (tables, G_N_ELEMENTS (tables));
   memset (cu->pre_size, 0, sizeof cu->pre_size);
 }
 
@@ -1365,10 +1372,6 @@ cuda_destroy (Sam2Backend *b)
   graphs_free (cu);
   g_clear_pointer (&cu->linears, g_hash_table_unref);
   g_clear_pointer (&cu->norms, g_hash_table_unref);
-  if (cu->x16 != NULL)
-    cudaFree (cu->x16);
-  if (cu->w4a8_ws != NULL)
-    cudaFree (cu->w4a8_ws);
   if (cu->events != NULL) {
     for (guint i = 0; i < cu->events->len; i++) {
       OpEvents *e = &g_array_index (cu->events, OpEvents, i);
@@ -1377,17 +1380,11 @@ cuda_destroy (Sam2Backend *b)
     }
     g_array_unref (cu->events);
   }
-  if (cu->stats_index != NULL)
-    cudaFree (cu->stats_index);
-  if (cu->stats_rows != NULL)
-    cudaFree (cu->stats_rows);
-  if (cu->stats_gram != NULL)
-    cudaFree (cu->stats_gram);
+  /* the scratch buffers grown by the ops */
+  void **const scratch[] = { (void **) &cu->x16, &cu->w4a8_ws, &cu->stats_index,
+                             &cu->stats_rows, &cu->stats_gram, &cu->pre_frame, &cu->pre_tmp };
+  free_device_buffers (scratch, G_N_ELEMENTS (scratch));
   preprocess_tables_free (cu);
-  if (cu->pre_frame != NULL)
-    cudaFree (cu->pre_frame);
-  if (cu->pre_tmp != NULL)
-    cudaFree (cu->pre_tmp);
   if (cu->cublaslt != NULL)
     cublasLtDestroy (cu->cublaslt);
   if (cu->cublas != NULL)

@@ -197,8 +197,8 @@ free_buffers (Sam2Session *s)
     bfree (s, &s->batch_features[l]);
   }
   float **dec[] = { &d->tokens, &d->token_pe, &d->tmp_tokens, &d->q_small, &d->k_small,
-                    &d->v_small, &d->o_small, &d->qkv_small, &d->keys, &d->keys_pe, &d->big_q, &d->big_k,
-                    &d->big_v, &d->big_o, &d->image_keys, &d->image_k, &d->image_v,
+                    &d->v_small, &d->o_small, &d->qkv_small, &d->keys, &d->keys_pe, &d->big_q,
+                    &d->big_k, &d->big_v, &d->big_o, &d->image_keys, &d->image_k, &d->image_v,
                     &d->image_q, &d->dense, &d->mask_cols, &d->mask_a, &d->mask_b,
                     &d->up1_cols, &d->up1, &d->up2_cols, &d->up2, &d->hyper, &d->masks,
                     &d->head_a, &d->head_b, &d->head_out, &d->mask_input, &s->image_pe,
@@ -616,6 +616,15 @@ encoder_body (gpointer data)
   return sam2_mask_decoder_prepare_image (p->s);
 }
 
+/* A new pass begins: whatever happens next, the last one's images can no longer be decoded
+ * or selected. */
+static void
+forget_batch (Sam2Session *s)
+{
+  s->have_features = FALSE;
+  s->batch = 0;
+}
+
 /* Image s->selected of the batch into the decoder's features, then their per-image part. */
 static int
 select_body (gpointer data)
@@ -666,7 +675,7 @@ encode_uploaded (Sam2Session *s, int n, GError **error)
   if (!check_status (s, run_device (s, GRAPH_KEY_ENCODER | (guint32) n, encoder_body, &pass),
                      pass.failed != NULL ? pass.failed : "the image encoder", error)
       || !finish_device_work (s, "the image encoder", error)) {
-    s->batch = 0;   /* nothing of a failed pass can be selected */
+    forget_batch (s);   /* nothing of a failed pass can be selected */
     return FALSE;
   }
   if (n > 1)
@@ -696,9 +705,7 @@ sam2_session_encode_batch (Sam2Session *s, const float *pixel_values, int n, GEr
     return FALSE;
   const size_t floats = (size_t) n * m->config.vision.backbone.num_channels * m->image_size
                         * m->image_size;
-  /* from here on the last batch is gone, whatever happens */
-  s->have_features = FALSE;
-  s->batch = 0;
+  forget_batch (s);
   if (!check_status (s, s->backend->ops->upload (s->backend, s->pixels, pixel_values, floats),
                      "uploading the pixels", error))
     return FALSE;
@@ -762,8 +769,7 @@ sam2_session_set_images (Sam2Session *s, const guint8 *const *pixels, int n, int
     return sam2_session_encode_batch (s, s->host_pixels, n, error);
   }
   /* the backend resizes the frames where the encoder runs (backend.h) */
-  s->have_features = FALSE;
-  s->batch = 0;
+  forget_batch (s);
   for (int i = 0; i < n; i++)
     if (!check_status (s, o->preprocess (s->backend, s->resampler, pixels[i], stride, format,
                                          s->pixels + i * image_floats),

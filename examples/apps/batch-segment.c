@@ -10,6 +10,7 @@
  * at the end, the mean over all pictures and the pictures per second. The model should be one
  * that knows such pictures: the demo model models/sam2-shapes (the default). Exits 0 when every
  * call succeeded, 1 otherwise, with the library's message. */
+#include "eval.h"
 #include "sam2.h"
 #include "shapes.h"
 
@@ -54,18 +55,6 @@ picture_clear (Picture *p)
 {
   g_clear_pointer (&p->rgb, g_free);
   g_clear_pointer (&p->masks, g_free);
-}
-
-/* IoU of a predicted 0/1 mask and a true 0/1 mask of n pixels. */
-static double
-mask_iou (const guint8 *pred, const guint8 *truth, size_t n)
-{
-  guint64 inter = 0, uni = 0;
-  for (size_t i = 0; i < n; i++) {
-    inter += pred[i] && truth[i];
-    uni += pred[i] || truth[i];
-  }
-  return uni > 0 ? (double) inter / (double) uni : 1.0;
 }
 
 int
@@ -144,7 +133,7 @@ main (int argc, char **argv)
           goto fail;
         iou = 0.0;
         for (int o = 0; o < r->n_objects; o++)
-          iou += mask_iou (r->masks + (size_t) o * r->n_masks * plane,
+          iou += sam2_mask_iou (r->masks + (size_t) o * r->n_masks * plane,
                            p->masks + (size_t) p->shape_of[o] * plane, plane);
         iou /= r->n_objects;
       }
