@@ -78,17 +78,16 @@ stack_mlps (Sam2DecoderStacks *st, Sam2Mlp *out, const Sam2Mlp *const *mlps, int
   int width = n_in;
   for (int l = 0; l < depth; l++) {
     const gboolean last = l == depth - 1;
-    int at = 0;
+    int row = 0, col = 0;   /* where MLP j's hidden units go, and where its input is */
     for (int j = 0; j < n; j++) {
-      blocks[j].src = &mlps[j]->layers[l];
-      blocks[j].col = l == 0 ? in_col[j] : (j == 0 ? 0 : blocks[j - 1].col
-                                                           + mlps[j - 1]->layers[l - 1].out_features);
-      blocks[j].row = last ? out_row[j] : at;
-      at += mlps[j]->layers[l].out_features;
+      const Sam2Linear *src = &mlps[j]->layers[l];
+      blocks[j] = (Block) { src, last ? out_row[j] : row, l == 0 ? in_col[j] : col };
+      row += src->out_features;
+      col += src->in_features;
     }
-    if (!stack_linear (st, &layers[l], width, last ? n_out : at, blocks, n))
+    if (!stack_linear (st, &layers[l], width, last ? n_out : row, blocks, n))
       return FALSE;
-    width = at;
+    width = row;
   }
   out->n_layers = depth;
   out->layers = layers;
@@ -135,7 +134,9 @@ sam2_decoder_stacks_build (Sam2Session *s)
   for (int l = 0; l < m->n_two_way; l++) {
     const Sam2DecoderAttention *a = &m->two_way[l].self_attn;
     const int D = a->internal_dim;
-    const Block blocks[3] = { { &a->q_proj, 0, 0 }, { &a->k_proj, D, 0 }, { &a->v_proj, 2 * D, 0 } };
+    const Block blocks[3] = {
+      { &a->q_proj, 0, 0 }, { &a->k_proj, D, 0 }, { &a->v_proj, 2 * D, 0 },
+    };
     const int n = m->two_way[l].skip_first_layer_pe ? 3 : 2;
     /* the output goes to dec.qkv_small, (n_tokens_max, 3 C) */
     if (n * D > 3 * C || !stack_linear (st, &st->self_qkv[l], C, n * D, blocks, n))

@@ -235,7 +235,8 @@ static BlockScratch
 block_scratch_layout (const Sam2HieraBlock *blk, int nb)
 {
   BlockScratch l = { 0 };
-  const size_t tin = (size_t) nb * blk->in_h * blk->in_w, tout = (size_t) nb * blk->out_h * blk->out_w;
+  const size_t tin = (size_t) nb * blk->in_h * blk->in_w;
+  const size_t tout = (size_t) nb * blk->out_h * blk->out_w;
   const size_t padded = (size_t) nb * blk->n_seq * blk->len_k;
   const size_t pooled = (size_t) nb * blk->n_seq * blk->len_q;
   size_t at = 0;
