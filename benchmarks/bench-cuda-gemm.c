@@ -7,7 +7,9 @@
  * Per shape, for each W4A8 kernel version (kernels.h: v2, the default, then v1): W4A8 as the
  * backend calls it (quantize + GEMM, sam2_cuda_w4a8_linear), the GEMM alone on rows quantized
  * beforehand, the quantization alone; then cuBLAS FP16 and BF16 (cublasGemmEx, FP32 accumulation,
- * 16-bit output: what a half-precision linear layer would run). Times are the median over
+ * 16-bit output: what a half-precision linear layer would run). For the MLP's first layer of each
+ * stage, also its LayerNorm and quantization as two kernels against the fused kernel
+ * (sam2_cuda_layer_norm_quantize_rows), printed after the table. Times are the median over
  * --iters runs, each timed alone with CUDA events, after warm-up runs; TOPS count 2 M N K
  * operations. The weights are random codes in groups of 128 (one group per channel when
  * K < 128), the activations random floats: the kernels' work does not depend on the values.
@@ -95,7 +97,8 @@ cmp_float (const void *a, const void *b)
 }
 
 typedef enum {
-  RUN_W4A8_LINEAR, RUN_W4A8_GEMM, RUN_W4A8_QUANT, RUN_CUBLAS_F16, RUN_CUBLAS_BF16
+  RUN_W4A8_LINEAR, RUN_W4A8_GEMM, RUN_W4A8_QUANT, RUN_CUBLAS_F16, RUN_CUBLAS_BF16,
+  RUN_NORM_APART, RUN_NORM_FUSED
 } RunKind;
 
 typedef struct {
@@ -107,6 +110,8 @@ typedef struct {
   cublasHandle_t cublas;
   const void *a16, *b16;      /* (M, K), (N, K) */
   void *c16;                  /* (M, N) */
+  const Sam2CudaRowNorm *norm;
+  float *normed;              /* (M, K): the LayerNorm's output when it runs apart */
   int M, K, N;
 } RunArgs;
 
@@ -124,6 +129,14 @@ run_once (RunKind kind, const RunArgs *r)
     break;
   case RUN_W4A8_QUANT:
     CKS (sam2_cuda_quantize_rows (r->layer, r->x, r->M, r->rows, 0));
+    break;
+  case RUN_NORM_APART:
+    CKS (sam2_cuda_layer_norm (r->x, r->M, r->K, r->norm->weight, r->norm->bias, r->norm->eps,
+                               r->normed, 0));
+    CKS (sam2_cuda_quantize_rows (r->layer, r->normed, r->M, r->rows, 0));
+    break;
+  case RUN_NORM_FUSED:
+    CKS (sam2_cuda_layer_norm_quantize_rows (r->layer, r->norm, r->x, r->M, r->rows, 0));
     break;
   case RUN_CUBLAS_F16:
   case RUN_CUBLAS_BF16: {
@@ -173,6 +186,16 @@ dev_alloc (size_t bytes)
 
 /* Sums over the shapes benchmarked so far: v2 linear, v1 linear, cuBLAS FP16 (ms). */
 static double totals[3];
+
+/* The MLP's first layer ("up") of each stage: its LayerNorm and quantization as two kernels
+ * (sam2_cuda_layer_norm, sam2_cuda_quantize_rows) and fused (sam2_cuda_layer_norm_quantize_rows),
+ * kernels v2; printed after the main table. */
+typedef struct {
+  Shape shape;
+  float apart, fused;
+} NormTiming;
+static NormTiming norm_timings[8];
+static int n_norm_timings;
 
 static void
 bench_shape (const Shape *s, cublasHandle_t cublas)
@@ -254,6 +277,21 @@ bench_shape (const Shape *s, cublasHandle_t cublas)
     t_quant[v] = time_kind (RUN_W4A8_QUANT, &r);
   }
   sam2_cuda_w4a8_set_kernel_version (0);
+  if (strcmp (s->layer, "up") == 0 && n_norm_timings < (int) (sizeof norm_timings / sizeof norm_timings[0])) {
+    float *nw = dev_alloc (sizeof (float) * K), *nb = dev_alloc (sizeof (float) * K);
+    CK (cudaMemcpy (nw, hx, sizeof (float) * K, cudaMemcpyHostToDevice));
+    CK (cudaMemcpy (nb, hx + K, sizeof (float) * K, cudaMemcpyHostToDevice));
+    const Sam2CudaRowNorm norm = { nw, nb, 1e-6f };
+    r.norm = &norm;
+    r.normed = dev_alloc (sizeof (float) * M * K);
+    NormTiming *nt = &norm_timings[n_norm_timings++];
+    nt->shape = *s;
+    nt->apart = time_kind (RUN_NORM_APART, &r);
+    nt->fused = time_kind (RUN_NORM_FUSED, &r);
+    CK (cudaFree (nw));
+    CK (cudaFree (nb));
+    CK (cudaFree (r.normed));
+  }
   const float t_f16 = time_kind (RUN_CUBLAS_F16, &r);
   r.a16 = a_bf;
   r.b16 = b_bf;
@@ -366,6 +404,14 @@ main (int argc, char **argv)
   printf ("sum over the %d shapes: v2 linear %.4f ms, v1 linear %.4f ms, cuBLAS FP16 %.4f ms "
           "(fp16/v2 %.2fx, fp16/v1 %.2fx)\n", n, totals[0], totals[1], totals[2],
           totals[2] / totals[0], totals[2] / totals[1]);
+  printf ("\nLayerNorm + quantization of the MLP's input (v2): two kernels, fused\n");
+  printf ("%-5s %6s %5s | %8s | %8s | %s\n", "model", "M", "K", "apart ms", "fused ms",
+          "apart/fused");
+  for (int i = 0; i < n_norm_timings; i++) {
+    const NormTiming *nt = &norm_timings[i];
+    printf ("%-5s %6d %5d | %8.4f | %8.4f | %5.2fx\n", nt->shape.model, nt->shape.M, nt->shape.K,
+            nt->apart, nt->fused, nt->apart / nt->fused);
+  }
   CKB (cublasDestroy (cublas));
   return 0;
 }

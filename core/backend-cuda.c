@@ -114,6 +114,7 @@ typedef struct {
   cublasLtHandle_t cublaslt;   /* FP16 GEMMs with the bias epilogue; NULL: GemmEx + bias pass */
   gboolean small_m;            /* FP16 linears of <= SAM2_CUDA_LINEAR_SMALL_M_MAX rows: own kernel */
   gboolean fused_mlp;          /* FP16 norm_mlp without its float intermediates (cuda_norm_mlp) */
+  gboolean fused_norm_quant;   /* LayerNorm fused into a W4A8 fc1's quantization (cuda_norm_mlp) */
   gboolean pinned;             /* host_alloc gives page-locked memory (SAM2_CUDA_PINNED) */
   GHashTable *linears;         /* const Sam2Linear * -> CudaLinear * */
   GHashTable *norms;           /* const Sam2LayerNorm * -> CudaNorm * */
@@ -915,14 +916,52 @@ cuda_attention (Sam2Backend *b, const Sam2AttentionArgs *a)
   return status;
 }
 
+/* Whether fc1 (LN (x)) can run as one quantization pass and a GEMM: fc1 a W4A8 layer that
+ * sam2_cuda_layer_norm_quantize_rows takes (kernels v2, a low-rank branch of at most
+ * SAM2_CUDA_QUANT_MAX_FUSED_RANK, a row that fits its shared memory), SAM2_CUDA_NORM_QUANT not 0.
+ * The device forms of both come back in *w and *d. */
+static int
+norm_quant_applies (Sam2BackendCuda *cu, const Sam2LayerNorm *n, const Sam2Linear *l,
+                    const CudaLinear **w, const CudaNorm **d, gboolean *applies)
+{
+  *applies = FALSE;
+  if (!cu->fused_norm_quant)
+    return SAM2_STATUS_OK;
+  int st = linear_weights (cu, l, w);
+  if (st != SAM2_STATUS_OK || (*w)->kind != WEIGHTS_W4A8 || (*w)->layer.geo.k != n->dim
+      || !sam2_cuda_layer_norm_quantize_rows_supported (&(*w)->layer))
+    return st;
+  st = norm_weights (cu, n, d);
+  *applies = st == SAM2_STATUS_OK;
+  return st;
+}
+
+/* y = act (l (LN (x))) with the LayerNorm fused into the W4A8 layer's activation quantization
+ * (sam2_cuda_w4a8_norm_linear): the bits of cuda_layer_norm then cuda_linear, without the
+ * normalised rows in memory. */
+static int
+cuda_norm_w4a8_linear (Sam2BackendCuda *cu, const CudaNorm *d, float eps, const CudaLinear *w,
+                       const char *name, const float *x, int M, float *y, Sam2Act act)
+{
+  int st = grow_scratch (cu, &cu->w4a8_ws, &cu->w4a8_ws_bytes,
+                         sam2_cuda_w4a8_linear_workspace_bytes (&w->layer, M),
+                         "the W4A8 workspace");
+  if (st != SAM2_STATUS_OK)
+    return st;
+  const Sam2CudaRowNorm norm = { d->weight, d->bias, eps };
+  return launched (cu, sam2_cuda_w4a8_norm_linear (&w->layer, &norm, x, M, y, (int) act, NULL,
+                                                   cu->stream, cu->w4a8_ws), name);
+}
+
 /* backend.h's norm_mlp. In FP16 precision with FP16 weights (and more rows than the token-row
  * kernel takes) the three-op form's float intermediates that exist only to be converted stay out
  * of memory: LayerNorm writes the FP16 operand of fc1 directly, fc1's float output gets its
  * activation and its FP16 rounding in one pass, and fc2 adds bias and residual in cuBLASLt's
  * epilogue. The roundings are the three ops' in the same places, so the outputs are the same
  * bits (test-cuda-model checks it), for ~40 bytes less traffic per element of the block's input
- * and two launches fewer. Otherwise (FP32, W4A8 layers, SAM2_CUDA_FUSED_MLP=0) the three ops;
- * norm_buf and hidden are written only there. */
+ * and two launches fewer. With a W4A8 fc1, the LayerNorm runs inside fc1's activation
+ * quantization (cuda_norm_w4a8_linear: the same bits, norm_buf not written). Otherwise (FP32,
+ * SAM2_CUDA_FUSED_MLP=0, SAM2_CUDA_NORM_QUANT=0) the three ops; norm_buf is written only there. */
 static int
 cuda_norm_mlp (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sam2Act act,
                const Sam2Linear *fc2, const float *x, int M, float *norm_buf, float *hidden,
@@ -946,9 +985,16 @@ cuda_norm_mlp (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sa
             && w2->k == w1->n;
   }
   if (!fused) {
-    status = cuda_layer_norm (b, n, x, M, norm_buf);
-    if (status == SAM2_STATUS_OK)
-      status = cuda_linear (b, fc1, norm_buf, M, hidden, act, NULL);
+    gboolean norm_quant;
+    status = norm_quant_applies (cu, n, fc1, &w1, &d, &norm_quant);
+    if (status == SAM2_STATUS_OK && norm_quant) {
+      PROFILED (SAM2_OP_LINEAR,
+                cuda_norm_w4a8_linear (cu, d, n->eps, w1, fc1->name, x, M, hidden, act));
+    } else if (status == SAM2_STATUS_OK) {
+      status = cuda_layer_norm (b, n, x, M, norm_buf);
+      if (status == SAM2_STATUS_OK)
+        status = cuda_linear (b, fc1, norm_buf, M, hidden, act, NULL);
+    }
     if (status == SAM2_STATUS_OK)
       status = cuda_linear (b, fc2, hidden, M, y, SAM2_ACT_NONE, residual);
     return status;
@@ -1671,6 +1717,8 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   cu->graphs = env_switch_on ("SAM2_CUDA_GRAPHS") && cu->cublas_ws != NULL;
   cu->small_m = env_switch_on ("SAM2_CUDA_SMALL_M");   /* 0: cuBLAS for every row count */
   cu->fused_mlp = env_switch_on ("SAM2_CUDA_FUSED_MLP"); /* 0: norm_mlp as its three ops */
+  /* 0: a W4A8 fc1's LayerNorm as its own kernel */
+  cu->fused_norm_quant = env_switch_on ("SAM2_CUDA_NORM_QUANT");
   cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */
   if (!env_switch_on ("SAM2_CUDA_PREPROCESS"))           /* 0: resize on the host */
     cu->ops.preprocess = NULL;

@@ -6,6 +6,7 @@
  * scalar. LayerNorm and softmax use one warp per row with the row statistics in double, as
  * core/ops-cpu.c does. */
 #include "common.cuh"
+#include "layernorm-row.cuh"
 
 #include <cuda_fp16.h>
 #include <math.h>
@@ -192,14 +193,6 @@ sam2_cuda_scale_columns (const float *x, int M, int K, const float *scale, float
 
 #define ROWS_PER_BLOCK (SAM2_EW_THREADS / 32)
 
-static __device__ __forceinline__ double
-warp_sum_double (double v)
-{
-  for (int o = 16; o > 0; o >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, o);
-  return v;
-}
-
 static __device__ __forceinline__ float
 warp_max_float (float v)
 {
@@ -211,11 +204,10 @@ warp_max_float (float v)
 }
 
 /* x, y (M, C); y may be x: a lane writes only the elements it read itself, after the row's
- * statistics are complete. Two passes in double as sam2_cpu_layer_norm (the references are
- * float64, and rows with a large mean lose digits in a float one-pass variance); the output is
- * rounded as there: (float) ((x - mean) rstd), times weight, plus bias, each in float. With OUT16
- * that float is then rounded to FP16 (y is uint16_t bit patterns): the values the FP16 path's
- * conversion of the float output gives. */
+ * statistics are complete. The row's arithmetic is layernorm-row.cuh's (shared with the fused
+ * LayerNorm + quantization of layernorm-quant.cu). With OUT16 the float is then rounded to FP16
+ * (y is uint16_t bit patterns): the values the FP16 path's conversion of the float output
+ * gives. */
 template <bool OUT16>
 static __global__ void
 layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weight,
@@ -226,20 +218,9 @@ layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weigh
   if (row >= M)
     return;
   const float *xr = x + (size_t) row * C;
-  double s = 0.0;
-  for (int c = lane; c < C; c += 32)
-    s += (double) xr[c];
-  const double mean = warp_sum_double (s) / C;
-  double v = 0.0;
+  const Sam2RowNormStats st = sam2_row_norm_stats (xr, C, eps, lane);
   for (int c = lane; c < C; c += 32) {
-    const double d = (double) xr[c] - mean;
-    v += d * d;
-  }
-  const double var = warp_sum_double (v) / C;
-  const double rstd = 1.0 / sqrt (var + (double) eps);
-  for (int c = lane; c < C; c += 32) {
-    const float t = (float) (((double) xr[c] - mean) * rstd);
-    const float out = __fadd_rn (__fmul_rn (t, weight[c]), bias[c]);
+    const float out = sam2_row_norm_value (xr[c], st, weight[c], bias[c]);
     if (OUT16)
       static_cast<uint16_t *> (y)[(size_t) row * C + c] = __half_as_ushort (__float2half_rn (out));
     else
@@ -296,7 +277,7 @@ softmax_rows_kernel (float *x, int M, int N)
     r[c] = e;
     s += (double) e;
   }
-  const float inv = (float) (1.0 / warp_sum_double (s));
+  const float inv = (float) (1.0 / sam2_warp_sum_double (s));
   for (int c = lane; c < N; c += 32)
     r[c] *= inv;
 }

@@ -266,6 +266,26 @@ typedef struct {
 int sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
                              const Sam2CudaActRows *out, cudaStream_t stream);
 
+/* A LayerNorm over a W4A8 layer's K input columns: y = (x - mean) rstd weight + bias, as
+ * sam2_cuda_layer_norm computes it (weight, bias (K) on the device). */
+typedef struct {
+  const float *weight, *bias;
+  float eps;
+} Sam2CudaRowNorm;
+
+/* sam2_cuda_quantize_rows of sam2_cuda_layer_norm's output (x (M, K) normalised), without that
+ * output in memory: one pass reads x and writes the kernel rows. Codes, scales, zero points,
+ * group sums and t are the bits the two kernels give (for t: when the LayerNorm's output would
+ * be 16-byte aligned, as cudaMalloc'd rows of a K that is a multiple of 4 are; t's summation
+ * order follows the row's alignment). Kernel version 2 only, rank 0 .. SAM2_CUDA_QUANT_MAX_FUSED_RANK,
+ * K up to ~1400 (the block's normalised rows in 48 KiB of shared memory): otherwise
+ * SAM2_CUDA_UNSUPPORTED before anything is launched, and the caller runs the two kernels. */
+int sam2_cuda_layer_norm_quantize_rows (const Sam2CudaW4A8Layer *layer,
+                                        const Sam2CudaRowNorm *norm, const float *x, int M,
+                                        const Sam2CudaActRows *out, cudaStream_t stream);
+/* 1 when sam2_cuda_layer_norm_quantize_rows takes this layer (kernel version, rank, K), else 0. */
+int sam2_cuda_layer_norm_quantize_rows_supported (const Sam2CudaW4A8Layer *layer);
+
 /* y (M, N) = act(x_q W_q^T + bias + t L_up^T) + residual on quantized rows `a` (a->t read only
  * when layer->rank > 0); residual may be y. The per-group float arithmetic is the CPU kernel's
  * (sam2_quant_linear_forward), operation for operation. */
@@ -280,6 +300,13 @@ size_t sam2_cuda_w4a8_linear_workspace_bytes (const Sam2CudaW4A8Layer *layer, in
 int sam2_cuda_w4a8_linear (const Sam2CudaW4A8Layer *layer, const float *x, int M, float *y,
                            int act, const float *residual, cublasHandle_t cublas,
                            cudaStream_t stream, void *workspace);
+/* The layer on LN (x): sam2_cuda_w4a8_linear of sam2_cuda_layer_norm's output, the same bits,
+ * with the LayerNorm fused into the quantization (sam2_cuda_layer_norm_quantize_rows; the same
+ * workspace). SAM2_CUDA_UNSUPPORTED, with nothing launched, where that kernel does not apply
+ * (sam2_cuda_layer_norm_quantize_rows_supported). */
+int sam2_cuda_w4a8_norm_linear (const Sam2CudaW4A8Layer *layer, const Sam2CudaRowNorm *norm,
+                                const float *x, int M, float *y, int act, const float *residual,
+                                cudaStream_t stream, void *workspace);
 
 /* ---- float GEMMs (gemm-float.cu) ------------------------------------------------------------- */
 

@@ -1,5 +1,6 @@
 /* layernorm-quant.cu: activation quantization of a W4A8 layer into the GEMM's kernel rows
- * (sam2_cuda_quantize_rows, kernels.h).
+ * (sam2_cuda_quantize_rows, kernels.h), and the same fused with the LayerNorm before the layer
+ * (sam2_cuda_layer_norm_quantize_rows: the normalised row kept in shared memory).
  *
  * One warp per row, QUANT_WARPS rows per block. Per row: the range of v = x smooth_inv (min(0, .)
  * and max(0, .), as core/quant/linear-cpu.c's row_range), the row's scale and zero point, the
@@ -15,6 +16,7 @@
  * which is the CPU's `(int) (v + copysignf (0.5f, v))`. The row's parameters are computed by
  * every lane from the same reduced values, so every lane holds the same ones. */
 #include "kernels.h"
+#include "layernorm-row.cuh"
 
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -201,28 +203,18 @@ quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float
  *     row's tail, with v1's bounds), and stored as one PL-byte word; the step's sum is reduced
  *     over its lanes and added to the group's in shared memory.
  * The second pass re-reads the row from L1 / L2 (a warp's row is at most 18 KiB; the block's 8
- * rows were just read). Without VEC every column is read one by one (still PL per lane). */
+ * rows were just read). Without VEC every column is read one by one (still PL per lane).
+ * This is one warp's work on its row xr (K), in global memory (quantize_rows_v2_kernel) or in
+ * shared memory (layer_norm_quantize_rows_kernel); gsum: the warp's group sums, zeroed. */
 template <bool VEC, int PL>
-__global__ void __launch_bounds__ (QUANT_WARPS * 32)
-quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float act_zero,
-                         const float *__restrict__ smooth, int rank,
-                         const float *__restrict__ ldown, const float *__restrict__ x, int M,
-                         int8_t *__restrict__ codes, float *__restrict__ scales,
-                         int32_t *__restrict__ zeros, int32_t *__restrict__ sums,
-                         float *__restrict__ t)
+__device__ __forceinline__ void
+quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, float act_zero,
+                 const float *__restrict__ smooth, int rank, const float *__restrict__ ldown,
+                 const float *__restrict__ xr, int m, int lane, int32_t *gsum,
+                 int8_t *__restrict__ codes, float *__restrict__ scales,
+                 int32_t *__restrict__ zeros, int32_t *__restrict__ sums, float *__restrict__ t)
 {
-  extern __shared__ int32_t gsum_all[];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int m = blockIdx.x * QUANT_WARPS + warp;
   const int K = geo.k, G = geo.group_size, NG = geo.n_groups, GP = geo.group_pad;
-  int32_t *gsum = gsum_all + (size_t) warp * NG;   /* (NG) this warp's row */
-  for (int g = lane; g < NG; g += 32)
-    gsum[g] = 0;
-  __syncwarp ();
-  if (m >= M)
-    return;   /* a whole warp leaves: no block-wide barrier follows */
-  const float *xr = x + (size_t) m * K;             /* (K) */
-
   float lo = 0.0f, hi = 0.0f;
   const bool stat = mode == SAM2_CUDA_AQ_TENSOR_SYM || mode == SAM2_CUDA_AQ_TENSOR_ASYM;
   if (!stat) {
@@ -388,6 +380,82 @@ quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, fl
     }
 }
 
+/* The v2 kernel: one warp per row of x (M, K) in global memory. */
+template <bool VEC, int PL>
+__global__ void __launch_bounds__ (QUANT_WARPS * 32)
+quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float act_zero,
+                         const float *__restrict__ smooth, int rank,
+                         const float *__restrict__ ldown, const float *__restrict__ x, int M,
+                         int8_t *__restrict__ codes, float *__restrict__ scales,
+                         int32_t *__restrict__ zeros, int32_t *__restrict__ sums,
+                         float *__restrict__ t)
+{
+  extern __shared__ int32_t gsum_all[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int m = blockIdx.x * QUANT_WARPS + warp;
+  int32_t *gsum = gsum_all + (size_t) warp * geo.n_groups;   /* (n_groups) this warp's row */
+  for (int g = lane; g < geo.n_groups; g += 32)
+    gsum[g] = 0;
+  __syncwarp ();
+  if (m >= M)
+    return;   /* a whole warp leaves: no block-wide barrier follows */
+  quantize_row_v2<VEC, PL> (geo, mode, act_scale, act_zero, smooth, rank, ldown,
+                            x + (size_t) m * geo.k, m, lane, gsum, codes, scales, zeros, sums, t);
+}
+
+/* Shared memory of the fused LayerNorm + quantization, per warp: its group sums, then its
+ * normalised row, each rounded up to 16 bytes (the row is read as float4s). */
+struct NormQuantSmem {
+  int sums, row;               /* int32s, floats per warp */
+  size_t bytes;                /* the block's */
+};
+
+__host__ __device__ inline NormQuantSmem
+norm_quant_smem (const Sam2CudaW4A8Geometry &geo)
+{
+  NormQuantSmem s;
+  s.sums = (geo.n_groups + 3) / 4 * 4;
+  s.row = (geo.k + 3) / 4 * 4;
+  s.bytes = (size_t) QUANT_WARPS * (s.sums + s.row) * 4;
+  return s;
+}
+
+/* LayerNorm fused with the v2 quantization: the warp normalises its row of x (M, K) into shared
+ * memory with layernorm-row.cuh's arithmetic (that of sam2_cuda_layer_norm), then quantizes it
+ * with quantize_row_v2, as sam2_cuda_quantize_rows would the LayerNorm kernel's output: the same
+ * floats in, the same code, so the same bits out. The float row never reaches memory. */
+template <bool VEC, int PL>
+__global__ void __launch_bounds__ (QUANT_WARPS * 32)
+layer_norm_quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale,
+                                 float act_zero, const float *__restrict__ smooth, int rank,
+                                 const float *__restrict__ ldown,
+                                 const float *__restrict__ norm_weight,
+                                 const float *__restrict__ norm_bias, float eps,
+                                 const float *__restrict__ x, int M, int8_t *__restrict__ codes,
+                                 float *__restrict__ scales, int32_t *__restrict__ zeros,
+                                 int32_t *__restrict__ sums, float *__restrict__ t)
+{
+  extern __shared__ int32_t smem[];
+  const NormQuantSmem lay = norm_quant_smem (geo);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int m = blockIdx.x * QUANT_WARPS + warp;
+  int32_t *gsum = smem + (size_t) warp * lay.sums;                        /* (n_groups) */
+  float *row = reinterpret_cast<float *> (smem + (size_t) QUANT_WARPS * lay.sums)
+               + (size_t) warp * lay.row;                                  /* (K) */
+  for (int g = lane; g < geo.n_groups; g += 32)
+    gsum[g] = 0;
+  __syncwarp ();
+  if (m >= M)
+    return;   /* a whole warp leaves: no block-wide barrier follows */
+  const float *xr = x + (size_t) m * geo.k;                                /* (K) */
+  const Sam2RowNormStats st = sam2_row_norm_stats (xr, geo.k, eps, lane);
+  for (int c = lane; c < geo.k; c += 32)
+    row[c] = sam2_row_norm_value (xr[c], st, norm_weight[c], norm_bias[c]);
+  __syncwarp ();   /* the row is read across lanes from here on */
+  quantize_row_v2<VEC, PL> (geo, mode, act_scale, act_zero, smooth, rank, ldown, row, m, lane,
+                            gsum, codes, scales, zeros, sums, t);
+}
+
 /* SAM2_W4A8_QUANT_PL=16 keeps 16 positions per lane for every row length (v2 as first written),
  * for comparison; read once. */
 bool
@@ -403,6 +471,59 @@ sixteen_per_lane ()
 typedef void (*QuantV2Fn) (Sam2CudaW4A8Geometry, int, float, float, const float *, int,
                            const float *, const float *, int, int8_t *, float *, int32_t *,
                            int32_t *, float *);
+typedef void (*NormQuantFn) (Sam2CudaW4A8Geometry, int, float, float, const float *, int,
+                             const float *, const float *, const float *, float, const float *,
+                             int, int8_t *, float *, int32_t *, int32_t *, float *);
+
+/* The checks both launchers make before anything runs; M > 0. */
+bool
+rows_args_ok (const Sam2CudaW4A8Layer *layer, const float *x, const Sam2CudaActRows *out)
+{
+  if (x == nullptr || out->codes == nullptr || out->scales == nullptr || out->zeros == nullptr
+      || out->sums == nullptr)
+    return false;
+  const Sam2CudaW4A8Geometry &geo = layer->geo;
+  /* the warp's row sweep relies on these (sam2_cuda_w4a8_geometry guarantees them) */
+  if (geo.k <= 0 || geo.group_size <= 0 || geo.group_pad % 32 != 0 || geo.row_bytes % 64 != 0
+      || geo.steps * 32 > geo.row_bytes)
+    return false;
+  const bool fuse_t = layer->rank > 0 && layer->rank <= SAM2_CUDA_QUANT_MAX_FUSED_RANK
+                      && out->t != nullptr;
+  return !(fuse_t && layer->lora_down == nullptr);
+}
+
+/* v2's positions per lane: 16 fill a warp's sweep from 512-byte rows on; with 16, a 128-byte row
+ * (K 96: tiny's first stage) had data on 6 of 32 lanes through the divisions, with 4 on 24; 8
+ * for rows up to 256 bytes. Index 0, 1, 2 for 4, 8, 16. */
+int
+positions_per_lane_index (const Sam2CudaW4A8Geometry &geo)
+{
+  return sixteen_per_lane () || geo.row_bytes > 256 ? 2 : geo.row_bytes > 128 ? 1 : 0;
+}
+
+/* v2's 16-byte loads: K and the group size multiples of 4, the row (x's rows or the shared
+ * normalised one), smooth_inv and L_down 16-byte aligned. */
+bool
+vector_loads (const Sam2CudaW4A8Layer *layer, const float *x)
+{
+  return layer->geo.k % 4 == 0 && layer->geo.group_size % 4 == 0
+         && ((uintptr_t) x & 15) == 0 && ((uintptr_t) layer->smooth_inv & 15) == 0
+         && ((uintptr_t) layer->lora_down & 15) == 0;
+}
+
+const QuantV2Fn quant_v2_kernels[2][3] = {
+  { quantize_rows_v2_kernel<false, 4>, quantize_rows_v2_kernel<false, 8>,
+    quantize_rows_v2_kernel<false, 16> },
+  { quantize_rows_v2_kernel<true, 4>, quantize_rows_v2_kernel<true, 8>,
+    quantize_rows_v2_kernel<true, 16> },
+};
+
+const NormQuantFn norm_quant_kernels[2][3] = {
+  { layer_norm_quantize_rows_kernel<false, 4>, layer_norm_quantize_rows_kernel<false, 8>,
+    layer_norm_quantize_rows_kernel<false, 16> },
+  { layer_norm_quantize_rows_kernel<true, 4>, layer_norm_quantize_rows_kernel<true, 8>,
+    layer_norm_quantize_rows_kernel<true, 16> },
+};
 
 }  // namespace
 
@@ -415,37 +536,18 @@ sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
     return SAM2_CUDA_UNSUPPORTED;
   if (M == 0)
     return SAM2_CUDA_OK;
-  if (x == nullptr || out->codes == nullptr || out->scales == nullptr || out->zeros == nullptr
-      || out->sums == nullptr)
+  if (!rows_args_ok (layer, x, out))
     return SAM2_CUDA_UNSUPPORTED;
   const Sam2CudaW4A8Geometry &geo = layer->geo;
-  /* the warp's row sweep relies on these (sam2_cuda_w4a8_geometry guarantees them) */
-  if (geo.k <= 0 || geo.group_size <= 0 || geo.group_pad % 32 != 0 || geo.row_bytes % 64 != 0
-      || geo.steps * 32 > geo.row_bytes)
-    return SAM2_CUDA_UNSUPPORTED;
   const bool fuse_t = layer->rank > 0 && layer->rank <= SAM2_CUDA_QUANT_MAX_FUSED_RANK
                       && out->t != nullptr;
-  if (fuse_t && layer->lora_down == nullptr)
-    return SAM2_CUDA_UNSUPPORTED;
   const size_t smem = (size_t) QUANT_WARPS * geo.n_groups * sizeof (int32_t);
   if (smem > 48 * 1024)
     return SAM2_CUDA_UNSUPPORTED;   /* > 1536 groups: no such layer */
   const int blocks = (M + QUANT_WARPS - 1) / QUANT_WARPS;
   /* v2 stores 16 bytes at a time: codes 16-byte aligned (row_bytes is a multiple of 64) */
   if (sam2_cuda_w4a8_kernel_version () >= 2 && ((uintptr_t) out->codes & 15) == 0) {
-    const bool vec = geo.k % 4 == 0 && geo.group_size % 4 == 0 && ((uintptr_t) x & 15) == 0
-                     && ((uintptr_t) layer->smooth_inv & 15) == 0
-                     && ((uintptr_t) layer->lora_down & 15) == 0;
-    /* positions per lane: 16 fill a warp's sweep from 512-byte rows on; with 16, a 128-byte row
-     * (K 96: tiny's first stage) had data on 6 of 32 lanes through the divisions, with 4 on 24;
-     * 8 for rows up to 256 bytes */
-    const int pl = sixteen_per_lane () || geo.row_bytes > 256 ? 16 : geo.row_bytes > 128 ? 8 : 4;
-    const QuantV2Fn fn = vec ? (pl == 4 ? quantize_rows_v2_kernel<true, 4>
-                                : pl == 8 ? quantize_rows_v2_kernel<true, 8>
-                                          : quantize_rows_v2_kernel<true, 16>)
-                             : (pl == 4 ? quantize_rows_v2_kernel<false, 4>
-                                : pl == 8 ? quantize_rows_v2_kernel<false, 8>
-                                          : quantize_rows_v2_kernel<false, 16>);
+    const QuantV2Fn fn = quant_v2_kernels[vector_loads (layer, x)][positions_per_lane_index (geo)];
     fn<<<blocks, QUANT_WARPS * 32, smem, stream>>> (
       geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
       layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
@@ -456,5 +558,44 @@ sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
     geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
     layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
     fuse_t ? out->t : nullptr);
+  return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
+}
+
+extern "C" int
+sam2_cuda_layer_norm_quantize_rows_supported (const Sam2CudaW4A8Layer *layer)
+{
+  /* v2 only (v1, the fallback, has no fused form), a fused down-projection or none, the block's
+   * rows in the default 48 KiB of shared memory (K up to ~1400) */
+  return layer != nullptr && sam2_cuda_w4a8_kernel_version () >= 2
+         && layer->rank <= SAM2_CUDA_QUANT_MAX_FUSED_RANK
+         && norm_quant_smem (layer->geo).bytes <= 48 * 1024;
+}
+
+extern "C" int
+sam2_cuda_layer_norm_quantize_rows (const Sam2CudaW4A8Layer *layer, const Sam2CudaRowNorm *norm,
+                                    const float *x, int M, const Sam2CudaActRows *out,
+                                    cudaStream_t stream)
+{
+  if (layer == nullptr || norm == nullptr || out == nullptr || M < 0
+      || layer->act_mode < SAM2_CUDA_AQ_TOKEN_SYM || layer->act_mode > SAM2_CUDA_AQ_TENSOR_ASYM
+      || layer->rank < 0 || norm->weight == nullptr || norm->bias == nullptr)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (!sam2_cuda_layer_norm_quantize_rows_supported (layer))
+    return SAM2_CUDA_UNSUPPORTED;
+  const Sam2CudaW4A8Geometry &geo = layer->geo;
+  const NormQuantSmem lay = norm_quant_smem (geo);
+  if (M == 0)
+    return SAM2_CUDA_OK;
+  if (!rows_args_ok (layer, x, out) || ((uintptr_t) out->codes & 15) != 0)
+    return SAM2_CUDA_UNSUPPORTED;
+  const bool fuse_t = layer->rank > 0 && out->t != nullptr;
+  const int blocks = (M + QUANT_WARPS - 1) / QUANT_WARPS;
+  /* the shared row is 16-byte aligned whatever x is; x itself is read a float at a time */
+  const NormQuantFn fn = norm_quant_kernels[vector_loads (layer, nullptr)]
+                                           [positions_per_lane_index (geo)];
+  fn<<<blocks, QUANT_WARPS * 32, lay.bytes, stream>>> (
+    geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
+    layer->lora_down, norm->weight, norm->bias, norm->eps, x, M, out->codes, out->scales,
+    out->zeros, out->sums, fuse_t ? out->t : nullptr);
   return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
 }

@@ -14,7 +14,8 @@
  *     architecture in FP32 and FP16 and on the W4A8 mini model; graphs were captured, replayed
  *     and none refused;
  *   - the FP16 MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops: the same bits on the same
- *     frames and prompts;
+ *     frames and prompts; likewise a W4A8 fc1's LayerNorm fused into its quantization
+ *     (SAM2_CUDA_NORM_QUANT) and apart, on the W4A8 mini model, float layers in FP32 and FP16;
  *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16 and W4A8; 8 of the
  *     tiny architecture in FP16) against a pass of each alone (tests/core's check);
  *   - frames preprocessed on the device and on the host: the same embedding bit for bit;
@@ -590,6 +591,55 @@ test_fused_mlp_tiny_fp16 (void)
   sam2_model_unref (model);
 }
 
+/* A W4A8 fc1's LayerNorm fused into its activation quantization (cuda_norm_w4a8_linear) against
+ * the LayerNorm kernel and the layer (SAM2_CUDA_NORM_QUANT=0), on graph_script's frames and
+ * prompts: the fused kernel normalises with the LayerNorm kernel's arithmetic and quantizes with
+ * the quantization kernel's code, so the same bits; with float layers in FP32 and in FP16. */
+/* LayerNorm launches of one encoder pass (profiled, so op by op). */
+static long
+encoder_layer_norms (Sam2Session *s, Sam2Model *model)
+{
+  const int S = sam2_model_get_image_size (model);
+  float *px = g_new (float, (size_t) 3 * S * S);
+  sam2_test_fill_pixels (px, (size_t) 3 * S * S, 11);
+  GError *error = NULL;
+  s->backend->ops->profile_start (s->backend);
+  g_assert_true (sam2_session_encode (s, px, &error));
+  g_assert_no_error (error);
+  const long calls = s->backend->ops->profile_read (s->backend)[SAM2_OP_LAYER_NORM].calls;
+  g_free (px);
+  return calls;
+}
+
+static void
+test_norm_quant_w4a8_mini (gconstpointer data)
+{
+  const Sam2Precision precision = GPOINTER_TO_INT (data);
+  Sam2Model *fp, *q = mini_w4a8 (&fp);
+  if (q == NULL)
+    return;
+  GArray *apart = g_array_new (FALSE, FALSE, sizeof (float));
+  GArray *fused = g_array_new (FALSE, FALSE, sizeof (float));
+  Sam2Session *s = cuda_session_env (q, precision, "SAM2_CUDA_NORM_QUANT", "0");
+  graph_script (s, q, apart);
+  const long norms_apart = encoder_layer_norms (s, q);
+  sam2_session_free (s);
+  s = cuda_session_env (q, precision, "SAM2_CUDA_NORM_QUANT", "1");
+  graph_script (s, q, fused);
+  const long norms_fused = encoder_layer_norms (s, q);
+  sam2_session_free (s);
+  /* the fused path must have run: fewer LayerNorm kernels (one per W4A8 fc1) */
+  g_test_message ("LayerNorm kernels per encoder pass: %ld apart, %ld fused", norms_apart,
+                  norms_fused);
+  g_assert_cmpint (norms_fused, <, norms_apart);
+  assert_same_bits (apart, fused, "the LayerNorm fused into fc1's quantization and apart",
+                    "SAM2_CUDA_NORM_QUANT=0 runs the LayerNorm kernel before the layer");
+  g_array_unref (apart);
+  g_array_unref (fused);
+  sam2_model_unref (q);
+  sam2_model_unref (fp);
+}
+
 /* ---- no allocation per frame ----------------------------------------------------------------- */
 
 static size_t
@@ -667,6 +717,10 @@ main (int argc, char **argv)
                         test_graphs_tiny);
   g_test_add_func ("/cuda/model/graphs-w4a8-mini", test_graphs_w4a8_mini);
   g_test_add_func ("/cuda/model/fused-mlp-tiny-fp16", test_fused_mlp_tiny_fp16);
+  g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp32",
+                        GINT_TO_POINTER (SAM2_PRECISION_FP32), test_norm_quant_w4a8_mini);
+  g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp16",
+                        GINT_TO_POINTER (SAM2_PRECISION_FP16), test_norm_quant_w4a8_mini);
   g_test_add_data_func ("/cuda/model/steady-memory-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
                         test_steady_memory);
   g_test_add_data_func ("/cuda/model/steady-memory-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),

@@ -12,6 +12,9 @@
  *       {96, 200, 384} (and 640), M in {1, 5, 64, 300, 3400, 4096}, the four
  *       activation-quantization modes, bias, smoothing, rank 0 / 16 / 32 (and 160, the cuBLAS
  *       down-projection), every activation, residual separate and in place.
+ *   (c) sam2_cuda_w4a8_norm_linear (the LayerNorm fused into the quantization) against
+ *       sam2_cuda_layer_norm then sam2_cuda_w4a8_linear on the device: y and the kernel rows the
+ *       same bytes; refused (UNSUPPORTED, nothing launched) exactly where kernels.h says.
  * The whole list runs twice, on each kernel version (kernels.h, SAM2_W4A8_KERNEL): v1 and v2,
  * each with its own summary lines ("v1: ... PASS"); the exit status fails if either fails.
  * Device outputs start as NaN (every element must be written), the workspace starts as 0xff
@@ -389,6 +392,178 @@ run_case (const Sam2TestCase *c, cublasHandle_t cublas, int check_codes)
   g_free (name);
 }
 
+/* ---- (c) the LayerNorm fused into the quantization ----------------------------------------- */
+
+#define NORM_EPS 1e-6f
+
+static int norm_fused_cases, norm_unsupported_cases;
+static int norm_failures;          /* (c)'s, apart from the version's summary */
+
+/* The rule kernels.h gives for sam2_cuda_layer_norm_quantize_rows: kernels v2, rank at most
+ * SAM2_CUDA_QUANT_MAX_FUSED_RANK, QUANT_WARPS (8) rows of K floats and their group sums (each
+ * rounded up to 4) in 48 KiB. */
+static int
+norm_quant_expected (const DevLayer *d)
+{
+  const Sam2CudaW4A8Geometry *g = &d->l.geo;
+  const size_t smem = (size_t) 8 * ((g->n_groups + 3) / 4 * 4 + (g->k + 3) / 4 * 4) * 4;
+  return sam2_cuda_w4a8_kernel_version () >= 2 && d->l.rank <= SAM2_CUDA_QUANT_MAX_FUSED_RANK
+         && smem <= 48 * 1024;
+}
+
+/* sam2_cuda_w4a8_norm_linear against sam2_cuda_layer_norm then sam2_cuda_w4a8_linear on the
+ * device: y and the whole workspace (kernel rows, scales, zero points, group sums, t; both start
+ * as 0xff bytes) must be the same bytes. Rows get a mean of up to +-80 and spreads from 1 to 3,
+ * the LayerNorm a weight and bias per channel. Where the fused kernel does not apply it must say
+ * so before launching anything (y untouched). */
+static void
+run_norm_case (const Sam2TestCase *c, cublasHandle_t cublas)
+{
+  char *name = sam2_test_case_name (c);
+  float *x, *res;                                    /* (M, K); (M, N) or NULL */
+  Sam2QuantLinear *q = sam2_test_case_new (c, &x, &res);
+  const int M = c->M, N = q->w.n, K = q->w.k;
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < K; k++)
+      x[(size_t) m * K + k] = x[(size_t) m * K + k] * (float) (1 + m % 3) + 40.0f * (m % 5 - 2);
+  float *nw = g_new (float, K), *nb = g_new (float, K);   /* (K) the LayerNorm's */
+  for (int k = 0; k < K; k++) {
+    nw[k] = 1.0f + 0.3f * (float) (k % 7 - 3);
+    nb[k] = 0.1f * (float) (k % 5 - 2);
+  }
+  DevLayer d;
+  dev_layer_init (&d, q);
+  float *dx = upload (x, (size_t) M * K * sizeof (float));
+  const Sam2CudaRowNorm norm = { upload (nw, K * sizeof (float)), upload (nb, K * sizeof (float)),
+                                 NORM_EPS };
+  const size_t ybytes = (size_t) M * N * sizeof (float);
+  const size_t wbytes = sam2_cuda_w4a8_linear_workspace_bytes (&d.l, M);
+  float *dn = NULL, *ya = NULL, *yb = NULL, *dres = NULL;   /* (M, K); (M, N) x 3 */
+  void *wa = NULL, *wb = NULL;
+  CK (cudaMalloc ((void **) &dn, (size_t) M * K * sizeof (float)));
+  CK (cudaMalloc ((void **) &ya, ybytes));
+  CK (cudaMalloc ((void **) &yb, ybytes));
+  CK (cudaMalloc (&wa, wbytes));
+  CK (cudaMalloc (&wb, wbytes));
+  CK (cudaMemset (wa, 0xff, wbytes));
+  CK (cudaMemset (wb, 0xff, wbytes));
+  if (c->res == SAM2_TEST_RES_IN_PLACE) {
+    CK (cudaMemcpy (ya, res, ybytes, cudaMemcpyHostToDevice));
+    CK (cudaMemcpy (yb, res, ybytes, cudaMemcpyHostToDevice));
+  } else {
+    CK (cudaMemset (ya, 0xff, ybytes));
+    CK (cudaMemset (yb, 0xff, ybytes));
+  }
+  if (c->res == SAM2_TEST_RES_SEPARATE)
+    dres = upload (res, ybytes);
+  const float *ra = c->res == SAM2_TEST_RES_SEPARATE ? dres
+                    : c->res == SAM2_TEST_RES_IN_PLACE ? ya : NULL;
+  const float *rb = c->res == SAM2_TEST_RES_IN_PLACE ? yb : ra;
+
+  const int expected = norm_quant_expected (&d);
+  checks++;
+  if (sam2_cuda_layer_norm_quantize_rows_supported (&d.l) != expected)
+    fail (name, "layer_norm_quantize_rows_supported says %d, kernels.h's rule %d",
+          !expected, expected);
+  const int st = sam2_cuda_w4a8_norm_linear (&d.l, &norm, dx, M, yb, (int) c->act, rb, 0, wb);
+  CK (cudaDeviceSynchronize ());
+  if (!expected) {
+    norm_unsupported_cases++;
+    uint32_t first = 0;
+    CK (cudaMemcpy (&first, yb, 4, cudaMemcpyDeviceToHost));
+    if (st != SAM2_CUDA_UNSUPPORTED)
+      fail (name, "norm_linear returned %d where the fused kernel does not apply", st);
+    else if (c->res != SAM2_TEST_RES_IN_PLACE && first != 0xffffffffu)
+      fail (name, "norm_linear wrote y although it returned UNSUPPORTED");
+    goto out;
+  }
+  if (st != SAM2_CUDA_OK) {
+    fail (name, "sam2_cuda_w4a8_norm_linear returned %d", st);
+    goto out;
+  }
+  norm_fused_cases++;
+  if (sam2_cuda_layer_norm (dx, M, K, norm.weight, norm.bias, NORM_EPS, dn, 0) != SAM2_CUDA_OK
+      || sam2_cuda_w4a8_linear (&d.l, dn, M, ya, (int) c->act, ra, cublas, 0, wa)
+           != SAM2_CUDA_OK) {
+    fail (name, "the LayerNorm kernel and the layer apart failed");
+    goto out;
+  }
+  CK (cudaDeviceSynchronize ());
+  {
+    guint8 *ha = g_malloc (MAX (ybytes, wbytes)), *hb = g_malloc (MAX (ybytes, wbytes));
+    CK (cudaMemcpy (ha, ya, ybytes, cudaMemcpyDeviceToHost));
+    CK (cudaMemcpy (hb, yb, ybytes, cudaMemcpyDeviceToHost));
+    if (memcmp (ha, hb, ybytes) != 0) {
+      size_t i = 0;
+      while (memcmp (ha + i * 4, hb + i * 4, 4) == 0)
+        i++;
+      float fa, fb;
+      memcpy (&fa, ha + i * 4, 4);
+      memcpy (&fb, hb + i * 4, 4);
+      fail (name, "fused y differs at (%zu, %zu): %.9g, apart %.9g", i / N, i % N, fb, fa);
+    }
+    CK (cudaMemcpy (ha, wa, wbytes, cudaMemcpyDeviceToHost));
+    CK (cudaMemcpy (hb, wb, wbytes, cudaMemcpyDeviceToHost));
+    if (memcmp (ha, hb, wbytes) != 0) {
+      size_t i = 0;
+      while (ha[i] == hb[i])
+        i++;
+      fail (name, "fused kernel rows differ from the LayerNorm's quantized at workspace byte "
+            "%zu of %zu", i, wbytes);
+    }
+    g_free (ha);
+    g_free (hb);
+  }
+out:
+  CK (cudaFree ((void *) norm.weight));
+  CK (cudaFree ((void *) norm.bias));
+  CK (cudaFree (dn));
+  CK (cudaFree (ya));
+  CK (cudaFree (yb));
+  CK (cudaFree (dres));
+  CK (cudaFree (wa));
+  CK (cudaFree (wb));
+  CK (cudaFree (dx));
+  dev_layer_free (&d);
+  g_free (nw);
+  g_free (nb);
+  g_free (res);
+  g_free (x);
+  sam2_test_layer_free (q);
+  g_free (name);
+}
+
+/* (c)'s cases: the encoder's LayerNorm widths of every SAM2 size (96 .. 1152) and beyond the
+ * shared-memory limit (1536), an odd K (scalar loads), groups of 64 and 128 and one per channel,
+ * every activation-quantization mode, smoothing, ranks 0, 16 and 160 (the cuBLAS branch: not
+ * fused), GELU or none, every residual form, rows from 1 to 4096. */
+static void
+run_norm_suite (cublasHandle_t cublas, guint32 *seed)
+{
+  const int Ks[] = { 96, 101, 144, 192, 288, 384, 576, 768, 1152, 1536 };
+  const int groups[] = { 64, 128, 0 };
+  const Sam2ActQuantMode modes[] = { SAM2_ACT_QUANT_TOKEN_SYM, SAM2_ACT_QUANT_TOKEN_ASYM,
+                                     SAM2_ACT_QUANT_TENSOR_SYM, SAM2_ACT_QUANT_TENSOR_ASYM };
+  const int ranks[] = { 0, 16, 160 };
+  const int Ms[] = { 1, 7, 300, 4096 };
+  int n = 0;
+  norm_fused_cases = norm_unsupported_cases = 0;
+  for (int ki = 0; ki < (int) G_N_ELEMENTS (Ks); ki++)
+    for (int gi = 0; gi < 3; gi++)
+      for (int v = 0; v < 2; v++, n++) {
+        Sam2TestCase c = {
+          .spec = { .N = v ? 384 : 96, .K = Ks[ki], .G = groups[gi],
+                    .dtype = n % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4, .mode = modes[n % 4],
+                    .bias = 1, .smooth = (n / 4) % 2, .rank = ranks[(n / 2) % 3] },
+          .M = Ms[n % 4], .act = v ? SAM2_ACT_GELU : SAM2_ACT_NONE,
+          .res = (Sam2TestResidual) (n % 3), .seed = (*seed)++,
+        };
+        run_norm_case (&c, cublas);
+      }
+  printf ("layer norm fused into the quantization: %d cases, %d fused and the same bits as "
+          "apart, %d refused as kernels.h says\n", n, norm_fused_cases, norm_unsupported_cases);
+}
+
 /* The whole case list, on the kernels chosen by sam2_cuda_w4a8_set_kernel_version. */
 static void
 run_suite (cublasHandle_t cublas)
@@ -489,6 +664,12 @@ run_suite (cublasHandle_t cublas)
   }
   printf ("large and odd: %d cases\n", n_big);
 
+  /* (c) on its own summary line (its switch, SAM2_CUDA_NORM_QUANT, is not the kernel version's) */
+  const int before = failures;
+  run_norm_suite (cublas, &seed);
+  norm_failures = failures - before;
+  failures = before;
+
   /* M = 0 is a no-op that succeeds. */
   {
     Sam2CudaW4A8Layer l;
@@ -523,7 +704,7 @@ main (int argc, char **argv)
   int total_failures = 0;
   for (int version = 1; version <= 2; version++) {
     sam2_cuda_w4a8_set_kernel_version (version);
-    failures = checks = exact_cases = integer_cases = 0;
+    failures = checks = exact_cases = integer_cases = norm_failures = 0;
     worst_integer = worst_other = 0.0;
     printf ("-- W4A8 kernels v%d\n", version);
     run_suite (cublas);
@@ -533,10 +714,12 @@ main (int argc, char **argv)
     printf ("v%d: low rank or a transcendental act: worst error %.3g of the scale (tolerance per "
             "case, at most %.1g)\n", version, worst_other,
             TOL_INTEGER + TOL_LOWRANK + TOL_ACT_APPROX);
+    printf ("v%d norm-quant: %d failures: %s\n", version, norm_failures,
+            norm_failures ? "FAIL" : "PASS");
     printf ("v%d: %d checks, %d failures: %s\n", version, checks, failures,
             failures ? "FAIL" : "PASS");
     fflush (stdout);
-    total_failures += failures;
+    total_failures += failures + norm_failures;
   }
   sam2_cuda_w4a8_set_kernel_version (0);
   cublasDestroy (cublas);
