@@ -136,7 +136,7 @@ run_once (RunKind kind, const RunArgs *r)
     CKS (sam2_cuda_quantize_rows (r->layer, r->normed, r->M, r->rows, 0));
     break;
   case RUN_NORM_FUSED:
-    CKS (sam2_cuda_layer_norm_quantize_rows (r->layer, r->norm, r->x, r->M, r->rows, 0));
+    CKS (sam2_cuda_layer_norm_quantize_rows (r->layer, r->norm, NULL, r->x, r->M, r->rows, 0));
     break;
   case RUN_CUBLAS_F16:
   case RUN_CUBLAS_BF16: {

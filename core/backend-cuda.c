@@ -936,12 +936,14 @@ norm_quant_applies (Sam2BackendCuda *cu, const Sam2LayerNorm *n, const Sam2Linea
   return st;
 }
 
-/* y = act (l (LN (x))) with the LayerNorm fused into the W4A8 layer's activation quantization
- * (sam2_cuda_w4a8_norm_linear): the bits of cuda_layer_norm then cuda_linear, without the
- * normalised rows in memory. */
+/* y = act (l (LN (x))) (windows NULL) or l (windows (LN (x))) with the LayerNorm (and the window
+ * partition) fused into the W4A8 layer's activation quantization (sam2_cuda_w4a8_norm_linear):
+ * the bits of cuda_layer_norm (cuda_window_partition) then cuda_linear, without the normalised
+ * rows in memory. */
 static int
 cuda_norm_w4a8_linear (Sam2BackendCuda *cu, const CudaNorm *d, float eps, const CudaLinear *w,
-                       const char *name, const float *x, int M, float *y, Sam2Act act)
+                       const char *name, const Sam2CudaRowWindows *windows, const float *x,
+                       int M, float *y, Sam2Act act)
 {
   int st = grow_scratch (cu, &cu->w4a8_ws, &cu->w4a8_ws_bytes,
                          sam2_cuda_w4a8_linear_workspace_bytes (&w->layer, M),
@@ -949,8 +951,30 @@ cuda_norm_w4a8_linear (Sam2BackendCuda *cu, const CudaNorm *d, float eps, const 
   if (st != SAM2_STATUS_OK)
     return st;
   const Sam2CudaRowNorm norm = { d->weight, d->bias, eps };
-  return launched (cu, sam2_cuda_w4a8_norm_linear (&w->layer, &norm, x, M, y, (int) act, NULL,
-                                                   cu->stream, cu->w4a8_ws), name);
+  return launched (cu, sam2_cuda_w4a8_norm_linear (&w->layer, &norm, windows, x, M, y, (int) act,
+                                                   NULL, cu->stream, cu->w4a8_ws), name);
+}
+
+/* backend.h's norm_windows_linear: one pass for a W4A8 qkv layer (norm_quant_applies). */
+static int
+cuda_norm_windows_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *l,
+                          const float *x, int n_img, int H, int W, int ws, float *y,
+                          gboolean *done)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  const CudaLinear *w;
+  const CudaNorm *d;
+  int status = norm_quant_applies (cu, n, l, &w, &d, done);
+  if (status != SAM2_STATUS_OK || !*done)
+    return status;
+  const Sam2CudaRowWindows win = { n_img, H, W, ws };
+  const long long M = ws > 0 ? sam2_cuda_row_windows_rows (&win) : (long long) n_img * H * W;
+  if (M < 0 || M > G_MAXINT)
+    return SAM2_STATUS_UNSUPPORTED;
+  PROFILED (SAM2_OP_LINEAR, cuda_norm_w4a8_linear (cu, d, n->eps, w, l->name,
+                                                   ws > 0 ? &win : NULL, x, (int) M, y,
+                                                   SAM2_ACT_NONE));
+  return status;
 }
 
 /* backend.h's norm_mlp. In FP16 precision with FP16 weights (and more rows than the token-row
@@ -989,7 +1013,7 @@ cuda_norm_mlp (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sa
     status = norm_quant_applies (cu, n, fc1, &w1, &d, &norm_quant);
     if (status == SAM2_STATUS_OK && norm_quant) {
       PROFILED (SAM2_OP_LINEAR,
-                cuda_norm_w4a8_linear (cu, d, n->eps, w1, fc1->name, x, M, hidden, act));
+                cuda_norm_w4a8_linear (cu, d, n->eps, w1, fc1->name, NULL, x, M, hidden, act));
     } else if (status == SAM2_STATUS_OK) {
       status = cuda_layer_norm (b, n, x, M, norm_buf);
       if (status == SAM2_STATUS_OK)
@@ -1593,6 +1617,7 @@ static const Sam2BackendOps cuda_ops = {
   .reserve_attention = cuda_reserve_attention,
   .linear = cuda_linear,
   .layer_norm = cuda_layer_norm,
+  .norm_windows_linear = cuda_norm_windows_linear,
   .norm_mlp = cuda_norm_mlp,
   .activation = cuda_activation,
   .add = cuda_add,

@@ -115,6 +115,14 @@ typedef struct {
   int (*norm_mlp) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sam2Act act,
                    const Sam2Linear *fc2, const float *x, int M, float *norm_buf, float *hidden,
                    float *y, const float *residual);
+  /* Optional: a block's first half up to its qkv layer in one pass, y (M, N) = l (windows
+   * (LN (x))), x the rows of n_img (H, W, n->dim) maps, windows those of window_partition of each
+   * image with window ws in turn (ws 0: the rows as they are, M = n_img H W), with the results
+   * of layer_norm, window_partition and linear. *done FALSE, with nothing run, where the backend
+   * has no such pass for this layer (NULL: for none); the model then runs the three ops. */
+  int (*norm_windows_linear) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *l,
+                              const float *x, int n_img, int H, int W, int ws, float *y,
+                              gboolean *done);
   int (*activation) (Sam2Backend *b, Sam2Act act, float *x, size_t n);
   /* y = a + c (n floats); y may alias either. */
   int (*add) (Sam2Backend *b, float *y, const float *a, const float *c, size_t n);

@@ -285,11 +285,13 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
   const int d = blk->dim_out;
   const int n_seq = nb * blk->n_seq;   /* sequences of all images */
 
-  CHECK (o->layer_norm (b, &blk->norm1, x, nb * tin, norm));
-
   /* residual: the input itself, or its projection (pooled at stage starts) written to `out` */
   const float *residual = x;
+  const Sam2LayerNorm *norm1 = &blk->norm1;
+  const float *qkv_in = x;
   if (blk->has_skip_proj) {
+    /* the projection reads the normalised map too: it is made here, and qkv takes it as it is */
+    CHECK (o->layer_norm (b, &blk->norm1, x, nb * tin, norm));
     if (blk->q_stride > 1) {
       CHECK (sam2_session_linear (s, &blk->skip_proj, norm, nb * tin, S + l.skip, SAM2_ACT_NONE,
                                   NULL));
@@ -298,19 +300,14 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
       CHECK (sam2_session_linear (s, &blk->skip_proj, norm, nb * tin, out, SAM2_ACT_NONE, NULL));
     }
     residual = out;
+    norm1 = NULL;
+    qkv_in = norm;
   }
-
-  const float *seq_in = norm;
-  if (blk->window > 0) {
-    const size_t win_floats = (size_t) blk->n_seq * blk->len_k * blk->dim;
-    for (int i = 0; i < nb; i++)
-      CHECK (o->window_partition (b, norm + (size_t) i * tin * blk->dim, blk->in_h, blk->in_w,
-                                  blk->dim, blk->window, S + l.windows + i * win_floats));
-    seq_in = S + l.windows;
-  }
+  /* LayerNorm (unless done above), window partition and qkv: one pass where the backend fuses
+   * them */
   float *qkv = S + l.qkv;
-  CHECK (sam2_session_linear (s, &blk->qkv, seq_in, n_seq * blk->len_k, qkv, SAM2_ACT_NONE,
-                              NULL));
+  CHECK (sam2_session_norm_windows_linear (s, norm1, &blk->qkv, qkv_in, nb, blk->in_h, blk->in_w,
+                                           blk->window, norm, S + l.windows, qkv));
 
   const float *q = qkv;
   int q_ld = 3 * d;

@@ -527,6 +527,39 @@ sam2_session_norm_mlp (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Mlp *ml
   return status;
 }
 
+int
+sam2_session_norm_windows_linear (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Linear *l,
+                                  const float *x, int n_img, int H, int W, int ws,
+                                  float *norm_buf, float *win_buf, float *y)
+{
+  Sam2Backend *b = s->backend;
+  if (n != NULL && b->ops->norm_windows_linear != NULL && s->observer == NULL) {
+    gboolean done = FALSE;
+    const int status = b->ops->norm_windows_linear (b, n, l, x, n_img, H, W, ws, y, &done);
+    if (status != SAM2_STATUS_OK || done)
+      return status;
+  }
+  const int C = l->in_features, tokens = H * W;
+  const float *normed = x;
+  if (n != NULL) {
+    int status = b->ops->layer_norm (b, n, x, n_img * tokens, norm_buf);
+    if (status != SAM2_STATUS_OK)
+      return status;
+    normed = norm_buf;
+  }
+  if (ws == 0)
+    return sam2_session_linear (s, l, normed, n_img * tokens, y, SAM2_ACT_NONE, NULL);
+  const int n_win = ((H + ws - 1) / ws) * ((W + ws - 1) / ws);
+  const size_t win_rows = (size_t) n_win * ws * ws;   /* per image */
+  for (int i = 0; i < n_img; i++) {
+    int status = b->ops->window_partition (b, normed + (size_t) i * tokens * C, H, W, C, ws,
+                                           win_buf + i * win_rows * C);
+    if (status != SAM2_STATUS_OK)
+      return status;
+  }
+  return sam2_session_linear (s, l, win_buf, (int) (n_img * win_rows), y, SAM2_ACT_NONE, NULL);
+}
+
 void
 sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int ndim, ...)
 {

@@ -163,6 +163,14 @@ int sam2_session_norm_mlp (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Mlp
                            const float *x, int M, float *norm_buf, float *hidden, float *y,
                            const float *residual);
 
+/* y = l (windows (LN (x))) for n_img (H, W) maps of x (window partition with window ws; 0: none;
+ * n NULL: x is normalised already): the backend's one pass (norm_windows_linear) where it has
+ * one for this layer, n is given and no observer needs to see the layer's input, else
+ * layer_norm into norm_buf (n_img H W, K), window_partition of each image into win_buf and l. */
+int sam2_session_norm_windows_linear (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Linear *l,
+                                      const float *x, int n_img, int H, int W, int ws,
+                                      float *norm_buf, float *win_buf, float *y);
+
 /* s->stacks from the model's float decoder layers, and their release (decoder-stacks.c). */
 void sam2_decoder_stacks_build (Sam2Session *s);
 void sam2_decoder_stacks_clear (Sam2Session *s);

@@ -273,15 +273,29 @@ typedef struct {
   float eps;
 } Sam2CudaRowNorm;
 
-/* sam2_cuda_quantize_rows of sam2_cuda_layer_norm's output (x (M, K) normalised), without that
+/* Where the rows of a fused LayerNorm + quantization come from when a window partition sits
+ * between the two (a Hiera block's first half): x holds n_img maps of (H, W) rows, and the M =
+ * n_img * ceil(H / ws) * ceil(W / ws) * ws * ws rows quantized are sam2_cuda_window_partition's
+ * of each image's normalised map in turn, a row of zeros (the partition's padding, after the
+ * LayerNorm) where a window reaches past the map. */
+typedef struct {
+  int n_img, h, w, ws;
+} Sam2CudaRowWindows;
+
+/* The rows such a partition gives, or -1 for a bad one (a size below 1). */
+long long sam2_cuda_row_windows_rows (const Sam2CudaRowWindows *windows);
+
+/* sam2_cuda_quantize_rows of sam2_cuda_layer_norm's output (x (M, K) normalised; with `windows`
+ * not NULL, of its window partition, M then from sam2_cuda_row_windows_rows), without that
  * output in memory: one pass reads x and writes the kernel rows. Codes, scales, zero points,
- * group sums and t are the bits the two kernels give (for t: when the LayerNorm's output would
- * be 16-byte aligned, as cudaMalloc'd rows of a K that is a multiple of 4 are; t's summation
- * order follows the row's alignment). Kernel version 2 only, rank 0 .. SAM2_CUDA_QUANT_MAX_FUSED_RANK,
+ * group sums and t are the bits the kernels give (for t: when the LayerNorm's output would be
+ * 16-byte aligned, as cudaMalloc'd rows of a K that is a multiple of 4 are; t's summation order
+ * follows the row's alignment). Kernel version 2 only, rank 0 .. SAM2_CUDA_QUANT_MAX_FUSED_RANK,
  * K up to ~1400 (the block's normalised rows in 48 KiB of shared memory): otherwise
- * SAM2_CUDA_UNSUPPORTED before anything is launched, and the caller runs the two kernels. */
+ * SAM2_CUDA_UNSUPPORTED before anything is launched, and the caller runs the kernels apart. */
 int sam2_cuda_layer_norm_quantize_rows (const Sam2CudaW4A8Layer *layer,
-                                        const Sam2CudaRowNorm *norm, const float *x, int M,
+                                        const Sam2CudaRowNorm *norm,
+                                        const Sam2CudaRowWindows *windows, const float *x, int M,
                                         const Sam2CudaActRows *out, cudaStream_t stream);
 /* 1 when sam2_cuda_layer_norm_quantize_rows takes this layer (kernel version, rank, K), else 0. */
 int sam2_cuda_layer_norm_quantize_rows_supported (const Sam2CudaW4A8Layer *layer);
@@ -300,13 +314,15 @@ size_t sam2_cuda_w4a8_linear_workspace_bytes (const Sam2CudaW4A8Layer *layer, in
 int sam2_cuda_w4a8_linear (const Sam2CudaW4A8Layer *layer, const float *x, int M, float *y,
                            int act, const float *residual, cublasHandle_t cublas,
                            cudaStream_t stream, void *workspace);
-/* The layer on LN (x): sam2_cuda_w4a8_linear of sam2_cuda_layer_norm's output, the same bits,
- * with the LayerNorm fused into the quantization (sam2_cuda_layer_norm_quantize_rows; the same
- * workspace). SAM2_CUDA_UNSUPPORTED, with nothing launched, where that kernel does not apply
+/* The layer on LN (x) (or on the window partition of LN (x)): sam2_cuda_w4a8_linear of
+ * sam2_cuda_layer_norm's output (partitioned), the same bits, with the LayerNorm fused into the
+ * quantization (sam2_cuda_layer_norm_quantize_rows; the same workspace). SAM2_CUDA_UNSUPPORTED,
+ * with nothing launched, where that kernel does not apply
  * (sam2_cuda_layer_norm_quantize_rows_supported). */
 int sam2_cuda_w4a8_norm_linear (const Sam2CudaW4A8Layer *layer, const Sam2CudaRowNorm *norm,
-                                const float *x, int M, float *y, int act, const float *residual,
-                                cudaStream_t stream, void *workspace);
+                                const Sam2CudaRowWindows *windows, const float *x, int M,
+                                float *y, int act, const float *residual, cudaStream_t stream,
+                                void *workspace);
 
 /* ---- float GEMMs (gemm-float.cu) ------------------------------------------------------------- */
 

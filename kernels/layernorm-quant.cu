@@ -420,9 +420,26 @@ norm_quant_smem (const Sam2CudaW4A8Geometry &geo)
   return s;
 }
 
-/* LayerNorm fused with the v2 quantization: the warp normalises its row of x (M, K) into shared
- * memory with layernorm-row.cuh's arithmetic (that of sam2_cuda_layer_norm), then quantizes it
- * with quantize_row_v2, as sam2_cuda_quantize_rows would the LayerNorm kernel's output: the same
+/* The row of x behind kernel row m: m itself without windows (ws 0), else the map position
+ * window_partition_kernel (window.cu) reads for output row m of the partition of each image in
+ * turn, or -1 for a padding row. */
+__device__ __forceinline__ long long
+window_source_row (const Sam2CudaRowWindows &win, int m)
+{
+  if (win.ws == 0)
+    return m;
+  const int ws = win.ws, nw = (win.w + ws - 1) / ws, nh = (win.h + ws - 1) / ws;
+  const int per_img = nh * nw * ws * ws;
+  const int img = m / per_img, pos = m % per_img;            /* pos: (wi, dy, dx) */
+  const int dx = pos % ws, dy = (pos / ws) % ws, wi = pos / (ws * ws);
+  const int yy = (wi / nw) * ws + dy, xx = (wi % nw) * ws + dx;
+  return yy < win.h && xx < win.w ? ((long long) img * win.h + yy) * win.w + xx : -1;
+}
+
+/* LayerNorm fused with the v2 quantization: the warp normalises its row of x (M, K) (or, with
+ * windows, the row window_source_row names; zeros for a padding row) into shared memory with
+ * layernorm-row.cuh's arithmetic (that of sam2_cuda_layer_norm), then quantizes it with
+ * quantize_row_v2, as sam2_cuda_quantize_rows would the LayerNorm kernel's output: the same
  * floats in, the same code, so the same bits out. The float row never reaches memory. */
 template <bool VEC, int PL>
 __global__ void __launch_bounds__ (QUANT_WARPS * 32)
@@ -431,7 +448,8 @@ layer_norm_quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_s
                                  const float *__restrict__ ldown,
                                  const float *__restrict__ norm_weight,
                                  const float *__restrict__ norm_bias, float eps,
-                                 const float *__restrict__ x, int M, int8_t *__restrict__ codes,
+                                 Sam2CudaRowWindows win, const float *__restrict__ x, int M,
+                                 int8_t *__restrict__ codes,
                                  float *__restrict__ scales, int32_t *__restrict__ zeros,
                                  int32_t *__restrict__ sums, float *__restrict__ t)
 {
@@ -447,10 +465,16 @@ layer_norm_quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_s
   __syncwarp ();
   if (m >= M)
     return;   /* a whole warp leaves: no block-wide barrier follows */
-  const float *xr = x + (size_t) m * geo.k;                                /* (K) */
-  const Sam2RowNormStats st = sam2_row_norm_stats (xr, geo.k, eps, lane);
-  for (int c = lane; c < geo.k; c += 32)
-    row[c] = sam2_row_norm_value (xr[c], st, norm_weight[c], norm_bias[c]);
+  const long long src = window_source_row (win, m);   /* the same in every lane */
+  if (src >= 0) {
+    const float *xr = x + (size_t) src * geo.k;                            /* (K) */
+    const Sam2RowNormStats st = sam2_row_norm_stats (xr, geo.k, eps, lane);
+    for (int c = lane; c < geo.k; c += 32)
+      row[c] = sam2_row_norm_value (xr[c], st, norm_weight[c], norm_bias[c]);
+  } else {
+    for (int c = lane; c < geo.k; c += 32)
+      row[c] = 0.0f;
+  }
   __syncwarp ();   /* the row is read across lanes from here on */
   quantize_row_v2<VEC, PL> (geo, mode, act_scale, act_zero, smooth, rank, ldown, row, m, lane,
                             gsum, codes, scales, zeros, sums, t);
@@ -472,8 +496,9 @@ typedef void (*QuantV2Fn) (Sam2CudaW4A8Geometry, int, float, float, const float 
                            const float *, const float *, int, int8_t *, float *, int32_t *,
                            int32_t *, float *);
 typedef void (*NormQuantFn) (Sam2CudaW4A8Geometry, int, float, float, const float *, int,
-                             const float *, const float *, const float *, float, const float *,
-                             int, int8_t *, float *, int32_t *, int32_t *, float *);
+                             const float *, const float *, const float *, float,
+                             Sam2CudaRowWindows, const float *, int, int8_t *, float *,
+                             int32_t *, int32_t *, float *);
 
 /* The checks both launchers make before anything runs; M > 0. */
 bool
@@ -561,6 +586,15 @@ sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
   return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
 }
 
+extern "C" long long
+sam2_cuda_row_windows_rows (const Sam2CudaRowWindows *w)
+{
+  if (w == nullptr || w->n_img < 1 || w->h < 1 || w->w < 1 || w->ws < 1)
+    return -1;
+  const long long nh = (w->h + w->ws - 1) / w->ws, nw = (w->w + w->ws - 1) / w->ws;
+  return (long long) w->n_img * nh * nw * w->ws * w->ws;
+}
+
 extern "C" int
 sam2_cuda_layer_norm_quantize_rows_supported (const Sam2CudaW4A8Layer *layer)
 {
@@ -573,15 +607,19 @@ sam2_cuda_layer_norm_quantize_rows_supported (const Sam2CudaW4A8Layer *layer)
 
 extern "C" int
 sam2_cuda_layer_norm_quantize_rows (const Sam2CudaW4A8Layer *layer, const Sam2CudaRowNorm *norm,
-                                    const float *x, int M, const Sam2CudaActRows *out,
-                                    cudaStream_t stream)
+                                    const Sam2CudaRowWindows *windows, const float *x, int M,
+                                    const Sam2CudaActRows *out, cudaStream_t stream)
 {
   if (layer == nullptr || norm == nullptr || out == nullptr || M < 0
       || layer->act_mode < SAM2_CUDA_AQ_TOKEN_SYM || layer->act_mode > SAM2_CUDA_AQ_TENSOR_ASYM
       || layer->rank < 0 || norm->weight == nullptr || norm->bias == nullptr)
     return SAM2_CUDA_UNSUPPORTED;
-  if (!sam2_cuda_layer_norm_quantize_rows_supported (layer))
+  if (!sam2_cuda_layer_norm_quantize_rows_supported (layer)
+      || (windows != nullptr && sam2_cuda_row_windows_rows (windows) != M))
     return SAM2_CUDA_UNSUPPORTED;
+  Sam2CudaRowWindows win = { 0, 0, 0, 0 };   /* ws 0: the rows as they are */
+  if (windows != nullptr)
+    win = *windows;
   const Sam2CudaW4A8Geometry &geo = layer->geo;
   const NormQuantSmem lay = norm_quant_smem (geo);
   if (M == 0)
@@ -595,7 +633,7 @@ sam2_cuda_layer_norm_quantize_rows (const Sam2CudaW4A8Layer *layer, const Sam2Cu
                                            [positions_per_lane_index (geo)];
   fn<<<blocks, QUANT_WARPS * 32, lay.bytes, stream>>> (
     geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
-    layer->lora_down, norm->weight, norm->bias, norm->eps, x, M, out->codes, out->scales,
+    layer->lora_down, norm->weight, norm->bias, norm->eps, win, x, M, out->codes, out->scales,
     out->zeros, out->sums, fuse_t ? out->t : nullptr);
   return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
 }

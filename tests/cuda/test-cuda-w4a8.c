@@ -12,9 +12,10 @@
  *       {96, 200, 384} (and 640), M in {1, 5, 64, 300, 3400, 4096}, the four
  *       activation-quantization modes, bias, smoothing, rank 0 / 16 / 32 (and 160, the cuBLAS
  *       down-projection), every activation, residual separate and in place.
- *   (c) sam2_cuda_w4a8_norm_linear (the LayerNorm fused into the quantization) against
- *       sam2_cuda_layer_norm then sam2_cuda_w4a8_linear on the device: y and the kernel rows the
- *       same bytes; refused (UNSUPPORTED, nothing launched) exactly where kernels.h says.
+ *   (c) sam2_cuda_w4a8_norm_linear (the LayerNorm, and a window partition, fused into the
+ *       quantization) against sam2_cuda_layer_norm (sam2_cuda_window_partition) then
+ *       sam2_cuda_w4a8_linear on the device: y and the kernel rows the same bytes; refused
+ *       (UNSUPPORTED, nothing launched) exactly where kernels.h says.
  * The whole list runs twice, on each kernel version (kernels.h, SAM2_W4A8_KERNEL): v1 and v2,
  * each with its own summary lines ("v1: ... PASS"); the exit status fails if either fails.
  * Device outputs start as NaN (every element must be written), the workspace starts as 0xff
@@ -411,19 +412,26 @@ norm_quant_expected (const DevLayer *d)
          && smem <= 48 * 1024;
 }
 
-/* sam2_cuda_w4a8_norm_linear against sam2_cuda_layer_norm then sam2_cuda_w4a8_linear on the
- * device: y and the whole workspace (kernel rows, scales, zero points, group sums, t; both start
- * as 0xff bytes) must be the same bytes. Rows get a mean of up to +-80 and spreads from 1 to 3,
- * the LayerNorm a weight and bias per channel. Where the fused kernel does not apply it must say
- * so before launching anything (y untouched). */
+/* sam2_cuda_w4a8_norm_linear against sam2_cuda_layer_norm (then sam2_cuda_window_partition of
+ * each image, with `win`) then sam2_cuda_w4a8_linear on the device: y and the whole workspace
+ * (kernel rows, scales, zero points, group sums, t; both start as 0xff bytes) must be the same
+ * bytes. Rows get a mean of up to +-80 and spreads from 1 to 3, the LayerNorm a weight and bias
+ * per channel. Where the fused kernel does not apply it must say so before launching anything
+ * (y untouched). With windows, c->M is the maps' rows (n_img H W) and the case has no
+ * residual. */
 static void
-run_norm_case (const Sam2TestCase *c, cublasHandle_t cublas)
+run_norm_case (const Sam2TestCase *c, const Sam2CudaRowWindows *win, cublasHandle_t cublas)
 {
-  char *name = sam2_test_case_name (c);
-  float *x, *res;                                    /* (M, K); (M, N) or NULL */
+  char *base = sam2_test_case_name (c);
+  char *name = win != NULL ? g_strdup_printf ("%s windows %dx%dx%d ws %d", base, win->n_img,
+                                              win->h, win->w, win->ws)
+                           : g_strdup (base);
+  g_free (base);
+  float *x, *res;                                    /* (Mx, K); (M, N) or NULL */
   Sam2QuantLinear *q = sam2_test_case_new (c, &x, &res);
-  const int M = c->M, N = q->w.n, K = q->w.k;
-  for (int m = 0; m < M; m++)
+  const int Mx = c->M, N = q->w.n, K = q->w.k;
+  const int M = win != NULL ? (int) sam2_cuda_row_windows_rows (win) : Mx;   /* rows quantized */
+  for (int m = 0; m < Mx; m++)
     for (int k = 0; k < K; k++)
       x[(size_t) m * K + k] = x[(size_t) m * K + k] * (float) (1 + m % 3) + 40.0f * (m % 5 - 2);
   float *nw = g_new (float, K), *nb = g_new (float, K);   /* (K) the LayerNorm's */
@@ -433,14 +441,16 @@ run_norm_case (const Sam2TestCase *c, cublasHandle_t cublas)
   }
   DevLayer d;
   dev_layer_init (&d, q);
-  float *dx = upload (x, (size_t) M * K * sizeof (float));
+  float *dx = upload (x, (size_t) Mx * K * sizeof (float));
   const Sam2CudaRowNorm norm = { upload (nw, K * sizeof (float)), upload (nb, K * sizeof (float)),
                                  NORM_EPS };
   const size_t ybytes = (size_t) M * N * sizeof (float);
   const size_t wbytes = sam2_cuda_w4a8_linear_workspace_bytes (&d.l, M);
-  float *dn = NULL, *ya = NULL, *yb = NULL, *dres = NULL;   /* (M, K); (M, N) x 3 */
+  float *dn = NULL, *dwin = NULL;                    /* (Mx, K), (M, K) */
+  float *ya = NULL, *yb = NULL, *dres = NULL;        /* (M, N) x 3 */
   void *wa = NULL, *wb = NULL;
-  CK (cudaMalloc ((void **) &dn, (size_t) M * K * sizeof (float)));
+  CK (cudaMalloc ((void **) &dn, (size_t) Mx * K * sizeof (float)));
+  CK (cudaMalloc ((void **) &dwin, (size_t) M * K * sizeof (float)));
   CK (cudaMalloc ((void **) &ya, ybytes));
   CK (cudaMalloc ((void **) &yb, ybytes));
   CK (cudaMalloc (&wa, wbytes));
@@ -465,7 +475,8 @@ run_norm_case (const Sam2TestCase *c, cublasHandle_t cublas)
   if (sam2_cuda_layer_norm_quantize_rows_supported (&d.l) != expected)
     fail (name, "layer_norm_quantize_rows_supported says %d, kernels.h's rule %d",
           !expected, expected);
-  const int st = sam2_cuda_w4a8_norm_linear (&d.l, &norm, dx, M, yb, (int) c->act, rb, 0, wb);
+  const int st = sam2_cuda_w4a8_norm_linear (&d.l, &norm, win, dx, M, yb, (int) c->act, rb, 0,
+                                             wb);
   CK (cudaDeviceSynchronize ());
   if (!expected) {
     norm_unsupported_cases++;
@@ -482,10 +493,19 @@ run_norm_case (const Sam2TestCase *c, cublasHandle_t cublas)
     goto out;
   }
   norm_fused_cases++;
-  if (sam2_cuda_layer_norm (dx, M, K, norm.weight, norm.bias, NORM_EPS, dn, 0) != SAM2_CUDA_OK
-      || sam2_cuda_w4a8_linear (&d.l, dn, M, ya, (int) c->act, ra, cublas, 0, wa)
-           != SAM2_CUDA_OK) {
-    fail (name, "the LayerNorm kernel and the layer apart failed");
+  int apart = sam2_cuda_layer_norm (dx, Mx, K, norm.weight, norm.bias, NORM_EPS, dn, 0);
+  const float *seq = dn;
+  if (win != NULL) {
+    const size_t map = (size_t) win->h * win->w, per_img = (size_t) M / win->n_img;
+    for (int i = 0; i < win->n_img && apart == SAM2_CUDA_OK; i++)
+      apart = sam2_cuda_window_partition (dn + i * map * K, win->h, win->w, K, win->ws,
+                                          dwin + i * per_img * K, 0);
+    seq = dwin;
+  }
+  if (apart == SAM2_CUDA_OK)
+    apart = sam2_cuda_w4a8_linear (&d.l, seq, M, ya, (int) c->act, ra, cublas, 0, wa);
+  if (apart != SAM2_CUDA_OK) {
+    fail (name, "the LayerNorm kernel, partition and layer apart failed (%d)", apart);
     goto out;
   }
   CK (cudaDeviceSynchronize ());
@@ -518,6 +538,7 @@ out:
   CK (cudaFree ((void *) norm.weight));
   CK (cudaFree ((void *) norm.bias));
   CK (cudaFree (dn));
+  CK (cudaFree (dwin));
   CK (cudaFree (ya));
   CK (cudaFree (yb));
   CK (cudaFree (dres));
@@ -558,8 +579,24 @@ run_norm_suite (cublasHandle_t cublas, guint32 *seed)
           .M = Ms[n % 4], .act = v ? SAM2_ACT_GELU : SAM2_ACT_NONE,
           .res = (Sam2TestResidual) (n % 3), .seed = (*seed)++,
         };
-        run_norm_case (&c, cublas);
+        run_norm_case (&c, NULL, cublas);
       }
+  /* With window partitions (a Hiera block's first half): windows that fit and windows past the
+   * map's edge (padding rows), several images, tiny's stage widths. */
+  const Sam2CudaRowWindows wins[] = {
+    { 1, 16, 16, 8 }, { 2, 10, 9, 4 }, { 3, 14, 14, 14 }, { 2, 32, 32, 7 }, { 1, 5, 3, 8 },
+  };
+  const int wKs[] = { 96, 192, 384, 768, 144 };
+  for (int i = 0; i < (int) G_N_ELEMENTS (wins); i++, n++) {
+    Sam2TestCase c = {
+      .spec = { .N = 3 * wKs[i], .K = wKs[i], .G = i % 2 ? 64 : 128,
+                .dtype = i % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4, .mode = modes[i % 4],
+                .bias = 1, .smooth = i % 2, .rank = i == 2 ? 16 : 0 },
+      .M = wins[i].n_img * wins[i].h * wins[i].w, .act = SAM2_ACT_NONE,
+      .res = SAM2_TEST_RES_NONE, .seed = (*seed)++,
+    };
+    run_norm_case (&c, &wins[i], cublas);
+  }
   printf ("layer norm fused into the quantization: %d cases, %d fused and the same bits as "
           "apart, %d refused as kernels.h says\n", n, norm_fused_cases, norm_unsupported_cases);
 }
