@@ -267,14 +267,17 @@ sam2_w4_quantize_gptq (Sam2W4 *w, const float *weights, const double *hessian,
 
   for (int i1 = 0; i1 < k; i1 += B) {
     const int i2 = MIN (i1 + B, k), count = i2 - i1;
-    for (int i = i1; i < i2; i++) {
-      const int col = perm[i], group = col / w->group_size;
-      const double d = U[(size_t) i * k + i];
-      for (int r = 0; r < n; r++) {
-        double *wr = W + (size_t) r * k;
+    /* Within a block a row's columns depend only on that row's own earlier ones, so the rows run
+     * in parallel, each through the block's columns in order: the same operations per row as
+     * column by column over all rows (the same bits), on every thread. */
+#pragma omp parallel for schedule(static) if ((size_t) n * count * count > 262144)
+    for (int r = 0; r < n; r++) {
+      double *wr = W + (size_t) r * k;
+      for (int i = i1; i < i2; i++) {
+        const int col = perm[i], group = col / w->group_size;
         const int code = sam2_w4_code (w, r, group, wr[i]);
-        sam2_w4_set (w->codes, k, r, col, code);
-        const double e = (wr[i] - dequant (w, r, group, code)) / d;
+        sam2_w4_set (w->codes, k, r, col, code);   /* a byte holds two columns of one row */
+        const double e = (wr[i] - dequant (w, r, group, code)) / U[(size_t) i * k + i];
         err[(size_t) r * B + (i - i1)] = e;
         /* the rest of the block absorbs this column's error */
         const double *u = U + (size_t) i * k;
