@@ -969,8 +969,10 @@ cuda_norm_windows_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Line
     return status;
   const Sam2CudaRowWindows win = { n_img, H, W, ws };
   const long long M = ws > 0 ? sam2_cuda_row_windows_rows (&win) : (long long) n_img * H * W;
-  if (M < 0 || M > G_MAXINT)
-    return SAM2_STATUS_UNSUPPORTED;
+  if (M <= 0 || M > G_MAXINT) {
+    *done = FALSE;   /* nothing to fuse (or more rows than an int): the model's ops decide */
+    return SAM2_STATUS_OK;
+  }
   PROFILED (SAM2_OP_LINEAR, cuda_norm_w4a8_linear (cu, d, n->eps, w, l->name,
                                                    ws > 0 ? &win : NULL, x, (int) M, y,
                                                    SAM2_ACT_NONE));

@@ -975,15 +975,19 @@ sam2_cuda_w4a8_norm_linear (const Sam2CudaW4A8Layer *layer, const Sam2CudaRowNor
                             int act, const float *residual, cudaStream_t stream,
                             void *workspace)
 {
-  if (layer == nullptr || M < 0 || !geometry_ok (layer->geo) || workspace == nullptr
-      || ((uintptr_t) workspace & 255) != 0)
+  if (layer == nullptr || M < 0 || !geometry_ok (layer->geo)
+      || !sam2_cuda_layer_norm_quantize_rows_supported (layer))
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0)
+    return SAM2_CUDA_OK;
+  if (workspace == nullptr || ((uintptr_t) workspace & 255) != 0)
     return SAM2_CUDA_UNSUPPORTED;
   Sam2CudaActRows rows;
   workspace_rows (layer, M, workspace, &rows);
   /* UNSUPPORTED here (kernel v1, a rank for cuBLAS, a row too long, windows for another M) has
    * launched nothing */
   const int st = sam2_cuda_layer_norm_quantize_rows (layer, norm, windows, x, M, &rows, stream);
-  if (st != SAM2_CUDA_OK || M == 0)
+  if (st != SAM2_CUDA_OK)
     return st;
   return sam2_cuda_w4a8_gemm (layer, &rows, M, y, act, residual, stream);
 }

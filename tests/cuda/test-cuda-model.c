@@ -30,6 +30,7 @@
  * message naming the file. */
 #include "backend-cuda.h"
 #include "check.h"
+#include "kernels.h"
 #include "model.h"
 #include "session.h"
 #include "test-support.h"
@@ -628,10 +629,14 @@ test_norm_quant_w4a8_mini (gconstpointer data)
   graph_script (s, q, fused);
   const long norms_fused = encoder_layer_norms (s, q);
   sam2_session_free (s);
-  /* the fused path must have run: fewer LayerNorm kernels (one per W4A8 fc1) */
+  /* the fused path must have run where it applies (kernels v2): fewer LayerNorm kernels (one
+   * per W4A8 fc1 and qkv); with SAM2_W4A8_KERNEL=v1 it does not, and the counts are equal */
   g_test_message ("LayerNorm kernels per encoder pass: %ld apart, %ld fused", norms_apart,
                   norms_fused);
-  g_assert_cmpint (norms_fused, <, norms_apart);
+  if (sam2_cuda_w4a8_kernel_version () >= 2)
+    g_assert_cmpint (norms_fused, <, norms_apart);
+  else
+    g_assert_cmpint (norms_fused, ==, norms_apart);
   assert_same_bits (apart, fused, "the LayerNorm fused into fc1's quantization and apart",
                     "SAM2_CUDA_NORM_QUANT=0 runs the LayerNorm kernel before the layer");
   g_array_unref (apart);

@@ -574,9 +574,10 @@ run_norm_suite (cublasHandle_t cublas, guint32 *seed)
       for (int v = 0; v < 2; v++, n++) {
         Sam2TestCase c = {
           .spec = { .N = v ? 384 : 96, .K = Ks[ki], .G = groups[gi],
-                    .dtype = n % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4, .mode = modes[n % 4],
+                    .dtype = (n / 7) % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
+                    .mode = modes[n % 4],
                     .bias = 1, .smooth = (n / 4) % 2, .rank = ranks[(n / 2) % 3] },
-          .M = Ms[n % 4], .act = v ? SAM2_ACT_GELU : SAM2_ACT_NONE,
+          .M = Ms[(n / 3) % 4], .act = (n / 5) % 2 ? SAM2_ACT_GELU : SAM2_ACT_NONE,
           .res = (Sam2TestResidual) (n % 3), .seed = (*seed)++,
         };
         run_norm_case (&c, NULL, cublas);
