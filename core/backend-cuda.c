@@ -114,7 +114,8 @@ typedef struct {
   cublasLtHandle_t cublaslt;   /* FP16 GEMMs with the bias epilogue; NULL: GemmEx + bias pass */
   gboolean small_m;            /* FP16 linears of <= SAM2_CUDA_LINEAR_SMALL_M_MAX rows: own kernel */
   gboolean fused_mlp;          /* FP16 norm_mlp without its float intermediates (cuda_norm_mlp) */
-  gboolean fused_norm_quant;   /* LayerNorm fused into a W4A8 fc1's quantization (cuda_norm_mlp) */
+  gboolean fused_norm_quant;   /* LayerNorms fused into W4A8 quantization (cuda_norm_w4a8_linear) */
+  gboolean norm_f16;           /* FP16: qkv's LayerNorm writes its operand (cuda_norm_windows_linear) */
   gboolean pinned;             /* host_alloc gives page-locked memory (SAM2_CUDA_PINNED) */
   GHashTable *linears;         /* const Sam2Linear * -> CudaLinear * */
   GHashTable *norms;           /* const Sam2LayerNorm * -> CudaNorm * */
@@ -955,27 +956,56 @@ cuda_norm_w4a8_linear (Sam2BackendCuda *cu, const CudaNorm *d, float eps, const 
                                                    NULL, cu->stream, cu->w4a8_ws), name);
 }
 
-/* backend.h's norm_windows_linear: one pass for a W4A8 qkv layer (norm_quant_applies). */
+/* backend.h's norm_windows_linear: one pass for a W4A8 qkv layer (norm_quant_applies); with FP16
+ * weights in FP16 precision, the LayerNorm writes the partitioned FP16 operand of the GEMM (one
+ * pass where the three ops take LayerNorm, partition and conversion: the same roundings, so the
+ * same bits; SAM2_CUDA_NORM_F16=0 for the ops). */
 static int
 cuda_norm_windows_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *l,
                           const float *x, int n_img, int H, int W, int ws, float *y,
                           gboolean *done)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  *done = FALSE;
+  /* ws 1 maps every row to itself: the rows as they are, for ws 0 */
+  const Sam2CudaRowWindows win = { n_img, H, W, ws > 0 ? ws : 1 };
+  const long long M = sam2_cuda_row_windows_rows (&win);
+  if (M <= 0 || M > G_MAXINT)
+    return SAM2_STATUS_OK;   /* no rows (or more than an int): the model's ops */
   const CudaLinear *w;
   const CudaNorm *d;
-  int status = norm_quant_applies (cu, n, l, &w, &d, done);
-  if (status != SAM2_STATUS_OK || !*done)
+  gboolean quant;
+  int status = norm_quant_applies (cu, n, l, &w, &d, &quant);
+  if (status != SAM2_STATUS_OK)
     return status;
-  const Sam2CudaRowWindows win = { n_img, H, W, ws };
-  const long long M = ws > 0 ? sam2_cuda_row_windows_rows (&win) : (long long) n_img * H * W;
-  if (M <= 0 || M > G_MAXINT) {
-    *done = FALSE;   /* nothing to fuse (or more rows than an int): the model's ops decide */
-    return SAM2_STATUS_OK;
+  if (quant) {
+    *done = TRUE;
+    PROFILED (SAM2_OP_LINEAR, cuda_norm_w4a8_linear (cu, d, n->eps, w, l->name,
+                                                     ws > 0 ? &win : NULL, x, (int) M, y,
+                                                     SAM2_ACT_NONE));
+    return status;
   }
-  PROFILED (SAM2_OP_LINEAR, cuda_norm_w4a8_linear (cu, d, n->eps, w, l->name,
-                                                   ws > 0 ? &win : NULL, x, (int) M, y,
-                                                   SAM2_ACT_NONE));
+  /* few rows take the one-launch token-row linear (cuda_linear_run): left to it */
+  if (!cu->norm_f16 || cu->precision != SAM2_PRECISION_FP16
+      || M <= SAM2_CUDA_LINEAR_SMALL_M_MAX)
+    return SAM2_STATUS_OK;
+  status = linear_weights (cu, l, &w);
+  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_F16 || w->k != n->dim)
+    return status;
+  uint16_t *a16;   /* (M, K) */
+  status = norm_weights (cu, n, &d);
+  if (status == SAM2_STATUS_OK)
+    status = f16_scratch (cu, (size_t) M * w->k, &a16);
+  if (status != SAM2_STATUS_OK)
+    return status;
+  *done = TRUE;
+  PROFILED (SAM2_OP_LAYER_NORM,
+            launched (cu, sam2_cuda_layer_norm_windows_f16 (x, &win, n->dim, d->weight, d->bias,
+                                                            n->eps, a16, cu->stream),
+                      "layer_norm"));
+  if (status == SAM2_STATUS_OK)
+    PROFILED (SAM2_OP_LINEAR,
+              f16_linear_from16 (cu, w, a16, (int) M, y, SAM2_ACT_NONE, NULL, l->name));
   return status;
 }
 
@@ -1746,6 +1776,8 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   cu->fused_mlp = env_switch_on ("SAM2_CUDA_FUSED_MLP"); /* 0: norm_mlp as its three ops */
   /* 0: a W4A8 fc1's LayerNorm as its own kernel */
   cu->fused_norm_quant = env_switch_on ("SAM2_CUDA_NORM_QUANT");
+  /* 0: in FP16, qkv's LayerNorm, window partition and conversion as three ops */
+  cu->norm_f16 = env_switch_on ("SAM2_CUDA_NORM_F16");
   cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */
   if (!env_switch_on ("SAM2_CUDA_PREPROCESS"))           /* 0: resize on the host */
     cu->ops.preprocess = NULL;

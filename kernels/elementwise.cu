@@ -207,20 +207,25 @@ warp_max_float (float v)
  * statistics are complete. The row's arithmetic is layernorm-row.cuh's (shared with the fused
  * LayerNorm + quantization of layernorm-quant.cu). With OUT16 the float is then rounded to FP16
  * (y is uint16_t bit patterns): the values the FP16 path's conversion of the float output
- * gives. */
+ * gives. With windows (win.ws > 0; then y is not x) output row m is the normalised row
+ * sam2_window_source_row names, zeros for a padding row: the window partition of the output,
+ * folded in. */
 template <bool OUT16>
 static __global__ void
 layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weight,
-                   const float *__restrict__ bias, float eps, void *y)
+                   const float *__restrict__ bias, float eps, Sam2CudaRowWindows win, void *y)
 {
   const int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= M)
     return;
-  const float *xr = x + (size_t) row * C;
-  const Sam2RowNormStats st = sam2_row_norm_stats (xr, C, eps, lane);
+  const long long src = sam2_window_source_row (win, row);   /* the same in every lane */
+  const float *xr = x + (size_t) (src >= 0 ? src : 0) * C;
+  Sam2RowNormStats st = { 0.0, 0.0 };
+  if (src >= 0)
+    st = sam2_row_norm_stats (xr, C, eps, lane);
   for (int c = lane; c < C; c += 32) {
-    const float out = sam2_row_norm_value (xr[c], st, weight[c], bias[c]);
+    const float out = src >= 0 ? sam2_row_norm_value (xr[c], st, weight[c], bias[c]) : 0.0f;
     if (OUT16)
       static_cast<uint16_t *> (y)[(size_t) row * C + c] = __half_as_ushort (__float2half_rn (out));
     else
@@ -238,8 +243,9 @@ launch_layer_norm (const float *x, int M, int C, const float *weight, const floa
   if (M == 0)
     return SAM2_CUDA_OK;
   const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+  const Sam2CudaRowWindows none = { 0, 0, 0, 0 };
   layer_norm_kernel<OUT16><<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, M, C, weight, bias, eps,
-                                                                     y);
+                                                                     none, y);
   return sam2_launch_status ();
 }
 
@@ -255,6 +261,21 @@ sam2_cuda_layer_norm_f16 (const float *x, int M, int C, const float *weight, con
                           float eps, uint16_t *y16, cudaStream_t stream)
 {
   return launch_layer_norm<true> (x, M, C, weight, bias, eps, y16, stream);
+}
+
+extern "C" int
+sam2_cuda_layer_norm_windows_f16 (const float *x, const Sam2CudaRowWindows *windows, int C,
+                                  const float *weight, const float *bias, float eps,
+                                  uint16_t *y16, cudaStream_t stream)
+{
+  const long long M = sam2_cuda_row_windows_rows (windows);
+  if (x == NULL || y16 == NULL || weight == NULL || bias == NULL || C < 1 || M < 0
+      || M > 0x7fffffff)
+    return SAM2_CUDA_UNSUPPORTED;
+  const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+  layer_norm_kernel<true><<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, (int) M, C, weight, bias,
+                                                                    eps, *windows, y16);
+  return sam2_launch_status ();
 }
 
 /* x (M, N) in place: exp(x - row max) / row sum, the sum in double and its inverse rounded to

@@ -89,6 +89,26 @@ int sam2_cuda_layer_norm_f16 (const float *x, int M, int C, const float *weight,
                               float eps, uint16_t *y16, cudaStream_t stream);
 /* In-place softmax of each of M rows of N (row sum in double, as the CPU backend). */
 int sam2_cuda_softmax_rows (float *x, int M, int N, cudaStream_t stream);
+/* A window partition folded into the LayerNorm before it (a Hiera block's first half): x holds
+ * n_img maps of (h, w) rows, and the rows written (or quantized) are the
+ * n_img * ceil(h / ws) * ceil(w / ws) * ws * ws of sam2_cuda_window_partition of each image's
+ * normalised map in turn, a row of zeros (the partition's padding, after the LayerNorm) where a
+ * window reaches past the map. */
+typedef struct {
+  int n_img, h, w, ws;
+} Sam2CudaRowWindows;
+
+/* The rows such a partition gives, or -1 for a bad one (a size below 1). */
+long long sam2_cuda_row_windows_rows (const Sam2CudaRowWindows *windows);
+
+/* sam2_cuda_layer_norm_f16's output partitioned into windows in the same pass: the FP16 rows
+ * (sam2_cuda_row_windows_rows (windows), C) that sam2_cuda_window_partition of each image's
+ * normalised map then sam2_cuda_f32_to_f16 give, bit for bit; x holds the windows->n_img
+ * (h, w, C) maps. */
+int sam2_cuda_layer_norm_windows_f16 (const float *x, const Sam2CudaRowWindows *windows, int C,
+                                      const float *weight, const float *bias, float eps,
+                                      uint16_t *y16, cudaStream_t stream);
+
 /* y (M, K) = x (M, K) * scale (K) per column (the smoothing of a quantized layer's input). */
 int sam2_cuda_scale_columns (const float *x, int M, int K, const float *scale, float *y,
                              cudaStream_t stream);
@@ -273,21 +293,9 @@ typedef struct {
   float eps;
 } Sam2CudaRowNorm;
 
-/* Where the rows of a fused LayerNorm + quantization come from when a window partition sits
- * between the two (a Hiera block's first half): x holds n_img maps of (H, W) rows, and the M =
- * n_img * ceil(H / ws) * ceil(W / ws) * ws * ws rows quantized are sam2_cuda_window_partition's
- * of each image's normalised map in turn, a row of zeros (the partition's padding, after the
- * LayerNorm) where a window reaches past the map. */
-typedef struct {
-  int n_img, h, w, ws;
-} Sam2CudaRowWindows;
-
-/* The rows such a partition gives, or -1 for a bad one (a size below 1). */
-long long sam2_cuda_row_windows_rows (const Sam2CudaRowWindows *windows);
-
 /* sam2_cuda_quantize_rows of sam2_cuda_layer_norm's output (x (M, K) normalised; with `windows`
- * not NULL, of its window partition, M then from sam2_cuda_row_windows_rows), without that
- * output in memory: one pass reads x and writes the kernel rows. Codes, scales, zero points,
+ * not NULL, of its window partition (Sam2CudaRowWindows, above; M then from
+ * sam2_cuda_row_windows_rows)), without that output in memory: one pass reads x and writes the kernel rows. Codes, scales, zero points,
  * group sums and t are the bits the kernels give (for t: when the LayerNorm's output would be
  * 16-byte aligned, as cudaMalloc'd rows of a K that is a multiple of 4 are; t's summation order
  * follows the row's alignment). Kernel version 2 only, rank 0 .. SAM2_CUDA_QUANT_MAX_FUSED_RANK,

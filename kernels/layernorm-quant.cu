@@ -420,24 +420,8 @@ norm_quant_smem (const Sam2CudaW4A8Geometry &geo)
   return s;
 }
 
-/* The row of x behind kernel row m: m itself without windows (ws 0), else the map position
- * window_partition_kernel (window.cu) reads for output row m of the partition of each image in
- * turn, or -1 for a padding row. */
-__device__ __forceinline__ long long
-window_source_row (const Sam2CudaRowWindows &win, int m)
-{
-  if (win.ws == 0)
-    return m;
-  const int ws = win.ws, nw = (win.w + ws - 1) / ws, nh = (win.h + ws - 1) / ws;
-  const int per_img = nh * nw * ws * ws;
-  const int img = m / per_img, pos = m % per_img;            /* pos: (wi, dy, dx) */
-  const int dx = pos % ws, dy = (pos / ws) % ws, wi = pos / (ws * ws);
-  const int yy = (wi / nw) * ws + dy, xx = (wi % nw) * ws + dx;
-  return yy < win.h && xx < win.w ? ((long long) img * win.h + yy) * win.w + xx : -1;
-}
-
 /* LayerNorm fused with the v2 quantization: the warp normalises its row of x (M, K) (or, with
- * windows, the row window_source_row names; zeros for a padding row) into shared memory with
+ * windows, the row sam2_window_source_row names; zeros for a padding row) into shared memory with
  * layernorm-row.cuh's arithmetic (that of sam2_cuda_layer_norm), then quantizes it with
  * quantize_row_v2, as sam2_cuda_quantize_rows would the LayerNorm kernel's output: the same
  * floats in, the same code, so the same bits out. The float row never reaches memory. */
@@ -465,7 +449,7 @@ layer_norm_quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_s
   __syncwarp ();
   if (m >= M)
     return;   /* a whole warp leaves: no block-wide barrier follows */
-  const long long src = window_source_row (win, m);   /* the same in every lane */
+  const long long src = sam2_window_source_row (win, m);   /* the same in every lane */
   if (src >= 0) {
     const float *xr = x + (size_t) src * geo.k;                            /* (K) */
     const Sam2RowNormStats st = sam2_row_norm_stats (xr, geo.k, eps, lane);

@@ -1,6 +1,6 @@
 /* layernorm-row.cuh: one warp's LayerNorm of one row, shared by the LayerNorm kernels
  * (elementwise.cu) and the LayerNorm fused with a W4A8 layer's activation quantization
- * (layernorm-quant.cu).
+ * (layernorm-quant.cu), and the row map of a window partition that both can fold in.
  *
  * Both must give the same floats for the same row, so that the fused kernel's codes are those of
  * the LayerNorm kernel's output quantized by sam2_cuda_quantize_rows: the arithmetic lives here
@@ -11,6 +11,8 @@
  * (float) ((x - mean) rstd), times weight, plus bias, each in float. */
 #ifndef SAM2_KERNELS_LAYERNORM_ROW_CUH
 #define SAM2_KERNELS_LAYERNORM_ROW_CUH
+
+#include "kernels.h"
 
 #include <cuda_runtime.h>
 
@@ -55,6 +57,23 @@ sam2_row_norm_value (float x, const Sam2RowNormStats &st, float weight, float bi
 {
   const float t = (float) __dmul_rn (__dsub_rn ((double) x, st.mean), st.rstd);
   return __fadd_rn (__fmul_rn (t, weight), bias);
+}
+
+/* The row of x behind output row m when a window partition follows the LayerNorm: m itself
+ * without windows (ws 0), else the map position window_partition_kernel (window.cu) reads for
+ * output row m of the partition of each image in turn, or -1 for a padding row (zeros after the
+ * LayerNorm). */
+__device__ __forceinline__ long long
+sam2_window_source_row (const Sam2CudaRowWindows &win, int m)
+{
+  if (win.ws == 0)
+    return m;
+  const int ws = win.ws, nw = (win.w + ws - 1) / ws, nh = (win.h + ws - 1) / ws;
+  const int per_img = nh * nw * ws * ws;
+  const int img = m / per_img, pos = m % per_img;            /* pos: (wi, dy, dx) */
+  const int dx = pos % ws, dy = (pos / ws) % ws, wi = pos / (ws * ws);
+  const int yy = (wi / nw) * ws + dy, xx = (wi % nw) * ws + dx;
+  return yy < win.h && xx < win.w ? ((long long) img * win.h + yy) * win.w + xx : -1;
 }
 
 #endif

@@ -12,10 +12,11 @@
 # /tmp/sam2-steps/<step>.log, appended to $OUT/all.log as it ends and packed into $OUT/steps.tgz
 # at the end (the device tool brings both back). A failing step does not stop the others: one
 # call should tell as much as it can. When the tests step finds the FP16 attention v2, the
-# cuBLASLt bias epilogue, the few-row FP16 linear, the fused FP16 MLP, the device preprocessing
-# or the LayerNorm fused into W4A8 quantization wrong, the later steps run without them
-# (SAM2_ATTENTION_KERNEL=v1, SAM2_CUDA_LT_EPILOGUE=0, SAM2_CUDA_SMALL_M=0, SAM2_CUDA_FUSED_MLP=0,
-# SAM2_CUDA_PREPROCESS=0, SAM2_CUDA_NORM_QUANT=0) and the summary says so.
+# cuBLASLt bias epilogue, the few-row FP16 linear, the fused FP16 MLP, the device preprocessing,
+# the LayerNorms fused into W4A8 quantization or qkv's windowed FP16 LayerNorm wrong, the later
+# steps run without them (SAM2_ATTENTION_KERNEL=v1, SAM2_CUDA_LT_EPILOGUE=0, SAM2_CUDA_SMALL_M=0,
+# SAM2_CUDA_FUSED_MLP=0, SAM2_CUDA_PREPROCESS=0, SAM2_CUDA_NORM_QUANT=0, SAM2_CUDA_NORM_F16=0) and
+# the summary says so.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}
@@ -177,11 +178,11 @@ EOF
 
 step_bench () {
   local b=$BIN/sam2-bench-gpu
-  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}${SAM2_CUDA_PINNED:-}${SAM2_CUDA_PREPROCESS:-}${SAM2_CUDA_NORM_QUANT:-}" ]; then
+  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}${SAM2_CUDA_PINNED:-}${SAM2_CUDA_PREPROCESS:-}${SAM2_CUDA_NORM_QUANT:-}${SAM2_CUDA_NORM_F16:-}" ]; then
     # the code before FP16 attention v2, the cuBLASLt bias epilogue, the few-row linear and the
     # fused MLP, same run, same card
     echo "--- tiny, attention v1, GemmEx + bias pass, cuBLAS for the token rows"
-    local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0 SAM2_CUDA_FUSED_MLP=0 SAM2_CUDA_NORM_QUANT=0"
+    local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0 SAM2_CUDA_FUSED_MLP=0 SAM2_CUDA_NORM_QUANT=0 SAM2_CUDA_NORM_F16=0"
     env $old "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
     env $old "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json --frame 1920x1080
     echo "--- tiny, pageable staging buffers (SAM2_CUDA_PINNED=0), frames resized on the host (SAM2_CUDA_PREPROCESS=0), both"
@@ -189,7 +190,10 @@ step_bench () {
     SAM2_CUDA_PREPROCESS=0 "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
     SAM2_CUDA_PINNED=0 SAM2_CUDA_PREPROCESS=0 "$b" --model "$WORK/models/tiny" --precision fp16 \
       --json --frame 1920x1080
-    echo "--- tiny W4A8, the MLP's LayerNorm as its own kernel (SAM2_CUDA_NORM_QUANT=0)"
+    echo "--- tiny FP16, qkv's LayerNorm, window partition and conversion as three ops (SAM2_CUDA_NORM_F16=0)"
+    SAM2_CUDA_NORM_F16=0 "$b" --model "$WORK/models/tiny" --precision fp16 --json --profile \
+      --frame 1920x1080 --graphs both
+    echo "--- tiny W4A8, the LayerNorms as their own kernels (SAM2_CUDA_NORM_QUANT=0)"
     SAM2_CUDA_NORM_QUANT=0 "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json --profile \
       --frame 1920x1080 --graphs both
     echo "--- now"
@@ -325,7 +329,8 @@ limit_of () {
 fallback_rules=(
   "SAM2_ATTENTION_KERNEL=v1|^FAIL .*\[f16 mma v2\]"
   "SAM2_CUDA_LT_EPILOGUE=0|^FAIL .*gemm_f16_bias_nt"
-  "SAM2_CUDA_FUSED_MLP=0|^FAIL .*(layer_norm_f16|activation_to_f16)|fused and as three ops differ"
+  "SAM2_CUDA_FUSED_MLP=0|^FAIL .*(layer_norm_f16|activation_to_f16)|without SAM2_CUDA_FUSED_MLP differ"
+  "SAM2_CUDA_NORM_F16=0|^FAIL .*layer_norm_windows_f16|without SAM2_CUDA_NORM_F16 differ"
   "SAM2_W4A8_KERNEL=v1|^v2: .*FAIL"
   "SAM2_CUDA_SMALL_M=0|^FAIL .*linear_f16_small_m"
   "SAM2_CUDA_PREPROCESS=0|^FAIL preprocess|test_device_preprocess"

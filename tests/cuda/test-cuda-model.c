@@ -13,7 +13,8 @@
  *     than the graph cache holds) with graphs on and off give the same bits, on the tiny
  *     architecture in FP32 and FP16 and on the W4A8 mini model; graphs were captured, replayed
  *     and none refused;
- *   - the FP16 MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops: the same bits on the same
+ *   - the FP16 MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops, and qkv's LayerNorm writing
+ *     its windowed FP16 operand (SAM2_CUDA_NORM_F16) and as three ops: the same bits on the same
  *     frames and prompts; likewise a W4A8 fc1's LayerNorm fused into its quantization
  *     (SAM2_CUDA_NORM_QUANT) and apart, on the W4A8 mini model, float layers in FP32 and FP16;
  *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16 and W4A8; 8 of the
@@ -568,25 +569,41 @@ test_graphs_w4a8_mini (void)
   sam2_model_unref (fp);
 }
 
-/* The FP16 path's fused MLP half (cuda_norm_mlp: LayerNorm straight to FP16, the activation and
- * its FP16 rounding in one pass) against its three ops, on graph_script's frames and prompts:
- * the same roundings in the same places, so the same bits. */
+/* The FP16 path's fusions against their separate ops, on graph_script's frames and prompts: the
+ * same roundings in the same places, so the same bits.
+ *   SAM2_CUDA_FUSED_MLP: the MLP half (cuda_norm_mlp: LayerNorm straight to FP16, the activation
+ *     and its FP16 rounding in one pass);
+ *   SAM2_CUDA_NORM_F16: the first half's LayerNorm writing qkv's windowed FP16 operand
+ *     (cuda_norm_windows_linear), where the ops run LayerNorm, window partition and conversion;
+ *     it must have run: fewer window ops per encoder pass. */
+static long encoder_op_calls (Sam2Session *s, Sam2Model *model, Sam2OpKind kind);
+
 static void
-test_fused_mlp_tiny_fp16 (void)
+test_fused_tiny_fp16 (gconstpointer data)
 {
+  const char *var = data;
   Sam2Model *model = sam2_test_tiny_hashed ();
   if (model == NULL)
     return;
   GArray *three = g_array_new (FALSE, FALSE, sizeof (float));
   GArray *fused = g_array_new (FALSE, FALSE, sizeof (float));
-  Sam2Session *s = cuda_session_env (model, SAM2_PRECISION_FP16, "SAM2_CUDA_FUSED_MLP", "0");
+  Sam2Session *s = cuda_session_env (model, SAM2_PRECISION_FP16, var, "0");
   graph_script (s, model, three);
+  const long windows_apart = encoder_op_calls (s, model, SAM2_OP_WINDOW);
   sam2_session_free (s);
-  s = cuda_session_env (model, SAM2_PRECISION_FP16, "SAM2_CUDA_FUSED_MLP", "1");
+  s = cuda_session_env (model, SAM2_PRECISION_FP16, var, "1");
   graph_script (s, model, fused);
+  const long windows_fused = encoder_op_calls (s, model, SAM2_OP_WINDOW);
   sam2_session_free (s);
-  assert_same_bits (three, fused, "the MLP fused and as three ops",
-                    "SAM2_CUDA_FUSED_MLP=0 runs the three ops");
+  char *what = g_strdup_printf ("the FP16 path with and without %s", var);
+  char *hint = g_strdup_printf ("%s=0 runs the separate ops", var);
+  assert_same_bits (three, fused, what, hint);
+  g_test_message ("window ops per encoder pass: %ld apart, %ld fused", windows_apart,
+                  windows_fused);
+  if (strcmp (var, "SAM2_CUDA_NORM_F16") == 0)
+    g_assert_cmpint (windows_fused, <, windows_apart);
+  g_free (what);
+  g_free (hint);
   g_array_unref (three);
   g_array_unref (fused);
   sam2_model_unref (model);
@@ -596,9 +613,9 @@ test_fused_mlp_tiny_fp16 (void)
  * the LayerNorm kernel and the layer (SAM2_CUDA_NORM_QUANT=0), on graph_script's frames and
  * prompts: the fused kernel normalises with the LayerNorm kernel's arithmetic and quantizes with
  * the quantization kernel's code, so the same bits; with float layers in FP32 and in FP16. */
-/* LayerNorm launches of one encoder pass (profiled, so op by op). */
+/* Launches of op `kind` in one encoder pass (profiled, so op by op). */
 static long
-encoder_layer_norms (Sam2Session *s, Sam2Model *model)
+encoder_op_calls (Sam2Session *s, Sam2Model *model, Sam2OpKind kind)
 {
   const int S = sam2_model_get_image_size (model);
   float *px = g_new (float, (size_t) 3 * S * S);
@@ -607,7 +624,7 @@ encoder_layer_norms (Sam2Session *s, Sam2Model *model)
   s->backend->ops->profile_start (s->backend);
   g_assert_true (sam2_session_encode (s, px, &error));
   g_assert_no_error (error);
-  const long calls = s->backend->ops->profile_read (s->backend)[SAM2_OP_LAYER_NORM].calls;
+  const long calls = s->backend->ops->profile_read (s->backend)[kind].calls;
   g_free (px);
   return calls;
 }
@@ -623,11 +640,11 @@ test_norm_quant_w4a8_mini (gconstpointer data)
   GArray *fused = g_array_new (FALSE, FALSE, sizeof (float));
   Sam2Session *s = cuda_session_env (q, precision, "SAM2_CUDA_NORM_QUANT", "0");
   graph_script (s, q, apart);
-  const long norms_apart = encoder_layer_norms (s, q);
+  const long norms_apart = encoder_op_calls (s, q, SAM2_OP_LAYER_NORM);
   sam2_session_free (s);
   s = cuda_session_env (q, precision, "SAM2_CUDA_NORM_QUANT", "1");
   graph_script (s, q, fused);
-  const long norms_fused = encoder_layer_norms (s, q);
+  const long norms_fused = encoder_op_calls (s, q, SAM2_OP_LAYER_NORM);
   sam2_session_free (s);
   /* the fused path must have run where it applies (kernels v2): fewer LayerNorm kernels (one
    * per W4A8 fc1 and qkv); with SAM2_W4A8_KERNEL=v1 it does not, and the counts are equal */
@@ -721,7 +738,10 @@ main (int argc, char **argv)
   g_test_add_data_func ("/cuda/model/graphs-tiny-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
                         test_graphs_tiny);
   g_test_add_func ("/cuda/model/graphs-w4a8-mini", test_graphs_w4a8_mini);
-  g_test_add_func ("/cuda/model/fused-mlp-tiny-fp16", test_fused_mlp_tiny_fp16);
+  g_test_add_data_func ("/cuda/model/fused-mlp-tiny-fp16", "SAM2_CUDA_FUSED_MLP",
+                        test_fused_tiny_fp16);
+  g_test_add_data_func ("/cuda/model/norm-f16-tiny-fp16", "SAM2_CUDA_NORM_F16",
+                        test_fused_tiny_fp16);
   g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp32",
                         GINT_TO_POINTER (SAM2_PRECISION_FP32), test_norm_quant_w4a8_mini);
   g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp16",

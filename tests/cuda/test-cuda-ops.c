@@ -697,6 +697,61 @@ test_f16_outputs (int M, int C, int act, int offset)
   g_rand_free (r);
 }
 
+/* sam2_cuda_layer_norm_windows_f16 against sam2_cuda_layer_norm, then sam2_cuda_window_partition
+ * of each image and the rounding on the host, bit for bit (padding rows 0): the FP16 path's qkv
+ * operand made in one pass (cuda_norm_windows_linear) relies on it. Rows of mean up to +-100. */
+static void
+test_layer_norm_windows_f16 (int n_img, int H, int W, int C, int ws)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const Sam2CudaRowWindows win = { n_img, H, W, ws };
+  const size_t map = (size_t) H * W, n = (size_t) n_img * map * C;
+  const size_t rows = (size_t) sam2_cuda_row_windows_rows (&win), per_img = rows / n_img;
+  float *x = g_malloc (n * sizeof (float)), *w = g_malloc (C * sizeof (float));
+  float *b = g_malloc (C * sizeof (float));
+  fill_uniform (r, x, n, -3.0, 3.0);
+  for (size_t i = 0; i < n; i++)
+    x[i] += (float) (100.0 * ((i / C) % 3) - 100.0);
+  fill_uniform (r, w, C, 0.5, 1.5);
+  fill_uniform (r, b, C, -0.5, 0.5);
+  float *dx = dev_from (x, n), *dw = dev_from (w, C), *db = dev_from (b, C);
+  float *dn = dev_alloc (n), *dwin = dev_alloc (rows * C);
+  uint16_t *d16 = NULL;
+  CUDA_OK (cudaMalloc ((void **) &d16, rows * C * 2));
+  CUDA_OK (cudaMemset (d16, 0xff, rows * C * 2));
+  int st1 = sam2_cuda_layer_norm (dx, (int) (n_img * map), C, dw, db, 1e-6f, dn, stream);
+  for (int i = 0; i < n_img && st1 == SAM2_CUDA_OK; i++)
+    st1 = sam2_cuda_window_partition (dn + i * map * C, H, W, C, ws, dwin + i * per_img * C,
+                                      stream);
+  const int st2 = sam2_cuda_layer_norm_windows_f16 (dx, &win, C, dw, db, 1e-6f, d16, stream);
+  CUDA_OK (cudaStreamSynchronize (stream));
+  float *f = g_malloc (rows * C * sizeof (float));
+  uint16_t *got = g_malloc (rows * C * 2);
+  CUDA_OK (cudaMemcpy (f, dwin, rows * C * sizeof (float), cudaMemcpyDeviceToHost));
+  CUDA_OK (cudaMemcpy (got, d16, rows * C * 2, cudaMemcpyDeviceToHost));
+  size_t bad = 0;
+  for (size_t i = 0; i < rows * C; i++)
+    bad += got[i] != host_f16 (f[i]);
+  char what[128], detail[96];
+  g_snprintf (what, sizeof what, "layer_norm_windows_f16 %dx%dx%dx%d ws %d", n_img, H, W, C, ws);
+  g_snprintf (detail, sizeof detail, "status %d %d  mismatched %zu of %zu (exact)", st1, st2, bad,
+              rows * C);
+  report (st1 == SAM2_CUDA_OK && st2 == SAM2_CUDA_OK && bad == 0, what, seed, detail);
+  cudaFree (dx);
+  cudaFree (dw);
+  cudaFree (db);
+  cudaFree (dn);
+  cudaFree (dwin);
+  cudaFree (d16);
+  g_free (x);
+  g_free (w);
+  g_free (b);
+  g_free (f);
+  g_free (got);
+  g_rand_free (r);
+}
+
 /* ---- attention ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1519,6 +1574,12 @@ main (void)
   test_f16_outputs (65536, 96, SAM2_CUDA_ACT_GELU, 0);
   test_f16_outputs (33, 37, SAM2_CUDA_ACT_GELU, 0);
   test_f16_outputs (5, 13, SAM2_CUDA_ACT_RELU, 1);
+  /* ... and partitioned into windows: tiny's stage 0 (8 on 256x256) and 2 (14 on 64x64, padded),
+   * two images with padding on both edges, a window of 1 (the rows as they are), odd C */
+  test_layer_norm_windows_f16 (1, 256, 256, 96, 8);
+  test_layer_norm_windows_f16 (1, 64, 64, 384, 14);
+  test_layer_norm_windows_f16 (2, 10, 9, 33, 4);
+  test_layer_norm_windows_f16 (3, 7, 5, 16, 1);
   test_softmax (1, 1, 1.0);
   test_softmax (3, 17, 4.0);
   test_softmax (64, 4096, 20.0);
