@@ -294,9 +294,9 @@ cpu_window_partition_run (Sam2Backend *b, const float *x, int H, int W, int C, i
 
 static int
 cpu_window_unpartition_run (Sam2Backend *b, const float *win, int n_win_h, int n_win_w, int ws, int C,
-                        int H, int W, float *x)
+                            int H, int W, const float *residual, float *x)
 {
-  sam2_cpu_window_unpartition (win, n_win_h, n_win_w, ws, C, H, W, x);
+  sam2_cpu_window_unpartition (win, n_win_h, n_win_w, ws, C, H, W, residual, x);
   return SAM2_STATUS_OK;
 }
 
@@ -432,10 +432,11 @@ cpu_window_partition (Sam2Backend *b, const float *x, int H, int W, int C, int w
 
 static int
 cpu_window_unpartition (Sam2Backend *b, const float *win, int n_win_h, int n_win_w, int ws, int C,
-                        int H, int W, float *x)
+                        int H, int W, const float *residual, float *x)
 {
   int status;
-  PROFILED (SAM2_OP_WINDOW, status = cpu_window_unpartition_run (b, win, n_win_h, n_win_w, ws, C, H, W, x));
+  PROFILED (SAM2_OP_WINDOW, status = cpu_window_unpartition_run (b, win, n_win_h, n_win_w, ws, C,
+                                                                 H, W, residual, x));
   return status;
 }
 

@@ -1088,13 +1088,14 @@ cuda_window_partition (Sam2Backend *b, const float *x, int H, int W, int C, int 
 
 static int
 cuda_window_unpartition (Sam2Backend *b, const float *win, int n_win_h, int n_win_w, int ws,
-                         int C, int H, int W, float *x)
+                         int C, int H, int W, const float *residual, float *x)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   int status;
   PROFILED (SAM2_OP_WINDOW,
-            launched (cu, sam2_cuda_window_unpartition (win, n_win_h, n_win_w, ws, C, H, W, x,
-                                                        cu->stream), "window_unpartition"));
+            launched (cu, sam2_cuda_window_unpartition (win, n_win_h, n_win_w, ws, C, H, W,
+                                                        residual, x, cu->stream),
+                      "window_unpartition"));
   return status;
 }
 

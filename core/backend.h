@@ -133,9 +133,11 @@ typedef struct {
   /* (H, W, C) -> (n_win_h * n_win_w, ws * ws, C), zero-padding the bottom and right. */
   int (*window_partition) (Sam2Backend *b, const float *x, int H, int W, int C, int ws,
                            float *windows);
-  /* The inverse, cropping the padding: windows over an (n_win_h*ws, n_win_w*ws) grid -> (H, W, C). */
+  /* The inverse, cropping the padding: windows over an (n_win_h*ws, n_win_w*ws) grid -> (H, W, C),
+   * added to residual (H, W, C) when it is not NULL (x = residual + map, in that order, as the
+   * add op; residual may be x): a block's attention branch joins its residual in this pass. */
   int (*window_unpartition) (Sam2Backend *b, const float *windows, int n_win_h, int n_win_w,
-                             int ws, int C, int H, int W, float *x);
+                             int ws, int C, int H, int W, const float *residual, float *x);
   /* Max pooling with kernel = stride = s and floor sizes on n_img (H, W, C) maps whose rows are
    * `ld` floats apart (to pool q straight out of a qkv buffer); y is (n_img, H/s, W/s, C). */
   int (*max_pool) (Sam2Backend *b, const float *x, int n_img, int H, int W, int C, int ld, int s,

@@ -331,16 +331,17 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
   CHECK (sam2_session_linear (s, &blk->attn_proj, S + l.attn, n_seq * blk->len_q, proj,
                               SAM2_ACT_NONE, NULL));
 
-  const float *attn_map = proj;
+  /* out = residual + the attention branch (residual may be out itself): with windows, in the
+   * unpartition's pass */
   if (blk->window > 0) {
-    const size_t win_floats = (size_t) blk->n_seq * blk->len_q * d;
+    const size_t win_floats = (size_t) blk->n_seq * blk->len_q * d, map = (size_t) tout * d;
     for (int i = 0; i < nb; i++)
       CHECK (o->window_unpartition (b, proj + i * win_floats, blk->n_win_h, blk->n_win_w,
                                     blk->out_window, d, blk->out_h, blk->out_w,
-                                    S + l.attn + (size_t) i * tout * d));
-    attn_map = S + l.attn;
+                                    residual + i * map, out + i * map));
+  } else {
+    CHECK (o->add (b, out, residual, proj, (size_t) nb * tout * d));
   }
-  CHECK (o->add (b, out, residual, attn_map, (size_t) nb * tout * d));
 
   /* MLP with its residual accumulated in place */
   CHECK (sam2_session_norm_mlp (s, &blk->norm2, &blk->mlp, out, nb * tout, norm, S + l.hidden,

@@ -190,7 +190,7 @@ sam2_cpu_window_partition (const float *x, int H, int W, int C, int ws, float *w
 
 void
 sam2_cpu_window_unpartition (const float *win, int nh, int nw, int ws, int C, int H, int W,
-                             float *x)
+                             const float *residual, float *x)
 {
   const size_t row_bytes = (size_t) C * sizeof (float);
 #pragma omp parallel for schedule(static) if ((size_t) H * W * C > PARALLEL_MIN_FLOATS)
@@ -198,8 +198,15 @@ sam2_cpu_window_unpartition (const float *win, int nh, int nw, int ws, int C, in
     for (int xx = 0; xx < W; xx++) {
       const int wi = (yy / ws) * nw + xx / ws;
       const int dy = yy % ws, dx = xx % ws;
-      memcpy (x + ((size_t) yy * W + xx) * C, win + (((size_t) wi * ws + dy) * ws + dx) * C,
-              row_bytes);
+      const float *src = win + (((size_t) wi * ws + dy) * ws + dx) * C;
+      const size_t o = ((size_t) yy * W + xx) * C;
+      if (residual == NULL) {
+        memcpy (x + o, src, row_bytes);
+      } else {
+        /* residual + window value: the add op's operands in its order */
+        for (int c = 0; c < C; c++)
+          x[o + c] = residual[o + c] + src[c];
+      }
     }
 }
 

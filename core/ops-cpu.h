@@ -30,8 +30,9 @@ void sam2_cpu_softmax_rows_unnormalized (float *x, int M, int N, float *inv_sum)
 /* Row m of x (M rows of N, `ld` apart) times scale[m]. */
 void sam2_cpu_scale_rows (float *x, int M, int N, int ld, const float *scale);
 void sam2_cpu_window_partition (const float *x, int H, int W, int C, int ws, float *windows);
+/* x = residual + the map of the windows (residual NULL: the map; residual may be x). */
 void sam2_cpu_window_unpartition (const float *windows, int n_win_h, int n_win_w, int ws, int C,
-                                  int H, int W, float *x);
+                                  int H, int W, const float *residual, float *x);
 void sam2_cpu_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s, float *y);
 void sam2_cpu_im2col_planar (const float *x, int C, int H, int W, int kh, int kw, int stride,
                              int pad, float *cols);

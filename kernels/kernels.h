@@ -119,7 +119,8 @@ int sam2_cuda_scale_columns (const float *x, int M, int K, const float *scale, f
 int sam2_cuda_window_partition (const float *x, int H, int W, int C, int ws, float *windows,
                                 cudaStream_t stream);
 int sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w, int ws, int C,
-                                  int H, int W, float *x, cudaStream_t stream);
+                                  int H, int W, const float *residual, float *x,
+                                  cudaStream_t stream);
 int sam2_cuda_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s, float *y,
                         cudaStream_t stream);
 int sam2_cuda_im2col_planar (const float *x, int C, int H, int W, int kh, int kw, int stride,

@@ -70,17 +70,32 @@ window_partition_kernel (const T *x, int H, int W, int C, int ws, int nw, I tota
   }
 }
 
-/* windows (nh * nw, ws * ws, C) -> x (H, W, C), dropping the padding. */
+__device__ __forceinline__ float
+plus (float a, float b)
+{
+  return a + b;
+}
+
+__device__ __forceinline__ float4
+plus (float4 a, float4 b)
+{
+  return make_float4 (a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+
+/* windows (nh * nw, ws * ws, C) -> x (H, W, C), dropping the padding; with a residual (which may
+ * be x: each element is read and written by one thread) x = residual + the map. */
 template <typename T, typename I>
 static __global__ void
-window_unpartition_kernel (const T *win, int nw, int ws, int C, int W, I total, T *x)
+window_unpartition_kernel (const T *win, int nw, int ws, int C, int W, I total, const T *residual,
+                           T *x)
 {
   for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
     const I c = i % C;
     const I pos = i / C;                       /* (yy, xx) */
     const I xx = pos % W, yy = pos / W;
     const I wi = (yy / ws) * nw + xx / ws;
-    x[i] = win[((wi * ws + yy % ws) * ws + xx % ws) * C + c];
+    const T v = win[((wi * ws + yy % ws) * ws + xx % ws) * C + c];
+    x[i] = residual != nullptr ? plus (residual[i], v) : v;
   }
 }
 
@@ -121,7 +136,7 @@ sam2_cuda_window_partition (const float *x, int H, int W, int C, int ws, float *
 
 extern "C" int
 sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w, int ws, int C,
-                              int H, int W, float *x, cudaStream_t stream)
+                              int H, int W, const float *residual, float *x, cudaStream_t stream)
 {
   if (x == NULL || windows == NULL || H < 0 || W < 0 || C < 1 || ws < 1
       || (size_t) n_win_h * ws < (size_t) H || (size_t) n_win_w * ws < (size_t) W)
@@ -129,7 +144,7 @@ sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w, in
   const size_t total = (size_t) H * W * C;
   if (total == 0)
     return SAM2_CUDA_OK;
-  const bool v = vec4_ok (C, x, windows);
+  const bool v = vec4_ok (C, x, windows, residual);
   const int cv = v ? C / 4 : C;
   const size_t tv = v ? total / 4 : total;
   /* the source index reaches the padded grid's size, not just H * W * C */
@@ -138,16 +153,18 @@ sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w, in
   const bool i32 = use_index32 (src > tv ? src : tv);
   if (v && i32)
     window_unpartition_kernel<float4, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
-        (const float4 *) windows, n_win_w, ws, cv, W, (uint32_t) tv, (float4 *) x);
+        (const float4 *) windows, n_win_w, ws, cv, W, (uint32_t) tv, (const float4 *) residual,
+        (float4 *) x);
   else if (v)
     window_unpartition_kernel<float4, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
-        (const float4 *) windows, n_win_w, ws, cv, W, tv, (float4 *) x);
+        (const float4 *) windows, n_win_w, ws, cv, W, tv, (const float4 *) residual,
+        (float4 *) x);
   else if (i32)
     window_unpartition_kernel<float, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
-        windows, n_win_w, ws, cv, W, (uint32_t) tv, x);
+        windows, n_win_w, ws, cv, W, (uint32_t) tv, residual, x);
   else
     window_unpartition_kernel<float, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
-        windows, n_win_w, ws, cv, W, tv, x);
+        windows, n_win_w, ws, cv, W, tv, residual, x);
   return sam2_launch_status ();
 }
 

@@ -783,7 +783,7 @@ test_window (void)
     /* round trip */
     float *dback = dev_new (b, NULL, nx);
     g_snprintf (what, sizeof what, "window round trip H%d W%d C%d ws%d", H, W, C, ws);
-    check_ok (what, b->ops->window_unpartition (b, dwin, nh, nw, ws, C, H, W, dback));
+    check_ok (what, b->ops->window_unpartition (b, dwin, nh, nw, ws, C, H, W, NULL, dback));
     float *back = dev_get (b, dback, nx);
     check_exact (what, back, x, nx);
     g_free (back);
@@ -798,10 +798,29 @@ test_window (void)
             rw[((((size_t) (yy / ws) * nw + xx / ws) * ws + yy % ws) * ws + xx % ws) * C + c];
     float *drw = dev_new (b, rw, nwin), *dun = dev_new (b, NULL, nx);
     g_snprintf (what, sizeof what, "window_unpartition H%d W%d C%d ws%d", H, W, C, ws);
-    check_ok (what, b->ops->window_unpartition (b, drw, nh, nw, ws, C, H, W, dun));
+    check_ok (what, b->ops->window_unpartition (b, drw, nh, nw, ws, C, H, W, NULL, dun));
     float *un = dev_get (b, dun, nx);
     check_exact (what, un, want_x, nx);
     g_free (un);
+
+    /* with a residual, separate and in place: residual + map, the add op's sum */
+    float *res = rand_floats (r, nx, -1, 1);
+    for (size_t i = 0; i < nx; i++)
+      want_x[i] = res[i] + want_x[i];
+    float *dres = dev_new (b, res, nx);
+    g_snprintf (what, sizeof what, "window_unpartition + residual H%d W%d C%d ws%d", H, W, C, ws);
+    check_ok (what, b->ops->window_unpartition (b, drw, nh, nw, ws, C, H, W, dres, dun));
+    un = dev_get (b, dun, nx);
+    check_exact (what, un, want_x, nx);
+    g_free (un);
+    g_snprintf (what, sizeof what, "window_unpartition + residual in place H%d W%d C%d ws%d", H, W,
+                C, ws);
+    check_ok (what, b->ops->window_unpartition (b, drw, nh, nw, ws, C, H, W, dres, dres));
+    un = dev_get (b, dres, nx);
+    check_exact (what, un, want_x, nx);
+    g_free (un);
+    b->ops->free (b, dres);
+    g_free (res);
 
     b->ops->free (b, dx);
     b->ops->free (b, dwin);

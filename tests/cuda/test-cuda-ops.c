@@ -512,10 +512,20 @@ test_windows (int H, int W, int C, int ws, int offset)
   fill_uniform (r, win, nwin + 1, -1.0, 1.0);
   CUDA_OK (cudaMemcpy (dwin, win, (nwin + 1) * sizeof (float), cudaMemcpyHostToDevice));
   float *back = host_nan (n);
-  cpu->ops->window_unpartition (cpu, win + offset, nh, nw, ws, C, H, W, back);
+  cpu->ops->window_unpartition (cpu, win + offset, nh, nw, ws, C, H, W, NULL, back);
   dev_poison (dback, n + 1);
-  st = sam2_cuda_window_unpartition (dwin + offset, nh, nw, ws, C, H, W, dback + offset, stream);
+  st = sam2_cuda_window_unpartition (dwin + offset, nh, nw, ws, C, H, W, NULL, dback + offset,
+                                     stream);
   g_snprintf (what, sizeof what, "window_unpartition %dx%dx%d ws %d off %d", H, W, C, ws, offset);
+  check (what, seed, st, dback + offset, back, n, 0.0);
+
+  /* the same added to a residual (x, here), in place: the CPU's sums exactly */
+  cpu->ops->window_unpartition (cpu, win + offset, nh, nw, ws, C, H, W, x + offset, back);
+  CUDA_OK (cudaMemcpy (dback, dx, (n + 1) * sizeof (float), cudaMemcpyDeviceToDevice));
+  st = sam2_cuda_window_unpartition (dwin + offset, nh, nw, ws, C, H, W, dback + offset,
+                                     dback + offset, stream);
+  g_snprintf (what, sizeof what, "window_unpartition + residual %dx%dx%d ws %d off %d", H, W, C,
+              ws, offset);
   check (what, seed, st, dback + offset, back, n, 0.0);
 
   cudaFree (dx);
