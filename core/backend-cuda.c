@@ -116,6 +116,7 @@ typedef struct {
   gboolean fused_mlp;          /* FP16 norm_mlp without its float intermediates (cuda_norm_mlp) */
   gboolean fused_norm_quant;   /* LayerNorms fused into W4A8 quantization (cuda_norm_w4a8_linear) */
   gboolean norm_f16;           /* FP16: qkv's LayerNorm writes its operand (cuda_norm_windows_linear) */
+  Sam2CudaSolver *solver;      /* cuSOLVER for calibration's GPTQ, made on first use */
   gboolean pinned;             /* host_alloc gives page-locked memory (SAM2_CUDA_PINNED) */
   GHashTable *linears;         /* const Sam2Linear * -> CudaLinear * */
   GHashTable *norms;           /* const Sam2LayerNorm * -> CudaNorm * */
@@ -1365,6 +1366,86 @@ env_switch_on (const char *name)
            || g_ascii_strcasecmp (v, "no") == 0 || g_ascii_strcasecmp (v, "false") == 0);
 }
 
+/* ---- GPTQ on the device (calibration) --------------------------------------------------------- */
+
+#ifdef SAM2_HAVE_CUSOLVER
+/* backend.h's gptq_solve: the layer's arrays on the device for the time of the call (calibration
+ * quantizes one layer at a time; a few cudaMallocs per layer are nothing beside its solve), W
+ * transposed on the host into the kernels' column-major form, the codes packed on the way
+ * back. */
+static int
+cuda_gptq_solve (Sam2Backend *b, Sam2W4 *w, const double *W, const double *H, const int *perm,
+                 int block, double d0, int tries)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  const int n = w->n, k = w->k, NG = w->n_groups, B = MAX (block, 1);
+  if (cu->solver == NULL && (cu->solver = sam2_cuda_solver_new (cu->stream)) == NULL) {
+    g_snprintf (cu->detail, sizeof cu->detail, "GPTQ: cuSOLVER could not be started");
+    return SAM2_STATUS_DEVICE;
+  }
+  double *Wt = g_try_new (double, (size_t) n * k);    /* (n, k) column-major */
+  guint8 *codes = g_try_new (guint8, (size_t) n * k); /* (k, n) */
+  if (Wt == NULL || codes == NULL) {
+    g_free (Wt);
+    g_free (codes);
+    return SAM2_STATUS_OUT_OF_MEMORY;
+  }
+  for (int r = 0; r < n; r++)
+    for (int i = 0; i < k; i++)
+      Wt[(size_t) i * n + r] = W[(size_t) r * k + i];
+  Sam2CudaGptq g = { .n = n, .k = k, .block = B, .group_size = w->group_size, .n_groups = NG };
+  double *dH = NULL;
+  void *bufs[8] = { NULL };
+  const size_t sizes[8] = { sizeof (double) * n * k, sizeof (double) * k * k,
+                            sizeof (double) * k * k, sizeof (double) * n * B, sizeof (int) * k,
+                            sizeof (float) * n * NG, (size_t) n * NG, (size_t) n * k };
+  int st = SAM2_STATUS_OK;
+  for (int i = 0; i < 8 && st == SAM2_STATUS_OK; i++)
+    if (cudaMalloc (&bufs[i], sizes[i]) != cudaSuccess) {
+      (void) cudaGetLastError ();
+      g_snprintf (cu->detail, sizeof cu->detail, "GPTQ of a %dx%d layer: out of device memory",
+                  n, k);
+      st = SAM2_STATUS_OUT_OF_MEMORY;
+    }
+  if (st == SAM2_STATUS_OK) {
+    g.W = bufs[0];
+    dH = bufs[1];
+    g.U = bufs[2];
+    g.err = bufs[3];
+    g.perm = bufs[4];
+    g.scales = bufs[5];
+    g.zeros = bufs[6];
+    g.codes = bufs[7];
+    const void *host[7] = { Wt, H, NULL, NULL, perm, w->scales, w->zeros };
+    for (int i = 0; i < 7 && st == SAM2_STATUS_OK; i++)
+      if (host[i] != NULL && cudaMemcpyAsync (bufs[i], host[i], sizes[i], cudaMemcpyHostToDevice,
+                                              cu->stream) != cudaSuccess)
+        st = cuda_fail (cu, cudaGetLastError (), "GPTQ: uploading the layer");
+  }
+  if (st == SAM2_STATUS_OK) {
+    const int kst = sam2_cuda_gptq_solve (cu->solver, cu->cublas, &g, dH, d0, tries, cu->stream);
+    if (kst == 1)
+      st = 1;   /* singular at every damping: the caller says so */
+    else if (kst != SAM2_CUDA_OK)
+      st = launched (cu, kst, "GPTQ on the device");
+  }
+  if (st == SAM2_STATUS_OK) {
+    CUDA_TRY (cu, cudaMemcpyAsync (codes, g.codes, (size_t) n * k, cudaMemcpyDeviceToHost,
+                                   cu->stream), "GPTQ: reading the codes");
+    CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "GPTQ on the device");
+    for (int c = 0; c < k; c++)
+      for (int r = 0; r < n; r++)
+        sam2_w4_set (w->codes, k, r, c, codes[(size_t) c * n + r]);
+  }
+  cudaStreamSynchronize (cu->stream);   /* nothing may still use the buffers */
+  for (int i = 0; i < 8; i++)
+    cudaFree (bufs[i]);
+  g_free (Wt);
+  g_free (codes);
+  return st;
+}
+#endif
+
 /* ---- frame preprocessing ------------------------------------------------------------------- */
 
 /* cudaFree of each *bufs[i] that is set, then NULL. */
@@ -1488,6 +1569,9 @@ cuda_destroy (Sam2Backend *b)
                              &cu->stats_rows, &cu->stats_gram, &cu->pre_frame, &cu->pre_tmp };
   free_device_buffers (scratch, G_N_ELEMENTS (scratch));
   preprocess_tables_free (cu);
+#ifdef SAM2_HAVE_CUSOLVER
+  g_clear_pointer (&cu->solver, sam2_cuda_solver_free);
+#endif
   if (cu->cublaslt != NULL)
     cublasLtDestroy (cu->cublaslt);
   if (cu->cublas != NULL)
@@ -1782,6 +1866,10 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */
   if (!env_switch_on ("SAM2_CUDA_PREPROCESS"))           /* 0: resize on the host */
     cu->ops.preprocess = NULL;
+#ifdef SAM2_HAVE_CUSOLVER
+  if (env_switch_on ("SAM2_CUDA_GPTQ"))                  /* 0: calibration's GPTQ on the CPU */
+    cu->ops.gptq_solve = cuda_gptq_solve;
+#endif
   /* cuBLASLt for the FP16 GEMMs with their bias (and residual) in its epilogue, on the same
    * workspace (one stream: the two libraries never run at once); SAM2_CUDA_LT_EPILOGUE=0 keeps
    * cublasGemmEx and the separate bias pass, for comparison */

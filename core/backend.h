@@ -201,6 +201,12 @@ typedef struct {
                         const int *hessian_rows, int n_hessian, const int *sample_rows,
                         int n_samples, float *samples);
   int (*stats_read) (Sam2Backend *b, gpointer stats, double *hessian, float *min, float *max);
+  /* Optional, for calibration's quantization step (NULL: GPTQ runs on the CPU): GPTQ's solve on
+   * the device (core/quant/weights.h's Sam2GptqSolver), W (n, k) and H (k, k) in host memory,
+   * row-major doubles in quantization order; writes w->codes (host). 0, 1 when H stayed
+   * singular at every damping, or a negative SAM2_STATUS_*. */
+  int (*gptq_solve) (Sam2Backend *b, Sam2W4 *w, const double *W, const double *H,
+                     const int *perm, int block, double d0, int tries);
 } Sam2BackendOps;
 
 struct _Sam2Backend {

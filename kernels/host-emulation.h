@@ -29,6 +29,32 @@ static const struct {
 
 #define SAM2_LAUNCH_EW(kernel, work_items, stream) ((void) (work_items), (void) (stream), kernel)
 
+/* CUDA's IEEE double intrinsics: the plain operations (host C without FMA contraction, as the
+ * project builds it for x86-64 without -mfma, rounds each one the same way) */
+static inline double
+__dadd_rn (double a, double b)
+{
+  return a + b;
+}
+
+static inline double
+__dsub_rn (double a, double b)
+{
+  return a - b;
+}
+
+static inline double
+__dmul_rn (double a, double b)
+{
+  return a * b;
+}
+
+static inline double
+__ddiv_rn (double a, double b)
+{
+  return a / b;
+}
+
 static inline int
 sam2_launch_status (void)
 {

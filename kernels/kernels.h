@@ -333,6 +333,52 @@ int sam2_cuda_w4a8_norm_linear (const Sam2CudaW4A8Layer *layer, const Sam2CudaRo
                                 float *y, int act, const float *residual, cudaStream_t stream,
                                 void *workspace);
 
+/* ---- GPTQ (gptq.cu, gptq-solve.cu): calibration's weight quantization on the device ---------- */
+
+/* One layer's GPTQ on the device, the steps of core/quant/weights.c's (sam2_w4_quantize_gptq):
+ * positions i are columns in quantization order (act order), perm[i] the weight column. */
+typedef struct {
+  int n, k;                    /* output rows, input columns */
+  int block;                   /* columns per lazy-update block */
+  int group_size, n_groups;
+  double *W;                   /* (n, k) column-major (row r, position i at i * n + r): the
+                                  weights, updated as GPTQ goes */
+  double *U;                   /* (k, k) row-major: the factor, made by the solve */
+  double *err;                 /* (n, block) column-major: a block's scaled errors */
+  const int *perm;             /* (k) */
+  const float *scales;         /* (n, n_groups) the chosen scales (host: sam2_w4_choose_params) */
+  const uint8_t *zeros;        /* (n, n_groups) and zero points */
+  uint8_t *codes;              /* (k, n): the code of row r, column c at c * n + r */
+} Sam2CudaGptq;
+
+/* The element-wise steps (gptq.cu; each also compiles as host C for tests): U = H0 + d I; the
+ * row-major lower triangle from the upper one; the factor moved from the row-major lower
+ * triangle to the upper one, zeros below; the columns of positions i1 .. i2 - 1 (at most
+ * g->block of them), one thread per row. */
+int sam2_cuda_gptq_damped_copy (const double *H0, int k, double d, double *U,
+                                cudaStream_t stream);
+int sam2_cuda_gptq_mirror (int k, double *U, cudaStream_t stream);
+int sam2_cuda_gptq_upper_factor (int k, double *U, cudaStream_t stream);
+int sam2_cuda_gptq_columns (const Sam2CudaGptq *g, int i1, int i2, cudaStream_t stream);
+
+/* A cuSOLVER handle on a stream with its factorization workspace (which it grows to the largest
+ * k seen: the one allocation of this section, made once per size during calibration). The
+ * library is loaded then (libcusolver.so of the headers' major version), not linked: NULL when
+ * it is not there or not usable. */
+typedef struct Sam2CudaSolver Sam2CudaSolver;
+Sam2CudaSolver *sam2_cuda_solver_new (cudaStream_t stream);
+void sam2_cuda_solver_free (Sam2CudaSolver *solver);
+
+/* The whole solve: for d = d0, 10 d0, ... (`tries` values), U = the upper Cholesky factor of
+ * (H0 + d I)^-1 (cuSOLVER's dpotrf, dpotri, dpotrf on LAPACK's column-major view of the
+ * row-major symmetric matrix, as weights.c calls LAPACK), then the columns block by block, each
+ * block's error carried to the later columns by cublasDgemm (`cublas` already bound to `stream`).
+ * H0 (k, k) row-major, bit-symmetric. SAM2_CUDA_OK with g->codes written, 1 when every damping
+ * left the matrix singular, or a negative status. Synchronises with the stream to read
+ * cuSOLVER's status after each factorization. */
+int sam2_cuda_gptq_solve (Sam2CudaSolver *solver, cublasHandle_t cublas, const Sam2CudaGptq *g,
+                          const double *H0, double d0, int tries, cudaStream_t stream);
+
 /* ---- float GEMMs (gemm-float.cu) ------------------------------------------------------------- */
 
 /* C (M, N) = A (M, K) B^T + beta C with B (N, K), row-major, through cublasSgemm in FP32 (the

@@ -39,7 +39,7 @@ steps=("$@")
 # Libraries: the packed ones, then CUDA's (the toolkit's, else the wheels PyTorch uses).
 if [ ! -d "$WORK/devlibs" ]; then tar -C "$WORK" -xJf "$PACK/programs.tar.xz"; fi
 cuda_libs=/usr/local/cuda/lib64
-for mod in cublas cuda_runtime; do
+for mod in cublas cuda_runtime cusolver cusparse nvjitlink; do
   d=$(python3 -c "import nvidia.$mod, os; print(os.path.join(list(nvidia.$mod.__path__)[0], 'lib'))" 2>/dev/null) && cuda_libs=$cuda_libs:$d
 done
 export LD_LIBRARY_PATH=$WORK/devlibs:$cuda_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

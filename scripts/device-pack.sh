@@ -7,9 +7,10 @@
 # The GPU machine is bare (no GLib, GStreamer, oneDNN or LAPACK; CUDA and PyTorch are there), so
 # the pack holds one xz tarball of the CUDA test and benchmark programs and sam2q, stripped, and
 # of the shared libraries they need that a stock system lacks (everything but glibc, libstdc++
-# and CUDA's own); and the fixtures the checks read that do not travel with the tree (sam2-shapes'
-# eval set, the whole mini-hash fixture: 12 MB packed). The tiny-hash
-# float64 reference is not packed (27 MB): device-check.sh regenerates it there with the
+# and CUDA's own: cuSOLVER, several hundred MB and loaded only when calibration's GPTQ runs on
+# the GPU, comes from the machine's CUDA wheels too); and
+# the fixtures the checks read that do not travel with the tree (sam2-shapes' eval set, the
+# whole mini-hash fixture: 12 MB packed). The tiny-hash float64 reference is not packed (27 MB): device-check.sh regenerates it there with the
 # fixtures' own generator, which fits the 64 MiB a call may carry.
 set -euo pipefail
 cd "$(dirname "$0")/.."

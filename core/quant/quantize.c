@@ -510,6 +510,25 @@ choose_weight_params (Sam2W4 *w, const float *weights, const Sam2LayerStats *st,
   g_free (col_weight);
 }
 
+/* weights.h's Sam2GptqSolver on the calibrating backend (its gptq_solve: the CUDA backend's, on
+ * the GPU), a failure in words. */
+static int
+device_gptq (gpointer device, Sam2W4 *w, double *W, const double *H, const int *perm, int block,
+             double d0, int tries, GError **error)
+{
+  Sam2Backend *b = device;
+  const int st = b->ops->gptq_solve (b, w, W, H, perm, block, d0, tries);
+  if (st < 0) {
+    const char *detail = b->ops->status_detail != NULL ? b->ops->status_detail (b) : NULL;
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                 "GPTQ of a %dx%d layer on the %s backend: %s%s%s (SAM2_CUDA_GPTQ=0 runs GPTQ on "
+                 "the CPU)", w->n, w->k, b->ops->name, sam2_status_describe (st),
+                 detail != NULL ? ": " : "", detail != NULL ? detail : "");
+    return -1;
+  }
+  return st;
+}
+
 static Sam2QuantLinear *
 quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st, const float *s,
                 gboolean folded, Sam2LayerReport *rep, GError **error)
@@ -542,7 +561,10 @@ quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st
     choose_weight_params (&q->w, res, st, s, &r->wgts);
     if (r->wgts.gptq) {
       double *h = smoothed_hessian (st, s);
-      ok = sam2_w4_quantize_gptq (&q->w, res, h, &r->wgts, error);
+      Sam2Backend *dev = c->session->backend;
+      ok = sam2_w4_quantize_gptq_on (&q->w, res, h, &r->wgts,
+                                     dev->ops->gptq_solve != NULL ? device_gptq : NULL, dev,
+                                     error);
       g_free (h);
     } else {
       sam2_w4_quantize_rtn (&q->w, res);

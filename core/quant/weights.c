@@ -165,8 +165,8 @@ sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights)
                    sam2_w4_code (w, r, c / w->group_size, weights[(size_t) r * w->k + c]));
 }
 
-/* Upper Cholesky factor U of H^-1 (H^-1 = U^T U), row-major, with damping; FALSE when H stays
- * singular. H0 is symmetric to the bit (the observers mirror the Hessian, smoothing divides
+/* Upper Cholesky factor U of H^-1 (H^-1 = U^T U), row-major, with damping d0, 10 d0, ... (tries
+ * values); FALSE when H stays singular. H0 is symmetric to the bit (the observers mirror the Hessian, smoothing divides
  * entry (i, j) by s_i s_j, a product that commutes exactly), so LAPACK's column-major view of
  * the row-major buffer is the same matrix: the calls below are LAPACK's own column-major ones
  * on it, the routines and triangles (dpotrf 'L', dpotri 'L', dpotrf 'U') that LAPACKE's
@@ -174,13 +174,9 @@ sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights)
  * the two k x k copies per call (4-5% of a quantize run). The factor then lies transposed (in
  * the row-major lower triangle) and is moved to the upper one once, at the end. */
 static gboolean
-inverse_cholesky (double *H, const double *H0, int k, double damp, int tries, double *used_damp)
+inverse_cholesky (double *H, const double *H0, int k, double d0, int tries, double *used_damp)
 {
-  double mean = 0.0;
-  for (int i = 0; i < k; i++)
-    mean += H0[(size_t) i * k + i];
-  mean /= k;
-  double d = damp * mean;
+  double d = d0;
   for (int t = 0; t < tries; t++, d *= 10.0) {
     memcpy (H, H0, sizeof (double) * k * k);
     for (int i = 0; i < k; i++)
@@ -226,11 +222,70 @@ gboolean
 sam2_w4_quantize_gptq (Sam2W4 *w, const float *weights, const double *hessian,
                        const Sam2WeightRecipe *recipe, GError **error)
 {
-  const int n = w->n, k = w->k, B = MAX (recipe->gptq_block, 1);
-  double *W = g_new (double, (size_t) n * k);      /* (n, k) permuted columns */
-  double *H0 = g_new (double, (size_t) k * k);     /* permuted, dead columns fixed */
+  return sam2_w4_quantize_gptq_on (w, weights, hessian, recipe, NULL, NULL, error);
+}
+
+void
+sam2_gptq_block_cpu (Sam2W4 *w, double *W, const double *U, const int *perm, int i1, int i2,
+                     double *err, int ld_err)
+{
+  const int n = w->n, k = w->k, count = i2 - i1;
+  /* Within a block a row's columns depend only on that row's own earlier ones, so the rows run
+   * in parallel, each through the block's columns in order: the same operations per row as
+   * column by column over all rows (the same bits), on every thread. */
+#pragma omp parallel for schedule(static) if ((size_t) n * count * count > 262144)
+  for (int r = 0; r < n; r++) {
+    double *wr = W + (size_t) r * k;
+    for (int i = i1; i < i2; i++) {
+      const int col = perm[i], group = col / w->group_size;
+      const int code = sam2_w4_code (w, r, group, wr[i]);
+      sam2_w4_set (w->codes, k, r, col, code);   /* a byte holds two columns of one row */
+      const double e = (wr[i] - dequant (w, r, group, code)) / U[(size_t) i * k + i];
+      err[(size_t) r * ld_err + (i - i1)] = e;
+      /* the rest of the block absorbs this column's error */
+      const double *u = U + (size_t) i * k;
+      for (int j = i + 1; j < i2; j++)
+        wr[j] -= e * u[j];
+    }
+  }
+}
+
+/* The CPU's solve: the inverse Hessian's Cholesky factor, then the columns in blocks. */
+static int
+solve_cpu (Sam2W4 *w, double *W, const double *H0, const int *perm, int B, double d0, int tries)
+{
+  const int n = w->n, k = w->k;
   double *U = g_new (double, (size_t) k * k);      /* upper Cholesky of H^-1 */
   double *err = g_new (double, (size_t) n * B);    /* (n, B) scaled errors of a block */
+  double used = 0.0;
+  if (!inverse_cholesky (U, H0, k, d0, tries, &used)) {
+    g_free (U);
+    g_free (err);
+    return 1;
+  }
+  for (int i1 = 0; i1 < k; i1 += B) {
+    const int i2 = MIN (i1 + B, k), count = i2 - i1;
+    sam2_gptq_block_cpu (w, W, U, perm, i1, i2, err, B);
+    /* lazy update of the columns after the block: W[:, i2:] -= Err (n, count) U[i1:i2, i2:] */
+    if (i2 < k)
+      cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k - i2, count, -1.0, err, B,
+                   U + (size_t) i1 * k + i2, k, 1.0, W + i2, k);
+  }
+
+  g_free (U);
+  g_free (err);
+  return 0;
+}
+
+gboolean
+sam2_w4_quantize_gptq_on (Sam2W4 *w, const float *weights, const double *hessian,
+                          const Sam2WeightRecipe *recipe, Sam2GptqSolver solver, gpointer device,
+                          GError **error)
+{
+  const int n = w->n, k = w->k, B = MAX (recipe->gptq_block, 1);
+  const int tries = MAX (recipe->gptq_inv_tries, 1);
+  double *W = g_new (double, (size_t) n * k);      /* (n, k) permuted columns */
+  double *H0 = g_new (double, (size_t) k * k);     /* permuted, dead columns fixed */
   int *perm = g_new (int, k);
   DiagOrder *order = g_new (DiagOrder, k);
   gboolean ok = TRUE;
@@ -255,47 +310,26 @@ sam2_w4_quantize_gptq (Sam2W4 *w, const float *weights, const double *hessian,
         W[(size_t) r * k + c] = 0.0;
     }
 
-  double damp = 0.0;
-  if (!inverse_cholesky (U, H0, k, recipe->gptq_damp, MAX (recipe->gptq_inv_tries, 1), &damp)) {
+  /* the first damping: recipe->gptq_damp of the mean diagonal */
+  double mean = 0.0;
+  for (int i = 0; i < k; i++)
+    mean += H0[(size_t) i * k + i];
+  mean /= k;
+  const double d0 = recipe->gptq_damp * mean;
+  const int singular = solver != NULL ? solver (device, w, W, H0, perm, B, d0, tries, error)
+                                      : solve_cpu (w, W, H0, perm, B, d0, tries);
+  if (singular < 0) {
+    ok = FALSE;   /* the device's error is set */
+  } else if (singular > 0) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
                  "GPTQ: the %dx%d Hessian stayed singular after %d damping increases; calibrate "
                  "on more (or more varied) frames, or raise kernel_gptq.damp_percentage", k, k,
                  recipe->gptq_inv_tries);
     ok = FALSE;
-    goto out;
   }
 
-  for (int i1 = 0; i1 < k; i1 += B) {
-    const int i2 = MIN (i1 + B, k), count = i2 - i1;
-    /* Within a block a row's columns depend only on that row's own earlier ones, so the rows run
-     * in parallel, each through the block's columns in order: the same operations per row as
-     * column by column over all rows (the same bits), on every thread. */
-#pragma omp parallel for schedule(static) if ((size_t) n * count * count > 262144)
-    for (int r = 0; r < n; r++) {
-      double *wr = W + (size_t) r * k;
-      for (int i = i1; i < i2; i++) {
-        const int col = perm[i], group = col / w->group_size;
-        const int code = sam2_w4_code (w, r, group, wr[i]);
-        sam2_w4_set (w->codes, k, r, col, code);   /* a byte holds two columns of one row */
-        const double e = (wr[i] - dequant (w, r, group, code)) / U[(size_t) i * k + i];
-        err[(size_t) r * B + (i - i1)] = e;
-        /* the rest of the block absorbs this column's error */
-        const double *u = U + (size_t) i * k;
-        for (int j = i + 1; j < i2; j++)
-          wr[j] -= e * u[j];
-      }
-    }
-    /* lazy update of the columns after the block: W[:, i2:] -= Err (n, count) U[i1:i2, i2:] */
-    if (i2 < k)
-      cblas_dgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, n, k - i2, count, -1.0, err, B,
-                   U + (size_t) i1 * k + i2, k, 1.0, W + i2, k);
-  }
-
-out:
   g_free (W);
   g_free (H0);
-  g_free (U);
-  g_free (err);
   g_free (perm);
   g_free (order);
   return ok;

@@ -43,6 +43,26 @@ void sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights);
 gboolean sam2_w4_quantize_gptq (Sam2W4 *w, const float *weights, const double *hessian,
                                 const Sam2WeightRecipe *recipe, GError **error);
 
+/* GPTQ's solve on another device (the CUDA backend's): the steps of the CPU's on W (n, k) and
+ * H (k, k), row-major doubles whose columns are in quantization order (perm[i]: the column of w
+ * at position i; W may be overwritten), blocks of `block` columns, the damping d0 first, x10
+ * per failed Cholesky, `tries` values; writes w->codes. Returns 0, 1 when H stayed singular, or
+ * -1 with *error set. */
+typedef int (*Sam2GptqSolver) (gpointer device, Sam2W4 *w, double *W, const double *H,
+                               const int *perm, int block, double d0, int tries, GError **error);
+
+/* sam2_w4_quantize_gptq with the solve on `solver` (NULL: the CPU's). */
+gboolean sam2_w4_quantize_gptq_on (Sam2W4 *w, const float *weights, const double *hessian,
+                                   const Sam2WeightRecipe *recipe, Sam2GptqSolver solver,
+                                   gpointer device, GError **error);
+
+/* One block of the CPU's GPTQ columns: positions i1 .. i2 - 1 of every row of W (n, k,
+ * row-major, quantization order) coded into w->codes (at column perm[i]) with the rest of the
+ * block updated through U (the upper factor, row-major), the scaled errors into
+ * err[r * ld_err + i - i1]. The oracle of the device's block kernel (kernels/gptq.cu). */
+void sam2_gptq_block_cpu (Sam2W4 *w, double *W, const double *U, const int *perm, int i1, int i2,
+                          double *err, int ld_err);
+
 /* F16 round trip of a float (what a value becomes once stored as F16). */
 float sam2_round_f16 (float v);
 

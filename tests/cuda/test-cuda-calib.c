@@ -8,13 +8,18 @@
  *     with all rows;
  *   - the whole calibrator: sam2_calibrator_new_full on CUDA and on the CPU, the recipe given on
  *     the command line, the same frames: the two quantized models give the same outputs on the
- *     CPU within QUANT_TOL; the time per frame of each is logged.
+ *     CPU within QUANT_TOL (GPTQ runs on the GPU for the CUDA one); the time per frame of each is
+ *     logged;
+ *   - GPTQ on the GPU against the CPU's on random layers: codes, output errors and the singular
+ *     case (GPTQ_CODES_AGREE, GPTQ_ERROR_RATIO).
  *
  *   test-cuda-calib RECIPE.yaml     (meson passes configs/hiera_tiny_w4a8.yaml)
  *
  * Exits 77 (skipped) without a CUDA device; skips a test whose fixture is absent. */
 #include "observers.h"
+#include "backend-cuda.h"
 #include "model.h"
+#include "weights.h"
 #include "session.h"
 #include "test-support.h"
 
@@ -222,6 +227,132 @@ test_calibrator (void)
   sam2_model_unref (fp);
 }
 
+/* ---- GPTQ on the device ----------------------------------------------------------------------- */
+
+/* GPTQ on the GPU (the backend's gptq_solve: cuSOLVER's factorizations, the block kernel, cuBLAS
+ * block updates) against the CPU's (LAPACK, OpenBLAS) on the same layer and Hessian. The two
+ * factorizations differ by rounding, so a few weights near a rounding boundary may take the
+ * other code, and each such flip moves the later updates a little: at least GPTQ_CODES_AGREE of
+ * the codes agree, and the layer's output error on the calibration rows, ||X (W - Wq)^T|| over
+ * ||X W^T||, is within GPTQ_ERROR_RATIO of the CPU's. A wrong factor, order or update makes
+ * GPTQ no better than round to nearest, which the RTN comparison catches. */
+#define GPTQ_CODES_AGREE 0.97
+#define GPTQ_ERROR_RATIO 1.03
+
+static Sam2Backend *cuda_backend;
+
+static int
+gpu_solver (gpointer device, Sam2W4 *w, double *W, const double *H, const int *perm, int block,
+            double d0, int tries, GError **error)
+{
+  Sam2Backend *b = device;
+  const int st = b->ops->gptq_solve (b, w, W, H, perm, block, d0, tries);
+  if (st < 0)
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND, "gptq_solve: status %d (%s)", st,
+                 b->ops->status_detail (b) ? b->ops->status_detail (b) : "");
+  return st < 0 ? -1 : st;
+}
+
+/* ||X (W - Wq)^T|| / ||X W^T|| over the rows of X (m, k) */
+static double
+output_error (const float *X, int m, const float *W, const Sam2W4 *q)
+{
+  const int n = q->n, k = q->k;
+  float *deq = g_new (float, (size_t) n * k);
+  sam2_w4_dequantize (q, deq);
+  double num = 0.0, den = 0.0;
+  for (int i = 0; i < m; i++)
+    for (int r = 0; r < n; r++) {
+      double y = 0.0, yq = 0.0;
+      for (int c = 0; c < k; c++) {
+        y += (double) X[(size_t) i * k + c] * W[(size_t) r * k + c];
+        yq += (double) X[(size_t) i * k + c] * deq[(size_t) r * k + c];
+      }
+      num += (y - yq) * (y - yq);
+      den += y * y;
+    }
+  g_free (deq);
+  return sqrt (num / den);
+}
+
+static void
+test_gptq_solve (gconstpointer data)
+{
+  const int *spec = data;
+  const int n = spec[0], k = spec[1], G = spec[2], m = 4 * k;
+  if (cuda_backend == NULL) {
+    GError *error = NULL;
+    cuda_backend = sam2_backend_cuda_new (SAM2_PRECISION_FP32, &error);
+    g_assert_no_error (error);
+  }
+  if (cuda_backend->ops->gptq_solve == NULL) {
+    g_test_skip ("this build has no cuSOLVER (or SAM2_CUDA_GPTQ=0): GPTQ stays on the CPU");
+    return;
+  }
+  GRand *rng = g_rand_new_with_seed ((guint32) (n + 7 * k));
+  float *X = g_new (float, (size_t) m * k), *W = g_new (float, (size_t) n * k);
+  for (size_t i = 0; i < (size_t) m * k; i++)   /* a few strong channels, as real inputs */
+    X[i] = (float) (g_rand_double_range (rng, -1, 1) * (i % k < 4 ? 8.0 : 1.0));
+  for (size_t i = 0; i < (size_t) n * k; i++)
+    W[i] = (float) g_rand_double_range (rng, -0.1, 0.1);
+  double *H = g_new0 (double, (size_t) k * k);   /* 2 X^T X */
+  for (int i = 0; i < m; i++)
+    for (int a = 0; a < k; a++)
+      for (int c = a; c < k; c++)
+        H[(size_t) a * k + c] += 2.0 * X[(size_t) i * k + a] * X[(size_t) i * k + c];
+  for (int a = 0; a < k; a++)
+    for (int c = 0; c < a; c++)
+      H[(size_t) a * k + c] = H[(size_t) c * k + a];
+  Sam2WeightRecipe wr = { .dtype = SAM2_QTYPE_SINT4, .group_size = G, .gptq = TRUE,
+                          .gptq_damp = 0.01, .gptq_block = 128, .gptq_act_order = TRUE,
+                          .gptq_inv_tries = 5 };
+  Sam2W4 cpu, gpu, rtn;
+  Sam2W4 *all[3] = { &cpu, &gpu, &rtn };
+  for (int i = 0; i < 3; i++) {
+    sam2_w4_init (all[i], n, k, G, wr.dtype);
+    sam2_w4_choose_params (all[i], W);
+  }
+  GError *error = NULL;
+  g_assert_true (sam2_w4_quantize_gptq (&cpu, W, H, &wr, &error));
+  g_assert_no_error (error);
+  g_assert_true (sam2_w4_quantize_gptq_on (&gpu, W, H, &wr, gpu_solver, cuda_backend, &error));
+  g_assert_no_error (error);
+  sam2_w4_quantize_rtn (&rtn, W);
+  size_t same = 0;
+  for (int r = 0; r < n; r++)
+    for (int c = 0; c < k; c++)
+      same += sam2_w4_get (cpu.codes, k, r, c) == sam2_w4_get (gpu.codes, k, r, c);
+  const double agree = (double) same / ((double) n * k);
+  const double e_cpu = output_error (X, m, W, &cpu), e_gpu = output_error (X, m, W, &gpu);
+  const double e_rtn = output_error (X, m, W, &rtn);
+  g_test_message ("%dx%d, groups of %d: codes agree %.4f; output error GPU %.5f, CPU %.5f, RTN "
+                  "%.5f", n, k, G, agree, e_gpu, e_cpu, e_rtn);
+  g_assert_cmpfloat (agree, >=, GPTQ_CODES_AGREE);
+  g_assert_cmpfloat (e_gpu, <=, GPTQ_ERROR_RATIO * e_cpu);
+  g_assert_cmpfloat (e_gpu, <, e_rtn);
+
+  /* a Hessian that stays singular (rank one, no damping, one try): refused as on the CPU */
+  Sam2WeightRecipe bad = wr;
+  bad.gptq_damp = 0.0;
+  bad.gptq_inv_tries = 1;
+  for (int a = 0; a < k; a++)
+    for (int c = 0; c < k; c++)
+      H[(size_t) a * k + c] = (double) X[a] * X[c] + (a == c && X[a] == 0.0f ? 1.0 : 0.0);
+  g_assert_false (sam2_w4_quantize_gptq_on (&gpu, W, H, &bad, gpu_solver, cuda_backend, &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "singular"));
+  g_clear_error (&error);
+  g_assert_false (sam2_w4_quantize_gptq (&cpu, W, H, &bad, &error));
+  g_clear_error (&error);
+
+  for (int i = 0; i < 3; i++)
+    sam2_w4_clear (all[i]);
+  g_free (X);
+  g_free (W);
+  g_free (H);
+  g_rand_free (rng);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -231,5 +362,16 @@ main (int argc, char **argv)
   g_test_add_data_func ("/cuda/calib/stats-gathered-rows", GINT_TO_POINTER (1000), test_stats);
   g_test_add_data_func ("/cuda/calib/stats-all-rows", GINT_TO_POINTER (0), test_stats);
   g_test_add_func ("/cuda/calib/calibrator", test_calibrator);
-  return g_test_run ();
+  /* n, k, group: tiny's stage 2 qkv input, a tail group (large's 144), one group per row */
+  static const int gptq[][3] = { { 192, 384, 128 }, { 100, 144, 128 }, { 64, 96, 0 } };
+  for (size_t i = 0; i < G_N_ELEMENTS (gptq); i++) {
+    char *name = g_strdup_printf ("/cuda/calib/gptq-%dx%d-g%d", gptq[i][0], gptq[i][1],
+                                  gptq[i][2]);
+    g_test_add_data_func (name, gptq[i], test_gptq_solve);
+    g_free (name);
+  }
+  const int rc2 = g_test_run ();
+  if (cuda_backend != NULL)
+    cuda_backend->ops->destroy (cuda_backend);
+  return rc2;
 }
