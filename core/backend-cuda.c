@@ -1430,12 +1430,18 @@ cuda_gptq_solve (Sam2Backend *b, Sam2W4 *w, const double *W, const double *H, co
       st = launched (cu, kst, "GPTQ on the device");
   }
   if (st == SAM2_STATUS_OK) {
-    CUDA_TRY (cu, cudaMemcpyAsync (codes, g.codes, (size_t) n * k, cudaMemcpyDeviceToHost,
-                                   cu->stream), "GPTQ: reading the codes");
-    CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "GPTQ on the device");
-    for (int c = 0; c < k; c++)
-      for (int r = 0; r < n; r++)
-        sam2_w4_set (w->codes, k, r, c, codes[(size_t) c * n + r]);
+    /* where a fault of the kernels, cuSOLVER or cuBLAS surfaces: report it, then free below */
+    cudaError_t err = cudaMemcpyAsync (codes, g.codes, (size_t) n * k, cudaMemcpyDeviceToHost,
+                                       cu->stream);
+    if (err == cudaSuccess)
+      err = cudaStreamSynchronize (cu->stream);
+    if (err != cudaSuccess) {
+      st = cuda_fail (cu, err, "GPTQ on the device");
+    } else {
+      for (int c = 0; c < k; c++)
+        for (int r = 0; r < n; r++)
+          sam2_w4_set (w->codes, k, r, c, codes[(size_t) c * n + r]);
+    }
   }
   cudaStreamSynchronize (cu->stream);   /* nothing may still use the buffers */
   for (int i = 0; i < 8; i++)
@@ -1867,7 +1873,8 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   if (!env_switch_on ("SAM2_CUDA_PREPROCESS"))           /* 0: resize on the host */
     cu->ops.preprocess = NULL;
 #ifdef SAM2_HAVE_CUSOLVER
-  if (env_switch_on ("SAM2_CUDA_GPTQ"))                  /* 0: calibration's GPTQ on the CPU */
+  /* 0: calibration's GPTQ on the CPU; so too where the cuSOLVER library cannot be loaded */
+  if (env_switch_on ("SAM2_CUDA_GPTQ") && sam2_cuda_solver_available ())
     cu->ops.gptq_solve = cuda_gptq_solve;
 #endif
   /* cuBLASLt for the FP16 GEMMs with their bias (and residual) in its epilogue, on the same

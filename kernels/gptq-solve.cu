@@ -64,6 +64,13 @@ load_cusolver (CusolverApi *api)
   return true;
 }
 
+extern "C" int
+sam2_cuda_solver_available (void)
+{
+  CusolverApi api;
+  return load_cusolver (&api) ? 1 : 0;
+}
+
 extern "C" Sam2CudaSolver *
 sam2_cuda_solver_new (cudaStream_t stream)
 {

@@ -10,7 +10,9 @@
  * The kernels are independent grid-stride loops, so this file also compiles as host C
  * (host-emulation.h): tests/core/test-kernels-on-host.c checks the block kernel against the CPU's
  * block (sam2_gptq_block_cpu) bit for bit. Every double operation that decides a code or an
- * update is an explicit IEEE intrinsic, as the CPU rounds it (no FMA contraction). */
+ * update is an explicit IEEE intrinsic, as the CPU rounds it (no FMA contraction). One
+ * difference remains outside sane inputs: the int conversion of |v / scale| >= 2^31 (or NaN)
+ * saturates on the GPU and gives INT_MIN on x86; the weights' own scales keep |v / scale| <= 8. */
 #ifdef SAM2_KERNELS_ON_HOST
 #include "host-emulation.h"   /* tests/core/test-kernels-on-host.c */
 #else

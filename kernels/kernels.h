@@ -367,6 +367,8 @@ int sam2_cuda_gptq_columns (const Sam2CudaGptq *g, int i1, int i2, cudaStream_t 
  * it is not there or not usable. */
 typedef struct Sam2CudaSolver Sam2CudaSolver;
 Sam2CudaSolver *sam2_cuda_solver_new (cudaStream_t stream);
+/* 1 when the cuSOLVER library loads (checked once; no handle, no device memory), else 0. */
+int sam2_cuda_solver_available (void);
 void sam2_cuda_solver_free (Sam2CudaSolver *solver);
 
 /* The whole solve: for d = d0, 10 d0, ... (`tries` values), U = the upper Cholesky factor of

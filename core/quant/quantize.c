@@ -483,9 +483,13 @@ smoothed_hessian (const Sam2LayerStats *st, const float *s)
 {
   const int k = st->k;
   double *h = g_new (double, (size_t) k * k);
+  /* from the upper triangle, mirrored: symmetric to the bit whatever filled the statistics (the
+   * host observers mirror theirs; a device's Gram matrix or a cache file need not), which
+   * GPTQ's LAPACK calls rely on (weights.c, inverse_cholesky) */
   for (int i = 0; i < k; i++)
-    for (int j = 0; j < k; j++)
-      h[(size_t) i * k + j] = st->hessian[(size_t) i * k + j] / (s ? (double) s[i] * s[j] : 1.0);
+    for (int j = i; j < k; j++)
+      h[(size_t) i * k + j] = h[(size_t) j * k + i]
+        = st->hessian[(size_t) i * k + j] / (s ? (double) s[i] * s[j] : 1.0);
   return h;
 }
 

@@ -166,10 +166,10 @@ sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights)
 }
 
 /* Upper Cholesky factor U of H^-1 (H^-1 = U^T U), row-major, with damping d0, 10 d0, ... (tries
- * values); FALSE when H stays singular. H0 is symmetric to the bit (the observers mirror the Hessian, smoothing divides
- * entry (i, j) by s_i s_j, a product that commutes exactly), so LAPACK's column-major view of
- * the row-major buffer is the same matrix: the calls below are LAPACK's own column-major ones
- * on it, the routines and triangles (dpotrf 'L', dpotri 'L', dpotrf 'U') that LAPACKE's
+ * values); FALSE when H stays singular. H0 is symmetric to the bit (weights.h asks it of the
+ * Hessian; quantize.c's smoothed_hessian mirrors one triangle; the permutation keeps it), so
+ * LAPACK's column-major view of the row-major buffer is the same matrix: the calls below are
+ * LAPACK's own column-major ones on it, the routines and triangles (dpotrf 'L', dpotri 'L', dpotrf 'U') that LAPACKE's
  * row-major calls run on transposed copies, on the same numbers, hence the same bits, without
  * the two k x k copies per call (4-5% of a quantize run). The factor then lies transposed (in
  * the row-major lower triangle) and is moved to the upper one once, at the end. */

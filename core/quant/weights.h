@@ -37,7 +37,8 @@ void sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights);
 
 /* GPTQ (Frantar et al. 2022): columns quantized one at a time in blocks, the error of each
  * spread over the columns not yet quantized through the inverse Hessian's Cholesky factor.
- * `hessian` (k, k) is sum x x^T over calibration rows (any positive scale). Damping is
+ * `hessian` (k, k) is sum x x^T over calibration rows (any positive scale), symmetric to the bit
+ * (entry (i, j) the same double as (j, i)). Damping is
  * recipe->gptq_damp of the mean diagonal, multiplied by 10 on each failed Cholesky, up to
  * recipe->gptq_inv_tries attempts. Parameters must have been chosen (sam2_w4_choose_params). */
 gboolean sam2_w4_quantize_gptq (Sam2W4 *w, const float *weights, const double *hessian,
