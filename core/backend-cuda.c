@@ -1379,6 +1379,8 @@ cuda_gptq_solve (Sam2Backend *b, Sam2W4 *w, const double *W, const double *H, co
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   const int n = w->n, k = w->k, NG = w->n_groups, B = MAX (block, 1);
+  if (cu->solver == NULL && !sam2_cuda_solver_available ())
+    return 2;   /* no cuSOLVER library here: the caller solves on the CPU */
   if (cu->solver == NULL && (cu->solver = sam2_cuda_solver_new (cu->stream)) == NULL) {
     g_snprintf (cu->detail, sizeof cu->detail, "GPTQ: cuSOLVER could not be started");
     return SAM2_STATUS_DEVICE;
@@ -1873,8 +1875,9 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   if (!env_switch_on ("SAM2_CUDA_PREPROCESS"))           /* 0: resize on the host */
     cu->ops.preprocess = NULL;
 #ifdef SAM2_HAVE_CUSOLVER
-  /* 0: calibration's GPTQ on the CPU; so too where the cuSOLVER library cannot be loaded */
-  if (env_switch_on ("SAM2_CUDA_GPTQ") && sam2_cuda_solver_available ())
+  /* 0: calibration's GPTQ on the CPU (so too, said at the first layer, where the cuSOLVER
+   * library cannot be loaded: looked for then, not here, so inference never loads it) */
+  if (env_switch_on ("SAM2_CUDA_GPTQ"))
     cu->ops.gptq_solve = cuda_gptq_solve;
 #endif
   /* cuBLASLt for the FP16 GEMMs with their bias (and residual) in its epilogue, on the same

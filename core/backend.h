@@ -204,7 +204,8 @@ typedef struct {
   /* Optional, for calibration's quantization step (NULL: GPTQ runs on the CPU): GPTQ's solve on
    * the device (core/quant/weights.h's Sam2GptqSolver), W (n, k) and H (k, k) in host memory,
    * row-major doubles in quantization order; writes w->codes (host). 0, 1 when H stayed
-   * singular at every damping, or a negative SAM2_STATUS_*. */
+   * singular at every damping, 2 when the device cannot solve here (no solver library: nothing
+   * written, the caller solves on the CPU), or a negative SAM2_STATUS_*. */
   int (*gptq_solve) (Sam2Backend *b, Sam2W4 *w, const double *W, const double *H,
                      const int *perm, int block, double d0, int tries);
 } Sam2BackendOps;

@@ -522,6 +522,14 @@ device_gptq (gpointer device, Sam2W4 *w, double *W, const double *H, const int *
 {
   Sam2Backend *b = device;
   const int st = b->ops->gptq_solve (b, w, W, H, perm, block, d0, tries);
+  if (st == 2) {
+    static gsize said = 0;
+    if (g_once_init_enter (&said)) {
+      g_message ("GPTQ runs on the CPU: the %s backend has no solver library here (cuSOLVER)",
+                 b->ops->name);
+      g_once_init_leave (&said, 1);
+    }
+  }
   if (st < 0) {
     const char *detail = b->ops->status_detail != NULL ? b->ops->status_detail (b) : NULL;
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,

@@ -316,8 +316,9 @@ sam2_w4_quantize_gptq_on (Sam2W4 *w, const float *weights, const double *hessian
     mean += H0[(size_t) i * k + i];
   mean /= k;
   const double d0 = recipe->gptq_damp * mean;
-  const int singular = solver != NULL ? solver (device, w, W, H0, perm, B, d0, tries, error)
-                                      : solve_cpu (w, W, H0, perm, B, d0, tries);
+  int singular = solver != NULL ? solver (device, w, W, H0, perm, B, d0, tries, error) : 2;
+  if (singular == 2)   /* no device solve (or none there): the CPU's */
+    singular = solve_cpu (w, W, H0, perm, B, d0, tries);
   if (singular < 0) {
     ok = FALSE;   /* the device's error is set */
   } else if (singular > 0) {

@@ -18,6 +18,7 @@
  * Exits 77 (skipped) without a CUDA device; skips a test whose fixture is absent. */
 #include "observers.h"
 #include "backend-cuda.h"
+#include "kernels.h"
 #include "model.h"
 #include "weights.h"
 #include "session.h"
@@ -287,8 +288,14 @@ test_gptq_solve (gconstpointer data)
     cuda_backend = sam2_backend_cuda_new (SAM2_PRECISION_FP32, &error);
     g_assert_no_error (error);
   }
-  if (cuda_backend->ops->gptq_solve == NULL) {
-    g_test_skip ("this build has no cuSOLVER (or SAM2_CUDA_GPTQ=0): GPTQ stays on the CPU");
+#ifdef SAM2_HAVE_CUSOLVER
+  const gboolean solver = sam2_cuda_solver_available ();
+#else
+  const gboolean solver = FALSE;
+#endif
+  if (cuda_backend->ops->gptq_solve == NULL || !solver) {
+    g_test_skip ("no cuSOLVER here (this build, the library, or SAM2_CUDA_GPTQ=0): GPTQ stays on "
+                 "the CPU");
     return;
   }
   GRand *rng = g_rand_new_with_seed ((guint32) (n + 7 * k));
