@@ -293,8 +293,8 @@ cpu_window_partition_run (Sam2Backend *b, const float *x, int H, int W, int C, i
 }
 
 static int
-cpu_window_unpartition_run (Sam2Backend *b, const float *win, int n_win_h, int n_win_w, int ws, int C,
-                            int H, int W, const float *residual, float *x)
+cpu_window_unpartition_run (Sam2Backend *b, const float *win, int n_win_h, int n_win_w, int ws,
+                            int C, int H, int W, const float *residual, float *x)
 {
   sam2_cpu_window_unpartition (win, n_win_h, n_win_w, ws, C, H, W, residual, x);
   return SAM2_STATUS_OK;

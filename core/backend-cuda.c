@@ -115,7 +115,7 @@ typedef struct {
   gboolean small_m;            /* FP16 linears of <= SAM2_CUDA_LINEAR_SMALL_M_MAX rows: own kernel */
   gboolean fused_mlp;          /* FP16 norm_mlp without its float intermediates (cuda_norm_mlp) */
   gboolean fused_norm_quant;   /* LayerNorms fused into W4A8 quantization (cuda_norm_w4a8_linear) */
-  gboolean norm_f16;           /* FP16: qkv's LayerNorm writes its operand (cuda_norm_windows_linear) */
+  gboolean norm_f16;           /* FP16: qkv's LayerNorm writes its operand (norm_windows_linear) */
   Sam2CudaSolver *solver;      /* cuSOLVER for calibration's GPTQ, made on first use */
   gboolean pinned;             /* host_alloc gives page-locked memory (SAM2_CUDA_PINNED) */
   GHashTable *linears;         /* const Sam2Linear * -> CudaLinear * */
@@ -1366,7 +1366,7 @@ env_switch_on (const char *name)
            || g_ascii_strcasecmp (v, "no") == 0 || g_ascii_strcasecmp (v, "false") == 0);
 }
 
-/* ---- GPTQ on the device (calibration) --------------------------------------------------------- */
+/* ---- GPTQ on the device (calibration) ------------------------------------------------------- */
 
 #ifdef SAM2_HAVE_CUSOLVER
 /* backend.h's gptq_solve: the layer's arrays on the device for the time of the call (calibration
