@@ -473,12 +473,22 @@ cuda_reserve_attention (Sam2Backend *b, int max_len_q, int max_len_k)
  * stream and waited for: the caller may free a temporary source at once, and the kernels that
  * read the weights next are ordered after it. */
 static int
+device_alloc (Sam2BackendCuda *cu, size_t bytes, void **out, const char *what)
+{
+  *out = NULL;
+  CUDA_TRY (cu, cudaMalloc (out, MAX (bytes, 1)), what);
+  return SAM2_STATUS_OK;
+}
+
+static int
 device_copy (Sam2BackendCuda *cu, const void *host, size_t bytes, void **out)
 {
   *out = NULL;
   if (host == NULL)
     return SAM2_STATUS_OK;
-  CUDA_TRY (cu, cudaMalloc (out, MAX (bytes, 1)), "cudaMalloc (weights)");
+  int st = device_alloc (cu, bytes, out, "cudaMalloc (weights)");
+  if (st != SAM2_STATUS_OK)
+    return st;
   cudaError_t err = cudaMemcpyAsync (*out, host, bytes, cudaMemcpyHostToDevice, cu->stream);
   if (err == cudaSuccess)
     err = cudaStreamSynchronize (cu->stream);
@@ -1366,94 +1376,6 @@ env_switch_on (const char *name)
            || g_ascii_strcasecmp (v, "no") == 0 || g_ascii_strcasecmp (v, "false") == 0);
 }
 
-/* ---- GPTQ on the device (calibration) ------------------------------------------------------- */
-
-#ifdef SAM2_HAVE_CUSOLVER
-/* backend.h's gptq_solve: the layer's arrays on the device for the time of the call (calibration
- * quantizes one layer at a time; a few cudaMallocs per layer are nothing beside its solve), W
- * transposed on the host into the kernels' column-major form, the codes packed on the way
- * back. */
-static int
-cuda_gptq_solve (Sam2Backend *b, Sam2W4 *w, const double *W, const double *H, const int *perm,
-                 int block, double d0, int tries)
-{
-  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
-  const int n = w->n, k = w->k, NG = w->n_groups, B = MAX (block, 1);
-  if (cu->solver == NULL && !sam2_cuda_solver_available ())
-    return 2;   /* no cuSOLVER library here: the caller solves on the CPU */
-  if (cu->solver == NULL && (cu->solver = sam2_cuda_solver_new (cu->stream)) == NULL) {
-    g_snprintf (cu->detail, sizeof cu->detail, "GPTQ: cuSOLVER could not be started");
-    return SAM2_STATUS_DEVICE;
-  }
-  double *Wt = g_try_new (double, (size_t) n * k);    /* (n, k) column-major */
-  guint8 *codes = g_try_new (guint8, (size_t) n * k); /* (k, n) */
-  if (Wt == NULL || codes == NULL) {
-    g_free (Wt);
-    g_free (codes);
-    return SAM2_STATUS_OUT_OF_MEMORY;
-  }
-  for (int r = 0; r < n; r++)
-    for (int i = 0; i < k; i++)
-      Wt[(size_t) i * n + r] = W[(size_t) r * k + i];
-  Sam2CudaGptq g = { .n = n, .k = k, .block = B, .group_size = w->group_size, .n_groups = NG };
-  double *dH = NULL;
-  void *bufs[8] = { NULL };
-  const size_t sizes[8] = { sizeof (double) * n * k, sizeof (double) * k * k,
-                            sizeof (double) * k * k, sizeof (double) * n * B, sizeof (int) * k,
-                            sizeof (float) * n * NG, (size_t) n * NG, (size_t) n * k };
-  int st = SAM2_STATUS_OK;
-  for (int i = 0; i < 8 && st == SAM2_STATUS_OK; i++)
-    if (cudaMalloc (&bufs[i], sizes[i]) != cudaSuccess) {
-      (void) cudaGetLastError ();
-      g_snprintf (cu->detail, sizeof cu->detail, "GPTQ of a %dx%d layer: out of device memory",
-                  n, k);
-      st = SAM2_STATUS_OUT_OF_MEMORY;
-    }
-  if (st == SAM2_STATUS_OK) {
-    g.W = bufs[0];
-    dH = bufs[1];
-    g.U = bufs[2];
-    g.err = bufs[3];
-    g.perm = bufs[4];
-    g.scales = bufs[5];
-    g.zeros = bufs[6];
-    g.codes = bufs[7];
-    const void *host[7] = { Wt, H, NULL, NULL, perm, w->scales, w->zeros };
-    for (int i = 0; i < 7 && st == SAM2_STATUS_OK; i++)
-      if (host[i] != NULL && cudaMemcpyAsync (bufs[i], host[i], sizes[i], cudaMemcpyHostToDevice,
-                                              cu->stream) != cudaSuccess)
-        st = cuda_fail (cu, cudaGetLastError (), "GPTQ: uploading the layer");
-  }
-  if (st == SAM2_STATUS_OK) {
-    const int kst = sam2_cuda_gptq_solve (cu->solver, cu->cublas, &g, dH, d0, tries, cu->stream);
-    if (kst == 1)
-      st = 1;   /* singular at every damping: the caller says so */
-    else if (kst != SAM2_CUDA_OK)
-      st = launched (cu, kst, "GPTQ on the device");
-  }
-  if (st == SAM2_STATUS_OK) {
-    /* where a fault of the kernels, cuSOLVER or cuBLAS surfaces: report it, then free below */
-    cudaError_t err = cudaMemcpyAsync (codes, g.codes, (size_t) n * k, cudaMemcpyDeviceToHost,
-                                       cu->stream);
-    if (err == cudaSuccess)
-      err = cudaStreamSynchronize (cu->stream);
-    if (err != cudaSuccess) {
-      st = cuda_fail (cu, err, "GPTQ on the device");
-    } else {
-      for (int c = 0; c < k; c++)
-        for (int r = 0; r < n; r++)
-          sam2_w4_set (w->codes, k, r, c, codes[(size_t) c * n + r]);
-    }
-  }
-  cudaStreamSynchronize (cu->stream);   /* nothing may still use the buffers */
-  for (int i = 0; i < 8; i++)
-    cudaFree (bufs[i]);
-  g_free (Wt);
-  g_free (codes);
-  return st;
-}
-#endif
-
 /* ---- frame preprocessing ------------------------------------------------------------------- */
 
 /* cudaFree of each *bufs[i] that is set, then NULL. */
@@ -1550,6 +1472,85 @@ cuda_preprocess (Sam2Backend *b, const Sam2Resampler *r, const guint8 *pixels, i
           "preprocess");
   return SAM2_STATUS_OK;
 }
+
+/* ---- GPTQ on the device (calibration) ------------------------------------------------------- */
+
+#ifdef SAM2_HAVE_CUSOLVER
+/* backend.h's gptq_solve: the layer's arrays on the device for the time of the call (calibration
+ * quantizes one layer at a time; a few cudaMallocs per layer are nothing beside its solve), W
+ * transposed on the host into the kernels' column-major form, the codes packed on the way
+ * back. */
+static int
+cuda_gptq_solve (Sam2Backend *b, Sam2W4 *w, const double *W, const double *H, const int *perm,
+                 int block, double d0, int tries)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  const int n = w->n, k = w->k, NG = w->n_groups, B = MAX (block, 1);
+  if (cu->solver == NULL && !sam2_cuda_solver_available ())
+    return 2;   /* no cuSOLVER library here: the caller solves on the CPU */
+  if (cu->solver == NULL && (cu->solver = sam2_cuda_solver_new (cu->stream)) == NULL) {
+    g_snprintf (cu->detail, sizeof cu->detail, "GPTQ: cuSOLVER could not be started");
+    return SAM2_STATUS_DEVICE;
+  }
+  double *Wt = g_try_new (double, (size_t) n * k);    /* (n, k) column-major */
+  guint8 *codes = g_try_new (guint8, (size_t) n * k); /* (k, n) */
+  if (Wt == NULL || codes == NULL) {
+    g_free (Wt);
+    g_free (codes);
+    return SAM2_STATUS_OUT_OF_MEMORY;
+  }
+  for (int r = 0; r < n; r++)
+    for (int i = 0; i < k; i++)
+      Wt[(size_t) i * n + r] = W[(size_t) r * k + i];
+  Sam2CudaGptq g = { .n = n, .k = k, .block = B, .group_size = w->group_size, .n_groups = NG };
+  double *dH = NULL;
+  /* the inputs copied over (device_copy waits: the host ones may go), the rest allocated */
+  int st = device_copy (cu, Wt, sizeof (double) * n * k, (void **) &g.W);
+  if (st == SAM2_STATUS_OK)
+    st = device_copy (cu, H, sizeof (double) * k * k, (void **) &dH);
+  if (st == SAM2_STATUS_OK)
+    st = device_copy (cu, perm, sizeof (int) * k, (void **) &g.perm);
+  if (st == SAM2_STATUS_OK)
+    st = device_copy (cu, w->scales, sizeof (float) * n * NG, (void **) &g.scales);
+  if (st == SAM2_STATUS_OK)
+    st = device_copy (cu, w->zeros, (size_t) n * NG, (void **) &g.zeros);
+  if (st == SAM2_STATUS_OK)
+    st = device_alloc (cu, sizeof (double) * k * k, (void **) &g.U, "cudaMalloc (GPTQ)");
+  if (st == SAM2_STATUS_OK)
+    st = device_alloc (cu, sizeof (double) * n * B, (void **) &g.err, "cudaMalloc (GPTQ)");
+  if (st == SAM2_STATUS_OK)
+    st = device_alloc (cu, (size_t) n * k, (void **) &g.codes, "cudaMalloc (GPTQ)");
+  if (st == SAM2_STATUS_OK) {
+    const int kst = sam2_cuda_gptq_solve (cu->solver, cu->cublas, &g, dH, d0, tries, cu->stream);
+    if (kst == 1)
+      st = 1;   /* singular at every damping: the caller says so */
+    else if (kst != SAM2_CUDA_OK)
+      st = launched (cu, kst, "GPTQ on the device");
+  }
+  if (st == SAM2_STATUS_OK) {
+    /* where a fault of the kernels, cuSOLVER or cuBLAS surfaces: report it, then free below */
+    cudaError_t err = cudaMemcpyAsync (codes, g.codes, (size_t) n * k, cudaMemcpyDeviceToHost,
+                                       cu->stream);
+    if (err == cudaSuccess)
+      err = cudaStreamSynchronize (cu->stream);
+    if (err != cudaSuccess) {
+      st = cuda_fail (cu, err, "GPTQ on the device");
+    } else {
+      for (int c = 0; c < k; c++)
+        for (int r = 0; r < n; r++)
+          sam2_w4_set (w->codes, k, r, c, codes[(size_t) c * n + r]);
+    }
+  }
+  cudaStreamSynchronize (cu->stream);   /* nothing may still use the buffers */
+  void **const bufs[] = { (void **) &g.W, (void **) &dH, (void **) &g.perm, (void **) &g.scales,
+                          (void **) &g.zeros, (void **) &g.U, (void **) &g.err,
+                          (void **) &g.codes };
+  free_device_buffers (bufs, G_N_ELEMENTS (bufs));
+  g_free (Wt);
+  g_free (codes);
+  return st;
+}
+#endif
 
 /* ---- lifetime -------------------------------------------------------------------------------- */
 

@@ -233,34 +233,37 @@ layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weigh
   }
 }
 
+/* M output rows; win.ws 0: the rows of x as they are */
 template <bool OUT16>
 static int
-launch_layer_norm (const float *x, int M, int C, const float *weight, const float *bias, float eps,
-                   void *y, cudaStream_t stream)
+launch_layer_norm (const float *x, long long M, int C, const float *weight, const float *bias,
+                   float eps, const Sam2CudaRowWindows &win, void *y, cudaStream_t stream)
 {
-  if (x == NULL || y == NULL || weight == NULL || bias == NULL || M < 0 || C < 1)
+  if (x == NULL || y == NULL || weight == NULL || bias == NULL || M < 0 || M > 0x7fffffff
+      || C < 1)
     return SAM2_CUDA_UNSUPPORTED;
   if (M == 0)
     return SAM2_CUDA_OK;
   const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-  const Sam2CudaRowWindows none = { 0, 0, 0, 0 };
-  layer_norm_kernel<OUT16><<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, M, C, weight, bias, eps,
-                                                                     none, y);
+  layer_norm_kernel<OUT16><<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, (int) M, C, weight, bias,
+                                                                     eps, win, y);
   return sam2_launch_status ();
 }
+
+static const Sam2CudaRowWindows rows_as_they_are = { 0, 0, 0, 0 };
 
 extern "C" int
 sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
                       float eps, float *y, cudaStream_t stream)
 {
-  return launch_layer_norm<false> (x, M, C, weight, bias, eps, y, stream);
+  return launch_layer_norm<false> (x, M, C, weight, bias, eps, rows_as_they_are, y, stream);
 }
 
 extern "C" int
 sam2_cuda_layer_norm_f16 (const float *x, int M, int C, const float *weight, const float *bias,
                           float eps, uint16_t *y16, cudaStream_t stream)
 {
-  return launch_layer_norm<true> (x, M, C, weight, bias, eps, y16, stream);
+  return launch_layer_norm<true> (x, M, C, weight, bias, eps, rows_as_they_are, y16, stream);
 }
 
 extern "C" int
@@ -268,14 +271,10 @@ sam2_cuda_layer_norm_windows_f16 (const float *x, const Sam2CudaRowWindows *wind
                                   const float *weight, const float *bias, float eps,
                                   uint16_t *y16, cudaStream_t stream)
 {
-  const long long M = sam2_cuda_row_windows_rows (windows);
-  if (x == NULL || y16 == NULL || weight == NULL || bias == NULL || C < 1 || M < 0
-      || M > 0x7fffffff)
+  if (windows == NULL)
     return SAM2_CUDA_UNSUPPORTED;
-  const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-  layer_norm_kernel<true><<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, (int) M, C, weight, bias,
-                                                                    eps, *windows, y16);
-  return sam2_launch_status ();
+  return launch_layer_norm<true> (x, sam2_cuda_row_windows_rows (windows), C, weight, bias, eps,
+                                  *windows, y16, stream);
 }
 
 /* x (M, N) in place: exp(x - row max) / row sum, the sum in double and its inverse rounded to

@@ -174,7 +174,7 @@ sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights)
  * the two k x k copies per call (4-5% of a quantize run). The factor then lies transposed (in
  * the row-major lower triangle) and is moved to the upper one once, at the end. */
 static gboolean
-inverse_cholesky (double *H, const double *H0, int k, double d0, int tries, double *used_damp)
+inverse_cholesky (double *H, const double *H0, int k, double d0, int tries)
 {
   double d = d0;
   for (int t = 0; t < tries; t++, d *= 10.0) {
@@ -198,7 +198,6 @@ inverse_cholesky (double *H, const double *H0, int k, double d0, int tries, doub
         H[(size_t) i * k + j] = H[(size_t) j * k + i];
         H[(size_t) j * k + i] = 0.0;
       }
-    *used_damp = d;
     return TRUE;
   }
   return FALSE;
@@ -257,8 +256,7 @@ solve_cpu (Sam2W4 *w, double *W, const double *H0, const int *perm, int B, doubl
   const int n = w->n, k = w->k;
   double *U = g_new (double, (size_t) k * k);      /* upper Cholesky of H^-1 */
   double *err = g_new (double, (size_t) n * B);    /* (n, B) scaled errors of a block */
-  double used = 0.0;
-  if (!inverse_cholesky (U, H0, k, d0, tries, &used)) {
+  if (!inverse_cholesky (U, H0, k, d0, tries)) {
     g_free (U);
     g_free (err);
     return 1;
