@@ -189,7 +189,7 @@ sam2_cuda_scale_columns (const float *x, int M, int K, const float *scale, float
   return launch_binary<true, true> (y, x, scale, (size_t) M * K, K, stream);
 }
 
-/* ---- LayerNorm and softmax: one warp per row -------------------------------------------------- */
+/* ---- LayerNorm and softmax: one warp per row ------------------------------------------------ */
 
 #define ROWS_PER_BLOCK (SAM2_EW_THREADS / 32)
 

@@ -169,10 +169,10 @@ sam2_w4_quantize_rtn (Sam2W4 *w, const float *weights)
  * values); FALSE when H stays singular. H0 is symmetric to the bit (weights.h asks it of the
  * Hessian; quantize.c's smoothed_hessian mirrors one triangle; the permutation keeps it), so
  * LAPACK's column-major view of the row-major buffer is the same matrix: the calls below are
- * LAPACK's own column-major ones on it, the routines and triangles (dpotrf 'L', dpotri 'L', dpotrf 'U') that LAPACKE's
- * row-major calls run on transposed copies, on the same numbers, hence the same bits, without
- * the two k x k copies per call (4-5% of a quantize run). The factor then lies transposed (in
- * the row-major lower triangle) and is moved to the upper one once, at the end. */
+ * LAPACK's own column-major ones on it, the routines and triangles (dpotrf 'L', dpotri 'L',
+ * dpotrf 'U') that LAPACKE's row-major calls run on transposed copies, on the same numbers, hence
+ * the same bits, without the two k x k copies per call. The factor then lies transposed (in the
+ * row-major lower triangle) and is moved to the upper one once, at the end. */
 static gboolean
 inverse_cholesky (double *H, const double *H0, int k, double d0, int tries)
 {
