@@ -91,7 +91,7 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
   using L = TcSmem<NJ>;
   constexpr int DP = L::DP;
   constexpr int ND = DP / 8;     /* 8-column blocks of the output */
-  extern __shared__ float4 smem4[];
+  SAM2_DYNAMIC_SHARED (float4, smem4);
   __half *Ks = reinterpret_cast<__half *> (smem4);   /* (BK, K_LD) */
   __half *Vt = Ks + L::K_HALVES;                      /* (DP, VT_LD) */
 
@@ -382,7 +382,7 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
   constexpr int DP = L::DP, LD = L::LD;
   constexpr int ND = DP / 8;
   constexpr bool PREFETCH = WARPS == 8;
-  extern __shared__ float4 smem4[];
+  SAM2_DYNAMIC_SHARED (float4, smem4);
   __half *Ks = reinterpret_cast<__half *> (smem4);   /* (BK, LD) */
   __half *Vs = Ks + L::HALVES;                        /* (BK, LD) */
 
@@ -628,8 +628,8 @@ sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
       const size_t blocks = seqs * q_tiles;
       if (blocks > 0x7fffffffu)
         return SAM2_CUDA_UNSUPPORTED;
-      k.v2[nj - 1][wide]<<<(unsigned) blocks, 32 * warps, k.v2_bytes[nj - 1], stream>>> (a,
-                                                                                      q_tiles);
+      SAM2_LAUNCH ((unsigned) blocks, 32 * warps, k.v2_bytes[nj - 1], stream,
+                   k.v2[nj - 1][wide]) (a, q_tiles);
       return sam2_launch_status ();
     }
   }
@@ -637,6 +637,7 @@ sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
   const size_t blocks = seqs * q_tiles;
   if (blocks > 0x7fffffffu)
     return SAM2_CUDA_UNSUPPORTED;
-  k.v1[nj - 1][vec]<<<(unsigned) blocks, THREADS, k.v1_bytes[nj - 1], stream>>> (a, q_tiles);
+  SAM2_LAUNCH ((unsigned) blocks, THREADS, k.v1_bytes[nj - 1], stream,
+               k.v1[nj - 1][vec]) (a, q_tiles);
   return sam2_launch_status ();
 }

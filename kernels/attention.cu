@@ -108,7 +108,7 @@ flash_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 {
   using L = FlashSmem<NJ>;
   constexpr int DP = L::DP;
-  extern __shared__ float4 smem4[];
+  SAM2_DYNAMIC_SHARED (float4, smem4);
   float *smem = reinterpret_cast<float *> (smem4);
   float *Qs = smem + L::Q_OFF;   /* (BQ, QK_LD) */
   float *Ks = smem + L::K_OFF;   /* (BK, QK_LD) */
@@ -471,13 +471,14 @@ sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
     const size_t blocks = seqs * a.len_q;
     if (blocks > 0x7fffffffu)
       return SAM2_CUDA_UNSUPPORTED;
-    k.decode[nj - 1][vec]<<<(unsigned) blocks, THREADS, 0, stream>>> (a);
+    SAM2_LAUNCH ((unsigned) blocks, THREADS, 0, stream, k.decode[nj - 1][vec]) (a);
     return sam2_launch_status ();
   }
   const int q_tiles = (a.len_q + BQ - 1) / BQ;
   const size_t blocks = seqs * q_tiles;
   if (blocks > 0x7fffffffu)
     return SAM2_CUDA_UNSUPPORTED;
-  k.flash[nj - 1][vec]<<<(unsigned) blocks, THREADS, k.bytes[nj - 1], stream>>> (a, q_tiles);
+  SAM2_LAUNCH ((unsigned) blocks, THREADS, k.bytes[nj - 1], stream,
+               k.flash[nj - 1][vec]) (a, q_tiles);
   return sam2_launch_status ();
 }

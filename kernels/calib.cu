@@ -27,8 +27,8 @@ sam2_cuda_gather_rows (const float *x, int k, const int *rows, int n, float *out
     return SAM2_CUDA_UNSUPPORTED;
   if (n == 0)
     return SAM2_CUDA_OK;
-  gather_rows_kernel<<<sam2_ew_blocks ((size_t) n * k), SAM2_EW_THREADS, 0, stream>>> (x, k, rows,
-                                                                                      n, out);
+  SAM2_LAUNCH (sam2_ew_blocks ((size_t) n * k), SAM2_EW_THREADS, 0, stream,
+               gather_rows_kernel) (x, k, rows, n, out);
   return sam2_launch_status ();
 }
 
@@ -90,7 +90,7 @@ sam2_cuda_column_range (const float *x, int M, int k, float *min, float *max, cu
   const dim3 grid ((k + tile - 1) / tile, (M + RANGE_ROWS - 1) / RANGE_ROWS);
   if (grid.y > 65535u)
     return SAM2_CUDA_UNSUPPORTED;
-  column_range_kernel<<<grid, tile, 0, stream>>> (x, M, k, min, max);
+  SAM2_LAUNCH (grid, tile, 0, stream, column_range_kernel) (x, M, k, min, max);
   return sam2_launch_status ();
 }
 
@@ -109,7 +109,7 @@ sam2_cuda_fill (float *p, size_t n, float value, cudaStream_t stream)
     return SAM2_CUDA_UNSUPPORTED;
   if (n == 0)
     return SAM2_CUDA_OK;
-  fill_kernel<<<sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream>>> (p, n, value);
+  SAM2_LAUNCH (sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream, fill_kernel) (p, n, value);
   return sam2_launch_status ();
 }
 
@@ -138,6 +138,7 @@ sam2_cuda_gram_accumulate (cublasHandle_t handle, const float *rows, int n, int 
                    k) != CUBLAS_STATUS_SUCCESS)
     return SAM2_CUDA_DEVICE;
   const size_t kk = (size_t) k * k;
-  accumulate_kernel<<<sam2_ew_blocks (kk), SAM2_EW_THREADS, 0, stream>>> (hessian, gram, kk);
+  SAM2_LAUNCH (sam2_ew_blocks (kk), SAM2_EW_THREADS, 0, stream,
+               accumulate_kernel) (hessian, gram, kk);
   return sam2_launch_status ();
 }

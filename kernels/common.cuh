@@ -8,6 +8,20 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+/* The SIMT emulator (tests/simt) compiles kernel files as host C++: its header supplies the
+ * thread indices, barriers, warp operations, PTX instructions and SAM2_LAUNCH. */
+#ifdef SAM2_SIMT_ON_HOST
+#include "simt-device.h"
+#else
+/* kernel<<<grid, block, shared_bytes, stream>>>, spelled SAM2_LAUNCH (grid, block,
+ * shared_bytes, stream, kernel) (arguments) so that the emulator can run the launch; the kernel
+ * comes last because a template's arguments hold commas. */
+#define SAM2_LAUNCH(grid, block, shared_bytes, stream, ...)                                    \
+  __VA_ARGS__<<<(grid), (block), (shared_bytes), (stream)>>>
+/* The kernel's dynamic shared memory (the launch's shared_bytes), 16-byte aligned. */
+#define SAM2_DYNAMIC_SHARED(type, name) extern __shared__ __align__ (16) type name[]
+#endif
+
 /* Threads per block of the element-wise and data-movement kernels. */
 #define SAM2_EW_THREADS 256
 
@@ -28,7 +42,7 @@ sam2_ew_blocks (size_t work_items)
 /* A grid-stride kernel over `work_items` with the element-wise grid on `stream`; used as
  * SAM2_LAUNCH_EW (kernel, n, stream) (arguments), which host-emulation.h turns into a call. */
 #define SAM2_LAUNCH_EW(kernel, work_items, stream)                                              \
-  kernel<<<sam2_ew_blocks (work_items), SAM2_EW_THREADS, 0, (stream)>>>
+  SAM2_LAUNCH (sam2_ew_blocks (work_items), SAM2_EW_THREADS, 0, stream, kernel)
 
 /* A C-callable launcher. */
 #define SAM2_KERNEL_API extern "C"

@@ -74,11 +74,11 @@ launch_bias_act_residual (float *y, size_t total, int N, const float *bias, int 
                    && (residual == NULL || sam2_aligned16 (residual));
   const unsigned blocks = sam2_ew_blocks (vec ? total / 4 + 1 : total);
   if (vec)
-    bias_act_residual_kernel<true><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, total, N, bias, act,
-                                                                          residual);
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, bias_act_residual_kernel<true>) (
+        y, total, N, bias, act, residual);
   else
-    bias_act_residual_kernel<false><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, total, N, bias,
-                                                                           act, residual);
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, bias_act_residual_kernel<false>) (
+        y, total, N, bias, act, residual);
   return sam2_launch_status ();
 }
 
@@ -156,9 +156,11 @@ launch_binary (float *y, const float *a, const float *c, size_t total, int N, cu
                    && (!ROW || N % 4 == 0);
   const unsigned blocks = sam2_ew_blocks (vec ? total / 4 + 1 : total);
   if (vec)
-    binary_kernel<true, ROW, MUL><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, a, c, total, N);
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream,
+                 binary_kernel<true, ROW, MUL>) (y, a, c, total, N);
   else
-    binary_kernel<false, ROW, MUL><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, a, c, total, N);
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream,
+                 binary_kernel<false, ROW, MUL>) (y, a, c, total, N);
   return sam2_launch_status ();
 }
 
@@ -245,8 +247,8 @@ launch_layer_norm (const float *x, long long M, int C, const float *weight, cons
   if (M == 0)
     return SAM2_CUDA_OK;
   const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-  layer_norm_kernel<OUT16><<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, (int) M, C, weight, bias,
-                                                                     eps, win, y);
+  SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, layer_norm_kernel<OUT16>) (
+      x, (int) M, C, weight, bias, eps, win, y);
   return sam2_launch_status ();
 }
 
@@ -310,6 +312,6 @@ sam2_cuda_softmax_rows (float *x, int M, int N, cudaStream_t stream)
   if (M == 0)
     return SAM2_CUDA_OK;
   const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-  softmax_rows_kernel<<<blocks, SAM2_EW_THREADS, 0, stream>>> (x, M, N);
+  SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, softmax_rows_kernel) (x, M, N);
   return sam2_launch_status ();
 }

@@ -90,11 +90,11 @@ launch_act_to_16 (int act, const float *x, size_t n, uint16_t *y, cudaStream_t s
   if (n == 0)
     return SAM2_CUDA_OK;
   if (sam2_aligned16 (x) && ((uintptr_t) y & 7) == 0)
-    act_to_16_kernel<BF16, true><<<sam2_ew_blocks (n / 4 + 1), SAM2_EW_THREADS, 0, stream>>> (
-      act, x, n, y);
+    SAM2_LAUNCH (sam2_ew_blocks (n / 4 + 1), SAM2_EW_THREADS, 0, stream,
+                 act_to_16_kernel<BF16, true>) (act, x, n, y);
   else
-    act_to_16_kernel<BF16, false><<<sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream>>> (act, x, n,
-                                                                                       y);
+    SAM2_LAUNCH (sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream,
+                 act_to_16_kernel<BF16, false>) (act, x, n, y);
   return sam2_launch_status ();
 }
 

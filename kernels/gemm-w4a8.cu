@@ -22,6 +22,7 @@
  * layout), so after each step that ends a group the int32 accumulators are turned into float
  * and cleared. */
 #include "common.cuh"
+#include "ptx.cuh"
 
 #include <cuda_runtime.h>
 #include <math.h>
@@ -67,46 +68,6 @@ act_apply (int act, float x)
   default:
     return x;
   }
-}
-
-__device__ __forceinline__ void
-cp_async16 (void *smem, const void *gmem)
-{
-  const unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-
-__device__ __forceinline__ void
-cp_async_commit ()
-{
-  asm volatile ("cp.async.commit_group;\n" ::: "memory");
-}
-
-template <int N>
-__device__ __forceinline__ void
-cp_async_wait ()
-{
-  asm volatile ("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-/* c (16 x 8, s32) += a (16 x 32, s8, row) b (32 x 8, s8, col). */
-__device__ __forceinline__ void
-mma_s8 (int32_t c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
-{
-  asm volatile ("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
-                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* c (16 x 8, s32) = a (16 x 32, s8, row) b (32 x 8, s8, col) + c0 (every element). */
-__device__ __forceinline__ void
-mma_s8_from (int32_t c[4], const uint32_t a[4], uint32_t b0, uint32_t b1, int32_t c0)
-{
-  asm volatile ("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
-                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %10, %10, %10};\n"
-                : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(c0));
 }
 
 struct GemmArgs {
@@ -327,21 +288,6 @@ w4a8_gemm_kernel (const GemmArgs p)
 constexpr int MAGIC_MAX_GROUP_PAD = 1024;
 constexpr int32_t MAGIC_BITS = 0x4B400000;     /* 12582912.0f */
 constexpr float MAGIC_F = 12582912.0f;
-
-__device__ __forceinline__ void
-prefetch_l1 (const void *gmem)
-{
-  asm volatile ("prefetch.global.L1 [%0];\n" ::"l"(gmem));
-}
-
-__device__ __forceinline__ void
-ldmatrix_x4 (uint32_t r[4], const void *smem)
-{
-  const unsigned s = (unsigned) __cvta_generic_to_shared (smem);
-  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                : "r"(s));
-}
 
 /* BM = 128: 8 warps, two blocks per SM (128 registers); BM = 64: 4 warps, four blocks. */
 template <int BM, bool MAGIC>
@@ -891,17 +837,17 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
       if (grid.y > 65535)
         return SAM2_CUDA_UNSUPPORTED;
       if (magic)
-        w4a8_gemm_v2_kernel<128, true><<<grid, 256, 0, stream>>> (p);
+        SAM2_LAUNCH (grid, 256, 0, stream, w4a8_gemm_v2_kernel<128, true>) (p);
       else
-        w4a8_gemm_v2_kernel<128, false><<<grid, 256, 0, stream>>> (p);
+        SAM2_LAUNCH (grid, 256, 0, stream, w4a8_gemm_v2_kernel<128, false>) (p);
     } else {
       const dim3 grid (n_tiles, (M + 63) / 64);
       if (grid.y > 65535)
         return SAM2_CUDA_UNSUPPORTED;
       if (magic)
-        w4a8_gemm_v2_kernel<64, true><<<grid, 128, 0, stream>>> (p);
+        SAM2_LAUNCH (grid, 128, 0, stream, w4a8_gemm_v2_kernel<64, true>) (p);
       else
-        w4a8_gemm_v2_kernel<64, false><<<grid, 128, 0, stream>>> (p);
+        SAM2_LAUNCH (grid, 128, 0, stream, w4a8_gemm_v2_kernel<64, false>) (p);
     }
     return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
   }
@@ -909,10 +855,10 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
     const dim3 grid (n_tiles, (M + 127) / 128);
     if (grid.y > 65535)
       return SAM2_CUDA_UNSUPPORTED;
-    w4a8_gemm_kernel<128><<<grid, 256, 0, stream>>> (p);
+    SAM2_LAUNCH (grid, 256, 0, stream, w4a8_gemm_kernel<128>) (p);
   } else {
     const dim3 grid (n_tiles, (M + 63) / 64);
-    w4a8_gemm_kernel<64><<<grid, 128, 0, stream>>> (p);
+    SAM2_LAUNCH (grid, 128, 0, stream, w4a8_gemm_kernel<64>) (p);
   }
   return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
 }
@@ -955,7 +901,7 @@ sam2_cuda_w4a8_linear (const Sam2CudaW4A8Layer *layer, const float *x, int M, fl
       float *buf = (float *) (base + ws.xs);
       const size_t n = (size_t) M * K;
       const int blocks = (int) ((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);
-      scale_columns_kernel<<<blocks, 256, 0, stream>>> (x, layer->smooth_inv, n, K, buf);
+      SAM2_LAUNCH (blocks, 256, 0, stream, scale_columns_kernel) (x, layer->smooth_inv, n, K, buf);
       if (cudaGetLastError () != cudaSuccess)
         return SAM2_CUDA_DEVICE;
       xs = buf;

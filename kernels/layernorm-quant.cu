@@ -15,7 +15,7 @@
  * the same reason); rounding is v + copysign(0.5, v) truncated toward zero (__float2int_rz),
  * which is the CPU's `(int) (v + copysignf (0.5f, v))`. The row's parameters are computed by
  * every lane from the same reduced values, so every lane holds the same ones. */
-#include "kernels.h"
+#include "common.cuh"
 #include "layernorm-row.cuh"
 
 #include <cuda_runtime.h>
@@ -109,7 +109,7 @@ quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float
                       float *__restrict__ scales, int32_t *__restrict__ zeros,
                       int32_t *__restrict__ sums, float *__restrict__ t)
 {
-  extern __shared__ int32_t gsum_all[];
+  SAM2_DYNAMIC_SHARED (int32_t, gsum_all);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int m = blockIdx.x * QUANT_WARPS + warp;
   const int K = geo.k, G = geo.group_size, NG = geo.n_groups, GP = geo.group_pad;
@@ -390,7 +390,7 @@ quantize_rows_v2_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, fl
                          int32_t *__restrict__ zeros, int32_t *__restrict__ sums,
                          float *__restrict__ t)
 {
-  extern __shared__ int32_t gsum_all[];
+  SAM2_DYNAMIC_SHARED (int32_t, gsum_all);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int m = blockIdx.x * QUANT_WARPS + warp;
   int32_t *gsum = gsum_all + (size_t) warp * geo.n_groups;   /* (n_groups) this warp's row */
@@ -437,7 +437,7 @@ layer_norm_quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_s
                                  float *__restrict__ scales, int32_t *__restrict__ zeros,
                                  int32_t *__restrict__ sums, float *__restrict__ t)
 {
-  extern __shared__ int32_t smem[];
+  SAM2_DYNAMIC_SHARED (int32_t, smem);
   const NormQuantSmem lay = norm_quant_smem (geo);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int m = blockIdx.x * QUANT_WARPS + warp;
@@ -557,13 +557,13 @@ sam2_cuda_quantize_rows (const Sam2CudaW4A8Layer *layer, const float *x, int M,
   /* v2 stores 16 bytes at a time: codes 16-byte aligned (row_bytes is a multiple of 64) */
   if (sam2_cuda_w4a8_kernel_version () >= 2 && ((uintptr_t) out->codes & 15) == 0) {
     const QuantV2Fn fn = quant_v2_kernels[vector_loads (layer, x)][positions_per_lane_index (geo)];
-    fn<<<blocks, QUANT_WARPS * 32, smem, stream>>> (
+    SAM2_LAUNCH (blocks, QUANT_WARPS * 32, smem, stream, fn) (
       geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
       layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
       fuse_t ? out->t : nullptr);
     return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
   }
-  quantize_rows_kernel<<<blocks, QUANT_WARPS * 32, smem, stream>>> (
+  SAM2_LAUNCH (blocks, QUANT_WARPS * 32, smem, stream, quantize_rows_kernel) (
     geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
     layer->lora_down, x, M, out->codes, out->scales, out->zeros, out->sums,
     fuse_t ? out->t : nullptr);
@@ -615,7 +615,7 @@ sam2_cuda_layer_norm_quantize_rows (const Sam2CudaW4A8Layer *layer, const Sam2Cu
   /* the shared row is 16-byte aligned whatever x is; x itself is read a float at a time */
   const NormQuantFn fn = norm_quant_kernels[vector_loads (layer, nullptr)]
                                            [positions_per_lane_index (geo)];
-  fn<<<blocks, QUANT_WARPS * 32, lay.bytes, stream>>> (
+  SAM2_LAUNCH (blocks, QUANT_WARPS * 32, lay.bytes, stream, fn) (
     geo, layer->act_mode, layer->act_scale, layer->act_zero, layer->smooth_inv, layer->rank,
     layer->lora_down, norm->weight, norm->bias, norm->eps, win, x, M, out->codes, out->scales,
     out->zeros, out->sums, fuse_t ? out->t : nullptr);

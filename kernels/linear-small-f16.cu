@@ -116,10 +116,10 @@ sam2_cuda_linear_f16_small_m (const float *x, int M, int K, const uint16_t *w16,
   const __half *w = reinterpret_cast<const __half *> (w16);
   const unsigned blocks = (unsigned) ((N + WARPS - 1) / WARPS);
   if (K % 8 == 0 && sam2_aligned16 (x) && sam2_aligned16 (w16))
-    linear_small_m_kernel<true><<<blocks, WARPS * 32, 0, stream>>> (x, M, K, w, N, bias, act,
-                                                                     residual, y);
+    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream,
+                 linear_small_m_kernel<true>) (x, M, K, w, N, bias, act, residual, y);
   else
-    linear_small_m_kernel<false><<<blocks, WARPS * 32, 0, stream>>> (x, M, K, w, N, bias, act,
-                                                                      residual, y);
+    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream,
+                 linear_small_m_kernel<false>) (x, M, K, w, N, bias, act, residual, y);
   return sam2_launch_status ();
 }

@@ -120,16 +120,16 @@ sam2_cuda_window_partition (const float *x, int H, int W, int C, int ws, float *
   const size_t tv = v ? total / 4 : total;
   const unsigned blocks = sam2_ew_blocks (tv);
   if (v && use_index32 (tv))
-    window_partition_kernel<float4, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, window_partition_kernel<float4, uint32_t>) (
         (const float4 *) x, H, W, cv, ws, nw, (uint32_t) tv, (float4 *) windows);
   else if (v)
-    window_partition_kernel<float4, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, window_partition_kernel<float4, size_t>) (
         (const float4 *) x, H, W, cv, ws, nw, tv, (float4 *) windows);
   else if (use_index32 (tv))
-    window_partition_kernel<float, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, window_partition_kernel<float, uint32_t>) (
         x, H, W, cv, ws, nw, (uint32_t) tv, windows);
   else
-    window_partition_kernel<float, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, window_partition_kernel<float, size_t>) (
         x, H, W, cv, ws, nw, tv, windows);
   return sam2_launch_status ();
 }
@@ -152,18 +152,18 @@ sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w, in
   const unsigned blocks = sam2_ew_blocks (tv);
   const bool i32 = use_index32 (src > tv ? src : tv);
   if (v && i32)
-    window_unpartition_kernel<float4, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, window_unpartition_kernel<float4, uint32_t>) (
         (const float4 *) windows, n_win_w, ws, cv, W, (uint32_t) tv, (const float4 *) residual,
         (float4 *) x);
   else if (v)
-    window_unpartition_kernel<float4, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, window_unpartition_kernel<float4, size_t>) (
         (const float4 *) windows, n_win_w, ws, cv, W, tv, (const float4 *) residual,
         (float4 *) x);
   else if (i32)
-    window_unpartition_kernel<float, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, window_unpartition_kernel<float, uint32_t>) (
         windows, n_win_w, ws, cv, W, (uint32_t) tv, residual, x);
   else
-    window_unpartition_kernel<float, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, window_unpartition_kernel<float, size_t>) (
         windows, n_win_w, ws, cv, W, tv, residual, x);
   return sam2_launch_status ();
 }
@@ -204,7 +204,8 @@ sam2_cuda_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int 
   const size_t total = (size_t) n_img * oh * ow * C;
   if (total == 0)
     return SAM2_CUDA_OK;
-  max_pool_kernel<<<sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream>>> (x, H, W, C, ld, s, oh,
+  SAM2_LAUNCH (sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream,
+               max_pool_kernel) (x, H, W, C, ld, s, oh,
                                                                            ow, total, y);
   return sam2_launch_status ();
 }
@@ -254,10 +255,10 @@ launch_im2col (const float *x, int C, int H, int W, int kh, int kw, int stride, 
   const size_t in = (size_t) C * H * W;
   const unsigned blocks = sam2_ew_blocks (total);
   if (use_index32 (total > in ? total : in))
-    im2col_kernel<PLANAR, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, im2col_kernel<PLANAR, uint32_t>) (
         x, C, H, W, kh, kw, stride, pad, ow, (uint32_t) total, cols);
   else
-    im2col_kernel<PLANAR, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, im2col_kernel<PLANAR, size_t>) (
         x, C, H, W, kh, kw, stride, pad, ow, total, cols);
   return sam2_launch_status ();
 }
@@ -304,16 +305,17 @@ sam2_cuda_add_upsample2x (float *y, const float *x, int H, int W, int C, cudaStr
   const size_t tv = v ? total / 4 : total;
   const unsigned blocks = sam2_ew_blocks (tv);
   if (v && use_index32 (tv))
-    add_upsample2x_kernel<float4, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, add_upsample2x_kernel<float4, uint32_t>) (
         (float4 *) y, (const float4 *) x, W, cv, (uint32_t) tv);
   else if (v)
-    add_upsample2x_kernel<float4, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, add_upsample2x_kernel<float4, size_t>) (
         (float4 *) y, (const float4 *) x, W, cv, tv);
   else if (use_index32 (tv))
-    add_upsample2x_kernel<float, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, add_upsample2x_kernel<float, uint32_t>) (
         y, x, W, cv, (uint32_t) tv);
   else
-    add_upsample2x_kernel<float, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (y, x, W, cv, tv);
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream,
+                 add_upsample2x_kernel<float, size_t>) (y, x, W, cv, tv);
   return sam2_launch_status ();
 }
 
@@ -349,16 +351,16 @@ sam2_cuda_depth_to_space2x (const float *x, int H, int W, int C, const float *ad
   const size_t tv = v ? total / 4 : total;
   const unsigned blocks = sam2_ew_blocks (tv);
   if (v && use_index32 (tv))
-    depth_to_space2x_kernel<float4, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float4, uint32_t>) (
         (const float4 *) x, W, cv, (const float4 *) addend, (uint32_t) tv, (float4 *) y);
   else if (v)
-    depth_to_space2x_kernel<float4, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float4, size_t>) (
         (const float4 *) x, W, cv, (const float4 *) addend, tv, (float4 *) y);
   else if (use_index32 (tv))
-    depth_to_space2x_kernel<float, uint32_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float, uint32_t>) (
         x, W, cv, addend, (uint32_t) tv, y);
   else
-    depth_to_space2x_kernel<float, size_t><<<blocks, SAM2_EW_THREADS, 0, stream>>> (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float, size_t>) (
         x, W, cv, addend, tv, y);
   return sam2_launch_status ();
 }

@@ -1,0 +1,167 @@
+/* fiber-switch.h: the SIMT emulator's fibers (simt.cc): a stack per emulated GPU thread and a
+ * switch between them. On x86-64 the switch saves the callee-saved registers and the SSE / x87
+ * control words on the stack and swaps stack pointers (a few nanoseconds: the emulator switches
+ * at every collective of every thread); elsewhere ucontext's swapcontext does it (a system call
+ * per switch, correct but slower). Under AddressSanitizer every switch is announced to it, so
+ * that it tracks which stack is live. */
+#ifndef SAM2_SIMT_FIBER_SWITCH_H
+#define SAM2_SIMT_FIBER_SWITCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SAM2_SIMT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SAM2_SIMT_ASAN 1
+#endif
+#endif
+#ifdef SAM2_SIMT_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+namespace sam2_simt {
+
+struct Fiber {
+#if defined(__x86_64__)
+  void *sp;              /* saved stack pointer while switched out */
+#else
+  ucontext_t ctx;
+#endif
+  void *stack;           /* NULL for the scheduler's own (the thread's) stack */
+  size_t stack_bytes;
+  void (*entry) ();
+  void *asan_fake_stack;  /* AddressSanitizer's record of this context while switched out */
+};
+
+#if defined(__x86_64__)
+/* sam2_simt_switch (&from->sp, to->sp): pushes rbp, rbx, r12-r15 and the MXCSR / x87 control
+ * words, stores rsp into *from_sp, loads to_sp, pops the same and returns on the other stack. */
+extern "C" void sam2_simt_switch (void **from_sp, void *to_sp);
+__asm__ (".text\n"
+         ".globl sam2_simt_switch\n"
+         ".type sam2_simt_switch, @function\n"
+         "sam2_simt_switch:\n"
+         "  pushq %rbp\n"
+         "  pushq %rbx\n"
+         "  pushq %r12\n"
+         "  pushq %r13\n"
+         "  pushq %r14\n"
+         "  pushq %r15\n"
+         "  subq $8, %rsp\n"
+         "  stmxcsr (%rsp)\n"
+         "  fnstcw 4(%rsp)\n"
+         "  movq %rsp, (%rdi)\n"
+         "  movq %rsi, %rsp\n"
+         "  ldmxcsr (%rsp)\n"
+         "  fldcw 4(%rsp)\n"
+         "  addq $8, %rsp\n"
+         "  popq %r15\n"
+         "  popq %r14\n"
+         "  popq %r13\n"
+         "  popq %r12\n"
+         "  popq %rbx\n"
+         "  popq %rbp\n"
+         "  ret\n"
+         ".size sam2_simt_switch, .-sam2_simt_switch\n"
+         ".section .note.GNU-stack,\"\",@progbits\n"
+         ".text\n");
+#endif
+
+inline Fiber *&
+fiber_starting ()
+{
+  static Fiber *f;
+  return f;
+}
+
+#ifdef SAM2_SIMT_ASAN
+/* The scheduler's own stack, as ASan reports it when the first fiber starts (fibers are only
+ * ever switched to from the scheduler, and back). */
+struct AsanStack {
+  const void *bottom;
+  size_t size;
+};
+inline AsanStack &
+asan_main_stack ()
+{
+  static AsanStack s;
+  return s;
+}
+#endif
+
+/* Where a new fiber begins: ASan learns that the switch ended, then the fiber's entry runs
+ * (it never returns: a fiber only switches away). */
+inline void
+fiber_trampoline ()
+{
+#ifdef SAM2_SIMT_ASAN
+  __sanitizer_finish_switch_fiber (nullptr, &asan_main_stack ().bottom,
+                                   &asan_main_stack ().size);
+#endif
+  fiber_starting ()->entry ();
+  abort ();
+}
+
+inline Fiber *
+fiber_new (size_t stack_bytes, void (*entry) ())
+{
+  Fiber *f = static_cast<Fiber *> (calloc (1, sizeof (Fiber)));
+  if (f == nullptr || (f->stack = malloc (stack_bytes)) == nullptr)
+    abort ();
+  f->stack_bytes = stack_bytes;
+  f->entry = entry;
+#if defined(__x86_64__)
+  /* The first switch in pops the saved words below and returns into the trampoline with the
+   * stack as a call would leave it (rsp + 8 a multiple of 16). */
+  uintptr_t top = ((uintptr_t) f->stack + stack_bytes) & ~(uintptr_t) 15;
+  uint64_t *sp = reinterpret_cast<uint64_t *> (top);
+  *--sp = 0;                                           /* the trampoline's return address */
+  *--sp = (uint64_t) (uintptr_t) &fiber_trampoline;    /* where the switch's ret goes */
+  for (int i = 0; i < 6; i++)
+    *--sp = 0;                                         /* rbp, rbx, r12-r15 */
+  uint32_t control[2];
+  __asm__ volatile ("stmxcsr %0\n\tfnstcw %1" : "=m"(control[0]), "=m"(control[1]));
+  *--sp = (uint64_t) control[0] | (uint64_t) (control[1] & 0xffff) << 32;
+  f->sp = sp;
+#else
+  getcontext (&f->ctx);
+  f->ctx.uc_stack.ss_sp = f->stack;
+  f->ctx.uc_stack.ss_size = stack_bytes;
+  f->ctx.uc_link = nullptr;
+  makecontext (&f->ctx, fiber_trampoline, 0);
+#endif
+  return f;
+}
+
+/* Suspends `from` (the running context) and resumes `to`. */
+inline void
+fiber_switch (Fiber *from, Fiber *to)
+{
+  fiber_starting () = to;
+#ifdef SAM2_SIMT_ASAN
+  if (to->stack != nullptr)
+    __sanitizer_start_switch_fiber (&from->asan_fake_stack, to->stack, to->stack_bytes);
+  else
+    __sanitizer_start_switch_fiber (&from->asan_fake_stack, asan_main_stack ().bottom,
+                                    asan_main_stack ().size);
+#endif
+#if defined(__x86_64__)
+  sam2_simt_switch (&from->sp, to->sp);
+#else
+  swapcontext (&from->ctx, &to->ctx);
+#endif
+#ifdef SAM2_SIMT_ASAN
+  __sanitizer_finish_switch_fiber (from->asan_fake_stack, nullptr, nullptr);
+#endif
+}
+
+}  // namespace sam2_simt
+
+#endif

@@ -1,0 +1,2 @@
+/* kernels/elementwise.cu compiled for the SIMT emulator (simt-device.h). */
+#include "elementwise.cu"

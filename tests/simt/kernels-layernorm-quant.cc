@@ -1,0 +1,2 @@
+/* kernels/layernorm-quant.cu compiled for the SIMT emulator (simt-device.h). */
+#include "layernorm-quant.cu"

@@ -1,0 +1,692 @@
+/* simt.cc: the SIMT emulator's scheduler and collectives (simt-device.h) and the part of the CUDA
+ * runtime and cuBLAS the CUDA suites call, over host memory, so that those suites run their
+ * checks on the emulated kernels on a machine without a GPU.
+ *
+ * A launch runs its blocks in order. A block's threads are fibers (own stacks, switched by
+ * fiber-switch.h) started in thread order (reverse order on odd blocks); each runs until it
+ * finishes or waits at a barrier or collective, then the next runnable thread runs. A
+ * collective completes when the last lane of its mask arrives: that lane computes every lane's
+ * result (a shuffle's value, a vote, the mma's products, ldmatrix's words) and the waiting lanes
+ * become runnable. No runnable thread while some wait is a deadlock: the emulator says which
+ * kernel and which threads wait where, and aborts. Any misuse it can see (a collective whose
+ * mask holds an exited lane, lanes of one warp at different collectives, a misaligned ldmatrix
+ * or cp.async) aborts the same way: a test that fails loudly rather than a value. */
+#include "simt-device.h"
+#include "fiber-switch.h"
+
+#include <cublas_v2.h>
+#include <dlfcn.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <vector>
+
+#include <cblas.h>
+
+uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+
+namespace sam2_simt {
+namespace {
+
+constexpr size_t STACK_BYTES = 256 * 1024;
+constexpr int MAX_THREADS = 1024;
+constexpr size_t DEFAULT_DYNAMIC_SHARED = 48 * 1024;
+constexpr size_t MAX_DYNAMIC_SHARED = 227 * 1024;   /* sm_90's opt-in limit per block */
+
+enum ThreadState { NOT_STARTED, RUNNABLE, WAITING, DONE };
+
+enum CollectiveKind { NONE, BLOCK_SYNC, WARP_SYNC, SHUFFLE, VOTE, MMA, LDMATRIX };
+
+const char *const kind_names[] = { "none", "__syncthreads", "__syncwarp", "a shuffle", "a vote",
+                                   "mma.sync", "ldmatrix" };
+
+struct Pending {
+  void *dst;
+  const void *src;
+  int bytes;
+  int group;           /* commit group; -1 until committed */
+};
+
+struct Thread {
+  uint3 idx;
+  ThreadState state;
+  CollectiveKind waiting_at;
+  Fiber *fiber;
+  std::vector<Pending> copies;   /* cp.async copies not yet landed, oldest first */
+  int groups_committed;
+};
+
+/* A lane's operands of a collective and its result. */
+struct Lane {
+  uint64_t in[10];
+  uint64_t out[4];
+};
+
+struct Warp {
+  CollectiveKind kind;   /* the collective under way, NONE when no lane waits */
+  unsigned mask, arrived;
+  int arg, width, sub;   /* the shuffle's or vote's kind and argument */
+  Lane lane[32];
+};
+
+struct Block {
+  int n_threads;
+  std::vector<Thread> threads;
+  std::vector<Warp> warps;
+  int arrived, done;   /* at __syncthreads; exited */
+  std::vector<unsigned char> dynamic_shared;
+};
+
+struct Scheduler {
+  Fiber main;
+  std::vector<Fiber *> free_fibers;
+  Block block;
+  Thread *current;
+  const std::function<void ()> *body;
+  const void *kernel;
+};
+
+Scheduler sched;
+cudaError_t last_error = cudaSuccess;
+
+struct Attribute {
+  const void *kernel;
+  int max_dynamic_shared;
+};
+std::vector<Attribute> attributes;
+
+[[noreturn]] void
+die (const char *fmt, const char *what)
+{
+  const Thread *t = sched.current;
+  fprintf (stderr, "simt: kernel %p, block (%u, %u, %u)", sched.kernel, blockIdx.x, blockIdx.y,
+           blockIdx.z);
+  if (t != nullptr)
+    fprintf (stderr, ", thread (%u, %u, %u)", t->idx.x, t->idx.y, t->idx.z);
+  fprintf (stderr, ": ");
+  fprintf (stderr, fmt, what);
+  fprintf (stderr, "\n");
+  abort ();
+}
+
+int
+linear_id (const Thread *t)
+{
+  return (int) (t->idx.x + blockDim.x * (t->idx.y + blockDim.y * t->idx.z));
+}
+
+/* Back to the scheduler until this thread is runnable again. */
+void
+wait_here (CollectiveKind kind)
+{
+  Thread *t = sched.current;
+  t->state = WAITING;
+  t->waiting_at = kind;
+  fiber_switch (t->fiber, &sched.main);
+  /* resumed by the scheduler: runnable again */
+}
+
+void
+release (Thread *t)
+{
+  t->state = RUNNABLE;
+  t->waiting_at = NONE;
+}
+
+void
+block_barrier_check ()
+{
+  Block &b = sched.block;
+  if (b.arrived > 0 && b.arrived + b.done == b.n_threads) {
+    for (Thread &t : b.threads)
+      if (t.state == WAITING && t.waiting_at == BLOCK_SYNC)
+        release (&t);
+    b.arrived = 0;
+  }
+}
+
+void
+complete_shuffle (Warp &w)
+{
+  for (int l = 0; l < 32; l++) {
+    if (!(w.mask >> l & 1))
+      continue;
+    const int seg = l / w.width * w.width;
+    int src = l;
+    switch (w.sub) {
+    case SHFL_IDX:
+      src = seg + (w.arg % w.width + w.width) % w.width;
+      break;
+    case SHFL_XOR:
+      src = l ^ w.arg;
+      if (src >= seg + w.width || src < seg)
+        src = l;
+      break;
+    case SHFL_DOWN:
+      src = l + w.arg < seg + w.width ? l + w.arg : l;
+      break;
+    case SHFL_UP:
+      src = l - w.arg >= seg ? l - w.arg : l;
+      break;
+    }
+    if (!(w.mask >> src & 1))
+      die ("%s reads a lane outside its mask (undefined on the GPU)", kind_names[SHUFFLE]);
+    w.lane[l].out[0] = w.lane[src].in[0];
+  }
+}
+
+void
+complete_vote (Warp &w)
+{
+  unsigned ballot = 0;
+  for (int l = 0; l < 32; l++)
+    if ((w.mask >> l & 1) && w.lane[l].in[0])
+      ballot |= 1u << l;
+  unsigned r = ballot;
+  if (w.sub == VOTE_ANY)
+    r = ballot != 0;
+  else if (w.sub == VOTE_ALL)
+    r = ballot == w.mask;
+  for (int l = 0; l < 32; l++)
+    w.lane[l].out[0] = r;
+}
+
+/* mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32, fragments as the PTX ISA lays them out
+ * (groupID = lane / 4, threadID_in_group = lane % 4):
+ *   A (16 x 32): a0 row g, cols 4t..4t+3; a1 row g+8, same cols; a2, a3 as a0, a1 at cols +16;
+ *   B (32 x 8):  b0 rows 4t..4t+3 of col g; b1 rows 16+4t..16+4t+3 of col g;
+ *   C, D (16 x 8): c0, c1 row g, cols 2t, 2t+1; c2, c3 row g+8, same cols.
+ * Bytes within a register: the lowest-addressed element in the low byte. */
+void
+complete_mma (Warp &w)
+{
+  int32_t A[16][32], Bt[8][32];   /* B stored transposed: a column's 32 k contiguous */
+  uint32_t C[16][8];
+  for (int l = 0; l < 32; l++) {
+    const int g = l / 4, t = l % 4;
+    const uint64_t *in = w.lane[l].in;
+    for (int i = 0; i < 4; i++) {
+      const int row = g + (i % 2) * 8, col = t * 4 + (i / 2) * 16;
+      const uint32_t a = (uint32_t) in[i];
+      for (int b = 0; b < 4; b++)
+        A[row][col + b] = (int8_t) (a >> (8 * b));
+    }
+    for (int j = 0; j < 2; j++) {
+      const uint32_t v = (uint32_t) in[4 + j];
+      for (int b = 0; b < 4; b++)
+        Bt[g][j * 16 + t * 4 + b] = (int8_t) (v >> (8 * b));
+    }
+    for (int i = 0; i < 4; i++)
+      C[g + (i / 2) * 8][t * 2 + i % 2] = (uint32_t) in[6 + i];
+  }
+  for (int l = 0; l < 32; l++) {
+    const int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; i++) {
+      const int row = g + (i / 2) * 8, col = t * 2 + i % 2;
+      /* each product fits in int32 and so does the sum of 32 (< 2^19); the accumulation wraps
+       * modulo 2^32, as the tensor core's does */
+      int32_t dot = 0;
+      for (int k = 0; k < 32; k++)
+        dot += A[row][k] * Bt[col][k];
+      w.lane[l].out[i] = C[row][col] + (uint32_t) dot;
+    }
+  }
+}
+
+/* ldmatrix.sync.aligned.m8n8.x4.shared.b16: lanes 8j..8j+7 give the row addresses of matrix j;
+ * register j of lane l is the 32-bit word (l % 4) of row l / 4 of matrix j. */
+void
+complete_ldmatrix (Warp &w)
+{
+  for (int l = 0; l < 32; l++)
+    for (int j = 0; j < 4; j++) {
+      const unsigned char *row = (const unsigned char *) (uintptr_t) w.lane[j * 8 + l / 4].in[0];
+      uint32_t v;
+      memcpy (&v, row + (l % 4) * 4, 4);
+      w.lane[l].out[j] = v;
+    }
+}
+
+/* Joins the warp's collective `kind` with operands `in`; returns this lane's result row. */
+const uint64_t *
+warp_collective (CollectiveKind kind, unsigned mask, int sub, int arg, int width,
+                 const uint64_t *in, int n_in)
+{
+  Thread *t = sched.current;
+  const int id = linear_id (t), lane = id % 32;
+  Warp &w = sched.block.warps[id / 32];
+  if (!(mask >> lane & 1))
+    die ("%s with a mask that leaves out the calling lane", kind_names[kind]);
+  if (w.kind == NONE) {
+    w.kind = kind;
+    w.mask = mask;
+    w.arrived = 0;
+    w.sub = sub;
+    w.arg = arg;
+    w.width = width;
+    /* every lane of the mask must be able to arrive (a lane that exits later while the warp
+     * waits for it is caught at its exit) */
+    const int base = id / 32 * 32;
+    for (int l = 0; l < 32; l++)
+      if ((mask >> l & 1)
+          && (base + l >= sched.block.n_threads || sched.block.threads[base + l].state == DONE))
+        die ("%s whose mask holds a lane that has exited or does not exist", kind_names[kind]);
+  } else if (w.kind != kind || w.mask != mask || w.sub != sub) {
+    die ("lanes of one warp at different collectives (this one: %s)", kind_names[kind]);
+  }
+  for (int i = 0; i < n_in; i++)
+    w.lane[lane].in[i] = in[i];
+  w.arrived |= 1u << lane;
+  if (w.arrived == w.mask) {
+    switch (kind) {
+    case SHUFFLE:
+      complete_shuffle (w);
+      break;
+    case VOTE:
+      complete_vote (w);
+      break;
+    case MMA:
+      complete_mma (w);
+      break;
+    case LDMATRIX:
+      complete_ldmatrix (w);
+      break;
+    default:
+      break;
+    }
+    const int base = id / 32 * 32;
+    for (int l = 0; l < 32; l++)
+      if ((w.mask >> l & 1) && l != lane)
+        release (&sched.block.threads[base + l]);
+    w.kind = NONE;
+  } else {
+    wait_here (kind);
+  }
+  return w.lane[lane].out;
+}
+
+void
+land_copies (Thread *t, int keep_groups)
+{
+  /* every copy of a committed group older than the newest keep_groups lands */
+  const int limit = t->groups_committed - keep_groups;
+  size_t kept = 0;
+  for (size_t i = 0; i < t->copies.size (); i++) {
+    Pending &p = t->copies[i];
+    if (p.group >= 0 && p.group < limit)
+      memcpy (p.dst, p.src, (size_t) p.bytes);
+    else
+      t->copies[kept++] = p;
+  }
+  t->copies.resize (kept);
+}
+
+void
+thread_exit_checks ()
+{
+  Block &b = sched.block;
+  b.done++;
+  block_barrier_check ();
+  /* a warp collective still waiting for this lane can never complete */
+  Thread *t = sched.current;
+  const int id = linear_id (t);
+  const Warp &w = b.warps[id / 32];
+  if (w.kind != NONE && (w.mask >> (id % 32) & 1))
+    die ("exits while its warp waits for it at %s", kind_names[w.kind]);
+}
+
+void
+fiber_main ()
+{
+  for (;;) {
+    Thread *t = sched.current;
+    (*sched.body) ();
+    /* copies never waited for land at exit, as the hardware completes them */
+    land_copies (t, 0);
+    for (Pending &p : t->copies)
+      memcpy (p.dst, p.src, (size_t) p.bytes);
+    t->copies.clear ();
+    thread_exit_checks ();
+    t->state = DONE;
+    Fiber *f = t->fiber;
+    t->fiber = nullptr;
+    sched.free_fibers.push_back (f);
+    fiber_switch (f, &sched.main);
+  }
+}
+
+void
+run_block (bool reverse)
+{
+  Block &b = sched.block;
+  b.arrived = b.done = 0;
+  for (int i = 0; i < b.n_threads; i++) {
+    Thread &t = b.threads[i];
+    t.idx = { (unsigned) (i % blockDim.x), (unsigned) (i / blockDim.x % blockDim.y),
+              (unsigned) (i / (blockDim.x * blockDim.y)) };
+    t.state = NOT_STARTED;
+    t.waiting_at = NONE;
+    t.fiber = nullptr;
+    t.copies.clear ();
+    t.groups_committed = 0;
+  }
+  for (Warp &w : b.warps)
+    w.kind = NONE;
+  for (;;) {
+    bool ran = false, all_done = true;
+    for (int k = 0; k < b.n_threads; k++) {
+      Thread &t = b.threads[reverse ? b.n_threads - 1 - k : k];
+      if (t.state != DONE)
+        all_done = false;
+      if (t.state != NOT_STARTED && t.state != RUNNABLE)
+        continue;
+      if (t.state == NOT_STARTED) {
+        if (sched.free_fibers.empty ())
+          sched.free_fibers.push_back (fiber_new (STACK_BYTES, fiber_main));
+        t.fiber = sched.free_fibers.back ();
+        sched.free_fibers.pop_back ();
+        t.state = RUNNABLE;
+      }
+      sched.current = &t;
+      threadIdx = t.idx;
+      fiber_switch (&sched.main, t.fiber);
+      sched.current = nullptr;
+      ran = true;
+    }
+    if (all_done)
+      return;
+    if (!ran) {
+      for (const Thread &t : b.threads)
+        if (t.state == WAITING)
+          fprintf (stderr, "simt: thread (%u, %u, %u) waits at %s\n", t.idx.x, t.idx.y, t.idx.z,
+                   kind_names[t.waiting_at]);
+      die ("%s", "deadlock: every thread left waits, none can arrive");
+    }
+  }
+}
+
+}  // namespace
+
+void
+sync_block ()
+{
+  Block &b = sched.block;
+  b.arrived++;
+  if (b.arrived + b.done == b.n_threads) {
+    block_barrier_check ();
+    return;
+  }
+  wait_here (BLOCK_SYNC);
+}
+
+void
+sync_warp (unsigned mask)
+{
+  warp_collective (WARP_SYNC, mask, 0, 0, 32, nullptr, 0);
+}
+
+uint64_t
+shuffle (unsigned mask, uint64_t value, ShuffleKind kind, int arg, int width)
+{
+  if (width < 1 || width > 32 || (width & (width - 1)) != 0)
+    die ("%s with a width that is not a power of two up to 32", kind_names[SHUFFLE]);
+  return warp_collective (SHUFFLE, mask, kind, arg, width, &value, 1)[0];
+}
+
+unsigned
+vote (unsigned mask, VoteKind kind, bool predicate)
+{
+  const uint64_t p = predicate;
+  return (unsigned) warp_collective (VOTE, mask, kind, 0, 32, &p, 1)[0];
+}
+
+void
+mma_m16n8k32_s8 (int32_t d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, const int32_t c[4])
+{
+  const uint64_t in[10] = { a[0], a[1], a[2], a[3], b0, b1, (uint32_t) c[0], (uint32_t) c[1],
+                            (uint32_t) c[2], (uint32_t) c[3] };
+  const uint64_t *out = warp_collective (MMA, 0xffffffffu, 0, 0, 32, in, 10);
+  for (int i = 0; i < 4; i++)
+    d[i] = (int32_t) (uint32_t) out[i];
+}
+
+void
+ldmatrix_x4 (uint32_t r[4], const void *shared_row)
+{
+  if (((uintptr_t) shared_row & 15) != 0)
+    die ("%s row address not 16-byte aligned", kind_names[LDMATRIX]);
+  const uint64_t in = (uintptr_t) shared_row;
+  const uint64_t *out = warp_collective (LDMATRIX, 0xffffffffu, 0, 0, 32, &in, 1);
+  for (int j = 0; j < 4; j++)
+    r[j] = (uint32_t) out[j];
+}
+
+void
+cp_async (void *shared_dst, const void *global_src, int bytes)
+{
+  if (((uintptr_t) shared_dst | (uintptr_t) global_src) % (uintptr_t) bytes != 0)
+    die ("%s", "cp.async with an address not aligned to its size");
+  sched.current->copies.push_back ({ shared_dst, global_src, bytes, -1 });
+}
+
+void
+cp_async_commit ()
+{
+  Thread *t = sched.current;
+  for (Pending &p : t->copies)
+    if (p.group < 0)
+      p.group = t->groups_committed;
+  t->groups_committed++;
+}
+
+void
+cp_async_wait (int newest_pending)
+{
+  land_copies (sched.current, newest_pending);
+}
+
+void *
+dynamic_shared ()
+{
+  return sched.block.dynamic_shared.data ();
+}
+
+void
+run (const void *kernel, dim3 grid, dim3 block, size_t shared_bytes,
+     const std::function<void ()> &body)
+{
+  const long threads = (long) block.x * block.y * block.z;
+  size_t limit = DEFAULT_DYNAMIC_SHARED;
+  for (const Attribute &a : attributes)
+    if (a.kernel == kernel)
+      limit = (size_t) a.max_dynamic_shared;
+  if (threads < 1 || threads > MAX_THREADS || block.z > 64 || grid.x < 1 || grid.y < 1
+      || grid.z < 1 || grid.y > 65535 || grid.z > 65535) {
+    last_error = cudaErrorInvalidConfiguration;
+    return;
+  }
+  if (shared_bytes > limit) {
+    last_error = cudaErrorInvalidValue;
+    return;
+  }
+  if (sched.body != nullptr)
+    die ("%s", "a launch from inside a kernel");
+  Block &b = sched.block;
+  b.n_threads = (int) threads;
+  b.threads.resize ((size_t) threads);
+  b.warps.resize ((size_t) (threads + 31) / 32);
+  sched.body = &body;
+  sched.kernel = kernel;
+  gridDim = grid;
+  blockDim = block;
+  unsigned long n = 0;
+  for (unsigned z = 0; z < grid.z; z++)
+    for (unsigned y = 0; y < grid.y; y++)
+      for (unsigned x = 0; x < grid.x; x++, n++) {
+        blockIdx = { x, y, z };
+        /* dynamic shared memory starts as garbage, not zeros, as on the GPU */
+        b.dynamic_shared.assign (shared_bytes + 16, (unsigned char) (0xa5 ^ n));
+        run_block (n % 2 == 1);
+      }
+  sched.body = nullptr;
+  sched.kernel = nullptr;
+}
+
+}  // namespace sam2_simt
+
+/* ---- the CUDA runtime over host memory ------------------------------------------------------ */
+
+using sam2_simt::last_error;
+
+extern "C" {
+
+cudaError_t
+cudaGetDeviceCount (int *count)
+{
+  *count = 1;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaGetLastError (void)
+{
+  const cudaError_t e = last_error;
+  last_error = cudaSuccess;
+  return e;
+}
+
+cudaError_t
+cudaPeekAtLastError (void)
+{
+  return last_error;
+}
+
+const char *
+cudaGetErrorString (cudaError_t e)
+{
+  switch (e) {
+  case cudaSuccess:
+    return "no error (simt)";
+  case cudaErrorInvalidConfiguration:
+    return "invalid configuration argument (simt)";
+  case cudaErrorInvalidValue:
+    return "invalid argument (simt)";
+  case cudaErrorMemoryAllocation:
+    return "out of memory (simt)";
+  default:
+    return "error (simt)";
+  }
+}
+
+cudaError_t
+cudaMalloc (void **p, size_t bytes)
+{
+  /* 256-byte aligned, as cudaMalloc's are; bytes rounded up so aligned_alloc accepts them */
+  *p = aligned_alloc (256, (bytes + 255) / 256 * 256 + 256);
+  return *p != nullptr ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+
+cudaError_t
+cudaFree (void *p)
+{
+  free (p);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaMemcpy (void *dst, const void *src, size_t bytes, enum cudaMemcpyKind)
+{
+  memmove (dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaMemcpyAsync (void *dst, const void *src, size_t bytes, enum cudaMemcpyKind, cudaStream_t)
+{
+  memmove (dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaMemset (void *p, int value, size_t bytes)
+{
+  memset (p, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaMemsetAsync (void *p, int value, size_t bytes, cudaStream_t)
+{
+  memset (p, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaDeviceSynchronize (void)
+{
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamSynchronize (cudaStream_t)
+{
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaFuncSetAttribute (const void *kernel, enum cudaFuncAttribute attr, int value)
+{
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize)
+    return cudaSuccess;
+  if (value < 0 || (size_t) value > sam2_simt::MAX_DYNAMIC_SHARED)
+    return cudaErrorInvalidValue;
+  for (sam2_simt::Attribute &a : sam2_simt::attributes)
+    if (a.kernel == kernel) {
+      a.max_dynamic_shared = value;
+      return cudaSuccess;
+    }
+  sam2_simt::attributes.push_back ({ kernel, value });
+  return cudaSuccess;
+}
+
+/* ---- cuBLAS: the calls the kernels make, through the host BLAS ------------------------------ */
+
+cublasStatus_t
+cublasCreate_v2 (cublasHandle_t *handle)
+{
+  static int token;
+  *handle = reinterpret_cast<cublasHandle_t> (&token);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasDestroy_v2 (cublasHandle_t)
+{
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasSetStream_v2 (cublasHandle_t, cudaStream_t)
+{
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+static CBLAS_TRANSPOSE
+cblas_op (cublasOperation_t op)
+{
+  return op == CUBLAS_OP_N ? CblasNoTrans : CblasTrans;
+}
+
+cublasStatus_t
+cublasSgemm_v2 (cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                const float *alpha, const float *A, int lda, const float *B, int ldb,
+                const float *beta, float *C, int ldc)
+{
+  cblas_sgemm (CblasColMajor, cblas_op (ta), cblas_op (tb), m, n, k, *alpha, A, lda, B, ldb,
+               *beta, C, ldc);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+}  // extern "C"
