@@ -20,6 +20,9 @@
  * each with its own summary lines ("v1: ... PASS"); the exit status fails if either fails.
  * Device outputs start as NaN (every element must be written), the workspace starts as 0xff
  * bytes, and a canary after y must survive. Exits 77 (skipped) without a CUDA device.
+ * --max-work MACS skips the cases with more than MACS multiply-adds (M N K) and counts them, and
+ * --version N runs kernel version N only: the SIMT emulator's runs of this file (tests/simt),
+ * which execute every GPU thread on the host.
  *
  * Tolerances (max |gpu - cpu| over the output, relative to the scale: max |y| of the CPU's
  * output and, with an activation, of its input, the CPU's output without activation and
@@ -57,6 +60,19 @@
 
 static int failures, checks;
 static int verbose;                /* --verbose: every case's error */
+static double max_work;            /* --max-work: M N K above which a case is skipped; 0: none */
+static int skipped_cases;
+static int only_version;           /* --version: 1 or 2; 0: both */
+
+static int
+skip_case (const Sam2TestCase *c)
+{
+  if (max_work > 0 && (double) c->M * c->spec.N * c->spec.K > max_work) {
+    skipped_cases++;
+    return 1;
+  }
+  return 0;
+}
 
 /* Cases, random layers and inputs: tests/common/quant-layers.h, as in test-quant-linear.c. */
 
@@ -263,6 +279,8 @@ static int exact_cases, integer_cases;
 static void
 run_case (const Sam2TestCase *c, cublasHandle_t cublas, int check_codes)
 {
+  if (skip_case (c))
+    return;
   char *name = sam2_test_case_name (c);
   float *x, *res;                                    /* (M, K); (M, N) or NULL */
   Sam2QuantLinear *q = sam2_test_case_new (c, &x, &res);
@@ -422,6 +440,8 @@ norm_quant_expected (const DevLayer *d)
 static void
 run_norm_case (const Sam2TestCase *c, const Sam2CudaRowWindows *win, cublasHandle_t cublas)
 {
+  if (skip_case (c))
+    return;
   char *base = sam2_test_case_name (c);
   char *name = win != NULL ? g_strdup_printf ("%s windows %dx%dx%d ws %d", base, win->n_img,
                                               win->h, win->w, win->ws)
@@ -724,8 +744,13 @@ run_suite (cublasHandle_t cublas)
 int
 main (int argc, char **argv)
 {
-  for (int i = 1; i < argc; i++)
+  for (int i = 1; i < argc; i++) {
     verbose |= strcmp (argv[i], "--verbose") == 0;
+    if (strcmp (argv[i], "--max-work") == 0 && i + 1 < argc)
+      max_work = atof (argv[++i]);
+    if (strcmp (argv[i], "--version") == 0 && i + 1 < argc)
+      only_version = atoi (argv[++i]);
+  }
   int count = 0;
   if (cudaGetDeviceCount (&count) != cudaSuccess || count == 0) {
     (void) cudaGetLastError ();
@@ -741,8 +766,10 @@ main (int argc, char **argv)
    * each gets the full list and its own summary line. */
   int total_failures = 0;
   for (int version = 1; version <= 2; version++) {
+    if (only_version != 0 && version != only_version)
+      continue;
     sam2_cuda_w4a8_set_kernel_version (version);
-    failures = checks = exact_cases = integer_cases = norm_failures = 0;
+    failures = checks = exact_cases = integer_cases = norm_failures = skipped_cases = 0;
     worst_integer = worst_other = 0.0;
     printf ("-- W4A8 kernels v%d\n", version);
     run_suite (cublas);
@@ -752,6 +779,8 @@ main (int argc, char **argv)
     printf ("v%d: low rank or a transcendental act: worst error %.3g of the scale (tolerance per "
             "case, at most %.1g)\n", version, worst_other,
             TOL_INTEGER + TOL_LOWRANK + TOL_ACT_APPROX);
+    if (skipped_cases > 0)
+      printf ("v%d: %d cases above --max-work %.3g skipped\n", version, skipped_cases, max_work);
     printf ("v%d norm-quant: %d failures: %s\n", version, norm_failures,
             norm_failures ? "FAIL" : "PASS");
     printf ("v%d: %d checks, %d failures: %s\n", version, checks, failures,

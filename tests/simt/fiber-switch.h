@@ -1,7 +1,8 @@
 /* fiber-switch.h: the SIMT emulator's fibers (simt.cc): a stack per emulated GPU thread and a
- * switch between them. On x86-64 the switch saves the callee-saved registers and the SSE / x87
- * control words on the stack and swaps stack pointers (a few nanoseconds: the emulator switches
- * at every collective of every thread); elsewhere ucontext's swapcontext does it (a system call
+ * switch between them. On x86-64 the switch saves the callee-saved registers on the stack and
+ * swaps stack pointers (a few nanoseconds: the emulator switches at every collective of every
+ * thread); the SSE and x87 control words are not switched, as no kernel changes its rounding
+ * mode; elsewhere ucontext's swapcontext does it (a system call
  * per switch, correct but slower). Under AddressSanitizer every switch is announced to it, so
  * that it tracks which stack is live. */
 #ifndef SAM2_SIMT_FIBER_SWITCH_H
@@ -41,8 +42,8 @@ struct Fiber {
 };
 
 #if defined(__x86_64__)
-/* sam2_simt_switch (&from->sp, to->sp): pushes rbp, rbx, r12-r15 and the MXCSR / x87 control
- * words, stores rsp into *from_sp, loads to_sp, pops the same and returns on the other stack. */
+/* sam2_simt_switch (&from->sp, to->sp): pushes rbp, rbx, r12-r15, stores rsp into *from_sp,
+ * loads to_sp, pops the same and returns on the other stack. */
 extern "C" void sam2_simt_switch (void **from_sp, void *to_sp);
 __asm__ (".text\n"
          ".globl sam2_simt_switch\n"
@@ -54,14 +55,8 @@ __asm__ (".text\n"
          "  pushq %r13\n"
          "  pushq %r14\n"
          "  pushq %r15\n"
-         "  subq $8, %rsp\n"
-         "  stmxcsr (%rsp)\n"
-         "  fnstcw 4(%rsp)\n"
          "  movq %rsp, (%rdi)\n"
          "  movq %rsi, %rsp\n"
-         "  ldmxcsr (%rsp)\n"
-         "  fldcw 4(%rsp)\n"
-         "  addq $8, %rsp\n"
          "  popq %r15\n"
          "  popq %r14\n"
          "  popq %r13\n"
@@ -126,9 +121,6 @@ fiber_new (size_t stack_bytes, void (*entry) ())
   *--sp = (uint64_t) (uintptr_t) &fiber_trampoline;    /* where the switch's ret goes */
   for (int i = 0; i < 6; i++)
     *--sp = 0;                                         /* rbp, rbx, r12-r15 */
-  uint32_t control[2];
-  __asm__ volatile ("stmxcsr %0\n\tfnstcw %1" : "=m"(control[0]), "=m"(control[1]));
-  *--sp = (uint64_t) control[0] | (uint64_t) (control[1] & 0xffff) << 32;
   f->sp = sp;
 #else
   getcontext (&f->ctx);
