@@ -33,6 +33,7 @@
  *      decode kernel, which splits the keys over a block instead of walking 64 tiles with one
  *      block per head (0.105 -> 0.021 ms for 7 x 4096 keys, 8 heads, on an H200). */
 #include "common.cuh"
+#include "ptx.cuh"
 
 #include <cuda_fp16.h>
 #include <math.h>
@@ -57,15 +58,6 @@ pack_half2 (float lo, float hi)
 {
   const __half2 h = __floats2half2_rn (lo, hi);   /* .x (low 16 bits) = lo */
   return *reinterpret_cast<const uint32_t *> (&h);
-}
-
-__device__ __forceinline__ void
-mma_16816 (float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
-{
-  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ float
@@ -262,17 +254,6 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 
 
 /* ---- v2 -------------------------------------------------------------------------------------- */
-
-/* Four 8 x 8 matrices of halves from shared memory, transposed: lanes 8 i .. 8 i + 7 give the row
- * addresses of matrix i (16 bytes each, 16-byte aligned); r[i] gets rows 2t, 2t+1 of column g. */
-__device__ __forceinline__ void
-ldmatrix_x4_trans (uint32_t r[4], const __half *row)
-{
-  const unsigned addr = (unsigned) __cvta_generic_to_shared (row);
-  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                : "r"(addr));
-}
 
 /* K and V tiles of BK keys, both (key, d) with rows of DP + 8 halves (the padding puts the 8 rows
  * of an ldmatrix or of a fragment load on distinct banks for every DP, a multiple of 16). */

@@ -1,5 +1,6 @@
 /* ptx.cuh: the PTX instructions the kernels reach through inline assembly (the W4A8 GEMM's
- * asynchronous copies, INT8 tensor-core products and fragment loads), one definition each. Under
+ * asynchronous copies, INT8 tensor-core products and fragment loads; the FP16 attention's
+ * products and transposed loads), one definition each. Under
  * the SIMT emulator (tests/simt, SAM2_SIMT_ON_HOST) the same functions run the emulator's model
  * of each instruction, so the kernels that use them run unchanged on the host. */
 #ifndef SAM2_KERNELS_PTX_CUH
@@ -96,6 +97,36 @@ ldmatrix_x4 (uint32_t r[4], const void *smem)
   asm volatile ("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                 : "r"(s));
+#endif
+}
+
+/* c (16 x 8, f32) += a (16 x 16, f16, row) b (16 x 8, f16, col): the FP16 attention's products;
+ * fragments as the INT8 form's with two halves per register (attention-f16.cu). */
+__device__ __forceinline__ void
+mma_16816 (float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+#ifdef SAM2_SIMT_ON_HOST
+  sam2_simt::mma_m16n8k16_f16 (c, a, b0, b1, c);
+#else
+  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* Four 8 x 8 matrices of halves from shared memory, transposed: lanes 8 i .. 8 i + 7 give the row
+ * addresses of matrix i (16 bytes each, 16-byte aligned); r[i] gets rows 2t, 2t+1 of column g. */
+__device__ __forceinline__ void
+ldmatrix_x4_trans (uint32_t r[4], const void *row)
+{
+#ifdef SAM2_SIMT_ON_HOST
+  sam2_simt::ldmatrix_x4_trans (r, row);
+#else
+  const unsigned addr = (unsigned) __cvta_generic_to_shared (row);
+  asm volatile ("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                : "r"(addr));
 #endif
 }
 

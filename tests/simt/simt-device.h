@@ -64,7 +64,10 @@ unsigned vote (unsigned mask, VoteKind kind, bool predicate);
 /* PTX instructions the kernels use through inline assembly on the GPU (simt.cc). */
 void mma_m16n8k32_s8 (int32_t d[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
                       const int32_t c[4]);
+void mma_m16n8k16_f16 (float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
+                       const float c[4]);
 void ldmatrix_x4 (uint32_t r[4], const void *shared_row);
+void ldmatrix_x4_trans (uint32_t r[4], const void *shared_row);
 void cp_async (void *shared_dst, const void *global_src, int bytes);
 void cp_async_commit ();
 void cp_async_wait (int newest_pending);
@@ -227,6 +230,24 @@ atomicAdd (T *address, T v)
 {
   const T old = *address;
   *address = old + v;
+  return old;
+}
+
+template <typename T>
+static inline T
+atomicMin (T *address, T v)
+{
+  const T old = *address;
+  *address = v < old ? v : old;
+  return old;
+}
+
+template <typename T>
+static inline T
+atomicMax (T *address, T v)
+{
+  const T old = *address;
+  *address = v > old ? v : old;
   return old;
 }
 

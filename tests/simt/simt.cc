@@ -14,15 +14,12 @@
 #include "simt-device.h"
 #include "fiber-switch.h"
 
-#include <cublas_v2.h>
-#include <dlfcn.h>
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <vector>
-
-#include <cblas.h>
 
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
@@ -46,10 +43,10 @@ constexpr size_t MAX_DYNAMIC_SHARED = 227 * 1024;   /* sm_90's opt-in limit per 
 
 enum ThreadState { NOT_STARTED, RUNNABLE, WAITING, DONE };
 
-enum CollectiveKind { NONE, BLOCK_SYNC, WARP_SYNC, SHUFFLE, VOTE, MMA, LDMATRIX };
+enum CollectiveKind { NONE, BLOCK_SYNC, WARP_SYNC, SHUFFLE, VOTE, MMA, MMA_F16, LDMATRIX };
 
 const char *const kind_names[] = { "none", "__syncthreads", "__syncwarp", "a shuffle", "a vote",
-                                   "mma.sync", "ldmatrix" };
+                                   "mma.sync (s8)", "mma.sync (f16)", "ldmatrix" };
 
 struct Pending {
   void *dst;
@@ -259,18 +256,65 @@ complete_mma (Warp &w)
   }
 }
 
-/* ldmatrix.sync.aligned.m8n8.x4.shared.b16: lanes 8j..8j+7 give the row addresses of matrix j;
- * register j of lane l is the 32-bit word (l % 4) of row l / 4 of matrix j. */
+/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32: the s8 form's fragments with two halves per
+ * register (the lower-indexed element in the low 16 bits): a0 row g, cols 2t, 2t+1; a1 row g+8;
+ * a2, a3 as a0, a1 at cols +8; b0 rows 2t, 2t+1 of col g, b1 rows +8; C and D as the s8 form's.
+ * The products of halves are exact in float; the tensor core adds them in an order and with
+ * roundings the PTX ISA leaves open: here in double, rounded once with c to float, which
+ * differs from the hardware by a few float ulp at most (what the FP16 suites' bounds allow). */
+SAM2_SIMT_UNCHECKED void
+complete_mma_f16 (Warp &w)
+{
+  float A[16][16], Bt[8][16], C[16][8];
+  for (int l = 0; l < 32; l++) {
+    const int g = l / 4, t = l % 4;
+    const uint64_t *in = w.lane[l].in;
+    for (int i = 0; i < 4; i++) {
+      const int row = g + (i % 2) * 8, col = t * 2 + (i / 2) * 8;
+      const uint32_t a = (uint32_t) in[i];
+      A[row][col] = __half2float (__ushort_as_half ((unsigned short) (a & 0xffff)));
+      A[row][col + 1] = __half2float (__ushort_as_half ((unsigned short) (a >> 16)));
+    }
+    for (int j = 0; j < 2; j++) {
+      const uint32_t v = (uint32_t) in[4 + j];
+      Bt[g][j * 8 + t * 2] = __half2float (__ushort_as_half ((unsigned short) (v & 0xffff)));
+      Bt[g][j * 8 + t * 2 + 1] = __half2float (__ushort_as_half ((unsigned short) (v >> 16)));
+    }
+    for (int i = 0; i < 4; i++)
+      C[g + (i / 2) * 8][t * 2 + i % 2] = from_bits<float> (in[6 + i]);
+  }
+  for (int l = 0; l < 32; l++) {
+    const int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; i++) {
+      const int row = g + (i / 2) * 8, col = t * 2 + i % 2;
+      double sum = C[row][col];
+      for (int k = 0; k < 16; k++)
+        sum += (double) A[row][k] * Bt[col][k];
+      w.lane[l].out[i] = to_bits ((float) sum);
+    }
+  }
+}
+
+/* ldmatrix.sync.aligned.m8n8.x4.shared.b16: lanes 8j..8j+7 give the row addresses of matrix j
+ * (8 b16 elements each); register j of lane l holds elements 2t, 2t+1 of row g of matrix j
+ * (the 32-bit word t of that row), or with .trans elements (2t, g) and (2t+1, g): rows 2t and
+ * 2t+1 of column g (g = l / 4, t = l % 4, the lower-indexed element in the low 16 bits). */
 void
 complete_ldmatrix (Warp &w)
 {
-  for (int l = 0; l < 32; l++)
+  const bool trans = w.sub != 0;
+  for (int l = 0; l < 32; l++) {
+    const int g = l / 4, t = l % 4;
     for (int j = 0; j < 4; j++) {
-      const unsigned char *row = (const unsigned char *) (uintptr_t) w.lane[j * 8 + l / 4].in[0];
-      uint32_t v;
-      memcpy (&v, row + (l % 4) * 4, 4);
-      w.lane[l].out[j] = v;
+      uint16_t e[2];
+      for (int h = 0; h < 2; h++) {
+        const int row = trans ? 2 * t + h : g, col = trans ? g : 2 * t + h;
+        const unsigned char *p = (const unsigned char *) (uintptr_t) w.lane[j * 8 + row].in[0];
+        memcpy (&e[h], p + 2 * col, 2);
+      }
+      w.lane[l].out[j] = (uint32_t) e[0] | (uint32_t) e[1] << 16;
     }
+  }
 }
 
 /* Joins the warp's collective `kind` with operands `in`; returns this lane's result row. */
@@ -313,6 +357,9 @@ warp_collective (CollectiveKind kind, unsigned mask, int sub, int arg, int width
       break;
     case MMA:
       complete_mma (w);
+      break;
+    case MMA_F16:
+      complete_mma_f16 (w);
       break;
     case LDMATRIX:
       complete_ldmatrix (w);
@@ -477,14 +524,40 @@ mma_m16n8k32_s8 (int32_t d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, co
 }
 
 void
-ldmatrix_x4 (uint32_t r[4], const void *shared_row)
+mma_m16n8k16_f16 (float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, const float c[4])
+{
+  const uint64_t in[10] = { a[0], a[1], a[2], a[3], b0, b1, to_bits (c[0]), to_bits (c[1]),
+                            to_bits (c[2]), to_bits (c[3]) };
+  const uint64_t *out = warp_collective (MMA_F16, 0xffffffffu, 0, 0, 32, in, 10);
+  for (int i = 0; i < 4; i++)
+    d[i] = from_bits<float> (out[i]);
+}
+
+namespace {
+
+void
+ldmatrix (uint32_t r[4], const void *shared_row, bool trans)
 {
   if (((uintptr_t) shared_row & 15) != 0)
     die ("%s row address not 16-byte aligned", kind_names[LDMATRIX]);
   const uint64_t in = (uintptr_t) shared_row;
-  const uint64_t *out = warp_collective (LDMATRIX, 0xffffffffu, 0, 0, 32, &in, 1);
+  const uint64_t *out = warp_collective (LDMATRIX, 0xffffffffu, trans, 0, 32, &in, 1);
   for (int j = 0; j < 4; j++)
     r[j] = (uint32_t) out[j];
+}
+
+}  // namespace
+
+void
+ldmatrix_x4 (uint32_t r[4], const void *shared_row)
+{
+  ldmatrix (r, shared_row, false);
+}
+
+void
+ldmatrix_x4_trans (uint32_t r[4], const void *shared_row)
+{
+  ldmatrix (r, shared_row, true);
 }
 
 void
@@ -570,6 +643,79 @@ cudaError_t
 cudaGetDeviceCount (int *count)
 {
   *count = 1;
+  return cudaSuccess;
+}
+
+/* A device as the kernels' launchers and the suites see it: sm_90's limits, named for what it is */
+cudaError_t
+cudaGetDeviceProperties (struct cudaDeviceProp *prop, int device)
+{
+  if (device != 0)
+    return cudaErrorInvalidDevice;
+  memset (prop, 0, sizeof *prop);
+  snprintf (prop->name, sizeof prop->name, "SIMT emulator on the host (sm_90 limits)");
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 132;
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = sam2_simt::MAX_THREADS;
+  prop->sharedMemPerBlock = sam2_simt::DEFAULT_DYNAMIC_SHARED;
+  prop->sharedMemPerBlockOptin = sam2_simt::MAX_DYNAMIC_SHARED;
+  prop->maxGridSize[0] = 0x7fffffff;
+  prop->maxGridSize[1] = prop->maxGridSize[2] = 65535;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamCreateWithFlags (cudaStream_t *stream, unsigned int)
+{
+  /* everything runs at its call, in order: one stream is all streams */
+  static int token;
+  *stream = reinterpret_cast<cudaStream_t> (&token);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamDestroy (cudaStream_t)
+{
+  return cudaSuccess;
+}
+
+/* Events hold the host's monotonic clock at their record (the emulator's time, nothing like a
+ * GPU's: the suites print it, nothing checks it). */
+cudaError_t
+cudaEventCreate (cudaEvent_t *event)
+{
+  *event = reinterpret_cast<cudaEvent_t> (new double (0.0));
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaEventDestroy (cudaEvent_t event)
+{
+  delete reinterpret_cast<double *> (event);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaEventRecord (cudaEvent_t event, cudaStream_t)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  *reinterpret_cast<double *> (event) = ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaEventSynchronize (cudaEvent_t)
+{
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaEventElapsedTime (float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+  *ms = (float) (*reinterpret_cast<double *> (end) - *reinterpret_cast<double *> (start));
   return cudaSuccess;
 }
 
@@ -680,44 +826,6 @@ cudaFuncSetAttribute (const void *kernel, enum cudaFuncAttribute attr, int value
     }
   sam2_simt::attributes.push_back ({ kernel, value });
   return cudaSuccess;
-}
-
-/* ---- cuBLAS: the calls the kernels make, through the host BLAS ------------------------------ */
-
-cublasStatus_t
-cublasCreate_v2 (cublasHandle_t *handle)
-{
-  static int token;
-  *handle = reinterpret_cast<cublasHandle_t> (&token);
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t
-cublasDestroy_v2 (cublasHandle_t)
-{
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-cublasStatus_t
-cublasSetStream_v2 (cublasHandle_t, cudaStream_t)
-{
-  return CUBLAS_STATUS_SUCCESS;
-}
-
-static CBLAS_TRANSPOSE
-cblas_op (cublasOperation_t op)
-{
-  return op == CUBLAS_OP_N ? CblasNoTrans : CblasTrans;
-}
-
-cublasStatus_t
-cublasSgemm_v2 (cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                const float *alpha, const float *A, int lda, const float *B, int ldb,
-                const float *beta, float *C, int ldc)
-{
-  cblas_sgemm (CblasColMajor, cblas_op (ta), cblas_op (tb), m, n, k, *alpha, A, lda, B, ldb,
-               *beta, C, ldc);
-  return CUBLAS_STATUS_SUCCESS;
 }
 
 }  // extern "C"

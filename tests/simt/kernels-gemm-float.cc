@@ -1,0 +1,2 @@
+/* kernels/gemm-float.cu compiled for the SIMT emulator (simt-device.h). */
+#include "gemm-float.cu"
