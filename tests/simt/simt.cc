@@ -1,6 +1,6 @@
 /* simt.cc: the SIMT emulator's scheduler and collectives (simt-device.h) and the part of the CUDA
- * runtime and cuBLAS the CUDA suites call, over host memory, so that those suites run their
- * checks on the emulated kernels on a machine without a GPU.
+ * runtime the kernels and the CUDA suites call, over host memory (cuBLAS: cublas-host.cc), so
+ * that those suites run their checks on the emulated kernels on a machine without a GPU.
  *
  * A launch runs its blocks in order. A block's threads are fibers (own stacks, switched by
  * fiber-switch.h) started in thread order (reverse order on odd blocks); each runs until it
@@ -13,7 +13,6 @@
  * or cp.async) aborts the same way: a test that fails loudly rather than a value. */
 #include "simt-device.h"
 #include "fiber-switch.h"
-
 
 #include <stdio.h>
 #include <stdlib.h>
