@@ -4,6 +4,8 @@
  * not ours: the emulated suites check what our launchers ask of them (shapes, leading dimensions,
  * transposes, types, the epilogue) and the kernels around them, with the suites' own bounds for
  * the library's products. Anything outside what the kernels use answers NOT_SUPPORTED. */
+#include "simt-device.h"
+
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -126,6 +128,12 @@ cublasSetStream_v2 (cublasHandle_t, cudaStream_t)
 }
 
 cublasStatus_t
+cublasSetWorkspace_v2 (cublasHandle_t, void *, size_t)
+{
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
 cublasSetMathMode (cublasHandle_t, cublasMath_t mode)
 {
   /* FP32 products stay FP32 (no TF32), which is what the host computes */
@@ -138,9 +146,26 @@ cublasSgemm_v2 (cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int 
                 const float *alpha, const float *A, int lda, const float *B, int ldb,
                 const float *beta, float *C, int ldc)
 {
-  cblas_sgemm (CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-               tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, *alpha, A, lda, B, ldb,
-               *beta, C, ldc);
+  const float al = *alpha, be = *beta;   /* host pointer mode: read at the call */
+  sam2_simt::enqueue ([=] {
+    cblas_sgemm (CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                 tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, al, A, lda, B, ldb, be,
+                 C, ldc);
+  });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasDgemm_v2 (cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                const double *alpha, const double *A, int lda, const double *B, int ldb,
+                const double *beta, double *C, int ldc)
+{
+  const double al = *alpha, be = *beta;
+  sam2_simt::enqueue ([=] {
+    cblas_dgemm (CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                 tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, al, A, lda, B, ldb, be,
+                 C, ldc);
+  });
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -154,7 +179,9 @@ cublasGemmEx (cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m,
       || !supported_type (ct))
     return CUBLAS_STATUS_NOT_SUPPORTED;
   const float al = *static_cast<const float *> (alpha), be = *static_cast<const float *> (beta);
-  gemm (ta, tb, m, n, k, al, at, A, lda, bt, B, ldb, be, ct, C, ldc, ct, C, ldc, nullptr);
+  sam2_simt::enqueue ([=] {
+    gemm (ta, tb, m, n, k, al, at, A, lda, bt, B, ldb, be, ct, C, ldc, ct, C, ldc, nullptr);
+  });
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -286,9 +313,15 @@ cublasLtMatmul (cublasLtHandle_t, cublasLtMatmulDesc_t desc, const void *alpha, 
       || (d->epilogue == CUBLASLT_EPILOGUE_BIAS && d->bias == nullptr))
     return CUBLAS_STATUS_INVALID_VALUE;
   const float al = *static_cast<const float *> (alpha), be = *static_cast<const float *> (beta);
-  gemm (d->ta, d->tb, m, n, k, al, a->type, A, (int) a->ld, b->type, B, (int) b->ld, be, c->type,
-        C, (int) c->ld, o->type, D, (int) o->ld,
-        d->epilogue == CUBLASLT_EPILOGUE_BIAS ? static_cast<const float *> (d->bias) : nullptr);
+  /* the descriptions by value: the caller may destroy them once the call is enqueued */
+  const Layout av = *a, bv = *b, cv = *c, ov = *o;
+  const cublasOperation_t ta = d->ta, tb = d->tb;
+  const float *bias
+      = d->epilogue == CUBLASLT_EPILOGUE_BIAS ? static_cast<const float *> (d->bias) : nullptr;
+  sam2_simt::enqueue ([=] {
+    gemm (ta, tb, m, n, k, al, av.type, A, (int) av.ld, bv.type, B, (int) bv.ld, be, cv.type, C,
+          (int) cv.ld, ov.type, D, (int) ov.ld, bias);
+  });
   return CUBLAS_STATUS_SUCCESS;
 }
 

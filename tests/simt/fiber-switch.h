@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #if !defined(__x86_64__)
 #include <ucontext.h>
@@ -104,12 +106,20 @@ fiber_trampoline ()
   abort ();
 }
 
+/* A stack with an inaccessible page below it: a fiber that overflows its stack faults there
+ * instead of overwriting memory. */
 inline Fiber *
 fiber_new (size_t stack_bytes, void (*entry) ())
 {
+  const size_t page = (size_t) sysconf (_SC_PAGESIZE);
   Fiber *f = static_cast<Fiber *> (calloc (1, sizeof (Fiber)));
-  if (f == nullptr || (f->stack = malloc (stack_bytes)) == nullptr)
+  if (f == nullptr)
     abort ();
+  void *m = mmap (nullptr, stack_bytes + page, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED || mprotect (m, page, PROT_NONE) != 0)
+    abort ();
+  f->stack = static_cast<char *> (m) + page;
   f->stack_bytes = stack_bytes;
   f->entry = entry;
 #if defined(__x86_64__)
@@ -130,6 +140,14 @@ fiber_new (size_t stack_bytes, void (*entry) ())
   makecontext (&f->ctx, fiber_trampoline, 0);
 #endif
   return f;
+}
+
+inline void
+fiber_free (Fiber *f)
+{
+  const size_t page = (size_t) sysconf (_SC_PAGESIZE);
+  munmap (static_cast<char *> (f->stack) - page, f->stack_bytes + page);
+  free (f);
 }
 
 /* Suspends `from` (the running context) and resumes `to`. */

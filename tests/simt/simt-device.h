@@ -32,6 +32,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -76,9 +77,13 @@ void cp_async_wait (int newest_pending);
 void *dynamic_shared ();
 
 /* Runs body for every thread of every block of the launch, or records a launch error (the
- * next cudaGetLastError's) and runs nothing. */
+ * next cudaGetLastError's) and runs nothing; while a stream is being captured into a CUDA graph,
+ * records the launch for the graph's replays instead. */
 void run (const void *kernel, dim3 grid, dim3 block, size_t shared_bytes,
           const std::function<void ()> &body);
+
+/* Host work in stream order (a copy, a cuBLAS call): done now, or recorded while capturing. */
+void enqueue (std::function<void ()> work);
 
 template <typename... P> struct Launch {
   void (*kernel) (P...);
@@ -89,12 +94,13 @@ template <typename... P> struct Launch {
   void
   operator() (A &&...args) const
   {
-    /* the arguments converted once to the parameter types, as the launch does; each thread's
-     * call then copies them into its by-value parameters */
-    const std::tuple<std::decay_t<P>...> params (std::forward<A> (args)...);
+    /* the arguments converted once to the parameter types, as the launch does, and kept for a
+     * graph's replays; each thread's call copies them into its by-value parameters */
+    const auto params = std::make_shared<const std::tuple<std::decay_t<P>...>> (
+        std::forward<A> (args)...);
     void (*k) (P...) = kernel;
     run (reinterpret_cast<const void *> (k), grid, block, shared_bytes,
-         [&] { std::apply (k, params); });
+         [params, k] { std::apply (k, *params); });
   }
 };
 
