@@ -21,8 +21,8 @@
  * Device outputs start as NaN (every element must be written), the workspace starts as 0xff
  * bytes, and a canary after y must survive. Exits 77 (skipped) without a CUDA device.
  * --max-work MACS skips the cases with more than MACS multiply-adds (M N K) and counts them, and
- * --version N runs kernel version N only: the SIMT emulator's runs of this file (tests/simt),
- * which execute every GPU thread on the host.
+ * --kernel-version N runs kernel version N only: the SIMT emulator's runs of this file
+ * (tests/simt), which execute every GPU thread on the host.
  *
  * Tolerances (max |gpu - cpu| over the output, relative to the scale: max |y| of the CPU's
  * output and, with an activation, of its input, the CPU's output without activation and
@@ -62,7 +62,7 @@ static int failures, checks;
 static int verbose;                /* --verbose: every case's error */
 static double max_work;            /* --max-work: M N K above which a case is skipped; 0: none */
 static int skipped_cases;
-static int only_version;           /* --version: 1 or 2; 0: both */
+static int only_version;           /* --kernel-version: 1 or 2; 0: both */
 
 static int
 skip_case (const Sam2TestCase *c)
@@ -748,7 +748,7 @@ main (int argc, char **argv)
     verbose |= strcmp (argv[i], "--verbose") == 0;
     if (strcmp (argv[i], "--max-work") == 0 && i + 1 < argc)
       max_work = atof (argv[++i]);
-    if (strcmp (argv[i], "--version") == 0 && i + 1 < argc)
+    if (strcmp (argv[i], "--kernel-version") == 0 && i + 1 < argc)
       only_version = atoi (argv[++i]);
   }
   int count = 0;
