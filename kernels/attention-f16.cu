@@ -37,6 +37,7 @@
 
 #include <cuda_fp16.h>
 #include <math.h>
+#include <string.h>
 #include <type_traits>
 
 namespace {
@@ -57,7 +58,9 @@ __device__ __forceinline__ uint32_t
 pack_half2 (float lo, float hi)
 {
   const __half2 h = __floats2half2_rn (lo, hi);   /* .x (low 16 bits) = lo */
-  return *reinterpret_cast<const uint32_t *> (&h);
+  uint32_t u;   /* the bits through memcpy, not a pointer cast: no aliasing for any compiler */
+  memcpy (&u, &h, sizeof u);
+  return u;
 }
 
 __device__ __forceinline__ float
