@@ -19,7 +19,10 @@
  * their roundings out, __fmul_rn / __fadd_rn, give the GPU's bits; the others agree to the
  * tolerances the suites give them).
  *
- * __shared__ variables become static: one copy, used by one block at a time. */
+ * __shared__ variables become static: one copy, used by one block at a time. It keeps what the
+ * previous block left (GCC ignores a section attribute on a template's static locals, so they
+ * cannot be found and refilled with garbage as dynamic shared memory is): a block that reads
+ * static shared memory it never wrote is not caught. */
 #ifndef SAM2_SIMT_DEVICE_H
 #define SAM2_SIMT_DEVICE_H
 
