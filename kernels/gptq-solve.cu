@@ -18,10 +18,10 @@
  * on the CPU. The functions used, from the library of the headers' major version. */
 #define SAM2_STR_(x) #x
 #define SAM2_STR(x) SAM2_STR_ (x)
-/* The SIMT emulator (tests/simt) has no cuSOLVER: there the library is not found, and GPTQ takes
- * the path of a machine without it (the CPU solves). */
+/* Under the SIMT emulator (tests/simt) the functions are the emulator's own, in the program
+ * (dlopen (NULL)): cusolver-host.cc computes them with LAPACK. */
 #ifdef SAM2_SIMT_ON_HOST
-#define CUSOLVER_SONAME "libcusolver-not-under-the-simt-emulator.so"
+#define CUSOLVER_SONAME NULL
 #else
 #define CUSOLVER_SONAME "libcusolver.so." SAM2_STR (CUSOLVER_VER_MAJOR)
 #endif

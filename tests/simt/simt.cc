@@ -684,6 +684,7 @@ cudaGetDeviceProperties (struct cudaDeviceProp *prop, int device)
   prop->major = 9;
   prop->minor = 0;
   prop->multiProcessorCount = 132;
+  prop->totalGlobalMem = sam2_simt::DEVICE_BYTES;
   prop->warpSize = 32;
   prop->maxThreadsPerBlock = sam2_simt::MAX_THREADS;
   prop->sharedMemPerBlock = sam2_simt::DEFAULT_DYNAMIC_SHARED;
