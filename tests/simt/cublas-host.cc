@@ -35,6 +35,12 @@ struct MatmulDesc {
   const void *bias;
 };
 
+CBLAS_TRANSPOSE
+trans (cublasOperation_t op)
+{
+  return op == CUBLAS_OP_N ? CblasNoTrans : CblasTrans;
+}
+
 bool
 supported_type (cudaDataType_t t)
 {
@@ -92,9 +98,8 @@ gemm (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alp
   const std::vector<float> a = to_float (at, A, ar, ac, lda), b = to_float (bt, B, br, bc, ldb);
   std::vector<float> d = beta != 0.0f ? to_float (ct, C, m, n, ldc)
                                       : std::vector<float> ((size_t) m * n, 0.0f);
-  cblas_sgemm (CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-               tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, alpha, a.data (), ar,
-               b.data (), br, beta, d.data (), m);
+  cblas_sgemm (CblasColMajor, trans (ta), trans (tb), m, n, k, alpha, a.data (), ar, b.data (),
+               br, beta, d.data (), m);
   for (int c = 0; c < n; c++)
     for (int r = 0; r < m; r++) {
       float v = d[(size_t) c * m + r];
@@ -148,9 +153,7 @@ cublasSgemm_v2 (cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int 
 {
   const float al = *alpha, be = *beta;   /* host pointer mode: read at the call */
   sam2_simt::enqueue ([=] {
-    cblas_sgemm (CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                 tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, al, A, lda, B, ldb, be,
-                 C, ldc);
+    cblas_sgemm (CblasColMajor, trans (ta), trans (tb), m, n, k, al, A, lda, B, ldb, be, C, ldc);
   });
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -162,9 +165,7 @@ cublasDgemm_v2 (cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int 
 {
   const double al = *alpha, be = *beta;
   sam2_simt::enqueue ([=] {
-    cblas_dgemm (CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                 tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, al, A, lda, B, ldb, be,
-                 C, ldc);
+    cblas_dgemm (CblasColMajor, trans (ta), trans (tb), m, n, k, al, A, lda, B, ldb, be, C, ldc);
   });
   return CUBLAS_STATUS_SUCCESS;
 }
