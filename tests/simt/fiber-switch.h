@@ -79,8 +79,8 @@ fiber_starting ()
 }
 
 #ifdef SAM2_SIMT_ASAN
-/* The scheduler's own stack, as ASan reports it when the first fiber starts (fibers are only
- * ever switched to from the scheduler, and back). */
+/* The scheduler's own stack, as ASan reports it when the first fiber starts (from the
+ * scheduler). */
 struct AsanStack {
   const void *bottom;
   size_t size;
@@ -99,8 +99,13 @@ inline void
 fiber_trampoline ()
 {
 #ifdef SAM2_SIMT_ASAN
-  __sanitizer_finish_switch_fiber (nullptr, &asan_main_stack ().bottom,
-                                   &asan_main_stack ().size);
+  /* the stack switched from: the scheduler's for the first fiber ever started (later fibers may
+   * start from another fiber, whose stack is not the one to remember) */
+  const void *bottom = nullptr;
+  size_t size = 0;
+  __sanitizer_finish_switch_fiber (nullptr, &bottom, &size);
+  if (asan_main_stack ().bottom == nullptr)
+    asan_main_stack () = { bottom, size };
 #endif
   fiber_starting ()->entry ();
   abort ();

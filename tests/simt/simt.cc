@@ -83,6 +83,7 @@ struct Block {
   std::vector<Thread> threads;
   std::vector<Warp> warps;
   int arrived, done;   /* at __syncthreads; exited */
+  bool reverse;        /* threads taken in reverse order (odd blocks) */
   std::vector<unsigned char> dynamic_shared;
 };
 
@@ -149,15 +150,58 @@ linear_id (const Thread *t)
   return (int) (t->idx.x + blockDim.x * (t->idx.y + blockDim.y * t->idx.z));
 }
 
-/* Back to the scheduler until this thread is runnable again. */
+void fiber_main ();
+
+/* The thread to run after `t` in the block's order (wrapping): the first that is runnable or not
+ * yet started, or NULL when every other one waits or is done. Fibers switch to it directly
+ * (one switch per wait instead of two through the scheduler). */
+Thread *
+next_thread (const Thread *t)
+{
+  Block &b = sched.block;
+  const int n = b.n_threads, id = linear_id (t);
+  const int pos = b.reverse ? n - 1 - id : id;
+  for (int k = 1; k < n; k++) {
+    const int p = (pos + k) % n;
+    Thread &u = b.threads[b.reverse ? n - 1 - p : p];
+    if (u.state == NOT_STARTED || u.state == RUNNABLE)
+      return &u;
+  }
+  return nullptr;
+}
+
+/* Makes `t` the running thread, with a fiber if it has not started (taken from the free ones:
+ * the caller's own fiber is not among them yet). */
+void
+make_current (Thread *t)
+{
+  if (t->state == NOT_STARTED) {
+    if (sched.free_fibers.empty ())
+      sched.free_fibers.push_back (fiber_new (STACK_BYTES, fiber_main));
+    t->fiber = sched.free_fibers.back ();
+    sched.free_fibers.pop_back ();
+    t->state = RUNNABLE;
+  }
+  sched.current = t;
+  threadIdx = t->idx;
+}
+
+/* Leaves this thread waiting until a collective or barrier releases it: the next runnable
+ * thread runs, or the scheduler when there is none. */
 void
 wait_here (CollectiveKind kind)
 {
   Thread *t = sched.current;
   t->state = WAITING;
   t->waiting_at = kind;
-  fiber_switch (t->fiber, &sched.main);
-  /* resumed by the scheduler: runnable again */
+  Thread *next = next_thread (t);
+  if (next != nullptr) {
+    make_current (next);
+    fiber_switch (t->fiber, next->fiber);
+  } else {
+    fiber_switch (t->fiber, &sched.main);
+  }
+  /* resumed by whoever made this thread current again: runnable */
 }
 
 void
@@ -436,8 +480,11 @@ fiber_main ()
     t->state = DONE;
     Fiber *f = t->fiber;
     t->fiber = nullptr;
+    Thread *next = next_thread (t);
+    if (next != nullptr)
+      make_current (next);   /* before this fiber is free: it runs until the switch */
     sched.free_fibers.push_back (f);
-    fiber_switch (f, &sched.main);
+    fiber_switch (f, next != nullptr ? next->fiber : &sched.main);
   }
 }
 
@@ -458,37 +505,21 @@ run_block (bool reverse)
   }
   for (Warp &w : b.warps)
     w.kind = NONE;
-  for (;;) {
-    bool ran = false, all_done = true;
-    for (int k = 0; k < b.n_threads; k++) {
-      Thread &t = b.threads[reverse ? b.n_threads - 1 - k : k];
-      if (t.state != DONE)
-        all_done = false;
-      if (t.state != NOT_STARTED && t.state != RUNNABLE)
-        continue;
-      if (t.state == NOT_STARTED) {
-        if (sched.free_fibers.empty ())
-          sched.free_fibers.push_back (fiber_new (STACK_BYTES, fiber_main));
-        t.fiber = sched.free_fibers.back ();
-        sched.free_fibers.pop_back ();
-        t.state = RUNNABLE;
-      }
-      sched.current = &t;
-      threadIdx = t.idx;
-      fiber_switch (&sched.main, t.fiber);
-      sched.current = nullptr;
-      ran = true;
-    }
-    if (all_done)
-      return;
-    if (!ran) {
-      for (const Thread &t : b.threads)
-        if (t.state == WAITING)
-          fprintf (stderr, "simt: thread (%u, %u, %u) waits at %s\n", t.idx.x, t.idx.y, t.idx.z,
-                   kind_names[t.waiting_at]);
-      die ("%s", "deadlock: every thread left waits, none can arrive");
-    }
-  }
+  b.reverse = reverse;
+  /* The first thread in the block's order starts; from then on the fibers pass control among
+   * themselves, and come back here only when none is runnable: every thread done, or a
+   * deadlock. */
+  Thread &first = b.threads[reverse ? b.n_threads - 1 : 0];
+  make_current (&first);
+  fiber_switch (&sched.main, first.fiber);
+  sched.current = nullptr;
+  if (b.done == b.n_threads)
+    return;
+  for (const Thread &t : b.threads)
+    if (t.state == WAITING)
+      fprintf (stderr, "simt: thread (%u, %u, %u) waits at %s\n", t.idx.x, t.idx.y, t.idx.z,
+               kind_names[t.waiting_at]);
+  die ("%s", "deadlock: every thread left waits, none can arrive");
 }
 
 }  // namespace
