@@ -74,8 +74,8 @@ struct Lane {
 struct Warp {
   CollectiveKind kind;   /* the collective under way, NONE when no lane waits */
   unsigned mask, arrived;
-  int arg, width, sub;   /* the shuffle's or vote's kind and argument */
-  Lane lane[32];
+  int width, sub;        /* the shuffle's width; the shuffle's, vote's or ldmatrix's kind */
+  Lane lane[32];         /* a shuffle's per-lane source argument is its in[1] */
 };
 
 struct Block {
@@ -230,21 +230,22 @@ complete_shuffle (Warp &w)
     if (!(w.mask >> l & 1))
       continue;
     const int seg = l / w.width * w.width;
+    const int arg = (int) (int64_t) w.lane[l].in[1];   /* each lane's own source argument */
     int src = l;
     switch (w.sub) {
     case SHFL_IDX:
-      src = seg + (w.arg % w.width + w.width) % w.width;
+      src = seg + (arg % w.width + w.width) % w.width;
       break;
     case SHFL_XOR:
-      src = l ^ w.arg;
+      src = l ^ arg;
       if (src >= seg + w.width || src < seg)
         src = l;
       break;
     case SHFL_DOWN:
-      src = l + w.arg < seg + w.width ? l + w.arg : l;
+      src = l + arg < seg + w.width ? l + arg : l;
       break;
     case SHFL_UP:
-      src = l - w.arg >= seg ? l - w.arg : l;
+      src = l - arg >= seg ? l - arg : l;
       break;
     }
     if (!(w.mask >> src & 1))
@@ -376,8 +377,8 @@ complete_ldmatrix (Warp &w)
 
 /* Joins the warp's collective `kind` with operands `in`; returns this lane's result row. */
 SAM2_SIMT_UNCHECKED const uint64_t *
-warp_collective (CollectiveKind kind, unsigned mask, int sub, int arg, int width,
-                 const uint64_t *in, int n_in)
+warp_collective (CollectiveKind kind, unsigned mask, int sub, int width, const uint64_t *in,
+                 int n_in)
 {
   Thread *t = sched.current;
   const int id = linear_id (t), lane = id % 32;
@@ -389,7 +390,6 @@ warp_collective (CollectiveKind kind, unsigned mask, int sub, int arg, int width
     w.mask = mask;
     w.arrived = 0;
     w.sub = sub;
-    w.arg = arg;
     w.width = width;
     /* every lane of the mask must be able to arrive (a lane that exits later while the warp
      * waits for it is caught at its exit) */
@@ -398,7 +398,7 @@ warp_collective (CollectiveKind kind, unsigned mask, int sub, int arg, int width
       if ((mask >> l & 1)
           && (base + l >= sched.block.n_threads || sched.block.threads[base + l].state == DONE))
         die ("%s whose mask holds a lane that has exited or does not exist", kind_names[kind]);
-  } else if (w.kind != kind || w.mask != mask || w.sub != sub) {
+  } else if (w.kind != kind || w.mask != mask || w.sub != sub || w.width != width) {
     die ("lanes of one warp at different collectives (this one: %s)", kind_names[kind]);
   }
   for (int i = 0; i < n_in; i++)
@@ -539,7 +539,7 @@ sync_block ()
 void
 sync_warp (unsigned mask)
 {
-  warp_collective (WARP_SYNC, mask, 0, 0, 32, nullptr, 0);
+  warp_collective (WARP_SYNC, mask, 0, 32, nullptr, 0);
 }
 
 uint64_t
@@ -547,14 +547,15 @@ shuffle (unsigned mask, uint64_t value, ShuffleKind kind, int arg, int width)
 {
   if (width < 1 || width > 32 || (width & (width - 1)) != 0)
     die ("%s with a width that is not a power of two up to 32", kind_names[SHUFFLE]);
-  return warp_collective (SHUFFLE, mask, kind, arg, width, &value, 1)[0];
+  const uint64_t in[2] = { value, (uint64_t) (int64_t) arg };
+  return warp_collective (SHUFFLE, mask, kind, width, in, 2)[0];
 }
 
 unsigned
 vote (unsigned mask, VoteKind kind, bool predicate)
 {
   const uint64_t p = predicate;
-  return (unsigned) warp_collective (VOTE, mask, kind, 0, 32, &p, 1)[0];
+  return (unsigned) warp_collective (VOTE, mask, kind, 32, &p, 1)[0];
 }
 
 void
@@ -562,7 +563,7 @@ mma_m16n8k32_s8 (int32_t d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, co
 {
   const uint64_t in[10] = { a[0], a[1], a[2], a[3], b0, b1, (uint32_t) c[0], (uint32_t) c[1],
                             (uint32_t) c[2], (uint32_t) c[3] };
-  const uint64_t *out = warp_collective (MMA, 0xffffffffu, 0, 0, 32, in, 10);
+  const uint64_t *out = warp_collective (MMA, 0xffffffffu, 0, 32, in, 10);
   for (int i = 0; i < 4; i++)
     d[i] = (int32_t) (uint32_t) out[i];
 }
@@ -572,7 +573,7 @@ mma_m16n8k16_f16 (float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, con
 {
   const uint64_t in[10] = { a[0], a[1], a[2], a[3], b0, b1, to_bits (c[0]), to_bits (c[1]),
                             to_bits (c[2]), to_bits (c[3]) };
-  const uint64_t *out = warp_collective (MMA_F16, 0xffffffffu, 0, 0, 32, in, 10);
+  const uint64_t *out = warp_collective (MMA_F16, 0xffffffffu, 0, 32, in, 10);
   for (int i = 0; i < 4; i++)
     d[i] = from_bits<float> (out[i]);
 }
@@ -585,7 +586,7 @@ ldmatrix (uint32_t r[4], const void *shared_row, bool trans)
   if (((uintptr_t) shared_row & 15) != 0)
     die ("%s row address not 16-byte aligned", kind_names[LDMATRIX]);
   const uint64_t in = (uintptr_t) shared_row;
-  const uint64_t *out = warp_collective (LDMATRIX, 0xffffffffu, trans, 0, 32, &in, 1);
+  const uint64_t *out = warp_collective (LDMATRIX, 0xffffffffu, trans, 32, &in, 1);
   for (int j = 0; j < 4; j++)
     r[j] = (uint32_t) out[j];
 }
