@@ -471,9 +471,8 @@ fiber_main ()
   for (;;) {
     Thread *t = sched.current;
     (*sched.body) ();
-    /* copies never waited for land at exit, as the hardware completes them */
-    land_copies (t, 0);
-    for (Pending &p : t->copies)
+    /* copies never waited for land at exit (oldest first), as the hardware completes them */
+    for (const Pending &p : t->copies)
       memcpy (p.dst, p.src, (size_t) p.bytes);
     t->copies.clear ();
     thread_exit_checks ();
