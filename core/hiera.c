@@ -365,9 +365,9 @@ sam2_hiera_forward (Sam2Session *s)
                                   m->image_size, m->image_size, c->patch_kernel_size[0],
                                   c->patch_kernel_size[1], c->patch_stride[0],
                                   c->patch_padding[0], s->patch_cols));
-    CHECK (sam2_session_linear (s, &m->patch_embed, s->patch_cols, tokens,
-                                s->stage_x[0] + (size_t) i * tokens * c->hidden_size,
-                                SAM2_ACT_NONE, s->pos_embed_dev));
+    CHECK (sam2_session_linear_one_image (s, &m->patch_embed, s->patch_cols, tokens,
+                                          s->stage_x[0] + (size_t) i * tokens * c->hidden_size,
+                                          SAM2_ACT_NONE, s->pos_embed_dev));
   }
   sam2_session_emit_map_tap (s, "patch_embed+pos", s->stage_x[0], m->patch_h, m->patch_w,
                              c->hidden_size);

@@ -118,9 +118,9 @@ lateral_conv (Sam2Session *s, int level, float *out)
     CHECK (b->ops->im2col (b, s->stage_x[level] + (size_t) i * H * W * m->stage_dim[level], H, W,
                            m->stage_dim[level], m->neck_kernel, m->neck_kernel, 1,
                            m->neck_padding, s->neck_cols));
-    CHECK (sam2_session_linear (s, conv, s->neck_cols, H * W,
-                                out + (size_t) i * H * W * conv->out_features, SAM2_ACT_NONE,
-                                NULL));
+    CHECK (sam2_session_linear_one_image (s, conv, s->neck_cols, H * W,
+                                          out + (size_t) i * H * W * conv->out_features,
+                                          SAM2_ACT_NONE, NULL));
   }
   return SAM2_STATUS_OK;
 }

@@ -390,6 +390,7 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
   Sam2Session *s = g_new0 (Sam2Session, 1);
   s->model = sam2_model_ref (model);
   s->max_batch = MAX (options->max_batch, 1);
+  s->linear_images = 1;
   s->backend = backend;
   s->backend_kind = kind;
   s->precision = precision;
@@ -504,9 +505,24 @@ sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
   if (s->observer != NULL) {
     if (s->backend->ops->device_memory && !s->observer_backend_memory)
       return SAM2_STATUS_UNSUPPORTED;
-    s->observer (s->observer_data, l, x, M);
+    const int images = s->linear_images;
+    g_return_val_if_fail (M % images == 0, SAM2_STATUS_UNSUPPORTED);
+    const int rows = M / images;
+    for (int i = 0; i < images; i++)
+      s->observer (s->observer_data, l, x + (size_t) i * rows * l->in_features, rows);
   }
   return s->backend->ops->linear (s->backend, l, x, M, y, act, residual);
+}
+
+int
+sam2_session_linear_one_image (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
+                               float *y, Sam2Act act, const float *residual)
+{
+  const int images = s->linear_images;
+  s->linear_images = 1;
+  const int status = sam2_session_linear (s, l, x, M, y, act, residual);
+  s->linear_images = images;
+  return status;
 }
 
 int
@@ -637,11 +653,13 @@ encoder_body (gpointer data)
 {
   EncoderPass *p = data;
   p->failed = "the image encoder";
+  p->s->linear_images = p->s->batch;
   int st = sam2_hiera_forward (p->s);
-  if (st != SAM2_STATUS_OK)
-    return st;
-  p->failed = "the FPN neck";
-  st = sam2_neck_forward (p->s);
+  if (st == SAM2_STATUS_OK) {
+    p->failed = "the FPN neck";
+    st = sam2_neck_forward (p->s);
+  }
+  p->s->linear_images = 1;
   if (st != SAM2_STATUS_OK || p->s->batch > 1)
     return st;
   /* one image: its features are the decoder's already */
@@ -760,26 +778,25 @@ sam2_session_encode (Sam2Session *s, const float *pixel_values, GError **error)
   return sam2_session_encode_batch (s, pixel_values, 1, error);
 }
 
-gboolean
-sam2_session_set_images (Sam2Session *s, const guint8 *const *pixels, int n, int width,
-                         int height, int stride, Sam2PixelFormat format, GError **error)
+static gboolean
+check_frame (gboolean have_pixels, int width, int height, int stride, Sam2PixelFormat format,
+             GError **error)
 {
-  g_return_val_if_fail (s != NULL, FALSE);
-  const Sam2Model *m = s->model;
-  if (!check_batch (s, n, error))
-    return FALSE;
-  if (pixels == NULL || width <= 0 || height <= 0
+  if (!have_pixels || width <= 0 || height <= 0
       || stride < width * sam2_pixel_format_bpp (format)) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
                  "invalid image: %dx%d pixels with a stride of %d bytes", width, height, stride);
     return FALSE;
   }
-  for (int i = 0; i < n; i++)
-    if (pixels[i] == NULL) {
-      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
-                   "invalid image: frame %d of %d has no pixels", i, n);
-      return FALSE;
-    }
+  return TRUE;
+}
+
+/* The resampler for frames of this size (kept while the size stays), or FALSE with an error
+ * (a model without RGB input, a size the resampler refuses). */
+static gboolean
+prepare_resampler (Sam2Session *s, int width, int height, GError **error)
+{
+  const Sam2Model *m = s->model;
   if (m->config.vision.backbone.num_channels != 3) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
                  "this model takes %d input channels, not RGB images; use sam2_session_encode",
@@ -794,6 +811,39 @@ sam2_session_set_images (Sam2Session *s, const guint8 *const *pixels, int n, int
     s->frame_width = width;
     s->frame_height = height;
   }
+  return TRUE;
+}
+
+gboolean
+sam2_session_preprocess (Sam2Session *s, const guint8 *pixels, int width, int height, int stride,
+                         Sam2PixelFormat format, float *pixel_values, GError **error)
+{
+  g_return_val_if_fail (s != NULL && pixel_values != NULL, FALSE);
+  if (!check_frame (pixels != NULL, width, height, stride, format, error)
+      || !prepare_resampler (s, width, height, error))
+    return FALSE;
+  sam2_preprocess (s->resampler, pixels, stride, format, pixel_values);
+  return TRUE;
+}
+
+gboolean
+sam2_session_set_images (Sam2Session *s, const guint8 *const *pixels, int n, int width,
+                         int height, int stride, Sam2PixelFormat format, GError **error)
+{
+  g_return_val_if_fail (s != NULL, FALSE);
+  const Sam2Model *m = s->model;
+  if (!check_batch (s, n, error))
+    return FALSE;
+  if (!check_frame (pixels != NULL, width, height, stride, format, error))
+    return FALSE;
+  for (int i = 0; i < n; i++)
+    if (pixels[i] == NULL) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                   "invalid image: frame %d of %d has no pixels", i, n);
+      return FALSE;
+    }
+  if (!prepare_resampler (s, width, height, error))
+    return FALSE;
   const size_t image_floats = (size_t) 3 * m->image_size * m->image_size;
   const Sam2BackendOps *o = s->backend->ops;
   if (o->preprocess == NULL) {

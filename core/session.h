@@ -138,6 +138,10 @@ struct _Sam2Session {
   Sam2LinearObserver observer;
   gpointer observer_data;
   gboolean observer_backend_memory;  /* the observer takes x in backend memory */
+  /* Images whose rows, image after image, a linear call of the running pass spans: s->batch in
+   * the encoder's batched layers, 1 elsewhere. The observer sees each image's rows as a call of
+   * its own, so calibration statistics do not depend on how frames are batched. */
+  int linear_images;
 };
 
 /* Internal API used by tests and tools. */
@@ -146,6 +150,13 @@ void sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data,
 void sam2_session_set_observer (Sam2Session *s, Sam2LinearObserver observer, gpointer user_data);
 void sam2_session_set_observer_full (Sam2Session *s, Sam2LinearObserver observer,
                                      gpointer user_data, gboolean backend_memory);
+
+/* A frame preprocessed as sam2_session_set_image does, into host memory (3, S, S) without
+ * running the encoder: for callers that gather frames of different sizes into one
+ * sam2_session_encode_batch (batched calibration). */
+gboolean sam2_session_preprocess (Sam2Session *s, const guint8 *pixels, int width, int height,
+                                  int stride, Sam2PixelFormat format, float *pixel_values,
+                                  GError **error);
 
 /* The encoder on the first n images already in s->pixels (backend memory: what the last
  * sam2_session_encode_batch or set_images put there), without moving pixels: benchmarks time
@@ -156,6 +167,10 @@ gboolean sam2_session_encode_resident (Sam2Session *s, int n, GError **error);
  * then the backend computes it (float or quantized). */
 int sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M, float *y,
                          Sam2Act act, const float *residual);
+/* The same for a call on one image's rows inside a batched encoder pass (the patch embedding and
+ * the neck's wider convs run image by image). */
+int sam2_session_linear_one_image (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
+                                   float *y, Sam2Act act, const float *residual);
 /* y = fc2 (act (fc1 (LN (x)))) + residual (the MLP half of a block; y may be x and residual):
  * the backend's norm_mlp where it has one and no observer needs to see the layers' inputs, else
  * layer_norm into norm_buf (M, K1), fc1 into hidden (M, N1) and fc2. */

@@ -15,7 +15,6 @@ struct _Sam2Observers {
   GHashTable *by_layer;        /* const Sam2Linear * -> Sam2LayerStats * */
   GPtrArray *order;            /* Sam2LayerStats *, model order (for saving) */
   int max_tokens;              /* rows per call entering the Hessian, 0 = all */
-  GRand *rng;
   int n_frames;
   /* scratch, sized for the widest layer */
   float *rows;                 /* (max_tokens, k_max) gathered rows */
@@ -48,7 +47,22 @@ stats_free (gpointer p)
   g_free (st->min);
   g_free (st->max);
   g_free (st->samples);
+  if (st->rng != NULL)
+    g_rand_free (st->rng);
   g_free (st);
+}
+
+/* A layer's own random stream, from the recipe's seed and the layer's name (FNV-1a, stable
+ * across GLib versions, unlike g_str_hash): its choices then depend only on the rows it sees,
+ * not on which other layers are observed nor on how frames are batched. */
+static GRand *
+layer_rng (guint32 seed, const char *name)
+{
+  guint32 h = 2166136261u;
+  for (const char *p = name; *p != '\0'; p++)
+    h = (h ^ (guint8) *p) * 16777619u;
+  const guint32 words[2] = { seed, h };
+  return g_rand_new_with_seed_array (words, 2);
 }
 
 Sam2Observers *
@@ -68,7 +82,6 @@ sam2_observers_new_full (const Sam2Model *model, const Sam2CalibRecipe *calib,
   obs->by_layer = g_hash_table_new (g_direct_hash, g_direct_equal);
   obs->order = g_ptr_array_new_with_free_func (stats_free);
   obs->max_tokens = calib->max_tokens;
-  obs->rng = g_rand_new_with_seed ((guint32) calib->seed);
   obs->device = device;
   const int keep = MAX (calib->keep_tokens, 1);
   int k_max = 1;
@@ -88,6 +101,7 @@ sam2_observers_new_full (const Sam2Model *model, const Sam2CalibRecipe *calib,
       st->max[c] = -INFINITY;
     }
     st->keep = keep;
+    st->rng = layer_rng ((guint32) calib->seed, l->name);
     st->samples = g_new0 (float, (size_t) st->keep * st->k);
     g_hash_table_insert (obs->by_layer, (gpointer) l, st);
     g_ptr_array_add (obs->order, st);
@@ -126,7 +140,6 @@ sam2_observers_free (Sam2Observers *obs)
   }
   g_hash_table_unref (obs->by_layer);
   g_ptr_array_unref (obs->order);
-  g_rand_free (obs->rng);
   g_free (obs->rows);
   g_free (obs->gram);
   g_free (obs->index);
@@ -187,7 +200,7 @@ plan_reservoir (Sam2Observers *obs, Sam2LayerStats *st, int M)
     if (st->n_samples < st->keep) {
       last[st->n_samples++] = m;
     } else {
-      const int64_t j = (int64_t) (g_rand_double (obs->rng) * (double) (t + 1));
+      const int64_t j = (int64_t) (g_rand_double (st->rng) * (double) (t + 1));
       if (j < st->keep)
         last[j] = m;
     }
@@ -204,7 +217,7 @@ plan_reservoir (Sam2Observers *obs, Sam2LayerStats *st, int M)
 /* The rows entering the Hessian: NULL for all M, else max_tokens of them drawn without
  * replacement (partial Fisher-Yates) into obs->index, *n set either way. */
 static const int *
-plan_hessian (Sam2Observers *obs, int M, int *n)
+plan_hessian (Sam2Observers *obs, Sam2LayerStats *st, int M, int *n)
 {
   *n = M;
   if (obs->max_tokens <= 0 || M <= obs->max_tokens)
@@ -218,7 +231,7 @@ plan_hessian (Sam2Observers *obs, int M, int *n)
     obs->index[i] = i;
   *n = obs->max_tokens;
   for (int i = 0; i < *n; i++) {
-    const int j = i + (int) g_rand_int_range (obs->rng, 0, M - i);
+    const int j = i + (int) g_rand_int_range (st->rng, 0, M - i);
     const int tmp = obs->index[i];
     obs->index[i] = obs->index[j];
     obs->index[j] = tmp;
@@ -283,7 +296,7 @@ sam2_observers_observe (gpointer data, const Sam2Linear *l, const float *x, int 
     return;
   const int n_samples = plan_reservoir (obs, st, M);
   int n_hessian;
-  const int *hessian_rows = plan_hessian (obs, M, &n_hessian);
+  const int *hessian_rows = plan_hessian (obs, st, M, &n_hessian);
   if (obs->device == NULL) {
     update_ranges (st, x, M);
     store_samples (obs, st, x, obs->sample_rows, n_samples);

@@ -6,6 +6,10 @@
  * reservoir sample of `keep_tokens` input rows (for measuring output error and searching the
  * smoothing strength). At most `max_tokens` rows of each call (chosen at random, seeded) enter
  * the Hessian: the Hessians of the widest layers would otherwise cost as much as the forward.
+ *
+ * Each layer draws from its own random stream, seeded by the recipe's seed and the layer's name,
+ * and a call covers one image's rows (the session splits a batched pass per image), so the
+ * statistics do not depend on how frames are batched nor on which other layers are observed.
  */
 #ifndef SAM2_QUANT_OBSERVERS_H
 #define SAM2_QUANT_OBSERVERS_H
@@ -15,6 +19,10 @@
 #include "recipe.h"
 
 G_BEGIN_DECLS
+
+/* Names how statistics are drawn; part of the calibration cache's key, so statistics drawn
+ * another way (version 1: one random stream for all layers) are recomputed, not reused. */
+#define SAM2_OBSERVERS_SCHEME "sam2-observers 2: per-layer streams, per-image calls"
 
 typedef struct {
   const Sam2Linear *layer;     /* in the float model */
@@ -29,6 +37,7 @@ typedef struct {
   int n_samples;
   float *samples;              /* (keep, k) rows */
   gpointer device;             /* the backend's copy of hessian / min / max, or NULL */
+  GRand *rng;                  /* this layer's random choices (reservoir and Hessian rows) */
 } Sam2LayerStats;
 
 typedef struct _Sam2Observers Sam2Observers;

@@ -38,6 +38,9 @@ struct _Sam2Calibrator {
   GHashTable *post_activation; /* Sam2Linear * whose input is an activation function's output */
   GChecksum *frames_digest;    /* over the raw frames added */
   GRand *rng;                  /* decoder calibration prompts */
+  int batch;                   /* frames per encoder pass (the recipe's calib.batch_size) */
+  float *pending;              /* (batch, 3, S, S) preprocessed frames waiting for their pass */
+  int n_pending;
   gboolean decoder_calibrated; /* decoder layers are quantized: prompts run on every frame */
   char *cache_path;            /* where statistics go (NULL: no cache) */
   gboolean from_cache;
@@ -116,6 +119,13 @@ sam2_calibrator_new (Sam2Model *model, const Sam2Recipe *recipe, GError **error)
   return sam2_calibrator_new_full (model, recipe, NULL, error);
 }
 
+/* Floats of one preprocessed frame, (3, S, S). */
+static size_t
+image_floats (const Sam2Model *m)
+{
+  return (size_t) 3 * m->image_size * m->image_size;
+}
+
 Sam2Calibrator *
 sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
                           const Sam2SessionOptions *options, GError **error)
@@ -139,7 +149,9 @@ sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
     run = *options;
   if (run.precision == SAM2_PRECISION_AUTO)
     run.precision = SAM2_PRECISION_FP32;
-  run.max_batch = 1;   /* frames are added one at a time */
+  /* frames are added one at a time; more than one per pass waits in c->pending */
+  c->batch = c->recipe->calib.batch_size > 1 ? c->recipe->calib.batch_size : 1;
+  run.max_batch = c->batch;
   c->session = sam2_session_new_full (model, &run, error);
   if (c->session == NULL) {
     sam2_calibrator_free (c);
@@ -170,6 +182,8 @@ sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
                             && sam2_recipe_quantizes (c->recipe, model, l);
   }
   c->report = g_ptr_array_new_with_free_func (report_free);
+  if (c->batch > 1)
+    c->pending = g_new (float, (size_t) c->batch * image_floats (model));
   return c;
 }
 
@@ -190,6 +204,7 @@ sam2_calibrator_free (Sam2Calibrator *c)
   if (c->report)
     g_ptr_array_unref (c->report);
   g_free (c->cache_path);
+  g_free (c->pending);
   sam2_recipe_free (c->recipe);
   sam2_model_unref (c->model);
   g_free (c);
@@ -224,26 +239,68 @@ frame_done (Sam2Calibrator *c, GError **error)
   return TRUE;
 }
 
+/* The pending frames through one encoder pass, then each one's decoder prompts. They leave
+ * c->pending whatever happens: a failed pass is reported once, by the call that ran it. */
+static gboolean
+encode_pending (Sam2Calibrator *c, GError **error)
+{
+  const int n = c->n_pending;
+  c->n_pending = 0;
+  if (n == 0)
+    return TRUE;
+  if (!sam2_session_encode_batch (c->session, c->pending, n, error))
+    return FALSE;
+  for (int i = 0; i < n; i++)
+    if (!sam2_session_select_image (c->session, i, error) || !frame_done (c, error))
+      return FALSE;
+  return TRUE;
+}
+
+/* A frame now in c->pending: its pass runs once the batch is full (or at quantization). */
+static gboolean
+frame_pending (Sam2Calibrator *c, GError **error)
+{
+  return ++c->n_pending < c->batch || encode_pending (c, error);
+}
+
+static void
+digest_image (Sam2Calibrator *c, const guint8 *pixels, int width, int height, int stride,
+              Sam2PixelFormat format)
+{
+  const int row = width * sam2_pixel_format_bpp (format);
+  for (int y = 0; y < height; y++)
+    g_checksum_update (c->frames_digest, pixels + (size_t) y * stride, row);
+}
+
 gboolean
 sam2_calibrator_add_image (Sam2Calibrator *c, const guint8 *pixels, int width, int height,
                            int stride, Sam2PixelFormat format, GError **error)
 {
-  if (!sam2_session_set_image (c->session, pixels, width, height, stride, format, error))
+  if (c->batch == 1) {
+    /* straight through the session, which may resize the frame on its device */
+    if (!sam2_session_set_image (c->session, pixels, width, height, stride, format, error))
+      return FALSE;
+    digest_image (c, pixels, width, height, stride, format);
+    return frame_done (c, error);
+  }
+  float *slot = c->pending + (size_t) c->n_pending * image_floats (c->model);
+  if (!sam2_session_preprocess (c->session, pixels, width, height, stride, format, slot, error))
     return FALSE;
-  const int row = width * sam2_pixel_format_bpp (format);
-  for (int y = 0; y < height; y++)
-    g_checksum_update (c->frames_digest, pixels + (size_t) y * stride, row);
-  return frame_done (c, error);
+  digest_image (c, pixels, width, height, stride, format);
+  return frame_pending (c, error);
 }
 
 gboolean
 sam2_calibrator_add_pixels (Sam2Calibrator *c, const float *pixel_values, GError **error)
 {
-  if (!sam2_session_encode (c->session, pixel_values, error))
+  const size_t n = image_floats (c->model);
+  if (c->batch == 1 && !sam2_session_encode (c->session, pixel_values, error))
     return FALSE;
-  const size_t n = (size_t) 3 * c->model->image_size * c->model->image_size;
   g_checksum_update (c->frames_digest, (const guchar *) pixel_values, n * sizeof (float));
-  return frame_done (c, error);
+  if (c->batch == 1)
+    return frame_done (c, error);
+  memcpy (c->pending + (size_t) c->n_pending * n, pixel_values, n * sizeof (float));
+  return frame_pending (c, error);
 }
 
 const char *
@@ -255,7 +312,7 @@ sam2_calibrator_describe_backend (const Sam2Calibrator *c)
 int
 sam2_calibrator_get_n_frames (const Sam2Calibrator *c)
 {
-  return sam2_observers_n_frames (c->obs);
+  return sam2_observers_n_frames (c->obs) + c->n_pending;
 }
 
 const GPtrArray *
@@ -295,10 +352,12 @@ sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_d
                  g_strerror (errno));
     return FALSE;
   }
-  /* the statistics depend on the model, the frames and the recipe's calibration and skips */
+  /* the statistics depend on the model, the frames, the recipe's calibration and skips, and
+   * how the observers draw them */
   char *mdigest = model_digest (c->model);
   char *recipe = sam2_recipe_to_yaml (c->recipe);
   GChecksum *key = g_checksum_new (G_CHECKSUM_SHA256);
+  g_checksum_update (key, (const guchar *) SAM2_OBSERVERS_SCHEME, -1);
   g_checksum_update (key, (const guchar *) mdigest, -1);
   g_checksum_update (key, (const guchar *) set_digest, -1);
   g_checksum_update (key, (const guchar *) recipe, -1);
@@ -319,6 +378,7 @@ sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_d
     return TRUE;
   }
   c->from_cache = TRUE;
+  c->n_pending = 0;   /* the cached statistics hold these frames' already */
   *hit = TRUE;
   return TRUE;
 }
@@ -780,6 +840,8 @@ Sam2Model *
 sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer user_data,
                           GError **error)
 {
+  if (!encode_pending (c, error))
+    return NULL;
   if (sam2_calibrator_get_n_frames (c) == 0) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
                  "no calibration frames: add at least one frame (128 recommended) before "

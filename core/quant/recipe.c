@@ -223,7 +223,7 @@ static const Sam2RecipeKey quant_keys[] = {
 
 static const Sam2RecipeKey calib_keys[] = {
   INT ("num_samples", calib.num_samples, 1, 100000),
-  INT ("batch_size", calib.batch_size, 1, 1024),
+  INT ("batch_size", calib.batch_size, 1, SAM2_SESSION_MAX_BATCH),
   INT ("max_tokens", calib.max_tokens, 0, G_MAXINT),
   INT ("keep_tokens", calib.keep_tokens, 1, 65536),
   SEED ("seed", calib.seed),

@@ -157,9 +157,8 @@ sam2q_cmd_quantize (int argc, char **argv)
     { "num-calib-samples", 'n', 0, G_OPTION_ARG_INT, &num_samples,
       "calibration frames (default: the recipe's calib.num_samples)", "N" },
     { "batch-size", 'b', 0, G_OPTION_ARG_INT, &batch_size,
-      "frames per forward pass, as recipes' calib.batch_size: accepted and recorded, but "
-      "calibration runs frames one at a time on every backend (its statistics draw rows frame by "
-      "frame)", "N" },
+      "frames per encoder pass, 1 to 32, as recipes' calib.batch_size (default: the recipe's): "
+      "the same statistics as one at a time, faster on a GPU; memory grows with it", "N" },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device,
       "cpu (default) or cuda: where the float model runs and the statistics are gathered",
       "DEVICE" },
@@ -233,7 +232,7 @@ sam2q_cmd_quantize (int argc, char **argv)
   }
   /* the recipe's own ranges (core/quant/recipe.c) for the counts it holds */
   if (!sam2q_int_option_ok ("num-calib-samples", num_samples, 1, 100000, &error)
-      || !sam2q_int_option_ok ("batch-size", batch_size, 1, 1024, &error)
+      || !sam2q_int_option_ok ("batch-size", batch_size, 1, SAM2_SESSION_MAX_BATCH, &error)
       || !sam2q_int_option_ok ("frame-stride", frame_stride, 1, G_MAXINT, &error))
     goto fail;
   if (config != NULL && (recipe = sam2_recipe_load (config, &error)) == NULL)

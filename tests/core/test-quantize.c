@@ -496,6 +496,59 @@ out:
   shapes_close (&sh);
 }
 
+/* Frames three to an encoder pass (calib.batch_size; five frames, so the last pass runs at
+ * quantization with two) calibrate the model that one frame per pass does: the same rows drawn,
+ * statistics that differ by the float rounding of GEMMs over more rows (test-observers.c), so
+ * the layers' output errors stay within BATCHED_LAYER_ERROR_BOUND (8e-6 measured) and only a few
+ * GPTQ codes round the other way: the decoder's layers, calibrated on ~100 prompt tokens, have
+ * ill-conditioned Hessians, and the logits moved by 7e-3. Running the prompts of each pass's
+ * first frame for all its frames moved the layer errors by 2e-3 and the logits by 6e-2. */
+#define BATCHED_LAYER_ERROR_BOUND 1e-4
+#define BATCHED_LOGITS_BOUND 2e-2
+
+static void
+test_batched_calibration (void)
+{
+  Shapes sh;
+  if (!shapes_open (&sh))
+    goto out;
+  /* the decoder quantized too: its prompts run on each frame of a pass in turn */
+  char *yaml1 = g_strconcat (W4A8_SVD, "skips: {decoder: false}\n", NULL);
+  char *yaml3 = g_strconcat (yaml1, "calib: {batch_size: 3}\n", NULL);
+  Sam2Recipe *r1 = recipe_from (yaml1), *r3 = recipe_from (yaml3);
+  Sam2Calibrator *c1 = calibrate (&sh, r1, 0, 5), *c3 = calibrate (&sh, r3, 0, 5);
+  g_assert_cmpint (sam2_calibrator_get_n_frames (c3), ==, 5);   /* two of them still pending */
+  GError *error = NULL;
+  Sam2Model *q1 = sam2_calibrator_quantize (c1, NULL, NULL, &error);
+  g_assert_no_error (error);
+  Sam2Model *q3 = sam2_calibrator_quantize (c3, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (sam2_calibrator_get_n_frames (c3), ==, 5);
+  const GPtrArray *rep1 = sam2_calibrator_get_report (c1), *rep3 = sam2_calibrator_get_report (c3);
+  g_assert_cmpuint (rep3->len, ==, rep1->len);
+  double worst = 0.0;
+  for (guint i = 0; i < rep1->len; i++) {
+    const Sam2LayerReport *a = rep1->pdata[i], *b = rep3->pdata[i];
+    g_assert_cmpstr (a->name, ==, b->name);
+    worst = MAX (worst, fabs (a->error - b->error));
+  }
+  const double d = logits_distance (q3, q1);
+  g_test_message ("batch 3 against 1: logits %.2e apart, layer errors at most %.2e apart", d,
+                  worst);
+  g_assert_cmpfloat (worst, <, BATCHED_LAYER_ERROR_BOUND);
+  g_assert_cmpfloat (d, <, BATCHED_LOGITS_BOUND);
+  sam2_model_unref (q3);
+  sam2_model_unref (q1);
+  sam2_calibrator_free (c3);
+  sam2_calibrator_free (c1);
+  sam2_recipe_free (r3);
+  sam2_recipe_free (r1);
+  g_free (yaml3);
+  g_free (yaml1);
+out:
+  shapes_close (&sh);
+}
+
 /* Float32 storage, and a float layer reading a smoothed LayerNorm's output (its weight then
  * carries the smoothing scales): both paths of the float tensors of a quantized model. */
 static const char *W4A8_F32 = "quant:\n  wgts: {dtype: uint4, group_size: 32}\n"
@@ -899,6 +952,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/float32-storage-smoothed-float-layer",
                    test_float32_storage_and_smoothed_float_layer);
   g_test_add_func ("/quantize/cache-reuse", test_cache_reuse);
+  g_test_add_func ("/quantize/batched-calibration", test_batched_calibration);
   g_test_add_func ("/quantize/failures-leave-nothing", test_failures_leave_nothing);
   return g_test_run ();
 }

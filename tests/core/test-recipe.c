@@ -269,7 +269,7 @@ test_round_trip (void)
     "  ipts: {dtype: uint8, granularity: per_tensor, post_gelu: symmetric}\n"
     "smooth: {alpha: 0.3, grid: 2, fold: false}\n"
     "low_rank: {rank: 1024, exclusive: true, compensate: true}\n"
-    "calib: {num_samples: 100000, batch_size: 1024, max_tokens: 0, keep_tokens: 65536,\n"
+    "calib: {num_samples: 100000, batch_size: 32, max_tokens: 0, keep_tokens: 65536,\n"
     "        seed: 18446744073709551615}\n"
     "skips: {patch_embed: false, first_block: true, last_block: true, decoder: false}\n",
     /* numbers that need every digit or an exponent to come back exactly */
@@ -629,8 +629,8 @@ static const BadRecipe bad_recipes[] = {
   { "quant: {wgts: {kernel_gptq: {act_order: \"true\"}}}\n",
     "<string>:1:41: quant.wgts.kernel_gptq.act_order: ", "remove the quotes" },
   /* ranges */
-  { "calib:\n  batch_size: 2048\n",
-    "<string>:2:15: calib.batch_size: 2048 is out of range; use an integer from 1 to 1024", NULL },
+  { "calib:\n  batch_size: 33\n",
+    "<string>:2:15: calib.batch_size: 33 is out of range; use an integer from 1 to 32", NULL },
   { "calib: {batch_size: 0}\n", "<string>:1:21: calib.batch_size: 0 is out of range", NULL },
   { "calib: {num_samples: 0}\n", "<string>:1:22: calib.num_samples: 0 is out of range", NULL },
   { "calib: {num_samples: 100001}\n", "<string>:1:22: calib.num_samples: 100001 is out", NULL },

@@ -8,8 +8,8 @@
  *     with all rows;
  *   - the whole calibrator: sam2_calibrator_new_full on CUDA and on the CPU, the recipe given on
  *     the command line, the same frames: the two quantized models give the same outputs on the
- *     CPU within QUANT_TOL (GPTQ runs on the GPU for the CUDA one); the time per frame of each is
- *     logged;
+ *     CPU within QUANT_TOL (GPTQ runs on the GPU for the CUDA one), and so does a CUDA one with
+ *     all frames in one encoder pass (calib.batch_size); the time per frame of each is logged;
  *   - GPTQ on the GPU against the CPU's on random layers: codes, output errors and the singular
  *     case (GPTQ_CODES_AGREE, GPTQ_ERROR_RATIO).
  *
@@ -154,12 +154,16 @@ test_stats (gconstpointer data)
   sam2_model_unref (m);
 }
 
+/* A model calibrated on N_FRAMES frames on `backend`, `batch` frames per encoder pass. */
 static Sam2Model *
-calibrate (Sam2Model *fp, const Sam2Recipe *recipe, Sam2BackendKind backend, double *ms_per_frame)
+calibrate (Sam2Model *fp, const Sam2Recipe *recipe, Sam2BackendKind backend, int batch,
+           double *ms_per_frame)
 {
   GError *error = NULL;
   const Sam2SessionOptions o = { backend, SAM2_PRECISION_FP32, 1 };
-  Sam2Calibrator *c = sam2_calibrator_new_full (fp, recipe, &o, &error);
+  Sam2Recipe *r = sam2_recipe_copy (recipe);
+  r->calib.batch_size = batch;
+  Sam2Calibrator *c = sam2_calibrator_new_full (fp, r, &o, &error);
   g_assert_no_error (error);
   const int S = sam2_model_get_image_size (fp);
   float *px = g_new (float, (size_t) 3 * S * S);
@@ -170,11 +174,13 @@ calibrate (Sam2Model *fp, const Sam2Recipe *recipe, Sam2BackendKind backend, dou
     g_assert_no_error (error);
   }
   *ms_per_frame = (g_get_monotonic_time () - t0) / 1e3 / N_FRAMES;
-  g_test_message ("calibrating on %s: %.1f ms per frame", sam2_calibrator_describe_backend (c),
+  g_test_message ("calibrating on %s, %d frame%s per pass: %.1f ms per frame",
+                  sam2_calibrator_describe_backend (c), batch, batch == 1 ? "" : "s",
                   *ms_per_frame);
   Sam2Model *q = sam2_calibrator_quantize (c, NULL, NULL, &error);
   g_assert_no_error (error);
   sam2_calibrator_free (c);
+  sam2_recipe_free (r);
   g_free (px);
   return q;
 }
@@ -209,19 +215,27 @@ test_calibrator (void)
   GError *error = NULL;
   Sam2Recipe *recipe = sam2_recipe_load (recipe_path, &error);
   g_assert_no_error (error);
-  double ms_cpu, ms_cuda;
-  Sam2Model *q_cpu = calibrate (fp, recipe, SAM2_BACKEND_CPU, &ms_cpu);
-  Sam2Model *q_cuda = calibrate (fp, recipe, SAM2_BACKEND_CUDA, &ms_cuda);
+  double ms_cpu, ms_cuda, ms_batched;
+  Sam2Model *q_cpu = calibrate (fp, recipe, SAM2_BACKEND_CPU, 1, &ms_cpu);
+  Sam2Model *q_cuda = calibrate (fp, recipe, SAM2_BACKEND_CUDA, 1, &ms_cuda);
+  /* all frames in one pass: the device's statistics of a batched pass (split per image by the
+   * session) */
+  Sam2Model *q_batched = calibrate (fp, recipe, SAM2_BACKEND_CUDA, N_FRAMES, &ms_batched);
   size_t n, n2;
   float *a = embedding (q_cuda, &n), *b = embedding (q_cpu, &n2), *f = embedding (fp, &n2);
+  float *a3 = embedding (q_batched, &n2);
   const double e = sam2_rel_l2 (a, b, n), e_quant = sam2_rel_l2 (b, f, n);
-  g_test_message ("image embedding: CUDA-calibrated vs CPU-calibrated %.3g (quantization error "
-                  "itself %.3g); %.1f vs %.1f ms per calibration frame", e, e_quant, ms_cuda,
-                  ms_cpu);
+  const double e_batched = sam2_rel_l2 (a3, b, n);
+  g_test_message ("image embedding: CUDA-calibrated vs CPU-calibrated %.3g, %d frames per pass "
+                  "%.3g (quantization error itself %.3g); %.1f vs %.1f ms per calibration frame "
+                  "(%.1f batched)", e, N_FRAMES, e_batched, e_quant, ms_cuda, ms_cpu, ms_batched);
   g_assert_cmpfloat (e, <=, QUANT_TOL);
+  g_assert_cmpfloat (e_batched, <=, QUANT_TOL);
   g_free (a);
+  g_free (a3);
   g_free (b);
   g_free (f);
+  sam2_model_unref (q_batched);
   sam2_model_unref (q_cuda);
   sam2_model_unref (q_cpu);
   sam2_recipe_free (recipe);

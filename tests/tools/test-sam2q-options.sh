@@ -26,7 +26,7 @@ expect () {   # expect MESSAGE ARGS...: sam2q ARGS fails with MESSAGE in its out
 m=/nonexistent-model
 expect "--num-calib-samples 0: give a number from 1 to 100000" quantize -m $m -n 0
 expect "--num-calib-samples -5: give a number from 1 to 100000" quantize -m $m -n -5
-expect "--batch-size 0: give a number from 1 to 1024" quantize -m $m -b 0
+expect "--batch-size 0: give a number from 1 to 32" quantize -m $m -b 0
 expect "--frame-stride 0: give a number from 1" quantize -m $m --frame-stride 0
 expect "--threads 100000: give a number from 1 to 1024" quantize -m $m -t 100000
 expect "--threads -3: give a number from 1 to 1024" quantize -m $m -t -3
