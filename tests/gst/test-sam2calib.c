@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "safetensors.h"
 #include "sam2.h"
 
 /* RTN weights, few tokens: quick to quantize, same code paths for the element. The file name
@@ -423,6 +424,51 @@ GST_START_TEST (test_output_file_eos_early)
   fail_unless (gst_structure_get_uint (s, "n-frames", &n));
   fail_unless_equals_int (n, 1);
   free_messages (msgs);
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (path);
+}
+
+GST_END_TEST;
+
+/* batch-size=2 with num-frames=3: frames wait in twos (a progress message per frame all the
+ * same), the third runs alone at quantization; the file counts three frames and records the
+ * batch size in its recipe. */
+GST_START_TEST (test_batch_size)
+{
+  gchar *path = g_build_filename (tmp_dir, "batched.safetensors", NULL);
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (path, "num-frames", 3, "batch-size", 2, NULL);
+  GstHarness *h;
+  GList *msgs;
+  guint n = 0, batch = 0;
+  const GstStructure *done = NULL;
+  GError *error = NULL;
+  Sam2Safetensors *file;
+  const gchar *recipe;
+
+  g_object_get (calib, "batch-size", &batch, NULL);
+  fail_unless_equals_int (batch, 2);
+  h = demo_harness (calib, bus);
+  for (guint i = 0; i < 3; i++)
+    fail_unless_equals_int (push_demo (h, i * GST_SECOND / 30), GST_FLOW_OK);
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  msgs = drain_bus (bus);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-progress"), 3);
+  for (GList * l = msgs; l; l = l->next)
+    if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (gst_message_get_structure (l->data), "sam2calib-done"))
+      done = gst_message_get_structure (l->data);
+  fail_unless (done != NULL);
+  fail_unless (gst_structure_get_uint (done, "n-frames", &n));
+  fail_unless_equals_int (n, 3);
+  free_messages (msgs);
+  file = sam2_safetensors_open (path, &error);
+  fail_unless (file != NULL, "%s", error ? error->message : "");
+  recipe = sam2_safetensors_metadata (file, "recipe");
+  fail_unless (recipe != NULL && strstr (recipe, "batch_size: 2") != NULL, "%s", recipe);
+  sam2_safetensors_close (file);
   gst_harness_teardown (h);
   gst_object_unref (calib);
   gst_object_unref (bus);
@@ -936,6 +982,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_calibrate_messages_model);
   tcase_add_test (tc, test_output_file_eos_early);
   tcase_add_test (tc, test_frame_stride);
+  tcase_add_test (tc, test_batch_size);
   tcase_add_test (tc, test_cache);
   tcase_add_test (tc, test_error_eos_without_frames);
   tcase_add_test (tc, test_error_start);
