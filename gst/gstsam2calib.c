@@ -27,8 +27,8 @@
  * preprocessed as they come and run through the encoder N at a time; the last, partial batch
  * runs when quantization starts. The statistics are those of one frame per pass (each layer
  * sees each image's rows as a call of its own and draws its samples from its own random
- * stream), so N changes speed and memory, not the model: a GPU (device=cuda) runs a batch
- * faster than its frames one by one, the CPU hardly.
+ * stream), so N changes speed and memory, not the model. It is meant for device=cuda (a GPU
+ * runs a batch of frames faster per frame); on the CPU it only costs memory.
  *
  * ## Errors, before the first frame
  *
@@ -1326,7 +1326,7 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
       g_param_spec_uint ("batch-size", "Batch size",
           "Frames per encoder pass, as the recipe's calib.batch_size (0 = the recipe's): "
           "frames wait until the batch is full (the last one runs at quantization). The "
-          "statistics are those of one frame per pass; a GPU runs a batch faster, memory grows "
+          "statistics are those of one frame per pass; meant for device=cuda, memory grows "
           "with it (~500 MB per frame for sam2.1-hiera-tiny)",
           0, SAM2_SESSION_MAX_BATCH, DEFAULT_BATCH_SIZE,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));

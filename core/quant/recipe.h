@@ -28,7 +28,7 @@
  *     compensate: false            # true: decompose the quantization error instead of the weight
  *   calib:
  *     num_samples: 128
- *     batch_size: 1                # frames per encoder pass, 1 to 32 (same statistics; a GPU is faster)
+ *     batch_size: 1                # frames per encoder pass, 1 to 32 (same statistics; for a GPU)
  *     max_tokens: 4096             # tokens per frame and layer entering the Hessians (0 = all)
  *     keep_tokens: 512             # tokens per layer kept for error measurement and alpha search
  *     seed: 0

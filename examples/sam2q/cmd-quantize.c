@@ -158,7 +158,8 @@ sam2q_cmd_quantize (int argc, char **argv)
       "calibration frames (default: the recipe's calib.num_samples)", "N" },
     { "batch-size", 'b', 0, G_OPTION_ARG_INT, &batch_size,
       "frames per encoder pass, 1 to 32, as recipes' calib.batch_size (default: the recipe's): "
-      "the same statistics as one at a time, faster on a GPU; memory grows with it", "N" },
+      "the same statistics as one at a time; meant for --device cuda (the CPU gains nothing); "
+      "memory grows with it", "N" },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device,
       "cpu (default) or cuda: where the float model runs and the statistics are gathered",
       "DEVICE" },
