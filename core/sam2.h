@@ -287,7 +287,13 @@ gboolean sam2_calibrator_add_image (Sam2Calibrator *calibrator, const guint8 *pi
 /* The same from preprocessed (3, S, S) pixels. */
 gboolean sam2_calibrator_add_pixels (Sam2Calibrator *calibrator, const float *pixel_values,
                                      GError **error);
+/* Frames added so far, those waiting for a full batch included (the recipe's calib.batch_size
+ * frames go through the encoder in one pass). */
 int sam2_calibrator_get_n_frames (const Sam2Calibrator *calibrator);
+/* Runs the frames still waiting for a full batch now (sam2_calibrator_quantize does it too): for
+ * callers that time the frames apart from the quantization, or want a failure reported with
+ * the frames. */
+gboolean sam2_calibrator_flush (Sam2Calibrator *calibrator, GError **error);
 
 /* Statistics cache for tools that know their calibration set in advance: `set_digest`
  * identifies the frames (e.g. a hash of their pixels); the cache entry is keyed by the model's

@@ -239,7 +239,15 @@ step_calib () {
   /usr/bin/time -v "$BIN/sam2q" quantize --model "$WORK/models/tiny" \
     --config configs/hiera_tiny_w4a8.yaml --device cuda -n 128 --no-save-model \
     --cache-dir "$cache" 2>&1 \
-    | grep -E "calibrating on|quantized|layer output|Elapsed|Maximum resident"
+    | grep -E "calibrating on|^ran |quantized|layer output|Elapsed|Maximum resident"
+  # batched calibration: the frames' time at 8 per encoder pass against 1 (same statistics)
+  local b
+  for b in 1 8; do
+    echo "--- --batch-size $b, 32 frames"
+    /usr/bin/time -v "$BIN/sam2q" quantize --model "$WORK/models/tiny" \
+      --config configs/hiera_tiny_w4a8.yaml --device cuda -n 32 -b $b --no-save-model 2>&1 \
+      | grep -E "^ran |quantized|Elapsed|Maximum resident"
+  done
   # the quantization step alone (statistics from the cache): GPTQ on the GPU, then on the CPU
   local g
   for g in 1 0; do
@@ -252,7 +260,7 @@ step_calib () {
   done
   /usr/bin/time -v "$BIN/sam2q" quantize --model "$WORK/models/tiny" \
     --config configs/hiera_tiny_w4a8.yaml -n 8 --no-save-model 2>&1 \
-    | grep -E "calibrating on|quantized|layer output|Elapsed|Maximum resident"
+    | grep -E "calibrating on|^ran |quantized|layer output|Elapsed|Maximum resident"
 }
 
 # sam2-shapes: mIoU on eval_dev on the CPU and CUDA backends, float and W4A8 (on CUDA with the

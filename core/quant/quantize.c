@@ -309,6 +309,12 @@ sam2_calibrator_describe_backend (const Sam2Calibrator *c)
   return sam2_session_describe_backend (c->session);
 }
 
+gboolean
+sam2_calibrator_flush (Sam2Calibrator *c, GError **error)
+{
+  return encode_pending (c, error);
+}
+
 int
 sam2_calibrator_get_n_frames (const Sam2Calibrator *c)
 {

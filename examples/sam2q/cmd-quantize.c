@@ -269,8 +269,15 @@ sam2q_cmd_quantize (int argc, char **argv)
       g_printerr ("calibration statistics of %d frames loaded from %s\n",
                   sam2_calibrator_get_n_frames (c), cache_dir);
   }
-  if (!hit && !calibrate (c, &src, &progress, &error))
-    goto fail;
+  if (!hit) {
+    const gint64 t0 = g_get_monotonic_time ();
+    if (!calibrate (c, &src, &progress, &error) || !sam2_calibrator_flush (c, &error))
+      goto fail;
+    const double secs = (g_get_monotonic_time () - t0) / 1e6;
+    const int n = sam2_calibrator_get_n_frames (c);
+    g_printerr ("ran %d frame%s through the float model in %.1f s (%.0f ms per frame)\n", n,
+                n == 1 ? "" : "s", secs, n > 0 ? 1e3 * secs / n : 0.0);
+  }
   if ((q = sam2_calibrator_quantize (c, on_quant_progress, &progress, &error)) == NULL)
     goto fail;
   if (!no_save) {
