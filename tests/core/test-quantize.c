@@ -496,8 +496,8 @@ out:
   shapes_close (&sh);
 }
 
-/* Frames three to an encoder pass (calib.batch_size; five frames, so the last pass runs at
- * quantization with two) calibrate the model that one frame per pass does: the same rows drawn,
+/* Frames three to an encoder pass (calib.batch_size; five frames, so the last pass runs with two
+ * at sam2_calibrator_flush) calibrate the model that one frame per pass does: the same rows drawn,
  * statistics that differ by the float rounding of GEMMs over more rows (test-observers.c), so
  * the layers' output errors stay within BATCHED_LAYER_ERROR_BOUND (8e-6 measured) and only a few
  * GPTQ codes round the other way: the decoder's layers, calibrated on ~100 prompt tokens, have
@@ -519,6 +519,10 @@ test_batched_calibration (void)
   Sam2Calibrator *c1 = calibrate (&sh, r1, 0, 5), *c3 = calibrate (&sh, r3, 0, 5);
   g_assert_cmpint (sam2_calibrator_get_n_frames (c3), ==, 5);   /* two of them still pending */
   GError *error = NULL;
+  g_assert_true (sam2_calibrator_flush (c3, &error));   /* runs those two */
+  g_assert_true (sam2_calibrator_flush (c3, &error));   /* nothing left: nothing to do */
+  g_assert_no_error (error);
+  g_assert_cmpint (sam2_calibrator_get_n_frames (c3), ==, 5);
   Sam2Model *q1 = sam2_calibrator_quantize (c1, NULL, NULL, &error);
   g_assert_no_error (error);
   Sam2Model *q3 = sam2_calibrator_quantize (c3, NULL, NULL, &error);
