@@ -149,8 +149,10 @@ sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
     run = *options;
   if (run.precision == SAM2_PRECISION_AUTO)
     run.precision = SAM2_PRECISION_FP32;
-  /* frames are added one at a time; more than one per pass waits in c->pending */
-  c->batch = c->recipe->calib.batch_size > 1 ? c->recipe->calib.batch_size : 1;
+  /* frames are added one at a time; more than one per pass waits in c->pending (no more than
+   * the frames the recipe expects: the encoder's buffers grow with the batch) */
+  c->batch = CLAMP (MIN (c->recipe->calib.batch_size, c->recipe->calib.num_samples), 1,
+                    SAM2_SESSION_MAX_BATCH);
   run.max_batch = c->batch;
   c->session = sam2_session_new_full (model, &run, error);
   if (c->session == NULL) {
