@@ -1333,7 +1333,8 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
   g_object_class_install_property (gobject_class, PROP_DEVICE,
       g_param_spec_enum ("device", "Device",
           "Where the float model runs and the layer statistics are gathered during "
-          "calibration (quantizing itself runs on the CPU); cuda fails at start without a GPU",
+          "calibration, and GPTQ too where cuSOLVER loads (SAM2_CUDA_GPTQ=0: on the CPU); cuda "
+          "fails at start without a GPU",
           GST_TYPE_SAM2_CALIB_DEVICE, DEFAULT_DEVICE,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_CACHE_DIR,
