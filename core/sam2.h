@@ -280,7 +280,9 @@ Sam2Calibrator *sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *re
 const char *sam2_calibrator_describe_backend (const Sam2Calibrator *calibrator);
 void sam2_calibrator_free (Sam2Calibrator *calibrator);
 
-/* One calibration frame, preprocessed as sam2_session_set_image does; runs the float model. */
+/* One calibration frame, preprocessed as sam2_session_set_image does; runs the float model, or
+ * with the recipe's calib.batch_size above 1 keeps the frame until a batch is full (an error
+ * of that batch's pass is then reported by the call that completes it). */
 gboolean sam2_calibrator_add_image (Sam2Calibrator *calibrator, const guint8 *pixels, int width,
                                     int height, int stride, Sam2PixelFormat format,
                                     GError **error);

@@ -38,7 +38,7 @@ struct _Sam2Calibrator {
   GHashTable *post_activation; /* Sam2Linear * whose input is an activation function's output */
   GChecksum *frames_digest;    /* over the raw frames added */
   GRand *rng;                  /* decoder calibration prompts */
-  int batch;                   /* frames per encoder pass (the recipe's calib.batch_size) */
+  int batch;                   /* frames per encoder pass (calib.batch_size, <= num_samples) */
   float *pending;              /* (batch, 3, S, S) preprocessed frames waiting for their pass */
   int n_pending;
   gboolean decoder_calibrated; /* decoder layers are quantized: prompts run on every frame */
@@ -386,7 +386,7 @@ sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_d
     return TRUE;
   }
   c->from_cache = TRUE;
-  c->n_pending = 0;   /* the cached statistics hold these frames' already */
+  c->n_pending = 0;   /* the cached statistics hold these frames already */
   *hit = TRUE;
   return TRUE;
 }
