@@ -814,16 +814,63 @@ prepare_resampler (Sam2Session *s, int width, int height, GError **error)
   return TRUE;
 }
 
-gboolean
-sam2_session_preprocess (Sam2Session *s, const guint8 *pixels, int width, int height, int stride,
-                         Sam2PixelFormat format, float *pixel_values, GError **error)
+/* Frame `index` of the next pass into the session's input, preprocessed where the encoder runs
+ * (the backend's preprocess op, e.g. the GPU's resize of the uploaded bytes) or on the host and
+ * uploaded. The frame has been checked and the resampler made for its size. */
+static gboolean
+stage_frame (Sam2Session *s, int index, const guint8 *pixels, int stride, Sam2PixelFormat format,
+             GError **error)
 {
-  g_return_val_if_fail (s != NULL && pixel_values != NULL, FALSE);
-  if (!check_frame (pixels != NULL, width, height, stride, format, error)
+  const Sam2Model *m = s->model;
+  const size_t image_floats = (size_t) 3 * m->image_size * m->image_size;
+  const Sam2BackendOps *o = s->backend->ops;
+  float *slot = s->pixels + index * image_floats;
+  if (o->preprocess != NULL)
+    return check_status (s, o->preprocess (s->backend, s->resampler, pixels, stride, format, slot),
+                         "preprocessing the frame", error);
+  float *host = s->host_pixels + index * image_floats;
+  sam2_preprocess (s->resampler, pixels, stride, format, host);
+  return check_status (s, o->upload (s->backend, slot, host, image_floats),
+                       "uploading the pixels", error);
+}
+
+static gboolean
+check_index (const Sam2Session *s, int index, GError **error)
+{
+  if (index >= 0 && index < s->max_batch)
+    return TRUE;
+  g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+               "image %d of a pass: this session takes 1 to %d images (its max_batch option)",
+               index, s->max_batch);
+  return FALSE;
+}
+
+gboolean
+sam2_session_stage_image (Sam2Session *s, int index, const guint8 *pixels, int width, int height,
+                          int stride, Sam2PixelFormat format, GError **error)
+{
+  g_return_val_if_fail (s != NULL, FALSE);
+  if (!check_index (s, index, error)
+      || !check_frame (pixels != NULL, width, height, stride, format, error)
       || !prepare_resampler (s, width, height, error))
     return FALSE;
-  sam2_preprocess (s->resampler, pixels, stride, format, pixel_values);
-  return TRUE;
+  forget_batch (s);
+  return stage_frame (s, index, pixels, stride, format, error);
+}
+
+gboolean
+sam2_session_stage_pixels (Sam2Session *s, int index, const float *pixel_values, GError **error)
+{
+  g_return_val_if_fail (s != NULL && pixel_values != NULL, FALSE);
+  if (!check_index (s, index, error))
+    return FALSE;
+  const Sam2Model *m = s->model;
+  const size_t floats = (size_t) m->config.vision.backbone.num_channels * m->image_size
+                        * m->image_size;
+  forget_batch (s);
+  return check_status (s, s->backend->ops->upload (s->backend, s->pixels + index * floats,
+                                                   pixel_values, floats),
+                       "uploading the pixels", error);
 }
 
 gboolean
@@ -831,7 +878,6 @@ sam2_session_set_images (Sam2Session *s, const guint8 *const *pixels, int n, int
                          int height, int stride, Sam2PixelFormat format, GError **error)
 {
   g_return_val_if_fail (s != NULL, FALSE);
-  const Sam2Model *m = s->model;
   if (!check_batch (s, n, error))
     return FALSE;
   if (!check_frame (pixels != NULL, width, height, stride, format, error))
@@ -844,19 +890,9 @@ sam2_session_set_images (Sam2Session *s, const guint8 *const *pixels, int n, int
     }
   if (!prepare_resampler (s, width, height, error))
     return FALSE;
-  const size_t image_floats = (size_t) 3 * m->image_size * m->image_size;
-  const Sam2BackendOps *o = s->backend->ops;
-  if (o->preprocess == NULL) {
-    for (int i = 0; i < n; i++)
-      sam2_preprocess (s->resampler, pixels[i], stride, format, s->host_pixels + i * image_floats);
-    return sam2_session_encode_batch (s, s->host_pixels, n, error);
-  }
-  /* the backend resizes the frames where the encoder runs (backend.h) */
   forget_batch (s);
   for (int i = 0; i < n; i++)
-    if (!check_status (s, o->preprocess (s->backend, s->resampler, pixels[i], stride, format,
-                                         s->pixels + i * image_floats),
-                       "preprocessing the frame", error))
+    if (!stage_frame (s, i, pixels[i], stride, format, error))
       return FALSE;
   return encode_uploaded (s, n, error);
 }

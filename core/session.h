@@ -151,12 +151,16 @@ void sam2_session_set_observer (Sam2Session *s, Sam2LinearObserver observer, gpo
 void sam2_session_set_observer_full (Sam2Session *s, Sam2LinearObserver observer,
                                      gpointer user_data, gboolean backend_memory);
 
-/* A frame preprocessed as sam2_session_set_image does, into host memory (3, S, S) without
- * running the encoder: for callers that gather frames of different sizes into one
- * sam2_session_encode_batch (batched calibration). */
-gboolean sam2_session_preprocess (Sam2Session *s, const guint8 *pixels, int width, int height,
-                                  int stride, Sam2PixelFormat format, float *pixel_values,
-                                  GError **error);
+/* Image `index` (0 .. max_batch - 1) of the next encoder pass, put into the session's input
+ * without running the encoder: a frame preprocessed as sam2_session_set_image does (on the
+ * device where the backend resizes frames), or preprocessed (3, S, S) pixels. Frames of
+ * different sizes can share a pass; sam2_session_encode_resident then runs it (batched
+ * calibration). The last pass's images can no longer be selected afterwards. */
+gboolean sam2_session_stage_image (Sam2Session *s, int index, const guint8 *pixels, int width,
+                                   int height, int stride, Sam2PixelFormat format,
+                                   GError **error);
+gboolean sam2_session_stage_pixels (Sam2Session *s, int index, const float *pixel_values,
+                                    GError **error);
 
 /* The encoder on the first n images already in s->pixels (backend memory: what the last
  * sam2_session_encode_batch or set_images put there), without moving pixels: benchmarks time

@@ -39,8 +39,7 @@ struct _Sam2Calibrator {
   GChecksum *frames_digest;    /* over the raw frames added */
   GRand *rng;                  /* decoder calibration prompts */
   int batch;                   /* frames per encoder pass (calib.batch_size, <= num_samples) */
-  float *pending;              /* (batch, 3, S, S) preprocessed frames waiting for their pass */
-  int n_pending;
+  int n_pending;               /* frames in the session's input waiting for their pass */
   gboolean decoder_calibrated; /* decoder layers are quantized: prompts run on every frame */
   char *cache_path;            /* where statistics go (NULL: no cache) */
   gboolean from_cache;
@@ -149,8 +148,8 @@ sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
     run = *options;
   if (run.precision == SAM2_PRECISION_AUTO)
     run.precision = SAM2_PRECISION_FP32;
-  /* frames are added one at a time; more than one per pass waits in c->pending (no more than
-   * the frames the recipe expects: the encoder's buffers grow with the batch) */
+  /* frames are added one at a time and wait in the session's input for a full batch (no more
+   * than the frames the recipe expects: the encoder's buffers grow with the batch) */
   c->batch = CLAMP (MIN (c->recipe->calib.batch_size, c->recipe->calib.num_samples), 1,
                     SAM2_SESSION_MAX_BATCH);
   run.max_batch = c->batch;
@@ -184,8 +183,6 @@ sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
                             && sam2_recipe_quantizes (c->recipe, model, l);
   }
   c->report = g_ptr_array_new_with_free_func (report_free);
-  if (c->batch > 1)
-    c->pending = g_new (float, (size_t) c->batch * image_floats (model));
   return c;
 }
 
@@ -206,7 +203,6 @@ sam2_calibrator_free (Sam2Calibrator *c)
   if (c->report)
     g_ptr_array_unref (c->report);
   g_free (c->cache_path);
-  g_free (c->pending);
   sam2_recipe_free (c->recipe);
   sam2_model_unref (c->model);
   g_free (c);
@@ -241,8 +237,8 @@ frame_done (Sam2Calibrator *c, GError **error)
   return TRUE;
 }
 
-/* The pending frames through one encoder pass, then each one's decoder prompts. They leave
- * c->pending whatever happens: a failed pass is reported once, by the call that ran it. */
+/* The pending frames through one encoder pass, then each one's decoder prompts. They stop being
+ * pending whatever happens: a failed pass is reported once, by the call that ran it. */
 static gboolean
 encode_pending (Sam2Calibrator *c, GError **error)
 {
@@ -250,7 +246,7 @@ encode_pending (Sam2Calibrator *c, GError **error)
   c->n_pending = 0;
   if (n == 0)
     return TRUE;
-  if (!sam2_session_encode_batch (c->session, c->pending, n, error))
+  if (!sam2_session_encode_resident (c->session, n, error))
     return FALSE;
   for (int i = 0; i < n; i++)
     if (!sam2_session_select_image (c->session, i, error) || !frame_done (c, error))
@@ -258,7 +254,8 @@ encode_pending (Sam2Calibrator *c, GError **error)
   return TRUE;
 }
 
-/* A frame now in c->pending: its pass runs once the batch is full (or at quantization). */
+/* A frame now in the session's input: its pass runs once the batch is full (or at
+ * sam2_calibrator_flush / quantize). */
 static gboolean
 frame_pending (Sam2Calibrator *c, GError **error)
 {
@@ -278,15 +275,9 @@ gboolean
 sam2_calibrator_add_image (Sam2Calibrator *c, const guint8 *pixels, int width, int height,
                            int stride, Sam2PixelFormat format, GError **error)
 {
-  if (c->batch == 1) {
-    /* straight through the session, which may resize the frame on its device */
-    if (!sam2_session_set_image (c->session, pixels, width, height, stride, format, error))
-      return FALSE;
-    digest_image (c, pixels, width, height, stride, format);
-    return frame_done (c, error);
-  }
-  float *slot = c->pending + (size_t) c->n_pending * image_floats (c->model);
-  if (!sam2_session_preprocess (c->session, pixels, width, height, stride, format, slot, error))
+  /* resized where the encoder runs (on the GPU for CUDA), into the pass's next slot */
+  if (!sam2_session_stage_image (c->session, c->n_pending, pixels, width, height, stride, format,
+                                 error))
     return FALSE;
   digest_image (c, pixels, width, height, stride, format);
   return frame_pending (c, error);
@@ -295,13 +286,10 @@ sam2_calibrator_add_image (Sam2Calibrator *c, const guint8 *pixels, int width, i
 gboolean
 sam2_calibrator_add_pixels (Sam2Calibrator *c, const float *pixel_values, GError **error)
 {
-  const size_t n = image_floats (c->model);
-  if (c->batch == 1 && !sam2_session_encode (c->session, pixel_values, error))
+  if (!sam2_session_stage_pixels (c->session, c->n_pending, pixel_values, error))
     return FALSE;
-  g_checksum_update (c->frames_digest, (const guchar *) pixel_values, n * sizeof (float));
-  if (c->batch == 1)
-    return frame_done (c, error);
-  memcpy (c->pending + (size_t) c->n_pending * n, pixel_values, n * sizeof (float));
+  g_checksum_update (c->frames_digest, (const guchar *) pixel_values,
+                     image_floats (c->model) * sizeof (float));
   return frame_pending (c, error);
 }
 
