@@ -264,7 +264,7 @@ decode_kernel (const Sam2CudaAttentionArgs a)
 {
   constexpr int DP = 16 * NJ;
   constexpr int WARPS = THREADS / 32;
-  __shared__ float part[WARPS][DP + 2];    /* per warp: o (DP), m, l */
+  SAM2_STATIC_SHARED (float, part, [WARPS][DP + 2]);    /* per warp: o (DP), m, l */
 
   const int row = (int) (blockIdx.x % (unsigned) a.len_q);
   const int rest = (int) (blockIdx.x / (unsigned) a.len_q);

@@ -20,6 +20,8 @@
   __VA_ARGS__<<<(grid), (block), (shared_bytes), (stream)>>>
 /* The kernel's dynamic shared memory (the launch's shared_bytes), 16-byte aligned. */
 #define SAM2_DYNAMIC_SHARED(type, name) extern __shared__ __align__ (16) type name[]
+/* A static shared array, 16-byte aligned: SAM2_STATIC_SHARED (int8_t, tile, [4][64]). */
+#define SAM2_STATIC_SHARED(type, name, dims) __shared__ __align__ (16) type name dims
 #endif
 
 /* Threads per block of the element-wise and data-movement kernels. */

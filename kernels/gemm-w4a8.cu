@@ -100,8 +100,8 @@ __global__ void __launch_bounds__ (BM * 2, 2)
 w4a8_gemm_kernel (const GemmArgs p)
 {
   constexpr int THREADS = BM * 2;
-  __shared__ __align__ (16) int8_t a_s[STAGES][BM * A_LD];      /* (BM, A_LD) per stage */
-  __shared__ __align__ (16) uint32_t b_s[STAGES][B_WORDS];      /* (8, 2, 32) per stage */
+  SAM2_STATIC_SHARED (int8_t, a_s, [STAGES][BM * A_LD]);       /* (BM, A_LD) per stage */
+  SAM2_STATIC_SHARED (uint32_t, b_s, [STAGES][B_WORDS]);       /* (8, 2, 32) per stage */
 
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wm = warp / 2, wn = warp % 2;           /* warp tile rows wm*32, cols wn*32 */
@@ -294,8 +294,8 @@ template <int BM, bool MAGIC>
 __global__ void __launch_bounds__ (BM * 2, BM == 128 ? 2 : 4)
 w4a8_gemm_v2_kernel (const GemmArgs p)
 {
-  __shared__ __align__ (16) int8_t a_s[STAGES][BM * A_LD];      /* (BM, A_LD) per stage */
-  __shared__ __align__ (16) uint32_t b_s[STAGES][B_WORDS];      /* (8, 2, 32) per stage */
+  SAM2_STATIC_SHARED (int8_t, a_s, [STAGES][BM * A_LD]);       /* (BM, A_LD) per stage */
+  SAM2_STATIC_SHARED (uint32_t, b_s, [STAGES][B_WORDS]);       /* (8, 2, 32) per stage */
   constexpr int THREADS = BM * 2;
   constexpr int32_t ACC0 = MAGIC ? MAGIC_BITS : 0;
 

@@ -19,10 +19,10 @@
  * their roundings out, __fmul_rn / __fadd_rn, give the GPU's bits; the others agree to the
  * tolerances the suites give them).
  *
- * __shared__ variables become static: one copy, used by one block at a time. It keeps what the
- * previous block left (GCC ignores a section attribute on a template's static locals, so they
- * cannot be found and refilled with garbage as dynamic shared memory is): a block that reads
- * static shared memory it never wrote is not caught. */
+ * __shared__ variables become static: one copy, used by one block at a time. Declared with
+ * SAM2_STATIC_SHARED, as every kernel of ours does, each block's copy starts as garbage, like
+ * dynamic shared memory (a plain __shared__ would keep what the previous block left: GCC ignores
+ * a section attribute on a template's static locals, so they cannot be found otherwise). */
 #ifndef SAM2_SIMT_DEVICE_H
 #define SAM2_SIMT_DEVICE_H
 
@@ -78,6 +78,8 @@ void cp_async_wait (int newest_pending);
 
 /* This block's dynamic shared memory (the launch's third argument, in bytes). */
 void *dynamic_shared ();
+/* The block's first call for `p` fills its `bytes` with garbage (SAM2_STATIC_SHARED). */
+void fresh_static_shared (void *p, size_t bytes);
 
 /* Runs body for every thread of every block of the launch, or records a launch error (the
  * next cudaGetLastError's) and runs nothing; while a stream is being captured into a CUDA graph,
@@ -139,6 +141,12 @@ from_bits (uint64_t u)
   ((void) (stream), sam2_simt::launch ((grid), (block), (shared_bytes), __VA_ARGS__))
 #define SAM2_DYNAMIC_SHARED(type, name)                                                        \
   type *const name = static_cast<type *> (sam2_simt::dynamic_shared ())
+/* One static copy, refilled with garbage by the first thread of each block that reaches it
+ * (every thread passes the declaration before touching the array), as on the GPU, where a
+ * block's shared memory starts with whatever was there. */
+#define SAM2_STATIC_SHARED(type, name, dims)                                                   \
+  static __align__ (16) type name dims;                                                        \
+  sam2_simt::fresh_static_shared (&name, sizeof name)
 
 /* ---- intrinsics ------------------------------------------------------------------------------
  * The host's float and double operations are IEEE, round to nearest, one rounding each (x86-64

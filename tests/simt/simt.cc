@@ -84,7 +84,9 @@ struct Block {
   std::vector<Warp> warps;
   int arrived, done;   /* at __syncthreads; exited */
   bool reverse;        /* threads taken in reverse order (odd blocks) */
+  unsigned long number;  /* in launch order, for the garbage's pattern */
   std::vector<unsigned char> dynamic_shared;
+  std::vector<const void *> fresh;   /* static shared arrays already refilled for this block */
 };
 
 struct Scheduler {
@@ -644,6 +646,17 @@ dynamic_shared ()
 }
 
 void
+fresh_static_shared (void *p, size_t bytes)
+{
+  Block &b = sched.block;
+  for (const void *q : b.fresh)
+    if (q == p)
+      return;
+  b.fresh.push_back (p);
+  memset (p, (unsigned char) (0x5a ^ b.number), bytes);
+}
+
+void
 run (const void *kernel, dim3 grid, dim3 block, size_t shared_bytes,
      const std::function<void ()> &body)
 {
@@ -681,8 +694,11 @@ run (const void *kernel, dim3 grid, dim3 block, size_t shared_bytes,
     for (unsigned y = 0; y < grid.y; y++)
       for (unsigned x = 0; x < grid.x; x++, n++) {
         blockIdx = { x, y, z };
-        /* dynamic shared memory starts as garbage, not zeros, as on the GPU */
+        /* dynamic shared memory starts as garbage, not zeros, as on the GPU (static shared
+         * memory too, at its declaration: fresh_static_shared) */
         b.dynamic_shared.assign (shared_bytes + 16, (unsigned char) (0xa5 ^ n));
+        b.number = n;
+        b.fresh.clear ();
         run_block (n % 2 == 1);
       }
   sched.body = nullptr;
