@@ -390,6 +390,7 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
   Sam2Session *s = g_new0 (Sam2Session, 1);
   s->model = sam2_model_ref (model);
   s->max_batch = MAX (options->max_batch, 1);
+  s->slot_size = g_malloc0_n ((gsize) s->max_batch, sizeof *s->slot_size);
   s->linear_images = 1;
   s->backend = backend;
   s->backend_kind = kind;
@@ -462,6 +463,7 @@ sam2_session_free (Sam2Session *s)
   free_buffers (s);
   sam2_backend_free (s->backend);
   sam2_resampler_free (s->resampler);
+  g_free (s->slot_size);
   sam2_decoder_stacks_clear (s);
   g_free (s->backend_description);
   g_free (s->res_iou);
@@ -757,6 +759,7 @@ sam2_session_encode_batch (Sam2Session *s, const float *pixel_values, int n, GEr
   const size_t floats = (size_t) n * m->config.vision.backbone.num_channels * m->image_size
                         * m->image_size;
   forget_batch (s);
+  memset (s->slot_size, 0, (size_t) n * sizeof *s->slot_size);
   if (!check_status (s, s->backend->ops->upload (s->backend, s->pixels, pixel_values, floats),
                      "uploading the pixels", error))
     return FALSE;
@@ -825,6 +828,8 @@ stage_frame (Sam2Session *s, int index, const guint8 *pixels, int stride, Sam2Pi
   const size_t image_floats = (size_t) 3 * m->image_size * m->image_size;
   const Sam2BackendOps *o = s->backend->ops;
   float *slot = s->pixels + index * image_floats;
+  s->slot_size[index][0] = s->frame_width;
+  s->slot_size[index][1] = s->frame_height;
   if (o->preprocess != NULL)
     return check_status (s, o->preprocess (s->backend, s->resampler, pixels, stride, format, slot),
                          "preprocessing the frame", error);
@@ -868,6 +873,7 @@ sam2_session_stage_pixels (Sam2Session *s, int index, const float *pixel_values,
   const size_t floats = (size_t) m->config.vision.backbone.num_channels * m->image_size
                         * m->image_size;
   forget_batch (s);
+  s->slot_size[index][0] = s->slot_size[index][1] = 0;
   return check_status (s, s->backend->ops->upload (s->backend, s->pixels + index * floats,
                                                    pixel_values, floats),
                        "uploading the pixels", error);
@@ -1241,7 +1247,11 @@ sam2_session_predict (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts,
                  "no frame set: call sam2_session_set_image before predicting");
     return NULL;
   }
-  const float W = (float) s->frame_width, H = (float) s->frame_height;
+  /* the selected image's frame; pixels given preprocessed keep the last frame's size */
+  const int *staged = s->batch > 0 ? s->slot_size[s->selected] : NULL;
+  const int fw = staged != NULL && staged[0] > 0 ? staged[0] : s->frame_width;
+  const int fh = staged != NULL && staged[0] > 0 ? staged[1] : s->frame_height;
+  const float W = (float) fw, H = (float) fh;
   const float S = (float) s->model->image_size;
   if (n_prompts > s->scaled_capacity) {
     g_free (s->scaled_prompts);
@@ -1259,8 +1269,8 @@ sam2_session_predict (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts,
   const Sam2Result *r = decode (s, s->scaled_prompts, n_prompts, options->multimask, error);
   if (r != NULL && options->frame_masks) {
     Sam2Result *rw = &s->result;
-    rw->width = s->frame_width;
-    rw->height = s->frame_height;
+    rw->width = fw;
+    rw->height = fh;
     if (!frame_masks (s, rw, options->mask_threshold, error))
       r = NULL;
   }

@@ -116,7 +116,9 @@ struct _Sam2Session {
 
   /* ---- frames ---- */
   Sam2Resampler *resampler;
-  int frame_width, frame_height;
+  int frame_width, frame_height;  /* the resampler's (the last frame preprocessed) */
+  int (*slot_size)[2];         /* (max_batch) width, height of the frame staged in each input
+                                * slot; 0, 0: pixels given preprocessed */
   float *host_pixels;          /* (B, 3, S, S) host staging of the preprocessed frames */
 
   /* ---- results (host) ---- */

@@ -4,12 +4,14 @@
  *   - sam2-mini-hash (q-pooling, window padding, a global block, 256x256) in FP32 and the same
  *     model quantized W4A8 here: one pass of three images gives each image's features and
  *     decoder outputs as a pass of it alone, with the images selected out of order;
- *   - frames (set_images) give what set_image gives frame by frame, prompts in frame pixels;
+ *   - frames (set_images) give what set_image gives frame by frame, prompts in frame pixels, and
+ *     so do frames of different sizes staged into one pass (stage_image, encode_resident);
  *   - the misuses end in an error naming the limit: a max_batch out of range, a pass of 0 or
  *     too many images, selecting an image the last pass did not have.
  *
  *   test-batch RECIPE.yaml     (meson passes configs/hiera_tiny_w4a8.yaml)
  */
+#include "session.h"
 #include "test-support.h"
 
 #include <string.h>
@@ -118,6 +120,85 @@ test_batch_frames (void)
   sam2_model_unref (fp);
 }
 
+/* The masks of a point at (fx, fy) of the frame (fractions of its size), from the selected
+ * image of `s`: a copy, n_masks * w * h bytes. */
+static guint8 *
+point_masks (Sam2Session *s, int w, int h, float fx, float fy, size_t *bytes)
+{
+  const Sam2Point pt = { w * fx, h * fy, SAM2_LABEL_POSITIVE };
+  const Sam2Prompt prompt = { .points = &pt, .n_points = 1 };
+  const Sam2PredictOptions predict = SAM2_PREDICT_OPTIONS_INIT;
+  GError *error = NULL;
+  const Sam2Result *r = sam2_session_predict (s, &prompt, 1, &predict, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (r->width, ==, w);
+  *bytes = (size_t) r->n_masks * w * h;
+  return g_memdup2 (r->masks, *bytes);
+}
+
+/* Frames of different sizes staged into one pass (sam2_session_stage_image, slots filled out of
+ * order, then sam2_session_encode_resident, as batched calibration does) give each frame's
+ * masks as a pass of it alone; a slot past max_batch is refused. */
+static void
+test_batch_staged (void)
+{
+  Sam2Model *fp = sam2_test_load_mini ();
+  if (fp == NULL)
+    return;
+  const int size[N_IMAGES][2] = { { 200, 150 }, { 120, 90 }, { 256, 256 } };
+  guint8 *frames[N_IMAGES], *want[N_IMAGES];
+  size_t bytes[N_IMAGES];
+  GError *error = NULL;
+  const Sam2SessionOptions one = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1 };
+  Sam2Session *single = sam2_session_new_full (fp, &one, &error);
+  g_assert_no_error (error);
+  for (int i = 0; i < N_IMAGES; i++) {
+    const int w = size[i][0], h = size[i][1];
+    frames[i] = make_frame (w, h, i);
+    g_assert_true (sam2_session_set_image (single, frames[i], w, h, w * 3, SAM2_PIXEL_FORMAT_RGB,
+                                           &error));
+    want[i] = point_masks (single, w, h, 0.5f, 0.33f, &bytes[i]);
+  }
+  sam2_session_free (single);
+
+  const Sam2SessionOptions batch_options = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, N_IMAGES };
+  Sam2Session *s = sam2_session_new_full (fp, &batch_options, &error);
+  g_assert_no_error (error);
+  const int order[N_IMAGES] = { 2, 0, 1 };
+  for (int k = 0; k < N_IMAGES; k++) {
+    const int i = order[k], w = size[i][0], h = size[i][1];
+    g_assert_true (sam2_session_stage_image (s, i, frames[i], w, h, w * 3, SAM2_PIXEL_FORMAT_RGB,
+                                             &error));
+    g_assert_no_error (error);
+  }
+  g_assert_true (sam2_session_encode_resident (s, N_IMAGES, &error));
+  g_assert_no_error (error);
+  for (int i = 0; i < N_IMAGES; i++) {
+    g_assert_true (sam2_session_select_image (s, i, &error));
+    size_t n;
+    guint8 *got = point_masks (s, size[i][0], size[i][1], 0.5f, 0.33f, &n);
+    g_assert_cmpuint (n, ==, bytes[i]);
+    size_t differ = 0;
+    for (size_t k = 0; k < n; k++)
+      differ += got[k] != want[i][k];
+    g_test_message ("frame %d (%dx%d): %zu of %zu mask pixels differ", i, size[i][0], size[i][1],
+                    differ, n);
+    g_assert_cmpuint (differ, ==, 0);
+    g_free (got);
+  }
+  g_assert_false (sam2_session_stage_image (s, N_IMAGES, frames[0], 200, 150, 600,
+                                            SAM2_PIXEL_FORMAT_RGB, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "takes 1 to 3 images"));
+  g_clear_error (&error);
+  sam2_session_free (s);
+  for (int i = 0; i < N_IMAGES; i++) {
+    g_free (frames[i]);
+    g_free (want[i]);
+  }
+  sam2_model_unref (fp);
+}
+
 static void
 assert_fails (gboolean ok, GError **error, const char *fragment)
 {
@@ -194,6 +275,7 @@ main (int argc, char **argv)
   g_test_add_func ("/batch/float", test_batch_float);
   g_test_add_func ("/batch/w4a8", test_batch_w4a8);
   g_test_add_func ("/batch/frames", test_batch_frames);
+  g_test_add_func ("/batch/staged", test_batch_staged);
   g_test_add_func ("/batch/misuse", test_batch_misuse);
   return g_test_run ();
 }
