@@ -165,8 +165,9 @@ gboolean sam2_session_stage_pixels (Sam2Session *s, int index, const float *pixe
                                     GError **error);
 
 /* The encoder on the first n images already in s->pixels (backend memory: what the last
- * sam2_session_encode_batch or set_images put there), without moving pixels: benchmarks time
- * the encoder alone with it, as PyTorch's are timed on a tensor already on the device. */
+ * sam2_session_encode_batch, set_images or stage_* calls put there), without moving pixels:
+ * batched calibration runs its staged frames with it, and benchmarks time the encoder alone
+ * with it, as PyTorch's are timed on a tensor already on the device. */
 gboolean sam2_session_encode_resident (Sam2Session *s, int n, GError **error);
 
 /* Every linear layer of the model runs through here: the observer (when set) sees its input,
