@@ -330,9 +330,14 @@ make_cache_prefix (GstSam2Calib * self, const gchar * model_ref)
 {
   GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
   gchar *describe = sam2_model_describe (self->model);
-  gchar *recipe = sam2_recipe_to_yaml (self->recipe);
-  gchar *params = g_strdup_printf ("%u/%u", self->target, self->stride);
-  gchar *hex;
+  Sam2Recipe *unbatched = sam2_recipe_copy (self->recipe);
+  gchar *recipe, *params, *hex;
+
+  /* the batch size changes how frames are run, not the statistics */
+  unbatched->calib.batch_size = 1;
+  recipe = sam2_recipe_to_yaml (unbatched);
+  sam2_recipe_free (unbatched);
+  params = g_strdup_printf ("%u/%u", self->target, self->stride);
 
   g_checksum_update (sum, (const guchar *) model_ref, -1);
   g_checksum_update (sum, (const guchar *) describe, -1);
@@ -1340,9 +1345,10 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
   g_object_class_install_property (gobject_class, PROP_CACHE_DIR,
       g_param_spec_string ("cache-dir", "Cache directory",
           "Keep the calibration statistics here and reuse them when a run sees the same "
-          "frames (same model, recipe, num-frames and frame-stride): the frames are then "
-          "hashed and compared instead of run through the model. A frame that differs ends "
-          "the reuse and calibration starts from it. Unset = no cache",
+          "frames (same model, recipe apart from its batch size, num-frames and "
+          "frame-stride): the frames are then hashed and compared instead of run through the "
+          "model. A frame that differs ends the reuse and calibration starts from it. "
+          "Unset = no cache",
           DEFAULT_CACHE_DIR,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_POST_MESSAGES,

@@ -337,6 +337,17 @@ model_digest (const Sam2Model *m)
   return hex;
 }
 
+/* The recipe as the cache key sees it: its YAML with calib.batch_size left out. */
+static char *
+recipe_key (const Sam2Recipe *recipe)
+{
+  Sam2Recipe *r = sam2_recipe_copy (recipe);
+  r->calib.batch_size = 1;
+  char *yaml = sam2_recipe_to_yaml (r);
+  sam2_recipe_free (r);
+  return yaml;
+}
+
 gboolean
 sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_digest,
                            gboolean *hit, GError **error)
@@ -349,9 +360,9 @@ sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_d
     return FALSE;
   }
   /* the statistics depend on the model, the frames, the recipe's calibration and skips, and
-   * how the observers draw them */
+   * how the observers draw them; not on the batch size (the same draws, test-observers) */
   char *mdigest = model_digest (c->model);
-  char *recipe = sam2_recipe_to_yaml (c->recipe);
+  char *recipe = recipe_key (c->recipe);
   GChecksum *key = g_checksum_new (G_CHECKSUM_SHA256);
   g_checksum_update (key, (const guchar *) SAM2_OBSERVERS_SCHEME, -1);
   g_checksum_update (key, (const guchar *) mdigest, -1);

@@ -541,6 +541,24 @@ test_batched_calibration (void)
                   worst);
   g_assert_cmpfloat (worst, <, BATCHED_LAYER_ERROR_BOUND);
   g_assert_cmpfloat (d, <, BATCHED_LOGITS_BOUND);
+
+  /* the batch size is not part of the statistics cache's key: a run in threes finds the
+   * statistics a frame-by-frame run saved */
+  char *cache = g_build_filename (sh.tmp, "cache-batched", NULL);
+  gboolean hit = TRUE;
+  Sam2Calibrator *saver = calibrate (&sh, r1, 0, 2);
+  g_assert_true (sam2_calibrator_use_cache (saver, cache, "frames-0-2", &hit, &error));
+  g_assert_false (hit);
+  Sam2Model *qs = sam2_calibrator_quantize (saver, NULL, NULL, &error);
+  g_assert_no_error (error);
+  Sam2Calibrator *reader = sam2_calibrator_new (sh.fp, r3, &error);
+  g_assert_true (sam2_calibrator_use_cache (reader, cache, "frames-0-2", &hit, &error));
+  g_assert_true (hit);
+  g_assert_cmpint (sam2_calibrator_get_n_frames (reader), ==, 2);
+  sam2_calibrator_free (reader);
+  sam2_calibrator_free (saver);
+  sam2_model_unref (qs);
+  g_free (cache);
   sam2_model_unref (q3);
   sam2_model_unref (q1);
   sam2_calibrator_free (c3);
