@@ -19,10 +19,11 @@
  * their roundings out, __fmul_rn / __fadd_rn, give the GPU's bits; the others agree to the
  * tolerances the suites give them).
  *
- * __shared__ variables become static: one copy, used by one block at a time. Declared with
- * SAM2_STATIC_SHARED, as every kernel of ours does, each block's copy starts as garbage, like
- * dynamic shared memory (a plain __shared__ would keep what the previous block left: GCC ignores
- * a section attribute on a template's static locals, so they cannot be found otherwise). */
+ * Static shared arrays, declared with SAM2_STATIC_SHARED, become static variables: one copy,
+ * used by one block at a time, refilled with garbage for each block like dynamic shared memory
+ * (a plain __shared__, which would keep what the previous block left, does not compile here:
+ * GCC ignores a section attribute on a template's static locals, so they could not be found
+ * and refilled otherwise). */
 #ifndef SAM2_SIMT_DEVICE_H
 #define SAM2_SIMT_DEVICE_H
 
@@ -49,7 +50,9 @@
 #define __global__
 #define __device__
 #define __host__
-#define __shared__ static
+/* shared arrays are declared with SAM2_STATIC_SHARED / SAM2_DYNAMIC_SHARED (below), so that each
+ * block's starts as garbage; a plain __shared__ fails to compile here */
+#define __shared__ sam2_simt_declare_shared_with_SAM2_STATIC_SHARED
 #define __launch_bounds__(...)
 
 extern uint3 threadIdx, blockIdx;

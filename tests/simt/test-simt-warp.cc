@@ -16,7 +16,7 @@ constexpr int OUTS = 8;
 __global__ void
 warp_ops_kernel (int *out)
 {
-  __shared__ int other[THREADS];
+  SAM2_STATIC_SHARED (int, other, [THREADS]);
   const int tid = threadIdx.x, lane = tid % 32;
   const int v = 1000 * (int) blockIdx.x + 10 * tid;
   int *o = out + ((size_t) blockIdx.x * THREADS + tid) * OUTS;
