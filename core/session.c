@@ -401,9 +401,14 @@ sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *options, GErr
   alloc_encoder (s, &a);
   alloc_decoder (s, &a);
   sam2_decoder_stacks_build (s);
-  s->host_pixels = host_staging_alloc (s, (size_t) s->max_batch * 3 * model->image_size
-                                             * model->image_size);
-  gboolean host_ok = s->host_pixels != NULL;
+  /* a device's frames are staged on the host when it does not resize them itself; host memory
+   * takes them straight into its input (stage_frame) */
+  gboolean host_ok = TRUE;
+  if (backend->ops->device_memory) {
+    s->host_pixels = host_staging_alloc (s, (size_t) s->max_batch * 3 * model->image_size
+                                               * model->image_size);
+    host_ok = s->host_pixels != NULL;
+  }
   /* features handed to callers must be host memory: staged through download on a device */
   for (int l = 0; l < 3 && backend->ops->device_memory; l++) {
     s->host_features[l] = host_staging_alloc (s, (size_t) model->feat_h[l] * model->feat_w[l]
@@ -833,6 +838,11 @@ stage_frame (Sam2Session *s, int index, const guint8 *pixels, int stride, Sam2Pi
   if (o->preprocess != NULL)
     return check_status (s, o->preprocess (s->backend, s->resampler, pixels, stride, format, slot),
                          "preprocessing the frame", error);
+  if (!o->device_memory) {
+    /* the input is host memory: no staging copy (12 MB per frame at 1024 x 1024) */
+    sam2_preprocess (s->resampler, pixels, stride, format, slot);
+    return TRUE;
+  }
   float *host = s->host_pixels + index * image_floats;
   sam2_preprocess (s->resampler, pixels, stride, format, host);
   return check_status (s, o->upload (s->backend, slot, host, image_floats),

@@ -119,7 +119,8 @@ struct _Sam2Session {
   int frame_width, frame_height;  /* the resampler's (the last frame preprocessed) */
   int (*slot_size)[2];         /* (max_batch) width, height of the frame staged in each input
                                 * slot; 0, 0: pixels given preprocessed */
-  float *host_pixels;          /* (B, 3, S, S) host staging of the preprocessed frames */
+  float *host_pixels;          /* (B, 3, S, S) host staging of the preprocessed frames (device
+                                * backends only) */
 
   /* ---- results (host) ---- */
   Sam2Result result;

@@ -330,14 +330,9 @@ make_cache_prefix (GstSam2Calib * self, const gchar * model_ref)
 {
   GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
   gchar *describe = sam2_model_describe (self->model);
-  Sam2Recipe *unbatched = sam2_recipe_copy (self->recipe);
-  gchar *recipe, *params, *hex;
-
-  /* the batch size changes how frames are run, not the statistics */
-  unbatched->calib.batch_size = 1;
-  recipe = sam2_recipe_to_yaml (unbatched);
-  sam2_recipe_free (unbatched);
-  params = g_strdup_printf ("%u/%u", self->target, self->stride);
+  gchar *recipe = sam2_recipe_statistics_yaml (self->recipe);
+  gchar *params = g_strdup_printf ("%u/%u", self->target, self->stride);
+  gchar *hex;
 
   g_checksum_update (sum, (const guchar *) model_ref, -1);
   g_checksum_update (sum, (const guchar *) describe, -1);

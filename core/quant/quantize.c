@@ -118,13 +118,6 @@ sam2_calibrator_new (Sam2Model *model, const Sam2Recipe *recipe, GError **error)
   return sam2_calibrator_new_full (model, recipe, NULL, error);
 }
 
-/* Floats of one preprocessed frame, (3, S, S). */
-static size_t
-image_floats (const Sam2Model *m)
-{
-  return (size_t) 3 * m->image_size * m->image_size;
-}
-
 Sam2Calibrator *
 sam2_calibrator_new_full (Sam2Model *model, const Sam2Recipe *recipe,
                           const Sam2SessionOptions *options, GError **error)
@@ -288,8 +281,8 @@ sam2_calibrator_add_pixels (Sam2Calibrator *c, const float *pixel_values, GError
 {
   if (!sam2_session_stage_pixels (c->session, c->n_pending, pixel_values, error))
     return FALSE;
-  g_checksum_update (c->frames_digest, (const guchar *) pixel_values,
-                     image_floats (c->model) * sizeof (float));
+  const size_t n = (size_t) 3 * c->model->image_size * c->model->image_size;
+  g_checksum_update (c->frames_digest, (const guchar *) pixel_values, n * sizeof (float));
   return frame_pending (c, error);
 }
 
@@ -337,17 +330,6 @@ model_digest (const Sam2Model *m)
   return hex;
 }
 
-/* The recipe as the cache key sees it: its YAML with calib.batch_size left out. */
-static char *
-recipe_key (const Sam2Recipe *recipe)
-{
-  Sam2Recipe *r = sam2_recipe_copy (recipe);
-  r->calib.batch_size = 1;
-  char *yaml = sam2_recipe_to_yaml (r);
-  sam2_recipe_free (r);
-  return yaml;
-}
-
 gboolean
 sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_digest,
                            gboolean *hit, GError **error)
@@ -362,7 +344,7 @@ sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_d
   /* the statistics depend on the model, the frames, the recipe's calibration and skips, and
    * how the observers draw them; not on the batch size (the same draws, test-observers) */
   char *mdigest = model_digest (c->model);
-  char *recipe = recipe_key (c->recipe);
+  char *recipe = sam2_recipe_statistics_yaml (c->recipe);
   GChecksum *key = g_checksum_new (G_CHECKSUM_SHA256);
   g_checksum_update (key, (const guchar *) SAM2_OBSERVERS_SCHEME, -1);
   g_checksum_update (key, (const guchar *) mdigest, -1);

@@ -1539,6 +1539,16 @@ sam2_recipe_to_yaml (const Sam2Recipe *recipe)
 }
 
 char *
+sam2_recipe_statistics_yaml (const Sam2Recipe *recipe)
+{
+  Sam2Recipe *r = sam2_recipe_copy (recipe);
+  r->calib.batch_size = 1;
+  char *yaml = sam2_recipe_to_yaml (r);
+  sam2_recipe_free (r);
+  return yaml;
+}
+
+char *
 sam2_recipe_yaml_name (const char *yaml)
 {
   if (yaml == NULL || !g_str_has_prefix (yaml, NAME_PREFIX))

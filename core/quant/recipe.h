@@ -138,6 +138,9 @@ void sam2_recipe_free (Sam2Recipe *recipe);
 /* The fully resolved recipe as YAML (every key, defaults included), which sam2_recipe_parse
  * reads back to an equal recipe; stored in quantized model files. Free with g_free. */
 char *sam2_recipe_to_yaml (const Sam2Recipe *recipe);
+/* The same with calib.batch_size left at 1: what calibration statistics depend on (a batch
+ * changes how frames are run, not what is drawn from them), for statistics caches' keys. */
+char *sam2_recipe_statistics_yaml (const Sam2Recipe *recipe);
 /* The recipe's name as sam2_recipe_to_yaml's first line gives it (escaped, printable ASCII), or
  * NULL when `yaml` (a quantized file's metadata: untrusted) does not start with that line. */
 char *sam2_recipe_yaml_name (const char *yaml);
