@@ -6,12 +6,14 @@
  * the next synchronisation, which is download() (and upload(), see there).
  *
  * Weights live in the model, in host memory. The first time a layer runs, its weights are copied
- * to the device (FP32, or FP16 for SAM2_PRECISION_FP16, or the repacked W4A8 blob and its float
- * parts for quantized layers) into a cache keyed by the host Sam2Linear / Sam2LayerNorm pointer,
- * which the model never moves. In FP16 precision the attention products run on the tensor cores
- * too (sam2_cuda_attention_f16), the linear layers through cuBLASLt with their bias in its
- * epilogue (a few token rows through sam2_cuda_linear_f16_small_m), and the blocks' MLP halves
- * without float intermediates (cuda_norm_mlp). Scratch (FP16 activations, the W4A8 workspace) grows to the
+ * to the device (FP32, or 16-bit for SAM2_PRECISION_FP16 and SAM2_PRECISION_BF16, or the
+ * repacked W4A8 blob and its float parts for quantized layers) into a cache keyed by the host
+ * Sam2Linear / Sam2LayerNorm pointer, which the model never moves. In the 16-bit precisions (FP16
+ * and BF16 take the same paths, with operands of their own format: cu->half) the attention
+ * products run on the tensor cores too (sam2_cuda_attention_16), the linear layers through
+ * cuBLASLt with their bias in its epilogue (a few token rows through
+ * sam2_cuda_linear_16_small_m), and the blocks' MLP halves without float intermediates
+ * (cuda_norm_mlp). Scratch (16-bit activations, the W4A8 workspace) grows to the
  * largest need it has seen: the first frame sizes it (the encoder's layers are the widest, so a
  * later prompt with more points does not grow it either), and after that nothing is allocated
  * per frame. All of it is freed in destroy.
@@ -82,7 +84,7 @@ typedef struct {
 
 typedef enum {
   WEIGHTS_F32,
-  WEIGHTS_F16,
+  WEIGHTS_16,                  /* the 16-bit format of the precision (cu->half) */
   WEIGHTS_W4A8,
 } WeightsKind;
 
@@ -91,7 +93,7 @@ typedef struct {
   WeightsKind kind;
   int n, k;
   float *w32;                  /* (n, k) F32 */
-  uint16_t *w16;               /* (n, k) F16 */
+  uint16_t *w16;               /* (n, k) FP16 or BF16 (cu->half) */
   float *bias;                 /* (n) or NULL; F32 in every kind */
   void *blob;                  /* W4A8: sam2_cuda_w4a8_blob_layout */
   float *smooth_inv;           /* W4A8: (k) or NULL */
@@ -106,21 +108,24 @@ typedef struct {
 typedef struct {
   Sam2Backend parent;
   Sam2BackendOps ops;          /* cuda_ops, less the optional ops switched off */
-  Sam2Precision precision;     /* FP32 or FP16 */
+  Sam2Precision precision;     /* FP32, FP16 or BF16 */
+  Sam2CudaHalf half;           /* FP16 and BF16 precision: the format of 16-bit operands */
   int device;
   char *device_name;
   cudaStream_t stream;
   cublasHandle_t cublas;
-  cublasLtHandle_t cublaslt;   /* FP16 GEMMs with the bias epilogue; NULL: GemmEx + bias pass */
-  gboolean small_m;            /* FP16 linears of <= SAM2_CUDA_LINEAR_SMALL_M_MAX rows: own kernel */
-  gboolean fused_mlp;          /* FP16 norm_mlp without its float intermediates (cuda_norm_mlp) */
+  cublasLtHandle_t cublaslt;   /* 16-bit GEMMs with the bias epilogue; NULL: GemmEx + bias pass */
+  gboolean small_m;            /* 16-bit linears of <= SAM2_CUDA_LINEAR_SMALL_M_MAX rows: own
+                                  kernel */
+  gboolean fused_mlp;          /* 16-bit norm_mlp without its float intermediates (cuda_norm_mlp) */
   gboolean fused_norm_quant;   /* LayerNorms fused into W4A8 quantization (cuda_norm_w4a8_linear) */
-  gboolean norm_f16;           /* FP16: qkv's LayerNorm writes its operand (norm_windows_linear) */
+  gboolean norm_f16;           /* 16-bit: qkv's LayerNorm writes its operand
+                                  (norm_windows_linear) */
   Sam2CudaSolver *solver;      /* cuSOLVER for calibration's GPTQ, made on first use */
   gboolean pinned;             /* host_alloc gives page-locked memory (SAM2_CUDA_PINNED) */
   GHashTable *linears;         /* const Sam2Linear * -> CudaLinear * */
   GHashTable *norms;           /* const Sam2LayerNorm * -> CudaNorm * */
-  uint16_t *x16;               /* FP16 activations of the widest linear input seen */
+  uint16_t *x16;               /* 16-bit activations of the widest linear input seen */
   size_t x16_bytes;
   void *w4a8_ws;               /* sam2_cuda_w4a8_linear's workspace, the largest need seen */
   size_t w4a8_ws_bytes;
@@ -575,6 +580,19 @@ f32_to_f16 (float f)
   return (uint16_t) (sign | h);
 }
 
+/* bfloat16 from float, round to nearest even (overflow to infinity), NaN kept quiet: the upper
+ * half of the float's bits. Host-side, once per layer: the weights of the BF16 precision. */
+static uint16_t
+f32_to_bf16 (float f)
+{
+  uint32_t u;
+  memcpy (&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u)
+    return (uint16_t) ((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t) (u >> 16);
+}
+
 /* A weight-only quantized layer (no activation quantization) runs as a float layer: the
  * dequantized weight with the low-rank branch and the smoothing folded in,
  * W_eff = (W + L_up L_down) diag(smooth_inv), the algebra the CPU backend uses for it. */
@@ -602,16 +620,16 @@ static int
 upload_float_weights (Sam2BackendCuda *cu, CudaLinear *d, const float *w)
 {
   const size_t nk = (size_t) d->n * d->k;
-  if (cu->precision != SAM2_PRECISION_FP16) {
+  if (cu->precision == SAM2_PRECISION_FP32) {
     d->kind = WEIGHTS_F32;
     return device_copy (cu, w, nk * sizeof (float), (void **) &d->w32);
   }
-  d->kind = WEIGHTS_F16;
+  d->kind = WEIGHTS_16;
   uint16_t *h = g_try_new (uint16_t, nk);
   if (h == NULL)
     return SAM2_STATUS_OUT_OF_MEMORY;
   for (size_t i = 0; i < nk; i++)
-    h[i] = f32_to_f16 (w[i]);
+    h[i] = cu->half == SAM2_CUDA_BF16 ? f32_to_bf16 (w[i]) : f32_to_f16 (w[i]);
   int st = device_copy (cu, h, nk * sizeof (uint16_t), (void **) &d->w16);
   g_free (h);
   return st;
@@ -725,17 +743,17 @@ norm_weights (Sam2BackendCuda *cu, const Sam2LayerNorm *n, const CudaNorm **out)
 
 /* ---- ops ------------------------------------------------------------------------------------- */
 
-/* The FP16 operand scratch, grown to `halves` (see grow_scratch). */
+/* The 16-bit operand scratch, grown to `halves` (see grow_scratch). */
 static int
 f16_scratch (Sam2BackendCuda *cu, size_t halves, uint16_t **out)
 {
   int st = grow_scratch (cu, (void **) &cu->x16, &cu->x16_bytes, halves * sizeof (uint16_t),
-                         "the FP16 activation scratch");
+                         "the 16-bit activation scratch");
   *out = cu->x16;
   return st;
 }
 
-/* y (M, N) = act(a16 W^T + bias) + residual for FP16 weights, a16 (M, K) the FP16 operand
+/* y (M, N) = act(a16 W^T + bias) + residual for 16-bit weights, a16 (M, K) the 16-bit operand
  * already on the device: cuBLASLt with the bias (and residual) in its epilogue, or, where it
  * offers no algorithm for the shape and alignment, cublasGemmEx and a separate epilogue pass. */
 static int
@@ -744,9 +762,9 @@ f16_linear_from16 (Sam2BackendCuda *cu, const CudaLinear *w, const uint16_t *a16
 {
   const int N = w->n, K = w->k;
   if (cu->cublaslt != NULL && (w->bias != NULL || residual != NULL)) {
-    int st = sam2_cuda_gemm_f16_bias_nt (cu->cublaslt, a16, w->w16, M, N, K, w->bias,
-                                         residual != NULL ? 1.0f : 0.0f, residual, y, cu->stream,
-                                         cu->cublas_ws, CUBLAS_WORKSPACE_BYTES);
+    int st = sam2_cuda_gemm_16_bias_nt (cu->cublaslt, cu->half, a16, w->w16, M, N, K, w->bias,
+                                        residual != NULL ? 1.0f : 0.0f, residual, y, cu->stream,
+                                        cu->cublas_ws, CUBLAS_WORKSPACE_BYTES);
     if (st == SAM2_STATUS_OK) {
       if (act != SAM2_ACT_NONE)
         LAUNCH (cu, sam2_cuda_activation ((int) act, y, (size_t) M * N, cu->stream), what);
@@ -758,7 +776,7 @@ f16_linear_from16 (Sam2BackendCuda *cu, const CudaLinear *w, const uint16_t *a16
   /* residual == y: the GEMM accumulates into it (beta 1); another buffer: the epilogue adds it */
   const float beta = residual != NULL && residual == y ? 1.0f : 0.0f;
   const float *epilogue_residual = residual != y ? residual : NULL;
-  LAUNCH (cu, sam2_cuda_gemm_f16_nt (cu->cublas, a16, w->w16, M, N, K, beta, y), what);
+  LAUNCH (cu, sam2_cuda_gemm_16_nt (cu->cublas, cu->half, a16, w->w16, M, N, K, beta, y), what);
   if (w->bias != NULL || act != SAM2_ACT_NONE || epilogue_residual != NULL)
     LAUNCH (cu, sam2_cuda_bias_act_residual (y, M, N, w->bias, (int) act, epilogue_residual,
                                              cu->stream), what);
@@ -801,18 +819,18 @@ cuda_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, flo
   }
 
   const int N = w->n, K = w->k;
-  if (w->kind == WEIGHTS_F16 && cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX) {
+  if (w->kind == WEIGHTS_16 && cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX) {
     /* the decoder's token rows: one launch instead of conversion, GEMM and epilogue */
-    LAUNCH (cu, sam2_cuda_linear_f16_small_m (x, M, K, w->w16, N, w->bias, (int) act, residual,
-                                              y, cu->stream), l->name);
+    LAUNCH (cu, sam2_cuda_linear_16_small_m (x, M, K, cu->half, w->w16, N, w->bias, (int) act,
+                                             residual, y, cu->stream), l->name);
     return SAM2_STATUS_OK;
   }
-  if (w->kind == WEIGHTS_F16) {
+  if (w->kind == WEIGHTS_16) {
     uint16_t *x16;
     st = f16_scratch (cu, (size_t) M * K, &x16);
     if (st != SAM2_STATUS_OK)
       return st;
-    LAUNCH (cu, sam2_cuda_f32_to_f16 (x, (size_t) M * K, x16, cu->stream), l->name);
+    LAUNCH (cu, sam2_cuda_f32_to_16 (x, (size_t) M * K, cu->half, x16, cu->stream), l->name);
     return f16_linear_from16 (cu, w, x16, M, y, act, residual, l->name);
   }
   /* residual == y: the GEMM accumulates into it (beta 1); another buffer: the epilogue adds it */
@@ -855,10 +873,10 @@ cuda_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
     .v = a->v, .v_ld = a->v_ld, .v_batch_stride = a->v_batch_stride,
     .out = a->out, .out_ld = a->out_ld, .out_batch_stride = a->out_batch_stride,
   };
-  /* FP16 precision: q k^T and p v on the tensor cores (FP16 operands, FP32 softmax and sums),
-   * the same rounding of operands as the FP16 GEMMs */
-  if (cu->precision == SAM2_PRECISION_FP16)
-    LAUNCH (cu, sam2_cuda_attention_f16 (&args, cu->stream), "attention (fp16)");
+  /* 16-bit precisions: q k^T and p v on the tensor cores (16-bit operands, FP32 softmax and
+   * sums), the same rounding of operands as the 16-bit GEMMs */
+  if (cu->precision != SAM2_PRECISION_FP32)
+    LAUNCH (cu, sam2_cuda_attention_16 (&args, cu->half, cu->stream), "attention (16-bit)");
   else
     LAUNCH (cu, sam2_cuda_attention (&args, cu->stream), "attention");
   return SAM2_STATUS_OK;
@@ -967,8 +985,8 @@ cuda_norm_w4a8_linear (Sam2BackendCuda *cu, const CudaNorm *d, float eps, const 
                                                    NULL, cu->stream, cu->w4a8_ws), name);
 }
 
-/* backend.h's norm_windows_linear: one pass for a W4A8 qkv layer (norm_quant_applies); with FP16
- * weights in FP16 precision, the LayerNorm writes the partitioned FP16 operand of the GEMM (one
+/* backend.h's norm_windows_linear: one pass for a W4A8 qkv layer (norm_quant_applies); with
+ * 16-bit weights in a 16-bit precision, the LayerNorm writes the partitioned operand (one
  * pass where the three ops take LayerNorm, partition and conversion: the same roundings, so the
  * same bits; SAM2_CUDA_NORM_F16=0 for the ops). */
 static int
@@ -997,11 +1015,11 @@ cuda_norm_windows_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Line
     return status;
   }
   /* few rows take the one-launch token-row linear (cuda_linear_run): left to it */
-  if (!cu->norm_f16 || cu->precision != SAM2_PRECISION_FP16
+  if (!cu->norm_f16 || cu->precision == SAM2_PRECISION_FP32
       || M <= SAM2_CUDA_LINEAR_SMALL_M_MAX)
     return SAM2_STATUS_OK;
   status = linear_weights (cu, l, &w);
-  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_F16 || w->k != n->dim)
+  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16 || w->k != n->dim)
     return status;
   uint16_t *a16;   /* (M, K) */
   status = norm_weights (cu, n, &d);
@@ -1011,8 +1029,8 @@ cuda_norm_windows_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Line
     return status;
   *done = TRUE;
   PROFILED (SAM2_OP_LAYER_NORM,
-            launched (cu, sam2_cuda_layer_norm_windows_f16 (x, &win, n->dim, d->weight, d->bias,
-                                                            n->eps, a16, cu->stream),
+            launched (cu, sam2_cuda_layer_norm_windows_16 (x, &win, n->dim, d->weight, d->bias,
+                                                           n->eps, cu->half, a16, cu->stream),
                       "layer_norm"));
   if (status == SAM2_STATUS_OK)
     PROFILED (SAM2_OP_LINEAR,
@@ -1020,13 +1038,13 @@ cuda_norm_windows_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Line
   return status;
 }
 
-/* backend.h's norm_mlp. In FP16 precision with FP16 weights (and more rows than the token-row
- * kernel takes) the three-op form's float intermediates that exist only to be converted stay out
- * of memory: LayerNorm writes the FP16 operand of fc1 directly, fc1's float output gets its
- * activation and its FP16 rounding in one pass, and fc2 adds bias and residual in cuBLASLt's
- * epilogue. The roundings are the three ops' in the same places, so the outputs are the same
- * bits (test-cuda-model checks it), for ~40 bytes less traffic per element of the block's input
- * and two launches fewer. With a W4A8 fc1, the LayerNorm runs inside fc1's activation
+/* backend.h's norm_mlp. In a 16-bit precision with 16-bit weights (and more rows than the
+ * token-row kernel takes) the three-op form's float intermediates that exist only to be converted
+ * stay out of memory: LayerNorm writes the 16-bit operand of fc1 directly, fc1's float output
+ * gets its activation and its 16-bit rounding in one pass, and fc2 adds bias and residual in
+ * cuBLASLt's epilogue. The roundings are the three ops' in the same places, so the outputs are
+ * the same bits (test-cuda-model checks it), for ~40 bytes less traffic per element of the
+ * block's input and two launches fewer. With a W4A8 fc1, the LayerNorm runs inside fc1's activation
  * quantization (cuda_norm_w4a8_linear: the same bits, norm_buf not written). Otherwise (FP32,
  * SAM2_CUDA_FUSED_MLP=0, SAM2_CUDA_NORM_QUANT=0) the three ops; norm_buf is written only there. */
 static int
@@ -1038,7 +1056,7 @@ cuda_norm_mlp (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sa
   const CudaLinear *w1 = NULL, *w2 = NULL;
   const CudaNorm *d = NULL;
   int status = SAM2_STATUS_OK;
-  gboolean fused = cu->fused_mlp && cu->precision == SAM2_PRECISION_FP16
+  gboolean fused = cu->fused_mlp && cu->precision != SAM2_PRECISION_FP32
                    && M > SAM2_CUDA_LINEAR_SMALL_M_MAX;
   if (fused) {
     status = linear_weights (cu, fc1, &w1);
@@ -1048,7 +1066,7 @@ cuda_norm_mlp (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sa
       status = norm_weights (cu, n, &d);
     if (status != SAM2_STATUS_OK)
       return status;
-    fused = w1->kind == WEIGHTS_F16 && w2->kind == WEIGHTS_F16 && w1->k == n->dim
+    fused = w1->kind == WEIGHTS_16 && w2->kind == WEIGHTS_16 && w1->k == n->dim
             && w2->k == w1->n;
   }
   if (!fused) {
@@ -1071,15 +1089,15 @@ cuda_norm_mlp (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sa
   if (status != SAM2_STATUS_OK)
     return status;
   PROFILED (SAM2_OP_LAYER_NORM,
-            launched (cu, sam2_cuda_layer_norm_f16 (x, M, n->dim, d->weight, d->bias, n->eps, a16,
-                                                    cu->stream), "layer_norm"));
+            launched (cu, sam2_cuda_layer_norm_16 (x, M, n->dim, d->weight, d->bias, n->eps,
+                                                   cu->half, a16, cu->stream), "layer_norm"));
   if (status == SAM2_STATUS_OK)
     PROFILED (SAM2_OP_LINEAR,
               f16_linear_from16 (cu, w1, a16, M, hidden, SAM2_ACT_NONE, NULL, fc1->name));
   if (status == SAM2_STATUS_OK)
     PROFILED (SAM2_OP_ACTIVATION,
-              launched (cu, sam2_cuda_activation_to_f16 ((int) act, hidden, (size_t) M * w1->n,
-                                                         a16, cu->stream), fc1->name));
+              launched (cu, sam2_cuda_activation_to_16 ((int) act, hidden, (size_t) M * w1->n,
+                                                        cu->half, a16, cu->stream), fc1->name));
   if (status == SAM2_STATUS_OK)
     PROFILED (SAM2_OP_LINEAR,
               f16_linear_from16 (cu, w2, a16, M, y, SAM2_ACT_NONE, residual, fc2->name));
@@ -1806,7 +1824,9 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   Sam2BackendCuda *cu = g_new0 (Sam2BackendCuda, 1);
   cu->ops = cuda_ops;
   cu->parent.ops = &cu->ops;
-  cu->precision = precision == SAM2_PRECISION_FP16 ? SAM2_PRECISION_FP16 : SAM2_PRECISION_FP32;
+  cu->precision = precision == SAM2_PRECISION_FP16 || precision == SAM2_PRECISION_BF16
+                    ? precision : SAM2_PRECISION_FP32;
+  cu->half = precision == SAM2_PRECISION_BF16 ? SAM2_CUDA_BF16 : SAM2_CUDA_F16;
   cu->linears = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, cuda_linear_free);
   cu->norms = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, cuda_norm_free);
   cu->events = g_array_new (FALSE, FALSE, sizeof (OpEvents));
@@ -1843,7 +1863,7 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
     cu->cublas = NULL;
   if (cst == CUBLAS_STATUS_SUCCESS)
     cst = cublasSetStream (cu->cublas, cu->stream);
-  /* FP32 stays FP32 (no TF32); the FP16 GemmEx path picks tensor cores from its operand types */
+  /* FP32 stays FP32 (no TF32); the 16-bit GemmEx path picks tensor cores from its operand types */
   if (cst == CUBLAS_STATUS_SUCCESS)
     cst = cublasSetMathMode (cu->cublas, CUBLAS_DEFAULT_MATH);
   if (cst != CUBLAS_STATUS_SUCCESS) {
@@ -1870,7 +1890,7 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   cu->fused_mlp = env_switch_on ("SAM2_CUDA_FUSED_MLP"); /* 0: norm_mlp as its three ops */
   /* 0: a W4A8 fc1's LayerNorm as its own kernel */
   cu->fused_norm_quant = env_switch_on ("SAM2_CUDA_NORM_QUANT");
-  /* 0: in FP16, qkv's LayerNorm, window partition and conversion as three ops */
+  /* 0: in FP16 / BF16, qkv's LayerNorm, window partition and conversion as three ops */
   cu->norm_f16 = env_switch_on ("SAM2_CUDA_NORM_F16");
   cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */
   if (!env_switch_on ("SAM2_CUDA_PREPROCESS"))           /* 0: resize on the host */
@@ -1881,7 +1901,7 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   if (env_switch_on ("SAM2_CUDA_GPTQ"))
     cu->ops.gptq_solve = cuda_gptq_solve;
 #endif
-  /* cuBLASLt for the FP16 GEMMs with their bias (and residual) in its epilogue, on the same
+  /* cuBLASLt for the 16-bit GEMMs with their bias (and residual) in its epilogue, on the same
    * workspace (one stream: the two libraries never run at once); SAM2_CUDA_LT_EPILOGUE=0 keeps
    * cublasGemmEx and the separate bias pass, for comparison */
   if (cu->cublas_ws != NULL && env_switch_on ("SAM2_CUDA_LT_EPILOGUE")

@@ -423,6 +423,8 @@ sam2_check_reference_full (Sam2Model *model, const char *const *paths,
   rep->backend = g_strdup (sam2_session_describe_backend (s));
   if (sam2_session_get_precision (s) == SAM2_PRECISION_FP16)
     rep->tolerance_floor = SAM2_CHECK_TOL_FP16;
+  else if (sam2_session_get_precision (s) == SAM2_PRECISION_BF16)
+    rep->tolerance_floor = SAM2_CHECK_TOL_BF16;
   rep->entries = g_ptr_array_new_with_free_func (entry_free);
 
   sam2_session_set_tap (s, capture_tap, &cap);

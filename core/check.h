@@ -28,6 +28,9 @@ G_BEGIN_DECLS
  * held to then. Subtle bugs (> 1e-3) are the FP32 run's to catch: FP16 shares every kernel but
  * the GEMM operands' type. */
 #define SAM2_CHECK_TOL_FP16 1e-2
+/* BF16 GEMM operands (precision bf16): 8 significant bits, a unit roundoff of 3.9e-3, 8x FP16's,
+ * so the same chain of layers is held to 8x FP16's bound. */
+#define SAM2_CHECK_TOL_BF16 8e-2
 
 typedef struct {
   char *name;                  /* e.g. "p1/pred_masks", "image_embeddings/0", "act/blocks.3" */
@@ -42,7 +45,8 @@ typedef struct {
   int n_failed;
   int n_cases;                 /* prompt cases run */
   char *backend;               /* sam2_session_describe_backend of the session that ran */
-  double tolerance_floor;      /* every bound is at least this: SAM2_CHECK_TOL_FP16 in FP16 */
+  double tolerance_floor;      /* every bound is at least this: SAM2_CHECK_TOL_FP16 in FP16,
+                                  SAM2_CHECK_TOL_BF16 in BF16 */
 } Sam2CheckReport;
 
 /* Runs every case found in the reference files on `model`. FALSE (and `error`) only when the
@@ -50,7 +54,8 @@ typedef struct {
 Sam2CheckReport *sam2_check_reference (Sam2Model *model, const char *const *reference_paths,
                                        GError **error);
 /* The same on the backend and precision of `options` (NULL: the defaults), e.g. the CUDA backend
- * against the same references. In FP16 every bound is raised to SAM2_CHECK_TOL_FP16. */
+ * against the same references. In FP16 every bound is raised to SAM2_CHECK_TOL_FP16, in BF16 to
+ * SAM2_CHECK_TOL_BF16. */
 Sam2CheckReport *sam2_check_reference_full (Sam2Model *model,
                                             const char *const *reference_paths,
                                             const Sam2SessionOptions *options, GError **error);

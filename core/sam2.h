@@ -155,14 +155,17 @@ typedef enum {
 
 /* Arithmetic of the model's float layers. FP16 (CUDA only): GEMMs of float layers and
  * attention's two products take FP16 operands and accumulate in FP32; softmax, norms and
- * activations stay FP32 (outputs within ~1e-2 relative of FP32). Quantized layers of a W4A8
- * model run W4A8 in every precision. AUTO: FP32 for a float checkpoint (what it holds); for a
- * quantized model on CUDA, FP16 (its float layers are stored in 16 bits, and its 8-bit
- * activations already bound the accuracy far below FP16's rounding). */
+ * activations stay FP32 (outputs within ~1e-2 relative of FP32). BF16 (CUDA only): the same with
+ * bfloat16 operands, which keep float's exponent range (no overflow past 65504) for 3 fewer
+ * significand bits (~8x FP16's rounding error: PyTorch's usual dtype for SAM2). Quantized layers
+ * of a W4A8 model run W4A8 in every precision. AUTO: FP32 for a float checkpoint (what it
+ * holds); for a quantized model on CUDA, FP16 (its float layers are stored in 16 bits, and its
+ * 8-bit activations already bound the accuracy far below FP16's rounding). */
 typedef enum {
   SAM2_PRECISION_AUTO,
   SAM2_PRECISION_FP32,
   SAM2_PRECISION_FP16,
+  SAM2_PRECISION_BF16,
 } Sam2Precision;
 
 typedef struct {
@@ -187,15 +190,16 @@ Sam2Session *sam2_session_new_full (Sam2Model *model, const Sam2SessionOptions *
                                     GError **error);
 void sam2_session_free (Sam2Session *session);
 
-/* What a session resolved AUTO to: the backend ("cpu" or "cuda") and the precision (FP32 or
- * FP16, never AUTO). */
+/* What a session resolved AUTO to: the backend ("cpu" or "cuda") and the precision (FP32, FP16
+ * or BF16, never AUTO). */
 Sam2BackendKind sam2_session_get_backend (const Sam2Session *session);
 Sam2Precision sam2_session_get_precision (const Sam2Session *session);
 /* One line for tools and logs, e.g. "cuda fp16, NVIDIA H200 (device 0, ...)", "cpu fp32" or, for
  * a quantized model, "cuda w4a8 + fp16, ..." / "cpu w4a8 + fp32". */
 const char *sam2_session_describe_backend (const Sam2Session *session);
 
-/* Names as tools and properties spell them: "auto", "cpu", "cuda"; "auto", "fp32", "fp16". */
+/* Names as tools and properties spell them: "auto", "cpu", "cuda"; "auto", "fp32", "fp16",
+ * "bf16". */
 const char *sam2_backend_kind_to_string (Sam2BackendKind kind);
 const char *sam2_precision_to_string (Sam2Precision precision);
 /* Parses either name (NULL leaves that field as it is); FALSE with a GError listing the valid

@@ -241,7 +241,7 @@ upload_constants (Sam2Session *s)
 /* ---- backend selection ----------------------------------------------------------------------- */
 
 static const char *const backend_names[] = { "auto", "cpu", "cuda" };
-static const char *const precision_names[] = { "auto", "fp32", "fp16" };
+static const char *const precision_names[] = { "auto", "fp32", "fp16", "bf16" };
 
 const char *
 sam2_backend_kind_to_string (Sam2BackendKind kind)
@@ -284,7 +284,7 @@ sam2_session_options_parse (Sam2SessionOptions *options, const char *backend,
     const int i = name_index (precision_names, G_N_ELEMENTS (precision_names), precision);
     if (i < 0) {
       g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
-                   "unknown precision '%s': use auto, fp32 or fp16", precision);
+                   "unknown precision '%s': use auto, fp32, fp16 or bf16", precision);
       return FALSE;
     }
     options->precision = (Sam2Precision) i;

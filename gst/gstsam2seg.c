@@ -310,6 +310,9 @@ gst_sam2_seg_precision_get_type (void)
           "at start on the CPU)", "fp16"},
     {GST_SAM2_SEG_PRECISION_W4A8,
         "W4A8 (needs a quantized model file: fails at start otherwise)", "w4a8"},
+    {GST_SAM2_SEG_PRECISION_BF16,
+          "BF16 GEMM operands, FP32 accumulation: float's range, 8x FP16's rounding error "
+          "(float checkpoints on the CUDA backend; fails at start on the CPU)", "bf16"},
     {0, NULL, NULL},
   };
 
@@ -1148,7 +1151,8 @@ gst_sam2_seg_start (GstBaseTransform * trans)
       : backend == GST_SAM2_SEG_BACKEND_CPU ? SAM2_BACKEND_CPU : SAM2_BACKEND_AUTO;
   self->session_options.precision = precision == GST_SAM2_SEG_PRECISION_FP32
       ? SAM2_PRECISION_FP32 : precision == GST_SAM2_SEG_PRECISION_FP16
-      ? SAM2_PRECISION_FP16 : SAM2_PRECISION_AUTO;
+      ? SAM2_PRECISION_FP16 : precision == GST_SAM2_SEG_PRECISION_BF16
+      ? SAM2_PRECISION_BF16 : SAM2_PRECISION_AUTO;
   if (!sam2_backend_available (self->session_options.backend, &error)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("backend=cuda is not available: %s. Use backend=auto or backend=cpu.",
@@ -1156,13 +1160,13 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     g_clear_error (&error);
     goto fail;
   }
-  if (precision == GST_SAM2_SEG_PRECISION_FP16
+  if ((precision == GST_SAM2_SEG_PRECISION_FP16 || precision == GST_SAM2_SEG_PRECISION_BF16)
       && (backend == GST_SAM2_SEG_BACKEND_CPU
           || !sam2_backend_available (SAM2_BACKEND_CUDA, NULL))) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("precision=fp16 needs the CUDA backend, and this element runs on the CPU (FP32, "
-            "and W4A8 from quantized model files). Use precision=auto or precision=fp32."),
-        (NULL));
+        ("precision=%s needs the CUDA backend, and this element runs on the CPU (FP32, "
+            "and W4A8 from quantized model files). Use precision=auto or precision=fp32.",
+            sam2_precision_to_string (self->session_options.precision)), (NULL));
     goto fail;
   }
   prompts = gst_sam2_prompts_parse (points, boxes, &error);
@@ -1177,12 +1181,12 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     gst_sam2_prompts_free (prompts);
     goto fail;
   }
-  if ((precision == GST_SAM2_SEG_PRECISION_FP32 || precision == GST_SAM2_SEG_PRECISION_FP16)
+  if (self->session_options.precision != SAM2_PRECISION_AUTO
       && sam2_model_is_quantized (self->model)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("precision=%s needs a float checkpoint, but \"%s\" is a quantized (W4A8) model "
             "file. Use precision=auto or w4a8, or a float checkpoint.",
-            precision == GST_SAM2_SEG_PRECISION_FP32 ? "fp32" : "fp16", model_ref), (NULL));
+            sam2_precision_to_string (self->session_options.precision), model_ref), (NULL));
     gst_sam2_prompts_free (prompts);
     goto fail;
   }
@@ -1190,7 +1194,7 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("precision=w4a8 needs a quantized model file, but \"%s\" is a float checkpoint. "
             "Make one with \"sam2q quantize\" or the sam2calib element, or use precision=auto, "
-            "fp32 or fp16.", model_ref), (NULL));
+            "fp32, fp16 or bf16.", model_ref), (NULL));
     gst_sam2_prompts_free (prompts);
     goto fail;
   }

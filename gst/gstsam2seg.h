@@ -23,6 +23,7 @@ typedef enum
   GST_SAM2_SEG_PRECISION_FP32,
   GST_SAM2_SEG_PRECISION_FP16,
   GST_SAM2_SEG_PRECISION_W4A8,
+  GST_SAM2_SEG_PRECISION_BF16,
 } GstSam2SegPrecision;
 
 #define GST_TYPE_SAM2_SEG_BACKEND (gst_sam2_seg_backend_get_type ())

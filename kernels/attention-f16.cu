@@ -1,6 +1,7 @@
-/* attention-f16.cu: sam2_cuda_attention_f16 (kernels.h), the tensor-core variant of the flash
- * attention: Q, K, V and the probabilities P rounded to FP16 as mma.sync.m16n8k16 operands, with
- * FP32 accumulation, FP32 online softmax (max, exp, sums) and an FP32 output.
+/* attention-f16.cu: sam2_cuda_attention_16 (kernels.h), the tensor-core variant of the flash
+ * attention: Q, K, V and the probabilities P rounded to FP16 (or, for the BF16 precision, to
+ * bfloat16: every kernel is instantiated for both, Op16 below) as mma.sync.m16n8k16 operands,
+ * with FP32 accumulation, FP32 online softmax (max, exp, sums) and an FP32 output.
  *
  * A block of 4 warps owns 64 queries of one (sequence, head) (16 rows per warp, the M of the mma)
  * and walks the keys in tiles of 64 (FlashAttention-2's split: no exchange between warps).
@@ -17,7 +18,7 @@
  * Q's fragments are loaded once into registers. Head dims are padded to 16 with zeros.
  * Row stride paddings of 8 halves make the 8 rows g of a fragment load hit distinct banks.
  *
- * Two versions (sam2_cuda_attention_f16_version):
+ * Two versions (sam2_cuda_attention_16_version):
  *   v1 (flash_f16_kernel): the first one, kept for comparison and for unaligned inputs. It stores
  *      V transposed with 2-byte stores whose addresses, for neighbouring threads, fall 16 banks
  *      apart (a 16-way conflict per store), loads each tile only after the previous one is done,
@@ -35,6 +36,7 @@
 #include "common.cuh"
 #include "ptx.cuh"
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
 #include <string.h>
@@ -54,14 +56,64 @@ struct TcSmem {
   static constexpr size_t BYTES = (K_HALVES + VT_HALVES) * sizeof (__half);
 };
 
-__device__ __forceinline__ uint32_t
-pack_half2 (float lo, float hi)
-{
-  const __half2 h = __floats2half2_rn (lo, hi);   /* .x (low 16 bits) = lo */
-  uint32_t u;   /* the bits through memcpy, not a pointer cast: no aliasing for any compiler */
-  memcpy (&u, &h, sizeof u);
-  return u;
-}
+/* The operand format of a kernel instance: T, the rounding from float (one value, or a pair
+ * packed into a 32-bit fragment register, .x = lo in the low 16 bits) and the tensor-core
+ * product c (16 x 8, f32) += a (16 x 16) b (16 x 8). Both formats share the fragment layouts and
+ * ldmatrix; only the rounding and the mma's type differ. */
+template <bool BF16>
+struct Op16;
+
+template <>
+struct Op16<false> {
+  using T = __half;
+
+  static __device__ __forceinline__ T
+  from (float x)
+  {
+    return __float2half_rn (x);
+  }
+
+  static __device__ __forceinline__ uint32_t
+  pack2 (float lo, float hi)
+  {
+    const __half2 h = __floats2half2_rn (lo, hi);
+    uint32_t u;   /* the bits through memcpy, not a pointer cast: no aliasing for any compiler */
+    memcpy (&u, &h, sizeof u);
+    return u;
+  }
+
+  static __device__ __forceinline__ void
+  mma (float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+  {
+    mma_16816 (c, a, b0, b1);
+  }
+};
+
+template <>
+struct Op16<true> {
+  using T = __nv_bfloat16;
+
+  static __device__ __forceinline__ T
+  from (float x)
+  {
+    return __float2bfloat16_rn (x);
+  }
+
+  static __device__ __forceinline__ uint32_t
+  pack2 (float lo, float hi)
+  {
+    const __nv_bfloat162 h = __floats2bfloat162_rn (lo, hi);
+    uint32_t u;
+    memcpy (&u, &h, sizeof u);
+    return u;
+  }
+
+  static __device__ __forceinline__ void
+  mma (float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+  {
+    mma_16816_bf16 (c, a, b0, b1);
+  }
+};
 
 __device__ __forceinline__ float
 quad_max (float v)
@@ -79,16 +131,18 @@ quad_sum (float v)
 
 /* grid: (q_tiles * heads * batch); block: 128; dynamic shared memory TcSmem<NJ>::BYTES (under
  * 48 KB for every NJ: 35 KB at head_dim 128). */
-template <int NJ, bool VEC>
+template <int NJ, bool VEC, bool BF16>
 __global__ void __launch_bounds__ (THREADS)
 flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 {
   using L = TcSmem<NJ>;
+  using O = Op16<BF16>;
+  using H = typename O::T;
   constexpr int DP = L::DP;
   constexpr int ND = DP / 8;     /* 8-column blocks of the output */
   SAM2_DYNAMIC_SHARED (float4, smem4);
-  __half *Ks = reinterpret_cast<__half *> (smem4);   /* (BK, K_LD) */
-  __half *Vt = Ks + L::K_HALVES;                      /* (DP, VT_LD) */
+  H *Ks = reinterpret_cast<H *> (smem4);   /* (BK, K_LD) */
+  H *Vt = Ks + L::K_HALVES;                 /* (DP, VT_LD) */
 
   const int tile = (int) (blockIdx.x % (unsigned) q_tiles);
   const int rest = (int) (blockIdx.x / (unsigned) q_tiles);
@@ -112,10 +166,10 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 #pragma unroll
     for (int kc = 0; kc < NJ; kc++) {
       const int d0 = kc * 16 + 2 * t, d1 = d0 + 8;
-      qf[kc][0] = pack_half2 (in0 && d0 < D ? r0[d0] : 0.0f, in0 && d0 + 1 < D ? r0[d0 + 1] : 0.0f);
-      qf[kc][1] = pack_half2 (in1 && d0 < D ? r1[d0] : 0.0f, in1 && d0 + 1 < D ? r1[d0 + 1] : 0.0f);
-      qf[kc][2] = pack_half2 (in0 && d1 < D ? r0[d1] : 0.0f, in0 && d1 + 1 < D ? r0[d1 + 1] : 0.0f);
-      qf[kc][3] = pack_half2 (in1 && d1 < D ? r1[d1] : 0.0f, in1 && d1 + 1 < D ? r1[d1 + 1] : 0.0f);
+      qf[kc][0] = O::pack2 (in0 && d0 < D ? r0[d0] : 0.0f, in0 && d0 + 1 < D ? r0[d0 + 1] : 0.0f);
+      qf[kc][1] = O::pack2 (in1 && d0 < D ? r1[d0] : 0.0f, in1 && d0 + 1 < D ? r1[d0 + 1] : 0.0f);
+      qf[kc][2] = O::pack2 (in0 && d1 < D ? r0[d1] : 0.0f, in0 && d1 + 1 < D ? r0[d1 + 1] : 0.0f);
+      qf[kc][3] = O::pack2 (in1 && d1 < D ? r1[d1] : 0.0f, in1 && d1 + 1 < D ? r1[d1 + 1] : 0.0f);
     }
   }
 
@@ -141,13 +195,13 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
         }
         /* r * K_LD + c is a multiple of 4 halves: an 8-byte store */
         uint2 kh;
-        kh.x = pack_half2 (kx.x, kx.y);
-        kh.y = pack_half2 (kx.z, kx.w);
+        kh.x = O::pack2 (kx.x, kx.y);
+        kh.y = O::pack2 (kx.z, kx.w);
         *reinterpret_cast<uint2 *> (Ks + r * L::K_LD + c) = kh;
-        Vt[(c + 0) * VT_LD + r] = __float2half_rn (vx.x);
-        Vt[(c + 1) * VT_LD + r] = __float2half_rn (vx.y);
-        Vt[(c + 2) * VT_LD + r] = __float2half_rn (vx.z);
-        Vt[(c + 3) * VT_LD + r] = __float2half_rn (vx.w);
+        Vt[(c + 0) * VT_LD + r] = O::from (vx.x);
+        Vt[(c + 1) * VT_LD + r] = O::from (vx.y);
+        Vt[(c + 2) * VT_LD + r] = O::from (vx.z);
+        Vt[(c + 3) * VT_LD + r] = O::from (vx.w);
       }
     } else {
       for (int idx = threadIdx.x; idx < BK * DP; idx += THREADS) {
@@ -157,8 +211,8 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
           kx = kb[(size_t) (k0 + r) * a.k_ld + c];
           vx = vb[(size_t) (k0 + r) * a.v_ld + c];
         }
-        Ks[r * L::K_LD + c] = __float2half_rn (kx);
-        Vt[c * VT_LD + r] = __float2half_rn (vx);
+        Ks[r * L::K_LD + c] = O::from (kx);
+        Vt[c * VT_LD + r] = O::from (vx);
       }
     }
     __syncthreads ();
@@ -168,12 +222,12 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 #pragma unroll
     for (int nb = 0; nb < 8; nb++) {
       s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
-      const __half *kr = Ks + (nb * 8 + g) * L::K_LD + 2 * t;
+      const H *kr = Ks + (nb * 8 + g) * L::K_LD + 2 * t;
 #pragma unroll
       for (int kc = 0; kc < NJ; kc++) {
         const uint32_t b0 = *reinterpret_cast<const uint32_t *> (kr + kc * 16);
         const uint32_t b1 = *reinterpret_cast<const uint32_t *> (kr + kc * 16 + 8);
-        mma_16816 (s[nb], qf[kc], b0, b1);
+        O::mma (s[nb], qf[kc], b0, b1);
       }
     }
 
@@ -219,16 +273,16 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
       if (kc * 16 >= kv)
         break;
       uint32_t pa[4];
-      pa[0] = pack_half2 (s[2 * kc][0], s[2 * kc][1]);
-      pa[1] = pack_half2 (s[2 * kc][2], s[2 * kc][3]);
-      pa[2] = pack_half2 (s[2 * kc + 1][0], s[2 * kc + 1][1]);
-      pa[3] = pack_half2 (s[2 * kc + 1][2], s[2 * kc + 1][3]);
+      pa[0] = O::pack2 (s[2 * kc][0], s[2 * kc][1]);
+      pa[1] = O::pack2 (s[2 * kc][2], s[2 * kc][3]);
+      pa[2] = O::pack2 (s[2 * kc + 1][0], s[2 * kc + 1][1]);
+      pa[3] = O::pack2 (s[2 * kc + 1][2], s[2 * kc + 1][3]);
 #pragma unroll
       for (int nd = 0; nd < ND; nd++) {
-        const __half *vr = Vt + (nd * 8 + g) * VT_LD + kc * 16 + 2 * t;
+        const H *vr = Vt + (nd * 8 + g) * VT_LD + kc * 16 + 2 * t;
         const uint32_t b0 = *reinterpret_cast<const uint32_t *> (vr);
         const uint32_t b1 = *reinterpret_cast<const uint32_t *> (vr + 8);
-        mma_16816 (o[nd], pa, b0, b1);
+        O::mma (o[nd], pa, b0, b1);
       }
     }
     __syncthreads ();
@@ -270,8 +324,10 @@ struct V2Smem {
 
 /* This thread's part of the K and V tile at key k0 (ITEMS float4 of each, row-major over the
  * tile's BK x DP/4 float4), zero past len_k and past head_dim. */
-template <int NJ, int NT>
+template <int NJ, int NT, bool BF16>
 struct V2Tile {
+  using O = Op16<BF16>;
+  using H = typename O::T;
   static constexpr int C4 = 4 * NJ;                 /* float4 per padded row */
   static constexpr int ITEMS = BK * C4 / NT;        /* NT: threads of the block */
   static_assert (BK * C4 % NT == 0, "whole float4 per thread");
@@ -301,14 +357,14 @@ struct V2Tile {
 
   /* 8-byte stores of the halves (r * LD + c is a multiple of 4 halves) */
   static __device__ __forceinline__ void
-  put (__half *Ks, __half *Vs, int r, int c, const float4 &kx, const float4 &vx)
+  put (H *Ks, H *Vs, int r, int c, const float4 &kx, const float4 &vx)
   {
     constexpr int LD = V2Smem<NJ>::LD;
     uint2 kh, vh;
-    kh.x = pack_half2 (kx.x, kx.y);
-    kh.y = pack_half2 (kx.z, kx.w);
-    vh.x = pack_half2 (vx.x, vx.y);
-    vh.y = pack_half2 (vx.z, vx.w);
+    kh.x = O::pack2 (kx.x, kx.y);
+    kh.y = O::pack2 (kx.z, kx.w);
+    vh.x = O::pack2 (vx.x, vx.y);
+    vh.y = O::pack2 (vx.z, vx.w);
     *reinterpret_cast<uint2 *> (Ks + r * LD + c) = kh;
     *reinterpret_cast<uint2 *> (Vs + r * LD + c) = vh;
   }
@@ -327,7 +383,7 @@ struct V2Tile {
 
   /* ... and from them into shared memory */
   __device__ __forceinline__ void
-  store (__half *Ks, __half *Vs) const
+  store (H *Ks, H *Vs) const
   {
 #pragma unroll
     for (int j = 0; j < ITEMS; j++) {
@@ -339,8 +395,7 @@ struct V2Tile {
 
   /* no prefetch: straight from global to shared memory, one float4 pair at a time */
   static __device__ __forceinline__ void
-  copy (const float *kb, const float *vb, const Sam2CudaAttentionArgs &a, int k0, __half *Ks,
-        __half *Vs)
+  copy (const float *kb, const float *vb, const Sam2CudaAttentionArgs &a, int k0, H *Ks, H *Vs)
   {
 #pragma unroll 2
     for (int j = 0; j < ITEMS; j++) {
@@ -357,18 +412,20 @@ struct V2Tile {
  * Needs head_dim % 4 == 0 and 16-byte aligned K and V rows (float4 loads). WARPS 8 prefetches
  * the next tile into registers (2 NJ float4 per thread); WARPS 4 (len_q <= 64: Hiera's windows)
  * would need twice that, so it loads each tile when it needs it, as v1 does. */
-template <int NJ, int WARPS>
+template <int NJ, int WARPS, bool BF16>
 __global__ void __launch_bounds__ (32 * WARPS)
 flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 {
   using L = V2Smem<NJ>;
+  using O = Op16<BF16>;
+  using H = typename O::T;
   constexpr int NT = 32 * WARPS, BQ2 = 16 * WARPS;
   constexpr int DP = L::DP, LD = L::LD;
   constexpr int ND = DP / 8;
   constexpr bool PREFETCH = WARPS == 8;
   SAM2_DYNAMIC_SHARED (float4, smem4);
-  __half *Ks = reinterpret_cast<__half *> (smem4);   /* (BK, LD) */
-  __half *Vs = Ks + L::HALVES;                        /* (BK, LD) */
+  H *Ks = reinterpret_cast<H *> (smem4);   /* (BK, LD) */
+  H *Vs = Ks + L::HALVES;                   /* (BK, LD) */
 
   const int tile = (int) (blockIdx.x % (unsigned) q_tiles);
   const int rest = (int) (blockIdx.x / (unsigned) q_tiles);
@@ -394,10 +451,10 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 #pragma unroll
     for (int kc = 0; kc < NJ; kc++) {
       const int d0 = kc * 16 + 2 * t, d1 = d0 + 8;   /* even, and D % 4 == 0: d < D covers d+1 */
-      qf[kc][0] = pack_half2 (in0 && d0 < D ? r0[d0] : 0.0f, in0 && d0 < D ? r0[d0 + 1] : 0.0f);
-      qf[kc][1] = pack_half2 (in1 && d0 < D ? r1[d0] : 0.0f, in1 && d0 < D ? r1[d0 + 1] : 0.0f);
-      qf[kc][2] = pack_half2 (in0 && d1 < D ? r0[d1] : 0.0f, in0 && d1 < D ? r0[d1 + 1] : 0.0f);
-      qf[kc][3] = pack_half2 (in1 && d1 < D ? r1[d1] : 0.0f, in1 && d1 < D ? r1[d1 + 1] : 0.0f);
+      qf[kc][0] = O::pack2 (in0 && d0 < D ? r0[d0] : 0.0f, in0 && d0 < D ? r0[d0 + 1] : 0.0f);
+      qf[kc][1] = O::pack2 (in1 && d0 < D ? r1[d0] : 0.0f, in1 && d0 < D ? r1[d0 + 1] : 0.0f);
+      qf[kc][2] = O::pack2 (in0 && d1 < D ? r0[d1] : 0.0f, in0 && d1 < D ? r0[d1 + 1] : 0.0f);
+      qf[kc][3] = O::pack2 (in1 && d1 < D ? r1[d1] : 0.0f, in1 && d1 < D ? r1[d1 + 1] : 0.0f);
     }
   }
 
@@ -413,7 +470,7 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
    * b0, b1 of one 8-column output block and b0, b1 of the next */
   const int v_lane = (((lane >> 3) & 1) * 8 + (lane & 7)) * LD + (lane >> 4) * 8;
 
-  using Tile = V2Tile<NJ, NT>;
+  using Tile = V2Tile<NJ, NT, BF16>;
   struct Empty {};
   /* the registers of the prefetched tile exist only when PREFETCH */
   typename std::conditional<PREFETCH, Tile, Empty>::type next;
@@ -438,12 +495,12 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 #pragma unroll
       for (int nb = 0; nb < 8; nb++) {
         s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
-        const __half *kr = Ks + (nb * 8 + g) * LD + 2 * t;
+        const H *kr = Ks + (nb * 8 + g) * LD + 2 * t;
 #pragma unroll
         for (int kc = 0; kc < NJ; kc++) {
           const uint32_t b0 = *reinterpret_cast<const uint32_t *> (kr + kc * 16);
           const uint32_t b1 = *reinterpret_cast<const uint32_t *> (kr + kc * 16 + 8);
-          mma_16816 (s[nb], qf[kc], b0, b1);
+          O::mma (s[nb], qf[kc], b0, b1);
         }
       }
 
@@ -490,16 +547,16 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
         if (kc * 16 >= kv)
           break;
         uint32_t pa[4];
-        pa[0] = pack_half2 (s[2 * kc][0], s[2 * kc][1]);
-        pa[1] = pack_half2 (s[2 * kc][2], s[2 * kc][3]);
-        pa[2] = pack_half2 (s[2 * kc + 1][0], s[2 * kc + 1][1]);
-        pa[3] = pack_half2 (s[2 * kc + 1][2], s[2 * kc + 1][3]);
+        pa[0] = O::pack2 (s[2 * kc][0], s[2 * kc][1]);
+        pa[1] = O::pack2 (s[2 * kc][2], s[2 * kc][3]);
+        pa[2] = O::pack2 (s[2 * kc + 1][0], s[2 * kc + 1][1]);
+        pa[3] = O::pack2 (s[2 * kc + 1][2], s[2 * kc + 1][3]);
 #pragma unroll
         for (int np = 0; np < ND / 2; np++) {
           uint32_t b[4];
           ldmatrix_x4_trans (b, Vs + kc * 16 * LD + np * 16 + v_lane);
-          mma_16816 (o[2 * np], pa, b[0], b[1]);
-          mma_16816 (o[2 * np + 1], pa, b[2], b[3]);
+          O::mma (o[2 * np], pa, b[0], b[1]);
+          O::mma (o[2 * np + 1], pa, b[2], b[3]);
         }
       }
     }
@@ -530,7 +587,9 @@ typedef void (*TcFn) (const Sam2CudaAttentionArgs, int);
 
 constexpr int MAX_NJ = SAM2_CUDA_ATTENTION_MAX_HEAD_DIM / 16;
 
-/* Launch tables by head-dim chunks NJ: v1[nj - 1][vec], v2[nj - 1][warps == 8] */
+/* Launch tables of one operand format by head-dim chunks NJ: v1[nj - 1][vec],
+ * v2[nj - 1][warps == 8] */
+template <bool BF16>
 struct TcKernels {
   TcFn v1[MAX_NJ][2];
   size_t v1_bytes[MAX_NJ];
@@ -541,14 +600,14 @@ struct TcKernels {
   void
   fill ()
   {
-    v1[NJ - 1][0] = flash_f16_kernel<NJ, false>;
-    v1[NJ - 1][1] = flash_f16_kernel<NJ, true>;
+    v1[NJ - 1][0] = flash_f16_kernel<NJ, false, BF16>;
+    v1[NJ - 1][1] = flash_f16_kernel<NJ, true, BF16>;
     v1_bytes[NJ - 1] = TcSmem<NJ>::BYTES;
-    v2[NJ - 1][0] = flash_f16_v2_kernel<NJ, 4>;
-    v2[NJ - 1][1] = flash_f16_v2_kernel<NJ, 8>;
+    v2[NJ - 1][0] = flash_f16_v2_kernel<NJ, 4, BF16>;
+    v2[NJ - 1][1] = flash_f16_v2_kernel<NJ, 8, BF16>;
     v2_bytes[NJ - 1] = V2Smem<NJ>::BYTES;
     if constexpr (NJ > 1)
-      fill<NJ - 1> ();
+      this->template fill<NJ - 1> ();
   }
 
   TcKernels () { fill<MAX_NJ> (); }
@@ -570,21 +629,22 @@ constexpr int V2_WIDE_MIN_LEN_Q = 65;
 } /* namespace */
 
 extern "C" int
-sam2_cuda_attention_f16_version (void)
+sam2_cuda_attention_16_version (void)
 {
   return sam2_kernel_version (&kernel_version, "SAM2_ATTENTION_KERNEL");
 }
 
 extern "C" void
-sam2_cuda_attention_f16_set_version (int version)
+sam2_cuda_attention_16_set_version (int version)
 {
   sam2_kernel_version_set (&kernel_version, version);
 }
 
 extern "C" int
-sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
+sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type,
+                        cudaStream_t stream)
 {
-  if (args == NULL)
+  if (args == NULL || !sam2_half_valid (type))
     return SAM2_CUDA_UNSUPPORTED;
   const Sam2CudaAttentionArgs a = *args;
   if (a.batch < 0 || a.heads < 1 || a.head_dim < 1
@@ -596,13 +656,17 @@ sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
     return SAM2_CUDA_UNSUPPORTED;
   if (a.batch == 0 || a.len_q == 0)
     return SAM2_CUDA_OK;
-  static const TcKernels k;
+  static const TcKernels<false> k_f16;
+  static const TcKernels<true> k_bf16;
+  const TcFn(*v1)[2] = type == SAM2_CUDA_BF16 ? k_bf16.v1 : k_f16.v1;
+  const TcFn(*v2)[2] = type == SAM2_CUDA_BF16 ? k_bf16.v2 : k_f16.v2;
+  const size_t *v1_bytes = k_f16.v1_bytes, *v2_bytes = k_f16.v2_bytes;   /* the same for both */
   const int nj = (a.head_dim + 15) / 16;
   /* Q is read per element (once per block); K and V by float4 when aligned */
   const bool vec = a.head_dim % 4 == 0 && aligned_floats (a.k, a.k_ld, a.k_batch_stride)
                    && aligned_floats (a.v, a.v_ld, a.v_batch_stride);
   const size_t seqs = (size_t) a.batch * a.heads;
-  if (sam2_cuda_attention_f16_version () == 2) {
+  if (sam2_cuda_attention_16_version () == 2) {
     if (sam2_cuda_attention_decode_shape (a))
       return sam2_cuda_attention (&a, stream);   /* FP32, and faster for this shape */
     if (vec) {
@@ -612,8 +676,8 @@ sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
       const size_t blocks = seqs * q_tiles;
       if (blocks > 0x7fffffffu)
         return SAM2_CUDA_UNSUPPORTED;
-      SAM2_LAUNCH ((unsigned) blocks, 32 * warps, k.v2_bytes[nj - 1], stream,
-                   k.v2[nj - 1][wide]) (a, q_tiles);
+      SAM2_LAUNCH ((unsigned) blocks, 32 * warps, v2_bytes[nj - 1], stream,
+                   v2[nj - 1][wide]) (a, q_tiles);
       return sam2_launch_status ();
     }
   }
@@ -621,7 +685,7 @@ sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
   const size_t blocks = seqs * q_tiles;
   if (blocks > 0x7fffffffu)
     return SAM2_CUDA_UNSUPPORTED;
-  SAM2_LAUNCH ((unsigned) blocks, THREADS, k.v1_bytes[nj - 1], stream,
-               k.v1[nj - 1][vec]) (a, q_tiles);
+  SAM2_LAUNCH ((unsigned) blocks, THREADS, v1_bytes[nj - 1], stream,
+               v1[nj - 1][vec]) (a, q_tiles);
   return sam2_launch_status ();
 }

@@ -1,10 +1,13 @@
 /* common.cuh: helpers shared by the kernels' .cu files (not part of the C contract):
- * launch checking, grid sizing, alignment tests and the activation functions. */
+ * launch checking, grid sizing, alignment tests, the activation functions and the 16-bit float
+ * conversions. */
 #ifndef SAM2_KERNELS_COMMON_CUH
 #define SAM2_KERNELS_COMMON_CUH
 
 #include "kernels.h"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -109,6 +112,37 @@ static inline bool
 sam2_act_valid (int act)
 {
   return act >= SAM2_CUDA_ACT_NONE && act <= SAM2_CUDA_ACT_SIGMOID;
+}
+
+/* The 16-bit formats of the half-precision paths (Sam2CudaHalf; BF16 false is FP16): a float
+ * rounded to nearest even as the format's bit pattern, and a pattern widened back (exact). */
+template <bool BF16>
+__device__ __forceinline__ uint16_t
+sam2_to16 (float v)
+{
+  return BF16 ? __bfloat16_as_ushort (__float2bfloat16_rn (v))
+              : __half_as_ushort (__float2half_rn (v));
+}
+
+template <bool BF16>
+__device__ __forceinline__ float
+sam2_from16 (uint16_t bits)
+{
+  return BF16 ? __uint_as_float ((uint32_t) bits << 16) : __half2float (__ushort_as_half (bits));
+}
+
+/* v rounded to the format and widened back: the operand value the tensor cores multiply. */
+template <bool BF16>
+__device__ __forceinline__ float
+sam2_round16 (float v)
+{
+  return sam2_from16<BF16> (sam2_to16<BF16> (v));
+}
+
+static inline bool
+sam2_half_valid (Sam2CudaHalf type)
+{
+  return type == SAM2_CUDA_F16 || type == SAM2_CUDA_BF16;
 }
 
 #endif

@@ -207,12 +207,14 @@ warp_max_float (float v)
 
 /* x, y (M, C); y may be x: a lane writes only the elements it read itself, after the row's
  * statistics are complete. The row's arithmetic is layernorm-row.cuh's (shared with the fused
- * LayerNorm + quantization of layernorm-quant.cu). With OUT16 the float is then rounded to FP16
- * (y is uint16_t bit patterns): the values the FP16 path's conversion of the float output
- * gives. With windows (win.ws > 0; then y is not x) output row m is the normalised row
- * sam2_window_source_row names, zeros for a padding row: the window partition of the output,
- * folded in. */
-template <bool OUT16>
+ * LayerNorm + quantization of layernorm-quant.cu). With OUT F16 or BF16 the float is then
+ * rounded to that format (y is uint16_t bit patterns): the values the half-precision paths'
+ * conversion of the float output gives. With windows (win.ws > 0; then y is not x) output row m
+ * is the normalised row sam2_window_source_row names, zeros for a padding row: the window
+ * partition of the output, folded in. */
+enum NormOut { OUT_F32, OUT_F16, OUT_BF16 };
+
+template <NormOut OUT>
 static __global__ void
 layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weight,
                    const float *__restrict__ bias, float eps, Sam2CudaRowWindows win, void *y)
@@ -228,15 +230,15 @@ layer_norm_kernel (const float *x, int M, int C, const float *__restrict__ weigh
     st = sam2_row_norm_stats (xr, C, eps, lane);
   for (int c = lane; c < C; c += 32) {
     const float out = src >= 0 ? sam2_row_norm_value (xr[c], st, weight[c], bias[c]) : 0.0f;
-    if (OUT16)
-      static_cast<uint16_t *> (y)[(size_t) row * C + c] = __half_as_ushort (__float2half_rn (out));
+    if (OUT != OUT_F32)
+      static_cast<uint16_t *> (y)[(size_t) row * C + c] = sam2_to16<OUT == OUT_BF16> (out);
     else
       static_cast<float *> (y)[(size_t) row * C + c] = out;
   }
 }
 
 /* M output rows; win.ws 0: the rows of x as they are */
-template <bool OUT16>
+template <NormOut OUT>
 static int
 launch_layer_norm (const float *x, long long M, int C, const float *weight, const float *bias,
                    float eps, const Sam2CudaRowWindows &win, void *y, cudaStream_t stream)
@@ -247,7 +249,7 @@ launch_layer_norm (const float *x, long long M, int C, const float *weight, cons
   if (M == 0)
     return SAM2_CUDA_OK;
   const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
-  SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, layer_norm_kernel<OUT16>) (
+  SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, layer_norm_kernel<OUT>) (
       x, (int) M, C, weight, bias, eps, win, y);
   return sam2_launch_status ();
 }
@@ -258,25 +260,38 @@ extern "C" int
 sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
                       float eps, float *y, cudaStream_t stream)
 {
-  return launch_layer_norm<false> (x, M, C, weight, bias, eps, rows_as_they_are, y, stream);
+  return launch_layer_norm<OUT_F32> (x, M, C, weight, bias, eps, rows_as_they_are, y, stream);
 }
 
-extern "C" int
-sam2_cuda_layer_norm_f16 (const float *x, int M, int C, const float *weight, const float *bias,
-                          float eps, uint16_t *y16, cudaStream_t stream)
+/* the 16-bit output rows of sam2_cuda_layer_norm_16 / _windows_16 */
+static int
+launch_layer_norm_16 (const float *x, long long M, int C, const float *weight, const float *bias,
+                      float eps, const Sam2CudaRowWindows &win, Sam2CudaHalf type, uint16_t *y16,
+                      cudaStream_t stream)
 {
-  return launch_layer_norm<true> (x, M, C, weight, bias, eps, rows_as_they_are, y16, stream);
+  if (!sam2_half_valid (type))
+    return SAM2_CUDA_UNSUPPORTED;
+  return type == SAM2_CUDA_BF16
+           ? launch_layer_norm<OUT_BF16> (x, M, C, weight, bias, eps, win, y16, stream)
+           : launch_layer_norm<OUT_F16> (x, M, C, weight, bias, eps, win, y16, stream);
 }
 
 extern "C" int
-sam2_cuda_layer_norm_windows_f16 (const float *x, const Sam2CudaRowWindows *windows, int C,
-                                  const float *weight, const float *bias, float eps,
-                                  uint16_t *y16, cudaStream_t stream)
+sam2_cuda_layer_norm_16 (const float *x, int M, int C, const float *weight, const float *bias,
+                         float eps, Sam2CudaHalf type, uint16_t *y16, cudaStream_t stream)
+{
+  return launch_layer_norm_16 (x, M, C, weight, bias, eps, rows_as_they_are, type, y16, stream);
+}
+
+extern "C" int
+sam2_cuda_layer_norm_windows_16 (const float *x, const Sam2CudaRowWindows *windows, int C,
+                                 const float *weight, const float *bias, float eps,
+                                 Sam2CudaHalf type, uint16_t *y16, cudaStream_t stream)
 {
   if (windows == NULL)
     return SAM2_CUDA_UNSUPPORTED;
-  return launch_layer_norm<true> (x, sam2_cuda_row_windows_rows (windows), C, weight, bias, eps,
-                                  *windows, y16, stream);
+  return launch_layer_norm_16 (x, sam2_cuda_row_windows_rows (windows), C, weight, bias, eps,
+                               *windows, type, y16, stream);
 }
 
 /* x (M, N) in place: exp(x - row max) / row sum, the sum in double and its inverse rounded to

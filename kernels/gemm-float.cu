@@ -24,38 +24,37 @@ sam2_cuda_gemm_f32_nt (cublasHandle_t h, const float *A, const float *B, int M, 
   return st == CUBLAS_STATUS_SUCCESS ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
 }
 
-extern "C" int
-sam2_cuda_gemm_f16_nt (cublasHandle_t h, const uint16_t *A_f16, const uint16_t *B_f16, int M,
-                       int N, int K, float beta, float *C_f32)
+/* cuBLAS's name of a 16-bit format */
+static cudaDataType_t
+cuda_type16 (Sam2CudaHalf type)
 {
-  if (h == NULL || A_f16 == NULL || B_f16 == NULL || C_f32 == NULL || M < 0 || N < 0 || K < 1)
+  return type == SAM2_CUDA_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+}
+
+extern "C" int
+sam2_cuda_gemm_16_nt (cublasHandle_t h, Sam2CudaHalf type, const uint16_t *A16,
+                      const uint16_t *B16, int M, int N, int K, float beta, float *C_f32)
+{
+  if (h == NULL || A16 == NULL || B16 == NULL || C_f32 == NULL || M < 0 || N < 0 || K < 1
+      || !sam2_half_valid (type))
     return SAM2_CUDA_UNSUPPORTED;
   if (M == 0 || N == 0)
     return SAM2_CUDA_OK;
   const float alpha = 1.0f;
-  /* FP16 operands on the tensor cores, FP32 accumulation and an FP32 C (so beta = 1 adds a float
-   * residual without rounding it to half) */
-  cublasStatus_t st = cublasGemmEx (h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, B_f16,
-                                    CUDA_R_16F, K, A_f16, CUDA_R_16F, K, &beta, C_f32, CUDA_R_32F,
-                                    N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  /* 16-bit operands on the tensor cores, FP32 accumulation and an FP32 C (so beta = 1 adds a
+   * float residual without rounding it to 16 bits) */
+  const cudaDataType_t t = cuda_type16 (type);
+  cublasStatus_t st = cublasGemmEx (h, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, B16, t, K, A16,
+                                    t, K, &beta, C_f32, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT);
   return st == CUBLAS_STATUS_SUCCESS ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
 }
 
 /* ---- conversions ------------------------------------------------------------------------------ */
 
-/* y (n) = round-to-nearest-even of x in half (BF16 == false) or bfloat16 (true), as bit patterns;
- * overflow goes to infinity and NaN stays NaN, as the hardware conversions do. */
-template <bool BF16>
-static __device__ __forceinline__ uint16_t
-to16 (float v)
-{
-  return BF16 ? __bfloat16_as_ushort (__float2bfloat16_rn (v))
-              : __half_as_ushort (__float2half_rn (v));
-}
-
 /* y (n) = 16-bit act(x). VEC (x 16-byte and y 8-byte aligned): four values per step, one
  * 16-byte load and one 8-byte store, then the n % 4 tail one by one. act NONE is the identity
- * (sam2_act_apply), so the plain conversions and the FP16 path's activation-then-conversion are
+ * (sam2_act_apply), so the plain conversions and the half-precision activation-then-conversion are
  * this one kernel. */
 template <bool BF16, bool VEC>
 static __global__ void
@@ -69,16 +68,16 @@ act_to_16_kernel (int act, const float *__restrict__ x, size_t n, uint16_t *__re
     for (size_t i = first; i < n4; i += stride) {
       const float4 v = reinterpret_cast<const float4 *> (x)[i];
       uint2 packed;
-      packed.x = (uint32_t) to16<BF16> (sam2_act_apply (act, v.x))
-                 | (uint32_t) to16<BF16> (sam2_act_apply (act, v.y)) << 16;
-      packed.y = (uint32_t) to16<BF16> (sam2_act_apply (act, v.z))
-                 | (uint32_t) to16<BF16> (sam2_act_apply (act, v.w)) << 16;
+      packed.x = (uint32_t) sam2_to16<BF16> (sam2_act_apply (act, v.x))
+                 | (uint32_t) sam2_to16<BF16> (sam2_act_apply (act, v.y)) << 16;
+      packed.y = (uint32_t) sam2_to16<BF16> (sam2_act_apply (act, v.z))
+                 | (uint32_t) sam2_to16<BF16> (sam2_act_apply (act, v.w)) << 16;
       reinterpret_cast<uint2 *> (y)[i] = packed;
     }
     scalar_from = n4 * 4;
   }
   for (size_t i = scalar_from + first; i < n; i += stride)
-    y[i] = to16<BF16> (sam2_act_apply (act, x[i]));
+    y[i] = sam2_to16<BF16> (sam2_act_apply (act, x[i]));
 }
 
 template <bool BF16>
@@ -99,25 +98,23 @@ launch_act_to_16 (int act, const float *x, size_t n, uint16_t *y, cudaStream_t s
 }
 
 extern "C" int
-sam2_cuda_activation_to_f16 (int act, const float *x, size_t n, uint16_t *y16,
-                             cudaStream_t stream)
+sam2_cuda_activation_to_16 (int act, const float *x, size_t n, Sam2CudaHalf type, uint16_t *y16,
+                            cudaStream_t stream)
 {
-  return launch_act_to_16<false> (act, x, n, y16, stream);
+  if (!sam2_half_valid (type))
+    return SAM2_CUDA_UNSUPPORTED;
+  return type == SAM2_CUDA_BF16 ? launch_act_to_16<true> (act, x, n, y16, stream)
+                                : launch_act_to_16<false> (act, x, n, y16, stream);
 }
 
 extern "C" int
-sam2_cuda_f32_to_f16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream)
+sam2_cuda_f32_to_16 (const float *x, size_t n, Sam2CudaHalf type, uint16_t *y,
+                     cudaStream_t stream)
 {
-  return launch_act_to_16<false> (SAM2_CUDA_ACT_NONE, x, n, y, stream);
+  return sam2_cuda_activation_to_16 (SAM2_CUDA_ACT_NONE, x, n, type, y, stream);
 }
 
-extern "C" int
-sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream)
-{
-  return launch_act_to_16<true> (SAM2_CUDA_ACT_NONE, x, n, y, stream);
-}
-
-/* ---- cuBLASLt: the BF16 baseline and the FP16 GEMM with its bias epilogue -------------------- */
+/* ---- cuBLASLt: the BF16 baseline and the 16-bit GEMMs with their bias epilogue --------------- */
 
 /* Largest power of two, up to 256, dividing the address: cuBLASLt's heuristic assumes 256-byte
  * aligned matrices unless told otherwise, and an algorithm picked under that assumption may not
@@ -233,18 +230,18 @@ sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B
 }
 
 extern "C" int
-sam2_cuda_gemm_f16_bias_nt (cublasLtHandle_t h, const uint16_t *A_f16, const uint16_t *B_f16,
-                            int M, int N, int K, const float *bias, float beta,
-                            const float *C_f32, float *D_f32, cudaStream_t stream,
-                            void *workspace, size_t workspace_bytes)
+sam2_cuda_gemm_16_bias_nt (cublasLtHandle_t h, Sam2CudaHalf type, const uint16_t *A16,
+                           const uint16_t *B16, int M, int N, int K, const float *bias,
+                           float beta, const float *C_f32, float *D_f32, cudaStream_t stream,
+                           void *workspace, size_t workspace_bytes)
 {
-  if (h == NULL || A_f16 == NULL || B_f16 == NULL || D_f32 == NULL || workspace == NULL
-      || M < 0 || N < 0 || K < 1 || (beta != 0.0f && C_f32 == NULL)
-      || (bias != NULL && !sam2_aligned16 (bias)))
+  if (h == NULL || A16 == NULL || B16 == NULL || D_f32 == NULL || workspace == NULL || M < 0
+      || N < 0 || K < 1 || (beta != 0.0f && C_f32 == NULL)
+      || (bias != NULL && !sam2_aligned16 (bias)) || !sam2_half_valid (type))
     return SAM2_CUDA_UNSUPPORTED;
   if (M == 0 || N == 0)
     return SAM2_CUDA_OK;
-  return lt_matmul_nt (h, CUDA_R_16F, CUDA_R_32F, A_f16, B_f16, M, N, K, bias, beta,
+  return lt_matmul_nt (h, cuda_type16 (type), CUDA_R_32F, A16, B16, M, N, K, bias, beta,
                        beta != 0.0f ? (const void *) C_f32 : (const void *) D_f32, D_f32, stream,
                        workspace, workspace_bytes);
 }

@@ -51,6 +51,14 @@ enum {
   SAM2_CUDA_AQ_TENSOR_ASYM,
 };
 
+/* The 16-bit float format of the half-precision paths (FP16 and BF16 precision): their operands
+ * are bit patterns in uint16_t arrays, rounded from float to nearest even (overflow to infinity,
+ * NaN kept, as the hardware conversions do). */
+typedef enum {
+  SAM2_CUDA_F16,              /* IEEE binary16: 11-bit significand, |x| up to 65504 */
+  SAM2_CUDA_BF16,             /* bfloat16: 8-bit significand, float's exponent range */
+} Sam2CudaHalf;
+
 /* ---- device (common.cu) ---------------------------------------------------------------------- */
 
 /* Number of CUDA devices; 0 (and SAM2_CUDA_OK) when there is no driver or no device, which is
@@ -83,10 +91,10 @@ int sam2_cuda_add_row (float *y, const float *x, const float *row, int M, int C,
  * backend); y may be x. */
 int sam2_cuda_layer_norm (const float *x, int M, int C, const float *weight, const float *bias,
                           float eps, float *y, cudaStream_t stream);
-/* The same LayerNorm with its float output rounded to FP16 (bit patterns): the FP16 path's
- * conversion of sam2_cuda_layer_norm's output, without the float row in memory. */
-int sam2_cuda_layer_norm_f16 (const float *x, int M, int C, const float *weight, const float *bias,
-                              float eps, uint16_t *y16, cudaStream_t stream);
+/* The same LayerNorm with its float output rounded to `type` (bit patterns): the half-precision
+ * paths' conversion of sam2_cuda_layer_norm's output, without the float row in memory. */
+int sam2_cuda_layer_norm_16 (const float *x, int M, int C, const float *weight, const float *bias,
+                             float eps, Sam2CudaHalf type, uint16_t *y16, cudaStream_t stream);
 /* In-place softmax of each of M rows of N (row sum in double, as the CPU backend). */
 int sam2_cuda_softmax_rows (float *x, int M, int N, cudaStream_t stream);
 /* A window partition folded into the LayerNorm before it (a Hiera block's first half): x holds
@@ -101,13 +109,13 @@ typedef struct {
 /* The rows such a partition gives, or -1 for a bad one (a size below 1). */
 long long sam2_cuda_row_windows_rows (const Sam2CudaRowWindows *windows);
 
-/* sam2_cuda_layer_norm_f16's output partitioned into windows in the same pass: the FP16 rows
+/* sam2_cuda_layer_norm_16's output partitioned into windows in the same pass: the 16-bit rows
  * (sam2_cuda_row_windows_rows (windows), C) that sam2_cuda_window_partition of each image's
- * normalised map then sam2_cuda_f32_to_f16 give, bit for bit; x holds the windows->n_img
+ * normalised map then sam2_cuda_f32_to_16 give, bit for bit; x holds the windows->n_img
  * (h, w, C) maps. */
-int sam2_cuda_layer_norm_windows_f16 (const float *x, const Sam2CudaRowWindows *windows, int C,
-                                      const float *weight, const float *bias, float eps,
-                                      uint16_t *y16, cudaStream_t stream);
+int sam2_cuda_layer_norm_windows_16 (const float *x, const Sam2CudaRowWindows *windows, int C,
+                                     const float *weight, const float *bias, float eps,
+                                     Sam2CudaHalf type, uint16_t *y16, cudaStream_t stream);
 
 /* y (M, K) = x (M, K) * scale (K) per column (the smoothing of a quantized layer's input). */
 int sam2_cuda_scale_columns (const float *x, int M, int K, const float *scale, float *y,
@@ -184,18 +192,19 @@ typedef struct {
 int sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream);
 
 /* The same on the tensor cores (attention-f16.cu): q, k, v and the softmax probabilities rounded
- * to FP16 as mma.sync operands (so |q|, |k|, |v| must stay below 65504), FP32 accumulation,
- * softmax and output; relative error ~1e-3 against the FP32 kernel. Same arguments and limits;
- * needs no shared-memory setup. For the FP16 precision path. */
-int sam2_cuda_attention_f16 (const Sam2CudaAttentionArgs *args, cudaStream_t stream);
+ * to `type` as mma.sync operands (for F16, |q|, |k|, |v| must stay below 65504), FP32
+ * accumulation, softmax and output; relative error ~1e-3 (F16) or ~1e-2 (BF16) against the FP32
+ * kernel. Same arguments and limits; needs no shared-memory setup. For the half-precision paths. */
+int sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type,
+                            cudaStream_t stream);
 
-/* Which FP16 attention kernels run: 2, the current ones, unless the environment variable
- * SAM2_ATTENTION_KERNEL is "v1" (read once, at the first call), which selects the first version,
- * kept for comparison (attention-f16.cu says how they differ). The setter overrides the choice (1
- * or 2; any other value goes back to the environment's) for tests and benchmarks that run both;
- * not meant to be called while attention is being launched from another thread. */
-int sam2_cuda_attention_f16_version (void);
-void sam2_cuda_attention_f16_set_version (int version);
+/* Which half-precision attention kernels run: 2, the current ones, unless the environment
+ * variable SAM2_ATTENTION_KERNEL is "v1" (read once, at the first call), which selects the first
+ * version, kept for comparison (attention-f16.cu says how they differ). The setter overrides the
+ * choice (1 or 2; any other value goes back to the environment's) for tests and benchmarks that
+ * run both; not meant to be called while attention is being launched from another thread. */
+int sam2_cuda_attention_16_version (void);
+void sam2_cuda_attention_16_set_version (int version);
 
 /* ---- W4A8 (layernorm-quant.cu, gemm-w4a8.cu) ------------------------------------------------- */
 
@@ -389,32 +398,33 @@ int sam2_cuda_gptq_solve (Sam2CudaSolver *solver, cublasHandle_t cublas, const S
 int sam2_cuda_gemm_f32_nt (cublasHandle_t h, const float *A, const float *B, int M, int N, int K,
                            float beta, float *C);
 
-/* y (n) = fp16(x), round to nearest even, as bit patterns: the operands of the FP16 path. */
-int sam2_cuda_f32_to_f16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream);
-/* y16 (n) = fp16(act(x)), round to nearest even: an activation and the FP16 path's conversion
- * of its output in one pass (gemm-float.cu, the conversions' kernel). */
-int sam2_cuda_activation_to_f16 (int act, const float *x, size_t n, uint16_t *y16,
-                                 cudaStream_t stream);
+/* y (n) = x rounded to `type` (Sam2CudaHalf), as bit patterns: the operands of the
+ * half-precision paths (and of the BF16 baseline). */
+int sam2_cuda_f32_to_16 (const float *x, size_t n, Sam2CudaHalf type, uint16_t *y,
+                         cudaStream_t stream);
+/* y16 (n) = act(x) rounded to `type`: an activation and the half-precision paths' conversion of
+ * its output in one pass (gemm-float.cu, the conversions' kernel). */
+int sam2_cuda_activation_to_16 (int act, const float *x, size_t n, Sam2CudaHalf type,
+                                uint16_t *y16, cudaStream_t stream);
 
-/* The FP16 precision path of float layers: C (M, N) = A (M, K) B^T + beta C with FP16 operands
- * (A (M, K), B (N, K), from sam2_cuda_f32_to_f16) on the tensor cores, FP32 accumulation and an
- * FP32 C, through cublasGemmEx. The handle must already be bound to the caller's stream. */
-int sam2_cuda_gemm_f16_nt (cublasHandle_t h, const uint16_t *A_f16, const uint16_t *B_f16, int M,
-                           int N, int K, float beta, float *C_f32);
+/* The half-precision paths of float layers: C (M, N) = A (M, K) B^T + beta C with 16-bit
+ * operands of `type` (A (M, K), B (N, K), from sam2_cuda_f32_to_16) on the tensor cores, FP32
+ * accumulation and an FP32 C, through cublasGemmEx. The handle must already be bound to the
+ * caller's stream. */
+int sam2_cuda_gemm_16_nt (cublasHandle_t h, Sam2CudaHalf type, const uint16_t *A16,
+                          const uint16_t *B16, int M, int N, int K, float beta, float *C_f32);
 
-/* The FP16 path's linear for a few rows (linear-small-f16.cu): y (M, N) = act(fp16(x) (M, K)
- * W^T + bias) + residual with W (N, K) FP16, products of the FP16-rounded operands summed in
- * FP32 (the operands of sam2_cuda_f32_to_f16 + sam2_cuda_gemm_f16_nt, another order of the
- * additions), bias and residual as sam2_cuda_bias_act_residual (either may be NULL; residual may
- * be y), in one launch: for the mask decoder's token rows, where the cuBLAS path's three
- * launches cost more than the product. M at most SAM2_CUDA_LINEAR_SMALL_M_MAX. */
+/* The half-precision paths' linear for a few rows (linear-small-f16.cu): y (M, N) = act(x16
+ * (M, K) W^T + bias) + residual with x16 the rows x rounded to `type` and W (N, K) of `type`,
+ * products of the rounded operands summed in FP32 (the operands of sam2_cuda_f32_to_16 +
+ * sam2_cuda_gemm_16_nt, another order of the additions), bias and residual as
+ * sam2_cuda_bias_act_residual (either may be NULL; residual may be y), in one launch: for the
+ * mask decoder's token rows, where the cuBLAS path's three launches cost more than the product.
+ * M at most SAM2_CUDA_LINEAR_SMALL_M_MAX. */
 #define SAM2_CUDA_LINEAR_SMALL_M_MAX 16
-int sam2_cuda_linear_f16_small_m (const float *x, int M, int K, const uint16_t *w16, int N,
-                                  const float *bias, int act, const float *residual, float *y,
-                                  cudaStream_t stream);
-
-/* y (n) = bf16(x), round to nearest even: the operands of the BF16 baseline. */
-int sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t stream);
+int sam2_cuda_linear_16_small_m (const float *x, int M, int K, Sam2CudaHalf type,
+                                 const uint16_t *w16, int N, const float *bias, int act,
+                                 const float *residual, float *y, cudaStream_t stream);
 
 /* The BF16 baseline: C (M, N) bf16 = A (M, K) B^T, bf16 operands, FP32 accumulation, through
  * cuBLASLt with its heuristic's first algorithm. Descriptors are created per call (host memory
@@ -423,18 +433,19 @@ int sam2_cuda_f32_to_bf16 (const float *x, size_t n, uint16_t *y, cudaStream_t s
 int sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B, int M,
                             int N, int K, uint16_t *C, cudaStream_t stream, void *workspace);
 
-/* The FP16 path's GEMM with its bias in cuBLASLt's epilogue: D (M, N) = A (M, K) B^T + bias (N)
- * + beta C (M, N), FP16 operands (as sam2_cuda_gemm_f16_nt), FP32 accumulation, C and D FP32;
+/* The half-precision paths' GEMM with its bias in cuBLASLt's epilogue: D (M, N) = A (M, K) B^T
+ * + bias (N) + beta C (M, N), 16-bit operands of `type` (as sam2_cuda_gemm_16_nt), FP32
+ * accumulation, C and D FP32;
  * bias (16-byte aligned) may be NULL, C may be D (a residual accumulated in place) or another
  * buffer of the same shape, and is not read when beta is 0. The bias epilogue saves the read and
  * write of D that a separate bias pass costs. Descriptors and the heuristic query are host work
  * per call (recorded once under a CUDA graph). SAM2_CUDA_UNSUPPORTED when cuBLASLt offers no
  * algorithm for the shape and the pointers' alignment: the caller then uses
- * sam2_cuda_gemm_f16_nt and a separate epilogue. */
-int sam2_cuda_gemm_f16_bias_nt (cublasLtHandle_t h, const uint16_t *A_f16, const uint16_t *B_f16,
-                                int M, int N, int K, const float *bias, float beta,
-                                const float *C_f32, float *D_f32, cudaStream_t stream,
-                                void *workspace, size_t workspace_bytes);
+ * sam2_cuda_gemm_16_nt and a separate epilogue. */
+int sam2_cuda_gemm_16_bias_nt (cublasLtHandle_t h, Sam2CudaHalf type, const uint16_t *A16,
+                               const uint16_t *B16, int M, int N, int K, const float *bias,
+                               float beta, const float *C_f32, float *D_f32, cudaStream_t stream,
+                               void *workspace, size_t workspace_bytes);
 
 /* ---- calibration statistics (calib.cu) ------------------------------------------------------- */
 

@@ -1,33 +1,27 @@
-/* linear-small-f16.cu: sam2_cuda_linear_f16_small_m (kernels.h), the FP16 path's linear for a
- * handful of rows: the mask decoder's token-side layers (~7 tokens: the two-way blocks' token
+/* linear-small-f16.cu: sam2_cuda_linear_16_small_m (kernels.h), the half-precision paths' linear
+ * for a handful of rows: the mask decoder's token-side layers (~7 tokens: the two-way blocks' token
  * projections and MLPs, the hypernetworks, the IoU head; 40 of its ~50 linears per prompt).
  *
  * With M = 7, cuBLAS runs a tile meant for hundreds of rows, after a conversion pass over x, and
  * the bias is another pass: three launches for a product that reads at most 1 MB of weights.
  * Here one warp owns one output column n: its lanes stream W[n] (K halves, 16 bytes per lane
  * per step) and keep one FP32 sum per row; the rows of x are read from L1 / L2 (M K floats, 56 KB
- * at most for K = 2048 and M = 7) and rounded to FP16 as they are read, so the operands are
- * exactly those of the cuBLAS path (x and W in FP16, products exact in FP32, FP32 sums: only the
- * order of the additions differs). The warp's sums are reduced by a butterfly, and lane m writes
- * row m: act(sum + bias) + residual, the backend linear's epilogue, in the same launch. */
+ * at most for K = 2048 and M = 7) and rounded to FP16 (BF16) as they are read, so the operands
+ * are exactly those of the cuBLAS path (x and W in the 16-bit format, products exact in FP32,
+ * FP32 sums: only the order of the additions differs). The warp's sums are reduced by a
+ * butterfly, and lane m writes row m: act(sum + bias) + residual, the backend linear's epilogue,
+ * in the same launch. */
 #include "common.cuh"
-
-#include <cuda_fp16.h>
 
 namespace {
 
 constexpr int WARPS = 8;   /* output columns per block */
 
-__device__ __forceinline__ float
-round16 (float v)
-{
-  return __half2float (__float2half_rn (v));
-}
-
-/* VEC: K % 8 == 0, x and w16 16-byte aligned (16-byte loads of 8 halves and 2 float4). */
-template <bool VEC>
+/* VEC: K % 8 == 0, x and w16 16-byte aligned (16-byte loads of 8 halves and 2 float4). BF16:
+ * the operands' format (sam2_to16). */
+template <bool VEC, bool BF16>
 __global__ void __launch_bounds__ (WARPS * 32)
-linear_small_m_kernel (const float *__restrict__ x, int M, int K, const __half *__restrict__ w,
+linear_small_m_kernel (const float *__restrict__ x, int M, int K, const uint16_t *__restrict__ w,
                        int N, const float *__restrict__ bias, int act, const float *residual,
                        float *y)
 {
@@ -38,17 +32,16 @@ linear_small_m_kernel (const float *__restrict__ x, int M, int K, const __half *
 #pragma unroll
   for (int m = 0; m < SAM2_CUDA_LINEAR_SMALL_M_MAX; m++)
     acc[m] = 0.0f;
-  const __half *wr = w + (size_t) n * K;   /* (K) */
+  const uint16_t *wr = w + (size_t) n * K;   /* (K) */
   if (VEC) {
     for (int k = lane * 8; k < K; k += 32 * 8) {
       const uint4 raw = *reinterpret_cast<const uint4 *> (wr + k);
-      const __half2 *h2 = reinterpret_cast<const __half2 *> (&raw);
+      const uint32_t words[4] = { raw.x, raw.y, raw.z, raw.w };
       float wf[8];
 #pragma unroll
-      for (int j = 0; j < 4; j++) {
-        const float2 f = __half22float2 (h2[j]);
-        wf[2 * j] = f.x;
-        wf[2 * j + 1] = f.y;
+      for (int j = 0; j < 4; j++) {   /* the lower-addressed half in the low 16 bits */
+        wf[2 * j] = sam2_from16<BF16> ((uint16_t) (words[j] & 0xffffu));
+        wf[2 * j + 1] = sam2_from16<BF16> ((uint16_t) (words[j] >> 16));
       }
 #pragma unroll
       for (int m = 0; m < SAM2_CUDA_LINEAR_SMALL_M_MAX; m++) {
@@ -57,25 +50,25 @@ linear_small_m_kernel (const float *__restrict__ x, int M, int K, const __half *
         const float4 *xr = reinterpret_cast<const float4 *> (x + (size_t) m * K + k);
         const float4 a = xr[0], b = xr[1];
         float s = acc[m];
-        s = fmaf (round16 (a.x), wf[0], s);
-        s = fmaf (round16 (a.y), wf[1], s);
-        s = fmaf (round16 (a.z), wf[2], s);
-        s = fmaf (round16 (a.w), wf[3], s);
-        s = fmaf (round16 (b.x), wf[4], s);
-        s = fmaf (round16 (b.y), wf[5], s);
-        s = fmaf (round16 (b.z), wf[6], s);
-        s = fmaf (round16 (b.w), wf[7], s);
+        s = fmaf (sam2_round16<BF16> (a.x), wf[0], s);
+        s = fmaf (sam2_round16<BF16> (a.y), wf[1], s);
+        s = fmaf (sam2_round16<BF16> (a.z), wf[2], s);
+        s = fmaf (sam2_round16<BF16> (a.w), wf[3], s);
+        s = fmaf (sam2_round16<BF16> (b.x), wf[4], s);
+        s = fmaf (sam2_round16<BF16> (b.y), wf[5], s);
+        s = fmaf (sam2_round16<BF16> (b.z), wf[6], s);
+        s = fmaf (sam2_round16<BF16> (b.w), wf[7], s);
         acc[m] = s;
       }
     }
   } else {
     for (int k = lane; k < K; k += 32) {
-      const float wk = __half2float (wr[k]);
+      const float wk = sam2_from16<BF16> (wr[k]);
 #pragma unroll
       for (int m = 0; m < SAM2_CUDA_LINEAR_SMALL_M_MAX; m++) {
         if (m >= M)
           break;
-        acc[m] = fmaf (round16 (x[(size_t) m * K + k]), wk, acc[m]);
+        acc[m] = fmaf (sam2_round16<BF16> (x[(size_t) m * K + k]), wk, acc[m]);
       }
     }
   }
@@ -101,25 +94,35 @@ linear_small_m_kernel (const float *__restrict__ x, int M, int K, const __half *
   }
 }
 
+template <bool BF16>
+int
+launch_small_m (const float *x, int M, int K, const uint16_t *w, int N, const float *bias,
+                int act, const float *residual, float *y, cudaStream_t stream)
+{
+  const unsigned blocks = (unsigned) ((N + WARPS - 1) / WARPS);
+  if (K % 8 == 0 && sam2_aligned16 (x) && sam2_aligned16 (w))
+    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream,
+                 linear_small_m_kernel<true, BF16>) (x, M, K, w, N, bias, act, residual, y);
+  else
+    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream,
+                 linear_small_m_kernel<false, BF16>) (x, M, K, w, N, bias, act, residual, y);
+  return sam2_launch_status ();
+}
+
 } /* namespace */
 
 extern "C" int
-sam2_cuda_linear_f16_small_m (const float *x, int M, int K, const uint16_t *w16, int N,
-                              const float *bias, int act, const float *residual, float *y,
-                              cudaStream_t stream)
+sam2_cuda_linear_16_small_m (const float *x, int M, int K, Sam2CudaHalf type, const uint16_t *w16,
+                             int N, const float *bias, int act, const float *residual, float *y,
+                             cudaStream_t stream)
 {
   if (x == nullptr || w16 == nullptr || y == nullptr || M < 0
-      || M > SAM2_CUDA_LINEAR_SMALL_M_MAX || K < 1 || N < 0 || !sam2_act_valid (act))
+      || M > SAM2_CUDA_LINEAR_SMALL_M_MAX || K < 1 || N < 0 || !sam2_act_valid (act)
+      || !sam2_half_valid (type))
     return SAM2_CUDA_UNSUPPORTED;
   if (M == 0 || N == 0)
     return SAM2_CUDA_OK;
-  const __half *w = reinterpret_cast<const __half *> (w16);
-  const unsigned blocks = (unsigned) ((N + WARPS - 1) / WARPS);
-  if (K % 8 == 0 && sam2_aligned16 (x) && sam2_aligned16 (w16))
-    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream,
-                 linear_small_m_kernel<true>) (x, M, K, w, N, bias, act, residual, y);
-  else
-    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream,
-                 linear_small_m_kernel<false>) (x, M, K, w, N, bias, act, residual, y);
-  return sam2_launch_status ();
+  return type == SAM2_CUDA_BF16
+           ? launch_small_m<true> (x, M, K, w16, N, bias, act, residual, y, stream)
+           : launch_small_m<false> (x, M, K, w16, N, bias, act, residual, y, stream);
 }

@@ -1,6 +1,6 @@
 /* ptx.cuh: the PTX instructions the kernels reach through inline assembly (the W4A8 GEMM's
- * asynchronous copies, INT8 tensor-core products and fragment loads; the FP16 attention's
- * products and transposed loads), one definition each. Under
+ * asynchronous copies, INT8 tensor-core products and fragment loads; the half-precision
+ * attention's products and transposed loads), one definition each. Under
  * the SIMT emulator (tests/simt, SAM2_SIMT_ON_HOST) the same functions run the emulator's model
  * of each instruction, so the kernels that use them run unchanged on the host. */
 #ifndef SAM2_KERNELS_PTX_CUH
@@ -109,6 +109,20 @@ mma_16816 (float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
   sam2_simt::mma_m16n8k16_f16 (c, a, b0, b1, c);
 #else
   asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* The same with bfloat16 operands (the BF16 precision's attention). */
+__device__ __forceinline__ void
+mma_16816_bf16 (float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
+{
+#ifdef SAM2_SIMT_ON_HOST
+  sam2_simt::mma_m16n8k16_bf16 (c, a, b0, b1, c);
+#else
+  asm volatile ("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));

@@ -118,7 +118,7 @@ EOF
 step_tinyref () {
   step_fixtures > "$LOG/tinyref-fixtures.log" 2>&1 || { tail -20 "$LOG/tinyref-fixtures.log"; return 1; }
   SAM2_CUDA_GRAPHS=0 "$BIN/test-cuda-model" configs/hiera_tiny_w4a8.yaml --verbose \
-    -p /cuda/model/tiny-fp32 -p /cuda/model/tiny-fp16
+    -p /cuda/model/tiny-fp32 -p /cuda/model/tiny-fp16 -p /cuda/model/tiny-bf16
 }
 
 step_tests () {
@@ -134,8 +134,9 @@ step_tests () {
         SAM2_CUDA_GRAPHS=0 "$t" configs/hiera_tiny_w4a8.yaml
         r=$?
         "$t" configs/hiera_tiny_w4a8.yaml --verbose -p /cuda/model/graphs-tiny-fp32 \
-          -p /cuda/model/graphs-tiny-fp16 -p /cuda/model/graphs-w4a8-mini \
-          -p /cuda/model/steady-memory-fp32 -p /cuda/model/steady-memory-fp16 \
+          -p /cuda/model/graphs-tiny-fp16 -p /cuda/model/graphs-tiny-bf16 \
+          -p /cuda/model/graphs-w4a8-mini -p /cuda/model/steady-memory-fp32 \
+          -p /cuda/model/steady-memory-fp16 -p /cuda/model/steady-memory-bf16 \
           -p /cuda/model/batch-tiny-fp16 -p /cuda/model/batch-w4a8-mini || r=1 ;;
       test-cuda-calib) "$t" configs/hiera_tiny_w4a8.yaml --verbose; r=$? ;;
       *) "$t"; r=$? ;;
@@ -203,6 +204,8 @@ step_bench () {
   for size in ${BENCH_SIZES:-tiny}; do
     "$b" --model "$WORK/models/$size" --precision fp32 --json --frame 1920x1080
     "$b" --model "$WORK/models/$size" --precision fp16 --json --profile --frame 1920x1080 --graphs both
+    # BF16, PyTorch's dtype in the torch step's lines
+    "$b" --model "$WORK/models/$size" --precision bf16 --json --frame 1920x1080
     "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json --profile --frame 1920x1080 --graphs both
     "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --precision fp32 --json --frame 1920x1080
     # batch 8 (one encoder pass of eight images), next to PyTorch's batch-8 lines of the torch step

@@ -68,7 +68,7 @@ main (int argc, char **argv)
     { "images", 'n', 0, G_OPTION_ARG_INT, &n_images, "pictures to segment (default 8)", "N" },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, "pictures per encoder pass (default 4)", "B" },
     { "backend", 0, 0, G_OPTION_ARG_STRING, &backend, "auto, cpu or cuda", "NAME" },
-    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, "auto, fp32 or fp16", "P" },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, "auto, fp32, fp16 or bf16", "P" },
     { "width", 0, 0, G_OPTION_ARG_INT, &width, "picture width (default 320)", "W" },
     { "height", 0, 0, G_OPTION_ARG_INT, &height, "picture height (default 240)", "H" },
     { NULL }

@@ -16,8 +16,8 @@ typedef struct {
   { "backend", 0, 0, G_OPTION_ARG_STRING, &(args).backend,                                       \
     "auto (CUDA when built with it and a GPU is present, else CPU), cpu or cuda", "NAME" },      \
   { "precision", 0, 0, G_OPTION_ARG_STRING, &(args).precision,                                   \
-    "auto (fp32; fp16 float layers for a quantized model on CUDA), fp32 or fp16 (CUDA only; "   \
-    "quantized layers stay W4A8)", "P" }
+    "auto (fp32; fp16 float layers for a quantized model on CUDA), fp32, fp16 or bf16 (the "    \
+    "last two CUDA only; quantized layers stay W4A8)", "P" }
 
 /* Session options from the arguments; FALSE with an error naming the valid values, or saying
  * why an explicitly requested backend cannot run here (checked before any model is loaded). */

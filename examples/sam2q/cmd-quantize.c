@@ -164,8 +164,8 @@ sam2q_cmd_quantize (int argc, char **argv)
       "cpu (default) or cuda: where the float model runs and the statistics are gathered",
       "DEVICE" },
     { "dtype", 0, 0, G_OPTION_ARG_STRING, &dtype,
-      "precision of the float model during calibration: float32 (default), or float16 with "
-      "--device cuda",
+      "precision of the float model during calibration: float32 (default), or float16 or "
+      "bfloat16 with --device cuda (16-bit GEMM and attention operands)",
       "DTYPE" },
     { "cache-dir", 0, 0, G_OPTION_ARG_FILENAME, &cache_dir,
       "reuse calibration statistics of the same model, frames and recipe", "DIR" },
@@ -206,16 +206,15 @@ sam2q_cmd_quantize (int argc, char **argv)
     run.backend = SAM2_BACKEND_CUDA;
   }
   if (dtype != NULL && strcmp (dtype, "float32") != 0) {
-    if (strcmp (dtype, "float16") == 0 && run.backend == SAM2_BACKEND_CUDA) {
-      run.precision = SAM2_PRECISION_FP16;
+    const gboolean f16 = strcmp (dtype, "float16") == 0, bf16 = strcmp (dtype, "bfloat16") == 0;
+    if ((f16 || bf16) && run.backend == SAM2_BACKEND_CUDA) {
+      run.precision = f16 ? SAM2_PRECISION_FP16 : SAM2_PRECISION_BF16;
     } else {
       g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                    "--dtype %s: %s", dtype,
-                   run.backend == SAM2_BACKEND_CUDA
-                     ? "the CUDA backend runs the float model in float32 or float16; use one "
-                       "of those"
-                     : "the CPU backend computes in float32; use --dtype float32, or "
-                       "--device cuda --dtype float16");
+                   f16 || bf16 ? "the CPU backend computes in float32; use --dtype float32, or "
+                                 "--device cuda for a 16-bit float model"
+                               : "use float32, float16 or bfloat16");
       goto fail;
     }
   }

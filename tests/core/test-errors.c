@@ -406,6 +406,45 @@ test_bad_calls (void)
   sam2_model_unref (model);
 }
 
+/* Backend and precision names: each parses back to itself (any case); an unknown one is an error
+ * that lists the valid names; a 16-bit precision on the CPU is refused with what to use instead
+ * (the CPU computes in FP32), never quietly run in FP32. */
+static void
+test_session_options (void)
+{
+  for (int p = SAM2_PRECISION_AUTO; p <= SAM2_PRECISION_BF16; p++) {
+    Sam2SessionOptions o = SAM2_SESSION_OPTIONS_INIT;
+    char *upper = g_ascii_strup (sam2_precision_to_string ((Sam2Precision) p), -1);
+    g_assert_true (sam2_session_options_parse (&o, NULL, upper, NULL));
+    g_assert_cmpint (o.precision, ==, p);
+    g_free (upper);
+  }
+  g_assert_cmpstr (sam2_precision_to_string (SAM2_PRECISION_BF16), ==, "bf16");
+  Sam2SessionOptions o = SAM2_SESSION_OPTIONS_INIT;
+  GError *error = NULL;
+  g_assert_false (sam2_session_options_parse (&o, NULL, "fp8", &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "auto, fp32, fp16 or bf16"));
+  g_clear_error (&error);
+
+  Sam2Model *model = sam2_test_load_mini ();
+  if (model == NULL)
+    return;
+  const Sam2Precision half[] = { SAM2_PRECISION_FP16, SAM2_PRECISION_BF16 };
+  for (size_t i = 0; i < G_N_ELEMENTS (half); i++) {
+    const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, half[i], 1 };
+    g_assert_null (sam2_session_new_full (model, &cpu, &error));
+    g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+    char *expected = g_strdup_printf ("precision %s needs the CUDA backend",
+                                      sam2_precision_to_string (half[i]));
+    if (strstr (error->message, expected) == NULL)
+      g_error ("error message \"%s\" does not say \"%s\"", error->message, expected);
+    g_free (expected);
+    g_clear_error (&error);
+  }
+  sam2_model_unref (model);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -416,6 +455,7 @@ main (int argc, char **argv)
   g_test_add_func ("/errors/truncated-checkpoint", test_truncated_checkpoint);
   g_test_add_func ("/errors/bad-configs", test_bad_configs);
   g_test_add_func ("/errors/bad-calls", test_bad_calls);
+  g_test_add_func ("/errors/session-options", test_session_options);
   g_test_add_func ("/checkpoints/half-precision", test_half_precision_checkpoints);
   g_test_add_func ("/checkpoints/video-layout", test_video_layout);
   return g_test_run ();

@@ -9,7 +9,9 @@
  *   - the whole calibrator: sam2_calibrator_new_full on CUDA and on the CPU, the recipe given on
  *     the command line, the same frames: the two quantized models give the same outputs on the
  *     CPU within QUANT_TOL (GPTQ runs on the GPU for the CUDA one), and so does a CUDA one with
- *     all frames in one encoder pass (calib.batch_size); the time per frame of each is logged;
+ *     all frames in one encoder pass (calib.batch_size); one whose float model ran in BF16
+ *     (`sam2q quantize --dtype bfloat16`) is as good a quantization (BF16_CALIB_ERROR_RATIO);
+ *     the time per frame of each is logged;
  *   - GPTQ on the GPU against the CPU's on random layers: codes, output errors and the singular
  *     case (GPTQ_CODES_AGREE, GPTQ_ERROR_RATIO).
  *
@@ -37,6 +39,13 @@
  * like CPU vs CUDA W4A8 (test-cuda-model's W4A8_CPU_CUDA_TOL, 2e-2); a calibration on wrong
  * statistics differs by O(1) of the quantization error itself, well above. */
 #define QUANT_TOL 2e-2
+/* A calibration whose float model runs in BF16 sees activations ~1e-2 off FP32's (8 significant
+ * bits per GEMM operand), so its ranges, smoothing and GPTQ Hessians move by about that much and
+ * GPTQ takes other, equally good codes: the model is not near the FP32-calibrated one (as far
+ * from it as both are from the float model), but it must be as good a quantization of the same
+ * float model: its error against the float model within BF16_CALIB_ERROR_RATIO of the
+ * CPU-calibrated model's. */
+#define BF16_CALIB_ERROR_RATIO 1.25
 
 #define N_FRAMES 3
 
@@ -154,13 +163,14 @@ test_stats (gconstpointer data)
   sam2_model_unref (m);
 }
 
-/* A model calibrated on N_FRAMES frames on `backend`, `batch` frames per encoder pass. */
+/* A model calibrated on N_FRAMES frames on `backend` in `precision`, `batch` frames per encoder
+ * pass. */
 static Sam2Model *
-calibrate (Sam2Model *fp, const Sam2Recipe *recipe, Sam2BackendKind backend, int batch,
-           double *ms_per_frame)
+calibrate (Sam2Model *fp, const Sam2Recipe *recipe, Sam2BackendKind backend,
+           Sam2Precision precision, int batch, double *ms_per_frame)
 {
   GError *error = NULL;
-  const Sam2SessionOptions o = { backend, SAM2_PRECISION_FP32, 1 };
+  const Sam2SessionOptions o = { backend, precision, 1 };
   Sam2Recipe *r = sam2_recipe_copy (recipe);
   r->calib.batch_size = batch;
   Sam2Calibrator *c = sam2_calibrator_new_full (fp, r, &o, &error);
@@ -215,27 +225,36 @@ test_calibrator (void)
   GError *error = NULL;
   Sam2Recipe *recipe = sam2_recipe_load (recipe_path, &error);
   g_assert_no_error (error);
-  double ms_cpu, ms_cuda, ms_batched;
-  Sam2Model *q_cpu = calibrate (fp, recipe, SAM2_BACKEND_CPU, 1, &ms_cpu);
-  Sam2Model *q_cuda = calibrate (fp, recipe, SAM2_BACKEND_CUDA, 1, &ms_cuda);
+  double ms_cpu, ms_cuda, ms_batched, ms_bf16;
+  Sam2Model *q_cpu = calibrate (fp, recipe, SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1, &ms_cpu);
+  Sam2Model *q_cuda = calibrate (fp, recipe, SAM2_BACKEND_CUDA, SAM2_PRECISION_FP32, 1,
+                                 &ms_cuda);
   /* all frames in one pass: the device's statistics of a batched pass (split per image by the
    * session) */
-  Sam2Model *q_batched = calibrate (fp, recipe, SAM2_BACKEND_CUDA, N_FRAMES, &ms_batched);
+  Sam2Model *q_batched = calibrate (fp, recipe, SAM2_BACKEND_CUDA, SAM2_PRECISION_FP32, N_FRAMES,
+                                    &ms_batched);
+  Sam2Model *q_bf16 = calibrate (fp, recipe, SAM2_BACKEND_CUDA, SAM2_PRECISION_BF16, 1,
+                                 &ms_bf16);
   size_t n, n2;
   float *a = embedding (q_cuda, &n), *b = embedding (q_cpu, &n2), *f = embedding (fp, &n2);
-  float *a3 = embedding (q_batched, &n2);
+  float *a3 = embedding (q_batched, &n2), *a16 = embedding (q_bf16, &n2);
   const double e = sam2_rel_l2 (a, b, n), e_quant = sam2_rel_l2 (b, f, n);
-  const double e_batched = sam2_rel_l2 (a3, b, n);
+  const double e_batched = sam2_rel_l2 (a3, b, n), e_quant_bf16 = sam2_rel_l2 (a16, f, n);
   g_test_message ("image embedding: CUDA-calibrated vs CPU-calibrated %.3g, %d frames per pass "
-                  "%.3g (quantization error itself %.3g); %.1f vs %.1f ms per calibration frame "
-                  "(%.1f batched)", e, N_FRAMES, e_batched, e_quant, ms_cuda, ms_cpu, ms_batched);
+                  "%.3g (quantization error itself %.3g; calibrated with the float model in "
+                  "BF16: %.3g, and %.3g from the CPU-calibrated one); %.1f vs %.1f ms per "
+                  "calibration frame (%.1f batched, %.1f BF16)", e, N_FRAMES, e_batched, e_quant,
+                  e_quant_bf16, sam2_rel_l2 (a16, b, n), ms_cuda, ms_cpu, ms_batched, ms_bf16);
   g_assert_cmpfloat (e, <=, QUANT_TOL);
   g_assert_cmpfloat (e_batched, <=, QUANT_TOL);
+  g_assert_cmpfloat (e_quant_bf16, <=, BF16_CALIB_ERROR_RATIO * e_quant);
   g_free (a);
   g_free (a3);
+  g_free (a16);
   g_free (b);
   g_free (f);
   sam2_model_unref (q_batched);
+  sam2_model_unref (q_bf16);
   sam2_model_unref (q_cuda);
   sam2_model_unref (q_cpu);
   sam2_recipe_free (recipe);

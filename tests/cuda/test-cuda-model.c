@@ -3,7 +3,7 @@
  *   - sam2-mini-hash (every case, embeddings and block / neck activations) and the
  *     sam2.1-hiera-tiny architecture with hash weights, against the transformers float64
  *     references with check.h's bounds: FP32 with the CPU tests' bounds, FP16 with
- *     SAM2_CHECK_TOL_FP16;
+ *     SAM2_CHECK_TOL_FP16, BF16 with SAM2_CHECK_TOL_BF16;
  *   - the tiny architecture on the CPU and on CUDA in FP32 (needs only its config.json): the same
  *     outputs up to FP32_CPU_CUDA_TOL;
  *   - a W4A8 model (sam2-mini-hash quantized here with `recipe` on two frames; the tiny
@@ -11,16 +11,18 @@
  *     set) on the CPU and on CUDA: the same outputs up to W4A8_CPU_CUDA_TOL;
  *   - CUDA graphs: the same frames and prompt sets (several decoder keys, each repeated, more keys
  *     than the graph cache holds) with graphs on and off give the same bits, on the tiny
- *     architecture in FP32 and FP16 and on the W4A8 mini model; graphs were captured, replayed
- *     and none refused;
- *   - the FP16 MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops, and qkv's LayerNorm writing
- *     its windowed FP16 operand (SAM2_CUDA_NORM_F16) and as three ops: the same bits on the same
- *     frames and prompts; likewise a W4A8 fc1's LayerNorm fused into its quantization
- *     (SAM2_CUDA_NORM_QUANT) and apart, on the W4A8 mini model, float layers in FP32 and FP16;
- *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16 and W4A8; 8 of the
- *     tiny architecture in FP16) against a pass of each alone (tests/core's check);
+ *     architecture in FP32, FP16 and BF16 and on the W4A8 mini model; graphs were captured,
+ *     replayed and none refused;
+ *   - the 16-bit MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops, and qkv's LayerNorm
+ *     writing its windowed 16-bit operand (SAM2_CUDA_NORM_F16) and as three ops: the same bits on
+ *     the same frames and prompts (the tiny architecture in FP16 and BF16, sam2-mini-hash in
+ *     BF16); likewise a W4A8 fc1's LayerNorm fused into its quantization (SAM2_CUDA_NORM_QUANT)
+ *     and apart, on the W4A8 mini model, float layers in FP32 and FP16;
+ *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16, BF16 and W4A8; 8 of
+ *     the tiny architecture in FP16) against a pass of each alone (tests/core's check);
  *   - frames preprocessed on the device and on the host: the same embedding bit for bit;
- *   - the decoder's small layers stacked and separate (tests/core's check), FP32 and FP16;
+ *   - the decoder's small layers stacked and separate (tests/core's check), FP32, FP16 and
+ *     BF16;
  *   - no device allocation per frame, graphs on: free device memory is the same after each of 5
  *     frames as after the second (the first fills the weight cache and scratch, the second
  *     captures the graphs).
@@ -246,10 +248,11 @@ test_w4a8_file (void)
 
 /* ---- batches: one encoder pass of several images --------------------------------------------- */
 
-/* FP16: the same roundings per element in both passes; a GEMM algorithm chosen by the row count
- * sums in another order, which can move an FP16 rounding of an activation by one step, carried
- * on through the model. Bounded by the FP16 path's own bound against float64. */
+/* FP16 / BF16: the same roundings per element in both passes; a GEMM algorithm chosen by the
+ * row count sums in another order, which can move a 16-bit rounding of an activation by one
+ * step, carried on through the model. Bounded by the path's own bound against float64. */
 #define BATCH_FP16_TOL SAM2_CHECK_TOL_FP16
+#define BATCH_BF16_TOL SAM2_CHECK_TOL_BF16
 
 static void
 test_batch_mini (gconstpointer data)
@@ -260,8 +263,9 @@ test_batch_mini (gconstpointer data)
     return;
   const Sam2SessionOptions o = cuda_options (precision);
   sam2_test_check_batch (fp, &o, 3,
-                         precision == SAM2_PRECISION_FP16 ? BATCH_FP16_TOL
-                                                          : SAM2_TEST_BATCH_FP32_TOL);
+                         precision == SAM2_PRECISION_FP16   ? BATCH_FP16_TOL
+                         : precision == SAM2_PRECISION_BF16 ? BATCH_BF16_TOL
+                                                            : SAM2_TEST_BATCH_FP32_TOL);
   sam2_model_unref (fp);
 }
 
@@ -291,18 +295,21 @@ test_batch_tiny_fp16 (void)
 
 /* ---- the decoder's stacked layers against the separate ones -------------------------------- */
 
-/* FP16: the same FP16 operands, sums in another order (K = 4 x 256 in one kernel against 256 in
- * four for the hypernetworks), which can move an FP16 rounding downstream by one step. */
+/* FP16 / BF16: the same 16-bit operands, sums in another order (K = 4 x 256 in one kernel
+ * against 256 in four for the hypernetworks), which can move a 16-bit rounding downstream by one
+ * step. */
 #define DECODER_STACKS_FP16_TOL SAM2_CHECK_TOL_FP16
+#define DECODER_STACKS_BF16_TOL SAM2_CHECK_TOL_BF16
 
 static void
 test_decoder_stacks (gconstpointer data)
 {
   const Sam2Precision precision = GPOINTER_TO_INT (data);
   const Sam2SessionOptions o = cuda_options (precision);
-  sam2_test_check_decoder_stacks (&o, precision == SAM2_PRECISION_FP16
-                                         ? DECODER_STACKS_FP16_TOL
-                                         : SAM2_TEST_DECODER_STACKS_FP32_TOL);
+  const double tol = precision == SAM2_PRECISION_FP16   ? DECODER_STACKS_FP16_TOL
+                     : precision == SAM2_PRECISION_BF16 ? DECODER_STACKS_BF16_TOL
+                                                        : SAM2_TEST_DECODER_STACKS_FP32_TOL;
+  sam2_test_check_decoder_stacks (&o, tol);
 }
 
 /* ---- CUDA graphs: the same bits as launching op by op ------------------------------------------ */
@@ -491,6 +498,40 @@ graph_script (Sam2Session *s, Sam2Model *model, GArray *out)
   g_free (px);
 }
 
+/* graph_script's lighter sibling for the emulator, where one decoder pass of sam2-mini-hash costs
+ * a quarter of a second: two frames' features and, per frame, a point prompt and a two-object
+ * prompt (the encoder is where the 16-bit fusions run; the decoder's token rows take the
+ * token-row kernel). */
+static void
+fusion_script (Sam2Session *s, Sam2Model *model, GArray *out)
+{
+  const int S = sam2_model_get_image_size (model);
+  const size_t npx = (size_t) 3 * S * S;
+  float *px = g_new (float, npx);
+  GError *error = NULL;
+  for (int f = 0; f < 2; f++) {
+    sam2_test_fill_pixels (px, npx, 400 + f);
+    g_assert_true (sam2_session_encode (s, px, &error));
+    g_assert_no_error (error);
+    for (int l = 0; l < 3; l++) {
+      int h, w, c;
+      const float *feat = sam2_session_get_features (s, l, &h, &w, &c);
+      g_assert_nonnull (feat);
+      append_floats (out, feat, (size_t) h * w * c);
+    }
+    const Sam2Point pts[2] = { { S * 0.3f, S * 0.4f, SAM2_LABEL_POSITIVE },
+                               { S * 0.7f, S * 0.6f, SAM2_LABEL_NEGATIVE } };
+    const Sam2Prompt one = { .points = pts, .n_points = 1 };
+    decode_ok (s, &one, 1, TRUE, out);
+    const Sam2Prompt two[2] = {
+      { .points = pts, .n_points = 2 },
+      { .has_box = TRUE, .box = { S * 0.1f, S * 0.2f, S * 0.6f, S * 0.9f } },
+    };
+    decode_ok (s, two, 2, FALSE, out);
+  }
+  g_free (px);
+}
+
 /* Two runs' outputs, bit for bit; `switch_hint` says how to turn the difference off. */
 static void
 assert_same_bits (GArray *a_out, GArray *b_out, const char *what, const char *switch_hint)
@@ -569,33 +610,43 @@ test_graphs_w4a8_mini (void)
   sam2_model_unref (fp);
 }
 
-/* The FP16 path's fusions against their separate ops, on graph_script's frames and prompts: the
- * same roundings in the same places, so the same bits.
- *   SAM2_CUDA_FUSED_MLP: the MLP half (cuda_norm_mlp: LayerNorm straight to FP16, the activation
- *     and its FP16 rounding in one pass);
- *   SAM2_CUDA_NORM_F16: the first half's LayerNorm writing qkv's windowed FP16 operand
+/* The 16-bit paths' fusions against their separate ops, on graph_script's frames and prompts:
+ * the same roundings in the same places, so the same bits.
+ *   SAM2_CUDA_FUSED_MLP: the MLP half (cuda_norm_mlp: LayerNorm straight to 16 bits, the
+ *     activation and its 16-bit rounding in one pass);
+ *   SAM2_CUDA_NORM_F16: the first half's LayerNorm writing qkv's windowed 16-bit operand
  *     (cuda_norm_windows_linear), where the ops run LayerNorm, window partition and conversion;
  *     it must have run: fewer window ops per encoder pass. */
+typedef struct {
+  const char *var;
+  Sam2Precision precision;     /* FP16 or BF16 */
+  gboolean tiny;               /* the tiny architecture (graph_script), else sam2-mini-hash
+                                  (fusion_script) */
+} FusedCase;
+
 static long encoder_op_calls (Sam2Session *s, Sam2Model *model, Sam2OpKind kind);
 
 static void
-test_fused_tiny_fp16 (gconstpointer data)
+test_fused_16 (gconstpointer data)
 {
-  const char *var = data;
-  Sam2Model *model = sam2_test_tiny_hashed ();
+  const FusedCase *c = data;
+  const char *var = c->var;
+  Sam2Model *model = c->tiny ? sam2_test_tiny_hashed () : sam2_test_load_mini ();
   if (model == NULL)
     return;
   GArray *three = g_array_new (FALSE, FALSE, sizeof (float));
   GArray *fused = g_array_new (FALSE, FALSE, sizeof (float));
-  Sam2Session *s = cuda_session_env (model, SAM2_PRECISION_FP16, var, "0");
-  graph_script (s, model, three);
+  void (*script) (Sam2Session *, Sam2Model *, GArray *) = c->tiny ? graph_script : fusion_script;
+  Sam2Session *s = cuda_session_env (model, c->precision, var, "0");
+  script (s, model, three);
   const long windows_apart = encoder_op_calls (s, model, SAM2_OP_WINDOW);
   sam2_session_free (s);
-  s = cuda_session_env (model, SAM2_PRECISION_FP16, var, "1");
-  graph_script (s, model, fused);
+  s = cuda_session_env (model, c->precision, var, "1");
+  script (s, model, fused);
   const long windows_fused = encoder_op_calls (s, model, SAM2_OP_WINDOW);
   sam2_session_free (s);
-  char *what = g_strdup_printf ("the FP16 path with and without %s", var);
+  char *what = g_strdup_printf ("the %s path with and without %s",
+                                sam2_precision_to_string (c->precision), var);
   char *hint = g_strdup_printf ("%s=0 runs the separate ops", var);
   assert_same_bits (three, fused, what, hint);
   g_test_message ("window ops per encoder pass: %ld apart, %ld fused", windows_apart,
@@ -725,9 +776,13 @@ main (int argc, char **argv)
                         test_mini_reference);
   g_test_add_data_func ("/cuda/model/mini-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
                         test_mini_reference);
+  g_test_add_data_func ("/cuda/model/mini-bf16", GINT_TO_POINTER (SAM2_PRECISION_BF16),
+                        test_mini_reference);
   g_test_add_data_func ("/cuda/model/tiny-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
                         test_tiny_reference);
   g_test_add_data_func ("/cuda/model/tiny-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
+                        test_tiny_reference);
+  g_test_add_data_func ("/cuda/model/tiny-bf16", GINT_TO_POINTER (SAM2_PRECISION_BF16),
                         test_tiny_reference);
   g_test_add_func ("/cuda/model/tiny-fp32-cpu-vs-cuda", test_tiny_cpu_vs_cuda);
   g_test_add_func ("/cuda/model/w4a8-mini-cpu-vs-cuda", test_w4a8_mini);
@@ -737,11 +792,27 @@ main (int argc, char **argv)
                         test_graphs_tiny);
   g_test_add_data_func ("/cuda/model/graphs-tiny-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
                         test_graphs_tiny);
+  g_test_add_data_func ("/cuda/model/graphs-tiny-bf16", GINT_TO_POINTER (SAM2_PRECISION_BF16),
+                        test_graphs_tiny);
   g_test_add_func ("/cuda/model/graphs-w4a8-mini", test_graphs_w4a8_mini);
-  g_test_add_data_func ("/cuda/model/fused-mlp-tiny-fp16", "SAM2_CUDA_FUSED_MLP",
-                        test_fused_tiny_fp16);
-  g_test_add_data_func ("/cuda/model/norm-f16-tiny-fp16", "SAM2_CUDA_NORM_F16",
-                        test_fused_tiny_fp16);
+  static const FusedCase fused_cases[] = {
+    { "SAM2_CUDA_FUSED_MLP", SAM2_PRECISION_FP16, TRUE },
+    { "SAM2_CUDA_NORM_F16", SAM2_PRECISION_FP16, TRUE },
+    { "SAM2_CUDA_FUSED_MLP", SAM2_PRECISION_BF16, TRUE },
+    { "SAM2_CUDA_NORM_F16", SAM2_PRECISION_BF16, TRUE },
+    { "SAM2_CUDA_FUSED_MLP", SAM2_PRECISION_BF16, FALSE },
+    { "SAM2_CUDA_NORM_F16", SAM2_PRECISION_BF16, FALSE },
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS (fused_cases); i++) {
+    const FusedCase *c = &fused_cases[i];
+    char *path = g_strdup_printf ("/cuda/model/%s-%s-%s",
+                                  strcmp (c->var, "SAM2_CUDA_FUSED_MLP") == 0 ? "fused-mlp"
+                                                                              : "norm-f16",
+                                  c->tiny ? "tiny" : "mini",
+                                  sam2_precision_to_string (c->precision));
+    g_test_add_data_func (path, c, test_fused_16);
+    g_free (path);
+  }
   g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp32",
                         GINT_TO_POINTER (SAM2_PRECISION_FP32), test_norm_quant_w4a8_mini);
   g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp16",
@@ -750,9 +821,13 @@ main (int argc, char **argv)
                         test_steady_memory);
   g_test_add_data_func ("/cuda/model/steady-memory-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
                         test_steady_memory);
+  g_test_add_data_func ("/cuda/model/steady-memory-bf16", GINT_TO_POINTER (SAM2_PRECISION_BF16),
+                        test_steady_memory);
   g_test_add_data_func ("/cuda/model/batch-mini-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
                         test_batch_mini);
   g_test_add_data_func ("/cuda/model/batch-mini-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
+                        test_batch_mini);
+  g_test_add_data_func ("/cuda/model/batch-mini-bf16", GINT_TO_POINTER (SAM2_PRECISION_BF16),
                         test_batch_mini);
   g_test_add_func ("/cuda/model/batch-w4a8-mini", test_batch_w4a8_mini);
   g_test_add_func ("/cuda/model/batch-tiny-fp16", test_batch_tiny_fp16);
@@ -760,6 +835,8 @@ main (int argc, char **argv)
   g_test_add_data_func ("/cuda/model/decoder-stacks-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
                         test_decoder_stacks);
   g_test_add_data_func ("/cuda/model/decoder-stacks-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),
+                        test_decoder_stacks);
+  g_test_add_data_func ("/cuda/model/decoder-stacks-bf16", GINT_TO_POINTER (SAM2_PRECISION_BF16),
                         test_decoder_stacks);
   return g_test_run ();
 }

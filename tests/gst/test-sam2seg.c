@@ -794,6 +794,9 @@ GST_START_TEST (test_error_backend_precision)
   gst_util_set_object_arg (G_OBJECT (seg), "precision", "fp16");
   expect_start_error (seg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
       "precision=fp16 needs the CUDA backend");
+  gst_util_set_object_arg (G_OBJECT (seg), "precision", "bf16");
+  expect_start_error (seg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+      "precision=bf16 needs the CUDA backend");
   gst_util_set_object_arg (G_OBJECT (seg), "precision", "w4a8");
   expect_start_error (seg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
       "needs a quantized model file");

@@ -73,6 +73,8 @@ void mma_m16n8k32_s8 (int32_t d[4], const uint32_t a[4], uint32_t b0, uint32_t b
                       const int32_t c[4]);
 void mma_m16n8k16_f16 (float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
                        const float c[4]);
+void mma_m16n8k16_bf16 (float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1,
+                        const float c[4]);
 void ldmatrix_x4 (uint32_t r[4], const void *shared_row);
 void ldmatrix_x4_trans (uint32_t r[4], const void *shared_row);
 void cp_async (void *shared_dst, const void *global_src, int bytes);

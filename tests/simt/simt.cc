@@ -47,7 +47,7 @@ enum ThreadState { NOT_STARTED, RUNNABLE, WAITING, DONE };
 enum CollectiveKind { NONE, BLOCK_SYNC, WARP_SYNC, SHUFFLE, VOTE, MMA, MMA_F16, LDMATRIX };
 
 const char *const kind_names[] = { "none", "__syncthreads", "__syncwarp", "a shuffle", "a vote",
-                                   "mma.sync (s8)", "mma.sync (f16)", "ldmatrix" };
+                                   "mma.sync (s8)", "mma.sync (f16 / bf16)", "ldmatrix" };
 
 struct Pending {
   void *dst;
@@ -316,15 +316,26 @@ complete_mma (Warp &w)
   }
 }
 
-/* mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32: the s8 form's fragments with two halves per
- * register (the lower-indexed element in the low 16 bits): a0 row g, cols 2t, 2t+1; a1 row g+8;
- * a2, a3 as a0, a1 at cols +8; b0 rows 2t, 2t+1 of col g, b1 rows +8; C and D as the s8 form's.
- * The products of halves are exact in float; the tensor core adds them in an order and with
- * roundings the PTX ISA leaves open: here in double, rounded once with c to float, which
- * differs from the hardware by a few float ulp at most (what the FP16 suites' bounds allow). */
+/* A 16-bit operand element as float: IEEE half, or (bf16) bfloat16, whose bits are the upper
+ * half of the float's. */
+float
+operand16 (uint32_t bits, bool bf16)
+{
+  return bf16 ? from_bits<float> ((uint64_t) (bits << 16))
+              : __half2float (__ushort_as_half ((unsigned short) bits));
+}
+
+/* mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32 (w.sub: 1 for bf16): the s8
+ * form's fragments with two 16-bit elements per register (the lower-indexed element in the low
+ * 16 bits): a0 row g, cols 2t, 2t+1; a1 row g+8; a2, a3 as a0, a1 at cols +8; b0 rows 2t, 2t+1
+ * of col g, b1 rows +8; C and D as the s8 form's. The products of halves (and of bfloat16s) are
+ * exact in float; the tensor core adds them in an order and with roundings the PTX ISA leaves
+ * open: here in double, rounded once with c to float, which differs from the hardware by a few
+ * float ulp at most (what the half-precision suites' bounds allow). */
 SAM2_SIMT_UNCHECKED void
 complete_mma_f16 (Warp &w)
 {
+  const bool bf16 = w.sub != 0;
   float A[16][16], Bt[8][16], C[16][8];
   for (int l = 0; l < 32; l++) {
     const int g = l / 4, t = l % 4;
@@ -332,13 +343,13 @@ complete_mma_f16 (Warp &w)
     for (int i = 0; i < 4; i++) {
       const int row = g + (i % 2) * 8, col = t * 2 + (i / 2) * 8;
       const uint32_t a = (uint32_t) in[i];
-      A[row][col] = __half2float (__ushort_as_half ((unsigned short) (a & 0xffff)));
-      A[row][col + 1] = __half2float (__ushort_as_half ((unsigned short) (a >> 16)));
+      A[row][col] = operand16 (a & 0xffff, bf16);
+      A[row][col + 1] = operand16 (a >> 16, bf16);
     }
     for (int j = 0; j < 2; j++) {
       const uint32_t v = (uint32_t) in[4 + j];
-      Bt[g][j * 8 + t * 2] = __half2float (__ushort_as_half ((unsigned short) (v & 0xffff)));
-      Bt[g][j * 8 + t * 2 + 1] = __half2float (__ushort_as_half ((unsigned short) (v >> 16)));
+      Bt[g][j * 8 + t * 2] = operand16 (v & 0xffff, bf16);
+      Bt[g][j * 8 + t * 2 + 1] = operand16 (v >> 16, bf16);
     }
     for (int i = 0; i < 4; i++)
       C[g + (i / 2) * 8][t * 2 + i % 2] = from_bits<float> (in[6 + i]);
@@ -569,14 +580,31 @@ mma_m16n8k32_s8 (int32_t d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, co
     d[i] = (int32_t) (uint32_t) out[i];
 }
 
+namespace {
+
 void
-mma_m16n8k16_f16 (float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, const float c[4])
+mma_m16n8k16 (float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, const float c[4],
+              bool bf16)
 {
   const uint64_t in[10] = { a[0], a[1], a[2], a[3], b0, b1, to_bits (c[0]), to_bits (c[1]),
                             to_bits (c[2]), to_bits (c[3]) };
-  const uint64_t *out = warp_collective (MMA_F16, 0xffffffffu, 0, 32, in, 10);
+  const uint64_t *out = warp_collective (MMA_F16, 0xffffffffu, bf16, 32, in, 10);
   for (int i = 0; i < 4; i++)
     d[i] = from_bits<float> (out[i]);
+}
+
+}  // namespace
+
+void
+mma_m16n8k16_f16 (float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, const float c[4])
+{
+  mma_m16n8k16 (d, a, b0, b1, c, false);
+}
+
+void
+mma_m16n8k16_bf16 (float d[4], const uint32_t a[4], uint32_t b0, uint32_t b1, const float c[4])
+{
+  mma_m16n8k16 (d, a, b0, b1, c, true);
 }
 
 namespace {

@@ -35,6 +35,10 @@ expect "--threads 0: give a number from 1 to 1024" eval --eval-set /nonexistent.
 expect "--threads 0: give a number from 1 to 1024" segment -t 0 -p 1,1 $m /nonexistent.png
 expect "--threads -1: give a number from 1 to 1024" check -t -1 $m /nonexistent.safetensors
 expect "--eval-set /nonexistent.safetensors: no such file" eval --eval-set /nonexistent.safetensors $m
+# the float model's precision: 16-bit only on CUDA, and only the three names
+expect "--dtype bfloat16: the CPU backend computes in float32" quantize -m $m --dtype bfloat16
+expect "--dtype float16: the CPU backend computes in float32" quantize -m $m --dtype float16
+expect "--dtype fp8: use float32, float16 or bfloat16" quantize -m $m --dtype fp8
 # and a valid count gets past the check to the missing model
 expect "/nonexistent-model" quantize -m $m -n 4 -t 2
 
