@@ -436,6 +436,22 @@ decode_ok (Sam2Session *s, const Sam2Prompt *prompts, int n, gboolean multimask,
   return r;
 }
 
+/* Frame `seed` (px: its npx floats, scratch) encoded, and its three feature maps appended. */
+static void
+encode_frame (Sam2Session *s, float *px, size_t npx, guint32 seed, GArray *out)
+{
+  GError *error = NULL;
+  sam2_test_fill_pixels (px, npx, seed);
+  g_assert_true (sam2_session_encode (s, px, &error));
+  g_assert_no_error (error);
+  for (int l = 0; l < 3; l++) {
+    int h, w, c;
+    const float *feat = sam2_session_get_features (s, l, &h, &w, &c);
+    g_assert_nonnull (feat);
+    append_floats (out, feat, (size_t) h * w * c);
+  }
+}
+
 /* Every output of GRAPH_FRAMES frames and, per frame, each prompt set twice with coordinates that
  * change from run to run (a graph must read them from the uploaded tokens, not replay the first
  * ones). Decoder keys (prompt tokens, mask prompt): (2, no) one point; (3, no) two points and a
@@ -450,17 +466,8 @@ graph_script (Sam2Session *s, Sam2Model *model, GArray *out)
   const size_t npx = (size_t) 3 * S * S;
   float *px = g_new (float, npx);
   float *mask = NULL;
-  GError *error = NULL;
   for (int f = 0; f < GRAPH_FRAMES; f++) {
-    sam2_test_fill_pixels (px, npx, 300 + f);
-    g_assert_true (sam2_session_encode (s, px, &error));
-    g_assert_no_error (error);
-    for (int l = 0; l < 3; l++) {
-      int h, w, c;
-      const float *feat = sam2_session_get_features (s, l, &h, &w, &c);
-      g_assert_nonnull (feat);
-      append_floats (out, feat, (size_t) h * w * c);
-    }
+    encode_frame (s, px, npx, 300 + f, out);
     for (int rep = 0; rep < 2; rep++) {
       const float j = 0.013f * (float) (f * 2 + rep + 1);   /* moves every prompt a little */
       Sam2Point pts[SAM2_MAX_POINTS_PER_OBJECT];
@@ -508,17 +515,8 @@ fusion_script (Sam2Session *s, Sam2Model *model, GArray *out)
   const int S = sam2_model_get_image_size (model);
   const size_t npx = (size_t) 3 * S * S;
   float *px = g_new (float, npx);
-  GError *error = NULL;
   for (int f = 0; f < 2; f++) {
-    sam2_test_fill_pixels (px, npx, 400 + f);
-    g_assert_true (sam2_session_encode (s, px, &error));
-    g_assert_no_error (error);
-    for (int l = 0; l < 3; l++) {
-      int h, w, c;
-      const float *feat = sam2_session_get_features (s, l, &h, &w, &c);
-      g_assert_nonnull (feat);
-      append_floats (out, feat, (size_t) h * w * c);
-    }
+    encode_frame (s, px, npx, 400 + f, out);
     const Sam2Point pts[2] = { { S * 0.3f, S * 0.4f, SAM2_LABEL_POSITIVE },
                                { S * 0.7f, S * 0.6f, SAM2_LABEL_NEGATIVE } };
     const Sam2Prompt one = { .points = pts, .n_points = 1 };
