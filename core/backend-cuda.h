@@ -17,10 +17,10 @@ G_BEGIN_DECLS
 gboolean sam2_backend_cuda_probe (GError **error);
 
 /* A backend on the current CUDA device. `precision` is SAM2_PRECISION_FP32 (cuBLAS SGEMM without
- * TF32: results within float32 rounding of the CPU backend) or SAM2_PRECISION_FP16 (float
- * layers' GEMMs and attention's two products with FP16 operands and FP32 accumulation; softmax,
- * norms and activations stay FP32);
- * SAM2_PRECISION_AUTO means FP32. Quantized layers run the W4A8 kernels in either precision. */
+ * TF32: results within float32 rounding of the CPU backend), SAM2_PRECISION_FP16 (float layers'
+ * GEMMs and attention's two products with FP16 operands and FP32 accumulation; softmax, norms
+ * and activations stay FP32) or SAM2_PRECISION_BF16 (the same with bfloat16 operands);
+ * SAM2_PRECISION_AUTO means FP32. Quantized layers run the W4A8 kernels in every precision. */
 Sam2Backend *sam2_backend_cuda_new (Sam2Precision precision, GError **error);
 
 /* "NVIDIA H200 (device 0, compute 9.0, 139 GiB)": for tools that print what ran. */
