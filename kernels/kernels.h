@@ -191,7 +191,7 @@ typedef struct {
  * shared-memory limits are raised on first use per device (or by sam2_cuda_init). */
 int sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream);
 
-/* The same on the tensor cores (attention-f16.cu): q, k, v and the softmax probabilities rounded
+/* The same on the tensor cores (attention-16.cuh): q, k, v and the softmax probabilities rounded
  * to `type` as mma.sync operands (for F16, |q|, |k|, |v| must stay below 65504), FP32
  * accumulation, softmax and output; relative error ~1e-3 (F16) or ~1e-2 (BF16) against the FP32
  * kernel. Same arguments and limits; needs no shared-memory setup. For the half-precision paths. */
@@ -200,7 +200,7 @@ int sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type
 
 /* Which half-precision attention kernels run: 2, the current ones, unless the environment
  * variable SAM2_ATTENTION_KERNEL is "v1" (read once, at the first call), which selects the first
- * version, kept for comparison (attention-f16.cu says how they differ). The setter overrides the
+ * version, kept for comparison (attention-16.cuh says how they differ). The setter overrides the
  * choice (1 or 2; any other value goes back to the environment's) for tests and benchmarks that
  * run both; not meant to be called while attention is being launched from another thread. */
 int sam2_cuda_attention_16_version (void);

@@ -101,7 +101,7 @@ ldmatrix_x4 (uint32_t r[4], const void *smem)
 }
 
 /* c (16 x 8, f32) += a (16 x 16, f16, row) b (16 x 8, f16, col): the FP16 attention's products;
- * fragments as the INT8 form's with two halves per register (attention-f16.cu). */
+ * fragments as the INT8 form's with two halves per register (attention-16.cuh). */
 __device__ __forceinline__ void
 mma_16816 (float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
 {

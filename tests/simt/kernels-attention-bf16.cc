@@ -1,0 +1,2 @@
+/* kernels/attention-bf16.cu compiled for the SIMT emulator (simt-device.h). */
+#include "attention-bf16.cu"
