@@ -353,7 +353,7 @@ find_cases (const RefSet *r, const char *prefix)
 static float *
 read_pixels (const RefSet *r, const char *prefix, Sam2Model *model, GError **error)
 {
-  const size_t n = (size_t) 3 * model->image_size * model->image_size;
+  const size_t n = sam2_model_image_floats (model);
   if (strcmp (prefix, "hashpix/") == 0) {
     float *px = g_new (float, n);
     sam2_hash_fill_pixels (px, n);

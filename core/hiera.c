@@ -356,7 +356,7 @@ sam2_hiera_forward (Sam2Session *s)
   const Sam2HieraConfig *c = &m->config.vision.backbone;
   Sam2Backend *b = s->backend;
   const int tokens = m->patch_h * m->patch_w;
-  const size_t image_floats = (size_t) c->num_channels * m->image_size * m->image_size;
+  const size_t image_floats = sam2_model_image_floats (m);
 
   /* the patch embedding image by image: its im2col is the largest single-image buffer, and the
    * positional embedding is added as the GEMM's residual, which is one image's rows */

@@ -177,6 +177,14 @@ typedef struct {
 } Sam2ParamSpec;
 GPtrArray *sam2_model_param_specs (const Sam2Config *config, GError **error);
 
+/* Floats of one preprocessed input image, (num_channels, S, S): what a session's input slot, a
+ * calibration frame and a reference's pixel_values hold. */
+static inline size_t
+sam2_model_image_floats (const Sam2Model *m)
+{
+  return (size_t) m->config.vision.backbone.num_channels * m->image_size * m->image_size;
+}
+
 G_END_DECLS
 
 #endif

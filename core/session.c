@@ -88,7 +88,7 @@ alloc_encoder (Sam2Session *s, Allocator *a)
   const int F = m->config.vision.fpn_hidden_size;
   const size_t B = (size_t) s->max_batch;
 
-  s->pixels = balloc (a, B * c->num_channels * m->image_size * m->image_size);
+  s->pixels = balloc (a, B * sam2_model_image_floats (m));
   s->patch_cols = balloc (a, tokens * m->patch_embed.in_features);
   s->pos_embed_dev = balloc (a, tokens * c->hidden_size);
   s->no_memory_dev = balloc (a, F);
@@ -761,8 +761,7 @@ sam2_session_encode_batch (Sam2Session *s, const float *pixel_values, int n, GEr
   const Sam2Model *m = s->model;
   if (!check_batch (s, n, error))
     return FALSE;
-  const size_t floats = (size_t) n * m->config.vision.backbone.num_channels * m->image_size
-                        * m->image_size;
+  const size_t floats = (size_t) n * sam2_model_image_floats (m);
   forget_batch (s);
   memset (s->slot_size, 0, (size_t) n * sizeof *s->slot_size);
   if (!check_status (s, s->backend->ops->upload (s->backend, s->pixels, pixel_values, floats),
@@ -830,7 +829,7 @@ stage_frame (Sam2Session *s, int index, const guint8 *pixels, int stride, Sam2Pi
              GError **error)
 {
   const Sam2Model *m = s->model;
-  const size_t image_floats = (size_t) 3 * m->image_size * m->image_size;
+  const size_t image_floats = sam2_model_image_floats (m);
   const Sam2BackendOps *o = s->backend->ops;
   float *slot = s->pixels + index * image_floats;
   s->slot_size[index][0] = s->frame_width;
@@ -880,8 +879,7 @@ sam2_session_stage_pixels (Sam2Session *s, int index, const float *pixel_values,
   if (!check_index (s, index, error))
     return FALSE;
   const Sam2Model *m = s->model;
-  const size_t floats = (size_t) m->config.vision.backbone.num_channels * m->image_size
-                        * m->image_size;
+  const size_t floats = sam2_model_image_floats (m);
   forget_batch (s);
   s->slot_size[index][0] = s->slot_size[index][1] = 0;
   return check_status (s, s->backend->ops->upload (s->backend, s->pixels + index * floats,

@@ -281,7 +281,7 @@ sam2_calibrator_add_pixels (Sam2Calibrator *c, const float *pixel_values, GError
 {
   if (!sam2_session_stage_pixels (c->session, c->n_pending, pixel_values, error))
     return FALSE;
-  const size_t n = (size_t) 3 * c->model->image_size * c->model->image_size;
+  const size_t n = sam2_model_image_floats (c->model);
   g_checksum_update (c->frames_digest, (const guchar *) pixel_values, n * sizeof (float));
   return frame_pending (c, error);
 }
