@@ -58,26 +58,19 @@ struct TcSmem {
   static constexpr int K_LD = DP + 8;                       /* halves */
   static constexpr size_t K_HALVES = (size_t) BK * K_LD;
   static constexpr size_t VT_HALVES = (size_t) DP * VT_LD;
-  static constexpr size_t BYTES = (K_HALVES + VT_HALVES) * sizeof (__half);
+  static constexpr size_t BYTES = (K_HALVES + VT_HALVES) * sizeof (uint16_t);
 };
 
-/* The operand format of a kernel instance: T, the rounding from float (one value, or a pair
- * packed into a 32-bit fragment register, .x = lo in the low 16 bits) and the tensor-core
- * product c (16 x 8, f32) += a (16 x 16) b (16 x 8). Both formats share the fragment layouts and
- * ldmatrix; only the rounding and the mma's type differ. */
+/* The operand format of a kernel instance: a pair of floats rounded and packed into one 32-bit
+ * fragment register (lo in the low 16 bits, one conversion instruction for both) and the
+ * tensor-core product c (16 x 8, f32) += a (16 x 16) b (16 x 8). Both formats share the
+ * fragment layouts and ldmatrix; single values go to shared memory as sam2_to16's bit patterns
+ * (common.cuh). */
 template <bool BF16>
 struct Op16;
 
 template <>
 struct Op16<false> {
-  using T = __half;
-
-  static __device__ __forceinline__ T
-  from (float x)
-  {
-    return __float2half_rn (x);
-  }
-
   static __device__ __forceinline__ uint32_t
   pack2 (float lo, float hi)
   {
@@ -96,14 +89,6 @@ struct Op16<false> {
 
 template <>
 struct Op16<true> {
-  using T = __nv_bfloat16;
-
-  static __device__ __forceinline__ T
-  from (float x)
-  {
-    return __float2bfloat16_rn (x);
-  }
-
   static __device__ __forceinline__ uint32_t
   pack2 (float lo, float hi)
   {
@@ -142,12 +127,11 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 {
   using L = TcSmem<NJ>;
   using O = Op16<BF16>;
-  using H = typename O::T;
   constexpr int DP = L::DP;
   constexpr int ND = DP / 8;     /* 8-column blocks of the output */
   SAM2_DYNAMIC_SHARED (float4, smem4);
-  H *Ks = reinterpret_cast<H *> (smem4);   /* (BK, K_LD) */
-  H *Vt = Ks + L::K_HALVES;                 /* (DP, VT_LD) */
+  uint16_t *Ks = reinterpret_cast<uint16_t *> (smem4);   /* (BK, K_LD) */
+  uint16_t *Vt = Ks + L::K_HALVES;                        /* (DP, VT_LD) */
 
   const int tile = (int) (blockIdx.x % (unsigned) q_tiles);
   const int rest = (int) (blockIdx.x / (unsigned) q_tiles);
@@ -203,10 +187,10 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
         kh.x = O::pack2 (kx.x, kx.y);
         kh.y = O::pack2 (kx.z, kx.w);
         *reinterpret_cast<uint2 *> (Ks + r * L::K_LD + c) = kh;
-        Vt[(c + 0) * VT_LD + r] = O::from (vx.x);
-        Vt[(c + 1) * VT_LD + r] = O::from (vx.y);
-        Vt[(c + 2) * VT_LD + r] = O::from (vx.z);
-        Vt[(c + 3) * VT_LD + r] = O::from (vx.w);
+        Vt[(c + 0) * VT_LD + r] = sam2_to16<BF16> (vx.x);
+        Vt[(c + 1) * VT_LD + r] = sam2_to16<BF16> (vx.y);
+        Vt[(c + 2) * VT_LD + r] = sam2_to16<BF16> (vx.z);
+        Vt[(c + 3) * VT_LD + r] = sam2_to16<BF16> (vx.w);
       }
     } else {
       for (int idx = threadIdx.x; idx < BK * DP; idx += THREADS) {
@@ -216,8 +200,8 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
           kx = kb[(size_t) (k0 + r) * a.k_ld + c];
           vx = vb[(size_t) (k0 + r) * a.v_ld + c];
         }
-        Ks[r * L::K_LD + c] = O::from (kx);
-        Vt[c * VT_LD + r] = O::from (vx);
+        Ks[r * L::K_LD + c] = sam2_to16<BF16> (kx);
+        Vt[c * VT_LD + r] = sam2_to16<BF16> (vx);
       }
     }
     __syncthreads ();
@@ -227,7 +211,7 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 #pragma unroll
     for (int nb = 0; nb < 8; nb++) {
       s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
-      const H *kr = Ks + (nb * 8 + g) * L::K_LD + 2 * t;
+      const uint16_t *kr = Ks + (nb * 8 + g) * L::K_LD + 2 * t;
 #pragma unroll
       for (int kc = 0; kc < NJ; kc++) {
         const uint32_t b0 = *reinterpret_cast<const uint32_t *> (kr + kc * 16);
@@ -284,7 +268,7 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
       pa[3] = O::pack2 (s[2 * kc + 1][2], s[2 * kc + 1][3]);
 #pragma unroll
       for (int nd = 0; nd < ND; nd++) {
-        const H *vr = Vt + (nd * 8 + g) * VT_LD + kc * 16 + 2 * t;
+        const uint16_t *vr = Vt + (nd * 8 + g) * VT_LD + kc * 16 + 2 * t;
         const uint32_t b0 = *reinterpret_cast<const uint32_t *> (vr);
         const uint32_t b1 = *reinterpret_cast<const uint32_t *> (vr + 8);
         O::mma (o[nd], pa, b0, b1);
@@ -324,7 +308,7 @@ struct V2Smem {
   static constexpr int DP = 16 * NJ;
   static constexpr int LD = DP + 8;                              /* halves */
   static constexpr size_t HALVES = (size_t) BK * LD;             /* one of K, V */
-  static constexpr size_t BYTES = 2 * HALVES * sizeof (__half);  /* 34.8 KB at head_dim 128 */
+  static constexpr size_t BYTES = 2 * HALVES * sizeof (uint16_t);  /* 34.8 KB at head_dim 128 */
 };
 
 /* This thread's part of the K and V tile at key k0 (ITEMS float4 of each, row-major over the
@@ -332,7 +316,6 @@ struct V2Smem {
 template <int NJ, int NT, bool BF16>
 struct V2Tile {
   using O = Op16<BF16>;
-  using H = typename O::T;
   static constexpr int C4 = 4 * NJ;                 /* float4 per padded row */
   static constexpr int ITEMS = BK * C4 / NT;        /* NT: threads of the block */
   static_assert (BK * C4 % NT == 0, "whole float4 per thread");
@@ -362,7 +345,7 @@ struct V2Tile {
 
   /* 8-byte stores of the halves (r * LD + c is a multiple of 4 halves) */
   static __device__ __forceinline__ void
-  put (H *Ks, H *Vs, int r, int c, const float4 &kx, const float4 &vx)
+  put (uint16_t *Ks, uint16_t *Vs, int r, int c, const float4 &kx, const float4 &vx)
   {
     constexpr int LD = V2Smem<NJ>::LD;
     uint2 kh, vh;
@@ -388,7 +371,7 @@ struct V2Tile {
 
   /* ... and from them into shared memory */
   __device__ __forceinline__ void
-  store (H *Ks, H *Vs) const
+  store (uint16_t *Ks, uint16_t *Vs) const
   {
 #pragma unroll
     for (int j = 0; j < ITEMS; j++) {
@@ -400,7 +383,8 @@ struct V2Tile {
 
   /* no prefetch: straight from global to shared memory, one float4 pair at a time */
   static __device__ __forceinline__ void
-  copy (const float *kb, const float *vb, const Sam2CudaAttentionArgs &a, int k0, H *Ks, H *Vs)
+  copy (const float *kb, const float *vb, const Sam2CudaAttentionArgs &a, int k0, uint16_t *Ks,
+        uint16_t *Vs)
   {
 #pragma unroll 2
     for (int j = 0; j < ITEMS; j++) {
@@ -423,14 +407,13 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 {
   using L = V2Smem<NJ>;
   using O = Op16<BF16>;
-  using H = typename O::T;
   constexpr int NT = 32 * WARPS, BQ2 = 16 * WARPS;
   constexpr int DP = L::DP, LD = L::LD;
   constexpr int ND = DP / 8;
   constexpr bool PREFETCH = WARPS == 8;
   SAM2_DYNAMIC_SHARED (float4, smem4);
-  H *Ks = reinterpret_cast<H *> (smem4);   /* (BK, LD) */
-  H *Vs = Ks + L::HALVES;                   /* (BK, LD) */
+  uint16_t *Ks = reinterpret_cast<uint16_t *> (smem4);   /* (BK, LD) */
+  uint16_t *Vs = Ks + L::HALVES;                          /* (BK, LD) */
 
   const int tile = (int) (blockIdx.x % (unsigned) q_tiles);
   const int rest = (int) (blockIdx.x / (unsigned) q_tiles);
@@ -500,7 +483,7 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 #pragma unroll
       for (int nb = 0; nb < 8; nb++) {
         s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.0f;
-        const H *kr = Ks + (nb * 8 + g) * LD + 2 * t;
+        const uint16_t *kr = Ks + (nb * 8 + g) * LD + 2 * t;
 #pragma unroll
         for (int kc = 0; kc < NJ; kc++) {
           const uint32_t b0 = *reinterpret_cast<const uint32_t *> (kr + kc * 16);
