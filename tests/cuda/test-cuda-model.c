@@ -8,7 +8,8 @@
  *     outputs up to FP32_CPU_CUDA_TOL;
  *   - a W4A8 model (sam2-mini-hash quantized here with `recipe` on two frames; the tiny
  *     architecture too with SAM2_CUDA_TEST_QUANT_TINY=1; the file in $SAM2_CUDA_TEST_QMODEL when
- *     set) on the CPU and on CUDA: the same outputs up to W4A8_CPU_CUDA_TOL;
+ *     set) on the CPU and on CUDA: the same outputs up to W4A8_CPU_CUDA_TOL; the mini model
+ *     also with its float layers in FP16 and in BF16 on CUDA, up to w4a8_cpu_cuda_tol's sum;
  *   - CUDA graphs: the same frames and prompt sets (several decoder keys, each repeated, more keys
  *     than the graph cache holds) with graphs on and off give the same bits, on the tiny
  *     architecture in FP32, FP16 and BF16 and on the W4A8 mini model; graphs were captured,
@@ -51,6 +52,22 @@
  * (RTN) 8.1e-3 on the image embedding (random weights amplify a flip more than trained ones).
  * 2e-2 covers those; a wrong kernel gives O(1). */
 #define W4A8_CPU_CUDA_TOL 2e-2
+
+/* The same with the float layers in 16 bits on CUDA (the CPU computes them in FP32): their
+ * rounding, bounded on its own by the path's bound against float64 (check.h), on top of the
+ * code flips above. */
+static double
+w4a8_cpu_cuda_tol (Sam2Precision float_layers)
+{
+  switch (float_layers) {
+  case SAM2_PRECISION_FP16:
+    return W4A8_CPU_CUDA_TOL + SAM2_CHECK_TOL_FP16;
+  case SAM2_PRECISION_BF16:
+    return W4A8_CPU_CUDA_TOL + SAM2_CHECK_TOL_BF16;
+  default:
+    return W4A8_CPU_CUDA_TOL;
+  }
+}
 
 /* CPU vs CUDA in FP32 on the same float model: each is within ~1e-6 of the float64 reference
  * (README), so they agree to a few 1e-6; the bound is check.h's for features, 1e-4. */
@@ -155,8 +172,10 @@ assert_close (const char *what, const float *got, const float *want, size_t n, d
     g_error ("%s: CUDA and CPU differ by %.3e (relative L2), more than %.0e", what, rel, tol);
 }
 
+/* The CPU in FP32 against CUDA with float layers in `precision` (a quantized model's quantized
+ * layers are W4A8 in every CUDA precision). */
 static void
-compare_cpu_cuda (Sam2Model *model, double tol)
+compare_cpu_cuda (Sam2Model *model, Sam2Precision precision, double tol)
 {
   const int S = sam2_model_get_image_size (model);
   const size_t n = (size_t) 3 * S * S;
@@ -165,8 +184,7 @@ compare_cpu_cuda (Sam2Model *model, double tol)
   const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, 1 };
   Outputs a = { 0 }, b = { 0 };
   run_outputs (model, &cpu, pixels, &a);
-  /* quantized layers are W4A8 in both CUDA precisions; FP32 keeps the float layers comparable */
-  const Sam2SessionOptions cuda = cuda_options (SAM2_PRECISION_FP32);
+  const Sam2SessionOptions cuda = cuda_options (precision);
   run_outputs (model, &cuda, pixels, &b);
   static const char *levels[] = { "features/0", "features/1", "image_embeddings" };
   for (int l = 0; l < 3; l++)
@@ -189,12 +207,13 @@ mini_w4a8 (Sam2Model **fp)
 }
 
 static void
-test_w4a8_mini (void)
+test_w4a8_mini (gconstpointer data)
 {
+  const Sam2Precision float_layers = GPOINTER_TO_INT (data);
   Sam2Model *fp, *q = mini_w4a8 (&fp);
   if (q == NULL)
     return;
-  compare_cpu_cuda (q, W4A8_CPU_CUDA_TOL);
+  compare_cpu_cuda (q, float_layers, w4a8_cpu_cuda_tol (float_layers));
   sam2_model_unref (q);
   sam2_model_unref (fp);
 }
@@ -213,7 +232,7 @@ test_w4a8_tiny (void)
   if (fp == NULL)
     return;
   Sam2Model *q = sam2_test_quantize_random (fp, recipe_path, 2);
-  compare_cpu_cuda (q, W4A8_CPU_CUDA_TOL);
+  compare_cpu_cuda (q, SAM2_PRECISION_FP32, W4A8_CPU_CUDA_TOL);
   sam2_model_unref (q);
   sam2_model_unref (fp);
 }
@@ -225,7 +244,7 @@ test_tiny_cpu_vs_cuda (void)
   Sam2Model *fp = sam2_test_tiny_hashed ();
   if (fp == NULL)
     return;
-  compare_cpu_cuda (fp, FP32_CPU_CUDA_TOL);
+  compare_cpu_cuda (fp, SAM2_PRECISION_FP32, FP32_CPU_CUDA_TOL);
   sam2_model_unref (fp);
 }
 
@@ -242,7 +261,7 @@ test_w4a8_file (void)
   Sam2Model *q = sam2_model_load (path, &error);
   g_assert_no_error (error);
   g_assert_true (sam2_model_is_quantized (q));
-  compare_cpu_cuda (q, W4A8_CPU_CUDA_TOL);
+  compare_cpu_cuda (q, SAM2_PRECISION_FP32, W4A8_CPU_CUDA_TOL);
   sam2_model_unref (q);
 }
 
@@ -783,7 +802,12 @@ main (int argc, char **argv)
   g_test_add_data_func ("/cuda/model/tiny-bf16", GINT_TO_POINTER (SAM2_PRECISION_BF16),
                         test_tiny_reference);
   g_test_add_func ("/cuda/model/tiny-fp32-cpu-vs-cuda", test_tiny_cpu_vs_cuda);
-  g_test_add_func ("/cuda/model/w4a8-mini-cpu-vs-cuda", test_w4a8_mini);
+  g_test_add_data_func ("/cuda/model/w4a8-mini-cpu-vs-cuda", GINT_TO_POINTER (SAM2_PRECISION_FP32),
+                        test_w4a8_mini);
+  g_test_add_data_func ("/cuda/model/w4a8-mini-cpu-vs-cuda-fp16",
+                        GINT_TO_POINTER (SAM2_PRECISION_FP16), test_w4a8_mini);
+  g_test_add_data_func ("/cuda/model/w4a8-mini-cpu-vs-cuda-bf16",
+                        GINT_TO_POINTER (SAM2_PRECISION_BF16), test_w4a8_mini);
   g_test_add_func ("/cuda/model/w4a8-tiny-cpu-vs-cuda", test_w4a8_tiny);
   g_test_add_func ("/cuda/model/w4a8-file-cpu-vs-cuda", test_w4a8_file);
   g_test_add_data_func ("/cuda/model/graphs-tiny-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
