@@ -393,6 +393,7 @@ test_activation (size_t n, int act, int offset)
 static void
 test_add (int M, int N, int offset, gboolean alias)
 {
+  g_assert (M > 0 && N > 0);       /* and tells GCC that n below is not a wrapped negative */
   if (skip_big ("add", (size_t) M * N))
     return;
   guint32 seed;
