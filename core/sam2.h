@@ -331,7 +331,9 @@ gboolean sam2_check_output_dir (const char *dir, const char *what, const char *h
 
 /* ---- process-wide --------------------------------------------------------------------- */
 
-/* Threads for BLAS and for our own parallel loops; 0 = one per core. */
+/* Threads for BLAS and for our own parallel loops; 0 = one per core. Process-wide: it holds for
+ * sessions and calibrators driven from any thread (a GStreamer streaming thread too), applied
+ * when they start work. Never called: OpenMP's default (OMP_NUM_THREADS, else one per core). */
 void sam2_set_num_threads (int n_threads);
 int sam2_get_num_threads (void);
 

@@ -1,5 +1,6 @@
 /* session.c: per-stream state and the public image / prompt API. */
 #include "session.h"
+#include "threads.h"
 #ifdef SAM2_HAVE_CUDA
 #include "backend-cuda.h"
 #endif
@@ -726,6 +727,7 @@ select_image (Sam2Session *s, int index, GError **error)
 static gboolean
 encode_uploaded (Sam2Session *s, int n, GError **error)
 {
+  sam2_threads_apply ();
   s->have_features = FALSE;
   s->batch = n;
   s->selected = 0;
@@ -828,6 +830,7 @@ static gboolean
 stage_frame (Sam2Session *s, int index, const guint8 *pixels, int stride, Sam2PixelFormat format,
              GError **error)
 {
+  sam2_threads_apply ();
   const Sam2Model *m = s->model;
   const size_t image_floats = sam2_model_image_floats (m);
   const Sam2BackendOps *o = s->backend->ops;
@@ -1176,6 +1179,7 @@ const Sam2Result *
 sam2_session_decode (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts, gboolean multimask,
                      GError **error)
 {
+  sam2_threads_apply ();
   g_return_val_if_fail (s != NULL, NULL);
   const float S = (float) s->model->image_size;
   for (int o = 0; o < n_prompts && prompts != NULL; o++)
