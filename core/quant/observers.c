@@ -17,7 +17,8 @@ struct _Sam2Observers {
   int max_tokens;              /* rows per call entering the Hessian, 0 = all */
   int n_frames;
   /* scratch, sized for the widest layer */
-  float *rows;                 /* (max_tokens, k_max) gathered rows */
+  float *rows;                 /* (rows_capacity) gathered rows: fewer than a call's M */
+  size_t rows_capacity;        /* floats */
   float *gram;                 /* (k_max, k_max) their X^T X in float */
   int *index;                  /* (rows of the largest call) */
   size_t index_capacity;
@@ -120,11 +121,8 @@ sam2_observers_new_full (const Sam2Model *model, const Sam2CalibRecipe *calib,
   obs->sample_rows = g_new (int, keep);
   obs->sample_slots = g_new (int, keep);
   obs->sample_buf = device != NULL ? g_new (float, (size_t) keep * k_max) : NULL;
-  if (device == NULL) {
-    const int rows = obs->max_tokens > 0 ? obs->max_tokens : 0;
-    obs->rows = rows > 0 ? g_new (float, (size_t) rows * k_max) : NULL;
+  if (device == NULL)
     obs->gram = g_new (float, (size_t) k_max * k_max);
-  }
   return obs;
 }
 
@@ -248,6 +246,13 @@ host_hessian (Sam2Observers *obs, Sam2LayerStats *st, const float *x, const int 
 {
   const int K = st->k;
   if (rows != NULL) {
+    /* grown on demand, not sized by max_tokens up front: n < the call's M, so the buffer stays
+     * below the caller's own activations whatever the recipe says */
+    if (obs->rows_capacity < (size_t) n * K) {
+      g_free (obs->rows);
+      obs->rows_capacity = (size_t) n * K;
+      obs->rows = g_new (float, obs->rows_capacity);
+    }
     for (int i = 0; i < n; i++)
       memcpy (obs->rows + (size_t) i * K, x + (size_t) rows[i] * K, K * sizeof (float));
     x = obs->rows;
@@ -407,7 +412,7 @@ typedef struct {
 } CachedLayer;
 
 /* Tensor `what` of layer `st` in `file`: `dtype`, `numel` elements, none NaN, and finite unless
- * `infinite_ok` (the ranges of a channel not seen yet are +-inf). */
+ * `infinite_ok` (the ranges of a layer that has not seen a token yet are +-inf). */
 static const Sam2StTensor *
 cached_tensor (const Sam2Safetensors *file, const Sam2LayerStats *st, const char *what,
                Sam2DType dtype, int64_t numel, gboolean infinite_ok, GError **error)
@@ -488,19 +493,34 @@ sam2_observers_load (Sam2Observers *obs, const char *path, GError **error)
     const Sam2StTensor *s = sam2_safetensors_find (f, sname);
     g_free (sname);
     c->n_samples = s != NULL && s->ndim == 2 ? (int) MIN (s->shape[0], st->keep) : 0;
-    ok = (c->hessian = cached_tensor (f, st, "hessian", SAM2_DTYPE_F64, (int64_t) st->k * st->k,
-                                      FALSE, error)) != NULL
-         && (c->absmax = cached_tensor (f, st, "absmax", SAM2_DTYPE_F32, st->k, TRUE,
-                                        error)) != NULL
-         && (c->min = cached_tensor (f, st, "min", SAM2_DTYPE_F32, st->k, TRUE, error)) != NULL
-         && (c->max = cached_tensor (f, st, "max", SAM2_DTYPE_F32, st->k, TRUE, error)) != NULL
-         && (c->samples = cached_tensor (f, st, "samples", SAM2_DTYPE_F32,
-                                         (int64_t) c->n_samples * st->k, FALSE, error)) != NULL;
-    if (ok && !(ok = cached_counts (counts, st->layer->name, &c->n_tokens, &c->n_hessian_tokens)
-                     && c->n_samples <= c->n_tokens))
+    if (!(ok = cached_counts (counts, st->layer->name, &c->n_tokens, &c->n_hessian_tokens)
+               && c->n_samples <= c->n_tokens)) {
       g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
                    "%s: no valid token count for %s; delete the cache file", path,
                    st->layer->name);
+      break;
+    }
+    /* ranges stay infinite only in a layer that has seen no token: every row sets every channel */
+    const gboolean unseen = c->n_tokens == 0;
+    ok = (c->hessian = cached_tensor (f, st, "hessian", SAM2_DTYPE_F64, (int64_t) st->k * st->k,
+                                      FALSE, error)) != NULL
+         && (c->absmax = cached_tensor (f, st, "absmax", SAM2_DTYPE_F32, st->k, unseen,
+                                        error)) != NULL
+         && (c->min = cached_tensor (f, st, "min", SAM2_DTYPE_F32, st->k, unseen, error)) != NULL
+         && (c->max = cached_tensor (f, st, "max", SAM2_DTYPE_F32, st->k, unseen, error)) != NULL
+         && (c->samples = cached_tensor (f, st, "samples", SAM2_DTYPE_F32,
+                                         (int64_t) c->n_samples * st->k, FALSE, error)) != NULL;
+    for (int j = 0; ok && !unseen && j < st->k; j++) {
+      float lo, hi;
+      memcpy (&lo, (const guint8 *) c->min->data + (size_t) j * sizeof (float), sizeof lo);
+      memcpy (&hi, (const guint8 *) c->max->data + (size_t) j * sizeof (float), sizeof hi);
+      if (!(lo <= hi)) {
+        g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
+                     "%s: the range of channel %d of %s is empty (min above max); delete the "
+                     "cache file", path, j, st->layer->name);
+        ok = FALSE;
+      }
+    }
   }
   for (guint i = 0; ok && i < obs->order->len; i++) {
     Sam2LayerStats *st = obs->order->pdata[i];

@@ -378,10 +378,35 @@ test_batch_and_subset_invariant (void)
   sam2_model_unref (m);
 }
 
+/* max_tokens is a cap, not a size: any value the recipe accepts (up to G_MAXINT) observes what a
+ * cap above every call does, all rows, and holds no buffer for it (a buffer of max_tokens rows
+ * of the widest layer, allocated up front, asked for 8 TB and aborted the process). */
+static void
+test_max_tokens_beyond_calls (void)
+{
+  Sam2Model *m = sam2_test_load_mini ();
+  if (m == NULL)
+    return;
+  const Sam2CalibRecipe all = { .num_samples = 1, .batch_size = 1, .max_tokens = 0,
+                                .keep_tokens = 8, .seed = 2 };
+  Sam2CalibRecipe huge = all;
+  huge.max_tokens = G_MAXINT;
+  Sam2Observers *a = observe_frames (m, &all, 1, 1, NULL);
+  Sam2Observers *b = observe_frames (m, &huge, 1, 1, NULL);
+  for (guint i = 0; i < m->linears->len; i++) {
+    const Sam2Linear *l = m->linears->pdata[i];
+    assert_same_stats (sam2_observers_get (b, l), sam2_observers_get (a, l), 0.0);
+  }
+  sam2_observers_free (b);
+  sam2_observers_free (a);
+  sam2_model_unref (m);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/observers/max-tokens-beyond-calls", test_max_tokens_beyond_calls);
   g_test_add_func ("/observers/backend-path-matches-host", test_backend_path_matches_host);
   g_test_add_func ("/observers/backend-failure-reported", test_backend_failure_reported);
   g_test_add_func ("/observers/batch-and-subset-invariant", test_batch_and_subset_invariant);
