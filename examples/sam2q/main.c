@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "sam2.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -75,6 +76,10 @@ int
 main (int argc, char **argv)
 {
   prefer_passive_openmp_threads (argv);
+  /* past a file-size limit (ulimit -f) the default action of SIGXFSZ kills the process before
+   * the writer can remove its temporary file; ignored, write() fails with EFBIG and the model
+   * and mask writers clean up and say so */
+  signal (SIGXFSZ, SIG_IGN);
   if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0) {
     usage (argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
