@@ -205,9 +205,25 @@ sam2_model_load (const char *reference, GError **error)
   g_return_val_if_fail (reference != NULL, NULL);
   if (sam2_qmodel_file_check (reference))
     return sam2_qmodel_load (reference, error);
-  Sam2ModelFiles *files = sam2_hub_resolve (reference, error);
-  if (files == NULL)
+  GError *local = NULL;
+  Sam2ModelFiles *files = sam2_hub_resolve (reference, &local);
+  if (files == NULL) {
+    /* A .safetensors file without a config.json beside it can only be a model that carries its
+     * own config (a quantized one), and came here because it could not be read as one: its
+     * own damage says more than the missing config does. */
+    Sam2Safetensors *st = NULL;
+    if (g_error_matches (local, SAM2_ERROR, SAM2_ERROR_NOT_FOUND)
+        && g_str_has_suffix (reference, ".safetensors")
+        && g_file_test (reference, G_FILE_TEST_IS_REGULAR)
+        && (st = sam2_safetensors_open (reference, error)) == NULL) {
+      g_prefix_error (error, "cannot read the model: ");
+      g_error_free (local);
+      return NULL;
+    }
+    sam2_safetensors_close (st);
+    g_propagate_error (error, local);
     return NULL;
+  }
   Sam2Model *m = load_resolved (files->config_path, files->weight_paths, reference, error);
   sam2_model_files_free (files);
   return m;
