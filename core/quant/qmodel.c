@@ -155,6 +155,35 @@ sam2_qmodel_build (Sam2Model *fp, Sam2QuantPlan *plan, GError **error)
   return m;
 }
 
+/* TRUE when the n values of layer.part are finite (and positive with `positive`); otherwise an
+ * error "<where>: <layer>.<part> holds ...; <advice>". */
+static gboolean
+check_finite (const char *where, const char *layer, const char *part, const float *v, size_t n,
+              gboolean positive, const char *advice, GError **error)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite (v[i]) || (positive && !(v[i] > 0.0f))) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT, "%s: %s.%s holds %s (element %zu); %s",
+                   where, layer, part,
+                   positive ? "a value that is not a positive finite number"
+                            : "a value that is not finite", i, advice);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Static activation parameters as the calibrator writes them: a positive scale a float holds
+ * (a double below float's range would become 0) and a zero point the 8-bit codes can hold;
+ * anything finite in the dynamic modes, which do not use them. */
+static gboolean
+act_params_valid (Sam2ActQuantMode act, double scale, double zero)
+{
+  if (act == SAM2_ACT_QUANT_TENSOR_SYM || act == SAM2_ACT_QUANT_TENSOR_ASYM)
+    return (float) scale > 0.0f && scale <= G_MAXFLOAT && zero >= 0.0 && zero <= 255.0
+           && zero == floor (zero) && (act == SAM2_ACT_QUANT_TENSOR_ASYM || zero == 0.0);
+  return isfinite (scale) && isfinite (zero);
+}
+
 /* ---- saving ---- */
 
 static char *
@@ -214,9 +243,45 @@ add_f16 (Sam2StWriter *w, const char *name, int ndim, const int64_t *shape, cons
   return ok;
 }
 
+gboolean
+sam2_qmodel_layer_check (const char *name, const Sam2QuantLinear *q, GError **error)
+{
+  static const char advice[] = "the calibration statistics or the model's weights are out of "
+                               "range: calibrate again without the statistics cache, or keep "
+                               "this layer in float (the recipe's skips)";
+  const char *where = "cannot store quantized layer";
+  const size_t n_params = (size_t) q->w.n * q->w.n_groups;
+  /* the file's F16 scales: the quantizer rounds them to F16, so this is what will be stored */
+  if (!check_finite (where, name, "scales", q->w.scales, n_params, TRUE, advice, error))
+    return FALSE;
+  for (size_t i = 0; i < n_params; i++)
+    if (q->w.zeros[i] > SAM2_W4_CODE_MAX || !isfinite (sam2_round_f16 (q->w.scales[i]))) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
+                   "%s: %s has a zero point above 15 or a scale beyond FP16's range; %s", where,
+                   name, advice);
+      return FALSE;
+    }
+  if (!act_params_valid (q->act, q->act_scale, q->act_zero)) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
+                 "%s: %s has activation scale %g and zero point %g, not valid for its mode %s; "
+                 "%s", where, name, q->act_scale, q->act_zero, act_mode_name (q->act), advice);
+    return FALSE;
+  }
+  return (q->smooth_inv == NULL
+          || check_finite (where, name, "smooth_inv", q->smooth_inv, q->w.k, TRUE, advice, error))
+         && (q->rank == 0
+             || (check_finite (where, name, "lora_down", q->lora_down, (size_t) q->rank * q->w.k,
+                               FALSE, advice, error)
+                 && check_finite (where, name, "lora_up", q->lora_up, (size_t) q->w.n * q->rank,
+                                  FALSE, advice, error)));
+}
+
 static gboolean
 add_quant_layer (Sam2StWriter *w, const char *name, const Sam2QuantLinear *q, GError **error)
 {
+  /* never a file this reader would refuse */
+  if (!sam2_qmodel_layer_check (name, q, error))
+    return FALSE;
   const int64_t codes[2] = { q->w.n, sam2_w4_row_bytes (q->w.k) };
   const int64_t groups[2] = { q->w.n, q->w.n_groups };
   char *n_codes = g_strconcat (name, ".qweight", NULL), *n_scales = g_strconcat (name, ".scales", NULL);
@@ -386,8 +451,7 @@ string_member (JsonObject *d, const char *key, const char **value)
 }
 
 /* The description of layer `name` (in x out) from `node`, or FALSE when any field is missing,
- * of the wrong type or out of range: static activation parameters must be a positive scale a
- * float holds and a zero point the 8-bit codes can hold, as the calibrator writes them. */
+ * of the wrong type or out of range (act_params_valid). */
 static gboolean
 parse_layer_description (JsonNode *node, int in, int out, LayerDescription *desc)
 {
@@ -412,12 +476,7 @@ parse_layer_description (JsonNode *node, int in, int out, LayerDescription *desc
     desc->dtype = SAM2_QTYPE_UINT4;
   else
     return FALSE;
-  if (desc->act == SAM2_ACT_QUANT_TENSOR_SYM || desc->act == SAM2_ACT_QUANT_TENSOR_ASYM)
-    return desc->act_scale > 0.0 && desc->act_scale <= G_MAXFLOAT && desc->act_zero >= 0.0
-           && desc->act_zero <= 255.0
-           && desc->act_zero == floor (desc->act_zero)
-           && (desc->act == SAM2_ACT_QUANT_TENSOR_ASYM || desc->act_zero == 0.0);
-  return TRUE;
+  return act_params_valid (desc->act, desc->act_scale, desc->act_zero);
 }
 
 static Sam2QuantLinear *
@@ -435,21 +494,30 @@ provide_quant_from_file (Sam2Binder *b, gpointer data, const char *name, int in,
                  name);
     return NULL;
   }
-  const int group = desc.group, rank = desc.rank;
+  const int group = desc.group, rank = desc.rank, n_groups = sam2_w4_n_groups (in, group);
+  /* every tensor found with its shape before anything is allocated: the shapes come from the
+   * file's own config and layer table, and a tensor the file holds bounds what they ask for */
+  const Sam2StTensor *codes, *scales, *zeros, *smooth = NULL, *down = NULL, *up = NULL;
+  if ((codes = require_tensor (ctx->file, name, "qweight", SAM2_DTYPE_U8, out,
+                               sam2_w4_row_bytes (in), error)) == NULL
+      || (scales = require_tensor (ctx->file, name, "scales", SAM2_DTYPE_F16, out, n_groups,
+                                   error)) == NULL
+      || (zeros = require_tensor (ctx->file, name, "zeros", SAM2_DTYPE_U8, out, n_groups,
+                                  error)) == NULL
+      || (desc.smooth && (smooth = require_tensor (ctx->file, name, "smooth_inv", SAM2_DTYPE_F32,
+                                                   in, -1, error)) == NULL)
+      || (rank > 0 && ((down = require_tensor (ctx->file, name, "lora_down", SAM2_DTYPE_F16, rank,
+                                               in, error)) == NULL
+                       || (up = require_tensor (ctx->file, name, "lora_up", SAM2_DTYPE_F16, out,
+                                                rank, error)) == NULL)))
+    return NULL;
   Sam2QuantLinear *q = sam2_quant_linear_new ();
   sam2_w4_init (&q->w, out, in, group, desc.dtype);
   q->act = desc.act;
   q->act_scale = (float) desc.act_scale;
   q->act_zero = (float) desc.act_zero;
   q->rank = rank;
-  const Sam2StTensor *codes, *scales, *zeros;
-  if ((codes = require_tensor (ctx->file, name, "qweight", SAM2_DTYPE_U8, out,
-                               sam2_w4_row_bytes (in), error)) == NULL
-      || (scales = require_tensor (ctx->file, name, "scales", SAM2_DTYPE_F16, out, q->w.n_groups,
-                                   error)) == NULL
-      || (zeros = require_tensor (ctx->file, name, "zeros", SAM2_DTYPE_U8, out, q->w.n_groups,
-                                  error)) == NULL
-      || !sam2_st_tensor_to_f32 (scales, q->w.scales, error))
+  if (!sam2_st_tensor_to_f32 (scales, q->w.scales, error))
     goto fail;
   memcpy (q->w.codes, codes->data, codes->nbytes);
   memcpy (q->w.zeros, zeros->data, zeros->nbytes);
@@ -460,22 +528,20 @@ provide_quant_from_file (Sam2Binder *b, gpointer data, const char *name, int in,
                    "finite number; the file is corrupt", sam2_safetensors_path (ctx->file), name);
       goto fail;
     }
-  if (desc.smooth) {
-    const Sam2StTensor *t = require_tensor (ctx->file, name, "smooth_inv", SAM2_DTYPE_F32, in, -1,
-                                            error);
-    if (t == NULL || (q->smooth_inv = tensor_floats (t, error)) == NULL)
-      goto fail;
-  }
-  if (rank > 0) {
-    const Sam2StTensor *dn = require_tensor (ctx->file, name, "lora_down", SAM2_DTYPE_F16, rank, in,
-                                             error);
-    const Sam2StTensor *up = dn ? require_tensor (ctx->file, name, "lora_up", SAM2_DTYPE_F16, out,
-                                                  rank, error)
-                                : NULL;
-    if (up == NULL || (q->lora_down = tensor_floats (dn, error)) == NULL
-        || (q->lora_up = tensor_floats (up, error)) == NULL)
-      goto fail;
-  }
+  /* the smoothing divisors and the low-rank factors enter every output: a NaN or infinity in
+   * them would make the layer compute garbage without an error */
+  const char *path = sam2_safetensors_path (ctx->file), *corrupt = "the file is corrupt";
+  if ((smooth != NULL
+       && ((q->smooth_inv = tensor_floats (smooth, error)) == NULL
+           || !check_finite (path, name, "smooth_inv", q->smooth_inv, in, TRUE, corrupt, error)))
+      || (rank > 0
+          && ((q->lora_down = tensor_floats (down, error)) == NULL
+              || (q->lora_up = tensor_floats (up, error)) == NULL
+              || !check_finite (path, name, "lora_down", q->lora_down, (size_t) rank * in, FALSE,
+                                corrupt, error)
+              || !check_finite (path, name, "lora_up", q->lora_up, (size_t) out * rank, FALSE,
+                                corrupt, error))))
+    goto fail;
   return q;
 fail:
   sam2_quant_linear_free (q);
@@ -498,7 +564,9 @@ sam2_qmodel_load (const char *path, GError **error)
     sam2_safetensors_close (st);
     return NULL;
   }
-  if (version == NULL || atoi (version) != SAM2_QMODEL_VERSION) {
+  char expected[16];
+  g_snprintf (expected, sizeof expected, "%d", SAM2_QMODEL_VERSION);
+  if (g_strcmp0 (version, expected) != 0) {     /* exactly as written: "1junk" is not 1 */
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_VERSION,
                  "%s uses quantized-model format version %s; this build reads version %d: "
                  "quantize the model again with this version (or use the sam2-gst that wrote it)",

@@ -47,6 +47,13 @@ gboolean sam2_qmodel_save (const Sam2Model *model, const char *path, GError **er
 gboolean sam2_qmodel_file_check (const char *path);
 Sam2Model *sam2_qmodel_load (const char *path, GError **error);
 
+/* Whether layer `name` can be stored as the file reader accepts it back: finite parameters
+ * (positive scales within FP16's range, zero points of 4 bits, static activation parameters a
+ * float and the 8-bit codes hold, finite smoothing divisors and low-rank factors); otherwise an
+ * error naming the layer and what to do. The quantizer checks each layer as it makes it, and
+ * sam2_qmodel_save before it writes. */
+gboolean sam2_qmodel_layer_check (const char *name, const Sam2QuantLinear *q, GError **error);
+
 /* Quantized layers: allocation of the optional parts, and freeing (NULL-safe). */
 Sam2QuantLinear *sam2_quant_linear_new (void);
 void sam2_quant_linear_free (Sam2QuantLinear *q);

@@ -17,6 +17,7 @@
 #include "quantize.h"
 #include "session.h"
 #include "smooth.h"
+#include "threads.h"
 #include "weights.h"
 
 #include <dnnl.h>
@@ -649,6 +650,16 @@ quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st
     rep->error = layer_error (l, q, st->samples, st->n_samples, folded ? s : NULL, yf);
     rep->rtn_error = rtn_error (c, l, st, s, folded, yf);
     g_free (yf);
+    /* a layer the file could not hold, or one that computes NaN, ends the run here rather than
+     * in a file that does not load or a model that segments nothing */
+    ok = sam2_qmodel_layer_check (l->name, q, error);
+    if (ok && st->n_samples > 0 && isnan (rep->error)) {   /* no samples: NaN, nothing measured */
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
+                   "%s: the quantized layer's outputs on the calibration samples are not numbers; "
+                   "the calibration statistics or the model's weights are out of range: calibrate "
+                   "again without the statistics cache", l->name);
+      ok = FALSE;
+    }
   } else {
     g_prefix_error (error, "%s: ", l->name);
   }
@@ -829,6 +840,7 @@ Sam2Model *
 sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer user_data,
                           GError **error)
 {
+  sam2_threads_apply ();
   if (!encode_pending (c, error))
     return NULL;
   if (sam2_calibrator_get_n_frames (c) == 0) {
