@@ -114,7 +114,14 @@ sam2_bind_conv (Sam2Binder *b, Sam2Linear *l, int in, int out, int kh, int kw,
   va_end (ap);
   /* (out, in, kh, kw) row-major is already (out, in * kh * kw) with columns ordered (c, ky, kx). */
   int64_t shape[4] = { out, in, kh, kw };
-  bind_linear_named (b, l, prefix, in * kh * kw, out, 4, shape);
+  /* the config bounds each factor (channels 65536, kernel sides 8192), not their product */
+  const int64_t k = (int64_t) in * kh * kw;
+  if (k > G_MAXINT && b->error == NULL)
+    g_set_error (&b->error, SAM2_ERROR, SAM2_ERROR_CONFIG,
+                 "%s: a convolution of %d channels and a %dx%d kernel (%" G_GINT64_FORMAT
+                 " weights per output) is beyond what this build supports; the config is wrong",
+                 prefix, in, kh, kw, k);
+  bind_linear_named (b, l, prefix, k > G_MAXINT ? 0 : (int) k, out, 4, shape);
   g_free (prefix);
 }
 
