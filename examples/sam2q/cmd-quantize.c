@@ -219,6 +219,32 @@ sam2q_cmd_quantize (int argc, char **argv)
     }
   }
   src.kind = dataset ? dataset : "random";
+  /* before anything reads them: an unknown kind named as such, and options the kind does not
+   * read refused rather than ignored */
+  if (!g_strv_contains (sam2q_dataset_kinds (), src.kind)) {
+    g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "unknown --dataset '%s'; the kinds are random, coco, sa1b, images and video",
+                 src.kind);
+    goto fail;
+  }
+  const struct { const char *option; gboolean given; const char *kind; } owned[] = {
+    { "--coco-root", coco_root != NULL, "coco" },
+    { "--sa1b-root", sa1b_root != NULL, "sa1b" },
+    { "--frame-stride", frame_stride != SAM2Q_UNSET, "video" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (owned); i++)
+    if (owned[i].given && strcmp (src.kind, owned[i].kind) != 0) {
+      g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "%s is read only with --dataset %s (the dataset is %s)", owned[i].option,
+                   owned[i].kind, src.kind);
+      goto fail;
+    }
+  if (data_path != NULL && strcmp (src.kind, "images") != 0 && strcmp (src.kind, "video") != 0) {
+    g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--data is read only with --dataset images or video (the dataset is %s)",
+                 src.kind);
+    goto fail;
+  }
   src.path = strcmp (src.kind, "coco") == 0   ? coco_root
              : strcmp (src.kind, "sa1b") == 0 ? sa1b_root
                                               : data_path;

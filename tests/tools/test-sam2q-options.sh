@@ -27,7 +27,7 @@ m=/nonexistent-model
 expect "--num-calib-samples 0: give a number from 1 to 100000" quantize -m $m -n 0
 expect "--num-calib-samples -5: give a number from 1 to 100000" quantize -m $m -n -5
 expect "--batch-size 0: give a number from 1 to 32" quantize -m $m -b 0
-expect "--frame-stride 0: give a number from 1" quantize -m $m --frame-stride 0
+expect "--frame-stride 0: give a number from 1" quantize -m $m --dataset video --data /v.mp4 --frame-stride 0
 expect "--threads 100000: give a number from 1 to 1024" quantize -m $m -t 100000
 expect "--threads -3: give a number from 1 to 1024" quantize -m $m -t -3
 expect "--num-samples 0: give a number from 1" eval --eval-set /nonexistent.safetensors -n 0 $m
@@ -39,6 +39,17 @@ expect "--eval-set /nonexistent.safetensors: no such file" eval --eval-set /none
 expect "--dtype bfloat16: the CPU backend computes in float32" quantize -m $m --dtype bfloat16
 expect "--dtype float16: the CPU backend computes in float32" quantize -m $m --dtype float16
 expect "--dtype fp8: use float32, float16 or bfloat16" quantize -m $m --dtype fp8
+# the dataset kind first, and options its kind does not read refused, not ignored
+expect "unknown --dataset 'cocoa'; the kinds are random" quantize -m $m --dataset cocoa
+expect "--dataset coco needs --coco-root DIR" quantize -m $m --dataset coco
+expect "--coco-root is read only with --dataset coco (the dataset is sa1b)" \
+  quantize -m $m --dataset sa1b --sa1b-root /x --coco-root /y
+expect "--sa1b-root is read only with --dataset sa1b (the dataset is random)" \
+  quantize -m $m --sa1b-root /x
+expect "--frame-stride is read only with --dataset video (the dataset is images)" \
+  quantize -m $m --dataset images --data /x --frame-stride 2
+expect "--data is read only with --dataset images or video (the dataset is coco)" \
+  quantize -m $m --dataset coco --coco-root /x --data /y
 # and a valid count gets past the check to the missing model
 expect "/nonexistent-model" quantize -m $m -n 4 -t 2
 
