@@ -94,6 +94,25 @@ scale_object (GstSam2Object * o, gint sw, gint sh, gint dw, gint dh)
   }
 }
 
+/* Whether the picture's display aspect ratio differs between in and out (sizes times pixel
+ * aspect ratios, compared exactly; an unknown ratio, 0/1, counts as square pixels). */
+static gboolean
+display_aspect_changes (const GstVideoInfo * in, const GstVideoInfo * out)
+{
+  const guint64 in_pn = MAX (GST_VIDEO_INFO_PAR_N (in), 1);
+  const guint64 in_pd = MAX (GST_VIDEO_INFO_PAR_D (in), 1);
+  const guint64 out_pn = MAX (GST_VIDEO_INFO_PAR_N (out), 1);
+  const guint64 out_pd = MAX (GST_VIDEO_INFO_PAR_D (out), 1);
+
+  /* in_w in_pn / (in_h in_pd) against out_w out_pn / (out_h out_pd), cross-multiplied: four
+   * factors below 2^31 each side, exact in 128 bits */
+  const unsigned __int128 a = (unsigned __int128) ((guint64) GST_VIDEO_INFO_WIDTH (in)
+      * GST_VIDEO_INFO_HEIGHT (out)) * (in_pn * out_pd);
+  const unsigned __int128 b = (unsigned __int128) ((guint64) GST_VIDEO_INFO_WIDTH (out)
+      * GST_VIDEO_INFO_HEIGHT (in)) * (out_pn * in_pd);
+  return a != b;
+}
+
 static gboolean
 gst_sam2_mask_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
     GQuark type, gpointer data)
@@ -110,6 +129,16 @@ gst_sam2_mask_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buff
       return FALSE;
   } else if (GST_VIDEO_META_TRANSFORM_IS_SCALE (type)) {
     GstVideoMetaTransform *trans = data;
+    if (display_aspect_changes (trans->in_info, trans->out_info)) {
+      /* a letterboxed and a stretched picture look the same from here */
+      GST_INFO ("dropping the SAM2 mask meta: the scale changes the display aspect ratio, "
+          "%dx%d (par %d/%d) -> %dx%d (par %d/%d), and the picture may have borders",
+          GST_VIDEO_INFO_WIDTH (trans->in_info), GST_VIDEO_INFO_HEIGHT (trans->in_info),
+          GST_VIDEO_INFO_PAR_N (trans->in_info), GST_VIDEO_INFO_PAR_D (trans->in_info),
+          GST_VIDEO_INFO_WIDTH (trans->out_info), GST_VIDEO_INFO_HEIGHT (trans->out_info),
+          GST_VIDEO_INFO_PAR_N (trans->out_info), GST_VIDEO_INFO_PAR_D (trans->out_info));
+      return FALSE;
+    }
     dw = GST_VIDEO_INFO_WIDTH (trans->out_info);
     dh = GST_VIDEO_INFO_HEIGHT (trans->out_info);
     scale = TRUE;

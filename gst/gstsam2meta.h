@@ -20,9 +20,13 @@
  * (gst_sam2_object_render_mask() does that with nearest-neighbour sampling).
  *
  * Transforms: copies of a whole buffer copy the meta (the mask buffers are shared: they are
- * never written after they are attached); scaling (GST_VIDEO_META_TRANSFORM_IS_SCALE) scales
- * the locations and boxes; everything else (crops, flips, rotations, copies of part of a
- * buffer's bytes) is refused, so the meta is dropped rather than left wrong. The API carries
+ * never written after they are attached); scaling (GST_VIDEO_META_TRANSFORM_IS_SCALE) that keeps
+ * the display aspect ratio (sizes and pixel aspect ratios) scales the locations and boxes;
+ * everything else is refused, so the meta is dropped rather than left wrong: crops, flips,
+ * rotations, copies of part of a buffer's bytes, and a scale that changes the display aspect
+ * ratio, where the scaler may add borders (videoconvertscale's default, add-borders) or stretch
+ * the picture, and the transform is not told which. Scale with the aspect kept (leave the
+ * output's pixel-aspect-ratio free) or attach the meta after the scaler. The API carries
  * the tags "video", "orientation" and "size".
  */
 #ifndef __GST_SAM2_META_H__

@@ -143,6 +143,15 @@ GST_START_TEST (test_scale_transform)
 
   gst_video_info_set_format (&in, GST_VIDEO_FORMAT_RGB, 40, 30);
   gst_video_info_set_format (&out, GST_VIDEO_FORMAT_RGB, 100, 20);
+  /* square pixels both sides: 4:3 becomes 5:1, and a scaler may have added borders (the meta
+   * cannot tell): refused */
+  dest = transform (buf, gst_video_meta_transform_scale_get_quark (), &trans, &ok);
+  fail_if (ok);
+  fail_unless (gst_buffer_get_sam2_mask_meta (dest) == NULL);
+  gst_buffer_unref (dest);
+  /* the same 4:3 picture on pixels 4/15 as wide as high: stretched, so the rectangles follow */
+  out.par_n = 4;
+  out.par_d = 15;
   dest = transform (buf, gst_video_meta_transform_scale_get_quark (), &trans, &ok);
   fail_unless (ok);
   m = gst_buffer_get_sam2_mask_meta (dest);
@@ -213,6 +222,30 @@ run_pipeline (const gchar * desc, GstBuffer ** at_seg, GstSample ** at_sink)
   gst_object_unref (sink);
   gst_object_unref (pipeline);
 }
+
+/* videoconvertscale to another display aspect ratio with square pixels adds borders: the meta is
+ * dropped, never left over the wrong pixels (it was stretched over the borders). */
+GST_START_TEST (test_dropped_by_letterbox)
+{
+  gchar *desc;
+  GstBuffer *before;
+  GstSample *sample;
+  const gchar *dir = g_getenv ("SAM2_DEMO_DIR");
+
+  desc = g_strdup_printf ("filesrc location=\"%s/shapes-0.png\" ! pngdec ! videoconvert ! "
+      "video/x-raw,format=RGB,pixel-aspect-ratio=1/1 ! sam2seg name=seg points=\"42.5,95.5\" ! "
+      "videoconvertscale ! video/x-raw,format=BGRx,width=128,height=64,pixel-aspect-ratio=1/1 ! "
+      "appsink name=sink sync=false", dir);
+  run_pipeline (desc, &before, &sample);
+  fail_unless (gst_buffer_get_sam2_mask_meta (before) != NULL);
+  fail_unless (gst_buffer_get_sam2_mask_meta (gst_sample_get_buffer (sample)) == NULL,
+      "the meta survived a letterboxing scale");
+  gst_buffer_unref (before);
+  gst_sample_unref (sample);
+  g_free (desc);
+}
+
+GST_END_TEST;
 
 /* Through videoconvertscale the rectangles follow the frame; the masks stay as they were. */
 GST_START_TEST (test_survives_videoconvertscale)
@@ -310,6 +343,7 @@ meta_suite (void)
   tcase_add_test (tc, test_copy_transform);
   tcase_add_test (tc, test_scale_transform);
   tcase_add_test (tc, test_survives_videoconvertscale);
+  tcase_add_test (tc, test_dropped_by_letterbox);
   tcase_add_test (tc, test_dropped_by_flip);
   return s;
 }
