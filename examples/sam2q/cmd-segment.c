@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <json-glib/json-glib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,6 +120,17 @@ image_stem (const char *path)
   return base;
 }
 
+/* A score as JSON: json-glib writes a NaN or an infinity as "nan.0" / "inf.0", which no JSON
+ * reader takes; null says there is no number. */
+static void
+add_score (JsonBuilder *b, double v)
+{
+  if (isfinite (v))
+    json_builder_add_double_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
 static JsonNode *
 result_json (const Sam2Result *r, const char *image, char **files, double encode_ms,
              double decode_ms)
@@ -142,7 +154,7 @@ result_json (const Sam2Result *r, const char *image, char **files, double encode
     json_builder_set_member_name (b, "id");
     json_builder_add_int_value (b, o);
     json_builder_set_member_name (b, "object_score");
-    json_builder_add_double_value (b, r->object_scores[o]);
+    add_score (b, r->object_scores[o]);
     json_builder_set_member_name (b, "masks");
     json_builder_begin_array (b);
     for (int k = 0; k < r->n_masks; k++) {
@@ -152,7 +164,7 @@ result_json (const Sam2Result *r, const char *image, char **files, double encode
       json_builder_set_member_name (b, "file");
       json_builder_add_string_value (b, files[i]);
       json_builder_set_member_name (b, "iou_score");
-      json_builder_add_double_value (b, r->iou_scores[i]);
+      add_score (b, r->iou_scores[i]);
       json_builder_set_member_name (b, "box");
       if (bx->x1 < bx->x0) {
         json_builder_add_null_value (b);
