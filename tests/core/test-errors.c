@@ -53,7 +53,10 @@ fixture_teardown (Fixture *f)
   sam2_safetensors_close (f->src);
 }
 
-typedef enum { EDIT_NONE, EDIT_DROP, EDIT_RESHAPE, EDIT_INT64, EDIT_F16, EDIT_BF16, EDIT_EXTRA } Edit;
+typedef enum {
+  EDIT_NONE, EDIT_DROP, EDIT_RESHAPE, EDIT_INT64, EDIT_F16, EDIT_BF16, EDIT_EXTRA,
+  EDIT_NAN, EDIT_INF_F16,      /* one element of the target a NaN (F32), an infinity (as F16) */
+} Edit;
 
 static guint16
 f32_to_f16 (float f)
@@ -97,17 +100,21 @@ write_checkpoint (Fixture *f, Edit edit, const char *target)
       gint64 *iv = g_new0 (gint64, t->numel);
       g_assert_true (sam2_st_writer_add (w, t->name, SAM2_DTYPE_I64, t->ndim, t->shape, iv, &error));
       g_free (iv);
-    } else if (hit && (edit == EDIT_F16 || edit == EDIT_BF16)) {
+    } else if (hit && (edit == EDIT_F16 || edit == EDIT_BF16 || edit == EDIT_INF_F16)) {
       guint16 *h = g_new (guint16, t->numel);
       for (int64_t k = 0; k < t->numel; k++) {
         guint32 bits;
         memcpy (&bits, &v[k], 4);
-        h[k] = edit == EDIT_F16 ? f32_to_f16 (v[k]) : (guint16) ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+        h[k] = edit != EDIT_BF16 ? f32_to_f16 (v[k]) : (guint16) ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
       }
-      g_assert_true (sam2_st_writer_add (w, t->name, edit == EDIT_F16 ? SAM2_DTYPE_F16 : SAM2_DTYPE_BF16,
+      if (edit == EDIT_INF_F16)
+        h[t->numel / 2] = 0x7c00;      /* +infinity */
+      g_assert_true (sam2_st_writer_add (w, t->name, edit != EDIT_BF16 ? SAM2_DTYPE_F16 : SAM2_DTYPE_BF16,
                                          t->ndim, t->shape, h, &error));
       g_free (h);
     } else {
+      if (hit && edit == EDIT_NAN)
+        v[t->numel / 2] = NAN;
       g_assert_true (sam2_st_writer_add (w, t->name, SAM2_DTYPE_F32, t->ndim, t->shape, v, &error));
     }
     g_assert_no_error (error);
@@ -180,6 +187,21 @@ test_integer_weights (void)
     write_config (&f, f.config_json);
     write_checkpoint (&f, EDIT_INT64, "prompt_encoder.point_embed.weight");
     expect_load_error (&f, SAM2_ERROR_WEIGHTS, "I64");
+  }
+  fixture_teardown (&f);
+}
+
+/* A NaN or an infinity in a weight ran on to NaN scores and empty masks without an error. */
+static void
+test_non_finite_weights (void)
+{
+  Fixture f;
+  if (fixture_setup (&f)) {
+    write_config (&f, f.config_json);
+    write_checkpoint (&f, EDIT_NAN, "vision_encoder.backbone.blocks.1.mlp.proj_in.weight");
+    expect_load_error (&f, SAM2_ERROR_WEIGHTS, "blocks.1.mlp.proj_in.weight' in");
+    write_checkpoint (&f, EDIT_INF_F16, "mask_decoder.iou_token.weight");
+    expect_load_error (&f, SAM2_ERROR_WEIGHTS, "an infinity");
   }
   fixture_teardown (&f);
 }
@@ -453,6 +475,7 @@ main (int argc, char **argv)
   g_test_add_func ("/errors/misshaped-tensor", test_misshaped_tensor);
   g_test_add_func ("/errors/integer-weights", test_integer_weights);
   g_test_add_func ("/errors/truncated-checkpoint", test_truncated_checkpoint);
+  g_test_add_func ("/errors/non-finite-weights", test_non_finite_weights);
   g_test_add_func ("/errors/bad-configs", test_bad_configs);
   g_test_add_func ("/errors/bad-calls", test_bad_calls);
   g_test_add_func ("/errors/session-options", test_session_options);
