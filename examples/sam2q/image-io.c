@@ -525,6 +525,22 @@ pipeline_stop_async (GstElement *pipeline, gpointer data)
   gst_object_unref (pipeline);
 }
 
+/* The written bytes of `temp` on the disk before the rename makes them the file: otherwise a
+ * crash soon after could leave `path` renamed but empty (filesink closes without fsync). */
+static gboolean
+sync_file (const char *temp, const char *display, GError **error)
+{
+  const int fd = g_open (temp, O_RDONLY, 0);
+  if (fd < 0 || fsync (fd) != 0) {
+    set_write_error (error, display, g_strerror (errno));
+    if (fd >= 0)
+      close (fd);
+    return FALSE;
+  }
+  close (fd);
+  return TRUE;
+}
+
 /* Runs appsrc ! pngenc ! filesink on one picture and waits for EOS. */
 static gboolean
 encode_png (const char *temp, const char *display, const GstVideoInfo *info, const guint8 *pixels,
@@ -666,7 +682,8 @@ sam2q_png_write (const char *path, const guint8 *pixels, int width, int height, 
 
   if ((temp = create_temp_file (path, display, error)) == NULL)
     goto out;
-  if (!encode_png (temp, display, &info, pixels, stride, channels, error))
+  if (!encode_png (temp, display, &info, pixels, stride, channels, error)
+      || !sync_file (temp, display, error))
     goto out;
   if (g_rename (temp, path) != 0) {
     set_write_error (error, display, g_strerror (errno));
