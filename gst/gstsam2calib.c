@@ -81,7 +81,8 @@
  * - element message "sam2calib-done" (posted even when post-messages is FALSE): path
  *   (string), n-frames (guint), seconds (gdouble, from the first frame to the file written),
  *   size (guint64, the file's size in bytes), cached (gboolean, the statistics came from
- *   #GstSam2Calib:cache-dir).
+ *   #GstSam2Calib:cache-dir), backend (string, where the float model ran the frames:
+ *   "cpu fp32", or "cuda fp32, " and the GPU).
  *
  * Then the #GstSam2Calib::quantized signal is emitted, from the worker thread, with the
  * path. sam2seg's calibrator / calibrator-name properties use it to switch to the quantized
@@ -191,6 +192,7 @@ struct _GstSam2Calib
   Sam2Model *model;
   Sam2Recipe *recipe;
   Sam2Calibrator *calibrator;
+  Sam2SessionOptions run_options;       /* device: every calibrator of the run is built so */
   gchar *out_path;
   guint target, stride;
   gboolean post;
@@ -537,7 +539,9 @@ quantize_thread (gpointer data)
   post_element (self, gst_structure_new ("sam2calib-done",
           "path", G_TYPE_STRING, self->out_path, "n-frames", G_TYPE_UINT, n,
           "seconds", G_TYPE_DOUBLE, seconds, "size", G_TYPE_UINT64, (guint64) st.st_size,
-          "cached", G_TYPE_BOOLEAN, self->from_cache, NULL));
+          "cached", G_TYPE_BOOLEAN, self->from_cache,
+          "backend", G_TYPE_STRING, sam2_calibrator_describe_backend (self->calibrator),
+          NULL));
   g_signal_emit (self, gst_sam2_calib_signals[SIGNAL_QUANTIZED], 0, self->out_path);
   worker_finish (self, CALIB_DONE);
   return NULL;
@@ -608,14 +612,19 @@ gst_sam2_calib_set_caps (GstBaseSink * sink, GstCaps * caps)
   return TRUE;
 }
 
-/* A fresh calibrator, with no frame hashed and no cached set to compare with. */
+/* A fresh calibrator on the device the run was started with (run_options), with no frame
+ * hashed and no cached set to compare with. */
 static gboolean
 new_calibrator (GstSam2Calib * self, GError ** error)
 {
   g_clear_pointer (&self->calibrator, sam2_calibrator_free);
-  self->calibrator = sam2_calibrator_new (self->model, self->recipe, error);
   g_ptr_array_set_size (self->frame_hashes, 0);
   g_clear_pointer (&self->expected, g_ptr_array_unref);
+  self->calibrator = sam2_calibrator_new_full (self->model, self->recipe, &self->run_options,
+      error);
+  if (self->calibrator != NULL)
+    GST_INFO_OBJECT (self, "calibrator on %s",
+        sam2_calibrator_describe_backend (self->calibrator));
   return self->calibrator != NULL;
 }
 
@@ -995,16 +1004,13 @@ gst_sam2_calib_start (GstBaseSink * sink)
   self->model = gst_sam2_load_model (GST_ELEMENT (self), GST_CAT_DEFAULT, model_ref);
   if (self->model == NULL)
     goto fail;
-  {
-    /* on CUDA the float model and the layer statistics stay on the GPU */
-    const Sam2SessionOptions run = {
-      device == GST_SAM2_CALIB_DEVICE_CUDA ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU,
-      SAM2_PRECISION_FP32,
-      1,
-    };
-    self->calibrator = sam2_calibrator_new_full (self->model, self->recipe, &run, &error);
-  }
-  if (self->calibrator == NULL) {
+  /* on CUDA the float model and the layer statistics stay on the GPU; every calibrator of
+   * this run (a restart after a cached set broke off included) is built with these */
+  self->run_options.backend = device == GST_SAM2_CALIB_DEVICE_CUDA ? SAM2_BACKEND_CUDA
+      : SAM2_BACKEND_CPU;
+  self->run_options.precision = SAM2_PRECISION_FP32;
+  self->run_options.max_batch = 1;
+  if (!new_calibrator (self, &error)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("Cannot calibrate \"%s\": %s", model_ref, error->message), (NULL));
     g_clear_error (&error);
@@ -1376,7 +1382,7 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
       "(<model>-<recipe>.safetensors in a directory, or a .safetensors path); EOS waits for "
       "the file. Messages: progress (code sam2calib), sam2calib-progress (frames, total), "
       "sam2calib-layer (stage, layer, done, total, error), sam2calib-done (path, n-frames, "
-      "seconds, size, cached); signal quantized (path). Example: gst-launch-1.0 -e filesrc "
+      "seconds, size, cached, backend); signal quantized (path). Example: gst-launch-1.0 -e filesrc "
       "location=in.webm ! decodebin ! videoconvert ! sam2calib model=tiny "
       "config=configs/hiera_tiny_w4a8.yaml num-frames=64 frame-stride=4 output=models/",
       "sam2-gst developers");

@@ -509,15 +509,17 @@ GST_END_TEST;
 /* One harness run over `frames` (RGB, demo size) then EOS; the sam2calib-done structure (a
  * copy) or NULL, the warnings and the error message through the pointers. */
 static GstStructure *
-cache_run (const gchar * output, const gchar * cache, guint num_frames, guint8 ** frames,
-    guint n, gchar ** warning, gchar ** error_message)
+cache_run_on (const gchar * device, const gchar * output, const gchar * cache,
+    guint num_frames, guint8 ** frames, guint n, gchar ** warning, gchar ** error_message)
 {
   GstBus *bus = gst_bus_new ();
   GstElement *calib = make_calib (output, "num-frames", num_frames, "cache-dir", cache, NULL);
-  GstHarness *h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+  GstHarness *h;
   GstStructure *done = NULL;
   GList *msgs;
 
+  gst_util_set_object_arg (G_OBJECT (calib), "device", device);
+  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
   for (guint i = 0; i < n; i++)
     fail_unless_equals_int (gst_harness_push (h, make_any_frame (frames[i], demo_w, demo_h,
                 GST_VIDEO_FORMAT_RGB, i * GST_SECOND / 30)), GST_FLOW_OK);
@@ -545,6 +547,13 @@ cache_run (const gchar * output, const gchar * cache, guint num_frames, guint8 *
   gst_object_unref (calib);
   gst_object_unref (bus);
   return done;
+}
+
+static GstStructure *
+cache_run (const gchar * output, const gchar * cache, guint num_frames, guint8 ** frames,
+    guint n, gchar ** warning, gchar ** error_message)
+{
+  return cache_run_on ("cpu", output, cache, num_frames, frames, n, warning, error_message);
 }
 
 static gboolean
@@ -629,6 +638,116 @@ GST_START_TEST (test_cache)
   g_free (out3);
   g_free (out4);
   g_free (cache);
+}
+
+GST_END_TEST;
+
+/* The sam2calib-done message among `msgs` (NULL if none). */
+static const GstStructure *
+find_done (GList * msgs)
+{
+  for (GList * l = msgs; l; l = l->next)
+    if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (gst_message_get_structure (l->data), "sam2calib-done"))
+      return gst_message_get_structure (l->data);
+  return NULL;
+}
+
+static void
+check_backend (const GstStructure * done, const gchar * device)
+{
+  const gchar *backend;
+
+  fail_unless (done != NULL, "no sam2calib-done");
+  backend = gst_structure_get_string (done, "backend");
+  fail_unless (backend != NULL && g_str_has_prefix (backend, device),
+      "device=%s calibrated on \"%s\"", device, backend);
+}
+
+/* The device a run starts on calibrates all of it: after a cached set breaks off (calibration
+ * restarts with a new calibrator) and after a restart (PLAYING -> READY -> PLAYING); the done
+ * message's backend says where the frames ran. These once fell back to the CPU, which only a
+ * machine with a GPU shows: without one only device=cpu runs here. */
+GST_START_TEST (test_device_kept)
+{
+  const gchar *devices[] = { "cpu", "cuda" };
+  gint w, h;
+  guint8 *b;
+
+  load_demo ();
+  b = test_load_demo_rgb ("shapes-3.png", &w, &h);
+  fail_unless (w == demo_w && h == demo_h);
+  for (guint d = 0; d < G_N_ELEMENTS (devices); d++) {
+    const gchar *device = devices[d];
+    gchar *name = g_strdup_printf ("cache-%s", device);
+    gchar *cache = out_dir (name);
+    gchar *out = out_dir (device);
+    gchar *warning, *err;
+    GstStructure *done;
+    GstBus *bus;
+    GstElement *calib;
+    GstHarness *harness;
+
+    if (strcmp (device, "cuda") == 0 && !sam2_backend_available (SAM2_BACKEND_CUDA, NULL)) {
+      GST_INFO ("no CUDA here: device=cuda not tested");
+      g_free (name);
+      g_free (cache);
+      g_free (out);
+      continue;
+    }
+    /* a cached set (demo, b); then (demo, demo): the second frame differs from the set's */
+    done = cache_run_on (device, out, cache, 2, (guint8 *[]) { demo_rgb, b }, 2, &warning,
+        &err);
+    fail_unless (err == NULL && warning == NULL, "%s %s", err, warning);
+    check_backend (done, device);
+    gst_structure_free (done);
+    done = cache_run_on (device, out, cache, 2, (guint8 *[]) { demo_rgb, demo_rgb, demo_rgb },
+        3, &warning, &err);
+    fail_unless (err == NULL, "%s", err);
+    fail_unless (warning != NULL && strstr (warning, "differs from the cached") != NULL,
+        "%s", warning);
+    check_backend (done, device);
+    gst_structure_free (done);
+    g_free (warning);
+
+    /* one element, two runs */
+    bus = gst_bus_new ();
+    calib = make_calib (out, "num-frames", 1, NULL);
+    gst_util_set_object_arg (G_OBJECT (calib), "device", device);
+    harness = demo_harness (calib, bus);
+    for (guint run = 0; run < 2; run++) {
+      GList *msgs;
+      GError *error;
+
+      if (run == 1) {
+        gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,"
+            "framerate=30/1", demo_w, demo_h);
+        fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_READY),
+            GST_STATE_CHANGE_SUCCESS);
+        fail_unless (gst_element_set_state (calib, GST_STATE_PLAYING)
+            != GST_STATE_CHANGE_FAILURE);
+        /* a new stream: the sink pad lost its sticky events when it was deactivated */
+        fail_unless (gst_harness_push_event (harness,
+                gst_event_new_stream_start ("second-run")));
+        gst_harness_set_src_caps_str (harness, caps);
+        g_free (caps);
+      }
+      fail_unless_equals_int (push_demo (harness, 0), GST_FLOW_OK);
+      fail_unless (gst_harness_push_event (harness, gst_event_new_eos ()));
+      msgs = drain_bus (bus);
+      error = bus_error (msgs);
+      fail_unless (error == NULL, "run %u: %s", run, error ? error->message : "");
+      check_backend (find_done (msgs), device);
+      free_messages (msgs);
+    }
+    gst_harness_teardown (harness);
+    gst_object_unref (calib);
+    gst_object_unref (bus);
+    g_free (name);
+    g_free (cache);
+    g_free (out);
+  }
+  g_free (b);
 }
 
 GST_END_TEST;
@@ -984,6 +1103,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_frame_stride);
   tcase_add_test (tc, test_batch_size);
   tcase_add_test (tc, test_cache);
+  tcase_add_test (tc, test_device_kept);
   tcase_add_test (tc, test_error_eos_without_frames);
   tcase_add_test (tc, test_error_start);
   tcase_add_test (tc, test_stop_while_quantizing);
