@@ -32,8 +32,9 @@
  *
  * ## Errors, before the first frame
  *
- * The recipe, the output location and the model are checked when the element starts
- * (NULL to READY): a malformed recipe fails with the parser's message, which names the key,
+ * The properties are taken, and the recipe, the output location and the model checked, when
+ * the element starts (READY to PAUSED; they may change in NULL and READY, and take effect at
+ * the next start): a malformed recipe fails with the parser's message, which names the key,
  * line and column; an output directory that cannot be created or written, and a model that
  * cannot be found or is already quantized, fail with a message that says what to change.
  * device=cuda runs the float model and gathers the layer statistics on the GPU; a build without
@@ -915,7 +916,8 @@ gst_sam2_calib_event (GstBaseSink * sink, GstEvent * event)
 
 /* ---- start / stop ------------------------------------------------------------------------- */
 
-/* Releases what start() set up: calibrator, model, recipe and the output and cache locations. */
+/* Releases what setup_run() set up: calibrator, model, recipe and the output and cache
+ * locations. */
 static void
 clear_run (GstSam2Calib * self)
 {
@@ -927,10 +929,12 @@ clear_run (GstSam2Calib * self)
   g_clear_pointer (&self->cache_prefix, g_free);
 }
 
+/* READY -> PAUSED, before the sink pad is activated: takes the properties and checks all of
+ * them, so that a wrong setting fails before the first frame. Not GstBaseSink's start(),
+ * which runs at NULL -> READY: the properties stay settable in READY, as their flags say. */
 static gboolean
-gst_sam2_calib_start (GstBaseSink * sink)
+setup_run (GstSam2Calib * self)
 {
-  GstSam2Calib *self = GST_SAM2_CALIB (sink);
   gchar *model_ref, *config, *output, *dir = NULL;
   GstSam2CalibDevice device;
   guint batch_size;
@@ -946,6 +950,8 @@ gst_sam2_calib_start (GstBaseSink * sink)
   self->stride = self->frame_stride;
   self->post = self->post_messages;
   batch_size = self->batch_size;
+  /* from here on a property change would not be used: refused, with a warning */
+  self->started = TRUE;
   GST_OBJECT_UNLOCK (self);
 
   /* recipe first: the cheapest check, and its errors name key, line and column */
@@ -1037,9 +1043,6 @@ gst_sam2_calib_start (GstBaseSink * sink)
   self->finished = FALSE;
   self->worker = NULL;
   g_mutex_unlock (&self->lock);
-  GST_OBJECT_LOCK (self);
-  self->started = TRUE;
-  GST_OBJECT_UNLOCK (self);
   GST_INFO_OBJECT (self, "calibrating \"%s\" with recipe \"%s\" on %u frames (every %u%s), "
       "writing %s", model_ref, self->recipe->name, self->target, self->stride,
       self->stride == 1 ? "" : " frames", self->out_path);
@@ -1052,6 +1055,9 @@ gst_sam2_calib_start (GstBaseSink * sink)
 
 fail:
   clear_run (self);
+  GST_OBJECT_LOCK (self);
+  self->started = FALSE;
+  GST_OBJECT_UNLOCK (self);
   g_free (model_ref);
   g_free (config);
   g_free (output);
@@ -1077,29 +1083,13 @@ cancel_worker (GstSam2Calib * self)
   }
 }
 
-/* A new calibration for the next run (READY -> PAUSED again): the statistics belong to the
- * stream that ended. */
-static gboolean
-reset_calibration (GstSam2Calib * self, GError ** error)
+/* PAUSED -> READY, once streaming has stopped (the sink pad is deactivated): a quantization
+ * still running is cancelled, and everything of the run goes; the next start takes the
+ * properties afresh and starts from no frames. Builds nothing and cannot fail: a pipeline can
+ * always shut down. */
+static void
+teardown_run (GstSam2Calib * self)
 {
-  new_calibrator (self, error);
-  g_clear_pointer (&self->index_path, g_free);
-  self->from_cache = FALSE;
-  g_mutex_lock (&self->lock);
-  self->state = self->calibrator ? CALIB_COLLECTING : CALIB_FAILED;
-  self->seen = 0;
-  self->collected = 0;
-  self->cancel = FALSE;
-  self->finished = FALSE;
-  g_mutex_unlock (&self->lock);
-  return self->calibrator != NULL;
-}
-
-static gboolean
-gst_sam2_calib_stop (GstBaseSink * sink)
-{
-  GstSam2Calib *self = GST_SAM2_CALIB (sink);
-
   cancel_worker (self);
   GST_OBJECT_LOCK (self);
   self->started = FALSE;
@@ -1108,10 +1098,10 @@ gst_sam2_calib_stop (GstBaseSink * sink)
   g_ptr_array_set_size (self->frame_hashes, 0);
   g_clear_pointer (&self->expected, g_ptr_array_unref);
   g_clear_pointer (&self->index_path, g_free);
+  self->from_cache = FALSE;
   g_clear_pointer (&self->converter, gst_video_converter_free);
   gst_clear_buffer (&self->rgb);
   gst_video_info_init (&self->info);
-  return TRUE;
 }
 
 static GstStateChangeReturn
@@ -1119,20 +1109,14 @@ gst_sam2_calib_change_state (GstElement * element, GstStateChange transition)
 {
   GstSam2Calib *self = GST_SAM2_CALIB (element);
   GstStateChangeReturn ret;
-  GError *error = NULL;
 
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !setup_run (self))
+    return GST_STATE_CHANGE_FAILURE;
   ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
-    /* streaming has stopped (the pad is deactivated): a quantization still running is
-     * cancelled, and the next run starts from no frames */
-    cancel_worker (self);
-    if (!reset_calibration (self, &error)) {
-      GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Cannot calibrate again: %s",
-              error->message), (NULL));
-      g_clear_error (&error);
-      return GST_STATE_CHANGE_FAILURE;
-    }
-  }
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY
+      || (transition == GST_STATE_CHANGE_READY_TO_PAUSED
+          && ret == GST_STATE_CHANGE_FAILURE))
+    teardown_run (self);
   return ret;
 }
 
@@ -1388,8 +1372,6 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
       "sam2-gst developers");
 
   element_class->change_state = GST_DEBUG_FUNCPTR (gst_sam2_calib_change_state);
-  sink_class->start = GST_DEBUG_FUNCPTR (gst_sam2_calib_start);
-  sink_class->stop = GST_DEBUG_FUNCPTR (gst_sam2_calib_stop);
   sink_class->set_caps = GST_DEBUG_FUNCPTR (gst_sam2_calib_set_caps);
   sink_class->render = GST_DEBUG_FUNCPTR (gst_sam2_calib_render);
   sink_class->event = GST_DEBUG_FUNCPTR (gst_sam2_calib_event);

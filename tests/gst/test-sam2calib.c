@@ -752,6 +752,86 @@ GST_START_TEST (test_device_kept)
 
 GST_END_TEST;
 
+/* Properties set in READY (before the first run, and between runs) are the ones a run uses,
+ * without a warning; a wrong one set there still fails the start, before any frame. */
+GST_START_TEST (test_ready_mutable)
+{
+  gchar *dir_a = out_dir ("ready-a"), *dir_b = out_dir ("ready-b"), *dir_c = out_dir ("ready-c");
+  gchar *bad_recipe = g_build_filename (tmp_dir, "bad.yaml", NULL);
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (dir_a, "num-frames", 4, NULL);
+  GstHarness *h = NULL;
+  GstMessage *msg;
+  GError *error = NULL;
+  guint n;
+
+  load_demo ();
+  gst_element_set_bus (calib, bus);
+  fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_READY),
+      GST_STATE_CHANGE_SUCCESS);
+  for (guint run = 0; run < 2; run++) {
+    const gchar *dir = run == 0 ? dir_b : dir_c;
+    GList *msgs;
+    const GstStructure *done;
+
+    g_object_set (calib, "num-frames", 1, "output", dir, NULL);
+    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING | GST_MESSAGE_ERROR);
+    fail_unless (msg == NULL, "a property set in READY was refused");
+    g_object_get (calib, "num-frames", &n, NULL);
+    fail_unless_equals_int (n, 1);
+    if (run == 0) {
+      h = demo_harness (calib, NULL);       /* READY -> PLAYING */
+    } else {
+      gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,"
+          "framerate=30/1", demo_w, demo_h);
+      fail_unless (gst_element_set_state (calib, GST_STATE_PLAYING)
+          != GST_STATE_CHANGE_FAILURE);
+      fail_unless (gst_harness_push_event (h, gst_event_new_stream_start ("run-2")));
+      gst_harness_set_src_caps_str (h, caps);
+      g_free (caps);
+    }
+    /* one frame is num-frames now: quantized at once, written to the new output */
+    fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+    fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+    fail_unless_equals_int (count_outputs (dir), 1);
+    msgs = drain_bus (bus);
+    error = bus_error (msgs);
+    fail_unless (error == NULL, "%s", error ? error->message : "");
+    done = find_done (msgs);
+    fail_unless (done != NULL && gst_structure_get_uint (done, "n-frames", &n));
+    fail_unless_equals_int (n, 1);
+    free_messages (msgs);
+    fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_READY),
+        GST_STATE_CHANGE_SUCCESS);
+  }
+  fail_if (g_file_test (dir_a, G_FILE_TEST_EXISTS), "the first output was used");
+
+  /* a recipe set in READY is checked when the element starts */
+  fail_unless (g_file_set_contents (bad_recipe, "quant:\n  wgts:\n    dtype: sint5\n", -1,
+          NULL));
+  g_object_set (calib, "config", bad_recipe, NULL);
+  fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  gst_message_parse_error (msg, &error, NULL);
+  fail_unless (strstr (error->message, "Invalid calibration recipe") != NULL, "%s",
+      error->message);
+  g_clear_error (&error);
+  gst_message_unref (msg);
+
+  gst_harness_teardown (h);
+  gst_element_set_bus (calib, NULL);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (bad_recipe);
+  g_free (dir_a);
+  g_free (dir_b);
+  g_free (dir_c);
+}
+
+GST_END_TEST;
+
 /* ---- errors -------------------------------------------------------------------------------- */
 
 static void
@@ -1104,6 +1184,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_batch_size);
   tcase_add_test (tc, test_cache);
   tcase_add_test (tc, test_device_kept);
+  tcase_add_test (tc, test_ready_mutable);
   tcase_add_test (tc, test_error_eos_without_frames);
   tcase_add_test (tc, test_error_start);
   tcase_add_test (tc, test_stop_while_quantizing);
