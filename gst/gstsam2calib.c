@@ -53,7 +53,10 @@
  * Stopping the element (PAUSED to READY) cancels: the core quantizer has no cancellation
  * point, so the element waits for the worker (seconds for the demo model, longer for the
  * large checkpoints) and then discards its result; no file is written unless the result was
- * already complete on disk when the stop came. The next run starts from no frames.
+ * already complete on disk when the stop came. The next run starts from no frames. An
+ * application may also stop the pipeline from the #GstSam2Calib::quantized handler or from a
+ * sync bus handler on the element's messages, which run in the worker's thread: the stop then
+ * does not wait for the worker (it is that thread), which finishes on its own.
  *
  * ## Statistics cache
  *
@@ -220,6 +223,7 @@ struct _GstSam2Calib
   guint64 seen;                 /* buffers rendered, for the stride */
   guint collected;
   gint64 t_first;               /* monotonic time of the first frame taken */
+  guint run;                    /* counts the starts: a worker's results are its run's only */
   gboolean cancel;
   gboolean finished;            /* the worker has done everything, signal included */
   GThread *worker;
@@ -391,16 +395,16 @@ read_index (const gchar * path, guint max_frames)
 
 /* Written after the model, atomically (g_file_set_contents): a later run finds the set. */
 static void
-write_index (GstSam2Calib * self)
+write_index (GstSam2Calib * self, const gchar * index_path, GPtrArray * hashes)
 {
   GString *text = g_string_new (CACHE_INDEX_MAGIC "\n");
   GError *error = NULL;
 
-  for (guint i = 0; i < self->frame_hashes->len; i++)
-    g_string_append_printf (text, "%s\n", (const gchar *) self->frame_hashes->pdata[i]);
-  if (!g_file_set_contents (self->index_path, text->str, text->len, &error)) {
+  for (guint i = 0; i < hashes->len; i++)
+    g_string_append_printf (text, "%s\n", (const gchar *) hashes->pdata[i]);
+  if (!g_file_set_contents (index_path, text->str, text->len, &error)) {
     GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
-        ("Could not write the calibration cache index %s: %s", self->index_path,
+        ("Could not write the calibration cache index %s: %s", index_path,
             error->message), (NULL));
     g_clear_error (&error);
   }
@@ -409,27 +413,38 @@ write_index (GstSam2Calib * self)
 
 /* The identity of the frames taken: what the core's cache is keyed by. */
 static gchar *
-set_digest (GstSam2Calib * self)
+set_digest (GPtrArray * hashes)
 {
   GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
   gchar *hex;
 
-  for (guint i = 0; i < self->frame_hashes->len; i++)
-    g_checksum_update (sum, self->frame_hashes->pdata[i], -1);
+  for (guint i = 0; i < hashes->len; i++)
+    g_checksum_update (sum, hashes->pdata[i], -1);
   hex = g_strdup (g_checksum_get_string (sum));
   g_checksum_free (sum);
   return hex;
 }
 
-/* Points the calibrator at its cache entry for the frames taken: it loads the statistics if
+/* Points `calibrator` at the cache entry for the frames `hashes`: it loads the statistics if
  * they are there (*hit), and saves them there when it quantizes otherwise. */
+static gboolean
+calibrator_use_cache (Sam2Calibrator * calibrator, const gchar * cache, GPtrArray * hashes,
+    gboolean * hit, GError ** error)
+{
+  gchar *digest = set_digest (hashes);
+  gboolean ok = sam2_calibrator_use_cache (calibrator, cache, digest, hit, error);
+
+  g_free (digest);
+  return ok;
+}
+
+/* The same for the streaming thread's calibrator and frames. */
 static gboolean
 use_cache (GstSam2Calib * self, gboolean * hit, GError ** error)
 {
-  gchar *digest = set_digest (self);
-  gboolean ok = sam2_calibrator_use_cache (self->calibrator, self->cache, digest, hit, error);
+  gboolean ok = calibrator_use_cache (self->calibrator, self->cache, self->frame_hashes, hit,
+      error);
 
-  g_free (digest);
   if (ok && *hit)
     self->from_cache = TRUE;
   return ok;
@@ -437,11 +452,60 @@ use_cache (GstSam2Calib * self, gboolean * hit, GError ** error)
 
 /* ---- the worker --------------------------------------------------------------------------- */
 
+/* What a quantization worker works on, its own: the run it belongs to may be torn down while
+ * it works, also from its own thread (an application that stops the pipeline from the
+ * "quantized" handler or from a sync bus handler on one of the worker's messages). */
+typedef struct
+{
+  GstSam2Calib *self;           /* a reference */
+  guint run;                    /* self->run when it started */
+  Sam2Calibrator *calibrator;   /* taken over from the streaming thread */
+  gchar *out_path;
+  gchar *cache;                 /* NULL: no statistics cache */
+  gboolean save_statistics;     /* computed (not loaded) statistics, for the cache */
+  gchar *index_path;
+  GPtrArray *frame_hashes;      /* taken over from the streaming thread */
+  gboolean from_cache;
+  gchar *recipe_name;
+  gint64 t_first;
+} CalibJob;
+
+static void
+calib_job_free (CalibJob * job)
+{
+  sam2_calibrator_free (job->calibrator);
+  g_free (job->out_path);
+  g_free (job->cache);
+  g_free (job->index_path);
+  g_ptr_array_unref (job->frame_hashes);
+  g_free (job->recipe_name);
+  gst_object_unref (job->self);
+  g_free (job);
+}
+
+/* Whether the run the job belongs to was stopped (or is over and another one started). */
+static gboolean
+job_cancelled_locked (CalibJob * job)
+{
+  return job->self->cancel || job->self->run != job->run;
+}
+
+static gboolean
+job_cancelled (CalibJob * job)
+{
+  gboolean cancelled;
+
+  g_mutex_lock (&job->self->lock);
+  cancelled = job_cancelled_locked (job);
+  g_mutex_unlock (&job->self->lock);
+  return cancelled;
+}
+
 static void
 on_quant_progress (gpointer data, const char *stage, int done, int total, const char *item,
     double error)
 {
-  GstSam2Calib *self = data;
+  GstSam2Calib *self = ((CalibJob *) data)->self;
   gchar *text;
 
   GST_DEBUG_OBJECT (self, "%s %d/%d %s error %g", stage, done, total, item ? item : "", error);
@@ -456,57 +520,59 @@ on_quant_progress (gpointer data, const char *stage, int done, int total, const 
   g_free (text);
 }
 
+/* The worker's last word on its run (none once that run is over), then it lets go. */
 static void
-worker_finish (GstSam2Calib * self, CalibState state)
+worker_finish (CalibJob * job, CalibState state)
 {
+  GstSam2Calib *self = job->self;
   GstBaseSink *sink = GST_BASE_SINK (self);
 
   g_mutex_lock (&self->lock);
-  self->state = state;
-  self->finished = TRUE;
+  if (self->run == job->run) {
+    self->state = state;
+    self->finished = TRUE;
+  }
   g_mutex_unlock (&self->lock);
   /* an EOS may be waiting in the event handler, on the preroll condition */
   GST_BASE_SINK_PREROLL_LOCK (sink);
   GST_BASE_SINK_PREROLL_SIGNAL (sink);
   GST_BASE_SINK_PREROLL_UNLOCK (sink);
+  calib_job_free (job);
 }
 
 static gpointer
 quantize_thread (gpointer data)
 {
-  GstSam2Calib *self = data;
+  CalibJob *job = data;
+  GstSam2Calib *self = job->self;
   GError *error = NULL;
   Sam2Model *q;
-  gboolean cancel;
   guint n;
   GStatBuf st;
   gdouble seconds;
 
-  if (self->cache != NULL && self->expected == NULL) {
+  if (job->save_statistics) {
     /* computed statistics: saved to the cache when quantizing (a hit loads the same ones) */
     gboolean hit = FALSE;
-    if (!use_cache (self, &hit, &error)) {
+    if (!calibrator_use_cache (job->calibrator, job->cache, job->frame_hashes, &hit, &error)) {
       GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Not caching the statistics: %s",
               error->message), (NULL));
       g_clear_error (&error);
     }
   }
-  n = (guint) sam2_calibrator_get_n_frames (self->calibrator);
+  n = (guint) sam2_calibrator_get_n_frames (job->calibrator);
   GST_INFO_OBJECT (self, "quantizing from %u frames with recipe \"%s\"%s", n,
-      self->recipe->name, self->from_cache ? " (statistics from the cache)" : "");
-  q = sam2_calibrator_quantize (self->calibrator, on_quant_progress, self, &error);
+      job->recipe_name, job->from_cache ? " (statistics from the cache)" : "");
+  q = sam2_calibrator_quantize (job->calibrator, on_quant_progress, job, &error);
 
-  g_mutex_lock (&self->lock);
-  cancel = self->cancel;
-  g_mutex_unlock (&self->lock);
-  if (cancel) {
+  if (job_cancelled (job)) {
     /* stop() came while the quantizer ran: nothing was written, nothing is */
     GST_INFO_OBJECT (self, "stopped while quantizing: discarding the result");
     post_progress (self, GST_PROGRESS_TYPE_CANCELED, "calibration cancelled", -1);
     g_clear_error (&error);
     if (q)
       sam2_model_unref (q);
-    worker_finish (self, CALIB_CANCELLED);
+    worker_finish (job, CALIB_CANCELLED);
     return NULL;
   }
   if (q == NULL) {
@@ -514,50 +580,66 @@ quantize_thread (gpointer data)
         ("sam2_calibrator_quantize: %s %d", g_quark_to_string (error->domain), error->code));
     post_progress (self, GST_PROGRESS_TYPE_ERROR, error->message, -1);
     g_clear_error (&error);
-    worker_finish (self, CALIB_FAILED);
+    worker_finish (job, CALIB_FAILED);
     return NULL;
   }
-  if (!sam2_model_save (q, self->out_path, &error)) {
+  if (!sam2_model_save (q, job->out_path, &error)) {
     GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
-        ("Could not write the quantized model to %s: %s", self->out_path, error->message),
+        ("Could not write the quantized model to %s: %s", job->out_path, error->message),
         (NULL));
     post_progress (self, GST_PROGRESS_TYPE_ERROR, error->message, -1);
     g_clear_error (&error);
     sam2_model_unref (q);
-    worker_finish (self, CALIB_FAILED);
+    worker_finish (job, CALIB_FAILED);
     return NULL;
   }
   sam2_model_unref (q);
-  if (self->cache != NULL)
-    write_index (self);
+  if (job->cache != NULL)
+    write_index (self, job->index_path, job->frame_hashes);
 
-  seconds = (g_get_monotonic_time () - self->t_first) / 1e6;
-  if (g_stat (self->out_path, &st) != 0)
+  seconds = (g_get_monotonic_time () - job->t_first) / 1e6;
+  if (g_stat (job->out_path, &st) != 0)
     st.st_size = 0;
   GST_INFO_OBJECT (self, "wrote %s (%" G_GINT64_FORMAT " bytes) from %u frames in %.1f s",
-      self->out_path, (gint64) st.st_size, n, seconds);
-  post_progress (self, GST_PROGRESS_TYPE_COMPLETE, self->out_path, -1);
+      job->out_path, (gint64) st.st_size, n, seconds);
+  post_progress (self, GST_PROGRESS_TYPE_COMPLETE, job->out_path, -1);
   post_element (self, gst_structure_new ("sam2calib-done",
-          "path", G_TYPE_STRING, self->out_path, "n-frames", G_TYPE_UINT, n,
+          "path", G_TYPE_STRING, job->out_path, "n-frames", G_TYPE_UINT, n,
           "seconds", G_TYPE_DOUBLE, seconds, "size", G_TYPE_UINT64, (guint64) st.st_size,
-          "cached", G_TYPE_BOOLEAN, self->from_cache,
-          "backend", G_TYPE_STRING, sam2_calibrator_describe_backend (self->calibrator),
+          "cached", G_TYPE_BOOLEAN, job->from_cache,
+          "backend", G_TYPE_STRING, sam2_calibrator_describe_backend (job->calibrator),
           NULL));
-  g_signal_emit (self, gst_sam2_calib_signals[SIGNAL_QUANTIZED], 0, self->out_path);
-  worker_finish (self, CALIB_DONE);
+  g_signal_emit (self, gst_sam2_calib_signals[SIGNAL_QUANTIZED], 0, job->out_path);
+  worker_finish (job, CALIB_DONE);
   return NULL;
 }
 
-/* Called with `lock` held, state just set to CALIB_QUANTIZING. */
+/* Called with `lock` held, state just set to CALIB_QUANTIZING: the calibrator and the frame
+ * hashes go to the worker (no frame is taken any more in this run). */
 static gboolean
 start_worker_locked (GstSam2Calib * self)
 {
   GError *error = NULL;
+  CalibJob *job = g_new0 (CalibJob, 1);
 
-  self->worker = g_thread_try_new ("sam2calib", quantize_thread, self, &error);
+  job->self = gst_object_ref (self);
+  job->run = self->run;
+  job->calibrator = g_steal_pointer (&self->calibrator);
+  job->out_path = g_strdup (self->out_path);
+  job->cache = g_strdup (self->cache);
+  job->save_statistics = self->cache != NULL && self->expected == NULL;
+  job->index_path = g_strdup (self->index_path);
+  job->frame_hashes = self->frame_hashes;
+  self->frame_hashes = g_ptr_array_new_with_free_func (g_free);
+  job->from_cache = self->from_cache;
+  job->recipe_name = g_strdup (self->recipe->name);
+  job->t_first = self->t_first;
+
+  self->worker = g_thread_try_new ("sam2calib", quantize_thread, job, &error);
   if (self->worker == NULL) {
     self->state = CALIB_FAILED;
     g_mutex_unlock (&self->lock);
+    calib_job_free (job);
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Could not start the quantization thread: %s", error->message), (NULL));
     g_clear_error (&error);
@@ -1036,6 +1118,7 @@ setup_run (GstSam2Calib * self)
   self->from_cache = FALSE;
 
   g_mutex_lock (&self->lock);
+  self->run++;
   self->state = CALIB_COLLECTING;
   self->seen = 0;
   self->collected = 0;
@@ -1065,8 +1148,8 @@ fail:
   return FALSE;
 }
 
-/* Cancels a quantization under way (waiting for it: the core quantizer has no cancellation
- * point; the worker checks `cancel` before writing anything) and forgets the frames taken. */
+/* Cancels a quantization under way, waiting for it (the core quantizer has no cancellation
+ * point; the worker checks `cancel` before writing anything). */
 static void
 cancel_worker (GstSam2Calib * self)
 {
@@ -1077,10 +1160,20 @@ cancel_worker (GstSam2Calib * self)
   worker = self->worker;
   self->worker = NULL;
   g_mutex_unlock (&self->lock);
-  if (worker != NULL) {
-    GST_DEBUG_OBJECT (self, "waiting for the quantization thread");
-    g_thread_join (worker);
+  if (worker == NULL)
+    return;
+  if (worker == g_thread_self ()) {
+    /* The stop comes from the worker itself: an application that stops the pipeline from the
+     * "quantized" handler or from a sync bus handler on one of the worker's messages. Joining
+     * would wait for this very thread. The worker works on its own job and holds a reference
+     * to the element, so it finishes after the run is torn down; dropping the last reference
+     * to its GThread before it ends detaches it, so nothing is left to join. */
+    GST_DEBUG_OBJECT (self, "stopped from the quantization thread: not waiting for itself");
+    g_thread_unref (worker);
+    return;
   }
+  GST_DEBUG_OBJECT (self, "waiting for the quantization thread");
+  g_thread_join (worker);
 }
 
 /* PAUSED -> READY, once streaming has stopped (the sink pad is deactivated): a quantization

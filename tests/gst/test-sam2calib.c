@@ -970,6 +970,96 @@ GST_START_TEST (test_stop_while_quantizing)
 
 GST_END_TEST;
 
+/* Stops from the worker's thread count here, and each stop's result. */
+typedef struct
+{
+  gint stops;                   /* atomic */
+  gint failed;                  /* atomic: a stop did not return SUCCESS */
+} SelfStop;
+
+static void
+self_stop (GstElement * calib, SelfStop * st)
+{
+  if (gst_element_set_state (calib, GST_STATE_NULL) != GST_STATE_CHANGE_SUCCESS)
+    g_atomic_int_inc (&st->failed);
+  g_atomic_int_inc (&st->stops);
+}
+
+/* Stops the element from the worker's thread: the "quantized" handler. */
+static void
+stop_on_quantized (GstElement * calib, const gchar * path, SelfStop * st)
+{
+  self_stop (calib, st);
+}
+
+/* The same from a sync bus handler on sam2calib-done. */
+static GstBusSyncReply
+stop_on_done (GstBus * bus, GstMessage * m, gpointer data)
+{
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+      && gst_structure_has_name (gst_message_get_structure (m), "sam2calib-done"))
+    self_stop (GST_ELEMENT (GST_MESSAGE_SRC (m)), data);
+  return GST_BUS_PASS;
+}
+
+/* An application may shut the pipeline down from the "quantized" handler or from a sync bus
+ * handler on sam2calib-done, both in the worker's thread: the stop must not wait for that
+ * thread (it once joined itself: GLib aborts on that), and the file, complete before the
+ * stop, stays. The element starts again afterwards. */
+GST_START_TEST (test_stop_from_worker)
+{
+  for (guint variant = 0; variant < 2; variant++) {
+    gchar *name = g_strdup_printf ("self-stop-%u", variant);
+    gchar *dir = out_dir (name);
+    GstBus *bus = gst_bus_new ();
+    GstElement *calib = make_calib (dir, "num-frames", 1, NULL);
+    GstHarness *h;
+    GstState state;
+    SelfStop st = { 0 };
+
+    if (variant == 0)
+      g_signal_connect (calib, "quantized", G_CALLBACK (stop_on_quantized), &st);
+    else
+      gst_bus_set_sync_handler (bus, stop_on_done, &st, NULL);
+    h = demo_harness (calib, bus);
+    fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+    /* waits for the worker; the stop wakes it (EOS is then not let through), and the stop
+     * may still be on its way down in the worker's thread */
+    gst_harness_push_event (h, gst_event_new_eos ());
+    fail_unless_equals_int (gst_element_get_state (calib, &state, NULL, 60 * GST_SECOND),
+        GST_STATE_CHANGE_SUCCESS);
+    fail_unless_equals_int (state, GST_STATE_NULL);
+    fail_unless_equals_int (g_atomic_int_get (&st.stops), 1);
+    fail_unless_equals_int (g_atomic_int_get (&st.failed), 0);
+    fail_unless_equals_int (count_outputs (dir), 1);
+
+    /* and it runs again */
+    if (variant == 0)
+      g_signal_handlers_disconnect_by_func (calib, stop_on_quantized, &st);
+    else
+      gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+    fail_unless (gst_element_set_state (calib, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+    fail_unless (gst_harness_push_event (h, gst_event_new_stream_start ("again")));
+    {
+      gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,"
+          "framerate=30/1", demo_w, demo_h);
+      gst_harness_set_src_caps_str (h, caps);
+      g_free (caps);
+    }
+    fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+    fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+    fail_unless_equals_int (count_outputs (dir), 1);
+
+    gst_harness_teardown (h);
+    gst_object_unref (calib);
+    gst_object_unref (bus);
+    g_free (dir);
+    g_free (name);
+  }
+}
+
+GST_END_TEST;
+
 /* A flushing seek while the worker quantizes loses nothing: the EOS after it waits for the same
  * quantization, and the file is written once. */
 GST_START_TEST (test_flush_while_quantizing)
@@ -1189,6 +1279,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_error_start);
   tcase_add_test (tc, test_stop_while_quantizing);
   tcase_add_test (tc, test_flush_while_quantizing);
+  tcase_add_test (tc, test_stop_from_worker);
   tcase_add_test (tc, test_calibrate_then_segment);
   tcase_add_test (tc, test_seg_calibrator_errors);
   return s;
