@@ -52,8 +52,11 @@
  * stay, a quantization in progress goes on, and an EOS after the flush waits for it again.
  * Stopping the element (PAUSED to READY) cancels: the core quantizer has no cancellation
  * point, so the element waits for the worker (seconds for the demo model, longer for the
- * large checkpoints) and then discards its result; no file is written unless the result was
- * already complete on disk when the stop came. The next run starts from no frames. An
+ * large checkpoints) and then discards its result. The model is written under a hidden name
+ * beside the output and renamed into place only if no stop came meanwhile: a stop before
+ * that rename leaves the output path as it was (an older file there included); after it, the
+ * run is complete and reported as such (COMPLETE, "sam2calib-done", #GstSam2Calib::quantized,
+ * which the stop waits for). The next run starts from no frames. An
  * application may also stop the pipeline from the #GstSam2Calib::quantized handler or from a
  * sync bus handler on the element's messages, which run in the worker's thread: the stop then
  * does not wait for the worker (it is that thread), which finishes on its own.
@@ -74,8 +77,8 @@
  * With #GstSam2Calib:post-messages (the default), in this order:
  *
  * - %GST_MESSAGE_PROGRESS with code "sam2calib": START at the first frame, CONTINUE when
- *   quantization starts and after each layer, COMPLETE when the file is written (ERROR when
- *   it failed, CANCELED when the element stopped first).
+ *   quantization starts, after each layer and when the file is being written, COMPLETE when
+ *   it is written (ERROR when it failed, CANCELED when the element stopped first).
  * - element message "sam2calib-progress", once per frame taken: frames (guint, taken so
  *   far), total (guint, #GstSam2Calib:num-frames).
  * - element message "sam2calib-layer", once per quantized layer: stage (string, e.g.
@@ -117,6 +120,7 @@
 #include "gstsam2util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -540,6 +544,51 @@ worker_finish (CalibJob * job, CalibState state)
   calib_job_free (job);
 }
 
+/* Saves `q` (atomically, by the core) to a new hidden file beside `path`; its name, or NULL. */
+static gchar *
+save_staging (Sam2Model * q, const gchar * path, GError ** error)
+{
+  gchar *dir = g_path_get_dirname (path);
+  gchar *base = g_path_get_basename (path);
+  gchar *name = g_strdup_printf (".%.200s.sam2calib-XXXXXX", base);
+  gchar *staging = g_build_filename (dir, name, NULL);
+  gint fd = g_mkstemp (staging);
+
+  g_free (name);
+  g_free (base);
+  g_free (dir);
+  if (fd < 0) {
+    const gint err = errno;
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
+        "cannot create a file beside it: %s", g_strerror (err));
+    g_free (staging);
+    return NULL;
+  }
+  close (fd);
+  if (!sam2_model_save (q, staging, error)) {
+    g_unlink (staging);
+    g_free (staging);
+    return NULL;
+  }
+  return staging;
+}
+
+/* The rename is durable once the directory is synced (the core syncs it for its own rename). */
+static void
+sync_directory (GstSam2Calib * self, const gchar * path)
+{
+  gchar *dir = g_path_get_dirname (path);
+  gint fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd >= 0) {
+    if (fsync (fd) != 0 && errno != EINVAL)
+      GST_WARNING_OBJECT (self, "could not sync %s: %s; %s may not survive a power loss",
+          dir, g_strerror (errno), path);
+    close (fd);
+  }
+  g_free (dir);
+}
+
 static gpointer
 quantize_thread (gpointer data)
 {
@@ -547,6 +596,8 @@ quantize_thread (gpointer data)
   GstSam2Calib *self = job->self;
   GError *error = NULL;
   Sam2Model *q;
+  gchar *staging;
+  gboolean cancelled = FALSE;
   guint n;
   GStatBuf st;
   gdouble seconds;
@@ -583,17 +634,41 @@ quantize_thread (gpointer data)
     worker_finish (job, CALIB_FAILED);
     return NULL;
   }
-  if (!sam2_model_save (q, job->out_path, &error)) {
+  /* Written beside the output under another name, and renamed into place only if no stop
+   * came meanwhile (the rename under the lock cancel_worker takes): a stop during the write
+   * leaves nothing at the output path, not even the loss of an older file there. */
+  post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "writing the quantized model", 100);
+  staging = save_staging (q, job->out_path, &error);
+  sam2_model_unref (q);
+  if (staging != NULL) {
+    g_mutex_lock (&self->lock);
+    cancelled = job_cancelled_locked (job);
+    if (!cancelled && g_rename (staging, job->out_path) != 0) {
+      const gint err = errno;
+      g_set_error (&error, G_FILE_ERROR, g_file_error_from_errno (err),
+          "cannot rename %s to it: %s", staging, g_strerror (err));
+    }
+    g_mutex_unlock (&self->lock);
+    if (cancelled || error != NULL)
+      g_unlink (staging);
+    g_free (staging);
+  }
+  if (cancelled) {
+    GST_INFO_OBJECT (self, "stopped while writing: %s not written", job->out_path);
+    post_progress (self, GST_PROGRESS_TYPE_CANCELED, "calibration cancelled", -1);
+    worker_finish (job, CALIB_CANCELLED);
+    return NULL;
+  }
+  if (error != NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
         ("Could not write the quantized model to %s: %s", job->out_path, error->message),
         (NULL));
     post_progress (self, GST_PROGRESS_TYPE_ERROR, error->message, -1);
     g_clear_error (&error);
-    sam2_model_unref (q);
     worker_finish (job, CALIB_FAILED);
     return NULL;
   }
-  sam2_model_unref (q);
+  sync_directory (self, job->out_path);
   if (job->cache != NULL)
     write_index (self, job->index_path, job->frame_hashes);
 

@@ -1060,6 +1060,88 @@ GST_START_TEST (test_stop_from_worker)
 
 GST_END_TEST;
 
+/* Stops the element when the worker says it writes the file: the stop lands after the
+ * worker's check that follows the quantizer, while the file is being written. */
+static GstBusSyncReply
+stop_on_writing (GstBus * bus, GstMessage * m, gpointer data)
+{
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_PROGRESS) {
+    GstProgressType type;
+    gchar *text = NULL;
+    gst_message_parse_progress (m, &type, NULL, &text);
+    if (type == GST_PROGRESS_TYPE_CONTINUE && g_str_has_prefix (text, "writing"))
+      self_stop (GST_ELEMENT (GST_MESSAGE_SRC (m)), data);
+    g_free (text);
+  }
+  return GST_BUS_PASS;
+}
+
+static void
+count_quantized (GstElement * calib, const gchar * path, gint * n)
+{
+  g_atomic_int_inc (n);
+}
+
+/* A stop while the model is written: nothing at the output path (an older file there stays
+ * as it was), no temporary left, CANCELED and no sam2calib-done or quantized. */
+GST_START_TEST (test_stop_while_writing)
+{
+  gchar *path = g_build_filename (tmp_dir, "w", "out.safetensors", NULL);
+  gchar *dir = g_path_get_dirname (path);
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (path, "num-frames", 1, NULL);
+  GstHarness *h;
+  GList *msgs;
+  SelfStop st = { 0 };
+  GstState state;
+  gint quantized = 0;
+  gchar *contents = NULL;
+  gboolean cancelled = FALSE;
+
+  fail_unless (g_mkdir_with_parents (dir, 0755) == 0);
+  fail_unless (g_file_set_contents (path, "older", -1, NULL));
+  g_signal_connect (calib, "quantized", G_CALLBACK (count_quantized), &quantized);
+  gst_bus_set_sync_handler (bus, stop_on_writing, &st, NULL);
+  h = demo_harness (calib, bus);
+  fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+  gst_harness_push_event (h, gst_event_new_eos ());
+  fail_unless_equals_int (gst_element_get_state (calib, &state, NULL, 60 * GST_SECOND),
+      GST_STATE_CHANGE_SUCCESS);
+  fail_unless_equals_int (state, GST_STATE_NULL);
+  fail_unless_equals_int (g_atomic_int_get (&st.stops), 1);
+  fail_unless_equals_int (g_atomic_int_get (&st.failed), 0);
+  /* the element is stopped, but its worker may still be finishing: wait for its last word */
+  for (gint i = 0; i < 600 && !cancelled; i++) {
+    msgs = drain_bus (bus);
+    fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 0);
+    for (GList * l = msgs; l; l = l->next)
+      if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_PROGRESS) {
+        GstProgressType type;
+        gst_message_parse_progress (l->data, &type, NULL, NULL);
+        cancelled |= type == GST_PROGRESS_TYPE_CANCELED;
+        fail_if (type == GST_PROGRESS_TYPE_COMPLETE, "COMPLETE after a stop while writing");
+      }
+    free_messages (msgs);
+    if (!cancelled)
+      g_usleep (100 * 1000);
+  }
+  fail_unless (cancelled, "no CANCELED progress message");
+  fail_unless_equals_int (g_atomic_int_get (&quantized), 0);
+  fail_unless (g_file_get_contents (path, &contents, NULL, NULL));
+  fail_unless_equals_string (contents, "older");
+  fail_unless_equals_int (count_outputs (dir), 1);
+
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (contents);
+  g_free (dir);
+  g_free (path);
+}
+
+GST_END_TEST;
+
 /* A flushing seek while the worker quantizes loses nothing: the EOS after it waits for the same
  * quantization, and the file is written once. */
 GST_START_TEST (test_flush_while_quantizing)
@@ -1280,6 +1362,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_stop_while_quantizing);
   tcase_add_test (tc, test_flush_while_quantizing);
   tcase_add_test (tc, test_stop_from_worker);
+  tcase_add_test (tc, test_stop_while_writing);
   tcase_add_test (tc, test_calibrate_then_segment);
   tcase_add_test (tc, test_seg_calibrator_errors);
   return s;
