@@ -57,8 +57,9 @@
  * The model runs every #GstSam2Seg:interval frames; the frames between reuse the last result
  * (same objects, same masks). With #GstBaseTransform:qos (TRUE here), a frame that QoS events
  * say is already late also reuses the last result instead of running the model; the buffer is
- * never dropped. A frame with new prompts or a new size, and the first frame, always run the
- * model. What was skipped and why is logged at DEBUG level in the "sam2seg" category, and the
+ * never dropped. A frame with new prompts or a new size, the first frame, and the first frame
+ * after a flushing seek or at a new stream (STREAM_START) always run the model; after a flush
+ * or a new stream, upstream ROIs also start new objects (new ids). What was skipped and why is logged at DEBUG level in the "sam2seg" category, and the
  * counts are in #GstSam2Seg:stats.
  *
  * In live pipelines sam2seg adds its processing time to the latency: the longest of the last
@@ -988,6 +989,23 @@ gst_sam2_seg_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * out
   return TRUE;
 }
 
+/* After a flushing seek or at a new stream the frames are not those the last result answers:
+ * it is not reused (the next frame runs the model, whatever the interval), the ROI tracks
+ * start over, and earlier QoS deadlines no longer apply. Object ids keep counting: an id
+ * never names two objects. */
+static void
+gst_sam2_seg_reset_stream (GstSam2Seg * self, const gchar * why)
+{
+  GST_DEBUG_OBJECT (self, "%s: forgetting the last result and the ROI tracks", why);
+  g_array_set_size (self->last, 0);
+  self->have_last = FALSE;
+  self->frames_since_inference = 0;
+  g_array_set_size (self->tracks, 0);
+  GST_OBJECT_LOCK (self);
+  self->earliest_time = GST_CLOCK_TIME_NONE;
+  GST_OBJECT_UNLOCK (self);
+}
+
 static gboolean
 gst_sam2_seg_sink_event (GstBaseTransform * trans, GstEvent * event)
 {
@@ -1006,9 +1024,10 @@ gst_sam2_seg_sink_event (GstBaseTransform * trans, GstEvent * event)
       break;
     }
     case GST_EVENT_FLUSH_STOP:
-      GST_OBJECT_LOCK (self);
-      self->earliest_time = GST_CLOCK_TIME_NONE;
-      GST_OBJECT_UNLOCK (self);
+    case GST_EVENT_STREAM_START:
+      /* serialized: the streaming thread is not in transform_ip */
+      gst_sam2_seg_reset_stream (self, GST_EVENT_TYPE (event) == GST_EVENT_FLUSH_STOP ?
+          "flush" : "new stream");
       break;
     default:
       break;

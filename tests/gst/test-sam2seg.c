@@ -661,6 +661,83 @@ GST_START_TEST (test_interval)
 
 GST_END_TEST;
 
+/* A demo frame with one upstream ROI of type "thing" around the yellow square. */
+static GstBuffer *
+demo_frame_with_roi (guint i)
+{
+  GstBuffer *buf = demo_frame (GST_VIDEO_FORMAT_RGB, 0, i);
+  GstVideoRegionOfInterestMeta *roi =
+      gst_buffer_add_video_region_of_interest_meta (buf, "thing", 173, 0, 82, 80);
+
+  roi->id = 7;
+  return buf;
+}
+
+/* Re-sends caps and a segment, as after a flush with reset (or a new stream). */
+static void
+resend_caps (GstHarness * h)
+{
+  gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,framerate=30/1",
+      demo_w, demo_h);
+  gst_harness_set_src_caps_str (h, caps);
+  g_free (caps);
+}
+
+/* After a flushing seek, and at a new stream, the frames are not those the last result
+ * answers: the next frame runs the model whatever the interval, and ROI objects are new
+ * objects (new ids). Between them the interval holds as usual. */
+GST_START_TEST (test_flush_and_new_stream_forget)
+{
+  GstHarness *h;
+  GstBuffer *prev, *out;
+  GstSam2MaskMeta *meta;
+  guint roi_id;
+
+  load_demo ();
+  h = test_seg_harness_new (GST_VIDEO_FORMAT_RGB, demo_w, demo_h, "points", DEMO_POINTS,
+      "roi-types", "thing", "interval", 10, NULL);
+  prev = push_pull (h, demo_frame_with_roi (0));
+  meta = gst_buffer_get_sam2_mask_meta (prev);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (meta), 2);
+  roi_id = gst_sam2_mask_meta_get_object (meta, 1)->id;
+  /* within the interval: the same result */
+  out = push_pull (h, demo_frame_with_roi (1));
+  meta = gst_buffer_get_sam2_mask_meta (out);
+  fail_unless (gst_sam2_mask_meta_get_object (meta, 0)->mask ==
+      gst_sam2_mask_meta_get_object (gst_buffer_get_sam2_mask_meta (prev), 0)->mask);
+  gst_buffer_unref (out);
+  fail_unless_equals_int (stat (h, "inferences"), 1);
+
+  for (guint step = 0; step < 2; step++) {
+    if (step == 0) {
+      fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+      fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+    } else {
+      fail_unless (gst_harness_push_event (h, gst_event_new_stream_start ("next")));
+    }
+    resend_caps (h);
+    out = push_pull (h, demo_frame_with_roi (2 + step));
+    check_meta_consistent (out, demo_w, demo_h);
+    meta = gst_buffer_get_sam2_mask_meta (out);
+    fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (meta), 2);
+    fail_unless_equals_int (stat (h, "inferences"), 2 + step);
+    fail_unless (gst_sam2_mask_meta_get_object (meta, 0)->mask !=
+        gst_sam2_mask_meta_get_object (gst_buffer_get_sam2_mask_meta (prev), 0)->mask,
+        "%s: the result from before was reused", step == 0 ? "flush" : "stream-start");
+    /* the explicit object is the same prompt, the ROI one a new object */
+    fail_unless_equals_int (gst_sam2_mask_meta_get_object (meta, 0)->id, 0);
+    fail_unless (gst_sam2_mask_meta_get_object (meta, 1)->id > roi_id,
+        "%s: ROI object id %u kept", step == 0 ? "flush" : "stream-start", roi_id);
+    roi_id = gst_sam2_mask_meta_get_object (meta, 1)->id;
+    gst_buffer_unref (prev);
+    prev = out;
+  }
+  gst_buffer_unref (prev);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 /* Late frames (per a QoS event from downstream) reuse the last result and are not dropped;
  * the QoS event goes on upstream; qos=false turns this off. */
 GST_START_TEST (test_qos_skipping)
@@ -977,6 +1054,7 @@ sam2seg_suite (void)
   tcase_add_test (tc, test_signal_prompts);
   tcase_add_test (tc, test_event_prompts);
   tcase_add_test (tc, test_interval);
+  tcase_add_test (tc, test_flush_and_new_stream_forget);
   tcase_add_test (tc, test_qos_skipping);
   tcase_add_test (tc, test_latency);
   tcase_add_test (tc, test_error_model);
