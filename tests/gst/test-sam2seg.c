@@ -1038,6 +1038,123 @@ GST_START_TEST (test_other_sizes_and_caps_change)
 
 GST_END_TEST;
 
+/* Object 0's mask on `out` equals the core API's for one click at (x, y) on `rgb`. */
+static void
+check_click_mask (GstBuffer * out, const guint8 * rgb, gint w, gint h, gfloat x, gfloat y)
+{
+  const Sam2Point click = { x, y, SAM2_LABEL_POSITIVE };
+  guint8 *ref = core_click_masks (rgb, w, h, &click, 1);
+  GstSam2MaskMeta *meta = gst_buffer_get_sam2_mask_meta (out);
+  guint8 *m;
+
+  check_meta_consistent (out, w, h);
+  m = test_object_frame_mask (meta, gst_sam2_mask_meta_get_object (meta, 0));
+  fail_unless_equals_int (test_count_diff (m, ref, (gsize) w * h), 0);
+  g_free (m);
+  g_free (ref);
+}
+
+static void
+check_prompt_props (GstElement * seg, const gchar * points, const gchar * boxes)
+{
+  gchar *p = NULL, *b = NULL;
+
+  g_object_get (seg, "points", &p, "boxes", &b, NULL);
+  fail_unless_equals_string (p, points);
+  fail_unless_equals_string (b, boxes);
+  g_free (p);
+  g_free (b);
+}
+
+/* A renegotiated frame size moves the prompts, active and pending, to the same places of the
+ * new frame (the properties say where), instead of failing negotiation when they fall
+ * outside it; the objects keep their ids. */
+GST_START_TEST (test_caps_change_scales_prompts)
+{
+  GstHarness *h;
+  GstBuffer *out;
+  GstSam2MaskMeta *meta;
+  guint8 *crop;
+  gboolean ok = FALSE;
+
+  load_demo ();
+  h = test_seg_harness_new (GST_VIDEO_FORMAT_RGB, demo_w, demo_h, "points", "128,64",
+      "boxes", DEMO_BOXES, "interval", 50, NULL);
+  out = push_pull (h, demo_frame (GST_VIDEO_FORMAT_RGB, 0, 0));
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (gst_buffer_get_sam2_mask_meta
+          (out)), 2);
+  gst_buffer_unref (out);
+
+  /* half the size: the point at (128, 64) would lie outside a 128x128 frame */
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=128,height=128,"
+      "framerate=30/1");
+  check_prompt_props (h->element, "64,32", "; 86.5,0,127.5,40");
+  crop = demo_crop (128, 128);
+  out = push_pull (h, test_make_frame (crop, 128, 128, GST_VIDEO_FORMAT_RGB, 0, GST_SECOND));
+  meta = gst_buffer_get_sam2_mask_meta (out);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (meta), 2);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_object (meta, 0)->id, 0);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_object (meta, 1)->id, 1);
+  check_click_mask (out, crop, 128, 128, 64, 32);
+  gst_buffer_unref (out);
+  g_free (crop);
+
+  /* new prompts for the 128x128 frames, pending when the size changes again */
+  g_signal_emit_by_name (h->element, "set-prompts", "100,50", NULL, &ok);
+  fail_unless (ok);
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=64,height=64,"
+      "framerate=30/1");
+  check_prompt_props (h->element, "50,25", "");
+  crop = demo_crop (64, 64);
+  out = push_pull (h, test_make_frame (crop, 64, 64, GST_VIDEO_FORMAT_RGB, 0,
+          2 * GST_SECOND));
+  meta = gst_buffer_get_sam2_mask_meta (out);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (meta), 1);
+  check_click_mask (out, crop, 64, 64, 50, 25);
+  gst_buffer_unref (out);
+  g_free (crop);
+  fail_unless_equals_int (stat (h, "inferences"), 3);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* Prompts given at run time before the first caps could not be checked against a frame: at
+ * the first caps they are refused like run-time prompts at any other time (a warning, the
+ * prompts the element started with stay), not with an error that ends the stream. */
+GST_START_TEST (test_prompts_before_first_caps)
+{
+  GstElement *seg = make_seg ("points", DEMO_POINTS, NULL);
+  GstHarness *h = gst_harness_new_with_element (seg, "sink", "src");
+  GstBus *bus = watch_bus (h);
+  GstBuffer *out;
+  gchar *warning;
+  gboolean ok = FALSE;
+
+  load_demo ();
+  g_signal_emit_by_name (seg, "set-prompts", "300,20", NULL, &ok);
+  fail_unless (ok, "no frame size yet: taken, checked at the first caps");
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=256,height=256,"
+      "framerate=30/1");
+  out = push_pull (h, demo_frame (GST_VIDEO_FORMAT_RGB, 0, 0));
+  warning = pop_warning (bus);
+  fail_unless (strstr (warning, "Ignoring the new prompts from the set-prompts signal") != NULL
+      && strstr (warning, "(300, 20) lies outside the 256x256 frame") != NULL, "%s",
+      warning);
+  g_free (warning);
+  fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR) == NULL);
+  check_prompt_props (seg, DEMO_POINTS, "");
+  check_click_mask (out, demo_rgb, demo_w, demo_h, demo_click.x, demo_click.y);
+  gst_buffer_unref (out);
+
+  gst_element_set_bus (seg, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  gst_object_unref (seg);
+}
+
+GST_END_TEST;
+
 static Suite *
 sam2seg_suite (void)
 {
@@ -1064,6 +1181,8 @@ sam2seg_suite (void)
   tcase_add_test (tc, test_model_fixed_while_running);
   tcase_add_test (tc, test_max_objects);
   tcase_add_test (tc, test_other_sizes_and_caps_change);
+  tcase_add_test (tc, test_caps_change_scales_prompts);
+  tcase_add_test (tc, test_prompts_before_first_caps);
   return s;
 }
 
