@@ -1,7 +1,8 @@
 /* test-sam2calib.c: sam2calib with the demo model: caps for every input format, the messages
  * and their order, a quantized model that loads, frame-stride, the statistics cache, every way
  * it refuses to start or to finish (with no file left behind), stopping while it quantizes,
- * and sam2seg switching
+ * while it writes and from its worker's thread, properties set in READY, the device kept
+ * across restarts, and sam2seg switching
  * to the model it writes while the stream runs. Calibration uses a small round-to-nearest
  * recipe (a second or two per run on the demo model); the shipped recipes are tested by the
  * core tests and sam2q. */

@@ -1,7 +1,7 @@
 /* test-sam2seg.c: sam2seg in a harness with the demo model: formats and strides, the metadata
  * on every buffer and its agreement with the core API, prompts from properties, signals,
- * events and upstream ROIs, object ids, interval and QoS skipping, latency, and every way it
- * refuses to start. */
+ * events and upstream ROIs, object ids, interval and QoS skipping, flushes and new streams,
+ * prompts across caps changes, latency, and every way it refuses to start. */
 #include "test-util.h"
 
 #include <string.h>
