@@ -32,8 +32,9 @@
  *
  * ## Errors, before the first frame
  *
- * The recipe, the output location and the model are checked when the element starts
- * (NULL to READY): a malformed recipe fails with the parser's message, which names the key,
+ * The properties are taken, and the recipe, the output location and the model checked, when
+ * the element starts (READY to PAUSED; they may change in NULL and READY, and take effect at
+ * the next start): a malformed recipe fails with the parser's message, which names the key,
  * line and column; an output directory that cannot be created or written, and a model that
  * cannot be found or is already quantized, fail with a message that says what to change.
  * device=cuda runs the float model and gathers the layer statistics on the GPU; a build without
@@ -51,8 +52,14 @@
  * stay, a quantization in progress goes on, and an EOS after the flush waits for it again.
  * Stopping the element (PAUSED to READY) cancels: the core quantizer has no cancellation
  * point, so the element waits for the worker (seconds for the demo model, longer for the
- * large checkpoints) and then discards its result; no file is written unless the result was
- * already complete on disk when the stop came. The next run starts from no frames.
+ * large checkpoints) and then discards its result. The model is written under a hidden name
+ * beside the output and renamed into place only if no stop came meanwhile: a stop before
+ * that rename leaves the output path as it was (an older file there included); after it, the
+ * run is complete and reported as such (COMPLETE, "sam2calib-done", #GstSam2Calib::quantized,
+ * which the stop waits for). The next run starts from no frames. An
+ * application may also stop the pipeline from the #GstSam2Calib::quantized handler or from a
+ * sync bus handler on the element's messages, which run in the worker's thread: the stop then
+ * does not wait for the worker (it is that thread), which finishes on its own.
  *
  * ## Statistics cache
  *
@@ -70,8 +77,8 @@
  * With #GstSam2Calib:post-messages (the default), in this order:
  *
  * - %GST_MESSAGE_PROGRESS with code "sam2calib": START at the first frame, CONTINUE when
- *   quantization starts and after each layer, COMPLETE when the file is written (ERROR when
- *   it failed, CANCELED when the element stopped first).
+ *   quantization starts, after each layer and when the file is being written, COMPLETE when
+ *   it is written (ERROR when it failed, CANCELED when the element stopped first).
  * - element message "sam2calib-progress", once per frame taken: frames (guint, taken so
  *   far), total (guint, #GstSam2Calib:num-frames).
  * - element message "sam2calib-layer", once per quantized layer: stage (string, e.g.
@@ -81,7 +88,8 @@
  * - element message "sam2calib-done" (posted even when post-messages is FALSE): path
  *   (string), n-frames (guint), seconds (gdouble, from the first frame to the file written),
  *   size (guint64, the file's size in bytes), cached (gboolean, the statistics came from
- *   #GstSam2Calib:cache-dir).
+ *   #GstSam2Calib:cache-dir), backend (string, where the float model ran the frames:
+ *   "cpu fp32", or "cuda fp32, " and the GPU).
  *
  * Then the #GstSam2Calib::quantized signal is emitted, from the worker thread, with the
  * path. sam2seg's calibrator / calibrator-name properties use it to switch to the quantized
@@ -112,6 +120,7 @@
 #include "gstsam2util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -191,6 +200,7 @@ struct _GstSam2Calib
   Sam2Model *model;
   Sam2Recipe *recipe;
   Sam2Calibrator *calibrator;
+  Sam2SessionOptions run_options;       /* device: every calibrator of the run is built so */
   gchar *out_path;
   guint target, stride;
   gboolean post;
@@ -217,6 +227,7 @@ struct _GstSam2Calib
   guint64 seen;                 /* buffers rendered, for the stride */
   guint collected;
   gint64 t_first;               /* monotonic time of the first frame taken */
+  guint run;                    /* counts the starts: a worker's results are its run's only */
   gboolean cancel;
   gboolean finished;            /* the worker has done everything, signal included */
   GThread *worker;
@@ -388,16 +399,16 @@ read_index (const gchar * path, guint max_frames)
 
 /* Written after the model, atomically (g_file_set_contents): a later run finds the set. */
 static void
-write_index (GstSam2Calib * self)
+write_index (GstSam2Calib * self, const gchar * index_path, GPtrArray * hashes)
 {
   GString *text = g_string_new (CACHE_INDEX_MAGIC "\n");
   GError *error = NULL;
 
-  for (guint i = 0; i < self->frame_hashes->len; i++)
-    g_string_append_printf (text, "%s\n", (const gchar *) self->frame_hashes->pdata[i]);
-  if (!g_file_set_contents (self->index_path, text->str, text->len, &error)) {
+  for (guint i = 0; i < hashes->len; i++)
+    g_string_append_printf (text, "%s\n", (const gchar *) hashes->pdata[i]);
+  if (!g_file_set_contents (index_path, text->str, text->len, &error)) {
     GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
-        ("Could not write the calibration cache index %s: %s", self->index_path,
+        ("Could not write the calibration cache index %s: %s", index_path,
             error->message), (NULL));
     g_clear_error (&error);
   }
@@ -406,27 +417,38 @@ write_index (GstSam2Calib * self)
 
 /* The identity of the frames taken: what the core's cache is keyed by. */
 static gchar *
-set_digest (GstSam2Calib * self)
+set_digest (GPtrArray * hashes)
 {
   GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
   gchar *hex;
 
-  for (guint i = 0; i < self->frame_hashes->len; i++)
-    g_checksum_update (sum, self->frame_hashes->pdata[i], -1);
+  for (guint i = 0; i < hashes->len; i++)
+    g_checksum_update (sum, hashes->pdata[i], -1);
   hex = g_strdup (g_checksum_get_string (sum));
   g_checksum_free (sum);
   return hex;
 }
 
-/* Points the calibrator at its cache entry for the frames taken: it loads the statistics if
+/* Points `calibrator` at the cache entry for the frames `hashes`: it loads the statistics if
  * they are there (*hit), and saves them there when it quantizes otherwise. */
+static gboolean
+calibrator_use_cache (Sam2Calibrator * calibrator, const gchar * cache, GPtrArray * hashes,
+    gboolean * hit, GError ** error)
+{
+  gchar *digest = set_digest (hashes);
+  gboolean ok = sam2_calibrator_use_cache (calibrator, cache, digest, hit, error);
+
+  g_free (digest);
+  return ok;
+}
+
+/* The same for the streaming thread's calibrator and frames. */
 static gboolean
 use_cache (GstSam2Calib * self, gboolean * hit, GError ** error)
 {
-  gchar *digest = set_digest (self);
-  gboolean ok = sam2_calibrator_use_cache (self->calibrator, self->cache, digest, hit, error);
+  gboolean ok = calibrator_use_cache (self->calibrator, self->cache, self->frame_hashes, hit,
+      error);
 
-  g_free (digest);
   if (ok && *hit)
     self->from_cache = TRUE;
   return ok;
@@ -434,11 +456,60 @@ use_cache (GstSam2Calib * self, gboolean * hit, GError ** error)
 
 /* ---- the worker --------------------------------------------------------------------------- */
 
+/* What a quantization worker works on, its own: the run it belongs to may be torn down while
+ * it works, also from its own thread (an application that stops the pipeline from the
+ * "quantized" handler or from a sync bus handler on one of the worker's messages). */
+typedef struct
+{
+  GstSam2Calib *self;           /* a reference */
+  guint run;                    /* self->run when it started */
+  Sam2Calibrator *calibrator;   /* taken over from the streaming thread */
+  gchar *out_path;
+  gchar *cache;                 /* NULL: no statistics cache */
+  gboolean save_statistics;     /* computed (not loaded) statistics, for the cache */
+  gchar *index_path;
+  GPtrArray *frame_hashes;      /* taken over from the streaming thread */
+  gboolean from_cache;
+  gchar *recipe_name;
+  gint64 t_first;
+} CalibJob;
+
+static void
+calib_job_free (CalibJob * job)
+{
+  sam2_calibrator_free (job->calibrator);
+  g_free (job->out_path);
+  g_free (job->cache);
+  g_free (job->index_path);
+  g_ptr_array_unref (job->frame_hashes);
+  g_free (job->recipe_name);
+  gst_object_unref (job->self);
+  g_free (job);
+}
+
+/* Whether the run the job belongs to was stopped (or is over and another one started). */
+static gboolean
+job_cancelled_locked (CalibJob * job)
+{
+  return job->self->cancel || job->self->run != job->run;
+}
+
+static gboolean
+job_cancelled (CalibJob * job)
+{
+  gboolean cancelled;
+
+  g_mutex_lock (&job->self->lock);
+  cancelled = job_cancelled_locked (job);
+  g_mutex_unlock (&job->self->lock);
+  return cancelled;
+}
+
 static void
 on_quant_progress (gpointer data, const char *stage, int done, int total, const char *item,
     double error)
 {
-  GstSam2Calib *self = data;
+  GstSam2Calib *self = ((CalibJob *) data)->self;
   gchar *text;
 
   GST_DEBUG_OBJECT (self, "%s %d/%d %s error %g", stage, done, total, item ? item : "", error);
@@ -453,57 +524,106 @@ on_quant_progress (gpointer data, const char *stage, int done, int total, const 
   g_free (text);
 }
 
+/* The worker's last word on its run (none once that run is over), then it lets go. */
 static void
-worker_finish (GstSam2Calib * self, CalibState state)
+worker_finish (CalibJob * job, CalibState state)
 {
+  GstSam2Calib *self = job->self;
   GstBaseSink *sink = GST_BASE_SINK (self);
 
   g_mutex_lock (&self->lock);
-  self->state = state;
-  self->finished = TRUE;
+  if (self->run == job->run) {
+    self->state = state;
+    self->finished = TRUE;
+  }
   g_mutex_unlock (&self->lock);
   /* an EOS may be waiting in the event handler, on the preroll condition */
   GST_BASE_SINK_PREROLL_LOCK (sink);
   GST_BASE_SINK_PREROLL_SIGNAL (sink);
   GST_BASE_SINK_PREROLL_UNLOCK (sink);
+  calib_job_free (job);
+}
+
+/* Saves `q` (atomically, by the core) to a new hidden file beside `path`; its name, or NULL. */
+static gchar *
+save_staging (Sam2Model * q, const gchar * path, GError ** error)
+{
+  gchar *dir = g_path_get_dirname (path);
+  gchar *base = g_path_get_basename (path);
+  gchar *name = g_strdup_printf (".%.200s.sam2calib-XXXXXX", base);
+  gchar *staging = g_build_filename (dir, name, NULL);
+  gint fd = g_mkstemp (staging);
+
+  g_free (name);
+  g_free (base);
+  g_free (dir);
+  if (fd < 0) {
+    const gint err = errno;
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
+        "cannot create a file beside it: %s", g_strerror (err));
+    g_free (staging);
+    return NULL;
+  }
+  close (fd);
+  if (!sam2_model_save (q, staging, error)) {
+    g_unlink (staging);
+    g_free (staging);
+    return NULL;
+  }
+  return staging;
+}
+
+/* The rename is durable once the directory is synced (the core syncs it for its own rename). */
+static void
+sync_directory (GstSam2Calib * self, const gchar * path)
+{
+  gchar *dir = g_path_get_dirname (path);
+  gint fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd >= 0) {
+    if (fsync (fd) != 0 && errno != EINVAL)
+      GST_WARNING_OBJECT (self, "could not sync %s: %s; %s may not survive a power loss",
+          dir, g_strerror (errno), path);
+    close (fd);
+  }
+  g_free (dir);
 }
 
 static gpointer
 quantize_thread (gpointer data)
 {
-  GstSam2Calib *self = data;
+  CalibJob *job = data;
+  GstSam2Calib *self = job->self;
   GError *error = NULL;
   Sam2Model *q;
-  gboolean cancel;
+  gchar *staging;
+  gboolean cancelled = FALSE;
   guint n;
   GStatBuf st;
   gdouble seconds;
 
-  if (self->cache != NULL && self->expected == NULL) {
+  if (job->save_statistics) {
     /* computed statistics: saved to the cache when quantizing (a hit loads the same ones) */
     gboolean hit = FALSE;
-    if (!use_cache (self, &hit, &error)) {
+    if (!calibrator_use_cache (job->calibrator, job->cache, job->frame_hashes, &hit, &error)) {
       GST_ELEMENT_WARNING (self, RESOURCE, WRITE, ("Not caching the statistics: %s",
               error->message), (NULL));
       g_clear_error (&error);
     }
   }
-  n = (guint) sam2_calibrator_get_n_frames (self->calibrator);
+  n = (guint) sam2_calibrator_get_n_frames (job->calibrator);
   GST_INFO_OBJECT (self, "quantizing from %u frames with recipe \"%s\"%s", n,
-      self->recipe->name, self->from_cache ? " (statistics from the cache)" : "");
-  q = sam2_calibrator_quantize (self->calibrator, on_quant_progress, self, &error);
+      job->recipe_name, job->from_cache ? " (statistics from the cache)" : "");
+  q = sam2_calibrator_quantize (job->calibrator, on_quant_progress, job, &error);
 
-  g_mutex_lock (&self->lock);
-  cancel = self->cancel;
-  g_mutex_unlock (&self->lock);
-  if (cancel) {
+  if (job_cancelled (job)) {
     /* stop() came while the quantizer ran: nothing was written, nothing is */
     GST_INFO_OBJECT (self, "stopped while quantizing: discarding the result");
     post_progress (self, GST_PROGRESS_TYPE_CANCELED, "calibration cancelled", -1);
     g_clear_error (&error);
     if (q)
       sam2_model_unref (q);
-    worker_finish (self, CALIB_CANCELLED);
+    worker_finish (job, CALIB_CANCELLED);
     return NULL;
   }
   if (q == NULL) {
@@ -511,48 +631,90 @@ quantize_thread (gpointer data)
         ("sam2_calibrator_quantize: %s %d", g_quark_to_string (error->domain), error->code));
     post_progress (self, GST_PROGRESS_TYPE_ERROR, error->message, -1);
     g_clear_error (&error);
-    worker_finish (self, CALIB_FAILED);
+    worker_finish (job, CALIB_FAILED);
     return NULL;
   }
-  if (!sam2_model_save (q, self->out_path, &error)) {
+  /* Written beside the output under another name, and renamed into place only if no stop
+   * came meanwhile (the rename under the lock cancel_worker takes): a stop during the write
+   * leaves nothing at the output path, not even the loss of an older file there. */
+  post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "writing the quantized model", 100);
+  staging = save_staging (q, job->out_path, &error);
+  sam2_model_unref (q);
+  if (staging != NULL) {
+    g_mutex_lock (&self->lock);
+    cancelled = job_cancelled_locked (job);
+    if (!cancelled && g_rename (staging, job->out_path) != 0) {
+      const gint err = errno;
+      g_set_error (&error, G_FILE_ERROR, g_file_error_from_errno (err),
+          "cannot rename %s to it: %s", staging, g_strerror (err));
+    }
+    g_mutex_unlock (&self->lock);
+    if (cancelled || error != NULL)
+      g_unlink (staging);
+    g_free (staging);
+  }
+  if (cancelled) {
+    GST_INFO_OBJECT (self, "stopped while writing: %s not written", job->out_path);
+    post_progress (self, GST_PROGRESS_TYPE_CANCELED, "calibration cancelled", -1);
+    worker_finish (job, CALIB_CANCELLED);
+    return NULL;
+  }
+  if (error != NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
-        ("Could not write the quantized model to %s: %s", self->out_path, error->message),
+        ("Could not write the quantized model to %s: %s", job->out_path, error->message),
         (NULL));
     post_progress (self, GST_PROGRESS_TYPE_ERROR, error->message, -1);
     g_clear_error (&error);
-    sam2_model_unref (q);
-    worker_finish (self, CALIB_FAILED);
+    worker_finish (job, CALIB_FAILED);
     return NULL;
   }
-  sam2_model_unref (q);
-  if (self->cache != NULL)
-    write_index (self);
+  sync_directory (self, job->out_path);
+  if (job->cache != NULL)
+    write_index (self, job->index_path, job->frame_hashes);
 
-  seconds = (g_get_monotonic_time () - self->t_first) / 1e6;
-  if (g_stat (self->out_path, &st) != 0)
+  seconds = (g_get_monotonic_time () - job->t_first) / 1e6;
+  if (g_stat (job->out_path, &st) != 0)
     st.st_size = 0;
   GST_INFO_OBJECT (self, "wrote %s (%" G_GINT64_FORMAT " bytes) from %u frames in %.1f s",
-      self->out_path, (gint64) st.st_size, n, seconds);
-  post_progress (self, GST_PROGRESS_TYPE_COMPLETE, self->out_path, -1);
+      job->out_path, (gint64) st.st_size, n, seconds);
+  post_progress (self, GST_PROGRESS_TYPE_COMPLETE, job->out_path, -1);
   post_element (self, gst_structure_new ("sam2calib-done",
-          "path", G_TYPE_STRING, self->out_path, "n-frames", G_TYPE_UINT, n,
+          "path", G_TYPE_STRING, job->out_path, "n-frames", G_TYPE_UINT, n,
           "seconds", G_TYPE_DOUBLE, seconds, "size", G_TYPE_UINT64, (guint64) st.st_size,
-          "cached", G_TYPE_BOOLEAN, self->from_cache, NULL));
-  g_signal_emit (self, gst_sam2_calib_signals[SIGNAL_QUANTIZED], 0, self->out_path);
-  worker_finish (self, CALIB_DONE);
+          "cached", G_TYPE_BOOLEAN, job->from_cache,
+          "backend", G_TYPE_STRING, sam2_calibrator_describe_backend (job->calibrator),
+          NULL));
+  g_signal_emit (self, gst_sam2_calib_signals[SIGNAL_QUANTIZED], 0, job->out_path);
+  worker_finish (job, CALIB_DONE);
   return NULL;
 }
 
-/* Called with `lock` held, state just set to CALIB_QUANTIZING. */
+/* Called with `lock` held, state just set to CALIB_QUANTIZING: the calibrator and the frame
+ * hashes go to the worker (no frame is taken any more in this run). */
 static gboolean
 start_worker_locked (GstSam2Calib * self)
 {
   GError *error = NULL;
+  CalibJob *job = g_new0 (CalibJob, 1);
 
-  self->worker = g_thread_try_new ("sam2calib", quantize_thread, self, &error);
+  job->self = gst_object_ref (self);
+  job->run = self->run;
+  job->calibrator = g_steal_pointer (&self->calibrator);
+  job->out_path = g_strdup (self->out_path);
+  job->cache = g_strdup (self->cache);
+  job->save_statistics = self->cache != NULL && self->expected == NULL;
+  job->index_path = g_strdup (self->index_path);
+  job->frame_hashes = self->frame_hashes;
+  self->frame_hashes = g_ptr_array_new_with_free_func (g_free);
+  job->from_cache = self->from_cache;
+  job->recipe_name = g_strdup (self->recipe->name);
+  job->t_first = self->t_first;
+
+  self->worker = g_thread_try_new ("sam2calib", quantize_thread, job, &error);
   if (self->worker == NULL) {
     self->state = CALIB_FAILED;
     g_mutex_unlock (&self->lock);
+    calib_job_free (job);
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Could not start the quantization thread: %s", error->message), (NULL));
     g_clear_error (&error);
@@ -608,14 +770,19 @@ gst_sam2_calib_set_caps (GstBaseSink * sink, GstCaps * caps)
   return TRUE;
 }
 
-/* A fresh calibrator, with no frame hashed and no cached set to compare with. */
+/* A fresh calibrator on the device the run was started with (run_options), with no frame
+ * hashed and no cached set to compare with. */
 static gboolean
 new_calibrator (GstSam2Calib * self, GError ** error)
 {
   g_clear_pointer (&self->calibrator, sam2_calibrator_free);
-  self->calibrator = sam2_calibrator_new (self->model, self->recipe, error);
   g_ptr_array_set_size (self->frame_hashes, 0);
   g_clear_pointer (&self->expected, g_ptr_array_unref);
+  self->calibrator = sam2_calibrator_new_full (self->model, self->recipe, &self->run_options,
+      error);
+  if (self->calibrator != NULL)
+    GST_INFO_OBJECT (self, "calibrator on %s",
+        sam2_calibrator_describe_backend (self->calibrator));
   return self->calibrator != NULL;
 }
 
@@ -906,7 +1073,8 @@ gst_sam2_calib_event (GstBaseSink * sink, GstEvent * event)
 
 /* ---- start / stop ------------------------------------------------------------------------- */
 
-/* Releases what start() set up: calibrator, model, recipe and the output and cache locations. */
+/* Releases what setup_run() set up: calibrator, model, recipe and the output and cache
+ * locations. */
 static void
 clear_run (GstSam2Calib * self)
 {
@@ -918,10 +1086,12 @@ clear_run (GstSam2Calib * self)
   g_clear_pointer (&self->cache_prefix, g_free);
 }
 
+/* READY -> PAUSED, before the sink pad is activated: takes the properties and checks all of
+ * them, so that a wrong setting fails before the first frame. Not GstBaseSink's start(),
+ * which runs at NULL -> READY: the properties stay settable in READY, as their flags say. */
 static gboolean
-gst_sam2_calib_start (GstBaseSink * sink)
+setup_run (GstSam2Calib * self)
 {
-  GstSam2Calib *self = GST_SAM2_CALIB (sink);
   gchar *model_ref, *config, *output, *dir = NULL;
   GstSam2CalibDevice device;
   guint batch_size;
@@ -937,6 +1107,8 @@ gst_sam2_calib_start (GstBaseSink * sink)
   self->stride = self->frame_stride;
   self->post = self->post_messages;
   batch_size = self->batch_size;
+  /* from here on a property change would not be used: refused, with a warning */
+  self->started = TRUE;
   GST_OBJECT_UNLOCK (self);
 
   /* recipe first: the cheapest check, and its errors name key, line and column */
@@ -995,16 +1167,13 @@ gst_sam2_calib_start (GstBaseSink * sink)
   self->model = gst_sam2_load_model (GST_ELEMENT (self), GST_CAT_DEFAULT, model_ref);
   if (self->model == NULL)
     goto fail;
-  {
-    /* on CUDA the float model and the layer statistics stay on the GPU */
-    const Sam2SessionOptions run = {
-      device == GST_SAM2_CALIB_DEVICE_CUDA ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU,
-      SAM2_PRECISION_FP32,
-      1,
-    };
-    self->calibrator = sam2_calibrator_new_full (self->model, self->recipe, &run, &error);
-  }
-  if (self->calibrator == NULL) {
+  /* on CUDA the float model and the layer statistics stay on the GPU; every calibrator of
+   * this run (a restart after a cached set broke off included) is built with these */
+  self->run_options.backend = device == GST_SAM2_CALIB_DEVICE_CUDA ? SAM2_BACKEND_CUDA
+      : SAM2_BACKEND_CPU;
+  self->run_options.precision = SAM2_PRECISION_FP32;
+  self->run_options.max_batch = 1;
+  if (!new_calibrator (self, &error)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("Cannot calibrate \"%s\": %s", model_ref, error->message), (NULL));
     g_clear_error (&error);
@@ -1024,6 +1193,7 @@ gst_sam2_calib_start (GstBaseSink * sink)
   self->from_cache = FALSE;
 
   g_mutex_lock (&self->lock);
+  self->run++;
   self->state = CALIB_COLLECTING;
   self->seen = 0;
   self->collected = 0;
@@ -1031,9 +1201,6 @@ gst_sam2_calib_start (GstBaseSink * sink)
   self->finished = FALSE;
   self->worker = NULL;
   g_mutex_unlock (&self->lock);
-  GST_OBJECT_LOCK (self);
-  self->started = TRUE;
-  GST_OBJECT_UNLOCK (self);
   GST_INFO_OBJECT (self, "calibrating \"%s\" with recipe \"%s\" on %u frames (every %u%s), "
       "writing %s", model_ref, self->recipe->name, self->target, self->stride,
       self->stride == 1 ? "" : " frames", self->out_path);
@@ -1046,6 +1213,9 @@ gst_sam2_calib_start (GstBaseSink * sink)
 
 fail:
   clear_run (self);
+  GST_OBJECT_LOCK (self);
+  self->started = FALSE;
+  GST_OBJECT_UNLOCK (self);
   g_free (model_ref);
   g_free (config);
   g_free (output);
@@ -1053,8 +1223,8 @@ fail:
   return FALSE;
 }
 
-/* Cancels a quantization under way (waiting for it: the core quantizer has no cancellation
- * point; the worker checks `cancel` before writing anything) and forgets the frames taken. */
+/* Cancels a quantization under way, waiting for it (the core quantizer has no cancellation
+ * point; the worker checks `cancel` before writing anything). */
 static void
 cancel_worker (GstSam2Calib * self)
 {
@@ -1065,35 +1235,29 @@ cancel_worker (GstSam2Calib * self)
   worker = self->worker;
   self->worker = NULL;
   g_mutex_unlock (&self->lock);
-  if (worker != NULL) {
-    GST_DEBUG_OBJECT (self, "waiting for the quantization thread");
-    g_thread_join (worker);
+  if (worker == NULL)
+    return;
+  if (worker == g_thread_self ()) {
+    /* The stop comes from the worker itself: an application that stops the pipeline from the
+     * "quantized" handler or from a sync bus handler on one of the worker's messages. Joining
+     * would wait for this very thread. The worker works on its own job and holds a reference
+     * to the element, so it finishes after the run is torn down; dropping the last reference
+     * to its GThread before it ends detaches it, so nothing is left to join. */
+    GST_DEBUG_OBJECT (self, "stopped from the quantization thread: not waiting for itself");
+    g_thread_unref (worker);
+    return;
   }
+  GST_DEBUG_OBJECT (self, "waiting for the quantization thread");
+  g_thread_join (worker);
 }
 
-/* A new calibration for the next run (READY -> PAUSED again): the statistics belong to the
- * stream that ended. */
-static gboolean
-reset_calibration (GstSam2Calib * self, GError ** error)
+/* PAUSED -> READY, once streaming has stopped (the sink pad is deactivated): a quantization
+ * still running is cancelled, and everything of the run goes; the next start takes the
+ * properties afresh and starts from no frames. Builds nothing and cannot fail: a pipeline can
+ * always shut down. */
+static void
+teardown_run (GstSam2Calib * self)
 {
-  new_calibrator (self, error);
-  g_clear_pointer (&self->index_path, g_free);
-  self->from_cache = FALSE;
-  g_mutex_lock (&self->lock);
-  self->state = self->calibrator ? CALIB_COLLECTING : CALIB_FAILED;
-  self->seen = 0;
-  self->collected = 0;
-  self->cancel = FALSE;
-  self->finished = FALSE;
-  g_mutex_unlock (&self->lock);
-  return self->calibrator != NULL;
-}
-
-static gboolean
-gst_sam2_calib_stop (GstBaseSink * sink)
-{
-  GstSam2Calib *self = GST_SAM2_CALIB (sink);
-
   cancel_worker (self);
   GST_OBJECT_LOCK (self);
   self->started = FALSE;
@@ -1102,10 +1266,10 @@ gst_sam2_calib_stop (GstBaseSink * sink)
   g_ptr_array_set_size (self->frame_hashes, 0);
   g_clear_pointer (&self->expected, g_ptr_array_unref);
   g_clear_pointer (&self->index_path, g_free);
+  self->from_cache = FALSE;
   g_clear_pointer (&self->converter, gst_video_converter_free);
   gst_clear_buffer (&self->rgb);
   gst_video_info_init (&self->info);
-  return TRUE;
 }
 
 static GstStateChangeReturn
@@ -1113,20 +1277,14 @@ gst_sam2_calib_change_state (GstElement * element, GstStateChange transition)
 {
   GstSam2Calib *self = GST_SAM2_CALIB (element);
   GstStateChangeReturn ret;
-  GError *error = NULL;
 
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED && !setup_run (self))
+    return GST_STATE_CHANGE_FAILURE;
   ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
-    /* streaming has stopped (the pad is deactivated): a quantization still running is
-     * cancelled, and the next run starts from no frames */
-    cancel_worker (self);
-    if (!reset_calibration (self, &error)) {
-      GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Cannot calibrate again: %s",
-              error->message), (NULL));
-      g_clear_error (&error);
-      return GST_STATE_CHANGE_FAILURE;
-    }
-  }
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY
+      || (transition == GST_STATE_CHANGE_READY_TO_PAUSED
+          && ret == GST_STATE_CHANGE_FAILURE))
+    teardown_run (self);
   return ret;
 }
 
@@ -1376,14 +1534,12 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
       "(<model>-<recipe>.safetensors in a directory, or a .safetensors path); EOS waits for "
       "the file. Messages: progress (code sam2calib), sam2calib-progress (frames, total), "
       "sam2calib-layer (stage, layer, done, total, error), sam2calib-done (path, n-frames, "
-      "seconds, size, cached); signal quantized (path). Example: gst-launch-1.0 -e filesrc "
+      "seconds, size, cached, backend); signal quantized (path). Example: gst-launch-1.0 -e filesrc "
       "location=in.webm ! decodebin ! videoconvert ! sam2calib model=tiny "
       "config=configs/hiera_tiny_w4a8.yaml num-frames=64 frame-stride=4 output=models/",
       "sam2-gst developers");
 
   element_class->change_state = GST_DEBUG_FUNCPTR (gst_sam2_calib_change_state);
-  sink_class->start = GST_DEBUG_FUNCPTR (gst_sam2_calib_start);
-  sink_class->stop = GST_DEBUG_FUNCPTR (gst_sam2_calib_stop);
   sink_class->set_caps = GST_DEBUG_FUNCPTR (gst_sam2_calib_set_caps);
   sink_class->render = GST_DEBUG_FUNCPTR (gst_sam2_calib_render);
   sink_class->event = GST_DEBUG_FUNCPTR (gst_sam2_calib_event);

@@ -345,3 +345,98 @@ gst_sam2_prompts_check_frame (const GstSam2Prompts * prompts, gint width, gint h
   }
   return TRUE;
 }
+
+/* Rounded to 1/100 pixel, and below `limit` when `below` (a point, or a box's top-left
+ * corner, must lie inside the frame). round (v * 100) / 100 in double is the double nearest
+ * to the two-decimal number, as g_ascii_strtod reads it back. */
+static gfloat
+scale_coord (gfloat v, gint from, gint to, gboolean below)
+{
+  gdouble s = round ((gdouble) v * to / from * 100.0) / 100.0;
+
+  if (below && s >= to)
+    s = (to * 100.0 - 1.0) / 100.0;
+  return (gfloat) MAX (s, 0.0);
+}
+
+void
+gst_sam2_prompts_scale (GstSam2Prompts * prompts, gint from_width, gint from_height,
+    gint to_width, gint to_height)
+{
+  g_return_if_fail (from_width > 0 && from_height > 0 && to_width > 0 && to_height > 0);
+
+  for (gint o = 0, first = 0; prompts != NULL && o < prompts->n_objects; o++) {
+    Sam2Prompt *p = &prompts->prompts[o];
+    /* the object's points, in the array the prompts own */
+    Sam2Point *pts = prompts->points + first;
+    for (gint i = 0; i < p->n_points; i++) {
+      pts[i].x = scale_coord (pts[i].x, from_width, to_width, TRUE);
+      pts[i].y = scale_coord (pts[i].y, from_height, to_height, TRUE);
+    }
+    first += p->n_points;
+    if (p->has_box) {
+      p->box[0] = scale_coord (p->box[0], from_width, to_width, TRUE);
+      p->box[1] = scale_coord (p->box[1], from_height, to_height, TRUE);
+      p->box[2] = MAX (scale_coord (p->box[2], from_width, to_width, FALSE), p->box[0]);
+      p->box[3] = MAX (scale_coord (p->box[3], from_height, to_height, FALSE), p->box[1]);
+    }
+  }
+}
+
+/* A coordinate as the parser reads it: "%.2f" without trailing zeros. */
+static void
+append_coord (GString * s, gfloat v)
+{
+  gchar buf[G_ASCII_DTOSTR_BUF_SIZE];
+  gchar *end;
+
+  g_ascii_formatd (buf, sizeof buf, "%.2f", v);
+  end = buf + strlen (buf);
+  while (end > buf && end[-1] == '0')
+    *--end = '\0';
+  if (end > buf && end[-1] == '.')
+    *--end = '\0';
+  g_string_append (s, buf);
+}
+
+void
+gst_sam2_prompts_to_strings (const GstSam2Prompts * prompts, gchar ** points, gchar ** boxes)
+{
+  GString *ps = g_string_new (NULL), *bs = g_string_new (NULL);
+  gint last_points = -1, last_box = -1;
+
+  for (gint o = 0; prompts != NULL && o < prompts->n_objects; o++) {
+    if (prompts->prompts[o].n_points > 0)
+      last_points = o;
+    if (prompts->prompts[o].has_box)
+      last_box = o;
+  }
+  /* entries up to the last object that has some (a missing trailing entry means none) */
+  for (gint o = 0; o <= last_points; o++) {
+    const Sam2Prompt *p = &prompts->prompts[o];
+    if (o > 0)
+      g_string_append (ps, "; ");
+    for (gint i = 0; i < p->n_points; i++) {
+      if (i > 0)
+        g_string_append_c (ps, ' ');
+      append_coord (ps, p->points[i].x);
+      g_string_append_c (ps, ',');
+      append_coord (ps, p->points[i].y);
+      if (p->points[i].label == SAM2_LABEL_NEGATIVE)
+        g_string_append (ps, ",0");
+    }
+  }
+  for (gint o = 0; o <= last_box; o++) {
+    const Sam2Prompt *p = &prompts->prompts[o];
+    if (o > 0)
+      g_string_append (bs, "; ");
+    if (p->has_box)
+      for (gint i = 0; i < 4; i++) {
+        if (i > 0)
+          g_string_append_c (bs, ',');
+        append_coord (bs, p->box[i]);
+      }
+  }
+  *points = g_string_free (ps, FALSE);
+  *boxes = g_string_free (bs, FALSE);
+}

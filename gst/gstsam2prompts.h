@@ -49,6 +49,17 @@ GstSam2Prompts *gst_sam2_prompts_copy (const GstSam2Prompts * prompts);
 gboolean gst_sam2_prompts_check_frame (const GstSam2Prompts * prompts, gint width,
     gint height, GError ** error);
 
+/* Moves the prompts of a from_width x from_height frame to the same places in a to_width x
+ * to_height frame (a caps change): coordinates are scaled, rounded to 1/100 pixel (what
+ * gst_sam2_prompts_to_strings writes) and points and box corners kept inside the new frame. */
+void gst_sam2_prompts_scale (GstSam2Prompts * prompts, gint from_width, gint from_height,
+    gint to_width, gint to_height);
+
+/* The points and boxes strings (g_free) that gst_sam2_prompts_parse reads back as `prompts`
+ * (coordinates with at most two decimals, as gst_sam2_prompts_scale leaves them). */
+void gst_sam2_prompts_to_strings (const GstSam2Prompts * prompts, gchar ** points,
+    gchar ** boxes);
+
 G_END_DECLS
 
 #endif /* __GST_SAM2_PROMPTS_H__ */

@@ -32,6 +32,14 @@
  * are frame pixels and may be decimals. Malformed strings fail at start with an error quoting
  * the bad part; at run time they are refused with a warning and the previous prompts stay.
  *
+ * Prompts outside the frame are treated the same way once the frame size is known (the first
+ * caps): the prompts sam2seg starts with fail negotiation with an error; run-time prompts are
+ * refused with a warning, also those given before the first caps (checked there; the prompts
+ * sam2seg started with stay). When the frame size changes later (a camera or an adaptive
+ * stream renegotiates), the prompts in use and those waiting for the next frame move to the
+ * same places in the new frame (scaled, to 1/100 pixel), and #GstSam2Seg:points and
+ * #GstSam2Seg:boxes are rewritten to the scaled values.
+ *
  * At run time, prompts change through the #GstSam2Seg::set-prompts and
  * #GstSam2Seg::clear-prompts action signals, by setting the properties, or with a serialized
  * custom downstream event (%GST_EVENT_CUSTOM_DOWNSTREAM or its out-of-band variant) whose
@@ -57,8 +65,9 @@
  * The model runs every #GstSam2Seg:interval frames; the frames between reuse the last result
  * (same objects, same masks). With #GstBaseTransform:qos (TRUE here), a frame that QoS events
  * say is already late also reuses the last result instead of running the model; the buffer is
- * never dropped. A frame with new prompts or a new size, and the first frame, always run the
- * model. What was skipped and why is logged at DEBUG level in the "sam2seg" category, and the
+ * never dropped. A frame with new prompts or a new size, the first frame, and the first frame
+ * after a flushing seek or at a new stream (STREAM_START) always run the model; after a flush
+ * or a new stream, upstream ROIs also start new objects (new ids). What was skipped and why is logged at DEBUG level in the "sam2seg" category, and the
  * counts are in #GstSam2Seg:stats.
  *
  * In live pipelines sam2seg adds its processing time to the latency: the longest of the last
@@ -217,6 +226,11 @@ struct _GstSam2Seg
   gboolean prompts_changed;
   gboolean started;
   gint frame_width, frame_height;       /* 0 before caps */
+  /* prompts given at run time before the first caps, not checked against a frame yet: where
+   * they came from (NULL: none), and the strings the element started with, which stay if
+   * they do not fit */
+  const gchar *unchecked_origin;
+  gchar *start_points, *start_boxes;
 
   /* QoS: the running time before which frames are late; under the object lock */
   GstClockTime earliest_time;
@@ -356,6 +370,14 @@ gst_sam2_seg_update_prompts (GstSam2Seg * self, const gchar * points, const gcha
   }
   points_changed = g_strcmp0 (self->points, points ? points : "") != 0;
   boxes_changed = g_strcmp0 (self->boxes, boxes ? boxes : "") != 0;
+  if (started && w == 0) {
+    /* no frame yet to check them against: the first caps will */
+    if (self->unchecked_origin == NULL) {
+      self->start_points = g_strdup (self->points);
+      self->start_boxes = g_strdup (self->boxes);
+    }
+    self->unchecked_origin = origin;
+  }
   g_free (self->points);
   g_free (self->boxes);
   self->points = g_strdup (points ? points : "");
@@ -952,8 +974,10 @@ gst_sam2_seg_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * out
 {
   GstSam2Seg *self = GST_SAM2_SEG (trans);
   GstVideoInfo info;
-  GError *error = NULL;
-  gboolean ok;
+  GError *error = NULL, *refused = NULL;
+  const gchar *refused_origin = NULL;
+  gboolean ok, points_changed = FALSE, boxes_changed = FALSE;
+  gint W, H, old_w, old_h;
 
   if (!gst_video_info_from_caps (&info, incaps)) {
     GST_ERROR_OBJECT (self, "invalid caps %" GST_PTR_FORMAT, incaps);
@@ -964,14 +988,63 @@ gst_sam2_seg_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * out
     return FALSE;
   }
 
+  W = GST_VIDEO_INFO_WIDTH (&info);
+  H = GST_VIDEO_INFO_HEIGHT (&info);
   GST_OBJECT_LOCK (self);
+  old_w = self->frame_width;
+  old_h = self->frame_height;
+  if (old_w == 0 && self->unchecked_origin != NULL
+      && !gst_sam2_prompts_check_frame (self->pending, W, H, &refused)) {
+    /* prompts given at run time before the first caps are refused as at any other time:
+     * with a warning, and the prompts the element started with stay (checked below) */
+    refused_origin = self->unchecked_origin;
+    gst_sam2_prompts_free (self->pending);
+    self->pending = gst_sam2_prompts_parse (self->start_points, self->start_boxes, NULL);
+    g_free (self->points);
+    g_free (self->boxes);
+    self->points = g_steal_pointer (&self->start_points);
+    self->boxes = g_steal_pointer (&self->start_boxes);
+    points_changed = boxes_changed = TRUE;
+  }
+  self->unchecked_origin = NULL;
+  g_clear_pointer (&self->start_points, g_free);
+  g_clear_pointer (&self->start_boxes, g_free);
+  if (old_w != 0 && (old_w != W || old_h != H)) {
+    /* a renegotiated size (a camera, an adaptive stream): the prompts are frame pixels, so
+     * they move to the same places in the new frame, and the properties say so */
+    gchar *points, *boxes;
+    gst_sam2_prompts_scale (self->pending, old_w, old_h, W, H);
+    gst_sam2_prompts_scale (self->prompts, old_w, old_h, W, H);
+    gst_sam2_prompts_to_strings (self->prompts_changed ? self->pending : self->prompts,
+        &points, &boxes);
+    points_changed = g_strcmp0 (points, self->points) != 0;
+    boxes_changed = g_strcmp0 (boxes, self->boxes) != 0;
+    g_free (self->points);
+    g_free (self->boxes);
+    self->points = points;
+    self->boxes = boxes;
+    GST_INFO_OBJECT (self, "frame size %dx%d -> %dx%d: prompts scaled to points \"%s\", "
+        "boxes \"%s\"", old_w, old_h, W, H, points, boxes);
+  }
   ok = gst_sam2_prompts_check_frame (self->prompts_changed ? self->pending : self->prompts,
-      GST_VIDEO_INFO_WIDTH (&info), GST_VIDEO_INFO_HEIGHT (&info), &error);
+      W, H, &error);
   if (ok) {
-    self->frame_width = GST_VIDEO_INFO_WIDTH (&info);
-    self->frame_height = GST_VIDEO_INFO_HEIGHT (&info);
+    self->frame_width = W;
+    self->frame_height = H;
   }
   GST_OBJECT_UNLOCK (self);
+  if (refused_origin != NULL) {
+    GST_WARNING_OBJECT (self, "refusing the prompts from %s: %s", refused_origin,
+        refused->message);
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+        ("Ignoring the new prompts from %s, the prompts sam2seg started with stay: %s",
+            refused_origin, refused->message), (NULL));
+    g_clear_error (&refused);
+  }
+  if (points_changed)
+    g_object_notify (G_OBJECT (self), "points");
+  if (boxes_changed)
+    g_object_notify (G_OBJECT (self), "boxes");
   if (!ok) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("The prompts do not fit the %dx%d video: %s",
             GST_VIDEO_INFO_WIDTH (&info), GST_VIDEO_INFO_HEIGHT (&info), error->message),
@@ -986,6 +1059,23 @@ gst_sam2_seg_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * out
   GST_DEBUG_OBJECT (self, "%dx%d %s", GST_VIDEO_INFO_WIDTH (&info),
       GST_VIDEO_INFO_HEIGHT (&info), GST_VIDEO_INFO_NAME (&info));
   return TRUE;
+}
+
+/* After a flushing seek or at a new stream the frames are not those the last result answers:
+ * it is not reused (the next frame runs the model, whatever the interval), the ROI tracks
+ * start over, and earlier QoS deadlines no longer apply. Object ids keep counting: an id
+ * never names two objects. */
+static void
+gst_sam2_seg_reset_stream (GstSam2Seg * self, const gchar * why)
+{
+  GST_DEBUG_OBJECT (self, "%s: forgetting the last result and the ROI tracks", why);
+  g_array_set_size (self->last, 0);
+  self->have_last = FALSE;
+  self->frames_since_inference = 0;
+  g_array_set_size (self->tracks, 0);
+  GST_OBJECT_LOCK (self);
+  self->earliest_time = GST_CLOCK_TIME_NONE;
+  GST_OBJECT_UNLOCK (self);
 }
 
 static gboolean
@@ -1006,9 +1096,10 @@ gst_sam2_seg_sink_event (GstBaseTransform * trans, GstEvent * event)
       break;
     }
     case GST_EVENT_FLUSH_STOP:
-      GST_OBJECT_LOCK (self);
-      self->earliest_time = GST_CLOCK_TIME_NONE;
-      GST_OBJECT_UNLOCK (self);
+    case GST_EVENT_STREAM_START:
+      /* serialized: the streaming thread is not in transform_ip */
+      gst_sam2_seg_reset_stream (self, GST_EVENT_TYPE (event) == GST_EVENT_FLUSH_STOP ?
+          "flush" : "new stream");
       break;
     default:
       break;
@@ -1282,6 +1373,9 @@ gst_sam2_seg_stop (GstBaseTransform * trans)
   g_clear_pointer (&self->pending, gst_sam2_prompts_free);
   self->prompts_changed = FALSE;
   self->frame_width = self->frame_height = 0;
+  self->unchecked_origin = NULL;
+  g_clear_pointer (&self->start_points, g_free);
+  g_clear_pointer (&self->start_boxes, g_free);
   followed = self->followed;
   self->followed = NULL;
   GST_OBJECT_UNLOCK (self);
@@ -1487,6 +1581,8 @@ gst_sam2_seg_finalize (GObject * object)
   clear_next_model_locked (self);
   g_free (self->points);
   g_free (self->boxes);
+  g_free (self->start_points);
+  g_free (self->start_boxes);
   g_free (self->roi_types_str);
   g_array_unref (self->roi_types);
   gst_sam2_prompts_free (self->pending);
@@ -1572,14 +1668,16 @@ gst_sam2_seg_class_init (GstSam2SegClass * klass)
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_POINTS,
       g_param_spec_string ("points", "Points",
-          "Point prompts in frame pixels: \"x,y[,label] x,y[,label]; x,y\" - ';' separates "
+          "Point prompts in frame pixels (scaled when the frame size changes): "
+          "\"x,y[,label] x,y[,label]; x,y\" - ';' separates "
           "objects, whitespace the points of one object; label 1 = positive (default), "
           "0 = negative. Object i pairs with the i-th entry of boxes",
           DEFAULT_POINTS,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property (gobject_class, PROP_BOXES,
       g_param_spec_string ("boxes", "Boxes",
-          "Box prompts in frame pixels: \"x0,y0,x1,y1; x0,y0,x1,y1\", one box per object; "
+          "Box prompts in frame pixels (scaled when the frame size changes): "
+          "\"x0,y0,x1,y1; x0,y0,x1,y1\", one box per object; "
           "object i pairs with the i-th entry of points (empty entries allowed)",
           DEFAULT_BOXES,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
@@ -1652,7 +1750,9 @@ gst_sam2_seg_class_init (GstSam2SegClass * klass)
    *
    * Replaces the prompts from the next frame on (and the points / boxes properties).
    * Returns: %TRUE when taken, %FALSE when a string is malformed or a prompt lies outside
-   * the current frame (a warning message then says why and the old prompts stay).
+   * the current frame (a warning message then says why and the old prompts stay). Before the
+   * first caps there is no frame to check against: prompts outside the first frame are
+   * refused there, with the same warning.
    */
   gst_sam2_seg_signals[SIGNAL_SET_PROMPTS] =
       g_signal_new_class_handler ("set-prompts", G_TYPE_FROM_CLASS (klass),

@@ -1,6 +1,7 @@
 /* test-prompts.c: the prompt strings of sam2seg: what they mean, and errors that point at the
  * bad part. */
 #include <gst/check/gstcheck.h>
+#include <math.h>
 #include <string.h>
 
 #include "gstsam2prompts.h"
@@ -149,6 +150,72 @@ GST_START_TEST (test_check_frame)
 
 GST_END_TEST;
 
+/* Two prompt sets are the same objects, points, labels and boxes, to the bit. */
+static void
+check_same (const GstSam2Prompts * a, const GstSam2Prompts * b)
+{
+  fail_unless_equals_int (a->n_objects, b->n_objects);
+  for (gint o = 0; o < a->n_objects; o++) {
+    const Sam2Prompt *pa = &a->prompts[o], *pb = &b->prompts[o];
+    fail_unless_equals_int (pa->n_points, pb->n_points);
+    fail_unless_equals_int (pa->has_box, pb->has_box);
+    for (gint i = 0; i < pa->n_points; i++) {
+      fail_unless (pa->points[i].x == pb->points[i].x && pa->points[i].y == pb->points[i].y,
+          "object %d point %d: %g,%g vs %g,%g", o, i, pa->points[i].x, pa->points[i].y,
+          pb->points[i].x, pb->points[i].y);
+      fail_unless_equals_int (pa->points[i].label, pb->points[i].label);
+    }
+    for (gint i = 0; pa->has_box && i < 4; i++)
+      fail_unless (pa->box[i] == pb->box[i], "object %d box[%d]: %g vs %g", o, i, pa->box[i],
+          pb->box[i]);
+  }
+}
+
+/* A caps change moves the prompts to the same places of the new frame, in two-decimal
+ * coordinates that the strings carry exactly; points stay inside the frame. */
+GST_START_TEST (test_scale_and_strings)
+{
+  GstSam2Prompts *p = parse_ok ("42.5,95.5 10,10,0; ; 255.999,0", "; 10,20,100,200");
+  GstSam2Prompts *back;
+  gchar *points, *boxes;
+
+  gst_sam2_prompts_to_strings (p, &points, &boxes);
+  fail_unless_equals_string (points, "42.5,95.5 10,10,0; ; 256,0");
+  fail_unless_equals_string (boxes, "; 10,20,100,200");
+  g_free (points);
+  g_free (boxes);
+
+  gst_sam2_prompts_scale (p, 256, 256, 160, 120);
+  fail_unless (gst_sam2_prompts_check_frame (p, 160, 120, NULL));
+  gst_sam2_prompts_to_strings (p, &points, &boxes);
+  /* 255.999 * 160 / 256 rounds to 160.00, outside: kept at 159.99 */
+  fail_unless_equals_string (points, "26.56,44.77 6.25,4.69,0; ; 159.99,0");
+  fail_unless_equals_string (boxes, "; 6.25,9.38,62.5,93.75");
+  back = parse_ok (points, boxes);
+  check_same (p, back);
+  gst_sam2_prompts_free (back);
+  g_free (points);
+  g_free (boxes);
+
+  /* and back up: the same places again, to the rounding */
+  gst_sam2_prompts_scale (p, 160, 120, 256, 256);
+  fail_unless (fabsf (p->prompts[0].points[0].x - 42.5f) < 0.02f);
+  fail_unless (fabsf (p->prompts[0].points[0].y - 95.5f) < 0.02f);
+  fail_unless (p->prompts[2].points[0].x < 256.0f);
+  gst_sam2_prompts_free (p);
+
+  /* no prompts: empty strings */
+  p = parse_ok ("", "");
+  gst_sam2_prompts_to_strings (p, &points, &boxes);
+  fail_unless_equals_string (points, "");
+  fail_unless_equals_string (boxes, "");
+  g_free (points);
+  g_free (boxes);
+  gst_sam2_prompts_free (p);
+}
+
+GST_END_TEST;
+
 static Suite *
 prompts_suite (void)
 {
@@ -162,6 +229,7 @@ prompts_suite (void)
   tcase_add_test (tc, test_errors_point_at_the_bad_part);
   tcase_add_test (tc, test_too_many_points);
   tcase_add_test (tc, test_check_frame);
+  tcase_add_test (tc, test_scale_and_strings);
   return s;
 }
 

@@ -1,7 +1,8 @@
 /* test-sam2calib.c: sam2calib with the demo model: caps for every input format, the messages
  * and their order, a quantized model that loads, frame-stride, the statistics cache, every way
  * it refuses to start or to finish (with no file left behind), stopping while it quantizes,
- * and sam2seg switching
+ * while it writes and from its worker's thread, properties set in READY, the device kept
+ * across restarts, and sam2seg switching
  * to the model it writes while the stream runs. Calibration uses a small round-to-nearest
  * recipe (a second or two per run on the demo model); the shipped recipes are tested by the
  * core tests and sam2q. */
@@ -509,15 +510,17 @@ GST_END_TEST;
 /* One harness run over `frames` (RGB, demo size) then EOS; the sam2calib-done structure (a
  * copy) or NULL, the warnings and the error message through the pointers. */
 static GstStructure *
-cache_run (const gchar * output, const gchar * cache, guint num_frames, guint8 ** frames,
-    guint n, gchar ** warning, gchar ** error_message)
+cache_run_on (const gchar * device, const gchar * output, const gchar * cache,
+    guint num_frames, guint8 ** frames, guint n, gchar ** warning, gchar ** error_message)
 {
   GstBus *bus = gst_bus_new ();
   GstElement *calib = make_calib (output, "num-frames", num_frames, "cache-dir", cache, NULL);
-  GstHarness *h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
+  GstHarness *h;
   GstStructure *done = NULL;
   GList *msgs;
 
+  gst_util_set_object_arg (G_OBJECT (calib), "device", device);
+  h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
   for (guint i = 0; i < n; i++)
     fail_unless_equals_int (gst_harness_push (h, make_any_frame (frames[i], demo_w, demo_h,
                 GST_VIDEO_FORMAT_RGB, i * GST_SECOND / 30)), GST_FLOW_OK);
@@ -545,6 +548,13 @@ cache_run (const gchar * output, const gchar * cache, guint num_frames, guint8 *
   gst_object_unref (calib);
   gst_object_unref (bus);
   return done;
+}
+
+static GstStructure *
+cache_run (const gchar * output, const gchar * cache, guint num_frames, guint8 ** frames,
+    guint n, gchar ** warning, gchar ** error_message)
+{
+  return cache_run_on ("cpu", output, cache, num_frames, frames, n, warning, error_message);
 }
 
 static gboolean
@@ -629,6 +639,196 @@ GST_START_TEST (test_cache)
   g_free (out3);
   g_free (out4);
   g_free (cache);
+}
+
+GST_END_TEST;
+
+/* The sam2calib-done message among `msgs` (NULL if none). */
+static const GstStructure *
+find_done (GList * msgs)
+{
+  for (GList * l = msgs; l; l = l->next)
+    if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (gst_message_get_structure (l->data), "sam2calib-done"))
+      return gst_message_get_structure (l->data);
+  return NULL;
+}
+
+static void
+check_backend (const GstStructure * done, const gchar * device)
+{
+  const gchar *backend;
+
+  fail_unless (done != NULL, "no sam2calib-done");
+  backend = gst_structure_get_string (done, "backend");
+  fail_unless (backend != NULL && g_str_has_prefix (backend, device),
+      "device=%s calibrated on \"%s\"", device, backend);
+}
+
+/* The device a run starts on calibrates all of it: after a cached set breaks off (calibration
+ * restarts with a new calibrator) and after a restart (PLAYING -> READY -> PLAYING); the done
+ * message's backend says where the frames ran. These once fell back to the CPU, which only a
+ * machine with a GPU shows: without one only device=cpu runs here. */
+GST_START_TEST (test_device_kept)
+{
+  const gchar *devices[] = { "cpu", "cuda" };
+  gint w, h;
+  guint8 *b;
+
+  load_demo ();
+  b = test_load_demo_rgb ("shapes-3.png", &w, &h);
+  fail_unless (w == demo_w && h == demo_h);
+  for (guint d = 0; d < G_N_ELEMENTS (devices); d++) {
+    const gchar *device = devices[d];
+    gchar *name = g_strdup_printf ("cache-%s", device);
+    gchar *cache = out_dir (name);
+    gchar *out = out_dir (device);
+    gchar *warning, *err;
+    GstStructure *done;
+    GstBus *bus;
+    GstElement *calib;
+    GstHarness *harness;
+
+    if (strcmp (device, "cuda") == 0 && !sam2_backend_available (SAM2_BACKEND_CUDA, NULL)) {
+      GST_INFO ("no CUDA here: device=cuda not tested");
+      g_free (name);
+      g_free (cache);
+      g_free (out);
+      continue;
+    }
+    /* a cached set (demo, b); then (demo, demo): the second frame differs from the set's */
+    done = cache_run_on (device, out, cache, 2, (guint8 *[]) { demo_rgb, b }, 2, &warning,
+        &err);
+    fail_unless (err == NULL && warning == NULL, "%s %s", err, warning);
+    check_backend (done, device);
+    gst_structure_free (done);
+    done = cache_run_on (device, out, cache, 2, (guint8 *[]) { demo_rgb, demo_rgb, demo_rgb },
+        3, &warning, &err);
+    fail_unless (err == NULL, "%s", err);
+    fail_unless (warning != NULL && strstr (warning, "differs from the cached") != NULL,
+        "%s", warning);
+    check_backend (done, device);
+    gst_structure_free (done);
+    g_free (warning);
+
+    /* one element, two runs */
+    bus = gst_bus_new ();
+    calib = make_calib (out, "num-frames", 1, NULL);
+    gst_util_set_object_arg (G_OBJECT (calib), "device", device);
+    harness = demo_harness (calib, bus);
+    for (guint run = 0; run < 2; run++) {
+      GList *msgs;
+      GError *error;
+
+      if (run == 1) {
+        gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,"
+            "framerate=30/1", demo_w, demo_h);
+        fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_READY),
+            GST_STATE_CHANGE_SUCCESS);
+        fail_unless (gst_element_set_state (calib, GST_STATE_PLAYING)
+            != GST_STATE_CHANGE_FAILURE);
+        /* a new stream: the sink pad lost its sticky events when it was deactivated */
+        fail_unless (gst_harness_push_event (harness,
+                gst_event_new_stream_start ("second-run")));
+        gst_harness_set_src_caps_str (harness, caps);
+        g_free (caps);
+      }
+      fail_unless_equals_int (push_demo (harness, 0), GST_FLOW_OK);
+      fail_unless (gst_harness_push_event (harness, gst_event_new_eos ()));
+      msgs = drain_bus (bus);
+      error = bus_error (msgs);
+      fail_unless (error == NULL, "run %u: %s", run, error ? error->message : "");
+      check_backend (find_done (msgs), device);
+      free_messages (msgs);
+    }
+    gst_harness_teardown (harness);
+    gst_object_unref (calib);
+    gst_object_unref (bus);
+    g_free (name);
+    g_free (cache);
+    g_free (out);
+  }
+  g_free (b);
+}
+
+GST_END_TEST;
+
+/* Properties set in READY (before the first run, and between runs) are the ones a run uses,
+ * without a warning; a wrong one set there still fails the start, before any frame. */
+GST_START_TEST (test_ready_mutable)
+{
+  gchar *dir_a = out_dir ("ready-a"), *dir_b = out_dir ("ready-b"), *dir_c = out_dir ("ready-c");
+  gchar *bad_recipe = g_build_filename (tmp_dir, "bad.yaml", NULL);
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (dir_a, "num-frames", 4, NULL);
+  GstHarness *h = NULL;
+  GstMessage *msg;
+  GError *error = NULL;
+  guint n;
+
+  load_demo ();
+  gst_element_set_bus (calib, bus);
+  fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_READY),
+      GST_STATE_CHANGE_SUCCESS);
+  for (guint run = 0; run < 2; run++) {
+    const gchar *dir = run == 0 ? dir_b : dir_c;
+    GList *msgs;
+    const GstStructure *done;
+
+    g_object_set (calib, "num-frames", 1, "output", dir, NULL);
+    msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING | GST_MESSAGE_ERROR);
+    fail_unless (msg == NULL, "a property set in READY was refused");
+    g_object_get (calib, "num-frames", &n, NULL);
+    fail_unless_equals_int (n, 1);
+    if (run == 0) {
+      h = demo_harness (calib, NULL);       /* READY -> PLAYING */
+    } else {
+      gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,"
+          "framerate=30/1", demo_w, demo_h);
+      fail_unless (gst_element_set_state (calib, GST_STATE_PLAYING)
+          != GST_STATE_CHANGE_FAILURE);
+      fail_unless (gst_harness_push_event (h, gst_event_new_stream_start ("run-2")));
+      gst_harness_set_src_caps_str (h, caps);
+      g_free (caps);
+    }
+    /* one frame is num-frames now: quantized at once, written to the new output */
+    fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+    fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+    fail_unless_equals_int (count_outputs (dir), 1);
+    msgs = drain_bus (bus);
+    error = bus_error (msgs);
+    fail_unless (error == NULL, "%s", error ? error->message : "");
+    done = find_done (msgs);
+    fail_unless (done != NULL && gst_structure_get_uint (done, "n-frames", &n));
+    fail_unless_equals_int (n, 1);
+    free_messages (msgs);
+    fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_READY),
+        GST_STATE_CHANGE_SUCCESS);
+  }
+  fail_if (g_file_test (dir_a, G_FILE_TEST_EXISTS), "the first output was used");
+
+  /* a recipe set in READY is checked when the element starts */
+  fail_unless (g_file_set_contents (bad_recipe, "quant:\n  wgts:\n    dtype: sint5\n", -1,
+          NULL));
+  g_object_set (calib, "config", bad_recipe, NULL);
+  fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  gst_message_parse_error (msg, &error, NULL);
+  fail_unless (strstr (error->message, "Invalid calibration recipe") != NULL, "%s",
+      error->message);
+  g_clear_error (&error);
+  gst_message_unref (msg);
+
+  gst_harness_teardown (h);
+  gst_element_set_bus (calib, NULL);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (bad_recipe);
+  g_free (dir_a);
+  g_free (dir_b);
+  g_free (dir_c);
 }
 
 GST_END_TEST;
@@ -767,6 +967,178 @@ GST_START_TEST (test_stop_while_quantizing)
   gst_object_unref (calib);
   gst_object_unref (bus);
   g_free (dir);
+}
+
+GST_END_TEST;
+
+/* Stops from the worker's thread count here, and each stop's result. */
+typedef struct
+{
+  gint stops;                   /* atomic */
+  gint failed;                  /* atomic: a stop did not return SUCCESS */
+} SelfStop;
+
+static void
+self_stop (GstElement * calib, SelfStop * st)
+{
+  if (gst_element_set_state (calib, GST_STATE_NULL) != GST_STATE_CHANGE_SUCCESS)
+    g_atomic_int_inc (&st->failed);
+  g_atomic_int_inc (&st->stops);
+}
+
+/* Stops the element from the worker's thread: the "quantized" handler. */
+static void
+stop_on_quantized (GstElement * calib, const gchar * path, SelfStop * st)
+{
+  self_stop (calib, st);
+}
+
+/* The same from a sync bus handler on sam2calib-done. */
+static GstBusSyncReply
+stop_on_done (GstBus * bus, GstMessage * m, gpointer data)
+{
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+      && gst_structure_has_name (gst_message_get_structure (m), "sam2calib-done"))
+    self_stop (GST_ELEMENT (GST_MESSAGE_SRC (m)), data);
+  return GST_BUS_PASS;
+}
+
+/* An application may shut the pipeline down from the "quantized" handler or from a sync bus
+ * handler on sam2calib-done, both in the worker's thread: the stop must not wait for that
+ * thread (it once joined itself: GLib aborts on that), and the file, complete before the
+ * stop, stays. The element starts again afterwards. */
+GST_START_TEST (test_stop_from_worker)
+{
+  for (guint variant = 0; variant < 2; variant++) {
+    gchar *name = g_strdup_printf ("self-stop-%u", variant);
+    gchar *dir = out_dir (name);
+    GstBus *bus = gst_bus_new ();
+    GstElement *calib = make_calib (dir, "num-frames", 1, NULL);
+    GstHarness *h;
+    GstState state;
+    SelfStop st = { 0 };
+
+    if (variant == 0)
+      g_signal_connect (calib, "quantized", G_CALLBACK (stop_on_quantized), &st);
+    else
+      gst_bus_set_sync_handler (bus, stop_on_done, &st, NULL);
+    h = demo_harness (calib, bus);
+    fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+    /* waits for the worker; the stop wakes it (EOS is then not let through), and the stop
+     * may still be on its way down in the worker's thread */
+    gst_harness_push_event (h, gst_event_new_eos ());
+    fail_unless_equals_int (gst_element_get_state (calib, &state, NULL, 60 * GST_SECOND),
+        GST_STATE_CHANGE_SUCCESS);
+    fail_unless_equals_int (state, GST_STATE_NULL);
+    fail_unless_equals_int (g_atomic_int_get (&st.stops), 1);
+    fail_unless_equals_int (g_atomic_int_get (&st.failed), 0);
+    fail_unless_equals_int (count_outputs (dir), 1);
+
+    /* and it runs again */
+    if (variant == 0)
+      g_signal_handlers_disconnect_by_func (calib, stop_on_quantized, &st);
+    else
+      gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+    fail_unless (gst_element_set_state (calib, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+    fail_unless (gst_harness_push_event (h, gst_event_new_stream_start ("again")));
+    {
+      gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,"
+          "framerate=30/1", demo_w, demo_h);
+      gst_harness_set_src_caps_str (h, caps);
+      g_free (caps);
+    }
+    fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+    fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+    fail_unless_equals_int (count_outputs (dir), 1);
+
+    gst_harness_teardown (h);
+    gst_object_unref (calib);
+    gst_object_unref (bus);
+    g_free (dir);
+    g_free (name);
+  }
+}
+
+GST_END_TEST;
+
+/* Stops the element when the worker says it writes the file: the stop lands after the
+ * worker's check that follows the quantizer, while the file is being written. */
+static GstBusSyncReply
+stop_on_writing (GstBus * bus, GstMessage * m, gpointer data)
+{
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_PROGRESS) {
+    GstProgressType type;
+    gchar *text = NULL;
+    gst_message_parse_progress (m, &type, NULL, &text);
+    if (type == GST_PROGRESS_TYPE_CONTINUE && g_str_has_prefix (text, "writing"))
+      self_stop (GST_ELEMENT (GST_MESSAGE_SRC (m)), data);
+    g_free (text);
+  }
+  return GST_BUS_PASS;
+}
+
+static void
+count_quantized (GstElement * calib, const gchar * path, gint * n)
+{
+  g_atomic_int_inc (n);
+}
+
+/* A stop while the model is written: nothing at the output path (an older file there stays
+ * as it was), no temporary left, CANCELED and no sam2calib-done or quantized. */
+GST_START_TEST (test_stop_while_writing)
+{
+  gchar *path = g_build_filename (tmp_dir, "w", "out.safetensors", NULL);
+  gchar *dir = g_path_get_dirname (path);
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (path, "num-frames", 1, NULL);
+  GstHarness *h;
+  GList *msgs;
+  SelfStop st = { 0 };
+  GstState state;
+  gint quantized = 0;
+  gchar *contents = NULL;
+  gboolean cancelled = FALSE;
+
+  fail_unless (g_mkdir_with_parents (dir, 0755) == 0);
+  fail_unless (g_file_set_contents (path, "older", -1, NULL));
+  g_signal_connect (calib, "quantized", G_CALLBACK (count_quantized), &quantized);
+  gst_bus_set_sync_handler (bus, stop_on_writing, &st, NULL);
+  h = demo_harness (calib, bus);
+  fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+  gst_harness_push_event (h, gst_event_new_eos ());
+  fail_unless_equals_int (gst_element_get_state (calib, &state, NULL, 60 * GST_SECOND),
+      GST_STATE_CHANGE_SUCCESS);
+  fail_unless_equals_int (state, GST_STATE_NULL);
+  fail_unless_equals_int (g_atomic_int_get (&st.stops), 1);
+  fail_unless_equals_int (g_atomic_int_get (&st.failed), 0);
+  /* the element is stopped, but its worker may still be finishing: wait for its last word */
+  for (gint i = 0; i < 600 && !cancelled; i++) {
+    msgs = drain_bus (bus);
+    fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 0);
+    for (GList * l = msgs; l; l = l->next)
+      if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_PROGRESS) {
+        GstProgressType type;
+        gst_message_parse_progress (l->data, &type, NULL, NULL);
+        cancelled |= type == GST_PROGRESS_TYPE_CANCELED;
+        fail_if (type == GST_PROGRESS_TYPE_COMPLETE, "COMPLETE after a stop while writing");
+      }
+    free_messages (msgs);
+    if (!cancelled)
+      g_usleep (100 * 1000);
+  }
+  fail_unless (cancelled, "no CANCELED progress message");
+  fail_unless_equals_int (g_atomic_int_get (&quantized), 0);
+  fail_unless (g_file_get_contents (path, &contents, NULL, NULL));
+  fail_unless_equals_string (contents, "older");
+  fail_unless_equals_int (count_outputs (dir), 1);
+
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (contents);
+  g_free (dir);
+  g_free (path);
 }
 
 GST_END_TEST;
@@ -984,10 +1356,14 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_frame_stride);
   tcase_add_test (tc, test_batch_size);
   tcase_add_test (tc, test_cache);
+  tcase_add_test (tc, test_device_kept);
+  tcase_add_test (tc, test_ready_mutable);
   tcase_add_test (tc, test_error_eos_without_frames);
   tcase_add_test (tc, test_error_start);
   tcase_add_test (tc, test_stop_while_quantizing);
   tcase_add_test (tc, test_flush_while_quantizing);
+  tcase_add_test (tc, test_stop_from_worker);
+  tcase_add_test (tc, test_stop_while_writing);
   tcase_add_test (tc, test_calibrate_then_segment);
   tcase_add_test (tc, test_seg_calibrator_errors);
   return s;

@@ -1,7 +1,7 @@
 /* test-sam2seg.c: sam2seg in a harness with the demo model: formats and strides, the metadata
  * on every buffer and its agreement with the core API, prompts from properties, signals,
- * events and upstream ROIs, object ids, interval and QoS skipping, latency, and every way it
- * refuses to start. */
+ * events and upstream ROIs, object ids, interval and QoS skipping, flushes and new streams,
+ * prompts across caps changes, latency, and every way it refuses to start. */
 #include "test-util.h"
 
 #include <string.h>
@@ -661,6 +661,83 @@ GST_START_TEST (test_interval)
 
 GST_END_TEST;
 
+/* A demo frame with one upstream ROI of type "thing" around the yellow square. */
+static GstBuffer *
+demo_frame_with_roi (guint i)
+{
+  GstBuffer *buf = demo_frame (GST_VIDEO_FORMAT_RGB, 0, i);
+  GstVideoRegionOfInterestMeta *roi =
+      gst_buffer_add_video_region_of_interest_meta (buf, "thing", 173, 0, 82, 80);
+
+  roi->id = 7;
+  return buf;
+}
+
+/* Re-sends caps and a segment, as after a flush with reset (or a new stream). */
+static void
+resend_caps (GstHarness * h)
+{
+  gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,framerate=30/1",
+      demo_w, demo_h);
+  gst_harness_set_src_caps_str (h, caps);
+  g_free (caps);
+}
+
+/* After a flushing seek, and at a new stream, the frames are not those the last result
+ * answers: the next frame runs the model whatever the interval, and ROI objects are new
+ * objects (new ids). Between them the interval holds as usual. */
+GST_START_TEST (test_flush_and_new_stream_forget)
+{
+  GstHarness *h;
+  GstBuffer *prev, *out;
+  GstSam2MaskMeta *meta;
+  guint roi_id;
+
+  load_demo ();
+  h = test_seg_harness_new (GST_VIDEO_FORMAT_RGB, demo_w, demo_h, "points", DEMO_POINTS,
+      "roi-types", "thing", "interval", 10, NULL);
+  prev = push_pull (h, demo_frame_with_roi (0));
+  meta = gst_buffer_get_sam2_mask_meta (prev);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (meta), 2);
+  roi_id = gst_sam2_mask_meta_get_object (meta, 1)->id;
+  /* within the interval: the same result */
+  out = push_pull (h, demo_frame_with_roi (1));
+  meta = gst_buffer_get_sam2_mask_meta (out);
+  fail_unless (gst_sam2_mask_meta_get_object (meta, 0)->mask ==
+      gst_sam2_mask_meta_get_object (gst_buffer_get_sam2_mask_meta (prev), 0)->mask);
+  gst_buffer_unref (out);
+  fail_unless_equals_int (stat (h, "inferences"), 1);
+
+  for (guint step = 0; step < 2; step++) {
+    if (step == 0) {
+      fail_unless (gst_harness_push_event (h, gst_event_new_flush_start ()));
+      fail_unless (gst_harness_push_event (h, gst_event_new_flush_stop (TRUE)));
+    } else {
+      fail_unless (gst_harness_push_event (h, gst_event_new_stream_start ("next")));
+    }
+    resend_caps (h);
+    out = push_pull (h, demo_frame_with_roi (2 + step));
+    check_meta_consistent (out, demo_w, demo_h);
+    meta = gst_buffer_get_sam2_mask_meta (out);
+    fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (meta), 2);
+    fail_unless_equals_int (stat (h, "inferences"), 2 + step);
+    fail_unless (gst_sam2_mask_meta_get_object (meta, 0)->mask !=
+        gst_sam2_mask_meta_get_object (gst_buffer_get_sam2_mask_meta (prev), 0)->mask,
+        "%s: the result from before was reused", step == 0 ? "flush" : "stream-start");
+    /* the explicit object is the same prompt, the ROI one a new object */
+    fail_unless_equals_int (gst_sam2_mask_meta_get_object (meta, 0)->id, 0);
+    fail_unless (gst_sam2_mask_meta_get_object (meta, 1)->id > roi_id,
+        "%s: ROI object id %u kept", step == 0 ? "flush" : "stream-start", roi_id);
+    roi_id = gst_sam2_mask_meta_get_object (meta, 1)->id;
+    gst_buffer_unref (prev);
+    prev = out;
+  }
+  gst_buffer_unref (prev);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 /* Late frames (per a QoS event from downstream) reuse the last result and are not dropped;
  * the QoS event goes on upstream; qos=false turns this off. */
 GST_START_TEST (test_qos_skipping)
@@ -961,6 +1038,123 @@ GST_START_TEST (test_other_sizes_and_caps_change)
 
 GST_END_TEST;
 
+/* Object 0's mask on `out` equals the core API's for one click at (x, y) on `rgb`. */
+static void
+check_click_mask (GstBuffer * out, const guint8 * rgb, gint w, gint h, gfloat x, gfloat y)
+{
+  const Sam2Point click = { x, y, SAM2_LABEL_POSITIVE };
+  guint8 *ref = core_click_masks (rgb, w, h, &click, 1);
+  GstSam2MaskMeta *meta = gst_buffer_get_sam2_mask_meta (out);
+  guint8 *m;
+
+  check_meta_consistent (out, w, h);
+  m = test_object_frame_mask (meta, gst_sam2_mask_meta_get_object (meta, 0));
+  fail_unless_equals_int (test_count_diff (m, ref, (gsize) w * h), 0);
+  g_free (m);
+  g_free (ref);
+}
+
+static void
+check_prompt_props (GstElement * seg, const gchar * points, const gchar * boxes)
+{
+  gchar *p = NULL, *b = NULL;
+
+  g_object_get (seg, "points", &p, "boxes", &b, NULL);
+  fail_unless_equals_string (p, points);
+  fail_unless_equals_string (b, boxes);
+  g_free (p);
+  g_free (b);
+}
+
+/* A renegotiated frame size moves the prompts, active and pending, to the same places of the
+ * new frame (the properties say where), instead of failing negotiation when they fall
+ * outside it; the objects keep their ids. */
+GST_START_TEST (test_caps_change_scales_prompts)
+{
+  GstHarness *h;
+  GstBuffer *out;
+  GstSam2MaskMeta *meta;
+  guint8 *crop;
+  gboolean ok = FALSE;
+
+  load_demo ();
+  h = test_seg_harness_new (GST_VIDEO_FORMAT_RGB, demo_w, demo_h, "points", "128,64",
+      "boxes", DEMO_BOXES, "interval", 50, NULL);
+  out = push_pull (h, demo_frame (GST_VIDEO_FORMAT_RGB, 0, 0));
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (gst_buffer_get_sam2_mask_meta
+          (out)), 2);
+  gst_buffer_unref (out);
+
+  /* half the size: the point at (128, 64) would lie outside a 128x128 frame */
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=128,height=128,"
+      "framerate=30/1");
+  check_prompt_props (h->element, "64,32", "; 86.5,0,127.5,40");
+  crop = demo_crop (128, 128);
+  out = push_pull (h, test_make_frame (crop, 128, 128, GST_VIDEO_FORMAT_RGB, 0, GST_SECOND));
+  meta = gst_buffer_get_sam2_mask_meta (out);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (meta), 2);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_object (meta, 0)->id, 0);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_object (meta, 1)->id, 1);
+  check_click_mask (out, crop, 128, 128, 64, 32);
+  gst_buffer_unref (out);
+  g_free (crop);
+
+  /* new prompts for the 128x128 frames, pending when the size changes again */
+  g_signal_emit_by_name (h->element, "set-prompts", "100,50", NULL, &ok);
+  fail_unless (ok);
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=64,height=64,"
+      "framerate=30/1");
+  check_prompt_props (h->element, "50,25", "");
+  crop = demo_crop (64, 64);
+  out = push_pull (h, test_make_frame (crop, 64, 64, GST_VIDEO_FORMAT_RGB, 0,
+          2 * GST_SECOND));
+  meta = gst_buffer_get_sam2_mask_meta (out);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (meta), 1);
+  check_click_mask (out, crop, 64, 64, 50, 25);
+  gst_buffer_unref (out);
+  g_free (crop);
+  fail_unless_equals_int (stat (h, "inferences"), 3);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* Prompts given at run time before the first caps could not be checked against a frame: at
+ * the first caps they are refused like run-time prompts at any other time (a warning, the
+ * prompts the element started with stay), not with an error that ends the stream. */
+GST_START_TEST (test_prompts_before_first_caps)
+{
+  GstElement *seg = make_seg ("points", DEMO_POINTS, NULL);
+  GstHarness *h = gst_harness_new_with_element (seg, "sink", "src");
+  GstBus *bus = watch_bus (h);
+  GstBuffer *out;
+  gchar *warning;
+  gboolean ok = FALSE;
+
+  load_demo ();
+  g_signal_emit_by_name (seg, "set-prompts", "300,20", NULL, &ok);
+  fail_unless (ok, "no frame size yet: taken, checked at the first caps");
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=256,height=256,"
+      "framerate=30/1");
+  out = push_pull (h, demo_frame (GST_VIDEO_FORMAT_RGB, 0, 0));
+  warning = pop_warning (bus);
+  fail_unless (strstr (warning, "Ignoring the new prompts from the set-prompts signal") != NULL
+      && strstr (warning, "(300, 20) lies outside the 256x256 frame") != NULL, "%s",
+      warning);
+  g_free (warning);
+  fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR) == NULL);
+  check_prompt_props (seg, DEMO_POINTS, "");
+  check_click_mask (out, demo_rgb, demo_w, demo_h, demo_click.x, demo_click.y);
+  gst_buffer_unref (out);
+
+  gst_element_set_bus (seg, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  gst_object_unref (seg);
+}
+
+GST_END_TEST;
+
 static Suite *
 sam2seg_suite (void)
 {
@@ -977,6 +1171,7 @@ sam2seg_suite (void)
   tcase_add_test (tc, test_signal_prompts);
   tcase_add_test (tc, test_event_prompts);
   tcase_add_test (tc, test_interval);
+  tcase_add_test (tc, test_flush_and_new_stream_forget);
   tcase_add_test (tc, test_qos_skipping);
   tcase_add_test (tc, test_latency);
   tcase_add_test (tc, test_error_model);
@@ -986,6 +1181,8 @@ sam2seg_suite (void)
   tcase_add_test (tc, test_model_fixed_while_running);
   tcase_add_test (tc, test_max_objects);
   tcase_add_test (tc, test_other_sizes_and_caps_change);
+  tcase_add_test (tc, test_caps_change_scales_prompts);
+  tcase_add_test (tc, test_prompts_before_first_caps);
   return s;
 }
 
