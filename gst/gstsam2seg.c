@@ -67,8 +67,8 @@
  * say is already late also reuses the last result instead of running the model; the buffer is
  * never dropped. A frame with new prompts or a new size, the first frame, and the first frame
  * after a flushing seek or at a new stream (STREAM_START) always run the model; after a flush
- * or a new stream, upstream ROIs also start new objects (new ids). What was skipped and why is logged at DEBUG level in the "sam2seg" category, and the
- * counts are in #GstSam2Seg:stats.
+ * or a new stream, upstream ROIs also start new objects (new ids). What was skipped and why is
+ * logged at DEBUG level in the "sam2seg" category, and the counts are in #GstSam2Seg:stats.
  *
  * In live pipelines sam2seg adds its processing time to the latency: the longest of the last
  * 16 frames it segmented, and before the first frame the time of a warm-up run (a blank
