@@ -1342,6 +1342,11 @@ static int
 cuda_run_graph (Sam2Backend *b, guint64 key, int (*body) (gpointer), gpointer data)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  /* the calling thread may be a new one (a session used from another thread): its current
+   * device is not the session's on a machine with several GPUs (inside a capture it was set
+   * by the run around it) */
+  if (!cu->capturing)
+    CUDA_TRY (cu, cudaSetDevice (cu->device), "cudaSetDevice");
   /* profiling records events per op, which a graph would hide; a nested call is part of the
    * capture around it */
   if (!cu->graphs || cu->profiling || cu->capturing) {
@@ -1474,10 +1479,14 @@ cuda_preprocess (Sam2Backend *b, const Sam2Resampler *r, const guint8 *pixels, i
                        (size_t) v.in_size * h.out_size * 3, "the resized rows (preprocessing)");
   if (st != SAM2_STATUS_OK)
     return st;
-  /* from the caller's (pageable) memory: the copy has read it when this returns */
+  /* The caller may reuse its frame as soon as this returns. From pageable memory the copy has
+   * read it by then, but not from page-locked memory (a frame in CUDA host memory), where the
+   * copy runs on: wait for it. The stream is idle before a frame's first copy, so this waits
+   * for the copy alone. */
   CUDA_TRY (cu, cudaMemcpy2DAsync (cu->pre_frame, row_bytes, pixels, (size_t) stride, row_bytes,
                                    (size_t) v.in_size, cudaMemcpyHostToDevice, cu->stream),
             "uploading the frame (cudaMemcpy2DAsync)");
+  CUDA_TRY (cu, cudaStreamSynchronize (cu->stream), "uploading the frame (cudaStreamSynchronize)");
   const Sam2CudaPreprocessArgs args = {
     .in_w = h.in_size, .in_h = v.in_size, .out_w = h.out_size, .out_h = v.out_size,
     .stride = row_bytes, .bpp = bpp, .red = sam2_pixel_format_is_bgr (format) ? 2 : 0,

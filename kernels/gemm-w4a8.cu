@@ -858,6 +858,8 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
     SAM2_LAUNCH (grid, 256, 0, stream, w4a8_gemm_kernel<128>) (p);
   } else {
     const dim3 grid (n_tiles, (M + 63) / 64);
+    if (grid.y > 65535)          /* not reached (few blocks take this branch); as the others */
+      return SAM2_CUDA_UNSUPPORTED;
     SAM2_LAUNCH (grid, 128, 0, stream, w4a8_gemm_kernel<64>) (p);
   }
   return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
@@ -907,7 +909,12 @@ sam2_cuda_w4a8_linear (const Sam2CudaW4A8Layer *layer, const float *x, int M, fl
       xs = buf;
     }
     const float one = 1.0f, zero = 0.0f;
-    if (cublasSetStream (cublas, stream) != CUBLAS_STATUS_SUCCESS
+    /* cublasSetStream also drops a workspace set with cublasSetWorkspace for cuBLAS's own
+     * pool, which allocates, also inside a graph capture: bind only when another stream is
+     * asked for than the one the handle has (the backend's, with its workspace) */
+    cudaStream_t bound = nullptr;
+    if (cublasGetStream (cublas, &bound) != CUBLAS_STATUS_SUCCESS
+        || (bound != stream && cublasSetStream (cublas, stream) != CUBLAS_STATUS_SUCCESS)
         || cublasSgemm (cublas, CUBLAS_OP_T, CUBLAS_OP_N, R, M, K, &one, layer->lora_down, K, xs,
                         K, &zero, rows.t, R) != CUBLAS_STATUS_SUCCESS)
       return SAM2_CUDA_DEVICE;

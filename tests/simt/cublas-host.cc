@@ -109,6 +109,8 @@ gemm (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alp
     }
 }
 
+cudaStream_t bound_stream = nullptr;
+
 }  // namespace
 
 extern "C" {
@@ -127,8 +129,16 @@ cublasDestroy_v2 (cublasHandle_t)
 }
 
 cublasStatus_t
-cublasSetStream_v2 (cublasHandle_t, cudaStream_t)
+cublasSetStream_v2 (cublasHandle_t, cudaStream_t stream)
 {
+  bound_stream = stream;           /* kept only for cublasGetStream: work runs in call order */
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasGetStream_v2 (cublasHandle_t, cudaStream_t *stream)
+{
+  *stream = bound_stream;
   return CUBLAS_STATUS_SUCCESS;
 }
 
