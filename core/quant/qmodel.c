@@ -243,15 +243,16 @@ add_f16 (Sam2StWriter *w, const char *name, int ndim, const int64_t *shape, cons
   return ok;
 }
 
-gboolean
-sam2_qmodel_layer_check (const char *name, const Sam2QuantLinear *q, GError **error)
+/* What the reader accepts of a layer's values (the writer checks the same): positive finite
+ * scales within FP16's range (the file's type; the quantizer rounds them to it), zero points of
+ * 4 bits, static activation parameters act_params_valid takes, positive finite smoothing
+ * divisors and finite low-rank factors (they enter every output: a NaN would make the layer
+ * compute garbage without an error). The error: "<where>: <what is wrong>; <advice>". */
+static gboolean
+layer_values_ok (const char *where, const char *name, const Sam2QuantLinear *q,
+                 const char *advice, GError **error)
 {
-  static const char advice[] = "the calibration statistics or the model's weights are out of "
-                               "range: calibrate again without the statistics cache, or keep "
-                               "this layer in float (the recipe's skips)";
-  const char *where = "cannot store quantized layer";
   const size_t n_params = (size_t) q->w.n * q->w.n_groups;
-  /* the file's F16 scales: the quantizer rounds them to F16, so this is what will be stored */
   if (!check_finite (where, name, "scales", q->w.scales, n_params, TRUE, advice, error))
     return FALSE;
   for (size_t i = 0; i < n_params; i++)
@@ -274,6 +275,15 @@ sam2_qmodel_layer_check (const char *name, const Sam2QuantLinear *q, GError **er
                                FALSE, advice, error)
                  && check_finite (where, name, "lora_up", q->lora_up, (size_t) q->w.n * q->rank,
                                   FALSE, advice, error)));
+}
+
+gboolean
+sam2_qmodel_layer_check (const char *name, const Sam2QuantLinear *q, GError **error)
+{
+  return layer_values_ok ("cannot store quantized layer", name, q,
+                          "the calibration statistics or the model's weights are out of range: "
+                          "calibrate again without the statistics cache, or keep this layer in "
+                          "float (the recipe's skips)", error);
 }
 
 static gboolean
@@ -517,30 +527,14 @@ provide_quant_from_file (Sam2Binder *b, gpointer data, const char *name, int in,
   q->act_scale = (float) desc.act_scale;
   q->act_zero = (float) desc.act_zero;
   q->rank = rank;
-  if (!sam2_st_tensor_to_f32 (scales, q->w.scales, error))
+  if (!sam2_st_tensor_to_f32 (scales, q->w.scales, error)
+      || (smooth != NULL && (q->smooth_inv = tensor_floats (smooth, error)) == NULL)
+      || (rank > 0 && ((q->lora_down = tensor_floats (down, error)) == NULL
+                       || (q->lora_up = tensor_floats (up, error)) == NULL)))
     goto fail;
   memcpy (q->w.codes, codes->data, codes->nbytes);
   memcpy (q->w.zeros, zeros->data, zeros->nbytes);
-  for (size_t i = 0; i < (size_t) out * q->w.n_groups; i++)
-    if (q->w.zeros[i] > SAM2_W4_CODE_MAX || !(q->w.scales[i] > 0.0f) || isinf (q->w.scales[i])) {
-      g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
-                   "%s: layer %s has a zero point above 15 or a scale that is not a positive "
-                   "finite number; the file is corrupt", sam2_safetensors_path (ctx->file), name);
-      goto fail;
-    }
-  /* the smoothing divisors and the low-rank factors enter every output: a NaN or infinity in
-   * them would make the layer compute garbage without an error */
-  const char *path = sam2_safetensors_path (ctx->file), *corrupt = "the file is corrupt";
-  if ((smooth != NULL
-       && ((q->smooth_inv = tensor_floats (smooth, error)) == NULL
-           || !check_finite (path, name, "smooth_inv", q->smooth_inv, in, TRUE, corrupt, error)))
-      || (rank > 0
-          && ((q->lora_down = tensor_floats (down, error)) == NULL
-              || (q->lora_up = tensor_floats (up, error)) == NULL
-              || !check_finite (path, name, "lora_down", q->lora_down, (size_t) rank * in, FALSE,
-                                corrupt, error)
-              || !check_finite (path, name, "lora_up", q->lora_up, (size_t) out * rank, FALSE,
-                                corrupt, error))))
+  if (!layer_values_ok (sam2_safetensors_path (ctx->file), name, q, "the file is corrupt", error))
     goto fail;
   return q;
 fail:
