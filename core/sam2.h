@@ -320,14 +320,24 @@ Sam2Model *sam2_calibrator_quantize (Sam2Calibrator *calibrator, Sam2ProgressFun
 
 gboolean sam2_model_is_quantized (const Sam2Model *model);
 /* Writes a quantized model to one .safetensors file, atomically: a crash or a full disk never
- * leaves a partial file at `path`. sam2_model_load reads it back. */
+ * leaves a partial file at `path`. Creates the missing directories of `path`, and removes them
+ * again if the write fails. sam2_model_load reads it back. */
 gboolean sam2_model_save (const Sam2Model *model, const char *path, GError **error);
-/* Creates `dir` (with its parents) and checks that a file can be made in it (a probe file,
- * removed at once), so that a tool saving a model there fails before minutes of calibration
- * rather than after. On failure a G_FILE_ERROR: "cannot create the <what> directory <dir>:
- * <reason>; <hint>" or "cannot write to the <what> directory <dir>: <reason>; <hint>". */
+/* Checks, creating nothing, that a model can be written in `dir`: in `dir` when it exists (a
+ * probe file, removed at once), else in its nearest existing ancestor, where `dir` would be
+ * made; so that a tool saving a model there fails before minutes of calibration rather than
+ * after, and a failed run leaves no empty directory. On failure a G_FILE_ERROR: "cannot write to
+ * the <what> directory <dir>: <reason>; <hint>" or "cannot create the <what> directory <dir>:
+ * <ancestor>: <reason>; <hint>". */
 gboolean sam2_check_output_dir (const char *dir, const char *what, const char *hint,
                                 GError **error);
+/* Creates `dir` with its missing parents; *created receives the topmost directory made (NULL
+ * when `dir` existed), which sam2_output_dir_remove_created takes to undo it after a failed
+ * write. Free *created with g_free. */
+gboolean sam2_output_dir_create (const char *dir, char **created, GError **error);
+/* Removes the empty directories from `dir` up to `created` (from sam2_output_dir_create);
+ * nothing when `created` is NULL. A directory something was written to stays. */
+void sam2_output_dir_remove_created (const char *dir, const char *created);
 
 /* ---- process-wide --------------------------------------------------------------------- */
 

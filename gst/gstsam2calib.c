@@ -295,8 +295,9 @@ is_file_output (const gchar * output)
   return n > 12 && g_ascii_strcasecmp (output + n - 12, ".safetensors") == 0;
 }
 
-/* Creates `dir` and checks that a file can be made in it, so that a wrong output fails before
- * minutes of calibration rather than after. */
+/* Checks that a file can be made in `dir` (or, where `dir` is missing, that it can be created),
+ * creating nothing, so that a wrong output fails before minutes of calibration rather than
+ * after. */
 static gboolean
 check_writable_dir (const gchar * dir, const gchar * what, GError ** error)
 {
@@ -598,6 +599,7 @@ quantize_thread (gpointer data)
   Sam2Model *q;
   gchar *staging;
   gboolean cancelled = FALSE;
+  gchar *out_dir, *created = NULL;
   guint n;
   GStatBuf st;
   gdouble seconds;
@@ -638,7 +640,9 @@ quantize_thread (gpointer data)
    * came meanwhile (the rename under the lock cancel_worker takes): a stop during the write
    * leaves nothing at the output path, not even the loss of an older file there. */
   post_progress (self, GST_PROGRESS_TYPE_CONTINUE, "writing the quantized model", 100);
-  staging = save_staging (q, job->out_path, &error);
+  out_dir = g_path_get_dirname (job->out_path);
+  staging = sam2_output_dir_create (out_dir, &created, &error)
+      ? save_staging (q, job->out_path, &error) : NULL;
   sam2_model_unref (q);
   if (staging != NULL) {
     g_mutex_lock (&self->lock);
@@ -653,6 +657,11 @@ quantize_thread (gpointer data)
       g_unlink (staging);
     g_free (staging);
   }
+  /* nothing written: the directories made for it go too */
+  if (cancelled || error != NULL)
+    sam2_output_dir_remove_created (out_dir, created);
+  g_free (created);
+  g_free (out_dir);
   if (cancelled) {
     GST_INFO_OBJECT (self, "stopped while writing: %s not written", job->out_path);
     post_progress (self, GST_PROGRESS_TYPE_CANCELED, "calibration cancelled", -1);
@@ -1180,7 +1189,12 @@ setup_run (GstSam2Calib * self)
     goto fail;
   }
   if (self->cache != NULL) {
-    if (!check_writable_dir (self->cache, "cache-dir", &error)) {
+    /* a cache directory is made at once: it outlives runs, failed ones too */
+    gchar *created = NULL;
+    gboolean made = sam2_output_dir_create (self->cache, &created, &error);
+
+    g_free (created);
+    if (!made || !check_writable_dir (self->cache, "cache-dir", &error)) {
       GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("%s", error->message), (NULL));
       g_clear_error (&error);
       goto fail;

@@ -929,30 +929,14 @@ sam2_model_save (const Sam2Model *model, const char *path, GError **error)
                  "models stay in their HF checkpoint)", model->name);
     return FALSE;
   }
-  return sam2_qmodel_save (model, path, error);
-}
-
-gboolean
-sam2_check_output_dir (const char *dir, const char *what, const char *hint, GError **error)
-{
-  g_return_val_if_fail (dir != NULL && what != NULL && hint != NULL, FALSE);
-  if (g_mkdir_with_parents (dir, 0755) != 0) {
-    const int err = errno;
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
-                 "cannot create the %s directory %s: %s; %s", what, dir, g_strerror (err), hint);
-    return FALSE;
-  }
-  char *probe = g_build_filename (dir, ".sam2-write-test-XXXXXX", NULL);
-  const int fd = g_mkstemp (probe);
-  if (fd < 0) {
-    const int err = errno;
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
-                 "cannot write to the %s directory %s: %s; %s", what, dir, g_strerror (err), hint);
-    g_free (probe);
-    return FALSE;
-  }
-  close (fd);
-  g_unlink (probe);
-  g_free (probe);
-  return TRUE;
+  /* the directory is made here, not when the run checked it, and removed again (what this call
+   * made of it) if the write fails: a failed run leaves nothing behind */
+  char *dir = g_path_get_dirname (path), *created = NULL;
+  gboolean ok = sam2_output_dir_create (dir, &created, error)
+                && sam2_qmodel_save (model, path, error);
+  if (!ok)
+    sam2_output_dir_remove_created (dir, created);
+  g_free (created);
+  g_free (dir);
+  return ok;
 }

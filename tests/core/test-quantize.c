@@ -19,7 +19,9 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* ---- synthetic layers ---- */
 
@@ -1018,6 +1020,60 @@ assert_description (const char *good, const char *tmp)
   g_free (bad);
 }
 
+/* Output directories: checked without being made, made by the save, and gone again when the
+ * save fails (past RLIMIT_FSIZE, which binds root too). `plain_file` is a regular file. */
+static void
+assert_output_dirs_leave_nothing (Sam2Model *qm, const char *tmp, const char *plain_file)
+{
+  GError *error = NULL;
+  char *top = g_build_filename (tmp, "new", NULL);
+  char *nested = g_build_filename (top, "deeper", "still", NULL);
+  char *path = g_build_filename (nested, "model.safetensors", NULL);
+
+  g_assert_true (sam2_check_output_dir (nested, "output", "hint", &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (top, G_FILE_TEST_EXISTS));
+  char *under_file = g_build_filename (plain_file, "sub", NULL);
+  g_assert_false (sam2_check_output_dir (under_file, "output", "hint", &error));
+  g_assert_nonnull (strstr (error->message, "cannot create the output directory"));
+  g_clear_error (&error);
+  g_free (under_file);
+
+  void (*old_handler) (int) = signal (SIGXFSZ, SIG_IGN);
+  struct rlimit saved, lowered;
+  g_assert_cmpint (getrlimit (RLIMIT_FSIZE, &saved), ==, 0);
+  lowered = saved;
+  lowered.rlim_cur = 4096;
+  g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &lowered), ==, 0);
+  const gboolean saved_ok = sam2_model_save (qm, path, &error);
+  g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &saved), ==, 0);
+  signal (SIGXFSZ, old_handler);
+  g_assert_false (saved_ok);
+  g_assert_nonnull (error);
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  g_assert_false (g_file_test (top, G_FILE_TEST_EXISTS));
+
+  g_assert_true (sam2_model_save (qm, path, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_file_test (path, G_FILE_TEST_IS_REGULAR));
+
+  /* undoing stops at a directory that holds something */
+  char *created = NULL, *more = g_build_filename (nested, "a", "b", NULL);
+  char *first_new = g_build_filename (nested, "a", NULL);
+  g_assert_true (sam2_output_dir_create (more, &created, &error));
+  g_assert_cmpstr (created, ==, first_new);
+  g_free (first_new);
+  sam2_output_dir_remove_created (more, top);
+  g_assert_false (g_file_test (created, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (path, G_FILE_TEST_IS_REGULAR));
+  g_free (created);
+  g_free (more);
+  g_free (path);
+  g_free (nested);
+  g_free (top);
+}
+
 static void
 test_failures_leave_nothing (void)
 {
@@ -1047,6 +1103,7 @@ test_failures_leave_nothing (void)
   g_test_message ("%s", error->message);
   g_clear_error (&error);
   g_assert_false (g_file_test (bad, G_FILE_TEST_EXISTS));
+  assert_output_dirs_leave_nothing (qm, sh.tmp, file);
 
   /* a corrupt file: every truncation is an error, never a crash */
   char *path = g_build_filename (sh.tmp, "q.safetensors", NULL);

@@ -53,6 +53,19 @@ expect "--data is read only with --dataset images or video (the dataset is coco)
 # and a valid count gets past the check to the missing model
 expect "/nonexistent-model" quantize -m $m -n 4 -t 2
 
+# a run that fails leaves no output directory behind, not even an empty one: it is made only
+# to write the model
+tmp=$(mktemp -d)
+expect "/nonexistent-model" quantize -m $m -n 4 -t 2 -o "$tmp/new/models"
+n=$((n + 1))
+if [ -e "$tmp/new" ]; then
+  echo "not ok $n - a failed quantize left $tmp/new"
+  failed=1
+else
+  echo "ok $n - a failed quantize leaves no output directory"
+fi
+rm -rf "$tmp"
+
 # sam2q eval --json with a reference model reports the changed-object counts: a model against
 # itself changes none (needs the fixtures' sam2-shapes; skipped without them)
 shapes=${SAM2_FIXTURES:-${SAM2_FIXTURES_DEFAULT:-}}/sam2-shapes
