@@ -13,8 +13,10 @@
 #include "sam2.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +83,13 @@ on_point (const char *name, const char *value, gpointer data, GError **error)
                  "--point takes X,Y or X,Y,LABEL in image pixels, not '%s'", value);
     return FALSE;
   }
-  Sam2Point p = { v[0], v[1], (int) v[2] };
+  /* a label is a class, not a weight: 0.7 is not "mostly positive" */
+  if (n == 3 && v[2] != 0.0f && v[2] != 1.0f) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--point '%s': LABEL is 1 (a positive click) or 0 (a negative one)", value);
+    return FALSE;
+  }
+  Sam2Point p = { v[0], v[1], v[2] == 0.0f ? SAM2_LABEL_NEGATIVE : SAM2_LABEL_POSITIVE };
   g_array_append_val (current_object (pp)->points, p);
   return TRUE;
 }
@@ -91,6 +99,12 @@ on_box (const char *name, const char *value, gpointer data, GError **error)
 {
   PromptParser *pp = data;
   ObjectPrompt *o = current_object (pp);
+  if (o->has_box) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--box '%s': this object has a box already (an object takes one box); put "
+                 "--next-object before a box for another object", value);
+    return FALSE;
+  }
   if (parse_floats (value, o->box, 4) != 4) {
     g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
                  "--box takes X0,Y0,X1,Y1 in image pixels, not '%s'", value);
@@ -162,7 +176,9 @@ result_json (const Sam2Result *r, const char *image, char **files, double encode
       const Sam2Box *bx = &r->boxes[i];
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "file");
-      json_builder_add_string_value (b, files[i]);
+      char *file = g_filename_display_name (files[i]);    /* JSON strings are UTF-8 */
+      json_builder_add_string_value (b, file);
+      g_free (file);
       json_builder_set_member_name (b, "iou_score");
       add_score (b, r->iou_scores[i]);
       json_builder_set_member_name (b, "box");
@@ -204,12 +220,47 @@ write_masks (const Sam2Result *r, const char *dir, const char *stem, char ***fil
     char *name = r->n_masks > 1
                      ? g_strdup_printf ("%s-obj%d-mask%d.png", stem, i / r->n_masks, i % r->n_masks)
                      : g_strdup_printf ("%s-obj%d.png", stem, i);
-    files[i] = g_build_filename (dir, name, NULL);
+    char *path = g_build_filename (dir, name, NULL);
     g_free (name);
-    ok = sam2q_png_write (files[i], grey, r->width, r->height, r->width, 1, error);
+    ok = sam2q_png_write (path, grey, r->width, r->height, r->width, 1, error);
+    if (ok)
+      files[i] = path;    /* only what was written, for remove_outputs */
+    else
+      g_free (path);
   }
   g_free (grey);
   *files_out = files;
+  return ok;
+}
+
+/* After a failure: the masks written so far go, and the directories made for them, so that a
+ * failed run leaves no set of outputs without its summary. */
+static void
+remove_outputs (char **files, const char *out_dir, const char *created)
+{
+  for (int i = 0; files != NULL && files[i] != NULL; i++)
+    g_unlink (files[i]);
+  sam2_output_dir_remove_created (out_dir, created);
+}
+
+/* A FILE option's directory must exist and take a new file: checked before the model runs, so
+ * that a wrong path fails at once and not after the masks are written. */
+static gboolean
+check_file_destination (const char *option, const char *path, GError **error)
+{
+  char *dir = g_path_get_dirname (path), *hint = g_strdup_printf ("choose another --%s", option);
+  gboolean ok = FALSE;
+  if (g_file_test (path, G_FILE_TEST_IS_DIR))
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_ISDIR, "--%s %s is a directory; %s",
+                 option, path, hint);
+  else if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
+                 "--%s %s: the directory %s does not exist; create it or %s", option, path, dir,
+                 hint);
+  else
+    ok = sam2_check_output_dir (dir, option, hint, error);
+  g_free (hint);
+  g_free (dir);
   return ok;
 }
 
@@ -272,7 +323,7 @@ sam2q_cmd_segment (int argc, char **argv)
   Sam2qImage *image = NULL;
   Sam2Prompt *prompts = NULL;
   char **files = NULL;
-  char *stem = NULL;
+  char *stem = NULL, *created = NULL;
 
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc != 3 || pp.objects->len == 0) {
     if (error == NULL)
@@ -286,6 +337,11 @@ sam2q_cmd_segment (int argc, char **argv)
   if (!sam2q_set_threads (threads, &error))
     goto fail;
   if (!sam2q_backend_args_resolve (&bargs, &sopts, &error))
+    goto fail;
+  if ((out_dir != NULL && !sam2_check_output_dir (out_dir, "output", "choose another --output-dir",
+                                                  &error))
+      || (json_path != NULL && !check_file_destination ("json", json_path, &error))
+      || (overlay_path != NULL && !check_file_destination ("overlay", overlay_path, &error)))
     goto fail;
   if ((image = sam2q_image_load (argv[2], &error)) == NULL)
     goto fail;
@@ -317,16 +373,16 @@ sam2q_cmd_segment (int argc, char **argv)
     goto fail;
 
   stem = image_stem (argv[2]);
-  if (out_dir != NULL && g_mkdir_with_parents (out_dir, 0755) != 0) {
-    g_set_error (&error, G_FILE_ERROR, g_file_error_from_errno (errno),
-                 "cannot create output directory %s: %s", out_dir, g_strerror (errno));
+  if (out_dir != NULL && !sam2_output_dir_create (out_dir, &created, &error))
     goto fail;
-  }
   if (!write_masks (r, out_dir ? out_dir : ".", stem, &files, &error))
     goto fail;
   if (overlay_path != NULL && !write_overlay (r, image, overlay_path, &error))
     goto fail;
-  JsonNode *root = result_json (r, argv[2], files, (t1 - t0) / 1e3, (t2 - t1) / 1e3);
+  /* JSON strings are UTF-8; a file name need not be */
+  char *image_name = g_filename_display_name (argv[2]);
+  JsonNode *root = result_json (r, image_name, files, (t1 - t0) / 1e3, (t2 - t1) / 1e3);
+  g_free (image_name);
   json_object_set_string_member (json_node_get_object (root), "backend",
                                  sam2_session_describe_backend (session));
   char *text = json_to_string (root, TRUE);
@@ -335,7 +391,12 @@ sam2q_cmd_segment (int argc, char **argv)
   if (json_path != NULL)
     written = g_file_set_contents (json_path, text, -1, &error);
   else
-    g_print ("%s\n", text);
+    /* as bytes: g_print would convert to the locale's charset, which is ASCII when the
+     * program never set one, and turn every non-ASCII character into '?' */
+    written = fputs (text, stdout) >= 0 && fputc ('\n', stdout) != EOF && fflush (stdout) == 0;
+  if (!written && error == NULL)
+    g_set_error (&error, G_FILE_ERROR, g_file_error_from_errno (errno),
+                 "cannot write the JSON summary to standard output: %s", g_strerror (errno));
   g_free (text);
   if (!written)
     goto fail;
@@ -343,11 +404,13 @@ sam2q_cmd_segment (int argc, char **argv)
   goto out;
 
 fail:
+  remove_outputs (files, out_dir, created);
   rc = sam2q_fail ("segment", error);
 out:
   g_clear_error (&error);
   g_strfreev (files);
   g_free (stem);
+  g_free (created);
   g_free (prompts);
   sam2_session_free (session);
   sam2_model_unref (model);

@@ -64,6 +64,23 @@ if [ -e "$tmp/new" ]; then
 else
   echo "ok $n - a failed quantize leaves no output directory"
 fi
+
+# segment: a label is 0 or 1 (0.7 was taken as 0, a negative click), one box per object (a
+# second replaced the first), and a --json or --overlay path that cannot be written fails before
+# the model runs (it failed after the masks were written, and left them)
+expect "LABEL is 1 (a positive click) or 0" segment $m /x.png -p 1,1,0.7
+expect "LABEL is 1 (a positive click) or 0" segment $m /x.png -p 1,1,-1
+expect "this object has a box already" segment $m /x.png -b 0,0,4,4 -b 1,1,5,5
+expect "the directory $tmp/none does not exist" segment $m /x.png -p 1,1 -o "$tmp/masks" \
+  --json "$tmp/none/x.json"
+expect "--overlay $tmp is a directory" segment $m /x.png -p 1,1 --overlay "$tmp"
+n=$((n + 1))
+if [ -e "$tmp/masks" ]; then
+  echo "not ok $n - a failed segment left $tmp/masks"
+  failed=1
+else
+  echo "ok $n - a failed segment leaves no output directory"
+fi
 rm -rf "$tmp"
 
 # sam2q eval --json with a reference model reports the changed-object counts: a model against
@@ -81,6 +98,35 @@ if [ -f "$shapes/eval_dev.safetensors" ]; then
     failed=1
   fi
 else
+  echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
+fi
+
+# segment on the demo model: non-ASCII file names reach the JSON intact (they came out as '?'),
+# and a run that fails after writing its masks (here: standard output closed) removes them
+n=$((n + 1))
+if [ -f "$shapes/config.json" ]; then
+  tmp=$(mktemp -d)
+  cp "$(dirname "$0")/../../examples/demo/shapes-0.png" "$tmp/forme-é.png"
+  out=$("$sam2q" segment -t 2 "$shapes" "$tmp/forme-é.png" -p 100,100 -o "$tmp/masks" 2>&1)
+  if printf '%s\n' "$out" | grep -qF '"file" : "'"$tmp"'/masks/forme-é-obj0.png"'; then
+    echo "ok $n - segment's JSON keeps non-ASCII names"
+  else
+    echo "not ok $n - segment's JSON keeps non-ASCII names: $out"
+    failed=1
+  fi
+  n=$((n + 1))
+  "$sam2q" segment -t 2 "$shapes" "$tmp/forme-é.png" -p 100,100 -o "$tmp/gone" >&- 2>/dev/null
+  rc=$?
+  if [ $rc -ne 0 ] && [ ! -e "$tmp/gone" ]; then
+    echo "ok $n - a segment that fails after its masks removes them"
+  else
+    echo "not ok $n - segment with stdout closed: exit $rc, $(ls -R "$tmp/gone" 2>&1)"
+    failed=1
+  fi
+  rm -rf "$tmp"
+else
+  echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
+  n=$((n + 1))
   echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
 fi
 echo "1..$n"
