@@ -85,6 +85,12 @@ sam2_eval_set_run_full (Sam2Model *model, const char *path, const Sam2SessionOpt
                  "%s: images (%dx%dx%d) and ground-truth masks do not match", path, N, H, W);
     goto fail;
   }
+  /* an mIoU over no object is no number: not 0, which would read as a model that failed */
+  if (N == 0) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
+                 "%s holds no images to evaluate on; give a set with at least one", path);
+    goto fail;
+  }
   if ((points = sam2_safetensors_read_f32 (st, "points_xy", (int64_t) N * 2, error)) == NULL
       || (boxes = sam2_safetensors_read_f32 (st, "boxes_xyxy", (int64_t) N * 4, error)) == NULL)
     goto fail;
@@ -139,10 +145,10 @@ sam2_eval_set_run_full (Sam2Model *model, const char *path, const Sam2SessionOpt
     double sum = 0.0;
     for (int i = 0; i < N; i++)
       sum += r->iou[k][i];
-    r->miou[k] = N > 0 ? sum / N : 0.0;
+    r->miou[k] = sum / N;
   }
-  r->encoder_ms = N > 0 ? t_encode / 1e3 / N : 0.0;
-  r->decoder_ms = N > 0 ? t_decode / 1e3 / (N * SAM2_EVAL_N_KINDS) : 0.0;
+  r->encoder_ms = t_encode / 1e3 / N;
+  r->decoder_ms = t_decode / 1e3 / (N * SAM2_EVAL_N_KINDS);
 
   static const char *ref_names[SAM2_EVAL_N_KINDS] = { "fp32_point_lowres_logits",
                                                       "fp32_box_lowres_logits" };

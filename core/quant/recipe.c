@@ -1468,7 +1468,11 @@ sam2_quantized_file_name (const char *model_ref, const Sam2Recipe *recipe)
 {
   g_return_val_if_fail (model_ref != NULL, NULL);
   const char *id = sam2_hub_shortcut_id (model_ref);
-  char *stem = g_path_get_basename (id != NULL ? id : model_ref);
+  /* a directory named by "." or ".." (or with a trailing slash) takes its real name: the file
+   * would otherwise be ".-default.safetensors", hidden */
+  char *canonical = id == NULL ? g_canonicalize_filename (model_ref, NULL) : NULL;
+  char *stem = g_path_get_basename (id != NULL ? id : canonical);
+  g_free (canonical);
   char *at = strchr (stem, '@');
   if (at != NULL)
     *at = '\0';

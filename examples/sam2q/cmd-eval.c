@@ -11,9 +11,16 @@
 #include "model.h"
 #include "qmodel.h"
 
+#include <errno.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+/* The random dataset's pictures for evaluation, unless --seed says otherwise: not the recipes'
+ * default calibration seed (0), so that evaluating after calibrating, both on generated
+ * pictures, does not score the calibration pictures. */
+#define EVAL_DEFAULT_SEED 1
 
 typedef struct {
   char *eval_set;
@@ -84,11 +91,30 @@ changed_objects (const Row *r, const Row *ref, int kind)
   return n;
 }
 
+/* json-glib writes a NaN or an infinity as "nan.0" / "inf.0", which no JSON reader takes; null
+ * says there is no number (a relative mIoU against a reference that scored 0). */
 static void
 add_double (JsonBuilder *b, const char *key, double v)
 {
   json_builder_set_member_name (b, key);
-  json_builder_add_double_value (b, v);
+  if (isfinite (v))
+    json_builder_add_double_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
+/* v / ref, or NAN where the reference scored nothing to compare with. */
+static double
+relative (double v, double ref)
+{
+  return ref > 0.0 ? v / ref : NAN;
+}
+
+/* JSON strings are UTF-8; a file name need not be (g_free). */
+static char *
+display_name (const char *path)
+{
+  return g_filename_display_name (path);
 }
 
 static void
@@ -106,23 +132,29 @@ row_json (const Row *r, const Row *ref)
 {
   JsonBuilder *b = json_builder_new ();
   json_builder_begin_object (b);
+  char *name = display_name (r->name);
   json_builder_set_member_name (b, "model");
-  json_builder_add_string_value (b, r->name);
+  json_builder_add_string_value (b, name);
+  g_free (name);
   json_builder_set_member_name (b, "quantized");
   json_builder_add_boolean_value (b, r->model->quantized);
   json_builder_set_member_name (b, "n_images");
   json_builder_add_int_value (b, r->s.n_images);
   json_builder_set_member_name (b, "n_objects");
   json_builder_add_int_value (b, r->s.n_objects);
+  json_builder_set_member_name (b, "n_skipped_empty");
+  json_builder_add_int_value (b, r->s.n_skipped_empty);
   add_double (b, "miou_point", r->s.miou[0]);
   add_double (b, "miou_box", r->s.miou[1]);
   if (ref != NULL) {
+    char *ref_name = display_name (ref->name);
     json_builder_set_member_name (b, "reference_model");
-    json_builder_add_string_value (b, ref->name);
+    json_builder_add_string_value (b, ref_name);
+    g_free (ref_name);
     add_double (b, "reference_miou_point", ref->s.miou[0]);
     add_double (b, "reference_miou_box", ref->s.miou[1]);
-    add_double (b, "relative_miou_point", r->s.miou[0] / ref->s.miou[0]);
-    add_double (b, "relative_miou_box", r->s.miou[1] / ref->s.miou[1]);
+    add_double (b, "relative_miou_point", relative (r->s.miou[0], ref->s.miou[0]));
+    add_double (b, "relative_miou_box", relative (r->s.miou[1], ref->s.miou[1]));
     for (int k = 0; k < 2; k++) {
       const int changed = changed_objects (r, ref, k);
       if (changed >= 0) {
@@ -156,8 +188,8 @@ row_json (const Row *r, const Row *ref)
   return node;
 }
 
-static void
-print_json (Row *rows, int n, const Row *ref)
+static gboolean
+print_json (Row *rows, int n, const Row *ref, GError **error)
 {
   JsonNode *root;
   if (n == 1) {
@@ -170,9 +202,26 @@ print_json (Row *rows, int n, const Row *ref)
     json_node_take_array (root, a);
   }
   char *text = json_to_string (root, TRUE);
-  g_print ("%s\n", text);
+  /* as bytes: g_print would convert to the locale's charset, which is ASCII when the program
+   * never set one, and turn every non-ASCII character into '?' */
+  const gboolean written = fputs (text, stdout) >= 0 && fputc ('\n', stdout) != EOF
+                           && fflush (stdout) == 0;
+  if (!written)
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
+                 "cannot write the JSON to standard output: %s", g_strerror (errno));
   g_free (text);
   json_node_unref (root);
+  return written;
+}
+
+/* A percentage, or "-" where there is no number. */
+static void
+print_percent (double v)
+{
+  if (isfinite (v))
+    g_print (" %7.2f%%", 100.0 * v);
+  else
+    g_print (" %8s", "-");
 }
 
 static void
@@ -182,6 +231,9 @@ print_table (Row *rows, int n, const Row *ref, const Source *src)
            src->eval_set ? src->eval_set : src->root ? src->root : src->dataset,
            rows[0].s.n_images, rows[0].s.n_objects);
   /* every row ran with the same options, so on the same backend */
+  if (rows[0].s.n_skipped_empty > 0)
+    g_print ("left out: %d objects whose ground-truth mask is empty (no IoU is defined)\n",
+             rows[0].s.n_skipped_empty);
   g_print ("backend: %s\n\n", rows[0].s.backend);
   int width = 40;  /* the model column fits the longest name */
   for (int i = 0; i < n; i++)
@@ -195,8 +247,8 @@ print_table (Row *rows, int n, const Row *ref, const Source *src)
     const size_t bytes = model_bytes (r->model);
     g_print ("%-*s %8.4f %8.4f", width, r->name, r->s.miou[0], r->s.miou[1]);
     if (ref != NULL) {
-      g_print (" %7.2f%% %7.2f%%", 100.0 * r->s.miou[0] / ref->s.miou[0],
-               100.0 * r->s.miou[1] / ref->s.miou[1]);
+      print_percent (relative (r->s.miou[0], ref->s.miou[0]));
+      print_percent (relative (r->s.miou[1], ref->s.miou[1]));
       const int cp = changed_objects (r, ref, 0), cb = changed_objects (r, ref, 1);
       char changed[32] = "-";
       if (cp >= 0 && cb >= 0)
@@ -212,10 +264,34 @@ print_table (Row *rows, int n, const Row *ref, const Source *src)
              ref->s.miou[1], CHANGED_IOU);
 }
 
+/* Options that the chosen source does not read are errors, not ignored: --seed with COCO or -n
+ * with an eval set would otherwise look as if they had taken effect. */
+static gboolean
+options_fit_source (const Source *src, const char *coco_root, const char *sa1b_root,
+                    GError **error)
+{
+  const char *kind = src->eval_set != NULL ? "--eval-set" : src->dataset;
+  const char *wrong = NULL;
+  if (src->eval_set != NULL && src->num_samples != SAM2Q_UNSET)
+    wrong = "--num-samples";
+  else if (g_strcmp0 (src->dataset, "random") != 0 && src->seed != SAM2Q_UNSET)
+    wrong = "--seed";
+  else if (g_strcmp0 (src->dataset, "coco") != 0 && coco_root != NULL)
+    wrong = "--coco-root";
+  else if (g_strcmp0 (src->dataset, "sa1b") != 0 && sa1b_root != NULL)
+    wrong = "--sa1b-root";
+  if (wrong == NULL)
+    return TRUE;
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               "%s does not apply to %s%s; leave it out", wrong,
+               src->eval_set != NULL ? "" : "--dataset ", kind);
+  return FALSE;
+}
+
 int
 sam2q_cmd_eval (int argc, char **argv)
 {
-  Source src = { .num_samples = SAM2Q_UNSET };
+  Source src = { .num_samples = SAM2Q_UNSET, .seed = SAM2Q_UNSET };
   char *reference = NULL, *coco_root = NULL, *sa1b_root = NULL;
   gboolean json = FALSE;
   int threads = SAM2Q_UNSET;
@@ -232,8 +308,8 @@ sam2q_cmd_eval (int argc, char **argv)
     { "num-samples", 'n', 0, G_OPTION_ARG_INT, &src.num_samples,
       "images to evaluate (default: all; random: 64)", "N" },
     { "seed", 0, 0, G_OPTION_ARG_INT, &src.seed,
-      "random: seed of the generated pictures (calibration uses the recipe's seed, 0 by default: "
-      "evaluate on another one)", "N" },
+      "random: seed of the generated pictures (default 1; calibration takes the recipe's "
+      "calib.seed, 0 by default: evaluate on other pictures than those)", "N" },
     { "reference-model", 'r', 0, G_OPTION_ARG_STRING, &reference,
       "also evaluate this model on the same prompts and report relative mIoU", "REF" },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "print JSON instead of a table", NULL },
@@ -263,8 +339,11 @@ sam2q_cmd_eval (int argc, char **argv)
     goto out;
   }
   if (!sam2q_set_threads (threads, &error)
-      || !sam2q_int_option_ok ("num-samples", src.num_samples, 1, G_MAXINT, &error))
+      || !sam2q_int_option_ok ("num-samples", src.num_samples, 1, G_MAXINT, &error)
+      || !options_fit_source (&src, coco_root, sa1b_root, &error))
     goto fail;
+  if (src.seed == SAM2Q_UNSET)
+    src.seed = EVAL_DEFAULT_SEED;
   if (src.num_samples == SAM2Q_UNSET)
     src.num_samples = 0;    /* the dataset's default */
   if (!sam2q_backend_args_resolve (&bargs, &src.session, &error))
@@ -272,8 +351,9 @@ sam2q_cmd_eval (int argc, char **argv)
   /* a missing set is found before any model is loaded (and not blamed on the first model) */
   if (src.eval_set != NULL && !g_file_test (src.eval_set, G_FILE_TEST_IS_REGULAR)) {
     g_set_error (&error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
-                 "--eval-set %s: no such file (an evaluation set in the fixtures' format, e.g. "
-                 "sam2-shapes/eval_dev.safetensors)", src.eval_set);
+                 "--eval-set %s: %s (an evaluation set in the fixtures' format, e.g. "
+                 "sam2-shapes/eval_dev.safetensors)", src.eval_set,
+                 g_file_test (src.eval_set, G_FILE_TEST_EXISTS) ? "not a file" : "no such file");
     goto fail;
   }
   n_rows = argc - 1;
@@ -284,7 +364,7 @@ sam2q_cmd_eval (int argc, char **argv)
     if ((rows[i].model = sam2_model_load (argv[i + 1], &error)) == NULL)
       goto fail;
     if (!evaluate (rows[i].model, &src, &rows[i].s, &error)) {
-      g_prefix_error (&error, "%s: ", argv[i + 1]);
+      g_prefix_error (&error, "evaluating %s: ", argv[i + 1]);
       goto fail;
     }
   }
@@ -306,10 +386,15 @@ sam2q_cmd_eval (int argc, char **argv)
       goto fail;
     }
   }
-  if (json)
-    print_json (rows, n_rows, refp);
-  else
+  if (rows[0].s.n_skipped_empty > 0)
+    g_printerr ("sam2q eval: left out %d objects whose ground-truth mask is empty\n",
+                rows[0].s.n_skipped_empty);
+  if (json) {
+    if (!print_json (rows, n_rows, refp, &error))
+      goto fail;
+  } else {
     print_table (rows, n_rows, refp, &src);
+  }
   rc = 0;
   goto out;
 fail:

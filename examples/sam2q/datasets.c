@@ -516,7 +516,8 @@ coco_index (CocoData *c, GError **error)
         json_node_get_value_type (file) != G_TYPE_STRING)
       ok = coco_format_error (error, c, "images[%u] needs an integer \"id\", \"width\" and "
                               "\"height\" and a string \"file_name\"", i);
-    else if (width <= 0 || height <= 0 || width > G_MAXUINT32 || height > G_MAXUINT32 / width)
+    else if (width <= 0 || height <= 0 || width > G_MAXINT || height > G_MAXINT
+             || height > G_MAXUINT32 / width)    /* each side an int, the plane 32-bit */
       ok = coco_format_error (error, c, "images[%u] (%s) has an invalid size %" G_GINT64_FORMAT
                               " x %" G_GINT64_FORMAT, i, json_node_get_string (file), width,
                               height);
@@ -579,10 +580,19 @@ coco_read_points (CocoData *c, const char *root, GError **error)
   for (guint i = 0; ok && i < json_array_get_length (entries); i++) {
     JsonObject *entry = node_object (json_array_get_element (entries, i));
     gint64 image_id, annotation_id;
+    gint64 label = 1;
     double *xy = g_new (double, 2);
     if (entry == NULL || !node_numbers (member (entry, "point"), xy, 2)) {
       g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_FORMAT,
                    "%s: entry %u has no \"point\": [x, y]", display, i);
+      ok = FALSE;
+      g_free (xy);
+    } else if (member (entry, "label") != NULL
+               && (!node_integer (member (entry, "label"), &label) || label != 1)) {
+      /* it was taken as a positive click all the same */
+      g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_FORMAT,
+                   "%s: entry %u has a \"label\" other than 1; each object is prompted with "
+                   "one positive point, so give only positive points (label 1)", display, i);
       ok = FALSE;
       g_free (xy);
     } else if (node_integer (member (entry, "annotation_id"), &annotation_id)) {
@@ -949,7 +959,7 @@ sa1b_sample (Sam2qDataset *ds, const char *json_file, JsonObject *root, Sam2qSam
   gint64 width, height, image_id;
   if (info == NULL || !node_integer (member (info, "width"), &width) ||
       !node_integer (member (info, "height"), &height) || width <= 0 || height <= 0 ||
-      width > G_MAXUINT32 || height > G_MAXUINT32 / width)
+      width > G_MAXINT || height > G_MAXINT || height > G_MAXUINT32 / width)
     return sa1b_format_error (error, json_file, "expected \"image\": {\"width\": W, "
                               "\"height\": H, \"file_name\": ...} with a positive size");
   char *file = sa1b_picture_path (json_file, info);

@@ -32,7 +32,8 @@
  * concave or ring-shaped objects, unlike the centroid or the box centre.
  *
  * points.json (COCO only; looked for at ROOT/points.json, then ROOT/annotations/points.json) is
- * a list of {"image_id": N, "point": [x, y], "label": 1} and optionally "annotation_id": M. An
+ * a list of {"image_id": N, "point": [x, y], "label": 1} ("label" optional, 1 if given: the
+ * points are positive prompts) and optionally "annotation_id": M. An
  * entry with annotation_id sets that annotation's point; entries with only image_id set the
  * points of that picture's annotations in order (the k-th such entry for the k-th annotation).
  *

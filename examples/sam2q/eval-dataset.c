@@ -31,7 +31,7 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
   Sam2qSample sample = { 0 };
   double sum[2] = { 0, 0 };
   gint64 t_enc = 0, t_dec = 0;
-  int n_objects = 0, n_images = 0;
+  int n_objects = 0, n_images = 0, n_empty = 0;
   gboolean ok = TRUE;
   guint8 *gt = NULL;
   for (int k = 0; k < 2; k++) {
@@ -57,6 +57,10 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
       const Sam2qAnnotation *a = &sample.annotations[i];
       if (a->iscrowd || a->mask == NULL)
         continue;
+      if (a->area == 0) {
+        n_empty++;
+        continue;
+      }
       sam2q_annotation_decode_mask (a, gt, im->width);
       const Sam2Point pt = { (float) a->point[0], (float) a->point[1], SAM2_LABEL_POSITIVE };
       Sam2Prompt prompts[2] = {
@@ -70,6 +74,11 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
         const Sam2Result *r = sam2_session_predict (s, &prompts[k], 1, NULL, error);
         t_dec += g_get_monotonic_time () - t0;
         ok = r != NULL;
+        /* a prompt the data gave wrong: name where it came from */
+        if (!ok)
+          g_prefix_error (error, "%s dataset, sample %d (%s), annotation %" G_GINT64_FORMAT
+                          ", %s prompt: ", kind, sample.index, sample.name, a->id,
+                          k == 0 ? "point" : "box");
         if (ok) {
           const double iou = sam2_mask_iou (r->masks, gt, plane);
           g_array_append_val (out->iou[k], iou);
@@ -83,7 +92,8 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
     ok = FALSE;
   if (ok && n_objects == 0) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
-                 "%s has no annotated objects to evaluate on", root ? root : kind);
+                 "%s has no annotated objects to evaluate on%s", root ? root : kind,
+                 n_empty > 0 ? " (every mask is empty)" : "");
     ok = FALSE;
   }
   if (ok) {
@@ -91,6 +101,7 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
     out->miou[1] = sum[1] / n_objects;
     out->n_images = n_images;
     out->n_objects = n_objects;
+    out->n_skipped_empty = n_empty;
     out->encoder_ms = t_enc / 1e3 / n_images;
     out->decoder_ms = t_dec / 1e3 / (2.0 * n_objects);
   }

@@ -14,6 +14,9 @@ typedef struct {
                                 * where the set has none */
   int n_images;
   int n_objects;
+  int n_skipped_empty;         /* objects left out: their ground-truth mask has no pixel (an
+                                * empty polygon list, a polygon outside the picture), so no
+                                * IoU can be defined for them */
   double encoder_ms;           /* per image */
   double decoder_ms;           /* per prompt, including upsampling to the picture */
   char backend[192];           /* sam2_session_describe_backend of the session that ran */

@@ -868,6 +868,9 @@ test_quantized_file_name (void)
     { "base", &defaults, "sam2.1-hiera-base-plus-default.safetensors" },
     { "facebook/sam2.1-hiera-small@main", NULL, "sam2.1-hiera-small-default.safetensors" },
     { "/models/my-sam2/", named, "my-sam2-w4a8_fast.safetensors" },
+    /* "." was ".-w4a8_fast.safetensors": hidden */
+    { "/models/my-sam2/.", named, "my-sam2-w4a8_fast.safetensors" },
+    { "/models/my-sam2/sub/..", named, "my-sam2-w4a8_fast.safetensors" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
     char *file = sam2_quantized_file_name (cases[i].model, cases[i].recipe);

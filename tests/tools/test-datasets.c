@@ -7,6 +7,7 @@
  * frames the shapes scene draws; the random dataset must be a pure function of its seed. Errors
  * must name what is missing or wrong. */
 #include "datasets.h"
+#include "eval-dataset.h"
 #include "sam2.h"
 #include "shapes.h"
 #include "test-support.h"
@@ -387,6 +388,11 @@ test_coco_handmade (Fixture *f, gconstpointer data)
 
   write_text (points, "[{\"image_id\": 7, \"point\": [1.5]}]");
   expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT, "points.json: entry 0");
+  /* a negative point was taken as a positive one */
+  write_text (points, "[{\"image_id\": 7, \"point\": [1, 2], \"label\": 1},"
+              " {\"image_id\": 7, \"point\": [1, 2], \"label\": 0}]");
+  expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT,
+                     "points.json: entry 1 has a \"label\" other than 1");
 
   g_free (points);
   g_free (root);
@@ -425,6 +431,10 @@ test_coco_errors (Fixture *f, gconstpointer data)
   /* 2^32 x 2^32 pixels: the product overflowed int64 (to 0) in the size check */
   write_text (ann, "{\"images\": [{\"id\": 1, \"file_name\": \"x.png\", \"width\": 4294967296, "
               "\"height\": 4294967296}]}");
+  expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT, "has an invalid size");
+  /* a side past int with a plane under 2^32: it was cast to int (-1294967296 pixels wide) */
+  write_text (ann, "{\"images\": [{\"id\": 1, \"file_name\": \"x.png\", \"width\": 3000000000, "
+              "\"height\": 1}]}");
   expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT, "has an invalid size");
   write_text (ann, "{\"images\": [], \"annotations\": [{\"id\": 1, \"image_id\": 5}]}");
   expect_open_error ("coco", root, NULL, SAM2Q_DATASET_ERROR_FORMAT,
@@ -1028,6 +1038,87 @@ test_open_errors (void)
   sam2q_sample_clear (NULL);
 }
 
+/* ---- evaluation on a dataset (eval-dataset.c) ------------------------------------------- */
+
+/* A COCO root with one picture of shapes and these annotations (a JSON list's members). */
+static char *
+write_eval_coco (Fixture *f, const char *name, const char *annotations)
+{
+  char *picture = fixture_path (f, name, "val2017", "a.png", NULL);
+  guint8 *masks;
+  g_free (write_shapes_png (picture, 5, 96, 80, 2, &masks));
+  g_free (masks);
+  g_free (picture);
+  char *json = g_strdup_printf ("{\"images\": [{\"id\": 1, \"file_name\": \"a.png\", "
+                                "\"width\": 96, \"height\": 80}], \"annotations\": [%s]}",
+                                annotations);
+  char *file = fixture_path (f, name, "annotations", "instances_val2017.json", NULL);
+  write_text (file, json);
+  g_free (file);
+  g_free (json);
+  return fixture_path (f, name, NULL);
+}
+
+/* Objects whose ground truth has no pixel are left out and counted (they were scored, with an
+ * IoU of 0, or 1 against an empty prediction); a prompt outside the picture is an error that
+ * names the sample and the annotation. */
+static void
+test_eval_dataset (Fixture *f, gconstpointer data)
+{
+  char *model_dir = sam2_test_fixture_path ("sam2-shapes");
+  if (!g_file_test (model_dir, G_FILE_TEST_IS_DIR)) {
+    g_test_skip ("no sam2-shapes fixture");
+    g_free (model_dir);
+    return;
+  }
+  GError *error = NULL;
+  Sam2Model *model = sam2_model_load (model_dir, &error);
+  g_assert_no_error (error);
+  const char *square = "{\"id\": 1, \"image_id\": 1, \"segmentation\": "
+                       "[[10, 10, 40, 10, 40, 40, 10, 40]]}";
+  char *only = write_eval_coco (f, "only", square);
+  char *with_empty = g_strdup_printf ("%s, {\"id\": 2, \"image_id\": 1, \"segmentation\": [], "
+                                      "\"bbox\": [50, 50, 10, 10]}, {\"id\": 3, \"image_id\": 1, "
+                                      "\"segmentation\": [[200, 200, 220, 200, 220, 220]]}",
+                                      square);
+  char *empty = write_eval_coco (f, "empty", with_empty);
+  Sam2qEvalScores a = { 0 }, b = { 0 };
+  g_assert_true (sam2q_eval_dataset (model, "coco", only, 0, 0, NULL, &a, &error));
+  g_assert_no_error (error);
+  g_assert_true (sam2q_eval_dataset (model, "coco", empty, 0, 0, NULL, &b, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (b.n_objects, ==, 1);
+  g_assert_cmpint (b.n_skipped_empty, ==, 2);
+  g_assert_cmpint (a.n_skipped_empty, ==, 0);
+  g_assert_cmpfloat (b.miou[0], ==, a.miou[0]);
+  g_assert_cmpfloat (b.miou[1], ==, a.miou[1]);
+  sam2q_eval_scores_clear (&a);
+  sam2q_eval_scores_clear (&b);
+
+  char *outside = write_eval_coco (f, "outside", "{\"id\": 7, \"image_id\": 1, \"bbox\": "
+                                   "[300, 300, 10, 10], \"segmentation\": "
+                                   "[[10, 10, 40, 10, 40, 40]]}");
+  g_assert_false (sam2q_eval_dataset (model, "coco", outside, 0, 0, NULL, &b, &error));
+  assert_message_has (error, "coco dataset, sample 0 (a.png), annotation 7, box prompt: ");
+  g_clear_error (&error);
+  sam2q_eval_scores_clear (&b);
+
+  char *all_empty = write_eval_coco (f, "all-empty", "{\"id\": 2, \"image_id\": 1, "
+                                     "\"segmentation\": [], \"bbox\": [5, 5, 10, 10]}");
+  g_assert_false (sam2q_eval_dataset (model, "coco", all_empty, 0, 0, NULL, &b, &error));
+  assert_message_has (error, "no annotated objects to evaluate on (every mask is empty)");
+  g_clear_error (&error);
+  sam2q_eval_scores_clear (&b);
+
+  g_free (all_empty);
+  g_free (outside);
+  g_free (empty);
+  g_free (with_empty);
+  g_free (only);
+  sam2_model_unref (model);
+  g_free (model_dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1049,5 +1140,7 @@ main (int argc, char **argv)
   g_test_add_func ("/datasets/shapes/scene", test_shapes_scene);
   g_test_add_func ("/datasets/random", test_random);
   g_test_add_func ("/datasets/open-errors", test_open_errors);
+  g_test_add ("/datasets/eval", Fixture, NULL, fixture_set_up, test_eval_dataset,
+              fixture_tear_down);
   return g_test_run ();
 }

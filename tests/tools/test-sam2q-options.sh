@@ -65,6 +65,14 @@ else
   echo "ok $n - a failed quantize leaves no output directory"
 fi
 
+# eval: an option the source does not read is an error (it was ignored)
+expect "--num-samples does not apply to --eval-set" eval --eval-set /x.safetensors -n 2 $m
+expect "--seed does not apply to --dataset coco" eval --dataset coco --coco-root /x --seed 3 $m
+expect "--coco-root does not apply to --dataset random" eval --dataset random --coco-root /x $m
+expect "--sa1b-root does not apply to --dataset coco" eval --dataset coco --coco-root /x \
+  --sa1b-root /y $m
+expect "--eval-set $tmp: not a file" eval --eval-set "$tmp" $m
+
 # segment: a label is 0 or 1 (0.7 was taken as 0, a negative click), one box per object (a
 # second replaced the first), and a --json or --overlay path that cannot be written fails before
 # the model runs (it failed after the masks were written, and left them)
