@@ -302,6 +302,10 @@ sam2q_cmd_quantize (int argc, char **argv)
     const int n = sam2_calibrator_get_n_frames (c);
     g_printerr ("ran %d frame%s through the float model in %.1f s (%.0f ms per frame)\n", n,
                 n == 1 ? "" : "s", secs, n > 0 ? 1e3 * secs / n : 0.0);
+    if (n > 0 && n < recipe->calib.num_samples)
+      g_printerr ("sam2q quantize: warning: the dataset had %d frame%s of the %d asked for "
+                  "(-n / calib.num_samples); calibrating on %s\n", n, n == 1 ? "" : "s",
+                  recipe->calib.num_samples, n == 1 ? "it" : "those");
   }
   if ((q = sam2_calibrator_quantize (c, on_quant_progress, &progress, &error)) == NULL)
     goto fail;
