@@ -355,6 +355,11 @@ sam2_config_scan_string (const char **p, const char *end)
             *p = s;
             return "\\u needs four hexadecimal digits";
           }
+        /* json-glib's strings end at a NUL: "relu\u0000 but gelu" would read as "relu" */
+        if (memcmp (s + 2, "0000", 4) == 0) {
+          *p = s;
+          return "\\u0000 (a NUL character) in a string";
+        }
         s += 6;
         continue;
       }

@@ -261,7 +261,8 @@ void sam2_recipe_free (Sam2Recipe *recipe);
 /* The file name a quantized model is saved under, "<model>-<recipe>.safetensors" (no directory),
  * as `sam2q quantize` and the sam2calib element both name it. <model> is the last component of
  * `model_ref` after expanding a shortcut, without an "@revision" ("facebook/sam2.1-hiera-tiny",
- * "tiny" -> "sam2.1-hiera-tiny"; a directory -> its name); <recipe> is the recipe's name, its
+ * "tiny" -> "sam2.1-hiera-tiny"; a directory, or one of its files (model.safetensors,
+ * config.json) -> the directory's name); <recipe> is the recipe's name, its
  * file name without directory and extension ("default" for `recipe` NULL or the built-in
  * recipe). Free with g_free. */
 char *sam2_quantized_file_name (const char *model_ref, const Sam2Recipe *recipe);

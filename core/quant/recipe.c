@@ -1121,6 +1121,11 @@ recipe_read_patterns (Sam2RecipeReader *reader, const Sam2YamlNode *node, const 
     const char *problem = NULL;
     if (item->type != NODE_SCALAR || recipe_is_null (item))
       problem = "expected a glob pattern (a string)";
+    else if (recipe_number_form (item) != NUMBER_NONE || recipe_is_word (item, "true")
+             || recipe_is_word (item, "false"))
+      /* plain true and 3 are a boolean and a number in YAML (PyYAML, DeepCompressor), not the
+       * pattern "true" or "3" */
+      problem = "expected a glob pattern (a string; quote it if it is one)";
     else if (item->length == 0)
       problem = "an empty pattern matches no layer";
     else if (memchr (item->text, '\0', item->length) != NULL)
@@ -1361,6 +1366,41 @@ recipe_read_root (Sam2RecipeReader *reader, const Sam2YamlNode *root)
   return recipe_read_mapping (reader, root, top_keys, G_N_ELEMENTS (top_keys), "");
 }
 
+/* Where the setting at `offset` was given, or NULL when the recipe left it at its default. */
+static const Sam2RecipeAssignment *
+recipe_find_assignment (const Sam2RecipeReader *reader, size_t offset)
+{
+  for (guint i = 0; i < reader->assignments->len; i++) {
+    const Sam2RecipeAssignment *a = reader->assignments->pdata[i];
+    if (a->offset == offset)
+      return a;
+  }
+  return NULL;
+}
+
+/* Settings that each parse but that the quantizer could not honour together: an error at the
+ * key that would be ignored (it was ignored silently, and still written into the model file's
+ * recipe as if it had run). */
+static gboolean
+recipe_check_combinations (Sam2RecipeReader *reader)
+{
+  const Sam2Recipe *r = reader->recipe;
+  const Sam2RecipeAssignment *a;
+  if (r->smooth.enabled && r->ipts.dtype == SAM2_QTYPE_NONE
+      && (a = recipe_find_assignment (reader, OFF (smooth.enabled))) != NULL)
+    return recipe_error (reader, a->line, a->column, a->path,
+                         "smoothing moves activation outliers into the weights ahead of the "
+                         "activations' 8-bit quantization, and quant.ipts is null (weights "
+                         "only): set %s to false, or quantize the activations", a->path);
+  if (!r->ipts.post_gelu_asymmetric && r->ipts.dtype != SAM2_QTYPE_SINT8
+      && (a = recipe_find_assignment (reader, OFF (ipts.post_gelu_asymmetric))) != NULL)
+    return recipe_error (reader, a->line, a->column, a->path,
+                         "symmetric post-GELU inputs need quant.ipts.dtype sint8 (with uint8 "
+                         "every input is asymmetric; with null none is quantized); leave it out "
+                         "or use sint8");
+  return TRUE;
+}
+
 /* ---- public API ------------------------------------------------------------------------------ */
 
 void
@@ -1435,7 +1475,8 @@ sam2_recipe_parse (const char *text, gssize length, const char *source, GError *
     .assignments = g_ptr_array_new_with_free_func (recipe_assignment_free), .error = error,
   };
   Sam2YamlNode *root = NULL;
-  const gboolean ok = recipe_read_tree (&reader, &root) && recipe_read_root (&reader, root);
+  const gboolean ok = recipe_read_tree (&reader, &root) && recipe_read_root (&reader, root)
+                      && recipe_check_combinations (&reader);
   recipe_node_free (root);
   g_ptr_array_unref (reader.assignments);
   if (!ok) {
@@ -1467,18 +1508,29 @@ char *
 sam2_quantized_file_name (const char *model_ref, const Sam2Recipe *recipe)
 {
   g_return_val_if_fail (model_ref != NULL, NULL);
-  const char *id = sam2_hub_shortcut_id (model_ref);
-  /* a directory named by "." or ".." (or with a trailing slash) takes its real name: the file
-   * would otherwise be ".-default.safetensors", hidden */
-  char *canonical = id == NULL ? g_canonicalize_filename (model_ref, NULL) : NULL;
-  char *stem = g_path_get_basename (id != NULL ? id : canonical);
-  g_free (canonical);
-  char *at = strchr (stem, '@');
+  /* an hub id's "@revision" goes before the shortcut lookup ("tiny@main" is tiny); a path that
+   * exists keeps an "@" of its own */
+  char *ref = g_strdup (model_ref);
+  char *at = g_file_test (ref, G_FILE_TEST_EXISTS) ? NULL : strchr (ref, '@');
   if (at != NULL)
     *at = '\0';
+  const char *id = sam2_hub_shortcut_id (ref);
+  /* a directory named by "." or ".." (or with a trailing slash) takes its real name: the file
+   * would otherwise be ".-default.safetensors", hidden */
+  char *canonical = id == NULL ? g_canonicalize_filename (ref, NULL) : NULL;
+  char *stem = g_path_get_basename (id != NULL ? id : canonical);
+  /* a checkpoint named by one of its files (model.safetensors, config.json) is its directory */
+  if (id == NULL && (g_str_has_suffix (stem, ".safetensors") || g_str_has_suffix (stem, ".json"))) {
+    char *dir = g_path_get_dirname (canonical);
+    g_free (stem);
+    stem = g_path_get_basename (dir);
+    g_free (dir);
+  }
   char *file = g_strdup_printf ("%s-%s.safetensors", stem,
                                 recipe != NULL ? recipe->name : "default");
+  g_free (canonical);
   g_free (stem);
+  g_free (ref);
   return file;
 }
 
@@ -1557,10 +1609,14 @@ sam2_recipe_yaml_name (const char *yaml)
 {
   if (yaml == NULL || !g_str_has_prefix (yaml, NAME_PREFIX))
     return NULL;
-  const char *start = yaml + strlen (NAME_PREFIX), *end = strstr (start, NAME_SUFFIX);
-  const char *eol = strchr (start, '\n');
-  if (end == NULL || (eol != NULL && eol < end))
+  /* the suffix ends the line: a name may hold the suffix's own text ("x\", every key resolved") */
+  const char *start = yaml + strlen (NAME_PREFIX), *eol = strchr (start, '\n');
+  if (eol == NULL)
+    eol = start + strlen (start);
+  const size_t suffix = strlen (NAME_SUFFIX);
+  if ((size_t) (eol - start) < suffix || memcmp (eol - suffix, NAME_SUFFIX, suffix) != 0)
     return NULL;
+  const char *end = eol - suffix;
   /* written escaped (g_strescape): printable ASCII, returned as it is */
   for (const char *p = start; p < end; p++)
     if (!g_ascii_isprint (*p))

@@ -17,8 +17,9 @@
  *     ipts:                        # 8-bit activations; `ipts: null` or dtype: null = weight-only
  *       dtype: sint8               # sint8 | uint8
  *       granularity: per_token     # per_token (dynamic) | per_tensor (static, from calibration)
- *       post_gelu: asymmetric      # asymmetric (uint8 + zero point) | symmetric, for inputs after GELU
- *   smooth:                        # SmoothQuant; absent = off
+ *       post_gelu: asymmetric      # asymmetric (uint8 + zero point) | symmetric (sint8 only),
+ *                                  #   for inputs after GELU
+ *   smooth:                        # SmoothQuant; absent = off; needs quantized activations
  *     alpha: 0.5                   # a number in [0, 1], or `search` (grid over [0, 1] by output error)
  *     grid: 20
  *     fold: true                   # fold 1 / s into the preceding LayerNorm where there is one

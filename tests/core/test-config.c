@@ -524,6 +524,8 @@ test_malformed_json (void)
   assert_parse_error ("{\"a\": \"x\ty\"}", -1, "control character", NULL);
   assert_parse_error ("{\"a\": \"\\x\"}", -1, "invalid escape", NULL);
   assert_parse_error ("{\"a\": \"\\u12G4\"}", -1, "four hexadecimal digits", NULL);
+  /* a NUL escape ended the string early: "relu\u0000 but gelu" was read as relu */
+  assert_parse_error ("{\"hidden_act\": \"relu\\u0000 but gelu\"}", -1, "NUL character", NULL);
   assert_parse_error ("{\"a\": \"\xff\"}", -1, "not UTF-8", NULL);
   assert_parse_error ("\xef\xbb\xbf{}", -1, "expected a value", NULL);   /* BOM, as Python */
   /* an embedded NUL with an explicit length */

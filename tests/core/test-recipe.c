@@ -266,7 +266,7 @@ test_round_trip (void)
   static const char *const texts[] = {
     "quant:\n"
     "  wgts: {dtype: uint4, group_shapes: [1, -1], kernel_gptq: false}\n"
-    "  ipts: {dtype: uint8, granularity: per_tensor, post_gelu: symmetric}\n"
+    "  ipts: {dtype: sint8, granularity: per_tensor, post_gelu: symmetric}\n"
     "smooth: {alpha: 0.3, grid: 2, fold: false}\n"
     "low_rank: {rank: 1024, exclusive: true, compensate: true}\n"
     "calib: {num_samples: 100000, batch_size: 32, max_tokens: 0, keep_tokens: 65536,\n"
@@ -278,6 +278,7 @@ test_round_trip (void)
     "quant: {wgts: {kernel_gptq: {damp_percentage: 0.99999999999999989}}}\n",
     "smooth: {alpha: search}\nlow_rank: {rank: 0, exclusive: true}\n",
     "quant: {ipts: null}\n",
+    "quant: {ipts: {dtype: uint8}}\n",
     "quant: {wgts: {group_size: 4096}}\n",
     "quant: {wgts: {group_size: 8}}\n",
     "quant: {wgts: {calib_range: {max_shrink: 0.35, num_grids: 7, objective: tensor_error}}}\n",
@@ -577,6 +578,15 @@ static const BadRecipe bad_recipes[] = {
   { "alpha: 0.5\n", "<string>:1:1: alpha: unknown key", "alpha is a key of smooth" },
   { "calib: {seed: 1, sed: 2}\n", "<string>:1:18: calib.sed: unknown key", NULL },
   { "\"qu\\0ant\": {}\n", "<string>:1:1: qu\\x00ant: unknown key", NULL },
+  /* settings the quantizer would ignore together: refused at the ignored key */
+  { "quant:\n  ipts: null\nsmooth:\n  alpha: 0.5\n", "<string>:4:3: smooth: ",
+    "quant.ipts is null (weights only)" },
+  { "quant: {ipts: {dtype: uint8, post_gelu: symmetric}}\n",
+    "<string>:1:41: quant.ipts.post_gelu: ", "need quant.ipts.dtype sint8" },
+  /* a plain boolean or number is not a pattern (YAML readers take it as true or 3) */
+  { "skips:\n  patterns: [\"a.*\", true]\n", "<string>:2:21: skips.patterns[1]: ",
+    "quote it if it is one" },
+  { "skips:\n  patterns: [1.5e3]\n", "<string>:2:14: skips.patterns[0]: ", "a glob pattern" },
   /* names */
   { "quant:\n  wgts:\n    dtype: int4\n",
     "<string>:3:12: quant.wgts.dtype: \"int4\" is not a weight type; use sint4 or uint4", NULL },
@@ -871,6 +881,11 @@ test_quantized_file_name (void)
     /* "." was ".-w4a8_fast.safetensors": hidden */
     { "/models/my-sam2/.", named, "my-sam2-w4a8_fast.safetensors" },
     { "/models/my-sam2/sub/..", named, "my-sam2-w4a8_fast.safetensors" },
+    /* the revision before the shortcut: "tiny@main" gave "tiny-..." */
+    { "tiny@main", named, "sam2.1-hiera-tiny-w4a8_fast.safetensors" },
+    /* a checkpoint named by its files: "model.safetensors-w4a8_fast.safetensors" */
+    { "/models/my-sam2/model.safetensors", named, "my-sam2-w4a8_fast.safetensors" },
+    { "/models/my-sam2/config.json", NULL, "my-sam2-default.safetensors" },
   };
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
     char *file = sam2_quantized_file_name (cases[i].model, cases[i].recipe);
@@ -899,6 +914,28 @@ test_pattern_skips (void)
   sam2_recipe_free (r);
 }
 
+/* The name in sam2_recipe_to_yaml's first line comes back whole, also when it holds the line's
+ * own ending (it was cut at the first "\", every key resolved"). */
+static void
+test_yaml_name (void)
+{
+  const char *names[] = { "hiera_tiny_w4a8", "x\", every key resolved", "a\\b \"q\"" };
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++) {
+    Sam2Recipe *r = parse_ok ("");
+    g_free (r->name);
+    r->name = g_strdup (names[i]);
+    char *yaml = sam2_recipe_to_yaml (r);
+    char *got = sam2_recipe_yaml_name (yaml), *want = g_strescape (names[i], NULL);
+    g_assert_cmpstr (got, ==, want);
+    g_free (got);
+    g_free (want);
+    g_free (yaml);
+    sam2_recipe_free (r);
+  }
+  g_assert_null (sam2_recipe_yaml_name ("# sam2 quantization recipe \"x\", every key resolved "
+                                        "and more\n"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -916,5 +953,6 @@ main (int argc, char **argv)
   g_test_add_func ("/recipe/load", test_load);
   g_test_add_func ("/recipe/pattern-skips", test_pattern_skips);
   g_test_add_func ("/recipe/quantized-file-name", test_quantized_file_name);
+  g_test_add_func ("/recipe/yaml-name", test_yaml_name);
   return g_test_run ();
 }
