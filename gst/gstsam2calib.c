@@ -1465,7 +1465,7 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
           "Float SAM2 model to calibrate, as sam2seg's model property takes it: a directory "
           "with config.json and model.safetensors (e.g. models/sam2-shapes), a Hugging Face "
           "id in the local HF cache (facebook/sam2.1-hiera-tiny) or a shortcut: tiny, small, "
-          "base-plus, large. Read at start",
+          "base (or base-plus), large. Read at start",
           DEFAULT_MODEL,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_CONFIG,

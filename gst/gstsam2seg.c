@@ -1650,7 +1650,7 @@ gst_sam2_seg_class_init (GstSam2SegClass * klass)
       g_param_spec_string ("model", "Model",
           "SAM2 model: a directory with config.json and model.safetensors (e.g. "
           "models/sam2-shapes), a quantized model file, a Hugging Face id in the local HF "
-          "cache (facebook/sam2.1-hiera-tiny) or a shortcut: tiny, small, base-plus, large. "
+          "cache (facebook/sam2.1-hiera-tiny) or a shortcut: tiny, small, base (or base-plus), large. "
           "Read at start; cannot change while running",
           DEFAULT_MODEL,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
@@ -1779,8 +1779,9 @@ gst_sam2_seg_class_init (GstSam2SegClass * klass)
       "Prompts: points=\"x,y[,label] x,y; x,y\" (';' between objects), "
       "boxes=\"x0,y0,x1,y1; ...\", runtime changes with the set-prompts / clear-prompts "
       "action signals or a \"sam2-prompts\" custom downstream event (string fields points, "
-      "boxes). Posts a warning for refused runtime prompts and latency messages when "
-      "processing slows down. Example: gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! "
+      "boxes). Posts a warning for refused runtime prompts, latency messages when "
+      "processing slows down, and an element message sam2seg-model-switched (field path) "
+      "when it takes the model its calibrator has written. Example: gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! "
       "videoconvert ! sam2seg model=tiny points=\"320,240\" ! sam2overlay ! videoconvert ! "
       "autovideosink",
       "sam2-gst developers");

@@ -46,7 +46,7 @@ gst_sam2_model_ref_check (GstElement * element, GstDebugCategory * cat,
     return TRUE;
   GST_ELEMENT_ERROR (element, RESOURCE, NOT_FOUND,
       ("No model given: set the model property to a model directory, a Hugging Face id "
-          "(facebook/sam2.1-hiera-tiny) or a shortcut (tiny, small, base-plus, large)."),
+          "(facebook/sam2.1-hiera-tiny) or a shortcut (tiny, small, base or base-plus, large)."),
       (NULL));
   return FALSE;
 }

@@ -7,7 +7,8 @@
  *   read-meta [-m MODEL] [-p POINTS] [-b BOXES] [-n FRAMES] [VIDEO-FILE]
  *
  * Without a file it segments videotestsrc's bouncing ball; MODEL defaults to "tiny" (any
- * model sam2seg takes, e.g. models/sam2-shapes), POINTS to the centre of the frame.
+ * model sam2seg takes, e.g. models/sam2-shapes), POINTS to the centre of its 320x240 frames. A
+ * file's frame size is known only once it plays: give it POINTS or BOXES.
  *
  *   ./build/examples/apps/read-meta -m models/sam2-shapes -p 160,120 -n 10
  *   ./build/examples/apps/read-meta -m tiny -p 320,240 video.mp4
@@ -102,6 +103,10 @@ main (int argc, char **argv)
   g_option_context_free (ctx);
 
   if (argc > 1) {
+    if (points == NULL && boxes == NULL) {
+      g_printerr ("give prompts for %s: -p X,Y or -b X0,Y0,X1,Y1 in its pixels\n", argv[1]);
+      return 2;
+    }
     gchar *uri = gst_filename_to_uri (argv[1], &error);
     if (uri == NULL) {
       g_printerr ("%s\n", error->message);

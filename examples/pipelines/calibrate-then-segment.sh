@@ -25,15 +25,15 @@ input="" model=models/sam2-shapes recipe=configs/hiera_tiny_w4a8.yaml frames=16 
 points="" boxes="" dir=demo-output/one-process
 while getopts "i:m:c:n:s:p:b:o:h" opt; do
   case $opt in
-    i) input=$OPTARG ;;
-    m) model=$OPTARG ;;
-    c) recipe=$OPTARG ;;
+    i) input=$(caller_path "$OPTARG") ;;
+    m) model=$(caller_ref "$OPTARG") ;;
+    c) recipe=$(caller_ref "$OPTARG") ;;
     n) frames=$OPTARG ;;
     s) stride=$OPTARG ;;
     p) points=$OPTARG ;;
     b) boxes=$OPTARG ;;
-    o) dir=$OPTARG ;;
-    *) sed -n '2,20p' "$0"; exit 2 ;;
+    o) dir=$(caller_path "$OPTARG") ;;
+    *) sed -n '2,20p' "$script"; exit 2 ;;
   esac
 done
 mkdir -p "$dir"

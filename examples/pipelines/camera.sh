@@ -24,11 +24,11 @@ device=/dev/video0 model=tiny points="320,240" boxes="" interval=1
 while getopts "d:m:p:b:n:h" opt; do
   case $opt in
     d) device=$OPTARG ;;
-    m) model=$OPTARG ;;
+    m) model=$(caller_ref "$OPTARG") ;;
     p) points=$OPTARG ;;
     b) boxes=$OPTARG ;;
     n) interval=$OPTARG ;;
-    *) sed -n '2,20p' "$0"; exit 2 ;;
+    *) sed -n '2,20p' "$script"; exit 2 ;;
   esac
 done
 if [ ! -e "$device" ]; then

@@ -20,11 +20,11 @@ source "$(dirname "$0")/common.sh"
 input="" device=/dev/video0 model=tiny interval=2
 while getopts "i:d:m:n:h" opt; do
   case $opt in
-    i) input=$OPTARG ;;
+    i) input=$(caller_path "$OPTARG") ;;
     d) device=$OPTARG ;;
-    m) model=$OPTARG ;;
+    m) model=$(caller_ref "$OPTARG") ;;
     n) interval=$OPTARG ;;
-    *) sed -n '2,18p' "$0"; exit 2 ;;
+    *) sed -n '2,18p' "$script"; exit 2 ;;
   esac
 done
 if ! have_element facedetect; then

@@ -21,12 +21,12 @@ source "$(dirname "$0")/common.sh"
 input="" output="demo-output/segment/%05d.png" model="models/sam2-shapes" points="" boxes=""
 while getopts "i:o:m:p:b:h" opt; do
   case $opt in
-    i) input=$OPTARG ;;
-    o) output=$OPTARG ;;
-    m) model=$OPTARG ;;
+    i) input=$(caller_path "$OPTARG") ;;
+    o) output=$(caller_path "$OPTARG") ;;
+    m) model=$(caller_ref "$OPTARG") ;;
     p) points=$OPTARG ;;
     b) boxes=$OPTARG ;;
-    *) sed -n '2,19p' "$0"; exit 2 ;;
+    *) sed -n '2,19p' "$script"; exit 2 ;;
   esac
 done
 

@@ -306,7 +306,7 @@ sam2q_cmd_eval (int argc, char **argv)
     { "sa1b-root", 0, 0, G_OPTION_ARG_FILENAME, &sa1b_root, "directory of SA-1B sa_*.jpg/json",
       "DIR" },
     { "num-samples", 'n', 0, G_OPTION_ARG_INT, &src.num_samples,
-      "images to evaluate (default: all; random: 64)", "N" },
+      "--dataset only: images to evaluate (default: all; random: 64)", "N" },
     { "seed", 0, 0, G_OPTION_ARG_INT, &src.seed,
       "random: seed of the generated pictures (default 1; calibration takes the recipe's "
       "calib.seed, 0 by default: evaluate on other pictures than those)", "N" },

@@ -118,6 +118,13 @@ static gboolean
 on_next (const char *name, const char *value, gpointer data, GError **error)
 {
   PromptParser *pp = data;
+  if (pp->objects->len == 0) {
+    /* it did nothing there: the first object starts with the first prompt */
+    g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                         "--next-object goes between objects: give the first object's --point "
+                         "or --box before it");
+    return FALSE;
+  }
   ObjectPrompt *o = g_new0 (ObjectPrompt, 1);
   o->points = g_array_new (FALSE, FALSE, sizeof (Sam2Point));
   g_ptr_array_add (pp->objects, o);
@@ -243,17 +250,24 @@ remove_outputs (char **files, const char *out_dir, const char *created)
   sam2_output_dir_remove_created (out_dir, created);
 }
 
-/* A FILE option's directory must exist and take a new file: checked before the model runs, so
- * that a wrong path fails at once and not after the masks are written. */
+/* A FILE option's directory must exist (or be the --output-dir, made before anything is
+ * written) and take a new file: checked before the model runs, so that a wrong path fails at
+ * once and not after the masks are written. */
 static gboolean
-check_file_destination (const char *option, const char *path, GError **error)
+check_file_destination (const char *option, const char *path, const char *out_dir,
+                        GError **error)
 {
   char *dir = g_path_get_dirname (path), *hint = g_strdup_printf ("choose another --%s", option);
+  char *dir_abs = g_canonicalize_filename (dir, NULL);
+  char *out_abs = out_dir != NULL ? g_canonicalize_filename (out_dir, NULL) : NULL;
+  const gboolean in_out_dir = g_strcmp0 (dir_abs, out_abs) == 0;
+  g_free (dir_abs);
+  g_free (out_abs);
   gboolean ok = FALSE;
   if (g_file_test (path, G_FILE_TEST_IS_DIR))
     g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_ISDIR, "--%s %s is a directory; %s",
                  option, path, hint);
-  else if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+  else if (!in_out_dir && !g_file_test (dir, G_FILE_TEST_IS_DIR))
     g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT,
                  "--%s %s: the directory %s does not exist; create it or %s", option, path, dir,
                  hint);
@@ -340,8 +354,9 @@ sam2q_cmd_segment (int argc, char **argv)
     goto fail;
   if ((out_dir != NULL && !sam2_check_output_dir (out_dir, "output", "choose another --output-dir",
                                                   &error))
-      || (json_path != NULL && !check_file_destination ("json", json_path, &error))
-      || (overlay_path != NULL && !check_file_destination ("overlay", overlay_path, &error)))
+      || (json_path != NULL && !check_file_destination ("json", json_path, out_dir, &error))
+      || (overlay_path != NULL
+          && !check_file_destination ("overlay", overlay_path, out_dir, &error)))
     goto fail;
   if ((image = sam2q_image_load (argv[2], &error)) == NULL)
     goto fail;

@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "sam2.h"
 
+#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -80,13 +81,23 @@ main (int argc, char **argv)
    * the writer can remove its temporary file; ignored, write() fails with EFBIG and the model
    * and mask writers clean up and say so */
   signal (SIGXFSZ, SIG_IGN);
+  /* the user's character set, so GLib's messages and file names print as they are (in the "C"
+   * locale its quotes and every non-ASCII letter came out as '?'); numbers stay in the C form
+   * that options, JSON and recipes are written in */
+  setlocale (LC_ALL, "");
+  setlocale (LC_NUMERIC, "C");
   if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0) {
     usage (argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
-    if (strcmp (argv[1], commands[i].name) == 0)
+    if (strcmp (argv[1], commands[i].name) == 0) {
+      /* "Usage: sam2q segment [OPTION…]" in the command's help, not "segment [OPTION…]" */
+      char *prgname = g_strdup_printf ("sam2q %s", commands[i].name);
+      g_set_prgname (prgname);
+      g_free (prgname);
       return commands[i].run (argc - 1, argv + 1);
+    }
   fprintf (stderr, "sam2q: unknown command '%s'\n\n", argv[1]);
   usage (stderr);
   return 2;

@@ -79,6 +79,7 @@ expect "--eval-set $tmp: not a file" eval --eval-set "$tmp" $m
 expect "LABEL is 1 (a positive click) or 0" segment $m /x.png -p 1,1,0.7
 expect "LABEL is 1 (a positive click) or 0" segment $m /x.png -p 1,1,-1
 expect "this object has a box already" segment $m /x.png -b 0,0,4,4 -b 1,1,5,5
+expect "--next-object goes between objects" segment $m /x.png -n -p 1,1
 expect "the directory $tmp/none does not exist" segment $m /x.png -p 1,1 -o "$tmp/masks" \
   --json "$tmp/none/x.json"
 expect "--overlay $tmp is a directory" segment $m /x.png -p 1,1 --overlay "$tmp"
@@ -115,8 +116,11 @@ n=$((n + 1))
 if [ -f "$shapes/config.json" ]; then
   tmp=$(mktemp -d)
   cp "$(dirname "$0")/../../examples/demo/shapes-0.png" "$tmp/forme-é.png"
-  out=$("$sam2q" segment -t 2 "$shapes" "$tmp/forme-é.png" -p 100,100 -o "$tmp/masks" 2>&1)
-  if printf '%s\n' "$out" | grep -qF '"file" : "'"$tmp"'/masks/forme-é-obj0.png"'; then
+  # (and an --overlay in the --output-dir that the run makes)
+  out=$("$sam2q" segment -t 2 "$shapes" "$tmp/forme-é.png" -p 100,100 -o "$tmp/masks" \
+        --overlay "$tmp/masks/overlay.png" 2>&1)
+  if printf '%s\n' "$out" | grep -qF '"file" : "'"$tmp"'/masks/forme-é-obj0.png"' \
+     && [ -f "$tmp/masks/overlay.png" ]; then
     echo "ok $n - segment's JSON keeps non-ASCII names"
   else
     echo "not ok $n - segment's JSON keeps non-ASCII names: $out"
