@@ -23,6 +23,16 @@ expect () {   # expect MESSAGE ARGS...: sam2q ARGS fails with MESSAGE in its out
   fi
 }
 
+expect_absent () {   # expect_absent PATH WHAT: PATH must not exist
+  n=$((n + 1))
+  if [ -e "$1" ]; then
+    echo "not ok $n - $2: $1 exists"
+    failed=1
+  else
+    echo "ok $n - $2"
+  fi
+}
+
 m=/nonexistent-model
 expect "--num-calib-samples 0: give a number from 1 to 100000" quantize -m $m -n 0
 expect "--num-calib-samples -5: give a number from 1 to 100000" quantize -m $m -n -5
@@ -57,13 +67,7 @@ expect "/nonexistent-model" quantize -m $m -n 4 -t 2
 # to write the model
 tmp=$(mktemp -d)
 expect "/nonexistent-model" quantize -m $m -n 4 -t 2 -o "$tmp/new/models"
-n=$((n + 1))
-if [ -e "$tmp/new" ]; then
-  echo "not ok $n - a failed quantize left $tmp/new"
-  failed=1
-else
-  echo "ok $n - a failed quantize leaves no output directory"
-fi
+expect_absent "$tmp/new" "a failed quantize leaves no output directory"
 
 # eval: an option the source does not read is an error (it was ignored)
 expect "--num-samples does not apply to --eval-set" eval --eval-set /x.safetensors -n 2 $m
@@ -83,13 +87,7 @@ expect "--next-object goes between objects" segment $m /x.png -n -p 1,1
 expect "the directory $tmp/none does not exist" segment $m /x.png -p 1,1 -o "$tmp/masks" \
   --json "$tmp/none/x.json"
 expect "--overlay $tmp is a directory" segment $m /x.png -p 1,1 --overlay "$tmp"
-n=$((n + 1))
-if [ -e "$tmp/masks" ]; then
-  echo "not ok $n - a failed segment left $tmp/masks"
-  failed=1
-else
-  echo "ok $n - a failed segment leaves no output directory"
-fi
+expect_absent "$tmp/masks" "a failed segment leaves no output directory"
 rm -rf "$tmp"
 
 # sam2q eval --json with a reference model reports the changed-object counts: a model against
