@@ -92,7 +92,7 @@ sam2_pixel_format_is_bgr (Sam2PixelFormat format)
          format == SAM2_PIXEL_FORMAT_BGRX;
 }
 
-static gboolean
+gboolean
 sam2_pixel_format_is_valid (Sam2PixelFormat format)
 {
   return format >= SAM2_PIXEL_FORMAT_RGB && format <= SAM2_PIXEL_FORMAT_BGRX;

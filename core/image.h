@@ -60,6 +60,8 @@ void sam2_normalize_rgb8 (const guint8 *rgb, int width, int height, float *pixel
 
 /* Bytes per pixel of a format (3 or 4); and whether it is stored B, G, R. */
 int sam2_pixel_format_bpp (Sam2PixelFormat format);
+/* Whether `format` is one of the Sam2PixelFormat values (a cast integer may not be). */
+gboolean sam2_pixel_format_is_valid (Sam2PixelFormat format);
 gboolean sam2_pixel_format_is_bgr (Sam2PixelFormat format);
 
 /* F.interpolate(src[None, None], (out_h, out_w), mode="bilinear", align_corners=False) on one

@@ -62,8 +62,9 @@ static void
 draw_number (guint8 *pixels, int width, int height, int stride, int bpp, const int order[3],
              int x0, int y0, int value, const guint8 rgb[3])
 {
+  /* unsigned: ids are guint in the meta, and a '-' has no glyph (it indexed digits[-3]) */
   char text[16];
-  int n = g_snprintf (text, sizeof text, "%d", value);
+  int n = g_snprintf (text, sizeof text, "%u", (guint) value);
   const int scale = MAX (1, MIN (width, height) / 200);
   for (int i = 0; i < n; i++)
     for (int r = 0; r < 5; r++)

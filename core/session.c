@@ -479,6 +479,7 @@ sam2_session_free (Sam2Session *s)
   g_free (s->upsampled);
   g_free (s->scaled_prompts);
   g_free (s->scaled_points);
+  g_free (s->mask_prompts);
   sam2_model_unref (s->model);
   g_free (s);
 }
@@ -791,6 +792,13 @@ static gboolean
 check_frame (gboolean have_pixels, int width, int height, int stride, Sam2PixelFormat format,
              GError **error)
 {
+  /* before the format's bytes per pixel are asked for: an unknown format has none, and was
+   * refused only by the preprocessing, which then left the previous frame's pixels in place */
+  if (!sam2_pixel_format_is_valid (format)) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "invalid image: pixel format %d is not a Sam2PixelFormat", (int) format);
+    return FALSE;
+  }
   if (!have_pixels || width <= 0 || height <= 0
       || stride < width * sam2_pixel_format_bpp (format)) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
@@ -1008,7 +1016,11 @@ validate_prompt (const Sam2Model *m, const Sam2Prompt *p, int index, float width
                  p->n_points, SAM2_MAX_POINTS_PER_OBJECT);
     return FALSE;
   }
-  if (p->n_points == 0 && !p->has_box && p->mask_logits == NULL) {
+  /* padding and not-a-point entries are skipped: they prompt nothing */
+  int n_real = 0;
+  for (int i = 0; i < p->n_points; i++)
+    n_real += p->points[i].label != SAM2_LABEL_PAD && p->points[i].label != SAM2_LABEL_NOT_A_POINT;
+  if (n_real == 0 && !p->has_box && p->mask_logits == NULL) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
                  "object %d has no prompt: give at least one point, a box or a mask", index);
     return FALSE;
@@ -1246,6 +1258,40 @@ frame_masks (Sam2Session *s, Sam2Result *r, float threshold, GError **error)
   return TRUE;
 }
 
+/* Mask prompts are copied before decoding: a caller may pass a previous result's low-res
+ * logits (sam2.h suggests it), which the decoder overwrites, or frees when the number of objects
+ * grows, while later objects still read theirs. */
+static gboolean
+copy_mask_prompts (Sam2Session *s, int n_prompts, GError **error)
+{
+  const size_t ms2 = (size_t) s->model->mask_size * s->model->mask_size;
+  int n_masks = 0;
+  for (int o = 0; o < n_prompts; o++)
+    n_masks += s->scaled_prompts[o].mask_logits != NULL;
+  if (n_masks == 0)
+    return TRUE;
+  if ((size_t) n_masks * ms2 > s->mask_prompts_capacity) {
+    g_free (s->mask_prompts);
+    s->mask_prompts = g_try_new (float, (size_t) n_masks * ms2);
+    s->mask_prompts_capacity = s->mask_prompts != NULL ? (size_t) n_masks * ms2 : 0;
+    if (s->mask_prompts == NULL) {
+      g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND, "out of memory for %d mask prompts",
+                   n_masks);
+      return FALSE;
+    }
+  }
+  float *next = s->mask_prompts;
+  for (int o = 0; o < n_prompts; o++) {
+    Sam2Prompt *p = &s->scaled_prompts[o];
+    if (p->mask_logits == NULL)
+      continue;
+    memcpy (next, p->mask_logits, ms2 * sizeof (float));
+    p->mask_logits = next;
+    next += ms2;
+  }
+  return TRUE;
+}
+
 const Sam2Result *
 sam2_session_predict (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts,
                       const Sam2PredictOptions *options, GError **error)
@@ -1265,6 +1311,12 @@ sam2_session_predict (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts,
   const int fh = staged != NULL && staged[0] > 0 ? staged[1] : s->frame_height;
   const float W = (float) fw, H = (float) fh;
   const float S = (float) s->model->image_size;
+  if (prompts == NULL || n_prompts <= 0) {
+    /* before the scaled prompts of an earlier call could stand in for them */
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "no prompts given: pass at least one object with points, a box or a mask");
+    return NULL;
+  }
   if (n_prompts > s->scaled_capacity) {
     g_free (s->scaled_prompts);
     g_free (s->scaled_points);
@@ -1272,12 +1324,14 @@ sam2_session_predict (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts,
     s->scaled_points = g_new (Sam2Point, (size_t) n_prompts * SAM2_MAX_POINTS_PER_OBJECT);
     s->scaled_capacity = n_prompts;
   }
-  for (int o = 0; o < n_prompts && prompts != NULL; o++) {
+  for (int o = 0; o < n_prompts; o++) {
     if (!validate_prompt (s->model, &prompts[o], o, W, H, error))
       return NULL;
     scale_prompt (&prompts[o], &s->scaled_prompts[o],
                   s->scaled_points + (size_t) o * SAM2_MAX_POINTS_PER_OBJECT, S / W, S / H);
   }
+  if (!copy_mask_prompts (s, n_prompts, error))
+    return NULL;
   const Sam2Result *r = decode (s, s->scaled_prompts, n_prompts, options->multimask, error);
   if (r != NULL && options->frame_masks) {
     Sam2Result *rw = &s->result;

@@ -135,6 +135,8 @@ struct _Sam2Session {
   Sam2Prompt *scaled_prompts;  /* frame prompts scaled to the model input */
   Sam2Point *scaled_points;    /* (capacity, SAM2_MAX_POINTS_PER_OBJECT) */
   int scaled_capacity;
+  float *mask_prompts;         /* (capacity, mask_size^2): the prompts' mask logits, copied */
+  size_t mask_prompts_capacity;  /* floats */
 
   Sam2TapFunc tap;
   gpointer tap_data;

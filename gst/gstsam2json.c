@@ -149,7 +149,9 @@ gst_sam2_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   g_string_append_printf (s, "{\"frame\": %" G_GUINT64_FORMAT ", \"pts\": ", self->frame++);
   if (GST_CLOCK_TIME_IS_VALID (pts)) {
     g_string_append_printf (s, "%" G_GUINT64_FORMAT ", \"time\": ", pts);
-    append_float (s, (gdouble) pts / GST_SECOND);
+    /* to the nanosecond: six significant digits gave frames of the same second after ~3 h */
+    g_string_append_printf (s, "%" G_GUINT64_FORMAT ".%09" G_GUINT64_FORMAT,
+        pts / GST_SECOND, pts % GST_SECOND);
   } else {
     g_string_append (s, "null, \"time\": null");
   }

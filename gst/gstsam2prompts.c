@@ -387,7 +387,8 @@ gst_sam2_prompts_scale (GstSam2Prompts * prompts, gint from_width, gint from_hei
 static void
 append_coord (GString * s, gfloat v)
 {
-  gchar buf[G_ASCII_DTOSTR_BUF_SIZE];
+  /* up to G_MAXFLOAT (39 digits) with its decimals: G_ASCII_DTOSTR_BUF_SIZE cut it short */
+  gchar buf[64];
   gchar *end;
 
   g_ascii_formatd (buf, sizeof buf, "%.2f", v);

@@ -1088,8 +1088,18 @@ gst_sam2_seg_sink_event (GstBaseTransform * trans, GstEvent * event)
     case GST_EVENT_CUSTOM_DOWNSTREAM_OOB:{
       const GstStructure *s = gst_event_get_structure (event);
       if (s != NULL && gst_structure_has_name (s, "sam2-prompts")) {
-        gst_sam2_seg_update_prompts (self, gst_structure_get_string (s, "points"),
-            gst_structure_get_string (s, "boxes"), "a sam2-prompts event", TRUE);
+        /* a field of another type is refused like a bad string: read as absent, it cleared
+         * every prompt */
+        if ((gst_structure_has_field (s, "points")
+                && !gst_structure_has_field_typed (s, "points", G_TYPE_STRING))
+            || (gst_structure_has_field (s, "boxes")
+                && !gst_structure_has_field_typed (s, "boxes", G_TYPE_STRING)))
+          GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+              ("Ignoring the new prompts from a sam2-prompts event, the previous prompts stay: "
+                  "its points and boxes fields must be strings"), ("%" GST_PTR_FORMAT, s));
+        else
+          gst_sam2_seg_update_prompts (self, gst_structure_get_string (s, "points"),
+              gst_structure_get_string (s, "boxes"), "a sam2-prompts event", TRUE);
         gst_event_unref (event);
         return TRUE;
       }

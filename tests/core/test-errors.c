@@ -330,6 +330,34 @@ expect_call_error (const Sam2Result *r, GError *error, const char *fragment)
   g_error_free (error);
 }
 
+/* A previous result's low-res logits passed back as the mask prompts of more objects than it
+ * had (sam2.h suggests it): the same outputs as from a copy of them. The decoder wrote, and on
+ * growth freed, the result while later objects still read their prompts from it. */
+static void
+assert_mask_prompt_from_result (Sam2Session *s, const Sam2Prompt *point)
+{
+  GError *error = NULL;
+  const Sam2Result *r = sam2_session_predict (s, point, 1, NULL, &error);
+  g_assert_no_error (error);
+  const size_t ms2 = (size_t) r->mask_size * r->mask_size;
+  float *copy = g_memdup2 (r->lowres_logits, ms2 * sizeof (float));
+  Sam2Prompt three[3];
+  for (int i = 0; i < 3; i++) {
+    three[i] = *point;
+    three[i].mask_logits = r->lowres_logits;
+  }
+  r = sam2_session_predict (s, three, 3, NULL, &error);
+  g_assert_no_error (error);
+  float *got = g_memdup2 (r->lowres_logits, 3 * ms2 * sizeof (float));
+  for (int i = 0; i < 3; i++)
+    three[i].mask_logits = copy;
+  r = sam2_session_predict (s, three, 3, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (got, 3 * ms2 * sizeof (float), r->lowres_logits, 3 * ms2 * sizeof (float));
+  g_free (got);
+  g_free (copy);
+}
+
 static void
 test_bad_calls (void)
 {
@@ -405,6 +433,23 @@ test_bad_calls (void)
   g_assert_cmpint (r->height, ==, 30);
   g_assert_cmpint (r->n_masks, ==, 1);
   g_assert_nonnull (r->masks);
+
+  /* no prompt array: an error, not the previous call's prompts again */
+  r = sam2_session_predict (s, NULL, 1, NULL, &error);
+  expect_call_error (r, error, "no prompts");
+  error = NULL;
+  /* points that are all padding prompt nothing */
+  const Sam2Point pads[2] = { { 0, 0, SAM2_LABEL_PAD }, { 0, 0, SAM2_LABEL_NOT_A_POINT } };
+  Sam2Prompt p_pads = { .points = pads, .n_points = 2 };
+  r = sam2_session_predict (s, &p_pads, 1, NULL, &error);
+  expect_call_error (r, error, "no prompt");
+  error = NULL;
+  /* an unknown pixel format is refused (the previous pixels were encoded instead) */
+  g_assert_false (sam2_session_set_image (s, pixels, 40, 30, 160, (Sam2PixelFormat) 42, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_true (sam2_session_set_image (s, pixels, 40, 30, 120, SAM2_PIXEL_FORMAT_RGB, &error));
+  assert_mask_prompt_from_result (s, &p_ok);
 
   /* a larger frame with one object, then a smaller one with more objects: the result buffers
    * must grow for the object count even though the mask bytes fit (found by the sam2seg tests) */

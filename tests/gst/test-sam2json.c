@@ -108,7 +108,8 @@ GST_START_TEST (test_lines)
 
   in[0] = frame_with_objects (2, 0);
   in[1] = frame_with_objects (0, GST_SECOND / 2);
-  in[2] = frame_with_objects (G_MAXUINT, GST_SECOND);
+  /* past three hours: six significant digits gave 10800 for 10800.033 */
+  in[2] = frame_with_objects (G_MAXUINT, 10800 * GST_SECOND + 33 * GST_MSECOND);
   in[3] = frame_with_objects (3, GST_CLOCK_TIME_NONE);
   for (guint i = 0; i < 4; i++) {
     GstBuffer *out;

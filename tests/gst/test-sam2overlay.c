@@ -146,6 +146,23 @@ reference (const guint8 * rgb, GstVideoFormat format, GstBuffer * with_meta,
   return out;
 }
 
+/* An id of 2^31 or more (ids are guint) is drawn as its digits: formatted as a negative int,
+ * its '-' indexed the digit glyphs at -3 (found under AddressSanitizer). */
+GST_START_TEST (test_large_id)
+{
+  guint8 frame[40 * 20 * 3] = { 0 }, mask[40 * 20];
+  Sam2OverlayStyle style = SAM2_OVERLAY_STYLE_INIT;
+  Sam2Box box = { 0, 0, 39, 19 };
+
+  memset (mask, 1, sizeof mask);
+  style.ids = TRUE;
+  sam2_overlay_draw_mask (frame, 40, 20, 40 * 3, SAM2_PIXEL_FORMAT_RGB, mask, 40, &box,
+      (int) 0x80000005u, &style);
+  fail_unless (frame[0] != 0);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_matches_core_overlay)
 {
   static const GstVideoFormat formats[] = { GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_BGRx,
@@ -242,6 +259,7 @@ sam2overlay_suite (void)
   TCase *tc = tcase_create ("general");
 
   suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_large_id);
   tcase_add_test (tc, test_matches_core_overlay);
   tcase_add_test (tc, test_style_properties);
   tcase_add_test (tc, test_without_meta_unchanged);

@@ -607,6 +607,14 @@ GST_START_TEST (test_event_prompts)
     gst_event_unref (ev);
   }
 
+  /* a field of another type is refused and the prompts stay (read as absent, it cleared them) */
+  fail_unless (gst_harness_push_event (h, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
+              gst_structure_new ("sam2-prompts", "points", G_TYPE_INT, 5, NULL))));
+  out = push_pull (h, demo_frame (GST_VIDEO_FORMAT_BGRA, 0, 2));
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (gst_buffer_get_sam2_mask_meta
+          (out)), 2);
+  gst_buffer_unref (out);
+
   /* an event with neither field clears */
   fail_unless (gst_harness_push_event (h, gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
               gst_structure_new_empty ("sam2-prompts"))));
