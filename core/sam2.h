@@ -114,7 +114,9 @@ typedef struct {
   gboolean has_box;
   float box[4];                /* x0, y0, x1, y1 in pixels */
   const float *mask_logits;    /* optional (mask_size, mask_size) low-res logits, e.g. a previous
-                                  result for the same object; NULL for none */
+                                  result for the same object (read before the new result is
+                                  written: a result's own lowres_logits may be passed); NULL for
+                                  none */
 } Sam2Prompt;
 
 typedef struct {
