@@ -278,6 +278,25 @@ check_file_destination (const char *option, const char *path, const char *out_di
   return ok;
 }
 
+/* The JSON summary: a file atomically (temporary file and rename); a device or pipe given as
+ * the path (/dev/null, /dev/stdout, a fifo) in place, as a rename would put a file where it was
+ * (run as root, --json /dev/null replaced the device). */
+static gboolean
+write_summary (const char *path, const char *text, GError **error)
+{
+  if (!g_file_test (path, G_FILE_TEST_EXISTS) || g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    return g_file_set_contents (path, text, -1, error);
+  FILE *f = fopen (path, "w");
+  gboolean ok = f != NULL && fputs (text, f) >= 0;
+  const int err = errno;
+  if (f != NULL && fclose (f) != 0 && ok)
+    ok = FALSE;
+  if (!ok)
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err), "cannot write %s: %s",
+                 path, g_strerror (err));
+  return ok;
+}
+
 /* The first (or only) mask of every object drawn over the image. */
 static gboolean
 write_overlay (const Sam2Result *r, const Sam2qImage *image, const char *path, GError **error)
@@ -404,7 +423,7 @@ sam2q_cmd_segment (int argc, char **argv)
   json_node_unref (root);
   gboolean written = TRUE;
   if (json_path != NULL)
-    written = g_file_set_contents (json_path, text, -1, &error);
+    written = write_summary (json_path, text, &error);
   else
     /* as bytes: g_print would convert to the locale's charset, which is ASCII when the
      * program never set one, and turn every non-ASCII character into '?' */
