@@ -1258,16 +1258,29 @@ frame_masks (Sam2Session *s, Sam2Result *r, float threshold, GError **error)
   return TRUE;
 }
 
-/* Mask prompts are copied before decoding: a caller may pass a previous result's low-res
- * logits (sam2.h suggests it), which the decoder overwrites, or frees when the number of objects
- * grows, while later objects still read theirs. */
+/* Whether a mask prompt points into this session's own result logits. */
+static gboolean
+in_session_result (const Sam2Session *s, const float *logits)
+{
+  const size_t floats = (size_t) s->result_capacity_objects * s->model->n_mask_tokens
+                        * s->model->mask_size * s->model->mask_size;
+  /* as addresses: the prompt may point anywhere, and C orders pointers into one object only */
+  const uintptr_t at = (uintptr_t) logits, start = (uintptr_t) s->res_lowres;
+  return logits != NULL && s->res_lowres != NULL && at >= start
+         && at < start + floats * sizeof (float);
+}
+
+/* Mask prompts taken from this session's previous result (sam2.h suggests passing one back) are
+ * copied before decoding: the decoder overwrites those logits, or frees them when the number of
+ * objects grows, while later objects still read theirs. Other callers' buffers are read as
+ * they are. */
 static gboolean
 copy_mask_prompts (Sam2Session *s, int n_prompts, GError **error)
 {
   const size_t ms2 = (size_t) s->model->mask_size * s->model->mask_size;
   int n_masks = 0;
   for (int o = 0; o < n_prompts; o++)
-    n_masks += s->scaled_prompts[o].mask_logits != NULL;
+    n_masks += in_session_result (s, s->scaled_prompts[o].mask_logits);
   if (n_masks == 0)
     return TRUE;
   if ((size_t) n_masks * ms2 > s->mask_prompts_capacity) {
@@ -1283,7 +1296,7 @@ copy_mask_prompts (Sam2Session *s, int n_prompts, GError **error)
   float *next = s->mask_prompts;
   for (int o = 0; o < n_prompts; o++) {
     Sam2Prompt *p = &s->scaled_prompts[o];
-    if (p->mask_logits == NULL)
+    if (!in_session_result (s, p->mask_logits))
       continue;
     memcpy (next, p->mask_logits, ms2 * sizeof (float));
     p->mask_logits = next;

@@ -11,10 +11,8 @@
 #include "model.h"
 #include "qmodel.h"
 
-#include <errno.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 /* The random dataset's pictures for evaluation, unless --seed says otherwise: not the recipes'
@@ -110,13 +108,6 @@ relative (double v, double ref)
   return ref > 0.0 ? v / ref : NAN;
 }
 
-/* JSON strings are UTF-8; a file name need not be (g_free). */
-static char *
-display_name (const char *path)
-{
-  return g_filename_display_name (path);
-}
-
 static void
 add_double_array (JsonBuilder *b, const char *key, const GArray *values)
 {
@@ -132,7 +123,7 @@ row_json (const Row *r, const Row *ref)
 {
   JsonBuilder *b = json_builder_new ();
   json_builder_begin_object (b);
-  char *name = display_name (r->name);
+  char *name = g_filename_display_name (r->name);    /* JSON strings are UTF-8 */
   json_builder_set_member_name (b, "model");
   json_builder_add_string_value (b, name);
   g_free (name);
@@ -147,7 +138,7 @@ row_json (const Row *r, const Row *ref)
   add_double (b, "miou_point", r->s.miou[0]);
   add_double (b, "miou_box", r->s.miou[1]);
   if (ref != NULL) {
-    char *ref_name = display_name (ref->name);
+    char *ref_name = g_filename_display_name (ref->name);
     json_builder_set_member_name (b, "reference_model");
     json_builder_add_string_value (b, ref_name);
     g_free (ref_name);
@@ -202,13 +193,7 @@ print_json (Row *rows, int n, const Row *ref, GError **error)
     json_node_take_array (root, a);
   }
   char *text = json_to_string (root, TRUE);
-  /* as bytes: g_print would convert to the locale's charset, which is ASCII when the program
-   * never set one, and turn every non-ASCII character into '?' */
-  const gboolean written = fputs (text, stdout) >= 0 && fputc ('\n', stdout) != EOF
-                           && fflush (stdout) == 0;
-  if (!written)
-    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errno),
-                 "cannot write the JSON to standard output: %s", g_strerror (errno));
+  const gboolean written = sam2q_print_json (text, error);
   g_free (text);
   json_node_unref (root);
   return written;
@@ -386,9 +371,6 @@ sam2q_cmd_eval (int argc, char **argv)
       goto fail;
     }
   }
-  if (rows[0].s.n_skipped_empty > 0)
-    g_printerr ("sam2q eval: left out %d objects whose ground-truth mask is empty\n",
-                rows[0].s.n_skipped_empty);
   if (json) {
     if (!print_json (rows, n_rows, refp, &error))
       goto fail;

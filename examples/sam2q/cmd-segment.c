@@ -425,12 +425,7 @@ sam2q_cmd_segment (int argc, char **argv)
   if (json_path != NULL)
     written = write_summary (json_path, text, &error);
   else
-    /* as bytes: g_print would convert to the locale's charset, which is ASCII when the
-     * program never set one, and turn every non-ASCII character into '?' */
-    written = fputs (text, stdout) >= 0 && fputc ('\n', stdout) != EOF && fflush (stdout) == 0;
-  if (!written && error == NULL)
-    g_set_error (&error, G_FILE_ERROR, g_file_error_from_errno (errno),
-                 "cannot write the JSON summary to standard output: %s", g_strerror (errno));
+    written = sam2q_print_json (text, &error);
   g_free (text);
   if (!written)
     goto fail;

@@ -13,6 +13,10 @@ int sam2q_cmd_segment (int argc, char **argv);
 /* Prints "sam2q <cmd>: <message>" to stderr and returns the exit status for failures. */
 int sam2q_fail (const char *cmd, const GError *error);
 
+/* Writes `text` and a newline to standard output as bytes and flushes: g_print would convert
+ * to the locale's character set. FALSE with a G_FILE_ERROR when the output cannot be written. */
+gboolean sam2q_print_json (const char *text, GError **error);
+
 /* The initial value of an integer option, left there by GOption when the option is not given
  * (a count typed as 0 or -5 must be refused, not taken for "not given"). */
 #define SAM2Q_UNSET G_MININT

@@ -2,6 +2,7 @@
 #include "commands.h"
 #include "sam2.h"
 
+#include <errno.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdio.h>
@@ -71,6 +72,17 @@ prefer_passive_openmp_threads (char **argv)
   g_setenv ("OMP_WAIT_POLICY", "PASSIVE", TRUE);
   execv ("/proc/self/exe", argv);
   /* where exec is impossible, run on with the default policy */
+}
+
+gboolean
+sam2q_print_json (const char *text, GError **error)
+{
+  if (fputs (text, stdout) >= 0 && fputc ('\n', stdout) != EOF && fflush (stdout) == 0)
+    return TRUE;
+  const int err = errno;
+  g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
+               "cannot write the JSON to standard output: %s", g_strerror (err));
+  return FALSE;
 }
 
 int
