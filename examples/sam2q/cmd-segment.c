@@ -13,12 +13,14 @@
 #include "sam2.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
   GArray *points;              /* Sam2Point */
@@ -211,13 +213,89 @@ result_json (const Sam2Result *r, const char *image, char **files, double encode
   return root;
 }
 
+/* A run's output files (masks, overlay, a JSON summary file), each written whole under a
+ * hidden temporary name beside its destination and renamed into place only when all of them are
+ * written: a run that fails on the way leaves the files of an earlier run with the same names as
+ * they were (written in place, a re-run's masks replaced them one at a time, and a failure's
+ * clean-up then deleted them). */
+typedef struct {
+  GPtrArray *temps;            /* char *: written, not yet renamed (NULL once renamed) */
+  GPtrArray *finals;           /* char *: the destination of each */
+} StagedOutputs;
+
+static void
+staged_init (StagedOutputs *s)
+{
+  s->temps = g_ptr_array_new_with_free_func (g_free);
+  s->finals = g_ptr_array_new_with_free_func (g_free);
+}
+
+/* Takes `temp`. */
+static void
+staged_add (StagedOutputs *s, char *temp, const char *final)
+{
+  g_ptr_array_add (s->temps, temp);
+  g_ptr_array_add (s->finals, g_strdup (final));
+}
+
+static void
+set_output_error (GError **error, int code, const char *path, const char *reason)
+{
+  char *display = g_filename_display_name (path);
+  g_set_error (error, G_FILE_ERROR, code, "cannot write %s: %s; choose another output path",
+               display, reason);
+  g_free (display);
+}
+
+/* Every file to its place. A destination that is a directory fails before anything is renamed;
+ * after that, only an I/O error can stop a rename within one directory. */
 static gboolean
-write_masks (const Sam2Result *r, const char *dir, const char *stem, char ***files_out,
+staged_commit (StagedOutputs *s, GError **error)
+{
+  for (guint i = 0; i < s->finals->len; i++)
+    if (g_file_test (s->finals->pdata[i], G_FILE_TEST_IS_DIR)) {
+      set_output_error (error, G_FILE_ERROR_ISDIR, s->finals->pdata[i], "it is a directory");
+      return FALSE;
+    }
+  for (guint i = 0; i < s->temps->len; i++) {
+    if (g_rename (s->temps->pdata[i], s->finals->pdata[i]) != 0) {
+      const int err = errno;
+      set_output_error (error, g_file_error_from_errno (err), s->finals->pdata[i],
+                        g_strerror (err));
+      return FALSE;
+    }
+    g_clear_pointer (&s->temps->pdata[i], g_free);
+  }
+  return TRUE;
+}
+
+/* Removes what was not renamed into place. */
+static void
+staged_discard (StagedOutputs *s)
+{
+  for (guint i = 0; i < s->temps->len; i++)
+    if (s->temps->pdata[i] != NULL) {
+      g_unlink (s->temps->pdata[i]);
+      g_clear_pointer (&s->temps->pdata[i], g_free);
+    }
+}
+
+static void
+staged_free (StagedOutputs *s)
+{
+  staged_discard (s);
+  g_ptr_array_unref (s->temps);
+  g_ptr_array_unref (s->finals);
+}
+
+/* Every mask (all candidates with --multimask) as a 0/255 PNG, staged under its final name
+ * DIR/STEM-objN[-maskK].png; the masks are the first entries of `s`, in the result's order. */
+static gboolean
+stage_masks (const Sam2Result *r, const char *dir, const char *stem, StagedOutputs *s,
              GError **error)
 {
   const size_t plane = (size_t) r->width * r->height;
   const int n = r->n_objects * r->n_masks;
-  char **files = g_new0 (char *, n + 1);
   guint8 *grey = g_malloc (plane);
   gboolean ok = TRUE;
   for (int i = 0; ok && i < n; i++) {
@@ -229,25 +307,14 @@ write_masks (const Sam2Result *r, const char *dir, const char *stem, char ***fil
                      : g_strdup_printf ("%s-obj%d.png", stem, i);
     char *path = g_build_filename (dir, name, NULL);
     g_free (name);
-    ok = sam2q_png_write (path, grey, r->width, r->height, r->width, 1, error);
+    char *temp = sam2q_png_write_temp (path, grey, r->width, r->height, r->width, 1, error);
+    ok = temp != NULL;
     if (ok)
-      files[i] = path;    /* only what was written, for remove_outputs */
-    else
-      g_free (path);
+      staged_add (s, temp, path);
+    g_free (path);
   }
   g_free (grey);
-  *files_out = files;
   return ok;
-}
-
-/* After a failure: the masks written so far go, and the directories made for them, so that a
- * failed run leaves no set of outputs without its summary. */
-static void
-remove_outputs (char **files, const char *out_dir, const char *created)
-{
-  for (int i = 0; files != NULL && files[i] != NULL; i++)
-    g_unlink (files[i]);
-  sam2_output_dir_remove_created (out_dir, created);
 }
 
 /* A FILE option's directory must exist (or be the --output-dir, made before anything is
@@ -278,19 +345,61 @@ check_file_destination (const char *option, const char *path, const char *out_di
   return ok;
 }
 
-/* The JSON summary: a file atomically (temporary file and rename); a device or pipe given as
- * the path (/dev/null, /dev/stdout, a fifo) in place, as a rename would put a file where it was
- * (run as root, --json /dev/null replaced the device). */
+/* `text` flushed to the disk under a new hidden temporary name beside `path`, staged. */
 static gboolean
-write_summary (const char *path, const char *text, GError **error)
+stage_text (const char *path, const char *text, StagedOutputs *s, GError **error)
 {
-  if (!g_file_test (path, G_FILE_TEST_EXISTS) || g_file_test (path, G_FILE_TEST_IS_REGULAR))
-    return g_file_set_contents (path, text, -1, error);
+  char *dir = g_path_get_dirname (path), *base = g_path_get_basename (path);
+  /* hidden and marked .tmp like the PNGs' temporary files, short enough for NAME_MAX */
+  char *temp = g_strdup_printf ("%s%s.%.200s.XXXXXX.tmp", dir, G_DIR_SEPARATOR_S, base);
+  g_free (dir);
+  g_free (base);
+  const int fd = g_mkstemp_full (temp, O_WRONLY | O_CLOEXEC, 0666);
+  const size_t len = strlen (text);
+  size_t done = 0;
+  int err = 0;
+  if (fd < 0)
+    err = errno;
+  while (err == 0 && done < len) {
+    const ssize_t w = write (fd, text + done, len - done);
+    if (w < 0 && errno != EINTR)
+      err = errno;
+    else if (w > 0)
+      done += (size_t) w;
+  }
+  if (err == 0 && fsync (fd) != 0)
+    err = errno;
+  if (fd >= 0 && close (fd) != 0 && err == 0)
+    err = errno;
+  if (err != 0) {
+    set_output_error (error, g_file_error_from_errno (err), path, g_strerror (err));
+    if (fd >= 0)
+      g_unlink (temp);
+    g_free (temp);
+    return FALSE;
+  }
+  staged_add (s, temp, path);
+  return TRUE;
+}
+
+/* A device or pipe given as the JSON path (/dev/null, /dev/stdout, a fifo) is written in place:
+ * a rename would put a file where it was (run as root, --json /dev/null replaced the device). */
+static gboolean
+json_path_is_special (const char *path)
+{
+  return g_file_test (path, G_FILE_TEST_EXISTS) && !g_file_test (path, G_FILE_TEST_IS_REGULAR);
+}
+
+static gboolean
+write_in_place (const char *path, const char *text, GError **error)
+{
   FILE *f = fopen (path, "w");
   gboolean ok = f != NULL && fputs (text, f) >= 0;
-  const int err = errno;
-  if (f != NULL && fclose (f) != 0 && ok)
+  int err = errno;
+  if (f != NULL && fclose (f) != 0 && ok) {
     ok = FALSE;
+    err = errno;
+  }
   if (!ok)
     g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err), "cannot write %s: %s",
                  path, g_strerror (err));
@@ -299,7 +408,8 @@ write_summary (const char *path, const char *text, GError **error)
 
 /* The first (or only) mask of every object drawn over the image. */
 static gboolean
-write_overlay (const Sam2Result *r, const Sam2qImage *image, const char *path, GError **error)
+stage_overlay (const Sam2Result *r, const Sam2qImage *image, const char *path, StagedOutputs *s,
+               GError **error)
 {
   const size_t plane = (size_t) r->width * r->height;
   guint8 *canvas = g_memdup2 (image->pixels, (size_t) image->stride * image->height);
@@ -309,10 +419,12 @@ write_overlay (const Sam2Result *r, const Sam2qImage *image, const char *path, G
                             SAM2_PIXEL_FORMAT_RGB, r->masks + (size_t) i * plane, r->width,
                             &r->boxes[i], o, NULL);
   }
-  gboolean ok = sam2q_png_write (path, canvas, image->width, image->height, image->stride, 3,
-                                 error);
+  char *temp = sam2q_png_write_temp (path, canvas, image->width, image->height, image->stride,
+                                     3, error);
   g_free (canvas);
-  return ok;
+  if (temp != NULL)
+    staged_add (s, temp, path);
+  return temp != NULL;
 }
 
 int
@@ -355,7 +467,8 @@ sam2q_cmd_segment (int argc, char **argv)
   Sam2Session *session = NULL;
   Sam2qImage *image = NULL;
   Sam2Prompt *prompts = NULL;
-  char **files = NULL;
+  StagedOutputs staged;
+  staged_init (&staged);
   char *stem = NULL, *created = NULL;
 
   if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc != 3 || pp.objects->len == 0) {
@@ -409,35 +522,41 @@ sam2q_cmd_segment (int argc, char **argv)
   stem = image_stem (argv[2]);
   if (out_dir != NULL && !sam2_output_dir_create (out_dir, &created, &error))
     goto fail;
-  if (!write_masks (r, out_dir ? out_dir : ".", stem, &files, &error))
+  if (!stage_masks (r, out_dir ? out_dir : ".", stem, &staged, &error))
     goto fail;
-  if (overlay_path != NULL && !write_overlay (r, image, overlay_path, &error))
+  if (overlay_path != NULL && !stage_overlay (r, image, overlay_path, &staged, &error))
     goto fail;
   /* JSON strings are UTF-8; a file name need not be */
   char *image_name = g_filename_display_name (argv[2]);
-  JsonNode *root = result_json (r, image_name, files, (t1 - t0) / 1e3, (t2 - t1) / 1e3);
+  JsonNode *root = result_json (r, image_name, (char **) staged.finals->pdata, (t1 - t0) / 1e3,
+                                (t2 - t1) / 1e3);
   g_free (image_name);
   json_object_set_string_member (json_node_get_object (root), "backend",
                                  sam2_session_describe_backend (session));
   char *text = json_to_string (root, TRUE);
   json_node_unref (root);
-  gboolean written = TRUE;
-  if (json_path != NULL)
-    written = write_summary (json_path, text, &error);
-  else
+  /* A summary file is staged with the rest; stdout, a device or a pipe cannot be, so it is
+   * written before the files are put in place: if it fails, nothing has changed. */
+  gboolean written;
+  if (json_path == NULL)
     written = sam2q_print_json (text, &error);
+  else if (json_path_is_special (json_path))
+    written = write_in_place (json_path, text, &error);
+  else
+    written = stage_text (json_path, text, &staged, &error);
   g_free (text);
-  if (!written)
+  if (!written || !staged_commit (&staged, &error))
     goto fail;
   rc = 0;
   goto out;
 
 fail:
-  remove_outputs (files, out_dir, created);
+  staged_discard (&staged);
+  sam2_output_dir_remove_created (out_dir, created);
   rc = sam2q_fail ("segment", error);
 out:
   g_clear_error (&error);
-  g_strfreev (files);
+  staged_free (&staged);
   g_free (stem);
   g_free (created);
   g_free (prompts);

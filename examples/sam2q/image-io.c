@@ -640,16 +640,15 @@ out:
   return ok;
 }
 
-gboolean
-sam2q_png_write (const char *path, const guint8 *pixels, int width, int height, int stride,
-                 int channels, GError **error)
+char *
+sam2q_png_write_temp (const char *path, const guint8 *pixels, int width, int height, int stride,
+                      int channels, GError **error)
 {
-  g_return_val_if_fail (path != NULL, FALSE);
-  g_return_val_if_fail (pixels != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  g_return_val_if_fail (path != NULL, NULL);
+  g_return_val_if_fail (pixels != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   char *display = g_filename_display_name (path);
-  gboolean ok = FALSE;
   char *temp = NULL;
   GstVideoFormat format = channels == 1   ? GST_VIDEO_FORMAT_GRAY8
                           : channels == 3 ? GST_VIDEO_FORMAT_RGB
@@ -683,20 +682,30 @@ sam2q_png_write (const char *path, const guint8 *pixels, int width, int height, 
   if ((temp = create_temp_file (path, display, error)) == NULL)
     goto out;
   if (!encode_png (temp, display, &info, pixels, stride, channels, error)
-      || !sync_file (temp, display, error))
-    goto out;
-  if (g_rename (temp, path) != 0) {
-    set_write_error (error, display, g_strerror (errno));
-    goto out;
+      || !sync_file (temp, display, error)) {
+    g_unlink (temp);
+    g_clear_pointer (&temp, g_free);
   }
-  g_clear_pointer (&temp, g_free);
-  ok = TRUE;
 
 out:
-  if (temp != NULL) {
-    g_unlink (temp);
-    g_free (temp);
-  }
   g_free (display);
+  return temp;
+}
+
+gboolean
+sam2q_png_write (const char *path, const guint8 *pixels, int width, int height, int stride,
+                 int channels, GError **error)
+{
+  char *temp = sam2q_png_write_temp (path, pixels, width, height, stride, channels, error);
+  if (temp == NULL)
+    return FALSE;
+  const gboolean ok = g_rename (temp, path) == 0;
+  if (!ok) {
+    char *display = g_filename_display_name (path);
+    set_write_error (error, display, g_strerror (errno));
+    g_free (display);
+    g_unlink (temp);
+  }
+  g_free (temp);
   return ok;
 }

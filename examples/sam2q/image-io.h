@@ -40,6 +40,13 @@ void sam2q_image_free (Sam2qImage *image);
 gboolean sam2q_png_write (const char *path, const guint8 *pixels, int width, int height,
                           int stride, int channels, GError **error);
 
+/* The same PNG, flushed to the disk, under a new hidden temporary name beside `path` (in its
+ * directory, so that a rename over `path` is atomic); returns that name (g_free it), which the
+ * caller renames into place or unlinks: for outputs that must appear together or not at all.
+ * Nothing is left behind on failure (NULL). */
+char *sam2q_png_write_temp (const char *path, const guint8 *pixels, int width, int height,
+                            int stride, int channels, GError **error);
+
 /* Initialises GStreamer once per process if the application has not done so already; the two
  * functions above call it themselves. Safe to call from any thread, any number of times. */
 gboolean sam2q_image_io_init (GError **error);

@@ -147,10 +147,27 @@ if [ -f "$shapes/config.json" ]; then
     echo "not ok $n - segment with stdout closed: exit $rc, $(ls -R "$tmp/gone" 2>&1)"
     failed=1
   fi
+  # a re-run that fails late (stdout closed) leaves the earlier run's masks, overlay and JSON
+  # file as they were, and no temporary file: its masks replaced them one by one before, and the
+  # clean-up then deleted them
+  n=$((n + 1))
+  "$sam2q" segment -t 2 "$shapes" "$tmp/forme-é.png" -p 60,60 -n -p 200,180 -o "$tmp/keep" \
+    --overlay "$tmp/keep/overlay.png" --json "$tmp/keep/summary.json" 2>/dev/null
+  cp -r "$tmp/keep" "$tmp/before"
+  "$sam2q" segment -t 2 "$shapes" "$tmp/forme-é.png" -p 128,128 -n -p 30,220 -o "$tmp/keep" \
+    --overlay "$tmp/keep/overlay.png" >&- 2>/dev/null
+  rc=$?
+  if [ $rc -ne 0 ] && diff -r "$tmp/before" "$tmp/keep" >/dev/null \
+     && [ "$(ls -A "$tmp/keep" | wc -l)" -eq 4 ]; then
+    echo "ok $n - a failed segment leaves an earlier run's outputs as they were"
+  else
+    echo "not ok $n - failed re-run into an earlier run's outputs: exit $rc, $(ls -lA "$tmp/keep")"
+    failed=1
+  fi
   rm -rf "$tmp"
 else
   echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
-  for i in 1 2; do
+  for i in 1 2 3; do
     n=$((n + 1))
     echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
   done
