@@ -49,9 +49,17 @@ smoothed (const float *x, const float *smooth, int k)
   return smooth != nullptr ? __fmul_rn (x[k], smooth[k]) : x[k];
 }
 
-/* row_params of linear-cpu.c: lo, hi are the row's range including 0 (unused for static modes). */
+/* |v| <= FLT_MAX: false for NaN and +-inf (linear-cpu.c's row_range) */
+__device__ __forceinline__ bool
+is_finite_value (float v)
+{
+  return fabsf (v) <= 3.402823466e38f;
+}
+
+/* row_params of linear-cpu.c: lo, hi are the row's range including 0 (unused for static modes);
+ * a row that is not all finite gets scale NaN and every code that of 0 (zero point 0). */
 __device__ __forceinline__ RowQuant
-row_params (int mode, float act_scale, float act_zero, float lo, float hi)
+row_params (int mode, float act_scale, float act_zero, float lo, float hi, bool finite)
 {
   const bool asym = mode == SAM2_CUDA_AQ_TOKEN_ASYM || mode == SAM2_CUDA_AQ_TENSOR_ASYM;
   const bool stat = mode == SAM2_CUDA_AQ_TENSOR_SYM || mode == SAM2_CUDA_AQ_TENSOR_ASYM;
@@ -71,6 +79,10 @@ row_params (int mode, float act_scale, float act_zero, float lo, float hi)
   }
   if (!(scale > 0.0f))
     scale = 1.0f;
+  if (!finite) {
+    scale = __int_as_float (0x7fc00000);    /* NaN */
+    zero = 0.0f;
+  }
   RowQuant p;
   p.scale = scale;
   if (asym) {
@@ -87,16 +99,18 @@ row_params (int mode, float act_scale, float act_zero, float lo, float hi)
     p.add = 0;
     p.za_kernel = 0;
   }
+  if (!finite)
+    p.lo = p.hi = 0.0f;   /* v / NaN is NaN, which the clamps turn into 0: the code of 0 */
   return p;
 }
 
-/* code_c of linear-cpu.c, in the kernel's int8 form. */
+/* code_c of linear-cpu.c, in the kernel's int8 form (its clamps: a NaN gives the bound). */
 __device__ __forceinline__ int
 code_of (float v, const RowQuant &p)
 {
   v = __fdiv_rn (v, p.scale);
-  v = v < p.lo ? p.lo : v;
-  v = v > p.hi ? p.hi : v;
+  v = v > p.lo ? v : p.lo;
+  v = v < p.hi ? v : p.hi;
   return __float2int_rz (__fadd_rn (v, copysignf (0.5f, v))) + p.add;
 }
 
@@ -121,22 +135,23 @@ quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float
     return;   /* a whole warp leaves: no block-wide barrier follows */
   const float *xr = x + (size_t) m * K;             /* (K) */
 
+  /* the range (static modes need only the finiteness) */
   float lo = 0.0f, hi = 0.0f;
-  const bool stat = mode == SAM2_CUDA_AQ_TENSOR_SYM || mode == SAM2_CUDA_AQ_TENSOR_ASYM;
-  if (!stat) {
-    for (int k = lane; k < K; k += 32) {
-      const float v = smoothed (xr, smooth, k);
-      lo = v < lo ? v : lo;
-      hi = v > hi ? v : hi;
-    }
-    for (int o = 16; o > 0; o /= 2) {
-      const float l2 = __shfl_xor_sync (0xffffffffu, lo, o);
-      const float h2 = __shfl_xor_sync (0xffffffffu, hi, o);
-      lo = l2 < lo ? l2 : lo;
-      hi = h2 > hi ? h2 : hi;
-    }
+  bool finite = true;
+  for (int k = lane; k < K; k += 32) {
+    const float v = smoothed (xr, smooth, k);
+    finite = finite && is_finite_value (v);
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
   }
-  const RowQuant p = row_params (mode, act_scale, act_zero, lo, hi);
+  for (int o = 16; o > 0; o /= 2) {
+    const float l2 = __shfl_xor_sync (0xffffffffu, lo, o);
+    const float h2 = __shfl_xor_sync (0xffffffffu, hi, o);
+    lo = l2 < lo ? l2 : lo;
+    hi = h2 > hi ? h2 : hi;
+  }
+  finite = __all_sync (0xffffffffu, finite);
+  const RowQuant p = row_params (mode, act_scale, act_zero, lo, hi, finite);
 
   /* Codes: lane handles 4 consecutive positions per 128-byte sweep of the kernel row. The 4
    * lie in one group (group_pad is a multiple of 32), and so do the 32 positions of 8
@@ -215,9 +230,10 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
                  int32_t *__restrict__ zeros, int32_t *__restrict__ sums, float *__restrict__ t)
 {
   const int K = geo.k, G = geo.group_size, NG = geo.n_groups, GP = geo.group_pad;
+  /* the range (static modes need only the finiteness) */
   float lo = 0.0f, hi = 0.0f;
-  const bool stat = mode == SAM2_CUDA_AQ_TENSOR_SYM || mode == SAM2_CUDA_AQ_TENSOR_ASYM;
-  if (!stat) {
+  bool finite = true;
+  {
     if (VEC) {
       const float4 *x4 = reinterpret_cast<const float4 *> (xr);
       const float4 *s4 = reinterpret_cast<const float4 *> (smooth);
@@ -233,6 +249,8 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
           v.w = __fmul_rn (v.w, sm.w);
         }
         /* v1's comparisons, element by element (the same treatment of -0 and NaN) */
+        finite = finite && is_finite_value (v.x) && is_finite_value (v.y)
+                 && is_finite_value (v.z) && is_finite_value (v.w);
         lo = v.x < lo ? v.x : lo;
         hi = v.x > hi ? v.x : hi;
         lo = v.y < lo ? v.y : lo;
@@ -245,6 +263,7 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
     } else {
       for (int k = lane; k < K; k += 32) {
         const float v = smoothed (xr, smooth, k);
+        finite = finite && is_finite_value (v);
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
       }
@@ -255,8 +274,9 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
       lo = l2 < lo ? l2 : lo;
       hi = h2 > hi ? h2 : hi;
     }
+    finite = __all_sync (0xffffffffu, finite);
   }
-  const RowQuant p = row_params (mode, act_scale, act_zero, lo, hi);
+  const RowQuant p = row_params (mode, act_scale, act_zero, lo, hi, finite);
 
   /* PL positions per lane (4, 8 or 16, chosen by the launcher so that one sweep of the warp
    * covers a short row with most lanes busy), a 32-byte step over 32 / PL lanes */

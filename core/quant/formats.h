@@ -20,7 +20,8 @@
  *     sa = (max - min) / 255, za = round(-min / sa).
  *   - static per tensor: one (sa, za) from calibration for every token.
  *   Rounding is to nearest, ties away from zero (lrintf is not used: it depends on the rounding
- *   mode), then clamped.
+ *   mode), then clamped. A token holding a NaN or an infinity has sa = NaN, za = 0 and every a
+ *   the code of 0, so its outputs are NaN (as in float), on every CPU path and on the GPU.
  *
  * Smoothing: the layer computes with X / s and W * s (per input channel k). When the input comes
  * straight from a LayerNorm, 1 / s is folded into that norm's weight and bias and the layer

@@ -91,6 +91,7 @@
 #include "ops-cpu.h"
 
 #include <dnnl.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,29 +231,34 @@ typedef struct {
   int32_t zero;   /* the row's zero point as formats.h defines it (0 when symmetric) */
 } Sam2RowQuant;
 
-/* min(0, min_k v) and max(0, max_k v) of v = x * smooth (smooth may be NULL). Min and max are
- * exact, so the vector and scalar forms agree whatever their order. */
-static void
+/* min(0, min_k v) and max(0, max_k v) of v = x * smooth (smooth may be NULL), and whether every
+ * v is finite (the range is meaningless otherwise: row_params). Min and max are exact, so the
+ * vector and scalar forms agree whatever their order. */
+static gboolean
 row_range_c (const float *x, const float *smooth, int n, float *lo, float *hi)
 {
   float l = 0.0f, h = 0.0f;
+  gboolean finite = TRUE;
   for (int k = 0; k < n; k++) {
     const float v = smooth != NULL ? x[k] * smooth[k] : x[k];
+    finite &= fabsf (v) <= FLT_MAX;    /* false for NaN and +-inf */
     l = v < l ? v : l;
     h = v > h ? v : h;
   }
   *lo = l;
   *hi = h;
+  return finite;
 }
 
-/* One code, exactly as the vector forms compute it: v + copysign(0.5, v) truncated is
- * sam2_round_half_away (x - 0.5 is x + (-0.5) in IEEE arithmetic). */
+/* One code, exactly as the vector forms compute it: the clamps are vmaxps / vminps with the bound
+ * second (a NaN gives the bound), and v + copysign(0.5, v) truncated is sam2_round_half_away
+ * (x - 0.5 is x + (-0.5) in IEEE arithmetic). */
 static inline guint8
 code_c (float v, const Sam2RowQuant *p)
 {
   v = v / p->scale;
-  v = v < p->lo ? p->lo : v;
-  v = v > p->hi ? p->hi : v;
+  v = v > p->lo ? v : p->lo;
+  v = v < p->hi ? v : p->hi;
   return (guint8) (((int) (v + copysignf (0.5f, v)) + p->add) ^ p->flip);
 }
 
@@ -264,28 +270,35 @@ row_codes_c (const float *x, const float *smooth, int n, const Sam2RowQuant *p, 
 }
 
 #ifdef SAM2_QUANT_X86
-__attribute__ ((target ("avx2"))) static void
+__attribute__ ((target ("avx2"))) static gboolean
 row_range_avx2 (const float *x, const float *smooth, int n, float *lo, float *hi)
 {
-  __m256 l = _mm256_setzero_ps (), h = _mm256_setzero_ps ();
+  const __m256 magnitude = _mm256_castsi256_ps (_mm256_set1_epi32 (0x7fffffff));
+  const __m256 largest = _mm256_set1_ps (FLT_MAX);
+  __m256 l = _mm256_setzero_ps (), h = _mm256_setzero_ps (), bad = _mm256_setzero_ps ();
   int k = 0;
   for (; k + 8 <= n; k += 8) {
     __m256 v = _mm256_loadu_ps (x + k);
     if (smooth != NULL)
       v = _mm256_mul_ps (v, _mm256_loadu_ps (smooth + k));
+    /* |v| <= FLT_MAX is false for NaN and +-inf (vminps / vmaxps would drop a NaN: then the
+     * lanes' ranges are wrong, but the row is refused as a whole) */
+    bad = _mm256_or_ps (bad, _mm256_cmp_ps (_mm256_and_ps (v, magnitude), largest, _CMP_NLE_UQ));
     l = _mm256_min_ps (l, v);
     h = _mm256_max_ps (h, v);
   }
   float lv[8], hv[8], lt, ht;
   _mm256_storeu_ps (lv, l);
   _mm256_storeu_ps (hv, h);
-  row_range_c (x + k, smooth != NULL ? smooth + k : NULL, n - k, &lt, &ht);
+  const gboolean finite = row_range_c (x + k, smooth != NULL ? smooth + k : NULL, n - k, &lt, &ht)
+                          && _mm256_movemask_ps (bad) == 0;
   for (int i = 0; i < 8; i++) {
     lt = lv[i] < lt ? lv[i] : lt;
     ht = hv[i] > ht ? hv[i] : ht;
   }
   *lo = lt;
   *hi = ht;
+  return finite;
 }
 
 /* 8 codes as int32 lanes: the operations of code_c, lane by lane. */
@@ -332,25 +345,28 @@ row_codes_avx2 (const float *x, const float *smooth, int n, const Sam2RowQuant *
  * the asymmetric zero point falls in 0..255 by construction (it is still clamped). A row whose
  * range is 0 (all zeros) gets scale 1, where every code is the zero point: no division by zero,
  * and the row dequantizes to exact zeros. A static scale that is not positive is treated the
- * same way. */
+ * same way. A row holding a NaN or an infinity (after smoothing), in any mode, gets scale NaN
+ * and every code that of 0 (zero point 0 when asymmetric), so its outputs are NaN as the float
+ * layer's would be, and the same on every path: the range once dropped a NaN, and an infinite
+ * scale coded the finite values as 0, so the row came out finite and wrong. */
 static void
 row_params (const Sam2QuantLinear *q, Sam2QuantIsa isa, const float *x, Sam2RowQuant *p,
             gboolean kernel_form)
 {
   const int K = q->w.k;
   const gboolean asym = act_is_asym (q->act);
-  float scale, zero = 0.0f;
+  float scale, zero = 0.0f, lo, hi;
+  gboolean finite;
+#ifdef SAM2_QUANT_X86
+  if (isa >= ISA_AVX2)
+    finite = row_range_avx2 (x, q->smooth_inv, K, &lo, &hi);
+  else
+#endif
+    finite = row_range_c (x, q->smooth_inv, K, &lo, &hi);
   if (act_is_static (q->act)) {
     scale = q->act_scale;
     zero = q->act_zero;
   } else {
-    float lo, hi;
-#ifdef SAM2_QUANT_X86
-    if (isa >= ISA_AVX2)
-      row_range_avx2 (x, q->smooth_inv, K, &lo, &hi);
-    else
-#endif
-      row_range_c (x, q->smooth_inv, K, &lo, &hi);
     if (asym) {
       scale = (hi - lo) / 255.0f;
     } else {
@@ -362,6 +378,10 @@ row_params (const Sam2QuantLinear *q, Sam2QuantIsa isa, const float *x, Sam2RowQ
   }
   if (!(scale > 0.0f))
     scale = 1.0f;
+  if (!finite) {
+    scale = NAN;
+    zero = 0.0f;
+  }
   p->scale = scale;
   if (asym) {
     /* clamped before rounding (the same for whole bounds), so a wild static value cannot
@@ -381,6 +401,8 @@ row_params (const Sam2QuantLinear *q, Sam2QuantIsa isa, const float *x, Sam2RowQ
     p->flip = 0x80;
     p->zero = 0;
   }
+  if (!finite)
+    p->lo = p->hi = 0.0f;   /* v / NaN is NaN, which the clamps turn into 0: the code of 0 */
 }
 
 static void

@@ -116,7 +116,8 @@ static const Sam2Act all_acts[] = { SAM2_ACT_NONE, SAM2_ACT_GELU, SAM2_ACT_GELU_
  *   asymmetric: sa = (max - min) / 255 over a range that includes 0, za = round(-min / sa)
  *               clamped to 0..255, a = clamp(round(v / sa) + za, 0, 255)
  *   static:     sa = act_scale, za = round(act_zero) clamped to 0..255
- *   a zero range (or a non-positive static scale): sa = 1, za = 0 */
+ *   a zero range (or a non-positive static scale): sa = 1, za = 0
+ *   a NaN or an infinity among the v: sa = NaN, za = 0, every a = 0 (the code of 0) */
 static void
 test_quantize_row (const Sam2QuantLinear *q, const float *x, int *a, float *sa, int *za)
 {
@@ -124,11 +125,21 @@ test_quantize_row (const Sam2QuantLinear *q, const float *x, int *a, float *sa, 
   const gboolean asym = sam2_test_mode_asym (q->act);
   float lo = 0.0f, hi = 0.0f, scale;
   int zero = 0;
+  gboolean finite = TRUE;
   float *v = g_new (float, K);
   for (int k = 0; k < K; k++) {
     v[k] = q->smooth_inv != NULL ? x[k] * q->smooth_inv[k] : x[k];
+    finite = finite && isfinite (v[k]);
     lo = MIN (lo, v[k]);
     hi = MAX (hi, v[k]);
+  }
+  if (!finite) {
+    for (int k = 0; k < K; k++)
+      a[k] = 0;
+    *sa = NAN;
+    *za = 0;
+    g_free (v);
+    return;
   }
   if (sam2_test_mode_static (q->act)) {
     scale = q->act_scale;
@@ -709,6 +720,10 @@ test_quantize_activations (void)
         const int M = 16, K = Ks[ki], stride = K + 3;
         float *x = sam2_test_input_new (r, q, M);
         sam2_test_set_static_params (q, x, M);
+        /* rows with a NaN or an infinity (in the vector part, and in the scalar tail) */
+        x[(size_t) 3 * K + (i * 7) % K] = NAN;
+        x[(size_t) 7 * K + K - 1] = INFINITY;
+        x[(size_t) 11 * K] = -INFINITY;
         int *want = g_new (int, K);
         guint8 *codes = g_new (guint8, (size_t) M * stride);
         float *scales = g_new (float, M);
@@ -723,7 +738,7 @@ test_quantize_activations (void)
             float sa;
             int za;
             test_quantize_row (q, x + (size_t) m * K, want, &sa, &za);
-            g_assert_cmpfloat (scales[m], ==, sa);
+            g_assert_true (scales[m] == sa || (isnan (scales[m]) && isnan (sa)));
             g_assert_cmpint (zeros[m], ==, za);
             for (int k = 0; k < K; k++) {
               const guint8 b = codes[(size_t) m * stride + k];
@@ -741,6 +756,57 @@ test_quantize_activations (void)
         g_free (codes);
         g_free (scales);
         g_free (zeros);
+        g_free (x);
+        sam2_test_layer_free (q);
+        g_rand_free (r);
+      }
+}
+
+/* A token holding a NaN or an infinity gives NaN outputs on every kernel path and in the
+ * reference (formats.h), as the float layer would, and leaves the other tokens as they are: the
+ * range once dropped a NaN (vmaxps), shrinking the row's scale, and an infinite scale coded
+ * every finite value as 0, so the row came out finite and wrong. */
+static void
+test_non_finite_rows (void)
+{
+  static const float bad[] = { NAN, INFINITY, -INFINITY };
+  static const int Ks[] = { 33, 96, 100 };
+  int i = 0;
+  for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
+    for (int mode = 1; mode < 5; mode++)
+      for (guint b = 0; b < G_N_ELEMENTS (bad); b++, i++) {
+        const int K = Ks[ki], M = 5, N = 24;
+        const Sam2TestLayerSpec spec = { .N = N, .K = K, .G = 32, .dtype = SAM2_QTYPE_SINT4,
+                                         .mode = (Sam2ActQuantMode) mode, .bias = TRUE,
+                                         .smooth = i % 2, .rank = i % 3 == 0 ? 4 : 0 };
+        GRand *r = g_rand_new_with_seed (7700 + i);
+        Sam2QuantLinear *q = sam2_test_layer_new (r, &spec);
+        float *x = sam2_test_input_new (r, q, M);
+        sam2_test_set_static_params (q, x, M);
+        float *clean = g_memdup2 (x, (size_t) M * K * sizeof (float));
+        x[(size_t) 2 * K + (i * 5) % K] = bad[b];
+        for (guint p = 0; p <= G_N_ELEMENTS (kernel_paths); p++) {
+          const gboolean reference = p == G_N_ELEMENTS (kernel_paths);
+          if (!reference)
+            prepare_path (q, kernel_paths[p]);
+          void (*fn) (const Sam2QuantLinear *, const float *, int, float *, Sam2Act,
+                      const float *, void *)
+              = reference ? sam2_quant_linear_reference : sam2_quant_linear_forward;
+          float *y = run (fn, q, x, M, SAM2_ACT_GELU, SAM2_TEST_RES_NONE, NULL);
+          float *y_clean = run (fn, q, clean, M, SAM2_ACT_GELU, SAM2_TEST_RES_NONE, NULL);
+          for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+              const size_t o = (size_t) m * N + n;
+              if (m == 2 ? !isnan (y[o]) : memcmp (&y[o], &y_clean[o], sizeof (float)) != 0)
+                g_error ("K %d %s, %g in row 2, %s: y[%d][%d] = %.9g (without it %.9g)", K,
+                         sam2_test_mode_names[mode], bad[b],
+                         reference ? "reference" : kernel_paths[p] ? kernel_paths[p] : "best",
+                         m, n, y[o], y_clean[o]);
+            }
+          g_free (y);
+          g_free (y_clean);
+        }
+        g_free (clean);
         g_free (x);
         sam2_test_layer_free (q);
         g_rand_free (r);
@@ -886,6 +952,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quant-linear/dequantize", test_dequantize);
   g_test_add_func ("/quant-linear/quantize-activations", test_quantize_activations);
   g_test_add_func ("/quant-linear/exact", test_exact);
+  g_test_add_func ("/quant-linear/non-finite-rows", test_non_finite_rows);
   g_test_add_func ("/quant-linear/epilogue", test_epilogue);
   g_test_add_func ("/quant-linear/shapes", test_shapes);
   g_test_add_func ("/quant-linear/many-rows", test_many_rows);

@@ -16,6 +16,8 @@
  *       quantization) against sam2_cuda_layer_norm (sam2_cuda_window_partition) then
  *       sam2_cuda_w4a8_linear on the device: y and the kernel rows the same bytes; refused
  *       (UNSUPPORTED, nothing launched) exactly where kernels.h says.
+ *   (d) tokens holding a NaN or an infinity: scale NaN and the codes of 0 as on the CPU, so NaN
+ *       outputs for them and the others unaffected.
  * The whole list runs twice, on each kernel version (kernels.h, SAM2_W4A8_KERNEL): v1 and v2,
  * each with its own summary lines ("v1: ... PASS"); the exit status fails if either fails.
  * Device outputs start as NaN (every element must be written), the workspace starts as 0xff
@@ -244,7 +246,9 @@ check_quantize (const char *name, const Sam2QuantLinear *q, const DevLayer *d, c
           mag += fabs ((double) v * q->lora_down[(size_t) i * K + k]);
         }
         const double e = fabs (gt[(size_t) m * R + i] - acc);
-        if (!(e <= TOL_T_PER_K * K * mag + 1e-30)) {
+        /* a token with a NaN or an infinity: t is not finite either ((d)) */
+        if (isfinite (acc) ? !(e <= TOL_T_PER_K * K * mag + 1e-30)
+                           : isfinite (gt[(size_t) m * R + i])) {
           fail (name, "row %d t[%d] %.9g, float64 %.9g", m, i, gt[(size_t) m * R + i], acc);
           bad++;
         }
@@ -409,6 +413,86 @@ run_case (const Sam2TestCase *c, cublasHandle_t cublas, int check_codes)
   g_free (x);
   sam2_test_layer_free (q);
   g_free (name);
+}
+
+/* ---- (d) tokens holding a NaN or an infinity ---------------------------------------------- */
+
+/* formats.h: such a token has scale NaN and every code that of 0, on the GPU as on the CPU (the
+ * codes, scales and sums bit for bit through check_quantize), so its outputs are NaN; the other
+ * tokens are unaffected (within (b)'s tolerance of the CPU's). Every mode, a row long enough for
+ * the vector range pass (K 96) and one that is not (K 101). */
+static void
+run_non_finite_cases (cublasHandle_t cublas, guint32 *seed)
+{
+  static const float bad[] = { NAN, INFINITY, -INFINITY };
+  const int M = 5, bad_row = 2;
+  for (int mode = 1; mode < 5; mode++)
+    for (int v = 0; v < 2; v++) {
+      const float value = bad[(mode + v) % 3];
+      Sam2TestCase c = {
+        .spec = { .N = 96, .K = v ? 101 : 96, .G = v ? 0 : 64, .dtype = SAM2_QTYPE_SINT4,
+                  .mode = (Sam2ActQuantMode) mode, .bias = 1, .smooth = v, .rank = v ? 0 : 16 },
+        .M = M, .act = SAM2_ACT_GELU, .res = SAM2_TEST_RES_NONE, .seed = (*seed)++,
+      };
+      char *base = sam2_test_case_name (&c);
+      char *name = g_strdup_printf ("%s, %g in row %d", base, value, bad_row);
+      g_free (base);
+      float *x, *res;
+      Sam2QuantLinear *q = sam2_test_case_new (&c, &x, &res);
+      const int N = q->w.n, K = q->w.k;
+      x[(size_t) bad_row * K + (mode * 37) % K] = value;
+      if (!sam2_quant_linear_prepare (q)) {
+        fprintf (stderr, "prepare failed\n");
+        exit (1);
+      }
+      float *want = g_new (float, (size_t) M * N);   /* (M, N) */
+      void *scratch = g_malloc (MAX (sam2_quant_linear_scratch_bytes (q, M), 1));
+      sam2_quant_linear_forward (q, x, M, want, c.act, NULL, scratch);
+      g_free (scratch);
+      DevLayer d;
+      dev_layer_init (&d, q);
+      float *dx = upload (x, (size_t) M * K * sizeof (float)), *dy = NULL;
+      const size_t ybytes = (size_t) M * N * sizeof (float);
+      CK (cudaMalloc ((void **) &dy, ybytes));
+      CK (cudaMemset (dy, 0, ybytes));                 /* NaN only where written as NaN */
+      const size_t wbytes = sam2_cuda_w4a8_linear_workspace_bytes (&d.l, M);
+      void *ws = NULL;
+      CK (cudaMalloc (&ws, MAX (wbytes, 1)));
+      const int st = sam2_cuda_w4a8_linear (&d.l, dx, M, dy, (int) c.act, NULL, cublas, 0, ws);
+      CK (cudaDeviceSynchronize ());
+      checks++;
+      if (st != SAM2_CUDA_OK) {
+        fail (name, "sam2_cuda_w4a8_linear returned %d", st);
+      } else {
+        float *got = g_malloc (ybytes);
+        CK (cudaMemcpy (got, dy, ybytes, cudaMemcpyDeviceToHost));
+        double scale = 0.0;
+        for (size_t i = 0; i < (size_t) M * N; i++)
+          if (i / N != bad_row)
+            scale = MAX (scale, fabs (want[i]));
+        const double tol = TOL_INTEGER + TOL_ACT_APPROX + (c.spec.rank > 0 ? TOL_LOWRANK : 0.0);
+        for (size_t i = 0; i < (size_t) M * N; i++) {
+          const int m = (int) (i / N);
+          if (m == bad_row ? !(isnan (got[i]) && isnan (want[i]))
+                           : !(fabs ((double) got[i] - want[i]) <= tol * scale)) {
+            fail (name, "y[%d][%zu] %.9g, cpu %.9g", m, i % N, got[i], want[i]);
+            break;
+          }
+        }
+        g_free (got);
+      }
+      check_quantize (name, q, &d, x, dx, M);
+      CK (cudaFree (ws));
+      CK (cudaFree (dy));
+      CK (cudaFree (dx));
+      dev_layer_free (&d);
+      g_free (want);
+      g_free (res);
+      g_free (x);
+      sam2_test_layer_free (q);
+      g_free (name);
+    }
+  printf ("non-finite tokens: 8 cases\n");
 }
 
 /* ---- (c) the LayerNorm fused into the quantization ----------------------------------------- */
@@ -721,6 +805,8 @@ run_suite (cublasHandle_t cublas)
     run_case (&c, cublas, 1);
   }
   printf ("large and odd: %d cases\n", n_big);
+
+  run_non_finite_cases (cublas, &seed);
 
   /* (c) on its own summary line (its switch, SAM2_CUDA_NORM_QUANT, is not the kernel version's) */
   const int before = failures;
