@@ -493,10 +493,11 @@ sam2_observers_load (Sam2Observers *obs, const char *path, GError **error)
     const Sam2StTensor *s = sam2_safetensors_find (f, sname);
     g_free (sname);
     c->n_samples = s != NULL && s->ndim == 2 ? (int) MIN (s->shape[0], st->keep) : 0;
+    /* observation keeps min(tokens, keep) samples, never fewer */
     if (!(ok = cached_counts (counts, st->layer->name, &c->n_tokens, &c->n_hessian_tokens)
-               && c->n_samples <= c->n_tokens)) {
+               && c->n_samples == MIN (c->n_tokens, st->keep))) {
       g_set_error (error, SAM2_ERROR, SAM2_ERROR_FORMAT,
-                   "%s: no valid token count for %s; delete the cache file", path,
+                   "%s: no valid token or sample count for %s; delete the cache file", path,
                    st->layer->name);
       break;
     }

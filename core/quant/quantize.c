@@ -741,20 +741,21 @@ group_error (Sam2Calibrator *c, const SmoothGroup *g, const float *s, gboolean f
   return e;
 }
 
-/* Scales for a group, or none (NULL) when smoothing does not apply to it. */
-static void
-smooth_group (Sam2Calibrator *c, SmoothGroup *g)
+/* Scales for a group, or none (NULL) when smoothing does not apply to it. FALSE when the search
+ * finds no strength with a finite output error (nothing to choose by). */
+static gboolean
+smooth_group (Sam2Calibrator *c, SmoothGroup *g, GError **error)
 {
   const Sam2SmoothRecipe *sr = &c->recipe->smooth;
   g->alpha = NAN;
   if (!sr->enabled || c->recipe->ipts.dtype == SAM2_QTYPE_NONE)
-    return;
+    return TRUE;
   /* the statistics of a quantized member describe the shared input */
   const Sam2LayerStats *st = NULL;
   for (int i = 0; i < g->n_members && st == NULL; i++)
     st = sam2_observers_get (c->obs, g->members[i]);
   if (st == NULL)
-    return;
+    return TRUE;
   const int k = st->k;
   const float *weights[2];
   int rows[2];
@@ -767,7 +768,7 @@ smooth_group (Sam2Calibrator *c, SmoothGroup *g)
   if (!sr->search) {
     g->alpha = sr->alpha;
     sam2_smooth_scales (st->absmax, k, weights, rows, g->n_members, sr->alpha, g->s);
-    return;
+    return TRUE;
   }
   float *trial = g_new (float, k);
   float *yf[G_N_ELEMENTS (g->members)] = { NULL };
@@ -790,6 +791,15 @@ smooth_group (Sam2Calibrator *c, SmoothGroup *g)
   for (int i = 0; i < g->n_members; i++)
     g_free (yf[i]);
   g_free (trial);
+  if (isnan (g->alpha)) {
+    /* g->s was never filled */
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+                 "%s: the smoothing search found no strength with a finite output error on the "
+                 "%d calibration samples kept for it; calibrate again (without the cache) or "
+                 "set a fixed smooth.alpha", g->members[0]->name, st->n_samples);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 /* LayerNorm weight and bias divided by s: the norm then outputs x / s. */
@@ -868,7 +878,8 @@ sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer
   gboolean ok = TRUE;
   for (guint gi = 0; ok && gi < groups->len; gi++) {
     SmoothGroup *g = groups->pdata[gi];
-    smooth_group (c, g);
+    if (!(ok = smooth_group (c, g, error)))
+      break;
     const gboolean folded = g->s != NULL && c->recipe->smooth.fold && g->norm != NULL;
     if (folded)
       fold_into_norm (plan, g);

@@ -320,10 +320,12 @@ sam2_w4_quantize_gptq_on (Sam2W4 *w, const float *weights, const double *hessian
   if (singular < 0) {
     ok = FALSE;   /* the device's error is set */
   } else if (singular > 0) {
+    /* tries dampings d0, 10 d0, ..., 10^(tries - 1) d0 (inverse_cholesky) */
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
-                 "GPTQ: the %dx%d Hessian stayed singular after %d damping increases; calibrate "
-                 "on more (or more varied) frames, or raise kernel_gptq.damp_percentage", k, k,
-                 recipe->gptq_inv_tries);
+                 "GPTQ: the %dx%d Hessian was not positive definite with any of the %d dampings "
+                 "tried (%.3g to %.3g of its mean diagonal); calibrate on more (or more varied) "
+                 "frames, or raise kernel_gptq.damp_percentage or num_inv_tries", k, k, tries,
+                 recipe->gptq_damp, recipe->gptq_damp * pow (10.0, tries - 1));
     ok = FALSE;
   }
 

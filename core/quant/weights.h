@@ -47,8 +47,9 @@ gboolean sam2_w4_quantize_gptq (Sam2W4 *w, const float *weights, const double *h
 /* GPTQ's solve on another device (the CUDA backend's): the steps of the CPU's on W (n, k) and
  * H (k, k), row-major doubles whose columns are in quantization order (perm[i]: the column of w
  * at position i; W may be overwritten), blocks of `block` columns, the damping d0 first, x10
- * per failed Cholesky, `tries` values; writes w->codes. Returns 0, 1 when H stayed singular, 2
- * when the device cannot solve (then the CPU does), or -1 with *error set. */
+ * per failed Cholesky, `tries` values; writes w->codes. Returns 0, 1 when H was not positive
+ * definite with any of them, 2 when the device cannot solve (then the CPU does), or -1 with
+ * *error set. */
 typedef int (*Sam2GptqSolver) (gpointer device, Sam2W4 *w, double *W, const double *H,
                                const int *perm, int block, double d0, int tries, GError **error);
 

@@ -125,8 +125,13 @@ print_summary (Sam2Calibrator *c, Sam2Model *fp, Sam2Model *q, const char *path,
   if (rep->len > 0)
     g_print ("layer output error: mean %.4f, worst %.4f (%s)\n", sum / rep->len, worst,
              w ? w->name : "");
-  g_print ("size %.2f MB, %.2fx smaller than FP16 (%.2f MB)\n", bytes / 1e6, (double) fp16 / bytes,
-           fp16 / 1e6);
+  /* a recipe that keeps most layers float (or in float32), or a large rank, can make the file
+   * larger than FP16: say so rather than "0.50x smaller" */
+  const double ratio = (double) fp16 / bytes;
+  g_print ("size %.2f MB, %.2fx %s than FP16 (%.2f MB)\n", bytes / 1e6,
+           ratio >= 1.0 ? ratio : 1.0 / ratio, ratio >= 1.0 ? "smaller" : "larger", fp16 / 1e6);
+  if (rep->len == 0)
+    g_printerr ("warning: the recipe quantized no layer (its skips cover every one)\n");
   if (path != NULL)
     g_print ("wrote %s\n", path);
 }

@@ -616,10 +616,11 @@ out:
 
 /* `src` copied to `dst` with its metadata `keys` (NULL-terminated), `key` among them set to
  * `value` (NULL: all kept), and when `tensor` is not NULL, that tensor's bytes replaced by
- * `bytes` (its size). */
+ * `bytes` (its size; NULL: its own) and, when `rows` >= 0, cut to its first `rows` rows. */
 static void
-rewrite_safetensors (const char *src, const char *dst, const char *const *keys, const char *key,
-                     const char *value, const char *tensor, const void *bytes)
+rewrite_safetensors_rows (const char *src, const char *dst, const char *const *keys,
+                          const char *key, const char *value, const char *tensor,
+                          const void *bytes, int64_t rows)
 {
   GError *error = NULL;
   Sam2Safetensors *st = sam2_safetensors_open (src, &error);
@@ -627,8 +628,13 @@ rewrite_safetensors (const char *src, const char *dst, const char *const *keys, 
   Sam2StWriter *w = sam2_st_writer_new ();
   for (int i = 0; i < sam2_safetensors_n_tensors (st); i++) {
     const Sam2StTensor *t = sam2_safetensors_nth (st, i);
-    const void *data = tensor != NULL && strcmp (t->name, tensor) == 0 ? bytes : t->data;
-    g_assert_true (sam2_st_writer_add (w, t->name, t->dtype, t->ndim, t->shape, data, &error));
+    const gboolean hit = tensor != NULL && strcmp (t->name, tensor) == 0;
+    int64_t shape[8];
+    memcpy (shape, t->shape, sizeof (int64_t) * t->ndim);
+    if (hit && rows >= 0)
+      shape[0] = MIN (rows, shape[0]);
+    const void *data = hit && bytes != NULL ? bytes : t->data;
+    g_assert_true (sam2_st_writer_add (w, t->name, t->dtype, t->ndim, shape, data, &error));
   }
   for (guint i = 0; keys[i] != NULL; i++) {
     const char *v = key != NULL && strcmp (keys[i], key) == 0 ? value
@@ -639,6 +645,13 @@ rewrite_safetensors (const char *src, const char *dst, const char *const *keys, 
   g_assert_true (sam2_st_writer_write (w, dst, &error));
   sam2_st_writer_free (w);
   sam2_safetensors_close (st);
+}
+
+static void
+rewrite_safetensors (const char *src, const char *dst, const char *const *keys, const char *key,
+                     const char *value, const char *tensor, const void *bytes)
+{
+  rewrite_safetensors_rows (src, dst, keys, key, value, tensor, bytes, -1);
 }
 
 static void
@@ -809,7 +822,7 @@ test_cache_reuse (void)
   static const char *const cache_keys[] = { "format", "frames", "tokens", NULL };
   rewrite_safetensors (other_file, cache_path, cache_keys, "tokens", damaged, NULL, NULL);
   Sam2Calibrator *c3 = calibrate (&sh, r, 0, 3);
-  g_test_expect_message ("sam2", G_LOG_LEVEL_WARNING, "ignoring calibration cache*token count for*");
+  g_test_expect_message ("sam2", G_LOG_LEVEL_WARNING, "ignoring calibration cache*token or sample count for*");
   g_assert_true (sam2_calibrator_use_cache (c3, cache, "frames-0-3", &hit, &error));
   g_test_assert_expected_messages ();
   g_assert_false (hit);
@@ -835,6 +848,20 @@ test_cache_reuse (void)
   g_test_assert_expected_messages ();
   g_assert_false (hit);
   sam2_calibrator_free (c4);
+
+  /* Fewer kept samples than observation keeps (min(tokens, keep)), none here: the smoothing
+   * search then ran on no sample, never filled its scales and quantized with uninitialised
+   * ones. Ignored with a warning too. */
+  char *samples_name = g_strconcat (last->name, ".samples", NULL);
+  rewrite_safetensors_rows (other_file, cache_path, cache_keys, NULL, NULL, samples_name, NULL,
+                            0);
+  Sam2Calibrator *c5 = calibrate (&sh, r, 0, 3);
+  g_test_expect_message ("sam2", G_LOG_LEVEL_WARNING, "ignoring calibration cache*token or sample count for*");
+  g_assert_true (sam2_calibrator_use_cache (c5, cache, "frames-0-3", &hit, &error));
+  g_test_assert_expected_messages ();
+  g_assert_false (hit);
+  sam2_calibrator_free (c5);
+  g_free (samples_name);
   g_free (inf_mins);
   g_free (min_name);
   sam2_model_unref (q3);

@@ -108,6 +108,25 @@ else
   echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
 fi
 
+# a recipe that quantizes nothing (every layer skipped, kept in float32): the size line says
+# "larger than FP16" (it said "0.50x smaller") and a warning says no layer was quantized
+n=$((n + 1))
+if [ -f "$shapes/config.json" ]; then
+  tmp=$(mktemp -d)
+  printf 'skips: {patterns: ["*"], dtype: float32}\n' > "$tmp/none.yaml"
+  out=$("$sam2q" quantize -t 2 -m "$shapes" -c "$tmp/none.yaml" -n 1 --no-save-model 2>&1)
+  if printf '%s\n' "$out" | grep -q 'x larger than FP16' \
+     && printf '%s\n' "$out" | grep -q 'quantized no layer'; then
+    echo "ok $n - quantize says when its file is larger than FP16"
+  else
+    echo "not ok $n - quantize with every layer skipped: $out"
+    failed=1
+  fi
+  rm -rf "$tmp"
+else
+  echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
+fi
+
 # segment on the demo model: non-ASCII file names reach the JSON intact (they came out as '?'),
 # and a run that fails after writing its masks (here: standard output closed) removes them
 n=$((n + 1))
