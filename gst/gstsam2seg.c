@@ -221,10 +221,17 @@ struct _GstSam2Seg
   guint max_objects;
   guint interval;
 
+  /* Serialises the writers of points and boxes (the two properties, set-prompts, clear-prompts,
+   * the sam2-prompts event, a frame size change, start): a property writes one string and puts
+   * the other back, so without it two writers in turn could put back a stale one (and a size
+   * change between them scaled the stale one twice). Taken before the object lock, and never
+   * held while a message is posted or a property notified (a handler may set prompts). */
+  GMutex prompts_lock;
   /* prompts set since the last frame; under the object lock */
   GstSam2Prompts *pending;
   gboolean prompts_changed;
   gboolean started;
+  gboolean starting;            /* start() is loading the model: settings are taken */
   gint frame_width, frame_height;       /* 0 before caps */
   /* prompts given at run time before the first caps, not checked against a frame yet: where
    * they came from (NULL: none), and the strings the element started with, which stay if
@@ -339,18 +346,38 @@ gst_sam2_seg_precision_get_type (void)
 
 /* ---- prompts ------------------------------------------------------------------------------ */
 
-/* Makes (points, boxes) the prompts from the next frame on. Before start the strings are only
- * stored (start() parses them and fails with an error); once started they are checked first
- * and refused with a warning when wrong. Returns whether they were taken. */
+/* Which strings a prompt update gives; the other stays as it is. */
+typedef enum
+{
+  PROMPTS_BOTH,
+  PROMPTS_POINTS,
+  PROMPTS_BOXES,
+} PromptsGiven;
+
+/* Makes (points, boxes) the prompts from the next frame on; with PROMPTS_POINTS (BOXES) only
+ * the points (boxes) are given, and the current boxes (points) stay. Before start the strings
+ * are only stored (start() parses them and fails with an error); once started they are checked
+ * first and refused with a warning when wrong. Returns whether they were taken. */
 static gboolean
-gst_sam2_seg_update_prompts (GstSam2Seg * self, const gchar * points, const gchar * boxes,
-    const gchar * origin, gboolean notify)
+gst_sam2_seg_update_prompts (GstSam2Seg * self, PromptsGiven given, const gchar * points,
+    const gchar * boxes, const gchar * origin, gboolean notify)
 {
   GError *error = NULL;
   GstSam2Prompts *parsed;
   gboolean started, points_changed, boxes_changed;
+  gchar *kept = NULL;
   gint w, h;
 
+  g_mutex_lock (&self->prompts_lock);
+  if (given != PROMPTS_BOTH) {
+    GST_OBJECT_LOCK (self);
+    kept = g_strdup (given == PROMPTS_POINTS ? self->boxes : self->points);
+    GST_OBJECT_UNLOCK (self);
+    if (given == PROMPTS_POINTS)
+      boxes = kept;
+    else
+      points = kept;
+  }
   parsed = gst_sam2_prompts_parse (points, boxes, &error);
 
   GST_OBJECT_LOCK (self);
@@ -361,6 +388,8 @@ gst_sam2_seg_update_prompts (GstSam2Seg * self, const gchar * points, const gcha
     g_clear_pointer (&parsed, gst_sam2_prompts_free);
   if (parsed == NULL && started) {
     GST_OBJECT_UNLOCK (self);
+    g_mutex_unlock (&self->prompts_lock);
+    g_free (kept);
     GST_WARNING_OBJECT (self, "refusing the prompts from %s: %s", origin, error->message);
     GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
         ("Ignoring the new prompts from %s, the previous prompts stay: %s", origin,
@@ -389,9 +418,11 @@ gst_sam2_seg_update_prompts (GstSam2Seg * self, const gchar * points, const gcha
     parsed = NULL;
   }
   GST_OBJECT_UNLOCK (self);
+  g_mutex_unlock (&self->prompts_lock);
 
   GST_DEBUG_OBJECT (self, "prompts from %s: points \"%s\", boxes \"%s\"%s", origin,
       points ? points : "", boxes ? boxes : "", started ? "" : " (checked at start)");
+  g_free (kept);
   gst_sam2_prompts_free (parsed);
   g_clear_error (&error);
   /* set_property notifies by itself; the signal and the event change the properties too */
@@ -422,13 +453,15 @@ gst_sam2_seg_set_prompts (GstSam2Seg * self, const gchar * points, const gchar *
     }
     gst_sam2_prompts_free (p);
   }
-  return gst_sam2_seg_update_prompts (self, points, boxes, "the set-prompts signal", TRUE);
+  return gst_sam2_seg_update_prompts (self, PROMPTS_BOTH, points, boxes,
+      "the set-prompts signal", TRUE);
 }
 
 static void
 gst_sam2_seg_clear_prompts (GstSam2Seg * self)
 {
-  gst_sam2_seg_update_prompts (self, NULL, NULL, "the clear-prompts signal", TRUE);
+  gst_sam2_seg_update_prompts (self, PROMPTS_BOTH, NULL, NULL, "the clear-prompts signal",
+      TRUE);
 }
 
 static void
@@ -990,6 +1023,7 @@ gst_sam2_seg_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * out
 
   W = GST_VIDEO_INFO_WIDTH (&info);
   H = GST_VIDEO_INFO_HEIGHT (&info);
+  g_mutex_lock (&self->prompts_lock);
   GST_OBJECT_LOCK (self);
   old_w = self->frame_width;
   old_h = self->frame_height;
@@ -1033,6 +1067,7 @@ gst_sam2_seg_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * out
     self->frame_height = H;
   }
   GST_OBJECT_UNLOCK (self);
+  g_mutex_unlock (&self->prompts_lock);
   if (refused_origin != NULL) {
     GST_WARNING_OBJECT (self, "refusing the prompts from %s: %s", refused_origin,
         refused->message);
@@ -1098,8 +1133,9 @@ gst_sam2_seg_sink_event (GstBaseTransform * trans, GstEvent * event)
               ("Ignoring the new prompts from a sam2-prompts event, the previous prompts stay: "
                   "its points and boxes fields must be strings"), ("%" GST_PTR_FORMAT, s));
         else
-          gst_sam2_seg_update_prompts (self, gst_structure_get_string (s, "points"),
-              gst_structure_get_string (s, "boxes"), "a sam2-prompts event", TRUE);
+          gst_sam2_seg_update_prompts (self, PROMPTS_BOTH,
+              gst_structure_get_string (s, "points"), gst_structure_get_string (s, "boxes"),
+              "a sam2-prompts event", TRUE);
         gst_event_unref (event);
         return TRUE;
       }
@@ -1240,6 +1276,7 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   GError *error = NULL;
 
   GST_OBJECT_LOCK (self);
+  self->starting = TRUE;
   model_ref = g_strdup (self->model_ref);
   points = g_strdup (self->points);
   boxes = g_strdup (self->boxes);
@@ -1328,21 +1365,31 @@ gst_sam2_seg_start (GstBaseTransform * trans)
     goto fail;
   }
 
+  /* Prompts set while the model loaded were only stored (started was FALSE): they are the
+   * ones to start with, parsed like those read above. No writer runs from here until started
+   * is TRUE. */
+  g_mutex_lock (&self->prompts_lock);
   GST_OBJECT_LOCK (self);
+  if (g_strcmp0 (points, self->points) != 0 || g_strcmp0 (boxes, self->boxes) != 0) {
+    gst_sam2_prompts_free (prompts);
+    prompts = gst_sam2_prompts_parse (self->points, self->boxes, &error);
+    if (prompts == NULL) {
+      GST_OBJECT_UNLOCK (self);
+      g_mutex_unlock (&self->prompts_lock);
+      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Invalid prompts: %s", error->message),
+          (NULL));
+      g_clear_error (&error);
+      gst_clear_object (&calibrator);
+      goto fail;
+    }
+  }
   clear_next_model_locked (self);
   self->followed = calibrator;
-  GST_OBJECT_UNLOCK (self);
-  if (calibrator != NULL) {
-    self->quantized_id = g_signal_connect_object (calibrator, "quantized",
-        G_CALLBACK (gst_sam2_seg_on_quantized), self, 0);
-    GST_INFO_OBJECT (self, "switching to the model %s writes", GST_ELEMENT_NAME (calibrator));
-  }
-
-  GST_OBJECT_LOCK (self);
   gst_sam2_prompts_free (self->pending);
   self->pending = prompts;
   self->prompts_changed = TRUE;
   self->started = TRUE;
+  self->starting = FALSE;
   self->earliest_time = GST_CLOCK_TIME_NONE;
   self->n_times = self->times_pos = 0;
   self->reported_latency = GST_CLOCK_TIME_NONE;
@@ -1351,6 +1398,13 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   self->last_time = GST_CLOCK_TIME_NONE;
   self->frame_width = self->frame_height = 0;
   GST_OBJECT_UNLOCK (self);
+  g_mutex_unlock (&self->prompts_lock);
+  /* connected once started: a "quantized" emitted before was dropped by the handler */
+  if (calibrator != NULL) {
+    self->quantized_id = g_signal_connect_object (calibrator, "quantized",
+        G_CALLBACK (gst_sam2_seg_on_quantized), self, 0);
+    GST_INFO_OBJECT (self, "switching to the model %s writes", GST_ELEMENT_NAME (calibrator));
+  }
   self->session_width = self->session_height = 0;
   self->next_id = 0;
   self->id_base = 0;
@@ -1364,6 +1418,9 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   return TRUE;
 
 fail:
+  GST_OBJECT_LOCK (self);
+  self->starting = FALSE;
+  GST_OBJECT_UNLOCK (self);
   g_clear_pointer (&self->session, sam2_session_free);
   g_clear_pointer (&self->model, sam2_model_unref);
   g_free (model_ref);
@@ -1416,7 +1473,7 @@ gst_sam2_seg_refuse_while_running (GstSam2Seg * self, const gchar * name)
   gboolean started;
 
   GST_OBJECT_LOCK (self);
-  started = self->started;
+  started = self->started || self->starting;
   GST_OBJECT_UNLOCK (self);
   if (started) {
     GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
@@ -1455,26 +1512,14 @@ gst_sam2_seg_set_property (GObject * object, guint prop_id, const GValue * value
       self->precision = g_value_get_enum (value);
       GST_OBJECT_UNLOCK (self);
       break;
-    case PROP_POINTS:{
-      gchar *boxes;
-      GST_OBJECT_LOCK (self);
-      boxes = g_strdup (self->boxes);
-      GST_OBJECT_UNLOCK (self);
-      gst_sam2_seg_update_prompts (self, g_value_get_string (value), boxes,
+    case PROP_POINTS:
+      gst_sam2_seg_update_prompts (self, PROMPTS_POINTS, g_value_get_string (value), NULL,
           "the points property", FALSE);
-      g_free (boxes);
       break;
-    }
-    case PROP_BOXES:{
-      gchar *points;
-      GST_OBJECT_LOCK (self);
-      points = g_strdup (self->points);
-      GST_OBJECT_UNLOCK (self);
-      gst_sam2_seg_update_prompts (self, points, g_value_get_string (value),
+    case PROP_BOXES:
+      gst_sam2_seg_update_prompts (self, PROMPTS_BOXES, NULL, g_value_get_string (value),
           "the boxes property", FALSE);
-      g_free (points);
       break;
-    }
     case PROP_ROI_TYPES:
       gst_sam2_seg_set_roi_types (self, g_value_get_string (value));
       break;
@@ -1585,6 +1630,7 @@ gst_sam2_seg_finalize (GObject * object)
 {
   GstSam2Seg *self = GST_SAM2_SEG (object);
 
+  g_mutex_clear (&self->prompts_lock);
   g_free (self->model_ref);
   gst_clear_object (&self->calibrator);
   g_free (self->calibrator_name);
@@ -1612,6 +1658,7 @@ gst_sam2_seg_finalize (GObject * object)
 static void
 gst_sam2_seg_init (GstSam2Seg * self)
 {
+  g_mutex_init (&self->prompts_lock);
   self->model_ref = g_strdup (DEFAULT_MODEL);
   self->backend = DEFAULT_BACKEND;
   self->precision = DEFAULT_PRECISION;

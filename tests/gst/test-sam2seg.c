@@ -464,6 +464,8 @@ GST_START_TEST (test_roi_prompts_and_ids)
 
 GST_END_TEST;
 
+static gint stop_setting;       /* set_points_until_stopped runs while 0 */
+
 static GstBus *
 watch_bus (GstHarness * h)
 {
@@ -1163,6 +1165,111 @@ GST_START_TEST (test_prompts_before_first_caps)
 
 GST_END_TEST;
 
+/* Waits until `seg` is on its way from READY to PAUSED (start() runs there), then gives it new
+ * prompts and another model, as an application thread may while the model loads. */
+static gpointer
+set_while_starting (gpointer data)
+{
+  GstElement *seg = data;
+  gboolean ok = FALSE;
+
+  for (gint i = 0; i < 20000; i++) {
+    GstState cur, next;
+    GST_OBJECT_LOCK (seg);
+    cur = GST_STATE (seg);
+    next = GST_STATE_NEXT (seg);
+    GST_OBJECT_UNLOCK (seg);
+    if (cur == GST_STATE_READY && next == GST_STATE_PAUSED)
+      break;
+    g_usleep (500);
+  }
+  g_signal_emit_by_name (seg, "set-prompts", "100,30; 42.5,95.5", NULL, &ok);
+  g_object_set (seg, "model", "large", NULL);
+  return GINT_TO_POINTER (ok);
+}
+
+/* Settings given while sam2seg starts (loading its model takes a while): the prompts are the
+ * ones it starts with (it started with those it had read before, and the new ones, stored,
+ * never applied), and the model cannot change any more (the property took the new value while
+ * the element ran the old one). */
+GST_START_TEST (test_settings_while_starting)
+{
+  GstElement *seg = make_seg ("points", DEMO_POINTS, NULL);
+  GstBus *bus = gst_bus_new ();
+  GstHarness *h;
+  GThread *thread;
+  GstBuffer *out;
+  gchar *model = NULL, *warning;
+
+  load_demo ();
+  gst_element_set_bus (seg, bus);
+  thread = g_thread_new ("set-while-starting", set_while_starting, seg);
+  h = gst_harness_new_with_element (seg, "sink", "src");     /* starts it */
+  fail_unless (g_thread_join (thread) != NULL, "set-prompts refused its strings");
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=256,height=256,"
+      "framerate=30/1");
+  out = push_pull (h, demo_frame (GST_VIDEO_FORMAT_RGB, 0, 0));
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (gst_buffer_get_sam2_mask_meta
+          (out)), 2);
+  gst_buffer_unref (out);
+  g_object_get (seg, "model", &model, NULL);
+  fail_unless_equals_string (model, test_model_path ());
+  g_free (model);
+  warning = pop_warning (bus);
+  fail_unless (strstr (warning, "cannot change while sam2seg runs") != NULL, "%s", warning);
+  g_free (warning);
+
+  gst_element_set_bus (seg, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+  gst_object_unref (seg);
+}
+
+GST_END_TEST;
+
+static gpointer
+set_points_until_stopped (gpointer data)
+{
+  GstElement *seg = data;
+
+  while (!g_atomic_int_get (&stop_setting))
+    g_object_set (seg, "points", "10,10", NULL);
+  return NULL;
+}
+
+/* The points property written from another thread while the frame size changes back and
+ * forth: the boxes follow the size, scaled once per change (a points write put back the boxes
+ * it had read before a change, which the next change scaled again: 100 became 200, 400,
+ * 800 ...). */
+GST_START_TEST (test_prompt_writes_race_size_changes)
+{
+  GstHarness *h;
+  GThread *thread;
+
+  h = test_seg_harness_new (GST_VIDEO_FORMAT_RGB, 128, 128, "boxes", "0,0,100,100",
+      "points", "10,10", NULL);
+  g_atomic_int_set (&stop_setting, 0);
+  thread = g_thread_new ("set-points", set_points_until_stopped, h->element);
+  for (gint i = 0; i < 40; i++) {
+    const gint side = i % 2 ? 128 : 256;
+    gchar *caps = g_strdup_printf ("video/x-raw,format=RGB,width=%d,height=%d,"
+        "framerate=30/1", side, side);
+    gchar *boxes = NULL, *want = g_strdup_printf ("0,0,%d,%d", side * 100 / 128,
+        side * 100 / 128);
+    gst_harness_set_src_caps_str (h, caps);
+    g_object_get (h->element, "boxes", &boxes, NULL);
+    fail_unless_equals_string (boxes, want);
+    g_free (boxes);
+    g_free (want);
+    g_free (caps);
+  }
+  g_atomic_int_set (&stop_setting, 1);
+  g_thread_join (thread);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 static Suite *
 sam2seg_suite (void)
 {
@@ -1191,6 +1298,8 @@ sam2seg_suite (void)
   tcase_add_test (tc, test_other_sizes_and_caps_change);
   tcase_add_test (tc, test_caps_change_scales_prompts);
   tcase_add_test (tc, test_prompts_before_first_caps);
+  tcase_add_test (tc, test_settings_while_starting);
+  tcase_add_test (tc, test_prompt_writes_race_size_changes);
   return s;
 }
 
