@@ -52,9 +52,11 @@ sam2_cpu_act_row (Sam2Act act, float *x, int n)
       x[i] = sigmoid (x[i]);
     break;
   case SAM2_ACT_SILU:
+    /* below -88 the result is under 1e-36 (it underflows past -104), but exp's input is clamped
+     * at 88, so x * sigmoid (x) would come out as x / 1.65e38: -1.8 at -3e38 */
 #pragma omp simd
     for (int i = 0; i < n; i++)
-      x[i] = x[i] * sigmoid (x[i]);
+      x[i] = x[i] < -88.0f ? -0.0f : x[i] * sigmoid (x[i]);
     break;
   default:
     for (int i = 0; i < n; i++)

@@ -406,8 +406,12 @@ test_layer_norm (void)
 static float *
 act_inputs (GRand *r, size_t n, double lim)
 {
+  /* and beyond exp's range (silu(-3e38) was -1.8: exp's input is clamped at 88); not where
+   * sigmoid or SiLU come out below the smallest normal float, which they give to an absolute
+   * 1e-38 only */
   static const float special[] = { 0.0f, -0.0f, 1e-30f, -1e-30f, 1e-3f, -1e-3f, 1.0f, -1.0f,
-                                   5.66f, -5.66f, 12.0f, -12.0f, 3.0f, -3.0f };
+                                   5.66f, -5.66f, 12.0f, -12.0f, 3.0f, -3.0f, 88.5f, 200.0f,
+                                   -200.0f, 1e30f, -1e30f, -3e38f };
   float *x = rand_floats (r, n, -lim, lim);
   for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (special)); i++)
     x[i] = special[i];
