@@ -348,10 +348,11 @@ gboolean
 sam2_cpu_flash_supported (const Sam2AttentionArgs *a)
 {
 #ifdef FLASH_X86
-  static int cpu_ok = -1;
-  if (cpu_ok < 0)
-    cpu_ok = flash_wanted ();
-  return cpu_ok && a->head_dim % 8 == 0 && a->head_dim > 0;
+  /* decided once per process: sessions on several threads ask at their first pass together */
+  static gsize cpu_ok = 0;   /* 0: not decided yet, 1: no, 2: yes */
+  if (g_once_init_enter (&cpu_ok))
+    g_once_init_leave (&cpu_ok, flash_wanted () ? 2 : 1);
+  return cpu_ok == 2 && a->head_dim % 8 == 0 && a->head_dim > 0;
 #else
   return FALSE;
 #endif

@@ -10,8 +10,11 @@
 #include <math.h>
 
 /* The element-wise kernels are compiled for AVX2+FMA and AVX-512 as well and picked at load
- * time, so one binary runs anywhere and vectorises wide where the CPU can. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * time, so one binary runs anywhere and vectorises wide where the CPU can. Not under
+ * ThreadSanitizer: the clones' resolvers run during relocation, before its runtime starts, and
+ * the instrumented code crashed every program before main. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) \
+    && !defined(__SANITIZE_THREAD__)
 #define SAM2_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SAM2_CLONES

@@ -56,6 +56,35 @@ is_finite_value (float v)
   return fabsf (v) <= 3.402823466e38f;
 }
 
+/* A row's range including 0 and whether all of it is finite, gathered value by value in each
+ * lane (the comparisons of linear-cpu.c's row_range: the same treatment of -0 and NaN) and then
+ * over the warp. */
+struct RowRange {
+  float lo = 0.0f, hi = 0.0f;
+  bool finite = true;
+
+  __device__ __forceinline__ void
+  add (float v)
+  {
+    finite = finite && is_finite_value (v);
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+
+  /* every lane ends with the warp's range */
+  __device__ __forceinline__ void
+  reduce_warp ()
+  {
+    for (int o = 16; o > 0; o /= 2) {
+      const float l2 = __shfl_xor_sync (0xffffffffu, lo, o);
+      const float h2 = __shfl_xor_sync (0xffffffffu, hi, o);
+      lo = l2 < lo ? l2 : lo;
+      hi = h2 > hi ? h2 : hi;
+    }
+    finite = __all_sync (0xffffffffu, finite);
+  }
+};
+
 /* row_params of linear-cpu.c: lo, hi are the row's range including 0 (unused for static modes);
  * a row that is not all finite gets scale NaN and every code that of 0 (zero point 0). */
 __device__ __forceinline__ RowQuant
@@ -136,22 +165,11 @@ quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float
   const float *xr = x + (size_t) m * K;             /* (K) */
 
   /* the range (static modes need only the finiteness) */
-  float lo = 0.0f, hi = 0.0f;
-  bool finite = true;
-  for (int k = lane; k < K; k += 32) {
-    const float v = smoothed (xr, smooth, k);
-    finite = finite && is_finite_value (v);
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
-  }
-  for (int o = 16; o > 0; o /= 2) {
-    const float l2 = __shfl_xor_sync (0xffffffffu, lo, o);
-    const float h2 = __shfl_xor_sync (0xffffffffu, hi, o);
-    lo = l2 < lo ? l2 : lo;
-    hi = h2 > hi ? h2 : hi;
-  }
-  finite = __all_sync (0xffffffffu, finite);
-  const RowQuant p = row_params (mode, act_scale, act_zero, lo, hi, finite);
+  RowRange range;
+  for (int k = lane; k < K; k += 32)
+    range.add (smoothed (xr, smooth, k));
+  range.reduce_warp ();
+  const RowQuant p = row_params (mode, act_scale, act_zero, range.lo, range.hi, range.finite);
 
   /* Codes: lane handles 4 consecutive positions per 128-byte sweep of the kernel row. The 4
    * lie in one group (group_pad is a multiple of 32), and so do the 32 positions of 8
@@ -231,52 +249,32 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
 {
   const int K = geo.k, G = geo.group_size, NG = geo.n_groups, GP = geo.group_pad;
   /* the range (static modes need only the finiteness) */
-  float lo = 0.0f, hi = 0.0f;
-  bool finite = true;
-  {
-    if (VEC) {
-      const float4 *x4 = reinterpret_cast<const float4 *> (xr);
-      const float4 *s4 = reinterpret_cast<const float4 *> (smooth);
-      const int K4 = K / 4;
+  RowRange range;
+  if (VEC) {
+    const float4 *x4 = reinterpret_cast<const float4 *> (xr);
+    const float4 *s4 = reinterpret_cast<const float4 *> (smooth);
+    const int K4 = K / 4;
 #pragma unroll 4
-      for (int k = lane; k < K4; k += 32) {
-        float4 v = x4[k];
-        if (smooth != nullptr) {
-          const float4 sm = s4[k];
-          v.x = __fmul_rn (v.x, sm.x);
-          v.y = __fmul_rn (v.y, sm.y);
-          v.z = __fmul_rn (v.z, sm.z);
-          v.w = __fmul_rn (v.w, sm.w);
-        }
-        /* v1's comparisons, element by element (the same treatment of -0 and NaN) */
-        finite = finite && is_finite_value (v.x) && is_finite_value (v.y)
-                 && is_finite_value (v.z) && is_finite_value (v.w);
-        lo = v.x < lo ? v.x : lo;
-        hi = v.x > hi ? v.x : hi;
-        lo = v.y < lo ? v.y : lo;
-        hi = v.y > hi ? v.y : hi;
-        lo = v.z < lo ? v.z : lo;
-        hi = v.z > hi ? v.z : hi;
-        lo = v.w < lo ? v.w : lo;
-        hi = v.w > hi ? v.w : hi;
+    for (int k = lane; k < K4; k += 32) {
+      float4 v = x4[k];
+      if (smooth != nullptr) {
+        const float4 sm = s4[k];
+        v.x = __fmul_rn (v.x, sm.x);
+        v.y = __fmul_rn (v.y, sm.y);
+        v.z = __fmul_rn (v.z, sm.z);
+        v.w = __fmul_rn (v.w, sm.w);
       }
-    } else {
-      for (int k = lane; k < K; k += 32) {
-        const float v = smoothed (xr, smooth, k);
-        finite = finite && is_finite_value (v);
-        lo = v < lo ? v : lo;
-        hi = v > hi ? v : hi;
-      }
+      range.add (v.x);
+      range.add (v.y);
+      range.add (v.z);
+      range.add (v.w);
     }
-    for (int o = 16; o > 0; o /= 2) {
-      const float l2 = __shfl_xor_sync (0xffffffffu, lo, o);
-      const float h2 = __shfl_xor_sync (0xffffffffu, hi, o);
-      lo = l2 < lo ? l2 : lo;
-      hi = h2 > hi ? h2 : hi;
-    }
-    finite = __all_sync (0xffffffffu, finite);
+  } else {
+    for (int k = lane; k < K; k += 32)
+      range.add (smoothed (xr, smooth, k));
   }
-  const RowQuant p = row_params (mode, act_scale, act_zero, lo, hi, finite);
+  range.reduce_warp ();
+  const RowQuant p = row_params (mode, act_scale, act_zero, range.lo, range.hi, range.finite);
 
   /* PL positions per lane (4, 8 or 16, chosen by the launcher so that one sweep of the warp
    * covers a short row with most lanes busy), a 32-byte step over 32 / PL lanes */

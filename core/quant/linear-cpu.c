@@ -105,8 +105,9 @@
 #endif
 
 /* Epilogue loops compiled for AVX-512 and AVX2 as well, picked at load time (the idiom of
- * ops-cpu-vec.c). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * ops-cpu-vec.c, and its exception under ThreadSanitizer). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) \
+    && !defined(__SANITIZE_THREAD__)
 #define SAM2_QUANT_CLONES \
   __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
