@@ -45,7 +45,9 @@
  * custom downstream event (%GST_EVENT_CUSTOM_DOWNSTREAM or its out-of-band variant) whose
  * structure is named "sam2-prompts" with string fields "points" and "boxes" (an absent field
  * is empty; both absent clears the prompts). sam2seg consumes that event. New prompts apply
- * from the next frame, which is always segmented whatever the interval.
+ * from the next frame, which is always segmented whatever the interval. Prompts set while
+ * sam2seg starts (READY to PAUSED, while its model loads) are the ones it starts with. All of
+ * these may come from any thread: writes are taken one at a time, each whole.
  *
  * #GstSam2Seg:roi-types lists (comma-separated) the roi types of upstream
  * #GstVideoRegionOfInterestMeta whose boxes become prompts, after the explicit prompts, up to
