@@ -115,6 +115,56 @@ sam2_rle_encode (const guint8 *mask, int width, int height, int stride)
   return rle;
 }
 
+/* Column-major runs being built: `run` pixels of `value` so far. */
+typedef struct {
+  GArray *counts;              /* guint32 */
+  guint8 value;
+  guint32 run;
+} RunBuilder;
+
+static inline void
+runs_add (RunBuilder *b, guint8 value, guint32 n)
+{
+  if (n == 0)
+    return;
+  if (value != b->value) {
+    g_array_append_val (b->counts, b->run);
+    b->run = 0;
+    b->value = value;
+  }
+  b->run += n;
+}
+
+Sam2Rle *
+sam2_rle_encode_region (const guint8 *region, int stride, int x0, int y0, int w, int h,
+                        int width, int height)
+{
+  g_return_val_if_fail (width >= 0 && height >= 0, NULL);
+  g_return_val_if_fail ((guint64) width * (guint64) height <= MAX_PIXELS, NULL);
+  g_return_val_if_fail (w >= 0 && h >= 0 && x0 >= 0 && y0 >= 0, NULL);
+  g_return_val_if_fail ((gint64) x0 + w <= width && (gint64) y0 + h <= height, NULL);
+  g_return_val_if_fail (region != NULL || w == 0 || h == 0, NULL);
+  g_return_val_if_fail (stride >= w, NULL);
+
+  /* the runs only change inside the region: at most two per region pixel, plus the first */
+  RunBuilder b = { g_array_sized_new (FALSE, FALSE, sizeof (guint32), 16), 0, 0 };
+  for (int x = 0; x < width; x++) {
+    if (x < x0 || x >= x0 + w || h == 0) {
+      runs_add (&b, 0, (guint32) height);
+      continue;
+    }
+    const guint8 *column = region + (x - x0);
+    runs_add (&b, 0, (guint32) y0);
+    for (int y = 0; y < h; y++)
+      runs_add (&b, column[(size_t) y * stride] != 0, 1);
+    runs_add (&b, 0, (guint32) (height - y0 - h));
+  }
+  g_array_append_val (b.counts, b.run);
+  Sam2Rle *rle = rle_new (height, width, (const guint32 *) b.counts->data, (int) b.counts->len);
+  g_array_unref (b.counts);
+  return rle;
+}
+
 void
 sam2_rle_decode (const Sam2Rle *rle, guint8 *mask, int stride)
 {

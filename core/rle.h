@@ -21,6 +21,12 @@ typedef struct {
 
 /* mask: row-major bytes (non-zero = set), `stride` bytes per row. */
 Sam2Rle *sam2_rle_encode (const guint8 *mask, int width, int height, int stride);
+/* The same RLE for a width x height mask that is 0 outside the rectangle (x0, y0, w, h) and
+ * holds `region` (w x h bytes, `stride` per row) inside it; the rectangle lies in the mask.
+ * Reads only the region: for a small object in a large frame the cost is that of the region
+ * plus the frame's width, not the frame's area. */
+Sam2Rle *sam2_rle_encode_region (const guint8 *region, int stride, int x0, int y0, int w, int h,
+                                 int width, int height);
 /* Writes 0/1 bytes, row-major. */
 void sam2_rle_decode (const Sam2Rle *rle, guint8 *mask, int stride);
 void sam2_rle_free (Sam2Rle *rle);

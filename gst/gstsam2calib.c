@@ -769,7 +769,17 @@ gst_sam2_calib_set_caps (GstBaseSink * sink, GstCaps * caps)
       GST_ERROR_OBJECT (self, "no conversion from %s to RGB", GST_VIDEO_INFO_NAME (&info));
       return FALSE;
     }
-    self->rgb = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&self->rgb_info), NULL);
+    /* tried: gst_buffer_new_allocate aborts the process when memory runs out */
+    const gsize size = GST_VIDEO_INFO_SIZE (&self->rgb_info);
+    gpointer data = g_try_malloc (size);
+    if (data == NULL) {
+      GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Out of memory for the RGB copy of %dx%d "
+              "frames (%" G_GSIZE_FORMAT " bytes).", GST_VIDEO_INFO_WIDTH (&info),
+              GST_VIDEO_INFO_HEIGHT (&info), size), (NULL));
+      g_clear_pointer (&self->converter, gst_video_converter_free);
+      return FALSE;
+    }
+    self->rgb = gst_buffer_new_wrapped_full (0, data, size, 0, size, data, g_free);
     self->format = SAM2_PIXEL_FORMAT_RGB;
   }
   self->info = info;

@@ -69,8 +69,9 @@ struct _GstSam2Json
   FILE *file;
   guint64 frame;
   GString *line;
-  guint8 *plane;                /* full-frame mask scratch */
+  guint8 *plane;                /* one object's location in the frame, as 0 / 1 */
   gsize plane_size;
+  gboolean warned_too_large;    /* a frame past the RLE's 2^32 - 1 pixels was reported */
 };
 
 #define gst_sam2_json_parent_class parent_class
@@ -162,10 +163,14 @@ gst_sam2_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   }
   g_string_append_printf (s, ", \"width\": %d, \"height\": %d, \"objects\": [", W, H);
 
-  if (n > 0 && (gsize) W * H > self->plane_size) {
-    g_free (self->plane);
-    self->plane_size = (gsize) W * H;
-    self->plane = g_malloc (self->plane_size);
+  /* COCO's RLE counts are 32-bit: a larger frame (possible in a meta an application made; not
+   * from sam2seg) has no mask string */
+  const gboolean too_large = (guint64) W * (guint64) H > G_MAXUINT32;
+  if (n > 0 && too_large && !self->warned_too_large) {
+    self->warned_too_large = TRUE;
+    GST_ELEMENT_WARNING (self, STREAM, FORMAT, ("Frames of %dx%d pixels have more than 2^32 - 1 "
+            "pixels, which COCO's RLE cannot count: their masks are written as null.", W, H),
+        (NULL));
   }
   for (guint i = 0; i < n; i++) {
     const GstSam2Object *o = gst_sam2_mask_meta_get_object (meta, i);
@@ -178,17 +183,35 @@ gst_sam2_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     append_float (s, o->iou);
     g_string_append (s, ", \"object_score\": ");
     append_float (s, o->object_score);
-    if (W <= 0 || H <= 0) {
+    if (W <= 0 || H <= 0 || too_large) {
       /* a meta that does not say its frame size: no frame to encode the mask against */
       g_string_append (s, ", \"mask\": null}");
       continue;
     }
-    if (!gst_sam2_object_render_mask (o, self->plane, W, W, H)) {
+    /* only the object's location (within the frame) is read and encoded: rendering and
+     * encoding the whole frame per object took seconds per 4K frame of many small objects */
+    const GstVideoRectangle *l = &o->location;
+    const gint x0 = CLAMP (l->x, 0, W), y0 = CLAMP (l->y, 0, H);
+    const gint x1 = (gint) CLAMP ((gint64) l->x + MAX (l->w, 0), x0, W);
+    const gint y1 = (gint) CLAMP ((gint64) l->y + MAX (l->h, 0), y0, H);
+    const gsize area = (gsize) (x1 - x0) * (y1 - y0);
+    if (area > self->plane_size) {
+      g_free (self->plane);
+      self->plane = g_try_malloc (area);
+      self->plane_size = self->plane != NULL ? area : 0;
+      if (self->plane == NULL) {
+        GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Out of memory for the %dx%d mask of "
+                "object %u.", x1 - x0, y1 - y0, o->id), (NULL));
+        return GST_FLOW_ERROR;
+      }
+    }
+    if (!gst_sam2_object_render_mask_rect (o, self->plane, x1 - x0, x0, y0, x1 - x0,
+            y1 - y0)) {
       GST_ELEMENT_ERROR (self, STREAM, FAILED, ("Could not read the mask of object %u.",
               o->id), (NULL));
       return GST_FLOW_ERROR;
     }
-    rle = sam2_rle_encode (self->plane, W, H, W);
+    rle = sam2_rle_encode_region (self->plane, x1 - x0, x0, y0, x1 - x0, y1 - y0, W, H);
     counts = sam2_rle_to_string (rle);
     g_string_append_printf (s, ", \"mask\": {\"size\": [%d, %d], \"counts\": ", H, W);
     append_json_string (s, counts);
@@ -264,6 +287,7 @@ gst_sam2_json_stop (GstBaseTransform * trans)
   }
   g_clear_pointer (&self->plane, g_free);
   self->plane_size = 0;
+  self->warned_too_large = FALSE;
   return ok;
 }
 

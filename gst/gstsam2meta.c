@@ -240,15 +240,20 @@ gst_sam2_mask_buffer_new (const guint8 * data, gint stride, gint width, gint hei
   GstVideoInfo info;
   GstBuffer *buffer;
   GstMapInfo map;
+  gpointer data_copy;
   gint dstride;
 
   g_return_val_if_fail (data != NULL && width > 0 && height > 0 && stride >= width, NULL);
 
   if (!gst_video_info_set_format (&info, GST_VIDEO_FORMAT_GRAY8, width, height))
     return NULL;
-  buffer = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&info), NULL);
-  if (buffer == NULL)
+  /* gst_buffer_new_allocate aborts the process when memory runs out (GLib's allocator):
+   * callers are told instead, as the NULL return says */
+  data_copy = g_try_malloc (GST_VIDEO_INFO_SIZE (&info));
+  if (data_copy == NULL)
     return NULL;
+  buffer = gst_buffer_new_wrapped_full (0, data_copy, GST_VIDEO_INFO_SIZE (&info), 0,
+      GST_VIDEO_INFO_SIZE (&info), data_copy, g_free);
   dstride = GST_VIDEO_INFO_PLANE_STRIDE (&info, 0);
   if (!gst_buffer_map (buffer, &map, GST_MAP_WRITE)) {
     gst_buffer_unref (buffer);
@@ -271,13 +276,21 @@ gboolean
 gst_sam2_object_render_mask (const GstSam2Object * object, guint8 * dest, gint stride,
     gint width, gint height)
 {
+  return gst_sam2_object_render_mask_rect (object, dest, stride, 0, 0, width, height);
+}
+
+gboolean
+gst_sam2_object_render_mask_rect (const GstSam2Object * object, guint8 * dest, gint stride,
+    gint rx, gint ry, gint width, gint height)
+{
   const GstVideoRectangle *l;
   GstVideoMeta *vmeta;
   GstMapInfo map;
   gint mw, mh, mstride;
   gsize moffset = 0;
 
-  g_return_val_if_fail (object != NULL && dest != NULL && stride >= width, FALSE);
+  g_return_val_if_fail (object != NULL && stride >= width && width >= 0 && height >= 0, FALSE);
+  g_return_val_if_fail (dest != NULL || width == 0 || height == 0, FALSE);
 
   for (gint y = 0; y < height; y++)
     memset (dest + (gsize) y * stride, 0, width);
@@ -304,13 +317,16 @@ gst_sam2_object_render_mask (const GstSam2Object * object, guint8 * dest, gint s
     return FALSE;
   }
 
-  for (gint y = MAX (l->y, 0); y < MIN (l->y + l->h, height); y++) {
-    const gint my = (gint) (((gint64) (y - l->y) * mh) / l->h);
+  /* frame pixels (x, y) of the rectangle, 64-bit: a location may lie anywhere */
+  for (gint64 y = MAX ((gint64) l->y, ry); y < MIN ((gint64) l->y + l->h, (gint64) ry + height);
+      y++) {
+    const gint my = (gint) (((y - l->y) * mh) / l->h);
     const guint8 *src = map.data + moffset + (gsize) my * mstride;
-    guint8 *d = dest + (gsize) y * stride;
-    for (gint x = MAX (l->x, 0); x < MIN (l->x + l->w, width); x++) {
-      const gint mx = (gint) (((gint64) (x - l->x) * mw) / l->w);
-      d[x] = src[mx] != 0;
+    guint8 *d = dest + (gsize) (y - ry) * stride;
+    for (gint64 x = MAX ((gint64) l->x, rx);
+        x < MIN ((gint64) l->x + l->w, (gint64) rx + width); x++) {
+      const gint mx = (gint) (((x - l->x) * mw) / l->w);
+      d[x - rx] = src[mx] != 0;
     }
   }
   gst_buffer_unmap (object->mask, &map);

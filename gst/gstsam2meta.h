@@ -130,7 +130,7 @@ GST_SAM2_META_API void gst_sam2_mask_meta_add_object (GstSam2MaskMeta * meta,
     const GstSam2Object * object);
 
 /* A GRAY8 mask buffer with a GstVideoMeta from @width x @height bytes at @data (@stride bytes
- * per row; non-zero = object), stored as 0 / 255. */
+ * per row; non-zero = object), stored as 0 / 255. %NULL when memory runs out. */
 GST_SAM2_META_API GstBuffer *gst_sam2_mask_buffer_new (const guint8 * data, gint stride,
     gint width, gint height);
 
@@ -140,6 +140,12 @@ GST_SAM2_META_API GstBuffer *gst_sam2_mask_buffer_new (const guint8 * data, gint
  * cannot be read. */
 GST_SAM2_META_API gboolean gst_sam2_object_render_mask (const GstSam2Object * object,
     guint8 * dest, gint stride, gint width, gint height);
+
+/* The same for the rectangle (@x, @y, @width, @height) of the frame only, written to @dest
+ * (@width x @height bytes, @stride per row): for a small object in a large frame, its location
+ * instead of the whole frame. */
+GST_SAM2_META_API gboolean gst_sam2_object_render_mask_rect (const GstSam2Object * object,
+    guint8 * dest, gint stride, gint x, gint y, gint width, gint height);
 
 G_END_DECLS
 

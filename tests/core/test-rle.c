@@ -354,6 +354,42 @@ test_random_round_trips (void)
 
 /* Long runs with large differences between them need several characters per count, with both
  * signs; pycocotools' own format is checked by the references, this checks the range. */
+/* A mask that is 0 outside a rectangle, encoded from the rectangle alone, gives the counts of
+ * the whole mask: rectangles at the edges, empty, full, one pixel, and frames of zero size. */
+static void
+test_region (void)
+{
+  GRand *r = g_rand_new_with_seed (4242);
+  for (int i = 0; i < 400; i++) {
+    const int W = g_rand_int_range (r, 0, 40), H = g_rand_int_range (r, 0, 40);
+    const int x0 = W > 0 ? g_rand_int_range (r, 0, W + 1) : 0;
+    const int y0 = H > 0 ? g_rand_int_range (r, 0, H + 1) : 0;
+    const int w = g_rand_int_range (r, 0, W - x0 + 1), h = g_rand_int_range (r, 0, H - y0 + 1);
+    const int stride = w + g_rand_int_range (r, 0, 4);
+    const int fill = g_rand_int_range (r, 0, 4);   /* 0: empty, 3: full, else random */
+    guint8 *region = g_malloc0 ((size_t) MAX (stride * h, 1));
+    guint8 *full = g_malloc0 ((size_t) MAX (W * H, 1));
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++) {
+        const guint8 v = fill == 3 ? 255 : fill == 0 ? 0 : g_rand_int_range (r, 0, 2) * 7;
+        region[(size_t) y * stride + x] = v;
+        full[(size_t) (y0 + y) * W + x0 + x] = v;
+      }
+    Sam2Rle *want = sam2_rle_encode (full, W, H, W);
+    Sam2Rle *got = sam2_rle_encode_region (region, stride, x0, y0, w, h, W, H);
+    g_assert_nonnull (got);
+    g_assert_cmpint (got->width, ==, W);
+    g_assert_cmpint (got->height, ==, H);
+    g_assert_cmpmem (got->counts, got->n_counts * sizeof (guint32), want->counts,
+                     want->n_counts * sizeof (guint32));
+    sam2_rle_free (want);
+    sam2_rle_free (got);
+    g_free (region);
+    g_free (full);
+  }
+  g_rand_free (r);
+}
+
 static void
 test_large_counts (void)
 {
@@ -550,6 +586,7 @@ main (int argc, char **argv)
   g_test_add_func ("/rle/zero-size", test_zero_size);
   g_test_add_func ("/rle/random-round-trips", test_random_round_trips);
   g_test_add_func ("/rle/large-counts", test_large_counts);
+  g_test_add_func ("/rle/region", test_region);
   g_test_add_func ("/rle/errors/string", test_string_errors);
   g_test_add_func ("/rle/errors/counts", test_counts_errors);
   g_test_add_func ("/rle/errors/polygons", test_polygon_errors);

@@ -4,6 +4,9 @@
 
 #include <gst/app/gstappsink.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* A 40x30 frame holding one object: a 10x6 rectangle of mask at (12, 8) with a hole. */
 static GstBuffer *
@@ -332,6 +335,38 @@ GST_START_TEST (test_dropped_by_flip)
 
 GST_END_TEST;
 
+/* A mask buffer the memory limit cannot hold is NULL, as documented, and the process lives
+ * (gst_buffer_new_allocate aborted it: a 4K frame of 256 objects ended the application). In a
+ * child under a 1 GB address-space limit; not under AddressSanitizer, whose shadow memory does
+ * not fit such a limit. */
+GST_START_TEST (test_mask_buffer_out_of_memory)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  GST_INFO ("skipped under AddressSanitizer");
+#else
+  const guint8 small[16] = { 1 };
+  int status = 0;
+  pid_t pid = fork ();
+
+  fail_unless (pid >= 0);
+  if (pid == 0) {
+    struct rlimit limit = { 1ul << 30, 1ul << 30 };
+    GstBuffer *b;
+    if (setrlimit (RLIMIT_AS, &limit) != 0)
+      _exit (3);
+    /* 40000 x 40000: 1.6 GB; the data is never read when the buffer cannot be made */
+    b = gst_sam2_mask_buffer_new (small, 40000, 40000, 40000);
+    _exit (b == NULL ? 0 : 2);
+  }
+  fail_unless (waitpid (pid, &status, 0) == pid);
+  fail_unless (WIFEXITED (status), "the child died (signal %d)",
+      WIFSIGNALED (status) ? WTERMSIG (status) : 0);
+  fail_unless_equals_int (WEXITSTATUS (status), 0);
+#endif
+}
+
+GST_END_TEST;
+
 static Suite *
 meta_suite (void)
 {
@@ -345,6 +380,7 @@ meta_suite (void)
   tcase_add_test (tc, test_survives_videoconvertscale);
   tcase_add_test (tc, test_dropped_by_letterbox);
   tcase_add_test (tc, test_dropped_by_flip);
+  tcase_add_test (tc, test_mask_buffer_out_of_memory);
   return s;
 }
 

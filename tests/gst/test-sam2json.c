@@ -41,6 +41,18 @@ frame_with_objects (guint n, GstClockTime pts)
     gst_sam2_mask_meta_add_object (meta, &o);
     gst_buffer_unref (o.mask);
   }
+  /* with three: one whose location leaves the frame at the left and bottom, its 4x3 mask
+   * stretched over 10x7 pixels (as after a scale), read through its location only */
+  if (n == 3) {
+    const guint8 m[12] = { 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0 };
+    GstSam2Object o = { 0 };
+    o.id = 50;
+    o.location = (GstVideoRectangle) { -3, H - 4, 10, 7 };
+    o.box = (GstSam2Box) { 0, H - 4, 6, H - 1 };
+    o.mask = gst_sam2_mask_buffer_new (m, 4, 4, 3);
+    gst_sam2_mask_meta_add_object (meta, &o);
+    gst_buffer_unref (o.mask);
+  }
   /* one empty object at the end */
   if (n > 0) {
     GstSam2Object o = { 0 };
@@ -158,6 +170,51 @@ GST_START_TEST (test_lines)
   g_free (contents);
   for (guint i = 0; i < 4; i++)
     gst_buffer_unref (in[i]);
+  gst_harness_teardown (h);
+  gst_object_unref (json);
+  g_unlink (path);
+  g_rmdir (dir);
+  g_free (path);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+/* A frame of more than 2^32 - 1 pixels (a meta an application may make; RLE counts are 32-bit):
+ * its masks are null, with one warning, and nothing is rendered at frame size (it crashed on
+ * the encoder's refusal after clearing a 4 GB plane). */
+GST_START_TEST (test_frame_too_large_for_rle)
+{
+  gchar *dir = g_dir_make_tmp ("sam2json-XXXXXX", NULL);
+  gchar *path = g_build_filename (dir, "out.jsonl", NULL);
+  GstElement *json;
+  GstHarness *h = json_harness (path, &json);
+  GstBus *bus = gst_bus_new ();
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, W * H * 3, NULL);
+  GstSam2MaskMeta *meta = gst_buffer_add_sam2_mask_meta (buf, 65536, 65537);
+  const guint8 m[64] = { 1 };
+  GstSam2Object o = { 0 };
+  gchar *contents = NULL;
+  GstMessage *msg;
+
+  gst_element_set_bus (json, bus);
+  o.location = (GstVideoRectangle) { 100, 100, 8, 8 };
+  o.box = (GstSam2Box) { 100, 100, 107, 107 };
+  o.mask = gst_sam2_mask_buffer_new (m, 8, 8, 8);
+  gst_sam2_mask_meta_add_object (meta, &o);
+  gst_buffer_unref (o.mask);
+  gst_buffer_unref (gst_harness_push_and_pull (h, buf));
+  fail_unless (gst_harness_push_event (h, gst_event_new_eos ()));
+  fail_unless (g_file_get_contents (path, &contents, NULL, NULL));
+  fail_unless (strstr (contents, "\"mask\": null") != NULL, "%s", contents);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+  fail_unless (msg != NULL, "no warning");
+  gst_message_unref (msg);
+  fail_unless (gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR) == NULL);
+
+  gst_element_set_bus (json, NULL);
+  gst_object_unref (bus);
+  g_free (contents);
   gst_harness_teardown (h);
   gst_object_unref (json);
   g_unlink (path);
@@ -294,6 +351,7 @@ sam2json_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_lines);
   tcase_add_test (tc, test_escaping);
+  tcase_add_test (tc, test_frame_too_large_for_rle);
   tcase_add_test (tc, test_open_error);
   tcase_add_test (tc, test_disk_full);
   return s;
