@@ -1222,8 +1222,16 @@ frame_masks (Sam2Session *s, Sam2Result *r, float threshold, GError **error)
 {
   const size_t plane = (size_t) r->width * r->height;
   const size_t n = (size_t) r->n_objects * r->n_masks;
-  /* masks and boxes grow separately: fewer, larger frames need more mask bytes but fewer boxes */
-  if (s->res_masks_capacity < n * plane) {
+  /* masks and boxes grow separately: fewer, larger frames need more mask bytes but fewer boxes.
+   * The masks also shrink once SAM2_RES_MASKS_SHRINK_CALLS calls in a row needed under a quarter
+   * of them: one frame of many objects held its gigabytes for the rest of the stream (256
+   * objects at 4K: 2.1 GB), and a stream alternating between few and many objects does not
+   * reallocate every frame. */
+  s->res_masks_small_calls = n * plane < s->res_masks_capacity / 4 ? s->res_masks_small_calls + 1
+                                                                    : 0;
+  if (s->res_masks_capacity < n * plane
+      || s->res_masks_small_calls >= SAM2_RES_MASKS_SHRINK_CALLS) {
+    s->res_masks_small_calls = 0;
     g_free (s->res_masks);
     s->res_masks = g_try_malloc (n * plane);
     s->res_masks_capacity = s->res_masks ? n * plane : 0;

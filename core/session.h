@@ -22,6 +22,10 @@ typedef void (*Sam2TapFunc) (gpointer user_data, const char *name, const float *
 typedef void (*Sam2LinearObserver) (gpointer user_data, const Sam2Linear *l, const float *x, int M);
 
 /* Buffers of the mask decoder for one object. */
+/* Calls in a row needing under a quarter of the frame-mask buffer after which it shrinks to the
+ * need (sam2_session_predict with frame masks). */
+#define SAM2_RES_MASKS_SHRINK_CALLS 64
+
 typedef struct {
   float *tokens;               /* (n_tokens_max, C) queries */
   float *token_pe;             /* (n_tokens_max, C) the prompt tokens, their "positional" part */
@@ -128,6 +132,7 @@ struct _Sam2Session {
   float *res_iou, *res_obj, *res_lowres;
   size_t res_masks_capacity;
   guint8 *res_masks;
+  int res_masks_small_calls;   /* calls in a row that needed under a quarter of res_masks */
   Sam2Box *res_boxes;
   size_t res_boxes_capacity;
   float *upsampled;            /* sam2_upsample_threshold's scratch for one mask */

@@ -4,6 +4,7 @@
 #include "check.h"
 #include "model.h"
 #include "safetensors.h"
+#include "session.h"
 #include "test-support.h"
 
 #include <glib/gstdio.h>
@@ -468,6 +469,24 @@ test_bad_calls (void)
   g_assert_cmpint (r->n_objects * r->n_masks, ==, 15);
   for (int i = 0; i < 15; i++)
     g_assert_cmpint (r->boxes[i].x1, <, 40);
+
+  /* many objects on a large frame once, then one object on it: the mask buffer shrinks after
+   * SAM2_RES_MASKS_SHRINK_CALLS such calls (it kept the largest size for the rest of the
+   * stream) and the mask stays the same */
+  g_assert_true (sam2_session_set_image (s, big, 256, 256, 768, SAM2_PIXEL_FORMAT_RGB, &error));
+  r = sam2_session_predict (s, five, 5, &multi, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (s->res_masks_capacity, ==, 15 * 256 * 256);
+  r = sam2_session_predict (s, &p_ok, 1, NULL, &error);
+  guint8 *first = g_memdup2 (r->masks, 256 * 256);
+  for (int i = 1; i < SAM2_RES_MASKS_SHRINK_CALLS; i++) {
+    g_assert_cmpuint (s->res_masks_capacity, ==, 15 * 256 * 256);
+    r = sam2_session_predict (s, &p_ok, 1, NULL, &error);
+    g_assert_no_error (error);
+  }
+  g_assert_cmpuint (s->res_masks_capacity, ==, 256 * 256);
+  g_assert_cmpmem (r->masks, 256 * 256, first, 256 * 256);
+  g_free (first);
 
   sam2_session_free (s);
   sam2_model_unref (model);
