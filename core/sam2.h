@@ -123,9 +123,13 @@ typedef struct {
   gboolean multimask;          /* three candidate masks per object instead of one */
   float mask_threshold;        /* logit above which a pixel is in the mask (0 in SAM) */
   gboolean frame_masks;        /* upsample to the frame and threshold (FALSE: low-res logits only) */
+  gboolean best_only;          /* with multimask: keep each object's candidate of highest
+                                  predicted IoU (the first of equals) and only it (n_masks 1),
+                                  chosen before upsampling, as SAM's predictors use multimask;
+                                  a third of the frame-mask memory and time */
 } Sam2PredictOptions;
 
-#define SAM2_PREDICT_OPTIONS_INIT { FALSE, 0.0f, TRUE }
+#define SAM2_PREDICT_OPTIONS_INIT { FALSE, 0.0f, TRUE, FALSE }
 
 typedef struct {
   int x0, y0, x1, y1;          /* inclusive pixel bounds; x1 < x0 when the mask is empty */

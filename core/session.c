@@ -1217,6 +1217,26 @@ scale_prompt (const Sam2Prompt *in, Sam2Prompt *out, Sam2Point *points, float sx
   out->box[3] = in->box[3] * sy;
 }
 
+/* Each object's candidate of highest predicted IoU (the first of equals) moved to its place in
+ * a one-mask result: the session's arrays compacted in place, in object order (an object's
+ * slot never lies after its candidates). */
+static void
+keep_best_candidates (Sam2Session *s, Sam2Result *r)
+{
+  const int k = r->n_masks;
+  const size_t ms2 = (size_t) r->mask_size * r->mask_size;
+  for (int o = 0; o < r->n_objects; o++) {
+    int best = 0;
+    for (int m = 1; m < k; m++)
+      if (s->res_iou[o * k + m] > s->res_iou[o * k + best])
+        best = m;
+    s->res_iou[o] = s->res_iou[o * k + best];
+    memmove (s->res_lowres + o * ms2, s->res_lowres + ((size_t) o * k + best) * ms2,
+             ms2 * sizeof (float));
+  }
+  r->n_masks = 1;
+}
+
 static gboolean
 frame_masks (Sam2Session *s, Sam2Result *r, float threshold, GError **error)
 {
@@ -1354,6 +1374,8 @@ sam2_session_predict (Sam2Session *s, const Sam2Prompt *prompts, int n_prompts,
   if (!copy_mask_prompts (s, n_prompts, error))
     return NULL;
   const Sam2Result *r = decode (s, s->scaled_prompts, n_prompts, options->multimask, error);
+  if (r != NULL && options->multimask && options->best_only)
+    keep_best_candidates (s, &s->result);
   if (r != NULL && options->frame_masks) {
     Sam2Result *rw = &s->result;
     rw->width = fw;

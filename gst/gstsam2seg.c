@@ -681,7 +681,10 @@ gst_sam2_seg_infer (GstSam2Seg * self, GstBuffer * buf, guint max_objects, gbool
   }
   gst_video_frame_unmap (&frame);
 
+  /* with multimask, the candidate the model rates best, as SAM's predictors do: chosen before
+   * the masks are upsampled to the frame (the other two cost memory and time for nothing) */
   options.multimask = multimask;
+  options.best_only = TRUE;
   options.mask_threshold = threshold;
   options.frame_masks = TRUE;
   r = sam2_session_predict (self->session, (const Sam2Prompt *) self->frame_prompts->data,
@@ -695,16 +698,8 @@ gst_sam2_seg_infer (GstSam2Seg * self, GstBuffer * buf, guint max_objects, gbool
 
   for (guint o = 0; o < n; o++) {
     SegObject so = { 0 };
-    gint best = 0;
-    const Sam2Box *b;
-    const guint8 *plane;
-
-    /* with multimask, the candidate the model rates best, as SAM's predictors do */
-    for (gint m = 1; m < r->n_masks; m++)
-      if (r->iou_scores[o * r->n_masks + m] > r->iou_scores[o * r->n_masks + best])
-        best = m;
-    b = &r->boxes[o * r->n_masks + best];
-    plane = r->masks + ((gsize) o * r->n_masks + best) * (gsize) W * H;
+    const Sam2Box *b = &r->boxes[o];                /* one mask per object (best_only) */
+    const guint8 *plane = r->masks + (gsize) o * W * H;
 
     if (o < n_explicit) {
       so.obj.id = self->id_base + o;
@@ -716,7 +711,7 @@ gst_sam2_seg_infer (GstSam2Seg * self, GstBuffer * buf, guint max_objects, gbool
       so.obj.prompt_id = rp->roi_id;
       so.parent_roi = rp->roi_id;
     }
-    so.obj.iou = r->iou_scores[o * r->n_masks + best];
+    so.obj.iou = r->iou_scores[o];
     so.obj.object_score = r->object_scores[o];
     so.obj.box.x0 = b->x0;
     so.obj.box.y0 = b->y0;

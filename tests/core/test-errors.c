@@ -488,6 +488,36 @@ test_bad_calls (void)
   g_assert_cmpmem (r->masks, 256 * 256, first, 256 * 256);
   g_free (first);
 
+  /* best_only: each object's candidate of highest predicted IoU, the same logits, score and
+   * mask as in the full multimask result, chosen before upsampling */
+  const Sam2Point other = { 100.0f, 60.0f, SAM2_LABEL_POSITIVE };
+  Sam2Prompt two[2] = { p_ok, { .points = &other, .n_points = 1 } };
+  r = sam2_session_predict (s, two, 2, &multi, &error);
+  g_assert_no_error (error);
+  const int ms2 = r->mask_size * r->mask_size;
+  float *iou = g_memdup2 (r->iou_scores, 6 * sizeof (float));
+  float *lowres = g_memdup2 (r->lowres_logits, (size_t) 6 * ms2 * sizeof (float));
+  guint8 *masks = g_memdup2 (r->masks, (size_t) 6 * 256 * 256);
+  Sam2PredictOptions best = multi;
+  best.best_only = TRUE;
+  r = sam2_session_predict (s, two, 2, &best, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (r->n_masks, ==, 1);
+  for (int o = 0; o < 2; o++) {
+    int b = 0;
+    for (int m = 1; m < 3; m++)
+      if (iou[o * 3 + m] > iou[o * 3 + b])
+        b = m;
+    g_assert_cmpfloat (r->iou_scores[o], ==, iou[o * 3 + b]);
+    g_assert_cmpmem (r->lowres_logits + (size_t) o * ms2, ms2 * sizeof (float),
+                     lowres + (size_t) (o * 3 + b) * ms2, ms2 * sizeof (float));
+    g_assert_cmpmem (r->masks + (size_t) o * 256 * 256, 256 * 256,
+                     masks + (size_t) (o * 3 + b) * 256 * 256, 256 * 256);
+  }
+  g_free (iou);
+  g_free (lowres);
+  g_free (masks);
+
   sam2_session_free (s);
   sam2_model_unref (model);
 }
