@@ -49,6 +49,21 @@ smoothed (const float *x, const float *smooth, int k)
   return smooth != nullptr ? __fmul_rn (x[k], smooth[k]) : x[k];
 }
 
+/* Four values x[4 k .. 4 k + 3] times their smoothing factors (s4 NULL: none), as smoothed (). */
+__device__ __forceinline__ float4
+smoothed4 (const float4 *x4, const float4 *s4, int k)
+{
+  float4 v = x4[k];
+  if (s4 != nullptr) {
+    const float4 sm = s4[k];
+    v.x = __fmul_rn (v.x, sm.x);
+    v.y = __fmul_rn (v.y, sm.y);
+    v.z = __fmul_rn (v.z, sm.z);
+    v.w = __fmul_rn (v.w, sm.w);
+  }
+  return v;
+}
+
 /* |v| <= FLT_MAX: false for NaN and +-inf (linear-cpu.c's row_range) */
 __device__ __forceinline__ bool
 is_finite_value (float v)
@@ -256,14 +271,7 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
     const int K4 = K / 4;
 #pragma unroll 4
     for (int k = lane; k < K4; k += 32) {
-      float4 v = x4[k];
-      if (smooth != nullptr) {
-        const float4 sm = s4[k];
-        v.x = __fmul_rn (v.x, sm.x);
-        v.y = __fmul_rn (v.y, sm.y);
-        v.z = __fmul_rn (v.z, sm.z);
-        v.w = __fmul_rn (v.w, sm.w);
-      }
+      const float4 v = smoothed4 (x4, s4, k);
       range.add (v.x);
       range.add (v.y);
       range.add (v.z);
@@ -297,21 +305,12 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
       if (VEC && off + PL <= G && k0 + PL <= K) {
         /* PL data columns k0 .. k0 + PL - 1, k0 a multiple of 4 (G and off are) */
         const float4 *x4 = reinterpret_cast<const float4 *> (xr + k0);
+        const float4 *s4 = smooth != nullptr ? reinterpret_cast<const float4 *> (smooth + k0)
+                                             : nullptr;
         float4 v[Q];
 #pragma unroll
         for (int q = 0; q < Q; q++)
-          v[q] = x4[q];
-        if (smooth != nullptr) {
-          const float4 *s4 = reinterpret_cast<const float4 *> (smooth + k0);
-#pragma unroll
-          for (int q = 0; q < Q; q++) {
-            const float4 sm = s4[q];
-            v[q].x = __fmul_rn (v[q].x, sm.x);
-            v[q].y = __fmul_rn (v[q].y, sm.y);
-            v[q].z = __fmul_rn (v[q].z, sm.z);
-            v[q].w = __fmul_rn (v[q].w, sm.w);
-          }
-        }
+          v[q] = smoothed4 (x4, s4, q);
 #pragma unroll
         for (int q = 0; q < Q; q++) {
           const int c0 = code_of (v[q].x, p), c1 = code_of (v[q].y, p);
@@ -366,14 +365,7 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
       const float4 *l4 = reinterpret_cast<const float4 *> (ldown + (size_t) i * K);
       float acc = 0.0f;
       for (int k = lane; k < K4; k += 32) {
-        float4 v = x4[k];
-        if (smooth != nullptr) {
-          const float4 sm = s4[k];
-          v.x = __fmul_rn (v.x, sm.x);
-          v.y = __fmul_rn (v.y, sm.y);
-          v.z = __fmul_rn (v.z, sm.z);
-          v.w = __fmul_rn (v.w, sm.w);
-        }
+        const float4 v = smoothed4 (x4, s4, k);
         const float4 l = l4[k];
         acc = fmaf (v.x, l.x, acc);
         acc = fmaf (v.y, l.y, acc);
