@@ -291,6 +291,7 @@ gst_sam2_prompts_free (GstSam2Prompts * prompts)
     return;
   g_free (prompts->prompts);
   g_free (prompts->points);
+  gst_sam2_prompts_free (prompts->base);
   g_free (prompts);
 }
 
@@ -317,6 +318,9 @@ gst_sam2_prompts_copy (const GstSam2Prompts * prompts)
       memcpy (c->points + n_points, src->points, sizeof (Sam2Point) * src->n_points);
     n_points += src->n_points;
   }
+  c->base = gst_sam2_prompts_copy (prompts->base);
+  c->base_width = prompts->base_width;
+  c->base_height = prompts->base_height;
   return c;
 }
 
@@ -363,22 +367,37 @@ void
 gst_sam2_prompts_scale (GstSam2Prompts * prompts, gint from_width, gint from_height,
     gint to_width, gint to_height)
 {
-  g_return_if_fail (from_width > 0 && from_height > 0 && to_width > 0 && to_height > 0);
+  const GstSam2Prompts *b;
+  gint bw, bh;
 
-  for (gint o = 0, first = 0; prompts != NULL && o < prompts->n_objects; o++) {
+  g_return_if_fail (from_width > 0 && from_height > 0 && to_width > 0 && to_height > 0);
+  if (prompts == NULL)
+    return;
+  if (prompts->base == NULL) {
+    prompts->base = gst_sam2_prompts_copy (prompts);
+    prompts->base_width = from_width;
+    prompts->base_height = from_height;
+  }
+  b = prompts->base;
+  bw = prompts->base_width;
+  bh = prompts->base_height;
+
+  for (gint o = 0, first = 0; o < prompts->n_objects; o++) {
     Sam2Prompt *p = &prompts->prompts[o];
-    /* the object's points, in the array the prompts own */
+    const Sam2Prompt *bp = &b->prompts[o];
+    /* the object's points, in the arrays the prompts own */
     Sam2Point *pts = prompts->points + first;
+    const Sam2Point *bpts = b->points + first;
     for (gint i = 0; i < p->n_points; i++) {
-      pts[i].x = scale_coord (pts[i].x, from_width, to_width, TRUE);
-      pts[i].y = scale_coord (pts[i].y, from_height, to_height, TRUE);
+      pts[i].x = scale_coord (bpts[i].x, bw, to_width, TRUE);
+      pts[i].y = scale_coord (bpts[i].y, bh, to_height, TRUE);
     }
     first += p->n_points;
     if (p->has_box) {
-      p->box[0] = scale_coord (p->box[0], from_width, to_width, TRUE);
-      p->box[1] = scale_coord (p->box[1], from_height, to_height, TRUE);
-      p->box[2] = MAX (scale_coord (p->box[2], from_width, to_width, FALSE), p->box[0]);
-      p->box[3] = MAX (scale_coord (p->box[3], from_height, to_height, FALSE), p->box[1]);
+      p->box[0] = scale_coord (bp->box[0], bw, to_width, TRUE);
+      p->box[1] = scale_coord (bp->box[1], bh, to_height, TRUE);
+      p->box[2] = MAX (scale_coord (bp->box[2], bw, to_width, FALSE), p->box[0]);
+      p->box[3] = MAX (scale_coord (bp->box[3], bh, to_height, FALSE), p->box[1]);
     }
   }
 }

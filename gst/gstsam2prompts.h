@@ -31,12 +31,18 @@ typedef enum
   GST_SAM2_PROMPTS_ERROR_OUTSIDE,       /* a prompt lies outside the frame */
 } GstSam2PromptsError;
 
-typedef struct
+typedef struct _GstSam2Prompts GstSam2Prompts;
+
+struct _GstSam2Prompts
 {
   gint n_objects;
   Sam2Prompt *prompts;          /* (n_objects); point arrays point into `points` */
   Sam2Point *points;            /* all objects' points */
-} GstSam2Prompts;
+  /* the prompts as they were before the first gst_sam2_prompts_scale, and their frame size:
+   * every scale starts from them, so sizes that come and go leave no drift (NULL: not scaled) */
+  GstSam2Prompts *base;
+  gint base_width, base_height;
+};
 
 /* NULL and empty strings mean no prompts: the result then has n_objects == 0. Errors say which
  * string, object and point is wrong and quote it. */
@@ -51,7 +57,10 @@ gboolean gst_sam2_prompts_check_frame (const GstSam2Prompts * prompts, gint widt
 
 /* Moves the prompts of a from_width x from_height frame to the same places in a to_width x
  * to_height frame (a caps change): coordinates are scaled, rounded to 1/100 pixel (what
- * gst_sam2_prompts_to_strings writes) and points and box corners kept inside the new frame. */
+ * gst_sam2_prompts_to_strings writes) and points and box corners kept inside the new frame.
+ * Always from the prompts as first given (and their frame), not from the last scale's rounded
+ * and clamped values: through a 2x3 frame and back, a point at (639, 479) of 640x480 came back
+ * at (637.26, 478.08). */
 void gst_sam2_prompts_scale (GstSam2Prompts * prompts, gint from_width, gint from_height,
     gint to_width, gint to_height);
 

@@ -204,6 +204,22 @@ GST_START_TEST (test_scale_and_strings)
   fail_unless (p->prompts[2].points[0].x < 256.0f);
   gst_sam2_prompts_free (p);
 
+  /* through a tiny frame and back (and through a copy, as sam2seg keeps them): the prompts as
+   * given, exactly; each scale starts from them (from the last scale's clamped values, a point
+   * at (639, 479) came back at (637.26, 478.08)) */
+  p = parse_ok ("639,479", "600,400,639,479");
+  gst_sam2_prompts_scale (p, 640, 480, 2, 3);
+  back = gst_sam2_prompts_copy (p);
+  gst_sam2_prompts_free (p);
+  gst_sam2_prompts_scale (back, 2, 3, 320, 240);
+  gst_sam2_prompts_scale (back, 320, 240, 640, 480);
+  gst_sam2_prompts_to_strings (back, &points, &boxes);
+  fail_unless_equals_string (points, "639,479");
+  fail_unless_equals_string (boxes, "600,400,639,479");
+  g_free (points);
+  g_free (boxes);
+  gst_sam2_prompts_free (back);
+
   /* no prompts: empty strings */
   p = parse_ok ("", "");
   gst_sam2_prompts_to_strings (p, &points, &boxes);
