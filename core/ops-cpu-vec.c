@@ -59,7 +59,7 @@ sam2_cpu_act_row (Sam2Act act, float *x, int n)
      * at 88, so x * sigmoid (x) would come out as x / 1.65e38: -1.8 at -3e38 */
 #pragma omp simd
     for (int i = 0; i < n; i++)
-      x[i] = x[i] < -88.0f ? -0.0f : x[i] * sigmoid (x[i]);
+      x[i] = x[i] < -SAM2_EXP_APPROX_MAX ? -0.0f : x[i] * sigmoid (x[i]);
     break;
   default:
     for (int i = 0; i < n; i++)

@@ -24,8 +24,8 @@ sam2_cpu_act1 (Sam2Act act, float x)
   case SAM2_ACT_RELU:
     return x > 0.0f ? x : 0.0f;
   case SAM2_ACT_SILU:
-    /* sam2_cpu_act_row's bound: exp's input is clamped at 88 */
-    return x < -88.0f ? -0.0f : x / (1.0f + sam2_exp_approx (-x));
+    /* as sam2_cpu_act_row */
+    return x < -SAM2_EXP_APPROX_MAX ? -0.0f : x / (1.0f + sam2_exp_approx (-x));
   case SAM2_ACT_SIGMOID:
     return 1.0f / (1.0f + sam2_exp_approx (-x));
   }

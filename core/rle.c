@@ -83,38 +83,6 @@ check_size (int height, int width, GError **error)
 
 /* ---- masks ------------------------------------------------------------------------------- */
 
-Sam2Rle *
-sam2_rle_encode (const guint8 *mask, int width, int height, int stride)
-{
-  g_return_val_if_fail (width >= 0 && height >= 0, NULL);
-  g_return_val_if_fail ((guint64) width * (guint64) height <= MAX_PIXELS, NULL);
-  g_return_val_if_fail (mask != NULL || width == 0 || height == 0, NULL);
-  g_return_val_if_fail (stride >= width, NULL);
-
-  /* At most one run per pixel, plus the leading run of zeros. */
-  const guint64 area = (guint64) width * height;
-  guint32 *counts = g_new (guint32, area + 1);
-  int n = 0;
-  guint8 previous = 0;
-  guint32 run = 0;
-  for (int x = 0; x < width; x++) {
-    const guint8 *column = mask + x;
-    for (int y = 0; y < height; y++) {
-      guint8 value = column[(size_t) y * stride] != 0;
-      if (value != previous) {
-        counts[n++] = run;
-        run = 0;
-        previous = value;
-      }
-      run++;
-    }
-  }
-  counts[n++] = run;
-  Sam2Rle *rle = rle_new (height, width, counts, n);
-  g_free (counts);
-  return rle;
-}
-
 /* Column-major runs being built: `run` pixels of `value` so far. */
 typedef struct {
   GArray *counts;              /* guint32 */
@@ -163,6 +131,13 @@ sam2_rle_encode_region (const guint8 *region, int stride, int x0, int y0, int w,
   Sam2Rle *rle = rle_new (height, width, (const guint32 *) b.counts->data, (int) b.counts->len);
   g_array_unref (b.counts);
   return rle;
+}
+
+Sam2Rle *
+sam2_rle_encode (const guint8 *mask, int width, int height, int stride)
+{
+  /* the whole mask as its own region */
+  return sam2_rle_encode_region (mask, stride, 0, 0, width, height, width, height);
 }
 
 void

@@ -14,11 +14,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/* sam2_exp_approx's largest input: larger ones give exp(88) = 1.65e38, not infinity, so a
+ * function that divides by it must treat what lies beyond itself (SiLU below -88). */
+#define SAM2_EXP_APPROX_MAX 88.0f
+
 static inline float
 sam2_exp_approx (float x)
 {
   x = x < -87.33654f ? -87.33654f : x;
-  x = x > 88.0f ? 88.0f : x;
+  x = x > SAM2_EXP_APPROX_MAX ? SAM2_EXP_APPROX_MAX : x;
   /* n = round(x / ln 2), r = x - n ln 2 with ln 2 split into an exact head and a tail */
   float fn = x * 1.44269504088896341f;
   fn = fn + (fn >= 0.0f ? 0.5f : -0.5f);

@@ -13,14 +13,12 @@
 #include "sam2.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct {
   GArray *points;              /* Sam2Point */
@@ -345,41 +343,14 @@ check_file_destination (const char *option, const char *path, const char *out_di
   return ok;
 }
 
-/* `text` flushed to the disk under a new hidden temporary name beside `path`, staged. */
+/* `text` under a new hidden temporary name beside `path`, flushed to the disk, staged. */
 static gboolean
 stage_text (const char *path, const char *text, StagedOutputs *s, GError **error)
 {
-  char *dir = g_path_get_dirname (path), *base = g_path_get_basename (path);
-  /* hidden and marked .tmp like the PNGs' temporary files, short enough for NAME_MAX */
-  char *temp = g_strdup_printf ("%s%s.%.200s.XXXXXX.tmp", dir, G_DIR_SEPARATOR_S, base);
-  g_free (dir);
-  g_free (base);
-  const int fd = g_mkstemp_full (temp, O_WRONLY | O_CLOEXEC, 0666);
-  const size_t len = strlen (text);
-  size_t done = 0;
-  int err = 0;
-  if (fd < 0)
-    err = errno;
-  while (err == 0 && done < len) {
-    const ssize_t w = write (fd, text + done, len - done);
-    if (w < 0 && errno != EINTR)
-      err = errno;
-    else if (w > 0)
-      done += (size_t) w;
-  }
-  if (err == 0 && fsync (fd) != 0)
-    err = errno;
-  if (fd >= 0 && close (fd) != 0 && err == 0)
-    err = errno;
-  if (err != 0) {
-    set_output_error (error, g_file_error_from_errno (err), path, g_strerror (err));
-    if (fd >= 0)
-      g_unlink (temp);
-    g_free (temp);
-    return FALSE;
-  }
-  staged_add (s, temp, path);
-  return TRUE;
+  char *temp = sam2q_text_write_temp (path, text, error);
+  if (temp != NULL)
+    staged_add (s, temp, path);
+  return temp != NULL;
 }
 
 /* A device or pipe given as the JSON path (/dev/null, /dev/stdout, a fifo) is written in place:

@@ -13,6 +13,7 @@
 #include "image-io-gst.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -688,6 +689,30 @@ sam2q_png_write_temp (const char *path, const guint8 *pixels, int width, int hei
   }
 
 out:
+  g_free (display);
+  return temp;
+}
+
+char *
+sam2q_text_write_temp (const char *path, const char *text, GError **error)
+{
+  g_return_val_if_fail (path != NULL && text != NULL, NULL);
+  char *display = g_filename_display_name (path);
+  char *temp = create_temp_file (path, display, error);
+  if (temp != NULL) {
+    FILE *f = fopen (temp, "w");
+    int err = f == NULL ? errno : 0;
+    if (f != NULL && fputs (text, f) < 0)
+      err = errno;
+    if (f != NULL && fclose (f) != 0 && err == 0)
+      err = errno;
+    if (err != 0)
+      set_write_error (error, display, g_strerror (err));
+    if (err != 0 || !sync_file (temp, display, error)) {
+      g_unlink (temp);
+      g_clear_pointer (&temp, g_free);
+    }
+  }
   g_free (display);
   return temp;
 }

@@ -47,6 +47,10 @@ gboolean sam2q_png_write (const char *path, const guint8 *pixels, int width, int
 char *sam2q_png_write_temp (const char *path, const guint8 *pixels, int width, int height,
                             int stride, int channels, GError **error);
 
+/* `text` the same way: under a new hidden temporary name beside `path`, flushed to the disk
+ * (for a summary written with the images it describes). */
+char *sam2q_text_write_temp (const char *path, const char *text, GError **error);
+
 /* Initialises GStreamer once per process if the application has not done so already; the two
  * functions above call it themselves. Safe to call from any thread, any number of times. */
 gboolean sam2q_image_io_init (GError **error);
