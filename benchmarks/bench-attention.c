@@ -18,13 +18,16 @@ int
 main (int argc, char **argv)
 {
   int iterations, rc;
+  Sam2Precision precision;
   Sam2Model *model = bench_cpu_model_start (&argc, &argv,
                                              "- the CPU attention op on the encoder's shapes",
-                                             "timed runs per block (default 5)", &iterations, &rc);
+                                             "timed runs per block (default 5)", &iterations,
+                                             &precision, &rc);
   if (model == NULL)
     return rc;
-  g_print ("threads: %d\n", sam2_get_num_threads ());
-  Sam2Backend *b = sam2_backend_cpu_new ();
+  g_print ("threads: %d, precision %s\n", sam2_get_num_threads (),
+           sam2_precision_to_string (precision));
+  Sam2Backend *b = sam2_backend_cpu_new_full (precision, NULL);
   double total_ms = 0.0, total_gflop = 0.0, checksum = 0.0;
   double *t = g_new (double, iterations);
   for (int i = 0; i < model->n_blocks; i++) {

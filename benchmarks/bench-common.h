@@ -25,9 +25,13 @@ Sam2Model *bench_load_model (const char *model_ref, const char *hash_config, con
                              GError **error);
 
 /* The start the CPU model benchmarks share: parses --model / --hash-config / --iterations (its
- * help `iterations_help`, default 5) / --threads, sets the thread count and loads the model (as
- * bench_load_model). NULL after printing why; *exit_code is then 2 (usage) or 1. */
+ * help `iterations_help`, default 5) / --threads / --quantize / --precision, sets the thread
+ * count and loads the model (as bench_load_model), quantized per --quantize's recipe when given
+ * (calibrated on one hash frame: the quantized model's layout and cost, not its accuracy).
+ * *precision: the CPU backend's precision asked for (FP32 by default; BF16 only where this CPU
+ * runs it). NULL after printing why; *exit_code is then 2 (usage) or 1. */
 Sam2Model *bench_cpu_model_start (int *argc, char ***argv, const char *summary,
-                                  const char *iterations_help, int *iterations, int *exit_code);
+                                  const char *iterations_help, int *iterations,
+                                  Sam2Precision *precision, int *exit_code);
 
 #endif

@@ -87,8 +87,10 @@ int
 main (int argc, char **argv)
 {
   int iterations, rc;
-  Sam2Model *model = bench_cpu_model_start (&argc, &argv, "- CPU latency of the FP32 model",
-                                             "timed encoder runs (default 5)", &iterations, &rc);
+  Sam2Precision precision;
+  Sam2Model *model = bench_cpu_model_start (&argc, &argv, "- CPU latency of the model",
+                                             "timed encoder runs (default 5)", &iterations,
+                                             &precision, &rc);
   if (model == NULL)
     return rc;
   GError *error = NULL;
@@ -96,7 +98,9 @@ main (int argc, char **argv)
   g_print ("threads: %d\n", sam2_get_num_threads ());
   /* which attention the backend runs for the encoder's head_dim 96 (attention-cpu.h) */
   const Sam2AttentionArgs probe = { .head_dim = 96 };
-  g_print ("attention: %s\n", sam2_cpu_flash_supported (&probe)
+  g_print ("attention: %s\n", precision == SAM2_PRECISION_BF16
+           ? "fused AVX-512 BF16"
+           : sam2_cpu_flash_supported (&probe)
            ? "fused AVX2 (SAM2_CPU_ATTENTION=sgemm for oneDNN sgemm)"
            : "oneDNN sgemm + softmax (SAM2_CPU_ATTENTION=fused for the fused AVX2 kernel)");
   g_print ("oneDNN sgemm (best of 1.5 s), GFLOP/s:\n");
@@ -110,12 +114,13 @@ main (int argc, char **argv)
   }
 
   /* the CPU backend always: AUTO would pick CUDA on a machine with a GPU */
-  const Sam2SessionOptions cpu_only = { SAM2_BACKEND_CPU, SAM2_PRECISION_AUTO, 1 };
+  const Sam2SessionOptions cpu_only = { SAM2_BACKEND_CPU, precision, 1 };
   Sam2Session *s = sam2_session_new_full (model, &cpu_only, &error);
   if (s == NULL) {
     g_printerr ("%s\n", error->message);
     return 1;
   }
+  g_print ("session: %s\n", sam2_session_describe_backend (s));
   float *pixels = g_new (float, (size_t) 3 * S * S);
   for (size_t i = 0; i < (size_t) 3 * S * S; i++)
     pixels[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;

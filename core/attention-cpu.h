@@ -1,4 +1,6 @@
-/* attention-cpu.h: the CPU backend's fused ("flash") attention for AVX2 + FMA machines.
+/* attention-cpu.h: the CPU backend's fused ("flash") attention: FP32 for AVX2 + FMA machines
+ * (attention-cpu.c), BF16 operands for AVX-512 BF16 ones (attention-cpu-bf16.c, the backend's
+ * precision bf16).
  *
  * Per task (one sequence, one head, up to SAM2_FLASH_ROWS queries) the keys are swept in blocks of
  * SAM2_FLASH_KEYS with an online softmax: the scores of a few queries against one key block stay
@@ -38,6 +40,17 @@ void sam2_cpu_flash_pack_keys (const Sam2AttentionArgs *a, int seq, int head, fl
  * sam2_cpu_flash_pack_keys; `scratch` holds sam2_cpu_flash_task_floats floats. */
 void sam2_cpu_flash_task (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
                           const float *packed, float *scratch);
+
+/* The BF16 kernel: the same tasks and blocking, q k^T and p v with bfloat16 operands and FP32
+ * accumulation (vdpbf16ps), softmax in FP32; any head_dim (zero padded to 16). Only where
+ * sam2_cpu_flash_bf16_available (). */
+gboolean sam2_cpu_flash_bf16_available (void);
+size_t sam2_cpu_flash_bf16_packed_floats (const Sam2AttentionArgs *a);
+size_t sam2_cpu_flash_bf16_task_floats (const Sam2AttentionArgs *a);
+void sam2_cpu_flash_bf16_pack_keys (const Sam2AttentionArgs *a, int seq, int head,
+                                    float *packed);
+void sam2_cpu_flash_bf16_task (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
+                               const float *packed, float *scratch);
 
 G_END_DECLS
 

@@ -16,8 +16,27 @@
  * to GEMM calls too small for BLAS to reach its rate). */
 #define ATTENTION_ROW_BLOCK 128
 
+/* The fused attention kernels (attention-cpu.h) through one dispatch: FP32 or BF16 operands. */
+typedef struct {
+  size_t (*packed_floats) (const Sam2AttentionArgs *a);
+  size_t (*task_floats) (const Sam2AttentionArgs *a);
+  void (*pack_keys) (const Sam2AttentionArgs *a, int seq, int head, float *packed);
+  void (*task) (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
+                const float *packed, float *scratch);
+} FlashKernel;
+
+static const FlashKernel flash_fp32 = {
+  sam2_cpu_flash_packed_floats, sam2_cpu_flash_task_floats, sam2_cpu_flash_pack_keys,
+  sam2_cpu_flash_task,
+};
+static const FlashKernel flash_bf16 = {
+  sam2_cpu_flash_bf16_packed_floats, sam2_cpu_flash_bf16_task_floats,
+  sam2_cpu_flash_bf16_pack_keys, sam2_cpu_flash_bf16_task,
+};
+
 typedef struct {
   Sam2Backend parent;
+  Sam2Precision precision;     /* FP32, or BF16 (attention and float layers, where the CPU can) */
   float *scores;               /* (n_threads, ATTENTION_ROW_BLOCK, max_len_k) */
   size_t scores_per_thread;
   int scratch_threads;
@@ -211,7 +230,7 @@ attention_block (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq, 
  * pass of their own into a shared buffer, then one task per (sequence, head, SAM2_FLASH_ROWS
  * queries). */
 static int
-cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2AttentionArgs *a)
+cpu_attention_flash (Sam2BackendCpu *cpu, const FlashKernel *kn, const Sam2AttentionArgs *a)
 {
   const int row_blocks = (a->len_q + SAM2_FLASH_ROWS - 1) / SAM2_FLASH_ROWS;
   const long heads = (long) a->batch * a->heads;
@@ -221,7 +240,7 @@ cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2AttentionArgs *a)
    * few queries against 4096 keys, 8 heads): a task per head, or one thread would do it all */
   const gboolean per_head = !shared && a->batch < threads;
   const long tasks = shared ? heads * row_blocks : per_head ? heads : a->batch;
-  const size_t packed = sam2_cpu_flash_packed_floats (a), task = sam2_cpu_flash_task_floats (a);
+  const size_t packed = kn->packed_floats (a), task = kn->task_floats (a);
   /* each thread's part a whole number of cache lines apart (no false sharing) */
   const size_t per_thread = (task + (shared ? 0 : packed) + 15) & ~(size_t) 15;
   const size_t need = per_thread * threads + (shared ? packed * heads : 0);
@@ -236,8 +255,7 @@ cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2AttentionArgs *a)
   if (shared) {
 #pragma omp parallel for schedule(dynamic, 1) if (heads > 1)
     for (long h = 0; h < heads; h++)
-      sam2_cpu_flash_pack_keys (a, (int) (h / a->heads), (int) (h % a->heads),
-                                keys + (size_t) h * packed);
+      kn->pack_keys (a, (int) (h / a->heads), (int) (h % a->heads), keys + (size_t) h * packed);
   }
 #pragma omp parallel for schedule(dynamic, 1) if (tasks > 1)
   for (long t = 0; t < tasks; t++) {
@@ -246,14 +264,14 @@ cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2AttentionArgs *a)
       const int rb = (int) (t % row_blocks);
       const long h = t / row_blocks;
       const int q0 = rb * SAM2_FLASH_ROWS, nq = MIN (SAM2_FLASH_ROWS, a->len_q - q0);
-      sam2_cpu_flash_task (a, (int) (h / a->heads), (int) (h % a->heads), q0, nq,
-                           keys + (size_t) h * packed, scratch);
+      kn->task (a, (int) (h / a->heads), (int) (h % a->heads), q0, nq, keys + (size_t) h * packed,
+                scratch);
     } else {
       const int seq = (int) (per_head ? t / a->heads : t);
       const int h0 = per_head ? (int) (t % a->heads) : 0, h1 = per_head ? h0 + 1 : a->heads;
       for (int head = h0; head < h1; head++) {
-        sam2_cpu_flash_pack_keys (a, seq, head, scratch + task);
-        sam2_cpu_flash_task (a, seq, head, 0, a->len_q, scratch + task, scratch);
+        kn->pack_keys (a, seq, head, scratch + task);
+        kn->task (a, seq, head, 0, a->len_q, scratch + task, scratch);
       }
     }
   }
@@ -264,8 +282,10 @@ static int
 cpu_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
 {
   Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
+  if (cpu->precision == SAM2_PRECISION_BF16)
+    return cpu_attention_flash (cpu, &flash_bf16, a);
   if (sam2_cpu_flash_supported (a))
-    return cpu_attention_flash (cpu, a);
+    return cpu_attention_flash (cpu, &flash_fp32, a);
   int status = cpu_reserve_attention (b, a->len_q, a->len_k);
   if (status != SAM2_STATUS_OK)
     return status;
@@ -547,8 +567,37 @@ static const Sam2BackendOps cpu_ops = {
 Sam2Backend *
 sam2_backend_cpu_new (void)
 {
+  return sam2_backend_cpu_new_full (SAM2_PRECISION_FP32, NULL);
+}
+
+gboolean
+sam2_backend_cpu_supports (Sam2Precision precision, GError **error)
+{
+  if (precision == SAM2_PRECISION_FP32)
+    return TRUE;
+  if (precision == SAM2_PRECISION_BF16) {
+    if (sam2_cpu_flash_bf16_available ())
+      return TRUE;
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                 "precision bf16 on the CPU needs the AVX-512 BF16 instructions, which this CPU "
+                 "lacks: use precision fp32 (or auto), or backend cuda");
+    return FALSE;
+  }
+  g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
+               "precision %s needs the CUDA backend; the CPU backend computes in FP32, or in BF16 "
+               "where the CPU has AVX-512 BF16 (use precision auto, fp32 or bf16, or backend "
+               "cuda)", sam2_precision_to_string (precision));
+  return FALSE;
+}
+
+Sam2Backend *
+sam2_backend_cpu_new_full (Sam2Precision precision, GError **error)
+{
+  if (!sam2_backend_cpu_supports (precision, error))
+    return NULL;
   Sam2BackendCpu *cpu = g_new0 (Sam2BackendCpu, 1);
   cpu->parent.ops = &cpu_ops;
+  cpu->precision = precision;
   return &cpu->parent;
 }
 

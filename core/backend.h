@@ -214,7 +214,14 @@ struct _Sam2Backend {
   const Sam2BackendOps *ops;
 };
 
+/* The CPU backend in FP32. */
 Sam2Backend *sam2_backend_cpu_new (void);
+/* The CPU backend in `precision`: FP32, or BF16 where sam2_backend_cpu_supports says the CPU can
+ * (the float layers' GEMMs and attention's two products with bfloat16 operands, FP32
+ * accumulation; the rest FP32, as the CUDA backend's BF16). NULL with its error otherwise. */
+Sam2Backend *sam2_backend_cpu_new_full (Sam2Precision precision, GError **error);
+/* Whether this CPU runs the backend in `precision`; FALSE with an error a user can act on. */
+gboolean sam2_backend_cpu_supports (Sam2Precision precision, GError **error);
 /* NULL-safe. */
 void sam2_backend_free (Sam2Backend *b);
 

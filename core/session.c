@@ -334,14 +334,11 @@ make_backend (const Sam2SessionOptions *o, gboolean quantized, Sam2BackendKind *
   *kind = k;
   *precision = p;
   if (k == SAM2_BACKEND_CPU) {
-    if (p != SAM2_PRECISION_FP32) {
-      g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
-                   "precision %s needs the CUDA backend; the CPU backend computes in FP32 (use "
-                   "precision auto or fp32, or backend cuda)", sam2_precision_to_string (p));
-      return NULL;
-    }
-    *description = g_strdup (quantized ? "cpu w4a8 + fp32" : "cpu fp32");
-    return sam2_backend_cpu_new ();
+    Sam2Backend *b = sam2_backend_cpu_new_full (p, error);
+    if (b != NULL)
+      *description = g_strdup_printf ("cpu %s%s", quantized ? "w4a8 + " : "",
+                                      sam2_precision_to_string (p));
+    return b;
   }
   if (k != SAM2_BACKEND_CUDA) {
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT, "unknown backend %d", (int) k);

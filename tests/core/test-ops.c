@@ -39,6 +39,13 @@
  * at len_k = 300 with a peaked softmax. */
 #define ATTENTION_REL_L2 1e-6
 
+/* Attention in the backend's BF16 precision (q, k, v and the softmax weights rounded to 8
+ * significant bits, FP32 sums) against the same float64 reference: the bound of the CUDA
+ * backend's BF16 attention (tests/cuda/test-cuda-ops.c), 8 times its FP16 bound of 3e-3 for a
+ * unit roundoff 8 times FP16's; measured up to ~3e-3 here. A wrong lane, pair or padding is an
+ * error of order 1. */
+#define ATTENTION_BF16_REL_L2 2.4e-2
+
 /* LayerNorm: statistics in double, then three float32 roundings per element (the normalised
  * value, times weight, plus bias): measured 4.1e-8. Getting eps wrong by 10x (the test has rows
  * whose variance is comparable to eps), or dividing by C - 1, is an error >= 1e-4. */
@@ -607,7 +614,8 @@ qk_value (GRand *r, const AttentionCase *tc)
 }
 
 static void
-run_attention_case (Sam2Backend *b, const AttentionCase *tc, GRand *r, gboolean reserved)
+run_attention_case (Sam2Backend *b, const AttentionCase *tc, GRand *r, gboolean reserved,
+                    double bound)
 {
   const int B = tc->batch, nh = tc->heads, D = tc->head_dim, Lq = tc->len_q, Lk = tc->len_k;
   const int C = nh * D;
@@ -699,7 +707,7 @@ run_attention_case (Sam2Backend *b, const AttentionCase *tc, GRand *r, gboolean 
           got[gi++] = out[s * out_stride + (size_t) i * out_ld + h * D + d];
         }
       }
-  check_rel_l2 (what, got, ref, n, ATTENTION_REL_L2);
+  check_rel_l2 (what, got, ref, n, bound);
 
   /* nothing outside the output rows' first C columns was written */
   for (size_t o = 0; o < out_n; o++) {
@@ -739,12 +747,32 @@ test_attention (void)
   GRand *r = g_rand_new_with_seed (1006);
   Sam2Backend *b = sam2_backend_cpu_new ();
   for (guint i = 0; i < G_N_ELEMENTS (attention_cases); i++)
-    run_attention_case (b, &attention_cases[i], r, FALSE);
+    run_attention_case (b, &attention_cases[i], r, FALSE, ATTENTION_REL_L2);
   sam2_backend_free (b);
   b = sam2_backend_cpu_new ();
   check_ok ("reserve_attention", b->ops->reserve_attention (b, 300, 300));
   for (guint i = 0; i < G_N_ELEMENTS (attention_cases); i++)
-    run_attention_case (b, &attention_cases[i], r, TRUE);
+    run_attention_case (b, &attention_cases[i], r, TRUE, ATTENTION_REL_L2);
+  sam2_backend_free (b);
+  g_rand_free (r);
+}
+
+/* The BF16 precision's attention kernel (AVX-512 BF16 CPUs only) on the same cases: any head_dim
+ * (odd ones zero padded), keys past a block, padded last pairs and panels, row tails. */
+static void
+test_attention_bf16 (void)
+{
+  GError *error = NULL;
+  Sam2Backend *b = sam2_backend_cpu_new_full (SAM2_PRECISION_BF16, &error);
+  if (b == NULL) {
+    g_assert_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND);
+    g_test_skip (error->message);
+    g_error_free (error);
+    return;
+  }
+  GRand *r = g_rand_new_with_seed (1007);
+  for (guint i = 0; i < G_N_ELEMENTS (attention_cases); i++)
+    run_attention_case (b, &attention_cases[i], r, FALSE, ATTENTION_BF16_REL_L2);
   sam2_backend_free (b);
   g_rand_free (r);
 }
@@ -1353,6 +1381,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/add", test_add);
   g_test_add_func ("/ops/add-row", test_add_row);
   g_test_add_func ("/ops/attention", test_attention);
+  g_test_add_func ("/ops/attention-bf16", test_attention_bf16);
   g_test_add_func ("/ops/window", test_window);
   g_test_add_func ("/ops/max-pool", test_max_pool);
   g_test_add_func ("/ops/im2col-planar", test_im2col_planar);
