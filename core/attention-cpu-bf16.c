@@ -356,6 +356,9 @@ gboolean
 sam2_cpu_flash_bf16_available (void)
 {
 #ifdef BF16_X86
+  const char *cap = g_getenv ("SAM2_CPU_BF16");
+  if (cap != NULL && strcmp (cap, "0") == 0)
+    return FALSE;
   return __builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw")
          && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512bf16");
 #else

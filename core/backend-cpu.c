@@ -3,6 +3,7 @@
  * oneDNN, OpenBLAS (LAPACK) and the loops here share one OpenMP thread pool. */
 #include "attention-cpu.h"
 #include "backend.h"
+#include "gemm-bf16-cpu.h"
 #include "linear-cpu.h"
 #include "ops-cpu.h"
 
@@ -37,6 +38,7 @@ static const FlashKernel flash_bf16 = {
 typedef struct {
   Sam2Backend parent;
   Sam2Precision precision;     /* FP32, or BF16 (attention and float layers, where the CPU can) */
+  Sam2GemmBf16 *gemm_bf16;     /* BF16: the float layers' GEMMs and their bf16 weights */
   float *scores;               /* (n_threads, ATTENTION_ROW_BLOCK, max_len_k) */
   size_t scores_per_thread;
   int scratch_threads;
@@ -164,8 +166,15 @@ cpu_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, floa
     beta = 1.0f;
   }
   /* y (M, N) = x (M, K) W^T, W (N, K): row-major "NT" */
-  if (dnnl_sgemm ('N', 'T', M, N, K, 1.0f, x, K, l->weight, K, beta, y, N) != dnnl_success)
+  Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
+  if (cpu->gemm_bf16 != NULL) {
+    const int status = sam2_gemm_bf16_nt (cpu->gemm_bf16, x, M, l->weight, N, K, beta != 0.0f, y);
+    if (status != SAM2_STATUS_OK)
+      return status;
+  } else if (dnnl_sgemm ('N', 'T', M, N, K, 1.0f, x, K, l->weight, K, beta, y, N)
+             != dnnl_success) {
     return SAM2_STATUS_UNSUPPORTED;
+  }
   sam2_cpu_bias_act (y, M, N, l->bias, act);
   return SAM2_STATUS_OK;
 }
@@ -533,6 +542,7 @@ cpu_destroy (Sam2Backend *b)
   g_free (cpu->scores);
   g_free (cpu->flash);
   g_free (cpu->quant_scratch);
+  sam2_gemm_bf16_free (cpu->gemm_bf16);
   g_free (cpu);
 }
 
@@ -595,9 +605,17 @@ sam2_backend_cpu_new_full (Sam2Precision precision, GError **error)
 {
   if (!sam2_backend_cpu_supports (precision, error))
     return NULL;
+  Sam2GemmBf16 *gemm_bf16 = NULL;
+  if (precision == SAM2_PRECISION_BF16 && (gemm_bf16 = sam2_gemm_bf16_new ()) == NULL) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
+                 "precision bf16 on the CPU: the oneDNN library this was built with has no bf16 "
+                 "matmul for this CPU; use precision fp32 (or auto)");
+    return NULL;
+  }
   Sam2BackendCpu *cpu = g_new0 (Sam2BackendCpu, 1);
   cpu->parent.ops = &cpu_ops;
   cpu->precision = precision;
+  cpu->gemm_bf16 = gemm_bf16;
   return &cpu->parent;
 }
 

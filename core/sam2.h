@@ -161,12 +161,14 @@ typedef enum {
 
 /* Arithmetic of the model's float layers. FP16 (CUDA only): GEMMs of float layers and
  * attention's two products take FP16 operands and accumulate in FP32; softmax, norms and
- * activations stay FP32 (outputs within ~1e-2 relative of FP32). BF16 (CUDA only): the same with
- * bfloat16 operands, which keep float's exponent range (no overflow past 65504) for 3 fewer
- * significand bits (~8x FP16's rounding error: PyTorch's usual dtype for SAM2). Quantized layers
- * of a W4A8 model run W4A8 in every precision. AUTO: FP32 for a float checkpoint (what it
- * holds); for a quantized model on CUDA, FP16 (its float layers are stored in 16 bits, and its
- * 8-bit activations already bound the accuracy far below FP16's rounding). */
+ * activations stay FP32 (outputs within ~1e-2 relative of FP32). BF16 (CUDA, and the CPU where it
+ * has AVX-512 BF16: sam2_precision_available): the same with bfloat16 operands, which keep
+ * float's exponent range (no overflow past 65504) for 3 fewer significand bits (~8x FP16's
+ * rounding error: PyTorch's usual dtype for SAM2); on such a CPU about twice FP32's speed.
+ * Quantized layers of a W4A8 model run W4A8 in every precision. AUTO: FP32 for a float
+ * checkpoint (what it holds); for a quantized model on CUDA, FP16 (its float layers are stored in
+ * 16 bits, and its 8-bit activations already bound the accuracy far below FP16's rounding), on
+ * the CPU FP32 (the same results on every CPU; ask for BF16 for speed). */
 typedef enum {
   SAM2_PRECISION_AUTO,
   SAM2_PRECISION_FP32,
@@ -201,7 +203,7 @@ void sam2_session_free (Sam2Session *session);
 Sam2BackendKind sam2_session_get_backend (const Sam2Session *session);
 Sam2Precision sam2_session_get_precision (const Sam2Session *session);
 /* One line for tools and logs, e.g. "cuda fp16, NVIDIA H200 (device 0, ...)", "cpu fp32" or, for
- * a quantized model, "cuda w4a8 + fp16, ..." / "cpu w4a8 + fp32". */
+ * a quantized model, "cuda w4a8 + fp16, ..." / "cpu w4a8 + fp32" / "cpu w4a8 + bf16". */
 const char *sam2_session_describe_backend (const Sam2Session *session);
 
 /* Names as tools and properties spell them: "auto", "cpu", "cuda"; "auto", "fp32", "fp16",
@@ -214,6 +216,12 @@ gboolean sam2_session_options_parse (Sam2SessionOptions *options, const char *ba
                                      const char *precision, GError **error);
 /* Whether a backend can run here (AUTO and CPU: always); FALSE with the reason otherwise. */
 gboolean sam2_backend_available (Sam2BackendKind kind, GError **error);
+/* Whether a backend (AUTO: the one a session would pick) can compute in `precision` here (AUTO:
+ * always, where the backend can run): the CUDA backend in every precision; the CPU backend in
+ * FP32, and in BF16 where the CPU has AVX-512 BF16. FALSE with the reason and what to use
+ * instead otherwise. */
+gboolean sam2_precision_available (Sam2BackendKind kind, Sam2Precision precision,
+                                   GError **error);
 
 /* Preprocesses (resize to the model's square input exactly as Sam2ImageProcessor does: bilinear
  * with antialiasing on 8-bit pixels, then ImageNet normalisation) and runs the image encoder. */

@@ -308,6 +308,18 @@ sam2_backend_available (Sam2BackendKind kind, GError **error)
 #endif
 }
 
+gboolean
+sam2_precision_available (Sam2BackendKind kind, Sam2Precision precision, GError **error)
+{
+  if (kind == SAM2_BACKEND_AUTO)
+    kind = sam2_backend_available (SAM2_BACKEND_CUDA, NULL) ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU;
+  if (!sam2_backend_available (kind, error))
+    return FALSE;
+  if (kind == SAM2_BACKEND_CPU && precision != SAM2_PRECISION_AUTO)
+    return sam2_backend_cpu_supports (precision, error);
+  return TRUE;
+}
+
 /* Resolves AUTO and makes the backend; an explicit request that cannot be met is an error, never
  * a quiet fallback to another backend or precision. */
 static Sam2Backend *

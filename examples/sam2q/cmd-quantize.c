@@ -169,8 +169,8 @@ sam2q_cmd_quantize (int argc, char **argv)
       "cpu (default) or cuda: where the float model runs and the statistics are gathered",
       "DEVICE" },
     { "dtype", 0, 0, G_OPTION_ARG_STRING, &dtype,
-      "precision of the float model during calibration: float32 (default), or float16 or "
-      "bfloat16 with --device cuda (16-bit GEMM and attention operands)",
+      "precision of the float model during calibration: float32 (default), bfloat16 (CUDA, "
+      "or CPUs with AVX-512 BF16) or float16 (CUDA): 16-bit GEMM and attention operands",
       "DTYPE" },
     { "cache-dir", 0, 0, G_OPTION_ARG_FILENAME, &cache_dir,
       "reuse calibration statistics of the same model, frames and recipe", "DIR" },
@@ -212,14 +212,24 @@ sam2q_cmd_quantize (int argc, char **argv)
   }
   if (dtype != NULL && strcmp (dtype, "float32") != 0) {
     const gboolean f16 = strcmp (dtype, "float16") == 0, bf16 = strcmp (dtype, "bfloat16") == 0;
-    if ((f16 || bf16) && run.backend == SAM2_BACKEND_CUDA) {
-      run.precision = f16 ? SAM2_PRECISION_FP16 : SAM2_PRECISION_BF16;
-    } else {
+    GError *inner = NULL;
+    if (!f16 && !bf16) {
       g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   "--dtype %s: %s", dtype,
-                   f16 || bf16 ? "the CPU backend computes in float32; use --dtype float32, or "
-                                 "--device cuda for a 16-bit float model"
-                               : "use float32, float16 or bfloat16");
+                   "--dtype %s: use float32, float16 or bfloat16", dtype);
+      goto fail;
+    }
+    if (f16 && run.backend != SAM2_BACKEND_CUDA) {
+      g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--dtype float16: the CPU backend computes in float32 or bfloat16; use --dtype "
+                   "float32 or bfloat16, or --device cuda for a float16 model");
+      goto fail;
+    }
+    run.precision = f16 ? SAM2_PRECISION_FP16 : SAM2_PRECISION_BF16;
+    if (run.backend == SAM2_BACKEND_CPU
+        && !sam2_precision_available (run.backend, run.precision, &inner)) {
+      g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--dtype bfloat16: %s",
+                   inner->message);
+      g_error_free (inner);
       goto fail;
     }
   }

@@ -5,6 +5,7 @@
 #include "model.h"
 #include "safetensors.h"
 #include "session.h"
+#include "backend.h"
 #include "test-support.h"
 
 #include <glib/gstdio.h>
@@ -523,8 +524,8 @@ test_bad_calls (void)
 }
 
 /* Backend and precision names: each parses back to itself (any case); an unknown one is an error
- * that lists the valid names; a 16-bit precision on the CPU is refused with what to use instead
- * (the CPU computes in FP32), never quietly run in FP32. */
+ * that lists the valid names; FP16 on the CPU, and BF16 on a CPU without AVX-512 BF16, are
+ * refused with what to use instead, never quietly run in FP32. */
 static void
 test_session_options (void)
 {
@@ -546,18 +547,35 @@ test_session_options (void)
   Sam2Model *model = sam2_test_load_mini ();
   if (model == NULL)
     return;
-  const Sam2Precision half[] = { SAM2_PRECISION_FP16, SAM2_PRECISION_BF16 };
-  for (size_t i = 0; i < G_N_ELEMENTS (half); i++) {
-    const Sam2SessionOptions cpu = { SAM2_BACKEND_CPU, half[i], 1 };
-    g_assert_null (sam2_session_new_full (model, &cpu, &error));
-    g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
-    char *expected = g_strdup_printf ("precision %s needs the CUDA backend",
-                                      sam2_precision_to_string (half[i]));
-    if (strstr (error->message, expected) == NULL)
-      g_error ("error message \"%s\" does not say \"%s\"", error->message, expected);
-    g_free (expected);
+  const Sam2SessionOptions fp16 = { SAM2_BACKEND_CPU, SAM2_PRECISION_FP16, 1 };
+  g_assert_null (sam2_session_new_full (model, &fp16, &error));
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT);
+  if (strstr (error->message, "precision fp16 needs the CUDA backend") == NULL)
+    g_error ("error message \"%s\" does not say why", error->message);
+  g_clear_error (&error);
+  /* BF16 runs where the CPU has AVX-512 BF16 and is refused, saying so, where it has not */
+  const Sam2SessionOptions bf16 = { SAM2_BACKEND_CPU, SAM2_PRECISION_BF16, 1 };
+  Sam2Session *s = sam2_session_new_full (model, &bf16, &error);
+  if (sam2_backend_cpu_supports (SAM2_PRECISION_BF16, NULL)) {
+    g_assert_no_error (error);
+    g_assert_cmpint (sam2_session_get_precision (s), ==, SAM2_PRECISION_BF16);
+    g_assert_cmpstr (sam2_session_describe_backend (s), ==, "cpu bf16");
+    sam2_session_free (s);
+  } else {
+    g_assert_null (s);
+    g_assert_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND);
+    if (strstr (error->message, "needs the AVX-512 BF16 instructions") == NULL)
+      g_error ("error message \"%s\" does not say why", error->message);
     g_clear_error (&error);
   }
+  /* the refusal, on any CPU: SAM2_CPU_BF16=0 makes this one answer as one without BF16 */
+  g_setenv ("SAM2_CPU_BF16", "0", TRUE);
+  g_assert_null (sam2_session_new_full (model, &bf16, &error));
+  g_unsetenv ("SAM2_CPU_BF16");
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND);
+  if (strstr (error->message, "needs the AVX-512 BF16 instructions") == NULL)
+    g_error ("error message \"%s\" does not say why", error->message);
+  g_clear_error (&error);
   sam2_model_unref (model);
 }
 

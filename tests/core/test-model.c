@@ -4,6 +4,7 @@
  * case, every image embedding and every recorded block / neck activation. sam2-tiny-hash: the real
  * sam2.1-hiera-tiny architecture at 1024x1024 with its 309 weights regenerated from the hash. The
  * bounds are the named constants of check.h. */
+#include "backend.h"
 #include "check.h"
 #include "config.h"
 #include "hash-weights.h"
@@ -59,6 +60,40 @@ static void
 test_tiny_reference (void)
 {
   sam2_test_check_tiny_reference (NULL, inspect_tiny);
+}
+
+/* The CPU backend's BF16 precision (where the CPU has AVX-512 BF16) against the same references,
+ * every output within check.h's BF16 bound, as the CUDA backend's BF16 is held. */
+static gboolean
+cpu_bf16_or_skip (void)
+{
+  GError *error = NULL;
+  if (sam2_backend_cpu_supports (SAM2_PRECISION_BF16, &error))
+    return TRUE;
+  g_test_skip (error->message);
+  g_error_free (error);
+  return FALSE;
+}
+
+static void
+test_mini_reference_bf16 (void)
+{
+  const Sam2SessionOptions bf16 = { SAM2_BACKEND_CPU, SAM2_PRECISION_BF16, 1 };
+  if (!cpu_bf16_or_skip ())
+    return;
+  Sam2CheckReport *report = sam2_test_check_mini_reference (&bf16);
+  if (report != NULL) {
+    g_assert_cmpstr (report->backend, ==, "cpu bf16");
+    sam2_check_report_free (report);
+  }
+}
+
+static void
+test_tiny_reference_bf16 (void)
+{
+  const Sam2SessionOptions bf16 = { SAM2_BACKEND_CPU, SAM2_PRECISION_BF16, 1 };
+  if (cpu_bf16_or_skip ())
+    sam2_test_check_tiny_reference (&bf16, NULL);
 }
 
 /* The parameters a config makes us bind are exactly the state-dict keys (and shapes) transformers
@@ -166,6 +201,73 @@ test_decoder_stacks_quantized (void)
   sam2_model_unref (fp);
 }
 
+/* Low-res logits of one point prompt (multimask) on hash pixels, copied out, in `precision`. */
+static float *
+point_logits (Sam2Model *m, Sam2Precision precision, size_t *n, char **backend)
+{
+  const Sam2SessionOptions o = { SAM2_BACKEND_CPU, precision, 1 };
+  GError *error = NULL;
+  Sam2Session *s = sam2_session_new_full (m, &o, &error);
+  g_assert_no_error (error);
+  const int S = sam2_model_get_image_size (m);
+  float *px = g_new (float, (size_t) 3 * S * S);
+  sam2_test_fill_pixels (px, (size_t) 3 * S * S, 7);
+  g_assert_true (sam2_session_encode (s, px, &error));
+  const Sam2Point pt = { S * 0.4f, S * 0.6f, SAM2_LABEL_POSITIVE };
+  const Sam2Prompt prompt = { .points = &pt, .n_points = 1 };
+  const Sam2Result *r = sam2_session_decode (s, &prompt, 1, TRUE, &error);
+  g_assert_no_error (error);
+  *n = (size_t) r->n_objects * r->n_masks * r->mask_size * r->mask_size;
+  float *out = g_memdup2 (r->lowres_logits, *n * sizeof (float));
+  *backend = g_strdup (sam2_session_describe_backend (s));
+  g_free (px);
+  sam2_session_free (s);
+  return out;
+}
+
+/* A W4A8 model in the CPU's BF16 precision: its quantized layers run W4A8 as in FP32 and only
+ * the float layers and attention change, so the outputs stay within check.h's BF16 bound of the
+ * FP32 session's (and differ from them: BF16 ran). */
+static void
+test_quantized_bf16 (void)
+{
+  if (!cpu_bf16_or_skip ())
+    return;
+  Sam2Model *fp = sam2_test_load_mini ();
+  if (fp == NULL)
+    return;
+  GError *error = NULL;
+  char *recipe = NULL;
+  const int fd = g_file_open_tmp ("sam2-recipe-XXXXXX.yaml", &recipe, &error);
+  g_assert_no_error (error);
+  close (fd);
+  const char *yaml = "quant:\n"
+                     "  wgts: {dtype: sint4, group_shapes: [[1, 128]]}\n"
+                     "  ipts: {dtype: sint8, granularity: per_token}\n";
+  g_assert_true (g_file_set_contents (recipe, yaml, -1, &error));
+  Sam2Model *q = sam2_test_quantize_random (fp, recipe, 2);
+  g_unlink (recipe);
+  g_free (recipe);
+  size_t n32, n16;
+  char *b32, *b16;
+  float *l32 = point_logits (q, SAM2_PRECISION_FP32, &n32, &b32);
+  float *l16 = point_logits (q, SAM2_PRECISION_BF16, &n16, &b16);
+  g_assert_cmpstr (b32, ==, "cpu w4a8 + fp32");
+  g_assert_cmpstr (b16, ==, "cpu w4a8 + bf16");
+  g_assert_cmpuint (n32, ==, n16);
+  const double rel = sam2_rel_l2 (l16, l32, n32);
+  g_test_message ("W4A8 logits, BF16 against FP32: rel L2 %.3e (bound %.1e)", rel,
+                  SAM2_CHECK_TOL_BF16);
+  g_assert_cmpfloat (rel, <=, SAM2_CHECK_TOL_BF16);
+  g_assert_cmpfloat (rel, >, 0.0);
+  g_free (l32);
+  g_free (l16);
+  g_free (b32);
+  g_free (b16);
+  sam2_model_unref (q);
+  sam2_model_unref (fp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -173,8 +275,11 @@ main (int argc, char **argv)
   g_test_add_func ("/model/hash-weights-match-checkpoint", test_hash_weights_match_checkpoint);
   g_test_add_func ("/model/mini-hash-reference", test_mini_reference);
   g_test_add_func ("/model/tiny-hash-reference", test_tiny_reference);
+  g_test_add_func ("/model/mini-hash-reference-bf16", test_mini_reference_bf16);
+  g_test_add_func ("/model/tiny-hash-reference-bf16", test_tiny_reference_bf16);
   g_test_add_func ("/model/decoder-stacks", test_decoder_stacks);
   g_test_add_func ("/model/decoder-stacks-quantized", test_decoder_stacks_quantized);
+  g_test_add_func ("/model/quantized-bf16", test_quantized_bf16);
   static const char *generated[] = { "holdout", "windows-pad", "two-pool-stages", "deep-decoder",
                                       "gelu-tanh" };
   for (guint i = 0; i < G_N_ELEMENTS (generated); i++) {

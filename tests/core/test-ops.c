@@ -33,6 +33,12 @@
  * wrong activation constant or an off-by-one padding is an error of 1e-5 to 1. */
 #define GEMM_REL_L2 1e-6
 
+/* The BF16 precision's GEMM (x and W rounded to bfloat16, FP32 accumulation) against float64 over
+ * the same rounded operands: products of 8-bit significands are exact in FP32, so only the FP32
+ * sums remain, the same random walk as FP32's (measured 1.2e-7). An operand left in FP32 or
+ * rounded towards zero instead of to nearest is an error of ~1e-3; a wrong layout, of order 1. */
+#define GEMM_BF16_ROUNDED_REL_L2 GEMM_REL_L2
+
 /* Attention: two GEMMs (K = head_dim, then K = len_k over positive weights), the softmax's exp
  * approximation (2 ulp) and its float32 row sum; the output is a weighted mean of v, so its error
  * relative to its own size is the GEMM's grown by the cancellation of the mean: measured 4.1e-7
@@ -249,24 +255,46 @@ linear_ref (const float *x, const float *w, const float *bias, int M, int K, int
   return y;
 }
 
+/* bfloat16 rounding to nearest even, as vcvtneps2bf16 (subnormals to zero; none occur here). */
+static float
+round_bf16 (float f)
+{
+  uint32_t u;
+  memcpy (&u, &f, sizeof u);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  memcpy (&f, &u, sizeof f);
+  return f;
+}
+
+/* The linear op of a backend in `precision` against float64 over the products of its operands as
+ * that precision rounds them (FP32: as given; BF16: x and W rounded to bfloat16), within
+ * `bound`. A fresh backend per shape: the BF16 backend keeps each weight's bf16 copy by address,
+ * and a freed weight's address comes back. */
 static void
-test_linear (void)
+check_linear (Sam2Precision precision, double bound)
 {
   static const struct { int M, K, N; } shapes[] = {
     { 1, 1, 1 }, { 1, 7, 3 }, { 5, 3, 17 }, { 13, 33, 9 }, { 9, 48, 48 } /* square: W vs W^T */,
     { 64, 96, 288 }, { 100, 257, 31 }, { 37, 300, 65 },
   };
-  Sam2Backend *b = sam2_backend_cpu_new ();
   GRand *r = g_rand_new_with_seed (1001);
   char what[256];
+  const gboolean bf16 = precision == SAM2_PRECISION_BF16;
 
   for (guint si = 0; si < G_N_ELEMENTS (shapes); si++) {
+    Sam2Backend *b = sam2_backend_cpu_new_full (precision, NULL);
     const int M = shapes[si].M, K = shapes[si].K, N = shapes[si].N;
     const size_t ny = (size_t) M * N;
     /* weights sized so outputs are O(1): the activations see both their tails and their knee */
     const double a = 4.0 / sqrt (K);
     float *x = rand_floats (r, (size_t) M * K, -1, 1);
     float *w = rand_floats (r, (size_t) N * K, -a, a);
+    float *xr = g_memdup2 (x, (size_t) M * K * sizeof (float));
+    float *wr = g_memdup2 (w, (size_t) N * K * sizeof (float));
+    for (size_t i = 0; bf16 && i < (size_t) M * K; i++)
+      xr[i] = round_bf16 (x[i]);
+    for (size_t i = 0; bf16 && i < (size_t) N * K; i++)
+      wr[i] = round_bf16 (w[i]);
     float *bias = rand_floats (r, N, -1, 1);
     float *res = rand_floats (r, ny, -2, 2);
     float *dx = dev_new (b, x, (size_t) M * K), *dw = dev_new (b, w, (size_t) N * K);
@@ -275,19 +303,19 @@ test_linear (void)
     for (int with_bias = 0; with_bias <= 1; with_bias++) {
       Sam2Linear l = { .name = "test", .in_features = K, .out_features = N, .weight = dw,
                        .bias = with_bias ? db : NULL };
-      double *z = linear_ref (x, w, with_bias ? bias : NULL, M, K, N);
+      double *z = linear_ref (xr, wr, with_bias ? bias : NULL, M, K, N);
       double *ref = g_new (double, ny);
 
       for (guint ai = 0; ai < G_N_ELEMENTS (all_acts); ai++) {
         const Sam2Act act = all_acts[ai];
         float *dy = dev_new (b, NULL, ny);
-        g_snprintf (what, sizeof what, "linear M%d K%d N%d bias %d act %s", M, K, N, with_bias,
-                    act_names[act]);
+        g_snprintf (what, sizeof what, "linear %s M%d K%d N%d bias %d act %s",
+                    sam2_precision_to_string (precision), M, K, N, with_bias, act_names[act]);
         check_ok (what, b->ops->linear (b, &l, dx, M, dy, act, NULL));
         float *y = dev_get (b, dy, ny);
         for (size_t i = 0; i < ny; i++)
           ref[i] = act_ref (act, z[i]);
-        check_rel_l2 (what, y, ref, ny, GEMM_REL_L2);
+        check_rel_l2 (what, y, ref, ny, bound);
         g_free (y);
         b->ops->free (b, dy);
       }
@@ -299,7 +327,7 @@ test_linear (void)
       g_snprintf (what, sizeof what, "linear M%d K%d N%d bias %d + residual", M, K, N, with_bias);
       check_ok (what, b->ops->linear (b, &l, dx, M, dy, SAM2_ACT_NONE, dres));
       float *y = dev_get (b, dy, ny);
-      check_rel_l2 (what, y, ref, ny, GEMM_REL_L2);
+      check_rel_l2 (what, y, ref, ny, bound);
       float *res_after = dev_get (b, dres, ny);
       g_snprintf (what, sizeof what, "linear M%d K%d N%d residual unchanged", M, K, N);
       check_exact (what, res_after, res, ny);
@@ -313,7 +341,7 @@ test_linear (void)
                   with_bias);
       check_ok (what, b->ops->linear (b, &l, dx, M, dy, SAM2_ACT_NONE, dy));
       y = dev_get (b, dy, ny);
-      check_rel_l2 (what, y, ref, ny, GEMM_REL_L2);
+      check_rel_l2 (what, y, ref, ny, bound);
       g_free (y);
       b->ops->free (b, dy);
 
@@ -326,11 +354,31 @@ test_linear (void)
     b->ops->free (b, dres);
     g_free (x);
     g_free (w);
+    g_free (xr);
+    g_free (wr);
     g_free (bias);
     g_free (res);
+    sam2_backend_free (b);
   }
   g_rand_free (r);
-  sam2_backend_free (b);
+}
+
+static void
+test_linear (void)
+{
+  check_linear (SAM2_PRECISION_FP32, GEMM_REL_L2);
+}
+
+static void
+test_linear_bf16 (void)
+{
+  GError *error = NULL;
+  if (!sam2_backend_cpu_supports (SAM2_PRECISION_BF16, &error)) {
+    g_test_skip (error->message);
+    g_error_free (error);
+    return;
+  }
+  check_linear (SAM2_PRECISION_BF16, GEMM_BF16_ROUNDED_REL_L2);
 }
 
 /* ---- layer_norm --------------------------------------------------------------------------- */
@@ -1380,6 +1428,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/activation", test_activation);
   g_test_add_func ("/ops/add", test_add);
   g_test_add_func ("/ops/add-row", test_add_row);
+  g_test_add_func ("/ops/linear-bf16", test_linear_bf16);
   g_test_add_func ("/ops/attention", test_attention);
   g_test_add_func ("/ops/attention-bf16", test_attention_bf16);
   g_test_add_func ("/ops/window", test_window);

@@ -881,9 +881,15 @@ GST_START_TEST (test_error_backend_precision)
   gst_util_set_object_arg (G_OBJECT (seg), "precision", "fp16");
   expect_start_error (seg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
       "precision=fp16 needs the CUDA backend");
+  /* bf16 on the CPU: refused where the CPU lacks AVX-512 BF16 (SAM2_CPU_BF16=0 makes any CPU
+   * answer so), run where it has it */
   gst_util_set_object_arg (G_OBJECT (seg), "precision", "bf16");
+  g_setenv ("SAM2_CPU_BF16", "0", TRUE);
   expect_start_error (seg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
-      "precision=bf16 needs the CUDA backend");
+      "needs the AVX-512 BF16 instructions");
+  g_unsetenv ("SAM2_CPU_BF16");
+  if (sam2_precision_available (SAM2_BACKEND_CPU, SAM2_PRECISION_BF16, NULL))
+    fail_unless (test_start_error (seg, NULL) == NULL);
   gst_util_set_object_arg (G_OBJECT (seg), "precision", "w4a8");
   expect_start_error (seg, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
       "needs a quantized model file");

@@ -45,9 +45,11 @@ expect "--threads 0: give a number from 1 to 1024" eval --eval-set /nonexistent.
 expect "--threads 0: give a number from 1 to 1024" segment -t 0 -p 1,1 $m /nonexistent.png
 expect "--threads -1: give a number from 1 to 1024" check -t -1 $m /nonexistent.safetensors
 expect "--eval-set /nonexistent.safetensors: no such file" eval --eval-set /nonexistent.safetensors $m
-# the float model's precision: 16-bit only on CUDA, and only the three names
-expect "--dtype bfloat16: the CPU backend computes in float32" quantize -m $m --dtype bfloat16
-expect "--dtype float16: the CPU backend computes in float32" quantize -m $m --dtype float16
+# the float model's precision: float16 only on CUDA, bfloat16 on CUDA and CPUs with AVX-512 BF16
+# (SAM2_CPU_BF16=0 makes any CPU answer as one without), and only the three names
+SAM2_CPU_BF16=0 expect "--dtype bfloat16: precision bf16 on the CPU needs the AVX-512 BF16" \
+  quantize -m $m --dtype bfloat16
+expect "--dtype float16: the CPU backend computes in float32 or bfloat16" quantize -m $m --dtype float16
 expect "--dtype fp8: use float32, float16 or bfloat16" quantize -m $m --dtype fp8
 # the dataset kind first, and options its kind does not read refused, not ignored
 expect "unknown --dataset 'cocoa'; the kinds are random" quantize -m $m --dataset cocoa
