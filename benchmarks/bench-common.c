@@ -131,6 +131,9 @@ bench_cpu_model_start (int *argc, char ***argv, const char *summary, const char 
   } else if (recipe != NULL && (model = quantize_for_speed (model, recipe, &error)) == NULL) {
     g_printerr ("cannot quantize the model: %s\n", error->message);
     g_clear_error (&error);
+  } else if (recipe != NULL) {
+    g_print ("quantized per %s from one hash frame (speed, not accuracy); the peak resident "
+             "memory printed includes that calibration\n", recipe);
   }
   g_free (model_ref);
   g_free (hash_config);

@@ -228,6 +228,11 @@ step_cpu () {
     # the other attention path (the default takes oneDNN's sgemm on AVX-512 machines)
     SAM2_CPU_ATTENTION=fused "$BIN/sam2-bench-cpu" --model "$WORK/models/tiny" --threads $n \
       --iterations 3
+    # precision bf16 (float layers and attention), where this CPU has AVX-512 BF16 (else the
+    # benchmark says it has not and the step goes on)
+    "$BIN/sam2-bench-cpu" --model "$WORK/models/tiny" --threads $n --iterations 3 \
+      --precision bf16 || true
+    "$BIN/sam2-bench-cpu" --model "$q" --threads $n --iterations 3 --precision bf16 || true
   done
 }
 

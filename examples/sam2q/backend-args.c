@@ -8,8 +8,8 @@ sam2q_backend_args_resolve (const Sam2qBackendArgs *args, Sam2SessionOptions *op
   *options = (Sam2SessionOptions) SAM2_SESSION_OPTIONS_INIT;
   if (!sam2_session_options_parse (options, args->backend, args->precision, error))
     return FALSE;
-  /* fail before loading a large model when the backend asked for cannot run */
-  return sam2_backend_available (options->backend, error);
+  /* fail before loading a large model when the backend or precision asked for cannot run */
+  return sam2_precision_available (options->backend, options->precision, error);
 }
 
 void
