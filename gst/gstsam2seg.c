@@ -1718,8 +1718,8 @@ gst_sam2_seg_class_init (GstSam2SegClass * klass)
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_PRECISION,
       g_param_spec_enum ("precision", "Precision",
-          "Arithmetic of the model: auto runs what the model file holds; a precision the file "
-          "or this build cannot give fails at start",
+          "Arithmetic of the model: auto runs what the model file holds; a precision the file, "
+          "this build or this CPU cannot give fails at start",
           GST_TYPE_SAM2_SEG_PRECISION, DEFAULT_PRECISION,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_POINTS,
