@@ -19,6 +19,7 @@
  *   values  kpad / 2 rows of Dv pairs: keys (2 r, 2 r + 1) of channel c in pair c, the operand
  *           against a broadcast pair of p. */
 #include "attention-cpu.h"
+#include "simd-exp-x86.h"
 
 #include <string.h>
 
@@ -61,28 +62,6 @@ sam2_cpu_flash_bf16_task_floats (const Sam2AttentionArgs *a)
 #define TARGET "avx512f,avx512bw,avx512vl,avx512bf16,fma"
 #define AVX512 __attribute__ ((target (TARGET)))
 #define INLINE_AVX512 static inline __attribute__ ((always_inline, target (TARGET)))
-
-/* sam2_exp_approx on 16 lanes, as exp8 of attention-cpu.c. */
-INLINE_AVX512 __m512
-exp16 (__m512 x)
-{
-  x = _mm512_max_ps (x, _mm512_set1_ps (-87.33654f));
-  x = _mm512_min_ps (x, _mm512_set1_ps (88.0f));
-  const __m512 fn = _mm512_roundscale_ps (_mm512_mul_ps (x, _mm512_set1_ps (1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps (fn, _mm512_set1_ps (0.693359375f), x);
-  r = _mm512_fnmadd_ps (fn, _mm512_set1_ps (-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps (1.9875691500e-4f);
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.3981999507e-3f));
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (8.3334519073e-3f));
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (4.1665795894e-2f));
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (1.6666665459e-1f));
-  p = _mm512_fmadd_ps (p, r, _mm512_set1_ps (5.0000001201e-1f));
-  p = _mm512_fmadd_ps (_mm512_mul_ps (p, r), r, _mm512_add_ps (r, _mm512_set1_ps (1.0f)));
-  const __m512i n = _mm512_cvtps_epi32 (fn);
-  const __m512i bits = _mm512_slli_epi32 (_mm512_add_epi32 (n, _mm512_set1_epi32 (127)), 23);
-  return _mm512_mul_ps (p, _mm512_castsi512_ps (bits));
-}
 
 /* Lanes [0, n) of 16 (none for n <= 0, all for n >= 16). */
 INLINE_AVX512 __mmask16
@@ -237,13 +216,13 @@ flash_rows (const int rows, const uint32_t *q, int dq2, const uint32_t *kp, int 
     /* p of the lanes past nk is 0, so the odd key of a last pair adds nothing */
     for (int j = 0; j < nk; j += 16) {
       const __mmask16 live = first_lanes (nk - j);
-      const __m512 e = _mm512_maskz_mov_ps (live, exp16 (_mm512_sub_ps (_mm512_loadu_ps (r + j),
-                                                                       vm)));
+      const __m512 s16 = _mm512_sub_ps (_mm512_loadu_ps (r + j), vm);
+      const __m512 e = _mm512_maskz_mov_ps (live, sam2_exp16_avx512 (s16));
       vsum = _mm512_add_ps (vsum, e);
       _mm256_storeu_si256 ((__m256i *) (pr + j), (__m256i) _mm512_cvtneps_pbh (e));
     }
     if (mx != m[i]) { /* the running max grew: rescale what was summed under the old one */
-      const __m512 vc = _mm512_set1_ps (exp16 (_mm512_set1_ps (m[i] - mx))[0]);
+      const __m512 vc = _mm512_set1_ps (sam2_exp16_avx512 (_mm512_set1_ps (m[i] - mx))[0]);
       float *orow = o + (size_t) i * dv;
       for (int d = 0; d < dv; d += 16)
         _mm512_storeu_ps (orow + d, _mm512_mul_ps (_mm512_loadu_ps (orow + d), vc));

@@ -10,6 +10,7 @@
  * Sums are reordered against the sgemm path (per key block, then across blocks, rescaled by the
  * running max): the same rounding magnitudes, not the same bits. */
 #include "attention-cpu.h"
+#include "simd-exp-x86.h"
 #include "simd-math.h"
 
 #include <math.h>
@@ -40,29 +41,6 @@ sam2_cpu_flash_task_floats (const Sam2AttentionArgs *a)
 #define FLASH_X86 1
 #define AVX2 __attribute__ ((target ("avx2,fma")))
 #define INLINE_AVX2 static inline __attribute__ ((always_inline, target ("avx2,fma")))
-
-/* sam2_exp_approx on 8 lanes (the same reduction and polynomial; ties of x / ln 2 round to even
- * instead of away from zero, which moves nothing but the split between 2^n and the polynomial). */
-INLINE_AVX2 __m256
-exp8 (__m256 x)
-{
-  x = _mm256_max_ps (x, _mm256_set1_ps (-87.33654f));
-  x = _mm256_min_ps (x, _mm256_set1_ps (88.0f));
-  const __m256 fn = _mm256_round_ps (_mm256_mul_ps (x, _mm256_set1_ps (1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps (fn, _mm256_set1_ps (0.693359375f), x);
-  r = _mm256_fnmadd_ps (fn, _mm256_set1_ps (-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps (1.9875691500e-4f);
-  p = _mm256_fmadd_ps (p, r, _mm256_set1_ps (1.3981999507e-3f));
-  p = _mm256_fmadd_ps (p, r, _mm256_set1_ps (8.3334519073e-3f));
-  p = _mm256_fmadd_ps (p, r, _mm256_set1_ps (4.1665795894e-2f));
-  p = _mm256_fmadd_ps (p, r, _mm256_set1_ps (1.6666665459e-1f));
-  p = _mm256_fmadd_ps (p, r, _mm256_set1_ps (5.0000001201e-1f));
-  p = _mm256_fmadd_ps (_mm256_mul_ps (p, r), r, _mm256_add_ps (r, _mm256_set1_ps (1.0f)));
-  const __m256i n = _mm256_cvtps_epi32 (fn);
-  const __m256i bits = _mm256_slli_epi32 (_mm256_add_epi32 (n, _mm256_set1_epi32 (127)), 23);
-  return _mm256_mul_ps (p, _mm256_castsi256_ps (bits));
-}
 
 INLINE_AVX2 float
 hmax8 (__m256 v)
@@ -185,7 +163,7 @@ flash_rows (const int rows, const float *q, const float *kp, int k0, int nk, con
     const __m256 vm = _mm256_set1_ps (mx);
     __m256 vsum = _mm256_setzero_ps ();
     for (j = 0; j + 8 <= nk; j += 8) {
-      const __m256 e = exp8 (_mm256_sub_ps (_mm256_loadu_ps (r + j), vm));
+      const __m256 e = sam2_exp8_avx2 (_mm256_sub_ps (_mm256_loadu_ps (r + j), vm));
       _mm256_storeu_ps (r + j, e);
       vsum = _mm256_add_ps (vsum, e);
     }

@@ -18,23 +18,37 @@
  * function that divides by it must treat what lies beyond itself (SiLU below -88). */
 #define SAM2_EXP_APPROX_MAX 88.0f
 
+/* exp's constants, shared with the vector forms (simd-exp-x86.h): the smallest input (exp of it
+ * is the smallest normal float), 1 / ln 2, ln 2 as an exact head and a tail, and the degree-5
+ * polynomial of (exp(r) - 1 - r) / r^2 from its highest coefficient down */
+#define SAM2_EXP_APPROX_MIN (-87.33654f)
+#define SAM2_EXP_LOG2E 1.44269504088896341f
+#define SAM2_EXP_LN2_HI 0.693359375f
+#define SAM2_EXP_LN2_LO (-2.12194440e-4f)
+#define SAM2_EXP_P0 1.9875691500e-4f
+#define SAM2_EXP_P1 1.3981999507e-3f
+#define SAM2_EXP_P2 8.3334519073e-3f
+#define SAM2_EXP_P3 4.1665795894e-2f
+#define SAM2_EXP_P4 1.6666665459e-1f
+#define SAM2_EXP_P5 5.0000001201e-1f
+
 static inline float
 sam2_exp_approx (float x)
 {
-  x = x < -87.33654f ? -87.33654f : x;
+  x = x < SAM2_EXP_APPROX_MIN ? SAM2_EXP_APPROX_MIN : x;
   x = x > SAM2_EXP_APPROX_MAX ? SAM2_EXP_APPROX_MAX : x;
   /* n = round(x / ln 2), r = x - n ln 2 with ln 2 split into an exact head and a tail */
-  float fn = x * 1.44269504088896341f;
+  float fn = x * SAM2_EXP_LOG2E;
   fn = fn + (fn >= 0.0f ? 0.5f : -0.5f);
   int32_t n = (int32_t) fn;
-  float r = x - (float) n * 0.693359375f;
-  r = r - (float) n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
+  float r = x - (float) n * SAM2_EXP_LN2_HI;
+  r = r - (float) n * SAM2_EXP_LN2_LO;
+  float p = SAM2_EXP_P0;
+  p = p * r + SAM2_EXP_P1;
+  p = p * r + SAM2_EXP_P2;
+  p = p * r + SAM2_EXP_P3;
+  p = p * r + SAM2_EXP_P4;
+  p = p * r + SAM2_EXP_P5;
   p = p * r * r + r + 1.0f;
   /* scale by 2^n through the exponent bits; n is within [-126, 127] after the clamps */
   int32_t bits = (n + 127) << 23;

@@ -166,6 +166,22 @@ test_decoder_stacks (void)
   sam2_test_check_decoder_stacks (&cpu, SAM2_TEST_DECODER_STACKS_FP32_TOL);
 }
 
+/* `fp` quantized per the recipe `yaml` (written to a temporary file) from two random frames. */
+static Sam2Model *
+quantize_with (Sam2Model *fp, const char *yaml)
+{
+  GError *error = NULL;
+  char *recipe = NULL;
+  const int fd = g_file_open_tmp ("sam2-recipe-XXXXXX.yaml", &recipe, &error);
+  g_assert_no_error (error);
+  close (fd);
+  g_assert_true (g_file_set_contents (recipe, yaml, -1, &error));
+  Sam2Model *q = sam2_test_quantize_random (fp, recipe, 2);
+  g_unlink (recipe);
+  g_free (recipe);
+  return q;
+}
+
 /* A W4A8 model whose mask decoder is quantized too (skips.decoder false): the stacks are built
  * only from float layers, so every quantized part runs layer by layer, and the decoder gives
  * the same outputs with and without them (the quantized parts take the same path in both). */
@@ -175,19 +191,10 @@ test_decoder_stacks_quantized (void)
   Sam2Model *fp = sam2_test_load_mini ();
   if (fp == NULL)
     return;
-  GError *error = NULL;
-  char *recipe = NULL;
-  const int fd = g_file_open_tmp ("sam2-recipe-XXXXXX.yaml", &recipe, &error);
-  g_assert_no_error (error);
-  close (fd);
-  const char *yaml = "quant:\n"
-                     "  wgts: {dtype: sint4, group_shapes: [[1, 128]]}\n"
-                     "  ipts: {dtype: sint8, granularity: per_token}\n"
-                     "skips: {patch_embed: true, decoder: false}\n";
-  g_assert_true (g_file_set_contents (recipe, yaml, -1, &error));
-  Sam2Model *q = sam2_test_quantize_random (fp, recipe, 2);
-  g_unlink (recipe);
-  g_free (recipe);
+  Sam2Model *q = quantize_with (fp, "quant:\n"
+                                     "  wgts: {dtype: sint4, group_shapes: [[1, 128]]}\n"
+                                     "  ipts: {dtype: sint8, granularity: per_token}\n"
+                                     "skips: {patch_embed: true, decoder: false}\n");
   int quantized = 0;
   for (guint i = 0; i < q->linears->len; i++) {
     const Sam2Linear *l = q->linears->pdata[i];
@@ -236,18 +243,9 @@ test_quantized_bf16 (void)
   Sam2Model *fp = sam2_test_load_mini ();
   if (fp == NULL)
     return;
-  GError *error = NULL;
-  char *recipe = NULL;
-  const int fd = g_file_open_tmp ("sam2-recipe-XXXXXX.yaml", &recipe, &error);
-  g_assert_no_error (error);
-  close (fd);
-  const char *yaml = "quant:\n"
-                     "  wgts: {dtype: sint4, group_shapes: [[1, 128]]}\n"
-                     "  ipts: {dtype: sint8, granularity: per_token}\n";
-  g_assert_true (g_file_set_contents (recipe, yaml, -1, &error));
-  Sam2Model *q = sam2_test_quantize_random (fp, recipe, 2);
-  g_unlink (recipe);
-  g_free (recipe);
+  Sam2Model *q = quantize_with (fp, "quant:\n"
+                                     "  wgts: {dtype: sint4, group_shapes: [[1, 128]]}\n"
+                                     "  ipts: {dtype: sint8, granularity: per_token}\n");
   size_t n32, n16;
   char *b32, *b16;
   float *l32 = point_logits (q, SAM2_PRECISION_FP32, &n32, &b32);
