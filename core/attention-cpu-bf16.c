@@ -297,7 +297,7 @@ flash_task_bf16 (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
                                 to_bf16 (q + (size_t) i * a->q_ld + d, D - d));
   memset (o, 0, (size_t) nq * dv * sizeof (float));
   for (int i = 0; i < nq; i++) {
-    m[i] = -1e30f; /* below any score; exp of (it - a score) underflows to 0 against l = 0 */
+    m[i] = -1e30f; /* below any score; exp of (it - a score) is ~1e-38, nothing against l = 0 */
     l[i] = 0.0;
   }
 
@@ -335,9 +335,6 @@ gboolean
 sam2_cpu_flash_bf16_available (void)
 {
 #ifdef BF16_X86
-  const char *cap = g_getenv ("SAM2_CPU_BF16");
-  if (cap != NULL && strcmp (cap, "0") == 0)
-    return FALSE;
   return __builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw")
          && __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512bf16");
 #else

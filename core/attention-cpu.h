@@ -43,8 +43,7 @@ void sam2_cpu_flash_task (const Sam2AttentionArgs *a, int seq, int head, int q0,
 
 /* The BF16 kernel: the same tasks and blocking, q k^T and p v with bfloat16 operands and FP32
  * accumulation (vdpbf16ps), softmax in FP32; any head_dim (zero padded to 16). Only where
- * sam2_cpu_flash_bf16_available (): AVX-512 F, BW, VL and BF16, and the environment variable
- * SAM2_CPU_BF16 not "0" (which makes a BF16 CPU answer as one without, for tests and users). */
+ * sam2_cpu_flash_bf16_available (): the CPU has AVX-512 F, BW, VL and BF16. */
 gboolean sam2_cpu_flash_bf16_available (void);
 size_t sam2_cpu_flash_bf16_packed_floats (const Sam2AttentionArgs *a);
 size_t sam2_cpu_flash_bf16_task_floats (const Sam2AttentionArgs *a);

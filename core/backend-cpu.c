@@ -580,23 +580,42 @@ sam2_backend_cpu_new (void)
   return sam2_backend_cpu_new_full (SAM2_PRECISION_FP32, NULL);
 }
 
+/* Whether oneDNN has a bf16 matmul for this CPU (not only its reference one): asked once, as
+ * oneDNN reads its ISA cap (ONEDNN_MAX_CPU_ISA) once per process too. */
+static gboolean
+onednn_has_bf16 (void)
+{
+  static gsize answer = 0;   /* 0: not asked yet, 1: no, 2: yes */
+  if (g_once_init_enter (&answer)) {
+    Sam2GemmBf16 *probe = sam2_gemm_bf16_new ();
+    sam2_gemm_bf16_free (probe);
+    g_once_init_leave (&answer, probe != NULL ? 2 : 1);
+  }
+  return answer == 2;
+}
+
 gboolean
 sam2_backend_cpu_supports (Sam2Precision precision, GError **error)
 {
-  if (precision == SAM2_PRECISION_FP32)
+  if (precision == SAM2_PRECISION_FP32 || precision == SAM2_PRECISION_AUTO)
     return TRUE;
   if (precision == SAM2_PRECISION_BF16) {
-    if (sam2_cpu_flash_bf16_available ())
+    const char *cap = g_getenv ("SAM2_CPU_BF16");
+    const char *why = cap != NULL && strcmp (cap, "0") == 0
+        ? "the environment variable SAM2_CPU_BF16=0 turns it off"
+        : !sam2_cpu_flash_bf16_available () ? "this CPU lacks the AVX-512 BF16 instructions"
+        : !onednn_has_bf16 () ? "oneDNN has no bf16 matmul for this CPU (is its instruction set "
+                                "capped by ONEDNN_MAX_CPU_ISA?)"
+        : NULL;
+    if (why == NULL)
       return TRUE;
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
-                 "precision bf16 on the CPU needs the AVX-512 BF16 instructions, which this CPU "
-                 "lacks: use precision fp32 (or auto), or backend cuda");
+                 "precision bf16 is not available on the CPU: %s", why);
     return FALSE;
   }
   g_set_error (error, SAM2_ERROR, SAM2_ERROR_INVALID_ARGUMENT,
-               "precision %s needs the CUDA backend; the CPU backend computes in FP32, or in BF16 "
-               "where the CPU has AVX-512 BF16 (use precision auto, fp32 or bf16, or backend "
-               "cuda)", sam2_precision_to_string (precision));
+               "precision %s needs the CUDA backend (the CPU computes in FP32, and in BF16 where "
+               "it has AVX-512 BF16)", sam2_precision_to_string (precision));
   return FALSE;
 }
 
@@ -607,14 +626,14 @@ sam2_backend_cpu_new_full (Sam2Precision precision, GError **error)
     return NULL;
   Sam2GemmBf16 *gemm_bf16 = NULL;
   if (precision == SAM2_PRECISION_BF16 && (gemm_bf16 = sam2_gemm_bf16_new ()) == NULL) {
+    /* the probe said yes: only memory or oneDNN itself can fail here */
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
-                 "precision bf16 on the CPU: the oneDNN library this was built with has no bf16 "
-                 "matmul for this CPU; use precision fp32 (or auto)");
+                 "precision bf16 on the CPU: oneDNN could not make its bf16 matmul");
     return NULL;
   }
   Sam2BackendCpu *cpu = g_new0 (Sam2BackendCpu, 1);
   cpu->parent.ops = &cpu_ops;
-  cpu->precision = precision;
+  cpu->precision = precision == SAM2_PRECISION_AUTO ? SAM2_PRECISION_FP32 : precision;
   cpu->gemm_bf16 = gemm_bf16;
   return &cpu->parent;
 }

@@ -220,7 +220,10 @@ Sam2Backend *sam2_backend_cpu_new (void);
  * (the float layers' GEMMs and attention's two products with bfloat16 operands, FP32
  * accumulation; the rest FP32, as the CUDA backend's BF16). NULL with its error otherwise. */
 Sam2Backend *sam2_backend_cpu_new_full (Sam2Precision precision, GError **error);
-/* Whether this CPU runs the backend in `precision`; FALSE with an error a user can act on. */
+/* Whether this CPU runs the backend in `precision` (AUTO: FP32): FP32 always; BF16 where the CPU
+ * has AVX-512 BF16, oneDNN a bf16 matmul for it, and the environment variable SAM2_CPU_BF16 is
+ * not "0" (which makes any CPU answer no, for tests and users). FALSE with the reason otherwise
+ * (callers add what to use instead, in their own option names). */
 gboolean sam2_backend_cpu_supports (Sam2Precision precision, GError **error);
 /* NULL-safe. */
 void sam2_backend_free (Sam2Backend *b);

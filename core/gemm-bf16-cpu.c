@@ -38,7 +38,6 @@ to_bf16 (const float *x, size_t n, uint16_t *out)
   }
 }
 #define HAVE_BF16_CONVERSION 1
-#endif
 
 static void
 weight_free (gpointer p)
@@ -91,6 +90,7 @@ out:
   dnnl_primitive_attr_destroy (attr);
   return mm;
 }
+#endif
 
 Sam2GemmBf16 *
 sam2_gemm_bf16_new (void)
@@ -123,6 +123,7 @@ sam2_gemm_bf16_new (void)
 void
 sam2_gemm_bf16_free (Sam2GemmBf16 *g)
 {
+#ifdef HAVE_BF16_CONVERSION
   if (g == NULL)
     return;
   g_hash_table_destroy (g->weights);
@@ -130,8 +131,12 @@ sam2_gemm_bf16_free (Sam2GemmBf16 *g)
   dnnl_engine_destroy (g->engine);
   g_free (g->x);
   g_free (g);
+#else
+  g_assert (g == NULL); /* sam2_gemm_bf16_new made none */
+#endif
 }
 
+#ifdef HAVE_BF16_CONVERSION
 static int
 run_matmul (Sam2GemmBf16 *g, dnnl_primitive_t mm, const uint16_t *x, int M, const Bf16Weight *w,
             float *y)
@@ -159,6 +164,7 @@ out:
       dnnl_memory_destroy (mem[i]);
   return status;
 }
+#endif
 
 int
 sam2_gemm_bf16_nt (Sam2GemmBf16 *g, const float *x, int M, const float *w, int N, int K,

@@ -168,7 +168,8 @@ typedef enum {
  * Quantized layers of a W4A8 model run W4A8 in every precision. AUTO: FP32 for a float
  * checkpoint (what it holds); for a quantized model on CUDA, FP16 (its float layers are stored in
  * 16 bits, and its 8-bit activations already bound the accuracy far below FP16's rounding), on
- * the CPU FP32 (the same results on every CPU; ask for BF16 for speed). */
+ * the CPU FP32 (AUTO never picks BF16 on the CPU, so whether a CPU has BF16 changes no result
+ * unless BF16 is asked for). */
 typedef enum {
   SAM2_PRECISION_AUTO,
   SAM2_PRECISION_FP32,
@@ -216,10 +217,11 @@ gboolean sam2_session_options_parse (Sam2SessionOptions *options, const char *ba
                                      const char *precision, GError **error);
 /* Whether a backend can run here (AUTO and CPU: always); FALSE with the reason otherwise. */
 gboolean sam2_backend_available (Sam2BackendKind kind, GError **error);
-/* Whether a backend (AUTO: the one a session would pick) can compute in `precision` here (AUTO:
- * always, where the backend can run): the CUDA backend in every precision; the CPU backend in
- * FP32, and in BF16 where the CPU has AVX-512 BF16. FALSE with the reason and what to use
- * instead otherwise. */
+/* Whether a backend (AUTO: the one a session would pick, SAM2_BACKEND included) can compute in
+ * `precision` here (AUTO: always, where the backend can run): the CUDA backend in every
+ * precision; the CPU backend in FP32, and in BF16 where the CPU has AVX-512 BF16 (and the
+ * environment variable SAM2_CPU_BF16 is not "0"). FALSE with the reason otherwise; callers say
+ * what to use instead in their own terms (sam2_session_new_full's error does). */
 gboolean sam2_precision_available (Sam2BackendKind kind, Sam2Precision precision,
                                    GError **error);
 

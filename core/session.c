@@ -308,16 +308,32 @@ sam2_backend_available (Sam2BackendKind kind, GError **error)
 #endif
 }
 
+/* The backend AUTO stands for: the environment variable SAM2_BACKEND when set, else CUDA when
+ * the build has it and a device is present, else the CPU. */
+static gboolean
+resolve_backend (Sam2BackendKind *kind, GError **error)
+{
+  const char *env = g_getenv ("SAM2_BACKEND");
+  if (*kind == SAM2_BACKEND_AUTO && env != NULL && *env != '\0') {
+    Sam2SessionOptions from_env = SAM2_SESSION_OPTIONS_INIT;
+    if (!sam2_session_options_parse (&from_env, env, NULL, error)) {
+      g_prefix_error (error, "environment variable SAM2_BACKEND: ");
+      return FALSE;
+    }
+    *kind = from_env.backend;
+  }
+  if (*kind == SAM2_BACKEND_AUTO)
+    *kind = sam2_backend_available (SAM2_BACKEND_CUDA, NULL) ? SAM2_BACKEND_CUDA
+                                                             : SAM2_BACKEND_CPU;
+  return TRUE;
+}
+
 gboolean
 sam2_precision_available (Sam2BackendKind kind, Sam2Precision precision, GError **error)
 {
-  if (kind == SAM2_BACKEND_AUTO)
-    kind = sam2_backend_available (SAM2_BACKEND_CUDA, NULL) ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU;
-  if (!sam2_backend_available (kind, error))
+  if (!resolve_backend (&kind, error) || !sam2_backend_available (kind, error))
     return FALSE;
-  if (kind == SAM2_BACKEND_CPU && precision != SAM2_PRECISION_AUTO)
-    return sam2_backend_cpu_supports (precision, error);
-  return TRUE;
+  return kind != SAM2_BACKEND_CPU || sam2_backend_cpu_supports (precision, error);
 }
 
 /* Resolves AUTO and makes the backend; an explicit request that cannot be met is an error, never
@@ -327,17 +343,8 @@ make_backend (const Sam2SessionOptions *o, gboolean quantized, Sam2BackendKind *
               Sam2Precision *precision, char **description, GError **error)
 {
   Sam2BackendKind k = o->backend;
-  const char *env = g_getenv ("SAM2_BACKEND");
-  if (k == SAM2_BACKEND_AUTO && env != NULL && *env != '\0') {
-    Sam2SessionOptions from_env = SAM2_SESSION_OPTIONS_INIT;
-    if (!sam2_session_options_parse (&from_env, env, NULL, error)) {
-      g_prefix_error (error, "environment variable SAM2_BACKEND: ");
-      return NULL;
-    }
-    k = from_env.backend;
-  }
-  if (k == SAM2_BACKEND_AUTO)
-    k = sam2_backend_available (SAM2_BACKEND_CUDA, NULL) ? SAM2_BACKEND_CUDA : SAM2_BACKEND_CPU;
+  if (!resolve_backend (&k, error))
+    return NULL;
   /* AUTO precision is what a float checkpoint holds, FP32; a quantized model's float layers are
    * 16-bit in its file, so on CUDA they and attention run FP16 (sam2.h) */
   Sam2Precision p = o->precision;
@@ -347,9 +354,17 @@ make_backend (const Sam2SessionOptions *o, gboolean quantized, Sam2BackendKind *
   *precision = p;
   if (k == SAM2_BACKEND_CPU) {
     Sam2Backend *b = sam2_backend_cpu_new_full (p, error);
-    if (b != NULL)
-      *description = g_strdup_printf ("cpu %s%s", quantized ? "w4a8 + " : "",
-                                      sam2_precision_to_string (p));
+    if (b == NULL) {
+      if (error != NULL && *error != NULL) {
+        char *hint = g_strconcat ((*error)->message, "; use precision auto or fp32, or backend "
+                                  "cuda", NULL);
+        g_free ((*error)->message);
+        (*error)->message = hint;
+      }
+      return NULL;
+    }
+    *description = g_strdup_printf ("cpu %s%s", quantized ? "w4a8 + " : "",
+                                    sam2_precision_to_string (p));
     return b;
   }
   if (k != SAM2_BACKEND_CUDA) {

@@ -1309,7 +1309,8 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   }
   if (!sam2_precision_available (self->session_options.backend,
           self->session_options.precision, &error)) {
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("precision=%s: %s",
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("precision=%s: %s. Use precision=auto "
+            "or fp32, or backend=cuda.",
             sam2_precision_to_string (self->session_options.precision),
             error->message), (NULL));
     g_clear_error (&error);

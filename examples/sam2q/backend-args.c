@@ -9,7 +9,16 @@ sam2q_backend_args_resolve (const Sam2qBackendArgs *args, Sam2SessionOptions *op
   if (!sam2_session_options_parse (options, args->backend, args->precision, error))
     return FALSE;
   /* fail before loading a large model when the backend or precision asked for cannot run */
-  return sam2_precision_available (options->backend, options->precision, error);
+  if (!sam2_backend_available (options->backend, error))
+    return FALSE;
+  if (sam2_precision_available (options->backend, options->precision, error))
+    return TRUE;
+  g_prefix_error (error, "--precision %s: ", sam2_precision_to_string (options->precision));
+  char *hint = g_strconcat ((*error)->message, "; use --precision auto or fp32, or --backend cuda",
+                            NULL);
+  g_free ((*error)->message);
+  (*error)->message = hint;
+  return FALSE;
 }
 
 void

@@ -227,8 +227,8 @@ sam2q_cmd_quantize (int argc, char **argv)
     run.precision = f16 ? SAM2_PRECISION_FP16 : SAM2_PRECISION_BF16;
     if (run.backend == SAM2_BACKEND_CPU
         && !sam2_precision_available (run.backend, run.precision, &inner)) {
-      g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "--dtype bfloat16: %s",
-                   inner->message);
+      g_set_error (&error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--dtype bfloat16: %s; use --dtype float32, or --device cuda", inner->message);
       g_error_free (inner);
       goto fail;
     }

@@ -564,7 +564,7 @@ test_session_options (void)
   } else {
     g_assert_null (s);
     g_assert_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND);
-    if (strstr (error->message, "needs the AVX-512 BF16 instructions") == NULL)
+    if (strstr (error->message, "precision bf16 is not available on the CPU: ") == NULL)
       g_error ("error message \"%s\" does not say why", error->message);
     g_clear_error (&error);
   }
@@ -573,8 +573,20 @@ test_session_options (void)
   g_assert_null (sam2_session_new_full (model, &bf16, &error));
   g_unsetenv ("SAM2_CPU_BF16");
   g_assert_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND);
-  if (strstr (error->message, "needs the AVX-512 BF16 instructions") == NULL)
-    g_error ("error message \"%s\" does not say why", error->message);
+  if (strstr (error->message, "SAM2_CPU_BF16=0 turns it off; use precision auto or fp32") == NULL)
+    g_error ("error message \"%s\" does not say why and what to do", error->message);
+  g_clear_error (&error);
+  /* sam2_precision_available says the same before any model is loaded, AUTO resolved the way a
+   * session resolves it (SAM2_BACKEND=cpu pins the CPU even where CUDA runs) */
+  g_setenv ("SAM2_CPU_BF16", "0", TRUE);
+  g_setenv ("SAM2_BACKEND", "cpu", TRUE);
+  g_assert_false (sam2_precision_available (SAM2_BACKEND_AUTO, SAM2_PRECISION_BF16, &error));
+  g_unsetenv ("SAM2_BACKEND");
+  g_unsetenv ("SAM2_CPU_BF16");
+  g_assert_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND);
+  g_assert_true (sam2_precision_available (SAM2_BACKEND_CPU, SAM2_PRECISION_AUTO, NULL));
+  g_assert_true (sam2_precision_available (SAM2_BACKEND_CPU, SAM2_PRECISION_FP32, NULL));
+  g_assert_false (sam2_precision_available (SAM2_BACKEND_CPU, SAM2_PRECISION_FP16, NULL));
   g_clear_error (&error);
   sam2_model_unref (model);
 }

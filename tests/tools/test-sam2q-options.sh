@@ -47,8 +47,13 @@ expect "--threads -1: give a number from 1 to 1024" check -t -1 $m /nonexistent.
 expect "--eval-set /nonexistent.safetensors: no such file" eval --eval-set /nonexistent.safetensors $m
 # the float model's precision: float16 only on CUDA, bfloat16 on CUDA and CPUs with AVX-512 BF16
 # (SAM2_CPU_BF16=0 makes any CPU answer as one without), and only the three names
-SAM2_CPU_BF16=0 expect "--dtype bfloat16: precision bf16 on the CPU needs the AVX-512 BF16" \
+SAM2_CPU_BF16=0 expect "--dtype bfloat16: precision bf16 is not available on the CPU: the environment variable SAM2_CPU_BF16=0 turns it off; use --dtype float32" \
   quantize -m $m --dtype bfloat16
+# the same for --precision, before the model is looked for
+SAM2_CPU_BF16=0 expect "--precision bf16: precision bf16 is not available on the CPU: the environment variable SAM2_CPU_BF16=0 turns it off; use --precision auto or fp32" \
+  segment --backend cpu --precision bf16 -p 1,1 $m /nonexistent.png
+expect "--precision fp16: precision fp16 needs the CUDA backend" \
+  segment --backend cpu --precision fp16 -p 1,1 $m /nonexistent.png
 expect "--dtype float16: the CPU backend computes in float32 or bfloat16" quantize -m $m --dtype float16
 expect "--dtype fp8: use float32, float16 or bfloat16" quantize -m $m --dtype fp8
 # the dataset kind first, and options its kind does not read refused, not ignored
