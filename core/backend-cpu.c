@@ -1,6 +1,8 @@
 /* backend-cpu.c: the reference backend. GEMMs go to oneDNN's sgemm (its JIT kernels ran the
  * encoder's shapes 1.2-2x faster than OpenBLAS 0.3.21 here, most for the K = 96 of stage 1);
- * oneDNN, OpenBLAS (LAPACK) and the loops here share one OpenMP thread pool. */
+ * oneDNN, OpenBLAS (LAPACK) and the loops here share one OpenMP thread pool. In the BF16
+ * precision (AVX-512 BF16 CPUs) the float layers' GEMMs go to oneDNN's bf16 matmul
+ * (gemm-bf16-cpu.c) and attention to the BF16 fused kernel (attention-cpu-bf16.c). */
 #include "attention-cpu.h"
 #include "backend.h"
 #include "gemm-bf16-cpu.h"

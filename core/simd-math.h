@@ -35,13 +35,15 @@
 static inline float
 sam2_exp_approx (float x)
 {
-  x = x < SAM2_EXP_APPROX_MIN ? SAM2_EXP_APPROX_MIN : x;
-  x = x > SAM2_EXP_APPROX_MAX ? SAM2_EXP_APPROX_MAX : x;
+  /* the clamps send a NaN to the lower bound (a comparison with NaN is false), so that the
+   * integer conversion below stays defined; the NaN itself is what is returned */
+  float xc = x > SAM2_EXP_APPROX_MIN ? x : SAM2_EXP_APPROX_MIN;
+  xc = xc < SAM2_EXP_APPROX_MAX ? xc : SAM2_EXP_APPROX_MAX;
   /* n = round(x / ln 2), r = x - n ln 2 with ln 2 split into an exact head and a tail */
-  float fn = x * SAM2_EXP_LOG2E;
+  float fn = xc * SAM2_EXP_LOG2E;
   fn = fn + (fn >= 0.0f ? 0.5f : -0.5f);
   int32_t n = (int32_t) fn;
-  float r = x - (float) n * SAM2_EXP_LN2_HI;
+  float r = xc - (float) n * SAM2_EXP_LN2_HI;
   r = r - (float) n * SAM2_EXP_LN2_LO;
   float p = SAM2_EXP_P0;
   p = p * r + SAM2_EXP_P1;
@@ -54,7 +56,7 @@ sam2_exp_approx (float x)
   int32_t bits = (n + 127) << 23;
   float scale;
   memcpy (&scale, &bits, sizeof scale);
-  return p * scale;
+  return x == x ? p * scale : x;
 }
 
 static inline float
