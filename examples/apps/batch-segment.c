@@ -1,7 +1,7 @@
 /* batch-segment: the library's batch API in an application, offline.
  *
  *   batch-segment [--model REF] [--images N] [--batch B] [--backend auto|cpu|cuda]
- *                 [--precision auto|fp32|fp16] [--width W] [--height H]
+ *                 [--precision auto|fp32|fp16|bf16] [--width W] [--height H]
  *
  * Draws N pictures of filled shapes (examples/common/shapes.h, with their true masks), encodes
  * them B at a time in one encoder pass each (sam2_session_set_images), then for every picture
