@@ -19,6 +19,16 @@ typedef enum
 #define GST_TYPE_SAM2_CALIB_DEVICE (gst_sam2_calib_device_get_type ())
 GType gst_sam2_calib_device_get_type (void);
 
+typedef enum
+{
+  GST_SAM2_CALIB_PRECISION_FP32,
+  GST_SAM2_CALIB_PRECISION_BF16,
+  GST_SAM2_CALIB_PRECISION_FP16,
+} GstSam2CalibPrecision;
+
+#define GST_TYPE_SAM2_CALIB_PRECISION (gst_sam2_calib_precision_get_type ())
+GType gst_sam2_calib_precision_get_type (void);
+
 #define GST_TYPE_SAM2_CALIB (gst_sam2_calib_get_type ())
 G_DECLARE_FINAL_TYPE (GstSam2Calib, gst_sam2_calib, GST, SAM2_CALIB, GstBaseSink)
 

@@ -507,11 +507,13 @@ GST_END_TEST;
 
 /* ---- statistics cache ---------------------------------------------------------------------- */
 
-/* One harness run over `frames` (RGB, demo size) then EOS; the sam2calib-done structure (a
- * copy) or NULL, the warnings and the error message through the pointers. */
+/* One harness run over `frames` (RGB, demo size) then EOS, on `device` in `precision` (NULL: the
+ * default); the sam2calib-done structure (a copy) or NULL, the warnings and the error message
+ * through the pointers. */
 static GstStructure *
-cache_run_on (const gchar * device, const gchar * output, const gchar * cache,
-    guint num_frames, guint8 ** frames, guint n, gchar ** warning, gchar ** error_message)
+cache_run_in (const gchar * device, const gchar * precision, const gchar * output,
+    const gchar * cache, guint num_frames, guint8 ** frames, guint n, gchar ** warning,
+    gchar ** error_message)
 {
   GstBus *bus = gst_bus_new ();
   GstElement *calib = make_calib (output, "num-frames", num_frames, "cache-dir", cache, NULL);
@@ -520,6 +522,8 @@ cache_run_on (const gchar * device, const gchar * output, const gchar * cache,
   GList *msgs;
 
   gst_util_set_object_arg (G_OBJECT (calib), "device", device);
+  if (precision != NULL)
+    gst_util_set_object_arg (G_OBJECT (calib), "precision", precision);
   h = calib_harness (calib, bus, GST_VIDEO_FORMAT_RGB, demo_w, demo_h);
   for (guint i = 0; i < n; i++)
     fail_unless_equals_int (gst_harness_push (h, make_any_frame (frames[i], demo_w, demo_h,
@@ -548,6 +552,14 @@ cache_run_on (const gchar * device, const gchar * output, const gchar * cache,
   gst_object_unref (calib);
   gst_object_unref (bus);
   return done;
+}
+
+static GstStructure *
+cache_run_on (const gchar * device, const gchar * output, const gchar * cache,
+    guint num_frames, guint8 ** frames, guint n, gchar ** warning, gchar ** error_message)
+{
+  return cache_run_in (device, NULL, output, cache, num_frames, frames, n, warning,
+      error_message);
 }
 
 static GstStructure *
@@ -664,6 +676,37 @@ check_backend (const GstStructure * done, const gchar * device)
   fail_unless (backend != NULL && g_str_has_prefix (backend, device),
       "device=%s calibrated on \"%s\"", device, backend);
 }
+
+/* precision=bf16 on a CPU that has it: the frames run in BF16 (the done message says so) and the
+ * file is written. */
+GST_START_TEST (test_precision_bf16)
+{
+  gchar *out = out_dir ("bf16"), *cache = g_build_filename (tmp_dir, "cache-bf16", NULL);
+  gchar *warning, *error_message;
+  GstStructure *done;
+  const gchar *backend;
+
+  if (!sam2_precision_available (SAM2_BACKEND_CPU, SAM2_PRECISION_BF16, NULL)) {
+    GST_INFO ("this CPU has no BF16: precision=bf16 not run");
+    g_free (out);
+    g_free (cache);
+    return;
+  }
+  load_demo ();
+  done = cache_run_in ("cpu", "bf16", out, cache, 2, (guint8 *[]) { demo_rgb, demo_rgb }, 2,
+      &warning, &error_message);
+  fail_unless (error_message == NULL, "error: %s", error_message);
+  fail_unless (done != NULL, "no sam2calib-done");
+  backend = gst_structure_get_string (done, "backend");
+  fail_unless_equals_string (backend, "cpu bf16");
+  fail_unless_equals_int (count_outputs (out), 1);
+  gst_structure_free (done);
+  g_free (warning);
+  g_free (out);
+  g_free (cache);
+}
+
+GST_END_TEST;
 
 /* The device a run starts on calibrates all of it: after a cached set breaks off (calibration
  * restarts with a new calibrator) and after a restart (PLAYING -> READY -> PLAYING); the done
@@ -926,6 +969,19 @@ GST_START_TEST (test_error_start)
         "Cannot calibrate", "CUDA");
     gst_object_unref (calib);
   }
+
+  /* a 16-bit precision the device cannot give, before the model loads: fp16 on the CPU, and
+   * bf16 on a CPU without AVX-512 BF16 (SAM2_CPU_BF16=0 makes any CPU answer so) */
+  calib = make_calib (dir, NULL);
+  gst_util_set_object_arg (G_OBJECT (calib), "precision", "fp16");
+  expect_start_error (calib, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+      "precision=fp16: precision fp16 needs the CUDA backend", "Use precision=fp32");
+  gst_util_set_object_arg (G_OBJECT (calib), "precision", "bf16");
+  g_setenv ("SAM2_CPU_BF16", "0", TRUE);
+  expect_start_error (calib, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+      "precision=bf16: precision bf16 is not available on the CPU", "SAM2_CPU_BF16=0");
+  g_unsetenv ("SAM2_CPU_BF16");
+  gst_object_unref (calib);
 
   /* nothing written anywhere; the output directory itself may exist (checked writable) */
   fail_unless_equals_int (count_outputs (dir), 0);
@@ -1370,6 +1426,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_batch_size);
   tcase_add_test (tc, test_cache);
   tcase_add_test (tc, test_device_kept);
+  tcase_add_test (tc, test_precision_bf16);
   tcase_add_test (tc, test_ready_mutable);
   tcase_add_test (tc, test_error_eos_without_frames);
   tcase_add_test (tc, test_error_start);
