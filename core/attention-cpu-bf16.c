@@ -19,6 +19,7 @@
  *   values  kpad / 2 rows of Dv pairs: keys (2 r, 2 r + 1) of channel c in pair c, the operand
  *           against a broadcast pair of p. */
 #include "attention-cpu.h"
+#include "bf16-x86.h"
 #include "simd-exp-x86.h"
 
 #include <string.h>
@@ -59,23 +60,9 @@ sam2_cpu_flash_bf16_task_floats (const Sam2AttentionArgs *a)
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define BF16_X86 1
-#define TARGET "avx512f,avx512bw,avx512vl,avx512bf16,fma"
+#define TARGET SAM2_BF16_TARGET ",fma"
 #define AVX512 __attribute__ ((target (TARGET)))
 #define INLINE_AVX512 static inline __attribute__ ((always_inline, target (TARGET)))
-
-/* Lanes [0, n) of 16 (none for n <= 0, all for n >= 16). */
-INLINE_AVX512 __mmask16
-first_lanes (int n)
-{
-  return (__mmask16) (n >= 16 ? 0xffffu : n <= 0 ? 0u : (1u << n) - 1u);
-}
-
-/* 16 floats (lanes past n read as 0) to bfloat16, round to nearest even. */
-INLINE_AVX512 __m256i
-to_bf16 (const float *x, int n)
-{
-  return (__m256i) _mm512_cvtneps_pbh (_mm512_maskz_loadu_ps (first_lanes (n), x));
-}
 
 /* s (rows, 16 np) at ld `lds` = scale q (rows, Dq) k^T over np panels of packed keys; q as bf16
  * pairs, dq2 = Dq / 2 per row. */
@@ -209,13 +196,13 @@ flash_rows (const int rows, const uint32_t *q, int dq2, const uint32_t *kp, int 
     uint16_t *pr = (uint16_t *) (pb + (size_t) i * (NK / 2));
     __m512 vmx = _mm512_set1_ps (m[i]);
     for (int j = 0; j < nk; j += 16)
-      vmx = _mm512_mask_max_ps (vmx, first_lanes (nk - j), vmx, _mm512_loadu_ps (r + j));
+      vmx = _mm512_mask_max_ps (vmx, sam2_first_lanes16 (nk - j), vmx, _mm512_loadu_ps (r + j));
     const float mx = _mm512_reduce_max_ps (vmx);
     const __m512 vm = _mm512_set1_ps (mx);
     __m512 vsum = _mm512_setzero_ps ();
     /* p of the lanes past nk is 0, so the odd key of a last pair adds nothing */
     for (int j = 0; j < nk; j += 16) {
-      const __mmask16 live = first_lanes (nk - j);
+      const __mmask16 live = sam2_first_lanes16 (nk - j);
       const __m512 s16 = _mm512_sub_ps (_mm512_loadu_ps (r + j), vm);
       const __m512 e = _mm512_maskz_mov_ps (live, sam2_exp16_avx512 (s16));
       vsum = _mm512_add_ps (vsum, e);
@@ -249,7 +236,7 @@ pack_bf16 (const Sam2AttentionArgs *a, int seq, int head, float *packed)
     const float *kj = k + (size_t) j * a->k_ld;
     for (int t0 = 0; t0 < dq2; t0 += 8) {
       uint32_t pairs[8];
-      _mm256_storeu_si256 ((__m256i *) pairs, j < a->len_k ? to_bf16 (kj + 2 * t0, D - 2 * t0)
+      _mm256_storeu_si256 ((__m256i *) pairs, j < a->len_k ? sam2_to_bf16x16 (kj + 2 * t0, D - 2 * t0)
                                                             : _mm256_setzero_si256 ());
       for (int t = t0; t < MIN (dq2, t0 + 8); t++)
         dst[(size_t) t * KP] = pairs[t - t0];
@@ -262,8 +249,8 @@ pack_bf16 (const Sam2AttentionArgs *a, int seq, int head, float *packed)
     uint32_t *dst = vp + (size_t) r * dv;
     for (int c = 0; c < dv; c += 16) {
       const int n = MAX (0, MIN (16, D - c));
-      const __m256i lo = j < a->len_k ? to_bf16 (v0 + c, n) : _mm256_setzero_si256 ();
-      const __m256i hi = j + 1 < a->len_k ? to_bf16 (v1 + c, n) : _mm256_setzero_si256 ();
+      const __m256i lo = j < a->len_k ? sam2_to_bf16x16 (v0 + c, n) : _mm256_setzero_si256 ();
+      const __m256i hi = j + 1 < a->len_k ? sam2_to_bf16x16 (v1 + c, n) : _mm256_setzero_si256 ();
       /* unpack interleaves within 128-bit lanes: pairs 0-3 and 8-11, then 4-7 and 12-15 */
       const __m256i a0 = _mm256_unpacklo_epi16 (lo, hi), a1 = _mm256_unpackhi_epi16 (lo, hi);
       _mm256_storeu_si256 ((__m256i *) (dst + c), _mm256_permute2x128_si256 (a0, a1, 0x20));
@@ -293,8 +280,8 @@ flash_task_bf16 (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
   for (int i = 0; i < nq; i++)
     for (int d = 0; d < 2 * dq2; d += 16)
       _mm256_mask_storeu_epi16 ((uint16_t *) (qb + (size_t) i * dq2) + d,
-                                (__mmask16) first_lanes (2 * dq2 - d),
-                                to_bf16 (q + (size_t) i * a->q_ld + d, D - d));
+                                (__mmask16) sam2_first_lanes16 (2 * dq2 - d),
+                                sam2_to_bf16x16 (q + (size_t) i * a->q_ld + d, D - d));
   memset (o, 0, (size_t) nq * dv * sizeof (float));
   for (int i = 0; i < nq; i++) {
     m[i] = -1e30f; /* below any score; exp of (it - a score) is ~1e-38, nothing against l = 0 */
@@ -325,7 +312,7 @@ flash_task_bf16 (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
   for (int i = 0; i < nq; i++) {
     const __m512 inv = _mm512_set1_ps ((float) (1.0 / l[i]));
     for (int d = 0; d < D; d += 16)
-      _mm512_mask_storeu_ps (out + (size_t) i * a->out_ld + d, first_lanes (D - d),
+      _mm512_mask_storeu_ps (out + (size_t) i * a->out_ld + d, sam2_first_lanes16 (D - d),
                              _mm512_mul_ps (_mm512_loadu_ps (o + (size_t) i * dv + d), inv));
   }
 }

@@ -152,8 +152,8 @@ cpu_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, floa
             const float *residual)
 {
   g_return_val_if_fail (act == SAM2_ACT_NONE || residual == NULL, SAM2_STATUS_UNSUPPORTED);
+  Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
   if (l->quant != NULL) {
-    Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
     const int status = quant_scratch_reserve (cpu, sam2_quant_linear_scratch_bytes (l->quant, M));
     if (status != SAM2_STATUS_OK)
       return status;
@@ -168,7 +168,6 @@ cpu_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, floa
     beta = 1.0f;
   }
   /* y (M, N) = x (M, K) W^T, W (N, K): row-major "NT" */
-  Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
   if (cpu->gemm_bf16 != NULL) {
     const int status = sam2_gemm_bf16_nt (cpu->gemm_bf16, x, M, l->weight, N, K, beta != 0.0f, y);
     if (status != SAM2_STATUS_OK)
@@ -582,20 +581,6 @@ sam2_backend_cpu_new (void)
   return sam2_backend_cpu_new_full (SAM2_PRECISION_FP32, NULL);
 }
 
-/* Whether oneDNN has a bf16 matmul for this CPU (not only its reference one): asked once, as
- * oneDNN reads its ISA cap (ONEDNN_MAX_CPU_ISA) once per process too. */
-static gboolean
-onednn_has_bf16 (void)
-{
-  static gsize answer = 0;   /* 0: not asked yet, 1: no, 2: yes */
-  if (g_once_init_enter (&answer)) {
-    Sam2GemmBf16 *probe = sam2_gemm_bf16_new ();
-    sam2_gemm_bf16_free (probe);
-    g_once_init_leave (&answer, probe != NULL ? 2 : 1);
-  }
-  return answer == 2;
-}
-
 gboolean
 sam2_backend_cpu_supports (Sam2Precision precision, GError **error)
 {
@@ -606,7 +591,7 @@ sam2_backend_cpu_supports (Sam2Precision precision, GError **error)
     const char *why = cap != NULL && strcmp (cap, "0") == 0
         ? "the environment variable SAM2_CPU_BF16=0 turns it off"
         : !sam2_cpu_flash_bf16_available () ? "this CPU lacks the AVX-512 BF16 instructions"
-        : !onednn_has_bf16 () ? "oneDNN has no bf16 matmul for this CPU (is its instruction set "
+        : !sam2_gemm_bf16_available () ? "oneDNN has no bf16 matmul for this CPU (is its instruction set "
                                 "capped by ONEDNN_MAX_CPU_ISA?)"
         : NULL;
     if (why == NULL)
@@ -628,9 +613,8 @@ sam2_backend_cpu_new_full (Sam2Precision precision, GError **error)
     return NULL;
   Sam2GemmBf16 *gemm_bf16 = NULL;
   if (precision == SAM2_PRECISION_BF16 && (gemm_bf16 = sam2_gemm_bf16_new ()) == NULL) {
-    /* the probe said yes: only memory or oneDNN itself can fail here */
     g_set_error (error, SAM2_ERROR, SAM2_ERROR_BACKEND,
-                 "precision bf16 on the CPU: oneDNN could not make its bf16 matmul");
+                 "precision bf16 on the CPU: oneDNN could not make its engine");
     return NULL;
   }
   Sam2BackendCpu *cpu = g_new0 (Sam2BackendCpu, 1);

@@ -5,6 +5,7 @@
  * grows to the largest call. */
 #include "gemm-bf16-cpu.h"
 #include "backend.h"
+#include "bf16-x86.h"
 
 #include <dnnl.h>
 #include <string.h>
@@ -24,18 +25,14 @@ struct _Sam2GemmBf16 {
 };
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
-/* n floats to bfloat16, round to nearest even (vcvtneps2bf16; subnormals flush to zero). */
-__attribute__ ((target ("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+/* n floats to bfloat16, round to nearest even. */
+__attribute__ ((target (SAM2_BF16_TARGET))) static void
 to_bf16 (const float *x, size_t n, uint16_t *out)
 {
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; i += 16) {
-    const __mmask16 live = (__mmask16) (n - i >= 16 ? 0xffffu : (1u << (n - i)) - 1u);
-    const __m256i h = (__m256i) _mm512_cvtneps_pbh (_mm512_maskz_loadu_ps (live, x + i));
-    _mm256_mask_storeu_epi16 (out + i, live, h);
-  }
+  for (size_t i = 0; i < n; i += 16)
+    _mm256_mask_storeu_epi16 (out + i, sam2_first_lanes16 ((long) (n - i)),
+                              sam2_to_bf16x16 (x + i, (long) (n - i)));
 }
 #define HAVE_BF16_CONVERSION 1
 
@@ -92,6 +89,30 @@ out:
 }
 #endif
 
+gboolean
+sam2_gemm_bf16_available (void)
+{
+#ifdef HAVE_BF16_CONVERSION
+  static gsize answer = 0;   /* 0: not asked yet, 1: no, 2: yes */
+  if (g_once_init_enter (&answer)) {
+    /* a matmul of oneDNN's own kernels (not its reference one) for a small shape */
+    dnnl_engine_t engine;
+    gboolean has = FALSE;
+    if (dnnl_engine_create (&engine, dnnl_cpu, 0) == dnnl_success) {
+      dnnl_primitive_t probe = make_matmul (engine, 16, 32, FALSE);
+      has = probe != NULL;
+      if (has)
+        dnnl_primitive_destroy (probe);
+      dnnl_engine_destroy (engine);
+    }
+    g_once_init_leave (&answer, has ? 2 : 1);
+  }
+  return answer == 2;
+#else
+  return FALSE;
+#endif
+}
+
 Sam2GemmBf16 *
 sam2_gemm_bf16_new (void)
 {
@@ -107,13 +128,6 @@ sam2_gemm_bf16_new (void)
     return NULL;
   }
   g->weights = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, weight_free);
-  /* a probe: this CPU has oneDNN's bf16 matmul, not only its reference one */
-  dnnl_primitive_t probe = make_matmul (g->engine, 16, 32, FALSE);
-  if (probe == NULL) {
-    sam2_gemm_bf16_free (g);
-    return NULL;
-  }
-  dnnl_primitive_destroy (probe);
   return g;
 #else
   return NULL;

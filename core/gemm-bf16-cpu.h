@@ -15,7 +15,10 @@ G_BEGIN_DECLS
 
 typedef struct _Sam2GemmBf16 Sam2GemmBf16;
 
-/* NULL (nothing allocated) when oneDNN has no bf16 matmul for this CPU. */
+/* Whether oneDNN has a bf16 matmul of its own kernels (not only its reference one) for this CPU:
+ * asked once per process, as oneDNN reads its instruction-set cap (ONEDNN_MAX_CPU_ISA) once. */
+gboolean sam2_gemm_bf16_available (void);
+/* For a CPU where sam2_gemm_bf16_available (); NULL when oneDNN's engine cannot be made. */
 Sam2GemmBf16 *sam2_gemm_bf16_new (void);
 /* NULL-safe. */
 void sam2_gemm_bf16_free (Sam2GemmBf16 *g);

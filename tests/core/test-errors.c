@@ -104,11 +104,8 @@ write_checkpoint (Fixture *f, Edit edit, const char *target)
       g_free (iv);
     } else if (hit && (edit == EDIT_F16 || edit == EDIT_BF16 || edit == EDIT_INF_F16)) {
       guint16 *h = g_new (guint16, t->numel);
-      for (int64_t k = 0; k < t->numel; k++) {
-        guint32 bits;
-        memcpy (&bits, &v[k], 4);
-        h[k] = edit != EDIT_BF16 ? f32_to_f16 (v[k]) : (guint16) ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
-      }
+      for (int64_t k = 0; k < t->numel; k++)
+        h[k] = edit != EDIT_BF16 ? f32_to_f16 (v[k]) : sam2_test_f32_to_bf16 (v[k]);
       if (edit == EDIT_INF_F16)
         h[t->numel / 2] = 0x7c00;      /* +infinity */
       g_assert_true (sam2_st_writer_add (w, t->name, edit != EDIT_BF16 ? SAM2_DTYPE_F16 : SAM2_DTYPE_BF16,

@@ -265,17 +265,6 @@ linear_ref (const float *x, const float *w, const float *bias, int M, int K, int
   return y;
 }
 
-/* bfloat16 rounding to nearest even, as vcvtneps2bf16 (subnormals to zero; none occur here). */
-static float
-round_bf16 (float f)
-{
-  uint32_t u;
-  memcpy (&u, &f, sizeof u);
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  memcpy (&f, &u, sizeof f);
-  return f;
-}
-
 /* The linear op of a backend in `precision` against float64 over the products of its operands as
  * that precision rounds them (FP32: as given; BF16: x and W rounded to bfloat16), within
  * `bound`. A fresh backend per shape: the BF16 backend keeps each weight's bf16 copy by address,
@@ -302,9 +291,9 @@ check_linear (Sam2Precision precision, double bound)
     float *xr = g_memdup2 (x, (size_t) M * K * sizeof (float));
     float *wr = g_memdup2 (w, (size_t) N * K * sizeof (float));
     for (size_t i = 0; bf16 && i < (size_t) M * K; i++)
-      xr[i] = round_bf16 (x[i]);
+      xr[i] = sam2_test_round_bf16 (x[i]);
     for (size_t i = 0; bf16 && i < (size_t) N * K; i++)
-      wr[i] = round_bf16 (w[i]);
+      wr[i] = sam2_test_round_bf16 (w[i]);
     float *bias = rand_floats (r, N, -1, 1);
     float *res = rand_floats (r, ny, -2, 2);
     float *dx = dev_new (b, x, (size_t) M * K), *dw = dev_new (b, w, (size_t) N * K);
@@ -681,7 +670,7 @@ attention_ref (const AttentionCase *tc, const float *hq, const float *hk, const 
   const int B = tc->batch, nh = tc->heads, D = tc->head_dim, Lq = tc->len_q, Lk = tc->len_k;
   double *p = g_new (double, Lk);
   size_t gi = 0;
-#define IN(x) (bf16 ? (double) round_bf16 (x) : (double) (x))
+#define IN(x) (bf16 ? (double) sam2_test_round_bf16 (x) : (double) (x))
   for (int s = 0; s < B; s++)
     for (int i = 0; i < Lq; i++)
       for (int h = 0; h < nh; h++) {

@@ -6,6 +6,7 @@
 #include "session.h"
 
 #include <math.h>
+#include <string.h>
 
 const char *
 sam2_test_fixtures_dir (void)
@@ -411,4 +412,23 @@ sam2_test_check_decoder_stacks_on (Sam2Model *m, const Sam2SessionOptions *optio
   sam2_session_free (stacked);
   sam2_session_free (separate);
   g_free (pixels);
+}
+
+guint16
+sam2_test_f32_to_bf16 (float f)
+{
+  guint32 x;
+  memcpy (&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u)
+    return (guint16) ((x >> 16) | 0x0040u);
+  x += 0x7fffu + ((x >> 16) & 1u);
+  return (guint16) (x >> 16);
+}
+
+float
+sam2_test_round_bf16 (float f)
+{
+  const guint32 x = (guint32) sam2_test_f32_to_bf16 (f) << 16;
+  memcpy (&f, &x, 4);
+  return f;
 }

@@ -53,6 +53,14 @@ Sam2Model *sam2_test_hashed_model (const char *config_path);
  * fixtures' hash weights, or NULL after a skip when the config is absent. */
 Sam2Model *sam2_test_tiny_hashed (void);
 
+/* bfloat16 bits of f, round to nearest even (the upper half of the float's bits, carried from
+ * the lower half exactly when it is above half an ulp, or exactly half with the upper half odd;
+ * the largest floats overflow to infinity); a NaN stays a quiet NaN (its payload could carry
+ * it into infinity otherwise). */
+guint16 sam2_test_f32_to_bf16 (float f);
+/* f rounded to bfloat16 and back. */
+float sam2_test_round_bf16 (float f);
+
 /* n floats of uniform noise over the range of ImageNet-normalised pixels, one sequence per seed. */
 void sam2_test_fill_pixels (float *px, size_t n, guint32 seed);
 
