@@ -27,6 +27,15 @@ bench_median (double *v, int n)
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+float *
+bench_hash_pixels (size_t n)
+{
+  float *pixels = g_new (float, n);
+  for (size_t i = 0; i < n; i++)
+    pixels[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  return pixels;
+}
+
 gboolean
 bench_parse_options (int *argc, char ***argv, const GOptionEntry *entries, const char *summary)
 {
@@ -72,9 +81,7 @@ quantize_for_speed (Sam2Model *model, const char *recipe_path, GError **error)
   Sam2Model *quantized = NULL;
   if (calib != NULL) {
     const int S = sam2_model_get_image_size (model);
-    float *pixels = g_new (float, (size_t) 3 * S * S); /* (3, S, S) */
-    for (size_t i = 0; i < (size_t) 3 * S * S; i++)
-      pixels[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    float *pixels = bench_hash_pixels ((size_t) 3 * S * S); /* (3, S, S) */
     if (sam2_calibrator_add_pixels (calib, pixels, error))
       quantized = sam2_calibrator_quantize (calib, NULL, NULL, error);
     g_free (pixels);

@@ -13,6 +13,10 @@ double bench_now_ms (void);
 /* The median of n > 0 values (the mean of the middle two when n is even); sorts v in place. */
 double bench_median (double *v, int n);
 
+/* `n` preprocessed pixel values of a hash pattern in [-1, 1), the benchmarks' input images
+ * (free with g_free). */
+float *bench_hash_pixels (size_t n);
+
 /* Parses the command line with `entries`; on an error prints it and returns FALSE (the
  * benchmark then exits with 2). */
 gboolean bench_parse_options (int *argc, char ***argv, const GOptionEntry *entries,

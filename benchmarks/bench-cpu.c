@@ -121,9 +121,7 @@ main (int argc, char **argv)
     return 1;
   }
   g_print ("session: %s\n", sam2_session_describe_backend (s));
-  float *pixels = g_new (float, (size_t) 3 * S * S);
-  for (size_t i = 0; i < (size_t) 3 * S * S; i++)
-    pixels[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  float *pixels = bench_hash_pixels ((size_t) 3 * S * S); /* (3, S, S) */
   sam2_session_encode (s, pixels, NULL); /* warm-up: page faults, thread pool */
   double *t = g_new (double, iterations);
   for (int i = 0; i < iterations; i++) {

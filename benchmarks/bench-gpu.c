@@ -148,9 +148,7 @@ bench_session (Sam2Model *model, const Sam2SessionOptions *options, const char *
   mem_sample (&mem);
 
   /* nb different images and frames */
-  float *pixels = g_new (float, (size_t) nb * 3 * S * S);
-  for (size_t i = 0; i < (size_t) nb * 3 * S * S; i++)
-    pixels[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  float *pixels = bench_hash_pixels ((size_t) nb * 3 * S * S); /* (nb, 3, S, S) */
   guint8 *rgb = g_new (guint8, (size_t) nb * fw * fh * 3);
   for (size_t i = 0; i < (size_t) nb * fw * fh * 3; i++)
     rgb[i] = (guint8) ((i * 2654435761u) >> 24);
