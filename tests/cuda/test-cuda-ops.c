@@ -26,6 +26,7 @@
 #include "image.h"
 #include "kernels.h"
 #include "ops-cpu.h"
+#include "test-support.h"
 
 #include <glib.h>
 #include <math.h>
@@ -716,23 +717,6 @@ host_f16_to_f32 (uint16_t h)
   return (h & 0x8000) ? -v : v;
 }
 
-/* bfloat16 (the upper half of a float), round to nearest even: adding 0x7fff plus the upper
- * half's lowest bit carries into the upper half exactly when the lower half is above half its
- * ulp, or exactly half with the upper half odd; a carry out of the significand steps the
- * exponent, so the largest floats overflow to infinity, as they should. A NaN whose payload is
- * all in the lower half would carry into infinity (or, negative, wrap past zero): it stays a
- * quiet NaN instead. */
-static uint16_t
-host_bf16 (float f)
-{
-  uint32_t x;
-  memcpy (&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u)
-    return (uint16_t) ((x >> 16) | 0x0040u);
-  x += 0x7fffu + ((x >> 16) & 1u);
-  return (uint16_t) (x >> 16);
-}
-
 static float
 host_bf16_to_f32 (uint16_t h)
 {
@@ -745,7 +729,7 @@ host_bf16_to_f32 (uint16_t h)
 static uint16_t
 host_to16 (Sam2CudaHalf type, float f)
 {
-  return type == SAM2_CUDA_BF16 ? host_bf16 (f) : host_f16 (f);
+  return type == SAM2_CUDA_BF16 ? sam2_test_f32_to_bf16 (f) : host_f16 (f);
 }
 
 static float
