@@ -46,7 +46,7 @@
 
 /* Sizes above this are refused: larger frames are not video, and the int32 accumulators and
  * tap tables are sized with this bound in mind. */
-#define SAM2_RESAMPLER_MAX_SIZE 16384
+#define SAM2_RESAMPLER_MAX_SIZE SAM2_MAX_FRAME_SIZE
 
 /* The weights of one axis of the resize. */
 typedef struct {

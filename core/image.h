@@ -19,7 +19,7 @@ G_BEGIN_DECLS
 /* Everything that depends only on (input size, output size): tap indices and fixed-point weights
  * of both passes and the intermediate buffer. Built once per frame size, reused for every frame;
  * it holds scratch buffers, so one call at a time per resampler (calls run their rows on the
- * OpenMP threads). Sizes are 1 to 16384 pixels. */
+ * OpenMP threads). Sizes are 1 to SAM2_MAX_FRAME_SIZE (16384) pixels. */
 typedef struct _Sam2Resampler Sam2Resampler;
 
 Sam2Resampler *sam2_resampler_new (int in_width, int in_height, int out_width, int out_height,

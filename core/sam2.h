@@ -225,8 +225,13 @@ gboolean sam2_backend_available (Sam2BackendKind kind, GError **error);
 gboolean sam2_precision_available (Sam2BackendKind kind, Sam2Precision precision,
                                    GError **error);
 
+/* Frames wider or taller than this are refused (larger pictures are not video; the resampler's
+ * integer accumulators and tap tables are sized for it). The elements' caps say so too. */
+#define SAM2_MAX_FRAME_SIZE 16384
+
 /* Preprocesses (resize to the model's square input exactly as Sam2ImageProcessor does: bilinear
- * with antialiasing on 8-bit pixels, then ImageNet normalisation) and runs the image encoder. */
+ * with antialiasing on 8-bit pixels, then ImageNet normalisation) and runs the image encoder.
+ * width and height 1 to SAM2_MAX_FRAME_SIZE. */
 gboolean sam2_session_set_image (Sam2Session *session, const guint8 *pixels, int width, int height,
                                  int stride, Sam2PixelFormat format, GError **error);
 

@@ -247,7 +247,7 @@ GST_ELEMENT_REGISTER_DEFINE (sam2calib, "sam2calib", GST_RANK_NONE, GST_TYPE_SAM
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS,
-    GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (SAM2_CALIB_FORMATS)));
+    GST_STATIC_CAPS (GST_SAM2_VIDEO_CAPS_MAKE (SAM2_CALIB_FORMATS)));
 
 GType
 gst_sam2_calib_device_get_type (void)

@@ -16,6 +16,13 @@ G_BEGIN_DECLS
  * GST_VIDEO_CAPS_MAKE ("{ " GST_SAM2_RGB_FORMATS " }"). */
 #define GST_SAM2_RGB_FORMATS "RGB, RGBA, RGBx, BGR, BGRA, BGRx"
 
+/* GST_VIDEO_CAPS_MAKE with the sizes the core takes (1 to SAM2_MAX_FRAME_SIZE): a larger
+ * frame fails negotiation, not the first buffer. */
+#define GST_SAM2_VIDEO_SIZE_RANGE "(int) [ 1, " G_STRINGIFY (SAM2_MAX_FRAME_SIZE) " ]"
+#define GST_SAM2_VIDEO_CAPS_MAKE(formats)                                       \
+  "video/x-raw, format = (string) " formats ", width = " GST_SAM2_VIDEO_SIZE_RANGE \
+  ", height = " GST_SAM2_VIDEO_SIZE_RANGE ", framerate = " GST_VIDEO_FPS_RANGE
+
 /* The core's pixel format for a packed RGB video format; FALSE for any other format. */
 gboolean gst_sam2_pixel_format_from_video (GstVideoFormat format, Sam2PixelFormat * out);
 

@@ -351,10 +351,12 @@ random_open (Sam2qDataset *ds, GError **error)
   o->width = o->width > 0 ? o->width : RANDOM_DEFAULT_SIZE;
   o->height = o->height > 0 ? o->height : RANDOM_DEFAULT_SIZE;
   o->n_shapes = o->n_shapes > 0 ? o->n_shapes : RANDOM_DEFAULT_SHAPES;
-  if (o->width > 16384 || o->height > 16384 || o->n_shapes > SAM2_SHAPES_MAX) {
+  if (o->width > SAM2_MAX_FRAME_SIZE || o->height > SAM2_MAX_FRAME_SIZE ||
+      o->n_shapes > SAM2_SHAPES_MAX) {
     g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_INVALID,
-                 "random dataset: pictures of %d x %d with %d shapes; the limits are 16384 x "
-                 "16384 and %d shapes", o->width, o->height, o->n_shapes, SAM2_SHAPES_MAX);
+                 "random dataset: pictures of %d x %d with %d shapes; the limits are %d x %d "
+                 "and %d shapes", o->width, o->height, o->n_shapes, SAM2_MAX_FRAME_SIZE,
+                 SAM2_MAX_FRAME_SIZE, SAM2_SHAPES_MAX);
     return FALSE;
   }
   ds->size = o->limit > 0 ? o->limit : RANDOM_DEFAULT_SAMPLES;

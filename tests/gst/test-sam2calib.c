@@ -280,6 +280,13 @@ on_quantized (GstElement * calib, const gchar * path, gchar ** out)
 
 /* Frames, then EOS: messages in order, the file named as sam2q names it, loadable and
  * quantized, EOS posted after it is written, later buffers dropped with OK. */
+GST_START_TEST (test_frame_size_limit_in_caps)
+{
+  test_assert_frame_size_caps ("sam2calib");
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_calibrate_messages_model)
 {
   gchar *dir = out_dir ("out/nested");
@@ -1420,6 +1427,7 @@ sam2calib_suite (void)
   tcase_set_timeout (tc, 150);
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_formats);
+  tcase_add_test (tc, test_frame_size_limit_in_caps);
   tcase_add_test (tc, test_calibrate_messages_model);
   tcase_add_test (tc, test_output_file_eos_early);
   tcase_add_test (tc, test_frame_stride);

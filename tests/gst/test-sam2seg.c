@@ -1014,6 +1014,13 @@ GST_END_TEST;
 /* Frames of another size than the model's input, with several objects, are segmented exactly
  * as the core API does; and a caps change to a smaller frame with more objects gets the
  * next frame segmented at the new size (this once overflowed libsam2's box array). */
+GST_START_TEST (test_frame_size_limit_in_caps)
+{
+  test_assert_frame_size_caps ("sam2seg");
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_other_sizes_and_caps_change)
 {
   static const Sam2Point clicks[3] = { {42.5f, 95.5f, 1}, {100, 30, 1}, {20, 20, 1} };
@@ -1301,6 +1308,7 @@ sam2seg_suite (void)
   tcase_add_test (tc, test_error_prompts_outside_frame);
   tcase_add_test (tc, test_model_fixed_while_running);
   tcase_add_test (tc, test_max_objects);
+  tcase_add_test (tc, test_frame_size_limit_in_caps);
   tcase_add_test (tc, test_other_sizes_and_caps_change);
   tcase_add_test (tc, test_caps_change_scales_prompts);
   tcase_add_test (tc, test_prompts_before_first_caps);

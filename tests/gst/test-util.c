@@ -1,6 +1,8 @@
 /* test-util.c: see test-util.h. */
 #include "test-util.h"
 
+#include "sam2.h"
+
 #include <gst/app/gstappsink.h>
 #include <string.h>
 
@@ -165,4 +167,29 @@ test_count_diff (const guint8 * a, const guint8 * b, gsize n)
   for (gsize i = 0; i < n; i++)
     d += (a[i] != 0) != (b[i] != 0);
   return d;
+}
+
+static gboolean
+sink_accepts_size (GstPad * sinkpad, gint width, gint height)
+{
+  GstCaps *caps = gst_caps_new_simple ("video/x-raw", "format", G_TYPE_STRING, "RGB",
+      "width", G_TYPE_INT, width, "height", G_TYPE_INT, height,
+      "framerate", GST_TYPE_FRACTION, 30, 1, NULL);
+  const gboolean accepted = gst_pad_query_accept_caps (sinkpad, caps);
+  gst_caps_unref (caps);
+  return accepted;
+}
+
+void
+test_assert_frame_size_caps (const gchar * factory)
+{
+  GstElement *element = gst_element_factory_make (factory, NULL);
+  fail_unless (element != NULL, "no element %s", factory);
+  GstPad *sinkpad = gst_element_get_static_pad (element, "sink");
+  fail_unless (sink_accepts_size (sinkpad, SAM2_MAX_FRAME_SIZE, 16));
+  fail_unless (sink_accepts_size (sinkpad, 16, SAM2_MAX_FRAME_SIZE));
+  fail_if (sink_accepts_size (sinkpad, SAM2_MAX_FRAME_SIZE + 1, 16));
+  fail_if (sink_accepts_size (sinkpad, 16, SAM2_MAX_FRAME_SIZE + 1));
+  gst_object_unref (sinkpad);
+  gst_object_unref (element);
 }

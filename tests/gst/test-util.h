@@ -38,6 +38,11 @@ guint8 *test_object_frame_mask (const GstSam2MaskMeta * meta, const GstSam2Objec
 /* Pixel-exact equality of two w x h planes; the number of differing pixels. */
 gsize test_count_diff (const guint8 * a, const guint8 * b, gsize n);
 
+/* Checks that the sink pad of a new `factory` element accepts RGB frames of the core's largest
+ * size (SAM2_MAX_FRAME_SIZE) on either axis and refuses one pixel more: too large a frame fails
+ * negotiation instead of the first buffer. */
+void test_assert_frame_size_caps (const gchar * factory);
+
 G_END_DECLS
 
 #endif
