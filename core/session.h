@@ -87,7 +87,7 @@ struct _Sam2Session {
   Sam2Model *model;
   Sam2Backend *backend;
   Sam2BackendKind backend_kind;  /* resolved: CPU or CUDA */
-  Sam2Precision precision;       /* resolved: FP32 or FP16 */
+  Sam2Precision precision;       /* resolved: FP32, FP16 or BF16 */
   char *backend_description;     /* sam2_session_describe_backend */
   float *host_features[3];       /* host staging of `features` on a device backend, else NULL */
 

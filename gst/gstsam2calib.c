@@ -67,11 +67,11 @@
  * ## Statistics cache
  *
  * With #GstSam2Calib:cache-dir, the statistics of a calibration are kept (the core's cache
- * entry, keyed by the model's weights, the frames and the recipe) with a small index named
- * after the first frame that lists the hashes of all the frames taken. A later run whose
- * first frame matches an index compares frames instead of running the model on them and, when
- * the whole set matched, loads the statistics: re-running a calibration on the same file
- * (e.g. with another output) costs only the quantization. A frame that differs ends the
+ * entry, keyed by the model's weights, the frames, the recipe and the precision) with a small
+ * index named after the first frame that lists the hashes of all the frames taken. A later run
+ * whose first frame matches an index compares frames instead of running the model on them
+ * and, when the whole set matched, loads the statistics: re-running a calibration on the same
+ * file (e.g. with another output) costs only the quantization. A frame that differs ends the
  * reuse with a warning, and calibration starts from that frame (the frames before it were
  * only compared). EOS in the middle of a reused set is an error (and the index is removed).
  *
@@ -363,7 +363,9 @@ frame_hash (const guint8 * pixels, gint width, gint height, gint stride, gint bp
 }
 
 /* Everything but the frames that decides the statistics, as far as the element can tell
- * cheaply (the core's own key adds the weights' digest). */
+ * cheaply (the core's own key adds the weights' digest): the precision too, which the core's
+ * key has, or a BF16 run would compare its frames against an FP32 run's index only to miss
+ * the core's entry at the end. FP32 adds nothing: indexes of earlier versions stay valid. */
 static gchar *
 make_cache_prefix (GstSam2Calib * self, const gchar * model_ref)
 {
@@ -377,6 +379,9 @@ make_cache_prefix (GstSam2Calib * self, const gchar * model_ref)
   g_checksum_update (sum, (const guchar *) describe, -1);
   g_checksum_update (sum, (const guchar *) recipe, -1);
   g_checksum_update (sum, (const guchar *) params, -1);
+  if (self->run_options.precision != SAM2_PRECISION_FP32)
+    g_checksum_update (sum,
+        (const guchar *) sam2_precision_to_string (self->run_options.precision), -1);
   hex = g_strdup (g_checksum_get_string (sum));
   g_checksum_free (sum);
   g_free (params);

@@ -342,12 +342,18 @@ sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_d
                  g_strerror (errno));
     return FALSE;
   }
-  /* the statistics depend on the model, the frames, the recipe's calibration and skips, and
-   * how the observers draw them; not on the batch size (the same draws, test-observers) */
+  /* the statistics depend on the model, the frames, the recipe's calibration and skips, how
+   * the observers draw them, and the precision of the float forward that fed them (BF16 or FP16
+   * activations round differently: a BF16 run must not reuse FP32 statistics, nor the other way
+   * round); not on the batch size (the same draws, test-observers), nor on the backend within
+   * one precision (CPU and CUDA FP32 differ by float rounding only) */
   char *mdigest = model_digest (c->model);
   char *recipe = sam2_recipe_statistics_yaml (c->recipe);
   GChecksum *key = g_checksum_new (G_CHECKSUM_SHA256);
   g_checksum_update (key, (const guchar *) SAM2_OBSERVERS_SCHEME, -1);
+  /* FP32 adds nothing, so the FP32 entries of earlier versions stay valid */
+  if (c->session->precision != SAM2_PRECISION_FP32)
+    g_checksum_update (key, (const guchar *) sam2_precision_to_string (c->session->precision), -1);
   g_checksum_update (key, (const guchar *) mdigest, -1);
   g_checksum_update (key, (const guchar *) set_digest, -1);
   g_checksum_update (key, (const guchar *) recipe, -1);

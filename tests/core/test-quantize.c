@@ -798,6 +798,21 @@ test_cache_reuse (void)
   g_assert_no_error (error);
   assert_same_outputs (q1, q2);
 
+  /* The float forward's precision is part of the key: a BF16 calibrator over the same frames
+   * does not take the FP32 statistics (its activations round otherwise); where this CPU runs
+   * BF16, only that part is checked here (SAM2_CPU_BF16=0 or another CPU: nothing to run). */
+  const Sam2SessionOptions bf16 = { SAM2_BACKEND_CPU, SAM2_PRECISION_BF16, 1 };
+  if (sam2_precision_available (SAM2_BACKEND_CPU, SAM2_PRECISION_BF16, NULL)) {
+    Sam2Calibrator *cb = sam2_calibrator_new_full (sh.fp, r, &bf16, &error);
+    g_assert_no_error (error);
+    g_assert_true (sam2_calibrator_use_cache (cb, cache, "frames-0-3", &hit, &error));
+    g_assert_false (hit);
+    g_assert_cmpint (sam2_calibrator_get_n_frames (cb), ==, 0);
+    sam2_calibrator_free (cb);
+  } else {
+    g_test_message ("no BF16 on this CPU: the key's precision part unchecked");
+  }
+
   /* A damaged entry (statistics of other frames, the last layer's token count lost) is
    * ignored with a warning and leaves the statistics of the frames already run untouched: all
    * or nothing, so the model equals the one from the frames alone. */

@@ -685,7 +685,8 @@ check_backend (const GstStructure * done, const gchar * device)
 }
 
 /* precision=bf16 on a CPU that has it: the frames run in BF16 (the done message says so) and the
- * file is written. */
+ * file is written. The precision is part of the statistics cache's key: an FP32 run over the
+ * same frames computes its own, and a second BF16 run reuses the first's. */
 GST_START_TEST (test_precision_bf16)
 {
   gchar *out = out_dir ("bf16"), *cache = g_build_filename (tmp_dir, "cache-bf16", NULL);
@@ -707,8 +708,19 @@ GST_START_TEST (test_precision_bf16)
   backend = gst_structure_get_string (done, "backend");
   fail_unless_equals_string (backend, "cpu bf16");
   fail_unless_equals_int (count_outputs (out), 1);
+  fail_if (done_cached (done));
   gst_structure_free (done);
   g_free (warning);
+
+  for (guint run = 0; run < 2; run++) {
+    const gchar *precision = run == 0 ? "fp32" : "bf16";
+    done = cache_run_in ("cpu", precision, out, cache, 2,
+        (guint8 *[]) { demo_rgb, demo_rgb }, 2, &warning, &error_message);
+    fail_unless (error_message == NULL, "%s: error: %s", precision, error_message);
+    fail_unless_equals_int (done_cached (done), run == 1);
+    gst_structure_free (done);
+    g_free (warning);
+  }
   g_free (out);
   g_free (cache);
 }
