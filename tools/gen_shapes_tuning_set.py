@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
-"""Make a *tuning* evaluation set for the sam2-shapes model, disjoint from the fixtures' eval_dev.
+"""Make a *tuning* or held-out evaluation set for sam2-shapes, disjoint from the fixtures' eval_dev.
 
 Why
 ---
 Recipes are chosen by accuracy, and ``eval_dev`` (48 objects) is the set accuracy is reported
 on: tuning on it would report a tuned number. This writes a larger set from the same picture
 generator the fixtures used (``generators/train_shapes.py::gen``, run on the CPU with its own
-seed, so no picture repeats eval_dev's or the held-out set's), in eval_dev's format and with the
-same fp32 reference outputs, for ``sam2q eval --eval-set``.
+seed, so no picture repeats eval_dev's or the fixtures' CUDA-seeded holdout's), in eval_dev's
+format and with the same fp32 reference outputs, for ``sam2q eval --eval-set``.
+
+The README's sets: the tuning set (``--n 480 --seed 2026``, the default), on which recipes were
+chosen, and the held-out set (``--n 960 --seed 90210``), made after they were fixed and used
+only to report on (scripts/shapes-accuracy.sh takes both).
 
 The generator is taken from the fixtures' own script (read and executed up to its ``main``), not
 copied, so the distribution is the one eval_dev was drawn from.
 
 Usage
 -----
-    /work/venv-ref/bin/python tools/gen_shapes_tuning_set.py OUT.safetensors [--n 480] [--seed 2026]
+    python tools/gen_shapes_tuning_set.py OUT.safetensors [--n 480] [--seed 2026]
 
 Needs torch, transformers 5.17 and safetensors (the reference venv); nothing in the build or the
 tests depends on it.
