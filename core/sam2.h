@@ -325,8 +325,9 @@ gboolean sam2_calibrator_flush (Sam2Calibrator *calibrator, GError **error);
 
 /* Statistics cache for tools that know their calibration set in advance: `set_digest`
  * identifies the frames (e.g. a hash of their pixels); the cache entry is keyed by the model's
- * digest, set_digest, the recipe and the precision the float model runs in (FP32, BF16, FP16). *hit tells whether statistics were loaded, in which case no
- * frame needs to be added. Statistics are saved there when sam2_calibrator_quantize runs. */
+ * digest, set_digest, the recipe and the precision the float model runs in (FP32, BF16, FP16).
+ * *hit tells whether statistics were loaded, in which case no frame needs to be added.
+ * Statistics are saved there when sam2_calibrator_quantize runs. */
 gboolean sam2_calibrator_use_cache (Sam2Calibrator *calibrator, const char *dir,
                                     const char *set_digest, gboolean *hit, GError **error);
 

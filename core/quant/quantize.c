@@ -352,8 +352,9 @@ sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_d
   GChecksum *key = g_checksum_new (G_CHECKSUM_SHA256);
   g_checksum_update (key, (const guchar *) SAM2_OBSERVERS_SCHEME, -1);
   /* FP32 adds nothing, so the FP32 entries of earlier versions stay valid */
-  if (c->session->precision != SAM2_PRECISION_FP32)
-    g_checksum_update (key, (const guchar *) sam2_precision_to_string (c->session->precision), -1);
+  const Sam2Precision precision = c->session->precision;
+  if (precision != SAM2_PRECISION_FP32)
+    g_checksum_update (key, (const guchar *) sam2_precision_to_string (precision), -1);
   g_checksum_update (key, (const guchar *) mdigest, -1);
   g_checksum_update (key, (const guchar *) set_digest, -1);
   g_checksum_update (key, (const guchar *) recipe, -1);

@@ -278,8 +278,6 @@ on_quantized (GstElement * calib, const gchar * path, gchar ** out)
   *out = g_strdup (path);
 }
 
-/* Frames, then EOS: messages in order, the file named as sam2q names it, loadable and
- * quantized, EOS posted after it is written, later buffers dropped with OK. */
 GST_START_TEST (test_frame_size_limit_in_caps)
 {
   test_assert_frame_size_caps ("sam2calib");
@@ -287,6 +285,8 @@ GST_START_TEST (test_frame_size_limit_in_caps)
 
 GST_END_TEST;
 
+/* Frames, then EOS: messages in order, the file named as sam2q names it, loadable and
+ * quantized, EOS posted after it is written, later buffers dropped with OK. */
 GST_START_TEST (test_calibrate_messages_model)
 {
   gchar *dir = out_dir ("out/nested");

@@ -1011,9 +1011,6 @@ GST_START_TEST (test_max_objects)
 
 GST_END_TEST;
 
-/* Frames of another size than the model's input, with several objects, are segmented exactly
- * as the core API does; and a caps change to a smaller frame with more objects gets the
- * next frame segmented at the new size (this once overflowed libsam2's box array). */
 GST_START_TEST (test_frame_size_limit_in_caps)
 {
   test_assert_frame_size_caps ("sam2seg");
@@ -1021,6 +1018,9 @@ GST_START_TEST (test_frame_size_limit_in_caps)
 
 GST_END_TEST;
 
+/* Frames of another size than the model's input, with several objects, are segmented exactly
+ * as the core API does; and a caps change to a smaller frame with more objects gets the
+ * next frame segmented at the new size (this once overflowed libsam2's box array). */
 GST_START_TEST (test_other_sizes_and_caps_change)
 {
   static const Sam2Point clicks[3] = { {42.5f, 95.5f, 1}, {100, 30, 1}, {20, 20, 1} };
