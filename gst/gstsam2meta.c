@@ -178,6 +178,14 @@ gst_sam2_mask_meta_get_info (void)
   return info;
 }
 
+static gboolean
+remove_mask_meta (GstBuffer * buffer, GstMeta ** meta, gpointer user_data)
+{
+  if ((*meta)->info->api == GST_SAM2_MASK_META_API_TYPE)
+    *meta = NULL;               /* gst_buffer_foreach_meta removes it */
+  return TRUE;
+}
+
 GstSam2MaskMeta *
 gst_buffer_add_sam2_mask_meta (GstBuffer * buffer, gint width, gint height)
 {
@@ -186,6 +194,8 @@ gst_buffer_add_sam2_mask_meta (GstBuffer * buffer, gint width, gint height)
   g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
   g_return_val_if_fail (width >= 0 && height >= 0, NULL);
 
+  if (gst_buffer_get_sam2_mask_meta (buffer) != NULL)
+    gst_buffer_foreach_meta (buffer, remove_mask_meta, NULL);
   meta = (GstSam2MaskMeta *) gst_buffer_add_meta (buffer, GST_SAM2_MASK_META_INFO, NULL);
   if (meta == NULL)
     return NULL;

@@ -111,7 +111,10 @@ GST_SAM2_META_API const GstMetaInfo *gst_sam2_mask_meta_get_info (void);
 #define gst_buffer_get_sam2_mask_meta(b) \
     ((GstSam2MaskMeta *) gst_buffer_get_meta ((b), GST_SAM2_MASK_META_API_TYPE))
 
-/* An empty meta for a frame of width x height pixels. The buffer must be writable. */
+/* An empty meta for a frame of width x height pixels. The buffer must be writable. A buffer
+ * carries one mask meta at most: one already there is removed (a second segmenter in a
+ * pipeline replaces the first's result, which gst_buffer_get_sam2_mask_meta would otherwise
+ * keep returning). */
 GST_SAM2_META_API GstSam2MaskMeta *gst_buffer_add_sam2_mask_meta (GstBuffer * buffer,
     gint width, gint height);
 

@@ -15,7 +15,8 @@
  * location.
  *
  * Works in place on RGB, RGBA, RGBx, BGR, BGRA and BGRx (put videoconvert around it for other
- * formats).
+ * formats); frames whose meta has no object are not even mapped. Frames are drawn whole:
+ * sam2overlay does not offer upstream the crop meta.
  *
  * ## Example launch line
  * |[
@@ -101,6 +102,29 @@ rescale_span (gint v0, gint n, gint from, gint to, gint * o0, gint * on)
 
   *o0 = (gint) a;
   *on = (gint) MAX (b - a, 0);
+}
+
+/* Frames are drawn from the start of the plane at the caps' size: no crop meta
+ * (gstsam2util.h). */
+static gboolean
+gst_sam2_overlay_propose_allocation (GstBaseTransform * trans, GstQuery * decide_query,
+    GstQuery * query)
+{
+  return gst_sam2_propose_allocation_without_crop (GST_BASE_TRANSFORM_CLASS (parent_class),
+      trans, decide_query, query);
+}
+
+/* Nothing to draw: the frame passes unmapped. GstVideoFilter maps it for writing before
+ * transform_frame_ip, which copies memory the buffer shares (with a tee's other branches, say)
+ * even when nothing is drawn. */
+static GstFlowReturn
+gst_sam2_overlay_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
+{
+  const GstSam2MaskMeta *meta = gst_buffer_get_sam2_mask_meta (buf);
+
+  if (meta == NULL || gst_sam2_mask_meta_get_n_objects (meta) == 0)
+    return GST_FLOW_OK;
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->transform_ip (trans, buf);
 }
 
 static GstFlowReturn
@@ -251,6 +275,7 @@ gst_sam2_overlay_class_init (GstSam2OverlayClass * klass)
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
   GstVideoFilterClass *filter_class = GST_VIDEO_FILTER_CLASS (klass);
+  GstBaseTransformClass *trans_class = GST_BASE_TRANSFORM_CLASS (klass);
 
   GST_DEBUG_CATEGORY_INIT (gst_sam2_overlay_debug, "sam2overlay", 0,
       "SAM2 mask overlay");
@@ -288,5 +313,7 @@ gst_sam2_overlay_class_init (GstSam2OverlayClass * klass)
       "sam2-gst developers");
 
   filter_class->set_info = GST_DEBUG_FUNCPTR (gst_sam2_overlay_set_info);
+  trans_class->propose_allocation = GST_DEBUG_FUNCPTR (gst_sam2_overlay_propose_allocation);
+  trans_class->transform_ip = GST_DEBUG_FUNCPTR (gst_sam2_overlay_transform_ip);
   filter_class->transform_frame_ip = GST_DEBUG_FUNCPTR (gst_sam2_overlay_transform_frame_ip);
 }

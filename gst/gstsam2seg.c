@@ -20,7 +20,8 @@
  * Every object with a non-empty mask also gets a #GstVideoRegionOfInterestMeta of type
  * "sam2-object" (id = object id, parent_id = the upstream ROI's id for ROI prompts, else -1)
  * with a "sam2-object" parameter structure holding id (uint), prompt-id (int), iou (double)
- * and object-score (double), for consumers that only know GStreamer 1.22's metas.
+ * and object-score (double), for consumers that only know GStreamer 1.22's metas. A buffer that
+ * already carries them (a sam2seg upstream) gets this element's instead.
  *
  * ## Prompts
  *
@@ -86,8 +87,10 @@
  * %GST_RESOURCE_ERROR_NOT_FOUND or %GST_RESOURCE_ERROR_SETTINGS with the loader's message,
  * which says what to do (e.g. which command downloads the checkpoint).
  *
- * Input is RGB, RGBA, RGBx, BGR, BGRA or BGRx in system memory, any size and rate; put
- * videoconvert before sam2seg for anything else.
+ * Input is RGB, RGBA, RGBx, BGR, BGRA or BGRx in system memory, 1 to 16384 pixels wide and
+ * high, any rate; put videoconvert before sam2seg for anything else. Frames are read whole:
+ * sam2seg does not offer upstream the crop meta (an upstream videocrop then crops the pixels
+ * itself).
  *
  * ## Calibrate, then segment, in one pipeline
  *
@@ -770,11 +773,25 @@ gst_sam2_seg_infer (GstSam2Seg * self, GstBuffer * buf, guint max_objects, gbool
   return GST_FLOW_OK;
 }
 
+static gboolean
+remove_object_roi (GstBuffer * buf, GstMeta ** meta, gpointer object_type)
+{
+  if ((*meta)->info->api == GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE
+      && ((GstVideoRegionOfInterestMeta *) * meta)->roi_type == GPOINTER_TO_UINT (object_type))
+    *meta = NULL;               /* gst_buffer_foreach_meta removes it */
+  return TRUE;
+}
+
+/* The last result as the buffer's mask meta and object ROIs, replacing those of a sam2seg
+ * upstream (readers would get the first segmenter's otherwise). */
 static void
 gst_sam2_seg_attach (GstSam2Seg * self, GstBuffer * buf)
 {
   GstSam2MaskMeta *meta = gst_buffer_add_sam2_mask_meta (buf, self->last_width,
       self->last_height);
+
+  gst_buffer_foreach_meta (buf, remove_object_roi,
+      GUINT_TO_POINTER (g_quark_from_static_string (ROI_TYPE_OBJECT)));
 
   for (guint i = 0; i < self->last->len; i++) {
     const SegObject *so = &g_array_index (self->last, SegObject, i);
@@ -1001,6 +1018,15 @@ gst_sam2_seg_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 }
 
 /* ---- negotiation, events, queries ---------------------------------------------------------- */
+
+/* Frames are read from the start of the plane at the caps' size: no crop meta (gstsam2util.h). */
+static gboolean
+gst_sam2_seg_propose_allocation (GstBaseTransform * trans, GstQuery * decide_query,
+    GstQuery * query)
+{
+  return gst_sam2_propose_allocation_without_crop (GST_BASE_TRANSFORM_CLASS (parent_class),
+      trans, decide_query, query);
+}
 
 static gboolean
 gst_sam2_seg_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * outcaps)
@@ -1850,6 +1876,7 @@ gst_sam2_seg_class_init (GstSam2SegClass * klass)
   trans_class->sink_event = GST_DEBUG_FUNCPTR (gst_sam2_seg_sink_event);
   trans_class->src_event = GST_DEBUG_FUNCPTR (gst_sam2_seg_src_event);
   trans_class->query = GST_DEBUG_FUNCPTR (gst_sam2_seg_query);
+  trans_class->propose_allocation = GST_DEBUG_FUNCPTR (gst_sam2_seg_propose_allocation);
   trans_class->passthrough_on_same_caps = FALSE;
   trans_class->transform_ip_on_passthrough = FALSE;
 

@@ -75,3 +75,17 @@ gst_sam2_load_model (GstElement * element, GstDebugCategory * cat, const gchar *
   g_clear_error (&error);
   return NULL;
 }
+
+gboolean
+gst_sam2_propose_allocation_without_crop (GstBaseTransformClass * parent,
+    GstBaseTransform * trans, GstQuery * decide_query, GstQuery * query)
+{
+  guint index;
+
+  if (parent->propose_allocation != NULL
+      && !parent->propose_allocation (trans, decide_query, query))
+    return FALSE;
+  while (gst_query_find_allocation_meta (query, GST_VIDEO_CROP_META_API_TYPE, &index))
+    gst_query_remove_nth_allocation_meta (query, index);
+  return TRUE;
+}

@@ -5,6 +5,7 @@
 #ifndef __GST_SAM2_UTIL_H__
 #define __GST_SAM2_UTIL_H__
 
+#include <gst/base/gstbasetransform.h>
 #include <gst/gst.h>
 #include <gst/video/video.h>
 
@@ -22,6 +23,13 @@ G_BEGIN_DECLS
 #define GST_SAM2_VIDEO_CAPS_MAKE(formats)                                       \
   "video/x-raw, format = (string) " formats ", width = " GST_SAM2_VIDEO_SIZE_RANGE \
   ", height = " GST_SAM2_VIDEO_SIZE_RANGE ", framerate = " GST_VIDEO_FPS_RANGE
+
+/* GstBaseTransform::propose_allocation for elements that read or draw whole frames from the
+ * start of the plane: `parent`'s answer (GstVideoFilter's, or the in-place default that
+ * forwards downstream's) without GstVideoCropMeta, which a downstream sink may offer. Offered,
+ * an upstream videocrop would send uncropped frames with a crop meta these elements ignore. */
+gboolean gst_sam2_propose_allocation_without_crop (GstBaseTransformClass * parent,
+    GstBaseTransform * trans, GstQuery * decide_query, GstQuery * query);
 
 /* The core's pixel format for a packed RGB video format; FALSE for any other format. */
 gboolean gst_sam2_pixel_format_from_video (GstVideoFormat format, Sam2PixelFormat * out);

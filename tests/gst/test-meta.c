@@ -125,6 +125,38 @@ GST_START_TEST (test_copy_transform)
 
 GST_END_TEST;
 
+static guint
+count_mask_metas (GstBuffer * buf)
+{
+  gpointer state = NULL;
+  guint n = 0;
+
+  while (gst_buffer_iterate_meta_filtered (buf, &state, GST_SAM2_MASK_META_API_TYPE) != NULL)
+    n++;
+  return n;
+}
+
+/* One mask meta per buffer: adding replaces (a second segmenter's result is the one readers
+ * get), and metas copied onto a buffer that has one replace it too. */
+GST_START_TEST (test_add_replaces)
+{
+  GstBuffer *buf = make_buffer_with_meta (), *other = gst_buffer_new ();
+  GstSam2MaskMeta *second = gst_buffer_add_sam2_mask_meta (buf, 40, 30);
+
+  fail_unless_equals_int (count_mask_metas (buf), 1);
+  fail_unless (gst_buffer_get_sam2_mask_meta (buf) == second);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (second), 0);
+
+  gst_buffer_add_sam2_mask_meta (other, 8, 8);
+  fail_unless (gst_buffer_copy_into (other, buf, GST_BUFFER_COPY_META, 0, -1));
+  fail_unless_equals_int (count_mask_metas (other), 1);
+  fail_unless_equals_int (gst_buffer_get_sam2_mask_meta (other)->width, 40);
+  gst_buffer_unref (other);
+  gst_buffer_unref (buf);
+}
+
+GST_END_TEST;
+
 static GstBuffer *
 transform (GstBuffer * buf, GQuark type, gpointer data, gboolean * ok)
 {
@@ -376,6 +408,7 @@ meta_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_test (tc, test_api);
   tcase_add_test (tc, test_copy_transform);
+  tcase_add_test (tc, test_add_replaces);
   tcase_add_test (tc, test_scale_transform);
   tcase_add_test (tc, test_survives_videoconvertscale);
   tcase_add_test (tc, test_dropped_by_letterbox);

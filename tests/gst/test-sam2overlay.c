@@ -230,6 +230,42 @@ GST_START_TEST (test_without_meta_unchanged)
 
 GST_END_TEST;
 
+/* A frame with nothing to draw (no meta, or a meta without objects) is not mapped for writing:
+ * its memory, shared with another reference (a tee's other branch), is not copied. */
+GST_START_TEST (test_nothing_to_draw_not_copied)
+{
+  guint8 *rgb = gradient_rgb ();
+
+  for (guint with_meta = 0; with_meta < 2; with_meta++) {
+    GstBuffer *in = test_make_frame (rgb, W, H, GST_VIDEO_FORMAT_RGB, 0, 0), *out;
+    GstMemory *mem = gst_buffer_peek_memory (in, 0);
+
+    if (with_meta)
+      gst_buffer_add_sam2_mask_meta (in, W, H);
+    gst_buffer_ref (in);        /* the other branch's reference */
+    out = run_overlay (in, GST_VIDEO_FORMAT_RGB, NULL);
+    fail_unless (gst_buffer_peek_memory (out, 0) == mem, "frame copied (meta: %u)", with_meta);
+    assert_frame_equals (out, GST_VIDEO_FORMAT_RGB, rgb);
+    gst_buffer_unref (out);
+    gst_buffer_unref (in);
+  }
+  g_free (rgb);
+}
+
+GST_END_TEST;
+
+/* Frames are drawn whole: the crop meta a sink downstream offers is not passed upstream. */
+GST_START_TEST (test_no_crop_meta_upstream)
+{
+  GstHarness *h = gst_harness_new ("sam2overlay");
+
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=160,height=120,framerate=30/1");
+  fail_if (test_proposes_crop_meta (h));
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 /* The pipeline of the issue, with no code around it (fakesink for the display). */
 GST_START_TEST (test_pipeline)
 {
@@ -263,6 +299,8 @@ sam2overlay_suite (void)
   tcase_add_test (tc, test_matches_core_overlay);
   tcase_add_test (tc, test_style_properties);
   tcase_add_test (tc, test_without_meta_unchanged);
+  tcase_add_test (tc, test_nothing_to_draw_not_copied);
+  tcase_add_test (tc, test_no_crop_meta_upstream);
   tcase_add_test (tc, test_pipeline);
   return s;
 }

@@ -1018,6 +1018,61 @@ GST_START_TEST (test_frame_size_limit_in_caps)
 
 GST_END_TEST;
 
+/* Frames are read whole: the crop meta a sink downstream offers is not passed upstream (a
+ * videocrop would send uncropped frames, read at the caps' smaller size from the top left). */
+GST_START_TEST (test_no_crop_meta_upstream)
+{
+  GstHarness *h;
+
+  load_demo ();
+  h = test_seg_harness_new (GST_VIDEO_FORMAT_RGB, demo_w, demo_h, "points", DEMO_POINTS, NULL);
+  gst_buffer_unref (push_pull (h, demo_frame (GST_VIDEO_FORMAT_RGB, 0, 0)));
+  fail_if (test_proposes_crop_meta (h));
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* A frame that already carries a mask meta and sam2-object ROIs (a sam2seg upstream) leaves
+ * with this element's only: readers would get the first segmenter's result otherwise. */
+GST_START_TEST (test_replaces_upstream_result)
+{
+  GstHarness *h;
+  GstBuffer *in, *out;
+  GstSam2MaskMeta *old_meta;
+  GstSam2Object old = { 0 };
+  GstVideoRegionOfInterestMeta *roi;
+  guint8 mask[4] = { 1, 1, 1, 1 };
+  gpointer state = NULL;
+  guint n_metas = 0;
+
+  load_demo ();
+  h = test_seg_harness_new (GST_VIDEO_FORMAT_RGB, demo_w, demo_h, "points", DEMO_POINTS, NULL);
+  in = demo_frame (GST_VIDEO_FORMAT_RGB, 0, 0);
+  old_meta = gst_buffer_add_sam2_mask_meta (in, demo_w, demo_h);
+  old.id = 99;
+  old.box = (GstSam2Box) { 0, 0, 1, 1 };
+  old.location = (GstVideoRectangle) { 0, 0, 2, 2 };
+  old.mask = gst_sam2_mask_buffer_new (mask, 2, 2, 2);
+  gst_sam2_mask_meta_add_object (old_meta, &old);
+  gst_buffer_unref (old.mask);
+  roi = gst_buffer_add_video_region_of_interest_meta (in, "sam2-object", 0, 0, 2, 2);
+  roi->id = 99;
+
+  out = push_pull (h, in);
+  while (gst_buffer_iterate_meta_filtered (out, &state, GST_SAM2_MASK_META_API_TYPE) != NULL)
+    n_metas++;
+  fail_unless_equals_int (n_metas, 1);
+  fail_unless_equals_int (gst_sam2_mask_meta_get_n_objects (gst_buffer_get_sam2_mask_meta (out)),
+      1);
+  fail_unless (gst_sam2_mask_meta_find_object (gst_buffer_get_sam2_mask_meta (out), 99) == NULL);
+  check_meta_consistent (out, demo_w, demo_h);        /* no ROI left naming object 99 */
+  gst_buffer_unref (out);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 /* Frames of another size than the model's input, with several objects, are segmented exactly
  * as the core API does; and a caps change to a smaller frame with more objects gets the
  * next frame segmented at the new size (this once overflowed libsam2's box array). */
@@ -1309,6 +1364,8 @@ sam2seg_suite (void)
   tcase_add_test (tc, test_model_fixed_while_running);
   tcase_add_test (tc, test_max_objects);
   tcase_add_test (tc, test_frame_size_limit_in_caps);
+  tcase_add_test (tc, test_no_crop_meta_upstream);
+  tcase_add_test (tc, test_replaces_upstream_result);
   tcase_add_test (tc, test_other_sizes_and_caps_change);
   tcase_add_test (tc, test_caps_change_scales_prompts);
   tcase_add_test (tc, test_prompts_before_first_caps);

@@ -193,3 +193,24 @@ test_assert_frame_size_caps (const gchar * factory)
   gst_object_unref (sinkpad);
   gst_object_unref (element);
 }
+
+gboolean
+test_proposes_crop_meta (GstHarness * h)
+{
+  GstCaps *caps = gst_pad_get_current_caps (h->srcpad);
+  GstQuery *query;
+  gboolean video_meta, crop_meta;
+
+  fail_unless (caps != NULL, "set the harness's caps first");
+  gst_harness_add_propose_allocation_meta (h, GST_VIDEO_META_API_TYPE, NULL);
+  gst_harness_add_propose_allocation_meta (h, GST_VIDEO_CROP_META_API_TYPE, NULL);
+  query = gst_query_new_allocation (caps, TRUE);
+  fail_unless (gst_pad_peer_query (h->srcpad, query));
+  video_meta = gst_query_find_allocation_meta (query, GST_VIDEO_META_API_TYPE, NULL);
+  crop_meta = gst_query_find_allocation_meta (query, GST_VIDEO_CROP_META_API_TYPE, NULL);
+  /* the video meta (strides) is still welcome: only the crop is refused */
+  fail_unless (video_meta, "the element no longer accepts GstVideoMeta");
+  gst_query_unref (query);
+  gst_caps_unref (caps);
+  return crop_meta;
+}

@@ -43,6 +43,11 @@ gsize test_count_diff (const guint8 * a, const guint8 * b, gsize n);
  * negotiation instead of the first buffer. */
 void test_assert_frame_size_caps (const gchar * factory);
 
+/* Whether the element of `h` (caps already set), asked by upstream for its allocation
+ * parameters while the harness's sink offers GstVideoMeta and GstVideoCropMeta, passes the
+ * crop meta on. */
+gboolean test_proposes_crop_meta (GstHarness * h);
+
 G_END_DECLS
 
 #endif
