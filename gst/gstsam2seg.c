@@ -260,7 +260,6 @@ struct _GstSam2Seg
   Sam2Model *model;
   Sam2Session *session;
   Sam2SessionOptions session_options;  /* backend, precision: set at start from the properties */
-  gint session_width, session_height;   /* frame size the session has seen, 0 = none yet */
   GstVideoInfo info;
   Sam2PixelFormat format;
   GstSam2Prompts *prompts;      /* the active explicit prompts */
@@ -282,6 +281,7 @@ struct _GstSam2Seg
   gchar *calibrator_name;       /* property */
   GstElement *followed;         /* the calibrator whose signal is connected, start to stop */
   gulong quantized_id;
+  guint run;                    /* counts starts: a handler of an earlier run stores nothing */
   Sam2Model *next_model;        /* loaded from the calibrator's file, swapped in at a frame */
   Sam2Session *next_session;
   gchar *next_path;
@@ -455,7 +455,9 @@ gst_sam2_seg_set_prompts (GstSam2Seg * self, const gchar * points, const gchar *
   if (!started) {
     p = gst_sam2_prompts_parse (points, boxes, &error);
     if (p == NULL) {
-      GST_WARNING_OBJECT (self, "set-prompts: %s", error->message);
+      GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+          ("Ignoring the new prompts from the set-prompts signal, the previous prompts stay: "
+              "%s", error->message), (NULL));
       g_clear_error (&error);
       return FALSE;
     }
@@ -608,6 +610,15 @@ gst_sam2_seg_collect_rois (GstSam2Seg * self, GstBuffer * buf, guint budget)
     GST_DEBUG_OBJECT (self, "max-objects reached: ignoring %u ROI prompts", ignored);
 }
 
+/* The objects in self->last are the result for a W x H frame, for this and later frames. */
+static void
+gst_sam2_seg_result_complete (GstSam2Seg * self, gint W, gint H)
+{
+  self->have_last = TRUE;
+  self->last_width = W;
+  self->last_height = H;
+}
+
 /* Runs the model on `buf` with the explicit and ROI prompts and makes the result the last one. */
 static GstFlowReturn
 gst_sam2_seg_infer (GstSam2Seg * self, GstBuffer * buf, guint max_objects, gboolean multimask,
@@ -645,32 +656,19 @@ gst_sam2_seg_infer (GstSam2Seg * self, GstBuffer * buf, guint max_objects, gbool
   }
   n = self->frame_prompts->len;
 
+  /* the last result is this frame's once it is complete: a failure below leaves none, so a
+   * later frame (after the application recovers with a flushing seek) runs the model again
+   * instead of reusing a half-made result for `interval` frames */
   g_array_set_size (self->last, 0);
-  self->have_last = TRUE;
-  self->last_width = W;
-  self->last_height = H;
+  self->have_last = FALSE;
   if (n == 0) {
     GST_LOG_OBJECT (self, "no prompts: nothing to segment");
+    gst_sam2_seg_result_complete (self, W, H);
     return GST_FLOW_OK;
   }
 
-  /* A session sizes its mask buffers by the first frames it sees; libsam2 does not grow its
-   * box array when a later frame has fewer pixels but more objects, so a session serves one
-   * frame size and a new size gets a new session (a rare event: caps changes). */
-  if (self->session_width != 0 && (self->session_width != W || self->session_height != H)) {
-    GST_DEBUG_OBJECT (self, "frame size %dx%d -> %dx%d: new session", self->session_width,
-        self->session_height, W, H);
-    sam2_session_free (self->session);
-    self->session = sam2_session_new_full (self->model, &self->session_options, &error);
-    if (self->session == NULL) {
-      GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Could not create a SAM2 session: %s",
-              error->message), (NULL));
-      g_clear_error (&error);
-      return GST_FLOW_ERROR;
-    }
-  }
-  self->session_width = W;
-  self->session_height = H;
+  /* one session for every frame size: libsam2 rebuilds its resizer and grows its mask and box
+   * buffers when the size changes (caps changes) */
 
   if (!gst_video_frame_map (&frame, &self->info, buf, GST_MAP_READ)) {
     GST_ELEMENT_ERROR (self, STREAM, FAILED, ("Could not map the video frame for reading."),
@@ -770,6 +768,7 @@ gst_sam2_seg_infer (GstSam2Seg * self, GstBuffer * buf, guint max_objects, gbool
           gst_message_new_latency (GST_OBJECT (self)));
     }
   }
+  gst_sam2_seg_result_complete (self, W, H);
   return GST_FLOW_OK;
 }
 
@@ -829,12 +828,21 @@ gst_sam2_seg_on_quantized (GstElement * calibrator, const gchar * path, GstSam2S
   GError *error = NULL;
   Sam2Model *model;
   Sam2Session *session = NULL;
+  Sam2SessionOptions options;
   gboolean started;
+  guint run;
 
+  /* the run this signal belongs to: a stop and a new start while the file loads (the handler
+   * is disconnected at stop, but one already running goes on) must not hand the new run this
+   * run's model; the options are the run's too, written by start */
+  GST_OBJECT_LOCK (self);
+  run = self->run;
+  options = self->session_options;
+  GST_OBJECT_UNLOCK (self);
   GST_INFO_OBJECT (self, "%s wrote %s: loading it", GST_ELEMENT_NAME (calibrator), path);
   model = sam2_model_load (path, &error);
   if (model != NULL)
-    session = sam2_session_new_full (model, &self->session_options, &error);
+    session = sam2_session_new_full (model, &options, &error);
   if (session == NULL) {
     GST_ELEMENT_WARNING (self, RESOURCE, READ,
         ("Could not switch to the quantized model %s, segmenting on with the current one: %s",
@@ -845,7 +853,7 @@ gst_sam2_seg_on_quantized (GstElement * calibrator, const gchar * path, GstSam2S
     return;
   }
   GST_OBJECT_LOCK (self);
-  started = self->started;
+  started = self->started && self->run == run;
   if (started) {
     clear_next_model_locked (self);
     self->next_model = model;
@@ -883,7 +891,6 @@ gst_sam2_seg_maybe_switch_model (GstSam2Seg * self)
   sam2_model_unref (self->model);
   self->session = session;
   self->model = model;
-  self->session_width = self->session_height = 0;       /* a fresh session: any frame size */
   self->have_last = FALSE;      /* segment this frame with the new model, whatever interval */
   GST_INFO_OBJECT (self, "switched to the quantized model %s", path);
   gst_element_post_message (GST_ELEMENT (self),
@@ -1299,6 +1306,7 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   GstSam2SegBackend backend;
   GstSam2SegPrecision precision;
   GstSam2Prompts *prompts;
+  Sam2SessionOptions options = SAM2_SESSION_OPTIONS_INIT;
   GError *error = NULL;
 
   GST_OBJECT_LOCK (self);
@@ -1310,13 +1318,17 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   precision = self->precision;
   GST_OBJECT_UNLOCK (self);
 
-  /* the library's options: w4a8 and auto run what the file holds (auto precision) */
-  self->session_options.backend = backend == GST_SAM2_SEG_BACKEND_CUDA ? SAM2_BACKEND_CUDA
+  /* the library's options: w4a8 and auto run what the file holds (auto precision); written
+   * under the lock, as the "quantized" handler of a previous run may still read them */
+  options.backend = backend == GST_SAM2_SEG_BACKEND_CUDA ? SAM2_BACKEND_CUDA
       : backend == GST_SAM2_SEG_BACKEND_CPU ? SAM2_BACKEND_CPU : SAM2_BACKEND_AUTO;
-  self->session_options.precision = precision == GST_SAM2_SEG_PRECISION_FP32
+  options.precision = precision == GST_SAM2_SEG_PRECISION_FP32
       ? SAM2_PRECISION_FP32 : precision == GST_SAM2_SEG_PRECISION_FP16
       ? SAM2_PRECISION_FP16 : precision == GST_SAM2_SEG_PRECISION_BF16
       ? SAM2_PRECISION_BF16 : SAM2_PRECISION_AUTO;
+  GST_OBJECT_LOCK (self);
+  self->session_options = options;
+  GST_OBJECT_UNLOCK (self);
   if (!sam2_backend_available (self->session_options.backend, &error)) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
         ("backend=cuda is not available: %s. Use backend=auto or backend=cpu.",
@@ -1416,6 +1428,7 @@ gst_sam2_seg_start (GstBaseTransform * trans)
   self->prompts_changed = TRUE;
   self->started = TRUE;
   self->starting = FALSE;
+  self->run++;
   self->earliest_time = GST_CLOCK_TIME_NONE;
   self->n_times = self->times_pos = 0;
   self->reported_latency = GST_CLOCK_TIME_NONE;
@@ -1431,7 +1444,6 @@ gst_sam2_seg_start (GstBaseTransform * trans)
         G_CALLBACK (gst_sam2_seg_on_quantized), self, 0);
     GST_INFO_OBJECT (self, "switching to the model %s writes", GST_ELEMENT_NAME (calibrator));
   }
-  self->session_width = self->session_height = 0;
   self->next_id = 0;
   self->id_base = 0;
   self->have_last = FALSE;
@@ -1493,20 +1505,47 @@ gst_sam2_seg_stop (GstBaseTransform * trans)
 
 /* ---- GObject ------------------------------------------------------------------------------ */
 
-static gboolean
-gst_sam2_seg_refuse_while_running (GstSam2Seg * self, const gchar * name)
+/* Sets one of the properties read at start (model, backend, precision, calibrator,
+ * calibrator-name), or refuses with a warning while sam2seg starts or runs. The check and the
+ * write under one lock hold: a start in between would run the old value while the new one
+ * read back. */
+static void
+gst_sam2_seg_set_start_property (GstSam2Seg * self, guint prop_id, const GValue * value,
+    GParamSpec * pspec)
 {
-  gboolean started;
+  gboolean running;
 
   GST_OBJECT_LOCK (self);
-  started = self->started || self->starting;
+  running = self->started || self->starting;
+  if (!running) {
+    switch (prop_id) {
+      case PROP_MODEL:
+        g_free (self->model_ref);
+        self->model_ref = g_value_dup_string (value);
+        break;
+      case PROP_BACKEND:
+        self->backend = g_value_get_enum (value);
+        break;
+      case PROP_PRECISION:
+        self->precision = g_value_get_enum (value);
+        break;
+      case PROP_CALIBRATOR:
+        gst_object_replace ((GstObject **) & self->calibrator, g_value_get_object (value));
+        break;
+      case PROP_CALIBRATOR_NAME:
+        g_free (self->calibrator_name);
+        self->calibrator_name = g_value_dup_string (value);
+        break;
+      default:
+        g_assert_not_reached ();
+    }
+  }
   GST_OBJECT_UNLOCK (self);
-  if (started) {
+  if (running) {
     GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
         ("The %s property cannot change while sam2seg runs; set it in the NULL or READY "
-            "state. Keeping the current value.", name), (NULL));
+            "state. Keeping the current value.", pspec->name), (NULL));
   }
-  return started;
 }
 
 static void
@@ -1517,26 +1556,9 @@ gst_sam2_seg_set_property (GObject * object, guint prop_id, const GValue * value
 
   switch (prop_id) {
     case PROP_MODEL:
-      if (gst_sam2_seg_refuse_while_running (self, "model"))
-        break;
-      GST_OBJECT_LOCK (self);
-      g_free (self->model_ref);
-      self->model_ref = g_value_dup_string (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
     case PROP_BACKEND:
-      if (gst_sam2_seg_refuse_while_running (self, "backend"))
-        break;
-      GST_OBJECT_LOCK (self);
-      self->backend = g_value_get_enum (value);
-      GST_OBJECT_UNLOCK (self);
-      break;
     case PROP_PRECISION:
-      if (gst_sam2_seg_refuse_while_running (self, "precision"))
-        break;
-      GST_OBJECT_LOCK (self);
-      self->precision = g_value_get_enum (value);
-      GST_OBJECT_UNLOCK (self);
+      gst_sam2_seg_set_start_property (self, prop_id, value, pspec);
       break;
     case PROP_POINTS:
       gst_sam2_seg_update_prompts (self, PROMPTS_POINTS, g_value_get_string (value), NULL,
@@ -1570,19 +1592,8 @@ gst_sam2_seg_set_property (GObject * object, guint prop_id, const GValue * value
       GST_OBJECT_UNLOCK (self);
       break;
     case PROP_CALIBRATOR:
-      if (gst_sam2_seg_refuse_while_running (self, "calibrator"))
-        break;
-      GST_OBJECT_LOCK (self);
-      gst_object_replace ((GstObject **) & self->calibrator, g_value_get_object (value));
-      GST_OBJECT_UNLOCK (self);
-      break;
     case PROP_CALIBRATOR_NAME:
-      if (gst_sam2_seg_refuse_while_running (self, "calibrator-name"))
-        break;
-      GST_OBJECT_LOCK (self);
-      g_free (self->calibrator_name);
-      self->calibrator_name = g_value_dup_string (value);
-      GST_OBJECT_UNLOCK (self);
+      gst_sam2_seg_set_start_property (self, prop_id, value, pspec);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);

@@ -1233,6 +1233,33 @@ GST_START_TEST (test_prompts_before_first_caps)
 
 GST_END_TEST;
 
+/* A malformed set-prompts string before the element starts: FALSE, and a warning on the bus
+ * says why, as at run time. */
+GST_START_TEST (test_set_prompts_malformed_before_start)
+{
+  GstElement *seg = make_seg ("points", DEMO_POINTS, NULL);
+  GstBus *bus = gst_bus_new ();
+  GstMessage *msg;
+  GError *error = NULL;
+  gboolean ok = TRUE;
+
+  gst_element_set_bus (seg, bus);
+  g_signal_emit_by_name (seg, "set-prompts", "100,30 4x,5", NULL, &ok);
+  fail_if (ok);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
+  fail_unless (msg != NULL, "no warning for a malformed set-prompts before start");
+  gst_message_parse_warning (msg, &error, NULL);
+  fail_unless (strstr (error->message, "set-prompts") != NULL, "%s", error->message);
+  check_prompt_props (seg, DEMO_POINTS, "");
+  g_error_free (error);
+  gst_message_unref (msg);
+  gst_element_set_bus (seg, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (seg);
+}
+
+GST_END_TEST;
+
 /* Waits until `seg` is on its way from READY to PAUSED (start() runs there), then gives it new
  * prompts and another model, as an application thread may while the model loads. */
 static gpointer
@@ -1369,6 +1396,7 @@ sam2seg_suite (void)
   tcase_add_test (tc, test_other_sizes_and_caps_change);
   tcase_add_test (tc, test_caps_change_scales_prompts);
   tcase_add_test (tc, test_prompts_before_first_caps);
+  tcase_add_test (tc, test_set_prompts_malformed_before_start);
   tcase_add_test (tc, test_settings_while_starting);
   tcase_add_test (tc, test_prompt_writes_race_size_changes);
   return s;
