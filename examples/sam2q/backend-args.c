@@ -6,8 +6,13 @@ sam2q_backend_args_resolve (const Sam2qBackendArgs *args, Sam2SessionOptions *op
                             GError **error)
 {
   *options = (Sam2SessionOptions) SAM2_SESSION_OPTIONS_INIT;
-  if (!sam2_session_options_parse (options, args->backend, args->precision, error))
+  GError *local = NULL;
+  if (!sam2_session_options_parse (options, args->backend, args->precision, &local)) {
+    /* a misspelt name is a usage error (exit 2), as GOption's own errors are */
+    g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, local->message);
+    g_error_free (local);
     return FALSE;
+  }
   /* fail before loading a large model when the backend or precision asked for cannot run */
   if (!sam2_backend_available (options->backend, error))
     return FALSE;

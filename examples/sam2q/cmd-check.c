@@ -20,6 +20,22 @@ load_model (const char *hash_config, const char *reference, GError **error)
   return sam2_model_new_hashed (&config, error);
 }
 
+/* A directory given as a reference reached mmap, whose "No such device" said nothing of the
+ * mistake; found before the model loads. */
+static gboolean
+references_are_files (const char *const *references, GError **error)
+{
+  for (; *references != NULL; references++)
+    if (g_file_test (*references, G_FILE_TEST_IS_DIR)) {
+      char *display = g_filename_display_name (*references);
+      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_ISDIR,
+                   "%s is a directory; give the reference .safetensors file", display);
+      g_free (display);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 int
 sam2q_cmd_check (int argc, char **argv)
 {
@@ -57,11 +73,13 @@ sam2q_cmd_check (int argc, char **argv)
     goto fail;
   if (!sam2q_backend_args_resolve (&bargs, &sopts, &error))
     goto fail;
+  const char *const *references = (const char *const *) argv + (hash_config ? 1 : 2);
+  if (!references_are_files (references, &error))
+    goto fail;
   model = load_model (hash_config, hash_config != NULL ? NULL : argv[1], &error);
   if (model == NULL)
     goto fail;
-  report = sam2_check_reference_full (model, (const char *const *) argv + (hash_config ? 1 : 2),
-                                      &sopts, &error);
+  report = sam2_check_reference_full (model, references, &sopts, &error);
   if (report == NULL)
     goto fail;
 
@@ -76,11 +94,13 @@ sam2q_cmd_check (int argc, char **argv)
   }
   g_print ("%d cases, %u outputs compared, %d failed: %s\n", report->n_cases,
            report->entries->len, report->n_failed, report->n_failed == 0 ? "PASS" : "FAIL");
+  if (!sam2q_stdout_flush ("the report", &error))
+    goto fail;
   rc = report->n_failed == 0 ? 0 : 1;
   goto out;
 
 fail_usage:
-  rc = 2;
+  rc = SAM2Q_EXIT_USAGE;
   sam2q_fail ("check", error);
   goto out;
 fail:

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "eval-dataset.h"
 #include "eval.h"
+#include "hub.h"
 #include "model.h"
 #include "qmodel.h"
 
@@ -273,6 +274,57 @@ options_fit_source (const Source *src, const char *coco_root, const char *sa1b_r
   return FALSE;
 }
 
+/* eval needs ground truth: images and video, which quantize reads, have none. Checked before
+ * the usage as a whole, whose text did not say which kind was wrong. */
+static gboolean
+dataset_kind_ok (const char *kind, GError **error)
+{
+  static const char *const kinds[] = { "coco", "sa1b", "random", NULL };
+  if (kind == NULL || g_strv_contains (kinds, kind))
+    return TRUE;
+  if (g_strv_contains (sam2q_dataset_kinds (), kind))
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "--dataset %s has no ground truth to evaluate against; eval takes coco, sa1b or "
+                 "random", kind);
+  else
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                 "unknown --dataset '%s'; eval takes coco, sa1b or random", kind);
+  return FALSE;
+}
+
+/* Whether `reference` names a model on this machine, found as sam2_model_load finds it but
+ * without reading its weights: a typo in the second MODEL or in --reference-model then fails at
+ * once, not after the first model's whole evaluation. */
+static gboolean
+model_found (const char *reference, GError **error)
+{
+  if (sam2_qmodel_file_check (reference))
+    return TRUE;
+  Sam2ModelFiles *files = sam2_hub_resolve (reference, NULL);
+  if (files != NULL) {
+    sam2_model_files_free (files);
+    return TRUE;
+  }
+  /* the loader's own message (where it looked, how to fetch the files): it stops at the same
+   * place, before any weights */
+  Sam2Model *model = sam2_model_load (reference, error);
+  sam2_model_unref (model);
+  return model != NULL;
+}
+
+static gboolean
+models_found (char **models, int n, const char *reference, GError **error)
+{
+  for (int i = 0; i < n; i++)
+    if (!model_found (models[i], error))
+      return FALSE;
+  if (reference != NULL && !model_found (reference, error)) {
+    g_prefix_error (error, "reference model: ");
+    return FALSE;
+  }
+  return TRUE;
+}
+
 int
 sam2q_cmd_eval (int argc, char **argv)
 {
@@ -308,7 +360,8 @@ sam2q_cmd_eval (int argc, char **argv)
   int rc = 1, n_rows = 0;
   Row *rows = NULL, ref = { 0 };
 
-  gboolean parsed = g_option_context_parse (ctx, &argc, &argv, &error);
+  gboolean parsed = g_option_context_parse (ctx, &argc, &argv, &error)
+                    && dataset_kind_ok (src.dataset, &error);
   if (parsed && src.dataset != NULL)
     src.root = g_strdup (g_strcmp0 (src.dataset, "coco") == 0   ? coco_root
                          : g_strcmp0 (src.dataset, "sa1b") == 0 ? sa1b_root
@@ -319,7 +372,7 @@ sam2q_cmd_eval (int argc, char **argv)
       g_set_error_literal (&error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
                            "expected one or more MODELs and either --eval-set FILE or --dataset "
                            "coco --coco-root DIR (or sa1b --sa1b-root DIR, or random)");
-    rc = 2;
+    rc = SAM2Q_EXIT_USAGE;
     sam2q_fail ("eval", error);
     goto out;
   }
@@ -341,8 +394,10 @@ sam2q_cmd_eval (int argc, char **argv)
                  g_file_test (src.eval_set, G_FILE_TEST_EXISTS) ? "not a file" : "no such file");
     goto fail;
   }
+  if (!models_found (argv + 1, argc - 1, reference, &error))
+    goto fail;
+  rows = g_new0 (Row, argc - 1);
   n_rows = argc - 1;
-  rows = g_new0 (Row, n_rows);
   for (int i = 0; i < n_rows; i++) {
     rows[i].name = argv[i + 1];
     /* loading errors name the file already */
@@ -376,6 +431,8 @@ sam2q_cmd_eval (int argc, char **argv)
       goto fail;
   } else {
     print_table (rows, n_rows, refp, &src);
+    if (!sam2q_stdout_flush ("the table", &error))
+      goto fail;
   }
   rc = 0;
   goto out;

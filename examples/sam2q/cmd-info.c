@@ -12,9 +12,9 @@ sam2q_cmd_info (int argc, char **argv)
       g_set_error_literal (&error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
                            "expected exactly one MODEL (see sam2q info --help)");
     g_option_context_free (ctx);
-    int rc = sam2q_fail ("info", error);
+    sam2q_fail ("info", error);
     g_error_free (error);
-    return rc == 1 ? 2 : rc;
+    return SAM2Q_EXIT_USAGE;
   }
   g_option_context_free (ctx);
   Sam2Model *model = sam2_model_load (argv[1], &error);
@@ -34,5 +34,10 @@ sam2q_cmd_info (int argc, char **argv)
     g_print ("backend (auto): cpu (cuda: %s)\n", cuda_error->message);
   g_clear_error (&cuda_error);
   sam2_model_unref (model);
+  if (!sam2q_stdout_flush ("the summary", &error)) {
+    int rc = sam2q_fail ("info", error);
+    g_error_free (error);
+    return rc;
+  }
   return 0;
 }

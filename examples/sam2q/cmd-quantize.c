@@ -96,13 +96,44 @@ calibrate (Sam2Calibrator *c, const Source *src, Progress *p, GError **error)
     if (ok) {
       n++;
       progress_line (p, "calibrating", n, MAX (total, n), s.name, NAN);
+    } else {
+      g_prefix_error (error, "%s dataset, sample %d (%s): ", src->kind, s.index, s.name);
     }
   }
   if (ok && error != NULL && *error != NULL)
     ok = FALSE;
+  /* the library would say only that it has no calibration frames */
+  if (ok && n == 0) {
+    char *display = src->path != NULL ? g_filename_display_name (src->path) : NULL;
+    g_set_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_NOT_FOUND,
+                 "the %s dataset%s%s contained no pictures to calibrate on", src->kind,
+                 display != NULL ? " at " : "", display != NULL ? display : "");
+    g_free (display);
+    ok = FALSE;
+  }
   sam2q_sample_clear (&s);
   sam2q_dataset_free (ds);
   return ok;
+}
+
+/* DIR/<model>-<recipe>.safetensors, known before the model loads: a directory (or a device)
+ * already there under that name is refused before calibrating, not after. */
+static char *
+output_path (const char *dir, const char *model_ref, const Sam2Recipe *recipe, GError **error)
+{
+  char *file = sam2_quantized_file_name (model_ref, recipe);
+  char *path = g_build_filename (dir, file, NULL);
+  g_free (file);
+  if (!g_file_test (path, G_FILE_TEST_EXISTS) || g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    return path;
+  char *display = g_filename_display_name (path);
+  g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_EXIST,
+               "%s is %s, where the model would be written; move it away or choose another "
+               "--output-dir", display,
+               g_file_test (path, G_FILE_TEST_IS_DIR) ? "a directory" : "not a regular file");
+  g_free (display);
+  g_free (path);
+  return NULL;
 }
 
 static void
@@ -196,7 +227,7 @@ sam2q_cmd_quantize (int argc, char **argv)
       g_set_error_literal (&error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
                            "--model is required and there are no positional arguments (see sam2q "
                            "quantize --help)");
-    rc = 2;
+    rc = SAM2Q_EXIT_USAGE;
     sam2q_fail ("quantize", error);
     goto out;
   }
@@ -290,7 +321,8 @@ sam2q_cmd_quantize (int argc, char **argv)
   src.opts.seed = recipe->calib.seed;
   src.opts.frame_stride = frame_stride != SAM2Q_UNSET ? frame_stride : 1;
   const char *dir = out_dir ? out_dir : ".";
-  if (!no_save && !sam2_check_output_dir (dir, "output", "choose another --output-dir", &error))
+  if (!no_save && (!sam2_check_output_dir (dir, "output", "choose another --output-dir", &error)
+                   || (path = output_path (dir, model_ref, recipe, &error)) == NULL))
     goto fail;
   if (!sam2q_set_threads (threads, &error))
     goto fail;
@@ -324,14 +356,11 @@ sam2q_cmd_quantize (int argc, char **argv)
   }
   if ((q = sam2_calibrator_quantize (c, on_quant_progress, &progress, &error)) == NULL)
     goto fail;
-  if (!no_save) {
-    char *file = sam2_quantized_file_name (model_ref, recipe);
-    path = g_build_filename (dir, file, NULL);
-    g_free (file);
-    if (!sam2_model_save (q, path, &error))
-      goto fail;
-  }
+  if (path != NULL && !sam2_model_save (q, path, &error))
+    goto fail;
   print_summary (c, fp, q, path, (g_get_monotonic_time () - progress.start) / 1e6);
+  if (!sam2q_stdout_flush ("the summary", &error))
+    goto fail;
   rc = 0;
   goto out;
 fail:

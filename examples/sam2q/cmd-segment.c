@@ -131,6 +131,40 @@ on_next (const char *name, const char *value, gpointer data, GError **error)
   return TRUE;
 }
 
+/* NaN compares false with every logit and infinity is above them all: either gave empty masks
+ * and exit 0. */
+static gboolean
+threshold_ok (double threshold, GError **error)
+{
+  if (isfinite (threshold))
+    return TRUE;
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               "--threshold %g: give a finite number (a mask logit; 0 by default)", threshold);
+  return FALSE;
+}
+
+/* -n at the end or twice in a row leaves an object with nothing to segment; found with the
+ * other usage errors, not after the model has encoded the image. */
+static gboolean
+every_object_prompted (const PromptParser *pp, GError **error)
+{
+  if (pp->objects->len == 0) {
+    g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                         "no prompt given: add at least one --point or --box");
+    return FALSE;
+  }
+  for (guint i = 0; i < pp->objects->len; i++) {
+    const ObjectPrompt *o = pp->objects->pdata[i];
+    if (o->points->len == 0 && !o->has_box) {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "object %u has no --point or --box: --next-object (-n) goes between two "
+                   "objects' prompts, not at the end or twice in a row", i);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 static char *
 image_stem (const char *path)
 {
@@ -286,8 +320,22 @@ staged_free (StagedOutputs *s)
   g_ptr_array_unref (s->finals);
 }
 
+/* The masks per object of a --multimask result (Sam2Result.n_masks), known before it runs. */
+#define MULTIMASK_CANDIDATES 3
+
+/* DIR/STEM-objN[-maskK].png: the file of mask `i` in the result's order. */
+static char *
+mask_path (const char *dir, const char *stem, int n_masks, int i)
+{
+  char *name = n_masks > 1 ? g_strdup_printf ("%s-obj%d-mask%d.png", stem, i / n_masks, i % n_masks)
+                           : g_strdup_printf ("%s-obj%d.png", stem, i);
+  char *path = g_build_filename (dir, name, NULL);
+  g_free (name);
+  return path;
+}
+
 /* Every mask (all candidates with --multimask) as a 0/255 PNG, staged under its final name
- * DIR/STEM-objN[-maskK].png; the masks are the first entries of `s`, in the result's order. */
+ * (mask_path); the masks are the first entries of `s`, in the result's order. */
 static gboolean
 stage_masks (const Sam2Result *r, const char *dir, const char *stem, StagedOutputs *s,
              GError **error)
@@ -300,11 +348,7 @@ stage_masks (const Sam2Result *r, const char *dir, const char *stem, StagedOutpu
     const guint8 *mask = r->masks + (size_t) i * plane;
     for (size_t p = 0; p < plane; p++)
       grey[p] = mask[p] ? 255 : 0;
-    char *name = r->n_masks > 1
-                     ? g_strdup_printf ("%s-obj%d-mask%d.png", stem, i / r->n_masks, i % r->n_masks)
-                     : g_strdup_printf ("%s-obj%d.png", stem, i);
-    char *path = g_build_filename (dir, name, NULL);
-    g_free (name);
+    char *path = mask_path (dir, stem, r->n_masks, i);
     char *temp = sam2q_png_write_temp (path, grey, r->width, r->height, r->width, 1, error);
     ok = temp != NULL;
     if (ok)
@@ -340,6 +384,77 @@ check_file_destination (const char *option, const char *path, const char *out_di
     ok = sam2_check_output_dir (dir, option, hint, error);
   g_free (hint);
   g_free (dir);
+  return ok;
+}
+
+/* A file the run writes: `option` names it on the command line (NULL for a mask). */
+typedef struct {
+  const char *option;
+  char *what;
+  char *path;
+} Output;
+
+static void
+output_clear (gpointer p)
+{
+  Output *o = p;
+  g_free (o->what);
+  g_free (o->path);
+}
+
+/* Two outputs with one path: the later rename replaced the earlier file and the run still
+ * exited 0 (a --json named like a mask left JSON in the mask's place). Compared in absolute form
+ * before the model runs. Masks differ from one another, so the later of two is an option. */
+static gboolean
+outputs_distinct (const GArray *outputs, GError **error)
+{
+  GHashTable *seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  gboolean ok = TRUE;
+  for (guint i = 0; ok && i < outputs->len; i++) {
+    const Output *o = &g_array_index (outputs, Output, i);
+    char *abs = g_canonicalize_filename (o->path, NULL);
+    const Output *earlier = g_hash_table_lookup (seen, abs);
+    if (earlier != NULL) {
+      char *display = g_filename_display_name (o->path);
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "%s %s is also %s, which it would replace; choose another %s", o->option,
+                   display, earlier->what, o->option);
+      g_free (display);
+      ok = FALSE;
+    }
+    g_hash_table_insert (seen, abs, (gpointer) o);
+  }
+  g_hash_table_unref (seen);
+  return ok;
+}
+
+static void
+add_output (GArray *outputs, const char *option, char *what, char *path)
+{
+  const Output o = { option, what, path };
+  g_array_append_val (outputs, o);
+}
+
+/* Every file the run will write (masks, --overlay, --json), checked by outputs_distinct. */
+static gboolean
+check_outputs_distinct (const char *dir, const char *stem, int n_objects, gboolean multimask,
+                        const char *overlay_path, const char *json_path, GError **error)
+{
+  GArray *outputs = g_array_new (FALSE, FALSE, sizeof (Output));
+  g_array_set_clear_func (outputs, output_clear);
+  const int n_masks = multimask ? MULTIMASK_CANDIDATES : 1;
+  for (int i = 0; i < n_objects * n_masks; i++)
+    add_output (outputs, NULL,
+                n_masks > 1 ? g_strdup_printf ("the file of object %d's mask %d", i / n_masks,
+                                               i % n_masks)
+                            : g_strdup_printf ("the file of object %d's mask", i),
+                mask_path (dir, stem, n_masks, i));
+  if (overlay_path != NULL)
+    add_output (outputs, "--overlay", g_strdup ("the --overlay image"), g_strdup (overlay_path));
+  if (json_path != NULL)
+    add_output (outputs, "--json", g_strdup ("the --json file"), g_strdup (json_path));
+  const gboolean ok = outputs_distinct (outputs, error);
+  g_array_unref (outputs);
   return ok;
 }
 
@@ -442,12 +557,12 @@ sam2q_cmd_segment (int argc, char **argv)
   staged_init (&staged);
   char *stem = NULL, *created = NULL;
 
-  if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc != 3 || pp.objects->len == 0) {
+  if (!g_option_context_parse (ctx, &argc, &argv, &error) || argc != 3
+      || !every_object_prompted (&pp, &error) || !threshold_ok (threshold, &error)) {
     if (error == NULL)
       g_set_error_literal (&error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
-                           argc != 3 ? "expected MODEL and IMAGE (see sam2q segment --help)"
-                                     : "no prompt given: add at least one --point or --box");
-    rc = 2;
+                           "expected MODEL and IMAGE (see sam2q segment --help)");
+    rc = SAM2Q_EXIT_USAGE;
     sam2q_fail ("segment", error);
     goto out;
   }
@@ -455,11 +570,15 @@ sam2q_cmd_segment (int argc, char **argv)
     goto fail;
   if (!sam2q_backend_args_resolve (&bargs, &sopts, &error))
     goto fail;
-  if ((out_dir != NULL && !sam2_check_output_dir (out_dir, "output", "choose another --output-dir",
-                                                  &error))
+  /* the current directory too, where the masks go by default */
+  stem = image_stem (argv[2]);
+  if (!sam2_check_output_dir (out_dir ? out_dir : ".", "output", "choose another --output-dir",
+                              &error)
       || (json_path != NULL && !check_file_destination ("json", json_path, out_dir, &error))
       || (overlay_path != NULL
-          && !check_file_destination ("overlay", overlay_path, out_dir, &error)))
+          && !check_file_destination ("overlay", overlay_path, out_dir, &error))
+      || !check_outputs_distinct (out_dir ? out_dir : ".", stem, (int) pp.objects->len, multimask,
+                                  overlay_path, json_path, &error))
     goto fail;
   if ((image = sam2q_image_load (argv[2], &error)) == NULL)
     goto fail;
@@ -490,7 +609,6 @@ sam2q_cmd_segment (int argc, char **argv)
   if (r == NULL)
     goto fail;
 
-  stem = image_stem (argv[2]);
   if (out_dir != NULL && !sam2_output_dir_create (out_dir, &created, &error))
     goto fail;
   if (!stage_masks (r, out_dir ? out_dir : ".", stem, &staged, &error))

@@ -10,8 +10,18 @@ int sam2q_cmd_quantize (int argc, char **argv);
 int sam2q_cmd_eval (int argc, char **argv);
 int sam2q_cmd_segment (int argc, char **argv);
 
-/* Prints "sam2q <cmd>: <message>" to stderr and returns the exit status for failures. */
+/* The exit status of a usage error: an unknown option, a missing argument, a value out of its
+ * range or one that does not apply (1 is a run that failed). */
+#define SAM2Q_EXIT_USAGE 2
+
+/* Prints "sam2q <cmd>: <message>" to stderr and returns the exit status: SAM2Q_EXIT_USAGE for a
+ * G_OPTION_ERROR, else 1. */
 int sam2q_fail (const char *cmd, const GError *error);
+
+/* Flushes standard output; FALSE with a G_FILE_ERROR naming `what` ("the table") when anything
+ * printed there could not be written (a full disk, a closed pipe): a command that printed its
+ * results must not then exit 0. */
+gboolean sam2q_stdout_flush (const char *what, GError **error);
 
 /* Writes `text` and a newline to standard output as bytes and flushes: g_print would convert
  * to the locale's character set. FALSE with a G_FILE_ERROR when the output cannot be written. */

@@ -898,7 +898,7 @@ static gboolean
 sa1b_annotations (const char *json_file, JsonArray *anns, int width, int height,
                   Sam2qSample *sample, GError **error)
 {
-  const guint n = anns != NULL ? json_array_get_length (anns) : 0;
+  const guint n = json_array_get_length (anns);
   sample->annotations = g_new0 (Sam2qAnnotation, MAX (n, 1));
   guint8 *scratch = NULL;
   gboolean ok = TRUE;
@@ -964,6 +964,14 @@ sa1b_sample (Sam2qDataset *ds, const char *json_file, JsonObject *root, Sam2qSam
       width > G_MAXINT || height > G_MAXINT || height > G_MAXUINT32 / width)
     return sa1b_format_error (error, json_file, "expected \"image\": {\"width\": W, "
                               "\"height\": H, \"file_name\": ...} with a positive size");
+  /* every SA-1B file has the list, empty or not: without it (or with an object there) a wrong
+   * file was read as a picture with no objects */
+  JsonArray *anns = member_array (root, "annotations");
+  if (anns == NULL)
+    return sa1b_format_error (error, json_file, "\"annotations\" %s; expected \"annotations\": "
+                              "[{\"segmentation\": ..., \"bbox\": ...}, ...]",
+                              member (root, "annotations") != NULL ? "is not a list"
+                                                                    : "is missing");
   char *file = sa1b_picture_path (json_file, info);
   sample->image_id = node_integer (member (info, "image_id"), &image_id) ? image_id : ds->index;
   sample->name = g_path_get_basename (file);
@@ -972,8 +980,7 @@ sa1b_sample (Sam2qDataset *ds, const char *json_file, JsonObject *root, Sam2qSam
   gboolean ok = sample->image != NULL &&
                 check_picture_size (sample->image, (double) width, (double) height, file,
                                     json_display, error) &&
-                sa1b_annotations (json_file, member_array (root, "annotations"), (int) width,
-                                  (int) height, sample, error);
+                sa1b_annotations (json_file, anns, (int) width, (int) height, sample, error);
   g_free (json_display);
   g_free (file);
   return ok;

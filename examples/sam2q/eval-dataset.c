@@ -45,6 +45,9 @@ sam2q_eval_dataset (Sam2Model *model, const char *kind, const char *root, int li
     gint64 t0 = g_get_monotonic_time ();
     ok = sam2_session_set_image (s, im->pixels, im->width, im->height, im->stride,
                                  SAM2_PIXEL_FORMAT_RGB, error);
+    /* a picture the library refuses (too large, say): name it, as a wrong prompt is named */
+    if (!ok)
+      g_prefix_error (error, "%s dataset, sample %d (%s): ", kind, sample.index, sample.name);
     t_enc += g_get_monotonic_time () - t0;
     n_images++;
     const size_t plane = (size_t) im->width * im->height;

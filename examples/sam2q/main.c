@@ -27,7 +27,9 @@ int
 sam2q_fail (const char *cmd, const GError *error)
 {
   g_printerr ("sam2q %s: %s\n", cmd, error != NULL ? error->message : "failed");
-  return 1;
+  /* an option's wrong value is the caller's to fix, like a parse error: scripts tell the two
+   * apart from a run that failed */
+  return error != NULL && error->domain == G_OPTION_ERROR ? SAM2Q_EXIT_USAGE : 1;
 }
 
 gboolean
@@ -57,7 +59,9 @@ usage (FILE *out)
     fprintf (out, "  %-9s %s\n", commands[i].name, commands[i].summary);
   fprintf (out, "\nMODEL is a directory with config.json and model.safetensors, a HuggingFace id\n"
                 "(facebook/sam2.1-hiera-tiny) in the HF cache, or tiny, small, base, large.\n"
-                "'sam2q COMMAND --help' describes each command.\n");
+                "'sam2q COMMAND --help' describes each command.\n\n"
+                "exit status: 0 success, 1 a failure (check: an output out of its bound), 2 a\n"
+                "usage error (an unknown option, a missing argument, a value out of range).\n");
 }
 
 /* OpenMP threads that spin while they wait for work steal the cores that the rest of the
@@ -75,14 +79,25 @@ prefer_passive_openmp_threads (char **argv)
 }
 
 gboolean
-sam2q_print_json (const char *text, GError **error)
+sam2q_stdout_flush (const char *what, GError **error)
 {
-  if (fputs (text, stdout) >= 0 && fputc ('\n', stdout) != EOF && fflush (stdout) == 0)
+  /* g_print flushes at every call and drops the error; ferror keeps that one failed */
+  errno = 0;
+  if (fflush (stdout) == 0 && !ferror (stdout))
     return TRUE;
   const int err = errno;
-  g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
-               "cannot write the JSON to standard output: %s", g_strerror (err));
+  g_set_error (error, G_FILE_ERROR, err != 0 ? g_file_error_from_errno (err) : G_FILE_ERROR_IO,
+               "cannot write %s to standard output: %s", what,
+               err != 0 ? g_strerror (err) : "a write failed");
   return FALSE;
+}
+
+gboolean
+sam2q_print_json (const char *text, GError **error)
+{
+  fputs (text, stdout);
+  fputc ('\n', stdout);
+  return sam2q_stdout_flush ("the JSON", error);
 }
 
 int
@@ -100,7 +115,7 @@ main (int argc, char **argv)
   setlocale (LC_NUMERIC, "C");
   if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0) {
     usage (argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+    return argc < 2 ? SAM2Q_EXIT_USAGE : 0;
   }
   for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
     if (strcmp (argv[1], commands[i].name) == 0) {
@@ -112,5 +127,5 @@ main (int argc, char **argv)
     }
   fprintf (stderr, "sam2q: unknown command '%s'\n\n", argv[1]);
   usage (stderr);
-  return 2;
+  return SAM2Q_EXIT_USAGE;
 }

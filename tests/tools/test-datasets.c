@@ -605,6 +605,26 @@ test_sa1b (Fixture *f, gconstpointer data)
   g_clear_error (&error);
   sam2q_dataset_free (ds);
 
+  /* "annotations" missing, or not a list: an error naming the file and the member (it was read
+   * as a picture without objects); sa_3.jpg is there again, so only the member is wrong */
+  g_free (write_sa1b_pair (f, 3, FALSE));
+  const struct { const char *json, *message; } bad_annotations[] = {
+    { "{\"image\": {\"width\": 80, \"height\": 60}, \"annotations\": {}}",
+      "sa_3.json: \"annotations\" is not a list" },
+    { "{\"image\": {\"width\": 80, \"height\": 60}}", "sa_3.json: \"annotations\" is missing" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (bad_annotations); i++) {
+    write_text (json3, bad_annotations[i].json);
+    ds = open_ok ("sa1b", dir, NULL);
+    next_ok (ds, &sample);
+    next_ok (ds, &sample);
+    g_assert_false (sam2q_dataset_next (ds, &sample, &error));
+    g_assert_error (error, SAM2Q_DATASET_ERROR, SAM2Q_DATASET_ERROR_FORMAT);
+    assert_message_has (error, bad_annotations[i].message);
+    g_clear_error (&error);
+    sam2q_dataset_free (ds);
+  }
+
   char *empty = fixture_path (f, "empty", NULL);
   g_mkdir_with_parents (empty, 0755);
   expect_open_error ("sa1b", empty, NULL, SAM2Q_DATASET_ERROR_NOT_FOUND, "no SA-1B annotation");

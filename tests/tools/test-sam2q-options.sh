@@ -3,24 +3,35 @@
 # the option and the range (they used to be taken as "not given" or passed on: -n 0 calibrated on
 # the recipe's 128 frames, -t 100000 asked OpenMP for 100000 threads), and so is a missing
 # evaluation set (it was blamed on the first model, after loading it). The options are checked
-# before any model is read, so the model here does not exist. TAP output.
+# before any model is read, so the model here does not exist. Usage errors exit 2, failed runs 1.
+# The cases at the end run the sam2-shapes demo model when the fixtures are there. TAP output.
 set -u
 sam2q=$1
 n=0
 failed=0
 
-expect () {   # expect MESSAGE ARGS...: sam2q ARGS fails with MESSAGE in its output
-  message=$1
-  shift
+expect_exit () {   # expect_exit RC MESSAGE ARGS...: sam2q ARGS exits RC (any: not 0) with MESSAGE
+  want=$1
+  message=$2
+  shift 2
   n=$((n + 1))
   out=$("$sam2q" "$@" 2>&1)
   rc=$?
-  if [ $rc -ne 0 ] && printf '%s\n' "$out" | grep -qF -- "$message"; then
+  if [ $rc -ne 0 ] && { [ "$want" = any ] || [ $rc -eq "$want" ]; } \
+     && printf '%s\n' "$out" | grep -qF -- "$message"; then
     echo "ok $n - sam2q $*"
   else
-    echo "not ok $n - sam2q $*: exit $rc, output: $out"
+    echo "not ok $n - sam2q $*: exit $rc (expected $want), output: $out"
     failed=1
   fi
+}
+
+expect () {   # expect MESSAGE ARGS...: sam2q ARGS fails with MESSAGE in its output
+  expect_exit any "$@"
+}
+
+expect_usage () {   # expect_usage MESSAGE ARGS...: a usage error, exit 2
+  expect_exit 2 "$@"
 }
 
 expect_absent () {   # expect_absent PATH WHAT: PATH must not exist
@@ -95,6 +106,81 @@ expect "the directory $tmp/none does not exist" segment $m /x.png -p 1,1 -o "$tm
   --json "$tmp/none/x.json"
 expect "--overlay $tmp is a directory" segment $m /x.png -p 1,1 --overlay "$tmp"
 expect_absent "$tmp/masks" "a failed segment leaves no output directory"
+
+# every usage error exits 2, a value out of range or one that does not apply too (they exited 1,
+# as a run that failed does)
+expect_usage "--num-calib-samples 0: give a number from 1" quantize -m $m -n 0
+expect_usage "--batch-size 0: give a number from 1 to 32" quantize -m $m -b 0
+expect_usage "--threads 0: give a number from 1 to 1024" segment -t 0 -p 1,1 $m /x.png
+expect_usage "--num-samples 0: give a number from 1" eval --eval-set /x.safetensors -n 0 $m
+expect_usage "--coco-root does not apply to --dataset random" eval --dataset random \
+  --coco-root /x $m
+expect_usage "--sa1b-root is read only with --dataset sa1b" quantize -m $m --sa1b-root /x
+expect_usage "unknown backend 'gpu'" segment --backend gpu -p 1,1 $m /x.png
+expect_exit 1 "/nonexistent-model" quantize -m $m -n 4 -t 2
+n=$((n + 1))
+"$sam2q" >/dev/null 2>&1
+rc=$?
+if [ $rc -eq 2 ] && "$sam2q" --help | grep -q "2 a"; then
+  echo "ok $n - sam2q without a command exits 2; --help documents the exit status"
+else
+  echo "not ok $n - sam2q without a command: exit $rc; --help: $("$sam2q" --help 2>&1)"
+  failed=1
+fi
+
+# segment: two outputs with one path are refused before the model runs (the later rename
+# replaced the earlier file: JSON in a mask's place, an overlay lost), naming both
+expect_usage "--json $tmp/o/x-obj0.png is also the file of object 0's mask" \
+  segment $m /x.png -p 1,1 -o "$tmp/o" --json "$tmp/o/x-obj0.png"
+expect_usage "--json $tmp/./x.png is also the --overlay image" \
+  segment $m /x.png -p 1,1 -o "$tmp/o" --overlay "$tmp/x.png" --json "$tmp/./x.png"
+expect_usage "--overlay x-obj1-mask2.png is also the file of object 1's mask 2" \
+  segment $m /x.png -p 1,1 -n -b 0,0,2,2 -m --overlay x-obj1-mask2.png
+# ... an object without a prompt (a trailing or doubled -n) and a threshold that is not a
+# number are usage errors, found before the model loads (the first after encoding the image,
+# offering "a mask"; nan and inf gave empty masks and exit 0)
+expect_usage "object 1 has no --point or --box: --next-object (-n) goes between" \
+  segment $m /x.png -p 1,1 -n
+expect_usage "object 1 has no --point or --box" segment $m /x.png -p 1,1 -n -n -p 2,2
+expect_usage "--threshold nan: give a finite number" segment $m /x.png -p 1,1 --threshold nan
+expect_usage "--threshold inf: give a finite number" segment $m /x.png -p 1,1 --threshold inf
+# ... and the current directory, where the masks go without -o, is checked as -o is (here it
+# has been deleted under the process)
+mkdir "$tmp/cwd"
+n=$((n + 1))
+abs=$(cd "$(dirname "$sam2q")" && pwd)/$(basename "$sam2q")    # meson passes a relative path
+out=$(cd "$tmp/cwd" && rmdir "$tmp/cwd" && "$abs" segment $m /x.png -p 1,1 2>&1)
+if printf '%s\n' "$out" | grep -qF "cannot write to the output directory ."; then
+  echo "ok $n - segment checks the current directory before the model runs"
+else
+  echo "not ok $n - segment into a deleted current directory: $out"
+  failed=1
+fi
+
+# quantize: a directory where the model file would go is found before the model loads (it was
+# found after calibrating)
+mkdir -p "$tmp/q/nonexistent-model-default.safetensors"
+expect_exit 1 "$tmp/q/nonexistent-model-default.safetensors is a directory, where the model" \
+  quantize -m $m -o "$tmp/q" -n 1
+
+# check: a directory given as a reference is named as one (mmap said "No such device")
+expect_exit 1 "$tmp is a directory; give the reference .safetensors file" check $m "$tmp"
+
+# eval: a dataset kind it cannot evaluate on is named with the kinds it takes (only the usage
+# text came out)
+expect_usage "unknown --dataset 'bogus'; eval takes coco, sa1b or random" eval --dataset bogus $m
+expect_usage "--dataset images has no ground truth to evaluate against; eval takes coco" \
+  eval --dataset images $m
+# ... and every model is looked for before the first is evaluated: a first model that is found
+# but cannot load shows that the misspelt second one (or reference) failed first
+mkdir "$tmp/broken"
+echo '{}' > "$tmp/broken/config.json"
+: > "$tmp/broken/model.safetensors"
+: > "$tmp/set.safetensors"
+expect_exit 1 "sam2q eval: /typo-model: no such file" \
+  eval --eval-set "$tmp/set.safetensors" "$tmp/broken" /typo-model
+expect_exit 1 "sam2q eval: reference model: /typo-ref: no such" \
+  eval --eval-set "$tmp/set.safetensors" -r /typo-ref "$tmp/broken"
 rm -rf "$tmp"
 
 # sam2q eval --json with a reference model reports the changed-object counts: a model against
@@ -194,6 +280,65 @@ if [ -f "$shapes/config.json" ]; then
 else
   echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
   for i in 1 2 3; do
+    n=$((n + 1))
+    echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
+  done
+fi
+# on the demo model: results that cannot be written to standard output (a full disk) fail the
+# run (info, check, the eval table and the quantize summary exited 0); a picture the model
+# refuses is named by its sample; a dataset with no picture says so, not only the library's "no
+# calibration frames"
+if [ -f "$shapes/config.json" ]; then
+  for args in "info $shapes" \
+              "eval -t 2 --eval-set $shapes/eval_dev.safetensors $shapes" \
+              "quantize -t 2 -m $shapes -n 1 --no-save-model"; do
+    n=$((n + 1))
+    out=$("$sam2q" $args 2>&1 >/dev/full)
+    rc=$?
+    if [ $rc -eq 1 ] && printf '%s\n' "$out" | grep -qF "to standard output"; then
+      echo "ok $n - sam2q $args to a full disk fails"
+    else
+      echo "not ok $n - sam2q $args >/dev/full: exit $rc, $out"
+      failed=1
+    fi
+  done
+  mini=$shapes/../sam2-mini-hash
+  n=$((n + 1))
+  if [ -f "$mini/reference.safetensors" ]; then
+    out=$("$sam2q" check -q -t 2 "$mini" "$mini/reference.safetensors" 2>&1 >/dev/full)
+    rc=$?
+    if [ $rc -eq 1 ] && printf '%s\n' "$out" | grep -qF "to standard output"; then
+      echo "ok $n - sam2q check to a full disk fails"
+    else
+      echo "not ok $n - sam2q check >/dev/full: exit $rc, $out"
+      failed=1
+    fi
+  else
+    echo "ok $n # SKIP no sam2-mini-hash fixture at $mini"
+  fi
+
+  tmp=$(mktemp -d)
+  # a PNG of 16385 x 1 grey pixels: one more than a frame's largest side
+  mkdir -p "$tmp/wide" "$tmp/coco/val2017" "$tmp/coco/annotations" "$tmp/empty/val2017" \
+    "$tmp/empty/annotations"
+  printf '%s%s' 'iVBORw0KGgoAAAANSUhEUgAAQAEAAAABCAIAAABGP0oxAAAAR0lEQVR42u3BIQEAAAACIKc73RsGIAUA' \
+    'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAgA8D9lgHIeWVrm8AAAAASUVORK5CYII=' \
+    | base64 -d > "$tmp/wide/wide.png"
+  cp "$tmp/wide/wide.png" "$tmp/coco/val2017/"
+  echo '{"images": [{"id": 1, "file_name": "wide.png", "width": 16385, "height": 1}],
+         "annotations": [{"id": 7, "image_id": 1, "bbox": [0, 0, 10, 1], "area": 10,
+                          "iscrowd": 0, "segmentation": [[0, 0, 10, 0, 10, 1, 0, 1]]}]}' \
+    > "$tmp/coco/annotations/instances_val2017.json"
+  echo '{"images": [], "annotations": []}' > "$tmp/empty/annotations/instances_val2017.json"
+  expect_exit 1 "images dataset, sample 0 (wide.png): cannot resize 16385x1" \
+    quantize -t 2 -m "$shapes" --dataset images --data "$tmp/wide" -n 1 --no-save-model
+  expect_exit 1 "coco dataset, sample 0 (wide.png): cannot resize 16385x1" \
+    eval -t 2 --dataset coco --coco-root "$tmp/coco" "$shapes"
+  expect_exit 1 "the coco dataset at $tmp/empty contained no pictures to calibrate on" \
+    quantize -t 2 -m "$shapes" --dataset coco --coco-root "$tmp/empty" -n 1 --no-save-model
+  rm -rf "$tmp"
+else
+  for i in 1 2 3 4 5 6 7; do
     n=$((n + 1))
     echo "ok $n # SKIP no sam2-shapes fixture at $shapes"
   done
