@@ -330,6 +330,13 @@ gboolean sam2_calibrator_flush (Sam2Calibrator *calibrator, GError **error);
  * Statistics are saved there when sam2_calibrator_quantize runs. */
 gboolean sam2_calibrator_use_cache (Sam2Calibrator *calibrator, const char *dir,
                                     const char *set_digest, gboolean *hit, GError **error);
+/* Whether `dir` holds the entry sam2_calibrator_use_cache would load for `set_digest`, without
+ * loading it (for a caller that would otherwise skip the float model on frames it compares). */
+gboolean sam2_calibrator_cache_contains (Sam2Calibrator *calibrator, const char *dir,
+                                         const char *set_digest);
+/* After sam2_calibrator_quantize with a cache: whether the statistics are in it (loaded from
+ * it, or saved there; a save that failed, e.g. on a full disk, is a warning, and FALSE here). */
+gboolean sam2_calibrator_statistics_cached (const Sam2Calibrator *calibrator);
 
 /* Progress of a long operation: a stage name ("smoothing", "quantizing"), `done` of `total`
  * items, the item (a layer name) and, when known, its relative output error (else a NaN). */

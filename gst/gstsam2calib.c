@@ -710,8 +710,14 @@ quantize_thread (gpointer data)
     return NULL;
   }
   sync_directory (self, job->out_path);
-  if (job->cache != NULL)
+  /* an index only beside its statistics: one without them sent the next run over the same
+   * frames into comparing them instead of running the model, for nothing */
+  if (job->cache != NULL && sam2_calibrator_statistics_cached (job->calibrator))
     write_index (self, job->index_path, job->frame_hashes);
+  else if (job->cache != NULL)
+    GST_ELEMENT_WARNING (self, RESOURCE, WRITE,
+        ("The calibration statistics could not be saved in %s (see the log): the next run "
+            "over these frames calibrates again", job->cache), (NULL));
 
   seconds = (g_get_monotonic_time () - job->t_first) / 1e6;
   if (g_stat (job->out_path, &st) != 0)
@@ -858,6 +864,17 @@ restart_collection (GstSam2Calib * self, GError ** error)
   return self->calibrator != NULL;
 }
 
+/* Whether the core's cache holds the statistics of the set self->expected lists. */
+static gboolean
+index_statistics_present (GstSam2Calib * self)
+{
+  gchar *digest = set_digest (self->expected);
+  gboolean present = sam2_calibrator_cache_contains (self->calibrator, self->cache, digest);
+
+  g_free (digest);
+  return present;
+}
+
 /* With a cache, for the frame hashed `hash`: the first frame looks up the cached set it starts;
  * while one is reused, *matched says whether this frame is the set's next. A frame that is not
  * ends the reuse and calibration restarts from it; FALSE when that restart fails. */
@@ -872,6 +889,14 @@ match_cached_set (GstSam2Calib * self, const gchar * hash, gboolean * matched, G
     g_free (self->index_path);
     self->index_path = index_path_for (self, hash);
     self->expected = read_index (self->index_path, self->target);
+    if (self->expected != NULL && !index_statistics_present (self)) {
+      /* the statistics were deleted (to free space) or never saved: comparing the frames
+       * would end in a restart at the set's last frame, with the stream gone by then */
+      GST_INFO_OBJECT (self, "the cached calibration set %s has no statistics in %s: "
+          "removing it and calibrating", self->index_path, self->cache);
+      g_unlink (self->index_path);
+      g_clear_pointer (&self->expected, g_ptr_array_unref);
+    }
     if (self->expected != NULL)
       GST_INFO_OBJECT (self, "the first frame starts the cached calibration set %s (%u "
           "frames): comparing frames instead of running the model", self->index_path,
@@ -883,10 +908,17 @@ match_cached_set (GstSam2Calib * self, const gchar * hash, gboolean * matched, G
     *matched = TRUE;
     return TRUE;
   }
-  GST_ELEMENT_WARNING (self, STREAM, FAILED,
-      ("Frame %u differs from the cached calibration set %s: calibrating from this frame "
-          "on (the %u frames before it were only compared, not run)", k + 1,
-          self->index_path, k), (NULL));
+  if (k == self->expected->len)
+    GST_ELEMENT_WARNING (self, STREAM, FAILED,
+        ("The stream goes on past the cached calibration set %s, which an end of stream cut "
+            "at %u frames (num-frames=%u): calibrating from this frame on (the %u frames "
+            "before it were only compared, not run)", self->index_path, k, self->target, k),
+        (NULL));
+  else
+    GST_ELEMENT_WARNING (self, STREAM, FAILED,
+        ("Frame %u differs from the cached calibration set %s: calibrating from this frame "
+            "on (the %u frames before it were only compared, not run)", k + 1,
+            self->index_path, k), (NULL));
   if (!restart_collection (self, error))
     return FALSE;
   g_free (self->index_path);
@@ -1098,10 +1130,27 @@ gst_sam2_calib_event (GstBaseSink * sink, GstEvent * event)
     return FALSE;
   }
 
-  /* Hold EOS until the file is written: GstBaseSink posts the EOS message when this returns
-   * (chained up), and an application waiting for it must find the model there. The wait
-   * releases the PREROLL_LOCK like GstBaseSink's own preroll wait, so state changes and
-   * flushes are not blocked; a flush or stop wakes it through the same condition. */
+  /* GstBaseSink marks the EOS received, then holds it in wait_event (below) until the file is
+   * written */
+  return GST_BASE_SINK_CLASS (parent_class)->event (sink, event);
+}
+
+/* Holds EOS until the file is written: GstBaseSink posts the EOS message when this returns OK,
+ * and an application waiting for it must find the model there. Here, after GstBaseSink has
+ * marked the EOS received, and not in the event handler before it: a sink that has not seen
+ * EOS still needs preroll, so a PLAYING to PAUSED change during the wait went ASYNC until the
+ * quantization ended. The wait releases the PREROLL_LOCK like GstBaseSink's own preroll wait,
+ * so state changes and flushes are not blocked; a flush or stop wakes it through the same
+ * condition. */
+static GstFlowReturn
+gst_sam2_calib_wait_event (GstBaseSink * sink, GstEvent * event)
+{
+  GstSam2Calib *self = GST_SAM2_CALIB (sink);
+  GstFlowReturn ret = GST_BASE_SINK_CLASS (parent_class)->wait_event (sink, event);
+  CalibState state;
+
+  if (ret != GST_FLOW_OK || GST_EVENT_TYPE (event) != GST_EVENT_EOS)
+    return ret;
   for (;;) {
     gboolean finished;
     g_mutex_lock (&self->lock);
@@ -1113,13 +1162,15 @@ gst_sam2_calib_event (GstBaseSink * sink, GstEvent * event)
     GST_DEBUG_OBJECT (self, "EOS waits for the quantization to finish");
     GST_BASE_SINK_PREROLL_WAIT (sink);
   }
-  if (state != CALIB_DONE) {
-    GST_DEBUG_OBJECT (self, "EOS not forwarded: %s", sink->flushing ? "flushing" :
-        "calibration failed or was cancelled");
-    gst_event_unref (event);
-    return FALSE;
+  if (sink->flushing) {
+    GST_DEBUG_OBJECT (self, "EOS not forwarded: flushing");
+    return GST_FLOW_FLUSHING;
   }
-  return GST_BASE_SINK_CLASS (parent_class)->event (sink, event);
+  if (state != CALIB_DONE) {
+    GST_DEBUG_OBJECT (self, "EOS not forwarded: calibration failed or was cancelled");
+    return GST_FLOW_ERROR;
+  }
+  return GST_FLOW_OK;
 }
 
 /* ---- start / stop ------------------------------------------------------------------------- */
@@ -1629,6 +1680,7 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
   sink_class->set_caps = GST_DEBUG_FUNCPTR (gst_sam2_calib_set_caps);
   sink_class->render = GST_DEBUG_FUNCPTR (gst_sam2_calib_render);
   sink_class->event = GST_DEBUG_FUNCPTR (gst_sam2_calib_event);
+  sink_class->wait_event = GST_DEBUG_FUNCPTR (gst_sam2_calib_wait_event);
 
   gst_type_mark_as_plugin_api (GST_TYPE_SAM2_CALIB_DEVICE, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_SAM2_CALIB_PRECISION, 0);

@@ -43,7 +43,9 @@ struct _Sam2Calibrator {
   int n_pending;               /* frames in the session's input waiting for their pass */
   gboolean decoder_calibrated; /* decoder layers are quantized: prompts run on every frame */
   char *cache_path;            /* where statistics go (NULL: no cache) */
+  char *model_digest;          /* sha256 of the float weights, for cache keys; NULL until asked */
   gboolean from_cache;
+  gboolean cached;             /* the statistics are in the cache: loaded or saved there */
   GPtrArray *report;           /* Sam2LayerReport * */
 };
 
@@ -197,6 +199,7 @@ sam2_calibrator_free (Sam2Calibrator *c)
   if (c->report)
     g_ptr_array_unref (c->report);
   g_free (c->cache_path);
+  g_free (c->model_digest);
   sam2_recipe_free (c->recipe);
   sam2_model_unref (c->model);
   g_free (c);
@@ -331,23 +334,20 @@ model_digest (const Sam2Model *m)
   return hex;
 }
 
-gboolean
-sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_digest,
-                           gboolean *hit, GError **error)
+/* DIR/calib-<key>.safetensors: the cache entry of c's model, recipe and precision for the
+ * frames `set_digest` names. */
+static char *
+cache_entry_path (Sam2Calibrator *c, const char *dir, const char *set_digest)
 {
-  *hit = FALSE;
-  if (g_mkdir_with_parents (dir, 0755) != 0) {
-    g_set_error (error, SAM2_ERROR, SAM2_ERROR_IO,
-                 "cannot create the cache directory %s: %s; choose another --cache-dir", dir,
-                 g_strerror (errno));
-    return FALSE;
-  }
   /* the statistics depend on the model, the frames, the recipe's calibration and skips, how
    * the observers draw them, and the precision of the float forward that fed them (BF16 or FP16
    * activations round differently: a BF16 run must not reuse FP32 statistics, nor the other way
    * round); not on the batch size (the same draws, test-observers), nor on the backend within
    * one precision (CPU and CUDA FP32 differ by float rounding only) */
-  char *mdigest = model_digest (c->model);
+  /* hashing every weight takes seconds for large: once per calibrator */
+  if (c->model_digest == NULL)
+    c->model_digest = model_digest (c->model);
+  const char *mdigest = c->model_digest;
   char *recipe = sam2_recipe_statistics_yaml (c->recipe);
   GChecksum *key = g_checksum_new (G_CHECKSUM_SHA256);
   g_checksum_update (key, (const guchar *) SAM2_OBSERVERS_SCHEME, -1);
@@ -359,12 +359,35 @@ sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_d
   g_checksum_update (key, (const guchar *) set_digest, -1);
   g_checksum_update (key, (const guchar *) recipe, -1);
   char *file = g_strdup_printf ("calib-%.24s.safetensors", g_checksum_get_string (key));
-  g_free (c->cache_path);
-  c->cache_path = g_build_filename (dir, file, NULL);
+  char *path = g_build_filename (dir, file, NULL);
   g_free (file);
   g_checksum_free (key);
   g_free (recipe);
-  g_free (mdigest);
+  return path;
+}
+
+gboolean
+sam2_calibrator_cache_contains (Sam2Calibrator *c, const char *dir, const char *set_digest)
+{
+  char *path = cache_entry_path (c, dir, set_digest);
+  const gboolean found = g_file_test (path, G_FILE_TEST_IS_REGULAR);
+  g_free (path);
+  return found;
+}
+
+gboolean
+sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_digest,
+                           gboolean *hit, GError **error)
+{
+  *hit = FALSE;
+  if (g_mkdir_with_parents (dir, 0755) != 0) {
+    g_set_error (error, SAM2_ERROR, SAM2_ERROR_IO,
+                 "cannot create the cache directory %s: %s; choose another --cache-dir", dir,
+                 g_strerror (errno));
+    return FALSE;
+  }
+  g_free (c->cache_path);
+  c->cache_path = cache_entry_path (c, dir, set_digest);
   if (!g_file_test (c->cache_path, G_FILE_TEST_IS_REGULAR))
     return TRUE;
   GError *local = NULL;
@@ -375,6 +398,7 @@ sam2_calibrator_use_cache (Sam2Calibrator *c, const char *dir, const char *set_d
     return TRUE;
   }
   c->from_cache = TRUE;
+  c->cached = TRUE;
   c->n_pending = 0;   /* the cached statistics hold these frames already */
   *hit = TRUE;
   return TRUE;
@@ -870,7 +894,8 @@ sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer
     return NULL;
   if (c->cache_path != NULL && !c->from_cache) {
     GError *local = NULL;
-    if (!sam2_observers_save (c->obs, c->cache_path, &local)) {
+    c->cached = sam2_observers_save (c->obs, c->cache_path, &local);
+    if (!c->cached) {
       g_warning ("could not write the calibration cache: %s", local->message);
       g_error_free (local);
     }
@@ -957,4 +982,10 @@ sam2_model_save (const Sam2Model *model, const char *path, GError **error)
   g_free (created);
   g_free (dir);
   return ok;
+}
+
+gboolean
+sam2_calibrator_statistics_cached (const Sam2Calibrator *c)
+{
+  return c->cached;
 }

@@ -85,6 +85,24 @@ count_outputs (const gchar * dir)
   return n;
 }
 
+/* The names in `dir` that start with `prefix` and end with `suffix`, in a new NULL-terminated
+ * array (g_strfreev). */
+static gchar **
+files_like (const gchar * dir, const gchar * prefix, const gchar * suffix)
+{
+  GDir *d = g_dir_open (dir, 0, NULL);
+  GPtrArray *names = g_ptr_array_new ();
+  const gchar *name;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    if (g_str_has_prefix (name, prefix) && g_str_has_suffix (name, suffix))
+      g_ptr_array_add (names, g_build_filename (dir, name, NULL));
+  if (d != NULL)
+    g_dir_close (d);
+  g_ptr_array_add (names, NULL);
+  return (gchar **) g_ptr_array_free (names, FALSE);
+}
+
 /* A sam2calib with the demo model and the test recipe writing to `output`, then the given
  * properties (NULL-terminated pairs). async=FALSE so that the harness can start it. */
 static GstElement *
@@ -657,6 +675,74 @@ GST_START_TEST (test_cache)
   g_free (out2);
   g_free (out3);
   g_free (out4);
+  g_free (cache);
+}
+
+GST_END_TEST;
+
+/* An index whose statistics are gone (deleted to free space) is not followed: the run computes
+ * them (it used to compare the frames, find nothing at the end and fail at EOS with "no
+ * calibration frames"). A save that fails (a directory in the statistics' place, as a full
+ * disk would) leaves no index, and a warning says so. A stream that goes on past a set an
+ * earlier EOS cut short is told as such, not as a frame that differs. */
+GST_START_TEST (test_cache_incomplete)
+{
+  gchar *cache = out_dir ("cache-incomplete"), *out = out_dir ("ci");
+  gchar **stats, **indexes;
+  gchar *warning, *err;
+  GstStructure *done;
+  gint w, h;
+  guint8 *b;
+
+  load_demo ();
+  b = test_load_demo_rgb ("shapes-3.png", &w, &h);
+  done = cache_run (out, cache, 2, (guint8 *[]) { demo_rgb, b }, 2, &warning, &err);
+  fail_unless (err == NULL && warning == NULL, "%s %s", err, warning);
+  gst_structure_free (done);
+
+  stats = files_like (cache, "calib-", ".safetensors");
+  fail_unless_equals_int (g_strv_length (stats), 1);
+  fail_unless_equals_int (g_unlink (stats[0]), 0);
+  done = cache_run (out, cache, 2, (guint8 *[]) { demo_rgb, b }, 2, &warning, &err);
+  fail_unless (err == NULL && warning == NULL, "%s %s", err, warning);
+  fail_if (done_cached (done));
+  gst_structure_free (done);
+
+  /* the statistics' file name taken by a directory: the save fails */
+  indexes = files_like (cache, "sam2calib-", ".index");
+  fail_unless_equals_int (g_strv_length (indexes), 1);
+  fail_unless_equals_int (g_unlink (stats[0]), 0);
+  fail_unless_equals_int (g_unlink (indexes[0]), 0);
+  fail_unless_equals_int (g_mkdir (stats[0], 0755), 0);
+  gst_check_add_log_filter ("sam2", G_LOG_LEVEL_WARNING,
+      g_regex_new ("could not write the calibration cache", 0, 0, NULL), NULL, NULL, NULL);
+  done = cache_run (out, cache, 2, (guint8 *[]) { demo_rgb, b }, 2, &warning, &err);
+  gst_check_clear_log_filter ();
+  fail_unless (err == NULL, "%s", err);
+  fail_unless (warning != NULL && strstr (warning, "could not be saved") != NULL, "%s",
+      warning);
+  fail_unless (g_file_test (indexes[0], G_FILE_TEST_EXISTS) == FALSE, "an index without "
+      "statistics was written");
+  gst_structure_free (done);
+  g_free (warning);
+  fail_unless_equals_int (g_rmdir (stats[0]), 0);
+
+  /* a set cut at 1 frame of 3 by EOS, then a stream that goes on */
+  done = cache_run (out, cache, 3, (guint8 *[]) { b }, 1, &warning, &err);
+  fail_unless (err == NULL && warning == NULL, "%s %s", err, warning);
+  gst_structure_free (done);
+  done = cache_run (out, cache, 3, (guint8 *[]) { b, demo_rgb, b, demo_rgb }, 4, &warning,
+      &err);
+  fail_unless (err == NULL, "%s", err);
+  fail_unless (warning != NULL && strstr (warning, "goes on past the cached calibration "
+          "set") != NULL, "%s", warning);
+  gst_structure_free (done);
+  g_free (warning);
+
+  g_strfreev (indexes);
+  g_strfreev (stats);
+  g_free (b);
+  g_free (out);
   g_free (cache);
 }
 
@@ -1269,6 +1355,96 @@ GST_START_TEST (test_flush_while_quantizing)
 
 GST_END_TEST;
 
+/* The worker held at its first layer message until the test lets it go. */
+typedef struct
+{
+  gint held;                    /* atomic: the worker is waiting */
+  gint release;                 /* atomic: let it go */
+} HeldWorker;
+
+static GstBusSyncReply
+hold_worker (GstBus * bus, GstMessage * m, gpointer data)
+{
+  HeldWorker *hw = data;
+
+  if (GST_MESSAGE_TYPE (m) == GST_MESSAGE_ELEMENT
+      && gst_structure_has_name (gst_message_get_structure (m), "sam2calib-layer")
+      && !g_atomic_int_get (&hw->held)) {
+    g_atomic_int_set (&hw->held, 1);
+    while (!g_atomic_int_get (&hw->release))
+      g_usleep (1000);
+  }
+  return GST_BUS_PASS;
+}
+
+typedef struct
+{
+  GstHarness *h;
+  gint done;                    /* atomic: the EOS push returned */
+} EosPush;
+
+static gpointer
+push_eos (gpointer data)
+{
+  EosPush *e = data;
+  gboolean handled = gst_harness_push_event (e->h, gst_event_new_eos ());
+
+  g_atomic_int_set (&e->done, 1);
+  return GINT_TO_POINTER (handled);
+}
+
+/* PLAYING to PAUSED while EOS waits for the quantization: the change completes at once and
+ * the EOS, already received and synchronised, completes when the file is written, in PAUSED.
+ * The wait once sat before GstBaseSink saw the EOS: the change could go ASYNC until the
+ * quantization ended (minutes for a large model), and the EOS then waited in PAUSED for
+ * PLAYING to preroll again. */
+GST_START_TEST (test_pause_while_eos_waits)
+{
+  gchar *dir = out_dir ("paused");
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (dir, "num-frames", 2, NULL);
+  HeldWorker hw = { 0, 0 };
+  EosPush push = { NULL, 0 };
+  GstHarness *h;
+  GThread *eos;
+  GList *msgs;
+  GstStateChangeReturn paused;
+  gboolean eos_handled, done_in_paused;
+
+  gst_bus_set_sync_handler (bus, hold_worker, &hw, NULL);
+  h = demo_harness (calib, bus);
+  fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+  push.h = h;
+  eos = g_thread_new ("eos", push_eos, &push);    /* EOS after 1 of 2 frames starts the worker */
+  for (gint i = 0; i < 6000 && !g_atomic_int_get (&hw.held); i++)
+    g_usleep (1000);
+  paused = gst_element_set_state (calib, GST_STATE_PAUSED);
+  g_atomic_int_set (&hw.release, 1);
+  for (gint i = 0; i < 60000 && !g_atomic_int_get (&push.done); i++)
+    g_usleep (1000);
+  done_in_paused = g_atomic_int_get (&push.done);
+  /* back to PLAYING before any check: an EOS waiting for it would leave a failed check
+   * hanging */
+  gst_element_set_state (calib, GST_STATE_PLAYING);
+  eos_handled = GPOINTER_TO_INT (g_thread_join (eos));
+  fail_unless (g_atomic_int_get (&hw.held), "the worker never reported a layer");
+  fail_unless_equals_int (paused, GST_STATE_CHANGE_SUCCESS);
+  fail_unless (done_in_paused, "the EOS waited in PAUSED after the file was written");
+  fail_unless (eos_handled);
+  fail_unless_equals_int (count_outputs (dir), 1);
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  msgs = drain_bus (bus);
+  fail_unless (bus_error (msgs) == NULL);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 1);
+  free_messages (msgs);
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
 /* ---- calibrate, then segment ---------------------------------------------------------------- */
 
 typedef struct
@@ -1445,6 +1621,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_frame_stride);
   tcase_add_test (tc, test_batch_size);
   tcase_add_test (tc, test_cache);
+  tcase_add_test (tc, test_cache_incomplete);
   tcase_add_test (tc, test_device_kept);
   tcase_add_test (tc, test_precision_bf16);
   tcase_add_test (tc, test_ready_mutable);
@@ -1452,6 +1629,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_error_start);
   tcase_add_test (tc, test_stop_while_quantizing);
   tcase_add_test (tc, test_flush_while_quantizing);
+  tcase_add_test (tc, test_pause_while_eos_waits);
   tcase_add_test (tc, test_stop_from_worker);
   tcase_add_test (tc, test_stop_while_writing);
   tcase_add_test (tc, test_calibrate_then_segment);
