@@ -11,7 +11,7 @@
  * passes the buffers on untouched:
  *
  * |[
- * {"frame": 0, "pts": 0, "time": 0.0, "width": 640, "height": 480, "objects": [
+ * {"frame": 0, "pts": 0, "time": 0.000000000, "width": 640, "height": 480, "objects": [
  *   {"id": 0, "prompt_id": 0, "box": [120, 80, 260, 300], "iou": 0.97, "object_score": 9.1,
  *    "mask": {"size": [480, 640], "counts": "Pd`32n..."}}]}
  * ]|
