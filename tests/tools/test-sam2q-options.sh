@@ -289,10 +289,18 @@ fi
 # refuses is named by its sample; a dataset with no picture says so, not only the library's "no
 # calibration frames"
 if [ -f "$shapes/config.json" ]; then
+  mini=$shapes/../sam2-mini-hash
+  check_args="check -q -t 2 $mini $mini/reference.safetensors"
+  [ -f "$mini/reference.safetensors" ] || check_args=
   for args in "info $shapes" \
               "eval -t 2 --eval-set $shapes/eval_dev.safetensors $shapes" \
-              "quantize -t 2 -m $shapes -n 1 --no-save-model"; do
+              "quantize -t 2 -m $shapes -n 1 --no-save-model" \
+              "$check_args"; do
     n=$((n + 1))
+    if [ -z "$args" ]; then
+      echo "ok $n # SKIP no sam2-mini-hash fixture at $mini"
+      continue
+    fi
     out=$("$sam2q" $args 2>&1 >/dev/full)
     rc=$?
     if [ $rc -eq 1 ] && printf '%s\n' "$out" | grep -qF "to standard output"; then
@@ -302,20 +310,6 @@ if [ -f "$shapes/config.json" ]; then
       failed=1
     fi
   done
-  mini=$shapes/../sam2-mini-hash
-  n=$((n + 1))
-  if [ -f "$mini/reference.safetensors" ]; then
-    out=$("$sam2q" check -q -t 2 "$mini" "$mini/reference.safetensors" 2>&1 >/dev/full)
-    rc=$?
-    if [ $rc -eq 1 ] && printf '%s\n' "$out" | grep -qF "to standard output"; then
-      echo "ok $n - sam2q check to a full disk fails"
-    else
-      echo "not ok $n - sam2q check >/dev/full: exit $rc, $out"
-      failed=1
-    fi
-  else
-    echo "ok $n # SKIP no sam2-mini-hash fixture at $mini"
-  fi
 
   tmp=$(mktemp -d)
   # a PNG of 16385 x 1 grey pixels: one more than a frame's largest side
