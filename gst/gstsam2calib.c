@@ -74,6 +74,8 @@
  * file (e.g. with another output) costs only the quantization. A frame that differs ends the
  * reuse with a warning, and calibration starts from that frame (the frames before it were
  * only compared). EOS in the middle of a reused set is an error (and the index is removed).
+ * An index is written only when the statistics were saved (a failed save is a warning), and
+ * an index whose statistics are gone is removed at the first frame and the frames run.
  *
  * ## Messages and signal
  *
