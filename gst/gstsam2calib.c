@@ -16,7 +16,7 @@
  *
  * ## Frames
  *
- * Input is RGB, RGBA, RGBx, BGR, BGRA, BGRx, NV12 or I420 in system memory, any size and rate
+ * Input is RGB, RGBA, RGBx, BGR, BGRA, BGRx, NV12 or I420 in system memory, 1 to 16384 pixels wide and high, any rate
  * (YUV frames are converted to RGB with a #GstVideoConverter into one reused buffer). The
  * sink does not synchronise to the clock by default (#GstBaseSink:sync is FALSE): frames are
  * taken as fast as the model runs. After #GstSam2Calib:num-frames frames, further buffers are
@@ -1637,8 +1637,8 @@ gst_sam2_calib_class_init (GstSam2CalibClass * klass)
   g_object_class_install_property (gobject_class, PROP_CACHE_DIR,
       g_param_spec_string ("cache-dir", "Cache directory",
           "Keep the calibration statistics here and reuse them when a run sees the same "
-          "frames (same model, recipe apart from its batch size, num-frames and "
-          "frame-stride): the frames are then hashed and compared instead of run through the "
+          "frames (same model, recipe apart from its batch size, num-frames, frame-stride "
+          "and precision): the frames are then hashed and compared instead of run through the "
           "model. A frame that differs ends the reuse and calibration starts from it. "
           "Unset = no cache",
           DEFAULT_CACHE_DIR,

@@ -76,8 +76,8 @@
  * In live pipelines sam2seg adds its processing time to the latency: the longest of the last
  * 16 frames it segmented, and before the first frame the time of a warm-up run (a blank
  * model-sized frame and one click) done when the element starts. When frames start taking
- * longer than the latency last reported, sam2seg posts a latency message so the pipeline
- * asks again.
+ * over 1.25 times the latency last reported, sam2seg posts one latency message so the
+ * pipeline asks again.
  *
  * ## Model
  *
@@ -104,8 +104,8 @@
  * "sam2seg-model-switched" with path (string). If the file cannot be loaded, a warning says
  * why and the float model stays. The name is looked up in the whole pipeline when sam2seg
  * starts; an unknown name, or an element without a "quantized" signal, fails the start.
- * Calibrate the same model sam2seg runs (sam2calib's model), and leave
- * #GstSam2Seg:precision at auto: the switch changes it from FP32 to W4A8.
+ * Calibrate the same model sam2seg runs (sam2calib's model); #GstSam2Seg:precision must stay
+ * auto (any other value fails the start): the switch changes it from FP32 to W4A8.
  *
  * ## Example launch lines
  * |[
@@ -308,7 +308,7 @@ gst_sam2_seg_backend_get_type (void)
   static const GEnumValue values[] = {
     {GST_SAM2_SEG_BACKEND_AUTO,
         "CUDA when this build has it and a GPU is present, else the CPU", "auto"},
-    {GST_SAM2_SEG_BACKEND_CPU, "CPU (FP32 reference backend)", "cpu"},
+    {GST_SAM2_SEG_BACKEND_CPU, "CPU (FP32; BF16 where the CPU has it; W4A8 for quantized files)", "cpu"},
     {GST_SAM2_SEG_BACKEND_CUDA,
           "CUDA GPU (fails at start when this build has no CUDA backend or no GPU is found)",
         "cuda"},

@@ -2,8 +2,8 @@
 # Calibrates and segments in one process: a tee feeds the same frames to sam2calib (W4A8
 # calibration) and to sam2seg, which segments with the float model at once and switches to the
 # quantized model the moment sam2calib has written it (sam2seg calibrator-name=cal), without
-# interrupting the stream. The overlay video shows both parts; the bus messages (-m) show
-# sam2calib-progress / -layer / -done and sam2seg-model-switched.
+# interrupting the stream. The overlay video shows both parts; of the bus messages (-m) the
+# script prints sam2calib-done, sam2seg-model-switched, errors and warnings.
 #
 #   examples/pipelines/calibrate-then-segment.sh [-i VIDEO] [-m MODEL] [-c RECIPE] [-n FRAMES]
 #                                                [-s STRIDE] [-p POINTS] [-b BOXES] [-o DIR]

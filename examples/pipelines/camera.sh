@@ -28,7 +28,7 @@ while getopts "d:m:p:b:n:h" opt; do
     p) points=$OPTARG ;;
     b) boxes=$OPTARG ;;
     n) interval=$OPTARG ;;
-    *) sed -n '2,20p' "$script"; exit 2 ;;
+    *) sed -n '2,19p' "$script"; exit 2 ;;
   esac
 done
 if [ ! -e "$device" ]; then

@@ -24,7 +24,7 @@ while getopts "i:d:m:n:h" opt; do
     d) device=$OPTARG ;;
     m) model=$(caller_ref "$OPTARG") ;;
     n) interval=$OPTARG ;;
-    *) sed -n '2,18p' "$script"; exit 2 ;;
+    *) sed -n '2,16p' "$script"; exit 2 ;;
   esac
 done
 if ! have_element facedetect; then

@@ -5,7 +5,8 @@
 #   examples/pipelines/segment-file.sh [-i INPUT] [-o OUTPUT] [-m MODEL] [-p POINTS] [-b BOXES]
 #
 #   INPUT   a video or image file (anything decodebin reads). Default: examples/demo/shapes-0.png
-#           held for 60 frames, with the prompts of examples/demo/prompts.txt.
+#           held for 60 frames, with the click on the triangle of examples/demo/prompts.txt
+#           and a box (173,0,255,80) around the yellow square.
 #   OUTPUT  DIR/%05d.png (one PNG per frame), FILE.webm (VP8, gst-plugins-good) or FILE.mp4
 #           (H.264: needs x264enc from gst-plugins-ugly). Default: demo-output/segment/%05d.png
 #   MODEL   what sam2seg's model property takes. Default: models/sam2-shapes, the demo model,
@@ -26,7 +27,7 @@ while getopts "i:o:m:p:b:h" opt; do
     m) model=$(caller_ref "$OPTARG") ;;
     p) points=$OPTARG ;;
     b) boxes=$OPTARG ;;
-    *) sed -n '2,19p' "$script"; exit 2 ;;
+    *) sed -n '2,18p' "$script"; exit 2 ;;
   esac
 done
 
@@ -36,7 +37,7 @@ if [ -z "$input" ]; then
   source=(filesrc location="$input" ! pngdec ! imagefreeze num-buffers=60 !
           video/x-raw,framerate=30/1)
   if [ -z "$points$boxes" ]; then
-    # examples/demo/prompts.txt: a click on the triangle, a box around the yellow square
+    # the click on the triangle of examples/demo/prompts.txt, and a box around the yellow square
     points="42.5,95.5"
     boxes="; 173,0,255,80"
   fi
