@@ -38,16 +38,16 @@ round_up (int x, int m)
   return (x + m - 1) / m * m;
 }
 
-size_t
-sam2_cpu_flash_bf16_packed_floats (const Sam2AttentionArgs *a)
+static size_t
+packed_floats (const Sam2AttentionArgs *a)
 {
   /* (kpad, Dq) + (kpad, Dv) bfloat16, two per float */
   return (size_t) round_up (a->len_k, KP) * (round_up (a->head_dim, 2) + round_up (a->head_dim, 16))
          / 2;
 }
 
-size_t
-sam2_cpu_flash_bf16_task_floats (const Sam2AttentionArgs *a)
+static size_t
+task_floats (const Sam2AttentionArgs *a)
 {
   const size_t rows = MIN (a->len_q, SAM2_FLASH_ROWS);
   const size_t dq = round_up (a->head_dim, 2), dv = round_up (a->head_dim, 16);
@@ -329,23 +329,14 @@ sam2_cpu_flash_bf16_available (void)
 #endif
 }
 
-void
-sam2_cpu_flash_bf16_pack_keys (const Sam2AttentionArgs *a, int seq, int head, float *packed)
+const Sam2FlashKernel *
+sam2_cpu_flash_bf16 (void)
 {
 #ifdef BF16_X86
-  pack_bf16 (a, seq, head, packed);
+  static const Sam2FlashKernel kernel = { packed_floats, task_floats, pack_bf16,
+                                          flash_task_bf16 };
+  return &kernel;
 #else
-  g_assert_not_reached ();
-#endif
-}
-
-void
-sam2_cpu_flash_bf16_task (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
-                          const float *packed, float *scratch)
-{
-#ifdef BF16_X86
-  flash_task_bf16 (a, seq, head, q0, nq, packed, scratch);
-#else
-  g_assert_not_reached ();
+  return NULL;
 #endif
 }

@@ -22,14 +22,14 @@
 
 G_STATIC_ASSERT (NK % KP == 0);
 
-size_t
-sam2_cpu_flash_packed_floats (const Sam2AttentionArgs *a)
+static size_t
+packed_floats (const Sam2AttentionArgs *a)
 {
   return 2 * (size_t) (a->len_k + KP - 1) / KP * KP * a->head_dim;
 }
 
-size_t
-sam2_cpu_flash_task_floats (const Sam2AttentionArgs *a)
+static size_t
+task_floats (const Sam2AttentionArgs *a)
 {
   const size_t rows = MIN (a->len_q, SAM2_FLASH_ROWS);
   /* scaled q, output accumulators, one tile of scores, row max, row sums (double) */
@@ -336,23 +336,14 @@ sam2_cpu_flash_supported (const Sam2AttentionArgs *a)
 #endif
 }
 
-void
-sam2_cpu_flash_pack_keys (const Sam2AttentionArgs *a, int seq, int head, float *packed)
+const Sam2FlashKernel *
+sam2_cpu_flash_fp32 (void)
 {
 #ifdef FLASH_X86
-  pack_avx2 (a, seq, head, packed);
+  static const Sam2FlashKernel kernel = { packed_floats, task_floats, pack_avx2,
+                                          flash_task_avx2 };
+  return &kernel;
 #else
-  g_assert_not_reached ();
-#endif
-}
-
-void
-sam2_cpu_flash_task (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
-                     const float *packed, float *scratch)
-{
-#ifdef FLASH_X86
-  flash_task_avx2 (a, seq, head, q0, nq, packed, scratch);
-#else
-  g_assert_not_reached ();
+  return NULL;
 #endif
 }

@@ -22,35 +22,36 @@ G_BEGIN_DECLS
  * head_dim 96, still fit a 512 KB L2) */
 #define SAM2_FLASH_KEYS 512
 
-/* TRUE when the backend runs `a` with sam2_cpu_flash_* on this CPU (see above). */
+/* One fused kernel: per (sequence, head) the keys and values packed once, then tasks of up to
+ * SAM2_FLASH_ROWS queries.
+ *   packed_floats: floats of one (sequence, head)'s packed keys and values;
+ *   task_floats:   floats of a task's scratch (a thread's, reused across its tasks);
+ *   pack_keys:     packs the keys and values of (seq, head) into `packed`;
+ *   task:          queries [q0, q0 + nq) of (seq, head), nq <= SAM2_FLASH_ROWS, with the keys
+ *                  packed by pack_keys; `scratch` holds task_floats floats. */
+typedef struct {
+  size_t (*packed_floats) (const Sam2AttentionArgs *a);
+  size_t (*task_floats) (const Sam2AttentionArgs *a);
+  void (*pack_keys) (const Sam2AttentionArgs *a, int seq, int head, float *packed);
+  void (*task) (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
+                const float *packed, float *scratch);
+} Sam2FlashKernel;
+
+/* TRUE when the backend runs `a` with the FP32 kernel on this CPU (see above). */
 gboolean sam2_cpu_flash_supported (const Sam2AttentionArgs *a);
 
-/* Floats of one (sequence, head)'s packed keys: len_k rounded up to 16, times head_dim. */
-size_t sam2_cpu_flash_packed_floats (const Sam2AttentionArgs *a);
-
-/* Floats of a task's scratch (a thread's, reused across its tasks). */
-size_t sam2_cpu_flash_task_floats (const Sam2AttentionArgs *a);
-
-/* Packs the keys and values of (seq, head): k for the score kernel in panels of 16 keys, each
+/* The FP32 kernel (attention-cpu.c): k packed for the score kernel in panels of 16 keys, each
  * head_dim rows of 16 (key-minor), the last panel zero-padded; then v in column chunks of 16
- * (8 for a last one), each chunk's len_k rows contiguous. */
-void sam2_cpu_flash_pack_keys (const Sam2AttentionArgs *a, int seq, int head, float *packed);
-
-/* Queries [q0, q0 + nq) of (seq, head), nq <= SAM2_FLASH_ROWS, with the keys packed by
- * sam2_cpu_flash_pack_keys; `scratch` holds sam2_cpu_flash_task_floats floats. */
-void sam2_cpu_flash_task (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
-                          const float *packed, float *scratch);
+ * (8 for a last one), each chunk's len_k rows contiguous. NULL in a build without it (not
+ * x86-64 with GCC); use it where sam2_cpu_flash_supported says so. */
+const Sam2FlashKernel *sam2_cpu_flash_fp32 (void);
 
 /* The BF16 kernel: the same tasks and blocking, q k^T and p v with bfloat16 operands and FP32
  * accumulation (vdpbf16ps), softmax in FP32; any head_dim (zero padded to 16). Only where
- * sam2_cpu_flash_bf16_available (): the CPU has AVX-512 F, BW, VL and BF16. */
+ * sam2_cpu_flash_bf16_available (): the CPU has AVX-512 F, BW, VL and BF16; NULL in a build
+ * without it. */
 gboolean sam2_cpu_flash_bf16_available (void);
-size_t sam2_cpu_flash_bf16_packed_floats (const Sam2AttentionArgs *a);
-size_t sam2_cpu_flash_bf16_task_floats (const Sam2AttentionArgs *a);
-void sam2_cpu_flash_bf16_pack_keys (const Sam2AttentionArgs *a, int seq, int head,
-                                    float *packed);
-void sam2_cpu_flash_bf16_task (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
-                               const float *packed, float *scratch);
+const Sam2FlashKernel *sam2_cpu_flash_bf16 (void);
 
 G_END_DECLS
 

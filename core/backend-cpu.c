@@ -19,24 +19,6 @@
  * to GEMM calls too small for BLAS to reach its rate). */
 #define ATTENTION_ROW_BLOCK 128
 
-/* The fused attention kernels (attention-cpu.h) through one dispatch: FP32 or BF16 operands. */
-typedef struct {
-  size_t (*packed_floats) (const Sam2AttentionArgs *a);
-  size_t (*task_floats) (const Sam2AttentionArgs *a);
-  void (*pack_keys) (const Sam2AttentionArgs *a, int seq, int head, float *packed);
-  void (*task) (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq,
-                const float *packed, float *scratch);
-} FlashKernel;
-
-static const FlashKernel flash_fp32 = {
-  sam2_cpu_flash_packed_floats, sam2_cpu_flash_task_floats, sam2_cpu_flash_pack_keys,
-  sam2_cpu_flash_task,
-};
-static const FlashKernel flash_bf16 = {
-  sam2_cpu_flash_bf16_packed_floats, sam2_cpu_flash_bf16_task_floats,
-  sam2_cpu_flash_bf16_pack_keys, sam2_cpu_flash_bf16_task,
-};
-
 typedef struct {
   Sam2Backend parent;
   Sam2Precision precision;     /* FP32, or BF16 (attention and float layers, where the CPU can) */
@@ -240,7 +222,7 @@ attention_block (const Sam2AttentionArgs *a, int seq, int head, int q0, int nq, 
  * pass of their own into a shared buffer, then one task per (sequence, head, SAM2_FLASH_ROWS
  * queries). */
 static int
-cpu_attention_flash (Sam2BackendCpu *cpu, const FlashKernel *kn, const Sam2AttentionArgs *a)
+cpu_attention_flash (Sam2BackendCpu *cpu, const Sam2FlashKernel *kn, const Sam2AttentionArgs *a)
 {
   const int row_blocks = (a->len_q + SAM2_FLASH_ROWS - 1) / SAM2_FLASH_ROWS;
   const long heads = (long) a->batch * a->heads;
@@ -292,10 +274,11 @@ static int
 cpu_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
 {
   Sam2BackendCpu *cpu = (Sam2BackendCpu *) b;
+  /* BF16 is a precision only where its kernel is there (sam2_backend_cpu_supports) */
   if (cpu->precision == SAM2_PRECISION_BF16)
-    return cpu_attention_flash (cpu, &flash_bf16, a);
+    return cpu_attention_flash (cpu, sam2_cpu_flash_bf16 (), a);
   if (sam2_cpu_flash_supported (a))
-    return cpu_attention_flash (cpu, &flash_fp32, a);
+    return cpu_attention_flash (cpu, sam2_cpu_flash_fp32 (), a);
   int status = cpu_reserve_attention (b, a->len_q, a->len_k);
   if (status != SAM2_STATUS_OK)
     return status;
