@@ -236,8 +236,9 @@ pack_bf16 (const Sam2AttentionArgs *a, int seq, int head, float *packed)
     const float *kj = k + (size_t) j * a->k_ld;
     for (int t0 = 0; t0 < dq2; t0 += 8) {
       uint32_t pairs[8];
-      _mm256_storeu_si256 ((__m256i *) pairs, j < a->len_k ? sam2_to_bf16x16 (kj + 2 * t0, D - 2 * t0)
-                                                            : _mm256_setzero_si256 ());
+      const __m256i packed = j < a->len_k ? sam2_to_bf16x16 (kj + 2 * t0, D - 2 * t0)
+                                          : _mm256_setzero_si256 ();
+      _mm256_storeu_si256 ((__m256i *) pairs, packed);
       for (int t = t0; t < MIN (dq2, t0 + 8); t++)
         dst[(size_t) t * KP] = pairs[t - t0];
     }

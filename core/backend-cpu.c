@@ -574,8 +574,9 @@ sam2_backend_cpu_supports (Sam2Precision precision, GError **error)
     const char *why = cap != NULL && strcmp (cap, "0") == 0
         ? "the environment variable SAM2_CPU_BF16=0 turns it off"
         : !sam2_cpu_flash_bf16_available () ? "this CPU lacks the AVX-512 BF16 instructions"
-        : !sam2_gemm_bf16_available () ? "oneDNN has no bf16 matmul for this CPU (is its instruction set "
-                                "capped by ONEDNN_MAX_CPU_ISA?)"
+        : !sam2_gemm_bf16_available ()
+        ? "oneDNN has no bf16 matmul for this CPU (is its instruction set capped by "
+          "ONEDNN_MAX_CPU_ISA?)"
         : NULL;
     if (why == NULL)
       return TRUE;

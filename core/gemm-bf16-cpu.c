@@ -53,7 +53,8 @@ weight_free (gpointer p)
 static dnnl_primitive_t
 make_matmul (dnnl_engine_t engine, int N, int K, gboolean accumulate)
 {
-  const dnnl_dims_t ds = { DNNL_RUNTIME_DIM_VAL, K }, dw = { K, N }, dd = { DNNL_RUNTIME_DIM_VAL, N };
+  const dnnl_dims_t ds = { DNNL_RUNTIME_DIM_VAL, K }, dw = { K, N };
+  const dnnl_dims_t dd = { DNNL_RUNTIME_DIM_VAL, N };
   dnnl_memory_desc_t ms, mw, md;
   dnnl_matmul_desc_t desc;
   dnnl_primitive_attr_t attr = NULL;

@@ -2,8 +2,9 @@
  * on 16 AVX-512 lanes, for the CPU attention kernels' softmax (FP32 AVX2, BF16 AVX-512). The
  * same reduction and polynomial; ties of x / ln 2 round to even instead of away from zero, which
  * moves nothing but the split between 2^n and the polynomial. A NaN stays NaN, as in the scalar
- * form (the clamps take x as max / min's second operand, which they return for a NaN). Two widths rather than the 8-lane
- * one twice: the 16-lane form ran the BF16 attention 4-5% faster on Zen 4. */
+ * form (the clamps take x as max / min's second operand, which they return for a NaN). Two
+ * widths rather than the 8-lane one twice: the 16-lane form ran the BF16 attention 4-5% faster
+ * on Zen 4. */
 #ifndef SAM2_SIMD_EXP_X86_H
 #define SAM2_SIMD_EXP_X86_H
 

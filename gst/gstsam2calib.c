@@ -16,12 +16,12 @@
  *
  * ## Frames
  *
- * Input is RGB, RGBA, RGBx, BGR, BGRA, BGRx, NV12 or I420 in system memory, 1 to 16384 pixels wide and high, any rate
- * (YUV frames are converted to RGB with a #GstVideoConverter into one reused buffer). The
- * sink does not synchronise to the clock by default (#GstBaseSink:sync is FALSE): frames are
- * taken as fast as the model runs. After #GstSam2Calib:num-frames frames, further buffers are
- * accepted and dropped at once (GST_FLOW_OK, not EOS), so that in a tee the other branches,
- * e.g. a sam2seg segmenting the same stream, keep running.
+ * Input is RGB, RGBA, RGBx, BGR, BGRA, BGRx, NV12 or I420 in system memory, 1 to 16384 pixels wide
+ * and high, any rate (YUV frames are converted to RGB with a #GstVideoConverter into one reused
+ * buffer). The sink does not synchronise to the clock by default (#GstBaseSink:sync is FALSE):
+ * frames are taken as fast as the model runs. After #GstSam2Calib:num-frames frames, further
+ * buffers are accepted and dropped at once (GST_FLOW_OK, not EOS), so that in a tee the other
+ * branches, e.g. a sam2seg segmenting the same stream, keep running.
  *
  * With #GstSam2Calib:batch-size N (or the recipe's calib.batch_size), frames are
  * preprocessed as they come and run through the encoder N at a time; the last, partial batch

@@ -308,7 +308,8 @@ gst_sam2_seg_backend_get_type (void)
   static const GEnumValue values[] = {
     {GST_SAM2_SEG_BACKEND_AUTO,
         "CUDA when this build has it and a GPU is present, else the CPU", "auto"},
-    {GST_SAM2_SEG_BACKEND_CPU, "CPU (FP32; BF16 where the CPU has it; W4A8 for quantized files)", "cpu"},
+    {GST_SAM2_SEG_BACKEND_CPU,
+        "CPU (FP32; BF16 where the CPU has it; W4A8 for quantized files)", "cpu"},
     {GST_SAM2_SEG_BACKEND_CUDA,
           "CUDA GPU (fails at start when this build has no CUDA backend or no GPU is found)",
         "cuda"},
