@@ -4,9 +4,9 @@
  * four stages hold 256^2, 128^2, 64^2 and 32^2 tokens; per stage qkv (d -> 3d), proj (d -> d),
  * MLP up (d -> 4d) and down (4d -> d).
  *
- * Per shape, for each W4A8 kernel version (kernels.h: v2, the default, then v1): W4A8 as the
- * backend calls it (quantize + GEMM, sam2_cuda_w4a8_linear), the GEMM alone on rows quantized
- * beforehand, the quantization alone; then cuBLAS FP16 and BF16 (cublasGemmEx, FP32 accumulation,
+ * Per shape, for each W4A8 kernel version (kernels.h: v3, then v2, the default, then v1): W4A8 as
+ * the backend calls it (quantize + GEMM, sam2_cuda_w4a8_linear), the GEMM alone on rows quantized
+ * beforehand, the quantization alone (v3's is v2's: not repeated); then cuBLAS FP16 and BF16 (cublasGemmEx, FP32 accumulation,
  * 16-bit output: what a half-precision linear layer would run). For the MLP's first layer of each
  * stage, also its LayerNorm and quantization as two kernels against the fused kernel
  * (sam2_cuda_layer_norm_quantize_rows), printed after the table. Times are the median over
@@ -184,8 +184,9 @@ dev_alloc (size_t bytes)
   return p;
 }
 
-/* Sums over the shapes benchmarked so far: v2 linear, v1 linear, cuBLAS FP16 (ms). */
-static double totals[3];
+/* Sums over the shapes benchmarked so far (ms): v3, v2 and v1 linear, cuBLAS FP16; v3, v2 and v1
+ * GEMM alone. */
+static double totals[4], gemm_totals[3];
 
 /* The MLP's first layer ("up") of each stage: its LayerNorm and quantization as two kernels
  * (sam2_cuda_layer_norm, sam2_cuda_quantize_rows) and fused (sam2_cuda_layer_norm_quantize_rows),
@@ -268,10 +269,10 @@ bench_shape (const Shape *s, cublasHandle_t cublas)
     .layer = &layer, .rows = &rows, .x = dx, .y = dy, .ws = ws, .cublas = cublas,
     .a16 = a16, .b16 = b16, .c16 = c16, .M = M, .K = K, .N = N,
   };
-  /* both kernel versions (kernels.h): v2, the default, and v1 */
-  float t_lin[2], t_gemm[2], t_quant[2];
-  for (int v = 0; v < 2; v++) {
-    sam2_cuda_w4a8_set_kernel_version (2 - v);
+  /* every kernel version (kernels.h): [0] v3, [1] v2 (the default), [2] v1 */
+  float t_lin[3], t_gemm[3], t_quant[3];
+  for (int v = 0; v < 3; v++) {
+    sam2_cuda_w4a8_set_kernel_version (3 - v);
     t_lin[v] = time_kind (RUN_W4A8_LINEAR, &r);
     t_gemm[v] = time_kind (RUN_W4A8_GEMM, &r);
     t_quant[v] = time_kind (RUN_W4A8_QUANT, &r);
@@ -303,16 +304,20 @@ bench_shape (const Shape *s, cublasHandle_t cublas)
   const float t_bf16 = time_kind (RUN_CUBLAS_BF16, &r);
   const double ops = 2.0 * M * N * K;
 #define TOPS(ms) (ops / ((ms) * 1e-3) / 1e12)
-  printf ("%-5s %-5s %6d %5d %5d | %8.4f %6.1f | %8.4f %6.1f | %8.4f | %8.4f %6.1f | %8.4f %6.1f "
-          "| %8.4f | %8.4f %6.1f | %8.4f %6.1f | %5.2fx %5.2fx\n",
+  printf ("%-5s %-5s %6d %5d %5d | %8.4f %6.1f | %8.4f %6.1f | %8.4f %6.1f | %8.4f %6.1f "
+          "| %8.4f | %8.4f %6.1f | %8.4f %6.1f | %8.4f | %8.4f %6.1f | %8.4f %6.1f "
+          "| %5.2fx %5.2fx %5.2fx\n",
           s->model, s->layer, M, K, N, t_lin[0], TOPS (t_lin[0]), t_gemm[0], TOPS (t_gemm[0]),
-          t_quant[0], t_lin[1], TOPS (t_lin[1]), t_gemm[1], TOPS (t_gemm[1]), t_quant[1], t_f16,
-          TOPS (t_f16), t_bf16, TOPS (t_bf16), t_f16 / t_lin[0], t_f16 / t_lin[1]);
+          t_lin[1], TOPS (t_lin[1]), t_gemm[1], TOPS (t_gemm[1]), t_quant[1], t_lin[2],
+          TOPS (t_lin[2]), t_gemm[2], TOPS (t_gemm[2]), t_quant[2], t_f16, TOPS (t_f16), t_bf16,
+          TOPS (t_bf16), t_f16 / t_lin[0], t_f16 / t_lin[1], t_f16 / t_lin[2]);
 #undef TOPS
   fflush (stdout);
-  totals[0] += t_lin[0];
-  totals[1] += t_lin[1];
-  totals[2] += t_f16;
+  for (int v = 0; v < 3; v++) {
+    totals[v] += t_lin[v];
+    gemm_totals[v] += t_gemm[v];
+  }
+  totals[3] += t_f16;
 
   CK (cudaFree (dblob));
   CK (cudaFree (dx));
@@ -397,18 +402,21 @@ main (int argc, char **argv)
   }
   printf ("%s, W4A8 groups of %d, median of %d runs after %d warm-up\n", prop.name, GROUP, iters,
           warmup);
-  printf ("%-5s %-5s %6s %5s %5s | %-15s | %-15s | %-8s | %-15s | %-15s | %-8s | %-15s | %-15s "
-          "| %s\n", "model", "layer", "M", "K", "N", "v2 linear", "v2 gemm", "v2 quant",
-          "v1 linear", "v1 gemm", "v1 quant", "cublas fp16", "cublas bf16",
-          "fp16/linear v2, v1");
-  printf ("%-5s %-5s %6s %5s %5s | %8s %6s | %8s %6s | %8s | %8s %6s | %8s %6s | %8s | %8s %6s "
-          "| %8s %6s |\n", "", "", "", "", "", "ms", "TOPS", "ms", "TOPS", "ms", "ms", "TOPS", "ms",
-          "TOPS", "ms", "ms", "TOPS", "ms", "TOPS");
+  printf ("%-5s %-5s %6s %5s %5s | %-15s | %-15s | %-15s | %-15s | %-8s | %-15s | %-15s | %-8s "
+          "| %-15s | %-15s | %s\n", "model", "layer", "M", "K", "N", "v3 linear", "v3 gemm",
+          "v2 linear", "v2 gemm", "v2 quant", "v1 linear", "v1 gemm", "v1 quant", "cublas fp16",
+          "cublas bf16", "fp16/linear v3, v2, v1");
+  printf ("%-5s %-5s %6s %5s %5s | %8s %6s | %8s %6s | %8s %6s | %8s %6s | %8s | %8s %6s "
+          "| %8s %6s | %8s | %8s %6s | %8s %6s |\n", "", "", "", "", "", "ms", "TOPS", "ms",
+          "TOPS", "ms", "TOPS", "ms", "TOPS", "ms", "ms", "TOPS", "ms", "TOPS", "ms", "ms", "TOPS",
+          "ms", "TOPS");
   for (int i = 0; i < n; i++)
     bench_shape (&shapes[i], cublas);
-  printf ("sum over the %d shapes: v2 linear %.4f ms, v1 linear %.4f ms, cuBLAS FP16 %.4f ms "
-          "(fp16/v2 %.2fx, fp16/v1 %.2fx)\n", n, totals[0], totals[1], totals[2],
-          totals[2] / totals[0], totals[2] / totals[1]);
+  printf ("sum over the %d shapes: v3 linear %.4f ms, v2 linear %.4f ms, v1 linear %.4f ms, "
+          "cuBLAS FP16 %.4f ms (fp16/v3 %.2fx, fp16/v2 %.2fx, fp16/v1 %.2fx); GEMM alone: v3 "
+          "%.4f ms, v2 %.4f ms, v1 %.4f ms\n", n, totals[0], totals[1], totals[2], totals[3],
+          totals[3] / totals[0], totals[3] / totals[1], totals[3] / totals[2], gemm_totals[0],
+          gemm_totals[1], gemm_totals[2]);
   printf ("\nLayerNorm + quantization of the MLP's input (v2): two kernels, fused\n");
   printf ("%-5s %6s %5s | %8s | %8s | %s\n", "model", "M", "K", "apart ms", "fused ms",
           "apart/fused");

@@ -18,13 +18,13 @@ sam2_attention_16_launch_f16 (const Sam2CudaAttentionArgs &a, bool v2, cudaStrea
 extern "C" int
 sam2_cuda_attention_16_version (void)
 {
-  return sam2_kernel_version (&kernel_version, "SAM2_ATTENTION_KERNEL");
+  return sam2_kernel_version (&kernel_version, "SAM2_ATTENTION_KERNEL", 2);
 }
 
 extern "C" void
 sam2_cuda_attention_16_set_version (int version)
 {
-  sam2_kernel_version_set (&kernel_version, version);
+  sam2_kernel_version_set (&kernel_version, version, 2);
 }
 
 extern "C" int

@@ -95,18 +95,24 @@ sam2_act_apply (int act, float x)
  * device. */
 int sam2_cuda_attention_prepare (void);
 
+/* Raises the dynamic shared-memory limit of the W4A8 GEMM's v3 kernels on the current device and
+ * counts the blocks the device holds at once (gemm-w4a8.cu); sam2_cuda_init calls it, and the
+ * GEMM launcher on its first v3 use per device. */
+int sam2_cuda_w4a8_prepare (void);
+
 /* Whether sam2_cuda_attention runs `a` with its few-queries kernel (decode_kernel: a block per
  * query row, the keys split over its threads). The FP16 variant hands such shapes to it too: with
  * ~7 queries and 4096 keys a flash tile per head leaves the GPU nearly idle. */
 bool sam2_cuda_attention_decode_shape (const Sam2CudaAttentionArgs &a);
 
 /* A kernel-version switch (the W4A8 kernels, the FP16 attention): *slot holds 0 until the
- * version is chosen, then 1 or 2. sam2_kernel_version reads the environment variable `var` at
- * the first call ("v1" or "1" selects 1, anything else 2; a race only stores the same value)
- * and returns the choice; sam2_kernel_version_set stores 1 or 2, any other value going back to
+ * version is chosen, then 1 .. max_version. sam2_kernel_version reads the environment variable
+ * `var` at the first call ("vK" or "K" selects K, for K up to max_version; anything else 2, the
+ * default; a race only stores the same value) and returns the choice;
+ * sam2_kernel_version_set stores a version in 1 .. max_version, any other value going back to
  * the environment's choice at the next read. */
-int sam2_kernel_version (int *slot, const char *var);
-void sam2_kernel_version_set (int *slot, int version);
+int sam2_kernel_version (int *slot, const char *var, int max_version);
+void sam2_kernel_version_set (int *slot, int version, int max_version);
 
 static inline bool
 sam2_act_valid (int act)

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
 #include <type_traits>
 
 namespace {
@@ -289,345 +290,414 @@ constexpr int MAGIC_MAX_GROUP_PAD = 1024;
 constexpr int32_t MAGIC_BITS = 0x4B400000;     /* 12582912.0f */
 constexpr float MAGIC_F = 12582912.0f;
 
-/* BM = 128: 8 warps, two blocks per SM (128 registers); BM = 64: 4 warps, four blocks. */
-template <int BM, bool MAGIC>
-__global__ void __launch_bounds__ (BM * 2, BM == 128 ? 2 : 4)
+/* Tiling of the v2 kernel template: Config<BM, KSTEPS, STAGES, PERSIST>.
+ *   - v2 (kernel version 2): 64-byte K tiles (two 32-column steps), 3 stages, one BM x 64 tile
+ *     per block (the grid covers every tile): the measured kernel (kernels/NOTES.md).
+ *   - v3 (kernel version 3): 128-byte K tiles (four steps; with groups of 128 one group per
+ *     tile), 4 stages, and persistent blocks: a grid of as many blocks as the GPU holds at once
+ *     (SMs x blocks per SM), each walking the M tiles blockIdx.y, + gridDim.y, ... of its N tile
+ *     with one cp.async pipeline across tile ends, so the next tile's first K tiles load while
+ *     this tile folds and runs its epilogue. Why: on the H200 (NOTES.md, v2 table) v2 ran at a
+ *     fifth to a half of cuBLAS FP16's rate on the encoder's thin shapes with only 16 warps per
+ *     SM, which is latency-bound: a block holds two 10 KB K tiles in flight (long K: 1536 columns
+ *     took ~1 us per tile, 24 tiles in 28 us where the tensor work is ~8 us), and at K 96 each
+ *     block is a short chain load -> mma -> fold -> store (3072 blocks in ~12 waves) whose load
+ *     latency nothing overlaps. v3 keeps three 22 KB tiles in flight per block (3.3x the bytes)
+ *     and overlaps the tile change. Same fragments, same fold, same epilogue, same bits. */
+template <int BM_, int KSTEPS_, int STAGES_, bool PERSIST_>
+struct Config {
+  static constexpr int BM = BM_;
+  static constexpr int KSTEPS = KSTEPS_;          /* 32-column steps per K tile */
+  static constexpr int KT = KSTEPS * 32;          /* bytes of a row per K tile */
+  static constexpr int STAGES = STAGES_;
+  static constexpr bool PERSIST = PERSIST_;
+  static constexpr int THREADS = BM * 2;
+  /* row stride of the activation tile in shared memory: 16 bytes past the tile, so the 8 rows
+   * of an ldmatrix phase start 20 (KT 64) or 36 (KT 128) words apart: distinct bank quads */
+  static constexpr int A_LD = KT + 16;
+  static constexpr int A_BYTES = BM * A_LD;                       /* per stage */
+  static constexpr int B_WORDS = (BN / 8) * KSTEPS * 32;          /* per stage: (8, KSTEPS, 32) */
+  static constexpr int SHARED_BYTES = STAGES * (A_BYTES + B_WORDS * 4);
+  static constexpr int MIN_BLOCKS = BM == 128 ? 2 : 4;            /* per SM (launch bounds) */
+};
+
+using V2Big = Config<128, 2, 3, false>;
+using V2Small = Config<64, 2, 3, false>;
+using V3Big = Config<128, 4, 4, true>;
+using V3Small = Config<64, 4, 4, true>;
+
+/* BM = 128: 8 warps, two blocks per SM (128 registers); BM = 64: 4 warps, four blocks.
+ * Dynamic shared memory C::SHARED_BYTES (above 48 KB for v3: raised by w4a8_gemm_prepare). */
+template <class C, bool MAGIC>
+__global__ void __launch_bounds__ (C::THREADS, C::MIN_BLOCKS)
 w4a8_gemm_v2_kernel (const GemmArgs p)
 {
-  SAM2_STATIC_SHARED (int8_t, a_s, [STAGES][BM * A_LD]);       /* (BM, A_LD) per stage */
-  SAM2_STATIC_SHARED (uint32_t, b_s, [STAGES][B_WORDS]);       /* (8, 2, 32) per stage */
-  constexpr int THREADS = BM * 2;
+  constexpr int BM = C::BM, THREADS = C::THREADS, STAGES = C::STAGES, KSTEPS = C::KSTEPS;
+  constexpr int A_LD = C::A_LD;
+  SAM2_DYNAMIC_SHARED (int8_t, smem);
+  int8_t *const a_s = smem;                                        /* (STAGES, BM, A_LD) */
+  uint32_t *const b_s = reinterpret_cast<uint32_t *> (smem + STAGES * C::A_BYTES);
+                                                                   /* (STAGES, 8, KSTEPS, 32) */
   constexpr int32_t ACC0 = MAGIC ? MAGIC_BITS : 0;
 
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const int wm = warp / 2, wn = warp % 2;           /* warp tile rows wm*32, cols wn*32 */
   const int gid = lane / 4, tg = lane % 4;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int n0 = blockIdx.x * BN;
   const int row_bytes = p.geo.row_bytes, n_pad = p.geo.n_pad, NG = p.geo.n_groups;
   const int steps_row = row_bytes / 32, GP = p.geo.group_pad, steps = p.geo.steps;
-  const int n_kt = row_bytes / BK;
+  const int n_kt = (row_bytes + C::KT - 1) / C::KT;   /* the last may be half a tile (KT 128) */
   const int M = p.M;
+  /* this block's M tiles: blockIdx.y, + gridDim.y, ... (one for v2's grid) */
+  const int m_tiles = (M + BM - 1) / BM;
+  const int my_tiles = C::PERSIST ? (m_tiles - (int) blockIdx.y + (int) gridDim.y - 1)
+                                        / (int) gridDim.y
+                                  : 1;
+  const int n_work = my_tiles * n_kt;               /* (tile, K tile) pairs, in order */
 
-  /* as v1's */
-  auto load_stage = [&] (int stage, int kt) {
+  /* The loader walks the same (tile, K tile) sequence STAGES - 1 pairs ahead of the products.
+   * A: BM rows x KT bytes in 16-byte chunks; rows past M load row M - 1 (in bounds; their
+   * outputs are never stored); chunks past the row's end (the half tile of a row of 64 x odd
+   * bytes) are not loaded: the steps there are past `steps` and never read. B: 8 octets x
+   * KSTEPS steps x 32 words. */
+  int ld_tile = 0, ld_kt = 0;
+  auto load_next = [&] (int stage) {
+    const int m0l = ((int) blockIdx.y + ld_tile * (int) gridDim.y) * BM;
+    int8_t *as = a_s + stage * C::A_BYTES;
+    uint32_t *bs = b_s + stage * C::B_WORDS;
 #pragma unroll
-    for (int i = 0; i < (BM * 4) / THREADS; i++) {
-      const int c = tid + i * THREADS, r = c / 4, q = c % 4;
-      const int gm = min (m0 + r, M - 1);
-      cp_async16 (&a_s[stage][r * A_LD + q * 16],
-                  p.codes + (size_t) gm * row_bytes + (size_t) kt * BK + q * 16);
+    for (int i = 0; i < (BM * KSTEPS * 2) / THREADS; i++) {
+      const int c = tid + i * THREADS, r = c / (KSTEPS * 2), q = c % (KSTEPS * 2);
+      const int col = ld_kt * C::KT + q * 16;
+      if (KSTEPS == 2 || col < row_bytes)
+        cp_async16 (as + r * A_LD + q * 16,
+                    p.codes + (size_t) min (m0l + r, M - 1) * row_bytes + col);
     }
-    if (tid < (B_WORDS * 4) / 16) {
-      const int o = tid / 16, q = tid % 16;
-      cp_async16 (&b_s[stage][o * 64 + q * 4],
-                  p.w + ((size_t) (n0 / 8 + o) * steps_row + (size_t) kt * 2) * 32 + q * 4);
+    constexpr int B_CHUNKS = C::B_WORDS / 4;
+#pragma unroll
+    for (int i = 0; i < (B_CHUNKS + THREADS - 1) / THREADS; i++) {
+      const int c = tid + i * THREADS;
+      const int o = c / (KSTEPS * 8), q = c % (KSTEPS * 8);   /* octet, chunk of its steps */
+      const int s = ld_kt * KSTEPS + q / 8;
+      if ((B_CHUNKS % THREADS == 0 || c < B_CHUNKS) && (KSTEPS == 2 || s < steps_row))
+        cp_async16 (bs + o * (KSTEPS * 32) + q * 4,
+                    p.w + ((size_t) (n0 / 8 + o) * steps_row + s) * 32 + (q % 8) * 4);
+    }
+    if (++ld_kt == n_kt) {
+      ld_kt = 0;
+      ld_tile++;
     }
   };
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; s++) {
-    if (s < n_kt)
-      load_stage (s, s);
+    if (s < n_work)
+      load_next (s);
     cp_async_commit ();
   }
-
-  /* Does any row of this warp have Za != 0? (rows past M are clamped to M - 1, as in the fold) */
-  bool za_any;
-  {
-    int z = 0;
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-      for (int h = 0; h < 2; h++)
-        z |= p.za[min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1)];
-    za_any = __any_sync (0xffffffffu, z != 0);
-  }
-
-  int32_t acc[2][4][4];
-  float f[2][4][4];
-#pragma unroll
-  for (int i = 0; i < 2; i++)
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        acc[i][j][e] = ACC0;
-        f[i][j][e] = -0.0f;
-      }
 
   /* this lane's ldmatrix row and byte offset within a warp's 16-row m tile and 32-byte step */
   const int lm_off = ((lane % 8) + ((lane / 8) % 2) * 8) * A_LD + (lane / 16) * 16;
+  int work = 0;                                     /* the (tile, K tile) pair being multiplied */
 
-  /* The group's exact sums into f (one subtraction per term, exact in int32), then the
-   * accumulators are left as they are: the group's first step starts them afresh (below).
-   * ZA: apply the Za wsum term (a warp with a nonzero Za); a compile-time choice, so that the
-   * symmetric warps' fold has neither the loads nor the multiplies of the term. */
-  auto fold = [&] (auto za_tag, int g) {
-    constexpr bool ZA = decltype (za_tag)::value;
-    int32_t as_[2][2], zr[2][2];
+  for (int tile = 0; tile < my_tiles; tile++) {
+    const int m0 = ((int) blockIdx.y + tile * (int) gridDim.y) * BM;
+
+    /* Does any row of this warp have Za != 0? (rows past M are clamped to M - 1, as in the fold) */
+    bool za_any;
+    {
+      int z = 0;
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+          z |= p.za[min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1)];
+      za_any = __any_sync (0xffffffffu, z != 0);
+    }
+
+    int32_t acc[2][4][4];
+    float f[2][4][4];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-      for (int h = 0; h < 2; h++) {
-        const int row = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
-        as_[i][h] = p.asum[(size_t) row * NG + g];
-        zr[i][h] = ZA ? p.za[row] : 0;
-      }
+      for (int j = 0; j < 4; j++)
 #pragma unroll
-    for (int n = 0; n < 4; n++) {
-      const int c = n0 + wn * 32 + n * 8 + tg * 2;       /* even, < n_pad */
-      const size_t o = (size_t) g * n_pad + c;
-      const int2 wz = *reinterpret_cast<const int2 *> (p.wzero + o);
-      const float2 sc = *reinterpret_cast<const float2 *> (p.wscale + o);
-      int2 ws = make_int2 (0, 0);
-      if (ZA)
-        ws = *reinterpret_cast<const int2 *> (p.wsum + o);
+        for (int e = 0; e < 4; e++) {
+          acc[i][j][e] = ACC0;
+          f[i][j][e] = -0.0f;
+        }
+
+    /* The group's exact sums into f (one subtraction per term, exact in int32), then the
+     * accumulators are left as they are: the group's first step starts them afresh (below).
+     * ZA: apply the Za wsum term (a warp with a nonzero Za); a compile-time choice, so that the
+     * symmetric warps' fold has neither the loads nor the multiplies of the term. */
+    auto fold = [&] (auto za_tag, int g) {
+      constexpr bool ZA = decltype (za_tag)::value;
+      int32_t as_[2][2], zr[2][2];
 #pragma unroll
       for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-          int32_t v0 = acc[i][n][h * 2] - wz.x * as_[i][h];
-          int32_t v1 = acc[i][n][h * 2 + 1] - wz.y * as_[i][h];
-          if (ZA) {
-            v0 -= zr[i][h] * ws.x;
-            v1 -= zr[i][h] * ws.y;
-          }
-          float x0, x1;
-          if (MAGIC) {
-            /* exact: integers within 2^22 of 1.5 * 2^23 */
-            x0 = __fadd_rn (__int_as_float (v0), -MAGIC_F);
-            x1 = __fadd_rn (__int_as_float (v1), -MAGIC_F);
-          } else {
-            x0 = (float) v0;
-            x1 = (float) v1;
-          }
-          f[i][n][h * 2] = __fadd_rn (f[i][n][h * 2], __fmul_rn (x0, sc.x));
-          f[i][n][h * 2 + 1] = __fadd_rn (f[i][n][h * 2 + 1], __fmul_rn (x1, sc.y));
+          const int row = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+          as_[i][h] = p.asum[(size_t) row * NG + g];
+          zr[i][h] = ZA ? p.za[row] : 0;
         }
-    }
-  };
-
-  /* Steps are counted within the group (no division by group_pad per step): a group's first
-   * step gives the mma the constant ACC0 as its C operand instead of the accumulators, which
-   * replaces v1's clearing of the 32 accumulators after each fold; its last step (group_pad /
-   * 32 steps, or the row's last step for the tail group) is followed by the fold. */
-  const int spg = GP / 32;
-  int g_done = 0, gstep = 0;
-  for (int kt = 0; kt < n_kt; kt++) {
-    cp_async_wait<STAGES - 2> ();
-    __syncthreads ();              /* tile kt visible to all; stage (kt - 1) % STAGES free */
-    if (kt + STAGES - 1 < n_kt)
-      load_stage ((kt + STAGES - 1) % STAGES, kt + STAGES - 1);
-    cp_async_commit ();
-
-    const int8_t *as = a_s[kt % STAGES];
-    const uint32_t *bs = b_s[kt % STAGES];
 #pragma unroll
-    for (int j = 0; j < 2; j++) {
-      const int s = kt * 2 + j;
-      if (s >= steps)
-        break;
-      uint32_t af[2][4];
+      for (int n = 0; n < 4; n++) {
+        const int c = n0 + wn * 32 + n * 8 + tg * 2;       /* even, < n_pad */
+        const size_t o = (size_t) g * n_pad + c;
+        const int2 wz = *reinterpret_cast<const int2 *> (p.wzero + o);
+        const float2 sc = *reinterpret_cast<const float2 *> (p.wscale + o);
+        int2 ws = make_int2 (0, 0);
+        if (ZA)
+          ws = *reinterpret_cast<const int2 *> (p.wsum + o);
 #pragma unroll
-      for (int i = 0; i < 2; i++)
-        ldmatrix_x4 (af[i], as + (wm * 32 + i * 16) * A_LD + j * 32 + lm_off);
-      if (gstep == 0) {
-        /* the group's fold reads its per-column terms and the rows' sums from global memory
-         * after the group's steps: ask for them into L1 now, so that the fold's loads (which
-         * every warp of a block waits for in turn) are L1 hits rather than L2 round trips. No
-         * register is held: prefetch has no destination. */
-        {
-          const size_t o = (size_t) g_done * n_pad + n0 + wn * 32 + tg * 2;
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            int32_t v0 = acc[i][n][h * 2] - wz.x * as_[i][h];
+            int32_t v1 = acc[i][n][h * 2 + 1] - wz.y * as_[i][h];
+            if (ZA) {
+              v0 -= zr[i][h] * ws.x;
+              v1 -= zr[i][h] * ws.y;
+            }
+            float x0, x1;
+            if (MAGIC) {
+              /* exact: integers within 2^22 of 1.5 * 2^23 */
+              x0 = __fadd_rn (__int_as_float (v0), -MAGIC_F);
+              x1 = __fadd_rn (__int_as_float (v1), -MAGIC_F);
+            } else {
+              x0 = (float) v0;
+              x1 = (float) v1;
+            }
+            f[i][n][h * 2] = __fadd_rn (f[i][n][h * 2], __fmul_rn (x0, sc.x));
+            f[i][n][h * 2 + 1] = __fadd_rn (f[i][n][h * 2 + 1], __fmul_rn (x1, sc.y));
+          }
+      }
+    };
+
+    /* Steps are counted within the group (no division by group_pad per step): a group's first
+     * step gives the mma the constant ACC0 as its C operand instead of the accumulators, which
+     * replaces v1's clearing of the 32 accumulators after each fold; its last step (group_pad /
+     * 32 steps, or the row's last step for the tail group) is followed by the fold. */
+    const int spg = GP / 32;
+    int g_done = 0, gstep = 0;
+    for (int kt = 0; kt < n_kt; kt++, work++) {
+      cp_async_wait<STAGES - 2> ();
+      __syncthreads ();              /* pair `work` visible to all; its previous stage free */
+      if (work + STAGES - 1 < n_work)
+        load_next ((work + STAGES - 1) % STAGES);
+      cp_async_commit ();            /* possibly empty: keeps the group count per iteration */
+
+      const int8_t *as = a_s + (work % STAGES) * C::A_BYTES;
+      const uint32_t *bs = b_s + (work % STAGES) * C::B_WORDS;
+#pragma unroll
+      for (int j = 0; j < KSTEPS; j++) {
+        const int s = kt * KSTEPS + j;
+        if (s >= steps)
+          break;
+        uint32_t af[2][4];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+          ldmatrix_x4 (af[i], as + (wm * 32 + i * 16) * A_LD + j * 32 + lm_off);
+        if (gstep == 0) {
+          /* the group's fold reads its per-column terms and the rows' sums from global memory
+           * after the group's steps: ask for them into L1 now, so that the fold's loads (which
+           * every warp of a block waits for in turn) are L1 hits rather than L2 round trips. No
+           * register is held: prefetch has no destination. */
+          {
+            const size_t o = (size_t) g_done * n_pad + n0 + wn * 32 + tg * 2;
+#pragma unroll
+            for (int n = 0; n < 4; n++) {
+              prefetch_l1 (p.wzero + o + n * 8);
+              prefetch_l1 (p.wscale + o + n * 8);
+              if (za_any)
+                prefetch_l1 (p.wsum + o + n * 8);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+              for (int h = 0; h < 2; h++)
+                prefetch_l1 (p.asum
+                             + (size_t) min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1) * NG
+                             + g_done);
+          }
 #pragma unroll
           for (int n = 0; n < 4; n++) {
-            prefetch_l1 (p.wzero + o + n * 8);
-            prefetch_l1 (p.wscale + o + n * 8);
-            if (za_any)
-              prefetch_l1 (p.wsum + o + n * 8);
+            const uint32_t wv = bs[(wn * 4 + n) * (KSTEPS * 32) + j * 32 + lane];
+            const uint32_t b0 = wv & 0x0f0f0f0fu, b1 = (wv >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+              mma_s8_from (acc[i][n], af[i], b0, b1, ACC0);
           }
+        } else {
 #pragma unroll
-          for (int i = 0; i < 2; i++)
+          for (int n = 0; n < 4; n++) {
+            const uint32_t wv = bs[(wn * 4 + n) * (KSTEPS * 32) + j * 32 + lane];
+            const uint32_t b0 = wv & 0x0f0f0f0fu, b1 = (wv >> 4) & 0x0f0f0f0fu;
 #pragma unroll
-            for (int h = 0; h < 2; h++)
-              prefetch_l1 (p.asum
-                           + (size_t) min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1) * NG
-                           + g_done);
+            for (int i = 0; i < 2; i++)
+              mma_s8 (acc[i][n], af[i], b0, b1);
+          }
         }
-#pragma unroll
-        for (int n = 0; n < 4; n++) {
-          const uint32_t wv = bs[(wn * 4 + n) * 64 + j * 32 + lane];
-          const uint32_t b0 = wv & 0x0f0f0f0fu, b1 = (wv >> 4) & 0x0f0f0f0fu;
-#pragma unroll
-          for (int i = 0; i < 2; i++)
-            mma_s8_from (acc[i][n], af[i], b0, b1, ACC0);
+        gstep++;
+        if (gstep == spg || s + 1 == steps) {
+          if (za_any)
+            fold (std::true_type {}, g_done);
+          else
+            fold (std::false_type {}, g_done);
+          g_done++;
+          gstep = 0;
         }
-      } else {
-#pragma unroll
-        for (int n = 0; n < 4; n++) {
-          const uint32_t wv = bs[(wn * 4 + n) * 64 + j * 32 + lane];
-          const uint32_t b0 = wv & 0x0f0f0f0fu, b1 = (wv >> 4) & 0x0f0f0f0fu;
-#pragma unroll
-          for (int i = 0; i < 2; i++)
-            mma_s8 (acc[i][n], af[i], b0, b1);
-        }
-      }
-      gstep++;
-      if (gstep == spg || s + 1 == steps) {
-        if (za_any)
-          fold (std::true_type {}, g_done);
-        else
-          fold (std::false_type {}, g_done);
-        g_done++;
-        gstep = 0;
       }
     }
-  }
-  cp_async_wait<0> ();
 
-  /* Epilogue: v1's operations in v1's order (f sa, + bias, + rank terms, act, + residual),
-   * regrouped so that the code a warp runs is short and contiguous: v1 inlines the act switch
-   * (a jump table and erff / tanhf / expf bodies) for each of the 32 outputs, some 19000
-   * instructions whose executed path jumps across ~300 KB of code, an instruction-cache miss
-   * per output for every block. Here the steps before the act run for all 32 outputs (rows
-   * and columns clamped for the loads; what lies outside is never stored), the act switch is
-   * taken once with one unrolled loop per case, and the stores are 8-byte pairs when N and the
-   * arrays allow. */
-  const int N = p.geo.n;
-#pragma unroll
-  for (int i = 0; i < 2; i++)
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int r = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
-      const float sa = p.sa[r];
-#pragma unroll
-      for (int n = 0; n < 4; n++)
-#pragma unroll
-        for (int e = 0; e < 2; e++)
-          f[i][n][h * 2 + e] = __fmul_rn (f[i][n][h * 2 + e], sa);
-    }
-  if (p.bias != nullptr) {
-#pragma unroll
-    for (int n = 0; n < 4; n++) {
-      const int c = n0 + wn * 32 + n * 8 + tg * 2;
-      const float b0 = p.bias[min (c, N - 1)], b1 = p.bias[min (c + 1, N - 1)];
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-          f[i][n][h * 2] = __fadd_rn (f[i][n][h * 2], b0);
-          f[i][n][h * 2 + 1] = __fadd_rn (f[i][n][h * 2 + 1], b1);
-        }
-    }
-  }
-  if (p.rank > 0 && p.rank_vec4) {
-    /* the same terms in the same order, read 4 ranks at a time: per 4 ranks, one 16-byte load
-     * per row (4) and per column (8) for the 128 products, instead of two 4-byte loads per
-     * product */
-    const int R = p.rank;
-    for (int k = 0; k < R; k += 4) {
-      float4 tv[2][2];
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-          const int r = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
-          tv[i][h] = *reinterpret_cast<const float4 *> (p.t + (size_t) r * R + k);
-        }
-#pragma unroll
-      for (int n = 0; n < 4; n++)
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-          const int c = min (n0 + wn * 32 + n * 8 + tg * 2 + e, N - 1);
-          const float4 lv = *reinterpret_cast<const float4 *> (p.lora_up + (size_t) c * R + k);
-#pragma unroll
-          for (int i = 0; i < 2; i++)
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-              float v = f[i][n][h * 2 + e];
-              v = __fadd_rn (v, __fmul_rn (tv[i][h].x, lv.x));
-              v = __fadd_rn (v, __fmul_rn (tv[i][h].y, lv.y));
-              v = __fadd_rn (v, __fmul_rn (tv[i][h].z, lv.z));
-              v = __fadd_rn (v, __fmul_rn (tv[i][h].w, lv.w));
-              f[i][n][h * 2 + e] = v;
-            }
-        }
-    }
-  } else if (p.rank > 0) {
+    /* Epilogue: v1's operations in v1's order (f sa, + bias, + rank terms, act, + residual),
+     * regrouped so that the code a warp runs is short and contiguous: v1 inlines the act switch
+     * (a jump table and erff / tanhf / expf bodies) for each of the 32 outputs, some 19000
+     * instructions whose executed path jumps across ~300 KB of code, an instruction-cache miss
+     * per output for every block. Here the steps before the act run for all 32 outputs (rows
+     * and columns clamped for the loads; what lies outside is never stored), the act switch is
+     * taken once with one unrolled loop per case, and the stores are 8-byte pairs when N and the
+     * arrays allow. */
+    const int N = p.geo.n;
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
       for (int h = 0; h < 2; h++) {
         const int r = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
-        const float *tr = p.t + (size_t) r * p.rank;
+        const float sa = p.sa[r];
+#pragma unroll
+        for (int n = 0; n < 4; n++)
+#pragma unroll
+          for (int e = 0; e < 2; e++)
+            f[i][n][h * 2 + e] = __fmul_rn (f[i][n][h * 2 + e], sa);
+      }
+    if (p.bias != nullptr) {
+#pragma unroll
+      for (int n = 0; n < 4; n++) {
+        const int c = n0 + wn * 32 + n * 8 + tg * 2;
+        const float b0 = p.bias[min (c, N - 1)], b1 = p.bias[min (c + 1, N - 1)];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            f[i][n][h * 2] = __fadd_rn (f[i][n][h * 2], b0);
+            f[i][n][h * 2 + 1] = __fadd_rn (f[i][n][h * 2 + 1], b1);
+          }
+      }
+    }
+    if (p.rank > 0 && p.rank_vec4) {
+      /* the same terms in the same order, read 4 ranks at a time: per 4 ranks, one 16-byte load
+       * per row (4) and per column (8) for the 128 products, instead of two 4-byte loads per
+       * product */
+      const int R = p.rank;
+      for (int k = 0; k < R; k += 4) {
+        float4 tv[2][2];
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int r = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+            tv[i][h] = *reinterpret_cast<const float4 *> (p.t + (size_t) r * R + k);
+          }
 #pragma unroll
         for (int n = 0; n < 4; n++)
 #pragma unroll
           for (int e = 0; e < 2; e++) {
             const int c = min (n0 + wn * 32 + n * 8 + tg * 2 + e, N - 1);
-            const float *l = p.lora_up + (size_t) c * p.rank;
-            float v = f[i][n][h * 2 + e];
-            for (int k = 0; k < p.rank; k++)
-              v = __fadd_rn (v, __fmul_rn (tr[k], l[k]));
-            f[i][n][h * 2 + e] = v;
+            const float4 lv = *reinterpret_cast<const float4 *> (p.lora_up + (size_t) c * R + k);
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+              for (int h = 0; h < 2; h++) {
+                float v = f[i][n][h * 2 + e];
+                v = __fadd_rn (v, __fmul_rn (tv[i][h].x, lv.x));
+                v = __fadd_rn (v, __fmul_rn (tv[i][h].y, lv.y));
+                v = __fadd_rn (v, __fmul_rn (tv[i][h].z, lv.z));
+                v = __fadd_rn (v, __fmul_rn (tv[i][h].w, lv.w));
+                f[i][n][h * 2 + e] = v;
+              }
           }
       }
-  }
-  switch (p.act) {
+    } else if (p.rank > 0) {
+#pragma unroll
+      for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int r = min (m0 + wm * 32 + i * 16 + gid + h * 8, M - 1);
+          const float *tr = p.t + (size_t) r * p.rank;
+#pragma unroll
+          for (int n = 0; n < 4; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+              const int c = min (n0 + wn * 32 + n * 8 + tg * 2 + e, N - 1);
+              const float *l = p.lora_up + (size_t) c * p.rank;
+              float v = f[i][n][h * 2 + e];
+              for (int k = 0; k < p.rank; k++)
+                v = __fadd_rn (v, __fmul_rn (tr[k], l[k]));
+              f[i][n][h * 2 + e] = v;
+            }
+        }
+    }
+    switch (p.act) {
 #define W4A8_ACT_ALL(ACT)                                                                      \
-  _Pragma ("unroll") for (int i = 0; i < 2; i++)                                               \
-    _Pragma ("unroll") for (int n = 0; n < 4; n++)                                             \
-      _Pragma ("unroll") for (int e = 0; e < 4; e++)                                           \
-        f[i][n][e] = act_apply (ACT, f[i][n][e]);                                              \
-  break;
-  case SAM2_CUDA_ACT_GELU:
-    W4A8_ACT_ALL (SAM2_CUDA_ACT_GELU)
-  case SAM2_CUDA_ACT_GELU_TANH:
-    W4A8_ACT_ALL (SAM2_CUDA_ACT_GELU_TANH)
-  case SAM2_CUDA_ACT_RELU:
-    W4A8_ACT_ALL (SAM2_CUDA_ACT_RELU)
-  case SAM2_CUDA_ACT_SILU:
-    W4A8_ACT_ALL (SAM2_CUDA_ACT_SILU)
-  case SAM2_CUDA_ACT_SIGMOID:
-    W4A8_ACT_ALL (SAM2_CUDA_ACT_SIGMOID)
-#undef W4A8_ACT_ALL
-  default:
+    _Pragma ("unroll") for (int i = 0; i < 2; i++)                                             \
+      _Pragma ("unroll") for (int n = 0; n < 4; n++)                                           \
+        _Pragma ("unroll") for (int e = 0; e < 4; e++)                                         \
+          f[i][n][e] = act_apply (ACT, f[i][n][e]);                                            \
     break;
-  }
-  /* pairs: c even, so (r N + c) is even when N is; y and residual 8-byte aligned (pair_ok) */
-  const bool pairs = p.pair_ok && N % 2 == 0;
+    case SAM2_CUDA_ACT_GELU:
+      W4A8_ACT_ALL (SAM2_CUDA_ACT_GELU)
+    case SAM2_CUDA_ACT_GELU_TANH:
+      W4A8_ACT_ALL (SAM2_CUDA_ACT_GELU_TANH)
+    case SAM2_CUDA_ACT_RELU:
+      W4A8_ACT_ALL (SAM2_CUDA_ACT_RELU)
+    case SAM2_CUDA_ACT_SILU:
+      W4A8_ACT_ALL (SAM2_CUDA_ACT_SILU)
+    case SAM2_CUDA_ACT_SIGMOID:
+      W4A8_ACT_ALL (SAM2_CUDA_ACT_SIGMOID)
+#undef W4A8_ACT_ALL
+    default:
+      break;
+    }
+    /* pairs: c even, so (r N + c) is even when N is; y and residual 8-byte aligned (pair_ok) */
+    const bool pairs = p.pair_ok && N % 2 == 0;
 #pragma unroll
-  for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++)
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int r = m0 + wm * 32 + i * 16 + gid + h * 8;
-      if (r >= M)
-        continue;
+      for (int h = 0; h < 2; h++) {
+        const int r = m0 + wm * 32 + i * 16 + gid + h * 8;
+        if (r >= M)
+          continue;
 #pragma unroll
-      for (int n = 0; n < 4; n++) {
-        const int c = n0 + wn * 32 + n * 8 + tg * 2;
-        const size_t o = (size_t) r * N + c;
-        float v0 = f[i][n][h * 2], v1 = f[i][n][h * 2 + 1];
-        if (pairs && c + 1 < N) {
-          if (p.residual != nullptr) {
-            const float2 rv = *reinterpret_cast<const float2 *> (p.residual + o);
-            v0 = __fadd_rn (v0, rv.x);
-            v1 = __fadd_rn (v1, rv.y);
-          }
-          *reinterpret_cast<float2 *> (p.y + o) = make_float2 (v0, v1);
-        } else {
-          if (c < N) {
-            if (p.residual != nullptr)
-              v0 = __fadd_rn (v0, p.residual[o]);
-            p.y[o] = v0;
-          }
-          if (c + 1 < N) {
-            if (p.residual != nullptr)
-              v1 = __fadd_rn (v1, p.residual[o + 1]);
-            p.y[o + 1] = v1;
+        for (int n = 0; n < 4; n++) {
+          const int c = n0 + wn * 32 + n * 8 + tg * 2;
+          const size_t o = (size_t) r * N + c;
+          float v0 = f[i][n][h * 2], v1 = f[i][n][h * 2 + 1];
+          if (pairs && c + 1 < N) {
+            if (p.residual != nullptr) {
+              const float2 rv = *reinterpret_cast<const float2 *> (p.residual + o);
+              v0 = __fadd_rn (v0, rv.x);
+              v1 = __fadd_rn (v1, rv.y);
+            }
+            *reinterpret_cast<float2 *> (p.y + o) = make_float2 (v0, v1);
+          } else {
+            if (c < N) {
+              if (p.residual != nullptr)
+                v0 = __fadd_rn (v0, p.residual[o]);
+              p.y[o] = v0;
+            }
+            if (c + 1 < N) {
+              if (p.residual != nullptr)
+                v1 = __fadd_rn (v1, p.residual[o + 1]);
+              p.y[o + 1] = v1;
+            }
           }
         }
       }
-    }
+  }
+  cp_async_wait<0> ();             /* no copy in flight when the block exits */
 }
 
 /* y (M, K) = x (M, K) * smooth (K) per column: the rows cuBLAS projects when the rank is above
@@ -689,21 +759,105 @@ geometry_ok (const Sam2CudaW4A8Geometry &g)
          && g.row_bytes % BK == 0 && g.n_pad % BN == 0 && g.steps * 32 <= g.row_bytes;
 }
 
+/* Per device: the v3 kernels' shared-memory limit raised, and the number of blocks of each
+ * v3 tiling the GPU holds at once (the persistent grid). */
+constexpr int MAX_PREPARED_DEVICES = 64;
+std::atomic<int> resident_big[MAX_PREPARED_DEVICES], resident_small[MAX_PREPARED_DEVICES];
+
+template <class C>
+const void *
+v2_kernel (bool magic)
+{
+  return magic ? (const void *) w4a8_gemm_v2_kernel<C, true>
+               : (const void *) w4a8_gemm_v2_kernel<C, false>;
+}
+
+/* How many blocks of tiling C an SM of `prop` holds: the launch bounds' count, fewer where its
+ * shared memory (with the 1 KB the hardware keeps per block) does not hold them. */
+template <class C>
+int
+resident_blocks (const cudaDeviceProp &prop)
+{
+  const int by_shared = (int) (prop.sharedMemPerMultiprocessor / (C::SHARED_BYTES + 1024));
+  const int per_sm = by_shared < C::MIN_BLOCKS ? by_shared : C::MIN_BLOCKS;
+  return (per_sm > 0 ? per_sm : 1) * prop.multiProcessorCount;
+}
+
 }  // namespace
 
-/* The kernel version: 0 until chosen, then 1 or 2 (see sam2_cuda_w4a8_kernel_version). */
+int
+sam2_cuda_w4a8_prepare (void)
+{
+  int dev = 0;
+  if (cudaGetDevice (&dev) != cudaSuccess)
+    return SAM2_CUDA_DEVICE;
+  if (dev < 0 || dev >= MAX_PREPARED_DEVICES)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (resident_big[dev].load () > 0)
+    return SAM2_CUDA_OK;
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties (&prop, dev) != cudaSuccess) {
+    (void) cudaGetLastError ();
+    return SAM2_CUDA_DEVICE;
+  }
+  for (int magic = 0; magic < 2; magic++)
+    if (cudaFuncSetAttribute (v2_kernel<V3Big> (magic), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              V3Big::SHARED_BYTES) != cudaSuccess
+        || cudaFuncSetAttribute (v2_kernel<V3Small> (magic),
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 V3Small::SHARED_BYTES) != cudaSuccess) {
+      (void) cudaGetLastError ();
+      return SAM2_CUDA_DEVICE;
+    }
+  resident_small[dev].store (resident_blocks<V3Small> (prop));
+  resident_big[dev].store (resident_blocks<V3Big> (prop));
+  return SAM2_CUDA_OK;
+}
+
+namespace {
+
+/* Launches the v2 kernel template with tiling C: a block per tile, or for a persistent tiling
+ * as many blocks as the device holds at once (whole columns of M tiles per N tile, at least
+ * one; each block then walks ceil or floor of m_tiles / grid.y tiles). */
+template <class C>
+int
+launch_v2 (const GemmArgs &p, bool magic, int n_tiles, cudaStream_t stream)
+{
+  const int m_tiles = (p.M + C::BM - 1) / C::BM;
+  int rows = m_tiles;
+  if (C::PERSIST) {
+    int dev = 0;
+    if (cudaGetDevice (&dev) != cudaSuccess || dev < 0 || dev >= MAX_PREPARED_DEVICES)
+      return SAM2_CUDA_DEVICE;
+    const int resident = (C::BM == 128 ? resident_big : resident_small)[dev].load ();
+    const int per_column = resident / n_tiles > 1 ? resident / n_tiles : 1;
+    rows = m_tiles < per_column ? m_tiles : per_column;
+  }
+  const dim3 grid (n_tiles, rows);
+  if (grid.y > 65535)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (magic)
+    SAM2_LAUNCH (grid, C::THREADS, C::SHARED_BYTES, stream, w4a8_gemm_v2_kernel<C, true>) (p);
+  else
+    SAM2_LAUNCH (grid, C::THREADS, C::SHARED_BYTES, stream, w4a8_gemm_v2_kernel<C, false>) (p);
+  return SAM2_CUDA_OK;
+}
+
+}  // namespace
+
+/* The kernel version: 0 until chosen, then 1, 2 or 3 (see sam2_cuda_w4a8_kernel_version). */
 static int kernel_version;
 
 extern "C" int
 sam2_cuda_w4a8_kernel_version (void)
 {
-  return sam2_kernel_version (&kernel_version, "SAM2_W4A8_KERNEL");
+  return sam2_kernel_version (&kernel_version, "SAM2_W4A8_KERNEL", 3);
 }
 
 extern "C" void
 sam2_cuda_w4a8_set_kernel_version (int version)
 {
-  sam2_kernel_version_set (&kernel_version, version);
+  sam2_kernel_version_set (&kernel_version, version, 3);
 }
 
 extern "C" void
@@ -830,25 +984,21 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
   const int n_tiles = layer->geo.n_pad / BN;
   /* 128-row tiles unless that leaves fewer than about two blocks per SM of an H100 (132) */
   const long blocks128 = (long) ((M + 127) / 128) * n_tiles;
-  if (sam2_cuda_w4a8_kernel_version () >= 2) {
+  const int version = sam2_cuda_w4a8_kernel_version ();
+  if (version >= 2) {
     const bool magic = layer->geo.group_pad <= MAGIC_MAX_GROUP_PAD;
-    if (blocks128 >= 264) {
-      const dim3 grid (n_tiles, (M + 127) / 128);
-      if (grid.y > 65535)
-        return SAM2_CUDA_UNSUPPORTED;
-      if (magic)
-        SAM2_LAUNCH (grid, 256, 0, stream, w4a8_gemm_v2_kernel<128, true>) (p);
-      else
-        SAM2_LAUNCH (grid, 256, 0, stream, w4a8_gemm_v2_kernel<128, false>) (p);
+    int st;
+    if (version == 3) {
+      st = sam2_cuda_w4a8_prepare ();
+      if (st == SAM2_CUDA_OK)
+        st = blocks128 >= 264 ? launch_v2<V3Big> (p, magic, n_tiles, stream)
+                              : launch_v2<V3Small> (p, magic, n_tiles, stream);
     } else {
-      const dim3 grid (n_tiles, (M + 63) / 64);
-      if (grid.y > 65535)
-        return SAM2_CUDA_UNSUPPORTED;
-      if (magic)
-        SAM2_LAUNCH (grid, 128, 0, stream, w4a8_gemm_v2_kernel<64, true>) (p);
-      else
-        SAM2_LAUNCH (grid, 128, 0, stream, w4a8_gemm_v2_kernel<64, false>) (p);
+      st = blocks128 >= 264 ? launch_v2<V2Big> (p, magic, n_tiles, stream)
+                            : launch_v2<V2Small> (p, magic, n_tiles, stream);
     }
+    if (st != SAM2_CUDA_OK)
+      return st;
     return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
   }
   if (blocks128 >= 264) {

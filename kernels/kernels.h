@@ -209,11 +209,12 @@ void sam2_cuda_attention_16_set_version (int version);
 /* ---- W4A8 (layernorm-quant.cu, gemm-w4a8.cu) ------------------------------------------------- */
 
 /* Which W4A8 kernels run (activation quantization and GEMM): 2, the current ones, unless the
- * environment variable SAM2_W4A8_KERNEL is "v1" (read once, at the first W4A8 call), which
- * selects the first versions, kept for comparison and as the fallback. The setter overrides the
- * choice (1 or 2; any other value goes back to the environment's) for tests and benchmarks that
- * run both; it is not meant to be called while W4A8 work is being launched from another
- * thread. */
+ * environment variable SAM2_W4A8_KERNEL (read once, at the first W4A8 call) is "v1", the first
+ * versions, kept for comparison and as the fallback, or "v3": v2's quantization and v2's GEMM
+ * arithmetic (the same bits) with deeper tiles and persistent blocks (gemm-w4a8.cu says why),
+ * not yet timed on a GPU, so not the default. The setter overrides the choice (1, 2 or 3; any
+ * other value goes back to the environment's) for tests and benchmarks that run them all; it is
+ * not meant to be called while W4A8 work is being launched from another thread. */
 int sam2_cuda_w4a8_kernel_version (void);
 void sam2_cuda_w4a8_set_kernel_version (int version);
 

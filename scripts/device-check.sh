@@ -207,12 +207,20 @@ step_bench () {
     # BF16, PyTorch's dtype in the torch step's lines
     "$b" --model "$WORK/models/$size" --precision bf16 --json --frame 1920x1080
     "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json --profile --frame 1920x1080 --graphs both
+    # the W4A8 GEMM's v3 tiles (deeper pipeline, persistent blocks), same run; not where the
+    # tests step found v3 wrong
+    [ -n "${SAM2_W4A8_V3_FAILED:-}" ] ||
+      SAM2_W4A8_KERNEL=v3 "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json --profile \
+        --frame 1920x1080
     "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --precision fp32 --json --frame 1920x1080
     # batch 8 (one encoder pass of eight images), next to PyTorch's batch-8 lines of the torch step
     "$b" --model "$WORK/models/$size" --precision fp16 --json --frame 1920x1080 --batch 8 \
       --iterations 10
     "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json --frame 1920x1080 --batch 8 \
       --iterations 10
+    [ -n "${SAM2_W4A8_V3_FAILED:-}" ] ||
+      SAM2_W4A8_KERNEL=v3 "$b" --model "$WORK"/models/$size-w4a8/*.safetensors --json \
+        --frame 1920x1080 --batch 8 --iterations 10
   done
   true
 }
@@ -365,9 +373,10 @@ fallback_rules=(
   "SAM2_CUDA_NORM_F16=0|^FAIL .*layer_norm_windows_f16|without SAM2_CUDA_NORM_F16 differ"
   "SAM2_CUDA_GPTQ=0|test_gptq_solve|SAM2_CUDA_GPTQ=0 runs GPTQ on the CPU"
   "SAM2_W4A8_KERNEL=v1|^v2: .*FAIL"
+  "SAM2_W4A8_V3_FAILED=1|^v3: .*FAIL"
   "SAM2_CUDA_SMALL_M=0|^FAIL .*linear_f16_small_m"
   "SAM2_CUDA_PREPROCESS=0|^FAIL preprocess|test_device_preprocess"
-  "SAM2_CUDA_NORM_QUANT=0|^v[12] norm-quant: .*FAIL|fused into fc1's quantization and apart differ"
+  "SAM2_CUDA_NORM_QUANT=0|^v[123] norm-quant: .*FAIL|fused into fc1's quantization and apart differ"
 )
 fallbacks=""
 for s in "${steps[@]}"; do

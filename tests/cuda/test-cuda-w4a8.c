@@ -18,8 +18,9 @@
  *       (UNSUPPORTED, nothing launched) exactly where kernels.h says.
  *   (d) tokens holding a NaN or an infinity: scale NaN and the codes of 0 as on the CPU, so NaN
  *       outputs for them and the others unaffected.
- * The whole list runs twice, on each kernel version (kernels.h, SAM2_W4A8_KERNEL): v1 and v2,
- * each with its own summary lines ("v1: ... PASS"); the exit status fails if either fails.
+ * The whole list runs on each kernel version (kernels.h, SAM2_W4A8_KERNEL): v1, v2 and v3 (v2's
+ * arithmetic with deeper, persistent tiles: the same bits as v2 wherever v2 has them), each with
+ * its own summary lines ("v1: ... PASS"); the exit status fails if any fails.
  * Device outputs start as NaN (every element must be written), the workspace starts as 0xff
  * bytes, and a canary after y must survive. Exits 77 (skipped) without a CUDA device.
  * --max-work MACS skips the cases with more than MACS multiply-adds (M N K) and counts them, and
@@ -64,7 +65,7 @@ static int failures, checks;
 static int verbose;                /* --verbose: every case's error */
 static double max_work;            /* --max-work: M N K above which a case is skipped; 0: none */
 static int skipped_cases;
-static int only_version;           /* --kernel-version: 1 or 2; 0: both */
+static int only_version;           /* --kernel-version: 1, 2 or 3; 0: all */
 
 static int
 skip_case (const Sam2TestCase *c)
@@ -848,10 +849,10 @@ main (int argc, char **argv)
     fprintf (stderr, "cublasCreate failed\n");
     return 1;
   }
-  /* Both kernel versions (kernels.h, SAM2_W4A8_KERNEL): v1, the fallback, and v2, the default;
-   * each gets the full list and its own summary line. */
+  /* Every kernel version (kernels.h, SAM2_W4A8_KERNEL): v1, the fallback, v2, the default, and
+   * v3; each gets the full list and its own summary line. */
   int total_failures = 0;
-  for (int version = 1; version <= 2; version++) {
+  for (int version = 1; version <= 3; version++) {
     if (only_version != 0 && version != only_version)
       continue;
     sam2_cuda_w4a8_set_kernel_version (version);

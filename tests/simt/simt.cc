@@ -758,12 +758,17 @@ cudaGetDeviceProperties (struct cudaDeviceProp *prop, int device)
   snprintf (prop->name, sizeof prop->name, "SIMT emulator on the host (sm_90 limits)");
   prop->major = 9;
   prop->minor = 0;
-  prop->multiProcessorCount = 132;
+  /* 132 SMs, an H100 SXM's, unless SAM2_SIMT_SM_COUNT says otherwise: the suites run the
+   * persistent kernels (whose grid is what the device holds at once) on a small device too, so
+   * that each block walks many tiles */
+  const char *sms = getenv ("SAM2_SIMT_SM_COUNT");
+  prop->multiProcessorCount = sms != nullptr && atoi (sms) > 0 ? atoi (sms) : 132;
   prop->totalGlobalMem = sam2_simt::DEVICE_BYTES;
   prop->warpSize = 32;
   prop->maxThreadsPerBlock = sam2_simt::MAX_THREADS;
   prop->sharedMemPerBlock = sam2_simt::DEFAULT_DYNAMIC_SHARED;
   prop->sharedMemPerBlockOptin = sam2_simt::MAX_DYNAMIC_SHARED;
+  prop->sharedMemPerMultiprocessor = 228 * 1024;
   prop->maxGridSize[0] = 0x7fffffff;
   prop->maxGridSize[1] = prop->maxGridSize[2] = 65535;
   return cudaSuccess;
