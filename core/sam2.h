@@ -32,6 +32,7 @@
 #ifndef SAM2_H
 #define SAM2_H
 
+#include <gio/gio.h>
 #include <glib.h>
 #include <stdint.h>
 
@@ -347,6 +348,14 @@ typedef void (*Sam2ProgressFunc) (gpointer user_data, const char *stage, int don
  * was added. The returned model is ready to use and to save. */
 Sam2Model *sam2_calibrator_quantize (Sam2Calibrator *calibrator, Sam2ProgressFunc progress,
                                      gpointer user_data, GError **error);
+/* The same, stopping when `cancellable` (may be NULL) is cancelled, from any thread, the
+ * progress callback included: checked before each layer group's smoothing, each layer's
+ * quantization (GPTQ, the error measurement) and the model's assembly, so a cancel takes
+ * effect within one layer's work; then NULL with G_IO_ERROR_CANCELLED. Statistics saved to the
+ * cache before the layers (sam2_calibrator_use_cache) stay saved. */
+Sam2Model *sam2_calibrator_quantize_cancellable (Sam2Calibrator *calibrator,
+                                                 Sam2ProgressFunc progress, gpointer user_data,
+                                                 GCancellable *cancellable, GError **error);
 
 gboolean sam2_model_is_quantized (const Sam2Model *model);
 /* Writes a quantized model to one .safetensors file, atomically: a crash or a full disk never

@@ -53,16 +53,17 @@
  * afterwards, so an application (or gst-launch-1.0 -e) that waits for EOS finds the file
  * complete. A flushing seek does not lose work: the statistics of the frames taken so far
  * stay, a quantization in progress goes on, and an EOS after the flush waits for it again.
- * Stopping the element (PAUSED to READY) cancels: the core quantizer has no cancellation
- * point, so the element waits for the worker (seconds for the demo model, longer for the
- * large checkpoints) and then discards its result. The model is written under a hidden name
+ * Stopping the element (PAUSED to READY) cancels: the quantizer stops at its next layer (the
+ * stop waits for the layer under way, at most seconds with the large checkpoints) and the
+ * result is discarded. The model is written under a hidden name
  * beside the output and renamed into place only if no stop came meanwhile: a stop before
  * that rename leaves the output path as it was (an older file there included); after it, the
  * run is complete and reported as such (COMPLETE, "sam2calib-done", #GstSam2Calib::quantized,
  * which the stop waits for). The next run starts from no frames. An
  * application may also stop the pipeline from the #GstSam2Calib::quantized handler or from a
  * sync bus handler on the element's messages, which run in the worker's thread: the stop then
- * does not wait for the worker (it is that thread), which finishes on its own.
+ * does not wait for the worker (it is that thread), which stops at its next layer (or, after
+ * the rename, finishes) on its own.
  *
  * ## Statistics cache
  *
@@ -239,6 +240,7 @@ struct _GstSam2Calib
   gboolean cancel;
   gboolean finished;            /* the worker has done everything, signal included */
   GThread *worker;
+  GCancellable *cancellable;    /* the worker's quantizer stops at its next layer when cancelled */
 };
 
 #define gst_sam2_calib_parent_class parent_class
@@ -507,6 +509,7 @@ typedef struct
   gboolean from_cache;
   gchar *recipe_name;
   gint64 t_first;
+  GCancellable *cancellable;    /* cancelled by a stop (cancel_worker) */
 } CalibJob;
 
 static void
@@ -518,6 +521,7 @@ calib_job_free (CalibJob * job)
   g_free (job->index_path);
   g_ptr_array_unref (job->frame_hashes);
   g_free (job->recipe_name);
+  g_object_unref (job->cancellable);
   gst_object_unref (job->self);
   g_free (job);
 }
@@ -650,7 +654,8 @@ quantize_thread (gpointer data)
   n = (guint) sam2_calibrator_get_n_frames (job->calibrator);
   GST_INFO_OBJECT (self, "quantizing from %u frames with recipe \"%s\"%s", n,
       job->recipe_name, job->from_cache ? " (statistics from the cache)" : "");
-  q = sam2_calibrator_quantize (job->calibrator, on_quant_progress, job, &error);
+  q = sam2_calibrator_quantize_cancellable (job->calibrator, on_quant_progress, job,
+      job->cancellable, &error);
 
   if (job_cancelled (job)) {
     /* stop() came while the quantizer ran: nothing was written, nothing is */
@@ -758,6 +763,9 @@ start_worker_locked (GstSam2Calib * self)
   job->from_cache = self->from_cache;
   job->recipe_name = g_strdup (self->recipe->name);
   job->t_first = self->t_first;
+  job->cancellable = g_cancellable_new ();
+  g_clear_object (&self->cancellable);
+  self->cancellable = g_object_ref (job->cancellable);
 
   self->worker = g_thread_try_new ("sam2calib", quantize_thread, job, &error);
   if (self->worker == NULL) {
@@ -1347,8 +1355,8 @@ fail:
   return FALSE;
 }
 
-/* Cancels a quantization under way, waiting for it (the core quantizer has no cancellation
- * point; the worker checks `cancel` before writing anything). */
+/* Cancels a quantization under way and waits for it: the quantizer stops at its next layer
+ * (the core's cancellation points), and the worker checks `cancel` before writing anything. */
 static void
 cancel_worker (GstSam2Calib * self)
 {
@@ -1358,6 +1366,9 @@ cancel_worker (GstSam2Calib * self)
   self->cancel = TRUE;
   worker = self->worker;
   self->worker = NULL;
+  if (self->cancellable != NULL)
+    g_cancellable_cancel (self->cancellable);
+  g_clear_object (&self->cancellable);
   g_mutex_unlock (&self->lock);
   if (worker == NULL)
     return;
@@ -1365,8 +1376,9 @@ cancel_worker (GstSam2Calib * self)
     /* The stop comes from the worker itself: an application that stops the pipeline from the
      * "quantized" handler or from a sync bus handler on one of the worker's messages. Joining
      * would wait for this very thread. The worker works on its own job and holds a reference
-     * to the element, so it finishes after the run is torn down; dropping the last reference
-     * to its GThread before it ends detaches it, so nothing is left to join. */
+     * to the element, so it finishes (its quantizer at the next layer) after the run is torn
+     * down; dropping the last reference to its GThread before it ends detaches it, so nothing
+     * is left to join. */
     GST_DEBUG_OBJECT (self, "stopped from the quantization thread: not waiting for itself");
     g_thread_unref (worker);
     return;
@@ -1535,6 +1547,7 @@ gst_sam2_calib_finalize (GObject * object)
   g_free (self->output);
   g_free (self->cache_dir);
   g_ptr_array_unref (self->frame_hashes);
+  g_clear_object (&self->cancellable);
   g_mutex_clear (&self->lock);
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }

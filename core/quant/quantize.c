@@ -881,6 +881,14 @@ Sam2Model *
 sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer user_data,
                           GError **error)
 {
+  return sam2_calibrator_quantize_cancellable (c, progress, user_data, NULL, error);
+}
+
+Sam2Model *
+sam2_calibrator_quantize_cancellable (Sam2Calibrator *c, Sam2ProgressFunc progress,
+                                      gpointer user_data, GCancellable *cancellable,
+                                      GError **error)
+{
   sam2_threads_apply ();
   if (!encode_pending (c, error))
     return NULL;
@@ -907,11 +915,16 @@ sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer
   for (guint i = 0; i < c->model->linears->len; i++)
     total += sam2_recipe_quantizes (c->recipe, c->model, c->model->linears->pdata[i]);
 
+  /* cancellation points: before each group's smoothing and each layer's quantization (the
+   * units of work, up to seconds each for the large checkpoints), and before the assembly */
   gboolean ok = TRUE;
   for (guint gi = 0; ok && gi < groups->len; gi++) {
     SmoothGroup *g = groups->pdata[gi];
-    if (!(ok = smooth_group (c, g, error)))
+    if (g_cancellable_set_error_if_cancelled (cancellable, error)
+        || !smooth_group (c, g, error)) {
+      ok = FALSE;
       break;
+    }
     const gboolean folded = g->s != NULL && c->recipe->smooth.fold && g->norm != NULL;
     if (folded)
       fold_into_norm (plan, g);
@@ -924,6 +937,10 @@ sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer
           g_hash_table_insert (plan->overrides, g_strconcat (l->name, ".weight", NULL),
                                smoothed_weight (l, g->s));
         continue;
+      }
+      if (g_cancellable_set_error_if_cancelled (cancellable, error)) {
+        ok = FALSE;
+        break;
       }
       Sam2LayerReport *rep = g_new0 (Sam2LayerReport, 1);
       rep->name = g_strdup (l->name);
@@ -945,7 +962,7 @@ sam2_calibrator_quantize (Sam2Calibrator *c, Sam2ProgressFunc progress, gpointer
   }
   g_ptr_array_unref (groups);
   Sam2Model *qm = NULL;
-  if (ok) {
+  if (ok && !g_cancellable_set_error_if_cancelled (cancellable, error)) {
     plan->keep_float32 = c->recipe->skips.keep_float32;
     plan->recipe_yaml = sam2_recipe_to_yaml (c->recipe);
     plan->provenance_json = provenance (c);

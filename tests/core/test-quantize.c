@@ -1184,6 +1184,76 @@ out:
   shapes_close (&sh);
 }
 
+/* Counts the progress calls; cancels `cancellable` at the call numbered `cancel_at`. */
+typedef struct {
+  int calls;
+  int cancel_at;
+  GCancellable *cancellable;
+} CancelAt;
+
+static void
+cancel_at_progress (gpointer data, const char *stage, int done, int total, const char *item,
+                    double error)
+{
+  CancelAt *ca = data;
+  (void) stage, (void) done, (void) total, (void) item, (void) error;
+  if (++ca->calls == ca->cancel_at)
+    g_cancellable_cancel (ca->cancellable);
+}
+
+/* A cancelled quantization stops at the next layer (no layer quantized after the cancel, none
+ * at all when cancelled before), says so with G_IO_ERROR_CANCELLED, and leaves the calibrator
+ * as it was: quantizing it again gives the model a run without the cancel gives. */
+static void
+test_cancel (void)
+{
+  Shapes sh;
+  if (!shapes_open (&sh))
+    goto out;
+  Sam2Recipe *r = recipe_from (W4A8_SVD);
+  Sam2Calibrator *c = calibrate (&sh, r, 0, 2);
+  GError *error = NULL;
+
+  CancelAt ca = { 0, 0, g_cancellable_new () };
+  g_cancellable_cancel (ca.cancellable);
+  g_assert_null (sam2_calibrator_quantize_cancellable (c, cancel_at_progress, &ca,
+                                                       ca.cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (ca.calls, ==, 0);
+  g_clear_error (&error);
+  g_object_unref (ca.cancellable);
+
+  /* from the progress callback, as an application's stop would come */
+  ca = (CancelAt) { 0, 3, g_cancellable_new () };
+  g_assert_null (sam2_calibrator_quantize_cancellable (c, cancel_at_progress, &ca,
+                                                       ca.cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (ca.calls, ==, 3);
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  g_object_unref (ca.cancellable);
+
+  /* not cancelled: every layer, and the model of a plain run */
+  ca = (CancelAt) { 0, -1, g_cancellable_new () };
+  Sam2Model *after = sam2_calibrator_quantize_cancellable (c, cancel_at_progress, &ca,
+                                                           ca.cancellable, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (ca.calls, >, 3);
+  g_object_unref (ca.cancellable);
+  Sam2Calibrator *fresh = calibrate (&sh, r, 0, 2);
+  Sam2Model *plain = sam2_calibrator_quantize (fresh, NULL, NULL, &error);
+  g_assert_no_error (error);
+  assert_same_outputs (after, plain);
+
+  sam2_model_unref (plain);
+  sam2_model_unref (after);
+  sam2_calibrator_free (fresh);
+  sam2_calibrator_free (c);
+  sam2_recipe_free (r);
+out:
+  shapes_close (&sh);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1200,5 +1270,6 @@ main (int argc, char **argv)
   g_test_add_func ("/quantize/cache-reuse", test_cache_reuse);
   g_test_add_func ("/quantize/batched-calibration", test_batched_calibration);
   g_test_add_func ("/quantize/failures-leave-nothing", test_failures_leave_nothing);
+  g_test_add_func ("/quantize/cancel", test_cancel);
   return g_test_run ();
 }

@@ -1235,6 +1235,75 @@ GST_START_TEST (test_stop_from_worker)
 
 GST_END_TEST;
 
+/* Stops the element from a sync bus handler when the worker reports its second layer. */
+static GstBusSyncReply
+stop_at_second_layer (GstBus * bus, GstMessage * m, gpointer data)
+{
+  const GstStructure *s;
+  gint done = 0;
+
+  if (GST_MESSAGE_TYPE (m) != GST_MESSAGE_ELEMENT)
+    return GST_BUS_PASS;
+  s = gst_message_get_structure (m);
+  if (gst_structure_has_name (s, "sam2calib-layer")
+      && gst_structure_get_int (s, "done", &done) && done == 2)
+    self_stop (GST_ELEMENT (GST_MESSAGE_SRC (m)), data);
+  return GST_BUS_PASS;
+}
+
+/* A stop cancels the quantization itself, not only its result: stopped from the worker's
+ * thread at its second layer (where the stop cannot wait for the worker), the quantizer
+ * reports no third layer, the run ends CANCELED, and nothing is written. (Before the core
+ * quantizer could be cancelled, it went on through every layer first.) */
+GST_START_TEST (test_stop_cancels_quantizer)
+{
+  gchar *dir = out_dir ("stop-cancels");
+  GstBus *bus = gst_bus_new ();
+  GstElement *calib = make_calib (dir, "num-frames", 1, NULL);
+  GstHarness *h;
+  GList *msgs = NULL;
+  gboolean cancelled = FALSE;
+  SelfStop st = { 0 };
+  gint layers = 0, total = 0;
+
+  gst_bus_set_sync_handler (bus, stop_at_second_layer, &st, NULL);
+  h = demo_harness (calib, bus);
+  fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
+  fail_unless_equals_int (stops_after_wait (&st), 1);
+  fail_unless_equals_int (g_atomic_int_get (&st.failed), 0);
+  /* the worker goes on in its own thread after the stop: wait for its last word */
+  for (gint i = 0; i < 600 && !cancelled; i++) {
+    GList *more = drain_bus (bus);
+    for (GList * l = more; l; l = l->next)
+      if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_PROGRESS) {
+        GstProgressType type;
+        gst_message_parse_progress (l->data, &type, NULL, NULL);
+        cancelled |= type == GST_PROGRESS_TYPE_CANCELED;
+      }
+    msgs = g_list_concat (msgs, more);
+    if (!cancelled)
+      g_usleep (100 * 1000);
+  }
+  fail_unless (cancelled, "no CANCELED progress message");
+  for (GList * l = msgs; l; l = l->next)
+    if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_ELEMENT
+        && gst_structure_has_name (gst_message_get_structure (l->data), "sam2calib-layer")) {
+      layers++;
+      gst_structure_get_int (gst_message_get_structure (l->data), "total", &total);
+    }
+  fail_unless (total > 2, "the model has %d layers to quantize", total);
+  fail_unless_equals_int (layers, 2);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 0);
+  free_messages (msgs);
+  fail_unless_equals_int (count_outputs (dir), 0);
+  gst_harness_teardown (h);
+  gst_object_unref (calib);
+  gst_object_unref (bus);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
 /* Stops the element when the worker says it writes the file: the stop lands after the
  * worker's check that follows the quantizer, while the file is being written. */
 static GstBusSyncReply
@@ -1631,6 +1700,7 @@ sam2calib_suite (void)
   tcase_add_test (tc, test_flush_while_quantizing);
   tcase_add_test (tc, test_pause_while_eos_waits);
   tcase_add_test (tc, test_stop_from_worker);
+  tcase_add_test (tc, test_stop_cancels_quantizer);
   tcase_add_test (tc, test_stop_while_writing);
   tcase_add_test (tc, test_calibrate_then_segment);
   tcase_add_test (tc, test_seg_calibrator_errors);
