@@ -154,12 +154,12 @@ mlp_forward (Sam2Session *s, const Sam2Mlp *mlp, const float *x, int M, float *a
 }
 
 /* The attention and o_proj of Sam2Attention on projected Q (Lq, D), K and V (Lk, D), rows
- * q_ld, k_ld and v_ld floats apart: out (Lq, C) accumulated into `out` when `accumulate` (the
- * residual connection), else overwritten. */
+ * q_ld, k_ld and v_ld floats apart: out (Lq, C) = o_proj(...) + residual (Lq, C; the residual
+ * connection, may be `out` itself), or without one when `residual` is NULL. */
 static int
 attention_projected_ld (Sam2Session *s, const Sam2DecoderAttention *a, const float *Q, int q_ld,
                         int len_q, const float *K, int k_ld, const float *V, int v_ld, int len_k,
-                        float *O, float *out, gboolean accumulate)
+                        float *O, float *out, const float *residual)
 {
   Sam2Backend *b = s->backend;
   const int D = a->internal_dim, hd = D / a->heads;
@@ -169,30 +169,30 @@ attention_projected_ld (Sam2Session *s, const Sam2DecoderAttention *a, const flo
     .q = Q, .q_ld = q_ld, .k = K, .k_ld = k_ld, .v = V, .v_ld = v_ld, .out = O, .out_ld = D,
   };
   CHECK (b->ops->attention (b, &args));
-  return sam2_session_linear (s, &a->o_proj, O, len_q, out, SAM2_ACT_NONE, accumulate ? out : NULL);
+  return sam2_session_linear (s, &a->o_proj, O, len_q, out, SAM2_ACT_NONE, residual);
 }
 
 /* The same with Q, K and V packed (ld D each). */
 static int
 attention_projected (Sam2Session *s, const Sam2DecoderAttention *a, const float *Q, int len_q,
                      const float *K, const float *V, int len_k, float *O, float *out,
-                     gboolean accumulate)
+                     const float *residual)
 {
   const int D = a->internal_dim;
-  return attention_projected_ld (s, a, Q, D, len_q, K, D, V, D, len_k, O, out, accumulate);
+  return attention_projected_ld (s, a, Q, D, len_q, K, D, V, D, len_k, O, out, residual);
 }
 
-/* Sam2Attention: out (Lq, C) = o_proj(attn(q_proj(q), k_proj(k), v_proj(v))), accumulated into
- * `out` when `accumulate`, else overwriting it. */
+/* Sam2Attention: out (Lq, C) = o_proj(attn(q_proj(q), k_proj(k), v_proj(v))) + residual (none
+ * when NULL). */
 static int
 attention_forward (Sam2Session *s, const Sam2DecoderAttention *a, const float *q, int len_q,
                    const float *k, const float *v, int len_k, float *Q, float *K, float *V,
-                   float *O, float *out, gboolean accumulate)
+                   float *O, float *out, const float *residual)
 {
   CHECK (sam2_session_linear (s, &a->q_proj, q, len_q, Q, SAM2_ACT_NONE, NULL));
   CHECK (sam2_session_linear (s, &a->k_proj, k, len_k, K, SAM2_ACT_NONE, NULL));
   CHECK (sam2_session_linear (s, &a->v_proj, v, len_k, V, SAM2_ACT_NONE, NULL));
-  return attention_projected (s, a, Q, len_q, K, V, len_k, O, out, accumulate);
+  return attention_projected (s, a, Q, len_q, K, V, len_k, O, out, residual);
 }
 
 int
@@ -238,7 +238,7 @@ self_attention (Sam2Session *s, int l, int T)
   }
   if (qkv->out_features == 0 || s->observer != NULL)
     return attention_forward (s, a, qk_in, T, qk_in, queries, T, d->q_small, d->k_small,
-                              d->v_small, d->o_small, queries, pe);
+                              d->v_small, d->o_small, queries, pe ? queries : NULL);
   const int ld = qkv->out_features;   /* 3 D without pe (v stacked too), else 2 D */
   CHECK (sam2_session_linear (s, qkv, qk_in, T, d->qkv_small, SAM2_ACT_NONE, NULL));
   const float *V = d->qkv_small + 2 * D;
@@ -249,7 +249,7 @@ self_attention (Sam2Session *s, int l, int T)
     v_ld = D;
   }
   return attention_projected_ld (s, a, d->qkv_small, ld, T, d->qkv_small + D, ld, V, v_ld, T,
-                                 d->o_small, queries, pe);
+                                 d->o_small, queries, pe ? queries : NULL);
 }
 
 /* `image_cached`: the first block's image side is d->image_k / image_v / image_q (no mask
@@ -275,11 +275,11 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
       CHECK (sam2_session_linear (s, &t->cross_token_to_image.q_proj, tmp, T, d->q_small,
                                   SAM2_ACT_NONE, NULL));
       CHECK (attention_projected (s, &t->cross_token_to_image, d->q_small, T, d->image_k,
-                                  d->image_v, HW, d->o_small, queries, TRUE));
+                                  d->image_v, HW, d->o_small, queries, queries));
     } else {
       CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
       CHECK (attention_forward (s, &t->cross_token_to_image, tmp, T, d->keys_pe, d->keys, HW,
-                                d->q_small, d->big_k, d->big_v, d->o_small, queries, TRUE));
+                                d->q_small, d->big_k, d->big_v, d->o_small, queries, queries));
     }
     CHECK (b->ops->layer_norm (b, &t->norm2, queries, T, queries));
 
@@ -293,11 +293,13 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
       const Sam2DecoderAttention *a = &t->cross_image_to_token;
       CHECK (sam2_session_linear (s, &a->k_proj, tmp, T, d->k_small, SAM2_ACT_NONE, NULL));
       CHECK (sam2_session_linear (s, &a->v_proj, queries, T, d->v_small, SAM2_ACT_NONE, NULL));
+      /* the keys are still the image's (no mask prompt): their residual is read from
+       * d->image_keys, so sam2_mask_decoder_run needs no copy of them into d->keys */
       CHECK (attention_projected (s, a, d->image_q, HW, d->k_small, d->v_small, T, d->big_o,
-                                  d->keys, TRUE));
+                                  d->keys, d->image_keys));
     } else {
       CHECK (attention_forward (s, &t->cross_image_to_token, d->keys_pe, HW, tmp, queries, T,
-                                d->big_q, d->k_small, d->v_small, d->big_o, d->keys, TRUE));
+                                d->big_q, d->k_small, d->v_small, d->big_o, d->keys, d->keys));
     }
     CHECK (b->ops->layer_norm (b, &t->norm4, d->keys, HW, d->keys));
   }
@@ -305,7 +307,7 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
   CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
   CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
   CHECK (attention_forward (s, &m->final_attn, tmp, T, d->keys_pe, d->keys, HW, d->q_small,
-                            d->big_k, d->big_v, d->o_small, queries, TRUE));
+                            d->big_k, d->big_v, d->o_small, queries, queries));
   return b->ops->layer_norm (b, &m->final_norm, queries, T, queries);
 }
 
@@ -348,11 +350,12 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
 
   /* the queries start as the uploaded tokens, which stay as their positional part */
   CHECK (b->ops->copy (b, d->tokens, d->token_pe, (size_t) T * C));
+  /* d->keys: the image's keys, with the mask prompt's dense embedding when there is one;
+   * without, the first block reads the per-image d->image_keys (and its projections) and
+   * writes d->keys first (two_way_transformer), so they are not copied here (HW C floats) */
   if (has_dense)
     CHECK (b->ops->add (b, d->keys, s->features[2], d->dense, (size_t) HW * C));
-  else if (m->n_two_way > 0)
-    CHECK (b->ops->copy (b, d->keys, d->image_keys, (size_t) HW * C));
-  else
+  else if (m->n_two_way == 0)
     CHECK (b->ops->add_row (b, d->keys, s->features[2], s->no_mask_dev, HW, C));
 
   CHECK (two_way_transformer (s, T, !has_dense && m->n_two_way > 0));
