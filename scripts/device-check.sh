@@ -34,7 +34,7 @@ export OMP_WAIT_POLICY=PASSIVE
 steps=("$@")
 # the default: everything, most wanted first (the whole list took 348 s on an H200)
 [ ${#steps[@]} -gt 0 ] ||
-  steps=(env shapesfx tests torch quantize bench calib shapes pipeline gemm cpu large sizes tinyref)
+  steps=(env shapesfx tests torch quantize bench gemm calib shapes pipeline cpu large sizes tinyref)
 
 # Libraries: the packed ones, then CUDA's (the toolkit's, else the wheels PyTorch uses).
 if [ ! -d "$WORK/devlibs" ]; then tar -C "$WORK" -xJf "$PACK/programs.tar.xz"; fi
@@ -302,8 +302,6 @@ step_shapes () {
 # The W4A8 linear against cuBLAS FP16 / BF16 on the encoders' linear shapes.
 step_gemm () {
   "$BIN/sam2-bench-cuda-gemm" --model all --iters 20 --warmup 5
-  echo "--- v2 quantization with 16 positions per lane for every row (as before)"
-  SAM2_W4A8_QUANT_PL=16 "$BIN/sam2-bench-cuda-gemm" --model all --iters 20 --warmup 5
 }
 
 # sam2seg in a real pipeline: 1080p30 test frames through sam2seg on CUDA (a click in the middle),
