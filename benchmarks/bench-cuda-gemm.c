@@ -6,8 +6,9 @@
  *
  * Per shape, for each W4A8 kernel version (kernels.h: v3, then v2, the default, then v1): W4A8 as
  * the backend calls it (quantize + GEMM, sam2_cuda_w4a8_linear), the GEMM alone on rows quantized
- * beforehand, the quantization alone (v3's is v2's: not repeated); then cuBLAS FP16 and BF16 (cublasGemmEx, FP32 accumulation,
- * 16-bit output: what a half-precision linear layer would run). For the MLP's first layer of each
+ * beforehand, the quantization alone (v3's is v2's kernel: not printed again); then cuBLAS FP16
+ * and BF16 (cublasGemmEx, FP32 accumulation, 16-bit output: what a half-precision linear layer
+ * would run). For the MLP's first layer of each
  * stage, also its LayerNorm and quantization as two kernels against the fused kernel
  * (sam2_cuda_layer_norm_quantize_rows), printed after the table. Times are the median over
  * --iters runs, each timed alone with CUDA events, after warm-up runs; TOPS count 2 M N K

@@ -327,7 +327,7 @@ using V3Big = Config<128, 4, 4, true>;
 using V3Small = Config<64, 4, 4, true>;
 
 /* BM = 128: 8 warps, two blocks per SM (128 registers); BM = 64: 4 warps, four blocks.
- * Dynamic shared memory C::SHARED_BYTES (above 48 KB for v3: raised by w4a8_gemm_prepare). */
+ * Dynamic shared memory C::SHARED_BYTES (above 48 KB for v3: raised by sam2_cuda_w4a8_prepare). */
 template <class C, bool MAGIC>
 __global__ void __launch_bounds__ (C::THREADS, C::MIN_BLOCKS)
 w4a8_gemm_v2_kernel (const GemmArgs p)
