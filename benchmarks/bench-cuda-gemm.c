@@ -10,7 +10,9 @@
  * and BF16 (cublasGemmEx, FP32 accumulation, 16-bit output: what a half-precision linear layer
  * would run). For the MLP's first layer of each
  * stage, also its LayerNorm and quantization as two kernels against the fused kernel
- * (sam2_cuda_layer_norm_quantize_rows), printed after the table. Times are the median over
+ * (sam2_cuda_layer_norm_quantize_rows), and its GEMM then the quantization of its output for the
+ * MLP's second layer against the GEMM that quantizes (sam2_cuda_w4a8_gemm_quantize_next, kernels
+ * v2 and v3), printed after the table. Times are the median over
  * --iters runs, each timed alone with CUDA events, after warm-up runs; TOPS count 2 M N K
  * operations. The weights are random codes in groups of 128 (one group per channel when
  * K < 128), the activations random floats: the kernels' work does not depend on the values.
@@ -99,7 +101,7 @@ cmp_float (const void *a, const void *b)
 
 typedef enum {
   RUN_W4A8_LINEAR, RUN_W4A8_GEMM, RUN_W4A8_QUANT, RUN_CUBLAS_F16, RUN_CUBLAS_BF16,
-  RUN_NORM_APART, RUN_NORM_FUSED
+  RUN_NORM_APART, RUN_NORM_FUSED, RUN_NEXT_APART, RUN_NEXT_FUSED
 } RunKind;
 
 typedef struct {
@@ -113,6 +115,9 @@ typedef struct {
   void *c16;                  /* (M, N) */
   const Sam2CudaRowNorm *norm;
   float *normed;              /* (M, K): the LayerNorm's output when it runs apart */
+  const Sam2CudaW4A8Layer *next;   /* the MLP's second layer (K = N): its quantization only */
+  const Sam2CudaActRows *next_rows;
+  unsigned int *counters;
   int M, K, N;
 } RunArgs;
 
@@ -138,6 +143,14 @@ run_once (RunKind kind, const RunArgs *r)
     break;
   case RUN_NORM_FUSED:
     CKS (sam2_cuda_layer_norm_quantize_rows (r->layer, r->norm, NULL, r->x, r->M, r->rows, 0));
+    break;
+  case RUN_NEXT_APART:
+    CKS (sam2_cuda_w4a8_gemm (r->layer, r->rows, r->M, r->y, SAM2_CUDA_ACT_GELU, NULL, 0));
+    CKS (sam2_cuda_quantize_rows (r->next, r->y, r->M, r->next_rows, 0));
+    break;
+  case RUN_NEXT_FUSED:
+    CKS (sam2_cuda_w4a8_gemm_quantize_next (r->layer, r->rows, r->M, r->y, SAM2_CUDA_ACT_GELU,
+                                            r->next, r->next_rows, r->counters, 0));
     break;
   case RUN_CUBLAS_F16:
   case RUN_CUBLAS_BF16: {
@@ -195,6 +208,7 @@ static double totals[4], gemm_totals[3];
 typedef struct {
   Shape shape;
   float apart, fused;
+  float next_apart[2], next_fused[2];   /* kernels v2, v3 */
 } NormTiming;
 static NormTiming norm_timings[8];
 static int n_norm_timings;
@@ -294,6 +308,33 @@ bench_shape (const Shape *s, cublasHandle_t cublas)
     nt->shape = *s;
     nt->apart = time_kind (RUN_NORM_APART, &r);
     nt->fused = time_kind (RUN_NORM_FUSED, &r);
+    /* the MLP's second layer reads this one's output: its quantization apart or in this GEMM
+     * (only its geometry and quantization mode matter to either) */
+    Sam2CudaW4A8Layer next;
+    memset (&next, 0, sizeof next);
+    sam2_cuda_w4a8_geometry (K, N, GROUP, &next.geo);
+    next.act_mode = SAM2_CUDA_AQ_TOKEN_SYM;
+    Sam2CudaActRows next_rows = {
+      dev_alloc ((size_t) M * next.geo.row_bytes), dev_alloc (sizeof (float) * M),
+      dev_alloc (sizeof (int32_t) * M), dev_alloc (sizeof (int32_t) * M * next.geo.n_groups),
+      NULL,
+    };
+    const size_t nc = sam2_cuda_w4a8_quantize_next_counters (M);
+    r.counters = dev_alloc (nc * sizeof (unsigned int));
+    CK (cudaMemset (r.counters, 0, nc * sizeof (unsigned int)));
+    r.next = &next;
+    r.next_rows = &next_rows;
+    for (int v = 0; v < 2; v++) {
+      sam2_cuda_w4a8_set_kernel_version (2 + v);
+      nt->next_apart[v] = time_kind (RUN_NEXT_APART, &r);
+      nt->next_fused[v] = time_kind (RUN_NEXT_FUSED, &r);
+    }
+    sam2_cuda_w4a8_set_kernel_version (2);
+    CK (cudaFree (next_rows.codes));
+    CK (cudaFree (next_rows.scales));
+    CK (cudaFree (next_rows.zeros));
+    CK (cudaFree (next_rows.sums));
+    CK (cudaFree (r.counters));
     CK (cudaFree (nw));
     CK (cudaFree (nb));
     CK (cudaFree (r.normed));
@@ -425,6 +466,17 @@ main (int argc, char **argv)
     const NormTiming *nt = &norm_timings[i];
     printf ("%-5s %6d %5d | %8.4f | %8.4f | %5.2fx\n", nt->shape.model, nt->shape.M, nt->shape.K,
             nt->apart, nt->fused, nt->apart / nt->fused);
+  }
+  printf ("\nThe MLP's first layer (GELU) and the quantization of its output for the second: "
+          "the GEMM then the pass, or the GEMM quantizing (sam2_cuda_w4a8_gemm_quantize_next)\n");
+  printf ("%-5s %6s %5s %5s | %8s | %8s | %8s | %8s | %s\n", "model", "M", "K", "N",
+          "v2 apart", "v2 fused", "v3 apart", "v3 fused", "apart/fused v2, v3");
+  for (int i = 0; i < n_norm_timings; i++) {
+    const NormTiming *nt = &norm_timings[i];
+    printf ("%-5s %6d %5d %5d | %8.4f | %8.4f | %8.4f | %8.4f | %5.2fx %5.2fx\n",
+            nt->shape.model, nt->shape.M, nt->shape.K, nt->shape.N, nt->next_apart[0],
+            nt->next_fused[0], nt->next_apart[1], nt->next_fused[1],
+            nt->next_apart[0] / nt->next_fused[0], nt->next_apart[1] / nt->next_fused[1]);
   }
   CKB (cublasDestroy (cublas));
   return 0;

@@ -119,6 +119,7 @@ typedef struct {
                                   kernel */
   gboolean fused_mlp;          /* 16-bit norm_mlp without its float intermediates (cuda_norm_mlp) */
   gboolean fused_norm_quant;   /* LayerNorms fused into W4A8 quantization (cuda_norm_w4a8_linear) */
+  gboolean quant_next;         /* fc2's quantization in fc1's GEMM (cuda_norm_w4a8_mlp_next) */
   gboolean norm_f16;           /* 16-bit: qkv's LayerNorm writes its operand
                                   (norm_windows_linear) */
   Sam2CudaSolver *solver;      /* cuSOLVER for calibration's GPTQ, made on first use */
@@ -129,6 +130,10 @@ typedef struct {
   size_t x16_bytes;
   void *w4a8_ws;               /* sam2_cuda_w4a8_linear's workspace, the largest need seen */
   size_t w4a8_ws_bytes;
+  void *w4a8_next_ws;          /* fc2's kernel rows when fc1's GEMM writes them */
+  size_t w4a8_next_ws_bytes;
+  unsigned int *next_counters; /* sam2_cuda_w4a8_gemm_quantize_next's, zero between launches */
+  size_t next_counters_bytes;
   char detail[256];            /* the last CUDA / cuBLAS failure in words */
   gboolean profiling;
   Sam2OpProfile profile[SAM2_OP_COUNT];
@@ -985,6 +990,57 @@ cuda_norm_w4a8_linear (Sam2BackendCuda *cu, const CudaNorm *d, float eps, const 
                                                    NULL, cu->stream, cu->w4a8_ws), name);
 }
 
+/* The MLP y = fc2 (act (fc1 (LN (x)))) + residual of two W4A8 layers with the LayerNorm in fc1's
+ * quantization (norm_quant_applies said so for fc1) and fc2's quantization in fc1's GEMM
+ * (sam2_cuda_w4a8_gemm_quantize_next): hidden is written as before, and fc2's kernel rows come
+ * out of the same launch instead of a pass that reads hidden again. The same bits as the ops.
+ * *done FALSE, with nothing launched, where it does not apply (SAM2_CUDA_QUANT_NEXT=0, fc2 not
+ * W4A8 or not a layer the fused kernel takes, hidden not 16-byte aligned). */
+static int
+cuda_norm_w4a8_mlp_next (Sam2BackendCuda *cu, const CudaNorm *d, float eps, const CudaLinear *w1,
+                         const Sam2Linear *fc1, Sam2Act act, const Sam2Linear *fc2,
+                         const float *x, int M, float *hidden, float *y, const float *residual,
+                         gboolean *done)
+{
+  *done = FALSE;
+  const CudaLinear *w2;
+  int st = cu->quant_next ? linear_weights (cu, fc2, &w2) : SAM2_STATUS_OK;
+  if (!cu->quant_next || st != SAM2_STATUS_OK || w2->kind != WEIGHTS_W4A8
+      || !sam2_cuda_w4a8_quantize_next_supported (&w1->layer, &w2->layer)
+      || ((uintptr_t) hidden & 15) != 0)
+    return st;
+  const size_t counters = sam2_cuda_w4a8_quantize_next_counters (M) * sizeof (unsigned int);
+  const size_t had = cu->next_counters_bytes;
+  st = grow_scratch (cu, &cu->w4a8_ws, &cu->w4a8_ws_bytes,
+                     sam2_cuda_w4a8_linear_workspace_bytes (&w1->layer, M), "the W4A8 workspace");
+  if (st == SAM2_STATUS_OK)
+    st = grow_scratch (cu, &cu->w4a8_next_ws, &cu->w4a8_next_ws_bytes,
+                       sam2_cuda_w4a8_linear_workspace_bytes (&w2->layer, M),
+                       "the next layer's W4A8 rows");
+  if (st == SAM2_STATUS_OK)
+    st = grow_scratch (cu, (void **) &cu->next_counters, &cu->next_counters_bytes, counters,
+                       "the W4A8 tile counters");
+  if (st != SAM2_STATUS_OK)
+    return st;
+  /* counters start at zero once (each launch leaves them so) */
+  if (cu->next_counters_bytes != had)
+    CUDA_TRY (cu, cudaMemsetAsync (cu->next_counters, 0, cu->next_counters_bytes, cu->stream),
+              "the W4A8 tile counters");
+  Sam2CudaActRows rows1, rows2;
+  sam2_cuda_w4a8_workspace_rows (&w1->layer, M, cu->w4a8_ws, &rows1);
+  sam2_cuda_w4a8_workspace_rows (&w2->layer, M, cu->w4a8_next_ws, &rows2);
+  const Sam2CudaRowNorm norm = { d->weight, d->bias, eps };
+  *done = TRUE;
+  LAUNCH (cu, sam2_cuda_layer_norm_quantize_rows (&w1->layer, &norm, NULL, x, M, &rows1,
+                                                  cu->stream), fc1->name);
+  LAUNCH (cu, sam2_cuda_w4a8_gemm_quantize_next (&w1->layer, &rows1, M, hidden, (int) act,
+                                                 &w2->layer, &rows2, cu->next_counters,
+                                                 cu->stream), fc1->name);
+  LAUNCH (cu, sam2_cuda_w4a8_gemm (&w2->layer, &rows2, M, y, SAM2_ACT_NONE, residual,
+                                   cu->stream), fc2->name);
+  return SAM2_STATUS_OK;
+}
+
 /* backend.h's norm_windows_linear: one pass for a W4A8 qkv layer (norm_quant_applies); with
  * 16-bit weights in a 16-bit precision, the LayerNorm writes the partitioned operand (one
  * pass where the three ops take LayerNorm, partition and conversion: the same roundings, so the
@@ -1070,9 +1126,14 @@ cuda_norm_mlp (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *fc1, Sa
             && w2->k == w1->n;
   }
   if (!fused) {
-    gboolean norm_quant;
+    gboolean norm_quant, next = FALSE;
     status = norm_quant_applies (cu, n, fc1, &w1, &d, &norm_quant);
-    if (status == SAM2_STATUS_OK && norm_quant) {
+    if (status == SAM2_STATUS_OK && norm_quant)
+      PROFILED (SAM2_OP_LINEAR, cuda_norm_w4a8_mlp_next (cu, d, n->eps, w1, fc1, act, fc2, x, M,
+                                                         hidden, y, residual, &next));
+    if (status != SAM2_STATUS_OK || next)
+      return status;
+    if (norm_quant) {
       PROFILED (SAM2_OP_LINEAR,
                 cuda_norm_w4a8_linear (cu, d, n->eps, w1, fc1->name, NULL, x, M, hidden, act));
     } else if (status == SAM2_STATUS_OK) {
@@ -1601,8 +1662,9 @@ cuda_destroy (Sam2Backend *b)
     g_array_unref (cu->events);
   }
   /* the scratch buffers grown by the ops */
-  void **const scratch[] = { (void **) &cu->x16, &cu->w4a8_ws, &cu->stats_index,
-                             &cu->stats_rows, &cu->stats_gram, &cu->pre_frame, &cu->pre_tmp };
+  void **const scratch[] = { (void **) &cu->x16, &cu->w4a8_ws, &cu->w4a8_next_ws,
+                             (void **) &cu->next_counters, &cu->stats_index, &cu->stats_rows,
+                             &cu->stats_gram, &cu->pre_frame, &cu->pre_tmp };
   free_device_buffers (scratch, G_N_ELEMENTS (scratch));
   preprocess_tables_free (cu);
 #ifdef SAM2_HAVE_CUSOLVER
@@ -1899,6 +1961,7 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   cu->fused_mlp = env_switch_on ("SAM2_CUDA_FUSED_MLP"); /* 0: norm_mlp as its three ops */
   /* 0: a W4A8 fc1's LayerNorm as its own kernel */
   cu->fused_norm_quant = env_switch_on ("SAM2_CUDA_NORM_QUANT");
+  cu->quant_next = env_switch_on ("SAM2_CUDA_QUANT_NEXT");
   /* 0: in FP16 / BF16, qkv's LayerNorm, window partition and conversion as three ops */
   cu->norm_f16 = env_switch_on ("SAM2_CUDA_NORM_F16");
   cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */

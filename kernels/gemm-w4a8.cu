@@ -23,6 +23,7 @@
  * and cleared. */
 #include "common.cuh"
 #include "ptx.cuh"
+#include "quantize-row.cuh"
 
 #include <cuda_runtime.h>
 #include <math.h>
@@ -91,7 +92,29 @@ struct GemmArgs {
   float *y;                  /* (M, n) */
   bool pair_ok;              /* y and residual 8-byte aligned (v2's paired stores) */
   bool rank_vec4;            /* rank % 4 == 0, t and lora_up 16-byte aligned (v2's float4s) */
+  /* the next layer's quantization of y (the QNEXT kernels; sam2_cuda_w4a8_gemm_quantize_next) */
+  struct {
+    Sam2CudaW4A8Geometry geo;  /* geo.k = N */
+    int mode;
+    float act_scale, act_zero;
+    const float *smooth;       /* (N) or NULL */
+    int rank;                  /* t written when t is not NULL */
+    const float *ldown;        /* (rank, N) */
+    Sam2CudaActRows rows;      /* written */
+    unsigned int *counters;    /* (M tiles) zero between launches */
+    int pl_index;              /* quantize_row_v2's positions per lane: 4, 8, 16 */
+  } qn;
 };
+
+/* The QNEXT kernels' shared memory past the pipeline's: the tile-done flag (16 bytes), then each
+ * warp's group sums of the row it quantizes (at most QNEXT_MAX_GROUPS). */
+constexpr int QNEXT_MAX_GROUPS = 64;
+
+__host__ __device__ constexpr int
+qnext_shared_bytes (int warps, int n_groups)
+{
+  return 16 + warps * n_groups * 4;
+}
 
 /* Block (BM / 32) x 2 warps; tile rows m0 .. m0 + BM - 1 (blockIdx.y), channels n0 .. n0 + 63
  * (blockIdx.x). Two blocks per SM: 16 warps to hide the latency of mma.sync and of the group
@@ -326,9 +349,56 @@ using V2Small = Config<64, 2, 3, false>;
 using V3Big = Config<128, 4, 4, true>;
 using V3Small = Config<64, 4, 4, true>;
 
+/* The next layer's quantization of an M tile's rows of y (QNEXT), after this block stored its
+ * part of them: the block that finishes the tile's last N block quantizes all of its rows, a
+ * warp per row, with quantize_row_v2 (sam2_cuda_quantize_rows's code: the same bits). The
+ * fence before the count makes each block's stores visible before the count says they are done;
+ * the one after it, for the block that reads them. atomicInc wraps the counter back to 0 at
+ * the last of the gridDim.x blocks, so every launch leaves the counters as it found them. */
+template <class C>
+__device__ __forceinline__ void
+quantize_next_tile (const GemmArgs &p, int m0, int8_t *extra)
+{
+  constexpr int WARPS = C::THREADS / 32;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  int *const last = reinterpret_cast<int *> (extra);
+  __threadfence ();
+  __syncthreads ();
+  if (tid == 0)
+    *last = atomicInc (&p.qn.counters[m0 / C::BM], gridDim.x - 1) == gridDim.x - 1;
+  __syncthreads ();
+  if (!*last)
+    return;
+  __threadfence ();
+  const int NG = p.qn.geo.n_groups, K = p.qn.geo.k;
+  int32_t *gsum = reinterpret_cast<int32_t *> (extra + 16) + warp * NG;   /* (NG) */
+  for (int r = warp; r < C::BM && m0 + r < p.M; r += WARPS) {   /* uniform over the warp */
+    const int m = m0 + r;
+    for (int g = lane; g < NG; g += 32)
+      gsum[g] = 0;
+    __syncwarp ();
+    const float *xr = p.y + (size_t) m * K;                                /* (K) */
+    const Sam2CudaActRows &o = p.qn.rows;
+    if (p.qn.pl_index == 0)
+      quantize_row_v2<true, 4> (p.qn.geo, p.qn.mode, p.qn.act_scale, p.qn.act_zero, p.qn.smooth,
+                                p.qn.rank, p.qn.ldown, xr, m, lane, gsum, o.codes, o.scales,
+                                o.zeros, o.sums, o.t);
+    else if (p.qn.pl_index == 1)
+      quantize_row_v2<true, 8> (p.qn.geo, p.qn.mode, p.qn.act_scale, p.qn.act_zero, p.qn.smooth,
+                                p.qn.rank, p.qn.ldown, xr, m, lane, gsum, o.codes, o.scales,
+                                o.zeros, o.sums, o.t);
+    else
+      quantize_row_v2<true, 16> (p.qn.geo, p.qn.mode, p.qn.act_scale, p.qn.act_zero,
+                                 p.qn.smooth, p.qn.rank, p.qn.ldown, xr, m, lane, gsum, o.codes,
+                                 o.scales, o.zeros, o.sums, o.t);
+    __syncwarp ();   /* gsum read by every lane before the next row clears it */
+  }
+}
+
 /* BM = 128: 8 warps, two blocks per SM (128 registers); BM = 64: 4 warps, four blocks.
- * Dynamic shared memory C::SHARED_BYTES (above 48 KB for v3: raised by sam2_cuda_w4a8_prepare). */
-template <class C, bool MAGIC>
+ * Dynamic shared memory C::SHARED_BYTES (above 48 KB for v3: raised by sam2_cuda_w4a8_prepare),
+ * and for QNEXT qnext_shared_bytes after it. */
+template <class C, bool MAGIC, bool QNEXT>
 __global__ void __launch_bounds__ (C::THREADS, C::MIN_BLOCKS)
 w4a8_gemm_v2_kernel (const GemmArgs p)
 {
@@ -696,6 +766,8 @@ w4a8_gemm_v2_kernel (const GemmArgs p)
           }
         }
       }
+    if constexpr (QNEXT)
+      quantize_next_tile<C> (p, m0, smem + C::SHARED_BYTES);
   }
   cp_async_wait<0> ();             /* no copy in flight when the block exits */
 }
@@ -766,10 +838,21 @@ std::atomic<int> resident_big[MAX_PREPARED_DEVICES], resident_small[MAX_PREPARED
 
 template <class C>
 const void *
-v2_kernel (bool magic)
+v2_kernel (bool magic, bool qnext)
 {
-  return magic ? (const void *) w4a8_gemm_v2_kernel<C, true>
-               : (const void *) w4a8_gemm_v2_kernel<C, false>;
+  if (qnext)
+    return magic ? (const void *) w4a8_gemm_v2_kernel<C, true, true>
+                 : (const void *) w4a8_gemm_v2_kernel<C, false, true>;
+  return magic ? (const void *) w4a8_gemm_v2_kernel<C, true, false>
+               : (const void *) w4a8_gemm_v2_kernel<C, false, false>;
+}
+
+/* Tiling C's dynamic shared memory, the QNEXT kernels' for their largest group count. */
+template <class C>
+constexpr int
+max_shared_bytes ()
+{
+  return C::SHARED_BYTES + qnext_shared_bytes (C::THREADS / 32, QNEXT_MAX_GROUPS);
 }
 
 /* How many blocks of tiling C an SM of `prop` holds: the launch bounds' count, fewer where its
@@ -778,9 +861,22 @@ template <class C>
 int
 resident_blocks (const cudaDeviceProp &prop)
 {
-  const int by_shared = (int) (prop.sharedMemPerMultiprocessor / (C::SHARED_BYTES + 1024));
+  const int by_shared = (int) (prop.sharedMemPerMultiprocessor / (max_shared_bytes<C> () + 1024));
   const int per_sm = by_shared < C::MIN_BLOCKS ? by_shared : C::MIN_BLOCKS;
   return (per_sm > 0 ? per_sm : 1) * prop.multiProcessorCount;
+}
+
+/* Raises the limit of tiling C's four kernels to what they may ask for. */
+template <class C>
+bool
+raise_shared_limit ()
+{
+  for (int k = 0; k < 4; k++)
+    if (cudaFuncSetAttribute (v2_kernel<C> (k & 1, k & 2), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              max_shared_bytes<C> ())
+        != cudaSuccess)
+      return false;
+  return true;
 }
 
 }  // namespace
@@ -796,19 +892,11 @@ sam2_cuda_w4a8_prepare (void)
   if (resident_big[dev].load () > 0)
     return SAM2_CUDA_OK;
   cudaDeviceProp prop;
-  if (cudaGetDeviceProperties (&prop, dev) != cudaSuccess) {
+  if (cudaGetDeviceProperties (&prop, dev) != cudaSuccess || !raise_shared_limit<V3Big> ()
+      || !raise_shared_limit<V3Small> ()) {
     (void) cudaGetLastError ();
     return SAM2_CUDA_DEVICE;
   }
-  for (int magic = 0; magic < 2; magic++)
-    if (cudaFuncSetAttribute (v2_kernel<V3Big> (magic), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              V3Big::SHARED_BYTES) != cudaSuccess
-        || cudaFuncSetAttribute (v2_kernel<V3Small> (magic),
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 V3Small::SHARED_BYTES) != cudaSuccess) {
-      (void) cudaGetLastError ();
-      return SAM2_CUDA_DEVICE;
-    }
   resident_small[dev].store (resident_blocks<V3Small> (prop));
   resident_big[dev].store (resident_blocks<V3Big> (prop));
   return SAM2_CUDA_OK;
@@ -818,7 +906,8 @@ namespace {
 
 /* Launches the v2 kernel template with tiling C: a block per tile, or for a persistent tiling
  * as many blocks as the device holds at once (whole columns of M tiles per N tile, at least
- * one; each block then walks ceil or floor of m_tiles / grid.y tiles). */
+ * one; each block then walks ceil or floor of m_tiles / grid.y tiles). With the next layer's
+ * quantization (p.qn.counters not NULL), the QNEXT kernel. */
 template <class C>
 int
 launch_v2 (const GemmArgs &p, bool magic, int n_tiles, cudaStream_t stream)
@@ -836,10 +925,12 @@ launch_v2 (const GemmArgs &p, bool magic, int n_tiles, cudaStream_t stream)
   const dim3 grid (n_tiles, rows);
   if (grid.y > 65535)
     return SAM2_CUDA_UNSUPPORTED;
-  if (magic)
-    SAM2_LAUNCH (grid, C::THREADS, C::SHARED_BYTES, stream, w4a8_gemm_v2_kernel<C, true>) (p);
-  else
-    SAM2_LAUNCH (grid, C::THREADS, C::SHARED_BYTES, stream, w4a8_gemm_v2_kernel<C, false>) (p);
+  const bool qnext = p.qn.counters != nullptr;
+  const size_t bytes = C::SHARED_BYTES
+                       + (qnext ? qnext_shared_bytes (C::THREADS / 32, p.qn.geo.n_groups) : 0);
+  typedef void (*Kernel) (const GemmArgs);
+  const Kernel k = (Kernel) v2_kernel<C> (magic, qnext);
+  SAM2_LAUNCH (grid, C::THREADS, bytes, stream, k) (p);
   return SAM2_CUDA_OK;
 }
 
@@ -940,9 +1031,12 @@ sam2_cuda_w4a8_pack_host (const Sam2CudaW4A8Geometry *geo, const uint8_t *codes,
   }
 }
 
-extern "C" int
-sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, int M, float *y,
-                     int act, const float *residual, cudaStream_t stream)
+/* sam2_cuda_w4a8_gemm, and with `next` (checked by the caller) the QNEXT kernel that quantizes y
+ * for it into next_rows. */
+static int
+gemm_run (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, int M, float *y, int act,
+          const float *residual, const Sam2CudaW4A8Layer *next, const Sam2CudaActRows *next_rows,
+          unsigned int *counters, cudaStream_t stream)
 {
   if (layer == nullptr || a == nullptr || M < 0 || !geometry_ok (layer->geo) || layer->rank < 0
       || act < SAM2_CUDA_ACT_NONE || act > SAM2_CUDA_ACT_SIGMOID)
@@ -981,6 +1075,21 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
   p.pair_ok = ((uintptr_t) y & 7) == 0 && ((uintptr_t) residual & 7) == 0;
   p.rank_vec4 = layer->rank % 4 == 0 && ((uintptr_t) a->t & 15) == 0
                 && ((uintptr_t) layer->lora_up & 15) == 0;
+  p.qn = {};
+  if (next != nullptr) {
+    p.qn.geo = next->geo;
+    p.qn.mode = next->act_mode;
+    p.qn.act_scale = next->act_scale;
+    p.qn.act_zero = next->act_zero;
+    p.qn.smooth = next->smooth_inv;
+    p.qn.rank = next->rank;
+    p.qn.ldown = next->lora_down;
+    p.qn.rows = *next_rows;
+    if (next->rank == 0)
+      p.qn.rows.t = nullptr;
+    p.qn.counters = counters;
+    p.qn.pl_index = positions_per_lane_index (next->geo);
+  }
   const int n_tiles = layer->geo.n_pad / BN;
   /* 128-row tiles unless that leaves fewer than about two blocks per SM of an H100 (132) */
   const long blocks128 = (long) ((M + 127) / 128) * n_tiles;
@@ -1013,6 +1122,59 @@ sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, i
     SAM2_LAUNCH (grid, 128, 0, stream, w4a8_gemm_kernel<64>) (p);
   }
   return cudaGetLastError () == cudaSuccess ? SAM2_CUDA_OK : SAM2_CUDA_DEVICE;
+}
+
+extern "C" int
+sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, int M, float *y,
+                     int act, const float *residual, cudaStream_t stream)
+{
+  return gemm_run (layer, a, M, y, act, residual, nullptr, nullptr, nullptr, stream);
+}
+
+extern "C" int
+sam2_cuda_w4a8_quantize_next_supported (const Sam2CudaW4A8Layer *layer,
+                                        const Sam2CudaW4A8Layer *next)
+{
+  return layer != nullptr && next != nullptr && sam2_cuda_w4a8_kernel_version () >= 2
+         && next->geo.k == layer->geo.n && next->act_mode >= SAM2_CUDA_AQ_TOKEN_SYM
+         && next->act_mode <= SAM2_CUDA_AQ_TENSOR_ASYM && next->rank >= 0
+         && next->rank <= SAM2_CUDA_QUANT_MAX_FUSED_RANK && next->geo.k % 4 == 0
+         && next->geo.group_size % 4 == 0 && next->geo.n_groups <= QNEXT_MAX_GROUPS
+         && geometry_ok (next->geo) && ((uintptr_t) next->smooth_inv & 15) == 0
+         && ((uintptr_t) next->lora_down & 15) == 0
+         && (next->rank == 0 || next->lora_down != nullptr);
+}
+
+extern "C" size_t
+sam2_cuda_w4a8_quantize_next_counters (int M)
+{
+  return M > 0 ? (size_t) (M + 63) / 64 : 0;   /* M tiles of the smaller tiling */
+}
+
+extern "C" int
+sam2_cuda_w4a8_gemm_quantize_next (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a,
+                                   int M, float *y, int act, const Sam2CudaW4A8Layer *next,
+                                   const Sam2CudaActRows *next_rows, unsigned int *counters,
+                                   cudaStream_t stream)
+{
+  if (!sam2_cuda_w4a8_quantize_next_supported (layer, next) || next_rows == nullptr
+      || counters == nullptr || M < 0)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0)
+    return SAM2_CUDA_OK;
+  /* quantize_row_v2's 16-byte loads of y's rows and stores of the codes */
+  if (y == nullptr || ((uintptr_t) y & 15) != 0 || next_rows->codes == nullptr
+      || ((uintptr_t) next_rows->codes & 15) != 0 || next_rows->scales == nullptr
+      || next_rows->zeros == nullptr || next_rows->sums == nullptr)
+    return SAM2_CUDA_UNSUPPORTED;
+  return gemm_run (layer, a, M, y, act, nullptr, next, next_rows, counters, stream);
+}
+
+extern "C" void
+sam2_cuda_w4a8_workspace_rows (const Sam2CudaW4A8Layer *layer, int M, void *workspace,
+                               Sam2CudaActRows *rows)
+{
+  workspace_rows (layer, M, workspace, rows);
 }
 
 extern "C" size_t

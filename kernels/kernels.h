@@ -325,11 +325,36 @@ int sam2_cuda_layer_norm_quantize_rows_supported (const Sam2CudaW4A8Layer *layer
 int sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, int M,
                          float *y, int act, const float *residual, cudaStream_t stream);
 
+/* sam2_cuda_w4a8_gemm (no residual) that also quantizes its output for the W4A8 layer `next`
+ * that reads it (next->geo.k = layer->geo.n: fc2 after fc1): y is written as before, and
+ * next_rows get sam2_cuda_quantize_rows (next, y, M) to the bit (the same device code), the
+ * separate pass gone. How: the last of an M tile's N blocks to finish (a per-tile counter,
+ * atomicInc after a fence) quantizes the tile's rows, which the others just wrote and the L2
+ * still holds. `counters` (sam2_cuda_w4a8_quantize_next_counters (M) of them, on the device)
+ * must be zero before the first call; each call leaves them zero. Kernel versions 2 and 3,
+ * next->rank 0 .. SAM2_CUDA_QUANT_MAX_FUSED_RANK, next's K and group size multiples of 4 with
+ * at most 64 groups, y, next's smoothing and L_down 16-byte aligned, next_rows->codes too:
+ * otherwise SAM2_CUDA_UNSUPPORTED, nothing launched (sam2_cuda_w4a8_quantize_next_supported
+ * says which layer pairs qualify), and the caller runs the quantization apart. */
+int sam2_cuda_w4a8_quantize_next_supported (const Sam2CudaW4A8Layer *layer,
+                                            const Sam2CudaW4A8Layer *next);
+size_t sam2_cuda_w4a8_quantize_next_counters (int M);
+int sam2_cuda_w4a8_gemm_quantize_next (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a,
+                                       int M, float *y, int act, const Sam2CudaW4A8Layer *next,
+                                       const Sam2CudaActRows *next_rows, unsigned int *counters,
+                                       cudaStream_t stream);
+
 /* The whole layer from float x (M, K): quantize, then the GEMM. The workspace holds the kernel
  * rows (and, for a rank above SAM2_CUDA_QUANT_MAX_FUSED_RANK, the smoothed rows for a cuBLAS
  * down-projection through `cublas`, which may be NULL otherwise; the call binds it to `stream`).
  * Alignment: 256 bytes (what cudaMalloc gives). */
 size_t sam2_cuda_w4a8_linear_workspace_bytes (const Sam2CudaW4A8Layer *layer, int M);
+/* Where, in such a workspace (256-byte aligned), the layer's M kernel rows lie (rows->t NULL
+ * unless the layer has a rank): for a caller that fills them another way
+ * (sam2_cuda_layer_norm_quantize_rows, sam2_cuda_w4a8_gemm_quantize_next) and then runs
+ * sam2_cuda_w4a8_gemm. */
+void sam2_cuda_w4a8_workspace_rows (const Sam2CudaW4A8Layer *layer, int M, void *workspace,
+                                    Sam2CudaActRows *rows);
 int sam2_cuda_w4a8_linear (const Sam2CudaW4A8Layer *layer, const float *x, int M, float *y,
                            int act, const float *residual, cublasHandle_t cublas,
                            cudaStream_t stream, void *workspace);

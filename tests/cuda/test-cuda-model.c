@@ -18,7 +18,8 @@
  *     writing its windowed 16-bit operand (SAM2_CUDA_NORM_F16) and as three ops: the same bits on
  *     the same frames and prompts (the tiny architecture in FP16 and BF16, sam2-mini-hash in
  *     BF16); likewise a W4A8 fc1's LayerNorm fused into its quantization (SAM2_CUDA_NORM_QUANT)
- *     and apart, on the W4A8 mini model, float layers in FP32 and FP16;
+ *     and fc2's quantization fused into fc1's GEMM (SAM2_CUDA_QUANT_NEXT), each against its
+ *     ops, on the W4A8 mini model, float layers in FP32 and FP16;
  *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16, BF16 and W4A8; 8 of
  *     the tiny architecture in FP16) against a pass of each alone (tests/core's check);
  *   - frames preprocessed on the device and on the host: the same embedding bit for bit;
@@ -677,10 +678,6 @@ test_fused_16 (gconstpointer data)
   sam2_model_unref (model);
 }
 
-/* A W4A8 fc1's LayerNorm fused into its activation quantization (cuda_norm_w4a8_linear) against
- * the LayerNorm kernel and the layer (SAM2_CUDA_NORM_QUANT=0), on graph_script's frames and
- * prompts: the fused kernel normalises with the LayerNorm kernel's arithmetic and quantizes with
- * the quantization kernel's code, so the same bits; with float layers in FP32 and in FP16. */
 /* Launches of op `kind` in one encoder pass (profiled, so op by op). */
 static long
 encoder_op_calls (Sam2Session *s, Sam2Model *model, Sam2OpKind kind)
@@ -697,33 +694,46 @@ encoder_op_calls (Sam2Session *s, Sam2Model *model, Sam2OpKind kind)
   return calls;
 }
 
+/* A W4A8 fusion against its ops, on the W4A8 mini model with graph_script's frames and prompts,
+ * float layers in FP32 or FP16: the same bits, and fewer launches of op `kind` per encoder pass
+ * where the fused path applies (kernels v2 and v3; with SAM2_W4A8_KERNEL=v1 it does not, and the
+ * counts are equal).
+ *   - SAM2_CUDA_NORM_QUANT: a W4A8 layer's LayerNorm in its activation quantization
+ *     (cuda_norm_w4a8_linear; the LayerNorm kernel's arithmetic, the quantization kernel's code),
+ *     one LayerNorm op fewer per W4A8 fc1 and qkv;
+ *   - SAM2_CUDA_QUANT_NEXT: fc2's quantization in fc1's GEMM (cuda_norm_w4a8_mlp_next; the
+ *     quantization kernel's code), the MLP one linear op where it was two. */
+typedef struct {
+  const char *var;
+  Sam2OpKind kind;
+  Sam2Precision precision;
+  const char *what, *hint;
+} W4A8Fusion;
+
 static void
-test_norm_quant_w4a8_mini (gconstpointer data)
+test_w4a8_fusion_mini (gconstpointer data)
 {
-  const Sam2Precision precision = GPOINTER_TO_INT (data);
+  const W4A8Fusion *c = data;
   Sam2Model *fp, *q = mini_w4a8 (&fp);
   if (q == NULL)
     return;
   GArray *apart = g_array_new (FALSE, FALSE, sizeof (float));
   GArray *fused = g_array_new (FALSE, FALSE, sizeof (float));
-  Sam2Session *s = cuda_session_env (q, precision, "SAM2_CUDA_NORM_QUANT", "0");
+  Sam2Session *s = cuda_session_env (q, c->precision, c->var, "0");
   graph_script (s, q, apart);
-  const long norms_apart = encoder_op_calls (s, q, SAM2_OP_LAYER_NORM);
+  const long calls_apart = encoder_op_calls (s, q, c->kind);
   sam2_session_free (s);
-  s = cuda_session_env (q, precision, "SAM2_CUDA_NORM_QUANT", "1");
+  s = cuda_session_env (q, c->precision, c->var, "1");
   graph_script (s, q, fused);
-  const long norms_fused = encoder_op_calls (s, q, SAM2_OP_LAYER_NORM);
+  const long calls_fused = encoder_op_calls (s, q, c->kind);
   sam2_session_free (s);
-  /* the fused path must have run where it applies (kernels v2): fewer LayerNorm kernels (one
-   * per W4A8 fc1 and qkv); with SAM2_W4A8_KERNEL=v1 it does not, and the counts are equal */
-  g_test_message ("LayerNorm kernels per encoder pass: %ld apart, %ld fused", norms_apart,
-                  norms_fused);
+  g_test_message ("%s ops per encoder pass: %ld apart, %ld fused",
+                  c->kind == SAM2_OP_LINEAR ? "linear" : "LayerNorm", calls_apart, calls_fused);
   if (sam2_cuda_w4a8_kernel_version () >= 2)
-    g_assert_cmpint (norms_fused, <, norms_apart);
+    g_assert_cmpint (calls_fused, <, calls_apart);
   else
-    g_assert_cmpint (norms_fused, ==, norms_apart);
-  assert_same_bits (apart, fused, "the LayerNorm fused into fc1's quantization and apart",
-                    "SAM2_CUDA_NORM_QUANT=0 runs the LayerNorm kernel before the layer");
+    g_assert_cmpint (calls_fused, ==, calls_apart);
+  assert_same_bits (apart, fused, c->what, c->hint);
   g_array_unref (apart);
   g_array_unref (fused);
   sam2_model_unref (q);
@@ -835,10 +845,28 @@ main (int argc, char **argv)
     g_test_add_data_func (path, c, test_fused_16);
     g_free (path);
   }
-  g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp32",
-                        GINT_TO_POINTER (SAM2_PRECISION_FP32), test_norm_quant_w4a8_mini);
-  g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp16",
-                        GINT_TO_POINTER (SAM2_PRECISION_FP16), test_norm_quant_w4a8_mini);
+  static const W4A8Fusion fusions[] = {
+    { "SAM2_CUDA_NORM_QUANT", SAM2_OP_LAYER_NORM, SAM2_PRECISION_FP32,
+      "the LayerNorm fused into fc1's quantization and apart",
+      "SAM2_CUDA_NORM_QUANT=0 runs the LayerNorm kernel before the layer" },
+    { "SAM2_CUDA_NORM_QUANT", SAM2_OP_LAYER_NORM, SAM2_PRECISION_FP16,
+      "the LayerNorm fused into fc1's quantization and apart",
+      "SAM2_CUDA_NORM_QUANT=0 runs the LayerNorm kernel before the layer" },
+    { "SAM2_CUDA_QUANT_NEXT", SAM2_OP_LINEAR, SAM2_PRECISION_FP32,
+      "fc2's quantization in fc1's GEMM and apart",
+      "SAM2_CUDA_QUANT_NEXT=0 quantizes fc2's input in a pass of its own" },
+    { "SAM2_CUDA_QUANT_NEXT", SAM2_OP_LINEAR, SAM2_PRECISION_FP16,
+      "fc2's quantization in fc1's GEMM and apart",
+      "SAM2_CUDA_QUANT_NEXT=0 quantizes fc2's input in a pass of its own" },
+  };
+  g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp32", &fusions[0],
+                        test_w4a8_fusion_mini);
+  g_test_add_data_func ("/cuda/model/norm-quant-w4a8-mini-fp16", &fusions[1],
+                        test_w4a8_fusion_mini);
+  g_test_add_data_func ("/cuda/model/quant-next-w4a8-mini-fp32", &fusions[2],
+                        test_w4a8_fusion_mini);
+  g_test_add_data_func ("/cuda/model/quant-next-w4a8-mini-fp16", &fusions[3],
+                        test_w4a8_fusion_mini);
   g_test_add_data_func ("/cuda/model/steady-memory-fp32", GINT_TO_POINTER (SAM2_PRECISION_FP32),
                         test_steady_memory);
   g_test_add_data_func ("/cuda/model/steady-memory-fp16", GINT_TO_POINTER (SAM2_PRECISION_FP16),

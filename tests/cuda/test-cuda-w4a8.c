@@ -707,6 +707,201 @@ run_norm_suite (cublasHandle_t cublas, guint32 *seed)
           "apart, %d refused as kernels.h says\n", n, norm_fused_cases, norm_unsupported_cases);
 }
 
+/* ---- (e) the next layer's quantization fused into the GEMM --------------------------------- */
+
+static int next_fused_cases, next_unsupported_cases;
+static int next_failures;          /* (e)'s, apart from the version's summary */
+
+/* The rule kernels.h gives for sam2_cuda_w4a8_gemm_quantize_next, for layers whose arrays
+ * cudaMalloc aligned: kernels v2 or v3, next's K = the layer's N, rank at most
+ * SAM2_CUDA_QUANT_MAX_FUSED_RANK, K and group size multiples of 4, at most 64 groups. */
+static int
+next_expected (const DevLayer *d1, const DevLayer *d2)
+{
+  const Sam2CudaW4A8Geometry *g = &d2->l.geo;
+  return sam2_cuda_w4a8_kernel_version () >= 2 && g->k == d1->l.geo.n
+         && d2->l.rank <= SAM2_CUDA_QUANT_MAX_FUSED_RANK && g->k % 4 == 0
+         && g->group_size % 4 == 0 && g->n_groups <= 64;
+}
+
+/* Compares two device buffers byte for byte; fails naming `what` and the first difference. */
+static void
+same_device_bytes (const char *name, const char *what, const void *a, const void *b,
+                   size_t bytes)
+{
+  guint8 *ha = g_malloc (bytes), *hb = g_malloc (bytes);
+  CK (cudaMemcpy (ha, a, bytes, cudaMemcpyDeviceToHost));
+  CK (cudaMemcpy (hb, b, bytes, cudaMemcpyDeviceToHost));
+  if (memcmp (ha, hb, bytes) != 0) {
+    size_t i = 0;
+    while (ha[i] == hb[i])
+      i++;
+    fail (name, "%s differ at byte %zu of %zu (%02x, apart %02x)", what, i, bytes, hb[i], ha[i]);
+  }
+  g_free (ha);
+  g_free (hb);
+}
+
+/* sam2_cuda_w4a8_gemm_quantize_next (layer c1, then next c2 reading its output) against
+ * sam2_cuda_w4a8_linear then sam2_cuda_quantize_rows on the device: y and next's whole workspace
+ * (both start as 0xff bytes) the same bytes, the counters zero after each call; twice, so that
+ * a counter left behind by the first call would show in the second. Where the fused kernel does
+ * not apply it must say so before launching anything (y untouched). */
+static void
+run_next_case (const Sam2TestCase *c1, const Sam2TestCase *c2, cublasHandle_t cublas)
+{
+  if (skip_case (c1))
+    return;
+  char *n1 = sam2_test_case_name (c1), *n2 = sam2_test_case_name (c2);
+  char *name = g_strdup_printf ("%s -> %s", n1, n2);
+  g_free (n1);
+  g_free (n2);
+  float *x, *res1, *x2, *res2;                       /* (M, K1); the rest unused */
+  Sam2QuantLinear *q1 = sam2_test_case_new (c1, &x, &res1);
+  Sam2QuantLinear *q2 = sam2_test_case_new (c2, &x2, &res2);
+  const int M = c1->M, N = q1->w.n, K = q1->w.k;
+  DevLayer d1, d2;
+  dev_layer_init (&d1, q1);
+  dev_layer_init (&d2, q2);
+  float *dx = upload (x, (size_t) M * K * sizeof (float));
+  const size_t ybytes = (size_t) M * N * sizeof (float);
+  const size_t w1 = sam2_cuda_w4a8_linear_workspace_bytes (&d1.l, M);
+  const size_t w2 = sam2_cuda_w4a8_linear_workspace_bytes (&d2.l, M);
+  const size_t nc = sam2_cuda_w4a8_quantize_next_counters (M);
+  float *ya = NULL, *yb = NULL;                      /* (M, N) */
+  void *wa1 = NULL, *wb1 = NULL, *wa2 = NULL, *wb2 = NULL;
+  unsigned int *counters = NULL;                     /* (nc) */
+  CK (cudaMalloc ((void **) &ya, ybytes));
+  CK (cudaMalloc ((void **) &yb, ybytes));
+  CK (cudaMalloc (&wa1, w1));
+  CK (cudaMalloc (&wb1, w1));
+  CK (cudaMalloc (&wa2, w2));
+  CK (cudaMalloc (&wb2, w2));
+  CK (cudaMalloc ((void **) &counters, nc * sizeof (unsigned int)));
+  CK (cudaMemset (counters, 0, nc * sizeof (unsigned int)));
+  CK (cudaMemset (ya, 0xff, ybytes));
+  CK (cudaMemset (yb, 0xff, ybytes));
+  CK (cudaMemset (wa2, 0xff, w2));
+  CK (cudaMemset (wb2, 0xff, w2));
+  Sam2CudaActRows rows1, rows_a, rows_b;
+  sam2_cuda_w4a8_workspace_rows (&d1.l, M, wb1, &rows1);
+  sam2_cuda_w4a8_workspace_rows (&d2.l, M, wa2, &rows_a);
+  sam2_cuda_w4a8_workspace_rows (&d2.l, M, wb2, &rows_b);
+
+  const int expected = next_expected (&d1, &d2);
+  checks++;
+  if (sam2_cuda_w4a8_quantize_next_supported (&d1.l, &d2.l) != expected)
+    fail (name, "quantize_next_supported says %d, kernels.h's rule %d", !expected, expected);
+  int st = sam2_cuda_quantize_rows (&d1.l, dx, M, &rows1, 0);
+  if (st == SAM2_CUDA_OK)
+    st = sam2_cuda_w4a8_gemm_quantize_next (&d1.l, &rows1, M, yb, (int) c1->act, &d2.l, &rows_b,
+                                            counters, 0);
+  CK (cudaDeviceSynchronize ());
+  if (!expected) {
+    next_unsupported_cases++;
+    uint32_t first = 0;
+    CK (cudaMemcpy (&first, yb, 4, cudaMemcpyDeviceToHost));
+    if (st != SAM2_CUDA_UNSUPPORTED)
+      fail (name, "gemm_quantize_next returned %d where it does not apply", st);
+    else if (first != 0xffffffffu)
+      fail (name, "gemm_quantize_next wrote y although it returned UNSUPPORTED");
+    goto out;
+  }
+  if (st != SAM2_CUDA_OK) {
+    fail (name, "sam2_cuda_w4a8_gemm_quantize_next returned %d", st);
+    goto out;
+  }
+  next_fused_cases++;
+  st = sam2_cuda_w4a8_linear (&d1.l, dx, M, ya, (int) c1->act, NULL, cublas, 0, wa1);
+  if (st == SAM2_CUDA_OK)
+    st = sam2_cuda_quantize_rows (&d2.l, ya, M, &rows_a, 0);
+  if (st != SAM2_CUDA_OK) {
+    fail (name, "the layer and the next quantization apart failed (%d)", st);
+    goto out;
+  }
+  for (int round = 0; round < 2; round++) {
+    if (round == 1) {
+      CK (cudaMemset (yb, 0xff, ybytes));
+      CK (cudaMemset (wb2, 0xff, w2));
+      st = sam2_cuda_w4a8_gemm_quantize_next (&d1.l, &rows1, M, yb, (int) c1->act, &d2.l,
+                                              &rows_b, counters, 0);
+      if (st != SAM2_CUDA_OK) {
+        fail (name, "the second sam2_cuda_w4a8_gemm_quantize_next returned %d", st);
+        break;
+      }
+    }
+    CK (cudaDeviceSynchronize ());
+    same_device_bytes (name, round ? "y (second call)" : "y", ya, yb, ybytes);
+    same_device_bytes (name, round ? "next's kernel rows (second call)" : "next's kernel rows",
+                       wa2, wb2, w2);
+    unsigned int *hc = g_new (unsigned int, nc);
+    CK (cudaMemcpy (hc, counters, nc * sizeof (unsigned int), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < nc; i++)
+      if (hc[i] != 0) {
+        fail (name, "counter %zu is %u after the call", i, hc[i]);
+        break;
+      }
+    g_free (hc);
+  }
+out:
+  CK (cudaFree (ya));
+  CK (cudaFree (yb));
+  CK (cudaFree (wa1));
+  CK (cudaFree (wb1));
+  CK (cudaFree (wa2));
+  CK (cudaFree (wb2));
+  CK (cudaFree (counters));
+  CK (cudaFree (dx));
+  dev_layer_free (&d1);
+  dev_layer_free (&d2);
+  g_free (x);
+  g_free (res1);
+  g_free (x2);
+  g_free (res2);
+  sam2_test_layer_free (q1);
+  sam2_test_layer_free (q2);
+  g_free (name);
+}
+
+/* (e)'s cases: an MLP's fc1 -> fc2 of the encoders' stage widths (and widths past the fused
+ * kernel's reach: an N not a multiple of 4, more than 64 groups, a rank for cuBLAS), every
+ * activation-quantization mode of fc2, its smoothing and ranks 0 and 16, groups of 64 and 128 and
+ * one per channel, GELU or none, rows from 1 to 4096 (many M tiles per N block on the two-SM
+ * emulated device). */
+static void
+run_next_suite (guint32 *seed, cublasHandle_t cublas)
+{
+  const int K1s[] = { 96, 144, 192, 96, 144, 64 };
+  const int N1s[] = { 384, 576, 768, 102, 4608, 256 };
+  const int groups[] = { 128, 64, 0 };
+  const Sam2ActQuantMode modes[] = { SAM2_ACT_QUANT_TOKEN_SYM, SAM2_ACT_QUANT_TOKEN_ASYM,
+                                     SAM2_ACT_QUANT_TENSOR_SYM, SAM2_ACT_QUANT_TENSOR_ASYM };
+  const int Ms[] = { 1, 7, 300, 4096, 3400 };
+  int n = 0;
+  next_fused_cases = next_unsupported_cases = 0;
+  for (int li = 0; li < (int) G_N_ELEMENTS (K1s); li++)
+    for (int v = 0; v < 4; v++, n++) {
+      const int N1 = N1s[li];
+      Sam2TestCase c1 = {
+        .spec = { .N = N1, .K = K1s[li], .G = groups[(n + 1) % 3],
+                  .dtype = n % 2 ? SAM2_QTYPE_SINT4 : SAM2_QTYPE_UINT4,
+                  .mode = SAM2_ACT_QUANT_TOKEN_SYM, .bias = 1, .smooth = 0, .rank = 0 },
+        .M = N1 > 1024 ? 7 : Ms[(n / 2) % 5], .act = v % 2 ? SAM2_ACT_NONE : SAM2_ACT_GELU,
+        .res = SAM2_TEST_RES_NONE, .seed = (*seed)++,
+      };
+      Sam2TestCase c2 = {
+        .spec = { .N = K1s[li], .K = N1, .G = groups[n % 3],
+                  .dtype = n % 3 ? SAM2_QTYPE_UINT4 : SAM2_QTYPE_SINT4, .mode = modes[v],
+                  .bias = 1, .smooth = n % 2, .rank = li == 5 ? 160 : (n / 3) % 2 ? 16 : 0 },
+        .M = 1, .act = SAM2_ACT_NONE, .res = SAM2_TEST_RES_NONE, .seed = (*seed)++,
+      };
+      run_next_case (&c1, &c2, cublas);
+    }
+  printf ("next layer's quantization fused into the GEMM: %d cases, %d fused and the same bits "
+          "as apart, %d refused as kernels.h says\n", n, next_fused_cases,
+          next_unsupported_cases);
+}
+
 /* The whole case list, on the kernels chosen by sam2_cuda_w4a8_set_kernel_version. */
 static void
 run_suite (cublasHandle_t cublas)
@@ -815,6 +1010,11 @@ run_suite (cublasHandle_t cublas)
   norm_failures = failures - before;
   failures = before;
 
+  /* (e) likewise (its switch: SAM2_CUDA_QUANT_NEXT) */
+  run_next_suite (&seed, cublas);
+  next_failures = failures - before;
+  failures = before;
+
   /* M = 0 is a no-op that succeeds. */
   {
     Sam2CudaW4A8Layer l;
@@ -870,10 +1070,12 @@ main (int argc, char **argv)
       printf ("v%d: %d cases above --max-work %.3g skipped\n", version, skipped_cases, max_work);
     printf ("v%d norm-quant: %d failures: %s\n", version, norm_failures,
             norm_failures ? "FAIL" : "PASS");
+    printf ("v%d quant-next: %d failures: %s\n", version, next_failures,
+            next_failures ? "FAIL" : "PASS");
     printf ("v%d: %d checks, %d failures: %s\n", version, checks, failures,
             failures ? "FAIL" : "PASS");
     fflush (stdout);
-    total_failures += failures + norm_failures;
+    total_failures += failures + norm_failures + next_failures;
   }
   sam2_cuda_w4a8_set_kernel_version (0);
   cublasDestroy (cublas);

@@ -255,6 +255,15 @@ atomicAdd (T *address, T v)
   return old;
 }
 
+/* atomicInc: old >= limit ? 0 : old + 1 stored, old returned */
+static inline unsigned int
+atomicInc (unsigned int *address, unsigned int limit)
+{
+  const unsigned int old = *address;
+  *address = old >= limit ? 0u : old + 1u;
+  return old;
+}
+
 template <typename T>
 static inline T
 atomicMin (T *address, T v)
