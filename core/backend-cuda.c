@@ -119,7 +119,8 @@ typedef struct {
                                   kernel */
   gboolean fused_mlp;          /* 16-bit norm_mlp without its float intermediates (cuda_norm_mlp) */
   gboolean fused_norm_quant;   /* LayerNorms fused into W4A8 quantization (cuda_norm_w4a8_linear) */
-  gboolean quant_next;         /* fc2's quantization in fc1's GEMM (cuda_norm_w4a8_mlp_next) */
+  gboolean quant_next;         /* fc2's quantization in fc1's GEMM (cuda_norm_w4a8_mlp_next;
+                                  opt-in: SAM2_CUDA_QUANT_NEXT=1) */
   gboolean norm_f16;           /* 16-bit: qkv's LayerNorm writes its operand
                                   (norm_windows_linear) */
   Sam2CudaSolver *solver;      /* cuSOLVER for calibration's GPTQ, made on first use */
@@ -994,7 +995,7 @@ cuda_norm_w4a8_linear (Sam2BackendCuda *cu, const CudaNorm *d, float eps, const 
  * quantization (norm_quant_applies said so for fc1) and fc2's quantization in fc1's GEMM
  * (sam2_cuda_w4a8_gemm_quantize_next): hidden is written as before, and fc2's kernel rows come
  * out of the same launch instead of a pass that reads hidden again. The same bits as the ops.
- * *done FALSE, with nothing launched, where it does not apply (SAM2_CUDA_QUANT_NEXT=0, fc2 not
+ * *done FALSE, with nothing launched, where it does not apply (SAM2_CUDA_QUANT_NEXT not 1, fc2 not
  * W4A8 or not a layer the fused kernel takes, hidden not 16-byte aligned). */
 static int
 cuda_norm_w4a8_mlp_next (Sam2BackendCuda *cu, const CudaNorm *d, float eps, const CudaLinear *w1,
@@ -1449,15 +1450,23 @@ graphs_free (Sam2BackendCuda *cu)
   memset (cu->slots, 0, sizeof cu->slots);
 }
 
-/* An on-by-default switch from the environment: 0 / off / no / false turn it off. */
+/* A switch from the environment, `unset` when the variable is not set: 0 / off / no / false turn
+ * it off, anything else on. */
 static gboolean
-env_switch_on (const char *name)
+env_switch (const char *name, gboolean unset)
 {
   const char *v = g_getenv (name);
   if (v == NULL)
-    return TRUE;
+    return unset;
   return !(g_strcmp0 (v, "0") == 0 || g_ascii_strcasecmp (v, "off") == 0
            || g_ascii_strcasecmp (v, "no") == 0 || g_ascii_strcasecmp (v, "false") == 0);
+}
+
+/* An on-by-default switch. */
+static gboolean
+env_switch_on (const char *name)
+{
+  return env_switch (name, TRUE);
 }
 
 /* ---- frame preprocessing ------------------------------------------------------------------- */
@@ -1961,7 +1970,10 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   cu->fused_mlp = env_switch_on ("SAM2_CUDA_FUSED_MLP"); /* 0: norm_mlp as its three ops */
   /* 0: a W4A8 fc1's LayerNorm as its own kernel */
   cu->fused_norm_quant = env_switch_on ("SAM2_CUDA_NORM_QUANT");
-  cu->quant_next = env_switch_on ("SAM2_CUDA_QUANT_NEXT");
+  /* off unless asked for (SAM2_CUDA_QUANT_NEXT=1) until a GPU has timed it: the last N block
+   * of an M tile quantizes all of the tile's rows, 16 per warp, which may leave a tail where
+   * few M tiles are in flight (kernels/NOTES.md) */
+  cu->quant_next = env_switch ("SAM2_CUDA_QUANT_NEXT", FALSE);
   /* 0: in FP16 / BF16, qkv's LayerNorm, window partition and conversion as three ops */
   cu->norm_f16 = env_switch_on ("SAM2_CUDA_NORM_F16");
   cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */

@@ -335,7 +335,10 @@ int sam2_cuda_w4a8_gemm (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *
  * next->rank 0 .. SAM2_CUDA_QUANT_MAX_FUSED_RANK, next's K and group size multiples of 4 with
  * at most 64 groups, y, next's smoothing and L_down 16-byte aligned, next_rows->codes too:
  * otherwise SAM2_CUDA_UNSUPPORTED, nothing launched (sam2_cuda_w4a8_quantize_next_supported
- * says which layer pairs qualify), and the caller runs the quantization apart. */
+ * says which layer pairs qualify), and the caller runs the quantization apart. The tile's
+ * quantization is one block's work (16 rows per warp), so with few M tiles in flight it may
+ * end later than the separate pass would: the backend takes this path only when asked
+ * (SAM2_CUDA_QUANT_NEXT=1) until a GPU has timed it (sam2-bench-cuda-gemm's last table). */
 int sam2_cuda_w4a8_quantize_next_supported (const Sam2CudaW4A8Layer *layer,
                                             const Sam2CudaW4A8Layer *next);
 size_t sam2_cuda_w4a8_quantize_next_counters (int M);

@@ -158,8 +158,9 @@ code_of (float v, const RowQuant &p)
  *     over its lanes and added to the group's in shared memory.
  * The second pass re-reads the row from L1 / L2 (a warp's row is at most 18 KiB; the block's 8
  * rows were just read). Without VEC every column is read one by one (still PL per lane).
- * This is one warp's work on its row xr (K), in global memory (quantize_rows_v2_kernel) or in
- * shared memory (layer_norm_quantize_rows_kernel); gsum: the warp's group sums, zeroed. */
+ * This is one warp's work on its row xr (K), in global memory (quantize_rows_v2_kernel, and the
+ * W4A8 GEMM's output in gemm-w4a8.cu's quantize_next_tile) or in shared memory
+ * (layer_norm_quantize_rows_kernel); gsum: the warp's group sums, zeroed. */
 template <bool VEC, int PL>
 __device__ __forceinline__ void
 quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, float act_zero,

@@ -13,11 +13,11 @@
 # at the end (the device tool brings both back). A failing step does not stop the others: one
 # call should tell as much as it can. When the tests step finds the FP16 attention v2, the
 # cuBLASLt bias epilogue, the few-row FP16 linear, the fused FP16 MLP, the device preprocessing,
-# the LayerNorms fused into W4A8 quantization, fc2's quantization in fc1's GEMM or qkv's
-# windowed FP16 LayerNorm wrong, the later steps run without them (SAM2_ATTENTION_KERNEL=v1,
-# SAM2_CUDA_LT_EPILOGUE=0, SAM2_CUDA_SMALL_M=0, SAM2_CUDA_FUSED_MLP=0, SAM2_CUDA_PREPROCESS=0,
-# SAM2_CUDA_NORM_QUANT=0, SAM2_CUDA_QUANT_NEXT=0, SAM2_CUDA_NORM_F16=0) and the summary says so;
-# a W4A8 GEMM v3 found wrong is left out of the bench step's v3 runs.
+# the LayerNorms fused into W4A8 quantization or qkv's windowed FP16 LayerNorm wrong, the later
+# steps run without them (SAM2_ATTENTION_KERNEL=v1, SAM2_CUDA_LT_EPILOGUE=0, SAM2_CUDA_SMALL_M=0,
+# SAM2_CUDA_FUSED_MLP=0, SAM2_CUDA_PREPROCESS=0, SAM2_CUDA_NORM_QUANT=0, SAM2_CUDA_NORM_F16=0)
+# and the summary says so; a W4A8 GEMM v3 or an fc2 quantization in fc1's GEMM (both opt-in)
+# found wrong is left out of the bench step's runs of it.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/out}
@@ -182,11 +182,11 @@ EOF
 
 step_bench () {
   local b=$BIN/sam2-bench-gpu
-  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}${SAM2_CUDA_PINNED:-}${SAM2_CUDA_PREPROCESS:-}${SAM2_CUDA_NORM_QUANT:-}${SAM2_CUDA_NORM_F16:-}${SAM2_CUDA_QUANT_NEXT:-}" ]; then
+  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}${SAM2_CUDA_PINNED:-}${SAM2_CUDA_PREPROCESS:-}${SAM2_CUDA_NORM_QUANT:-}${SAM2_CUDA_NORM_F16:-}" ]; then
     # the code before FP16 attention v2, the cuBLASLt bias epilogue, the few-row linear and the
     # fused MLP, same run, same card
     echo "--- tiny, attention v1, GemmEx + bias pass, cuBLAS for the token rows"
-    local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0 SAM2_CUDA_FUSED_MLP=0 SAM2_CUDA_NORM_QUANT=0 SAM2_CUDA_NORM_F16=0 SAM2_CUDA_QUANT_NEXT=0"
+    local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0 SAM2_CUDA_FUSED_MLP=0 SAM2_CUDA_NORM_QUANT=0 SAM2_CUDA_NORM_F16=0"
     env $old "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
     env $old "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json --frame 1920x1080
     echo "--- tiny, pageable staging buffers (SAM2_CUDA_PINNED=0), frames resized on the host (SAM2_CUDA_PREPROCESS=0), both"
@@ -200,9 +200,13 @@ step_bench () {
     echo "--- tiny W4A8, the LayerNorms as their own kernels (SAM2_CUDA_NORM_QUANT=0)"
     SAM2_CUDA_NORM_QUANT=0 "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json --profile \
       --frame 1920x1080 --graphs both
-    echo "--- tiny W4A8, fc2's input quantized by a pass of its own (SAM2_CUDA_QUANT_NEXT=0)"
-    SAM2_CUDA_QUANT_NEXT=0 "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json \
-      --frame 1920x1080
+    if [ -z "${SAM2_CUDA_QUANT_NEXT_FAILED:-}" ]; then
+      echo "--- tiny W4A8, fc2's input quantized in fc1's GEMM (SAM2_CUDA_QUANT_NEXT=1, opt-in)"
+      SAM2_CUDA_QUANT_NEXT=1 "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json \
+        --frame 1920x1080
+      [ -n "${SAM2_W4A8_V3_FAILED:-}" ] || SAM2_CUDA_QUANT_NEXT=1 SAM2_W4A8_KERNEL=v3 "$b" \
+        --model "$WORK"/models/tiny-w4a8/*.safetensors --json --frame 1920x1080
+    fi
     echo "--- now"
   fi
   for size in ${BENCH_SIZES:-tiny}; do
@@ -379,7 +383,7 @@ fallback_rules=(
   "SAM2_CUDA_SMALL_M=0|^FAIL .*linear_f16_small_m"
   "SAM2_CUDA_PREPROCESS=0|^FAIL preprocess|test_device_preprocess"
   "SAM2_CUDA_NORM_QUANT=0|^v[123] norm-quant: .*FAIL|fused into fc1's quantization and apart differ"
-  "SAM2_CUDA_QUANT_NEXT=0|^v[23] quant-next: .*FAIL|fc2's quantization in fc1's GEMM and apart differ"
+  "SAM2_CUDA_QUANT_NEXT_FAILED=1|^v[23] quant-next: .*FAIL|fc2's quantization in fc1's GEMM and apart differ"
 )
 fallbacks=""
 for s in "${steps[@]}"; do

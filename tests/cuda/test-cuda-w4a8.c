@@ -18,6 +18,9 @@
  *       (UNSUPPORTED, nothing launched) exactly where kernels.h says.
  *   (d) tokens holding a NaN or an infinity: scale NaN and the codes of 0 as on the CPU, so NaN
  *       outputs for them and the others unaffected.
+ *   (e) sam2_cuda_w4a8_gemm_quantize_next (an MLP's fc1 GEMM quantizing its output for fc2)
+ *       against sam2_cuda_w4a8_linear then sam2_cuda_quantize_rows: y and fc2's kernel rows the
+ *       same bytes, twice, the tile counters back at 0; refused where kernels.h says.
  * The whole list runs on each kernel version (kernels.h, SAM2_W4A8_KERNEL): v1, v2 and v3 (v2's
  * arithmetic with deeper, persistent tiles: the same bits as v2 wherever v2 has them), each with
  * its own summary lines ("v1: ... PASS"); the exit status fails if any fails.
