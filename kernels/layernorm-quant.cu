@@ -94,19 +94,8 @@ quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float
     zeros[m] = p.za_kernel;
   }
 
-  /* Low-rank down-projection t[m][i] = sum_k v_k L_down[i][k] (float32, lane-strided partial
-   * sums and a butterfly: not the CPU's summation order, a float rounding apart). */
   if (t != nullptr)
-    for (int i = 0; i < rank; i++) {
-      const float *l = ldown + (size_t) i * K;
-      float acc = 0.0f;
-      for (int k = lane; k < K; k += 32)
-        acc = fmaf (smoothed (xr, smooth, k), l[k], acc);
-      for (int o = 16; o > 0; o /= 2)
-        acc += __shfl_xor_sync (0xffffffffu, acc, o);
-      if (lane == 0)
-        t[(size_t) m * rank + i] = acc;
-    }
+    lowrank_down_scalar (smooth, rank, ldown, xr, K, m, lane, t);
 }
 
 /* The v2 kernel: one warp per row of x (M, K) in global memory. */

@@ -145,6 +145,25 @@ code_of (float v, const RowQuant &p)
   return __float2int_rz (__fadd_rn (v, copysignf (0.5f, v))) + p.add;
 }
 
+/* Low-rank down-projection t[m][i] = sum_k v_k L_down[i][k] of row xr (K), v = x smooth_inv,
+ * a column per lane at a time (float32, lane-strided partial sums and a butterfly: not the
+ * CPU's summation order, a float rounding apart). */
+__device__ __forceinline__ void
+lowrank_down_scalar (const float *__restrict__ smooth, int rank, const float *__restrict__ ldown,
+                     const float *__restrict__ xr, int K, int m, int lane, float *__restrict__ t)
+{
+  for (int i = 0; i < rank; i++) {
+    const float *l = ldown + (size_t) i * K;
+    float acc = 0.0f;
+    for (int k = lane; k < K; k += 32)
+      acc = fmaf (smoothed (xr, smooth, k), l[k], acc);
+    for (int o = 16; o > 0; o /= 2)
+      acc += __shfl_xor_sync (0xffffffffu, acc, o);
+    if (lane == 0)
+      t[(size_t) m * rank + i] = acc;
+  }
+}
+
 /* v2: the same arithmetic (row_params, code_of) and outputs as quantize_rows_kernel, made
  * bandwidth-bound. v1 kept one 4-byte load per lane in flight (a lane-strided scalar loop) and
  * stored 4 bytes per lane, far below what is needed to cover the memory latency. Here, with
@@ -285,16 +304,7 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
         t[(size_t) m * rank + i] = acc;
     }
   } else if (t != nullptr)
-    for (int i = 0; i < rank; i++) {
-      const float *l = ldown + (size_t) i * K;
-      float acc = 0.0f;
-      for (int k = lane; k < K; k += 32)
-        acc = fmaf (smoothed (xr, smooth, k), l[k], acc);
-      for (int o = 16; o > 0; o /= 2)
-        acc += __shfl_xor_sync (0xffffffffu, acc, o);
-      if (lane == 0)
-        t[(size_t) m * rank + i] = acc;
-    }
+    lowrank_down_scalar (smooth, rank, ldown, xr, K, m, lane, t);
 }
 
 /* ---- host: the launchers' choices ---- */

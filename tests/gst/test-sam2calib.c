@@ -1099,6 +1099,40 @@ GST_START_TEST (test_error_start)
 
 GST_END_TEST;
 
+/* Whether `msgs` hold a progress message of `type`. */
+static gboolean
+has_progress (GList * msgs, GstProgressType type)
+{
+  for (GList * l = msgs; l; l = l->next)
+    if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_PROGRESS) {
+      GstProgressType t;
+      gst_message_parse_progress (l->data, &t, NULL, NULL);
+      if (t == type)
+        return TRUE;
+    }
+  return FALSE;
+}
+
+/* The bus's messages up to the worker's CANCELED progress message, which a stopped element's
+ * worker may post after the stop returned (from its own thread): waits up to a minute for it,
+ * and fails without it. */
+static GList *
+messages_until_cancelled (GstBus * bus)
+{
+  GList *msgs = NULL;
+  gboolean cancelled = FALSE;
+
+  for (gint i = 0; i < 600 && !cancelled; i++) {
+    GList *more = drain_bus (bus);
+    cancelled = has_progress (more, GST_PROGRESS_TYPE_CANCELED);
+    msgs = g_list_concat (msgs, more);
+    if (!cancelled)
+      g_usleep (100 * 1000);
+  }
+  fail_unless (cancelled, "no CANCELED progress message");
+  return msgs;
+}
+
 /* Stopping while the worker quantizes: waits for it, discards the result, posts CANCELED. */
 GST_START_TEST (test_stop_while_quantizing)
 {
@@ -1107,21 +1141,15 @@ GST_START_TEST (test_stop_while_quantizing)
   GstElement *calib = make_calib (dir, "num-frames", 1, NULL);
   GstHarness *h;
   GList *msgs;
-  gboolean cancelled = FALSE;
 
   h = demo_harness (calib, bus);
   /* the first frame completes the set: the worker starts as this push returns */
   fail_unless_equals_int (push_demo (h, 0), GST_FLOW_OK);
   fail_unless_equals_int (gst_element_set_state (calib, GST_STATE_READY),
       GST_STATE_CHANGE_SUCCESS);
+  /* the stop waited for the worker: its CANCELED is on the bus already */
   msgs = drain_bus (bus);
-  for (GList * l = msgs; l; l = l->next)
-    if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_PROGRESS) {
-      GstProgressType type;
-      gst_message_parse_progress (l->data, &type, NULL, NULL);
-      cancelled |= type == GST_PROGRESS_TYPE_CANCELED;
-    }
-  fail_unless (cancelled, "no CANCELED progress message");
+  fail_unless (has_progress (msgs, GST_PROGRESS_TYPE_CANCELED), "no CANCELED progress message");
   fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 0);
   fail_unless (bus_error (msgs) == NULL);
   free_messages (msgs);
@@ -1261,8 +1289,7 @@ GST_START_TEST (test_stop_cancels_quantizer)
   GstBus *bus = gst_bus_new ();
   GstElement *calib = make_calib (dir, "num-frames", 1, NULL);
   GstHarness *h;
-  GList *msgs = NULL;
-  gboolean cancelled = FALSE;
+  GList *msgs;
   SelfStop st = { 0 };
   gint layers = 0, total = 0;
 
@@ -1272,19 +1299,7 @@ GST_START_TEST (test_stop_cancels_quantizer)
   fail_unless_equals_int (stops_after_wait (&st), 1);
   fail_unless_equals_int (g_atomic_int_get (&st.failed), 0);
   /* the worker goes on in its own thread after the stop: wait for its last word */
-  for (gint i = 0; i < 600 && !cancelled; i++) {
-    GList *more = drain_bus (bus);
-    for (GList * l = more; l; l = l->next)
-      if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_PROGRESS) {
-        GstProgressType type;
-        gst_message_parse_progress (l->data, &type, NULL, NULL);
-        cancelled |= type == GST_PROGRESS_TYPE_CANCELED;
-      }
-    msgs = g_list_concat (msgs, more);
-    if (!cancelled)
-      g_usleep (100 * 1000);
-  }
-  fail_unless (cancelled, "no CANCELED progress message");
+  msgs = messages_until_cancelled (bus);
   for (GList * l = msgs; l; l = l->next)
     if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_ELEMENT
         && gst_structure_has_name (gst_message_get_structure (l->data), "sam2calib-layer")) {
@@ -1340,7 +1355,6 @@ GST_START_TEST (test_stop_while_writing)
   GstState state;
   gint quantized = 0;
   gchar *contents = NULL;
-  gboolean cancelled = FALSE;
 
   fail_unless (g_mkdir_with_parents (dir, 0755) == 0);
   fail_unless (g_file_set_contents (path, "older", -1, NULL));
@@ -1355,21 +1369,11 @@ GST_START_TEST (test_stop_while_writing)
   fail_unless_equals_int (stops_after_wait (&st), 1);
   fail_unless_equals_int (g_atomic_int_get (&st.failed), 0);
   /* the element is stopped, but its worker may still be finishing: wait for its last word */
-  for (gint i = 0; i < 600 && !cancelled; i++) {
-    msgs = drain_bus (bus);
-    fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 0);
-    for (GList * l = msgs; l; l = l->next)
-      if (GST_MESSAGE_TYPE (l->data) == GST_MESSAGE_PROGRESS) {
-        GstProgressType type;
-        gst_message_parse_progress (l->data, &type, NULL, NULL);
-        cancelled |= type == GST_PROGRESS_TYPE_CANCELED;
-        fail_if (type == GST_PROGRESS_TYPE_COMPLETE, "COMPLETE after a stop while writing");
-      }
-    free_messages (msgs);
-    if (!cancelled)
-      g_usleep (100 * 1000);
-  }
-  fail_unless (cancelled, "no CANCELED progress message");
+  msgs = messages_until_cancelled (bus);
+  fail_unless_equals_int (count_named (msgs, "sam2calib-done"), 0);
+  fail_if (has_progress (msgs, GST_PROGRESS_TYPE_COMPLETE),
+      "COMPLETE after a stop while writing");
+  free_messages (msgs);
   fail_unless_equals_int (g_atomic_int_get (&quantized), 0);
   fail_unless (g_file_get_contents (path, &contents, NULL, NULL));
   fail_unless_equals_string (contents, "older");
