@@ -86,13 +86,7 @@ quantize_rows_kernel (Sam2CudaW4A8Geometry geo, int mode, float act_scale, float
     if (lane % 8 == 0 && data)
       atomicAdd (&gsum[g], s);
   }
-  __syncwarp ();
-  for (int g = lane; g < NG; g += 32)
-    sums[(size_t) m * NG + g] = gsum[g];
-  if (lane == 0) {
-    scales[m] = p.scale;
-    zeros[m] = p.za_kernel;
-  }
+  store_row_terms (p, gsum, NG, m, lane, scales, zeros, sums);
 
   if (t != nullptr)
     lowrank_down_scalar (smooth, rank, ldown, xr, K, m, lane, t);

@@ -145,6 +145,22 @@ code_of (float v, const RowQuant &p)
   return __float2int_rz (__fadd_rn (v, copysignf (0.5f, v))) + p.add;
 }
 
+/* After a warp's code sweep over row m: its group sums (gsum, in shared memory, complete once
+ * the warp syncs), scale and zero point to their arrays. */
+__device__ __forceinline__ void
+store_row_terms (const RowQuant &p, const int32_t *gsum, int NG, int m, int lane,
+                 float *__restrict__ scales, int32_t *__restrict__ zeros,
+                 int32_t *__restrict__ sums)
+{
+  __syncwarp ();
+  for (int g = lane; g < NG; g += 32)
+    sums[(size_t) m * NG + g] = gsum[g];
+  if (lane == 0) {
+    scales[m] = p.scale;
+    zeros[m] = p.za_kernel;
+  }
+}
+
 /* Low-rank down-projection t[m][i] = sum_k v_k L_down[i][k] of row xr (K), v = x smooth_inv,
  * a column per lane at a time (float32, lane-strided partial sums and a butterfly: not the
  * CPU's summation order, a float rounding apart). */
@@ -273,13 +289,7 @@ quantize_row_v2 (const Sam2CudaW4A8Geometry &geo, int mode, float act_scale, flo
     if (lane % STEP_LANES == 0 && data)
       atomicAdd (&gsum[g], s);
   }
-  __syncwarp ();
-  for (int g = lane; g < NG; g += 32)
-    sums[(size_t) m * NG + g] = gsum[g];
-  if (lane == 0) {
-    scales[m] = p.scale;
-    zeros[m] = p.za_kernel;
-  }
+  store_row_terms (p, gsum, NG, m, lane, scales, zeros, sums);
 
   /* The low-rank down-projection: v1's, with 16-byte loads under VEC (L_down's rows then
    * 16-byte aligned too: checked at the launch) */
