@@ -378,6 +378,11 @@ quantize_next_tile (const GemmArgs &p, int m0, int8_t *extra)
       gsum[g] = 0;
     __syncwarp ();
     const float *xr = p.y + (size_t) m * K;                                /* (K) */
+    /* the warp's next row into L1 while this one is quantized: a row is a chain of dependent
+     * steps (range, reduction, codes), so its loads are the latency one warp can hide */
+    if (r + WARPS < C::BM && m + WARPS < p.M)
+      for (int c = lane * 32; c < K; c += 32 * 32)
+        prefetch_l1 (xr + (size_t) WARPS * K + c);
     const Sam2CudaActRows &o = p.qn.rows;
     if (p.qn.pl_index == 0)
       quantize_row_v2<true, 4> (p.qn.geo, p.qn.mode, p.qn.act_scale, p.qn.act_zero, p.qn.smooth,
