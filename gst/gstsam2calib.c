@@ -237,7 +237,6 @@ struct _GstSam2Calib
   guint collected;
   gint64 t_first;               /* monotonic time of the first frame taken */
   guint run;                    /* counts the starts: a worker's results are its run's only */
-  gboolean cancel;
   gboolean finished;            /* the worker has done everything, signal included */
   GThread *worker;
   GCancellable *cancellable;    /* the worker's quantizer stops at its next layer when cancelled */
@@ -530,7 +529,7 @@ calib_job_free (CalibJob * job)
 static gboolean
 job_cancelled_locked (CalibJob * job)
 {
-  return job->self->cancel || job->self->run != job->run;
+  return g_cancellable_is_cancelled (job->cancellable) || job->self->run != job->run;
 }
 
 static gboolean
@@ -1329,7 +1328,6 @@ setup_run (GstSam2Calib * self)
   self->state = CALIB_COLLECTING;
   self->seen = 0;
   self->collected = 0;
-  self->cancel = FALSE;
   self->finished = FALSE;
   self->worker = NULL;
   g_mutex_unlock (&self->lock);
@@ -1356,14 +1354,14 @@ fail:
 }
 
 /* Cancels a quantization under way and waits for it: the quantizer stops at its next layer
- * (the core's cancellation points), and the worker checks `cancel` before writing anything. */
+ * (the core's cancellation points), and the worker checks its cancellable before writing
+ * anything. */
 static void
 cancel_worker (GstSam2Calib * self)
 {
   GThread *worker;
 
   g_mutex_lock (&self->lock);
-  self->cancel = TRUE;
   worker = self->worker;
   self->worker = NULL;
   if (self->cancellable != NULL)

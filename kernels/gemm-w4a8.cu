@@ -94,13 +94,8 @@ struct GemmArgs {
   bool rank_vec4;            /* rank % 4 == 0, t and lora_up 16-byte aligned (v2's float4s) */
   /* the next layer's quantization of y (the QNEXT kernels; sam2_cuda_w4a8_gemm_quantize_next) */
   struct {
-    Sam2CudaW4A8Geometry geo;  /* geo.k = N */
-    int mode;
-    float act_scale, act_zero;
-    const float *smooth;       /* (N) or NULL */
-    int rank;                  /* t written when t is not NULL */
-    const float *ldown;        /* (rank, N) */
-    Sam2CudaActRows rows;      /* written */
+    Sam2CudaW4A8Layer layer;   /* the next layer (layer.geo.k = N): its quantization's part */
+    Sam2CudaActRows rows;      /* written; t NULL unless the layer has a rank */
     unsigned int *counters;    /* (M tiles) zero between launches */
     int pl_index;              /* quantize_row_v2's positions per lane: 4, 8, 16 */
   } qn;
@@ -370,7 +365,9 @@ quantize_next_tile (const GemmArgs &p, int m0, int8_t *extra)
   if (!*last)
     return;
   __threadfence ();
-  const int NG = p.qn.geo.n_groups, K = p.qn.geo.k;
+  const Sam2CudaW4A8Layer &l = p.qn.layer;
+  const Sam2CudaActRows &o = p.qn.rows;
+  const int NG = l.geo.n_groups, K = l.geo.k;
   int32_t *gsum = reinterpret_cast<int32_t *> (extra + 16) + warp * NG;   /* (NG) */
   for (int r = warp; r < C::BM && m0 + r < p.M; r += WARPS) {   /* uniform over the warp */
     const int m = m0 + r;
@@ -383,19 +380,18 @@ quantize_next_tile (const GemmArgs &p, int m0, int8_t *extra)
     if (r + WARPS < C::BM && m + WARPS < p.M)
       for (int c = lane * 32; c < K; c += 32 * 32)
         prefetch_l1 (xr + (size_t) WARPS * K + c);
-    const Sam2CudaActRows &o = p.qn.rows;
+    auto row = [&] (auto pl) {
+      quantize_row_v2<true, decltype (pl)::value> (l.geo, l.act_mode, l.act_scale, l.act_zero,
+                                                   l.smooth_inv, l.rank, l.lora_down, xr, m,
+                                                   lane, gsum, o.codes, o.scales, o.zeros,
+                                                   o.sums, o.t);
+    };
     if (p.qn.pl_index == 0)
-      quantize_row_v2<true, 4> (p.qn.geo, p.qn.mode, p.qn.act_scale, p.qn.act_zero, p.qn.smooth,
-                                p.qn.rank, p.qn.ldown, xr, m, lane, gsum, o.codes, o.scales,
-                                o.zeros, o.sums, o.t);
+      row (std::integral_constant<int, 4> {});
     else if (p.qn.pl_index == 1)
-      quantize_row_v2<true, 8> (p.qn.geo, p.qn.mode, p.qn.act_scale, p.qn.act_zero, p.qn.smooth,
-                                p.qn.rank, p.qn.ldown, xr, m, lane, gsum, o.codes, o.scales,
-                                o.zeros, o.sums, o.t);
+      row (std::integral_constant<int, 8> {});
     else
-      quantize_row_v2<true, 16> (p.qn.geo, p.qn.mode, p.qn.act_scale, p.qn.act_zero,
-                                 p.qn.smooth, p.qn.rank, p.qn.ldown, xr, m, lane, gsum, o.codes,
-                                 o.scales, o.zeros, o.sums, o.t);
+      row (std::integral_constant<int, 16> {});
     __syncwarp ();   /* gsum read by every lane before the next row clears it */
   }
 }
@@ -932,7 +928,8 @@ launch_v2 (const GemmArgs &p, bool magic, int n_tiles, cudaStream_t stream)
     return SAM2_CUDA_UNSUPPORTED;
   const bool qnext = p.qn.counters != nullptr;
   const size_t bytes = C::SHARED_BYTES
-                       + (qnext ? qnext_shared_bytes (C::THREADS / 32, p.qn.geo.n_groups) : 0);
+                       + (qnext ? qnext_shared_bytes (C::THREADS / 32, p.qn.layer.geo.n_groups)
+                                : 0);
   typedef void (*Kernel) (const GemmArgs);
   const Kernel k = (Kernel) v2_kernel<C> (magic, qnext);
   SAM2_LAUNCH (grid, C::THREADS, bytes, stream, k) (p);
@@ -1082,13 +1079,7 @@ gemm_run (const Sam2CudaW4A8Layer *layer, const Sam2CudaActRows *a, int M, float
                 && ((uintptr_t) layer->lora_up & 15) == 0;
   p.qn = {};
   if (next != nullptr) {
-    p.qn.geo = next->geo;
-    p.qn.mode = next->act_mode;
-    p.qn.act_scale = next->act_scale;
-    p.qn.act_zero = next->act_zero;
-    p.qn.smooth = next->smooth_inv;
-    p.qn.rank = next->rank;
-    p.qn.ldown = next->lora_down;
+    p.qn.layer = *next;
     p.qn.rows = *next_rows;
     if (next->rank == 0)
       p.qn.rows.t = nullptr;

@@ -43,7 +43,8 @@ struct _Sam2Calibrator {
   int n_pending;               /* frames in the session's input waiting for their pass */
   gboolean decoder_calibrated; /* decoder layers are quantized: prompts run on every frame */
   char *cache_path;            /* where statistics go (NULL: no cache) */
-  char *model_digest;          /* sha256 of the float weights, for cache keys; NULL until asked */
+  char *model_digest;          /* sha256 of the float weights (calibrator_model_digest); NULL
+                                  until asked */
   gboolean from_cache;
   gboolean cached;             /* the statistics are in the cache: loaded or saved there */
   GPtrArray *report;           /* Sam2LayerReport * */
@@ -334,6 +335,16 @@ model_digest (const Sam2Model *m)
   return hex;
 }
 
+/* model_digest of c's model, computed once per calibrator (hashing every weight takes seconds
+ * for large): the cache key and the provenance both need it. */
+static const char *
+calibrator_model_digest (Sam2Calibrator *c)
+{
+  if (c->model_digest == NULL)
+    c->model_digest = model_digest (c->model);
+  return c->model_digest;
+}
+
 /* DIR/calib-<key>.safetensors: the cache entry of c's model, recipe and precision for the
  * frames `set_digest` names. */
 static char *
@@ -344,10 +355,7 @@ cache_entry_path (Sam2Calibrator *c, const char *dir, const char *set_digest)
    * activations round differently: a BF16 run must not reuse FP32 statistics, nor the other way
    * round); not on the batch size (the same draws, test-observers), nor on the backend within
    * one precision (CPU and CUDA FP32 differ by float rounding only) */
-  /* hashing every weight takes seconds for large: once per calibrator */
-  if (c->model_digest == NULL)
-    c->model_digest = model_digest (c->model);
-  const char *mdigest = c->model_digest;
+  const char *mdigest = calibrator_model_digest (c);
   char *recipe = sam2_recipe_statistics_yaml (c->recipe);
   GChecksum *key = g_checksum_new (G_CHECKSUM_SHA256);
   g_checksum_update (key, (const guchar *) SAM2_OBSERVERS_SCHEME, -1);
@@ -860,7 +868,7 @@ json_string (const char *s)
 static char *
 provenance (Sam2Calibrator *c)
 {
-  char *digest = model_digest (c->model);
+  const char *digest = calibrator_model_digest (c);
   char *source = json_string (c->model->name);   /* a path or hub reference: any characters */
   GDateTime *now = g_date_time_new_now_utc ();
   char *date = g_date_time_format_iso8601 (now);
@@ -870,7 +878,6 @@ provenance (Sam2Calibrator *c)
                                 source, digest, sam2_calibrator_get_n_frames (c),
                                 g_checksum_get_string (c->frames_digest),
                                 c->from_cache ? "true" : "false", SAM2_VERSION_STRING, date);
-  g_free (digest);
   g_free (source);
   g_free (date);
   g_date_time_unref (now);
