@@ -488,12 +488,18 @@ cpu_add_upsample2x (Sam2Backend *b, float *y, const float *x, int H, int W, int 
   return status;
 }
 
+/* The oracle of the fused op: the three ops one after another, each timed as itself. */
 static int
 cpu_depth_to_space2x (Sam2Backend *b, const float *x, int H, int W, int C, const float *addend,
-                      float *y)
+                      const Sam2LayerNorm *norm, Sam2Act act, float *y)
 {
+  g_return_val_if_fail (norm == NULL || norm->dim == C, SAM2_STATUS_UNSUPPORTED);
   int status;
   PROFILED (SAM2_OP_RESAMPLE, status = cpu_depth_to_space2x_run (b, x, H, W, C, addend, y));
+  if (status == SAM2_STATUS_OK && norm != NULL)
+    status = cpu_layer_norm (b, norm, y, 4 * H * W, y);
+  if (status == SAM2_STATUS_OK && act != SAM2_ACT_NONE)
+    status = cpu_activation (b, act, y, (size_t) 4 * H * W * C);
   return status;
 }
 

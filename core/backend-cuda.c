@@ -1238,14 +1238,34 @@ cuda_add_upsample2x (Sam2Backend *b, float *y, const float *x, int H, int W, int
 }
 
 static int
+cuda_depth_to_space2x_run (Sam2BackendCuda *cu, const float *x, int H, int W, int C,
+                           const float *addend, const Sam2LayerNorm *norm, Sam2Act act, float *y)
+{
+  const CudaNorm *d = NULL;
+  if (norm != NULL) {
+    g_return_val_if_fail (norm->dim == C, SAM2_STATUS_UNSUPPORTED);
+    int st = norm_weights (cu, norm, &d);
+    if (st != SAM2_STATUS_OK)
+      return st;
+  }
+  return launched (cu,
+                   sam2_cuda_depth_to_space2x_norm_act (x, H, W, C, addend,
+                                                        d != NULL ? d->weight : NULL,
+                                                        d != NULL ? d->bias : NULL,
+                                                        norm != NULL ? norm->eps : 0.0f,
+                                                        (int) act, y, cu->stream),
+                   "depth_to_space2x");
+}
+
+/* With the LayerNorm and activation folded in, timed as resampling. */
+static int
 cuda_depth_to_space2x (Sam2Backend *b, const float *x, int H, int W, int C, const float *addend,
-                       float *y)
+                       const Sam2LayerNorm *norm, Sam2Act act, float *y)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   int status;
   PROFILED (SAM2_OP_RESAMPLE,
-            launched (cu, sam2_cuda_depth_to_space2x (x, H, W, C, addend, y, cu->stream),
-                      "depth_to_space2x"));
+            cuda_depth_to_space2x_run (cu, x, H, W, C, addend, norm, act, y));
   return status;
 }
 

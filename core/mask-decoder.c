@@ -362,15 +362,15 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
   sam2_session_emit_tap (s, "decoder.queries", d->tokens, 2, T, C);
   sam2_session_emit_tap (s, "decoder.keys", d->keys, 2, HW, C);
 
-  /* upscaling: ConvTranspose2d as GEMM + depth-to-space, fused with the high-res features */
+  /* upscaling: ConvTranspose2d as GEMM + depth-to-space, fused with the high-res features and the
+   * LayerNorm and GELUs that follow (one pass each on a GPU) */
   const int C4 = C / 4, C8 = C / 8;
   CHECK (sam2_session_linear (s, &m->upscale1, d->keys, HW, d->up1_cols, SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->depth_to_space2x (b, d->up1_cols, H, W, C4, s->features[1], d->up1));
-  CHECK (b->ops->layer_norm (b, &m->upscale_norm, d->up1, 4 * HW, d->up1));
-  CHECK (b->ops->activation (b, SAM2_ACT_GELU, d->up1, (size_t) 4 * HW * C4));
+  CHECK (b->ops->depth_to_space2x (b, d->up1_cols, H, W, C4, s->features[1], &m->upscale_norm,
+                                   SAM2_ACT_GELU, d->up1));
   CHECK (sam2_session_linear (s, &m->upscale2, d->up1, 4 * HW, d->up2_cols, SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 2 * H, 2 * W, C8, s->features[0], d->up2));
-  CHECK (b->ops->activation (b, SAM2_ACT_GELU, d->up2, (size_t) 16 * HW * C8));
+  CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 2 * H, 2 * W, C8, s->features[0], NULL,
+                                   SAM2_ACT_GELU, d->up2));
 
   /* the hypernetworks as one MLP of block-diagonal layers (session.h's stacks) unless an
    * observer must see each token's layers */

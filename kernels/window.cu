@@ -2,9 +2,12 @@
  *
  * One thread per output element (or per float4 of it when the channel count and the pointers
  * allow), grid-stride. Each kernel is a pure copy (or a max, or one add): the results equal the
- * CPU backend's bit for bit. The index type is 32-bit when the element count allows, since the
+ * CPU backend's bit for bit. The exception is the depth-to-space of the mask decoder's
+ * upscaling, which can fold in the LayerNorm and activation that follow it (their kernels'
+ * floats). The index type is 32-bit when the element count allows, since the
  * divisions that decompose an output index dominate these kernels otherwise. */
 #include "common.cuh"
+#include "layernorm-row.cuh"
 
 #include <math.h>
 
@@ -319,11 +322,24 @@ sam2_cuda_add_upsample2x (float *y, const float *x, int H, int W, int C, cudaStr
   return sam2_launch_status ();
 }
 
+static __device__ __forceinline__ float
+act_of (int act, float v)
+{
+  return sam2_act_apply (act, v);
+}
+static __device__ __forceinline__ float4
+act_of (int act, float4 v)
+{
+  return make_float4 (sam2_act_apply (act, v.x), sam2_act_apply (act, v.y),
+                      sam2_act_apply (act, v.z), sam2_act_apply (act, v.w));
+}
+
 /* x (H * W, 4 * C) with columns (dy, dx, c) -> y (2H, 2W, C), plus addend (2H, 2W, C) when not
- * NULL (x + addend, the CPU's order; addend may be y). */
+ * NULL (x + addend, the CPU's order; addend may be y), then act (sam2_act_apply, as the
+ * activation kernel). */
 template <typename T, typename I>
 static __global__ void
-depth_to_space2x_kernel (const T *x, int W, int C, const T *addend, I total, T *y)
+depth_to_space2x_kernel (const T *x, int W, int C, const T *addend, int act, I total, T *y)
 {
   const I OW = (I) 2 * W;
   for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
@@ -333,34 +349,80 @@ depth_to_space2x_kernel (const T *x, int W, int C, const T *addend, I total, T *
     T v = x[((oy / 2) * W + ox / 2) * 4 * C + q * C + c];
     if (addend != NULL)
       v = add_of (v, addend[i]);
-    y[i] = v;
+    y[i] = act != SAM2_CUDA_ACT_NONE ? act_of (act, v) : v;
   }
 }
 
-extern "C" int
-sam2_cuda_depth_to_space2x (const float *x, int H, int W, int C, const float *addend, float *y,
-                            cudaStream_t stream)
+#define NORM_ROWS_PER_BLOCK (SAM2_EW_THREADS / 32)
+
+/* The same with the LayerNorm over C between the add and act: a warp per output pixel. The
+ * pixel's C floats are one contiguous run of x (input pixel (oy/2, ox/2), columns (dy, dx)); the
+ * sums are written to y first and normalised there, every lane reading back only the elements
+ * it wrote itself, with layernorm-row.cuh's row arithmetic: the floats of layer_norm_kernel
+ * (elementwise.cu) run on depth_to_space2x_kernel's output, then the activation kernel's. */
+static __global__ void
+depth_to_space2x_norm_kernel (const float *x, int W, int C, const float *addend,
+                              const float *__restrict__ weight, const float *__restrict__ bias,
+                              float eps, int act, long long rows, float *y)
 {
-  if (x == NULL || y == NULL || H < 0 || W < 0 || C < 1)
+  const long long row = (long long) blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows)
+    return;
+  const long long OW = 2LL * W, ox = row % OW, oy = row / OW;
+  const float *xr = x + (((oy / 2) * W + ox / 2) * 4 + (oy % 2) * 2 + ox % 2) * C;
+  float *yr = y + row * C;
+  const float *ar = addend != NULL ? addend + row * C : NULL;
+  for (int c = lane; c < C; c += 32)
+    yr[c] = ar != NULL ? add_of (xr[c], ar[c]) : xr[c];
+  const Sam2RowNormStats st = sam2_row_norm_stats (yr, C, eps, lane);
+  for (int c = lane; c < C; c += 32)
+    yr[c] = sam2_act_apply (act, sam2_row_norm_value (yr[c], st, weight[c], bias[c]));
+}
+
+extern "C" int
+sam2_cuda_depth_to_space2x_norm_act (const float *x, int H, int W, int C, const float *addend,
+                                     const float *weight, const float *bias, float eps, int act,
+                                     float *y, cudaStream_t stream)
+{
+  if (x == NULL || y == NULL || H < 0 || W < 0 || C < 1 || !sam2_act_valid (act)
+      || (weight == NULL) != (bias == NULL))
     return SAM2_CUDA_UNSUPPORTED;
   const size_t total = (size_t) 4 * H * W * C;
   if (total == 0)
     return SAM2_CUDA_OK;
+  if (weight != NULL) {
+    const long long rows = 4LL * H * W;
+    const long long blocks = (rows + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK;
+    if (blocks > 0x7fffffffLL)
+      return SAM2_CUDA_UNSUPPORTED;
+    SAM2_LAUNCH ((unsigned) blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_norm_kernel) (
+        x, W, C, addend, weight, bias, eps, act, rows, y);
+    return sam2_launch_status ();
+  }
   const bool v = vec4_ok (C, x, y, addend);
   const int cv = v ? C / 4 : C;
   const size_t tv = v ? total / 4 : total;
   const unsigned blocks = sam2_ew_blocks (tv);
   if (v && use_index32 (tv))
     SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float4, uint32_t>) (
-        (const float4 *) x, W, cv, (const float4 *) addend, (uint32_t) tv, (float4 *) y);
+        (const float4 *) x, W, cv, (const float4 *) addend, act, (uint32_t) tv, (float4 *) y);
   else if (v)
     SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float4, size_t>) (
-        (const float4 *) x, W, cv, (const float4 *) addend, tv, (float4 *) y);
+        (const float4 *) x, W, cv, (const float4 *) addend, act, tv, (float4 *) y);
   else if (use_index32 (tv))
     SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float, uint32_t>) (
-        x, W, cv, addend, (uint32_t) tv, y);
+        x, W, cv, addend, act, (uint32_t) tv, y);
   else
     SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float, size_t>) (
-        x, W, cv, addend, tv, y);
+        x, W, cv, addend, act, tv, y);
   return sam2_launch_status ();
+}
+
+extern "C" int
+sam2_cuda_depth_to_space2x (const float *x, int H, int W, int C, const float *addend, float *y,
+                            cudaStream_t stream)
+{
+  return sam2_cuda_depth_to_space2x_norm_act (x, H, W, C, addend, NULL, NULL, 0.0f,
+                                              SAM2_CUDA_ACT_NONE, y, stream);
 }

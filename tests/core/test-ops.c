@@ -1258,7 +1258,8 @@ test_depth_to_space2x (void)
       float *dx = dev_new (b, x, n), *da = dev_new (b, addend, n), *dy = dev_new (b, NULL, n);
       g_snprintf (what, sizeof what, "depth_to_space2x H%d W%d C%d addend %d", H, W, C,
                   with_addend);
-      check_ok (what, b->ops->depth_to_space2x (b, dx, H, W, C, with_addend ? da : NULL, dy));
+      check_ok (what, b->ops->depth_to_space2x (b, dx, H, W, C, with_addend ? da : NULL, NULL,
+                                                SAM2_ACT_NONE, dy));
       float *y = dev_get (b, dy, n);
       check_exact (what, y, want, n);
       b->ops->free (b, dx);
@@ -1275,6 +1276,59 @@ test_depth_to_space2x (void)
 }
 
 /* ---- matmul_nt ---------------------------------------------------------------------------- */
+
+/* depth_to_space2x with the LayerNorm and / or activation folded in: the floats of the three ops
+ * one after another (each tested against its own reference above), with the addend apart and as
+ * the output. */
+static void
+test_depth_to_space2x_norm_act (void)
+{
+  static const Sam2Act acts[] = { SAM2_ACT_NONE, SAM2_ACT_GELU, SAM2_ACT_RELU };
+  Sam2Backend *b = sam2_backend_cpu_new ();
+  GRand *r = g_rand_new_with_seed (1013);
+  char what[256];
+  for (guint si = 0; si < G_N_ELEMENTS (resample_shapes); si++) {
+    const int H = resample_shapes[si].H, W = resample_shapes[si].W, C = resample_shapes[si].C;
+    const size_t n = (size_t) H * W * 4 * C;
+    float *x = rand_floats (r, n, -2, 2), *addend = rand_floats (r, n, -2, 2);
+    float *w = rand_floats (r, C, -2, 2), *bias = rand_floats (r, C, -1, 1);
+    float *dx = dev_new (b, x, n), *dw = dev_new (b, w, C), *db = dev_new (b, bias, C);
+    const Sam2LayerNorm ln = { .dim = C, .eps = 1e-6f, .weight = dw, .bias = db };
+    for (int with_norm = 0; with_norm <= 1; with_norm++)
+      for (guint ai = 0; ai < G_N_ELEMENTS (acts); ai++)
+        for (int addend_is_y = 0; addend_is_y <= 1; addend_is_y++) {
+          const Sam2LayerNorm *norm = with_norm ? &ln : NULL;
+          const Sam2Act act = acts[ai];
+          float *want_d = dev_new (b, addend, n), *got_d = dev_new (b, addend, n);
+          float *da = addend_is_y ? got_d : dev_new (b, addend, n);
+          check_ok ("depth_to_space2x alone",
+                    b->ops->depth_to_space2x (b, dx, H, W, C, want_d, NULL, SAM2_ACT_NONE, want_d));
+          if (norm != NULL)
+            check_ok ("layer_norm alone", b->ops->layer_norm (b, norm, want_d, 4 * H * W, want_d));
+          check_ok ("activation alone", b->ops->activation (b, act, want_d, n));
+          g_snprintf (what, sizeof what, "depth_to_space2x H%d W%d C%d norm %d %s addend is y %d",
+                      H, W, C, with_norm, act_names[act], addend_is_y);
+          check_ok (what, b->ops->depth_to_space2x (b, dx, H, W, C, da, norm, act, got_d));
+          float *want = dev_get (b, want_d, n), *got = dev_get (b, got_d, n);
+          check_exact (what, got, want, n);
+          g_free (want);
+          g_free (got);
+          if (!addend_is_y)
+            b->ops->free (b, da);
+          b->ops->free (b, want_d);
+          b->ops->free (b, got_d);
+        }
+    b->ops->free (b, dx);
+    b->ops->free (b, dw);
+    b->ops->free (b, db);
+    g_free (x);
+    g_free (addend);
+    g_free (w);
+    g_free (bias);
+  }
+  g_rand_free (r);
+  sam2_backend_free (b);
+}
 
 static void
 test_matmul_nt (void)
@@ -1536,6 +1590,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ops/im2col", test_im2col);
   g_test_add_func ("/ops/add-upsample2x", test_add_upsample2x);
   g_test_add_func ("/ops/depth-to-space2x", test_depth_to_space2x);
+  g_test_add_func ("/ops/depth-to-space2x-norm-act", test_depth_to_space2x_norm_act);
   g_test_add_func ("/ops/matmul-nt", test_matmul_nt);
   g_test_add_func ("/simd/exp", test_exp_approx);
   g_test_add_func ("/simd/erf", test_erf_approx);

@@ -639,7 +639,8 @@ test_upsample (int H, int W, int C, int offset)
 
   /* depth_to_space2x: x (H*W, 4C); with the addend, then without */
   for (int with_add = 1; with_add >= 0; with_add--) {
-    cpu->ops->depth_to_space2x (cpu, x + offset, H, W, C, with_add ? add + offset : NULL, ref);
+    cpu->ops->depth_to_space2x (cpu, x + offset, H, W, C, with_add ? add + offset : NULL, NULL,
+                                SAM2_ACT_NONE, ref);
     dev_poison (dy, no + 1);
     st = sam2_cuda_depth_to_space2x (dx + offset, H, W, C, with_add ? dadd + offset : NULL,
                                      dy + offset, stream);
@@ -649,7 +650,7 @@ test_upsample (int H, int W, int C, int offset)
   }
   /* the addend as the output (the decoder adds a skip in place) */
   CUDA_OK (cudaMemcpy (dadd, add, (no + 1) * sizeof (float), cudaMemcpyHostToDevice));
-  cpu->ops->depth_to_space2x (cpu, x + offset, H, W, C, add + offset, ref);
+  cpu->ops->depth_to_space2x (cpu, x + offset, H, W, C, add + offset, NULL, SAM2_ACT_NONE, ref);
   st = sam2_cuda_depth_to_space2x (dx + offset, H, W, C, dadd + offset, dadd + offset, stream);
   g_snprintf (what, sizeof what, "depth_to_space2x %dx%dx%d off %d addend is y", H, W, C, offset);
   check (what, seed, st, dadd + offset, ref, no, 0.0);
@@ -661,6 +662,66 @@ test_upsample (int H, int W, int C, int offset)
   g_free (y);
   g_free (add);
   g_free (ref);
+  g_rand_free (r);
+}
+
+/* depth_to_space2x with the LayerNorm (weight / bias when `with_norm`) and activation folded in
+ * (the decoder's upscaling), against the three kernels one after another: the same floats
+ * (each of those is checked against the CPU above). The addend apart, as the output, and none;
+ * `offset` misaligns every buffer (the scalar path). */
+static void
+test_depth_to_space_norm_act (int H, int W, int C, gboolean with_norm, int act, int offset)
+{
+  const size_t no = (size_t) 4 * H * W * C;
+  if (skip_big ("depth_to_space2x_norm_act", no))
+    return;
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  float *x = g_malloc ((no + 1) * sizeof (float)), *add = g_malloc ((no + 1) * sizeof (float));
+  float *w = g_malloc (C * sizeof (float)), *b = g_malloc (C * sizeof (float));
+  fill_uniform (r, x, no + 1, -2.0, 2.0);
+  fill_uniform (r, add, no + 1, -1.0, 1.0);
+  fill_uniform (r, w, C, 0.5, 1.5);
+  fill_uniform (r, b, C, -0.5, 0.5);
+  float *dx = dev_from (x, no + 1), *dadd = dev_from (add, no + 1);
+  float *dw = with_norm ? dev_from (w, C) : NULL, *db = with_norm ? dev_from (b, C) : NULL;
+  float *dref = dev_alloc (no + 1), *dy = dev_alloc (no + 1);
+  const float eps = 1e-6f;
+  char what[160];
+  for (int addend = 0; addend < 3; addend++) {         /* apart, as the output, none */
+    const char *addend_name[] = { "+addend", "+addend is y", "" };
+    CUDA_OK (cudaMemcpy (dadd, add, (no + 1) * sizeof (float), cudaMemcpyHostToDevice));
+    dev_poison (dref, no + 1);
+    int st = sam2_cuda_depth_to_space2x (dx + offset, H, W, C, addend < 2 ? dadd + offset : NULL,
+                                         dref + offset, stream);
+    if (st == SAM2_CUDA_OK && with_norm)
+      st = sam2_cuda_layer_norm (dref + offset, 4 * H * W, C, dw, db, eps, dref + offset, stream);
+    if (st == SAM2_CUDA_OK)
+      st = sam2_cuda_activation (act, dref + offset, no, stream);
+    CUDA_OK (cudaStreamSynchronize (stream));
+    float *ref = host_from_dev (dref + offset, no);
+    float *out = addend == 1 ? dadd : dy;
+    if (addend != 1)
+      dev_poison (dy, no + 1);
+    if (st == SAM2_CUDA_OK)
+      st = sam2_cuda_depth_to_space2x_norm_act (dx + offset, H, W, C,
+                                                addend < 2 ? dadd + offset : NULL, dw, db, eps,
+                                                act, out + offset, stream);
+    g_snprintf (what, sizeof what, "depth_to_space2x %dx%dx%d%s act %d off %d%s", H, W, C,
+                with_norm ? " norm" : "", act, offset, addend_name[addend]);
+    check (what, seed, st, out + offset, ref, no, 0.0);
+    g_free (ref);
+  }
+  cudaFree (dx);
+  cudaFree (dadd);
+  cudaFree (dw);
+  cudaFree (db);
+  cudaFree (dref);
+  cudaFree (dy);
+  g_free (x);
+  g_free (add);
+  g_free (w);
+  g_free (b);
   g_rand_free (r);
 }
 
@@ -1800,6 +1861,16 @@ main (void)
   test_upsample (3, 5, 7, 0);
   test_upsample (1, 1, 1, 1);
   test_upsample (4, 3, 8, 1);
+  /* the decoder's upscaling steps (64 -> 128 at 64 channels with the LayerNorm and GELU, then
+   * 128 -> 256 at 32 with GELU), smaller, odd C below and above a warp, misaligned */
+  test_depth_to_space_norm_act (64, 64, 64, TRUE, SAM2_CUDA_ACT_GELU, 0);
+  test_depth_to_space_norm_act (128, 128, 32, FALSE, SAM2_CUDA_ACT_GELU, 0);
+  test_depth_to_space_norm_act (16, 16, 64, TRUE, SAM2_CUDA_ACT_GELU, 0);
+  test_depth_to_space_norm_act (16, 16, 32, FALSE, SAM2_CUDA_ACT_GELU, 0);
+  test_depth_to_space_norm_act (5, 3, 33, TRUE, SAM2_CUDA_ACT_GELU_TANH, 1);
+  test_depth_to_space_norm_act (3, 4, 7, TRUE, SAM2_CUDA_ACT_NONE, 0);
+  test_depth_to_space_norm_act (4, 3, 8, FALSE, SAM2_CUDA_ACT_RELU, 1);
+  test_depth_to_space_norm_act (1, 1, 1, TRUE, SAM2_CUDA_ACT_SILU, 1);
   /* preprocessing: down and up in each axis, one axis unchanged (the reorder and the frame read
    * directly), every format */
   const int pre_sizes[][4] = { { 1920, 1080, 1024, 1024 }, { 160, 120, 1024, 1024 },
