@@ -827,8 +827,8 @@ cuda_linear_run (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, flo
   const int N = w->n, K = w->k;
   if (w->kind == WEIGHTS_16 && cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX) {
     /* the decoder's token rows: one launch instead of conversion, GEMM and epilogue */
-    LAUNCH (cu, sam2_cuda_linear_16_small_m (x, M, K, cu->half, w->w16, N, w->bias, (int) act,
-                                             residual, y, cu->stream), l->name);
+    LAUNCH (cu, sam2_cuda_linear_16_small_m (x, NULL, M, K, cu->half, w->w16, N, w->bias,
+                                             (int) act, residual, y, cu->stream), l->name);
     return SAM2_STATUS_OK;
   }
   if (w->kind == WEIGHTS_16) {
@@ -904,6 +904,28 @@ cuda_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, float *
 {
   int status;
   PROFILED (SAM2_OP_LINEAR, cuda_linear_run (b, l, x, M, y, act, residual));
+  return status;
+}
+
+/* backend.h's sum_linear: the 16-bit paths' token-row linear (cuda_linear_run) reads x + addend
+ * itself, one launch fewer than add and linear; any other layer or row count is left to them. */
+static int
+cuda_sum_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, const float *addend, int M,
+                 float *y, gboolean *done)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  *done = FALSE;
+  if (M < 1 || M > SAM2_CUDA_LINEAR_SMALL_M_MAX || !cu->small_m)
+    return SAM2_STATUS_OK;
+  const CudaLinear *w;
+  int status = linear_weights (cu, l, &w);
+  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16)
+    return status;
+  *done = TRUE;
+  PROFILED (SAM2_OP_LINEAR,
+            launched (cu, sam2_cuda_linear_16_small_m (x, addend, M, w->k, cu->half, w->w16, w->n,
+                                                       w->bias, SAM2_CUDA_ACT_NONE, NULL, y,
+                                                       cu->stream), l->name));
   return status;
 }
 
@@ -1862,6 +1884,7 @@ static const Sam2BackendOps cuda_ops = {
   .linear = cuda_linear,
   .layer_norm = cuda_layer_norm,
   .norm_windows_linear = cuda_norm_windows_linear,
+  .sum_linear = cuda_sum_linear,
   .norm_mlp = cuda_norm_mlp,
   .activation = cuda_activation,
   .add = cuda_add,

@@ -123,6 +123,12 @@ typedef struct {
   int (*norm_windows_linear) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *l,
                               const float *x, int n_img, int H, int W, int ws, float *y,
                               gboolean *done);
+  /* Optional: y (M, N) = l (x + addend), x and addend (M, K), with linear's result on the floats
+   * add() would write, without writing them (the mask decoder's tokens plus their positional
+   * encodings). *done FALSE, with nothing run, where the backend has no such pass for this layer
+   * and M (NULL: for none); the model then adds, and runs the linear. */
+  int (*sum_linear) (Sam2Backend *b, const Sam2Linear *l, const float *x, const float *addend,
+                     int M, float *y, gboolean *done);
   int (*activation) (Sam2Backend *b, Sam2Act act, float *x, size_t n);
   /* y = a + c (n floats); y may alias either. */
   int (*add) (Sam2Backend *b, float *y, const float *a, const float *c, size_t n);

@@ -182,6 +182,18 @@ attention_projected (Sam2Session *s, const Sam2DecoderAttention *a, const float 
   return attention_projected_ld (s, a, Q, D, len_q, K, D, V, D, len_k, O, out, residual);
 }
 
+/* Sam2Attention from projected Q (Lq, D): out (Lq, C) = o_proj(attn(Q, k_proj(k), v_proj(v))) +
+ * residual (none when NULL). */
+static int
+attention_kv_forward (Sam2Session *s, const Sam2DecoderAttention *a, const float *Q, int len_q,
+                      const float *k, const float *v, int len_k, float *K, float *V, float *O,
+                      float *out, const float *residual)
+{
+  CHECK (sam2_session_linear (s, &a->k_proj, k, len_k, K, SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear (s, &a->v_proj, v, len_k, V, SAM2_ACT_NONE, NULL));
+  return attention_projected (s, a, Q, len_q, K, V, len_k, O, out, residual);
+}
+
 /* Sam2Attention: out (Lq, C) = o_proj(attn(q_proj(q), k_proj(k), v_proj(v))) + residual (none
  * when NULL). */
 static int
@@ -190,9 +202,7 @@ attention_forward (Sam2Session *s, const Sam2DecoderAttention *a, const float *q
                    float *O, float *out, const float *residual)
 {
   CHECK (sam2_session_linear (s, &a->q_proj, q, len_q, Q, SAM2_ACT_NONE, NULL));
-  CHECK (sam2_session_linear (s, &a->k_proj, k, len_k, K, SAM2_ACT_NONE, NULL));
-  CHECK (sam2_session_linear (s, &a->v_proj, v, len_k, V, SAM2_ACT_NONE, NULL));
-  return attention_projected (s, a, Q, len_q, K, V, len_k, O, out, residual);
+  return attention_kv_forward (s, a, Q, len_q, k, v, len_k, K, V, O, out, residual);
 }
 
 int
@@ -231,16 +241,20 @@ self_attention (Sam2Session *s, int l, int T)
   float *queries = d->tokens, *tmp = d->tmp_tokens;
   const Sam2Linear *qkv = &s->stacks.self_qkv[l];
   const gboolean pe = !t->skip_first_layer_pe;
-  const float *qk_in = queries;
-  if (pe) {
-    CHECK (b->ops->add (b, tmp, queries, d->token_pe, (size_t) T * C));
-    qk_in = tmp;
-  }
-  if (qkv->out_features == 0 || s->observer != NULL)
+  if (qkv->out_features == 0 || s->observer != NULL) {
+    const float *qk_in = queries;
+    if (pe) {
+      CHECK (b->ops->add (b, tmp, queries, d->token_pe, (size_t) T * C));
+      qk_in = tmp;
+    }
     return attention_forward (s, a, qk_in, T, qk_in, queries, T, d->q_small, d->k_small,
                               d->v_small, d->o_small, queries, pe ? queries : NULL);
+  }
   const int ld = qkv->out_features;   /* 3 D without pe (v stacked too), else 2 D */
-  CHECK (sam2_session_linear (s, qkv, qk_in, T, d->qkv_small, SAM2_ACT_NONE, NULL));
+  if (pe)
+    CHECK (sam2_session_sum_linear (s, qkv, queries, d->token_pe, T, tmp, d->qkv_small));
+  else
+    CHECK (sam2_session_linear (s, qkv, queries, T, d->qkv_small, SAM2_ACT_NONE, NULL));
   const float *V = d->qkv_small + 2 * D;
   int v_ld = ld;
   if (pe) {
@@ -268,18 +282,17 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
     CHECK (self_attention (s, l, T));
     CHECK (b->ops->layer_norm (b, &t->norm1, queries, T, queries));
 
-    /* tokens attend to the image */
+    /* tokens attend to the image: q_proj (tokens + pe) */
     const gboolean cached = image_cached && l == 0;
-    CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
+    const Sam2DecoderAttention *t2i = &t->cross_token_to_image;
+    CHECK (sam2_session_sum_linear (s, &t2i->q_proj, queries, qpe, T, tmp, d->q_small));
     if (cached) {
-      CHECK (sam2_session_linear (s, &t->cross_token_to_image.q_proj, tmp, T, d->q_small,
-                                  SAM2_ACT_NONE, NULL));
-      CHECK (attention_projected (s, &t->cross_token_to_image, d->q_small, T, d->image_k,
-                                  d->image_v, HW, d->o_small, queries, queries));
+      CHECK (attention_projected (s, t2i, d->q_small, T, d->image_k, d->image_v, HW, d->o_small,
+                                  queries, queries));
     } else {
       CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
-      CHECK (attention_forward (s, &t->cross_token_to_image, tmp, T, d->keys_pe, d->keys, HW,
-                                d->q_small, d->big_k, d->big_v, d->o_small, queries, queries));
+      CHECK (attention_kv_forward (s, t2i, d->q_small, T, d->keys_pe, d->keys, HW, d->big_k,
+                                   d->big_v, d->o_small, queries, queries));
     }
     CHECK (b->ops->layer_norm (b, &t->norm2, queries, T, queries));
 
@@ -287,27 +300,27 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
     CHECK (mlp_forward (s, &t->mlp, queries, T, d->head_a, d->head_b, queries, queries));
     CHECK (b->ops->layer_norm (b, &t->norm3, queries, T, queries));
 
-    /* the image attends to the tokens; keys_pe still holds keys + pe */
-    CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
-    if (cached) {
-      const Sam2DecoderAttention *a = &t->cross_image_to_token;
-      CHECK (sam2_session_linear (s, &a->k_proj, tmp, T, d->k_small, SAM2_ACT_NONE, NULL));
-      CHECK (sam2_session_linear (s, &a->v_proj, queries, T, d->v_small, SAM2_ACT_NONE, NULL));
-      /* the keys are still the image's (no mask prompt): their residual is read from
-       * d->image_keys, so sam2_mask_decoder_run needs no copy of them into d->keys */
-      CHECK (attention_projected (s, a, d->image_q, HW, d->k_small, d->v_small, T, d->big_o,
-                                  d->keys, d->image_keys));
-    } else {
-      CHECK (attention_forward (s, &t->cross_image_to_token, d->keys_pe, HW, tmp, queries, T,
-                                d->big_q, d->k_small, d->v_small, d->big_o, d->keys, d->keys));
-    }
+    /* the image attends to the tokens: k_proj (tokens + pe), v_proj (tokens); keys_pe still
+     * holds keys + pe */
+    const Sam2DecoderAttention *i2t = &t->cross_image_to_token;
+    if (!cached)
+      CHECK (sam2_session_linear (s, &i2t->q_proj, d->keys_pe, HW, d->big_q, SAM2_ACT_NONE,
+                                  NULL));
+    CHECK (sam2_session_sum_linear (s, &i2t->k_proj, queries, qpe, T, tmp, d->k_small));
+    CHECK (sam2_session_linear (s, &i2t->v_proj, queries, T, d->v_small, SAM2_ACT_NONE, NULL));
+    /* cached: the keys are still the image's (no mask prompt), their queries projected once per
+     * image and their residual read from d->image_keys, so sam2_mask_decoder_run needs no copy
+     * of them into d->keys */
+    CHECK (attention_projected (s, i2t, cached ? d->image_q : d->big_q, HW, d->k_small,
+                                d->v_small, T, d->big_o, d->keys,
+                                cached ? d->image_keys : d->keys));
     CHECK (b->ops->layer_norm (b, &t->norm4, d->keys, HW, d->keys));
   }
 
-  CHECK (b->ops->add (b, tmp, queries, qpe, (size_t) T * C));
+  CHECK (sam2_session_sum_linear (s, &m->final_attn.q_proj, queries, qpe, T, tmp, d->q_small));
   CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
-  CHECK (attention_forward (s, &m->final_attn, tmp, T, d->keys_pe, d->keys, HW, d->q_small,
-                            d->big_k, d->big_v, d->o_small, queries, queries));
+  CHECK (attention_kv_forward (s, &m->final_attn, d->q_small, T, d->keys_pe, d->keys, HW,
+                               d->big_k, d->big_v, d->o_small, queries, queries));
   return b->ops->layer_norm (b, &m->final_norm, queries, T, queries);
 }
 

@@ -455,11 +455,12 @@ int sam2_cuda_gemm_16_nt (cublasHandle_t h, Sam2CudaHalf type, const uint16_t *A
  * sam2_cuda_gemm_16_nt, another order of the additions), bias and residual as
  * sam2_cuda_bias_act_residual (either may be NULL; residual may be y), in one launch: for the
  * mask decoder's token rows, where the cuBLAS path's three launches cost more than the product.
- * M at most SAM2_CUDA_LINEAR_SMALL_M_MAX. */
+ * M at most SAM2_CUDA_LINEAR_SMALL_M_MAX. With x_addend (M, K) not NULL the rows are x +
+ * x_addend, the floats sam2_cuda_add would write, summed as they are read. */
 #define SAM2_CUDA_LINEAR_SMALL_M_MAX 16
-int sam2_cuda_linear_16_small_m (const float *x, int M, int K, Sam2CudaHalf type,
-                                 const uint16_t *w16, int N, const float *bias, int act,
-                                 const float *residual, float *y, cudaStream_t stream);
+int sam2_cuda_linear_16_small_m (const float *x, const float *x_addend, int M, int K,
+                                 Sam2CudaHalf type, const uint16_t *w16, int N, const float *bias,
+                                 int act, const float *residual, float *y, cudaStream_t stream);
 
 /* The BF16 baseline: C (M, N) bf16 = A (M, K) B^T, bf16 operands, FP32 accumulation, through
  * cuBLASLt with its heuristic's first algorithm. Descriptors are created per call (host memory

@@ -10,7 +10,8 @@
  * are exactly those of the cuBLAS path (x and W in the 16-bit format, products exact in FP32,
  * FP32 sums: only the order of the additions differs). The warp's sums are reduced by a
  * butterfly, and lane m writes row m: act(sum + bias) + residual, the backend linear's epilogue,
- * in the same launch. */
+ * in the same launch. An addend to x (the decoder's positional encodings: linear (x + pe)) is
+ * added in float as the rows are read, so the sum is never written. */
 #include "common.cuh"
 
 namespace {
@@ -21,9 +22,9 @@ constexpr int WARPS = 8;   /* output columns per block */
  * the operands' format (sam2_to16). */
 template <bool VEC, bool BF16>
 __global__ void __launch_bounds__ (WARPS * 32)
-linear_small_m_kernel (const float *__restrict__ x, int M, int K, const uint16_t *__restrict__ w,
-                       int N, const float *__restrict__ bias, int act, const float *residual,
-                       float *y)
+linear_small_m_kernel (const float *__restrict__ x, const float *__restrict__ x_addend, int M,
+                       int K, const uint16_t *__restrict__ w, int N,
+                       const float *__restrict__ bias, int act, const float *residual, float *y)
 {
   const int n = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (n >= N)
@@ -48,7 +49,13 @@ linear_small_m_kernel (const float *__restrict__ x, int M, int K, const uint16_t
         if (m >= M)
           break;
         const float4 *xr = reinterpret_cast<const float4 *> (x + (size_t) m * K + k);
-        const float4 a = xr[0], b = xr[1];
+        float4 a = xr[0], b = xr[1];
+        if (x_addend != nullptr) {   /* the float sum, rounded as sam2_cuda_add's */
+          const float4 *ar = reinterpret_cast<const float4 *> (x_addend + (size_t) m * K + k);
+          const float4 c = ar[0], d = ar[1];
+          a = make_float4 (a.x + c.x, a.y + c.y, a.z + c.z, a.w + c.w);
+          b = make_float4 (b.x + d.x, b.y + d.y, b.z + d.z, b.w + d.w);
+        }
         float s = acc[m];
         s = fmaf (sam2_round16<BF16> (a.x), wf[0], s);
         s = fmaf (sam2_round16<BF16> (a.y), wf[1], s);
@@ -68,7 +75,10 @@ linear_small_m_kernel (const float *__restrict__ x, int M, int K, const uint16_t
       for (int m = 0; m < SAM2_CUDA_LINEAR_SMALL_M_MAX; m++) {
         if (m >= M)
           break;
-        acc[m] = fmaf (sam2_round16<BF16> (x[(size_t) m * K + k]), wk, acc[m]);
+        float xk = x[(size_t) m * K + k];
+        if (x_addend != nullptr)
+          xk += x_addend[(size_t) m * K + k];
+        acc[m] = fmaf (sam2_round16<BF16> (xk), wk, acc[m]);
       }
     }
   }
@@ -96,25 +106,26 @@ linear_small_m_kernel (const float *__restrict__ x, int M, int K, const uint16_t
 
 template <bool BF16>
 int
-launch_small_m (const float *x, int M, int K, const uint16_t *w, int N, const float *bias,
-                int act, const float *residual, float *y, cudaStream_t stream)
+launch_small_m (const float *x, const float *x_addend, int M, int K, const uint16_t *w, int N,
+                const float *bias, int act, const float *residual, float *y, cudaStream_t stream)
 {
   const unsigned blocks = (unsigned) ((N + WARPS - 1) / WARPS);
-  if (K % 8 == 0 && sam2_aligned16 (x) && sam2_aligned16 (w))
-    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream,
-                 linear_small_m_kernel<true, BF16>) (x, M, K, w, N, bias, act, residual, y);
+  if (K % 8 == 0 && sam2_aligned16 (x) && sam2_aligned16 (w)
+      && (x_addend == nullptr || sam2_aligned16 (x_addend)))
+    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream, linear_small_m_kernel<true, BF16>) (
+        x, x_addend, M, K, w, N, bias, act, residual, y);
   else
-    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream,
-                 linear_small_m_kernel<false, BF16>) (x, M, K, w, N, bias, act, residual, y);
+    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream, linear_small_m_kernel<false, BF16>) (
+        x, x_addend, M, K, w, N, bias, act, residual, y);
   return sam2_launch_status ();
 }
 
 } /* namespace */
 
 extern "C" int
-sam2_cuda_linear_16_small_m (const float *x, int M, int K, Sam2CudaHalf type, const uint16_t *w16,
-                             int N, const float *bias, int act, const float *residual, float *y,
-                             cudaStream_t stream)
+sam2_cuda_linear_16_small_m (const float *x, const float *x_addend, int M, int K,
+                             Sam2CudaHalf type, const uint16_t *w16, int N, const float *bias,
+                             int act, const float *residual, float *y, cudaStream_t stream)
 {
   if (x == nullptr || w16 == nullptr || y == nullptr || M < 0
       || M > SAM2_CUDA_LINEAR_SMALL_M_MAX || K < 1 || N < 0 || !sam2_act_valid (act)
@@ -123,6 +134,6 @@ sam2_cuda_linear_16_small_m (const float *x, int M, int K, Sam2CudaHalf type, co
   if (M == 0 || N == 0)
     return SAM2_CUDA_OK;
   return type == SAM2_CUDA_BF16
-           ? launch_small_m<true> (x, M, K, w16, N, bias, act, residual, y, stream)
-           : launch_small_m<false> (x, M, K, w16, N, bias, act, residual, y, stream);
+           ? launch_small_m<true> (x, x_addend, M, K, w16, N, bias, act, residual, y, stream)
+           : launch_small_m<false> (x, x_addend, M, K, w16, N, bias, act, residual, y, stream);
 }

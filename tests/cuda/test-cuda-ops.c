@@ -1320,7 +1320,7 @@ run_gemm_16_then_bias (void *ctx)
 }
 
 typedef struct {
-  const float *x;
+  const float *x, *x_addend;
   int M, K;
   Sam2CudaHalf type;
   const uint16_t *w16;
@@ -1335,8 +1335,8 @@ static int
 run_linear_small_m (void *ctx)
 {
   SmallMRun *g = ctx;
-  return sam2_cuda_linear_16_small_m (g->x, g->M, g->K, g->type, g->w16, g->N, g->bias, g->act,
-                                      g->residual, g->y, stream);
+  return sam2_cuda_linear_16_small_m (g->x, g->x_addend, g->M, g->K, g->type, g->w16, g->N,
+                                      g->bias, g->act, g->residual, g->y, stream);
 }
 
 /* what the half-precision paths ran before for the same layer: conversion, GemmEx, bias pass */
@@ -1403,7 +1403,8 @@ test_linear_small_m (cublasHandle_t h, int M, int N, int K, int act, gboolean wi
       dev_poison (dy, ny + 1);
       residual = residual_mode == 1 ? dres : NULL;
     }
-    SmallMRun g = { dx + offset, M, K, type, dw16, N, with_bias ? db : NULL, act, residual, y };
+    SmallMRun g = { dx + offset, NULL, M, K, type, dw16, N, with_bias ? db : NULL, act, residual,
+                    y };
     const int st = run_linear_small_m (&g);
     char what[128];
     g_snprintf (what, sizeof what, "linear_16_small_m %s %dx%dx%d %s%s%s off %d",
@@ -1411,6 +1412,38 @@ test_linear_small_m (cublasHandle_t h, int M, int N, int K, int act, gboolean wi
                 residual_mode == 1 ? " +residual"
                 : residual_mode == 2 ? " +residual in place" : "", offset);
     check (what, seed, st, y, ref, ny, gemm_rounded_bound (type));
+    if (residual_mode != 2) {
+      /* x + addend (the decoder's positional encodings) summed as read: the floats of the layer
+       * run on sam2_cuda_add's sum */
+      float *dsum = dev_alloc (nx + 1), *dsum_out = dev_alloc (ny + 1);
+      float *addend = g_malloc ((nx + 1) * sizeof (float));
+      fill_uniform (r, addend, nx + 1, -1.0, 1.0);
+      float *dadd = dev_from (addend, nx + 1);
+      g_free (addend);
+      int st2 = sam2_cuda_add (dsum + offset, dx + offset, dadd + offset, nx, stream);
+      SmallMRun ga = g;
+      ga.x = dsum + offset;
+      ga.y = dsum_out + offset;
+      dev_poison (dsum_out, ny + 1);
+      if (st2 == SAM2_CUDA_OK)
+        st2 = run_linear_small_m (&ga);
+      CUDA_OK (cudaStreamSynchronize (stream));
+      float *want = host_from_dev (dsum_out + offset, ny);
+      ga.x = dx + offset;
+      ga.x_addend = dadd + offset;
+      ga.y = y;
+      dev_poison (dy, ny + 1);
+      if (st2 == SAM2_CUDA_OK)
+        st2 = run_linear_small_m (&ga);
+      char what_sum[128];
+      g_snprintf (what_sum, sizeof what_sum, "linear_16_small_m %s %dx%dx%d x + addend off %d",
+                  half_name (type), M, N, K, offset);
+      check (what_sum, seed, st2, y, want, ny, 0.0);
+      g_free (want);
+      cudaFree (dsum);
+      cudaFree (dsum_out);
+      cudaFree (dadd);
+    }
     if (timed && (type == SAM2_CUDA_F16 || !quick) && st == SAM2_CUDA_OK && residual_mode == 0) {
       uint16_t *dx16 = NULL;
       CUDA_OK (cudaMalloc ((void **) &dx16, nx * 2));
@@ -1662,7 +1695,7 @@ test_half_unsupported (cublasHandle_t h, cublasLtHandle_t lt, void *lt_ws)
       sam2_cuda_activation_to_16 (SAM2_CUDA_ACT_GELU, d, 16, bad, d16, stream) },
     { "attention_16", sam2_cuda_attention_16 (&a, bad, stream) },
     { "gemm_16_nt", sam2_cuda_gemm_16_nt (h, bad, d16, d16, 4, 4, 8, 0.0f, d) },
-    { "linear_16_small_m", sam2_cuda_linear_16_small_m (d, 4, 8, bad, d16, 4, NULL,
+    { "linear_16_small_m", sam2_cuda_linear_16_small_m (d, NULL, 4, 8, bad, d16, 4, NULL,
                                                         SAM2_CUDA_ACT_NONE, NULL, d + 512,
                                                         stream) },
     { "gemm_16_bias_nt", sam2_cuda_gemm_16_bias_nt (lt, bad, d16, d16, 4, 4, 8, NULL, 0.0f, NULL,
