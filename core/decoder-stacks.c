@@ -2,7 +2,8 @@
  *
  * A decoder pass runs once per prompt on a handful of token rows, so on a GPU its time is the
  * number of kernels more than their work. Layers that read the same rows become one layer
- * (their weights stacked: the self-attention's q, k and v projections), and layers of
+ * (their weights stacked: the self-attention's q, k and v projections; the image keys' two
+ * projections in a layer that does not cache them), and layers of
  * independent small MLPs that read neighbouring rows become one block-diagonal layer (the four
  * hypernetwork MLPs; the object-score and IoU heads). A stacked layer's output i sums exactly
  * the products of the layer it came from, the other blocks adding zeros, so the results differ
@@ -96,6 +97,29 @@ stack_mlps (Sam2DecoderStacks *st, Sam2Mlp *out, const Sam2Mlp *const *mlps, int
   return TRUE;
 }
 
+/* The image keys + pe feed two projections in every layer that does not read them from the
+ * per-image cache: the token-to-image k and, after the tokens' attention and MLP (the keys
+ * unchanged meanwhile), the image-to-token q. One layer of HW rows instead of two: on a GPU one
+ * GEMM and one 16-bit conversion of the keys fewer per layer. */
+static void
+stack_image_kq (Sam2Session *s)
+{
+  const Sam2Model *m = s->model;
+  Sam2DecoderStacks *st = &s->stacks;
+  const int C = m->decoder_dim;
+  st->image_kq = g_new0 (Sam2Linear, MAX (m->n_two_way, 1));
+  g_ptr_array_add (st->weights, st->image_kq);
+  for (int l = 0; l < m->n_two_way; l++) {
+    const Sam2Linear *k = &m->two_way[l].cross_token_to_image.k_proj;
+    const Sam2Linear *q = &m->two_way[l].cross_image_to_token.q_proj;
+    const Block blocks[2] = { { k, 0, 0 }, { q, k->out_features, 0 } };
+    const int n_out = k->out_features + q->out_features;
+    /* the output goes to dec.big_k, (HW, C) */
+    if (n_out > C || !stack_linear (st, &st->image_kq[l], C, n_out, blocks, 2))
+      st->image_kq[l].out_features = 0;
+  }
+}
+
 void
 sam2_decoder_stacks_build (Sam2Session *s)
 {
@@ -142,6 +166,7 @@ sam2_decoder_stacks_build (Sam2Session *s)
     if (n * D > 3 * C || !stack_linear (st, &st->self_qkv[l], C, n * D, blocks, n))
       st->self_qkv[l].out_features = 0;
   }
+  stack_image_kq (s);
 }
 
 void

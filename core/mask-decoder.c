@@ -285,10 +285,22 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
     /* tokens attend to the image: q_proj (tokens + pe) */
     const gboolean cached = image_cached && l == 0;
     const Sam2DecoderAttention *t2i = &t->cross_token_to_image;
+    /* the image keys' two projections as one layer (session.h's stacks) unless an observer must
+     * see each layer's input */
+    const Sam2Linear *kq = s->stacks.image_kq != NULL && s->stacks.image_kq[l].out_features > 0
+                               && s->observer == NULL ? &s->stacks.image_kq[l] : NULL;
     CHECK (sam2_session_sum_linear (s, &t2i->q_proj, queries, qpe, T, tmp, d->q_small));
     if (cached) {
       CHECK (attention_projected (s, t2i, d->q_small, T, d->image_k, d->image_v, HW, d->o_small,
                                   queries, queries));
+    } else if (kq != NULL) {
+      /* K here and the image-to-token attention's Q below, side by side in big_k */
+      CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
+      CHECK (sam2_session_linear (s, kq, d->keys_pe, HW, d->big_k, SAM2_ACT_NONE, NULL));
+      CHECK (sam2_session_linear (s, &t2i->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
+      const int D = t2i->internal_dim;
+      CHECK (attention_projected_ld (s, t2i, d->q_small, D, T, d->big_k, kq->out_features,
+                                     d->big_v, D, HW, d->o_small, queries, queries));
     } else {
       CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
       CHECK (attention_kv_forward (s, t2i, d->q_small, T, d->keys_pe, d->keys, HW, d->big_k,
@@ -303,17 +315,24 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
     /* the image attends to the tokens: k_proj (tokens + pe), v_proj (tokens); keys_pe still
      * holds keys + pe */
     const Sam2DecoderAttention *i2t = &t->cross_image_to_token;
-    if (!cached)
+    const int D = i2t->internal_dim;
+    /* the image side's queries: cached per image (the keys are still the image's, no mask
+     * prompt; their residual is then read from d->image_keys, so sam2_mask_decoder_run needs no
+     * copy of them into d->keys), projected with K above (kq), or here */
+    const float *Q = d->image_q;
+    int q_ld = D;
+    if (!cached && kq != NULL) {
+      Q = d->big_k + t2i->internal_dim;
+      q_ld = kq->out_features;
+    } else if (!cached) {
       CHECK (sam2_session_linear (s, &i2t->q_proj, d->keys_pe, HW, d->big_q, SAM2_ACT_NONE,
                                   NULL));
+      Q = d->big_q;
+    }
     CHECK (sam2_session_sum_linear (s, &i2t->k_proj, queries, qpe, T, tmp, d->k_small));
     CHECK (sam2_session_linear (s, &i2t->v_proj, queries, T, d->v_small, SAM2_ACT_NONE, NULL));
-    /* cached: the keys are still the image's (no mask prompt), their queries projected once per
-     * image and their residual read from d->image_keys, so sam2_mask_decoder_run needs no copy
-     * of them into d->keys */
-    CHECK (attention_projected (s, i2t, cached ? d->image_q : d->big_q, HW, d->k_small,
-                                d->v_small, T, d->big_o, d->keys,
-                                cached ? d->image_keys : d->keys));
+    CHECK (attention_projected_ld (s, i2t, Q, q_ld, HW, d->k_small, D, d->v_small, D, T,
+                                   d->big_o, d->keys, cached ? d->image_keys : d->keys));
     CHECK (b->ops->layer_norm (b, &t->norm4, d->keys, HW, d->keys));
   }
 

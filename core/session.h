@@ -80,6 +80,11 @@ typedef struct {
   /* (n_two_way) each layer's self-attention projections of the same rows: q and k, and v in a
    * layer without pe, side by side in one output row (out_features 2 or 3 internal_dim) */
   Sam2Linear *self_qkv;
+  /* (n_two_way) each layer's projections of the image keys + pe where they are not cached per
+   * image (a layer after the first, or a mask prompt): the token-to-image attention's k and the
+   * image-to-token attention's q, side by side in one output row (out_features the two internal
+   * dims; 0 where they exceed C, dec.big_k's width) */
+  Sam2Linear *image_kq;
   GPtrArray *weights;          /* what the above own */
 } Sam2DecoderStacks;
 
