@@ -907,25 +907,41 @@ cuda_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, float *
   return status;
 }
 
-/* backend.h's sum_linear: the 16-bit paths' token-row linear (cuda_linear_run) reads x + addend
- * itself, one launch fewer than add and linear; any other layer or row count is left to them. */
+/* backend.h's sum_linear for 16-bit weights: the token-row linear (cuda_linear_run's) reads
+ * x + addend itself; for more rows the sums go straight into the GEMM's 16-bit operand (the
+ * conversion cuda_linear_run runs anyway). One launch fewer than add and linear, and for HW rows
+ * the float sums' write and read, the same floats. FP32 and W4A8 layers are left to them. */
 static int
 cuda_sum_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, const float *addend, int M,
                  float *y, gboolean *done)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   *done = FALSE;
-  if (M < 1 || M > SAM2_CUDA_LINEAR_SMALL_M_MAX || !cu->small_m)
+  if (M < 1)
     return SAM2_STATUS_OK;
   const CudaLinear *w;
   int status = linear_weights (cu, l, &w);
   if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16)
     return status;
+  if (cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX) {
+    *done = TRUE;
+    PROFILED (SAM2_OP_LINEAR,
+              launched (cu, sam2_cuda_linear_16_small_m (x, addend, M, w->k, cu->half, w->w16,
+                                                         w->n, w->bias, SAM2_CUDA_ACT_NONE, NULL,
+                                                         y, cu->stream), l->name));
+    return status;
+  }
+  uint16_t *x16;   /* (M, K) */
+  status = f16_scratch (cu, (size_t) M * w->k, &x16);
+  if (status != SAM2_STATUS_OK)
+    return status;
   *done = TRUE;
   PROFILED (SAM2_OP_LINEAR,
-            launched (cu, sam2_cuda_linear_16_small_m (x, addend, M, w->k, cu->half, w->w16, w->n,
-                                                       w->bias, SAM2_CUDA_ACT_NONE, NULL, y,
-                                                       cu->stream), l->name));
+            launched (cu, sam2_cuda_sum_to_16 (x, addend, (size_t) M * w->k, cu->half, x16,
+                                               cu->stream), l->name));
+  if (status == SAM2_STATUS_OK)
+    PROFILED (SAM2_OP_LINEAR,
+              f16_linear_from16 (cu, w, x16, M, y, SAM2_ACT_NONE, NULL, l->name));
   return status;
 }
 

@@ -294,9 +294,9 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
       CHECK (attention_projected (s, t2i, d->q_small, T, d->image_k, d->image_v, HW, d->o_small,
                                   queries, queries));
     } else if (kq != NULL) {
-      /* K here and the image-to-token attention's Q below, side by side in big_k */
-      CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
-      CHECK (sam2_session_linear (s, kq, d->keys_pe, HW, d->big_k, SAM2_ACT_NONE, NULL));
+      /* K here and the image-to-token attention's Q below, side by side in big_k, from the keys
+       * + pe (which the backend may not write into keys_pe: nothing else reads them) */
+      CHECK (sam2_session_sum_linear (s, kq, d->keys, s->image_pe, HW, d->keys_pe, d->big_k));
       CHECK (sam2_session_linear (s, &t2i->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
       const int D = t2i->internal_dim;
       CHECK (attention_projected_ld (s, t2i, d->q_small, D, T, d->big_k, kq->out_features,
@@ -337,9 +337,11 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
   }
 
   CHECK (sam2_session_sum_linear (s, &m->final_attn.q_proj, queries, qpe, T, tmp, d->q_small));
-  CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
-  CHECK (attention_kv_forward (s, &m->final_attn, d->q_small, T, d->keys_pe, d->keys, HW,
-                               d->big_k, d->big_v, d->o_small, queries, queries));
+  const Sam2DecoderAttention *fa = &m->final_attn;
+  CHECK (sam2_session_sum_linear (s, &fa->k_proj, d->keys, s->image_pe, HW, d->keys_pe, d->big_k));
+  CHECK (sam2_session_linear (s, &fa->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
+  CHECK (attention_projected (s, fa, d->q_small, T, d->big_k, d->big_v, HW, d->o_small, queries,
+                              queries));
   return b->ops->layer_norm (b, &m->final_norm, queries, T, queries);
 }
 

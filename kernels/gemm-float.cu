@@ -52,13 +52,15 @@ sam2_cuda_gemm_16_nt (cublasHandle_t h, Sam2CudaHalf type, const uint16_t *A16,
 
 /* ---- conversions ------------------------------------------------------------------------------ */
 
-/* y (n) = 16-bit act(x). VEC (x 16-byte and y 8-byte aligned): four values per step, one
- * 16-byte load and one 8-byte store, then the n % 4 tail one by one. act NONE is the identity
- * (sam2_act_apply), so the plain conversions and the half-precision activation-then-conversion are
- * this one kernel. */
+/* y (n) = 16-bit act(x (+ addend)). VEC (x and addend 16-byte and y 8-byte aligned): four values
+ * per step, one 16-byte load (each) and one 8-byte store, then the n % 4 tail one by one. act
+ * NONE is the identity (sam2_act_apply), so the plain conversions, the sums' and the
+ * half-precision activation-then-conversion are this one kernel. The sum is float's, as
+ * sam2_cuda_add writes it. */
 template <bool BF16, bool VEC>
 static __global__ void
-act_to_16_kernel (int act, const float *__restrict__ x, size_t n, uint16_t *__restrict__ y)
+act_to_16_kernel (int act, const float *__restrict__ x, const float *__restrict__ addend, size_t n,
+                  uint16_t *__restrict__ y)
 {
   const size_t stride = (size_t) gridDim.x * blockDim.x;
   const size_t first = (size_t) blockIdx.x * blockDim.x + threadIdx.x;
@@ -66,7 +68,11 @@ act_to_16_kernel (int act, const float *__restrict__ x, size_t n, uint16_t *__re
   if (VEC) {
     const size_t n4 = n / 4;
     for (size_t i = first; i < n4; i += stride) {
-      const float4 v = reinterpret_cast<const float4 *> (x)[i];
+      float4 v = reinterpret_cast<const float4 *> (x)[i];
+      if (addend != NULL) {
+        const float4 a = reinterpret_cast<const float4 *> (addend)[i];
+        v = make_float4 (v.x + a.x, v.y + a.y, v.z + a.z, v.w + a.w);
+      }
       uint2 packed;
       packed.x = (uint32_t) sam2_to16<BF16> (sam2_act_apply (act, v.x))
                  | (uint32_t) sam2_to16<BF16> (sam2_act_apply (act, v.y)) << 16;
@@ -77,34 +83,52 @@ act_to_16_kernel (int act, const float *__restrict__ x, size_t n, uint16_t *__re
     scalar_from = n4 * 4;
   }
   for (size_t i = scalar_from + first; i < n; i += stride)
-    y[i] = sam2_to16<BF16> (sam2_act_apply (act, x[i]));
+    y[i] = sam2_to16<BF16> (sam2_act_apply (act, addend != NULL ? x[i] + addend[i] : x[i]));
 }
 
 template <bool BF16>
 static int
-launch_act_to_16 (int act, const float *x, size_t n, uint16_t *y, cudaStream_t stream)
+launch_act_to_16 (int act, const float *x, const float *addend, size_t n, uint16_t *y,
+                  cudaStream_t stream)
 {
   if (x == NULL || y == NULL || !sam2_act_valid (act))
     return SAM2_CUDA_UNSUPPORTED;
   if (n == 0)
     return SAM2_CUDA_OK;
-  if (sam2_aligned16 (x) && ((uintptr_t) y & 7) == 0)
+  if (sam2_aligned16 (x) && (addend == NULL || sam2_aligned16 (addend))
+      && ((uintptr_t) y & 7) == 0)
     SAM2_LAUNCH (sam2_ew_blocks (n / 4 + 1), SAM2_EW_THREADS, 0, stream,
-                 act_to_16_kernel<BF16, true>) (act, x, n, y);
+                 act_to_16_kernel<BF16, true>) (act, x, addend, n, y);
   else
     SAM2_LAUNCH (sam2_ew_blocks (n), SAM2_EW_THREADS, 0, stream,
-                 act_to_16_kernel<BF16, false>) (act, x, n, y);
+                 act_to_16_kernel<BF16, false>) (act, x, addend, n, y);
   return sam2_launch_status ();
+}
+
+static int
+act_to_16 (int act, const float *x, const float *addend, size_t n, Sam2CudaHalf type,
+           uint16_t *y16, cudaStream_t stream)
+{
+  if (!sam2_half_valid (type))
+    return SAM2_CUDA_UNSUPPORTED;
+  return type == SAM2_CUDA_BF16 ? launch_act_to_16<true> (act, x, addend, n, y16, stream)
+                                : launch_act_to_16<false> (act, x, addend, n, y16, stream);
 }
 
 extern "C" int
 sam2_cuda_activation_to_16 (int act, const float *x, size_t n, Sam2CudaHalf type, uint16_t *y16,
                             cudaStream_t stream)
 {
-  if (!sam2_half_valid (type))
+  return act_to_16 (act, x, NULL, n, type, y16, stream);
+}
+
+extern "C" int
+sam2_cuda_sum_to_16 (const float *x, const float *addend, size_t n, Sam2CudaHalf type,
+                     uint16_t *y16, cudaStream_t stream)
+{
+  if (addend == NULL)
     return SAM2_CUDA_UNSUPPORTED;
-  return type == SAM2_CUDA_BF16 ? launch_act_to_16<true> (act, x, n, y16, stream)
-                                : launch_act_to_16<false> (act, x, n, y16, stream);
+  return act_to_16 (SAM2_CUDA_ACT_NONE, x, addend, n, type, y16, stream);
 }
 
 extern "C" int

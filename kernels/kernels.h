@@ -441,6 +441,10 @@ int sam2_cuda_f32_to_16 (const float *x, size_t n, Sam2CudaHalf type, uint16_t *
  * its output in one pass (gemm-float.cu, the conversions' kernel). */
 int sam2_cuda_activation_to_16 (int act, const float *x, size_t n, Sam2CudaHalf type,
                                 uint16_t *y16, cudaStream_t stream);
+/* y16 (n) = (x + addend) rounded to `type`: sam2_cuda_add's sums and their conversion in one
+ * pass, the sums never written (the decoder's image keys plus their positional encoding). */
+int sam2_cuda_sum_to_16 (const float *x, const float *addend, size_t n, Sam2CudaHalf type,
+                         uint16_t *y16, cudaStream_t stream);
 
 /* The half-precision paths of float layers: C (M, N) = A (M, K) B^T + beta C with 16-bit
  * operands of `type` (A (M, K), B (N, K), from sam2_cuda_f32_to_16) on the tensor cores, FP32

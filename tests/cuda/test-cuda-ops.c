@@ -842,9 +842,10 @@ rounded16 (Sam2CudaHalf type, const float *x, size_t n)
 
 /* ---- 16-bit outputs of LayerNorm and activation (the fused MLP's passes) -------------------- */
 
-/* sam2_cuda_layer_norm_16 against sam2_cuda_layer_norm's float output rounded on the host, and
- * sam2_cuda_activation_to_16 against sam2_cuda_activation's, bit for bit in each format: the
- * fused MLP relies on these being the same values as the unfused ops followed by the
+/* sam2_cuda_layer_norm_16 against sam2_cuda_layer_norm's float output rounded on the host,
+ * sam2_cuda_activation_to_16 against sam2_cuda_activation's and sam2_cuda_sum_to_16 against
+ * sam2_cuda_add's, bit for bit in each format: the fused MLP and the decoder's sums of keys and
+ * positional encodings rely on these being the same values as the unfused ops followed by the
  * conversion. */
 static void
 test_outputs_16 (int M, int C, int act, int offset)
@@ -859,17 +860,22 @@ test_outputs_16 (int M, int C, int act, int offset)
   fill_uniform (r, b, C, -0.5, 0.5);
   float *dx = dev_from (x, n + 1), *dw = dev_from (w, C), *db = dev_from (b, C);
   float *dy = dev_alloc (n + 1);
+  fill_uniform (r, x, n + 1, -3.0, 3.0);
+  float *dadd = dev_from (x, n + 1);   /* another draw: the addend of the sums */
   uint16_t *d16 = NULL;
   CUDA_OK (cudaMalloc ((void **) &d16, (n + 4) * 2));
+  static const char *kind_names[] = { "layer_norm_16", "activation_to_16", "sum_to_16" };
   uint16_t *got = g_malloc ((n + 1) * 2);
   float *f = g_malloc ((n + 1) * sizeof (float));
   char what[128], detail[96];
 
-  for (int kind = 0; kind < 2; kind++) {
+  for (int kind = 0; kind < 3; kind++) {
     /* the float op once, then each format's fused rounding into a poisoned (NaN) output */
     int st1;
     if (kind == 0) {
       st1 = sam2_cuda_layer_norm (dx + offset, M, C, dw, db, 1e-6f, dy + offset, stream);
+    } else if (kind == 2) {
+      st1 = sam2_cuda_add (dy + offset, dx + offset, dadd + offset, n, stream);
     } else {
       CUDA_OK (cudaMemcpy (dy, dx, (n + 1) * sizeof (float), cudaMemcpyDeviceToDevice));
       st1 = sam2_cuda_activation (act, dy + offset, n, stream);
@@ -878,15 +884,17 @@ test_outputs_16 (int M, int C, int act, int offset)
     CUDA_OK (cudaMemcpy (f, dy + offset, n * sizeof (float), cudaMemcpyDeviceToHost));
     for (size_t t = 0; t < G_N_ELEMENTS (halves); t++) {
       const Sam2CudaHalf type = halves[t];
-      g_snprintf (what, sizeof what, "%s %s %dx%d%s%s off %d", kind == 0 ? "layer_norm_16"
-                  : "activation_to_16", half_name (type), M, C, kind == 0 ? "" : " ",
-                  kind == 0 ? "" : act_names[act], offset);
+      g_snprintf (what, sizeof what, "%s %s %dx%d%s%s off %d", kind_names[kind],
+                  half_name (type), M, C, kind == 1 ? " " : "", kind == 1 ? act_names[act] : "",
+                  offset);
       if (skip_half (type, what, n))
         continue;
       CUDA_OK (cudaMemset (d16, 0xff, (n + 4) * 2));
       const int st2 = kind == 0
         ? sam2_cuda_layer_norm_16 (dx + offset, M, C, dw, db, 1e-6f, type, d16 + offset, stream)
-        : sam2_cuda_activation_to_16 (act, dx + offset, n, type, d16 + offset, stream);
+        : kind == 1
+        ? sam2_cuda_activation_to_16 (act, dx + offset, n, type, d16 + offset, stream)
+        : sam2_cuda_sum_to_16 (dx + offset, dadd + offset, n, type, d16 + offset, stream);
       CUDA_OK (cudaStreamSynchronize (stream));
       CUDA_OK (cudaMemcpy (got, d16 + offset, n * 2, cudaMemcpyDeviceToHost));
       const size_t bad = mismatched16 (type, got, f, n);
@@ -898,6 +906,7 @@ test_outputs_16 (int M, int C, int act, int offset)
   cudaFree (dw);
   cudaFree (db);
   cudaFree (dy);
+  cudaFree (dadd);
   cudaFree (d16);
   g_free (x);
   g_free (w);
