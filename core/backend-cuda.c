@@ -1443,6 +1443,9 @@ graph_capture (Sam2BackendCuda *cu, GraphSlot *g, int (*body) (gpointer), gpoint
     cu->detail[0] = '\0';
     return body (data);
   }
+  size_t nodes = 0;
+  if (cudaGraphGetNodes (graph, NULL, &nodes) == cudaSuccess)
+    cu->graph_stats.last_nodes = (guint) nodes;
   cudaGraphExec_t exec = NULL;
   err = cudaGraphInstantiate (&exec, graph, 0);
   cudaGraphDestroy (graph);

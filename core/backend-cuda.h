@@ -38,6 +38,7 @@ typedef struct {
   guint refused;               /* keys whose capture failed (g_warning once): eager from then on */
   guint evicted;               /* idle graphs dropped for a newer key (32 are held at most) */
   guint held;                  /* executable graphs held now */
+  guint last_nodes;            /* nodes (kernels, copies) of the graph captured last */
 } Sam2CudaGraphStats;
 
 /* Fills `stats` and returns TRUE for a CUDA backend; FALSE (stats zeroed) for any other. */

@@ -1018,6 +1018,17 @@ cudaStreamEndCapture (cudaStream_t, cudaGraph_t *graph)
   return cudaSuccess;
 }
 
+/* The node count only (nodes NULL), one node per recorded launch, copy or library call; the
+ * CUDA runtime's count differs where a library call launches several kernels. */
+cudaError_t
+cudaGraphGetNodes (cudaGraph_t graph, cudaGraphNode_t *nodes, size_t *numNodes)
+{
+  if (graph == nullptr || numNodes == nullptr || nodes != nullptr)
+    return cudaErrorInvalidValue;
+  *numNodes = graph->work.size ();
+  return cudaSuccess;
+}
+
 cudaError_t
 cudaGraphInstantiate (cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long)
 {
