@@ -228,7 +228,8 @@ sam2_mask_decoder_prepare_image (Sam2Session *s)
 /* The self-attention of two-way layer l on the T token rows (queries), in place: with the q / k
  * (/ v) projections stacked into one layer (session.h's stacks) unless an observer needs each
  * layer's input. The first layer (skip_first_layer_pe) replaces the tokens by their attention:
- * no residual, no pe. */
+ * no residual, no pe, and its input is the uploaded tokens themselves (d->token_pe, which
+ * sam2_mask_decoder_run then does not copy into the queries). */
 static int
 self_attention (Sam2Session *s, int l, int T)
 {
@@ -241,20 +242,21 @@ self_attention (Sam2Session *s, int l, int T)
   float *queries = d->tokens, *tmp = d->tmp_tokens;
   const Sam2Linear *qkv = &s->stacks.self_qkv[l];
   const gboolean pe = !t->skip_first_layer_pe;
+  const float *in = !pe && l == 0 ? d->token_pe : queries;
   if (qkv->out_features == 0 || s->observer != NULL) {
-    const float *qk_in = queries;
+    const float *qk_in = in;
     if (pe) {
       CHECK (b->ops->add (b, tmp, queries, d->token_pe, (size_t) T * C));
       qk_in = tmp;
     }
-    return attention_forward (s, a, qk_in, T, qk_in, queries, T, d->q_small, d->k_small,
-                              d->v_small, d->o_small, queries, pe ? queries : NULL);
+    return attention_forward (s, a, qk_in, T, qk_in, in, T, d->q_small, d->k_small, d->v_small,
+                              d->o_small, queries, pe ? queries : NULL);
   }
   const int ld = qkv->out_features;   /* 3 D without pe (v stacked too), else 2 D */
   if (pe)
     CHECK (sam2_session_sum_linear (s, qkv, queries, d->token_pe, T, tmp, d->qkv_small));
   else
-    CHECK (sam2_session_linear (s, qkv, queries, T, d->qkv_small, SAM2_ACT_NONE, NULL));
+    CHECK (sam2_session_linear (s, qkv, in, T, d->qkv_small, SAM2_ACT_NONE, NULL));
   const float *V = d->qkv_small + 2 * D;
   int v_ld = ld;
   if (pe) {
@@ -382,8 +384,10 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
   const int H = m->feat_h[2], W = m->feat_w[2], HW = H * W;
   const int T = 2 + nmt + n_sparse;
 
-  /* the queries start as the uploaded tokens, which stay as their positional part */
-  CHECK (b->ops->copy (b, d->tokens, d->token_pe, (size_t) T * C));
+  /* the queries start as the uploaded tokens, which stay as their positional part; a first
+   * layer without pe reads them there and writes the queries first (self_attention) */
+  if (m->n_two_way == 0 || !m->two_way[0].skip_first_layer_pe)
+    CHECK (b->ops->copy (b, d->tokens, d->token_pe, (size_t) T * C));
   /* d->keys: the image's keys, with the mask prompt's dense embedding when there is one;
    * without, the first block reads the per-image d->image_keys (and its projections) and
    * writes d->keys first (two_way_transformer), so they are not copied here (HW C floats) */
