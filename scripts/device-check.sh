@@ -138,7 +138,8 @@ step_tests () {
           -p /cuda/model/graphs-tiny-fp16 -p /cuda/model/graphs-tiny-bf16 \
           -p /cuda/model/graphs-w4a8-mini -p /cuda/model/steady-memory-fp32 \
           -p /cuda/model/steady-memory-fp16 -p /cuda/model/steady-memory-bf16 \
-          -p /cuda/model/batch-tiny-fp16 -p /cuda/model/batch-w4a8-mini || r=1 ;;
+          -p /cuda/model/batch-tiny-fp16 -p /cuda/model/batch-w4a8-mini \
+          -p /cuda/model/decoder-graph-nodes-fp16 -p /cuda/model/decoder-graph-nodes-fp32 || r=1 ;;
       test-cuda-calib) "$t" configs/hiera_tiny_w4a8.yaml --verbose; r=$? ;;
       *) "$t"; r=$? ;;
     esac

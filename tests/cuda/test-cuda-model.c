@@ -589,6 +589,7 @@ test_decoder_graph_nodes (gconstpointer data)
   const size_t npx = (size_t) 3 * S * S;
   float *px = g_new (float, npx);
   GArray *out = g_array_new (FALSE, FALSE, sizeof (float));
+  g_assert_true (graph_stats (s).enabled);
   encode_frame (s, px, npx, 7, out);
   const Sam2Point pt = { S * 0.4f, S * 0.6f, SAM2_LABEL_POSITIVE };
   const Sam2Prompt one = { .points = &pt, .n_points = 1 };
