@@ -78,14 +78,27 @@ prefer_passive_openmp_threads (char **argv)
   /* where exec is impossible, run on with the default policy */
 }
 
+/* errno of the first failed write to standard output (print_to_stdout), 0 while none failed */
+static int stdout_errno;
+
+/* g_print's handler: GLib's own flushes at every call and drops the error; this one keeps the
+ * cause of the first failure for sam2q_stdout_flush's message ("No space left on device") */
+static void
+print_to_stdout (const gchar *text)
+{
+  errno = 0;
+  if ((fputs (text, stdout) == EOF || fflush (stdout) != 0) && stdout_errno == 0)
+    stdout_errno = errno != 0 ? errno : EIO;
+}
+
 gboolean
 sam2q_stdout_flush (const char *what, GError **error)
 {
-  /* g_print flushes at every call and drops the error; ferror keeps that one failed */
+  /* ferror keeps that a write failed; stdout_errno why, when g_print made it */
   errno = 0;
-  if (fflush (stdout) == 0 && !ferror (stdout))
+  if (fflush (stdout) == 0 && !ferror (stdout) && stdout_errno == 0)
     return TRUE;
-  const int err = errno;
+  const int err = stdout_errno != 0 ? stdout_errno : errno;
   g_set_error (error, G_FILE_ERROR, err != 0 ? g_file_error_from_errno (err) : G_FILE_ERROR_IO,
                "cannot write %s to standard output: %s", what,
                err != 0 ? g_strerror (err) : "a write failed");
@@ -104,6 +117,7 @@ int
 main (int argc, char **argv)
 {
   prefer_passive_openmp_threads (argv);
+  g_set_print_handler (print_to_stdout);
   /* past a file-size limit (ulimit -f) the default action of SIGXFSZ kills the process before
    * the writer can remove its temporary file; ignored, write() fails with EFBIG and the model
    * and mask writers clean up and say so */
