@@ -402,9 +402,28 @@ output_clear (gpointer p)
   g_free (o->path);
 }
 
+/* Where a file of `path` lands: its directory with symbolic links resolved (realpath), then its
+ * name; the absolute form alone where the directory does not exist yet (the --output-dir, made
+ * later, whose path then is the one every mask uses). A link named as the file itself is
+ * replaced by the rename, not written through, so the name is kept as it is. */
+static char *
+output_destination (const char *path)
+{
+  char *abs = g_canonicalize_filename (path, NULL);
+  char *dir = g_path_get_dirname (abs), *base = g_path_get_basename (abs);
+  char *real = realpath (dir, NULL);
+  char *dest = real != NULL ? g_build_filename (real, base, NULL) : g_strdup (abs);
+  free (real);
+  g_free (dir);
+  g_free (base);
+  g_free (abs);
+  return dest;
+}
+
 /* Two outputs with one path: the later rename replaced the earlier file and the run still
- * exited 0 (a --json named like a mask left JSON in the mask's place). Compared in absolute form
- * before the model runs. Masks differ from one another, so the later of two is an option. */
+ * exited 0 (a --json named like a mask left JSON in the mask's place). Compared where they land
+ * (output_destination) before the model runs. Masks differ from one another, so the later of
+ * two is an option. */
 static gboolean
 outputs_distinct (const GArray *outputs, GError **error)
 {
@@ -412,7 +431,7 @@ outputs_distinct (const GArray *outputs, GError **error)
   gboolean ok = TRUE;
   for (guint i = 0; ok && i < outputs->len; i++) {
     const Output *o = &g_array_index (outputs, Output, i);
-    char *abs = g_canonicalize_filename (o->path, NULL);
+    char *abs = output_destination (o->path);
     const Output *earlier = g_hash_table_lookup (seen, abs);
     if (earlier != NULL) {
       char *display = g_filename_display_name (o->path);

@@ -136,6 +136,11 @@ expect_usage "--json $tmp/./x.png is also the --overlay image" \
   segment $m /x.png -p 1,1 -o "$tmp/o" --overlay "$tmp/x.png" --json "$tmp/./x.png"
 expect_usage "--overlay x-obj1-mask2.png is also the file of object 1's mask 2" \
   segment $m /x.png -p 1,1 -n -b 0,0,2,2 -m --overlay x-obj1-mask2.png
+# ... also through a symbolic link to the directory
+ln -s "$tmp" "$tmp/link"
+expect_usage "--json $tmp/link/x.png is also the --overlay image" \
+  segment $m /x.png -p 1,1 --overlay "$tmp/x.png" --json "$tmp/link/x.png"
+rm "$tmp/link"
 # ... an object without a prompt (a trailing or doubled -n) and a threshold that is not a
 # number are usage errors, found before the model loads (the first after encoding the image,
 # offering "a mask"; nan and inf gave empty masks and exit 0)
