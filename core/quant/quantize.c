@@ -662,6 +662,8 @@ quantize_layer (Sam2Calibrator *c, const Sam2Linear *l, const Sam2LayerStats *st
     choose_weight_params (&q->w, res, st, s, &r->wgts);
     if (r->wgts.gptq) {
       double *h = smoothed_hessian (st, s);
+      for (int c = 0; c < k; c++)   /* sam2_w4_quantize_gptq_on's dead channels */
+        rep->dead_channels += h[(size_t) c * k + c] == 0.0;
       Sam2Backend *dev = c->session->backend;
       ok = sam2_w4_quantize_gptq_on (&q->w, res, h, &r->wgts,
                                      dev->ops->gptq_solve != NULL ? device_gptq : NULL, dev,

@@ -17,6 +17,8 @@ typedef struct {
   int rank;                    /* low-rank branch rank (0: none) */
   double rtn_error;            /* relative output error of plain RTN, same smoothing and act mode */
   double error;                /* relative output error of the layer as quantized */
+  int dead_channels;           /* input channels zero on every calibration row: GPTQ sets their
+                                * weights to 0 (they carried no information on these frames) */
 } Sam2LayerReport;
 
 /* Whether the recipe quantizes layer l of model m (structural skips, patterns; the prompt

@@ -136,6 +136,31 @@ output_path (const char *dir, const char *model_ref, const Sam2Recipe *recipe, G
   return NULL;
 }
 
+/* Input channels that were zero on every calibration row lose their weights (GPTQ zeroes them:
+ * on these frames they carried nothing): harmless if they stay zero on the user's video, wrong
+ * if not, so say which layers and what to do. */
+static void
+warn_dead_channels (const GPtrArray *rep)
+{
+  int layers = 0, channels = 0;
+  const Sam2LayerReport *most = NULL;
+  for (guint i = 0; i < rep->len; i++) {
+    const Sam2LayerReport *r = rep->pdata[i];
+    if (r->dead_channels == 0)
+      continue;
+    layers++;
+    channels += r->dead_channels;
+    if (most == NULL || r->dead_channels > most->dead_channels)
+      most = r;
+  }
+  if (layers > 0)
+    g_printerr ("warning: %d layer%s had input channels that were zero on every calibration frame "
+                "(%d in all; most in %s: %d of %d); GPTQ set their weights to 0. If such inputs "
+                "can be active on your video, calibrate on more (or more varied) frames\n",
+                layers, layers == 1 ? "" : "s", channels, most->name, most->dead_channels,
+                most->k);
+}
+
 static void
 print_summary (Sam2Calibrator *c, Sam2Model *fp, Sam2Model *q, const char *path, double secs)
 {
@@ -163,6 +188,7 @@ print_summary (Sam2Calibrator *c, Sam2Model *fp, Sam2Model *q, const char *path,
            ratio >= 1.0 ? ratio : 1.0 / ratio, ratio >= 1.0 ? "smaller" : "larger", fp16 / 1e6);
   if (rep->len == 0)
     g_printerr ("warning: the recipe quantized no layer (its skips cover every one)\n");
+  warn_dead_channels (rep);
   if (path != NULL)
     g_print ("wrote %s\n", path);
 }
