@@ -314,13 +314,13 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
     CHECK (mlp_forward (s, &t->mlp, queries, T, d->head_a, d->head_b, queries, queries));
     CHECK (b->ops->layer_norm (b, &t->norm3, queries, T, queries));
 
-    /* the image attends to the tokens: k_proj (tokens + pe), v_proj (tokens); keys_pe still
-     * holds keys + pe */
+    /* the image attends to the tokens: k_proj (tokens + pe), v_proj (tokens) */
     const Sam2DecoderAttention *i2t = &t->cross_image_to_token;
     const int D = i2t->internal_dim;
     /* the image side's queries: cached per image (the keys are still the image's, no mask
      * prompt; their residual is then read from d->image_keys, so sam2_mask_decoder_run needs no
-     * copy of them into d->keys), projected with K above (kq), or here */
+     * copy of them into d->keys), projected with K above (kq), or here from keys_pe (still
+     * keys + pe: the keys change only at this attention's output) */
     const float *Q = d->image_q;
     int q_ld = D;
     if (!cached && kq != NULL) {
@@ -338,9 +338,11 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
     CHECK (b->ops->layer_norm (b, &t->norm4, d->keys, HW, d->keys));
   }
 
-  CHECK (sam2_session_sum_linear (s, &m->final_attn.q_proj, queries, qpe, T, tmp, d->q_small));
+  /* the final attention: q_proj (tokens + pe), k_proj (keys + pe), v_proj (keys) */
   const Sam2DecoderAttention *fa = &m->final_attn;
-  CHECK (sam2_session_sum_linear (s, &fa->k_proj, d->keys, s->image_pe, HW, d->keys_pe, d->big_k));
+  CHECK (sam2_session_sum_linear (s, &fa->q_proj, queries, qpe, T, tmp, d->q_small));
+  CHECK (sam2_session_sum_linear (s, &fa->k_proj, d->keys, s->image_pe, HW, d->keys_pe,
+                                  d->big_k));
   CHECK (sam2_session_linear (s, &fa->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
   CHECK (attention_projected (s, fa, d->q_small, T, d->big_k, d->big_v, HW, d->o_small, queries,
                               queries));
