@@ -134,6 +134,7 @@ typedef struct {
   void *w4a8_next_ws;          /* fc2's kernel rows when fc1's GEMM writes them */
   size_t w4a8_next_ws_bytes;
   unsigned int *next_counters; /* sam2_cuda_w4a8_gemm_quantize_next's, zero between launches */
+  unsigned int *row_counter;   /* sam2_cuda_norm_linear_16_small_m's, zero between launches */
   size_t next_counters_bytes;
   char detail[256];            /* the last CUDA / cuBLAS failure in words */
   gboolean profiling;
@@ -907,13 +908,33 @@ cuda_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, int M, float *
   return status;
 }
 
-/* backend.h's sum_linear for 16-bit weights: the token-row linear (cuda_linear_run's) reads
- * x + addend itself; for more rows the sums go straight into the GEMM's 16-bit operand (the
- * conversion cuda_linear_run runs anyway). One launch fewer than add and linear, and for HW rows
- * the float sums' write and read, the same floats. FP32 and W4A8 layers are left to them. */
+/* The device counter of sam2_cuda_norm_linear_16_small_m, zeroed once (each launch leaves it
+ * so); allocated at a first, eager, use. */
 static int
-cuda_sum_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, const float *addend, int M,
-                 float *y, gboolean *done)
+row_counter (Sam2BackendCuda *cu, unsigned int **out)
+{
+  if (cu->row_counter == NULL) {
+    if (cu->capturing)
+      return first_use_in_capture (cu, "allocating the row counter");
+    int st = device_alloc (cu, sizeof (unsigned int), (void **) &cu->row_counter,
+                           "the row counter");
+    if (st != SAM2_STATUS_OK)
+      return st;
+    CUDA_TRY (cu, cudaMemsetAsync (cu->row_counter, 0, sizeof (unsigned int), cu->stream),
+              "the row counter");
+  }
+  *out = cu->row_counter;
+  return SAM2_STATUS_OK;
+}
+
+/* backend.h's norm_sum_linear for 16-bit weights: the token-row linear (cuda_linear_run's) reads
+ * x + addend itself, and normalises its rows first (writing them back) when there is a norm; for
+ * more rows the sums go straight into the GEMM's 16-bit operand (the conversion cuda_linear_run
+ * runs anyway), without a norm. One or two launches fewer than the ops, and for HW rows the
+ * float sums' write and read, the same floats. FP32 and W4A8 layers are left to the ops. */
+static int
+cuda_norm_sum_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *l, float *x,
+                      const float *addend, int M, Sam2Act act, float *y, gboolean *done)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   *done = FALSE;
@@ -923,14 +944,37 @@ cuda_sum_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, const floa
   int status = linear_weights (cu, l, &w);
   if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16)
     return status;
-  if (cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX) {
+  const gboolean small = cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX;
+  if (n != NULL) {
+    if (!small || n->dim != w->k
+        || (size_t) M * w->k * sizeof (float) > SAM2_CUDA_NORM_LINEAR_SMALL_M_MAX_BYTES)
+      return SAM2_STATUS_OK;
+    const CudaNorm *d;
+    unsigned int *counter = NULL;
+    status = norm_weights (cu, n, &d);
+    if (status == SAM2_STATUS_OK)
+      status = row_counter (cu, &counter);
+    if (status != SAM2_STATUS_OK)
+      return status;
+    const Sam2CudaRowNorm norm = { d->weight, d->bias, n->eps };
+    *done = TRUE;
+    PROFILED (SAM2_OP_LINEAR,
+              launched (cu, sam2_cuda_norm_linear_16_small_m (&norm, counter, x, addend, M, w->k,
+                                                              cu->half, w->w16, w->n, w->bias,
+                                                              (int) act, y, cu->stream),
+                        l->name));
+    return status;
+  }
+  if (small) {
     *done = TRUE;
     PROFILED (SAM2_OP_LINEAR,
               launched (cu, sam2_cuda_linear_16_small_m (x, addend, M, w->k, cu->half, w->w16,
-                                                         w->n, w->bias, SAM2_CUDA_ACT_NONE, NULL,
-                                                         y, cu->stream), l->name));
+                                                         w->n, w->bias, (int) act, NULL, y,
+                                                         cu->stream), l->name));
     return status;
   }
+  if (addend == NULL)
+    return SAM2_STATUS_OK;   /* the plain linear */
   uint16_t *x16;   /* (M, K) */
   status = f16_scratch (cu, (size_t) M * w->k, &x16);
   if (status != SAM2_STATUS_OK)
@@ -940,8 +984,7 @@ cuda_sum_linear (Sam2Backend *b, const Sam2Linear *l, const float *x, const floa
             launched (cu, sam2_cuda_sum_to_16 (x, addend, (size_t) M * w->k, cu->half, x16,
                                                cu->stream), l->name));
   if (status == SAM2_STATUS_OK)
-    PROFILED (SAM2_OP_LINEAR,
-              f16_linear_from16 (cu, w, x16, M, y, SAM2_ACT_NONE, NULL, l->name));
+    PROFILED (SAM2_OP_LINEAR, f16_linear_from16 (cu, w, x16, M, y, act, NULL, l->name));
   return status;
 }
 
@@ -1733,8 +1776,9 @@ cuda_destroy (Sam2Backend *b)
   }
   /* the scratch buffers grown by the ops */
   void **const scratch[] = { (void **) &cu->x16, &cu->w4a8_ws, &cu->w4a8_next_ws,
-                             (void **) &cu->next_counters, &cu->stats_index, &cu->stats_rows,
-                             &cu->stats_gram, &cu->pre_frame, &cu->pre_tmp };
+                             (void **) &cu->next_counters, (void **) &cu->row_counter,
+                             &cu->stats_index, &cu->stats_rows, &cu->stats_gram, &cu->pre_frame,
+                             &cu->pre_tmp };
   free_device_buffers (scratch, G_N_ELEMENTS (scratch));
   preprocess_tables_free (cu);
 #ifdef SAM2_HAVE_CUSOLVER
@@ -1903,7 +1947,7 @@ static const Sam2BackendOps cuda_ops = {
   .linear = cuda_linear,
   .layer_norm = cuda_layer_norm,
   .norm_windows_linear = cuda_norm_windows_linear,
-  .sum_linear = cuda_sum_linear,
+  .norm_sum_linear = cuda_norm_sum_linear,
   .norm_mlp = cuda_norm_mlp,
   .activation = cuda_activation,
   .add = cuda_add,

@@ -123,12 +123,14 @@ typedef struct {
   int (*norm_windows_linear) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *l,
                               const float *x, int n_img, int H, int W, int ws, float *y,
                               gboolean *done);
-  /* Optional: y (M, N) = l (x + addend), x and addend (M, K), with linear's result on the floats
-   * add() would write, without writing them (the mask decoder's tokens plus their positional
-   * encodings). *done FALSE, with nothing run, where the backend has no such pass for this layer
-   * and M (NULL: for none); the model then adds, and runs the linear. */
-  int (*sum_linear) (Sam2Backend *b, const Sam2Linear *l, const float *x, const float *addend,
-                     int M, float *y, gboolean *done);
+  /* Optional: x = n (x) in place when n is not NULL (a LayerNorm over x's rows), then y (M, N) =
+   * act (l (x + addend)) (addend (M, K) or NULL), with the results of layer_norm, add and linear
+   * one after another, without writing the sum (the mask decoder's tokens after a norm, plus
+   * their positional encodings; the image keys plus theirs). *done FALSE, with nothing run,
+   * where the backend has no such pass for this layer and M (NULL: for none); the model then
+   * runs the ops. */
+  int (*norm_sum_linear) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *l, float *x,
+                          const float *addend, int M, Sam2Act act, float *y, gboolean *done);
   int (*activation) (Sam2Backend *b, Sam2Act act, float *x, size_t n);
   /* y = a + c (n floats); y may alias either. */
   int (*add) (Sam2Backend *b, float *y, const float *a, const float *c, size_t n);

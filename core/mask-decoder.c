@@ -131,20 +131,25 @@ sam2_mask_decoder_bind (Sam2Binder *b, GError **error)
   return TRUE;
 }
 
-/* Sam2FeedForward on M rows; `a` and `b2` are scratch of M x widest layer. Output to `out`,
- * plus `residual` (M x out, may be `out`) when not NULL, added by the last layer. */
+/* Sam2FeedForward on M rows, after x = norm (x) in place when `norm` is not NULL (an MLP of
+ * two layers or more); `a` and `b2` are scratch of M x widest layer. Output to `out`, plus
+ * `residual` (M x out, may be `out` or x) when not NULL, added by the last layer. */
 static int
-mlp_forward (Sam2Session *s, const Sam2Mlp *mlp, const float *x, int M, float *a, float *b2,
-             float *out, const float *residual)
+mlp_forward (Sam2Session *s, const Sam2Mlp *mlp, const Sam2LayerNorm *norm, float *x, int M,
+             float *a, float *b2, float *out, const float *residual)
 {
   Sam2Backend *b = s->backend;
+  g_return_val_if_fail (norm == NULL || mlp->n_layers >= 2, SAM2_STATUS_UNSUPPORTED);
   const float *in = x;
   float *bufs[2] = { a, b2 };
   for (int i = 0; i < mlp->n_layers; i++) {
     const gboolean last = i == mlp->n_layers - 1;
     float *y = last ? out : bufs[i % 2];
-    CHECK (sam2_session_linear (s, &mlp->layers[i], in, M, y, last ? SAM2_ACT_NONE : mlp->act,
-                                last ? residual : NULL));
+    const Sam2Act act = last ? SAM2_ACT_NONE : mlp->act;
+    if (i == 0 && norm != NULL)
+      CHECK (sam2_session_norm_sum_linear (s, norm, &mlp->layers[0], x, NULL, M, act, NULL, y));
+    else
+      CHECK (sam2_session_linear (s, &mlp->layers[i], in, M, y, act, last ? residual : NULL));
     in = y;
   }
   if (mlp->sigmoid_output)
@@ -254,7 +259,8 @@ self_attention (Sam2Session *s, int l, int T)
   }
   const int ld = qkv->out_features;   /* 3 D without pe (v stacked too), else 2 D */
   if (pe)
-    CHECK (sam2_session_sum_linear (s, qkv, queries, d->token_pe, T, tmp, d->qkv_small));
+    CHECK (sam2_session_norm_sum_linear (s, NULL, qkv, queries, d->token_pe, T, SAM2_ACT_NONE, tmp,
+                                         d->qkv_small));
   else
     CHECK (sam2_session_linear (s, qkv, in, T, d->qkv_small, SAM2_ACT_NONE, NULL));
   const float *V = d->qkv_small + 2 * D;
@@ -282,23 +288,24 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
   for (int l = 0; l < m->n_two_way; l++) {
     const Sam2TwoWayBlock *t = &m->two_way[l];
     CHECK (self_attention (s, l, T));
-    CHECK (b->ops->layer_norm (b, &t->norm1, queries, T, queries));
 
-    /* tokens attend to the image: q_proj (tokens + pe) */
+    /* tokens attend to the image: q_proj (norm1 (tokens) + pe), the norm in place */
     const gboolean cached = image_cached && l == 0;
     const Sam2DecoderAttention *t2i = &t->cross_token_to_image;
     /* the image keys' two projections as one layer (session.h's stacks) unless an observer must
      * see each layer's input */
     const Sam2Linear *kq = s->stacks.image_kq != NULL && s->stacks.image_kq[l].out_features > 0
                                && s->observer == NULL ? &s->stacks.image_kq[l] : NULL;
-    CHECK (sam2_session_sum_linear (s, &t2i->q_proj, queries, qpe, T, tmp, d->q_small));
+    CHECK (sam2_session_norm_sum_linear (s, &t->norm1, &t2i->q_proj, queries, qpe, T,
+                                         SAM2_ACT_NONE, tmp, d->q_small));
     if (cached) {
       CHECK (attention_projected (s, t2i, d->q_small, T, d->image_k, d->image_v, HW, d->o_small,
                                   queries, queries));
     } else if (kq != NULL) {
       /* K here and the image-to-token attention's Q below, side by side in big_k, from the keys
        * + pe (which the backend may not write into keys_pe: nothing else reads them) */
-      CHECK (sam2_session_sum_linear (s, kq, d->keys, s->image_pe, HW, d->keys_pe, d->big_k));
+      CHECK (sam2_session_norm_sum_linear (s, NULL, kq, d->keys, s->image_pe, HW, SAM2_ACT_NONE,
+                                           d->keys_pe, d->big_k));
       CHECK (sam2_session_linear (s, &t2i->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
       const int D = t2i->internal_dim;
       CHECK (attention_projected_ld (s, t2i, d->q_small, D, T, d->big_k, kq->out_features,
@@ -308,13 +315,13 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
       CHECK (attention_kv_forward (s, t2i, d->q_small, T, d->keys_pe, d->keys, HW, d->big_k,
                                    d->big_v, d->o_small, queries, queries));
     }
-    CHECK (b->ops->layer_norm (b, &t->norm2, queries, T, queries));
 
-    /* the residual added by the MLP's last layer */
-    CHECK (mlp_forward (s, &t->mlp, queries, T, d->head_a, d->head_b, queries, queries));
-    CHECK (b->ops->layer_norm (b, &t->norm3, queries, T, queries));
+    /* the MLP of norm2 (tokens) (the norm in place), its residual added by its last layer */
+    CHECK (mlp_forward (s, &t->mlp, &t->norm2, queries, T, d->head_a, d->head_b, queries,
+                        queries));
 
-    /* the image attends to the tokens: k_proj (tokens + pe), v_proj (tokens) */
+    /* the image attends to the tokens: k_proj (norm3 (tokens) + pe), the norm in place, and
+     * v_proj (tokens) */
     const Sam2DecoderAttention *i2t = &t->cross_image_to_token;
     const int D = i2t->internal_dim;
     /* the image side's queries: cached per image (the keys are still the image's, no mask
@@ -331,7 +338,8 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
                                   NULL));
       Q = d->big_q;
     }
-    CHECK (sam2_session_sum_linear (s, &i2t->k_proj, queries, qpe, T, tmp, d->k_small));
+    CHECK (sam2_session_norm_sum_linear (s, &t->norm3, &i2t->k_proj, queries, qpe, T,
+                                         SAM2_ACT_NONE, tmp, d->k_small));
     CHECK (sam2_session_linear (s, &i2t->v_proj, queries, T, d->v_small, SAM2_ACT_NONE, NULL));
     CHECK (attention_projected_ld (s, i2t, Q, q_ld, HW, d->k_small, D, d->v_small, D, T,
                                    d->big_o, d->keys, cached ? d->image_keys : d->keys));
@@ -340,9 +348,10 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
 
   /* the final attention: q_proj (tokens + pe), k_proj (keys + pe), v_proj (keys) */
   const Sam2DecoderAttention *fa = &m->final_attn;
-  CHECK (sam2_session_sum_linear (s, &fa->q_proj, queries, qpe, T, tmp, d->q_small));
-  CHECK (sam2_session_sum_linear (s, &fa->k_proj, d->keys, s->image_pe, HW, d->keys_pe,
-                                  d->big_k));
+  CHECK (sam2_session_norm_sum_linear (s, NULL, &fa->q_proj, queries, qpe, T, SAM2_ACT_NONE,
+                                       tmp, d->q_small));
+  CHECK (sam2_session_norm_sum_linear (s, NULL, &fa->k_proj, d->keys, s->image_pe, HW,
+                                       SAM2_ACT_NONE, d->keys_pe, d->big_k));
   CHECK (sam2_session_linear (s, &fa->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
   CHECK (attention_projected (s, fa, d->q_small, T, d->big_k, d->big_v, HW, d->o_small, queries,
                               queries));
@@ -416,27 +425,27 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
    * observer must see each token's layers */
   const gboolean stacked = s->observer == NULL;
   if (stacked && s->stacks.hyper.n_layers > 0)
-    CHECK (mlp_forward (s, &s->stacks.hyper, d->tokens + (size_t) 2 * C, 1, d->head_a,
+    CHECK (mlp_forward (s, &s->stacks.hyper, NULL, d->tokens + (size_t) 2 * C, 1, d->head_a,
                         d->head_b, d->hyper, NULL));
   else
     for (int i = 0; i < nmt; i++)
-      CHECK (mlp_forward (s, &m->hyper_mlps[i], d->tokens + (size_t) (2 + i) * C, 1, d->head_a,
-                          d->head_b, d->hyper + (size_t) i * C8, NULL));
+      CHECK (mlp_forward (s, &m->hyper_mlps[i], NULL, d->tokens + (size_t) (2 + i) * C, 1,
+                          d->head_a, d->head_b, d->hyper + (size_t) i * C8, NULL));
   CHECK (b->ops->matmul_nt (b, d->hyper, d->up2, nmt, 16 * HW, C8, d->masks));
 
   /* both heads into one buffer, read back by one download; the object score at an offset of
    * 256 bytes, the alignment of a buffer of its own (which the kernels may rely on) */
   if (stacked && s->stacks.heads.n_layers > 0) {
     /* both from the first two token rows at once; then the IoU head's own sigmoid */
-    CHECK (mlp_forward (s, &s->stacks.heads, d->tokens, 1, d->head_a, d->head_b, d->head_out,
-                        NULL));
+    CHECK (mlp_forward (s, &s->stacks.heads, NULL, d->tokens, 1, d->head_a, d->head_b,
+                        d->head_out, NULL));
     return m->iou_head.sigmoid_output
              ? b->ops->activation (b, SAM2_ACT_SIGMOID, d->head_out, (size_t) nmt)
              : SAM2_STATUS_OK;
   }
-  CHECK (mlp_forward (s, &m->iou_head, d->tokens + C, 1, d->head_a, d->head_b, d->head_out,
-                      NULL));
-  return mlp_forward (s, &m->obj_score_head, d->tokens, 1, d->head_a, d->head_b,
+  CHECK (mlp_forward (s, &m->iou_head, NULL, d->tokens + C, 1, d->head_a, d->head_b,
+                      d->head_out, NULL));
+  return mlp_forward (s, &m->obj_score_head, NULL, d->tokens, 1, d->head_a, d->head_b,
                       d->head_out + d->obj_offset, NULL);
 }
 

@@ -559,20 +559,30 @@ sam2_session_linear_one_image (Sam2Session *s, const Sam2Linear *l, const float 
 }
 
 int
-sam2_session_sum_linear (Sam2Session *s, const Sam2Linear *l, const float *x, const float *addend,
-                         int M, float *sum_buf, float *y)
+sam2_session_norm_sum_linear (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Linear *l,
+                              float *x, const float *addend, int M, Sam2Act act, float *sum_buf,
+                              float *y)
 {
   Sam2Backend *b = s->backend;
-  if (b->ops->sum_linear != NULL && s->observer == NULL) {
+  if (b->ops->norm_sum_linear != NULL && s->observer == NULL) {
     gboolean done = FALSE;
-    const int status = b->ops->sum_linear (b, l, x, addend, M, y, &done);
+    const int status = b->ops->norm_sum_linear (b, n, l, x, addend, M, act, y, &done);
     if (status != SAM2_STATUS_OK || done)
       return status;
   }
-  const int status = b->ops->add (b, sum_buf, x, addend, (size_t) M * l->in_features);
-  if (status != SAM2_STATUS_OK)
-    return status;
-  return sam2_session_linear (s, l, sum_buf, M, y, SAM2_ACT_NONE, NULL);
+  if (n != NULL) {
+    const int status = b->ops->layer_norm (b, n, x, M, x);
+    if (status != SAM2_STATUS_OK)
+      return status;
+  }
+  const float *in = x;
+  if (addend != NULL) {
+    const int status = b->ops->add (b, sum_buf, x, addend, (size_t) M * l->in_features);
+    if (status != SAM2_STATUS_OK)
+      return status;
+    in = sum_buf;
+  }
+  return sam2_session_linear (s, l, in, M, y, act, NULL);
 }
 
 int

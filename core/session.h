@@ -191,10 +191,12 @@ int sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, in
  * the neck's wider convs run image by image). */
 int sam2_session_linear_one_image (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
                                    float *y, Sam2Act act, const float *residual);
-/* y = l (x + addend), x and addend (M, K): the backend's sum_linear where it has one for this
- * layer and no observer needs to see the layer's input, else add into sum_buf (M, K) and l. */
-int sam2_session_sum_linear (Sam2Session *s, const Sam2Linear *l, const float *x,
-                             const float *addend, int M, float *sum_buf, float *y);
+/* x = n (x) in place (n NULL: x as it is), then y = act (l (x + addend)) (addend (M, K) or NULL):
+ * the backend's norm_sum_linear where it has one for this layer and no observer needs to see the
+ * layer's input, else layer_norm, add into sum_buf (M, K) and l. */
+int sam2_session_norm_sum_linear (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Linear *l,
+                                  float *x, const float *addend, int M, Sam2Act act,
+                                  float *sum_buf, float *y);
 /* y = fc2 (act (fc1 (LN (x)))) + residual (the MLP half of a block; y may be x and residual):
  * the backend's norm_mlp where it has one and no observer needs to see the layers' inputs, else
  * layer_norm into norm_buf (M, K1), fc1 into hidden (M, N1) and fc2. */

@@ -17,7 +17,8 @@
  *   queries, 4096 keys, head_dim 16 or 32), where flash_kernel would run one block per head
  *   walking 64 key tiles in sequence. Here a block owns one query row of one head; each of its
  *   256 threads keeps its own online softmax over keys t, t + 256, ... with the output row in
- *   registers, and the block merges the 256 partial (m, l, o) at the end.
+ *   registers, a few keys per step (their loads in flight together), and the block merges the
+ *   256 partial (m, l, o) at the end.
  *
  * Keys past len_k get the score -inf (probability exactly 0) and their V rows are loaded as 0, so
  * no garbage (or NaN in a caller's padding) reaches the output; queries past len_q compute on
@@ -248,6 +249,8 @@ flash_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 constexpr int DECODE_MAX_NJ = 2;          /* head_dim <= 32: the output row stays in registers */
 constexpr int DECODE_MAX_LEN_Q = 16;
 constexpr int DECODE_MIN_LEN_K = 4 * BK;  /* below, flash_kernel's key loop is short anyway */
+constexpr int DECODE_KEYS_PER_STEP = 4;   /* keys a thread loads at once at head_dim <= 16 (half
+                                           * as many at <= 32): 128 floats of K and V in flight */
 
 /* Merge weight of a partial softmax with max `m` into the merged max `mm`; 0 for an empty part
  * (m = -inf), also when every part is empty (no -inf - -inf). */
@@ -281,47 +284,63 @@ decode_kernel (const Sam2CudaAttentionArgs a)
     q[d] = d < D ? qr[d] : 0.0f;
     o[d] = 0.0f;
   }
+  /* keys base, base + 256, ... G at a time: their K and V loads are issued together, then
+   * the group's scores, one rescale of the running output by the group's max, and its terms (one
+   * key at a time left the loop waiting on each key's loads: ~20 us for 4096 keys) */
+  constexpr int G = DECODE_KEYS_PER_STEP / NJ;
   float m = -INFINITY, l = 0.0f;
-  for (int key = threadIdx.x; key < a.len_k; key += THREADS) {
-    const float *kr = kb + (size_t) key * a.k_ld;
-    const float *vr = vb + (size_t) key * a.v_ld;
-    float kv[DP], vv[DP];
-    if (VEC) {
+  for (int base = threadIdx.x; base < a.len_k; base += THREADS * G) {
+    float kv[G][DP], vv[G][DP];
 #pragma unroll
-      for (int d = 0; d < DP; d += 4) {
-        float4 k4 = make_float4 (0.0f, 0.0f, 0.0f, 0.0f), v4 = k4;
-        if (d < D) {
-          k4 = *reinterpret_cast<const float4 *> (kr + d);
-          v4 = *reinterpret_cast<const float4 *> (vr + d);
+    for (int g = 0; g < G; g++) {
+      const int key = base + g * THREADS;
+      const bool valid = key < a.len_k;
+      const float *kr = kb + (size_t) (valid ? key : 0) * a.k_ld;
+      const float *vr = vb + (size_t) (valid ? key : 0) * a.v_ld;
+      if (VEC) {
+#pragma unroll
+        for (int d = 0; d < DP; d += 4) {
+          float4 k4 = make_float4 (0.0f, 0.0f, 0.0f, 0.0f), v4 = k4;
+          if (valid && d < D) {
+            k4 = *reinterpret_cast<const float4 *> (kr + d);
+            v4 = *reinterpret_cast<const float4 *> (vr + d);
+          }
+          kv[g][d] = k4.x, kv[g][d + 1] = k4.y, kv[g][d + 2] = k4.z, kv[g][d + 3] = k4.w;
+          vv[g][d] = v4.x, vv[g][d + 1] = v4.y, vv[g][d + 2] = v4.z, vv[g][d + 3] = v4.w;
         }
-        kv[d] = k4.x, kv[d + 1] = k4.y, kv[d + 2] = k4.z, kv[d + 3] = k4.w;
-        vv[d] = v4.x, vv[d + 1] = v4.y, vv[d + 2] = v4.z, vv[d + 3] = v4.w;
-      }
-    } else {
+      } else {
 #pragma unroll
-      for (int d = 0; d < DP; d++) {
-        kv[d] = d < D ? kr[d] : 0.0f;
-        vv[d] = d < D ? vr[d] : 0.0f;
+        for (int d = 0; d < DP; d++) {
+          kv[g][d] = valid && d < D ? kr[d] : 0.0f;
+          vv[g][d] = valid && d < D ? vr[d] : 0.0f;
+        }
       }
     }
-    float s = 0.0f;
+    float sc[G];
+    float mg = m;   /* the group's new max: finite, key `base` is valid */
 #pragma unroll
-    for (int d = 0; d < DP; d++)
-      s = fmaf (q[d], kv[d], s);
-    s *= a.scale;
-    if (s > m) {
-      const float alpha = expf (m - s);       /* 0 for the thread's first key */
-      l *= alpha;
+    for (int g = 0; g < G; g++) {
+      float dot = 0.0f;
 #pragma unroll
       for (int d = 0; d < DP; d++)
-        o[d] *= alpha;
-      m = s;
+        dot = fmaf (q[d], kv[g][d], dot);
+      sc[g] = base + g * THREADS < a.len_k ? dot * a.scale : -INFINITY;
+      mg = fmaxf (mg, sc[g]);
     }
-    const float p = expf (s - m);
-    l += p;
+    const float alpha = expf (m - mg);   /* 0 for the thread's first group, 1 if m held */
+    l *= alpha;
 #pragma unroll
     for (int d = 0; d < DP; d++)
-      o[d] = fmaf (p, vv[d], o[d]);
+      o[d] *= alpha;
+    m = mg;
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      const float p = expf (sc[g] - m);  /* 0 past len_k */
+      l += p;
+#pragma unroll
+      for (int d = 0; d < DP; d++)
+        o[d] = fmaf (p, vv[g][d], o[d]);
+    }
   }
 
   /* merge the 32 partials of the warp, then the warps' through shared memory */

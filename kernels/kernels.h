@@ -466,6 +466,19 @@ int sam2_cuda_linear_16_small_m (const float *x, const float *x_addend, int M, i
                                  Sam2CudaHalf type, const uint16_t *w16, int N, const float *bias,
                                  int act, const float *residual, float *y, cudaStream_t stream);
 
+#define SAM2_CUDA_NORM_LINEAR_SMALL_M_MAX_BYTES 49152   /* M K floats in shared memory */
+/* x (M, K) = norm (x) in place (Sam2CudaRowNorm, the W4A8 section's: the floats
+ * sam2_cuda_layer_norm writes), and y (M, N) = act (x16 W^T + bias) of those rows (+ x_addend
+ * when not NULL), as sam2_cuda_linear_16_small_m, in one launch (the decoder's token rows: a
+ * LayerNorm, then a projection of its output): each block normalises the rows into shared
+ * memory, and the last one to have read x (`counter`, on the device, 0 between launches: each
+ * launch leaves it so) writes them back. No residual; y must not be x. SAM2_CUDA_UNSUPPORTED
+ * beyond SAM2_CUDA_NORM_LINEAR_SMALL_M_MAX_BYTES of rows. */
+int sam2_cuda_norm_linear_16_small_m (const Sam2CudaRowNorm *norm, unsigned int *counter, float *x,
+                                      const float *x_addend, int M, int K, Sam2CudaHalf type,
+                                      const uint16_t *w16, int N, const float *bias, int act,
+                                      float *y, cudaStream_t stream);
+
 /* The BF16 baseline: C (M, N) bf16 = A (M, K) B^T, bf16 operands, FP32 accumulation, through
  * cuBLASLt with its heuristic's first algorithm. Descriptors are created per call (host memory
  * only): a benchmark reference, not a hot path. */

@@ -13,22 +13,49 @@
  * in the same launch. An addend to x (the decoder's positional encodings: linear (x + pe)) is
  * added in float as the rows are read, so the sum is never written. */
 #include "common.cuh"
+#include "layernorm-row.cuh"
 
 namespace {
 
 constexpr int WARPS = 8;   /* output columns per block */
 
 /* VEC: K % 8 == 0, x and w16 16-byte aligned (16-byte loads of 8 halves and 2 float4). BF16:
- * the operands' format (sam2_to16). */
-template <bool VEC, bool BF16>
+ * the operands' format (sam2_to16). NORM: the rows are first normalised by `norm` (a warp per
+ * row, layernorm-row.cuh's arithmetic, so layer_norm_kernel's floats) into shared memory, which
+ * the products then read; every block counts itself once it has read x, and the last writes the
+ * normalised rows over x, as the LayerNorm kernel run in place would have left them. */
+template <bool VEC, bool BF16, bool NORM>
 __global__ void __launch_bounds__ (WARPS * 32)
-linear_small_m_kernel (const float *__restrict__ x, const float *__restrict__ x_addend, int M,
-                       int K, const uint16_t *__restrict__ w, int N,
-                       const float *__restrict__ bias, int act, const float *residual, float *y)
+linear_small_m_kernel (float *x_rows, const float *__restrict__ x_addend, int M, int K,
+                       const uint16_t *__restrict__ w, int N, const float *__restrict__ bias,
+                       int act, const float *residual, float *y, Sam2CudaRowNorm norm,
+                       unsigned int *counter)
 {
-  const int n = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int n = blockIdx.x * WARPS + warp;
+  const float *x = x_rows;
+  if (NORM) {
+    SAM2_DYNAMIC_SHARED (float4, rows4);
+    float *rows = reinterpret_cast<float *> (rows4);   /* (M, K) */
+    SAM2_STATIC_SHARED (unsigned int, last, [1]);
+    for (int r = warp; r < M; r += WARPS) {
+      const float *xr = x_rows + (size_t) r * K;
+      const Sam2RowNormStats st = sam2_row_norm_stats (xr, K, norm.eps, lane);
+      for (int c = lane; c < K; c += 32)
+        rows[r * K + c] = sam2_row_norm_value (xr[c], st, norm.weight[c], norm.bias[c]);
+    }
+    __syncthreads ();
+    /* this block's reads of x are done: count it; the grid's last block writes x */
+    if (threadIdx.x == 0)
+      last[0] = atomicInc (counter, gridDim.x - 1) == gridDim.x - 1;
+    __syncthreads ();
+    if (last[0])
+      for (int i = threadIdx.x; i < M * K; i += blockDim.x)
+        x_rows[i] = rows[i];
+    x = rows;
+  }
   if (n >= N)
-    return;   /* a whole warp: no barrier follows */
+    return;   /* a whole warp, after the block's barriers */
   float acc[SAM2_CUDA_LINEAR_SMALL_M_MAX];
 #pragma unroll
   for (int m = 0; m < SAM2_CUDA_LINEAR_SMALL_M_MAX; m++)
@@ -104,21 +131,26 @@ linear_small_m_kernel (const float *__restrict__ x, const float *__restrict__ x_
   }
 }
 
-template <bool BF16>
+template <bool BF16, bool NORM>
 int
-launch_small_m (const float *x, const float *x_addend, int M, int K, const uint16_t *w, int N,
-                const float *bias, int act, const float *residual, float *y, cudaStream_t stream)
+launch_small_m (float *x, const float *x_addend, int M, int K, const uint16_t *w, int N,
+                const float *bias, int act, const float *residual, float *y,
+                const Sam2CudaRowNorm &norm, unsigned int *counter, cudaStream_t stream)
 {
   const unsigned blocks = (unsigned) ((N + WARPS - 1) / WARPS);
-  if (K % 8 == 0 && sam2_aligned16 (x) && sam2_aligned16 (w)
+  const size_t smem = NORM ? (size_t) M * K * sizeof (float) : 0;
+  /* with NORM the products read the shared rows, 16-byte aligned */
+  if (K % 8 == 0 && (NORM || sam2_aligned16 (x)) && sam2_aligned16 (w)
       && (x_addend == nullptr || sam2_aligned16 (x_addend)))
-    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream, linear_small_m_kernel<true, BF16>) (
-        x, x_addend, M, K, w, N, bias, act, residual, y);
+    SAM2_LAUNCH (blocks, WARPS * 32, smem, stream, linear_small_m_kernel<true, BF16, NORM>) (
+        x, x_addend, M, K, w, N, bias, act, residual, y, norm, counter);
   else
-    SAM2_LAUNCH (blocks, WARPS * 32, 0, stream, linear_small_m_kernel<false, BF16>) (
-        x, x_addend, M, K, w, N, bias, act, residual, y);
+    SAM2_LAUNCH (blocks, WARPS * 32, smem, stream, linear_small_m_kernel<false, BF16, NORM>) (
+        x, x_addend, M, K, w, N, bias, act, residual, y, norm, counter);
   return sam2_launch_status ();
 }
+
+const Sam2CudaRowNorm no_norm = { nullptr, nullptr, 0.0f };
 
 } /* namespace */
 
@@ -133,7 +165,30 @@ sam2_cuda_linear_16_small_m (const float *x, const float *x_addend, int M, int K
     return SAM2_CUDA_UNSUPPORTED;
   if (M == 0 || N == 0)
     return SAM2_CUDA_OK;
+  /* x is only read without a norm */
+  float *xr = const_cast<float *> (x);
   return type == SAM2_CUDA_BF16
-           ? launch_small_m<true> (x, x_addend, M, K, w16, N, bias, act, residual, y, stream)
-           : launch_small_m<false> (x, x_addend, M, K, w16, N, bias, act, residual, y, stream);
+           ? launch_small_m<true, false> (xr, x_addend, M, K, w16, N, bias, act, residual, y,
+                                          no_norm, nullptr, stream)
+           : launch_small_m<false, false> (xr, x_addend, M, K, w16, N, bias, act, residual, y,
+                                           no_norm, nullptr, stream);
+}
+
+extern "C" int
+sam2_cuda_norm_linear_16_small_m (const Sam2CudaRowNorm *norm, unsigned int *counter, float *x,
+                                  const float *x_addend, int M, int K, Sam2CudaHalf type,
+                                  const uint16_t *w16, int N, const float *bias, int act, float *y,
+                                  cudaStream_t stream)
+{
+  if (norm == nullptr || norm->weight == nullptr || norm->bias == nullptr || counter == nullptr
+      || x == nullptr || w16 == nullptr || y == nullptr || y == x
+      || M < 1 || M > SAM2_CUDA_LINEAR_SMALL_M_MAX || K < 1 || N < 1
+      || (size_t) M * K * sizeof (float) > SAM2_CUDA_NORM_LINEAR_SMALL_M_MAX_BYTES
+      || !sam2_act_valid (act) || !sam2_half_valid (type))
+    return SAM2_CUDA_UNSUPPORTED;
+  return type == SAM2_CUDA_BF16
+           ? launch_small_m<true, true> (x, x_addend, M, K, w16, N, bias, act, nullptr, y, *norm,
+                                         counter, stream)
+           : launch_small_m<false, true> (x, x_addend, M, K, w16, N, bias, act, nullptr, y, *norm,
+                                          counter, stream);
 }

@@ -1371,6 +1371,66 @@ run_small_m_cublas (void *ctx)
   return st != SAM2_CUDA_OK ? st : sam2_cuda_bias_act (g->y, g->M, g->N, g->bias, 0, stream);
 }
 
+/* sam2_cuda_norm_linear_16_small_m on g's layer (no residual), with and without x_addend,
+ * against sam2_cuda_layer_norm in place then sam2_cuda_linear_16_small_m: the same floats in x
+ * and y, and the counter back at 0. */
+static void
+check_norm_linear_small_m (const SmallMRun *g, const float *x_addend, guint32 seed)
+{
+  const int M = g->M, K = g->K, N = g->N;
+  const size_t nx = (size_t) M * K, ny = (size_t) M * N;
+  float *w = g_malloc (K * sizeof (float)), *b = g_malloc (K * sizeof (float));
+  for (int k = 0; k < K; k++) {
+    w[k] = 0.5f + (float) (k % 7) / 7.0f;
+    b[k] = (float) (k % 5) / 5.0f - 0.4f;
+  }
+  float *dw = dev_from (w, K), *db = dev_from (b, K);
+  const Sam2CudaRowNorm norm = { dw, db, 1e-6f };
+  unsigned int *counter = NULL;
+  CUDA_OK (cudaMalloc ((void **) &counter, sizeof *counter));
+  CUDA_OK (cudaMemset (counter, 0, sizeof *counter));
+  float *xa = dev_alloc (nx), *xb = dev_alloc (nx), *ya = dev_alloc (ny), *yb = dev_alloc (ny);
+  for (int with_addend = 0; with_addend <= 1; with_addend++) {
+    const float *addend = with_addend ? x_addend : NULL;
+    CUDA_OK (cudaMemcpy (xa, g->x, nx * sizeof (float), cudaMemcpyDeviceToDevice));
+    CUDA_OK (cudaMemcpy (xb, g->x, nx * sizeof (float), cudaMemcpyDeviceToDevice));
+    dev_poison (ya, ny);
+    dev_poison (yb, ny);
+    int st = sam2_cuda_layer_norm (xa, M, K, dw, db, norm.eps, xa, stream);
+    if (st == SAM2_CUDA_OK)
+      st = sam2_cuda_linear_16_small_m (xa, addend, M, K, g->type, g->w16, N, g->bias, g->act,
+                                        NULL, ya, stream);
+    if (st == SAM2_CUDA_OK)
+      st = sam2_cuda_norm_linear_16_small_m (&norm, counter, xb, addend, M, K, g->type, g->w16,
+                                             N, g->bias, g->act, yb, stream);
+    CUDA_OK (cudaStreamSynchronize (stream));
+    float *want_x = host_from_dev (xa, nx), *want_y = host_from_dev (ya, ny);
+    char what[128];
+    g_snprintf (what, sizeof what, "norm_linear_16_small_m %s %dx%dx%d%s: y", half_name (g->type),
+                M, N, K, with_addend ? " + addend" : "");
+    check (what, seed, st, yb, want_y, ny, 0.0);
+    g_snprintf (what, sizeof what, "norm_linear_16_small_m %s %dx%dx%d%s: x normalised",
+                half_name (g->type), M, N, K, with_addend ? " + addend" : "");
+    check (what, seed, st, xb, want_x, nx, 0.0);
+    unsigned int after = 1;
+    CUDA_OK (cudaMemcpy (&after, counter, sizeof after, cudaMemcpyDeviceToHost));
+    g_snprintf (what, sizeof what, "norm_linear_16_small_m %s %dx%dx%d: counter", half_name (g->type),
+                M, N, K);
+    report (after == 0, what, seed, after == 0 ? "back at 0" : "not reset");
+    g_free (want_x);
+    g_free (want_y);
+  }
+  cudaFree (dw);
+  cudaFree (db);
+  cudaFree (counter);
+  cudaFree (xa);
+  cudaFree (xb);
+  cudaFree (ya);
+  cudaFree (yb);
+  g_free (w);
+  g_free (b);
+}
+
 /* sam2_cuda_linear_16_small_m against the CPU in each format: the product of the operands
  * rounded to it, then bias, activation and residual as the backend's linear does them.
  * residual_mode 0: none, 1: another buffer, 2: y itself. offset 1 shifts x and y off 16-byte
@@ -1449,6 +1509,8 @@ test_linear_small_m (cublasHandle_t h, int M, int N, int K, int act, gboolean wi
                   half_name (type), M, N, K, offset);
       check (what_sum, seed, st2, y, want, ny, 0.0);
       g_free (want);
+      if (residual_mode == 0)
+        check_norm_linear_small_m (&g, dadd + offset, seed);
       cudaFree (dsum);
       cudaFree (dsum_out);
       cudaFree (dadd);
@@ -1994,6 +2056,10 @@ main (void)
   test_linear_small_m (h, 5, 13, 37, SAM2_CUDA_ACT_SIGMOID, TRUE, 1, 1, FALSE);
   test_linear_small_m (h, 3, 40, 64, SAM2_CUDA_ACT_NONE, TRUE, 2, 1, FALSE);
   test_linear_small_m (h, 1, 1, 1, SAM2_CUDA_ACT_NONE, TRUE, 0, 0, FALSE);
+  /* misaligned rows (the normalised variant reads its shared copy 16 bytes at a time), K not a
+   * multiple of 8 */
+  test_linear_small_m (h, 6, 24, 48, SAM2_CUDA_ACT_RELU, TRUE, 0, 1, FALSE);
+  test_linear_small_m (h, 4, 9, 37, SAM2_CUDA_ACT_GELU, FALSE, 0, 1, FALSE);
   /* the half-precision paths' GEMM with cuBLASLt's bias epilogue: edges, tiny stage 0 qkv,
    * stage 2 fc1 */
   test_gemm_16_bias (h, lt, lt_ws, 1, 1, 1, FALSE);
