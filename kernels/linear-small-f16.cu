@@ -11,7 +11,9 @@
  * FP32 sums: only the order of the additions differs). The warp's sums are reduced by a
  * butterfly, and lane m writes row m: act(sum + bias) + residual, the backend linear's epilogue,
  * in the same launch. An addend to x (the decoder's positional encodings: linear (x + pe)) is
- * added in float as the rows are read, so the sum is never written. */
+ * added in float as the rows are read, so the sum is never written; and a LayerNorm in front
+ * (sam2_cuda_norm_linear_16_small_m: the decoder's norm, then projection) is computed by every
+ * block into shared memory, so the norm needs no launch of its own. */
 #include "common.cuh"
 #include "layernorm-row.cuh"
 
