@@ -345,10 +345,11 @@ cpu_add_upsample2x_run (Sam2Backend *b, float *y, const float *x, int H, int W, 
 }
 
 static int
-cpu_depth_to_space2x_run (Sam2Backend *b, const float *x, int H, int W, int C, const float *addend,
-                      float *y)
+cpu_depth_to_space2x_run (Sam2Backend *b, const float *x, int x_ld, int H, int W, int C,
+                          const float *addend, float *y)
 {
-  sam2_cpu_depth_to_space2x (x, H, W, C, addend, y);
+  g_return_val_if_fail (x_ld >= 4 * C, SAM2_STATUS_UNSUPPORTED);
+  sam2_cpu_depth_to_space2x (x, x_ld, H, W, C, addend, y);
   return SAM2_STATUS_OK;
 }
 
@@ -490,12 +491,13 @@ cpu_add_upsample2x (Sam2Backend *b, float *y, const float *x, int H, int W, int 
 
 /* The oracle of the fused op: the three ops one after another, each timed as itself. */
 static int
-cpu_depth_to_space2x (Sam2Backend *b, const float *x, int H, int W, int C, const float *addend,
-                      const Sam2LayerNorm *norm, Sam2Act act, float *y)
+cpu_depth_to_space2x (Sam2Backend *b, const float *x, int x_ld, int H, int W, int C,
+                      const float *addend, const Sam2LayerNorm *norm, Sam2Act act, float *y)
 {
   g_return_val_if_fail (norm == NULL || norm->dim == C, SAM2_STATUS_UNSUPPORTED);
   int status;
-  PROFILED (SAM2_OP_RESAMPLE, status = cpu_depth_to_space2x_run (b, x, H, W, C, addend, y));
+  PROFILED (SAM2_OP_RESAMPLE,
+            status = cpu_depth_to_space2x_run (b, x, x_ld, H, W, C, addend, y));
   if (status == SAM2_STATUS_OK && norm != NULL)
     status = cpu_layer_norm (b, norm, y, 4 * H * W, y);
   if (status == SAM2_STATUS_OK && act != SAM2_ACT_NONE)

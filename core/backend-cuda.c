@@ -1319,7 +1319,7 @@ cuda_add_upsample2x (Sam2Backend *b, float *y, const float *x, int H, int W, int
 }
 
 static int
-cuda_depth_to_space2x_run (Sam2BackendCuda *cu, const float *x, int H, int W, int C,
+cuda_depth_to_space2x_run (Sam2BackendCuda *cu, const float *x, int x_ld, int H, int W, int C,
                            const float *addend, const Sam2LayerNorm *norm, Sam2Act act, float *y)
 {
   const CudaNorm *d = NULL;
@@ -1330,7 +1330,7 @@ cuda_depth_to_space2x_run (Sam2BackendCuda *cu, const float *x, int H, int W, in
       return st;
   }
   return launched (cu,
-                   sam2_cuda_depth_to_space2x_norm_act (x, H, W, C, addend,
+                   sam2_cuda_depth_to_space2x_norm_act (x, x_ld, H, W, C, addend,
                                                         d != NULL ? d->weight : NULL,
                                                         d != NULL ? d->bias : NULL,
                                                         norm != NULL ? norm->eps : 0.0f,
@@ -1340,13 +1340,13 @@ cuda_depth_to_space2x_run (Sam2BackendCuda *cu, const float *x, int H, int W, in
 
 /* With the LayerNorm and activation folded in, timed as resampling. */
 static int
-cuda_depth_to_space2x (Sam2Backend *b, const float *x, int H, int W, int C, const float *addend,
-                       const Sam2LayerNorm *norm, Sam2Act act, float *y)
+cuda_depth_to_space2x (Sam2Backend *b, const float *x, int x_ld, int H, int W, int C,
+                       const float *addend, const Sam2LayerNorm *norm, Sam2Act act, float *y)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   int status;
   PROFILED (SAM2_OP_RESAMPLE,
-            cuda_depth_to_space2x_run (cu, x, H, W, C, addend, norm, act, y));
+            cuda_depth_to_space2x_run (cu, x, x_ld, H, W, C, addend, norm, act, y));
   return status;
 }
 

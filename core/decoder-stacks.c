@@ -120,6 +120,22 @@ stack_image_kq (Sam2Session *s)
   }
 }
 
+/* The keys after the last two-way layer feed the final attention's v and the upscaling's first
+ * layer: one layer of HW rows instead of two (the upscaling's part first, read by the
+ * depth-to-space with the stacked row as its stride). */
+static void
+stack_upscale_v (Sam2Session *s)
+{
+  const Sam2Model *m = s->model;
+  Sam2DecoderStacks *st = &s->stacks;
+  const Sam2Linear *up = &m->upscale1, *v = &m->final_attn.v_proj;
+  const Block blocks[2] = { { up, 0, 0 }, { v, up->out_features, 0 } };
+  if (up->in_features != v->in_features
+      || !stack_linear (st, &st->upscale_v, up->in_features, up->out_features + v->out_features,
+                        blocks, 2))
+    st->upscale_v.out_features = 0;
+}
+
 void
 sam2_decoder_stacks_build (Sam2Session *s)
 {
@@ -167,6 +183,7 @@ sam2_decoder_stacks_build (Sam2Session *s)
       st->self_qkv[l].out_features = 0;
   }
   stack_image_kq (s);
+  stack_upscale_v (s);
 }
 
 void

@@ -274,6 +274,15 @@ self_attention (Sam2Session *s, int l, int T)
                                  d->o_small, queries, pe ? queries : NULL);
 }
 
+/* The final keys' stacked projection (session.h's stacks), or NULL where it is not built or an
+ * observer must see each layer's input. */
+static const Sam2Linear *
+upscale_v_stack (Sam2Session *s)
+{
+  return s->stacks.upscale_v.out_features > 0 && s->observer == NULL ? &s->stacks.upscale_v
+                                                                     : NULL;
+}
+
 /* `image_cached`: the first block's image side is d->image_k / image_v / image_q (no mask
  * prompt: d->keys then starts as d->image_keys). */
 static int
@@ -348,13 +357,24 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
 
   /* the final attention: q_proj (tokens + pe), k_proj (keys + pe), v_proj (keys) */
   const Sam2DecoderAttention *fa = &m->final_attn;
+  const int D = fa->internal_dim;
   CHECK (sam2_session_norm_sum_linear (s, NULL, &fa->q_proj, queries, qpe, T, SAM2_ACT_NONE,
                                        tmp, d->q_small));
   CHECK (sam2_session_norm_sum_linear (s, NULL, &fa->k_proj, d->keys, s->image_pe, HW,
                                        SAM2_ACT_NONE, d->keys_pe, d->big_k));
-  CHECK (sam2_session_linear (s, &fa->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
-  CHECK (attention_projected (s, fa, d->q_small, T, d->big_k, d->big_v, HW, d->o_small, queries,
-                              queries));
+  /* v with the upscaling's first layer (which then finds its output in up1_cols), or alone */
+  const Sam2Linear *uv = upscale_v_stack (s);
+  const float *V = d->big_v;
+  int v_ld = D;
+  if (uv != NULL) {
+    CHECK (sam2_session_linear (s, uv, d->keys, HW, d->up1_cols, SAM2_ACT_NONE, NULL));
+    V = d->up1_cols + m->upscale1.out_features;
+    v_ld = uv->out_features;
+  } else {
+    CHECK (sam2_session_linear (s, &fa->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
+  }
+  CHECK (attention_projected_ld (s, fa, d->q_small, D, T, d->big_k, D, V, v_ld, HW, d->o_small,
+                                 queries, queries));
   return b->ops->layer_norm (b, &m->final_norm, queries, T, queries);
 }
 
@@ -414,12 +434,14 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
   /* upscaling: ConvTranspose2d as GEMM + depth-to-space, fused with the high-res features and the
    * LayerNorm and GELUs that follow (one pass each on a GPU) */
   const int C4 = C / 4, C8 = C / 8;
-  CHECK (sam2_session_linear (s, &m->upscale1, d->keys, HW, d->up1_cols, SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->depth_to_space2x (b, d->up1_cols, H, W, C4, s->features[1], &m->upscale_norm,
-                                   SAM2_ACT_GELU, d->up1));
+  const Sam2Linear *uv = upscale_v_stack (s);   /* then up1_cols holds upscale1's output */
+  if (uv == NULL)
+    CHECK (sam2_session_linear (s, &m->upscale1, d->keys, HW, d->up1_cols, SAM2_ACT_NONE, NULL));
+  CHECK (b->ops->depth_to_space2x (b, d->up1_cols, uv != NULL ? uv->out_features : 4 * C4, H, W,
+                                   C4, s->features[1], &m->upscale_norm, SAM2_ACT_GELU, d->up1));
   CHECK (sam2_session_linear (s, &m->upscale2, d->up1, 4 * HW, d->up2_cols, SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 2 * H, 2 * W, C8, s->features[0], NULL,
-                                   SAM2_ACT_GELU, d->up2));
+  CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 4 * C8, 2 * H, 2 * W, C8, s->features[0],
+                                   NULL, SAM2_ACT_GELU, d->up2));
 
   /* the hypernetworks as one MLP of block-diagonal layers (session.h's stacks) unless an
    * observer must see each token's layers */

@@ -306,13 +306,14 @@ sam2_cpu_add_upsample2x (float *y, const float *x, int H, int W, int C)
 }
 
 void
-sam2_cpu_depth_to_space2x (const float *x, int H, int W, int C, const float *addend, float *y)
+sam2_cpu_depth_to_space2x (const float *x, int x_ld, int H, int W, int C, const float *addend,
+                           float *y)
 {
   const int OW = 2 * W;
 #pragma omp parallel for schedule(static)
   for (int iy = 0; iy < H; iy++)
     for (int ix = 0; ix < W; ix++) {
-      const float *s = x + ((size_t) iy * W + ix) * 4 * C;
+      const float *s = x + ((size_t) iy * W + ix) * x_ld;
       for (int q = 0; q < 4; q++) {
         const int oy = 2 * iy + q / 2, ox = 2 * ix + q % 2;
         const size_t o = ((size_t) oy * OW + ox) * C;

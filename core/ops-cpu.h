@@ -39,8 +39,10 @@ void sam2_cpu_im2col_planar (const float *x, int C, int H, int W, int kh, int kw
 void sam2_cpu_im2col (const float *x, int H, int W, int C, int kh, int kw, int stride, int pad,
                       float *cols);
 void sam2_cpu_add_upsample2x (float *y, const float *x, int H, int W, int C);
-void sam2_cpu_depth_to_space2x (const float *x, int H, int W, int C, const float *addend,
-                                float *y);
+/* x (H * W, 4 C) rows x_ld floats apart, columns (dy, dx, c) -> y (2H, 2W, C), plus addend (may
+ * be y) when not NULL. */
+void sam2_cpu_depth_to_space2x (const float *x, int x_ld, int H, int W, int C,
+                                const float *addend, float *y);
 
 G_END_DECLS
 

@@ -153,7 +153,8 @@ alloc_decoder (Sam2Session *s, Allocator *a)
   d->mask_cols = balloc (a, ms2 * MAX (1, mic4) / 4 + ms2);
   d->mask_a = balloc (a, ms2 / 4 * mic4);
   d->mask_b = balloc (a, ms2 / 16 * m->mask_norm2.dim);
-  d->up1_cols = balloc (a, HW * m->upscale1.out_features);
+  /* wide enough for the upscaling's first layer stacked with the final attention's v */
+  d->up1_cols = balloc (a, HW * (m->upscale1.out_features + m->final_attn.v_proj.out_features));
   d->up1 = balloc (a, 4 * HW * (C / 4));
   d->up2_cols = balloc (a, 4 * HW * m->upscale2.out_features);
   d->up2 = balloc (a, 16 * HW * (C / 8));

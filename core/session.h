@@ -85,6 +85,10 @@ typedef struct {
    * image-to-token attention's q, side by side in one output row (out_features the two internal
    * dims; 0 where they exceed C, dec.big_k's width) */
   Sam2Linear *image_kq;
+  /* the final keys' two projections: the upscaling's first transposed convolution (4 C/4
+   * columns) and the final attention's v, side by side in one output row of dec.up1_cols
+   * (out_features 0 when not built) */
+  Sam2Linear upscale_v;
   GPtrArray *weights;          /* what the above own */
 } Sam2DecoderStacks;
 

@@ -334,19 +334,20 @@ act_of (int act, float4 v)
                       sam2_act_apply (act, v.z), sam2_act_apply (act, v.w));
 }
 
-/* x (H * W, 4 * C) with columns (dy, dx, c) -> y (2H, 2W, C), plus addend (2H, 2W, C) when not
- * NULL (x + addend, the CPU's order; addend may be y), then act (sam2_act_apply, as the
- * activation kernel). */
+/* x (H * W, 4 * C; rows x_ld apart) with columns (dy, dx, c) -> y (2H, 2W, C), plus addend
+ * (2H, 2W, C) when not NULL (x + addend, the CPU's order; addend may be y), then act
+ * (sam2_act_apply, as the activation kernel). C and x_ld in units of T. */
 template <typename T, typename I>
 static __global__ void
-depth_to_space2x_kernel (const T *x, int W, int C, const T *addend, int act, I total, T *y)
+depth_to_space2x_kernel (const T *x, int x_ld, int W, int C, const T *addend, int act, I total,
+                         T *y)
 {
   const I OW = (I) 2 * W;
   for (I i = grid_first<I> (); i < total; i += grid_stride<I> ()) {
     const I c = i % C, pos = i / C;
     const I ox = pos % OW, oy = pos / OW;
     const I q = (oy % 2) * 2 + ox % 2;
-    T v = x[((oy / 2) * W + ox / 2) * 4 * C + q * C + c];
+    T v = x[((oy / 2) * W + ox / 2) * x_ld + q * C + c];
     if (addend != NULL)
       v = add_of (v, addend[i]);
     y[i] = act != SAM2_CUDA_ACT_NONE ? act_of (act, v) : v;
@@ -361,7 +362,7 @@ depth_to_space2x_kernel (const T *x, int W, int C, const T *addend, int act, I t
  * it wrote itself, with layernorm-row.cuh's row arithmetic: the floats of layer_norm_kernel
  * (elementwise.cu) run on depth_to_space2x_kernel's output, then the activation kernel's. */
 static __global__ void
-depth_to_space2x_norm_kernel (const float *x, int W, int C, const float *addend,
+depth_to_space2x_norm_kernel (const float *x, int x_ld, int W, int C, const float *addend,
                               const float *__restrict__ weight, const float *__restrict__ bias,
                               float eps, int act, long long rows, float *y)
 {
@@ -370,7 +371,7 @@ depth_to_space2x_norm_kernel (const float *x, int W, int C, const float *addend,
   if (row >= rows)
     return;
   const long long OW = 2LL * W, ox = row % OW, oy = row / OW;
-  const float *xr = x + (((oy / 2) * W + ox / 2) * 4 + (oy % 2) * 2 + ox % 2) * C;
+  const float *xr = x + ((oy / 2) * W + ox / 2) * x_ld + ((oy % 2) * 2 + ox % 2) * C;
   float *yr = y + row * C;
   const float *ar = addend != NULL ? addend + row * C : NULL;
   for (int c = lane; c < C; c += 32)
@@ -381,11 +382,11 @@ depth_to_space2x_norm_kernel (const float *x, int W, int C, const float *addend,
 }
 
 extern "C" int
-sam2_cuda_depth_to_space2x_norm_act (const float *x, int H, int W, int C, const float *addend,
-                                     const float *weight, const float *bias, float eps, int act,
-                                     float *y, cudaStream_t stream)
+sam2_cuda_depth_to_space2x_norm_act (const float *x, int x_ld, int H, int W, int C,
+                                     const float *addend, const float *weight, const float *bias,
+                                     float eps, int act, float *y, cudaStream_t stream)
 {
-  if (x == NULL || y == NULL || H < 0 || W < 0 || C < 1 || !sam2_act_valid (act)
+  if (x == NULL || y == NULL || H < 0 || W < 0 || C < 1 || x_ld < 4 * C || !sam2_act_valid (act)
       || (weight == NULL) != (bias == NULL))
     return SAM2_CUDA_UNSUPPORTED;
   const size_t total = (size_t) 4 * H * W * C;
@@ -397,25 +398,26 @@ sam2_cuda_depth_to_space2x_norm_act (const float *x, int H, int W, int C, const 
     if (blocks > 0x7fffffffLL)
       return SAM2_CUDA_UNSUPPORTED;
     SAM2_LAUNCH ((unsigned) blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_norm_kernel) (
-        x, W, C, addend, weight, bias, eps, act, rows, y);
+        x, x_ld, W, C, addend, weight, bias, eps, act, rows, y);
     return sam2_launch_status ();
   }
-  const bool v = vec4_ok (C, x, y, addend);
-  const int cv = v ? C / 4 : C;
+  const bool v = vec4_ok (C, x, y, addend) && x_ld % 4 == 0;
+  const int cv = v ? C / 4 : C, ldv = v ? x_ld / 4 : x_ld;
   const size_t tv = v ? total / 4 : total;
   const unsigned blocks = sam2_ew_blocks (tv);
-  if (v && use_index32 (tv))
+  if (v && use_index32 (tv) && use_index32 ((size_t) H * W * ldv))
     SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float4, uint32_t>) (
-        (const float4 *) x, W, cv, (const float4 *) addend, act, (uint32_t) tv, (float4 *) y);
+        (const float4 *) x, ldv, W, cv, (const float4 *) addend, act, (uint32_t) tv,
+        (float4 *) y);
   else if (v)
     SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float4, size_t>) (
-        (const float4 *) x, W, cv, (const float4 *) addend, act, tv, (float4 *) y);
-  else if (use_index32 (tv))
+        (const float4 *) x, ldv, W, cv, (const float4 *) addend, act, tv, (float4 *) y);
+  else if (use_index32 (tv) && use_index32 ((size_t) H * W * ldv))
     SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float, uint32_t>) (
-        x, W, cv, addend, act, (uint32_t) tv, y);
+        x, ldv, W, cv, addend, act, (uint32_t) tv, y);
   else
     SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float, size_t>) (
-        x, W, cv, addend, act, tv, y);
+        x, ldv, W, cv, addend, act, tv, y);
   return sam2_launch_status ();
 }
 
@@ -423,6 +425,6 @@ extern "C" int
 sam2_cuda_depth_to_space2x (const float *x, int H, int W, int C, const float *addend, float *y,
                             cudaStream_t stream)
 {
-  return sam2_cuda_depth_to_space2x_norm_act (x, H, W, C, addend, NULL, NULL, 0.0f,
+  return sam2_cuda_depth_to_space2x_norm_act (x, 4 * C, H, W, C, addend, NULL, NULL, 0.0f,
                                               SAM2_CUDA_ACT_NONE, y, stream);
 }

@@ -1241,8 +1241,11 @@ test_depth_to_space2x (void)
   for (guint si = 0; si < G_N_ELEMENTS (resample_shapes); si++) {
     const int H = resample_shapes[si].H, W = resample_shapes[si].W, C = resample_shapes[si].C;
     const size_t n = (size_t) H * W * 4 * C;
-    float *x = rand_floats (r, n, -2, 2), *addend = rand_floats (r, n, -2, 2);
-    for (int with_addend = 0; with_addend <= 1; with_addend++) {
+    /* with_addend 2: the addend again, x's rows 3 floats apart more than their 4 C */
+    const int ld_pad = 3, ld_max = 4 * C + ld_pad;
+    float *x = rand_floats (r, (size_t) H * W * ld_max, -2, 2), *addend = rand_floats (r, n, -2, 2);
+    for (int case_i = 0; case_i < 3; case_i++) {
+      const int with_addend = case_i > 0, x_ld = case_i == 2 ? ld_max : 4 * C;
       float *want = g_new (float, n);
       /* x row (iy, ix) holds columns (dy, dx, c): ConvTranspose2d k2 s2 output pixel
        * (2 iy + dy, 2 ix + dx) */
@@ -1252,14 +1255,15 @@ test_depth_to_space2x (void)
             for (int dx = 0; dx < 2; dx++)
               for (int c = 0; c < C; c++) {
                 const size_t o = ((size_t) (2 * iy + dy) * 2 * W + 2 * ix + dx) * C + c;
-                const float v = x[((size_t) iy * W + ix) * 4 * C + (dy * 2 + dx) * C + c];
+                const float v = x[((size_t) iy * W + ix) * x_ld + (dy * 2 + dx) * C + c];
                 want[o] = with_addend ? (float) ((double) v + addend[o]) : v;
               }
-      float *dx = dev_new (b, x, n), *da = dev_new (b, addend, n), *dy = dev_new (b, NULL, n);
-      g_snprintf (what, sizeof what, "depth_to_space2x H%d W%d C%d addend %d", H, W, C,
-                  with_addend);
-      check_ok (what, b->ops->depth_to_space2x (b, dx, H, W, C, with_addend ? da : NULL, NULL,
-                                                SAM2_ACT_NONE, dy));
+      float *dx = dev_new (b, x, (size_t) H * W * ld_max), *da = dev_new (b, addend, n);
+      float *dy = dev_new (b, NULL, n);
+      g_snprintf (what, sizeof what, "depth_to_space2x H%d W%d C%d addend %d x_ld %d", H, W, C,
+                  with_addend, x_ld);
+      check_ok (what, b->ops->depth_to_space2x (b, dx, x_ld, H, W, C, with_addend ? da : NULL,
+                                                NULL, SAM2_ACT_NONE, dy));
       float *y = dev_get (b, dy, n);
       check_exact (what, y, want, n);
       b->ops->free (b, dx);
@@ -1302,13 +1306,14 @@ test_depth_to_space2x_norm_act (void)
           float *want_d = dev_new (b, addend, n), *got_d = dev_new (b, addend, n);
           float *da = addend_is_y ? got_d : dev_new (b, addend, n);
           check_ok ("depth_to_space2x alone",
-                    b->ops->depth_to_space2x (b, dx, H, W, C, want_d, NULL, SAM2_ACT_NONE, want_d));
+                    b->ops->depth_to_space2x (b, dx, 4 * C, H, W, C, want_d, NULL, SAM2_ACT_NONE,
+                                              want_d));
           if (norm != NULL)
             check_ok ("layer_norm alone", b->ops->layer_norm (b, norm, want_d, 4 * H * W, want_d));
           check_ok ("activation alone", b->ops->activation (b, act, want_d, n));
           g_snprintf (what, sizeof what, "depth_to_space2x H%d W%d C%d norm %d %s addend is y %d",
                       H, W, C, with_norm, act_names[act], addend_is_y);
-          check_ok (what, b->ops->depth_to_space2x (b, dx, H, W, C, da, norm, act, got_d));
+          check_ok (what, b->ops->depth_to_space2x (b, dx, 4 * C, H, W, C, da, norm, act, got_d));
           float *want = dev_get (b, want_d, n), *got = dev_get (b, got_d, n);
           check_exact (what, got, want, n);
           g_free (want);

@@ -379,6 +379,7 @@ sam2_test_check_decoder_stacks (const Sam2SessionOptions *options, double tol)
   /* a float model: every stack is there */
   g_assert_cmpint (s->stacks.hyper.n_layers, ==, m->hyper_mlps[0].n_layers);
   g_assert_cmpint (s->stacks.heads.n_layers, ==, m->iou_head.n_layers);
+  g_assert_cmpint (s->stacks.upscale_v.out_features, >, 0);
   for (int l = 0; l < m->n_two_way; l++) {
     g_assert_cmpint (s->stacks.self_qkv[l].out_features, >, 0);
     g_assert_cmpint (s->stacks.image_kq[l].out_features, >, 0);

@@ -639,8 +639,8 @@ test_upsample (int H, int W, int C, int offset)
 
   /* depth_to_space2x: x (H*W, 4C); with the addend, then without */
   for (int with_add = 1; with_add >= 0; with_add--) {
-    cpu->ops->depth_to_space2x (cpu, x + offset, H, W, C, with_add ? add + offset : NULL, NULL,
-                                SAM2_ACT_NONE, ref);
+    cpu->ops->depth_to_space2x (cpu, x + offset, 4 * C, H, W, C, with_add ? add + offset : NULL,
+                                NULL, SAM2_ACT_NONE, ref);
     dev_poison (dy, no + 1);
     st = sam2_cuda_depth_to_space2x (dx + offset, H, W, C, with_add ? dadd + offset : NULL,
                                      dy + offset, stream);
@@ -650,7 +650,8 @@ test_upsample (int H, int W, int C, int offset)
   }
   /* the addend as the output (the decoder adds a skip in place) */
   CUDA_OK (cudaMemcpy (dadd, add, (no + 1) * sizeof (float), cudaMemcpyHostToDevice));
-  cpu->ops->depth_to_space2x (cpu, x + offset, H, W, C, add + offset, NULL, SAM2_ACT_NONE, ref);
+  cpu->ops->depth_to_space2x (cpu, x + offset, 4 * C, H, W, C, add + offset, NULL, SAM2_ACT_NONE,
+                              ref);
   st = sam2_cuda_depth_to_space2x (dx + offset, H, W, C, dadd + offset, dadd + offset, stream);
   g_snprintf (what, sizeof what, "depth_to_space2x %dx%dx%d off %d addend is y", H, W, C, offset);
   check (what, seed, st, dadd + offset, ref, no, 0.0);
@@ -668,22 +669,32 @@ test_upsample (int H, int W, int C, int offset)
 /* depth_to_space2x with the LayerNorm (weight / bias when `with_norm`) and activation folded in
  * (the decoder's upscaling), against the three kernels one after another: the same floats
  * (each of those is checked against the CPU above). The addend apart, as the output, and none;
- * `offset` misaligns every buffer (the scalar path). */
+ * `offset` misaligns every buffer (the scalar path); x's rows `ld_pad` floats apart more than
+ * 4 C (the reference reads a packed copy). */
 static void
-test_depth_to_space_norm_act (int H, int W, int C, gboolean with_norm, int act, int offset)
+test_depth_to_space_norm_act (int H, int W, int C, gboolean with_norm, int act, int offset,
+                              int ld_pad)
 {
   const size_t no = (size_t) 4 * H * W * C;
   if (skip_big ("depth_to_space2x_norm_act", no))
     return;
   guint32 seed;
   GRand *r = case_rand (&seed);
+  const int x_ld = 4 * C + ld_pad;
+  const size_t nx = (size_t) H * W * x_ld;
   float *x = g_malloc ((no + 1) * sizeof (float)), *add = g_malloc ((no + 1) * sizeof (float));
   float *w = g_malloc (C * sizeof (float)), *b = g_malloc (C * sizeof (float));
+  float *x_strided = g_malloc ((nx + 1) * sizeof (float));
   fill_uniform (r, x, no + 1, -2.0, 2.0);
+  for (size_t i = 0; i <= nx; i++)   /* padding: garbage the kernel must not read */
+    x_strided[i] = NAN;
+  for (size_t row = 0; row < (size_t) H * W; row++)
+    memcpy (x_strided + offset + row * x_ld, x + offset + row * 4 * C, 4 * C * sizeof (float));
   fill_uniform (r, add, no + 1, -1.0, 1.0);
   fill_uniform (r, w, C, 0.5, 1.5);
   fill_uniform (r, b, C, -0.5, 0.5);
   float *dx = dev_from (x, no + 1), *dadd = dev_from (add, no + 1);
+  float *dxs = dev_from (x_strided, nx + 1);
   float *dw = with_norm ? dev_from (w, C) : NULL, *db = with_norm ? dev_from (b, C) : NULL;
   float *dref = dev_alloc (no + 1), *dy = dev_alloc (no + 1);
   const float eps = 1e-6f;
@@ -704,21 +715,23 @@ test_depth_to_space_norm_act (int H, int W, int C, gboolean with_norm, int act, 
     if (addend != 1)
       dev_poison (dy, no + 1);
     if (st == SAM2_CUDA_OK)
-      st = sam2_cuda_depth_to_space2x_norm_act (dx + offset, H, W, C,
+      st = sam2_cuda_depth_to_space2x_norm_act (dxs + offset, x_ld, H, W, C,
                                                 addend < 2 ? dadd + offset : NULL, dw, db, eps,
                                                 act, out + offset, stream);
-    g_snprintf (what, sizeof what, "depth_to_space2x %dx%dx%d%s act %d off %d%s", H, W, C,
-                with_norm ? " norm" : "", act, offset, addend_name[addend]);
+    g_snprintf (what, sizeof what, "depth_to_space2x %dx%dx%d ld %d%s act %d off %d%s", H, W, C,
+                x_ld, with_norm ? " norm" : "", act, offset, addend_name[addend]);
     check (what, seed, st, out + offset, ref, no, 0.0);
     g_free (ref);
   }
   cudaFree (dx);
+  cudaFree (dxs);
   cudaFree (dadd);
   cudaFree (dw);
   cudaFree (db);
   cudaFree (dref);
   cudaFree (dy);
   g_free (x);
+  g_free (x_strided);
   g_free (add);
   g_free (w);
   g_free (b);
@@ -1967,14 +1980,19 @@ main (void)
   test_upsample (4, 3, 8, 1);
   /* the decoder's upscaling steps (64 -> 128 at 64 channels with the LayerNorm and GELU, then
    * 128 -> 256 at 32 with GELU), smaller, odd C below and above a warp, misaligned */
-  test_depth_to_space_norm_act (64, 64, 64, TRUE, SAM2_CUDA_ACT_GELU, 0);
-  test_depth_to_space_norm_act (128, 128, 32, FALSE, SAM2_CUDA_ACT_GELU, 0);
-  test_depth_to_space_norm_act (16, 16, 64, TRUE, SAM2_CUDA_ACT_GELU, 0);
-  test_depth_to_space_norm_act (16, 16, 32, FALSE, SAM2_CUDA_ACT_GELU, 0);
-  test_depth_to_space_norm_act (5, 3, 33, TRUE, SAM2_CUDA_ACT_GELU_TANH, 1);
-  test_depth_to_space_norm_act (3, 4, 7, TRUE, SAM2_CUDA_ACT_NONE, 0);
-  test_depth_to_space_norm_act (4, 3, 8, FALSE, SAM2_CUDA_ACT_RELU, 1);
-  test_depth_to_space_norm_act (1, 1, 1, TRUE, SAM2_CUDA_ACT_SILU, 1);
+  test_depth_to_space_norm_act (64, 64, 64, TRUE, SAM2_CUDA_ACT_GELU, 0, 0);
+  test_depth_to_space_norm_act (128, 128, 32, FALSE, SAM2_CUDA_ACT_GELU, 0, 0);
+  test_depth_to_space_norm_act (16, 16, 64, TRUE, SAM2_CUDA_ACT_GELU, 0, 0);
+  test_depth_to_space_norm_act (16, 16, 32, FALSE, SAM2_CUDA_ACT_GELU, 0, 0);
+  test_depth_to_space_norm_act (5, 3, 33, TRUE, SAM2_CUDA_ACT_GELU_TANH, 1, 0);
+  test_depth_to_space_norm_act (3, 4, 7, TRUE, SAM2_CUDA_ACT_NONE, 0, 0);
+  test_depth_to_space_norm_act (4, 3, 8, FALSE, SAM2_CUDA_ACT_RELU, 1, 0);
+  test_depth_to_space_norm_act (1, 1, 1, TRUE, SAM2_CUDA_ACT_SILU, 1, 0);
+  /* rows wider than 4 C (the decoder's upscale1 stacked with the final attention's v: 4 C + D),
+   * float4 steps and not */
+  test_depth_to_space_norm_act (16, 16, 64, TRUE, SAM2_CUDA_ACT_GELU, 0, 128);
+  test_depth_to_space_norm_act (16, 16, 32, FALSE, SAM2_CUDA_ACT_GELU, 0, 64);
+  test_depth_to_space_norm_act (5, 3, 8, FALSE, SAM2_CUDA_ACT_NONE, 0, 3);
   /* preprocessing: down and up in each axis, one axis unchanged (the reorder and the frame read
    * directly), every format */
   const int pre_sizes[][4] = { { 1920, 1080, 1024, 1024 }, { 160, 120, 1024, 1024 },
