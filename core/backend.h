@@ -159,10 +159,10 @@ typedef struct {
   /* y (2H, 2W, C) += nearest 2x upsampling of x (H, W, C). */
   int (*add_upsample2x) (Sam2Backend *b, float *y, const float *x, int H, int W, int C);
   /* ConvTranspose2d k2 s2 output scatter: x (H*W, 4*C; rows x_ld >= 4 C floats apart) with
-   * columns (dy, dx, c) -> y (2H, 2W, C),
-   * plus `addend` (2H, 2W, C) when not NULL (it may be y), then the LayerNorm `norm` over C when
-   * not NULL, then `act`: the mask decoder's upscaling steps after a transposed convolution in
-   * one pass, the same floats as depth_to_space2x, layer_norm and activation one after another. */
+   * columns (dy, dx, c) -> y (2H, 2W, C), plus `addend` (2H, 2W, C) when not NULL (it may be y),
+   * then the LayerNorm `norm` over C when not NULL, then `act`: the mask decoder's upscaling
+   * steps after a transposed convolution in one pass, the same floats as the scatter,
+   * layer_norm and activation one after another. */
   int (*depth_to_space2x) (Sam2Backend *b, const float *x, int x_ld, int H, int W, int C,
                            const float *addend, const Sam2LayerNorm *norm, Sam2Act act, float *y);
   /* C (M, N) = A (M, K) B^T with B (N, K): the hypernetwork product of the mask decoder. */

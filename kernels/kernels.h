@@ -139,9 +139,9 @@ int sam2_cuda_add_upsample2x (float *y, const float *x, int H, int W, int C, cud
 int sam2_cuda_depth_to_space2x (const float *x, int H, int W, int C, const float *addend,
                                 float *y, cudaStream_t stream);
 /* sam2_cuda_depth_to_space2x of x rows x_ld >= 4 C floats apart, then (weight and bias (C) not
- * NULL) sam2_cuda_layer_norm over C in
- * place, then sam2_cuda_activation (act): the same floats in one pass (the mask decoder's
- * upscaling; the LayerNorm variant is a warp per output pixel). */
+ * NULL) sam2_cuda_layer_norm over C in place, then sam2_cuda_activation (act): the same floats
+ * in one pass (the mask decoder's upscaling; the LayerNorm variant is a warp per output
+ * pixel). */
 int sam2_cuda_depth_to_space2x_norm_act (const float *x, int x_ld, int H, int W, int C,
                                          const float *addend, const float *weight,
                                          const float *bias, float eps, int act, float *y,
