@@ -53,7 +53,8 @@ G_STATIC_ASSERT (SAM2_CUDA_AQ_TOKEN_SYM == (int) SAM2_ACT_QUANT_TOKEN_SYM);
 G_STATIC_ASSERT (SAM2_CUDA_AQ_TOKEN_ASYM == (int) SAM2_ACT_QUANT_TOKEN_ASYM);
 G_STATIC_ASSERT (SAM2_CUDA_AQ_TENSOR_SYM == (int) SAM2_ACT_QUANT_TENSOR_SYM);
 G_STATIC_ASSERT (SAM2_CUDA_AQ_TENSOR_ASYM == (int) SAM2_ACT_QUANT_TENSOR_ASYM);
-G_STATIC_ASSERT (sizeof (Sam2CudaAttentionArgs) == sizeof (Sam2AttentionArgs));
+/* Sam2AttentionArgs, field for field, then the 16-bit output */
+G_STATIC_ASSERT (offsetof (Sam2CudaAttentionArgs, out16) == sizeof (Sam2AttentionArgs));
 
 /* Keys remembered (seen once, or with a graph) and graphs held at once: the encoder and the
  * decoder variants of a stream of prompts are a handful; 32 leaves room for many objects with
@@ -863,10 +864,11 @@ cuda_layer_norm_run (Sam2Backend *b, const Sam2LayerNorm *n, const float *x, int
   return SAM2_STATUS_OK;
 }
 
+/* The attention of `a`, its output in a->out or, where out16 is not NULL, rounded to the
+ * backend's 16-bit format in out16 (a 16-bit precision only). */
 static int
-cuda_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
+cuda_attention_launch (Sam2BackendCuda *cu, const Sam2AttentionArgs *a, uint16_t *out16)
 {
-  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   if (a->head_dim < 1 || a->head_dim > SAM2_CUDA_ATTENTION_MAX_HEAD_DIM) {
     g_snprintf (cu->detail, sizeof cu->detail, "attention: head_dim %d is outside 1..%d",
                 a->head_dim, SAM2_CUDA_ATTENTION_MAX_HEAD_DIM);
@@ -878,7 +880,8 @@ cuda_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
     .q = a->q, .q_ld = a->q_ld, .q_batch_stride = a->q_batch_stride,
     .k = a->k, .k_ld = a->k_ld, .k_batch_stride = a->k_batch_stride,
     .v = a->v, .v_ld = a->v_ld, .v_batch_stride = a->v_batch_stride,
-    .out = a->out, .out_ld = a->out_ld, .out_batch_stride = a->out_batch_stride,
+    .out = out16 != NULL ? NULL : a->out, .out_ld = a->out_ld,
+    .out_batch_stride = a->out_batch_stride, .out16 = out16, .out16_type = cu->half,
   };
   /* 16-bit precisions: q k^T and p v on the tensor cores (16-bit operands, FP32 softmax and
    * sums), the same rounding of operands as the 16-bit GEMMs */
@@ -887,6 +890,12 @@ cuda_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
   else
     LAUNCH (cu, sam2_cuda_attention (&args, cu->stream), "attention");
   return SAM2_STATUS_OK;
+}
+
+static int
+cuda_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
+{
+  return cuda_attention_launch ((Sam2BackendCuda *) b, a, NULL);
 }
 
 static int
@@ -1030,6 +1039,39 @@ cuda_attention (Sam2Backend *b, const Sam2AttentionArgs *a)
 {
   int status;
   PROFILED (SAM2_OP_ATTENTION, cuda_attention_run (b, a));
+  return status;
+}
+
+/* backend.h's attention_linear for 16-bit weights in a 16-bit precision: the attention writes
+ * the layer's 16-bit operand (the rounding cuda_linear_run's conversion would apply), which the
+ * GEMM reads; one launch and the float rows' write and read fewer, the same bits
+ * (SAM2_CUDA_ATTENTION_OUT16=0 for the ops). Token rows (the small-M linear reads floats itself),
+ * FP32 and W4A8 layers are left to the ops. */
+static int
+cuda_attention_linear (Sam2Backend *b, const Sam2AttentionArgs *a, const Sam2Linear *l, float *y,
+                       const float *residual, gboolean *done)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  *done = FALSE;
+  const size_t M = (size_t) a->batch * a->len_q;
+  const int K = a->heads * a->head_dim;
+  if (cu->precision == SAM2_PRECISION_FP32 || M == 0 || M > G_MAXINT || K != l->in_features
+      || a->out_ld != K || (a->batch > 1 && a->out_batch_stride != (size_t) a->len_q * K)
+      || (cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
+    return SAM2_STATUS_OK;
+  const CudaLinear *w;
+  int status = linear_weights (cu, l, &w);
+  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16)
+    return status;
+  uint16_t *x16;   /* (M, K) */
+  status = f16_scratch (cu, M * K, &x16);
+  if (status != SAM2_STATUS_OK)
+    return status;
+  *done = TRUE;
+  PROFILED (SAM2_OP_ATTENTION, cuda_attention_launch (cu, a, x16));
+  if (status == SAM2_STATUS_OK)
+    PROFILED (SAM2_OP_LINEAR, f16_linear_from16 (cu, w, x16, (int) M, y, SAM2_ACT_NONE, residual,
+                                                 l->name));
   return status;
 }
 
@@ -1487,8 +1529,10 @@ graph_capture (Sam2BackendCuda *cu, GraphSlot *g, int (*body) (gpointer), gpoint
     return body (data);
   }
   size_t nodes = 0;
-  if (cudaGraphGetNodes (graph, NULL, &nodes) == cudaSuccess)
+  if (cudaGraphGetNodes (graph, NULL, &nodes) == cudaSuccess) {
     cu->graph_stats.last_nodes = (guint) nodes;
+    cu->graph_stats.captured_nodes += nodes;
+  }
   cudaGraphExec_t exec = NULL;
   err = cudaGraphInstantiate (&exec, graph, 0);
   cudaGraphDestroy (graph);
@@ -1949,6 +1993,7 @@ static const Sam2BackendOps cuda_ops = {
   .norm_windows_linear = cuda_norm_windows_linear,
   .norm_sum_linear = cuda_norm_sum_linear,
   .norm_mlp = cuda_norm_mlp,
+  .attention_linear = cuda_attention_linear,
   .activation = cuda_activation,
   .add = cuda_add,
   .add_row = cuda_add_row,
@@ -2082,6 +2127,9 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   cu->quant_next = env_switch ("SAM2_CUDA_QUANT_NEXT", FALSE);
   /* 0: in FP16 / BF16, qkv's LayerNorm, window partition and conversion as three ops */
   cu->norm_f16 = env_switch_on ("SAM2_CUDA_NORM_F16");
+  /* 0: in FP16 / BF16, the attention writes floats that o_proj / proj converts */
+  if (!env_switch_on ("SAM2_CUDA_ATTENTION_OUT16"))
+    cu->ops.attention_linear = NULL;
   cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */
   if (!env_switch_on ("SAM2_CUDA_PREPROCESS"))           /* 0: resize on the host */
     cu->ops.preprocess = NULL;

@@ -39,6 +39,7 @@ typedef struct {
   guint evicted;               /* idle graphs dropped for a newer key (32 are held at most) */
   guint held;                  /* executable graphs held now */
   guint last_nodes;            /* nodes (kernels, copies) of the graph captured last */
+  guint64 captured_nodes;      /* nodes of all graphs captured, summed */
 } Sam2CudaGraphStats;
 
 /* Fills `stats` and returns TRUE for a CUDA backend; FALSE (stats zeroed) for any other. */

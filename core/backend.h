@@ -132,6 +132,16 @@ typedef struct {
   int (*norm_sum_linear) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *l, float *x,
                           const float *addend, int M, Sam2Act act, float *y, gboolean *done);
   int (*activation) (Sam2Backend *b, Sam2Act act, float *x, size_t n);
+  /* Optional: y (M, N) = l (attention (args)) + residual (M, N; NULL: none; may be y), M =
+   * args->batch * args->len_q, with the results of attention then linear, for an attention whose
+   * output rows are packed (out_ld l's in_features; out_batch_stride len_q out_ld where batch >
+   * 1). args->out is
+   * the buffer the ops would write; a backend that hands the layer the attention's output in
+   * its own operand format may leave it unwritten. *done FALSE, with nothing run, where the
+   * backend has no such pass for this layer and M (NULL: for none); the model then runs the
+   * ops. */
+  int (*attention_linear) (Sam2Backend *b, const Sam2AttentionArgs *args, const Sam2Linear *l,
+                           float *y, const float *residual, gboolean *done);
   /* y = a + c (n floats); y may alias either. */
   int (*add) (Sam2Backend *b, float *y, const float *a, const float *c, size_t n);
   /* y (M, C) = x (M, C) + row (C) broadcast over rows; y may be x. */

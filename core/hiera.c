@@ -326,10 +326,8 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
     .v = qkv + 2 * d, .v_ld = 3 * d, .v_batch_stride = (size_t) blk->len_k * 3 * d,
     .out = S + l.attn, .out_ld = d, .out_batch_stride = (size_t) blk->len_q * d,
   };
-  CHECK (o->attention (b, &args));
   float *proj = S + l.proj;
-  CHECK (sam2_session_linear (s, &blk->attn_proj, S + l.attn, n_seq * blk->len_q, proj,
-                              SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_attention_linear (s, &args, &blk->attn_proj, proj, NULL));
 
   /* out = residual + the attention branch (residual may be out itself): with windows, in the
    * unpartition's pass */

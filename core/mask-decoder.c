@@ -160,21 +160,20 @@ mlp_forward (Sam2Session *s, const Sam2Mlp *mlp, const Sam2LayerNorm *norm, floa
 
 /* The attention and o_proj of Sam2Attention on projected Q (Lq, D), K and V (Lk, D), rows
  * q_ld, k_ld and v_ld floats apart: out (Lq, C) = o_proj(...) + residual (Lq, C; the residual
- * connection, may be `out` itself), or without one when `residual` is NULL. */
+ * connection, may be `out` itself), or without one when `residual` is NULL. O (Lq, D) holds the
+ * attention's output where the backend does not pass it to o_proj in a form of its own. */
 static int
 attention_projected_ld (Sam2Session *s, const Sam2DecoderAttention *a, const float *Q, int q_ld,
                         int len_q, const float *K, int k_ld, const float *V, int v_ld, int len_k,
                         float *O, float *out, const float *residual)
 {
-  Sam2Backend *b = s->backend;
   const int D = a->internal_dim, hd = D / a->heads;
   Sam2AttentionArgs args = {
     .batch = 1, .heads = a->heads, .head_dim = hd, .len_q = len_q, .len_k = len_k,
     .scale = 1.0f / sqrtf ((float) hd),
     .q = Q, .q_ld = q_ld, .k = K, .k_ld = k_ld, .v = V, .v_ld = v_ld, .out = O, .out_ld = D,
   };
-  CHECK (b->ops->attention (b, &args));
-  return sam2_session_linear (s, &a->o_proj, O, len_q, out, SAM2_ACT_NONE, residual);
+  return sam2_session_attention_linear (s, &args, &a->o_proj, out, residual);
 }
 
 /* The same with Q, K and V packed (ld D each). */

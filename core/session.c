@@ -637,6 +637,29 @@ sam2_session_norm_windows_linear (Sam2Session *s, const Sam2LayerNorm *n, const 
   return sam2_session_linear (s, l, win_buf, (int) (n_img * win_rows), y, SAM2_ACT_NONE, NULL);
 }
 
+int
+sam2_session_attention_linear (Sam2Session *s, const Sam2AttentionArgs *args, const Sam2Linear *l,
+                               float *y, const float *residual)
+{
+  Sam2Backend *b = s->backend;
+  const int K = args->heads * args->head_dim;
+  const gboolean packed = K == l->in_features && args->out_ld == K
+                          && (args->batch <= 1
+                              || args->out_batch_stride == (size_t) args->len_q * K);
+  g_return_val_if_fail (packed, SAM2_STATUS_UNSUPPORTED);
+  if (b->ops->attention_linear != NULL && s->observer == NULL) {
+    gboolean done = FALSE;
+    const int status = b->ops->attention_linear (b, args, l, y, residual, &done);
+    if (status != SAM2_STATUS_OK || done)
+      return status;
+  }
+  const int status = b->ops->attention (b, args);
+  if (status != SAM2_STATUS_OK)
+    return status;
+  return sam2_session_linear (s, l, args->out, args->batch * args->len_q, y, SAM2_ACT_NONE,
+                              residual);
+}
+
 void
 sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int ndim, ...)
 {

@@ -216,6 +216,14 @@ int sam2_session_norm_windows_linear (Sam2Session *s, const Sam2LayerNorm *n, co
                                       const float *x, int n_img, int H, int W, int ws,
                                       float *norm_buf, float *win_buf, float *y);
 
+/* y = l (attention (args)) + residual (NULL: none; may be y), the attention's output rows
+ * packed (args->out_ld = l's in_features; args->out_batch_stride = len_q of them where batch >
+ * 1): the backend's
+ * attention_linear where it has one for this layer and no observer needs to see the layer's
+ * input (args->out then may stay unwritten), else attention into args->out and l. */
+int sam2_session_attention_linear (Sam2Session *s, const Sam2AttentionArgs *args,
+                                   const Sam2Linear *l, float *y, const float *residual);
+
 /* s->stacks from the model's float decoder layers, and their release (decoder-stacks.c). */
 void sam2_decoder_stacks_build (Sam2Session *s);
 void sam2_decoder_stacks_clear (Sam2Session *s);

@@ -3,7 +3,8 @@
  * the C entry points, attention-bf16.cu for BF16 (one translation unit per format, so that the
  * two sets of 32 kernel instances compile in parallel). The kernels: Q, K, V and the
  * probabilities P rounded to FP16 or bfloat16 (Op16 below) as mma.sync.m16n8k16 operands, with
- * FP32 accumulation, FP32 online softmax (max, exp, sums) and an FP32 output.
+ * FP32 accumulation, FP32 online softmax (max, exp, sums) and an FP32 output (or its 16-bit
+ * rounding, out16: the next linear layer's operand).
  *
  * A block of 4 warps owns 64 queries of one (sequence, head) (16 rows per warp, the M of the mma)
  * and walks the keys in tiles of 64 (FlashAttention-2's split: no exchange between warps).
@@ -279,21 +280,22 @@ flash_f16_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 
   /* l >= 1 once the quad's parts are summed (the row max contributes exp(0)) */
   const float inv0 = 1.0f / quad_sum (l0), inv1 = 1.0f / quad_sum (l1);
-  float *ob = a.out + seq * a.out_batch_stride + hoff;
+  const size_t ob = seq * a.out_batch_stride + hoff;
+  const size_t o0 = ob + (size_t) row0 * a.out_ld, o1 = ob + (size_t) row1 * a.out_ld;
 #pragma unroll
   for (int nd = 0; nd < ND; nd++) {
     const int d = nd * 8 + 2 * t;
     if (row0 < a.len_q) {
       if (d < D)
-        ob[(size_t) row0 * a.out_ld + d] = o[nd][0] * inv0;
+        sam2_attention_store (a, o0 + d, o[nd][0] * inv0);
       if (d + 1 < D)
-        ob[(size_t) row0 * a.out_ld + d + 1] = o[nd][1] * inv0;
+        sam2_attention_store (a, o0 + d + 1, o[nd][1] * inv0);
     }
     if (row1 < a.len_q) {
       if (d < D)
-        ob[(size_t) row1 * a.out_ld + d] = o[nd][2] * inv1;
+        sam2_attention_store (a, o1 + d, o[nd][2] * inv1);
       if (d + 1 < D)
-        ob[(size_t) row1 * a.out_ld + d + 1] = o[nd][3] * inv1;
+        sam2_attention_store (a, o1 + d + 1, o[nd][3] * inv1);
     }
   }
 }
@@ -554,19 +556,20 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
   if (!active)
     return;
   const float inv0 = 1.0f / quad_sum (l0), inv1 = 1.0f / quad_sum (l1);
-  float *ob = a.out + seq * a.out_batch_stride + hoff;
+  const size_t ob = seq * a.out_batch_stride + hoff;
+  const size_t o0 = ob + (size_t) row0 * a.out_ld, o1 = ob + (size_t) row1 * a.out_ld;
 #pragma unroll
   for (int nd = 0; nd < ND; nd++) {
     const int d = nd * 8 + 2 * t;   /* even, D % 4 == 0: d < D covers d + 1 */
     if (d >= D)
       continue;
     if (row0 < a.len_q) {
-      ob[(size_t) row0 * a.out_ld + d] = o[nd][0] * inv0;
-      ob[(size_t) row0 * a.out_ld + d + 1] = o[nd][1] * inv0;
+      sam2_attention_store (a, o0 + d, o[nd][0] * inv0);
+      sam2_attention_store (a, o0 + d + 1, o[nd][1] * inv0);
     }
     if (row1 < a.len_q) {
-      ob[(size_t) row1 * a.out_ld + d] = o[nd][2] * inv1;
-      ob[(size_t) row1 * a.out_ld + d + 1] = o[nd][3] * inv1;
+      sam2_attention_store (a, o1 + d, o[nd][2] * inv1);
+      sam2_attention_store (a, o1 + d + 1, o[nd][3] * inv1);
     }
   }
 }

@@ -228,7 +228,7 @@ flash_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
     __syncthreads ();
   }
 
-  float *ob = a.out + seq * a.out_batch_stride + hoff;
+  const size_t ob = seq * a.out_batch_stride + hoff;
 #pragma unroll
   for (int i = 0; i < 4; i++) {
     const int r = q0 + ty * 4 + i;
@@ -239,7 +239,7 @@ flash_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
     for (int j = 0; j < NJ; j++) {
       const int d = tx + 16 * j;
       if (d < D)
-        ob[(size_t) r * a.out_ld + d] = o[i][j] * inv;
+        sam2_attention_store (a, ob + (size_t) r * a.out_ld + d, o[i][j] * inv);
     }
   }
 }
@@ -291,17 +291,18 @@ decode_kernel (const Sam2CudaAttentionArgs a)
   float m = -INFINITY, l = 0.0f;
   for (int base = threadIdx.x; base < a.len_k; base += THREADS * G) {
     float kv[G][DP], vv[G][DP];
+    bool valid[G];   /* key base + g * THREADS exists: loaded, and scored below */
 #pragma unroll
     for (int g = 0; g < G; g++) {
       const int key = base + g * THREADS;
-      const bool valid = key < a.len_k;
-      const float *kr = kb + (size_t) (valid ? key : 0) * a.k_ld;
-      const float *vr = vb + (size_t) (valid ? key : 0) * a.v_ld;
+      valid[g] = key < a.len_k;
+      const float *kr = kb + (size_t) (valid[g] ? key : 0) * a.k_ld;
+      const float *vr = vb + (size_t) (valid[g] ? key : 0) * a.v_ld;
       if (VEC) {
 #pragma unroll
         for (int d = 0; d < DP; d += 4) {
           float4 k4 = make_float4 (0.0f, 0.0f, 0.0f, 0.0f), v4 = k4;
-          if (valid && d < D) {
+          if (valid[g] && d < D) {
             k4 = *reinterpret_cast<const float4 *> (kr + d);
             v4 = *reinterpret_cast<const float4 *> (vr + d);
           }
@@ -311,8 +312,8 @@ decode_kernel (const Sam2CudaAttentionArgs a)
       } else {
 #pragma unroll
         for (int d = 0; d < DP; d++) {
-          kv[g][d] = valid && d < D ? kr[d] : 0.0f;
-          vv[g][d] = valid && d < D ? vr[d] : 0.0f;
+          kv[g][d] = valid[g] && d < D ? kr[d] : 0.0f;
+          vv[g][d] = valid[g] && d < D ? vr[d] : 0.0f;
         }
       }
     }
@@ -324,7 +325,7 @@ decode_kernel (const Sam2CudaAttentionArgs a)
 #pragma unroll
       for (int d = 0; d < DP; d++)
         dot = fmaf (q[d], kv[g][d], dot);
-      sc[g] = base + g * THREADS < a.len_k ? dot * a.scale : -INFINITY;
+      sc[g] = valid[g] ? dot * a.scale : -INFINITY;
       mg = fmaxf (mg, sc[g]);
     }
     const float alpha = expf (m - mg);   /* 0 for the thread's first group, 1 if m held */
@@ -376,7 +377,8 @@ decode_kernel (const Sam2CudaAttentionArgs a)
       lsum += part[w][DP + 1] * wt;
       osum += part[w][lane] * wt;
     }
-    a.out[seq * a.out_batch_stride + (size_t) row * a.out_ld + hoff + lane] = osum / lsum;
+    sam2_attention_store (a, seq * a.out_batch_stride + (size_t) row * a.out_ld + hoff + lane,
+                          osum / lsum);
   }
 }
 
@@ -469,7 +471,7 @@ sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
   const Sam2CudaAttentionArgs a = *args;
   if (a.batch < 0 || a.heads < 1 || a.head_dim < 1
       || a.head_dim > SAM2_CUDA_ATTENTION_MAX_HEAD_DIM || a.len_q < 0 || a.len_k < 1
-      || a.q == NULL || a.k == NULL || a.v == NULL || a.out == NULL)
+      || a.q == NULL || a.k == NULL || a.v == NULL || !sam2_attention_output_valid (a))
     return SAM2_CUDA_UNSUPPORTED;
   const int width = a.heads * a.head_dim;   /* the heads' columns must fit in each row */
   if (a.q_ld < width || a.k_ld < width || a.v_ld < width || a.out_ld < width)

@@ -151,4 +151,24 @@ sam2_half_valid (Sam2CudaHalf type)
   return type == SAM2_CUDA_F16 || type == SAM2_CUDA_BF16;
 }
 
+/* Whether the attention's output is given: out, or out16 in a valid format. */
+static inline bool
+sam2_attention_output_valid (const Sam2CudaAttentionArgs &a)
+{
+  return a.out16 != nullptr ? sam2_half_valid (a.out16_type) : a.out != nullptr;
+}
+
+/* Element i of an attention output (Sam2CudaAttentionArgs): a float in out, or, where the caller
+ * asked for 16 bits, the float rounded to out16_type in out16; i counts elements either way. */
+__device__ __forceinline__ void
+sam2_attention_store (const Sam2CudaAttentionArgs &a, size_t i, float v)
+{
+  if (a.out16 == nullptr)
+    a.out[i] = v;
+  else if (a.out16_type == SAM2_CUDA_BF16)
+    a.out16[i] = sam2_to16<true> (v);
+  else
+    a.out16[i] = sam2_to16<false> (v);
+}
+
 #endif

@@ -175,7 +175,7 @@ int sam2_cuda_preprocess (const Sam2CudaPreprocessArgs *args, const uint8_t *fra
 
 /* ---- attention (attention.cu) ---------------------------------------------------------------- */
 
-/* Sam2AttentionArgs of core/backend.h, field for field. */
+/* Sam2AttentionArgs of core/backend.h, field for field, and a 16-bit output. */
 typedef struct {
   int batch;
   int heads;
@@ -187,13 +187,19 @@ typedef struct {
   const float *k; int k_ld; size_t k_batch_stride;
   const float *v; int v_ld; size_t v_batch_stride;
   float *out; int out_ld; size_t out_batch_stride;
+  /* When not NULL, the output goes here instead of `out` (which may then be NULL), each value
+   * rounded to out16_type as sam2_cuda_f32_to_16 rounds it, with out_ld and out_batch_stride
+   * counted in halves: the 16-bit operand of the linear layer that reads the attention, without
+   * the float rows and their conversion in between. The same bits as `out` converted. */
+  uint16_t *out16; Sam2CudaHalf out16_type;
 } Sam2CudaAttentionArgs;
 
 /* SAM2's head dims are 96 (tiny, small), 56 (base+), 72 (large), 32 and 16 (mask decoder). */
 #define SAM2_CUDA_ATTENTION_MAX_HEAD_DIM 128
 
 /* out = softmax(scale q k^T) v per sequence and head, flash-style (no score matrix in memory), in
- * FP32 (FMA, expf). Any len_q >= 0, len_k >= 1, strides and ld (each ld >= heads * head_dim);
+ * FP32 (FMA, expf), written as floats or (out16) rounded to 16 bits. Any len_q >= 0, len_k >= 1,
+ * strides and ld (each ld >= heads * head_dim);
  * float4 loads when head_dim, the ld, the batch strides and the pointers are multiples of 4
  * floats. head_dim above SAM2_CUDA_ATTENTION_MAX_HEAD_DIM is SAM2_CUDA_UNSUPPORTED. The kernels'
  * shared-memory limits are raised on first use per device (or by sam2_cuda_init). */
@@ -202,7 +208,8 @@ int sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
 /* The same on the tensor cores (attention-16.cuh): q, k, v and the softmax probabilities rounded
  * to `type` as mma.sync operands (for F16, |q|, |k|, |v| must stay below 65504), FP32
  * accumulation, softmax and output; relative error ~1e-3 (F16) or ~1e-2 (BF16) against the FP32
- * kernel. Same arguments and limits; needs no shared-memory setup. For the half-precision paths. */
+ * kernel. Same arguments and limits, out16 in `type` only; needs no shared-memory setup. For the
+ * half-precision paths. */
 int sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type,
                             cudaStream_t stream);
 

@@ -14,10 +14,11 @@
  *     than the graph cache holds) with graphs on and off give the same bits, on the tiny
  *     architecture in FP32, FP16 and BF16 and on the W4A8 mini model; graphs were captured,
  *     replayed and none refused;
- *   - the 16-bit MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops, and qkv's LayerNorm
- *     writing its windowed 16-bit operand (SAM2_CUDA_NORM_F16) and as three ops: the same bits on
- *     the same frames and prompts (the tiny architecture in FP16 and BF16, sam2-mini-hash in
- *     BF16); likewise a W4A8 fc1's LayerNorm fused into its quantization (SAM2_CUDA_NORM_QUANT)
+ *   - the 16-bit MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops, qkv's LayerNorm
+ *     writing its windowed 16-bit operand (SAM2_CUDA_NORM_F16) and as three ops, and the
+ *     attention writing its projection's 16-bit operand (SAM2_CUDA_ATTENTION_OUT16) and floats
+ *     converted: the same bits on the same frames and prompts (the tiny architecture in FP16 and
+ *     BF16, sam2-mini-hash in BF16); likewise a W4A8 fc1's LayerNorm fused into its quantization (SAM2_CUDA_NORM_QUANT)
  *     and fc2's quantization fused into fc1's GEMM (SAM2_CUDA_QUANT_NEXT), each against its
  *     ops, on the W4A8 mini model, float layers in FP32 and FP16;
  *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16, BF16 and W4A8; 8 of
@@ -425,9 +426,9 @@ graph_stats (Sam2Session *s)
   Sam2CudaGraphStats st;
   g_assert_true (sam2_backend_cuda_graph_stats (s->backend, &st));
   g_test_message ("graphs %s: %u captured, %u launches, %u eager runs, %u refused, %u evicted, "
-                  "%u held, %u nodes in the last captured", st.enabled ? "on" : "off",
-                  st.captured, st.replayed, st.eager, st.refused, st.evicted, st.held,
-                  st.last_nodes);
+                  "%u held, %u nodes in the last captured, %" G_GUINT64_FORMAT " in all",
+                  st.enabled ? "on" : "off", st.captured, st.replayed, st.eager, st.refused,
+                  st.evicted, st.held, st.last_nodes, st.captured_nodes);
   return st;
 }
 
@@ -672,7 +673,10 @@ test_graphs_w4a8_mini (void)
  *     activation and its 16-bit rounding in one pass);
  *   SAM2_CUDA_NORM_F16: the first half's LayerNorm writing qkv's windowed 16-bit operand
  *     (cuda_norm_windows_linear), where the ops run LayerNorm, window partition and conversion;
- *     it must have run: fewer window ops per encoder pass. */
+ *     it must have run: fewer window ops per encoder pass;
+ *   SAM2_CUDA_ATTENTION_OUT16: the attention writing the 16-bit operand of the projection after
+ *     it (cuda_attention_linear: Hiera's proj, the decoder's image-to-token o_proj), where the
+ *     ops write floats and convert them; it must have run: fewer graph nodes. */
 typedef struct {
   const char *var;
   Sam2Precision precision;     /* FP16 or BF16 */
@@ -695,10 +699,12 @@ test_fused_16 (gconstpointer data)
   void (*script) (Sam2Session *, Sam2Model *, GArray *) = c->tiny ? graph_script : fusion_script;
   Sam2Session *s = cuda_session_env (model, c->precision, var, "0");
   script (s, model, three);
+  const Sam2CudaGraphStats graphs_apart = graph_stats (s);
   const long windows_apart = encoder_op_calls (s, model, SAM2_OP_WINDOW);
   sam2_session_free (s);
   s = cuda_session_env (model, c->precision, var, "1");
   script (s, model, fused);
+  const Sam2CudaGraphStats graphs_fused = graph_stats (s);
   const long windows_fused = encoder_op_calls (s, model, SAM2_OP_WINDOW);
   sam2_session_free (s);
   char *what = g_strdup_printf ("the %s path with and without %s",
@@ -707,8 +713,17 @@ test_fused_16 (gconstpointer data)
   assert_same_bits (three, fused, what, hint);
   g_test_message ("window ops per encoder pass: %ld apart, %ld fused", windows_apart,
                   windows_fused);
+  g_test_message ("nodes of the %u graphs captured: %" G_GUINT64_FORMAT " apart, %"
+                  G_GUINT64_FORMAT " fused", graphs_fused.captured, graphs_apart.captured_nodes,
+                  graphs_fused.captured_nodes);
   if (strcmp (var, "SAM2_CUDA_NORM_F16") == 0)
     g_assert_cmpint (windows_fused, <, windows_apart);
+  if (strcmp (var, "SAM2_CUDA_ATTENTION_OUT16") == 0) {
+    /* one conversion fewer per attention of more than SAM2_CUDA_LINEAR_SMALL_M_MAX rows */
+    g_assert_true (graphs_fused.enabled);
+    g_assert_cmpuint (graphs_fused.captured, ==, graphs_apart.captured);
+    g_assert_cmpuint (graphs_fused.captured_nodes, <, graphs_apart.captured_nodes);
+  }
   g_free (what);
   g_free (hint);
   g_array_unref (three);
@@ -872,13 +887,15 @@ main (int argc, char **argv)
     { "SAM2_CUDA_NORM_F16", SAM2_PRECISION_BF16, TRUE },
     { "SAM2_CUDA_FUSED_MLP", SAM2_PRECISION_BF16, FALSE },
     { "SAM2_CUDA_NORM_F16", SAM2_PRECISION_BF16, FALSE },
+    { "SAM2_CUDA_ATTENTION_OUT16", SAM2_PRECISION_FP16, TRUE },
+    { "SAM2_CUDA_ATTENTION_OUT16", SAM2_PRECISION_BF16, FALSE },
   };
   for (size_t i = 0; i < G_N_ELEMENTS (fused_cases); i++) {
     const FusedCase *c = &fused_cases[i];
-    char *path = g_strdup_printf ("/cuda/model/%s-%s-%s",
-                                  strcmp (c->var, "SAM2_CUDA_FUSED_MLP") == 0 ? "fused-mlp"
-                                                                              : "norm-f16",
-                                  c->tiny ? "tiny" : "mini",
+    const char *name = strcmp (c->var, "SAM2_CUDA_FUSED_MLP") == 0  ? "fused-mlp"
+                       : strcmp (c->var, "SAM2_CUDA_NORM_F16") == 0 ? "norm-f16"
+                                                                     : "attention-out16";
+    char *path = g_strdup_printf ("/cuda/model/%s-%s-%s", name, c->tiny ? "tiny" : "mini",
                                   sam2_precision_to_string (c->precision));
     g_test_add_data_func (path, c, test_fused_16);
     g_free (path);

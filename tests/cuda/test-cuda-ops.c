@@ -11,7 +11,8 @@
  *   - always: no NaN in the GPU output where the CPU has none (an element the kernel forgot to
  *     write stays NaN), and for attention, the output columns and rows outside the written heads
  *     still hold the poison (nothing written out of bounds). Attention inputs hold NaN in their
- *     padding columns and between sequences, so a kernel reading them poisons its output.
+ *     padding columns and between sequences, so a kernel reading them poisons its output. Each
+ *     attention kernel's 16-bit output (out16) is its float output converted, bit for bit.
  * Frame preprocessing: the same floats as sam2_preprocess, bit for bit.
  * The half-precision launchers (the *_16 of kernels.h: LayerNorm and activation outputs,
  * attention, GEMMs, the small-M linear) run in both formats, FP16 and BF16, on each case's
@@ -1058,6 +1059,58 @@ check_attention_stray (const char *name, guint32 seed, const float *dout, int of
   g_free (before);
 }
 
+/* The attention of `run` again with its output rounded to `type` in a 16-bit buffer (out16):
+ * every written element the same bits as sam2_cuda_f32_to_16 of the float output the same
+ * kernel gave (dout_f32, device, out_n floats; `run`'s float output before this call), and
+ * nothing written where ref is NaN (padding columns, gap rows) or in the `off` halves before it.
+ * run->a.out is restored. */
+static void
+check_attention_out16 (const char *name, guint32 seed, AttnRun *run, int (*fn) (void *),
+                       Sam2CudaHalf type, const float *dout_f32, int off, const float *ref,
+                       size_t out_n)
+{
+  const size_t n16 = out_n + off;
+  uint16_t *d16 = (uint16_t *) dev_alloc ((n16 + 1) / 2);
+  CUDA_OK (cudaMemset (d16, 0xff, n16 * sizeof (uint16_t)));
+  uint16_t *dconv = (uint16_t *) dev_alloc ((out_n + 1) / 2);
+  int st = sam2_cuda_f32_to_16 (dout_f32, out_n, type, dconv, stream);
+  float *const out = run->a.out;
+  run->a.out = NULL;
+  run->a.out16 = d16 + off;
+  run->a.out16_type = type;
+  if (st == SAM2_CUDA_OK)
+    st = fn (run);
+  run->a.out = out;
+  run->a.out16 = NULL;
+  char what[160], detail[96];
+  g_snprintf (what, sizeof what, "%s -> %s out16 = float out converted", name, half_name (type));
+  if (st != SAM2_CUDA_OK) {
+    g_snprintf (detail, sizeof detail, "status %d", st);
+    report (FALSE, what, seed, detail);
+  } else {
+    uint16_t *got = g_new (uint16_t, n16), *want = g_new (uint16_t, MAX (out_n, 1));
+    CUDA_OK (cudaStreamSynchronize (stream));
+    CUDA_OK (cudaMemcpy (got, d16, n16 * sizeof (uint16_t), cudaMemcpyDeviceToHost));
+    CUDA_OK (cudaMemcpy (want, dconv, out_n * sizeof (uint16_t), cudaMemcpyDeviceToHost));
+    size_t differ = 0, stray = 0;
+    for (int i = 0; i < off; i++)
+      stray += got[i] != 0xffff;
+    for (size_t i = 0; i < out_n; i++) {
+      if (isnan (ref[i]))
+        stray += got[off + i] != 0xffff;
+      else
+        differ += got[off + i] != want[i];
+    }
+    g_snprintf (detail, sizeof detail, "%zu of %zu differ, %zu stray writes", differ, out_n,
+                stray);
+    report (differ == 0 && stray == 0, what, seed, detail);
+    g_free (got);
+    g_free (want);
+  }
+  cudaFree (d16);
+  cudaFree (dconv);
+}
+
 static void
 test_attention (const AttnCase *tc)
 {
@@ -1151,6 +1204,9 @@ test_attention (const AttnCase *tc)
   check (tc->name, seed, st, dout + off, ref, out_n, ATTENTION_REL_L2);
   if (st == SAM2_CUDA_OK) {
     check_attention_stray (tc->name, seed, dout, off, ref, out_n);
+    for (size_t t = 0; t < G_N_ELEMENTS (halves); t++)
+      check_attention_out16 (tc->name, seed, &run, run_attention, halves[t], dout + off, off,
+                             ref, out_n);
     if (tc->timed) {
       const double ms = time_ms (run_attention, &run, 5);
       const double flop = 4.0 * tc->batch * tc->heads * (double) tc->len_q * tc->len_k
@@ -1174,6 +1230,8 @@ test_attention (const AttnCase *tc)
              run.type == SAM2_CUDA_BF16 ? ATTENTION_BF16_REL_L2 : ATTENTION_F16_REL_L2);
       if (st == SAM2_CUDA_OK) {
         check_attention_stray (what, seed, dout, off, ref, out_n);
+        check_attention_out16 (what, seed, &run, run_attention_16, run.type, dout + off, off, ref,
+                               out_n);
         if (tc->timed) {
           const double ms = time_ms (run_attention_16, &run, 5);
           const double flop = 4.0 * tc->batch * tc->heads * (double) tc->len_q * tc->len_k
@@ -1216,6 +1274,25 @@ test_attention_unsupported (void)
     st = sam2_cuda_attention_16 (&a, halves[t], stream);
     g_snprintf (what, sizeof what, "attention_16 %s head_dim 129 is UNSUPPORTED",
                 half_name (halves[t]));
+    g_snprintf (detail, sizeof detail, "status %d", st);
+    report (st == SAM2_CUDA_UNSUPPORTED, what, 0, detail);
+  }
+  /* outputs: none, a 16-bit one of no valid format, one of the other format than the mma's */
+  a.head_dim = 8;
+  a.out = NULL;
+  st = sam2_cuda_attention (&a, stream);
+  g_snprintf (detail, sizeof detail, "status %d", st);
+  report (st == SAM2_CUDA_UNSUPPORTED, "attention without an output is UNSUPPORTED", 0, detail);
+  a.out16 = (uint16_t *) d;
+  a.out16_type = (Sam2CudaHalf) 7;
+  st = sam2_cuda_attention (&a, stream);
+  g_snprintf (detail, sizeof detail, "status %d", st);
+  report (st == SAM2_CUDA_UNSUPPORTED, "attention out16 of format 7 is UNSUPPORTED", 0, detail);
+  for (size_t t = 0; t < G_N_ELEMENTS (halves); t++) {
+    a.out16_type = halves[1 - t];
+    st = sam2_cuda_attention_16 (&a, halves[t], stream);
+    g_snprintf (what, sizeof what, "attention_16 %s with %s out16 is UNSUPPORTED",
+                half_name (halves[t]), half_name (halves[1 - t]));
     g_snprintf (detail, sizeof detail, "status %d", st);
     report (st == SAM2_CUDA_UNSUPPORTED, what, 0, detail);
   }
