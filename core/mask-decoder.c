@@ -282,6 +282,18 @@ upscale_v_stack (Sam2Session *s)
                                                                      : NULL;
 }
 
+/* Layer l's stacked projection of the image keys + pe (token-to-image k, image-to-token q;
+ * session.h's stacks), or NULL where it is not built or an observer must see each layer's
+ * input. */
+static const Sam2Linear *
+image_kq_stack (Sam2Session *s, int l)
+{
+  return s->stacks.image_kq != NULL && s->stacks.image_kq[l].out_features > 0
+             && s->observer == NULL
+           ? &s->stacks.image_kq[l]
+           : NULL;
+}
+
 /* `image_cached`: the first block's image side is d->image_k / image_v / image_q (no mask
  * prompt: d->keys then starts as d->image_keys). */
 static int
@@ -300,10 +312,7 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
     /* tokens attend to the image: q_proj (norm1 (tokens) + pe), the norm in place */
     const gboolean cached = image_cached && l == 0;
     const Sam2DecoderAttention *t2i = &t->cross_token_to_image;
-    /* the image keys' two projections as one layer (session.h's stacks) unless an observer must
-     * see each layer's input */
-    const Sam2Linear *kq = s->stacks.image_kq != NULL && s->stacks.image_kq[l].out_features > 0
-                               && s->observer == NULL ? &s->stacks.image_kq[l] : NULL;
+    const Sam2Linear *kq = image_kq_stack (s, l);
     CHECK (sam2_session_norm_sum_linear (s, &t->norm1, &t2i->q_proj, queries, qpe, T,
                                          SAM2_ACT_NONE, tmp, d->q_small));
     if (cached) {
