@@ -997,6 +997,54 @@ cuda_norm_sum_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *
   return status;
 }
 
+/* backend.h's norm_linear_pair for two 16-bit layers on more rows than the token-row linear
+ * takes: one pass (sam2_cuda_norm_operands_16) normalises x in place and writes both GEMM
+ * operands, x + addend and x, which the ops wrote with a LayerNorm, a sum conversion and a plain
+ * conversion; then the two GEMMs. Two launches and a float read and write of x fewer, the same
+ * bits (SAM2_CUDA_NORM_PAIR=0 for the ops). */
+static int
+cuda_norm_linear_pair (Sam2Backend *b, const Sam2LayerNorm *n, float *x, const float *addend,
+                       int M, const Sam2Linear *l1, float *y1, const Sam2Linear *l2, float *y2,
+                       gboolean *done)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  *done = FALSE;
+  const int K = l1->in_features;
+  if (cu->precision == SAM2_PRECISION_FP32 || M < 1 || addend == NULL || l2->in_features != K
+      || (n != NULL && n->dim != K) || (cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
+    return SAM2_STATUS_OK;
+  const CudaLinear *w1, *w2;
+  int status = linear_weights (cu, l1, &w1);
+  if (status == SAM2_STATUS_OK)
+    status = linear_weights (cu, l2, &w2);
+  if (status != SAM2_STATUS_OK || w1->kind != WEIGHTS_16 || w2->kind != WEIGHTS_16)
+    return status;
+  const CudaNorm *d = NULL;
+  if (n != NULL && (status = norm_weights (cu, n, &d)) != SAM2_STATUS_OK)
+    return status;
+  /* x + addend (M, K), then x (M, K) 256 bytes aligned, as the scratch's start: cuBLASLt picks
+   * its algorithm by the operand's alignment, and the ops' GEMMs read theirs from the start */
+  uint16_t *x16;
+  const size_t MK = (size_t) M * K, plain_at = (MK + 127) & ~(size_t) 127;
+  if ((status = f16_scratch (cu, plain_at + MK, &x16)) != SAM2_STATUS_OK)
+    return status;
+  *done = TRUE;
+  const Sam2CudaRowNorm norm = { d != NULL ? d->weight : NULL, d != NULL ? d->bias : NULL,
+                                 n != NULL ? n->eps : 0.0f };
+  PROFILED (n != NULL ? SAM2_OP_LAYER_NORM : SAM2_OP_LINEAR,
+            launched (cu, sam2_cuda_norm_operands_16 (x, M, K, n != NULL ? &norm : NULL, addend,
+                                                      cu->half, x16, x16 + plain_at,
+                                                      cu->stream),
+                      l1->name));
+  if (status == SAM2_STATUS_OK)
+    PROFILED (SAM2_OP_LINEAR, f16_linear_from16 (cu, w1, x16, M, y1, SAM2_ACT_NONE, NULL,
+                                                 l1->name));
+  if (status == SAM2_STATUS_OK)
+    PROFILED (SAM2_OP_LINEAR, f16_linear_from16 (cu, w2, x16 + plain_at, M, y2, SAM2_ACT_NONE,
+                                                 NULL, l2->name));
+  return status;
+}
+
 static int
 cuda_layer_norm (Sam2Backend *b, const Sam2LayerNorm *n, const float *x, int M, float *y)
 {
@@ -1992,6 +2040,7 @@ static const Sam2BackendOps cuda_ops = {
   .layer_norm = cuda_layer_norm,
   .norm_windows_linear = cuda_norm_windows_linear,
   .norm_sum_linear = cuda_norm_sum_linear,
+  .norm_linear_pair = cuda_norm_linear_pair,
   .norm_mlp = cuda_norm_mlp,
   .attention_linear = cuda_attention_linear,
   .activation = cuda_activation,
@@ -2127,6 +2176,10 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   cu->quant_next = env_switch ("SAM2_CUDA_QUANT_NEXT", FALSE);
   /* 0: in FP16 / BF16, qkv's LayerNorm, window partition and conversion as three ops */
   cu->norm_f16 = env_switch_on ("SAM2_CUDA_NORM_F16");
+  /* 0: in FP16 / BF16, the decoder's keys normalised, summed with pe and converted by three
+   * ops */
+  if (!env_switch_on ("SAM2_CUDA_NORM_PAIR"))
+    cu->ops.norm_linear_pair = NULL;
   /* 0: in FP16 / BF16, the attention writes floats that o_proj / proj converts */
   if (!env_switch_on ("SAM2_CUDA_ATTENTION_OUT16"))
     cu->ops.attention_linear = NULL;

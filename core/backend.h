@@ -131,6 +131,14 @@ typedef struct {
    * runs the ops. */
   int (*norm_sum_linear) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *l, float *x,
                           const float *addend, int M, Sam2Act act, float *y, gboolean *done);
+  /* Optional: x = n (x) in place when n is not NULL, then y1 (M, N1) = l1 (x + addend) and y2
+   * (M, N2) = l2 (x), both layers reading x's K columns (addend (M, K)), with the results of
+   * layer_norm, add and the two linears (the mask decoder's keys after their norm: the
+   * projections of keys + pe and of keys). *done FALSE, with nothing run, where the backend has
+   * no such pass for these layers and M (NULL: for none); the model then runs the ops. */
+  int (*norm_linear_pair) (Sam2Backend *b, const Sam2LayerNorm *n, float *x, const float *addend,
+                           int M, const Sam2Linear *l1, float *y1, const Sam2Linear *l2,
+                           float *y2, gboolean *done);
   int (*activation) (Sam2Backend *b, Sam2Act act, float *x, size_t n);
   /* Optional: y (M, N) = l (attention (args)) + residual (M, N; NULL: none; may be y), M =
    * args->batch * args->len_q, with the results of attention then linear, for an attention whose

@@ -304,6 +304,9 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
   Sam2DecoderBuffers *d = &s->dec;
   const int C = m->decoder_dim, HW = m->feat_h[2] * m->feat_w[2];
   float *queries = d->tokens, *qpe = d->token_pe, *tmp = d->tmp_tokens;
+  /* the last layer's norm4 of the keys, applied where the keys are next read: inside their two
+   * projections where the backend has one pass for both (sam2_session_norm_linear_pair) */
+  const Sam2LayerNorm *keys_norm = NULL;
 
   for (int l = 0; l < m->n_two_way; l++) {
     const Sam2TwoWayBlock *t = &m->two_way[l];
@@ -320,14 +323,15 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
                                   queries, queries));
     } else if (kq != NULL) {
       /* K here and the image-to-token attention's Q below, side by side in big_k, from the keys
-       * + pe (which the backend may not write into keys_pe: nothing else reads them) */
-      CHECK (sam2_session_norm_sum_linear (s, NULL, kq, d->keys, s->image_pe, HW, SAM2_ACT_NONE,
-                                           d->keys_pe, d->big_k));
-      CHECK (sam2_session_linear (s, &t2i->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
+       * + pe (which the backend may not write into keys_pe: nothing else reads them), and V */
+      CHECK (sam2_session_norm_linear_pair (s, keys_norm, d->keys, s->image_pe, HW, d->keys_pe,
+                                            kq, d->big_k, &t2i->v_proj, d->big_v));
       const int D = t2i->internal_dim;
       CHECK (attention_projected_ld (s, t2i, d->q_small, D, T, d->big_k, kq->out_features,
                                      d->big_v, D, HW, d->o_small, queries, queries));
     } else {
+      if (keys_norm != NULL)
+        CHECK (b->ops->layer_norm (b, keys_norm, d->keys, HW, d->keys));
       CHECK (b->ops->add (b, d->keys_pe, d->keys, s->image_pe, (size_t) HW * C));
       CHECK (attention_kv_forward (s, t2i, d->q_small, T, d->keys_pe, d->keys, HW, d->big_k,
                                    d->big_v, d->o_small, queries, queries));
@@ -360,27 +364,22 @@ two_way_transformer (Sam2Session *s, int T, gboolean image_cached)
     CHECK (sam2_session_linear (s, &i2t->v_proj, queries, T, d->v_small, SAM2_ACT_NONE, NULL));
     CHECK (attention_projected_ld (s, i2t, Q, q_ld, HW, d->k_small, D, d->v_small, D, T,
                                    d->big_o, d->keys, cached ? d->image_keys : d->keys));
-    CHECK (b->ops->layer_norm (b, &t->norm4, d->keys, HW, d->keys));
+    keys_norm = &t->norm4;
   }
 
-  /* the final attention: q_proj (tokens + pe), k_proj (keys + pe), v_proj (keys) */
+  /* the final attention: q_proj (tokens + pe), k_proj (keys + pe), v_proj (keys), the latter
+   * with the upscaling's first layer (which then finds its output in up1_cols) or alone; the
+   * keys normalised in place first (the upscaling reads them too) */
   const Sam2DecoderAttention *fa = &m->final_attn;
   const int D = fa->internal_dim;
   CHECK (sam2_session_norm_sum_linear (s, NULL, &fa->q_proj, queries, qpe, T, SAM2_ACT_NONE,
                                        tmp, d->q_small));
-  CHECK (sam2_session_norm_sum_linear (s, NULL, &fa->k_proj, d->keys, s->image_pe, HW,
-                                       SAM2_ACT_NONE, d->keys_pe, d->big_k));
-  /* v with the upscaling's first layer (which then finds its output in up1_cols), or alone */
   const Sam2Linear *uv = upscale_v_stack (s);
-  const float *V = d->big_v;
-  int v_ld = D;
-  if (uv != NULL) {
-    CHECK (sam2_session_linear (s, uv, d->keys, HW, d->up1_cols, SAM2_ACT_NONE, NULL));
-    V = d->up1_cols + m->upscale1.out_features;
-    v_ld = uv->out_features;
-  } else {
-    CHECK (sam2_session_linear (s, &fa->v_proj, d->keys, HW, d->big_v, SAM2_ACT_NONE, NULL));
-  }
+  CHECK (sam2_session_norm_linear_pair (s, keys_norm, d->keys, s->image_pe, HW, d->keys_pe,
+                                        &fa->k_proj, d->big_k, uv != NULL ? uv : &fa->v_proj,
+                                        uv != NULL ? d->up1_cols : d->big_v));
+  const float *V = uv != NULL ? d->up1_cols + m->upscale1.out_features : d->big_v;
+  const int v_ld = uv != NULL ? uv->out_features : D;
   CHECK (attention_projected_ld (s, fa, d->q_small, D, T, d->big_k, D, V, v_ld, HW, d->o_small,
                                  queries, queries));
   return b->ops->layer_norm (b, &m->final_norm, queries, T, queries);

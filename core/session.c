@@ -587,6 +587,28 @@ sam2_session_norm_sum_linear (Sam2Session *s, const Sam2LayerNorm *n, const Sam2
 }
 
 int
+sam2_session_norm_linear_pair (Sam2Session *s, const Sam2LayerNorm *n, float *x,
+                               const float *addend, int M, float *sum_buf, const Sam2Linear *l1,
+                               float *y1, const Sam2Linear *l2, float *y2)
+{
+  Sam2Backend *b = s->backend;
+  g_return_val_if_fail (l1->in_features == l2->in_features, SAM2_STATUS_UNSUPPORTED);
+  if (b->ops->norm_linear_pair != NULL && s->observer == NULL) {
+    gboolean done = FALSE;
+    const int status = b->ops->norm_linear_pair (b, n, x, addend, M, l1, y1, l2, y2, &done);
+    if (status != SAM2_STATUS_OK || done)
+      return status;
+  }
+  /* the norm first, so that the sum below can still take the backend's norm_sum_linear */
+  int status = n != NULL ? b->ops->layer_norm (b, n, x, M, x) : SAM2_STATUS_OK;
+  if (status == SAM2_STATUS_OK)
+    status = sam2_session_norm_sum_linear (s, NULL, l1, x, addend, M, SAM2_ACT_NONE, sum_buf, y1);
+  if (status == SAM2_STATUS_OK)
+    status = sam2_session_linear (s, l2, x, M, y2, SAM2_ACT_NONE, NULL);
+  return status;
+}
+
+int
 sam2_session_norm_mlp (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Mlp *mlp,
                        const float *x, int M, float *norm_buf, float *hidden, float *y,
                        const float *residual)

@@ -216,6 +216,15 @@ int sam2_session_norm_windows_linear (Sam2Session *s, const Sam2LayerNorm *n, co
                                       const float *x, int n_img, int H, int W, int ws,
                                       float *norm_buf, float *win_buf, float *y);
 
+/* x = n (x) in place (n NULL: x as it is), then y1 = l1 (x + addend) and y2 = l2 (x): the
+ * backend's norm_linear_pair where it has one for these layers and no observer needs to see
+ * their inputs, else layer_norm in place, then sam2_session_norm_sum_linear without a norm
+ * (sum_buf (M, K)) and l2. */
+int sam2_session_norm_linear_pair (Sam2Session *s, const Sam2LayerNorm *n, float *x,
+                                   const float *addend, int M, float *sum_buf,
+                                   const Sam2Linear *l1, float *y1, const Sam2Linear *l2,
+                                   float *y2);
+
 /* y = l (attention (args)) + residual (NULL: none; may be y), the attention's output rows
  * packed (args->out_ld = l's in_features; args->out_batch_stride = len_q of them where batch >
  * 1): the backend's

@@ -294,6 +294,71 @@ sam2_cuda_layer_norm_windows_16 (const float *x, const Sam2CudaRowWindows *windo
                                *windows, type, y16, stream);
 }
 
+/* sam2_cuda_norm_operands_16: a warp per row, as layer_norm_kernel. In place: each lane reads
+ * and writes only its own columns once the row's statistics are known. The sum is float's, as
+ * act_to_16_kernel's (gemm-float.cu). */
+template <bool BF16, bool NORM>
+static __global__ void
+norm_operands_16_kernel (float *x, int M, int C, Sam2CudaRowNorm norm,
+                         const float *__restrict__ addend, uint16_t *__restrict__ sum16,
+                         uint16_t *__restrict__ plain16)
+{
+  const int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= M)
+    return;
+  float *xr = x + (size_t) row * C;
+  Sam2RowNormStats st = { 0.0, 0.0 };
+  if (NORM)
+    st = sam2_row_norm_stats (xr, C, norm.eps, lane);
+  for (int c = lane; c < C; c += 32) {
+    const size_t i = (size_t) row * C + c;
+    float v = xr[c];
+    if (NORM) {
+      v = sam2_row_norm_value (v, st, norm.weight[c], norm.bias[c]);
+      xr[c] = v;
+    }
+    if (sum16 != nullptr)
+      sum16[i] = sam2_to16<BF16> (v + addend[i]);
+    if (plain16 != nullptr)
+      plain16[i] = sam2_to16<BF16> (v);
+  }
+}
+
+template <bool BF16>
+static void
+launch_norm_operands_16 (float *x, int M, int C, const Sam2CudaRowNorm *norm,
+                         const float *addend, uint16_t *sum16, uint16_t *plain16,
+                         cudaStream_t stream)
+{
+  const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+  const Sam2CudaRowNorm none = { NULL, NULL, 0.0f };
+  if (norm != NULL)
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, norm_operands_16_kernel<BF16, true>) (
+        x, M, C, *norm, addend, sum16, plain16);
+  else
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, norm_operands_16_kernel<BF16, false>) (
+        x, M, C, none, addend, sum16, plain16);
+}
+
+extern "C" int
+sam2_cuda_norm_operands_16 (float *x, int M, int C, const Sam2CudaRowNorm *norm,
+                            const float *addend, Sam2CudaHalf type, uint16_t *sum16,
+                            uint16_t *plain16, cudaStream_t stream)
+{
+  if (x == NULL || M < 0 || C < 1 || !sam2_half_valid (type)
+      || (norm != NULL && (norm->weight == NULL || norm->bias == NULL))
+      || (sum16 != NULL && addend == NULL))
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || (norm == NULL && sum16 == NULL && plain16 == NULL))
+    return SAM2_CUDA_OK;
+  if (type == SAM2_CUDA_BF16)
+    launch_norm_operands_16<true> (x, M, C, norm, addend, sum16, plain16, stream);
+  else
+    launch_norm_operands_16<false> (x, M, C, norm, addend, sum16, plain16, stream);
+  return sam2_launch_status ();
+}
+
 /* x (M, N) in place: exp(x - row max) / row sum, the sum in double and its inverse rounded to
  * float once, as sam2_cpu_softmax_rows. */
 static __global__ void

@@ -454,6 +454,15 @@ int sam2_cuda_activation_to_16 (int act, const float *x, size_t n, Sam2CudaHalf 
  * pass, the sums never written (the decoder's image keys plus their positional encoding). */
 int sam2_cuda_sum_to_16 (const float *x, const float *addend, size_t n, Sam2CudaHalf type,
                          uint16_t *y16, cudaStream_t stream);
+/* The 16-bit operands of two layers that read the same rows (elementwise.cu; the mask decoder's
+ * keys, whose projections read keys + pe and keys): x (M, C) normalised in place by `norm` (NULL:
+ * left as it is; sam2_cuda_layer_norm's floats, layernorm-row.cuh), then sum16 (M, C) = (x +
+ * addend) rounded to `type` as sam2_cuda_sum_to_16 rounds it (skipped when sum16 is NULL; addend
+ * (M, C) is then not read) and plain16 (M, C) = x rounded as sam2_cuda_f32_to_16 (skipped when
+ * NULL): one pass over the rows, the same bits as those kernels one after another. */
+int sam2_cuda_norm_operands_16 (float *x, int M, int C, const Sam2CudaRowNorm *norm,
+                                const float *addend, Sam2CudaHalf type, uint16_t *sum16,
+                                uint16_t *plain16, cudaStream_t stream);
 
 /* The half-precision paths of float layers: C (M, N) = A (M, K) B^T + beta C with 16-bit
  * operands of `type` (A (M, K), B (N, K), from sam2_cuda_f32_to_16) on the tensor cores, FP32

@@ -15,9 +15,10 @@
  *     architecture in FP32, FP16 and BF16 and on the W4A8 mini model; graphs were captured,
  *     replayed and none refused;
  *   - the 16-bit MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops, qkv's LayerNorm
- *     writing its windowed 16-bit operand (SAM2_CUDA_NORM_F16) and as three ops, and the
+ *     writing its windowed 16-bit operand (SAM2_CUDA_NORM_F16) and as three ops, the
  *     attention writing its projection's 16-bit operand (SAM2_CUDA_ATTENTION_OUT16) and floats
- *     converted: the same bits on the same frames and prompts (the tiny architecture in FP16 and
+ *     converted, and the decoder keys' norm with both projections' operands in one pass
+ *     (SAM2_CUDA_NORM_PAIR) and as three ops: the same bits on the same frames and prompts (the tiny architecture in FP16 and
  *     BF16, sam2-mini-hash in BF16); likewise a W4A8 fc1's LayerNorm fused into its quantization (SAM2_CUDA_NORM_QUANT)
  *     and fc2's quantization fused into fc1's GEMM (SAM2_CUDA_QUANT_NEXT), each against its
  *     ops, on the W4A8 mini model, float layers in FP32 and FP16;
@@ -676,7 +677,10 @@ test_graphs_w4a8_mini (void)
  *     it must have run: fewer window ops per encoder pass;
  *   SAM2_CUDA_ATTENTION_OUT16: the attention writing the 16-bit operand of the projection after
  *     it (cuda_attention_linear: Hiera's proj, the decoder's image-to-token o_proj), where the
- *     ops write floats and convert them; it must have run: fewer graph nodes. */
+ *     ops write floats and convert them; it must have run: fewer graph nodes;
+ *   SAM2_CUDA_NORM_PAIR: the decoder's keys normalised and turned into both projections' 16-bit
+ *     operands in one pass (cuda_norm_linear_pair), where the ops run LayerNorm, the sum's
+ *     conversion and the plain conversion; fewer graph nodes too. */
 typedef struct {
   const char *var;
   Sam2Precision precision;     /* FP16 or BF16 */
@@ -718,8 +722,9 @@ test_fused_16 (gconstpointer data)
                   graphs_fused.captured_nodes);
   if (strcmp (var, "SAM2_CUDA_NORM_F16") == 0)
     g_assert_cmpint (windows_fused, <, windows_apart);
-  if (strcmp (var, "SAM2_CUDA_ATTENTION_OUT16") == 0) {
-    /* one conversion fewer per attention of more than SAM2_CUDA_LINEAR_SMALL_M_MAX rows */
+  if (strcmp (var, "SAM2_CUDA_ATTENTION_OUT16") == 0 || strcmp (var, "SAM2_CUDA_NORM_PAIR") == 0) {
+    /* one conversion fewer per attention of more than SAM2_CUDA_LINEAR_SMALL_M_MAX rows; two
+     * launches fewer per use of the decoder's keys after a two-way layer */
     g_assert_true (graphs_fused.enabled);
     g_assert_cmpuint (graphs_fused.captured, ==, graphs_apart.captured);
     g_assert_cmpuint (graphs_fused.captured_nodes, <, graphs_apart.captured_nodes);
@@ -889,12 +894,15 @@ main (int argc, char **argv)
     { "SAM2_CUDA_NORM_F16", SAM2_PRECISION_BF16, FALSE },
     { "SAM2_CUDA_ATTENTION_OUT16", SAM2_PRECISION_FP16, TRUE },
     { "SAM2_CUDA_ATTENTION_OUT16", SAM2_PRECISION_BF16, FALSE },
+    { "SAM2_CUDA_NORM_PAIR", SAM2_PRECISION_FP16, TRUE },
+    { "SAM2_CUDA_NORM_PAIR", SAM2_PRECISION_BF16, FALSE },
   };
   for (size_t i = 0; i < G_N_ELEMENTS (fused_cases); i++) {
     const FusedCase *c = &fused_cases[i];
-    const char *name = strcmp (c->var, "SAM2_CUDA_FUSED_MLP") == 0  ? "fused-mlp"
-                       : strcmp (c->var, "SAM2_CUDA_NORM_F16") == 0 ? "norm-f16"
-                                                                     : "attention-out16";
+    const char *name = strcmp (c->var, "SAM2_CUDA_FUSED_MLP") == 0   ? "fused-mlp"
+                       : strcmp (c->var, "SAM2_CUDA_NORM_F16") == 0  ? "norm-f16"
+                       : strcmp (c->var, "SAM2_CUDA_NORM_PAIR") == 0 ? "norm-pair"
+                                                                      : "attention-out16";
     char *path = g_strdup_printf ("/cuda/model/%s-%s-%s", name, c->tiny ? "tiny" : "mini",
                                   sam2_precision_to_string (c->precision));
     g_test_add_data_func (path, c, test_fused_16);

@@ -930,6 +930,91 @@ test_outputs_16 (int M, int C, int act, int offset)
   g_rand_free (r);
 }
 
+/* sam2_cuda_norm_operands_16 against sam2_cuda_layer_norm in place, then sam2_cuda_sum_to_16's
+ * and sam2_cuda_f32_to_16's roundings on the host, bit for bit in each format: x after the call
+ * (normalised when `with_norm`, else untouched), sum16 = x + addend and plain16 = x, each also
+ * alone (the other NULL stays poisoned). The decoder's keys after norm4 (cuda_norm_linear_pair)
+ * rely on it. Rows of mean up to +-50. */
+static void
+test_norm_operands_16 (int M, int C, gboolean with_norm, int offset)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const size_t n = (size_t) M * C;
+  float *x = g_malloc ((n + 1) * sizeof (float)), *add = g_malloc ((n + 1) * sizeof (float));
+  float *w = g_malloc (C * sizeof (float)), *b = g_malloc (C * sizeof (float));
+  fill_uniform (r, x, n + 1, -3.0, 3.0);
+  for (int m = 0; m < M; m++) {
+    const float mean = (float) g_rand_double_range (r, -50.0, 50.0);
+    for (int c = 0; c < C; c++)
+      x[offset + (size_t) m * C + c] += mean;
+  }
+  fill_uniform (r, add, n + 1, -3.0, 3.0);
+  fill_uniform (r, w, C, 0.5, 1.5);
+  fill_uniform (r, b, C, -0.5, 0.5);
+  float *dw = dev_from (w, C), *db = dev_from (b, C), *dadd = dev_from (add, n + 1);
+  /* the reference rows: the LayerNorm kernel in place, or x as it is */
+  float *dref = dev_from (x, n + 1);
+  int st_ref = with_norm ? sam2_cuda_layer_norm (dref + offset, M, C, dw, db, 1e-5f,
+                                                 dref + offset, stream)
+                         : SAM2_CUDA_OK;
+  float *want = host_from_dev (dref + offset, n), *sum = g_malloc (MAX (n, 1) * sizeof (float));
+  for (size_t i = 0; i < n; i++)
+    sum[i] = want[i] + add[offset + i];
+  const Sam2CudaRowNorm norm = { dw, db, 1e-5f };
+  uint16_t *d16 = NULL, *got = g_malloc ((2 * n + 1) * 2);
+  CUDA_OK (cudaMalloc ((void **) &d16, (2 * n + 4) * 2));
+  static const char *outs[] = { "both", "sum only", "plain only" };
+  char what[128], detail[128];
+  for (size_t t = 0; t < G_N_ELEMENTS (halves); t++)
+    for (int o = 0; o < 3; o++) {
+      const Sam2CudaHalf type = halves[t];
+      g_snprintf (what, sizeof what, "norm_operands_16 %s %dx%d%s %s off %d", half_name (type),
+                  M, C, with_norm ? " norm" : "", outs[o], offset);
+      if (skip_half (type, what, 2 * n))
+        continue;
+      float *dx = dev_from (x, n + 1);
+      CUDA_OK (cudaMemset (d16, 0xff, (2 * n + 4) * 2));
+      uint16_t *sum16 = d16 + offset, *plain16 = d16 + offset + n;
+      const int st = sam2_cuda_norm_operands_16 (dx + offset, M, C, with_norm ? &norm : NULL,
+                                                 dadd + offset, type, o != 2 ? sum16 : NULL,
+                                                 o != 1 ? plain16 : NULL, stream);
+      float *xa = host_from_dev (dx + offset, n);
+      CUDA_OK (cudaMemcpy (got, d16 + offset, 2 * n * 2, cudaMemcpyDeviceToHost));
+      const size_t bad_x = memcmp (xa, want, n * sizeof (float)) != 0;
+      size_t bad_sum = 0, bad_plain = 0;
+      if (o != 2)
+        bad_sum = mismatched16 (type, got, sum, n);
+      else
+        for (size_t i = 0; i < n; i++)
+          bad_sum += got[i] != 0xffff;
+      if (o != 1)
+        bad_plain = mismatched16 (type, got + n, want, n);
+      else
+        for (size_t i = 0; i < n; i++)
+          bad_plain += got[n + i] != 0xffff;
+      g_snprintf (detail, sizeof detail, "status %d %d  x %s, mismatched sum %zu plain %zu",
+                  st_ref, st, bad_x ? "differs" : "same", bad_sum, bad_plain);
+      report (st_ref == SAM2_CUDA_OK && st == SAM2_CUDA_OK && bad_x == 0 && bad_sum == 0
+                  && bad_plain == 0, what, seed, detail);
+      cudaFree (dx);
+      g_free (xa);
+    }
+  cudaFree (dw);
+  cudaFree (db);
+  cudaFree (dadd);
+  cudaFree (dref);
+  cudaFree (d16);
+  g_free (x);
+  g_free (add);
+  g_free (w);
+  g_free (b);
+  g_free (want);
+  g_free (sum);
+  g_free (got);
+  g_rand_free (r);
+}
+
 /* sam2_cuda_layer_norm_windows_16 against sam2_cuda_layer_norm, then sam2_cuda_window_partition
  * of each image and the rounding on the host, bit for bit in each format (padding rows 0): the
  * half-precision paths' qkv operand made in one pass (cuda_norm_windows_linear) relies on it.
@@ -1854,6 +1939,7 @@ test_half_unsupported (cublasHandle_t h, cublasLtHandle_t lt, void *lt_ws)
     { "f32_to_16", sam2_cuda_f32_to_16 (d, 16, bad, d16, stream) },
     { "activation_to_16",
       sam2_cuda_activation_to_16 (SAM2_CUDA_ACT_GELU, d, 16, bad, d16, stream) },
+    { "norm_operands_16", sam2_cuda_norm_operands_16 (d, 4, 8, NULL, d, bad, d16, NULL, stream) },
     { "attention_16", sam2_cuda_attention_16 (&a, bad, stream) },
     { "gemm_16_nt", sam2_cuda_gemm_16_nt (h, bad, d16, d16, 4, 4, 8, 0.0f, d) },
     { "linear_16_small_m", sam2_cuda_linear_16_small_m (d, NULL, 4, 8, bad, d16, 4, NULL,
@@ -2012,6 +2098,12 @@ main (void)
   test_outputs_16 (65536, 96, SAM2_CUDA_ACT_GELU, 0);
   test_outputs_16 (33, 37, SAM2_CUDA_ACT_GELU, 0);
   test_outputs_16 (5, 13, SAM2_CUDA_ACT_RELU, 1);
+  /* ... and the decoder's keys' two operands after their norm: the real models' 64x64 x 256,
+   * without the norm (a first layer with a mask prompt), a tail, misaligned */
+  test_norm_operands_16 (4096, 256, TRUE, 0);
+  test_norm_operands_16 (4096, 256, FALSE, 0);
+  test_norm_operands_16 (7, 37, TRUE, 1);
+  test_norm_operands_16 (256, 256, TRUE, 0);   /* sam2-mini-hash's keys: BF16 in quick mode too */
   /* ... and partitioned into windows: tiny's stage 0 (8 on 256x256) and 2 (14 on 64x64, padded),
    * two images with padding on both edges, a window of 1 (the rows as they are), odd C */
   test_layer_norm_windows_16 (1, 256, 256, 96, 8);
