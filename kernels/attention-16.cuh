@@ -313,15 +313,40 @@ struct V2Smem {
   static constexpr size_t BYTES = 2 * HALVES * sizeof (uint16_t);  /* 34.8 KB at head_dim 128 */
 };
 
-/* This thread's part of the K and V tile at key k0 (ITEMS float4 of each, row-major over the
- * tile's BK x DP/4 float4), zero past len_k and past head_dim. */
-template <int NJ, int NT, bool BF16>
+/* The element type of q, k and v in memory: floats, rounded to the operand format as they are
+ * stored into shared memory, or (IN16) already in that format (Sam2CudaAttentionArgs' q16, k16,
+ * v16), and four of them, one load. */
+template <bool IN16>
+struct V2In {
+  using T = float;
+  using Four = float4;
+  static __device__ __forceinline__ const T *k (const Sam2CudaAttentionArgs &a) { return a.k; }
+  static __device__ __forceinline__ const T *v (const Sam2CudaAttentionArgs &a) { return a.v; }
+  static __device__ __forceinline__ const T *q (const Sam2CudaAttentionArgs &a) { return a.q; }
+  static __device__ __forceinline__ Four zero () { return make_float4 (0.0f, 0.0f, 0.0f, 0.0f); }
+};
+template <>
+struct V2In<true> {
+  using T = uint16_t;
+  using Four = uint2;
+  static __device__ __forceinline__ const T *k (const Sam2CudaAttentionArgs &a) { return a.k16; }
+  static __device__ __forceinline__ const T *v (const Sam2CudaAttentionArgs &a) { return a.v16; }
+  static __device__ __forceinline__ const T *q (const Sam2CudaAttentionArgs &a) { return a.q16; }
+  static __device__ __forceinline__ Four zero () { return make_uint2 (0u, 0u); }   /* +0, +0 */
+};
+
+/* This thread's part of the K and V tile at key k0 (ITEMS groups of 4 elements of each,
+ * row-major over the tile's BK x DP/4 groups), zero past len_k and past head_dim. */
+template <int NJ, int NT, bool BF16, bool IN16>
 struct V2Tile {
   using O = Op16<BF16>;
-  static constexpr int C4 = 4 * NJ;                 /* float4 per padded row */
+  using In = V2In<IN16>;
+  using T = typename In::T;
+  using Four = typename In::Four;
+  static constexpr int C4 = 4 * NJ;                 /* groups of 4 per padded row */
   static constexpr int ITEMS = BK * C4 / NT;        /* NT: threads of the block */
-  static_assert (BK * C4 % NT == 0, "whole float4 per thread");
-  float4 k[ITEMS], v[ITEMS];
+  static_assert (BK * C4 % NT == 0, "whole groups per thread");
+  Four k[ITEMS], v[ITEMS];
 
   /* item j of this thread: tile row r, first column c */
   static __device__ __forceinline__ void
@@ -332,36 +357,42 @@ struct V2Tile {
     c = (idx % C4) * 4;
   }
 
-  /* the float4 at tile row r, column c: zero past len_k and past head_dim (head_dim % 4 == 0,
-   * so c < head_dim covers the whole float4) */
+  /* the 4 elements at tile row r, column c: zero past len_k and past head_dim (head_dim % 4 ==
+   * 0, so c < head_dim covers all four) */
   static __device__ __forceinline__ void
-  fetch (const float *kb, const float *vb, const Sam2CudaAttentionArgs &a, int key, int c,
-         float4 &kx, float4 &vx)
+  fetch (const T *kb, const T *vb, const Sam2CudaAttentionArgs &a, int key, int c, Four &kx,
+         Four &vx)
   {
-    kx = vx = make_float4 (0.0f, 0.0f, 0.0f, 0.0f);
+    kx = vx = In::zero ();
     if (key < a.len_k && c < a.head_dim) {
-      kx = *reinterpret_cast<const float4 *> (kb + (size_t) key * a.k_ld + c);
-      vx = *reinterpret_cast<const float4 *> (vb + (size_t) key * a.v_ld + c);
+      kx = *reinterpret_cast<const Four *> (kb + (size_t) key * a.k_ld + c);
+      vx = *reinterpret_cast<const Four *> (vb + (size_t) key * a.v_ld + c);
     }
   }
 
+  /* four elements as the operand format's halves */
+  static __device__ __forceinline__ uint2
+  halves (const float4 &x)
+  {
+    uint2 h;
+    h.x = O::pack2 (x.x, x.y);
+    h.y = O::pack2 (x.z, x.w);
+    return h;
+  }
+  static __device__ __forceinline__ uint2 halves (const uint2 &x) { return x; }
+
   /* 8-byte stores of the halves (r * LD + c is a multiple of 4 halves) */
   static __device__ __forceinline__ void
-  put (uint16_t *Ks, uint16_t *Vs, int r, int c, const float4 &kx, const float4 &vx)
+  put (uint16_t *Ks, uint16_t *Vs, int r, int c, const Four &kx, const Four &vx)
   {
     constexpr int LD = V2Smem<NJ>::LD;
-    uint2 kh, vh;
-    kh.x = O::pack2 (kx.x, kx.y);
-    kh.y = O::pack2 (kx.z, kx.w);
-    vh.x = O::pack2 (vx.x, vx.y);
-    vh.y = O::pack2 (vx.z, vx.w);
-    *reinterpret_cast<uint2 *> (Ks + r * LD + c) = kh;
-    *reinterpret_cast<uint2 *> (Vs + r * LD + c) = vh;
+    *reinterpret_cast<uint2 *> (Ks + r * LD + c) = halves (kx);
+    *reinterpret_cast<uint2 *> (Vs + r * LD + c) = halves (vx);
   }
 
   /* prefetch: the tile at key k0 into registers ... */
   __device__ __forceinline__ void
-  load (const float *kb, const float *vb, const Sam2CudaAttentionArgs &a, int k0)
+  load (const T *kb, const T *vb, const Sam2CudaAttentionArgs &a, int k0)
   {
 #pragma unroll
     for (int j = 0; j < ITEMS; j++) {
@@ -383,16 +414,16 @@ struct V2Tile {
     }
   }
 
-  /* no prefetch: straight from global to shared memory, one float4 pair at a time */
+  /* no prefetch: straight from global to shared memory, one pair of groups at a time */
   static __device__ __forceinline__ void
-  copy (const float *kb, const float *vb, const Sam2CudaAttentionArgs &a, int k0, uint16_t *Ks,
+  copy (const T *kb, const T *vb, const Sam2CudaAttentionArgs &a, int k0, uint16_t *Ks,
         uint16_t *Vs)
   {
 #pragma unroll 2
     for (int j = 0; j < ITEMS; j++) {
       int r, c;
       item (j, r, c);
-      float4 kx, vx;
+      Four kx, vx;
       fetch (kb, vb, a, k0 + r, c, kx, vx);
       put (Ks, Vs, r, c, kx, vx);
     }
@@ -400,15 +431,19 @@ struct V2Tile {
 };
 
 /* grid: (q_tiles * heads * batch); block: 32 WARPS; dynamic shared memory V2Smem<NJ>::BYTES.
- * Needs head_dim % 4 == 0 and 16-byte aligned K and V rows (float4 loads). WARPS 8 prefetches
- * the next tile into registers (2 NJ float4 per thread); WARPS 4 (len_q <= 64: Hiera's windows)
- * would need twice that, so it loads each tile when it needs it, as v1 does. */
-template <int NJ, int WARPS, bool BF16>
+ * Needs head_dim % 4 == 0 and K and V rows aligned for 4-element loads (float4; IN16: 8 bytes,
+ * and 4-byte aligned Q rows). WARPS 8 prefetches the next tile into registers (2 NJ groups of 4
+ * per thread); WARPS 4 (len_q <= 64: Hiera's windows) would need twice that, so it loads each
+ * tile when it needs it, as v1 does. IN16: q, k, v already in the operand format (q16, k16,
+ * v16), stored as they are: the same operands, so the same bits, as floats that round to them. */
+template <int NJ, int WARPS, bool BF16, bool IN16>
 __global__ void __launch_bounds__ (32 * WARPS)
 flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
 {
   using L = V2Smem<NJ>;
   using O = Op16<BF16>;
+  using In = V2In<IN16>;
+  using T = typename In::T;
   constexpr int NT = 32 * WARPS, BQ2 = 16 * WARPS;
   constexpr int DP = L::DP, LD = L::LD;
   constexpr int ND = DP / 8;
@@ -423,9 +458,9 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
   const int D = a.head_dim;
   const int q0 = tile * BQ2;
   const size_t hoff = (size_t) head * D;
-  const float *qb = a.q + seq * a.q_batch_stride + hoff;
-  const float *kb = a.k + seq * a.k_batch_stride + hoff;
-  const float *vb = a.v + seq * a.v_batch_stride + hoff;
+  const T *qb = In::q (a) + seq * a.q_batch_stride + hoff;
+  const T *kb = In::k (a) + seq * a.k_batch_stride + hoff;
+  const T *vb = In::v (a) + seq * a.v_batch_stride + hoff;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
@@ -437,14 +472,23 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
   uint32_t qf[NJ][4];
   {
     const bool in0 = row0 < a.len_q, in1 = row1 < a.len_q;
-    const float *r0 = qb + (size_t) row0 * a.q_ld, *r1 = qb + (size_t) row1 * a.q_ld;
+    const T *r0 = qb + (size_t) row0 * a.q_ld, *r1 = qb + (size_t) row1 * a.q_ld;
+    /* the pair (d, d + 1) of a row as one fragment register, zero outside */
+    auto pair = [&] (bool in, const T *r, int d) -> uint32_t {
+      if (!in || d >= D)
+        return 0u;
+      if constexpr (IN16)
+        return *reinterpret_cast<const uint32_t *> (r + d);
+      else
+        return O::pack2 (r[d], r[d + 1]);
+    };
 #pragma unroll
     for (int kc = 0; kc < NJ; kc++) {
       const int d0 = kc * 16 + 2 * t, d1 = d0 + 8;   /* even, and D % 4 == 0: d < D covers d+1 */
-      qf[kc][0] = O::pack2 (in0 && d0 < D ? r0[d0] : 0.0f, in0 && d0 < D ? r0[d0 + 1] : 0.0f);
-      qf[kc][1] = O::pack2 (in1 && d0 < D ? r1[d0] : 0.0f, in1 && d0 < D ? r1[d0 + 1] : 0.0f);
-      qf[kc][2] = O::pack2 (in0 && d1 < D ? r0[d1] : 0.0f, in0 && d1 < D ? r0[d1 + 1] : 0.0f);
-      qf[kc][3] = O::pack2 (in1 && d1 < D ? r1[d1] : 0.0f, in1 && d1 < D ? r1[d1 + 1] : 0.0f);
+      qf[kc][0] = pair (in0, r0, d0);
+      qf[kc][1] = pair (in1, r1, d0);
+      qf[kc][2] = pair (in0, r0, d1);
+      qf[kc][3] = pair (in1, r1, d1);
     }
   }
 
@@ -460,7 +504,7 @@ flash_f16_v2_kernel (const Sam2CudaAttentionArgs a, int q_tiles)
    * b0, b1 of one 8-column output block and b0, b1 of the next */
   const int v_lane = (((lane >> 3) & 1) * 8 + (lane & 7)) * LD + (lane >> 4) * 8;
 
-  using Tile = V2Tile<NJ, NT, BF16>;
+  using Tile = V2Tile<NJ, NT, BF16, IN16>;
   struct Empty {};
   /* the registers of the prefetched tile exist only when PREFETCH */
   typename std::conditional<PREFETCH, Tile, Empty>::type next;
@@ -579,12 +623,12 @@ typedef void (*TcFn) (const Sam2CudaAttentionArgs, int);
 constexpr int MAX_NJ = SAM2_CUDA_ATTENTION_MAX_HEAD_DIM / 16;
 
 /* Launch tables of one operand format by head-dim chunks NJ: v1[nj - 1][vec],
- * v2[nj - 1][warps == 8] */
+ * v2[in16][nj - 1][warps == 8] */
 template <bool BF16>
 struct TcKernels {
   TcFn v1[MAX_NJ][2];
   size_t v1_bytes[MAX_NJ];
-  TcFn v2[MAX_NJ][2];
+  TcFn v2[2][MAX_NJ][2];
   size_t v2_bytes[MAX_NJ];
 
   template <int NJ>
@@ -594,8 +638,10 @@ struct TcKernels {
     v1[NJ - 1][0] = flash_f16_kernel<NJ, false, BF16>;
     v1[NJ - 1][1] = flash_f16_kernel<NJ, true, BF16>;
     v1_bytes[NJ - 1] = TcSmem<NJ>::BYTES;
-    v2[NJ - 1][0] = flash_f16_v2_kernel<NJ, 4, BF16>;
-    v2[NJ - 1][1] = flash_f16_v2_kernel<NJ, 8, BF16>;
+    v2[0][NJ - 1][0] = flash_f16_v2_kernel<NJ, 4, BF16, false>;
+    v2[0][NJ - 1][1] = flash_f16_v2_kernel<NJ, 8, BF16, false>;
+    v2[1][NJ - 1][0] = flash_f16_v2_kernel<NJ, 4, BF16, true>;
+    v2[1][NJ - 1][1] = flash_f16_v2_kernel<NJ, 8, BF16, true>;
     v2_bytes[NJ - 1] = V2Smem<NJ>::BYTES;
     if constexpr (NJ > 1)
       this->template fill<NJ - 1> ();
@@ -623,11 +669,13 @@ launch_attention_16 (const Sam2CudaAttentionArgs &a, bool v2, cudaStream_t strea
 {
   static const TcKernels<BF16> k;
   const int nj = (a.head_dim + 15) / 16;
-  /* Q is read per element (once per block); K and V by float4 when aligned */
-  const bool vec = a.head_dim % 4 == 0 && aligned_floats (a.k, a.k_ld, a.k_batch_stride)
-                   && aligned_floats (a.v, a.v_ld, a.v_batch_stride);
+  const bool in16 = a.q16 != nullptr;
+  /* Q is read per element (once per block), or by pairs of halves; K and V by 4 elements when
+   * aligned (the caller checked the 16-bit inputs with sam2_cuda_attention_16_reads_16) */
+  const bool vec = in16 || (a.head_dim % 4 == 0 && aligned_floats (a.k, a.k_ld, a.k_batch_stride)
+                            && aligned_floats (a.v, a.v_ld, a.v_batch_stride));
   const size_t seqs = (size_t) a.batch * a.heads;
-  if (v2 && vec) {
+  if ((v2 && vec) || in16) {
     const bool wide = a.len_q >= V2_WIDE_MIN_LEN_Q;
     const int warps = wide ? 8 : 4;   /* 16 queries each */
     const int q_tiles = (a.len_q + 16 * warps - 1) / (16 * warps);
@@ -635,7 +683,7 @@ launch_attention_16 (const Sam2CudaAttentionArgs &a, bool v2, cudaStream_t strea
     if (blocks > 0x7fffffffu)
       return SAM2_CUDA_UNSUPPORTED;
     SAM2_LAUNCH ((unsigned) blocks, 32 * warps, k.v2_bytes[nj - 1], stream,
-                 k.v2[nj - 1][wide]) (a, q_tiles);
+                 k.v2[in16][nj - 1][wide]) (a, q_tiles);
     return sam2_launch_status ();
   }
   const int q_tiles = (a.len_q + BQ - 1) / BQ;

@@ -27,6 +27,29 @@ sam2_cuda_attention_16_set_version (int version)
   sam2_kernel_version_set (&kernel_version, version, 2);
 }
 
+namespace {
+
+bool
+rows_aligned (const void *p, int ld, size_t batch_stride, unsigned elements)
+{
+  return (uintptr_t) p % (2 * elements) == 0 && ld % elements == 0
+         && batch_stride % elements == 0;
+}
+
+} /* namespace */
+
+extern "C" int
+sam2_cuda_attention_16_reads_16 (const Sam2CudaAttentionArgs *a)
+{
+  return a != NULL && a->q16 != NULL && a->k16 != NULL && a->v16 != NULL
+         && sam2_cuda_attention_16_version () == 2 && a->head_dim % 4 == 0 && a->head_dim >= 4
+         && a->head_dim <= SAM2_CUDA_ATTENTION_MAX_HEAD_DIM
+         && !sam2_cuda_attention_decode_shape (*a)
+         && rows_aligned (a->q16, a->q_ld, a->q_batch_stride, 2)
+         && rows_aligned (a->k16, a->k_ld, a->k_batch_stride, 4)
+         && rows_aligned (a->v16, a->v_ld, a->v_batch_stride, 4);
+}
+
 extern "C" int
 sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type,
                         cudaStream_t stream)
@@ -34,10 +57,12 @@ sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type,
   if (args == NULL || !sam2_half_valid (type))
     return SAM2_CUDA_UNSUPPORTED;
   const Sam2CudaAttentionArgs a = *args;
+  const bool in16 = a.q16 != NULL;
   if (a.batch < 0 || a.heads < 1 || a.head_dim < 1
       || a.head_dim > SAM2_CUDA_ATTENTION_MAX_HEAD_DIM || a.len_q < 0 || a.len_k < 1
-      || a.q == NULL || a.k == NULL || a.v == NULL || !sam2_attention_output_valid (a)
-      || (a.out16 != NULL && a.out16_type != type))
+      || (in16 ? !sam2_cuda_attention_16_reads_16 (&a)
+               : a.q == NULL || a.k == NULL || a.v == NULL)
+      || !sam2_attention_output_valid (a) || (a.out16 != NULL && a.out16_type != type))
     return SAM2_CUDA_UNSUPPORTED;
   const int width = a.heads * a.head_dim;
   if (a.q_ld < width || a.k_ld < width || a.v_ld < width || a.out_ld < width)
@@ -45,7 +70,7 @@ sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type,
   if (a.batch == 0 || a.len_q == 0)
     return SAM2_CUDA_OK;
   const bool v2 = sam2_cuda_attention_16_version () == 2;
-  if (v2 && sam2_cuda_attention_decode_shape (a))
+  if (v2 && !in16 && sam2_cuda_attention_decode_shape (a))
     return sam2_cuda_attention (&a, stream);   /* FP32, and faster for this shape */
   return type == SAM2_CUDA_BF16 ? sam2_attention_16_launch_bf16 (a, v2, stream)
                                 : sam2_attention_16_launch_f16 (a, v2, stream);

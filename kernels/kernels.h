@@ -192,6 +192,12 @@ typedef struct {
    * counted in halves: the 16-bit operand of the linear layer that reads the attention, without
    * the float rows and their conversion in between. The same bits as `out` converted. */
   uint16_t *out16; Sam2CudaHalf out16_type;
+  /* When q16 is not NULL, q, k and v are read from q16, k16 and v16 instead (which the float
+   * pointers may then be NULL), in the launch's 16-bit format with the lds and batch strides
+   * counted in halves: sam2_cuda_attention_16 only, where sam2_cuda_attention_16_reads_16 says
+   * so. The operands the kernels multiply are those of the floats that round to them, so the
+   * same bits. */
+  const uint16_t *q16, *k16, *v16;
 } Sam2CudaAttentionArgs;
 
 /* SAM2's head dims are 96 (tiny, small), 56 (base+), 72 (large), 32 and 16 (mask decoder). */
@@ -212,6 +218,11 @@ int sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
  * half-precision paths. */
 int sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type,
                             cudaStream_t stream);
+/* 1 when sam2_cuda_attention_16 takes args' 16-bit inputs (q16, k16, v16): the current kernels
+ * (version 2), not a few-queries shape (those run the FP32 kernel), head_dim a multiple of 4,
+ * k16 and v16 rows 8-byte aligned (pointers, lds and batch strides) and q16 rows 4-byte aligned;
+ * else 0. */
+int sam2_cuda_attention_16_reads_16 (const Sam2CudaAttentionArgs *args);
 
 /* Which half-precision attention kernels run: 2, the current ones, unless the environment
  * variable SAM2_ATTENTION_KERNEL is "v1" (read once, at the first call), which selects the first

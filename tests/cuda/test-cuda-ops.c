@@ -1196,6 +1196,57 @@ check_attention_out16 (const char *name, guint32 seed, AttnRun *run, int (*fn) (
   cudaFree (dconv);
 }
 
+/* The v2 tensor-core attention of `run` again from 16-bit inputs (q16, k16, v16: q, k and v
+ * converted by sam2_cuda_f32_to_16, padding and gaps included; `base` the allocations the float
+ * pointers of run->a point into, NULL when q, k, v share base[0]): the same output bits as from
+ * the floats, which the kernel rounds to the same operands, wherever
+ * sam2_cuda_attention_16_reads_16 takes the inputs (aligned rows), and SAM2_CUDA_UNSUPPORTED
+ * where it does not. run->a is restored. */
+static void
+check_attention_in16 (const char *name, guint32 seed, AttnRun *run, float *const base[3],
+                      const size_t count[3], float *dout, int off, size_t out_n)
+{
+  float *want = host_from_dev (dout + off, out_n);
+  const Sam2CudaAttentionArgs saved = run->a;
+  const int n_bufs = base[1] == NULL ? 1 : 3;
+  uint16_t *b16[3] = { NULL, NULL, NULL };
+  for (int i = 0; i < n_bufs; i++)
+    b16[i] = to16 (run->type, base[i], count[i]);
+  /* each pointer at its float's offset, in halves */
+  const float *fp[3] = { saved.q, saved.k, saved.v };
+  const uint16_t *hp[3];
+  for (int i = 0; i < 3; i++) {
+    const int b = n_bufs == 1 ? 0 : i;
+    hp[i] = b16[b] + (fp[i] - base[b]);
+  }
+  run->a.q16 = hp[0];
+  run->a.k16 = hp[1];
+  run->a.v16 = hp[2];
+  run->a.q = run->a.k = run->a.v = NULL;
+  const gboolean takes = sam2_cuda_attention_16_reads_16 (&run->a);
+  dev_poison (dout, out_n + off);
+  const int st = run_attention_16 (run);
+  float *got = host_from_dev (dout + off, out_n);
+  char what[160], detail[96];
+  g_snprintf (what, sizeof what, "%s 16-bit inputs%s", name, takes ? "" : " (refused)");
+  if (takes) {
+    size_t differ = 0;
+    for (size_t i = 0; i < out_n; i++)
+      differ += memcmp (&got[i], &want[i], sizeof (float)) != 0;
+    g_snprintf (detail, sizeof detail, "status %d  %zu of %zu differ from the float inputs'", st,
+                differ, out_n);
+    report (st == SAM2_CUDA_OK && differ == 0, what, seed, detail);
+  } else {
+    g_snprintf (detail, sizeof detail, "status %d", st);
+    report (st == SAM2_CUDA_UNSUPPORTED, what, seed, detail);
+  }
+  run->a = saved;
+  for (int i = 0; i < n_bufs; i++)
+    cudaFree (b16[i]);
+  g_free (want);
+  g_free (got);
+}
+
 static void
 test_attention (const AttnCase *tc)
 {
@@ -1317,6 +1368,13 @@ test_attention (const AttnCase *tc)
         check_attention_stray (what, seed, dout, off, ref, out_n);
         check_attention_out16 (what, seed, &run, run_attention_16, run.type, dout + off, off, ref,
                                out_n);
+        if (version == 2) {
+          float *const bases[3] = { tc->shared_qkv ? dqkv : d_alloc[0],
+                                    tc->shared_qkv ? NULL : d_alloc[1],
+                                    tc->shared_qkv ? NULL : d_alloc[2] };
+          const size_t counts[3] = { tc->shared_qkv ? qkv_n : q_n + off, k_n + off, v_n + off };
+          check_attention_in16 (what, seed, &run, bases, counts, dout, off, out_n);
+        }
         if (tc->timed) {
           const double ms = time_ms (run_attention_16, &run, 5);
           const double flop = 4.0 * tc->batch * tc->heads * (double) tc->len_q * tc->len_k
@@ -2209,6 +2267,8 @@ main (void)
     { "attn 1x(65v129) h2 d128", 1, 2, 128, 65, 129, 0, 0, 0, 0, 0, FALSE, 0, FALSE },
     { "attn 3x(100v100) h2 d100 misaligned", 3, 2, 100, 100, 100, 0, 0, 0, 0, 1, FALSE, 1, FALSE },
     { "attn 2x(64v64) h4 d96 qkv misaligned", 2, 4, 96, 64, 64, 0, 0, 0, 0, 0, TRUE, 2, FALSE },
+    /* Hiera's stage 3 windows (7 x 7 tokens, packed q, k, v), aligned: the 16-bit inputs run */
+    { "attn 3x(49v49) h2 d96 qkv", 3, 2, 96, 49, 49, 0, 0, 0, 0, 0, TRUE, 0, FALSE },
     { "attn 2x(17v5) h2 d8", 2, 2, 8, 17, 5, 0, 0, 0, 0, 0, FALSE, 0, FALSE },
     /* FP16 v2's wide blocks (len_q > 64: 128 queries, prefetch): a last tile of one query (7 of
      * 8 warps idle), head_dim 36 (zero columns 36..47), padded ld, gaps, a partial key tile;
