@@ -199,6 +199,16 @@ lt_matmul_nt (cublasLtHandle_t h, cudaDataType_t ab, cudaDataType_t cd, const vo
                                          sizeof bias)
              != CUBLAS_STATUS_SUCCESS)
     goto out;
+  /* the bias is FP32 whatever the output: cuBLASLt's default is the output's type */
+  if (bias != NULL && cd != CUDA_R_32F) {
+    const cudaDataType_t bias_type = CUDA_R_32F;
+    if (cublasLtMatmulDescSetAttribute (op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                        sizeof bias_type)
+        != CUBLAS_STATUS_SUCCESS) {
+      status = SAM2_CUDA_UNSUPPORTED;
+      goto out;
+    }
+  }
   if (cublasLtMatrixLayoutCreate (&la, ab, K, N, K) != CUBLAS_STATUS_SUCCESS
       || cublasLtMatrixLayoutCreate (&lb, ab, K, M, K) != CUBLAS_STATUS_SUCCESS
       || cublasLtMatrixLayoutCreate (&lc, cd, N, M, N) != CUBLAS_STATUS_SUCCESS)
@@ -251,6 +261,21 @@ sam2_cuda_gemm_bf16_nt (cublasLtHandle_t h, const uint16_t *A, const uint16_t *B
     return SAM2_CUDA_OK;
   return lt_matmul_nt (h, CUDA_R_16BF, CUDA_R_16BF, A, B, M, N, K, NULL, 0.0f, C, C, stream,
                        workspace, SAM2_CUDA_LT_WORKSPACE_BYTES);
+}
+
+extern "C" int
+sam2_cuda_gemm_16_bias_nt_to16 (cublasLtHandle_t h, Sam2CudaHalf type, const uint16_t *A16,
+                                const uint16_t *B16, int M, int N, int K, const float *bias,
+                                uint16_t *D16, cudaStream_t stream, void *workspace,
+                                size_t workspace_bytes)
+{
+  if (h == NULL || A16 == NULL || B16 == NULL || D16 == NULL || workspace == NULL || M < 0
+      || N < 0 || K < 1 || (bias != NULL && !sam2_aligned16 (bias)) || !sam2_half_valid (type))
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0 || N == 0)
+    return SAM2_CUDA_OK;
+  return lt_matmul_nt (h, cuda_type16 (type), cuda_type16 (type), A16, B16, M, N, K, bias, 0.0f,
+                       D16, D16, stream, workspace, workspace_bytes);
 }
 
 extern "C" int

@@ -528,6 +528,16 @@ int sam2_cuda_gemm_16_bias_nt (cublasLtHandle_t h, Sam2CudaHalf type, const uint
                                const uint16_t *B16, int M, int N, int K, const float *bias,
                                float beta, const float *C_f32, float *D_f32, cudaStream_t stream,
                                void *workspace, size_t workspace_bytes);
+/* The same with a 16-bit output: D16 (M, N) = A (M, K) B^T + bias (N), the FP32 sum and bias
+ * that sam2_cuda_gemm_16_bias_nt writes rounded once to `type`, so the bits of
+ * sam2_cuda_f32_to_16 of its output (the bias stays FP32: CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+ * whose default is D's type; test-cuda-ops checks the bits on the device); no C. Half the
+ * output's bytes for a reader that takes 16-bit operands anyway (the attention after qkv).
+ * SAM2_CUDA_UNSUPPORTED, nothing launched, where cuBLASLt offers no algorithm. */
+int sam2_cuda_gemm_16_bias_nt_to16 (cublasLtHandle_t h, Sam2CudaHalf type, const uint16_t *A16,
+                                    const uint16_t *B16, int M, int N, int K, const float *bias,
+                                    uint16_t *D16, cudaStream_t stream, void *workspace,
+                                    size_t workspace_bytes);
 
 /* ---- calibration statistics (calib.cu) ------------------------------------------------------- */
 

@@ -33,6 +33,7 @@ struct MatmulDesc {
   cublasOperation_t ta, tb;
   cublasLtEpilogue_t epilogue;
   const void *bias;
+  int bias_type;   /* CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE; -1 (cuBLASLt's default): D's type */
 };
 
 CBLAS_TRANSPOSE
@@ -215,7 +216,8 @@ cublasLtMatmulDescCreate (cublasLtMatmulDesc_t *desc, cublasComputeType_t comput
 {
   if (compute != CUBLAS_COMPUTE_32F || scale != CUDA_R_32F)
     return CUBLAS_STATUS_NOT_SUPPORTED;
-  MatmulDesc *d = new MatmulDesc { CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr };
+  MatmulDesc *d
+      = new MatmulDesc { CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr, -1 };
   *desc = reinterpret_cast<cublasLtMatmulDesc_t> (d);
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -247,6 +249,14 @@ cublasLtMatmulDescSetAttribute (cublasLtMatmulDesc_t desc, cublasLtMatmulDescAtt
   case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
     memcpy (&d->bias, buf, sizeof d->bias);
     return CUBLAS_STATUS_SUCCESS;
+  case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: {
+    int32_t t;
+    memcpy (&t, buf, bytes < sizeof t ? bytes : sizeof t);
+    if (t != -1 && !supported_type ((cudaDataType_t) t))
+      return CUBLAS_STATUS_NOT_SUPPORTED;
+    d->bias_type = t;
+    return CUBLAS_STATUS_SUCCESS;
+  }
   default:
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
@@ -327,11 +337,17 @@ cublasLtMatmul (cublasLtHandle_t, cublasLtMatmulDesc_t desc, const void *alpha, 
   /* the descriptions by value: the caller may destroy them once the call is enqueued */
   const Layout av = *a, bv = *b, cv = *c, ov = *o;
   const cublasOperation_t ta = d->ta, tb = d->tb;
-  const float *bias
-      = d->epilogue == CUBLASLT_EPILOGUE_BIAS ? static_cast<const float *> (d->bias) : nullptr;
+  /* the bias in its type, which is D's unless set: a float bias read as halves (the attribute
+   * forgotten) gives other sums, as on the GPU */
+  const void *bias = d->epilogue == CUBLASLT_EPILOGUE_BIAS ? d->bias : nullptr;
+  const cudaDataType_t bias_type = d->bias_type == -1 ? ov.type : (cudaDataType_t) d->bias_type;
   sam2_simt::enqueue ([=] {
+    std::vector<float> b;
+    if (bias != nullptr)
+      for (int i = 0; i < m; i++)
+        b.push_back (load (bias_type, bias, (size_t) i));
     gemm (ta, tb, m, n, k, al, av.type, A, (int) av.ld, bv.type, B, (int) bv.ld, be, cv.type, C,
-          (int) cv.ld, ov.type, D, (int) ov.ld, bias);
+          (int) cv.ld, ov.type, D, (int) ov.ld, bias != nullptr ? b.data () : nullptr);
   });
   return CUBLAS_STATUS_SUCCESS;
 }
