@@ -167,6 +167,7 @@ typedef struct {
   guint64 graph_clock;
   GraphSlot slots[GRAPH_SLOTS];
   Sam2CudaGraphStats graph_stats;
+  Sam2CudaPathStats path_stats;
 } Sam2BackendCuda;
 
 /* ---- errors ---------------------------------------------------------------------------------- */
@@ -864,38 +865,44 @@ cuda_layer_norm_run (Sam2Backend *b, const Sam2LayerNorm *n, const float *x, int
   return SAM2_STATUS_OK;
 }
 
-/* The attention of `a`, its output in a->out or, where out16 is not NULL, rounded to the
- * backend's 16-bit format in out16 (a 16-bit precision only). */
-static int
-cuda_attention_launch (Sam2BackendCuda *cu, const Sam2AttentionArgs *a, uint16_t *out16)
+/* Sam2AttentionArgs as the kernels take them: float inputs and output. */
+static Sam2CudaAttentionArgs
+cuda_attention_args (const Sam2AttentionArgs *a)
 {
-  if (a->head_dim < 1 || a->head_dim > SAM2_CUDA_ATTENTION_MAX_HEAD_DIM) {
-    g_snprintf (cu->detail, sizeof cu->detail, "attention: head_dim %d is outside 1..%d",
-                a->head_dim, SAM2_CUDA_ATTENTION_MAX_HEAD_DIM);
-    return SAM2_STATUS_UNSUPPORTED;
-  }
-  const Sam2CudaAttentionArgs args = {
+  return (Sam2CudaAttentionArgs) {
     .batch = a->batch, .heads = a->heads, .head_dim = a->head_dim, .len_q = a->len_q,
     .len_k = a->len_k, .scale = a->scale,
     .q = a->q, .q_ld = a->q_ld, .q_batch_stride = a->q_batch_stride,
     .k = a->k, .k_ld = a->k_ld, .k_batch_stride = a->k_batch_stride,
     .v = a->v, .v_ld = a->v_ld, .v_batch_stride = a->v_batch_stride,
-    .out = out16 != NULL ? NULL : a->out, .out_ld = a->out_ld,
-    .out_batch_stride = a->out_batch_stride, .out16 = out16, .out16_type = cu->half,
+    .out = a->out, .out_ld = a->out_ld, .out_batch_stride = a->out_batch_stride,
   };
+}
+
+/* The attention kernel of the precision for `args` (inputs and output as set there: 16-bit ones
+ * in a 16-bit precision only). */
+static int
+cuda_attention_launch (Sam2BackendCuda *cu, const Sam2CudaAttentionArgs *args)
+{
+  if (args->head_dim < 1 || args->head_dim > SAM2_CUDA_ATTENTION_MAX_HEAD_DIM) {
+    g_snprintf (cu->detail, sizeof cu->detail, "attention: head_dim %d is outside 1..%d",
+                args->head_dim, SAM2_CUDA_ATTENTION_MAX_HEAD_DIM);
+    return SAM2_STATUS_UNSUPPORTED;
+  }
   /* 16-bit precisions: q k^T and p v on the tensor cores (16-bit operands, FP32 softmax and
    * sums), the same rounding of operands as the 16-bit GEMMs */
   if (cu->precision != SAM2_PRECISION_FP32)
-    LAUNCH (cu, sam2_cuda_attention_16 (&args, cu->half, cu->stream), "attention (16-bit)");
+    LAUNCH (cu, sam2_cuda_attention_16 (args, cu->half, cu->stream), "attention (16-bit)");
   else
-    LAUNCH (cu, sam2_cuda_attention (&args, cu->stream), "attention");
+    LAUNCH (cu, sam2_cuda_attention (args, cu->stream), "attention");
   return SAM2_STATUS_OK;
 }
 
 static int
 cuda_attention_run (Sam2Backend *b, const Sam2AttentionArgs *a)
 {
-  return cuda_attention_launch ((Sam2BackendCuda *) b, a, NULL);
+  const Sam2CudaAttentionArgs args = cuda_attention_args (a);
+  return cuda_attention_launch ((Sam2BackendCuda *) b, &args);
 }
 
 static int
@@ -1090,6 +1097,47 @@ cuda_attention (Sam2Backend *b, const Sam2AttentionArgs *a)
   return status;
 }
 
+/* Whether an attention of `rows` output rows hands `proj` its 16-bit operand (the
+ * attention_linear path): a 16-bit precision, SAM2_CUDA_ATTENTION_OUT16 not 0, 16-bit weights,
+ * more rows than the token-row linear takes (which reads floats itself). *w: proj's weights. */
+static int
+proj_takes_out16 (Sam2BackendCuda *cu, const Sam2Linear *proj, size_t rows, const CudaLinear **w,
+                  gboolean *takes)
+{
+  *takes = FALSE;
+  if (cu->ops.attention_linear == NULL || cu->precision == SAM2_PRECISION_FP32 || rows == 0
+      || rows > G_MAXINT || (cu->small_m && rows <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
+    return SAM2_STATUS_OK;
+  const int status = linear_weights (cu, proj, w);
+  *takes = status == SAM2_STATUS_OK && (*w)->kind == WEIGHTS_16;
+  return status;
+}
+
+/* The attention of `args` (its inputs as set: floats or 16-bit), then y (rows, N) = proj (its
+ * output) + residual: through proj's 16-bit operand out16 (the attention_linear path) when not
+ * NULL (w: proj's weights), else through the float rows `out` and cuda_linear_run. */
+static int
+attention_then_linear (Sam2BackendCuda *cu, Sam2CudaAttentionArgs args, uint16_t *out16,
+                       float *out, const Sam2Linear *proj, const CudaLinear *w, float *y,
+                       const float *residual)
+{
+  Sam2Backend *b = &cu->parent;
+  const int rows = args.batch * args.len_q;
+  int status;
+  args.out = out16 != NULL ? NULL : out;
+  args.out16 = out16;
+  args.out16_type = cu->half;
+  PROFILED (SAM2_OP_ATTENTION, cuda_attention_launch (cu, &args));
+  if (status != SAM2_STATUS_OK)
+    return status;
+  if (out16 != NULL)
+    PROFILED (SAM2_OP_LINEAR, f16_linear_from16 (cu, w, out16, rows, y, SAM2_ACT_NONE, residual,
+                                                 proj->name));
+  else
+    PROFILED (SAM2_OP_LINEAR, cuda_linear_run (b, proj, out, rows, y, SAM2_ACT_NONE, residual));
+  return status;
+}
+
 /* backend.h's attention_linear for 16-bit weights in a 16-bit precision: the attention writes
  * the layer's 16-bit operand (the rounding cuda_linear_run's conversion would apply), which the
  * GEMM reads; one launch and the float rows' write and read fewer, the same bits
@@ -1103,24 +1151,108 @@ cuda_attention_linear (Sam2Backend *b, const Sam2AttentionArgs *a, const Sam2Lin
   *done = FALSE;
   const size_t M = (size_t) a->batch * a->len_q;
   const int K = a->heads * a->head_dim;
-  if (cu->precision == SAM2_PRECISION_FP32 || M == 0 || M > G_MAXINT || K != l->in_features
-      || a->out_ld != K || (a->batch > 1 && a->out_batch_stride != (size_t) a->len_q * K)
-      || (cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
+  if (K != l->in_features || a->out_ld != K
+      || (a->batch > 1 && a->out_batch_stride != (size_t) a->len_q * K))
     return SAM2_STATUS_OK;
   const CudaLinear *w;
-  int status = linear_weights (cu, l, &w);
-  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16)
+  gboolean takes;
+  int status = proj_takes_out16 (cu, l, M, &w, &takes);
+  if (status != SAM2_STATUS_OK || !takes)
     return status;
   uint16_t *x16;   /* (M, K) */
-  status = f16_scratch (cu, M * K, &x16);
-  if (status != SAM2_STATUS_OK)
+  if ((status = f16_scratch (cu, M * K, &x16)) != SAM2_STATUS_OK)
     return status;
   *done = TRUE;
-  PROFILED (SAM2_OP_ATTENTION, cuda_attention_launch (cu, a, x16));
-  if (status == SAM2_STATUS_OK)
-    PROFILED (SAM2_OP_LINEAR, f16_linear_from16 (cu, w, x16, (int) M, y, SAM2_ACT_NONE, residual,
-                                                 l->name));
-  return status;
+  return attention_then_linear (cu, cuda_attention_args (a), x16, NULL, l, w, y, residual);
+}
+
+/* Element offset of p in buf (floats), or -1 when p lies before it. */
+static ptrdiff_t
+offset_in (const float *buf, const float *p)
+{
+  return p >= buf ? p - buf : -1;
+}
+
+/* backend.h's norm_attention_linear for 16-bit qkv weights in a 16-bit precision: qkv's
+ * LayerNorm + windows pass into its 16-bit operand (as cuda_norm_windows_linear), qkv's GEMM
+ * writing its output in 16 bits (sam2_cuda_gemm_16_bias_nt_to16: the float output's rounding),
+ * the attention reading those (sam2_cuda_attention_16's q16, k16, v16: the operands the float
+ * rows round to), then proj as attention_linear runs it: the same bits as the ops, with qkv's
+ * output written and read in 2 bytes per element instead of 4 (SAM2_CUDA_QKV16=0 for the ops).
+ * Where cuBLASLt has no 16-bit-output algorithm for the shape, qkv's output is float and the
+ * attention reads that: the same bits again. */
+static int
+cuda_norm_attention_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *qkv,
+                            const float *x, int n_img, int H, int W, int ws, float *qkv_buf,
+                            const Sam2AttentionArgs *a, const Sam2Linear *proj, float *y,
+                            gboolean *done)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  *done = FALSE;
+  const Sam2CudaRowWindows win = { n_img, H, W, ws > 0 ? ws : 1 };
+  const long long M = sam2_cuda_row_windows_rows (&win);
+  const int N3 = qkv->out_features;
+  const ptrdiff_t q_at = offset_in (qkv_buf, a->q), k_at = offset_in (qkv_buf, a->k);
+  const ptrdiff_t v_at = offset_in (qkv_buf, a->v);
+  if (cu->precision == SAM2_PRECISION_FP32 || cu->cublaslt == NULL || !cu->norm_f16
+      || M <= SAM2_CUDA_LINEAR_SMALL_M_MAX || M > G_MAXINT || a->q_ld != N3 || a->k_ld != N3
+      || a->v_ld != N3 || q_at < 0 || q_at >= N3 || k_at < 0 || k_at >= N3 || v_at < 0
+      || v_at >= N3)
+    return SAM2_STATUS_OK;
+  const CudaLinear *w, *wp = NULL;
+  const CudaNorm *d;
+  int status = linear_weights (cu, qkv, &w);
+  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16 || w->k != n->dim)
+    return status;
+  const size_t rows = (size_t) a->batch * a->len_q, width = (size_t) a->heads * a->head_dim;
+  gboolean out16;
+  if ((status = norm_weights (cu, n, &d)) != SAM2_STATUS_OK
+      || (status = proj_takes_out16 (cu, proj, rows, &wp, &out16)) != SAM2_STATUS_OK)
+    return status;
+  /* the scratch: (M, K) the LN operand, later (rows, width) the attention's output for proj;
+   * after it, 256-byte aligned as the scratch's start, qkv's output (M, N3) */
+  const size_t qkv_at = (MAX ((size_t) M * w->k, rows * width) + 127) & ~(size_t) 127;
+  uint16_t *x16;
+  if ((status = f16_scratch (cu, qkv_at + (size_t) M * N3, &x16)) != SAM2_STATUS_OK)
+    return status;
+  /* the 16-bit inputs in qkv_buf's layout, counted in halves */
+  Sam2CudaAttentionArgs in16 = cuda_attention_args (a);
+  in16.q = in16.k = in16.v = NULL;
+  in16.q16 = x16 + qkv_at + q_at;
+  in16.k16 = x16 + qkv_at + k_at;
+  in16.v16 = x16 + qkv_at + v_at;
+  if (!sam2_cuda_attention_16_reads_16 (&in16))
+    return SAM2_STATUS_OK;
+  *done = TRUE;
+  PROFILED (SAM2_OP_LAYER_NORM,
+            launched (cu, sam2_cuda_layer_norm_windows_16 (x, &win, n->dim, d->weight, d->bias,
+                                                           n->eps, cu->half, x16, cu->stream),
+                      "layer_norm"));
+  if (status != SAM2_STATUS_OK)
+    return status;
+  int gemm = SAM2_CUDA_OK;
+  PROFILED (SAM2_OP_LINEAR,
+            launched (cu, (gemm = sam2_cuda_gemm_16_bias_nt_to16 (
+                               cu->cublaslt, cu->half, x16, w->w16, (int) M, N3, w->k, w->bias,
+                               x16 + qkv_at, cu->stream, cu->cublas_ws,
+                               CUBLAS_WORKSPACE_BYTES)) == SAM2_CUDA_UNSUPPORTED
+                        ? SAM2_CUDA_OK
+                        : gemm,
+                      qkv->name));
+  if (status != SAM2_STATUS_OK)
+    return status;
+  Sam2CudaAttentionArgs args = in16;
+  cu->path_stats.qkv16 += gemm != SAM2_CUDA_UNSUPPORTED;
+  cu->path_stats.qkv16_float += gemm == SAM2_CUDA_UNSUPPORTED;
+  if (gemm == SAM2_CUDA_UNSUPPORTED) {
+    /* no 16-bit output for this shape: qkv's floats, and the attention from them */
+    PROFILED (SAM2_OP_LINEAR,
+              f16_linear_from16 (cu, w, x16, (int) M, qkv_buf, SAM2_ACT_NONE, NULL, qkv->name));
+    if (status != SAM2_STATUS_OK)
+      return status;
+    args = cuda_attention_args (a);
+  }
+  return attention_then_linear (cu, args, out16 ? x16 : NULL, a->out, proj, wp, y, NULL);
 }
 
 /* Whether fc1 (LN (x)) can run as one quantization pass and a GEMM: fc1 a W4A8 layer that
@@ -2043,6 +2175,7 @@ static const Sam2BackendOps cuda_ops = {
   .norm_linear_pair = cuda_norm_linear_pair,
   .norm_mlp = cuda_norm_mlp,
   .attention_linear = cuda_attention_linear,
+  .norm_attention_linear = cuda_norm_attention_linear,
   .activation = cuda_activation,
   .add = cuda_add,
   .add_row = cuda_add_row,
@@ -2183,6 +2316,9 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   /* 0: in FP16 / BF16, the attention writes floats that o_proj / proj converts */
   if (!env_switch_on ("SAM2_CUDA_ATTENTION_OUT16"))
     cu->ops.attention_linear = NULL;
+  /* 0: in FP16 / BF16, qkv's output is float, and the attention rounds it as it reads it */
+  if (!env_switch_on ("SAM2_CUDA_QKV16"))
+    cu->ops.norm_attention_linear = NULL;
   cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */
   if (!env_switch_on ("SAM2_CUDA_PREPROCESS"))           /* 0: resize on the host */
     cu->ops.preprocess = NULL;
@@ -2206,6 +2342,17 @@ sam2_backend_cuda_device_name (Sam2Backend *b)
 {
   g_return_val_if_fail (b != NULL && b->ops->destroy == cuda_destroy, NULL);
   return ((Sam2BackendCuda *) b)->device_name;
+}
+
+gboolean
+sam2_backend_cuda_path_stats (Sam2Backend *b, Sam2CudaPathStats *stats)
+{
+  g_return_val_if_fail (stats != NULL, FALSE);
+  memset (stats, 0, sizeof *stats);
+  if (b == NULL || b->ops->destroy != cuda_destroy)
+    return FALSE;
+  *stats = ((const Sam2BackendCuda *) b)->path_stats;
+  return TRUE;
 }
 
 gboolean

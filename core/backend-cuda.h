@@ -45,6 +45,18 @@ typedef struct {
 /* Fills `stats` and returns TRUE for a CUDA backend; FALSE (stats zeroed) for any other. */
 gboolean sam2_backend_cuda_graph_stats (Sam2Backend *b, Sam2CudaGraphStats *stats);
 
+/* Calls of the backend's fused 16-bit paths that took the path (eager runs and graph captures;
+ * replays run no host code), for tests and tools that must know a path ran, not only that its
+ * results match. */
+typedef struct {
+  guint qkv16;                 /* norm_attention_linear with qkv's output in 16 bits */
+  guint qkv16_float;           /* norm_attention_linear that fell back to qkv's float output
+                                * (no cuBLASLt algorithm with a 16-bit output for the shape) */
+} Sam2CudaPathStats;
+
+/* Fills `stats` and returns TRUE for a CUDA backend; FALSE (stats zeroed) for any other. */
+gboolean sam2_backend_cuda_path_stats (Sam2Backend *b, Sam2CudaPathStats *stats);
+
 G_END_DECLS
 
 #endif

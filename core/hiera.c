@@ -303,21 +303,11 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
     norm1 = NULL;
     qkv_in = norm;
   }
-  /* LayerNorm (unless done above), window partition and qkv: one pass where the backend fuses
-   * them */
+  /* LayerNorm (unless done above), window partition, qkv, attention and proj; q pooled from
+   * qkv's output at stage starts */
   float *qkv = S + l.qkv;
-  CHECK (sam2_session_norm_windows_linear (s, norm1, &blk->qkv, qkv_in, nb, blk->in_h, blk->in_w,
-                                           blk->window, norm, S + l.windows, qkv));
-
-  const float *q = qkv;
-  int q_ld = 3 * d;
-  if (blk->q_stride > 1) {
-    int side_h = blk->window > 0 ? blk->window : blk->in_h;
-    int side_w = blk->window > 0 ? blk->window : blk->in_w;
-    CHECK (o->max_pool (b, qkv, n_seq, side_h, side_w, d, 3 * d, blk->q_stride, S + l.q));
-    q = S + l.q;
-    q_ld = d;
-  }
+  const float *q = blk->q_stride > 1 ? S + l.q : qkv;
+  const int q_ld = blk->q_stride > 1 ? d : 3 * d;
   Sam2AttentionArgs args = {
     .batch = n_seq, .heads = blk->heads, .head_dim = blk->head_dim,
     .len_q = blk->len_q, .len_k = blk->len_k, .scale = 1.0f / sqrtf ((float) blk->head_dim),
@@ -327,7 +317,19 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
     .out = S + l.attn, .out_ld = d, .out_batch_stride = (size_t) blk->len_q * d,
   };
   float *proj = S + l.proj;
-  CHECK (sam2_session_attention_linear (s, &args, &blk->attn_proj, proj, NULL));
+  if (blk->q_stride > 1) {
+    CHECK (sam2_session_norm_windows_linear (s, norm1, &blk->qkv, qkv_in, nb, blk->in_h,
+                                             blk->in_w, blk->window, norm, S + l.windows, qkv));
+    const int side_h = blk->window > 0 ? blk->window : blk->in_h;
+    const int side_w = blk->window > 0 ? blk->window : blk->in_w;
+    CHECK (o->max_pool (b, qkv, n_seq, side_h, side_w, d, 3 * d, blk->q_stride, S + l.q));
+    CHECK (sam2_session_attention_linear (s, &args, &blk->attn_proj, proj, NULL));
+  } else {
+    /* one pass from the block's input to proj's output where the backend has one */
+    CHECK (sam2_session_norm_attention_linear (s, norm1, &blk->qkv, qkv_in, nb, blk->in_h,
+                                               blk->in_w, blk->window, norm, S + l.windows, qkv,
+                                               &args, &blk->attn_proj, proj));
+  }
 
   /* out = residual + the attention branch (residual may be out itself): with windows, in the
    * unpartition's pass */

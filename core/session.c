@@ -660,6 +660,28 @@ sam2_session_norm_windows_linear (Sam2Session *s, const Sam2LayerNorm *n, const 
 }
 
 int
+sam2_session_norm_attention_linear (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Linear *qkv,
+                                    const float *x, int n_img, int H, int W, int ws,
+                                    float *norm_buf, float *win_buf, float *qkv_buf,
+                                    const Sam2AttentionArgs *args, const Sam2Linear *proj,
+                                    float *y)
+{
+  Sam2Backend *b = s->backend;
+  if (n != NULL && b->ops->norm_attention_linear != NULL && s->observer == NULL) {
+    gboolean done = FALSE;
+    const int status = b->ops->norm_attention_linear (b, n, qkv, x, n_img, H, W, ws, qkv_buf,
+                                                      args, proj, y, &done);
+    if (status != SAM2_STATUS_OK || done)
+      return status;
+  }
+  const int status = sam2_session_norm_windows_linear (s, n, qkv, x, n_img, H, W, ws, norm_buf,
+                                                       win_buf, qkv_buf);
+  if (status != SAM2_STATUS_OK)
+    return status;
+  return sam2_session_attention_linear (s, args, proj, y, NULL);
+}
+
+int
 sam2_session_attention_linear (Sam2Session *s, const Sam2AttentionArgs *args, const Sam2Linear *l,
                                float *y, const float *residual)
 {

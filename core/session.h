@@ -225,6 +225,17 @@ int sam2_session_norm_linear_pair (Sam2Session *s, const Sam2LayerNorm *n, float
                                    const Sam2Linear *l1, float *y1, const Sam2Linear *l2,
                                    float *y2);
 
+/* A block's attention half without query pooling: y = proj (attention (qkv (windows (LN
+ * (x))))), args' q, k, v pointing into qkv_buf: the backend's norm_attention_linear where it has
+ * one for these layers, n is given and no observer needs to see the layers' inputs, else
+ * sam2_session_norm_windows_linear (norm_buf, win_buf) into qkv_buf, then
+ * sam2_session_attention_linear. */
+int sam2_session_norm_attention_linear (Sam2Session *s, const Sam2LayerNorm *n,
+                                        const Sam2Linear *qkv, const float *x, int n_img, int H,
+                                        int W, int ws, float *norm_buf, float *win_buf,
+                                        float *qkv_buf, const Sam2AttentionArgs *args,
+                                        const Sam2Linear *proj, float *y);
+
 /* y = l (attention (args)) + residual (NULL: none; may be y), the attention's output rows
  * packed (args->out_ld = l's in_features; args->out_batch_stride = len_q of them where batch >
  * 1): the backend's

@@ -17,11 +17,13 @@
  *   - the 16-bit MLP half fused (SAM2_CUDA_FUSED_MLP) and as three ops, qkv's LayerNorm
  *     writing its windowed 16-bit operand (SAM2_CUDA_NORM_F16) and as three ops, the
  *     attention writing its projection's 16-bit operand (SAM2_CUDA_ATTENTION_OUT16) and floats
- *     converted, and the decoder keys' norm with both projections' operands in one pass
- *     (SAM2_CUDA_NORM_PAIR) and as three ops: the same bits on the same frames and prompts (the tiny architecture in FP16 and
- *     BF16, sam2-mini-hash in BF16); likewise a W4A8 fc1's LayerNorm fused into its quantization (SAM2_CUDA_NORM_QUANT)
- *     and fc2's quantization fused into fc1's GEMM (SAM2_CUDA_QUANT_NEXT), each against its
- *     ops, on the W4A8 mini model, float layers in FP32 and FP16;
+ *     converted, the decoder keys' norm with both projections' operands in one pass
+ *     (SAM2_CUDA_NORM_PAIR) and as three ops, and qkv's output in 16 bits (SAM2_CUDA_QKV16)
+ *     and float: the same bits on the same frames and prompts (the tiny architecture in FP16 and
+ *     BF16, sam2-mini-hash in BF16); likewise a W4A8 fc1's LayerNorm fused into its
+ *     quantization (SAM2_CUDA_NORM_QUANT) and fc2's quantization fused into fc1's GEMM
+ *     (SAM2_CUDA_QUANT_NEXT), each against its ops, on the W4A8 mini model, float layers in
+ *     FP32 and FP16;
  *   - batches: one pass of several images (3 of sam2-mini-hash in FP32, FP16, BF16 and W4A8; 8 of
  *     the tiny architecture in FP16) against a pass of each alone (tests/core's check);
  *   - frames preprocessed on the device and on the host: the same embedding bit for bit;
@@ -680,7 +682,10 @@ test_graphs_w4a8_mini (void)
  *     ops write floats and convert them; it must have run: fewer graph nodes;
  *   SAM2_CUDA_NORM_PAIR: the decoder's keys normalised and turned into both projections' 16-bit
  *     operands in one pass (cuda_norm_linear_pair), where the ops run LayerNorm, the sum's
- *     conversion and the plain conversion; fewer graph nodes too. */
+ *     conversion and the plain conversion; fewer graph nodes too;
+ *   SAM2_CUDA_QKV16: a block's qkv output in 16 bits, read so by the attention
+ *     (cuda_norm_attention_linear), where it is float; the same launches, so the backend's
+ *     path count says it ran. */
 typedef struct {
   const char *var;
   Sam2Precision precision;     /* FP16 or BF16 */
@@ -709,6 +714,8 @@ test_fused_16 (gconstpointer data)
   s = cuda_session_env (model, c->precision, var, "1");
   script (s, model, fused);
   const Sam2CudaGraphStats graphs_fused = graph_stats (s);
+  Sam2CudaPathStats paths;
+  g_assert_true (sam2_backend_cuda_path_stats (s->backend, &paths));
   const long windows_fused = encoder_op_calls (s, model, SAM2_OP_WINDOW);
   sam2_session_free (s);
   char *what = g_strdup_printf ("the %s path with and without %s",
@@ -722,6 +729,13 @@ test_fused_16 (gconstpointer data)
                   graphs_fused.captured_nodes);
   if (strcmp (var, "SAM2_CUDA_NORM_F16") == 0)
     g_assert_cmpint (windows_fused, <, windows_apart);
+  if (strcmp (var, "SAM2_CUDA_QKV16") == 0) {
+    /* the same launches, fewer bytes: the path's own count says it ran (a GPU whose cuBLASLt
+     * has no 16-bit output for a shape runs the float fallback, the same bits) */
+    g_test_message ("qkv in 16 bits: %u passes, %u with float qkv", paths.qkv16,
+                    paths.qkv16_float);
+    g_assert_cmpuint (paths.qkv16 + paths.qkv16_float, >, 0);
+  }
   if (strcmp (var, "SAM2_CUDA_ATTENTION_OUT16") == 0 || strcmp (var, "SAM2_CUDA_NORM_PAIR") == 0) {
     /* one conversion fewer per attention of more than SAM2_CUDA_LINEAR_SMALL_M_MAX rows; two
      * launches fewer per use of the decoder's keys after a two-way layer */
@@ -896,12 +910,15 @@ main (int argc, char **argv)
     { "SAM2_CUDA_ATTENTION_OUT16", SAM2_PRECISION_BF16, FALSE },
     { "SAM2_CUDA_NORM_PAIR", SAM2_PRECISION_FP16, TRUE },
     { "SAM2_CUDA_NORM_PAIR", SAM2_PRECISION_BF16, FALSE },
+    { "SAM2_CUDA_QKV16", SAM2_PRECISION_FP16, TRUE },
+    { "SAM2_CUDA_QKV16", SAM2_PRECISION_BF16, FALSE },
   };
   for (size_t i = 0; i < G_N_ELEMENTS (fused_cases); i++) {
     const FusedCase *c = &fused_cases[i];
     const char *name = strcmp (c->var, "SAM2_CUDA_FUSED_MLP") == 0   ? "fused-mlp"
                        : strcmp (c->var, "SAM2_CUDA_NORM_F16") == 0  ? "norm-f16"
                        : strcmp (c->var, "SAM2_CUDA_NORM_PAIR") == 0 ? "norm-pair"
+                       : strcmp (c->var, "SAM2_CUDA_QKV16") == 0     ? "qkv16"
                                                                       : "attention-out16";
     char *path = g_strdup_printf ("/cuda/model/%s-%s-%s", name, c->tiny ? "tiny" : "mini",
                                   sam2_precision_to_string (c->precision));
