@@ -1420,17 +1420,14 @@ test_attention_unsupported (void)
     g_snprintf (detail, sizeof detail, "status %d", st);
     report (st == SAM2_CUDA_UNSUPPORTED, what, 0, detail);
   }
-  /* outputs: none, a 16-bit one of no valid format, one of the other format than the mma's */
+  /* outputs: none, a 16-bit one of the other format than the mma's (an out16_type outside the
+   * enum is not tested: loading it is undefined in the kernels' C++, and UBSan says so) */
   a.head_dim = 8;
   a.out = NULL;
   st = sam2_cuda_attention (&a, stream);
   g_snprintf (detail, sizeof detail, "status %d", st);
   report (st == SAM2_CUDA_UNSUPPORTED, "attention without an output is UNSUPPORTED", 0, detail);
   a.out16 = (uint16_t *) d;
-  a.out16_type = (Sam2CudaHalf) 7;
-  st = sam2_cuda_attention (&a, stream);
-  g_snprintf (detail, sizeof detail, "status %d", st);
-  report (st == SAM2_CUDA_UNSUPPORTED, "attention out16 of format 7 is UNSUPPORTED", 0, detail);
   for (size_t t = 0; t < G_N_ELEMENTS (halves); t++) {
     a.out16_type = halves[1 - t];
     st = sam2_cuda_attention_16 (&a, halves[t], stream);
