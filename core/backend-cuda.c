@@ -2344,15 +2344,20 @@ sam2_backend_cuda_device_name (Sam2Backend *b)
   return ((Sam2BackendCuda *) b)->device_name;
 }
 
+/* b as the CUDA backend, or NULL for any other backend (or none). */
+static const Sam2BackendCuda *
+cuda_backend_of (Sam2Backend *b)
+{
+  return b != NULL && b->ops->destroy == cuda_destroy ? (const Sam2BackendCuda *) b : NULL;
+}
+
 gboolean
 sam2_backend_cuda_path_stats (Sam2Backend *b, Sam2CudaPathStats *stats)
 {
   g_return_val_if_fail (stats != NULL, FALSE);
-  memset (stats, 0, sizeof *stats);
-  if (b == NULL || b->ops->destroy != cuda_destroy)
-    return FALSE;
-  *stats = ((const Sam2BackendCuda *) b)->path_stats;
-  return TRUE;
+  const Sam2BackendCuda *cu = cuda_backend_of (b);
+  *stats = cu != NULL ? cu->path_stats : (Sam2CudaPathStats) { 0 };
+  return cu != NULL;
 }
 
 gboolean
@@ -2360,9 +2365,9 @@ sam2_backend_cuda_graph_stats (Sam2Backend *b, Sam2CudaGraphStats *stats)
 {
   g_return_val_if_fail (stats != NULL, FALSE);
   memset (stats, 0, sizeof *stats);
-  if (b == NULL || b->ops->destroy != cuda_destroy)
+  const Sam2BackendCuda *cu = cuda_backend_of (b);
+  if (cu == NULL)
     return FALSE;
-  const Sam2BackendCuda *cu = (const Sam2BackendCuda *) b;
   *stats = cu->graph_stats;
   stats->enabled = cu->graphs;
   for (int i = 0; i < GRAPH_SLOTS; i++)

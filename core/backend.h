@@ -143,11 +143,10 @@ typedef struct {
   /* Optional: y (M, N) = l (attention (args)) + residual (M, N; NULL: none; may be y), M =
    * args->batch * args->len_q, with the results of attention then linear, for an attention whose
    * output rows are packed (out_ld l's in_features; out_batch_stride len_q out_ld where batch >
-   * 1). args->out is
-   * the buffer the ops would write; a backend that hands the layer the attention's output in
-   * its own operand format may leave it unwritten. *done FALSE, with nothing run, where the
-   * backend has no such pass for this layer and M (NULL: for none); the model then runs the
-   * ops. */
+   * 1). args->out is the buffer the ops would write; a backend that hands the layer the
+   * attention's output in its own operand format may leave it unwritten. *done FALSE, with
+   * nothing run, where the backend has no such pass for this layer and M (NULL: for none); the
+   * model then runs the ops. */
   int (*attention_linear) (Sam2Backend *b, const Sam2AttentionArgs *args, const Sam2Linear *l,
                            float *y, const float *residual, gboolean *done);
   /* Optional: a transformer block's attention half without query pooling, y (M, N) = proj

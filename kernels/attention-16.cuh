@@ -1,7 +1,7 @@
 /* attention-16.cuh: the kernels of sam2_cuda_attention_16 (kernels.h), the tensor-core variant of
  * the flash attention, and their launch; attention-f16.cu instantiates them for FP16 and holds
  * the C entry points, attention-bf16.cu for BF16 (one translation unit per format, so that the
- * two sets of 32 kernel instances compile in parallel). The kernels: Q, K, V and the
+ * two sets of 48 kernel instances compile in parallel). The kernels: Q, K, V and the
  * probabilities P rounded to FP16 or bfloat16 (Op16 below) as mma.sync.m16n8k16 operands, with
  * FP32 accumulation, FP32 online softmax (max, exp, sums) and an FP32 output (or its 16-bit
  * rounding, out16: the next linear layer's operand).
@@ -35,7 +35,9 @@
  *      the softmax runs in base 2 (scale * log2(e) folded into one multiply, exp2f). Few queries
  *      against many keys (the mask decoder's token-to-image attention) go to sam2_cuda_attention's
  *      decode kernel, which splits the keys over a block instead of walking 64 tiles with one
- *      block per head (0.105 -> 0.021 ms for 7 x 4096 keys, 8 heads, on an H200). */
+ *      block per head (0.105 -> 0.021 ms for 7 x 4096 keys, 8 heads, on an H200). v2 also reads
+ *      q, k and v already in the operand format (q16, k16, v16: a Hiera block's qkv output in 16
+ *      bits), storing them as they come: half the bytes per load, no conversion. */
 #ifndef SAM2_KERNELS_ATTENTION_16_CUH
 #define SAM2_KERNELS_ATTENTION_16_CUH
 
