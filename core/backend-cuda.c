@@ -1174,84 +1174,107 @@ offset_in (const float *buf, const float *p)
 }
 
 /* backend.h's norm_attention_linear for 16-bit qkv weights in a 16-bit precision: qkv's
- * LayerNorm + windows pass into its 16-bit operand (as cuda_norm_windows_linear), qkv's GEMM
- * writing its output in 16 bits (sam2_cuda_gemm_16_bias_nt_to16: the float output's rounding),
- * the attention reading those (sam2_cuda_attention_16's q16, k16, v16: the operands the float
- * rows round to), then proj as attention_linear runs it: the same bits as the ops, with qkv's
- * output written and read in 2 bytes per element instead of 4 (SAM2_CUDA_QKV16=0 for the ops).
- * Where cuBLASLt has no 16-bit-output algorithm for the shape, qkv's output is float and the
- * attention reads that: the same bits again. */
+ * LayerNorm + windows pass into its 16-bit operand (as cuda_norm_windows_linear; without a norm,
+ * the windows alone), qkv's GEMM writing its output in 16 bits (sam2_cuda_gemm_16_bias_nt_to16:
+ * the float output's rounding), q pooled from those where the block pools queries
+ * (sam2_cuda_max_pool_16), the attention reading them (sam2_cuda_attention_16's q16, k16, v16:
+ * the operands the float rows round to), then proj as attention_linear runs it: the same bits as
+ * the ops, with qkv's output written and read in 2 bytes per element instead of 4
+ * (SAM2_CUDA_QKV16=0 for the ops). Where cuBLASLt has no 16-bit-output algorithm for the shape,
+ * qkv's output is float and the rest runs from it: the same bits again. */
 static int
 cuda_norm_attention_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *qkv,
-                            const float *x, int n_img, int H, int W, int ws, float *qkv_buf,
-                            const Sam2AttentionArgs *a, const Sam2Linear *proj, float *y,
-                            gboolean *done)
+                            const float *x, int n_img, int H, int W, int ws, int q_stride,
+                            float *qkv_buf, float *q_buf, const Sam2AttentionArgs *a,
+                            const Sam2Linear *proj, float *y, gboolean *done)
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   *done = FALSE;
   const Sam2CudaRowWindows win = { n_img, H, W, ws > 0 ? ws : 1 };
   const long long M = sam2_cuda_row_windows_rows (&win);
-  const int N3 = qkv->out_features;
-  const ptrdiff_t q_at = offset_in (qkv_buf, a->q), k_at = offset_in (qkv_buf, a->k);
-  const ptrdiff_t v_at = offset_in (qkv_buf, a->v);
+  const int N3 = qkv->out_features, width = a->heads * a->head_dim;
+  const gboolean pooled = q_stride > 1;
+  /* q in qkv's rows, or pooled into q_buf's; k and v in qkv's rows */
+  const ptrdiff_t q_at = offset_in (pooled ? q_buf : qkv_buf, a->q);
+  const ptrdiff_t k_at = offset_in (qkv_buf, a->k), v_at = offset_in (qkv_buf, a->v);
   if (cu->precision == SAM2_PRECISION_FP32 || cu->cublaslt == NULL || !cu->norm_f16
-      || M <= SAM2_CUDA_LINEAR_SMALL_M_MAX || M > G_MAXINT || a->q_ld != N3 || a->k_ld != N3
-      || a->v_ld != N3 || q_at < 0 || q_at >= N3 || k_at < 0 || k_at >= N3 || v_at < 0
-      || v_at >= N3)
+      || M <= SAM2_CUDA_LINEAR_SMALL_M_MAX || M > G_MAXINT || a->k_ld != N3 || a->v_ld != N3
+      || a->q_ld != (pooled ? width : N3) || q_at < 0 || q_at >= a->q_ld || k_at < 0
+      || k_at >= N3 || v_at < 0 || v_at >= N3)
     return SAM2_STATUS_OK;
   const CudaLinear *w, *wp = NULL;
-  const CudaNorm *d;
+  const CudaNorm *d = NULL;
   int status = linear_weights (cu, qkv, &w);
-  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16 || w->k != n->dim)
+  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16 || (n != NULL && w->k != n->dim))
     return status;
-  const size_t rows = (size_t) a->batch * a->len_q, width = (size_t) a->heads * a->head_dim;
+  const size_t rows = (size_t) a->batch * a->len_q;
   gboolean out16;
-  if ((status = norm_weights (cu, n, &d)) != SAM2_STATUS_OK
+  if ((n != NULL && (status = norm_weights (cu, n, &d)) != SAM2_STATUS_OK)
       || (status = proj_takes_out16 (cu, proj, rows, &wp, &out16)) != SAM2_STATUS_OK)
     return status;
-  /* the scratch: (M, K) the LN operand, later (rows, width) the attention's output for proj;
-   * after it, 256-byte aligned as the scratch's start, qkv's output (M, N3) */
+  /* the scratch: (M, K) qkv's operand, later (rows, width) the attention's output for proj;
+   * then qkv's output (M, N3) and the pooled q (rows, width), each 256-byte aligned as the
+   * scratch's start */
   const size_t qkv_at = (MAX ((size_t) M * w->k, rows * width) + 127) & ~(size_t) 127;
+  const size_t pool_at = (qkv_at + (size_t) M * N3 + 127) & ~(size_t) 127;
   uint16_t *x16;
-  if ((status = f16_scratch (cu, qkv_at + (size_t) M * N3, &x16)) != SAM2_STATUS_OK)
+  if ((status = f16_scratch (cu, pool_at + (pooled ? rows * width : 0), &x16))
+      != SAM2_STATUS_OK)
     return status;
-  /* the 16-bit inputs in qkv_buf's layout, counted in halves */
+  uint16_t *qkv16 = x16 + qkv_at;
+  /* the 16-bit inputs in qkv_buf's (and q_buf's) layout, counted in halves */
   Sam2CudaAttentionArgs in16 = cuda_attention_args (a);
   in16.q = in16.k = in16.v = NULL;
-  in16.q16 = x16 + qkv_at + q_at;
-  in16.k16 = x16 + qkv_at + k_at;
-  in16.v16 = x16 + qkv_at + v_at;
+  in16.q16 = (pooled ? x16 + pool_at : qkv16) + q_at;
+  in16.k16 = qkv16 + k_at;
+  in16.v16 = qkv16 + v_at;
   if (!sam2_cuda_attention_16_reads_16 (&in16))
     return SAM2_STATUS_OK;
   *done = TRUE;
-  PROFILED (SAM2_OP_LAYER_NORM,
-            launched (cu, sam2_cuda_layer_norm_windows_16 (x, &win, n->dim, d->weight, d->bias,
-                                                           n->eps, cu->half, x16, cu->stream),
-                      "layer_norm"));
+  if (n != NULL)
+    PROFILED (SAM2_OP_LAYER_NORM,
+              launched (cu, sam2_cuda_layer_norm_windows_16 (x, &win, n->dim, d->weight,
+                                                             d->bias, n->eps, cu->half, x16,
+                                                             cu->stream), "layer_norm"));
+  else
+    PROFILED (SAM2_OP_WINDOW,
+              launched (cu, sam2_cuda_window_partition_16 (x, &win, w->k, cu->half, x16,
+                                                           cu->stream), "window_partition"));
   if (status != SAM2_STATUS_OK)
     return status;
   int gemm = SAM2_CUDA_OK;
   PROFILED (SAM2_OP_LINEAR,
             launched (cu, (gemm = sam2_cuda_gemm_16_bias_nt_to16 (
                                cu->cublaslt, cu->half, x16, w->w16, (int) M, N3, w->k, w->bias,
-                               x16 + qkv_at, cu->stream, cu->cublas_ws,
-                               CUBLAS_WORKSPACE_BYTES)) == SAM2_CUDA_UNSUPPORTED
+                               qkv16, cu->stream, cu->cublas_ws, CUBLAS_WORKSPACE_BYTES))
+                                  == SAM2_CUDA_UNSUPPORTED
                         ? SAM2_CUDA_OK
                         : gemm,
                       qkv->name));
   if (status != SAM2_STATUS_OK)
     return status;
+  const int side_h = ws > 0 ? ws : H, side_w = ws > 0 ? ws : W;
   Sam2CudaAttentionArgs args = in16;
-  cu->path_stats.qkv16 += gemm != SAM2_CUDA_UNSUPPORTED;
-  cu->path_stats.qkv16_float += gemm == SAM2_CUDA_UNSUPPORTED;
-  if (gemm == SAM2_CUDA_UNSUPPORTED) {
-    /* no 16-bit output for this shape: qkv's floats, and the attention from them */
+  if (gemm != SAM2_CUDA_UNSUPPORTED) {
+    cu->path_stats.qkv16++;
+    if (pooled)
+      PROFILED (SAM2_OP_MAX_POOL,
+                launched (cu, sam2_cuda_max_pool_16 (qkv16, a->batch, side_h, side_w, width, N3,
+                                                     q_stride, cu->half, x16 + pool_at,
+                                                     cu->stream), "max_pool"));
+  } else {
+    /* no 16-bit output for this shape: qkv's floats, and the rest from them */
+    cu->path_stats.qkv16_float++;
     PROFILED (SAM2_OP_LINEAR,
               f16_linear_from16 (cu, w, x16, (int) M, qkv_buf, SAM2_ACT_NONE, NULL, qkv->name));
-    if (status != SAM2_STATUS_OK)
-      return status;
+    if (status == SAM2_STATUS_OK && pooled)
+      PROFILED (SAM2_OP_MAX_POOL,
+                launched (cu, sam2_cuda_max_pool (qkv_buf, a->batch, side_h, side_w, width, N3,
+                                                  q_stride, q_buf, cu->stream), "max_pool"));
     args = cuda_attention_args (a);
   }
+  if (status != SAM2_STATUS_OK)
+    return status;
   return attention_then_linear (cu, args, out16 ? x16 : NULL, a->out, proj, wp, y, NULL);
 }
 

@@ -149,17 +149,19 @@ typedef struct {
    * model then runs the ops. */
   int (*attention_linear) (Sam2Backend *b, const Sam2AttentionArgs *args, const Sam2Linear *l,
                            float *y, const float *residual, gboolean *done);
-  /* Optional: a transformer block's attention half without query pooling, y (M, N) = proj
-   * (attention (qkv (windows (LN (x))))), with the results of norm_windows_linear (n, qkv, x,
-   * n_img, H, W, ws) into qkv_buf and then attention_linear (args, proj, y, no residual), args'
-   * q, k and v pointing into qkv_buf (rows qkv's out_features apart). The backend may hold qkv's
-   * output in a form of its own and leave qkv_buf and args->out unwritten. *done FALSE, with
-   * nothing run, where it has no such pass for these layers (NULL: for none); the model then
-   * runs the two. */
+  /* Optional: a transformer block's attention half, y (M, N) = proj (attention (qkv (windows
+   * (LN (x))))), with the results of norm_windows_linear (n, qkv, x, n_img, H, W, ws; n NULL: x
+   * is normalised already) into qkv_buf; where q_stride > 1, max_pool of q (the first heads
+   * head_dim columns of qkv_buf's rows, per window of ws x ws rows, or per H x W map when ws is
+   * 0) into q_buf; then attention_linear (args, proj, y, no residual), args' k and v pointing
+   * into qkv_buf (rows qkv's out_features apart) and q into qkv_buf, or into q_buf when pooled
+   * (rows heads head_dim apart). The backend may hold qkv's output and the pooled q in a form of
+   * its own and leave qkv_buf, q_buf and args->out unwritten. *done FALSE, with nothing run,
+   * where it has no such pass for these layers (NULL: for none); the model then runs the ops. */
   int (*norm_attention_linear) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *qkv,
-                                const float *x, int n_img, int H, int W, int ws, float *qkv_buf,
-                                const Sam2AttentionArgs *args, const Sam2Linear *proj, float *y,
-                                gboolean *done);
+                                const float *x, int n_img, int H, int W, int ws, int q_stride,
+                                float *qkv_buf, float *q_buf, const Sam2AttentionArgs *args,
+                                const Sam2Linear *proj, float *y, gboolean *done);
   /* y = a + c (n floats); y may alias either. */
   int (*add) (Sam2Backend *b, float *y, const float *a, const float *c, size_t n);
   /* y (M, C) = x (M, C) + row (C) broadcast over rows; y may be x. */

@@ -303,8 +303,8 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
     norm1 = NULL;
     qkv_in = norm;
   }
-  /* LayerNorm (unless done above), window partition, qkv, attention and proj; q pooled from
-   * qkv's output at stage starts */
+  /* LayerNorm (unless done above), window partition, qkv, attention and proj, q pooled from
+   * qkv's output at stage starts: one pass from the block's input where the backend has one */
   float *qkv = S + l.qkv;
   const float *q = blk->q_stride > 1 ? S + l.q : qkv;
   const int q_ld = blk->q_stride > 1 ? d : 3 * d;
@@ -317,19 +317,10 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
     .out = S + l.attn, .out_ld = d, .out_batch_stride = (size_t) blk->len_q * d,
   };
   float *proj = S + l.proj;
-  if (blk->q_stride > 1) {
-    CHECK (sam2_session_norm_windows_linear (s, norm1, &blk->qkv, qkv_in, nb, blk->in_h,
-                                             blk->in_w, blk->window, norm, S + l.windows, qkv));
-    const int side_h = blk->window > 0 ? blk->window : blk->in_h;
-    const int side_w = blk->window > 0 ? blk->window : blk->in_w;
-    CHECK (o->max_pool (b, qkv, n_seq, side_h, side_w, d, 3 * d, blk->q_stride, S + l.q));
-    CHECK (sam2_session_attention_linear (s, &args, &blk->attn_proj, proj, NULL));
-  } else {
-    /* one pass from the block's input to proj's output where the backend has one */
-    CHECK (sam2_session_norm_attention_linear (s, norm1, &blk->qkv, qkv_in, nb, blk->in_h,
-                                               blk->in_w, blk->window, norm, S + l.windows, qkv,
-                                               &args, &blk->attn_proj, proj));
-  }
+  CHECK (sam2_session_norm_attention_linear (s, norm1, &blk->qkv, qkv_in, nb, blk->in_h,
+                                             blk->in_w, blk->window, blk->q_stride, norm,
+                                             S + l.windows, qkv, S + l.q, &args, &blk->attn_proj,
+                                             proj));
 
   /* out = residual + the attention branch (residual may be out itself): with windows, in the
    * unpartition's pass */

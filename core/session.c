@@ -661,21 +661,26 @@ sam2_session_norm_windows_linear (Sam2Session *s, const Sam2LayerNorm *n, const 
 
 int
 sam2_session_norm_attention_linear (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Linear *qkv,
-                                    const float *x, int n_img, int H, int W, int ws,
+                                    const float *x, int n_img, int H, int W, int ws, int q_stride,
                                     float *norm_buf, float *win_buf, float *qkv_buf,
-                                    const Sam2AttentionArgs *args, const Sam2Linear *proj,
-                                    float *y)
+                                    float *q_buf, const Sam2AttentionArgs *args,
+                                    const Sam2Linear *proj, float *y)
 {
   Sam2Backend *b = s->backend;
-  if (n != NULL && b->ops->norm_attention_linear != NULL && s->observer == NULL) {
+  if (b->ops->norm_attention_linear != NULL && s->observer == NULL) {
     gboolean done = FALSE;
-    const int status = b->ops->norm_attention_linear (b, n, qkv, x, n_img, H, W, ws, qkv_buf,
-                                                      args, proj, y, &done);
+    const int status = b->ops->norm_attention_linear (b, n, qkv, x, n_img, H, W, ws, q_stride,
+                                                      qkv_buf, q_buf, args, proj, y, &done);
     if (status != SAM2_STATUS_OK || done)
       return status;
   }
-  const int status = sam2_session_norm_windows_linear (s, n, qkv, x, n_img, H, W, ws, norm_buf,
-                                                       win_buf, qkv_buf);
+  int status = sam2_session_norm_windows_linear (s, n, qkv, x, n_img, H, W, ws, norm_buf,
+                                                 win_buf, qkv_buf);
+  if (status == SAM2_STATUS_OK && q_stride > 1) {
+    const int C = args->heads * args->head_dim;
+    status = b->ops->max_pool (b, qkv_buf, args->batch, ws > 0 ? ws : H, ws > 0 ? ws : W, C,
+                               qkv->out_features, q_stride, q_buf);
+  }
   if (status != SAM2_STATUS_OK)
     return status;
   return sam2_session_attention_linear (s, args, proj, y, NULL);

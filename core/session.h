@@ -225,16 +225,18 @@ int sam2_session_norm_linear_pair (Sam2Session *s, const Sam2LayerNorm *n, float
                                    const Sam2Linear *l1, float *y1, const Sam2Linear *l2,
                                    float *y2);
 
-/* A block's attention half without query pooling: y = proj (attention (qkv (windows (LN
- * (x))))), args' q, k, v pointing into qkv_buf: the backend's norm_attention_linear where it has
- * one for these layers, n is given and no observer needs to see the layers' inputs, else
- * sam2_session_norm_windows_linear (norm_buf, win_buf) into qkv_buf, then
+/* A block's attention half: y = proj (attention (qkv (windows (LN (x))))) (n NULL: x normalised
+ * already), q max-pooled by q_stride into q_buf where it is above 1 (backend.h's
+ * norm_attention_linear says how args point into qkv_buf and q_buf): the backend's pass where it
+ * has one for these layers and no observer needs to see the layers' inputs, else
+ * sam2_session_norm_windows_linear (norm_buf, win_buf) into qkv_buf, max_pool into q_buf and
  * sam2_session_attention_linear. */
 int sam2_session_norm_attention_linear (Sam2Session *s, const Sam2LayerNorm *n,
                                         const Sam2Linear *qkv, const float *x, int n_img, int H,
-                                        int W, int ws, float *norm_buf, float *win_buf,
-                                        float *qkv_buf, const Sam2AttentionArgs *args,
-                                        const Sam2Linear *proj, float *y);
+                                        int W, int ws, int q_stride, float *norm_buf,
+                                        float *win_buf, float *qkv_buf, float *q_buf,
+                                        const Sam2AttentionArgs *args, const Sam2Linear *proj,
+                                        float *y);
 
 /* y = l (attention (args)) + residual (NULL: none; may be y), the attention's output rows
  * packed (args->out_ld = l's in_features; args->out_batch_stride = len_q of them where batch >

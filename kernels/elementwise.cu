@@ -294,6 +294,43 @@ sam2_cuda_layer_norm_windows_16 (const float *x, const Sam2CudaRowWindows *windo
                                *windows, type, y16, stream);
 }
 
+/* sam2_cuda_window_partition_16: a warp per output row, as layer_norm_kernel; the row of x that
+ * sam2_window_source_row names, rounded, or zeros for a padding row. */
+template <bool BF16>
+static __global__ void
+windows_to_16_kernel (const float *__restrict__ x, int M, int C, Sam2CudaRowWindows win,
+                      uint16_t *__restrict__ y)
+{
+  const int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= M)
+    return;
+  const long long src = sam2_window_source_row (win, row);
+  for (int c = lane; c < C; c += 32)
+    y[(size_t) row * C + c] = sam2_to16<BF16> (src >= 0 ? x[(size_t) src * C + c] : 0.0f);
+}
+
+extern "C" int
+sam2_cuda_window_partition_16 (const float *x, const Sam2CudaRowWindows *windows, int C,
+                               Sam2CudaHalf type, uint16_t *y16, cudaStream_t stream)
+{
+  if (x == NULL || windows == NULL || y16 == NULL || C < 1 || !sam2_half_valid (type))
+    return SAM2_CUDA_UNSUPPORTED;
+  const long long M = sam2_cuda_row_windows_rows (windows);
+  if (M < 0 || M > 0x7fffffff)
+    return SAM2_CUDA_UNSUPPORTED;
+  if (M == 0)
+    return SAM2_CUDA_OK;
+  const unsigned blocks = (unsigned) ((M + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK);
+  if (type == SAM2_CUDA_BF16)
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, windows_to_16_kernel<true>) (
+        x, (int) M, C, *windows, y16);
+  else
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, windows_to_16_kernel<false>) (
+        x, (int) M, C, *windows, y16);
+  return sam2_launch_status ();
+}
+
 /* sam2_cuda_norm_operands_16: a warp per row, as layer_norm_kernel. In place: each lane reads
  * and writes only its own columns once the row's statistics are known. The sum is float's, as
  * act_to_16_kernel's (gemm-float.cu). */

@@ -117,6 +117,12 @@ int sam2_cuda_layer_norm_windows_16 (const float *x, const Sam2CudaRowWindows *w
                                      const float *weight, const float *bias, float eps,
                                      Sam2CudaHalf type, uint16_t *y16, cudaStream_t stream);
 
+/* sam2_cuda_window_partition of each of the windows->n_img (h, w, C) maps in x, rounded to
+ * `type`: the rows (sam2_cuda_row_windows_rows (windows), C) of the partition then
+ * sam2_cuda_f32_to_16, bit for bit (padding rows zeros), in one pass (elementwise.cu). */
+int sam2_cuda_window_partition_16 (const float *x, const Sam2CudaRowWindows *windows, int C,
+                                   Sam2CudaHalf type, uint16_t *y16, cudaStream_t stream);
+
 /* y (M, K) = x (M, K) * scale (K) per column (the smoothing of a quantized layer's input). */
 int sam2_cuda_scale_columns (const float *x, int M, int K, const float *scale, float *y,
                              cudaStream_t stream);
@@ -131,6 +137,11 @@ int sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w
                                   cudaStream_t stream);
 int sam2_cuda_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s, float *y,
                         cudaStream_t stream);
+/* The same on 16-bit rows of `type` (x, y bit patterns; ld in halves): for x the rounding of
+ * sam2_cuda_max_pool's input, the rounding of its output (rounding keeps the order), bit for bit
+ * except where a window's values all round to zero with both signs (then either zero). */
+int sam2_cuda_max_pool_16 (const uint16_t *x, int n_img, int H, int W, int C, int ld, int s,
+                           Sam2CudaHalf type, uint16_t *y, cudaStream_t stream);
 int sam2_cuda_im2col_planar (const float *x, int C, int H, int W, int kh, int kw, int stride,
                              int pad, float *cols, cudaStream_t stream);
 int sam2_cuda_im2col (const float *x, int H, int W, int C, int kh, int kw, int stride, int pad,

@@ -207,9 +207,57 @@ sam2_cuda_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int 
   const size_t total = (size_t) n_img * oh * ow * C;
   if (total == 0)
     return SAM2_CUDA_OK;
-  SAM2_LAUNCH (sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream,
-               max_pool_kernel) (x, H, W, C, ld, s, oh,
-                                                                           ow, total, y);
+  SAM2_LAUNCH (sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream, max_pool_kernel) (
+      x, H, W, C, ld, s, oh, ow, total, y);
+  return sam2_launch_status ();
+}
+
+/* The same on 16-bit rows: the comparisons on the values widened (exact), the winner's bits
+ * kept. */
+template <bool BF16>
+static __global__ void
+max_pool_16_kernel (const uint16_t *x, int H, int W, int C, int ld, int s, int oh, int ow,
+                    size_t total, uint16_t *y)
+{
+  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (size_t) gridDim.x * blockDim.x) {
+    const int c = (int) (i % C);
+    const size_t o = i / C;                    /* (img, oy, ox) */
+    const int ox = (int) (o % ow), oy = (int) ((o / ow) % oh);
+    const size_t img = o / ((size_t) ow * oh);
+    const uint16_t *base = x + img * H * W * (size_t) ld + c;
+    float m = -INFINITY;
+    uint16_t bits = sam2_to16<BF16> (-INFINITY);
+    for (int dy = 0; dy < s; dy++)
+      for (int dx = 0; dx < s; dx++) {
+        const uint16_t pb = base[((size_t) (oy * s + dy) * W + (ox * s + dx)) * ld];
+        const float p = sam2_from16<BF16> (pb);
+        if (p > m) {
+          m = p;
+          bits = pb;
+        }
+      }
+    y[i] = bits;
+  }
+}
+
+extern "C" int
+sam2_cuda_max_pool_16 (const uint16_t *x, int n_img, int H, int W, int C, int ld, int s,
+                       Sam2CudaHalf type, uint16_t *y, cudaStream_t stream)
+{
+  if (x == NULL || y == NULL || n_img < 0 || H < 0 || W < 0 || C < 1 || ld < C || s < 1
+      || !sam2_half_valid (type))
+    return SAM2_CUDA_UNSUPPORTED;
+  const int oh = H / s, ow = W / s;
+  const size_t total = (size_t) n_img * oh * ow * C;
+  if (total == 0)
+    return SAM2_CUDA_OK;
+  if (type == SAM2_CUDA_BF16)
+    SAM2_LAUNCH (sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream, max_pool_16_kernel<true>) (
+        x, H, W, C, ld, s, oh, ow, total, y);
+  else
+    SAM2_LAUNCH (sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream, max_pool_16_kernel<false>) (
+        x, H, W, C, ld, s, oh, ow, total, y);
   return sam2_launch_status ();
 }
 

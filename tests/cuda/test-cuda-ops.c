@@ -504,6 +504,13 @@ test_softmax (int M, int N, double spread)
   g_rand_free (r);
 }
 
+/* The 16-bit formats every half-precision launcher runs in, and helpers of the 16-bit checks
+ * (defined with those below). */
+static const Sam2CudaHalf halves[] = { SAM2_CUDA_F16, SAM2_CUDA_BF16 };
+static const char *half_name (Sam2CudaHalf type);
+static size_t mismatched16 (Sam2CudaHalf type, const uint16_t *got, const float *f, size_t n);
+static uint16_t *to16 (Sam2CudaHalf type, const float *dev, size_t n);
+
 /* ---- data movement -------------------------------------------------------------------------- */
 
 static void
@@ -525,6 +532,25 @@ test_windows (int H, int W, int C, int ws, int offset)
   char what[128];
   g_snprintf (what, sizeof what, "window_partition %dx%dx%d ws %d off %d", H, W, C, ws, offset);
   check (what, seed, st, dwin + offset, ref, nwin, 0.0);
+
+  /* the same rounded to 16 bits in one pass (the stage starts' qkv operand): bit for bit */
+  uint16_t *dwin16 = NULL, *got16 = g_malloc ((nwin + 1) * 2);
+  CUDA_OK (cudaMalloc ((void **) &dwin16, (nwin + 1) * 2));
+  const Sam2CudaRowWindows rw = { 1, H, W, ws };
+  for (size_t t = 0; t < G_N_ELEMENTS (halves); t++) {
+    CUDA_OK (cudaMemset (dwin16, 0xff, (nwin + 1) * 2));
+    st = sam2_cuda_window_partition_16 (dx + offset, &rw, C, halves[t], dwin16 + offset, stream);
+    CUDA_OK (cudaStreamSynchronize (stream));
+    CUDA_OK (cudaMemcpy (got16, dwin16 + offset, nwin * 2, cudaMemcpyDeviceToHost));
+    const size_t bad = mismatched16 (halves[t], got16, ref, nwin);
+    char detail[64];
+    g_snprintf (what, sizeof what, "window_partition_16 %s %dx%dx%d ws %d off %d",
+                half_name (halves[t]), H, W, C, ws, offset);
+    g_snprintf (detail, sizeof detail, "status %d  mismatched %zu (exact)", st, bad);
+    report (st == SAM2_CUDA_OK && bad == 0, what, seed, detail);
+  }
+  cudaFree (dwin16);
+  g_free (got16);
 
   /* unpartition from independent random windows (padding included) */
   float *win = g_malloc ((nwin + 1) * sizeof (float));
@@ -576,6 +602,26 @@ test_max_pool (int n_img, int H, int W, int C, int ld, int s)
   char what[128];
   g_snprintf (what, sizeof what, "max_pool %dx(%dx%dx%d) ld %d s %d", n_img, H, W, C, ld, s);
   check (what, seed, st, dy, ref, no, 0.0);
+
+  /* on 16-bit rows (q pooled from qkv's 16-bit output): the pooled floats rounded, bit for bit */
+  uint16_t *dy16 = NULL, *got16 = g_malloc (MAX (no, 1) * 2);
+  CUDA_OK (cudaMalloc ((void **) &dy16, MAX (no, 1) * 2));
+  for (size_t t = 0; t < G_N_ELEMENTS (halves); t++) {
+    uint16_t *dx16 = to16 (halves[t], dx, n);
+    CUDA_OK (cudaMemset (dy16, 0xff, MAX (no, 1) * 2));
+    st = sam2_cuda_max_pool_16 (dx16, n_img, H, W, C, ld, s, halves[t], dy16, stream);
+    CUDA_OK (cudaStreamSynchronize (stream));
+    CUDA_OK (cudaMemcpy (got16, dy16, no * 2, cudaMemcpyDeviceToHost));
+    const size_t bad = mismatched16 (halves[t], got16, ref, no);
+    char detail[64];
+    g_snprintf (what, sizeof what, "max_pool_16 %s %dx(%dx%dx%d) ld %d s %d",
+                half_name (halves[t]), n_img, H, W, C, ld, s);
+    g_snprintf (detail, sizeof detail, "status %d  mismatched %zu (exact)", st, bad);
+    report (st == SAM2_CUDA_OK && bad == 0, what, seed, detail);
+    cudaFree (dx16);
+  }
+  cudaFree (dy16);
+  g_free (got16);
   cudaFree (dx);
   cudaFree (dy);
   g_free (x);
@@ -743,7 +789,6 @@ test_depth_to_space_norm_act (int H, int W, int C, gboolean with_norm, int act, 
 
 /* The formats of the half-precision launchers (kernels.h's *_16): a test of one runs both, FP16
  * then BF16, on the same inputs (one seed), each against its own rounding of them. */
-static const Sam2CudaHalf halves[] = { SAM2_CUDA_F16, SAM2_CUDA_BF16 };
 
 static const char *
 half_name (Sam2CudaHalf type)
@@ -2029,6 +2074,8 @@ test_half_unsupported (cublasHandle_t h, cublasLtHandle_t lt, void *lt_ws)
     { "activation_to_16",
       sam2_cuda_activation_to_16 (SAM2_CUDA_ACT_GELU, d, 16, bad, d16, stream) },
     { "norm_operands_16", sam2_cuda_norm_operands_16 (d, 4, 8, NULL, d, bad, d16, NULL, stream) },
+    { "window_partition_16", sam2_cuda_window_partition_16 (d, &win, 8, bad, d16, stream) },
+    { "max_pool_16", sam2_cuda_max_pool_16 (d16, 1, 4, 4, 8, 8, 2, bad, d16 + 512, stream) },
     { "attention_16", sam2_cuda_attention_16 (&a, bad, stream) },
     { "gemm_16_nt", sam2_cuda_gemm_16_nt (h, bad, d16, d16, 4, 4, 8, 0.0f, d) },
     { "linear_16_small_m", sam2_cuda_linear_16_small_m (d, NULL, 4, 8, bad, d16, 4, NULL,
