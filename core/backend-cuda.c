@@ -1212,20 +1212,17 @@ cuda_norm_attention_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Li
   if ((n != NULL && (status = norm_weights (cu, n, &d)) != SAM2_STATUS_OK)
       || (status = proj_takes_out16 (cu, proj, rows, &wp, &out16)) != SAM2_STATUS_OK)
     return status;
-  /* the scratch: (M, K) qkv's operand, later (rows, width) the attention's output for proj;
-   * then qkv's output (M, N3) and the pooled q (rows, width), each 256-byte aligned as the
-   * scratch's start */
-  const size_t qkv_at = (MAX ((size_t) M * w->k, rows * width) + 127) & ~(size_t) 127;
-  const size_t pool_at = (qkv_at + (size_t) M * N3 + 127) & ~(size_t) 127;
+  /* the scratch: (M, K) qkv's operand, later (rows, width) the attention's output for proj */
   uint16_t *x16;
-  if ((status = f16_scratch (cu, pool_at + (pooled ? rows * width : 0), &x16))
-      != SAM2_STATUS_OK)
+  if ((status = f16_scratch (cu, MAX ((size_t) M * w->k, rows * width), &x16)) != SAM2_STATUS_OK)
     return status;
-  uint16_t *qkv16 = x16 + qkv_at;
-  /* the 16-bit inputs in qkv_buf's (and q_buf's) layout, counted in halves */
+  /* qkv's 16-bit output (M, N3) in the first half of qkv_buf's bytes, the pooled q (rows, width)
+   * in q_buf's: no memory of its own; the attention reads them in those buffers' layout,
+   * counted in halves */
+  uint16_t *qkv16 = (uint16_t *) qkv_buf, *q16 = pooled ? (uint16_t *) q_buf : qkv16;
   Sam2CudaAttentionArgs in16 = cuda_attention_args (a);
   in16.q = in16.k = in16.v = NULL;
-  in16.q16 = (pooled ? x16 + pool_at : qkv16) + q_at;
+  in16.q16 = q16 + q_at;
   in16.k16 = qkv16 + k_at;
   in16.v16 = qkv16 + v_at;
   if (!sam2_cuda_attention_16_reads_16 (&in16))
@@ -1260,8 +1257,8 @@ cuda_norm_attention_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Li
     if (pooled)
       PROFILED (SAM2_OP_MAX_POOL,
                 launched (cu, sam2_cuda_max_pool_16 (qkv16, a->batch, side_h, side_w, width, N3,
-                                                     q_stride, cu->half, x16 + pool_at,
-                                                     cu->stream), "max_pool"));
+                                                     q_stride, cu->half, q16, cu->stream),
+                          "max_pool"));
   } else {
     /* no 16-bit output for this shape: qkv's floats, and the rest from them */
     cu->path_stats.qkv16_float++;

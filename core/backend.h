@@ -156,7 +156,8 @@ typedef struct {
    * 0) into q_buf; then attention_linear (args, proj, y, no residual), args' k and v pointing
    * into qkv_buf (rows qkv's out_features apart) and q into qkv_buf, or into q_buf when pooled
    * (rows heads head_dim apart). The backend may hold qkv's output and the pooled q in a form of
-   * its own and leave qkv_buf, q_buf and args->out unwritten. *done FALSE, with nothing run,
+   * its own (in those buffers or elsewhere), so their floats are not to be read after it; and
+   * may leave args->out unwritten. *done FALSE, with nothing run,
    * where it has no such pass for these layers (NULL: for none); the model then runs the ops. */
   int (*norm_attention_linear) (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *qkv,
                                 const float *x, int n_img, int H, int W, int ws, int q_stride,
