@@ -173,12 +173,30 @@ sam2_cuda_window_unpartition (const float *windows, int n_win_h, int n_win_w, in
 
 /* ---- max_pool ------------------------------------------------------------------------------- */
 
-/* y (n_img, H / s, W / s, C) = max over s x s of x, whose pixels are `ld` floats apart. The
+/* The elements max pooling compares: floats as they are, or the 16-bit bit patterns of the
+ * half-precision paths (BF16 false: FP16) widened, exactly; the winner's own bits are kept. */
+struct PoolF32 {
+  using T = float;
+  static __device__ __forceinline__ float value (float v) { return v; }
+  static __device__ __forceinline__ float minus_inf () { return -INFINITY; }
+};
+template <bool BF16>
+struct Pool16 {
+  using T = uint16_t;
+  static __device__ __forceinline__ float value (uint16_t b) { return sam2_from16<BF16> (b); }
+  static __device__ __forceinline__ uint16_t minus_inf () { return sam2_to16<BF16> (-INFINITY); }
+};
+
+/* y (n_img, H / s, W / s, C) = max over s x s of x, whose pixels are `ld` elements apart. The
  * comparison and its order (dy, then dx, from -inf) are those of sam2_cpu_max_pool, so a NaN
- * input is skipped there and here alike. Scalar: ld need not be a multiple of 4 (q inside qkv). */
+ * input is skipped there and here alike. Scalar: ld need not be a multiple of 4 (q inside qkv).
+ * On 16-bit rows the rounding of the float input gives the rounding of the float output
+ * (rounding keeps the order), except where a window's values all round to zero with both
+ * signs. */
+template <class E>
 static __global__ void
-max_pool_kernel (const float *x, int H, int W, int C, int ld, int s, int oh, int ow, size_t total,
-                 float *y)
+max_pool_kernel (const typename E::T *x, int H, int W, int C, int ld, int s, int oh, int ow,
+                 size_t total, typename E::T *y)
 {
   for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (size_t) gridDim.x * blockDim.x) {
@@ -186,20 +204,26 @@ max_pool_kernel (const float *x, int H, int W, int C, int ld, int s, int oh, int
     const size_t o = i / C;                    /* (img, oy, ox) */
     const int ox = (int) (o % ow), oy = (int) ((o / ow) % oh);
     const size_t img = o / ((size_t) ow * oh);
-    const float *base = x + img * H * W * (size_t) ld + c;
+    const typename E::T *base = x + img * H * W * (size_t) ld + c;
     float m = -INFINITY;
+    typename E::T best = E::minus_inf ();
     for (int dy = 0; dy < s; dy++)
       for (int dx = 0; dx < s; dx++) {
-        const float p = base[((size_t) (oy * s + dy) * W + (ox * s + dx)) * ld];
-        m = p > m ? p : m;
+        const typename E::T e = base[((size_t) (oy * s + dy) * W + (ox * s + dx)) * ld];
+        const float p = E::value (e);
+        if (p > m) {
+          m = p;
+          best = e;
+        }
       }
-    y[i] = m;
+    y[i] = best;
   }
 }
 
-extern "C" int
-sam2_cuda_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s, float *y,
-                    cudaStream_t stream)
+template <class E>
+static int
+launch_max_pool (const typename E::T *x, int n_img, int H, int W, int C, int ld, int s,
+                 typename E::T *y, cudaStream_t stream)
 {
   if (x == NULL || y == NULL || n_img < 0 || H < 0 || W < 0 || C < 1 || ld < C || s < 1)
     return SAM2_CUDA_UNSUPPORTED;
@@ -207,58 +231,27 @@ sam2_cuda_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int 
   const size_t total = (size_t) n_img * oh * ow * C;
   if (total == 0)
     return SAM2_CUDA_OK;
-  SAM2_LAUNCH (sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream, max_pool_kernel) (
+  SAM2_LAUNCH (sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream, max_pool_kernel<E>) (
       x, H, W, C, ld, s, oh, ow, total, y);
   return sam2_launch_status ();
 }
 
-/* The same on 16-bit rows: the comparisons on the values widened (exact), the winner's bits
- * kept. */
-template <bool BF16>
-static __global__ void
-max_pool_16_kernel (const uint16_t *x, int H, int W, int C, int ld, int s, int oh, int ow,
-                    size_t total, uint16_t *y)
+extern "C" int
+sam2_cuda_max_pool (const float *x, int n_img, int H, int W, int C, int ld, int s, float *y,
+                    cudaStream_t stream)
 {
-  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (size_t) gridDim.x * blockDim.x) {
-    const int c = (int) (i % C);
-    const size_t o = i / C;                    /* (img, oy, ox) */
-    const int ox = (int) (o % ow), oy = (int) ((o / ow) % oh);
-    const size_t img = o / ((size_t) ow * oh);
-    const uint16_t *base = x + img * H * W * (size_t) ld + c;
-    float m = -INFINITY;
-    uint16_t bits = sam2_to16<BF16> (-INFINITY);
-    for (int dy = 0; dy < s; dy++)
-      for (int dx = 0; dx < s; dx++) {
-        const uint16_t pb = base[((size_t) (oy * s + dy) * W + (ox * s + dx)) * ld];
-        const float p = sam2_from16<BF16> (pb);
-        if (p > m) {
-          m = p;
-          bits = pb;
-        }
-      }
-    y[i] = bits;
-  }
+  return launch_max_pool<PoolF32> (x, n_img, H, W, C, ld, s, y, stream);
 }
 
 extern "C" int
 sam2_cuda_max_pool_16 (const uint16_t *x, int n_img, int H, int W, int C, int ld, int s,
                        Sam2CudaHalf type, uint16_t *y, cudaStream_t stream)
 {
-  if (x == NULL || y == NULL || n_img < 0 || H < 0 || W < 0 || C < 1 || ld < C || s < 1
-      || !sam2_half_valid (type))
+  if (!sam2_half_valid (type))
     return SAM2_CUDA_UNSUPPORTED;
-  const int oh = H / s, ow = W / s;
-  const size_t total = (size_t) n_img * oh * ow * C;
-  if (total == 0)
-    return SAM2_CUDA_OK;
-  if (type == SAM2_CUDA_BF16)
-    SAM2_LAUNCH (sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream, max_pool_16_kernel<true>) (
-        x, H, W, C, ld, s, oh, ow, total, y);
-  else
-    SAM2_LAUNCH (sam2_ew_blocks (total), SAM2_EW_THREADS, 0, stream, max_pool_16_kernel<false>) (
-        x, H, W, C, ld, s, oh, ow, total, y);
-  return sam2_launch_status ();
+  return type == SAM2_CUDA_BF16
+           ? launch_max_pool<Pool16<true>> (x, n_img, H, W, C, ld, s, y, stream)
+           : launch_max_pool<Pool16<false>> (x, n_img, H, W, C, ld, s, y, stream);
 }
 
 /* ---- im2col ------------------------------------------------------------------------------- */
