@@ -135,8 +135,8 @@ typedef struct {
   void *w4a8_next_ws;          /* fc2's kernel rows when fc1's GEMM writes them */
   size_t w4a8_next_ws_bytes;
   unsigned int *next_counters; /* sam2_cuda_w4a8_gemm_quantize_next's, zero between launches */
-  unsigned int *row_counter;   /* sam2_cuda_norm_linear_16_small_m's, zero between launches */
   size_t next_counters_bytes;
+  unsigned int *row_counter;   /* sam2_cuda_norm_linear_16_small_m's, zero between launches */
   char detail[256];            /* the last CUDA / cuBLAS failure in words */
   gboolean profiling;
   Sam2OpProfile profile[SAM2_OP_COUNT];
@@ -1097,6 +1097,27 @@ cuda_attention (Sam2Backend *b, const Sam2AttentionArgs *a)
   return status;
 }
 
+/* A block's qkv operand in 16 bits, x16 (rows of `win`, K): the windows of LN (x) (n, d) in
+ * one pass, or, without a norm (x normalised already), the windows of x; the ops' rounding of
+ * their float rows either way. */
+static int
+windows_operand_16 (Sam2BackendCuda *cu, const Sam2LayerNorm *n, const CudaNorm *d,
+                    const float *x, const Sam2CudaRowWindows *win, int K, uint16_t *x16)
+{
+  Sam2Backend *b = &cu->parent;
+  int status;
+  if (n != NULL)
+    PROFILED (SAM2_OP_LAYER_NORM,
+              launched (cu, sam2_cuda_layer_norm_windows_16 (x, win, n->dim, d->weight, d->bias,
+                                                             n->eps, cu->half, x16, cu->stream),
+                        "layer_norm"));
+  else
+    PROFILED (SAM2_OP_WINDOW,
+              launched (cu, sam2_cuda_window_partition_16 (x, win, K, cu->half, x16, cu->stream),
+                        "window_partition"));
+  return status;
+}
+
 /* Whether an attention of `rows` output rows hands `proj` its 16-bit operand (the
  * attention_linear path): a 16-bit precision, SAM2_CUDA_ATTENTION_OUT16 not 0, 16-bit weights,
  * more rows than the token-row linear takes (which reads floats itself). *w: proj's weights. */
@@ -1166,6 +1187,20 @@ cuda_attention_linear (Sam2Backend *b, const Sam2AttentionArgs *a, const Sam2Lin
   return attention_then_linear (cu, cuda_attention_args (a), x16, NULL, l, w, y, residual);
 }
 
+/* y16 (M, N) = a16 W^T + bias of a 16-bit layer rounded to the backend's 16-bit format
+ * (sam2_cuda_gemm_16_bias_nt_to16); *refused TRUE, with nothing launched, where cuBLASLt offers
+ * no algorithm with a 16-bit output for it. */
+static int
+linear_16_to16 (Sam2BackendCuda *cu, const CudaLinear *w, const uint16_t *a16, int M,
+                uint16_t *y16, const char *what, gboolean *refused)
+{
+  const int st = sam2_cuda_gemm_16_bias_nt_to16 (cu->cublaslt, cu->half, a16, w->w16, M, w->n,
+                                                 w->k, w->bias, y16, cu->stream, cu->cublas_ws,
+                                                 CUBLAS_WORKSPACE_BYTES);
+  *refused = st == SAM2_CUDA_UNSUPPORTED;
+  return *refused ? SAM2_STATUS_OK : launched (cu, st, what);
+}
+
 /* Element offset of p in buf (floats), or -1 when p lies before it. */
 static ptrdiff_t
 offset_in (const float *buf, const float *p)
@@ -1228,31 +1263,15 @@ cuda_norm_attention_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Li
   if (!sam2_cuda_attention_16_reads_16 (&in16))
     return SAM2_STATUS_OK;
   *done = TRUE;
-  if (n != NULL)
-    PROFILED (SAM2_OP_LAYER_NORM,
-              launched (cu, sam2_cuda_layer_norm_windows_16 (x, &win, n->dim, d->weight,
-                                                             d->bias, n->eps, cu->half, x16,
-                                                             cu->stream), "layer_norm"));
-  else
-    PROFILED (SAM2_OP_WINDOW,
-              launched (cu, sam2_cuda_window_partition_16 (x, &win, w->k, cu->half, x16,
-                                                           cu->stream), "window_partition"));
-  if (status != SAM2_STATUS_OK)
+  if ((status = windows_operand_16 (cu, n, d, x, &win, w->k, x16)) != SAM2_STATUS_OK)
     return status;
-  int gemm = SAM2_CUDA_OK;
-  PROFILED (SAM2_OP_LINEAR,
-            launched (cu, (gemm = sam2_cuda_gemm_16_bias_nt_to16 (
-                               cu->cublaslt, cu->half, x16, w->w16, (int) M, N3, w->k, w->bias,
-                               qkv16, cu->stream, cu->cublas_ws, CUBLAS_WORKSPACE_BYTES))
-                                  == SAM2_CUDA_UNSUPPORTED
-                        ? SAM2_CUDA_OK
-                        : gemm,
-                      qkv->name));
+  gboolean refused;
+  PROFILED (SAM2_OP_LINEAR, linear_16_to16 (cu, w, x16, (int) M, qkv16, qkv->name, &refused));
   if (status != SAM2_STATUS_OK)
     return status;
   const int side_h = ws > 0 ? ws : H, side_w = ws > 0 ? ws : W;
   Sam2CudaAttentionArgs args = in16;
-  if (gemm != SAM2_CUDA_UNSUPPORTED) {
+  if (!refused) {
     cu->path_stats.qkv16++;
     if (pooled)
       PROFILED (SAM2_OP_MAX_POOL,
@@ -1408,10 +1427,7 @@ cuda_norm_windows_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Line
   if (status != SAM2_STATUS_OK)
     return status;
   *done = TRUE;
-  PROFILED (SAM2_OP_LAYER_NORM,
-            launched (cu, sam2_cuda_layer_norm_windows_16 (x, &win, n->dim, d->weight, d->bias,
-                                                           n->eps, cu->half, a16, cu->stream),
-                      "layer_norm"));
+  status = windows_operand_16 (cu, n, d, x, &win, w->k, a16);
   if (status == SAM2_STATUS_OK)
     PROFILED (SAM2_OP_LINEAR,
               f16_linear_from16 (cu, w, a16, (int) M, y, SAM2_ACT_NONE, NULL, l->name));
