@@ -1608,6 +1608,70 @@ cuda_depth_to_space2x (Sam2Backend *b, const float *x, int x_ld, int H, int W, i
   return status;
 }
 
+/* backend.h's depth_to_space2x_matmul: the scatter's floats multiplied into the products as
+ * they are made (sam2_cuda_depth_to_space2x_matmul), where depth_to_space2x wrote t and
+ * matmul_nt's FP32 cuBLAS GEMM (every precision's) read it back: one launch and t's write and
+ * read fewer (SAM2_CUDA_UPSCALE_MASKS=0 for the ops). Timed as resampling. */
+static int
+cuda_depth_to_space2x_matmul (Sam2Backend *b, const float *x, int x_ld, int H, int W, int C,
+                              const float *addend, Sam2Act act, const float *A, int M,
+                              float *out, gboolean *done)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  *done = FALSE;
+  if (M < 1 || M > SAM2_CUDA_D2S_MATMUL_MAX_M || C < 1 || C > SAM2_CUDA_D2S_MATMUL_MAX_C)
+    return SAM2_STATUS_OK;
+  *done = TRUE;
+  int status;
+  PROFILED (SAM2_OP_RESAMPLE,
+            launched (cu, sam2_cuda_depth_to_space2x_matmul (x, x_ld, H, W, C, addend, (int) act,
+                                                             A, M, out, cu->stream),
+                      "depth_to_space2x_matmul"));
+  return status;
+}
+
+/* backend.h's depth_to_space2x_linear for a 16-bit layer in a 16-bit precision: the scatter
+ * (with its LayerNorm and activation) writes the layer's 16-bit operand, the rounding
+ * cuda_linear_run's conversion would apply, which the GEMM reads; t holds the sums the LayerNorm
+ * reads back. One launch and the floats' write and read fewer, the same bits
+ * (SAM2_CUDA_UPSCALE16=0 for the ops). FP32 and W4A8 layers are left to the ops. */
+static int
+cuda_depth_to_space2x_linear (Sam2Backend *b, const float *x, int x_ld, int H, int W, int C,
+                              const float *addend, const Sam2LayerNorm *norm, Sam2Act act,
+                              float *t, const Sam2Linear *l, float *y, gboolean *done)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  *done = FALSE;
+  const size_t M = (size_t) 4 * H * W;
+  if (cu->precision == SAM2_PRECISION_FP32 || M == 0 || M > G_MAXINT || l->in_features != C
+      || (norm != NULL && norm->dim != C) || (cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
+    return SAM2_STATUS_OK;
+  const CudaLinear *w;
+  int status = linear_weights (cu, l, &w);
+  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16)
+    return status;
+  const CudaNorm *d = NULL;
+  if (norm != NULL && (status = norm_weights (cu, norm, &d)) != SAM2_STATUS_OK)
+    return status;
+  uint16_t *t16;   /* (4 H W, C) */
+  if ((status = f16_scratch (cu, M * C, &t16)) != SAM2_STATUS_OK)
+    return status;
+  *done = TRUE;
+  PROFILED (SAM2_OP_RESAMPLE,
+            launched (cu,
+                      sam2_cuda_depth_to_space2x_norm_act_16 (x, x_ld, H, W, C, addend,
+                                                              d != NULL ? d->weight : NULL,
+                                                              d != NULL ? d->bias : NULL,
+                                                              norm != NULL ? norm->eps : 0.0f,
+                                                              (int) act, t, cu->half, t16,
+                                                              cu->stream),
+                      "depth_to_space2x"));
+  if (status == SAM2_STATUS_OK)
+    PROFILED (SAM2_OP_LINEAR, f16_linear_from16 (cu, w, t16, (int) M, y, SAM2_ACT_NONE, NULL,
+                                                 l->name));
+  return status;
+}
+
 static int
 cuda_matmul_nt (Sam2Backend *b, const float *A, const float *B, int M, int N, int K, float *C)
 {
@@ -2223,6 +2287,8 @@ static const Sam2BackendOps cuda_ops = {
   .im2col = cuda_im2col,
   .add_upsample2x = cuda_add_upsample2x,
   .depth_to_space2x = cuda_depth_to_space2x,
+  .depth_to_space2x_linear = cuda_depth_to_space2x_linear,
+  .depth_to_space2x_matmul = cuda_depth_to_space2x_matmul,
   .matmul_nt = cuda_matmul_nt,
   .profile_start = cuda_profile_start,
   .profile_read = cuda_profile_read,
@@ -2352,6 +2418,12 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   /* 0: in FP16 / BF16, the attention writes floats that o_proj / proj converts */
   if (!env_switch_on ("SAM2_CUDA_ATTENTION_OUT16"))
     cu->ops.attention_linear = NULL;
+  /* 0: the decoder's last upscaling step writes its floats for the hypernetworks' GEMM */
+  if (!env_switch_on ("SAM2_CUDA_UPSCALE_MASKS"))
+    cu->ops.depth_to_space2x_matmul = NULL;
+  /* 0: in FP16 / BF16, the decoder's upscaling writes floats that its second layer converts */
+  if (!env_switch_on ("SAM2_CUDA_UPSCALE16"))
+    cu->ops.depth_to_space2x_linear = NULL;
   /* 0: in FP16 / BF16, qkv's output is float, and the attention rounds it as it reads it */
   if (!env_switch_on ("SAM2_CUDA_QKV16"))
     cu->ops.norm_attention_linear = NULL;

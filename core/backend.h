@@ -196,8 +196,25 @@ typedef struct {
    * layer_norm and activation one after another. */
   int (*depth_to_space2x) (Sam2Backend *b, const float *x, int x_ld, int H, int W, int C,
                            const float *addend, const Sam2LayerNorm *norm, Sam2Act act, float *y);
+  /* Optional: y (4 H W, N) = l (t) for t (2H, 2W, C) = depth_to_space2x (x, x_ld, H, W, C,
+   * addend, norm, act), with the results of the two ops one after another (the mask decoder's
+   * second transposed convolution on the first one's output). t is the buffer the ops would
+   * write; a backend that hands the layer its operand in a format of its own may use t as
+   * scratch, so its floats are not to be read after. *done FALSE, with nothing run, where the
+   * backend has no such pass for this layer (NULL: for none); the model then runs the ops. */
+  int (*depth_to_space2x_linear) (Sam2Backend *b, const float *x, int x_ld, int H, int W, int C,
+                                  const float *addend, const Sam2LayerNorm *norm, Sam2Act act,
+                                  float *t, const Sam2Linear *l, float *y, gboolean *done);
   /* C (M, N) = A (M, K) B^T with B (N, K): the hypernetwork product of the mask decoder. */
   int (*matmul_nt) (Sam2Backend *b, const float *A, const float *B, int M, int N, int K, float *C);
+  /* Optional: out (M, 4 H W) = A (M, C) t^T for t (2H, 2W, C) = depth_to_space2x (x, x_ld, H, W,
+   * C, addend, no norm, act), t never written: the mask decoder's last upscaling step and the
+   * hypernetworks' product in one pass, the results of depth_to_space2x then matmul_nt up to the
+   * order of the product's float sums. *done FALSE, with nothing run, where the backend has no
+   * such pass for these sizes (NULL: for none); the model then runs the two ops. */
+  int (*depth_to_space2x_matmul) (Sam2Backend *b, const float *x, int x_ld, int H, int W, int C,
+                                  const float *addend, Sam2Act act, const float *A, int M,
+                                  float *out, gboolean *done);
 
   /* Profiling (benchmarks): start accumulating wall time per op kind (resets the counters), and
    * read it back as SAM2_OP_COUNT entries. */

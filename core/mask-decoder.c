@@ -444,11 +444,10 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
   const Sam2Linear *uv = upscale_v_stack (s);   /* then up1_cols holds upscale1's output */
   if (uv == NULL)
     CHECK (sam2_session_linear (s, &m->upscale1, d->keys, HW, d->up1_cols, SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->depth_to_space2x (b, d->up1_cols, uv != NULL ? uv->out_features : 4 * C4, H, W,
-                                   C4, s->features[1], &m->upscale_norm, SAM2_ACT_GELU, d->up1));
-  CHECK (sam2_session_linear (s, &m->upscale2, d->up1, 4 * HW, d->up2_cols, SAM2_ACT_NONE, NULL));
-  CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 4 * C8, 2 * H, 2 * W, C8, s->features[0],
-                                   NULL, SAM2_ACT_GELU, d->up2));
+  CHECK (sam2_session_depth_to_space2x_linear (s, d->up1_cols,
+                                               uv != NULL ? uv->out_features : 4 * C4, H, W, C4,
+                                               s->features[1], &m->upscale_norm, SAM2_ACT_GELU,
+                                               d->up1, &m->upscale2, d->up2_cols));
 
   /* the hypernetworks as one MLP of block-diagonal layers (session.h's stacks) unless an
    * observer must see each token's layers */
@@ -460,7 +459,18 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
     for (int i = 0; i < nmt; i++)
       CHECK (mlp_forward (s, &m->hyper_mlps[i], NULL, d->tokens + (size_t) (2 + i) * C, 1,
                           d->head_a, d->head_b, d->hyper + (size_t) i * C8, NULL));
-  CHECK (b->ops->matmul_nt (b, d->hyper, d->up2, nmt, 16 * HW, C8, d->masks));
+  /* the masks: the last upscaling step and the product with the hypernetworks' outputs, in one
+   * pass where the backend has one (the upscaled map d->up2 then never written) */
+  gboolean done = FALSE;
+  if (b->ops->depth_to_space2x_matmul != NULL)
+    CHECK (b->ops->depth_to_space2x_matmul (b, d->up2_cols, 4 * C8, 2 * H, 2 * W, C8,
+                                            s->features[0], SAM2_ACT_GELU, d->hyper, nmt,
+                                            d->masks, &done));
+  if (!done) {
+    CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 4 * C8, 2 * H, 2 * W, C8, s->features[0],
+                                     NULL, SAM2_ACT_GELU, d->up2));
+    CHECK (b->ops->matmul_nt (b, d->hyper, d->up2, nmt, 16 * HW, C8, d->masks));
+  }
 
   /* both heads into one buffer, read back by one download; the object score at an offset of
    * 256 bytes, the alignment of a buffer of its own (which the kernels may rely on) */

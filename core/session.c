@@ -709,6 +709,26 @@ sam2_session_attention_linear (Sam2Session *s, const Sam2AttentionArgs *args, co
                               residual);
 }
 
+int
+sam2_session_depth_to_space2x_linear (Sam2Session *s, const float *x, int x_ld, int H, int W,
+                                      int C, const float *addend, const Sam2LayerNorm *norm,
+                                      Sam2Act act, float *t, const Sam2Linear *l, float *y)
+{
+  Sam2Backend *b = s->backend;
+  g_return_val_if_fail (l->in_features == C, SAM2_STATUS_UNSUPPORTED);
+  if (b->ops->depth_to_space2x_linear != NULL && s->observer == NULL) {
+    gboolean done = FALSE;
+    const int status = b->ops->depth_to_space2x_linear (b, x, x_ld, H, W, C, addend, norm, act,
+                                                        t, l, y, &done);
+    if (status != SAM2_STATUS_OK || done)
+      return status;
+  }
+  const int status = b->ops->depth_to_space2x (b, x, x_ld, H, W, C, addend, norm, act, t);
+  if (status != SAM2_STATUS_OK)
+    return status;
+  return sam2_session_linear (s, l, t, 4 * H * W, y, SAM2_ACT_NONE, NULL);
+}
+
 void
 sam2_session_emit_tap (Sam2Session *s, const char *name, const float *data, int ndim, ...)
 {

@@ -246,6 +246,14 @@ int sam2_session_norm_attention_linear (Sam2Session *s, const Sam2LayerNorm *n,
 int sam2_session_attention_linear (Sam2Session *s, const Sam2AttentionArgs *args,
                                    const Sam2Linear *l, float *y, const float *residual);
 
+/* y = l (depth_to_space2x (x, x_ld, H, W, C, addend, norm, act)) (backend.h's ops): the
+ * backend's depth_to_space2x_linear where it has one for this layer and no observer needs to see
+ * the layer's input (t's floats are then not to be read after), else depth_to_space2x into t
+ * (2H, 2W, C) and l. */
+int sam2_session_depth_to_space2x_linear (Sam2Session *s, const float *x, int x_ld, int H, int W,
+                                          int C, const float *addend, const Sam2LayerNorm *norm,
+                                          Sam2Act act, float *t, const Sam2Linear *l, float *y);
+
 /* s->stacks from the model's float decoder layers, and their release (decoder-stacks.c). */
 void sam2_decoder_stacks_build (Sam2Session *s);
 void sam2_decoder_stacks_clear (Sam2Session *s);

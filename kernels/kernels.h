@@ -157,6 +157,27 @@ int sam2_cuda_depth_to_space2x_norm_act (const float *x, int x_ld, int H, int W,
                                          const float *addend, const float *weight,
                                          const float *bias, float eps, int act, float *y,
                                          cudaStream_t stream);
+/* The same writing y16 (2H, 2W, C), the results rounded to `type` as sam2_cuda_f32_to_16 rounds
+ * sam2_cuda_depth_to_space2x_norm_act's floats: the 16-bit operand of the layer that reads them
+ * (the upscaling's second transposed convolution), the same bits, the floats never written.
+ * With the LayerNorm, `sums` (2H, 2W, C) is its scratch (the floats before the norm are left
+ * there); without, a warp per pixel too, and `sums` is not used. */
+int sam2_cuda_depth_to_space2x_norm_act_16 (const float *x, int x_ld, int H, int W, int C,
+                                            const float *addend, const float *weight,
+                                            const float *bias, float eps, int act, float *sums,
+                                            Sam2CudaHalf type, uint16_t *y16,
+                                            cudaStream_t stream);
+/* out (M, 4 H W) = A (M, C) y^T for y (2H, 2W, C) = sam2_cuda_depth_to_space2x_norm_act (x, x_ld,
+ * H, W, C, addend, no LayerNorm, act), y never written: the mask decoder's last upscaling step
+ * and the hypernetworks' product (masks = hyper up2^T) in one pass. y's floats are the scatter
+ * kernel's; each product is a float FMA chain in c order, so it differs from a GEMM of y (another
+ * order) by rounding only. M at most SAM2_CUDA_D2S_MATMUL_MAX_M, C at most
+ * SAM2_CUDA_D2S_MATMUL_MAX_C. */
+#define SAM2_CUDA_D2S_MATMUL_MAX_M 8
+#define SAM2_CUDA_D2S_MATMUL_MAX_C 256
+int sam2_cuda_depth_to_space2x_matmul (const float *x, int x_ld, int H, int W, int C,
+                                       const float *addend, int act, const float *A, int M,
+                                       float *out, cudaStream_t stream);
 
 /* ---- frame preprocessing (preprocess.cu) ------------------------------------------------------ */
 

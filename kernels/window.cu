@@ -4,7 +4,7 @@
  * allow), grid-stride. Each kernel is a pure copy (or a max, or one add): the results equal the
  * CPU backend's bit for bit. The exception is the depth-to-space of the mask decoder's
  * upscaling, which can fold in the LayerNorm and activation that follow it (their kernels'
- * floats). The index type is 32-bit when the element count allows, since the
+ * floats), and the hypernetworks' product after it (float sums in their own order). The index type is 32-bit when the element count allows, since the
  * divisions that decompose an output index dominate these kernels otherwise. */
 #include "common.cuh"
 #include "layernorm-row.cuh"
@@ -397,15 +397,19 @@ depth_to_space2x_kernel (const T *x, int x_ld, int W, int C, const T *addend, in
 
 #define NORM_ROWS_PER_BLOCK (SAM2_EW_THREADS / 32)
 
-/* The same with the LayerNorm over C between the add and act: a warp per output pixel. The
- * pixel's C floats are one contiguous run of x (input pixel (oy/2, ox/2), columns (dy, dx)); the
- * sums are written to y first and normalised there, every lane reading back only the elements
- * it wrote itself, with layernorm-row.cuh's row arithmetic: the floats of layer_norm_kernel
- * (elementwise.cu) run on depth_to_space2x_kernel's output, then the activation kernel's. */
+/* The same with the LayerNorm over C between the add and act (NORM), or writing 16-bit results
+ * (TO16), a warp per output pixel. The pixel's C floats are one contiguous run of x (input pixel
+ * (oy/2, ox/2), columns (dy, dx)); with NORM the sums are written to y first and normalised
+ * there, every lane reading back only the elements it wrote itself, with layernorm-row.cuh's row
+ * arithmetic: the floats of layer_norm_kernel (elementwise.cu) run on depth_to_space2x_kernel's
+ * output, then the activation kernel's. TO16: the results go to y16 instead, rounded to the
+ * format as sam2_cuda_f32_to_16 rounds them (y then holds the sums, or is not written without
+ * NORM). */
+template <bool NORM, bool TO16, bool BF16>
 static __global__ void
 depth_to_space2x_norm_kernel (const float *x, int x_ld, int W, int C, const float *addend,
                               const float *__restrict__ weight, const float *__restrict__ bias,
-                              float eps, int act, long long rows, float *y)
+                              float eps, int act, long long rows, float *y, uint16_t *y16)
 {
   const long long row = (long long) blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -413,13 +417,41 @@ depth_to_space2x_norm_kernel (const float *x, int x_ld, int W, int C, const floa
     return;
   const long long OW = 2LL * W, ox = row % OW, oy = row / OW;
   const float *xr = x + ((oy / 2) * W + ox / 2) * x_ld + ((oy % 2) * 2 + ox % 2) * C;
-  float *yr = y + row * C;
   const float *ar = addend != NULL ? addend + row * C : NULL;
-  for (int c = lane; c < C; c += 32)
-    yr[c] = ar != NULL ? add_of (xr[c], ar[c]) : xr[c];
-  const Sam2RowNormStats st = sam2_row_norm_stats (yr, C, eps, lane);
-  for (int c = lane; c < C; c += 32)
-    yr[c] = sam2_act_apply (act, sam2_row_norm_value (yr[c], st, weight[c], bias[c]));
+  float *yr = NORM ? y + row * C : NULL;
+  Sam2RowNormStats st = { 0.0, 0.0 };
+  if (NORM) {
+    for (int c = lane; c < C; c += 32)
+      yr[c] = ar != NULL ? add_of (xr[c], ar[c]) : xr[c];
+    st = sam2_row_norm_stats (yr, C, eps, lane);
+  }
+  for (int c = lane; c < C; c += 32) {
+    float v = NORM ? sam2_row_norm_value (yr[c], st, weight[c], bias[c])
+                   : (ar != NULL ? add_of (xr[c], ar[c]) : xr[c]);
+    v = sam2_act_apply (act, v);
+    if (TO16)
+      y16[row * C + c] = sam2_to16<BF16> (v);
+    else
+      yr[c] = v;
+  }
+}
+
+/* One depth_to_space2x_norm_kernel instance per (norm, output) pair: NORM or TO16 (the plain
+ * float scatter is the elementwise kernel's). */
+template <bool NORM, bool TO16, bool BF16>
+static int
+launch_depth_to_space2x_rows (const float *x, int x_ld, int H, int W, int C, const float *addend,
+                              const float *weight, const float *bias, float eps, int act,
+                              float *y, uint16_t *y16, cudaStream_t stream)
+{
+  const long long rows = 4LL * H * W;
+  const long long blocks = (rows + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK;
+  if (blocks > 0x7fffffffLL)
+    return SAM2_CUDA_UNSUPPORTED;
+  SAM2_LAUNCH ((unsigned) blocks, SAM2_EW_THREADS, 0, stream,
+               depth_to_space2x_norm_kernel<NORM, TO16, BF16>) (
+      x, x_ld, W, C, addend, weight, bias, eps, act, rows, y, y16);
+  return sam2_launch_status ();
 }
 
 extern "C" int
@@ -433,15 +465,9 @@ sam2_cuda_depth_to_space2x_norm_act (const float *x, int x_ld, int H, int W, int
   const size_t total = (size_t) 4 * H * W * C;
   if (total == 0)
     return SAM2_CUDA_OK;
-  if (weight != NULL) {
-    const long long rows = 4LL * H * W;
-    const long long blocks = (rows + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK;
-    if (blocks > 0x7fffffffLL)
-      return SAM2_CUDA_UNSUPPORTED;
-    SAM2_LAUNCH ((unsigned) blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_norm_kernel) (
-        x, x_ld, W, C, addend, weight, bias, eps, act, rows, y);
-    return sam2_launch_status ();
-  }
+  if (weight != NULL)
+    return launch_depth_to_space2x_rows<true, false, false> (x, x_ld, H, W, C, addend, weight,
+                                                             bias, eps, act, y, NULL, stream);
   const bool v = vec4_ok (C, x, y, addend) && x_ld % 4 == 0;
   const int cv = v ? C / 4 : C, ldv = v ? x_ld / 4 : x_ld;
   const size_t tv = v ? total / 4 : total;
@@ -459,6 +485,108 @@ sam2_cuda_depth_to_space2x_norm_act (const float *x, int x_ld, int H, int W, int
   else
     SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_kernel<float, size_t>) (
         x, ldv, W, cv, addend, act, tv, y);
+  return sam2_launch_status ();
+}
+
+extern "C" int
+sam2_cuda_depth_to_space2x_norm_act_16 (const float *x, int x_ld, int H, int W, int C,
+                                        const float *addend, const float *weight,
+                                        const float *bias, float eps, int act, float *sums,
+                                        Sam2CudaHalf type, uint16_t *y16, cudaStream_t stream)
+{
+  if (x == NULL || y16 == NULL || H < 0 || W < 0 || C < 1 || x_ld < 4 * C
+      || !sam2_act_valid (act) || !sam2_half_valid (type) || (weight == NULL) != (bias == NULL)
+      || (weight != NULL && sums == NULL))
+    return SAM2_CUDA_UNSUPPORTED;
+  if ((size_t) H * W == 0)
+    return SAM2_CUDA_OK;
+  const bool bf16 = type == SAM2_CUDA_BF16;
+  if (weight != NULL)
+    return bf16 ? launch_depth_to_space2x_rows<true, true, true> (
+                      x, x_ld, H, W, C, addend, weight, bias, eps, act, sums, y16, stream)
+                : launch_depth_to_space2x_rows<true, true, false> (
+                      x, x_ld, H, W, C, addend, weight, bias, eps, act, sums, y16, stream);
+  return bf16 ? launch_depth_to_space2x_rows<false, true, true> (
+                    x, x_ld, H, W, C, addend, NULL, NULL, 0.0f, act, NULL, y16, stream)
+              : launch_depth_to_space2x_rows<false, true, false> (
+                    x, x_ld, H, W, C, addend, NULL, NULL, 0.0f, act, NULL, y16, stream);
+}
+
+/* sam2_cuda_depth_to_space2x_matmul: a thread per output pixel, which scatters its C values
+ * (x + addend, then act: depth_to_space2x_kernel's floats) and multiplies them into M running
+ * sums, one FMA per (m, c) in c order; A (M, C) staged in shared memory for every thread to
+ * read. T float4 (then C and x_ld in float4 units, 4 columns per step in the same order) or
+ * float. */
+template <typename T, typename I>
+static __global__ void
+depth_to_space2x_matmul_kernel (const T *x, int x_ld, int W, int C, const T *addend, int act,
+                                const float *__restrict__ A, int M, I pixels, float *out)
+{
+  constexpr int L = sizeof (T) / sizeof (float);   /* floats per step */
+  SAM2_STATIC_SHARED (float, a_s, [SAM2_CUDA_D2S_MATMUL_MAX_M * SAM2_CUDA_D2S_MATMUL_MAX_C]);
+  const int CF = C * L;
+  for (int i = threadIdx.x; i < M * CF; i += blockDim.x)
+    a_s[i] = A[i];
+  __syncthreads ();
+  const I OW = (I) 2 * W;
+  for (I p = grid_first<I> (); p < pixels; p += grid_stride<I> ()) {
+    const I ox = p % OW, oy = p / OW;
+    const T *xr = x + ((oy / 2) * W + ox / 2) * x_ld + ((oy % 2) * 2 + ox % 2) * C;
+    const T *ar = addend != NULL ? addend + p * C : NULL;
+    float acc[SAM2_CUDA_D2S_MATMUL_MAX_M];
+#pragma unroll
+    for (int m = 0; m < SAM2_CUDA_D2S_MATMUL_MAX_M; m++)
+      acc[m] = 0.0f;
+    for (int c = 0; c < C; c++) {
+      T v = xr[c];
+      if (ar != NULL)
+        v = add_of (v, ar[c]);
+      if (act != SAM2_CUDA_ACT_NONE)
+        v = act_of (act, v);
+      const float *vf = (const float *) &v;
+#pragma unroll
+      for (int j = 0; j < L; j++)
+#pragma unroll
+        for (int m = 0; m < SAM2_CUDA_D2S_MATMUL_MAX_M; m++)
+          if (m < M)
+            acc[m] = __fmaf_rn (a_s[m * CF + c * L + j], vf[j], acc[m]);
+    }
+#pragma unroll
+    for (int m = 0; m < SAM2_CUDA_D2S_MATMUL_MAX_M; m++)
+      if (m < M)
+        out[(size_t) m * pixels + p] = acc[m];
+  }
+}
+
+extern "C" int
+sam2_cuda_depth_to_space2x_matmul (const float *x, int x_ld, int H, int W, int C,
+                                   const float *addend, int act, const float *A, int M,
+                                   float *out, cudaStream_t stream)
+{
+  if (x == NULL || A == NULL || out == NULL || H < 0 || W < 0 || C < 1
+      || C > SAM2_CUDA_D2S_MATMUL_MAX_C || M < 1 || M > SAM2_CUDA_D2S_MATMUL_MAX_M
+      || x_ld < 4 * C || !sam2_act_valid (act))
+    return SAM2_CUDA_UNSUPPORTED;
+  const size_t pixels = (size_t) 4 * H * W;
+  if (pixels == 0)
+    return SAM2_CUDA_OK;
+  const bool v = vec4_ok (C, x, addend) && x_ld % 4 == 0;
+  const int cv = v ? C / 4 : C, ldv = v ? x_ld / 4 : x_ld;
+  const unsigned blocks = sam2_ew_blocks (pixels);
+  const bool i32 = use_index32 (pixels * C) && use_index32 ((size_t) H * W * x_ld);
+  if (v && i32)
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_matmul_kernel<float4, uint32_t>) (
+        (const float4 *) x, ldv, W, cv, (const float4 *) addend, act, A, M, (uint32_t) pixels,
+        out);
+  else if (v)
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_matmul_kernel<float4, size_t>) (
+        (const float4 *) x, ldv, W, cv, (const float4 *) addend, act, A, M, pixels, out);
+  else if (i32)
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_matmul_kernel<float, uint32_t>) (
+        x, ldv, W, cv, addend, act, A, M, (uint32_t) pixels, out);
+  else
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_matmul_kernel<float, size_t>) (
+        x, ldv, W, cv, addend, act, A, M, pixels, out);
   return sam2_launch_status ();
 }
 

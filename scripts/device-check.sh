@@ -14,10 +14,12 @@
 # call should tell as much as it can. When the tests step finds the FP16 attention v2, the
 # cuBLASLt bias epilogue, the few-row FP16 linear, the fused FP16 MLP, the device preprocessing,
 # the LayerNorms fused into W4A8 quantization, qkv's windowed FP16 LayerNorm, the attention's
-# 16-bit output, the decoder keys' norm with their operands or qkv's 16-bit output wrong, the
-# later steps run without them (SAM2_ATTENTION_KERNEL=v1, SAM2_CUDA_LT_EPILOGUE=0,
-# SAM2_CUDA_SMALL_M=0, SAM2_CUDA_FUSED_MLP=0, SAM2_CUDA_PREPROCESS=0, SAM2_CUDA_NORM_QUANT=0,
-# SAM2_CUDA_NORM_F16=0, SAM2_CUDA_ATTENTION_OUT16=0, SAM2_CUDA_NORM_PAIR=0, SAM2_CUDA_QKV16=0)
+# 16-bit output, the decoder keys' norm with their operands, qkv's 16-bit output, the upscaling's
+# 16-bit operand or the masks' product in the last upscaling step wrong, the later steps run
+# without them (SAM2_ATTENTION_KERNEL=v1, SAM2_CUDA_LT_EPILOGUE=0, SAM2_CUDA_SMALL_M=0,
+# SAM2_CUDA_FUSED_MLP=0, SAM2_CUDA_PREPROCESS=0, SAM2_CUDA_NORM_QUANT=0, SAM2_CUDA_NORM_F16=0,
+# SAM2_CUDA_ATTENTION_OUT16=0, SAM2_CUDA_NORM_PAIR=0, SAM2_CUDA_QKV16=0, SAM2_CUDA_UPSCALE16=0,
+# SAM2_CUDA_UPSCALE_MASKS=0)
 # and the summary says so; a W4A8 GEMM v3 or an fc2 quantization in fc1's GEMM (both opt-in)
 # found wrong is left out of the bench step's runs of it.
 set -u
@@ -185,11 +187,11 @@ EOF
 
 step_bench () {
   local b=$BIN/sam2-bench-gpu
-  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}${SAM2_CUDA_PINNED:-}${SAM2_CUDA_PREPROCESS:-}${SAM2_CUDA_NORM_QUANT:-}${SAM2_CUDA_NORM_F16:-}${SAM2_CUDA_ATTENTION_OUT16:-}${SAM2_CUDA_NORM_PAIR:-}${SAM2_CUDA_QKV16:-}" ]; then
+  if [ "${BENCH_BASELINE:-1}" = 1 ] && [ -z "${SAM2_ATTENTION_KERNEL:-}${SAM2_CUDA_LT_EPILOGUE:-}${SAM2_CUDA_SMALL_M:-}${SAM2_CUDA_FUSED_MLP:-}${SAM2_CUDA_PINNED:-}${SAM2_CUDA_PREPROCESS:-}${SAM2_CUDA_NORM_QUANT:-}${SAM2_CUDA_NORM_F16:-}${SAM2_CUDA_ATTENTION_OUT16:-}${SAM2_CUDA_NORM_PAIR:-}${SAM2_CUDA_QKV16:-}${SAM2_CUDA_UPSCALE16:-}${SAM2_CUDA_UPSCALE_MASKS:-}" ]; then
     # the code before FP16 attention v2, the cuBLASLt bias epilogue, the few-row linear and the
     # fused MLP, same run, same card
     echo "--- tiny, attention v1, GemmEx + bias pass, cuBLAS for the token rows"
-    local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0 SAM2_CUDA_FUSED_MLP=0 SAM2_CUDA_NORM_QUANT=0 SAM2_CUDA_NORM_F16=0 SAM2_CUDA_ATTENTION_OUT16=0 SAM2_CUDA_NORM_PAIR=0 SAM2_CUDA_QKV16=0"
+    local old="SAM2_ATTENTION_KERNEL=v1 SAM2_CUDA_LT_EPILOGUE=0 SAM2_CUDA_SMALL_M=0 SAM2_CUDA_FUSED_MLP=0 SAM2_CUDA_NORM_QUANT=0 SAM2_CUDA_NORM_F16=0 SAM2_CUDA_ATTENTION_OUT16=0 SAM2_CUDA_NORM_PAIR=0 SAM2_CUDA_QKV16=0 SAM2_CUDA_UPSCALE16=0 SAM2_CUDA_UPSCALE_MASKS=0"
     env $old "$b" --model "$WORK/models/tiny" --precision fp16 --json --frame 1920x1080
     env $old "$b" --model "$WORK"/models/tiny-w4a8/*.safetensors --json --frame 1920x1080
     echo "--- tiny, pageable staging buffers (SAM2_CUDA_PINNED=0), frames resized on the host (SAM2_CUDA_PREPROCESS=0), both"
@@ -200,8 +202,9 @@ step_bench () {
     echo "--- tiny FP16, qkv's LayerNorm, window partition and conversion as three ops (SAM2_CUDA_NORM_F16=0)"
     SAM2_CUDA_NORM_F16=0 "$b" --model "$WORK/models/tiny" --precision fp16 --json --profile \
       --frame 1920x1080 --graphs both
-    echo "--- tiny FP16, qkv's and the attention's outputs and the decoder's keys through float ops (SAM2_CUDA_QKV16=0 SAM2_CUDA_ATTENTION_OUT16=0 SAM2_CUDA_NORM_PAIR=0)"
-    SAM2_CUDA_QKV16=0 SAM2_CUDA_ATTENTION_OUT16=0 SAM2_CUDA_NORM_PAIR=0 "$b" \
+    echo "--- tiny FP16, qkv's and the attention's outputs, the decoder's keys and upscaling through float ops (SAM2_CUDA_QKV16=0 SAM2_CUDA_ATTENTION_OUT16=0 SAM2_CUDA_NORM_PAIR=0 SAM2_CUDA_UPSCALE16=0 SAM2_CUDA_UPSCALE_MASKS=0)"
+    SAM2_CUDA_QKV16=0 SAM2_CUDA_ATTENTION_OUT16=0 SAM2_CUDA_NORM_PAIR=0 SAM2_CUDA_UPSCALE16=0 \
+      SAM2_CUDA_UPSCALE_MASKS=0 "$b" \
       --model "$WORK/models/tiny" --precision fp16 --json --profile --frame 1920x1080 \
       --graphs both
     echo "--- tiny FP16, qkv's output float (SAM2_CUDA_QKV16=0)"
@@ -389,6 +392,8 @@ fallback_rules=(
   "SAM2_CUDA_ATTENTION_OUT16=0|^FAIL .* out16 = float out converted|without SAM2_CUDA_ATTENTION_OUT16 differ"
   "SAM2_CUDA_NORM_PAIR=0|^FAIL norm_operands_16|without SAM2_CUDA_NORM_PAIR differ"
   "SAM2_CUDA_QKV16=0|^FAIL .*(16-bit inputs|gemm_16_bias_nt_to16)|without SAM2_CUDA_QKV16 differ"
+  "SAM2_CUDA_UPSCALE16=0|^FAIL depth_to_space2x_16|without SAM2_CUDA_UPSCALE16 differ"
+  "SAM2_CUDA_UPSCALE_MASKS=0|^FAIL depth_to_space2x_matmul|masks fused vs apart: differ"
   "SAM2_CUDA_LT_EPILOGUE=0|^FAIL .*gemm_f16_bias_nt"
   "SAM2_CUDA_FUSED_MLP=0|^FAIL .*(layer_norm_f16|activation_to_f16)|without SAM2_CUDA_FUSED_MLP differ"
   "SAM2_CUDA_NORM_F16=0|^FAIL .*layer_norm_windows_f16|without SAM2_CUDA_NORM_F16 differ"

@@ -167,14 +167,15 @@ run_outputs (Sam2Model *model, const Sam2SessionOptions *opts, const float *pixe
   sam2_session_free (s);
 }
 
+/* `got` against `want` by relative L2; `what` names the two ("pred_masks, CUDA vs CPU"). */
 static void
 assert_close (const char *what, const float *got, const float *want, size_t n, double tol)
 {
   const double rel = sam2_rel_l2 (got, want, n);
-  g_test_message ("%-28s CUDA vs CPU rel_l2 %.3e max_abs %.3e (bound %.0e)", what, rel,
+  g_test_message ("%-40s rel_l2 %.3e max_abs %.3e (bound %.0e)", what, rel,
                   sam2_max_abs_diff (got, want, n), tol);
   if (!(rel <= tol))
-    g_error ("%s: CUDA and CPU differ by %.3e (relative L2), more than %.0e", what, rel, tol);
+    g_error ("%s: differ by %.3e (relative L2), more than %.0e", what, rel, tol);
 }
 
 /* The CPU in FP32 against CUDA with float layers in `precision` (a quantized model's quantized
@@ -191,12 +192,13 @@ compare_cpu_cuda (Sam2Model *model, Sam2Precision precision, double tol)
   run_outputs (model, &cpu, pixels, &a);
   const Sam2SessionOptions cuda = cuda_options (precision);
   run_outputs (model, &cuda, pixels, &b);
-  static const char *levels[] = { "features/0", "features/1", "image_embeddings" };
+  static const char *levels[] = { "features/0, CUDA vs CPU", "features/1, CUDA vs CPU",
+                                   "image_embeddings, CUDA vs CPU" };
   for (int l = 0; l < 3; l++)
     assert_close (levels[l], b.features[l], a.features[l], a.n_features[l], tol);
-  assert_close ("pred_masks", b.logits, a.logits, a.n_logits, tol);
-  assert_close ("iou_scores", b.iou, a.iou, a.n_iou, tol);
-  assert_close ("object_score_logits", b.obj, a.obj, a.n_obj, tol);
+  assert_close ("pred_masks, CUDA vs CPU", b.logits, a.logits, a.n_logits, tol);
+  assert_close ("iou_scores, CUDA vs CPU", b.iou, a.iou, a.n_iou, tol);
+  assert_close ("object_score_logits, CUDA vs CPU", b.obj, a.obj, a.n_obj, tol);
   outputs_clear (&a);
   outputs_clear (&b);
   g_free (pixels);
@@ -685,7 +687,10 @@ test_graphs_w4a8_mini (void)
  *     conversion and the plain conversion; fewer graph nodes too;
  *   SAM2_CUDA_QKV16: a block's qkv output in 16 bits, read so by the attention
  *     (cuda_norm_attention_linear), where it is float; the same launches, so the backend's
- *     path count says it ran. */
+ *     path count says it ran;
+ *   SAM2_CUDA_UPSCALE16: the decoder's first upscaling step writing the second transposed
+ *     convolution's 16-bit operand (cuda_depth_to_space2x_linear), where the ops write floats
+ *     and convert them; fewer graph nodes. */
 typedef struct {
   const char *var;
   Sam2Precision precision;     /* FP16 or BF16 */
@@ -736,9 +741,11 @@ test_fused_16 (gconstpointer data)
                     paths.qkv16_float);
     g_assert_cmpuint (paths.qkv16 + paths.qkv16_float, >, 0);
   }
-  if (strcmp (var, "SAM2_CUDA_ATTENTION_OUT16") == 0 || strcmp (var, "SAM2_CUDA_NORM_PAIR") == 0) {
+  if (strcmp (var, "SAM2_CUDA_ATTENTION_OUT16") == 0 || strcmp (var, "SAM2_CUDA_NORM_PAIR") == 0
+      || strcmp (var, "SAM2_CUDA_UPSCALE16") == 0) {
     /* one conversion fewer per attention of more than SAM2_CUDA_LINEAR_SMALL_M_MAX rows; two
-     * launches fewer per use of the decoder's keys after a two-way layer */
+     * launches fewer per use of the decoder's keys after a two-way layer; one conversion fewer
+     * per prompt's upscaling */
     g_assert_true (graphs_fused.enabled);
     g_assert_cmpuint (graphs_fused.captured, ==, graphs_apart.captured);
     g_assert_cmpuint (graphs_fused.captured_nodes, <, graphs_apart.captured_nodes);
@@ -746,6 +753,45 @@ test_fused_16 (gconstpointer data)
   g_free (what);
   g_free (hint);
   g_array_unref (three);
+  g_array_unref (fused);
+  sam2_model_unref (model);
+}
+
+/* SAM2_CUDA_UPSCALE_MASKS: the decoder's last upscaling step and the hypernetworks' product in
+ * one pass (cuda_depth_to_space2x_matmul) against depth_to_space2x then matmul_nt's cuBLAS GEMM:
+ * the same floats into each product, C / 8 of them summed in the kernel's order rather than
+ * cuBLAS's, so the masks differ by float rounding (~1e-7 relative) and nothing else does; a
+ * wrong pixel, mask or activation gives O(1). */
+#define UPSCALE_MASKS_TOL 1e-5
+
+static void
+test_upscale_masks (gconstpointer data)
+{
+  const Sam2Precision precision = GPOINTER_TO_INT (data);
+  Sam2Model *model = sam2_test_load_mini ();
+  if (model == NULL)
+    return;
+  GArray *apart = g_array_new (FALSE, FALSE, sizeof (float));
+  GArray *fused = g_array_new (FALSE, FALSE, sizeof (float));
+  Sam2Session *s = cuda_session_env (model, precision, "SAM2_CUDA_UPSCALE_MASKS", "0");
+  fusion_script (s, model, apart);
+  const Sam2CudaGraphStats graphs_apart = graph_stats (s);
+  sam2_session_free (s);
+  s = cuda_session_env (model, precision, "SAM2_CUDA_UPSCALE_MASKS", "1");
+  fusion_script (s, model, fused);
+  const Sam2CudaGraphStats graphs_fused = graph_stats (s);
+  sam2_session_free (s);
+  g_assert_cmpuint (fused->len, ==, apart->len);
+  assert_close ("outputs, masks fused vs apart", (const float *) fused->data,
+                (const float *) apart->data, apart->len, UPSCALE_MASKS_TOL);
+  g_test_message ("nodes of the %u graphs captured: %" G_GUINT64_FORMAT " apart, %"
+                  G_GUINT64_FORMAT " fused", graphs_fused.captured, graphs_apart.captured_nodes,
+                  graphs_fused.captured_nodes);
+  /* one launch and one GEMM fewer per decoder pass */
+  g_assert_true (graphs_fused.enabled);
+  g_assert_cmpuint (graphs_fused.captured, ==, graphs_apart.captured);
+  g_assert_cmpuint (graphs_fused.captured_nodes, <, graphs_apart.captured_nodes);
+  g_array_unref (apart);
   g_array_unref (fused);
   sam2_model_unref (model);
 }
@@ -912,6 +958,8 @@ main (int argc, char **argv)
     { "SAM2_CUDA_NORM_PAIR", SAM2_PRECISION_BF16, FALSE },
     { "SAM2_CUDA_QKV16", SAM2_PRECISION_FP16, TRUE },
     { "SAM2_CUDA_QKV16", SAM2_PRECISION_BF16, FALSE },
+    { "SAM2_CUDA_UPSCALE16", SAM2_PRECISION_FP16, TRUE },
+    { "SAM2_CUDA_UPSCALE16", SAM2_PRECISION_BF16, FALSE },
   };
   for (size_t i = 0; i < G_N_ELEMENTS (fused_cases); i++) {
     const FusedCase *c = &fused_cases[i];
@@ -919,12 +967,17 @@ main (int argc, char **argv)
                        : strcmp (c->var, "SAM2_CUDA_NORM_F16") == 0  ? "norm-f16"
                        : strcmp (c->var, "SAM2_CUDA_NORM_PAIR") == 0 ? "norm-pair"
                        : strcmp (c->var, "SAM2_CUDA_QKV16") == 0     ? "qkv16"
+                       : strcmp (c->var, "SAM2_CUDA_UPSCALE16") == 0 ? "upscale16"
                                                                       : "attention-out16";
     char *path = g_strdup_printf ("/cuda/model/%s-%s-%s", name, c->tiny ? "tiny" : "mini",
                                   sam2_precision_to_string (c->precision));
     g_test_add_data_func (path, c, test_fused_16);
     g_free (path);
   }
+  g_test_add_data_func ("/cuda/model/upscale-masks-mini-fp32",
+                        GINT_TO_POINTER (SAM2_PRECISION_FP32), test_upscale_masks);
+  g_test_add_data_func ("/cuda/model/upscale-masks-mini-fp16",
+                        GINT_TO_POINTER (SAM2_PRECISION_FP16), test_upscale_masks);
   static const W4A8Fusion fusions[] = {
     { "SAM2_CUDA_NORM_QUANT", SAM2_OP_LAYER_NORM, SAM2_PRECISION_FP32,
       "the LayerNorm fused into fc1's quantization and apart",

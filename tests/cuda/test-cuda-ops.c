@@ -785,6 +785,72 @@ test_depth_to_space_norm_act (int H, int W, int C, gboolean with_norm, int act, 
   g_rand_free (r);
 }
 
+/* sam2_cuda_depth_to_space2x_matmul (the decoder's last upscaling step with the hypernetworks'
+ * product): bit for bit against a host FMA chain in c order over sam2_cuda_depth_to_space2x's
+ * output (checked above against the CPU), and within GEMM_F32_REL_L2 of the CPU's
+ * depth_to_space2x then matmul_nt. With and without the addend; `offset` misaligns every buffer
+ * (the scalar path); x's rows `ld_pad` floats apart more than 4 C. */
+static void
+test_depth_to_space_matmul (int H, int W, int C, int M, int act, int offset, int ld_pad)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const int x_ld = 4 * C + ld_pad;
+  const size_t P = (size_t) 4 * H * W, nx = (size_t) H * W * x_ld, no = P * C, nm = (size_t) M * P;
+  float *x = g_malloc ((nx + 1) * sizeof (float)), *add = g_malloc ((no + 1) * sizeof (float));
+  float *A = g_malloc ((size_t) M * C * sizeof (float) + sizeof (float));
+  fill_uniform (r, x, nx + 1, -2.0, 2.0);
+  fill_uniform (r, add, no + 1, -1.0, 1.0);
+  fill_uniform (r, A, (size_t) M * C + 1, -1.0, 1.0);
+  float *dx = dev_from (x, nx + 1), *dadd = dev_from (add, no + 1);
+  float *dA = dev_from (A, (size_t) M * C + 1), *dy = dev_alloc (no + 1), *dout = dev_alloc (nm + 1);
+  float *y = g_malloc ((no + 1) * sizeof (float)), *ref = g_malloc ((nm + 1) * sizeof (float));
+  float *fma_ref = g_malloc ((nm + 1) * sizeof (float));
+  char what[160];
+  for (int with_add = 1; with_add >= 0; with_add--) {
+    const float *addend = with_add ? add + offset : NULL;
+    const float *daddend = with_add ? dadd + offset : NULL;
+    /* the CPU oracle: the scatter with its activation, then the product */
+    cpu->ops->depth_to_space2x (cpu, x + offset, x_ld, H, W, C, addend, NULL, (Sam2Act) act, y);
+    cpu->ops->matmul_nt (cpu, A + offset, y, M, (int) P, C, ref);
+    /* the device scatter's floats, summed on the host in the kernel's order */
+    int st = sam2_cuda_depth_to_space2x_norm_act (dx + offset, x_ld, H, W, C, daddend, NULL,
+                                                  NULL, 0.0f, act, dy + offset, stream);
+    float *yd = host_from_dev (dy + offset, no);
+    for (int m = 0; m < M; m++)
+      for (size_t p = 0; p < P; p++) {
+        float acc = 0.0f;
+        for (int c = 0; c < C; c++)
+          acc = fmaf (A[offset + m * C + c], yd[p * C + c], acc);
+        fma_ref[m * P + p] = acc;
+      }
+    g_free (yd);
+    if (st == SAM2_CUDA_OK) {
+      dev_poison (dout, nm + 1);
+      st = sam2_cuda_depth_to_space2x_matmul (dx + offset, x_ld, H, W, C, daddend, act,
+                                              dA + offset, M, dout + offset, stream);
+    }
+    g_snprintf (what, sizeof what, "depth_to_space2x_matmul %dx%dx%d M %d ld %d act %d off %d%s",
+                H, W, C, M, x_ld, act, offset, with_add ? " +addend" : "");
+    check (what, seed, st, dout + offset, fma_ref, nm, 0.0);
+    g_snprintf (what, sizeof what, "depth_to_space2x_matmul %dx%dx%d M %d vs the CPU%s", H, W, C,
+                M, with_add ? " +addend" : "");
+    check (what, seed, st, dout + offset, ref, nm, GEMM_F32_REL_L2);
+  }
+  cudaFree (dx);
+  cudaFree (dadd);
+  cudaFree (dA);
+  cudaFree (dy);
+  cudaFree (dout);
+  g_free (x);
+  g_free (add);
+  g_free (A);
+  g_free (y);
+  g_free (ref);
+  g_free (fma_ref);
+  g_rand_free (r);
+}
+
 /* ---- 16-bit formats ------------------------------------------------------------------------- */
 
 /* The formats of the half-precision launchers (kernels.h's *_16): a test of one runs both, FP16
@@ -972,6 +1038,74 @@ test_outputs_16 (int M, int C, int act, int offset)
   g_free (b);
   g_free (got);
   g_free (f);
+  g_rand_free (r);
+}
+
+/* sam2_cuda_depth_to_space2x_norm_act_16 against sam2_cuda_depth_to_space2x_norm_act (checked
+ * above against the scatter, LayerNorm and activation kernels) rounded on the host, bit for bit
+ * in each format: the decoder's upscaling writing its second layer's operand
+ * (cuda_depth_to_space2x_linear). With and without the LayerNorm (whose scratch is `sums`) and
+ * the addend; x's rows `ld_pad` floats apart more than 4 C; `offset` misaligns every buffer. */
+static void
+test_depth_to_space_16 (int H, int W, int C, gboolean with_norm, int act, int offset, int ld_pad)
+{
+  guint32 seed;
+  GRand *r = case_rand (&seed);
+  const int x_ld = 4 * C + ld_pad;
+  const size_t nx = (size_t) H * W * x_ld, no = (size_t) 4 * H * W * C;
+  float *x = g_malloc ((nx + 1) * sizeof (float)), *add = g_malloc ((no + 1) * sizeof (float));
+  float *w = g_malloc (C * sizeof (float)), *b = g_malloc (C * sizeof (float));
+  fill_uniform (r, x, nx + 1, -2.0, 2.0);
+  fill_uniform (r, add, no + 1, -1.0, 1.0);
+  fill_uniform (r, w, C, 0.5, 1.5);
+  fill_uniform (r, b, C, -0.5, 0.5);
+  float *dx = dev_from (x, nx + 1), *dadd = dev_from (add, no + 1);
+  float *dw = with_norm ? dev_from (w, C) : NULL, *db = with_norm ? dev_from (b, C) : NULL;
+  float *dref = dev_alloc (no + 1), *dsums = dev_alloc (no + 1);
+  uint16_t *d16 = NULL, *got = g_malloc ((no + 1) * 2);
+  CUDA_OK (cudaMalloc ((void **) &d16, (no + 2) * 2));
+  const float eps = 1e-6f;
+  char what[160], detail[96];
+  for (int with_add = 1; with_add >= 0; with_add--) {
+    const float *addend = with_add ? dadd + offset : NULL;
+    const int st_ref = sam2_cuda_depth_to_space2x_norm_act (dx + offset, x_ld, H, W, C, addend,
+                                                            dw, db, eps, act, dref + offset,
+                                                            stream);
+    CUDA_OK (cudaStreamSynchronize (stream));
+    float *ref = host_from_dev (dref + offset, no);
+    for (size_t t = 0; t < G_N_ELEMENTS (halves); t++) {
+      const Sam2CudaHalf type = halves[t];
+      g_snprintf (what, sizeof what, "depth_to_space2x_16 %s %dx%dx%d ld %d%s act %d off %d%s",
+                  half_name (type), H, W, C, x_ld, with_norm ? " norm" : "", act, offset,
+                  with_add ? " +addend" : "");
+      if (skip_half (type, what, no))
+        continue;
+      CUDA_OK (cudaMemset (d16, 0xff, (no + 2) * 2));
+      const int st = sam2_cuda_depth_to_space2x_norm_act_16 (dx + offset, x_ld, H, W, C, addend,
+                                                             dw, db, eps, act,
+                                                             with_norm ? dsums + offset : NULL,
+                                                             type, d16 + offset, stream);
+      CUDA_OK (cudaMemcpy (got, d16 + offset, (no + 1) * 2, cudaMemcpyDeviceToHost));
+      const size_t bad = mismatched16 (type, got, ref, no);
+      g_snprintf (detail, sizeof detail, "status %d %d, mismatched %zu, after the end 0x%04x",
+                  st_ref, st, bad, got[no]);
+      report (st_ref == SAM2_CUDA_OK && st == SAM2_CUDA_OK && bad == 0 && got[no] == 0xffff,
+              what, seed, detail);
+    }
+    g_free (ref);
+  }
+  cudaFree (dx);
+  cudaFree (dadd);
+  cudaFree (dw);
+  cudaFree (db);
+  cudaFree (dref);
+  cudaFree (dsums);
+  cudaFree (d16);
+  g_free (x);
+  g_free (add);
+  g_free (w);
+  g_free (b);
+  g_free (got);
   g_rand_free (r);
 }
 
@@ -2243,6 +2377,13 @@ main (void)
   test_norm_operands_16 (4096, 256, FALSE, 0);
   test_norm_operands_16 (7, 37, TRUE, 1);
   test_norm_operands_16 (256, 256, TRUE, 0);   /* sam2-mini-hash's keys: BF16 in quick mode too */
+  /* ... and the upscaling's first step writing the second layer's operand: the real models'
+   * 64x64 at 64 channels from the stacked rows (4 C + 256), a 16x16 map at 16, odd C with
+   * a misaligned start, without the LayerNorm */
+  test_depth_to_space_16 (64, 64, 64, TRUE, SAM2_CUDA_ACT_GELU, 0, 256);
+  test_depth_to_space_16 (16, 16, 16, TRUE, SAM2_CUDA_ACT_GELU, 0, 0);
+  test_depth_to_space_16 (5, 3, 33, TRUE, SAM2_CUDA_ACT_GELU_TANH, 1, 3);
+  test_depth_to_space_16 (7, 4, 32, FALSE, SAM2_CUDA_ACT_GELU, 1, 0);
   /* ... and partitioned into windows: tiny's stage 0 (8 on 256x256) and 2 (14 on 64x64, padded),
    * two images with padding on both edges, a window of 1 (the rows as they are), odd C */
   test_layer_norm_windows_16 (1, 256, 256, 96, 8);
@@ -2301,6 +2442,13 @@ main (void)
   test_depth_to_space_norm_act (16, 16, 64, TRUE, SAM2_CUDA_ACT_GELU, 0, 128);
   test_depth_to_space_norm_act (16, 16, 32, FALSE, SAM2_CUDA_ACT_GELU, 0, 64);
   test_depth_to_space_norm_act (5, 3, 8, FALSE, SAM2_CUDA_ACT_NONE, 0, 3);
+  /* ... and the last step with the hypernetworks' product: the real models' 128x128 at 32
+   * channels and 4 masks, the most masks, odd sizes (scalar path), one mask, padded rows */
+  test_depth_to_space_matmul (128, 128, 32, 4, SAM2_CUDA_ACT_GELU, 0, 0);
+  test_depth_to_space_matmul (16, 16, 32, SAM2_CUDA_D2S_MATMUL_MAX_M, SAM2_CUDA_ACT_GELU, 0, 0);
+  test_depth_to_space_matmul (5, 3, 7, 3, SAM2_CUDA_ACT_GELU_TANH, 1, 0);
+  test_depth_to_space_matmul (4, 6, 8, 1, SAM2_CUDA_ACT_NONE, 0, 4);
+  test_depth_to_space_matmul (3, 5, 12, 2, SAM2_CUDA_ACT_GELU, 0, 3);
   /* preprocessing: down and up in each axis, one axis unchanged (the reorder and the frame read
    * directly), every format */
   const int pre_sizes[][4] = { { 1920, 1080, 1024, 1024 }, { 160, 120, 1024, 1024 },
