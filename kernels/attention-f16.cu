@@ -58,14 +58,10 @@ sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type,
     return SAM2_CUDA_UNSUPPORTED;
   const Sam2CudaAttentionArgs a = *args;
   const bool in16 = a.q16 != NULL;
-  if (a.batch < 0 || a.heads < 1 || a.head_dim < 1
-      || a.head_dim > SAM2_CUDA_ATTENTION_MAX_HEAD_DIM || a.len_q < 0 || a.len_k < 1
+  if (!sam2_attention_args_valid (a)
       || (in16 ? !sam2_cuda_attention_16_reads_16 (&a)
                : a.q == NULL || a.k == NULL || a.v == NULL)
-      || !sam2_attention_output_valid (a) || (a.out16 != NULL && a.out16_type != type))
-    return SAM2_CUDA_UNSUPPORTED;
-  const int width = a.heads * a.head_dim;
-  if (a.q_ld < width || a.k_ld < width || a.v_ld < width || a.out_ld < width)
+      || (a.out16 != NULL && a.out16_type != type))
     return SAM2_CUDA_UNSUPPORTED;
   if (a.batch == 0 || a.len_q == 0)
     return SAM2_CUDA_OK;

@@ -469,13 +469,8 @@ sam2_cuda_attention (const Sam2CudaAttentionArgs *args, cudaStream_t stream)
   if (args == NULL)
     return SAM2_CUDA_UNSUPPORTED;
   const Sam2CudaAttentionArgs a = *args;
-  if (a.batch < 0 || a.heads < 1 || a.head_dim < 1
-      || a.head_dim > SAM2_CUDA_ATTENTION_MAX_HEAD_DIM || a.len_q < 0 || a.len_k < 1
-      || a.q == NULL || a.k == NULL || a.v == NULL || a.q16 != NULL
-      || !sam2_attention_output_valid (a))
-    return SAM2_CUDA_UNSUPPORTED;
-  const int width = a.heads * a.head_dim;   /* the heads' columns must fit in each row */
-  if (a.q_ld < width || a.k_ld < width || a.v_ld < width || a.out_ld < width)
+  if (!sam2_attention_args_valid (a) || a.q == NULL || a.k == NULL || a.v == NULL
+      || a.q16 != NULL)
     return SAM2_CUDA_UNSUPPORTED;
   if (a.batch == 0 || a.len_q == 0)
     return SAM2_CUDA_OK;

@@ -151,11 +151,18 @@ sam2_half_valid (Sam2CudaHalf type)
   return type == SAM2_CUDA_F16 || type == SAM2_CUDA_BF16;
 }
 
-/* Whether the attention's output is given: out, or out16 in a valid format. */
+/* The checks of Sam2CudaAttentionArgs that every attention launcher makes: sizes in range, every
+ * row wide enough for the heads' columns, and an output given (out, or out16 in a valid format).
+ * The inputs are each launcher's own to check (floats, or the 16-bit ones of the FP16 kernels). */
 static inline bool
-sam2_attention_output_valid (const Sam2CudaAttentionArgs &a)
+sam2_attention_args_valid (const Sam2CudaAttentionArgs &a)
 {
-  return a.out16 != nullptr ? sam2_half_valid (a.out16_type) : a.out != nullptr;
+  if (a.batch < 0 || a.heads < 1 || a.head_dim < 1
+      || a.head_dim > SAM2_CUDA_ATTENTION_MAX_HEAD_DIM || a.len_q < 0 || a.len_k < 1)
+    return false;
+  const long long width = (long long) a.heads * a.head_dim;
+  return a.q_ld >= width && a.k_ld >= width && a.v_ld >= width && a.out_ld >= width
+         && (a.out16 != nullptr ? sam2_half_valid (a.out16_type) : a.out != nullptr);
 }
 
 /* Element i of an attention output (Sam2CudaAttentionArgs): a float in out, or, where the caller

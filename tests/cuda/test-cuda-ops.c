@@ -1615,6 +1615,31 @@ test_attention_unsupported (void)
     g_snprintf (detail, sizeof detail, "status %d", st);
     report (st == SAM2_CUDA_UNSUPPORTED, what, 0, detail);
   }
+  /* rows narrower than the heads' columns (2 x 8), each in turn, and no keys, in both launchers
+   * (sam2_attention_args_valid) */
+  const Sam2CudaAttentionArgs ok = {
+    .batch = 1, .heads = 2, .head_dim = 8, .len_q = 2, .len_k = 2, .scale = 1.0f,
+    .q = d, .q_ld = 16, .k = d, .k_ld = 16, .v = d, .v_ld = 16, .out = d + 512, .out_ld = 16,
+  };
+  static const char *cases[] = { "q_ld 15", "k_ld 15", "v_ld 15", "out_ld 15", "len_k 0" };
+  for (size_t c = 0; c < G_N_ELEMENTS (cases); c++) {
+    Sam2CudaAttentionArgs b = ok;
+    int *field[] = { &b.q_ld, &b.k_ld, &b.v_ld, &b.out_ld, &b.len_k };
+    *field[c] = c < 4 ? 15 : 0;
+    st = sam2_cuda_attention (&b, stream);
+    g_snprintf (what, sizeof what, "attention with %s is UNSUPPORTED", cases[c]);
+    g_snprintf (detail, sizeof detail, "status %d", st);
+    report (st == SAM2_CUDA_UNSUPPORTED, what, 0, detail);
+    st = sam2_cuda_attention_16 (&b, SAM2_CUDA_F16, stream);
+    g_snprintf (what, sizeof what, "attention_16 with %s is UNSUPPORTED", cases[c]);
+    g_snprintf (detail, sizeof detail, "status %d", st);
+    report (st == SAM2_CUDA_UNSUPPORTED, what, 0, detail);
+  }
+  /* and the same arguments with full rows run */
+  st = sam2_cuda_attention (&ok, stream);
+  const cudaError_t e = cudaStreamSynchronize (stream);
+  g_snprintf (detail, sizeof detail, "status %d  stream %s", st, cudaGetErrorString (e));
+  report (st == SAM2_CUDA_OK && e == cudaSuccess, "attention with full rows runs", 0, detail);
   cudaFree (d);
 }
 
@@ -2209,6 +2234,9 @@ test_half_unsupported (cublasHandle_t h, cublasLtHandle_t lt, void *lt_ws)
       sam2_cuda_activation_to_16 (SAM2_CUDA_ACT_GELU, d, 16, bad, d16, stream) },
     { "norm_operands_16", sam2_cuda_norm_operands_16 (d, 4, 8, NULL, d, bad, d16, NULL, stream) },
     { "window_partition_16", sam2_cuda_window_partition_16 (d, &win, 8, bad, d16, stream) },
+    { "depth_to_space2x_norm_act_16",
+      sam2_cuda_depth_to_space2x_norm_act_16 (d, 32, 2, 2, 8, NULL, NULL, NULL, 0.0f,
+                                              SAM2_CUDA_ACT_NONE, NULL, bad, d16, stream) },
     { "max_pool_16", sam2_cuda_max_pool_16 (d16, 1, 4, 4, 8, 8, 2, bad, d16 + 512, stream) },
     { "attention_16", sam2_cuda_attention_16 (&a, bad, stream) },
     { "gemm_16_nt", sam2_cuda_gemm_16_nt (h, bad, d16, d16, 4, 4, 8, 0.0f, d) },
