@@ -110,6 +110,7 @@ struct _Sam2Session {
   float *pos_embed_dev;        /* (patch_h * patch_w, hidden) the model's pos_embed on the backend */
   float *no_memory_dev;        /* (fpn_hidden) */
   float *no_mask_dev;          /* (hidden) dense embedding without a mask prompt */
+  /* patch_cols, fpn and neck_cols are parts of block_scratch, used before and after the blocks */
   float *patch_cols;           /* (patch_h * patch_w, 3 * kh * kw) of one image */
   float *stage_x[SAM2_MAX_STAGES];   /* (B, stage_h * stage_w, stage_dim) block outputs */
   float *block_scratch;        /* temporaries of one Hiera block (the largest) for B images */
