@@ -4,8 +4,9 @@
  * allow), grid-stride. Each kernel is a pure copy (or a max, or one add): the results equal the
  * CPU backend's bit for bit. The exception is the depth-to-space of the mask decoder's
  * upscaling, which can fold in the LayerNorm and activation that follow it (their kernels'
- * floats), and the hypernetworks' product after it (float sums in their own order). The index type is 32-bit when the element count allows, since the
- * divisions that decompose an output index dominate these kernels otherwise. */
+ * floats), and the hypernetworks' product after it (float sums in their own order). The index
+ * type is 32-bit when the element count allows, since the divisions that decompose an output
+ * index dominate these kernels otherwise. */
 #include "common.cuh"
 #include "layernorm-row.cuh"
 
