@@ -225,7 +225,18 @@ sam2_hiera_bind (Sam2Binder *b, GError **error)
 }
 
 /* Scratch layout of one block for `nb` images, in floats, shared by the planner and the forward
- * pass. Every part holds the images one after another. */
+ * pass. Every part holds the images one after another. Parts whose contents are never live at
+ * the same time share space (block_forward's order):
+ *   norm      LN (x): read by the skip projection and qkv (via the windows), then reused by the
+ *             MLP half's LayerNorm;
+ *   skip      the skip projection at stage starts, dead once max-pooled into the block's output;
+ *   windows   the window partition of norm, dead once qkv has read it;
+ *   attn      the attention's output, born after qkv's GEMM: so skip, windows and attn share one
+ *             part;
+ *   qkv, q    qkv's output and the pooled q, read by the attention;
+ *   proj      attn's projection, born after the attention, which is qkv's and q's last reader:
+ *             it shares qkv's part;
+ *   hidden    the MLP's hidden rows, after norm (the attention half is over). */
 typedef struct {
   size_t norm, skip, windows, qkv, q, attn, proj, hidden;
   size_t total;
@@ -243,19 +254,15 @@ block_scratch_layout (const Sam2HieraBlock *blk, int nb)
   l.norm = at;
   at += MAX (tin * blk->dim, tout * blk->dim_out);
   /* attention phase */
-  size_t a = at;
-  l.skip = a;
-  a += (blk->has_skip_proj && blk->q_stride > 1) ? tin * blk->dim_out : 0;
-  l.windows = a;
-  a += blk->window > 0 ? padded * blk->dim : 0;
-  l.qkv = a;
-  a += padded * 3 * blk->dim_out;
+  const size_t skip = (blk->has_skip_proj && blk->q_stride > 1) ? tin * blk->dim_out : 0;
+  const size_t windows = blk->window > 0 ? padded * blk->dim : 0;
+  const size_t attn = MAX (pooled, tout) * blk->dim_out;
+  l.skip = l.windows = l.attn = at;
+  size_t a = at + MAX (MAX (skip, windows), attn);
+  l.qkv = l.proj = a;
+  a += MAX (padded * 3 * blk->dim_out, pooled * blk->dim_out);
   l.q = a;
   a += blk->q_stride > 1 ? pooled * blk->dim_out : 0;
-  l.attn = a;
-  a += MAX (pooled, tout) * blk->dim_out;
-  l.proj = a;
-  a += pooled * blk->dim_out;
   /* MLP phase reuses everything after the norm output */
   l.hidden = at;
   size_t mlp_end = at + tout * blk->mlp.layers[0].out_features;

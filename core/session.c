@@ -107,8 +107,8 @@ alloc_encoder (Sam2Session *s, Allocator *a)
   /* One scratch for the three phases of an encoder pass, which never overlap in time: the patch
    * embedding's im2col (before the blocks), the blocks' temporaries, and the neck's maps by
    * level with its im2col (after the blocks; the decoder reads only s->features). Tiny at
-   * 1024: 276 MB for one image, where the three apart took 398 MB (eight images: 2208 against
-   * 2925 MB). Parts start 256 bytes apart. */
+   * 1024, one image: the blocks' 228 MiB (hiera.c's layout), which the im2col's 37 MiB and the
+   * neck's 85 MiB fit inside. Parts start 256 bytes apart. */
   const size_t patch_cols = tokens * m->patch_embed.in_features;
   size_t blocks = 0;
   for (int i = 0; i < m->n_blocks; i++)
