@@ -11,7 +11,12 @@ random weights: the weights do not change the cost), at 1024x1024:
   compile  the encoder under torch.compile (default mode), for the sizes in --compile, at the
            first batch size only, or at every one with --compile-batches all (each batch size
            compiles anew, ~30 s);
-  memory   peak GPU memory allocated by PyTorch during the eager encoder.
+  memory   peak GPU memory allocated by PyTorch during the eager encoder (tensors only:
+           max_memory_allocated), what its caching allocator reserved for them
+           (max_memory_reserved), and the growth of the device's used memory from before the
+           model was loaded to after the encoder and decoder runs (cudaMemGetInfo: also cuBLAS's
+           workspaces and the kernels loaded, as sam2-bench-gpu's GPU memory counts; kernels
+           loaded for an earlier size of the same run are not counted again).
 Median of --iterations CUDA-event timings after warm-up. With --save-dir, each size's float32
 weights are saved there first (DIR/SIZE, as save_pretrained writes them) so the C benchmark can
 run the very same model. Needs torch and transformers; the project itself never does.
@@ -72,6 +77,7 @@ def bench_size(size, args, dtype):
         path = os.path.join(args.save_dir, size)
         model.save_pretrained(path, safe_serialization=True)
         print(f"saved {size} float32 weights to {path}", flush=True)
+    free_before = torch.cuda.mem_get_info()[0]
     model = model.to("cuda", dtype)
     for batch in args.batches:
         pixels = torch.randn(batch, 3, 1024, 1024, device="cuda", dtype=dtype)
@@ -81,14 +87,19 @@ def bench_size(size, args, dtype):
             torch.cuda.reset_peak_memory_stats()
             encoder = median_ms(lambda: model.get_image_embeddings(pixels), 2, args.iterations)
             memory = torch.cuda.max_memory_allocated()
+            reserved = torch.cuda.max_memory_reserved()
             embeddings = model.get_image_embeddings(pixels)
             decoder = median_ms(lambda: model(image_embeddings=embeddings, input_points=points,
                                               input_labels=labels, multimask_output=True),
                                 3, args.iterations)
+            torch.cuda.synchronize()
+            device_used = free_before - torch.cuda.mem_get_info()[0]
         rows.append(dict(model=size, path="torch eager", dtype=str(dtype).split(".")[-1],
                          batch=batch, encoder_ms=round(encoder, 3),
                          decoder_ms_per_prompt=round(decoder / batch, 3),
-                         gpu_memory_mb=round(memory / 2**20, 1)))
+                         gpu_memory_mb=round(memory / 2**20, 1),
+                         gpu_reserved_mb=round(reserved / 2**20, 1),
+                         gpu_device_mb=round(device_used / 2**20, 1)))
         print(json.dumps(rows[-1]), flush=True)
         if size in args.compile and (args.compile_batches == "all" or batch == args.batches[0]):
             compiled = torch.compile(model.get_image_embeddings)
