@@ -461,16 +461,9 @@ sam2_mask_decoder_run (Sam2Session *s, int n_sparse, gboolean has_dense)
                           d->head_a, d->head_b, d->hyper + (size_t) i * C8, NULL));
   /* the masks: the last upscaling step and the product with the hypernetworks' outputs, in one
    * pass where the backend has one (the upscaled map d->up2 then never written) */
-  gboolean done = FALSE;
-  if (b->ops->depth_to_space2x_matmul != NULL)
-    CHECK (b->ops->depth_to_space2x_matmul (b, d->up2_cols, 4 * C8, 2 * H, 2 * W, C8,
-                                            s->features[0], SAM2_ACT_GELU, d->hyper, nmt,
-                                            d->masks, &done));
-  if (!done) {
-    CHECK (b->ops->depth_to_space2x (b, d->up2_cols, 4 * C8, 2 * H, 2 * W, C8, s->features[0],
-                                     NULL, SAM2_ACT_GELU, d->up2));
-    CHECK (b->ops->matmul_nt (b, d->hyper, d->up2, nmt, 16 * HW, C8, d->masks));
-  }
+  CHECK (sam2_session_depth_to_space2x_matmul (s, d->up2_cols, 4 * C8, 2 * H, 2 * W, C8,
+                                               s->features[0], SAM2_ACT_GELU, d->up2, d->hyper,
+                                               nmt, d->masks));
 
   /* both heads into one buffer, read back by one download; the object score at an offset of
    * 256 bytes, the alignment of a buffer of its own (which the kernels may rely on) */

@@ -581,18 +581,28 @@ sam2_session_linear_one_image (Sam2Session *s, const Sam2Linear *l, const float 
   return status;
 }
 
+/* The backend's one-pass form of what the calling helper does (an optional op of backend.h
+ * whose last argument is `gboolean *done`), where it has one and no observer needs to see the
+ * layers' inputs: the caller returns the op's status when it failed or ran, and goes on to the
+ * separate ops when the backend declined (done FALSE). */
+#define TRY_BACKEND_PASS(s, op, ...)                                                            \
+  do {                                                                                          \
+    Sam2Backend *const pass_b_ = (s)->backend;                                                  \
+    if (pass_b_->ops->op != NULL && (s)->observer == NULL) {                                    \
+      gboolean pass_done_ = FALSE;                                                              \
+      const int pass_status_ = pass_b_->ops->op (pass_b_, __VA_ARGS__, &pass_done_);           \
+      if (pass_status_ != SAM2_STATUS_OK || pass_done_)                                         \
+        return pass_status_;                                                                    \
+    }                                                                                           \
+  } while (0)
+
 int
 sam2_session_norm_sum_linear (Sam2Session *s, const Sam2LayerNorm *n, const Sam2Linear *l,
                               float *x, const float *addend, int M, Sam2Act act, float *sum_buf,
                               float *y)
 {
   Sam2Backend *b = s->backend;
-  if (b->ops->norm_sum_linear != NULL && s->observer == NULL) {
-    gboolean done = FALSE;
-    const int status = b->ops->norm_sum_linear (b, n, l, x, addend, M, act, y, &done);
-    if (status != SAM2_STATUS_OK || done)
-      return status;
-  }
+  TRY_BACKEND_PASS (s, norm_sum_linear, n, l, x, addend, M, act, y);
   if (n != NULL) {
     const int status = b->ops->layer_norm (b, n, x, M, x);
     if (status != SAM2_STATUS_OK)
@@ -615,12 +625,7 @@ sam2_session_norm_linear_pair (Sam2Session *s, const Sam2LayerNorm *n, float *x,
 {
   Sam2Backend *b = s->backend;
   g_return_val_if_fail (l1->in_features == l2->in_features, SAM2_STATUS_UNSUPPORTED);
-  if (b->ops->norm_linear_pair != NULL && s->observer == NULL) {
-    gboolean done = FALSE;
-    const int status = b->ops->norm_linear_pair (b, n, x, addend, M, l1, y1, l2, y2, &done);
-    if (status != SAM2_STATUS_OK || done)
-      return status;
-  }
+  TRY_BACKEND_PASS (s, norm_linear_pair, n, x, addend, M, l1, y1, l2, y2);
   /* the norm first, so that the sum below can still take the backend's norm_sum_linear */
   int status = n != NULL ? b->ops->layer_norm (b, n, x, M, x) : SAM2_STATUS_OK;
   if (status == SAM2_STATUS_OK)
@@ -654,12 +659,8 @@ sam2_session_norm_windows_linear (Sam2Session *s, const Sam2LayerNorm *n, const 
                                   float *norm_buf, float *win_buf, float *y)
 {
   Sam2Backend *b = s->backend;
-  if (n != NULL && b->ops->norm_windows_linear != NULL && s->observer == NULL) {
-    gboolean done = FALSE;
-    const int status = b->ops->norm_windows_linear (b, n, l, x, n_img, H, W, ws, y, &done);
-    if (status != SAM2_STATUS_OK || done)
-      return status;
-  }
+  if (n != NULL)
+    TRY_BACKEND_PASS (s, norm_windows_linear, n, l, x, n_img, H, W, ws, y);
   const int C = l->in_features, tokens = H * W;
   const float *normed = x;
   if (n != NULL) {
@@ -689,13 +690,8 @@ sam2_session_norm_attention_linear (Sam2Session *s, const Sam2LayerNorm *n, cons
                                     const Sam2Linear *proj, float *y)
 {
   Sam2Backend *b = s->backend;
-  if (b->ops->norm_attention_linear != NULL && s->observer == NULL) {
-    gboolean done = FALSE;
-    const int status = b->ops->norm_attention_linear (b, n, qkv, x, n_img, H, W, ws, q_stride,
-                                                      qkv_buf, q_buf, args, proj, y, &done);
-    if (status != SAM2_STATUS_OK || done)
-      return status;
-  }
+  TRY_BACKEND_PASS (s, norm_attention_linear, n, qkv, x, n_img, H, W, ws, q_stride, qkv_buf,
+                    q_buf, args, proj, y);
   int status = sam2_session_norm_windows_linear (s, n, qkv, x, n_img, H, W, ws, norm_buf,
                                                  win_buf, qkv_buf);
   if (status == SAM2_STATUS_OK && q_stride > 1) {
@@ -718,12 +714,7 @@ sam2_session_attention_linear (Sam2Session *s, const Sam2AttentionArgs *args, co
                           && (args->batch <= 1
                               || args->out_batch_stride == (size_t) args->len_q * K);
   g_return_val_if_fail (packed, SAM2_STATUS_UNSUPPORTED);
-  if (b->ops->attention_linear != NULL && s->observer == NULL) {
-    gboolean done = FALSE;
-    const int status = b->ops->attention_linear (b, args, l, y, residual, &done);
-    if (status != SAM2_STATUS_OK || done)
-      return status;
-  }
+  TRY_BACKEND_PASS (s, attention_linear, args, l, y, residual);
   const int status = b->ops->attention (b, args);
   if (status != SAM2_STATUS_OK)
     return status;
@@ -738,17 +729,32 @@ sam2_session_depth_to_space2x_linear (Sam2Session *s, const float *x, int x_ld, 
 {
   Sam2Backend *b = s->backend;
   g_return_val_if_fail (l->in_features == C, SAM2_STATUS_UNSUPPORTED);
-  if (b->ops->depth_to_space2x_linear != NULL && s->observer == NULL) {
-    gboolean done = FALSE;
-    const int status = b->ops->depth_to_space2x_linear (b, x, x_ld, H, W, C, addend, norm, act,
-                                                        t, l, y, &done);
-    if (status != SAM2_STATUS_OK || done)
-      return status;
-  }
+  TRY_BACKEND_PASS (s, depth_to_space2x_linear, x, x_ld, H, W, C, addend, norm, act, t, l, y);
   const int status = b->ops->depth_to_space2x (b, x, x_ld, H, W, C, addend, norm, act, t);
   if (status != SAM2_STATUS_OK)
     return status;
   return sam2_session_linear (s, l, t, 4 * H * W, y, SAM2_ACT_NONE, NULL);
+}
+
+int
+sam2_session_depth_to_space2x_matmul (Sam2Session *s, const float *x, int x_ld, int H, int W,
+                                      int C, const float *addend, Sam2Act act, float *t,
+                                      const float *A, int M, float *out)
+{
+  Sam2Backend *b = s->backend;
+  /* the map is no layer's input: the pass runs under an observer too (TRY_BACKEND_PASS would
+   * give the observer the ops, which it has no use for here) */
+  if (b->ops->depth_to_space2x_matmul != NULL) {
+    gboolean done = FALSE;
+    const int status = b->ops->depth_to_space2x_matmul (b, x, x_ld, H, W, C, addend, act, A, M,
+                                                        out, &done);
+    if (status != SAM2_STATUS_OK || done)
+      return status;
+  }
+  const int status = b->ops->depth_to_space2x (b, x, x_ld, H, W, C, addend, NULL, act, t);
+  if (status != SAM2_STATUS_OK)
+    return status;
+  return b->ops->matmul_nt (b, A, t, M, 4 * H * W, C, out);
 }
 
 void

@@ -255,6 +255,14 @@ int sam2_session_depth_to_space2x_linear (Sam2Session *s, const float *x, int x_
                                           int C, const float *addend, const Sam2LayerNorm *norm,
                                           Sam2Act act, float *t, const Sam2Linear *l, float *y);
 
+/* out (M, 4 H W) = A (M, C) depth_to_space2x (x, x_ld, H, W, C, addend, no norm, act)^T
+ * (backend.h's ops): the backend's depth_to_space2x_matmul where it has one for these sizes (t
+ * then not written; with an observer too, as nothing here is a layer's input), else
+ * depth_to_space2x into t (2H, 2W, C) and matmul_nt. */
+int sam2_session_depth_to_space2x_matmul (Sam2Session *s, const float *x, int x_ld, int H, int W,
+                                          int C, const float *addend, Sam2Act act, float *t,
+                                          const float *A, int M, float *out);
+
 /* s->stacks from the model's float decoder layers, and their release (decoder-stacks.c). */
 void sam2_decoder_stacks_build (Sam2Session *s);
 void sam2_decoder_stacks_clear (Sam2Session *s);
