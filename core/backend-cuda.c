@@ -1004,6 +1004,22 @@ cuda_norm_sum_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *
   return status;
 }
 
+/* Whether layer l on `rows` rows can take a 16-bit operand that another pass wrote: a 16-bit
+ * precision, 16-bit weights, 1 .. G_MAXINT rows and more than the token-row linear takes (which
+ * reads floats itself). *w: l's weights when it can. */
+static int
+layer_takes_16 (Sam2BackendCuda *cu, const Sam2Linear *l, size_t rows, const CudaLinear **w,
+                gboolean *takes)
+{
+  *takes = FALSE;
+  if (cu->precision == SAM2_PRECISION_FP32 || rows == 0 || rows > G_MAXINT
+      || (cu->small_m && rows <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
+    return SAM2_STATUS_OK;
+  const int status = linear_weights (cu, l, w);
+  *takes = status == SAM2_STATUS_OK && (*w)->kind == WEIGHTS_16;
+  return status;
+}
+
 /* backend.h's norm_linear_pair for two 16-bit layers on more rows than the token-row linear
  * takes: one pass (sam2_cuda_norm_operands_16) normalises x in place and writes both GEMM
  * operands, x + addend and x, which the ops wrote with a LayerNorm, a sum conversion and a plain
@@ -1017,14 +1033,14 @@ cuda_norm_linear_pair (Sam2Backend *b, const Sam2LayerNorm *n, float *x, const f
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   *done = FALSE;
   const int K = l1->in_features;
-  if (cu->precision == SAM2_PRECISION_FP32 || M < 1 || addend == NULL || l2->in_features != K
-      || (n != NULL && n->dim != K) || (cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
+  if (M < 1 || addend == NULL || l2->in_features != K || (n != NULL && n->dim != K))
     return SAM2_STATUS_OK;
   const CudaLinear *w1, *w2;
-  int status = linear_weights (cu, l1, &w1);
-  if (status == SAM2_STATUS_OK)
-    status = linear_weights (cu, l2, &w2);
-  if (status != SAM2_STATUS_OK || w1->kind != WEIGHTS_16 || w2->kind != WEIGHTS_16)
+  gboolean takes1, takes2 = FALSE;
+  int status = layer_takes_16 (cu, l1, (size_t) M, &w1, &takes1);
+  if (status == SAM2_STATUS_OK && takes1)
+    status = layer_takes_16 (cu, l2, (size_t) M, &w2, &takes2);
+  if (status != SAM2_STATUS_OK || !takes2)
     return status;
   const CudaNorm *d = NULL;
   if (n != NULL && (status = norm_weights (cu, n, &d)) != SAM2_STATUS_OK)
@@ -1119,19 +1135,14 @@ windows_operand_16 (Sam2BackendCuda *cu, const Sam2LayerNorm *n, const CudaNorm 
 }
 
 /* Whether an attention of `rows` output rows hands `proj` its 16-bit operand (the
- * attention_linear path): a 16-bit precision, SAM2_CUDA_ATTENTION_OUT16 not 0, 16-bit weights,
- * more rows than the token-row linear takes (which reads floats itself). *w: proj's weights. */
+ * attention_linear path): SAM2_CUDA_ATTENTION_OUT16 not 0, and layer_takes_16. */
 static int
 proj_takes_out16 (Sam2BackendCuda *cu, const Sam2Linear *proj, size_t rows, const CudaLinear **w,
                   gboolean *takes)
 {
   *takes = FALSE;
-  if (cu->ops.attention_linear == NULL || cu->precision == SAM2_PRECISION_FP32 || rows == 0
-      || rows > G_MAXINT || (cu->small_m && rows <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
-    return SAM2_STATUS_OK;
-  const int status = linear_weights (cu, proj, w);
-  *takes = status == SAM2_STATUS_OK && (*w)->kind == WEIGHTS_16;
-  return status;
+  return cu->ops.attention_linear != NULL ? layer_takes_16 (cu, proj, rows, w, takes)
+                                          : SAM2_STATUS_OK;
 }
 
 /* The attention of `args` (its inputs as set: floats or 16-bit), then y (rows, N) = proj (its
@@ -1576,9 +1587,12 @@ cuda_add_upsample2x (Sam2Backend *b, float *y, const float *x, int H, int W, int
   return status;
 }
 
+/* depth_to_space2x (with its LayerNorm and activation) into y (2H, 2W, C), or, with y16, into
+ * y16 rounded to the backend's 16-bit format (y then the LayerNorm's scratch). */
 static int
 cuda_depth_to_space2x_run (Sam2BackendCuda *cu, const float *x, int x_ld, int H, int W, int C,
-                           const float *addend, const Sam2LayerNorm *norm, Sam2Act act, float *y)
+                           const float *addend, const Sam2LayerNorm *norm, Sam2Act act, float *y,
+                           uint16_t *y16)
 {
   const CudaNorm *d = NULL;
   if (norm != NULL) {
@@ -1587,12 +1601,15 @@ cuda_depth_to_space2x_run (Sam2BackendCuda *cu, const float *x, int x_ld, int H,
     if (st != SAM2_STATUS_OK)
       return st;
   }
+  const float *weight = d != NULL ? d->weight : NULL, *bias = d != NULL ? d->bias : NULL;
+  const float eps = norm != NULL ? norm->eps : 0.0f;
   return launched (cu,
-                   sam2_cuda_depth_to_space2x_norm_act (x, x_ld, H, W, C, addend,
-                                                        d != NULL ? d->weight : NULL,
-                                                        d != NULL ? d->bias : NULL,
-                                                        norm != NULL ? norm->eps : 0.0f,
-                                                        (int) act, y, cu->stream),
+                   y16 != NULL
+                     ? sam2_cuda_depth_to_space2x_norm_act_16 (x, x_ld, H, W, C, addend, weight,
+                                                               bias, eps, (int) act, y, cu->half,
+                                                               y16, cu->stream)
+                     : sam2_cuda_depth_to_space2x_norm_act (x, x_ld, H, W, C, addend, weight,
+                                                            bias, eps, (int) act, y, cu->stream),
                    "depth_to_space2x");
 }
 
@@ -1604,7 +1621,7 @@ cuda_depth_to_space2x (Sam2Backend *b, const float *x, int x_ld, int H, int W, i
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   int status;
   PROFILED (SAM2_OP_RESAMPLE,
-            cuda_depth_to_space2x_run (cu, x, x_ld, H, W, C, addend, norm, act, y));
+            cuda_depth_to_space2x_run (cu, x, x_ld, H, W, C, addend, norm, act, y, NULL));
   return status;
 }
 
@@ -1643,29 +1660,19 @@ cuda_depth_to_space2x_linear (Sam2Backend *b, const float *x, int x_ld, int H, i
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   *done = FALSE;
   const size_t M = (size_t) 4 * H * W;
-  if (cu->precision == SAM2_PRECISION_FP32 || M == 0 || M > G_MAXINT || l->in_features != C
-      || (norm != NULL && norm->dim != C) || (cu->small_m && M <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
+  if (l->in_features != C || (norm != NULL && norm->dim != C))
     return SAM2_STATUS_OK;
   const CudaLinear *w;
-  int status = linear_weights (cu, l, &w);
-  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16)
-    return status;
-  const CudaNorm *d = NULL;
-  if (norm != NULL && (status = norm_weights (cu, norm, &d)) != SAM2_STATUS_OK)
+  gboolean takes;
+  int status = layer_takes_16 (cu, l, M, &w, &takes);
+  if (status != SAM2_STATUS_OK || !takes)
     return status;
   uint16_t *t16;   /* (4 H W, C) */
   if ((status = f16_scratch (cu, M * C, &t16)) != SAM2_STATUS_OK)
     return status;
   *done = TRUE;
   PROFILED (SAM2_OP_RESAMPLE,
-            launched (cu,
-                      sam2_cuda_depth_to_space2x_norm_act_16 (x, x_ld, H, W, C, addend,
-                                                              d != NULL ? d->weight : NULL,
-                                                              d != NULL ? d->bias : NULL,
-                                                              norm != NULL ? norm->eps : 0.0f,
-                                                              (int) act, t, cu->half, t16,
-                                                              cu->stream),
-                      "depth_to_space2x"));
+            cuda_depth_to_space2x_run (cu, x, x_ld, H, W, C, addend, norm, act, t, t16));
   if (status == SAM2_STATUS_OK)
     PROFILED (SAM2_OP_LINEAR, f16_linear_from16 (cu, w, t16, (int) M, y, SAM2_ACT_NONE, NULL,
                                                  l->name));
