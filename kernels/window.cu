@@ -575,18 +575,22 @@ sam2_cuda_depth_to_space2x_matmul (const float *x, int x_ld, int H, int W, int C
   const int cv = v ? C / 4 : C, ldv = v ? x_ld / 4 : x_ld;
   const unsigned blocks = sam2_ew_blocks (pixels);
   const bool i32 = use_index32 (pixels * C) && use_index32 ((size_t) H * W * x_ld);
+  const float4 *x4 = (const float4 *) x, *addend4 = (const float4 *) addend;
   if (v && i32)
-    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_matmul_kernel<float4, uint32_t>) (
-        (const float4 *) x, ldv, W, cv, (const float4 *) addend, act, A, M, (uint32_t) pixels,
-        out);
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream,
+                 depth_to_space2x_matmul_kernel<float4, uint32_t>) (
+        x4, ldv, W, cv, addend4, act, A, M, (uint32_t) pixels, out);
   else if (v)
-    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_matmul_kernel<float4, size_t>) (
-        (const float4 *) x, ldv, W, cv, (const float4 *) addend, act, A, M, pixels, out);
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream,
+                 depth_to_space2x_matmul_kernel<float4, size_t>) (
+        x4, ldv, W, cv, addend4, act, A, M, pixels, out);
   else if (i32)
-    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_matmul_kernel<float, uint32_t>) (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream,
+                 depth_to_space2x_matmul_kernel<float, uint32_t>) (
         x, ldv, W, cv, addend, act, A, M, (uint32_t) pixels, out);
   else
-    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream, depth_to_space2x_matmul_kernel<float, size_t>) (
+    SAM2_LAUNCH (blocks, SAM2_EW_THREADS, 0, stream,
+                 depth_to_space2x_matmul_kernel<float, size_t>) (
         x, ldv, W, cv, addend, act, A, M, pixels, out);
   return sam2_launch_status ();
 }
