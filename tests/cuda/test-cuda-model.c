@@ -699,8 +699,19 @@ test_graphs_w4a8_mini (void)
  *     does (a wrong pixel, mask or activation gives O(1)); fewer graph nodes. */
 #define UPSCALE_MASKS_TOL 1e-5
 
+/* What shows that a fused path ran, beside its results: nothing more, fewer window ops per
+ * encoder pass, the backend's path count (the same launches), fewer graph nodes. */
+typedef enum {
+  RAN_SHOWN_BY_RESULTS,
+  RAN_SHOWN_BY_WINDOW_OPS,
+  RAN_SHOWN_BY_PATH_COUNT,
+  RAN_SHOWN_BY_GRAPH_NODES,
+} FusedRan;
+
 typedef struct {
+  const char *name;            /* the test path's */
   const char *var;
+  FusedRan ran;
   Sam2Precision precision;     /* FP16 or BF16; any for a bound */
   gboolean tiny;               /* the tiny architecture (graph_script), else sam2-mini-hash
                                   (fusion_script) */
@@ -747,24 +758,27 @@ test_fused (gconstpointer data)
   g_test_message ("nodes of the %u graphs captured: %" G_GUINT64_FORMAT " apart, %"
                   G_GUINT64_FORMAT " fused", graphs_fused.captured, graphs_apart.captured_nodes,
                   graphs_fused.captured_nodes);
-  if (strcmp (var, "SAM2_CUDA_NORM_F16") == 0)
+  switch (c->ran) {
+  case RAN_SHOWN_BY_WINDOW_OPS:
     g_assert_cmpint (windows_fused, <, windows_apart);
-  if (strcmp (var, "SAM2_CUDA_QKV16") == 0) {
+    break;
+  case RAN_SHOWN_BY_PATH_COUNT:
     /* the same launches, fewer bytes: the path's own count says it ran (a GPU whose cuBLASLt
      * has no 16-bit output for a shape runs the float fallback, the same bits) */
     g_test_message ("qkv in 16 bits: %u passes, %u with float qkv", paths.qkv16,
                     paths.qkv16_float);
     g_assert_cmpuint (paths.qkv16 + paths.qkv16_float, >, 0);
-  }
-  if (strcmp (var, "SAM2_CUDA_ATTENTION_OUT16") == 0 || strcmp (var, "SAM2_CUDA_NORM_PAIR") == 0
-      || strcmp (var, "SAM2_CUDA_UPSCALE16") == 0
-      || strcmp (var, "SAM2_CUDA_UPSCALE_MASKS") == 0) {
+    break;
+  case RAN_SHOWN_BY_GRAPH_NODES:
     /* one conversion fewer per attention of more than SAM2_CUDA_LINEAR_SMALL_M_MAX rows; two
      * launches fewer per use of the decoder's keys after a two-way layer; one conversion, or
      * one GEMM, fewer per prompt's upscaling */
     g_assert_true (graphs_fused.enabled);
     g_assert_cmpuint (graphs_fused.captured, ==, graphs_apart.captured);
     g_assert_cmpuint (graphs_fused.captured_nodes, <, graphs_apart.captured_nodes);
+    break;
+  case RAN_SHOWN_BY_RESULTS:
+    break;
   }
   g_free (what);
   g_free (hint);
@@ -922,34 +936,38 @@ main (int argc, char **argv)
   g_test_add_data_func ("/cuda/model/graphs-tiny-bf16", GINT_TO_POINTER (SAM2_PRECISION_BF16),
                         test_graphs_tiny);
   g_test_add_func ("/cuda/model/graphs-w4a8-mini", test_graphs_w4a8_mini);
+#define FUSED(name, var, ran, precision, tiny) { name, var, ran, precision, tiny, 0.0 }
   static const FusedCase fused_cases[] = {
-    { "SAM2_CUDA_FUSED_MLP", SAM2_PRECISION_FP16, TRUE },
-    { "SAM2_CUDA_NORM_F16", SAM2_PRECISION_FP16, TRUE },
-    { "SAM2_CUDA_FUSED_MLP", SAM2_PRECISION_BF16, TRUE },
-    { "SAM2_CUDA_NORM_F16", SAM2_PRECISION_BF16, TRUE },
-    { "SAM2_CUDA_FUSED_MLP", SAM2_PRECISION_BF16, FALSE },
-    { "SAM2_CUDA_NORM_F16", SAM2_PRECISION_BF16, FALSE },
-    { "SAM2_CUDA_ATTENTION_OUT16", SAM2_PRECISION_FP16, TRUE },
-    { "SAM2_CUDA_ATTENTION_OUT16", SAM2_PRECISION_BF16, FALSE },
-    { "SAM2_CUDA_NORM_PAIR", SAM2_PRECISION_FP16, TRUE },
-    { "SAM2_CUDA_NORM_PAIR", SAM2_PRECISION_BF16, FALSE },
-    { "SAM2_CUDA_QKV16", SAM2_PRECISION_FP16, TRUE },
-    { "SAM2_CUDA_QKV16", SAM2_PRECISION_BF16, FALSE },
-    { "SAM2_CUDA_UPSCALE16", SAM2_PRECISION_FP16, TRUE },
-    { "SAM2_CUDA_UPSCALE16", SAM2_PRECISION_BF16, FALSE },
-    { "SAM2_CUDA_UPSCALE_MASKS", SAM2_PRECISION_FP32, FALSE, UPSCALE_MASKS_TOL },
-    { "SAM2_CUDA_UPSCALE_MASKS", SAM2_PRECISION_FP16, FALSE, UPSCALE_MASKS_TOL },
+    FUSED ("fused-mlp", "SAM2_CUDA_FUSED_MLP", RAN_SHOWN_BY_RESULTS, SAM2_PRECISION_FP16, TRUE),
+    FUSED ("norm-f16", "SAM2_CUDA_NORM_F16", RAN_SHOWN_BY_WINDOW_OPS, SAM2_PRECISION_FP16, TRUE),
+    FUSED ("fused-mlp", "SAM2_CUDA_FUSED_MLP", RAN_SHOWN_BY_RESULTS, SAM2_PRECISION_BF16, TRUE),
+    FUSED ("norm-f16", "SAM2_CUDA_NORM_F16", RAN_SHOWN_BY_WINDOW_OPS, SAM2_PRECISION_BF16, TRUE),
+    FUSED ("fused-mlp", "SAM2_CUDA_FUSED_MLP", RAN_SHOWN_BY_RESULTS, SAM2_PRECISION_BF16, FALSE),
+    FUSED ("norm-f16", "SAM2_CUDA_NORM_F16", RAN_SHOWN_BY_WINDOW_OPS, SAM2_PRECISION_BF16,
+           FALSE),
+    FUSED ("attention-out16", "SAM2_CUDA_ATTENTION_OUT16", RAN_SHOWN_BY_GRAPH_NODES,
+           SAM2_PRECISION_FP16, TRUE),
+    FUSED ("attention-out16", "SAM2_CUDA_ATTENTION_OUT16", RAN_SHOWN_BY_GRAPH_NODES,
+           SAM2_PRECISION_BF16, FALSE),
+    FUSED ("norm-pair", "SAM2_CUDA_NORM_PAIR", RAN_SHOWN_BY_GRAPH_NODES, SAM2_PRECISION_FP16,
+           TRUE),
+    FUSED ("norm-pair", "SAM2_CUDA_NORM_PAIR", RAN_SHOWN_BY_GRAPH_NODES, SAM2_PRECISION_BF16,
+           FALSE),
+    FUSED ("qkv16", "SAM2_CUDA_QKV16", RAN_SHOWN_BY_PATH_COUNT, SAM2_PRECISION_FP16, TRUE),
+    FUSED ("qkv16", "SAM2_CUDA_QKV16", RAN_SHOWN_BY_PATH_COUNT, SAM2_PRECISION_BF16, FALSE),
+    FUSED ("upscale16", "SAM2_CUDA_UPSCALE16", RAN_SHOWN_BY_GRAPH_NODES, SAM2_PRECISION_FP16,
+           TRUE),
+    FUSED ("upscale16", "SAM2_CUDA_UPSCALE16", RAN_SHOWN_BY_GRAPH_NODES, SAM2_PRECISION_BF16,
+           FALSE),
+    { "upscale-masks", "SAM2_CUDA_UPSCALE_MASKS", RAN_SHOWN_BY_GRAPH_NODES, SAM2_PRECISION_FP32,
+      FALSE, UPSCALE_MASKS_TOL },
+    { "upscale-masks", "SAM2_CUDA_UPSCALE_MASKS", RAN_SHOWN_BY_GRAPH_NODES, SAM2_PRECISION_FP16,
+      FALSE, UPSCALE_MASKS_TOL },
   };
+#undef FUSED
   for (size_t i = 0; i < G_N_ELEMENTS (fused_cases); i++) {
     const FusedCase *c = &fused_cases[i];
-    const char *name = strcmp (c->var, "SAM2_CUDA_FUSED_MLP") == 0   ? "fused-mlp"
-                       : strcmp (c->var, "SAM2_CUDA_NORM_F16") == 0  ? "norm-f16"
-                       : strcmp (c->var, "SAM2_CUDA_NORM_PAIR") == 0 ? "norm-pair"
-                       : strcmp (c->var, "SAM2_CUDA_QKV16") == 0     ? "qkv16"
-                       : strcmp (c->var, "SAM2_CUDA_UPSCALE16") == 0 ? "upscale16"
-                       : strcmp (c->var, "SAM2_CUDA_UPSCALE_MASKS") == 0 ? "upscale-masks"
-                                                                      : "attention-out16";
-    char *path = g_strdup_printf ("/cuda/model/%s-%s-%s", name, c->tiny ? "tiny" : "mini",
+    char *path = g_strdup_printf ("/cuda/model/%s-%s-%s", c->name, c->tiny ? "tiny" : "mini",
                                   sam2_precision_to_string (c->precision));
     g_test_add_data_func (path, c, test_fused);
     g_free (path);
