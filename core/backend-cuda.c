@@ -134,6 +134,9 @@ typedef struct {
   size_t w4a8_ws_bytes;
   void *w4a8_next_ws;          /* fc2's kernel rows when fc1's GEMM writes them */
   size_t w4a8_next_ws_bytes;
+  float *qkv_float;            /* qkv's float rows where cuBLASLt has no 16-bit output for it */
+  size_t qkv_float_bytes;
+  size_t qkv_float_chunk_bytes; /* their most per GEMM (QKV_FLOAT_CHUNK_BYTES) */
   unsigned int *next_counters; /* sam2_cuda_w4a8_gemm_quantize_next's, zero between launches */
   size_t next_counters_bytes;
   unsigned int *row_counter;   /* sam2_cuda_norm_linear_16_small_m's, zero between launches */
@@ -1004,16 +1007,33 @@ cuda_norm_sum_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *
   return status;
 }
 
+/* The kind of weights linear_weights gives l, without uploading them. */
+static WeightsKind
+linear_kind (const Sam2BackendCuda *cu, const Sam2Linear *l)
+{
+  if (l->quant != NULL && l->quant->act != SAM2_ACT_QUANT_NONE)
+    return WEIGHTS_W4A8;
+  return cu->precision == SAM2_PRECISION_FP32 ? WEIGHTS_F32 : WEIGHTS_16;
+}
+
 /* Whether layer l on `rows` rows can take a 16-bit operand that another pass wrote: a 16-bit
  * precision, 16-bit weights, 1 .. G_MAXINT rows and more than the token-row linear takes (which
- * reads floats itself). *w: l's weights when it can. */
+ * reads floats itself). */
+static gboolean
+layer_kind_takes_16 (const Sam2BackendCuda *cu, const Sam2Linear *l, size_t rows)
+{
+  return cu->precision != SAM2_PRECISION_FP32 && rows > 0 && rows <= G_MAXINT
+         && !(cu->small_m && rows <= SAM2_CUDA_LINEAR_SMALL_M_MAX)
+         && linear_kind (cu, l) == WEIGHTS_16;
+}
+
+/* layer_kind_takes_16, with l's weights in *w when it can. */
 static int
 layer_takes_16 (Sam2BackendCuda *cu, const Sam2Linear *l, size_t rows, const CudaLinear **w,
                 gboolean *takes)
 {
   *takes = FALSE;
-  if (cu->precision == SAM2_PRECISION_FP32 || rows == 0 || rows > G_MAXINT
-      || (cu->small_m && rows <= SAM2_CUDA_LINEAR_SMALL_M_MAX))
+  if (!layer_kind_takes_16 (cu, l, rows))
     return SAM2_STATUS_OK;
   const int status = linear_weights (cu, l, w);
   *takes = status == SAM2_STATUS_OK && (*w)->kind == WEIGHTS_16;
@@ -1219,6 +1239,95 @@ offset_in (const float *buf, const float *p)
   return p >= buf ? p - buf : -1;
 }
 
+/* The float rows of qkv's output per GEMM where cuBLASLt has no 16-bit output for qkv's shape
+ * (qkv16_from_float_chunks): 16 MiB whatever the layer's width (a few GEMMs per block, a small
+ * buffer); SAM2_CUDA_QKV_FLOAT_CHUNK (bytes) sets another, for tests that need several chunks of
+ * small layers. */
+#define QKV_FLOAT_CHUNK_BYTES ((size_t) 16 << 20)
+
+/* How norm_attention_linear's pass runs a block (qkv_pass_plan), decided from the layers and
+ * the geometry alone, so that norm_attention_linear_spares can say it before the buffers exist:
+ *   takes   the pass runs (qkv's output and the pooled q in 16 bits in the first halves of
+ *           qkv_buf's and q_buf's bytes, the windows in the 16-bit scratch);
+ *   out16   the attention writes proj's 16-bit operand (args->out unwritten). */
+typedef struct {
+  gboolean takes, out16;
+} QkvPassPlan;
+
+/* The plan for a block on M rows of qkv (windows included), `rows` of the attention's output,
+ * q, k and v at element offsets q_at (in q_buf's rows when pooled, else qkv_buf's), k_at and
+ * v_at of qkv_buf's rows, `reads_16`: whether the attention takes 16-bit inputs where they
+ * would lie (sam2_cuda_attention_16_reads_16 or its _at form). */
+static QkvPassPlan
+qkv_pass_plan (const Sam2BackendCuda *cu, const Sam2LayerNorm *n, const Sam2Linear *qkv,
+               long long M, int q_stride, const Sam2AttentionArgs *a, ptrdiff_t q_at,
+               ptrdiff_t k_at, ptrdiff_t v_at, gboolean reads_16, const Sam2Linear *proj)
+{
+  QkvPassPlan plan = { FALSE, FALSE };
+  const int N3 = qkv->out_features, width = a->heads * a->head_dim;
+  const gboolean pooled = q_stride > 1;
+  if (cu->precision == SAM2_PRECISION_FP32 || cu->cublaslt == NULL || !cu->norm_f16
+      || M <= SAM2_CUDA_LINEAR_SMALL_M_MAX || M > G_MAXINT || a->k_ld != N3 || a->v_ld != N3
+      || a->q_ld != (pooled ? width : N3) || q_at < 0 || q_at >= a->q_ld || k_at < 0
+      || k_at >= N3 || v_at < 0 || v_at >= N3 || linear_kind (cu, qkv) != WEIGHTS_16
+      || (n != NULL && qkv->in_features != n->dim) || !reads_16)
+    return plan;
+  plan.takes = TRUE;
+  plan.out16 = cu->ops.attention_linear != NULL
+               && layer_kind_takes_16 (cu, proj, (size_t) a->batch * a->len_q);
+  return plan;
+}
+
+/* The rows of qkv's operand: every window (padding included), or the maps' rows. */
+static long long
+qkv_pass_rows (int n_img, int H, int W, int ws)
+{
+  const Sam2CudaRowWindows win = { n_img, H, W, ws > 0 ? ws : 1 };
+  return sam2_cuda_row_windows_rows (&win);
+}
+
+/* backend.h's norm_attention_linear_spares: qkv_pass_plan with q, k and v where the model's
+ * blocks put them. */
+static unsigned
+cuda_norm_attention_linear_spares (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *qkv,
+                                   int n_img, int H, int W, int ws, int q_stride,
+                                   const Sam2AttentionArgs *a, const Sam2Linear *proj)
+{
+  Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
+  const int width = a->heads * a->head_dim;
+  const Sam2CudaAttentionArgs in16 = cuda_attention_args (a);
+  const QkvPassPlan plan
+    = qkv_pass_plan (cu, n, qkv, qkv_pass_rows (n_img, H, W, ws), q_stride, a, 0, width,
+                     2 * width, sam2_cuda_attention_16_reads_16_at (&in16, 0, width, 2 * width),
+                     proj);
+  return (plan.takes ? SAM2_PASS_QKV_HALVES : 0u) | (plan.out16 ? SAM2_PASS_NO_ATTENTION_OUT : 0u);
+}
+
+/* qkv16 (M, N) = x16 W^T + bias rounded to the 16-bit format, through float GEMMs of up to
+ * QKV_FLOAT_CHUNK_BYTES each and their conversion: where cuBLASLt has no 16-bit output for the
+ * shape. The pass keeps its 16-bit layout (the model sized qkv_buf for it); the values are the
+ * float output's rounding, as the to-16 epilogue's, up to the float GEMM's own summation order
+ * (another M may choose another algorithm). */
+static int
+qkv16_from_float_chunks (Sam2BackendCuda *cu, const CudaLinear *w, const uint16_t *x16, int M,
+                         uint16_t *qkv16, const char *what)
+{
+  const int N = w->n;
+  const int chunk = (int) MAX ((size_t) 1, MIN ((size_t) M, cu->qkv_float_chunk_bytes
+                                                               / (sizeof (float) * (size_t) N)));
+  int status = grow_scratch (cu, (void **) &cu->qkv_float, &cu->qkv_float_bytes,
+                             (size_t) chunk * N * sizeof (float), "qkv's float output");
+  for (int r0 = 0; r0 < M && status == SAM2_STATUS_OK; r0 += chunk) {
+    const int rows = MIN (chunk, M - r0);
+    status = f16_linear_from16 (cu, w, x16 + (size_t) r0 * w->k, rows, cu->qkv_float,
+                                SAM2_ACT_NONE, NULL, what);
+    if (status == SAM2_STATUS_OK)
+      status = launched (cu, sam2_cuda_f32_to_16 (cu->qkv_float, (size_t) rows * N, cu->half,
+                                                  qkv16 + (size_t) r0 * N, cu->stream), what);
+  }
+  return status;
+}
+
 /* backend.h's norm_attention_linear for 16-bit qkv weights in a 16-bit precision: qkv's
  * LayerNorm + windows pass into its 16-bit operand (as cuda_norm_windows_linear; without a norm,
  * the windows alone), qkv's GEMM writing its output in 16 bits (sam2_cuda_gemm_16_bias_nt_to16:
@@ -1227,7 +1336,8 @@ offset_in (const float *buf, const float *p)
  * the operands the float rows round to), then proj as attention_linear runs it: the same bits as
  * the ops, with qkv's output written and read in 2 bytes per element instead of 4
  * (SAM2_CUDA_QKV16=0 for the ops). Where cuBLASLt has no 16-bit-output algorithm for the shape,
- * qkv's output is float and the rest runs from it: the same bits again. */
+ * qkv's output is made in float chunks and rounded (qkv16_from_float_chunks): the pass keeps
+ * the 16-bit layout that norm_attention_linear_spares promised. */
 static int
 cuda_norm_attention_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Linear *qkv,
                             const float *x, int n_img, int H, int W, int ws, int q_stride,
@@ -1237,31 +1347,12 @@ cuda_norm_attention_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Li
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   *done = FALSE;
   const Sam2CudaRowWindows win = { n_img, H, W, ws > 0 ? ws : 1 };
-  const long long M = sam2_cuda_row_windows_rows (&win);
+  const long long M = qkv_pass_rows (n_img, H, W, ws);
   const int N3 = qkv->out_features, width = a->heads * a->head_dim;
   const gboolean pooled = q_stride > 1;
   /* q in qkv's rows, or pooled into q_buf's; k and v in qkv's rows */
   const ptrdiff_t q_at = offset_in (pooled ? q_buf : qkv_buf, a->q);
   const ptrdiff_t k_at = offset_in (qkv_buf, a->k), v_at = offset_in (qkv_buf, a->v);
-  if (cu->precision == SAM2_PRECISION_FP32 || cu->cublaslt == NULL || !cu->norm_f16
-      || M <= SAM2_CUDA_LINEAR_SMALL_M_MAX || M > G_MAXINT || a->k_ld != N3 || a->v_ld != N3
-      || a->q_ld != (pooled ? width : N3) || q_at < 0 || q_at >= a->q_ld || k_at < 0
-      || k_at >= N3 || v_at < 0 || v_at >= N3)
-    return SAM2_STATUS_OK;
-  const CudaLinear *w, *wp = NULL;
-  const CudaNorm *d = NULL;
-  int status = linear_weights (cu, qkv, &w);
-  if (status != SAM2_STATUS_OK || w->kind != WEIGHTS_16 || (n != NULL && w->k != n->dim))
-    return status;
-  const size_t rows = (size_t) a->batch * a->len_q;
-  gboolean out16;
-  if ((n != NULL && (status = norm_weights (cu, n, &d)) != SAM2_STATUS_OK)
-      || (status = proj_takes_out16 (cu, proj, rows, &wp, &out16)) != SAM2_STATUS_OK)
-    return status;
-  /* the scratch: (M, K) qkv's operand, later (rows, width) the attention's output for proj */
-  uint16_t *x16;
-  if ((status = f16_scratch (cu, MAX ((size_t) M * w->k, rows * width), &x16)) != SAM2_STATUS_OK)
-    return status;
   /* qkv's 16-bit output (M, N3) in the first half of qkv_buf's bytes, the pooled q (rows, width)
    * in q_buf's: no memory of its own; the attention reads them in those buffers' layout,
    * counted in halves */
@@ -1271,38 +1362,45 @@ cuda_norm_attention_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Li
   in16.q16 = q16 + q_at;
   in16.k16 = qkv16 + k_at;
   in16.v16 = qkv16 + v_at;
-  if (!sam2_cuda_attention_16_reads_16 (&in16))
+  const QkvPassPlan plan = qkv_pass_plan (cu, n, qkv, M, q_stride, a, q_at, k_at, v_at,
+                                          sam2_cuda_attention_16_reads_16 (&in16), proj);
+  if (!plan.takes)
     return SAM2_STATUS_OK;
+  const CudaLinear *w, *wp = NULL;
+  const CudaNorm *d = NULL;
+  int status = linear_weights (cu, qkv, &w);
+  if (status == SAM2_STATUS_OK && n != NULL)
+    status = norm_weights (cu, n, &d);
+  if (status == SAM2_STATUS_OK && plan.out16)
+    status = linear_weights (cu, proj, &wp);
+  if (status != SAM2_STATUS_OK)
+    return status;
+  const size_t rows = (size_t) a->batch * a->len_q;
+  /* the scratch: (M, K) qkv's operand, later (rows, width) the attention's output for proj */
+  uint16_t *x16;
+  if ((status = f16_scratch (cu, MAX ((size_t) M * w->k, rows * width), &x16)) != SAM2_STATUS_OK)
+    return status;
   *done = TRUE;
   if ((status = windows_operand_16 (cu, n, d, x, &win, w->k, x16)) != SAM2_STATUS_OK)
     return status;
   gboolean refused;
   PROFILED (SAM2_OP_LINEAR, linear_16_to16 (cu, w, x16, (int) M, qkv16, qkv->name, &refused));
-  if (status != SAM2_STATUS_OK)
-    return status;
-  const int side_h = ws > 0 ? ws : H, side_w = ws > 0 ? ws : W;
-  Sam2CudaAttentionArgs args = in16;
-  if (!refused) {
-    cu->path_stats.qkv16++;
-    if (pooled)
-      PROFILED (SAM2_OP_MAX_POOL,
-                launched (cu, sam2_cuda_max_pool_16 (qkv16, a->batch, side_h, side_w, width, N3,
-                                                     q_stride, cu->half, q16, cu->stream),
-                          "max_pool"));
-  } else {
-    /* no 16-bit output for this shape: qkv's floats, and the rest from them */
+  if (status == SAM2_STATUS_OK && refused) {
     cu->path_stats.qkv16_float++;
-    PROFILED (SAM2_OP_LINEAR,
-              f16_linear_from16 (cu, w, x16, (int) M, qkv_buf, SAM2_ACT_NONE, NULL, qkv->name));
-    if (status == SAM2_STATUS_OK && pooled)
-      PROFILED (SAM2_OP_MAX_POOL,
-                launched (cu, sam2_cuda_max_pool (qkv_buf, a->batch, side_h, side_w, width, N3,
-                                                  q_stride, q_buf, cu->stream), "max_pool"));
-    args = cuda_attention_args (a);
+    PROFILED (SAM2_OP_LINEAR, qkv16_from_float_chunks (cu, w, x16, (int) M, qkv16, qkv->name));
+  } else if (status == SAM2_STATUS_OK) {
+    cu->path_stats.qkv16++;
+  }
+  if (status == SAM2_STATUS_OK && pooled) {
+    const int side_h = ws > 0 ? ws : H, side_w = ws > 0 ? ws : W;
+    PROFILED (SAM2_OP_MAX_POOL,
+              launched (cu, sam2_cuda_max_pool_16 (qkv16, a->batch, side_h, side_w, width, N3,
+                                                   q_stride, cu->half, q16, cu->stream),
+                        "max_pool"));
   }
   if (status != SAM2_STATUS_OK)
     return status;
-  return attention_then_linear (cu, args, out16 ? x16 : NULL, a->out, proj, wp, y, NULL);
+  return attention_then_linear (cu, in16, plan.out16 ? x16 : NULL, a->out, proj, wp, y, NULL);
 }
 
 /* Whether fc1 (LN (x)) can run as one quantization pass and a GEMM: fc1 a W4A8 layer that
@@ -2107,9 +2205,9 @@ cuda_destroy (Sam2Backend *b)
   }
   /* the scratch buffers grown by the ops */
   void **const scratch[] = { (void **) &cu->x16, &cu->w4a8_ws, &cu->w4a8_next_ws,
-                             (void **) &cu->next_counters, (void **) &cu->row_counter,
-                             &cu->stats_index, &cu->stats_rows, &cu->stats_gram, &cu->pre_frame,
-                             &cu->pre_tmp };
+                             (void **) &cu->qkv_float, (void **) &cu->next_counters,
+                             (void **) &cu->row_counter, &cu->stats_index, &cu->stats_rows,
+                             &cu->stats_gram, &cu->pre_frame, &cu->pre_tmp };
   free_device_buffers (scratch, G_N_ELEMENTS (scratch));
   preprocess_tables_free (cu);
 #ifdef SAM2_HAVE_CUSOLVER
@@ -2283,6 +2381,7 @@ static const Sam2BackendOps cuda_ops = {
   .norm_mlp = cuda_norm_mlp,
   .attention_linear = cuda_attention_linear,
   .norm_attention_linear = cuda_norm_attention_linear,
+  .norm_attention_linear_spares = cuda_norm_attention_linear_spares,
   .activation = cuda_activation,
   .add = cuda_add,
   .add_row = cuda_add_row,
@@ -2432,8 +2531,14 @@ sam2_backend_cuda_new (Sam2Precision precision, GError **error)
   if (!env_switch_on ("SAM2_CUDA_UPSCALE16"))
     cu->ops.depth_to_space2x_linear = NULL;
   /* 0: in FP16 / BF16, qkv's output is float, and the attention rounds it as it reads it */
-  if (!env_switch_on ("SAM2_CUDA_QKV16"))
+  const char *chunk = g_getenv ("SAM2_CUDA_QKV_FLOAT_CHUNK");
+  cu->qkv_float_chunk_bytes = chunk != NULL ? g_ascii_strtoull (chunk, NULL, 10) : 0;
+  if (cu->qkv_float_chunk_bytes == 0)
+    cu->qkv_float_chunk_bytes = QKV_FLOAT_CHUNK_BYTES;
+  if (!env_switch_on ("SAM2_CUDA_QKV16")) {
     cu->ops.norm_attention_linear = NULL;
+    cu->ops.norm_attention_linear_spares = NULL;
+  }
   cu->pinned = env_switch_on ("SAM2_CUDA_PINNED");        /* 0: pageable staging buffers */
   if (!env_switch_on ("SAM2_CUDA_PREPROCESS"))           /* 0: resize on the host */
     cu->ops.preprocess = NULL;

@@ -50,7 +50,7 @@ gboolean sam2_backend_cuda_graph_stats (Sam2Backend *b, Sam2CudaGraphStats *stat
  * results match. */
 typedef struct {
   guint qkv16;                 /* norm_attention_linear with qkv's output in 16 bits */
-  guint qkv16_float;           /* norm_attention_linear that fell back to qkv's float output
+  guint qkv16_float;           /* norm_attention_linear whose qkv ran as float GEMMs, rounded
                                 * (no cuBLASLt algorithm with a 16-bit output for the shape) */
 } Sam2CudaPathStats;
 

@@ -42,6 +42,16 @@ typedef struct {
 
 typedef struct _Sam2Backend Sam2Backend;
 
+/* What a backend's norm_attention_linear pass leaves unused of the float buffers the ops fill
+ * (norm_attention_linear_spares). */
+typedef enum {
+  /* qkv's output and the pooled q held in 16 bits, in the first halves of qkv_buf's and q_buf's
+   * bytes; nothing written to the window partition's buffer */
+  SAM2_PASS_QKV_HALVES = 1 << 0,
+  /* args->out not written: the attention hands proj its output in a form of the backend's */
+  SAM2_PASS_NO_ATTENTION_OUT = 1 << 1,
+} Sam2PassSpares;
+
 /* Op kinds for profiling. */
 typedef enum {
   SAM2_OP_LINEAR,
@@ -163,6 +173,17 @@ typedef struct {
                                 const float *x, int n_img, int H, int W, int ws, int q_stride,
                                 float *qkv_buf, float *q_buf, const Sam2AttentionArgs *args,
                                 const Sam2Linear *proj, float *y, gboolean *done);
+  /* Optional: what norm_attention_linear's pass leaves unused of the buffers the ops would fill,
+   * for a block of these layers and this geometry, so that the model can size its scratch:
+   * SAM2_PASS_* flags, 0 where the pass declines (or uses them all). args as
+   * norm_attention_linear takes them, except that its pointers are not read: q would lie at the
+   * start of qkv_buf's rows (of q_buf's where q_stride > 1), k and v at columns heads * head_dim
+   * and twice that of qkv_buf's rows, every buffer 256-byte aligned. A pass planned so runs so
+   * (with buffers laid out so) whenever no observer needs the layers' inputs. */
+  unsigned (*norm_attention_linear_spares) (Sam2Backend *b, const Sam2LayerNorm *n,
+                                            const Sam2Linear *qkv, int n_img, int H, int W,
+                                            int ws, int q_stride, const Sam2AttentionArgs *args,
+                                            const Sam2Linear *proj);
   /* y = a + c (n floats); y may alias either. */
   int (*add) (Sam2Backend *b, float *y, const float *a, const float *c, size_t n);
   /* y (M, C) = x (M, C) + row (C) broadcast over rows; y may be x. */

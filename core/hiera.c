@@ -225,109 +225,148 @@ sam2_hiera_bind (Sam2Binder *b, GError **error)
 }
 
 /* Scratch layout of one block for `nb` images, in floats, shared by the planner and the forward
- * pass. Every part holds the images one after another. Parts whose contents are never live at
- * the same time share space (block_forward's order):
- *   norm      LN (x): read by the skip projection and qkv (via the windows), then reused by the
- *             MLP half's LayerNorm;
- *   skip      the skip projection at stage starts, dead once max-pooled into the block's output;
+ * pass, for a backend whose attention pass leaves `spares` (backend.h's Sam2PassSpares) of the
+ * ops' buffers unused. Every part holds the images one after another and starts 256 bytes
+ * after the one before. Parts whose contents are never live at the same time share space
+ * (block_forward's order):
+ *   norm      LN (x): read by qkv (via the windows) and, at stage starts, the skip projection
+ *             after the attention; then reused by the MLP half's LayerNorm;
  *   windows   the window partition of norm, dead once qkv has read it;
- *   attn      the attention's output, born after qkv's GEMM: so skip, windows and attn share one
- *             part;
- *   qkv, q    qkv's output and the pooled q, read by the attention;
+ *   attn      the attention's output, born after qkv's GEMM: so windows and attn share one part;
+ *   qkv, q    qkv's output and the pooled q, read by the attention (in halves where the backend
+ *             holds them in 16 bits);
  *   proj      attn's projection, born after the attention, which is qkv's and q's last reader:
  *             it shares qkv's part;
+ *   skip      the skip projection at stage starts, made after the attention (its input, norm,
+ *             lives on) and dead once max-pooled into the block's output: in qkv's part after
+ *             proj;
  *   hidden    the MLP's hidden rows, after norm (the attention half is over). */
 typedef struct {
-  size_t norm, skip, windows, qkv, q, attn, proj, hidden;
+  size_t norm, windows, qkv, q, attn, proj, skip, hidden;
   size_t total;
 } BlockScratch;
 
 static BlockScratch
-block_scratch_layout (const Sam2HieraBlock *blk, int nb)
+block_scratch_layout (const Sam2HieraBlock *blk, int nb, unsigned spares)
 {
   BlockScratch l = { 0 };
+  const gboolean halves = (spares & SAM2_PASS_QKV_HALVES) != 0;
   const size_t tin = (size_t) nb * blk->in_h * blk->in_w;
   const size_t tout = (size_t) nb * blk->out_h * blk->out_w;
   const size_t padded = (size_t) nb * blk->n_seq * blk->len_k;
   const size_t pooled = (size_t) nb * blk->n_seq * blk->len_q;
-  size_t at = 0;
-  l.norm = at;
-  at += MAX (tin * blk->dim, tout * blk->dim_out);
+  l.norm = 0;
+  const size_t at = sam2_scratch_part_end (0, MAX (tin * blk->dim, tout * blk->dim_out));
   /* attention phase */
-  const size_t skip = (blk->has_skip_proj && blk->q_stride > 1) ? tin * blk->dim_out : 0;
-  const size_t windows = blk->window > 0 ? padded * blk->dim : 0;
+  const size_t windows = blk->window > 0 && !halves ? padded * blk->dim : 0;
   const size_t attn = MAX (pooled, tout) * blk->dim_out;
-  l.skip = l.windows = l.attn = at;
-  size_t a = at + MAX (MAX (skip, windows), attn);
-  l.qkv = l.proj = a;
-  a += MAX (padded * 3 * blk->dim_out, pooled * blk->dim_out);
-  l.q = a;
-  a += blk->q_stride > 1 ? pooled * blk->dim_out : 0;
+  const size_t attn_out = (spares & SAM2_PASS_NO_ATTENTION_OUT) ? 0 : attn;
+  l.windows = l.attn = at;
+  l.qkv = l.proj = sam2_scratch_part_end (at, MAX (windows, attn_out));
+  l.skip = sam2_scratch_part_end (l.proj, attn);
+  const size_t skip = (blk->has_skip_proj && blk->q_stride > 1) ? tin * blk->dim_out : 0;
+  const size_t qkv = padded * 3 * blk->dim_out;
+  l.q = sam2_scratch_part_end (l.qkv, MAX (halves ? (qkv + 1) / 2 : qkv, l.skip - l.qkv + skip));
+  const size_t q = blk->q_stride > 1 ? pooled * blk->dim_out : 0;
+  const size_t attention_end = l.q + (halves ? (q + 1) / 2 : q);
   /* MLP phase reuses everything after the norm output */
   l.hidden = at;
-  size_t mlp_end = at + tout * blk->mlp.layers[0].out_features;
-  l.total = MAX (a, mlp_end);
+  const size_t mlp_end = at + tout * blk->mlp.layers[0].out_features;
+  l.total = MAX (attention_end, mlp_end);
   return l;
 }
 
-size_t
-sam2_hiera_block_scratch_floats (const Sam2HieraBlock *blk, int batch)
+/* The attention's arguments in a block on nb images, q, k and v in qkv's rows (q pooled into
+ * q_buf's at stage starts), the output in out's rows; NULL buffers leave their pointers NULL (the
+ * geometry alone, for norm_attention_linear_spares). */
+static Sam2AttentionArgs
+block_attention_args (const Sam2HieraBlock *blk, int nb, const float *qkv, const float *q_buf,
+                      float *out)
 {
-  return block_scratch_layout (blk, batch).total;
+  const int d = blk->dim_out;
+  const gboolean pooled = blk->q_stride > 1;
+  const int q_ld = pooled ? d : 3 * d;
+  return (Sam2AttentionArgs) {
+    .batch = nb * blk->n_seq, .heads = blk->heads, .head_dim = blk->head_dim,
+    .len_q = blk->len_q, .len_k = blk->len_k, .scale = 1.0f / sqrtf ((float) blk->head_dim),
+    .q = pooled ? q_buf : qkv, .q_ld = q_ld, .q_batch_stride = (size_t) blk->len_q * q_ld,
+    .k = qkv != NULL ? qkv + d : NULL, .k_ld = 3 * d,
+    .k_batch_stride = (size_t) blk->len_k * 3 * d,
+    .v = qkv != NULL ? qkv + 2 * d : NULL, .v_ld = 3 * d,
+    .v_batch_stride = (size_t) blk->len_k * 3 * d,
+    .out = out, .out_ld = d, .out_batch_stride = (size_t) blk->len_q * d,
+  };
+}
+
+/* What the backend's attention pass spares of the block's buffers on nb images (0 where it has
+ * none). */
+static unsigned
+block_spares (Sam2Backend *b, const Sam2HieraBlock *blk, int nb)
+{
+  const Sam2BackendOps *o = b->ops;
+  if (o->norm_attention_linear == NULL || o->norm_attention_linear_spares == NULL)
+    return 0;
+  const Sam2AttentionArgs args = block_attention_args (blk, nb, NULL, NULL, NULL);
+  return o->norm_attention_linear_spares (b, blk->has_skip_proj ? NULL : &blk->norm1, &blk->qkv,
+                                          nb, blk->in_h, blk->in_w, blk->window, blk->q_stride,
+                                          &args, &blk->attn_proj);
+}
+
+size_t
+sam2_hiera_scratch_floats (const Sam2Model *m, Sam2Backend *b, int max_batch, gboolean observed)
+{
+  size_t floats = 0;
+  for (int i = 0; i < m->n_blocks; i++)
+    for (int nb = 1; nb <= max_batch; nb++) {
+      const unsigned spares = observed ? 0 : block_spares (b, &m->blocks[i], nb);
+      floats = MAX (floats, block_scratch_layout (&m->blocks[i], nb, spares).total);
+    }
+  return floats;
 }
 
 /* One block on s->batch images: the row-wise ops (norms, linears, the residual add) take all
  * images' rows at once, attention takes all their windows (or, global, one sequence each) as
  * its batch; only the window (un)partition is per image. */
 static int
-block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float *out)
+block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float *S, float *out)
 {
   Sam2Backend *b = s->backend;
   const Sam2BackendOps *o = b->ops;
   const int nb = s->batch;
-  const BlockScratch l = block_scratch_layout (blk, nb);
-  float *S = s->block_scratch;
+  /* an observer sees each layer's input: the ops run, in their own buffers */
+  const unsigned spares = s->observer == NULL ? block_spares (b, blk, nb) : 0;
+  const BlockScratch l = block_scratch_layout (blk, nb, spares);
   float *norm = S + l.norm;
   const int tin = blk->in_h * blk->in_w, tout = blk->out_h * blk->out_w;
   const int d = blk->dim_out;
-  const int n_seq = nb * blk->n_seq;   /* sequences of all images */
 
-  /* residual: the input itself, or its projection (pooled at stage starts) written to `out` */
-  const float *residual = x;
+  /* residual: the input itself, or its projection (pooled at stage starts) written to `out`
+   * after the attention, where its temporary can lie in qkv's dead part */
+  const float *residual = blk->has_skip_proj ? out : x;
   const Sam2LayerNorm *norm1 = &blk->norm1;
   const float *qkv_in = x;
   if (blk->has_skip_proj) {
     /* the projection reads the normalised map too: it is made here, and qkv takes it as it is */
     CHECK (o->layer_norm (b, &blk->norm1, x, nb * tin, norm));
-    if (blk->q_stride > 1) {
-      CHECK (sam2_session_linear (s, &blk->skip_proj, norm, nb * tin, S + l.skip, SAM2_ACT_NONE,
-                                  NULL));
-      CHECK (o->max_pool (b, S + l.skip, nb, blk->in_h, blk->in_w, d, d, blk->q_stride, out));
-    } else {
-      CHECK (sam2_session_linear (s, &blk->skip_proj, norm, nb * tin, out, SAM2_ACT_NONE, NULL));
-    }
-    residual = out;
     norm1 = NULL;
     qkv_in = norm;
   }
   /* LayerNorm (unless done above), window partition, qkv, attention and proj, q pooled from
-   * qkv's output at stage starts: one pass from the block's input where the backend has one */
-  float *qkv = S + l.qkv;
-  const float *q = blk->q_stride > 1 ? S + l.q : qkv;
-  const int q_ld = blk->q_stride > 1 ? d : 3 * d;
-  Sam2AttentionArgs args = {
-    .batch = n_seq, .heads = blk->heads, .head_dim = blk->head_dim,
-    .len_q = blk->len_q, .len_k = blk->len_k, .scale = 1.0f / sqrtf ((float) blk->head_dim),
-    .q = q, .q_ld = q_ld, .q_batch_stride = (size_t) blk->len_q * q_ld,
-    .k = qkv + d, .k_ld = 3 * d, .k_batch_stride = (size_t) blk->len_k * 3 * d,
-    .v = qkv + 2 * d, .v_ld = 3 * d, .v_batch_stride = (size_t) blk->len_k * 3 * d,
-    .out = S + l.attn, .out_ld = d, .out_batch_stride = (size_t) blk->len_q * d,
-  };
+   * qkv's output at stage starts: one pass from the block's input where the backend has one
+   * (which must run where it said it spares buffers: they were not made for the ops) */
+  const Sam2AttentionArgs args = block_attention_args (blk, nb, S + l.qkv, S + l.q, S + l.attn);
   float *proj = S + l.proj;
   CHECK (sam2_session_norm_attention_linear (s, norm1, &blk->qkv, qkv_in, nb, blk->in_h,
                                              blk->in_w, blk->window, blk->q_stride, norm,
-                                             S + l.windows, qkv, S + l.q, &args, &blk->attn_proj,
-                                             proj));
+                                             S + l.windows, S + l.qkv, S + l.q, &args,
+                                             &blk->attn_proj, proj, spares != 0));
+  if (blk->has_skip_proj && blk->q_stride > 1) {
+    CHECK (sam2_session_linear (s, &blk->skip_proj, norm, nb * tin, S + l.skip, SAM2_ACT_NONE,
+                                NULL));
+    CHECK (o->max_pool (b, S + l.skip, nb, blk->in_h, blk->in_w, d, d, blk->q_stride, out));
+  } else if (blk->has_skip_proj) {
+    CHECK (sam2_session_linear (s, &blk->skip_proj, norm, nb * tin, out, SAM2_ACT_NONE, NULL));
+  }
 
   /* out = residual + the attention branch (residual may be out itself): with windows, in the
    * unpartition's pass */
@@ -370,12 +409,14 @@ sam2_hiera_forward (Sam2Session *s)
   sam2_session_emit_map_tap (s, "patch_embed+pos", s->stage_x[0], m->patch_h, m->patch_w,
                              c->hidden_size);
 
+  float *scratch;
+  CHECK (sam2_session_block_scratch (s, &scratch));
   for (int i = 0; i < m->n_blocks; i++) {
     const Sam2HieraBlock *blk = &m->blocks[i];
     const float *x = blk->stage > 0 && i == m->stage_end[blk->stage - 1] + 1
                          ? s->stage_x[blk->stage - 1]
                          : s->stage_x[blk->stage];
-    CHECK (block_forward (s, blk, x, s->stage_x[blk->stage]));
+    CHECK (block_forward (s, blk, x, scratch, s->stage_x[blk->stage]));
     char name[64];
     g_snprintf (name, sizeof name, "blocks.%d", i);
     sam2_session_emit_map_tap (s, name, s->stage_x[blk->stage], blk->out_h, blk->out_w,

@@ -80,15 +80,6 @@ mlp_max_width (const Sam2Mlp *mlp)
   return w;
 }
 
-/* The end of a part of n floats starting at `at` within a shared scratch, rounded up so that the
- * next part starts 256 bytes after the one before (the alignment of a buffer of its own, which
- * kernels and cuBLASLt's algorithm choice may rely on). */
-static size_t
-scratch_part_end (size_t at, size_t n)
-{
-  return (at + n + 63) & ~(size_t) 63;
-}
-
 static void
 alloc_encoder (Sam2Session *s, Allocator *a)
 {
@@ -110,20 +101,19 @@ alloc_encoder (Sam2Session *s, Allocator *a)
    * 1024, one image: the blocks' 228 MiB (hiera.c's layout), which the im2col's 37 MiB and the
    * neck's 85 MiB fit inside. Parts start 256 bytes apart. */
   const size_t patch_cols = tokens * m->patch_embed.in_features;
-  size_t blocks = 0;
-  for (int i = 0; i < m->n_blocks; i++)
-    blocks = MAX (blocks, sam2_hiera_block_scratch_floats (&m->blocks[i], s->max_batch));
+  const size_t blocks = sam2_hiera_scratch_floats (m, s->backend, s->max_batch, FALSE);
   size_t fpn_at[SAM2_MAX_STAGES], neck_end = 0, neck_cols = 0;
   for (int st = 0; st < m->n_stages; st++) {
     const size_t hw = (size_t) m->stage_h[st] * m->stage_w[st];
     fpn_at[st] = neck_end;
-    neck_end = scratch_part_end (neck_end, B * hw * F);
+    neck_end = sam2_scratch_part_end (neck_end, B * hw * F);
     if (m->neck_kernel > 1)
       neck_cols = MAX (neck_cols, hw * m->neck_conv[m->n_stages - 1 - st].in_features);
   }
   const size_t neck_cols_at = neck_end;
   neck_end += neck_cols;
-  s->block_scratch = balloc (a, MAX (MAX (patch_cols, blocks), neck_end));
+  s->block_scratch_floats = MAX (MAX (patch_cols, blocks), neck_end);
+  s->block_scratch = balloc (a, s->block_scratch_floats);
   if (s->block_scratch != NULL) {
     s->patch_cols = s->block_scratch;
     for (int st = 0; st < m->n_stages; st++)
@@ -136,6 +126,22 @@ alloc_encoder (Sam2Session *s, Allocator *a)
     if (B > 1)
       s->batch_features[l] = balloc (a, B * n);
   }
+}
+
+int
+sam2_session_block_scratch (Sam2Session *s, float **scratch)
+{
+  *scratch = s->block_scratch;
+  if (s->observer == NULL)
+    return SAM2_STATUS_OK;
+  /* the blocks' part of an observed pass; the neck's and the patch embedding's are the same */
+  const size_t need = sam2_hiera_scratch_floats (s->model, s->backend, s->max_batch, TRUE);
+  if (need <= s->block_scratch_floats)
+    return SAM2_STATUS_OK;
+  if (s->observed_scratch == NULL)
+    s->observed_scratch = s->backend->ops->alloc (s->backend, need);
+  *scratch = s->observed_scratch;
+  return s->observed_scratch != NULL ? SAM2_STATUS_OK : SAM2_STATUS_OUT_OF_MEMORY;
 }
 
 static void
@@ -216,6 +222,7 @@ free_buffers (Sam2Session *s)
   s->patch_cols = NULL;
   s->neck_cols = NULL;
   bfree (s, &s->block_scratch);
+  bfree (s, &s->observed_scratch);
   for (int l = 0; l < 3; l++) {
     bfree (s, &s->features[l]);
     bfree (s, &s->batch_features[l]);
@@ -687,11 +694,17 @@ sam2_session_norm_attention_linear (Sam2Session *s, const Sam2LayerNorm *n, cons
                                     const float *x, int n_img, int H, int W, int ws, int q_stride,
                                     float *norm_buf, float *win_buf, float *qkv_buf,
                                     float *q_buf, const Sam2AttentionArgs *args,
-                                    const Sam2Linear *proj, float *y)
+                                    const Sam2Linear *proj, float *y, gboolean planned)
 {
   Sam2Backend *b = s->backend;
   TRY_BACKEND_PASS (s, norm_attention_linear, n, qkv, x, n_img, H, W, ws, q_stride, qkv_buf,
                     q_buf, args, proj, y);
+  if (planned) {
+    g_critical ("the %s backend declined the attention pass of %s that it planned: the "
+                "scratch is too small for the separate ops",
+                b->ops->name, qkv->name != NULL ? qkv->name : "a block");
+    return SAM2_STATUS_UNSUPPORTED;
+  }
   int status = sam2_session_norm_windows_linear (s, n, qkv, x, n_img, H, W, ws, norm_buf,
                                                  win_buf, qkv_buf);
   if (status == SAM2_STATUS_OK && q_stride > 1) {

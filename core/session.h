@@ -114,6 +114,9 @@ struct _Sam2Session {
   float *patch_cols;           /* (patch_h * patch_w, 3 * kh * kw) of one image */
   float *stage_x[SAM2_MAX_STAGES];   /* (B, stage_h * stage_w, stage_dim) block outputs */
   float *block_scratch;        /* temporaries of one Hiera block (the largest) for B images */
+  size_t block_scratch_floats;
+  float *observed_scratch;     /* the blocks' temporaries as the ops need them, where more than
+                                  block_scratch: under an observer (NULL until needed) */
   float *fpn[SAM2_MAX_STAGES]; /* (B, H_i * W_i, fpn_hidden) neck outputs by level */
   float *neck_cols;            /* im2col of one image for neck convs with kernel > 1 */
   float *features[3];          /* feat_s0, feat_s1, image embedding of the selected image */
@@ -231,13 +234,15 @@ int sam2_session_norm_linear_pair (Sam2Session *s, const Sam2LayerNorm *n, float
  * norm_attention_linear says how args point into qkv_buf and q_buf): the backend's pass where it
  * has one for these layers and no observer needs to see the layers' inputs, else
  * sam2_session_norm_windows_linear (norm_buf, win_buf) into qkv_buf, max_pool into q_buf and
- * sam2_session_attention_linear. */
+ * sam2_session_attention_linear. `planned`: the buffers were sized for the pass, as the
+ * backend's norm_attention_linear_spares said, and too small for the ops: the pass declining is
+ * then an error (SAM2_STATUS_UNSUPPORTED), not a turn to the ops. */
 int sam2_session_norm_attention_linear (Sam2Session *s, const Sam2LayerNorm *n,
                                         const Sam2Linear *qkv, const float *x, int n_img, int H,
                                         int W, int ws, int q_stride, float *norm_buf,
                                         float *win_buf, float *qkv_buf, float *q_buf,
                                         const Sam2AttentionArgs *args, const Sam2Linear *proj,
-                                        float *y);
+                                        float *y, gboolean planned);
 
 /* y = l (attention (args)) + residual (NULL: none; may be y), the attention's output rows
  * packed (args->out_ld = l's in_features; args->out_batch_stride = len_q of them where batch >
@@ -270,8 +275,22 @@ void sam2_decoder_stacks_clear (Sam2Session *s);
 /* The module forwards; each returns a SAM2_STATUS_*. */
 int sam2_hiera_forward (Sam2Session *s);
 int sam2_neck_forward (Sam2Session *s);
-/* Scratch of block_forward for `batch` images. */
-size_t sam2_hiera_block_scratch_floats (const Sam2HieraBlock *blk, int batch);
+/* Floats of the Hiera blocks' scratch (the largest block's) for passes of 1 .. max_batch
+ * images: laid out for the backend's passes, or (observed) for the ops, which run while an
+ * observer needs the layers' inputs. */
+size_t sam2_hiera_scratch_floats (const Sam2Model *m, Sam2Backend *b, int max_batch,
+                                  gboolean observed);
+/* The blocks' scratch for the pass about to run: block_scratch, or under an observer where the
+ * ops need more than block_scratch holds, observed_scratch, made at the first such pass. */
+int sam2_session_block_scratch (Sam2Session *s, float **scratch);
+/* The end of a part of n floats starting at `at` within a shared scratch, rounded up so that the
+ * next part starts 256 bytes after the one before (the alignment of a buffer of its own, which
+ * kernels and cuBLASLt's algorithm choice may rely on). */
+static inline size_t
+sam2_scratch_part_end (size_t at, size_t n)
+{
+  return (at + n + 63) & ~(size_t) 63;
+}
 /* Emits a tap of a (h, w, c) map for each image of the pass: (h, w, c) for one image, else
  * (batch, h, w, c). */
 void sam2_session_emit_map_tap (Sam2Session *s, const char *name, const float *data, int h, int w,

@@ -29,11 +29,22 @@ sam2_cuda_attention_16_set_version (int version)
 
 namespace {
 
+/* rows of `elements`-aligned halves: the first at byte address `at`, ld and batch_stride */
 bool
-rows_aligned (const void *p, int ld, size_t batch_stride, unsigned elements)
+rows_aligned (uintptr_t at, int ld, size_t batch_stride, unsigned elements)
 {
-  return (uintptr_t) p % (2 * elements) == 0 && ld % elements == 0
-         && batch_stride % elements == 0;
+  return at % (2 * elements) == 0 && ld % elements == 0 && batch_stride % elements == 0;
+}
+
+/* sam2_cuda_attention_16_reads_16 for q16, k16 and v16 at these byte addresses */
+bool
+reads_16_at (const Sam2CudaAttentionArgs &a, uintptr_t q, uintptr_t k, uintptr_t v)
+{
+  return sam2_cuda_attention_16_version () == 2 && a.head_dim % 4 == 0 && a.head_dim >= 4
+         && a.head_dim <= SAM2_CUDA_ATTENTION_MAX_HEAD_DIM
+         && !sam2_cuda_attention_decode_shape (a) && rows_aligned (q, a.q_ld, a.q_batch_stride, 2)
+         && rows_aligned (k, a.k_ld, a.k_batch_stride, 4)
+         && rows_aligned (v, a.v_ld, a.v_batch_stride, 4);
 }
 
 } /* namespace */
@@ -42,12 +53,15 @@ extern "C" int
 sam2_cuda_attention_16_reads_16 (const Sam2CudaAttentionArgs *a)
 {
   return a != NULL && a->q16 != NULL && a->k16 != NULL && a->v16 != NULL
-         && sam2_cuda_attention_16_version () == 2 && a->head_dim % 4 == 0 && a->head_dim >= 4
-         && a->head_dim <= SAM2_CUDA_ATTENTION_MAX_HEAD_DIM
-         && !sam2_cuda_attention_decode_shape (*a)
-         && rows_aligned (a->q16, a->q_ld, a->q_batch_stride, 2)
-         && rows_aligned (a->k16, a->k_ld, a->k_batch_stride, 4)
-         && rows_aligned (a->v16, a->v_ld, a->v_batch_stride, 4);
+         && reads_16_at (*a, (uintptr_t) a->q16, (uintptr_t) a->k16, (uintptr_t) a->v16);
+}
+
+extern "C" int
+sam2_cuda_attention_16_reads_16_at (const Sam2CudaAttentionArgs *a, size_t q_at, size_t k_at,
+                                    size_t v_at)
+{
+  /* a 16-byte aligned start keeps each offset's alignment up to the 8 bytes checked */
+  return a != NULL && reads_16_at (*a, 2 * q_at, 2 * k_at, 2 * v_at);
 }
 
 extern "C" int

@@ -255,6 +255,10 @@ int sam2_cuda_attention_16 (const Sam2CudaAttentionArgs *args, Sam2CudaHalf type
  * k16 and v16 rows 8-byte aligned (pointers, lds and batch strides) and q16 rows 4-byte aligned;
  * else 0. */
 int sam2_cuda_attention_16_reads_16 (const Sam2CudaAttentionArgs *args);
+/* The same question before the buffers exist (to size them): args' pointers are not read; q16,
+ * k16 and v16 would lie q_at, k_at and v_at halves past the starts of 16-byte aligned buffers. */
+int sam2_cuda_attention_16_reads_16_at (const Sam2CudaAttentionArgs *args, size_t q_at,
+                                        size_t k_at, size_t v_at);
 
 /* Which half-precision attention kernels run: 2, the current ones, unless the environment
  * variable SAM2_ATTENTION_KERNEL is "v1" (read once, at the first call), which selects the first

@@ -301,14 +301,24 @@ cublasLtMatmulPreferenceSetAttribute (cublasLtMatmulPreference_t, cublasLtMatmul
 }
 
 cublasStatus_t
-cublasLtMatmulAlgoGetHeuristic (cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t,
+cublasLtMatmulAlgoGetHeuristic (cublasLtHandle_t, cublasLtMatmulDesc_t desc,
                                 cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
-                                cublasLtMatrixLayout_t, cublasLtMatmulPreference_t, int requested,
+                                cublasLtMatrixLayout_t, cublasLtMatrixLayout_t ld,
+                                cublasLtMatmulPreference_t, int requested,
                                 cublasLtMatmulHeuristicResult_t results[], int *found)
 {
   /* one "algorithm": the host's */
   if (requested < 1)
     return CUBLAS_STATUS_INVALID_VALUE;
+  /* SAM2_SIMT_LT_NO_16_BIAS_OUTPUT set: none for a 16-bit output with a bias epilogue, as a
+   * cuBLASLt may answer for some shapes, so that the callers' fallbacks run here too */
+  const cudaDataType_t out = reinterpret_cast<const Layout *> (ld)->type;
+  if (getenv ("SAM2_SIMT_LT_NO_16_BIAS_OUTPUT") != nullptr
+      && reinterpret_cast<const MatmulDesc *> (desc)->epilogue == CUBLASLT_EPILOGUE_BIAS
+      && (out == CUDA_R_16F || out == CUDA_R_16BF)) {
+    *found = 0;
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
   memset (&results[0], 0, sizeof results[0]);
   results[0].state = CUBLAS_STATUS_SUCCESS;
   *found = 1;

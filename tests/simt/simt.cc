@@ -14,6 +14,7 @@
 #include "simt-device.h"
 #include "fiber-switch.h"
 
+#include <execinfo.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -888,6 +889,12 @@ cudaMalloc (void **p, size_t bytes)
     return cudaErrorMemoryAllocation;
   device_blocks.push_back ({ *p, bytes });
   device_bytes_in_use += bytes;
+  if (getenv ("SIMT_ALLOC_LOG") != nullptr && bytes >= 100000) {
+    void *frames[4];
+    int n = backtrace (frames, 4);
+    fprintf (stderr, "ALLOC %zu in_use %zu\n", bytes, device_bytes_in_use);
+    backtrace_symbols_fd (frames, n, 2);
+  }
   return cudaSuccess;
 }
 
