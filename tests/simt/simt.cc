@@ -889,10 +889,14 @@ cudaMalloc (void **p, size_t bytes)
     return cudaErrorMemoryAllocation;
   device_blocks.push_back ({ *p, bytes });
   device_bytes_in_use += bytes;
-  if (getenv ("SIMT_ALLOC_LOG") != nullptr && bytes >= 100000) {
+  /* SAM2_SIMT_ALLOC_LOG=N: each allocation of N bytes or more, the bytes then in use and its
+   * callers (addresses in the program, for addr2line), on stderr: where a session's device
+   * memory goes, counted without a GPU */
+  static const char *const log_from = getenv ("SAM2_SIMT_ALLOC_LOG");
+  if (log_from != nullptr && bytes >= strtoull (log_from, nullptr, 10)) {
     void *frames[4];
-    int n = backtrace (frames, 4);
-    fprintf (stderr, "ALLOC %zu in_use %zu\n", bytes, device_bytes_in_use);
+    const int n = backtrace (frames, 4);
+    fprintf (stderr, "cudaMalloc %zu bytes, %zu in use; from:\n", bytes, device_bytes_in_use);
     backtrace_symbols_fd (frames, n, 2);
   }
   return cudaSuccess;
