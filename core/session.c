@@ -80,6 +80,49 @@ mlp_max_width (const Sam2Mlp *mlp)
   return w;
 }
 
+/* A buffer that is a part of a shared scratch: where its pointer goes, and its floats. */
+typedef struct {
+  float **buf;
+  size_t n;
+} ScratchPart;
+
+#define DECODER_CALL_PARTS 15
+
+/* The mask decoder's buffers whose contents live within one decode call (keys_pe also within the
+ * image side's preparation, after the neck): the image keys' passes through the two-way
+ * transformer, a mask prompt's embedding, the upscaling's maps and the masks, which the call
+ * reads back before it returns. Parts of the encoder's scratch, which holds nothing between
+ * encoder passes, and no encoder pass runs within a decode call. */
+static void
+decoder_call_parts (Sam2Session *s, ScratchPart parts[DECODER_CALL_PARTS])
+{
+  const Sam2Model *m = s->model;
+  Sam2DecoderBuffers *d = &s->dec;
+  const int C = m->decoder_dim, nmt = m->n_mask_tokens;
+  const size_t HW = (size_t) m->feat_h[2] * m->feat_w[2];
+  const size_t ms2 = (size_t) m->mask_size * m->mask_size;
+  const int mic4 = m->mask_norm1.dim;
+  const ScratchPart p[DECODER_CALL_PARTS] = {
+    { &d->keys, HW * C },
+    { &d->keys_pe, HW * C },
+    { &d->big_q, HW * C },
+    { &d->big_k, HW * C },
+    { &d->big_v, HW * C },
+    { &d->big_o, HW * C },
+    { &d->dense, HW * C },
+    { &d->mask_cols, ms2 * MAX (1, mic4) / 4 + ms2 },
+    { &d->mask_a, ms2 / 4 * mic4 },
+    { &d->mask_b, ms2 / 16 * m->mask_norm2.dim },
+    /* wide enough for the upscaling's first layer stacked with the final attention's v */
+    { &d->up1_cols, HW * (m->upscale1.out_features + m->final_attn.v_proj.out_features) },
+    { &d->up1, 4 * HW * (C / 4) },
+    { &d->up2_cols, 4 * HW * m->upscale2.out_features },
+    { &d->up2, 16 * HW * (C / 8) },
+    { &d->masks, (size_t) nmt * 16 * HW },
+  };
+  memcpy (parts, p, sizeof p);
+}
+
 static void
 alloc_encoder (Sam2Session *s, Allocator *a)
 {
@@ -97,9 +140,11 @@ alloc_encoder (Sam2Session *s, Allocator *a)
 
   /* One scratch for the three phases of an encoder pass, which never overlap in time: the patch
    * embedding's im2col (before the blocks), the blocks' temporaries, and the neck's maps by
-   * level with its im2col (after the blocks; the decoder reads only s->features). Tiny at
-   * 1024, one image: the blocks' 228 MiB (hiera.c's layout), which the im2col's 37 MiB and the
-   * neck's 85 MiB fit inside. Parts start 256 bytes apart. */
+   * level with its im2col (after the blocks; the decoder reads only s->features); and for the
+   * decoder's temporaries of a decode call, between passes (decoder_call_parts). Tiny at 1024,
+   * one image: the blocks' 204 MiB (hiera.c's layout; 120 MiB in FP16 on a GPU), which the
+   * im2col's 37 MiB, the neck's 85 MiB and the decoder's 57 MiB fit inside. Parts start 256
+   * bytes apart. */
   const size_t patch_cols = tokens * m->patch_embed.in_features;
   const size_t blocks = sam2_hiera_scratch_floats (m, s->backend, s->max_batch, FALSE);
   size_t fpn_at[SAM2_MAX_STAGES], neck_end = 0, neck_cols = 0;
@@ -112,13 +157,22 @@ alloc_encoder (Sam2Session *s, Allocator *a)
   }
   const size_t neck_cols_at = neck_end;
   neck_end += neck_cols;
-  s->block_scratch_floats = MAX (MAX (patch_cols, blocks), neck_end);
+  ScratchPart dec[DECODER_CALL_PARTS];
+  size_t dec_at[DECODER_CALL_PARTS], dec_end = 0;
+  decoder_call_parts (s, dec);
+  for (int i = 0; i < DECODER_CALL_PARTS; i++) {
+    dec_at[i] = dec_end;
+    dec_end = sam2_scratch_part_end (dec_end, dec[i].n);
+  }
+  s->block_scratch_floats = MAX (MAX (patch_cols, blocks), MAX (neck_end, dec_end));
   s->block_scratch = balloc (a, s->block_scratch_floats);
   if (s->block_scratch != NULL) {
     s->patch_cols = s->block_scratch;
     for (int st = 0; st < m->n_stages; st++)
       s->fpn[st] = s->block_scratch + fpn_at[st];
     s->neck_cols = neck_cols > 0 ? s->block_scratch + neck_cols_at : NULL;
+    for (int i = 0; i < DECODER_CALL_PARTS; i++)
+      *dec[i].buf = s->block_scratch + dec_at[i];
   }
   for (int l = 0; l < 3; l++) {
     const size_t n = (size_t) m->feat_h[l] * m->feat_w[l] * m->feat_c[l];
@@ -163,12 +217,6 @@ alloc_decoder (Sam2Session *s, Allocator *a)
   d->v_small = balloc (a, (size_t) T * C);
   d->o_small = balloc (a, (size_t) T * C);
   d->qkv_small = balloc (a, (size_t) T * 3 * C);
-  d->keys = balloc (a, HW * C);
-  d->keys_pe = balloc (a, HW * C);
-  d->big_q = balloc (a, HW * C);
-  d->big_k = balloc (a, HW * C);
-  d->big_v = balloc (a, HW * C);
-  d->big_o = balloc (a, HW * C);
   /* the first two-way block's image side, computed once per image */
   const int dt = m->n_two_way > 0 ? m->two_way[0].cross_token_to_image.internal_dim : 1;
   const int di = m->n_two_way > 0 ? m->two_way[0].cross_image_to_token.internal_dim : 1;
@@ -176,18 +224,9 @@ alloc_decoder (Sam2Session *s, Allocator *a)
   d->image_k = balloc (a, HW * dt);
   d->image_v = balloc (a, HW * dt);
   d->image_q = balloc (a, HW * di);
-  d->dense = balloc (a, HW * C);
-  const int mic4 = m->mask_norm1.dim;
-  d->mask_cols = balloc (a, ms2 * MAX (1, mic4) / 4 + ms2);
-  d->mask_a = balloc (a, ms2 / 4 * mic4);
-  d->mask_b = balloc (a, ms2 / 16 * m->mask_norm2.dim);
-  /* wide enough for the upscaling's first layer stacked with the final attention's v */
-  d->up1_cols = balloc (a, HW * (m->upscale1.out_features + m->final_attn.v_proj.out_features));
-  d->up1 = balloc (a, 4 * HW * (C / 4));
-  d->up2_cols = balloc (a, 4 * HW * m->upscale2.out_features);
-  d->up2 = balloc (a, 16 * HW * (C / 8));
+  /* keys, keys_pe, big_*, dense, mask_*, up*, masks: parts of the encoder's scratch
+   * (decoder_call_parts, alloc_encoder) */
   d->hyper = balloc (a, (size_t) nmt * (C / 8));
-  d->masks = balloc (a, (size_t) nmt * 16 * HW);
   size_t widest = mlp_max_width (&m->iou_head);
   widest = MAX (widest, mlp_max_width (&m->obj_score_head));
   for (int i = 0; i < nmt; i++)
@@ -227,13 +266,14 @@ free_buffers (Sam2Session *s)
     bfree (s, &s->features[l]);
     bfree (s, &s->batch_features[l]);
   }
+  ScratchPart parts[DECODER_CALL_PARTS];
+  decoder_call_parts (s, parts);
+  for (int i = 0; i < DECODER_CALL_PARTS; i++)
+    *parts[i].buf = NULL;
   float **dec[] = { &d->tokens, &d->token_pe, &d->tmp_tokens, &d->q_small, &d->k_small,
-                    &d->v_small, &d->o_small, &d->qkv_small, &d->keys, &d->keys_pe, &d->big_q,
-                    &d->big_k, &d->big_v, &d->big_o, &d->image_keys, &d->image_k, &d->image_v,
-                    &d->image_q, &d->dense, &d->mask_cols, &d->mask_a, &d->mask_b,
-                    &d->up1_cols, &d->up1, &d->up2_cols, &d->up2, &d->hyper, &d->masks,
-                    &d->head_a, &d->head_b, &d->head_out, &d->mask_input, &s->image_pe,
-                    &s->no_mask_dev };
+                    &d->v_small, &d->o_small, &d->qkv_small, &d->image_keys, &d->image_k,
+                    &d->image_v, &d->image_q, &d->hyper, &d->head_a, &d->head_b, &d->head_out,
+                    &d->mask_input, &s->image_pe, &s->no_mask_dev };
   for (size_t i = 0; i < G_N_ELEMENTS (dec); i++)
     bfree (s, dec[i]);
   g_clear_pointer (&d->host_sparse, g_free);
