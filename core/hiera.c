@@ -240,14 +240,34 @@ sam2_hiera_bind (Sam2Binder *b, GError **error)
  *   skip      the skip projection at stage starts, made after the attention (its input, norm,
  *             lives on) and dead once max-pooled into the block's output: in qkv's part after
  *             proj;
- *   hidden    the MLP's hidden rows, after norm (the attention half is over). */
+ *   hidden    the MLP's hidden rows (of mlp_chunk_rows rows), after norm (the attention half
+ *             is over). */
 typedef struct {
   size_t norm, windows, qkv, q, attn, proj, skip, hidden;
   size_t total;
 } BlockScratch;
 
+/* The MLP's hidden rows per pass of the MLP half: at most MLP_HIDDEN_CHUNK floats (32 MiB), so
+ * that they are not the largest part of the scratch (tiny's first stage: 4 passes of 16384 rows
+ * instead of 65536 rows' 100 MB); whole under an observer, which sees each layer's input as one
+ * call. */
+#define MLP_HIDDEN_CHUNK ((size_t) 8 << 20)
+
+/* Rows per MLP pass of a block on `rows` rows: equal passes, each a multiple of 128 rows (GEMM
+ * tiles), of at most MLP_HIDDEN_CHUNK hidden floats where 128 rows fit. */
+static int
+mlp_chunk_rows (const Sam2HieraBlock *blk, int rows, gboolean observed)
+{
+  const size_t most = MAX ((size_t) 128, MLP_HIDDEN_CHUNK / blk->mlp.layers[0].out_features);
+  if (observed || (size_t) rows <= most)
+    return rows;
+  const size_t passes = ((size_t) rows + most - 1) / most;
+  const size_t chunk = (((size_t) rows + passes - 1) / passes + 127) / 128 * 128;
+  return (int) MIN (chunk, (size_t) rows);
+}
+
 static BlockScratch
-block_scratch_layout (const Sam2HieraBlock *blk, int nb, unsigned spares)
+block_scratch_layout (const Sam2HieraBlock *blk, int nb, unsigned spares, gboolean observed)
 {
   BlockScratch l = { 0 };
   const gboolean halves = (spares & SAM2_PASS_QKV_HALVES) != 0;
@@ -271,7 +291,8 @@ block_scratch_layout (const Sam2HieraBlock *blk, int nb, unsigned spares)
   const size_t attention_end = l.q + (halves ? (q + 1) / 2 : q);
   /* MLP phase reuses everything after the norm output */
   l.hidden = at;
-  const size_t mlp_end = at + tout * blk->mlp.layers[0].out_features;
+  const size_t mlp_rows = (size_t) mlp_chunk_rows (blk, (int) tout, observed);
+  const size_t mlp_end = at + mlp_rows * blk->mlp.layers[0].out_features;
   l.total = MAX (attention_end, mlp_end);
   return l;
 }
@@ -319,7 +340,7 @@ sam2_hiera_scratch_floats (const Sam2Model *m, Sam2Backend *b, int max_batch, gb
   for (int i = 0; i < m->n_blocks; i++)
     for (int nb = 1; nb <= max_batch; nb++) {
       const unsigned spares = observed ? 0 : block_spares (b, &m->blocks[i], nb);
-      floats = MAX (floats, block_scratch_layout (&m->blocks[i], nb, spares).total);
+      floats = MAX (floats, block_scratch_layout (&m->blocks[i], nb, spares, observed).total);
     }
   return floats;
 }
@@ -334,8 +355,9 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
   const Sam2BackendOps *o = b->ops;
   const int nb = s->batch;
   /* an observer sees each layer's input: the ops run, in their own buffers */
-  const unsigned spares = s->observer == NULL ? block_spares (b, blk, nb) : 0;
-  const BlockScratch l = block_scratch_layout (blk, nb, spares);
+  const gboolean observed = s->observer != NULL;
+  const unsigned spares = observed ? 0 : block_spares (b, blk, nb);
+  const BlockScratch l = block_scratch_layout (blk, nb, spares, observed);
   float *norm = S + l.norm;
   const int tin = blk->in_h * blk->in_w, tout = blk->out_h * blk->out_w;
   const int d = blk->dim_out;
@@ -380,9 +402,14 @@ block_forward (Sam2Session *s, const Sam2HieraBlock *blk, const float *x, float 
     CHECK (o->add (b, out, residual, proj, (size_t) nb * tout * d));
   }
 
-  /* MLP with its residual accumulated in place */
-  CHECK (sam2_session_norm_mlp (s, &blk->norm2, &blk->mlp, out, nb * tout, norm, S + l.hidden,
-                                out, out));
+  /* MLP with its residual accumulated in place, a chunk of rows at a time (its rows are
+   * independent) */
+  const int rows = nb * tout, chunk = mlp_chunk_rows (blk, rows, observed);
+  for (int r0 = 0; r0 < rows; r0 += chunk) {
+    float *y = out + (size_t) r0 * d;
+    CHECK (sam2_session_norm_mlp (s, &blk->norm2, &blk->mlp, y, MIN (chunk, rows - r0), norm,
+                                  S + l.hidden, y, y));
+  }
   return SAM2_STATUS_OK;
 }
 
