@@ -142,7 +142,7 @@ alloc_encoder (Sam2Session *s, Allocator *a)
    * embedding's im2col (before the blocks), the blocks' temporaries, and the neck's maps by
    * level with its im2col (after the blocks; the decoder reads only s->features); and for the
    * decoder's temporaries of a decode call, between passes (decoder_call_parts). Tiny at 1024,
-   * one image: the blocks' 204 MiB (hiera.c's layout; 120 MiB in FP16 on a GPU), which the
+   * one image: the blocks' 204 MiB (hiera.c's layout; 102 MiB in FP16 on a GPU), which the
    * im2col's 37 MiB, the neck's 85 MiB and the decoder's 57 MiB fit inside. Parts start 256
    * bytes apart. */
   const size_t patch_cols = tokens * m->patch_embed.in_features;
