@@ -253,17 +253,13 @@ typedef struct {
  * call. */
 #define MLP_HIDDEN_CHUNK ((size_t) 8 << 20)
 
-/* Rows per MLP pass of a block on `rows` rows: equal passes, each a multiple of 128 rows (GEMM
- * tiles), of at most MLP_HIDDEN_CHUNK hidden floats where 128 rows fit. */
+/* Rows per MLP pass of a block on `rows` rows (sam2_rows_per_pass). */
 static int
 mlp_chunk_rows (const Sam2HieraBlock *blk, int rows, gboolean observed)
 {
-  const size_t most = MAX ((size_t) 128, MLP_HIDDEN_CHUNK / blk->mlp.layers[0].out_features);
-  if (observed || (size_t) rows <= most)
-    return rows;
-  const size_t passes = ((size_t) rows + most - 1) / most;
-  const size_t chunk = (((size_t) rows + passes - 1) / passes + 127) / 128 * 128;
-  return (int) MIN (chunk, (size_t) rows);
+  return observed ? rows
+                  : sam2_rows_per_pass (rows, (size_t) blk->mlp.layers[0].out_features,
+                                        MLP_HIDDEN_CHUNK);
 }
 
 static BlockScratch

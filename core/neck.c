@@ -111,8 +111,8 @@ lateral_conv (Sam2Session *s, int level, float *out)
   const Sam2Linear *conv = &m->neck_conv[n - 1 - level];
   const int H = m->stage_h[level], W = m->stage_w[level];
   if (m->neck_kernel == 1)
-    return sam2_session_linear (s, conv, s->stage_x[level], s->batch * H * W, out, SAM2_ACT_NONE,
-                                NULL);
+    return sam2_session_linear_in_passes (s, conv, s->stage_x[level], s->batch * H * W, out,
+                                          SAM2_ACT_NONE, NULL);
   /* a wider kernel through an im2col of one image at a time */
   for (int i = 0; i < s->batch; i++) {
     CHECK (b->ops->im2col (b, s->stage_x[level] + (size_t) i * H * W * m->stage_dim[level], H, W,
@@ -151,10 +151,12 @@ sam2_neck_forward (Sam2Session *s)
   /* one image: straight into the decoder's features; more: into the batch's, from which
    * sam2_session_select_image copies one */
   float *const *feat = nb == 1 ? s->features : s->batch_features;
-  CHECK (sam2_session_linear (s, &m->conv_s0, s->fpn[0], nb * m->feat_h[0] * m->feat_w[0],
-                              feat[0], SAM2_ACT_NONE, NULL));
-  CHECK (sam2_session_linear (s, &m->conv_s1, s->fpn[1], nb * m->feat_h[1] * m->feat_w[1],
-                              feat[1], SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear_in_passes (s, &m->conv_s0, s->fpn[0],
+                                        nb * m->feat_h[0] * m->feat_w[0], feat[0],
+                                        SAM2_ACT_NONE, NULL));
+  CHECK (sam2_session_linear_in_passes (s, &m->conv_s1, s->fpn[1],
+                                        nb * m->feat_h[1] * m->feat_w[1], feat[1],
+                                        SAM2_ACT_NONE, NULL));
   CHECK (b->ops->add_row (b, feat[2], s->fpn[2], s->no_memory_dev,
                           nb * m->feat_h[2] * m->feat_w[2], F));
   return SAM2_STATUS_OK;

@@ -618,12 +618,41 @@ sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
 }
 
 int
+sam2_rows_per_pass (int rows, size_t row_floats, size_t budget)
+{
+  const size_t most = MAX ((size_t) 128, budget / MAX (row_floats, (size_t) 1));
+  if ((size_t) rows <= most)
+    return rows;
+  const size_t passes = ((size_t) rows + most - 1) / most;
+  const size_t chunk = (((size_t) rows + passes - 1) / passes + 127) / 128 * 128;
+  return (int) MIN (chunk, (size_t) rows);
+}
+
+int
+sam2_session_linear_in_passes (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
+                               float *y, Sam2Act act, const float *residual)
+{
+  const int K = l->in_features, N = l->out_features;
+  const int chunk = s->observer != NULL ? M
+                                        : sam2_rows_per_pass (M, (size_t) K,
+                                                              SAM2_LINEAR_PASS_ELEMENTS);
+  for (int r0 = 0; r0 < M; r0 += chunk) {
+    const int status
+      = sam2_session_linear (s, l, x + (size_t) r0 * K, MIN (chunk, M - r0), y + (size_t) r0 * N,
+                             act, residual != NULL ? residual + (size_t) r0 * N : NULL);
+    if (status != SAM2_STATUS_OK)
+      return status;
+  }
+  return SAM2_STATUS_OK;
+}
+
+int
 sam2_session_linear_one_image (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
                                float *y, Sam2Act act, const float *residual)
 {
   const int images = s->linear_images;
   s->linear_images = 1;
-  const int status = sam2_session_linear (s, l, x, M, y, act, residual);
+  const int status = sam2_session_linear_in_passes (s, l, x, M, y, act, residual);
   s->linear_images = images;
   return status;
 }

@@ -195,8 +195,20 @@ gboolean sam2_session_encode_resident (Sam2Session *s, int n, GError **error);
  * then the backend computes it (float or quantized). */
 int sam2_session_linear (Sam2Session *s, const Sam2Linear *l, const float *x, int M, float *y,
                          Sam2Act act, const float *residual);
+/* Operand elements (rows x in_features) per call of sam2_session_linear_in_passes: 6 Mi, what
+ * the blocks' own GEMMs take at tiny's first stage (65536 x 96), so that a device backend's
+ * 16-bit operand scratch is not sized by the largest maps' convs. */
+#define SAM2_LINEAR_PASS_ELEMENTS ((size_t) 6 << 20)
+/* Rows per pass where `rows` rows of `row_floats` each go in passes of at most `budget` floats:
+ * equal passes of a multiple of 128 rows (GEMM tiles), at least 128 rows; all where they fit. */
+int sam2_rows_per_pass (int rows, size_t row_floats, size_t budget);
+/* sam2_session_linear on row chunks of at most SAM2_LINEAR_PASS_ELEMENTS operand elements (rows
+ * are independent; residual's rows go with them), or whole under an observer, which sees each
+ * image's rows as one call. */
+int sam2_session_linear_in_passes (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
+                                   float *y, Sam2Act act, const float *residual);
 /* The same for a call on one image's rows inside a batched encoder pass (the patch embedding and
- * the neck's wider convs run image by image). */
+ * the neck's wider convs run image by image), in passes as sam2_session_linear_in_passes. */
 int sam2_session_linear_one_image (Sam2Session *s, const Sam2Linear *l, const float *x, int M,
                                    float *y, Sam2Act act, const float *residual);
 /* x = n (x) in place (n NULL: x as it is), then y = act (l (x + addend)) (addend (M, K) or NULL):

@@ -343,13 +343,13 @@ test_decoder_stacks (gconstpointer data)
 /* A CUDA session made with the environment switch `var` set to `value` (the backend reads its
  * switches when it is made); the variable is restored afterwards. */
 static Sam2Session *
-cuda_session_env (Sam2Model *model, Sam2Precision precision, const char *var, const char *value)
+cuda_session_env_options (Sam2Model *model, const Sam2SessionOptions *o, const char *var,
+                          const char *value)
 {
   char *saved = g_strdup (g_getenv (var));
   g_setenv (var, value, TRUE);
   GError *error = NULL;
-  const Sam2SessionOptions o = cuda_options (precision);
-  Sam2Session *s = sam2_session_new_full (model, &o, &error);
+  Sam2Session *s = sam2_session_new_full (model, o, &error);
   if (saved != NULL)
     g_setenv (var, saved, TRUE);
   else
@@ -357,6 +357,13 @@ cuda_session_env (Sam2Model *model, Sam2Precision precision, const char *var, co
   g_free (saved);
   g_assert_no_error (error);
   return s;
+}
+
+static Sam2Session *
+cuda_session_env (Sam2Model *model, Sam2Precision precision, const char *var, const char *value)
+{
+  const Sam2SessionOptions o = cuda_options (precision);
+  return cuda_session_env_options (model, &o, var, value);
 }
 
 /* A CUDA session with graphs on or off (SAM2_CUDA_GRAPHS). */
@@ -870,8 +877,9 @@ count_layers (gpointer data, const Sam2Linear *l, const float *x, int M)
  * 16-bit scratch, so the session holds less than the separate ops need; in FP32 the same. An
  * observer (which the ops serve) gets the ops' layout in a scratch of its own, made at its first
  * pass where the session's is too small (here: graphs on, room for 4 images, one encoded). The
- * embedding of one frame, eagerly, from a graph, under an observer and from the graph again: the same bits each time (the passes give the ops'
- * bits), and the graph still valid after the observer's pass. */
+ * embedding of one frame, eagerly, from a graph, under an observer and from the graph again:
+ * the same bits each time (the passes give the ops' bits), and the graph still valid after the
+ * observer's pass. */
 static void
 test_scratch_layout (gconstpointer data)
 {
@@ -883,9 +891,7 @@ test_scratch_layout (gconstpointer data)
    * maps, which outsize them at one image of sam2-mini-hash, do not) */
   Sam2SessionOptions o = cuda_options (precision);
   o.max_batch = 4;
-  GError *error = NULL;
-  Sam2Session *s = sam2_session_new_full (model, &o, &error);
-  g_assert_no_error (error);
+  Sam2Session *s = cuda_session_env_options (model, &o, "SAM2_CUDA_GRAPHS", "1");
   const size_t planned = sam2_hiera_scratch_floats (model, s->backend, s->max_batch, FALSE);
   const size_t ops = sam2_hiera_scratch_floats (model, s->backend, s->max_batch, TRUE);
   g_test_message ("%s blocks' scratch: %zu floats for the backend's passes, %zu for the ops; "
