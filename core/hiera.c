@@ -226,9 +226,9 @@ sam2_hiera_bind (Sam2Binder *b, GError **error)
 
 /* Scratch layout of one block for `nb` images, in floats, shared by the planner and the forward
  * pass, for a backend whose attention pass leaves `spares` (backend.h's Sam2PassSpares) of the
- * ops' buffers unused. Every part holds the images one after another and starts 256 bytes
- * after the one before. Parts whose contents are never live at the same time share space
- * (block_forward's order):
+ * ops' buffers unused, or (observed) for an observer's pass (no spares, the MLP's rows whole).
+ * Every part holds the images one after another and starts on a 256-byte boundary. Parts whose
+ * contents are never live at the same time share space (block_forward's order):
  *   norm      LN (x): read by qkv (via the windows) and, at stage starts, the skip projection
  *             after the attention; then reused by the MLP half's LayerNorm;
  *   windows   the window partition of norm, dead once qkv has read it;

@@ -32,6 +32,8 @@ typedef struct {
   float *tmp_tokens;           /* (n_tokens_max, C) */
   float *q_small, *k_small, *v_small, *o_small; /* (n_tokens_max, C) projections of tokens */
   float *qkv_small;            /* (n_tokens_max, 3 C) stacked self-attention projections */
+  /* keys .. big_o, dense, mask_cols .. mask_b, up1_cols .. up2 and masks live within one
+   * decode call: parts of the session's block_scratch */
   float *keys;                 /* (HW, C) image side */
   float *keys_pe;              /* (HW, C) keys + image_pe */
   float *big_q;                /* (HW, C) projections of the image side */
@@ -113,7 +115,9 @@ struct _Sam2Session {
   /* patch_cols, fpn and neck_cols are parts of block_scratch, used before and after the blocks */
   float *patch_cols;           /* (patch_h * patch_w, 3 * kh * kw) of one image */
   float *stage_x[SAM2_MAX_STAGES];   /* (B, stage_h * stage_w, stage_dim) block outputs */
-  float *block_scratch;        /* temporaries of one Hiera block (the largest) for B images */
+  float *block_scratch;        /* temporaries of one Hiera block (the largest) for B images;
+                                  also the patch embedding's and the neck's, and the decoder's
+                                  of a decode call (alloc_encoder) */
   size_t block_scratch_floats;
   float *observed_scratch;     /* the blocks' temporaries as the ops need them, where more than
                                   block_scratch: under an observer (NULL until needed) */
