@@ -1155,14 +1155,21 @@ windows_operand_16 (Sam2BackendCuda *cu, const Sam2LayerNorm *n, const CudaNorm 
 }
 
 /* Whether an attention of `rows` output rows hands `proj` its 16-bit operand (the
- * attention_linear path): SAM2_CUDA_ATTENTION_OUT16 not 0, and layer_takes_16. */
+ * attention_linear path): SAM2_CUDA_ATTENTION_OUT16 not 0, and layer_kind_takes_16. */
+static gboolean
+proj_kind_takes_out16 (const Sam2BackendCuda *cu, const Sam2Linear *proj, size_t rows)
+{
+  return cu->ops.attention_linear != NULL && layer_kind_takes_16 (cu, proj, rows);
+}
+
+/* proj_kind_takes_out16, with proj's weights in *w when it does. */
 static int
 proj_takes_out16 (Sam2BackendCuda *cu, const Sam2Linear *proj, size_t rows, const CudaLinear **w,
                   gboolean *takes)
 {
   *takes = FALSE;
-  return cu->ops.attention_linear != NULL ? layer_takes_16 (cu, proj, rows, w, takes)
-                                          : SAM2_STATUS_OK;
+  return proj_kind_takes_out16 (cu, proj, rows) ? layer_takes_16 (cu, proj, rows, w, takes)
+                                                : SAM2_STATUS_OK;
 }
 
 /* The attention of `args` (its inputs as set: floats or 16-bit), then y (rows, N) = proj (its
@@ -1273,17 +1280,8 @@ qkv_pass_plan (const Sam2BackendCuda *cu, const Sam2LayerNorm *n, const Sam2Line
       || (n != NULL && qkv->in_features != n->dim) || !reads_16)
     return plan;
   plan.takes = TRUE;
-  plan.out16 = cu->ops.attention_linear != NULL
-               && layer_kind_takes_16 (cu, proj, (size_t) a->batch * a->len_q);
+  plan.out16 = proj_kind_takes_out16 (cu, proj, (size_t) a->batch * a->len_q);
   return plan;
-}
-
-/* The rows of qkv's operand: every window (padding included), or the maps' rows. */
-static long long
-qkv_pass_rows (int n_img, int H, int W, int ws)
-{
-  const Sam2CudaRowWindows win = { n_img, H, W, ws > 0 ? ws : 1 };
-  return sam2_cuda_row_windows_rows (&win);
 }
 
 /* backend.h's norm_attention_linear_spares: qkv_pass_plan with q, k and v where the model's
@@ -1295,9 +1293,11 @@ cuda_norm_attention_linear_spares (Sam2Backend *b, const Sam2LayerNorm *n, const
 {
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   const int width = a->heads * a->head_dim;
+  /* qkv's operand rows: every window (padding included), or the maps' rows */
+  const Sam2CudaRowWindows win = { n_img, H, W, ws > 0 ? ws : 1 };
   const Sam2CudaAttentionArgs in16 = cuda_attention_args (a);
   const QkvPassPlan plan
-    = qkv_pass_plan (cu, n, qkv, qkv_pass_rows (n_img, H, W, ws), q_stride, a, 0, width,
+    = qkv_pass_plan (cu, n, qkv, sam2_cuda_row_windows_rows (&win), q_stride, a, 0, width,
                      2 * width, sam2_cuda_attention_16_reads_16_at (&in16, 0, width, 2 * width),
                      proj);
   return (plan.takes ? SAM2_PASS_QKV_HALVES : 0u) | (plan.out16 ? SAM2_PASS_NO_ATTENTION_OUT : 0u);
@@ -1347,7 +1347,7 @@ cuda_norm_attention_linear (Sam2Backend *b, const Sam2LayerNorm *n, const Sam2Li
   Sam2BackendCuda *cu = (Sam2BackendCuda *) b;
   *done = FALSE;
   const Sam2CudaRowWindows win = { n_img, H, W, ws > 0 ? ws : 1 };
-  const long long M = qkv_pass_rows (n_img, H, W, ws);
+  const long long M = sam2_cuda_row_windows_rows (&win);
   const int N3 = qkv->out_features, width = a->heads * a->head_dim;
   const gboolean pooled = q_stride > 1;
   /* q in qkv's rows, or pooled into q_buf's; k and v in qkv's rows */

@@ -165,6 +165,7 @@ alloc_encoder (Sam2Session *s, Allocator *a)
     dec_end = sam2_scratch_part_end (dec_end, dec[i].n);
   }
   s->block_scratch_floats = MAX (MAX (patch_cols, blocks), MAX (neck_end, dec_end));
+  s->observed_scratch_floats = sam2_hiera_scratch_floats (m, s->backend, s->max_batch, TRUE);
   s->block_scratch = balloc (a, s->block_scratch_floats);
   if (s->block_scratch != NULL) {
     s->patch_cols = s->block_scratch;
@@ -189,11 +190,10 @@ sam2_session_block_scratch (Sam2Session *s, float **scratch)
   if (s->observer == NULL)
     return SAM2_STATUS_OK;
   /* the blocks' part of an observed pass; the neck's and the patch embedding's are the same */
-  const size_t need = sam2_hiera_scratch_floats (s->model, s->backend, s->max_batch, TRUE);
-  if (need <= s->block_scratch_floats)
+  if (s->observed_scratch_floats <= s->block_scratch_floats)
     return SAM2_STATUS_OK;
   if (s->observed_scratch == NULL)
-    s->observed_scratch = s->backend->ops->alloc (s->backend, need);
+    s->observed_scratch = s->backend->ops->alloc (s->backend, s->observed_scratch_floats);
   *scratch = s->observed_scratch;
   return s->observed_scratch != NULL ? SAM2_STATUS_OK : SAM2_STATUS_OUT_OF_MEMORY;
 }

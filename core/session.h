@@ -121,6 +121,7 @@ struct _Sam2Session {
   size_t block_scratch_floats;
   float *observed_scratch;     /* the blocks' temporaries as the ops need them, where more than
                                   block_scratch: under an observer (NULL until needed) */
+  size_t observed_scratch_floats;   /* what the ops' blocks need (alloc_encoder) */
   float *fpn[SAM2_MAX_STAGES]; /* (B, H_i * W_i, fpn_hidden) neck outputs by level */
   float *neck_cols;            /* im2col of one image for neck convs with kernel > 1 */
   float *features[3];          /* feat_s0, feat_s1, image embedding of the selected image */
